@@ -1,0 +1,237 @@
+// hmdb/app.h — how to write an application: state, commands, queries, snapshots.
+//
+// An application is a struct with:
+//
+//   struct Ledger {
+//     static constexpr std::string_view kName = "ledger";
+//     static constexpr uint32_t kSchemaVersion = 1;
+//     struct State { ... plain structs and containers ... };
+//     static void define(hmdb::Commands<State>& c);          // registers commands/queries
+//     static void save(const State& s, hmdb::Encoder& out);   // snapshot encoding
+//     static bool load(State& s, hmdb::Decoder& in, uint32_t version);  // and back
+//     // optional:
+//     static uint64_t digest(const State& s);                 // default: hash of save()
+//     static std::string info(const State& s);                // lines for INFO
+//     static std::optional<std::vector<std::string>> housekeeping(const State&, uint64_t now_ms);
+//   };
+//   int main(int argc, char** argv) { return hmdb::run<Ledger>(argc, argv); }  // hmdb/server.h
+//
+// A write command is a pair of functions:
+//   parse(Args argv, Typed& out, std::string& error) -> bool
+//       turns the client's strings into typed arguments; false + error rejects the command
+//       before it is logged. Must be pure (no state access): it runs before proposing and
+//       again when the logged entry is applied.
+//   apply(State&, const Typed&, const ApplyContext&, Reply&)
+//       changes the state deterministically and writes one reply.
+// A query is one function run(const State&, Args, const QueryContext&, Reply&).
+//
+// Arity follows Redis: n > 0 means exactly n words including the name; n < 0 means at
+// least -n words. The engine checks it before calling parse.
+#pragma once
+
+#include <algorithm>
+#include <cctype>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "hmdb/codec.h"
+#include "hmdb/reply.h"
+#include "hmdb/state_machine.h"
+
+#include <xxhash.h>
+
+namespace hmdb {
+
+namespace detail {
+inline std::string upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+// Case-insensitive lookup without allocating: names are at most kMaxNameBytes long.
+constexpr size_t kMaxCommandNameBytes = 64;
+
+class HashSink final : public Sink {
+ public:
+  HashSink() { XXH3_64bits_reset(&state_); }
+  void write(std::string_view b) override { XXH3_64bits_update(&state_, b.data(), b.size()); }
+  uint64_t digest() { return XXH3_64bits_digest(&state_); }
+ private:
+  XXH3_state_t state_;
+};
+
+template <class T, class = void>
+struct has_digest : std::false_type {};
+template <class T>
+struct has_digest<T, std::void_t<decltype(T::digest(std::declval<const typename T::State&>()))>> : std::true_type {};
+template <class T, class = void>
+struct has_info : std::false_type {};
+template <class T>
+struct has_info<T, std::void_t<decltype(T::info(std::declval<const typename T::State&>()))>> : std::true_type {};
+template <class T, class = void>
+struct has_housekeeping : std::false_type {};
+template <class T>
+struct has_housekeeping<T, std::void_t<decltype(T::housekeeping(std::declval<const typename T::State&>(), uint64_t{}))>>
+    : std::true_type {};
+}  // namespace detail
+
+template <class State>
+class Commands {
+ public:
+  struct Entry {
+    std::string name;  // upper case
+    CommandKind kind;
+    int arity;
+    std::function<bool(Args, std::string&)> validate;                         // writes only
+    std::function<void(State&, Args, const ApplyContext&, Reply&)> apply;     // writes only
+    std::function<void(const State&, Args, const QueryContext&, Reply&)> query;  // queries only
+  };
+
+  template <class Typed>
+  void write(std::string_view name, int arity, bool (*parse)(Args, Typed&, std::string&),
+             void (*apply)(State&, const Typed&, const ApplyContext&, Reply&)) {
+    Entry e;
+    e.name = detail::upper(name);
+    e.kind = CommandKind::kWrite;
+    e.arity = arity;
+    e.validate = [parse](Args argv, std::string& err) {
+      Typed t{};
+      return parse(argv, t, err);
+    };
+    e.apply = [parse, apply](State& s, Args argv, const ApplyContext& ctx, Reply& r) {
+      Typed t{};
+      std::string err;
+      if (!parse(argv, t, err)) { r.error(err); return; }
+      apply(s, t, ctx, r);
+    };
+    add(std::move(e));
+  }
+
+  void query(std::string_view name, int arity, void (*run)(const State&, Args, const QueryContext&, Reply&)) {
+    Entry e;
+    e.name = detail::upper(name);
+    e.kind = CommandKind::kQuery;
+    e.arity = arity;
+    e.query = run;
+    add(std::move(e));
+  }
+
+  const Entry* find(std::string_view name) const {
+    if (name.size() > detail::kMaxCommandNameBytes) return nullptr;
+    char buf[detail::kMaxCommandNameBytes];
+    for (size_t i = 0; i < name.size(); i++) buf[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(name[i])));
+    auto it = index_.find(std::string_view(buf, name.size()));
+    return it == index_.end() ? nullptr : &entries_[it->second];
+  }
+  const std::vector<Entry>& entries() const { return entries_; }
+
+ private:
+  void add(Entry e) {
+    if (e.name.size() > detail::kMaxCommandNameBytes || index_.count(e.name))
+      throw std::logic_error("hmdb: bad or duplicate command name: " + e.name);
+    entries_.push_back(std::move(e));
+    index_.clear();  // rebuild: views point into entries_, which may have moved
+    for (size_t i = 0; i < entries_.size(); i++) index_.emplace(entries_[i].name, i);
+  }
+  std::vector<Entry> entries_;
+  std::unordered_map<std::string_view, size_t> index_;
+};
+
+inline bool arity_ok(int arity, size_t argc) {
+  return arity >= 0 ? argc == static_cast<size_t>(arity) : argc >= static_cast<size_t>(-arity);
+}
+inline std::string wrong_arity(std::string_view name) {
+  std::string n(name);
+  for (char& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return "ERR wrong number of arguments for '" + n + "' command";
+}
+
+// Implements the engine's StateMachine for an application definition App.
+template <class App>
+class AppHost final : public StateMachine {
+ public:
+  using State = typename App::State;
+
+  AppHost() { App::define(commands_); }
+
+  std::string_view app_name() const override { return App::kName; }
+  uint32_t schema_version() const override { return App::kSchemaVersion; }
+
+  CommandKind kind(std::string_view name) const override {
+    const auto* e = commands_.find(name);
+    return e ? e->kind : CommandKind::kUnknown;
+  }
+
+  bool validate(Args argv, std::string* error) const override {
+    const auto* e = argv.empty() ? nullptr : commands_.find(argv[0]);
+    if (!e || e->kind != CommandKind::kWrite) {
+      *error = "ERR unknown command";
+      return false;
+    }
+    if (!arity_ok(e->arity, argv.size())) { *error = wrong_arity(argv[0]); return false; }
+    return e->validate(argv, *error);
+  }
+
+  void apply(Args argv, const ApplyContext& ctx, Reply& reply) override {
+    const auto* e = argv.empty() ? nullptr : commands_.find(argv[0]);
+    if (!e || e->kind != CommandKind::kWrite) { reply.error("ERR unknown command"); return; }
+    if (!arity_ok(e->arity, argv.size())) { reply.error(wrong_arity(argv[0])); return; }
+    e->apply(state_, argv, ctx, reply);
+  }
+
+  void query(Args argv, const QueryContext& ctx, Reply& reply) const override {
+    const auto* e = argv.empty() ? nullptr : commands_.find(argv[0]);
+    if (!e || e->kind != CommandKind::kQuery) { reply.error("ERR unknown command"); return; }
+    if (!arity_ok(e->arity, argv.size())) { reply.error(wrong_arity(argv[0])); return; }
+    e->query(state_, argv, ctx, reply);
+  }
+
+  std::optional<std::vector<std::string>> housekeeping(uint64_t now_ms) const override {
+    if constexpr (detail::has_housekeeping<App>::value) return App::housekeeping(state_, now_ms);
+    return std::nullopt;
+  }
+
+  void save(Encoder& out) const override { App::save(state_, out); }
+  bool load(Decoder& in, uint32_t version) override {
+    state_ = State{};
+    if (version > App::kSchemaVersion || !App::load(state_, in, version) || !in.ok()) {
+      state_ = State{};
+      return false;
+    }
+    return true;
+  }
+  void clear() override { state_ = State{}; }
+
+  uint64_t digest() const override {
+    if constexpr (detail::has_digest<App>::value) {
+      return App::digest(state_);
+    } else {
+      detail::HashSink sink;
+      Encoder enc(&sink);
+      App::save(state_, enc);
+      enc.finish();
+      return sink.digest();
+    }
+  }
+
+  std::string info() const override {
+    if constexpr (detail::has_info<App>::value) return App::info(state_);
+    return {};
+  }
+
+  // For tests of an app: direct access to the state.
+  State& state() { return state_; }
+  const Commands<State>& commands() const { return commands_; }
+
+ private:
+  Commands<State> commands_;
+  State state_;
+};
+
+}  // namespace hmdb

@@ -1,0 +1,152 @@
+// hmdb/codec.h — the binary encoding used by snapshots, log payloads and peer messages.
+//
+// Encoder appends little-endian fixed-width integers, LEB128 varints and length-prefixed
+// byte strings to a buffer. When the buffer is given a Sink, it is flushed to the sink
+// whenever it grows past Encoder::kFlushBytes, so a multi-GiB snapshot is streamed to disk
+// without being held in memory twice.
+//
+// Decoder reads the same encoding from a string_view. It never throws and never reads out
+// of bounds: the first malformed field sets ok() to false, every later read returns zero
+// or an empty view, and the caller checks ok() once at the end (a sticky error, like
+// std::istream's failbit). Decoders are used on untrusted bytes (fuzzed), so every length
+// is checked against what remains.
+//
+// Thread-safety: none; one Encoder/Decoder per thread.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace hmdb {
+
+// Receives encoded bytes. REQUIRES: write() either consumes all bytes or records an error
+// that its owner checks after Encoder::finish().
+class Sink {
+ public:
+  virtual ~Sink() = default;
+  virtual void write(std::string_view bytes) = 0;
+};
+
+class Encoder {
+ public:
+  // Flush threshold when a Sink is attached: large enough to amortise write(2) calls.
+  static constexpr size_t kFlushBytes = 1 << 20;
+
+  Encoder() = default;
+  explicit Encoder(Sink* sink) : sink_(sink) { buf_.reserve(kFlushBytes + 4096); }
+
+  void u8(uint8_t v) { buf_.push_back(static_cast<char>(v)); maybe_flush(); }
+  void u16(uint16_t v) { fixed(v); }
+  void u32(uint32_t v) { fixed(v); }
+  void u64(uint64_t v) { fixed(v); }
+  void i64(int64_t v) { fixed(static_cast<uint64_t>(v)); }
+  void f64(double v) { uint64_t bits; std::memcpy(&bits, &v, 8); fixed(bits); }
+  void boolean(bool v) { u8(v ? 1 : 0); }
+  void varint(uint64_t v) {
+    char tmp[10];
+    int n = 0;
+    while (v >= 0x80) { tmp[n++] = static_cast<char>((v & 0x7f) | 0x80); v >>= 7; }
+    tmp[n++] = static_cast<char>(v);
+    buf_.append(tmp, n);
+    maybe_flush();
+  }
+  // Zig-zag signed varint.
+  void svarint(int64_t v) { varint((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63)); }
+  // varint length, then the bytes.
+  void bytes(std::string_view s) { varint(s.size()); raw(s); }
+  void raw(std::string_view s) { buf_.append(s.data(), s.size()); maybe_flush(); }
+
+  // In-memory use (no sink): the encoded bytes so far.
+  const std::string& buffer() const { return buf_; }
+  std::string take() { return std::move(buf_); }
+  size_t size() const { return buf_.size(); }
+  void clear() { buf_.clear(); }
+  // Sink use: push out what is buffered. Call once when done.
+  void finish() { if (sink_ && !buf_.empty()) { sink_->write(buf_); buf_.clear(); } }
+
+ private:
+  template <class T>
+  void fixed(T v) {
+    char tmp[sizeof(T)];
+    for (size_t i = 0; i < sizeof(T); i++) tmp[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+    buf_.append(tmp, sizeof(T));
+    maybe_flush();
+  }
+  void maybe_flush() {
+    if (sink_ && buf_.size() >= kFlushBytes) { sink_->write(buf_); buf_.clear(); }
+  }
+
+  Sink* sink_ = nullptr;
+  std::string buf_;
+};
+
+class Decoder {
+ public:
+  explicit Decoder(std::string_view in) : in_(in) {}
+
+  uint8_t u8() { return static_cast<uint8_t>(fixed<uint8_t>()); }
+  uint16_t u16() { return fixed<uint16_t>(); }
+  uint32_t u32() { return fixed<uint32_t>(); }
+  uint64_t u64() { return fixed<uint64_t>(); }
+  int64_t i64() { return static_cast<int64_t>(fixed<uint64_t>()); }
+  double f64() { uint64_t bits = fixed<uint64_t>(); double v; std::memcpy(&v, &bits, 8); return v; }
+  bool boolean() {
+    uint8_t v = u8();
+    if (v > 1) fail();
+    return v == 1;
+  }
+  uint64_t varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (in_.empty()) { fail(); return 0; }
+      uint8_t b = static_cast<uint8_t>(in_[0]);
+      in_.remove_prefix(1);
+      if (shift == 63 && b > 1) { fail(); return 0; }
+      v |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if (!(b & 0x80)) return v;
+    }
+    fail();
+    return 0;
+  }
+  int64_t svarint() { uint64_t u = varint(); return static_cast<int64_t>((u >> 1) ^ (~(u & 1) + 1)); }
+  // A varint length then that many bytes; the view points into the input.
+  std::string_view bytes() {
+    uint64_t n = varint();
+    return raw(n);
+  }
+  std::string_view raw(uint64_t n) {
+    if (!ok_ || n > in_.size()) { fail(); return {}; }
+    std::string_view out = in_.substr(0, n);
+    in_.remove_prefix(n);
+    return out;
+  }
+  // A count of items that each take at least min_item_bytes: rejects counts that cannot
+  // fit in what remains, so a corrupt count cannot make the caller reserve() gigabytes.
+  uint64_t count(size_t min_item_bytes = 1) {
+    uint64_t n = varint();
+    if (min_item_bytes && n > in_.size() / min_item_bytes) { fail(); return 0; }
+    return n;
+  }
+
+  bool ok() const { return ok_; }
+  bool done() const { return ok_ && in_.empty(); }
+  size_t remaining() const { return in_.size(); }
+  void fail() { ok_ = false; in_ = {}; }
+
+ private:
+  template <class T>
+  T fixed() {
+    if (!ok_ || in_.size() < sizeof(T)) { fail(); return 0; }
+    T v = 0;
+    for (size_t i = 0; i < sizeof(T); i++) v |= static_cast<T>(static_cast<uint8_t>(in_[i])) << (8 * i);
+    in_.remove_prefix(sizeof(T));
+    return v;
+  }
+
+  std::string_view in_;
+  bool ok_ = true;
+};
+
+}  // namespace hmdb

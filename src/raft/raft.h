@@ -1,0 +1,159 @@
+// raft/raft.h — the consensus core's API: a pure state machine (no I/O, no clock, no threads).
+//
+// The caller (the server shell, or the simulator) owns the disk, the network and time.
+// It feeds the core inputs and drains its outputs in an explicit order:
+//
+//   inputs:  tick()                    one logical clock tick (the shell: every tick_ms)
+//            step(msg)                 a message from a peer
+//            propose(...)              a client write (leader only)
+//            read_index(ctx)           a linearizable read request
+//            persisted(ack)            the disk finished writing what an earlier Ready asked
+//            snapshot_saved(meta)      the shell durably wrote a snapshot: the core may
+//                                      compact its log up to meta.index
+//
+//   outputs: take_ready() returns a Ready; the caller must, in this order:
+//     1. start persisting ready.hard_state and ready.entries (append; an entry at index i
+//        replaces any entries >= i); and ready.snapshot if set (follower install);
+//     2. send ready.messages (the core only releases a message once everything it depends
+//        on is durable: a vote or append ack is held back until persisted() covers it;
+//        the leader's appends to followers go out in parallel with its own write);
+//     3. apply ready.committed in order (all are durable on a quorum);
+//     4. answer ready.read_states once applied index >= read_state.index;
+//     5. when the disk write completes, call persisted() (possibly covering several
+//        Readies at once: group commit).
+//
+// Single node: a cluster of one elects itself on the first tick (no election timeout), and
+// an entry commits as soon as persisted() covers it. There is one write path.
+//
+// Every queue inside the core is bounded (Config); a proposal beyond a bound is refused
+// with ProposeError::kBusy so that the shell pushes back on clients instead of growing.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "raft/types.h"
+
+namespace hmdb::raft {
+
+struct Config {
+  NodeId id = kNoNode;
+  // Ticks without hearing from a leader before a follower starts a (pre-)vote. The actual
+  // timeout is randomized in [election_ticks, 2 * election_ticks) from `seed`.
+  uint32_t election_ticks = 10;
+  uint32_t heartbeat_ticks = 1;
+  bool pre_vote = true;
+  bool check_quorum = true;
+  // Flow control: bytes and messages in flight per follower.
+  uint64_t max_append_bytes = 1 << 20;   // per kAppend message
+  uint32_t max_inflight_appends = 64;    // per follower
+  uint64_t max_uncommitted_bytes = 256ull << 20;  // proposals beyond this: kBusy
+  uint64_t snapshot_chunk_bytes = 1 << 20;
+  uint64_t seed = 1;  // randomized election timeouts; deterministic given the seed
+
+  // Planted bugs, for proving that the simulator catches them (tests/sim). Never set in
+  // the server: `hmdb serve` has no flag for them.
+  struct PlantedBugs {
+    bool grant_two_votes_per_term = false;
+    bool answer_vote_before_persisting = false;
+    bool commit_old_term_by_counting = false;
+    bool apply_before_commit = false;
+  } bugs;
+};
+
+// What the core was when it stopped: read back from disk at startup.
+struct RestoreState {
+  HardState hard_state;
+  std::optional<SnapshotMeta> snapshot;  // newest durable snapshot, if any
+  std::vector<Entry> entries;            // durable entries after the snapshot, contiguous
+  ConfState initial_conf;                // used only when there is no snapshot and no conf entries
+};
+
+struct PersistAck {
+  Index last_index = 0;  // entries up to here (of last_term at that index) are durable
+  Term last_term = 0;
+  HardState hard_state;  // durable hard state
+};
+
+struct ReadState {
+  uint64_t context = 0;  // the caller's request id from read_index()
+  Index index = 0;       // answer the read once applied >= index
+};
+
+enum class Role : uint8_t { kFollower, kPreCandidate, kCandidate, kLeader, kLearner };
+
+struct Ready {
+  std::optional<HardState> hard_state;  // set when it changed
+  std::vector<Entry> entries;           // to persist (append/overwrite)
+  std::optional<Snapshot> snapshot;     // follower: install and persist this snapshot
+  std::vector<Message> messages;        // to send
+  std::vector<Entry> committed;         // to apply, in order
+  std::vector<ReadState> read_states;
+  bool empty() const {
+    return !hard_state && entries.empty() && !snapshot && messages.empty() && committed.empty() &&
+           read_states.empty();
+  }
+};
+
+enum class ProposeError : uint8_t { kNone, kNotLeader, kBusy, kTransferring };
+
+struct ProposeResult {
+  ProposeError error = ProposeError::kNone;
+  Index index = 0;  // where the entry will be, if accepted
+  Term term = 0;
+};
+
+struct Status {
+  NodeId id = kNoNode;
+  Role role = Role::kFollower;
+  Term term = 0;
+  NodeId leader = kNoNode;
+  Index commit = 0;
+  Index applied = 0;  // as told by the caller via applied_to()
+  Index last_index = 0;
+  Index first_index = 0;
+  ConfState conf;
+  struct Progress { NodeId id; Index match; Index next; bool is_learner; };
+  std::vector<Progress> progress;  // leader only
+};
+
+class Raft {
+ public:
+  Raft(const Config& config, RestoreState restore);
+  ~Raft();
+  Raft(const Raft&) = delete;
+  Raft& operator=(const Raft&) = delete;
+
+  void tick();
+  void step(const Message& msg);
+  ProposeResult propose(EntryType type, uint32_t schema_version, std::string data);
+  ProposeResult propose_conf_change(const ConfChange& change);
+  // Linearizable read: the context comes back in a ReadState once the leader has confirmed
+  // its leadership with a quorum. Returns false if this node cannot serve it (not leader).
+  bool read_index(uint64_t context);
+  void transfer_leadership(NodeId to);
+  void persisted(const PersistAck& ack);
+  void snapshot_saved(const SnapshotMeta& meta);
+  void applied_to(Index index);
+
+  bool has_ready() const;
+  Ready take_ready();
+
+  Status status() const;
+  Role role() const;
+  NodeId leader() const;
+  Term term() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Encoding of ConfChange entries' data (shared with log dump).
+std::string encode_conf_change(const ConfChange& change);
+bool decode_conf_change(std::string_view data, ConfChange* out);
+
+}  // namespace hmdb::raft
