@@ -31,8 +31,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <functional>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -44,6 +46,9 @@
 #include "hmdb/reply.h"
 #include "hmdb/state_machine.h"
 
+#ifndef XXH_STATIC_LINKING_ONLY
+#define XXH_STATIC_LINKING_ONLY  // HashSink keeps an XXH3_state_t by value
+#endif
 #include <xxhash.h>
 
 namespace hmdb {
@@ -142,6 +147,43 @@ class Commands {
   std::vector<Entry> entries_;
   std::unordered_map<std::string_view, size_t> index_;
 };
+
+// ---- Argument helpers for parse() functions (Redis-compatible rules) --------------------
+// Every app needs these, and getting them subtly different from Redis confuses clients.
+
+// Strict decimal integer, like Redis' string2ll: an optional '-', then digits; no '+', no
+// spaces, no leading zeros ("0" itself is fine, "-0" is not); must fit in int64_t.
+inline bool parse_int64(std::string_view s, int64_t* out) {
+  if (s.empty()) return false;
+  if (s.size() == 1 && s[0] == '0') { *out = 0; return true; }
+  bool negative = s[0] == '-';
+  size_t i = negative ? 1 : 0;
+  if (i >= s.size() || s[i] < '1' || s[i] > '9') return false;
+  uint64_t v = 0;
+  constexpr uint64_t kMagnitudeMax = static_cast<uint64_t>(INT64_MAX) + 1;  // |INT64_MIN|
+  for (; i < s.size(); i++) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    uint64_t digit = static_cast<uint64_t>(s[i] - '0');
+    if (v > (kMagnitudeMax - digit) / 10) return false;
+    v = v * 10 + digit;
+  }
+  if (negative) {
+    *out = v == kMagnitudeMax ? INT64_MIN : -static_cast<int64_t>(v);
+    return true;
+  }
+  if (v > static_cast<uint64_t>(INT64_MAX)) return false;
+  *out = static_cast<int64_t>(v);
+  return true;
+}
+
+// ASCII case-insensitive equality, for option words such as "NX" or "WITHSCORES".
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); i++)
+    if (std::toupper(static_cast<unsigned char>(a[i])) != std::toupper(static_cast<unsigned char>(b[i])))
+      return false;
+  return true;
+}
 
 inline bool arity_ok(int arity, size_t argc) {
   return arity >= 0 ? argc == static_cast<size_t>(arity) : argc >= static_cast<size_t>(-arity);

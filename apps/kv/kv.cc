@@ -1,0 +1,1278 @@
+// apps/kv/kv.cc — the kv application's commands, queries, snapshot encoding and digest.
+//
+// Reply formats and error texts follow Redis 7 (see docs/kv-commands.md for the
+// differences). Sections: error texts, keyspace helpers (expiry), strings, hashes, lists,
+// sets, sorted sets, expiry commands, server commands, snapshot, digest, define().
+#include "kv/kv.h"
+
+#include <cassert>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include <xxhash.h>
+
+namespace hmdb::kv {
+namespace {
+
+// ---- error texts (Redis' own) ------------------------------------------------------------
+
+constexpr std::string_view kWrongType = "WRONGTYPE Operation against a key holding the wrong kind of value";
+constexpr std::string_view kNotInteger = "ERR value is not an integer or out of range";
+constexpr std::string_view kSyntax = "ERR syntax error";
+constexpr std::string_view kOverflow = "ERR increment or decrement would overflow";
+constexpr std::string_view kNotFloat = "ERR value is not a valid float";
+constexpr std::string_view kMustBePositive = "ERR value is out of range, must be positive";
+constexpr std::string_view kHashNotInteger = "ERR hash value is not an integer";
+constexpr std::string_view kStringTooLong = "ERR string exceeds maximum allowed size (proto-max-bulk-len)";
+
+// Largest string APPEND may build: Redis' default proto-max-bulk-len (512 MiB).
+constexpr size_t kStringBytesMax = 512ull << 20;
+
+// Largest count SPOP/LPOP/ZPOPMIN accept; larger counts are clamped to the container size
+// anyway, this only keeps the arithmetic in range.
+constexpr int64_t kPopCountMax = std::numeric_limits<int64_t>::max();
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string wrong_arity_error(std::string_view name) { return hmdb::wrong_arity(name); }
+
+// ---- keyspace helpers ----------------------------------------------------------------------
+
+using KeyIter = StringMap<Value>::iterator;
+
+bool expired(const State& s, std::string_view key, uint64_t now_ms) {
+  if (s.expires.empty()) return false;  // fast path: most workloads have no deadlines
+  auto it = s.expires.find(key);
+  return it != s.expires.end() && it->second <= now_ms;
+}
+
+std::optional<uint64_t> deadline_of(const State& s, std::string_view key) {
+  if (s.expires.empty()) return std::nullopt;
+  auto it = s.expires.find(key);
+  if (it == s.expires.end()) return std::nullopt;
+  return it->second;
+}
+
+// Removes key's deadline; true if it had one.
+bool clear_deadline(State& s, std::string_view key) {
+  if (s.expires.empty()) return false;
+  auto it = s.expires.find(key);
+  if (it == s.expires.end()) return false;
+  size_t erased = s.expiry_order.erase(std::pair<uint64_t, std::string_view>(it->second, key));
+  assert(erased == 1);
+  (void)erased;
+  s.expires.erase(it);
+  return true;
+}
+
+void set_deadline(State& s, std::string_view key, uint64_t deadline_ms) {
+  auto [it, inserted] = s.expires.try_emplace(key, deadline_ms);
+  if (!inserted) {
+    if (it->second == deadline_ms) return;
+    size_t erased = s.expiry_order.erase(std::pair<uint64_t, std::string_view>(it->second, key));
+    assert(erased == 1);
+    (void)erased;
+    it->second = deadline_ms;
+  }
+  s.expiry_order.emplace(deadline_ms, std::string(key));
+}
+
+void erase_key(State& s, KeyIter it) {
+  clear_deadline(s, it->first);
+  s.keys.erase(it);
+}
+
+// The live entry for key in apply(): an expired key is deleted here, deterministically,
+// because every node applies the same command with the same ctx.now_ms.
+KeyIter live_write(State& s, std::string_view key, uint64_t now_ms) {
+  auto it = s.keys.find(key);
+  if (it == s.keys.end()) return it;
+  if (expired(s, key, now_ms)) {
+    erase_key(s, it);
+    return s.keys.end();
+  }
+  return it;
+}
+
+// The live value for key in a query (which must not modify the state).
+const Value* live_read(const State& s, std::string_view key, uint64_t now_ms) {
+  auto it = s.keys.find(key);
+  if (it == s.keys.end() || expired(s, key, now_ms)) return nullptr;
+  return &it->second;
+}
+
+template <class T>
+T* boxed(Value& v) {
+  auto* p = std::get_if<std::unique_ptr<T>>(&v);
+  return p ? p->get() : nullptr;
+}
+template <class T>
+const T* boxed(const Value& v) {
+  auto* p = std::get_if<std::unique_ptr<T>>(&v);
+  return p ? p->get() : nullptr;
+}
+
+// Looks up key for a write on a container of type T. Returns false (and replies
+// WRONGTYPE) if the key holds another type; *out is null if the key is absent.
+template <class T>
+bool container_for_write(State& s, std::string_view key, uint64_t now_ms, Reply& r, KeyIter* it, T** out) {
+  *it = live_write(s, key, now_ms);
+  *out = nullptr;
+  if (*it == s.keys.end()) return true;
+  *out = boxed<T>((*it)->second);
+  if (!*out) { r.error(kWrongType); return false; }
+  return true;
+}
+template <class T>
+bool container_for_read(const State& s, std::string_view key, uint64_t now_ms, Reply& r, const T** out) {
+  const Value* v = live_read(s, key, now_ms);
+  *out = nullptr;
+  if (!v) return true;
+  *out = boxed<T>(*v);
+  if (!*out) { r.error(kWrongType); return false; }
+  return true;
+}
+
+template <class T>
+T* create(State& s, std::string_view key, KeyIter* it) {
+  auto [pos, inserted] = s.keys.try_emplace(key);
+  assert(inserted);
+  (void)inserted;
+  pos->second = std::make_unique<T>();
+  *it = pos;
+  return std::get<std::unique_ptr<T>>(pos->second).get();
+}
+
+// Containers are never stored empty: a command that empties one deletes the key.
+template <class T>
+void erase_if_empty(State& s, KeyIter it, const T* c) {
+  if (c->empty()) erase_key(s, it);
+}
+
+// ---- numbers -------------------------------------------------------------------------------
+
+// Redis' float syntax (strtod): optional sign, decimal or "inf"; NaN is refused.
+bool parse_double(std::string_view s, double* out) {
+  if (s.empty()) return false;
+  std::string_view t = s;
+  if (t[0] == '+') {
+    t.remove_prefix(1);
+    if (t.empty() || t[0] == '-' || t[0] == '+') return false;
+  }
+  double v = 0;
+  auto res = std::from_chars(t.data(), t.data() + t.size(), v);
+  if (res.ec != std::errc() || res.ptr != t.data() + t.size() || std::isnan(v)) return false;
+  *out = v;
+  return true;
+}
+
+// Shortest text that reads back as the same double (what Redis 7.2 replies; 7.0 printed
+// %.17g, e.g. 1.1000000000000001 for 1.1).
+void reply_double(Reply& r, double d) {
+  if (std::isinf(d)) { r.bulk(d > 0 ? "inf" : "-inf"); return; }
+  char buf[40];
+  auto res = std::to_chars(buf, buf + sizeof buf, d);
+  assert(res.ec == std::errc());
+  r.bulk(std::string_view(buf, static_cast<size_t>(res.ptr - buf)));
+}
+
+void assign_int(std::string& out, int64_t v) {
+  char buf[24];
+  auto res = std::to_chars(buf, buf + sizeof buf, v);
+  out.assign(buf, static_cast<size_t>(res.ptr - buf));
+}
+
+// A count argument of LPOP/RPOP/SPOP/ZPOPMIN: an integer >= 0.
+bool parse_count(std::string_view s, int64_t* out, std::string& err) {
+  if (!parse_int64(s, out) || *out < 0 || *out > kPopCountMax) { err = kMustBePositive; return false; }
+  return true;
+}
+
+// Redis' LRANGE/ZRANGE index rules: negative counts from the end, out of range clamps.
+// Returns false if the range is empty; else [*first, *last] is inside [0, size).
+bool clamp_range(int64_t start, int64_t stop, size_t size, size_t* first, size_t* last) {
+  int64_t n = static_cast<int64_t>(size);
+  if (start < 0) start += n;
+  if (stop < 0) stop += n;
+  if (start < 0) start = 0;
+  if (start > stop || start >= n) return false;
+  if (stop >= n) stop = n - 1;
+  *first = static_cast<size_t>(start);
+  *last = static_cast<size_t>(stop);
+  return true;
+}
+
+// ---- typed arguments shared by many commands ------------------------------------------------
+
+// The whole argv (for commands whose arguments are plain keys/values, checked by arity).
+struct Words {
+  Args argv;
+};
+bool parse_words(Args a, Words& o, std::string&) {
+  o.argv = a;
+  return true;
+}
+// argc must be odd (name + key + pairs, or name + pairs of key/value).
+bool parse_pairs_after_name(Args a, Words& o, std::string& err) {
+  if (a.size() % 2 != 1) { err = wrong_arity_error(a[0]); return false; }
+  o.argv = a;
+  return true;
+}
+bool parse_pairs_after_key(Args a, Words& o, std::string& err) {
+  if (a.size() % 2 != 0) { err = wrong_arity_error(a[0]); return false; }
+  o.argv = a;
+  return true;
+}
+
+struct KeyArg {
+  std::string_view key;
+};
+bool parse_key(Args a, KeyArg& o, std::string&) {
+  o.key = a[1];
+  return true;
+}
+
+struct KeyValue {
+  std::string_view key, value;
+};
+bool parse_key_value(Args a, KeyValue& o, std::string&) {
+  o.key = a[1];
+  o.value = a[2];
+  return true;
+}
+
+// KEY [count]
+struct PopArgs {
+  std::string_view key;
+  bool has_count = false;
+  int64_t count = 1;
+};
+bool parse_pop(Args a, PopArgs& o, std::string& err) {
+  o.key = a[1];
+  if (a.size() > 3) { err = wrong_arity_error(a[0]); return false; }
+  if (a.size() == 3) {
+    o.has_count = true;
+    return parse_count(a[2], &o.count, err);
+  }
+  return true;
+}
+// SPOP and ZPOPMIN answer extra words with a syntax error, as Redis does.
+bool parse_pop_syntax(Args a, PopArgs& o, std::string& err) {
+  if (a.size() > 3) { err = kSyntax; return false; }
+  return parse_pop(a, o, err);
+}
+
+// =============================================================================================
+// strings
+// =============================================================================================
+
+struct SetArgs {
+  enum class Cond : uint8_t { kAlways, kIfAbsent, kIfPresent };
+  enum class Ttl : uint8_t { kClear, kKeep, kRelativeMs, kAbsoluteMs };
+  std::string_view key, value;
+  Cond cond = Cond::kAlways;
+  bool get = false;
+  Ttl ttl = Ttl::kClear;
+  int64_t ttl_ms = 0;
+};
+
+bool parse_set(Args a, SetArgs& o, std::string& err) {
+  o.key = a[1];
+  o.value = a[2];
+  // Like Redis: options are checked first (syntax), the expire number after.
+  enum class Unit : uint8_t { kNone, kEx, kPx, kExAt, kPxAt } unit = Unit::kNone;
+  std::string_view expire_word;
+  bool keep_ttl = false;
+  for (size_t i = 3; i < a.size(); i++) {
+    std::string_view opt = a[i];
+    bool has_next = i + 1 < a.size();
+    auto unit_ok = [&](Unit u) { return !keep_ttl && (unit == Unit::kNone || unit == u) && has_next; };
+    if (iequals(opt, "NX") && o.cond != SetArgs::Cond::kIfPresent) {
+      o.cond = SetArgs::Cond::kIfAbsent;
+    } else if (iequals(opt, "XX") && o.cond != SetArgs::Cond::kIfAbsent) {
+      o.cond = SetArgs::Cond::kIfPresent;
+    } else if (iequals(opt, "GET")) {
+      o.get = true;
+    } else if (iequals(opt, "KEEPTTL") && unit == Unit::kNone) {
+      keep_ttl = true;
+    } else if (iequals(opt, "EX") && unit_ok(Unit::kEx)) {
+      unit = Unit::kEx;
+      expire_word = a[++i];
+    } else if (iequals(opt, "PX") && unit_ok(Unit::kPx)) {
+      unit = Unit::kPx;
+      expire_word = a[++i];
+    } else if (iequals(opt, "EXAT") && unit_ok(Unit::kExAt)) {
+      unit = Unit::kExAt;
+      expire_word = a[++i];
+    } else if (iequals(opt, "PXAT") && unit_ok(Unit::kPxAt)) {
+      unit = Unit::kPxAt;
+      expire_word = a[++i];
+    } else {
+      err = kSyntax;
+      return false;
+    }
+  }
+  if (keep_ttl) o.ttl = SetArgs::Ttl::kKeep;
+  if (unit == Unit::kNone) return true;
+  int64_t v = 0;
+  if (!parse_int64(expire_word, &v)) { err = kNotInteger; return false; }
+  bool seconds = unit == Unit::kEx || unit == Unit::kExAt;
+  if (v <= 0 || (seconds && v > std::numeric_limits<int64_t>::max() / 1000)) {
+    err = "ERR invalid expire time in 'set' command";
+    return false;
+  }
+  o.ttl_ms = seconds ? v * 1000 : v;
+  o.ttl = (unit == Unit::kEx || unit == Unit::kPx) ? SetArgs::Ttl::kRelativeMs : SetArgs::Ttl::kAbsoluteMs;
+  return true;
+}
+
+void apply_set(State& s, const SetArgs& a, const ApplyContext& ctx, Reply& r) {
+  uint64_t deadline = 0;
+  if (a.ttl == SetArgs::Ttl::kRelativeMs) {
+    if (static_cast<uint64_t>(a.ttl_ms) > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) - ctx.now_ms) {
+      r.error("ERR invalid expire time in 'set' command");
+      return;
+    }
+    deadline = ctx.now_ms + static_cast<uint64_t>(a.ttl_ms);
+  } else if (a.ttl == SetArgs::Ttl::kAbsoluteMs) {
+    deadline = static_cast<uint64_t>(a.ttl_ms);
+  }
+  KeyIter it = live_write(s, a.key, ctx.now_ms);
+  bool found = it != s.keys.end();
+  std::string* old = found ? std::get_if<std::string>(&it->second) : nullptr;
+  if (a.get && found && !old) { r.error(kWrongType); return; }
+  if ((a.cond == SetArgs::Cond::kIfAbsent && found) || (a.cond == SetArgs::Cond::kIfPresent && !found)) {
+    if (a.get && old) r.bulk(*old); else r.null();
+    return;
+  }
+  if (a.get) { if (old) r.bulk(*old); else r.null(); }
+  if (old) {
+    old->assign(a.value.data(), a.value.size());  // reuses the old buffer when it fits
+  } else if (found) {
+    it->second.emplace<std::string>(a.value);
+  } else {
+    it = s.keys.try_emplace(a.key, std::in_place_index<0>, a.value).first;
+  }
+  switch (a.ttl) {
+    case SetArgs::Ttl::kClear: clear_deadline(s, a.key); break;
+    case SetArgs::Ttl::kKeep: break;
+    case SetArgs::Ttl::kRelativeMs:
+    case SetArgs::Ttl::kAbsoluteMs:
+      if (deadline <= ctx.now_ms) erase_key(s, it);  // already in the past (EXAT/PXAT)
+      else set_deadline(s, a.key, deadline);
+      break;
+  }
+  if (!a.get) r.ok();
+}
+
+void query_get(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const Value* v = live_read(s, a[1], ctx.now_ms);
+  if (!v) { r.null(); return; }
+  const auto* str = std::get_if<std::string>(v);
+  if (!str) { r.error(kWrongType); return; }
+  r.bulk(*str);
+}
+
+void apply_del(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  int64_t n = 0;
+  for (size_t i = 1; i < a.argv.size(); i++) {
+    KeyIter it = live_write(s, a.argv[i], ctx.now_ms);
+    if (it == s.keys.end()) continue;
+    erase_key(s, it);
+    n++;
+  }
+  r.integer(n);
+}
+
+void query_exists(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  int64_t n = 0;
+  for (size_t i = 1; i < a.size(); i++) n += live_read(s, a[i], ctx.now_ms) ? 1 : 0;
+  r.integer(n);
+}
+
+struct IncrArgs {
+  std::string_view key;
+  int64_t delta = 0;
+};
+bool parse_incr(Args a, IncrArgs& o, std::string&) { o.key = a[1]; o.delta = 1; return true; }
+bool parse_decr(Args a, IncrArgs& o, std::string&) { o.key = a[1]; o.delta = -1; return true; }
+bool parse_incrby(Args a, IncrArgs& o, std::string& err) {
+  o.key = a[1];
+  if (!parse_int64(a[2], &o.delta)) { err = kNotInteger; return false; }
+  return true;
+}
+bool parse_decrby(Args a, IncrArgs& o, std::string& err) {
+  o.key = a[1];
+  int64_t v = 0;
+  if (!parse_int64(a[2], &v)) { err = kNotInteger; return false; }
+  if (v == std::numeric_limits<int64_t>::min()) { err = "ERR decrement would overflow"; return false; }
+  o.delta = -v;
+  return true;
+}
+
+// INCR and friends keep the key's deadline, as in Redis.
+void apply_incr(State& s, const IncrArgs& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it = live_write(s, a.key, ctx.now_ms);
+  if (it == s.keys.end()) {
+    std::string text;
+    assign_int(text, a.delta);
+    s.keys.try_emplace(a.key, std::in_place_index<0>, std::move(text));
+    r.integer(a.delta);
+    return;
+  }
+  auto* str = std::get_if<std::string>(&it->second);
+  if (!str) { r.error(kWrongType); return; }
+  int64_t v = 0;
+  if (!parse_int64(*str, &v)) { r.error(kNotInteger); return; }
+  int64_t result = 0;
+  if (__builtin_add_overflow(v, a.delta, &result)) { r.error(kOverflow); return; }
+  assign_int(*str, result);
+  r.integer(result);
+}
+
+void apply_append(State& s, const KeyValue& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it = live_write(s, a.key, ctx.now_ms);
+  if (it == s.keys.end()) {
+    if (a.value.size() > kStringBytesMax) { r.error(kStringTooLong); return; }
+    s.keys.try_emplace(a.key, std::in_place_index<0>, a.value);
+    r.integer(static_cast<int64_t>(a.value.size()));
+    return;
+  }
+  auto* str = std::get_if<std::string>(&it->second);
+  if (!str) { r.error(kWrongType); return; }
+  if (str->size() + a.value.size() > kStringBytesMax) { r.error(kStringTooLong); return; }
+  str->append(a.value.data(), a.value.size());
+  r.integer(static_cast<int64_t>(str->size()));
+}
+
+void query_strlen(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const Value* v = live_read(s, a[1], ctx.now_ms);
+  if (!v) { r.integer(0); return; }
+  const auto* str = std::get_if<std::string>(v);
+  if (!str) { r.error(kWrongType); return; }
+  r.integer(static_cast<int64_t>(str->size()));
+}
+
+// MGET answers nil for keys of another type (no error), as Redis does.
+void query_mget(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  r.array(a.size() - 1);
+  for (size_t i = 1; i < a.size(); i++) {
+    const Value* v = live_read(s, a[i], ctx.now_ms);
+    const auto* str = v ? std::get_if<std::string>(v) : nullptr;
+    if (str) r.bulk(*str); else r.null();
+  }
+}
+
+// MSET replaces values of any type and clears their deadlines.
+void apply_mset(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  for (size_t i = 1; i + 1 < a.argv.size(); i += 2) {
+    std::string_view key = a.argv[i], value = a.argv[i + 1];
+    auto [it, inserted] = s.keys.try_emplace(key, std::in_place_index<0>, value);
+    if (!inserted) {
+      if (auto* str = std::get_if<std::string>(&it->second)) str->assign(value.data(), value.size());
+      else it->second.emplace<std::string>(value);
+      clear_deadline(s, key);
+    }
+  }
+  r.ok();
+}
+
+// =============================================================================================
+// hashes
+// =============================================================================================
+
+// Returns the number of new fields.
+int64_t hash_set_pairs(Hash* h, Args argv) {
+  int64_t added = 0;
+  for (size_t i = 2; i + 1 < argv.size(); i += 2) {
+    auto f = h->find(argv[i]);
+    if (f != h->end()) {
+      f->second.assign(argv[i + 1].data(), argv[i + 1].size());
+    } else {
+      h->emplace(std::string(argv[i]), std::string(argv[i + 1]));
+      added++;
+    }
+  }
+  return added;
+}
+
+bool hash_for_write(State& s, std::string_view key, const ApplyContext& ctx, Reply& r, KeyIter* it, Hash** h) {
+  if (!container_for_write<Hash>(s, key, ctx.now_ms, r, it, h)) return false;
+  if (!*h) *h = create<Hash>(s, key, it);
+  return true;
+}
+
+void apply_hset(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  Hash* h;
+  if (!hash_for_write(s, a.argv[1], ctx, r, &it, &h)) return;
+  r.integer(hash_set_pairs(h, a.argv));
+}
+
+void apply_hmset(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  Hash* h;
+  if (!hash_for_write(s, a.argv[1], ctx, r, &it, &h)) return;
+  hash_set_pairs(h, a.argv);
+  r.ok();
+}
+
+void query_hget(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const Hash* h;
+  if (!container_for_read<Hash>(s, a[1], ctx.now_ms, r, &h)) return;
+  if (!h) { r.null(); return; }
+  auto f = h->find(a[2]);
+  if (f == h->end()) r.null(); else r.bulk(f->second);
+}
+
+void query_hexists(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const Hash* h;
+  if (!container_for_read<Hash>(s, a[1], ctx.now_ms, r, &h)) return;
+  r.integer(h && h->find(a[2]) != h->end() ? 1 : 0);
+}
+
+void apply_hdel(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  Hash* h;
+  if (!container_for_write<Hash>(s, a.argv[1], ctx.now_ms, r, &it, &h)) return;
+  if (!h) { r.integer(0); return; }
+  int64_t n = 0;
+  for (size_t i = 2; i < a.argv.size(); i++) {
+    auto f = h->find(a.argv[i]);
+    if (f == h->end()) continue;
+    h->erase(f);
+    n++;
+  }
+  erase_if_empty(s, it, h);
+  r.integer(n);
+}
+
+// Fields in byte order (Redis leaves the order unspecified).
+void query_hgetall(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const Hash* h;
+  if (!container_for_read<Hash>(s, a[1], ctx.now_ms, r, &h)) return;
+  if (!h) { r.array(0); return; }
+  r.array(h->size() * 2);
+  for (const auto& [field, value] : *h) {
+    r.bulk(field);
+    r.bulk(value);
+  }
+}
+
+void query_hlen(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const Hash* h;
+  if (!container_for_read<Hash>(s, a[1], ctx.now_ms, r, &h)) return;
+  r.integer(h ? static_cast<int64_t>(h->size()) : 0);
+}
+
+struct HIncrArgs {
+  std::string_view key, field;
+  int64_t delta = 0;
+};
+bool parse_hincrby(Args a, HIncrArgs& o, std::string& err) {
+  o.key = a[1];
+  o.field = a[2];
+  if (!parse_int64(a[3], &o.delta)) { err = kNotInteger; return false; }
+  return true;
+}
+
+void apply_hincrby(State& s, const HIncrArgs& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  Hash* h;
+  if (!container_for_write<Hash>(s, a.key, ctx.now_ms, r, &it, &h)) return;
+  int64_t v = 0;
+  std::string* field = nullptr;
+  if (h) {
+    auto f = h->find(a.field);
+    if (f != h->end()) {
+      field = &f->second;
+      if (!parse_int64(*field, &v)) { r.error(kHashNotInteger); return; }
+    }
+  }
+  int64_t result = 0;
+  if (__builtin_add_overflow(v, a.delta, &result)) { r.error(kOverflow); return; }
+  if (!h) h = create<Hash>(s, a.key, &it);
+  if (!field) field = &h->emplace(std::string(a.field), std::string()).first->second;
+  assign_int(*field, result);
+  r.integer(result);
+}
+
+// =============================================================================================
+// lists
+// =============================================================================================
+
+template <bool kFront>
+void apply_push(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  List* l;
+  if (!container_for_write<List>(s, a.argv[1], ctx.now_ms, r, &it, &l)) return;
+  if (!l) l = create<List>(s, a.argv[1], &it);
+  for (size_t i = 2; i < a.argv.size(); i++) {
+    if (kFront) l->emplace_front(a.argv[i]); else l->emplace_back(a.argv[i]);
+  }
+  r.integer(static_cast<int64_t>(l->size()));
+}
+
+template <bool kFront>
+void apply_list_pop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  List* l;
+  if (!container_for_write<List>(s, a.key, ctx.now_ms, r, &it, &l)) return;
+  if (!l) { if (a.has_count) r.null_array(); else r.null(); return; }
+  auto pop_one = [&] {
+    if (kFront) { r.bulk(l->front()); l->pop_front(); }
+    else { r.bulk(l->back()); l->pop_back(); }
+  };
+  if (!a.has_count) {
+    pop_one();
+  } else {
+    size_t n = std::min<uint64_t>(static_cast<uint64_t>(a.count), l->size());
+    r.array(n);
+    for (size_t i = 0; i < n; i++) pop_one();
+  }
+  erase_if_empty(s, it, l);
+}
+
+struct RangeArgs {
+  int64_t start = 0, stop = 0;
+};
+bool parse_range(Args a, size_t at, RangeArgs* o) {
+  return parse_int64(a[at], &o->start) && parse_int64(a[at + 1], &o->stop);
+}
+
+void query_lrange(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  RangeArgs range;
+  if (!parse_range(a, 2, &range)) { r.error(kNotInteger); return; }
+  const List* l;
+  if (!container_for_read<List>(s, a[1], ctx.now_ms, r, &l)) return;
+  size_t first, last;
+  if (!l || !clamp_range(range.start, range.stop, l->size(), &first, &last)) { r.array(0); return; }
+  r.array(last - first + 1);
+  for (size_t i = first; i <= last; i++) r.bulk((*l)[i]);
+}
+
+void query_llen(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const List* l;
+  if (!container_for_read<List>(s, a[1], ctx.now_ms, r, &l)) return;
+  r.integer(l ? static_cast<int64_t>(l->size()) : 0);
+}
+
+// =============================================================================================
+// sets
+// =============================================================================================
+
+uint64_t member_hash(std::string_view m) { return XXH3_64bits_withSeed(m.data(), m.size(), kSetHashSeed); }
+
+void apply_sadd(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  Set* set;
+  if (!container_for_write<Set>(s, a.argv[1], ctx.now_ms, r, &it, &set)) return;
+  if (!set) set = create<Set>(s, a.argv[1], &it);
+  int64_t added = 0;
+  for (size_t i = 2; i < a.argv.size(); i++) {
+    SetMemberKey k{member_hash(a.argv[i]), a.argv[i]};
+    if (set->find(k) != set->end()) continue;
+    set->insert(SetMember{k.hash, std::string(a.argv[i])});
+    added++;
+  }
+  r.integer(added);
+}
+
+void apply_srem(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  Set* set;
+  if (!container_for_write<Set>(s, a.argv[1], ctx.now_ms, r, &it, &set)) return;
+  if (!set) { r.integer(0); return; }
+  int64_t removed = 0;
+  for (size_t i = 2; i < a.argv.size(); i++) removed += static_cast<int64_t>(set->erase(SetMemberKey{member_hash(a.argv[i]), a.argv[i]}));
+  erase_if_empty(s, it, set);
+  r.integer(removed);
+}
+
+// The deterministic choice described in kv.h: hash of (log index, pop number, set size).
+Set::iterator spop_pick(Set* set, uint64_t index, uint64_t pop_number) {
+  uint64_t words[3] = {index, pop_number, set->size()};  // host byte order: little endian
+  uint64_t r = XXH3_64bits_withSeed(words, sizeof words, kSetHashSeed);
+  auto it = set->lower_bound(SetMemberKey{r, std::string_view()});
+  return it == set->end() ? set->begin() : it;
+}
+
+void apply_spop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  Set* set;
+  if (!container_for_write<Set>(s, a.key, ctx.now_ms, r, &it, &set)) return;
+  if (!set) { if (a.has_count) r.array(0); else r.null(); return; }
+  size_t n = a.has_count ? std::min<uint64_t>(static_cast<uint64_t>(a.count), set->size()) : 1;
+  if (a.has_count) r.array(n);
+  for (size_t i = 0; i < n; i++) {
+    auto pick = spop_pick(set, ctx.index, i);
+    r.bulk(pick->value);
+    set->erase(pick);
+  }
+  erase_if_empty(s, it, set);
+}
+
+// Members in the set's hash order: the same on every node, and not sorted, like Redis.
+void query_smembers(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const Set* set;
+  if (!container_for_read<Set>(s, a[1], ctx.now_ms, r, &set)) return;
+  if (!set) { r.array(0); return; }
+  r.array(set->size());
+  for (const auto& m : *set) r.bulk(m.value);
+}
+
+void query_scard(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const Set* set;
+  if (!container_for_read<Set>(s, a[1], ctx.now_ms, r, &set)) return;
+  r.integer(set ? static_cast<int64_t>(set->size()) : 0);
+}
+
+void query_sismember(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const Set* set;
+  if (!container_for_read<Set>(s, a[1], ctx.now_ms, r, &set)) return;
+  r.integer(set && set->find(SetMemberKey{member_hash(a[2]), a[2]}) != set->end() ? 1 : 0);
+}
+
+// =============================================================================================
+// sorted sets
+// =============================================================================================
+
+struct ZAddArgs {
+  std::string_view key;
+  bool nx = false, xx = false, gt = false, lt = false, ch = false, incr = false;
+  Args pairs;  // score member ...; every score already checked by parse
+};
+
+bool parse_zadd(Args a, ZAddArgs& o, std::string& err) {
+  o.key = a[1];
+  size_t i = 2;
+  for (; i < a.size(); i++) {
+    std::string_view opt = a[i];
+    if (iequals(opt, "NX")) o.nx = true;
+    else if (iequals(opt, "XX")) o.xx = true;
+    else if (iequals(opt, "GT")) o.gt = true;
+    else if (iequals(opt, "LT")) o.lt = true;
+    else if (iequals(opt, "CH")) o.ch = true;
+    else if (iequals(opt, "INCR")) o.incr = true;
+    else break;
+  }
+  size_t elements = a.size() - i;
+  if (elements == 0 || elements % 2 != 0) { err = kSyntax; return false; }
+  if (o.nx && o.xx) { err = "ERR XX and NX options at the same time are not compatible"; return false; }
+  if ((o.gt && o.nx) || (o.lt && o.nx) || (o.gt && o.lt)) {
+    err = "ERR GT, LT, and/or NX options at the same time are not compatible";
+    return false;
+  }
+  if (o.incr && elements > 2) { err = "ERR INCR option supports a single increment-element pair"; return false; }
+  o.pairs = a.subspan(i);
+  for (size_t j = 0; j < o.pairs.size(); j += 2) {
+    double score;
+    if (!parse_double(o.pairs[j], &score)) { err = kNotFloat; return false; }
+  }
+  return true;
+}
+
+void zset_insert(ZSet* z, std::string_view member, double score) {
+  z->scores.emplace(member, score);
+  z->order.insert(ZEntry{score, std::string(member)});
+}
+void zset_erase(ZSet* z, StringMap<double>::iterator it) {
+  size_t erased = z->order.erase(ZEntryKey{it->second, it->first});
+  assert(erased == 1);
+  (void)erased;
+  z->scores.erase(it);
+}
+
+void apply_zadd(State& s, const ZAddArgs& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  ZSet* z;
+  if (!container_for_write<ZSet>(s, a.key, ctx.now_ms, r, &it, &z)) return;
+  if (!z) {
+    if (a.xx) { if (a.incr) r.null(); else r.integer(0); return; }
+    z = create<ZSet>(s, a.key, &it);
+  }
+  int64_t added = 0, changed = 0;
+  bool done = false;
+  double result = 0;
+  for (size_t j = 0; j < a.pairs.size(); j += 2) {
+    double score = 0;
+    bool ok = parse_double(a.pairs[j], &score);
+    assert(ok);  // parse_zadd checked every score
+    (void)ok;
+    std::string_view member = a.pairs[j + 1];
+    auto found = z->scores.find(member);
+    if (found != z->scores.end()) {
+      if (a.nx) continue;
+      double current = found->second;
+      double next = a.incr ? current + score : score;
+      if (std::isnan(next)) {
+        erase_if_empty(s, it, z);
+        r.error("ERR resulting score is not a number (NaN)");
+        return;
+      }
+      if ((a.lt && next >= current) || (a.gt && next <= current)) continue;
+      done = true;
+      result = next;
+      if (next != current) {
+        zset_erase(z, found);
+        zset_insert(z, member, next);
+        changed++;
+      }
+    } else {
+      if (a.xx) continue;
+      zset_insert(z, member, score);
+      added++;
+      done = true;
+      result = score;
+    }
+  }
+  erase_if_empty(s, it, z);
+  if (a.incr) {
+    if (done) reply_double(r, result); else r.null();
+  } else {
+    r.integer(a.ch ? added + changed : added);
+  }
+}
+
+void apply_zrem(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  ZSet* z;
+  if (!container_for_write<ZSet>(s, a.argv[1], ctx.now_ms, r, &it, &z)) return;
+  if (!z) { r.integer(0); return; }
+  int64_t removed = 0;
+  for (size_t i = 2; i < a.argv.size(); i++) {
+    auto found = z->scores.find(a.argv[i]);
+    if (found == z->scores.end()) continue;
+    zset_erase(z, found);
+    removed++;
+  }
+  erase_if_empty(s, it, z);
+  r.integer(removed);
+}
+
+void apply_zpopmin(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  ZSet* z;
+  if (!container_for_write<ZSet>(s, a.key, ctx.now_ms, r, &it, &z)) return;
+  if (!z) { r.array(0); return; }
+  size_t n = std::min<uint64_t>(static_cast<uint64_t>(a.count), z->order.size());
+  r.array(2 * n);
+  for (size_t i = 0; i < n; i++) {
+    auto first = z->order.begin();
+    r.bulk(first->member);
+    reply_double(r, first->score);
+    z->scores.erase(first->member);
+    z->order.erase(first);
+  }
+  erase_if_empty(s, it, z);
+}
+
+void query_zrange(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  RangeArgs range;
+  bool with_scores = false, reverse = false;
+  for (size_t i = 4; i < a.size(); i++) {
+    if (iequals(a[i], "WITHSCORES")) with_scores = true;
+    else if (iequals(a[i], "REV")) reverse = true;
+    else if (iequals(a[i], "BYSCORE") || iequals(a[i], "BYLEX") || iequals(a[i], "LIMIT")) {
+      r.error("ERR hmdb's ZRANGE supports ranges by index only (no BYSCORE, BYLEX or LIMIT)");
+      return;
+    } else {
+      r.error(kSyntax);
+      return;
+    }
+  }
+  if (!parse_range(a, 2, &range)) { r.error(kNotInteger); return; }
+  const ZSet* z;
+  if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
+  size_t first, last;
+  if (!z || !clamp_range(range.start, range.stop, z->order.size(), &first, &last)) { r.array(0); return; }
+  size_t n = last - first + 1;
+  r.array(with_scores ? 2 * n : n);
+  auto emit = [&](const ZEntry& e) {
+    r.bulk(e.member);
+    if (with_scores) reply_double(r, e.score);
+  };
+  if (!reverse) {
+    auto e = z->order.begin();
+    std::advance(e, static_cast<ptrdiff_t>(first));
+    for (size_t i = 0; i < n; i++, ++e) emit(*e);
+  } else {
+    auto e = z->order.rbegin();
+    std::advance(e, static_cast<ptrdiff_t>(first));
+    for (size_t i = 0; i < n; i++, ++e) emit(*e);
+  }
+}
+
+void query_zscore(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const ZSet* z;
+  if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
+  if (!z) { r.null(); return; }
+  auto found = z->scores.find(a[2]);
+  if (found == z->scores.end()) r.null(); else reply_double(r, found->second);
+}
+
+void query_zcard(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const ZSet* z;
+  if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
+  r.integer(z ? static_cast<int64_t>(z->order.size()) : 0);
+}
+
+// =============================================================================================
+// expiry
+// =============================================================================================
+
+struct ExpireArgs {
+  std::string_view key;
+  std::string_view name;  // for error texts
+  bool absolute = false;
+  int64_t when_ms = 0;
+  bool nx = false, xx = false, gt = false, lt = false;
+};
+
+bool parse_expire_generic(Args a, ExpireArgs& o, std::string& err, bool seconds, bool absolute) {
+  o.key = a[1];
+  o.name = a[0];
+  o.absolute = absolute;
+  for (size_t i = 3; i < a.size(); i++) {
+    if (iequals(a[i], "NX")) o.nx = true;
+    else if (iequals(a[i], "XX")) o.xx = true;
+    else if (iequals(a[i], "GT")) o.gt = true;
+    else if (iequals(a[i], "LT")) o.lt = true;
+    else { err = "ERR Unsupported option " + std::string(a[i]); return false; }
+  }
+  if (o.nx && (o.xx || o.gt || o.lt)) { err = "ERR NX and XX, GT or LT options at the same time are not compatible"; return false; }
+  if (o.gt && o.lt) { err = "ERR GT and LT options at the same time are not compatible"; return false; }
+  int64_t v = 0;
+  if (!parse_int64(a[2], &v)) { err = kNotInteger; return false; }
+  if (seconds) {
+    if (v > std::numeric_limits<int64_t>::max() / 1000 || v < std::numeric_limits<int64_t>::min() / 1000) {
+      err = "ERR invalid expire time in '" + lower(a[0]) + "' command";
+      return false;
+    }
+    v *= 1000;
+  }
+  o.when_ms = v;
+  return true;
+}
+bool parse_expire(Args a, ExpireArgs& o, std::string& e) { return parse_expire_generic(a, o, e, true, false); }
+bool parse_pexpire(Args a, ExpireArgs& o, std::string& e) { return parse_expire_generic(a, o, e, false, false); }
+bool parse_expireat(Args a, ExpireArgs& o, std::string& e) { return parse_expire_generic(a, o, e, true, true); }
+bool parse_pexpireat(Args a, ExpireArgs& o, std::string& e) { return parse_expire_generic(a, o, e, false, true); }
+
+// A deadline at or before now deletes the key at once (reply 1), as in Redis.
+void apply_expire(State& s, const ExpireArgs& a, const ApplyContext& ctx, Reply& r) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  int64_t now = static_cast<int64_t>(std::min<uint64_t>(ctx.now_ms, kMax));
+  int64_t when = a.when_ms;
+  if (!a.absolute) {
+    if (when > kMax - now) { r.error("ERR invalid expire time in '" + lower(a.name) + "' command"); return; }
+    when += now;
+  }
+  KeyIter it = live_write(s, a.key, ctx.now_ms);
+  if (it == s.keys.end()) { r.integer(0); return; }
+  std::optional<uint64_t> current = deadline_of(s, a.key);
+  int64_t cur = current ? static_cast<int64_t>(*current) : 0;
+  if ((a.nx && current) || (a.xx && !current) || (a.gt && (!current || when <= cur)) || (a.lt && current && when >= cur)) {
+    r.integer(0);
+    return;
+  }
+  if (when <= now) erase_key(s, it);
+  else set_deadline(s, a.key, static_cast<uint64_t>(when));
+  r.integer(1);
+}
+
+void apply_persist(State& s, const KeyArg& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it = live_write(s, a.key, ctx.now_ms);
+  if (it == s.keys.end()) { r.integer(0); return; }
+  r.integer(clear_deadline(s, a.key) ? 1 : 0);
+}
+
+template <bool kMilliseconds>
+void query_ttl(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  if (!live_read(s, a[1], ctx.now_ms)) { r.integer(-2); return; }
+  std::optional<uint64_t> d = deadline_of(s, a[1]);
+  if (!d) { r.integer(-1); return; }
+  uint64_t left_ms = *d - ctx.now_ms;  // > 0: the key is live
+  r.integer(static_cast<int64_t>(kMilliseconds ? left_ms : (left_ms + 500) / 1000));
+}
+
+// HMDB.EXPIRE: proposed by housekeeping(); deletes up to kExpireBatchMax keys whose
+// deadline <= ctx.now_ms, oldest deadline first. Harmless if a client sends it: it only
+// removes keys that are already logically absent.
+void apply_hmdb_expire(State& s, const Words&, const ApplyContext& ctx, Reply& r) {
+  int64_t n = 0;
+  while (n < static_cast<int64_t>(kExpireBatchMax) && !s.expiry_order.empty() &&
+         s.expiry_order.begin()->first <= ctx.now_ms) {
+    auto first = s.expiry_order.begin();
+    size_t erased = s.keys.erase(std::string_view(first->second));
+    assert(erased == 1);
+    erased = s.expires.erase(std::string_view(first->second));
+    assert(erased == 1);
+    (void)erased;
+    s.expiry_order.erase(first);
+    n++;
+  }
+  r.integer(n);
+}
+
+// =============================================================================================
+// server commands
+// =============================================================================================
+
+void query_dbsize(const State& s, Args, const QueryContext& ctx, Reply& r) {
+  // Keys past their deadline still occupy the table until HMDB.EXPIRE runs; housekeeping
+  // keeps them few, so counting them here is cheap.
+  size_t dead = 0;
+  for (auto it = s.expiry_order.begin(); it != s.expiry_order.end() && it->first <= ctx.now_ms; ++it) dead++;
+  r.integer(static_cast<int64_t>(s.keys.size() - dead));
+}
+
+void query_type(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  static constexpr std::string_view kNames[] = {"string", "hash", "list", "set", "zset"};
+  const Value* v = live_read(s, a[1], ctx.now_ms);
+  r.status(v ? kNames[v->index()] : "none");
+}
+
+bool parse_flushall(Args a, Words& o, std::string& err) {
+  if (a.size() > 2 || (a.size() == 2 && !iequals(a[1], "ASYNC") && !iequals(a[1], "SYNC"))) {
+    err = kSyntax;
+    return false;
+  }
+  o.argv = a;
+  return true;
+}
+void apply_flushall(State& s, const Words&, const ApplyContext&, Reply& r) {
+  s = State{};
+  r.ok();
+}
+
+// =============================================================================================
+// snapshot and digest
+// =============================================================================================
+
+// Snapshot format, schema version 1 (docs/kv-commands.md):
+//   varint key_count, then per key:
+//     bytes key; u8 tag = type | 0x80 if it has a deadline; [u64 deadline_ms]
+//     string: bytes value
+//     hash:   varint n, n × (bytes field, bytes value)       in field order
+//     list:   varint n, n × bytes element                    head first
+//     set:    varint n, n × bytes member                     in set order
+//     zset:   varint n, n × (bytes member, f64 score)        in (score, member) order
+constexpr uint8_t kTagHasDeadline = 0x80;
+constexpr uint8_t kTagTypeMask = 0x7f;
+// Smallest encoded key: 1 (key length) + 1 (tag) + 1 (smallest payload).
+constexpr size_t kEntryBytesMin = 3;
+
+void encode_entry(Encoder& e, std::string_view key, const Value& v, std::optional<uint64_t> deadline) {
+  e.bytes(key);
+  e.u8(static_cast<uint8_t>(v.index()) | (deadline ? kTagHasDeadline : 0));
+  if (deadline) e.u64(*deadline);
+  switch (static_cast<Type>(v.index())) {
+    case Type::kString: e.bytes(std::get<std::string>(v)); break;
+    case Type::kHash: {
+      const Hash& h = *std::get<std::unique_ptr<Hash>>(v);
+      e.varint(h.size());
+      for (const auto& [f, val] : h) { e.bytes(f); e.bytes(val); }
+      break;
+    }
+    case Type::kList: {
+      const List& l = *std::get<std::unique_ptr<List>>(v);
+      e.varint(l.size());
+      for (const auto& x : l) e.bytes(x);
+      break;
+    }
+    case Type::kSet: {
+      const Set& set = *std::get<std::unique_ptr<Set>>(v);
+      e.varint(set.size());
+      for (const auto& m : set) e.bytes(m.value);
+      break;
+    }
+    case Type::kZSet: {
+      const ZSet& z = *std::get<std::unique_ptr<ZSet>>(v);
+      e.varint(z.order.size());
+      for (const auto& x : z.order) { e.bytes(x.member); e.f64(x.score); }
+      break;
+    }
+  }
+}
+
+// Decodes one value of the given type; false on malformed or invariant-breaking input
+// (empty container, duplicate member, NaN score).
+bool decode_value(Decoder& in, Type type, Value* out) {
+  switch (type) {
+    case Type::kString: out->emplace<std::string>(in.bytes()); return in.ok();
+    case Type::kHash: {
+      uint64_t n = in.count(2);
+      if (n == 0) return false;
+      auto h = std::make_unique<Hash>();
+      for (uint64_t i = 0; i < n && in.ok(); i++) {
+        std::string_view f = in.bytes(), v = in.bytes();
+        if (!h->emplace(std::string(f), std::string(v)).second) return false;
+      }
+      *out = std::move(h);
+      return in.ok();
+    }
+    case Type::kList: {
+      uint64_t n = in.count(1);
+      if (n == 0) return false;
+      auto l = std::make_unique<List>();
+      for (uint64_t i = 0; i < n && in.ok(); i++) l->emplace_back(in.bytes());
+      *out = std::move(l);
+      return in.ok();
+    }
+    case Type::kSet: {
+      uint64_t n = in.count(1);
+      if (n == 0) return false;
+      auto set = std::make_unique<Set>();
+      for (uint64_t i = 0; i < n && in.ok(); i++) {
+        std::string_view m = in.bytes();
+        if (!set->insert(SetMember{member_hash(m), std::string(m)}).second) return false;
+      }
+      *out = std::move(set);
+      return in.ok();
+    }
+    case Type::kZSet: {
+      uint64_t n = in.count(9);
+      if (n == 0) return false;
+      auto z = std::make_unique<ZSet>();
+      z->scores.reserve(n);
+      for (uint64_t i = 0; i < n && in.ok(); i++) {
+        std::string_view m = in.bytes();
+        double score = in.f64();
+        if (!in.ok() || std::isnan(score) || !z->scores.emplace(m, score).second) return false;
+        z->order.insert(ZEntry{score, std::string(m)});
+      }
+      *out = std::move(z);
+      return in.ok();
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+void Kv::save(const State& s, Encoder& out) {
+  out.varint(s.keys.size());
+  for (const auto& [key, value] : s.keys) encode_entry(out, key, value, deadline_of(s, key));
+}
+
+bool Kv::load(State& s, Decoder& in, uint32_t version) {
+  if (version != kSchemaVersion) return false;  // no earlier schema to migrate from yet
+  uint64_t n = in.count(kEntryBytesMin);
+  if (!in.ok()) return false;
+  s.keys.reserve(n);
+  for (uint64_t i = 0; i < n; i++) {
+    std::string_view key = in.bytes();
+    uint8_t tag = in.u8();
+    if (!in.ok()) return false;
+    uint8_t type = tag & kTagTypeMask;
+    bool has_deadline = (tag & kTagHasDeadline) != 0;
+    if (type > static_cast<uint8_t>(Type::kZSet)) return false;
+    uint64_t deadline = has_deadline ? in.u64() : 0;
+    bool inserted;
+    if (type == static_cast<uint8_t>(Type::kString)) {  // the hot case: no temporary Value
+      std::string_view v = in.bytes();
+      if (!in.ok()) return false;
+      inserted = s.keys.try_emplace(key, std::in_place_index<0>, v).second;
+    } else {
+      Value v;
+      if (!decode_value(in, static_cast<Type>(type), &v)) return false;
+      inserted = s.keys.try_emplace(key, std::move(v)).second;
+    }
+    if (!inserted) return false;  // a key twice: corrupt
+    if (has_deadline) {
+      s.expires.emplace(key, deadline);
+      s.expiry_order.emplace(deadline, std::string(key));
+    }
+  }
+  return in.ok();
+}
+
+// Sum of XXH3 over each key's canonical encoding (the snapshot's, deadline included):
+// addition commutes, so the table's iteration order does not matter.
+uint64_t Kv::digest(const State& s) {
+  Encoder enc;
+  uint64_t sum = 0;
+  for (const auto& [key, value] : s.keys) {
+    enc.clear();
+    encode_entry(enc, key, value, deadline_of(s, key));
+    sum += XXH3_64bits(enc.buffer().data(), enc.buffer().size());
+  }
+  return sum;
+}
+
+std::string Kv::info(const State& s) {
+  return "keys:" + std::to_string(s.keys.size()) + "\r\nexpires:" + std::to_string(s.expires.size()) + "\r\n";
+}
+
+std::optional<std::vector<std::string>> Kv::housekeeping(const State& s, uint64_t now_ms) {
+  if (s.expiry_order.empty() || s.expiry_order.begin()->first > now_ms) return std::nullopt;
+  return std::vector<std::string>{"HMDB.EXPIRE"};
+}
+
+void Kv::define(Commands<State>& c) {
+  // strings
+  c.write("SET", -3, &parse_set, &apply_set);
+  c.query("GET", 2, &query_get);
+  c.write("DEL", -2, &parse_words, &apply_del);
+  c.query("EXISTS", -2, &query_exists);
+  c.write("INCR", 2, &parse_incr, &apply_incr);
+  c.write("DECR", 2, &parse_decr, &apply_incr);
+  c.write("INCRBY", 3, &parse_incrby, &apply_incr);
+  c.write("DECRBY", 3, &parse_decrby, &apply_incr);
+  c.write("APPEND", 3, &parse_key_value, &apply_append);
+  c.query("STRLEN", 2, &query_strlen);
+  c.query("MGET", -2, &query_mget);
+  c.write("MSET", -3, &parse_pairs_after_name, &apply_mset);
+  // hashes
+  c.write("HSET", -4, &parse_pairs_after_key, &apply_hset);
+  c.write("HMSET", -4, &parse_pairs_after_key, &apply_hmset);
+  c.query("HGET", 3, &query_hget);
+  c.query("HEXISTS", 3, &query_hexists);
+  c.write("HDEL", -3, &parse_words, &apply_hdel);
+  c.query("HGETALL", 2, &query_hgetall);
+  c.query("HLEN", 2, &query_hlen);
+  c.write("HINCRBY", 4, &parse_hincrby, &apply_hincrby);
+  // lists
+  c.write("LPUSH", -3, &parse_words, &apply_push<true>);
+  c.write("RPUSH", -3, &parse_words, &apply_push<false>);
+  c.write("LPOP", -2, &parse_pop, &apply_list_pop<true>);
+  c.write("RPOP", -2, &parse_pop, &apply_list_pop<false>);
+  c.query("LRANGE", 4, &query_lrange);
+  c.query("LLEN", 2, &query_llen);
+  // sets
+  c.write("SADD", -3, &parse_words, &apply_sadd);
+  c.write("SREM", -3, &parse_words, &apply_srem);
+  c.write("SPOP", -2, &parse_pop_syntax, &apply_spop);
+  c.query("SMEMBERS", 2, &query_smembers);
+  c.query("SCARD", 2, &query_scard);
+  c.query("SISMEMBER", 3, &query_sismember);
+  // sorted sets
+  c.write("ZADD", -4, &parse_zadd, &apply_zadd);
+  c.write("ZREM", -3, &parse_words, &apply_zrem);
+  c.write("ZPOPMIN", -2, &parse_pop_syntax, &apply_zpopmin);
+  c.query("ZRANGE", -4, &query_zrange);
+  c.query("ZSCORE", 3, &query_zscore);
+  c.query("ZCARD", 2, &query_zcard);
+  // expiry
+  c.write("EXPIRE", -3, &parse_expire, &apply_expire);
+  c.write("PEXPIRE", -3, &parse_pexpire, &apply_expire);
+  c.write("EXPIREAT", -3, &parse_expireat, &apply_expire);
+  c.write("PEXPIREAT", -3, &parse_pexpireat, &apply_expire);
+  c.write("PERSIST", 2, &parse_key, &apply_persist);
+  c.query("TTL", 2, &query_ttl<false>);
+  c.query("PTTL", 2, &query_ttl<true>);
+  c.write("HMDB.EXPIRE", 1, &parse_words, &apply_hmdb_expire);
+  // keyspace
+  c.query("DBSIZE", 1, &query_dbsize);
+  c.query("TYPE", 2, &query_type);
+  c.write("FLUSHALL", -1, &parse_flushall, &apply_flushall);
+}
+
+}  // namespace hmdb::kv

@@ -1,0 +1,153 @@
+// apps/kv/kv.h — the default hmdb application: a useful subset of Redis' data model.
+//
+// Strings, hashes, lists, sets and sorted sets, with key expiry, written only against the
+// public API (hmdb/app.h). docs/kv-commands.md lists the commands and how they differ from
+// Redis. The state is plain containers; every write is a logged command applied
+// deterministically, every read is a query.
+//
+// Determinism (see hmdb/state_machine.h):
+//   - Time: deadlines are absolute ms computed from ApplyContext::now_ms (leader-stamped).
+//     apply() treats a key whose deadline <= ctx.now_ms as absent and deletes it; queries
+//     hide keys whose deadline <= QueryContext::now_ms; housekeeping() proposes
+//     HMDB.EXPIRE, which deletes up to kExpireBatchMax keys expired as of ctx.now_ms.
+//   - Order: every container whose order is visible in a reply or decides what a command
+//     changes is ordered (btree, deque). Only the top-level key table is a hash table; it
+//     is never iterated in a reply, and the digest combines per-key hashes by addition so
+//     it does not depend on its iteration order. Snapshot bytes may differ between nodes
+//     with equal state (key order); their digests do not.
+//   - SPOP: sets are ordered by (XXH3(member, kSetHashSeed), member). The i-th member
+//     popped by a command at log index idx is the first member whose hash is >= r, where
+//     r = XXH3 of (idx, i, set size), wrapping to the first member. Every node picks the
+//     same member; over many pops the choice is close to uniform.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <absl/container/btree_map.h>
+#include <absl/container/btree_set.h>
+#include <absl/container/flat_hash_map.h>
+#include <absl/hash/hash.h>
+
+#include "hmdb/app.h"
+
+namespace hmdb::kv {
+
+// Keys deleted by one HMDB.EXPIRE command: bounds the time one housekeeping entry holds
+// the apply loop (about 100 µs) while still keeping up with a million expiries a second
+// at the shell's housekeeping interval.
+inline constexpr size_t kExpireBatchMax = 1000;
+
+// Seed of the member hash that orders sets. Part of the schema: changing it changes which
+// member SPOP picks, so it may only change with a new schema version.
+inline constexpr uint64_t kSetHashSeed = 0x686d64622d736574ULL;  // "hmdb-set"
+
+// Hash and equality for string-keyed tables that accept std::string_view lookups (this
+// Abseil build's own StringHash takes absl::string_view, a distinct type), so a lookup
+// never builds a std::string.
+struct KeyHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return absl::Hash<std::string_view>{}(s); }
+};
+struct KeyEq {
+  using is_transparent = void;
+  bool operator()(std::string_view a, std::string_view b) const { return a == b; }
+};
+template <class V>
+using StringMap = absl::flat_hash_map<std::string, V, KeyHash, KeyEq>;
+
+// ---- value types ---------------------------------------------------------------------
+
+struct SetMember {
+  uint64_t hash;
+  std::string value;
+};
+struct SetMemberKey {
+  uint64_t hash;
+  std::string_view value;
+};
+struct SetLess {
+  using is_transparent = void;
+  template <class A, class B>
+  bool operator()(const A& a, const B& b) const {
+    if (a.hash != b.hash) return a.hash < b.hash;
+    return std::string_view(a.value) < std::string_view(b.value);
+  }
+};
+using Set = absl::btree_set<SetMember, SetLess>;
+
+using Hash = absl::btree_map<std::string, std::string, std::less<>>;
+using List = std::deque<std::string>;
+
+struct ZEntry {
+  double score;
+  std::string member;
+};
+struct ZEntryKey {
+  double score;
+  std::string_view member;
+};
+// Redis' order: by score, then by member bytes.
+struct ZLess {
+  using is_transparent = void;
+  template <class A, class B>
+  bool operator()(const A& a, const B& b) const {
+    if (a.score != b.score) return a.score < b.score;
+    return std::string_view(a.member) < std::string_view(b.member);
+  }
+};
+struct ZSet {
+  StringMap<double> scores;  // member -> score (lookups only)
+  absl::btree_set<ZEntry, ZLess> order;              // (score, member), the visible order
+  bool empty() const { return order.empty(); }
+};
+
+// Type tags; also the snapshot's type byte (do not renumber within a schema version).
+enum class Type : uint8_t { kString = 0, kHash = 1, kList = 2, kSet = 3, kZSet = 4 };
+
+// Containers are boxed so a string key (the common case) costs one std::string, and the
+// variant stays 40 bytes. Invariant: a stored container is never empty.
+using Value = std::variant<std::string, std::unique_ptr<Hash>, std::unique_ptr<List>,
+                           std::unique_ptr<Set>, std::unique_ptr<ZSet>>;
+
+// Orders (deadline, key) pairs; transparent so a lookup needs no std::string.
+struct ExpiryLess {
+  using is_transparent = void;
+  template <class A, class B>
+  bool operator()(const A& a, const B& b) const {
+    if (a.first != b.first) return a.first < b.first;
+    return std::string_view(a.second) < std::string_view(b.second);
+  }
+};
+
+struct State {
+  StringMap<Value> keys;
+  // Deadlines (absolute ms) of the keys that have one, and the same pairs ordered by
+  // deadline for housekeeping. Invariant: every key here is in `keys`, and both agree.
+  StringMap<uint64_t> expires;
+  absl::btree_set<std::pair<uint64_t, std::string>, ExpiryLess> expiry_order;
+};
+
+// ---- the application -----------------------------------------------------------------
+
+struct Kv {
+  static constexpr std::string_view kName = "kv";
+  static constexpr uint32_t kSchemaVersion = 1;
+  using State = kv::State;
+
+  static void define(hmdb::Commands<State>& c);
+  static void save(const State& s, hmdb::Encoder& out);
+  static bool load(State& s, hmdb::Decoder& in, uint32_t version);
+  static uint64_t digest(const State& s);
+  static std::string info(const State& s);
+  static std::optional<std::vector<std::string>> housekeeping(const State& s, uint64_t now_ms);
+};
+
+}  // namespace hmdb::kv
