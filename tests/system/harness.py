@@ -193,14 +193,18 @@ class Server:
     def client(self, timeout=10.0):
         return resp.Client(HOST, self.port, timeout=timeout)
 
-    def log(self):
+    def log(self, with_command=False):
+        """What the server printed (stdout and stderr) in its latest run. The first line of
+        the file is the command we ran; it is left out unless asked for, so that a check of
+        the server's messages cannot match our own command line."""
         if not self.log_path or not os.path.exists(self.log_path):
             return ""
         with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
+            text = f.read().decode("utf-8", "replace")
+        return text if with_command else text[text.find("\n") + 1:]
 
     def log_tail(self, nbytes=LOG_TAIL_BYTES):
-        text = self.log()
+        text = self.log(with_command=True)
         return "---- %s (tail) ----\n%s\n----" % (self.log_path, text[-nbytes:])
 
 
