@@ -12,8 +12,11 @@
 //                                      compact its log up to meta.index
 //
 //   outputs: take_ready() returns a Ready; the caller must, in this order:
+//     0. (follower) write ready.snapshot_chunks to a staging area for that snapshot, in order;
 //     1. start persisting ready.hard_state and ready.entries (append; an entry at index i
-//        replaces any entries >= i); and ready.snapshot if set (follower install);
+//        replaces any entries >= i); and ready.snapshot if set (follower install: the data
+//        is the concatenation of the staged chunks). The hard state must be durable no later
+//        than the entries of the same Ready (write it first, or in the same fsync);
 //     2. send ready.messages (the core only releases a message once everything it depends
 //        on is durable: a vote or append ack is held back until persisted() covers it;
 //        the leader's appends to followers go out in parallel with its own write);
@@ -21,6 +24,15 @@
 //     4. answer ready.read_states once applied index >= read_state.index;
 //     5. when the disk write completes, call persisted() (possibly covering several
 //        Readies at once: group commit).
+//     6. (leader) answer each ready.snapshot_reads request {to, meta, offset, len} by reading
+//        those bytes of the durable snapshot file and calling snapshot_chunk(); the core
+//        never holds a whole snapshot, only one chunk per follower at a time.
+//
+// Snapshots: the caller decides when to snapshot (e.g. every N bytes of log); it writes the
+// app state at its applied index, with meta = {index, term_at(index), conf_state_at(index)},
+// then calls snapshot_saved(meta) and the core drops its in-memory log up to meta.index.
+// A follower whose next entry was dropped gets the snapshot in chunks of
+// Config::snapshot_chunk_bytes (one chunk in flight per follower).
 //
 // Single node: a cluster of one elects itself on the first tick (no election timeout), and
 // an entry commits as soon as persisted() covers it. There is one write path.
@@ -33,6 +45,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "raft/types.h"
@@ -53,6 +66,10 @@ struct Config {
   uint64_t max_uncommitted_bytes = 256ull << 20;  // proposals beyond this: kBusy
   uint64_t snapshot_chunk_bytes = 1 << 20;
   uint64_t seed = 1;  // randomized election timeouts; deterministic given the seed
+  // Opt-in lease reads: the leader answers read_index() at once, without a heartbeat round,
+  // trusting check-quorum (needs check_quorum). Safe only if clocks run at nearly the same
+  // rate on every node (bounded drift): see docs/raft.md.
+  bool lease_reads = false;
 
   // Planted bugs, for proving that the simulator catches them (tests/sim). Never set in
   // the server: `hmdb serve` has no flag for them.
@@ -70,6 +87,7 @@ struct RestoreState {
   std::optional<SnapshotMeta> snapshot;  // newest durable snapshot, if any
   std::vector<Entry> entries;            // durable entries after the snapshot, contiguous
   ConfState initial_conf;                // used only when there is no snapshot and no conf entries
+  Index applied = 0;  // the state machine's applied index after restart (0: the snapshot's)
 };
 
 struct PersistAck {
@@ -83,6 +101,25 @@ struct ReadState {
   Index index = 0;       // answer the read once applied >= index
 };
 
+// Leader: read bytes [offset, offset + length) of the snapshot `meta` and call
+// snapshot_chunk(to, meta, offset, total, bytes, last).
+struct SnapshotReadRequest {
+  NodeId to = kNoNode;
+  SnapshotMeta meta;
+  uint64_t offset = 0;
+  uint64_t length = 0;
+};
+
+// Follower: one received chunk of the snapshot `meta`; write it at `offset` of the staging
+// file. offset 0 starts a new staging file (discard any earlier partial one).
+struct SnapshotChunk {
+  SnapshotMeta meta;
+  uint64_t offset = 0;
+  uint64_t total = 0;
+  bool last = false;
+  std::string data;
+};
+
 enum class Role : uint8_t { kFollower, kPreCandidate, kCandidate, kLeader, kLearner };
 
 struct Ready {
@@ -92,13 +129,17 @@ struct Ready {
   std::vector<Message> messages;        // to send
   std::vector<Entry> committed;         // to apply, in order
   std::vector<ReadState> read_states;
+  std::vector<SnapshotReadRequest> snapshot_reads;  // leader: read and call snapshot_chunk()
+  std::vector<SnapshotChunk> snapshot_chunks;       // follower: stage before installing
   bool empty() const {
     return !hard_state && entries.empty() && !snapshot && messages.empty() && committed.empty() &&
-           read_states.empty();
+           read_states.empty() && snapshot_reads.empty() && snapshot_chunks.empty();
   }
 };
 
-enum class ProposeError : uint8_t { kNone, kNotLeader, kBusy, kTransferring };
+// kRejected: a membership change that is not allowed (would remove the last voter, or
+// changes nothing).
+enum class ProposeError : uint8_t { kNone, kNotLeader, kBusy, kTransferring, kRejected };
 
 struct ProposeResult {
   ProposeError error = ProposeError::kNone;
@@ -118,6 +159,8 @@ struct Status {
   ConfState conf;
   struct Progress { NodeId id; Index match; Index next; bool is_learner; };
   std::vector<Progress> progress;  // leader only
+  NodeId transferee = kNoNode;     // leader: leadership transfer in progress to this node
+  uint64_t dropped_messages = 0;   // messages dropped because a bounded queue was full
 };
 
 class Raft {
@@ -138,6 +181,15 @@ class Raft {
   void persisted(const PersistAck& ack);
   void snapshot_saved(const SnapshotMeta& meta);
   void applied_to(Index index);
+  // Start an election now (tests, `hmdb ctl campaign`). Ignored by learners and leaders.
+  void campaign();
+  // Answer to a Ready::snapshot_reads request: `bytes` are [offset, offset + bytes.size())
+  // of the snapshot `meta`, whose total size is `total`; `last` if they end it. Ignored if
+  // the request is obsolete (the follower moved on, or a newer snapshot exists).
+  void snapshot_chunk(NodeId to, const SnapshotMeta& meta, uint64_t offset, uint64_t total,
+                      std::string bytes, bool last);
+  // The membership in force at `index` (>= the snapshot index): for SnapshotMeta::conf.
+  ConfState conf_state_at(Index index) const;
 
   bool has_ready() const;
   Ready take_ready();

@@ -1,0 +1,1405 @@
+// raft/raft.cc — the consensus core: elections, replication, commit, snapshots, membership,
+// leadership transfer and read-index, as a pure state machine (see raft.h for the contract,
+// docs/raft.md for the design). No I/O, no clock, no threads: inputs are ticks, messages,
+// proposals and persistence acknowledgements; outputs are collected into a Ready.
+//
+// Sections: bounds and helpers · state · construction · inputs · roles · elections ·
+// replication (leader) · replication (follower) · snapshots · membership · read-index ·
+// durability gate · Ready · conf change encoding.
+#include "raft/raft.h"
+
+#include <algorithm>
+#include <deque>
+#include <map>
+
+#include "common/assert.h"
+#include "raft/raft_log.h"
+
+namespace hmdb::raft {
+
+// ───────────────────────────── bounds and helpers ─────────────────────────────
+
+namespace {
+
+// Messages waiting in the outbox between two take_ready() calls. Beyond it, messages are
+// dropped (always safe in Raft: every message may be lost) and counted.
+constexpr size_t kMaxOutboxMessages = 1 << 16;
+// Messages held back until persisted() makes their preconditions durable. Same policy.
+constexpr size_t kMaxHeldMessages = 1 << 14;
+// Read-index requests pending on the leader (waiting for a heartbeat quorum, or for the
+// first commit of the leader's term). Beyond it, read_index() returns false.
+constexpr size_t kMaxPendingReads = 4096;
+// Bytes of committed entries handed out in one Ready; the rest come in the next one.
+constexpr uint64_t kMaxCommittedBytesPerReady = 64ull << 20;
+// Vote request context marking an election started by leadership transfer: receivers then
+// ignore their leader lease (the old leader asked for it).
+constexpr uint64_t kTransferContext = 1;
+// A snapshot chunk not acknowledged within this many election timeouts is sent again.
+constexpr uint32_t kSnapshotStallElectionTimeouts = 2;
+// Format version byte of an encoded ConfChange.
+constexpr uint8_t kConfChangeFormat = 1;
+
+uint64_t splitmix64(uint64_t* state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+bool contains(const std::vector<NodeId>& v, NodeId id) {
+  return std::find(v.begin(), v.end(), id) != v.end();
+}
+
+void erase_id(std::vector<NodeId>* v, NodeId id) {
+  v->erase(std::remove(v->begin(), v->end(), id), v->end());
+}
+
+void insert_sorted(std::vector<NodeId>* v, NodeId id) {
+  if (contains(*v, id)) return;
+  v->insert(std::upper_bound(v->begin(), v->end(), id), id);
+}
+
+using ull = unsigned long long;
+
+}  // namespace
+
+// ───────────────────────────── state ─────────────────────────────
+
+enum class InternalRole : uint8_t { kFollower, kPreCandidate, kCandidate, kLeader };
+
+// The leader's view of one follower (etcd's tracker.Progress).
+//   kProbe:     we do not know where the follower's log matches ours; one append at a time.
+//   kReplicate: it matched; appends are pipelined, at most max_inflight_appends in flight.
+//   kSnapshot:  its next entry was compacted; we stream a snapshot, one chunk at a time.
+struct Progress {
+  enum class State : uint8_t { kProbe, kReplicate, kSnapshot };
+  Index match = 0;
+  Index next = 1;
+  State state = State::kProbe;
+  bool probe_sent = false;     // kProbe: an append is out, wait for its answer or a heartbeat
+  bool recent_active = false;  // heard from it since the last check-quorum round
+  bool is_learner = false;
+  std::deque<Index> inflight;  // kReplicate: last index of each append in flight (bounded)
+  // kSnapshot
+  SnapshotMeta snapshot_meta;
+  uint64_t snapshot_offset = 0;  // next byte to send
+  uint32_t snapshot_stall_ticks = 0;
+};
+
+// A read-index request on the leader, answered once a quorum acknowledged a heartbeat sent
+// after the request was registered (heartbeat context >= seq).
+struct ReadRequest {
+  uint64_t seq = 0;
+  NodeId from = kNoNode;  // this node, or the follower that forwarded it
+  uint64_t context = 0;
+  Index index = 0;
+  std::vector<NodeId> acks;
+};
+
+// A message waiting until what it depends on is durable: the hard state (term, vote) at the
+// time it was produced and, for non-leaders, the log up to (log_index, log_term).
+struct HeldMessage {
+  Message msg;
+  Term hs_term = 0;
+  NodeId hs_vote = kNoNode;
+  Index log_index = 0;
+  Term log_term = 0;
+};
+
+struct Raft::Impl {
+  Config cfg;
+  NodeId id;
+
+  // Persistent state (the source of the hard state) and the log.
+  Term term = 0;
+  NodeId vote = kNoNode;
+  RaftLog log;
+  Index commit = 0;
+
+  // Volatile role state.
+  InternalRole role = InternalRole::kFollower;
+  NodeId lead = kNoNode;
+  uint32_t election_elapsed = 0;
+  uint32_t heartbeat_elapsed = 0;
+  uint32_t randomized_election_timeout = 0;
+  uint64_t rng_state = 0;
+  std::map<NodeId, bool> votes;  // candidate / pre-candidate: who answered, granted or not
+
+  // Membership: in force now (every committed conf change applied), and its history since
+  // the snapshot (for conf_state_at). history.front().first <= log.snapshot_index().
+  ConfState conf;
+  std::vector<std::pair<Index, ConfState>> conf_history;
+
+  // Leader.
+  std::map<NodeId, Progress> progress;
+  NodeId transferee = kNoNode;
+  Index pending_conf_index = 0;  // no new conf change until commit reaches this
+  uint64_t uncommitted_bytes = 0;
+  std::deque<ReadRequest> reads;
+  std::deque<std::pair<NodeId, uint64_t>> reads_waiting_commit;  // before first commit of term
+  uint64_t read_seq = 0;
+  std::optional<SnapshotMeta> latest_snapshot;  // newest durable snapshot, to send
+
+  // Follower: snapshot being received (staged by the caller chunk by chunk).
+  std::optional<SnapshotMeta> staging_meta;
+  uint64_t staging_offset = 0;
+
+  // Durability and hand-out bookkeeping.
+  Index handed_index = 0;   // entries up to here were given out in a Ready to persist
+  Index durable_index = 0;  // entries up to here (of the current log) are durable
+  Term durable_term = 0;    // durable hard state
+  NodeId durable_vote = kNoNode;
+  HardState handed_hs;      // last hard state given out
+  Index applied_handed = 0; // entries up to here were given out to apply
+  Index applied = 0;        // as reported by applied_to()
+
+  // Outputs, drained by take_ready().
+  std::vector<Message> outbox;
+  std::deque<HeldMessage> held;
+  std::optional<Snapshot> install;
+  std::vector<SnapshotChunk> chunks_out;
+  std::vector<SnapshotReadRequest> snapshot_reads;
+  std::vector<ReadState> read_states;
+  uint64_t dropped_messages = 0;
+
+  bool any_bug() const {
+    const auto& b = cfg.bugs;
+    return b.grant_two_votes_per_term || b.answer_vote_before_persisting ||
+           b.commit_old_term_by_counting || b.apply_before_commit;
+  }
+
+  // ─────────── construction ───────────
+
+  Impl(const Config& config, RestoreState restore) : cfg(config), id(config.id) {
+    HMDB_ASSERT(id != kNoNode, "Config::id must be set (0 means no node)");
+    HMDB_ASSERT(cfg.election_ticks > cfg.heartbeat_ticks && cfg.heartbeat_ticks > 0,
+                "election_ticks (%u) must exceed heartbeat_ticks (%u) > 0", cfg.election_ticks,
+                cfg.heartbeat_ticks);
+    HMDB_ASSERT(cfg.max_inflight_appends > 0 && cfg.max_append_bytes > 0 &&
+                    cfg.snapshot_chunk_bytes > 0,
+                "flow-control bounds must be positive");
+    rng_state = cfg.seed * 0x9E3779B97F4A7C15ull ^ id;
+
+    Index snap_index = 0;
+    Term snap_term = 0;
+    if (restore.snapshot) {
+      snap_index = restore.snapshot->index;
+      snap_term = restore.snapshot->term;
+      conf = restore.snapshot->conf;
+      latest_snapshot = restore.snapshot;
+    } else {
+      conf = restore.initial_conf;
+    }
+    std::sort(conf.voters.begin(), conf.voters.end());
+    std::sort(conf.learners.begin(), conf.learners.end());
+    conf_history.push_back({snap_index, conf});
+    if (!restore.entries.empty()) {
+      HMDB_ASSERT(restore.entries.front().index == snap_index + 1,
+                  "restored entries start at %llu but the snapshot ends at %llu: a gap in the log",
+                  (ull)restore.entries.front().index, (ull)snap_index);
+    }
+    log.restore(snap_index, snap_term, std::move(restore.entries));
+
+    const HardState& hs = restore.hard_state;
+    HMDB_ASSERT(hs.term >= log.last_term(),
+                "hard state term %llu is older than the last entry's term %llu: the hard state "
+                "must be made durable no later than the entries of the same Ready",
+                (ull)hs.term, (ull)log.last_term());
+    term = hs.term;
+    vote = hs.vote;
+    HMDB_ASSERT(hs.commit <= log.last_index(),
+                "commit index %llu beyond last index %llu: was the log truncated?", (ull)hs.commit,
+                (ull)log.last_index());
+    commit = snap_index;
+    applied_handed = std::max(snap_index, restore.applied);
+    HMDB_ASSERT(applied_handed <= std::max(hs.commit, snap_index),
+                "restored applied index %llu beyond commit %llu", (ull)applied_handed,
+                (ull)hs.commit);
+    applied = applied_handed;
+    // Replays committed conf changes so that `conf` is the membership in force at commit.
+    advance_commit(std::max(hs.commit, snap_index));
+
+    handed_index = log.last_index();
+    durable_index = log.last_index();
+    durable_term = term;
+    durable_vote = vote;
+    handed_hs = HardState{term, vote, commit};
+    reset_randomized_timeout();
+  }
+
+  // ─────────── small queries ───────────
+
+  bool is_voter(NodeId n) const { return contains(conf.voters, n); }
+  bool is_learner(NodeId n) const { return contains(conf.learners, n); }
+  bool promotable() const { return is_voter(id); }
+  size_t quorum() const { return conf.voters.size() / 2 + 1; }
+  bool single_voter_self() const { return conf.voters.size() == 1 && conf.voters[0] == id; }
+  bool committed_in_current_term() const { return log.term_at(commit) == term; }
+
+  void reset_randomized_timeout() {
+    randomized_election_timeout =
+        cfg.election_ticks + static_cast<uint32_t>(splitmix64(&rng_state) % cfg.election_ticks);
+  }
+
+  // ─────────── roles ───────────
+
+  void reset(Term new_term) {
+    if (new_term != term) {
+      HMDB_ASSERT(new_term > term, "term going back from %llu to %llu", (ull)term, (ull)new_term);
+      term = new_term;
+      vote = kNoNode;
+    }
+    lead = kNoNode;
+    election_elapsed = 0;
+    heartbeat_elapsed = 0;
+    reset_randomized_timeout();
+    votes.clear();
+    progress.clear();
+    transferee = kNoNode;
+    reads.clear();
+    reads_waiting_commit.clear();
+    uncommitted_bytes = 0;
+  }
+
+  void become_follower(Term t, NodeId leader) {
+    reset(t);
+    role = InternalRole::kFollower;
+    lead = leader;
+  }
+
+  void become_pre_candidate() {
+    HMDB_ASSERT(role != InternalRole::kLeader, "a leader cannot become a pre-candidate");
+    // The term does not change: a pre-vote must not disturb anyone if it fails.
+    votes.clear();
+    lead = kNoNode;
+    election_elapsed = 0;
+    reset_randomized_timeout();
+    role = InternalRole::kPreCandidate;
+  }
+
+  void become_candidate() {
+    HMDB_ASSERT(role != InternalRole::kLeader, "a leader cannot become a candidate");
+    reset(term + 1);
+    vote = id;
+    role = InternalRole::kCandidate;
+  }
+
+  void become_leader() {
+    HMDB_ASSERT(role != InternalRole::kFollower || single_voter_self(),
+                "only a candidate can become leader");
+    reset(term);
+    role = InternalRole::kLeader;
+    lead = id;
+    for (NodeId v : conf.voters) add_progress(v, false);
+    for (NodeId l : conf.learners) add_progress(l, true);
+    progress[id].recent_active = true;
+    for (Index i = commit + 1; i <= log.last_index(); i++) uncommitted_bytes += entry_bytes(log.at(i));
+    // A leader commits entries of earlier terms only through an entry of its own term.
+    append_entry(EntryType::kNoop, 0, std::string());
+    // Single-step membership changes are safe only once this term committed an entry
+    // (Ongaro's fix): no conf change until the noop commits.
+    pending_conf_index = log.last_index();
+    progress[id].match = durable_index;
+    maybe_commit();
+    broadcast_append(true);
+  }
+
+  void add_progress(NodeId n, bool learner) {
+    Progress pr;
+    pr.next = log.last_index() + 1;
+    pr.is_learner = learner;
+    pr.recent_active = (n == id);
+    if (n == id) pr.match = durable_index;
+    progress[n] = std::move(pr);
+  }
+
+  // ─────────── elections ───────────
+
+  void tick() {
+    if (role == InternalRole::kLeader) {
+      tick_leader();
+      return;
+    }
+    election_elapsed++;
+    if (!promotable()) return;
+    if (single_voter_self()) {
+      // A cluster of one elects itself at once: there is nobody to wait for.
+      start_campaign(false, false);
+      return;
+    }
+    if (election_elapsed >= randomized_election_timeout) {
+      election_elapsed = 0;
+      start_campaign(cfg.pre_vote, false);
+    }
+  }
+
+  void tick_leader() {
+    heartbeat_elapsed++;
+    election_elapsed++;
+    if (election_elapsed >= cfg.election_ticks) {
+      election_elapsed = 0;
+      if (cfg.check_quorum && !quorum_active()) {
+        // Cannot hear a majority for a whole election timeout: someone else may be leader
+        // by now. Stop serving (reads especially) rather than act on stale authority.
+        become_follower(term, kNoNode);
+        return;
+      }
+      if (transferee != kNoNode) transferee = kNoNode;  // transfer timed out: abort it
+    }
+    for (auto& [n, pr] : progress) {
+      if (n == id || pr.state != Progress::State::kSnapshot) continue;
+      if (++pr.snapshot_stall_ticks >= kSnapshotStallElectionTimeouts * cfg.election_ticks) {
+        request_snapshot_chunk(n, pr);  // a chunk or its answer was lost: send it again
+      }
+    }
+    if (heartbeat_elapsed >= cfg.heartbeat_ticks) {
+      heartbeat_elapsed = 0;
+      broadcast_heartbeat();
+    }
+  }
+
+  bool quorum_active() {
+    size_t active = 0;
+    for (auto& [n, pr] : progress) {
+      if (n == id) continue;
+      if (pr.recent_active && is_voter(n)) active++;
+      pr.recent_active = false;
+    }
+    if (is_voter(id)) active++;
+    return active >= quorum();
+  }
+
+  void start_campaign(bool pre, bool transfer) {
+    if (!promotable() || role == InternalRole::kLeader) return;
+    Term vote_term;
+    if (pre) {
+      become_pre_candidate();
+      vote_term = term + 1;
+    } else {
+      become_candidate();
+      vote_term = term;
+    }
+    votes[id] = true;
+    if (tally_granted() >= quorum()) {
+      if (pre) {
+        start_campaign(false, transfer);
+      } else {
+        become_leader();
+      }
+      return;
+    }
+    for (NodeId v : conf.voters) {
+      if (v == id) continue;
+      Message m;
+      m.type = pre ? MessageType::kPreVote : MessageType::kVote;
+      m.to = v;
+      m.term = vote_term;
+      m.log_index = log.last_index();
+      m.log_term = log.last_term();
+      m.context = transfer ? kTransferContext : 0;
+      send(std::move(m));
+    }
+  }
+
+  size_t tally_granted() const {
+    size_t n = 0;
+    for (auto& [v, granted] : votes) n += (granted && is_voter(v));
+    return n;
+  }
+  size_t tally_rejected() const {
+    size_t n = 0;
+    for (auto& [v, granted] : votes) n += (!granted && is_voter(v));
+    return n;
+  }
+
+  void handle_vote_request(const Message& m) {
+    bool pre = m.type == MessageType::kPreVote;
+    bool can_vote = vote == m.from || (vote == kNoNode && lead == kNoNode) || (pre && m.term > term);
+    if (!pre && cfg.bugs.grant_two_votes_per_term) can_vote = true;  // PLANTED BUG
+    bool up_to_date = m.log_term > log.last_term() ||
+                      (m.log_term == log.last_term() && m.log_index >= log.last_index());
+    Message r;
+    r.type = pre ? MessageType::kPreVoteResponse : MessageType::kVoteResponse;
+    r.to = m.from;
+    if (can_vote && up_to_date) {
+      r.term = m.term;  // a pre-vote is granted for the future term the candidate asked for
+      if (!pre) {
+        election_elapsed = 0;
+        vote = m.from;
+      }
+    } else {
+      r.term = term;
+      r.reject = true;
+    }
+    if (!pre && cfg.bugs.answer_vote_before_persisting) {  // PLANTED BUG
+      r.from = id;
+      push_outbox(std::move(r));
+      return;
+    }
+    send(std::move(r));
+  }
+
+  void handle_vote_response(const Message& m) {
+    bool pre = m.type == MessageType::kPreVoteResponse;
+    if (pre != (role == InternalRole::kPreCandidate)) return;
+    if (role != InternalRole::kPreCandidate && role != InternalRole::kCandidate) return;
+    // A granted pre-vote carries term+1; anything else must be for our term.
+    if (pre && !m.reject && m.term != term + 1) return;
+    if ((!pre || m.reject) && m.term != term) return;
+    votes.emplace(m.from, !m.reject);
+    if (tally_granted() >= quorum()) {
+      if (pre) {
+        start_campaign(false, false);
+      } else {
+        become_leader();
+      }
+    } else if (tally_rejected() >= quorum()) {
+      become_follower(term, kNoNode);
+    }
+  }
+
+  // ─────────── inputs ───────────
+
+  void step(const Message& m) {
+    HMDB_ASSERT(m.to == id, "message for node %llu delivered to node %llu", (ull)m.to, (ull)id);
+    if (m.term > term) {
+      if (m.type == MessageType::kPreVote || m.type == MessageType::kVote) {
+        bool force = m.type == MessageType::kVote && m.context == kTransferContext;
+        bool in_lease = cfg.check_quorum && lead != kNoNode && election_elapsed < cfg.election_ticks;
+        // We heard from a leader within the election timeout: ignore the disruption (this
+        // is what keeps a partitioned or removed node from deposing a healthy leader).
+        if (!force && in_lease) return;
+      }
+      if (m.type == MessageType::kPreVote) {
+        // Never change term on a pre-vote.
+      } else if (m.type == MessageType::kPreVoteResponse && !m.reject) {
+        // The future term we asked for: counted in handle_vote_response.
+      } else {
+        bool from_leader = m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
+                           m.type == MessageType::kSnapshot;
+        become_follower(m.term, from_leader ? m.from : kNoNode);
+      }
+    } else if (m.term < term) {
+      if ((cfg.check_quorum || cfg.pre_vote) &&
+          (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat)) {
+        // A stale leader (e.g. healed from a partition): tell it our term so it steps down.
+        // Without this, a node whose term rose through pre-vote-less elections would be
+        // ignored forever.
+        Message r;
+        r.type = MessageType::kAppendResponse;
+        r.to = m.from;
+        r.term = term;
+        send(std::move(r));
+      } else if (m.type == MessageType::kPreVote) {
+        Message r;
+        r.type = MessageType::kPreVoteResponse;
+        r.to = m.from;
+        r.term = term;
+        r.reject = true;
+        send(std::move(r));
+      }
+      return;
+    }
+
+    switch (m.type) {
+      case MessageType::kPreVote:
+      case MessageType::kVote:
+        handle_vote_request(m);
+        return;
+      case MessageType::kPreVoteResponse:
+      case MessageType::kVoteResponse:
+        handle_vote_response(m);
+        return;
+      case MessageType::kAppend:
+      case MessageType::kHeartbeat:
+      case MessageType::kSnapshot:
+        if (role == InternalRole::kLeader) {
+          HMDB_ASSERT(any_bug(), "two leaders in term %llu: %llu and %llu (election safety broken)",
+                      (ull)term, (ull)id, (ull)m.from);
+          return;  // with a planted bug: let the simulator's checker find it
+        }
+        if (role != InternalRole::kFollower) become_follower(term, m.from);
+        election_elapsed = 0;
+        lead = m.from;
+        if (m.type == MessageType::kAppend) handle_append(m);
+        else if (m.type == MessageType::kHeartbeat) handle_heartbeat(m);
+        else handle_snapshot(m);
+        return;
+      case MessageType::kAppendResponse:
+        if (role == InternalRole::kLeader) handle_append_response(m);
+        return;
+      case MessageType::kHeartbeatResponse:
+        if (role == InternalRole::kLeader) handle_heartbeat_response(m);
+        return;
+      case MessageType::kSnapshotResponse:
+        if (role == InternalRole::kLeader) handle_snapshot_response(m);
+        return;
+      case MessageType::kTimeoutNow:
+        if (role != InternalRole::kLeader && promotable()) start_campaign(false, true);
+        return;
+      case MessageType::kReadIndex:
+        if (role == InternalRole::kLeader) handle_read(m.from, m.context);
+        return;
+      case MessageType::kReadIndexResponse:
+        if (role != InternalRole::kLeader) read_states.push_back({m.context, m.log_index});
+        return;
+    }
+    HMDB_ASSERT(false, "unknown message type %d", (int)m.type);
+  }
+
+  ProposeResult propose(EntryType type, uint32_t schema_version, std::string data) {
+    ProposeResult res;
+    if (role != InternalRole::kLeader) {
+      res.error = ProposeError::kNotLeader;
+      return res;
+    }
+    if (transferee != kNoNode) {
+      res.error = ProposeError::kTransferring;
+      return res;
+    }
+    uint64_t bytes = data.size() + kEntryOverheadBytes;
+    // One entry may exceed the bound alone (else it could never be proposed).
+    if (uncommitted_bytes > 0 && uncommitted_bytes + bytes > cfg.max_uncommitted_bytes) {
+      res.error = ProposeError::kBusy;
+      return res;
+    }
+    append_entry(type, schema_version, std::move(data));
+    res.index = log.last_index();
+    res.term = term;
+    broadcast_append(false);
+    return res;
+  }
+
+  void append_entry(EntryType type, uint32_t schema_version, std::string data) {
+    Entry e;
+    e.term = term;
+    e.index = log.last_index() + 1;
+    e.type = type;
+    e.schema_version = schema_version;
+    e.data = std::move(data);
+    uncommitted_bytes += entry_bytes(e);
+    log.append(std::move(e));
+  }
+
+  // ─────────── replication (leader) ───────────
+
+  void broadcast_append(bool allow_empty) {
+    for (auto& [n, pr] : progress) {
+      if (n == id) continue;
+      send_appends(n, allow_empty);
+    }
+  }
+
+  // Sends as many appends to `to` as flow control allows (several in kReplicate).
+  void send_appends(NodeId to, bool allow_empty) {
+    bool sent = maybe_send_append(to, allow_empty);
+    Progress& pr = progress[to];
+    while (sent && pr.state == Progress::State::kReplicate && pr.next <= log.last_index()) {
+      sent = maybe_send_append(to, false);
+    }
+  }
+
+  bool maybe_send_append(NodeId to, bool allow_empty) {
+    Progress& pr = progress[to];
+    if (pr.state == Progress::State::kSnapshot) return false;
+    if (pr.state == Progress::State::kProbe && pr.probe_sent) return false;
+    if (pr.state == Progress::State::kReplicate && pr.inflight.size() >= cfg.max_inflight_appends) {
+      return false;
+    }
+    Index prev = pr.next - 1;
+    std::optional<Term> prev_term = log.term_at(prev);
+    if (!prev_term) {
+      start_snapshot(to, pr);
+      return false;
+    }
+    Message m;
+    m.type = MessageType::kAppend;
+    m.to = to;
+    m.term = term;
+    m.log_index = prev;
+    m.log_term = *prev_term;
+    m.commit = commit;
+    if (pr.next <= log.last_index()) {
+      log.copy_range(pr.next, log.last_index(), cfg.max_append_bytes, &m.entries);
+    }
+    if (m.entries.empty() && !allow_empty) return false;
+    if (pr.state == Progress::State::kReplicate) {
+      if (!m.entries.empty()) {
+        pr.next = m.entries.back().index + 1;
+        pr.inflight.push_back(m.entries.back().index);
+      }
+    } else {
+      pr.probe_sent = true;
+    }
+    send(std::move(m));
+    return true;
+  }
+
+  void broadcast_heartbeat() {
+    for (auto& [n, pr] : progress) {
+      if (n == id) continue;
+      Message m;
+      m.type = MessageType::kHeartbeat;
+      m.to = n;
+      m.term = term;
+      // Never more than the follower is known to hold: it may hold a diverging suffix.
+      m.commit = std::min(pr.match, commit);
+      m.context = read_seq;
+      send(std::move(m));
+    }
+  }
+
+  void handle_append_response(const Message& m) {
+    auto it = progress.find(m.from);
+    if (it == progress.end()) return;  // removed meanwhile
+    Progress& pr = it->second;
+    pr.recent_active = true;
+    if (m.reject) {
+      Index hint = m.reject_hint;
+      if (m.reject_term > 0) hint = log.find_conflict_by_term(m.reject_hint, m.reject_term);
+      if (maybe_decrease_next(pr, m.log_index, hint)) {
+        if (pr.state == Progress::State::kReplicate) become_probe(pr);
+        send_appends(m.from, false);
+      }
+      return;
+    }
+    bool updated = false;
+    if (m.log_index > pr.match) {
+      if (m.log_index > log.last_index()) {
+        HMDB_ASSERT(any_bug(),
+                    "follower %llu acknowledged index %llu beyond the leader's last index %llu",
+                    (ull)m.from, (ull)m.log_index, (ull)log.last_index());
+        return;  // with a planted bug: let the simulator's checker find it
+      }
+      pr.match = m.log_index;
+      updated = true;
+    }
+    if (pr.next < pr.match + 1) pr.next = pr.match + 1;
+    while (!pr.inflight.empty() && pr.inflight.front() <= pr.match) pr.inflight.pop_front();
+    if (pr.state == Progress::State::kProbe && (updated || pr.match + 1 >= pr.next)) {
+      become_replicate(pr);
+    } else if (pr.state == Progress::State::kSnapshot && pr.match >= pr.snapshot_meta.index) {
+      become_replicate(pr);
+    }
+    if (!updated) {
+      send_appends(m.from, false);
+      return;
+    }
+    if (maybe_commit()) {
+      broadcast_append(true);  // followers learn the new commit index
+    } else {
+      send_appends(m.from, false);
+    }
+    if (m.from == transferee && pr.match == log.last_index()) send_timeout_now(m.from);
+  }
+
+  void become_probe(Progress& pr) {
+    pr.state = Progress::State::kProbe;
+    pr.probe_sent = false;
+    pr.inflight.clear();
+    pr.next = std::max(pr.next, pr.match + 1);
+  }
+
+  void become_replicate(Progress& pr) {
+    pr.state = Progress::State::kReplicate;
+    pr.probe_sent = false;
+    pr.inflight.clear();
+    pr.next = pr.match + 1;
+  }
+
+  // Follower rejected an append whose previous entry was `rejected`; `hint` is where the
+  // logs may match at best. Returns false for a stale rejection.
+  bool maybe_decrease_next(Progress& pr, Index rejected, Index hint) {
+    if (pr.state == Progress::State::kReplicate) {
+      if (rejected <= pr.match) return false;
+      pr.next = pr.match + 1;
+      return true;
+    }
+    if (pr.state == Progress::State::kSnapshot) return false;
+    if (pr.next - 1 != rejected) return false;
+    pr.next = std::max(std::min(rejected, hint) + 1, pr.match + 1);
+    pr.probe_sent = false;
+    return true;
+  }
+
+  void handle_heartbeat_response(const Message& m) {
+    auto it = progress.find(m.from);
+    if (it == progress.end()) return;
+    Progress& pr = it->second;
+    pr.recent_active = true;
+    pr.probe_sent = false;
+    // An append may have been lost: free a slot so the pipeline cannot stall for good.
+    if (pr.state == Progress::State::kReplicate && pr.inflight.size() >= cfg.max_inflight_appends) {
+      pr.inflight.pop_front();
+    }
+    if (pr.match < log.last_index()) send_appends(m.from, true);
+    ack_reads(m.from, m.context);
+  }
+
+  void send_timeout_now(NodeId to) {
+    Message m;
+    m.type = MessageType::kTimeoutNow;
+    m.to = to;
+    m.term = term;
+    send(std::move(m));
+  }
+
+  void transfer_leadership(NodeId to) {
+    if (role != InternalRole::kLeader || to == id || !is_voter(to)) return;
+    if (transferee == to) return;
+    transferee = to;
+    election_elapsed = 0;  // the transfer must finish within one election timeout
+    if (progress[to].match == log.last_index()) {
+      send_timeout_now(to);
+    } else {
+      send_appends(to, true);
+    }
+  }
+
+  // Commit by counting replicas, only for an entry of the current term (§5.4.2, Figure 8).
+  bool maybe_commit() {
+    bool any = false;
+    for (;;) {
+      std::vector<Index> matches;
+      for (NodeId v : conf.voters) {
+        auto it = progress.find(v);
+        matches.push_back(it == progress.end() ? 0 : it->second.match);
+      }
+      if (matches.empty()) return any;
+      std::sort(matches.begin(), matches.end(), std::greater<Index>());
+      Index candidate = matches[quorum() - 1];
+      if (candidate <= commit) return any;
+      if (log.term_at(candidate) != term && !cfg.bugs.commit_old_term_by_counting) return any;
+      advance_commit(candidate);  // may change membership, hence the loop
+      any = true;
+      if (role != InternalRole::kLeader) return any;
+    }
+  }
+
+  // ─────────── replication (follower) ───────────
+
+  void handle_append(const Message& m) {
+    Message r;
+    r.type = MessageType::kAppendResponse;
+    r.to = m.from;
+    r.term = term;
+    if (m.log_index < commit) {
+      r.log_index = commit;  // already have (and committed) all of that
+      send(std::move(r));
+      return;
+    }
+    if (!log.matches(m.log_index, m.log_term)) {
+      Index hint = std::min(m.log_index, log.last_index());
+      hint = log.find_conflict_by_term(hint, m.log_term);
+      r.reject = true;
+      r.log_index = m.log_index;
+      r.reject_hint = hint;
+      r.reject_term = log.term_at(hint).value_or(0);
+      send(std::move(r));
+      return;
+    }
+    Index last_new = m.log_index + m.entries.size();
+    for (const Entry& e : m.entries) {
+      HMDB_ASSERT(e.index == m.log_index + 1 + (&e - m.entries.data()),
+                  "append from %llu has entry %llu out of sequence", (ull)m.from, (ull)e.index);
+      if (e.index <= log.last_index()) {
+        if (log.term_at(e.index) == e.term) continue;
+        HMDB_ASSERT(e.index > commit || any_bug(),
+                    "entry %llu (term %llu) conflicts with a committed entry (commit %llu): "
+                    "the leader's log lost a committed entry",
+                    (ull)e.index, (ull)e.term, (ull)commit);
+        if (e.index <= log.snapshot_index()) return;  // planted bug only: cannot repair
+        truncate_after(e.index - 1);
+        // Planted bugs only: commit was wrong; let the simulator see the regression.
+        commit = std::min(commit, e.index - 1);
+        applied_handed = std::min(applied_handed, e.index - 1);
+      }
+      log.append(e);
+    }
+    if (m.commit > commit) advance_commit(std::min(m.commit, last_new));
+    r.log_index = last_new;
+    send(std::move(r));
+  }
+
+  void truncate_after(Index index) {
+    log.truncate_after(index);
+    handed_index = std::min(handed_index, index);
+    durable_index = std::min(durable_index, index);
+  }
+
+  void handle_heartbeat(const Message& m) {
+    if (m.commit > commit) advance_commit(std::min(m.commit, log.last_index()));
+    Message r;
+    r.type = MessageType::kHeartbeatResponse;
+    r.to = m.from;
+    r.term = term;
+    r.context = m.context;
+    send(std::move(r));
+  }
+
+  // Moves the commit index forward and applies committed membership changes (a conf
+  // change takes effect when it commits).
+  void advance_commit(Index to) {
+    if (to <= commit) return;
+    HMDB_ASSERT(to <= log.last_index(), "commit index %llu beyond last index %llu: was the log truncated?",
+                (ull)to, (ull)log.last_index());
+    for (Index i = std::max(commit + 1, log.first_index()); i <= to; i++) {
+      const Entry& e = log.at(i);
+      if (role == InternalRole::kLeader) {
+        uint64_t b = entry_bytes(e);
+        uncommitted_bytes = b > uncommitted_bytes ? 0 : uncommitted_bytes - b;
+      }
+      commit = i;
+      if (e.type == EntryType::kConfChange) apply_conf_change_entry(e);
+    }
+    commit = to;
+    if (role == InternalRole::kLeader && committed_in_current_term()) {
+      auto waiting = std::move(reads_waiting_commit);
+      reads_waiting_commit.clear();
+      for (auto& [from, ctx] : waiting) handle_read(from, ctx);
+    }
+  }
+
+  // ─────────── snapshots ───────────
+
+  void start_snapshot(NodeId to, Progress& pr) {
+    HMDB_ASSERT(latest_snapshot.has_value() && latest_snapshot->index >= log.snapshot_index(),
+                "follower %llu needs entry %llu but the log starts at %llu and no snapshot covers "
+                "it: was the log compacted without snapshot_saved()?",
+                (ull)to, (ull)pr.next, (ull)log.first_index());
+    pr.state = Progress::State::kSnapshot;
+    pr.inflight.clear();
+    pr.snapshot_meta = *latest_snapshot;
+    pr.snapshot_offset = 0;
+    request_snapshot_chunk(to, pr);
+  }
+
+  void request_snapshot_chunk(NodeId to, Progress& pr) {
+    if (latest_snapshot && !(pr.snapshot_meta == *latest_snapshot)) {
+      pr.snapshot_meta = *latest_snapshot;  // a newer snapshot exists: send that one instead
+      pr.snapshot_offset = 0;
+    }
+    pr.snapshot_stall_ticks = 0;
+    snapshot_reads.push_back({to, pr.snapshot_meta, pr.snapshot_offset, cfg.snapshot_chunk_bytes});
+  }
+
+  void snapshot_chunk(NodeId to, const SnapshotMeta& meta, uint64_t offset, uint64_t total,
+                      std::string bytes, bool last) {
+    if (role != InternalRole::kLeader) return;
+    auto it = progress.find(to);
+    if (it == progress.end()) return;
+    Progress& pr = it->second;
+    if (pr.state != Progress::State::kSnapshot || !(pr.snapshot_meta == meta) ||
+        pr.snapshot_offset != offset) {
+      return;  // obsolete answer
+    }
+    HMDB_ASSERT(offset + bytes.size() <= total && (last == (offset + bytes.size() == total)),
+                "snapshot chunk [%llu, +%zu) of %llu bytes inconsistent with last=%d",
+                (ull)offset, bytes.size(), (ull)total, (int)last);
+    Message m;
+    m.type = MessageType::kSnapshot;
+    m.to = to;
+    m.term = term;
+    m.snapshot_meta = meta;
+    m.snapshot_offset = offset;
+    m.snapshot_total = total;
+    m.snapshot_last = last;
+    m.snapshot_chunk = std::move(bytes);
+    m.commit = commit;
+    send(std::move(m));
+  }
+
+  void handle_snapshot_response(const Message& m) {
+    auto it = progress.find(m.from);
+    if (it == progress.end() || !m.snapshot_meta) return;
+    Progress& pr = it->second;
+    pr.recent_active = true;
+    if (pr.state != Progress::State::kSnapshot || !(pr.snapshot_meta == *m.snapshot_meta)) return;
+    // Accepted: ask for the next chunk. Rejected: the follower says where to resume.
+    pr.snapshot_offset = m.snapshot_offset;
+    request_snapshot_chunk(m.from, pr);
+  }
+
+  void handle_snapshot(const Message& m) {
+    HMDB_ASSERT(m.snapshot_meta.has_value(), "snapshot message from %llu without meta", (ull)m.from);
+    const SnapshotMeta& meta = *m.snapshot_meta;
+    Message r;
+    r.to = m.from;
+    r.term = term;
+    if (meta.index <= commit) {
+      staging_meta.reset();
+      r.type = MessageType::kAppendResponse;
+      r.log_index = commit;
+      send(std::move(r));
+      return;
+    }
+    if (m.snapshot_offset == 0 && log.matches(meta.index, meta.term)) {
+      // We already hold that prefix: no need to install, just commit it.
+      staging_meta.reset();
+      advance_commit(meta.index);
+      r.type = MessageType::kAppendResponse;
+      r.log_index = meta.index;
+      send(std::move(r));
+      return;
+    }
+    if (m.snapshot_offset == 0) {
+      staging_meta = meta;
+      staging_offset = 0;
+    }
+    r.type = MessageType::kSnapshotResponse;
+    r.snapshot_meta = meta;
+    if (!staging_meta || !(*staging_meta == meta) || m.snapshot_offset != staging_offset) {
+      r.reject = true;
+      r.snapshot_offset = (staging_meta && *staging_meta == meta) ? staging_offset : 0;
+      send(std::move(r));
+      return;
+    }
+    staging_offset += m.snapshot_chunk.size();
+    chunks_out.push_back({meta, m.snapshot_offset, m.snapshot_total, m.snapshot_last, m.snapshot_chunk});
+    if (!m.snapshot_last) {
+      r.snapshot_offset = staging_offset;
+      send(std::move(r));
+      return;
+    }
+    // Last chunk: install. The whole log is replaced by the snapshot point.
+    staging_meta.reset();
+    install = Snapshot{meta, std::string()};
+    log.reset_to_snapshot(meta.index, meta.term);
+    handed_index = meta.index;  // the snapshot itself goes out in this Ready
+    durable_index = 0;          // until persisted() acknowledges (meta.index, meta.term)
+    commit = meta.index;
+    applied_handed = meta.index;
+    conf = meta.conf;
+    conf_history.clear();
+    conf_history.push_back({meta.index, conf});
+    latest_snapshot = meta;
+    r.type = MessageType::kAppendResponse;
+    r.snapshot_meta.reset();
+    r.log_index = meta.index;
+    send(std::move(r));  // held until the install is durable
+  }
+
+  void snapshot_saved(const SnapshotMeta& meta) {
+    if (meta.index <= log.snapshot_index()) return;  // older than what we have
+    HMDB_ASSERT(meta.index <= applied_handed,
+                "snapshot at %llu beyond the entries handed out to apply (%llu): a snapshot is "
+                "of applied state",
+                (ull)meta.index, (ull)applied_handed);
+    HMDB_ASSERT(log.matches(meta.index, meta.term),
+                "snapshot (%llu, term %llu) does not match the log (term there: %llu)",
+                (ull)meta.index, (ull)meta.term, (ull)log.term_at(meta.index).value_or(0));
+    ConfState expected = conf_state_at(meta.index);
+    HMDB_ASSERT(expected == meta.conf,
+                "snapshot at %llu carries a membership that differs from the log's: use "
+                "conf_state_at(index)",
+                (ull)meta.index);
+    log.compact_to(meta.index, meta.term);
+    durable_index = std::max(durable_index, meta.index);
+    latest_snapshot = meta;
+    // Keep the last conf <= meta.index as the base of the history.
+    size_t keep = 0;
+    for (size_t i = 0; i < conf_history.size(); i++) {
+      if (conf_history[i].first <= meta.index) keep = i;
+    }
+    conf_history.erase(conf_history.begin(), conf_history.begin() + keep);
+  }
+
+  ConfState conf_state_at(Index index) const {
+    HMDB_ASSERT(!conf_history.empty() && index >= conf_history.front().first,
+                "membership at %llu asked, but history starts at %llu", (ull)index,
+                (ull)conf_history.front().first);
+    const ConfState* c = &conf_history.front().second;
+    for (auto& [i, cs] : conf_history) {
+      if (i <= index) c = &cs;
+    }
+    return *c;
+  }
+
+  // ─────────── membership ───────────
+
+  ProposeResult propose_conf_change(const ConfChange& cc) {
+    ProposeResult res;
+    if (role != InternalRole::kLeader) {
+      res.error = ProposeError::kNotLeader;
+      return res;
+    }
+    if (transferee != kNoNode) {
+      res.error = ProposeError::kTransferring;
+      return res;
+    }
+    // One change at a time, and not before this term's noop committed.
+    if (pending_conf_index > commit) {
+      res.error = ProposeError::kBusy;
+      return res;
+    }
+    ConfState next = conf;
+    if (!apply_change(&next, cc) || next.voters.empty()) {
+      res.error = ProposeError::kRejected;
+      return res;
+    }
+    append_entry(EntryType::kConfChange, 0, encode_conf_change(cc));
+    pending_conf_index = log.last_index();
+    res.index = log.last_index();
+    res.term = term;
+    broadcast_append(false);
+    return res;
+  }
+
+  // Returns false if the change changes nothing.
+  static bool apply_change(ConfState* c, const ConfChange& cc) {
+    bool voter = contains(c->voters, cc.node), learner = contains(c->learners, cc.node);
+    switch (cc.type) {
+      case ConfChangeType::kAddLearner:
+        if (voter || learner) return false;
+        insert_sorted(&c->learners, cc.node);
+        return true;
+      case ConfChangeType::kPromote:
+        if (!learner) return false;
+        erase_id(&c->learners, cc.node);
+        insert_sorted(&c->voters, cc.node);
+        return true;
+      case ConfChangeType::kAddVoter:
+        if (voter) return false;
+        erase_id(&c->learners, cc.node);
+        insert_sorted(&c->voters, cc.node);
+        return true;
+      case ConfChangeType::kRemove:
+        if (!voter && !learner) return false;
+        erase_id(&c->voters, cc.node);
+        erase_id(&c->learners, cc.node);
+        return true;
+    }
+    return false;
+  }
+
+  void apply_conf_change_entry(const Entry& e) {
+    ConfChange cc;
+    HMDB_ASSERT(decode_conf_change(e.data, &cc),
+                "committed conf change at index %llu does not decode: the log is corrupt",
+                (ull)e.index);
+    if (!apply_change(&conf, cc)) return;  // a no-op change (possible after a replay)
+    conf_history.push_back({e.index, conf});
+    if (role != InternalRole::kLeader) return;
+    for (NodeId v : conf.voters) {
+      if (!progress.count(v)) add_progress(v, false);
+      progress[v].is_learner = false;
+    }
+    for (NodeId l : conf.learners) {
+      if (!progress.count(l)) add_progress(l, true);
+      progress[l].is_learner = true;
+    }
+    for (auto it = progress.begin(); it != progress.end();) {
+      if (!is_voter(it->first) && !is_learner(it->first) && it->first != id) {
+        it = progress.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (transferee != kNoNode && !is_voter(transferee)) transferee = kNoNode;
+    if (!is_voter(id)) {
+      // Removed ourselves: stop leading. The rest elect a leader among themselves.
+      become_follower(term, kNoNode);
+    }
+  }
+
+  // ─────────── read-index ───────────
+
+  bool read_index(uint64_t ctx) {
+    if (role == InternalRole::kLeader) return handle_read(id, ctx);
+    if (lead == kNoNode) return false;
+    Message m;
+    m.type = MessageType::kReadIndex;
+    m.to = lead;
+    m.term = term;
+    m.context = ctx;
+    send(std::move(m));
+    return true;
+  }
+
+  bool handle_read(NodeId from, uint64_t ctx) {
+    if (single_voter_self()) {
+      answer_read(from, ctx, commit);
+      return true;
+    }
+    if (reads.size() + reads_waiting_commit.size() >= kMaxPendingReads) return false;
+    if (!committed_in_current_term()) {
+      // A new leader does not know the commit index of its predecessor until it commits an
+      // entry of its own term: answering now could miss a committed write.
+      reads_waiting_commit.push_back({from, ctx});
+      return true;
+    }
+    if (cfg.lease_reads && cfg.check_quorum) {
+      answer_read(from, ctx, commit);
+      return true;
+    }
+    ReadRequest rr;
+    rr.seq = ++read_seq;
+    rr.from = from;
+    rr.context = ctx;
+    rr.index = commit;
+    rr.acks.push_back(id);
+    reads.push_back(std::move(rr));
+    broadcast_heartbeat();
+    return true;
+  }
+
+  void answer_read(NodeId from, uint64_t ctx, Index index) {
+    if (from == id) {
+      read_states.push_back({ctx, index});
+      return;
+    }
+    Message m;
+    m.type = MessageType::kReadIndexResponse;
+    m.to = from;
+    m.term = term;
+    m.context = ctx;
+    m.log_index = index;
+    send(std::move(m));
+  }
+
+  void ack_reads(NodeId from, uint64_t seq) {
+    if (reads.empty() || !is_voter(from)) return;
+    for (auto& rr : reads) {
+      if (rr.seq > seq) break;
+      if (!contains(rr.acks, from)) rr.acks.push_back(from);
+    }
+    // Release the longest prefix whose last request has a quorum: a heartbeat answered for
+    // a later request also confirms every earlier one.
+    size_t release = 0;
+    for (size_t i = 0; i < reads.size(); i++) {
+      size_t n = 0;
+      for (NodeId a : reads[i].acks) n += is_voter(a);
+      if (n >= quorum()) release = i + 1;
+    }
+    for (size_t i = 0; i < release; i++) {
+      answer_read(reads.front().from, reads.front().context, reads.front().index);
+      reads.pop_front();
+    }
+  }
+
+  // ─────────── durability gate ───────────
+
+  void push_outbox(Message m) {
+    if (outbox.size() >= kMaxOutboxMessages) {
+      dropped_messages++;
+      return;
+    }
+    outbox.push_back(std::move(m));
+  }
+
+  // Every message waits until the hard state it was produced under is durable (a vote must
+  // never be forgotten after it was announced); a non-leader's message also waits for the
+  // log as it was then (an append ack promises the entries are on disk). The leader's
+  // appends go out at once: its own write runs in parallel, and commit counts the leader
+  // only through persisted().
+  void send(Message m) {
+    m.from = id;
+    HeldMessage h;
+    h.hs_term = term;
+    h.hs_vote = vote;
+    if (role != InternalRole::kLeader) {
+      h.log_index = log.last_index();
+      h.log_term = log.last_term();
+    }
+    if (held.empty() && gate_satisfied(h)) {
+      push_outbox(std::move(m));
+      return;
+    }
+    if (held.size() >= kMaxHeldMessages) {
+      dropped_messages++;
+      held.pop_front();
+    }
+    h.msg = std::move(m);
+    held.push_back(std::move(h));
+  }
+
+  bool gate_satisfied(const HeldMessage& h) const {
+    bool hs_ok = durable_term > h.hs_term ||
+                 (durable_term == h.hs_term && (h.hs_vote == kNoNode || durable_vote == h.hs_vote));
+    if (!hs_ok) return false;
+    if (h.log_index == 0) return true;
+    if (durable_index < h.log_index) return false;
+    return h.log_index <= log.snapshot_index() || log.matches(h.log_index, h.log_term);
+  }
+
+  bool gate_impossible(const HeldMessage& h) const {
+    if (h.log_index == 0 || h.log_index <= log.snapshot_index()) return false;
+    return !log.matches(h.log_index, h.log_term);  // that log was overwritten: obsolete
+  }
+
+  void release_held() {
+    std::deque<HeldMessage> keep;
+    for (auto& h : held) {
+      if (gate_satisfied(h)) {
+        push_outbox(std::move(h.msg));
+      } else if (gate_impossible(h)) {
+        dropped_messages++;
+      } else {
+        keep.push_back(std::move(h));
+      }
+    }
+    held = std::move(keep);
+  }
+
+  void persisted(const PersistAck& ack) {
+    const HardState& hs = ack.hard_state;
+    HMDB_ASSERT(hs.term <= term, "persisted term %llu is newer than the core's term %llu",
+                (ull)hs.term, (ull)term);
+    if (hs.term > durable_term || (hs.term == durable_term && durable_vote == kNoNode)) {
+      durable_term = hs.term;
+      durable_vote = hs.vote;
+    }
+    if (ack.last_index > 0 && log.matches(ack.last_index, ack.last_term)) {
+      HMDB_ASSERT(ack.last_index <= handed_index,
+                  "persisted() reports entry %llu durable, but only %llu were handed out",
+                  (ull)ack.last_index, (ull)handed_index);
+      durable_index = std::max(durable_index, ack.last_index);
+    }
+    if (!held.empty()) release_held();
+    if (role == InternalRole::kLeader) {
+      progress[id].match = durable_index;
+      if (maybe_commit()) broadcast_append(true);
+    }
+  }
+
+  // ─────────── Ready ───────────
+
+  Index apply_limit() const {
+    if (cfg.bugs.apply_before_commit) return log.last_index();  // PLANTED BUG
+    return commit;
+  }
+
+  bool has_ready() const {
+    return !(HardState{term, vote, commit} == handed_hs) || handed_index < log.last_index() ||
+           install || !outbox.empty() || applied_handed < apply_limit() || !read_states.empty() ||
+           !snapshot_reads.empty() || !chunks_out.empty();
+  }
+
+  Ready take_ready() {
+    Ready rd;
+    HardState hs{term, vote, commit};
+    if (!(hs == handed_hs)) {
+      rd.hard_state = hs;
+      handed_hs = hs;
+    }
+    rd.snapshot = std::move(install);
+    install.reset();
+    if (handed_index < log.last_index()) {
+      log.copy_range(handed_index + 1, log.last_index(), UINT64_MAX, &rd.entries);
+      handed_index = log.last_index();
+    }
+    rd.messages = std::move(outbox);
+    outbox.clear();
+    uint64_t bytes = 0;
+    Index limit = apply_limit();
+    while (applied_handed < limit && bytes < kMaxCommittedBytesPerReady) {
+      const Entry& e = log.at(applied_handed + 1);
+      bytes += entry_bytes(e);
+      rd.committed.push_back(e);
+      applied_handed++;
+    }
+    rd.read_states = std::move(read_states);
+    read_states.clear();
+    rd.snapshot_reads = std::move(snapshot_reads);
+    snapshot_reads.clear();
+    rd.snapshot_chunks = std::move(chunks_out);
+    chunks_out.clear();
+    return rd;
+  }
+
+  void applied_to(Index index) {
+    HMDB_ASSERT(index <= applied_handed, "applied_to(%llu) beyond the entries handed out (%llu)",
+                (ull)index, (ull)applied_handed);
+    applied = std::max(applied, index);
+  }
+
+  Role public_role() const {
+    switch (role) {
+      case InternalRole::kLeader: return Role::kLeader;
+      case InternalRole::kCandidate: return Role::kCandidate;
+      case InternalRole::kPreCandidate: return Role::kPreCandidate;
+      case InternalRole::kFollower: return is_learner(id) ? Role::kLearner : Role::kFollower;
+    }
+    return Role::kFollower;
+  }
+
+  Status status() const {
+    Status s;
+    s.id = id;
+    s.role = public_role();
+    s.term = term;
+    s.leader = lead;
+    s.commit = commit;
+    s.applied = applied;
+    s.last_index = log.last_index();
+    s.first_index = log.first_index();
+    s.conf = conf;
+    if (role == InternalRole::kLeader) {
+      for (auto& [n, pr] : progress) s.progress.push_back({n, pr.match, pr.next, pr.is_learner});
+    }
+    s.transferee = transferee;
+    s.dropped_messages = dropped_messages;
+    return s;
+  }
+};
+
+// ───────────────────────────── public wrappers ─────────────────────────────
+
+Raft::Raft(const Config& config, RestoreState restore)
+    : impl_(std::make_unique<Impl>(config, std::move(restore))) {}
+Raft::~Raft() = default;
+
+void Raft::tick() { impl_->tick(); }
+void Raft::step(const Message& msg) { impl_->step(msg); }
+ProposeResult Raft::propose(EntryType type, uint32_t schema_version, std::string data) {
+  HMDB_ASSERT(type != EntryType::kConfChange, "use propose_conf_change() for membership changes");
+  return impl_->propose(type, schema_version, std::move(data));
+}
+ProposeResult Raft::propose_conf_change(const ConfChange& change) {
+  return impl_->propose_conf_change(change);
+}
+bool Raft::read_index(uint64_t context) { return impl_->read_index(context); }
+void Raft::transfer_leadership(NodeId to) { impl_->transfer_leadership(to); }
+void Raft::persisted(const PersistAck& ack) { impl_->persisted(ack); }
+void Raft::snapshot_saved(const SnapshotMeta& meta) { impl_->snapshot_saved(meta); }
+void Raft::applied_to(Index index) { impl_->applied_to(index); }
+void Raft::campaign() { impl_->start_campaign(impl_->cfg.pre_vote && !impl_->single_voter_self(), false); }
+void Raft::snapshot_chunk(NodeId to, const SnapshotMeta& meta, uint64_t offset, uint64_t total,
+                          std::string bytes, bool last) {
+  impl_->snapshot_chunk(to, meta, offset, total, std::move(bytes), last);
+}
+ConfState Raft::conf_state_at(Index index) const { return impl_->conf_state_at(index); }
+bool Raft::has_ready() const { return impl_->has_ready(); }
+Ready Raft::take_ready() { return impl_->take_ready(); }
+Status Raft::status() const { return impl_->status(); }
+Role Raft::role() const { return impl_->public_role(); }
+NodeId Raft::leader() const { return impl_->lead; }
+Term Raft::term() const { return impl_->term; }
+
+// ───────────────────────────── conf change encoding ─────────────────────────────
+// u8 format (=1), u8 type, u64 node (little-endian), then the context bytes to the end.
+
+std::string encode_conf_change(const ConfChange& change) {
+  std::string out;
+  out.reserve(10 + change.context.size());
+  out.push_back(static_cast<char>(kConfChangeFormat));
+  out.push_back(static_cast<char>(change.type));
+  for (int i = 0; i < 8; i++) out.push_back(static_cast<char>((change.node >> (8 * i)) & 0xff));
+  out.append(change.context);
+  return out;
+}
+
+bool decode_conf_change(std::string_view data, ConfChange* out) {
+  if (data.size() < 10 || static_cast<uint8_t>(data[0]) != kConfChangeFormat) return false;
+  uint8_t type = static_cast<uint8_t>(data[1]);
+  if (type < 1 || type > 4) return false;
+  uint64_t node = 0;
+  for (int i = 0; i < 8; i++) node |= static_cast<uint64_t>(static_cast<uint8_t>(data[2 + i])) << (8 * i);
+  if (node == kNoNode) return false;
+  out->type = static_cast<ConfChangeType>(type);
+  out->node = node;
+  out->context.assign(data.substr(10));
+  return true;
+}
+
+}  // namespace hmdb::raft

@@ -1,0 +1,89 @@
+// raft/raft_log.cc — the in-memory log of the consensus core (see raft_log.h).
+#include "raft/raft_log.h"
+
+#include "common/assert.h"
+
+namespace hmdb::raft {
+
+void RaftLog::restore(Index snapshot_index, Term snapshot_term, std::vector<Entry> entries) {
+  snapshot_index_ = snapshot_index;
+  snapshot_term_ = snapshot_term;
+  entries_.clear();
+  for (auto& e : entries) append(std::move(e));
+}
+
+std::optional<Term> RaftLog::term_at(Index index) const {
+  if (index == snapshot_index_) return snapshot_term_;
+  if (index < snapshot_index_ || index > last_index()) return std::nullopt;
+  return entries_[index - snapshot_index_ - 1].term;
+}
+
+const Entry& RaftLog::at(Index index) const {
+  HMDB_ASSERT(index > snapshot_index_ && index <= last_index(),
+              "log entry %llu requested, but the log holds (%llu, %llu]: was it compacted?",
+              (unsigned long long)index, (unsigned long long)snapshot_index_,
+              (unsigned long long)last_index());
+  return entries_[index - snapshot_index_ - 1];
+}
+
+void RaftLog::append(Entry e) {
+  HMDB_ASSERT(e.index == last_index() + 1,
+              "appending entry at index %llu after last index %llu: the log must stay contiguous",
+              (unsigned long long)e.index, (unsigned long long)last_index());
+  HMDB_ASSERT(e.term >= last_term(),
+              "appending entry of term %llu after an entry of term %llu: terms never go back",
+              (unsigned long long)e.term, (unsigned long long)last_term());
+  entries_.push_back(std::move(e));
+}
+
+void RaftLog::truncate_after(Index index) {
+  HMDB_ASSERT(index >= snapshot_index_,
+              "truncating the log after %llu, below the snapshot at %llu: snapshots are committed",
+              (unsigned long long)index, (unsigned long long)snapshot_index_);
+  while (last_index() > index) entries_.pop_back();
+}
+
+void RaftLog::compact_to(Index index, Term term) {
+  if (index <= snapshot_index_) return;
+  HMDB_ASSERT(index <= last_index(), "compacting to %llu beyond the last index %llu",
+              (unsigned long long)index, (unsigned long long)last_index());
+  HMDB_ASSERT(at(index).term == term,
+              "snapshot at index %llu claims term %llu but the log has term %llu there",
+              (unsigned long long)index, (unsigned long long)term,
+              (unsigned long long)at(index).term);
+  while (snapshot_index_ < index) {
+    entries_.pop_front();
+    snapshot_index_++;
+  }
+  snapshot_term_ = term;
+}
+
+void RaftLog::reset_to_snapshot(Index index, Term term) {
+  entries_.clear();
+  snapshot_index_ = index;
+  snapshot_term_ = term;
+}
+
+Index RaftLog::find_conflict_by_term(Index index, Term term) const {
+  if (index > last_index()) index = last_index();
+  while (index > snapshot_index_) {
+    if (entries_[index - snapshot_index_ - 1].term <= term) return index;
+    index--;
+  }
+  return snapshot_index_;
+}
+
+uint64_t RaftLog::copy_range(Index lo, Index hi, uint64_t max_bytes,
+                             std::vector<Entry>* out) const {
+  uint64_t bytes = 0;
+  for (Index i = lo; i <= hi; i++) {
+    const Entry& e = at(i);
+    uint64_t b = entry_bytes(e);
+    if (i > lo && bytes + b > max_bytes) break;
+    out->push_back(e);
+    bytes += b;
+  }
+  return bytes;
+}
+
+}  // namespace hmdb::raft

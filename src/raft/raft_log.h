@@ -1,0 +1,69 @@
+// raft/raft_log.h — the consensus core's in-memory log: a snapshot point plus the entries
+// after it. No I/O: what is durable is tracked by the core (raft.cc), not here.
+//
+// Invariants (asserted):
+//   entries_[k].index == snapshot_index_ + 1 + k      (contiguous after the snapshot)
+//   entries_[k].term  >= snapshot_term_, and terms never decrease along the log
+#pragma once
+
+#include <deque>
+#include <optional>
+#include <vector>
+
+#include "raft/types.h"
+
+namespace hmdb::raft {
+
+// Bytes an entry is charged for, beyond its payload, when batching appends and bounding
+// uncommitted data (term + index + type + schema version + framing).
+inline constexpr uint64_t kEntryOverheadBytes = 32;
+
+inline uint64_t entry_bytes(const Entry& e) { return e.data.size() + kEntryOverheadBytes; }
+
+class RaftLog {
+ public:
+  RaftLog() = default;
+  // Starts from a snapshot point (0/0 for an empty log) and the durable entries after it.
+  void restore(Index snapshot_index, Term snapshot_term, std::vector<Entry> entries);
+
+  Index snapshot_index() const { return snapshot_index_; }
+  Term snapshot_term() const { return snapshot_term_; }
+  Index first_index() const { return snapshot_index_ + 1; }
+  Index last_index() const { return snapshot_index_ + entries_.size(); }
+  Term last_term() const { return entries_.empty() ? snapshot_term_ : entries_.back().term; }
+
+  // Term of the entry at `index`; the snapshot's term at the snapshot index; nullopt if the
+  // entry was compacted away or does not exist yet.
+  std::optional<Term> term_at(Index index) const;
+  bool matches(Index index, Term term) const {
+    auto t = term_at(index);
+    return t && *t == term;
+  }
+  // REQUIRES: first_index() <= index <= last_index().
+  const Entry& at(Index index) const;
+
+  // REQUIRES: e.index == last_index() + 1 and e.term >= last_term().
+  void append(Entry e);
+  // Drops every entry with index > index. REQUIRES: index >= snapshot_index().
+  void truncate_after(Index index);
+  // Drops entries up to `index` (now covered by a durable snapshot of term `term`).
+  void compact_to(Index index, Term term);
+  // Replaces the whole log by a snapshot point (follower installing a snapshot).
+  void reset_to_snapshot(Index index, Term term);
+
+  // Fast backtracking (etcd's findConflictByTerm): the largest index j <= index whose term
+  // is <= term, or the snapshot index if none is known. A follower and leader that share
+  // no entry above j cannot match before j+1, so the leader can skip straight there.
+  Index find_conflict_by_term(Index index, Term term) const;
+
+  // Appends copies of entries [lo, hi] to out, stopping once max_bytes is reached (at least
+  // one entry is copied if lo <= hi). Returns the number of bytes copied.
+  uint64_t copy_range(Index lo, Index hi, uint64_t max_bytes, std::vector<Entry>* out) const;
+
+ private:
+  Index snapshot_index_ = 0;
+  Term snapshot_term_ = 0;
+  std::deque<Entry> entries_;
+};
+
+}  // namespace hmdb::raft
