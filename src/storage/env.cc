@@ -1,0 +1,470 @@
+// storage/env.cc — PosixEnv (the real file system) and FaultInjectionEnv (tests).
+#include "storage/env.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "common/assert.h"
+
+namespace hmdb::storage {
+
+std::string path_join(const std::string& dir, std::string_view name) {
+  if (dir.empty()) return std::string(name);
+  std::string out = dir;
+  if (out.back() != '/') out += '/';
+  out += name;
+  return out;
+}
+
+namespace {
+
+Status errno_status(std::string_view op, const std::string& path, int err) {
+  std::string msg = fmt::format("{} {}: {}", op, path, std::strerror(err));
+  if (err == ENOENT) return Status::not_found(std::move(msg));
+  return Status::io_error(std::move(msg));
+}
+
+// Parent directory of a path ("." for a bare name).
+std::string dir_of(const std::string& path) {
+  size_t slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return path.substr(0, slash);
+}
+
+// Strips trailing slashes so "a/b/" and "a/b" compare equal.
+std::string normal_dir(std::string dir) {
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  return dir;
+}
+
+// ================================ PosixEnv ================================
+
+class PosixWritableFile final : public WritableFile {
+ public:
+  PosixWritableFile(std::string path, int fd, uint64_t size) : path_(std::move(path)), fd_(fd), size_(size) {}
+  ~PosixWritableFile() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  Status append(std::string_view data) override {
+    HMDB_ASSERT(fd_ >= 0, "append to closed file %s", path_.c_str());
+    const char* p = data.data();
+    size_t left = data.size();
+    while (left > 0) {
+      ssize_t n = ::write(fd_, p, left);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errno_status("write", path_, errno);
+      }
+      p += n;
+      left -= static_cast<size_t>(n);
+      size_ += static_cast<uint64_t>(n);
+    }
+    return Status::ok();
+  }
+
+  Status sync() override {
+    HMDB_ASSERT(fd_ >= 0, "sync of closed file %s", path_.c_str());
+    while (::fdatasync(fd_) != 0) {
+      if (errno == EINTR) continue;
+      return errno_status("fdatasync", path_, errno);
+    }
+    return Status::ok();
+  }
+
+  Status close() override {
+    if (fd_ < 0) return Status::ok();
+    int fd = fd_;
+    fd_ = -1;
+    // Never retry close() on Linux: the descriptor is released even when it fails.
+    if (::close(fd) != 0) return errno_status("close", path_, errno);
+    return Status::ok();
+  }
+
+  uint64_t size() const override { return size_; }
+
+ private:
+  std::string path_;
+  int fd_;
+  uint64_t size_;
+};
+
+class PosixMappedFile final : public MappedFile {
+ public:
+  PosixMappedFile(void* base, size_t size) : base_(base), size_(size) {}
+  ~PosixMappedFile() override {
+    if (base_ != nullptr) ::munmap(base_, size_);
+  }
+  std::string_view data() const override {
+    return base_ == nullptr ? std::string_view() : std::string_view(static_cast<const char*>(base_), size_);
+  }
+
+ private:
+  void* base_;
+  size_t size_;
+};
+
+class PosixEnv final : public Env {
+ public:
+  Status new_writable_file(const std::string& path, std::unique_ptr<WritableFile>* out) override {
+    int fd;
+    do fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) return errno_status("create", path, errno);
+    *out = std::make_unique<PosixWritableFile>(path, fd, 0);
+    return Status::ok();
+  }
+
+  Status new_appendable_file(const std::string& path, std::unique_ptr<WritableFile>* out) override {
+    int fd;
+    do fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) return errno_status("open for append", path, errno);
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      Status s = errno_status("stat", path, errno);
+      ::close(fd);
+      return s;
+    }
+    *out = std::make_unique<PosixWritableFile>(path, fd, static_cast<uint64_t>(st.st_size));
+    return Status::ok();
+  }
+
+  Status read_file(const std::string& path, std::string* out) override {
+    out->clear();
+    int fd;
+    do fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) return errno_status("open", path, errno);
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      Status s = errno_status("stat", path, errno);
+      ::close(fd);
+      return s;
+    }
+    // resize_and_overwrite would avoid zero-filling; the memset is cheap next to the read.
+    out->resize(static_cast<size_t>(st.st_size));
+    size_t done = 0;
+    while (done < out->size()) {
+      ssize_t n = ::read(fd, out->data() + done, out->size() - done);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        Status s = errno_status("read", path, errno);
+        ::close(fd);
+        return s;
+      }
+      if (n == 0) break;  // the file shrank meanwhile
+      done += static_cast<size_t>(n);
+    }
+    out->resize(done);
+    ::close(fd);
+    return Status::ok();
+  }
+
+  Status map_file(const std::string& path, std::unique_ptr<MappedFile>* out) override {
+    int fd;
+    do fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) return errno_status("open", path, errno);
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      Status s = errno_status("stat", path, errno);
+      ::close(fd);
+      return s;
+    }
+    void* base = nullptr;
+    size_t size = static_cast<size_t>(st.st_size);
+    if (size > 0) {
+      base = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (base == MAP_FAILED) {
+        Status s = errno_status("mmap", path, errno);
+        ::close(fd);
+        return s;
+      }
+    }
+    ::close(fd);  // the mapping keeps the file alive
+    *out = std::make_unique<PosixMappedFile>(base, size);
+    return Status::ok();
+  }
+
+  Status file_size(const std::string& path, uint64_t* size) override {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) return errno_status("stat", path, errno);
+    *size = static_cast<uint64_t>(st.st_size);
+    return Status::ok();
+  }
+
+  Status truncate_file(const std::string& path, uint64_t size) override {
+    int rc;
+    do rc = ::truncate(path.c_str(), static_cast<off_t>(size));
+    while (rc != 0 && errno == EINTR);
+    if (rc != 0) return errno_status("truncate", path, errno);
+    return Status::ok();
+  }
+
+  Status list_dir(const std::string& dir, std::vector<std::string>* names) override {
+    names->clear();
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr) return errno_status("opendir", dir, errno);
+    errno = 0;
+    while (struct dirent* e = ::readdir(d)) {
+      std::string_view n = e->d_name;
+      if (n != "." && n != "..") names->emplace_back(n);
+      errno = 0;
+    }
+    int err = errno;
+    ::closedir(d);
+    if (err != 0) return errno_status("readdir", dir, err);
+    return Status::ok();
+  }
+
+  Status create_dir(const std::string& dir) override {
+    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return errno_status("mkdir", dir, errno);
+    return Status::ok();
+  }
+
+  Status remove_file(const std::string& path) override {
+    if (::unlink(path.c_str()) != 0) return errno_status("unlink", path, errno);
+    return Status::ok();
+  }
+
+  Status rename_file(const std::string& from, const std::string& to) override {
+    if (::rename(from.c_str(), to.c_str()) != 0) return errno_status("rename to " + to + ":", from, errno);
+    return Status::ok();
+  }
+
+  Status sync_dir(const std::string& dir) override {
+    int fd;
+    do fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) return errno_status("open dir", dir, errno);
+    Status s;
+    while (::fsync(fd) != 0) {
+      if (errno == EINTR) continue;
+      s = errno_status("fsync dir", dir, errno);
+      break;
+    }
+    ::close(fd);
+    return s;
+  }
+
+  bool file_exists(const std::string& path) override { return ::access(path.c_str(), F_OK) == 0; }
+};
+
+}  // namespace
+
+Env* Env::posix() {
+  static PosixEnv* env = new PosixEnv();  // never destroyed: usable from static destructors
+  return env;
+}
+
+// ============================ FaultInjectionEnv ============================
+
+class FaultInjectionEnv::File final : public WritableFile {
+ public:
+  File(FaultInjectionEnv* env, std::string path, std::unique_ptr<WritableFile> base)
+      : env_(env), path_(std::move(path)), base_(std::move(base)) {}
+
+  Status append(std::string_view data) override {
+    size_t allowed = data.size();
+    Status fault = env_->before_append(path_, data, &allowed);
+    if (allowed > 0) {
+      Status s = base_->append(data.substr(0, allowed));
+      if (!s) return s;
+    }
+    return fault;
+  }
+  Status sync() override {
+    Status s = env_->before_sync(path_);
+    if (!s) return s;
+    s = base_->sync();
+    if (s) env_->after_sync(path_, base_->size());
+    return s;
+  }
+  Status close() override { return base_->close(); }
+  uint64_t size() const override { return base_->size(); }
+
+ private:
+  FaultInjectionEnv* env_;
+  std::string path_;
+  std::unique_ptr<WritableFile> base_;
+};
+
+Status FaultInjectionEnv::new_writable_file(const std::string& path, std::unique_ptr<WritableFile>* out) {
+  bool existed = base_->file_exists(path);
+  std::unique_ptr<WritableFile> base;
+  Status s = base_->new_writable_file(path, &base);
+  if (!s) return s;
+  {
+    std::lock_guard lock(mu_);
+    Tracked& t = files_[path];
+    t.synced_size = 0;  // truncated: nothing of the new content is durable yet
+    if (!existed) t.dir_entry_synced = false;
+  }
+  *out = std::make_unique<File>(this, path, std::move(base));
+  return Status::ok();
+}
+
+Status FaultInjectionEnv::new_appendable_file(const std::string& path, std::unique_ptr<WritableFile>* out) {
+  bool existed = base_->file_exists(path);
+  std::unique_ptr<WritableFile> base;
+  Status s = base_->new_appendable_file(path, &base);
+  if (!s) return s;
+  {
+    std::lock_guard lock(mu_);
+    auto [it, inserted] = files_.try_emplace(path);
+    if (inserted) {
+      it->second.synced_size = base->size();  // what was there before we saw it is durable
+      it->second.dir_entry_synced = existed;
+    }
+  }
+  *out = std::make_unique<File>(this, path, std::move(base));
+  return Status::ok();
+}
+
+Status FaultInjectionEnv::truncate_file(const std::string& path, uint64_t size) {
+  Status s = base_->truncate_file(path, size);
+  if (!s) return s;
+  std::lock_guard lock(mu_);
+  auto it = files_.find(path);
+  if (it != files_.end() && it->second.synced_size > size) it->second.synced_size = size;
+  return s;
+}
+
+Status FaultInjectionEnv::remove_file(const std::string& path) {
+  Status s = base_->remove_file(path);
+  std::lock_guard lock(mu_);
+  files_.erase(path);
+  return s;
+}
+
+Status FaultInjectionEnv::rename_file(const std::string& from, const std::string& to) {
+  Status s = base_->rename_file(from, to);
+  if (!s) return s;
+  std::lock_guard lock(mu_);
+  auto it = files_.find(from);
+  Tracked t;
+  if (it != files_.end()) {
+    t = it->second;
+    files_.erase(it);
+  }
+  // The new name is durable only after the directory is synced. (A lost rename would also
+  // bring back the old name; we model only the loss of the new one, which is what matters
+  // to write-temp-then-rename: the target must not appear without its content.)
+  t.dir_entry_synced = false;
+  files_[to] = t;
+  return s;
+}
+
+Status FaultInjectionEnv::sync_dir(const std::string& dir) {
+  {
+    std::lock_guard lock(mu_);
+    if (syncs_failed_ || syncs_until_failure_ == 0) {
+      syncs_failed_ = true;
+      return Status::io_error("fsync dir " + dir + ": Input/output error (injected)");
+    }
+    if (syncs_until_failure_ > 0) syncs_until_failure_--;
+  }
+  Status s = base_->sync_dir(dir);
+  if (!s) return s;
+  std::lock_guard lock(mu_);
+  dir_sync_count_++;
+  std::string d = normal_dir(dir);
+  for (auto& [path, t] : files_) {
+    if (normal_dir(dir_of(path)) == d) t.dir_entry_synced = true;
+  }
+  return s;
+}
+
+Status FaultInjectionEnv::before_append(const std::string& path, std::string_view data, size_t* allowed) {
+  std::lock_guard lock(mu_);
+  if (writes_failed_ || writes_until_failure_ == 0) {
+    writes_failed_ = true;
+    *allowed = 0;
+    return Status::io_error("write " + path + ": Input/output error (injected)");
+  }
+  if (writes_until_failure_ > 0) writes_until_failure_--;
+  if (space_limited_ && data.size() > space_left_) {
+    *allowed = static_cast<size_t>(space_left_);
+    space_left_ = 0;
+    return Status::io_error("write " + path + ": No space left on device (injected)");
+  }
+  if (space_limited_) space_left_ -= data.size();
+  *allowed = data.size();
+  return Status::ok();
+}
+
+Status FaultInjectionEnv::before_sync(const std::string& path) {
+  std::lock_guard lock(mu_);
+  if (syncs_failed_ || syncs_until_failure_ == 0) {
+    syncs_failed_ = true;
+    return Status::io_error("fdatasync " + path + ": Input/output error (injected)");
+  }
+  if (syncs_until_failure_ > 0) syncs_until_failure_--;
+  return Status::ok();
+}
+
+void FaultInjectionEnv::after_sync(const std::string& path, uint64_t size) {
+  std::lock_guard lock(mu_);
+  sync_count_++;
+  files_[path].synced_size = size;
+}
+
+Status FaultInjectionEnv::drop_unsynced() {
+  std::lock_guard lock(mu_);
+  for (auto& [path, t] : files_) {
+    if (!base_->file_exists(path)) continue;
+    if (!t.dir_entry_synced) {
+      Status s = base_->remove_file(path);
+      if (!s) return s;
+      continue;
+    }
+    uint64_t size = 0;
+    Status s = base_->file_size(path, &size);
+    if (!s) return s;
+    if (size > t.synced_size) {
+      s = base_->truncate_file(path, t.synced_size);
+      if (!s) return s;
+    }
+  }
+  files_.clear();  // what survived is now durable
+  return Status::ok();
+}
+
+void FaultInjectionEnv::fail_write_after(int64_t appends) {
+  std::lock_guard lock(mu_);
+  writes_until_failure_ = appends;
+}
+void FaultInjectionEnv::fail_sync_after(int64_t syncs) {
+  std::lock_guard lock(mu_);
+  syncs_until_failure_ = syncs;
+}
+void FaultInjectionEnv::set_space_left(uint64_t bytes) {
+  std::lock_guard lock(mu_);
+  space_limited_ = true;
+  space_left_ = bytes;
+}
+void FaultInjectionEnv::clear_faults() {
+  std::lock_guard lock(mu_);
+  writes_until_failure_ = syncs_until_failure_ = kNever;
+  writes_failed_ = syncs_failed_ = space_limited_ = false;
+}
+uint64_t FaultInjectionEnv::sync_count() const {
+  std::lock_guard lock(mu_);
+  return sync_count_;
+}
+uint64_t FaultInjectionEnv::dir_sync_count() const {
+  std::lock_guard lock(mu_);
+  return dir_sync_count_;
+}
+
+}  // namespace hmdb::storage

@@ -1,0 +1,199 @@
+// tests/storage/codec_test.cc — hmdb/codec.h: Encoder/Decoder round trips, malformed input
+// (sticky failure, never out of bounds), and streaming through a Sink.
+#include "hmdb/codec.h"
+
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <random>
+
+namespace hmdb {
+namespace {
+
+TEST(Codec, FixedWidthRoundTripIsLittleEndian) {
+  Encoder e;
+  e.u8(0xab);
+  e.u16(0x1234);
+  e.u32(0xdeadbeef);
+  e.u64(0x0102030405060708);
+  e.i64(-5);
+  e.f64(3.5);
+  e.boolean(true);
+  const std::string& b = e.buffer();
+  ASSERT_EQ(b.size(), 1u + 2 + 4 + 8 + 8 + 8 + 1);
+  EXPECT_EQ(static_cast<uint8_t>(b[1]), 0x34);  // low byte first
+  EXPECT_EQ(static_cast<uint8_t>(b[3]), 0xef);
+  Decoder d(b);
+  EXPECT_EQ(d.u8(), 0xab);
+  EXPECT_EQ(d.u16(), 0x1234);
+  EXPECT_EQ(d.u32(), 0xdeadbeefu);
+  EXPECT_EQ(d.u64(), 0x0102030405060708u);
+  EXPECT_EQ(d.i64(), -5);
+  EXPECT_EQ(d.f64(), 3.5);
+  EXPECT_TRUE(d.boolean());
+  EXPECT_TRUE(d.done());
+}
+
+TEST(Codec, VarintEdges) {
+  const uint64_t values[] = {0, 1, 127, 128, 255, 16383, 16384, uint64_t{1} << 32, (uint64_t{1} << 63) - 1,
+                             uint64_t{1} << 63, std::numeric_limits<uint64_t>::max()};
+  for (uint64_t v : values) {
+    Encoder e;
+    e.varint(v);
+    Decoder d(e.buffer());
+    EXPECT_EQ(d.varint(), v);
+    EXPECT_TRUE(d.done()) << v;
+  }
+  Encoder one;
+  one.varint(127);
+  EXPECT_EQ(one.size(), 1u);
+  Encoder ten;
+  ten.varint(std::numeric_limits<uint64_t>::max());
+  EXPECT_EQ(ten.size(), 10u);
+}
+
+TEST(Codec, SignedVarintRoundTrip) {
+  for (int64_t v : {int64_t{0}, int64_t{-1}, int64_t{1}, int64_t{-64}, int64_t{64},
+                    std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()}) {
+    Encoder e;
+    e.svarint(v);
+    Decoder d(e.buffer());
+    EXPECT_EQ(d.svarint(), v);
+    EXPECT_TRUE(d.done());
+  }
+  Encoder small;
+  small.svarint(-1);
+  EXPECT_EQ(small.size(), 1u);  // zig-zag keeps small negatives short
+}
+
+TEST(Codec, BytesAreBinarySafe) {
+  std::string bin("\0a\xff\n\r", 5);
+  Encoder e;
+  e.bytes(bin);
+  e.bytes("");
+  Decoder d(e.buffer());
+  EXPECT_EQ(d.bytes(), bin);
+  EXPECT_EQ(d.bytes(), "");
+  EXPECT_TRUE(d.done());
+}
+
+TEST(Codec, RandomRoundTrip) {
+  uint64_t seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (int round = 0; round < 200; round++) {
+    std::vector<std::pair<int, uint64_t>> fields;
+    std::vector<std::string> strings;
+    Encoder e;
+    for (int i = 0; i < 50; i++) {
+      int kind = static_cast<int>(rng() % 4);
+      uint64_t v = rng() >> (rng() % 64);
+      fields.emplace_back(kind, v);
+      if (kind == 0) e.varint(v);
+      if (kind == 1) e.u64(v);
+      if (kind == 2) e.svarint(static_cast<int64_t>(v));
+      if (kind == 3) {
+        strings.emplace_back(v % 100, static_cast<char>(v));
+        e.bytes(strings.back());
+      }
+    }
+    Decoder d(e.buffer());
+    size_t s = 0;
+    for (auto [kind, v] : fields) {
+      if (kind == 0) {
+        ASSERT_EQ(d.varint(), v);
+      } else if (kind == 1) {
+        ASSERT_EQ(d.u64(), v);
+      } else if (kind == 2) {
+        ASSERT_EQ(d.svarint(), static_cast<int64_t>(v));
+      } else {
+        ASSERT_EQ(d.bytes(), strings[s++]);
+      }
+    }
+    EXPECT_TRUE(d.done());
+  }
+}
+
+TEST(Codec, TruncatedInputFailsStickyWithoutReadingPastTheEnd) {
+  Encoder e;
+  e.u64(7);
+  e.bytes("hello");
+  std::string full = e.take();
+  for (size_t n = 0; n < full.size(); n++) {
+    Decoder d(std::string_view(full).substr(0, n));
+    d.u64();
+    std::string_view s = d.bytes();
+    EXPECT_FALSE(d.ok()) << n;
+    EXPECT_TRUE(s.empty());
+    EXPECT_EQ(d.u32(), 0u);  // every read after a failure returns zero
+    EXPECT_EQ(d.remaining(), 0u);
+  }
+}
+
+TEST(Codec, MalformedFieldsFail) {
+  {
+    std::string over(10, '\xff');  // varint longer than 64 bits
+    Decoder d(over);
+    d.varint();
+    EXPECT_FALSE(d.ok());
+  }
+  {
+    std::string two("\x02", 1);  // boolean must be 0 or 1
+    Decoder d(two);
+    d.boolean();
+    EXPECT_FALSE(d.ok());
+  }
+  {
+    Encoder e;
+    e.varint(1'000'000);  // length far beyond what remains
+    e.raw("abc");
+    Decoder d(e.buffer());
+    EXPECT_TRUE(d.bytes().empty());
+    EXPECT_FALSE(d.ok());
+  }
+  {
+    Encoder e;
+    e.varint(100);  // a count of 100 items of >= 4 bytes cannot fit in 8 bytes
+    e.u64(0);
+    Decoder d(e.buffer());
+    EXPECT_EQ(d.count(4), 0u);
+    EXPECT_FALSE(d.ok());
+  }
+  {
+    std::string trailing("\x01\x02", 2);
+    Decoder d(trailing);
+    d.u8();
+    EXPECT_TRUE(d.ok());
+    EXPECT_FALSE(d.done());  // trailing bytes are visible to the caller
+  }
+}
+
+class StringSink : public Sink {
+ public:
+  void write(std::string_view bytes) override {
+    out += bytes;
+    writes++;
+  }
+  std::string out;
+  int writes = 0;
+};
+
+TEST(Codec, SinkStreamsInChunksAndMatchesInMemoryEncoding) {
+  StringSink sink;
+  Encoder streamed(&sink);
+  Encoder plain;
+  std::string chunk(1000, 'x');
+  for (int i = 0; i < 5000; i++) {  // ~5 MB: several flushes
+    streamed.varint(i);
+    streamed.bytes(chunk);
+    plain.varint(i);
+    plain.bytes(chunk);
+    EXPECT_LE(streamed.size(), Encoder::kFlushBytes + chunk.size() + 16);  // bounded buffer
+  }
+  streamed.finish();
+  EXPECT_GT(sink.writes, 3);
+  EXPECT_EQ(sink.out, plain.buffer());
+}
+
+}  // namespace
+}  // namespace hmdb

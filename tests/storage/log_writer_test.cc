@@ -1,0 +1,323 @@
+// tests/storage/log_writer_test.cc — LogWriter: round trip through recovery, overwrites,
+// segment roll and compaction, hard state copies, sync errors, and power loss.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "storage/log.h"
+#include "test_util.h"
+
+namespace hmdb::storage {
+namespace {
+
+using testing::TempDir;
+
+using Batch = std::vector<raft::Entry>;
+
+raft::Entry entry(uint64_t index, uint64_t term, std::string data = "",
+                  raft::EntryType type = raft::EntryType::kNormal) {
+  if (data.empty()) data = "cmd-" + std::to_string(index) + "-t" + std::to_string(term);
+  return raft::Entry{term, index, type, 1, std::move(data)};
+}
+
+std::vector<raft::Entry> entries(uint64_t from, uint64_t to, uint64_t term) {
+  std::vector<raft::Entry> out;
+  for (uint64_t i = from; i <= to; i++) out.push_back(entry(i, term));
+  return out;
+}
+
+std::unique_ptr<LogWriter> open_writer(Env* env, const std::string& dir, LogOptions options = {}) {
+  std::unique_ptr<LogWriter> w;
+  Status s = LogWriter::open(env, dir, options, &w);
+  EXPECT_TRUE(s) << s.to_string();
+  return w;
+}
+
+RecoveredLog recover(Env* env, const std::string& dir, raft::Index after = 0) {
+  RecoveredLog log;
+  Status s = recover_log(env, dir, after, &log);
+  EXPECT_TRUE(s) << s.to_string();
+  return log;
+}
+
+TEST(LogWriter, RoundTripThroughRecovery) {
+  TempDir dir;
+  Env* env = Env::posix();
+  raft::HardState hs{3, 2, 5};
+  auto batch = entries(1, 10, 3);
+  batch[4].type = raft::EntryType::kNoop;
+  batch[5].type = raft::EntryType::kConfChange;
+  batch[6].data = std::string("\0\xff binary", 9);
+  {
+    auto w = open_writer(env, dir.path());
+    ASSERT_TRUE(w->append(&hs, batch));
+    ASSERT_TRUE(w->sync());
+  }
+  RecoveredLog log = recover(env, dir.path());
+  EXPECT_EQ(log.hard_state, hs);
+  EXPECT_EQ(log.entries, batch);
+  EXPECT_TRUE(log.torn_tail.empty());
+  EXPECT_EQ(log.bytes, testing::file_size(dir.file("log-00000000000000000001.hmlog")));
+
+  RecoveredLog after = recover(env, dir.path(), 7);
+  ASSERT_EQ(after.entries.size(), 3u);
+  EXPECT_EQ(after.entries.front().index, 8u);
+}
+
+TEST(LogWriter, ReopenAppendsToLastSegmentAndKeepsHardState) {
+  TempDir dir;
+  Env* env = Env::posix();
+  raft::HardState hs{2, 1, 0};
+  {
+    auto w = open_writer(env, dir.path());
+    ASSERT_TRUE(w->append(&hs, entries(1, 3, 2)));
+    ASSERT_TRUE(w->sync());
+  }
+  recover(env, dir.path());
+  {
+    auto w = open_writer(env, dir.path());
+    EXPECT_EQ(w->hard_state(), hs);
+    ASSERT_TRUE(w->append(nullptr, entries(4, 6, 2)));
+    ASSERT_TRUE(w->sync());
+  }
+  RecoveredLog log = recover(env, dir.path());
+  EXPECT_EQ(log.entries, entries(1, 6, 2));
+  EXPECT_EQ(log.hard_state, hs);
+  EXPECT_EQ(log.segments, 1u);
+}
+
+TEST(LogWriter, OverwriteReplacesTheSuffix) {
+  TempDir dir;
+  Env* env = Env::posix();
+  {
+    auto w = open_writer(env, dir.path());
+    ASSERT_TRUE(w->append(nullptr, entries(1, 10, 1)));
+    // A new leader's entry at 6 replaces 6..10 of the old term.
+    ASSERT_TRUE(w->append(nullptr, entries(6, 7, 2)));
+    ASSERT_TRUE(w->append(nullptr, entries(8, 8, 3)));
+    ASSERT_TRUE(w->sync());
+  }
+  RecoveredLog log = recover(env, dir.path());
+  auto want = entries(1, 5, 1);
+  for (auto& e : entries(6, 7, 2)) want.push_back(e);
+  want.push_back(entry(8, 3));
+  EXPECT_EQ(log.entries, want);
+}
+
+TEST(LogWriter, OverwriteMayLowerTheTermAtAnIndexButNotBelowItsPredecessor) {
+  TempDir dir;
+  Env* env = Env::posix();
+  {
+    auto w = open_writer(env, dir.path());
+    ASSERT_TRUE(w->append(nullptr, entries(1, 3, 1)));
+    ASSERT_TRUE(w->append(nullptr, Batch{entry(4, 5)}));
+    ASSERT_TRUE(w->append(nullptr, Batch{entry(4, 2)}));  // legal: Raft Figure 7-like history
+    ASSERT_TRUE(w->sync());
+  }
+  EXPECT_EQ(recover(env, dir.path()).entries.back(), entry(4, 2));
+  {
+    auto w = open_writer(env, dir.path());
+    ASSERT_TRUE(w->append(nullptr, Batch{entry(5, 1)}));  // term below its predecessor's: impossible
+    ASSERT_TRUE(w->sync());
+  }
+  RecoveredLog log;
+  Status s = recover_log(env, dir.path(), 0, &log);
+  EXPECT_TRUE(s.is_corruption()) << s.to_string();
+  EXPECT_NE(s.message().find("term goes backwards"), std::string::npos) << s.message();
+}
+
+TEST(LogWriter, RollsSegmentsEachStartingWithTheHardState) {
+  TempDir dir;
+  Env* env = Env::posix();
+  LogOptions options{.segment_bytes = 1024};
+  raft::HardState hs{7, 3, 0};
+  std::vector<raft::Entry> all;
+  {
+    auto w = open_writer(env, dir.path(), options);
+    ASSERT_TRUE(w->append(&hs, Batch{}));
+    for (uint64_t i = 1; i <= 200; i++) {
+      all.push_back(entry(i, 7));
+      ASSERT_TRUE(w->append(nullptr, Batch{all.back()}));
+    }
+    ASSERT_TRUE(w->sync());
+    EXPECT_GT(w->segment_count(), 5u);
+  }
+  std::vector<std::string> paths;
+  ASSERT_TRUE(list_segments(env, dir.path(), &paths));
+  ASSERT_GT(paths.size(), 5u);
+  for (const auto& p : paths) {
+    std::string data;
+    ASSERT_TRUE(env->read_file(p, &data));
+    log_format::RecordView r;
+    ASSERT_EQ(log_format::decode_record(std::string_view(data).substr(log_format::kSegmentHeaderSize), &r),
+              log_format::RecordCheck::kOk);
+    ASSERT_EQ(r.type, 4) << p << " does not start with a hard state";
+    EXPECT_EQ(log_format::decode_hard_state(r), hs);
+  }
+  RecoveredLog log = recover(env, dir.path());
+  EXPECT_EQ(log.entries, all);
+  EXPECT_EQ(log.segments, paths.size());
+}
+
+TEST(LogWriter, CompactDeletesCoveredSegmentsButKeepsHardStateAndTail) {
+  TempDir dir;
+  Env* env = Env::posix();
+  LogOptions options{.segment_bytes = 1024};
+  raft::HardState hs{4, 1, 100};
+  auto w = open_writer(env, dir.path(), options);
+  ASSERT_TRUE(w->append(&hs, Batch{}));
+  for (uint64_t i = 1; i <= 200; i++) ASSERT_TRUE(w->append(nullptr, Batch{entry(i, 4)}));
+  size_t before = w->segment_count();
+  uint64_t bytes_before = w->log_bytes();
+  ASSERT_TRUE(w->compact(150));
+  EXPECT_LT(w->segment_count(), before);
+  EXPECT_LT(w->log_bytes(), bytes_before);
+  RecoveredLog log = recover(env, dir.path(), 150);
+  EXPECT_EQ(log.hard_state, hs);
+  EXPECT_EQ(log.entries, entries(151, 200, 4));
+
+  // Compacting past the end never removes the active segment.
+  ASSERT_TRUE(w->compact(1000));
+  EXPECT_EQ(w->segment_count(), 1u);
+  w.reset();
+  log = recover(env, dir.path(), 200);
+  EXPECT_EQ(log.hard_state, hs);
+  EXPECT_TRUE(log.entries.empty());
+}
+
+TEST(LogWriter, CompactAfterReopenScansOldSegments) {
+  TempDir dir;
+  Env* env = Env::posix();
+  LogOptions options{.segment_bytes = 512};
+  {
+    auto w = open_writer(env, dir.path(), options);
+    for (uint64_t i = 1; i <= 100; i++) ASSERT_TRUE(w->append(nullptr, Batch{entry(i, 1)}));
+    ASSERT_TRUE(w->sync());
+  }
+  recover(env, dir.path());
+  auto w = open_writer(env, dir.path(), options);
+  size_t before = w->segment_count();
+  ASSERT_TRUE(w->compact(50));
+  EXPECT_LT(w->segment_count(), before);
+  w.reset();
+  EXPECT_EQ(recover(env, dir.path(), 50).entries, entries(51, 100, 1));
+}
+
+TEST(LogWriter, GapCoveredBySnapshotIsAccepted) {
+  // A follower that installed a snapshot at 500 continues its log at 501.
+  TempDir dir;
+  Env* env = Env::posix();
+  {
+    auto w = open_writer(env, dir.path());
+    ASSERT_TRUE(w->append(nullptr, entries(1, 10, 1)));
+    ASSERT_TRUE(w->append(nullptr, entries(501, 505, 2)));
+    ASSERT_TRUE(w->sync());
+  }
+  EXPECT_EQ(recover(env, dir.path(), 500).entries, entries(501, 505, 2));
+  RecoveredLog log;
+  Status s = recover_log(env, dir.path(), 0, &log);
+  EXPECT_TRUE(s.is_corruption());
+  EXPECT_NE(s.message().find("gap"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("log-00000000000000000001.hmlog"), std::string::npos) << s.message();
+}
+
+TEST(LogWriter, InvalidEntriesAreRejectedWithoutWriting) {
+  TempDir dir;
+  Env* env = Env::posix();
+  auto w = open_writer(env, dir.path());
+  EXPECT_EQ(w->append(nullptr, Batch{entry(0, 1)}).code(), Status::Code::kInvalidArgument);
+  std::vector<raft::Entry> holes{entry(1, 1), entry(3, 1)};
+  EXPECT_EQ(w->append(nullptr, holes).code(), Status::Code::kInvalidArgument);
+  EXPECT_EQ(w->bytes_written_total(), 0u);
+  ASSERT_TRUE(w->append(nullptr, Batch{entry(1, 1)}));  // still usable
+}
+
+TEST(LogWriter, SyncEioIsReturnedAndSticky) {
+  TempDir dir;
+  FaultInjectionEnv env(Env::posix());
+  auto w = open_writer(&env, dir.path());
+  ASSERT_TRUE(w->append(nullptr, entries(1, 3, 1)));
+  env.fail_sync_after(0);
+  Status s = w->sync();
+  EXPECT_TRUE(s.is_io_error()) << s.to_string();
+  env.clear_faults();
+  // Never retry after a failed fsync: the writer stays failed.
+  EXPECT_TRUE(w->sync().is_io_error());
+  EXPECT_TRUE(w->append(nullptr, entries(4, 4, 1)).is_io_error());
+}
+
+TEST(LogWriter, WriteEioAndFullDiskAreSticky) {
+  TempDir dir;
+  FaultInjectionEnv env(Env::posix());
+  {
+    auto w = open_writer(&env, dir.path());
+    env.fail_write_after(1);
+    ASSERT_TRUE(w->append(nullptr, entries(1, 3, 1)));
+    EXPECT_TRUE(w->append(nullptr, entries(4, 6, 1)).is_io_error());
+    env.clear_faults();
+    EXPECT_TRUE(w->sync().is_io_error());
+  }
+  TempDir dir2;
+  auto w = open_writer(&env, dir2.path());
+  env.set_space_left(200);
+  Status s;
+  uint64_t i = 1;
+  while ((s = w->append(nullptr, Batch{entry(i, 1)}))) i++;
+  EXPECT_NE(s.message().find("No space left"), std::string::npos) << s.message();
+  env.clear_faults();
+  EXPECT_FALSE(w->sync());
+  w.reset();
+  // What reached the disk is a sound prefix plus a torn record, which recovery cuts.
+  RecoveredLog log = recover(&env, dir2.path());
+  EXPECT_EQ(log.entries, entries(1, i - 1, 1));
+  EXPECT_FALSE(log.torn_tail.empty());
+}
+
+TEST(LogWriter, PowerLossKeepsExactlyWhatWasSynced) {
+  uint64_t seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (int round = 0; round < 20; round++) {
+    TempDir dir;
+    FaultInjectionEnv env(Env::posix());
+    LogOptions options{.segment_bytes = 256 + rng() % 2048};
+    std::vector<raft::Entry> synced;
+    raft::HardState synced_hs;
+    {
+      auto w = open_writer(&env, dir.path(), options);
+      std::vector<raft::Entry> appended;
+      raft::HardState hs;
+      uint64_t next = 1;
+      int steps = 1 + static_cast<int>(rng() % 40);
+      for (int step = 0; step < steps; step++) {
+        if (rng() % 4 == 0) {
+          hs.term++;
+          hs.vote = rng() % 3;
+          ASSERT_TRUE(w->append(&hs, Batch{}));
+        }
+        auto batch = entries(next, next + rng() % 5, hs.term);
+        next += batch.size();
+        ASSERT_TRUE(w->append(nullptr, batch));
+        appended.insert(appended.end(), batch.begin(), batch.end());
+        if (rng() % 3 == 0) {
+          ASSERT_TRUE(w->sync());
+          synced = appended;
+          synced_hs = hs;
+        }
+      }
+    }
+    ASSERT_TRUE(env.drop_unsynced());
+    RecoveredLog log;
+    Status s = recover_log(&env, dir.path(), 0, &log);
+    ASSERT_TRUE(s) << s.to_string();
+    EXPECT_EQ(log.entries, synced) << "round " << round;
+    EXPECT_EQ(log.hard_state, synced_hs) << "round " << round;
+    // And the log can be written again after the repair.
+    auto w = open_writer(&env, dir.path(), options);
+    ASSERT_TRUE(w->append(nullptr, Batch{entry(synced.size() + 1, synced_hs.term)}));
+    ASSERT_TRUE(w->sync());
+  }
+}
+
+}  // namespace
+}  // namespace hmdb::storage
