@@ -1,0 +1,611 @@
+// tests/apps/kv_test.cc — the kv app through AppHost: every command's replies and errors
+// (compared with Redis 7's exact texts), expiry determinism, snapshots and digests.
+#include "kv/kv.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <set>
+
+#include "app_test_util.h"
+
+namespace hmdb::kv {
+namespace {
+
+using hmdb::testing::array;
+using hmdb::testing::bulk;
+using hmdb::testing::error;
+using hmdb::testing::integer;
+using hmdb::testing::kEmptyArray;
+using hmdb::testing::kNil;
+using hmdb::testing::kNilArray;
+using hmdb::testing::kOk;
+
+const std::string kWrongType = error("WRONGTYPE Operation against a key holding the wrong kind of value");
+const std::string kNotInteger = error("ERR value is not an integer or out of range");
+const std::string kSyntax = error("ERR syntax error");
+const std::string kMustBePositive = error("ERR value is out of range, must be positive");
+
+class KvTest : public ::testing::Test {
+ protected:
+  std::string run(std::initializer_list<std::string_view> words) { return db.run(words); }
+  hmdb::testing::AppDriver<Kv> db;
+};
+
+// ---- strings -----------------------------------------------------------------------------
+
+TEST_F(KvTest, SetGetDelExists) {
+  EXPECT_EQ(run({"GET", "a"}), kNil);
+  EXPECT_EQ(run({"SET", "a", "1"}), kOk);
+  EXPECT_EQ(run({"get", "a"}), bulk("1"));
+  EXPECT_EQ(run({"SET", "b", ""}), kOk);
+  EXPECT_EQ(run({"GET", "b"}), bulk(""));
+  EXPECT_EQ(run({"EXISTS", "a", "b", "a", "zz"}), integer(3));
+  EXPECT_EQ(run({"DEL", "a", "zz", "a"}), integer(1));
+  EXPECT_EQ(run({"EXISTS", "a"}), integer(0));
+  EXPECT_EQ(run({"TYPE", "b"}), "+string\r\n");
+  EXPECT_EQ(run({"TYPE", "a"}), "+none\r\n");
+}
+
+TEST_F(KvTest, WrongArityIsRejectedBeforeApply) {
+  std::string err;
+  std::vector<std::string_view> set1 = {"SET", "k"};
+  EXPECT_FALSE(db.host.validate(Args(set1.data(), set1.size()), &err));
+  EXPECT_EQ(err, "ERR wrong number of arguments for 'set' command");
+  EXPECT_EQ(db.index, 0u);
+  EXPECT_EQ(run({"MSET", "a", "1", "b"}), error("ERR wrong number of arguments for 'mset' command"));
+  EXPECT_EQ(run({"HSET", "h", "f"}), error("ERR wrong number of arguments for 'hset' command"));
+  EXPECT_EQ(run({"HSET", "h", "f", "v", "g"}), error("ERR wrong number of arguments for 'hset' command"));
+  EXPECT_EQ(run({"LPOP", "l", "1", "2"}), error("ERR wrong number of arguments for 'lpop' command"));
+  EXPECT_EQ(run({"GET"}), error("ERR wrong number of arguments for 'get' command"));
+  EXPECT_EQ(run({"GET", "a", "b"}), error("ERR wrong number of arguments for 'get' command"));
+  EXPECT_EQ(run({"NOSUCH", "a"}), error("ERR unknown command"));
+  EXPECT_EQ(db.index, 0u) << "no rejected command may reach apply";
+  EXPECT_EQ(db.host.kind("set"), CommandKind::kWrite);
+  EXPECT_EQ(db.host.kind("Get"), CommandKind::kQuery);
+  EXPECT_EQ(db.host.kind("nosuch"), CommandKind::kUnknown);
+}
+
+TEST_F(KvTest, SetConditions) {
+  EXPECT_EQ(run({"SET", "k", "1", "XX"}), kNil);
+  EXPECT_EQ(run({"EXISTS", "k"}), integer(0));
+  EXPECT_EQ(run({"SET", "k", "1", "NX"}), kOk);
+  EXPECT_EQ(run({"SET", "k", "2", "NX"}), kNil);
+  EXPECT_EQ(run({"GET", "k"}), bulk("1"));
+  EXPECT_EQ(run({"SET", "k", "3", "xx"}), kOk);
+  EXPECT_EQ(run({"GET", "k"}), bulk("3"));
+  // GET returns the old value, also when a condition stops the write (Redis 7).
+  EXPECT_EQ(run({"SET", "k", "4", "GET"}), bulk("3"));
+  EXPECT_EQ(run({"SET", "k", "5", "NX", "GET"}), bulk("4"));
+  EXPECT_EQ(run({"GET", "k"}), bulk("4"));
+  EXPECT_EQ(run({"SET", "new", "v", "GET"}), kNil);
+  EXPECT_EQ(run({"GET", "new"}), bulk("v"));
+}
+
+TEST_F(KvTest, SetRejectsBadOptionCombinations) {
+  EXPECT_EQ(run({"SET", "k", "v", "NX", "XX"}), kSyntax);
+  EXPECT_EQ(run({"SET", "k", "v", "EX", "10", "PX", "100"}), kSyntax);
+  EXPECT_EQ(run({"SET", "k", "v", "EX", "10", "KEEPTTL"}), kSyntax);
+  EXPECT_EQ(run({"SET", "k", "v", "KEEPTTL", "PX", "10"}), kSyntax);
+  EXPECT_EQ(run({"SET", "k", "v", "EX"}), kSyntax);
+  EXPECT_EQ(run({"SET", "k", "v", "BOGUS"}), kSyntax);
+  EXPECT_EQ(run({"SET", "k", "v", "EX", "abc"}), kNotInteger);
+  EXPECT_EQ(run({"SET", "k", "v", "EX", "abc", "BOGUS"}), kSyntax) << "syntax is checked before numbers";
+  EXPECT_EQ(run({"SET", "k", "v", "EX", "0"}), error("ERR invalid expire time in 'set' command"));
+  EXPECT_EQ(run({"SET", "k", "v", "PX", "-5"}), error("ERR invalid expire time in 'set' command"));
+  EXPECT_EQ(run({"SET", "k", "v", "EX", "9223372036854775807"}), error("ERR invalid expire time in 'set' command"));
+  EXPECT_EQ(run({"SET", "k", "v", "PX", "9223372036854775807"}), error("ERR invalid expire time in 'set' command"))
+      << "now + ms overflows: refused in apply, deterministically";
+  EXPECT_EQ(run({"EXISTS", "k"}), integer(0));
+}
+
+TEST_F(KvTest, SetOverwritesOtherTypesButGetOptionRefuses) {
+  EXPECT_EQ(run({"LPUSH", "l", "a"}), integer(1));
+  EXPECT_EQ(run({"SET", "l", "v", "GET"}), kWrongType);
+  EXPECT_EQ(run({"TYPE", "l"}), "+list\r\n");
+  EXPECT_EQ(run({"SET", "l", "v"}), kOk);
+  EXPECT_EQ(run({"GET", "l"}), bulk("v"));
+}
+
+TEST_F(KvTest, IncrFamily) {
+  EXPECT_EQ(run({"INCR", "n"}), integer(1));
+  EXPECT_EQ(run({"INCRBY", "n", "41"}), integer(42));
+  EXPECT_EQ(run({"DECR", "n"}), integer(41));
+  EXPECT_EQ(run({"DECRBY", "n", "50"}), integer(-9));
+  EXPECT_EQ(run({"GET", "n"}), bulk("-9"));
+  EXPECT_EQ(run({"DECRBY", "fresh", "5"}), integer(-5));
+  EXPECT_EQ(run({"INCRBY", "n", "x"}), kNotInteger);
+  EXPECT_EQ(run({"INCRBY", "n", "+1"}), kNotInteger);
+  EXPECT_EQ(run({"INCRBY", "n", " 1"}), kNotInteger);
+  EXPECT_EQ(run({"INCRBY", "n", "9223372036854775808"}), kNotInteger);
+  EXPECT_EQ(run({"DECRBY", "n", "-9223372036854775808"}), error("ERR decrement would overflow"));
+  EXPECT_EQ(run({"SET", "s", "abc"}), kOk);
+  EXPECT_EQ(run({"INCR", "s"}), kNotInteger);
+  EXPECT_EQ(run({"SET", "z", "007"}), kOk);
+  EXPECT_EQ(run({"INCR", "z"}), kNotInteger) << "leading zeros are not an integer in Redis";
+  EXPECT_EQ(run({"SET", "big", "9223372036854775806"}), kOk);
+  EXPECT_EQ(run({"INCR", "big"}), integer(INT64_MAX));
+  EXPECT_EQ(run({"INCR", "big"}), error("ERR increment or decrement would overflow"));
+  EXPECT_EQ(run({"GET", "big"}), bulk("9223372036854775807"));
+  EXPECT_EQ(run({"SET", "small", "-9223372036854775808"}), kOk);
+  EXPECT_EQ(run({"DECR", "small"}), error("ERR increment or decrement would overflow"));
+  EXPECT_EQ(run({"HSET", "h", "f", "1"}), integer(1));
+  EXPECT_EQ(run({"INCR", "h"}), kWrongType);
+}
+
+TEST_F(KvTest, AppendStrlenMgetMset) {
+  EXPECT_EQ(run({"APPEND", "s", "ab"}), integer(2));
+  EXPECT_EQ(run({"APPEND", "s", "cd"}), integer(4));
+  EXPECT_EQ(run({"STRLEN", "s"}), integer(4));
+  EXPECT_EQ(run({"STRLEN", "none"}), integer(0));
+  EXPECT_EQ(run({"MSET", "a", "1", "b", "2"}), kOk);
+  EXPECT_EQ(run({"SADD", "set", "m"}), integer(1));
+  EXPECT_EQ(run({"MGET", "a", "none", "set", "b"}), array({bulk("1"), kNil, kNil, bulk("2")}));
+  EXPECT_EQ(run({"APPEND", "set", "x"}), kWrongType);
+  EXPECT_EQ(run({"STRLEN", "set"}), kWrongType);
+  EXPECT_EQ(run({"MSET", "set", "now-a-string"}), kOk);
+  EXPECT_EQ(run({"GET", "set"}), bulk("now-a-string"));
+}
+
+// ---- hashes ------------------------------------------------------------------------------
+
+TEST_F(KvTest, Hashes) {
+  EXPECT_EQ(run({"HSET", "h", "b", "2", "a", "1"}), integer(2));
+  EXPECT_EQ(run({"HSET", "h", "a", "10", "c", "3"}), integer(1));
+  EXPECT_EQ(run({"HGET", "h", "a"}), bulk("10"));
+  EXPECT_EQ(run({"HGET", "h", "zz"}), kNil);
+  EXPECT_EQ(run({"HGET", "none", "a"}), kNil);
+  EXPECT_EQ(run({"HLEN", "h"}), integer(3));
+  EXPECT_EQ(run({"HEXISTS", "h", "c"}), integer(1));
+  EXPECT_EQ(run({"HGETALL", "h"}), array({bulk("a"), bulk("10"), bulk("b"), bulk("2"), bulk("c"), bulk("3")}));
+  EXPECT_EQ(run({"HGETALL", "none"}), kEmptyArray);
+  EXPECT_EQ(run({"HDEL", "h", "a", "zz", "b"}), integer(2));
+  EXPECT_EQ(run({"HDEL", "h", "c"}), integer(1));
+  EXPECT_EQ(run({"EXISTS", "h"}), integer(0)) << "an emptied hash is deleted";
+  EXPECT_EQ(run({"HMSET", "h", "f", "v"}), kOk);
+  EXPECT_EQ(run({"SET", "s", "x"}), kOk);
+  EXPECT_EQ(run({"HSET", "s", "f", "v"}), kWrongType);
+  EXPECT_EQ(run({"HGET", "s", "f"}), kWrongType);
+  EXPECT_EQ(run({"HGETALL", "s"}), kWrongType);
+  EXPECT_EQ(run({"HLEN", "s"}), kWrongType);
+  EXPECT_EQ(run({"HDEL", "s", "f"}), kWrongType);
+}
+
+TEST_F(KvTest, HIncrBy) {
+  EXPECT_EQ(run({"HINCRBY", "h", "n", "5"}), integer(5));
+  EXPECT_EQ(run({"HINCRBY", "h", "n", "-7"}), integer(-2));
+  EXPECT_EQ(run({"HINCRBY", "h", "n", "x"}), kNotInteger);
+  EXPECT_EQ(run({"HSET", "h", "s", "abc", "big", "9223372036854775807"}), integer(2));
+  EXPECT_EQ(run({"HINCRBY", "h", "s", "1"}), error("ERR hash value is not an integer"));
+  EXPECT_EQ(run({"HINCRBY", "h", "big", "1"}), error("ERR increment or decrement would overflow"));
+  EXPECT_EQ(run({"HGET", "h", "big"}), bulk("9223372036854775807"));
+  EXPECT_EQ(run({"HINCRBY", "fresh", "f", "9223372036854775807"}), integer(INT64_MAX));
+  EXPECT_EQ(run({"SET", "str", "1"}), kOk);
+  EXPECT_EQ(run({"HINCRBY", "str", "f", "1"}), kWrongType);
+}
+
+// ---- lists -------------------------------------------------------------------------------
+
+TEST_F(KvTest, ListsPushPopRange) {
+  EXPECT_EQ(run({"LPUSH", "l", "a", "b", "c"}), integer(3));  // c b a
+  EXPECT_EQ(run({"RPUSH", "l", "d", "e"}), integer(5));       // c b a d e
+  EXPECT_EQ(run({"LLEN", "l"}), integer(5));
+  EXPECT_EQ(run({"LRANGE", "l", "0", "-1"}), array({bulk("c"), bulk("b"), bulk("a"), bulk("d"), bulk("e")}));
+  EXPECT_EQ(run({"LRANGE", "l", "-2", "-1"}), array({bulk("d"), bulk("e")}));
+  EXPECT_EQ(run({"LRANGE", "l", "-100", "1"}), array({bulk("c"), bulk("b")}));
+  EXPECT_EQ(run({"LRANGE", "l", "3", "100"}), array({bulk("d"), bulk("e")}));
+  EXPECT_EQ(run({"LRANGE", "l", "4", "2"}), kEmptyArray);
+  EXPECT_EQ(run({"LRANGE", "l", "9", "10"}), kEmptyArray);
+  EXPECT_EQ(run({"LRANGE", "l", "a", "1"}), kNotInteger);
+  EXPECT_EQ(run({"LRANGE", "none", "0", "-1"}), kEmptyArray);
+  EXPECT_EQ(run({"LPOP", "l"}), bulk("c"));
+  EXPECT_EQ(run({"RPOP", "l"}), bulk("e"));
+  EXPECT_EQ(run({"LPOP", "l", "2"}), array({bulk("b"), bulk("a")}));
+  EXPECT_EQ(run({"LPOP", "l", "0"}), kEmptyArray);
+  EXPECT_EQ(run({"RPOP", "l", "-1"}), kMustBePositive);
+  EXPECT_EQ(run({"RPOP", "l", "x"}), kMustBePositive);
+  EXPECT_EQ(run({"RPOP", "l", "10"}), array({bulk("d")}));
+  EXPECT_EQ(run({"EXISTS", "l"}), integer(0)) << "an emptied list is deleted";
+  EXPECT_EQ(run({"LPOP", "l"}), kNil);
+  EXPECT_EQ(run({"LPOP", "l", "3"}), kNilArray);
+  EXPECT_EQ(run({"LLEN", "l"}), integer(0));
+  EXPECT_EQ(run({"SET", "s", "x"}), kOk);
+  EXPECT_EQ(run({"LPUSH", "s", "x"}), kWrongType);
+  EXPECT_EQ(run({"RPOP", "s"}), kWrongType);
+  EXPECT_EQ(run({"LRANGE", "s", "0", "1"}), kWrongType);
+  EXPECT_EQ(run({"LLEN", "s"}), kWrongType);
+}
+
+// ---- sets --------------------------------------------------------------------------------
+
+TEST_F(KvTest, Sets) {
+  EXPECT_EQ(run({"SADD", "s", "a", "b", "a", "c"}), integer(3));
+  EXPECT_EQ(run({"SADD", "s", "c", "d"}), integer(1));
+  EXPECT_EQ(run({"SCARD", "s"}), integer(4));
+  EXPECT_EQ(run({"SISMEMBER", "s", "d"}), integer(1));
+  EXPECT_EQ(run({"SISMEMBER", "s", "z"}), integer(0));
+  EXPECT_EQ(run({"SREM", "s", "d", "z"}), integer(1));
+  std::string members = run({"SMEMBERS", "s"});
+  EXPECT_EQ(members.substr(0, 4), "*3\r\n");
+  for (auto m : {"a", "b", "c"}) EXPECT_NE(members.find(bulk(m)), std::string::npos) << m;
+  EXPECT_EQ(run({"SMEMBERS", "none"}), kEmptyArray);
+  EXPECT_EQ(run({"SPOP", "none"}), kNil);
+  EXPECT_EQ(run({"SPOP", "none", "2"}), kEmptyArray);
+  EXPECT_EQ(run({"SPOP", "s", "-1"}), kMustBePositive);
+  EXPECT_EQ(run({"SPOP", "s", "1", "2"}), kSyntax);
+  EXPECT_EQ(run({"SPOP", "s", "0"}), kEmptyArray);
+  std::string one = run({"SPOP", "s"});
+  EXPECT_EQ(one.substr(0, 4), "$1\r\n");
+  EXPECT_EQ(run({"SCARD", "s"}), integer(2));
+  std::string rest = run({"SPOP", "s", "10"});
+  EXPECT_EQ(rest.substr(0, 4), "*2\r\n");
+  EXPECT_EQ(run({"EXISTS", "s"}), integer(0));
+  EXPECT_EQ(run({"SET", "str", "x"}), kOk);
+  EXPECT_EQ(run({"SADD", "str", "x"}), kWrongType);
+  EXPECT_EQ(run({"SMEMBERS", "str"}), kWrongType);
+  EXPECT_EQ(run({"SPOP", "str"}), kWrongType);
+}
+
+// SPOP depends only on the log index and the set: two nodes pick the same members, and
+// over many pops every member is picked at some point (not always the first).
+TEST_F(KvTest, SpopIsDeterministicAndSpreads) {
+  hmdb::testing::AppDriver<Kv> other;
+  std::vector<std::string> add = {"SADD", "s"};
+  for (int i = 0; i < 64; i++) add.push_back("m" + std::to_string(i));
+  std::set<std::string> first_picks;
+  for (int round = 0; round < 50; round++) {
+    db.run_strings(add);
+    other.run_strings(add);
+    std::string a = run({"SPOP", "s", "3"});
+    std::string b = other.run({"SPOP", "s", "3"});
+    ASSERT_EQ(a, b) << "round " << round;
+    size_t header = a.find("\r\n") + 2;              // "*3"
+    size_t member = a.find("\r\n", header) + 2;      // "$<len>"
+    first_picks.insert(a.substr(member, a.find("\r\n", member) - member));
+  }
+  EXPECT_GT(first_picks.size(), 20u) << "SPOP should not keep picking the same member";
+  EXPECT_EQ(db.host.digest(), other.host.digest());
+}
+
+// ---- sorted sets -------------------------------------------------------------------------
+
+TEST_F(KvTest, SortedSetsBasic) {
+  EXPECT_EQ(run({"ZADD", "z", "2", "b", "1", "a", "3", "c"}), integer(3));
+  EXPECT_EQ(run({"ZADD", "z", "1.5", "b", "4", "d"}), integer(1));
+  EXPECT_EQ(run({"ZCARD", "z"}), integer(4));
+  EXPECT_EQ(run({"ZSCORE", "z", "b"}), bulk("1.5"));
+  EXPECT_EQ(run({"ZSCORE", "z", "x"}), kNil);
+  EXPECT_EQ(run({"ZRANGE", "z", "0", "-1"}), array({bulk("a"), bulk("b"), bulk("c"), bulk("d")}));
+  EXPECT_EQ(run({"ZRANGE", "z", "1", "2", "WITHSCORES"}), array({bulk("b"), bulk("1.5"), bulk("c"), bulk("3")}));
+  EXPECT_EQ(run({"ZRANGE", "z", "-1", "-1", "withscores"}), array({bulk("d"), bulk("4")}));
+  EXPECT_EQ(run({"ZRANGE", "z", "0", "1", "REV"}), array({bulk("d"), bulk("c")}));
+  EXPECT_EQ(run({"ZRANGE", "z", "5", "9"}), kEmptyArray);
+  EXPECT_EQ(run({"ZRANGE", "z", "x", "1"}), kNotInteger);
+  EXPECT_EQ(run({"ZRANGE", "z", "0", "1", "FOO"}), kSyntax);
+  EXPECT_EQ(run({"ZRANGE", "z", "0", "1", "BYSCORE"}).substr(0, 4), "-ERR");
+  EXPECT_EQ(run({"ZADD", "z", "1", "a", "1", "aa"}), integer(1));  // equal scores: by member
+  EXPECT_EQ(run({"ZRANGE", "z", "0", "1"}), array({bulk("a"), bulk("aa")}));
+  EXPECT_EQ(run({"ZREM", "z", "aa", "nope"}), integer(1));
+  EXPECT_EQ(run({"ZPOPMIN", "z"}), array({bulk("a"), bulk("1")}));
+  EXPECT_EQ(run({"ZPOPMIN", "z", "2"}), array({bulk("b"), bulk("1.5"), bulk("c"), bulk("3")}));
+  EXPECT_EQ(run({"ZPOPMIN", "z", "0"}), kEmptyArray);
+  EXPECT_EQ(run({"ZPOPMIN", "z", "-2"}), kMustBePositive);
+  EXPECT_EQ(run({"ZPOPMIN", "z", "1", "2"}), kSyntax);
+  EXPECT_EQ(run({"ZPOPMIN", "z", "9"}), array({bulk("d"), bulk("4")}));
+  EXPECT_EQ(run({"EXISTS", "z"}), integer(0));
+  EXPECT_EQ(run({"ZPOPMIN", "z"}), kEmptyArray);
+  EXPECT_EQ(run({"ZADD", "z", "inf", "top", "-inf", "bottom", "+1e3", "k"}), integer(3));
+  EXPECT_EQ(run({"ZRANGE", "z", "0", "-1", "WITHSCORES"}),
+            array({bulk("bottom"), bulk("-inf"), bulk("k"), bulk("1000"), bulk("top"), bulk("inf")}));
+  EXPECT_EQ(run({"SET", "str", "x"}), kOk);
+  EXPECT_EQ(run({"ZADD", "str", "1", "m"}), kWrongType);
+  EXPECT_EQ(run({"ZRANGE", "str", "0", "1"}), kWrongType);
+  EXPECT_EQ(run({"ZSCORE", "str", "m"}), kWrongType);
+  EXPECT_EQ(run({"ZPOPMIN", "str"}), kWrongType);
+}
+
+TEST_F(KvTest, ZaddOptionsAndErrors) {
+  EXPECT_EQ(run({"ZADD", "z", "1"}), error("ERR wrong number of arguments for 'zadd' command"));
+  EXPECT_EQ(run({"ZADD", "z", "1", "a", "2"}), kSyntax);
+  EXPECT_EQ(run({"ZADD", "z", "NX", "XX", "1", "a"}), error("ERR XX and NX options at the same time are not compatible"));
+  EXPECT_EQ(run({"ZADD", "z", "GT", "LT", "1", "a"}), error("ERR GT, LT, and/or NX options at the same time are not compatible"));
+  EXPECT_EQ(run({"ZADD", "z", "NX", "GT", "1", "a"}), error("ERR GT, LT, and/or NX options at the same time are not compatible"));
+  EXPECT_EQ(run({"ZADD", "z", "INCR", "1", "a", "2", "b"}), error("ERR INCR option supports a single increment-element pair"));
+  EXPECT_EQ(run({"ZADD", "z", "x", "a"}), error("ERR value is not a valid float"));
+  EXPECT_EQ(run({"ZADD", "z", "1", "a", "nan", "b"}), error("ERR value is not a valid float"));
+  EXPECT_EQ(run({"EXISTS", "z"}), integer(0)) << "a bad score anywhere rejects the whole command";
+
+  EXPECT_EQ(run({"ZADD", "z", "XX", "1", "a"}), integer(0));
+  EXPECT_EQ(run({"ZADD", "z", "XX", "INCR", "1", "a"}), kNil);
+  EXPECT_EQ(run({"EXISTS", "z"}), integer(0));
+  EXPECT_EQ(run({"ZADD", "z", "1", "a", "2", "b"}), integer(2));
+  EXPECT_EQ(run({"ZADD", "z", "NX", "5", "a", "3", "c"}), integer(1));
+  EXPECT_EQ(run({"ZSCORE", "z", "a"}), bulk("1"));
+  EXPECT_EQ(run({"ZADD", "z", "CH", "5", "a", "2", "b", "4", "d"}), integer(2));  // a changed, d added
+  EXPECT_EQ(run({"ZADD", "z", "GT", "CH", "1", "a", "9", "b"}), integer(1));       // only b grows
+  EXPECT_EQ(run({"ZADD", "z", "LT", "CH", "1", "a", "10", "b"}), integer(1));      // only a shrinks
+  EXPECT_EQ(run({"ZADD", "z", "INCR", "2.5", "a"}), bulk("3.5"));
+  EXPECT_EQ(run({"ZADD", "z", "NX", "INCR", "1", "a"}), kNil);
+  EXPECT_EQ(run({"ZADD", "z", "INCR", "inf", "a"}), bulk("inf"));
+  EXPECT_EQ(run({"ZADD", "z", "INCR", "-inf", "a"}), error("ERR resulting score is not a number (NaN)"));
+  EXPECT_EQ(run({"ZSCORE", "z", "a"}), bulk("inf"));
+}
+
+// ---- expiry ------------------------------------------------------------------------------
+
+TEST_F(KvTest, ExpiryBoundaryIsExactToTheMillisecond) {
+  const uint64_t t = db.now_ms;
+  EXPECT_EQ(run({"SET", "k", "v", "EX", "10"}), kOk);
+  db.now_ms = t + 9999;
+  EXPECT_EQ(run({"GET", "k"}), bulk("v"));
+  EXPECT_EQ(run({"PTTL", "k"}), integer(1));
+  EXPECT_EQ(run({"TTL", "k"}), integer(0));
+  db.now_ms = t + 10000;
+  EXPECT_EQ(run({"GET", "k"}), kNil) << "queries hide a key whose deadline <= now";
+  EXPECT_EQ(run({"EXISTS", "k"}), integer(0));
+  EXPECT_EQ(run({"TTL", "k"}), integer(-2));
+  EXPECT_EQ(run({"DBSIZE"}), integer(0));
+  EXPECT_EQ(db.host.state().keys.size(), 1u) << "a query never deletes";
+  // apply treats it as absent: NX succeeds, and the new value has no deadline.
+  EXPECT_EQ(run({"SET", "k", "w", "NX"}), kOk);
+  EXPECT_EQ(run({"TTL", "k"}), integer(-1));
+  EXPECT_EQ(db.host.state().expires.size(), 0u);
+}
+
+TEST_F(KvTest, TtlPexpirePersistAndKeepTtl) {
+  const uint64_t t = db.now_ms;
+  EXPECT_EQ(run({"TTL", "k"}), integer(-2));
+  EXPECT_EQ(run({"SET", "k", "v"}), kOk);
+  EXPECT_EQ(run({"TTL", "k"}), integer(-1));
+  EXPECT_EQ(run({"EXPIRE", "k", "100"}), integer(1));
+  EXPECT_EQ(run({"TTL", "k"}), integer(100));
+  EXPECT_EQ(run({"PEXPIRE", "k", "1500"}), integer(1));
+  EXPECT_EQ(run({"PTTL", "k"}), integer(1500));
+  EXPECT_EQ(run({"TTL", "k"}), integer(2));  // rounded, as Redis does
+  EXPECT_EQ(run({"INCR", "n"}), integer(1));
+  EXPECT_EQ(run({"SET", "k", "v2", "KEEPTTL"}), kOk);
+  EXPECT_EQ(run({"PTTL", "k"}), integer(1500));
+  EXPECT_EQ(run({"APPEND", "k", "x"}), integer(3));
+  EXPECT_EQ(run({"PTTL", "k"}), integer(1500)) << "APPEND keeps the deadline";
+  EXPECT_EQ(run({"SET", "k", "v3"}), kOk);
+  EXPECT_EQ(run({"TTL", "k"}), integer(-1)) << "a plain SET clears the deadline";
+  EXPECT_EQ(run({"SET", "k", "v", "PX", "50"}), kOk);
+  EXPECT_EQ(run({"PERSIST", "k"}), integer(1));
+  EXPECT_EQ(run({"PERSIST", "k"}), integer(0));
+  EXPECT_EQ(run({"PERSIST", "none"}), integer(0));
+  EXPECT_EQ(run({"EXPIRE", "none", "10"}), integer(0));
+  EXPECT_EQ(run({"SET", "a", "v", "PXAT", std::to_string(t + 7).c_str()}), kOk);
+  EXPECT_EQ(run({"PTTL", "a"}), integer(7));
+  EXPECT_EQ(run({"SET", "b", "v", "EXAT", "1"}), kOk);  // in the past: gone at once
+  EXPECT_EQ(run({"EXISTS", "b"}), integer(0));
+  EXPECT_EQ(run({"PEXPIREAT", "a", std::to_string(t + 70).c_str()}), integer(1));
+  EXPECT_EQ(run({"PTTL", "a"}), integer(70));
+  EXPECT_EQ(run({"EXPIREAT", "a", "1"}), integer(1));
+  EXPECT_EQ(run({"EXISTS", "a"}), integer(0));
+  EXPECT_EQ(run({"EXPIRE", "n", "-1"}), integer(1)) << "a deadline in the past deletes the key";
+  EXPECT_EQ(run({"EXISTS", "n"}), integer(0));
+  EXPECT_EQ(db.host.state().expires.size(), 0u);
+  EXPECT_EQ(db.host.state().expiry_order.size(), 0u);
+}
+
+TEST_F(KvTest, ExpireOptions) {
+  EXPECT_EQ(run({"SET", "k", "v"}), kOk);
+  EXPECT_EQ(run({"EXPIRE", "k", "100", "XX"}), integer(0));
+  EXPECT_EQ(run({"EXPIRE", "k", "100", "GT"}), integer(0)) << "no deadline counts as infinite";
+  EXPECT_EQ(run({"EXPIRE", "k", "100", "NX"}), integer(1));
+  EXPECT_EQ(run({"EXPIRE", "k", "200", "NX"}), integer(0));
+  EXPECT_EQ(run({"EXPIRE", "k", "50", "GT"}), integer(0));
+  EXPECT_EQ(run({"EXPIRE", "k", "200", "GT"}), integer(1));
+  EXPECT_EQ(run({"EXPIRE", "k", "300", "LT"}), integer(0));
+  EXPECT_EQ(run({"EXPIRE", "k", "150", "LT"}), integer(1));
+  EXPECT_EQ(run({"TTL", "k"}), integer(150));
+  EXPECT_EQ(run({"EXPIRE", "k", "10", "NX", "XX"}), error("ERR NX and XX, GT or LT options at the same time are not compatible"));
+  EXPECT_EQ(run({"EXPIRE", "k", "10", "GT", "LT"}), error("ERR GT and LT options at the same time are not compatible"));
+  EXPECT_EQ(run({"EXPIRE", "k", "10", "SOON"}), error("ERR Unsupported option SOON"));
+  EXPECT_EQ(run({"EXPIRE", "k", "ten"}), kNotInteger);
+  EXPECT_EQ(run({"EXPIRE", "k", "9223372036854775807"}), error("ERR invalid expire time in 'expire' command"));
+  EXPECT_EQ(run({"PEXPIRE", "k", "9223372036854775807"}), error("ERR invalid expire time in 'pexpire' command"));
+  EXPECT_EQ(run({"TTL", "k"}), integer(150));
+}
+
+TEST_F(KvTest, HousekeepingDeletesExpiredKeysInBoundedBatches) {
+  EXPECT_FALSE(db.host.housekeeping(db.now_ms).has_value());
+  const size_t n = kExpireBatchMax + kExpireBatchMax / 2;
+  for (size_t i = 0; i < n; i++) db.run_strings({"SET", "k" + std::to_string(i), "v", "PX", std::to_string(1 + i % 7)});
+  EXPECT_EQ(run({"SET", "keep", "v", "EX", "1000"}), kOk);
+  EXPECT_EQ(run({"SET", "forever", "v"}), kOk);
+  EXPECT_FALSE(db.host.housekeeping(db.now_ms).has_value()) << "nothing has expired yet";
+  db.now_ms += 7;
+  EXPECT_EQ(run({"DBSIZE"}), integer(2));
+  auto cmd = db.host.housekeeping(db.now_ms);
+  ASSERT_TRUE(cmd.has_value());
+  ASSERT_EQ(*cmd, std::vector<std::string>{"HMDB.EXPIRE"});
+  EXPECT_EQ(db.run_strings(*cmd), integer(static_cast<int64_t>(kExpireBatchMax)));
+  ASSERT_TRUE(db.host.housekeeping(db.now_ms).has_value());
+  EXPECT_EQ(db.run_strings(*cmd), integer(static_cast<int64_t>(n - kExpireBatchMax)));
+  EXPECT_FALSE(db.host.housekeeping(db.now_ms).has_value());
+  EXPECT_EQ(db.run_strings(*cmd), integer(0)) << "harmless when nothing is due";
+  EXPECT_EQ(db.host.state().keys.size(), 2u);
+  EXPECT_EQ(db.host.state().expires.size(), 1u);
+  EXPECT_EQ(db.host.info(), "keys:2\r\nexpires:1\r\n");
+}
+
+// Writes on a key past its deadline see it as absent, whichever command comes first.
+TEST_F(KvTest, ApplyTreatsExpiredKeysAsAbsent) {
+  EXPECT_EQ(run({"RPUSH", "l", "old"}), integer(1));
+  EXPECT_EQ(run({"HSET", "h", "f", "old"}), integer(1));
+  EXPECT_EQ(run({"SET", "n", "41"}), kOk);
+  for (auto k : {"l", "h", "n"}) EXPECT_EQ(run({"PEXPIRE", k, "5"}), integer(1));
+  db.now_ms += 5;
+  EXPECT_EQ(run({"RPUSH", "l", "new"}), integer(1));
+  EXPECT_EQ(run({"HSET", "h", "g", "new"}), integer(1));
+  EXPECT_EQ(run({"HLEN", "h"}), integer(1));
+  EXPECT_EQ(run({"INCR", "n"}), integer(1));
+  EXPECT_EQ(run({"TTL", "n"}), integer(-1));
+  EXPECT_EQ(db.host.state().expires.size(), 0u);
+  EXPECT_EQ(run({"DEL", "l", "h", "n"}), integer(3));
+}
+
+TEST_F(KvTest, FlushallAndDbsize) {
+  EXPECT_EQ(run({"MSET", "a", "1", "b", "2"}), kOk);
+  EXPECT_EQ(run({"SET", "c", "3", "EX", "5"}), kOk);
+  EXPECT_EQ(run({"DBSIZE"}), integer(3));
+  EXPECT_EQ(run({"FLUSHALL", "NOW"}), kSyntax);
+  EXPECT_EQ(run({"FLUSHALL", "ASYNC"}), kOk);
+  EXPECT_EQ(run({"DBSIZE"}), integer(0));
+  EXPECT_EQ(db.host.info(), "keys:0\r\nexpires:0\r\n");
+}
+
+// ---- determinism, snapshots, digests -------------------------------------------------------
+
+// A seeded random workload over every command, with time moving forward.
+std::vector<std::vector<std::string>> random_workload(uint64_t seed, size_t n) {
+  std::mt19937_64 rng(seed);
+  auto pick = [&](size_t k) { return static_cast<size_t>(rng() % k); };
+  auto key = [&] { return "k" + std::to_string(pick(40)); };
+  auto num = [&] { return std::to_string(static_cast<int64_t>(pick(200)) - 100); };
+  std::vector<std::vector<std::string>> out;
+  for (size_t i = 0; i < n; i++) {
+    switch (pick(22)) {
+      case 0: out.push_back({"SET", key(), num()}); break;
+      case 1: out.push_back({"SET", key(), num(), "PX", std::to_string(1 + pick(50))}); break;
+      case 2: out.push_back({"SET", key(), num(), pick(2) ? "NX" : "XX", "GET"}); break;
+      case 3: out.push_back({"DEL", key(), key()}); break;
+      case 4: out.push_back({"INCRBY", key(), num()}); break;
+      case 5: out.push_back({"APPEND", key(), num()}); break;
+      case 6: out.push_back({"MSET", key(), num(), key(), num()}); break;
+      case 7: out.push_back({"HSET", key(), "f" + num(), num()}); break;
+      case 8: out.push_back({"HDEL", key(), "f" + num()}); break;
+      case 9: out.push_back({"HINCRBY", key(), "f" + num(), num()}); break;
+      case 10: out.push_back({pick(2) ? "LPUSH" : "RPUSH", key(), num(), num()}); break;
+      case 11: out.push_back({pick(2) ? "LPOP" : "RPOP", key(), std::to_string(pick(3))}); break;
+      case 12: out.push_back({"SADD", key(), num(), num(), num()}); break;
+      case 13: out.push_back({"SREM", key(), num()}); break;
+      case 14: out.push_back({"SPOP", key(), std::to_string(pick(3))}); break;
+      case 15: out.push_back({"ZADD", key(), num(), "m" + num()}); break;
+      case 16: out.push_back({"ZADD", key(), "INCR", num(), "m" + num()}); break;
+      case 17: out.push_back({"ZPOPMIN", key(), std::to_string(pick(3))}); break;
+      case 18: out.push_back({"PEXPIRE", key(), std::to_string(pick(60))}); break;
+      case 19: out.push_back({"PERSIST", key()}); break;
+      case 20: out.push_back({"HMDB.EXPIRE"}); break;
+      case 21: out.push_back({"GET", key()}); break;
+    }
+  }
+  return out;
+}
+
+uint64_t test_seed() {
+  const char* env = std::getenv("HMDB_TEST_SEED");
+  return env ? std::strtoull(env, nullptr, 10) : 20261124;
+}
+
+TEST(KvDeterminism, SameEntriesSameRepliesAndDigests) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (set HMDB_TEST_SEED to replay)");
+  hmdb::testing::AppDriver<Kv> a, b;
+  auto workload = random_workload(seed, 5000);
+  for (size_t i = 0; i < workload.size(); i++) {
+    if (i % 10 == 0) { a.now_ms += 3; b.now_ms += 3; }
+    ASSERT_EQ(a.run_strings(workload[i]), b.run_strings(workload[i])) << "command " << i;
+  }
+  EXPECT_EQ(a.host.digest(), b.host.digest());
+  EXPECT_GT(a.host.state().keys.size(), 0u);
+}
+
+TEST(KvDigest, IndependentOfInsertionOrderButSensitiveToContent) {
+  hmdb::testing::AppDriver<Kv> a, b;
+  for (int i = 0; i < 2000; i++) a.run_strings({"SET", "k" + std::to_string(i), "v"});
+  for (int i = 1999; i >= 0; i--) b.run_strings({"SET", "k" + std::to_string(i), "v"});
+  for (int i = 1000; i < 2000; i++) a.run_strings({"DEL", "k" + std::to_string(i)});  // rehashed table
+  for (int i = 1000; i < 2000; i++) b.run_strings({"DEL", "k" + std::to_string(i)});
+  EXPECT_EQ(a.host.digest(), b.host.digest());
+  b.run({"SET", "k5", "w"});
+  EXPECT_NE(a.host.digest(), b.host.digest());
+  b.run({"SET", "k5", "v"});
+  EXPECT_EQ(a.host.digest(), b.host.digest());
+  b.run({"PEXPIRE", "k5", "100000"});
+  EXPECT_NE(a.host.digest(), b.host.digest()) << "the deadline is part of the state";
+}
+
+TEST(KvSnapshot, RoundTripKeepsEverythingIncludingDeadlines) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  hmdb::testing::AppDriver<Kv> a;
+  for (const auto& cmd : random_workload(seed, 3000)) a.run_strings(cmd);
+  a.run({"SET", "ttl", "v", "EX", "10"});
+  a.run({"ZADD", "zz", "-inf", "x", "2.5", "y"});
+  std::string bytes = a.snapshot();
+
+  hmdb::testing::AppDriver<Kv> b;
+  b.now_ms = a.now_ms;
+  b.index = a.index;
+  ASSERT_TRUE(b.restore(bytes));
+  EXPECT_EQ(a.host.digest(), b.host.digest());
+  EXPECT_EQ(a.host.info(), b.host.info());
+  EXPECT_EQ(b.run({"PTTL", "ttl"}), integer(10000));
+  EXPECT_EQ(b.run({"ZRANGE", "zz", "0", "-1", "WITHSCORES"}), a.run({"ZRANGE", "zz", "0", "-1", "WITHSCORES"}));
+  // Both continue identically after the restore, also through expiry.
+  auto more = random_workload(seed + 1, 2000);
+  for (size_t i = 0; i < more.size(); i++) {
+    if (i % 10 == 0) { a.now_ms += 5; b.now_ms += 5; }
+    ASSERT_EQ(a.run_strings(more[i]), b.run_strings(more[i])) << "command " << i;
+  }
+  EXPECT_EQ(a.host.digest(), b.host.digest());
+  b.now_ms = a.now_ms + 10001;
+  EXPECT_EQ(b.run({"GET", "ttl"}), kNil);
+}
+
+TEST(KvSnapshot, EmptyStateRoundTrips) {
+  hmdb::testing::AppDriver<Kv> a, b;
+  ASSERT_TRUE(b.restore(a.snapshot()));
+  EXPECT_EQ(a.host.digest(), b.host.digest());
+  EXPECT_FALSE(b.restore(a.snapshot(), Kv::kSchemaVersion + 1)) << "a newer schema is refused";
+}
+
+TEST(KvSnapshot, TruncatedOrGarbageBytesAreRefusedWithoutCrashing) {
+  hmdb::testing::AppDriver<Kv> a;
+  a.run({"SET", "s", "v", "EX", "100"});
+  a.run({"HSET", "h", "f", "1", "g", "2"});
+  a.run({"RPUSH", "l", "x", "y"});
+  a.run({"SADD", "set", "p", "q"});
+  a.run({"ZADD", "z", "1", "m", "2", "n"});
+  std::string bytes = a.snapshot();
+  hmdb::testing::AppDriver<Kv> b;
+  for (size_t len = 0; len < bytes.size(); len++) {
+    EXPECT_FALSE(b.restore(std::string_view(bytes).substr(0, len))) << "prefix of " << len << " bytes";
+    EXPECT_EQ(b.host.state().keys.size(), 0u) << "a refused load leaves the state empty";
+  }
+  ASSERT_TRUE(b.restore(bytes));
+  EXPECT_EQ(a.host.digest(), b.host.digest());
+
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (int round = 0; round < 2000; round++) {
+    std::string mutated = bytes;
+    int flips = 1 + static_cast<int>(rng() % 4);
+    for (int f = 0; f < flips; f++) mutated[rng() % mutated.size()] = static_cast<char>(rng());
+    hmdb::testing::AppDriver<Kv> c;
+    if (c.restore(mutated)) {
+      // A mutation may still be a valid state (e.g. another value byte); it must be usable.
+      c.run({"DBSIZE"});
+      c.host.digest();
+    }
+    std::string garbage(static_cast<size_t>(rng() % 64), '\0');
+    for (char& ch : garbage) ch = static_cast<char>(rng());
+    c.restore(garbage);
+  }
+  // A huge count must be refused, not reserve()d.
+  std::string huge = "\xff\xff\xff\xff\xff\xff\xff\xff\x7f";
+  EXPECT_FALSE(b.restore(huge));
+  // A key twice is corruption.
+  Encoder dup;
+  dup.varint(2);
+  for (int i = 0; i < 2; i++) { dup.bytes("k"); dup.u8(0); dup.bytes("v"); }
+  EXPECT_FALSE(b.restore(dup.buffer()));
+}
+
+}  // namespace
+}  // namespace hmdb::kv
