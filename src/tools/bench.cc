@@ -1,0 +1,1020 @@
+// tools/bench.cc — `hmdb bench`: a cheap RESP load generator (see bench.h for why).
+//
+// Shape of a run: for every test, open `clients` connections, give each load thread a slice
+// of them, and let every connection keep `pipeline` requests in flight until the request
+// budget (or the time budget) is used up. The request bytes of a test are encoded once:
+// each connection holds `pipeline` copies of the request back to back and, before a write,
+// patches only the random key digits of the copies it is about to send, then writes them
+// with one write(). Replies are counted with a scanner (no value tree), one read() serves
+// every reply it brought, and one clock read per read()/write() stamps the whole batch.
+
+#include "tools/bench.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "common/assert.h"
+
+namespace hmdb::tools {
+
+// ======================================================================================
+// Latency histogram
+
+size_t LatencyHistogram::bucket_of(uint64_t value) {
+  if (value > kMaxValue) value = kMaxValue;
+  if (value < kExactBelow) return static_cast<size_t>(value);
+  const int magnitude = 63 - __builtin_clzll(value);  // >= kSubBucketBits + 1
+  const int shift = magnitude - kSubBucketBits;
+  const uint64_t top = value >> shift;  // in [kSubBuckets, 2 * kSubBuckets)
+  const size_t bucket = kExactBelow + (magnitude - (kSubBucketBits + 1)) * kSubBuckets +
+                        (top - kSubBuckets);
+  HMDB_ASSERT(bucket < kBucketCount, "value %llu -> bucket %zu",
+              static_cast<unsigned long long>(value), bucket);
+  return bucket;
+}
+
+uint64_t LatencyHistogram::bucket_lowest(size_t bucket) {
+  HMDB_ASSERT(bucket < kBucketCount, "bucket %zu", bucket);
+  if (bucket < kExactBelow) return bucket;
+  const size_t k = bucket - kExactBelow;
+  const int magnitude = static_cast<int>(k / kSubBuckets) + kSubBucketBits + 1;
+  const uint64_t top = k % kSubBuckets + kSubBuckets;
+  return top << (magnitude - kSubBucketBits);
+}
+
+uint64_t LatencyHistogram::bucket_highest(size_t bucket) {
+  if (bucket < kExactBelow) return bucket;
+  const size_t k = bucket - kExactBelow;
+  const int magnitude = static_cast<int>(k / kSubBuckets) + kSubBucketBits + 1;
+  return bucket_lowest(bucket) + (uint64_t{1} << (magnitude - kSubBucketBits)) - 1;
+}
+
+void LatencyHistogram::record(uint64_t value) { record_n(value, 1); }
+
+void LatencyHistogram::record_n(uint64_t value, uint64_t n) {
+  if (n == 0) return;
+  if (value > kMaxValue) value = kMaxValue;
+  buckets_[bucket_of(value)] += n;
+  count_ += n;
+  sum_ += value * n;
+  if (value < min_) min_ = value;
+  if (value > max_) max_ = value;
+}
+
+void LatencyHistogram::merge(const LatencyHistogram& other) {
+  for (size_t i = 0; i < kBucketCount; ++i) buckets_[i] += other.buckets_[i];
+  count_ += other.count_;
+  sum_ += other.sum_;
+  min_ = std::min(min_, other.min_);
+  max_ = std::max(max_, other.max_);
+}
+
+void LatencyHistogram::reset() { *this = LatencyHistogram(); }
+
+uint64_t LatencyHistogram::value_at_percentile(double percentile) const {
+  if (count_ == 0) return 0;
+  percentile = std::clamp(percentile, 0.0, 100.0);
+  uint64_t target = static_cast<uint64_t>(std::ceil(percentile / 100.0 * static_cast<double>(count_)));
+  target = std::clamp<uint64_t>(target, 1, count_);
+  uint64_t seen = 0;
+  for (size_t i = 0; i < kBucketCount; ++i) {
+    seen += buckets_[i];
+    if (seen >= target) return std::min(bucket_highest(i), max_);
+  }
+  HMDB_ASSERT(false, "histogram count %llu does not match its buckets",
+              static_cast<unsigned long long>(count_));
+  return max_;
+}
+
+// ======================================================================================
+// RESP reply scanner
+
+namespace {
+
+// Finds the CRLF-terminated line starting at data[pos]. Sets *line_end to the index of the
+// '\r'. Returns kIncomplete / kMalformed / kComplete.
+ScanResult find_line(const char* data, size_t size, size_t pos, size_t* line_end) {
+  const size_t available = size - pos;
+  const size_t window = std::min(available, kMaxReplyLineBytes + 2);
+  const void* newline = std::memchr(data + pos, '\n', window);
+  if (newline == nullptr) {
+    return available > kMaxReplyLineBytes + 1 ? ScanResult::kMalformed : ScanResult::kIncomplete;
+  }
+  const size_t at = static_cast<size_t>(static_cast<const char*>(newline) - data);
+  if (at == pos || data[at - 1] != '\r') return ScanResult::kMalformed;
+  *line_end = at - 1;
+  return ScanResult::kComplete;
+}
+
+// Strict signed decimal: optional '-', 1..19 digits, no overflow.
+bool parse_integer(const char* begin, const char* end, int64_t* out) {
+  bool negative = false;
+  if (begin < end && *begin == '-') {
+    negative = true;
+    ++begin;
+  }
+  if (begin == end || end - begin > 19) return false;
+  uint64_t value = 0;
+  for (const char* p = begin; p < end; ++p) {
+    if (*p < '0' || *p > '9') return false;
+    value = value * 10 + static_cast<uint64_t>(*p - '0');
+  }
+  if (value > static_cast<uint64_t>(INT64_MAX)) return false;
+  *out = negative ? -static_cast<int64_t>(value) : static_cast<int64_t>(value);
+  return true;
+}
+
+}  // namespace
+
+ScanResult scan_reply(const char* data, size_t size, ScannedReply* out) {
+  struct Frame {
+    int64_t remaining;  // elements still to come at this level
+    bool attribute;     // RESP3 '|': annotates the value that follows, is not one itself
+  };
+  Frame stack[kMaxReplyDepth];
+  int depth = 0;
+  size_t pos = 0;
+  *out = ScannedReply();
+
+  for (;;) {
+    if (pos >= size) return ScanResult::kIncomplete;
+    const char type = data[pos];
+    size_t line_end = 0;
+    const ScanResult line = find_line(data, size, pos + 1, &line_end);
+    if (line != ScanResult::kComplete) return line;
+    const char* text = data + pos + 1;
+    const char* text_end = data + line_end;
+    const size_t after_line = line_end + 2;
+    bool value_done = false;
+
+    switch (type) {
+      case '+':
+      case '-':
+      case ',':
+      case '(':
+        if (type == '-' && depth == 0) {
+          out->is_error = true;
+          out->error_text = text;
+          out->error_length = static_cast<size_t>(text_end - text);
+        }
+        pos = after_line;
+        value_done = true;
+        break;
+      case ':': {
+        int64_t ignored = 0;
+        if (!parse_integer(text, text_end, &ignored)) return ScanResult::kMalformed;
+        pos = after_line;
+        value_done = true;
+        break;
+      }
+      case '_':
+        if (text != text_end) return ScanResult::kMalformed;
+        pos = after_line;
+        value_done = true;
+        break;
+      case '#':
+        if (text_end - text != 1 || (*text != 't' && *text != 'f')) return ScanResult::kMalformed;
+        pos = after_line;
+        value_done = true;
+        break;
+      case '$':
+      case '!':
+      case '=': {
+        int64_t length = 0;
+        if (!parse_integer(text, text_end, &length)) return ScanResult::kMalformed;
+        if (length == -1 && type == '$') {  // RESP2 null bulk
+          pos = after_line;
+          value_done = true;
+          break;
+        }
+        if (length < 0 || length > kMaxReplyBulkBytes) return ScanResult::kMalformed;
+        const size_t need = after_line + static_cast<size_t>(length) + 2;
+        if (need > size) return ScanResult::kIncomplete;
+        if (data[need - 2] != '\r' || data[need - 1] != '\n') return ScanResult::kMalformed;
+        if (type == '!' && depth == 0) {
+          out->is_error = true;
+          out->error_text = data + after_line;
+          out->error_length = static_cast<size_t>(length);
+        }
+        pos = need;
+        value_done = true;
+        break;
+      }
+      case '*':
+      case '~':
+      case '>':
+      case '%':
+      case '|': {
+        int64_t count = 0;
+        if (!parse_integer(text, text_end, &count)) return ScanResult::kMalformed;
+        pos = after_line;
+        if (count == -1 && type == '*') {  // RESP2 null array
+          value_done = true;
+          break;
+        }
+        if (count < 0 || count > kMaxReplyElements) return ScanResult::kMalformed;
+        if (type == '%' || type == '|') count *= 2;  // key and value per entry
+        if (count == 0) {
+          value_done = type != '|';  // an empty attribute still precedes a value
+          break;
+        }
+        if (depth == kMaxReplyDepth) return ScanResult::kMalformed;
+        stack[depth++] = Frame{count, type == '|'};
+        break;
+      }
+      default:
+        return ScanResult::kMalformed;
+    }
+
+    if (!value_done) continue;
+    // One value finished: count it against the enclosing aggregates, innermost first.
+    bool need_more = false;
+    while (depth > 0) {
+      Frame& frame = stack[depth - 1];
+      if (--frame.remaining > 0) {
+        need_more = true;
+        break;
+      }
+      --depth;
+      if (frame.attribute) {  // the annotated value still follows at this level
+        need_more = true;
+        break;
+      }
+    }
+    if (need_more) continue;
+    out->length = pos;
+    return ScanResult::kComplete;
+  }
+}
+
+// ======================================================================================
+// Options
+
+namespace {
+
+struct TestInfo {
+  TestKind kind;
+  const char* name;  // as typed after --tests, lower case
+  const char* label; // as printed
+};
+
+constexpr TestInfo kTestInfo[kTestKindCount] = {
+    {TestKind::kPing, "ping", "PING"},    {TestKind::kSet, "set", "SET"},
+    {TestKind::kGet, "get", "GET"},       {TestKind::kIncr, "incr", "INCR"},
+    {TestKind::kLpush, "lpush", "LPUSH"}, {TestKind::kHset, "hset", "HSET"},
+    {TestKind::kMset, "mset", "MSET"},
+};
+
+const TestInfo& info_of(TestKind kind) {
+  for (const TestInfo& info : kTestInfo)
+    if (info.kind == kind) return info;
+  HMDB_ASSERT(false, "unknown test kind %d", static_cast<int>(kind));
+  return kTestInfo[0];
+}
+
+constexpr const char* kUsage =
+    "usage: hmdb bench [options]\n"
+    "  --host H          server address (default 127.0.0.1)\n"
+    "  --port P          server port (default 6379)\n"
+    "  --clients N       connections (default 50, at most 4096)\n"
+    "  --pipeline N      requests in flight per connection (default 1, at most 1024)\n"
+    "  --threads N       load threads (default 1, at most 8)\n"
+    "  --requests N      requests per test (default 100000)\n"
+    "  --seconds S       run each test for S seconds instead of a request count\n"
+    "  --keyspace N      random keys drawn from [0, N) (default 1000000)\n"
+    "  --tests LIST      comma list of ping,set,get,incr,lpush,hset,mset\n"
+    "                    (default set,get,incr,lpush,hset,mset)\n"
+    "  --value-size B    value bytes (default 3, like redis-benchmark)\n"
+    "  --seed N          PRNG seed for the keys (default 1)\n"
+    "  --csv             one CSV line per test (header first)\n"
+    "  --quiet           no progress lines on stderr\n"
+    "Latency is send-to-reply per request; any error reply is counted and reported.\n";
+
+bool parse_int_option(const char* text, int64_t low, int64_t high, int64_t* out) {
+  if (text == nullptr) return false;
+  char* end = nullptr;
+  errno = 0;
+  const long long value = std::strtoll(text, &end, 10);
+  if (errno != 0 || end == text || *end != '\0' || value < low || value > high) return false;
+  *out = value;
+  return true;
+}
+
+}  // namespace
+
+bool parse_bench_options(int argc, char** argv, BenchOptions* options, std::string* error) {
+  BenchOptions o;
+  bool tests_given = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
+    int64_t number = 0;
+    auto integer = [&](int64_t low, int64_t high) {
+      if (!parse_int_option(value, low, high, &number)) {
+        *error = std::string(arg) + " needs an integer in [" + std::to_string(low) + ", " +
+                 std::to_string(high) + "]";
+        return false;
+      }
+      ++i;
+      return true;
+    };
+    if (arg == "--host") {
+      if (value == nullptr || *value == '\0') {
+        *error = "--host needs an address";
+        return false;
+      }
+      o.host = value;
+      ++i;
+    } else if (arg == "--port" || arg == "-p") {
+      if (!integer(1, 65535)) return false;
+      o.port = static_cast<int>(number);
+    } else if (arg == "--clients" || arg == "-c") {
+      if (!integer(1, kMaxClients)) return false;
+      o.clients = static_cast<int>(number);
+    } else if (arg == "--pipeline" || arg == "-P") {
+      if (!integer(1, kMaxPipeline)) return false;
+      o.pipeline = static_cast<int>(number);
+    } else if (arg == "--threads") {
+      if (!integer(1, kMaxThreads)) return false;
+      o.threads = static_cast<int>(number);
+    } else if (arg == "--requests" || arg == "-n") {
+      if (!integer(1, int64_t{1} << 40)) return false;
+      o.requests = number;
+    } else if (arg == "--seconds") {
+      char* end = nullptr;
+      const double s = value ? std::strtod(value, &end) : 0;
+      if (value == nullptr || end == value || *end != '\0' || !(s > 0) || s > 86400) {
+        *error = "--seconds needs a number in (0, 86400]";
+        return false;
+      }
+      o.seconds = s;
+      ++i;
+    } else if (arg == "--keyspace" || arg == "-r") {
+      if (!integer(1, static_cast<int64_t>(kMaxKeyspace))) return false;
+      o.keyspace = static_cast<uint64_t>(number);
+    } else if (arg == "--value-size" || arg == "-d") {
+      if (!integer(0, kMaxValueBytes)) return false;
+      o.value_size = number;
+    } else if (arg == "--seed") {
+      if (!integer(0, INT64_MAX)) return false;
+      o.seed = static_cast<uint64_t>(number);
+    } else if (arg == "--tests" || arg == "-t") {
+      if (value == nullptr) {
+        *error = "--tests needs a list";
+        return false;
+      }
+      ++i;
+      tests_given = true;
+      o.tests_count = 0;
+      std::string_view list = value;
+      while (!list.empty()) {
+        const size_t comma = list.find(',');
+        const std::string_view name = list.substr(0, comma);
+        list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+        if (name.empty()) continue;
+        const TestInfo* found = nullptr;
+        for (const TestInfo& info : kTestInfo)
+          if (name == info.name) found = &info;
+        if (found == nullptr) {
+          *error = "unknown test '" + std::string(name) + "'";
+          return false;
+        }
+        if (o.tests_count == kTestKindCount) {
+          *error = "too many tests (each may appear once)";
+          return false;
+        }
+        for (int t = 0; t < o.tests_count; ++t) {
+          if (o.tests[t] == found->kind) {
+            *error = "test '" + std::string(name) + "' given twice";
+            return false;
+          }
+        }
+        o.tests[o.tests_count++] = found->kind;
+      }
+      if (o.tests_count == 0) {
+        *error = "--tests list is empty";
+        return false;
+      }
+    } else if (arg == "--csv") {
+      o.csv = true;
+    } else if (arg == "--quiet" || arg == "-q") {
+      o.quiet = true;
+    } else {
+      *error = "unknown option '" + std::string(arg) + "'";
+      return false;
+    }
+  }
+  if (!tests_given) {
+    const TestKind defaults[] = {TestKind::kSet,   TestKind::kGet,  TestKind::kIncr,
+                                 TestKind::kLpush, TestKind::kHset, TestKind::kMset};
+    for (TestKind kind : defaults) o.tests[o.tests_count++] = kind;
+  }
+  if (o.threads > o.clients) o.threads = o.clients;
+  *options = o;
+  return true;
+}
+
+// ======================================================================================
+// Requests: encoded once per test; only key digits change per request.
+
+namespace {
+
+// Most random fields in one request (MSET: one per key).
+constexpr int kMaxKeySlots = kMsetKeys;
+
+struct RequestTemplate {
+  std::string bytes;
+  int slot_count = 0;
+  size_t slots[kMaxKeySlots] = {};  // offsets of the kKeyDigits digit runs
+};
+
+class TemplateBuilder {
+ public:
+  explicit TemplateBuilder(RequestTemplate* t) : t_(t) {}
+  void array(int n) { t_->bytes += "*" + std::to_string(n) + "\r\n"; }
+  void bulk(std::string_view s) {
+    t_->bytes += "$" + std::to_string(s.size()) + "\r\n";
+    t_->bytes.append(s);
+    t_->bytes += "\r\n";
+  }
+  // A bulk "<prefix><12 digits>" whose digits are patched per request.
+  void random_key(std::string_view prefix) {
+    HMDB_ASSERT(t_->slot_count < kMaxKeySlots, "more than %d random keys", kMaxKeySlots);
+    t_->bytes += "$" + std::to_string(prefix.size() + kKeyDigits) + "\r\n";
+    t_->bytes.append(prefix);
+    t_->slots[t_->slot_count++] = t_->bytes.size();
+    t_->bytes.append(kKeyDigits, '0');
+    t_->bytes += "\r\n";
+  }
+
+ private:
+  RequestTemplate* t_;
+};
+
+RequestTemplate build_template(TestKind kind, int64_t value_size) {
+  RequestTemplate t;
+  TemplateBuilder b(&t);
+  const std::string value(static_cast<size_t>(value_size), 'x');  // like redis-benchmark
+  switch (kind) {
+    case TestKind::kPing:
+      b.array(1);
+      b.bulk("PING");
+      break;
+    case TestKind::kSet:
+      b.array(3);
+      b.bulk("SET");
+      b.random_key("key:");
+      b.bulk(value);
+      break;
+    case TestKind::kGet:
+      b.array(2);
+      b.bulk("GET");
+      b.random_key("key:");
+      break;
+    case TestKind::kIncr:
+      b.array(2);
+      b.bulk("INCR");
+      b.random_key("counter:");
+      break;
+    case TestKind::kLpush:
+      b.array(3);
+      b.bulk("LPUSH");
+      b.random_key("mylist:");
+      b.bulk(value);
+      break;
+    case TestKind::kHset:
+      b.array(4);
+      b.bulk("HSET");
+      b.random_key("myhash:");
+      b.random_key("element:");
+      b.bulk(value);
+      break;
+    case TestKind::kMset:
+      b.array(1 + 2 * kMsetKeys);
+      b.bulk("MSET");
+      for (int k = 0; k < kMsetKeys; ++k) {
+        b.random_key("key:");
+        b.bulk(value);
+      }
+      break;
+  }
+  return t;
+}
+
+// xorshift64*: fast, and good enough to spread keys; seeded per connection by splitmix64.
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+struct Rng {
+  uint64_t state;
+  uint64_t next() {
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return state * 0x2545F4914F6CDD1Dull;
+  }
+};
+
+void write_digits(char* at, uint64_t value) {
+  for (int i = kKeyDigits - 1; i >= 0; --i) {
+    at[i] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  }
+}
+
+uint64_t now_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// ======================================================================================
+// Connections and load threads
+
+// Bytes asked for per read(); also the initial reply buffer size.
+constexpr size_t kReadChunkBytes = 64 * 1024;
+// The reply buffer grows (rarely: only for replies bigger than it) up to this bound.
+constexpr size_t kMaxReplyBufferBytes = static_cast<size_t>(kMaxReplyBulkBytes) + 64 * 1024;
+// epoll events handled per epoll_wait().
+constexpr int kMaxEpollEvents = 256;
+// A thread with requests in flight that sees no reply for this long gives up: the server
+// is stalled or gone, and the run must end rather than hang.
+constexpr uint64_t kStallTimeoutNs = 10ull * 1000 * 1000 * 1000;
+// epoll_wait() timeout, so that the stall check runs even when nothing happens.
+constexpr int kEpollTimeoutMs = 200;
+// Longest error text kept for the report.
+constexpr size_t kMaxErrorTextBytes = 200;
+
+struct Connection {
+  int fd = -1;
+  Rng rng{1};
+  std::vector<char> out;  // `pipeline` copies of the request, back to back
+  size_t out_offset = 0;  // next byte to write
+  size_t out_end = 0;     // end of the bytes of the current batch
+  bool want_write = false;
+  std::vector<char> in;   // reply bytes not yet scanned
+  size_t in_size = 0;
+  std::vector<uint64_t> sent_at;  // ring of send times, one per request in flight
+  size_t ring_head = 0;
+  int in_flight = 0;
+  bool active = true;
+};
+
+struct Shared {
+  const BenchOptions* options = nullptr;
+  const RequestTemplate* request = nullptr;
+  std::atomic<int64_t> issue_budget{0};  // requests left to send (count mode)
+  uint64_t deadline_ns = 0;              // stop issuing at this time (time mode); 0 = none
+  std::atomic<bool> go{false};
+};
+
+struct ThreadResult {
+  LatencyHistogram histogram;
+  uint64_t completed = 0;
+  uint64_t errors = 0;
+  uint64_t end_ns = 0;
+  std::string first_error;  // first error reply text
+  std::string failure;      // a fatal problem (connection lost, protocol error, stall)
+};
+
+class LoadThread {
+ public:
+  LoadThread(Shared* shared, std::vector<Connection*> connections, ThreadResult* result)
+      : shared_(shared), connections_(std::move(connections)), result_(result) {}
+
+  void run() {
+    epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd_ < 0) {
+      result_->failure = std::string("epoll_create1: ") + std::strerror(errno);
+      return;
+    }
+    for (Connection* c : connections_) {
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.ptr = c;
+      if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+        fail(c, std::string("epoll_ctl: ") + std::strerror(errno));
+      }
+    }
+    while (!shared_->go.load(std::memory_order_acquire)) std::this_thread::yield();
+
+    const uint64_t start = now_ns();
+    last_progress_ns_ = start;
+    for (Connection* c : connections_)
+      if (c->active) refill(c, start);
+
+    epoll_event events[kMaxEpollEvents];
+    while (active_count() > 0) {
+      const int n = epoll_wait(epoll_fd_, events, kMaxEpollEvents, kEpollTimeoutMs);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        result_->failure = std::string("epoll_wait: ") + std::strerror(errno);
+        break;
+      }
+      for (int i = 0; i < n; ++i) {
+        Connection* c = static_cast<Connection*>(events[i].data.ptr);
+        if (!c->active) continue;
+        if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_readable(c);
+        if (c->active && (events[i].events & EPOLLOUT)) flush(c);
+      }
+      if (n == 0) {
+        const uint64_t now = now_ns();
+        if (now - last_progress_ns_ > kStallTimeoutNs) {
+          for (Connection* c : connections_)
+            if (c->active) fail(c, "no reply for 10 s with requests in flight (server stalled?)");
+        }
+        // In time mode, idle connections (nothing in flight) finish at the deadline.
+        for (Connection* c : connections_)
+          if (c->active && c->in_flight == 0) refill(c, now);
+      }
+    }
+    result_->end_ns = last_reply_ns_ != 0 ? last_reply_ns_ : now_ns();
+    close(epoll_fd_);
+  }
+
+ private:
+  size_t active_count() const {
+    size_t n = 0;
+    for (const Connection* c : connections_) n += c->active ? 1 : 0;
+    return n;
+  }
+
+  void fail(Connection* c, std::string why) {
+    if (result_->failure.empty()) result_->failure = std::move(why);
+    c->active = false;
+    // Stop its events (a hung-up socket would otherwise wake epoll_wait forever); the fd is
+    // closed with the others at the end of the test. An error here changes nothing more.
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
+  }
+
+  // How many requests this connection may send now (takes them from the shared budget).
+  int take_budget(Connection* c, uint64_t now) {
+    const int room = shared_->options->pipeline - c->in_flight;
+    if (room <= 0) return 0;
+    if (shared_->deadline_ns != 0) return now < shared_->deadline_ns ? room : 0;
+    int64_t left = shared_->issue_budget.load(std::memory_order_relaxed);
+    for (;;) {
+      if (left <= 0) return 0;
+      const int64_t take = std::min<int64_t>(left, room);
+      if (shared_->issue_budget.compare_exchange_weak(left, left - take,
+                                                      std::memory_order_relaxed)) {
+        return static_cast<int>(take);
+      }
+    }
+  }
+
+  // Puts up to `pipeline - in_flight` new requests on the wire, or ends the connection when
+  // there is nothing left to send and nothing in flight.
+  void refill(Connection* c, uint64_t now) {
+    if (c->out_offset != c->out_end) return;  // the previous batch is still being written
+    const int n = take_budget(c, now);
+    if (n == 0) {
+      if (c->in_flight == 0) c->active = false;  // done: budget used, all replies in
+      return;
+    }
+    const RequestTemplate& t = *shared_->request;
+    const size_t size = t.bytes.size();
+    const uint64_t keyspace = shared_->options->keyspace;
+    for (int i = 0; i < n; ++i) {
+      char* request = c->out.data() + static_cast<size_t>(i) * size;
+      for (int s = 0; s < t.slot_count; ++s) write_digits(request + t.slots[s], c->rng.next() % keyspace);
+    }
+    const size_t ring = c->sent_at.size();
+    for (int i = 0; i < n; ++i) {
+      c->sent_at[(c->ring_head + static_cast<size_t>(c->in_flight) + i) % ring] = now;
+    }
+    c->in_flight += n;
+    c->out_offset = 0;
+    c->out_end = static_cast<size_t>(n) * size;
+    flush(c);
+  }
+
+  void flush(Connection* c) {
+    while (c->out_offset < c->out_end) {
+      const ssize_t w = write(c->fd, c->out.data() + c->out_offset, c->out_end - c->out_offset);
+      if (w > 0) {
+        c->out_offset += static_cast<size_t>(w);
+        continue;
+      }
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        set_want_write(c, true);
+        return;
+      }
+      fail(c, std::string("write: ") + (w < 0 ? std::strerror(errno) : "wrote nothing"));
+      return;
+    }
+    c->out_offset = c->out_end = 0;
+    if (c->want_write) set_want_write(c, false);
+  }
+
+  void set_want_write(Connection* c, bool on) {
+    epoll_event ev{};
+    ev.events = on ? (EPOLLIN | EPOLLOUT) : EPOLLIN;
+    ev.data.ptr = c;
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, c->fd, &ev) != 0) {
+      fail(c, std::string("epoll_ctl: ") + std::strerror(errno));
+      return;
+    }
+    c->want_write = on;
+  }
+
+  void on_readable(Connection* c) {
+    if (c->in.size() - c->in_size < kReadChunkBytes / 4) {
+      // The unscanned part is a reply bigger than the buffer: grow (rare, never per request).
+      if (c->in.size() >= kMaxReplyBufferBytes) {
+        fail(c, "reply larger than the reply buffer bound");
+        return;
+      }
+      c->in.resize(std::min(c->in.size() * 2, kMaxReplyBufferBytes));
+    }
+    const ssize_t r = read(c->fd, c->in.data() + c->in_size, c->in.size() - c->in_size);
+    if (r == 0) {
+      fail(c, "server closed the connection");
+      return;
+    }
+    if (r < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) return;
+      fail(c, std::string("read: ") + std::strerror(errno));
+      return;
+    }
+    c->in_size += static_cast<size_t>(r);
+    const uint64_t now = now_ns();
+
+    size_t offset = 0;
+    uint64_t replies = 0;
+    while (offset < c->in_size) {
+      ScannedReply reply;
+      const ScanResult s = scan_reply(c->in.data() + offset, c->in_size - offset, &reply);
+      if (s == ScanResult::kIncomplete) break;
+      if (s == ScanResult::kMalformed) {
+        fail(c, "malformed reply from the server");
+        return;
+      }
+      if (c->in_flight == 0) {
+        fail(c, "reply without a request in flight");
+        return;
+      }
+      if (reply.is_error) {
+        ++result_->errors;
+        if (result_->first_error.empty()) {
+          result_->first_error.assign(reply.error_text,
+                                      std::min(reply.error_length, kMaxErrorTextBytes));
+        }
+      }
+      result_->histogram.record(now - c->sent_at[c->ring_head]);
+      c->ring_head = (c->ring_head + 1) % c->sent_at.size();
+      --c->in_flight;
+      offset += reply.length;
+      ++replies;
+    }
+    if (offset > 0) {
+      std::memmove(c->in.data(), c->in.data() + offset, c->in_size - offset);
+      c->in_size -= offset;
+    }
+    if (replies > 0) {
+      result_->completed += replies;
+      last_progress_ns_ = now;
+      last_reply_ns_ = now;
+      refill(c, now);
+    }
+  }
+
+  Shared* shared_;
+  std::vector<Connection*> connections_;
+  ThreadResult* result_;
+  int epoll_fd_ = -1;
+  uint64_t last_progress_ns_ = 0;
+  uint64_t last_reply_ns_ = 0;
+};
+
+bool resolve(const std::string& host, int port, sockaddr_storage* address, socklen_t* length,
+             std::string* error) {
+  sockaddr_in v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4.sin_addr) == 1) {
+    v4.sin_family = AF_INET;
+    v4.sin_port = htons(static_cast<uint16_t>(port));
+    std::memcpy(address, &v4, sizeof v4);
+    *length = sizeof v4;
+    return true;
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  const int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &found);
+  if (rc != 0 || found == nullptr) {
+    *error = "cannot resolve " + host + ": " + gai_strerror(rc);
+    return false;
+  }
+  std::memcpy(address, found->ai_addr, found->ai_addrlen);
+  *length = found->ai_addrlen;
+  freeaddrinfo(found);
+  return true;
+}
+
+int connect_one(const sockaddr_storage& address, socklen_t length, std::string* error) {
+  const int fd = socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *error = std::string("socket: ") + std::strerror(errno);
+    return -1;
+  }
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&address), length) != 0) {
+    *error = std::string("connect: ") + std::strerror(errno);
+    close(fd);
+    return -1;
+  }
+  const int one = 1;
+  if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
+      fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) != 0) {
+    *error = std::string("socket options: ") + std::strerror(errno);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+struct TestOutcome {
+  LatencyHistogram histogram;
+  uint64_t completed = 0;
+  uint64_t errors = 0;
+  double seconds = 0;
+  std::string first_error;
+  std::string failure;
+};
+
+// Runs one test: connect, load, close. Returns false when the run could not start.
+bool run_test(const BenchOptions& o, TestKind kind, int test_index, TestOutcome* outcome) {
+  const RequestTemplate request = build_template(kind, o.value_size);
+  const size_t batch_bytes = request.bytes.size() * static_cast<size_t>(o.pipeline);
+  if (batch_bytes > kMaxConnectionBufferBytes) {
+    outcome->failure = "pipeline x request size (" + std::to_string(batch_bytes) +
+                       " bytes) is over the per-connection bound of " +
+                       std::to_string(kMaxConnectionBufferBytes) + " bytes";
+    return false;
+  }
+  sockaddr_storage address{};
+  socklen_t length = 0;
+  if (!resolve(o.host, o.port, &address, &length, &outcome->failure)) return false;
+
+  std::vector<std::unique_ptr<Connection>> connections;
+  connections.reserve(static_cast<size_t>(o.clients));
+  auto close_all = [&] {
+    for (auto& c : connections)
+      if (c->fd >= 0) close(c->fd);
+  };
+  for (int i = 0; i < o.clients; ++i) {
+    auto c = std::make_unique<Connection>();
+    c->fd = connect_one(address, length, &outcome->failure);
+    if (c->fd < 0) {
+      outcome->failure = o.host + ":" + std::to_string(o.port) + ": " + outcome->failure;
+      close_all();
+      return false;
+    }
+    uint64_t seed = splitmix64(o.seed ^ splitmix64(static_cast<uint64_t>(test_index) << 32 |
+                                                   static_cast<uint64_t>(i)));
+    c->rng.state = seed == 0 ? 1 : seed;  // xorshift must not start at 0
+    c->out.resize(batch_bytes);
+    for (int p = 0; p < o.pipeline; ++p) {
+      std::memcpy(c->out.data() + static_cast<size_t>(p) * request.bytes.size(),
+                  request.bytes.data(), request.bytes.size());
+    }
+    c->in.resize(kReadChunkBytes);
+    c->sent_at.resize(static_cast<size_t>(o.pipeline));
+    connections.push_back(std::move(c));
+  }
+
+  Shared shared;
+  shared.options = &o;
+  shared.request = &request;
+  shared.issue_budget.store(o.seconds > 0 ? 0 : o.requests);
+  std::vector<ThreadResult> results(static_cast<size_t>(o.threads));
+  std::vector<std::unique_ptr<LoadThread>> loads;
+  for (int t = 0; t < o.threads; ++t) {
+    std::vector<Connection*> slice;
+    for (int i = t; i < o.clients; i += o.threads) slice.push_back(connections[static_cast<size_t>(i)].get());
+    loads.push_back(std::make_unique<LoadThread>(&shared, std::move(slice), &results[static_cast<size_t>(t)]));
+  }
+  std::vector<std::thread> workers;
+  for (int t = 1; t < o.threads; ++t) workers.emplace_back([&, t] { loads[static_cast<size_t>(t)]->run(); });
+
+  const uint64_t start = now_ns();
+  if (o.seconds > 0) shared.deadline_ns = start + static_cast<uint64_t>(o.seconds * 1e9);
+  shared.go.store(true, std::memory_order_release);
+  loads[0]->run();
+  for (auto& w : workers) w.join();
+
+  uint64_t end = start;
+  for (ThreadResult& r : results) {
+    outcome->histogram.merge(r.histogram);
+    outcome->completed += r.completed;
+    outcome->errors += r.errors;
+    end = std::max(end, r.end_ns);
+    if (outcome->first_error.empty()) outcome->first_error = r.first_error;
+    if (outcome->failure.empty()) outcome->failure = r.failure;
+  }
+  outcome->seconds = static_cast<double>(end - start) / 1e9;
+  close_all();
+  return true;
+}
+
+double ms(uint64_t ns) { return static_cast<double>(ns) / 1e6; }
+
+void raise_fd_limit(int clients) {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t want = static_cast<rlim_t>(clients) + 64;
+  if (limit.rlim_cur >= want) return;
+  limit.rlim_cur = std::min(want, limit.rlim_max);
+  setrlimit(RLIMIT_NOFILE, &limit);  // best effort: connect() reports EMFILE otherwise
+}
+
+}  // namespace
+
+int bench_main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+  }
+  BenchOptions o;
+  std::string error;
+  if (!parse_bench_options(argc, argv, &o, &error)) {
+    std::fprintf(stderr, "hmdb bench: %s\n%s", error.c_str(), kUsage);
+    return 2;
+  }
+  raise_fd_limit(o.clients);
+
+  if (o.csv) {
+    std::printf("test,rps,avg_latency_ms,min_latency_ms,p50_latency_ms,p99_latency_ms,"
+                "p999_latency_ms,max_latency_ms,errors,requests,seconds\n");
+  }
+  int status = 0;
+  for (int t = 0; t < o.tests_count; ++t) {
+    const TestInfo& info = info_of(o.tests[t]);
+    if (!o.quiet && !o.csv) {
+      std::fprintf(stderr, "%s: running (%d clients, pipeline %d, %d-byte values)...\n",
+                   info.label, o.clients, o.pipeline, static_cast<int>(o.value_size));
+    }
+    TestOutcome r;
+    if (!run_test(o, o.tests[t], t, &r)) {
+      std::fprintf(stderr, "hmdb bench: %s: %s\n", info.label, r.failure.c_str());
+      return 1;
+    }
+    const double rps = r.seconds > 0 ? static_cast<double>(r.completed) / r.seconds : 0;
+    const LatencyHistogram& h = r.histogram;
+    if (o.csv) {
+      std::printf("%s,%.2f,%.3f,%.3f,%.3f,%.3f,%.3f,%.3f,%llu,%llu,%.3f\n", info.label, rps,
+                  h.mean() / 1e6, ms(h.min()), ms(h.value_at_percentile(50)),
+                  ms(h.value_at_percentile(99)), ms(h.value_at_percentile(99.9)), ms(h.max()),
+                  static_cast<unsigned long long>(r.errors),
+                  static_cast<unsigned long long>(r.completed), r.seconds);
+    } else {
+      std::printf("%-6s %12.2f requests/s  p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms"
+                  "  errors %llu  (%llu requests in %.2f s)\n",
+                  info.label, rps, ms(h.value_at_percentile(50)), ms(h.value_at_percentile(99)),
+                  ms(h.value_at_percentile(99.9)), ms(h.max()),
+                  static_cast<unsigned long long>(r.errors),
+                  static_cast<unsigned long long>(r.completed), r.seconds);
+    }
+    std::fflush(stdout);
+    if (r.errors > 0) {
+      std::fprintf(stderr, "hmdb bench: %s: %llu error replies, first: %s\n", info.label,
+                   static_cast<unsigned long long>(r.errors), r.first_error.c_str());
+    }
+    if (!r.failure.empty()) {
+      std::fprintf(stderr, "hmdb bench: %s: run failed: %s\n", info.label, r.failure.c_str());
+      status = 1;
+    }
+  }
+  return status;
+}
+
+}  // namespace hmdb::tools

@@ -1,0 +1,133 @@
+// tools/bench.h — `hmdb bench`: the project's own RESP load generator.
+//
+// Why it exists: on a 2-core machine redis-benchmark itself is the bottleneck at pipeline 1,
+// so it cannot tell how fast a server is. This client is cheap per request: one epoll thread
+// (or a few), request bytes encoded once per test and only the key digits patched per
+// request, no allocation per request, one clock read per write()/read() batch, and latency
+// recorded into a fixed log-bucketed histogram.
+//
+// The pieces a test needs (the histogram and the RESP reply scanner) are declared here;
+// the connection loop lives in bench.cc. Thread-safety: none of these types are shared
+// between threads; each load thread owns its own and they are merged after the run.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace hmdb::tools {
+
+// Entry point of `hmdb bench ...` and of the standalone `hmdb-bench`. argv[0] is the
+// command name and is skipped; returns the process exit status (0 ok, 1 run failed,
+// 2 bad usage). `--help` lists the options.
+int bench_main(int argc, char** argv);
+
+// ---------------------------------------------------------------------------------------
+// Latency histogram, HdrHistogram-style: exact below kExactBelow, then every power of two
+// is split into kSubBuckets linear buckets, so any recorded value is known to within
+// 1/kSubBuckets (< 0.8 %). Fixed size, no allocation after construction.
+class LatencyHistogram {
+ public:
+  static constexpr int kSubBucketBits = 7;
+  static constexpr uint64_t kSubBuckets = uint64_t{1} << kSubBucketBits;  // 128
+  static constexpr uint64_t kExactBelow = 2 * kSubBuckets;                 // 256
+  // Largest value kept apart; bigger ones are clamped to it (2^40 ns is over 18 minutes,
+  // far beyond any run's time bound).
+  static constexpr int kMaxMagnitude = 40;
+  static constexpr uint64_t kMaxValue = (uint64_t{1} << kMaxMagnitude) - 1;
+  static constexpr size_t kBucketCount =
+      kExactBelow + (kMaxMagnitude - (kSubBucketBits + 1)) * kSubBuckets;
+
+  void record(uint64_t value);
+  // Records `count` samples of the same value (a whole read() batch shares one timestamp).
+  void record_n(uint64_t value, uint64_t count);
+  void merge(const LatencyHistogram& other);
+  void reset();
+
+  uint64_t count() const { return count_; }
+  uint64_t min() const { return count_ == 0 ? 0 : min_; }
+  uint64_t max() const { return max_; }
+  double mean() const { return count_ == 0 ? 0.0 : static_cast<double>(sum_) / count_; }
+  // The smallest recorded-bucket upper bound v such that at least `percentile` % of the
+  // samples are <= v (never above max()). percentile in [0, 100]. 0 when empty.
+  uint64_t value_at_percentile(double percentile) const;
+
+  // Bucket arithmetic, public for tests.
+  static size_t bucket_of(uint64_t value);
+  static uint64_t bucket_lowest(size_t bucket);
+  static uint64_t bucket_highest(size_t bucket);
+
+ private:
+  uint64_t buckets_[kBucketCount] = {};
+  uint64_t count_ = 0;
+  uint64_t sum_ = 0;
+  uint64_t min_ = UINT64_MAX;
+  uint64_t max_ = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+// RESP reply scanner. It does not build values: the load generator only needs to know where
+// one reply ends and whether it is an error. Understands RESP2 (+ - : $ *) and the RESP3
+// types (_ , # ( ! = % ~ >) so that a server answering in RESP3 does not desynchronise it.
+// A reply is scanned from its first byte each time; an incomplete one is retried when more
+// bytes arrive (replies in a benchmark are small, so the rescan costs little).
+
+// Nesting deeper than this is treated as a protocol error (no server sends it to us).
+inline constexpr int kMaxReplyDepth = 32;
+// A simple line (status, error, integer, length header) longer than this with no CRLF is a
+// protocol error rather than "wait for more".
+inline constexpr size_t kMaxReplyLineBytes = 64 * 1024;
+// Largest bulk string accepted in a reply (Redis' default proto-max-bulk-len).
+inline constexpr int64_t kMaxReplyBulkBytes = int64_t{512} * 1024 * 1024;
+// Largest aggregate element count accepted in a reply.
+inline constexpr int64_t kMaxReplyElements = int64_t{1} << 32;
+
+enum class ScanResult { kComplete, kIncomplete, kMalformed };
+
+struct ScannedReply {
+  size_t length = 0;      // bytes of the whole reply (valid when kComplete)
+  bool is_error = false;  // top-level '-' or '!' reply
+  // The error text (without the leading '-' and CRLF) points into the scanned buffer.
+  const char* error_text = nullptr;
+  size_t error_length = 0;
+};
+
+ScanResult scan_reply(const char* data, size_t size, ScannedReply* out);
+
+// ---------------------------------------------------------------------------------------
+// Options, parsed from the command line; exposed for tests.
+
+inline constexpr int kMaxClients = 4096;           // connections in one run
+inline constexpr int kMaxPipeline = 1024;          // requests in flight per connection
+inline constexpr int kMaxThreads = 8;              // load threads
+inline constexpr int64_t kMaxValueBytes = 1 << 20;  // --value-size
+inline constexpr uint64_t kMaxKeyspace = 1000000000000ull;  // fits the 12 key digits
+inline constexpr int kKeyDigits = 12;              // key:000000001234, like redis-benchmark
+inline constexpr int kMsetKeys = 10;               // keys per MSET, like redis-benchmark
+// Request bytes buffered per connection (pipeline x request size) must fit this bound.
+inline constexpr size_t kMaxConnectionBufferBytes = 8u << 20;
+
+enum class TestKind { kPing, kSet, kGet, kIncr, kLpush, kHset, kMset };
+inline constexpr int kTestKindCount = 7;
+
+struct BenchOptions {
+  std::string host = "127.0.0.1";
+  int port = 6379;
+  int clients = 50;
+  int pipeline = 1;
+  int threads = 1;
+  int64_t requests = 100000;  // per test, when seconds == 0
+  double seconds = 0;         // per test; when > 0 it replaces requests
+  uint64_t keyspace = 1000000;
+  int64_t value_size = 3;
+  uint64_t seed = 1;
+  bool csv = false;
+  bool quiet = false;
+  int tests_count = 0;
+  TestKind tests[kTestKindCount] = {};
+};
+
+// Parses argv[1..argc). On error returns false with a message in *error.
+bool parse_bench_options(int argc, char** argv, BenchOptions* options, std::string* error);
+
+}  // namespace hmdb::tools
