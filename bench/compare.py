@@ -1,0 +1,432 @@
+#!/usr/bin/env python3
+"""bench/compare.py — hmdb against Redis 7 on the same machine, in the same run.
+
+Called by bench/run.sh (which builds first); python3 standard library only.
+
+What it does, in order:
+  1. Picks the load tool per pipeline setting: runs SET and GET against Redis without
+     persistence with both `hmdb-bench` and `redis-benchmark` and keeps the faster one (on a
+     2-core machine the client competes with the server for CPU, so a costly client caps
+     what it can measure). The same tool is then used for every server at that setting.
+  2. For each repetition, for each server mode in turn (Redis appendfsync always, hmdb
+     durability always, Redis without persistence, hmdb durability none): starts the server
+     on its own port with a fresh data directory, runs every workload at every pipeline
+     setting, stops the server. Only one server exists at any time. Interleaving the modes
+     inside each repetition spreads slow phases of a noisy machine over all of them.
+  3. Prints the median of the repetitions per cell (ops/s, p50, p99, and the spread of
+     ops/s across repetitions), the hmdb/Redis ratio per row, and the goals of issue 2.
+
+Every server it starts is stopped by PID (SIGTERM, then SIGKILL after a grace period) on
+any exit, including Ctrl-C and SIGTERM. Every load run has a timeout. Data directories live
+under one mkdtemp directory that is removed at the end.
+"""
+
+import argparse
+import csv
+import datetime
+import io
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+WORKLOADS = ["set", "get", "incr", "lpush", "hset", "mset"]
+LABEL = {"set": "SET", "get": "GET", "incr": "INCR", "lpush": "LPUSH", "hset": "HSET",
+         "mset": "MSET"}
+REDIS_BENCHMARK_NAME = {"set": "SET", "get": "GET", "incr": "INCR", "lpush": "LPUSH",
+                        "hset": "HSET", "mset": "MSET (10 keys)"}
+
+# Modes, in the order they run inside a repetition. Each pair in PAIRS is one table row.
+MODES = ["redis-always", "hmdb-always", "redis-none", "hmdb-none"]
+PAIRS = [("redis-always", "hmdb-always", "redis aof-always vs hmdb always"),
+         ("redis-none", "hmdb-none", "redis no-persistence vs hmdb none")]
+
+# Bounds (seconds).
+SERVER_START_TIMEOUT = 30.0   # until the server answers PING
+SERVER_STOP_GRACE = 10.0      # after SIGTERM, before SIGKILL
+LOAD_TIMEOUT_SLACK = 60.0     # added to the expected duration of one load run
+REDIS_BENCHMARK_MIN_REQUESTS = 20000
+# MSET carries 10 keys per request: size redis-benchmark's request count for it by this.
+MSET_COST = 5.0
+
+children = {}  # pid -> description, every process we started and have not reaped
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def stop_process(proc, what):
+    """Stops one process we started, by its PID: SIGTERM, a grace period, then SIGKILL."""
+    if proc.poll() is None:
+        try:
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=SERVER_STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            log(f"{what} (pid {proc.pid}) did not stop within {SERVER_STOP_GRACE:.0f} s: SIGKILL")
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass
+    children.pop(proc.pid, None)
+
+
+def on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def wait_for_ping(port, proc, timeout):
+    """True once the server on `port` answers PING with +PONG; False if it died or timed out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+                s.sendall(b"*1\r\n$4\r\nPING\r\n")
+                if s.recv(64).startswith(b"+PONG"):
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+def port_is_free(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # Like the servers do: connections of an earlier server in TIME_WAIT do not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+class Server:
+    """One server process in one mode with its own fresh data directory."""
+
+    def __init__(self, args, mode, port, root, repetition):
+        self.mode = mode
+        self.port = port
+        self.dir = os.path.join(root, f"{mode}-{repetition}")
+        os.makedirs(self.dir)
+        self.log_path = os.path.join(self.dir, "server.log")
+        if mode.startswith("redis"):
+            persistence = (["--appendonly", "yes", "--appendfsync", "always"]
+                           if mode == "redis-always" else ["--appendonly", "no"])
+            self.argv = [args.redis_server, "--port", str(port), "--bind", "127.0.0.1",
+                         "--dir", self.dir, "--save", "", "--daemonize", "no",
+                         "--logfile", self.log_path] + persistence
+        else:
+            durability = "always" if mode == "hmdb-always" else "none"
+            self.argv = [args.hmdb, "serve", "--port", str(port), "--dir",
+                         os.path.join(self.dir, "data"), "--durability", durability]
+        self.proc = None
+
+    def __enter__(self):
+        if not port_is_free(self.port):
+            raise RuntimeError(f"port {self.port} is in use; pick another --base-port")
+        log_file = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=log_file, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        log_file.close()
+        children[self.proc.pid] = self.mode
+        if not wait_for_ping(self.port, self.proc, SERVER_START_TIMEOUT):
+            self.__exit__(None, None, None)
+            with open(self.log_path, "rb") as f:
+                tail = f.read()[-2000:].decode(errors="replace")
+            raise RuntimeError(f"{self.mode} did not answer PING on port {self.port} within "
+                               f"{SERVER_START_TIMEOUT:.0f} s: {' '.join(self.argv)}\n{tail}")
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc is not None:
+            stop_process(self.proc, self.mode)
+            code = self.proc.returncode
+            # SIGTERM must end a server cleanly; anything else is worth a line.
+            if code not in (0, -signal.SIGTERM):
+                log(f"note: {self.mode} exited with status {code} (log: {self.log_path})")
+            self.proc = None
+        return False
+
+
+def run_tool(argv, timeout):
+    """Runs a load tool with a time bound. Returns (stdout, stderr) or raises RuntimeError."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True)
+    children[proc.pid] = argv[0]
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        stop_process(proc, argv[0])
+        proc.communicate()
+        raise RuntimeError(f"load run took longer than {timeout:.0f} s: {' '.join(argv)}")
+    children.pop(proc.pid, None)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited with {proc.returncode}: {err.strip()[-500:]}")
+    return out, err
+
+
+class Measurement:
+    def __init__(self, rps, p50, p99, errors=0, first_error=""):
+        self.rps, self.p50, self.p99 = rps, p50, p99
+        self.errors, self.first_error = errors, first_error
+
+
+def measure_hmdb_bench(args, port, workload, pipeline, seconds):
+    argv = [args.hmdb_bench, "--host", "127.0.0.1", "--port", str(port), "--clients",
+            str(args.clients), "--pipeline", str(pipeline), "--seconds", str(seconds),
+            "--keyspace", str(args.keyspace), "--value-size", str(args.value_size),
+            "--tests", workload, "--csv", "--quiet"]
+    out, err = run_tool(argv, seconds + LOAD_TIMEOUT_SLACK)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    if len(rows) != 1:
+        raise RuntimeError(f"unexpected hmdb-bench output: {out!r}")
+    row = rows[0]
+    first_error = ""
+    for line in err.splitlines():
+        if "first:" in line:
+            first_error = line.split("first:", 1)[1].strip()
+    return Measurement(float(row["rps"]), float(row["p50_latency_ms"]),
+                       float(row["p99_latency_ms"]), int(row["errors"]), first_error)
+
+
+def measure_redis_benchmark(args, port, workload, pipeline, seconds, expected_rps):
+    cost = MSET_COST if workload == "mset" else 1.0
+    requests = max(REDIS_BENCHMARK_MIN_REQUESTS, int(expected_rps * seconds / cost))
+    argv = [args.redis_benchmark, "-h", "127.0.0.1", "-p", str(port), "-c",
+            str(args.clients), "-P", str(pipeline), "-n", str(requests), "-r",
+            str(args.keyspace), "-d", str(args.value_size), "-t", workload, "--csv"]
+    # Allow a slow server (hmdb under development) three times the expected duration.
+    out, err = run_tool(argv, 3 * requests * cost / max(expected_rps, 1.0) + LOAD_TIMEOUT_SLACK)
+    rows = [r for r in csv.reader(io.StringIO(out)) if r and r[0] != "test"]
+    want = REDIS_BENCHMARK_NAME[workload]
+    for r in rows:
+        if r[0] == want:
+            # test,rps,avg,min,p50,p95,p99,max
+            errors = 1 if "error" in err.lower() else 0
+            return Measurement(float(r[1]), float(r[4]), float(r[6]), errors, err.strip()[:200])
+    raise RuntimeError(f"no {want} row in redis-benchmark output: {out!r} {err!r}")
+
+
+def choose_tools(args, root):
+    """Per pipeline: the faster tool (sum of SET and GET ops/s) against Redis without
+    persistence. Returns ({pipeline: tool}, {pipeline: measured rps per tool}, notes)."""
+    choice, rates, notes = {}, {}, []
+    if args.tool != "auto":
+        for p in args.pipelines:
+            choice[p] = args.tool
+        return choice, {}, [f"load tool forced to {args.tool}"]
+    with Server(args, "redis-none", args.base_port, root, "tool-choice"):
+        for p in args.pipelines:
+            totals = {"hmdb-bench": [], "redis-benchmark": []}
+            for _ in range(args.choice_runs):
+                ours = sum(measure_hmdb_bench(args, args.base_port, w, p, args.choice_seconds).rps
+                           for w in ("set", "get"))
+                theirs = sum(measure_redis_benchmark(args, args.base_port, w, p,
+                                                     args.choice_seconds, ours / 2).rps
+                             for w in ("set", "get"))
+                totals["hmdb-bench"].append(ours / 2)
+                totals["redis-benchmark"].append(theirs / 2)
+            med = {tool: statistics.median(v) for tool, v in totals.items()}
+            choice[p] = max(med, key=med.get)
+            rates[p] = med
+            notes.append(f"pipeline {p}: hmdb-bench {med['hmdb-bench']:,.0f} vs redis-benchmark "
+                         f"{med['redis-benchmark']:,.0f} mean SET/GET ops/s on redis "
+                         f"no-persistence -> {choice[p]}")
+    return choice, rates, notes
+
+
+def fmt_rate(values):
+    if not values:
+        return "-"
+    return f"{statistics.median(values):,.0f}"
+
+
+def spread(values):
+    if len(values) < 2:
+        return "-"
+    m = statistics.median(values)
+    return f"{100.0 * (max(values) - min(values)) / m:.0f}%" if m > 0 else "-"
+
+
+def fmt_ms(values):
+    return f"{statistics.median(values):.2f}" if values else "-"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--build-dir", default="build")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 repetition of 1.5 s runs: checks that everything works")
+    parser.add_argument("--runs", type=int, help="repetitions (median taken); default 3, quick 1")
+    parser.add_argument("--seconds", type=float, help="seconds per load run; default 5, quick 1.5")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--pipelines", default="1,32")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--keyspace", type=int, default=1000000)
+    parser.add_argument("--value-size", type=int, default=3)
+    parser.add_argument("--base-port", type=int, default=7390,
+                        help="ports base..base+3 are used, one per server mode")
+    parser.add_argument("--tool", choices=["auto", "hmdb-bench", "redis-benchmark"],
+                        default="auto")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="subset of " + ",".join(MODES))
+    parser.add_argument("--hmdb", help="hmdb server binary (default BUILD/apps/kv/hmdb)")
+    parser.add_argument("--hmdb-bench", help="load generator (default BUILD/bench/hmdb-bench)")
+    parser.add_argument("--redis-server", default="redis-server")
+    parser.add_argument("--redis-benchmark", default="redis-benchmark")
+    parser.add_argument("--tmp-root", default=None,
+                        help="where the temporary data directories go (must be a real disk "
+                             "for fsync to mean anything; default $TMPDIR or /tmp)")
+    parser.add_argument("--out", help="also write the markdown report to this file")
+    args = parser.parse_args()
+
+    args.runs = args.runs or (1 if args.quick else 3)
+    args.seconds = args.seconds or (1.5 if args.quick else 5.0)
+    args.choice_runs = 1 if args.quick else 2
+    args.choice_seconds = 1.0 if args.quick else 3.0
+    args.workloads = [w for w in args.workloads.split(",") if w]
+    args.pipelines = [int(p) for p in args.pipelines.split(",") if p]
+    args.modes = [m for m in args.modes.split(",") if m]
+    for w in args.workloads:
+        if w not in WORKLOADS:
+            parser.error(f"unknown workload {w}")
+    for m in args.modes:
+        if m not in MODES:
+            parser.error(f"unknown mode {m}")
+    args.hmdb = args.hmdb or os.path.join(args.build_dir, "apps", "kv", "hmdb")
+    args.hmdb_bench = args.hmdb_bench or os.path.join(args.build_dir, "bench", "hmdb-bench")
+    for tool in (args.redis_server, args.redis_benchmark):
+        if shutil.which(tool) is None:
+            parser.error(f"{tool} not found (Debian: apt-get install redis-server redis-tools)")
+    if not os.access(args.hmdb_bench, os.X_OK):
+        parser.error(f"{args.hmdb_bench} not found: build the hmdb-bench target first")
+    if not os.access(args.hmdb, os.X_OK):
+        log(f"SKIPPING hmdb: server binary {args.hmdb} not found (build target `hmdb`, or "
+            f"pass --hmdb). Redis is measured alone.")
+        args.modes = [m for m in args.modes if not m.startswith("hmdb")]
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    root = tempfile.mkdtemp(prefix="hmdb-bench-", dir=args.tmp_root)
+    results = {}  # (mode, workload, pipeline) -> [Measurement]
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load_before = os.getloadavg()
+    try:
+        choice, rates, notes = choose_tools(args, root)
+        for n in notes:
+            log("tool choice: " + n)
+        for repetition in range(args.runs):
+            for i, mode in enumerate(MODES):
+                if mode not in args.modes:
+                    continue
+                port = args.base_port + i
+                log(f"repetition {repetition + 1}/{args.runs}: {mode} on port {port}")
+                with Server(args, mode, port, root, repetition):
+                    for p in args.pipelines:
+                        for w in args.workloads:
+                            if choice[p] == "hmdb-bench":
+                                m = measure_hmdb_bench(args, port, w, p, args.seconds)
+                            else:
+                                expected = rates.get(p, {}).get("redis-benchmark", 50000.0)
+                                m = measure_redis_benchmark(args, port, w, p, args.seconds,
+                                                            expected)
+                            results.setdefault((mode, w, p), []).append(m)
+                            log(f"  {LABEL[w]:5} P={p:<3} {m.rps:>12,.0f} ops/s  p50 {m.p50:.2f} "
+                                f"ms  p99 {m.p99:.2f} ms" + (f"  ERRORS {m.errors}: {m.first_error}"
+                                                              if m.errors else ""))
+    finally:
+        for pid in list(children):
+            log(f"stopping leftover process {pid} ({children[pid]})")
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(root, ignore_errors=True)
+
+    report = render(args, results, choice, notes, started, load_before)
+    print(report)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report + "\n")
+
+
+def render(args, results, choice, notes, started, load_before):
+    lines = []
+    redis_version = subprocess.run([args.redis_server, "--version"], capture_output=True,
+                                   text=True).stdout.split()[2:3]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    lines.append(f"hmdb vs Redis ({' '.join(redis_version)}), {started:%Y-%m-%d %H:%M} UTC, "
+                 f"commit {commit or '?'}, {os.cpu_count()} CPUs, load average before "
+                 f"{load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
+    lines.append(f"{args.clients} clients, {args.value_size}-byte values, keyspace "
+                 f"{args.keyspace:,}, {args.seconds:g} s per run, median of {args.runs} "
+                 f"run(s); spread = (max-min)/median of ops/s across runs")
+    for n in notes:
+        lines.append("load tool: " + n)
+    lines.append("load tool used: " + ", ".join(f"pipeline {p}: {choice[p]}"
+                                                 for p in args.pipelines))
+    lines.append("")
+    lines.append("| workload | P | modes | redis ops/s | spread | p50 ms | p99 ms | hmdb ops/s "
+                 "| spread | p50 ms | p99 ms | hmdb/redis |")
+    lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    error_notes = []
+    for p in args.pipelines:
+        for w in args.workloads:
+            for redis_mode, hmdb_mode, pair in PAIRS:
+                cells = []
+                medians = {}
+                for mode in (redis_mode, hmdb_mode):
+                    ms = results.get((mode, w, p), [])
+                    rps = [m.rps for m in ms]
+                    medians[mode] = statistics.median(rps) if rps else None
+                    errors = sum(m.errors for m in ms)
+                    mark = "*" if errors else ""
+                    if errors:
+                        first = next((m.first_error for m in ms if m.errors), "")
+                        error_notes.append(f"* {mode} {LABEL[w]} P={p}: {errors} error "
+                                           f"replies, first: {first}")
+                    cells += [fmt_rate(rps) + mark, spread(rps), fmt_ms([m.p50 for m in ms]),
+                              fmt_ms([m.p99 for m in ms])]
+                r, h = medians[redis_mode], medians[hmdb_mode]
+                ratio = f"{h / r:.2f}" if r and h else "-"
+                lines.append(f"| {LABEL[w]} | {p} | {pair} | " + " | ".join(cells) +
+                             f" | {ratio} |")
+    lines += [""] + error_notes
+    # The goals of issue 2, at pipeline 32.
+    if 32 in args.pipelines:
+        lines.append("")
+        lines.append("Goals at pipeline 32 (issue 2): hmdb always >= 2.0x redis aof-always and "
+                     ">= 0.9x redis no-persistence; hmdb none >= 1.0x redis no-persistence")
+        for w in args.workloads:
+            def med(mode):
+                ms = results.get((mode, w, 32), [])
+                return statistics.median([m.rps for m in ms]) if ms else None
+            checks = [("always/aof-always", med("hmdb-always"), med("redis-always"), 2.0),
+                      ("always/no-persistence", med("hmdb-always"), med("redis-none"), 0.9),
+                      ("none/no-persistence", med("hmdb-none"), med("redis-none"), 1.0)]
+            parts = []
+            for name, h, r, goal in checks:
+                if h and r:
+                    parts.append(f"{name} {h / r:.2f} ({'met' if h / r >= goal else 'MISSED'}, "
+                                 f"goal {goal})")
+                else:
+                    parts.append(f"{name} -")
+            lines.append(f"- {LABEL[w]}: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except RuntimeError as e:
+        log(f"bench/compare.py: {e}")
+        sys.exit(1)
