@@ -1,0 +1,1476 @@
+// sim/simulator.cc — the deterministic cluster simulator (see simulator.h, docs/simulator.md).
+//
+// Time is counted in units; kUnitsPerTick units make one Raft tick. A message takes a few
+// units, a disk write a few units (a slow disk: many), so Raft sees a network much faster
+// than its election timeout, as in production. In each unit the simulator, in this order:
+//   1. on a tick boundary: injects faults, moves clients, ticks every running core;
+//   2. delivers every message due now, completes every disk write due now (persisted());
+//   3. for every running node: proposes the clients' batched writes, then drains Ready in
+//      the order raft.h prescribes (stage chunks, persist, send, apply, reads, snapshot
+//      reads), and checks the invariants that concern that node.
+// A violated invariant stops the run with the check's name and what was seen.
+#include "sim/simulator.h"
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <queue>
+#include <set>
+#include <unordered_map>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <xxhash.h>
+
+#include "common/assert.h"
+#include "core/batch.h"
+#include "sim/linearizability.h"
+#include "sim/random.h"
+#include "sim/register_app.h"
+
+namespace hmdb::sim {
+
+using raft::Entry;
+using raft::EntryType;
+using raft::HardState;
+using raft::Index;
+using raft::Message;
+using raft::MessageType;
+using raft::NodeId;
+using raft::Role;
+using raft::Term;
+
+const char* fault_name(Fault f) {
+  switch (f) {
+    case Fault::kLoss: return "loss";
+    case Fault::kDelay: return "delay";
+    case Fault::kReorder: return "reorder";
+    case Fault::kDuplicate: return "duplicate";
+    case Fault::kPartition: return "partition";
+    case Fault::kAsymmetricPartition: return "asymmetric-partition";
+    case Fault::kIsolateNode: return "isolate-node";
+    case Fault::kCutLeader: return "cut-leader";
+    case Fault::kCrash: return "crash";
+    case Fault::kTornWrite: return "torn-write";
+    case Fault::kSlowDisk: return "slow-disk";
+    case Fault::kMembershipChange: return "membership-change";
+    case Fault::kTransfer: return "transfer";
+    case Fault::kSnapshotInstall: return "snapshot-install";
+    case Fault::kCount: break;
+  }
+  return "?";
+}
+
+std::vector<std::string> bug_names() {
+  return {"grant_two_votes_per_term", "answer_vote_before_persisting", "commit_old_term_by_counting",
+          "apply_before_commit"};
+}
+
+bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
+  if (name == "grant_two_votes_per_term") bugs->grant_two_votes_per_term = true;
+  else if (name == "answer_vote_before_persisting") bugs->answer_vote_before_persisting = true;
+  else if (name == "commit_old_term_by_counting") bugs->commit_old_term_by_counting = true;
+  else if (name == "apply_before_commit") bugs->apply_before_commit = true;
+  else return false;
+  return true;
+}
+
+std::string replay_command(const Options& o) {
+  std::string cmd = fmt::format("build/src/sim/hmdb-sim --seed {} --nodes {} --steps {}", o.seed, o.nodes,
+                                o.chaos_ticks);
+  if (o.max_client_ops != Options{}.max_client_ops) cmd += fmt::format(" --ops {}", o.max_client_ops);
+  if (!o.faults) cmd += " --no-faults";
+  if (o.bugs.grant_two_votes_per_term) cmd += " --bug grant_two_votes_per_term";
+  if (o.bugs.answer_vote_before_persisting) cmd += " --bug answer_vote_before_persisting";
+  if (o.bugs.commit_old_term_by_counting) cmd += " --bug commit_old_term_by_counting";
+  if (o.bugs.apply_before_commit) cmd += " --bug apply_before_commit";
+  return cmd + " --trace";
+}
+
+namespace {
+
+// ---------------------------------------------------------------------------------------
+// Bounds and timing. Every one is a deliberate choice; see docs/simulator.md.
+
+constexpr uint64_t kUnitsPerTick = 10;        // sim time units per Raft tick
+constexpr uint32_t kElectionTicks = 10;       // Config::election_ticks of every core
+constexpr uint32_t kHeartbeatTicks = 1;
+constexpr uint64_t kMaxNodes = 8;             // initial voters + joiners
+constexpr uint64_t kMaxJoiners = 3;           // learners added during a run
+constexpr uint64_t kMinVoters = 3;            // membership changes never go below this
+constexpr uint64_t kClientCount = 4;
+constexpr uint64_t kClientTimeoutTicks = 3 * kElectionTicks;  // then the op's outcome is unknown
+constexpr uint64_t kLivenessTicks = 30 * kElectionTicks;      // heal -> converged, at most
+constexpr uint64_t kSnapshotChunkBytes = 64;  // tiny, so that installs take several chunks
+constexpr uint64_t kMaxSnapshotsKept = 4;     // per node, for answering chunk reads
+constexpr const char* kKeys[] = {"a", "b", "c"};
+constexpr const char* kProbeKey = "__probe";  // liveness probe writes (not in the history)
+
+// ---------------------------------------------------------------------------------------
+// A run's fault profile: drawn once per seed, so that runs differ in kind, not only in
+// detail (some seeds have no loss at all, some lose a fifth of their messages).
+
+struct Profile {
+  uint32_t loss_ppm = 0;
+  uint32_t duplicate_ppm = 0;
+  uint32_t long_delay_ppm = 0;
+  uint64_t max_delay_units = 3;
+  uint32_t partition_ppm = 0;  // per tick: start a partition
+  uint32_t crash_ppm = 0;      // per tick: crash a node
+  uint32_t torn_ppm = 0;       // per crash: keep part of the unsynced writes
+  uint32_t slow_disk_ppm = 0;  // per tick: make a disk slow for a while
+  uint32_t membership_ppm = 0;
+  uint32_t transfer_ppm = 0;
+  uint64_t snapshot_every = 0;  // entries between a node's snapshots
+  uint32_t client_ppm = 0;      // per client per tick: start an op
+};
+
+Profile draw_profile(Rng& rng, bool faults) {
+  Profile p;
+  p.snapshot_every = rng.range(5, 60);
+  p.client_ppm = 0;  // set from the op budget in run()
+  p.max_delay_units = rng.range(1, 8);
+  if (!faults) return p;
+  if (rng.chance(600'000)) p.loss_ppm = static_cast<uint32_t>(rng.range(5'000, 150'000));
+  if (rng.chance(500'000)) p.duplicate_ppm = static_cast<uint32_t>(rng.range(5'000, 100'000));
+  if (rng.chance(600'000)) p.long_delay_ppm = static_cast<uint32_t>(rng.range(5'000, 100'000));
+  if (rng.chance(700'000)) p.partition_ppm = static_cast<uint32_t>(rng.range(5'000, 40'000));
+  if (rng.chance(700'000)) p.crash_ppm = static_cast<uint32_t>(rng.range(5'000, 30'000));
+  if (rng.chance(600'000)) p.torn_ppm = static_cast<uint32_t>(rng.range(300'000, 1'000'000));
+  if (rng.chance(500'000)) p.slow_disk_ppm = static_cast<uint32_t>(rng.range(5'000, 30'000));
+  if (rng.chance(600'000)) p.membership_ppm = static_cast<uint32_t>(rng.range(10'000, 50'000));
+  if (rng.chance(500'000)) p.transfer_ppm = static_cast<uint32_t>(rng.range(5'000, 30'000));
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------
+
+uint64_t entry_hash(const Entry& e) {
+  XXH3_state_t st;
+  XXH3_64bits_reset(&st);
+  uint8_t head[13];
+  head[0] = static_cast<uint8_t>(e.type);
+  std::memcpy(head + 1, &e.schema_version, 4);
+  std::memcpy(head + 5, &e.term, 8);
+  XXH3_64bits_update(&st, head, sizeof head);
+  XXH3_64bits_update(&st, e.data.data(), e.data.size());
+  return XXH3_64bits_digest(&st);
+}
+
+const char* msg_name(MessageType t) {
+  switch (t) {
+    case MessageType::kPreVote: return "PreVote";
+    case MessageType::kPreVoteResponse: return "PreVoteResp";
+    case MessageType::kVote: return "Vote";
+    case MessageType::kVoteResponse: return "VoteResp";
+    case MessageType::kAppend: return "Append";
+    case MessageType::kAppendResponse: return "AppendResp";
+    case MessageType::kHeartbeat: return "Heartbeat";
+    case MessageType::kHeartbeatResponse: return "HeartbeatResp";
+    case MessageType::kSnapshot: return "Snapshot";
+    case MessageType::kSnapshotResponse: return "SnapshotResp";
+    case MessageType::kTimeoutNow: return "TimeoutNow";
+    case MessageType::kReadIndex: return "ReadIndex";
+    case MessageType::kReadIndexResponse: return "ReadIndexResp";
+  }
+  return "?";
+}
+
+const char* role_name(Role r) {
+  switch (r) {
+    case Role::kFollower: return "follower";
+    case Role::kPreCandidate: return "pre-candidate";
+    case Role::kCandidate: return "candidate";
+    case Role::kLeader: return "leader";
+    case Role::kLearner: return "learner";
+  }
+  return "?";
+}
+
+std::string summarize(const Message& m) {
+  std::string s = fmt::format("{} t{}", msg_name(m.type), m.term);
+  switch (m.type) {
+    case MessageType::kAppend:
+      s += fmt::format(" prev={}/{} n={} commit={}", m.log_index, m.log_term, m.entries.size(), m.commit);
+      break;
+    case MessageType::kPreVote:
+    case MessageType::kVote: s += fmt::format(" last={}/{}", m.log_index, m.log_term); break;
+    case MessageType::kSnapshot:
+      if (m.snapshot_meta)
+        s += fmt::format(" snap={}/{} off={} len={}{}", m.snapshot_meta->index, m.snapshot_meta->term,
+                         m.snapshot_offset, m.snapshot_chunk.size(), m.snapshot_last ? " last" : "");
+      break;
+    case MessageType::kHeartbeat: s += fmt::format(" commit={} ctx={}", m.commit, m.context); break;
+    default:
+      s += fmt::format(" idx={}{}", m.log_index, m.reject ? fmt::format(" REJECT hint={}/{}", m.reject_hint, m.reject_term) : "");
+      break;
+  }
+  return s;
+}
+
+std::string conf_string(const raft::ConfState& c) {
+  return fmt::format("voters={{{}}} learners={{{}}}", fmt::join(c.voters, ","), fmt::join(c.learners, ","));
+}
+
+void conf_apply(raft::ConfState* c, const raft::ConfChange& cc) {
+  auto erase = [](std::vector<NodeId>& v, NodeId id) { v.erase(std::remove(v.begin(), v.end(), id), v.end()); };
+  auto insert = [](std::vector<NodeId>& v, NodeId id) {
+    if (std::find(v.begin(), v.end(), id) == v.end()) { v.push_back(id); std::sort(v.begin(), v.end()); }
+  };
+  bool voter = std::count(c->voters.begin(), c->voters.end(), cc.node) > 0;
+  bool learner = std::count(c->learners.begin(), c->learners.end(), cc.node) > 0;
+  switch (cc.type) {
+    case raft::ConfChangeType::kAddLearner:
+      if (!voter) insert(c->learners, cc.node);
+      break;
+    case raft::ConfChangeType::kPromote:
+      if (learner) { erase(c->learners, cc.node); insert(c->voters, cc.node); }
+      break;
+    case raft::ConfChangeType::kAddVoter:
+      erase(c->learners, cc.node);
+      insert(c->voters, cc.node);
+      break;
+    case raft::ConfChangeType::kRemove:
+      erase(c->voters, cc.node);
+      erase(c->learners, cc.node);
+      break;
+  }
+}
+
+bool contains(const std::vector<NodeId>& v, NodeId id) { return std::find(v.begin(), v.end(), id) != v.end(); }
+
+// ---------------------------------------------------------------------------------------
+// The per-node model.
+
+struct Write {
+  uint64_t done_at = 0;
+  std::optional<HardState> hard_state;
+  std::vector<Entry> entries;
+  std::optional<raft::Snapshot> install;  // follower install (data: the staged chunks)
+  std::optional<raft::Snapshot> local;    // a snapshot this node took of its own state
+};
+
+// What survives a crash. Only completed writes reach here.
+struct Disk {
+  HardState hard_state;
+  std::optional<raft::SnapshotMeta> snapshot;
+  std::vector<Entry> entries;  // contiguous from snapshot index + 1
+  std::map<Index, std::pair<raft::SnapshotMeta, std::string>> snapshot_files;  // newest few
+  std::deque<Write> pending;   // in flight, completed in order
+  uint64_t slow_until_tick = 0;
+
+  Index snapshot_index() const { return snapshot ? snapshot->index : 0; }
+  Term snapshot_term() const { return snapshot ? snapshot->term : 0; }
+  Index last_index() const { return snapshot_index() + entries.size(); }
+  Term last_term() const { return entries.empty() ? snapshot_term() : entries.back().term; }
+};
+
+struct Proposal {
+  Term term = 0;
+  std::vector<uint32_t> ops;  // history indexes, in batch order; kProbeOp for the probe
+};
+constexpr uint32_t kProbeOp = UINT32_MAX;
+
+struct Node {
+  NodeId id = 0;
+  bool exists = false;
+  bool up = false;
+  bool removed = false;  // its removal is committed
+  uint64_t removed_tick = 0;
+  Term term_at_removal = 0;
+  uint32_t incarnation = 0;
+  std::unique_ptr<raft::Raft> raft;
+  std::unique_ptr<RegisterHost> app;
+  Disk disk;
+  std::string staging;  // snapshot chunks received (not durable)
+  uint64_t restart_tick = 0;
+
+  // The core's log as the simulator saw it being written: the base (snapshot point) and
+  // the term + content hash of every entry after it.
+  Index mirror_base = 0;
+  Term mirror_base_term = 0;
+  std::vector<std::pair<Term, uint64_t>> mirror;
+
+  Index applied = 0;
+  Term applied_term = 0;
+  raft::ConfState applied_conf;
+  Index snapshot_index = 0;  // newest snapshot the core knows (saved or installed)
+  bool snapshot_in_flight = false;
+
+  // Per incarnation, for monotonicity checks.
+  Term last_term = 0;
+  Index last_commit = 0;
+  Role last_role = Role::kFollower;
+  std::optional<HardState> last_ready_hs;
+
+  std::vector<uint32_t> batch;  // client writes that arrived this unit
+  std::map<Index, Proposal> proposals;
+  std::map<uint64_t, uint32_t> pending_reads;           // context -> op
+  std::vector<std::pair<Index, uint32_t>> ready_reads;  // (read index, op)
+
+  std::optional<Term> mirror_term(Index i) const {
+    if (i == mirror_base) return mirror_base_term;
+    if (i < mirror_base || i > mirror_base + mirror.size()) return std::nullopt;
+    return mirror[i - mirror_base - 1].first;
+  }
+  Index mirror_last() const { return mirror_base + mirror.size(); }
+};
+
+struct InFlight {
+  uint64_t at = 0;
+  uint64_t seq = 0;  // send order, for FIFO among equal times and reorder detection
+  bool duplicate = false;
+  Message msg;
+};
+struct InFlightLater {
+  bool operator()(const InFlight& a, const InFlight& b) const {
+    return a.at != b.at ? a.at > b.at : a.seq > b.seq;
+  }
+};
+
+struct Client {
+  uint32_t id = 0;
+  bool busy = false;
+  uint32_t op = 0;
+  uint64_t deadline_tick = 0;
+  NodeId guess = 0;
+  uint64_t seq = 0;
+};
+
+struct OpMeta {
+  NodeId node = 0;
+  Index prop_index = 0;  // where its batch was proposed (0: never accepted)
+  Term prop_term = 0;
+  bool concluded = false;  // the client has its answer (or gave up)
+  uint64_t read_ctx = 0;
+  uint64_t commit_seq = 0;  // history time stamp of the first apply anywhere (0: not seen)
+};
+
+struct CommittedRec {
+  Term term = 0;
+  uint64_t hash = 0;
+  EntryType type = EntryType::kNormal;
+  bool has_digest = false;
+  uint64_t digest = 0;
+};
+
+class Simulation {
+ public:
+  explicit Simulation(const Options& o) : opt_(o), rng_(o.seed) {
+    result_.seed = o.seed;
+    hash_ = XXH3_64bits(&o.seed, sizeof o.seed);
+  }
+
+  RunResult run();
+
+ private:
+  // --- trace -------------------------------------------------------------------------
+  template <class F>
+  void ev(uint64_t kind, uint64_t node, uint64_t a, uint64_t b, F&& text) {
+    uint64_t rec[6] = {now_, kind, node, a, b, hash_};
+    hash_ = XXH3_64bits(rec, sizeof rec);
+    if (opt_.trace)
+      result_.trace.push_back(fmt::format("[{:>5}.{}] ", now_ / kUnitsPerTick, now_ % kUnitsPerTick) + text());
+  }
+  void fail(const std::string& check, const std::string& detail) {
+    if (!result_.ok) return;
+    result_.ok = false;
+    result_.check = check;
+    result_.detail = detail;
+    ev(999, 0, 0, 0, [&] { return fmt::format("CHECK FAILED [{}]: {}", check, detail); });
+  }
+  void mark(Fault f) { result_.faults[static_cast<size_t>(f)] = true; }
+  uint64_t tick() const { return now_ / kUnitsPerTick; }
+
+  // --- nodes -------------------------------------------------------------------------
+  void create_node(NodeId id, bool initial);
+  void start_node(Node& n);
+  void crash_node(Node& n, bool allow_torn);
+  void drain(Node& n);
+  void handle_ready(Node& n, raft::Ready rd);
+  void persist_start(Node& n, raft::Ready& rd);
+  void send(Node& n, Message m);
+  void apply_entry(Node& n, const Entry& e);
+  void install_snapshot(Node& n, const raft::Snapshot& snap);
+  void complete_writes(Node& n);
+  void apply_write_to_disk(Node& n, Write& w);
+  void maybe_snapshot(Node& n);
+  void check_node(Node& n);
+  void mirror_append(Node& n, const Entry& e);
+
+  // --- world -------------------------------------------------------------------------
+  void deliver_due();
+  void on_tick();
+  void inject_faults();
+  void heal_all();
+  void clients_tick();
+  void submit(Client& c, uint32_t op);
+  void conclude(uint32_t op, OpOutcome outcome, std::optional<int64_t> result);
+  void propose_batches(Node& n);
+  Node* leader();
+  std::vector<NodeId> live_ids() const;
+  bool converged();
+  void final_checks();
+
+  Options opt_;
+  Rng rng_;
+  Profile prof_;
+  RunResult result_;
+  uint64_t hash_ = 0;
+  uint64_t now_ = 0;
+  uint64_t send_seq_ = 0;
+  uint64_t event_seq_ = 0;  // history time stamps
+  uint64_t read_ctx_seq_ = 0;
+
+  std::array<Node, kMaxNodes + 1> nodes_;  // by id; 0 unused
+  raft::ConfState initial_conf_;
+  uint64_t joiners_ = 0;
+  NodeId next_id_ = 0;
+  std::priority_queue<InFlight, std::vector<InFlight>, InFlightLater> net_;
+  bool blocked_[kMaxNodes + 1][kMaxNodes + 1] = {};
+  uint64_t partition_until_tick_ = 0;
+  std::map<std::pair<NodeId, NodeId>, uint64_t> last_delivered_seq_;
+  bool healing_ = false;
+
+  std::vector<CommittedRec> committed_{CommittedRec{}};  // [0] unused
+  raft::ConfState committed_conf_;
+  std::unordered_map<Index, std::unordered_map<Term, std::pair<uint64_t, Term>>> log_matching_;
+  std::map<Term, NodeId> leader_of_term_;
+  std::map<std::pair<NodeId, Term>, NodeId> vote_granted_;  // survives crashes
+  Index pending_conf_index_ = 0;
+  Term pending_conf_term_ = 0;
+  NodeId transfer_target_ = 0;
+
+  std::map<std::pair<Index, Term>, std::vector<uint32_t>> proposed_ops_;  // every accepted batch
+  std::vector<Client> clients_;
+  std::vector<HistoryOp> history_;
+  std::vector<OpMeta> meta_;
+  uint64_t probe_seq_ = 0;
+  Index probe_index_ = 0;
+  Term probe_term_ = 0;
+  bool probe_done_ = false;
+};
+
+// ---------------------------------------------------------------------------------------
+// Nodes
+
+void Simulation::create_node(NodeId id, bool initial) {
+  Node& n = nodes_[id];
+  n.id = id;
+  n.exists = true;
+  n.applied_conf = initial_conf_;
+  ev(10, id, initial, 0, [&] { return fmt::format("n{} created ({})", id, initial ? "initial voter" : "joining"); });
+  start_node(n);
+}
+
+void Simulation::start_node(Node& n) {
+  raft::Config cfg;
+  cfg.id = n.id;
+  cfg.election_ticks = kElectionTicks;
+  cfg.heartbeat_ticks = kHeartbeatTicks;
+  cfg.pre_vote = true;
+  cfg.check_quorum = true;
+  cfg.snapshot_chunk_bytes = kSnapshotChunkBytes;
+  cfg.max_inflight_appends = 8;
+  cfg.max_append_bytes = 4096;
+  cfg.seed = rng_.next();
+  cfg.bugs = opt_.bugs;
+
+  raft::RestoreState rs;
+  rs.hard_state = n.disk.hard_state;
+  rs.snapshot = n.disk.snapshot;
+  rs.entries = n.disk.entries;
+  // Every node, joiners too, starts from the bootstrap membership; the log's conf-change
+  // entries (or a snapshot's conf) bring it up to date.
+  rs.initial_conf = initial_conf_;
+  rs.applied = 0;
+
+  n.app = std::make_unique<RegisterHost>();
+  n.applied = n.disk.snapshot_index();
+  n.applied_term = n.disk.snapshot_term();
+  n.applied_conf = n.disk.snapshot ? n.disk.snapshot->conf : initial_conf_;
+  if (n.disk.snapshot) {
+    const std::string& data = n.disk.snapshot_files.at(n.disk.snapshot->index).second;
+    Decoder in(data);
+    if (!n.app->load(in, n.disk.snapshot->schema_version)) fail("snapshot-load", fmt::format("n{} cannot load its own snapshot", n.id));
+  }
+  n.snapshot_index = n.disk.snapshot_index();
+  n.mirror_base = n.disk.snapshot_index();
+  n.mirror_base_term = n.disk.snapshot_term();
+  n.mirror.clear();
+  for (const Entry& e : n.disk.entries) n.mirror.emplace_back(e.term, entry_hash(e));
+  n.staging.clear();
+  n.snapshot_in_flight = false;
+  n.last_term = n.disk.hard_state.term;
+  n.last_commit = 0;
+  n.last_role = Role::kFollower;
+  n.last_ready_hs = n.disk.hard_state;
+  n.batch.clear();
+  n.proposals.clear();
+  n.pending_reads.clear();
+  n.ready_reads.clear();
+  n.incarnation++;
+  n.raft = std::make_unique<raft::Raft>(cfg, std::move(rs));
+  n.up = true;
+  ev(11, n.id, n.disk.hard_state.term, n.disk.last_index(), [&] {
+    return fmt::format("n{} start #{}: durable term={} vote={} snapshot={} log=({}, {}]", n.id, n.incarnation,
+                       n.disk.hard_state.term, n.disk.hard_state.vote, n.disk.snapshot_index(), n.disk.snapshot_index(),
+                       n.disk.last_index());
+  });
+  check_node(n);
+}
+
+void Simulation::crash_node(Node& n, bool allow_torn) {
+  // Whatever is not yet durable is lost, except that a torn write may leave a prefix of the
+  // unsynced records (hard state first, then entries, in write order) on disk. A snapshot
+  // write is all-or-nothing (written to a temporary name and renamed).
+  uint64_t records = 0;
+  for (const Write& w : n.disk.pending) {
+    if (w.install || w.local) break;
+    records += (w.hard_state ? 1 : 0) + w.entries.size();
+  }
+  uint64_t keep = 0;
+  if (allow_torn && records > 0 && rng_.chance(prof_.torn_ppm)) keep = rng_.below(records);
+  if (keep > 0) {
+    mark(Fault::kTornWrite);
+    uint64_t left = keep;
+    for (Write& w : n.disk.pending) {
+      if (left == 0 || w.install || w.local) break;
+      Write part;
+      if (w.hard_state) { part.hard_state = w.hard_state; left--; }
+      for (const Entry& e : w.entries) {
+        if (left == 0) break;
+        part.entries.push_back(e);
+        left--;
+      }
+      apply_write_to_disk(n, part);
+    }
+  }
+  ev(12, n.id, keep, records, [&] {
+    return fmt::format("n{} CRASH (unsynced records: {}, torn prefix kept: {})", n.id, records, keep);
+  });
+  n.disk.pending.clear();
+  n.raft.reset();
+  n.app.reset();
+  n.up = false;
+  n.staging.clear();
+  if (!healing_) mark(Fault::kCrash);
+}
+
+void Simulation::drain(Node& n) {
+  int rounds = 0;
+  while (result_.ok && n.up && n.raft->has_ready()) {
+    handle_ready(n, n.raft->take_ready());
+    // Bound: a core that keeps producing Readies without new input is broken.
+    if (++rounds > 1000) { fail("ready-loop", fmt::format("n{} produced 1000 Readies in a row", n.id)); return; }
+  }
+  if (result_.ok && n.up) check_node(n);
+}
+
+void Simulation::handle_ready(Node& n, raft::Ready rd) {
+  // 0. Stage snapshot chunks.
+  for (raft::SnapshotChunk& c : rd.snapshot_chunks) {
+    if (c.offset == 0) n.staging.clear();
+    if (c.offset != n.staging.size()) {
+      fail("snapshot-chunks", fmt::format("n{} got chunk at offset {} but has {} bytes staged", n.id, c.offset, n.staging.size()));
+      return;
+    }
+    n.staging += c.data;
+    ev(20, n.id, c.offset, c.data.size(), [&] {
+      return fmt::format("n{} stages snapshot {}/{} chunk off={} len={}{}", n.id, c.meta.index, c.meta.term, c.offset,
+                         c.data.size(), c.last ? " (last)" : "");
+    });
+  }
+  // 1. Persist (starts now, completes later), and update the view of the core's log.
+  persist_start(n, rd);
+  if (!result_.ok) return;
+  // 2. Send.
+  for (Message& m : rd.messages) send(n, std::move(m));
+  // 3. Apply.
+  Index before = n.applied;
+  for (const Entry& e : rd.committed) {
+    apply_entry(n, e);
+    if (!result_.ok) return;
+  }
+  if (n.applied != before) n.raft->applied_to(n.applied);
+  // 4. Reads.
+  for (const raft::ReadState& rs : rd.read_states) {
+    auto it = n.pending_reads.find(rs.context);
+    if (it == n.pending_reads.end()) continue;  // from an earlier incarnation, or a duplicate
+    n.ready_reads.emplace_back(rs.index, it->second);
+    n.pending_reads.erase(it);
+  }
+  for (size_t i = 0; i < n.ready_reads.size();) {
+    auto [idx, op] = n.ready_reads[i];
+    if (idx > n.applied) { i++; continue; }
+    std::string out;
+    Reply reply(&out);
+    std::string_view argv[2] = {"GET", history_[op].key};
+    n.app->query(Args(argv, 2), QueryContext{now_}, reply);
+    bool ok;
+    auto v = parse_reply(out, &ok);
+    if (!ok) fail("app-reply", fmt::format("n{} GET replied {}", n.id, out));
+    ev(21, n.id, op, v ? static_cast<uint64_t>(*v) : 0, [&] {
+      return fmt::format("n{} read c{} GET {} at index {} (applied {}) -> {}", n.id, history_[op].client, history_[op].key,
+                         idx, n.applied, v ? std::to_string(*v) : "nil");
+    });
+    conclude(op, OpOutcome::kOk, v);
+    n.ready_reads[i] = n.ready_reads.back();
+    n.ready_reads.pop_back();
+  }
+  // 6. Snapshot reads (leader): answered from the durable snapshot files.
+  for (const raft::SnapshotReadRequest& r : rd.snapshot_reads) {
+    auto it = n.disk.snapshot_files.find(r.meta.index);
+    if (it == n.disk.snapshot_files.end() || !(it->second.first == r.meta)) {
+      ev(22, n.id, r.meta.index, 0, [&] { return fmt::format("n{} snapshot read for {} not found", n.id, r.meta.index); });
+      continue;
+    }
+    const std::string& data = it->second.second;
+    if (r.offset > data.size()) {
+      fail("snapshot-read", fmt::format("n{} asked offset {} of a {}-byte snapshot", n.id, r.offset, data.size()));
+      return;
+    }
+    uint64_t len = std::min<uint64_t>(r.length, data.size() - r.offset);
+    bool last = r.offset + len == data.size();
+    n.raft->snapshot_chunk(r.to, r.meta, r.offset, data.size(), data.substr(r.offset, len), last);
+  }
+  maybe_snapshot(n);
+}
+
+void Simulation::persist_start(Node& n, raft::Ready& rd) {
+  if (rd.hard_state) {
+    const HardState& hs = *rd.hard_state;
+    if (n.last_ready_hs) {
+      const HardState& old = *n.last_ready_hs;
+      if (hs.term < old.term || (hs.term == old.term && old.vote != raft::kNoNode && hs.vote != old.vote)) {
+        fail("term-vote-monotonic", fmt::format("n{} hard state went from term={} vote={} to term={} vote={}", n.id,
+                                                old.term, old.vote, hs.term, hs.vote));
+        return;
+      }
+    }
+    n.last_ready_hs = hs;
+  }
+  if (rd.snapshot) {
+    install_snapshot(n, *rd.snapshot);
+    if (!result_.ok) return;
+  }
+  for (const Entry& e : rd.entries) {
+    mirror_append(n, e);
+    if (!result_.ok) return;
+  }
+  if (!rd.hard_state && rd.entries.empty() && !rd.snapshot) return;
+  Write w;
+  w.hard_state = rd.hard_state;
+  w.entries = rd.entries;
+  if (rd.snapshot) {
+    w.install = raft::Snapshot{rd.snapshot->meta, n.staging};
+  }
+  uint64_t latency = tick() < n.disk.slow_until_tick ? rng_.range(20, 200) : rng_.range(1, 4);
+  uint64_t start = n.disk.pending.empty() ? now_ : std::max(now_, n.disk.pending.back().done_at);
+  w.done_at = start + latency;
+  n.disk.pending.push_back(std::move(w));
+}
+
+void Simulation::install_snapshot(Node& n, const raft::Snapshot& snap) {
+  const raft::SnapshotMeta& m = snap.meta;
+  mark(Fault::kSnapshotInstall);
+  if (m.index < n.applied) {
+    fail("snapshot-install", fmt::format("n{} told to install snapshot {} below its applied index {}", n.id, m.index, n.applied));
+    return;
+  }
+  if (m.index >= committed_.size()) {
+    fail("snapshot-install", fmt::format("n{} installs snapshot at {} but only {} entries are known committed", n.id,
+                                         m.index, committed_.size() - 1));
+    return;
+  }
+  if (committed_[m.index].term != m.term) {
+    fail("snapshot-install", fmt::format("n{} installs snapshot {}/{} but the committed entry there has term {}", n.id,
+                                         m.index, m.term, committed_[m.index].term));
+    return;
+  }
+  std::string data = snap.data.empty() ? n.staging : snap.data;
+  Decoder in(data);
+  n.app = std::make_unique<RegisterHost>();
+  if (!n.app->load(in, m.schema_version)) {
+    fail("snapshot-install", fmt::format("n{} cannot load snapshot {} ({} bytes staged)", n.id, m.index, data.size()));
+    return;
+  }
+  if (committed_[m.index].has_digest && committed_[m.index].digest != n.app->digest()) {
+    fail("state-digest", fmt::format("n{} installed snapshot at {} whose state digest differs from the applied state there",
+                                     n.id, m.index));
+    return;
+  }
+  ev(23, n.id, m.index, m.term, [&] {
+    return fmt::format("n{} INSTALL snapshot {}/{} ({} bytes) {}", n.id, m.index, m.term, data.size(), conf_string(m.conf));
+  });
+  n.applied = m.index;
+  n.applied_term = m.term;
+  n.applied_conf = m.conf;
+  n.snapshot_index = m.index;
+  n.mirror_base = m.index;
+  n.mirror_base_term = m.term;
+  n.mirror.clear();
+  n.staging = data;
+}
+
+void Simulation::mirror_append(Node& n, const Entry& e) {
+  if (e.index <= n.mirror_base || e.index > n.mirror_last() + 1) {
+    fail("log-contiguous", fmt::format("n{} asked to persist entry {} but its log is ({}, {}]", n.id, e.index, n.mirror_base,
+                                       n.mirror_last()));
+    return;
+  }
+  n.mirror.resize(e.index - n.mirror_base - 1);
+  Term prev = *n.mirror_term(e.index - 1);
+  if (e.term < prev) {
+    fail("log-terms", fmt::format("n{} entry {} has term {} after an entry of term {}", n.id, e.index, e.term, prev));
+    return;
+  }
+  uint64_t h = entry_hash(e);
+  // Log matching, incrementally: an (index, term) pair must always carry the same content
+  // and follow the same term. By induction, two logs that share an (index, term) are
+  // identical up to it.
+  auto [it, fresh] = log_matching_[e.index].try_emplace(e.term, h, prev);
+  if (!fresh && (it->second.first != h || it->second.second != prev)) {
+    fail("log-matching", fmt::format("n{} writes entry {}/{} with different content or predecessor term ({} vs {}) than "
+                                     "another node had", n.id, e.index, e.term, prev, it->second.second));
+    return;
+  }
+  // A committed entry is never overwritten by a different one.
+  if (e.index < committed_.size() && committed_[e.index].term != e.term) {
+    fail("committed-overwritten", fmt::format("n{} writes {}/{} over committed entry {}/{}", n.id, e.index, e.term, e.index,
+                                              committed_[e.index].term));
+    return;
+  }
+  n.mirror.emplace_back(e.term, h);
+}
+
+void Simulation::send(Node& n, Message m) {
+  if (m.from != n.id) { fail("message-from", fmt::format("n{} sent a message from n{}", n.id, m.from)); return; }
+  // A vote is released only once it is durable (raft.h: held back until persisted()).
+  if (m.type == MessageType::kVoteResponse && !m.reject) {
+    const HardState& d = n.disk.hard_state;
+    if (d.term < m.term || (d.term == m.term && d.vote != m.to)) {
+      fail("vote-durable-before-send", fmt::format("n{} granted its vote to n{} in term {} but its durable hard state is "
+                                                   "term={} vote={}", n.id, m.to, m.term, d.term, d.vote));
+      return;
+    }
+    auto [it, fresh] = vote_granted_.try_emplace({n.id, m.term}, m.to);
+    if (!fresh && it->second != m.to) {
+      fail("one-vote-per-term", fmt::format("n{} granted its vote in term {} to n{} and to n{}", n.id, m.term, it->second, m.to));
+      return;
+    }
+  }
+  result_.messages_sent++;
+  uint64_t seq = ++send_seq_;
+  uint64_t delay = rng_.range(1, prof_.max_delay_units);
+  bool long_delay = !healing_ && rng_.chance(prof_.long_delay_ppm);
+  if (long_delay) delay += rng_.range(kUnitsPerTick, 6 * kUnitsPerTick);
+  bool dup = !healing_ && rng_.chance(prof_.duplicate_ppm);
+  bool lost = !healing_ && rng_.chance(prof_.loss_ppm);
+  ev(30, n.id, m.to, static_cast<uint64_t>(m.type), [&] {
+    return fmt::format("n{} -> n{} {}{}{}", n.id, m.to, summarize(m), lost ? " [LOST]" : "", long_delay ? " [DELAYED]" : "");
+  });
+  if (lost) { mark(Fault::kLoss); return; }
+  if (long_delay) mark(Fault::kDelay);
+  if (dup) {
+    InFlight d{now_ + delay + rng_.range(0, 3 * kUnitsPerTick), seq, true, m};
+    net_.push(std::move(d));
+  }
+  net_.push(InFlight{now_ + delay, seq, false, std::move(m)});
+}
+
+void Simulation::apply_entry(Node& n, const Entry& e) {
+  if (e.index != n.applied + 1) {
+    fail("apply-order", fmt::format("n{} told to apply entry {} after applying {} (each entry exactly once, in order)", n.id,
+                                    e.index, n.applied));
+    return;
+  }
+  auto mt = n.mirror_term(e.index);
+  if (!mt || *mt != e.term || n.mirror[e.index - n.mirror_base - 1].second != entry_hash(e)) {
+    fail("apply-from-log", fmt::format("n{} applies entry {}/{} that is not what its log holds there", n.id, e.index, e.term));
+    return;
+  }
+  uint64_t h = entry_hash(e);
+  if (e.index < committed_.size()) {
+    if (committed_[e.index].term != e.term || committed_[e.index].hash != h) {
+      fail("state-machine-safety", fmt::format("n{} applies {}/{} but another node applied {}/{} at that index", n.id, e.index,
+                                               e.term, e.index, committed_[e.index].term));
+      return;
+    }
+  } else {
+    HMDB_ASSERT(e.index == committed_.size(), "committed entries are first recorded in order");
+    committed_.push_back(CommittedRec{e.term, h, e.type, false, 0});
+    // The ops of this batch took effect no later than now.
+    auto po = proposed_ops_.find({e.index, e.term});
+    if (po != proposed_ops_.end()) {
+      uint64_t stamp = ++event_seq_;
+      for (uint32_t op : po->second)
+        if (op != kProbeOp) meta_[op].commit_seq = stamp;
+      proposed_ops_.erase(po);
+    }
+  }
+  // Execute.
+  std::vector<std::optional<int64_t>> replies;
+  if (e.type == EntryType::kNormal) {
+    core::BatchReader reader(e.data);
+    std::vector<std::string_view> argv;
+    ApplyContext ctx{reader.leader_time_ms(), e.index, e.schema_version};
+    while (reader.next(argv)) {
+      std::string out;
+      Reply reply(&out);
+      n.app->apply(Args(argv.data(), argv.size()), ctx, reply);
+      bool ok;
+      replies.push_back(parse_reply(out, &ok));
+      if (!ok) { fail("app-reply", fmt::format("n{} entry {}: unexpected reply {}", n.id, e.index, out)); return; }
+    }
+    if (!reader.ok()) { fail("entry-payload", fmt::format("n{} entry {}: malformed batch", n.id, e.index)); return; }
+  } else if (e.type == EntryType::kConfChange) {
+    raft::ConfChange cc;
+    if (!raft::decode_conf_change(e.data, &cc)) { fail("entry-payload", fmt::format("n{} entry {}: bad conf change", n.id, e.index)); return; }
+    conf_apply(&n.applied_conf, cc);
+    if (e.index + 1 == committed_.size() && !committed_[e.index].has_digest) {
+      // First application anywhere: update the cluster's committed membership.
+      conf_apply(&committed_conf_, cc);
+      mark(Fault::kMembershipChange);
+      ev(40, n.id, e.index, cc.node, [&] {
+        return fmt::format("membership change committed at {}: {} -> {}", e.index,
+                           cc.type == raft::ConfChangeType::kRemove ? "remove" : "add/promote", conf_string(committed_conf_));
+      });
+      if (cc.type == raft::ConfChangeType::kRemove && cc.node <= kMaxNodes && nodes_[cc.node].exists) {
+        Node& r = nodes_[cc.node];
+        r.removed = true;
+        r.removed_tick = tick();
+        Term max_term = 0;
+        for (const Node& x : nodes_)
+          if (x.up) max_term = std::max(max_term, x.raft->term());
+        r.term_at_removal = max_term;
+      }
+    }
+  }
+  n.applied = e.index;
+  n.applied_term = e.term;
+  result_.entries_applied++;
+  uint64_t digest = n.app->digest();
+  CommittedRec& rec = committed_[e.index];
+  if (!rec.has_digest) { rec.has_digest = true; rec.digest = digest; }
+  else if (rec.digest != digest) {
+    fail("state-digest", fmt::format("n{} state digest after applying {} differs from another node's", n.id, e.index));
+    return;
+  }
+  // Answer the clients whose batch this was.
+  auto it = n.proposals.find(e.index);
+  if (it != n.proposals.end()) {
+    Proposal p = std::move(it->second);
+    n.proposals.erase(it);
+    bool ours = p.term == e.term;
+    for (size_t i = 0; i < p.ops.size(); i++) {
+      uint32_t op = p.ops[i];
+      if (op == kProbeOp) { if (ours) probe_done_ = true; continue; }
+      if (ours) {
+        if (i >= replies.size()) { fail("batch-replies", fmt::format("n{} entry {}: fewer replies than commands", n.id, e.index)); return; }
+        conclude(op, OpOutcome::kOk, replies[i]);
+      } else {
+        conclude(op, OpOutcome::kFailed, std::nullopt);
+      }
+    }
+  }
+  // Proposals below the applied index whose entry was replaced: definitely lost.
+  while (!n.proposals.empty() && n.proposals.begin()->first < e.index) {
+    for (uint32_t op : n.proposals.begin()->second.ops)
+      if (op != kProbeOp) conclude(op, OpOutcome::kFailed, std::nullopt);
+    n.proposals.erase(n.proposals.begin());
+  }
+}
+
+void Simulation::maybe_snapshot(Node& n) {
+  if (n.snapshot_in_flight || n.applied < n.snapshot_index + prof_.snapshot_every) return;
+  raft::SnapshotMeta meta;
+  meta.index = n.applied;
+  meta.term = n.applied_term;
+  meta.conf = n.raft->conf_state_at(n.applied);
+  meta.schema_version = RegisterApp::kSchemaVersion;
+  if (meta.conf != n.applied_conf) {
+    fail("conf-at-applied", fmt::format("n{} core says membership at {} is {} but the applied log says {}", n.id, n.applied,
+                                        conf_string(meta.conf), conf_string(n.applied_conf)));
+    return;
+  }
+  Encoder enc;
+  n.app->save(enc);
+  Write w;
+  w.local = raft::Snapshot{meta, enc.take()};
+  uint64_t latency = tick() < n.disk.slow_until_tick ? rng_.range(20, 200) : rng_.range(1, 6);
+  uint64_t start = n.disk.pending.empty() ? now_ : std::max(now_, n.disk.pending.back().done_at);
+  w.done_at = start + latency;
+  n.disk.pending.push_back(std::move(w));
+  n.snapshot_in_flight = true;
+}
+
+void Simulation::apply_write_to_disk(Node& n, Write& w) {
+  Disk& d = n.disk;
+  if (w.hard_state) {
+    const HardState& hs = *w.hard_state;
+    if (hs.term < d.hard_state.term ||
+        (hs.term == d.hard_state.term && d.hard_state.vote != raft::kNoNode && hs.vote != d.hard_state.vote)) {
+      fail("durable-term-vote", fmt::format("n{} durable hard state went from term={} vote={} to term={} vote={}", n.id,
+                                            d.hard_state.term, d.hard_state.vote, hs.term, hs.vote));
+      return;
+    }
+    d.hard_state = hs;
+  }
+  if (w.install) {
+    d.snapshot = w.install->meta;
+    d.snapshot_files[w.install->meta.index] = {w.install->meta, w.install->data};
+    d.entries.clear();  // the core replaced its whole log by the snapshot
+  }
+  if (w.local) {
+    const raft::SnapshotMeta& m = w.local->meta;
+    d.snapshot_files[m.index] = {m, w.local->data};
+    if (m.index > d.snapshot_index()) {
+      Index drop = std::min<Index>(m.index - d.snapshot_index(), d.entries.size());
+      d.entries.erase(d.entries.begin(), d.entries.begin() + static_cast<ptrdiff_t>(drop));
+      if (d.entries.empty() || d.entries.front().index != m.index + 1) d.entries.clear();
+      d.snapshot = m;
+    }
+  }
+  while (d.snapshot_files.size() > kMaxSnapshotsKept) d.snapshot_files.erase(d.snapshot_files.begin());
+  for (const Entry& e : w.entries) {
+    if (e.index <= d.snapshot_index()) continue;  // already covered by a newer snapshot
+    if (e.index > d.last_index() + 1) {
+      fail("durable-log-gap", fmt::format("n{} writes entry {} after durable last index {}", n.id, e.index, d.last_index()));
+      return;
+    }
+    d.entries.resize(e.index - d.snapshot_index() - 1);
+    d.entries.push_back(e);
+  }
+  if (!d.entries.empty() && d.entries.front().index != d.snapshot_index() + 1) {
+    fail("durable-log-layout", fmt::format("n{} durable snapshot at {} but first entry {}", n.id, d.snapshot_index(),
+                                           d.entries.front().index));
+  }
+}
+
+void Simulation::complete_writes(Node& n) {
+  bool any = false;
+  std::vector<raft::SnapshotMeta> saved;
+  while (!n.disk.pending.empty() && n.disk.pending.front().done_at <= now_ && result_.ok) {
+    Write w = std::move(n.disk.pending.front());
+    n.disk.pending.pop_front();
+    apply_write_to_disk(n, w);
+    if (w.local) saved.push_back(w.local->meta);
+    else any = true;
+  }
+  if (!result_.ok) return;
+  if (any) {
+    raft::PersistAck ack;
+    ack.last_index = n.disk.last_index();
+    ack.last_term = n.disk.last_term();
+    ack.hard_state = n.disk.hard_state;
+    ev(50, n.id, ack.last_index, ack.last_term, [&] {
+      return fmt::format("n{} persisted: log up to {}/{} term={} vote={}", n.id, ack.last_index, ack.last_term,
+                         ack.hard_state.term, ack.hard_state.vote);
+    });
+    n.raft->persisted(ack);
+  }
+  for (const raft::SnapshotMeta& m : saved) {
+    n.snapshot_in_flight = false;
+    if (m.index <= n.snapshot_index) continue;  // an install overtook it
+    n.snapshot_index = m.index;
+    ev(51, n.id, m.index, m.term, [&] { return fmt::format("n{} snapshot saved at {}/{}", n.id, m.index, m.term); });
+    n.raft->snapshot_saved(m);
+  }
+}
+
+void Simulation::check_node(Node& n) {
+  raft::Status st = n.raft->status();
+  if (st.term < n.last_term) {
+    fail("term-monotonic", fmt::format("n{} term went back from {} to {}", n.id, n.last_term, st.term));
+    return;
+  }
+  n.last_term = st.term;
+  if (st.commit < n.last_commit) {
+    fail("commit-monotonic", fmt::format("n{} commit went back from {} to {}", n.id, n.last_commit, st.commit));
+    return;
+  }
+  n.last_commit = st.commit;
+  if (!(n.applied <= st.commit && st.commit <= st.last_index)) {
+    fail("applied<=commit<=last", fmt::format("n{} applied={} commit={} last={}", n.id, n.applied, st.commit, st.last_index));
+    return;
+  }
+  if (st.first_index != n.snapshot_index + 1) {
+    fail("snapshot+1==first", fmt::format("n{} snapshot index {} but first log index {}", n.id, n.snapshot_index, st.first_index));
+    return;
+  }
+  if (st.last_index != n.mirror_last()) {
+    fail("log-view", fmt::format("n{} core's last index {} but it asked to persist up to {}", n.id, st.last_index, n.mirror_last()));
+    return;
+  }
+  if (st.role == Role::kLeader) {
+    auto [it, fresh] = leader_of_term_.try_emplace(st.term, n.id);
+    if (!fresh && it->second != n.id) {
+      fail("election-safety", fmt::format("n{} and n{} are both leaders of term {}", it->second, n.id, st.term));
+      return;
+    }
+    if (n.last_role != Role::kLeader) {
+      ev(60, n.id, st.term, st.last_index, [&] {
+        return fmt::format("n{} BECOMES LEADER of term {} (log up to {}, commit {})", n.id, st.term, st.last_index, st.commit);
+      });
+      if (transfer_target_ == n.id) { mark(Fault::kTransfer); transfer_target_ = 0; }
+      // Leader completeness: every committed entry is in the new leader's log.
+      Index known = committed_.size() - 1;
+      if (known > n.mirror_last()) {
+        fail("leader-completeness", fmt::format("n{} leads term {} with log up to {} but {} is committed", n.id, st.term,
+                                                n.mirror_last(), known));
+        return;
+      }
+      for (Index i = n.mirror_base + 1; i <= known; i++) {
+        if (*n.mirror_term(i) != committed_[i].term) {
+          fail("leader-completeness", fmt::format("n{} leads term {} but has {}/{} where {}/{} is committed", n.id, st.term, i,
+                                                  *n.mirror_term(i), i, committed_[i].term));
+          return;
+        }
+      }
+    }
+  } else if (n.last_role != st.role) {
+    ev(61, n.id, st.term, static_cast<uint64_t>(st.role),
+       [&] { return fmt::format("n{} is now {} in term {}", n.id, role_name(st.role), st.term); });
+  }
+  n.last_role = st.role;
+}
+
+// ---------------------------------------------------------------------------------------
+// Network
+
+void Simulation::deliver_due() {
+  while (!net_.empty() && net_.top().at <= now_ && result_.ok) {
+    InFlight f = std::move(const_cast<InFlight&>(net_.top()));
+    net_.pop();
+    const Message& m = f.msg;
+    NodeId to = m.to, from = m.from;
+    if (to == 0 || to > kMaxNodes || !nodes_[to].exists || !nodes_[to].up) continue;
+    if (from <= kMaxNodes && blocked_[from][to]) {
+      ev(31, from, to, 1, [&] { return fmt::format("n{} -> n{} {} [CUT]", from, to, msg_name(m.type)); });
+      continue;
+    }
+    uint64_t& last = last_delivered_seq_[{from, to}];
+    if (f.seq < last) mark(Fault::kReorder);
+    last = std::max(last, f.seq);
+    if (f.duplicate) mark(Fault::kDuplicate);
+    Node& n = nodes_[to];
+    Term before = n.raft->term();
+    ev(32, from, to, static_cast<uint64_t>(m.type), [&] {
+      return fmt::format("n{} <- n{} {}{}", to, from, summarize(m), f.duplicate ? " [DUP]" : "");
+    });
+    n.raft->step(m);
+    // A removed node must not disrupt the cluster: a member's term may not be pushed past
+    // the cluster's term at the removal by a message from the removed node.
+    if (from <= kMaxNodes && nodes_[from].removed && !n.removed && n.raft->term() > before &&
+        n.raft->term() > nodes_[from].term_at_removal) {
+      fail("removed-node-disrupts", fmt::format("removed n{} pushed n{} from term {} to {} (cluster term at removal {})", from,
+                                                to, before, n.raft->term(), nodes_[from].term_at_removal));
+      return;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Clients
+
+void Simulation::conclude(uint32_t op, OpOutcome outcome, std::optional<int64_t> result) {
+  OpMeta& m = meta_[op];
+  HistoryOp& h = history_[op];
+  if (m.concluded) return;
+  m.concluded = true;
+  h.outcome = outcome;
+  h.result = result;
+  h.ret = ++event_seq_;
+  Client& c = clients_[h.client];
+  if (c.busy && c.op == op) c.busy = false;
+  ev(70, h.client, op, static_cast<uint64_t>(outcome), [&] { return "client " + describe(h); });
+  result_.client_ok += outcome == OpOutcome::kOk;
+  result_.client_failed += outcome == OpOutcome::kFailed;
+  result_.client_unknown += outcome == OpOutcome::kUnknown;
+  if (outcome != OpOutcome::kOk) c.guess = 0;
+}
+
+void Simulation::submit(Client& c, uint32_t op) {
+  std::vector<NodeId> ids = live_ids();
+  if (c.guess == 0 || c.guess > kMaxNodes || !nodes_[c.guess].exists) {
+    std::vector<NodeId> all;
+    for (const Node& x : nodes_) if (x.exists && !x.removed) all.push_back(x.id);
+    c.guess = all[rng_.below(all.size())];
+  }
+  Node& n = nodes_[c.guess];
+  meta_[op].node = n.id;
+  if (!n.up) { conclude(op, OpOutcome::kFailed, std::nullopt); return; }  // connection refused
+  HistoryOp& h = history_[op];
+  if (h.kind == OpKind::kGet) {
+    uint64_t ctx = ++read_ctx_seq_;
+    if (!n.raft->read_index(ctx)) {
+      NodeId hint = n.raft->leader();
+      conclude(op, OpOutcome::kFailed, std::nullopt);
+      c.guess = hint;
+      return;
+    }
+    meta_[op].read_ctx = ctx;
+    n.pending_reads[ctx] = op;
+  } else {
+    n.batch.push_back(op);
+  }
+}
+
+void Simulation::propose_batches(Node& n) {
+  bool probe = healing_ && !probe_done_ && n.raft->role() == Role::kLeader &&
+               (probe_index_ == 0 || !nodes_[n.id].proposals.count(probe_index_));
+  if (n.batch.empty() && !probe) return;
+  core::BatchBuilder b(now_);
+  std::vector<uint32_t> ops = std::move(n.batch);
+  n.batch.clear();
+  for (uint32_t op : ops) {
+    const HistoryOp& h = history_[op];
+    std::string v = std::to_string(h.arg);
+    if (h.kind == OpKind::kSet) {
+      std::string_view argv[3] = {"SET", h.key, v};
+      b.add(Args(argv, 3));
+    } else {
+      std::string_view argv[2] = {"INCR", h.key};
+      b.add(Args(argv, 2));
+    }
+  }
+  std::string pv = std::to_string(++probe_seq_);
+  if (probe) {
+    std::string_view argv[3] = {"SET", kProbeKey, pv};
+    b.add(Args(argv, 3));
+    ops.push_back(kProbeOp);
+  }
+  raft::ProposeResult r = n.raft->propose(EntryType::kNormal, RegisterApp::kSchemaVersion, b.finish());
+  ev(71, n.id, r.index, static_cast<uint64_t>(r.error), [&] {
+    return fmt::format("n{} propose batch of {} -> {}", n.id, ops.size(),
+                       r.error == raft::ProposeError::kNone ? fmt::format("index {} term {}", r.index, r.term)
+                                                            : fmt::format("refused ({})", static_cast<int>(r.error)));
+  });
+  if (r.error != raft::ProposeError::kNone) {
+    NodeId hint = n.raft->leader();
+    for (uint32_t op : ops) {
+      if (op == kProbeOp) continue;
+      conclude(op, OpOutcome::kFailed, std::nullopt);
+      clients_[history_[op].client].guess = hint;
+    }
+    return;
+  }
+  for (uint32_t op : ops) {
+    if (op == kProbeOp) { probe_index_ = r.index; probe_term_ = r.term; continue; }
+    meta_[op].prop_index = r.index;
+    meta_[op].prop_term = r.term;
+  }
+  proposed_ops_[{r.index, r.term}] = ops;
+  n.proposals[r.index] = Proposal{r.term, std::move(ops)};
+}
+
+void Simulation::clients_tick() {
+  for (Client& c : clients_) {
+    if (c.busy) {
+      if (tick() >= c.deadline_tick) {
+        uint32_t op = c.op;
+        conclude(op, history_[op].kind == OpKind::kGet ? OpOutcome::kFailed : OpOutcome::kUnknown, std::nullopt);
+      }
+      continue;
+    }
+    if (healing_ || history_.size() >= opt_.max_client_ops || !rng_.chance(prof_.client_ppm)) continue;
+    HistoryOp h;
+    h.client = c.id;
+    h.key = kKeys[rng_.below(std::size(kKeys))];
+    uint64_t r = rng_.below(10);
+    h.kind = r < 4 ? OpKind::kGet : r < 7 ? OpKind::kSet : OpKind::kIncr;
+    h.arg = static_cast<int64_t>((c.id + 1) * 1'000'000 + ++c.seq);
+    h.invoke = ++event_seq_;
+    h.outcome = OpOutcome::kUnknown;
+    uint32_t op = static_cast<uint32_t>(history_.size());
+    history_.push_back(h);
+    meta_.push_back(OpMeta{});
+    result_.client_ops++;
+    c.busy = true;
+    c.op = op;
+    c.deadline_tick = tick() + kClientTimeoutTicks;
+    ev(72, c.id, op, static_cast<uint64_t>(h.kind), [&] { return fmt::format("client c{} invokes {} via n{}", c.id, describe(h), c.guess); });
+    submit(c, op);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Faults
+
+std::vector<NodeId> Simulation::live_ids() const {
+  std::vector<NodeId> ids;
+  for (const Node& n : nodes_) if (n.exists && n.up) ids.push_back(n.id);
+  return ids;
+}
+
+Node* Simulation::leader() {
+  Node* best = nullptr;
+  for (Node& n : nodes_)
+    if (n.exists && n.up && n.raft->role() == Role::kLeader && (!best || n.raft->term() > best->raft->term())) best = &n;
+  return best;
+}
+
+void Simulation::heal_all() {
+  std::memset(blocked_, 0, sizeof blocked_);
+  partition_until_tick_ = 0;
+}
+
+void Simulation::inject_faults() {
+  // Partitions: one at a time, for a while.
+  if (partition_until_tick_ && tick() >= partition_until_tick_) {
+    heal_all();
+    ev(80, 0, 0, 0, [&] { return std::string("network healed"); });
+  }
+  std::vector<NodeId> members;
+  for (const Node& n : nodes_) if (n.exists && !n.removed) members.push_back(n.id);
+  if (!partition_until_tick_ && rng_.chance(prof_.partition_ppm)) {
+    partition_until_tick_ = tick() + rng_.range(5, 6 * kElectionTicks);
+    uint64_t kind = rng_.below(4);
+    Node* l = leader();
+    if (kind == 3 && !l) kind = 0;
+    std::string what;
+    if (kind == 0) {  // symmetric split into two sides
+      std::vector<bool> side(kMaxNodes + 1);
+      for (NodeId id : members) side[id] = rng_.below(2);
+      for (NodeId a : members)
+        for (NodeId b : members)
+          if (side[a] != side[b]) blocked_[a][b] = true;
+      mark(Fault::kPartition);
+      what = "symmetric split:";
+      for (NodeId id : members) what += fmt::format(" n{}={}", id, side[id] ? "B" : "A");
+    } else if (kind == 1) {  // asymmetric: some links one way only
+      for (NodeId a : members)
+        for (NodeId b : members)
+          if (a != b && rng_.chance(300'000)) { blocked_[a][b] = true; what += fmt::format(" n{}-x->n{}", a, b); }
+      mark(Fault::kAsymmetricPartition);
+      what = "asymmetric:" + what;
+    } else if (kind == 2) {  // isolate one node
+      NodeId x = members[rng_.below(members.size())];
+      for (NodeId b : members) if (b != x) blocked_[x][b] = blocked_[b][x] = true;
+      mark(Fault::kIsolateNode);
+      mark(Fault::kPartition);
+      what = fmt::format("isolate n{}", x);
+    } else {  // cut the leader from a majority: it keeps at most one peer
+      NodeId x = l->id;
+      std::vector<NodeId> others;
+      for (NodeId b : members) if (b != x) others.push_back(b);
+      NodeId keep = others.empty() ? 0 : others[rng_.below(others.size())];
+      for (NodeId b : others) if (b != keep || others.size() < 3) blocked_[x][b] = blocked_[b][x] = true;
+      mark(Fault::kCutLeader);
+      mark(Fault::kPartition);
+      what = fmt::format("cut leader n{} from the majority (keeps n{})", x, others.size() < 3 ? 0 : keep);
+    }
+    ev(81, 0, kind, partition_until_tick_, [&] { return fmt::format("PARTITION {} until tick {}", what, partition_until_tick_); });
+  }
+  // Crashes and restarts.
+  for (Node& n : nodes_) {
+    if (!n.exists || n.removed) continue;
+    if (!n.up && tick() >= n.restart_tick) start_node(n);
+  }
+  if (rng_.chance(prof_.crash_ppm)) {
+    std::vector<NodeId> ids = live_ids();
+    if (!ids.empty()) {
+      Node& n = nodes_[ids[rng_.below(ids.size())]];
+      crash_node(n, true);
+      n.restart_tick = tick() + rng_.range(1, 8 * kElectionTicks);
+    }
+  }
+  // Slow disks.
+  if (rng_.chance(prof_.slow_disk_ppm)) {
+    std::vector<NodeId> ids = live_ids();
+    if (!ids.empty()) {
+      Node& n = nodes_[ids[rng_.below(ids.size())]];
+      n.disk.slow_until_tick = tick() + rng_.range(5, 8 * kElectionTicks);
+      mark(Fault::kSlowDisk);
+      ev(82, n.id, n.disk.slow_until_tick, 0, [&] { return fmt::format("n{} disk SLOW until tick {}", n.id, n.disk.slow_until_tick); });
+    }
+  }
+  // Membership changes, one at a time, proposed to the leader.
+  Node* l = leader();
+  if (l && rng_.chance(prof_.membership_ppm) && pending_conf_index_ < committed_.size()) {
+    raft::ConfChange cc;
+    std::vector<NodeId> voters = committed_conf_.voters, learners = committed_conf_.learners;
+    uint64_t choice = rng_.below(3);
+    bool ok = false;
+    if (choice == 0 && joiners_ < kMaxJoiners && next_id_ <= kMaxNodes) {
+      cc.type = raft::ConfChangeType::kAddLearner;
+      cc.node = next_id_++;
+      joiners_++;
+      create_node(cc.node, false);
+      ok = true;
+    } else if (choice == 1 && !learners.empty()) {
+      cc.type = raft::ConfChangeType::kPromote;
+      cc.node = learners[rng_.below(learners.size())];
+      ok = true;
+    } else if (choice == 2 && (voters.size() > kMinVoters || !learners.empty())) {
+      cc.type = raft::ConfChangeType::kRemove;
+      std::vector<NodeId> cand = voters.size() > kMinVoters ? voters : learners;
+      cc.node = cand[rng_.below(cand.size())];
+      ok = true;
+    }
+    if (ok) {
+      raft::ProposeResult r = l->raft->propose_conf_change(cc);
+      ev(83, l->id, cc.node, static_cast<uint64_t>(cc.type), [&] {
+        return fmt::format("n{} propose conf change type={} node=n{} -> {}", l->id, static_cast<int>(cc.type), cc.node,
+                           r.error == raft::ProposeError::kNone ? fmt::format("index {}", r.index)
+                                                                : fmt::format("refused ({})", static_cast<int>(r.error)));
+      });
+      if (r.error == raft::ProposeError::kNone) { pending_conf_index_ = r.index; pending_conf_term_ = r.term; }
+    }
+  }
+  // Leadership transfers.
+  l = leader();
+  if (l && rng_.chance(prof_.transfer_ppm)) {
+    std::vector<NodeId> cand;
+    for (NodeId v : committed_conf_.voters) if (v != l->id) cand.push_back(v);
+    if (!cand.empty()) {
+      transfer_target_ = cand[rng_.below(cand.size())];
+      ev(84, l->id, transfer_target_, 0, [&] { return fmt::format("n{} asked to transfer leadership to n{}", l->id, transfer_target_); });
+      l->raft->transfer_leadership(transfer_target_);
+    }
+  }
+}
+
+void Simulation::on_tick() {
+  if (!healing_ && opt_.faults) inject_faults();
+  clients_tick();
+  for (Node& n : nodes_) {
+    if (!n.exists || !n.up) continue;
+    // Removed nodes are shut down when the faults heal (an operator would stop them).
+    n.raft->tick();
+  }
+}
+
+bool Simulation::converged() {
+  Node* l = leader();
+  if (!l || !probe_done_) return false;
+  Index commit = l->raft->status().commit;
+  if (probe_index_ > commit) return false;
+  for (const Node& n : nodes_) {
+    if (!n.exists || n.removed) continue;
+    bool member = contains(committed_conf_.voters, n.id) || contains(committed_conf_.learners, n.id);
+    if (!member) continue;
+    if (!n.up || n.applied < commit) return false;
+  }
+  for (const Client& c : clients_) if (c.busy) return false;
+  return true;
+}
+
+void Simulation::final_checks() {
+  // Every acknowledged write is in the committed log, at the index and term it was given.
+  for (size_t i = 0; i < history_.size(); i++) {
+    HistoryOp& h = history_[i];
+    OpMeta& m = meta_[i];
+    if (h.kind == OpKind::kGet) continue;
+    if (h.outcome == OpOutcome::kOk) {
+      if (m.prop_index >= committed_.size() || committed_[m.prop_index].term != m.prop_term) {
+        fail("acknowledged-write-lost", fmt::format("{} was acknowledged at {}/{} but is not committed there", describe(h),
+                                                    m.prop_index, m.prop_term));
+        return;
+      }
+    } else if (h.outcome == OpOutcome::kUnknown) {
+      // Resolve from the committed log when it decides the question.
+      if (m.prop_index == 0) { h.outcome = OpOutcome::kFailed; continue; }
+      if (m.prop_index < committed_.size()) {
+        h.outcome = committed_[m.prop_index].term == m.prop_term ? OpOutcome::kCommittedUnknown : OpOutcome::kFailed;
+        h.ret = m.commit_seq;
+        continue;
+      }
+      // A committed entry of a later term before it: no future leader holds the proposal.
+      for (Index j = 1; j < committed_.size(); j++)
+        if (committed_[j].term > m.prop_term) { h.outcome = OpOutcome::kFailed; break; }
+    }
+  }
+  // Same state on every member at the end (same applied index: same digest).
+  LinearizabilityResult lr = check_linearizable(history_);
+  result_.linearizability_inconclusive = lr.inconclusive;
+  if (!lr.ok) fail("linearizability", lr.explanation);
+}
+
+RunResult Simulation::run() {
+  prof_ = draw_profile(rng_, opt_.faults);
+  HMDB_ASSERT(opt_.nodes >= 1 && opt_.nodes + kMaxJoiners <= kMaxNodes, "nodes must be 1..%llu",
+              (unsigned long long)(kMaxNodes - kMaxJoiners));
+  for (NodeId id = 1; id <= opt_.nodes; id++) initial_conf_.voters.push_back(id);
+  committed_conf_ = initial_conf_;
+  next_id_ = opt_.nodes + 1;
+  if (opt_.nodes < kMinVoters) prof_.membership_ppm = 0;
+  // Spread the op budget over the chaos phase (0.5x to 1.5x of the exact spread).
+  prof_.client_ppm = static_cast<uint32_t>(std::min<uint64_t>(
+      1'000'000, uint64_t{opt_.max_client_ops} * 1'000'000 / (kClientCount * std::max(opt_.chaos_ticks, 1u)) *
+                     rng_.range(50, 150) / 100));
+  for (uint32_t i = 0; i < kClientCount; i++) clients_.push_back(Client{i, false, 0, 0, 0, 0});
+  ev(1, opt_.seed, opt_.nodes, 0, [&] {
+    return fmt::format("seed {} nodes {} profile: loss={}ppm dup={}ppm delay={}ppm partition={}ppm crash={}ppm torn={}ppm "
+                       "slow={}ppm membership={}ppm transfer={}ppm snapshot-every={}",
+                       opt_.seed, opt_.nodes, prof_.loss_ppm, prof_.duplicate_ppm, prof_.long_delay_ppm, prof_.partition_ppm,
+                       prof_.crash_ppm, prof_.torn_ppm, prof_.slow_disk_ppm, prof_.membership_ppm, prof_.transfer_ppm,
+                       prof_.snapshot_every);
+  });
+  for (NodeId id = 1; id <= opt_.nodes; id++) create_node(id, true);
+
+  uint64_t heal_tick = opt_.chaos_ticks;
+  uint64_t deadline_tick = heal_tick + kLivenessTicks;
+  for (now_ = 0; result_.ok; now_++) {
+    if (now_ % kUnitsPerTick == 0) {
+      if (tick() == heal_tick) {
+        healing_ = true;
+        heal_all();
+        for (Node& n : nodes_) {
+          if (!n.exists) continue;
+          n.disk.slow_until_tick = 0;
+          if (n.removed && n.up) crash_node(n, false);
+          if (!n.removed && !n.up) start_node(n);
+        }
+        ev(90, 0, 0, 0, [&] { return std::string("HEAL: network whole, disks fast, every member up"); });
+      }
+      if (healing_ && converged()) break;
+      if (tick() >= deadline_tick) {
+        Node* l = leader();
+        std::string nodes;
+        for (const Node& n : nodes_) {
+          if (!n.exists) continue;
+          if (!n.up) { nodes += fmt::format(" n{}:down{}", n.id, n.removed ? "(removed)" : ""); continue; }
+          raft::Status st = n.raft->status();
+          nodes += fmt::format(" n{}:{}/t{}/commit{}/applied{}/last{}{}", n.id, role_name(st.role), st.term, st.commit,
+                               n.applied, st.last_index, n.removed ? "(removed)" : "");
+        }
+        std::string busy;
+        for (const Client& c : clients_)
+          if (c.busy) busy += fmt::format(" c{}:{}", c.id, describe(history_[c.op]));
+        fail("liveness", fmt::format("{} ticks after healing (a connected majority is up): leader={} probe {} at {}; "
+                                     "committed membership {}; nodes:{}; busy clients:{}",
+                                     kLivenessTicks, l ? fmt::format("n{}", l->id) : "none",
+                                     probe_done_ ? "committed" : "pending", probe_index_, conf_string(committed_conf_),
+                                     nodes, busy.empty() ? " none" : busy));
+        break;
+      }
+      on_tick();
+    }
+    deliver_due();
+    for (Node& n : nodes_)
+      if (n.exists && n.up && result_.ok) complete_writes(n);
+    for (Node& n : nodes_) {
+      if (!n.exists || !n.up || !result_.ok) continue;
+      propose_batches(n);
+      drain(n);
+    }
+  }
+  result_.ticks = tick();
+  if (result_.ok) final_checks();
+  result_.trace_hash = hash_;
+  return std::move(result_);
+}
+
+}  // namespace
+
+RunResult run_simulation(const Options& options) {
+  Simulation sim(options);
+  return sim.run();
+}
+
+}  // namespace hmdb::sim

@@ -1,0 +1,78 @@
+// sim/simulator.h — the deterministic cluster simulator that tortures the Raft core.
+//
+// One process, several nodes, each a raft::Raft driven exactly as the server shell drives
+// it (persist, send, apply, answer reads, ack persistence), plus an AppHost of the
+// register app fed real command batches. Network, disks, clocks and clients are simulated,
+// every choice comes from one seeded PRNG, so a seed replays exactly (and the trace hash
+// proves it). After every step the simulator checks the safety invariants of Raft and of
+// the replicated state; at the end it heals every fault, checks liveness, and checks the
+// client-visible history for linearizability. docs/simulator.md describes all of it.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "raft/raft.h"
+
+namespace hmdb::sim {
+
+// Fault kinds, for coverage statistics: a run "exercised" a kind if the fault actually
+// happened to at least one message, node or disk (not merely that it was enabled).
+enum class Fault : uint8_t {
+  kLoss,
+  kDelay,
+  kReorder,
+  kDuplicate,
+  kPartition,
+  kAsymmetricPartition,
+  kIsolateNode,
+  kCutLeader,
+  kCrash,
+  kTornWrite,
+  kSlowDisk,
+  kMembershipChange,
+  kTransfer,
+  kSnapshotInstall,
+  kCount
+};
+const char* fault_name(Fault f);
+inline constexpr size_t kFaultCount = static_cast<size_t>(Fault::kCount);
+
+struct Options {
+  uint64_t seed = 1;
+  uint32_t nodes = 3;          // initial voters (3 or 5); learners join during the run
+  uint32_t chaos_ticks = 300;  // ticks of faults before healing
+  uint32_t max_client_ops = 300;  // bounds the history the linearizability check searches
+  bool faults = true;          // false: a fault-free run (for tests of the harness itself)
+  bool trace = false;          // keep the readable trace (RunResult::trace)
+  raft::Config::PlantedBugs bugs;
+};
+
+struct RunResult {
+  bool ok = true;
+  std::string check;   // the name of the violated check
+  std::string detail;  // what exactly was seen
+  uint64_t seed = 0;
+  uint64_t trace_hash = 0;  // hash of every trace event: equal for equal runs
+  uint64_t ticks = 0;
+  uint64_t messages_sent = 0;
+  uint64_t entries_applied = 0;  // summed over nodes
+  uint64_t client_ops = 0;
+  uint64_t client_ok = 0, client_failed = 0, client_unknown = 0;
+  bool linearizability_inconclusive = false;
+  std::array<bool, kFaultCount> faults{};
+  std::vector<std::string> trace;  // only with Options::trace
+};
+
+RunResult run_simulation(const Options& options);
+
+// The exact command that replays options (seed, node count, steps, planted bugs).
+std::string replay_command(const Options& options);
+
+// Planted-bug names as the CLI takes them; false if name is unknown.
+bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name);
+std::vector<std::string> bug_names();
+
+}  // namespace hmdb::sim
