@@ -1,0 +1,195 @@
+// server/disk_thread.cc — group commit on its own thread; see disk_thread.h.
+#include "server/disk_thread.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "common/assert.h"
+#include "server/logging.h"
+#include "storage/snapshot.h"
+
+namespace hmdb::server {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+uint64_t work_bytes(const std::optional<raft::HardState>& hs, const std::vector<raft::Entry>& entries) {
+  // Approximate record overhead; only used for back-pressure.
+  uint64_t n = hs ? 32 : 0;
+  for (const auto& e : entries) n += e.data.size() + 32;
+  return n;
+}
+}  // namespace
+
+DiskThread::DiskThread(storage::Env* env, std::string dir, std::unique_ptr<storage::LogWriter> log,
+                       Durability durability, uint64_t fsync_interval_ms, int wake_fd, raft::Index last_index,
+                       raft::Term last_term, raft::HardState hard_state)
+    : env_(env),
+      dir_(std::move(dir)),
+      log_(std::move(log)),
+      durability_(durability),
+      fsync_interval_ms_(fsync_interval_ms),
+      wake_fd_(wake_fd),
+      last_index_(last_index),
+      last_term_(last_term),
+      hard_state_(hard_state) {
+  HMDB_ASSERT(durability_ != Durability::kNone, "durability none has no disk thread");
+  HMDB_ASSERT(log_ != nullptr);
+}
+
+DiskThread::~DiskThread() {
+  if (thread_.joinable()) stop();
+}
+
+void DiskThread::start() { thread_ = std::thread([this] { run(); }); }
+
+void DiskThread::submit(std::optional<raft::HardState> hard_state, std::vector<raft::Entry> entries) {
+  Work w;
+  w.bytes = work_bytes(hard_state, entries);
+  w.hard_state = std::move(hard_state);
+  w.entries = std::move(entries);
+  {
+    std::lock_guard lk(mu_);
+    HMDB_ASSERT(!stopping_, "submit after stop");
+    queued_bytes_ += w.bytes;
+    queue_.push_back(std::move(w));
+  }
+  cv_.notify_one();
+}
+
+void DiskThread::request_compact(raft::Index index) {
+  {
+    std::lock_guard lk(mu_);
+    compact_index_ = index;
+  }
+  cv_.notify_one();
+}
+
+std::optional<raft::PersistAck> DiskThread::take_ack() {
+  std::lock_guard lk(mu_);
+  return std::exchange(ack_, std::nullopt);
+}
+
+uint64_t DiskThread::queued_bytes() const {
+  std::lock_guard lk(mu_);
+  return queued_bytes_;
+}
+
+DiskStats DiskThread::stats() const {
+  std::lock_guard lk(mu_);
+  return stats_;
+}
+
+void DiskThread::stop() {
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void DiskThread::fail(const std::string& what, const Status& status) {
+  // Never retry: after a failed write or fsync the file's content is unknown, and a retried
+  // fsync can report success for pages the kernel already dropped. Stop before any reply for
+  // the affected writes goes out (replies wait for our ack, which is never published).
+  log_line("FATAL: {} failed: {}. Stopping the node; no write that was not acknowledged is "
+           "reported as done. Check the disk (space, errors in dmesg) and restart: recovery "
+           "replays the log up to the last sound record.",
+           what, status.to_string());
+  _exit(kExitDiskFailure);
+}
+
+void DiskThread::run() {
+  const auto interval = std::chrono::milliseconds(fsync_interval_ms_);
+  auto next_sync = Clock::now() + interval;
+  bool dirty = false;  // appended but not yet synced
+  while (true) {
+    std::deque<Work> round;
+    std::optional<raft::Index> compact;
+    bool stopping = false;
+    {
+      std::unique_lock lk(mu_);
+      auto has_work = [&] { return !queue_.empty() || stopping_ || compact_index_.has_value(); };
+      if (durability_ == Durability::kPeriodic && dirty) {
+        cv_.wait_until(lk, next_sync, has_work);
+      } else {
+        cv_.wait(lk, has_work);
+      }
+      round.swap(queue_);
+      compact = std::exchange(compact_index_, std::nullopt);
+      stopping = stopping_;
+    }
+
+    uint64_t bytes = 0;
+    for (auto& w : round) {
+      Status s = log_->append(w.hard_state ? &*w.hard_state : nullptr, w.entries);
+      if (!s) fail("write to the log in " + dir_, s);
+      if (w.hard_state) hard_state_ = *w.hard_state;
+      if (!w.entries.empty()) {
+        last_index_ = w.entries.back().index;
+        last_term_ = w.entries.back().term;
+      }
+      bytes += w.bytes;
+    }
+    const bool wrote = !round.empty();
+    dirty = dirty || wrote;
+
+    uint64_t sync_us = 0;
+    bool synced = false;
+    const bool sync_due = durability_ == Durability::kAlways || stopping || Clock::now() >= next_sync;
+    if (dirty && sync_due) {
+      auto t0 = Clock::now();
+      Status s = log_->sync();
+      if (!s) fail("fdatasync of the log in " + dir_, s);
+      sync_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count());
+      dirty = false;
+      synced = true;
+      next_sync = Clock::now() + interval;
+    }
+
+    // `always`: the ack waits for the sync. `periodic`: write(2) returning is enough.
+    const bool publish = wrote && (durability_ == Durability::kPeriodic || synced);
+    HMDB_ASSERT(!wrote || publish || durability_ != Durability::kAlways);
+    {
+      std::lock_guard lk(mu_);
+      queued_bytes_ -= bytes;
+      if (publish) ack_ = raft::PersistAck{last_index_, last_term_, hard_state_};
+      if (wrote) {
+        stats_.rounds++;
+        stats_.appends += round.size();
+        stats_.bytes += bytes;
+      }
+      if (synced) {
+        stats_.syncs++;
+        stats_.last_sync_us = sync_us;
+        if (sync_us > stats_.max_sync_us) stats_.max_sync_us = sync_us;
+      }
+    }
+    if (publish) {
+      uint64_t one = 1;
+      ssize_t n = ::write(wake_fd_, &one, sizeof one);
+      HMDB_ASSERT(n == sizeof one || errno == EAGAIN, "eventfd write: %s", std::strerror(errno));
+    }
+
+    if (compact) {
+      // Segments wholly covered by the durable snapshot go; compact() syncs first, and a
+      // failed sync there is as fatal as anywhere else.
+      Status s = log_->compact(*compact);
+      if (!s) fail("compaction of the log in " + dir_, s);
+      s = storage::remove_snapshots_before(env_, dir_, *compact);
+      if (!s) log_line("warning: could not remove snapshots older than index {}: {}", *compact, s.to_string());
+    }
+
+    if (stopping) {
+      std::lock_guard lk(mu_);
+      if (queue_.empty() && !dirty) break;
+    }
+  }
+}
+
+}  // namespace hmdb::server

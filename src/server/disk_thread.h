@@ -1,0 +1,109 @@
+// server/disk_thread.h — the thread that owns the log file: group commit off the event loop.
+//
+// The event loop hands over what a raft Ready asked to persist (hard state + entries) with
+// submit(); it never blocks on the disk. The disk thread takes everything queued since its
+// last round, writes it with LogWriter::append (one write(2) per submitted Ready), then, in
+// `always` mode, makes it durable with ONE LogWriter::sync() (fdatasync) for all of it:
+// group commit. It then publishes a PersistAck covering everything written and wakes the
+// loop through an eventfd; the loop calls raft.persisted(ack), which commits the entries.
+//
+// Durability modes (ServerOptions::durability):
+//   always    ack after sync(): nothing acknowledged can be lost.
+//   periodic  ack after append() (write(2) returned); sync() every fsync_interval_ms. A
+//             crash of the process loses nothing (the kernel has the bytes); a crash of the
+//             machine loses at most the last interval plus one round.
+//   none      no DiskThread at all (the node acks in the loop).
+//
+// An append() or sync() error stops the process (never retry after a failed fsync: the
+// kernel may have dropped the dirty pages, PostgreSQL's lesson). It prints what failed and
+// _exit()s with kExitDiskFailure, before any reply for the affected writes is sent.
+//
+// Thread-safety: submit(), request_compact(), take_ack(), queued_bytes() and stop() are
+// called by the loop thread; everything else runs on the disk thread.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "raft/raft.h"
+#include "server/options.h"
+#include "storage/log.h"
+
+namespace hmdb::server {
+
+// Exit code of a node stopped by a failed write or fsync of its log.
+inline constexpr int kExitDiskFailure = 3;
+
+struct DiskStats {
+  uint64_t rounds = 0;        // group-commit rounds
+  uint64_t syncs = 0;         // fdatasync calls
+  uint64_t appends = 0;       // Readies written
+  uint64_t bytes = 0;         // log bytes written
+  uint64_t last_sync_us = 0;  // duration of the last fdatasync
+  uint64_t max_sync_us = 0;
+};
+
+class DiskThread {
+ public:
+  // wake_fd: an eventfd the loop polls; written after every published ack.
+  // last_index/last_term: the last entry already durable (from recovery), so that an ack
+  // for a round that carried only a hard state still names the right entry.
+  DiskThread(storage::Env* env, std::string dir, std::unique_ptr<storage::LogWriter> log, Durability durability,
+             uint64_t fsync_interval_ms, int wake_fd, raft::Index last_index, raft::Term last_term,
+             raft::HardState hard_state);
+  ~DiskThread();
+  DiskThread(const DiskThread&) = delete;
+  DiskThread& operator=(const DiskThread&) = delete;
+
+  void start();
+  // Queues one Ready's persistence work.
+  void submit(std::optional<raft::HardState> hard_state, std::vector<raft::Entry> entries);
+  // After a snapshot at index is durable: delete covered segments and older snapshots.
+  void request_compact(raft::Index index);
+  // The newest ack published since the last call, if any.
+  std::optional<raft::PersistAck> take_ack();
+  uint64_t queued_bytes() const;
+  DiskStats stats() const;
+  // Writes and syncs what is queued, then ends the thread.
+  void stop();
+
+ private:
+  struct Work {
+    std::optional<raft::HardState> hard_state;
+    std::vector<raft::Entry> entries;
+    uint64_t bytes = 0;
+  };
+  void run();
+  [[noreturn]] void fail(const std::string& what, const Status& status);
+
+  storage::Env* env_;
+  std::string dir_;
+  std::unique_ptr<storage::LogWriter> log_;
+  const Durability durability_;
+  const uint64_t fsync_interval_ms_;
+  const int wake_fd_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Work> queue_;           // GUARDED_BY(mu_)
+  uint64_t queued_bytes_ = 0;        // GUARDED_BY(mu_)
+  std::optional<raft::PersistAck> ack_;  // GUARDED_BY(mu_)
+  std::optional<raft::Index> compact_index_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;            // GUARDED_BY(mu_)
+  DiskStats stats_;                  // GUARDED_BY(mu_)
+
+  // Disk thread only.
+  raft::Index last_index_;
+  raft::Term last_term_;
+  raft::HardState hard_state_;
+  std::thread thread_;
+};
+
+}  // namespace hmdb::server

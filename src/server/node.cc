@@ -1,0 +1,919 @@
+// server/node.cc — the event loop: sockets, sessions, batching, driving raft, apply, replies.
+//
+// One loop turn:
+//   1. epoll_wait (edge-triggered client sockets; level-triggered listener, eventfd,
+//      signalfd, snapshot pidfd)
+//   2. tick raft + housekeeping every kTickMs
+//   3. read every readable client (bounded per turn) and parse its commands: queries run
+//      at once, writes are validated and added to the turn's batch
+//   4. propose the batch as ONE raft entry
+//   5. drain raft's Ready: entries to the disk thread, committed entries applied, replies
+//      routed to their sessions
+//   6. write replies
+// The disk thread's ack arrives through the eventfd in some later turn and commits the
+// entries (step 5 of that turn).
+#include "server/node.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+
+#include "common/assert.h"
+#include "server/logging.h"
+
+namespace hmdb::server {
+
+namespace {
+
+// listen(2) backlog.
+constexpr int kListenBacklog = 511;
+// A client whose unparsed input exceeds this is disconnected (Redis' client-query-buffer-limit).
+constexpr uint64_t kClientQueryBufferLimitBytes = 1ull << 30;
+// Largest single read(2) while a big bulk is arriving.
+constexpr uint64_t kReadChunkBytesMax = 64ull << 20;
+// Per-entry overhead counted towards the snapshot trigger (record header of the log).
+constexpr uint64_t kLogRecordOverheadBytes = 32;
+
+uint64_t steady_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+uint64_t realtime_ms() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+std::string quote_for_error(std::string_view s) {
+  constexpr size_t kMax = 128;  // Redis truncates each argument in this message
+  return "'" + std::string(s.substr(0, kMax)) + "' ";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+// ReadBuffer
+
+char* ReadBuffer::reserve(size_t n) {
+  if (cap_ - end_ >= n) return buf_.get() + end_;
+  size_t live = end_ - start_;
+  if (start_ > 0 && cap_ - live >= n && live <= cap_ / 2) {
+    std::memmove(buf_.get(), buf_.get() + start_, live);
+  } else {
+    size_t cap = std::max<size_t>(cap_ * 2, live + n);
+    std::unique_ptr<char[]> grown(new char[cap]);
+    if (live) std::memcpy(grown.get(), buf_.get() + start_, live);
+    buf_ = std::move(grown);
+    cap_ = cap;
+  }
+  start_ = 0;
+  end_ = live;
+  return buf_.get() + end_;
+}
+
+void ReadBuffer::consume(size_t n) {
+  HMDB_ASSERT(n <= size());
+  start_ += n;
+  if (start_ == end_) start_ = end_ = 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Construction, start, stop
+
+const char* durability_name(Durability d) {
+  switch (d) {
+    case Durability::kAlways: return "always";
+    case Durability::kPeriodic: return "periodic";
+    case Durability::kNone: return "none";
+  }
+  return "?";
+}
+
+bool parse_durability(const std::string& s, Durability* out) {
+  if (s == "always") *out = Durability::kAlways;
+  else if (s == "periodic") *out = Durability::kPeriodic;
+  else if (s == "none") *out = Durability::kNone;
+  else return false;
+  return true;
+}
+
+Node::Node(ServerOptions options, std::unique_ptr<StateMachine> app)
+    : options_(std::move(options)), app_(std::move(app)) {
+  env_ = storage::Env::posix();
+}
+
+Node::~Node() {
+  if (snapshot_pid_ > 0) {
+    ::kill(snapshot_pid_, SIGKILL);
+    ::waitpid(snapshot_pid_, nullptr, 0);
+  }
+  if (disk_) disk_->stop();
+  for (auto& [id, s] : sessions_) ::close(s->fd);
+  for (int fd : {epoll_fd_, listen_fd_, wake_fd_, reserve_fd_, snapshot_pidfd_})
+    if (fd >= 0) ::close(fd);
+}
+
+void Node::request_stop() {
+  stop_requested_.store(true);
+  if (wake_fd_ >= 0) {
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(wake_fd_, &one, sizeof one);
+  }
+}
+
+Status Node::start(int* exit_code) {
+  *exit_code = kExitStartupFailure;
+  stats_.start_ms = realtime_ms();
+
+  // 10,000 idle connections need 10,000 descriptors: raise the soft limit to the hard one.
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < options_.max_clients + 64) {
+    log_line("warning: open-file limit {} is below --max-clients {} + 64; raise it with ulimit -n",
+             static_cast<uint64_t>(rl.rlim_cur), options_.max_clients);
+  }
+
+  Status s = recover(exit_code);
+  if (!s) return s;
+
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (epoll_fd_ < 0 || wake_fd_ < 0) return Status::io_error(std::string("epoll/eventfd: ") + std::strerror(errno));
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kEpollTagWake;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
+
+  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (listen_fd_ < 0) return Status::io_error(std::string("socket: ") + std::strerror(errno));
+  int yes = 1;
+  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(options_.port);
+  if (::inet_pton(AF_INET, options_.bind.c_str(), &addr.sin_addr) != 1)
+    return Status::invalid_argument("--bind " + options_.bind + " is not an IPv4 address");
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return Status::io_error(fmt::format("cannot listen on {}:{}: {}", options_.bind, options_.port, std::strerror(errno)));
+  if (::listen(listen_fd_, kListenBacklog) != 0) return Status::io_error(std::string("listen: ") + std::strerror(errno));
+  socklen_t len = sizeof addr;
+  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+  port_ = ntohs(addr.sin_port);
+  ev.events = EPOLLIN;
+  ev.data.u64 = kEpollTagListen;
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+
+  if (options_.durability != Durability::kNone) {
+    disk_ = std::make_unique<DiskThread>(env_, options_.dir, std::move(log_for_recovery_), options_.durability,
+                                         options_.fsync_interval_ms, wake_fd_, last_log_index_, last_log_term_,
+                                         hard_state_);
+    disk_->start();
+  }
+  log_line("ready: app {} (schema {}), listening on {}:{}, durability {}, data in {}", app_->app_name(),
+           app_->schema_version(), options_.bind, port_, durability_name(options_.durability), options_.dir);
+  *exit_code = kExitOk;
+  return Status::ok();
+}
+
+int Node::run(int signal_fd) {
+  signal_fd_ = signal_fd;
+  if (signal_fd_ >= 0) {
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kEpollTagSignal;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, signal_fd_, &ev);
+  }
+  next_tick_ms_ = steady_ms() + kTickMs;
+  int timeout_ms = 0;
+  while (true) {
+    if (stop_requested_.load() && !draining_) {
+      // Stop taking connections and commands; finish what was proposed (fsync + replies).
+      draining_ = true;
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+      ::close(listen_fd_);
+      listen_fd_ = -1;
+      log_line("stopping: no new connections or commands; finishing {} in-flight batches", waiters_.size());
+    }
+    if (draining_ && batch_.empty() && !refused_payload_ && waiters_.empty() && !raft_->has_ready()) break;
+    loop_turn(timeout_ms);
+
+    // Sleep in epoll only if nothing can progress without an event.
+    timeout_ms = static_cast<int>(std::min<uint64_t>(kTickMs, next_tick_ms_ > steady_ms() ? next_tick_ms_ - steady_ms() : 0));
+    if (!batch_.empty() || raft_->has_ready()) timeout_ms = 0;
+    if (!draining_ && !paused()) {
+      for (uint64_t id : active_) {
+        Session* s = find_session(id);
+        if (s && (s->readable || s->input_stalled) && !session_paused(*s)) {
+          timeout_ms = 0;
+          break;
+        }
+      }
+    }
+  }
+
+  // Deliver the last replies (bounded wait for slow readers).
+  uint64_t deadline = steady_ms() + kShutdownFlushMs;
+  while (steady_ms() < deadline) {
+    bool unsent = false;
+    std::vector<uint64_t> ids;
+    for (auto& [id, s] : sessions_) ids.push_back(id);
+    for (uint64_t id : ids) {
+      Session* s = find_session(id);
+      if (!s) continue;
+      flush_session(*s);
+      if ((s = find_session(id)) && s->unsent() > 0) unsent = true;
+    }
+    if (!unsent) break;
+    epoll_event events[kEpollEventsMax];
+    ::epoll_wait(epoll_fd_, events, kEpollEventsMax, 10);
+  }
+  if (snapshot_pid_ > 0) {
+    log_line("stopping: abandoning the snapshot in progress (child {})", snapshot_pid_);
+    ::kill(snapshot_pid_, SIGKILL);
+    ::waitpid(snapshot_pid_, nullptr, 0);
+    snapshot_pid_ = -1;
+  }
+  if (disk_) disk_->stop();  // writes and syncs anything left
+  disk_.reset();
+  log_line("stopped cleanly at applied index {}", applied_index_);
+  return kExitOk;
+}
+
+// ---------------------------------------------------------------------------------------
+// One loop turn
+
+uint64_t Node::realtime_now_ms() { return realtime_ms(); }
+
+Session* Node::find_session(uint64_t id) {
+  auto it = sessions_.find(id);
+  return it == sessions_.end() ? nullptr : it->second.get();
+}
+
+uint64_t Node::wall_clock_ms() {
+  // Batch stamps never go backwards, even if the system clock does: expiry stays monotonic.
+  last_time_ms_ = std::max(last_time_ms_, realtime_ms());
+  return last_time_ms_;
+}
+
+bool Node::paused() const {
+  return draining_ || refused_payload_.has_value() || inflight_bytes_ >= kInflightBytesMax ||
+         (disk_ && disk_->queued_bytes() >= kDiskQueueBytesMax);
+}
+
+bool Node::session_paused(const Session& s) const {
+  return s.close_after_reply || s.pending.size() >= kClientPendingCommandsMax || s.unsent() >= kClientOutputPauseBytes;
+}
+
+void Node::loop_turn(int timeout_ms) {
+  epoll_event events[kEpollEventsMax];
+  int n = ::epoll_wait(epoll_fd_, events, kEpollEventsMax, timeout_ms);
+  HMDB_ASSERT(n >= 0 || errno == EINTR, "epoll_wait: %s", std::strerror(errno));
+  for (int i = 0; i < n; i++) {
+    uint64_t tag = events[i].data.u64;
+    if (tag == kEpollTagListen) {
+      accept_clients();
+    } else if (tag == kEpollTagWake) {
+      uint64_t count = 0;
+      [[maybe_unused]] ssize_t r = ::read(wake_fd_, &count, sizeof count);
+      on_disk_ack();
+    } else if (tag == kEpollTagSignal) {
+      signalfd_siginfo info{};
+      if (::read(signal_fd_, &info, sizeof info) == sizeof info)
+        log_line("received signal {}: shutting down", static_cast<int>(info.ssi_signo));
+      stop_requested_.store(true);
+    } else if (tag == kEpollTagSnapshot) {
+      on_snapshot_child_exit();
+    } else {
+      Session* s = find_session(tag);
+      if (!s) continue;
+      if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+        s->readable = true;
+        if (!s->in_active) {
+          s->in_active = true;
+          active_.push_back(s->id);
+        }
+      }
+      if ((events[i].events & EPOLLOUT) && s->unsent() > 0 && !s->in_flush) {
+        s->in_flush = true;
+        to_flush_.push_back(s->id);
+      }
+    }
+  }
+
+  uint64_t now = steady_ms();
+  if (now >= next_tick_ms_) {
+    tick();
+    next_tick_ms_ = std::max(next_tick_ms_ + kTickMs, now + 1);
+  }
+
+  // Read and parse. Under global back-pressure nothing is read: the kernel's socket buffers
+  // fill and TCP pushes back on the clients.
+  if (!draining_ && !paused()) {
+    std::vector<uint64_t> work;
+    work.swap(active_);
+    for (uint64_t id : work) {
+      Session* s = find_session(id);
+      if (!s) continue;
+      s->in_active = false;
+      if (paused()) {  // back-pressure began mid-turn: keep the rest for later
+        s->in_active = true;
+        active_.push_back(id);
+        continue;
+      }
+      if (s->readable && !session_paused(*s)) read_session(*s);
+      if (!(s = find_session(id))) continue;
+      parse_session(*s);
+      if (!(s = find_session(id))) continue;
+      if (s->eof && s->pending.empty()) {
+        // The peer is gone and nothing is owed to it: close (a half-closed peer that still
+        // waits for replies gets them first).
+        if (s->unsent() == 0) {
+          close_session(id);
+          continue;
+        }
+      }
+      if ((s->readable && !s->eof) || s->input_stalled) {
+        s->in_active = true;
+        active_.push_back(id);
+      }
+      if (batch_.body_bytes() >= kBatchBytesMax) propose_batch();
+    }
+  }
+
+  propose_batch();
+  drive_raft();
+  maybe_auto_snapshot();
+
+  // Replies that apply or a snapshot filled in: move them out in order, run what waited.
+  while (!to_drain_.empty()) {
+    std::vector<uint64_t> drain;
+    drain.swap(to_drain_);
+    for (uint64_t id : drain) {
+      Session* s = find_session(id);
+      if (!s) continue;
+      s->in_drain = false;
+      drain_pending(*s);
+    }
+  }
+
+  std::vector<uint64_t> flush;
+  flush.swap(to_flush_);
+  for (uint64_t id : flush) {
+    Session* s = find_session(id);
+    if (!s) continue;
+    s->in_flush = false;
+    flush_session(*s);
+  }
+}
+
+void Node::accept_clients() {
+  for (int i = 0; i < kAcceptsPerTurnMax; i++) {
+    sockaddr_in addr{};
+    socklen_t len = sizeof addr;
+    int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EMFILE || errno == ENFILE) {
+        // Out of descriptors: use the spare one to accept and close the connection, so the
+        // listener does not stay readable forever (and the client learns quickly).
+        ::close(reserve_fd_);
+        int shed = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (shed >= 0) {
+          ::send(shed, "-ERR max number of clients reached\r\n", 36, MSG_NOSIGNAL | MSG_DONTWAIT);
+          ::close(shed);
+        }
+        reserve_fd_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+        stats_.rejected_connections++;
+        if (stats_.rejected_connections % 1000 == 1)
+          log_line("out of file descriptors: refused a connection ({} so far); raise ulimit -n",
+                   stats_.rejected_connections);
+        continue;
+      }
+      log_line("accept: {}", std::strerror(errno));
+      return;
+    }
+    if (sessions_.size() >= options_.max_clients) {
+      static constexpr char kMsg[] = "-ERR max number of clients reached\r\n";
+      ::send(fd, kMsg, sizeof kMsg - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      ::close(fd);
+      stats_.rejected_connections++;
+      continue;
+    }
+    int yes = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+    auto s = std::make_unique<Session>(options_.max_bulk_bytes);
+    s->id = next_session_id_++;
+    s->fd = fd;
+    char ip[INET_ADDRSTRLEN] = "?";
+    ::inet_ntop(AF_INET, &addr.sin_addr, ip, sizeof ip);
+    s->address = fmt::format("{}:{}", ip, ntohs(addr.sin_port));
+    s->created_ms = realtime_ms();
+    s->last_command_ms = s->created_ms;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    ev.data.u64 = s->id;
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      log_line("epoll_ctl: {}", std::strerror(errno));
+      ::close(fd);
+      continue;
+    }
+    stats_.connections_received++;
+    sessions_.emplace(s->id, std::move(s));
+  }
+}
+
+void Node::read_session(Session& s) {
+  uint64_t budget = kReadBytesPerTurnMax;
+  while (budget > 0) {
+    uint64_t want = kReadChunkBytes;
+    uint64_t hint = s.parser.bytes_wanted();
+    if (hint > s.in.size()) want = std::max<uint64_t>(want, std::min<uint64_t>(hint - s.in.size(), kReadChunkBytesMax));
+    char* p = s.in.reserve(want);
+    ssize_t n = ::read(s.fd, p, want);
+    if (n > 0) {
+      s.in.commit(static_cast<size_t>(n));
+      budget -= std::min<uint64_t>(budget, static_cast<uint64_t>(n));
+      // A short read from a stream socket means its buffer is empty now; the next byte
+      // brings a new edge.
+      if (static_cast<uint64_t>(n) < want) {
+        s.readable = false;
+        break;
+      }
+      continue;
+    }
+    if (n == 0) {
+      s.eof = true;
+      s.readable = false;
+      break;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      s.readable = false;
+      break;
+    }
+    s.eof = true;  // ECONNRESET and friends
+    s.readable = false;
+    break;
+  }
+  if (s.in.size() > kClientQueryBufferLimitBytes && s.in.size() > 2 * options_.max_bulk_bytes) {
+    log_line("closing client {} ({}): query buffer over {} bytes", s.id, s.address, s.in.size());
+    s.in.release();
+    s.parser.reset();
+    s.close_after_reply = true;
+    Reply(&s.out).error("ERR Protocol error: query buffer limit exceeded");
+    if (!s.in_flush) {
+      s.in_flush = true;
+      to_flush_.push_back(s.id);
+    }
+  }
+}
+
+void Node::parse_session(Session& s) {
+  std::vector<std::string_view> argv;
+  std::string error;
+  s.input_stalled = false;
+  while (!s.in.empty()) {
+    if (s.close_after_reply) {
+      s.in.release();
+      break;
+    }
+    if (session_paused(s) || paused()) {
+      s.input_stalled = true;
+      return;
+    }
+    size_t consumed = 0;
+    auto r = s.parser.parse(s.in.data(), s.in.size(), &consumed, &argv, &error);
+    if (r == net::RespParser::Result::kNeedMore) break;
+    if (r == net::RespParser::Result::kError) {
+      // The stream cannot be trusted any more: answer (after earlier replies) and close.
+      stats_.protocol_errors++;
+      std::string reply;
+      Reply(&reply).error(error);
+      Pending p;
+      p.kind = Pending::Kind::kDone;
+      p.reply = std::move(reply);
+      s.pending.push_back(std::move(p));
+      s.next_seq++;
+      s.close_after_reply = true;
+      s.in.release();
+      s.parser.reset();
+      if (!s.in_drain) {
+        s.in_drain = true;
+        to_drain_.push_back(s.id);
+      }
+      break;
+    }
+    if (!argv.empty()) handle_command(s, argv);
+    s.in.consume(consumed);
+  }
+  if (s.in.empty() && s.in.capacity() > 0) s.in.release();
+}
+
+void Node::emit(Session& s, std::string reply) {
+  if (s.pending.empty()) {
+    s.out.append(reply);
+  } else {
+    Pending p;
+    p.kind = Pending::Kind::kDone;
+    p.reply = std::move(reply);
+    s.pending.push_back(std::move(p));
+    s.next_seq++;
+  }
+  if (!s.in_flush) {
+    s.in_flush = true;
+    to_flush_.push_back(s.id);
+  }
+}
+
+void Node::handle_command(Session& s, std::span<const std::string_view> argv) {
+  stats_.commands++;
+  s.commands++;
+  const bool server = is_server_command(argv[0]);
+  const CommandKind kind = server ? CommandKind::kQuery : app_->kind(argv[0]);
+  if (kind == CommandKind::kUnknown) {
+    std::string msg = "ERR unknown command " + quote_for_error(argv[0]);
+    msg.pop_back();
+    msg += ", with args beginning with: ";
+    for (size_t i = 1; i < argv.size() && msg.size() < 1024; i++) msg += quote_for_error(argv[i]);
+    std::string reply;
+    Reply(&reply).error(msg);
+    emit(s, std::move(reply));
+    return;
+  }
+  if (s.deferred > 0 || (kind == CommandKind::kQuery && !s.pending.empty())) {
+    // Must not overtake (query) or be overtaken by (write) something still waiting.
+    Pending p;
+    p.kind = Pending::Kind::kDeferred;
+    p.argv.assign(argv.begin(), argv.end());
+    s.pending.push_back(std::move(p));
+    s.next_seq++;
+    s.deferred++;
+    return;
+  }
+  if (kind == CommandKind::kWrite) {
+    std::string error;
+    if (!app_->validate(argv, &error)) {
+      std::string reply;
+      Reply(&reply).error(error);
+      emit(s, std::move(reply));
+      return;
+    }
+    Pending p;
+    p.kind = Pending::Kind::kWaitingWrite;
+    s.pending.push_back(std::move(p));
+    batch_write(s.id, argv, s.next_seq++);
+    return;
+  }
+  // A query or server command with nothing pending: answer now.
+  s.last_command_ms = realtime_ms();
+  std::string* out = &s.out;
+  if (run_now(s, argv, out) == RunResult::kWaitSnapshot) {
+    Pending p;
+    p.kind = Pending::Kind::kWaitingSnapshot;
+    s.pending.push_back(std::move(p));
+    next_snapshot_waiters_.emplace_back(s.id, s.next_seq++);
+    start_snapshot();
+  }
+  if (!s.in_flush) {
+    s.in_flush = true;
+    to_flush_.push_back(s.id);
+  }
+}
+
+Node::RunResult Node::run_now(Session& s, std::span<const std::string_view> argv, std::string* out) {
+  if (is_server_command(argv[0])) return server_command(s, argv, out);
+  Reply reply(out);
+  app_->query(argv, QueryContext{wall_clock_ms()}, reply);
+  return RunResult::kReplied;
+}
+
+void Node::batch_write(uint64_t session_id, std::span<const std::string_view> argv, uint64_t seq) {
+  if (batch_.empty()) batch_.start(wall_clock_ms());
+  batch_.add(argv);
+  batch_slots_.emplace_back(session_id, seq);
+  stats_.writes++;
+}
+
+void Node::run_deferred(Session& s, Pending& p, uint64_t seq) {
+  HMDB_ASSERT(p.kind == Pending::Kind::kDeferred);
+  s.deferred--;
+  std::vector<std::string_view> argv(p.argv.begin(), p.argv.end());
+  const bool server = is_server_command(argv[0]);
+  if (!server && app_->kind(argv[0]) == CommandKind::kWrite) {
+    std::string error;
+    if (!app_->validate(argv, &error)) {
+      p.reply.clear();
+      Reply(&p.reply).error(error);
+      p.kind = Pending::Kind::kDone;
+    } else {
+      p.kind = Pending::Kind::kWaitingWrite;
+      batch_write(s.id, argv, seq);  // copies the bytes into the batch
+    }
+  } else {
+    p.reply.clear();
+    if (run_now(s, argv, &p.reply) == RunResult::kWaitSnapshot) {
+      p.kind = Pending::Kind::kWaitingSnapshot;
+      next_snapshot_waiters_.emplace_back(s.id, seq);
+      start_snapshot();
+    } else {
+      p.kind = Pending::Kind::kDone;
+    }
+  }
+  p.argv.clear();
+  p.argv.shrink_to_fit();
+}
+
+void Node::drain_pending(Session& s) {
+  // Finished replies at the head go out; a deferred command at the head runs now.
+  while (!s.pending.empty()) {
+    Pending& head = s.pending.front();
+    if (head.kind == Pending::Kind::kDone) {
+      s.out.append(head.reply);
+      s.pending.pop_front();
+      s.pending_base_seq++;
+      continue;
+    }
+    if (head.kind == Pending::Kind::kDeferred) {
+      run_deferred(s, head, s.pending_base_seq);
+      continue;
+    }
+    break;  // waiting for a write or a snapshot
+  }
+  // Deferred writes behind waiting ones may join the batch now, up to the first deferred
+  // query (which must see the state before them).
+  for (size_t i = 0; i < s.pending.size() && s.deferred > 0; i++) {
+    Pending& p = s.pending[i];
+    if (p.kind != Pending::Kind::kDeferred) continue;
+    if (is_server_command(p.argv[0]) || app_->kind(p.argv[0]) != CommandKind::kWrite) break;
+    run_deferred(s, p, s.pending_base_seq + i);
+  }
+  if (s.unsent() > 0 && !s.in_flush) {
+    s.in_flush = true;
+    to_flush_.push_back(s.id);
+  }
+  // A session that was paused (too much pending) may go on.
+  if (s.input_stalled && !s.in_active) {
+    s.in_active = true;
+    active_.push_back(s.id);
+  }
+}
+
+void Node::flush_session(Session& s) {
+  while (s.unsent() > 0) {
+    ssize_t n = ::send(s.fd, s.out.data() + s.out_sent, s.unsent(), MSG_NOSIGNAL);
+    if (n > 0) {
+      s.out_sent += static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;  // EPOLLOUT brings us back
+    close_session(s.id);  // EPIPE, ECONNRESET: the peer is gone
+    return;
+  }
+  if (s.unsent() == 0) {
+    s.out.clear();
+    s.out_sent = 0;
+    constexpr size_t kKeepOutputCapacityBytes = 64 << 10;
+    if (s.out.capacity() > kKeepOutputCapacityBytes) s.out.shrink_to_fit();
+    if (s.close_after_reply && s.pending.empty()) {
+      close_session(s.id);
+      return;
+    }
+    if ((s.input_stalled || s.readable) && !s.in_active) {
+      s.in_active = true;
+      active_.push_back(s.id);
+    }
+  } else if (s.unsent() > kClientOutputLimitBytes) {
+    log_line("closing client {} ({}): {} bytes of replies unread (limit {})", s.id, s.address, s.unsent(),
+             kClientOutputLimitBytes);
+    stats_.output_limit_disconnects++;
+    close_session(s.id);
+  }
+}
+
+void Node::close_session(uint64_t id) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  ::close(it->second->fd);  // also removes it from epoll
+  sessions_.erase(it);      // waiters naming this id find nothing and drop the reply
+}
+
+// ---------------------------------------------------------------------------------------
+// Raft: propose, ready, apply
+
+void Node::propose_batch() {
+  auto submit = [this](std::string& payload, std::vector<std::pair<uint64_t, uint64_t>>& slots) -> bool {
+    raft::ProposeResult r = raft_->propose(raft::EntryType::kNormal, app_->schema_version(), payload);
+    switch (r.error) {
+      case raft::ProposeError::kNone: {
+        uint64_t bytes = payload.size();
+        inflight_bytes_ += bytes;
+        Waiters w;
+        w.term = r.term;
+        w.bytes = bytes;
+        w.slots = std::move(slots);
+        auto [it, inserted] = waiters_.emplace(r.index, std::move(w));
+        HMDB_ASSERT(inserted, "two proposals at index %llu", static_cast<unsigned long long>(r.index));
+        stats_.batches++;
+        if (housekeeping_in_batch_) {
+          housekeeping_index_ = r.index;
+          housekeeping_in_batch_ = false;
+        }
+        return true;
+      }
+      case raft::ProposeError::kBusy:
+        stats_.busy_refusals++;
+        return false;
+      case raft::ProposeError::kNotLeader:
+      case raft::ProposeError::kTransferring:
+        for (auto [id, seq] : slots) resolve_slot(id, seq, Pending::Kind::kWaitingWrite, "-ERR this node is not the leader\r\n");
+        slots.clear();
+        housekeeping_in_batch_ = false;
+        return true;
+    }
+    return true;
+  };
+  if (refused_payload_) {
+    if (!submit(*refused_payload_, refused_slots_)) return;  // still busy: keep waiting
+    refused_payload_.reset();
+    refused_slots_.clear();
+  }
+  if (batch_.empty()) return;
+  std::string payload = batch_.finish();
+  std::vector<std::pair<uint64_t, uint64_t>> slots;
+  slots.swap(batch_slots_);
+  if (!submit(payload, slots)) {
+    refused_payload_ = std::move(payload);
+    refused_slots_ = std::move(slots);
+  }
+}
+
+void Node::drive_raft() {
+  while (raft_->has_ready()) {
+    raft::Ready rd = raft_->take_ready();
+    HMDB_ASSERT(!rd.snapshot, "snapshot install arrived on a single node");
+    const bool persist = rd.hard_state.has_value() || !rd.entries.empty();
+    if (rd.hard_state) hard_state_ = *rd.hard_state;
+    if (!rd.entries.empty()) {
+      last_log_index_ = rd.entries.back().index;
+      last_log_term_ = rd.entries.back().term;
+      for (const auto& e : rd.entries) log_bytes_since_snapshot_ += e.data.size() + kLogRecordOverheadBytes;
+    }
+    bool ack_now = false;
+    if (persist) {
+      if (disk_) {
+        disk_->submit(rd.hard_state, std::move(rd.entries));
+      } else if (options_.durability == Durability::kNone) {
+        ack_now = true;  // no log: "persisted" as soon as handed over
+      } else {
+        // Startup, before the disk thread runs: write and sync right here.
+        HMDB_ASSERT(log_for_recovery_ != nullptr);
+        Status st = log_for_recovery_->append(rd.hard_state ? &*rd.hard_state : nullptr, rd.entries);
+        if (st) st = log_for_recovery_->sync();
+        if (!st) {
+          log_line("FATAL: writing the log in {} failed during startup: {}", options_.dir, st.to_string());
+          _exit(kExitDiskFailure);
+        }
+        ack_now = true;
+      }
+    }
+    // rd.messages: a single node has no peers to send to.
+    for (const auto& e : rd.committed) apply_entry(e);
+    if (!rd.committed.empty()) raft_->applied_to(applied_index_);
+    if (ack_now) raft_->persisted(raft::PersistAck{last_log_index_, last_log_term_, hard_state_});
+  }
+}
+
+void Node::on_disk_ack() {
+  if (!disk_) return;
+  if (auto ack = disk_->take_ack()) raft_->persisted(*ack);
+}
+
+void Node::resolve_slot(uint64_t session_id, uint64_t seq, Pending::Kind expected, std::string reply) {
+  Session* s = find_session(session_id);
+  if (!s) return;
+  HMDB_ASSERT(seq >= s->pending_base_seq && seq - s->pending_base_seq < s->pending.size(), "reply slot out of range");
+  Pending& p = s->pending[seq - s->pending_base_seq];
+  HMDB_ASSERT(p.kind == expected, "reply slot in the wrong state");
+  p.reply = std::move(reply);
+  p.kind = Pending::Kind::kDone;
+  if (!s->in_drain) {
+    s->in_drain = true;
+    to_drain_.push_back(s->id);
+  }
+}
+
+void Node::apply_entry(const raft::Entry& e) {
+  HMDB_ASSERT(e.index == applied_index_ + 1, "apply out of order: entry %llu after %llu",
+              static_cast<unsigned long long>(e.index), static_cast<unsigned long long>(applied_index_));
+  auto wit = waiters_.find(e.index);
+  Waiters* w = nullptr;
+  if (wit != waiters_.end()) {
+    inflight_bytes_ -= wit->second.bytes;
+    if (wit->second.term == e.term) {
+      w = &wit->second;
+    } else {
+      // Another leader's entry took this index: our proposal is lost; tell its clients.
+      for (auto [id, seq] : wit->second.slots)
+        resolve_slot(id, seq, Pending::Kind::kWaitingWrite, "-ERR write lost in a leadership change; retry\r\n");
+    }
+  }
+  if (e.type == raft::EntryType::kNormal) {
+    if (e.schema_version > app_->schema_version()) {
+      log_line("FATAL: log entry {} was written by schema version {} of app {}, this binary has version {}. "
+               "Upgrade the binary; nothing was applied past index {}.",
+               e.index, e.schema_version, app_->app_name(), app_->schema_version(), applied_index_);
+      _exit(kExitCorruption);
+    }
+    core::BatchReader reader(e.data);
+    if (!reader.ok()) {
+      log_line("FATAL: log entry {} (term {}) holds a malformed command batch; the log passed its checksum, "
+               "so the writer was broken. Run `hmdb log verify {}`.", e.index, e.term, options_.dir);
+      _exit(kExitCorruption);
+    }
+    ApplyContext ctx;
+    ctx.now_ms = reader.leader_time_ms();
+    ctx.index = e.index;
+    ctx.schema_version = e.schema_version;
+    size_t k = 0;
+    while (reader.next(apply_argv_)) {
+      Pending* slot = nullptr;
+      Session* s = nullptr;
+      if (w && k < w->slots.size() && w->slots[k].first != 0) {
+        s = find_session(w->slots[k].first);
+        if (s) {
+          uint64_t seq = w->slots[k].second;
+          HMDB_ASSERT(seq >= s->pending_base_seq && seq - s->pending_base_seq < s->pending.size());
+          slot = &s->pending[seq - s->pending_base_seq];
+          HMDB_ASSERT(slot->kind == Pending::Kind::kWaitingWrite);
+        }
+      }
+      if (slot) {
+        Reply reply(&slot->reply);
+        app_->apply(apply_argv_, ctx, reply);
+        slot->kind = Pending::Kind::kDone;
+        if (!s->in_drain) {
+          s->in_drain = true;
+          to_drain_.push_back(s->id);
+        }
+      } else {
+        scratch_reply_.clear();
+        Reply reply(&scratch_reply_);
+        app_->apply(apply_argv_, ctx, reply);
+      }
+      k++;
+    }
+    if (!reader.ok()) {
+      log_line("FATAL: log entry {} (term {}) holds a malformed command batch after {} commands. Run `hmdb log "
+               "verify {}`.", e.index, e.term, k, options_.dir);
+      _exit(kExitCorruption);
+    }
+    HMDB_ASSERT(!w || k == w->slots.size(), "batch at index %llu has %zu commands, %zu waiters",
+                static_cast<unsigned long long>(e.index), k, w ? w->slots.size() : size_t{0});
+  }
+  if (wit != waiters_.end()) waiters_.erase(wit);
+  applied_index_ = e.index;
+  applied_term_ = e.term;
+  if (housekeeping_index_ != 0 && applied_index_ >= housekeeping_index_) housekeeping_index_ = 0;
+  replay_progress();
+}
+
+void Node::tick() {
+  raft_->tick();
+  if (draining_ || raft_->role() != raft::Role::kLeader) return;
+  // One housekeeping command at a time: the next one is computed after the last applied.
+  if (housekeeping_in_batch_ || housekeeping_index_ != 0) return;
+  auto command = app_->housekeeping(wall_clock_ms());
+  if (!command || command->empty()) return;
+  std::vector<std::string_view> argv(command->begin(), command->end());
+  std::string error;
+  if (!app_->validate(argv, &error)) {
+    log_line("warning: the app's housekeeping command {} is invalid: {}", (*command)[0], error);
+    return;
+  }
+  batch_write(0, argv, 0);
+  housekeeping_in_batch_ = true;
+}
+
+}  // namespace hmdb::server

@@ -1,0 +1,200 @@
+// server/node.h — one hmdb node: the event loop that drives the consensus core, the disk
+// thread, the application and the client sessions. The write path (docs/architecture.md):
+//
+//   socket → read → RESP parse → classify → (write) StateMachine::validate → BatchBuilder
+//   → end of loop turn: raft.propose(batch) → take_ready(): entries to the DiskThread
+//   (group commit) → eventfd → raft.persisted(ack) → take_ready(): committed entries →
+//   StateMachine::apply in log order → each reply into its session's slot → write(2).
+//
+// A single node is a cluster of one: the same path serves a replicated cluster later
+// (messages to peers are sent between persist and apply).
+//
+// Threads: the loop thread runs everything here; the DiskThread owns the log file; a
+// snapshot is written by a fork()ed child process. Thread-safety: only request_stop() may
+// be called from another thread (or a signal handler's thread).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/status.h"
+#include "core/batch.h"
+#include "hmdb/state_machine.h"
+#include "raft/raft.h"
+#include "server/disk_thread.h"
+#include "server/options.h"
+#include "server/session.h"
+#include "storage/env.h"
+#include "storage/log.h"
+
+namespace hmdb::server {
+
+// Exit codes of `hmdb serve`.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitStartupFailure = 1;  // bad flags, port in use, ...
+inline constexpr int kExitCorruption = 2;      // the data directory is damaged: see the message
+// kExitDiskFailure (3) is in disk_thread.h.
+
+// epoll tags of the loop's own descriptors; client sessions use their ids (>= 16).
+inline constexpr uint64_t kEpollTagListen = 1;
+inline constexpr uint64_t kEpollTagWake = 2;
+inline constexpr uint64_t kEpollTagSignal = 3;
+inline constexpr uint64_t kEpollTagSnapshot = 4;
+inline constexpr uint64_t kFirstSessionId = 16;
+
+class Node {
+ public:
+  Node(ServerOptions options, std::unique_ptr<StateMachine> app);
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Recovers the data directory (snapshot + log), replays it, opens the log for appending
+  // and binds the listening socket. On failure returns the status; *exit_code says which
+  // exit code the process should use.
+  Status start(int* exit_code);
+  // The event loop, until request_stop() or SIGTERM/SIGINT (if signal_fd >= 0). Drains
+  // in-flight writes before returning. Returns the exit code.
+  int run(int signal_fd = -1);
+  void request_stop();
+
+  uint16_t port() const { return port_; }
+
+ private:
+  enum class RunResult : uint8_t { kReplied, kWaitSnapshot };
+  struct Waiters {
+    raft::Term term = 0;
+    uint64_t bytes = 0;  // payload size, for the in-flight bound
+    std::vector<std::pair<uint64_t, uint64_t>> slots;  // per command: (session id, seq); id 0: none
+  };
+
+  // ---- startup (recovery.cc) ----
+  Status recover(int* exit_code);
+
+  // ---- loop (node.cc) ----
+  void loop_turn(int timeout_ms);
+  void accept_clients();
+  void read_session(Session& s);
+  void parse_session(Session& s);
+  void handle_command(Session& s, std::span<const std::string_view> argv);
+  RunResult run_now(Session& s, std::span<const std::string_view> argv, std::string* out);
+  void run_deferred(Session& s, Pending& p, uint64_t seq);
+  void emit(Session& s, std::string reply);
+  void batch_write(uint64_t session_id, std::span<const std::string_view> argv, uint64_t seq);
+  void drain_pending(Session& s);
+  void flush_session(Session& s);
+  void close_session(uint64_t id);
+  void resolve_slot(uint64_t session_id, uint64_t seq, Pending::Kind expected, std::string reply);
+  bool paused() const;
+  bool session_paused(const Session& s) const;
+  void propose_batch();
+  void drive_raft();
+  void apply_entry(const raft::Entry& entry);
+  void replay_progress();
+  void on_disk_ack();
+  void tick();
+  uint64_t wall_clock_ms();
+  static uint64_t realtime_now_ms();
+  Session* find_session(uint64_t id);
+
+  // ---- server-level commands (commands.cc) ----
+  bool is_server_command(std::string_view name) const;
+  RunResult server_command(Session& s, std::span<const std::string_view> argv, std::string* out);
+  std::string info_text(std::string_view section);
+  void command_command(std::span<const std::string_view> argv, std::string* out);
+
+  // ---- snapshots (snapshot.cc) ----
+  void start_snapshot();
+  void on_snapshot_child_exit();
+  void finish_snapshot_waiters(bool ok, const std::string& message);
+  void maybe_auto_snapshot();
+
+  ServerOptions options_;
+  std::unique_ptr<StateMachine> app_;
+  storage::Env* env_ = nullptr;
+  std::unique_ptr<raft::Raft> raft_;
+  std::unique_ptr<storage::LogWriter> log_for_recovery_;  // handed to disk_ after recovery
+  std::unique_ptr<DiskThread> disk_;
+
+  int epoll_fd_ = -1;
+  int listen_fd_ = -1;
+  int wake_fd_ = -1;     // eventfd: disk acks and stop requests
+  int reserve_fd_ = -1;  // spare descriptor, freed to shed a connection when out of fds
+  int signal_fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_requested_{false};
+  bool draining_ = false;
+
+  std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  std::vector<uint64_t> active_;  // sessions to visit this turn (readable or stalled input)
+  std::vector<uint64_t> to_flush_;
+  std::vector<uint64_t> to_drain_;  // sessions whose pending queue has new finished replies
+  std::vector<std::string_view> apply_argv_;  // scratch for apply
+  std::string scratch_reply_;                 // replies nobody waits for (housekeeping, replay)
+  uint64_t next_session_id_ = kFirstSessionId;
+
+  // The batch being built this turn and who waits for each of its commands.
+  core::BatchBuilder batch_{0};
+  std::vector<std::pair<uint64_t, uint64_t>> batch_slots_;
+  std::optional<std::string> refused_payload_;  // proposal refused with kBusy: retried
+  std::vector<std::pair<uint64_t, uint64_t>> refused_slots_;
+  std::unordered_map<raft::Index, Waiters> waiters_;
+  uint64_t inflight_bytes_ = 0;
+  std::unordered_map<raft::Index, uint64_t> inflight_by_index_;
+
+  // Persistence bookkeeping (loop thread).
+  raft::Index last_log_index_ = 0;  // last entry handed to the disk (or acked, for none)
+  raft::Term last_log_term_ = 0;
+  raft::HardState hard_state_;
+  raft::Index applied_index_ = 0;
+  raft::Term applied_term_ = 0;
+  uint64_t last_time_ms_ = 0;  // batch stamps never go backwards
+  bool housekeeping_in_batch_ = false;  // the app's housekeeping command is in batch_
+  raft::Index housekeeping_index_ = 0;  // ... or proposed at this index and not yet applied
+  // Recovery replay progress.
+  bool replaying_ = false;
+  raft::Index replay_target_ = 0;
+  uint64_t replay_started_ms_ = 0;
+  uint64_t replay_last_print_ms_ = 0;
+  uint64_t next_tick_ms_ = 0;
+
+  // Snapshots.
+  pid_t snapshot_pid_ = -1;
+  int snapshot_pidfd_ = -1;
+  raft::SnapshotMeta snapshot_meta_;
+  uint64_t snapshot_started_ms_ = 0;
+  uint64_t snapshot_log_bytes_at_start_ = 0;
+  bool snapshot_again_ = false;
+  std::vector<std::pair<uint64_t, uint64_t>> snapshot_waiters_;       // of the running one
+  std::vector<std::pair<uint64_t, uint64_t>> next_snapshot_waiters_;  // of the next one
+  uint64_t log_bytes_since_snapshot_ = 0;
+
+  // Statistics for INFO.
+  struct Stats {
+    uint64_t start_ms = 0;
+    uint64_t connections_received = 0;
+    uint64_t rejected_connections = 0;
+    uint64_t commands = 0;
+    uint64_t writes = 0;
+    uint64_t batches = 0;
+    uint64_t protocol_errors = 0;
+    uint64_t output_limit_disconnects = 0;
+    uint64_t busy_refusals = 0;
+    uint64_t snapshots = 0;
+    uint64_t snapshot_failures = 0;
+    raft::Index last_snapshot_index = 0;
+    uint64_t last_snapshot_ms = 0;
+    uint64_t fork_last_us = 0;
+    uint64_t fork_max_us = 0;
+    std::string last_snapshot_status = "none";
+    uint64_t recovered_entries = 0;
+    uint64_t recovery_ms = 0;
+  } stats_;
+};
+
+}  // namespace hmdb::server

@@ -1,0 +1,66 @@
+// server/options.h — what `hmdb serve` can be told, with the defaults and bounds in one place.
+//
+// docs/operations.md documents every field; keep the two in step.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "net/resp.h"
+
+namespace hmdb::server {
+
+enum class Durability : uint8_t {
+  kAlways,    // reply after fdatasync of the entry (group commit); loses nothing acknowledged
+  kPeriodic,  // reply after write(2); fdatasync every fsync_interval_ms in the disk thread
+  kNone,      // no log: reply after apply; a restart keeps only the last snapshot
+};
+
+const char* durability_name(Durability d);
+bool parse_durability(const std::string& s, Durability* out);
+
+struct ServerOptions {
+  std::string bind = "127.0.0.1";
+  uint16_t port = 7379;  // 0: pick an ephemeral port (tests); the chosen one is logged
+  std::string dir = "./hmdb-data";
+  Durability durability = Durability::kAlways;
+  uint64_t fsync_interval_ms = 1000;
+  uint64_t snapshot_log_bytes = 256ull << 20;  // take a snapshot once the log grew this much
+  uint64_t max_bulk_bytes = net::kDefaultMaxBulkBytes;
+  uint64_t max_clients = 10000;
+};
+
+// ---- bounds of the shell (named; see docs/operations.md "Limits") ----
+
+// Raft tick and housekeeping period.
+inline constexpr uint64_t kTickMs = 100;
+// A client whose unsent replies exceed this is disconnected (it does not read its replies).
+inline constexpr uint64_t kClientOutputLimitBytes = 1ull << 30;
+// A client whose unsent replies exceed this is not served further commands until it reads
+// (back-pressure per client; pipelining clients simply wait).
+inline constexpr uint64_t kClientOutputPauseBytes = 4ull << 20;
+// Commands a client may have queued behind an unfinished write before the server stops
+// parsing its input (its bytes stay in the kernel / read buffer).
+inline constexpr uint64_t kClientPendingCommandsMax = 100000;
+// Read at most this much from one client per loop turn, so one fast client cannot starve
+// the others.
+inline constexpr uint64_t kReadBytesPerTurnMax = 1ull << 20;
+// Size of one read(2) call (grown to a bulk's size while a large bulk is arriving).
+inline constexpr uint64_t kReadChunkBytes = 64ull << 10;
+// A batch (one log entry) is proposed once it holds this many bytes, even mid-turn.
+inline constexpr uint64_t kBatchBytesMax = 8ull << 20;
+// Bytes proposed but not yet applied; beyond this the loop stops reading sockets until the
+// disk catches up (back-pressure for every client).
+inline constexpr uint64_t kInflightBytesMax = 64ull << 20;
+// Bytes queued for the disk thread; beyond this, same back-pressure.
+inline constexpr uint64_t kDiskQueueBytesMax = 64ull << 20;
+// Connections accepted per loop turn.
+inline constexpr int kAcceptsPerTurnMax = 1000;
+// epoll events handled per epoll_wait call.
+inline constexpr int kEpollEventsMax = 1024;
+// On SIGTERM: how long to keep trying to deliver the last replies to slow clients.
+inline constexpr uint64_t kShutdownFlushMs = 5000;
+// Recovery prints a progress line this often while replaying.
+inline constexpr uint64_t kRecoveryProgressMs = 1000;
+
+}  // namespace hmdb::server

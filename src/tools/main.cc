@@ -1,0 +1,194 @@
+// tools/main.cc — the `hmdb` command line (hmdb::run_main): serve, snapshot, log dump|verify,
+// bench, version. Every app binary made with hmdb_add_app gets the same commands.
+//
+// With no subcommand (or only flags), `serve` is meant: `hmdb --port 7380` serves.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "hmdb/server.h"
+#include "server/logging.h"
+#include "server/node.h"
+
+#if __has_include("storage/inspect.h")
+#include "storage/inspect.h"
+#define HMDB_HAVE_INSPECT 1
+#endif
+#if defined(HMDB_HAVE_BENCH)
+#include "tools/bench.h"
+#endif
+
+namespace hmdb {
+
+namespace {
+
+constexpr std::string_view kVersion = "0.1.0";
+
+int serve(const StateMachineFactory& factory, const server::ServerOptions& options) {
+  // SIGTERM/SIGINT arrive through a signalfd in the event loop (a clean drain), so block
+  // them in every thread: the mask is inherited by the disk thread started later.
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGTERM);
+  sigaddset(&mask, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &mask, nullptr);
+  int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (sfd < 0) {
+    server::log_line("signalfd: {}", std::strerror(errno));
+    return server::kExitStartupFailure;
+  }
+  server::Node node(options, factory());
+  int code = 0;
+  Status s = node.start(&code);
+  if (!s) {
+    server::log_line("cannot start: {}", s.to_string());
+    return code == 0 ? server::kExitStartupFailure : code;
+  }
+  return node.run(sfd);
+}
+
+// `hmdb snapshot`: asks a running server for a snapshot and waits until it is durable.
+int snapshot_client(const std::string& host, uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  if (fd < 0 || ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1 ||
+      ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    std::cerr << "hmdb snapshot: cannot connect to " << host << ":" << port << ": " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  static constexpr char kRequest[] = "*1\r\n$8\r\nSNAPSHOT\r\n";
+  if (::send(fd, kRequest, sizeof kRequest - 1, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof kRequest - 1)) {
+    std::cerr << "hmdb snapshot: send: " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  std::string reply;
+  char buf[512];
+  while (reply.find("\r\n") == std::string::npos) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      std::cerr << "hmdb snapshot: connection closed before the reply\n";
+      return 1;
+    }
+    reply.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  reply.resize(reply.find("\r\n"));
+  if (!reply.empty() && reply[0] == '+') {
+    std::cout << reply.substr(1) << "\n";
+    return 0;
+  }
+  std::cerr << "hmdb snapshot: " << (reply.empty() ? reply : reply.substr(1)) << "\n";
+  return 1;
+}
+
+}  // namespace
+
+int run_main(const StateMachineFactory& factory, int argc, char** argv) {
+  ::signal(SIGPIPE, SIG_IGN);
+
+  if (argc >= 2 && std::string_view(argv[1]) == "bench") {
+#if defined(HMDB_HAVE_BENCH)
+    return tools::bench_main(argc - 1, argv + 1);
+#else
+    std::cerr << "hmdb: this build has no load generator (src/tools/bench.cc)\n";
+    return 1;
+#endif
+  }
+
+  // No subcommand: serve.
+  std::vector<char*> args(argv, argv + argc);
+  static char serve_word[] = "serve";
+  if (argc == 1 || (argv[1][0] == '-' && std::string_view(argv[1]) != "-h" && std::string_view(argv[1]) != "--help"))
+    args.insert(args.begin() + 1, serve_word);
+
+  std::string app_name;
+  uint32_t schema_version = 0;
+  {
+    auto probe = factory();
+    app_name = std::string(probe->app_name());
+    schema_version = probe->schema_version();
+  }
+
+  CLI::App app{"hmdb: an in-memory, replicated, application-specific database (app: " + app_name + ")"};
+  app.require_subcommand(1);
+
+  server::ServerOptions options;
+  std::string durability = "always";
+  auto* serve_cmd = app.add_subcommand("serve", "run one node (the default command)");
+  serve_cmd->add_option("--port", options.port, "TCP port for clients")->capture_default_str();
+  serve_cmd->add_option("--bind", options.bind, "IPv4 address to listen on")->capture_default_str();
+  serve_cmd->add_option("--dir", options.dir, "data directory (log segments and snapshots)")->capture_default_str();
+  serve_cmd->add_option("--durability", durability, "always | periodic | none (see docs/operations.md)")
+      ->check(CLI::IsMember({"always", "periodic", "none"}))
+      ->capture_default_str();
+  serve_cmd->add_option("--fsync-interval-ms", options.fsync_interval_ms, "fdatasync period in periodic mode")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{3600 * 1000}))
+      ->capture_default_str();
+  serve_cmd->add_option("--snapshot-log-bytes", options.snapshot_log_bytes,
+                        "take a snapshot once the log grew this many bytes since the last one")
+      ->check(CLI::Range(uint64_t{1} << 20, ~uint64_t{0}))
+      ->capture_default_str();
+  serve_cmd->add_option("--max-bulk-bytes", options.max_bulk_bytes, "largest bulk string a client may send")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{4} << 30))
+      ->capture_default_str();
+  serve_cmd->add_option("--max-clients", options.max_clients, "connections beyond this are refused")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
+      ->capture_default_str();
+
+  std::string snap_host = "127.0.0.1";
+  uint16_t snap_port = 7379;
+  auto* snapshot_cmd = app.add_subcommand("snapshot", "ask a running server for a snapshot and wait for it");
+  snapshot_cmd->add_option("--port", snap_port, "the server's port")->capture_default_str();
+  snapshot_cmd->add_option("--host", snap_host, "the server's address")->capture_default_str();
+
+  std::string log_path;
+  auto* log_cmd = app.add_subcommand("log", "inspect log segments and snapshots");
+  log_cmd->require_subcommand(1);
+  auto* dump_cmd = log_cmd->add_subcommand("dump", "print every record of a log segment, a snapshot, or a data dir");
+  dump_cmd->add_option("path", log_path, "file or data directory")->required();
+  auto* verify_cmd = log_cmd->add_subcommand("verify", "check every checksum; exit 0 if sound");
+  verify_cmd->add_option("path", log_path, "file or data directory")->required();
+
+  app.add_subcommand("bench", "load generator (hmdb bench --help)");
+  auto* version_cmd = app.add_subcommand("version", "print the version");
+
+  try {
+    app.parse(static_cast<int>(args.size()), args.data());
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  if (serve_cmd->parsed()) {
+    server::parse_durability(durability, &options.durability);
+    return serve(factory, options);
+  }
+  if (snapshot_cmd->parsed()) return snapshot_client(snap_host, snap_port);
+  if (dump_cmd->parsed() || verify_cmd->parsed()) {
+#if defined(HMDB_HAVE_INSPECT)
+    return dump_cmd->parsed() ? storage::log_dump(log_path, std::cout) : storage::log_verify(log_path, std::cout);
+#else
+    std::cerr << "hmdb: this build has no log inspector (src/storage/inspect.h)\n";
+    return 1;
+#endif
+  }
+  if (version_cmd->parsed()) {
+    std::cout << "hmdb " << kVersion << " (app " << app_name << ", schema version " << schema_version << ")\n";
+    return 0;
+  }
+  return 1;
+}
+
+}  // namespace hmdb
