@@ -66,11 +66,14 @@ void RaftLog::reset_to_snapshot(Index index, Term term) {
 
 Index RaftLog::find_conflict_by_term(Index index, Term term) const {
   if (index > last_index()) index = last_index();
+  // Below the snapshot the terms are unknown: no refinement possible.
+  if (index < snapshot_index_) return index;
   while (index > snapshot_index_) {
     if (entries_[index - snapshot_index_ - 1].term <= term) return index;
     index--;
   }
-  return snapshot_index_;
+  // The match point is below the snapshot if the snapshot's term is already too new.
+  return snapshot_term_ <= term || snapshot_index_ == 0 ? snapshot_index_ : snapshot_index_ - 1;
 }
 
 uint64_t RaftLog::copy_range(Index lo, Index hi, uint64_t max_bytes,

@@ -67,6 +67,14 @@ TEST(RaftLog, FindConflictByTerm) {
   EXPECT_EQ(log.find_conflict_by_term(50, 4), 5u);  // beyond the end: from the last entry
 }
 
+TEST(RaftLog, FindConflictByTermBelowSnapshot) {
+  RaftLog log;
+  log.restore(4, 2, {make(5, 3), make(6, 3)});
+  EXPECT_EQ(log.find_conflict_by_term(1, 2), 1u) << "compacted: the hint stays as it is";
+  EXPECT_EQ(log.find_conflict_by_term(6, 2), 4u) << "the snapshot's term is old enough";
+  EXPECT_EQ(log.find_conflict_by_term(6, 1), 3u) << "the match point is below the snapshot";
+}
+
 TEST(RaftLog, CopyRangeHonoursByteBound) {
   RaftLog log;
   std::vector<Entry> es;
