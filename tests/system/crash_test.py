@@ -62,6 +62,9 @@ COUNTERS = 3
 CLIENT_TIMEOUT_S = 20.0
 # Keys per MGET when checking.
 CHECK_BATCH_KEYS = 500
+# A sampled check (see --full-check-every) reads this many random windows of
+# CHECK_BATCH_KEYS older keys per connection.
+SAMPLED_OLD_WINDOWS = 4
 # Failure messages shown at most (the first ones matter).
 MAX_REPORTED_PROBLEMS = 20
 
@@ -81,6 +84,9 @@ class Model:
         self.connections = connections
         # key_status[c][n]: SENT (not yet known), PRESENT (acknowledged or seen), ABSENT.
         self.key_status = [bytearray() for _ in range(connections)]
+        # values[c][n]: the value of k:<c>:<n> (value_of), cached: checking compares
+        # whole MGET replies against these lists.
+        self.values = [[] for _ in range(connections)]
         self.counter_value = [0] * COUNTERS  # value found at the last check
         self.list_len = [0] * connections  # length found at the last check
         self.total_acked = 0
@@ -116,6 +122,7 @@ class Connection(threading.Thread):
     def _run(self):
         c = self.index
         status = self.model.key_status[c]
+        values = self.model.values[c]
         next_seq = self.model.list_len[c]
         try:
             client = self.server.client(timeout=CLIENT_TIMEOUT_S)
@@ -129,7 +136,9 @@ class Connection(threading.Thread):
                     if r < 0.5:
                         n = len(status)
                         status.append(SENT)
-                        batch.append(("set", n, ("SET", "k:%d:%d" % (c, n), value_of(c, n))))
+                        value = value_of(c, n)
+                        values.append(value)
+                        batch.append(("set", n, ("SET", "k:%d:%d" % (c, n), value)))
                     elif r < 0.75:
                         j = self.rng.randrange(COUNTERS)
                         self.incr_sent[j] += 1
@@ -191,7 +200,7 @@ class Progress:
             self.cond.notify_all()
 
 
-def check_state(server, model, round_info):
+def check_state(server, model, round_info, sample_rng=None):
     """Checks the recovered state against the model and folds what it found into it."""
     problems = []
 
@@ -203,11 +212,20 @@ def check_state(server, model, round_info):
         present_keys = 0
         for c in range(model.connections):
             status = model.key_status[c]
-            for start in range(0, len(status), CHECK_BATCH_KEYS * 8):
+            # Every key, or (a sampled check) this round's keys and a few random windows
+            # of older ones: those are settled, and DBSIZE below still counts all of them.
+            if sample_rng is None:
+                windows = list(range(0, len(status), CHECK_BATCH_KEYS))
+            else:
+                first_new = round_info["first_new_key"][c]
+                older = list(range(0, first_new, CHECK_BATCH_KEYS))
+                windows = sorted(sample_rng.sample(older, min(SAMPLED_OLD_WINDOWS, len(older)))) + \
+                    list(range(first_new, len(status), CHECK_BATCH_KEYS))
+            for start in range(0, len(windows), 8):
                 # Up to 8 MGETs in one pipeline.
                 commands = []
                 ranges = []
-                for lo in range(start, min(start + CHECK_BATCH_KEYS * 8, len(status)), CHECK_BATCH_KEYS):
+                for lo in windows[start:start + 8]:
                     hi = min(lo + CHECK_BATCH_KEYS, len(status))
                     commands.append(["MGET"] + ["k:%d:%d" % (c, n) for n in range(lo, hi)])
                     ranges.append((lo, hi))
@@ -216,6 +234,13 @@ def check_state(server, model, round_info):
                     if not isinstance(reply, list) or len(reply) != hi - lo:
                         problem("MGET k:%d:%d..%d answered %r" % (c, lo, hi - 1, reply))
                         continue
+                    # Fast path (most keys, in later rounds): every key's fate is known and
+                    # the reply is exactly what it must be.
+                    if status.count(SENT, lo, hi) == 0:
+                        want = [v if st == PRESENT else None
+                                for st, v in zip(status[lo:hi], model.values[c][lo:hi])]
+                        if reply == want:
+                            continue
                     for n, got in zip(range(lo, hi), reply):
                         want = status[n]
                         if got is None:
@@ -223,13 +248,15 @@ def check_state(server, model, round_info):
                                 problem("acknowledged key k:%d:%d is missing" % (c, n))
                             status[n] = ABSENT
                         else:
-                            present_keys += 1
                             if want == ABSENT:
                                 problem("key k:%d:%d reappeared (it was absent after an earlier recovery)" % (c, n))
-                            if got != value_of(c, n):
-                                problem("key k:%d:%d has value %r, wrote %r" % (c, n, got[:60], value_of(c, n)[:60]))
+                            if got != model.values[c][n]:
+                                problem("key k:%d:%d has value %r, wrote %r" % (c, n, got[:60], model.values[c][n][:60]))
                             status[n] = PRESENT
-            model.total_checked_keys += len(status)
+                model.total_checked_keys += sum(hi - lo for lo, hi in ranges)
+            if status.count(SENT, round_info["first_new_key"][c]):
+                raise harness.TestFailure("internal: keys of conn %d left unchecked" % c)
+            present_keys += status.count(PRESENT)
 
         # Counters.
         replies = client.pipeline([("GET", "ctr:%d" % j) for j in range(COUNTERS)])
@@ -289,6 +316,8 @@ def run_round(round_no, server, model, args, rng, log):
     progress = Progress()
     threads = [Connection(c, model, server, args.seed, round_no, args.max_pipeline, progress)
                for c in range(model.connections)]
+    t_start = time.monotonic()
+    first_new_key = [len(s) for s in model.key_status]
     kill_at = rng.randint(0, args.max_acks)
     kill_delay = rng.uniform(0, MAX_KILL_DELAY_S) if rng.random() < 0.5 else 0.0
     for t in threads:
@@ -317,6 +346,7 @@ def run_round(round_no, server, model, args, rng, log):
                                   % (round_no, progress.acked, kill_at, server.log_tail()))
 
     round_info = {
+        "first_new_key": first_new_key,
         "incr_sent": [sum(t.incr_sent[j] for t in threads) for j in range(COUNTERS)],
         "incr_acked": [sum(t.incr_acked[j] for t in threads) for j in range(COUNTERS)],
         "incr_max_reply": [max(t.incr_max_reply[j] for t in threads) for j in range(COUNTERS)],
@@ -326,6 +356,7 @@ def run_round(round_no, server, model, args, rng, log):
     acked = sum(t.acked for t in threads)
     model.total_acked += acked
 
+    t_killed = time.monotonic()
     # Sometimes kill it again while it recovers, then start it for real.
     recovery_kill = rng.random() < RECOVERY_KILL_PROBABILITY
     if recovery_kill:
@@ -337,11 +368,16 @@ def run_round(round_no, server, model, args, rng, log):
     except harness.ServerExited as e:
         raise harness.TestFailure("round %d: restart failed (exit code %d)\n%s"
                                   % (round_no, e.returncode, server.log_tail()))
-    problems = check_state(server, model, round_info)
-    log("round %3d: kill after %5d acked (point %4d%s)%s, checked %6d keys: %s"
+    t_restarted = time.monotonic()
+    full = args.full_check_every <= 1 or round_no % args.full_check_every == args.full_check_every - 1
+    problems = check_state(server, model, round_info, None if full else random.Random(rng.random()))
+    t_checked = time.monotonic()
+    log("round %3d: kill after %5d acked (point %4d%s)%s, %s check of %6d keys: %s "
+        "[load %.2fs, restart %.2fs, check %.2fs]"
         % (round_no, acked, kill_at, ", +%.1fms" % (kill_delay * 1e3) if kill_delay else "",
-           ", killed again during recovery" if recovery_kill else "",
-           sum(len(s) for s in model.key_status), "ok" if not problems else "FAILED"))
+           ", killed again during recovery" if recovery_kill else "", "full" if full else "sampled",
+           sum(len(s) for s in model.key_status), "ok" if not problems else "FAILED",
+           t_killed - t_start, t_restarted - t_killed, t_checked - t_restarted))
     if problems:
         shown = problems[:MAX_REPORTED_PROBLEMS]
         more = len(problems) - len(shown)
@@ -361,6 +397,9 @@ def main():
     parser.add_argument("--max-pipeline", type=int, default=DEFAULT_MAX_PIPELINE)
     parser.add_argument("--max-acks", type=int, default=DEFAULT_MAX_ACKS_PER_ROUND,
                         help="kill points are drawn from 0..this many acknowledged writes")
+    parser.add_argument("--full-check-every", type=int, default=1,
+                        help="check every key only every N rounds (and at the end); other rounds check "
+                             "the round's keys, random older ones and DBSIZE (for long runs)")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra argument for the server (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory even on success")
@@ -371,7 +410,7 @@ def main():
 
     replay = harness.replay_command(__file__, [
         "--seed", str(args.seed), "--rounds", str(args.rounds), "--connections", str(args.connections),
-        "--max-pipeline", str(args.max_pipeline), "--max-acks", str(args.max_acks), "--kind", kind]
+        "--max-pipeline", str(args.max_pipeline), "--max-acks", str(args.max_acks), "--full-check-every", str(args.full_check_every), "--kind", kind]
         + ["--server-arg=%s" % a for a in args.server_arg] + [binary])
     started = time.monotonic()
 
@@ -396,7 +435,7 @@ def main():
         if code != 0:
             raise harness.TestFailure("SIGTERM: server exited with code %d, expected 0\n%s" % (code, server.log_tail()))
         server.start()
-        empty = {"incr_sent": [0] * COUNTERS, "incr_acked": [0] * COUNTERS, "incr_max_reply": [0] * COUNTERS,
+        empty = {"first_new_key": [len(s) for s in model.key_status], "incr_sent": [0] * COUNTERS, "incr_acked": [0] * COUNTERS, "incr_max_reply": [0] * COUNTERS,
                  "push_sent": [0] * args.connections, "push_acked": [0] * args.connections}
         problems = check_state(server, model, empty)
         if problems:
