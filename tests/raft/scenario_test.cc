@@ -5,6 +5,7 @@
 //   add-nodes 3 [pre-vote=true] [check-quorum=true] [lease=false] [election=10]
 //               [heartbeat=1] [max-inflight=64] [max-append-bytes=N] [snapshot-chunk=N]
 //               [voters=1,2,3] [learners=4]        ids continue after existing nodes
+//               [bugs=commit-old-term,two-votes,vote-before-persist,apply-before-commit]
 //   campaign 1 | propose 1 data | conf-change 1 add-learner|promote|remove|add-voter 4
 //   transfer 1 2 | read-index 1 ctx | tick 1 [n] | tick all [n]
 //   deliver            one round: every node handles its Ready, messages are delivered
@@ -194,6 +195,15 @@ class Interpreter {
       else if (k == "max-inflight") cfg.max_inflight_appends = std::stoul(v);
       else if (k == "max-append-bytes") cfg.max_append_bytes = std::stoull(v);
       else if (k == "snapshot-chunk") cfg.snapshot_chunk_bytes = std::stoull(v);
+      else if (k == "bugs") {
+        for (auto& b : split_state(v)) {
+          if (b == "commit-old-term") cfg.bugs.commit_old_term_by_counting = true;
+          else if (b == "two-votes") cfg.bugs.grant_two_votes_per_term = true;
+          else if (b == "vote-before-persist") cfg.bugs.answer_vote_before_persisting = true;
+          else if (b == "apply-before-commit") cfg.bugs.apply_before_commit = true;
+          else HMDB_ASSERT(false, "unknown bug %s", b.c_str());
+        }
+      }
       else if (k == "voters") conf.voters = parse_ids(v);
       else if (k == "learners") conf.learners = parse_ids(v);
       else HMDB_ASSERT(false, "unknown option %s", k.c_str());
