@@ -100,6 +100,11 @@ void dump_batch(std::string_view payload, std::ostream& out) {
 // Returns true if the segment is sound (torn tails count as sound when allowed).
 bool dump_segment(const std::string& path, std::string_view data, bool last_segment, std::ostream& out) {
   out << fmt::format("== {} ({} bytes)\n", path, data.size());
+  lf::SegmentHeader header;
+  std::string header_problem;
+  if (lf::decode_segment_header(data, &header, &header_problem)) {
+    out << fmt::format("   header: format {}, first index {}\n", header.format_version, header.first_index);
+  }
   SegmentScan scan = scan_segment(data, last_segment, [&](uint64_t offset, const lf::RecordView& r) {
     if (r.type == static_cast<uint8_t>(lf::RecordType::kHardState)) {
       raft::HardState hs = lf::decode_hard_state(r);
@@ -115,9 +120,6 @@ bool dump_segment(const std::string& path, std::string_view data, bool last_segm
     }
     return true;
   });
-  if (scan.header_ok) {
-    out << fmt::format("   header: format {}, first index {}\n", scan.header.format_version, scan.header.first_index);
-  }
   switch (scan.end) {
     case SegmentScan::End::kClean:
       out << fmt::format("   end: clean, {} records\n", scan.records);

@@ -38,9 +38,10 @@ Status LogWriter::open(Env* env, const std::string& dir, const LogOptions& optio
     bool found_hard_state = false;
     for (size_t i = w->segments_.size(); i-- > 0 && !found_hard_state;) {
       Segment& seg = w->segments_[i];
-      std::string data;
-      s = env->read_file(seg.path, &data);
+      std::unique_ptr<MappedFile> mapping;
+      s = env->map_file(seg.path, &mapping);
       if (!s) return s;
+      std::string_view data = mapping->data();
       bool is_last = i + 1 == w->segments_.size();
       SegmentScan scan = scan_segment(data, is_last, [&](uint64_t, const lf::RecordView& r) {
         if (r.type == static_cast<uint8_t>(lf::RecordType::kHardState)) {
@@ -173,9 +174,10 @@ Status LogWriter::sync() {
 }
 
 Status LogWriter::summarize(Segment* seg) {
-  std::string data;
-  Status s = env_->read_file(seg->path, &data);
+  std::unique_ptr<MappedFile> mapping;
+  Status s = env_->map_file(seg->path, &mapping);
   if (!s) return s;
+  std::string_view data = mapping->data();
   seg->has_entries = false;
   seg->max_index = 0;
   SegmentScan scan = scan_segment(data, false, [&](uint64_t, const lf::RecordView& r) {
