@@ -36,8 +36,9 @@ constexpr uint64_t kMaxCommittedBytesPerReady = 64ull << 20;
 constexpr uint64_t kTransferContext = 1;
 // A snapshot chunk not acknowledged within this many election timeouts is sent again.
 constexpr uint32_t kSnapshotStallElectionTimeouts = 2;
-// Format version byte of an encoded ConfChange.
+// Format version bytes of an encoded ConfChange: without / with the resulting membership.
 constexpr uint8_t kConfChangeFormat = 1;
+constexpr uint8_t kConfChangeFormatWithState = 2;
 
 uint64_t splitmix64(uint64_t* state) {
   uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
@@ -1048,7 +1049,7 @@ struct Raft::Impl {
       res.error = ProposeError::kRejected;
       return res;
     }
-    append_entry(EntryType::kConfChange, 0, encode_conf_change(cc));
+    append_entry(EntryType::kConfChange, 0, encode_conf_change_entry(cc, next));
     pending_conf_index = log.last_index();
     res.index = log.last_index();
     res.term = term;
@@ -1085,10 +1086,15 @@ struct Raft::Impl {
 
   void apply_conf_change_entry(const Entry& e) {
     ConfChange cc;
-    HMDB_ASSERT(decode_conf_change(e.data, &cc),
+    std::optional<ConfState> after;
+    HMDB_ASSERT(decode_conf_change_entry(e.data, &cc, &after),
                 "committed conf change at index %llu does not decode: the log is corrupt",
                 (ull)e.index);
-    if (!apply_change(&conf, cc)) return;  // a no-op change (possible after a replay)
+    if (after) {
+      conf = std::move(*after);
+    } else if (!apply_change(&conf, cc)) {
+      return;  // a no-op delta
+    }
     conf_history.push_back({e.index, conf});
     if (role != InternalRole::kLeader) return;
     for (NodeId v : conf.voters) {
@@ -1108,7 +1114,14 @@ struct Raft::Impl {
     }
     if (transferee != kNoNode && !is_voter(transferee)) transferee = kNoNode;
     if (!is_voter(id)) {
-      // Removed ourselves: stop leading. The rest elect a leader among themselves.
+      // Removed ourselves: stop leading. Tell the others the new commit index first, and
+      // hand leadership to the most up-to-date voter so the election is immediate.
+      broadcast_append(true);
+      NodeId best = kNoNode;
+      for (NodeId v : conf.voters) {
+        if (best == kNoNode || progress[v].match > progress[best].match) best = v;
+      }
+      if (best != kNoNode && progress[best].match == log.last_index()) send_timeout_now(best);
       become_follower(term, kNoNode);
     }
   }
@@ -1395,29 +1408,103 @@ NodeId Raft::leader() const { return impl_->lead; }
 Term Raft::term() const { return impl_->term; }
 
 // ───────────────────────────── conf change encoding ─────────────────────────────
-// u8 format (=1), u8 type, u64 node (little-endian), then the context bytes to the end.
+// Format 1: u8 1, u8 type, u64 node (little-endian), then the context bytes to the end.
+// Format 2 (written by the core): u8 2, u8 type, u64 node, u32 context length, context,
+// u32 voter count, u64 voters..., u32 learner count, u64 learners... — the membership that
+// results from the change. Carrying the whole result (not only the delta) lets a node that
+// joins with no membership at all replay the log to the right membership.
+
+namespace {
+
+void put_u32(std::string* out, uint32_t v) {
+  for (int i = 0; i < 4; i++) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void put_u64(std::string* out, uint64_t v) {
+  for (int i = 0; i < 8; i++) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+bool get_u32(std::string_view* in, uint32_t* v) {
+  if (in->size() < 4) return false;
+  *v = 0;
+  for (int i = 0; i < 4; i++) *v |= static_cast<uint32_t>(static_cast<uint8_t>((*in)[i])) << (8 * i);
+  in->remove_prefix(4);
+  return true;
+}
+bool get_u64(std::string_view* in, uint64_t* v) {
+  if (in->size() < 8) return false;
+  *v = 0;
+  for (int i = 0; i < 8; i++) *v |= static_cast<uint64_t>(static_cast<uint8_t>((*in)[i])) << (8 * i);
+  in->remove_prefix(8);
+  return true;
+}
+// Bound on members in an encoded membership (a sanity check against corrupt input).
+constexpr uint32_t kMaxMembers = 1024;
+bool get_ids(std::string_view* in, std::vector<NodeId>* out) {
+  uint32_t n = 0;
+  if (!get_u32(in, &n) || n > kMaxMembers) return false;
+  out->clear();
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t id = 0;
+    if (!get_u64(in, &id) || id == kNoNode) return false;
+    out->push_back(id);
+  }
+  return std::is_sorted(out->begin(), out->end());
+}
+
+}  // namespace
 
 std::string encode_conf_change(const ConfChange& change) {
   std::string out;
   out.reserve(10 + change.context.size());
   out.push_back(static_cast<char>(kConfChangeFormat));
   out.push_back(static_cast<char>(change.type));
-  for (int i = 0; i < 8; i++) out.push_back(static_cast<char>((change.node >> (8 * i)) & 0xff));
+  put_u64(&out, change.node);
   out.append(change.context);
   return out;
 }
 
-bool decode_conf_change(std::string_view data, ConfChange* out) {
-  if (data.size() < 10 || static_cast<uint8_t>(data[0]) != kConfChangeFormat) return false;
+std::string encode_conf_change_entry(const ConfChange& change, const ConfState& after) {
+  std::string out;
+  out.push_back(static_cast<char>(kConfChangeFormatWithState));
+  out.push_back(static_cast<char>(change.type));
+  put_u64(&out, change.node);
+  put_u32(&out, static_cast<uint32_t>(change.context.size()));
+  out.append(change.context);
+  put_u32(&out, static_cast<uint32_t>(after.voters.size()));
+  for (NodeId v : after.voters) put_u64(&out, v);
+  put_u32(&out, static_cast<uint32_t>(after.learners.size()));
+  for (NodeId l : after.learners) put_u64(&out, l);
+  return out;
+}
+
+bool decode_conf_change_entry(std::string_view data, ConfChange* out,
+                              std::optional<ConfState>* after) {
+  if (data.size() < 10) return false;
+  uint8_t format = static_cast<uint8_t>(data[0]);
   uint8_t type = static_cast<uint8_t>(data[1]);
   if (type < 1 || type > 4) return false;
+  data.remove_prefix(2);
   uint64_t node = 0;
-  for (int i = 0; i < 8; i++) node |= static_cast<uint64_t>(static_cast<uint8_t>(data[2 + i])) << (8 * i);
-  if (node == kNoNode) return false;
+  if (!get_u64(&data, &node) || node == kNoNode) return false;
   out->type = static_cast<ConfChangeType>(type);
   out->node = node;
-  out->context.assign(data.substr(10));
+  if (format == kConfChangeFormat) {
+    out->context.assign(data);
+    if (after) after->reset();
+    return true;
+  }
+  if (format != kConfChangeFormatWithState) return false;
+  uint32_t len = 0;
+  if (!get_u32(&data, &len) || data.size() < len) return false;
+  out->context.assign(data.substr(0, len));
+  data.remove_prefix(len);
+  ConfState cs;
+  if (!get_ids(&data, &cs.voters) || !get_ids(&data, &cs.learners) || !data.empty()) return false;
+  if (after) *after = std::move(cs);
   return true;
+}
+
+bool decode_conf_change(std::string_view data, ConfChange* out) {
+  return decode_conf_change_entry(data, out, nullptr);
 }
 
 }  // namespace hmdb::raft

@@ -204,8 +204,15 @@ class Raft {
   std::unique_ptr<Impl> impl_;
 };
 
-// Encoding of ConfChange entries' data (shared with log dump).
+// Encoding of ConfChange entries' data (shared with log dump). The core writes entries with
+// encode_conf_change_entry(), which also carries the membership that results from the
+// change (so a node joining with no membership learns it from the log);
+// decode_conf_change() reads both forms.
 std::string encode_conf_change(const ConfChange& change);
+std::string encode_conf_change_entry(const ConfChange& change, const ConfState& after);
 bool decode_conf_change(std::string_view data, ConfChange* out);
+// `after` (may be null) receives the resulting membership if the entry carries it.
+bool decode_conf_change_entry(std::string_view data, ConfChange* out,
+                              std::optional<ConfState>* after);
 
 }  // namespace hmdb::raft

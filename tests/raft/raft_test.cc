@@ -233,6 +233,27 @@ TEST(RaftConfChange, EncodeDecodeRoundTrip) {
   EXPECT_FALSE(decode_conf_change(bad, &out));
 }
 
+TEST(RaftConfChange, EntryCarriesResultingMembership) {
+  ConfChange cc;
+  cc.type = ConfChangeType::kAddLearner;
+  cc.node = 4;
+  cc.context = "addr";
+  ConfState after;
+  after.voters = {1, 2, 3};
+  after.learners = {4};
+  std::string enc = encode_conf_change_entry(cc, after);
+  ConfChange out;
+  std::optional<ConfState> got;
+  ASSERT_TRUE(decode_conf_change_entry(enc, &out, &got));
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(*got, after);
+  EXPECT_EQ(out.context, "addr");
+  ASSERT_TRUE(decode_conf_change(enc, &out));
+  for (size_t cut = 0; cut < enc.size(); cut++) {
+    EXPECT_FALSE(decode_conf_change_entry(enc.substr(0, cut), &out, &got)) << "cut at " << cut;
+  }
+}
+
 TEST(RaftDeathTest, CommitBeyondLogIsDiagnosed) {
   RestoreState rs = fresh({1});
   rs.hard_state = HardState{1, 1, 5};
