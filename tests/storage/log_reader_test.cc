@@ -3,7 +3,9 @@
 // non-last segment, or in a header is corruption naming the file and the offset.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
+#include <random>
 
 #include "storage/log.h"
 #include "test_util.h"
@@ -239,6 +241,89 @@ TEST(LogReader, ValidChecksumWithImpossibleFieldsIsCorruption) {
   SegmentScan scan = scan_segment(data, true, nullptr);
   EXPECT_EQ(scan.end, SegmentScan::End::kCorrupt);
   EXPECT_EQ(scan.problem_offset, lf::kSegmentHeaderSize);
+}
+
+TEST(LogReader, CutAtEveryOffsetOfTheLastSegmentKeepsExactlyTheCompleteRecords) {
+  TempDir dir;
+  auto paths = write_log(dir.path(), 1, 60, 1024);
+  ASSERT_GT(paths.size(), 2u);
+  const std::string last = read(paths.back());
+  // Entries that live in the earlier segments, and where each record of the last one ends.
+  RecoveredLog whole;
+  ASSERT_TRUE(recover_log(Env::posix(), dir.path(), 0, &whole));
+  std::vector<std::pair<uint64_t, uint64_t>> ends;  // (end offset, index or 0 for hard state)
+  scan_segment(last, true, [&](uint64_t offset, const lf::RecordView& r) {
+    ends.emplace_back(offset + r.size, r.type == 4 ? 0 : r.index);
+    return true;
+  });
+  uint64_t before_last = whole.entries.size();
+  for (auto& [end, index] : ends) {
+    if (index != 0) before_last--;
+  }
+  auto near_boundary = [&](uint64_t cut) {
+    if (cut <= lf::kSegmentHeaderSize + 1) return true;
+    for (auto& [end, index] : ends) {
+      if (cut + 1 >= end && cut <= end + 1) return true;
+    }
+    return false;
+  };
+  for (uint64_t cut = 0; cut <= last.size(); cut++) {
+    // Every offset with HMDB_STORAGE_HEAVY=1; by default record boundaries +-1 and every 7th.
+    if (!testing::heavy() && !near_boundary(cut) && cut % 7 != 0) continue;
+    SCOPED_TRACE("last segment cut at " + std::to_string(cut));
+    overwrite(paths.back(), last.substr(0, cut));
+    uint64_t want = before_last;
+    for (auto& [end, index] : ends) {
+      if (index != 0 && end <= cut) want++;
+    }
+    RecoveredLog log;
+    Status s = recover_log(Env::posix(), dir.path(), 0, &log);
+    ASSERT_TRUE(s) << s.to_string();
+    ASSERT_EQ(log.entries, entries(1, want));
+    EXPECT_EQ(log.torn_tail.empty(), cut == last.size() || cut == lf::kSegmentHeaderSize ||
+                                         std::any_of(ends.begin(), ends.end(), [&](auto& e) { return e.first == cut; }));
+    if (!Env::posix()->file_exists(paths.back())) {
+      EXPECT_LT(cut, lf::kSegmentHeaderSize);
+    }
+  }
+}
+
+TEST(LogReader, NoFlippedBitAnywhereLosesDataSilently) {
+  // Whatever byte is damaged, recovery either reports corruption or, only when the damage
+  // is in the very last record (indistinguishable from a torn write), drops that record.
+  TempDir dir;
+  auto paths = write_log(dir.path(), 1, 30, 512);
+  ASSERT_GT(paths.size(), 2u);
+  std::vector<std::string> originals;
+  for (auto& p : paths) originals.push_back(read(p));
+  uint64_t last_record_start = record_offsets(originals.back()).back();
+  // Every byte with HMDB_STORAGE_HEAVY=1; by default every byte of the segment headers and
+  // of the last 100 bytes, and a seeded random eighth of the rest.
+  uint64_t seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  for (size_t f = 0; f < paths.size(); f++) {
+    bool last_file = f + 1 == paths.size();
+    for (size_t at = 0; at < originals[f].size(); at++) {
+      bool must = at < lf::kSegmentHeaderSize + 8 || (last_file && at + 100 >= originals[f].size());
+      if (!testing::heavy() && !must && rng() % 8 != 0) continue;
+      std::string damaged = originals[f];
+      damaged[at] ^= static_cast<char>(1 << (at % 8));
+      overwrite(paths[f], damaged);
+      RecoveredLog log;
+      Status s = recover_log(Env::posix(), dir.path(), 0, &log);
+      bool in_last_record = f + 1 == paths.size() && at >= last_record_start;
+      if (in_last_record) {
+        ASSERT_TRUE(s) << "file " << f << " byte " << at << ": " << s.to_string();
+        EXPECT_EQ(log.entries, entries(1, 29));
+        EXPECT_FALSE(log.torn_tail.empty());
+      } else {
+        ASSERT_TRUE(s.is_corruption()) << "file " << f << " byte " << at << ": " << s.to_string();
+        EXPECT_NE(s.message().find(paths[f]), std::string::npos) << s.message();
+      }
+      overwrite(paths[f], originals[f]);
+    }
+  }
 }
 
 TEST(LogFormat, SegmentNames) {

@@ -31,6 +31,12 @@ class TempDir {
   std::string path_;
 };
 
+// Heavy (exhaustive) variants of the tests run with HMDB_STORAGE_HEAVY=1.
+inline bool heavy() {
+  const char* v = std::getenv("HMDB_STORAGE_HEAVY");
+  return v != nullptr && std::string(v) == "1";
+}
+
 inline uint64_t file_size(const std::string& path) { return std::filesystem::file_size(path); }
 
 }  // namespace hmdb::storage::testing
