@@ -400,6 +400,9 @@ def main():
     parser.add_argument("--full-check-every", type=int, default=1,
                         help="check every key only every N rounds (and at the end); other rounds check "
                              "the round's keys, random older ones and DBSIZE (for long runs)")
+    parser.add_argument("--durability", choices=["always", "periodic", "none"], default="always",
+                        help="the server's durability mode; only 'always' promises what is checked "
+                             "(the others are negative controls)")
     parser.add_argument("--server-arg", action="append", default=[],
                         help="extra argument for the server (repeatable)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory even on success")
@@ -410,7 +413,8 @@ def main():
 
     replay = harness.replay_command(__file__, [
         "--seed", str(args.seed), "--rounds", str(args.rounds), "--connections", str(args.connections),
-        "--max-pipeline", str(args.max_pipeline), "--max-acks", str(args.max_acks), "--full-check-every", str(args.full_check_every), "--kind", kind]
+        "--max-pipeline", str(args.max_pipeline), "--max-acks", str(args.max_acks), "--full-check-every", str(args.full_check_every),
+        "--durability", args.durability, "--kind", kind]
         + ["--server-arg=%s" % a for a in args.server_arg] + [binary])
     started = time.monotonic()
 
@@ -423,7 +427,8 @@ def main():
     log("crash test: %s (%s), %d rounds, seed %d, work dir %s" % (binary, kind, args.rounds, args.seed, work))
     rng = random.Random(args.seed)
     model = Model(args.connections)
-    server = harness.Server(binary, data_dir, work, kind=kind, extra_args=args.server_arg)
+    server = harness.Server(binary, data_dir, work, kind=kind, durability=args.durability,
+                                extra_args=args.server_arg)
     ok = False
     round_no = -1
     try:
