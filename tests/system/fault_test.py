@@ -57,6 +57,7 @@ MAX_PIPELINE = 16
 # A faulted server must stop within this time once its clients keep writing.
 FAULT_DEADLINE_S = 60.0
 CLIENT_TIMEOUT_S = 20.0
+RECONNECT_PAUSE_S = 0.01
 # The failing sync/write is drawn from this range of calls (counted per thread by strace).
 # Low values also exercise failures during startup.
 INJECT_AFTER_MIN = 2
@@ -134,7 +135,10 @@ class Load:
             try:
                 client = self.server.client(timeout=CLIENT_TIMEOUT_S)
             except resp.ConnectionLost:
-                continue  # the loop condition notices a dead server
+                # The loop condition notices a dead server; the pause only keeps a server
+                # that refuses connections from turning this into a busy loop.
+                time.sleep(RECONNECT_PAUSE_S)
+                continue
             with client:
                 try:
                     while not self.stop:
