@@ -116,6 +116,8 @@ class Connection(threading.Thread):
     def run(self):
         try:
             self._run()
+        except resp.ProtocolError as e:
+            self.problem = "invalid RESP from the server: %s" % e
         finally:
             self.progress.thread_done()  # wakes the main thread if every connection ended
 
@@ -271,7 +273,7 @@ def check_state(server, model, round_info, sample_rng=None):
                 counters_present += 1
                 try:
                     value = int(got)
-                except ValueError:
+                except (ValueError, TypeError):
                     problem("counter ctr:%d holds %r" % (j, got))
                     continue
             if not low <= value <= high:

@@ -130,6 +130,12 @@ class Load:
         return sum(len(a) for a in self.acked)
 
     def _run(self, c):
+        try:
+            self._write(c)
+        except resp.ProtocolError as e:
+            self.problems.append("invalid RESP from the server: %s" % e)
+
+    def _write(self, c):
         rng = self.rngs[c]
         while not self.stop and self.server.running():
             try:
