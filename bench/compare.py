@@ -26,6 +26,7 @@ import csv
 import datetime
 import io
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -156,8 +157,16 @@ class Server:
         return False
 
 
+def children_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_tool(argv, timeout):
-    """Runs a load tool with a time bound. Returns (stdout, stderr) or raises RuntimeError."""
+    """Runs a load tool with a time bound. Returns (stdout, stderr, CPU seconds the tool
+    used) or raises RuntimeError. The CPU time is that of the reaped children, i.e. the tool:
+    servers are reaped only when they are stopped."""
+    cpu_before = children_cpu_seconds()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL, text=True)
     children[proc.pid] = argv[0]
@@ -170,13 +179,15 @@ def run_tool(argv, timeout):
     children.pop(proc.pid, None)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited with {proc.returncode}: {err.strip()[-500:]}")
-    return out, err
+    return out, err, children_cpu_seconds() - cpu_before
 
 
 class Measurement:
-    def __init__(self, rps, p50, p99, errors=0, first_error=""):
+    def __init__(self, rps, p50, p99, errors, first_error, requests, cpu_seconds):
         self.rps, self.p50, self.p99 = rps, p50, p99
         self.errors, self.first_error = errors, first_error
+        # Client CPU per request: how much of the 2 cores the load tool itself took.
+        self.cpu_us_per_request = 1e6 * cpu_seconds / requests if requests else 0.0
 
 
 def measure_hmdb_bench(args, port, workload, pipeline, seconds):
@@ -184,7 +195,7 @@ def measure_hmdb_bench(args, port, workload, pipeline, seconds):
             str(args.clients), "--pipeline", str(pipeline), "--seconds", str(seconds),
             "--keyspace", str(args.keyspace), "--value-size", str(args.value_size),
             "--tests", workload, "--csv", "--quiet"]
-    out, err = run_tool(argv, seconds + LOAD_TIMEOUT_SLACK)
+    out, err, cpu = run_tool(argv, seconds + LOAD_TIMEOUT_SLACK)
     rows = list(csv.DictReader(io.StringIO(out)))
     if len(rows) != 1:
         raise RuntimeError(f"unexpected hmdb-bench output: {out!r}")
@@ -194,7 +205,8 @@ def measure_hmdb_bench(args, port, workload, pipeline, seconds):
         if "first:" in line:
             first_error = line.split("first:", 1)[1].strip()
     return Measurement(float(row["rps"]), float(row["p50_latency_ms"]),
-                       float(row["p99_latency_ms"]), int(row["errors"]), first_error)
+                       float(row["p99_latency_ms"]), int(row["errors"]), first_error,
+                       int(row["requests"]), cpu)
 
 
 def measure_redis_benchmark(args, port, workload, pipeline, seconds, expected_rps):
@@ -204,14 +216,15 @@ def measure_redis_benchmark(args, port, workload, pipeline, seconds, expected_rp
             str(args.clients), "-P", str(pipeline), "-n", str(requests), "-r",
             str(args.keyspace), "-d", str(args.value_size), "-t", workload, "--csv"]
     # Allow a slow server (hmdb under development) three times the expected duration.
-    out, err = run_tool(argv, 3 * requests * cost / max(expected_rps, 1.0) + LOAD_TIMEOUT_SLACK)
+    out, err, cpu = run_tool(argv, 3 * requests * cost / max(expected_rps, 1.0) + LOAD_TIMEOUT_SLACK)
     rows = [r for r in csv.reader(io.StringIO(out)) if r and r[0] != "test"]
     want = REDIS_BENCHMARK_NAME[workload]
     for r in rows:
         if r[0] == want:
             # test,rps,avg,min,p50,p95,p99,max
             errors = 1 if "error" in err.lower() else 0
-            return Measurement(float(r[1]), float(r[4]), float(r[6]), errors, err.strip()[:200])
+            return Measurement(float(r[1]), float(r[4]), float(r[6]), errors, err.strip()[:200],
+                               requests, cpu)
     raise RuntimeError(f"no {want} row in redis-benchmark output: {out!r} {err!r}")
 
 
@@ -226,20 +239,25 @@ def choose_tools(args, root):
     with Server(args, "redis-none", args.base_port, root, "tool-choice"):
         for p in args.pipelines:
             totals = {"hmdb-bench": [], "redis-benchmark": []}
+            cpu = {"hmdb-bench": [], "redis-benchmark": []}
             for _ in range(args.choice_runs):
-                ours = sum(measure_hmdb_bench(args, args.base_port, w, p, args.choice_seconds).rps
-                           for w in ("set", "get"))
-                theirs = sum(measure_redis_benchmark(args, args.base_port, w, p,
-                                                     args.choice_seconds, ours / 2).rps
-                             for w in ("set", "get"))
-                totals["hmdb-bench"].append(ours / 2)
-                totals["redis-benchmark"].append(theirs / 2)
+                ours = [measure_hmdb_bench(args, args.base_port, w, p, args.choice_seconds)
+                        for w in ("set", "get")]
+                mean_ours = sum(m.rps for m in ours) / len(ours)
+                theirs = [measure_redis_benchmark(args, args.base_port, w, p,
+                                                  args.choice_seconds, mean_ours)
+                          for w in ("set", "get")]
+                for tool, ms in (("hmdb-bench", ours), ("redis-benchmark", theirs)):
+                    totals[tool].append(sum(m.rps for m in ms) / len(ms))
+                    cpu[tool] += [m.cpu_us_per_request for m in ms]
             med = {tool: statistics.median(v) for tool, v in totals.items()}
             choice[p] = max(med, key=med.get)
             rates[p] = med
-            notes.append(f"pipeline {p}: hmdb-bench {med['hmdb-bench']:,.0f} vs redis-benchmark "
-                         f"{med['redis-benchmark']:,.0f} mean SET/GET ops/s on redis "
-                         f"no-persistence -> {choice[p]}")
+            notes.append(f"pipeline {p}: hmdb-bench {med['hmdb-bench']:,.0f} ops/s "
+                         f"({statistics.median(cpu['hmdb-bench']):.2f} us client CPU/request) vs "
+                         f"redis-benchmark {med['redis-benchmark']:,.0f} ops/s "
+                         f"({statistics.median(cpu['redis-benchmark']):.2f} us/request), mean of "
+                         f"SET and GET on redis no-persistence -> {choice[p]}")
     return choice, rates, notes
 
 
@@ -382,6 +400,8 @@ def render(args, results, choice, notes, started, load_before):
     for p in args.pipelines:
         for w in args.workloads:
             for redis_mode, hmdb_mode, pair in PAIRS:
+                if redis_mode not in args.modes and hmdb_mode not in args.modes:
+                    continue
                 cells = []
                 medians = {}
                 for mode in (redis_mode, hmdb_mode):
