@@ -86,6 +86,12 @@ bool Node::is_server_command(std::string_view name) const {
   return false;
 }
 
+bool Node::is_snapshot_command(std::string_view name) {
+  return iequal(name, "SNAPSHOT") || iequal(name, "SAVE") || iequal(name, "BGSAVE");
+}
+
+bool Node::is_quit(std::string_view name) { return iequal(name, "QUIT"); }
+
 Node::RunResult Node::server_command(Session& s, std::span<const std::string_view> argv, std::string* out) {
   Reply r(out);
   const std::string_view name = argv[0];

@@ -38,7 +38,7 @@ DiskThread::DiskThread(storage::Env* env, std::string dir, std::unique_ptr<stora
       last_term_(last_term),
       hard_state_(hard_state) {
   HMDB_ASSERT(durability_ != Durability::kNone, "durability none has no disk thread");
-  HMDB_ASSERT(log_ != nullptr);
+  HMDB_ASSERT(log_ != nullptr, "no log writer");
 }
 
 DiskThread::~DiskThread() {
@@ -154,7 +154,7 @@ void DiskThread::run() {
 
     // `always`: the ack waits for the sync. `periodic`: write(2) returning is enough.
     const bool publish = wrote && (durability_ == Durability::kPeriodic || synced);
-    HMDB_ASSERT(!wrote || publish || durability_ != Durability::kAlways);
+    HMDB_ASSERT(!wrote || publish || durability_ != Durability::kAlways, "always mode must ack every round");
     {
       std::lock_guard lk(mu_);
       queued_bytes_ -= bytes;

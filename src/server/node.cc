@@ -88,7 +88,7 @@ char* ReadBuffer::reserve(size_t n) {
 }
 
 void ReadBuffer::consume(size_t n) {
-  HMDB_ASSERT(n <= size());
+  HMDB_ASSERT(n <= size(), "consume past the end");
   start_ += n;
   if (start_ == end_) start_ = end_ = 0;
 }
@@ -549,6 +549,7 @@ void Node::emit(Session& s, std::string reply) {
 void Node::handle_command(Session& s, std::span<const std::string_view> argv) {
   stats_.commands++;
   s.commands++;
+  s.last_command_ms = realtime_ms();
   const bool server = is_server_command(argv[0]);
   const CommandKind kind = server ? CommandKind::kQuery : app_->kind(argv[0]);
   if (kind == CommandKind::kUnknown) {
@@ -561,8 +562,10 @@ void Node::handle_command(Session& s, std::span<const std::string_view> argv) {
     emit(s, std::move(reply));
     return;
   }
-  if (s.deferred > 0 || (kind == CommandKind::kQuery && !s.pending.empty())) {
-    // Must not overtake (query) or be overtaken by (write) something still waiting.
+  // QUIT: nothing after it is read; the connection closes once its reply is out.
+  if (server && argv.size() == 1 && is_quit(argv[0])) s.close_after_reply = true;
+  if (s.deferred > 0) {
+    // Something ahead is held back: keep the order by waiting behind it.
     Pending p;
     p.kind = Pending::Kind::kDeferred;
     p.argv.assign(argv.begin(), argv.end());
@@ -582,18 +585,40 @@ void Node::handle_command(Session& s, std::span<const std::string_view> argv) {
     Pending p;
     p.kind = Pending::Kind::kWaitingWrite;
     s.pending.push_back(std::move(p));
+    s.waiting_writes++;
     batch_write(s.id, argv, s.next_seq++);
     return;
   }
-  // A query or server command with nothing pending: answer now.
-  s.last_command_ms = realtime_ms();
-  std::string* out = &s.out;
-  if (run_now(s, argv, out) == RunResult::kWaitSnapshot) {
+  if (s.waiting_writes > 0) {
+    // Behind a write of this session: run right after that write is applied.
     Pending p;
-    p.kind = Pending::Kind::kWaitingSnapshot;
+    p.kind = server && is_snapshot_command(argv[0]) ? Pending::Kind::kDeferred : Pending::Kind::kQueryAtApply;
+    if (p.kind == Pending::Kind::kDeferred) s.deferred++;
+    p.argv.assign(argv.begin(), argv.end());
     s.pending.push_back(std::move(p));
-    next_snapshot_waiters_.emplace_back(s.id, s.next_seq++);
-    start_snapshot();
+    s.next_seq++;
+    return;
+  }
+  // Nothing of this session is unapplied: answer now (behind earlier replies, if any).
+  if (s.pending.empty()) {
+    if (run_now(s, argv, &s.out) == RunResult::kWaitSnapshot) {
+      Pending p;
+      p.kind = Pending::Kind::kWaitingSnapshot;
+      s.pending.push_back(std::move(p));
+      next_snapshot_waiters_.emplace_back(s.id, s.next_seq++);
+      start_snapshot();
+    }
+  } else {
+    Pending p;
+    if (run_now(s, argv, &p.reply) == RunResult::kWaitSnapshot) {
+      p.kind = Pending::Kind::kWaitingSnapshot;
+      next_snapshot_waiters_.emplace_back(s.id, s.next_seq);
+    } else {
+      p.kind = Pending::Kind::kDone;
+    }
+    s.pending.push_back(std::move(p));
+    s.next_seq++;
+    if (s.pending.back().kind == Pending::Kind::kWaitingSnapshot) start_snapshot();
   }
   if (!s.in_flush) {
     s.in_flush = true;
@@ -615,11 +640,14 @@ void Node::batch_write(uint64_t session_id, std::span<const std::string_view> ar
   stats_.writes++;
 }
 
-void Node::run_deferred(Session& s, Pending& p, uint64_t seq) {
-  HMDB_ASSERT(p.kind == Pending::Kind::kDeferred);
-  s.deferred--;
+bool Node::promote_deferred(Session& s, size_t i, bool write_before) {
+  Pending& p = s.pending[i];
+  const uint64_t seq = s.pending_base_seq + i;
+  HMDB_ASSERT(p.kind == Pending::Kind::kDeferred, "not deferred");
   std::vector<std::string_view> argv(p.argv.begin(), p.argv.end());
   const bool server = is_server_command(argv[0]);
+  if (server && is_snapshot_command(argv[0]) && write_before) return false;  // still behind a write
+  s.deferred--;
   if (!server && app_->kind(argv[0]) == CommandKind::kWrite) {
     std::string error;
     if (!app_->validate(argv, &error)) {
@@ -628,8 +656,12 @@ void Node::run_deferred(Session& s, Pending& p, uint64_t seq) {
       p.kind = Pending::Kind::kDone;
     } else {
       p.kind = Pending::Kind::kWaitingWrite;
+      s.waiting_writes++;
       batch_write(s.id, argv, seq);  // copies the bytes into the batch
     }
+  } else if (write_before) {
+    p.kind = Pending::Kind::kQueryAtApply;
+    return true;  // keeps its argv until it runs
   } else {
     p.reply.clear();
     if (run_now(s, argv, &p.reply) == RunResult::kWaitSnapshot) {
@@ -642,34 +674,58 @@ void Node::run_deferred(Session& s, Pending& p, uint64_t seq) {
   }
   p.argv.clear();
   p.argv.shrink_to_fit();
+  return true;
+}
+
+void Node::run_queries_after(Session& s, size_t i) { run_queries_from(s, i + 1); }
+
+void Node::run_queries_from(Session& s, size_t first) {
+  // Called when the write before `first` got its reply: the state is exactly "after it".
+  // Queries queued right behind it (errors in between do not matter) run now.
+  for (size_t j = first; j < s.pending.size(); j++) {
+    Pending& q = s.pending[j];
+    if (q.kind == Pending::Kind::kDone) continue;
+    if (q.kind != Pending::Kind::kQueryAtApply) break;
+    std::vector<std::string_view> argv(q.argv.begin(), q.argv.end());
+    q.reply.clear();
+    RunResult r = run_now(s, argv, &q.reply);
+    HMDB_ASSERT(r == RunResult::kReplied, "a snapshot command was queued to run inside apply");
+    q.kind = Pending::Kind::kDone;
+    q.argv.clear();
+    q.argv.shrink_to_fit();
+  }
 }
 
 void Node::drain_pending(Session& s) {
-  // Finished replies at the head go out; a deferred command at the head runs now.
-  while (!s.pending.empty()) {
-    Pending& head = s.pending.front();
-    if (head.kind == Pending::Kind::kDone) {
-      s.out.append(head.reply);
+  auto flush_done_prefix = [&s] {
+    while (!s.pending.empty() && s.pending.front().kind == Pending::Kind::kDone) {
+      s.out.append(s.pending.front().reply);
       s.pending.pop_front();
       s.pending_base_seq++;
-      continue;
     }
-    if (head.kind == Pending::Kind::kDeferred) {
-      run_deferred(s, head, s.pending_base_seq);
-      continue;
-    }
-    break;  // waiting for a write or a snapshot
-  }
-  // Deferred writes behind waiting ones may join the batch now, up to the first deferred
-  // query (which must see the state before them).
+  };
+  flush_done_prefix();
+  // Held-back commands whose reason to wait is gone move on, in order.
+  bool write_before = false;
   for (size_t i = 0; i < s.pending.size() && s.deferred > 0; i++) {
     Pending& p = s.pending[i];
+    if (p.kind == Pending::Kind::kWaitingWrite) write_before = true;
+    if (p.kind == Pending::Kind::kQueryAtApply) {
+      // Its write was resolved without running it (cannot happen today; be safe).
+      if (!write_before) run_queries_from(s, i);
+      continue;
+    }
     if (p.kind != Pending::Kind::kDeferred) continue;
-    if (is_server_command(p.argv[0]) || app_->kind(p.argv[0]) != CommandKind::kWrite) break;
-    run_deferred(s, p, s.pending_base_seq + i);
+    if (!promote_deferred(s, i, write_before)) break;
+    if (s.pending[i].kind == Pending::Kind::kWaitingWrite) write_before = true;
   }
+  flush_done_prefix();
   if (s.unsent() > 0 && !s.in_flush) {
     s.in_flush = true;
+    to_flush_.push_back(s.id);
+  }
+  if (s.close_after_reply && s.pending.empty() && s.unsent() == 0 && !s.in_flush) {
+    s.in_flush = true;  // flush_session closes it
     to_flush_.push_back(s.id);
   }
   // A session that was paused (too much pending) may go on.
@@ -747,6 +803,7 @@ void Node::propose_batch() {
         return false;
       case raft::ProposeError::kNotLeader:
       case raft::ProposeError::kTransferring:
+      case raft::ProposeError::kRejected:  // only for membership changes; treat as refused
         for (auto [id, seq] : slots) resolve_slot(id, seq, Pending::Kind::kWaitingWrite, "-ERR this node is not the leader\r\n");
         slots.clear();
         housekeeping_in_batch_ = false;
@@ -788,7 +845,7 @@ void Node::drive_raft() {
         ack_now = true;  // no log: "persisted" as soon as handed over
       } else {
         // Startup, before the disk thread runs: write and sync right here.
-        HMDB_ASSERT(log_for_recovery_ != nullptr);
+        HMDB_ASSERT(log_for_recovery_ != nullptr, "no log writer during startup");
         Status st = log_for_recovery_->append(rd.hard_state ? &*rd.hard_state : nullptr, rd.entries);
         if (st) st = log_for_recovery_->sync();
         if (!st) {
@@ -814,10 +871,15 @@ void Node::resolve_slot(uint64_t session_id, uint64_t seq, Pending::Kind expecte
   Session* s = find_session(session_id);
   if (!s) return;
   HMDB_ASSERT(seq >= s->pending_base_seq && seq - s->pending_base_seq < s->pending.size(), "reply slot out of range");
-  Pending& p = s->pending[seq - s->pending_base_seq];
+  const size_t i = seq - s->pending_base_seq;
+  Pending& p = s->pending[i];
   HMDB_ASSERT(p.kind == expected, "reply slot in the wrong state");
   p.reply = std::move(reply);
   p.kind = Pending::Kind::kDone;
+  if (expected == Pending::Kind::kWaitingWrite) {
+    s->waiting_writes--;
+    run_queries_after(*s, i);
+  }
   if (!s->in_drain) {
     s->in_drain = true;
     to_drain_.push_back(s->id);
@@ -864,15 +926,17 @@ void Node::apply_entry(const raft::Entry& e) {
         s = find_session(w->slots[k].first);
         if (s) {
           uint64_t seq = w->slots[k].second;
-          HMDB_ASSERT(seq >= s->pending_base_seq && seq - s->pending_base_seq < s->pending.size());
+          HMDB_ASSERT(seq >= s->pending_base_seq && seq - s->pending_base_seq < s->pending.size(), "reply slot out of range");
           slot = &s->pending[seq - s->pending_base_seq];
-          HMDB_ASSERT(slot->kind == Pending::Kind::kWaitingWrite);
+          HMDB_ASSERT(slot->kind == Pending::Kind::kWaitingWrite, "reply slot in the wrong state");
         }
       }
       if (slot) {
         Reply reply(&slot->reply);
         app_->apply(apply_argv_, ctx, reply);
         slot->kind = Pending::Kind::kDone;
+        s->waiting_writes--;
+        run_queries_after(*s, w->slots[k].second - s->pending_base_seq);
         if (!s->in_drain) {
           s->in_drain = true;
           to_drain_.push_back(s->id);

@@ -83,7 +83,9 @@ class Node {
   void parse_session(Session& s);
   void handle_command(Session& s, std::span<const std::string_view> argv);
   RunResult run_now(Session& s, std::span<const std::string_view> argv, std::string* out);
-  void run_deferred(Session& s, Pending& p, uint64_t seq);
+  bool promote_deferred(Session& s, size_t i, bool write_before);
+  void run_queries_after(Session& s, size_t i);
+  void run_queries_from(Session& s, size_t first);
   void emit(Session& s, std::string reply);
   void batch_write(uint64_t session_id, std::span<const std::string_view> argv, uint64_t seq);
   void drain_pending(Session& s);
@@ -104,6 +106,8 @@ class Node {
 
   // ---- server-level commands (commands.cc) ----
   bool is_server_command(std::string_view name) const;
+  static bool is_snapshot_command(std::string_view name);  // SNAPSHOT, SAVE, BGSAVE
+  static bool is_quit(std::string_view name);
   RunResult server_command(Session& s, std::span<const std::string_view> argv, std::string* out);
   std::string info_text(std::string_view section);
   void command_command(std::span<const std::string_view> argv, std::string* out);

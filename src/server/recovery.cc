@@ -95,6 +95,13 @@ Status Node::recover(int* exit_code) {
   log_bytes_since_snapshot_ = log.bytes;
   stats_.recovered_entries = log.entries.size();
   restore.hard_state = log.hard_state;
+  if (restore.hard_state.term < after_term) {
+    // durability none writes snapshots but no log, so no hard state either: the snapshot's
+    // term is the newest term this node knows of. (A cluster never runs in mode none.)
+    restore.hard_state.term = after_term;
+    restore.hard_state.vote = kSingleNodeId;
+    hard_state_ = restore.hard_state;
+  }
   restore.entries = std::move(log.entries);
 
   s = storage::LogWriter::open(env_, options_.dir, storage::LogOptions{}, &log_for_recovery_);

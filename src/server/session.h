@@ -3,11 +3,14 @@
 // Replies go out strictly in request order. A session's commands flow through `pending`:
 //   - a write that was validated and batched waits there (kWaitingWrite) until its log entry
 //     is applied; the apply fills its reply in place (routed by sequence number);
-//   - a query, or a server command, that arrives while anything is pending is copied and
-//     waits (kDeferred) until everything before it is answered, then runs: it sees the
-//     state after every earlier write of this session and before every later one;
-//   - a write that arrives after a deferred query waits too (kDeferred), so that the query
-//     cannot see it;
+//   - a query (or a server command) that arrives behind a waiting write of the same session
+//     is copied and queued (kQueryAtApply); it runs the moment that write has been applied,
+//     inside the apply loop, so it sees exactly the session's earlier writes and none of
+//     its later ones, while later writes still join the same batch (pipelines of mixed
+//     reads and writes cost one log entry, not one per read);
+//   - SNAPSHOT/SAVE/BGSAVE behind a waiting write is held back (kDeferred) until the write
+//     is applied (a snapshot must be taken between entries, not inside one), and everything
+//     after it waits too;
 //   - kDone holds a finished reply that may not overtake earlier ones.
 // With nothing pending, queries run immediately and their replies go straight to `out`.
 #pragma once
@@ -44,10 +47,10 @@ class ReadBuffer {
 };
 
 struct Pending {
-  enum class Kind : uint8_t { kWaitingWrite, kWaitingSnapshot, kDeferred, kDone };
+  enum class Kind : uint8_t { kWaitingWrite, kQueryAtApply, kWaitingSnapshot, kDeferred, kDone };
   Kind kind = Kind::kDone;
   std::string reply;              // kDone: the RESP reply; kWaitingWrite: filled by apply
-  std::vector<std::string> argv;  // kDeferred: the command, copied out of the read buffer
+  std::vector<std::string> argv;  // kDeferred, kQueryAtApply: the command, copied out of the read buffer
 };
 
 struct Session {
@@ -74,6 +77,7 @@ struct Session {
   uint64_t pending_base_seq = 0;  // sequence number of pending.front()
   uint64_t next_seq = 0;          // sequence number of the next pending item
   uint64_t deferred = 0;          // how many kDeferred items are in `pending`
+  uint64_t waiting_writes = 0;    // how many kWaitingWrite items are in `pending`
 
   // Membership of the loop's per-turn work lists (avoids duplicates).
   bool in_active = false;

@@ -1,0 +1,434 @@
+// tests/server/server_test.cc — the server as a user meets it: a real process on 127.0.0.1
+// (the tiny test app built with hmdb_add_app), driven over RESP.
+//
+// Covers: pipelined writes and reads in order, per-session ordering of a query behind a
+// write, errors for unknown commands / wrong arity / bad arguments, protocol errors (bulk
+// over the limit, 1 MB without a newline) that close only the offending connection, many
+// idle connections, the client limit, the shell's own commands, SIGTERM draining pending
+// writes, restart, snapshots (command, `hmdb snapshot`, automatic), durability none and
+// periodic, and kill -9 in `always` mode.
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <filesystem>
+#include <memory>
+#include <random>
+
+#include "harness.h"
+
+namespace hmdb::test {
+namespace {
+
+const std::string kBinary = HMDB_TINY_SERVER;
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = make_test_dir(info->name());
+    server_ = std::make_unique<ServerProcess>(kBinary, dir_);
+  }
+  void TearDown() override {
+    if (HasFailure()) std::cerr << "server log:\n" << server_->read_log() << "\n";
+    server_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  std::vector<std::string> files(const std::string& suffix) {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(server_->data_dir())) {
+      std::string name = e.path().filename().string();
+      if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+        out.push_back(name);
+    }
+    return out;
+  }
+  std::string info_field(RespClient& c, const std::string& field) {
+    RespValue v = c.call({"INFO", "all"});
+    size_t p = v.str.find("\n" + field + ":");
+    if (p == std::string::npos) return "";
+    size_t start = p + field.size() + 2;
+    return v.str.substr(start, v.str.find('\r', start) - start);
+  }
+
+  std::string dir_;
+  std::unique_ptr<ServerProcess> server_;
+};
+
+TEST_F(ServerTest, PipelinedWritesAndReadsAnswerInOrder) {
+  server_->start();
+  RespClient c(server_->port());
+  constexpr int kCommands = 3000;
+  std::string burst;
+  for (int i = 0; i < kCommands; i++) {
+    burst += RespClient::encode({"SET", "k" + std::to_string(i), "v" + std::to_string(i)});
+    burst += RespClient::encode({"GET", "k" + std::to_string(i)});
+    burst += RespClient::encode({"INCRBY", "counter", "1"});
+  }
+  ASSERT_TRUE(c.send_raw(burst));
+  for (int i = 0; i < kCommands; i++) {
+    ASSERT_EQ(c.read(), std::string("OK")) << i;
+    RespValue got = c.read();
+    ASSERT_EQ(got.str, "v" + std::to_string(i)) << i;
+    RespValue n = c.read();
+    ASSERT_EQ(n.integer, i + 1);
+  }
+  EXPECT_EQ(c.call({"DBSIZE"}).integer, kCommands + 1);
+}
+
+TEST_F(ServerTest, QueryBehindWriteSeesExactlyTheWritesBeforeIt) {
+  server_->start();
+  RespClient c(server_->port());
+  // One send: the GETs must see 1, then 2, although all four arrive in one read.
+  std::string burst = RespClient::encode({"SET", "k", "1"}) + RespClient::encode({"GET", "k"}) +
+                      RespClient::encode({"SET", "k", "2"}) + RespClient::encode({"GET", "k"}) +
+                      RespClient::encode({"PING"}) + RespClient::encode({"DEL", "k"}) +
+                      RespClient::encode({"GET", "k"});
+  ASSERT_TRUE(c.send_raw(burst));
+  EXPECT_EQ(c.read(), std::string("OK"));
+  EXPECT_EQ(c.read().str, "1");
+  EXPECT_EQ(c.read(), std::string("OK"));
+  EXPECT_EQ(c.read().str, "2");
+  EXPECT_EQ(c.read(), std::string("PONG"));
+  EXPECT_EQ(c.read().integer, 1);
+  EXPECT_TRUE(c.read().null);
+}
+
+TEST_F(ServerTest, ErrorsForUnknownCommandsWrongArityAndBadArgumentsKeepTheConnection) {
+  server_->start();
+  RespClient c(server_->port());
+  RespValue v = c.call({"NOSUCH", "a", "b"});
+  EXPECT_TRUE(v.is_error());
+  EXPECT_EQ(v.str, "ERR unknown command 'NOSUCH', with args beginning with: 'a' 'b' ");
+  v = c.call({"SET", "onlykey"});
+  EXPECT_EQ(v.str, "ERR wrong number of arguments for 'set' command");
+  v = c.call({"GET"});
+  EXPECT_EQ(v.str, "ERR wrong number of arguments for 'get' command");
+  v = c.call({"INCRBY", "k", "notanumber"});
+  EXPECT_EQ(v.str, "ERR value is not an integer or out of range");
+  v = c.call({"ECHO"});
+  EXPECT_EQ(v.str, "ERR wrong number of arguments for 'echo' command");
+  // Nothing of that reached the log: only the startup no-op was applied.
+  std::string applied = info_field(c, "applied_index");
+  EXPECT_EQ(c.call({"PING"}), std::string("PONG"));
+  EXPECT_EQ(info_field(c, "applied_index"), applied);
+  EXPECT_EQ(info_field(c, "total_writes"), "0");
+  // Errors queued behind a pending write keep their place.
+  ASSERT_TRUE(c.send_raw(RespClient::encode({"SET", "a", "1"}) + RespClient::encode({"NOSUCH"}) +
+                         RespClient::encode({"INCRBY", "a", "x"}) + RespClient::encode({"GET", "a"})));
+  EXPECT_EQ(c.read(), std::string("OK"));
+  EXPECT_TRUE(c.read().is_error());
+  EXPECT_TRUE(c.read().is_error());
+  EXPECT_EQ(c.read().str, "1");
+}
+
+TEST_F(ServerTest, InlineCommandsWork) {
+  server_->start();
+  RespClient c(server_->port());
+  ASSERT_TRUE(c.send_raw("SET greeting \"hello world\"\r\nGET greeting\r\nPING\n"));
+  EXPECT_EQ(c.read(), std::string("OK"));
+  EXPECT_EQ(c.read().str, "hello world");
+  EXPECT_EQ(c.read(), std::string("PONG"));
+}
+
+TEST_F(ServerTest, BulkOverTheLimitIsAProtocolErrorThatClosesOnlyThatConnection) {
+  server_->start({"--max-bulk-bytes", "1024"});
+  RespClient bystander(server_->port());
+  ASSERT_EQ(bystander.call({"SET", "x", "1"}), std::string("OK"));
+  RespClient bad(server_->port());
+  ASSERT_EQ(bad.call({"SET", "ok", std::string(1024, 'a')}), std::string("OK"));
+  ASSERT_TRUE(bad.send_raw("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1025\r\n"));
+  RespValue v = bad.read();
+  EXPECT_EQ(v.str, "ERR Protocol error: invalid bulk length");
+  EXPECT_TRUE(bad.closed_by_server());
+  EXPECT_EQ(bystander.call({"GET", "x"}).str, "1");
+}
+
+TEST_F(ServerTest, MegabyteWithoutNewlineIsRefusedAndClosed) {
+  server_->start();
+  RespClient bystander(server_->port());
+  RespClient bad(server_->port());
+  // The server answers and closes as soon as 64 KiB pass without a newline; the rest of
+  // our send may fail with EPIPE/ECONNRESET, which is fine.
+  bad.send_raw(std::string(1 << 20, 'a'));
+  RespValue v = bad.read();
+  EXPECT_EQ(v.str, "ERR Protocol error: too big inline request");
+  EXPECT_TRUE(bad.closed_by_server());
+  EXPECT_EQ(bystander.call({"PING"}), std::string("PONG"));
+  RespClient after(server_->port());
+  EXPECT_EQ(after.call({"PING"}), std::string("PONG"));
+  RespClient malformed(server_->port());
+  ASSERT_TRUE(malformed.send_raw("*1\r\n:5\r\n"));
+  EXPECT_EQ(malformed.read().str, "ERR Protocol error: expected '$', got ':'");
+  EXPECT_TRUE(malformed.closed_by_server());
+}
+
+TEST_F(ServerTest, ManyIdleConnections) {
+  constexpr int kConnections = 2000;
+  rlimit rl{};
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  if (rl.rlim_cur < kConnections + 100) {
+    rl.rlim_cur = std::min<rlim_t>(rl.rlim_max, kConnections + 100);
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  ::getrlimit(RLIMIT_NOFILE, &rl);
+  if (rl.rlim_cur < kConnections + 100) GTEST_SKIP() << "open-file limit too low: " << rl.rlim_cur;
+  server_->start();
+  std::vector<std::unique_ptr<RespClient>> idle;
+  for (int i = 0; i < kConnections; i++) idle.push_back(std::make_unique<RespClient>(server_->port()));
+  RespClient active(server_->port());
+  EXPECT_EQ(active.call({"SET", "k", "v"}), std::string("OK"));
+  EXPECT_EQ(info_field(active, "connected_clients"), std::to_string(kConnections + 1));
+  // Every one of them is still served.
+  for (int i = 0; i < kConnections; i += 97) EXPECT_EQ(idle[i]->call({"GET", "k"}).str, "v") << i;
+}
+
+TEST_F(ServerTest, ClientsBeyondTheLimitAreRefused) {
+  server_->start({"--max-clients", "3"});
+  RespClient a(server_->port()), b(server_->port()), c(server_->port());
+  ASSERT_EQ(c.call({"PING"}), std::string("PONG"));  // all three are registered
+  RespClient d(server_->port());
+  EXPECT_EQ(d.read().str, "ERR max number of clients reached");
+  EXPECT_TRUE(d.closed_by_server());
+  EXPECT_EQ(a.call({"PING"}), std::string("PONG"));
+}
+
+TEST_F(ServerTest, ShellCommandsForRedisClients) {
+  server_->start();
+  RespClient c(server_->port());
+  EXPECT_EQ(c.call({"PING", "hi"}).str, "hi");
+  EXPECT_EQ(c.call({"ECHO", "x y"}).str, "x y");
+  EXPECT_EQ(c.call({"SELECT", "0"}), std::string("OK"));
+  EXPECT_EQ(c.call({"SELECT", "1"}).str, "ERR DB index is out of range");
+  RespValue hello = c.call({"HELLO", "2", "SETNAME", "me"});
+  ASSERT_EQ(hello.type, '*');
+  EXPECT_EQ(hello.elements.size(), 14u);
+  EXPECT_EQ(c.call({"CLIENT", "GETNAME"}).str, "me");
+  EXPECT_EQ(c.call({"HELLO", "3"}).str, "NOPROTO sorry, this protocol version is not supported");
+  EXPECT_EQ(c.call({"CLIENT", "SETNAME", "other"}), std::string("OK"));
+  EXPECT_EQ(c.call({"CLIENT", "GETNAME"}).str, "other");
+  EXPECT_GE(c.call({"CLIENT", "ID"}).integer, 16);
+  EXPECT_EQ(c.call({"CLIENT", "SETINFO", "LIB-NAME", "test"}), std::string("OK"));
+  RespValue cfg = c.call({"CONFIG", "GET", "save"});
+  ASSERT_EQ(cfg.elements.size(), 2u);
+  EXPECT_EQ(cfg.elements[0].str, "save");
+  cfg = c.call({"CONFIG", "GET", "appendonly"});
+  ASSERT_EQ(cfg.elements.size(), 2u);
+  EXPECT_EQ(cfg.elements[1].str, "yes");
+  EXPECT_GT(c.call({"COMMAND", "COUNT"}).integer, 0);
+  EXPECT_EQ(c.call({"COMMAND", "DOCS"}).type, '*');
+  RespValue info = c.call({"COMMAND", "INFO", "get", "nosuch"});
+  ASSERT_EQ(info.elements.size(), 2u);
+  EXPECT_EQ(info.elements[0].elements[0].str, "get");
+  EXPECT_TRUE(info.elements[1].null);
+  RespValue text = c.call({"INFO"});
+  EXPECT_NE(text.str.find("raft_role:leader"), std::string::npos);
+  EXPECT_NE(text.str.find("keys:0"), std::string::npos);
+  EXPECT_EQ(c.call({"QUIT"}), std::string("OK"));
+  EXPECT_TRUE(c.closed_by_server());
+}
+
+TEST_F(ServerTest, SigtermRepliesToEveryWriteItReadAndExitsZero) {
+  server_->start();
+  constexpr int kWrites = 20000;
+  RespClient c(server_->port());
+  std::string burst;
+  for (int i = 0; i < kWrites; i++) burst += RespClient::encode({"SET", "k" + std::to_string(i), "v"});
+  ASSERT_TRUE(c.send_raw(burst));
+  // Make sure the server is working on them, then ask it to stop.
+  ASSERT_EQ(c.read(), std::string("OK"));
+  ::kill(server_->pid(), SIGTERM);
+  int acknowledged = 1;
+  try {
+    while (acknowledged < kWrites) {
+      RespValue v = c.read();
+      ASSERT_EQ(v, std::string("OK"));
+      acknowledged++;
+    }
+  } catch (const std::exception&) {
+    // The server closed the connection: the writes it had not read yet were never run.
+  }
+  EXPECT_EQ(server_->wait_exit(), 0);
+  EXPECT_NE(server_->read_log().find("stopped cleanly"), std::string::npos);
+  // Restart: exactly the acknowledged prefix is there.
+  server_->start();
+  RespClient after(server_->port());
+  EXPECT_EQ(after.call({"DBSIZE"}).integer, acknowledged);
+  EXPECT_EQ(after.call({"GET", "k" + std::to_string(acknowledged - 1)}).str, "v");
+  EXPECT_TRUE(after.call({"GET", "k" + std::to_string(acknowledged)}).null);
+}
+
+TEST_F(ServerTest, RestartKeepsData) {
+  server_->start();
+  {
+    RespClient c(server_->port());
+    for (int i = 0; i < 100; i++) ASSERT_EQ(c.call({"INCRBY", "n", "2"}).integer, 2 * (i + 1));
+    ASSERT_EQ(c.call({"SET", "bin", std::string("a\0\r\nb", 5)}), std::string("OK"));
+  }
+  ASSERT_EQ(server_->stop(), 0);
+  server_->start();
+  RespClient c(server_->port());
+  EXPECT_EQ(c.call({"GET", "n"}).str, "200");
+  EXPECT_EQ(c.call({"GET", "bin"}).str, std::string("a\0\r\nb", 5));
+  EXPECT_EQ(c.call({"INCRBY", "n", "1"}).integer, 201);
+}
+
+TEST_F(ServerTest, KillNineKeepsEveryAcknowledgedWrite) {
+  server_->start();
+  int acknowledged = 0;
+  {
+    RespClient c(server_->port());
+    for (int i = 0; i < 200; i++) {
+      ASSERT_EQ(c.call({"SET", "k" + std::to_string(i), std::to_string(i)}), std::string("OK"));
+      acknowledged++;
+    }
+    // Some more in flight when the kill lands: those may or may not survive.
+    std::string burst;
+    for (int i = 200; i < 2000; i++) burst += RespClient::encode({"SET", "k" + std::to_string(i), std::to_string(i)});
+    c.send_raw(burst);
+    for (int i = 200; i < 1000; i++) {
+      ASSERT_EQ(c.read(), std::string("OK"));
+      acknowledged++;
+    }
+    EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);
+  }
+  server_->start();
+  RespClient c(server_->port());
+  for (int i = 0; i < acknowledged; i++) ASSERT_EQ(c.call({"GET", "k" + std::to_string(i)}).str, std::to_string(i)) << i;
+  // Whatever survived beyond them is a prefix of what was sent (log order = send order).
+  int64_t size = c.call({"DBSIZE"}).integer;
+  EXPECT_GE(size, acknowledged);
+  EXPECT_LE(size, 2000);
+  for (int i = 0; i < size; i++) ASSERT_FALSE(c.call({"GET", "k" + std::to_string(i)}).null) << i;
+}
+
+TEST_F(ServerTest, SnapshotCommandThenRestartRecoversFromSnapshotAndLog) {
+  server_->start();
+  {
+    RespClient c(server_->port());
+    for (int i = 0; i < 500; i++) ASSERT_EQ(c.call({"SET", "a" + std::to_string(i), "x"}), std::string("OK"));
+    RespValue v = c.call({"SNAPSHOT"});
+    ASSERT_EQ(v.type, '+') << v.str;
+    EXPECT_EQ(files(".hmsnap").size(), 1u);
+    for (int i = 0; i < 300; i++) ASSERT_EQ(c.call({"SET", "b" + std::to_string(i), "y"}), std::string("OK"));
+    // A query behind SNAPSHOT waits for it and sees the state after it.
+    ASSERT_TRUE(c.send_raw(RespClient::encode({"SNAPSHOT"}) + RespClient::encode({"DBSIZE"})));
+    EXPECT_EQ(c.read().type, '+');
+    EXPECT_EQ(c.read().integer, 800);
+    EXPECT_EQ(info_field(c, "snapshots_taken"), "2");
+  }
+  // Older snapshots are removed once a newer one is durable.
+  ASSERT_EQ(server_->stop(), 0);
+  EXPECT_EQ(files(".hmsnap").size(), 1u);
+  server_->start();
+  EXPECT_NE(server_->read_log().find("loading snapshot"), std::string::npos);
+  RespClient c(server_->port());
+  EXPECT_EQ(c.call({"DBSIZE"}).integer, 800);
+  EXPECT_EQ(c.call({"GET", "a0"}).str, "x");
+  EXPECT_EQ(c.call({"GET", "b299"}).str, "y");
+}
+
+TEST_F(ServerTest, HmdbSnapshotSubcommandWaitsForTheSnapshot) {
+  server_->start();
+  {
+    RespClient c(server_->port());
+    ASSERT_EQ(c.call({"SET", "k", "v"}), std::string("OK"));
+  }
+  int code = ServerProcess::run_command({kBinary, "snapshot", "--port", std::to_string(server_->port())},
+                                        dir_ + "/snapshot-cli.log");
+  EXPECT_EQ(code, 0);
+  EXPECT_EQ(files(".hmsnap").size(), 1u);
+  // Nothing new since: still succeeds, no second file.
+  EXPECT_EQ(ServerProcess::run_command({kBinary, "snapshot", "--port", std::to_string(server_->port())},
+                                       dir_ + "/snapshot-cli2.log"),
+            0);
+  EXPECT_EQ(files(".hmsnap").size(), 1u);
+}
+
+TEST_F(ServerTest, AutomaticSnapshotWhenTheLogGrowsAndOldSegmentsGo) {
+  server_->start({"--snapshot-log-bytes", std::to_string(1 << 20)});
+  RespClient c(server_->port());
+  const std::string value(4096, 'v');
+  std::string burst;
+  for (int i = 0; i < 600; i++) burst += RespClient::encode({"SET", "k" + std::to_string(i % 50), value});
+  ASSERT_TRUE(c.send_raw(burst));
+  for (int i = 0; i < 600; i++) ASSERT_EQ(c.read(), std::string("OK"));
+  // The snapshot runs in a child; wait (bounded) until the server reports it.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kExitTimeoutMs);
+  while (info_field(c, "snapshots_taken") == "0") {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no automatic snapshot";
+    std::this_thread::sleep_for(std::chrono::milliseconds(kPollMs));
+  }
+  EXPECT_EQ(info_field(c, "last_snapshot_status"), "ok");
+  ASSERT_EQ(server_->stop(), 0);
+  EXPECT_GE(files(".hmsnap").size(), 1u);
+  server_->start();
+  RespClient after(server_->port());
+  EXPECT_EQ(after.call({"DBSIZE"}).integer, 50);
+  EXPECT_EQ(after.call({"GET", "k49"}).str, value);
+}
+
+TEST_F(ServerTest, DurabilityNoneKeepsOnlySnapshots) {
+  server_->start({"--durability", "none"});
+  {
+    RespClient c(server_->port());
+    ASSERT_EQ(c.call({"SET", "kept", "1"}), std::string("OK"));
+    ASSERT_EQ(c.call({"SNAPSHOT"}).type, '+');
+    ASSERT_EQ(c.call({"SET", "lost", "1"}), std::string("OK"));
+    EXPECT_EQ(c.call({"CONFIG", "GET", "appendonly"}).elements.at(1).str, "no");
+  }
+  ASSERT_EQ(server_->stop(), 0);
+  EXPECT_TRUE(files(".hmlog").empty() || std::filesystem::file_size(server_->data_dir() + "/" + files(".hmlog")[0]) < 4096);
+  server_->start({"--durability", "none"});
+  RespClient c(server_->port());
+  EXPECT_EQ(c.call({"GET", "kept"}).str, "1");
+  EXPECT_TRUE(c.call({"GET", "lost"}).null);
+}
+
+TEST_F(ServerTest, DurabilityPeriodicSurvivesAProcessCrash) {
+  // A process crash loses nothing in periodic mode: write(2) returned, the kernel has it.
+  server_->start({"--durability", "periodic", "--fsync-interval-ms", "100000"});
+  {
+    RespClient c(server_->port());
+    for (int i = 0; i < 100; i++) ASSERT_EQ(c.call({"SET", "k" + std::to_string(i), "v"}), std::string("OK"));
+    EXPECT_EQ(info_field(c, "durability"), "periodic");
+  }
+  EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);
+  server_->start({"--durability", "periodic"});
+  RespClient c(server_->port());
+  EXPECT_EQ(c.call({"DBSIZE"}).integer, 100);
+}
+
+TEST_F(ServerTest, CorruptLogRefusesToStartWithFileAndOffset) {
+  server_->start();
+  {
+    RespClient c(server_->port());
+    for (int i = 0; i < 50; i++) ASSERT_EQ(c.call({"SET", "k" + std::to_string(i), std::string(100, 'x')}), std::string("OK"));
+  }
+  ASSERT_EQ(server_->stop(), 0);
+  auto logs = files(".hmlog");
+  ASSERT_FALSE(logs.empty());
+  std::string path = server_->data_dir() + "/" + logs[0];
+  {
+    // Flip a byte in the middle of the log: damage, not a torn tail.
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(path) / 2));
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(path) / 2));
+    c = static_cast<char>(c ^ 0x5a);
+    f.write(&c, 1);
+  }
+  int code = server_->run_to_exit();
+  EXPECT_EQ(code, 2);
+  std::string log = server_->read_log();
+  EXPECT_NE(log.find(logs[0]), std::string::npos) << log;
+  EXPECT_NE(log.find("offset"), std::string::npos) << log;
+}
+
+TEST_F(ServerTest, BadFlagsAreRefusedAndVersionWorks) {
+  EXPECT_NE(server_->run_to_exit({"--durability", "sometimes"}), 0);
+  EXPECT_EQ(ServerProcess::run_command({kBinary, "version"}, dir_ + "/version.log"), 0);
+}
+
+}  // namespace
+}  // namespace hmdb::test
