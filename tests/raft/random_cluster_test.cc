@@ -17,8 +17,10 @@ namespace {
 struct SeedRun {
   uint64_t seed;
   Config::PlantedBugs bugs;
+  bool membership;  // also run membership changes (add learner, promote, remove)
   std::string failure;  // first invariant broken, empty if none
   uint64_t committed_entries = 0;
+  uint64_t committed_conf_changes = 0;
   bool snapshot_sent = false;
 };
 
@@ -44,6 +46,10 @@ void run_seed(SeedRun& run) {
   ConfState conf;
   for (int i = 1; i <= n_nodes; i++) conf.voters.push_back(i);
   for (int i = 1; i <= n_nodes; i++) c.add_node(i, cfg, conf);
+  // Spare nodes: running, empty, outside the membership until a conf change adds them.
+  const int spares = run.membership ? 2 : 0;
+  for (int i = n_nodes + 1; i <= n_nodes + spares; i++) c.add_node(i, cfg, ConfState{});
+  const int total_nodes = n_nodes + spares;
 
   std::map<Term, NodeId> leaders;
   std::map<Index, Entry> committed;  // the first version of each index anyone applied
@@ -98,7 +104,7 @@ void run_seed(SeedRun& run) {
   uint64_t proposals = 0;
   std::vector<Message> net;  // reordering: delivered from a random position
   for (int step = 0; step < kStepsPerSeed && run.failure.empty(); step++) {
-    NodeId x = 1 + rng() % n_nodes;
+    NodeId x = 1 + rng() % total_nodes;
     int r = static_cast<int>(rng() % 100);
     if (r < 30) {
       for (auto& m : c.network) net.push_back(std::move(m));
@@ -133,7 +139,7 @@ void run_seed(SeedRun& run) {
       NodeId l = leader();
       if (l) c.nodes.at(l).raft->propose(EntryType::kNormal, 1, "p" + std::to_string(++proposals));
     } else if (r < 90) {
-      if (!c.nodes.at(x).down && up_count() > n_nodes / 2 + 1) {
+      if (!c.nodes.at(x).down && up_count() > total_nodes / 2 + 1) {
         c.crash(x, rng() % 3);
       }
     } else if (r < 93) {
@@ -153,9 +159,23 @@ void run_seed(SeedRun& run) {
     } else if (r < 98) {
       NodeId l = leader();
       if (l) c.nodes.at(l).raft->transfer_leadership(1 + rng() % n_nodes);
-    } else {
+    } else if (!run.membership) {
       NodeId l = leader();
       if (l) c.nodes.at(l).raft->read_index(step);
+    } else {
+      NodeId l = leader();
+      if (l) {
+        Status st = c.nodes.at(l).raft->status();
+        ConfChange cc;
+        cc.node = x;
+        bool voter = std::count(st.conf.voters.begin(), st.conf.voters.end(), x) > 0;
+        bool learner = std::count(st.conf.learners.begin(), st.conf.learners.end(), x) > 0;
+        if (learner) cc.type = chance(70) ? ConfChangeType::kPromote : ConfChangeType::kRemove;
+        else if (voter) cc.type = ConfChangeType::kRemove;
+        else cc.type = ConfChangeType::kAddLearner;
+        // Keep at least three voters so that one crash leaves the cluster able to progress.
+        if (!(voter && st.conf.voters.size() <= 3)) c.nodes.at(l).raft->propose_conf_change(cc);
+      }
     }
     check();
   }
@@ -176,9 +196,13 @@ void run_seed(SeedRun& run) {
     check();
     NodeId l = leader();
     if (!l) continue;
-    Index last = c.nodes.at(l).raft->status().last_index;
+    Status st = c.nodes.at(l).raft->status();
     converged = true;
-    for (auto& [id, n] : c.nodes) converged &= n.applied == last;
+    for (auto& [id, n] : c.nodes) {
+      bool member = std::count(st.conf.voters.begin(), st.conf.voters.end(), id) ||
+                    std::count(st.conf.learners.begin(), st.conf.learners.end(), id);
+      if (member) converged &= n.applied == st.last_index;
+    }
   }
   if (!converged) {
     std::string st;
@@ -186,6 +210,7 @@ void run_seed(SeedRun& run) {
     fail("no convergence within " + std::to_string(kLivenessRounds) + " rounds after healing:" + st);
   }
   run.committed_entries = committed.size();
+  for (auto& [i, e] : committed) run.committed_conf_changes += e.type == EntryType::kConfChange;
 }
 
 int seeds_from_env(int dflt) {
@@ -193,12 +218,28 @@ int seeds_from_env(int dflt) {
   return s ? std::atoi(s) : dflt;
 }
 
+TEST(RandomCluster, MembershipChanges) {
+  int seeds = seeds_from_env(150);
+  uint64_t total = 0, conf_changes = 0;
+  for (int s = 1; s <= seeds; s++) {
+    SeedRun run{static_cast<uint64_t>(s), {}, true, {}, 0, false};
+    run_seed(run);
+    ASSERT_TRUE(run.failure.empty()) << "seed " << s << ": " << run.failure;
+    total += run.committed_entries;
+    conf_changes += run.committed_conf_changes;
+  }
+  EXPECT_GT(total, static_cast<uint64_t>(seeds) * 5);
+  EXPECT_GT(conf_changes, static_cast<uint64_t>(seeds) / 4) << "membership must actually change";
+  std::printf("seeds=%d committed=%llu conf-changes=%llu\n", seeds, (unsigned long long)total,
+              (unsigned long long)conf_changes);
+}
+
 TEST(RandomCluster, SafetyAndLiveness) {
   int seeds = seeds_from_env(150);
   uint64_t total = 0;
   int with_snapshot = 0;
   for (int s = 1; s <= seeds; s++) {
-    SeedRun run{static_cast<uint64_t>(s), {}, {}, 0, false};
+    SeedRun run{static_cast<uint64_t>(s), {}, false, {}, 0, false};
     run_seed(run);
     ASSERT_TRUE(run.failure.empty()) << "seed " << s << ": " << run.failure;
     total += run.committed_entries;
@@ -217,7 +258,7 @@ constexpr int kBugSeedBound = 400;
 
 int seeds_until_caught(Config::PlantedBugs bugs, std::string* failure) {
   for (int s = 1; s <= kBugSeedBound; s++) {
-    SeedRun run{static_cast<uint64_t>(s), bugs, {}, 0, false};
+    SeedRun run{static_cast<uint64_t>(s), bugs, false, {}, 0, false};
     run_seed(run);
     if (!run.failure.empty()) {
       *failure = run.failure;
@@ -227,22 +268,23 @@ int seeds_until_caught(Config::PlantedBugs bugs, std::string* failure) {
   return -1;
 }
 
+// This light harness catches two of the four planted bugs. The other two need rarer
+// interleavings: commit_old_term_by_counting is shown by testdata/figure8_bug.txt, and
+// answer_vote_before_persisting by testdata/vote_before_persist_bug.txt; the simulator
+// (src/sim) hunts all four by seed.
 TEST(RandomCluster, CatchesPlantedBugs) {
   struct Case { const char* name; Config::PlantedBugs bugs; };
-  std::vector<Case> cases(4);
+  std::vector<Case> cases(2);
   cases[0].name = "grant_two_votes_per_term";
   cases[0].bugs.grant_two_votes_per_term = true;
-  cases[1].name = "answer_vote_before_persisting";
-  cases[1].bugs.answer_vote_before_persisting = true;
-  cases[2].name = "commit_old_term_by_counting";
-  cases[2].bugs.commit_old_term_by_counting = true;
-  cases[3].name = "apply_before_commit";
-  cases[3].bugs.apply_before_commit = true;
+  cases[1].name = "apply_before_commit";
+  cases[1].bugs.apply_before_commit = true;
   for (auto& c : cases) {
     std::printf("%s...\n", c.name);
     std::fflush(stdout);
     std::string failure;
     int seed = seeds_until_caught(c.bugs, &failure);
+    EXPECT_GT(seed, 0) << c.name << " not caught within " << kBugSeedBound << " seeds";
     std::printf("%s: caught at seed %d: %s\n", c.name, seed, failure.c_str());
   }
 }

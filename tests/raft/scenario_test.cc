@@ -11,6 +11,8 @@
 //   deliver            one round: every node handles its Ready, messages are delivered
 //   stabilize [quiet]  rounds until nothing moves (quiet: print nothing but events)
 //   drop 1->2 | isolate 1 | heal | crash 1 | restart 1 | compact 1
+//   async-disk         from now on writes are durable only at `sync`; a crash loses the rest
+//   sync 1 | sync all | sync-disk (back to a synchronous disk, syncing everything now)
 //   status | log 1
 //
 // Set HMDB_REWRITE=1 to rewrite the expected outputs from the current behaviour (then read
@@ -149,6 +151,17 @@ class Interpreter {
       cluster_.crash(std::stoull(w.at(1)));
     } else if (c == "restart") {
       cluster_.restart(std::stoull(w.at(1)));
+    } else if (c == "async-disk") {
+      cluster_.sync_disk = false;
+    } else if (c == "sync-disk") {
+      cluster_.sync_disk = true;
+      for (auto& [id, nd] : cluster_.nodes) cluster_.sync(id);
+    } else if (c == "sync") {
+      if (w.at(1) == "all") {
+        for (auto& [id, nd] : cluster_.nodes) cluster_.sync(id);
+      } else {
+        cluster_.sync(std::stoull(w[1]));
+      }
     } else if (c == "compact") {
       if (!cluster_.compact(std::stoull(w.at(1)))) output_.push_back("nothing to compact");
     } else if (c == "status") {
