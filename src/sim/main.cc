@@ -3,10 +3,13 @@
 //   hmdb-sim --seed 123 [--trace]                 one run; prints the verdict (and the trace)
 //   hmdb-sim --seeds N [--start S] [--nodes 3] [--steps K] [--bug NAME] [--keep-going]
 //                                                 N runs; prints throughput and fault coverage
+//   --isolate: each run in a forked child, so that a core abort (HMDB_ASSERT) is reported as
+//              that seed's failure and the sweep goes on (for long runs).
 //
 // A failing run prints the seed, the violated check, the exact command that replays it and
 // the tail of its trace (the run is replayed with tracing on; same seed, same run).
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -32,16 +35,79 @@ constexpr size_t kTraceTailLines = 400;
 char g_replay_line[512];
 
 void on_abort(int) {
+  std::fflush(stdout);
   ssize_t n = write(2, g_replay_line, strlen(g_replay_line));
   (void)n;
   signal(SIGABRT, SIG_DFL);
   raise(SIGABRT);
 }
 
+// What a forked run sends back to the parent: the summary, not the trace.
+struct IsolatedSummary {
+  bool ok;
+  uint64_t ticks, messages, client_ops, inconclusive;
+  bool faults[hmdb::sim::kFaultCount];
+  char check[64];
+  char detail[512];
+};
+
+RunResult run_isolated(const Options& o) {
+  int fds[2];
+  if (pipe(fds) != 0) { std::perror("pipe"); std::exit(2); }
+  std::fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0) { std::perror("fork"); std::exit(2); }
+  if (pid == 0) {
+    close(fds[0]);
+    RunResult r = hmdb::sim::run_simulation(o);
+    IsolatedSummary s{};
+    s.ok = r.ok;
+    s.ticks = r.ticks;
+    s.messages = r.messages_sent;
+    s.client_ops = r.client_ops;
+    s.inconclusive = r.linearizability_inconclusive;
+    for (size_t f = 0; f < hmdb::sim::kFaultCount; f++) s.faults[f] = r.faults[f];
+    std::snprintf(s.check, sizeof s.check, "%s", r.check.c_str());
+    std::snprintf(s.detail, sizeof s.detail, "%s", r.detail.c_str());
+    ssize_t n = write(fds[1], &s, sizeof s);
+    _exit(n == static_cast<ssize_t>(sizeof s) ? 0 : 3);
+  }
+  close(fds[1]);
+  IsolatedSummary s{};
+  size_t got = 0;
+  while (got < sizeof s) {
+    ssize_t n = read(fds[0], reinterpret_cast<char*>(&s) + got, sizeof s - got);
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  RunResult r;
+  r.seed = o.seed;
+  if (got != sizeof s) {
+    r.ok = false;
+    r.check = "core-abort";
+    r.detail = WIFSIGNALED(status) ? fmt::format("the run died with signal {} (see the assertion above)", WTERMSIG(status))
+                                   : fmt::format("the run exited with status {}", WEXITSTATUS(status));
+    return r;
+  }
+  r.ok = s.ok;
+  r.ticks = s.ticks;
+  r.messages_sent = s.messages;
+  r.client_ops = s.client_ops;
+  r.linearizability_inconclusive = s.inconclusive;
+  for (size_t f = 0; f < hmdb::sim::kFaultCount; f++) r.faults[f] = s.faults[f];
+  r.check = s.check;
+  r.detail = s.detail;
+  return r;
+}
+
 void usage() {
   std::fprintf(stderr,
                "usage: hmdb-sim [--seed S | --seeds N [--start S]] [--nodes 3|5] [--steps TICKS]\n"
                "                [--ops MAX_CLIENT_OPS] [--bug NAME]... [--no-faults] [--trace] [--keep-going]\n"
+               "                [--isolate]\n"
                "bugs:");
   for (const auto& b : hmdb::sim::bug_names()) std::fprintf(stderr, " %s", b.c_str());
   std::fprintf(stderr, "\n");
@@ -50,8 +116,13 @@ void usage() {
 void print_failure(const Options& o, const RunResult& r, bool full_trace) {
   std::printf("FAILED seed %llu: check [%s]\n  %s\n", static_cast<unsigned long long>(o.seed), r.check.c_str(),
               r.detail.c_str());
+  if (r.check == "core-abort") {  // replaying in this process would abort it too
+    std::printf("replay: %s\n", hmdb::sim::replay_command(o).c_str());
+    return;
+  }
   Options t = o;
   t.trace = true;
+  t.trace_sink = nullptr;
   RunResult rt = r.trace.empty() ? hmdb::sim::run_simulation(t) : r;
   size_t from = full_trace || rt.trace.size() <= kTraceTailLines ? 0 : rt.trace.size() - kTraceTailLines;
   std::printf("--- trace (%s%zu lines) ---\n", from ? "last " : "", rt.trace.size() - from);
@@ -65,7 +136,7 @@ void print_failure(const Options& o, const RunResult& r, bool full_trace) {
 int main(int argc, char** argv) {
   Options base;
   uint64_t seeds = 0, start = 1;
-  bool single = false, keep_going = false;
+  bool single = false, keep_going = false, isolate = false;
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -85,6 +156,7 @@ int main(int argc, char** argv) {
       } else if (a == "--no-faults") base.faults = false;
       else if (a == "--trace") base.trace = true;
       else if (a == "--keep-going") keep_going = true;
+      else if (a == "--isolate") isolate = true;
       else { usage(); return 2; }
     } catch (const std::exception&) {
       usage();
@@ -97,10 +169,17 @@ int main(int argc, char** argv) {
   if (single || seeds == 0) {
     std::snprintf(g_replay_line, sizeof g_replay_line, "\nhmdb-sim: core aborted on seed %llu; replay: %s\n",
                   static_cast<unsigned long long>(base.seed), hmdb::sim::replay_command(base).c_str());
+    if (base.trace) base.trace_sink = [](const std::string& line) { std::printf("%s\n", line.c_str()); };
     RunResult r = hmdb::sim::run_simulation(base);
-    if (base.trace && r.ok)
-      for (const auto& line : r.trace) std::printf("%s\n", line.c_str());
-    if (!r.ok) { print_failure(base, r, base.trace); return 1; }
+    if (!r.ok) {
+      if (base.trace) {
+        std::printf("FAILED seed %llu: check [%s]\n  %s\nreplay: %s\n", static_cast<unsigned long long>(base.seed),
+                    r.check.c_str(), r.detail.c_str(), hmdb::sim::replay_command(base).c_str());
+      } else {
+        print_failure(base, r, false);
+      }
+      return 1;
+    }
     std::printf("ok seed %llu: %llu ticks, %llu client ops (%llu ok, %llu failed, %llu unknown), %llu messages, "
                 "trace hash %016llx\n",
                 static_cast<unsigned long long>(r.seed), static_cast<unsigned long long>(r.ticks),
@@ -119,7 +198,7 @@ int main(int argc, char** argv) {
     o.seed = s;
     std::snprintf(g_replay_line, sizeof g_replay_line, "\nhmdb-sim: core aborted on seed %llu; replay: %s\n",
                   static_cast<unsigned long long>(s), hmdb::sim::replay_command(o).c_str());
-    RunResult r = hmdb::sim::run_simulation(o);
+    RunResult r = isolate ? run_isolated(o) : hmdb::sim::run_simulation(o);
     ran++;
     ops += r.client_ops;
     ticks += r.ticks;

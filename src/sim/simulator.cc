@@ -372,8 +372,10 @@ class Simulation {
   void ev(uint64_t kind, uint64_t node, uint64_t a, uint64_t b, F&& text) {
     uint64_t rec[6] = {now_, kind, node, a, b, hash_};
     hash_ = XXH3_64bits(rec, sizeof rec);
-    if (opt_.trace)
+    if (opt_.trace) {
       result_.trace.push_back(fmt::format("[{:>5}.{}] ", now_ / kUnitsPerTick, now_ % kUnitsPerTick) + text());
+      if (opt_.trace_sink) opt_.trace_sink(result_.trace.back());
+    }
   }
   void fail(const std::string& check, const std::string& detail) {
     if (!result_.ok) return;
@@ -397,6 +399,7 @@ class Simulation {
   void install_snapshot(Node& n, const raft::Snapshot& snap);
   void complete_writes(Node& n);
   void apply_write_to_disk(Node& n, Write& w);
+  uint64_t disk_done_at(Node& n, uint64_t lo, uint64_t hi);
   void maybe_snapshot(Node& n);
   void check_node(Node& n);
   void mirror_append(Node& n, const Entry& e);
@@ -434,6 +437,8 @@ class Simulation {
   uint64_t partition_until_tick_ = 0;
   std::map<std::pair<NodeId, NodeId>, uint64_t> last_delivered_seq_;
   bool healing_ = false;
+  uint64_t crash_at_ = 0;  // a crash scheduled within the current tick (0: none)
+  NodeId crash_node_ = 0;
 
   std::vector<CommittedRec> committed_{CommittedRec{}};  // [0] unused
   raft::ConfState committed_conf_;
@@ -533,7 +538,8 @@ void Simulation::crash_node(Node& n, bool allow_torn) {
     records += (w.hard_state ? 1 : 0) + w.entries.size();
   }
   uint64_t keep = 0;
-  if (allow_torn && records > 0 && rng_.chance(prof_.torn_ppm)) keep = rng_.below(records);
+  // keep == records: everything reached the disk, but the core never heard it was durable.
+  if (allow_torn && records > 0 && rng_.chance(prof_.torn_ppm)) keep = rng_.range(1, records);
   if (keep > 0) {
     mark(Fault::kTornWrite);
     uint64_t left = keep;
@@ -668,9 +674,7 @@ void Simulation::persist_start(Node& n, raft::Ready& rd) {
   if (rd.snapshot) {
     w.install = raft::Snapshot{rd.snapshot->meta, n.staging};
   }
-  uint64_t latency = tick() < n.disk.slow_until_tick ? rng_.range(20, 200) : rng_.range(1, 4);
-  uint64_t start = n.disk.pending.empty() ? now_ : std::max(now_, n.disk.pending.back().done_at);
-  w.done_at = start + latency;
+  w.done_at = disk_done_at(n, 1, 4);
   n.disk.pending.push_back(std::move(w));
 }
 
@@ -706,6 +710,15 @@ void Simulation::install_snapshot(Node& n, const raft::Snapshot& snap) {
   ev(23, n.id, m.index, m.term, [&] {
     return fmt::format("n{} INSTALL snapshot {}/{} ({} bytes) {}", n.id, m.index, m.term, data.size(), conf_string(m.conf));
   });
+  // Batches this node proposed that the snapshot covers: their replies are lost, but the
+  // committed log says whether they took effect (the final resolution uses that).
+  while (!n.proposals.empty() && n.proposals.begin()->first <= m.index) {
+    auto [idx, p] = *n.proposals.begin();
+    bool took_effect = committed_[idx].term == p.term;
+    for (uint32_t op : p.ops)
+      if (op != kProbeOp) conclude(op, took_effect ? OpOutcome::kUnknown : OpOutcome::kFailed, std::nullopt);
+    n.proposals.erase(n.proposals.begin());
+  }
   n.applied = m.index;
   n.applied_term = m.term;
   n.applied_conf = m.conf;
@@ -722,6 +735,16 @@ void Simulation::mirror_append(Node& n, const Entry& e) {
                                        n.mirror_last()));
     return;
   }
+  // A committed entry, once in a node's log, is never removed from it (an isolated old
+  // leader may hold other entries at committed indexes: those are not committed).
+  Index top = std::min<Index>(n.mirror_last(), committed_.size() - 1);
+  for (Index j = e.index; j <= top; j++) {
+    if (*n.mirror_term(j) != committed_[j].term) continue;
+    if (j == e.index && e.term == committed_[j].term) continue;
+    fail("committed-entry-removed", fmt::format("n{} writes {}/{}, removing committed entry {}/{} from its log", n.id,
+                                                e.index, e.term, j, committed_[j].term));
+    return;
+  }
   n.mirror.resize(e.index - n.mirror_base - 1);
   Term prev = *n.mirror_term(e.index - 1);
   if (e.term < prev) {
@@ -736,12 +759,6 @@ void Simulation::mirror_append(Node& n, const Entry& e) {
   if (!fresh && (it->second.first != h || it->second.second != prev)) {
     fail("log-matching", fmt::format("n{} writes entry {}/{} with different content or predecessor term ({} vs {}) than "
                                      "another node had", n.id, e.index, e.term, prev, it->second.second));
-    return;
-  }
-  // A committed entry is never overwritten by a different one.
-  if (e.index < committed_.size() && committed_[e.index].term != e.term) {
-    fail("committed-overwritten", fmt::format("n{} writes {}/{} over committed entry {}/{}", n.id, e.index, e.term, e.index,
-                                              committed_[e.index].term));
     return;
   }
   n.mirror.emplace_back(e.term, h);
@@ -831,6 +848,8 @@ void Simulation::apply_entry(Node& n, const Entry& e) {
     raft::ConfChange cc;
     if (!raft::decode_conf_change(e.data, &cc)) { fail("entry-payload", fmt::format("n{} entry {}: bad conf change", n.id, e.index)); return; }
     conf_apply(&n.applied_conf, cc);
+    if (cc.type == raft::ConfChangeType::kRemove && cc.node == n.id)  // it learns it is out
+      n.term_at_removal = std::max(n.term_at_removal, n.raft->term());
     if (e.index + 1 == committed_.size() && !committed_[e.index].has_digest) {
       // First application anywhere: update the cluster's committed membership.
       conf_apply(&committed_conf_, cc);
@@ -846,13 +865,18 @@ void Simulation::apply_entry(Node& n, const Entry& e) {
         Term max_term = 0;
         for (const Node& x : nodes_)
           if (x.up) max_term = std::max(max_term, x.raft->term());
-        r.term_at_removal = max_term;
+        r.term_at_removal = std::max(r.term_at_removal, max_term);
       }
     }
   }
   n.applied = e.index;
   n.applied_term = e.term;
   result_.entries_applied++;
+  ev(41, n.id, e.index, e.term, [&] {
+    return fmt::format("n{} apply {}/{} {}", n.id, e.index, e.term,
+                       e.type == EntryType::kNormal ? fmt::format("batch of {}", replies.size())
+                                                    : e.type == EntryType::kNoop ? "noop" : "conf change");
+  });
   uint64_t digest = n.app->digest();
   CommittedRec& rec = committed_[e.index];
   if (!rec.has_digest) { rec.has_digest = true; rec.digest = digest; }
@@ -877,12 +901,6 @@ void Simulation::apply_entry(Node& n, const Entry& e) {
       }
     }
   }
-  // Proposals below the applied index whose entry was replaced: definitely lost.
-  while (!n.proposals.empty() && n.proposals.begin()->first < e.index) {
-    for (uint32_t op : n.proposals.begin()->second.ops)
-      if (op != kProbeOp) conclude(op, OpOutcome::kFailed, std::nullopt);
-    n.proposals.erase(n.proposals.begin());
-  }
 }
 
 void Simulation::maybe_snapshot(Node& n) {
@@ -901,11 +919,20 @@ void Simulation::maybe_snapshot(Node& n) {
   n.app->save(enc);
   Write w;
   w.local = raft::Snapshot{meta, enc.take()};
-  uint64_t latency = tick() < n.disk.slow_until_tick ? rng_.range(20, 200) : rng_.range(1, 6);
-  uint64_t start = n.disk.pending.empty() ? now_ : std::max(now_, n.disk.pending.back().done_at);
-  w.done_at = start + latency;
+  w.done_at = disk_done_at(n, 1, 6);
   n.disk.pending.push_back(std::move(w));
   n.snapshot_in_flight = true;
+}
+
+// The disk pipelines requests and completes them in order: a write submitted now is durable
+// after its own latency, but never before the writes submitted earlier (group commit: a
+// burst of small writes shares one slow sync instead of queueing one sync each).
+uint64_t Simulation::disk_done_at(Node& n, uint64_t lo, uint64_t hi) {
+  bool slow = tick() < n.disk.slow_until_tick;
+  uint64_t latency = slow ? rng_.range(2 * kUnitsPerTick, 20 * kUnitsPerTick) : rng_.range(lo, hi);
+  uint64_t at = now_ + latency;
+  if (!n.disk.pending.empty()) at = std::max(at, n.disk.pending.back().done_at);
+  return at;
 }
 
 void Simulation::apply_write_to_disk(Node& n, Write& w) {
@@ -1063,9 +1090,19 @@ void Simulation::deliver_due() {
       return fmt::format("n{} <- n{} {}{}", to, from, summarize(m), f.duplicate ? " [DUP]" : "");
     });
     n.raft->step(m);
-    // A removed node must not disrupt the cluster: a member's term may not be pushed past
-    // the cluster's term at the removal by a message from the removed node.
-    if (from <= kMaxNodes && nodes_[from].removed && !n.removed && n.raft->term() > before &&
+    // A removed node must not disrupt the cluster: once it has applied its own removal, a
+    // member's term may not be pushed past the cluster's term at the removal by a message
+    // from it. (Before it learns that its removal committed, it is a voter in its own eyes
+    // and may legitimately campaign, as in every apply-time membership scheme.) A granted
+    // pre-vote is exempt: its term is the one the member itself asked for (and a member
+    // that has not yet applied the removal still counts the removed node's vote).
+    // So is a TimeoutNow: a removed leader handing over.
+    bool granted_pre_vote = m.type == MessageType::kPreVoteResponse && !m.reject;
+    bool handover = m.type == MessageType::kTimeoutNow;
+    bool knows = from <= kMaxNodes && nodes_[from].up && !contains(nodes_[from].applied_conf.voters, from) &&
+                 !contains(nodes_[from].applied_conf.learners, from);
+    if (from <= kMaxNodes && nodes_[from].removed && knows && !n.removed && !granted_pre_vote && !handover &&
+        n.raft->term() > before &&
         n.raft->term() > nodes_[from].term_at_removal) {
       fail("removed-node-disrupts", fmt::format("removed n{} pushed n{} from term {} to {} (cluster term at removal {})", from,
                                                 to, before, n.raft->term(), nodes_[from].term_at_removal));
@@ -1274,9 +1311,9 @@ void Simulation::inject_faults() {
   if (rng_.chance(prof_.crash_ppm)) {
     std::vector<NodeId> ids = live_ids();
     if (!ids.empty()) {
-      Node& n = nodes_[ids[rng_.below(ids.size())]];
-      crash_node(n, true);
-      n.restart_tick = tick() + rng_.range(1, 8 * kElectionTicks);
+      // At a random moment within the tick, so that crashes land mid-write too.
+      crash_at_ = now_ + rng_.below(kUnitsPerTick);
+      crash_node_ = ids[rng_.below(ids.size())];
     }
   }
   // Slow disks.
@@ -1423,6 +1460,7 @@ RunResult Simulation::run() {
         for (Node& n : nodes_) {
           if (!n.exists) continue;
           n.disk.slow_until_tick = 0;
+          for (Write& w : n.disk.pending) w.done_at = std::min(w.done_at, now_ + 4);  // fast again
           if (n.removed && n.up) crash_node(n, false);
           if (!n.removed && !n.up) start_node(n);
         }
@@ -1450,6 +1488,18 @@ RunResult Simulation::run() {
         break;
       }
       on_tick();
+    }
+    if (crash_at_ && now_ >= crash_at_) {
+      // Mostly hit a node with a write in flight, so that crashes lose (or tear) writes.
+      std::vector<NodeId> writing;
+      for (const Node& x : nodes_) if (x.exists && x.up && !x.disk.pending.empty()) writing.push_back(x.id);
+      if (!writing.empty() && rng_.chance(700'000)) crash_node_ = writing[rng_.below(writing.size())];
+      Node& n = nodes_[crash_node_];
+      crash_at_ = 0;
+      if (n.up && !healing_) {
+        crash_node(n, true);
+        n.restart_tick = tick() + rng_.range(1, 8 * kElectionTicks);
+      }
     }
     deliver_due();
     for (Node& n : nodes_)

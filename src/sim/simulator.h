@@ -11,6 +11,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,9 @@ struct Options {
   uint32_t max_client_ops = 300;  // bounds the history the linearizability check searches
   bool faults = true;          // false: a fault-free run (for tests of the harness itself)
   bool trace = false;          // keep the readable trace (RunResult::trace)
+  // If set (with trace), every trace line is also handed to it as it happens, so that a
+  // run the core aborts still shows its trace up to the abort.
+  std::function<void(const std::string&)> trace_sink;
   raft::Config::PlantedBugs bugs;
 };
 
