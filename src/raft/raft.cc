@@ -136,6 +136,7 @@ struct Raft::Impl {
   NodeId transferee = kNoNode;
   Index pending_conf_index = 0;  // no new conf change until commit reaches this
   uint64_t uncommitted_bytes = 0;
+  bool append_pending = false;  // proposals since the last take_ready() not yet sent
   std::deque<ReadRequest> reads;
   std::deque<std::pair<NodeId, uint64_t>> reads_waiting_commit;  // before first commit of term
   uint64_t read_seq = 0;
@@ -156,7 +157,8 @@ struct Raft::Impl {
 
   // Outputs, drained by take_ready().
   std::vector<Message> outbox;
-  std::deque<HeldMessage> held;
+  std::vector<HeldMessage> held;  // in creation order; compacted in place on release
+  std::vector<Index> match_scratch;  // maybe_commit's sort buffer, kept to avoid allocating
   std::optional<Snapshot> install;
   std::vector<SnapshotChunk> chunks_out;
   std::vector<SnapshotReadRequest> snapshot_reads;
@@ -260,6 +262,7 @@ struct Raft::Impl {
     reads.clear();
     reads_waiting_commit.clear();
     uncommitted_bytes = 0;
+    append_pending = false;
   }
 
   void become_follower(Term t, NodeId leader) {
@@ -569,7 +572,9 @@ struct Raft::Impl {
     append_entry(type, schema_version, std::move(data));
     res.index = log.last_index();
     res.term = term;
-    broadcast_append(false);
+    // Appends go out at the next take_ready(): every proposal made meanwhile travels in the
+    // same message (batching falls out of the caller's loop, like group commit).
+    append_pending = true;
     return res;
   }
 
@@ -766,7 +771,8 @@ struct Raft::Impl {
   bool maybe_commit() {
     bool any = false;
     for (;;) {
-      std::vector<Index> matches;
+      std::vector<Index>& matches = match_scratch;
+      matches.clear();
       for (NodeId v : conf.voters) {
         auto it = progress.find(v);
         matches.push_back(it == progress.end() ? 0 : it->second.match);
@@ -1053,7 +1059,7 @@ struct Raft::Impl {
     pending_conf_index = log.last_index();
     res.index = log.last_index();
     res.term = term;
-    broadcast_append(false);
+    append_pending = true;
     return res;
   }
 
@@ -1231,7 +1237,7 @@ struct Raft::Impl {
     }
     if (held.size() >= kMaxHeldMessages) {
       dropped_messages++;
-      held.pop_front();
+      held.erase(held.begin());  // the oldest goes: rare, so the O(n) shift is fine
     }
     h.msg = std::move(m);
     held.push_back(std::move(h));
@@ -1252,17 +1258,19 @@ struct Raft::Impl {
   }
 
   void release_held() {
-    std::deque<HeldMessage> keep;
-    for (auto& h : held) {
+    size_t kept = 0;
+    for (size_t i = 0; i < held.size(); i++) {
+      HeldMessage& h = held[i];
       if (gate_satisfied(h)) {
         push_outbox(std::move(h.msg));
       } else if (gate_impossible(h)) {
         dropped_messages++;
       } else {
-        keep.push_back(std::move(h));
+        if (kept != i) held[kept] = std::move(h);
+        kept++;
       }
     }
-    held = std::move(keep);
+    held.resize(kept);
   }
 
   void persisted(const PersistAck& ack) {
@@ -1294,12 +1302,17 @@ struct Raft::Impl {
   }
 
   bool has_ready() const {
-    return !(HardState{term, vote, commit} == handed_hs) || handed_index < log.last_index() ||
+    return append_pending || !(HardState{term, vote, commit} == handed_hs) ||
+           handed_index < log.last_index() ||
            install || !outbox.empty() || applied_handed < apply_limit() || !read_states.empty() ||
            !snapshot_reads.empty() || !chunks_out.empty();
   }
 
   Ready take_ready() {
+    if (append_pending) {
+      append_pending = false;
+      if (role == InternalRole::kLeader) broadcast_append(false);
+    }
     Ready rd;
     HardState hs{term, vote, commit};
     if (!(hs == handed_hs)) {
