@@ -130,7 +130,8 @@ class Commands {
   const Entry* find(std::string_view name) const {
     if (name.size() > detail::kMaxCommandNameBytes) return nullptr;
     char buf[detail::kMaxCommandNameBytes];
-    for (size_t i = 0; i < name.size(); i++) buf[i] = static_cast<char>(std::toupper(static_cast<unsigned char>(name[i])));
+    // ASCII upper case inline: std::toupper is a libc call per byte on the hot path.
+    for (size_t i = 0; i < name.size(); i++) buf[i] = (name[i] >= 'a' && name[i] <= 'z') ? static_cast<char>(name[i] - 32) : name[i];
     auto it = index_.find(std::string_view(buf, name.size()));
     return it == index_.end() ? nullptr : &entries_[it->second];
   }

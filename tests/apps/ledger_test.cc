@@ -166,7 +166,7 @@ TEST(LedgerRandom, MoneyIsConservedAndNodesAgree) {
   std::map<std::string, __int128> net;
   for (const auto& [id, account] : a.host.state().accounts) {
     net[account.currency] += account.balance;
-    if (!account.allow_overdraft) EXPECT_GE(account.balance, 0) << id;
+    if (!account.allow_overdraft) { EXPECT_GE(account.balance, 0) << id; }
   }
   for (const auto& [currency, sum] : net) EXPECT_TRUE(sum == 0) << currency;
   for (const auto& c : currencies) EXPECT_EQ(a.run({"SUPPLY", c}).substr(0, 15), "*3\r\n:6\r\n$1\r\n0\r\n") << c;

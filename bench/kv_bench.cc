@@ -1,0 +1,130 @@
+// bench/kv_bench.cc — micro-benchmarks of the kv app alone (no network, no log): how fast
+// AppHost applies SET/INCR and answers GET, and how fast a snapshot of many string keys
+// loads (the app's share of "restart with 10 million keys in at most 3 s").
+//
+//   build-*/bench/kv_bench --benchmark_filter=Load   # 1M and 10M keys (~1.5 GiB RAM)
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "hmdb/app.h"
+#include "kv/kv.h"
+
+namespace {
+
+using Host = hmdb::AppHost<hmdb::kv::Kv>;
+
+// Keys shaped like redis-benchmark's ("key:" + 12 digits): 16 bytes, just past the
+// small-string buffer, so each key costs one allocation, as in real use.
+std::string key_name(uint64_t i) {
+  char buf[32];
+  int n = std::snprintf(buf, sizeof buf, "key:%012llu", static_cast<unsigned long long>(i));
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+// A snapshot of n string keys with 3-byte values, built directly with the kv format
+// (varint count; per key: bytes key, u8 type 0, bytes value).
+std::string string_snapshot(uint64_t n) {
+  hmdb::Encoder enc;
+  enc.varint(n);
+  for (uint64_t i = 0; i < n; i++) {
+    enc.bytes(key_name(i));
+    enc.u8(0);
+    enc.bytes("xxx");
+  }
+  return enc.take();
+}
+
+void BM_LoadStringSnapshot(benchmark::State& state) {
+  const uint64_t n = static_cast<uint64_t>(state.range(0));
+  const std::string bytes = string_snapshot(n);
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto host = std::make_unique<Host>();
+    state.ResumeTiming();
+    hmdb::Decoder dec(bytes);
+    if (!host->load(dec, hmdb::kv::Kv::kSchemaVersion)) state.SkipWithError("load failed");
+    benchmark::DoNotOptimize(host.get());
+    state.PauseTiming();
+    host.reset();  // freeing 10M strings is not part of a restart
+    state.ResumeTiming();
+  }
+  state.counters["keys_per_s"] = benchmark::Counter(static_cast<double>(n) * state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["snapshot_MiB"] = static_cast<double>(bytes.size()) / (1 << 20);
+}
+BENCHMARK(BM_LoadStringSnapshot)->Arg(1'000'000)->Arg(10'000'000)->Unit(benchmark::kMillisecond)->Iterations(2);
+
+void BM_SaveStringSnapshot(benchmark::State& state) {
+  const uint64_t n = static_cast<uint64_t>(state.range(0));
+  Host host;
+  {
+    const std::string bytes = string_snapshot(n);  // the Decoder only views it
+    hmdb::Decoder dec(bytes);
+    if (!host.load(dec, hmdb::kv::Kv::kSchemaVersion)) state.SkipWithError("load failed");
+  }
+  for (auto _ : state) {
+    hmdb::Encoder enc;
+    host.save(enc);
+    benchmark::DoNotOptimize(enc.size());
+  }
+  state.counters["keys_per_s"] = benchmark::Counter(static_cast<double>(n) * state.iterations(), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_SaveStringSnapshot)->Arg(1'000'000)->Unit(benchmark::kMillisecond);
+
+// One write through AppHost::validate + apply, as the server does for each command.
+void run_writes(benchmark::State& state, const char* command, bool with_value) {
+  const uint64_t keyspace = static_cast<uint64_t>(state.range(0));
+  Host host;
+  std::vector<std::string> keys;
+  keys.reserve(keyspace);
+  for (uint64_t i = 0; i < keyspace; i++) keys.push_back(key_name(i));
+  std::mt19937_64 rng(42);
+  std::string out;
+  hmdb::ApplyContext ctx;
+  ctx.now_ms = 1'700'000'000'000;
+  std::string error;
+  for (auto _ : state) {
+    std::string_view argv[3] = {command, keys[rng() % keyspace], "xxx"};
+    hmdb::Args args(argv, with_value ? 3 : 2);
+    out.clear();
+    hmdb::Reply reply(&out);
+    if (!host.validate(args, &error)) state.SkipWithError(error.c_str());
+    ctx.index++;
+    host.apply(args, ctx, reply);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+void BM_ApplySet(benchmark::State& state) { run_writes(state, "SET", true); }
+void BM_ApplyIncr(benchmark::State& state) { run_writes(state, "INCR", false); }
+BENCHMARK(BM_ApplySet)->Arg(100'000)->Arg(1'000'000);
+BENCHMARK(BM_ApplyIncr)->Arg(100'000);
+
+void BM_QueryGet(benchmark::State& state) {
+  const uint64_t n = static_cast<uint64_t>(state.range(0));
+  Host host;
+  {
+    const std::string bytes = string_snapshot(n);  // the Decoder only views it
+    hmdb::Decoder dec(bytes);
+    if (!host.load(dec, hmdb::kv::Kv::kSchemaVersion)) state.SkipWithError("load failed");
+  }
+  std::vector<std::string> keys;
+  for (uint64_t i = 0; i < n; i++) keys.push_back(key_name(i));
+  std::mt19937_64 rng(7);
+  std::string out;
+  hmdb::QueryContext ctx;
+  for (auto _ : state) {
+    std::string_view argv[2] = {"GET", keys[rng() % n]};
+    out.clear();
+    hmdb::Reply reply(&out);
+    host.query(hmdb::Args(argv, 2), ctx, reply);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(BM_QueryGet)->Arg(100'000)->Arg(1'000'000);
+
+}  // namespace
+
+BENCHMARK_MAIN();
