@@ -1024,8 +1024,10 @@ struct Raft::Impl {
 
   ConfState conf_state_at(Index index) const {
     HMDB_ASSERT(!conf_history.empty() && index >= conf_history.front().first,
-                "membership at %llu asked, but history starts at %llu", (ull)index,
-                (ull)conf_history.front().first);
+                "membership at %llu asked, but the core's history starts at %llu: the core "
+                "holds a newer snapshot (an install may be pending in the next Ready); take "
+                "snapshots only at applied >= status().first_index - 1",
+                (ull)index, (ull)conf_history.front().first);
     const ConfState* c = &conf_history.front().second;
     for (auto& [i, cs] : conf_history) {
       if (i <= index) c = &cs;

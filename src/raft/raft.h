@@ -188,7 +188,10 @@ class Raft {
   // the request is obsolete (the follower moved on, or a newer snapshot exists).
   void snapshot_chunk(NodeId to, const SnapshotMeta& meta, uint64_t offset, uint64_t total,
                       std::string bytes, bool last);
-  // The membership in force at `index` (>= the snapshot index): for SnapshotMeta::conf.
+  // The membership in force at `index`, for SnapshotMeta::conf. REQUIRES: index >=
+  // status().first_index - 1 (the core's snapshot). After the core accepted a snapshot from
+  // the leader, the caller's applied index is below that until it handles the Ready that
+  // installs it: do not snapshot in between.
   ConfState conf_state_at(Index index) const;
 
   bool has_ready() const;

@@ -322,6 +322,8 @@ class Cluster {
     MemNode& n = nodes.at(id);
     if (n.down || n.applied > n.durable_last_index()) return false;
     if (n.applied == 0 || (n.snap && n.snap->index >= n.applied)) return false;
+    // An install accepted by the core but not yet handled here: snapshot after it.
+    if (n.applied + 1 < n.raft->status().first_index) return false;
     SnapshotMeta meta;
     meta.index = n.applied;
     meta.term = 0;
