@@ -126,8 +126,10 @@ struct Raft::Impl {
   uint64_t rng_state = 0;
   std::map<NodeId, bool> votes;  // candidate / pre-candidate: who answered, granted or not
 
-  // Membership: in force now (every committed conf change applied), and its history since
-  // the snapshot (for conf_state_at). history.front().first <= log.snapshot_index().
+  // Membership: the latest in the log, committed or not (Ongaro's single-server rule: a
+  // change takes effect when appended, and is undone if truncated), and its history since
+  // the snapshot: (index of the conf entry, membership from there on), increasing indexes,
+  // history.front().first <= log.snapshot_index(), history.back().second == conf.
   ConfState conf;
   std::vector<std::pair<Index, ConfState>> conf_history;
 
@@ -202,6 +204,10 @@ struct Raft::Impl {
                   (ull)restore.entries.front().index, (ull)snap_index);
     }
     log.restore(snap_index, snap_term, std::move(restore.entries));
+    // The membership in force is the latest one in the log, committed or not.
+    for (Index i = log.first_index(); i <= log.last_index(); i++) {
+      if (log.at(i).type == EntryType::kConfChange) apply_conf_change_entry(log.at(i));
+    }
 
     const HardState& hs = restore.hard_state;
     HMDB_ASSERT(hs.term >= log.last_term(),
@@ -587,6 +593,7 @@ struct Raft::Impl {
     e.data = std::move(data);
     uncommitted_bytes += entry_bytes(e);
     log.append(std::move(e));
+    if (type == EntryType::kConfChange) apply_conf_change_entry(log.at(log.last_index()));
   }
 
   // ─────────── replication (leader) ───────────
@@ -827,6 +834,7 @@ struct Raft::Impl {
         applied_handed = std::min(applied_handed, e.index - 1);
       }
       log.append(e);
+      if (e.type == EntryType::kConfChange) apply_conf_change_entry(e);
     }
     if (m.commit > commit) advance_commit(std::min(m.commit, last_new));
     r.log_index = last_new;
@@ -835,6 +843,12 @@ struct Raft::Impl {
 
   void truncate_after(Index index) {
     log.truncate_after(index);
+    // A membership change that is no longer in the log is no longer in force.
+    while (conf_history.size() > 1 && conf_history.back().first > index) conf_history.pop_back();
+    HMDB_ASSERT(conf_history.back().first <= index,
+                "truncating to %llu below the membership base at %llu", (ull)index,
+                (ull)conf_history.back().first);
+    conf = conf_history.back().second;
     handed_index = std::min(handed_index, index);
     durable_index = std::min(durable_index, index);
   }
@@ -849,8 +863,8 @@ struct Raft::Impl {
     send(std::move(r));
   }
 
-  // Moves the commit index forward and applies committed membership changes (a conf
-  // change takes effect when it commits).
+  // Moves the commit index forward. (Membership changes took effect when appended; a leader
+  // that removed itself steps down once that change commits.)
   void advance_commit(Index to) {
     if (to <= commit) return;
     HMDB_ASSERT(to <= log.last_index(), "commit index %llu beyond last index %llu: was the log truncated?",
@@ -862,9 +876,12 @@ struct Raft::Impl {
         uncommitted_bytes = b > uncommitted_bytes ? 0 : uncommitted_bytes - b;
       }
       commit = i;
-      if (e.type == EntryType::kConfChange) apply_conf_change_entry(e);
     }
     commit = to;
+    if (role == InternalRole::kLeader && !is_voter(id) && commit >= conf_history.back().first) {
+      step_down_after_removal();
+      return;
+    }
     if (role == InternalRole::kLeader && committed_in_current_term()) {
       auto waiting = std::move(reads_waiting_commit);
       reads_waiting_commit.clear();
@@ -1096,8 +1113,8 @@ struct Raft::Impl {
     ConfChange cc;
     std::optional<ConfState> after;
     HMDB_ASSERT(decode_conf_change_entry(e.data, &cc, &after),
-                "committed conf change at index %llu does not decode: the log is corrupt",
-                (ull)e.index);
+                "conf change at index %llu does not decode: the log is corrupt", (ull)e.index);
+    if (e.index <= conf_history.back().first) return;  // already in force (replay)
     if (after) {
       conf = std::move(*after);
     } else if (!apply_change(&conf, cc)) {
@@ -1121,17 +1138,22 @@ struct Raft::Impl {
       }
     }
     if (transferee != kNoNode && !is_voter(transferee)) transferee = kNoNode;
-    if (!is_voter(id)) {
-      // Removed ourselves: stop leading. Tell the others the new commit index first, and
-      // hand leadership to the most up-to-date voter so the election is immediate.
-      broadcast_append(true);
-      NodeId best = kNoNode;
-      for (NodeId v : conf.voters) {
-        if (best == kNoNode || progress[v].match > progress[best].match) best = v;
-      }
-      if (best != kNoNode && progress[best].match == log.last_index()) send_timeout_now(best);
-      become_follower(term, kNoNode);
+    // A leader that removed itself keeps leading (without counting itself) until the change
+    // commits: see advance_commit().
+  }
+
+  // The change removing this leader committed: tell the others the new commit index, hand
+  // leadership to the most up-to-date voter so the election is immediate, and stop leading.
+  void step_down_after_removal() {
+    broadcast_append(true);
+    NodeId best = kNoNode;
+    for (NodeId v : conf.voters) {
+      auto it = progress.find(v);
+      if (it == progress.end()) continue;
+      if (best == kNoNode || it->second.match > progress[best].match) best = v;
     }
+    if (best != kNoNode && progress[best].match == log.last_index()) send_timeout_now(best);
+    become_follower(term, kNoNode);
   }
 
   // ─────────── read-index ───────────
