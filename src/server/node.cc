@@ -429,6 +429,7 @@ void Node::accept_clients() {
     ::inet_ntop(AF_INET, &addr.sin_addr, ip, sizeof ip);
     s->address = fmt::format("{}:{}", ip, ntohs(addr.sin_port));
     s->created_ms = realtime_ms();
+    s->output_progress_ms = steady_ms();
     s->last_command_ms = s->created_ms;
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
@@ -740,6 +741,7 @@ void Node::flush_session(Session& s) {
     ssize_t n = ::send(s.fd, s.out.data() + s.out_sent, s.unsent(), MSG_NOSIGNAL);
     if (n > 0) {
       s.out_sent += static_cast<size_t>(n);
+      s.output_progress_ms = steady_ms();
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
@@ -963,7 +965,26 @@ void Node::apply_entry(const raft::Entry& e) {
   replay_progress();
 }
 
+void Node::disconnect_stalled_readers() {
+  const uint64_t now = steady_ms();
+  std::vector<uint64_t> stalled;
+  for (const auto& [id, s] : sessions_) {
+    if (s->unsent() >= kClientOutputPauseBytes && now - s->output_progress_ms > kClientOutputStallMs)
+      stalled.push_back(id);
+  }
+  for (uint64_t id : stalled) {
+    Session* s = find_session(id);
+    log_line("closing client {} ({}): {} bytes of replies not read for {} s", id, s->address, s->unsent(),
+             kClientOutputStallMs / 1000);
+    stats_.output_limit_disconnects++;
+    close_session(id);
+  }
+}
+
 void Node::tick() {
+  // Once a second: clients that stopped reading their replies altogether.
+  constexpr uint64_t kStallCheckTicks = 1000 / kTickMs;
+  if (++ticks_ % kStallCheckTicks == 0) disconnect_stalled_readers();
   raft_->tick();
   if (draining_ || raft_->role() != raft::Role::kLeader) return;
   // One housekeeping command at a time: the next one is computed after the last applied.

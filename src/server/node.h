@@ -100,6 +100,7 @@ class Node {
   void replay_progress();
   void on_disk_ack();
   void tick();
+  void disconnect_stalled_readers();
   uint64_t wall_clock_ms();
   static uint64_t realtime_now_ms();
   Session* find_session(uint64_t id);
@@ -166,6 +167,7 @@ class Node {
   uint64_t replay_started_ms_ = 0;
   uint64_t replay_last_print_ms_ = 0;
   uint64_t next_tick_ms_ = 0;
+  uint64_t ticks_ = 0;
 
   // Snapshots.
   pid_t snapshot_pid_ = -1;

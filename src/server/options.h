@@ -39,6 +39,9 @@ inline constexpr uint64_t kClientOutputLimitBytes = 1ull << 30;
 // A client whose unsent replies exceed this is not served further commands until it reads
 // (back-pressure per client; pipelining clients simply wait).
 inline constexpr uint64_t kClientOutputPauseBytes = 4ull << 20;
+// A client that is paused on its output (above) and has not taken a single byte for this
+// long is disconnected: it does not read its replies at all.
+inline constexpr uint64_t kClientOutputStallMs = 60 * 1000;
 // Commands a client may have queued behind an unfinished write before the server stops
 // parsing its input (its bytes stay in the kernel / read buffer).
 inline constexpr uint64_t kClientPendingCommandsMax = 100000;

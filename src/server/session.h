@@ -71,6 +71,7 @@ struct Session {
 
   std::string out;
   size_t out_sent = 0;
+  uint64_t output_progress_ms = 0;  // steady clock: last time send() took bytes (or creation)
   bool close_after_reply = false;  // QUIT or protocol error: close once `out` is written
 
   std::deque<Pending> pending;

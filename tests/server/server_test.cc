@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <random>
 
@@ -91,6 +92,125 @@ TEST_F(ServerTest, QueryBehindWriteSeesExactlyTheWritesBeforeIt) {
   EXPECT_EQ(c.read(), std::string("PONG"));
   EXPECT_EQ(c.read().integer, 1);
   EXPECT_TRUE(c.read().null);
+}
+
+TEST_F(ServerTest, RandomPipelinesFromSeveralClientsMatchASequentialModelPerClient) {
+  // Each client owns its keys, so its replies must match a sequential model of its own
+  // commands exactly, however the server interleaves clients into batches.
+  uint64_t seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  server_->start();
+  constexpr int kClients = 4;
+  constexpr int kRounds = 20;
+  std::vector<std::unique_ptr<RespClient>> clients;
+  std::vector<std::map<std::string, std::string>> models(kClients);
+  for (int c = 0; c < kClients; c++) clients.push_back(std::make_unique<RespClient>(server_->port()));
+  for (int round = 0; round < kRounds; round++) {
+    std::vector<std::vector<RespValue>> expected(kClients);
+    for (int c = 0; c < kClients; c++) {
+      std::string burst;
+      auto& model = models[c];
+      int n = 1 + static_cast<int>(rng() % 60);
+      for (int i = 0; i < n; i++) {
+        std::string key = "c" + std::to_string(c) + ":" + std::to_string(rng() % 4);
+        RespValue want;
+        switch (rng() % 6) {
+          case 0: {
+            std::string v = std::to_string(rng() % 1000);
+            burst += RespClient::encode({"SET", key, v});
+            model[key] = v;
+            want.type = '+';
+            want.str = "OK";
+            break;
+          }
+          case 1: {
+            int64_t d = static_cast<int64_t>(rng() % 10);
+            burst += RespClient::encode({"INCRBY", key, std::to_string(d)});
+            int64_t cur = model.count(key) ? std::stoll(model[key]) : 0;
+            model[key] = std::to_string(cur + d);
+            want.type = ':';
+            want.integer = cur + d;
+            break;
+          }
+          case 2: {
+            burst += RespClient::encode({"DEL", key});
+            want.type = ':';
+            want.integer = static_cast<int64_t>(model.erase(key));
+            break;
+          }
+          case 3:
+            burst += RespClient::encode({"INCRBY", key, "x"});  // invalid: never logged
+            want.type = '-';
+            want.str = "ERR value is not an integer or out of range";
+            break;
+          case 4:
+            burst += RespClient::encode({"PING"});
+            want.type = '+';
+            want.str = "PONG";
+            break;
+          default: {
+            burst += RespClient::encode({"GET", key});
+            want.type = '$';
+            if (model.count(key)) want.str = model[key];
+            else want.null = true;
+            break;
+          }
+        }
+        expected[c].push_back(want);
+      }
+      ASSERT_TRUE(clients[c]->send_raw(burst));
+    }
+    for (int c = 0; c < kClients; c++) {
+      for (size_t i = 0; i < expected[c].size(); i++) {
+        RespValue got = clients[c]->read();
+        const RespValue& want = expected[c][i];
+        ASSERT_EQ(got.type, want.type) << "client " << c << " reply " << i << " round " << round << ": " << got.str;
+        ASSERT_EQ(got.null, want.null) << "client " << c << " reply " << i;
+        ASSERT_EQ(got.str, want.str) << "client " << c << " reply " << i;
+        ASSERT_EQ(got.integer, want.integer) << "client " << c << " reply " << i;
+      }
+    }
+  }
+}
+
+TEST_F(ServerTest, ClientThatDoesNotReadIsPausedNotBuffered) {
+  server_->start();
+  RespClient setup(server_->port());
+  const std::string value(64 << 10, 'v');
+  ASSERT_EQ(setup.call({"SET", "big", value}), std::string("OK"));
+  // 20,000 GETs of 64 KiB = 1.25 GiB of replies that the client never reads.
+  RespClient lazy(server_->port());
+  std::string gets;
+  for (int i = 0; i < 1000; i++) gets += RespClient::encode({"GET", "big"});
+  int fl = ::fcntl(lazy.fd(), F_GETFL);
+  ::fcntl(lazy.fd(), F_SETFL, fl | O_NONBLOCK);
+  size_t sent = 0;
+  for (int i = 0; i < 20 && sent < gets.size() * 20; i++) {
+    ssize_t n = ::send(lazy.fd(), gets.data(), gets.size(), MSG_NOSIGNAL);
+    if (n <= 0) break;  // the server stopped reading: its socket buffer is full
+    sent += static_cast<size_t>(n);
+  }
+  // Wait (bounded) until the server's unsent replies for it reach the pause threshold.
+  auto output_of_lazy = [&]() -> int64_t {
+    RespValue list = setup.call({"CLIENT", "LIST"});
+    int64_t most = 0;
+    size_t p = 0;
+    while ((p = list.str.find("obl=", p)) != std::string::npos) {
+      most = std::max<int64_t>(most, std::stoll(list.str.substr(p + 4)));
+      p += 4;
+    }
+    return most;
+  };
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(kExitTimeoutMs);
+  while (output_of_lazy() < (4 << 20)) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the lazy client's replies never piled up";
+    std::this_thread::sleep_for(std::chrono::milliseconds(kPollMs));
+  }
+  // Bounded: the pause threshold plus at most one reply (and what is already in flight).
+  EXPECT_LT(output_of_lazy(), (4 << 20) + 2 * static_cast<int64_t>(value.size()) + 1024);
+  EXPECT_EQ(setup.call({"GET", "missing"}).null, true);
+  EXPECT_EQ(setup.call({"SET", "k", "v"}), std::string("OK"));
 }
 
 TEST_F(ServerTest, ErrorsForUnknownCommandsWrongArityAndBadArgumentsKeepTheConnection) {
