@@ -335,6 +335,7 @@ def main():
     signal.signal(signal.SIGHUP, on_signal)
     root = tempfile.mkdtemp(prefix="hmdb-bench-", dir=args.tmp_root)
     results = {}  # (mode, workload, pipeline) -> [Measurement]
+    failures = []  # cells that produced no measurement, with the reason
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = os.getloadavg()
     try:
@@ -347,19 +348,12 @@ def main():
                     continue
                 port = args.base_port + i
                 log(f"repetition {repetition + 1}/{args.runs}: {mode} on port {port}")
-                with Server(args, mode, port, root, repetition):
-                    for p in args.pipelines:
-                        for w in args.workloads:
-                            if choice[p] == "hmdb-bench":
-                                m = measure_hmdb_bench(args, port, w, p, args.seconds)
-                            else:
-                                expected = rates.get(p, {}).get("redis-benchmark", 50000.0)
-                                m = measure_redis_benchmark(args, port, w, p, args.seconds,
-                                                            expected)
-                            results.setdefault((mode, w, p), []).append(m)
-                            log(f"  {LABEL[w]:5} P={p:<3} {m.rps:>12,.0f} ops/s  p50 {m.p50:.2f} "
-                                f"ms  p99 {m.p99:.2f} ms" + (f"  ERRORS {m.errors}: {m.first_error}"
-                                                              if m.errors else ""))
+                try:
+                    run_mode(args, mode, port, root, repetition, choice, rates, results,
+                             failures)
+                except RuntimeError as e:  # the server did not start: the other modes go on
+                    failures.append(f"{mode} repetition {repetition + 1}: {e}")
+                    log(f"  FAILED: {e}")
     finally:
         for pid in list(children):
             log(f"stopping leftover process {pid} ({children[pid]})")
@@ -369,14 +363,40 @@ def main():
                 pass
         shutil.rmtree(root, ignore_errors=True)
 
-    report = render(args, results, choice, notes, started, load_before)
+    report = render(args, results, choice, notes, started, load_before, failures)
     print(report)
     if args.out:
         with open(args.out, "w") as f:
             f.write(report + "\n")
 
 
-def render(args, results, choice, notes, started, load_before):
+def run_mode(args, mode, port, root, repetition, choice, rates, results, failures):
+    """One server in one mode: every pipeline setting and workload. A failed load run is
+    recorded and the next one tried; if the server died, the rest of this mode is skipped."""
+    with Server(args, mode, port, root, repetition) as server:
+        for p in args.pipelines:
+            for w in args.workloads:
+                if server.proc.poll() is not None:
+                    failures.append(f"{mode} {LABEL[w]} P={p}: server exited with status "
+                                    f"{server.proc.returncode} (log: {server.log_path})")
+                    continue
+                try:
+                    if choice[p] == "hmdb-bench":
+                        m = measure_hmdb_bench(args, port, w, p, args.seconds)
+                    else:
+                        expected = rates.get(p, {}).get("redis-benchmark", 50000.0)
+                        m = measure_redis_benchmark(args, port, w, p, args.seconds, expected)
+                except RuntimeError as e:
+                    failures.append(f"{mode} {LABEL[w]} P={p}: {e}")
+                    log(f"  {LABEL[w]:5} P={p:<3} FAILED: {e}")
+                    continue
+                results.setdefault((mode, w, p), []).append(m)
+                log(f"  {LABEL[w]:5} P={p:<3} {m.rps:>12,.0f} ops/s  p50 {m.p50:.2f} ms  "
+                    f"p99 {m.p99:.2f} ms" + (f"  ERRORS {m.errors}: {m.first_error}"
+                                             if m.errors else ""))
+
+
+def render(args, results, choice, notes, started, load_before, failures):
     lines = []
     redis_version = subprocess.run([args.redis_server, "--version"], capture_output=True,
                                    text=True).stdout.split()[2:3]
@@ -421,6 +441,9 @@ def render(args, results, choice, notes, started, load_before):
                 lines.append(f"| {LABEL[w]} | {p} | {pair} | " + " | ".join(cells) +
                              f" | {ratio} |")
     lines += [""] + error_notes
+    if failures:
+        lines.append("Failed runs (no measurement):")
+        lines += [f"- {f}" for f in failures]
     # The goals of issue 2, at pipeline 32.
     if 32 in args.pipelines:
         lines.append("")
