@@ -6,6 +6,8 @@ Each round:
   1. Several client connections pipeline writes and record exactly which were acknowledged
      (a reply completely received and parsed):
        SET   k:<conn>:<n> <value(conn, n)>   unique keys, values of varying length
+       HSET  h:<conn> f<n> <value>            unique fields of a per-connection hash
+       SADD  s:<conn> <n>                     unique members of a per-connection set
        INCR  ctr:<j>                          a few counters shared by all connections
        RPUSH l:<conn> <seq>                   a per-connection list of 0, 1, 2, ...
   2. When the number of acknowledged writes reaches a point drawn from the seeded PRNG
@@ -13,7 +15,8 @@ Each round:
   3. The server restarts on the same directory and the whole state is checked:
        - every acknowledged SET is present with its value; a SET that was sent but not
          acknowledged is either absent or has its value; a key found absent after one
-         recovery stays absent for ever (it is never sent again);
+         recovery stays absent for ever (it is never sent again); the same for every
+         hash field and set member, and a hash or set holds nothing that was not sent;
        - DBSIZE equals the keys we can account for: nothing else exists;
        - each list is exactly 0..m-1 (no holes, duplicates or reordering) with
          acknowledged <= m <= sent;
@@ -69,6 +72,14 @@ SAMPLED_OLD_WINDOWS = 4
 MAX_REPORTED_PROBLEMS = 20
 
 SENT, PRESENT, ABSENT = 0, 1, 2
+# Collections whose members are added one by one with unique names, checked like keys:
+#   hash: HSET h:<conn> f<n> <hash_value(conn, n)>    (reply 1: a new field)
+#   set:  SADD s:<conn> <n>                           (reply 1: a new member)
+MEMBER_KINDS = ("hash", "set")
+
+
+def hash_value(conn, n):
+    return b"hv:%d:%d" % (conn, n)
 
 
 def value_of(conn, n):
@@ -87,6 +98,9 @@ class Model:
         # values[c][n]: the value of k:<c>:<n> (value_of), cached: checking compares
         # whole MGET replies against these lists.
         self.values = [[] for _ in range(connections)]
+        # member_status[kind][c][n] for kind "hash" (field f<n> of h:<c>) and "set" (member
+        # <n> of s:<c>): the same three states as keys.
+        self.member_status = {kind: [bytearray() for _ in range(connections)] for kind in MEMBER_KINDS}
         self.counter_value = [0] * COUNTERS  # value found at the last check
         self.list_len = [0] * connections  # length found at the last check
         self.total_acked = 0
@@ -126,6 +140,7 @@ class Connection(threading.Thread):
         status = self.model.key_status[c]
         values = self.model.values[c]
         next_seq = self.model.list_len[c]
+        members = {kind: self.model.member_status[kind][c] for kind in MEMBER_KINDS}
         try:
             client = self.server.client(timeout=CLIENT_TIMEOUT_S)
         except resp.ConnectionLost:
@@ -135,13 +150,21 @@ class Connection(threading.Thread):
                 batch = []
                 for _ in range(self.rng.randint(1, self.max_pipeline)):
                     r = self.rng.random()
-                    if r < 0.5:
+                    if r < 0.4:
                         n = len(status)
                         status.append(SENT)
                         value = value_of(c, n)
                         values.append(value)
                         batch.append(("set", n, ("SET", "k:%d:%d" % (c, n), value)))
-                    elif r < 0.75:
+                    elif r < 0.5:
+                        n = len(members["hash"])
+                        members["hash"].append(SENT)
+                        batch.append(("hash", n, ("HSET", "h:%d" % c, "f%d" % n, hash_value(c, n))))
+                    elif r < 0.6:
+                        n = len(members["set"])
+                        members["set"].append(SENT)
+                        batch.append(("set_add", n, ("SADD", "s:%d" % c, str(n))))
+                    elif r < 0.8:
                         j = self.rng.randrange(COUNTERS)
                         self.incr_sent[j] += 1
                         batch.append(("incr", j, ("INCR", "ctr:%d" % j)))
@@ -162,6 +185,11 @@ class Connection(threading.Thread):
                                 self.problem = "%r answered %r" % (cmd[:2], reply)
                                 return
                             status[arg] = PRESENT
+                        elif kind in ("hash", "set_add"):
+                            if reply != 1:  # names are never reused, so always a new member
+                                self.problem = "%r answered %r, expected 1" % (cmd[:3], reply)
+                                return
+                            members["hash" if kind == "hash" else "set"][arg] = PRESENT
                         elif kind == "incr":
                             if not isinstance(reply, int) or reply <= self.model.counter_value[arg]:
                                 self.problem = "INCR ctr:%d answered %r (value before the round: %d)" % (
@@ -304,12 +332,47 @@ def check_state(server, model, round_info, sample_rng=None):
                         % (c, m, low, high, model.list_len[c], round_info["push_acked"][c], round_info["push_sent"][c]))
             model.list_len[c] = m
 
+        # Hashes and sets: every member individually, like keys.
+        collections_present = 0
+        for kind in MEMBER_KINDS:
+            read = "HGETALL" if kind == "hash" else "SMEMBERS"
+            replies = client.pipeline([(read, "%s:%d" % (kind[0], c)) for c in range(model.connections)])
+            for c, got in enumerate(replies):
+                name = "%s:%d" % (kind[0], c)
+                if not isinstance(got, list):
+                    problem("%s %s answered %r" % (read, name, got))
+                    continue
+                if kind == "hash":
+                    found = dict(zip(got[0::2], got[1::2]))
+                else:
+                    found = dict.fromkeys(got)
+                if found:
+                    collections_present += 1
+                status = model.member_status[kind][c]
+                for n in range(len(status)):
+                    member = (b"f%d" if kind == "hash" else b"%d") % n
+                    if member in found:
+                        if status[n] == ABSENT:
+                            problem("%s of %s reappeared (it was absent after an earlier recovery)" % (member, name))
+                        if kind == "hash" and found[member] != hash_value(c, n):
+                            problem("field %s of %s is %r, wrote %r" % (member, name, found[member], hash_value(c, n)))
+                        status[n] = PRESENT
+                        del found[member]
+                    else:
+                        if status[n] == PRESENT:
+                            problem("acknowledged %s %s of %s is missing" % (
+                                "field" if kind == "hash" else "member", member, name))
+                        status[n] = ABSENT
+                if found:
+                    problem("%s holds members that were never sent: %r" % (name, sorted(found)[:5]))
+                model.total_checked_keys += len(status)
+
         # Nothing else exists.
         dbsize = client.call("DBSIZE")
-        expected_size = present_keys + counters_present + lists_present
+        expected_size = present_keys + counters_present + lists_present + collections_present
         if dbsize != expected_size:
-            problem("DBSIZE is %r, but only %d keys can exist (%d SET keys, %d counters, %d lists)"
-                    % (dbsize, expected_size, present_keys, counters_present, lists_present))
+            problem("DBSIZE is %r, but only %d keys can exist (%d SET keys, %d counters, %d lists, %d hashes/sets)"
+                    % (dbsize, expected_size, present_keys, counters_present, lists_present, collections_present))
     return problems
 
 
