@@ -23,6 +23,10 @@ Cases (--case, default all):
                   the restart must fail with a non-zero code and a message naming the file
                   and the offset, and must leave the files as they were. With the byte
                   restored, it must start and hold every acknowledged write.
+  corrupt_snapshot  (hmdb only) After a SNAPSHOT command and more writes, a byte in the
+                  middle of the newest snapshot file is flipped: the restart must fail
+                  naming the file and an offset, leave the files as they were, and with the
+                  byte restored start with every write.
   torn_tail       The last few bytes of the last segment are cut off (a torn write): the
                   restart must succeed, say that it cut a torn tail, and hold every write
                   acknowledged before the last one; a further round of writes, kill -9
@@ -47,7 +51,7 @@ import time
 import harness
 import resp
 
-CASES = ["fsync_eio", "write_eio", "enospc", "corrupt_middle", "torn_tail"]
+CASES = ["fsync_eio", "write_eio", "enospc", "corrupt_middle", "corrupt_snapshot", "torn_tail"]
 
 CONNECTIONS = 3
 # Exit code when every requested case was skipped (ctest's SKIP_RETURN_CODE shows it as
@@ -537,6 +541,61 @@ def case_corrupt_middle(ctx):
     ctx.log("with the byte restored it starts and holds all %d writes" % CORRUPTION_WRITES)
 
 
+def case_corrupt_snapshot(ctx):
+    if ctx.kind != "hmdb":
+        ctx.log("SKIPPED corrupt_snapshot: only hmdb has a SNAPSHOT command and snapshot files")
+        return "skipped"
+    server = ctx.server
+    server.start()
+    write_sequential(server, CORRUPTION_WRITES)
+    with server.client(timeout=CLIENT_TIMEOUT_S) as client:
+        reply = client.call("SNAPSHOT")  # answers once the snapshot is durable
+    if isinstance(reply, resp.RespError):
+        raise harness.TestFailure("SNAPSHOT answered %r" % reply)
+    write_sequential(server, CORRUPTION_WRITES // 10, conn=1)  # the log after the snapshot
+    server.kill()
+    snapshots = sorted(glob.glob(os.path.join(server.data_dir, "snap-*.hmsnap")))
+    if not snapshots:
+        raise harness.TestFailure("SNAPSHOT answered %r but no snap-*.hmsnap is in %s" % (reply, server.data_dir))
+    path = snapshots[-1]
+    size = os.path.getsize(path)
+    offset = size // 2 + ctx.rng.randrange(-size // 8, size // 8 + 1)
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        original = f.read(1)
+        f.seek(offset)
+        f.write(bytes([original[0] ^ 0x5A]))
+    ctx.log("flipped byte %d of %s (%d bytes)" % (offset, os.path.basename(path), size))
+    before = dir_digest(server.data_dir)
+    try:
+        server.start()
+        server.kill()
+        raise harness.TestFailure("the server started on a damaged snapshot (byte %d of %s)\n%s"
+                                  % (offset, path, server.log_tail()))
+    except harness.ServerExited as e:
+        code = e.returncode
+    log = server_output(server, ctx.work)
+    name = os.path.basename(path)
+    if code <= 0 or name not in log or not re.search(r"offset\D{0,12}?\d+", log, re.I):
+        raise harness.TestFailure("refusal must be a non-zero exit (got %d) with a message naming %s and an "
+                                  "offset\n%s" % (code, name, server.log_tail()))
+    changed = [p for p in before if dir_digest(server.data_dir).get(p) != before[p]]
+    if changed:
+        raise harness.TestFailure("the refused start changed or removed files: %s" % changed)
+    line = next(l for l in log.splitlines() if name in l)
+    ctx.log("refused to start: exit code %d, %r" % (code, line.strip()))
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(original)
+    server.start()
+    problems = check_keys(server, {0: range(CORRUPTION_WRITES), 1: range(CORRUPTION_WRITES // 10)}, 100,
+                          "with the byte restored")
+    if problems:
+        raise harness.TestFailure("\n  ".join(problems[:20]))
+    server.terminate()
+    ctx.log("with the byte restored it starts and holds all %d writes" % (CORRUPTION_WRITES * 11 // 10))
+
+
 def case_torn_tail(ctx):
     server = ctx.server
     server.start()
@@ -632,6 +691,8 @@ def run_case(name, args, binary, kind, seed, log):
             result = case_enospc(ctx)
         elif name == "corrupt_middle":
             result = case_corrupt_middle(ctx)
+        elif name == "corrupt_snapshot":
+            result = case_corrupt_snapshot(ctx)
         else:
             result = case_torn_tail(ctx)
     except (harness.TestFailure, harness.ServerExited, resp.ConnectionLost, resp.ProtocolError) as e:
