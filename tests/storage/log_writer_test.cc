@@ -159,6 +159,28 @@ TEST(LogWriter, RollsSegmentsEachStartingWithTheHardState) {
   EXPECT_EQ(log.segments, paths.size());
 }
 
+TEST(LogWriter, SyncAfterARollSyncsTheOldSegmentAndTheDirectory) {
+  TempDir dir;
+  FaultInjectionEnv env(Env::posix());
+  LogOptions options{.segment_bytes = 300};
+  std::vector<raft::Entry> all;
+  {
+    auto w = open_writer(&env, dir.path(), options);
+    uint64_t dir_syncs = env.dir_sync_count();
+    for (uint64_t i = 1; i <= 40; i++) {
+      all.push_back(entry(i, 1));
+      ASSERT_TRUE(w->append(nullptr, Batch{all.back()}));
+    }
+    ASSERT_GT(w->segment_count(), 3u);
+    ASSERT_TRUE(w->sync());
+    EXPECT_EQ(env.dir_sync_count(), dir_syncs + 1) << "one directory sync for all the new names";
+    ASSERT_TRUE(w->sync());
+    EXPECT_EQ(env.dir_sync_count(), dir_syncs + 1) << "no new names, no directory sync";
+  }
+  ASSERT_TRUE(env.drop_unsynced());
+  EXPECT_EQ(recover(&env, dir.path()).entries, all);
+}
+
 TEST(LogWriter, CompactDeletesCoveredSegmentsButKeepsHardStateAndTail) {
   TempDir dir;
   Env* env = Env::posix();
