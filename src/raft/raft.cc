@@ -232,7 +232,7 @@ struct Raft::Impl {
     durable_index = log.last_index();
     durable_term = term;
     durable_vote = vote;
-    handed_hs = HardState{term, vote, commit};
+    handed_hs = current_hard_state();
     reset_randomized_timeout();
   }
 
@@ -1325,8 +1325,17 @@ struct Raft::Impl {
     return commit;
   }
 
+  // The hard state to persist. Its commit never exceeds what is already durable (or the
+  // snapshot, written before it): the hard state is written before the entries of the
+  // same Ready, so a larger commit could survive a crash that loses those entries — or,
+  // after a truncation, point at stale entries still on disk.
+  HardState current_hard_state() const {
+    Index safe = std::max(durable_index, log.snapshot_index());
+    return HardState{term, vote, std::min(commit, safe)};
+  }
+
   bool has_ready() const {
-    return append_pending || !(HardState{term, vote, commit} == handed_hs) ||
+    return append_pending || !(current_hard_state() == handed_hs) ||
            handed_index < log.last_index() ||
            install || !outbox.empty() || applied_handed < apply_limit() || !read_states.empty() ||
            !snapshot_reads.empty() || !chunks_out.empty();
@@ -1338,7 +1347,7 @@ struct Raft::Impl {
       if (role == InternalRole::kLeader) broadcast_append(false);
     }
     Ready rd;
-    HardState hs{term, vote, commit};
+    HardState hs = current_hard_state();
     if (!(hs == handed_hs)) {
       rd.hard_state = hs;
       handed_hs = hs;
