@@ -239,7 +239,7 @@ class PosixEnv final : public Env {
   }
 
   Status rename_file(const std::string& from, const std::string& to) override {
-    if (::rename(from.c_str(), to.c_str()) != 0) return errno_status("rename to " + to + ":", from, errno);
+    if (::rename(from.c_str(), to.c_str()) != 0) return errno_status("rename", from + " -> " + to, errno);
     return Status::ok();
   }
 

@@ -14,7 +14,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -87,7 +86,8 @@ std::string path_join(const std::string& dir, std::string_view name);
 // Files that existed before the Env saw them are assumed durable as they are.
 //
 // Faults: fail_write_after(n) / fail_sync_after(n) make the (n+1)-th following append /
-// sync fail with EIO, and every one after it (a failed device stays failed).
+// sync fail with EIO, and every one after it (a failed device stays failed); directory
+// syncs count as syncs.
 // set_space_left(bytes) simulates a full disk: appends beyond the budget write what fits
 // and then fail with ENOSPC.
 class FaultInjectionEnv final : public Env {
