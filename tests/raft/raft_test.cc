@@ -216,6 +216,111 @@ TEST(RaftSingleNode, LearnerMessagesWaitForDurableTerm) {
   EXPECT_EQ(rd.messages[0].to, 2u);
 }
 
+TEST(RaftDurabilityGate, VoteAnsweredOnlyOnceDurable) {
+  Config c;
+  c.id = 1;
+  Raft r(c, fresh({1, 2, 3}));
+  Message v;
+  v.type = MessageType::kVote;
+  v.from = 2;
+  v.to = 1;
+  v.term = 1;
+  r.step(v);
+  Ready rd = r.take_ready();
+  ASSERT_TRUE(rd.hard_state.has_value());
+  EXPECT_EQ(rd.hard_state->vote, 2u);
+  EXPECT_TRUE(rd.messages.empty()) << "the vote must not be announced before it is durable";
+  PersistAck a;
+  a.hard_state = *rd.hard_state;
+  r.persisted(a);
+  rd = r.take_ready();
+  ASSERT_EQ(rd.messages.size(), 1u);
+  EXPECT_EQ(rd.messages[0].type, MessageType::kVoteResponse);
+  EXPECT_FALSE(rd.messages[0].reject);
+}
+
+TEST(RaftDurabilityGate, AppendAckAndCommitWaitForEntries) {
+  Config c;
+  c.id = 1;
+  Raft r(c, fresh({1, 2, 3}));
+  Message m;
+  m.type = MessageType::kAppend;
+  m.from = 2;
+  m.to = 1;
+  m.term = 1;
+  m.commit = 2;
+  for (Index i = 1; i <= 3; i++) {
+    Entry e;
+    e.term = 1;
+    e.index = i;
+    e.data = "e" + std::to_string(i);
+    m.entries.push_back(e);
+  }
+  r.step(m);
+  Ready rd = r.take_ready();
+  ASSERT_EQ(rd.entries.size(), 3u);
+  ASSERT_TRUE(rd.hard_state.has_value());
+  EXPECT_EQ(rd.hard_state->commit, 0u) << "a persisted commit must not outrun the durable log";
+  EXPECT_EQ(rd.committed.size(), 2u) << "committed entries are durable on a quorum: apply";
+  EXPECT_TRUE(rd.messages.empty()) << "the ack promises durability";
+  PersistAck a;
+  a.hard_state = *rd.hard_state;
+  a.last_index = 3;
+  a.last_term = 1;
+  r.persisted(a);
+  rd = r.take_ready();
+  ASSERT_EQ(rd.messages.size(), 1u);
+  EXPECT_EQ(rd.messages[0].type, MessageType::kAppendResponse);
+  EXPECT_EQ(rd.messages[0].log_index, 3u);
+  ASSERT_TRUE(rd.hard_state.has_value());
+  EXPECT_EQ(rd.hard_state->commit, 2u);
+}
+
+TEST(RaftDurabilityGate, StaleAckForOverwrittenEntriesIsIgnored) {
+  Config c;
+  c.id = 1;
+  Raft r(c, fresh({1, 2, 3}));
+  auto append = [&](Term term, Index prev, Term prev_term, std::vector<std::pair<Index, Term>> es) {
+    Message m;
+    m.type = MessageType::kAppend;
+    m.from = 2;
+    m.to = 1;
+    m.term = term;
+    m.log_index = prev;
+    m.log_term = prev_term;
+    for (auto [i, t] : es) {
+      Entry e;
+      e.index = i;
+      e.term = t;
+      m.entries.push_back(e);
+    }
+    r.step(m);
+  };
+  append(1, 0, 0, {{1, 1}, {2, 1}, {3, 1}});
+  Ready rd = r.take_ready();
+  append(2, 1, 1, {{2, 2}});  // overwrites 2..3 before the first write completed
+  rd = r.take_ready();
+  ASSERT_EQ(rd.entries.size(), 1u);
+  PersistAck stale;
+  stale.hard_state = HardState{2, 0, 0};
+  stale.last_index = 3;
+  stale.last_term = 1;
+  r.persisted(stale);
+  rd = r.take_ready();
+  for (auto& m : rd.messages) {
+    EXPECT_FALSE(m.type == MessageType::kAppendResponse && !m.reject && m.log_index >= 2)
+        << "acked entries that are not durable";
+  }
+  PersistAck good = stale;
+  good.last_index = 2;
+  good.last_term = 2;
+  r.persisted(good);
+  rd = r.take_ready();
+  bool acked = false;
+  for (auto& m : rd.messages) acked |= m.type == MessageType::kAppendResponse && m.log_index == 2;
+  EXPECT_TRUE(acked);
+}
+
 TEST(RaftConfChange, EncodeDecodeRoundTrip) {
   ConfChange cc;
   cc.type = ConfChangeType::kPromote;
