@@ -149,6 +149,36 @@ TEST_F(KvTest, AppendStrlenMgetMset) {
   EXPECT_EQ(run({"GET", "set"}), bulk("now-a-string"));
 }
 
+// Keys and members are stored inline up to Key::kInlineBytesMax bytes, on the heap beyond.
+TEST_F(KvTest, KeysOfEveryLengthAroundTheInlineLimit) {
+  std::vector<std::string> keys;
+  for (size_t len : {size_t{0}, size_t{1}, size_t{15}, size_t{16}, Key::kInlineBytesMax, Key::kInlineBytesMax + 1, size_t{200}})
+    keys.push_back(std::string(len, 'k'));
+  for (const auto& k : keys) {
+    EXPECT_EQ(db.run_strings({"SET", k, "v" + k, "PX", "100000"}), kOk) << k.size();
+    EXPECT_EQ(db.run_strings({"ZADD", "z", "1", k}), integer(1)) << k.size();
+  }
+  hmdb::testing::AppDriver<Kv> copy;
+  copy.now_ms = db.now_ms;
+  ASSERT_TRUE(copy.restore(db.snapshot()));
+  EXPECT_EQ(copy.host.digest(), db.host.digest());
+  for (const auto& k : keys) {
+    EXPECT_EQ(copy.run_strings({"GET", k}), bulk("v" + k)) << k.size();
+    EXPECT_EQ(copy.run_strings({"PTTL", k}), integer(100000)) << k.size();
+    EXPECT_EQ(copy.run_strings({"ZSCORE", "z", k}), bulk("1")) << k.size();
+    EXPECT_EQ(db.run_strings({"DEL", k}), integer(1)) << k.size();
+    EXPECT_EQ(db.run_strings({"ZREM", "z", k}), integer(1)) << k.size();
+  }
+  EXPECT_EQ(run({"DBSIZE"}), integer(0));
+  Key a(std::string_view(keys.back())), b(std::string_view("short"));
+  Key c = a;  // heap copy
+  b = c;      // inline <- heap
+  c = Key(std::string_view("x"));
+  EXPECT_EQ(std::string_view(b), keys.back());
+  EXPECT_EQ(std::string_view(c), "x");
+  EXPECT_EQ(std::string_view(a), keys.back());
+}
+
 // ---- hashes ------------------------------------------------------------------------------
 
 TEST_F(KvTest, Hashes) {
