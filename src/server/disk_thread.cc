@@ -10,7 +10,6 @@
 
 #include "common/assert.h"
 #include "server/logging.h"
-#include "storage/snapshot.h"
 
 namespace hmdb::server {
 
@@ -177,12 +176,11 @@ void DiskThread::run() {
     }
 
     if (compact) {
-      // Segments wholly covered by the durable snapshot go; compact() syncs first, and a
-      // failed sync there is as fatal as anywhere else.
+      // Segments wholly covered by the durable snapshot go (older snapshot files were
+      // removed by the snapshot child); compact() syncs first, and a failed sync there is
+      // as fatal as anywhere else.
       Status s = log_->compact(*compact);
       if (!s) fail("compaction of the log in " + dir_, s);
-      s = storage::remove_snapshots_before(env_, dir_, *compact);
-      if (!s) log_line("warning: could not remove snapshots older than index {}: {}", *compact, s.to_string());
     }
 
     if (stopping) {

@@ -65,7 +65,7 @@ class DiskThread {
   void start();
   // Queues one Ready's persistence work.
   void submit(std::optional<raft::HardState> hard_state, std::vector<raft::Entry> entries);
-  // After a snapshot at index is durable: delete covered segments and older snapshots.
+  // After a snapshot at index is durable: delete the log segments it covers.
   void request_compact(raft::Index index);
   // The newest ack published since the last call, if any.
   std::optional<raft::PersistAck> take_ack();

@@ -7,9 +7,10 @@
 // during the snapshot). The only stall is fork() itself (copying page tables: about
 // 1 ms per GiB of resident state), measured and shown in INFO persistence.
 //
-// The parent learns of the child's end through a pidfd in epoll, reaps it, tells the
-// consensus core (snapshot_saved), and has the disk thread delete the log segments and
-// older snapshots the new one covers.
+// The child also deletes the older snapshots once the new one is durable (unlinking a
+// multi-GiB file takes long enough to stall whoever does it). The parent learns of the
+// child's end through a pidfd in epoll, reaps it, tells the consensus core
+// (snapshot_saved), and has the disk thread delete the log segments the snapshot covers.
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
@@ -78,6 +79,11 @@ void Node::start_snapshot() {
       log_line("snapshot: writing index {} failed: {}", snapshot_meta_.index, s.to_string());
       _exit(1);
     }
+    // The new snapshot is durable: older ones may go. Done here, in the child, because
+    // unlinking a multi-GiB file can take seconds, which the event loop (or the disk
+    // thread, and with it every write) must not wait for.
+    s = storage::remove_snapshots_before(env_, options_.dir, snapshot_meta_.index);
+    if (!s) log_line("warning: could not remove snapshots older than index {}: {}", snapshot_meta_.index, s.to_string());
     _exit(0);
   }
   if (pid < 0) {
@@ -118,7 +124,6 @@ void Node::on_snapshot_child_exit() {
     } else if (log_for_recovery_) {
       // durability none: no disk thread; the (unused) log may still hold old segments.
       Status s = log_for_recovery_->compact(snapshot_meta_.index);
-      if (s) s = storage::remove_snapshots_before(env_, options_.dir, snapshot_meta_.index);
       if (!s) log_line("warning: cleaning up after the snapshot: {}", s.to_string());
     }
     log_bytes_since_snapshot_ -= std::min(log_bytes_since_snapshot_, snapshot_log_bytes_at_start_);
