@@ -140,12 +140,12 @@ inline void append_entry(std::string* out, const raft::Entry& e) {
 }
 
 inline void append_hard_state(std::string* out, const raft::HardState& hs) {
-  std::string payload;
-  payload.reserve(kHardStatePayloadSize);
-  put_u64(&payload, hs.term);
-  put_u64(&payload, hs.vote);
-  put_u64(&payload, hs.commit);
-  append_record(out, RecordType::kHardState, 0, 0, 0, payload);
+  char payload[kHardStatePayloadSize];
+  const uint64_t fields[3] = {hs.term, hs.vote, hs.commit};
+  for (int f = 0; f < 3; f++) {
+    for (int i = 0; i < 8; i++) payload[8 * f + i] = static_cast<char>(fields[f] >> (8 * i));
+  }
+  append_record(out, RecordType::kHardState, 0, 0, 0, std::string_view(payload, sizeof payload));
 }
 
 // ---- decoding ----
