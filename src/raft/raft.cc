@@ -225,7 +225,8 @@ struct Raft::Impl {
                 "restored applied index %llu beyond commit %llu", (ull)applied_handed,
                 (ull)hs.commit);
     applied = applied_handed;
-    // Replays committed conf changes so that `conf` is the membership in force at commit.
+    // The hinted commit index: entries up to it are handed out to apply again (the state
+    // machine restarts from its snapshot).
     advance_commit(std::max(hs.commit, snap_index));
 
     handed_index = log.last_index();

@@ -123,11 +123,12 @@ struct SnapshotChunk {
 enum class Role : uint8_t { kFollower, kPreCandidate, kCandidate, kLeader, kLearner };
 
 struct Ready {
-  std::optional<HardState> hard_state;  // set when it changed
+  // Set when it changed. Its commit never exceeds the durable log (it is a hint for restart).
+  std::optional<HardState> hard_state;
   std::vector<Entry> entries;           // to persist (append/overwrite)
   std::optional<Snapshot> snapshot;     // follower: install and persist this snapshot
   std::vector<Message> messages;        // to send
-  std::vector<Entry> committed;         // to apply, in order
+  std::vector<Entry> committed;         // to apply, in order (noop/conf entries included)
   std::vector<ReadState> read_states;
   std::vector<SnapshotReadRequest> snapshot_reads;  // leader: read and call snapshot_chunk()
   std::vector<SnapshotChunk> snapshot_chunks;       // follower: stage before installing
