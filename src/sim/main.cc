@@ -9,7 +9,6 @@
 // A failing run prints the seed, the violated check, the exact command that replays it and
 // the tail of its trace (the run is replayed with tracing on; same seed, same run).
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -42,72 +41,11 @@ void on_abort(int) {
   raise(SIGABRT);
 }
 
-// What a forked run sends back to the parent: the summary, not the trace.
-struct IsolatedSummary {
-  bool ok;
-  uint64_t ticks, messages, client_ops, inconclusive;
-  bool faults[hmdb::sim::kFaultCount];
-  char check[64];
-  char detail[512];
-};
-
-RunResult run_isolated(const Options& o) {
-  int fds[2];
-  if (pipe(fds) != 0) { std::perror("pipe"); std::exit(2); }
-  std::fflush(stdout);
-  pid_t pid = fork();
-  if (pid < 0) { std::perror("fork"); std::exit(2); }
-  if (pid == 0) {
-    close(fds[0]);
-    RunResult r = hmdb::sim::run_simulation(o);
-    IsolatedSummary s{};
-    s.ok = r.ok;
-    s.ticks = r.ticks;
-    s.messages = r.messages_sent;
-    s.client_ops = r.client_ops;
-    s.inconclusive = r.linearizability_inconclusive;
-    for (size_t f = 0; f < hmdb::sim::kFaultCount; f++) s.faults[f] = r.faults[f];
-    std::snprintf(s.check, sizeof s.check, "%s", r.check.c_str());
-    std::snprintf(s.detail, sizeof s.detail, "%s", r.detail.c_str());
-    ssize_t n = write(fds[1], &s, sizeof s);
-    _exit(n == static_cast<ssize_t>(sizeof s) ? 0 : 3);
-  }
-  close(fds[1]);
-  IsolatedSummary s{};
-  size_t got = 0;
-  while (got < sizeof s) {
-    ssize_t n = read(fds[0], reinterpret_cast<char*>(&s) + got, sizeof s - got);
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  close(fds[0]);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  RunResult r;
-  r.seed = o.seed;
-  if (got != sizeof s) {
-    r.ok = false;
-    r.check = "core-abort";
-    r.detail = WIFSIGNALED(status) ? fmt::format("the run died with signal {} (see the assertion above)", WTERMSIG(status))
-                                   : fmt::format("the run exited with status {}", WEXITSTATUS(status));
-    return r;
-  }
-  r.ok = s.ok;
-  r.ticks = s.ticks;
-  r.messages_sent = s.messages;
-  r.client_ops = s.client_ops;
-  r.linearizability_inconclusive = s.inconclusive;
-  for (size_t f = 0; f < hmdb::sim::kFaultCount; f++) r.faults[f] = s.faults[f];
-  r.check = s.check;
-  r.detail = s.detail;
-  return r;
-}
-
 void usage() {
   std::fprintf(stderr,
                "usage: hmdb-sim [--seed S | --seeds N [--start S]] [--nodes 3|5] [--steps TICKS]\n"
                "                [--ops MAX_CLIENT_OPS] [--bug NAME]... [--no-faults] [--trace] [--keep-going]\n"
-               "                [--isolate]\n"
+               "                [--isolate] [--outcome-checks-only]\n"
                "bugs:");
   for (const auto& b : hmdb::sim::bug_names()) std::fprintf(stderr, " %s", b.c_str());
   std::fprintf(stderr, "\n");
@@ -157,6 +95,7 @@ int main(int argc, char** argv) {
       else if (a == "--trace") base.trace = true;
       else if (a == "--keep-going") keep_going = true;
       else if (a == "--isolate") isolate = true;
+      else if (a == "--outcome-checks-only") base.protocol_checks = false;
       else { usage(); return 2; }
     } catch (const std::exception&) {
       usage();
@@ -198,7 +137,7 @@ int main(int argc, char** argv) {
     o.seed = s;
     std::snprintf(g_replay_line, sizeof g_replay_line, "\nhmdb-sim: core aborted on seed %llu; replay: %s\n",
                   static_cast<unsigned long long>(s), hmdb::sim::replay_command(o).c_str());
-    RunResult r = isolate ? run_isolated(o) : hmdb::sim::run_simulation(o);
+    RunResult r = isolate ? hmdb::sim::run_simulation_isolated(o) : hmdb::sim::run_simulation(o);
     ran++;
     ops += r.client_ops;
     ticks += r.ticks;

@@ -11,7 +11,11 @@
 // A violated invariant stops the run with the check's name and what was seen.
 #include "sim/simulator.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <deque>
 #include <map>
@@ -83,6 +87,7 @@ std::string replay_command(const Options& o) {
                                 o.chaos_ticks);
   if (o.max_client_ops != Options{}.max_client_ops) cmd += fmt::format(" --ops {}", o.max_client_ops);
   if (!o.faults) cmd += " --no-faults";
+  if (!o.protocol_checks) cmd += " --outcome-checks-only";
   if (o.bugs.grant_two_votes_per_term) cmd += " --bug grant_two_votes_per_term";
   if (o.bugs.answer_vote_before_persisting) cmd += " --bug answer_vote_before_persisting";
   if (o.bugs.commit_old_term_by_counting) cmd += " --bug commit_old_term_by_counting";
@@ -126,6 +131,15 @@ struct Profile {
   uint32_t transfer_ppm = 0;
   uint64_t snapshot_every = 0;  // entries between a node's snapshots
   uint32_t client_ppm = 0;      // per client per tick: start an op
+  // Leader hunting: crash leaders, most likely in their first ticks, when a new leader is
+  // still bringing followers up to date (the window of the paper's Figure 8).
+  uint32_t young_leader_crash_ppm = 0;
+  uint32_t leader_crash_ppm = 0;
+  uint32_t crash_after_commit_ppm = 0;  // per commit advance of a leader
+  // Flow control of the cores: small values split catch-up into many messages, so that a
+  // new leader's old-term entries and its own no-op travel apart (Figure 8 needs that).
+  uint64_t max_append_bytes = 4096;
+  uint32_t max_inflight_appends = 8;
 };
 
 Profile draw_profile(Rng& rng, bool faults) {
@@ -133,6 +147,8 @@ Profile draw_profile(Rng& rng, bool faults) {
   p.snapshot_every = rng.range(5, 60);
   p.client_ppm = 0;  // set from the op budget in run()
   p.max_delay_units = rng.range(1, 8);
+  p.max_append_bytes = rng.range(64, 4096);
+  p.max_inflight_appends = static_cast<uint32_t>(rng.range(1, 8));
   if (!faults) return p;
   if (rng.chance(600'000)) p.loss_ppm = static_cast<uint32_t>(rng.range(5'000, 150'000));
   if (rng.chance(500'000)) p.duplicate_ppm = static_cast<uint32_t>(rng.range(5'000, 100'000));
@@ -143,6 +159,11 @@ Profile draw_profile(Rng& rng, bool faults) {
   if (rng.chance(500'000)) p.slow_disk_ppm = static_cast<uint32_t>(rng.range(5'000, 30'000));
   if (rng.chance(600'000)) p.membership_ppm = static_cast<uint32_t>(rng.range(10'000, 50'000));
   if (rng.chance(500'000)) p.transfer_ppm = static_cast<uint32_t>(rng.range(5'000, 30'000));
+  if (rng.chance(400'000)) {
+    p.young_leader_crash_ppm = static_cast<uint32_t>(rng.range(50'000, 300'000));
+    p.leader_crash_ppm = static_cast<uint32_t>(rng.range(5'000, 30'000));
+    p.crash_after_commit_ppm = static_cast<uint32_t>(rng.range(5'000, 50'000));
+  }
   return p;
 }
 
@@ -280,7 +301,6 @@ struct Node {
   bool up = false;
   bool removed = false;  // its removal is committed
   uint64_t removed_tick = 0;
-  Term term_at_removal = 0;
   uint32_t incarnation = 0;
   std::unique_ptr<raft::Raft> raft;
   std::unique_ptr<RegisterHost> app;
@@ -304,6 +324,7 @@ struct Node {
   Term last_term = 0;
   Index last_commit = 0;
   Role last_role = Role::kFollower;
+  uint64_t leader_since_tick = 0;
   std::optional<HardState> last_ready_hs;
 
   std::vector<uint32_t> batch;  // client writes that arrived this unit
@@ -406,6 +427,7 @@ class Simulation {
 
   // --- world -------------------------------------------------------------------------
   void deliver_due();
+  Term member_max_term() const;
   void on_tick();
   void inject_faults();
   void heal_all();
@@ -439,6 +461,7 @@ class Simulation {
   bool healing_ = false;
   uint64_t crash_at_ = 0;  // a crash scheduled within the current tick (0: none)
   NodeId crash_node_ = 0;
+  bool crash_leader_ = false;
 
   std::vector<CommittedRec> committed_{CommittedRec{}};  // [0] unused
   raft::ConfState committed_conf_;
@@ -479,8 +502,8 @@ void Simulation::start_node(Node& n) {
   cfg.pre_vote = true;
   cfg.check_quorum = true;
   cfg.snapshot_chunk_bytes = kSnapshotChunkBytes;
-  cfg.max_inflight_appends = 8;
-  cfg.max_append_bytes = 4096;
+  cfg.max_inflight_appends = prof_.max_inflight_appends;
+  cfg.max_append_bytes = prof_.max_append_bytes;
   cfg.seed = rng_.next();
   cfg.bugs = opt_.bugs;
 
@@ -651,7 +674,8 @@ void Simulation::persist_start(Node& n, raft::Ready& rd) {
     const HardState& hs = *rd.hard_state;
     if (n.last_ready_hs) {
       const HardState& old = *n.last_ready_hs;
-      if (hs.term < old.term || (hs.term == old.term && old.vote != raft::kNoNode && hs.vote != old.vote)) {
+      if (opt_.protocol_checks &&
+          (hs.term < old.term || (hs.term == old.term && old.vote != raft::kNoNode && hs.vote != old.vote))) {
         fail("term-vote-monotonic", fmt::format("n{} hard state went from term={} vote={} to term={} vote={}", n.id,
                                                 old.term, old.vote, hs.term, hs.vote));
         return;
@@ -769,7 +793,7 @@ void Simulation::send(Node& n, Message m) {
   // A vote is released only once it is durable (raft.h: held back until persisted()).
   if (m.type == MessageType::kVoteResponse && !m.reject) {
     const HardState& d = n.disk.hard_state;
-    if (d.term < m.term || (d.term == m.term && d.vote != m.to)) {
+    if (opt_.protocol_checks && (d.term < m.term || (d.term == m.term && d.vote != m.to))) {
       fail("vote-durable-before-send", fmt::format("n{} granted its vote to n{} in term {} but its durable hard state is "
                                                    "term={} vote={}", n.id, m.to, m.term, d.term, d.vote));
       return;
@@ -848,8 +872,6 @@ void Simulation::apply_entry(Node& n, const Entry& e) {
     raft::ConfChange cc;
     if (!raft::decode_conf_change(e.data, &cc)) { fail("entry-payload", fmt::format("n{} entry {}: bad conf change", n.id, e.index)); return; }
     conf_apply(&n.applied_conf, cc);
-    if (cc.type == raft::ConfChangeType::kRemove && cc.node == n.id)  // it learns it is out
-      n.term_at_removal = std::max(n.term_at_removal, n.raft->term());
     if (e.index + 1 == committed_.size() && !committed_[e.index].has_digest) {
       // First application anywhere: update the cluster's committed membership.
       conf_apply(&committed_conf_, cc);
@@ -862,10 +884,6 @@ void Simulation::apply_entry(Node& n, const Entry& e) {
         Node& r = nodes_[cc.node];
         r.removed = true;
         r.removed_tick = tick();
-        Term max_term = 0;
-        for (const Node& x : nodes_)
-          if (x.up) max_term = std::max(max_term, x.raft->term());
-        r.term_at_removal = std::max(r.term_at_removal, max_term);
       }
     }
   }
@@ -1015,13 +1033,33 @@ void Simulation::check_node(Node& n) {
     fail("term-monotonic", fmt::format("n{} term went back from {} to {}", n.id, n.last_term, st.term));
     return;
   }
-  n.last_term = st.term;
   if (st.commit < n.last_commit) {
     fail("commit-monotonic", fmt::format("n{} commit went back from {} to {}", n.id, n.last_commit, st.commit));
     return;
   }
+  Index prev_commit = n.last_commit;
   n.last_commit = st.commit;
-  if (!(n.applied <= st.commit && st.commit <= st.last_index)) {
+  // Raft §5.4.2 (Figure 8): a leader advances its commit index only to an entry of its own
+  // term; older entries become committed only through one.
+  if (opt_.protocol_checks && st.role == Role::kLeader && n.last_role == Role::kLeader && st.commit > prev_commit &&
+      st.term == n.last_term) {
+    auto t = n.mirror_term(st.commit);
+    if (t && *t != st.term) {
+      fail("commit-current-term", fmt::format("leader n{} of term {} advanced commit {} -> {} to an entry of term {}", n.id,
+                                              st.term, prev_commit, st.commit, *t));
+      return;
+    }
+  }
+  n.last_term = st.term;
+  // Figure 8 nemesis: sometimes crash a leader right after it advanced its commit index,
+  // before the followers hear of it.
+  if (st.role == Role::kLeader && st.commit > prev_commit && !crash_at_ && !healing_ && opt_.faults &&
+      rng_.chance(prof_.crash_after_commit_ppm)) {
+    crash_at_ = now_ + 1 + rng_.below(3);
+    crash_node_ = n.id;
+    crash_leader_ = true;
+  }
+  if ((opt_.protocol_checks && n.applied > st.commit) || st.commit > st.last_index) {
     fail("applied<=commit<=last", fmt::format("n{} applied={} commit={} last={}", n.id, n.applied, st.commit, st.last_index));
     return;
   }
@@ -1040,6 +1078,7 @@ void Simulation::check_node(Node& n) {
       return;
     }
     if (n.last_role != Role::kLeader) {
+      n.leader_since_tick = tick();
       ev(60, n.id, st.term, st.last_index, [&] {
         return fmt::format("n{} BECOMES LEADER of term {} (log up to {}, commit {})", n.id, st.term, st.last_index, st.commit);
       });
@@ -1069,6 +1108,13 @@ void Simulation::check_node(Node& n) {
 // ---------------------------------------------------------------------------------------
 // Network
 
+Term Simulation::member_max_term() const {
+  Term t = 0;
+  for (const Node& x : nodes_)
+    if (x.exists && !x.removed) t = std::max(t, x.up ? x.raft->term() : x.disk.hard_state.term);
+  return t;
+}
+
 void Simulation::deliver_due() {
   while (!net_.empty() && net_.top().at <= now_ && result_.ok) {
     InFlight f = std::move(const_cast<InFlight&>(net_.top()));
@@ -1086,26 +1132,26 @@ void Simulation::deliver_due() {
     if (f.duplicate) mark(Fault::kDuplicate);
     Node& n = nodes_[to];
     Term before = n.raft->term();
+    // Only for messages from a removed node: the highest term any member has reached.
+    bool from_removed = from <= kMaxNodes && nodes_[from].removed;
+    Term member_max = from_removed ? member_max_term() : 0;
     ev(32, from, to, static_cast<uint64_t>(m.type), [&] {
       return fmt::format("n{} <- n{} {}{}", to, from, summarize(m), f.duplicate ? " [DUP]" : "");
     });
     n.raft->step(m);
     // A removed node must not disrupt the cluster: once it has applied its own removal, a
-    // member's term may not be pushed past the cluster's term at the removal by a message
-    // from it. (Before it learns that its removal committed, it is a voter in its own eyes
-    // and may legitimately campaign, as in every apply-time membership scheme.) A granted
-    // pre-vote is exempt: its term is the one the member itself asked for (and a member
-    // that has not yet applied the removal still counts the removed node's vote).
-    // So is a TimeoutNow: a removed leader handing over.
+    // message from it may not push a member into a term that no member had reached (it may
+    // relay the cluster's current term). Before it learns that its removal committed, it
+    // is a voter in its own eyes and may legitimately campaign, as in every apply-time
+    // membership scheme. A granted pre-vote is exempt (its term is the one the member asked
+    // for), and so is TimeoutNow (a removed leader handing over).
     bool granted_pre_vote = m.type == MessageType::kPreVoteResponse && !m.reject;
     bool handover = m.type == MessageType::kTimeoutNow;
-    bool knows = from <= kMaxNodes && nodes_[from].up && !contains(nodes_[from].applied_conf.voters, from) &&
+    bool knows = from_removed && nodes_[from].up && !contains(nodes_[from].applied_conf.voters, from) &&
                  !contains(nodes_[from].applied_conf.learners, from);
-    if (from <= kMaxNodes && nodes_[from].removed && knows && !n.removed && !granted_pre_vote && !handover &&
-        n.raft->term() > before &&
-        n.raft->term() > nodes_[from].term_at_removal) {
-      fail("removed-node-disrupts", fmt::format("removed n{} pushed n{} from term {} to {} (cluster term at removal {})", from,
-                                                to, before, n.raft->term(), nodes_[from].term_at_removal));
+    if (knows && !n.removed && !granted_pre_vote && !handover && n.raft->term() > before && n.raft->term() > member_max) {
+      fail("removed-node-disrupts", fmt::format("removed n{} pushed n{} from term {} to {}, beyond every member's term {}",
+                                                from, to, before, n.raft->term(), member_max));
       return;
     }
   }
@@ -1316,6 +1362,15 @@ void Simulation::inject_faults() {
       crash_node_ = ids[rng_.below(ids.size())];
     }
   }
+  // Leader hunting.
+  if (Node* l = leader(); l && !crash_at_) {
+    bool young = tick() < l->leader_since_tick + 5;
+    if (rng_.chance(young ? prof_.young_leader_crash_ppm : prof_.leader_crash_ppm)) {
+      crash_at_ = now_ + rng_.below(kUnitsPerTick);
+      crash_node_ = l->id;
+      crash_leader_ = true;
+    }
+  }
   // Slow disks.
   if (rng_.chance(prof_.slow_disk_ppm)) {
     std::vector<NodeId> ids = live_ids();
@@ -1493,13 +1548,15 @@ RunResult Simulation::run() {
       // Mostly hit a node with a write in flight, so that crashes lose (or tear) writes.
       std::vector<NodeId> writing;
       for (const Node& x : nodes_) if (x.exists && x.up && !x.disk.pending.empty()) writing.push_back(x.id);
-      if (!writing.empty() && rng_.chance(700'000)) crash_node_ = writing[rng_.below(writing.size())];
+      if (!writing.empty() && !crash_leader_ && rng_.chance(700'000)) crash_node_ = writing[rng_.below(writing.size())];
       Node& n = nodes_[crash_node_];
       crash_at_ = 0;
       if (n.up && !healing_) {
         crash_node(n, true);
-        n.restart_tick = tick() + rng_.range(1, 8 * kElectionTicks);
+        n.restart_tick = tick() + (crash_leader_ ? rng_.range(kElectionTicks, 4 * kElectionTicks)
+                                                 : rng_.range(1, 8 * kElectionTicks));
       }
+      crash_leader_ = false;
     }
     deliver_due();
     for (Node& n : nodes_)
@@ -1522,5 +1579,71 @@ RunResult run_simulation(const Options& options) {
   Simulation sim(options);
   return sim.run();
 }
+
+namespace {
+// What a forked run sends back to the parent: the summary, not the trace.
+struct IsolatedSummary {
+  bool ok;
+  uint64_t ticks, messages, client_ops, inconclusive;
+  bool faults[kFaultCount];
+  char check[64];
+  char detail[512];
+};
+
+}  // namespace
+
+RunResult run_simulation_isolated(const Options& o) {
+  int fds[2];
+  if (pipe(fds) != 0) { std::perror("pipe"); std::exit(2); }
+  std::fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0) { std::perror("fork"); std::exit(2); }
+  if (pid == 0) {
+    close(fds[0]);
+    RunResult r = run_simulation(o);
+    IsolatedSummary s{};
+    s.ok = r.ok;
+    s.ticks = r.ticks;
+    s.messages = r.messages_sent;
+    s.client_ops = r.client_ops;
+    s.inconclusive = r.linearizability_inconclusive;
+    for (size_t f = 0; f < kFaultCount; f++) s.faults[f] = r.faults[f];
+    std::snprintf(s.check, sizeof s.check, "%s", r.check.c_str());
+    std::snprintf(s.detail, sizeof s.detail, "%s", r.detail.c_str());
+    ssize_t n = write(fds[1], &s, sizeof s);
+    _exit(n == static_cast<ssize_t>(sizeof s) ? 0 : 3);
+  }
+  close(fds[1]);
+  IsolatedSummary s{};
+  size_t got = 0;
+  while (got < sizeof s) {
+    ssize_t n = read(fds[0], reinterpret_cast<char*>(&s) + got, sizeof s - got);
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  RunResult r;
+  r.seed = o.seed;
+  if (got != sizeof s) {
+    r.ok = false;
+    r.check = "core-abort";
+    r.detail = WIFSIGNALED(status) ? fmt::format("the run died with signal {} (see the assertion above)", WTERMSIG(status))
+                                   : fmt::format("the run exited with status {}", WEXITSTATUS(status));
+    return r;
+  }
+  r.ok = s.ok;
+  r.ticks = s.ticks;
+  r.messages_sent = s.messages;
+  r.client_ops = s.client_ops;
+  r.linearizability_inconclusive = s.inconclusive;
+  for (size_t f = 0; f < kFaultCount; f++) r.faults[f] = s.faults[f];
+  r.check = s.check;
+  r.detail = s.detail;
+  return r;
+}
+
+
 
 }  // namespace hmdb::sim

@@ -14,30 +14,47 @@ namespace {
 // Seeds tried per bug and cluster size before declaring the bug unnoticed.
 constexpr uint64_t kMaxSeedsPerBug = 400;
 
-void expect_caught(const std::string& bug) {
+void expect_caught(const std::string& bug, bool protocol_checks = true) {
+  uint64_t aborts = 0;
   for (uint32_t nodes : {3u, 5u}) {
     for (uint64_t s = 1; s <= kMaxSeedsPerBug; s++) {
       Options o;
       o.seed = s;
       o.nodes = nodes;
+      o.protocol_checks = protocol_checks;
       ASSERT_TRUE(set_bug(&o.bugs, bug));
-      RunResult r = run_simulation(o);
+      // Forked: a core that aborts on some seed must not take the test down. An abort is
+      // the core's own assertion, not the simulator's check, so it does not count as caught.
+      RunResult r = run_simulation_isolated(o);
+      if (!r.ok && r.check == "core-abort") {
+        aborts++;
+        continue;
+      }
       if (!r.ok) {
-        std::printf("[planted bug %s] caught on seed %llu (%u nodes) by check [%s]: %s\n  replay: %s\n", bug.c_str(),
-                    static_cast<unsigned long long>(s), nodes, r.check.c_str(), r.detail.substr(0, 300).c_str(),
+        std::printf("[planted bug %s%s] caught on seed %llu (%u nodes) by check [%s]: %s\n  replay: %s\n", bug.c_str(),
+                    protocol_checks ? "" : ", outcome checks only", static_cast<unsigned long long>(s), nodes, r.check.c_str(), r.detail.substr(0, 300).c_str(),
                     replay_command(o).c_str());
         return;
       }
     }
   }
   ADD_FAILURE() << "planted bug " << bug << " was not caught within " << kMaxSeedsPerBug
-                << " seeds on 3 and on 5 nodes: the simulator lacks teeth (or the core ignores the flag)";
+                << " seeds on 3 and on 5 nodes (" << aborts << " runs ended in a core abort): the simulator "
+                << "lacks teeth (or the core ignores the flag)";
 }
 
 TEST(PlantedBugs, GrantTwoVotesPerTerm) { expect_caught("grant_two_votes_per_term"); }
 TEST(PlantedBugs, AnswerVoteBeforePersisting) { expect_caught("answer_vote_before_persisting"); }
 TEST(PlantedBugs, CommitOldTermByCounting) { expect_caught("commit_old_term_by_counting"); }
 TEST(PlantedBugs, ApplyBeforeCommit) { expect_caught("apply_before_commit"); }
+
+// The same bugs judged by outcomes only (no look inside the protocol): they break election
+// safety, durable votes or the applied state. commit_old_term_by_counting is absent: its
+// consequence (the paper's Figure 8) needs a long chain of crashes at exact moments, and no
+// seed within the bound produced it; the protocol check above catches the rule violation.
+TEST(PlantedBugsOutcomeOnly, GrantTwoVotesPerTerm) { expect_caught("grant_two_votes_per_term", false); }
+TEST(PlantedBugsOutcomeOnly, AnswerVoteBeforePersisting) { expect_caught("answer_vote_before_persisting", false); }
+TEST(PlantedBugsOutcomeOnly, ApplyBeforeCommit) { expect_caught("apply_before_commit", false); }
 
 }  // namespace
 }  // namespace hmdb::sim
