@@ -420,8 +420,15 @@ void FaultInjectionEnv::after_sync(const std::string& path, uint64_t size) {
   files_[path].synced_size = size;
 }
 
-Status FaultInjectionEnv::drop_unsynced() {
+Status FaultInjectionEnv::drop_unsynced(uint64_t torn_seed) {
   std::lock_guard lock(mu_);
+  uint64_t rng = torn_seed;
+  auto next_random = [&rng] {  // splitmix64: deterministic from the seed
+    uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  };
   for (auto& [path, t] : files_) {
     if (!base_->file_exists(path)) continue;
     if (!t.dir_entry_synced) {
@@ -433,7 +440,9 @@ Status FaultInjectionEnv::drop_unsynced() {
     Status s = base_->file_size(path, &size);
     if (!s) return s;
     if (size > t.synced_size) {
-      s = base_->truncate_file(path, t.synced_size);
+      uint64_t keep = t.synced_size;
+      if (torn_seed != 0) keep += next_random() % (size - t.synced_size + 1);
+      s = base_->truncate_file(path, keep);
       if (!s) return s;
     }
   }

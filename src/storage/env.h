@@ -81,7 +81,8 @@ std::string path_join(const std::string& dir, std::string_view name);
 //
 // It remembers, for every file written through it, how many bytes were synced, and which
 // files were created since their directory was last synced. drop_unsynced() then does what
-// a power loss does: every such file is truncated to its synced size and files whose
+// a power loss does: every such file is truncated to its synced size (or, torn, to a
+// point between that and its current size) and files whose
 // directory entry was never synced are removed (as LevelDB's fault_injection_test does).
 // Files that existed before the Env saw them are assumed durable as they are.
 //
@@ -95,7 +96,9 @@ class FaultInjectionEnv final : public Env {
   explicit FaultInjectionEnv(Env* base) : base_(base) {}
 
   // Simulated power loss. REQUIRES: no WritableFile of this Env is still written to.
-  Status drop_unsynced();
+  // With torn_seed != 0, each file keeps a pseudo-random prefix (chosen from the seed) of
+  // its unsynced bytes instead of none: a write that was partly on the platter.
+  Status drop_unsynced(uint64_t torn_seed = 0);
 
   static constexpr int64_t kNever = -1;
   void fail_write_after(int64_t appends);
