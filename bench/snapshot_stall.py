@@ -44,6 +44,7 @@ SERVER_STOP_TIMEOUT_S = 60.0     # SIGTERM drains and syncs; SIGKILL after this
 RESP_TIMEOUT_S = 600.0           # a blocking SNAPSHOT of a multi-GiB state may take minutes
 PROBE_INTERVAL_S = 0.001         # the latency probe's pause between two SETs
 RSS_SAMPLE_INTERVAL_S = 0.1      # /proc/<pid>/status is cheap
+INFO_SAMPLE_INTERVAL_S = 0.25   # INFO persistence (fsync_last_us) on the sampler's own connection
 SMAPS_SAMPLE_INTERVAL_S = 0.5    # smaps_rollup walks the page tables (takes mmap_lock): sample rarely
 FILL_CHUNK_S = 4                 # one hmdb-bench fill run; RSS is checked between runs
 MIN_MEM_AVAILABLE_KIB = 3 << 20  # stop filling if the machine has less than 3 GiB left
@@ -348,17 +349,29 @@ class Probe(threading.Thread):
 class Sampler(threading.Thread):
     """Memory of the server and of its snapshot child, over time."""
 
-    def __init__(self, pid):
+    def __init__(self, pid, port):
         super().__init__(daemon=True)
         self.pid = pid
+        self.port = port
+        self.fsync = []   # (t, INFO fsync_last_us, disk_fsyncs): is the log's fdatasync slowed?
         self.rss = []     # (t, parent VmRSS kib, child pid or 0, child VmRSS kib or None)
         self.smaps = []   # (t, parent rollup, child rollup or None, MemAvailable kib)
         self.stop_flag = threading.Event()
 
     def run(self):
         next_smaps = 0.0
+        next_info = 0.0
+        conn = Resp(self.port, timeout=30)
         while not self.stop_flag.is_set():
             t = time.monotonic()
+            if t >= next_info:
+                try:
+                    text = conn.call("INFO", "persistence").decode()
+                    kv = dict(l.split(":", 1) for l in text.splitlines() if ":" in l)
+                    self.fsync.append((t, int(kv["fsync_last_us"]), int(kv["disk_fsyncs"])))
+                except (OSError, KeyError, ValueError):
+                    pass  # the report says how many samples it has
+                next_info = t + INFO_SAMPLE_INTERVAL_S
             kids = children(self.pid)
             child = kids[0] if kids else 0
             self.rss.append((t, proc_status_kib(self.pid), child,
@@ -449,7 +462,7 @@ def main():
         load = ["--tests", "set", "--clients", a.clients, "--pipeline", a.pipeline,
                 "--value-size", a.value_size, "--keyspace", keyspace, "--seconds", window]
         probe = Probe(port, a.value_size)
-        sampler = Sampler(pid)
+        sampler = Sampler(pid, port)
         probe.start()
         sampler.start()
 
@@ -524,7 +537,14 @@ def main():
         if probe.samples:
             worst = max(probe.samples, key=lambda x: x[1])
             print(f"  longest probe SET: {worst[1] * 1e3:.3f} ms, sent {worst[0] - s0:+.3f} s "
-                  f"from SNAPSHOT")
+                  f"from SNAPSHOT (which took {s1 - s0:.3f} s)")
+        fb = [f for f in sampler.fsync if t_before0 <= f[0] < t_before1]
+        fd = [f for f in sampler.fsync if s0 <= f[0] <= s1]
+        for name, fs in (("before window", fb), ("during snapshot", fd)):
+            if len(fs) >= 2:
+                rate = (fs[-1][2] - fs[0][2]) / max(1e-9, fs[-1][0] - fs[0][0])
+                print(f"  log fdatasync ({name}): {rate:.0f}/s, largest sampled fsync_last_us "
+                      f"{max(f[1] for f in fs)} ({len(fs)} INFO samples)")
         print()
 
         # memory
