@@ -130,6 +130,15 @@ class Server:
                          os.path.join(self.dir, "data"), "--durability", durability]
         self.proc = None
 
+    def cpu_seconds(self):
+        """User + system CPU time the server process (all its threads) has used so far.
+        CPU per request is a measure that a busy shared machine distorts much less than
+        ops/s: it tells how much work the engine does, not how much CPU it was given."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        # After the command name: state is field 3, utime field 14, stime field 15 (1-based).
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def __enter__(self):
         if not port_is_free(self.port):
             raise RuntimeError(f"port {self.port} is in use; pick another --base-port")
@@ -188,6 +197,8 @@ class Measurement:
         self.errors, self.first_error = errors, first_error
         # Client CPU per request: how much of the 2 cores the load tool itself took.
         self.cpu_us_per_request = 1e6 * cpu_seconds / requests if requests else 0.0
+        self.requests = requests
+        self.server_cpu_us_per_request = None  # filled in by run_mode
 
 
 def measure_hmdb_bench(args, port, workload, pipeline, seconds):
@@ -381,6 +392,7 @@ def run_mode(args, mode, port, root, repetition, choice, rates, results, failure
                                     f"{server.proc.returncode} (log: {server.log_path})")
                     continue
                 try:
+                    server_cpu_before = server.cpu_seconds()
                     if choice[p] == "hmdb-bench":
                         m = measure_hmdb_bench(args, port, w, p, args.seconds)
                     else:
@@ -390,9 +402,12 @@ def run_mode(args, mode, port, root, repetition, choice, rates, results, failure
                     failures.append(f"{mode} {LABEL[w]} P={p}: {e}")
                     log(f"  {LABEL[w]:5} P={p:<3} FAILED: {e}")
                     continue
+                if m.requests:
+                    m.server_cpu_us_per_request = (1e6 * (server.cpu_seconds() - server_cpu_before)
+                                                   / m.requests)
                 results.setdefault((mode, w, p), []).append(m)
                 log(f"  {LABEL[w]:5} P={p:<3} {m.rps:>12,.0f} ops/s  p50 {m.p50:.2f} ms  "
-                    f"p99 {m.p99:.2f} ms" + (f"  ERRORS {m.errors}: {m.first_error}"
+                    f"p99 {m.p99:.2f} ms  server CPU {m.server_cpu_us_per_request or 0:.2f} us/op" + (f"  ERRORS {m.errors}: {m.first_error}"
                                              if m.errors else ""))
 
 
@@ -407,15 +422,16 @@ def render(args, results, choice, notes, started, load_before, failures):
                  f"{load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
     lines.append(f"{args.clients} clients, {args.value_size}-byte values, keyspace "
                  f"{args.keyspace:,}, {args.seconds:g} s per run, median of {args.runs} "
-                 f"run(s); spread = (max-min)/median of ops/s across runs")
+                 f"run(s); spread = (max-min)/median of ops/s across runs; CPU us/op = "
+                 f"server process CPU time (all threads) per request, median")
     for n in notes:
         lines.append("load tool: " + n)
     lines.append("load tool used: " + ", ".join(f"pipeline {p}: {choice[p]}"
                                                  for p in args.pipelines))
     lines.append("")
-    lines.append("| workload | P | modes | redis ops/s | spread | p50 ms | p99 ms | hmdb ops/s "
-                 "| spread | p50 ms | p99 ms | hmdb/redis |")
-    lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    lines.append("| workload | P | modes | redis ops/s | spread | p50 ms | p99 ms | CPU us/op "
+                 "| hmdb ops/s | spread | p50 ms | p99 ms | CPU us/op | hmdb/redis |")
+    lines.append("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     error_notes = []
     for p in args.pipelines:
         for w in args.workloads:
@@ -435,7 +451,9 @@ def render(args, results, choice, notes, started, load_before, failures):
                         error_notes.append(f"* {mode} {LABEL[w]} P={p}: {errors} error "
                                            f"replies, first: {first}")
                     cells += [fmt_rate(rps) + mark, spread(rps), fmt_ms([m.p50 for m in ms]),
-                              fmt_ms([m.p99 for m in ms])]
+                              fmt_ms([m.p99 for m in ms]),
+                              fmt_ms([m.server_cpu_us_per_request for m in ms
+                                      if m.server_cpu_us_per_request is not None])]
                 r, h = medians[redis_mode], medians[hmdb_mode]
                 ratio = f"{h / r:.2f}" if r and h else "-"
                 lines.append(f"| {LABEL[w]} | {p} | {pair} | " + " | ".join(cells) +
@@ -459,7 +477,7 @@ def render(args, results, choice, notes, started, load_before, failures):
             parts = []
             for name, h, r, goal in checks:
                 if h and r:
-                    parts.append(f"{name} {h / r:.2f} ({'met' if h / r >= goal else 'MISSED'}, "
+                    parts.append(f"{name} {h / r:.3f} ({'met' if h / r >= goal else 'MISSED'}, "
                                  f"goal {goal})")
                 else:
                     parts.append(f"{name} -")
