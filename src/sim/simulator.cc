@@ -140,6 +140,9 @@ struct Profile {
   // new leader's old-term entries and its own no-op travel apart (Figure 8 needs that).
   uint64_t max_append_bytes = 4096;
   uint32_t max_inflight_appends = 8;
+  // Lease reads (Config::lease_reads): safe here because every node's clock ticks at
+  // exactly the same rate, which is the mode's documented assumption.
+  bool lease_reads = false;
 };
 
 Profile draw_profile(Rng& rng, bool faults) {
@@ -149,6 +152,7 @@ Profile draw_profile(Rng& rng, bool faults) {
   p.max_delay_units = rng.range(1, 8);
   p.max_append_bytes = rng.range(64, 4096);
   p.max_inflight_appends = static_cast<uint32_t>(rng.range(1, 8));
+  p.lease_reads = rng.chance(300'000);
   if (!faults) return p;
   if (rng.chance(600'000)) p.loss_ppm = static_cast<uint32_t>(rng.range(5'000, 150'000));
   if (rng.chance(500'000)) p.duplicate_ppm = static_cast<uint32_t>(rng.range(5'000, 100'000));
@@ -504,6 +508,7 @@ void Simulation::start_node(Node& n) {
   cfg.snapshot_chunk_bytes = kSnapshotChunkBytes;
   cfg.max_inflight_appends = prof_.max_inflight_appends;
   cfg.max_append_bytes = prof_.max_append_bytes;
+  cfg.lease_reads = prof_.lease_reads;
   cfg.seed = rng_.next();
   cfg.bugs = opt_.bugs;
 
@@ -1498,10 +1503,10 @@ RunResult Simulation::run() {
   for (uint32_t i = 0; i < kClientCount; i++) clients_.push_back(Client{i, false, 0, 0, 0, 0});
   ev(1, opt_.seed, opt_.nodes, 0, [&] {
     return fmt::format("seed {} nodes {} profile: loss={}ppm dup={}ppm delay={}ppm partition={}ppm crash={}ppm torn={}ppm "
-                       "slow={}ppm membership={}ppm transfer={}ppm snapshot-every={}",
+                       "slow={}ppm membership={}ppm transfer={}ppm snapshot-every={} append-bytes={} inflight={} lease-reads={}",
                        opt_.seed, opt_.nodes, prof_.loss_ppm, prof_.duplicate_ppm, prof_.long_delay_ppm, prof_.partition_ppm,
                        prof_.crash_ppm, prof_.torn_ppm, prof_.slow_disk_ppm, prof_.membership_ppm, prof_.transfer_ppm,
-                       prof_.snapshot_every);
+                       prof_.snapshot_every, prof_.max_append_bytes, prof_.max_inflight_appends, prof_.lease_reads);
   });
   for (NodeId id = 1; id <= opt_.nodes; id++) create_node(id, true);
 
