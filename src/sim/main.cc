@@ -3,6 +3,7 @@
 //   hmdb-sim --seed 123 [--trace]                 one run; prints the verdict (and the trace)
 //   hmdb-sim --seeds N [--start S] [--nodes 3] [--steps K] [--bug NAME] [--keep-going]
 //                                                 N runs; prints throughput and fault coverage
+//   --max-seconds S: stop the sweep after S seconds (and print the summary so far).
 //   --isolate: each run in a forked child, so that a core abort (HMDB_ASSERT) is reported as
 //              that seed's failure and the sweep goes on (for long runs).
 //
@@ -11,6 +12,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -45,7 +48,7 @@ void usage() {
   std::fprintf(stderr,
                "usage: hmdb-sim [--seed S | --seeds N [--start S]] [--nodes 3|5] [--steps TICKS]\n"
                "                [--ops MAX_CLIENT_OPS] [--bug NAME]... [--no-faults] [--trace] [--keep-going]\n"
-               "                [--isolate] [--outcome-checks-only]\n"
+               "                [--isolate] [--outcome-checks-only] [--max-seconds S]\n"
                "bugs:");
   for (const auto& b : hmdb::sim::bug_names()) std::fprintf(stderr, " %s", b.c_str());
   std::fprintf(stderr, "\n");
@@ -75,6 +78,7 @@ int main(int argc, char** argv) {
   Options base;
   uint64_t seeds = 0, start = 1;
   bool single = false, keep_going = false, isolate = false;
+  double max_seconds = 0;  // 0: no limit
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -95,6 +99,7 @@ int main(int argc, char** argv) {
       else if (a == "--trace") base.trace = true;
       else if (a == "--keep-going") keep_going = true;
       else if (a == "--isolate") isolate = true;
+      else if (a == "--max-seconds") max_seconds = std::stod(value());
       else if (a == "--outcome-checks-only") base.protocol_checks = false;
       else { usage(); return 2; }
     } catch (const std::exception&) {
@@ -134,6 +139,11 @@ int main(int argc, char** argv) {
   Options o = base;
   o.trace = false;
   for (uint64_t s = start; s < start + seeds; s++) {
+    if (max_seconds > 0 &&
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() >= max_seconds) {
+      std::printf("stopping: --max-seconds %.0f reached\n", max_seconds);
+      break;
+    }
     o.seed = s;
     std::snprintf(g_replay_line, sizeof g_replay_line, "\nhmdb-sim: core aborted on seed %llu; replay: %s\n",
                   static_cast<unsigned long long>(s), hmdb::sim::replay_command(o).c_str());
@@ -155,6 +165,7 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(start + ran - 1), static_cast<unsigned long long>(ran),
               static_cast<unsigned long long>(failures), secs);
   std::printf("  seeds/min          %.0f\n", ran / secs * 60);
+  std::printf("  projected time for 100000 seeds: %.1f min\n", 100000.0 / (ran / secs) / 60);
   std::printf("  client ops/s       %.0f  (%llu ops)\n", ops / secs, static_cast<unsigned long long>(ops));
   std::printf("  ticks/s            %.0f\n", ticks / secs);
   std::printf("  messages/s         %.0f\n", messages / secs);
