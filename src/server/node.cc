@@ -306,6 +306,7 @@ void Node::loop_turn(int timeout_ms) {
     } else {
       Session* s = find_session(tag);
       if (!s) continue;
+      if (events[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->hangup = true;
       if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         s->readable = true;
         if (!s->in_active) {
@@ -344,13 +345,15 @@ void Node::loop_turn(int timeout_ms) {
       if (!(s = find_session(id))) continue;
       parse_session(*s);
       if (!(s = find_session(id))) continue;
-      if (s->eof && s->pending.empty()) {
-        // The peer is gone and nothing is owed to it: close (a half-closed peer that still
-        // waits for replies gets them first).
-        if (s->unsent() == 0) {
-          close_session(id);
-          continue;
-        }
+      if (s->eof && s->pending.empty() && s->in.empty() && s->unsent() == 0) {
+        // The peer closed and nothing is owed to it. (Replies still owed to a half-closed
+        // peer are sent first: flush_session closes it afterwards.)
+        close_session(id);
+        continue;
+      }
+      if (s->eof && !s->in_flush) {
+        s->in_flush = true;
+        to_flush_.push_back(id);
       }
       if ((s->readable && !s->eof) || s->input_stalled) {
         s->in_active = true;
@@ -456,8 +459,9 @@ void Node::read_session(Session& s) {
       s.in.commit(static_cast<size_t>(n));
       budget -= std::min<uint64_t>(budget, static_cast<uint64_t>(n));
       // A short read from a stream socket means its buffer is empty now; the next byte
-      // brings a new edge.
-      if (static_cast<uint64_t>(n) < want) {
+      // brings a new edge. Not so for the peer's FIN if it came with the same edge as the
+      // data: then read on until read() says 0.
+      if (static_cast<uint64_t>(n) < want && !s.hangup) {
         s.readable = false;
         break;
       }
@@ -725,7 +729,7 @@ void Node::drain_pending(Session& s) {
     s.in_flush = true;
     to_flush_.push_back(s.id);
   }
-  if (s.close_after_reply && s.pending.empty() && s.unsent() == 0 && !s.in_flush) {
+  if ((s.close_after_reply || s.eof) && s.pending.empty() && s.unsent() == 0 && !s.in_flush) {
     s.in_flush = true;  // flush_session closes it
     to_flush_.push_back(s.id);
   }
@@ -754,7 +758,9 @@ void Node::flush_session(Session& s) {
     s.out_sent = 0;
     constexpr size_t kKeepOutputCapacityBytes = 64 << 10;
     if (s.out.capacity() > kKeepOutputCapacityBytes) s.out.shrink_to_fit();
-    if (s.close_after_reply && s.pending.empty()) {
+    // Done with this client: it asked to quit, broke the protocol, or closed its sending
+    // side (a half-closed peer such as `nc` gets every reply before we close).
+    if (s.pending.empty() && (s.close_after_reply || (s.eof && s.in.empty()))) {
       close_session(s.id);
       return;
     }

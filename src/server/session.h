@@ -68,6 +68,7 @@ struct Session {
   bool readable = false;      // edge-triggered: the socket may have more bytes
   bool input_stalled = false; // complete commands are buffered but were not parsed (paused)
   bool eof = false;           // the peer closed its side
+  bool hangup = false;        // epoll reported RDHUP/HUP/ERR: read until read() returns 0
 
   std::string out;
   size_t out_sent = 0;

@@ -241,6 +241,19 @@ TEST_F(ServerTest, ErrorsForUnknownCommandsWrongArityAndBadArgumentsKeepTheConne
   EXPECT_EQ(c.read().str, "1");
 }
 
+TEST_F(ServerTest, HalfClosedClientGetsEveryReplyThenTheConnectionCloses) {
+  server_->start();
+  RespClient c(server_->port());
+  std::string burst;
+  for (int i = 0; i < 100; i++) burst += RespClient::encode({"SET", "k" + std::to_string(i), "v"});
+  burst += RespClient::encode({"DBSIZE"});
+  ASSERT_TRUE(c.send_raw(burst));
+  ::shutdown(c.fd(), SHUT_WR);  // like `nc`: done sending, still reading
+  for (int i = 0; i < 100; i++) ASSERT_EQ(c.read(), std::string("OK")) << i;
+  EXPECT_EQ(c.read().integer, 100);
+  EXPECT_TRUE(c.closed_by_server());
+}
+
 TEST_F(ServerTest, InlineCommandsWork) {
   server_->start();
   RespClient c(server_->port());
