@@ -30,6 +30,8 @@
 namespace hmdb::server {
 
 namespace {
+// Niceness of the snapshot child (CPU priority below the serving parent).
+constexpr int kSnapshotChildNice = 10;
 
 uint64_t steady_us() {
   return static_cast<uint64_t>(
@@ -72,6 +74,11 @@ void Node::start_snapshot() {
     // Child: the only thread here. It shares nothing mutable with the parent any more; it
     // must not run the parent's destructors or atexit handlers, hence _exit.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // do not outlive a killed server
+    // Lower CPU and I/O priority: the server's log fdatasync and its event loop come first.
+    // (The I/O class is honoured by the BFQ scheduler; elsewhere it is a no-op.)
+    [[maybe_unused]] int niced = ::nice(kSnapshotChildNice);
+    constexpr int kIoprioClassIdle = 3, kIoprioClassShift = 13, kIoprioWhoProcess = 1;
+    ::syscall(SYS_ioprio_set, kIoprioWhoProcess, 0, kIoprioClassIdle << kIoprioClassShift);
     std::string path;
     Status s = storage::write_snapshot(
         env_, options_.dir, snapshot_meta_, app_->app_name(), [this](Encoder& out) { app_->save(out); }, &path);
