@@ -1175,7 +1175,7 @@ void Simulation::conclude(uint32_t op, OpOutcome outcome, std::optional<int64_t>
   h.ret = ++event_seq_;
   Client& c = clients_[h.client];
   if (c.busy && c.op == op) c.busy = false;
-  ev(70, h.client, op, static_cast<uint64_t>(outcome), [&] { return "client " + describe(h); });
+  ev(70, h.client, op, static_cast<uint64_t>(outcome), [&] { return "client returns " + describe(h); });
   result_.client_ok += outcome == OpOutcome::kOk;
   result_.client_failed += outcome == OpOutcome::kFailed;
   result_.client_unknown += outcome == OpOutcome::kUnknown;
@@ -1191,6 +1191,12 @@ void Simulation::submit(Client& c, uint32_t op) {
   }
   Node& n = nodes_[c.guess];
   meta_[op].node = n.id;
+  ev(72, c.id, op, n.id, [&] {
+    const HistoryOp& h = history_[op];
+    std::string what = h.kind == OpKind::kSet ? fmt::format("SET {} {}", h.key, h.arg)
+                       : h.kind == OpKind::kIncr ? fmt::format("INCR {}", h.key) : fmt::format("GET {}", h.key);
+    return fmt::format("client c{} invokes {} via n{} [{}]", c.id, what, n.id, h.invoke);
+  });
   if (!n.up) { conclude(op, OpOutcome::kFailed, std::nullopt); return; }  // connection refused
   HistoryOp& h = history_[op];
   if (h.kind == OpKind::kGet) {
@@ -1281,7 +1287,6 @@ void Simulation::clients_tick() {
     c.busy = true;
     c.op = op;
     c.deadline_tick = tick() + kClientTimeoutTicks;
-    ev(72, c.id, op, static_cast<uint64_t>(h.kind), [&] { return fmt::format("client c{} invokes {} via n{}", c.id, describe(h), c.guess); });
     submit(c, op);
   }
 }
@@ -1324,6 +1329,9 @@ void Simulation::inject_faults() {
     if (kind == 0) {  // symmetric split into two sides
       std::vector<bool> side(kMaxNodes + 1);
       for (NodeId id : members) side[id] = rng_.below(2);
+      bool split = false;
+      for (NodeId id : members) split |= side[id] != side[members[0]];
+      if (!split) side[members[rng_.below(members.size())]] = !side[members[0]];  // two real sides
       for (NodeId a : members)
         for (NodeId b : members)
           if (side[a] != side[b]) blocked_[a][b] = true;
@@ -1350,7 +1358,8 @@ void Simulation::inject_faults() {
       for (NodeId b : others) if (b != keep || others.size() < 3) blocked_[x][b] = blocked_[b][x] = true;
       mark(Fault::kCutLeader);
       mark(Fault::kPartition);
-      what = fmt::format("cut leader n{} from the majority (keeps n{})", x, others.size() < 3 ? 0 : keep);
+      what = others.size() < 3 ? fmt::format("cut leader n{} from every peer", x)
+                               : fmt::format("cut leader n{} from the majority (keeps n{})", x, keep);
     }
     ev(81, 0, kind, partition_until_tick_, [&] { return fmt::format("PARTITION {} until tick {}", what, partition_until_tick_); });
   }
@@ -1503,9 +1512,11 @@ RunResult Simulation::run() {
   for (uint32_t i = 0; i < kClientCount; i++) clients_.push_back(Client{i, false, 0, 0, 0, 0});
   ev(1, opt_.seed, opt_.nodes, 0, [&] {
     return fmt::format("seed {} nodes {} profile: loss={}ppm dup={}ppm delay={}ppm partition={}ppm crash={}ppm torn={}ppm "
-                       "slow={}ppm membership={}ppm transfer={}ppm snapshot-every={} append-bytes={} inflight={} lease-reads={}",
+                       "slow={}ppm membership={}ppm transfer={}ppm leader-hunt={}/{}/{}ppm snapshot-every={} append-bytes={} inflight={} "
+                       "lease-reads={}",
                        opt_.seed, opt_.nodes, prof_.loss_ppm, prof_.duplicate_ppm, prof_.long_delay_ppm, prof_.partition_ppm,
                        prof_.crash_ppm, prof_.torn_ppm, prof_.slow_disk_ppm, prof_.membership_ppm, prof_.transfer_ppm,
+                       prof_.young_leader_crash_ppm, prof_.leader_crash_ppm, prof_.crash_after_commit_ppm,
                        prof_.snapshot_every, prof_.max_append_bytes, prof_.max_inflight_appends, prof_.lease_reads);
   });
   for (NodeId id = 1; id <= opt_.nodes; id++) create_node(id, true);
