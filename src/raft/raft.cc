@@ -34,6 +34,12 @@ constexpr uint64_t kMaxCommittedBytesPerReady = 64ull << 20;
 // Vote request context marking an election started by leadership transfer: receivers then
 // ignore their leader lease (the old leader asked for it).
 constexpr uint64_t kTransferContext = 1;
+// Lease reads: the fastest rate (percent) at which one node's ticks may run relative to
+// another's. A lease lasts election_ticks * (100 - this) / 100 leader ticks from the send
+// time of the heartbeat that a quorum acknowledged, minus kLeaseTickGranularity (a
+// follower may have been partway into a tick when the heartbeat arrived).
+constexpr uint32_t kLeaseClockDriftPercent = 10;
+constexpr uint64_t kLeaseTickGranularity = 1;
 // A snapshot chunk not acknowledged within this many election timeouts is sent again.
 constexpr uint32_t kSnapshotStallElectionTimeouts = 2;
 // Format version bytes of an encoded ConfChange: without / with the resulting membership.
@@ -79,6 +85,7 @@ struct Progress {
   State state = State::kProbe;
   bool probe_sent = false;     // kProbe: an append is out, wait for its answer or a heartbeat
   bool recent_active = false;  // heard from it since the last check-quorum round
+  uint64_t heartbeat_ack_sent_tick = 0;  // send tick of the newest heartbeat it answered
   bool is_learner = false;
   std::deque<Index> inflight;  // kReplicate: last index of each append in flight (bounded)
   // kSnapshot
@@ -122,6 +129,7 @@ struct Raft::Impl {
   NodeId lead = kNoNode;
   uint32_t election_elapsed = 0;
   uint32_t heartbeat_elapsed = 0;
+  uint64_t now_ticks = 1;  // ticks since this core started, from 1 (for leader leases)
   uint32_t randomized_election_timeout = 0;
   uint64_t rng_state = 0;
   std::map<NodeId, bool> votes;  // candidate / pre-candidate: who answered, granted or not
@@ -329,6 +337,7 @@ struct Raft::Impl {
   // ─────────── elections ───────────
 
   void tick() {
+    now_ticks++;
     if (role == InternalRole::kLeader) {
       tick_leader();
       return;
@@ -661,6 +670,7 @@ struct Raft::Impl {
       // Never more than the follower is known to hold: it may hold a diverging suffix.
       m.commit = std::min(pr.match, commit);
       m.context = read_seq;
+      m.log_index = now_ticks;  // send tick, echoed back: the start of a leader lease
       send(std::move(m));
     }
   }
@@ -747,6 +757,7 @@ struct Raft::Impl {
     Progress& pr = it->second;
     pr.recent_active = true;
     pr.probe_sent = false;
+    pr.heartbeat_ack_sent_tick = std::max(pr.heartbeat_ack_sent_tick, m.log_index);
     // An append may have been lost: free a slot so the pipeline cannot stall for good.
     if (pr.state == Progress::State::kReplicate && pr.inflight.size() >= cfg.max_inflight_appends) {
       pr.inflight.pop_front();
@@ -861,6 +872,7 @@ struct Raft::Impl {
     r.to = m.from;
     r.term = term;
     r.context = m.context;
+    r.log_index = m.log_index;
     send(std::move(r));
   }
 
@@ -1183,7 +1195,7 @@ struct Raft::Impl {
       reads_waiting_commit.push_back({from, ctx});
       return true;
     }
-    if (cfg.lease_reads && cfg.check_quorum) {
+    if (lease_valid()) {
       answer_read(from, ctx, commit);
       return true;
     }
@@ -1196,6 +1208,30 @@ struct Raft::Impl {
     reads.push_back(std::move(rr));
     broadcast_heartbeat();
     return true;
+  }
+
+  // Lease reads (opt-in): a quorum acknowledged a heartbeat sent at tick s; each of those
+  // followers refuses to vote for anyone else for election_ticks of its own ticks after
+  // receiving it (check-quorum's leader lease), so no other leader can exist before
+  // s + election_ticks on their clocks: shortened here by the allowed drift. Never during a
+  // transfer: the transferee's votes bypass the followers' lease.
+  bool lease_valid() const {
+    if (!cfg.lease_reads || !cfg.check_quorum || transferee != kNoNode) return false;
+    std::vector<uint64_t> sent;
+    for (NodeId v : conf.voters) {
+      if (v == id) {
+        sent.push_back(now_ticks);
+        continue;
+      }
+      auto it = progress.find(v);
+      sent.push_back(it == progress.end() ? 0 : it->second.heartbeat_ack_sent_tick);
+    }
+    std::sort(sent.begin(), sent.end(), std::greater<uint64_t>());
+    uint64_t start = sent[quorum() - 1];
+    if (start == 0) return false;  // no quorum has answered a heartbeat yet
+    uint64_t length = uint64_t{cfg.election_ticks} * (100 - kLeaseClockDriftPercent) / 100;
+    if (length <= kLeaseTickGranularity) return false;
+    return now_ticks < start + length - kLeaseTickGranularity;
   }
 
   void answer_read(NodeId from, uint64_t ctx, Index index) {

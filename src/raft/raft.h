@@ -66,9 +66,10 @@ struct Config {
   uint64_t max_uncommitted_bytes = 256ull << 20;  // proposals beyond this: kBusy
   uint64_t snapshot_chunk_bytes = 1 << 20;
   uint64_t seed = 1;  // randomized election timeouts; deterministic given the seed
-  // Opt-in lease reads: the leader answers read_index() at once, without a heartbeat round,
-  // trusting check-quorum (needs check_quorum). Safe only if clocks run at nearly the same
-  // rate on every node (bounded drift): see docs/raft.md.
+  // Opt-in lease reads: while a quorum answered a heartbeat recently enough, the leader
+  // answers read_index() at once, without a heartbeat round (needs check_quorum). Safe only
+  // if clocks run at nearly the same rate on every node (bounded drift, no long pauses):
+  // see docs/raft.md.
   bool lease_reads = false;
 
   // Planted bugs, for proving that the simulator catches them (tests/sim). Never set in
