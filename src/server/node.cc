@@ -276,8 +276,12 @@ uint64_t Node::wall_clock_ms() {
 }
 
 bool Node::paused() const {
-  return draining_ || refused_payload_.has_value() || inflight_bytes_ >= kInflightBytesMax ||
-         (disk_ && disk_->queued_bytes() >= kDiskQueueBytesMax);
+  return draining_ || refused_payload_.has_value() || inflight_bytes_ >= kInflightBytesMax || disk_queue_full_;
+}
+
+void Node::refresh_disk_queue_state() {
+  // Once per turn, not per command: queued_bytes() takes the disk thread's lock.
+  disk_queue_full_ = disk_ && disk_->queued_bytes() >= kDiskQueueBytesMax;
 }
 
 bool Node::session_paused(const Session& s) const {
@@ -321,6 +325,7 @@ void Node::loop_turn(int timeout_ms) {
     }
   }
 
+  refresh_disk_queue_state();
   uint64_t now = steady_ms();
   if (now >= next_tick_ms_) {
     tick();
@@ -359,7 +364,11 @@ void Node::loop_turn(int timeout_ms) {
         s->in_active = true;
         active_.push_back(id);
       }
-      if (batch_.body_bytes() >= kBatchBytesMax) propose_batch();
+      if (batch_.body_bytes() >= kBatchBytesMax) {
+        propose_batch();
+        drive_raft();  // hands the entry to the disk thread now
+        refresh_disk_queue_state();
+      }
     }
   }
 

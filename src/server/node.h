@@ -93,6 +93,7 @@ class Node {
   void close_session(uint64_t id);
   void resolve_slot(uint64_t session_id, uint64_t seq, Pending::Kind expected, std::string reply);
   bool paused() const;
+  void refresh_disk_queue_state();
   bool session_paused(const Session& s) const;
   void propose_batch();
   void drive_raft();
@@ -150,7 +151,7 @@ class Node {
   std::vector<std::pair<uint64_t, uint64_t>> refused_slots_;
   std::unordered_map<raft::Index, Waiters> waiters_;
   uint64_t inflight_bytes_ = 0;
-  std::unordered_map<raft::Index, uint64_t> inflight_by_index_;
+  bool disk_queue_full_ = false;  // disk thread's queue over kDiskQueueBytesMax (refreshed per turn)
 
   // Persistence bookkeeping (loop thread).
   raft::Index last_log_index_ = 0;  // last entry handed to the disk (or acked, for none)
