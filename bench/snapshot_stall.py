@@ -403,14 +403,14 @@ def main():
     ap.add_argument("--clients", type=int, default=50, help="steady-load connections")
     ap.add_argument("--pipeline", type=int, default=1, help="steady-load pipeline depth")
     ap.add_argument("--window", type=float, default=None,
-                    help="seconds of steady load before, and again around, the snapshot (40)")
+                    help="seconds of steady load before, and again around, the snapshot (60)")
     ap.add_argument("--lead", type=float, default=3.0,
                     help="seconds into the snapshot window at which SNAPSHOT is sent")
     ap.add_argument("--tmp-root", default=None, help="where the data directory goes (a real disk)")
     ap.add_argument("--keep", action="store_true", help="keep the data directory")
     a = ap.parse_args()
     target_gib = a.target_gib if a.target_gib is not None else (0.2 if a.quick else 2.0)
-    window = a.window if a.window is not None else (10.0 if a.quick else 40.0)
+    window = a.window if a.window is not None else (10.0 if a.quick else 60.0)
     if a.lead >= window:
         die("--lead must be shorter than --window")
     hmdb, bench = find_binaries(a.build_dir)
