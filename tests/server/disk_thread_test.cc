@@ -1,0 +1,161 @@
+// tests/server/disk_thread_test.cc — the group-commit disk thread against a fault-injecting
+// file layer: acks cover what was written, `always` acks only after a sync, `periodic`
+// acks before it, what was acked in `always` survives a power loss, and a failed fsync or
+// write stops the process (exit code 3) without an ack.
+#include "server/disk_thread.h"
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+#include "storage/env.h"
+#include "storage/log.h"
+
+namespace hmdb::server {
+namespace {
+
+// How long a test waits for the disk thread's eventfd before failing.
+constexpr int kAckTimeoutMs = 20000;
+
+raft::Entry entry(raft::Index index, std::string data) {
+  raft::Entry e;
+  e.term = 1;
+  e.index = index;
+  e.type = raft::EntryType::kNormal;
+  e.schema_version = 1;
+  e.data = std::move(data);
+  return e;
+}
+
+class DiskThreadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::string(std::getenv("TEST_TMPDIR") ? std::getenv("TEST_TMPDIR") : "/tmp") + "/hmdb-disk-thread-" +
+           std::to_string(::getpid()) + "-" + ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+    env_ = std::make_unique<storage::FaultInjectionEnv>(storage::Env::posix());
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
+  }
+  void TearDown() override {
+    ::close(wake_fd_);
+    std::filesystem::remove_all(dir_);
+  }
+  std::unique_ptr<DiskThread> make(Durability durability, uint64_t fsync_interval_ms = 1000) {
+    storage::RecoveredLog recovered;
+    EXPECT_TRUE(storage::recover_log(env_.get(), dir_, 0, &recovered).is_ok());
+    std::unique_ptr<storage::LogWriter> log;
+    EXPECT_TRUE(storage::LogWriter::open(env_.get(), dir_, storage::LogOptions{}, &log).is_ok());
+    return std::make_unique<DiskThread>(env_.get(), dir_, std::move(log), durability, fsync_interval_ms, wake_fd_, 0,
+                                        0, raft::HardState{});
+  }
+  // Waits for the eventfd, then returns the published ack.
+  raft::PersistAck wait_ack(DiskThread& disk) {
+    pollfd p{wake_fd_, POLLIN, 0};
+    EXPECT_EQ(::poll(&p, 1, kAckTimeoutMs), 1) << "no ack from the disk thread";
+    uint64_t n = 0;
+    EXPECT_EQ(::read(wake_fd_, &n, sizeof n), static_cast<ssize_t>(sizeof n));
+    auto ack = disk.take_ack();
+    EXPECT_TRUE(ack.has_value());
+    return ack.value_or(raft::PersistAck{});
+  }
+
+  std::string dir_;
+  std::unique_ptr<storage::FaultInjectionEnv> env_;
+  int wake_fd_ = -1;
+};
+
+TEST_F(DiskThreadTest, AlwaysAcksAfterASyncAndTheAckedEntriesSurviveAPowerLoss) {
+  auto disk = make(Durability::kAlways);
+  disk->start();
+  raft::Index last = 0;
+  for (int round = 0; round < 20; round++) {
+    std::vector<raft::Entry> entries;
+    for (int i = 0; i < 5; i++) {
+      last++;
+      entries.push_back(entry(last, "batch " + std::to_string(last)));
+    }
+    disk->submit(raft::HardState{1, 1, last - 5}, std::move(entries));
+  }
+  raft::PersistAck ack{};
+  while (ack.last_index < last) ack = wait_ack(*disk);
+  EXPECT_EQ(ack.last_index, last);
+  EXPECT_EQ(ack.last_term, 1u);
+  EXPECT_EQ(ack.hard_state.term, 1u);
+  // Group commit: at most one sync per round, and never more rounds than submissions.
+  DiskStats stats = disk->stats();
+  EXPECT_EQ(stats.appends, 20u);
+  EXPECT_LE(stats.syncs, stats.rounds);
+  EXPECT_GE(env_->sync_count(), stats.syncs);
+  disk->stop();
+  disk.reset();
+  ASSERT_TRUE(env_->drop_unsynced().is_ok());
+  storage::RecoveredLog recovered;
+  ASSERT_TRUE(storage::recover_log(env_.get(), dir_, 0, &recovered).is_ok());
+  ASSERT_EQ(recovered.entries.size(), last);
+  EXPECT_EQ(recovered.entries.back().data, "batch " + std::to_string(last));
+}
+
+TEST_F(DiskThreadTest, PeriodicAcksBeforeTheSyncAndSyncsOnStop) {
+  auto disk = make(Durability::kPeriodic, /*fsync_interval_ms=*/3600 * 1000);
+  disk->start();
+  disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a"), entry(2, "b")});
+  raft::PersistAck ack = wait_ack(*disk);
+  EXPECT_EQ(ack.last_index, 2u);
+  EXPECT_EQ(disk->stats().syncs, 0u);  // acked on write(2), the hour-long interval has not passed
+  disk->stop();                        // a clean stop syncs what is left
+  EXPECT_EQ(disk->stats().syncs, 1u);
+  disk.reset();
+  ASSERT_TRUE(env_->drop_unsynced().is_ok());
+  storage::RecoveredLog recovered;
+  ASSERT_TRUE(storage::recover_log(env_.get(), dir_, 0, &recovered).is_ok());
+  EXPECT_EQ(recovered.entries.size(), 2u);
+}
+
+TEST_F(DiskThreadTest, CompactAfterASnapshotKeepsTheLogRecoverable) {
+  auto disk = make(Durability::kAlways);
+  disk->start();
+  disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a"), entry(2, "b"), entry(3, "c")});
+  EXPECT_EQ(wait_ack(*disk).last_index, 3u);
+  disk->request_compact(2);
+  disk->submit(std::nullopt, {entry(4, "d")});
+  EXPECT_EQ(wait_ack(*disk).last_index, 4u);
+  disk->stop();
+  disk.reset();
+  storage::RecoveredLog recovered;
+  ASSERT_TRUE(storage::recover_log(env_.get(), dir_, 2, &recovered).is_ok());
+  ASSERT_EQ(recovered.entries.size(), 2u);
+  EXPECT_EQ(recovered.entries[0].index, 3u);
+}
+
+using DiskThreadDeathTest = DiskThreadTest;
+
+// Runs in the death-test child: submits one entry and waits. The process must end (exit
+// code 3) before any ack; an ack, or no end at all, exits with other codes.
+[[noreturn]] void submit_and_wait(DiskThread& disk, int wake_fd) {
+  disk.start();
+  disk.submit(raft::HardState{1, 1, 0}, {entry(1, "never acked")});
+  pollfd p{wake_fd, POLLIN, 0};
+  if (::poll(&p, 1, kAckTimeoutMs) == 1) std::_Exit(100);
+  std::_Exit(101);
+}
+
+TEST_F(DiskThreadDeathTest, FailedFsyncStopsTheProcessWithoutAnAck) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  env_->fail_sync_after(0);
+  auto disk = make(Durability::kAlways);
+  EXPECT_EXIT(submit_and_wait(*disk, wake_fd_), ::testing::ExitedWithCode(kExitDiskFailure), "fdatasync of the log");
+}
+
+TEST_F(DiskThreadDeathTest, FailedWriteStopsTheProcess) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  env_->fail_write_after(0);
+  auto disk = make(Durability::kPeriodic);
+  EXPECT_EXIT(submit_and_wait(*disk, wake_fd_), ::testing::ExitedWithCode(kExitDiskFailure), "write to the log");
+}
+
+}  // namespace
+}  // namespace hmdb::server
