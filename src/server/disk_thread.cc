@@ -179,8 +179,13 @@ void DiskThread::run() {
       // Segments wholly covered by the durable snapshot go (older snapshot files were
       // removed by the snapshot child); compact() syncs first, and a failed sync there is
       // as fatal as anywhere else.
+      auto t0 = Clock::now();
+      const size_t segments_before = log_->segment_count();
       Status s = log_->compact(*compact);
       if (!s) fail("compaction of the log in " + dir_, s);
+      const auto took_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+      log_line("log: removed {} segments covered by the snapshot at index {} in {} ms",
+               segments_before - log_->segment_count(), *compact, took_ms);
     }
 
     if (stopping) {

@@ -18,7 +18,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
+#include <atomic>
 #include <cerrno>
+#include <thread>
 #include <chrono>
 #include <cstring>
 
@@ -32,6 +36,8 @@ namespace hmdb::server {
 namespace {
 // Niceness of the snapshot child (CPU priority below the serving parent).
 constexpr int kSnapshotChildNice = 10;
+// How often the snapshot child starts writeback of what it wrote so far.
+constexpr int kSnapshotWritebackPeriodMs = 50;
 
 uint64_t steady_us() {
   return static_cast<uint64_t>(
@@ -79,9 +85,26 @@ void Node::start_snapshot() {
     [[maybe_unused]] int niced = ::nice(kSnapshotChildNice);
     constexpr int kIoprioClassIdle = 3, kIoprioClassShift = 13, kIoprioWhoProcess = 1;
     ::syscall(SYS_ioprio_set, kIoprioWhoProcess, 0, kIoprioClassIdle << kIoprioClassShift);
+    // Start writeback of the temp file continuously, so its gigabytes do not pile up as
+    // dirty pages that the final fdatasync flushes in one burst while the server's log
+    // fdatasync waits behind them in the disk queue (what Redis' incremental fsync avoids).
+    std::atomic<bool> written{false};
+    const std::string temp_path = options_.dir + "/" + storage::snapshot_file_name(snapshot_meta_.index) +
+                                  std::string(storage::kTempSuffix);
+    std::thread writeback([&written, &temp_path] {
+      int fd = -1;
+      while (!written.load()) {
+        if (fd < 0) fd = ::open(temp_path.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) ::sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        std::this_thread::sleep_for(std::chrono::milliseconds(kSnapshotWritebackPeriodMs));
+      }
+      if (fd >= 0) ::close(fd);
+    });
     std::string path;
     Status s = storage::write_snapshot(
         env_, options_.dir, snapshot_meta_, app_->app_name(), [this](Encoder& out) { app_->save(out); }, &path);
+    written.store(true);
+    writeback.join();
     if (!s) {
       log_line("snapshot: writing index {} failed: {}", snapshot_meta_.index, s.to_string());
       _exit(1);
