@@ -255,6 +255,8 @@ int Node::run(int signal_fd) {
   }
   if (disk_) disk_->stop();  // writes and syncs anything left
   disk_.reset();
+  log_for_recovery_.reset();
+  if (log_env_) log_env_->stop();  // finishes removing compacted segments
   log_line("stopped cleanly at applied index {}", applied_index_);
   return kExitOk;
 }

@@ -26,6 +26,7 @@
 #include "core/batch.h"
 #include "hmdb/state_machine.h"
 #include "raft/raft.h"
+#include "server/deferred_remove_env.h"
 #include "server/disk_thread.h"
 #include "server/options.h"
 #include "server/session.h"
@@ -124,6 +125,7 @@ class Node {
   std::unique_ptr<StateMachine> app_;
   storage::Env* env_ = nullptr;
   std::unique_ptr<raft::Raft> raft_;
+  std::unique_ptr<DeferredRemoveEnv> log_env_;  // the log writer's Env (outlives it)
   std::unique_ptr<storage::LogWriter> log_for_recovery_;  // handed to disk_ after recovery
   std::unique_ptr<DiskThread> disk_;
 

@@ -104,7 +104,8 @@ Status Node::recover(int* exit_code) {
   }
   restore.entries = std::move(log.entries);
 
-  s = storage::LogWriter::open(env_, options_.dir, storage::LogOptions{}, &log_for_recovery_);
+  log_env_ = std::make_unique<DeferredRemoveEnv>(env_);
+  s = storage::LogWriter::open(log_env_.get(), options_.dir, storage::LogOptions{}, &log_for_recovery_);
   if (!s) return s;
 
   raft::Config config;
