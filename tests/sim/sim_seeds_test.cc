@@ -36,9 +36,9 @@ uint64_t env_or(const char* name, uint64_t fallback) {
   return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
 }
 
-void sweep(uint32_t nodes) {
+void sweep(uint32_t nodes, uint64_t default_seeds = kDefaultSeeds) {
   signal(SIGABRT, on_abort);
-  uint64_t seeds = env_or("HMDB_SIM_SEEDS", kDefaultSeeds);
+  uint64_t seeds = env_or("HMDB_SIM_SEEDS", default_seeds);
   uint64_t start = env_or("HMDB_SIM_START", 1);
   for (uint64_t s = start; s < start + seeds; s++) {
     Options o;
@@ -55,6 +55,9 @@ void sweep(uint32_t nodes) {
 
 TEST(SimSeeds, ThreeNodes) { sweep(3); }
 TEST(SimSeeds, FiveNodes) { sweep(5); }
+// A cluster of one (the server's default): crashes, torn writes, slow disk and clients;
+// no network. Cheap, so fewer seeds suffice.
+TEST(SimSeeds, OneNode) { sweep(1, kDefaultSeeds / 10); }
 
 }  // namespace
 }  // namespace hmdb::sim
