@@ -37,6 +37,7 @@
 #include <absl/container/flat_hash_map.h>
 
 #include "hmdb/app.h"
+#include "kv/populated_allocator.h"
 
 #include <xxhash.h>
 
@@ -134,8 +135,10 @@ class Key {
 };
 static_assert(sizeof(Key) == 32);
 
+// Big tables (the key table at millions of keys) get their slot array pre-faulted, see
+// populated_allocator.h; small ones use the default allocator through it.
 template <class V>
-using StringMap = absl::flat_hash_map<Key, V, KeyHash, KeyEq>;
+using StringMap = absl::flat_hash_map<Key, V, KeyHash, KeyEq, PopulatedAllocator<std::pair<const Key, V>>>;
 
 // ---- value types ---------------------------------------------------------------------
 
