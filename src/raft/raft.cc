@@ -304,8 +304,7 @@ struct Raft::Impl {
   }
 
   void become_leader() {
-    HMDB_ASSERT(role != InternalRole::kFollower || single_voter_self(),
-                "only a candidate can become leader");
+    HMDB_ASSERT(role == InternalRole::kCandidate, "only a candidate can become leader");
     reset(term);
     role = InternalRole::kLeader;
     lead = id;
@@ -345,8 +344,10 @@ struct Raft::Impl {
     election_elapsed++;
     if (!promotable()) return;
     if (single_voter_self()) {
-      // A cluster of one elects itself at once: there is nobody to wait for.
-      start_campaign(false, false);
+      // A cluster of one campaigns at once: there is nobody to wait for. It wins when
+      // persisted() makes its own vote durable (see self_vote_durable()); until then it
+      // stays candidate rather than bump the term again on every tick.
+      if (role != InternalRole::kCandidate) start_campaign(false, false);
       return;
     }
     if (election_elapsed >= randomized_election_timeout) {
@@ -401,7 +402,11 @@ struct Raft::Impl {
       become_candidate();
       vote_term = term;
     }
-    votes[id] = true;
+    // A pre-vote changes nothing durable, so our own counts at once. A real vote counts only
+    // once durable: a leader whose vote could be lost in a crash could come back and lead
+    // the same term again, writing different entries at the same index and term (a single
+    // voter wins on its own vote alone). persisted() counts it when it becomes durable.
+    if (pre || self_vote_durable()) votes[id] = true;
     if (tally_granted() >= quorum()) {
       if (pre) {
         start_campaign(false, transfer);
@@ -422,6 +427,9 @@ struct Raft::Impl {
       send(std::move(m));
     }
   }
+
+  // Our vote for ourselves in the current term is on disk.
+  bool self_vote_durable() const { return durable_term == term && durable_vote == id && vote == id; }
 
   size_t tally_granted() const {
     size_t n = 0;
@@ -1184,15 +1192,17 @@ struct Raft::Impl {
   }
 
   bool handle_read(NodeId from, uint64_t ctx) {
-    if (single_voter_self()) {
-      answer_read(from, ctx, commit);
-      return true;
-    }
     if (reads.size() + reads_waiting_commit.size() >= kMaxPendingReads) return false;
     if (!committed_in_current_term()) {
       // A new leader does not know the commit index of its predecessor until it commits an
-      // entry of its own term: answering now could miss a committed write.
+      // entry of its own term: answering now could miss a committed write. This holds for a
+      // single voter too: after a restart its commit index is only the durable hint, and
+      // entries acknowledged before the crash may lie beyond it.
       reads_waiting_commit.push_back({from, ctx});
+      return true;
+    }
+    if (single_voter_self()) {
+      answer_read(from, ctx, commit);  // no one else can be leader: no heartbeat round
       return true;
     }
     if (lease_valid()) {
@@ -1349,6 +1359,10 @@ struct Raft::Impl {
       durable_index = std::max(durable_index, ack.last_index);
     }
     if (!held.empty()) release_held();
+    if (role == InternalRole::kCandidate && self_vote_durable() && !votes.count(id)) {
+      votes[id] = true;
+      if (tally_granted() >= quorum()) become_leader();
+    }
     if (role == InternalRole::kLeader) {
       progress[id].match = durable_index;
       if (maybe_commit()) broadcast_append(true);

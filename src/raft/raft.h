@@ -34,8 +34,11 @@
 // A follower whose next entry was dropped gets the snapshot in chunks of
 // Config::snapshot_chunk_bytes (one chunk in flight per follower).
 //
-// Single node: a cluster of one elects itself on the first tick (no election timeout), and
-// an entry commits as soon as persisted() covers it. There is one write path.
+// Single node: a cluster of one campaigns on its first tick (no election timeout) and becomes
+// leader once persisted() covers the hard state with its new term and self-vote (a vote
+// that a crash could lose must not count: the node could lead the same term twice). An
+// entry commits as soon as persisted() covers it. There is one write path. Like any
+// leader, it answers read_index() only after committing an entry of its own term.
 //
 // Every queue inside the core is bounded (Config); a proposal beyond a bound is refused
 // with ProposeError::kBusy so that the shell pushes back on clients instead of growing.

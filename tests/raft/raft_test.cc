@@ -31,18 +31,48 @@ PersistAck ack_for(const Ready& rd, const HardState& hs) {
   return a;
 }
 
-TEST(RaftSingleNode, BecomesLeaderOnFirstTickAndCommitsNoop) {
+// Campaigns (term 1, self-vote) on the first tick and becomes leader once persisted() covers
+// that hard state: the Ready it takes to persist it. Returns with the noop not yet handed out.
+void elect_single(Raft& r) {
+  r.tick();
+  ASSERT_EQ(r.role(), Role::kCandidate);
+  Ready rd = r.take_ready();
+  ASSERT_TRUE(rd.hard_state.has_value());
+  ASSERT_TRUE(rd.entries.empty());
+  r.persisted(ack_for(rd, {}));
+  ASSERT_EQ(r.role(), Role::kLeader);
+}
+
+TEST(RaftSingleNode, CampaignsOnFirstTickLeadsOnceVoteDurableAndCommitsNoop) {
   Raft r(one_node_config(), fresh({1}));
   EXPECT_EQ(r.role(), Role::kFollower);
   r.tick();
-  EXPECT_EQ(r.role(), Role::kLeader);
+  // Its own vote counts only once durable: else a crash could lose the vote and the node
+  // could lead term 1 a second time with different entries (simulator seed 107).
+  EXPECT_EQ(r.role(), Role::kCandidate);
   EXPECT_EQ(r.term(), 1u);
-  EXPECT_EQ(r.leader(), 1u);
+  EXPECT_EQ(r.leader(), kNoNode);
+  EXPECT_FALSE(r.read_index(1)) << "no leader yet";
   ASSERT_TRUE(r.has_ready());
   Ready rd = r.take_ready();
   ASSERT_TRUE(rd.hard_state.has_value());
   EXPECT_EQ(rd.hard_state->term, 1u);
   EXPECT_EQ(rd.hard_state->vote, 1u);
+  EXPECT_TRUE(rd.entries.empty()) << "no entry of term 1 before term 1's hard state";
+  EXPECT_TRUE(rd.messages.empty());
+  // Waiting for the disk does not start another election.
+  r.tick();
+  r.tick();
+  EXPECT_EQ(r.role(), Role::kCandidate);
+  EXPECT_EQ(r.term(), 1u);
+  EXPECT_FALSE(r.has_ready());
+  r.persisted(ack_for(rd, {}));
+  EXPECT_EQ(r.role(), Role::kLeader);
+  EXPECT_EQ(r.term(), 1u);
+  EXPECT_EQ(r.leader(), 1u);
+  ASSERT_TRUE(r.has_ready());
+  rd = r.take_ready();
+  EXPECT_FALSE(rd.hard_state.has_value());
   ASSERT_EQ(rd.entries.size(), 1u);
   EXPECT_EQ(rd.entries[0].type, EntryType::kNoop);
   EXPECT_EQ(rd.entries[0].index, 1u);
@@ -59,9 +89,34 @@ TEST(RaftSingleNode, BecomesLeaderOnFirstTickAndCommitsNoop) {
   EXPECT_FALSE(r.has_ready());
 }
 
+TEST(RaftSingleNode, CrashBeforeVoteDurableReusesNothing) {
+  // The first incarnation campaigns for term 1 but crashes before its hard state is durable:
+  // it never led, so no entry of term 1 exists anywhere, and the next incarnation may
+  // campaign for term 1 again.
+  {
+    Raft r(one_node_config(), fresh({1}));
+    r.tick();
+    Ready rd = r.take_ready();
+    EXPECT_TRUE(rd.entries.empty());
+    EXPECT_NE(r.propose(EntryType::kNormal, 1, "lost").error, ProposeError::kNone);
+  }  // crash: the Ready was never written
+  Raft r(one_node_config(), fresh({1}));
+  elect_single(r);
+  EXPECT_EQ(r.term(), 1u);
+  Ready rd = r.take_ready();
+  ASSERT_EQ(rd.entries.size(), 1u);
+  EXPECT_EQ(rd.entries[0].type, EntryType::kNoop);
+  // Once the vote was durable, a restart campaigns for the next term.
+  RestoreState rs = fresh({1});
+  rs.hard_state = HardState{1, 1, 0};
+  Raft again(one_node_config(), rs);
+  again.tick();
+  EXPECT_EQ(again.term(), 2u);
+}
+
 TEST(RaftSingleNode, ProposeThenPersistThenCommit) {
   Raft r(one_node_config(), fresh({1}));
-  r.tick();
+  elect_single(r);
   Ready rd = r.take_ready();
   r.persisted(ack_for(rd, {}));
   r.take_ready();
@@ -110,10 +165,12 @@ TEST(RaftSingleNode, RestartFromDurableState) {
   Ready rd = r.take_ready();
   ASSERT_EQ(rd.committed.size(), 2u);
   EXPECT_EQ(rd.committed[1].data, "e2");
-  r.tick();
-  EXPECT_EQ(r.role(), Role::kLeader);
+  // Until its term-4 noop commits, the read could miss the acknowledged entries 3..4.
+  elect_single(r);
   EXPECT_EQ(r.term(), 4u);
+  ASSERT_TRUE(r.read_index(9));
   rd = r.take_ready();
+  EXPECT_TRUE(rd.read_states.empty());
   ASSERT_EQ(rd.entries.size(), 1u);
   EXPECT_EQ(rd.entries[0].index, 5u);
   r.persisted(ack_for(rd, {}));
@@ -122,6 +179,9 @@ TEST(RaftSingleNode, RestartFromDurableState) {
   ASSERT_EQ(rd.committed.size(), 3u);
   EXPECT_EQ(rd.committed[0].data, "e3");
   EXPECT_EQ(rd.committed[2].type, EntryType::kNoop);
+  ASSERT_EQ(rd.read_states.size(), 1u);
+  EXPECT_EQ(rd.read_states[0].context, 9u);
+  EXPECT_EQ(rd.read_states[0].index, 5u);
 }
 
 TEST(RaftSingleNode, RestartWithAppliedIndexSkipsReplay) {
@@ -154,7 +214,7 @@ TEST(RaftSingleNode, RestartFromSnapshot) {
   Raft r(one_node_config(), rs);
   EXPECT_EQ(r.status().first_index, 11u);
   EXPECT_TRUE(r.take_ready().committed.empty()) << "the snapshot is the applied state";
-  r.tick();
+  elect_single(r);
   Ready rd = r.take_ready();
   r.persisted(ack_for(rd, {}));
   rd = r.take_ready();
@@ -173,7 +233,7 @@ TEST(RaftSingleNode, UncommittedBytesBound) {
   Config c = one_node_config();
   c.max_uncommitted_bytes = 1000;
   Raft r(c, fresh({1}));
-  r.tick();
+  elect_single(r);
   r.take_ready();  // noop not yet persisted: it counts as uncommitted
   int accepted = 0;
   for (int i = 0; i < 100; i++) {
@@ -186,9 +246,9 @@ TEST(RaftSingleNode, UncommittedBytesBound) {
   EXPECT_EQ(r.propose(EntryType::kNormal, 1, std::string(100, 'y')).error, ProposeError::kBusy);
 }
 
-TEST(RaftSingleNode, ReadIndexAnsweredAtOnce) {
+TEST(RaftSingleNode, ReadIndexAnsweredAtOnceAfterFirstCommitOfTerm) {
   Raft r(one_node_config(), fresh({1}));
-  r.tick();
+  elect_single(r);
   Ready rd = r.take_ready();
   r.persisted(ack_for(rd, {}));
   r.take_ready();
@@ -200,20 +260,26 @@ TEST(RaftSingleNode, ReadIndexAnsweredAtOnce) {
 }
 
 TEST(RaftSingleNode, LearnerMessagesWaitForDurableTerm) {
-  // A single voter with a learner: the leader's appends to the learner may not leave before
-  // its term and vote are durable (else, after a crash, it could lead the same term twice).
+  // A single voter with a learner: nothing goes to the learner before the leader's term and
+  // vote are durable (else, after a crash, it could lead the same term twice). Since it
+  // becomes leader only then, its first appends leave with the noop, in parallel with that
+  // entry's own write.
   RestoreState rs = fresh({1});
   rs.initial_conf.learners = {2};
   Raft r(one_node_config(), rs);
   r.tick();
-  EXPECT_EQ(r.role(), Role::kLeader);
+  EXPECT_EQ(r.role(), Role::kCandidate);
   Ready rd = r.take_ready();
-  EXPECT_TRUE(rd.messages.empty());
+  EXPECT_TRUE(rd.messages.empty()) << "a learner gets no vote request";
   r.persisted(ack_for(rd, {}));
+  EXPECT_EQ(r.role(), Role::kLeader);
   rd = r.take_ready();
+  ASSERT_EQ(rd.entries.size(), 1u);
   ASSERT_FALSE(rd.messages.empty());
   EXPECT_EQ(rd.messages[0].type, MessageType::kAppend);
   EXPECT_EQ(rd.messages[0].to, 2u);
+  ASSERT_EQ(rd.messages[0].entries.size(), 1u);
+  EXPECT_EQ(rd.messages[0].entries[0].type, EntryType::kNoop);
 }
 
 TEST(RaftDurabilityGate, VoteAnsweredOnlyOnceDurable) {
