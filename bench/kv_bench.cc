@@ -17,8 +17,8 @@ namespace {
 
 using Host = hmdb::AppHost<hmdb::kv::Kv>;
 
-// Keys shaped like redis-benchmark's ("key:" + 12 digits): 16 bytes, just past the
-// small-string buffer, so each key costs one allocation, as in real use.
+// Keys shaped like redis-benchmark's ("key:" + 12 digits): 16 bytes, just past
+// std::string's small buffer but inline in kv::Key, as in real use.
 std::string key_name(uint64_t i) {
   char buf[32];
   int n = std::snprintf(buf, sizeof buf, "key:%012llu", static_cast<unsigned long long>(i));

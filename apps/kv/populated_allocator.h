@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <memory>
 #include <new>
+#include <type_traits>
 
 namespace hmdb::kv {
 
@@ -59,6 +60,9 @@ inline void* map_populated(size_t bytes) {
 template <class T>
 struct PopulatedAllocator {
   using value_type = T;
+  // Stateless, so tables move and swap their blocks without copying elements.
+  using is_always_equal = std::true_type;
+  using propagate_on_container_move_assignment = std::true_type;
 
   PopulatedAllocator() noexcept = default;
   template <class U>
