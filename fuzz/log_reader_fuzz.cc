@@ -63,10 +63,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 }
 
 #ifdef HMDB_FUZZ_REPLAY_MAIN
-#include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <sstream>
+
+#include "replay_main.h"
 
 #include "storage/env.h"
 
@@ -102,32 +102,5 @@ int make_seeds(const std::filesystem::path& dir) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  if (argc == 3 && std::string_view(argv[1]) == "--make-seeds") return make_seeds(argv[2]);
-  if (argc < 2) {
-    std::cerr << "usage: " << argv[0] << " <corpus file or dir>... | --make-seeds <dir>\n";
-    return 2;
-  }
-  size_t inputs = 0;
-  for (int i = 1; i < argc; i++) {
-    std::vector<std::filesystem::path> files;
-    if (std::filesystem::is_directory(argv[i])) {
-      for (auto& e : std::filesystem::recursive_directory_iterator(argv[i])) {
-        if (e.is_regular_file()) files.push_back(e.path());
-      }
-    } else {
-      files.emplace_back(argv[i]);
-    }
-    for (auto& f : files) {
-      std::ifstream in(f, std::ios::binary);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      std::string bytes = ss.str();
-      LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
-      inputs++;
-    }
-  }
-  std::cout << "replayed " << inputs << " inputs\n";
-  return inputs > 0 ? 0 : 1;
-}
+int main(int argc, char** argv) { return hmdb::fuzz::replay_main(argc, argv, make_seeds); }
 #endif
