@@ -211,6 +211,13 @@ class AppHost final : public StateMachine {
     return e ? e->kind : CommandKind::kUnknown;
   }
 
+  std::vector<CommandDescription> describe_commands() const override {
+    std::vector<CommandDescription> out;
+    out.reserve(commands_.entries().size());
+    for (const auto& e : commands_.entries()) out.push_back({e.name, e.kind, e.arity});
+    return out;
+  }
+
   bool validate(Args argv, std::string* error) const override {
     const auto* e = argv.empty() ? nullptr : commands_.find(argv[0]);
     if (!e || e->kind != CommandKind::kWrite) {

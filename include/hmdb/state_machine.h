@@ -44,6 +44,13 @@ struct QueryContext {
 
 enum class CommandKind : uint8_t { kUnknown, kWrite, kQuery };
 
+// One command an app defines, as listed by COMMAND (names in upper case; arity as Redis).
+struct CommandDescription {
+  std::string name;
+  CommandKind kind = CommandKind::kUnknown;
+  int arity = 0;
+};
+
 class StateMachine {
  public:
   virtual ~StateMachine() = default;
@@ -53,6 +60,9 @@ class StateMachine {
 
   // Classifies argv[0] (case-insensitive). kUnknown for names the app does not define.
   virtual CommandKind kind(std::string_view name) const = 0;
+
+  // Every command the app defines, in definition order (for COMMAND and introspection).
+  virtual std::vector<CommandDescription> describe_commands() const { return {}; }
 
   // Checks a write before it is proposed: known name, arity, typed parse. On failure writes
   // the RESP error message (without the leading '-') to *error and returns false; such a

@@ -253,12 +253,16 @@ Node::RunResult Node::server_command(Session& s, std::span<const std::string_vie
 
 void Node::command_command(std::span<const std::string_view> argv, std::string* out) {
   Reply r(out);
-  // StateMachine has no way to list the app's commands (only to classify a name), so the
-  // listing holds the shell's commands; COMMAND INFO <name> answers for app commands too.
-  const size_t total = kServerCommands.size();
+  // The shell's own commands, then the app's (StateMachine::describe_commands()).
+  const std::vector<CommandDescription> app_commands = app_->describe_commands();
+  auto app_info = [&](const CommandDescription& c) {
+    command_info(r, c.name, c.arity, c.kind == CommandKind::kWrite ? "write" : "readonly", true);
+  };
+  const size_t total = kServerCommands.size() + app_commands.size();
   if (argv.size() == 1) {
     r.array(total);
     for (auto c : kServerCommands) command_info(r, c, server_arity(c), "fast", false);
+    for (const auto& c : app_commands) app_info(c);
   } else if (iequal(argv[1], "COUNT")) {
     r.integer(static_cast<int64_t>(total));
   } else if (iequal(argv[1], "DOCS")) {
@@ -266,16 +270,18 @@ void Node::command_command(std::span<const std::string_view> argv, std::string* 
   } else if (iequal(argv[1], "LIST")) {
     r.array(total);
     for (auto c : kServerCommands) r.bulk(lower(c));
+    for (const auto& c : app_commands) r.bulk(lower(c.name));
   } else if (iequal(argv[1], "INFO")) {
     r.array(argv.size() - 2);
     for (size_t i = 2; i < argv.size(); i++) {
       if (is_server_command(argv[i])) {
         command_info(r, argv[i], server_arity(argv[i]), "fast", false);
-      } else {
-        CommandKind kind = app_->kind(argv[i]);
-        if (kind == CommandKind::kUnknown) r.null_array();
-        else command_info(r, argv[i], -1, kind == CommandKind::kWrite ? "write" : "readonly", true);
+        continue;
       }
+      auto it = std::find_if(app_commands.begin(), app_commands.end(),
+                             [&](const CommandDescription& c) { return iequal(c.name, argv[i]); });
+      if (it == app_commands.end()) r.null_array();
+      else app_info(*it);
     }
   } else {
     r.error("ERR unknown subcommand '" + std::string(argv[1]) + "'. Try COMMAND COUNT|DOCS|INFO|LIST.");

@@ -352,7 +352,20 @@ TEST_F(ServerTest, ShellCommandsForRedisClients) {
   RespValue info = c.call({"COMMAND", "INFO", "get", "nosuch"});
   ASSERT_EQ(info.elements.size(), 2u);
   EXPECT_EQ(info.elements[0].elements[0].str, "get");
+  EXPECT_EQ(info.elements[0].elements[1].integer, 2);  // the app's own arity for GET
   EXPECT_TRUE(info.elements[1].null);
+  // The listing holds the shell's commands and the app's: GET and DBSIZE come from the app.
+  RespValue list = c.call({"COMMAND", "LIST"});
+  auto listed = [&](const std::string& name) {
+    for (const auto& e : list.elements)
+      if (e.str == name) return true;
+    return false;
+  };
+  EXPECT_TRUE(listed("ping"));
+  EXPECT_TRUE(listed("get"));
+  EXPECT_TRUE(listed("dbsize"));
+  EXPECT_EQ(c.call({"COMMAND", "COUNT"}).integer, static_cast<int64_t>(list.elements.size()));
+  EXPECT_EQ(c.call({"COMMAND"}).elements.size(), list.elements.size());
   RespValue text = c.call({"INFO"});
   EXPECT_NE(text.str.find("raft_role:leader"), std::string::npos);
   EXPECT_NE(text.str.find("keys:0"), std::string::npos);
