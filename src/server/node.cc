@@ -34,6 +34,7 @@
 
 #include "common/assert.h"
 #include "server/logging.h"
+#include "storage/log_format.h"
 
 namespace hmdb::server {
 
@@ -45,8 +46,9 @@ constexpr int kListenBacklog = 511;
 constexpr uint64_t kClientQueryBufferLimitBytes = 1ull << 30;
 // Largest single read(2) while a big bulk is arriving.
 constexpr uint64_t kReadChunkBytesMax = 64ull << 20;
-// Per-entry overhead counted towards the snapshot trigger (record header of the log).
-constexpr uint64_t kLogRecordOverheadBytes = 32;
+// Per-entry overhead counted towards the snapshot trigger: the log record's header and
+// checksum, from the one header that defines the format.
+constexpr uint64_t kLogRecordOverheadBytes = storage::log_format::kRecordOverhead;
 
 uint64_t steady_ms() {
   timespec ts{};
