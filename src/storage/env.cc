@@ -32,6 +32,21 @@ Status errno_status(std::string_view op, const std::string& path, int err) {
   return Status::io_error(std::move(msg));
 }
 
+// Opens path read-only and stats it; on failure nothing is left open.
+Status open_for_reading(const std::string& path, int* fd_out, struct stat* st) {
+  int fd;
+  do fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) return errno_status("open", path, errno);
+  if (::fstat(fd, st) != 0) {
+    Status s = errno_status("stat", path, errno);
+    ::close(fd);
+    return s;
+  }
+  *fd_out = fd;
+  return Status::ok();
+}
+
 // Parent directory of a path ("." for a bare name).
 std::string dir_of(const std::string& path) {
   size_t slash = path.rfind('/');
@@ -142,15 +157,8 @@ class PosixEnv final : public Env {
   Status read_file(const std::string& path, std::string* out) override {
     out->clear();
     int fd;
-    do fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    while (fd < 0 && errno == EINTR);
-    if (fd < 0) return errno_status("open", path, errno);
     struct stat st;
-    if (::fstat(fd, &st) != 0) {
-      Status s = errno_status("stat", path, errno);
-      ::close(fd);
-      return s;
-    }
+    if (Status s = open_for_reading(path, &fd, &st); !s) return s;
     // resize_and_overwrite would avoid zero-filling; the memset is cheap next to the read.
     out->resize(static_cast<size_t>(st.st_size));
     size_t done = 0;
@@ -172,15 +180,8 @@ class PosixEnv final : public Env {
 
   Status map_file(const std::string& path, std::unique_ptr<MappedFile>* out) override {
     int fd;
-    do fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    while (fd < 0 && errno == EINTR);
-    if (fd < 0) return errno_status("open", path, errno);
     struct stat st;
-    if (::fstat(fd, &st) != 0) {
-      Status s = errno_status("stat", path, errno);
-      ::close(fd);
-      return s;
-    }
+    if (Status s = open_for_reading(path, &fd, &st); !s) return s;
     void* base = nullptr;
     size_t size = static_cast<size_t>(st.st_size);
     if (size > 0) {
