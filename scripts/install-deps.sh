@@ -12,6 +12,8 @@ packages=(
   clang libclang-rt-14-dev
   # tests and benchmarks: peers and fault injection
   redis-server redis-tools strace python3 procps
+  # chaos tests: network partitions between cluster nodes on loopback addresses
+  nftables
 )
 
 missing=()
