@@ -1,0 +1,346 @@
+// net/peer_protocol.cc — encoding and strict decoding of peer frames; see peer_protocol.h
+// for the layout and the bounds.
+#include "net/peer_protocol.h"
+
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack: no allocation per frame
+#include <xxhash.h>
+
+#include <cstring>
+
+#include "common/assert.h"
+
+namespace hmdb::net::peer {
+
+namespace {
+
+// ---- little-endian primitives -------------------------------------------------------
+
+void put_u8(std::string* out, uint8_t v) { out->push_back(static_cast<char>(v)); }
+void put_u16(std::string* out, uint16_t v) {
+  char b[2] = {char(v), char(v >> 8)};
+  out->append(b, 2);
+}
+void put_u32(std::string* out, uint32_t v) {
+  char b[4];
+  for (int i = 0; i < 4; i++) b[i] = char(v >> (8 * i));
+  out->append(b, 4);
+}
+void put_u64(std::string* out, uint64_t v) {
+  char b[8];
+  for (int i = 0; i < 8; i++) b[i] = char(v >> (8 * i));
+  out->append(b, 8);
+}
+void put_bytes32(std::string* out, std::string_view s) {
+  HMDB_ASSERT(s.size() <= UINT32_MAX, "string of %zu bytes", s.size());
+  put_u32(out, static_cast<uint32_t>(s.size()));
+  out->append(s);
+}
+
+uint32_t load_u32(const char* p) {
+  uint32_t v = 0;
+  for (int i = 3; i >= 0; i--) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+uint64_t load_u64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  return v;
+}
+
+// Bounds-checked reader over a body. Every get returns false once anything was short; the
+// first failure's description is kept.
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  bool u8(uint8_t* v, const char* what) {
+    if (!need(1, what)) return false;
+    *v = static_cast<uint8_t>(in_[pos_]);
+    pos_ += 1;
+    return true;
+  }
+  bool u32(uint32_t* v, const char* what) {
+    if (!need(4, what)) return false;
+    *v = load_u32(in_.data() + pos_);
+    pos_ += 4;
+    return true;
+  }
+  bool u64(uint64_t* v, const char* what) {
+    if (!need(8, what)) return false;
+    *v = load_u64(in_.data() + pos_);
+    pos_ += 8;
+    return true;
+  }
+  bool bytes(size_t n, std::string* out, const char* what) {
+    if (!need(n, what)) return false;
+    out->assign(in_.data() + pos_, n);
+    pos_ += n;
+    return true;
+  }
+  size_t left() const { return in_.size() - pos_; }
+  const std::string& error() const { return error_; }
+  bool fail(std::string e) {
+    if (error_.empty()) error_ = std::move(e);
+    return false;
+  }
+
+ private:
+  bool need(size_t n, const char* what) {
+    if (left() >= n) return true;
+    return fail(std::string("truncated ") + what);
+  }
+  std::string_view in_;
+  size_t pos_ = 0;
+  std::string error_;
+};
+
+// Writes the header for a body of body_bytes that the caller appends next; returns the
+// offset of the header in *out so that seal() can fill in the checksum.
+size_t begin_frame(std::string* out, FrameKind kind, uint64_t cluster_id, size_t body_bytes) {
+  HMDB_ASSERT(body_bytes <= kMaxFrameBodyBytes, "frame body of %zu bytes exceeds the bound", body_bytes);
+  size_t at = out->size();
+  put_u32(out, kMagic);
+  put_u8(out, kProtocolVersion);
+  put_u8(out, static_cast<uint8_t>(kind));
+  put_u16(out, 0);
+  put_u32(out, static_cast<uint32_t>(body_bytes));
+  put_u64(out, cluster_id);
+  put_u64(out, 0);  // checksum, filled in by seal()
+  return at;
+}
+
+uint64_t frame_checksum(const char* header, const char* body, size_t body_bytes) {
+  XXH3_state_t state;
+  XXH3_64bits_reset(&state);
+  XXH3_64bits_update(&state, header, kChecksummedHeaderBytes);
+  XXH3_64bits_update(&state, body, body_bytes);
+  return XXH3_64bits_digest(&state);
+}
+
+void seal(std::string* out, size_t at) {
+  size_t body_bytes = out->size() - at - kFrameHeaderBytes;
+  HMDB_ASSERT(body_bytes == load_u32(out->data() + at + 8), "frame body is %zu bytes, header says %u", body_bytes,
+              load_u32(out->data() + at + 8));
+  uint64_t sum = frame_checksum(out->data() + at, out->data() + at + kFrameHeaderBytes, body_bytes);
+  for (int i = 0; i < 8; i++) (*out)[at + kChecksummedHeaderBytes + i] = char(sum >> (8 * i));
+}
+
+constexpr uint8_t kFlagReject = 1;
+constexpr uint8_t kFlagSnapshotLast = 2;
+constexpr uint8_t kFlagSnapshotMeta = 4;
+constexpr uint8_t kFlagsKnown = kFlagReject | kFlagSnapshotLast | kFlagSnapshotMeta;
+
+constexpr size_t kMessageFixedBytes = 1 + 6 * 8 + 1 + 5 * 8 + 4 /*chunk len*/ + 4 /*entry count*/;
+constexpr size_t kMetaFixedBytes = 8 + 8 + 4 + 4 + 4;
+constexpr size_t kEntryFixedBytes = 8 + 8 + 1 + 4 + 4;
+
+size_t message_body_bytes(const raft::Message& m) {
+  size_t n = kMessageFixedBytes + m.snapshot_chunk.size();
+  if (m.snapshot_meta) n += kMetaFixedBytes + 8 * (m.snapshot_meta->conf.voters.size() + m.snapshot_meta->conf.learners.size());
+  for (const auto& e : m.entries) n += kEntryFixedBytes + e.data.size();
+  return n;
+}
+
+}  // namespace
+
+// ---- encoders -------------------------------------------------------------------------
+
+std::string encode_hello_frame(uint64_t cluster_id, const Hello& hello) {
+  HMDB_ASSERT(hello.peer_addr.size() <= kMaxAddressBytes && hello.client_addr.size() <= kMaxAddressBytes,
+              "hello address too long (%zu, %zu bytes)", hello.peer_addr.size(), hello.client_addr.size());
+  std::string out;
+  size_t body = 8 + 8 + 1 + hello.peer_addr.size() + 1 + hello.client_addr.size();
+  size_t at = begin_frame(&out, FrameKind::kHello, cluster_id, body);
+  put_u64(&out, hello.from);
+  put_u64(&out, hello.to);
+  put_u8(&out, static_cast<uint8_t>(hello.peer_addr.size()));
+  out += hello.peer_addr;
+  put_u8(&out, static_cast<uint8_t>(hello.client_addr.size()));
+  out += hello.client_addr;
+  seal(&out, at);
+  return out;
+}
+
+size_t message_frame_bytes(const raft::Message& msg) { return kFrameHeaderBytes + message_body_bytes(msg); }
+
+void append_message_frame(std::string* out, uint64_t cluster_id, const raft::Message& m) {
+  HMDB_ASSERT(m.entries.size() <= kMaxEntriesPerMessage, "%zu entries in one message", m.entries.size());
+  size_t body = message_body_bytes(m);
+  out->reserve(out->size() + kFrameHeaderBytes + body);
+  size_t at = begin_frame(out, FrameKind::kMessage, cluster_id, body);
+  put_u8(out, static_cast<uint8_t>(m.type));
+  put_u64(out, m.from);
+  put_u64(out, m.to);
+  put_u64(out, m.term);
+  put_u64(out, m.log_index);
+  put_u64(out, m.log_term);
+  put_u64(out, m.commit);
+  uint8_t flags = (m.reject ? kFlagReject : 0) | (m.snapshot_last ? kFlagSnapshotLast : 0) |
+                  (m.snapshot_meta ? kFlagSnapshotMeta : 0);
+  put_u8(out, flags);
+  put_u64(out, m.reject_hint);
+  put_u64(out, m.reject_term);
+  put_u64(out, m.snapshot_offset);
+  put_u64(out, m.snapshot_total);
+  put_u64(out, m.context);
+  if (m.snapshot_meta) {
+    const auto& meta = *m.snapshot_meta;
+    HMDB_ASSERT(meta.conf.voters.size() <= kMaxConfMembers && meta.conf.learners.size() <= kMaxConfMembers,
+                "configuration of %zu voters and %zu learners", meta.conf.voters.size(), meta.conf.learners.size());
+    put_u64(out, meta.index);
+    put_u64(out, meta.term);
+    put_u32(out, meta.schema_version);
+    put_u32(out, static_cast<uint32_t>(meta.conf.voters.size()));
+    for (auto id : meta.conf.voters) put_u64(out, id);
+    put_u32(out, static_cast<uint32_t>(meta.conf.learners.size()));
+    for (auto id : meta.conf.learners) put_u64(out, id);
+  }
+  put_bytes32(out, m.snapshot_chunk);
+  put_u32(out, static_cast<uint32_t>(m.entries.size()));
+  for (const auto& e : m.entries) {
+    put_u64(out, e.term);
+    put_u64(out, e.index);
+    put_u8(out, static_cast<uint8_t>(e.type));
+    put_u32(out, e.schema_version);
+    put_bytes32(out, e.data);
+  }
+  seal(out, at);
+}
+
+// ---- decoders -------------------------------------------------------------------------
+
+bool decode_hello(std::string_view body, Hello* out, std::string* error) {
+  Reader r(body);
+  uint8_t len = 0;
+  bool ok = r.u64(&out->from, "hello from") && r.u64(&out->to, "hello to") && r.u8(&len, "hello peer address") &&
+            r.bytes(len, &out->peer_addr, "hello peer address") && r.u8(&len, "hello client address") &&
+            r.bytes(len, &out->client_addr, "hello client address");
+  if (ok && (out->from == raft::kNoNode || out->to == raft::kNoNode)) ok = r.fail("hello names node 0");
+  if (ok && r.left() != 0) ok = r.fail(std::to_string(r.left()) + " trailing bytes after the hello");
+  if (!ok) *error = r.error();
+  return ok;
+}
+
+namespace {
+
+bool decode_ids(Reader* r, std::vector<raft::NodeId>* ids, const char* what) {
+  uint32_t n = 0;
+  if (!r->u32(&n, what)) return false;
+  if (n > kMaxConfMembers) return r->fail(std::string(what) + ": " + std::to_string(n) + " ids exceed the bound");
+  if (n * 8ull > r->left()) return r->fail(std::string("truncated ") + what);
+  ids->resize(n);
+  for (auto& id : *ids) r->u64(&id, what);
+  return true;
+}
+
+}  // namespace
+
+bool decode_message(std::string_view body, raft::Message* m, std::string* error) {
+  Reader r(body);
+  *m = raft::Message{};
+  uint8_t type = 0;
+  uint8_t flags = 0;
+  bool ok = r.u8(&type, "message type") && r.u64(&m->from, "from") && r.u64(&m->to, "to") &&
+            r.u64(&m->term, "term") && r.u64(&m->log_index, "log index") && r.u64(&m->log_term, "log term") &&
+            r.u64(&m->commit, "commit") && r.u8(&flags, "flags") && r.u64(&m->reject_hint, "reject hint") &&
+            r.u64(&m->reject_term, "reject term") && r.u64(&m->snapshot_offset, "snapshot offset") &&
+            r.u64(&m->snapshot_total, "snapshot total") && r.u64(&m->context, "context");
+  if (ok && (type < static_cast<uint8_t>(raft::MessageType::kPreVote) ||
+             type > static_cast<uint8_t>(raft::MessageType::kReadIndexResponse)))
+    ok = r.fail("unknown message type " + std::to_string(type));
+  if (ok && (flags & ~kFlagsKnown) != 0) ok = r.fail("unknown message flags " + std::to_string(flags));
+  if (ok) {
+    m->type = static_cast<raft::MessageType>(type);
+    m->reject = (flags & kFlagReject) != 0;
+    m->snapshot_last = (flags & kFlagSnapshotLast) != 0;
+  }
+  if (ok && (flags & kFlagSnapshotMeta) != 0) {
+    raft::SnapshotMeta meta;
+    ok = r.u64(&meta.index, "snapshot index") && r.u64(&meta.term, "snapshot term") &&
+         r.u32(&meta.schema_version, "snapshot schema version") && decode_ids(&r, &meta.conf.voters, "voters") &&
+         decode_ids(&r, &meta.conf.learners, "learners");
+    if (ok) m->snapshot_meta = std::move(meta);
+  }
+  uint32_t len = 0;
+  ok = ok && r.u32(&len, "snapshot chunk length") && r.bytes(len, &m->snapshot_chunk, "snapshot chunk");
+  uint32_t count = 0;
+  ok = ok && r.u32(&count, "entry count");
+  if (ok && count > kMaxEntriesPerMessage)
+    ok = r.fail(std::to_string(count) + " entries exceed the bound of " + std::to_string(kMaxEntriesPerMessage));
+  // Every entry takes at least kEntryFixedBytes: a lying count cannot make us allocate.
+  if (ok && count * uint64_t{kEntryFixedBytes} > r.left()) ok = r.fail("truncated entries");
+  if (ok) m->entries.resize(count);
+  for (uint32_t i = 0; ok && i < count; i++) {
+    raft::Entry& e = m->entries[i];
+    uint8_t etype = 0;
+    ok = r.u64(&e.term, "entry term") && r.u64(&e.index, "entry index") && r.u8(&etype, "entry type") &&
+         r.u32(&e.schema_version, "entry schema version") && r.u32(&len, "entry length") &&
+         r.bytes(len, &e.data, "entry data");
+    if (ok && (etype < static_cast<uint8_t>(raft::EntryType::kNormal) ||
+               etype > static_cast<uint8_t>(raft::EntryType::kNoop)))
+      ok = r.fail("unknown entry type " + std::to_string(etype));
+    if (ok) e.type = static_cast<raft::EntryType>(etype);
+  }
+  if (ok && r.left() != 0) ok = r.fail(std::to_string(r.left()) + " trailing bytes after the message");
+  if (!ok) *error = r.error();
+  return ok;
+}
+
+// ---- frame parser ---------------------------------------------------------------------
+
+FrameParser::Result FrameParser::parse(const char* data, size_t n, size_t* consumed, Frame* frame,
+                                       std::string* error) const {
+  *consumed = 0;
+  // The magic first, byte by byte: an HTTP request or a RESP client on the peer port is
+  // refused at its first byte.
+  static constexpr char kMagicBytes[4] = {'H', 'M', 'P', 'R'};
+  for (size_t i = 0; i < 4 && i < n; i++) {
+    if (data[i] != kMagicBytes[i]) {
+      *error = "bad frame magic (not an hmdb peer)";
+      return Result::kError;
+    }
+  }
+  if (n > 4) {
+    uint8_t version = static_cast<uint8_t>(data[4]);
+    if (version != kProtocolVersion) {
+      *error = "peer protocol version " + std::to_string(version) + " is not supported (this node speaks version " +
+               std::to_string(kProtocolVersion) + ")";
+      return Result::kError;
+    }
+  }
+  if (n < kFrameHeaderBytes) return Result::kNeedMore;
+  uint8_t kind = static_cast<uint8_t>(data[5]);
+  if (kind != static_cast<uint8_t>(FrameKind::kHello) && kind != static_cast<uint8_t>(FrameKind::kMessage)) {
+    *error = "unknown frame kind " + std::to_string(kind);
+    return Result::kError;
+  }
+  if (data[6] != 0 || data[7] != 0) {
+    *error = "reserved frame header bytes are not zero";
+    return Result::kError;
+  }
+  uint32_t body_bytes = load_u32(data + 8);
+  if (body_bytes > max_body_bytes_) {
+    *error = "frame body of " + std::to_string(body_bytes) + " bytes exceeds the bound of " +
+             std::to_string(max_body_bytes_);
+    return Result::kError;
+  }
+  if (n - kFrameHeaderBytes < body_bytes) return Result::kNeedMore;
+  const char* body = data + kFrameHeaderBytes;
+  if (frame_checksum(data, body, body_bytes) != load_u64(data + kChecksummedHeaderBytes)) {
+    *error = "frame checksum mismatch";
+    return Result::kError;
+  }
+  frame->kind = static_cast<FrameKind>(kind);
+  frame->cluster_id = load_u64(data + 12);
+  frame->body = std::string_view(body, body_bytes);
+  *consumed = kFrameHeaderBytes + body_bytes;
+  return Result::kFrame;
+}
+
+size_t FrameParser::frame_bytes_hint(const char* data, size_t n) {
+  if (n < kFrameHeaderBytes) return 0;
+  return kFrameHeaderBytes + load_u32(data + 8);
+}
+
+uint64_t cluster_id_from_name(std::string_view name) { return XXH3_64bits(name.data(), name.size()); }
+
+}  // namespace hmdb::net::peer

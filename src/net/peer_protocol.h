@@ -1,0 +1,128 @@
+// net/peer_protocol.h — the framed binary protocol that carries raft::Message between nodes.
+//
+// A peer connection is a stream of frames. Every frame is a fixed header and a body:
+//
+//   offset size  field (little endian)
+//        0    4  magic "HMPR"
+//        4    1  protocol version (kProtocolVersion)
+//        5    1  kind: 1 hello, 2 raft message
+//        6    2  reserved, 0
+//        8    4  body bytes (at most the parser's bound, kMaxFrameBodyBytes by default)
+//       12    8  cluster id
+//       20    8  XXH3_64 of header bytes [0, 20) followed by the body
+//       28       body
+//
+// The checksum covers the cluster id and the kind, so a frame cannot be replayed into
+// another cluster by rewriting the header alone, and a bit flip anywhere is caught before
+// the body is decoded. (TCP's checksum is 16 bits and misses real-world corruption.)
+//
+// Bodies (all integers little endian; strings are a length then bytes):
+//   hello:   u64 from | u64 to | u8 len, peer address | u8 len, client address
+//   message: u8 type | u64 from, to, term, log_index, log_term, commit | u8 flags
+//            (bit 0 reject, bit 1 snapshot_last, bit 2 snapshot_meta present; others 0)
+//            | u64 reject_hint, reject_term, snapshot_offset, snapshot_total, context
+//            | [meta: u64 index, term | u32 schema_version | u32 n, n x u64 voters
+//               | u32 n, n x u64 learners]
+//            | u32 len, snapshot chunk | u32 n entries, each:
+//              u64 term, index | u8 type | u32 schema_version | u32 len, data
+//
+// Decoding is strict: every length is checked against the bytes left and against a named
+// bound, enum values must be known, unused flag bits must be 0, and no byte may be left over.
+// A decoder error means the peer is broken or hostile: the caller closes the connection.
+//
+// Thread-safety: none needed; the functions are pure and a FrameParser belongs to one
+// connection.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "raft/types.h"
+
+namespace hmdb::net::peer {
+
+inline constexpr uint32_t kMagic = 0x52504D48;  // "HMPR" read as a little-endian u32
+inline constexpr uint8_t kProtocolVersion = 1;
+inline constexpr size_t kFrameHeaderBytes = 28;
+inline constexpr size_t kChecksummedHeaderBytes = 20;  // header bytes before the checksum
+
+// Largest frame body. A message carries at most raft's max_append_bytes of entries (1 MiB by
+// default) or one snapshot chunk (snapshot_chunk_bytes, 1 MiB by default) plus fixed fields;
+// 64 MiB leaves room for those settings to grow 30-fold before frames are refused.
+inline constexpr uint32_t kMaxFrameBodyBytes = 64u << 20;
+// Largest hello body: two ids and two bounded addresses. A connection that has not yet
+// introduced itself may only buffer this much (an unauthenticated socket cannot make us
+// hold 64 MiB).
+inline constexpr size_t kMaxAddressBytes = 255;
+inline constexpr uint32_t kMaxHelloBodyBytes = 8 + 8 + 2 * (1 + kMaxAddressBytes);
+// Most entries in one message: raft charges kEntryOverheadBytes (32) per entry against
+// max_append_bytes, so 1 MiB appends hold at most 32768 entries; the bound allows
+// max_append_bytes up to 32 MiB.
+inline constexpr uint32_t kMaxEntriesPerMessage = 1u << 20;
+// Most voters, and separately most learners, in a snapshot's configuration.
+inline constexpr uint32_t kMaxConfMembers = 1024;
+
+static_assert(kMaxHelloBodyBytes <= kMaxFrameBodyBytes);
+static_assert(kMaxFrameBodyBytes > (2u << 20) + 4096, "must hold an append or a chunk with room to spare");
+
+enum class FrameKind : uint8_t { kHello = 1, kMessage = 2 };
+
+// What a node says first on a connection it dialed.
+struct Hello {
+  raft::NodeId from = raft::kNoNode;
+  raft::NodeId to = raft::kNoNode;
+  std::string peer_addr;    // where the sender listens for peers ("host:port")
+  std::string client_addr;  // where the sender serves clients ("host:port")
+  bool operator==(const Hello&) const = default;
+};
+
+// One complete, checksum-verified frame. body points into the buffer given to parse().
+struct Frame {
+  FrameKind kind = FrameKind::kHello;
+  uint64_t cluster_id = 0;
+  std::string_view body;
+};
+
+// Encoders. REQUIRES (asserted): hello addresses at most kMaxAddressBytes; a message whose
+// body fits kMaxFrameBodyBytes and whose counts fit the bounds above.
+std::string encode_hello_frame(uint64_t cluster_id, const Hello& hello);
+void append_message_frame(std::string* out, uint64_t cluster_id, const raft::Message& msg);
+// Exact size of the frame append_message_frame() would append (to check a queue bound first).
+size_t message_frame_bytes(const raft::Message& msg);
+
+// Decoders of a frame body. On failure: false, *error says what is wrong; *out is unspecified.
+bool decode_hello(std::string_view body, Hello* out, std::string* error);
+bool decode_message(std::string_view body, raft::Message* out, std::string* error);
+
+// Splits a byte stream into frames. Stateless apart from its bound: the caller keeps the
+// unconsumed bytes and hands them again, from the first byte of a frame, with more appended.
+// The header is checked as soon as it is complete (and the magic as soon as its first byte
+// arrives), so a wrong peer is refused before its body is buffered.
+class FrameParser {
+ public:
+  enum class Result : uint8_t {
+    kNeedMore,  // no complete frame yet; *consumed is 0
+    kFrame,     // *frame is valid; the first *consumed bytes of data belong to it
+    kError,     // *error says why; the stream cannot be trusted, close the connection
+  };
+
+  explicit FrameParser(uint32_t max_body_bytes = kMaxFrameBodyBytes) : max_body_bytes_(max_body_bytes) {}
+  void set_max_body_bytes(uint32_t n) { max_body_bytes_ = n; }
+  uint32_t max_body_bytes() const { return max_body_bytes_; }
+
+  Result parse(const char* data, size_t n, size_t* consumed, Frame* frame, std::string* error) const;
+
+  // Bytes of the whole frame starting at data, once its header is complete and valid; 0 if
+  // unknown. A hint for reserving buffer space.
+  static size_t frame_bytes_hint(const char* data, size_t n);
+
+ private:
+  uint32_t max_body_bytes_;
+};
+
+// The wire id of a cluster named on the command line (--cluster-id NAME): XXH3_64 of NAME.
+uint64_t cluster_id_from_name(std::string_view name);
+
+}  // namespace hmdb::net::peer
