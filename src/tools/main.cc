@@ -19,6 +19,7 @@
 #include "hmdb/server.h"
 #include "server/logging.h"
 #include "server/node.h"
+#include "tools/cluster_cli.h"
 
 #if __has_include("storage/inspect.h")
 #include "storage/inspect.h"
@@ -108,6 +109,8 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
 #endif
   }
 
+  if (argc >= 2 && std::string_view(argv[1]) == "cluster") return tools::cluster_main(argc - 1, argv + 1);
+
   // No subcommand: serve.
   std::vector<char*> args(argv, argv + argc);
   static char serve_word[] = "serve";
@@ -148,6 +151,24 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
       ->capture_default_str();
 
+  std::string initial_cluster;
+  serve_cmd->add_option("--node-id", options.node_id, "this node's id in its cluster (a positive integer)")
+      ->capture_default_str();
+  serve_cmd->add_option("--peer-addr", options.peer_addr,
+                        "HOST:PORT to listen on for peers; omitted: a single node (docs/cluster.md)");
+  serve_cmd->add_option("--initial-cluster", initial_cluster,
+                        "the first voters: 1=CHOST:CPORT@PHOST:PPORT,2=...; used while the data dir has no membership");
+  serve_cmd->add_flag("--join", options.join, "start with no membership and wait to be added (CLUSTER ADDLEARNER)");
+  serve_cmd->add_option("--cluster-id", options.cluster_id, "peers with another cluster id are refused")
+      ->capture_default_str();
+  serve_cmd->add_option("--election-timeout-ms", options.election_timeout_ms,
+                        "a follower that hears no leader for [T, 2T) starts an election")
+      ->check(CLI::Range(uint64_t{20}, uint64_t{60000}))
+      ->capture_default_str();
+  serve_cmd->add_option("--heartbeat-ms", options.heartbeat_ms, "leader heartbeat period")
+      ->check(CLI::Range(uint64_t{10}, uint64_t{30000}))
+      ->capture_default_str();
+
   std::string snap_host = "127.0.0.1";
   uint16_t snap_port = 7379;
   auto* snapshot_cmd = app.add_subcommand("snapshot", "ask a running server for a snapshot and wait for it");
@@ -163,6 +184,7 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
   verify_cmd->add_option("path", log_path, "file or data directory")->required();
 
   app.add_subcommand("bench", "load generator (hmdb bench --help)");
+  app.add_subcommand("cluster", "operate a cluster: status, add-learner, promote, remove, transfer, digest");
   auto* version_cmd = app.add_subcommand("version", "print the version");
 
   try {
@@ -173,6 +195,13 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
 
   if (serve_cmd->parsed()) {
     server::parse_durability(durability, &options.durability);
+    if (!initial_cluster.empty()) {
+      Status s = server::parse_initial_cluster(initial_cluster, &options.initial_cluster);
+      if (!s) {
+        std::cerr << "hmdb serve: " << s.message() << "\n";
+        return server::kExitStartupFailure;
+      }
+    }
     return serve(factory, options);
   }
   if (snapshot_cmd->parsed()) return snapshot_client(snap_host, snap_port);

@@ -1,0 +1,707 @@
+// tools/cluster_cli.cc — `hmdb cluster ...` (see cluster_cli.h and docs/cluster.md): a small
+// blocking RESP client, redirect and retry handling, and the formatting of `status` and
+// `digest`. One request at a time; nothing here needs to be fast.
+#include "tools/cluster_cli.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <limits>
+#include <map>
+#include <thread>
+
+#include "tools/bench.h"  // scan_reply: where one reply ends
+
+namespace hmdb::tools {
+
+namespace {
+
+bool parse_u64(std::string_view text, uint64_t* out) {
+  if (text.empty()) return false;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+bool parse_i64(std::string_view text, int64_t* out) {
+  if (text.empty()) return false;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+// Decodes a reply already known (by scan_reply) to be complete and well formed up to
+// `end`. Returns the position after it, or nullptr on a type this tool does not expect.
+const char* decode_complete(const char* p, const char* end, int depth, Reply* out) {
+  if (p >= end || depth > kMaxReplyDepth) return nullptr;
+  const char* line_end = static_cast<const char*>(std::memchr(p, '\r', static_cast<size_t>(end - p)));
+  if (line_end == nullptr || line_end + 1 >= end) return nullptr;
+  out->type = *p;
+  const std::string_view line(p + 1, static_cast<size_t>(line_end - p - 1));
+  const char* next = line_end + 2;
+  switch (out->type) {
+    case '+':
+    case '-':
+      out->text = std::string(line);
+      return next;
+    case ':':
+      return parse_i64(line, &out->integer) ? next : nullptr;
+    case '$': {
+      int64_t length = 0;
+      if (!parse_i64(line, &length)) return nullptr;
+      if (length < 0) {
+        out->null = true;
+        return next;
+      }
+      if (end - next < length + 2) return nullptr;
+      out->text.assign(next, static_cast<size_t>(length));
+      return next + length + 2;
+    }
+    case '*': {
+      int64_t count = 0;
+      if (!parse_i64(line, &count)) return nullptr;
+      if (count < 0) {
+        out->null = true;
+        return next;
+      }
+      out->elements.resize(static_cast<size_t>(count));
+      for (auto& element : out->elements) {
+        next = decode_complete(next, end, depth + 1, &element);
+        if (next == nullptr) return nullptr;
+      }
+      return next;
+    }
+    default:
+      return nullptr;  // RESP3 types: we never send HELLO 3, so a server never answers so
+  }
+}
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string encode_command(const std::vector<std::string>& argv) {
+  std::string s = "*" + std::to_string(argv.size()) + "\r\n";
+  for (const auto& a : argv) s += "$" + std::to_string(a.size()) + "\r\n" + a + "\r\n";
+  return s;
+}
+
+std::string join_words(const std::vector<std::string>& argv) {
+  std::string s;
+  for (const auto& a : argv) s += (s.empty() ? "" : " ") + a;
+  return s;
+}
+
+// A blocking connection with a connect timeout and a per-reply timeout.
+class Connection {
+ public:
+  Connection() = default;
+  ~Connection() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  bool open(const HostPort& to, int reply_timeout_ms, std::string* error) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    const std::string service = std::to_string(to.port);
+    const int rc = ::getaddrinfo(to.host.c_str(), service.c_str(), &hints, &found);
+    if (rc != 0 || found == nullptr) {
+      *error = "cannot resolve " + to.host + ": " + ::gai_strerror(rc);
+      return false;
+    }
+    *error = "no address for " + to.host;
+    for (addrinfo* a = found; a != nullptr && fd_ < 0; a = a->ai_next) fd_ = connect_with_timeout(a, error);
+    ::freeaddrinfo(found);
+    if (fd_ < 0) {
+      *error = "cannot connect to " + to.to_string() + ": " + *error;
+      return false;
+    }
+    timeval tv{reply_timeout_ms / 1000, static_cast<suseconds_t>(reply_timeout_ms % 1000) * 1000};
+    const int one = 1;
+    if (::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+        ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
+        ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
+      *error = std::string("socket options: ") + std::strerror(errno);
+      return false;
+    }
+    peer_ = to;
+    return true;
+  }
+
+  // Sends one command and reads its reply. False (with *error) when the connection failed,
+  // timed out or the reply is not RESP: the command's outcome is then unknown.
+  bool call(const std::vector<std::string>& argv, Reply* reply, std::string* error) {
+    const std::string request = encode_command(argv);
+    size_t sent = 0;
+    while (sent < request.size()) {
+      const ssize_t n = ::send(fd_, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        *error = "sending to " + peer_.to_string() + ": " + std::strerror(errno);
+        return false;
+      }
+      sent += static_cast<size_t>(n);
+    }
+    char chunk[16 * 1024];
+    for (;;) {
+      if (!buffer_.empty()) {
+        const int64_t used = decode_reply(buffer_, reply);
+        if (used < 0) {
+          *error = "not a RESP reply from " + peer_.to_string();
+          return false;
+        }
+        if (used > 0) {
+          buffer_.erase(0, static_cast<size_t>(used));
+          return true;
+        }
+      }
+      if (buffer_.size() > kMaxReplyBytes) {
+        *error = "reply from " + peer_.to_string() + " is larger than " + std::to_string(kMaxReplyBytes) + " bytes";
+        return false;
+      }
+      const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        *error = "no reply from " + peer_.to_string() + " in time (outcome unknown)";
+        return false;
+      }
+      if (n <= 0) {
+        *error = peer_.to_string() + " closed the connection before replying (outcome unknown)";
+        return false;
+      }
+      buffer_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  static int connect_with_timeout(const addrinfo* a, std::string* error) {
+    const int fd = ::socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+      *error = std::string("socket: ") + std::strerror(errno);
+      return -1;
+    }
+    int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
+    if (rc != 0 && errno == EINPROGRESS) {
+      pollfd p{fd, POLLOUT, 0};
+      do {
+        rc = ::poll(&p, 1, kConnectTimeoutMs);
+      } while (rc < 0 && errno == EINTR);
+      if (rc == 0) {
+        *error = "timed out after " + std::to_string(kConnectTimeoutMs) + " ms";
+        ::close(fd);
+        return -1;
+      }
+      int so_error = 0;
+      socklen_t length = sizeof so_error;
+      if (rc < 0 || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &length) != 0) so_error = errno;
+      rc = so_error == 0 ? 0 : -1;
+      errno = so_error;
+    }
+    if (rc != 0) {
+      *error = std::strerror(errno);
+      ::close(fd);
+      return -1;
+    }
+    if (::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+      *error = std::string("fcntl: ") + std::strerror(errno);
+      ::close(fd);
+      return -1;
+    }
+    return fd;
+  }
+
+  int fd_ = -1;
+  HostPort peer_;
+  std::string buffer_;
+};
+
+// One request to one node, no redirects: for the commands any node serves.
+bool ask(const HostPort& node, const std::vector<std::string>& argv, int timeout_ms, Reply* reply,
+         std::string* error) {
+  Connection c;
+  return c.open(node, timeout_ms, error) && c.call(argv, reply, error);
+}
+
+// Sends argv starting at `start`, following -MOVED and retrying the retryable errors within
+// the bounds of cluster_cli.h. *answered_by is the node whose reply is in *reply. False
+// (with *error) when no reply could be had; a reply that is an error is returned as true.
+bool ask_leader(const HostPort& start, const std::vector<std::string>& argv, int timeout_ms, Reply* reply,
+                HostPort* answered_by, std::string* error) {
+  const int64_t deadline = now_ms() + kRetryBudgetMs;
+  int backoff_ms = kFirstBackoffMs;
+  int redirects = 0;
+  HostPort target = start;
+  // Waits before the next attempt; false when the budget does not allow one.
+  auto pause = [&]() {
+    if (now_ms() + backoff_ms > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    backoff_ms = std::min(backoff_ms * 2, kMaxBackoffMs);
+    redirects = 0;  // a new round: the bound is per round, the budget bounds the rounds
+    return true;
+  };
+  for (;;) {
+    Connection c;
+    if (!c.open(target, timeout_ms, error)) {
+      // A leader named by a redirect may have just died: ask the first node again, which
+      // learns the new leader within an election.
+      if (!(target == start) && pause()) {
+        std::cerr << "hmdb cluster: " << *error << "; asking " << start.to_string() << " again\n";
+        target = start;
+        continue;
+      }
+      return false;
+    }
+    // Not retried on failure: the command may have taken effect (outcome unknown).
+    if (!c.call(argv, reply, error)) return false;
+    *answered_by = target;
+    if (!reply->is_error()) return true;
+    HostPort leader;
+    if (parse_moved(reply->text, &leader)) {
+      if (++redirects > kMaxRedirects) {
+        *error = "more than " + std::to_string(kMaxRedirects) + " redirects (last: " + reply->text + ")";
+        return false;
+      }
+      std::cerr << "hmdb cluster: " << target.to_string() << " is not the leader; following MOVED to "
+                << leader.to_string() << "\n";
+      target = leader;
+      continue;
+    }
+    if (is_retryable_error(reply->text)) {
+      std::cerr << "hmdb cluster: " << target.to_string() << ": " << reply->text << "\n";
+      if (pause()) continue;
+      return true;  // the budget is spent: the caller reports this error
+    }
+    return true;
+  }
+}
+
+// Fields of an INFO replication reply that `status` shows, per node.
+struct NodeView {
+  bool reachable = false;
+  std::string error;
+  std::string role, term, leader_id, commit_index, applied_index, last_index;
+  // On the leader: peer id -> "match=..,lag=..,state=.."
+  std::map<uint64_t, std::map<std::string, std::string>> peers;
+};
+
+NodeView view_of(const HostPort& node) {
+  NodeView v;
+  Reply reply;
+  if (!ask(node, {"INFO", "replication"}, kMemberQueryTimeoutMs, &reply, &v.error)) return v;
+  if (reply.is_error() || reply.type != '$') {
+    v.error = reply.is_error() ? reply.text : "unexpected INFO reply";
+    return v;
+  }
+  v.reachable = true;
+  const std::string& info = reply.text;
+  v.role = info_field(info, "role");
+  v.term = info_field(info, "term");
+  v.leader_id = info_field(info, "leader_id");
+  v.commit_index = info_field(info, "commit_index");
+  v.applied_index = info_field(info, "applied_index");
+  v.last_index = info_field(info, "last_index");
+  // peer<ID>:addr=...,match=...,lag=...,state=...
+  size_t at = 0;
+  while (at < info.size()) {
+    size_t eol = info.find('\n', at);
+    if (eol == std::string::npos) eol = info.size();
+    std::string_view line(info.data() + at, eol - at);
+    at = eol + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.substr(0, 4) != "peer") continue;
+    const size_t colon = line.find(':');
+    uint64_t id = 0;
+    if (colon == std::string_view::npos || !parse_u64(line.substr(4, colon - 4), &id)) continue;
+    std::string_view rest = line.substr(colon + 1);
+    auto& fields = v.peers[id];
+    while (!rest.empty()) {
+      const size_t comma = rest.find(',');
+      const std::string_view pair = rest.substr(0, comma);
+      const size_t eq = pair.find('=');
+      if (eq != std::string_view::npos) fields[std::string(pair.substr(0, eq))] = std::string(pair.substr(eq + 1));
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  return v;
+}
+
+bool fetch_members(const HostPort& node, int timeout_ms, std::vector<Member>* members, std::string* error) {
+  Reply reply;
+  if (!ask(node, {"CLUSTER", "MEMBERS"}, timeout_ms, &reply, error)) return false;
+  if (reply.is_error()) {
+    *error = node.to_string() + ": " + reply.text;
+    return false;
+  }
+  if (reply.type != '$' && reply.type != '+') {
+    *error = node.to_string() + ": unexpected reply to CLUSTER MEMBERS";
+    return false;
+  }
+  return parse_members(reply.text, members, error);
+}
+
+std::string or_dash(const std::string& s) { return s.empty() ? "-" : s; }
+
+int run_status(const ClusterArgs& args) {
+  std::vector<Member> members;
+  std::string error;
+  if (!fetch_members(args.addr, args.timeout_ms, &members, &error)) {
+    std::cerr << "hmdb cluster status: " << error << "\n";
+    return 1;
+  }
+  std::vector<NodeView> views;
+  const NodeView* leader_view = nullptr;
+  const Member* leader = nullptr;
+  views.reserve(members.size());
+  for (const Member& m : members) {
+    HostPort hp;
+    if (parse_host_port(m.client_addr, &hp, &error)) {
+      views.push_back(view_of(hp));
+    } else {
+      views.push_back(NodeView{});
+      views.back().error = error;
+    }
+  }
+  for (size_t i = 0; i < members.size(); ++i) {
+    if (views[i].role == "leader") {
+      leader_view = &views[i];
+      leader = &members[i];
+    }
+  }
+  size_t voters = 0;
+  for (const Member& m : members) voters += m.voter ? 1 : 0;
+  std::printf("members (from %s): %zu voters, %zu learners; ", args.addr.to_string().c_str(), voters,
+              members.size() - voters);
+  if (leader != nullptr)
+    std::printf("leader %llu at %s, term %s, commit index %s\n", static_cast<unsigned long long>(leader->id),
+                leader->client_addr.c_str(), or_dash(leader_view->term).c_str(),
+                or_dash(leader_view->commit_index).c_str());
+  else
+    std::printf("no leader\n");
+  std::printf("%-4s %-8s %-12s %-21s %-21s %-6s %-10s %-10s %-8s %s\n", "ID", "MEMBER", "ROLE", "CLIENT", "PEER",
+              "TERM", "COMMIT", "APPLIED", "LAG", "REPLICATION");
+  for (size_t i = 0; i < members.size(); ++i) {
+    const Member& m = members[i];
+    const NodeView& v = views[i];
+    std::string lag = "-", state = "-";
+    if (leader_view != nullptr && &v != leader_view) {
+      auto it = leader_view->peers.find(m.id);
+      if (it != leader_view->peers.end()) {
+        if (it->second.count("lag")) lag = it->second.at("lag");
+        if (it->second.count("state")) state = it->second.at("state");
+      }
+    }
+    std::printf("%-4llu %-8s %-12s %-21s %-21s %-6s %-10s %-10s %-8s %s\n", static_cast<unsigned long long>(m.id),
+                m.voter ? "voter" : "learner", v.reachable ? v.role.c_str() : "unreachable", m.client_addr.c_str(),
+                m.peer_addr.c_str(), or_dash(v.term).c_str(), or_dash(v.commit_index).c_str(),
+                or_dash(v.applied_index).c_str(), lag.c_str(), state.c_str());
+  }
+  for (size_t i = 0; i < members.size(); ++i)
+    if (!views[i].reachable)
+      std::printf("node %llu: %s\n", static_cast<unsigned long long>(members[i].id), views[i].error.c_str());
+  return leader != nullptr ? 0 : 1;
+}
+
+int run_members(const ClusterArgs& args) {
+  Reply reply;
+  std::string error;
+  if (!ask(args.addr, {"CLUSTER", "MEMBERS"}, args.timeout_ms, &reply, &error) || reply.is_error()) {
+    std::cerr << "hmdb cluster members: " << (reply.is_error() ? reply.text : error) << "\n";
+    return 1;
+  }
+  std::cout << reply.text;
+  if (!reply.text.empty() && reply.text.back() != '\n') std::cout << "\n";
+  return 0;
+}
+
+// "<applied index> <hex digest>"
+bool parse_digest(const Reply& reply, uint64_t* index, std::string* digest) {
+  if (reply.type != '$' && reply.type != '+') return false;
+  const size_t space = reply.text.find(' ');
+  if (space == std::string::npos || !parse_u64(std::string_view(reply.text).substr(0, space), index)) return false;
+  *digest = reply.text.substr(space + 1);
+  while (!digest->empty() && (digest->back() == '\n' || digest->back() == '\r')) digest->pop_back();
+  return !digest->empty();
+}
+
+int run_digest(const ClusterArgs& args) {
+  std::vector<Member> members;
+  std::string error;
+  if (args.local) {
+    members.push_back(Member{0, args.addr.to_string(), "", false, false});
+  } else if (!fetch_members(args.addr, args.timeout_ms, &members, &error)) {
+    std::cerr << "hmdb cluster digest: " << error << "\n";
+    return 1;
+  }
+  struct Row {
+    uint64_t index = 0;
+    std::string digest;
+    std::string error;
+  };
+  std::vector<Row> rows(members.size());
+  for (int attempt = 1;; ++attempt) {
+    for (size_t i = 0; i < members.size(); ++i) {
+      Row& row = rows[i];
+      row = Row{};
+      HostPort hp;
+      Reply reply;
+      if (!parse_host_port(members[i].client_addr, &hp, &row.error)) continue;
+      if (!ask(hp, {"CLUSTER", "DIGEST"}, kMemberQueryTimeoutMs, &reply, &row.error)) continue;
+      if (reply.is_error())
+        row.error = reply.text;
+      else if (!parse_digest(reply, &row.index, &row.digest))
+        row.error = "unexpected reply: " + reply.text;
+    }
+    bool all_ok = true, same_index = true;
+    for (const Row& row : rows) {
+      all_ok = all_ok && row.error.empty();
+      same_index = same_index && row.index == rows[0].index;
+    }
+    // Indexes differ while writes are in flight: ask again so that equal states can be
+    // compared; an unreachable node is not waited for.
+    if (!all_ok || same_index || attempt >= kDigestAttempts) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(kDigestRetryMs));
+  }
+  bool all_ok = true, same_index = true, same_digest = true;
+  for (size_t i = 0; i < members.size(); ++i) {
+    const Row& row = rows[i];
+    if (row.error.empty())
+      std::printf("%-4llu %-21s applied %-10llu digest %s\n", static_cast<unsigned long long>(members[i].id),
+                  members[i].client_addr.c_str(), static_cast<unsigned long long>(row.index), row.digest.c_str());
+    else
+      std::printf("%-4llu %-21s error: %s\n", static_cast<unsigned long long>(members[i].id),
+                  members[i].client_addr.c_str(), row.error.c_str());
+    all_ok = all_ok && row.error.empty();
+    same_index = same_index && row.index == rows[0].index;
+    same_digest = same_digest && row.digest == rows[0].digest;
+  }
+  if (args.local) return all_ok ? 0 : 1;
+  if (!all_ok) {
+    std::printf("not every node answered: cannot compare\n");
+    return 1;
+  }
+  if (!same_index) {
+    std::printf("nodes are at different applied indexes (writes in flight?): cannot compare; try again\n");
+    return 1;
+  }
+  if (!same_digest) {
+    std::printf("DIVERGED: nodes at the same applied index hold different states\n");
+    return 1;
+  }
+  std::printf("identical: %zu nodes at applied index %llu\n", members.size(),
+              static_cast<unsigned long long>(rows.empty() ? 0 : rows[0].index));
+  return 0;
+}
+
+int run_change(const ClusterArgs& args, const std::vector<std::string>& argv) {
+  Reply reply;
+  HostPort answered_by;
+  std::string error;
+  if (!ask_leader(args.addr, argv, args.timeout_ms, &reply, &answered_by, &error)) {
+    std::cerr << "hmdb cluster: " << join_words(argv) << ": " << error << "\n";
+    return 1;
+  }
+  if (reply.is_error()) {
+    std::cerr << "hmdb cluster: " << join_words(argv) << ": " << answered_by.to_string() << ": " << reply.text
+              << "\n";
+    return 1;
+  }
+  std::printf("%s: %s (leader %s)\n", join_words(argv).c_str(),
+              reply.type == ':' ? std::to_string(reply.integer).c_str() : reply.text.c_str(),
+              answered_by.to_string().c_str());
+  return 0;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------
+
+bool parse_host_port(std::string_view text, HostPort* out, std::string* error) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) {
+    *error = "'" + std::string(text) + "' is not HOST:PORT";
+    return false;
+  }
+  const std::string_view host = text.substr(0, colon);
+  if (host.find(':') != std::string_view::npos) {
+    *error = "'" + std::string(text) + "': IPv6 addresses are not supported";
+    return false;
+  }
+  uint64_t port = 0;
+  if (!parse_u64(text.substr(colon + 1), &port) || port == 0 || port > 65535) {
+    *error = "'" + std::string(text) + "': the port must be a number in 1..65535";
+    return false;
+  }
+  out->host = std::string(host);
+  out->port = static_cast<uint16_t>(port);
+  return true;
+}
+
+int64_t decode_reply(std::string_view data, Reply* out) {
+  ScannedReply scanned;
+  switch (scan_reply(data.data(), data.size(), &scanned)) {
+    case ScanResult::kIncomplete:
+      return 0;
+    case ScanResult::kMalformed:
+      return -1;
+    case ScanResult::kComplete:
+      break;
+  }
+  *out = Reply{};
+  const char* end = data.data() + scanned.length;
+  const char* next = decode_complete(data.data(), end, 0, out);
+  if (next != end) return -1;
+  return static_cast<int64_t>(scanned.length);
+}
+
+bool parse_moved(std::string_view error_text, HostPort* leader) {
+  // "MOVED <slot> <host:port>"
+  constexpr std::string_view kPrefix = "MOVED ";
+  if (error_text.substr(0, kPrefix.size()) != kPrefix) return false;
+  std::string_view rest = error_text.substr(kPrefix.size());
+  const size_t space = rest.find(' ');
+  uint64_t slot = 0;
+  if (space == std::string_view::npos || !parse_u64(rest.substr(0, space), &slot)) return false;
+  std::string ignored;
+  return parse_host_port(rest.substr(space + 1), leader, &ignored);
+}
+
+bool is_retryable_error(std::string_view error_text) {
+  return error_text.substr(0, 12) == "CLUSTERDOWN " || error_text == "CLUSTERDOWN" ||
+         error_text.find("write lost in a leadership change") != std::string_view::npos;
+}
+
+bool parse_members(std::string_view text, std::vector<Member>* out, std::string* error) {
+  out->clear();
+  while (!text.empty()) {
+    size_t eol = text.find('\n');
+    std::string_view line = text.substr(0, eol);
+    text.remove_prefix(eol == std::string_view::npos ? text.size() : eol + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) continue;
+    const std::string_view whole = line;
+    std::vector<std::string_view> words;
+    while (!line.empty()) {
+      const size_t space = line.find(' ');
+      if (space != 0) words.push_back(line.substr(0, space));
+      line.remove_prefix(space == std::string_view::npos ? line.size() : space + 1);
+    }
+    Member m;
+    const bool good = (words.size() == 4 || (words.size() == 5 && words[4] == "leader")) &&
+                      parse_u64(words[0], &m.id) && m.id > 0 && (words[3] == "voter" || words[3] == "learner");
+    if (!good) {
+      *error = "malformed CLUSTER MEMBERS line: '" + std::string(whole) + "'";
+      return false;
+    }
+    m.client_addr = std::string(words[1]);
+    m.peer_addr = std::string(words[2]);
+    m.voter = words[3] == "voter";
+    m.leader = words.size() == 5;
+    out->push_back(std::move(m));
+  }
+  return true;
+}
+
+std::string info_field(std::string_view info, std::string_view key) {
+  while (!info.empty()) {
+    const size_t eol = info.find('\n');
+    std::string_view line = info.substr(0, eol);
+    info.remove_prefix(eol == std::string_view::npos ? info.size() : eol + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ':')
+      return std::string(line.substr(key.size() + 1));
+  }
+  return {};
+}
+
+int parse_cluster_args(int argc, char** argv, ClusterArgs* out) {
+  const CLI::Range kNodeIdRange(uint64_t{1}, std::numeric_limits<uint64_t>::max(), "node id");
+  CLI::App app{"hmdb cluster: operate a running cluster (docs/cluster.md)", "hmdb cluster"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  std::string addr(kDefaultAddr);
+  app.add_option("--addr", addr, "HOST:PORT (client address) of any node; commands follow -MOVED to the leader")
+      ->capture_default_str();
+  app.add_option("--timeout-ms", out->timeout_ms, "how long to wait for one reply")
+      ->check(CLI::Range(1, 3600 * 1000))
+      ->capture_default_str();
+  std::string client_addr, peer_addr;
+  auto* status = app.add_subcommand("status", "members, roles, terms, indexes and each follower's lag");
+  auto* members = app.add_subcommand("members", "print CLUSTER MEMBERS of the node at --addr");
+  auto* add = app.add_subcommand("add-learner", "add a node (started with --join) as a non-voting learner");
+  add->add_option("id", out->id, "the new node's --node-id")->required()->check(kNodeIdRange);
+  add->add_option("client_addr", client_addr, "its client address HOST:PORT")->required();
+  add->add_option("peer_addr", peer_addr, "its peer address HOST:PORT")->required();
+  auto* promote = app.add_subcommand("promote", "make a caught-up learner a voter");
+  promote->add_option("id", out->id, "node id")->required()->check(kNodeIdRange);
+  auto* remove = app.add_subcommand("remove", "remove a node from the cluster");
+  remove->add_option("id", out->id, "node id")->required()->check(kNodeIdRange);
+  auto* transfer = app.add_subcommand("transfer", "hand leadership to a voter; returns once it leads");
+  transfer->add_option("id", out->id, "node id")->required()->check(kNodeIdRange);
+  auto* digest = app.add_subcommand("digest", "compare the state digests of all members (exit 0: identical)");
+  digest->add_flag("--local", out->local, "only print the digest of the node at --addr");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  std::string error;
+  if (!parse_host_port(addr, &out->addr, &error) ||
+      (add->parsed() && (!parse_host_port(client_addr, &out->client_addr, &error) ||
+                         !parse_host_port(peer_addr, &out->peer_addr, &error)))) {
+    std::cerr << "hmdb cluster: " << error << "\n";
+    return 2;
+  }
+  out->verb = status->parsed()      ? ClusterVerb::kStatus
+              : members->parsed()   ? ClusterVerb::kMembers
+              : add->parsed()       ? ClusterVerb::kAddLearner
+              : promote->parsed()   ? ClusterVerb::kPromote
+              : remove->parsed()    ? ClusterVerb::kRemove
+              : transfer->parsed()  ? ClusterVerb::kTransfer
+                                    : ClusterVerb::kDigest;
+  return -1;
+}
+
+int cluster_main(int argc, char** argv) {
+  ClusterArgs args;
+  const int usage = parse_cluster_args(argc, argv, &args);
+  if (usage >= 0) return usage;
+  const std::string id = std::to_string(args.id);
+  switch (args.verb) {
+    case ClusterVerb::kStatus:
+      return run_status(args);
+    case ClusterVerb::kMembers:
+      return run_members(args);
+    case ClusterVerb::kDigest:
+      return run_digest(args);
+    case ClusterVerb::kAddLearner:
+      return run_change(
+          args, {"CLUSTER", "ADDLEARNER", id, args.client_addr.to_string(), args.peer_addr.to_string()});
+    case ClusterVerb::kPromote:
+      return run_change(args, {"CLUSTER", "PROMOTE", id});
+    case ClusterVerb::kRemove:
+      return run_change(args, {"CLUSTER", "REMOVE", id});
+    case ClusterVerb::kTransfer:
+      return run_change(args, {"CLUSTER", "TRANSFER", id});
+  }
+  return 2;
+}
+
+}  // namespace hmdb::tools

@@ -1,0 +1,123 @@
+// tools/cluster_cli.h — `hmdb cluster ...`: the operator's commands for a running cluster
+// (status, add-learner, promote, remove, transfer, digest). See docs/cluster.md.
+//
+// Each command sends one RESP command of the cluster interface to --addr. A node that is
+// not the leader answers `-MOVED 0 HOST:PORT`; the tool follows that redirect (a bounded
+// number of hops) so the operator may name any node. `-CLUSTERDOWN` (no leader known, e.g.
+// during an election) is retried with a bounded backoff. The exit status is 0 on success
+// and 1 with the server's error on stderr otherwise (2: bad usage).
+//
+// The parsing pieces are declared here so tests can check them without a server.
+// Thread-safety: none needed; the tool is single-threaded.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hmdb::tools {
+
+// Entry point of `hmdb cluster ...`. argv[0] is "cluster" (skipped). Returns the process
+// exit status.
+int cluster_main(int argc, char** argv);
+
+// ---- bounds (named; docs/cluster.md cites them) ----
+
+// Redirects followed for one command. Two suffice when the cluster is stable (any node ->
+// leader); a few more absorb a leadership change in flight, and the bound stops a loop
+// between two nodes that each name the other.
+inline constexpr int kMaxRedirects = 5;
+// -CLUSTERDOWN and "-ERR write lost in a leadership change; retry" are retried, waiting
+// kFirstBackoffMs, doubling up to kMaxBackoffMs, until kRetryBudgetMs have passed. The
+// budget covers several election timeouts (200-400 ms by default) so one failover is waited
+// out, but an operator is not kept waiting for a cluster that has lost its majority.
+inline constexpr int kFirstBackoffMs = 50;
+inline constexpr int kMaxBackoffMs = 1000;
+inline constexpr int kRetryBudgetMs = 10000;
+// Time to establish a TCP connection (a dead host must not hang the tool for minutes).
+inline constexpr int kConnectTimeoutMs = 2000;
+// Default time to wait for one reply. The server itself answers a membership change or a
+// leadership transfer within its own 10 s bound (server kClusterCommandTimeoutMs), so this
+// is a little longer.
+inline constexpr int kDefaultReplyTimeoutMs = 15000;
+// `status` and `digest` ask every member; each of those requests gets this long.
+inline constexpr int kMemberQueryTimeoutMs = 2000;
+// `digest` compares nodes only at the same applied index; while writes flow the indexes
+// differ, so it asks again this many times, kDigestRetryMs apart, before giving up.
+inline constexpr int kDigestAttempts = 20;
+inline constexpr int kDigestRetryMs = 100;
+// Largest reply the tool reads (INFO and CLUSTER MEMBERS are a few KiB).
+inline constexpr size_t kMaxReplyBytes = 16u << 20;
+// Default node to ask.
+inline constexpr std::string_view kDefaultAddr = "127.0.0.1:7379";
+
+// ---- addresses ----
+
+struct HostPort {
+  std::string host;
+  uint16_t port = 0;
+  std::string to_string() const { return host + ":" + std::to_string(port); }
+  bool operator==(const HostPort&) const = default;
+};
+
+// "HOST:PORT": HOST an IPv4 address or a name (no ':' inside), PORT 1..65535 in decimal.
+// On error returns false with a message in *error.
+bool parse_host_port(std::string_view text, HostPort* out, std::string* error);
+
+// ---- replies ----
+
+// A decoded RESP2 reply (the subset the cluster commands answer with).
+struct Reply {
+  char type = 0;  // '+', '-', ':', '$', '*'
+  bool null = false;
+  std::string text;  // status, error (without '-') or bulk
+  int64_t integer = 0;
+  std::vector<Reply> elements;
+  bool is_error() const { return type == '-'; }
+};
+
+// Decodes one complete reply at the front of `data`. Returns the bytes it used, 0 when the
+// reply is not complete yet, and -1 when the bytes are not RESP.
+int64_t decode_reply(std::string_view data, Reply* out);
+
+// "MOVED <slot> HOST:PORT" (an error text without its '-'): the leader's client address.
+bool parse_moved(std::string_view error_text, HostPort* leader);
+// Errors worth retrying after a pause: no leader known, or a write that provably did not
+// take effect because leadership changed.
+bool is_retryable_error(std::string_view error_text);
+
+// ---- command line ----
+
+enum class ClusterVerb { kStatus, kMembers, kAddLearner, kPromote, kRemove, kTransfer, kDigest };
+
+struct ClusterArgs {
+  ClusterVerb verb = ClusterVerb::kStatus;
+  HostPort addr;  // the node to ask first
+  uint64_t id = 0;
+  HostPort client_addr;  // add-learner
+  HostPort peer_addr;    // add-learner
+  int timeout_ms = kDefaultReplyTimeoutMs;
+  bool local = false;  // digest: only the node at --addr
+};
+
+// Parses argv[1..argc) (argv[0] is "cluster"). Returns -1 when the arguments are good, else
+// the exit status to return (0 after --help, 2 on bad usage), having printed the message.
+int parse_cluster_args(int argc, char** argv, ClusterArgs* out);
+
+// One CLUSTER MEMBERS line: "<id> <client addr> <peer addr> <voter|learner>[ leader]".
+struct Member {
+  uint64_t id = 0;
+  std::string client_addr;
+  std::string peer_addr;
+  bool voter = false;
+  bool leader = false;
+};
+// Parses the bulk text of CLUSTER MEMBERS. False (with *error) on a malformed line.
+bool parse_members(std::string_view text, std::vector<Member>* out, std::string* error);
+
+// INFO text ("key:value" lines; '#' headers and blank lines skipped): the value of `key`,
+// or empty.
+std::string info_field(std::string_view info, std::string_view key);
+
+}  // namespace hmdb::tools

@@ -1,0 +1,223 @@
+// tests/tools/cluster_cli_test.cc — the parts of `hmdb cluster` that decide where a command
+// goes and what it prints: HOST:PORT parsing, -MOVED and retryable-error recognition, reply
+// decoding (every split point), CLUSTER MEMBERS and INFO parsing, and the command line.
+#include "tools/cluster_cli.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace hmdb::tools {
+namespace {
+
+TEST(ParseHostPort, AcceptsIpv4AndNames) {
+  HostPort hp;
+  std::string error;
+  ASSERT_TRUE(parse_host_port("127.0.0.1:7379", &hp, &error)) << error;
+  EXPECT_EQ(hp.host, "127.0.0.1");
+  EXPECT_EQ(hp.port, 7379);
+  EXPECT_EQ(hp.to_string(), "127.0.0.1:7379");
+  ASSERT_TRUE(parse_host_port("db-2.example:1", &hp, &error)) << error;
+  EXPECT_EQ(hp.host, "db-2.example");
+  EXPECT_EQ(hp.port, 1);
+  ASSERT_TRUE(parse_host_port("10.0.0.3:65535", &hp, &error)) << error;
+  EXPECT_EQ(hp.port, 65535);
+}
+
+TEST(ParseHostPort, RejectsMalformed) {
+  for (const char* bad : {"", "7379", "127.0.0.1", ":7379", "127.0.0.1:", "127.0.0.1:0", "127.0.0.1:65536",
+                          "127.0.0.1:-1", "127.0.0.1:73a9", "127.0.0.1: 7379", "::1:7379",
+                          "127.0.0.1:99999999999999999999"}) {
+    HostPort hp;
+    std::string error;
+    EXPECT_FALSE(parse_host_port(bad, &hp, &error)) << "'" << bad << "'";
+    EXPECT_FALSE(error.empty()) << "'" << bad << "'";
+  }
+}
+
+TEST(ParseMoved, NamesTheLeader) {
+  HostPort leader;
+  ASSERT_TRUE(parse_moved("MOVED 0 127.0.0.1:7381", &leader));
+  EXPECT_EQ(leader, (HostPort{"127.0.0.1", 7381}));
+  ASSERT_TRUE(parse_moved("MOVED 3999 node1:7379", &leader));
+  EXPECT_EQ(leader, (HostPort{"node1", 7379}));
+}
+
+TEST(ParseMoved, RejectsOtherErrors) {
+  HostPort leader;
+  for (const char* bad : {"", "MOVED", "MOVED 0", "MOVED 0 ", "MOVED x 127.0.0.1:7379", "MOVED 0 127.0.0.1",
+                          "ASK 0 127.0.0.1:7379", "moved 0 127.0.0.1:7379", "ERR MOVED 0 127.0.0.1:7379",
+                          "CLUSTERDOWN no leader known; retry", "MOVED 0 127.0.0.1:7379 extra"})
+    EXPECT_FALSE(parse_moved(bad, &leader)) << "'" << bad << "'";
+}
+
+TEST(RetryableErrors, ClusterDownAndLostWritesOnly) {
+  EXPECT_TRUE(is_retryable_error("CLUSTERDOWN no leader known; retry"));
+  EXPECT_TRUE(is_retryable_error("CLUSTERDOWN"));
+  EXPECT_TRUE(is_retryable_error("ERR write lost in a leadership change; retry"));
+  EXPECT_FALSE(is_retryable_error("ERR unknown node 7"));
+  EXPECT_FALSE(is_retryable_error("MOVED 0 127.0.0.1:7379"));
+  EXPECT_FALSE(is_retryable_error("CLUSTERDOWNX"));
+  EXPECT_FALSE(is_retryable_error(""));
+}
+
+TEST(DecodeReply, EveryTypeAndEverySplitPoint) {
+  const std::string wire =
+      "+OK\r\n-MOVED 0 127.0.0.1:7380\r\n:42\r\n$5\r\nhe\r\no\r\n$-1\r\n*2\r\n$1\r\na\r\n*1\r\n:7\r\n";
+  // Decoding every prefix must report "incomplete" until the whole first reply is there.
+  for (size_t cut = 0; cut < 5; ++cut) {
+    Reply r;
+    EXPECT_EQ(decode_reply(std::string_view(wire).substr(0, cut), &r), 0) << cut;
+  }
+  std::string_view rest = wire;
+  std::vector<Reply> replies;
+  while (!rest.empty()) {
+    Reply r;
+    const int64_t used = decode_reply(rest, &r);
+    ASSERT_GT(used, 0) << "at '" << rest << "'";
+    for (int64_t cut = 0; cut < used; ++cut) {
+      Reply partial;
+      ASSERT_EQ(decode_reply(rest.substr(0, static_cast<size_t>(cut)), &partial), 0) << cut;
+    }
+    replies.push_back(r);
+    rest.remove_prefix(static_cast<size_t>(used));
+  }
+  ASSERT_EQ(replies.size(), 6u);
+  EXPECT_EQ(replies[0].type, '+');
+  EXPECT_EQ(replies[0].text, "OK");
+  EXPECT_TRUE(replies[1].is_error());
+  EXPECT_EQ(replies[1].text, "MOVED 0 127.0.0.1:7380");
+  EXPECT_EQ(replies[2].integer, 42);
+  EXPECT_EQ(replies[3].text, "he\r\no");  // a bulk may hold CRLF
+  EXPECT_TRUE(replies[4].null);
+  ASSERT_EQ(replies[5].elements.size(), 2u);
+  EXPECT_EQ(replies[5].elements[0].text, "a");
+  ASSERT_EQ(replies[5].elements[1].elements.size(), 1u);
+  EXPECT_EQ(replies[5].elements[1].elements[0].integer, 7);
+}
+
+TEST(DecodeReply, RejectsGarbage) {
+  Reply r;
+  EXPECT_LT(decode_reply("hello\r\n", &r), 0);
+  EXPECT_LT(decode_reply("$abc\r\n", &r), 0);
+  EXPECT_LT(decode_reply("$3\r\nabcd\r\n", &r), 0);
+}
+
+TEST(ParseMembers, LinesOfTheSpec) {
+  std::vector<Member> m;
+  std::string error;
+  ASSERT_TRUE(parse_members("1 127.0.0.1:7379 127.0.0.1:17379 voter leader\n"
+                            "2 127.0.0.1:7380 127.0.0.1:17380 voter\r\n"
+                            "\n"
+                            "4 127.0.0.1:7382 127.0.0.1:17382 learner",
+                            &m, &error))
+      << error;
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[0].id, 1u);
+  EXPECT_TRUE(m[0].voter);
+  EXPECT_TRUE(m[0].leader);
+  EXPECT_EQ(m[0].client_addr, "127.0.0.1:7379");
+  EXPECT_EQ(m[0].peer_addr, "127.0.0.1:17379");
+  EXPECT_EQ(m[1].id, 2u);
+  EXPECT_FALSE(m[1].leader);
+  EXPECT_EQ(m[2].id, 4u);
+  EXPECT_FALSE(m[2].voter);
+  ASSERT_TRUE(parse_members("", &m, &error));
+  EXPECT_TRUE(m.empty());
+}
+
+TEST(ParseMembers, RejectsMalformedLines) {
+  for (const char* bad : {"1 a:1 b:2", "x a:1 b:2 voter", "0 a:1 b:2 voter", "1 a:1 b:2 observer",
+                          "1 a:1 b:2 voter boss", "1 a:1 b:2 voter leader extra"}) {
+    std::vector<Member> m;
+    std::string error;
+    EXPECT_FALSE(parse_members(bad, &m, &error)) << bad;
+    EXPECT_NE(error.find("malformed"), std::string::npos) << bad;
+  }
+}
+
+TEST(InfoField, FindsExactKeys) {
+  const std::string info =
+      "# Replication\r\nrole:follower\r\nnode_id:2\r\nleader_id:1\r\nleader_addr:127.0.0.1:7379\r\n"
+      "term:5\r\nterm_x:9\r\n";
+  EXPECT_EQ(info_field(info, "role"), "follower");
+  EXPECT_EQ(info_field(info, "leader_addr"), "127.0.0.1:7379");
+  EXPECT_EQ(info_field(info, "term"), "5");  // not term_x
+  EXPECT_EQ(info_field(info, "missing"), "");
+  EXPECT_EQ(info_field(info, "# Replication"), "");
+}
+
+// Runs the parser on words given as strings.
+int parse(std::vector<std::string> words, ClusterArgs* out) {
+  words.insert(words.begin(), "cluster");
+  std::vector<char*> argv;
+  for (auto& w : words) argv.push_back(w.data());
+  return parse_cluster_args(static_cast<int>(argv.size()), argv.data(), out);
+}
+
+TEST(ClusterArgs, VerbsAndDefaults) {
+  ClusterArgs a;
+  ASSERT_EQ(parse({"status"}, &a), -1);
+  EXPECT_EQ(a.verb, ClusterVerb::kStatus);
+  EXPECT_EQ(a.addr, (HostPort{"127.0.0.1", 7379}));
+  EXPECT_EQ(a.timeout_ms, kDefaultReplyTimeoutMs);
+
+  a = ClusterArgs{};
+  ASSERT_EQ(parse({"status", "--addr", "127.0.0.1:7380"}, &a), -1);
+  EXPECT_EQ(a.addr, (HostPort{"127.0.0.1", 7380}));
+
+  a = ClusterArgs{};
+  ASSERT_EQ(parse({"--addr", "10.0.0.2:7379", "promote", "4"}, &a), -1);
+  EXPECT_EQ(a.verb, ClusterVerb::kPromote);
+  EXPECT_EQ(a.id, 4u);
+  EXPECT_EQ(a.addr.host, "10.0.0.2");
+
+  a = ClusterArgs{};
+  ASSERT_EQ(parse({"add-learner", "4", "127.0.0.1:7382", "127.0.0.1:17382", "--timeout-ms", "500"}, &a), -1);
+  EXPECT_EQ(a.verb, ClusterVerb::kAddLearner);
+  EXPECT_EQ(a.id, 4u);
+  EXPECT_EQ(a.client_addr, (HostPort{"127.0.0.1", 7382}));
+  EXPECT_EQ(a.peer_addr, (HostPort{"127.0.0.1", 17382}));
+  EXPECT_EQ(a.timeout_ms, 500);
+
+  for (const auto& [verb, expected] : std::vector<std::pair<std::string, ClusterVerb>>{
+           {"remove", ClusterVerb::kRemove}, {"transfer", ClusterVerb::kTransfer}}) {
+    a = ClusterArgs{};
+    ASSERT_EQ(parse({verb, "3"}, &a), -1) << verb;
+    EXPECT_EQ(a.verb, expected);
+    EXPECT_EQ(a.id, 3u);
+  }
+  a = ClusterArgs{};
+  ASSERT_EQ(parse({"digest", "--local"}, &a), -1);
+  EXPECT_EQ(a.verb, ClusterVerb::kDigest);
+  EXPECT_TRUE(a.local);
+  a = ClusterArgs{};
+  ASSERT_EQ(parse({"members"}, &a), -1);
+  EXPECT_EQ(a.verb, ClusterVerb::kMembers);
+}
+
+TEST(ClusterArgs, BadUsageIsExitTwo) {
+  const std::vector<std::vector<std::string>> bad = {
+      {},
+      {"frobnicate"},
+      {"promote"},
+      {"promote", "0"},
+      {"promote", "x"},
+      {"promote", "1", "2"},
+      {"add-learner", "4", "127.0.0.1:7382"},
+      {"add-learner", "4", "127.0.0.1", "127.0.0.1:17382"},
+      {"add-learner", "4", "127.0.0.1:7382", "127.0.0.1:0"},
+      {"status", "--addr", "localhost"},
+      {"status", "--timeout-ms", "0"},
+  };
+  for (const auto& words : bad) {
+    ClusterArgs a;
+    std::string joined;
+    for (const auto& w : words) joined += w + " ";
+    EXPECT_EQ(parse(words, &a), 2) << joined;
+  }
+}
+
+}  // namespace
+}  // namespace hmdb::tools
