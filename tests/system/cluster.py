@@ -159,7 +159,9 @@ class Node:
             try:
                 with resp.Client(self.ip, self.client_port, timeout=ADMIN_TIMEOUT_S) as cl:
                     reply = cl.call("PING")
-                    if reply == "PONG":
+                    # A node that redirects PING (if it treats it as an app command) is up too.
+                    if reply == "PONG" or (isinstance(reply, resp.RespError)
+                                           and reply.message.startswith(("MOVED", "CLUSTERDOWN"))):
                         return
                     last = "PING answered %r" % (reply,)
             except (resp.ConnectionLost, resp.ProtocolError) as e:
