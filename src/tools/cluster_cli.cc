@@ -395,23 +395,25 @@ int run_status(const ClusterArgs& args) {
                 or_dash(leader_view->commit_index).c_str());
   else
     std::printf("no leader\n");
+  // LAG and LINK are the leader's view: entries the follower is behind, and whether the
+  // leader's peer connection to it is up.
   std::printf("%-4s %-8s %-12s %-21s %-21s %-6s %-10s %-10s %-8s %s\n", "ID", "MEMBER", "ROLE", "CLIENT", "PEER",
-              "TERM", "COMMIT", "APPLIED", "LAG", "REPLICATION");
+              "TERM", "COMMIT", "APPLIED", "LAG", "LINK");
   for (size_t i = 0; i < members.size(); ++i) {
     const Member& m = members[i];
     const NodeView& v = views[i];
-    std::string lag = "-", state = "-";
+    std::string lag = "-", link = "-";
     if (leader_view != nullptr && &v != leader_view) {
       auto it = leader_view->peers.find(m.id);
       if (it != leader_view->peers.end()) {
         if (it->second.count("lag")) lag = it->second.at("lag");
-        if (it->second.count("state")) state = it->second.at("state");
+        if (it->second.count("connected")) link = it->second.at("connected") == "1" ? "up" : "down";
       }
     }
     std::printf("%-4llu %-8s %-12s %-21s %-21s %-6s %-10s %-10s %-8s %s\n", static_cast<unsigned long long>(m.id),
                 m.voter ? "voter" : "learner", v.reachable ? v.role.c_str() : "unreachable", m.client_addr.c_str(),
                 m.peer_addr.c_str(), or_dash(v.term).c_str(), or_dash(v.commit_index).c_str(),
-                or_dash(v.applied_index).c_str(), lag.c_str(), state.c_str());
+                or_dash(v.applied_index).c_str(), lag.c_str(), link.c_str());
   }
   for (size_t i = 0; i < members.size(); ++i)
     if (!views[i].reachable)
@@ -584,8 +586,15 @@ bool parse_moved(std::string_view error_text, HostPort* leader) {
 }
 
 bool is_retryable_error(std::string_view error_text) {
-  return error_text.substr(0, 12) == "CLUSTERDOWN " || error_text == "CLUSTERDOWN" ||
-         error_text.find("write lost in a leadership change") != std::string_view::npos;
+  auto starts = [&](std::string_view word) {
+    return error_text.substr(0, word.size()) == word &&
+           (error_text.size() == word.size() || error_text[word.size()] == ' ');
+  };
+  // The server refused before proposing (CLUSTERDOWN, TRYAGAIN during a leadership
+  // transfer, a busy leader), or says the write provably did not take effect.
+  return starts("CLUSTERDOWN") || starts("TRYAGAIN") ||
+         (starts("ERR") && (error_text.find("write lost in a leadership change") != std::string_view::npos ||
+                            error_text.find("the leader is busy") != std::string_view::npos));
 }
 
 bool parse_members(std::string_view text, std::vector<Member>* out, std::string* error) {
@@ -604,8 +613,18 @@ bool parse_members(std::string_view text, std::vector<Member>* out, std::string*
       line.remove_prefix(space == std::string_view::npos ? line.size() : space + 1);
     }
     Member m;
-    const bool good = (words.size() == 4 || (words.size() == 5 && words[4] == "leader")) &&
-                      parse_u64(words[0], &m.id) && m.id > 0 && (words[3] == "voter" || words[3] == "learner");
+    bool good = words.size() >= 4 && parse_u64(words[0], &m.id) && m.id > 0 &&
+                (words[3] == "voter" || words[3] == "learner");
+    // Flags after the kind: "leader", "myself" (the node that answered); others are
+    // refused so that a format change is noticed rather than misread.
+    for (size_t i = 4; good && i < words.size(); ++i) {
+      if (words[i] == "leader")
+        m.leader = true;
+      else if (words[i] == "myself")
+        m.myself = true;
+      else
+        good = false;
+    }
     if (!good) {
       *error = "malformed CLUSTER MEMBERS line: '" + std::string(whole) + "'";
       return false;
@@ -613,7 +632,6 @@ bool parse_members(std::string_view text, std::vector<Member>* out, std::string*
     m.client_addr = std::string(words[1]);
     m.peer_addr = std::string(words[2]);
     m.voter = words[3] == "voter";
-    m.leader = words.size() == 5;
     out->push_back(std::move(m));
   }
   return true;

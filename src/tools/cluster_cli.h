@@ -83,8 +83,9 @@ int64_t decode_reply(std::string_view data, Reply* out);
 
 // "MOVED <slot> HOST:PORT" (an error text without its '-'): the leader's client address.
 bool parse_moved(std::string_view error_text, HostPort* leader);
-// Errors worth retrying after a pause: no leader known, or a write that provably did not
-// take effect because leadership changed.
+// Errors worth retrying after a pause: the command was refused before it was proposed
+// (-CLUSTERDOWN: no leader known; -TRYAGAIN: a leadership transfer is in progress; a busy
+// leader), or it provably did not take effect because leadership changed.
 bool is_retryable_error(std::string_view error_text);
 
 // ---- command line ----
@@ -105,13 +106,15 @@ struct ClusterArgs {
 // the exit status to return (0 after --help, 2 on bad usage), having printed the message.
 int parse_cluster_args(int argc, char** argv, ClusterArgs* out);
 
-// One CLUSTER MEMBERS line: "<id> <client addr> <peer addr> <voter|learner>[ leader]".
+// One CLUSTER MEMBERS line: "<id> <client addr> <peer addr> <voter|learner>[ leader][ myself]"
+// (an address is "?" while the answering node does not know it).
 struct Member {
   uint64_t id = 0;
   std::string client_addr;
   std::string peer_addr;
   bool voter = false;
   bool leader = false;
+  bool myself = false;  // the node that answered
 };
 // Parses the bulk text of CLUSTER MEMBERS. False (with *error) on a malformed line.
 bool parse_members(std::string_view text, std::vector<Member>* out, std::string* error);

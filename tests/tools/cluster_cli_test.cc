@@ -56,6 +56,9 @@ TEST(RetryableErrors, ClusterDownAndLostWritesOnly) {
   EXPECT_TRUE(is_retryable_error("CLUSTERDOWN no leader known; retry"));
   EXPECT_TRUE(is_retryable_error("CLUSTERDOWN"));
   EXPECT_TRUE(is_retryable_error("ERR write lost in a leadership change; retry"));
+  EXPECT_TRUE(is_retryable_error("TRYAGAIN leadership transfer in progress; retry"));
+  EXPECT_TRUE(is_retryable_error("ERR the leader is busy (too many uncommitted entries); retry"));
+  EXPECT_FALSE(is_retryable_error("ERR learner 4 is 5000 entries behind (at most 1000 allowed)"));
   EXPECT_FALSE(is_retryable_error("ERR unknown node 7"));
   EXPECT_FALSE(is_retryable_error("MOVED 0 127.0.0.1:7379"));
   EXPECT_FALSE(is_retryable_error("CLUSTERDOWNX"));
@@ -107,7 +110,7 @@ TEST(DecodeReply, RejectsGarbage) {
 TEST(ParseMembers, LinesOfTheSpec) {
   std::vector<Member> m;
   std::string error;
-  ASSERT_TRUE(parse_members("1 127.0.0.1:7379 127.0.0.1:17379 voter leader\n"
+  ASSERT_TRUE(parse_members("1 127.0.0.1:7379 127.0.0.1:17379 voter leader myself\n"
                             "2 127.0.0.1:7380 127.0.0.1:17380 voter\r\n"
                             "\n"
                             "4 127.0.0.1:7382 127.0.0.1:17382 learner",
@@ -117,10 +120,12 @@ TEST(ParseMembers, LinesOfTheSpec) {
   EXPECT_EQ(m[0].id, 1u);
   EXPECT_TRUE(m[0].voter);
   EXPECT_TRUE(m[0].leader);
+  EXPECT_TRUE(m[0].myself);
   EXPECT_EQ(m[0].client_addr, "127.0.0.1:7379");
   EXPECT_EQ(m[0].peer_addr, "127.0.0.1:17379");
   EXPECT_EQ(m[1].id, 2u);
   EXPECT_FALSE(m[1].leader);
+  EXPECT_FALSE(m[1].myself);
   EXPECT_EQ(m[2].id, 4u);
   EXPECT_FALSE(m[2].voter);
   ASSERT_TRUE(parse_members("", &m, &error));
@@ -129,7 +134,7 @@ TEST(ParseMembers, LinesOfTheSpec) {
 
 TEST(ParseMembers, RejectsMalformedLines) {
   for (const char* bad : {"1 a:1 b:2", "x a:1 b:2 voter", "0 a:1 b:2 voter", "1 a:1 b:2 observer",
-                          "1 a:1 b:2 voter boss", "1 a:1 b:2 voter leader extra"}) {
+                          "1 a:1 b:2 voter boss", "1 a:1 b:2 voter leader extra", "1 a:1 b:2 leader voter"}) {
     std::vector<Member> m;
     std::string error;
     EXPECT_FALSE(parse_members(bad, &m, &error)) << bad;
