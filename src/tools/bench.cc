@@ -309,6 +309,19 @@ constexpr const char* kUsage =
     "  --seed N          PRNG seed for the keys (default 1)\n"
     "  --csv             one CSV line per test (header first)\n"
     "  --quiet           no progress lines on stderr\n"
+    "  --wait-replicas N send `WAIT N 0` after every request (Redis: durable on N replicas);\n"
+    "                    a request is done when WAIT replies, latency covers both\n"
+    "Follow mode (failover measurements; one thread, connections survive server deaths):\n"
+    "  --nodes LIST      host:port,... of a cluster: connections start spread over the\n"
+    "                    nodes, follow -MOVED, and move to the next node on a lost connection,\n"
+    "                    -CLUSTERDOWN or a timeout\n"
+    "  --sentinel LIST   host:port,... of Redis Sentinels: connect to the master they name,\n"
+    "                    ask again on a lost connection or -READONLY\n"
+    "  --master-name N   Sentinel master name (default mymaster)\n"
+    "  --request-timeout-ms T  abandon a request unanswered for T ms (default 1000)\n"
+    "  In follow mode stdin takes lines `mark <CLOCK_MONOTONIC ns>`; for each, stdout gets\n"
+    "  `first <mark> <sent ns> <done ns> <host:port>`: the earliest success sent at or after\n"
+    "  the mark. EOF on stdin ends the run.\n"
     "Latency is send-to-reply per request; any error reply is counted and reported.\n";
 
 bool parse_int_option(const char* text, int64_t low, int64_t high, int64_t* out) {
@@ -416,6 +429,51 @@ bool parse_bench_options(int argc, char** argv, BenchOptions* options, std::stri
         *error = "--tests list is empty";
         return false;
       }
+    } else if (arg == "--wait-replicas") {
+      if (!integer(0, kMaxWaitReplicas)) return false;
+      o.wait_replicas = static_cast<int>(number);
+    } else if (arg == "--nodes" || arg == "--sentinel") {
+      const bool sentinel = arg == "--sentinel";
+      std::string* out = sentinel ? o.sentinels : o.nodes;
+      int* count = sentinel ? &o.sentinels_count : &o.nodes_count;
+      if (value == nullptr) {
+        *error = std::string(arg) + " needs a list of host:port";
+        return false;
+      }
+      ++i;
+      *count = 0;
+      std::string_view list = value;
+      while (!list.empty()) {
+        const size_t comma = list.find(',');
+        const std::string_view item = list.substr(0, comma);
+        list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+        if (item.empty()) continue;
+        std::string host;
+        int port = 0;
+        if (!split_host_port(item, &host, &port)) {
+          *error = std::string(arg) + ": '" + std::string(item) + "' is not host:port";
+          return false;
+        }
+        if (*count == kMaxNodes) {
+          *error = std::string(arg) + ": more than " + std::to_string(kMaxNodes) + " addresses";
+          return false;
+        }
+        out[(*count)++] = std::string(item);
+      }
+      if (*count == 0) {
+        *error = std::string(arg) + " list is empty";
+        return false;
+      }
+    } else if (arg == "--master-name") {
+      if (value == nullptr || *value == '\0') {
+        *error = "--master-name needs a name";
+        return false;
+      }
+      o.master_name = value;
+      ++i;
+    } else if (arg == "--request-timeout-ms") {
+      if (!integer(1, kMaxRequestTimeoutMs)) return false;
+      o.request_timeout_ms = number;
     } else if (arg == "--csv") {
       o.csv = true;
     } else if (arg == "--quiet" || arg == "-q") {
@@ -430,9 +488,45 @@ bool parse_bench_options(int argc, char** argv, BenchOptions* options, std::stri
                                  TestKind::kLpush, TestKind::kHset, TestKind::kMset};
     for (TestKind kind : defaults) o.tests[o.tests_count++] = kind;
   }
+  if (o.nodes_count > 0 && o.sentinels_count > 0) {
+    *error = "--nodes and --sentinel are exclusive";
+    return false;
+  }
+  if (o.follow() && o.threads > 1) {
+    *error = "follow mode (--nodes, --sentinel) runs one load thread";
+    return false;
+  }
   if (o.threads > o.clients) o.threads = o.clients;
   *options = o;
   return true;
+}
+
+bool split_host_port(std::string_view text, std::string* host, int* port) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || colon + 1 == text.size()) return false;
+  const std::string_view digits = text.substr(colon + 1);
+  if (digits.size() > 5) return false;
+  int value = 0;
+  for (char ch : digits) {
+    if (ch < '0' || ch > '9') return false;
+    value = value * 10 + (ch - '0');
+  }
+  if (value < 1 || value > 65535) return false;
+  *host = std::string(text.substr(0, colon));
+  *port = value;
+  return true;
+}
+
+bool parse_moved(std::string_view error_text, std::string* host, int* port) {
+  constexpr std::string_view kPrefix = "MOVED ";
+  if (error_text.substr(0, kPrefix.size()) != kPrefix) return false;
+  std::string_view rest = error_text.substr(kPrefix.size());
+  const size_t space = rest.find(' ');  // after the slot number
+  if (space == std::string_view::npos) return false;
+  rest = rest.substr(space + 1);
+  while (!rest.empty() && (rest.back() == ' ' || rest.back() == '\r' || rest.back() == '\n'))
+    rest.remove_suffix(1);
+  return split_host_port(rest, host, port);
 }
 
 // ======================================================================================
@@ -445,6 +539,7 @@ constexpr int kMaxKeySlots = kMsetKeys;
 
 struct RequestTemplate {
   std::string bytes;
+  int replies = 1;  // replies per request: 2 with --wait-replicas (the command's, WAIT's)
   int slot_count = 0;
   size_t slots[kMaxKeySlots] = {};  // offsets of the kKeyDigits digit runs
 };
@@ -472,7 +567,7 @@ class TemplateBuilder {
   RequestTemplate* t_;
 };
 
-RequestTemplate build_template(TestKind kind, int64_t value_size) {
+RequestTemplate build_template(TestKind kind, int64_t value_size, int wait_replicas) {
   RequestTemplate t;
   TemplateBuilder b(&t);
   const std::string value(static_cast<size_t>(value_size), 'x');  // like redis-benchmark
@@ -518,6 +613,13 @@ RequestTemplate build_template(TestKind kind, int64_t value_size) {
         b.bulk(value);
       }
       break;
+  }
+  if (wait_replicas > 0) {  // sent with the request: Redis blocks this client until acked
+    b.array(3);
+    b.bulk("WAIT");
+    b.bulk(std::to_string(wait_replicas));
+    b.bulk("0");
+    t.replies = 2;
   }
   return t;
 }
@@ -569,6 +671,22 @@ constexpr uint64_t kStallTimeoutNs = 10ull * 1000 * 1000 * 1000;
 constexpr int kEpollTimeoutMs = 200;
 // Longest error text kept for the report.
 constexpr size_t kMaxErrorTextBytes = 200;
+// Follow mode: a dropped connection waits this long before it connects again (so that a
+// cluster with no leader yet is not hammered; short against the failover times measured).
+constexpr uint64_t kReconnectDelayNs = 5ull * 1000 * 1000;
+// Follow mode: epoll_wait() timeout, the resolution of reconnects and request timeouts.
+constexpr int kFollowEpollTimeoutMs = 1;
+// Follow mode: successes remembered for marks that arrive after them (a mark is written
+// within a few ms of its time; 8192 successes cover well over that at any rate seen here).
+constexpr size_t kSuccessRingSize = 8192;
+// Follow mode: marks waiting for a success.
+constexpr size_t kMaxPendingMarks = 64;
+// Follow mode: a master address from Sentinel is reused for this long by other connections.
+constexpr uint64_t kSentinelCacheNs = 5ull * 1000 * 1000;
+// Sentinel query: connect/send/receive timeout.
+constexpr int kSentinelTimeoutMs = 200;
+// Longest stdin line accepted ("mark <ns>").
+constexpr size_t kMaxStdinLineBytes = 256;
 
 struct Connection {
   int fd = -1;
@@ -582,7 +700,20 @@ struct Connection {
   std::vector<uint64_t> sent_at;  // ring of send times, one per request in flight
   size_t ring_head = 0;
   int in_flight = 0;
+  int head_replies = 0;     // replies already read for the oldest request (--wait-replicas)
+  bool head_error = false;  // one of them was an error
   bool active = true;
+  // Follow mode.
+  int node = -1;            // index into Shared::nodes of the current (or last) server
+  int next_node = -1;       // where to reconnect (-1: decide at reconnect time)
+  uint64_t retry_at_ns = 0; // when fd < 0: reconnect at this time
+};
+
+// A server address of follow mode.
+struct Node {
+  std::string text;  // host:port
+  sockaddr_storage address{};
+  socklen_t length = 0;
 };
 
 struct Shared {
@@ -591,6 +722,8 @@ struct Shared {
   std::atomic<int64_t> issue_budget{0};  // requests left to send (count mode)
   uint64_t deadline_ns = 0;              // stop issuing at this time (time mode); 0 = none
   std::atomic<bool> go{false};
+  // Follow mode (one thread only, so not synchronised).
+  std::vector<Node> nodes;
 };
 
 struct ThreadResult {
@@ -600,7 +733,17 @@ struct ThreadResult {
   uint64_t end_ns = 0;
   std::string first_error;  // first error reply text
   std::string failure;      // a fatal problem (connection lost, protocol error, stall)
+  // Follow mode.
+  uint64_t drops = 0;             // connections dropped (lost, redirected, timed out)
+  uint64_t redirects = 0;         // -MOVED / -CLUSTERDOWN / -READONLY replies
+  uint64_t unknown = 0;           // requests in flight on a dropped connection
+  uint64_t connect_failures = 0;  // reconnect attempts that failed
 };
+
+bool resolve(const std::string& host, int port, sockaddr_storage* address, socklen_t* length,
+             std::string* error);
+int connect_one(const sockaddr_storage& address, socklen_t length, std::string* error);
+std::string sentinel_master(const BenchOptions& o, std::string* error);
 
 class LoadThread {
  public:
@@ -613,7 +756,9 @@ class LoadThread {
       result_->failure = std::string("epoll_create1: ") + std::strerror(errno);
       return;
     }
+    const bool follow = shared_->options->follow();
     for (Connection* c : connections_) {
+      if (c->fd < 0) continue;  // follow mode: connected below
       epoll_event ev{};
       ev.events = EPOLLIN;
       ev.data.ptr = c;
@@ -621,26 +766,48 @@ class LoadThread {
         fail(c, std::string("epoll_ctl: ") + std::strerror(errno));
       }
     }
+    if (follow) {  // stdin carries the marks; data.ptr == nullptr tells it apart
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      ev.data.ptr = nullptr;
+      stdin_open_ = epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, STDIN_FILENO, &ev) == 0;
+      successes_.resize(kSuccessRingSize);
+    }
     while (!shared_->go.load(std::memory_order_acquire)) std::this_thread::yield();
 
     const uint64_t start = now_ns();
     last_progress_ns_ = start;
-    for (Connection* c : connections_)
-      if (c->active) refill(c, start);
+    for (Connection* c : connections_) {
+      if (!c->active) continue;
+      if (c->fd < 0) {
+        reconnect(c, start);
+      } else {
+        refill(c, start);
+      }
+    }
 
     epoll_event events[kMaxEpollEvents];
     while (active_count() > 0) {
-      const int n = epoll_wait(epoll_fd_, events, kMaxEpollEvents, kEpollTimeoutMs);
+      const int n = epoll_wait(epoll_fd_, events, kMaxEpollEvents,
+                               follow ? kFollowEpollTimeoutMs : kEpollTimeoutMs);
       if (n < 0) {
         if (errno == EINTR) continue;
         result_->failure = std::string("epoll_wait: ") + std::strerror(errno);
         break;
       }
       for (int i = 0; i < n; ++i) {
+        if (events[i].data.ptr == nullptr) {
+          on_stdin();
+          continue;
+        }
         Connection* c = static_cast<Connection*>(events[i].data.ptr);
-        if (!c->active) continue;
+        if (!c->active || c->fd < 0) continue;
         if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) on_readable(c);
-        if (c->active && (events[i].events & EPOLLOUT)) flush(c);
+        if (c->active && c->fd >= 0 && (events[i].events & EPOLLOUT)) flush(c);
+      }
+      if (follow) {
+        maintain(now_ns());
+        continue;
       }
       if (n == 0) {
         const uint64_t now = now_ns();
@@ -654,6 +821,7 @@ class LoadThread {
       }
     }
     result_->end_ns = last_reply_ns_ != 0 ? last_reply_ns_ : now_ns();
+    if (stdin_open_) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, STDIN_FILENO, nullptr);
     close(epoll_fd_);
   }
 
@@ -665,6 +833,10 @@ class LoadThread {
   }
 
   void fail(Connection* c, std::string why) {
+    if (shared_->options->follow()) {
+      drop(c, -1, kReconnectDelayNs);
+      return;
+    }
     if (result_->failure.empty()) result_->failure = std::move(why);
     c->active = false;
     // Stop its events (a hung-up socket would otherwise wake epoll_wait forever); the fd is
@@ -780,17 +952,38 @@ class LoadThread {
         fail(c, "reply without a request in flight");
         return;
       }
+      offset += reply.length;
+      if (reply.is_error && shared_->options->follow()) {
+        const std::string_view text(reply.error_text, reply.error_length);
+        std::string host;
+        int port = 0;
+        if (parse_moved(text, &host, &port)) {
+          ++result_->redirects;
+          drop(c, find_or_add_node(host, port), 0);
+          return;
+        }
+        if (text.substr(0, 11) == "CLUSTERDOWN" || text.substr(0, 8) == "READONLY") {
+          ++result_->redirects;
+          drop(c, -1, kReconnectDelayNs);
+          return;
+        }
+      }
       if (reply.is_error) {
-        ++result_->errors;
+        if (!c->head_error) ++result_->errors;  // one per request, even with WAIT
+        c->head_error = true;
         if (result_->first_error.empty()) {
           result_->first_error.assign(reply.error_text,
                                       std::min(reply.error_length, kMaxErrorTextBytes));
         }
       }
-      result_->histogram.record(now - c->sent_at[c->ring_head]);
+      if (++c->head_replies < shared_->request->replies) continue;  // WAIT's reply to come
+      const uint64_t sent = c->sent_at[c->ring_head];
+      result_->histogram.record(now - sent);
+      if (!c->head_error && shared_->options->follow()) on_success(c, sent, now);
+      c->head_replies = 0;
+      c->head_error = false;
       c->ring_head = (c->ring_head + 1) % c->sent_at.size();
       --c->in_flight;
-      offset += reply.length;
       ++replies;
     }
     if (offset > 0) {
@@ -805,12 +998,216 @@ class LoadThread {
     }
   }
 
+  // ---- Follow mode ------------------------------------------------------------------
+
+  bool no_more_work(uint64_t now) const {
+    if (shared_->deadline_ns != 0) return now >= shared_->deadline_ns;
+    return shared_->issue_budget.load(std::memory_order_relaxed) <= 0;
+  }
+
+  // Closes the connection; its requests in flight are unknown. It reconnects after `delay`
+  // to `next_node` (-1: chosen then).
+  void drop(Connection* c, int next_node, uint64_t delay) {
+    if (c->fd >= 0) {
+      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
+      close(c->fd);
+      c->fd = -1;
+    }
+    ++result_->drops;
+    result_->unknown += static_cast<uint64_t>(c->in_flight);
+    c->in_flight = 0;
+    c->ring_head = 0;
+    c->in_size = 0;
+    c->out_offset = c->out_end = 0;
+    c->head_replies = 0;
+    c->head_error = false;
+    c->want_write = false;
+    c->next_node = next_node;
+    c->retry_at_ns = now_ns() + delay;
+  }
+
+  int find_or_add_node(const std::string& host, int port) {
+    const std::string text = host + ":" + std::to_string(port);
+    for (size_t i = 0; i < shared_->nodes.size(); ++i)
+      if (shared_->nodes[i].text == text) return static_cast<int>(i);
+    if (shared_->nodes.size() >= static_cast<size_t>(kMaxNodes)) return -1;
+    Node n;
+    n.text = text;
+    std::string error;
+    if (!resolve(host, port, &n.address, &n.length, &error)) return -1;
+    shared_->nodes.push_back(n);
+    return static_cast<int>(shared_->nodes.size() - 1);
+  }
+
+  // The master Sentinel names now (cached briefly across connections), or -1.
+  int sentinel_node(uint64_t now) {
+    if (sentinel_cached_node_ >= 0 && now - sentinel_cached_at_ < kSentinelCacheNs)
+      return sentinel_cached_node_;
+    std::string error;
+    const std::string master = sentinel_master(*shared_->options, &error);
+    std::string host;
+    int port = 0;
+    const int node = !master.empty() && split_host_port(master, &host, &port)
+                         ? find_or_add_node(host, port)
+                         : -1;
+    sentinel_cached_node_ = node;
+    sentinel_cached_at_ = now;
+    return node;
+  }
+
+  void reconnect(Connection* c, uint64_t now) {
+    const BenchOptions& o = *shared_->options;
+    int target = c->next_node;
+    if (target < 0) {
+      if (o.sentinels_count > 0) {
+        target = sentinel_node(now);
+      } else if (!shared_->nodes.empty()) {
+        target = c->node < 0 ? 0 : (c->node + 1) % static_cast<int>(shared_->nodes.size());
+      }
+    }
+    c->next_node = -1;
+    if (target < 0) {  // no address known yet (Sentinel did not answer)
+      ++result_->connect_failures;
+      c->retry_at_ns = now + kReconnectDelayNs;
+      return;
+    }
+    c->node = target;
+    const Node& n = shared_->nodes[static_cast<size_t>(target)];
+    std::string error;
+    const int fd = connect_one(n.address, n.length, &error);
+    if (fd < 0) {
+      ++result_->connect_failures;
+      c->retry_at_ns = now + kReconnectDelayNs;
+      return;
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = c;
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      close(fd);
+      ++result_->connect_failures;
+      c->retry_at_ns = now + kReconnectDelayNs;
+      return;
+    }
+    c->fd = fd;
+    c->retry_at_ns = 0;
+    refill(c, now);
+  }
+
+  // Reconnects connections whose delay is over, abandons requests past their timeout, and
+  // ends connections when the run is over.
+  void maintain(uint64_t now) {
+    const uint64_t timeout = static_cast<uint64_t>(shared_->options->request_timeout_ms) *
+                             1000 * 1000;
+    for (Connection* c : connections_) {
+      if (!c->active) continue;
+      if (c->fd < 0) {
+        if (no_more_work(now)) {
+          c->active = false;
+        } else if (now >= c->retry_at_ns) {
+          reconnect(c, now);
+        }
+        continue;
+      }
+      if (c->in_flight > 0 && now - c->sent_at[c->ring_head] > timeout) {
+        drop(c, -1, 0);  // a stopped or partitioned server: try the next one at once
+      } else if (c->in_flight == 0) {
+        refill(c, now);  // ends it at the deadline
+      }
+    }
+  }
+
+  // A request succeeded: remember it for marks, answer the marks it satisfies.
+  void on_success(Connection* c, uint64_t sent, uint64_t done) {
+    Success& s = successes_[success_count_ % successes_.size()];
+    s = Success{sent, done, c->node};
+    ++success_count_;
+    for (size_t i = 0; i < pending_marks_.size();) {
+      if (sent >= pending_marks_[i]) {
+        report_mark(pending_marks_[i], s);
+        pending_marks_.erase(pending_marks_.begin() + static_cast<ptrdiff_t>(i));
+      } else {
+        ++i;
+      }
+    }
+  }
+
+  struct Success {
+    uint64_t sent = 0;
+    uint64_t done = 0;
+    int node = -1;
+  };
+
+  void report_mark(uint64_t mark, const Success& s) {
+    const char* where = s.node >= 0 ? shared_->nodes[static_cast<size_t>(s.node)].text.c_str()
+                                    : "?";
+    std::printf("first %llu %llu %llu %s\n", static_cast<unsigned long long>(mark),
+                static_cast<unsigned long long>(s.sent), static_cast<unsigned long long>(s.done),
+                where);
+    std::fflush(stdout);
+  }
+
+  void on_mark(uint64_t mark) {
+    // Earliest-finished remembered success sent at or after the mark, if any.
+    const size_t kept = std::min(success_count_, successes_.size());
+    const Success* best = nullptr;
+    for (size_t i = 0; i < kept; ++i) {
+      const Success& s = successes_[i];
+      if (s.sent >= mark && (best == nullptr || s.done < best->done)) best = &s;
+    }
+    if (best != nullptr) {
+      report_mark(mark, *best);
+    } else if (pending_marks_.size() < kMaxPendingMarks) {
+      pending_marks_.push_back(mark);
+    } else {
+      std::fprintf(stderr, "hmdb bench: more than %zu marks pending; mark %llu ignored\n",
+                   kMaxPendingMarks, static_cast<unsigned long long>(mark));
+    }
+  }
+
+  void on_stdin() {
+    char buffer[kMaxStdinLineBytes];
+    const ssize_t r = read(STDIN_FILENO, buffer, sizeof buffer);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN)) return;
+    if (r <= 0) {  // EOF (or an unreadable stdin): the run ends
+      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, STDIN_FILENO, nullptr);
+      stdin_open_ = false;
+      if (shared_->deadline_ns != 0) {
+        shared_->deadline_ns = now_ns();
+      } else {
+        shared_->issue_budget.store(0, std::memory_order_relaxed);
+      }
+      return;
+    }
+    stdin_line_.append(buffer, static_cast<size_t>(r));
+    size_t newline;
+    while ((newline = stdin_line_.find('\n')) != std::string::npos) {
+      const std::string line = stdin_line_.substr(0, newline);
+      stdin_line_.erase(0, newline + 1);
+      unsigned long long mark = 0;
+      if (std::sscanf(line.c_str(), "mark %llu", &mark) == 1) {
+        on_mark(mark);
+      } else if (!line.empty()) {
+        std::fprintf(stderr, "hmdb bench: ignored stdin line '%s'\n", line.c_str());
+      }
+    }
+    if (stdin_line_.size() > kMaxStdinLineBytes) stdin_line_.clear();  // garbage, no newline
+  }
+
   Shared* shared_;
   std::vector<Connection*> connections_;
   ThreadResult* result_;
   int epoll_fd_ = -1;
   uint64_t last_progress_ns_ = 0;
   uint64_t last_reply_ns_ = 0;
+  // Follow mode.
+  bool stdin_open_ = false;
+  std::string stdin_line_;
+  std::vector<Success> successes_;  // ring, kSuccessRingSize
+  size_t success_count_ = 0;
+  std::vector<uint64_t> pending_marks_;
+  int sentinel_cached_node_ = -1;
+  uint64_t sentinel_cached_at_ = 0;
 };
 
 bool resolve(const std::string& host, int port, sockaddr_storage* address, socklen_t* length,
@@ -860,10 +1257,70 @@ int connect_one(const sockaddr_storage& address, socklen_t length, std::string* 
   return fd;
 }
 
+// Asks each Sentinel in turn for the master's address ("host:port"); "" when none answers.
+// Blocking, with a timeout per Sentinel: it runs only while a connection is being re-made.
+std::string sentinel_master(const BenchOptions& o, std::string* error) {
+  std::string request = "*3\r\n$8\r\nSENTINEL\r\n$23\r\nget-master-addr-by-name\r\n$" +
+                        std::to_string(o.master_name.size()) + "\r\n" + o.master_name + "\r\n";
+  for (int i = 0; i < o.sentinels_count; ++i) {
+    std::string host;
+    int port = 0;
+    sockaddr_storage address{};
+    socklen_t length = 0;
+    if (!split_host_port(o.sentinels[i], &host, &port) ||
+        !resolve(host, port, &address, &length, error)) {
+      continue;
+    }
+    const int fd = socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) continue;
+    timeval tv{};
+    tv.tv_sec = 0;
+    tv.tv_usec = kSentinelTimeoutMs * 1000;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    std::string reply;
+    bool ok = connect(fd, reinterpret_cast<const sockaddr*>(&address), length) == 0 &&
+              write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size());
+    ScannedReply scanned;
+    while (ok) {
+      char buffer[512];
+      const ssize_t r = read(fd, buffer, sizeof buffer);
+      if (r <= 0) {
+        ok = false;
+        break;
+      }
+      reply.append(buffer, static_cast<size_t>(r));
+      const ScanResult s = scan_reply(reply.data(), reply.size(), &scanned);
+      if (s == ScanResult::kComplete) break;
+      if (s == ScanResult::kMalformed || reply.size() > kMaxStdinLineBytes * 4) ok = false;
+    }
+    close(fd);
+    if (!ok || scanned.is_error) continue;
+    // *2\r\n$<n>\r\n<ip>\r\n$<m>\r\n<port>\r\n  (a null array when the name is unknown)
+    std::vector<std::string> parts;
+    size_t pos = 0;
+    while ((pos = reply.find('$', pos)) != std::string::npos) {
+      const size_t header_end = reply.find("\r\n", pos);
+      if (header_end == std::string::npos) break;
+      const size_t n = static_cast<size_t>(std::atoi(reply.c_str() + pos + 1));
+      if (header_end + 2 + n > reply.size()) break;
+      parts.push_back(reply.substr(header_end + 2, n));
+      pos = header_end + 2 + n;
+    }
+    if (parts.size() == 2) return parts[0] + ":" + parts[1];
+  }
+  *error = "no Sentinel named a master";
+  return "";
+}
+
 struct TestOutcome {
   LatencyHistogram histogram;
   uint64_t completed = 0;
   uint64_t errors = 0;
+  uint64_t drops = 0;
+  uint64_t redirects = 0;
+  uint64_t unknown = 0;
+  uint64_t connect_failures = 0;
   double seconds = 0;
   std::string first_error;
   std::string failure;
@@ -871,7 +1328,7 @@ struct TestOutcome {
 
 // Runs one test: connect, load, close. Returns false when the run could not start.
 bool run_test(const BenchOptions& o, TestKind kind, int test_index, TestOutcome* outcome) {
-  const RequestTemplate request = build_template(kind, o.value_size);
+  const RequestTemplate request = build_template(kind, o.value_size, o.wait_replicas);
   const size_t batch_bytes = request.bytes.size() * static_cast<size_t>(o.pipeline);
   if (batch_bytes > kMaxConnectionBufferBytes) {
     outcome->failure = "pipeline x request size (" + std::to_string(batch_bytes) +
@@ -881,7 +1338,20 @@ bool run_test(const BenchOptions& o, TestKind kind, int test_index, TestOutcome*
   }
   sockaddr_storage address{};
   socklen_t length = 0;
-  if (!resolve(o.host, o.port, &address, &length, &outcome->failure)) return false;
+  std::vector<Node> nodes;
+  if (o.follow()) {
+    for (int i = 0; i < o.nodes_count; ++i) {
+      Node n;
+      n.text = o.nodes[i];
+      std::string host;
+      int port = 0;
+      HMDB_ASSERT(split_host_port(n.text, &host, &port), "checked by the option parser");
+      if (!resolve(host, port, &n.address, &n.length, &outcome->failure)) return false;
+      nodes.push_back(n);
+    }
+  } else if (!resolve(o.host, o.port, &address, &length, &outcome->failure)) {
+    return false;
+  }
 
   std::vector<std::unique_ptr<Connection>> connections;
   connections.reserve(static_cast<size_t>(o.clients));
@@ -891,8 +1361,14 @@ bool run_test(const BenchOptions& o, TestKind kind, int test_index, TestOutcome*
   };
   for (int i = 0; i < o.clients; ++i) {
     auto c = std::make_unique<Connection>();
-    c->fd = connect_one(address, length, &outcome->failure);
-    if (c->fd < 0) {
+    if (o.follow()) {
+      // Connected by the load thread at its start: spread over the nodes (Sentinel: -1,
+      // the master it names).
+      c->next_node = nodes.empty() ? -1 : i % static_cast<int>(nodes.size());
+    } else {
+      c->fd = connect_one(address, length, &outcome->failure);
+    }
+    if (!o.follow() && c->fd < 0) {
       outcome->failure = o.host + ":" + std::to_string(o.port) + ": " + outcome->failure;
       close_all();
       return false;
@@ -913,6 +1389,7 @@ bool run_test(const BenchOptions& o, TestKind kind, int test_index, TestOutcome*
   Shared shared;
   shared.options = &o;
   shared.request = &request;
+  shared.nodes = std::move(nodes);
   shared.issue_budget.store(o.seconds > 0 ? 0 : o.requests);
   std::vector<ThreadResult> results(static_cast<size_t>(o.threads));
   std::vector<std::unique_ptr<LoadThread>> loads;
@@ -935,6 +1412,10 @@ bool run_test(const BenchOptions& o, TestKind kind, int test_index, TestOutcome*
     outcome->histogram.merge(r.histogram);
     outcome->completed += r.completed;
     outcome->errors += r.errors;
+    outcome->drops += r.drops;
+    outcome->redirects += r.redirects;
+    outcome->unknown += r.unknown;
+    outcome->connect_failures += r.connect_failures;
     end = std::max(end, r.end_ns);
     if (outcome->first_error.empty()) outcome->first_error = r.first_error;
     if (outcome->failure.empty()) outcome->failure = r.failure;
@@ -1005,6 +1486,15 @@ int bench_main(int argc, char** argv) {
                   static_cast<unsigned long long>(r.completed), r.seconds);
     }
     std::fflush(stdout);
+    if (o.follow()) {
+      std::fprintf(stderr,
+                   "hmdb bench: %s: follow mode: %llu connections dropped, %llu redirects, "
+                   "%llu requests unknown, %llu failed connects\n",
+                   info.label, static_cast<unsigned long long>(r.drops),
+                   static_cast<unsigned long long>(r.redirects),
+                   static_cast<unsigned long long>(r.unknown),
+                   static_cast<unsigned long long>(r.connect_failures));
+    }
     if (r.errors > 0) {
       std::fprintf(stderr, "hmdb bench: %s: %llu error replies, first: %s\n", info.label,
                    static_cast<unsigned long long>(r.errors), r.first_error.c_str());

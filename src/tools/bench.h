@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace hmdb::tools {
 
@@ -106,6 +107,13 @@ inline constexpr int kKeyDigits = 12;              // key:000000001234, like red
 inline constexpr int kMsetKeys = 10;               // keys per MSET, like redis-benchmark
 // Request bytes buffered per connection (pipeline x request size) must fit this bound.
 inline constexpr size_t kMaxConnectionBufferBytes = 8u << 20;
+// --wait-replicas: largest replica count one may ask WAIT for.
+inline constexpr int kMaxWaitReplicas = 64;
+// --nodes / --sentinel: most addresses a connection may move between (the given ones plus
+// those learned from -MOVED replies or from Sentinel).
+inline constexpr int kMaxNodes = 16;
+// --request-timeout-ms bounds (follow mode: a request unanswered this long is abandoned).
+inline constexpr int64_t kMaxRequestTimeoutMs = 60000;
 
 enum class TestKind { kPing, kSet, kGet, kIncr, kLpush, kHset, kMset };
 inline constexpr int kTestKindCount = 7;
@@ -123,11 +131,35 @@ struct BenchOptions {
   uint64_t seed = 1;
   bool csv = false;
   bool quiet = false;
+  // --wait-replicas N: every request is followed by `WAIT N 0` on the same connection (sent
+  // with it); the request counts as done when WAIT replies, so latency covers both. 0: off.
+  int wait_replicas = 0;
+  // Follow mode (--nodes or --sentinel): connections survive a dead or demoted server. A
+  // lost connection, a -MOVED, -CLUSTERDOWN or -READONLY reply, or a request unanswered for
+  // request_timeout_ms drops the connection (its requests in flight are "unknown") and it
+  // reconnects: to the node a -MOVED names, else to the master Sentinel names, else to the
+  // next node of the list. One load thread; stdin takes "mark <CLOCK_MONOTONIC ns>" lines
+  // and stdout answers "first <mark> <sent ns> <done ns> <host:port>" for the earliest
+  // success sent at or after the mark (how failover is timed); stdin EOF ends the run.
+  std::string nodes[kMaxNodes];  // host:port, as given by --nodes
+  int nodes_count = 0;
+  std::string sentinels[kMaxNodes];  // host:port, as given by --sentinel
+  int sentinels_count = 0;
+  std::string master_name = "mymaster";
+  int64_t request_timeout_ms = 1000;
+  bool follow() const { return nodes_count > 0 || sentinels_count > 0; }
   int tests_count = 0;
   TestKind tests[kTestKindCount] = {};
 };
 
 // Parses argv[1..argc). On error returns false with a message in *error.
 bool parse_bench_options(int argc, char** argv, BenchOptions* options, std::string* error);
+
+// Splits "host:port" (port in 1..65535). Exposed for tests.
+bool split_host_port(std::string_view text, std::string* host, int* port);
+
+// Parses the text of a redirect error "MOVED <slot> <host:port>" (without the leading '-').
+// Returns false when the text is not a MOVED redirect. Exposed for tests.
+bool parse_moved(std::string_view error_text, std::string* host, int* port);
 
 }  // namespace hmdb::tools

@@ -261,10 +261,63 @@ TEST(BenchOptions, BoundsAndTyposAreRejected) {
            {"--tests", "set,set"},
            {"--seconds", "-1"},
            {"--value-size", "12x"},
-           {"--frobnicate"}}) {
+           {"--frobnicate"},
+           {"--wait-replicas", std::to_string(kMaxWaitReplicas + 1)},
+           {"--nodes", "127.0.0.1"},
+           {"--nodes", "127.0.0.1:0"},
+           {"--nodes", ","},
+           {"--nodes", "a:1", "--sentinel", "b:2"},
+           {"--nodes", "a:1", "--threads", "2"},
+           {"--request-timeout-ms", "0"}}) {
     EXPECT_FALSE(parse(bad, &o, &error)) << bad[0];
     EXPECT_FALSE(error.empty());
   }
+}
+
+TEST(BenchOptions, WaitAndFollowModeOptions) {
+  BenchOptions o;
+  std::string error;
+  ASSERT_TRUE(parse({}, &o, &error)) << error;
+  EXPECT_EQ(o.wait_replicas, 0);
+  EXPECT_FALSE(o.follow());
+  ASSERT_TRUE(parse({"--wait-replicas", "1", "--nodes", "127.0.0.1:7001,,localhost:7002",
+                     "--request-timeout-ms", "250"},
+                    &o, &error))
+      << error;
+  EXPECT_EQ(o.wait_replicas, 1);
+  ASSERT_EQ(o.nodes_count, 2);
+  EXPECT_EQ(o.nodes[0], "127.0.0.1:7001");
+  EXPECT_EQ(o.nodes[1], "localhost:7002");
+  EXPECT_EQ(o.request_timeout_ms, 250);
+  EXPECT_TRUE(o.follow());
+  ASSERT_TRUE(parse({"--sentinel", "127.0.0.1:26379", "--master-name", "m"}, &o, &error))
+      << error;
+  EXPECT_EQ(o.sentinels_count, 1);
+  EXPECT_EQ(o.master_name, "m");
+  EXPECT_TRUE(o.follow());
+}
+
+TEST(Redirects, HostPortAndMovedAreParsed) {
+  std::string host;
+  int port = 0;
+  ASSERT_TRUE(split_host_port("127.0.0.1:7379", &host, &port));
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 7379);
+  ASSERT_TRUE(split_host_port("::1:80", &host, &port));  // the last colon splits
+  EXPECT_EQ(host, "::1");
+  EXPECT_EQ(port, 80);
+  for (const char* bad : {"", ":1", "h:", "h", "h:65536", "h:0", "h:1x", "h:123456"})
+    EXPECT_FALSE(split_host_port(bad, &host, &port)) << bad;
+
+  ASSERT_TRUE(parse_moved("MOVED 0 127.0.0.1:7381", &host, &port));
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 7381);
+  ASSERT_TRUE(parse_moved("MOVED 3999 localhost:6380\r\n", &host, &port));
+  EXPECT_EQ(host, "localhost");
+  EXPECT_EQ(port, 6380);
+  for (const char* bad : {"MOVED", "MOVED 0", "MOVED 0 nohost", "ASK 0 h:1",
+                          "CLUSTERDOWN no leader known; retry", "ERR MOVED 0 h:1"})
+    EXPECT_FALSE(parse_moved(bad, &host, &port)) << bad;
 }
 
 }  // namespace
