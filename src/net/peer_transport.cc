@@ -1,0 +1,662 @@
+// net/peer_transport.cc — non-blocking TCP transport for raft messages; see
+// peer_transport.h for the connection model, the refusals and the bounds.
+#include "net/peer_transport.h"
+
+#include <arpa/inet.h>
+#include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "common/assert.h"
+
+namespace hmdb::net {
+
+namespace {
+
+constexpr uint64_t kListenerToken = 0;
+constexpr uint64_t kTimerToken = 1;
+// Listen backlog: peers are few; this only absorbs a burst of reconnects.
+constexpr int kListenBacklog = 64;
+// Written bytes at the front of a peer's buffer are dropped once they exceed this and half
+// the buffer (amortised O(1) per byte, no memmove per frame).
+constexpr size_t kCompactBytes = 1u << 20;
+
+// "a.b.c.d:port" or "localhost:port" -> sockaddr_in. No DNS: this runs in the event loop.
+bool parse_addr(const std::string& s, sockaddr_in* out) {
+  auto colon = s.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= s.size() || s.size() - colon - 1 > 5) return false;
+  unsigned port = 0;
+  for (size_t i = colon + 1; i < s.size(); i++) {
+    if (s[i] < '0' || s[i] > '9') return false;
+    port = port * 10 + static_cast<unsigned>(s[i] - '0');
+  }
+  if (port == 0 || port > 65535) return false;
+  std::string host = s.substr(0, colon);
+  if (host == "localhost") host = "127.0.0.1";
+  *out = sockaddr_in{};
+  out->sin_family = AF_INET;
+  out->sin_port = htons(static_cast<uint16_t>(port));
+  return ::inet_pton(AF_INET, host.c_str(), &out->sin_addr) == 1;
+}
+
+bool parse_host(const std::string& host, in_addr* out) {
+  return ::inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host.c_str(), out) == 1;
+}
+
+std::string addr_string(const sockaddr_in& a) {
+  char ip[INET_ADDRSTRLEN] = "?";
+  ::inet_ntop(AF_INET, &a.sin_addr, ip, sizeof ip);
+  return fmt::format("{}:{}", ip, ntohs(a.sin_port));
+}
+
+void epoll_add(int epoll_fd, int fd, uint32_t events, uint64_t token) {
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.u64 = token;
+  // Only fails for bad fds or out of memory (ENOMEM/ENOSPC): nothing sensible to continue with.
+  HMDB_ASSERT(::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0, "epoll_ctl add: %s", std::strerror(errno));
+}
+
+}  // namespace
+
+// ---- setup ------------------------------------------------------------------------------
+
+PeerTransport::PeerTransport(PeerTransportOptions options) : options_(std::move(options)) {}
+
+PeerTransport::~PeerTransport() {
+  for (auto& [id, p] : peers_)
+    if (p.fd >= 0) ::close(p.fd);
+  for (auto& [conn, in] : inbound_) ::close(in.fd);
+  for (int fd : {listen_fd_, timer_fd_, epoll_fd_})
+    if (fd >= 0) ::close(fd);
+}
+
+Status PeerTransport::open(const PeerTransportOptions& options, std::unique_ptr<PeerTransport>* out) {
+  if (options.self == raft::kNoNode) return Status::invalid_argument("peer transport: node id 0");
+  if (options.advertise_client_addr.size() > peer::kMaxAddressBytes ||
+      options.advertise_peer_addr.size() > peer::kMaxAddressBytes)
+    return Status::invalid_argument("peer transport: advertised address longer than 255 bytes");
+  std::unique_ptr<PeerTransport> t(new PeerTransport(options));
+  Status s = t->listen();
+  if (!s) return s;
+  *out = std::move(t);
+  return Status::ok();
+}
+
+Status PeerTransport::listen() {
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(options_.listen_port);
+  if (!parse_host(options_.listen_host, &addr.sin_addr))
+    return Status::invalid_argument("peer transport: listen host is not an IPv4 address: " + options_.listen_host);
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (epoll_fd_ < 0 || timer_fd_ < 0 || listen_fd_ < 0)
+    return Status::io_error(std::string("peer transport: epoll/timerfd/socket: ") + std::strerror(errno));
+  int yes = 1;
+  // A restarted node must be able to bind its port while old connections sit in TIME_WAIT.
+  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return Status::io_error(fmt::format("peer transport: bind {}:{}: {}", options_.listen_host, options_.listen_port,
+                                        std::strerror(errno)));
+  if (::listen(listen_fd_, kListenBacklog) != 0)
+    return Status::io_error(std::string("peer transport: listen: ") + std::strerror(errno));
+  socklen_t len = sizeof addr;
+  if (::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+    return Status::io_error(std::string("peer transport: getsockname: ") + std::strerror(errno));
+  port_ = ntohs(addr.sin_port);
+  hello_peer_addr_ = options_.advertise_peer_addr.empty() ? fmt::format("{}:{}", options_.listen_host, port_)
+                                                          : options_.advertise_peer_addr;
+  if (hello_peer_addr_.size() > peer::kMaxAddressBytes)
+    return Status::invalid_argument("peer transport: peer address longer than 255 bytes");
+  epoll_add(epoll_fd_, listen_fd_, EPOLLIN, kListenerToken);
+  epoll_add(epoll_fd_, timer_fd_, EPOLLIN, kTimerToken);
+  return Status::ok();
+}
+
+// ---- peers and addresses ------------------------------------------------------------------
+
+PeerTransport::Peer* PeerTransport::find_peer(raft::NodeId id) {
+  auto it = peers_.find(id);
+  return it == peers_.end() ? nullptr : &it->second;
+}
+
+const PeerTransport::Peer* PeerTransport::find_peer(raft::NodeId id) const {
+  auto it = peers_.find(id);
+  return it == peers_.end() ? nullptr : &it->second;
+}
+
+PeerTransport::Peer* PeerTransport::peer_for(raft::NodeId id) {
+  if (Peer* p = find_peer(id)) return p;
+  if (id == raft::kNoNode || peers_.size() >= kMaxPeers) return nullptr;
+  Peer& p = peers_[id];
+  p.id = id;
+  p.stats.id = id;
+  return &p;
+}
+
+const std::string* PeerTransport::dial_addr_of(const Peer& p) const {
+  if (!p.dial_addr.empty()) return &p.dial_addr;
+  if (p.has_hello_peer_addr && !p.hello_peer_addr.empty()) return &p.hello_peer_addr;
+  return nullptr;
+}
+
+const std::string* PeerTransport::client_addr_of(raft::NodeId id) const {
+  const Peer* p = find_peer(id);
+  return p != nullptr && p->has_hello_client_addr ? &p->hello_client_addr : nullptr;
+}
+
+const std::string* PeerTransport::peer_addr_of(raft::NodeId id) const {
+  const Peer* p = find_peer(id);
+  return p != nullptr ? dial_addr_of(*p) : nullptr;
+}
+
+void PeerTransport::set_address(raft::NodeId id, const std::string& peer_addr) {
+  if (peer_addr.empty()) {
+    Peer* p = find_peer(id);
+    if (p == nullptr) return;
+    p->dial_addr.clear();
+    p->has_hello_peer_addr = false;
+    p->hello_peer_addr.clear();
+    if (p->state != Peer::State::kIdle) close_outbound(p, "its address was forgotten");
+    rearm_timer();
+    return;
+  }
+  Peer* p = peer_for(id);
+  if (p == nullptr) return;
+  const std::string* before = dial_addr_of(*p);
+  bool changed = before == nullptr || *before != peer_addr;
+  p->dial_addr = peer_addr;
+  if (!changed) return;
+  if (p->state != Peer::State::kIdle) close_outbound(p, "its address changed to " + peer_addr);
+  p->backoff_ms = kReconnectBackoffInitialMs;
+  p->next_dial_ms = now_ms_;
+  if (clock_known_) dial(p);  // else the first poll() dials
+  rearm_timer();
+}
+
+void PeerTransport::set_members(std::vector<raft::NodeId> members) {
+  std::sort(members.begin(), members.end());
+  members_ = std::move(members);
+  if (members_.empty()) return;
+  std::vector<uint64_t> gone;
+  for (auto& [conn, in] : inbound_)
+    if (in.from != raft::kNoNode && !std::binary_search(members_.begin(), members_.end(), in.from))
+      gone.push_back(conn);
+  for (uint64_t conn : gone) {
+    Inbound& in = inbound_.at(conn);
+    Peer* p = find_peer(in.from);
+    log_for(p != nullptr ? &p->log_budget : &unidentified_log_budget_,
+            fmt::format("closed the connection from node {} ({}): no longer a member", in.from, in.remote));
+    close_inbound(conn);
+  }
+}
+
+// ---- outbound -----------------------------------------------------------------------------
+
+void PeerTransport::dial(Peer* p) {
+  HMDB_ASSERT(p->state == Peer::State::kIdle && p->fd < 0 && p->out.empty(), "dialing node %llu twice",
+              static_cast<unsigned long long>(p->id));
+  const std::string* addr = dial_addr_of(*p);
+  if (addr == nullptr) return;
+  auto schedule_retry = [&](const std::string& why) {
+    if (++p->failed_dials == 1) log_for(&p->log_budget, fmt::format("cannot dial node {} at {}: {}", p->id, *addr, why));
+    p->next_dial_ms = now_ms_ + p->backoff_ms;
+    p->backoff_ms = std::min(p->backoff_ms * 2, kReconnectBackoffMaxMs);
+  };
+  sockaddr_in to{};
+  if (!parse_addr(*addr, &to)) return schedule_retry("not an IPv4 host:port");
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return schedule_retry(std::string("socket: ") + std::strerror(errno));
+  int yes = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
+  // Source address = our peer IP (firewall rules by IP see the node), port chosen at
+  // connect time so that bind does not use up the ephemeral range per destination.
+  sockaddr_in from{};
+  from.sin_family = AF_INET;
+  if (parse_host(options_.listen_host, &from.sin_addr) && from.sin_addr.s_addr != htonl(INADDR_ANY)) {
+    ::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &yes, sizeof yes);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+      std::string why = std::string("bind source ") + options_.listen_host + ": " + std::strerror(errno);
+      ::close(fd);
+      return schedule_retry(why);
+    }
+  }
+  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  if (rc != 0 && errno != EINPROGRESS) {
+    std::string why = std::string("connect: ") + std::strerror(errno);
+    ::close(fd);
+    return schedule_retry(why);
+  }
+  p->fd = fd;
+  p->conn = next_conn_++;
+  outbound_[p->conn] = p->id;
+  p->state = Peer::State::kConnecting;
+  p->connect_deadline_ms = now_ms_ + kConnectTimeoutMs;
+  // We never read on this connection, but EPOLLIN/RDHUP tell us the peer closed it.
+  p->want_write = true;
+  epoll_add(epoll_fd_, fd, EPOLLIN | EPOLLRDHUP | EPOLLOUT, p->conn);
+  // The Hello goes first; messages queued while connecting follow it.
+  p->out = peer::encode_hello_frame(options_.cluster_id,
+                                    peer::Hello{options_.self, p->id, hello_peer_addr_, options_.advertise_client_addr});
+  p->out_offset = 0;
+  p->written_in_front = 0;
+  p->frames.push_back(QueuedFrame{p->out.size(), false});
+  p->last_write_progress_ms = now_ms_;
+}
+
+void PeerTransport::close_outbound(Peer* p, const std::string& why) {
+  if (p->fd < 0) return;
+  bool was_connected = p->state == Peer::State::kConnected;
+  ::close(p->fd);  // also removes it from the epoll set
+  outbound_.erase(p->conn);
+  p->fd = -1;
+  p->conn = 0;
+  p->want_write = false;
+  uint64_t dropped = 0;
+  for (const auto& f : p->frames) dropped += f.message ? 1 : 0;
+  p->stats.msgs_dropped += dropped;
+  p->frames.clear();
+  p->out.clear();
+  p->out_offset = 0;
+  p->written_in_front = 0;
+  p->state = Peer::State::kIdle;
+  if (was_connected && now_ms_ - p->connected_at_ms >= kConnectionStableMs) p->backoff_ms = kReconnectBackoffInitialMs;
+  p->next_dial_ms = now_ms_ + p->backoff_ms;
+  p->backoff_ms = std::min(p->backoff_ms * 2, kReconnectBackoffMaxMs);
+  // Only the first of a run of failed dials is logged; the next success says how many.
+  if (!was_connected && ++p->failed_dials > 1) return;
+  log_for(&p->log_budget, fmt::format("{} node {}: {}{}", was_connected ? "disconnected from" : "could not connect to",
+                                      p->id, why,
+                                      dropped > 0 ? fmt::format(" ({} queued messages dropped)", dropped) : ""));
+}
+
+void PeerTransport::set_want_write(Peer* p, bool want) {
+  if (p->want_write == want || p->fd < 0) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP | (want ? uint32_t{EPOLLOUT} : 0u);
+  ev.data.u64 = p->conn;
+  HMDB_ASSERT(::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, p->fd, &ev) == 0, "epoll_ctl mod: %s", std::strerror(errno));
+  p->want_write = want;
+}
+
+void PeerTransport::write_outbound(Peer* p) {
+  HMDB_ASSERT(p->state == Peer::State::kConnected, "writing to node %llu before it is connected",
+              static_cast<unsigned long long>(p->id));
+  while (p->out_offset < p->out.size()) {
+    ssize_t n = ::send(p->fd, p->out.data() + p->out_offset, p->out.size() - p->out_offset, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        set_want_write(p, true);
+        return;
+      }
+      return close_outbound(p, std::string("write: ") + std::strerror(errno));
+    }
+    size_t written = static_cast<size_t>(n);
+    p->out_offset += written;
+    p->stats.bytes_sent += written;
+    p->last_write_progress_ms = now_ms_;
+    while (written > 0) {
+      HMDB_ASSERT(!p->frames.empty(), "bytes written beyond the queued frames");
+      QueuedFrame& f = p->frames.front();
+      size_t take = std::min(written, f.bytes - p->written_in_front);
+      p->written_in_front += take;
+      written -= take;
+      if (p->written_in_front == f.bytes) {
+        if (f.message) p->stats.msgs_sent++;
+        p->frames.pop_front();
+        p->written_in_front = 0;
+      }
+    }
+  }
+  HMDB_ASSERT(p->frames.empty(), "queue empty but %zu frames left", p->frames.size());
+  p->out.clear();
+  p->out_offset = 0;
+  set_want_write(p, false);
+}
+
+void PeerTransport::on_outbound_event(Peer* p, uint32_t events) {
+  if (p->state == Peer::State::kConnecting) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err == 0 && (events & (EPOLLERR | EPOLLHUP)) != 0) err = ECONNREFUSED;
+    if (err != 0) return close_outbound(p, std::string("connect: ") + std::strerror(err));
+    if ((events & EPOLLOUT) == 0) return;
+    p->state = Peer::State::kConnected;
+    p->connected_at_ms = now_ms_;
+    log_for(&p->log_budget,
+            fmt::format("connected to node {} at {}{}", p->id, *dial_addr_of(*p),
+                        p->failed_dials > 0 ? fmt::format(" after {} failed attempts", p->failed_dials) : ""));
+    p->failed_dials = 0;
+    return write_outbound(p);
+  }
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
+    // The peer never writes on our connection: readable means closed, reset, or a broken peer.
+    char byte;
+    ssize_t n = ::recv(p->fd, &byte, 1, MSG_DONTWAIT);
+    if (n == 0) return close_outbound(p, "closed by the peer");
+    if (n > 0) return close_outbound(p, "the peer wrote on our outbound connection");
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+      return close_outbound(p, std::string("read: ") + std::strerror(errno));
+  }
+  if ((events & EPOLLOUT) != 0) write_outbound(p);
+}
+
+void PeerTransport::send(raft::Message msg) {
+  Peer* p = peer_for(msg.to);
+  if (p == nullptr) return;  // node 0 or over kMaxPeers: nowhere to count it
+  if (dial_addr_of(*p) == nullptr) {
+    p->stats.msgs_dropped++;
+    return;
+  }
+  if (p->state == Peer::State::kIdle && clock_known_ && now_ms_ >= p->next_dial_ms) dial(p);
+  if (p->state == Peer::State::kIdle) {  // backing off after a failure
+    p->stats.msgs_dropped++;
+    return;
+  }
+  size_t bytes = peer::message_frame_bytes(msg);
+  uint64_t queued = p->out.size() - p->out_offset;
+  if (bytes - peer::kFrameHeaderBytes > peer::kMaxFrameBodyBytes) {
+    p->stats.msgs_dropped++;
+    log_for(&p->log_budget, fmt::format("dropped a message of {} bytes to node {}: frames are limited to {} bytes",
+                                        bytes, p->id, peer::kMaxFrameBodyBytes));
+    return;
+  }
+  if (queued + bytes > options_.max_queue_bytes_per_peer) {
+    p->stats.msgs_dropped++;
+    return;
+  }
+  if (queued == 0) p->last_write_progress_ms = now_ms_;  // the stall clock starts now
+  peer::append_message_frame(&p->out, options_.cluster_id, msg);
+  p->frames.push_back(QueuedFrame{bytes, true});
+}
+
+void PeerTransport::flush() {
+  for (auto& [id, p] : peers_) {
+    if (p.state == Peer::State::kConnected && !p.want_write && p.out_offset < p.out.size()) write_outbound(&p);
+    if (p.out_offset > kCompactBytes && p.out_offset * 2 >= p.out.size()) {
+      p.out.erase(0, p.out_offset);
+      p.out_offset = 0;
+    }
+  }
+  rearm_timer();
+}
+
+// ---- inbound ------------------------------------------------------------------------------
+
+void PeerTransport::accept_all() {
+  for (int i = 0; i < kAcceptsPerPollMax; i++) {
+    sockaddr_in remote{};
+    socklen_t len = sizeof remote;
+    int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&remote), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK)
+        log_for(&unidentified_log_budget_, std::string("accept: ") + std::strerror(errno));
+      return;
+    }
+    if (inbound_.size() >= kMaxInboundConnections) {
+      log_for(&unidentified_log_budget_, fmt::format("refused a connection from {}: {} peer connections already open",
+                                                     addr_string(remote), kMaxInboundConnections));
+      ::close(fd);
+      continue;
+    }
+    uint64_t conn = next_conn_++;
+    Inbound& in = inbound_[conn];
+    in.fd = fd;
+    in.remote = addr_string(remote);
+    in.accepted_ms = now_ms_;
+    epoll_add(epoll_fd_, fd, EPOLLIN | EPOLLRDHUP, conn);
+  }
+}
+
+void PeerTransport::close_inbound(uint64_t conn) {
+  auto it = inbound_.find(conn);
+  if (it == inbound_.end()) return;
+  ::close(it->second.fd);
+  inbound_.erase(it);
+}
+
+bool PeerTransport::refuse(uint64_t conn, Inbound* in, const std::string& why) {
+  Peer* p = in->from != raft::kNoNode ? find_peer(in->from) : nullptr;
+  if (p != nullptr) {
+    p->stats.frames_refused++;
+  } else {
+    refused_unidentified_++;
+  }
+  log_for(p != nullptr ? &p->log_budget : &unidentified_log_budget_,
+          fmt::format("refused the connection from {}{}: {}", in->remote,
+                      in->from != raft::kNoNode ? fmt::format(" (node {})", in->from) : "", why));
+  close_inbound(conn);
+  return false;
+}
+
+void PeerTransport::read_inbound(uint64_t conn) {
+  auto it = inbound_.find(conn);
+  if (it == inbound_.end()) return;
+  Inbound* in = &it->second;
+  size_t total = 0;
+  while (total < kReadBytesPerPollMax) {
+    // A connection buffers at most one frame: the parser refuses a header announcing more.
+    size_t limit = peer::kFrameHeaderBytes + in->parser.max_body_bytes();
+    HMDB_ASSERT(in->buf.size() < limit, "a full frame's worth of bytes was left unparsed");
+    size_t space = std::min(kReadChunkBytes, limit - in->buf.size());
+    size_t old = in->buf.size();
+    in->buf.resize(old + space);
+    ssize_t n = ::recv(in->fd, in->buf.data() + old, space, MSG_DONTWAIT);
+    in->buf.resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      Peer* p = in->from != raft::kNoNode ? find_peer(in->from) : nullptr;
+      log_for(p != nullptr ? &p->log_budget : &unidentified_log_budget_,
+              fmt::format("connection from {} failed: {}", in->remote, std::strerror(errno)));
+      return close_inbound(conn);
+    }
+    if (n == 0) {
+      if (in->from != raft::kNoNode) {
+        Peer* p = find_peer(in->from);
+        log_for(p != nullptr ? &p->log_budget : &unidentified_log_budget_,
+                fmt::format("node {} closed its connection from {}", in->from, in->remote));
+      }
+      return close_inbound(conn);
+    }
+    total += static_cast<size_t>(n);
+    size_t offset = 0;
+    while (true) {
+      size_t consumed = 0;
+      peer::Frame frame;
+      std::string error;
+      auto r = in->parser.parse(in->buf.data() + offset, in->buf.size() - offset, &consumed, &frame, &error);
+      if (r == peer::FrameParser::Result::kNeedMore) break;
+      if (r == peer::FrameParser::Result::kError) {
+        refuse(conn, in, error);
+        return;
+      }
+      if (!handle_frame(conn, in, frame, received_)) return;  // refused and closed
+      offset += consumed;
+    }
+    in->buf.erase(0, offset);
+  }
+}
+
+bool PeerTransport::handle_frame(uint64_t conn, Inbound* in, const peer::Frame& frame,
+                                 std::vector<raft::Message>* received) {
+  std::string error;
+  if (frame.cluster_id != options_.cluster_id)
+    return refuse(conn, in, fmt::format("cluster id {:016x} is not ours ({:016x})", frame.cluster_id, options_.cluster_id));
+  if (frame.kind == peer::FrameKind::kHello) {
+    if (in->from != raft::kNoNode) return refuse(conn, in, "a second hello");
+    peer::Hello hello;
+    if (!peer::decode_hello(frame.body, &hello, &error)) return refuse(conn, in, "bad hello: " + error);
+    if (hello.to != options_.self)
+      return refuse(conn, in, fmt::format("hello from node {} is addressed to node {}, this is node {}", hello.from,
+                                          hello.to, options_.self));
+    if (hello.from == options_.self)
+      return refuse(conn, in, fmt::format("hello from node {} claims this node's id", hello.from));
+    if (!members_.empty() && !std::binary_search(members_.begin(), members_.end(), hello.from)) {
+      // Blame the node (in its stats) if we know it, without creating state for strangers.
+      if (find_peer(hello.from) != nullptr) in->from = hello.from;
+      return refuse(conn, in, fmt::format("node {} is not a member", hello.from));
+    }
+    Peer* p = peer_for(hello.from);
+    if (p == nullptr) return refuse(conn, in, fmt::format("more than {} peers known", kMaxPeers));
+    in->from = hello.from;
+    in->parser.set_max_body_bytes(peer::kMaxFrameBodyBytes);
+    // The newest connection from a node replaces older ones (they are stale: the node
+    // reconnected, maybe after a partition hid the old connection's end).
+    std::vector<uint64_t> stale;
+    for (auto& [other, o] : inbound_)
+      if (other != conn && o.from == hello.from) stale.push_back(other);
+    for (uint64_t other : stale) close_inbound(other);
+    // A node dialed by its Hello address (no set_address) that moved: redial it there.
+    bool moved = p->dial_addr.empty() && p->has_hello_peer_addr && p->hello_peer_addr != hello.peer_addr;
+    p->hello_peer_addr = hello.peer_addr;
+    p->hello_client_addr = hello.client_addr;
+    p->has_hello_peer_addr = p->has_hello_client_addr = true;
+    log_for(&p->log_budget, fmt::format("node {} connected from {} (peer address {}, client address {})", hello.from,
+                                        in->remote, hello.peer_addr, hello.client_addr));
+    if (moved && p->state != Peer::State::kIdle) {
+      close_outbound(p, "its peer address changed to " + hello.peer_addr);
+      p->next_dial_ms = now_ms_;
+    }
+    return true;
+  }
+  if (in->from == raft::kNoNode) return refuse(conn, in, "a message before the hello");
+  raft::Message m;
+  if (!peer::decode_message(frame.body, &m, &error)) return refuse(conn, in, "bad message: " + error);
+  if (m.from != in->from)
+    return refuse(conn, in, fmt::format("message from node {} on node {}'s connection", m.from, in->from));
+  if (m.to != options_.self)
+    return refuse(conn, in, fmt::format("message to node {}, this is node {}", m.to, options_.self));
+  Peer* p = find_peer(in->from);
+  if (p != nullptr) p->stats.msgs_received++;
+  received->push_back(std::move(m));
+  return true;
+}
+
+// ---- the loop -------------------------------------------------------------------------------
+
+void PeerTransport::poll(uint64_t now_ms, std::vector<raft::Message>* received) {
+  now_ms_ = std::max(now_ms_, now_ms);
+  clock_known_ = true;
+  received_ = received;
+  epoll_event events[kEventsPerPollMax];
+  int n = ::epoll_wait(epoll_fd_, events, kEventsPerPollMax, 0);
+  HMDB_ASSERT(n >= 0 || errno == EINTR, "epoll_wait: %s", std::strerror(errno));
+  for (int i = 0; i < n; i++) {
+    uint64_t token = events[i].data.u64;
+    if (token == kListenerToken) {
+      accept_all();
+    } else if (token == kTimerToken) {
+      uint64_t expirations;
+      [[maybe_unused]] ssize_t r = ::read(timer_fd_, &expirations, sizeof expirations);  // EAGAIN is fine
+    } else if (auto out = outbound_.find(token); out != outbound_.end()) {
+      Peer* p = find_peer(out->second);
+      HMDB_ASSERT(p != nullptr && p->conn == token, "outbound token without its peer");
+      on_outbound_event(p, events[i].events);
+    } else if (inbound_.count(token) != 0) {
+      read_inbound(token);
+    }
+    // Else the connection was closed earlier in this batch; tokens are never reused.
+  }
+  received_ = nullptr;
+  check_timers();
+  rearm_timer();
+}
+
+void PeerTransport::check_timers() {
+  for (auto& [id, p] : peers_) {
+    switch (p.state) {
+      case Peer::State::kConnecting:
+        if (now_ms_ >= p.connect_deadline_ms) close_outbound(&p, fmt::format("connect timed out after {} ms", kConnectTimeoutMs));
+        break;
+      case Peer::State::kConnected:
+        if (p.out_offset < p.out.size() && now_ms_ - p.last_write_progress_ms >= kWriteStallTimeoutMs)
+          close_outbound(&p, fmt::format("no write progress for {} ms", kWriteStallTimeoutMs));
+        break;
+      case Peer::State::kIdle:
+        if (dial_addr_of(p) != nullptr && now_ms_ >= p.next_dial_ms) dial(&p);
+        break;
+    }
+  }
+  std::vector<uint64_t> silent;
+  for (auto& [conn, in] : inbound_)
+    if (in.from == raft::kNoNode && now_ms_ - in.accepted_ms >= kHelloTimeoutMs) silent.push_back(conn);
+  for (uint64_t conn : silent) {
+    log_for(&unidentified_log_budget_,
+            fmt::format("closed the connection from {}: no hello within {} ms", inbound_.at(conn).remote, kHelloTimeoutMs));
+    close_inbound(conn);
+  }
+}
+
+void PeerTransport::rearm_timer() {
+  // The earliest moment check_timers() has something to do; the timerfd makes fd() readable
+  // then, so the server calls poll() without polling on a clock of its own.
+  uint64_t next = UINT64_MAX;
+  for (auto& [id, p] : peers_) {
+    switch (p.state) {
+      case Peer::State::kConnecting: next = std::min(next, p.connect_deadline_ms); break;
+      case Peer::State::kConnected:
+        if (p.out_offset < p.out.size()) next = std::min(next, p.last_write_progress_ms + kWriteStallTimeoutMs);
+        break;
+      case Peer::State::kIdle:
+        if (dial_addr_of(p) != nullptr) next = std::min(next, p.next_dial_ms);
+        break;
+    }
+  }
+  for (auto& [conn, in] : inbound_)
+    if (in.from == raft::kNoNode) next = std::min(next, in.accepted_ms + kHelloTimeoutMs);
+  itimerspec spec{};
+  if (next != UINT64_MAX) {
+    uint64_t delay_ms = next > now_ms_ ? next - now_ms_ : 1;
+    spec.it_value.tv_sec = static_cast<time_t>(delay_ms / 1000);
+    spec.it_value.tv_nsec = static_cast<long>(delay_ms % 1000) * 1000000;
+  }
+  ::timerfd_settime(timer_fd_, 0, &spec, nullptr);
+}
+
+// ---- stats and logging --------------------------------------------------------------------
+
+std::vector<PeerTransport::PeerStats> PeerTransport::stats() const {
+  std::vector<PeerStats> out;
+  for (const auto& [id, p] : peers_) {
+    PeerStats s = p.stats;
+    const std::string* addr = dial_addr_of(p);
+    s.addr = addr != nullptr ? *addr : "";
+    s.connected = p.state == Peer::State::kConnected;
+    s.queued_bytes = p.out.size() - p.out_offset;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+void PeerTransport::log_for(LogBudget* budget, const std::string& line) {
+  if (!options_.log) return;
+  std::string suffix;
+  if (budget->lines == 0 || now_ms_ - budget->window_start_ms >= kLogWindowMs) {
+    if (budget->suppressed > 0) suffix = fmt::format(" ({} similar lines suppressed)", budget->suppressed);
+    budget->window_start_ms = now_ms_;
+    budget->lines = 0;
+    budget->suppressed = 0;
+  }
+  if (budget->lines >= kLogLinesPerWindow) {
+    budget->suppressed++;
+    return;
+  }
+  budget->lines++;
+  options_.log("peer: " + line + suffix);
+}
+
+}  // namespace hmdb::net

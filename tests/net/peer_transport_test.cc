@@ -1,0 +1,365 @@
+// tests/net/peer_transport_test.cc — PeerTransport on 127.0.0.1: two transports exchanging
+// messages both ways, refusals (cluster id, membership, Hello.to, protocol violations from a
+// raw socket), a peer restart, and the queue bound.
+//
+// No sleeps as synchronisation: pump() polls every transport until the condition holds,
+// waiting in ::poll() on their fds between rounds; its deadline only guards against a hang.
+#include "net/peer_transport.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace hmdb::net {
+namespace {
+
+using raft::Entry;
+using raft::EntryType;
+using raft::Message;
+using raft::MessageType;
+
+constexpr uint64_t kCluster = 77;
+// Hang guard for pump(); never reached when the transport works.
+constexpr uint64_t kPumpDeadlineMs = 20000;
+
+uint64_t now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+struct TestNode {
+  raft::NodeId id = 0;
+  std::unique_ptr<PeerTransport> t;
+  std::vector<std::string> logs;
+  std::vector<Message> got;
+
+  std::string addr() const { return "127.0.0.1:" + std::to_string(t->port()); }
+  bool logged(const std::string& needle) const {
+    for (const auto& l : logs)
+      if (l.find(needle) != std::string::npos) return true;
+    return false;
+  }
+  PeerTransport::PeerStats stats_of(raft::NodeId peer) const {
+    for (const auto& s : t->stats())
+      if (s.id == peer) return s;
+    return {};
+  }
+};
+
+std::unique_ptr<TestNode> make_node(raft::NodeId id, uint64_t cluster = kCluster, uint16_t port = 0,
+                                    uint64_t max_queue = kPeerQueueBytesMax) {
+  auto n = std::make_unique<TestNode>();
+  n->id = id;
+  PeerTransportOptions o;
+  o.cluster_id = cluster;
+  o.self = id;
+  o.listen_host = "127.0.0.1";
+  o.listen_port = port;
+  o.advertise_client_addr = "127.0.0.1:" + std::to_string(7000 + id);
+  o.max_queue_bytes_per_peer = max_queue;
+  TestNode* raw = n.get();
+  o.log = [raw](const std::string& line) { raw->logs.push_back(line); };
+  Status s = PeerTransport::open(o, &n->t);
+  EXPECT_TRUE(s.is_ok()) << s.to_string();
+  return n;
+}
+
+// Polls and flushes every node until done() holds; false if the hang guard fired.
+bool pump(const std::vector<TestNode*>& nodes, const std::function<bool()>& done) {
+  uint64_t deadline = now_ms() + kPumpDeadlineMs;
+  while (true) {
+    for (TestNode* n : nodes) {
+      n->t->poll(now_ms(), &n->got);
+      n->t->flush();
+    }
+    if (done()) return true;
+    if (now_ms() > deadline) return false;
+    std::vector<pollfd> fds;
+    for (TestNode* n : nodes) fds.push_back(pollfd{n->t->fd(), POLLIN, 0});
+    ::poll(fds.data(), fds.size(), 10);
+  }
+}
+
+Message msg(MessageType type, raft::NodeId from, raft::NodeId to, uint64_t context) {
+  Message m;
+  m.type = type;
+  m.from = from;
+  m.to = to;
+  m.term = 3;
+  m.context = context;
+  if (type == MessageType::kAppend) {
+    m.log_index = context;
+    m.entries.push_back(Entry{3, context + 1, EntryType::kNormal, 1, "payload-" + std::to_string(context)});
+    m.entries.push_back(Entry{3, context + 2, EntryType::kNoop, 0, ""});
+  }
+  if (type == MessageType::kSnapshot) {
+    m.snapshot_meta = raft::SnapshotMeta{10, 2, raft::ConfState{{1, 2}, {3}}, 1};
+    m.snapshot_chunk = std::string(1 << 20, static_cast<char>('a' + context % 26));
+    m.snapshot_total = 1 << 20;
+    m.snapshot_last = true;
+  }
+  return m;
+}
+
+// Connects a plain blocking socket to a transport, for writing hand-made bytes.
+int raw_connect(uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0) << std::strerror(errno);
+  return fd;
+}
+
+void raw_write(int fd, const std::string& bytes) {
+  ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+}
+
+std::string hello_frame(raft::NodeId from, raft::NodeId to, uint64_t cluster = kCluster) {
+  return peer::encode_hello_frame(cluster, peer::Hello{from, to, "127.0.0.1:1", "127.0.0.1:2"});
+}
+
+std::string message_frame(const Message& m, uint64_t cluster = kCluster) {
+  std::string out;
+  peer::append_message_frame(&out, cluster, m);
+  return out;
+}
+
+TEST(PeerTransport, TwoNodesExchangeMessagesBothWays) {
+  auto a = make_node(1);
+  auto b = make_node(2);
+  a->t->set_address(2, b->addr());
+  b->t->set_address(1, a->addr());
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return a->stats_of(2).connected && b->stats_of(1).connected; }));
+  // Every message type from A to B, and heartbeat responses from B to A.
+  std::vector<Message> sent;
+  for (int round = 0; round < 3; round++)
+    for (int t = 1; t <= static_cast<int>(MessageType::kReadIndexResponse); t++)
+      sent.push_back(msg(static_cast<MessageType>(t), 1, 2, sent.size()));
+  for (const auto& m : sent) a->t->send(m);
+  for (int i = 0; i < 50; i++) b->t->send(msg(MessageType::kHeartbeatResponse, 2, 1, i));
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return b->got.size() == sent.size() && a->got.size() == 50; }));
+  for (size_t i = 0; i < sent.size(); i++) {  // in order, intact
+    EXPECT_EQ(b->got[i].type, sent[i].type);
+    EXPECT_EQ(b->got[i].context, sent[i].context);
+    EXPECT_EQ(b->got[i].entries, sent[i].entries);
+    EXPECT_EQ(b->got[i].snapshot_meta, sent[i].snapshot_meta);
+    EXPECT_EQ(b->got[i].snapshot_chunk, sent[i].snapshot_chunk);
+  }
+  for (size_t i = 0; i < a->got.size(); i++) EXPECT_EQ(a->got[i].context, i);
+  // Addresses learnt from the Hello.
+  ASSERT_NE(b->t->client_addr_of(1), nullptr);
+  EXPECT_EQ(*b->t->client_addr_of(1), "127.0.0.1:7001");
+  ASSERT_NE(a->t->peer_addr_of(2), nullptr);
+  EXPECT_EQ(*a->t->peer_addr_of(2), b->addr());
+  EXPECT_EQ(a->t->client_addr_of(3), nullptr);
+  auto sa = a->stats_of(2);
+  EXPECT_EQ(sa.msgs_sent, sent.size());
+  EXPECT_EQ(sa.msgs_dropped, 0u);
+  EXPECT_EQ(sa.queued_bytes, 0u);
+  EXPECT_GT(sa.bytes_sent, 3u << 20);  // three 1 MiB snapshot chunks
+  EXPECT_EQ(b->stats_of(1).msgs_received, sent.size());
+  EXPECT_EQ(a->stats_of(2).msgs_received, 50u);
+  EXPECT_TRUE(a->logged("connected to node 2")) << (a->logs.empty() ? "" : a->logs[0]);
+}
+
+TEST(PeerTransport, MessagesSentWhileConnectingAreDelivered) {
+  auto a = make_node(1);
+  auto b = make_node(2);
+  a->t->poll(now_ms(), &a->got);  // the clock is known from here on
+  a->t->set_address(2, b->addr());
+  for (int i = 0; i < 5; i++) a->t->send(msg(MessageType::kHeartbeat, 1, 2, i));
+  EXPECT_EQ(a->stats_of(2).msgs_dropped, 0u);
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return b->got.size() == 5; }));
+  // A joining node learns where to answer from the Hello alone (no set_address on B).
+  b->t->send(msg(MessageType::kHeartbeatResponse, 2, 1, 9));
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return a->got.size() == 1; }));
+  EXPECT_EQ(a->got[0].context, 9u);
+}
+
+TEST(PeerTransport, WrongClusterIdIsRefusedAndLogged) {
+  auto a = make_node(1, /*cluster=*/kCluster + 1);
+  auto b = make_node(2);
+  a->t->set_address(2, b->addr());
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] {
+    a->t->send(msg(MessageType::kHeartbeat, 1, 2, 0));
+    return b->logged("cluster id");
+  }));
+  EXPECT_TRUE(b->got.empty());
+  EXPECT_GE(b->t->frames_refused_unidentified(), 1u);
+}
+
+TEST(PeerTransport, NonMemberIsRefusedAndMemberAccepted) {
+  auto a = make_node(1);
+  auto b = make_node(2);
+  auto c = make_node(4);
+  b->t->set_members({1, 2, 3});
+  a->t->set_address(2, b->addr());
+  c->t->set_address(2, b->addr());
+  ASSERT_TRUE(pump({a.get(), b.get(), c.get()}, [&] {
+    a->t->send(msg(MessageType::kHeartbeat, 1, 2, 1));
+    c->t->send(msg(MessageType::kHeartbeat, 4, 2, 4));
+    return b->logged("node 4 is not a member") && !b->got.empty();
+  }));
+  for (const auto& m : b->got) EXPECT_EQ(m.from, 1u);
+  EXPECT_EQ(b->t->client_addr_of(4), nullptr);  // a refused node leaves no state behind
+}
+
+TEST(PeerTransport, RemovingAMemberClosesItsConnection) {
+  auto a = make_node(1);
+  auto b = make_node(2);
+  a->t->set_address(2, b->addr());
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return b->logged("node 1 connected"); }));
+  b->t->set_members({2, 3});
+  EXPECT_TRUE(b->logged("no longer a member"));
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return a->logged("disconnected from node 2"); }));
+}
+
+TEST(PeerTransport, HelloAddressedToAnotherNodeIsRefused) {
+  auto a = make_node(1);
+  auto b = make_node(3);
+  a->t->set_address(2, b->addr());  // A believes node 2 listens there; it is node 3
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] {
+    a->t->send(msg(MessageType::kHeartbeat, 1, 2, 0));
+    return b->logged("addressed to node 2, this is node 3");
+  }));
+  EXPECT_TRUE(b->got.empty());
+}
+
+// Protocol violations from a hand-driven socket: each is refused, logged, never delivered,
+// and the connection is closed.
+TEST(PeerTransport, ProtocolViolationsAreRefused) {
+  std::string bad_checksum = hello_frame(1, 2);
+  bad_checksum.back() ^= 1;
+  std::string old_version = hello_frame(1, 2);
+  old_version[4] = 9;
+  struct Case {
+    std::string name, bytes, expect_log;
+  } cases[] = {
+      {"message before hello", message_frame(msg(MessageType::kHeartbeat, 1, 2, 0)), "a message before the hello"},
+      {"from mismatch", hello_frame(11, 2) + message_frame(msg(MessageType::kHeartbeat, 5, 2, 0)),
+       "message from node 5 on node 11's connection"},
+      {"to mismatch", hello_frame(12, 2) + message_frame(msg(MessageType::kHeartbeat, 12, 7, 0)), "message to node 7"},
+      {"second hello", hello_frame(13, 2) + hello_frame(13, 2), "a second hello"},
+      {"bad checksum", bad_checksum, "checksum"},
+      {"other version", old_version, "version 9 is not supported (this node speaks version 1)"},
+      {"not hmdb", "GET / HTTP/1.1\r\n\r\n", "bad frame magic"},
+      {"own id", hello_frame(2, 2), "claims this node's id"},
+      {"oversized hello", hello_frame(1, 2).substr(0, 8) + std::string("\xff\xff\x00\x00", 4) + std::string(16, '\0'),
+       "exceeds the bound"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto b = make_node(2);  // a fresh node per case: log lines are rate-limited
+    int fd = raw_connect(b->t->port());
+    raw_write(fd, c.bytes);
+    ASSERT_TRUE(pump({b.get()}, [&] { return b->logged(c.expect_log); })) << (b->logs.empty() ? "" : b->logs.back());
+    EXPECT_TRUE(b->got.empty());
+    char byte;
+    EXPECT_EQ(::recv(fd, &byte, 1, 0), 0);  // closed by the transport
+    ::close(fd);
+    bool identified = b->stats_of(11).frames_refused + b->stats_of(12).frames_refused + b->stats_of(13).frames_refused == 1;
+    EXPECT_EQ(b->t->frames_refused_unidentified(), identified ? 0u : 1u);
+  }
+}
+
+TEST(PeerTransport, FramesArrivingByteByByteAreDelivered) {
+  auto b = make_node(2);
+  int fd = raw_connect(b->t->port());
+  std::string bytes = hello_frame(1, 2) + message_frame(msg(MessageType::kAppend, 1, 2, 42));
+  for (char c : bytes) {
+    raw_write(fd, std::string(1, c));
+    b->t->poll(now_ms(), &b->got);
+  }
+  ASSERT_TRUE(pump({b.get()}, [&] { return b->got.size() == 1; }));
+  EXPECT_EQ(b->got[0].context, 42u);
+  EXPECT_EQ(b->got[0].entries.size(), 2u);
+  ::close(fd);
+}
+
+TEST(PeerTransport, ReconnectsAndDeliversAfterPeerRestart) {
+  auto a = make_node(1);
+  auto b = make_node(2);
+  uint16_t port = b->t->port();
+  a->t->set_address(2, b->addr());
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] {
+    a->t->send(msg(MessageType::kHeartbeat, 1, 2, 1));
+    return !b->got.empty();
+  }));
+  b.reset();  // the peer goes away
+  ASSERT_TRUE(pump({a.get()}, [&] {
+    a->t->send(msg(MessageType::kHeartbeat, 1, 2, 2));  // may be written before the close is seen
+    return !a->stats_of(2).connected;
+  }));
+  b = make_node(2, kCluster, port);  // and comes back on the same port
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] {
+    a->t->send(msg(MessageType::kHeartbeat, 1, 2, 3));
+    return !b->got.empty();
+  }));
+  EXPECT_EQ(b->got[0].context, 3u);
+  EXPECT_TRUE(a->logged("disconnected from node 2"));
+  EXPECT_GT(a->stats_of(2).msgs_dropped, 0u);  // sends during the backoff
+}
+
+TEST(PeerTransport, QueueBoundDropsAndCounts) {
+  auto b = make_node(2);
+  Message m = msg(MessageType::kAppend, 1, 2, 0);
+  m.entries[0].data.assign(1000, 'x');
+  size_t frame = peer::message_frame_bytes(m);
+  size_t hello = peer::encode_hello_frame(kCluster, peer::Hello{1, 2, "127.0.0.1:" + std::to_string(0), "127.0.0.1:7001"}).size();
+  auto a = make_node(1, kCluster, 0, /*max_queue=*/hello + 3 * frame + frame / 2);
+  hello = peer::encode_hello_frame(kCluster, peer::Hello{1, 2, a->addr(), "127.0.0.1:7001"}).size();
+  a->t->poll(now_ms(), &a->got);
+  a->t->set_address(2, b->addr());
+  // Without flush() nothing is written: the bound sees every queued byte.
+  for (int i = 0; i < 10; i++) a->t->send(m);
+  auto s = a->stats_of(2);
+  EXPECT_EQ(s.msgs_dropped, 7u);
+  EXPECT_EQ(s.queued_bytes, hello + 3 * frame);
+  // No address: dropped and counted too.
+  a->t->send(msg(MessageType::kHeartbeat, 1, 9, 0));
+  EXPECT_EQ(a->stats_of(9).msgs_dropped, 1u);
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return b->got.size() == 3; }));
+  EXPECT_EQ(a->stats_of(2).msgs_sent, 3u);
+  EXPECT_EQ(a->stats_of(2).queued_bytes, 0u);
+}
+
+TEST(PeerTransport, RefusalLogIsRateLimited) {
+  auto b = make_node(2);
+  uint64_t start = now_ms();
+  constexpr int kConnections = 30;
+  for (int i = 0; i < kConnections; i++) {
+    int fd = raw_connect(b->t->port());
+    raw_write(fd, "nope");
+    ASSERT_TRUE(pump({b.get()}, [&] { return b->t->frames_refused_unidentified() == static_cast<uint64_t>(i + 1); }));
+    ::close(fd);
+  }
+  uint64_t windows = 1 + (now_ms() - start) / kLogWindowMs;
+  EXPECT_LE(b->logs.size(), windows * kLogLinesPerWindow);
+  EXPECT_GE(b->logs.size(), 1u);
+}
+
+TEST(PeerTransport, OpenRejectsBadOptions) {
+  std::unique_ptr<PeerTransport> t;
+  PeerTransportOptions o;
+  o.self = 0;
+  EXPECT_FALSE(PeerTransport::open(o, &t).is_ok());
+  o.self = 1;
+  o.listen_host = "not-an-ip";
+  EXPECT_FALSE(PeerTransport::open(o, &t).is_ok());
+}
+
+}  // namespace
+}  // namespace hmdb::net
