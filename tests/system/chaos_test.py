@@ -661,6 +661,7 @@ def main():
             code = n.terminate()
             if code != 0:
                 problems.append("%s: SIGTERM exit code %d" % (n, code))
+        phase = "final checks"
         if problems:
             raise harness.TestFailure("\n  ".join(["%d problem(s):" % len(problems)] + problems[:20]))
         ok = True
@@ -681,7 +682,9 @@ def main():
         if ok:
             harness.fail("NEGATIVE CONTROL %s passed: the test did not catch it" % args.negative_control)
             return 1
-        log("NEGATIVE CONTROL %s failed as it must (%.1fs); work dir %s" % (args.negative_control, elapsed, work))
+        log("NEGATIVE CONTROL %s failed as it must (%.1fs)" % (args.negative_control, elapsed))
+        if not args.keep:
+            harness.remove_work_dir(work)
         return 0
     if ok:
         log("PASS: %.1fs in total (seed %d)" % (elapsed, args.seed))
