@@ -307,6 +307,8 @@ constexpr const char* kUsage =
     "                    (default set,get,incr,lpush,hset,mset)\n"
     "  --value-size B    value bytes (default 3, like redis-benchmark)\n"
     "  --seed N          PRNG seed for the keys (default 1)\n"
+    "  --sequential      keys 0, 1, 2, ... (mod keyspace) across all connections instead of\n"
+    "                    random ones: fills a keyspace exactly (e.g. to build a state size)\n"
     "  --csv             one CSV line per test (header first)\n"
     "  --quiet           no progress lines on stderr\n"
     "  --wait-replicas N send `WAIT N 0` after every request (Redis: durable on N replicas);\n"
@@ -474,6 +476,8 @@ bool parse_bench_options(int argc, char** argv, BenchOptions* options, std::stri
     } else if (arg == "--request-timeout-ms") {
       if (!integer(1, kMaxRequestTimeoutMs)) return false;
       o.request_timeout_ms = number;
+    } else if (arg == "--sequential") {
+      o.sequential = true;
     } else if (arg == "--csv") {
       o.csv = true;
     } else if (arg == "--quiet" || arg == "-q") {
@@ -722,6 +726,7 @@ struct Shared {
   std::atomic<int64_t> issue_budget{0};  // requests left to send (count mode)
   uint64_t deadline_ns = 0;              // stop issuing at this time (time mode); 0 = none
   std::atomic<bool> go{false};
+  std::atomic<uint64_t> next_key{0};  // --sequential
   // Follow mode (one thread only, so not synchronised).
   std::vector<Node> nodes;
 };
@@ -874,7 +879,13 @@ class LoadThread {
     const uint64_t keyspace = shared_->options->keyspace;
     for (int i = 0; i < n; ++i) {
       char* request = c->out.data() + static_cast<size_t>(i) * size;
-      for (int s = 0; s < t.slot_count; ++s) write_digits(request + t.slots[s], c->rng.next() % keyspace);
+      for (int s = 0; s < t.slot_count; ++s) {
+        const uint64_t key =
+            shared_->options->sequential
+                ? shared_->next_key.fetch_add(1, std::memory_order_relaxed) % keyspace
+                : c->rng.next() % keyspace;
+        write_digits(request + t.slots[s], key);
+      }
     }
     const size_t ring = c->sent_at.size();
     for (int i = 0; i < n; ++i) {

@@ -131,6 +131,7 @@ struct BenchOptions {
   uint64_t seed = 1;
   bool csv = false;
   bool quiet = false;
+  bool sequential = false;  // keys 0, 1, 2, ... instead of random ones
   // --wait-replicas N: every request is followed by `WAIT N 0` on the same connection (sent
   // with it); the request counts as done when WAIT replies, so latency covers both. 0: off.
   int wait_replicas = 0;
