@@ -583,6 +583,7 @@ def part_throughput(args, root, report):
     report.append("| system | clients | ops/s (median) | runs ops/s | p50 ms | p99 ms | load avg | errors |")
     report.append("|---|---:|---:|---|---:|---:|---|---:|")
     med = {}
+    p99 = {}
     for clients in args.clients:
         for system in systems:
             rs = results.get((system, clients), [])
@@ -590,6 +591,7 @@ def part_throughput(args, root, report):
                 report.append(f"| {label[system]} | {clients} | - | - | - | - | - | - |")
                 continue
             med[(system, clients)] = statistics.median([r.rps for r in rs])
+            p99[(system, clients)] = statistics.median([r.p99 for r in rs])
             report.append(
                 f"| {label[system]} | {clients} | {med[(system, clients)]:,.0f} | "
                 f"{' / '.join(f'{r.rps:,.0f}' for r in rs)} | "
@@ -605,6 +607,8 @@ def part_throughput(args, root, report):
             if h and o:
                 parts.append(f"hmdb/{name} {h / o:.2f}x ({'met' if h / o >= goal else 'MISSED'}, "
                              f"goal {goal:g}x)")
+                hp, op = p99[("hmdb", clients)], p99[(other, clients)]
+                parts.append(f"p99 {hp:.1f} vs {op:.1f} ms ({'lower: met' if hp < op else 'MISSED'})")
         if parts:
             report.append(f"- {clients} clients: " + "; ".join(parts))
     for system in systems:
@@ -817,6 +821,21 @@ def part_elections(args, root, report):
     report.append("")
 
 
+def latest_snapshot_bytes(path):
+    """Size of the newest complete snapshot (snap-<index>.hmsnap, docs/formats.md) under path."""
+    best = (-1, 0)
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            if f.startswith("snap-") and f.endswith(".hmsnap"):
+                try:
+                    index = int(f[len("snap-"):-len(".hmsnap")])
+                    size = os.path.getsize(os.path.join(dirpath, f))
+                except (ValueError, OSError):
+                    continue
+                best = max(best, (index, size))
+    return best[1]
+
+
 def dir_bytes(path, name_part=None):
     total = 0
     for dirpath, _, files in os.walk(path):
@@ -851,7 +870,7 @@ def part_catchup(args, root, report):
         if isinstance(reply, RespError):
             raise RuntimeError(f"SNAPSHOT: {reply}")
         lead_dir = os.path.join(s.root, f"n{lead + 1}")
-        snap_bytes = dir_bytes(lead_dir, "snap")
+        snap_bytes = latest_snapshot_bytes(lead_dir)
         new_id, new_client, new_peer = 4, args.base_port + 4, args.base_port + 14
         argv = s.argv(3, join=True, client_port=new_client, peer_port=new_peer)
         new_proc = spawn(argv, os.path.join(s.root, "n4.log"), "hmdb n4")
@@ -878,7 +897,7 @@ def part_catchup(args, root, report):
         size = snap_bytes or received
         line = (f"state {args.catchup_keys:,} keys x {args.catchup_value_size} B "
                 f"(leader used_memory {mem.get('used_memory_human', '?')}, filled in "
-                f"{fill_s:.0f} s), leader snapshot files {snap_bytes / 2**20:,.0f} MiB, new "
+                f"{fill_s:.0f} s), leader snapshot {snap_bytes / 2**20:,.0f} MiB, new "
                 f"node's data dir after catch-up {received / 2**20:,.0f} MiB: ADDLEARNER -> "
                 f"applied_index {target} in {secs:.1f} s = {size / 2**20 / secs:,.0f} MiB/s "
                 f"(load {load})")
