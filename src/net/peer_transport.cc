@@ -28,6 +28,9 @@ constexpr int kListenBacklog = 64;
 // Written bytes at the front of a peer's buffer are dropped once they exceed this and half
 // the buffer (amortised O(1) per byte, no memmove per frame).
 constexpr size_t kCompactBytes = 1u << 20;
+// An empty buffer whose capacity exceeds this (after a snapshot chunk, say) is freed, so an
+// idle peer does not pin the memory of its largest frame.
+constexpr size_t kKeepBufferBytes = 4u << 20;
 
 // "a.b.c.d:port" or "localhost:port" -> sockaddr_in. No DNS: this runs in the event loop.
 bool parse_addr(const std::string& s, sockaddr_in* out) {
@@ -57,12 +60,12 @@ std::string addr_string(const sockaddr_in& a) {
   return fmt::format("{}:{}", ip, ntohs(a.sin_port));
 }
 
-void epoll_add(int epoll_fd, int fd, uint32_t events, uint64_t token) {
+// Fails only for lack of memory or of epoll watches (ENOMEM, ENOSPC); errno tells which.
+bool epoll_add(int epoll_fd, int fd, uint32_t events, uint64_t token) {
   epoll_event ev{};
   ev.events = events;
   ev.data.u64 = token;
-  // Only fails for bad fds or out of memory (ENOMEM/ENOSPC): nothing sensible to continue with.
-  HMDB_ASSERT(::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0, "epoll_ctl add: %s", std::strerror(errno));
+  return ::epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0;
 }
 
 }  // namespace
@@ -118,8 +121,8 @@ Status PeerTransport::listen() {
                                                           : options_.advertise_peer_addr;
   if (hello_peer_addr_.size() > peer::kMaxAddressBytes)
     return Status::invalid_argument("peer transport: peer address longer than 255 bytes");
-  epoll_add(epoll_fd_, listen_fd_, EPOLLIN, kListenerToken);
-  epoll_add(epoll_fd_, timer_fd_, EPOLLIN, kTimerToken);
+  if (!epoll_add(epoll_fd_, listen_fd_, EPOLLIN, kListenerToken) || !epoll_add(epoll_fd_, timer_fd_, EPOLLIN, kTimerToken))
+    return Status::io_error(std::string("peer transport: epoll_ctl: ") + std::strerror(errno));
   return Status::ok();
 }
 
@@ -149,6 +152,8 @@ const std::string* PeerTransport::dial_addr_of(const Peer& p) const {
   if (p.has_hello_peer_addr && !p.hello_peer_addr.empty()) return &p.hello_peer_addr;
   return nullptr;
 }
+
+bool PeerTransport::should_dial(const Peer& p) const { return p.id != options_.self && dial_addr_of(p) != nullptr; }
 
 const std::string* PeerTransport::client_addr_of(raft::NodeId id) const {
   const Peer* p = find_peer(id);
@@ -180,7 +185,7 @@ void PeerTransport::set_address(raft::NodeId id, const std::string& peer_addr) {
   if (p->state != Peer::State::kIdle) close_outbound(p, "its address changed to " + peer_addr);
   p->backoff_ms = kReconnectBackoffInitialMs;
   p->next_dial_ms = now_ms_;
-  if (clock_known_) dial(p);  // else the first poll() dials
+  if (clock_known_ && should_dial(*p)) dial(p);  // else the first poll() dials
   rearm_timer();
 }
 
@@ -204,8 +209,8 @@ void PeerTransport::set_members(std::vector<raft::NodeId> members) {
 // ---- outbound -----------------------------------------------------------------------------
 
 void PeerTransport::dial(Peer* p) {
-  HMDB_ASSERT(p->state == Peer::State::kIdle && p->fd < 0 && p->out.empty(), "dialing node %llu twice",
-              static_cast<unsigned long long>(p->id));
+  HMDB_ASSERT(p->state == Peer::State::kIdle && p->fd < 0 && p->out.empty() && p->id != options_.self,
+              "dialing node %llu twice or ourselves", static_cast<unsigned long long>(p->id));
   const std::string* addr = dial_addr_of(*p);
   if (addr == nullptr) return;
   auto schedule_retry = [&](const std::string& why) {
@@ -237,14 +242,19 @@ void PeerTransport::dial(Peer* p) {
     ::close(fd);
     return schedule_retry(why);
   }
+  uint64_t conn = next_conn_++;
+  // We never read on this connection, but EPOLLIN/RDHUP tell us the peer closed it.
+  if (!epoll_add(epoll_fd_, fd, EPOLLIN | EPOLLRDHUP | EPOLLOUT, conn)) {
+    std::string why = std::string("epoll_ctl: ") + std::strerror(errno);
+    ::close(fd);
+    return schedule_retry(why);
+  }
   p->fd = fd;
-  p->conn = next_conn_++;
+  p->conn = conn;
   outbound_[p->conn] = p->id;
   p->state = Peer::State::kConnecting;
   p->connect_deadline_ms = now_ms_ + kConnectTimeoutMs;
-  // We never read on this connection, but EPOLLIN/RDHUP tell us the peer closed it.
   p->want_write = true;
-  epoll_add(epoll_fd_, fd, EPOLLIN | EPOLLRDHUP | EPOLLOUT, p->conn);
   // The Hello goes first; messages queued while connecting follow it.
   p->out = peer::encode_hello_frame(options_.cluster_id,
                                     peer::Hello{options_.self, p->id, hello_peer_addr_, options_.advertise_client_addr});
@@ -322,6 +332,7 @@ void PeerTransport::write_outbound(Peer* p) {
   HMDB_ASSERT(p->frames.empty(), "queue empty but %zu frames left", p->frames.size());
   p->out.clear();
   p->out_offset = 0;
+  if (p->out.capacity() > kKeepBufferBytes) std::string().swap(p->out);
   set_want_write(p, false);
 }
 
@@ -356,7 +367,7 @@ void PeerTransport::on_outbound_event(Peer* p, uint32_t events) {
 void PeerTransport::send(raft::Message msg) {
   Peer* p = peer_for(msg.to);
   if (p == nullptr) return;  // node 0 or over kMaxPeers: nowhere to count it
-  if (dial_addr_of(*p) == nullptr) {
+  if (!should_dial(*p)) {  // no address, or addressed to ourselves
     p->stats.msgs_dropped++;
     return;
   }
@@ -413,11 +424,16 @@ void PeerTransport::accept_all() {
       continue;
     }
     uint64_t conn = next_conn_++;
+    if (!epoll_add(epoll_fd_, fd, EPOLLIN | EPOLLRDHUP, conn)) {
+      log_for(&unidentified_log_budget_, fmt::format("refused a connection from {}: epoll_ctl: {}",
+                                                     addr_string(remote), std::strerror(errno)));
+      ::close(fd);
+      continue;
+    }
     Inbound& in = inbound_[conn];
     in.fd = fd;
     in.remote = addr_string(remote);
     in.accepted_ms = now_ms_;
-    epoll_add(epoll_fd_, fd, EPOLLIN | EPOLLRDHUP, conn);
   }
 }
 
@@ -488,6 +504,7 @@ void PeerTransport::read_inbound(uint64_t conn) {
       offset += consumed;
     }
     in->buf.erase(0, offset);
+    if (in->buf.empty() && in->buf.capacity() > kKeepBufferBytes) std::string().swap(in->buf);
   }
 }
 
@@ -562,6 +579,7 @@ void PeerTransport::poll(uint64_t now_ms, std::vector<raft::Message>* received) 
     } else if (token == kTimerToken) {
       uint64_t expirations;
       [[maybe_unused]] ssize_t r = ::read(timer_fd_, &expirations, sizeof expirations);  // EAGAIN is fine
+      armed_deadline_ms_ = UINT64_MAX;  // it fired: re-arm below even for the same deadline
     } else if (auto out = outbound_.find(token); out != outbound_.end()) {
       Peer* p = find_peer(out->second);
       HMDB_ASSERT(p != nullptr && p->conn == token, "outbound token without its peer");
@@ -587,7 +605,7 @@ void PeerTransport::check_timers() {
           close_outbound(&p, fmt::format("no write progress for {} ms", kWriteStallTimeoutMs));
         break;
       case Peer::State::kIdle:
-        if (dial_addr_of(p) != nullptr && now_ms_ >= p.next_dial_ms) dial(&p);
+        if (should_dial(p) && now_ms_ >= p.next_dial_ms) dial(&p);
         break;
     }
   }
@@ -612,12 +630,14 @@ void PeerTransport::rearm_timer() {
         if (p.out_offset < p.out.size()) next = std::min(next, p.last_write_progress_ms + kWriteStallTimeoutMs);
         break;
       case Peer::State::kIdle:
-        if (dial_addr_of(p) != nullptr) next = std::min(next, p.next_dial_ms);
+        if (should_dial(p)) next = std::min(next, p.next_dial_ms);
         break;
     }
   }
   for (auto& [conn, in] : inbound_)
     if (in.from == raft::kNoNode) next = std::min(next, in.accepted_ms + kHelloTimeoutMs);
+  if (next == armed_deadline_ms_) return;  // one syscall per change, not per loop turn
+  armed_deadline_ms_ = next;
   itimerspec spec{};
   if (next != UINT64_MAX) {
     uint64_t delay_ms = next > now_ms_ ? next - now_ms_ : 1;

@@ -109,7 +109,8 @@ class PeerTransport {
   uint16_t port() const { return port_; }
 
   // Where to dial node id ("host:port"); "" forgets it and closes our connection to it.
-  // A changed address closes the old connection and dials the new one.
+  // A changed address closes the old connection and dials the new one. Our own id may be
+  // given (it is remembered for peer_addr_of, never dialed).
   void set_address(raft::NodeId id, const std::string& peer_addr);
   // Accepted senders; EMPTY = any node with our cluster id (a joining node has no
   // membership yet). Connections from nodes no longer listed are closed.
@@ -185,6 +186,7 @@ class PeerTransport {
   const Peer* find_peer(raft::NodeId id) const;
   Peer* peer_for(raft::NodeId id);  // creates it while under kMaxPeers; else null
   const std::string* dial_addr_of(const Peer& p) const;
+  bool should_dial(const Peer& p) const;  // has an address and is not ourselves
 
   void dial(Peer* p);
   void close_outbound(Peer* p, const std::string& why);
@@ -211,6 +213,7 @@ class PeerTransport {
   uint64_t now_ms_ = 0;
   // Deadlines need the caller's clock: nothing is dialed before the first poll().
   bool clock_known_ = false;
+  uint64_t armed_deadline_ms_ = UINT64_MAX;  // what timer_fd_ is set to (UINT64_MAX: disarmed)
   uint64_t next_conn_ = 2;  // epoll tokens: 0 listener, 1 timer, then one per connection
   std::string hello_peer_addr_;
   std::vector<raft::NodeId> members_;  // sorted

@@ -351,6 +351,119 @@ TEST(PeerTransport, RefusalLogIsRateLimited) {
   EXPECT_GE(b->logs.size(), 1u);
 }
 
+// A free port nobody listens on (connects to it are refused).
+uint16_t closed_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+TEST(PeerTransport, FailedDialsAreLoggedOnceAndRetriedUntilThePeerAppears) {
+  auto a = make_node(1);
+  uint16_t port = closed_port();
+  a->t->set_address(2, "127.0.0.1:" + std::to_string(port));
+  ASSERT_TRUE(pump({a.get()}, [&] { return a->logged("could not connect to node 2"); }));
+  // The retry is driven by fd() alone: it becomes readable when the backoff ends, so a
+  // server loop that only polls on readiness retries. (Generous bound: backoff is 50 ms.)
+  pollfd pfd{a->t->fd(), POLLIN, 0};
+  ASSERT_EQ(::poll(&pfd, 1, 10000), 1);
+  auto b = make_node(2, kCluster, port);
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return a->stats_of(2).connected; }));
+  size_t failures = 0;
+  for (const auto& l : a->logs) failures += l.find("could not connect") != std::string::npos ? 1 : 0;
+  EXPECT_EQ(failures, 1u);
+  EXPECT_TRUE(a->logged("failed attempts"));
+}
+
+TEST(PeerTransport, StalledConnectionIsClosedAndItsQueueDropped) {
+  // A listener that never accepts or reads: the handshake completes in the kernel's
+  // backlog, then the socket buffers fill up.
+  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  auto a = make_node(1);
+  a->t->set_address(2, "127.0.0.1:" + std::to_string(ntohs(addr.sin_port)));
+  ASSERT_TRUE(pump({a.get()}, [&] { return a->stats_of(2).connected; }));
+  for (int i = 0; i < 200 && a->stats_of(2).queued_bytes == 0; i++) {
+    a->t->send(msg(MessageType::kSnapshot, 1, 2, i));
+    a->t->flush();
+  }
+  ASSERT_GT(a->stats_of(2).queued_bytes, 0u) << "the socket buffers never filled";
+  // The clock jumps past the stall timeout (poll takes the caller's clock).
+  a->t->poll(now_ms() + kWriteStallTimeoutMs + 1, &a->got);
+  auto s = a->stats_of(2);
+  EXPECT_FALSE(s.connected);
+  EXPECT_EQ(s.queued_bytes, 0u);
+  EXPECT_GE(s.msgs_dropped, 1u);
+  EXPECT_TRUE(a->logged("no write progress"));
+  ::close(listener);
+}
+
+TEST(PeerTransport, ConnectionWithoutHelloIsClosedAfterTheTimeout) {
+  auto b = make_node(2);
+  int fd = raw_connect(b->t->port());
+  raw_write(fd, "HMP");  // a valid start, then silence
+  b->t->poll(now_ms(), &b->got);  // accepts it
+  b->t->poll(now_ms() + kHelloTimeoutMs + 1, &b->got);
+  EXPECT_TRUE(b->logged("no hello within"));
+  char byte;
+  EXPECT_LE(::recv(fd, &byte, 1, 0), 0);
+  ::close(fd);
+}
+
+TEST(PeerTransport, NewestConnectionFromANodeReplacesTheOlder) {
+  auto b = make_node(2);
+  int old_fd = raw_connect(b->t->port());
+  raw_write(old_fd, hello_frame(1, 2));
+  ASSERT_TRUE(pump({b.get()}, [&] { return b->logged("node 1 connected"); }));
+  b->logs.clear();
+  int new_fd = raw_connect(b->t->port());
+  raw_write(new_fd, hello_frame(1, 2) + message_frame(msg(MessageType::kHeartbeat, 1, 2, 5)));
+  ASSERT_TRUE(pump({b.get()}, [&] { return b->got.size() == 1; }));
+  char byte;
+  EXPECT_EQ(::recv(old_fd, &byte, 1, 0), 0);  // the stale one was closed
+  EXPECT_EQ(b->got[0].context, 5u);
+  ::close(old_fd);
+  ::close(new_fd);
+}
+
+TEST(PeerTransport, OwnAddressIsRememberedButNeverDialed) {
+  auto a = make_node(1);
+  a->t->set_address(1, a->addr());
+  a->t->send(msg(MessageType::kHeartbeat, 1, 1, 0));
+  for (int i = 0; i < 10; i++) a->t->poll(now_ms(), &a->got);
+  ASSERT_NE(a->t->peer_addr_of(1), nullptr);
+  EXPECT_EQ(*a->t->peer_addr_of(1), a->addr());
+  EXPECT_FALSE(a->stats_of(1).connected);
+  EXPECT_EQ(a->stats_of(1).msgs_dropped, 1u);
+  EXPECT_TRUE(a->logs.empty()) << a->logs[0];
+  EXPECT_TRUE(a->got.empty());
+}
+
+TEST(PeerTransport, ForgettingAnAddressClosesTheConnection) {
+  auto a = make_node(1);
+  auto b = make_node(2);
+  a->t->set_address(2, b->addr());
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return a->stats_of(2).connected; }));
+  a->t->set_address(2, "");
+  EXPECT_FALSE(a->stats_of(2).connected);
+  EXPECT_EQ(a->t->peer_addr_of(2), nullptr);
+  a->t->send(msg(MessageType::kHeartbeat, 1, 2, 0));
+  EXPECT_EQ(a->stats_of(2).msgs_dropped, 1u);
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return b->logged("node 1 closed its connection"); }));
+}
+
 TEST(PeerTransport, OpenRejectsBadOptions) {
   std::unique_ptr<PeerTransport> t;
   PeerTransportOptions o;
