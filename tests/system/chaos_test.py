@@ -52,6 +52,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -97,10 +98,15 @@ FAULTS = [
     ("kill_leader", 3), ("kill_follower", 2), ("pause_leader", 2), ("pause_follower", 1),
     ("isolate_leader", 3), ("isolate_follower", 1), ("leader_cannot_send", 2),
     ("leader_cannot_hear", 2), ("cut_followers", 1), ("cut_one_link", 1),
-    ("restart_node", 1), ("crash_all", 1),
+    ("restart_node", 1), ("crash_all", 1), ("flapping_links", 2), ("no_quorum", 1),
+    ("transfer_leader", 1),
 ]
 PARTITION_FAULTS = {"isolate_leader", "isolate_follower", "leader_cannot_send", "leader_cannot_hear",
-                    "cut_followers", "cut_one_link"}
+                    "cut_followers", "cut_one_link", "flapping_links", "no_quorum"}
+# flapping_links: a new random set of cut directed links every FLAP_INTERVAL_S (drawn), for
+# the partition hold time; each link is cut with probability FLAP_CUT_PROBABILITY.
+FLAP_INTERVAL_S = (0.05, 0.5)
+FLAP_CUT_PROBABILITY = 0.3
 # SET values: client c's n-th SET writes (c+1)*VALUE_CLIENT_STRIDE + n*VALUE_SEQ_STRIDE, far
 # apart so that INCRs on a SET value do not reach another SET's value.
 VALUE_CLIENT_STRIDE = 10 ** 12
@@ -108,8 +114,13 @@ VALUE_SEQ_STRIDE = 10 ** 4
 # The client id of the fault thread's probe writes and of the final reads.
 ADMIN_CLIENT = 0
 LOST_WRITE_ERROR = "ERR write lost in a leadership change"
-# The planted stale read goes into a key with at least this many ops, if there is one.
+# The planted stale read goes into a key with at least this many ops, if there is one;
+# at most PLANT_MAX_KEYS keys are tried (each try reads the history file once).
 PLANT_MIN_OPS = 200
+PLANT_MAX_KEYS = 5
+# A client keeps at most this many recorded ops in memory before appending them to its
+# spool file (a 30-minute run records millions).
+SPOOL_OPS = 10000
 
 
 class KeySpace:
@@ -151,8 +162,11 @@ class Stats:
 class ClusterClient:
     """One client's connections (one per node, lazily) and its recorded operations."""
 
-    def __init__(self, cid, the_cluster, stats, follower_reads=False):
+    def __init__(self, cid, the_cluster, stats, spool_path, follower_reads=False):
         self.cid = cid
+        self.spool_path = spool_path
+        self.spool = open(spool_path, "w")
+        self.recorded = 0
         self.cluster = the_cluster
         self.stats = stats
         self.follower_reads = follower_reads
@@ -185,7 +199,17 @@ class ClusterClient:
 
     def _record(self, kind, key, arg, result, invoke, ret, outcome):
         self.history.append((self.cid, key, kind, arg, result, invoke, ret, outcome))
+        self.recorded += 1
         self.stats.add((kind, outcome))
+        if len(self.history) >= SPOOL_OPS:
+            self.flush_history()
+
+    def flush_history(self):
+        """Appends the ops recorded so far to the spool file (one JSON line each)."""
+        for op in self.history:
+            self.spool.write(op_json(*op) + "\n")
+        self.history.clear()
+        self.spool.flush()
 
     def execute(self, kind, key, arg=None, stop=None, node=None):
         """Runs one logical operation until it is recorded (ok, failed or unknown) or stop
@@ -233,7 +257,7 @@ class ClusterClient:
                         redirects = 0
                         time.sleep(NO_LEADER_BACKOFF_S)
                     continue
-                if msg.startswith("CLUSTERDOWN"):
+                if msg.startswith(("CLUSTERDOWN", "TRYAGAIN")):  # not executed: retry
                     with self.stats.lock:
                         self.stats.clusterdown += 1
                     if node is not None:
@@ -270,9 +294,9 @@ class ClusterClient:
 
 
 class Worker(threading.Thread):
-    def __init__(self, cid, the_cluster, keyspace, stats, stop, seed, follower_reads):
+    def __init__(self, cid, the_cluster, keyspace, stats, stop, seed, follower_reads, spool_path):
         super().__init__(name="client-%d" % cid, daemon=True)
-        self.client = ClusterClient(cid, the_cluster, stats, follower_reads)
+        self.client = ClusterClient(cid, the_cluster, stats, spool_path, follower_reads)
         self.keyspace = keyspace
         self.stop = stop
         self.rng = random.Random("%d:%d" % (seed, cid))
@@ -310,7 +334,8 @@ class Chaos:
         self.network = network
         self.log = log
         self.rng = random.Random(args.seed)
-        self.admin = ClusterClient(ADMIN_CLIENT, the_cluster, Stats())
+        self.admin = ClusterClient(ADMIN_CLIENT, the_cluster, Stats(),
+                                   os.path.join(the_cluster.work_dir, "history-client-%d.jsonl" % ADMIN_CLIENT))
         self.probe_seq = 0
         self.failover_s = []
         self.recovery_s = {}  # fault kind -> [time from undo to an acknowledged write]
@@ -372,6 +397,12 @@ class Chaos:
                 self.network.isolate(leader.id, "out")
             elif kind == "leader_cannot_hear":
                 self.network.isolate(leader.id, "in")
+            elif kind == "flapping_links":
+                pass  # below
+            elif kind == "no_quorum":
+                # The leader isolated and one follower killed: no majority anywhere.
+                self.network.isolate(leader.id)
+                follower.kill()
             elif kind == "cut_followers":
                 a, b = followers
                 self.network.set_cut({(a.id, b.id), (b.id, a.id)})
@@ -380,9 +411,31 @@ class Chaos:
                 self.network.cut_link(a.id, b.id)
             detail = "leader %s, cut %s" % (leader, self.network.describe())
             try:
-                self.hold("partition")
+                if kind == "flapping_links":
+                    lo, hi = HOLD_S["partition"]
+                    until = time.monotonic() + self.rng.uniform(lo, hi)
+                    changes = 0
+                    while time.monotonic() < until:
+                        self.network.set_cut({(a.id, b.id) for a in c.nodes for b in c.nodes
+                                              if a is not b and self.rng.random() < FLAP_CUT_PROBABILITY})
+                        changes += 1
+                        time.sleep(self.rng.uniform(*FLAP_INTERVAL_S))  # the fault's rhythm
+                    detail = "leader %s, %d cut sets" % (leader, changes)
+                else:
+                    self.hold("partition")
             finally:
                 self.network.heal()
+            if kind == "no_quorum":
+                detail += ", %s killed" % follower
+                follower.start()
+        elif kind == "transfer_leader":
+            # CLUSTER TRANSFER under load: +OK once the follower leads, or an error on
+            # timeout (both fine: only safety and liveness afterwards are checked).
+            try:
+                reply = leader.call("CLUSTER", "TRANSFER", str(follower.id), timeout=LEADER_TIMEOUT_S)
+            except (resp.ConnectionLost, resp.ProtocolError) as e:
+                reply = "no reply: %s" % e
+            detail = "%s -> %s: %r" % (leader, follower, reply)
         elif kind == "restart_node":
             victim = self.rng.choice(c.nodes)
             code = victim.terminate()
@@ -422,20 +475,29 @@ class Chaos:
             time.sleep(self.rng.uniform(*QUIET_S))  # load between faults, not a synchronisation
 
 
+def op_json(cid, key, kind, arg, result, invoke, ret, outcome):
+    """One recorded op as a line of hmdb-lincheck's JSON form (sim/history_io.h)."""
+    op = {"client": cid, "key": key, "kind": kind, "invoke": invoke, "outcome": outcome}
+    if kind == "set":
+        op["arg"] = arg
+    if outcome == "ok":
+        op["ret"] = ret
+        if kind != "set":
+            op["result"] = result
+    return json.dumps(op, separators=(",", ":"))
+
+
 def write_history(path, clients):
+    """Concatenates every client's spool into path; returns the number of ops."""
     n = 0
-    with open(path, "w") as f:
+    with open(path, "w") as out:
         for cl in clients:
-            for cid, key, kind, arg, result, invoke, ret, outcome in cl.history:
-                op = {"client": cid, "key": key, "kind": kind, "invoke": invoke, "outcome": outcome}
-                if kind == "set":
-                    op["arg"] = arg
-                if outcome == "ok":
-                    op["ret"] = ret
-                    if kind != "set":
-                        op["result"] = result
-                f.write(json.dumps(op, separators=(",", ":")) + "\n")
-                n += 1
+            cl.flush_history()
+            cl.spool.close()
+            with open(cl.spool_path) as f:
+                shutil.copyfileobj(f, out)
+            os.unlink(cl.spool_path)
+            n += cl.recorded
     return n
 
 
@@ -448,18 +510,26 @@ def run_lincheck(lincheck, path):
     return p.returncode, (p.stdout + p.stderr).strip(), time.monotonic() - start
 
 
-def plant_stale_read(ops):
+def plant_stale_read(history_path):
     """A copy of one key's ops with one GET turned stale: it now returns the value of a SET
     that was overwritten by another acknowledged SET which returned before the GET was
-    invoked. Returns (ops, description) or None if no key has such a pattern."""
-    by_key = {}
-    for op in ops:
-        by_key.setdefault(op["key"], []).append(op)
+    invoked. Returns (ops, description) or None if no key has such a pattern. Streams the
+    file: only the tried key's ops are held in memory."""
+    sizes = {}
+    with open(history_path) as f:
+        for line in f:
+            key = json.loads(line)["key"]
+            sizes[key] = sizes.get(key, 0) + 1
+
+    def ops_of(key):
+        with open(history_path) as f:
+            return [op for op in map(json.loads, f) if op["key"] == key]
     # The smallest key of at least PLANT_MIN_OPS ops that has the pattern (else any): a
     # violation is only reported after the search exhausted that key's states, so a smaller
     # key keeps it quick, but one with some history around the stale read is the real test.
-    order = sorted(by_key.items(), key=lambda kv: (len(kv[1]) < PLANT_MIN_OPS, len(kv[1])))
-    for key, kops in order:
+    order = sorted(sizes, key=lambda k: (sizes[k] < PLANT_MIN_OPS, sizes[k]))
+    for key in order[:PLANT_MAX_KEYS]:
+        kops = ops_of(key)
         sets = sorted((o for o in kops if o["kind"] == "set" and o["outcome"] == "ok"), key=lambda o: o["ret"])
         gets = [o for o in kops if o["kind"] == "get" and o["outcome"] == "ok"]
         for s1 in sets:
@@ -551,7 +621,8 @@ def main():
         keyspace = KeySpace(args.keys, args.epoch_seconds, time.monotonic())
         for i in range(args.clients):
             w = Worker(i + 1, the_cluster, keyspace, stats, stop, args.seed,
-                       args.negative_control == "follower-reads")
+                       args.negative_control == "follower-reads",
+                       os.path.join(work, "history-client-%d.jsonl" % (i + 1)))
             workers.append(w)
             w.start()
 
@@ -619,9 +690,7 @@ def main():
 
         phase = "checker teeth"
         if code == 0:
-            with open(history_path) as f:
-                ops = [json.loads(line) for line in f]
-            planted = plant_stale_read(ops)
+            planted = plant_stale_read(history_path)
             if planted is None:
                 log("checker teeth: no key had SET, SET, GET in sequence; not checked")
             else:
