@@ -52,6 +52,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -66,6 +67,10 @@ import resp
 DEFAULT_SECONDS = 60
 LONG_SECONDS = 1800
 DEFAULT_CLIENTS = 5
+# Nodes snapshot every this many bytes of log (the server's minimum), so that a node that
+# was down or cut off for a few seconds often catches up by snapshot rather than by log, and
+# kills land during snapshots.
+DEFAULT_SNAPSHOT_LOG_BYTES = 1 << 20
 # Keys per epoch, and how long an epoch lasts (bounds the length of one key's history).
 DEFAULT_KEYS_PER_EPOCH = 6
 DEFAULT_EPOCH_SECONDS = 10.0
@@ -501,6 +506,28 @@ def write_history(path, clients):
     return n
 
 
+# What the nodes' logs say happened (coverage of the run, not pass/fail): name -> regex.
+COVERAGE_PATTERNS = [
+    ("elections won", re.compile(r"raft: \w+ -> leader in term")),
+    ("snapshots taken", re.compile(r"snapshot: index \d+ done")),
+    ("snapshots installed from the leader", re.compile(r"installed the leader's snapshot")),
+    ("starts", re.compile(r"^\$ ")),
+]
+
+
+def coverage(work):
+    counts = {name: 0 for name, _ in COVERAGE_PATTERNS}
+    for name in sorted(os.listdir(work)):
+        if not (name.startswith("node") and name.endswith(".log")):
+            continue
+        with open(os.path.join(work, name), "rb") as f:
+            for line in f.read().decode("utf-8", "replace").splitlines():
+                for what, pattern in COVERAGE_PATTERNS:
+                    if pattern.search(line):
+                        counts[what] += 1
+    return ", ".join("%s %d" % (k, counts[k]) for k, _ in COVERAGE_PATTERNS)
+
+
 def run_lincheck(lincheck, path):
     start = time.monotonic()
     try:
@@ -563,6 +590,8 @@ def main():
                         help="follower-reads: clients read any node after READONLY and record the reads as "
                              "linearizable; the test must then FAIL (proves the pipeline catches stale reads)")
     parser.add_argument("--durability", default="always")
+    parser.add_argument("--snapshot-log-bytes", type=int, default=DEFAULT_SNAPSHOT_LOG_BYTES,
+                        help="passed to every node; 0: the server's default")
     parser.add_argument("--server-arg", action="append", default=[])
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
@@ -597,7 +626,10 @@ def main():
     work_root = os.environ.get("HMDB_TEST_TMPDIR") or os.path.join(os.getcwd(), "chaos-work")
     os.makedirs(work_root, exist_ok=True)
     work = harness.make_work_dir("chaos-", work_root)
-    the_cluster = cluster.Cluster(args.binary, work, durability=args.durability, server_args=args.server_arg)
+    server_args = list(args.server_arg)
+    if args.snapshot_log_bytes:
+        server_args.append("--snapshot-log-bytes=%d" % args.snapshot_log_bytes)
+    the_cluster = cluster.Cluster(args.binary, work, durability=args.durability, server_args=server_args)
     network = cluster.Network(the_cluster.nodes)
     if not network.available:
         if os.environ.get("HMDB_CHAOS_ALLOW_NO_NFT") != "1":
@@ -721,6 +753,7 @@ def main():
         for kind, xs in sorted(chaos.recovery_s.items()):
             log("  after %-18s a write was acknowledged within median %.2fs, max %.2fs of the undo"
                 % (kind, statistics.median(xs), max(xs)))
+        log("node logs: %s" % coverage(work))
         acked_writes = sum(counts.get((k, "ok"), 0) for k in ("set", "incr"))
         if acked_writes == 0:
             problems.append("no write was acknowledged at all")
