@@ -467,7 +467,10 @@ void PeerTransport::read_inbound(uint64_t conn) {
     // A connection buffers at most one frame: the parser refuses a header announcing more.
     size_t limit = peer::kFrameHeaderBytes + in->parser.max_body_bytes();
     HMDB_ASSERT(in->buf.size() < limit, "a full frame's worth of bytes was left unparsed");
-    size_t space = std::min(kReadChunkBytes, limit - in->buf.size());
+    // Read a large frame's remainder in one go (fewer syscalls), else a chunk.
+    size_t frame = peer::FrameParser::frame_bytes_hint(in->buf.data(), in->buf.size());
+    size_t want = frame > in->buf.size() ? std::max(kReadChunkBytes, frame - in->buf.size()) : kReadChunkBytes;
+    size_t space = std::min(want, limit - in->buf.size());
     size_t old = in->buf.size();
     in->buf.resize(old + space);
     ssize_t n = ::recv(in->fd, in->buf.data() + old, space, MSG_DONTWAIT);

@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -462,6 +464,45 @@ TEST(PeerTransport, ForgettingAnAddressClosesTheConnection) {
   a->t->send(msg(MessageType::kHeartbeat, 1, 2, 0));
   EXPECT_EQ(a->stats_of(2).msgs_dropped, 1u);
   ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return b->logged("node 1 closed its connection"); }));
+}
+
+// Throughput on loopback, single thread driving both ends (the figures in the report).
+// Heavy: runs only with HMDB_PEER_BENCH=1.
+TEST(PeerTransport, ThroughputBench) {
+  if (std::getenv("HMDB_PEER_BENCH") == nullptr) GTEST_SKIP() << "set HMDB_PEER_BENCH=1";
+  for (size_t payload : {size_t{0}, size_t{1024}, size_t{1} << 20}) {
+    auto a = make_node(1);
+    auto b = make_node(2);
+    a->t->set_address(2, b->addr());
+    ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return a->stats_of(2).connected; }));
+    const size_t total = payload >= (1u << 20) ? 2000 : 200000;
+    Message m = msg(MessageType::kAppend, 1, 2, 0);
+    m.entries.resize(1);
+    m.entries[0].data.assign(payload, 'p');
+    size_t sent = 0, received = 0;
+    uint64_t start = now_ms();
+    timespec cpu0;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu0);
+    ASSERT_TRUE(pump({a.get(), b.get()}, [&] {
+      // Keep at most ~8 MiB queued, like raft's inflight window would.
+      while (sent < total && a->stats_of(2).queued_bytes < (8u << 20)) {
+        for (int i = 0; i < 16 && sent < total; i++, sent++) a->t->send(m);
+      }
+      received += b->got.size();
+      b->got.clear();
+      return received == total;
+    }));
+    uint64_t ms = std::max<uint64_t>(1, now_ms() - start);
+    timespec cpu1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu1);
+    double cpu_ms = (cpu1.tv_sec - cpu0.tv_sec) * 1e3 + (cpu1.tv_nsec - cpu0.tv_nsec) / 1e6;
+    double mb = static_cast<double>(a->stats_of(2).bytes_sent) / (1 << 20);
+    // CPU time is the steadier figure on a shared machine; it covers both ends (and the kernel).
+    std::printf("payload %7zu B: %zu msgs, wall %llu ms (%.0f msgs/s, %.0f MiB/s), cpu %.0f ms (%.2f us/msg, %.0f MiB/cpu-s)\n",
+                payload, total, static_cast<unsigned long long>(ms), total * 1000.0 / ms, mb * 1000.0 / ms, cpu_ms,
+                cpu_ms * 1000.0 / total, mb * 1000.0 / cpu_ms);
+    EXPECT_EQ(a->stats_of(2).msgs_dropped, 0u);
+  }
 }
 
 TEST(PeerTransport, OpenRejectsBadOptions) {
