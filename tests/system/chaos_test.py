@@ -763,6 +763,7 @@ def main():
             code = n.terminate()
             if code != 0:
                 problems.append("%s: SIGTERM exit code %d" % (n, code))
+        the_cluster.check_alive()  # a node that had died by itself before SIGTERM
         phase = "final checks"
         if problems:
             raise harness.TestFailure("\n  ".join(["%d problem(s):" % len(problems)] + problems[:20]))

@@ -105,6 +105,9 @@ class Node:
         self.starts = 0
         self.log_path = None
         self.paused = False
+        # (exit code, log tail) of a run that ended without us killing or stopping it,
+        # noticed when we went to kill or stop it; Cluster.check_alive() reports it.
+        self.unexpected_exit = None
 
     @property
     def client_addr(self):
@@ -171,10 +174,17 @@ class Node:
                                           % (self, timeout, last, self.log_tail()))
             time.sleep(POLL_INTERVAL_S)
 
+    def _note_if_exited(self):
+        """Called before we signal the process: if it already ended by itself, remember."""
+        if self.proc is not None and self in _live_nodes and self.proc.poll() is not None:
+            if self.unexpected_exit is None:
+                self.unexpected_exit = (self.proc.returncode, self.log_tail())
+
     def kill(self):
         """SIGKILL (works on a stopped process too) and reap. Returns the exit code."""
         if self.proc is None:
             return None
+        self._note_if_exited()
         if self.proc.poll() is None:
             try:
                 self.proc.send_signal(signal.SIGKILL)
@@ -188,6 +198,7 @@ class Node:
     def terminate(self, timeout=STOP_TIMEOUT_S):
         """SIGTERM (after SIGCONT if paused) and wait; a node that does not exit in time is
         killed and reported. Returns the exit code."""
+        self._note_if_exited()
         if self.proc.poll() is None:
             if self.paused:
                 self.resume()
@@ -294,6 +305,10 @@ class Cluster:
     def check_alive(self):
         """Raises if a node died without being killed by us (a crash or an assertion)."""
         for n in self.nodes:
+            if n.unexpected_exit is not None:
+                code, tail = n.unexpected_exit
+                raise harness.TestFailure("%s had exited by itself with code %d before we killed or stopped it\n%s"
+                                          % (n, code, tail))
             code = n.exited_unexpectedly()
             if code is not None:
                 _live_nodes.discard(n)
