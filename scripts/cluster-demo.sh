@@ -5,7 +5,7 @@
 # ./hmdb-demo/n1..n3, logs in ./hmdb-demo/n1.log..), waits until they have elected a leader,
 # prints how to use them, and runs until Ctrl-C, which stops exactly the processes it
 # started. Extra arguments go to every node's `hmdb serve`, e.g. `--durability periodic`.
-# HMDB_DEMO_DIR moves the data directory.
+# HMDB_DEMO_DIR moves the data directory; HMDB_BUILD_DIR picks the build (as scripts/build.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,7 @@ readonly kStopWaitSeconds=15
 
 bash scripts/install-deps.sh
 bash scripts/build.sh hmdb
-bin=./build/apps/kv/hmdb
+bin="./${HMDB_BUILD_DIR:-build}/apps/kv/hmdb"
 dir=${HMDB_DEMO_DIR:-./hmdb-demo}
 host=127.0.0.1
 initial="1=$host:7379@$host:17379,2=$host:7380@$host:17380,3=$host:7381@$host:17381"
@@ -85,7 +85,7 @@ cat <<EOF
 The cluster is up. In another terminal:
   redis-cli -c -p 7380 SET a 1        # any node: -c follows the -MOVED redirect to the leader
   redis-cli -c -p 7381 GET a
-  redis-cli -p 7381 READONLY          # (per connection) then reads on a follower are local and may be stale
+  printf 'READONLY\nGET a\n' | redis-cli -p 7381   # READONLY: this connection reads the follower's (stale) state
   $bin cluster status                 # roles, terms, indexes, each follower's lag
   $bin cluster transfer 2             # hand leadership to node 2
   $bin cluster digest                 # check that all nodes hold identical state

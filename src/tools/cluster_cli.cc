@@ -126,11 +126,11 @@ class Connection {
       *error = "cannot resolve " + to.host + ": " + ::gai_strerror(rc);
       return false;
     }
-    *error = "no address for " + to.host;
-    for (addrinfo* a = found; a != nullptr && fd_ < 0; a = a->ai_next) fd_ = connect_with_timeout(a, error);
+    std::string why = "no address";
+    for (addrinfo* a = found; a != nullptr && fd_ < 0; a = a->ai_next) fd_ = connect_with_timeout(a, &why);
     ::freeaddrinfo(found);
     if (fd_ < 0) {
-      *error = "cannot connect to " + to.to_string() + ": " + *error;
+      *error = "cannot connect to " + to.to_string() + ": " + why;
       return false;
     }
     timeval tv{reply_timeout_ms / 1000, static_cast<suseconds_t>(reply_timeout_ms % 1000) * 1000};
@@ -354,7 +354,14 @@ bool fetch_members(const HostPort& node, int timeout_ms, std::vector<Member>* me
     *error = node.to_string() + ": unexpected reply to CLUSTER MEMBERS";
     return false;
   }
-  return parse_members(reply.text, members, error);
+  if (!parse_members(reply.text, members, error)) return false;
+  // The node that answered may not know its own client address (a single node shows "?"):
+  // it is the one we reached.
+  std::string ignored;
+  HostPort hp;
+  for (Member& m : *members)
+    if (m.myself && !parse_host_port(m.client_addr, &hp, &ignored)) m.client_addr = node.to_string();
+  return true;
 }
 
 std::string or_dash(const std::string& s) { return s.empty() ? "-" : s; }
@@ -484,12 +491,12 @@ int run_digest(const ClusterArgs& args) {
   bool all_ok = true, same_index = true, same_digest = true;
   for (size_t i = 0; i < members.size(); ++i) {
     const Row& row = rows[i];
+    const std::string id = args.local ? "-" : std::to_string(members[i].id);  // --local: id unknown
     if (row.error.empty())
-      std::printf("%-4llu %-21s applied %-10llu digest %s\n", static_cast<unsigned long long>(members[i].id),
-                  members[i].client_addr.c_str(), static_cast<unsigned long long>(row.index), row.digest.c_str());
+      std::printf("%-4s %-21s applied %-10llu digest %s\n", id.c_str(), members[i].client_addr.c_str(),
+                  static_cast<unsigned long long>(row.index), row.digest.c_str());
     else
-      std::printf("%-4llu %-21s error: %s\n", static_cast<unsigned long long>(members[i].id),
-                  members[i].client_addr.c_str(), row.error.c_str());
+      std::printf("%-4s %-21s error: %s\n", id.c_str(), members[i].client_addr.c_str(), row.error.c_str());
     all_ok = all_ok && row.error.empty();
     same_index = same_index && row.index == rows[0].index;
     same_digest = same_digest && row.digest == rows[0].digest;
@@ -525,7 +532,7 @@ int run_change(const ClusterArgs& args, const std::vector<std::string>& argv) {
               << "\n";
     return 1;
   }
-  std::printf("%s: %s (leader %s)\n", join_words(argv).c_str(),
+  std::printf("%s: %s (answered by the leader at %s)\n", join_words(argv).c_str(),
               reply.type == ':' ? std::to_string(reply.integer).c_str() : reply.text.c_str(),
               answered_by.to_string().c_str());
   return 0;
