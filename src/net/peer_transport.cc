@@ -413,8 +413,13 @@ void PeerTransport::accept_all() {
     int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&remote), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK)
-        log_for(&unidentified_log_budget_, std::string("accept: ") + std::strerror(errno));
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      // Out of fds or memory: the pending connection stays readable on a level-triggered
+      // listener, so stop watching it for a while instead of spinning the server's loop.
+      log_for(&unidentified_log_budget_, fmt::format("accept: {}; not accepting peers for {} ms", std::strerror(errno),
+                                                     kAcceptPauseMs));
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+      accept_paused_until_ms_ = now_ms_ + kAcceptPauseMs;
       return;
     }
     if (inbound_.size() >= kMaxInboundConnections) {
@@ -598,6 +603,13 @@ void PeerTransport::poll(uint64_t now_ms, std::vector<raft::Message>* received) 
 }
 
 void PeerTransport::check_timers() {
+  if (accept_paused_until_ms_ != 0 && now_ms_ >= accept_paused_until_ms_) {
+    if (epoll_add(epoll_fd_, listen_fd_, EPOLLIN, kListenerToken)) {
+      accept_paused_until_ms_ = 0;
+    } else {
+      accept_paused_until_ms_ = now_ms_ + kAcceptPauseMs;
+    }
+  }
   for (auto& [id, p] : peers_) {
     switch (p.state) {
       case Peer::State::kConnecting:
@@ -625,7 +637,7 @@ void PeerTransport::check_timers() {
 void PeerTransport::rearm_timer() {
   // The earliest moment check_timers() has something to do; the timerfd makes fd() readable
   // then, so the server calls poll() without polling on a clock of its own.
-  uint64_t next = UINT64_MAX;
+  uint64_t next = accept_paused_until_ms_ != 0 ? accept_paused_until_ms_ : UINT64_MAX;
   for (auto& [id, p] : peers_) {
     switch (p.state) {
       case Peer::State::kConnecting: next = std::min(next, p.connect_deadline_ms); break;

@@ -71,6 +71,8 @@ inline constexpr size_t kReadBytesPerPollMax = 4u << 20;
 inline constexpr size_t kReadChunkBytes = 64u << 10;
 inline constexpr int kAcceptsPerPollMax = 16;
 inline constexpr int kEventsPerPollMax = 64;
+// After accept() fails for lack of fds or memory, the listener is ignored this long.
+inline constexpr uint64_t kAcceptPauseMs = 100;
 // Log rate limit, per peer (and one budget for connections not yet identified): at most
 // kLogLinesPerWindow lines per kLogWindowMs; the next line after a quiet window reports how
 // many were suppressed.
@@ -222,6 +224,7 @@ class PeerTransport {
   std::unordered_map<uint64_t, Inbound> inbound_;        // token -> connection
   std::vector<raft::Message>* received_ = nullptr;       // during poll()
   uint64_t refused_unidentified_ = 0;
+  uint64_t accept_paused_until_ms_ = 0;  // 0: the listener is watched
   LogBudget unidentified_log_budget_;
 };
 

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -503,6 +504,34 @@ TEST(PeerTransport, ThroughputBench) {
                 cpu_ms * 1000.0 / total, mb * 1000.0 / cpu_ms);
     EXPECT_EQ(a->stats_of(2).msgs_dropped, 0u);
   }
+}
+
+TEST(PeerTransport, AcceptPausesWhenOutOfFdsAndResumes) {
+  auto b = make_node(2);
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);  // the client's fd, before the limit
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(b->t->port());
+  ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  // No free fd below the limit: accept() fails with EMFILE.
+  int lowest_free = ::dup(0);
+  ::close(lowest_free);
+  rlimit old_limit;
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old_limit), 0);
+  rlimit tight = old_limit;
+  tight.rlim_cur = static_cast<rlim_t>(lowest_free);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &tight), 0);
+  uint64_t t0 = now_ms();
+  b->t->poll(t0, &b->got);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old_limit), 0);
+  EXPECT_TRUE(b->logged("not accepting peers")) << (b->logs.empty() ? "" : b->logs[0]);
+  // After the pause (the listener is not watched meanwhile, so the loop does not spin on
+  // it) the connection is accepted and served.
+  raw_write(fd, hello_frame(1, 2) + message_frame(msg(MessageType::kHeartbeat, 1, 2, 8)));
+  b->t->poll(t0 + kAcceptPauseMs, &b->got);
+  ASSERT_TRUE(pump({b.get()}, [&] { return b->got.size() == 1; }));
+  ::close(fd);
 }
 
 TEST(PeerTransport, OpenRejectsBadOptions) {
