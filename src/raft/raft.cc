@@ -1392,7 +1392,7 @@ struct Raft::Impl {
            !snapshot_reads.empty() || !chunks_out.empty();
   }
 
-  Ready take_ready() {
+  Ready take_ready(const ReadyOptions& options) {
     if (append_pending) {
       append_pending = false;
       if (role == InternalRole::kLeader) broadcast_append(false);
@@ -1420,11 +1420,25 @@ struct Raft::Impl {
                   (ull)applied_handed, (ull)log.snapshot_index());
       applied_handed = log.snapshot_index();
     }
-    while (applied_handed < limit && bytes < kMaxCommittedBytesPerReady) {
-      const Entry& e = log.at(applied_handed + 1);
-      bytes += entry_bytes(e);
-      rd.committed.push_back(e);
-      applied_handed++;
+    // Entries (applied_handed, last] are handed out: up to the limit, stopping once the
+    // bytes reach kMaxCommittedBytesPerReady (the entry that crosses it is included).
+    Index last = applied_handed;
+    while (last < limit && bytes < kMaxCommittedBytesPerReady) {
+      bytes += entry_bytes(log.at(last + 1));
+      last++;
+    }
+    if (last > applied_handed) {
+      // Sized once: at startup a whole log's worth of entries commits in one Ready.
+      const Index first = applied_handed + 1;
+      const size_t n = static_cast<size_t>(last - applied_handed);
+      if (options.committed_by_reference) {
+        rd.committed_refs.reserve(n);
+        for (Index i = first; i <= last; i++) rd.committed_refs.push_back(&log.at(i));
+      } else {
+        rd.committed.reserve(n);
+        for (Index i = first; i <= last; i++) rd.committed.push_back(log.at(i));
+      }
+      applied_handed = last;
     }
     rd.read_states = std::move(read_states);
     read_states.clear();
@@ -1498,7 +1512,8 @@ void Raft::snapshot_chunk(NodeId to, const SnapshotMeta& meta, uint64_t offset, 
 }
 ConfState Raft::conf_state_at(Index index) const { return impl_->conf_state_at(index); }
 bool Raft::has_ready() const { return impl_->has_ready(); }
-Ready Raft::take_ready() { return impl_->take_ready(); }
+Ready Raft::take_ready() { return impl_->take_ready(ReadyOptions{}); }
+Ready Raft::take_ready(const ReadyOptions& options) { return impl_->take_ready(options); }
 Status Raft::status() const { return impl_->status(); }
 Role Raft::role() const { return impl_->public_role(); }
 NodeId Raft::leader() const { return impl_->lead; }

@@ -133,13 +133,27 @@ struct Ready {
   std::optional<Snapshot> snapshot;     // follower: install and persist this snapshot
   std::vector<Message> messages;        // to send
   std::vector<Entry> committed;         // to apply, in order (noop/conf entries included)
+  // take_ready(ReadyOptions{.committed_by_reference = true}) fills this instead of
+  // `committed`: the same entries, in order, as pointers into the core's own log, so that
+  // applying them copies no payload. They stay valid until the next step() or
+  // snapshot_saved(): the only inputs that truncate, compact or replace the core's log
+  // (appending, e.g. propose() while applying, never moves an entry). Apply them first.
+  std::vector<const Entry*> committed_refs;
   std::vector<ReadState> read_states;
   std::vector<SnapshotReadRequest> snapshot_reads;  // leader: read and call snapshot_chunk()
   std::vector<SnapshotChunk> snapshot_chunks;       // follower: stage before installing
   bool empty() const {
     return !hard_state && entries.empty() && !snapshot && messages.empty() && committed.empty() &&
+           committed_refs.empty() &&
            read_states.empty() && snapshot_reads.empty() && snapshot_chunks.empty();
   }
+};
+
+struct ReadyOptions {
+  // Hand committed entries out in Ready::committed_refs (pointers into the core's log)
+  // instead of copies in Ready::committed. For a caller that applies them before its next
+  // call into the core (the server's drive loop, which replays a whole log at startup).
+  bool committed_by_reference = false;
 };
 
 // kRejected: a membership change that is not allowed (would remove the last voter, or
@@ -201,6 +215,7 @@ class Raft {
 
   bool has_ready() const;
   Ready take_ready();
+  Ready take_ready(const ReadyOptions& options);
 
   Status status() const;
   Role role() const;

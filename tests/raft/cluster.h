@@ -265,7 +265,15 @@ class Cluster {
     bool any = false;
     while (n.raft->has_ready()) {
       any = true;
-      Ready rd = n.raft->take_ready();
+      // Even-numbered nodes take committed entries by reference, odd ones as copies, so
+      // every test runs both hand-out paths of take_ready() side by side.
+      const bool by_ref = id % 2 == 0;
+      Ready rd = n.raft->take_ready(ReadyOptions{.committed_by_reference = by_ref});
+      HMDB_ASSERT(by_ref ? rd.committed.empty() : rd.committed_refs.empty(), "committed handed out both ways");
+      std::vector<const Entry*> committed = std::move(rd.committed_refs);
+      if (!by_ref) {
+        for (const Entry& e : rd.committed) committed.push_back(&e);
+      }
       // 0. stage snapshot chunks; 1. persist snapshot, hard state, entries.
       for (auto& c : rd.snapshot_chunks) {
         if (c.offset == 0) n.staging.clear();
@@ -288,14 +296,15 @@ class Cluster {
       // 2. send.
       for (auto& m : rd.messages) network.push_back(std::move(m));
       // 3. apply.
-      for (auto& e : rd.committed) {
+      for (const Entry* ep : committed) {
+        const Entry& e = *ep;
         HMDB_ASSERT(e.index == n.applied + 1, "node %llu applies %llu after %llu",
                     (unsigned long long)id, (unsigned long long)e.index, (unsigned long long)n.applied);
         if (e.type == EntryType::kNormal) n.state.push_back(e.data);
         n.applied = e.index;
         if (on_apply) on_apply(id, e);
       }
-      if (!rd.committed.empty()) n.raft->applied_to(n.applied);
+      if (!committed.empty()) n.raft->applied_to(n.applied);
       // 4. reads.
       for (auto& r : rd.read_states) {
         n.reads.push_back(r);
