@@ -821,6 +821,27 @@ def part_elections(args, root, report):
     report.append("")
 
 
+def rss_bytes(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def snapshot_log_lines(log_path):
+    """The new node's own lines about the snapshot it received (how long install took)."""
+    try:
+        with open(log_path, errors="replace") as f:
+            return [line.strip() for line in f if "snapshot:" in line and
+                    ("receiving" in line or "installed" in line)]
+    except OSError:
+        return []
+
+
 def latest_snapshot_bytes(path):
     """Size of the newest complete snapshot (snap-<index>.hmsnap, docs/formats.md) under path."""
     best = (-1, 0)
@@ -865,7 +886,7 @@ def part_catchup(args, root, report):
                   "--value-size", str(args.catchup_value_size), "--clients", "50",
                   "--pipeline", "16", "--csv", "--quiet"], CATCHUP_TIMEOUT)
         fill_s = time.monotonic() - t0
-        mem = info_fields(port, "memory") or {}
+        rss_mib = rss_bytes(s.procs[lead].pid) / 2**20
         reply = command(port, "SNAPSHOT", timeout=CATCHUP_TIMEOUT)
         if isinstance(reply, RespError):
             raise RuntimeError(f"SNAPSHOT: {reply}")
@@ -878,13 +899,14 @@ def part_catchup(args, root, report):
                    START_TIMEOUT, "the new node to answer INFO")
         if new_proc.poll() is not None:
             raise RuntimeError(f"the new node exited: see {s.root}/n4.log")
-        target = int(s.info(lead)["commit_index"])
         load = loadavg()
         t_add = time.monotonic()
         reply = command(port, "CLUSTER", "ADDLEARNER", new_id, f"127.0.0.1:{new_client}",
                         f"127.0.0.1:{new_peer}", timeout=CATCHUP_TIMEOUT)
         if isinstance(reply, RespError):
             raise RuntimeError(f"CLUSTER ADDLEARNER: {reply}")
+        # Committed now, so this covers the state and the membership entry that added it.
+        target = int(s.info(lead)["commit_index"])
 
         def caught_up():
             if new_proc.poll() is not None:
@@ -896,11 +918,13 @@ def part_catchup(args, root, report):
         received = dir_bytes(os.path.join(s.root, "n4"))
         size = snap_bytes or received
         line = (f"state {args.catchup_keys:,} keys x {args.catchup_value_size} B "
-                f"(leader used_memory {mem.get('used_memory_human', '?')}, filled in "
+                f"(leader RSS {rss_mib:,.0f} MiB, filled in "
                 f"{fill_s:.0f} s), leader snapshot {snap_bytes / 2**20:,.0f} MiB, new "
                 f"node's data dir after catch-up {received / 2**20:,.0f} MiB: ADDLEARNER -> "
                 f"applied_index {target} in {secs:.1f} s = {size / 2**20 / secs:,.0f} MiB/s "
                 f"(load {load})")
+        for l in snapshot_log_lines(os.path.join(s.root, "n4.log")):
+            line += f"\n  - new node: `{l}`"
     except (RuntimeError, OSError) as e:
         line = f"hmdb catch-up run failed: {e}"
     finally:
