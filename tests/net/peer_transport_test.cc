@@ -413,6 +413,32 @@ TEST(PeerTransport, StalledConnectionIsClosedAndItsQueueDropped) {
   ::close(listener);
 }
 
+TEST(PeerTransport, DialThatDoesNotCompleteTimesOut) {
+  // A listener whose accept queue is full: Linux drops further SYNs, so a dial hangs the way
+  // it does behind a firewall that drops packets.
+  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  ::inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 0), 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  int filler = raw_connect(ntohs(addr.sin_port));  // fills the queue of one
+  auto a = make_node(1);
+  uint64_t t0 = now_ms();
+  a->t->poll(t0, &a->got);
+  a->t->set_address(2, "127.0.0.1:" + std::to_string(ntohs(addr.sin_port)));
+  a->t->send(msg(MessageType::kHeartbeat, 1, 2, 0));  // queued while connecting
+  a->t->poll(t0, &a->got);
+  if (a->stats_of(2).connected) GTEST_SKIP() << "this kernel completed the handshake despite the full queue";
+  a->t->poll(t0 + kConnectTimeoutMs, &a->got);
+  EXPECT_TRUE(a->logged("connect timed out")) << (a->logs.empty() ? "" : a->logs.back());
+  EXPECT_EQ(a->stats_of(2).msgs_dropped, 1u);
+  ::close(filler);
+  ::close(listener);
+}
+
 TEST(PeerTransport, ConnectionWithoutHelloIsClosedAfterTheTimeout) {
   auto b = make_node(2);
   int fd = raw_connect(b->t->port());
