@@ -239,59 +239,6 @@ bool ask(const HostPort& node, const std::vector<std::string>& argv, int timeout
   return c.open(node, timeout_ms, error) && c.call(argv, reply, error);
 }
 
-// Sends argv starting at `start`, following -MOVED and retrying the retryable errors within
-// the bounds of cluster_cli.h. *answered_by is the node whose reply is in *reply. False
-// (with *error) when no reply could be had; a reply that is an error is returned as true.
-bool ask_leader(const HostPort& start, const std::vector<std::string>& argv, int timeout_ms, Reply* reply,
-                HostPort* answered_by, std::string* error) {
-  const int64_t deadline = now_ms() + kRetryBudgetMs;
-  int backoff_ms = kFirstBackoffMs;
-  int redirects = 0;
-  HostPort target = start;
-  // Waits before the next attempt; false when the budget does not allow one.
-  auto pause = [&]() {
-    if (now_ms() + backoff_ms > deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
-    backoff_ms = std::min(backoff_ms * 2, kMaxBackoffMs);
-    redirects = 0;  // a new round: the bound is per round, the budget bounds the rounds
-    return true;
-  };
-  for (;;) {
-    Connection c;
-    if (!c.open(target, timeout_ms, error)) {
-      // A leader named by a redirect may have just died: ask the first node again, which
-      // learns the new leader within an election.
-      if (!(target == start) && pause()) {
-        std::cerr << "hmdb cluster: " << *error << "; asking " << start.to_string() << " again\n";
-        target = start;
-        continue;
-      }
-      return false;
-    }
-    // Not retried on failure: the command may have taken effect (outcome unknown).
-    if (!c.call(argv, reply, error)) return false;
-    *answered_by = target;
-    if (!reply->is_error()) return true;
-    HostPort leader;
-    if (parse_moved(reply->text, &leader)) {
-      if (++redirects > kMaxRedirects) {
-        *error = "more than " + std::to_string(kMaxRedirects) + " redirects (last: " + reply->text + ")";
-        return false;
-      }
-      std::cerr << "hmdb cluster: " << target.to_string() << " is not the leader; following MOVED to "
-                << leader.to_string() << "\n";
-      target = leader;
-      continue;
-    }
-    if (is_retryable_error(reply->text)) {
-      std::cerr << "hmdb cluster: " << target.to_string() << ": " << reply->text << "\n";
-      if (pause()) continue;
-      return true;  // the budget is spent: the caller reports this error
-    }
-    return true;
-  }
-}
-
 // Fields of an INFO replication reply that `status` shows, per node.
 struct NodeView {
   bool reachable = false;
@@ -523,7 +470,7 @@ int run_change(const ClusterArgs& args, const std::vector<std::string>& argv) {
   Reply reply;
   HostPort answered_by;
   std::string error;
-  if (!ask_leader(args.addr, argv, args.timeout_ms, &reply, &answered_by, &error)) {
+  if (!send_to_leader(args.addr, argv, args.timeout_ms, &reply, &answered_by, &error)) {
     std::cerr << "hmdb cluster: " << join_words(argv) << ": " << error << "\n";
     return 1;
   }
@@ -541,6 +488,62 @@ int run_change(const ClusterArgs& args, const std::vector<std::string>& argv) {
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
+
+bool send_to_leader(const HostPort& start, const std::vector<std::string>& argv, int timeout_ms, Reply* reply,
+                HostPort* answered_by, std::string* error) {
+  const int64_t deadline = now_ms() + kRetryBudgetMs;
+  int backoff_ms = kFirstBackoffMs;
+  int redirects = 0;
+  HostPort target = start;
+  std::string last_retried;
+  // Waits before the next attempt; false when the budget does not allow one.
+  auto pause = [&]() {
+    if (now_ms() + backoff_ms > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
+    backoff_ms = std::min(backoff_ms * 2, kMaxBackoffMs);
+    redirects = 0;  // a new round: the bound is per round, the budget bounds the rounds
+    return true;
+  };
+  for (;;) {
+    Connection c;
+    if (!c.open(target, timeout_ms, error)) {
+      // A leader named by a redirect may have just died: ask the first node again, which
+      // learns the new leader within an election.
+      if (!(target == start) && pause()) {
+        std::cerr << "hmdb cluster: " << *error << "; asking " << start.to_string() << " again\n";
+        target = start;
+        continue;
+      }
+      return false;
+    }
+    // Not retried on failure: the command may have taken effect (outcome unknown).
+    if (!c.call(argv, reply, error)) return false;
+    *answered_by = target;
+    if (!reply->is_error()) return true;
+    HostPort leader;
+    if (parse_moved(reply->text, &leader)) {
+      if (++redirects > kMaxRedirects) {
+        *error = "more than " + std::to_string(kMaxRedirects) + " redirects (last: " + reply->text + ")";
+        return false;
+      }
+      std::cerr << "hmdb cluster: " << target.to_string() << " is not the leader; following MOVED to "
+                << leader.to_string() << "\n";
+      target = leader;
+      continue;
+    }
+    if (is_retryable_error(reply->text)) {
+      // Said once per distinct error, not once per attempt.
+      if (reply->text != last_retried) {
+        std::cerr << "hmdb cluster: " << target.to_string() << ": " << reply->text << " (retrying for up to "
+                  << kRetryBudgetMs / 1000 << " s)\n";
+        last_retried = reply->text;
+      }
+      if (pause()) continue;
+      return true;  // the budget is spent: the caller reports this error
+    }
+    return true;
+  }
+}
 
 bool parse_host_port(std::string_view text, HostPort* out, std::string* error) {
   const size_t colon = text.rfind(':');

@@ -88,6 +88,15 @@ bool parse_moved(std::string_view error_text, HostPort* leader);
 // leader), or it provably did not take effect because leadership changed.
 bool is_retryable_error(std::string_view error_text);
 
+// Sends argv to `start`, following -MOVED (at most kMaxRedirects per round) and retrying
+// the retryable errors (is_retryable_error) with backoff within kRetryBudgetMs; a leader
+// named by a redirect that cannot be reached sends the tool back to `start`. Each reply
+// waits at most timeout_ms. *answered_by is the node whose reply is in *reply. False (with
+// *error) when no reply could be had, or the outcome is unknown (timeout, closed
+// connection: never retried); true with an error reply when the server refused.
+bool send_to_leader(const HostPort& start, const std::vector<std::string>& argv, int timeout_ms, Reply* reply,
+                    HostPort* answered_by, std::string* error);
+
 // ---- command line ----
 
 enum class ClusterVerb { kStatus, kMembers, kAddLearner, kPromote, kRemove, kTransfer, kDigest };

@@ -3,9 +3,18 @@
 // decoding (every split point), CLUSTER MEMBERS and INFO parsing, and the command line.
 #include "tools/cluster_cli.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <functional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace hmdb::tools {
@@ -151,6 +160,182 @@ TEST(InfoField, FindsExactKeys) {
   EXPECT_EQ(info_field(info, "term"), "5");  // not term_x
   EXPECT_EQ(info_field(info, "missing"), "");
   EXPECT_EQ(info_field(info, "# Replication"), "");
+}
+
+// ---------------------------------------------------------------------------------------
+// send_to_leader against scripted nodes
+
+// How often the fake node's thread checks whether it should stop.
+constexpr int kFakePollMs = 20;
+
+// A scripted RESP node on 127.0.0.1 (the kernel picks the port). Each request (its words
+// joined by spaces) is answered with respond(n, words), n counting requests from 0; an
+// empty answer closes the connection without a reply. One connection at a time, which is
+// how the tool talks.
+class FakeNode {
+ public:
+  using Responder = std::function<std::string(int n, const std::string& words)>;
+  explicit FakeNode(Responder respond) : respond_(std::move(respond)) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof a;
+    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    EXPECT_EQ(::listen(listen_fd_, 8), 0);
+    EXPECT_EQ(::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &length), 0);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~FakeNode() {
+    stop_ = true;
+    thread_.join();
+    ::close(listen_fd_);
+  }
+  HostPort addr() const { return HostPort{"127.0.0.1", port_}; }
+  int requests() const { return requests_; }
+
+ private:
+  void serve() {
+    while (!stop_) {
+      pollfd p{listen_fd_, POLLIN, 0};
+      if (::poll(&p, 1, kFakePollMs) <= 0) continue;
+      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) continue;
+      talk(fd);
+      ::close(fd);
+    }
+  }
+  void talk(int fd) {
+    std::string in;
+    char chunk[4096];
+    while (!stop_) {
+      Reply request;
+      const int64_t used = decode_reply(in, &request);
+      if (used < 0) return;
+      if (used > 0) {
+        in.erase(0, static_cast<size_t>(used));
+        std::string words;
+        for (const auto& e : request.elements) words += (words.empty() ? "" : " ") + e.text;
+        const std::string answer = respond_(requests_++, words);
+        if (answer.empty()) return;
+        if (::send(fd, answer.data(), answer.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(answer.size())) return;
+        continue;
+      }
+      pollfd p{fd, POLLIN, 0};
+      if (::poll(&p, 1, kFakePollMs) <= 0) continue;
+      const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      if (n <= 0) return;
+      in.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+  Responder respond_;
+  int listen_fd_ = -1;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> requests_{0};
+  std::thread thread_;
+};
+
+std::string moved_to(const FakeNode& node) { return "-MOVED 0 " + node.addr().to_string() + "\r\n"; }
+
+constexpr int kTestReplyTimeoutMs = 5000;
+
+TEST(SendToLeader, FollowsMovedToTheLeader) {
+  std::string seen;
+  FakeNode leader([&](int, const std::string& words) {
+    seen = words;
+    return std::string("+OK\r\n");
+  });
+  FakeNode follower([&](int, const std::string&) { return moved_to(leader); });
+  Reply reply;
+  HostPort answered_by;
+  std::string error;
+  ASSERT_TRUE(send_to_leader(follower.addr(), {"CLUSTER", "PROMOTE", "4"}, kTestReplyTimeoutMs, &reply, &answered_by,
+                             &error))
+      << error;
+  EXPECT_FALSE(reply.is_error());
+  EXPECT_EQ(reply.text, "OK");
+  EXPECT_EQ(answered_by, leader.addr());
+  EXPECT_EQ(seen, "CLUSTER PROMOTE 4");
+  EXPECT_EQ(follower.requests(), 1);
+  EXPECT_EQ(leader.requests(), 1);
+}
+
+TEST(SendToLeader, RetriesClusterDownThenSucceeds) {
+  FakeNode node([](int n, const std::string&) {
+    return std::string(n < 2 ? "-CLUSTERDOWN no leader known; retry\r\n" : "+OK\r\n");
+  });
+  Reply reply;
+  HostPort answered_by;
+  std::string error;
+  ASSERT_TRUE(send_to_leader(node.addr(), {"CLUSTER", "REMOVE", "3"}, kTestReplyTimeoutMs, &reply, &answered_by, &error))
+      << error;
+  EXPECT_EQ(reply.text, "OK");
+  EXPECT_EQ(node.requests(), 3);
+}
+
+TEST(SendToLeader, AServerErrorIsReturnedNotRetried) {
+  FakeNode node([](int, const std::string&) { return std::string("-ERR node 9 is not a voter\r\n"); });
+  Reply reply;
+  HostPort answered_by;
+  std::string error;
+  ASSERT_TRUE(send_to_leader(node.addr(), {"CLUSTER", "TRANSFER", "9"}, kTestReplyTimeoutMs, &reply, &answered_by,
+                             &error));
+  EXPECT_TRUE(reply.is_error());
+  EXPECT_EQ(reply.text, "ERR node 9 is not a voter");
+  EXPECT_EQ(node.requests(), 1);
+}
+
+TEST(SendToLeader, ARedirectLoopStopsAtTheBound) {
+  FakeNode* b_ptr = nullptr;
+  FakeNode a([&](int, const std::string&) { return moved_to(*b_ptr); });
+  FakeNode b([&](int, const std::string&) { return moved_to(a); });
+  b_ptr = &b;
+  Reply reply;
+  HostPort answered_by;
+  std::string error;
+  EXPECT_FALSE(send_to_leader(a.addr(), {"CLUSTER", "PROMOTE", "4"}, kTestReplyTimeoutMs, &reply, &answered_by, &error));
+  EXPECT_NE(error.find("redirects"), std::string::npos) << error;
+  EXPECT_EQ(a.requests() + b.requests(), kMaxRedirects + 1);
+}
+
+TEST(SendToLeader, AClosedConnectionIsAnUnknownOutcomeAndNotRetried) {
+  FakeNode node([](int, const std::string&) { return std::string(); });
+  Reply reply;
+  HostPort answered_by;
+  std::string error;
+  EXPECT_FALSE(send_to_leader(node.addr(), {"CLUSTER", "ADDLEARNER", "4", "127.0.0.1:1", "127.0.0.1:2"},
+                              kTestReplyTimeoutMs, &reply, &answered_by, &error));
+  EXPECT_NE(error.find("unknown"), std::string::npos) << error;
+  EXPECT_EQ(node.requests(), 1);
+}
+
+TEST(SendToLeader, AnUnreachableLeaderSendsItBackToTheFirstNode) {
+  // A bound socket that does not listen: connecting to it is refused, with no port race.
+  const int dead = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof a;
+  ASSERT_EQ(::bind(dead, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::getsockname(dead, reinterpret_cast<sockaddr*>(&a), &length), 0);
+  const std::string dead_addr = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  // The first node still names the dead leader, then (a new leader elected: itself) says OK.
+  FakeNode node([&](int n, const std::string&) {
+    return n == 0 ? "-MOVED 0 " + dead_addr + "\r\n" : std::string("+OK\r\n");
+  });
+  Reply reply;
+  HostPort answered_by;
+  std::string error;
+  EXPECT_TRUE(send_to_leader(node.addr(), {"CLUSTER", "PROMOTE", "4"}, kTestReplyTimeoutMs, &reply, &answered_by,
+                             &error))
+      << error;
+  EXPECT_EQ(reply.text, "OK");
+  EXPECT_EQ(answered_by, node.addr());
+  EXPECT_EQ(node.requests(), 2);
+  ::close(dead);
 }
 
 // Runs the parser on words given as strings.
