@@ -8,14 +8,28 @@ namespace hmdb::raft {
 void RaftLog::restore(Index snapshot_index, Term snapshot_term, std::vector<Entry> entries) {
   snapshot_index_ = snapshot_index;
   snapshot_term_ = snapshot_term;
-  entries_.clear();
-  for (auto& e : entries) append(std::move(e));
+  appended_.clear();
+  // The same checks append() makes, without moving the entries anywhere.
+  Index expect = snapshot_index + 1;
+  Term prev_term = snapshot_term;
+  for (const Entry& e : entries) {
+    HMDB_ASSERT(e.index == expect,
+                "restoring entry at index %llu after index %llu: the log must stay contiguous",
+                (unsigned long long)e.index, (unsigned long long)(expect - 1));
+    HMDB_ASSERT(e.term >= prev_term,
+                "restoring entry of term %llu after an entry of term %llu: terms never go back",
+                (unsigned long long)e.term, (unsigned long long)prev_term);
+    expect++;
+    prev_term = e.term;
+  }
+  restored_ = std::move(entries);
+  restored_head_ = 0;
 }
 
 std::optional<Term> RaftLog::term_at(Index index) const {
   if (index == snapshot_index_) return snapshot_term_;
   if (index < snapshot_index_ || index > last_index()) return std::nullopt;
-  return entries_[index - snapshot_index_ - 1].term;
+  return entry(index - snapshot_index_ - 1).term;
 }
 
 const Entry& RaftLog::at(Index index) const {
@@ -23,7 +37,7 @@ const Entry& RaftLog::at(Index index) const {
               "log entry %llu requested, but the log holds (%llu, %llu]: was it compacted?",
               (unsigned long long)index, (unsigned long long)snapshot_index_,
               (unsigned long long)last_index());
-  return entries_[index - snapshot_index_ - 1];
+  return entry(index - snapshot_index_ - 1);
 }
 
 void RaftLog::append(Entry e) {
@@ -33,14 +47,15 @@ void RaftLog::append(Entry e) {
   HMDB_ASSERT(e.term >= last_term(),
               "appending entry of term %llu after an entry of term %llu: terms never go back",
               (unsigned long long)e.term, (unsigned long long)last_term());
-  entries_.push_back(std::move(e));
+  appended_.push_back(std::move(e));
 }
 
 void RaftLog::truncate_after(Index index) {
   HMDB_ASSERT(index >= snapshot_index_,
               "truncating the log after %llu, below the snapshot at %llu: snapshots are committed",
               (unsigned long long)index, (unsigned long long)snapshot_index_);
-  while (last_index() > index) entries_.pop_back();
+  while (last_index() > index && !appended_.empty()) appended_.pop_back();
+  while (last_index() > index) restored_.pop_back();  // never reallocates
 }
 
 void RaftLog::compact_to(Index index, Term term) {
@@ -52,14 +67,26 @@ void RaftLog::compact_to(Index index, Term term) {
               (unsigned long long)index, (unsigned long long)term,
               (unsigned long long)at(index).term);
   while (snapshot_index_ < index) {
-    entries_.pop_front();
+    if (restored_count() > 0) {
+      // Free the payload now; the slot itself goes with the vector.
+      restored_[restored_head_] = Entry{};
+      restored_head_++;
+      if (restored_count() == 0) {
+        restored_ = std::vector<Entry>();
+        restored_head_ = 0;
+      }
+    } else {
+      appended_.pop_front();
+    }
     snapshot_index_++;
   }
   snapshot_term_ = term;
 }
 
 void RaftLog::reset_to_snapshot(Index index, Term term) {
-  entries_.clear();
+  restored_ = std::vector<Entry>();
+  restored_head_ = 0;
+  appended_.clear();
   snapshot_index_ = index;
   snapshot_term_ = term;
 }
@@ -69,7 +96,7 @@ Index RaftLog::find_conflict_by_term(Index index, Term term) const {
   // Below the snapshot the terms are unknown: no refinement possible.
   if (index < snapshot_index_) return index;
   while (index > snapshot_index_) {
-    if (entries_[index - snapshot_index_ - 1].term <= term) return index;
+    if (entry(index - snapshot_index_ - 1).term <= term) return index;
     index--;
   }
   // The match point is below the snapshot if the snapshot's term is already too new.

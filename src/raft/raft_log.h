@@ -1,9 +1,14 @@
 // raft/raft_log.h — the consensus core's in-memory log: a snapshot point plus the entries
 // after it. No I/O: what is durable is tracked by the core (raft.cc), not here.
 //
-// Invariants (asserted):
-//   entries_[k].index == snapshot_index_ + 1 + k      (contiguous after the snapshot)
-//   entries_[k].term  >= snapshot_term_, and terms never decrease along the log
+// Invariants (asserted), with entry(k) the k-th entry after the snapshot (k from 0):
+//   entry(k).index == snapshot_index_ + 1 + k      (contiguous after the snapshot)
+//   entry(k).term  >= snapshot_term_, and terms never decrease along the log
+//
+// Storage: the entries restored at startup stay in the vector they came in (restore() is
+// O(1) in moves: a replayed log of millions of entries is not moved entry by entry into
+// another container), later appends go to a deque. Neither ever moves an entry that is
+// still in the log: appending leaves every reference valid (Ready::committed_refs).
 #pragma once
 
 #include <deque>
@@ -29,8 +34,8 @@ class RaftLog {
   Index snapshot_index() const { return snapshot_index_; }
   Term snapshot_term() const { return snapshot_term_; }
   Index first_index() const { return snapshot_index_ + 1; }
-  Index last_index() const { return snapshot_index_ + entries_.size(); }
-  Term last_term() const { return entries_.empty() ? snapshot_term_ : entries_.back().term; }
+  Index last_index() const { return snapshot_index_ + size(); }
+  Term last_term() const { return size() == 0 ? snapshot_term_ : entry(size() - 1).term; }
 
   // Term of the entry at `index`; the snapshot's term at the snapshot index; nullopt if the
   // entry was compacted away or does not exist yet.
@@ -61,9 +66,25 @@ class RaftLog {
   uint64_t copy_range(Index lo, Index hi, uint64_t max_bytes, std::vector<Entry>* out) const;
 
  private:
+  size_t restored_count() const { return restored_.size() - restored_head_; }
+  size_t size() const { return restored_count() + appended_.size(); }
+  // The k-th entry after the snapshot. REQUIRES: k < size().
+  const Entry& entry(size_t k) const {
+    size_t r = restored_count();
+    return k < r ? restored_[restored_head_ + k] : appended_[k - r];
+  }
+
   Index snapshot_index_ = 0;
   Term snapshot_term_ = 0;
-  std::deque<Entry> entries_;
+  // The entries after the snapshot are restored_[restored_head_..] then appended_[..].
+  // restored_ never grows after restore() (so it never reallocates); compaction destroys
+  // its front entries in place (restored_head_ moves on) and frees the vector once all of
+  // it is compacted; truncation pops from the back of appended_, then of restored_.
+  // appended_ is a deque: appending never moves an entry, so Ready::committed_refs
+  // (pointers into this log) stay valid across proposals.
+  std::vector<Entry> restored_;
+  size_t restored_head_ = 0;
+  std::deque<Entry> appended_;
 };
 
 }  // namespace hmdb::raft

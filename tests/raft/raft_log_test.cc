@@ -90,6 +90,80 @@ TEST(RaftLog, CopyRangeHonoursByteBound) {
   EXPECT_EQ(out[0].index, 4u);
 }
 
+// Restored entries and appended ones live in different containers (raft_log.h): indexing,
+// truncation and compaction across the boundary, and references that appends keep valid.
+TEST(RaftLog, RestoredAndAppendedAcrossTheBoundary) {
+  RaftLog log;
+  std::vector<Entry> es;
+  for (Index i = 6; i <= 10; i++) es.push_back(make(i, 2, "r" + std::to_string(i)));
+  log.restore(5, 1, std::move(es));
+  const Entry* eight = &log.at(8);
+  for (Index i = 11; i <= 1000; i++) log.append(make(i, 3, "a" + std::to_string(i)));
+  EXPECT_EQ(&log.at(8), eight) << "appending moved a restored entry";
+  const Entry* five_hundred = &log.at(500);
+  for (Index i = 1001; i <= 3000; i++) log.append(make(i, 3));
+  EXPECT_EQ(&log.at(500), five_hundred) << "appending moved an appended entry";
+  EXPECT_EQ(log.at(10).data, "r10");
+  EXPECT_EQ(log.at(11).data, "a11");
+  EXPECT_EQ(log.find_conflict_by_term(3000, 2), 10u);
+  // Truncate into the restored part, then append again.
+  log.truncate_after(8);
+  EXPECT_EQ(log.last_index(), 8u);
+  EXPECT_EQ(log.last_term(), 2u);
+  EXPECT_EQ(&log.at(8), eight);
+  log.append(make(9, 4, "n9"));
+  log.append(make(10, 4, "n10"));
+  EXPECT_EQ(log.at(9).data, "n9");
+  EXPECT_EQ(log.term_at(10), 4u);
+  // Compact part of the restored entries, then past the boundary.
+  log.compact_to(7, 2);
+  EXPECT_EQ(log.first_index(), 8u);
+  EXPECT_EQ(log.at(8).data, "r8");
+  EXPECT_EQ(log.at(9).data, "n9");
+  log.compact_to(9, 4);
+  EXPECT_EQ(log.first_index(), 10u);
+  EXPECT_EQ(log.term_at(9), 4u);
+  EXPECT_EQ(log.at(10).data, "n10");
+  EXPECT_EQ(log.last_index(), 10u);
+  std::vector<Entry> out;
+  log.copy_range(10, 10, UINT64_MAX, &out);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].data, "n10");
+  // Truncating everything after the snapshot leaves an empty log that appends again.
+  log.truncate_after(9);
+  EXPECT_EQ(log.last_index(), 9u);
+  EXPECT_EQ(log.last_term(), 4u);
+  log.append(make(10, 5));
+  EXPECT_EQ(log.term_at(10), 5u);
+}
+
+TEST(RaftLog, CompactAllRestoredThenTruncateRestored) {
+  RaftLog log;
+  log.restore(0, 0, {make(1, 1), make(2, 1), make(3, 1)});
+  log.compact_to(3, 1);
+  EXPECT_EQ(log.first_index(), 4u);
+  EXPECT_EQ(log.last_index(), 3u);
+  EXPECT_EQ(log.last_term(), 1u);
+  log.append(make(4, 2));
+  EXPECT_EQ(log.at(4).term, 2u);
+  // A restored log truncated to nothing, then compacted through appended entries.
+  RaftLog other;
+  other.restore(10, 1, {make(11, 1), make(12, 1)});
+  other.truncate_after(10);
+  other.append(make(11, 2));
+  other.append(make(12, 2));
+  other.compact_to(11, 2);
+  EXPECT_EQ(other.first_index(), 12u);
+  EXPECT_EQ(other.at(12).term, 2u);
+}
+
+TEST(RaftLogDeathTest, RestoreChecksTheSequence) {
+  EXPECT_DEATH(RaftLog().restore(0, 0, {make(1, 1), make(3, 1)}), "contiguous");
+  EXPECT_DEATH(RaftLog().restore(4, 2, {make(6, 2)}), "contiguous");
+  EXPECT_DEATH(RaftLog().restore(0, 0, {make(1, 2), make(2, 1)}), "terms never go back");
+  EXPECT_DEATH(RaftLog().restore(4, 3, {make(5, 2)}), "terms never go back");
+}
+
 TEST(RaftLogDeathTest, GapIsFatal) {
   RaftLog log;
   log.restore(0, 0, {make(1, 1)});
