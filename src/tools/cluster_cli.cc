@@ -330,7 +330,9 @@ int run_status(const ClusterArgs& args) {
       views.push_back(view_of(hp));
     } else {
       views.push_back(NodeView{});
-      views.back().error = error;
+      views.back().error = m.client_addr == "?" ? "its address is not known to " + args.addr.to_string() +
+                                                      " (ask another node with --addr)"
+                                                : error;
     }
   }
   for (size_t i = 0; i < members.size(); ++i) {
