@@ -22,8 +22,9 @@ constexpr std::string_view kVersion = "0.1.0";
 // Some clients refuse servers that do not look like Redis >= 6: INFO and HELLO say this.
 constexpr std::string_view kRedisCompatVersion = "7.0.0";
 
-constexpr std::array<std::string_view, 12> kServerCommands = {
-    "PING", "ECHO", "QUIT", "SELECT", "HELLO", "CLIENT", "COMMAND", "CONFIG", "INFO", "SNAPSHOT", "BGSAVE", "SAVE"};
+constexpr std::array<std::string_view, 15> kServerCommands = {
+    "PING", "ECHO", "QUIT", "SELECT", "HELLO", "CLIENT", "COMMAND", "CONFIG", "INFO", "SNAPSHOT", "BGSAVE", "SAVE",
+    "CLUSTER", "READONLY", "READWRITE"};
 
 bool iequal(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
@@ -58,6 +59,8 @@ int server_arity(std::string_view name) {
   if (iequal(name, "COMMAND")) return -1;
   if (iequal(name, "CONFIG")) return -2;
   if (iequal(name, "INFO")) return -1;
+  if (iequal(name, "CLUSTER")) return -2;
+  if (iequal(name, "READONLY") || iequal(name, "READWRITE")) return 1;
   return -1;  // SNAPSHOT, BGSAVE, SAVE: extra words are ignored
 }
 
@@ -242,6 +245,22 @@ Node::RunResult Node::server_command(Session& s, std::span<const std::string_vie
     }
   } else if (iequal(name, "INFO")) {
     r.bulk(info_text(argv.size() >= 2 ? argv[1] : std::string_view("default")));
+  } else if (iequal(name, "READONLY") || iequal(name, "READWRITE")) {
+    // READONLY: this client accepts a follower's possibly stale state for its queries.
+    s.readonly = iequal(name, "READONLY");
+    r.ok();
+  } else if (iequal(name, "CLUSTER")) {
+    const std::string_view sub = argv[1];
+    if (iequal(sub, "MEMBERS") && argv.size() == 2) {
+      r.bulk(members_text());
+    } else if (iequal(sub, "DIGEST") && argv.size() == 2) {
+      r.bulk(fmt::format("{} {:016x}", applied_index_, app_->digest()));
+    } else if (iequal(sub, "INFO") && argv.size() == 2) {
+      r.bulk(replication_info());
+    } else {
+      r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
+              "'. Try CLUSTER MEMBERS|DIGEST|INFO|ADDLEARNER|PROMOTE|REMOVE|TRANSFER.");
+    }
   } else if (iequal(name, "SNAPSHOT") || iequal(name, "SAVE")) {
     return RunResult::kWaitSnapshot;  // the reply comes when the snapshot is durable
   } else if (iequal(name, "BGSAVE")) {
@@ -291,7 +310,6 @@ void Node::command_command(std::span<const std::string_view> argv, std::string* 
 std::string Node::info_text(std::string_view section) {
   const bool all = iequal(section, "all") || iequal(section, "everything") || iequal(section, "default");
   auto want = [&](std::string_view name) { return all || iequal(section, name); };
-  const raft::Status rs = raft_->status();
   const DiskStats ds = disk_ ? disk_->stats() : DiskStats{};
   const uint64_t now = realtime_now_ms();
   std::string t;
@@ -343,20 +361,8 @@ std::string Node::info_text(std::string_view section) {
     t += "\r\n";
   }
   if (want("replication")) {
-    static constexpr std::string_view kRoles[] = {"follower", "pre-candidate", "candidate", "leader", "learner"};
     t += "# Replication\r\n";
-    line("role", rs.role == raft::Role::kLeader ? "master" : "slave");
-    line("raft_role", kRoles[static_cast<int>(rs.role)]);
-    line("raft_id", rs.id);
-    line("raft_term", rs.term);
-    line("raft_leader", rs.leader);
-    line("commit_index", rs.commit);
-    line("applied_index", applied_index_);
-    line("last_log_index", rs.last_index);
-    line("first_log_index", rs.first_index);
-    line("voters", rs.conf.voters.size());
-    line("inflight_batches", waiters_.size());
-    line("inflight_bytes", inflight_bytes_);
+    t += replication_info();
     t += "\r\n";
   }
   if (want("stats")) {

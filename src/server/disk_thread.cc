@@ -60,6 +60,16 @@ void DiskThread::submit(std::optional<raft::HardState> hard_state, std::vector<r
   cv_.notify_one();
 }
 
+void DiskThread::submit_install(const raft::SnapshotMeta& meta) {
+  Work w;
+  w.install = meta;
+  {
+    std::lock_guard lk(mu_);
+    queue_.push_back(std::move(w));
+  }
+  cv_.notify_one();
+}
+
 void DiskThread::request_compact(raft::Index index) {
   {
     std::lock_guard lk(mu_);
@@ -126,6 +136,13 @@ void DiskThread::run() {
 
     uint64_t bytes = 0;
     for (auto& w : round) {
+      if (w.install) {
+        // Entries after the snapshot come next; older ones in the log are superseded
+        // (recovery skips what the snapshot covers and applies later overwrites).
+        last_index_ = w.install->index;
+        last_term_ = w.install->term;
+        continue;
+      }
       Status s = log_->append(w.hard_state ? &*w.hard_state : nullptr, w.entries);
       if (!s) fail("write to the log in " + dir_, s);
       if (w.hard_state) hard_state_ = *w.hard_state;

@@ -65,6 +65,10 @@ class DiskThread {
   void start();
   // Queues one Ready's persistence work.
   void submit(std::optional<raft::HardState> hard_state, std::vector<raft::Entry> entries);
+  // A follower installed the leader's snapshot `meta` (already durable in its own file):
+  // the log continues after meta.index, and the next ack names it. Call before the
+  // submit() of the same Ready.
+  void submit_install(const raft::SnapshotMeta& meta);
   // After a snapshot at index is durable: delete the log segments it covers.
   void request_compact(raft::Index index);
   // The newest ack published since the last call, if any.
@@ -78,6 +82,7 @@ class DiskThread {
   struct Work {
     std::optional<raft::HardState> hard_state;
     std::vector<raft::Entry> entries;
+    std::optional<raft::SnapshotMeta> install;
     uint64_t bytes = 0;
   };
   void run();

@@ -154,7 +154,9 @@ Status Node::start(int* exit_code) {
              static_cast<uint64_t>(rl.rlim_cur), options_.max_clients);
   }
 
-  Status s = recover(exit_code);
+  Status s = validate_cluster_options(options_);
+  if (!s) return s;
+  s = recover(exit_code);
   if (!s) return s;
 
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
@@ -185,6 +187,9 @@ Status Node::start(int* exit_code) {
   ev.data.u64 = kEpollTagListen;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
 
+  s = start_cluster();
+  if (!s) return s;
+
   if (options_.durability != Durability::kNone) {
     disk_ = std::make_unique<DiskThread>(env_, options_.dir, std::move(log_for_recovery_), options_.durability,
                                          options_.fsync_interval_ms, wake_fd_, last_log_index_, last_log_term_,
@@ -193,6 +198,12 @@ Status Node::start(int* exit_code) {
   }
   log_line("ready: app {} (schema {}), listening on {}:{}, durability {}, data in {}", app_->app_name(),
            app_->schema_version(), options_.bind, port_, durability_name(options_.durability), options_.dir);
+  if (transport_) {
+    const raft::Status st = raft_->status();
+    log_line("cluster: node {} of cluster '{}', peers on {} (port {}), voters [{}], learners [{}]{}", options_.node_id,
+             options_.cluster_id, options_.peer_addr, transport_->port(), fmt::join(st.conf.voters, ","),
+             fmt::join(st.conf.learners, ","), st.conf.voters.empty() && st.conf.learners.empty() ? " (waiting to be added: CLUSTER ADDLEARNER on the leader)" : "");
+  }
   *exit_code = kExitOk;
   return Status::ok();
 }
@@ -206,21 +217,28 @@ int Node::run(int signal_fd) {
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, signal_fd_, &ev);
   }
   next_tick_ms_ = steady_ms() + kTickMs;
+  next_raft_tick_ms_ = steady_ms() + kRaftTickMs;
   int timeout_ms = 0;
   while (true) {
     if (stop_requested_.load() && !draining_) {
       // Stop taking connections and commands; finish what was proposed (fsync + replies).
       draining_ = true;
+      drain_deadline_ms_ = steady_ms() + kShutdownFlushMs;
       ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
       ::close(listen_fd_);
       listen_fd_ = -1;
       log_line("stopping: no new connections or commands; finishing {} in-flight batches", waiters_.size());
     }
-    if (draining_ && batch_.empty() && !refused_payload_ && waiters_.empty() && !raft_->has_ready()) break;
+    // A follower (or a leader that lost its majority) may never see its proposals decided:
+    // drain what this node can finish, within kShutdownFlushMs.
+    if (draining_ && batch_.empty() && !refused_payload_ && !raft_->has_ready() &&
+        (waiters_.empty() || (options_.clustered() && steady_ms() >= drain_deadline_ms_)))
+      break;
     loop_turn(timeout_ms);
 
     // Sleep in epoll only if nothing can progress without an event.
-    timeout_ms = static_cast<int>(std::min<uint64_t>(kTickMs, next_tick_ms_ > steady_ms() ? next_tick_ms_ - steady_ms() : 0));
+    const uint64_t next = std::min(next_tick_ms_, next_raft_tick_ms_);
+    timeout_ms = static_cast<int>(std::min<uint64_t>(kTickMs, next > steady_ms() ? next - steady_ms() : 0));
     if (!batch_.empty() || raft_->has_ready()) timeout_ms = 0;
     if (!draining_ && !paused()) {
       for (uint64_t id : active_) {
@@ -267,6 +285,7 @@ int Node::run(int signal_fd) {
 // One loop turn
 
 uint64_t Node::realtime_now_ms() { return realtime_ms(); }
+uint64_t Node::steady_now_ms() { return steady_ms(); }
 
 Session* Node::find_session(uint64_t id) {
   auto it = sessions_.find(id);
@@ -311,6 +330,8 @@ void Node::loop_turn(int timeout_ms) {
       stop_requested_.store(true);
     } else if (tag == kEpollTagSnapshot) {
       on_snapshot_child_exit();
+    } else if (tag == kEpollTagPeers) {
+      poll_peers();
     } else {
       Session* s = find_session(tag);
       if (!s) continue;
@@ -331,6 +352,12 @@ void Node::loop_turn(int timeout_ms) {
 
   refresh_disk_queue_state();
   uint64_t now = steady_ms();
+  if (now >= next_raft_tick_ms_) {
+    raft_->tick();
+    next_raft_tick_ms_ = std::max(next_raft_tick_ms_ + kRaftTickMs, now + 1);
+    if (transport_) poll_peers();  // reconnects with backoff need a clock
+    check_cluster_waiters();
+  }
   if (now >= next_tick_ms_) {
     tick();
     next_tick_ms_ = std::max(next_tick_ms_ + kTickMs, now + 1);
@@ -377,7 +404,9 @@ void Node::loop_turn(int timeout_ms) {
   }
 
   propose_batch();
+  start_reads();
   drive_raft();
+  finish_reads();
   maybe_auto_snapshot();
 
   // Replies that apply or a snapshot filled in: move them out in order, run what waited.
@@ -582,7 +611,13 @@ void Node::handle_command(Session& s, std::span<const std::string_view> argv) {
   }
   // QUIT: nothing after it is read; the connection closes once its reply is out.
   if (server && argv.size() == 1 && is_quit(argv[0])) s.close_after_reply = true;
-  if (s.deferred > 0) {
+  // Cluster: only the leader serves the app's commands; a follower names it (-MOVED). A
+  // client that said READONLY may read a follower's (possibly stale) state.
+  if (!server && options_.clustered() && !is_leader() && !(kind == CommandKind::kQuery && s.readonly)) {
+    emit(s, redirect_reply());
+    return;
+  }
+  if (s.deferred > 0 || s.waiting_reads > 0) {
     // Something ahead is held back: keep the order by waiting behind it.
     Pending p;
     p.kind = Pending::Kind::kDeferred;
@@ -605,6 +640,49 @@ void Node::handle_command(Session& s, std::span<const std::string_view> argv) {
     s.pending.push_back(std::move(p));
     s.waiting_writes++;
     batch_write(s.id, argv, s.next_seq++);
+    return;
+  }
+  if (!server && reads_need_index() && !s.readonly) {
+    // A linearizable read on the leader of a cluster: after a read-index round, or, behind
+    // a write of this session, after that write (and then a read-index round).
+    Pending p;
+    p.argv.assign(argv.begin(), argv.end());
+    if (s.waiting_writes > 0) {
+      p.kind = Pending::Kind::kDeferred;
+      s.deferred++;
+      s.pending.push_back(std::move(p));
+      s.next_seq++;
+    } else {
+      p.kind = Pending::Kind::kWaitingRead;
+      s.pending.push_back(std::move(p));
+      queue_read(s, s.next_seq++);
+    }
+    return;
+  }
+  if (server && is_barrier_command(argv) && !is_snapshot_command(argv[0])) {
+    // A membership change or transfer: after every earlier command of the session.
+    if (s.waiting_writes > 0) {
+      Pending p;
+      p.kind = Pending::Kind::kDeferred;
+      p.argv.assign(argv.begin(), argv.end());
+      s.deferred++;
+      s.pending.push_back(std::move(p));
+      s.next_seq++;
+      return;
+    }
+    Pending p;
+    const uint64_t seq = s.next_seq++;
+    if (cluster_command(s, argv, seq, &p.reply) == RunResult::kWaitCluster) {
+      p.kind = Pending::Kind::kWaitingWrite;
+      s.waiting_writes++;
+    } else {
+      p.kind = Pending::Kind::kDone;
+    }
+    s.pending.push_back(std::move(p));
+    if (!s.in_drain) {
+      s.in_drain = true;
+      to_drain_.push_back(s.id);
+    }
     return;
   }
   if (s.waiting_writes > 0) {
@@ -664,9 +742,28 @@ bool Node::promote_deferred(Session& s, size_t i, bool write_before) {
   HMDB_ASSERT(p.kind == Pending::Kind::kDeferred, "not deferred");
   std::vector<std::string_view> argv(p.argv.begin(), p.argv.end());
   const bool server = is_server_command(argv[0]);
-  if (server && is_snapshot_command(argv[0]) && write_before) return false;  // still behind a write
+  if (server && is_barrier_command(argv) && write_before) return false;  // still behind a write
+  const CommandKind kind = server ? CommandKind::kQuery : app_->kind(argv[0]);
+  const bool redirect = !server && options_.clustered() && !is_leader() && !(kind == CommandKind::kQuery && s.readonly);
+  const bool linearizable_read = !server && !redirect && kind == CommandKind::kQuery && reads_need_index() && !s.readonly;
+  if (linearizable_read && write_before) return false;  // a read-index round after the write
   s.deferred--;
-  if (!server && app_->kind(argv[0]) == CommandKind::kWrite) {
+  if (redirect) {
+    p.reply = redirect_reply();
+    p.kind = Pending::Kind::kDone;
+  } else if (linearizable_read) {
+    p.kind = Pending::Kind::kWaitingRead;
+    queue_read(s, seq);
+    return true;  // keeps its argv until it runs
+  } else if (server && is_barrier_command(argv) && !is_snapshot_command(argv[0])) {
+    p.reply.clear();
+    if (cluster_command(s, argv, seq, &p.reply) == RunResult::kWaitCluster) {
+      p.kind = Pending::Kind::kWaitingWrite;
+      s.waiting_writes++;
+    } else {
+      p.kind = Pending::Kind::kDone;
+    }
+  } else if (kind == CommandKind::kWrite) {
     std::string error;
     if (!app_->validate(argv, &error)) {
       p.reply.clear();
@@ -727,6 +824,7 @@ void Node::drain_pending(Session& s) {
   bool write_before = false;
   for (size_t i = 0; i < s.pending.size() && s.deferred > 0; i++) {
     Pending& p = s.pending[i];
+    if (p.kind == Pending::Kind::kWaitingRead) break;  // everything after it waits for it
     if (p.kind == Pending::Kind::kWaitingWrite) write_before = true;
     if (p.kind == Pending::Kind::kQueryAtApply) {
       // Its write was resolved without running it (cannot happen today; be safe).
@@ -735,6 +833,7 @@ void Node::drain_pending(Session& s) {
     }
     if (p.kind != Pending::Kind::kDeferred) continue;
     if (!promote_deferred(s, i, write_before)) break;
+    if (s.pending[i].kind == Pending::Kind::kWaitingRead) break;
     if (s.pending[i].kind == Pending::Kind::kWaitingWrite) write_before = true;
   }
   flush_done_prefix();
@@ -824,11 +923,15 @@ void Node::propose_batch() {
         return false;
       case raft::ProposeError::kNotLeader:
       case raft::ProposeError::kTransferring:
-      case raft::ProposeError::kRejected:  // only for membership changes; treat as refused
-        for (auto [id, seq] : slots) resolve_slot(id, seq, Pending::Kind::kWaitingWrite, "-ERR this node is not the leader\r\n");
+      case raft::ProposeError::kRejected: {  // only for membership changes; treat as refused
+        const std::string reply = r.error == raft::ProposeError::kTransferring
+                                      ? "-TRYAGAIN leadership transfer in progress; retry\r\n"
+                                      : redirect_reply();
+        for (auto [id, seq] : slots) resolve_slot(id, seq, Pending::Kind::kWaitingWrite, reply);
         slots.clear();
         housekeeping_in_batch_ = false;
         return true;
+      }
     }
     return true;
   };
@@ -848,25 +951,36 @@ void Node::propose_batch() {
 }
 
 void Node::drive_raft() {
+  // The order of raft.h's Ready contract: stage snapshot chunks; start persisting (and
+  // install a snapshot); send; apply; answer reads; answer snapshot reads.
   while (raft_->has_ready()) {
+    const raft::Role role_before = last_role_;
     raft::Ready rd = raft_->take_ready();
-    HMDB_ASSERT(!rd.snapshot, "snapshot install arrived on a single node");
-    const bool persist = rd.hard_state.has_value() || !rd.entries.empty();
+    for (const raft::SnapshotChunk& c : rd.snapshot_chunks) stage_snapshot_chunk(c);
+    if (rd.snapshot) install_snapshot(*rd.snapshot);
+    const bool persist = rd.hard_state.has_value() || !rd.entries.empty() || rd.snapshot.has_value();
     if (rd.hard_state) hard_state_ = *rd.hard_state;
+    if (rd.snapshot) {
+      last_log_index_ = rd.snapshot->meta.index;
+      last_log_term_ = rd.snapshot->meta.term;
+    }
     if (!rd.entries.empty()) {
       last_log_index_ = rd.entries.back().index;
       last_log_term_ = rd.entries.back().term;
       for (const auto& e : rd.entries) log_bytes_since_snapshot_ += e.data.size() + kLogRecordOverheadBytes;
+      if (options_.clustered()) learn_addresses(rd.entries);
     }
     bool ack_now = false;
     if (persist) {
       if (disk_) {
+        if (rd.snapshot) disk_->submit_install(rd.snapshot->meta);
         disk_->submit(rd.hard_state, std::move(rd.entries));
       } else if (options_.durability == Durability::kNone) {
         ack_now = true;  // no log: "persisted" as soon as handed over
       } else {
         // Startup, before the disk thread runs: write and sync right here.
         HMDB_ASSERT(log_for_recovery_ != nullptr, "no log writer during startup");
+        HMDB_ASSERT(!rd.snapshot, "snapshot install during startup");
         Status st = log_for_recovery_->append(rd.hard_state ? &*rd.hard_state : nullptr, rd.entries);
         if (st) st = log_for_recovery_->sync();
         if (!st) {
@@ -876,11 +990,24 @@ void Node::drive_raft() {
         ack_now = true;
       }
     }
-    // rd.messages: a single node has no peers to send to.
+    if (transport_) {
+      for (raft::Message& m : rd.messages) transport_->send(std::move(m));
+      transport_->flush();
+    }
     for (const auto& e : rd.committed) apply_entry(e);
     if (!rd.committed.empty()) raft_->applied_to(applied_index_);
+    for (const raft::ReadState& rs : rd.read_states) {
+      auto it = reads_asked_.find(rs.context);
+      if (it == reads_asked_.end()) continue;
+      reads_ready_.emplace_back(rs.index, std::move(it->second));
+      reads_asked_.erase(it);
+    }
+    for (const raft::SnapshotReadRequest& req : rd.snapshot_reads) answer_snapshot_read(req);
     if (ack_now) raft_->persisted(raft::PersistAck{last_log_index_, last_log_term_, hard_state_});
+    last_role_ = raft_->role();
+    if (last_role_ != role_before) on_role_change(role_before);
   }
+  if (!reads_ready_.empty()) finish_reads();
 }
 
 void Node::on_disk_ack() {
@@ -977,6 +1104,12 @@ void Node::apply_entry(const raft::Entry& e) {
     HMDB_ASSERT(!w || k == w->slots.size(), "batch at index %llu has %zu commands, %zu waiters",
                 static_cast<unsigned long long>(e.index), k, w ? w->slots.size() : size_t{0});
   }
+  if (e.type == raft::EntryType::kConfChange) apply_conf_change(e);
+  if (w && e.type != raft::EntryType::kNormal) {
+    // A membership change proposed by CLUSTER ADDLEARNER/PROMOTE/REMOVE: committed.
+    for (auto [id, seq] : w->slots)
+      if (id != 0) resolve_slot(id, seq, Pending::Kind::kWaitingWrite, "+OK\r\n");
+  }
   if (wit != waiters_.end()) waiters_.erase(wit);
   applied_index_ = e.index;
   applied_term_ = e.term;
@@ -1004,7 +1137,6 @@ void Node::tick() {
   // Once a second: clients that stopped reading their replies altogether.
   constexpr uint64_t kStallCheckTicks = 1000 / kTickMs;
   if (++ticks_ % kStallCheckTicks == 0) disconnect_stalled_readers();
-  raft_->tick();
   if (draining_ || raft_->role() != raft::Role::kLeader) return;
   // One housekeeping command at a time: the next one is computed after the last applied.
   if (housekeeping_in_batch_ || housekeeping_index_ != 0) return;

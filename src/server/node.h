@@ -16,6 +16,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -25,6 +26,7 @@
 #include "common/status.h"
 #include "core/batch.h"
 #include "hmdb/state_machine.h"
+#include "net/peer_transport.h"
 #include "raft/raft.h"
 #include "server/deferred_remove_env.h"
 #include "server/disk_thread.h"
@@ -46,6 +48,7 @@ inline constexpr uint64_t kEpollTagListen = 1;
 inline constexpr uint64_t kEpollTagWake = 2;
 inline constexpr uint64_t kEpollTagSignal = 3;
 inline constexpr uint64_t kEpollTagSnapshot = 4;
+inline constexpr uint64_t kEpollTagPeers = 5;
 inline constexpr uint64_t kFirstSessionId = 16;
 
 class Node {
@@ -65,9 +68,10 @@ class Node {
   void request_stop();
 
   uint16_t port() const { return port_; }
+  uint16_t peer_port() const { return transport_ ? transport_->port() : 0; }
 
  private:
-  enum class RunResult : uint8_t { kReplied, kWaitSnapshot };
+  enum class RunResult : uint8_t { kReplied, kWaitSnapshot, kWaitCluster };
   struct Waiters {
     raft::Term term = 0;
     uint64_t bytes = 0;  // payload size, for the in-flight bound
@@ -99,17 +103,48 @@ class Node {
   void propose_batch();
   void drive_raft();
   void apply_entry(const raft::Entry& entry);
+  void apply_conf_change(const raft::Entry& entry);
+  void resolve_waiters_lost(Waiters& w);
+
+  // ---- cluster (cluster.cc) ----
+  Status start_cluster();
+  void poll_peers();
+  bool is_leader() const;
+  bool reads_need_index() const;
+  std::string redirect_reply() const;
+  void learn_addresses(const std::vector<raft::Entry>& entries);
+  void sync_transport_members();
+  std::string encode_members() const;
+  void decode_members(std::string_view text);
+  void stage_snapshot_chunk(const raft::SnapshotChunk& chunk);
+  void install_snapshot(const raft::Snapshot& snap);
+  void answer_snapshot_read(const raft::SnapshotReadRequest& req);
+  void queue_read(Session& s, uint64_t seq);
+  // Runs the read (reply == nullptr) or answers it with *reply; then its session goes on.
+  void complete_read(uint64_t session_id, uint64_t seq, const std::string* reply);
+  void start_reads();
+  void finish_reads();
+  void fail_reads(const std::string& reply);
+  void on_role_change(raft::Role before);
+  RunResult cluster_command(Session& s, std::span<const std::string_view> argv, uint64_t seq, std::string* out);
+  void check_cluster_waiters();
+  std::string members_text() const;
+  std::string replication_info() const;
   void replay_progress();
   void on_disk_ack();
   void tick();
   void disconnect_stalled_readers();
   uint64_t wall_clock_ms();
   static uint64_t realtime_now_ms();
+  static uint64_t steady_now_ms();
   Session* find_session(uint64_t id);
 
   // ---- server-level commands (commands.cc) ----
   bool is_server_command(std::string_view name) const;
   static bool is_snapshot_command(std::string_view name);  // SNAPSHOT, SAVE, BGSAVE
+  // Commands that wait for everything before them in the session (snapshot commands and
+  // cluster membership changes).
+  static bool is_barrier_command(std::span<const std::string_view> argv);
   static bool is_quit(std::string_view name);
   RunResult server_command(Session& s, std::span<const std::string_view> argv, std::string* out);
   std::string info_text(std::string_view section);
@@ -182,6 +217,33 @@ class Node {
   std::vector<std::pair<uint64_t, uint64_t>> snapshot_waiters_;       // of the running one
   std::vector<std::pair<uint64_t, uint64_t>> next_snapshot_waiters_;  // of the next one
   uint64_t log_bytes_since_snapshot_ = 0;
+
+  // ---- cluster ----
+  std::unique_ptr<net::PeerTransport> transport_;
+  std::map<raft::NodeId, ServerOptions::MemberAddr> members_;  // address book of the members
+  std::vector<raft::Message> received_;  // scratch for poll_peers
+  raft::Role last_role_ = raft::Role::kFollower;
+  // Snapshot arriving from the leader, staged in a temp file (follower).
+  std::unique_ptr<storage::WritableFile> staging_file_;
+  std::string staging_path_;
+  raft::SnapshotMeta staging_meta_;
+  uint64_t staging_bytes_ = 0;
+  // Linearizable reads (leader of several voters): queued this turn, asked of raft, ready.
+  std::vector<std::pair<uint64_t, uint64_t>> read_batch_;
+  std::unordered_map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>> reads_asked_;  // context -> slots
+  std::vector<std::pair<raft::Index, std::vector<std::pair<uint64_t, uint64_t>>>> reads_ready_;
+  uint64_t next_read_context_ = 1;
+  // CLUSTER TRANSFER waiting for the new leader; membership changes wait in waiters_.
+  struct TransferWaiter {
+    uint64_t session = 0, seq = 0;
+    raft::NodeId target = raft::kNoNode;
+    uint64_t deadline_ms = 0;
+  };
+  std::vector<TransferWaiter> transfer_waiters_;
+  uint64_t next_raft_tick_ms_ = 0;
+  uint64_t drain_deadline_ms_ = 0;  // SIGTERM: stop waiting for undecided proposals then
+  size_t voter_count_ = 1;          // voters in the membership in force (latest appended)
+  uint64_t leader_changes_ = 0;
 
   // Statistics for INFO.
   struct Stats {

@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 
+#include "common/status.h"
 #include "net/resp.h"
 
 namespace hmdb::server {
@@ -28,12 +30,45 @@ struct ServerOptions {
   uint64_t snapshot_log_bytes = 256ull << 20;  // take a snapshot once the log grew this much
   uint64_t max_bulk_bytes = net::kDefaultMaxBulkBytes;
   uint64_t max_clients = 10000;
+
+  // ---- cluster (docs/cluster.md) ----
+  uint64_t node_id = 1;
+  std::string peer_addr;  // "host:port" to listen on for peers; empty: a single node
+  // The first voters, id -> addresses; used only while the data dir holds no membership.
+  struct MemberAddr {
+    std::string client;  // host:port
+    std::string peer;    // host:port
+    bool operator==(const MemberAddr&) const = default;
+  };
+  std::map<uint64_t, MemberAddr> initial_cluster;
+  bool join = false;  // start with no membership: wait to be added by the leader
+  std::string cluster_id = "hmdb";
+  uint64_t election_timeout_ms = 200;  // randomized in [T, 2T)
+  uint64_t heartbeat_ms = 50;
+
+  bool clustered() const { return !peer_addr.empty(); }
+  std::string client_addr() const { return bind + ":" + std::to_string(port); }
 };
+
+// "1=chost:cport@phost:pport,2=..." -> map. Checks every address's form.
+Status parse_initial_cluster(const std::string& text, std::map<uint64_t, ServerOptions::MemberAddr>* out);
+// "host:port" with an IPv4 host and a port 1..65535.
+bool split_host_port(const std::string& addr, std::string* host, uint16_t* port);
+// Checks the cluster flags together (node id in the initial cluster, --join exclusive...).
+Status validate_cluster_options(const ServerOptions& o);
 
 // ---- bounds of the shell (named; see docs/operations.md "Limits") ----
 
-// Raft tick and housekeeping period.
+// Housekeeping period (expiry, stalled clients).
 inline constexpr uint64_t kTickMs = 100;
+// Consensus tick: election timeouts and heartbeats are counted in these.
+inline constexpr uint64_t kRaftTickMs = 10;
+// A write proposed to a leader that loses its leadership before the entry commits waits
+// for the new leader's log to decide; a membership change or leadership transfer that has
+// not finished after this long is answered with an error (its outcome: see CLUSTER MEMBERS).
+inline constexpr uint64_t kClusterCommandTimeoutMs = 10000;
+// A learner may be promoted only once it is at most this many entries behind the leader.
+inline constexpr uint64_t kPromoteMaxLagEntries = 1000;
 // A client whose unsent replies exceed this is disconnected (it does not read its replies).
 inline constexpr uint64_t kClientOutputLimitBytes = 1ull << 30;
 // A client whose unsent replies exceed this is not served further commands until it reads

@@ -6,11 +6,15 @@
 //   2. storage::recover_log(after = snapshot index): a torn tail at the end of the last
 //      segment is cut off and logged; damage anywhere else stops the node with the file,
 //      the offset and what to do.
-//   3. The consensus core is restored from both; the node elects itself (a cluster of one),
-//      appends a no-op of its new term and, once that is durable, everything before it
-//      commits: every entry that was durable before the crash is applied, in order,
-//      before the first client is served.
+//   3. The consensus core is restored from both. A single node elects itself (a cluster
+//      of one), appends a no-op of its new term and, once that is durable, everything
+//      before it commits: every entry that was durable before the crash is applied, in
+//      order, before the first client is served. A cluster node applies the entries its
+//      hard state says were committed, then waits for the leader (or an election) for the
+//      rest: only a majority can say what else is committed.
+#include <algorithm>
 #include <chrono>
+#include <random>
 
 #include "common/assert.h"
 #include "server/logging.h"
@@ -38,7 +42,14 @@ Status Node::recover(int* exit_code) {
   if (!s) return s;
 
   raft::RestoreState restore;
-  restore.initial_conf.voters = {kSingleNodeId};
+  const bool clustered = options_.clustered();
+  if (!clustered) {
+    restore.initial_conf.voters = {kSingleNodeId};
+  } else {
+    members_ = options_.initial_cluster;  // the snapshot's and the log's addresses override
+    if (!options_.join)
+      for (const auto& [id, m] : options_.initial_cluster) restore.initial_conf.voters.push_back(id);
+  }
   raft::Index after = 0;
   raft::Term after_term = 0;
 
@@ -68,6 +79,7 @@ Status Node::recover(int* exit_code) {
           "only if that log still reaches back far enough (`hmdb log verify {}`).",
           snap.path, app_->app_name(), snap.meta.schema_version, options_.dir));
     }
+    if (clustered && !snap.cluster_info.empty()) decode_members(snap.cluster_info);
     after = snap.meta.index;
     after_term = snap.meta.term;
     restore.snapshot = snap.meta;
@@ -95,11 +107,12 @@ Status Node::recover(int* exit_code) {
   log_bytes_since_snapshot_ = log.bytes;
   stats_.recovered_entries = log.entries.size();
   restore.hard_state = log.hard_state;
+  if (clustered) learn_addresses(log.entries);  // of members added after the snapshot
   if (restore.hard_state.term < after_term) {
     // durability none writes snapshots but no log, so no hard state either: the snapshot's
     // term is the newest term this node knows of. (A cluster never runs in mode none.)
     restore.hard_state.term = after_term;
-    restore.hard_state.vote = kSingleNodeId;
+    restore.hard_state.vote = clustered ? raft::kNoNode : kSingleNodeId;
     hard_state_ = restore.hard_state;
   }
   restore.entries = std::move(log.entries);
@@ -109,13 +122,32 @@ Status Node::recover(int* exit_code) {
   if (!s) return s;
 
   raft::Config config;
-  config.id = kSingleNodeId;
+  config.id = clustered ? options_.node_id : kSingleNodeId;
+  if (clustered) {
+    config.election_ticks = static_cast<uint32_t>(std::max<uint64_t>(2, options_.election_timeout_ms / kRaftTickMs));
+    config.heartbeat_ticks = static_cast<uint32_t>(std::max<uint64_t>(1, options_.heartbeat_ms / kRaftTickMs));
+    if (config.heartbeat_ticks >= config.election_ticks) config.heartbeat_ticks = config.election_ticks - 1;
+    config.seed = std::random_device{}();  // election timeouts differ between restarts and nodes
+  }
   raft_ = std::make_unique<raft::Raft>(config, std::move(restore));
 
   replay_target_ = last_log_index_;
   replay_started_ms_ = now_ms();
   replay_last_print_ms_ = replay_started_ms_;
   replaying_ = true;
+  if (clustered) {
+    // Apply what the hard state's commit hint says is committed; the rest waits for the
+    // cluster. No messages go out yet (the transport starts after recovery).
+    while (raft_->has_ready()) drive_raft();
+    replaying_ = false;
+    last_role_ = raft_->role();
+    sync_transport_members();
+    stats_.recovery_ms = now_ms() - t0;
+    log_line("recovery: done in {} ms: applied index {} of {} in the log (the rest waits for the leader)",
+             stats_.recovery_ms, applied_index_, replay_target_);
+    *exit_code = kExitOk;
+    return Status::ok();
+  }
   for (int i = 0; i < kStartupElectionTicksMax && raft_->role() != raft::Role::kLeader; i++) {
     raft_->tick();
     drive_raft();

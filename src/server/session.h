@@ -47,7 +47,9 @@ class ReadBuffer {
 };
 
 struct Pending {
-  enum class Kind : uint8_t { kWaitingWrite, kQueryAtApply, kWaitingSnapshot, kDeferred, kDone };
+  // kWaitingRead: a query on the leader of a cluster, waiting for raft's read index (and
+  // the apply up to it) to run; everything after it in the session waits too.
+  enum class Kind : uint8_t { kWaitingWrite, kQueryAtApply, kWaitingSnapshot, kDeferred, kWaitingRead, kDone };
   Kind kind = Kind::kDone;
   std::string reply;              // kDone: the RESP reply; kWaitingWrite: filled by apply
   std::vector<std::string> argv;  // kDeferred, kQueryAtApply: the command, copied out of the read buffer
@@ -80,6 +82,8 @@ struct Session {
   uint64_t next_seq = 0;          // sequence number of the next pending item
   uint64_t deferred = 0;          // how many kDeferred items are in `pending`
   uint64_t waiting_writes = 0;    // how many kWaitingWrite items are in `pending`
+  uint64_t waiting_reads = 0;     // how many kWaitingRead items are in `pending`
+  bool readonly = false;          // READONLY: a follower serves this client's queries (stale)
 
   // Membership of the loop's per-turn work lists (avoids duplicates).
   bool in_active = false;

@@ -68,7 +68,7 @@ void Node::start_snapshot() {
   snapshot_meta_ = raft::SnapshotMeta{};
   snapshot_meta_.index = applied_index_;
   snapshot_meta_.term = applied_term_;
-  snapshot_meta_.conf = raft_->status().conf;
+  snapshot_meta_.conf = raft_->conf_state_at(applied_index_);  // in force at the applied index
   snapshot_meta_.schema_version = app_->schema_version();
   snapshot_waiters_ = std::move(next_snapshot_waiters_);
   next_snapshot_waiters_.clear();
@@ -102,7 +102,8 @@ void Node::start_snapshot() {
     });
     std::string path;
     Status s = storage::write_snapshot(
-        env_, options_.dir, snapshot_meta_, app_->app_name(), [this](Encoder& out) { app_->save(out); }, &path);
+        env_, options_.dir, snapshot_meta_, app_->app_name(), [this](Encoder& out) { app_->save(out); }, &path,
+        options_.clustered() ? encode_members() : std::string());
     written.store(true);
     writeback.join();
     if (!s) {

@@ -147,6 +147,7 @@ bool dump_snapshot(const std::string& path, std::string_view data, std::ostream&
   out << fmt::format("   snapshot: app={} schema={} index={} term={} voters={} learners={}\n", escape_bytes(h.app_name),
                      h.meta.schema_version, h.meta.index, h.meta.term, list(h.meta.conf.voters),
                      list(h.meta.conf.learners));
+  if (!h.cluster_info.empty()) out << fmt::format("   members: {}\n", escape_bytes(h.cluster_info));
   out << fmt::format("   header {} bytes, payload {} bytes, checksums ok\n", h.header_bytes, payload.size());
   return true;
 }

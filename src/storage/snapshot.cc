@@ -73,8 +73,10 @@ class SnapshotWriter::HashingSink final : public Sink {
 };
 
 Status SnapshotWriter::create(Env* env, const std::string& dir, const raft::SnapshotMeta& meta,
-                              std::string_view app_name, std::unique_ptr<SnapshotWriter>* out) {
+                              std::string_view app_name, std::unique_ptr<SnapshotWriter>* out,
+                              std::string_view cluster_info) {
   if (app_name.size() > kMaxAppNameBytes) return Status::invalid_argument("app name too long for a snapshot header");
+  if (cluster_info.size() > kMaxClusterInfoBytes) return Status::invalid_argument("cluster info too long for a snapshot header");
   if (meta.conf.voters.size() > kMaxConfNodes || meta.conf.learners.size() > kMaxConfNodes) {
     return Status::invalid_argument("too many nodes for a snapshot header");
   }
@@ -96,7 +98,8 @@ Status SnapshotWriter::create(Env* env, const std::string& dir, const raft::Snap
   std::string h;
   h.append(kSnapshotMagic, sizeof kSnapshotMagic);
   lf::put_u32(&h, kSnapshotFormatVersion);
-  size_t header_bytes = kSnapshotMinHeaderBytes + app_name.size() + 8 * (meta.conf.voters.size() + meta.conf.learners.size());
+  size_t header_bytes = kSnapshotMinHeaderBytes + app_name.size() + 8 * (meta.conf.voters.size() + meta.conf.learners.size()) +
+                        4 + cluster_info.size();
   lf::put_u32(&h, static_cast<uint32_t>(header_bytes));
   lf::put_u64(&h, meta.index);
   lf::put_u64(&h, meta.term);
@@ -107,6 +110,8 @@ Status SnapshotWriter::create(Env* env, const std::string& dir, const raft::Snap
   for (auto v : meta.conf.voters) lf::put_u64(&h, v);
   lf::put_u32(&h, static_cast<uint32_t>(meta.conf.learners.size()));
   for (auto v : meta.conf.learners) lf::put_u64(&h, v);
+  lf::put_u32(&h, static_cast<uint32_t>(cluster_info.size()));
+  h.append(cluster_info);
   lf::put_u64(&h, XXH3_64bits(h.data(), h.size()));
   HMDB_ASSERT(h.size() == header_bytes, "snapshot header size mismatch");
   s = w->write(h);
@@ -157,9 +162,10 @@ Status SnapshotWriter::finish(std::string* path_out) {
 }
 
 Status write_snapshot(Env* env, const std::string& dir, const raft::SnapshotMeta& meta, std::string_view app_name,
-                      const std::function<void(Encoder&)>& body, std::string* path_out) {
+                      const std::function<void(Encoder&)>& body, std::string* path_out,
+                      std::string_view cluster_info) {
   std::unique_ptr<SnapshotWriter> w;
-  Status s = SnapshotWriter::create(env, dir, meta, app_name, &w);
+  Status s = SnapshotWriter::create(env, dir, meta, app_name, &w, cluster_info);
   if (!s) return s;
   Encoder enc(w->sink());
   body(enc);
@@ -182,9 +188,9 @@ Status decode_snapshot(std::string_view file, const std::string& name, SnapshotH
   const char* p = file.data();
   if (std::memcmp(p, kSnapshotMagic, sizeof kSnapshotMagic) != 0) return bad(0, "bad magic (expected \"HMDBSNP1\")");
   uint32_t version = lf::get_u32(p + 8);
-  if (version != kSnapshotFormatVersion) {
-    return bad(8, fmt::format("unsupported snapshot format version {} (this build reads {})", version,
-                              kSnapshotFormatVersion));
+  if (version < kSnapshotOldestFormatVersion || version > kSnapshotFormatVersion) {
+    return bad(8, fmt::format("unsupported snapshot format version {} (this build reads {} to {})", version,
+                              kSnapshotOldestFormatVersion, kSnapshotFormatVersion));
   }
   uint64_t header_bytes = lf::get_u32(p + 12);
   if (header_bytes < kSnapshotMinHeaderBytes || header_bytes > kSnapshotMaxHeaderBytes ||
@@ -215,6 +221,14 @@ Status decode_snapshot(std::string_view file, const std::string& name, SnapshotH
     at += 4;
     if (count > kMaxConfNodes || !fits(8 * count)) return bad(at - 4, fmt::format("node count {} out of bounds", count));
     for (uint64_t i = 0; i < count; i++, at += 8) list->push_back(lf::get_u64(p + at));
+  }
+  if (version >= 2) {
+    if (!fits(4)) return bad(at, "cluster info length runs past the header");
+    uint64_t info_len = lf::get_u32(p + at);
+    at += 4;
+    if (info_len > kMaxClusterInfoBytes || !fits(info_len)) return bad(at - 4, "cluster info length out of bounds");
+    h.cluster_info.assign(p + at, info_len);
+    at += info_len;
   }
   if (at != header_sum_at) return bad(at, "header length does not match its fields");
 
@@ -251,6 +265,7 @@ Status read_snapshot_file(Env* env, const std::string& path, LoadedSnapshot* out
   if (!s) return s;
   out->meta = std::move(header.meta);
   out->app_name = std::move(header.app_name);
+  out->cluster_info = std::move(header.cluster_info);
   out->path = path;
   out->payload = payload;
   out->file_bytes = mapping->data().size();

@@ -4,7 +4,8 @@
 //   header:  8 bytes magic "HMDBSNP1" | u32 format version (1) | u32 header_bytes
 //            | u64 index | u64 term | u32 schema_version | u16 app name length | app name
 //            | u32 voter count | voters (u64 each) | u32 learner count | learners (u64 each)
-//            | u64 XXH3_64 of the header bytes before it
+//            | (format 2) u32 cluster info length | cluster info (the shell's member
+//              addresses, opaque here) | u64 XXH3_64 of the header bytes before it
 //   payload: the application's encoding (hmdb/codec.h), streamed
 //   trailer: u64 payload length | u64 XXH3_64 of every byte of the file before it
 // The payload length sits in the trailer, not the header, because the writer streams a
@@ -32,12 +33,16 @@
 namespace hmdb::storage {
 
 inline constexpr char kSnapshotMagic[8] = {'H', 'M', 'D', 'B', 'S', 'N', 'P', '1'};
-inline constexpr uint32_t kSnapshotFormatVersion = 1;
+// Version 2 added the cluster info; version 1 files (no cluster info) are still read.
+inline constexpr uint32_t kSnapshotFormatVersion = 2;
+inline constexpr uint32_t kSnapshotOldestFormatVersion = 1;
+inline constexpr size_t kMaxClusterInfoBytes = 1 << 20;  // bound on the cluster info in a header
 inline constexpr size_t kMaxAppNameBytes = 255;   // bound on the app name in a header
 inline constexpr uint32_t kMaxConfNodes = 4096;   // bound on voters, and on learners
 inline constexpr size_t kSnapshotTrailerSize = 16;
 inline constexpr size_t kSnapshotMinHeaderBytes = 8 + 4 + 4 + 8 + 8 + 4 + 2 + 4 + 4 + 8;
-inline constexpr size_t kSnapshotMaxHeaderBytes = kSnapshotMinHeaderBytes + kMaxAppNameBytes + 2 * 8 * kMaxConfNodes;
+inline constexpr size_t kSnapshotMaxHeaderBytes =
+    kSnapshotMinHeaderBytes + kMaxAppNameBytes + 2 * 8 * kMaxConfNodes + 4 + kMaxClusterInfoBytes;
 inline constexpr std::string_view kSnapshotPrefix = "snap-";
 inline constexpr std::string_view kSnapshotSuffix = ".hmsnap";
 inline constexpr std::string_view kTempSuffix = ".tmp";
@@ -53,7 +58,7 @@ bool parse_snapshot_file_name(std::string_view name, raft::Index* index);
 class SnapshotWriter {
  public:
   static Status create(Env* env, const std::string& dir, const raft::SnapshotMeta& meta, std::string_view app_name,
-                       std::unique_ptr<SnapshotWriter>* out);
+                       std::unique_ptr<SnapshotWriter>* out, std::string_view cluster_info = {});
   ~SnapshotWriter();
   SnapshotWriter(const SnapshotWriter&) = delete;
   SnapshotWriter& operator=(const SnapshotWriter&) = delete;
@@ -86,11 +91,13 @@ class SnapshotWriter {
 // Writes <dir>/snap-<index 20 digits>.hmsnap via a temp file: body() streams the app state
 // into the Encoder (whose sink writes the file and hashes it), then fsync, rename, fsync dir.
 Status write_snapshot(Env* env, const std::string& dir, const raft::SnapshotMeta& meta, std::string_view app_name,
-                      const std::function<void(Encoder&)>& body, std::string* path_out);
+                      const std::function<void(Encoder&)>& body, std::string* path_out,
+                      std::string_view cluster_info = {});
 
 struct LoadedSnapshot {
   raft::SnapshotMeta meta;
   std::string app_name;
+  std::string cluster_info;  // the shell's member addresses (empty in format 1)
   std::string path;
   std::string_view payload;  // valid while this object (or a copy of it) lives: it holds the mapping
   uint64_t file_bytes = 0;
@@ -119,6 +126,7 @@ Status list_snapshots(Env* env, const std::string& dir, std::vector<std::string>
 struct SnapshotHeader {
   raft::SnapshotMeta meta;
   std::string app_name;
+  std::string cluster_info;
   uint64_t header_bytes = 0;
 };
 Status decode_snapshot(std::string_view file, const std::string& name, SnapshotHeader* header, std::string_view* payload);

@@ -367,7 +367,7 @@ TEST_F(ServerTest, ShellCommandsForRedisClients) {
   EXPECT_EQ(c.call({"COMMAND", "COUNT"}).integer, static_cast<int64_t>(list.elements.size()));
   EXPECT_EQ(c.call({"COMMAND"}).elements.size(), list.elements.size());
   RespValue text = c.call({"INFO"});
-  EXPECT_NE(text.str.find("raft_role:leader"), std::string::npos);
+  EXPECT_NE(text.str.find("role:leader"), std::string::npos);
   EXPECT_NE(text.str.find("keys:0"), std::string::npos);
   EXPECT_EQ(c.call({"QUIT"}), std::string("OK"));
   EXPECT_TRUE(c.closed_by_server());
