@@ -2,9 +2,19 @@
 // (goal: >= 1 million records/s). A program, not a test: it prints figures, it does not
 // pass or fail.
 //
-// It writes N entries (default 2,000,000) whose payload is a one-command batch
-// `SET key:<i> <value>` of about --payload bytes, in appends of --batch entries (as group
-// commit would), syncs, then times recover_log() --runs times and reports the median.
+// It writes N entries (default 2,000,000) whose payload is a batch of --commands commands
+// `SET key:<i> <value>` of about --payload bytes in all, in appends of --batch entries (as
+// group commit would), with a hard-state record in every --hard-state-every-th append (the
+// server writes one whenever the commit index moved), syncs, then times --runs times each:
+//   - recover_log() alone (read, check, copy payloads into entries), and a scan without
+//     payload copies (what `hmdb log verify` does);
+//   - the whole replay the server does at startup, minus the app: recover_log(), the
+//     consensus core restored from it, the single node's election, every committed entry
+//     handed out (by copy, as raft::Ready::committed, and by reference, as
+//     Ready::committed_refs) and its command batch decoded. The app's apply() comes on top
+//     of this (measure it with bench/restart.py).
+// Rates are records/s (entries + hard-state records: what the reader decodes) and
+// entries/s, by wall clock and per CPU-second (on a loaded machine the wall clock lies).
 // The page cache is warm (the file was just written), which is also the case after a
 // process crash; after a reboot the disk's read speed adds to these figures.
 //
@@ -12,18 +22,27 @@
 // writes a --snapshot-mb snapshot (streamed through the Encoder, fsync'ed) and
 // reads it back (mmap + header and whole-file checksum), and reports both rates.
 //
-// usage: recovery_bench [--records N] [--payload BYTES] [--batch N] [--segment-mb MB]
-//                       [--runs N] [--sync-rounds N] [--snapshot-mb MB] [--dir DIR]
+// A log shaped like the one bench/restart.py replays (~4 SETs per entry, a hard state per
+// append, ~130-byte payloads):
+//   recovery_bench --records 1000000 --commands 4 --payload 130 --batch 1 --hard-state-every 1
+//
+// usage: recovery_bench [--records N] [--commands N] [--payload BYTES] [--batch N]
+//                       [--hard-state-every N] [--segment-mb MB] [--runs N]
+//                       [--sync-rounds N] [--snapshot-mb MB] [--dir DIR]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "core/batch.h"
+#include "raft/raft.h"
 #include "storage/log.h"
 #include "storage/snapshot.h"
 
@@ -40,6 +59,49 @@ double cpu_seconds() {
   rusage u;
   getrusage(RUSAGE_SELF, &u);
   return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// Runs body in a forked child and returns its wall-clock and CPU seconds. Every measured
+// run gets a fresh copy of this process: a run must not find the pages and free lists an
+// earlier run left in the heap (that made later phases look 2x cheaper than the first), as
+// a restarting server does not. The child exits nonzero if body fails.
+struct Timing {
+  double seconds = 0;
+  double cpu = 0;
+};
+Timing run_in_child(const std::function<void()>& body) {
+  int fds[2];
+  if (::pipe(fds) != 0) {
+    std::perror("pipe");
+    std::exit(1);
+  }
+  std::fflush(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    std::perror("fork");
+    std::exit(1);
+  }
+  if (pid == 0) {
+    ::close(fds[0]);
+    auto t = Clock::now();
+    double c = cpu_seconds();
+    body();
+    Timing out{seconds_since(t), cpu_seconds() - c};
+    bool ok = ::write(fds[1], &out, sizeof out) == static_cast<ssize_t>(sizeof out);
+    std::fflush(nullptr);
+    ::_exit(ok ? 0 : 1);
+  }
+  ::close(fds[1]);
+  Timing out;
+  ssize_t got = ::read(fds[0], &out, sizeof out);
+  ::close(fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (got != static_cast<ssize_t>(sizeof out) || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::fprintf(stderr, "a measured run failed (child status %d)\n", status);
+    std::exit(1);
+  }
+  return out;
 }
 
 uint64_t arg_u64(int argc, char** argv, const char* name, uint64_t fallback) {
@@ -61,7 +123,9 @@ std::string arg_str(int argc, char** argv, const char* name, std::string fallbac
 int main(int argc, char** argv) {
   const uint64_t records = arg_u64(argc, argv, "--records", 2'000'000);
   const uint64_t payload_target = arg_u64(argc, argv, "--payload", 60);
+  const uint64_t commands = std::max<uint64_t>(1, arg_u64(argc, argv, "--commands", 1));
   const uint64_t batch = std::max<uint64_t>(1, arg_u64(argc, argv, "--batch", 100));
+  const uint64_t hard_state_every = arg_u64(argc, argv, "--hard-state-every", 0);
   const uint64_t segment_mb = arg_u64(argc, argv, "--segment-mb", 64);
   const uint64_t runs = std::max<uint64_t>(1, arg_u64(argc, argv, "--runs", 3));
   std::string dir = arg_str(argc, argv, "--dir", "");
@@ -86,6 +150,8 @@ int main(int argc, char** argv) {
   raft::HardState hs{1, 1, 0};
   std::vector<raft::Entry> entries(batch);
   uint64_t payload_bytes = 0;
+  uint64_t hard_states = 1;
+  uint64_t appends = 0;
   auto t0 = Clock::now();
   if (!(s = writer->append(&hs, std::span<const raft::Entry>()))) {
     std::fprintf(stderr, "append: %s\n", s.to_string().c_str());
@@ -95,16 +161,29 @@ int main(int argc, char** argv) {
     uint64_t n = std::min(batch, records - next + 1);
     for (uint64_t i = 0; i < n; i++, next++) {
       core::BatchBuilder b(1700000000000 + next);
-      std::string key = "key:" + std::to_string(next);
-      // 16 bytes of batch framing + SET + key; the value pads the payload to the target.
-      size_t fixed = 16 + 3 + key.size();
-      std::string value(payload_target > fixed ? payload_target - fixed : 1, 'v');
-      std::vector<std::string_view> argv_set{"SET", key, value};
-      b.add(Args(argv_set));
+      std::vector<std::string> keys, values;
+      for (uint64_t c = 0; c < commands; c++) {
+        std::string key = "key:" + std::to_string(next * commands + c);
+        // 16 bytes of batch framing, then per command SET + key (+ 4 bytes of lengths);
+        // the value pads the payload to the target.
+        size_t share = payload_target > 16 ? (payload_target - 16) / commands : 0;
+        size_t fixed = 4 + 3 + key.size();
+        values.emplace_back(share > fixed ? share - fixed : 1, 'v');
+        keys.push_back(std::move(key));
+      }
+      for (uint64_t c = 0; c < commands; c++) {
+        std::vector<std::string_view> argv_set{"SET", keys[c], values[c]};
+        b.add(Args(argv_set));
+      }
       entries[i] = raft::Entry{1, next, raft::EntryType::kNormal, 1, b.finish()};
       payload_bytes += entries[i].data.size();
     }
-    s = writer->append(nullptr, std::span<const raft::Entry>(entries.data(), n));
+    // The commit index as group commit would persist it: what was durable before this append.
+    raft::HardState append_hs{1, 1, next - n - 1};
+    bool with_hs = hard_state_every > 0 && appends % hard_state_every == 0;
+    hard_states += with_hs;
+    appends++;
+    s = writer->append(with_hs ? &append_hs : nullptr, std::span<const raft::Entry>(entries.data(), n));
     if (!s) {
       std::fprintf(stderr, "append: %s\n", s.to_string().c_str());
       return 1;
@@ -118,38 +197,120 @@ int main(int argc, char** argv) {
   uint64_t log_bytes = writer->log_bytes();
   size_t segments = writer->segment_count();
   writer.reset();
-  std::printf("wrote %llu entries (avg payload %.1f bytes, %.1f MiB in %zu segments) in %.2f s: %.0f entries/s, %.0f MiB/s\n",
-              static_cast<unsigned long long>(records), static_cast<double>(payload_bytes) / records,
-              log_bytes / 1048576.0, segments, write_s, records / write_s, log_bytes / 1048576.0 / write_s);
+  const uint64_t all_records = records + hard_states;
+  std::printf("wrote %llu entries of %llu commands (avg payload %.1f bytes) + %llu hard states = %llu records, "
+              "%.1f MiB in %zu segments, in %.2f s: %.0f entries/s, %.0f MiB/s\n",
+              static_cast<unsigned long long>(records), static_cast<unsigned long long>(commands),
+              static_cast<double>(payload_bytes) / records, static_cast<unsigned long long>(hard_states),
+              static_cast<unsigned long long>(all_records), log_bytes / 1048576.0, segments, write_s,
+              records / write_s, log_bytes / 1048576.0 / write_s);
 
   // ---- recover ----
-  auto measure = [&](const char* what, bool keep_data) {
-    std::vector<double> times, cpu_times;
-    for (uint64_t r = 0; r < runs; r++) {
-      storage::RecoveredLog log;
-      storage::ScanOptions options;
-      options.keep_data = keep_data;
-      auto t = Clock::now();
-      double c = cpu_seconds();
-      Status rs = storage::scan_log(env, dir, 0, options, &log);
-      double secs = seconds_since(t);
-      cpu_times.push_back(cpu_seconds() - c);
-      if (!rs || log.entries.size() != records) {
-        std::fprintf(stderr, "recovery failed: %s (%zu entries)\n", rs.to_string().c_str(), log.entries.size());
-        std::exit(1);
-      }
-      times.push_back(secs);
-    }
+  auto report = [&](const char* what, std::vector<double> times, std::vector<double> cpu_times) {
     std::sort(times.begin(), times.end());
     std::sort(cpu_times.begin(), cpu_times.end());
     double median = times[times.size() / 2];
     double cpu_median = cpu_times[cpu_times.size() / 2];
-    std::printf("%s: median of %llu runs %.3f s (min %.3f, max %.3f): %.2f M records/s, %.0f MiB/s; CPU %.3f s: %.2f M records per CPU-second\n", what,
-                static_cast<unsigned long long>(runs), median, times.front(), times.back(), records / median / 1e6,
-                log_bytes / 1048576.0 / median, cpu_median, records / cpu_median / 1e6);
+    std::printf("%s: median of %llu runs %.3f s (min %.3f, max %.3f): %.2f M records/s (%.2f M entries/s), "
+                "%.0f MiB/s; CPU %.3f s: %.2f M records per CPU-second\n",
+                what, static_cast<unsigned long long>(runs), median, times.front(), times.back(),
+                all_records / median / 1e6, records / median / 1e6, log_bytes / 1048576.0 / median, cpu_median,
+                all_records / cpu_median / 1e6);
+  };
+  auto recover = [&](bool keep_data, storage::RecoveredLog* log) {
+    storage::ScanOptions options;
+    options.keep_data = keep_data;
+    Status rs = storage::scan_log(env, dir, 0, options, log);
+    if (!rs || log->entries.size() != records || log->records != all_records) {
+      std::fprintf(stderr, "recovery failed: %s (%zu entries, %llu records)\n", rs.to_string().c_str(),
+                   log->entries.size(), static_cast<unsigned long long>(log->records));
+      std::exit(1);
+    }
+  };
+  auto measure = [&](const char* what, bool keep_data) {
+    std::vector<double> times, cpu_times;
+    for (uint64_t r = 0; r < runs; r++) {
+      Timing t = run_in_child([&] {
+        storage::RecoveredLog log;
+        recover(keep_data, &log);
+      });
+      times.push_back(t.seconds);
+      cpu_times.push_back(t.cpu);
+    }
+    report(what, times, cpu_times);
   };
   measure("recover_log (entries with payloads)", true);
   measure("scan only (verify, no payload copies)", false);
+
+  // The server's startup replay without the app (server/recovery.cc, Node::drive_raft):
+  // restore the core, let the single node elect itself, persist its no-op at once (the
+  // server writes and syncs it; here it is acknowledged without a disk), and take every
+  // committed entry, decoding its batch as apply would. Freeing the log is included.
+  auto replay = [&](const char* what, bool by_reference) {
+    std::vector<double> times, cpu_times;
+    for (uint64_t r = 0; r < runs; r++) {
+      Timing timing = run_in_child([&] {
+      uint64_t applied = 0, applied_commands = 0;
+      {
+        storage::RecoveredLog log;
+        recover(true, &log);
+        raft::RestoreState restore;
+        restore.initial_conf.voters = {1};
+        restore.hard_state = log.hard_state;
+        raft::Index last_index = log.entries.empty() ? 0 : log.entries.back().index;
+        raft::Term last_term = log.entries.empty() ? 0 : log.entries.back().term;
+        restore.entries = std::move(log.entries);
+        raft::Config config;
+        config.id = 1;
+        raft::Raft core(config, std::move(restore));
+        raft::HardState durable = log.hard_state;
+        std::vector<std::string_view> argv_scratch;
+        auto apply = [&](const raft::Entry& e) {
+          if (e.type == raft::EntryType::kNormal) {
+            core::BatchReader reader(e.data);
+            while (reader.next(argv_scratch)) applied_commands++;
+            if (!reader.ok()) {
+              std::fprintf(stderr, "replay: malformed batch at %llu\n", static_cast<unsigned long long>(e.index));
+              std::exit(1);
+            }
+          }
+          applied = e.index;
+        };
+        auto drive = [&] {
+          while (core.has_ready()) {
+            raft::Ready rd = core.take_ready(raft::ReadyOptions{.committed_by_reference = by_reference});
+            bool persist = rd.hard_state.has_value() || !rd.entries.empty();
+            if (rd.hard_state) durable = *rd.hard_state;
+            if (!rd.entries.empty()) {
+              last_index = rd.entries.back().index;
+              last_term = rd.entries.back().term;
+            }
+            for (const raft::Entry& e : rd.committed) apply(e);
+            for (const raft::Entry* e : rd.committed_refs) apply(*e);
+            if (!rd.committed.empty() || !rd.committed_refs.empty()) core.applied_to(applied);
+            if (persist) core.persisted(raft::PersistAck{last_index, last_term, durable});
+          }
+        };
+        for (int i = 0; i < 1000 && core.role() != raft::Role::kLeader; i++) {
+          core.tick();
+          drive();
+        }
+        drive();
+      }
+      if (applied != records + 1 || applied_commands != records * commands) {
+        std::fprintf(stderr, "replay applied %llu entries (%llu commands), expected %llu (+ the no-op)\n",
+                     static_cast<unsigned long long>(applied), static_cast<unsigned long long>(applied_commands),
+                     static_cast<unsigned long long>(records));
+        std::exit(1);
+      }
+      });
+      times.push_back(timing.seconds);
+      cpu_times.push_back(timing.cpu);
+    }
+    report(what, times, cpu_times);
+  };
+  replay("replay without the app, committed by copy", false);
+  replay("replay without the app, committed by reference", true);
 
   // ---- group commit: one append of --batch entries + one fdatasync, --sync-rounds times ----
   const uint64_t sync_rounds = arg_u64(argc, argv, "--sync-rounds", 200);
