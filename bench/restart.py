@@ -14,7 +14,11 @@ pipeline --replay-pipeline; by default 8 x 1 with durability periodic, so entrie
 commands and the per-record cost shows), is stopped, and restarted --runs times. Every write that arrives in
 one event-loop turn is one log entry (a batch of commands), so the report gives entries/s (the
 log records the server counts) and commands/s, from the `recovery: log has ...` and `recovery:
-done in X ms` lines.
+done in X ms` lines. The server's CPU time (user + system, /proc/PID/stat) from exec to the
+first +PONG is reported next to the wall clock: on a shared, loaded machine the wall clock says
+as much about the neighbours as about the replay, records per CPU-second much less.
+--replay-from DIR replays a copy of a data directory kept by an earlier run (--keep) instead of
+filling a fresh one, so that two builds can be compared on the very same log.
 
 Python 3 standard library only; helpers come from snapshot_stall.py next to this file. Every
 server started here is stopped by PID on every exit path.
@@ -42,6 +46,16 @@ RECOVERY_DONE = re.compile(r"recovery: done in (\d+) ms: applied index (\d+) \((
 RECOVERY_LOG = re.compile(r"recovery: log has (\d+) segments, (\d+) records, (\d+) entries after "
                           r"index (\d+) \((\d+) bytes\)")
 RECOVERY_SNAP = re.compile(r"recovery: loading snapshot (\S+) \(index \d+, term \d+, (\d+) bytes\)")
+
+
+def proc_cpu_seconds(pid):
+    """User + system CPU seconds of the process so far (all threads), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (FileNotFoundError, ProcessLookupError, IndexError, ValueError):
+        return None
 
 
 def die(msg):
@@ -113,6 +127,7 @@ def timed_restarts(server, runs, label):
         offset = os.path.getsize(server.log_path) if os.path.exists(server.log_path) else 0
         t0 = server.start(wait=False)
         t1 = server.wait_ready()
+        cpu = proc_cpu_seconds(server.proc.pid)
         rss = proc_status_kib(server.proc.pid)
         c = Resp(server.port)
         keys = c.call("DBSIZE")
@@ -130,10 +145,12 @@ def timed_restarts(server, runs, label):
                "entries": int(done.group(3)), "records": int(logl.group(2)),
                "log_bytes": int(logl.group(5)), "segments": int(logl.group(1)),
                "snapshot_bytes": int(snap.group(2)) if snap else 0, "keys": keys, "rss_kib": rss,
+               "cpu_s": cpu,
                "exit": code, "lines": [l for l in text.splitlines() if "recovery:" in l]}
         out.append(run)
         print(f"  {label} run {r + 1}: exec->PONG {run['exec_to_pong_ms']:.0f} ms, server "
-              f"'recovery: done in {run['recovery_ms']} ms', {run['entries']} entries replayed, "
+              f"'recovery: done in {run['recovery_ms']} ms', CPU to PONG "
+              f"{'-' if cpu is None else f'{cpu:.2f} s'}, {run['entries']} entries replayed, "
               f"DBSIZE {keys}, RSS {gib(rss)}, exit {code}", flush=True)
     return out
 
@@ -158,6 +175,10 @@ def main():
     ap.add_argument("--replay-durability", default="periodic", choices=["always", "periodic"],
                     help="periodic: replies do not wait for fsync, so the fill is quick and "
                          "entries stay small (the log's format is the same in both modes)")
+    ap.add_argument("--replay-from", default=None,
+                    help="replay a copy of this data directory (the 'replay' directory of an earlier "
+                         "run with --keep) instead of filling a fresh one; --replay-commands then only "
+                         "labels the rates")
     ap.add_argument("--skip-restart", action="store_true")
     ap.add_argument("--skip-replay", action="store_true")
     ap.add_argument("--tmp-root", default=None, help="where the data directories go (a real disk)")
@@ -219,6 +240,21 @@ def main():
             s = Server(hmdb, port, os.path.join(tmp, "replay"), os.path.join(tmp, "replay.log"),
                        durability=a.replay_durability)
             servers.append(s)
+        if not a.skip_replay and a.replay_from:
+            port = free_port()
+            s = Server(hmdb, port, os.path.join(tmp, "replay"), os.path.join(tmp, "replay.log"),
+                       durability=a.replay_durability)
+            servers.append(s)
+            shutil.copytree(a.replay_from, os.path.join(tmp, "replay"))
+            print(f"replay: a copy of {a.replay_from} "
+                  f"({sum(os.path.getsize(os.path.join(a.replay_from, f)) for f in os.listdir(a.replay_from)) / (1 << 20):.0f} MiB)",
+                  flush=True)
+            commands = n_replay
+        elif not a.skip_replay:
+            port = free_port()
+            s = Server(hmdb, port, os.path.join(tmp, "replay"), os.path.join(tmp, "replay.log"),
+                       durability=a.replay_durability)
+            servers.append(s)
             s.start()
             t = time.monotonic()
             r = run_bench(bench, port, ["--tests", "set", "--clients", a.replay_clients,
@@ -237,6 +273,7 @@ def main():
             code = s.stop()
             if code != 0:
                 die(f"server exit code {code} on SIGTERM")
+        if not a.skip_replay:
             runs = timed_restarts(s, a.runs, "replay")
             rates = []
             for run in runs:
@@ -248,6 +285,8 @@ def main():
             med_c = statistics.median(x[2] for x in rates)
             med_b = statistics.median(x[3] for x in rates)
             rmed, rlo, rhi, rsp = spread([run["recovery_ms"] for run in runs])
+            cpus = [run["cpu_s"] for run in runs if run["cpu_s"]]
+            cpu_med = statistics.median(cpus) if cpus else None
             first = runs[0]
             print(f"REPLAY {first['records']} records ({first['entries']} entries, "
                   f"{commands} SET commands, ~{commands / max(1, first['entries']):.1f} commands per "
@@ -256,6 +295,10 @@ def main():
                   f"records/s, {med_e / 1e6:.2f}M entries/s, {med_c / 1e6:.2f}M commands/s, "
                   f"{med_b / (1 << 20):.0f} MiB/s; goal >= 1M records/s: "
                   f"{'met' if med_r >= 1e6 else 'MISSED'}")
+            if cpu_med:
+                print(f"  server CPU from exec to first PONG: median {cpu_med:.2f} s (min {min(cpus):.2f}, "
+                      f"max {max(cpus):.2f}) -> {first['records'] / cpu_med / 1e6:.2f}M records per "
+                      f"CPU-second, {commands / cpu_med / 1e6:.2f}M commands per CPU-second")
             print("  note: later runs also replay the no-op entry each earlier start appended")
             print("  server log of the last run:")
             for line in runs[-1]["lines"]:
