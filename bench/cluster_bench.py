@@ -880,12 +880,22 @@ def part_catchup(args, root, report):
         s.start()
         lead = s.leader()
         port = s.client_ports[lead]
+        term_before = s.term()
         t0 = time.monotonic()
-        run_load([args.hmdb_bench, "--port", str(port), "--tests", "set", "--sequential",
-                  "--keyspace", str(args.catchup_keys), "--requests", str(args.catchup_keys),
-                  "--value-size", str(args.catchup_value_size), "--clients", "50",
-                  "--pipeline", "16", "--csv", "--quiet"], CATCHUP_TIMEOUT)
+        out, err = run_load([args.hmdb_bench, "--port", str(port), "--tests", "set",
+                             "--sequential", "--keyspace", str(args.catchup_keys), "--requests",
+                             str(args.catchup_keys), "--value-size", str(args.catchup_value_size),
+                             "--clients", "50", "--pipeline", "16", "--csv", "--quiet"],
+                            CATCHUP_TIMEOUT)
         fill_s = time.monotonic() - t0
+        fill_errors = int(parse_csv(out, err, "SET")[8])
+        first = err.split("first:", 1)[1].strip()[:120] if "first:" in err else ""
+        # The leader may have changed during the fill (a finding in itself): go on with the
+        # current one.
+        lead = s.wait_healthy()
+        port = s.client_ports[lead]
+        term_after = s.term()
+        keys = command(port, "DBSIZE")
         rss_mib = rss_bytes(s.procs[lead].pid) / 2**20
         reply = command(port, "SNAPSHOT", timeout=CATCHUP_TIMEOUT)
         if isinstance(reply, RespError):
@@ -917,9 +927,13 @@ def part_catchup(args, root, report):
         secs = time.monotonic() - t_add
         received = dir_bytes(os.path.join(s.root, "n4"))
         size = snap_bytes or received
-        line = (f"state {args.catchup_keys:,} keys x {args.catchup_value_size} B "
-                f"(leader RSS {rss_mib:,.0f} MiB, filled in "
-                f"{fill_s:.0f} s), leader snapshot {snap_bytes / 2**20:,.0f} MiB, new "
+        fill_note = (f"; fill (50 clients, pipeline 16): {fill_errors:,} error replies"
+                     f"{' (first: ' + first + ')' if fill_errors else ''}, term {term_before} -> "
+                     f"{term_after}" + (" **leader changed during the fill**"
+                                        if term_before != term_after else ""))
+        line = (f"state {keys} keys (of {args.catchup_keys:,} written) x "
+                f"{args.catchup_value_size} B (leader RSS {rss_mib:,.0f} MiB, filled in "
+                f"{fill_s:.0f} s{fill_note}), leader snapshot {snap_bytes / 2**20:,.0f} MiB, new "
                 f"node's data dir after catch-up {received / 2**20:,.0f} MiB: ADDLEARNER -> "
                 f"applied_index {target} in {secs:.1f} s = {size / 2**20 / secs:,.0f} MiB/s "
                 f"(load {load})")
@@ -1037,7 +1051,12 @@ def main():
                                       text=True).stdout.split("\n")[0]
     redis_version = subprocess.run([args.redis_server, "--version"], capture_output=True,
                                    text=True).stdout.split()[2:3]
-    header = (f"Cluster benchmark {started:%Y-%m-%d %H:%M} UTC, commit {commit or '?'}, "
+    built = ""
+    if "hmdb" in args.only:
+        mtime = datetime.datetime.fromtimestamp(os.path.getmtime(args.hmdb),
+                                                datetime.timezone.utc)
+        built = f" (hmdb binary built {mtime:%H:%M} UTC)"
+    header = (f"Cluster benchmark {started:%Y-%m-%d %H:%M} UTC, commit {commit or '?'}{built}, "
               f"{os.cpu_count()} CPUs, load average before {load_before}, after {loadavg()}; "
               f"systems {','.join(args.only)}; {etcd_version}; Redis {' '.join(redis_version)}"
               f"{'; QUICK run' if args.quick else ''}")
