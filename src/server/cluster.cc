@@ -56,8 +56,11 @@ const char* role_name(raft::Role r) {
   return "?";
 }
 
-// The context of a membership change that adds a node: "<client addr> <peer addr>".
+// The context of a membership change that adds a node: "<client addr> <peer addr>", then
+// (CLUSTER ADDLEARNER) one line "<id> <client addr> <peer addr>" per member at that time,
+// so that a node catching up by log learns every member's address, not only its own.
 bool parse_member_context(std::string_view context, ServerOptions::MemberAddr* out) {
+  context = context.substr(0, context.find('\n'));
   size_t sp = context.find(' ');
   if (sp == std::string_view::npos) return false;
   std::string client(context.substr(0, sp)), peer(context.substr(sp + 1));
@@ -176,6 +179,9 @@ void Node::poll_peers() {
   received_.clear();
   transport_->poll(steady_now_ms(), &received_);
   for (const raft::Message& m : received_) raft_->step(m);
+  // Handle the Readies now: a snapshot the core accepted must be installed before anything
+  // else in this turn (e.g. a SNAPSHOT command) looks at the applied state.
+  if (!received_.empty()) drive_raft();
 }
 
 bool Node::is_leader() const { return raft_->role() == raft::Role::kLeader; }
@@ -203,8 +209,10 @@ void Node::learn_addresses(const std::vector<raft::Entry>& entries) {
     if (!raft::decode_conf_change_entry(e.data, &cc, &after)) continue;
     ServerOptions::MemberAddr m;
     if ((cc.type == raft::ConfChangeType::kAddLearner || cc.type == raft::ConfChangeType::kAddVoter) &&
-        parse_member_context(cc.context, &m))
+        parse_member_context(cc.context, &m)) {
+      learn_member_lines(cc.context);
       members_[cc.node] = m;
+    }
   }
   if (changed && raft_) sync_transport_members();
 }
@@ -224,6 +232,22 @@ std::string Node::encode_members() const {
   std::string out;
   for (const auto& [id, m] : members_) out += fmt::format("{} {} {}\n", id, m.client, m.peer);
   return out;
+}
+
+void Node::learn_member_lines(std::string_view context) {
+  size_t nl = context.find('\n');
+  if (nl == std::string_view::npos) return;
+  std::istringstream in{std::string(context.substr(nl + 1))};
+  std::string line;
+  while (std::getline(in, line)) {
+    size_t sp = line.find(' ');
+    uint64_t id = 0;
+    ServerOptions::MemberAddr m;
+    if (sp == std::string::npos || !parse_u64(std::string_view(line).substr(0, sp), &id) || id == options_.node_id ||
+        !parse_member_context(std::string_view(line).substr(sp + 1), &m))
+      continue;
+    members_.try_emplace(id, m);  // what this node already knows wins
+  }
 }
 
 void Node::decode_members(std::string_view text) {
@@ -506,6 +530,7 @@ Node::RunResult Node::cluster_command(Session& s, std::span<const std::string_vi
       r.error("ERR addresses must be IPv4_HOST:PORT");
       return RunResult::kReplied;
     }
+    context += "\n" + encode_members();  // every member's address, for the new node
     cc.type = raft::ConfChangeType::kAddLearner;
     cc.context = std::move(context);
   } else if (iequal(sub, "PROMOTE")) {
@@ -565,8 +590,10 @@ void Node::apply_conf_change(const raft::Entry& e) {
   }
   ServerOptions::MemberAddr m;
   if ((cc.type == raft::ConfChangeType::kAddLearner || cc.type == raft::ConfChangeType::kAddVoter) &&
-      parse_member_context(cc.context, &m))
+      parse_member_context(cc.context, &m)) {
+    learn_member_lines(cc.context);
     members_[cc.node] = m;
+  }
   if (cc.type == raft::ConfChangeType::kRemove && cc.node != options_.node_id) {
     members_.erase(cc.node);
     if (transport_) transport_->set_address(cc.node, "");
@@ -614,6 +641,10 @@ std::string Node::members_text() const {
     auto it = members_.find(id);
     std::string client = it != members_.end() ? it->second.client : "?";
     std::string peer = it != members_.end() ? it->second.peer : "?";
+    if (client == "?" && transport_ && transport_->client_addr_of(id)) client = *transport_->client_addr_of(id);
+    if (peer == "?" && transport_ && transport_->peer_addr_of(id)) peer = *transport_->peer_addr_of(id);
+    if (id == options_.node_id && client == "?") client = fmt::format("{}:{}", options_.bind, port_);
+    if (id == options_.node_id && peer == "?" && !options_.clustered()) peer = "-";
     t += fmt::format("{} {} {} {}{}{}\n", id, client, peer, kind, id == st.leader ? " leader" : "",
                      id == options_.node_id ? " myself" : "");
   };

@@ -116,6 +116,7 @@ class Node {
   void sync_transport_members();
   std::string encode_members() const;
   void decode_members(std::string_view text);
+  void learn_member_lines(std::string_view context);
   void stage_snapshot_chunk(const raft::SnapshotChunk& chunk);
   void install_snapshot(const raft::Snapshot& snap);
   void answer_snapshot_read(const raft::SnapshotReadRequest& req);

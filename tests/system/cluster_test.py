@@ -216,6 +216,10 @@ def case_membership(c):
     # Caught up: its applied index reaches what the leader had committed just now.
     target = int(c.leader(nodes=members).info()["commit_index"])
     wait_for(lambda: int((new.info() or {}).get("applied_index", 0)) >= target, 60, "the learner to catch up")
+    # It caught up by log: it must know every member's address (CLUSTER ADDLEARNER carries
+    # them), or it could not lead them after a transfer.
+    listed = new.call("CLUSTER", "MEMBERS").decode()
+    expect("?" not in listed, "the new node does not know every member's address: %r" % listed)
     r = leader_call("CLUSTER", "PROMOTE", "4")
     expect(r == "OK", "PROMOTE answered %r" % (r,))
     r = leader_call("CLUSTER", "TRANSFER", "4")
