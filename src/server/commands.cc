@@ -375,6 +375,8 @@ std::string Node::info_text(std::string_view section) {
     line("protocol_errors", stats_.protocol_errors);
     line("output_limit_disconnects", stats_.output_limit_disconnects);
     line("busy_refusals", stats_.busy_refusals);
+    line("loop_turn_max_ms", stats_.loop_turn_max_ms);
+    line("slow_turns", stats_.slow_turns);
     t += "\r\n";
   }
   if (want("keyspace") || want("app")) {

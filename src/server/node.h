@@ -134,6 +134,7 @@ class Node {
   void replay_progress();
   void on_disk_ack();
   void tick();
+  void note_turn_duration(uint64_t busy_ms);
   void disconnect_stalled_readers();
   uint64_t wall_clock_ms();
   static uint64_t realtime_now_ms();
@@ -266,7 +267,10 @@ class Node {
     std::string last_snapshot_status = "none";
     uint64_t recovered_entries = 0;
     uint64_t recovery_ms = 0;
+    uint64_t loop_turn_max_ms = 0;  // longest turn spent working (not waiting in epoll)
+    uint64_t slow_turns = 0;        // turns of at least kSlowTurnMs
   } stats_;
+  uint64_t last_slow_turn_log_ms_ = 0;
 };
 
 }  // namespace hmdb::server

@@ -87,6 +87,11 @@ inline constexpr uint64_t kReadBytesPerTurnMax = 1ull << 20;
 inline constexpr uint64_t kReadChunkBytes = 64ull << 10;
 // A batch (one log entry) is proposed once it holds this many bytes, even mid-turn.
 inline constexpr uint64_t kBatchBytesMax = 8ull << 20;
+// glibc malloc: allocations below this come from the heap (reused when freed) rather than
+// from a fresh mmap each time (32 MiB is glibc's largest allowed value); freed heap memory
+// is returned to the kernel only above kMallocTrimThresholdBytes. See Node::start.
+inline constexpr uint64_t kMallocMmapThresholdBytes = 32ull << 20;
+inline constexpr uint64_t kMallocTrimThresholdBytes = 512ull << 20;
 // Bytes proposed but not yet applied; beyond this the loop stops reading sockets until the
 // disk catches up (back-pressure for every client).
 inline constexpr uint64_t kInflightBytesMax = 64ull << 20;
@@ -98,6 +103,10 @@ inline constexpr int kAcceptsPerTurnMax = 1000;
 inline constexpr int kEpollEventsMax = 1024;
 // On SIGTERM: how long to keep trying to deliver the last replies to slow clients.
 inline constexpr uint64_t kShutdownFlushMs = 5000;
+// An event-loop turn that works at least this long is counted (INFO stats slow_turns) and
+// logged, at most once per kSlowTurnLogIntervalMs: a stalled leader sends no heartbeats.
+inline constexpr uint64_t kSlowTurnMs = 100;
+inline constexpr uint64_t kSlowTurnLogIntervalMs = 10000;
 // Recovery prints a progress line this often while replaying.
 inline constexpr uint64_t kRecoveryProgressMs = 1000;
 
