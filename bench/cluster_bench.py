@@ -39,6 +39,7 @@ machine is shared, so quote medians.
 import argparse
 import datetime
 import os
+import re
 import shutil
 import signal
 import socket
@@ -81,6 +82,10 @@ SENTINEL_DOWN_AFTER_MS = 1000
 CATCHUP_TIMEOUT = 600.0
 # Small RESP requests to the servers (INFO, CLUSTER ...): receive timeout.
 COMMAND_TIMEOUT = 5.0
+# Catch-up: connections writing the state.
+CATCHUP_FILL_CLIENTS = 50
+# Catch-up: ADDLEARNER attempts (each after a -MOVED / -CLUSTERDOWN and a leader wait).
+ADDLEARNER_TRIES = 5
 # Elections: how often the leader and term are polled during the full-load run.
 POLL_INTERVAL = 0.5
 
@@ -498,6 +503,27 @@ def run_load(argv, timeout):
     return out, err
 
 
+def run_follow_load(argv, timeout):
+    """Like run_load, for hmdb-bench in follow mode: stdin is kept open (EOF ends its run)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.PIPE, text=True)
+        track(proc, argv[0])
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_process(proc)
+            raise RuntimeError(f"load run took longer than {timeout:.0f} s: {' '.join(argv)}")
+        finally:
+            proc.stdin.close()
+        untrack(proc)
+        out.seek(0)
+        err.seek(0)
+        out_text, err_text = out.read(), err.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited with {proc.returncode}: {err_text[-500:]}")
+    return out_text, err_text
+
+
 class Result:
     def __init__(self, rps, p50, p99, errors, first_error, load):
         self.rps, self.p50, self.p99, self.errors, self.first_error = rps, p50, p99, errors, first_error
@@ -758,7 +784,7 @@ def part_failover(args, root, report):
             report.append(f"| {label[system]} | {len(times)} | {statistics.median(times):.0f} | "
                           f"{max(times):.0f} | {min(times):.0f} | "
                           f"{', '.join(f'{t:.0f}' for t in times)} | "
-                          f"{min(loads)}-{max(loads)} |")
+                          f"{min(loads, key=float)}-{max(loads, key=float)} |")
         else:
             report.append(f"| {label[system]} | 0 | - | - | - | - | - |")
     for system, times, notes, loads in rows:
@@ -882,11 +908,17 @@ def part_catchup(args, root, report):
         port = s.client_ports[lead]
         term_before = s.term()
         t0 = time.monotonic()
-        out, err = run_load([args.hmdb_bench, "--port", str(port), "--tests", "set",
-                             "--sequential", "--keyspace", str(args.catchup_keys), "--requests",
-                             str(args.catchup_keys), "--value-size", str(args.catchup_value_size),
-                             "--clients", "50", "--pipeline", "16", "--csv", "--quiet"],
-                            CATCHUP_TIMEOUT)
+        # Follow mode (--nodes), so that the fill goes on if the leader changes meanwhile
+        # (which is reported); stdin stays open until it is done (EOF would end it).
+        out, err = run_follow_load([args.hmdb_bench, "--nodes", ",".join(s.endpoints()),
+                                    "--tests", "set", "--sequential", "--keyspace",
+                                    str(args.catchup_keys), "--requests", str(args.catchup_keys),
+                                    "--value-size", str(args.catchup_value_size),
+                                    "--clients", str(CATCHUP_FILL_CLIENTS), "--pipeline",
+                                    str(args.catchup_pipeline), "--csv", "--quiet"],
+                                   CATCHUP_TIMEOUT)
+        unknown = re.search(r"(\d+) requests unknown", err)
+        unknown = int(unknown.group(1)) if unknown else 0
         fill_s = time.monotonic() - t0
         fill_errors = int(parse_csv(out, err, "SET")[8])
         first = err.split("first:", 1)[1].strip()[:120] if "first:" in err else ""
@@ -900,6 +932,15 @@ def part_catchup(args, root, report):
         reply = command(port, "SNAPSHOT", timeout=CATCHUP_TIMEOUT)
         if isinstance(reply, RespError):
             raise RuntimeError(f"SNAPSHOT: {reply}")
+        snapshot_lead = lead
+        lead = s.wait_healthy()  # writing a big snapshot may have cost the leadership
+        port = s.client_ports[lead]
+        term_after_snapshot = s.term()
+        if lead != snapshot_lead or term_after_snapshot != term_after:
+            fill_errors_note = (f"; **leader changed during SNAPSHOT** (node {snapshot_lead + 1}"
+                                f" -> {lead + 1}, term {term_after} -> {term_after_snapshot})")
+        else:
+            fill_errors_note = ""
         lead_dir = os.path.join(s.root, f"n{lead + 1}")
         snap_bytes = latest_snapshot_bytes(lead_dir)
         new_id, new_client, new_peer = 4, args.base_port + 4, args.base_port + 14
@@ -911,8 +952,14 @@ def part_catchup(args, root, report):
             raise RuntimeError(f"the new node exited: see {s.root}/n4.log")
         load = loadavg()
         t_add = time.monotonic()
-        reply = command(port, "CLUSTER", "ADDLEARNER", new_id, f"127.0.0.1:{new_client}",
-                        f"127.0.0.1:{new_peer}", timeout=CATCHUP_TIMEOUT)
+        for attempt in range(ADDLEARNER_TRIES):  # follow a leader change
+            reply = command(port, "CLUSTER", "ADDLEARNER", new_id, f"127.0.0.1:{new_client}",
+                            f"127.0.0.1:{new_peer}", timeout=CATCHUP_TIMEOUT)
+            if not (isinstance(reply, RespError) and
+                    reply.startswith(("MOVED", "CLUSTERDOWN"))):
+                break
+            lead = s.wait_healthy()
+            port = s.client_ports[lead]
         if isinstance(reply, RespError):
             raise RuntimeError(f"CLUSTER ADDLEARNER: {reply}")
         # Committed now, so this covers the state and the membership entry that added it.
@@ -926,16 +973,21 @@ def part_catchup(args, root, report):
         wait_until(caught_up, CATCHUP_TIMEOUT, "the new node to catch up")
         secs = time.monotonic() - t_add
         received = dir_bytes(os.path.join(s.root, "n4"))
-        size = snap_bytes or received
-        fill_note = (f"; fill (50 clients, pipeline 16): {fill_errors:,} error replies"
+        # What the new node says it received, else the leader's snapshot file, else its dir.
+        logged = [int(m.group(1)) for l in snapshot_log_lines(os.path.join(s.root, "n4.log"))
+                  for m in [re.search(r"installed .*\((\d+) bytes\)", l)] if m]
+        size = (logged[-1] if logged else 0) or snap_bytes or received
+        fill_note = (f"; fill ({CATCHUP_FILL_CLIENTS} clients, pipeline {args.catchup_pipeline}): "
+                     f"{fill_errors:,} error replies, {unknown:,} unknown (connection dropped)"
                      f"{' (first: ' + first + ')' if fill_errors else ''}, term {term_before} -> "
                      f"{term_after}" + (" **leader changed during the fill**"
                                         if term_before != term_after else ""))
         line = (f"state {keys} keys (of {args.catchup_keys:,} written) x "
                 f"{args.catchup_value_size} B (leader RSS {rss_mib:,.0f} MiB, filled in "
-                f"{fill_s:.0f} s{fill_note}), leader snapshot {snap_bytes / 2**20:,.0f} MiB, new "
+                f"{fill_s:.0f} s{fill_note}{fill_errors_note}), leader snapshot {snap_bytes / 2**20:,.0f} MiB, new "
                 f"node's data dir after catch-up {received / 2**20:,.0f} MiB: ADDLEARNER -> "
-                f"applied_index {target} in {secs:.1f} s = {size / 2**20 / secs:,.0f} MiB/s "
+                f"applied_index {target} in {secs:.1f} s: {size / 2**20:,.0f} MiB (snapshot "
+                f"received) / {secs:.1f} s = {size / 2**20 / secs:,.0f} MiB/s "
                 f"(load {load})")
         for l in snapshot_log_lines(os.path.join(s.root, "n4.log")):
             line += f"\n  - new node: `{l}`"
@@ -973,6 +1025,9 @@ def main():
     parser.add_argument("--election-seconds", type=float, help="full-load run (60, quick 5)")
     parser.add_argument("--catchup-keys", type=int, help="keys (1,000,000; quick 50,000)")
     parser.add_argument("--catchup-value-size", type=int, default=1024)
+    parser.add_argument("--catchup-pipeline", type=int, default=1,
+                        help="pipeline depth of the fill (at 16 with 1 KiB values the leader "
+                             "lost its quorum contact and stepped down at 04:27 UTC)")
     parser.add_argument("--base-port", type=int, default=7700,
                         help="hmdb base+1..3 (peers +11..13, new node +4/+14), etcd base+21.., "
                              "Redis base+41.., Sentinels base+51..")
