@@ -11,7 +11,7 @@ Usage: start it next to a chaos run whose output goes to a file:
 (the node addresses are read from the run's "cluster:" line; needs ss and gdb)
 """
 import sys, time, re, os, datetime, subprocess
-sys.path.insert(0, "/work/main/tests/system")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import resp
 log, secs = sys.argv[1], float(sys.argv[2])
 deadline = time.time() + secs
