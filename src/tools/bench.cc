@@ -968,13 +968,16 @@ class LoadThread {
         const std::string_view text(reply.error_text, reply.error_length);
         std::string host;
         int port = 0;
+        // The redirected request did not take effect (not "unknown"); the rest in flight are.
         if (parse_moved(text, &host, &port)) {
           ++result_->redirects;
+          --c->in_flight;
           drop(c, find_or_add_node(host, port), 0);
           return;
         }
         if (text.substr(0, 11) == "CLUSTERDOWN" || text.substr(0, 8) == "READONLY") {
           ++result_->redirects;
+          --c->in_flight;
           drop(c, -1, kReconnectDelayNs);
           return;
         }
