@@ -50,6 +50,7 @@ import tempfile
 import threading
 import time
 
+sys.dont_write_bytecode = True  # no __pycache__ left in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "etcd"))
 from etcd_cluster import EtcdCluster  # noqa: E402
 
