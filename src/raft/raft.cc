@@ -577,7 +577,8 @@ struct Raft::Impl {
     HMDB_ASSERT(false, "unknown message type %d", (int)m.type);
   }
 
-  ProposeResult propose(EntryType type, uint32_t schema_version, std::string data) {
+  // Moves from data only if the proposal is accepted.
+  ProposeResult propose(EntryType type, uint32_t schema_version, std::string& data) {
     ProposeResult res;
     if (role != InternalRole::kLeader) {
       res.error = ProposeError::kNotLeader;
@@ -1495,7 +1496,11 @@ void Raft::tick() { impl_->tick(); }
 void Raft::step(const Message& msg) { impl_->step(msg); }
 ProposeResult Raft::propose(EntryType type, uint32_t schema_version, std::string data) {
   HMDB_ASSERT(type != EntryType::kConfChange, "use propose_conf_change() for membership changes");
-  return impl_->propose(type, schema_version, std::move(data));
+  return impl_->propose(type, schema_version, data);
+}
+ProposeResult Raft::propose(EntryType type, uint32_t schema_version, std::string* data) {
+  HMDB_ASSERT(type != EntryType::kConfChange, "use propose_conf_change() for membership changes");
+  return impl_->propose(type, schema_version, *data);
 }
 ProposeResult Raft::propose_conf_change(const ConfChange& change) {
   return impl_->propose_conf_change(change);

@@ -192,6 +192,9 @@ class Raft {
   void tick();
   void step(const Message& msg);
   ProposeResult propose(EntryType type, uint32_t schema_version, std::string data);
+  // The same without a copy: takes *data (leaves it moved-from) only if the proposal is
+  // accepted; a refused proposal (e.g. kBusy, to be retried) keeps its bytes.
+  ProposeResult propose(EntryType type, uint32_t schema_version, std::string* data);
   ProposeResult propose_conf_change(const ConfChange& change);
   // Linearizable read: the context comes back in a ReadState once the leader has confirmed
   // its leadership with a quorum. Returns false if this node cannot serve it (not leader).

@@ -926,10 +926,10 @@ void Node::close_session(uint64_t id) {
 
 void Node::propose_batch() {
   auto submit = [this](std::string& payload, std::vector<std::pair<uint64_t, uint64_t>>& slots) -> bool {
-    raft::ProposeResult r = raft_->propose(raft::EntryType::kNormal, app_->schema_version(), payload);
+    const uint64_t bytes = payload.size();
+    raft::ProposeResult r = raft_->propose(raft::EntryType::kNormal, app_->schema_version(), &payload);
     switch (r.error) {
       case raft::ProposeError::kNone: {
-        uint64_t bytes = payload.size();
         inflight_bytes_ += bytes;
         Waiters w;
         w.term = r.term;
