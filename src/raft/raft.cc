@@ -1294,16 +1294,23 @@ struct Raft::Impl {
   // log as it was then (an append ack promises the entries are on disk). The leader's
   // appends go out at once: its own write runs in parallel, and commit counts the leader
   // only through persisted().
+  //
+  // A heartbeat response is the exception to the log gate and to the order: it promises
+  // nothing about the log (its log_index is the leader's send tick), only that this node is
+  // in the leader's term, so it waits for the hard state alone and may overtake held append
+  // acks. Otherwise a follower whose fsync is slow (a snapshot saturating the disk) looks
+  // dead to the leader's check-quorum, and the leader steps down for nothing.
   void send(Message m) {
     m.from = id;
     HeldMessage h;
     h.hs_term = term;
     h.hs_vote = vote;
-    if (role != InternalRole::kLeader) {
+    const bool log_gate = role != InternalRole::kLeader && m.type != MessageType::kHeartbeatResponse;
+    if (log_gate) {
       h.log_index = log.last_index();
       h.log_term = log.last_term();
     }
-    if (held.empty() && gate_satisfied(h)) {
+    if ((held.empty() || !log_gate) && gate_satisfied(h)) {
       push_outbox(std::move(m));
       return;
     }
