@@ -1215,8 +1215,12 @@ void Simulation::submit(Client& c, uint32_t op) {
 }
 
 void Simulation::propose_batches(Node& n) {
+  // (Re)propose the liveness probe unless this leader proposed it in its current term: a
+  // proposal of an earlier term at that index (this node led before) may never commit.
+  auto mine = nodes_[n.id].proposals.find(probe_index_);
   bool probe = healing_ && !probe_done_ && n.raft->role() == Role::kLeader &&
-               (probe_index_ == 0 || !nodes_[n.id].proposals.count(probe_index_));
+               (probe_index_ == 0 || probe_term_ != n.raft->term() || mine == nodes_[n.id].proposals.end() ||
+                mine->second.term != probe_term_);
   if (n.batch.empty() && !probe) return;
   core::BatchBuilder b(now_);
   std::vector<uint32_t> ops = std::move(n.batch);
