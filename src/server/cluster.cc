@@ -160,6 +160,7 @@ Status Node::start_cluster() {
   o.listen_port = port;
   o.advertise_peer_addr = options_.peer_addr;
   o.advertise_client_addr = fmt::format("{}:{}", options_.bind, port_);
+  o.max_queue_bytes_per_peer = kPeerQueueBytesPerPeer;
   o.log = [](const std::string& line) { log_line("peers: {}", line); };
   Status s = net::PeerTransport::open(o, &transport_);
   if (!s) return s;

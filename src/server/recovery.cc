@@ -127,6 +127,7 @@ Status Node::recover(int* exit_code) {
     config.election_ticks = static_cast<uint32_t>(std::max<uint64_t>(2, options_.election_timeout_ms / kRaftTickMs));
     config.heartbeat_ticks = static_cast<uint32_t>(std::max<uint64_t>(1, options_.heartbeat_ms / kRaftTickMs));
     if (config.heartbeat_ticks >= config.election_ticks) config.heartbeat_ticks = config.election_ticks - 1;
+    config.max_inflight_appends = kRaftMaxInflightAppends;
     config.seed = std::random_device{}();  // election timeouts differ between restarts and nodes
   }
   raft_ = std::make_unique<raft::Raft>(config, std::move(restore));
