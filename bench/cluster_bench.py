@@ -52,7 +52,9 @@ import time
 
 sys.dont_write_bytecode = True  # no __pycache__ left in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "etcd"))
+import etcd_cluster  # noqa: E402
 from etcd_cluster import EtcdCluster  # noqa: E402
+from compare import port_is_free  # noqa: E402  (bench/compare.py, same folder)
 
 SYSTEMS = ["hmdb", "etcd", "redis", "sentinel"]
 PARTS = ["throughput", "failover", "elections", "catchup"]
@@ -116,15 +118,7 @@ def untrack(proc):
 def stop_process(proc):
     if proc is None:
         return
-    if proc.poll() is None:
-        try:
-            os.kill(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        except ProcessLookupError:
-            pass
+    etcd_cluster.stop_process(proc, STOP_GRACE)
     untrack(proc)
 
 
@@ -190,16 +184,6 @@ def info_fields(port, section="replication"):
             k, v = line.split(":", 1)
             fields[k.strip()] = v.strip()
     return fields
-
-
-def port_is_free(port):
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
 
 
 def spawn(argv, log_path, what):

@@ -32,6 +32,20 @@ STOP_GRACE = 10.0
 CATCH_UP_SLACK = 0
 
 
+def stop_process(proc, grace=STOP_GRACE):
+    """SIGTERM, then SIGKILL after `grace` seconds; reaps the process. Shared with
+    bench/cluster_bench.py."""
+    if proc.poll() is None:
+        try:
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except ProcessLookupError:
+            pass
+
+
 class EtcdCluster:
     def __init__(self, root, base_port=7470, etcd="etcd", size=3, on_spawn=None,
                  on_reap=None):
@@ -91,15 +105,7 @@ class EtcdCluster:
         proc = self.procs[i]
         if proc is None:
             return
-        if proc.poll() is None:
-            try:
-                os.kill(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-            except ProcessLookupError:
-                pass
+        stop_process(proc)
         self.on_reap(proc)
         self.procs[i] = None
 
