@@ -25,6 +25,7 @@
 #include <sstream>
 
 #include "common/assert.h"
+#include "hmdb/app.h"
 #include "server/logging.h"
 #include "server/node.h"
 #include "storage/snapshot.h"
@@ -32,13 +33,6 @@
 namespace hmdb::server {
 
 namespace {
-
-bool iequal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); i++)
-    if (std::toupper(static_cast<unsigned char>(a[i])) != std::toupper(static_cast<unsigned char>(b[i]))) return false;
-  return true;
-}
 
 bool parse_u64(std::string_view s, uint64_t* out) {
   auto r = std::from_chars(s.data(), s.data() + s.size(), *out);
@@ -70,6 +64,14 @@ bool parse_member_context(std::string_view context, ServerOptions::MemberAddr* o
   out->client = std::move(client);
   out->peer = std::move(peer);
   return true;
+}
+
+// One line of the member list (snapshot cluster info, ADDLEARNER context):
+// "<id> <client addr> <peer addr>".
+bool parse_member_line(std::string_view line, uint64_t* id, ServerOptions::MemberAddr* m) {
+  size_t sp = line.find(' ');
+  return sp != std::string_view::npos && parse_u64(line.substr(0, sp), id) &&
+         parse_member_context(line.substr(sp + 1), m);
 }
 
 }  // namespace
@@ -241,12 +243,9 @@ void Node::learn_member_lines(std::string_view context) {
   std::istringstream in{std::string(context.substr(nl + 1))};
   std::string line;
   while (std::getline(in, line)) {
-    size_t sp = line.find(' ');
     uint64_t id = 0;
     ServerOptions::MemberAddr m;
-    if (sp == std::string::npos || !parse_u64(std::string_view(line).substr(0, sp), &id) || id == options_.node_id ||
-        !parse_member_context(std::string_view(line).substr(sp + 1), &m))
-      continue;
+    if (!parse_member_line(line, &id, &m) || id == options_.node_id) continue;
     members_.try_emplace(id, m);  // what this node already knows wins
   }
 }
@@ -256,11 +255,9 @@ void Node::decode_members(std::string_view text) {
   std::istringstream in{std::string(text)};
   std::string line;
   while (std::getline(in, line)) {
-    size_t sp = line.find(' ');
     uint64_t id = 0;
     ServerOptions::MemberAddr m;
-    if (sp == std::string::npos || !parse_u64(std::string_view(line).substr(0, sp), &id) ||
-        !parse_member_context(std::string_view(line).substr(sp + 1), &m)) {
+    if (!parse_member_line(line, &id, &m)) {
       log_line("warning: ignoring a malformed member line in a snapshot: '{}'", line);
       continue;
     }
@@ -475,9 +472,9 @@ void Node::complete_read(uint64_t session_id, uint64_t seq, const std::string* r
 
 bool Node::is_barrier_command(std::span<const std::string_view> argv) {
   if (is_snapshot_command(argv[0])) return true;
-  if (!iequal(argv[0], "CLUSTER") || argv.size() < 2) return false;
-  return iequal(argv[1], "ADDLEARNER") || iequal(argv[1], "PROMOTE") || iequal(argv[1], "REMOVE") ||
-         iequal(argv[1], "TRANSFER");
+  if (!iequals(argv[0], "CLUSTER") || argv.size() < 2) return false;
+  return iequals(argv[1], "ADDLEARNER") || iequals(argv[1], "PROMOTE") || iequals(argv[1], "REMOVE") ||
+         iequals(argv[1], "TRANSFER");
 }
 
 Node::RunResult Node::cluster_command(Session& s, std::span<const std::string_view> argv, uint64_t seq,
@@ -492,10 +489,10 @@ Node::RunResult Node::cluster_command(Session& s, std::span<const std::string_vi
     out->append(redirect_reply());
     return RunResult::kReplied;
   }
-  const size_t want = iequal(sub, "ADDLEARNER") ? 5 : 3;
+  const size_t want = iequals(sub, "ADDLEARNER") ? 5 : 3;
   uint64_t id = 0;
   if (argv.size() != want || !parse_u64(argv[2], &id) || id == 0) {
-    r.error(iequal(sub, "ADDLEARNER") ? "ERR usage: CLUSTER ADDLEARNER <id> <client host:port> <peer host:port>"
+    r.error(iequals(sub, "ADDLEARNER") ? "ERR usage: CLUSTER ADDLEARNER <id> <client host:port> <peer host:port>"
                                       : fmt::format("ERR usage: CLUSTER {} <id> (a positive node id)", std::string(sub)));
     return RunResult::kReplied;
   }
@@ -503,7 +500,7 @@ Node::RunResult Node::cluster_command(Session& s, std::span<const std::string_vi
   const bool voter = std::count(st.conf.voters.begin(), st.conf.voters.end(), id) > 0;
   const bool learner = std::count(st.conf.learners.begin(), st.conf.learners.end(), id) > 0;
 
-  if (iequal(sub, "TRANSFER")) {
+  if (iequals(sub, "TRANSFER")) {
     if (!voter) {
       r.error(fmt::format("ERR node {} is not a voter", id));
       return RunResult::kReplied;
@@ -521,7 +518,7 @@ Node::RunResult Node::cluster_command(Session& s, std::span<const std::string_vi
   raft::ConfChange cc;
   cc.node = id;
   ServerOptions::MemberAddr addr;
-  if (iequal(sub, "ADDLEARNER")) {
+  if (iequals(sub, "ADDLEARNER")) {
     if (voter || learner) {
       r.error(fmt::format("ERR node {} is already a {}", id, voter ? "voter" : "learner"));
       return RunResult::kReplied;
@@ -534,7 +531,7 @@ Node::RunResult Node::cluster_command(Session& s, std::span<const std::string_vi
     context += "\n" + encode_members();  // every member's address, for the new node
     cc.type = raft::ConfChangeType::kAddLearner;
     cc.context = std::move(context);
-  } else if (iequal(sub, "PROMOTE")) {
+  } else if (iequals(sub, "PROMOTE")) {
     if (!learner) {
       r.error(fmt::format("ERR node {} is not a learner{}", id, voter ? " (it is a voter already)" : ""));
       return RunResult::kReplied;
@@ -549,7 +546,7 @@ Node::RunResult Node::cluster_command(Session& s, std::span<const std::string_vi
       return RunResult::kReplied;
     }
     cc.type = raft::ConfChangeType::kPromote;
-  } else if (iequal(sub, "REMOVE")) {
+  } else if (iequals(sub, "REMOVE")) {
     if (!voter && !learner) {
       r.error(fmt::format("ERR node {} is not a member", id));
       return RunResult::kReplied;

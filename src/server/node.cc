@@ -430,8 +430,7 @@ void Node::loop_turn(int timeout_ms) {
 
   propose_batch();
   start_reads();
-  drive_raft();
-  finish_reads();
+  drive_raft();  // ends by running the reads whose index is applied
   maybe_auto_snapshot();
 
   // Replies that apply or a snapshot filled in: move them out in order, run what waited.
