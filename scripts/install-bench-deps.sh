@@ -10,23 +10,6 @@
 # service, which would otherwise hold port 2379 (the benchmark uses its own ports anyway).
 set -euo pipefail
 
-packages=(
-  etcd-server etcd-client
+exec bash "$(dirname "$0")/install-deps.sh" \
+  etcd-server etcd-client \
   golang-go golang-etcd-server-dev
-)
-
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-
-if ((${#missing[@]})); then
-  echo "install-bench-deps: installing ${missing[*]}"
-  SUDO=""
-  [[ $(id -u) -ne 0 ]] && SUDO="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
-else
-  echo "install-bench-deps: everything is installed"
-fi

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what hmdb needs to build, test and benchmark on Debian 12, and nothing else.
 # Safe to run again: apt-get skips what is already installed.
+# Arguments: more Debian packages to install the same way (scripts/install-bench-deps.sh).
 set -euo pipefail
 
 packages=(
@@ -14,6 +15,7 @@ packages=(
   redis-server redis-tools strace python3 procps
   # chaos tests: network partitions between cluster nodes on loopback addresses
   nftables
+  "$@"
 )
 
 missing=()
