@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -188,8 +189,11 @@ bool is_number(std::string_view v) {
   return i == v.size();
 }
 
-bool all_digits(std::string_view v) {
-  return !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+// A peer id: decimal digits only, fitting in 64 bits.
+bool parse_id(std::string_view v, uint64_t* out) {
+  if (v.empty() || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) return false;
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), *out);
+  return ec == std::errc() && end == v.data() + v.size();
 }
 
 std::string escape_help(std::string_view text) {
@@ -288,9 +292,7 @@ std::string info_to_prometheus(std::string_view info) {
     if (section == kAppSection) {
       bool seen = std::any_of(app_fields.begin(), app_fields.end(), [&](const auto& f) { return f.first == key; });
       if (!seen) app_fields.emplace_back(key, value);
-    } else if (key.size() > kPeerFieldPrefix.size() && key.starts_with(kPeerFieldPrefix) &&
-               all_digits(key.substr(kPeerFieldPrefix.size()))) {
-      uint64_t id = std::stoull(std::string(key.substr(kPeerFieldPrefix.size())));
+    } else if (uint64_t id = 0; key.starts_with(kPeerFieldPrefix) && parse_id(key.substr(kPeerFieldPrefix.size()), &id)) {
       auto& p = peers[id];
       while (!value.empty()) {
         size_t comma = value.find(',');
@@ -565,6 +567,13 @@ void MetricsServer::poll(uint64_t now_ms, const HttpResponder::MetricsSource& so
       if (!serve(*it->second)) close_connection(token);
     }
   }
+  if (accept_paused_until_ms_ != 0 && now_ms >= accept_paused_until_ms_) {
+    accept_paused_until_ms_ = 0;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = kTokenListen;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+  }
   std::vector<uint64_t> expired;
   for (const auto& [token, c] : connections_)
     if (c->deadline_ms <= now_ms) expired.push_back(token);
@@ -576,11 +585,15 @@ void MetricsServer::accept_connections(uint64_t now_ms, const HttpResponder::Met
   for (int i = 0; i < kMetricsAcceptsPerPollMax; i++) {
     int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      // EAGAIN: done. Out of descriptors or memory: the connection waits in the backlog
-      // and the listener stays readable, so the next poll tries again; the node's own
-      // listener sheds load in that case, this one does not need to.
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-        log_line("metrics: accept: {}", std::strerror(errno));
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) return;
+      // Out of descriptors or memory: the connection stays in the backlog and the listener
+      // readable, which would wake the loop at once, every turn. Stop listening for a while.
+      if (now_ms - last_accept_error_log_ms_ >= kMetricsLogIntervalMs || last_accept_error_log_ms_ == 0) {
+        last_accept_error_log_ms_ = now_ms;
+        log_line("metrics: accept: {}; not accepting for {} ms", std::strerror(errno), kMetricsAcceptPauseMs);
+      }
+      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+      accept_paused_until_ms_ = now_ms + kMetricsAcceptPauseMs;
       return;
     }
     if (connections_.size() >= kMetricsConnectionsMax) {
@@ -659,9 +672,9 @@ void MetricsServer::close_connection(uint64_t token) {
 
 void MetricsServer::arm_timer(uint64_t now_ms) {
   itimerspec spec{};  // all zero: disarmed
-  if (!connections_.empty()) {
-    uint64_t first = UINT64_MAX;
-    for (const auto& [token, c] : connections_) first = std::min(first, c->deadline_ms);
+  uint64_t first = accept_paused_until_ms_ != 0 ? accept_paused_until_ms_ : UINT64_MAX;
+  for (const auto& [token, c] : connections_) first = std::min(first, c->deadline_ms);
+  if (first != UINT64_MAX) {
     const uint64_t in_ms = first > now_ms ? first - now_ms : 1;
     spec.it_value.tv_sec = static_cast<time_t>(in_ms / 1000);
     spec.it_value.tv_nsec = static_cast<long>(in_ms % 1000) * 1000000;

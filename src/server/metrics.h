@@ -40,6 +40,11 @@ inline constexpr uint64_t kMetricsConnectionTimeoutMs = 10000;
 // Metrics connections open at once; a connection beyond it is closed right after accept.
 // A scraper or two need a handful; this bounds memory and descriptors, not clients' luck.
 inline constexpr size_t kMetricsConnectionsMax = 16;
+// accept() failing for lack of descriptors or memory stops the listener this long (the
+// pending connection would otherwise wake the loop every turn), and is logged at most once
+// per kMetricsLogIntervalMs.
+inline constexpr uint64_t kMetricsAcceptPauseMs = 100;
+inline constexpr uint64_t kMetricsLogIntervalMs = 10000;
 // Bounded work per MetricsServer::poll(): accepts and epoll events taken.
 inline constexpr int kMetricsAcceptsPerPollMax = 16;
 inline constexpr int kMetricsEventsPerPollMax = 64;
@@ -143,6 +148,8 @@ class MetricsServer {
   int timer_fd_ = -1;
   uint16_t port_ = 0;
   uint64_t next_token_ = 2;  // epoll tokens: 0 listener, 1 timer, then one per connection
+  uint64_t accept_paused_until_ms_ = 0;  // 0: the listener is in the epoll set
+  uint64_t last_accept_error_log_ms_ = 0;
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
 };
 

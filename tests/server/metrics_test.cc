@@ -162,13 +162,16 @@ TEST(InfoToPrometheus, LabelValuesAreEscaped) {
 TEST(InfoToPrometheus, UnknownFieldsAndNonNumbersAreReportedAsComments) {
   std::string m = info_to_prometheus(
       "# Stats\nbrand_new_counter:5\nterm:abc\n"
-      "# Replication\npeer7:addr=x:1,connected=1,wobble=3,sent=inf,lag=1\n");
+      "# Replication\npeer7:addr=x:1,connected=1,wobble=3,sent=inf,lag=1\n"
+      "peer99999999999999999999999:connected=1\n");
   EXPECT_TRUE(contains(m, "# hmdb: INFO field brand_new_counter is not mapped\n")) << m;
   EXPECT_TRUE(contains(m, "# hmdb: INFO field term has a value that is not a number: abc\n")) << m;
   EXPECT_TRUE(contains(m, "# hmdb: INFO field peer7 wobble is not mapped\n")) << m;
   EXPECT_TRUE(contains(m, "# hmdb: INFO field peer7 sent has a value that is not a number: inf\n")) << m;
   EXPECT_FALSE(contains(m, "hmdb_term ")) << m;
   EXPECT_FALSE(contains(m, "hmdb_brand_new_counter"));
+  // A peer id beyond 64 bits is no peer line: reported, not exported.
+  EXPECT_TRUE(contains(m, "# hmdb: INFO field peer99999999999999999999999 is not mapped\n")) << m;
   // LF-only lines are read the same way.
   EXPECT_TRUE(contains(m, "hmdb_peer_lag_entries{peer=\"7\"} 1\n")) << m;
 }
