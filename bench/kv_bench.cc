@@ -1,6 +1,6 @@
 // bench/kv_bench.cc — micro-benchmarks of the kv app alone (no network, no log): how fast
-// AppHost applies SET/INCR and answers GET, and how fast a snapshot of many string keys
-// loads (the app's share of "restart with 10 million keys in at most 3 s").
+// AppHost applies SET/INCR/LPUSH/HSET and answers GET, and how fast a snapshot of many
+// string keys loads (the app's share of "restart with 10 million keys in at most 3 s").
 //
 //   build-*/bench/kv_bench --benchmark_filter=Load   # 1M and 10M keys (~1.5 GiB RAM)
 #include <benchmark/benchmark.h>
@@ -74,8 +74,9 @@ void BM_SaveStringSnapshot(benchmark::State& state) {
 }
 BENCHMARK(BM_SaveStringSnapshot)->Arg(1'000'000)->Unit(benchmark::kMillisecond);
 
-// One write through AppHost::validate + apply, as the server does for each command.
-void run_writes(benchmark::State& state, const char* command, bool with_value) {
+// One write through AppHost::validate + apply, as the server does for each command:
+// `command key` [field] [value], the key (and field) drawn at random like hmdb-bench does.
+void run_writes(benchmark::State& state, const char* command, bool with_value, bool with_field = false) {
   const uint64_t keyspace = static_cast<uint64_t>(state.range(0));
   Host host;
   std::vector<std::string> keys;
@@ -86,9 +87,17 @@ void run_writes(benchmark::State& state, const char* command, bool with_value) {
   hmdb::ApplyContext ctx;
   ctx.now_ms = 1'700'000'000'000;
   std::string error;
+  std::vector<std::string> fields;
+  if (with_field) {
+    fields.reserve(keyspace);
+    for (uint64_t i = 0; i < keyspace; i++) fields.push_back("element:" + key_name(i).substr(4));
+  }
   for (auto _ : state) {
-    std::string_view argv[3] = {command, keys[rng() % keyspace], "xxx"};
-    hmdb::Args args(argv, with_value ? 3 : 2);
+    std::string_view argv[4] = {command, keys[rng() % keyspace]};
+    size_t argc = 2;
+    if (with_field) argv[argc++] = fields[rng() % keyspace];
+    if (with_value) argv[argc++] = "xxx";
+    hmdb::Args args(argv, argc);
     out.clear();
     hmdb::Reply reply(&out);
     if (!host.validate(args, &error)) state.SkipWithError(error.c_str());
@@ -101,6 +110,13 @@ void BM_ApplySet(benchmark::State& state) { run_writes(state, "SET", true); }
 void BM_ApplyIncr(benchmark::State& state) { run_writes(state, "INCR", false); }
 BENCHMARK(BM_ApplySet)->Arg(100'000)->Arg(1'000'000);
 BENCHMARK(BM_ApplyIncr)->Arg(100'000);
+
+// The container writes of issue 2's benchmark: random keys, so most lists and hashes hold
+// a few elements (the iteration count decides how many; compare runs of equal length).
+void BM_ApplyLpush(benchmark::State& state) { run_writes(state, "LPUSH", true); }
+void BM_ApplyHset(benchmark::State& state) { run_writes(state, "HSET", true, true); }
+BENCHMARK(BM_ApplyLpush)->Arg(1'000'000)->Iterations(3'000'000);
+BENCHMARK(BM_ApplyHset)->Arg(1'000'000)->Iterations(3'000'000);
 
 void BM_QueryGet(benchmark::State& state) {
   const uint64_t n = static_cast<uint64_t>(state.range(0));

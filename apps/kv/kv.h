@@ -11,7 +11,7 @@
 //     hide keys whose deadline <= QueryContext::now_ms; housekeeping() proposes
 //     HMDB.EXPIRE, which deletes up to kExpireBatchMax keys expired as of ctx.now_ms.
 //   - Order: every container whose order is visible in a reply or decides what a command
-//     changes is ordered (btree, deque). Only the top-level key table is a hash table; it
+//     changes is ordered (btree, sorted array, ring buffer). Only the top-level key table is a hash table; it
 //     is never iterated in a reply, and the digest combines per-key hashes by addition so
 //     it does not depend on its iteration order. Snapshot bytes may differ between nodes
 //     with equal state (key order); their digests do not.
@@ -23,7 +23,6 @@
 
 #include <cstdint>
 #include <cstring>
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -37,6 +36,9 @@
 #include <absl/container/flat_hash_map.h>
 
 #include "hmdb/app.h"
+#include "kv/hash.h"
+#include "kv/key.h"
+#include "kv/list.h"
 #include "kv/populated_allocator.h"
 
 #include <xxhash.h>
@@ -66,75 +68,6 @@ struct KeyEq {
   using is_transparent = void;
   bool operator()(std::string_view a, std::string_view b) const { return a == b; }
 };
-// A key or member name in a hash table: up to kInlineBytesMax bytes live inside the
-// 32-byte object, longer ones in one heap block. std::string keeps only 15 bytes inline,
-// so the common 16-30-byte key ("user:1000:session") would cost a malloc, 32 more bytes
-// and a cache miss per key; at 10 M keys that is 320 MiB and most of the load time.
-class Key {
- public:
-  static constexpr size_t kInlineBytesMax = 31;
-
-  Key() noexcept { raw_[kTagAt] = 0; }
-  explicit Key(std::string_view s) { init(s); }
-  Key(const Key& other) { init(other.view()); }
-  Key(Key&& other) noexcept {
-    std::memcpy(raw_, other.raw_, sizeof raw_);
-    other.raw_[kTagAt] = 0;
-  }
-  Key& operator=(const Key& other) {
-    if (this != &other) { Key copy(other); *this = std::move(copy); }
-    return *this;
-  }
-  Key& operator=(Key&& other) noexcept {
-    if (this != &other) {
-      release();
-      std::memcpy(raw_, other.raw_, sizeof raw_);
-      other.raw_[kTagAt] = 0;
-    }
-    return *this;
-  }
-  ~Key() { release(); }
-
-  std::string_view view() const noexcept {
-    if (!on_heap()) return std::string_view(raw_, static_cast<unsigned char>(raw_[kTagAt]));
-    const char* p;
-    size_t n;
-    std::memcpy(&p, raw_, sizeof p);
-    std::memcpy(&n, raw_ + sizeof p, sizeof n);
-    return std::string_view(p, n);
-  }
-  operator std::string_view() const noexcept { return view(); }  // NOLINT: lookups by view
-
- private:
-  static constexpr size_t kTagAt = 31;           // inline length, or kHeapTag
-  static constexpr unsigned char kHeapTag = 0xff;
-  static_assert(kInlineBytesMax < kHeapTag);
-
-  bool on_heap() const noexcept { return static_cast<unsigned char>(raw_[kTagAt]) == kHeapTag; }
-  void init(std::string_view s) {
-    if (s.size() <= kInlineBytesMax) {
-      std::memcpy(raw_, s.data(), s.size());
-      raw_[kTagAt] = static_cast<char>(s.size());
-      return;
-    }
-    char* p = new char[s.size()];
-    std::memcpy(p, s.data(), s.size());
-    size_t n = s.size();
-    std::memcpy(raw_, &p, sizeof p);
-    std::memcpy(raw_ + sizeof p, &n, sizeof n);
-    raw_[kTagAt] = static_cast<char>(kHeapTag);
-  }
-  void release() noexcept {
-    if (!on_heap()) return;
-    char* p;
-    std::memcpy(&p, raw_, sizeof p);
-    delete[] p;
-  }
-
-  alignas(8) char raw_[32];
-};
-static_assert(sizeof(Key) == 32);
-
 // Big tables (the key table at millions of keys) get their slot array pre-faulted, see
 // populated_allocator.h; small ones use the default allocator through it.
 template <class V>
@@ -160,8 +93,8 @@ struct SetLess {
 };
 using Set = absl::btree_set<SetMember, SetLess>;
 
-using Hash = absl::btree_map<std::string, std::string, std::less<>>;
-using List = std::deque<std::string>;
+// Hash (hash.h) and List (list.h) are the compact containers of the two commonest
+// container types.
 
 struct ZEntry {
   double score;
@@ -189,10 +122,11 @@ struct ZSet {
 // Type tags; also the snapshot's type byte (do not renumber within a schema version).
 enum class Type : uint8_t { kString = 0, kHash = 1, kList = 2, kSet = 3, kZSet = 4 };
 
-// Containers are boxed so a string key (the common case) costs one std::string, and the
-// variant stays 40 bytes. Invariant: a stored container is never empty.
-using Value = std::variant<std::string, std::unique_ptr<Hash>, std::unique_ptr<List>,
-                           std::unique_ptr<Set>, std::unique_ptr<ZSet>>;
+// Sets and sorted sets are boxed; hashes and lists are held in place (each is a 32-byte
+// handle to one block while small), so a string key (the common case) costs one
+// std::string and the variant stays 40 bytes. Invariant: a stored container is never empty.
+using Value = std::variant<std::string, Hash, List, std::unique_ptr<Set>, std::unique_ptr<ZSet>>;
+static_assert(sizeof(Value) == 40, "a key table slot is Key + Value");
 
 // Orders (deadline, key) pairs; transparent so a lookup needs no std::string.
 struct ExpiryLess {
@@ -225,6 +159,10 @@ struct Kv {
   static uint64_t digest(const State& s);
   static std::string info(const State& s);
   static std::optional<std::vector<std::string>> housekeeping(const State& s, uint64_t now_ms);
+  // Cache hint for a command about to run: the key table's slot of argv[1].
+  static void prefetch(const State& s, Args argv) {
+    if (argv.size() >= 2) s.keys.prefetch(argv[1]);
+  }
 };
 
 }  // namespace hmdb::kv
