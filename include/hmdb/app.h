@@ -13,6 +13,7 @@
 //     static uint64_t digest(const State& s);                 // default: hash of save()
 //     static std::string info(const State& s);                // lines for INFO
 //     static std::optional<std::vector<std::string>> housekeeping(const State&, uint64_t now_ms);
+//     static void prefetch(const State&, Args argv);          // cache hint, see StateMachine
 //   };
 //   int main(int argc, char** argv) { return hmdb::run<Ledger>(argc, argv); }  // hmdb/server.h
 //
@@ -38,7 +39,6 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
-#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -61,6 +61,9 @@ inline std::string upper(std::string_view s) {
 }
 // Case-insensitive lookup without allocating: names are at most kMaxNameBytes long.
 constexpr size_t kMaxCommandNameBytes = 64;
+// FNV-1a (32-bit) for the command table: short names, one pass.
+constexpr uint32_t kFnvOffset = 2166136261u;
+constexpr uint32_t kFnvPrime = 16777619u;
 
 class HashSink final : public Sink {
  public:
@@ -79,6 +82,11 @@ template <class T, class = void>
 struct has_info : std::false_type {};
 template <class T>
 struct has_info<T, std::void_t<decltype(T::info(std::declval<const typename T::State&>()))>> : std::true_type {};
+template <class T, class = void>
+struct has_prefetch : std::false_type {};
+template <class T>
+struct has_prefetch<T, std::void_t<decltype(T::prefetch(std::declval<const typename T::State&>(), std::declval<Args>()))>>
+    : std::true_type {};
 template <class T, class = void>
 struct has_housekeeping : std::false_type {};
 template <class T>
@@ -127,26 +135,51 @@ class Commands {
     add(std::move(e));
   }
 
+  // Called for every command (twice for most: kind, then validate/query/apply), so it is
+  // one pass over the name (ASCII upper case + FNV-1a hash) and a probe of a small
+  // open-addressing table, not a std::unordered_map (measured: 7 % of a GET's CPU).
   const Entry* find(std::string_view name) const {
-    if (name.size() > detail::kMaxCommandNameBytes) return nullptr;
+    if (name.size() > detail::kMaxCommandNameBytes || slots_.empty()) return nullptr;
     char buf[detail::kMaxCommandNameBytes];
-    // ASCII upper case inline: std::toupper is a libc call per byte on the hot path.
-    for (size_t i = 0; i < name.size(); i++) buf[i] = (name[i] >= 'a' && name[i] <= 'z') ? static_cast<char>(name[i] - 32) : name[i];
-    auto it = index_.find(std::string_view(buf, name.size()));
-    return it == index_.end() ? nullptr : &entries_[it->second];
+    uint32_t h = detail::kFnvOffset;
+    for (size_t i = 0; i < name.size(); i++) {
+      char c = name[i];
+      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);  // no libc call per byte
+      buf[i] = c;
+      h = (h ^ static_cast<unsigned char>(c)) * detail::kFnvPrime;
+    }
+    const std::string_view upper(buf, name.size());
+    const size_t mask = slots_.size() - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+      const uint32_t slot = slots_[i];
+      if (slot == kEmptySlot) return nullptr;
+      const Entry& e = entries_[slot];
+      if (e.name.size() == upper.size() && e.name == upper) return &e;
+    }
   }
   const std::vector<Entry>& entries() const { return entries_; }
 
  private:
+  static constexpr uint32_t kEmptySlot = UINT32_MAX;
+
   void add(Entry e) {
-    if (e.name.size() > detail::kMaxCommandNameBytes || index_.count(e.name))
+    if (e.name.size() > detail::kMaxCommandNameBytes || find(e.name))
       throw std::logic_error("hmdb: bad or duplicate command name: " + e.name);
     entries_.push_back(std::move(e));
-    index_.clear();  // rebuild: views point into entries_, which may have moved
-    for (size_t i = 0; i < entries_.size(); i++) index_.emplace(entries_[i].name, i);
+    // Rebuild at a load of at most 1/4, so a miss (an unknown command) ends after a probe or two.
+    size_t size = 16;
+    while (size < entries_.size() * 4) size *= 2;
+    slots_.assign(size, kEmptySlot);
+    for (size_t i = 0; i < entries_.size(); i++) {
+      uint32_t h = detail::kFnvOffset;
+      for (char c : entries_[i].name) h = (h ^ static_cast<unsigned char>(c)) * detail::kFnvPrime;
+      size_t j = h & (size - 1);
+      while (slots_[j] != kEmptySlot) j = (j + 1) & (size - 1);
+      slots_[j] = static_cast<uint32_t>(i);
+    }
   }
   std::vector<Entry> entries_;
-  std::unordered_map<std::string_view, size_t> index_;
+  std::vector<uint32_t> slots_;  // indexes into entries_, kEmptySlot where free
 };
 
 // ---- Argument helpers for parse() functions (Redis-compatible rules) --------------------
@@ -240,6 +273,10 @@ class AppHost final : public StateMachine {
     if (!e || e->kind != CommandKind::kQuery) { reply.error("ERR unknown command"); return; }
     if (!arity_ok(e->arity, argv.size())) { reply.error(wrong_arity(argv[0])); return; }
     e->query(state_, argv, ctx, reply);
+  }
+
+  void prefetch(Args argv) const override {
+    if constexpr (detail::has_prefetch<App>::value) App::prefetch(state_, argv);
   }
 
   std::optional<std::vector<std::string>> housekeeping(uint64_t now_ms) const override {

@@ -75,6 +75,12 @@ class StateMachine {
   // Runs a read-only query. Writes exactly one RESP value to reply.
   virtual void query(Args argv, const QueryContext& ctx, Reply& reply) const = 0;
 
+  // A hint, for a command that will run soon (the shell parses a few of a client's
+  // pipelined commands ahead): start loading the memory it will touch (e.g. the hash-table
+  // slot of its key), so the cache misses of several commands overlap instead of each
+  // stalling in turn. Must not change the state or its observable behaviour. Default: none.
+  virtual void prefetch(Args argv) const { (void)argv; }
+
   // Periodic housekeeping the leader should log as a command (e.g. deleting expired keys).
   // Called by the leader's shell every housekeeping interval; returns the argv to propose,
   // or nothing. Must be cheap: it runs on the event loop.

@@ -26,10 +26,13 @@ constexpr std::array<std::string_view, 15> kServerCommands = {
     "PING", "ECHO", "QUIT", "SELECT", "HELLO", "CLIENT", "COMMAND", "CONFIG", "INFO", "SNAPSHOT", "BGSAVE", "SAVE",
     "CLUSTER", "READONLY", "READWRITE"};
 
+// ASCII only, inline: it runs for every command (is_server_command), so no libc call per byte.
+char ascii_upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c; }
+
 bool iequal(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); i++)
-    if (std::toupper(static_cast<unsigned char>(a[i])) != std::toupper(static_cast<unsigned char>(b[i]))) return false;
+    if (ascii_upper(a[i]) != ascii_upper(b[i])) return false;
   return true;
 }
 

@@ -263,6 +263,45 @@ TEST_F(ServerTest, InlineCommandsWork) {
   EXPECT_EQ(c.read(), std::string("PONG"));
 }
 
+// The server parses up to kParseAheadCommands pipelined commands before running them (so
+// the app can prefetch). Whatever stops a pipeline must still stop it at the right command.
+TEST_F(ServerTest, ParsingAheadKeepsOrderAndStopsAtQuitErrorsAndPartialCommands) {
+  server_->start();
+  // Multibulk and inline commands mixed (an inline one is never parsed ahead), then a
+  // malformed frame: everything before it is answered in order, then the error, then close.
+  RespClient a(server_->port());
+  ASSERT_TRUE(a.send_raw("*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\n"
+                         "SET b \"x y\"\r\n*2\r\n$3\r\nGET\r\n$1\r\nb\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\n*1\r\n:5\r\n"
+                         "*2\r\n$3\r\nGET\r\n$1\r\na\r\n"));
+  EXPECT_EQ(a.read(), std::string("OK"));
+  EXPECT_EQ(a.read().str, "1");
+  EXPECT_EQ(a.read(), std::string("OK"));
+  EXPECT_EQ(a.read().str, "x y");
+  EXPECT_EQ(a.read().str, "1");
+  EXPECT_EQ(a.read().str, "ERR Protocol error: expected '$', got ':'");
+  EXPECT_TRUE(a.closed_by_server());
+
+  // QUIT inside a pipeline: nothing after it runs.
+  RespClient q(server_->port());
+  ASSERT_TRUE(q.send_raw("*3\r\n$3\r\nSET\r\n$1\r\nq\r\n$1\r\n1\r\n*1\r\n$4\r\nQUIT\r\n"
+                         "*3\r\n$3\r\nSET\r\n$1\r\nq\r\n$1\r\n2\r\n"));
+  EXPECT_EQ(q.read(), std::string("OK"));
+  EXPECT_EQ(q.read(), std::string("OK"));
+  EXPECT_TRUE(q.closed_by_server());
+  RespClient check(server_->port());
+  EXPECT_EQ(check.call({"GET", "q"}).str, "1");
+
+  // A command cut in two after complete ones: the complete ones are answered (which proves
+  // the server parsed up to the cut), and the rest completes the cut command.
+  RespClient p(server_->port());
+  ASSERT_TRUE(p.send_raw("*2\r\n$3\r\nGET\r\n$1\r\na\r\n*2\r\n$3\r\nGET\r\n$1\r\nq\r\n*2\r\n$3\r\nGE"));
+  EXPECT_EQ(p.read().str, "1");
+  EXPECT_EQ(p.read().str, "1");
+  ASSERT_TRUE(p.send_raw("T\r\n$1\r\nb\r\n*2\r\n$3\r\nGET\r\n$1\r\na\r\n"));
+  EXPECT_EQ(p.read().str, "x y");
+  EXPECT_EQ(p.read().str, "1");
+}
+
 TEST_F(ServerTest, BulkOverTheLimitIsAProtocolErrorThatClosesOnlyThatConnection) {
   server_->start({"--max-bulk-bytes", "1024"});
   RespClient bystander(server_->port());
