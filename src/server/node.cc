@@ -195,6 +195,15 @@ Status Node::start(int* exit_code) {
   ev.events = EPOLLIN;
   ev.data.u64 = kEpollTagListen;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+  if (options_.metrics_port != 0) {
+    s = MetricsServer::open(options_.bind, options_.metrics_port, &metrics_);
+    if (!s) return s;
+    ev.events = EPOLLIN;  // level-triggered, like the peer transport's epoll fd
+    ev.data.u64 = kEpollTagMetrics;
+    if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, metrics_->fd(), &ev) != 0)
+      return Status::io_error(std::string("epoll_ctl(metrics): ") + std::strerror(errno));
+    log_line("metrics: http://{}:{}/metrics", options_.bind, metrics_->port());
+  }
 
   s = start_cluster();
   if (!s) return s;
@@ -362,6 +371,9 @@ void Node::loop_turn(int timeout_ms) {
       on_snapshot_child_exit();
     } else if (tag == kEpollTagPeers) {
       poll_peers();
+    } else if (tag == kEpollTagMetrics) {
+      // A scrape is INFO all, converted: no state hashing.
+      metrics_->poll(turn_steady_ms_, [this] { return info_to_prometheus(info_text("all")); });
     } else {
       Session* s = find_session(tag);
       if (!s) continue;

@@ -31,6 +31,7 @@
 #include "raft/raft.h"
 #include "server/deferred_remove_env.h"
 #include "server/disk_thread.h"
+#include "server/metrics.h"
 #include "server/options.h"
 #include "server/session.h"
 #include "storage/env.h"
@@ -50,6 +51,7 @@ inline constexpr uint64_t kEpollTagWake = 2;
 inline constexpr uint64_t kEpollTagSignal = 3;
 inline constexpr uint64_t kEpollTagSnapshot = 4;
 inline constexpr uint64_t kEpollTagPeers = 5;
+inline constexpr uint64_t kEpollTagMetrics = 6;
 inline constexpr uint64_t kFirstSessionId = 16;
 
 // Pipelined commands of one client parsed ahead of running them, so the app can prefetch
@@ -237,6 +239,8 @@ class Node {
   std::vector<std::pair<uint64_t, uint64_t>> snapshot_waiters_;       // of the running one
   std::vector<std::pair<uint64_t, uint64_t>> next_snapshot_waiters_;  // of the next one
   uint64_t log_bytes_since_snapshot_ = 0;
+
+  std::unique_ptr<MetricsServer> metrics_;  // --metrics-port; null when off
 
   // ---- cluster ----
   std::unique_ptr<net::PeerTransport> transport_;

@@ -30,6 +30,7 @@ struct ServerOptions {
   uint64_t snapshot_log_bytes = 256ull << 20;  // take a snapshot once the log grew this much
   uint64_t max_bulk_bytes = net::kDefaultMaxBulkBytes;
   uint64_t max_clients = 10000;
+  uint16_t metrics_port = 0;  // Prometheus endpoint on bind:metrics_port (server/metrics.h); 0: off
 
   // ---- cluster (docs/cluster.md) ----
   uint64_t node_id = 1;
@@ -71,7 +72,7 @@ inline constexpr uint64_t kClusterCommandTimeoutMs = 10000;
 // max_append_bytes, 1 MiB), and the peer transport's queue per peer. The queue holds two
 // windows; beyond it messages are dropped (raft retransmits), so a peer whose connection
 // is stuck costs at most this much memory and framing work instead of filling 256 MiB.
-inline constexpr uint32_t kRaftMaxInflightAppends = 16;
+inline constexpr uint32_t kRaftMaxInflightAppends = 2;
 inline constexpr uint64_t kPeerQueueBytesPerPeer = 32ull << 20;
 // A learner may be promoted only once it is at most this many entries behind the leader.
 inline constexpr uint64_t kPromoteMaxLagEntries = 1000;

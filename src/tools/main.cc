@@ -150,6 +150,9 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
   serve_cmd->add_option("--max-clients", options.max_clients, "connections beyond this are refused")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
       ->capture_default_str();
+  serve_cmd->add_option("--metrics-port", options.metrics_port,
+                        "serve Prometheus metrics at http://BIND:PORT/metrics; 0: off")
+      ->capture_default_str();
 
   std::string initial_cluster;
   serve_cmd->add_option("--node-id", options.node_id, "this node's id in its cluster (a positive integer)")
