@@ -10,7 +10,8 @@ The benchmarks of issue 4, each against its peers on the same machine, one syste
               Debian's clientv3) vs Redis 7 primary + 2 replicas (appendonly yes, appendfsync
               always on all three) with `WAIT 1 0` after every SET (hmdb-bench
               --wait-replicas 1). Prints ops/s, p50, p99 and the ratios hmdb/etcd and
-              hmdb/Redis+WAIT.
+              hmdb/Redis+WAIT. Also one hmdb node (always, no replication) under the same
+              load: not a competitor but the ceiling, since the 3 nodes share the same cores.
   failover    while 50 clients write, kill -9 the leader (--kills times); the time from the
               kill to the first successful write sent after the killed process was reaped.
               The old leader is restarted and caught up before the next kill. hmdb: hmdb-bench
@@ -56,7 +57,7 @@ import etcd_cluster  # noqa: E402
 from etcd_cluster import EtcdCluster  # noqa: E402
 from compare import port_is_free  # noqa: E402  (bench/compare.py, same folder)
 
-SYSTEMS = ["hmdb", "etcd", "redis", "sentinel"]
+SYSTEMS = ["hmdb", "hmdb1", "etcd", "redis", "sentinel"]
 PARTS = ["throughput", "failover", "elections", "catchup"]
 
 # How long a server may take to answer after start.
@@ -451,6 +452,34 @@ class RedisGroup:
             self.wait_sentinels_agree(timeout)
 
 
+class HmdbSingle:
+    """One hmdb node, --durability always, no replication: the same binary and workload
+    without the cluster. Not a competitor: the ceiling a 3-node cluster on the same cores
+    cannot beat (it does the leader's work plus two followers' on the same 2 CPUs)."""
+
+    def __init__(self, args, root, base_port):
+        self.args = args
+        self.root = root
+        self.port = base_port + 5
+        self.proc = None
+
+    def start(self):
+        if not port_is_free(self.port):
+            raise RuntimeError(f"port {self.port} is in use; pick another --base-port")
+        argv = [self.args.hmdb, "serve", "--bind", "127.0.0.1", "--port", str(self.port),
+                "--dir", os.path.join(self.root, "n1"), "--durability", "always"]
+        self.proc = spawn(argv + self.args.hmdb_flags, os.path.join(self.root, "n1.log"), "hmdb single")
+        wait_until(lambda: info_fields(self.port) is not None, START_TIMEOUT, "hmdb single node")
+        return 0
+
+    def leader_port(self):
+        return self.port
+
+    def stop(self):
+        stop_process(self.proc)
+        self.proc = None
+
+
 class EtcdSystem(EtcdCluster):
     def __init__(self, args, root, base_port):
         super().__init__(root, base_port, args.etcd, on_spawn=track, on_reap=untrack)
@@ -550,13 +579,15 @@ def make_system(args, system, root, run_tag):
     os.makedirs(d)
     if system == "hmdb":
         return HmdbCluster(args, d, args.base_port)
+    if system == "hmdb1":
+        return HmdbSingle(args, d, args.base_port)
     if system == "etcd":
         return EtcdSystem(args, d, args.base_port + 20)
     return RedisGroup(args, d, args.base_port + 40, sentinels=(system == "sentinel"))
 
 
 def part_throughput(args, root, report):
-    systems = [s for s in ("hmdb", "etcd", "redis") if s in args.only]
+    systems = [s for s in ("hmdb", "hmdb1", "etcd", "redis") if s in args.only]
     results = {}  # (system, clients) -> [Result]
     failures = []
     for rep in range(args.runs):
@@ -581,8 +612,13 @@ def part_throughput(args, root, report):
                 log(f"  FAILED: {e}")
             finally:
                 s.stop()
+                # Write back what this system left dirty now, not during the next one's run
+                # (a single hmdb node measured right after the 3-node cluster once saw 6-8 ms
+                # fdatasyncs and 8k SET/s instead of 50-80k).
+                os.sync()
 
-    label = {"hmdb": "hmdb 3 nodes (always)", "etcd": "etcd 3 nodes",
+    label = {"hmdb": "hmdb 3 nodes (always)", "hmdb1": "hmdb 1 node (always, no replication: the ceiling)",
+             "etcd": "etcd 3 nodes",
              "redis": "Redis + 2 replicas, AOF always, WAIT 1 0"}
     report.append(f"### Throughput: random-key SET, {args.value_size}-byte values, keyspace "
                   f"{args.keyspace:,}, {args.seconds:g} s per run, median of {args.runs}")
@@ -620,6 +656,12 @@ def part_throughput(args, root, report):
                              f"goal {goal:g}x)")
                 hp, op = p99[("hmdb", clients)], p99[(other, clients)]
                 parts.append(f"p99 {hp:.1f} vs {op:.1f} ms ({'lower: met' if hp < op else 'MISSED'})")
+        single = med.get(("hmdb1", clients))
+        if h and single:
+            parts.append(f"hmdb 3 nodes / 1 node {h / single:.2f}")
+            o = med.get(("redis", clients))
+            if o:
+                parts.append(f"3x Redis+WAIT would be {3 * o:,.0f}/s = {3 * o / single:.2f}x the single node")
         if parts:
             report.append(f"- {clients} clients: " + "; ".join(parts))
     for system in systems:
@@ -1014,7 +1056,7 @@ def main():
                         help="pipeline depth of the fill (at 16 with 1 KiB values the leader "
                              "lost its quorum contact and stepped down at 04:27 UTC)")
     parser.add_argument("--base-port", type=int, default=7700,
-                        help="hmdb base+1..3 (peers +11..13, new node +4/+14), etcd base+21.., "
+                        help="hmdb base+1..3 (peers +11..13, new node +4/+14, single node +5), etcd base+21.., "
                              "Redis base+41.., Sentinels base+51..")
     parser.add_argument("--tmp-root", default=None, help="where data directories go (a real disk)")
     parser.add_argument("--out", help="also write the markdown report to this file")
@@ -1040,10 +1082,10 @@ def main():
     args.hmdb = args.hmdb or os.path.join(args.build_dir, "apps", "kv", "hmdb")
     args.hmdb_bench = args.hmdb_bench or os.path.join(args.build_dir, "bench", "hmdb-bench")
     args.etcd_load = args.etcd_load or os.path.join(args.build_dir, "bench", "etcd-load")
-    if any(s in args.only for s in ("hmdb", "redis", "sentinel")) and \
+    if any(s in args.only for s in ("hmdb", "hmdb1", "redis", "sentinel")) and \
             not os.access(args.hmdb_bench, os.X_OK):
         parser.error(f"{args.hmdb_bench} not found: build the hmdb-bench target first")
-    if "hmdb" in args.only and not os.access(args.hmdb, os.X_OK):
+    if any(s in args.only for s in ("hmdb", "hmdb1")) and not os.access(args.hmdb, os.X_OK):
         parser.error(f"{args.hmdb} not found (build target hmdb, or --hmdb, or --only without hmdb)")
     if "etcd" in args.only:
         if shutil.which(args.etcd) is None:
