@@ -1,7 +1,7 @@
 // fuzz/peer_frame_fuzz.cc — libFuzzer target for the peer protocol (src/net/peer_protocol):
-// FrameParser on a byte stream fed in pieces, and decode_hello/decode_message on every
-// frame body and on the raw input itself (the checksum keeps the fuzzer out of framed
-// bodies, so the decoders are also fed directly).
+// FrameParser on a byte stream fed in pieces, and decode_hello/decode_message/decode_refusal
+// on every frame body and on the raw input itself (the checksum keeps the fuzzer out of
+// framed bodies, so the decoders are also fed directly).
 //
 // Properties: no crash or out-of-bounds read; frames never extend past the input; split
 // points do not change the frames or the outcome; a body that decodes re-encodes to the
@@ -31,6 +31,16 @@ void check_body(std::string_view body) {
     HMDB_ASSERT(again == body, "hello re-encodes differently");
   } else {
     HMDB_ASSERT(!error.empty(), "hello refused without a reason");
+  }
+  error.clear();
+  peer::Refusal refusal;
+  if (peer::decode_refusal(body, &refusal, &error)) {
+    HMDB_ASSERT(refusal.text.size() <= peer::kMaxRefusalTextBytes, "refusal text over the bound accepted");
+    std::string again = peer::encode_refusal_frame(0, refusal);
+    HMDB_ASSERT(again.size() <= peer::kMaxRefusalFrameBytes, "refusal frame over the bound");
+    HMDB_ASSERT(std::string_view(again).substr(peer::kFrameHeaderBytes) == body, "refusal re-encodes differently");
+  } else {
+    HMDB_ASSERT(!error.empty(), "refusal refused without a reason");
   }
   error.clear();
   hmdb::raft::Message m;
@@ -90,8 +100,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   size_t piece = 1 + data[0] % 64;
   std::string input(reinterpret_cast<const char*>(data) + 1, size - 1);
-  // A small bound too, so the length check is reachable without megabytes of input.
-  for (uint32_t max_body : {peer::kMaxFrameBodyBytes, uint32_t{256}}) {
+  // Smaller bounds too (the dialer reads refusals with the smallest), so the length check
+  // is reachable without megabytes of input.
+  for (uint32_t max_body : {peer::kMaxFrameBodyBytes, uint32_t{256}, peer::kMaxRefusalBodyBytes}) {
     Outcome a = run(input, piece, max_body);
     Outcome b = run(input, input.size() + 1, max_body);
     HMDB_ASSERT(a == b, "split points changed the frames or the outcome");
@@ -151,6 +162,10 @@ int make_seeds(const std::filesystem::path& dir) {
   peer::append_message_frame(&body, 7, snap);
   write_seed(dir, "message-body", body.substr(peer::kFrameHeaderBytes));
   write_seed(dir, "hello-body", hello.substr(peer::kFrameHeaderBytes));
+  std::string refusal = peer::encode_refusal_frame(
+      7, peer::Refusal{peer::RefusalReason::kNotMember, 2, 1, 12, "node 1 is no longer a member"});
+  write_seed(dir, "refusal", refusal);
+  write_seed(dir, "refusal-body", refusal.substr(peer::kFrameHeaderBytes));
   std::cout << "seeds written to " << dir << "\n";
   return 0;
 }

@@ -160,6 +160,32 @@ std::string encode_hello_frame(uint64_t cluster_id, const Hello& hello) {
   return out;
 }
 
+std::string encode_refusal_frame(uint64_t cluster_id, const Refusal& refusal) {
+  HMDB_ASSERT(refusal.from != raft::kNoNode, "a refusal from node 0");
+  HMDB_ASSERT(refusal.text.size() <= kMaxRefusalTextBytes, "refusal text of %zu bytes", refusal.text.size());
+  std::string out;
+  size_t body = 1 + 8 + 8 + 8 + 1 + refusal.text.size();
+  size_t at = begin_frame(&out, FrameKind::kRefusal, cluster_id, body);
+  put_u8(&out, static_cast<uint8_t>(refusal.reason));
+  put_u64(&out, refusal.from);
+  put_u64(&out, refusal.to);
+  put_u64(&out, refusal.config_index);
+  put_u8(&out, static_cast<uint8_t>(refusal.text.size()));
+  out += refusal.text;
+  seal(&out, at);
+  return out;
+}
+
+const char* refusal_reason_name(RefusalReason reason) {
+  switch (reason) {
+    case RefusalReason::kNotMember: return "not a member";
+    case RefusalReason::kWrongCluster: return "wrong cluster id";
+    case RefusalReason::kOther: return "other";
+    case RefusalReason::kNotMemberUncommitted: return "not a member of an uncommitted configuration";
+  }
+  return "?";
+}
+
 size_t message_frame_bytes(const raft::Message& msg) { return kFrameHeaderBytes + message_body_bytes(msg); }
 
 void append_message_frame(std::string* out, uint64_t cluster_id, const raft::Message& m) {
@@ -216,6 +242,21 @@ bool decode_hello(std::string_view body, Hello* out, std::string* error) {
             r.bytes(len, &out->client_addr, "hello client address");
   if (ok && (out->from == raft::kNoNode || out->to == raft::kNoNode)) ok = r.fail("hello names node 0");
   if (ok && r.left() != 0) ok = r.fail(std::to_string(r.left()) + " trailing bytes after the hello");
+  if (!ok) *error = r.error();
+  return ok;
+}
+
+bool decode_refusal(std::string_view body, Refusal* out, std::string* error) {
+  Reader r(body);
+  uint8_t reason = 0;
+  uint8_t len = 0;
+  bool ok = r.u8(&reason, "refusal reason") && r.u64(&out->from, "refusal from") && r.u64(&out->to, "refusal to") &&
+            r.u64(&out->config_index, "refusal config index") && r.u8(&len, "refusal text") &&
+            r.bytes(len, &out->text, "refusal text");
+  if (ok && (reason == 0 || reason > kRefusalReasonMax)) ok = r.fail("unknown refusal reason " + std::to_string(reason));
+  if (ok) out->reason = static_cast<RefusalReason>(reason);
+  if (ok && out->from == raft::kNoNode) ok = r.fail("refusal from node 0");
+  if (ok && r.left() != 0) ok = r.fail(std::to_string(r.left()) + " trailing bytes after the refusal");
   if (!ok) *error = r.error();
   return ok;
 }
@@ -309,7 +350,8 @@ FrameParser::Result FrameParser::parse(const char* data, size_t n, size_t* consu
   }
   if (n < kFrameHeaderBytes) return Result::kNeedMore;
   uint8_t kind = static_cast<uint8_t>(data[5]);
-  if (kind != static_cast<uint8_t>(FrameKind::kHello) && kind != static_cast<uint8_t>(FrameKind::kMessage)) {
+  if (kind != static_cast<uint8_t>(FrameKind::kHello) && kind != static_cast<uint8_t>(FrameKind::kMessage) &&
+      kind != static_cast<uint8_t>(FrameKind::kRefusal)) {
     *error = "unknown frame kind " + std::to_string(kind);
     return Result::kError;
   }

@@ -5,7 +5,7 @@
 //   offset size  field (little endian)
 //        0    4  magic "HMPR"
 //        4    1  protocol version (kProtocolVersion)
-//        5    1  kind: 1 hello, 2 raft message
+//        5    1  kind: 1 hello, 2 raft message, 3 refusal
 //        6    2  reserved, 0
 //        8    4  body bytes (at most the parser's bound, kMaxFrameBodyBytes by default)
 //       12    8  cluster id
@@ -18,6 +18,8 @@
 //
 // Bodies (all integers little endian; strings are a length then bytes):
 //   hello:   u64 from | u64 to | u8 len, peer address | u8 len, client address
+//   refusal: u8 reason | u64 from (the refuser) | u64 to (the refused node, 0: unknown)
+//            | u64 config_index | u8 len, text (at most kMaxRefusalTextBytes)
 //   message: u8 type | u64 from, to, term, log_index, log_term, commit | u8 flags
 //            (bit 0 reject, bit 1 snapshot_last, bit 2 snapshot_meta present; others 0)
 //            | u64 reject_hint, reject_term, snapshot_offset, snapshot_total, context
@@ -25,6 +27,13 @@
 //               | u32 n, n x u64 learners]
 //            | u32 len, snapshot chunk | u32 n entries, each:
 //              u64 term, index | u8 type | u32 schema_version | u32 len, data
+//
+// Direction: the dialer writes a Hello then messages; the accepting side writes nothing,
+// except one refusal frame right before it closes a connection it refuses (the dialer reads
+// at most kMaxRefusalFrameBytes on its connection, to learn why; docs/formats.md). A refusal
+// frame carries the refuser's cluster id in its header, so the dialer accepts it whatever
+// that id is: it only informs. Older nodes never send one and close the connection when
+// they receive one, as they did: no version change.
 //
 // Decoding is strict: every length is checked against the bytes left and against a named
 // bound, enum values must be known, unused flag bits must be 0, and no byte may be left over.
@@ -64,10 +73,41 @@ inline constexpr uint32_t kMaxEntriesPerMessage = 1u << 20;
 // Most voters, and separately most learners, in a snapshot's configuration.
 inline constexpr uint32_t kMaxConfMembers = 1024;
 
+// A refusal's free text (why, for the log); the transport cuts longer texts to this.
+inline constexpr size_t kMaxRefusalTextBytes = 255;
+inline constexpr uint32_t kMaxRefusalBodyBytes = 1 + 8 + 8 + 8 + 1 + kMaxRefusalTextBytes;
+inline constexpr size_t kMaxRefusalFrameBytes = kFrameHeaderBytes + kMaxRefusalBodyBytes;
+
 static_assert(kMaxHelloBodyBytes <= kMaxFrameBodyBytes);
+static_assert(kMaxRefusalBodyBytes <= kMaxFrameBodyBytes);
 static_assert(kMaxFrameBodyBytes > (2u << 20) + 4096, "must hold an append or a chunk with room to spare");
 
-enum class FrameKind : uint8_t { kHello = 1, kMessage = 2 };
+enum class FrameKind : uint8_t { kHello = 1, kMessage = 2, kRefusal = 3 };
+
+// Why a connection was refused (u8 on the wire; decoding refuses other values).
+enum class RefusalReason : uint8_t {
+  // The sender is not in the refuser's membership, which is committed: config_index is the
+  // index of that membership's entry (or snapshot). The only reason a node acts on
+  // (PeerTransport's refusal_proves_removal()).
+  kNotMember = 1,
+  kWrongCluster = 2,  // the frame's cluster id is not the refuser's
+  kOther = 3,         // a protocol violation, a Hello addressed to another node id, ...
+  // Not in the refuser's newest membership, which is not committed yet (it may still be
+  // truncated): nobody may conclude anything from it.
+  kNotMemberUncommitted = 4,
+};
+inline constexpr uint8_t kRefusalReasonMax = 4;
+const char* refusal_reason_name(RefusalReason reason);
+
+// What the accepting side writes before it closes a connection it refuses.
+struct Refusal {
+  RefusalReason reason = RefusalReason::kOther;
+  raft::NodeId from = raft::kNoNode;  // the refuser (never 0)
+  raft::NodeId to = raft::kNoNode;    // the refused node as its Hello named it; 0: unknown
+  raft::Index config_index = 0;       // the refuser's membership it judged by (see reasons)
+  std::string text;                   // at most kMaxRefusalTextBytes
+  bool operator==(const Refusal&) const = default;
+};
 
 // What a node says first on a connection it dialed.
 struct Hello {
@@ -88,6 +128,8 @@ struct Frame {
 // Encoders. REQUIRES (asserted): hello addresses at most kMaxAddressBytes; a message whose
 // body fits kMaxFrameBodyBytes and whose counts fit the bounds above.
 std::string encode_hello_frame(uint64_t cluster_id, const Hello& hello);
+// REQUIRES (asserted): from != 0 and text at most kMaxRefusalTextBytes.
+std::string encode_refusal_frame(uint64_t cluster_id, const Refusal& refusal);
 void append_message_frame(std::string* out, uint64_t cluster_id, const raft::Message& msg);
 // Exact size of the frame append_message_frame() would append (to check a queue bound first).
 size_t message_frame_bytes(const raft::Message& msg);
@@ -95,6 +137,7 @@ size_t message_frame_bytes(const raft::Message& msg);
 // Decoders of a frame body. On failure: false, *error says what is wrong; *out is unspecified.
 bool decode_hello(std::string_view body, Hello* out, std::string* error);
 bool decode_message(std::string_view body, raft::Message* out, std::string* error);
+bool decode_refusal(std::string_view body, Refusal* out, std::string* error);
 
 // Splits a byte stream into frames. Stateless apart from its bound: the caller keeps the
 // unconsumed bytes and hands them again, from the first byte of a frame, with more appended.

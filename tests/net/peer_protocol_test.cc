@@ -1,5 +1,6 @@
 // tests/net/peer_protocol_test.cc — the peer frame format: round trips of every message
-// type, torn frames at every split point, corruption, versions, bounds and strict decoding.
+// type and of refusals, torn frames at every split point, corruption, versions, bounds and
+// strict decoding; the refusal frame's exact bytes (docs/formats.md).
 #include "net/peer_protocol.h"
 
 #include <gtest/gtest.h>
@@ -211,7 +212,7 @@ TEST(PeerProtocol, HeaderFieldsAreChecked) {
   std::string error;
   size_t consumed = 0;
   std::string bad = good;
-  bad[5] = 3;  // kind
+  bad[5] = 4;  // kind (1 hello, 2 message, 3 refusal)
   EXPECT_EQ(parse_all(bad, &f, &error, &consumed), FrameParser::Result::kError);
   EXPECT_NE(error.find("kind"), std::string::npos);
   bad = good;
@@ -312,6 +313,105 @@ TEST(PeerProtocol, HelloDecoderIsStrict) {
   std::string zero = body_of(encode_hello_frame(kCluster, Hello{0, 1, "", ""}));
   EXPECT_FALSE(decode_hello(zero, &h, &error));
   EXPECT_TRUE(decode_hello(body, &h, &error)) << error;
+}
+
+Refusal full_refusal(RefusalReason reason) {
+  return Refusal{reason, 3, 0xfffffffffffffffeull, 0x0102030405060708ull, std::string(kMaxRefusalTextBytes, 'r')};
+}
+
+TEST(PeerProtocol, RefusalRoundTripsForEveryReason) {
+  for (uint8_t code = 1; code <= kRefusalReasonMax; code++) {
+    SCOPED_TRACE(int(code));
+    for (const Refusal& r : {full_refusal(static_cast<RefusalReason>(code)),
+                             Refusal{static_cast<RefusalReason>(code), 1, 0, 0, ""}}) {
+      std::string bytes = encode_refusal_frame(kCluster, r);
+      EXPECT_LE(bytes.size(), kMaxRefusalFrameBytes);
+      // The dialer's parser is bounded by the largest refusal.
+      FrameParser parser(kMaxRefusalBodyBytes);
+      Frame f;
+      std::string error;
+      size_t consumed = 0;
+      ASSERT_EQ(parser.parse(bytes.data(), bytes.size(), &consumed, &f, &error), FrameParser::Result::kFrame) << error;
+      EXPECT_EQ(consumed, bytes.size());
+      EXPECT_EQ(f.kind, FrameKind::kRefusal);
+      EXPECT_EQ(f.cluster_id, kCluster);
+      Refusal back;
+      ASSERT_TRUE(decode_refusal(f.body, &back, &error)) << error;
+      EXPECT_EQ(back, r);
+      EXPECT_STRNE(refusal_reason_name(back.reason), "?");
+    }
+  }
+  EXPECT_EQ(encode_refusal_frame(kCluster, full_refusal(RefusalReason::kOther)).size(), kMaxRefusalFrameBytes);
+}
+
+// The layout docs/formats.md gives, byte by byte.
+TEST(PeerProtocol, RefusalFrameBytesAreAsDocumented) {
+  std::string bytes = encode_refusal_frame(0x1122334455667788ull, Refusal{RefusalReason::kNotMember, 2, 3, 9, "no"});
+  std::string expect_header("HMPR\x01\x03\x00\x00", 8);                  // magic, version 1, kind 3, reserved
+  expect_header += std::string("\x1c\x00\x00\x00", 4);                  // body: 1+8+8+8+1+2 = 28 bytes
+  expect_header += std::string("\x88\x77\x66\x55\x44\x33\x22\x11", 8);  // cluster id
+  ASSERT_EQ(bytes.size(), kFrameHeaderBytes + 28);
+  EXPECT_EQ(bytes.substr(0, kChecksummedHeaderBytes), expect_header);
+  std::string body("\x01", 1);                                  // reason: not a member
+  body += std::string("\x02\x00\x00\x00\x00\x00\x00\x00", 8);  // from
+  body += std::string("\x03\x00\x00\x00\x00\x00\x00\x00", 8);  // to
+  body += std::string("\x09\x00\x00\x00\x00\x00\x00\x00", 8);  // config index
+  body += std::string("\x02no", 3);                             // text
+  EXPECT_EQ(body_of(bytes), body);
+}
+
+TEST(PeerProtocol, RefusalTornOrCorruptedIsNeverAccepted) {
+  const std::string good = encode_refusal_frame(kCluster, Refusal{RefusalReason::kNotMember, 2, 3, 9, "not a member"});
+  FrameParser parser(kMaxRefusalBodyBytes);
+  Frame f;
+  std::string error;
+  size_t consumed = 0;
+  for (size_t n = 0; n < good.size(); n++)
+    ASSERT_EQ(parser.parse(good.data(), n, &consumed, &f, &error), FrameParser::Result::kNeedMore) << n;
+  for (size_t i = 0; i < good.size(); i++) {
+    for (int bit = 0; bit < 8; bit++) {
+      std::string bad = good;
+      bad[i] ^= static_cast<char>(1 << bit);
+      ASSERT_NE(parser.parse(bad.data(), bad.size(), &consumed, &f, &error), FrameParser::Result::kFrame)
+          << "flip of bit " << bit << " at byte " << i;
+    }
+  }
+  // A header announcing more than the largest refusal is refused from the header alone.
+  std::string big = good.substr(0, kFrameHeaderBytes);
+  big[8] = static_cast<char>((kMaxRefusalBodyBytes + 1) & 0xff);
+  big[9] = static_cast<char>((kMaxRefusalBodyBytes + 1) >> 8);
+  EXPECT_EQ(parser.parse(big.data(), big.size(), &consumed, &f, &error), FrameParser::Result::kError);
+  EXPECT_NE(error.find("exceeds the bound"), std::string::npos) << error;
+}
+
+TEST(PeerProtocol, RefusalDecoderIsStrict) {
+  const Refusal want{RefusalReason::kWrongCluster, 2, 3, 9, "why"};
+  const std::string body = body_of(encode_refusal_frame(kCluster, want));
+  Refusal r;
+  std::string error;
+  for (size_t n = 0; n < body.size(); n++) {
+    EXPECT_FALSE(decode_refusal(std::string_view(body.data(), n), &r, &error)) << n;
+    EXPECT_NE(error.find("truncated"), std::string::npos) << error;
+  }
+  EXPECT_FALSE(decode_refusal(body + std::string(1, '\0'), &r, &error));
+  EXPECT_NE(error.find("trailing"), std::string::npos) << error;
+  for (int reason : {0, kRefusalReasonMax + 1, 0xff}) {
+    std::string bad = body;
+    bad[0] = static_cast<char>(reason);
+    EXPECT_FALSE(decode_refusal(bad, &r, &error));
+    EXPECT_NE(error.find("unknown refusal reason"), std::string::npos) << error;
+  }
+  std::string from_zero = body;
+  for (int i = 1; i <= 8; i++) from_zero[i] = 0;
+  EXPECT_FALSE(decode_refusal(from_zero, &r, &error));
+  EXPECT_NE(error.find("node 0"), std::string::npos) << error;
+  // A refusal body is neither a hello nor a message.
+  Hello h;
+  Message m;
+  EXPECT_FALSE(decode_hello(body, &h, &error));
+  EXPECT_FALSE(decode_message(body, &m, &error));
+  ASSERT_TRUE(decode_refusal(body, &r, &error)) << error;
+  EXPECT_EQ(r, want);
 }
 
 TEST(PeerProtocol, ClusterIdFromNameIsStableAndDistinct) {
