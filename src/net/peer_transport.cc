@@ -189,20 +189,20 @@ void PeerTransport::set_address(raft::NodeId id, const std::string& peer_addr) {
   rearm_timer();
 }
 
-void PeerTransport::set_members(std::vector<raft::NodeId> members) {
+void PeerTransport::set_members(std::vector<raft::NodeId> members, raft::Index config_index, bool config_committed) {
   std::sort(members.begin(), members.end());
   members_ = std::move(members);
+  config_index_ = config_index;
+  config_committed_ = config_committed;
   if (members_.empty()) return;
   std::vector<uint64_t> gone;
   for (auto& [conn, in] : inbound_)
-    if (in.from != raft::kNoNode && !std::binary_search(members_.begin(), members_.end(), in.from))
+    if (!in.lingering && in.from != raft::kNoNode && !std::binary_search(members_.begin(), members_.end(), in.from))
       gone.push_back(conn);
   for (uint64_t conn : gone) {
     Inbound& in = inbound_.at(conn);
-    Peer* p = find_peer(in.from);
-    log_for(p != nullptr ? &p->log_budget : &unidentified_log_budget_,
-            fmt::format("closed the connection from node {} ({}): no longer a member", in.from, in.remote));
-    close_inbound(conn);
+    refuse(conn, &in, config_committed_ ? peer::RefusalReason::kNotMember : peer::RefusalReason::kNotMemberUncommitted,
+           fmt::format("node {} is no longer a member", in.from), in.from);
   }
 }
 
@@ -264,7 +264,7 @@ void PeerTransport::dial(Peer* p) {
   p->last_write_progress_ms = now_ms_;
 }
 
-void PeerTransport::close_outbound(Peer* p, const std::string& why) {
+void PeerTransport::close_outbound(Peer* p, const std::string& why, bool log) {
   if (p->fd < 0) return;
   bool was_connected = p->state == Peer::State::kConnected;
   ::close(p->fd);  // also removes it from the epoll set
@@ -279,12 +279,14 @@ void PeerTransport::close_outbound(Peer* p, const std::string& why) {
   p->out.clear();
   p->out_offset = 0;
   p->written_in_front = 0;
+  p->refusal_in.clear();
   p->state = Peer::State::kIdle;
   if (was_connected && now_ms_ - p->connected_at_ms >= kConnectionStableMs) p->backoff_ms = kReconnectBackoffInitialMs;
   p->next_dial_ms = now_ms_ + p->backoff_ms;
   p->backoff_ms = std::min(p->backoff_ms * 2, kReconnectBackoffMaxMs);
   // Only the first of a run of failed dials is logged; the next success says how many.
   if (!was_connected && ++p->failed_dials > 1) return;
+  if (!log) return;
   log_for(&p->log_budget, fmt::format("{} node {}: {}{}", was_connected ? "disconnected from" : "could not connect to",
                                       p->id, why,
                                       dropped > 0 ? fmt::format(" ({} queued messages dropped)", dropped) : ""));
@@ -353,15 +355,66 @@ void PeerTransport::on_outbound_event(Peer* p, uint32_t events) {
     return write_outbound(p);
   }
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) {
-    // The peer never writes on our connection: readable means closed, reset, or a broken peer.
-    char byte;
-    ssize_t n = ::recv(p->fd, &byte, 1, MSG_DONTWAIT);
-    if (n == 0) return close_outbound(p, "closed by the peer");
-    if (n > 0) return close_outbound(p, "the peer wrote on our outbound connection");
-    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-      return close_outbound(p, std::string("read: ") + std::strerror(errno));
+    read_outbound(p);
+    if (p->state != Peer::State::kConnected) return;  // closed
   }
   if ((events & EPOLLOUT) != 0) write_outbound(p);
+}
+
+void PeerTransport::read_outbound(Peer* p) {
+  // The peer writes on our connection only to refuse it: one refusal frame, then it closes.
+  // Readable otherwise means closed, reset, or a broken peer.
+  while (true) {
+    char chunk[peer::kMaxRefusalFrameBytes];
+    size_t room = peer::kMaxRefusalFrameBytes - p->refusal_in.size();
+    if (room == 0) return close_outbound(p, "the peer wrote more than a refusal on our outbound connection");
+    ssize_t n = ::recv(p->fd, chunk, room, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      return close_outbound(p, std::string("read: ") + std::strerror(errno));
+    }
+    if (n == 0)
+      return close_outbound(p, p->refusal_in.empty() ? std::string("closed by the peer")
+                                                     : fmt::format("closed by the peer after {} bytes of a frame",
+                                                                   p->refusal_in.size()));
+    p->refusal_in.append(chunk, static_cast<size_t>(n));
+    peer::FrameParser parser(peer::kMaxRefusalBodyBytes);
+    size_t consumed = 0;
+    peer::Frame frame;
+    std::string error;
+    auto r = parser.parse(p->refusal_in.data(), p->refusal_in.size(), &consumed, &frame, &error);
+    if (r == peer::FrameParser::Result::kNeedMore) continue;
+    if (r == peer::FrameParser::Result::kError)
+      return close_outbound(p, "the peer wrote on our outbound connection: " + error);
+    if (frame.kind != peer::FrameKind::kRefusal)
+      return close_outbound(p, fmt::format("the peer wrote a frame of kind {} on our outbound connection",
+                                           static_cast<int>(frame.kind)));
+    peer::Refusal refusal;
+    if (!peer::decode_refusal(frame.body, &refusal, &error)) return close_outbound(p, "bad refusal: " + error);
+    return on_refusal(p, frame.cluster_id, std::move(refusal));
+  }
+}
+
+void PeerTransport::on_refusal(Peer* p, uint64_t cluster_id, peer::Refusal refusal) {
+  p->stats.refusals_received++;
+  Peer::RefusalLog& rl = p->refusal_log[static_cast<uint8_t>(refusal.reason)];
+  if (now_ms_ >= rl.next_ms) {
+    if (options_.log)
+      options_.log(fmt::format("peer: node {} refused our connection: {} (refuser node {}, its membership at index {}, "
+                               "cluster id {:016x}): {}{}",
+                               p->id, peer::refusal_reason_name(refusal.reason), refusal.from, refusal.config_index,
+                               cluster_id, refusal.text,
+                               rl.suppressed > 0 ? fmt::format(" ({} such refusals not logged)", rl.suppressed) : ""));
+    // The first line of a reason comes at once; repeats after a quiet time that doubles.
+    if (rl.next_ms != 0) rl.interval_ms = std::min(rl.interval_ms * 2, kRefusalLogIntervalMaxMs);
+    rl.next_ms = now_ms_ + rl.interval_ms;
+    rl.suppressed = 0;
+  } else {
+    rl.suppressed++;
+  }
+  close_outbound(p, "refused", /*log=*/false);
+  if (options_.on_refused) options_.on_refused(PeerRefusal{p->id, cluster_id, std::move(refusal)});
 }
 
 void PeerTransport::send(raft::Message msg) {
@@ -449,7 +502,8 @@ void PeerTransport::close_inbound(uint64_t conn) {
   inbound_.erase(it);
 }
 
-bool PeerTransport::refuse(uint64_t conn, Inbound* in, const std::string& why) {
+bool PeerTransport::refuse(uint64_t conn, Inbound* in, peer::RefusalReason reason, const std::string& why,
+                           raft::NodeId to, bool reply) {
   Peer* p = in->from != raft::kNoNode ? find_peer(in->from) : nullptr;
   if (p != nullptr) {
     p->stats.frames_refused++;
@@ -459,14 +513,44 @@ bool PeerTransport::refuse(uint64_t conn, Inbound* in, const std::string& why) {
   log_for(p != nullptr ? &p->log_budget : &unidentified_log_budget_,
           fmt::format("refused the connection from {}{}: {}", in->remote,
                       in->from != raft::kNoNode ? fmt::format(" (node {})", in->from) : "", why));
-  close_inbound(conn);
+  if (!reply) {
+    close_inbound(conn);
+    return false;
+  }
+  // Tell the dialer why. Nothing else was ever written on this socket, so the few hundred
+  // bytes fit its empty send buffer; if not, the dialer just sees the connection close.
+  peer::Refusal r{reason, options_.self, to != raft::kNoNode ? to : in->from, config_index_,
+                  why.substr(0, peer::kMaxRefusalTextBytes)};
+  const std::string frame = peer::encode_refusal_frame(options_.cluster_id, r);
+  ssize_t n = ::send(in->fd, frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n != static_cast<ssize_t>(frame.size()) || ::shutdown(in->fd, SHUT_WR) != 0) {
+    close_inbound(conn);
+    return false;
+  }
+  in->lingering = true;
+  in->linger_deadline_ms = now_ms_ + kRefusalLingerMs;
+  in->buf.clear();
+  in->buf.shrink_to_fit();
   return false;
+}
+
+void PeerTransport::drain_lingering(uint64_t conn, Inbound* in) {
+  // Discard what the dialer still sends until it closes (bounded work per poll).
+  char chunk[4096];
+  for (size_t total = 0; total < kReadBytesPerPollMax;) {
+    ssize_t n = ::recv(in->fd, chunk, sizeof chunk, MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n <= 0) return close_inbound(conn);  // closed by the dialer (or reset): done
+    total += static_cast<size_t>(n);
+  }
 }
 
 void PeerTransport::read_inbound(uint64_t conn) {
   auto it = inbound_.find(conn);
   if (it == inbound_.end()) return;
   Inbound* in = &it->second;
+  if (in->lingering) return drain_lingering(conn, in);
   size_t total = 0;
   while (total < kReadBytesPerPollMax) {
     // A connection buffers at most one frame: the parser refuses a header announcing more.
@@ -505,7 +589,10 @@ void PeerTransport::read_inbound(uint64_t conn) {
       auto r = in->parser.parse(in->buf.data() + offset, in->buf.size() - offset, &consumed, &frame, &error);
       if (r == peer::FrameParser::Result::kNeedMore) break;
       if (r == peer::FrameParser::Result::kError) {
-        refuse(conn, in, error);
+        // Bytes that do not start like a frame are not from a peer: no refusal frame then.
+        const size_t left = in->buf.size() - offset;
+        const bool looks_like_peer = std::memcmp(in->buf.data() + offset, "HMPR", std::min<size_t>(4, left)) == 0;
+        refuse(conn, in, peer::RefusalReason::kOther, error, raft::kNoNode, looks_like_peer);
         return;
       }
       if (!handle_frame(conn, in, frame, received_)) return;  // refused and closed
@@ -520,23 +607,34 @@ bool PeerTransport::handle_frame(uint64_t conn, Inbound* in, const peer::Frame& 
                                  std::vector<raft::Message>* received) {
   std::string error;
   if (frame.cluster_id != options_.cluster_id)
-    return refuse(conn, in, fmt::format("cluster id {:016x} is not ours ({:016x})", frame.cluster_id, options_.cluster_id));
+    return refuse(conn, in, peer::RefusalReason::kWrongCluster,
+                  fmt::format("cluster id {:016x} is not ours ({:016x})", frame.cluster_id, options_.cluster_id));
+  if (frame.kind == peer::FrameKind::kRefusal)
+    return refuse(conn, in, peer::RefusalReason::kOther, "a refusal frame on an accepted connection");
   if (frame.kind == peer::FrameKind::kHello) {
-    if (in->from != raft::kNoNode) return refuse(conn, in, "a second hello");
+    if (in->from != raft::kNoNode) return refuse(conn, in, peer::RefusalReason::kOther, "a second hello");
     peer::Hello hello;
-    if (!peer::decode_hello(frame.body, &hello, &error)) return refuse(conn, in, "bad hello: " + error);
+    if (!peer::decode_hello(frame.body, &hello, &error))
+      return refuse(conn, in, peer::RefusalReason::kOther, "bad hello: " + error);
     if (hello.to != options_.self)
-      return refuse(conn, in, fmt::format("hello from node {} is addressed to node {}, this is node {}", hello.from,
-                                          hello.to, options_.self));
+      return refuse(conn, in, peer::RefusalReason::kOther,
+                    fmt::format("hello from node {} is addressed to node {}, this is node {}", hello.from, hello.to,
+                                options_.self),
+                    hello.from);
     if (hello.from == options_.self)
-      return refuse(conn, in, fmt::format("hello from node {} claims this node's id", hello.from));
+      return refuse(conn, in, peer::RefusalReason::kOther,
+                    fmt::format("hello from node {} claims this node's id", hello.from), hello.from);
     if (!members_.empty() && !std::binary_search(members_.begin(), members_.end(), hello.from)) {
       // Blame the node (in its stats) if we know it, without creating state for strangers.
       if (find_peer(hello.from) != nullptr) in->from = hello.from;
-      return refuse(conn, in, fmt::format("node {} is not a member", hello.from));
+      return refuse(conn, in,
+                    config_committed_ ? peer::RefusalReason::kNotMember : peer::RefusalReason::kNotMemberUncommitted,
+                    fmt::format("node {} is not a member", hello.from), hello.from);
     }
     Peer* p = peer_for(hello.from);
-    if (p == nullptr) return refuse(conn, in, fmt::format("more than {} peers known", kMaxPeers));
+    if (p == nullptr)
+      return refuse(conn, in, peer::RefusalReason::kOther, fmt::format("more than {} peers known", kMaxPeers),
+                    hello.from);
     in->from = hello.from;
     in->parser.set_max_body_bytes(peer::kMaxFrameBodyBytes);
     // The newest connection from a node replaces older ones (they are stale: the node
@@ -558,13 +656,15 @@ bool PeerTransport::handle_frame(uint64_t conn, Inbound* in, const peer::Frame& 
     }
     return true;
   }
-  if (in->from == raft::kNoNode) return refuse(conn, in, "a message before the hello");
+  if (in->from == raft::kNoNode) return refuse(conn, in, peer::RefusalReason::kOther, "a message before the hello");
   raft::Message m;
-  if (!peer::decode_message(frame.body, &m, &error)) return refuse(conn, in, "bad message: " + error);
+  if (!peer::decode_message(frame.body, &m, &error))
+    return refuse(conn, in, peer::RefusalReason::kOther, "bad message: " + error);
   if (m.from != in->from)
-    return refuse(conn, in, fmt::format("message from node {} on node {}'s connection", m.from, in->from));
+    return refuse(conn, in, peer::RefusalReason::kOther,
+                  fmt::format("message from node {} on node {}'s connection", m.from, in->from));
   if (m.to != options_.self)
-    return refuse(conn, in, fmt::format("message to node {}, this is node {}", m.to, options_.self));
+    return refuse(conn, in, peer::RefusalReason::kOther, fmt::format("message to node {}, this is node {}", m.to, options_.self));
   Peer* p = find_peer(in->from);
   if (p != nullptr) p->stats.msgs_received++;
   received->push_back(std::move(m));
@@ -626,7 +726,11 @@ void PeerTransport::check_timers() {
   }
   std::vector<uint64_t> silent;
   for (auto& [conn, in] : inbound_)
-    if (in.from == raft::kNoNode && now_ms_ - in.accepted_ms >= kHelloTimeoutMs) silent.push_back(conn);
+    if (in.lingering && now_ms_ >= in.linger_deadline_ms) silent.push_back(conn);  // refused: closed quietly
+  for (uint64_t conn : silent) close_inbound(conn);
+  silent.clear();
+  for (auto& [conn, in] : inbound_)
+    if (!in.lingering && in.from == raft::kNoNode && now_ms_ - in.accepted_ms >= kHelloTimeoutMs) silent.push_back(conn);
   for (uint64_t conn : silent) {
     log_for(&unidentified_log_budget_,
             fmt::format("closed the connection from {}: no hello within {} ms", inbound_.at(conn).remote, kHelloTimeoutMs));
@@ -649,8 +753,10 @@ void PeerTransport::rearm_timer() {
         break;
     }
   }
-  for (auto& [conn, in] : inbound_)
-    if (in.from == raft::kNoNode) next = std::min(next, in.accepted_ms + kHelloTimeoutMs);
+  for (auto& [conn, in] : inbound_) {
+    if (in.lingering) next = std::min(next, in.linger_deadline_ms);
+    else if (in.from == raft::kNoNode) next = std::min(next, in.accepted_ms + kHelloTimeoutMs);
+  }
   if (next == armed_deadline_ms_) return;  // one syscall per change, not per loop turn
   armed_deadline_ms_ = next;
   itimerspec spec{};
@@ -660,6 +766,15 @@ void PeerTransport::rearm_timer() {
     spec.it_value.tv_nsec = static_cast<long>(delay_ms % 1000) * 1000000;
   }
   ::timerfd_settime(timer_fd_, 0, &spec, nullptr);
+}
+
+// ---- what a refusal proves ----------------------------------------------------------------
+
+bool refusal_proves_removal(const PeerRefusal& r, uint64_t own_cluster_id, raft::NodeId self,
+                            std::optional<raft::Index> self_conf_index) {
+  return r.refusal.reason == peer::RefusalReason::kNotMember && r.cluster_id == own_cluster_id &&
+         r.refusal.from == r.peer && r.refusal.to == self && self_conf_index.has_value() &&
+         r.refusal.config_index > *self_conf_index;
 }
 
 // ---- stats and logging --------------------------------------------------------------------

@@ -3,10 +3,11 @@
 //
 // Connection model. Each node dials ONE outbound connection per peer and only writes on it
 // (a Hello first, then message frames). Connections a node accepts are only read from; it
-// never writes on them. So A->B traffic flows only on the connection A dialed, and a
-// firewall rule on (A -> B's peer port) cuts exactly that direction: asymmetric partitions
-// can be staged with nftables. Dialed sockets are bound to listen_host (port 0) first, so
-// rules by source IP see the node's peer IP.
+// never writes on them, except one refusal frame before it closes one it refuses (below).
+// So A->B traffic flows only on the connection A dialed, and a firewall rule on (A -> B's
+// peer port) cuts exactly that direction: asymmetric partitions can be staged with
+// nftables. Dialed sockets are bound to listen_host (port 0) first, so rules by source IP
+// see the node's peer IP.
 //
 // Failure handling. Raft retransmits, so the transport never retries a message: when an
 // outbound connection fails (refused, reset, connect timeout, or no write progress for
@@ -18,7 +19,19 @@
 // Refusals (a log line, the connection closed, nothing delivered, counted): bad magic,
 // version, reserved bits, length or checksum; another cluster id; Hello.to != self; a
 // sender outside set_members() (when that is not empty); a message before the Hello or a
-// second Hello; message.from != Hello.from or message.to != self.
+// second Hello; message.from != Hello.from or message.to != self; a refusal frame on an
+// accepted connection.
+//
+// Telling the refused node. Before it closes a refused connection (except one whose first
+// bytes are not the frame magic: not a peer), the accepting side writes one refusal frame
+// (peer_protocol.h: reason, its node id, the index of the membership it judged by, a text),
+// shuts down its sending side, and discards what still arrives until the dialer closes or
+// kRefusalLingerMs passed (closing with unread bytes would reset the connection, which can
+// destroy the refusal before the dialer reads it). The dialer reads at most
+// kMaxRefusalFrameBytes on its connection: a valid refusal frame is logged (once per reason
+// per peer, then again after a doubling quiet time) and reported to options.on_refused,
+// and the connection is closed and re-dialed as after any failure; anything else on it is
+// a broken peer (closed, as before).
 //
 // Event loop integration. fd() is an epoll fd of its own (listener, every socket and a
 // timerfd for reconnects and timeouts). Add it level-triggered to the server's epoll and
@@ -30,11 +43,13 @@
 // Thread-safety: none; one thread owns the transport.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -78,6 +93,29 @@ inline constexpr uint64_t kAcceptPauseMs = 100;
 // many were suppressed.
 inline constexpr uint64_t kLogWindowMs = 10000;
 inline constexpr uint32_t kLogLinesPerWindow = 5;
+// How long a refused connection waits for the dialer to close it after the refusal frame.
+inline constexpr uint64_t kRefusalLingerMs = 1000;
+// Refusals received: the first of each reason from a peer is logged; the same reason again
+// only after this quiet time, which doubles up to the maximum (a removed or misconfigured
+// node is refused at every re-dial, once a second).
+inline constexpr uint64_t kRefusalLogIntervalInitialMs = 10000;
+inline constexpr uint64_t kRefusalLogIntervalMaxMs = 600000;
+
+// A refusal received on one of our outbound connections.
+struct PeerRefusal {
+  raft::NodeId peer = raft::kNoNode;  // the node we dialed
+  uint64_t cluster_id = 0;            // the refuser's, from the frame header
+  peer::Refusal refusal;
+};
+
+// The node's rule for "this node was removed" (server/cluster.cc): a refusal proves it only
+// if a member of our own cluster, the node we dialed, refused us (by our id) as not a member
+// of its committed membership, and that membership is newer than the newest one we know
+// that contains us. So a new learner refused by a follower that has not yet appended the
+// change adding it, or a --join node that knows no membership with itself yet, never
+// concludes it was removed. self_conf_index: raft::Status::self_conf_index.
+bool refusal_proves_removal(const PeerRefusal& r, uint64_t own_cluster_id, raft::NodeId self,
+                            std::optional<raft::Index> self_conf_index);
 
 struct PeerTransportOptions {
   uint64_t cluster_id = 0;  // peer::cluster_id_from_name(--cluster-id)
@@ -89,6 +127,9 @@ struct PeerTransportOptions {
   uint64_t max_queue_bytes_per_peer = kPeerQueueBytesMax;
   // One line per refusal/connect/disconnect, rate-limited per peer. May be empty.
   std::function<void(const std::string&)> log;
+  // Called from poll() for every refusal frame received (after the connection was closed).
+  // It must not call back into the transport. May be empty.
+  std::function<void(const PeerRefusal&)> on_refused;
 };
 
 class PeerTransport {
@@ -99,6 +140,7 @@ class PeerTransport {
     bool connected = false;  // our outbound connection is established
     uint64_t msgs_sent = 0, bytes_sent = 0, msgs_dropped = 0, msgs_received = 0, frames_refused = 0,
              queued_bytes = 0;
+    uint64_t refusals_received = 0;  // refusal frames it sent on our connections
   };
 
   // Binds and listens on listen_host:listen_port. REQUIRES: self != 0.
@@ -115,8 +157,10 @@ class PeerTransport {
   // given (it is remembered for peer_addr_of, never dialed).
   void set_address(raft::NodeId id, const std::string& peer_addr);
   // Accepted senders; EMPTY = any node with our cluster id (a joining node has no
-  // membership yet). Connections from nodes no longer listed are closed.
-  void set_members(std::vector<raft::NodeId> members);
+  // membership yet). Connections from nodes no longer listed are refused and closed.
+  // config_index: the index of the membership they come from, and whether it is committed;
+  // both go into refusals (RefusalReason::kNotMember vs kNotMemberUncommitted).
+  void set_members(std::vector<raft::NodeId> members, raft::Index config_index = 0, bool config_committed = true);
 
   // Queues msg for msg.to. Dropped and counted when no address is known, when the peer has
   // no connection (and none being dialed; nothing is dialed before the first poll()), or
@@ -171,6 +215,13 @@ class PeerTransport {
     std::deque<QueuedFrame> frames;
     PeerStats stats;
     LogBudget log_budget;
+    std::string refusal_in;  // bytes read on our connection: at most one refusal frame
+    struct RefusalLog {
+      uint64_t next_ms = 0;  // same reason logged again from then on
+      uint64_t interval_ms = kRefusalLogIntervalInitialMs;
+      uint64_t suppressed = 0;
+    };
+    std::array<RefusalLog, peer::kRefusalReasonMax + 1> refusal_log;  // by reason code
   };
   struct Inbound {
     int fd = -1;
@@ -179,6 +230,9 @@ class PeerTransport {
     raft::NodeId from = raft::kNoNode;  // set by its Hello
     std::string buf;
     peer::FrameParser parser{peer::kMaxHelloBodyBytes};
+    // Refused: the refusal was written; waiting for the dialer to close (or the deadline).
+    bool lingering = false;
+    uint64_t linger_deadline_ms = 0;
   };
 
   explicit PeerTransport(PeerTransportOptions options);
@@ -191,8 +245,10 @@ class PeerTransport {
   bool should_dial(const Peer& p) const;  // has an address and is not ourselves
 
   void dial(Peer* p);
-  void close_outbound(Peer* p, const std::string& why);
+  void close_outbound(Peer* p, const std::string& why, bool log = true);
   void on_outbound_event(Peer* p, uint32_t events);
+  void read_outbound(Peer* p);  // a refusal frame, or the peer closing
+  void on_refusal(Peer* p, uint64_t cluster_id, peer::Refusal refusal);
   void write_outbound(Peer* p);
   void set_want_write(Peer* p, bool want);
 
@@ -200,7 +256,11 @@ class PeerTransport {
   void read_inbound(uint64_t conn);
   // Returns false if the connection was refused (and closed).
   bool handle_frame(uint64_t conn, Inbound* in, const peer::Frame& frame, std::vector<raft::Message>* received);
-  bool refuse(uint64_t conn, Inbound* in, const std::string& why);  // always false
+  // Logs, counts, writes a refusal frame (unless reply is false) and closes or lingers.
+  // to: the node the refusal names (its Hello's from). Always returns false.
+  bool refuse(uint64_t conn, Inbound* in, peer::RefusalReason reason, const std::string& why,
+              raft::NodeId to = raft::kNoNode, bool reply = true);
+  void drain_lingering(uint64_t conn, Inbound* in);
   void close_inbound(uint64_t conn);
 
   void check_timers();
@@ -219,6 +279,8 @@ class PeerTransport {
   uint64_t next_conn_ = 2;  // epoll tokens: 0 listener, 1 timer, then one per connection
   std::string hello_peer_addr_;
   std::vector<raft::NodeId> members_;  // sorted
+  raft::Index config_index_ = 0;       // of members_ (set_members)
+  bool config_committed_ = true;
   std::map<raft::NodeId, Peer> peers_;
   std::unordered_map<uint64_t, raft::NodeId> outbound_;  // token -> peer
   std::unordered_map<uint64_t, Inbound> inbound_;        // token -> connection

@@ -1,6 +1,7 @@
 // tests/net/peer_transport_test.cc — PeerTransport on 127.0.0.1: two transports exchanging
 // messages both ways, refusals (cluster id, membership, Hello.to, protocol violations from a
-// raw socket), a peer restart, and the queue bound.
+// raw socket) and the refusal frames that tell the dialer why, a peer restart, the queue
+// bound, and the rule by which a refused node concludes it was removed.
 //
 // No sleeps as synchronisation: pump() polls every transport until the condition holds,
 // waiting in ::poll() on their fds between rounds; its deadline only guards against a hang.
@@ -46,6 +47,7 @@ struct TestNode {
   std::unique_ptr<PeerTransport> t;
   std::vector<std::string> logs;
   std::vector<Message> got;
+  std::vector<PeerRefusal> refusals;  // options.on_refused
 
   std::string addr() const { return "127.0.0.1:" + std::to_string(t->port()); }
   bool logged(const std::string& needle) const {
@@ -73,6 +75,7 @@ std::unique_ptr<TestNode> make_node(raft::NodeId id, uint64_t cluster = kCluster
   o.max_queue_bytes_per_peer = max_queue;
   TestNode* raw = n.get();
   o.log = [raw](const std::string& line) { raw->logs.push_back(line); };
+  o.on_refused = [raw](const PeerRefusal& r) { raw->refusals.push_back(r); };
   Status s = PeerTransport::open(o, &n->t);
   EXPECT_TRUE(s.is_ok()) << s.to_string();
   return n;
@@ -140,6 +143,33 @@ std::string message_frame(const Message& m, uint64_t cluster = kCluster) {
   return out;
 }
 
+// Everything the transport writes on a raw connection until it closes it.
+std::string read_until_closed(int fd) {
+  std::string got;
+  char buf[4096];
+  while (true) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return got;
+    got.append(buf, static_cast<size_t>(n));
+  }
+}
+
+// The one refusal frame in bytes (asserting that it is exactly that).
+peer::Refusal refusal_in(const std::string& bytes, uint64_t cluster = kCluster) {
+  peer::FrameParser parser(peer::kMaxRefusalBodyBytes);
+  size_t consumed = 0;
+  peer::Frame frame;
+  std::string error;
+  peer::Refusal r;
+  EXPECT_EQ(parser.parse(bytes.data(), bytes.size(), &consumed, &frame, &error), peer::FrameParser::Result::kFrame)
+      << error;
+  EXPECT_EQ(consumed, bytes.size());
+  EXPECT_EQ(frame.kind, peer::FrameKind::kRefusal);
+  EXPECT_EQ(frame.cluster_id, cluster);
+  EXPECT_TRUE(peer::decode_refusal(frame.body, &r, &error)) << error;
+  return r;
+}
+
 TEST(PeerTransport, TwoNodesExchangeMessagesBothWays) {
   auto a = make_node(1);
   auto b = make_node(2);
@@ -202,6 +232,13 @@ TEST(PeerTransport, WrongClusterIdIsRefusedAndLogged) {
   }));
   EXPECT_TRUE(b->got.empty());
   EXPECT_GE(b->t->frames_refused_unidentified(), 1u);
+  // A is told why, with B's cluster id in the frame.
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return !a->refusals.empty(); }));
+  EXPECT_EQ(a->refusals[0].peer, 2u);
+  EXPECT_EQ(a->refusals[0].cluster_id, kCluster);
+  EXPECT_EQ(a->refusals[0].refusal.reason, peer::RefusalReason::kWrongCluster);
+  EXPECT_EQ(a->refusals[0].refusal.from, 2u);
+  EXPECT_TRUE(a->logged("node 2 refused our connection: wrong cluster id"));
 }
 
 TEST(PeerTransport, NonMemberIsRefusedAndMemberAccepted) {
@@ -220,14 +257,94 @@ TEST(PeerTransport, NonMemberIsRefusedAndMemberAccepted) {
   EXPECT_EQ(b->t->client_addr_of(4), nullptr);  // a refused node leaves no state behind
 }
 
+// The dialer of a refused connection learns the reason, the refuser and the membership index.
+TEST(PeerTransport, RefusedOutboundConnectionReportsTheRefusal) {
+  auto b = make_node(2);
+  auto c = make_node(4);
+  b->t->set_members({1, 2, 3}, /*config_index=*/12, /*config_committed=*/true);
+  c->t->set_address(2, b->addr());
+  ASSERT_TRUE(pump({b.get(), c.get()}, [&] {
+    c->t->send(msg(MessageType::kHeartbeat, 4, 2, 4));
+    return !c->refusals.empty();
+  }));
+  const PeerRefusal& r = c->refusals[0];
+  EXPECT_EQ(r.peer, 2u);
+  EXPECT_EQ(r.cluster_id, kCluster);
+  EXPECT_EQ(r.refusal.reason, peer::RefusalReason::kNotMember);
+  EXPECT_EQ(r.refusal.from, 2u);
+  EXPECT_EQ(r.refusal.to, 4u);
+  EXPECT_EQ(r.refusal.config_index, 12u);
+  EXPECT_EQ(r.refusal.text, "node 4 is not a member");
+  EXPECT_TRUE(c->logged("node 2 refused our connection: not a member (refuser node 2, its membership at index 12"));
+  EXPECT_EQ(c->stats_of(2).refusals_received, c->refusals.size());
+  EXPECT_TRUE(b->got.empty());
+  // An uncommitted membership says so: nobody may conclude anything from it.
+  b->t->set_members({1, 2, 3}, /*config_index=*/13, /*config_committed=*/false);
+  const size_t before = c->refusals.size();
+  ASSERT_TRUE(pump({b.get(), c.get()}, [&] {
+    c->t->send(msg(MessageType::kHeartbeat, 4, 2, 4));
+    return c->refusals.size() > before && c->refusals.back().refusal.config_index == 13;
+  }));
+  EXPECT_EQ(c->refusals.back().refusal.reason, peer::RefusalReason::kNotMemberUncommitted);
+}
+
+// Refused at every re-dial: each refusal is reported, but logged once per reason per peer
+// within the quiet time.
+TEST(PeerTransport, RepeatedRefusalsAreReportedButLoggedOnce) {
+  auto b = make_node(2);
+  auto c = make_node(4);
+  b->t->set_members({1, 2, 3}, 5, true);
+  c->t->set_address(2, b->addr());
+  ASSERT_TRUE(pump({b.get(), c.get()}, [&] {
+    c->t->send(msg(MessageType::kHeartbeat, 4, 2, 4));
+    return c->refusals.size() >= 3;
+  }));
+  size_t lines = 0;
+  for (const auto& l : c->logs) lines += l.find("refused our connection") != std::string::npos ? 1 : 0;
+  EXPECT_EQ(lines, 1u);
+}
+
 TEST(PeerTransport, RemovingAMemberClosesItsConnection) {
   auto a = make_node(1);
   auto b = make_node(2);
   a->t->set_address(2, b->addr());
   ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return b->logged("node 1 connected"); }));
-  b->t->set_members({2, 3});
-  EXPECT_TRUE(b->logged("no longer a member"));
-  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return a->logged("disconnected from node 2"); }));
+  b->t->set_members({2, 3}, /*config_index=*/7, /*config_committed=*/true);
+  EXPECT_TRUE(b->logged("node 1 is no longer a member"));
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return !a->refusals.empty(); }));
+  EXPECT_EQ(a->refusals[0].refusal.reason, peer::RefusalReason::kNotMember);
+  EXPECT_EQ(a->refusals[0].refusal.to, 1u);
+  EXPECT_EQ(a->refusals[0].refusal.config_index, 7u);
+  EXPECT_FALSE(a->stats_of(2).connected);
+}
+
+TEST(PeerTransport, RefusalProvesRemovalOnlyByANewerCommittedMembership) {
+  const PeerRefusal removed{2, kCluster, peer::Refusal{peer::RefusalReason::kNotMember, 2, 4, 20, ""}};
+  // Node 4 knows a membership with itself at index 10; node 2 judged by index 20 without it.
+  EXPECT_TRUE(refusal_proves_removal(removed, kCluster, 4, raft::Index{10}));
+  // An initial member (membership index 0) removed later.
+  EXPECT_TRUE(refusal_proves_removal(removed, kCluster, 4, raft::Index{0}));
+  // A new learner added at 20 or later, refused by a member that has not appended that yet.
+  EXPECT_FALSE(refusal_proves_removal(removed, kCluster, 4, raft::Index{20}));
+  EXPECT_FALSE(refusal_proves_removal(removed, kCluster, 4, raft::Index{25}));
+  // A --join node that knows no membership with itself yet.
+  EXPECT_FALSE(refusal_proves_removal(removed, kCluster, 4, std::nullopt));
+  // Not the right kind of refusal, or not from whom it seems.
+  for (auto reason : {peer::RefusalReason::kNotMemberUncommitted, peer::RefusalReason::kWrongCluster,
+                      peer::RefusalReason::kOther}) {
+    PeerRefusal r = removed;
+    r.refusal.reason = reason;
+    EXPECT_FALSE(refusal_proves_removal(r, kCluster, 4, raft::Index{10}));
+  }
+  PeerRefusal other_cluster = removed;
+  other_cluster.cluster_id = kCluster + 1;
+  EXPECT_FALSE(refusal_proves_removal(other_cluster, kCluster, 4, raft::Index{10}));
+  PeerRefusal other_refuser = removed;
+  other_refuser.refusal.from = 3;  // we dialed node 2, node 3 answered
+  EXPECT_FALSE(refusal_proves_removal(other_refuser, kCluster, 4, raft::Index{10}));
+  PeerRefusal other_target = removed;
+  other_target.refusal.to = 5;
+  EXPECT_FALSE(refusal_proves_removal(other_target, kCluster, 4, raft::Index{10}));
 }
 
 TEST(PeerTransport, HelloAddressedToAnotherNodeIsRefused) {
@@ -270,8 +387,16 @@ TEST(PeerTransport, ProtocolViolationsAreRefused) {
     raw_write(fd, c.bytes);
     ASSERT_TRUE(pump({b.get()}, [&] { return b->logged(c.expect_log); })) << (b->logs.empty() ? "" : b->logs.back());
     EXPECT_TRUE(b->got.empty());
-    char byte;
-    EXPECT_EQ(::recv(fd, &byte, 1, 0), 0);  // closed by the transport
+    // One refusal frame saying why, then the end of the stream (not for a non-peer).
+    std::string written = read_until_closed(fd);
+    if (c.name == "not hmdb") {
+      EXPECT_EQ(written, "");
+    } else {
+      peer::Refusal r = refusal_in(written);
+      EXPECT_EQ(r.reason, peer::RefusalReason::kOther);
+      EXPECT_EQ(r.from, 2u);
+      EXPECT_NE(r.text.find(c.expect_log.substr(0, 20)), std::string::npos) << r.text;
+    }
     ::close(fd);
     bool identified = b->stats_of(11).frames_refused + b->stats_of(12).frames_refused + b->stats_of(13).frames_refused == 1;
     EXPECT_EQ(b->t->frames_refused_unidentified(), identified ? 0u : 1u);
