@@ -1484,6 +1484,13 @@ struct Raft::Impl {
     s.last_index = log.last_index();
     s.first_index = log.first_index();
     s.conf = conf;
+    s.conf_index = conf_history.back().first;
+    for (auto it = conf_history.rbegin(); it != conf_history.rend(); ++it) {
+      if (contains(it->second.voters, id) || contains(it->second.learners, id)) {
+        s.self_conf_index = it->first;
+        break;
+      }
+    }
     if (role == InternalRole::kLeader) {
       for (auto& [n, pr] : progress) s.progress.push_back({n, pr.match, pr.next, pr.is_learner});
     }

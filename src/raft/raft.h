@@ -176,6 +176,13 @@ struct Status {
   Index last_index = 0;
   Index first_index = 0;
   ConfState conf;
+  // Index of the entry (or snapshot) that established `conf` (0: the initial membership).
+  Index conf_index = 0;
+  // Index of the newest membership this core still knows (since its snapshot) that contains
+  // this node; none if no known membership does (a --join node before it is added). A peer
+  // that refuses this node as a non-member by a membership newer than this proves that the
+  // node was removed (server/cluster.cc).
+  std::optional<Index> self_conf_index;
   struct Progress { NodeId id; Index match; Index next; bool is_learner; };
   std::vector<Progress> progress;  // leader only
   NodeId transferee = kNoNode;     // leader: leadership transfer in progress to this node

@@ -164,6 +164,7 @@ Status Node::start_cluster() {
   o.advertise_client_addr = fmt::format("{}:{}", options_.bind, port_);
   o.max_queue_bytes_per_peer = kPeerQueueBytesPerPeer;
   o.log = [](const std::string& line) { log_line("peers: {}", line); };
+  o.on_refused = [this](const net::PeerRefusal& r) { on_peer_refusal(r); };
   Status s = net::PeerTransport::open(o, &transport_);
   if (!s) return s;
   epoll_event ev{};
@@ -226,7 +227,9 @@ void Node::sync_transport_members() {
   if (!transport_) return;
   std::vector<raft::NodeId> ids = st.conf.voters;
   ids.insert(ids.end(), st.conf.learners.begin(), st.conf.learners.end());
-  transport_->set_members(ids);
+  // The refusals the transport sends say whether this membership is committed: only then
+  // may a refused node conclude that it was removed. Called again when it is applied.
+  transport_->set_members(ids, st.conf_index, st.commit >= st.conf_index);
   for (const auto& [id, m] : members_)
     if (id != options_.node_id) transport_->set_address(id, m.peer);
 }
@@ -603,9 +606,32 @@ void Node::apply_conf_change(const raft::Entry& e) {
              : cc.type == raft::ConfChangeType::kRemove   ? "remove"
                                                           : "add voter",
              cc.node);
-  if (cc.type == raft::ConfChangeType::kRemove && cc.node == options_.node_id && !replaying_)
-    log_line("cluster: this node was removed from the cluster; it no longer votes or receives the log. Stop it.");
   sync_transport_members();
+  if (cc.type == raft::ConfChangeType::kRemove && cc.node == options_.node_id && !replaying_)
+    stop_removed(e.index, "applied here");
+}
+
+// A removed node is not told by the log: once the change removing it commits, the leader
+// stops replicating to it, so it usually never applies its own removal. It learns it from
+// the members' refusals instead (like etcd's "member removed"): refused as a non-member by
+// a committed membership newer than any it knows with itself (net::refusal_proves_removal).
+// A new learner refused by a member that has not appended its addition yet, or a --join
+// node not added yet, knows no such membership and goes on.
+void Node::on_peer_refusal(const net::PeerRefusal& r) {
+  if (exit_code_ == kExitRemoved) return;
+  const raft::Status st = raft_->status();
+  if (!net::refusal_proves_removal(r, net::peer::cluster_id_from_name(options_.cluster_id), options_.node_id,
+                                   st.self_conf_index))
+    return;
+  stop_removed(r.refusal.config_index, fmt::format("told by node {}", r.refusal.from));
+}
+
+void Node::stop_removed(raft::Index config_index, const std::string& how) {
+  if (exit_code_ == kExitRemoved) return;
+  log_line("this node (id {}) was removed from the cluster by the configuration at index {} ({}); it stops",
+           options_.node_id, config_index, how);
+  exit_code_ = kExitRemoved;
+  stop_requested_.store(true);  // run() drains and flushes replies as for SIGTERM
 }
 
 void Node::check_cluster_waiters() {

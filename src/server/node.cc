@@ -297,7 +297,7 @@ int Node::run(int signal_fd) {
   log_for_recovery_.reset();
   if (log_env_) log_env_->stop();  // finishes removing compacted segments
   log_line("stopped cleanly at applied index {}", applied_index_);
-  return kExitOk;
+  return exit_code_;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -44,6 +44,10 @@ inline constexpr int kExitOk = 0;
 inline constexpr int kExitStartupFailure = 1;  // bad flags, port in use, ...
 inline constexpr int kExitCorruption = 2;      // the data directory is damaged: see the message
 // kExitDiskFailure (3) is in disk_thread.h.
+// This node was removed from the cluster: it applied a membership without itself, or a
+// member refused it as a non-member of a newer committed membership (cluster.cc). Its data
+// directory is kept; restarting it does not make it a member again.
+inline constexpr int kExitRemoved = 4;
 
 // epoll tags of the loop's own descriptors; client sessions use their ids (>= 16).
 inline constexpr uint64_t kEpollTagListen = 1;
@@ -137,6 +141,9 @@ class Node {
   void finish_reads();
   void fail_reads(const std::string& reply);
   void on_role_change(raft::Role before);
+  void on_peer_refusal(const net::PeerRefusal& refusal);
+  // Logs why, then stops like SIGTERM does (replies flushed) with exit code kExitRemoved.
+  void stop_removed(raft::Index config_index, const std::string& how);
   RunResult cluster_command(Session& s, std::span<const std::string_view> argv, uint64_t seq, std::string* out);
   void check_cluster_waiters();
   std::string members_text() const;
@@ -187,6 +194,7 @@ class Node {
   uint16_t port_ = 0;
   std::atomic<bool> stop_requested_{false};
   bool draining_ = false;
+  int exit_code_ = kExitOk;  // what run() returns once stopped
 
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
   std::vector<uint64_t> active_;  // sessions to visit this turn (readable or stalled input)

@@ -12,7 +12,14 @@ each case starts its own 3-node cluster (tests/system/cluster.py) and checks one
              restart it catches up by receiving the snapshot (its log says so), then the log.
   membership while a client writes: a brand-new node (--join) is added as a learner,
              catches up, is promoted, receives the leadership (CLUSTER TRANSFER), and an
-             original node is removed; every acknowledged write is on every member.
+             original node is removed and then stops by itself (exit code 4); every
+             acknowledged write is on every member.
+  removed    a follower is stopped (SIGSTOP) while it is removed, so it cannot apply its
+             removal; resumed, it is refused by the members as a non-member of their newer
+             membership, says so in one line and exits with code 4, its data directory
+             kept; the two remaining members go on taking writes. Then the leader removes
+             itself: it answers OK, applies its removal and exits with code 4 too, and the
+             last member leads alone.
   refusal    a node started with another --cluster-id is refused by the members (a log
              line) and never receives the log.
 
@@ -22,6 +29,7 @@ which writes were acknowledged. Usage: cluster_test.py [--case NAME] [--keep] HM
 
 import argparse
 import os
+import re
 import sys
 import threading
 import time
@@ -38,6 +46,11 @@ WRITE_TIMEOUT_S = 2.0
 # snapshot trigger several times over).
 SNAPSHOT_CASE_WRITES = 3000
 SNAPSHOT_CASE_VALUE_BYTES = 1024
+# A removed node's exit code (kExitRemoved, src/server/node.h; docs/cluster.md) and how
+# long it may take to stop once it can hear from the members (it is refused at its next
+# dial: a re-dial backoff of at most 1 s, then the drain).
+REMOVED_EXIT_CODE = 4
+REMOVED_EXIT_TIMEOUT_S = 30.0
 
 
 class Writer(threading.Thread):
@@ -115,6 +128,42 @@ def wait_for(cond, timeout, what):
         if time.monotonic() > deadline:
             raise harness.TestFailure("timed out after %.0fs waiting for %s" % (timeout, what))
         time.sleep(cl.POLL_INTERVAL_S)
+
+
+def wait_exit(node, timeout, what):
+    """Until node's process ends by itself; returns its exit code (and forgets the process)."""
+    deadline = time.monotonic() + timeout
+    while node.proc.poll() is None:
+        if time.monotonic() > deadline:
+            raise harness.TestFailure("timed out after %.0fs waiting for %s\n%s" % (timeout, what, node.log_tail()))
+        time.sleep(cl.POLL_INTERVAL_S)
+    return node.kill()  # it has exited: this only reaps it
+
+
+def removal_line(node):
+    """(config index, how) from the removed node's log line, or None."""
+    m = re.search(r"this node \(id %d\) was removed from the cluster by the configuration at index (\d+) "
+                  r"\(([^)]*)\); it stops" % node.id, node.log())
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+def expect_removed_exit(node, code, index):
+    """node exited with the removed code after its one log line, naming the REMOVE's index."""
+    expect(code == REMOVED_EXIT_CODE, "%s exited with code %r, expected %d\n%s"
+           % (node, code, REMOVED_EXIT_CODE, node.log_tail()))
+    line = removal_line(node)
+    expect(line is not None, "%s did not log that it was removed:\n%s" % (node, node.log_tail()))
+    expect(line[0] == index, "%s names the configuration at index %d, the removal is at %d" % (node, line[0], index))
+    expect("stopped cleanly" in node.log(), "%s did not stop cleanly:\n%s" % (node, node.log_tail()))
+    expect(os.listdir(node.data_dir), "%s: the data directory was emptied" % node)
+    return line
+
+
+def proposed_index(leader, what):
+    """The log index of the leader's last "cluster: proposed <what> at index N" line."""
+    found = re.findall(r"cluster: proposed %s at index (\d+)" % re.escape(what), leader.log())
+    expect(found, "%s did not log proposing %s" % (leader, what))
+    return int(found[-1])
 
 
 def case_redirect(c):
@@ -229,11 +278,13 @@ def case_membership(c):
     r = leader_call("CLUSTER", "REMOVE", str(victim.id))
     expect(r == "OK", "REMOVE answered %r" % (r,))
     members.remove(victim)
+    c.nodes.remove(victim)  # it stops by itself (below), which is not a crash
     n_before = len(w.acked)
     wait_for(lambda: len(w.acked) >= n_before + 30, 30, "writes after the removal")
     w.finish()
-    victim.kill()
-    c.nodes.remove(victim)
+    # Running all along, it either applied its removal or was refused at its next dial.
+    code = wait_exit(victim, REMOVED_EXIT_TIMEOUT_S, "the removed %s to stop" % victim)
+    expect_removed_exit(victim, code, proposed_index(new, "REMOVE %d" % victim.id))
     c.wait_converged(CONVERGE_TIMEOUT_S)
     listed = new.call("CLUSTER", "MEMBERS").decode()
     expect(("%d " % victim.id) not in "\n".join(l[:3] for l in listed.splitlines()) and "4 " in listed,
@@ -241,6 +292,42 @@ def case_membership(c):
     check_writes_everywhere(c.nodes, w)
     check_digests(c.nodes)
     print("membership: %d writes acknowledged during add/promote/transfer/remove" % len(w.acked))
+
+
+def case_removed(c):
+    leader = c.wait_leader(LEADER_TIMEOUT_S)
+    victim, other = [n for n in c.nodes if n is not leader]
+    expect(leader.call("SET", "before", "1") == "OK", "write refused")
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    victim.pause()
+    r = leader.call("CLUSTER", "REMOVE", str(victim.id), timeout=15)
+    expect(r == "OK", "REMOVE answered %r" % (r,))
+    c.nodes.remove(victim)
+    index = proposed_index(leader, "REMOVE %d" % victim.id)
+    # The members applied it; the stopped node cannot have, and nobody replicates to it now.
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    victim.resume()
+    code = wait_exit(victim, REMOVED_EXIT_TIMEOUT_S, "the removed %s to stop" % victim)
+    _, how = expect_removed_exit(victim, code, index)
+    expect(how in ("told by node %d" % leader.id, "told by node %d" % other.id),
+           "%s learnt its removal %r, expected from a member's refusal" % (victim, how))
+    expect("applied membership change at index %d" % index not in victim.log(),
+           "%s applied its own removal: the case did not test the refusal path" % victim)
+    expect(len(re.findall(r"was removed from the cluster", victim.log())) == 1, "the removal was logged more than once")
+    # The remaining two go on.
+    expect(leader.call("SET", "after", "1") == "OK", "write refused after the removal")
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    check_digests(c.nodes)
+    # The leader removes itself: it applies the change, answers the REMOVE, and stops too.
+    r = leader.call("CLUSTER", "REMOVE", str(leader.id), timeout=15)
+    expect(r == "OK", "REMOVE of the leader answered %r" % (r,))
+    c.nodes.remove(leader)
+    code = wait_exit(leader, REMOVED_EXIT_TIMEOUT_S, "the removed leader %s to stop" % leader)
+    _, how_leader = expect_removed_exit(leader, code, proposed_index(leader, "REMOVE %d" % leader.id))
+    expect(how_leader == "applied here", "the old leader learnt its removal %r, expected by applying it" % how_leader)
+    expect(c.wait_leader(LEADER_TIMEOUT_S) is other, "%s did not take over alone" % other)
+    expect(other.call("SET", "alone", "1") == "OK", "the last member refused a write")
+    print("removed: %s stopped with code %d, %s; the leader %s, %s" % (victim, code, how, leader, how_leader))
 
 
 def case_refusal(c):
@@ -266,7 +353,7 @@ def case_refusal(c):
 
 
 CASES = {"redirect": case_redirect, "failover": case_failover, "snapshot": case_snapshot,
-         "membership": case_membership, "refusal": case_refusal}
+         "membership": case_membership, "refusal": case_refusal, "removed": case_removed}
 
 
 def main():
