@@ -72,7 +72,7 @@ inline constexpr uint64_t kClusterCommandTimeoutMs = 10000;
 // max_append_bytes, 1 MiB), and the peer transport's queue per peer. The queue holds two
 // windows; beyond it messages are dropped (raft retransmits), so a peer whose connection
 // is stuck costs at most this much memory and framing work instead of filling 256 MiB.
-inline constexpr uint32_t kRaftMaxInflightAppends = 2;
+inline constexpr uint32_t kRaftMaxInflightAppends = 16;
 inline constexpr uint64_t kPeerQueueBytesPerPeer = 32ull << 20;
 // A learner may be promoted only once it is at most this many entries behind the leader.
 inline constexpr uint64_t kPromoteMaxLagEntries = 1000;
