@@ -1,5 +1,5 @@
 // bench/kv_bench.cc — micro-benchmarks of the kv app alone (no network, no log): how fast
-// AppHost applies SET/INCR/LPUSH/HSET and answers GET, and how fast a snapshot of many
+// AppHost applies SET/INCR/LPUSH/HSET/SADD and answers GET, and how fast a snapshot of many
 // string keys loads (the app's share of "restart with 10 million keys in at most 3 s").
 //
 //   build-*/bench/kv_bench --benchmark_filter=Load   # 1M and 10M keys (~1.5 GiB RAM)
@@ -115,8 +115,10 @@ BENCHMARK(BM_ApplyIncr)->Arg(100'000);
 // a few elements (the iteration count decides how many; compare runs of equal length).
 void BM_ApplyLpush(benchmark::State& state) { run_writes(state, "LPUSH", true); }
 void BM_ApplyHset(benchmark::State& state) { run_writes(state, "HSET", true, true); }
+void BM_ApplySadd(benchmark::State& state) { run_writes(state, "SADD", false, true); }
 BENCHMARK(BM_ApplyLpush)->Arg(1'000'000)->Iterations(3'000'000);
 BENCHMARK(BM_ApplyHset)->Arg(1'000'000)->Iterations(3'000'000);
+BENCHMARK(BM_ApplySadd)->Arg(1'000'000)->Iterations(3'000'000);
 
 void BM_QueryGet(benchmark::State& state) {
   const uint64_t n = static_cast<uint64_t>(state.range(0));

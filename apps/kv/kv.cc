@@ -108,9 +108,9 @@ const Value* live_read(const State& s, std::string_view key, uint64_t now_ms) {
   return &it->second;
 }
 
-// Hashes and lists are held in the Value itself, the other containers behind a pointer.
+// Hashes, lists and sets are held in the Value itself, sorted sets behind a pointer.
 template <class T>
-constexpr bool kInPlace = std::is_same_v<T, Hash> || std::is_same_v<T, List>;
+constexpr bool kInPlace = std::is_same_v<T, Hash> || std::is_same_v<T, List> || std::is_same_v<T, Set>;
 
 // The container of type T in v, or null if v holds another type. A pointer to an in-place
 // container lives in the key table's slot: it is valid until the next insert into the
@@ -691,15 +691,9 @@ uint64_t member_hash(std::string_view m) { return XXH3_64bits_withSeed(m.data(),
 void apply_sadd(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   Set* set;
-  if (!container_for_write<Set>(s, a.argv[1], ctx.now_ms, r, &it, &set)) return;
-  if (!set) set = create<Set>(s, a.argv[1], &it);
+  if (!container_for_create<Set>(s, a.argv[1], ctx.now_ms, r, &it, &set)) return;
   int64_t added = 0;
-  for (size_t i = 2; i < a.argv.size(); i++) {
-    SetMemberKey k{member_hash(a.argv[i]), a.argv[i]};
-    if (set->find(k) != set->end()) continue;
-    set->insert(SetMember{k.hash, std::string(a.argv[i])});
-    added++;
-  }
+  for (size_t i = 2; i < a.argv.size(); i++) added += set->insert(SetMemberKey{member_hash(a.argv[i]), a.argv[i]}) ? 1 : 0;
   r.integer(added);
 }
 
@@ -709,17 +703,16 @@ void apply_srem(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   if (!container_for_write<Set>(s, a.argv[1], ctx.now_ms, r, &it, &set)) return;
   if (!set) { r.integer(0); return; }
   int64_t removed = 0;
-  for (size_t i = 2; i < a.argv.size(); i++) removed += static_cast<int64_t>(set->erase(SetMemberKey{member_hash(a.argv[i]), a.argv[i]}));
+  for (size_t i = 2; i < a.argv.size(); i++) removed += set->erase(SetMemberKey{member_hash(a.argv[i]), a.argv[i]}) ? 1 : 0;
   erase_if_empty(s, it, set);
   r.integer(removed);
 }
 
 // The deterministic choice described in kv.h: hash of (log index, pop number, set size).
-Set::iterator spop_pick(Set* set, uint64_t index, uint64_t pop_number) {
+std::string spop_pick(Set* set, uint64_t index, uint64_t pop_number) {
   uint64_t words[3] = {index, pop_number, set->size()};  // host byte order: little endian
   uint64_t r = XXH3_64bits_withSeed(words, sizeof words, kSetHashSeed);
-  auto it = set->lower_bound(SetMemberKey{r, std::string_view()});
-  return it == set->end() ? set->begin() : it;
+  return set->pop_at_or_after(r);
 }
 
 void apply_spop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
@@ -729,11 +722,7 @@ void apply_spop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
   if (!set) { if (a.has_count) r.array(0); else r.null(); return; }
   size_t n = a.has_count ? std::min<uint64_t>(static_cast<uint64_t>(a.count), set->size()) : 1;
   if (a.has_count) r.array(n);
-  for (size_t i = 0; i < n; i++) {
-    auto pick = spop_pick(set, ctx.index, i);
-    r.bulk(pick->value);
-    set->erase(pick);
-  }
+  for (size_t i = 0; i < n; i++) r.bulk(spop_pick(set, ctx.index, i));
   erase_if_empty(s, it, set);
 }
 
@@ -743,7 +732,7 @@ void query_smembers(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   if (!container_for_read<Set>(s, a[1], ctx.now_ms, r, &set)) return;
   if (!set) { r.array(0); return; }
   r.array(set->size());
-  for (const auto& m : *set) r.bulk(m.value);
+  set->for_each([&](const std::string& m) { r.bulk(m); });
 }
 
 void query_scard(const State& s, Args a, const QueryContext& ctx, Reply& r) {
@@ -755,7 +744,7 @@ void query_scard(const State& s, Args a, const QueryContext& ctx, Reply& r) {
 void query_sismember(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   const Set* set;
   if (!container_for_read<Set>(s, a[1], ctx.now_ms, r, &set)) return;
-  r.integer(set && set->find(SetMemberKey{member_hash(a[2]), a[2]}) != set->end() ? 1 : 0);
+  r.integer(set && set->contains(SetMemberKey{member_hash(a[2]), a[2]}) ? 1 : 0);
 }
 
 // =============================================================================================
@@ -1107,9 +1096,9 @@ void encode_entry(Encoder& e, std::string_view key, const Value& v, std::optiona
       break;
     }
     case Type::kSet: {
-      const Set& set = *std::get<std::unique_ptr<Set>>(v);
+      const Set& set = std::get<Set>(v);
       e.varint(set.size());
-      for (const auto& m : set) e.bytes(m.value);
+      set.for_each([&](const std::string& m) { e.bytes(m); });
       break;
     }
     case Type::kZSet: {
@@ -1151,12 +1140,12 @@ bool decode_value(Decoder& in, Type type, Value* out) {
     case Type::kSet: {
       uint64_t n = in.count(1);
       if (n == 0) return false;
-      auto set = std::make_unique<Set>();
+      Set& set = out->emplace<Set>();
       for (uint64_t i = 0; i < n && in.ok(); i++) {
         std::string_view m = in.bytes();
-        if (!set->insert(SetMember{member_hash(m), std::string(m)}).second) return false;
+        if (!in.ok()) return false;
+        if (!set.insert(SetMemberKey{member_hash(m), m})) return false;  // a member twice: corrupt
       }
-      *out = std::move(set);
       return in.ok();
     }
     case Type::kZSet: {

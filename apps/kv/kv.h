@@ -39,6 +39,7 @@
 #include "kv/hash.h"
 #include "kv/key.h"
 #include "kv/list.h"
+#include "kv/set.h"
 #include "kv/populated_allocator.h"
 
 #include <xxhash.h>
@@ -75,26 +76,8 @@ using StringMap = absl::flat_hash_map<Key, V, KeyHash, KeyEq, PopulatedAllocator
 
 // ---- value types ---------------------------------------------------------------------
 
-struct SetMember {
-  uint64_t hash;
-  std::string value;
-};
-struct SetMemberKey {
-  uint64_t hash;
-  std::string_view value;
-};
-struct SetLess {
-  using is_transparent = void;
-  template <class A, class B>
-  bool operator()(const A& a, const B& b) const {
-    if (a.hash != b.hash) return a.hash < b.hash;
-    return std::string_view(a.value) < std::string_view(b.value);
-  }
-};
-using Set = absl::btree_set<SetMember, SetLess>;
-
-// Hash (hash.h) and List (list.h) are the compact containers of the two commonest
-// container types.
+// Hash (hash.h), List (list.h) and Set (set.h) are compact containers: one block while
+// small.
 
 struct ZEntry {
   double score;
@@ -122,10 +105,10 @@ struct ZSet {
 // Type tags; also the snapshot's type byte (do not renumber within a schema version).
 enum class Type : uint8_t { kString = 0, kHash = 1, kList = 2, kSet = 3, kZSet = 4 };
 
-// Sets and sorted sets are boxed; hashes and lists are held in place (each is a 32-byte
-// handle to one block while small), so a string key (the common case) costs one
-// std::string and the variant stays 40 bytes. Invariant: a stored container is never empty.
-using Value = std::variant<std::string, Hash, List, std::unique_ptr<Set>, std::unique_ptr<ZSet>>;
+// Sorted sets are boxed; hashes, lists and sets are held in place (each is a 32-byte handle
+// to one block while small), so a string key (the common case) costs one std::string and
+// the variant stays 40 bytes. Invariant: a stored container is never empty.
+using Value = std::variant<std::string, Hash, List, Set, std::unique_ptr<ZSet>>;
 static_assert(sizeof(Value) == 40, "a key table slot is Key + Value");
 
 // Orders (deadline, key) pairs; transparent so a lookup needs no std::string.

@@ -1,13 +1,15 @@
 // tests/apps/kv_containers_test.cc — the kv app's compact containers (apps/kv/list.h,
-// apps/kv/hash.h) against std::deque / std::map models, and through the app: LRANGE across
-// the ring buffer's wrap, HSET/HDEL across the small/B-tree switch, and the snapshot bytes
-// and digest, which must be exactly those of the documented format (docs/kv-commands.md).
+// hash.h, set.h) against std::deque / std::map / std::set models, and through the app:
+// LRANGE across the ring buffer's wrap, HSET/HDEL and SADD/SREM/SPOP across the small/B-tree
+// switch, and the snapshot bytes and digest, which must be exactly those of the documented
+// format (docs/kv-commands.md).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <deque>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,7 @@
 #include "kv/hash.h"
 #include "kv/kv.h"
 #include "kv/list.h"
+#include "kv/set.h"
 
 namespace hmdb::kv {
 namespace {
@@ -207,6 +210,71 @@ TEST(KvHash, MatchesAMapUnderRandomSetsIncrementsAndDeletes) {
   expect_hash_equals(moved, model);
 }
 
+// ---- Set ---------------------------------------------------------------------------------
+
+using SetModel = std::set<std::pair<uint64_t, std::string>>;
+
+// Member hashes here are small numbers, so that many members share a hash (ties are broken
+// by bytes) and SPOP's wrap-around is exercised; the real hash is XXH3 (kv.cc).
+void expect_set_equals(const Set& set, const SetModel& model) {
+  ASSERT_EQ(set.size(), model.size());
+  auto it = model.begin();
+  set.for_each([&](const std::string& m) {
+    ASSERT_NE(it, model.end());
+    EXPECT_EQ(m, it->second);
+    ++it;
+  });
+  for (const auto& [hash, value] : model) EXPECT_TRUE(set.contains(SetMemberKey{hash, value})) << value;
+}
+
+TEST(KvSet, MatchesAnOrderedSetAcrossBothSwitchesIncludingPops) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  Set set;
+  SetModel model;
+  bool was_big = false, back_to_small = false;
+  for (int step = 0; step < 30000; step++) {
+    bool grow = (step / 3000) % 2 == 0 ? rng() % 6 != 0 : rng() % 6 == 0;
+    uint64_t n = rng() % 100;
+    const std::string value = "m" + std::string(n % 5 == 0 ? 20 : 0, 'x') + std::to_string(n);
+    const SetMemberKey k{n % 37, value};
+    if (grow) {
+      EXPECT_EQ(set.insert(k), model.insert({k.hash, value}).second);
+    } else if (rng() % 4 == 0 && !model.empty()) {
+      uint64_t at = rng() % 40;  // sometimes above every hash: wraps to the first member
+      auto pick = model.lower_bound({at, std::string()});
+      if (pick == model.end()) pick = model.begin();
+      EXPECT_EQ(set.pop_at_or_after(at), pick->second);
+      model.erase(pick);
+    } else {
+      EXPECT_EQ(set.erase(k), model.erase({k.hash, value}) == 1);
+    }
+    if (!set.is_small()) was_big = true;
+    if (was_big && set.is_small()) back_to_small = true;
+    if (step % 101 == 0) expect_set_equals(set, model);
+  }
+  expect_set_equals(set, model);
+  EXPECT_TRUE(was_big && back_to_small) << "the walk must cross both switches";
+}
+
+TEST(KvSet, SpopPicksTheSameMembersInEitherRepresentation) {
+  // a: grown past the bound, then shrunk to 40 members (still a B-tree: hysteresis);
+  // b: the same 40 members added directly (an array). Every pop must agree.
+  Set a, b;
+  for (uint64_t i = 0; i < 100; i++) a.insert(SetMemberKey{i * 7919 % 1000, "m" + std::to_string(i)});
+  for (uint64_t i = 0; i < 60; i++) a.erase(SetMemberKey{i * 7919 % 1000, "m" + std::to_string(i)});
+  for (uint64_t i = 60; i < 100; i++) b.insert(SetMemberKey{i * 7919 % 1000, "m" + std::to_string(i)});
+  ASSERT_FALSE(a.is_small());
+  ASSERT_TRUE(b.is_small());
+  std::mt19937_64 rng(test_seed());
+  while (!a.empty()) {
+    uint64_t at = rng() % 1100;
+    ASSERT_EQ(a.pop_at_or_after(at), b.pop_at_or_after(at));
+  }
+  EXPECT_TRUE(b.empty());
+}
+
 // ---- through the app ---------------------------------------------------------------------
 
 TEST(KvContainers, LrangeWithNegativeIndexesAcrossTheWrap) {
@@ -259,6 +327,23 @@ TEST(KvContainers, SnapshotBytesAndDigestAreTheDocumentedFormat) {
     EXPECT_EQ(a.snapshot(), expected);
     EXPECT_EQ(a.host.digest(), XXH3_64bits(entry.data(), entry.size()));
   }
+  for (size_t members : {size_t{3}, Set::kSmallMembersMax + 10}) {
+    SCOPED_TRACE("members " + std::to_string(members));
+    hmdb::testing::AppDriver<Kv> a;
+    std::set<std::pair<uint64_t, std::string>> model;
+    for (size_t i = 0; i < members; i++) {
+      std::string m = "member:" + std::to_string(i);
+      a.run_strings({"SADD", "s", m});
+      model.insert({XXH3_64bits_withSeed(m.data(), m.size(), kSetHashSeed), m});
+    }
+    std::vector<std::string> items;
+    for (const auto& [hash, m] : model) items.push_back(m);
+    std::string entry = expected_entry("s", static_cast<uint8_t>(Type::kSet), items);
+    Encoder whole;
+    whole.varint(1);
+    EXPECT_EQ(a.snapshot(), whole.take() + entry);
+    EXPECT_EQ(a.host.digest(), XXH3_64bits(entry.data(), entry.size()));
+  }
   hmdb::testing::AppDriver<Kv> b;
   for (int i = 0; i < 10; i++) b.run_strings({"LPUSH", "l", std::to_string(i)});
   b.run({"RPOP", "l"});
@@ -283,6 +368,8 @@ TEST(KvContainers, SnapshotRoundTripAcrossTheSwitchKeepsRepliesAndDigest) {
   for (int i = 0; i < 150; i++) a.run_strings({"HDEL", "big", "f" + std::to_string(i)});
   for (int i = 0; i < 90; i++) a.run_strings({"HSET", "mid", "f" + std::to_string(rng() % 120), value_for(rng)});
   a.run({"HSET", "one", "f", "v"});
+  for (int i = 0; i < 100; i++) a.run_strings({"SADD", "set", "m" + std::to_string(i)});
+  a.run({"SPOP", "set", "70"});  // a B-tree of 100, back to an array once <= 32 remain
   for (int k = 0; k < 20; k++) {
     std::string key = "list" + std::to_string(k);
     for (int i = 0; i < 30; i++) {
@@ -303,6 +390,8 @@ TEST(KvContainers, SnapshotRoundTripAcrossTheSwitchKeepsRepliesAndDigest) {
     EXPECT_EQ(a.run({"HGETALL", key}), b.run({"HGETALL", key})) << key;
     EXPECT_EQ(a.run({"HLEN", key}), b.run({"HLEN", key})) << key;
   }
+  EXPECT_EQ(a.run({"SMEMBERS", "set"}), b.run({"SMEMBERS", "set"}));
+  EXPECT_EQ(a.run({"SCARD", "set"}), integer(30));
   for (int k = 0; k < 20; k++) {
     std::string key = "list" + std::to_string(k);
     EXPECT_EQ(a.run_strings({"LRANGE", key, "0", "-1"}), b.run_strings({"LRANGE", key, "0", "-1"})) << key;
