@@ -116,6 +116,45 @@ BENCHMARK(BM_ApplyIncr)->Arg(100'000);
 void BM_ApplyLpush(benchmark::State& state) { run_writes(state, "LPUSH", true); }
 void BM_ApplyHset(benchmark::State& state) { run_writes(state, "HSET", true, true); }
 void BM_ApplySadd(benchmark::State& state) { run_writes(state, "SADD", false, true); }
+// As the server applies a batch: each command is hinted (AppHost::prefetch) kAhead
+// commands before it is applied, like the apply loop in server/node.cc.
+void run_prefetched_writes(benchmark::State& state, const char* command, bool with_field) {
+  constexpr size_t kAhead = 8;  // server/node.h kPrefetchAheadCommands
+  const uint64_t keyspace = static_cast<uint64_t>(state.range(0));
+  Host host;
+  std::mt19937_64 rng(42);
+  // The words of every command, laid out back to back like a batch in a log entry.
+  const size_t n = static_cast<size_t>(state.max_iterations) + kAhead;
+  std::vector<std::string> words;
+  words.reserve(n * 4);
+  for (size_t i = 0; i < n; i++) {
+    words.push_back(command);
+    words.push_back(key_name(rng() % keyspace));
+    if (with_field) words.push_back("element:" + key_name(rng() % keyspace).substr(4));
+    words.push_back("xxx");
+  }
+  const size_t argc = with_field ? 4 : 3;
+  std::vector<std::string_view> views(words.begin(), words.end());
+  std::string out;
+  hmdb::ApplyContext ctx;
+  ctx.now_ms = 1'700'000'000'000;
+  for (size_t i = 0; i < kAhead; i++) host.prefetch(hmdb::Args(&views[i * argc], argc));
+  size_t i = 0;
+  for (auto _ : state) {
+    host.prefetch(hmdb::Args(&views[(i + kAhead) * argc], argc));
+    out.clear();
+    hmdb::Reply reply(&out);
+    ctx.index++;
+    host.apply(hmdb::Args(&views[i * argc], argc), ctx, reply);
+    i++;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+void BM_ApplyLpushPrefetched(benchmark::State& state) { run_prefetched_writes(state, "LPUSH", false); }
+void BM_ApplyHsetPrefetched(benchmark::State& state) { run_prefetched_writes(state, "HSET", true); }
+BENCHMARK(BM_ApplyLpushPrefetched)->Arg(1'000'000)->Iterations(3'000'000);
+BENCHMARK(BM_ApplyHsetPrefetched)->Arg(1'000'000)->Iterations(3'000'000);
+
 BENCHMARK(BM_ApplyLpush)->Arg(1'000'000)->Iterations(3'000'000);
 BENCHMARK(BM_ApplyHset)->Arg(1'000'000)->Iterations(3'000'000);
 BENCHMARK(BM_ApplySadd)->Arg(1'000'000)->Iterations(3'000'000);
