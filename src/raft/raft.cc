@@ -1524,6 +1524,7 @@ void Raft::transfer_leadership(NodeId to) { impl_->transfer_leadership(to); }
 void Raft::persisted(const PersistAck& ack) { impl_->persisted(ack); }
 void Raft::snapshot_saved(const SnapshotMeta& meta) { impl_->snapshot_saved(meta); }
 void Raft::applied_to(Index index) { impl_->applied_to(index); }
+size_t Raft::free_dropped_entries(size_t max_entries) { return impl_->log.free_dropped(max_entries); }
 void Raft::campaign() { impl_->start_campaign(impl_->cfg.pre_vote && !impl_->single_voter_self(), false); }
 void Raft::snapshot_chunk(NodeId to, const SnapshotMeta& meta, uint64_t offset, uint64_t total,
                           std::string bytes, bool last) {

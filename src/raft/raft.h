@@ -210,6 +210,10 @@ class Raft {
   void persisted(const PersistAck& ack);
   void snapshot_saved(const SnapshotMeta& meta);
   void applied_to(Index index);
+  // Entries that snapshot_saved() or a snapshot install dropped from the log are not freed
+  // there (a big log would stall the caller): this frees at most max_entries of them and
+  // returns how many are left. Call it regularly (the server: once per loop turn).
+  size_t free_dropped_entries(size_t max_entries);
   // Start an election now (tests, `hmdb ctl campaign`). Ignored by learners and leaders.
   void campaign();
   // Answer to a Ready::snapshot_reads request: `bytes` are [offset, offset + bytes.size())

@@ -68,14 +68,15 @@ void RaftLog::compact_to(Index index, Term term) {
               (unsigned long long)at(index).term);
   while (snapshot_index_ < index) {
     if (restored_count() > 0) {
-      // Free the payload now; the slot itself goes with the vector.
-      restored_[restored_head_] = Entry{};
+      // The payload moves to dropped_; the slot itself goes with the vector.
+      dropped_.push_back(std::move(restored_[restored_head_]));
       restored_head_++;
       if (restored_count() == 0) {
         restored_ = std::vector<Entry>();
         restored_head_ = 0;
       }
     } else {
+      dropped_.push_back(std::move(appended_.front()));
       appended_.pop_front();
     }
     snapshot_index_++;
@@ -84,11 +85,19 @@ void RaftLog::compact_to(Index index, Term term) {
 }
 
 void RaftLog::reset_to_snapshot(Index index, Term term) {
+  for (size_t i = restored_head_; i < restored_.size(); i++) dropped_.push_back(std::move(restored_[i]));
   restored_ = std::vector<Entry>();
   restored_head_ = 0;
+  for (Entry& e : appended_) dropped_.push_back(std::move(e));
   appended_.clear();
   snapshot_index_ = index;
   snapshot_term_ = term;
+}
+
+size_t RaftLog::free_dropped(size_t max_entries) {
+  for (size_t i = 0; i < max_entries && !dropped_.empty(); i++) dropped_.pop_front();
+  if (dropped_.empty()) std::deque<Entry>().swap(dropped_);  // and the deque's own blocks
+  return dropped_.size();
 }
 
 Index RaftLog::find_conflict_by_term(Index index, Term term) const {

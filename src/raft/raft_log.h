@@ -55,6 +55,12 @@ class RaftLog {
   void compact_to(Index index, Term term);
   // Replaces the whole log by a snapshot point (follower installing a snapshot).
   void reset_to_snapshot(Index index, Term term);
+  // Compaction and reset do not free the dropped entries: they move them here, and the
+  // caller frees them a bounded number at a time. (Freeing a whole log of 600,000 entries,
+  // 1 GiB of payloads, at once took one event-loop turn of 313 ms.) Returns how many are
+  // left to free.
+  size_t free_dropped(size_t max_entries);
+  size_t dropped_count() const { return dropped_.size(); }
 
   // Fast backtracking (etcd's findConflictByTerm): the largest index j <= index whose term
   // is <= term, or the snapshot index if none is known. A follower and leader that share
@@ -85,6 +91,7 @@ class RaftLog {
   std::vector<Entry> restored_;
   size_t restored_head_ = 0;
   std::deque<Entry> appended_;
+  std::deque<Entry> dropped_;  // compacted or reset away, waiting for free_dropped()
 };
 
 }  // namespace hmdb::raft

@@ -449,6 +449,7 @@ void Node::loop_turn(int timeout_ms) {
   start_reads();
   drive_raft();  // ends by running the reads whose index is applied
   maybe_auto_snapshot();
+  raft_->free_dropped_entries(kDroppedEntriesFreedPerTurn);
 
   // Replies that apply or a snapshot filled in: move them out in order, run what waited.
   while (!to_drain_.empty()) {

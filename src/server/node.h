@@ -64,6 +64,10 @@ inline constexpr uint64_t kFirstSessionId = 16;
 inline constexpr size_t kParseAheadCommands = 8;
 // Commands of a log entry the apply loop hints ahead of the one it applies (same reason).
 inline constexpr size_t kPrefetchAheadCommands = 8;
+// Log entries that a snapshot compacted out of the consensus core's memory, freed per loop
+// turn (raft::Raft::free_dropped_entries). Freeing all 600,000 entries (1 GiB) of a log at
+// once stalled one turn for 313 ms; 4,096 entries of a few KiB take about a millisecond.
+inline constexpr size_t kDroppedEntriesFreedPerTurn = 4096;
 
 class Node {
  public:

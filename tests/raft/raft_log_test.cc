@@ -53,6 +53,26 @@ TEST(RaftLog, RestoreAfterSnapshot) {
   EXPECT_EQ(log.last_term(), 5u);
 }
 
+// Compaction and reset keep the dropped entries for free_dropped(), which frees a bounded
+// number per call (the server calls it once per loop turn instead of stalling one turn).
+TEST(RaftLog, DroppedEntriesAreFreedABoundedNumberAtATime) {
+  RaftLog log;
+  log.restore(0, 0, {make(1, 1, std::string(100, 'a')), make(2, 1), make(3, 1)});
+  for (Index i = 4; i <= 10; i++) log.append(make(i, 2, std::string(100, 'b')));
+  log.compact_to(6, 2);  // 3 restored + 3 appended entries
+  EXPECT_EQ(log.first_index(), 7u);
+  EXPECT_EQ(log.dropped_count(), 6u);
+  EXPECT_EQ(log.at(7).data, std::string(100, 'b'));  // the live entries kept their payloads
+  EXPECT_EQ(log.free_dropped(4), 2u);
+  EXPECT_EQ(log.free_dropped(4), 0u);
+  EXPECT_EQ(log.free_dropped(4), 0u);
+  log.reset_to_snapshot(20, 3);  // the 4 entries left move too
+  EXPECT_EQ(log.dropped_count(), 4u);
+  EXPECT_EQ(log.last_index(), 20u);
+  EXPECT_EQ(log.free_dropped(100), 0u);
+  EXPECT_EQ(log.dropped_count(), 0u);
+}
+
 TEST(RaftLog, FindConflictByTerm) {
   RaftLog log;
   // terms: 1 1 1 4 4 5 5 6 6 6 (Figure 7 style)
