@@ -45,7 +45,7 @@ std::string wrong_arity_error(std::string_view name) { return hmdb::wrong_arity(
 
 // ---- keyspace helpers ----------------------------------------------------------------------
 
-using KeyIter = decltype(State::keys)::iterator;
+using KeyIter = StringMap<Value>::iterator;
 
 bool expired(const State& s, std::string_view key, uint64_t now_ms) {
   if (s.expires.empty()) return false;  // fast path: most workloads have no deadlines

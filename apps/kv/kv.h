@@ -40,7 +40,6 @@
 #include "kv/key.h"
 #include "kv/list.h"
 #include "kv/set.h"
-#include "kv/sharded_map.h"
 #include "kv/populated_allocator.h"
 
 #include <xxhash.h>
@@ -123,7 +122,7 @@ struct ExpiryLess {
 };
 
 struct State {
-  ShardedMap<StringMap<Value>> keys;  // sharded so that no growth step rehashes every key
+  StringMap<Value> keys;
   // Deadlines (absolute ms) of the keys that have one, and the same pairs ordered by
   // deadline for housekeeping. Invariant: every key here is in `keys`, and both agree.
   StringMap<uint64_t> expires;
