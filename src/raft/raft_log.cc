@@ -95,6 +95,9 @@ void RaftLog::reset_to_snapshot(Index index, Term term) {
 }
 
 size_t RaftLog::free_dropped(size_t max_entries) {
+  // Called every loop turn: nothing to do is the common case, and a fresh std::deque
+  // allocates, so it is made only when the last dropped entries were just freed.
+  if (dropped_.empty()) return 0;
   for (size_t i = 0; i < max_entries && !dropped_.empty(); i++) dropped_.pop_front();
   if (dropped_.empty()) std::deque<Entry>().swap(dropped_);  // and the deque's own blocks
   return dropped_.size();
