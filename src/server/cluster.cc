@@ -350,17 +350,6 @@ void Node::install_snapshot(const raft::Snapshot& snap) {
     _exit(kExitCorruption);
   }
   if (!loaded.cluster_info.empty()) decode_members(loaded.cluster_info);
-  // Proposals of ours that the snapshot covers: whether they took effect is not known here.
-  for (auto it = waiters_.begin(); it != waiters_.end();) {
-    if (it->first > meta.index) {
-      ++it;
-      continue;
-    }
-    inflight_bytes_ -= it->second.bytes;
-    for (auto [id, seq] : it->second.slots)
-      if (id != 0) resolve_slot(id, seq, Pending::Kind::kWaitingWrite, "-ERR write outcome unknown: this node fell behind and installed the leader's snapshot; check and retry\r\n");
-    it = waiters_.erase(it);
-  }
   applied_index_ = meta.index;
   applied_term_ = meta.term;
   stats_.last_snapshot_index = meta.index;
@@ -563,10 +552,8 @@ Node::RunResult Node::cluster_command(Session& s, std::span<const std::string_vi
   raft::ProposeResult pr = raft_->propose_conf_change(cc);
   switch (pr.error) {
     case raft::ProposeError::kNone: {
-      Waiters w;
-      w.term = pr.term;
-      w.slots.emplace_back(s.id, seq);
-      waiters_.emplace(pr.index, std::move(w));
+      writes_.track(pr.index, pr.term, 0, {ReplySlot{s.id, seq}},
+                    [this](raft::Index i, WriteTracker::Proposal&& p, WriteOutcome o) { end_proposal(i, std::move(p), o); });
       if (cc.type == raft::ConfChangeType::kAddLearner) members_[id] = addr;
       sync_transport_members();
       log_line("cluster: proposed {} {} at index {}", std::string(sub), id, pr.index);
@@ -697,8 +684,8 @@ std::string Node::replication_info() const {
   line("voters", fmt::format("{}", fmt::join(st.conf.voters, ",")));
   line("learners", fmt::format("{}", fmt::join(st.conf.learners, ",")));
   line("leader_changes", leader_changes_);
-  line("inflight_batches", waiters_.size());
-  line("inflight_bytes", inflight_bytes_);
+  line("inflight_batches", writes_.size());
+  line("inflight_bytes", writes_.bytes());
   line("pending_reads", read_batch_.size() + reads_asked_.size() + reads_ready_.size());
   if (transport_) {
     for (const auto& ps : transport_->stats()) {

@@ -246,12 +246,12 @@ int Node::run(int signal_fd) {
       ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
       ::close(listen_fd_);
       listen_fd_ = -1;
-      log_line("stopping: no new connections or commands; finishing {} in-flight batches", waiters_.size());
+      log_line("stopping: no new connections or commands; finishing {} in-flight batches", writes_.size());
     }
     // A follower (or a leader that lost its majority) may never see its proposals decided:
     // drain what this node can finish, within kShutdownFlushMs.
     if (draining_ && batch_.empty() && !refused_payload_ && !raft_->has_ready() &&
-        (waiters_.empty() || (options_.clustered() && steady_ms() >= drain_deadline_ms_)))
+        (writes_.empty() || (options_.clustered() && steady_ms() >= drain_deadline_ms_)))
       break;
     loop_turn(timeout_ms);
 
@@ -335,7 +335,7 @@ void Node::refresh_clocks() {
 uint64_t Node::wall_clock_ms() const { return last_time_ms_; }
 
 bool Node::paused() const {
-  return draining_ || refused_payload_.has_value() || inflight_bytes_ >= kInflightBytesMax || disk_queue_full_;
+  return draining_ || refused_payload_.has_value() || writes_.bytes() >= kInflightBytesMax || disk_queue_full_;
 }
 
 void Node::refresh_disk_queue_state() {
@@ -808,7 +808,7 @@ Node::RunResult Node::run_now(Session& s, std::span<const std::string_view> argv
 void Node::batch_write(uint64_t session_id, std::span<const std::string_view> argv, uint64_t seq) {
   if (batch_.empty()) batch_.start(wall_clock_ms());
   batch_.add(argv);
-  batch_slots_.emplace_back(session_id, seq);
+  batch_slots_.push_back(ReplySlot{session_id, seq});
   stats_.writes++;
 }
 
@@ -975,18 +975,14 @@ void Node::close_session(uint64_t id) {
 // Raft: propose, ready, apply
 
 void Node::propose_batch() {
-  auto submit = [this](std::string& payload, std::vector<std::pair<uint64_t, uint64_t>>& slots) -> bool {
+  auto submit = [this](std::string& payload, std::vector<ReplySlot>& slots) -> bool {
     const uint64_t bytes = payload.size();
     raft::ProposeResult r = raft_->propose(raft::EntryType::kNormal, app_->schema_version(), &payload);
     switch (r.error) {
       case raft::ProposeError::kNone: {
-        inflight_bytes_ += bytes;
-        Waiters w;
-        w.term = r.term;
-        w.bytes = bytes;
-        w.slots = std::move(slots);
-        auto [it, inserted] = waiters_.emplace(r.index, std::move(w));
-        HMDB_ASSERT(inserted, "two proposals at index %llu", static_cast<unsigned long long>(r.index));
+        writes_.track(r.index, r.term, bytes, std::move(slots),
+                      [this](raft::Index i, WriteTracker::Proposal&& p, WriteOutcome o) { end_proposal(i, std::move(p), o); });
+        slots.clear();
         stats_.batches++;
         if (housekeeping_in_batch_) {
           housekeeping_index_ = r.index;
@@ -1003,7 +999,7 @@ void Node::propose_batch() {
         const std::string reply = r.error == raft::ProposeError::kTransferring
                                       ? "-TRYAGAIN leadership transfer in progress; retry\r\n"
                                       : redirect_reply();
-        for (auto [id, seq] : slots) resolve_slot(id, seq, Pending::Kind::kWaitingWrite, reply);
+        for (ReplySlot slot : slots) resolve_slot(slot.session, slot.seq, Pending::Kind::kWaitingWrite, reply);
         slots.clear();
         housekeeping_in_batch_ = false;
         return true;
@@ -1018,12 +1014,22 @@ void Node::propose_batch() {
   }
   if (batch_.empty()) return;
   std::string payload = batch_.finish();
-  std::vector<std::pair<uint64_t, uint64_t>> slots;
+  std::vector<ReplySlot> slots;
   slots.swap(batch_slots_);
   if (!submit(payload, slots)) {
     refused_payload_ = std::move(payload);
     refused_slots_ = std::move(slots);
   }
+}
+
+void Node::end_proposal(raft::Index index, WriteTracker::Proposal&& p, WriteOutcome outcome) {
+  const char* reply = outcome == WriteOutcome::kLost
+                          ? "-ERR write lost in a leadership change; retry\r\n"
+                          : "-ERR write outcome unknown: leadership changed before it was committed; it may still "
+                            "take effect, check before retrying\r\n";
+  for (ReplySlot slot : p.slots)
+    if (slot.session != 0) resolve_slot(slot.session, slot.seq, Pending::Kind::kWaitingWrite, reply);
+  if (index == housekeeping_index_) housekeeping_index_ = 0;  // the next one may be proposed
 }
 
 void Node::drive_raft() {
@@ -1042,6 +1048,12 @@ void Node::drive_raft() {
       last_log_index_ = rd.snapshot->meta.index;
       last_log_term_ = rd.snapshot->meta.term;
     }
+    // Proposals of ours that this Ready removes from the log (a new leader's entries
+    // replace them, or a snapshot replaces the whole log) end now: their clients learn at
+    // once that the outcome is unknown, and nobody waits on an index proposed again later.
+    if (rd.snapshot || !rd.entries.empty())
+      writes_.log_replaced(rd.snapshot ? std::optional<raft::Index>(rd.snapshot->meta.index) : std::nullopt, rd.entries,
+                           [this](raft::Index i, WriteTracker::Proposal&& p, WriteOutcome o) { end_proposal(i, std::move(p), o); });
     if (!rd.entries.empty()) {
       last_log_index_ = rd.entries.back().index;
       last_log_term_ = rd.entries.back().term;
@@ -1115,18 +1127,12 @@ void Node::resolve_slot(uint64_t session_id, uint64_t seq, Pending::Kind expecte
 void Node::apply_entry(const raft::Entry& e) {
   HMDB_ASSERT(e.index == applied_index_ + 1, "apply out of order: entry %llu after %llu",
               static_cast<unsigned long long>(e.index), static_cast<unsigned long long>(applied_index_));
-  auto wit = waiters_.find(e.index);
-  Waiters* w = nullptr;
-  if (wit != waiters_.end()) {
-    inflight_bytes_ -= wit->second.bytes;
-    if (wit->second.term == e.term) {
-      w = &wit->second;
-    } else {
-      // Another leader's entry took this index: our proposal is lost; tell its clients.
-      for (auto [id, seq] : wit->second.slots)
-        resolve_slot(id, seq, Pending::Kind::kWaitingWrite, "-ERR write lost in a leadership change; retry\r\n");
-    }
+  std::optional<WriteTracker::Proposal> ours;
+  if (auto tracked = writes_.take_applied(e.index, e.term)) {
+    if (tracked->second == WriteOutcome::kApplied) ours = std::move(tracked->first);
+    else end_proposal(e.index, std::move(tracked->first), tracked->second);
   }
+  const WriteTracker::Proposal* w = ours ? &*ours : nullptr;
   if (e.type == raft::EntryType::kNormal) {
     if (e.schema_version > app_->schema_version()) {
       log_line("FATAL: log entry {} was written by schema version {} of app {}, this binary has version {}. "
@@ -1155,10 +1161,10 @@ void Node::apply_entry(const raft::Entry& e) {
       if (prefetching && ahead.next(prefetch_argv_)) app_->prefetch(prefetch_argv_);
       Pending* slot = nullptr;
       Session* s = nullptr;
-      if (w && k < w->slots.size() && w->slots[k].first != 0) {
-        s = find_session(w->slots[k].first);
+      if (w && k < w->slots.size() && w->slots[k].session != 0) {
+        s = find_session(w->slots[k].session);
         if (s) {
-          uint64_t seq = w->slots[k].second;
+          uint64_t seq = w->slots[k].seq;
           HMDB_ASSERT(seq >= s->pending_base_seq && seq - s->pending_base_seq < s->pending.size(), "reply slot out of range");
           slot = &s->pending[seq - s->pending_base_seq];
           HMDB_ASSERT(slot->kind == Pending::Kind::kWaitingWrite, "reply slot in the wrong state");
@@ -1169,7 +1175,7 @@ void Node::apply_entry(const raft::Entry& e) {
         app_->apply(apply_argv_, ctx, reply);
         slot->kind = Pending::Kind::kDone;
         s->waiting_writes--;
-        run_queries_after(*s, w->slots[k].second - s->pending_base_seq);
+        run_queries_after(*s, w->slots[k].seq - s->pending_base_seq);
         if (!s->in_drain) {
           s->in_drain = true;
           to_drain_.push_back(s->id);
@@ -1192,10 +1198,9 @@ void Node::apply_entry(const raft::Entry& e) {
   if (e.type == raft::EntryType::kConfChange) apply_conf_change(e);
   if (w && e.type != raft::EntryType::kNormal) {
     // A membership change proposed by CLUSTER ADDLEARNER/PROMOTE/REMOVE: committed.
-    for (auto [id, seq] : w->slots)
-      if (id != 0) resolve_slot(id, seq, Pending::Kind::kWaitingWrite, "+OK\r\n");
+    for (ReplySlot slot : w->slots)
+      if (slot.session != 0) resolve_slot(slot.session, slot.seq, Pending::Kind::kWaitingWrite, "+OK\r\n");
   }
-  if (wit != waiters_.end()) waiters_.erase(wit);
   applied_index_ = e.index;
   applied_term_ = e.term;
   if (housekeeping_index_ != 0 && applied_index_ >= housekeeping_index_) housekeeping_index_ = 0;

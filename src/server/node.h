@@ -34,6 +34,7 @@
 #include "server/metrics.h"
 #include "server/options.h"
 #include "server/session.h"
+#include "server/write_tracker.h"
 #include "storage/env.h"
 #include "storage/log.h"
 
@@ -90,11 +91,6 @@ class Node {
 
  private:
   enum class RunResult : uint8_t { kReplied, kWaitSnapshot, kWaitCluster };
-  struct Waiters {
-    raft::Term term = 0;
-    uint64_t bytes = 0;  // payload size, for the in-flight bound
-    std::vector<std::pair<uint64_t, uint64_t>> slots;  // per command: (session id, seq); id 0: none
-  };
 
   // ---- startup (recovery.cc) ----
   Status recover(int* exit_code);
@@ -122,7 +118,8 @@ class Node {
   void drive_raft();
   void apply_entry(const raft::Entry& entry);
   void apply_conf_change(const raft::Entry& entry);
-  void resolve_waiters_lost(Waiters& w);
+  // A tracked proposal ended unapplied (kLost, kUnknown): each of its clients gets the error.
+  void end_proposal(raft::Index index, WriteTracker::Proposal&& p, WriteOutcome outcome);
 
   // ---- cluster (cluster.cc) ----
   Status start_cluster();
@@ -216,11 +213,10 @@ class Node {
 
   // The batch being built this turn and who waits for each of its commands.
   core::BatchBuilder batch_{0};
-  std::vector<std::pair<uint64_t, uint64_t>> batch_slots_;
+  std::vector<ReplySlot> batch_slots_;
   std::optional<std::string> refused_payload_;  // proposal refused with kBusy: retried
-  std::vector<std::pair<uint64_t, uint64_t>> refused_slots_;
-  std::unordered_map<raft::Index, Waiters> waiters_;
-  uint64_t inflight_bytes_ = 0;
+  std::vector<ReplySlot> refused_slots_;
+  WriteTracker writes_;  // proposed entries and who waits for each (bytes: the in-flight bound)
   bool disk_queue_full_ = false;  // disk thread's queue over kDiskQueueBytesMax (refreshed per turn)
 
   // Persistence bookkeeping (loop thread).
@@ -269,7 +265,7 @@ class Node {
   std::unordered_map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>> reads_asked_;  // context -> slots
   std::vector<std::pair<raft::Index, std::vector<std::pair<uint64_t, uint64_t>>>> reads_ready_;
   uint64_t next_read_context_ = 1;
-  // CLUSTER TRANSFER waiting for the new leader; membership changes wait in waiters_.
+  // CLUSTER TRANSFER waiting for the new leader; membership changes wait in writes_.
   struct TransferWaiter {
     uint64_t session = 0, seq = 0;
     raft::NodeId target = raft::kNoNode;
