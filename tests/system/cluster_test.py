@@ -22,6 +22,14 @@ each case starts its own 3-node cluster (tests/system/cluster.py) and checks one
              last member leads alone.
   refusal    a node started with another --cluster-id is refused by the members (a log
              line) and never receives the log.
+  releader   (issue 9) a leader whose uncommitted tail a new leader truncates leads again:
+             kill -9 both followers while a client pipelines SETs to the leader (one every
+             5 ms, so each is its own entry); SIGSTOP the leader; restart the followers and
+             let one lead; SIGCONT the old leader. Once it has caught up as a follower, every
+             pipelined SET has its answer ("write outcome unknown", or a redirect for those
+             that arrived after it stepped down) and nothing is left in flight; `hmdb cluster
+             transfer` makes it lead again, and its first write succeeds (it used to abort:
+             "two proposals at index N").
 
 Every wait is a bounded poll of a real condition (cluster.py); the writer records exactly
 which writes were acknowledged. Usage: cluster_test.py [--case NAME] [--keep] HMDB_BINARY
@@ -30,6 +38,7 @@ which writes were acknowledged. Usage: cluster_test.py [--case NAME] [--keep] HM
 import argparse
 import os
 import re
+import subprocess
 import sys
 import threading
 import time
@@ -352,8 +361,80 @@ def case_refusal(c):
         stranger.kill()
 
 
+# releader: the pipelined SETs while both followers are dead, and how long the old leader
+# may take to answer them once it has caught up (it answers them when the new leader's
+# entries replace its tail, i.e. before it has caught up).
+RELEADER_SETS = 30
+RELEADER_SET_INTERVAL_S = 0.005
+RELEADER_REPLY_TIMEOUT_S = 5.0
+UNKNOWN_OUTCOME_ERROR = "ERR write outcome unknown"
+# How long one `hmdb cluster` command may take (it retries for up to 10 s itself).
+CLI_TIMEOUT_S = 60.0
+
+
+def case_releader(c):
+    old = c.wait_leader(LEADER_TIMEOUT_S)
+    followers = [n for n in c.nodes if n is not old]
+    expect(old.call("SET", "before", "1") == "OK", "write refused")
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    for f in followers:
+        f.kill()
+    # The followers are gone, so none of these can commit: they stay in the old leader's
+    # log as an uncommitted tail (or are refused once it has stepped down).
+    pipe = old.client(timeout=RELEADER_REPLY_TIMEOUT_S + LEADER_TIMEOUT_S + CONVERGE_TIMEOUT_S)
+    for i in range(RELEADER_SETS):
+        pipe.send([("SET", "tail:%d" % i, str(i))])
+        time.sleep(RELEADER_SET_INTERVAL_S)  # pacing the client, not synchronisation: one entry each
+    info = old.info()
+    expect(info is not None and int(info["last_index"]) > int(info["commit_index"]),
+           "the old leader holds no uncommitted tail: %s" % info)
+    tail = int(info["last_index"]) - int(info["commit_index"])
+    old.pause()
+    for f in followers:
+        f.start()
+    new = c.wait_leader(LEADER_TIMEOUT_S, nodes=followers)
+    expect(new.call("SET", "after", "2") == "OK", "the new leader refused a write")
+    old.resume()
+
+    def caught_up():
+        i, l = old.info(), new.info()
+        return (i is not None and l is not None and i.get("role") == "follower" and i.get("leader_id") == str(new.id)
+                and i["applied_index"] == i["commit_index"] == i["last_index"] == l["last_index"])
+    wait_for(caught_up, CONVERGE_TIMEOUT_S, "%s to catch up as a follower of %s" % (old, new))
+    info = old.info()
+    expect(info["inflight_batches"] == "0", "the old leader still tracks truncated proposals: %s" % info)
+    # Every pipelined SET has its answer by now: none succeeded, the truncated ones are
+    # "outcome unknown" at once (not left waiting until the log regrows past their index).
+    replies = [pipe.read_reply() for _ in range(RELEADER_SETS)]
+    pipe.close()
+    unknown = [r for r in replies if isinstance(r, resp.RespError) and r.message.startswith(UNKNOWN_OUTCOME_ERROR)]
+    others = [r for r in replies if r not in unknown]
+    expect(all(isinstance(r, resp.RespError) and r.message.startswith(("MOVED", "CLUSTERDOWN")) for r in others),
+           "unexpected replies to the truncated SETs: %r" % others)
+    expect(len(unknown) >= 2, "only %d of the %d SETs (tail of %d entries) were answered 'outcome unknown': %r"
+           % (len(unknown), RELEADER_SETS, tail, replies))
+    # Leadership back to the old leader, the way an operator does it.
+    out = subprocess.run([c.binary, "cluster", "--addr", new.client_addr, "transfer", str(old.id)],
+                         capture_output=True, text=True, timeout=CLI_TIMEOUT_S, check=False)
+    expect(out.returncode == 0, "hmdb cluster transfer %d failed: %s" % (old.id, out.stdout + out.stderr))
+    expect(c.wait_leader(LEADER_TIMEOUT_S) is old, "leadership did not move back to %s" % old)
+    try:
+        reply = old.call("SET", "back", "3")
+    except (resp.ConnectionLost, resp.ProtocolError) as e:
+        reply = e
+    c.check_alive()  # an abort shows here, with the node's log
+    expect(reply == "OK", "the old leader answered its first write as leader again with %r" % (reply,))
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    check_digests(c.nodes)
+    for i in range(RELEADER_SETS):
+        expect(old.call("GET", "tail:%d" % i) is None, "truncated SET tail:%d took effect" % i)
+    for k, v in (("before", b"1"), ("after", b"2"), ("back", b"3")):
+        expect(old.call("GET", k) == v, "acknowledged write %s lost" % k)
+
+
 CASES = {"redirect": case_redirect, "failover": case_failover, "snapshot": case_snapshot,
-         "membership": case_membership, "refusal": case_refusal, "removed": case_removed}
+         "membership": case_membership, "refusal": case_refusal, "removed": case_removed,
+         "releader": case_releader}
 
 
 def main():
