@@ -51,6 +51,7 @@ void usage() {
                "                [--isolate] [--outcome-checks-only] [--max-seconds S]\n"
                "bugs:");
   for (const auto& b : hmdb::sim::bug_names()) std::fprintf(stderr, " %s", b.c_str());
+  for (const auto& b : hmdb::sim::shell_bug_names()) std::fprintf(stderr, " %s", b.c_str());
   std::fprintf(stderr, "\n");
 }
 
@@ -94,7 +95,11 @@ int main(int argc, char** argv) {
       else if (a == "--ops") base.max_client_ops = static_cast<uint32_t>(std::stoul(value()));
       else if (a == "--bug") {
         std::string name = value();
-        if (!hmdb::sim::set_bug(&base.bugs, name)) { std::fprintf(stderr, "unknown bug %s\n", name.c_str()); usage(); return 2; }
+        if (!hmdb::sim::set_bug(&base.bugs, name) && !hmdb::sim::set_shell_bug(&base.shell_bugs, name)) {
+          std::fprintf(stderr, "unknown bug %s\n", name.c_str());
+          usage();
+          return 2;
+        }
       } else if (a == "--no-faults") base.faults = false;
       else if (a == "--trace") base.trace = true;
       else if (a == "--keep-going") keep_going = true;

@@ -34,6 +34,7 @@
 #include "sim/linearizability.h"
 #include "sim/random.h"
 #include "sim/register_app.h"
+#include "server/write_tracker.h"
 
 namespace hmdb::sim {
 
@@ -82,6 +83,14 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
   return true;
 }
 
+std::vector<std::string> shell_bug_names() { return {"forget_replaced_writes"}; }
+
+bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
+  if (name == "forget_replaced_writes") bugs->forget_replaced_writes = true;
+  else return false;
+  return true;
+}
+
 std::string replay_command(const Options& o) {
   std::string cmd = fmt::format("build/src/sim/hmdb-sim --seed {} --nodes {} --steps {}", o.seed, o.nodes,
                                 o.chaos_ticks);
@@ -92,6 +101,7 @@ std::string replay_command(const Options& o) {
   if (o.bugs.answer_vote_before_persisting) cmd += " --bug answer_vote_before_persisting";
   if (o.bugs.commit_old_term_by_counting) cmd += " --bug commit_old_term_by_counting";
   if (o.bugs.apply_before_commit) cmd += " --bug apply_before_commit";
+  if (o.shell_bugs.forget_replaced_writes) cmd += " --bug forget_replaced_writes";
   return cmd + " --trace";
 }
 
@@ -293,11 +303,10 @@ struct Disk {
   Term last_term() const { return entries.empty() ? snapshot_term() : entries.back().term; }
 };
 
-struct Proposal {
-  Term term = 0;
-  std::vector<uint32_t> ops;  // history indexes, in batch order; kProbeOp for the probe
-};
+// A node's proposals are tracked by the server's own WriteTracker (server/write_tracker.h),
+// driven as the server drives it: each slot's seq is a history index (kProbeOp: the probe).
 constexpr uint32_t kProbeOp = UINT32_MAX;
+constexpr uint64_t kClientSession = 1;  // every slot's session: the simulator's clients
 
 struct Node {
   NodeId id = 0;
@@ -332,7 +341,7 @@ struct Node {
   std::optional<HardState> last_ready_hs;
 
   std::vector<uint32_t> batch;  // client writes that arrived this unit
-  std::map<Index, Proposal> proposals;
+  server::WriteTracker writes;
   std::map<uint64_t, uint32_t> pending_reads;           // context -> op
   std::vector<std::pair<Index, uint32_t>> ready_reads;  // (read index, op)
 
@@ -421,6 +430,7 @@ class Simulation {
   void persist_start(Node& n, raft::Ready& rd);
   void send(Node& n, Message m);
   void apply_entry(Node& n, const Entry& e);
+  void end_proposal(Node& n, Index index, server::WriteTracker::Proposal&& p, server::WriteOutcome outcome);
   void install_snapshot(Node& n, const raft::Snapshot& snap);
   void complete_writes(Node& n);
   void apply_write_to_disk(Node& n, Write& w);
@@ -542,7 +552,7 @@ void Simulation::start_node(Node& n) {
   n.last_role = Role::kFollower;
   n.last_ready_hs = n.disk.hard_state;
   n.batch.clear();
-  n.proposals.clear();
+  n.writes = server::WriteTracker();
   n.pending_reads.clear();
   n.ready_reads.clear();
   n.incarnation++;
@@ -692,6 +702,12 @@ void Simulation::persist_start(Node& n, raft::Ready& rd) {
     install_snapshot(n, *rd.snapshot);
     if (!result_.ok) return;
   }
+  // Proposals that this Ready removes from the log end now (the server's Node::drive_raft).
+  if ((rd.snapshot || !rd.entries.empty()) && !opt_.shell_bugs.forget_replaced_writes)
+    n.writes.log_replaced(rd.snapshot ? std::optional<Index>(rd.snapshot->meta.index) : std::nullopt, rd.entries,
+                          [&](Index i, server::WriteTracker::Proposal&& p, server::WriteOutcome o) {
+                            end_proposal(n, i, std::move(p), o);
+                          });
   for (const Entry& e : rd.entries) {
     mirror_append(n, e);
     if (!result_.ok) return;
@@ -739,15 +755,6 @@ void Simulation::install_snapshot(Node& n, const raft::Snapshot& snap) {
   ev(23, n.id, m.index, m.term, [&] {
     return fmt::format("n{} INSTALL snapshot {}/{} ({} bytes) {}", n.id, m.index, m.term, data.size(), conf_string(m.conf));
   });
-  // Batches this node proposed that the snapshot covers: their replies are lost, but the
-  // committed log says whether they took effect (the final resolution uses that).
-  while (!n.proposals.empty() && n.proposals.begin()->first <= m.index) {
-    auto [idx, p] = *n.proposals.begin();
-    bool took_effect = committed_[idx].term == p.term;
-    for (uint32_t op : p.ops)
-      if (op != kProbeOp) conclude(op, took_effect ? OpOutcome::kUnknown : OpOutcome::kFailed, std::nullopt);
-    n.proposals.erase(n.proposals.begin());
-  }
   n.applied = m.index;
   n.applied_term = m.term;
   n.applied_conf = m.conf;
@@ -907,14 +914,12 @@ void Simulation::apply_entry(Node& n, const Entry& e) {
     fail("state-digest", fmt::format("n{} state digest after applying {} differs from another node's", n.id, e.index));
     return;
   }
-  // Answer the clients whose batch this was.
-  auto it = n.proposals.find(e.index);
-  if (it != n.proposals.end()) {
-    Proposal p = std::move(it->second);
-    n.proposals.erase(it);
-    bool ours = p.term == e.term;
-    for (size_t i = 0; i < p.ops.size(); i++) {
-      uint32_t op = p.ops[i];
+  // Answer the clients whose batch this was (WriteTracker::take_applied, as the server).
+  if (auto tracked = n.writes.take_applied(e.index, e.term)) {
+    const bool ours = tracked->second == server::WriteOutcome::kApplied;
+    const std::vector<server::ReplySlot>& slots = tracked->first.slots;
+    for (size_t i = 0; i < slots.size(); i++) {
+      const uint32_t op = static_cast<uint32_t>(slots[i].seq);
       if (op == kProbeOp) { if (ours) probe_done_ = true; continue; }
       if (ours) {
         if (i >= replies.size()) { fail("batch-replies", fmt::format("n{} entry {}: fewer replies than commands", n.id, e.index)); return; }
@@ -923,6 +928,19 @@ void Simulation::apply_entry(Node& n, const Entry& e) {
         conclude(op, OpOutcome::kFailed, std::nullopt);
       }
     }
+  }
+}
+
+// A proposal the WriteTracker ended unapplied: its clients get what the server answers.
+void Simulation::end_proposal(Node& n, Index index, server::WriteTracker::Proposal&& p, server::WriteOutcome outcome) {
+  ev(42, n.id, index, p.term, [&] {
+    return fmt::format("n{} proposal {}/{} ends {}", n.id, index, p.term,
+                       outcome == server::WriteOutcome::kLost ? "lost" : "with outcome unknown");
+  });
+  for (const server::ReplySlot& slot : p.slots) {
+    const uint32_t op = static_cast<uint32_t>(slot.seq);
+    if (op != kProbeOp)
+      conclude(op, outcome == server::WriteOutcome::kLost ? OpOutcome::kFailed : OpOutcome::kUnknown, std::nullopt);
   }
 }
 
@@ -1034,6 +1052,25 @@ void Simulation::complete_writes(Node& n) {
 }
 
 void Simulation::check_node(Node& n) {
+  // The server's write tracking (server/write_tracker.h): every proposal still waited on
+  // is in the core's log with its term. Else a client waits for an entry that is gone, and
+  // a node that leads again proposes at an index somebody still waits on.
+  std::optional<std::pair<Index, Term>> stale;
+  n.writes.for_each([&](Index i, const server::WriteTracker::Proposal& p) {
+    auto t = n.mirror_term(i);
+    if (!stale && (!t || *t != p.term)) stale = {i, p.term};
+  });
+  if (stale && opt_.protocol_checks) {
+    fail("write-tracking", fmt::format("n{} still waits on its proposal {}/{}, but its log holds {} there", n.id,
+                                       stale->first, stale->second,
+                                       n.mirror_term(stale->first) ? fmt::format("term {}", *n.mirror_term(stale->first))
+                                                                   : std::string("nothing")));
+    return;
+  }
+  if (n.writes.reused() > 0) {
+    fail("write-index-reused", fmt::format("n{} proposed at an index a client still waited on (the server aborted here)", n.id));
+    return;
+  }
   raft::Status st = n.raft->status();
   if (st.term < n.last_term) {
     fail("term-monotonic", fmt::format("n{} term went back from {} to {}", n.id, n.last_term, st.term));
@@ -1218,10 +1255,9 @@ void Simulation::submit(Client& c, uint32_t op) {
 void Simulation::propose_batches(Node& n) {
   // (Re)propose the liveness probe unless this leader proposed it in its current term: a
   // proposal of an earlier term at that index (this node led before) may never commit.
-  auto mine = nodes_[n.id].proposals.find(probe_index_);
+  const server::WriteTracker::Proposal* mine = n.writes.find(probe_index_);
   bool probe = healing_ && !probe_done_ && n.raft->role() == Role::kLeader &&
-               (probe_index_ == 0 || probe_term_ != n.raft->term() || mine == nodes_[n.id].proposals.end() ||
-                mine->second.term != probe_term_);
+               (probe_index_ == 0 || probe_term_ != n.raft->term() || !mine || mine->term != probe_term_);
   if (n.batch.empty() && !probe) return;
   core::BatchBuilder b(now_);
   std::vector<uint32_t> ops = std::move(n.batch);
@@ -1243,7 +1279,9 @@ void Simulation::propose_batches(Node& n) {
     b.add(Args(argv, 3));
     ops.push_back(kProbeOp);
   }
-  raft::ProposeResult r = n.raft->propose(EntryType::kNormal, RegisterApp::kSchemaVersion, b.finish());
+  std::string payload = b.finish();
+  const uint64_t bytes = payload.size();
+  raft::ProposeResult r = n.raft->propose(EntryType::kNormal, RegisterApp::kSchemaVersion, std::move(payload));
   ev(71, n.id, r.index, static_cast<uint64_t>(r.error), [&] {
     return fmt::format("n{} propose batch of {} -> {}", n.id, ops.size(),
                        r.error == raft::ProposeError::kNone ? fmt::format("index {} term {}", r.index, r.term)
@@ -1264,7 +1302,11 @@ void Simulation::propose_batches(Node& n) {
     meta_[op].prop_term = r.term;
   }
   proposed_ops_[{r.index, r.term}] = ops;
-  n.proposals[r.index] = Proposal{r.term, std::move(ops)};
+  std::vector<server::ReplySlot> slots;
+  for (uint32_t op : ops) slots.push_back(server::ReplySlot{kClientSession, op});
+  n.writes.track(r.index, r.term, bytes, std::move(slots), [&](Index i, server::WriteTracker::Proposal&& p, server::WriteOutcome o) {
+    end_proposal(n, i, std::move(p), o);
+  });
 }
 
 void Simulation::clients_tick() {

@@ -58,6 +58,14 @@ struct Options {
   // run the core aborts still shows its trace up to the abort.
   std::function<void(const std::string&)> trace_sink;
   raft::Config::PlantedBugs bugs;
+  // Planted bugs of the shell's bookkeeping that the simulator drives (server/), for
+  // proving that its checks catch them (tests/sim/planted_bugs_test.cc).
+  struct ShellBugs {
+    // The shell keeps waiting on proposals that a new leader's entries (or a snapshot)
+    // removed from the log, as the server did before issue 9: it then answered their
+    // clients only when the log regrew, and aborted when it led again and proposed there.
+    bool forget_replaced_writes = false;
+  } shell_bugs;
 };
 
 struct RunResult {
@@ -88,6 +96,9 @@ std::string replay_command(const Options& options);
 
 // Planted-bug names as the CLI takes them; false if name is unknown.
 bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name);
+// The same for the shell's planted bugs (Options::ShellBugs).
+bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name);
+std::vector<std::string> shell_bug_names();
 std::vector<std::string> bug_names();
 
 }  // namespace hmdb::sim
