@@ -178,7 +178,8 @@ struct Raft::Impl {
   bool any_bug() const {
     const auto& b = cfg.bugs;
     return b.grant_two_votes_per_term || b.answer_vote_before_persisting ||
-           b.commit_old_term_by_counting || b.apply_before_commit;
+           b.commit_old_term_by_counting || b.apply_before_commit ||
+           b.keep_log_suffix_on_snapshot_install;
   }
 
   // ─────────── construction ───────────
@@ -1015,7 +1016,12 @@ struct Raft::Impl {
     // Last chunk: install. The whole log is replaced by the snapshot point.
     staging_meta.reset();
     install = Snapshot{meta, std::string()};
-    log.reset_to_snapshot(meta.index, meta.term);
+    if (cfg.bugs.keep_log_suffix_on_snapshot_install) {  // PLANTED BUG
+      // The kept entries go out again in this Ready, after the snapshot.
+      log.reset_to_snapshot_keeping_suffix(meta.index, meta.term);
+    } else {
+      log.reset_to_snapshot(meta.index, meta.term);
+    }
     handed_index = meta.index;  // the snapshot itself goes out in this Ready
     durable_index = 0;          // until persisted() acknowledges (meta.index, meta.term)
     commit = meta.index;

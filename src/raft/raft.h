@@ -82,6 +82,11 @@ struct Config {
     bool answer_vote_before_persisting = false;
     bool commit_old_term_by_counting = false;
     bool apply_before_commit = false;
+    // A follower installing a snapshot keeps the entries of its log after the snapshot's
+    // index when their terms are not below the snapshot's (so its log's terms still never
+    // go back), without checking that it holds the snapshot's last entry (index and term):
+    // those entries may belong to a history that lost.
+    bool keep_log_suffix_on_snapshot_install = false;
   } bugs;
 };
 

@@ -66,6 +66,11 @@ void RaftLog::compact_to(Index index, Term term) {
               "snapshot at index %llu claims term %llu but the log has term %llu there",
               (unsigned long long)index, (unsigned long long)term,
               (unsigned long long)at(index).term);
+  drop_front_to(index);
+  snapshot_term_ = term;
+}
+
+void RaftLog::drop_front_to(Index index) {
   while (snapshot_index_ < index) {
     if (restored_count() > 0) {
       // The payload moves to dropped_; the slot itself goes with the vector.
@@ -81,7 +86,6 @@ void RaftLog::compact_to(Index index, Term term) {
     }
     snapshot_index_++;
   }
-  snapshot_term_ = term;
 }
 
 void RaftLog::reset_to_snapshot(Index index, Term term) {
@@ -92,6 +96,15 @@ void RaftLog::reset_to_snapshot(Index index, Term term) {
   appended_.clear();
   snapshot_index_ = index;
   snapshot_term_ = term;
+}
+
+void RaftLog::reset_to_snapshot_keeping_suffix(Index index, Term term) {
+  if (index < snapshot_index_ || index >= last_index() || at(index + 1).term < term) {
+    reset_to_snapshot(index, term);
+    return;
+  }
+  drop_front_to(index);
+  snapshot_term_ = term;  // whatever the log had at `index`: that is the bug
 }
 
 size_t RaftLog::free_dropped(size_t max_entries) {

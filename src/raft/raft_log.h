@@ -55,6 +55,10 @@ class RaftLog {
   void compact_to(Index index, Term term);
   // Replaces the whole log by a snapshot point (follower installing a snapshot).
   void reset_to_snapshot(Index index, Term term);
+  // PLANTED BUG only (Config::PlantedBugs::keep_log_suffix_on_snapshot_install): the
+  // entries after `index` stay if their terms are not below `term`, although the log need
+  // not hold the snapshot's last entry (index, term): they may belong to another history.
+  void reset_to_snapshot_keeping_suffix(Index index, Term term);
   // Compaction and reset do not free the dropped entries: they move them here, and the
   // caller frees them a bounded number at a time. (Freeing a whole log of 600,000 entries,
   // 1 GiB of payloads, at once took one event-loop turn of 313 ms.) Returns how many are
@@ -73,6 +77,8 @@ class RaftLog {
 
  private:
   size_t restored_count() const { return restored_.size() - restored_head_; }
+  // Moves the entries up to `index` to dropped_ and makes `index` the snapshot point.
+  void drop_front_to(Index index);
   size_t size() const { return restored_count() + appended_.size(); }
   // The k-th entry after the snapshot. REQUIRES: k < size().
   const Entry& entry(size_t k) const {

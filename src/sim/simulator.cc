@@ -71,7 +71,7 @@ const char* fault_name(Fault f) {
 
 std::vector<std::string> bug_names() {
   return {"grant_two_votes_per_term", "answer_vote_before_persisting", "commit_old_term_by_counting",
-          "apply_before_commit"};
+          "apply_before_commit", "keep_log_suffix_on_snapshot_install"};
 }
 
 bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
@@ -79,6 +79,7 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
   else if (name == "answer_vote_before_persisting") bugs->answer_vote_before_persisting = true;
   else if (name == "commit_old_term_by_counting") bugs->commit_old_term_by_counting = true;
   else if (name == "apply_before_commit") bugs->apply_before_commit = true;
+  else if (name == "keep_log_suffix_on_snapshot_install") bugs->keep_log_suffix_on_snapshot_install = true;
   else return false;
   return true;
 }
@@ -102,6 +103,7 @@ std::string replay_command(const Options& o) {
   if (o.bugs.commit_old_term_by_counting) cmd += " --bug commit_old_term_by_counting";
   if (o.bugs.apply_before_commit) cmd += " --bug apply_before_commit";
   if (o.shell_bugs.forget_replaced_writes) cmd += " --bug forget_replaced_writes";
+  if (o.bugs.keep_log_suffix_on_snapshot_install) cmd += " --bug keep_log_suffix_on_snapshot_install";
   return cmd + " --trace";
 }
 

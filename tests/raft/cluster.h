@@ -325,24 +325,28 @@ class Cluster {
     return any;
   }
 
-  // Takes a snapshot of node `id` at its applied index and compacts its log. Returns false
-  // if there is nothing new to snapshot or the applied entries are not durable yet.
-  bool compact(NodeId id) {
+  // Takes a snapshot of node `id` at its applied index (or at `at`, an applied index not
+  // older than its snapshot: the state as it was right after applying that entry, as a
+  // shell that snapshots between two entries of one Ready would) and compacts its log.
+  // Returns false if there is nothing new to snapshot or the entries are not durable yet.
+  bool compact(NodeId id, Index at = 0) {
     MemNode& n = nodes.at(id);
-    if (n.down || n.applied > n.durable_last_index()) return false;
-    if (n.applied == 0 || (n.snap && n.snap->index >= n.applied)) return false;
+    if (at == 0) at = n.applied;
+    if (n.down || at > n.applied || n.applied > n.durable_last_index()) return false;
+    if (at == 0 || (n.snap && n.snap->index >= at)) return false;
     // An install accepted by the core but not yet handled here: snapshot after it.
     if (n.applied + 1 < n.raft->status().first_index) return false;
     SnapshotMeta meta;
-    meta.index = n.applied;
+    meta.index = at;
     meta.term = 0;
+    std::vector<std::string> state = n.state;
     for (auto& e : n.log) {
-      if (e.index == n.applied) meta.term = e.term;
+      if (e.index == at) meta.term = e.term;
+      if (e.index > at && e.index <= n.applied && e.type == EntryType::kNormal) state.pop_back();
     }
-    if (n.snap && n.snap->index == n.applied) meta.term = n.snap->term;
-    meta.conf = n.raft->conf_state_at(n.applied);
+    meta.conf = n.raft->conf_state_at(at);
     n.snap = meta;
-    n.snap_data = join_state(n.state);
+    n.snap_data = join_state(state);
     n.log.erase(std::remove_if(n.log.begin(), n.log.end(), [&](const Entry& e) { return e.index <= meta.index; }),
                 n.log.end());
     n.raft->snapshot_saved(meta);

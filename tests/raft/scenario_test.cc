@@ -5,12 +5,12 @@
 //   add-nodes 3 [pre-vote=true] [check-quorum=true] [lease=false] [election=10]
 //               [heartbeat=1] [max-inflight=64] [max-append-bytes=N] [snapshot-chunk=N]
 //               [voters=1,2,3] [learners=4]        ids continue after existing nodes
-//               [bugs=commit-old-term,two-votes,vote-before-persist,apply-before-commit]
+//               [bugs=commit-old-term,two-votes,vote-before-persist,apply-before-commit,keep-suffix]
 //   campaign 1 | propose 1 data | conf-change 1 add-learner|promote|remove|add-voter 4
 //   transfer 1 2 | read-index 1 ctx | tick 1 [n] | tick all [n]
 //   deliver            one round: every node handles its Ready, messages are delivered
 //   stabilize [quiet]  rounds until nothing moves (quiet: print nothing but events)
-//   drop 1->2 | isolate 1 | heal | crash 1 | restart 1 | compact 1
+//   drop 1->2 | isolate 1 | heal | crash 1 | restart 1 | compact 1 [index]
 //   async-disk         from now on writes are durable only at `sync`; a crash loses the rest
 //   sync 1 | sync all | sync-disk (back to a synchronous disk, syncing everything now)
 //   status | log 1
@@ -163,7 +163,8 @@ class Interpreter {
         cluster_.sync(std::stoull(w[1]));
       }
     } else if (c == "compact") {
-      if (!cluster_.compact(std::stoull(w.at(1)))) output_.push_back("nothing to compact");
+      Index at = w.size() > 2 ? std::stoull(w.at(2)) : 0;
+      if (!cluster_.compact(std::stoull(w.at(1)), at)) output_.push_back("nothing to compact");
     } else if (c == "status") {
       for (auto& [id, nd] : cluster_.nodes) output_.push_back(cluster_.status_line(id));
     } else if (c == "log") {
@@ -214,6 +215,7 @@ class Interpreter {
           else if (b == "two-votes") cfg.bugs.grant_two_votes_per_term = true;
           else if (b == "vote-before-persist") cfg.bugs.answer_vote_before_persisting = true;
           else if (b == "apply-before-commit") cfg.bugs.apply_before_commit = true;
+          else if (b == "keep-suffix") cfg.bugs.keep_log_suffix_on_snapshot_install = true;
           else HMDB_ASSERT(false, "unknown bug %s", b.c_str());
         }
       }
