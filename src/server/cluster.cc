@@ -295,8 +295,7 @@ void Node::stage_snapshot_chunk(const raft::SnapshotChunk& c) {
     staging_path_ = options_.dir + "/" + storage::snapshot_file_name(c.meta.index) + std::string(storage::kTempSuffix);
     Status s = env_->new_writable_file(staging_path_, &staging_file_);
     if (!s) {
-      log_line("FATAL: cannot create {} for the leader's snapshot: {}", staging_path_, s.to_string());
-      _exit(kExitDiskFailure);
+      fatal(kExitDiskFailure, "cannot create {} for the leader's snapshot: {}", staging_path_, s.to_string());
     }
     staging_meta_ = c.meta;
     staging_bytes_ = 0;
@@ -307,8 +306,7 @@ void Node::stage_snapshot_chunk(const raft::SnapshotChunk& c) {
               static_cast<unsigned long long>(staging_bytes_));
   Status s = staging_file_->append(c.data);
   if (!s) {
-    log_line("FATAL: writing the leader's snapshot to {} failed: {}", staging_path_, s.to_string());
-    _exit(kExitDiskFailure);
+    fatal(kExitDiskFailure, "writing the leader's snapshot to {} failed: {}", staging_path_, s.to_string());
   }
   staging_bytes_ += c.data.size();
 }
@@ -320,34 +318,38 @@ void Node::install_snapshot(const raft::Snapshot& snap) {
   Status s = staging_file_->sync();
   if (s) s = staging_file_->close();
   if (!s) {
-    log_line("FATAL: syncing the leader's snapshot {} failed: {}", staging_path_, s.to_string());
-    _exit(kExitDiskFailure);
+    fatal(kExitDiskFailure, "syncing the leader's snapshot {} failed: {}", staging_path_, s.to_string());
   }
   staging_file_.reset();
   storage::LoadedSnapshot loaded;
   s = storage::read_snapshot_file(env_, staging_path_, &loaded);
-  if (!s || !(loaded.meta == meta) || loaded.app_name != app_->app_name() ||
-      meta.schema_version > app_->schema_version()) {
-    log_line("FATAL: the snapshot received from the leader is unusable: {}. Nothing was applied from it; restart "
-             "this node to fetch it again.",
-             !s ? s.to_string()
-                : fmt::format("it is of app '{}' schema {} at index {}, this node is app '{}' schema {}", loaded.app_name,
-                              loaded.meta.schema_version, loaded.meta.index, app_->app_name(), app_->schema_version()));
-    _exit(kExitCorruption);
+  if (!s || !(loaded.meta == meta)) {
+    fatal(kExitCorruption,
+          "the snapshot received from the leader is unusable: {}. Nothing was applied from it; restart this node to "
+          "fetch it again.",
+          !s ? s.to_string()
+             : fmt::format("it is at index {} term {}, the leader announced index {} term {}", loaded.meta.index,
+                           loaded.meta.term, meta.index, meta.term));
+  }
+  if (loaded.app_name != app_->app_name() || meta.schema_version > app_->schema_version()) {
+    // Sound data this binary cannot serve: the code recovery.cc uses for such a snapshot at
+    // startup (not kExitCorruption: nothing is damaged, and fetching it again would not help).
+    fatal(kExitStartupFailure,
+          "the snapshot received from the leader is of app '{}' schema {} (index {}), this node is app '{}' schema "
+          "{}. Nothing was applied from it; start the right binary, or upgrade this one.",
+          loaded.app_name, meta.schema_version, meta.index, app_->app_name(), app_->schema_version());
   }
   const std::string final_path = options_.dir + "/" + storage::snapshot_file_name(meta.index);
   s = env_->rename_file(staging_path_, final_path);
   if (s) s = env_->sync_dir(options_.dir);
   if (!s) {
-    log_line("FATAL: installing the leader's snapshot as {} failed: {}", final_path, s.to_string());
-    _exit(kExitDiskFailure);
+    fatal(kExitDiskFailure, "installing the leader's snapshot as {} failed: {}", final_path, s.to_string());
   }
   app_->clear();
   Decoder in(loaded.payload);
   if (!app_->load(in, meta.schema_version)) {
-    log_line("FATAL: app '{}' could not decode the leader's snapshot {} (schema {})", app_->app_name(), final_path,
-             meta.schema_version);
-    _exit(kExitCorruption);
+    fatal(kExitCorruption, "app '{}' could not decode the leader's snapshot {} (schema {})", app_->app_name(),
+          final_path, meta.schema_version);
   }
   if (!loaded.cluster_info.empty()) decode_members(loaded.cluster_info);
   applied_index_ = meta.index;
@@ -573,8 +575,7 @@ void Node::apply_conf_change(const raft::Entry& e) {
   raft::ConfChange cc;
   std::optional<raft::ConfState> after;
   if (!raft::decode_conf_change_entry(e.data, &cc, &after)) {
-    log_line("FATAL: log entry {} holds a malformed membership change", e.index);
-    _exit(kExitCorruption);
+    fatal(kExitCorruption, "log entry {} holds a malformed membership change", e.index);
   }
   ServerOptions::MemberAddr m;
   if ((cc.type == raft::ConfChangeType::kAddLearner || cc.type == raft::ConfChangeType::kAddVoter) &&

@@ -106,11 +106,10 @@ void DiskThread::fail(const std::string& what, const Status& status) {
   // Never retry: after a failed write or fsync the file's content is unknown, and a retried
   // fsync can report success for pages the kernel already dropped. Stop before any reply for
   // the affected writes goes out (replies wait for our ack, which is never published).
-  log_line("FATAL: {} failed: {}. Stopping the node; no write that was not acknowledged is "
-           "reported as done. Check the disk (space, errors in dmesg) and restart: recovery "
-           "replays the log up to the last sound record.",
-           what, status.to_string());
-  _exit(kExitDiskFailure);
+  fatal(kExitDiskFailure,
+        "{} failed: {}. Stopping the node; no write that was not acknowledged is reported as done. Check the "
+        "disk (space, errors in dmesg) and restart: recovery replays the log up to the last sound record.",
+        what, status.to_string());
 }
 
 void DiskThread::run() {

@@ -16,7 +16,8 @@
 //
 // An append() or sync() error stops the process (never retry after a failed fsync: the
 // kernel may have dropped the dirty pages, PostgreSQL's lesson). It prints what failed and
-// _exit()s with kExitDiskFailure, before any reply for the affected writes is sent.
+// _exit()s with kExitDiskFailure (server/fatal.h), before any reply for the affected writes
+// is sent.
 //
 // Thread-safety: submit(), request_compact(), take_ack(), queued_bytes() and stop() are
 // called by the loop thread; everything else runs on the disk thread.
@@ -33,13 +34,11 @@
 #include <vector>
 
 #include "raft/raft.h"
+#include "server/fatal.h"
 #include "server/options.h"
 #include "storage/log.h"
 
 namespace hmdb::server {
-
-// Exit code of a node stopped by a failed write or fsync of its log.
-inline constexpr int kExitDiskFailure = 3;
 
 struct DiskStats {
   uint64_t rounds = 0;        // group-commit rounds

@@ -1074,8 +1074,7 @@ void Node::drive_raft() {
         Status st = log_for_recovery_->append(rd.hard_state ? &*rd.hard_state : nullptr, rd.entries);
         if (st) st = log_for_recovery_->sync();
         if (!st) {
-          log_line("FATAL: writing the log in {} failed during startup: {}", options_.dir, st.to_string());
-          _exit(kExitDiskFailure);
+          fatal(kExitDiskFailure, "writing the log in {} failed during startup: {}", options_.dir, st.to_string());
         }
         ack_now = true;
       }
@@ -1135,10 +1134,12 @@ void Node::apply_entry(const raft::Entry& e) {
   const WriteTracker::Proposal* w = ours ? &*ours : nullptr;
   if (e.type == raft::EntryType::kNormal) {
     if (e.schema_version > app_->schema_version()) {
-      log_line("FATAL: log entry {} was written by schema version {} of app {}, this binary has version {}. "
-               "Upgrade the binary; nothing was applied past index {}.",
-               e.index, e.schema_version, app_->app_name(), app_->schema_version(), applied_index_);
-      _exit(kExitCorruption);
+      // The binary is older than the data, which is sound: the same code as a snapshot of a
+      // newer schema at startup (recovery.cc), not kExitCorruption.
+      fatal(kExitStartupFailure,
+            "log entry {} was written by schema version {} of app {}, this binary has version {}. "
+            "Upgrade the binary; nothing was applied past index {}.",
+            e.index, e.schema_version, app_->app_name(), app_->schema_version(), applied_index_);
     }
     core::BatchReader reader(e.data);
     // A second reader runs kPrefetchAheadCommands in front and hints the app to prefetch
@@ -1148,9 +1149,9 @@ void Node::apply_entry(const raft::Entry& e) {
     for (size_t i = 0; prefetching && i < kPrefetchAheadCommands && ahead.next(prefetch_argv_); i++)
       app_->prefetch(prefetch_argv_);
     if (!reader.ok()) {
-      log_line("FATAL: log entry {} (term {}) holds a malformed command batch; the log passed its checksum, "
-               "so the writer was broken. Run `hmdb log verify {}`.", e.index, e.term, options_.dir);
-      _exit(kExitCorruption);
+      fatal(kExitCorruption,
+            "log entry {} (term {}) holds a malformed command batch; the log passed its checksum, so the writer "
+            "was broken. Run `hmdb log verify {}`.", e.index, e.term, options_.dir);
     }
     ApplyContext ctx;
     ctx.now_ms = reader.leader_time_ms();
@@ -1188,9 +1189,8 @@ void Node::apply_entry(const raft::Entry& e) {
       k++;
     }
     if (!reader.ok()) {
-      log_line("FATAL: log entry {} (term {}) holds a malformed command batch after {} commands. Run `hmdb log "
-               "verify {}`.", e.index, e.term, k, options_.dir);
-      _exit(kExitCorruption);
+      fatal(kExitCorruption, "log entry {} (term {}) holds a malformed command batch after {} commands. Run `hmdb log "
+            "verify {}`.", e.index, e.term, k, options_.dir);
     }
     HMDB_ASSERT(!w || k == w->slots.size(), "batch at index %llu has %zu commands, %zu waiters",
                 static_cast<unsigned long long>(e.index), k, w ? w->slots.size() : size_t{0});

@@ -31,6 +31,7 @@
 #include "raft/raft.h"
 #include "server/deferred_remove_env.h"
 #include "server/disk_thread.h"
+#include "server/fatal.h"
 #include "server/metrics.h"
 #include "server/options.h"
 #include "server/session.h"
@@ -40,15 +41,7 @@
 
 namespace hmdb::server {
 
-// Exit codes of `hmdb serve`.
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitStartupFailure = 1;  // bad flags, port in use, ...
-inline constexpr int kExitCorruption = 2;      // the data directory is damaged: see the message
-// kExitDiskFailure (3) is in disk_thread.h.
-// This node was removed from the cluster: it applied a membership without itself, or a
-// member refused it as a non-member of a newer committed membership (cluster.cc). Its data
-// directory is kept; restarting it does not make it a member again.
-inline constexpr int kExitRemoved = 4;
+// Exit codes of `hmdb serve` (kExitOk, kExitRemoved, ...): server/fatal.h.
 
 // epoll tags of the loop's own descriptors; client sessions use their ids (>= 16).
 inline constexpr uint64_t kEpollTagListen = 1;
