@@ -365,32 +365,29 @@ void Node::install_snapshot(const raft::Snapshot& snap) {
 }
 
 void Node::answer_snapshot_read(const raft::SnapshotReadRequest& req) {
+  // The file is opened for each chunk, not kept open between requests: an open is cheap next
+  // to a chunk's read, and a descriptor kept open would pin the disk space of a snapshot that a
+  // newer one replaced (a follower that stops asking would hold it with no bound in time).
   const std::string path = options_.dir + "/" + storage::snapshot_file_name(req.meta.index);
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
+  std::unique_ptr<storage::RandomAccessFile> file;
+  Status s = env_->new_random_access_file(path, &file);
+  if (!s) {
     // Replaced by a newer snapshot meanwhile: the core asks again (for the newest one).
-    log_line("snapshot: cannot read {} for node {}: {}", path, req.to, std::strerror(errno));
+    log_line("snapshot: cannot read {} for node {}: {}", path, req.to, s.to_string());
     return;
   }
-  const off_t total = ::lseek(fd, 0, SEEK_END);
+  const uint64_t total = file->size();
+  if (req.offset > total) return;
+  const uint64_t length = std::min<uint64_t>(req.length, total - req.offset);
   std::string bytes;
-  if (total >= 0 && req.offset <= static_cast<uint64_t>(total)) {
-    bytes.resize(std::min<uint64_t>(req.length, static_cast<uint64_t>(total) - req.offset));
-    size_t done = 0;
-    while (done < bytes.size()) {
-      ssize_t n = ::pread(fd, bytes.data() + done, bytes.size() - done, static_cast<off_t>(req.offset + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      done += static_cast<size_t>(n);
-    }
-    if (done == bytes.size()) {
-      const bool last = req.offset + bytes.size() == static_cast<uint64_t>(total);
-      raft_->snapshot_chunk(req.to, req.meta, req.offset, static_cast<uint64_t>(total), std::move(bytes), last);
-    } else {
-      log_line("snapshot: short read of {} at offset {} for node {}", path, req.offset, req.to);
-    }
+  s = file->read(req.offset, length, &bytes);
+  if (!s || bytes.size() != length) {
+    log_line("snapshot: short read of {} at offset {} for node {}{}", path, req.offset, req.to,
+             s ? "" : ": " + s.to_string());
+    return;
   }
-  ::close(fd);
+  const bool last = req.offset + bytes.size() == total;
+  raft_->snapshot_chunk(req.to, req.meta, req.offset, total, std::move(bytes), last);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -58,6 +58,9 @@ class DeferredRemoveEnv final : public storage::Env {
   Status new_appendable_file(const std::string& p, std::unique_ptr<storage::WritableFile>* o) override { return base_->new_appendable_file(p, o); }
   Status read_file(const std::string& p, std::string* o) override { return base_->read_file(p, o); }
   Status map_file(const std::string& p, std::unique_ptr<storage::MappedFile>* o) override { return base_->map_file(p, o); }
+  Status new_random_access_file(const std::string& p, std::unique_ptr<storage::RandomAccessFile>* o) override {
+    return base_->new_random_access_file(p, o);
+  }
   Status file_size(const std::string& p, uint64_t* s) override { return base_->file_size(p, s); }
   Status truncate_file(const std::string& p, uint64_t s) override { return base_->truncate_file(p, s); }
   Status list_dir(const std::string& d, std::vector<std::string>* n) override { return base_->list_dir(d, n); }

@@ -128,6 +128,35 @@ class PosixMappedFile final : public MappedFile {
   size_t size_;
 };
 
+class PosixRandomAccessFile final : public RandomAccessFile {
+ public:
+  PosixRandomAccessFile(std::string path, int fd, uint64_t size) : path_(std::move(path)), fd_(fd), size_(size) {}
+  ~PosixRandomAccessFile() override { ::close(fd_); }
+
+  Status read(uint64_t offset, size_t length, std::string* out) override {
+    out->resize(length);
+    size_t done = 0;
+    while (done < length) {
+      ssize_t n = ::pread(fd_, out->data() + done, length - done, static_cast<off_t>(offset + done));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        return errno_status("pread", path_, errno);
+      }
+      if (n == 0) break;  // the end of the file
+      done += static_cast<size_t>(n);
+    }
+    out->resize(done);
+    return Status::ok();
+  }
+
+  uint64_t size() const override { return size_; }
+
+ private:
+  std::string path_;
+  int fd_;
+  uint64_t size_;
+};
+
 class PosixEnv final : public Env {
  public:
   Status new_writable_file(const std::string& path, std::unique_ptr<WritableFile>* out) override {
@@ -195,6 +224,14 @@ class PosixEnv final : public Env {
     }
     ::close(fd);  // the mapping keeps the file alive
     *out = std::make_unique<PosixMappedFile>(base, size);
+    return Status::ok();
+  }
+
+  Status new_random_access_file(const std::string& path, std::unique_ptr<RandomAccessFile>* out) override {
+    int fd;
+    struct stat st;
+    if (Status s = open_for_reading(path, &fd, &st); !s) return s;
+    *out = std::make_unique<PosixRandomAccessFile>(path, fd, static_cast<uint64_t>(st.st_size));
     return Status::ok();
   }
 
@@ -300,6 +337,32 @@ class FaultInjectionEnv::File final : public WritableFile {
   std::string path_;
   std::unique_ptr<WritableFile> base_;
 };
+
+class FaultInjectionEnv::ReadFile final : public RandomAccessFile {
+ public:
+  ReadFile(FaultInjectionEnv* env, std::string path, std::unique_ptr<RandomAccessFile> base)
+      : env_(env), path_(std::move(path)), base_(std::move(base)) {}
+
+  Status read(uint64_t offset, size_t length, std::string* out) override {
+    Status s = env_->before_read(path_);
+    if (!s) return s;
+    return base_->read(offset, length, out);
+  }
+  uint64_t size() const override { return base_->size(); }
+
+ private:
+  FaultInjectionEnv* env_;
+  std::string path_;
+  std::unique_ptr<RandomAccessFile> base_;
+};
+
+Status FaultInjectionEnv::new_random_access_file(const std::string& path, std::unique_ptr<RandomAccessFile>* out) {
+  std::unique_ptr<RandomAccessFile> base;
+  Status s = base_->new_random_access_file(path, &base);
+  if (!s) return s;
+  *out = std::make_unique<ReadFile>(this, path, std::move(base));
+  return Status::ok();
+}
 
 Status FaultInjectionEnv::new_writable_file(const std::string& path, std::unique_ptr<WritableFile>* out) {
   bool existed = base_->file_exists(path);
@@ -415,6 +478,16 @@ Status FaultInjectionEnv::before_sync(const std::string& path) {
   return Status::ok();
 }
 
+Status FaultInjectionEnv::before_read(const std::string& path) {
+  std::lock_guard lock(mu_);
+  if (reads_failed_ || reads_until_failure_ == 0) {
+    reads_failed_ = true;
+    return Status::io_error("pread " + path + ": Input/output error (injected)");
+  }
+  if (reads_until_failure_ > 0) reads_until_failure_--;
+  return Status::ok();
+}
+
 void FaultInjectionEnv::after_sync(const std::string& path, uint64_t size) {
   std::lock_guard lock(mu_);
   sync_count_++;
@@ -464,10 +537,14 @@ void FaultInjectionEnv::set_space_left(uint64_t bytes) {
   space_limited_ = true;
   space_left_ = bytes;
 }
+void FaultInjectionEnv::fail_read_after(int64_t reads) {
+  std::lock_guard lock(mu_);
+  reads_until_failure_ = reads;
+}
 void FaultInjectionEnv::clear_faults() {
   std::lock_guard lock(mu_);
-  writes_until_failure_ = syncs_until_failure_ = kNever;
-  writes_failed_ = syncs_failed_ = space_limited_ = false;
+  writes_until_failure_ = syncs_until_failure_ = reads_until_failure_ = kNever;
+  writes_failed_ = syncs_failed_ = reads_failed_ = space_limited_ = false;
 }
 uint64_t FaultInjectionEnv::sync_count() const {
   std::lock_guard lock(mu_);

@@ -45,6 +45,20 @@ class MappedFile {
   virtual std::string_view data() const = 0;
 };
 
+// A file opened for reading parts of it at any offset (pread), e.g. a snapshot sent to a
+// follower one chunk at a time, without mapping or reading the whole file. Used by one thread
+// at a time. The open descriptor keeps the file's data alive after its name is removed.
+class RandomAccessFile {
+ public:
+  virtual ~RandomAccessFile() = default;
+  // Reads the bytes [offset, offset + length) into *out (replacing its content). Fewer bytes
+  // (possibly none) only where the file ends before offset + length. EINTR and short reads are
+  // handled. An error leaves *out unspecified.
+  virtual Status read(uint64_t offset, size_t length, std::string* out) = 0;
+  // Bytes in the file when it was opened.
+  virtual uint64_t size() const = 0;
+};
+
 class Env {
  public:
   virtual ~Env() = default;
@@ -59,6 +73,8 @@ class Env {
   virtual Status read_file(const std::string& path, std::string* out) = 0;
   // Maps the whole file read-only.
   virtual Status map_file(const std::string& path, std::unique_ptr<MappedFile>* out) = 0;
+  // Opens path for reading at any offset.
+  virtual Status new_random_access_file(const std::string& path, std::unique_ptr<RandomAccessFile>* out) = 0;
   virtual Status file_size(const std::string& path, uint64_t* size) = 0;
   virtual Status truncate_file(const std::string& path, uint64_t size) = 0;
   // Names (not paths) of the entries of dir, without "." and "..", in no particular order.
@@ -90,7 +106,9 @@ std::string path_join(const std::string& dir, std::string_view name);
 // sync fail with EIO, and every one after it (a failed device stays failed); directory
 // syncs count as syncs.
 // set_space_left(bytes) simulates a full disk: appends beyond the budget write what fits
-// and then fail with ENOSPC.
+// and then fail with ENOSPC. fail_read_after(n) makes the (n+1)-th following
+// RandomAccessFile::read fail with EIO, and every one after it (read_file and map_file, which
+// read whole files at startup, are not counted).
 class FaultInjectionEnv final : public Env {
  public:
   explicit FaultInjectionEnv(Env* base) : base_(base) {}
@@ -104,6 +122,7 @@ class FaultInjectionEnv final : public Env {
   void fail_write_after(int64_t appends);
   void fail_sync_after(int64_t syncs);
   void set_space_left(uint64_t bytes);
+  void fail_read_after(int64_t reads);
   void clear_faults();
   uint64_t sync_count() const;
   uint64_t dir_sync_count() const;
@@ -112,6 +131,7 @@ class FaultInjectionEnv final : public Env {
   Status new_appendable_file(const std::string& path, std::unique_ptr<WritableFile>* out) override;
   Status read_file(const std::string& path, std::string* out) override { return base_->read_file(path, out); }
   Status map_file(const std::string& path, std::unique_ptr<MappedFile>* out) override { return base_->map_file(path, out); }
+  Status new_random_access_file(const std::string& path, std::unique_ptr<RandomAccessFile>* out) override;
   Status file_size(const std::string& path, uint64_t* size) override { return base_->file_size(path, size); }
   Status truncate_file(const std::string& path, uint64_t size) override;
   Status list_dir(const std::string& dir, std::vector<std::string>* names) override { return base_->list_dir(dir, names); }
@@ -124,8 +144,11 @@ class FaultInjectionEnv final : public Env {
  private:
   class File;
   friend class File;
-  // Called by File under no lock; they take mu_.
+  class ReadFile;
+  friend class ReadFile;
+  // Called by File and ReadFile under no lock; they take mu_.
   Status before_append(const std::string& path, std::string_view data, size_t* allowed);
+  Status before_read(const std::string& path);
   Status before_sync(const std::string& path);
   void after_sync(const std::string& path, uint64_t size);
 
@@ -139,8 +162,10 @@ class FaultInjectionEnv final : public Env {
   std::map<std::string, Tracked> files_;  // by path
   int64_t writes_until_failure_ = kNever;
   int64_t syncs_until_failure_ = kNever;
+  int64_t reads_until_failure_ = kNever;
   bool writes_failed_ = false;
   bool syncs_failed_ = false;
+  bool reads_failed_ = false;
   bool space_limited_ = false;
   uint64_t space_left_ = 0;
   uint64_t sync_count_ = 0;

@@ -1,5 +1,5 @@
 // tests/storage/env_test.cc — PosixEnv basics and FaultInjectionEnv's power-loss model and
-// injected EIO / ENOSPC.
+// injected EIO (writes, syncs, reads) / ENOSPC.
 #include "storage/env.h"
 
 #include <gtest/gtest.h>
@@ -80,6 +80,49 @@ TEST(PosixEnv, EmptyFileMapsToEmptyView) {
   EXPECT_TRUE(m->data().empty());
 }
 
+TEST(PosixEnv, RandomAccessFileReadsAnyRangeAndStopsAtTheEnd) {
+  TempDir dir;
+  Env* env = Env::posix();
+  ASSERT_TRUE(write_file(env, dir.file("r"), "0123456789", true));
+  std::unique_ptr<RandomAccessFile> f;
+  ASSERT_TRUE(env->new_random_access_file(dir.file("r"), &f));
+  EXPECT_EQ(f->size(), 10u);
+  std::string out = "stale";
+  ASSERT_TRUE(f->read(3, 4, &out));
+  EXPECT_EQ(out, "3456");
+  ASSERT_TRUE(f->read(0, 10, &out));
+  EXPECT_EQ(out, "0123456789");
+  ASSERT_TRUE(f->read(8, 100, &out));  // past the end: what there is
+  EXPECT_EQ(out, "89");
+  ASSERT_TRUE(f->read(10, 5, &out));
+  EXPECT_EQ(out, "");
+  ASSERT_TRUE(f->read(1000, 5, &out));
+  EXPECT_EQ(out, "");
+  ASSERT_TRUE(f->read(2, 0, &out));
+  EXPECT_EQ(out, "");
+}
+
+TEST(PosixEnv, RandomAccessFileOutlivesItsName) {
+  // A snapshot being sent to a follower may be replaced (and removed) by a newer one.
+  TempDir dir;
+  Env* env = Env::posix();
+  ASSERT_TRUE(write_file(env, dir.file("r"), "still here", true));
+  std::unique_ptr<RandomAccessFile> f;
+  ASSERT_TRUE(env->new_random_access_file(dir.file("r"), &f));
+  ASSERT_TRUE(env->remove_file(dir.file("r")));
+  std::string out;
+  ASSERT_TRUE(f->read(6, 4, &out));
+  EXPECT_EQ(out, "here");
+}
+
+TEST(PosixEnv, RandomAccessFileMissingIsNotFound) {
+  TempDir dir;
+  std::unique_ptr<RandomAccessFile> f;
+  Status s = Env::posix()->new_random_access_file(dir.file("nope"), &f);
+  EXPECT_TRUE(s.is_not_found()) << s.to_string();
+  EXPECT_NE(s.message().find("nope"), std::string::npos) << s.message();
+}
+
 TEST(FaultInjectionEnv, DropUnsyncedLosesExactlyTheUnsyncedSuffix) {
   TempDir dir;
   FaultInjectionEnv env(Env::posix());
@@ -149,6 +192,29 @@ TEST(FaultInjectionEnv, WriteFailsWithEio) {
   EXPECT_TRUE(f->append("2"));
   EXPECT_TRUE(f->append("3").is_io_error());
   EXPECT_EQ(f->size(), 2u);
+}
+
+TEST(FaultInjectionEnv, ReadFailsWithEioAndStaysFailed) {
+  TempDir dir;
+  FaultInjectionEnv env(Env::posix());
+  ASSERT_TRUE(write_file(&env, dir.file("r"), "0123456789", true));
+  std::unique_ptr<RandomAccessFile> f;
+  ASSERT_TRUE(env.new_random_access_file(dir.file("r"), &f));
+  EXPECT_EQ(f->size(), 10u);
+  env.fail_read_after(1);
+  std::string out;
+  ASSERT_TRUE(f->read(0, 3, &out));
+  EXPECT_EQ(out, "012");
+  Status s = f->read(3, 3, &out);
+  EXPECT_TRUE(s.is_io_error()) << s.to_string();
+  EXPECT_NE(s.message().find("Input/output error"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find(dir.file("r")), std::string::npos) << s.message();
+  std::unique_ptr<RandomAccessFile> again;  // a failed device stays failed, for every file
+  ASSERT_TRUE(env.new_random_access_file(dir.file("r"), &again));
+  EXPECT_TRUE(again->read(0, 1, &out).is_io_error());
+  env.clear_faults();
+  ASSERT_TRUE(f->read(3, 3, &out));
+  EXPECT_EQ(out, "345");
 }
 
 TEST(FaultInjectionEnv, FullDiskWritesWhatFitsThenEnospc) {
