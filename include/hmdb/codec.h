@@ -1,15 +1,25 @@
 // hmdb/codec.h — the binary encoding used by snapshots, log payloads and peer messages.
+// It is the one codec of the tree: the log's record format (storage/log_format.h), the
+// snapshot header, the peer frames (net/peer_protocol.cc) and raft's membership entries are
+// written and read with it, so every little-endian field has one implementation.
 //
 // Encoder appends little-endian fixed-width integers, LEB128 varints and length-prefixed
-// byte strings to a buffer. When the buffer is given a Sink, it is flushed to the sink
-// whenever it grows past Encoder::kFlushBytes, so a multi-GiB snapshot is streamed to disk
-// without being held in memory twice.
+// byte strings to a buffer: its own, or a caller's std::string it appends to in place (the
+// log writer and the peer frame codec reuse one buffer per batch: no copy, no allocation
+// once it has grown). When the buffer is given a Sink, it is flushed to the sink whenever
+// it grows past Encoder::kFlushBytes, so a multi-GiB snapshot is streamed to disk without
+// being held in memory twice.
 //
 // Decoder reads the same encoding from a string_view. It never throws and never reads out
 // of bounds: the first malformed field sets ok() to false, every later read returns zero
 // or an empty view, and the caller checks ok() once at the end (a sticky error, like
 // std::istream's failbit). Decoders are used on untrusted bytes (fuzzed), so every length
 // is checked against what remains.
+//
+// codec::put_u16/u32/u64 and codec::get_u16/u32/u64 are the fixed-width primitives under
+// both: they write into a preallocated header (a record header built on the stack, a
+// checksum filled in after the body) and read a field at a known offset. REQUIRES: the
+// caller owns that many bytes at the pointer.
 //
 // Thread-safety: none; one Encoder/Decoder per thread.
 #pragma once
@@ -20,6 +30,33 @@
 #include <string_view>
 
 namespace hmdb {
+
+namespace codec {
+
+inline void put_u16(char* out, uint16_t v) {
+  for (size_t i = 0; i < 2; i++) out[i] = static_cast<char>(v >> (8 * i));
+}
+inline void put_u32(char* out, uint32_t v) {
+  for (size_t i = 0; i < 4; i++) out[i] = static_cast<char>(v >> (8 * i));
+}
+inline void put_u64(char* out, uint64_t v) {
+  for (size_t i = 0; i < 8; i++) out[i] = static_cast<char>(v >> (8 * i));
+}
+inline uint16_t get_u16(const char* in) {
+  return static_cast<uint16_t>(static_cast<uint8_t>(in[0]) | (static_cast<uint16_t>(static_cast<uint8_t>(in[1])) << 8));
+}
+inline uint32_t get_u32(const char* in) {
+  uint32_t v = 0;
+  for (size_t i = 0; i < 4; i++) v |= static_cast<uint32_t>(static_cast<uint8_t>(in[i])) << (8 * i);
+  return v;
+}
+inline uint64_t get_u64(const char* in) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < 8; i++) v |= static_cast<uint64_t>(static_cast<uint8_t>(in[i])) << (8 * i);
+  return v;
+}
+
+}  // namespace codec
 
 // Receives encoded bytes. REQUIRES: write() either consumes all bytes or records an error
 // that its owner checks after Encoder::finish().
@@ -35,9 +72,32 @@ class Encoder {
   static constexpr size_t kFlushBytes = 1 << 20;
 
   Encoder() = default;
-  explicit Encoder(Sink* sink) : sink_(sink) { buf_.reserve(kFlushBytes + 4096); }
+  explicit Encoder(Sink* sink) : sink_(sink) { buf_->reserve(kFlushBytes + 4096); }
+  // Appends to *out, which the caller owns and keeps alive while this Encoder is used;
+  // buffer(), take() and clear() then act on *out (its earlier bytes included).
+  explicit Encoder(std::string* out) : buf_(out) {}
 
-  void u8(uint8_t v) { buf_.push_back(static_cast<char>(v)); maybe_flush(); }
+  // Copies and moves keep an Encoder's own buffer its own.
+  Encoder(const Encoder& o) : sink_(o.sink_), own_(o.own_), buf_(o.owns() ? &own_ : o.buf_) {}
+  Encoder(Encoder&& o) noexcept : sink_(o.sink_), own_(std::move(o.own_)), buf_(o.owns() ? &own_ : o.buf_) {}
+  Encoder& operator=(const Encoder& o) {
+    if (this != &o) {
+      sink_ = o.sink_;
+      own_ = o.own_;
+      buf_ = o.owns() ? &own_ : o.buf_;
+    }
+    return *this;
+  }
+  Encoder& operator=(Encoder&& o) noexcept {
+    if (this != &o) {
+      sink_ = o.sink_;
+      own_ = std::move(o.own_);
+      buf_ = o.owns() ? &own_ : o.buf_;
+    }
+    return *this;
+  }
+
+  void u8(uint8_t v) { buf_->push_back(static_cast<char>(v)); maybe_flush(); }
   void u16(uint16_t v) { fixed(v); }
   void u32(uint32_t v) { fixed(v); }
   void u64(uint64_t v) { fixed(v); }
@@ -49,37 +109,41 @@ class Encoder {
     int n = 0;
     while (v >= 0x80) { tmp[n++] = static_cast<char>((v & 0x7f) | 0x80); v >>= 7; }
     tmp[n++] = static_cast<char>(v);
-    buf_.append(tmp, n);
+    buf_->append(tmp, n);
     maybe_flush();
   }
   // Zig-zag signed varint.
   void svarint(int64_t v) { varint((static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63)); }
   // varint length, then the bytes.
   void bytes(std::string_view s) { varint(s.size()); raw(s); }
-  void raw(std::string_view s) { buf_.append(s.data(), s.size()); maybe_flush(); }
+  void raw(std::string_view s) { buf_->append(s.data(), s.size()); maybe_flush(); }
 
   // In-memory use (no sink): the encoded bytes so far.
-  const std::string& buffer() const { return buf_; }
-  std::string take() { return std::move(buf_); }
-  size_t size() const { return buf_.size(); }
-  void clear() { buf_.clear(); }
+  const std::string& buffer() const { return *buf_; }
+  std::string take() { return std::move(*buf_); }
+  size_t size() const { return buf_->size(); }
+  void clear() { buf_->clear(); }
   // Sink use: push out what is buffered. Call once when done.
-  void finish() { if (sink_ && !buf_.empty()) { sink_->write(buf_); buf_.clear(); } }
+  void finish() { if (sink_ && !buf_->empty()) { sink_->write(*buf_); buf_->clear(); } }
 
  private:
   template <class T>
   void fixed(T v) {
     char tmp[sizeof(T)];
-    for (size_t i = 0; i < sizeof(T); i++) tmp[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-    buf_.append(tmp, sizeof(T));
+    if constexpr (sizeof(T) == 2) codec::put_u16(tmp, v);
+    if constexpr (sizeof(T) == 4) codec::put_u32(tmp, v);
+    if constexpr (sizeof(T) == 8) codec::put_u64(tmp, v);
+    buf_->append(tmp, sizeof(T));
     maybe_flush();
   }
   void maybe_flush() {
-    if (sink_ && buf_.size() >= kFlushBytes) { sink_->write(buf_); buf_.clear(); }
+    if (sink_ && buf_->size() >= kFlushBytes) { sink_->write(*buf_); buf_->clear(); }
   }
+  bool owns() const { return buf_ == &own_; }
 
   Sink* sink_ = nullptr;
-  std::string buf_;
+  std::string own_;
+  std::string* buf_ = &own_;  // &own_, or the caller's string
 };
 
 class Decoder {
@@ -140,7 +204,10 @@ class Decoder {
   T fixed() {
     if (!ok_ || in_.size() < sizeof(T)) { fail(); return 0; }
     T v = 0;
-    for (size_t i = 0; i < sizeof(T); i++) v |= static_cast<T>(static_cast<uint8_t>(in_[i])) << (8 * i);
+    if constexpr (sizeof(T) == 1) v = static_cast<uint8_t>(in_[0]);
+    if constexpr (sizeof(T) == 2) v = codec::get_u16(in_.data());
+    if constexpr (sizeof(T) == 4) v = codec::get_u32(in_.data());
+    if constexpr (sizeof(T) == 8) v = codec::get_u64(in_.data());
     in_.remove_prefix(sizeof(T));
     return v;
   }

@@ -8,75 +8,39 @@
 #include <cstring>
 
 #include "common/assert.h"
+#include "hmdb/codec.h"
 
 namespace hmdb::net::peer {
 
 namespace {
 
-// ---- little-endian primitives -------------------------------------------------------
-
-void put_u8(std::string* out, uint8_t v) { out->push_back(static_cast<char>(v)); }
-void put_u16(std::string* out, uint16_t v) {
-  char b[2] = {char(v), char(v >> 8)};
-  out->append(b, 2);
-}
-void put_u32(std::string* out, uint32_t v) {
-  char b[4];
-  for (int i = 0; i < 4; i++) b[i] = char(v >> (8 * i));
-  out->append(b, 4);
-}
-void put_u64(std::string* out, uint64_t v) {
-  char b[8];
-  for (int i = 0; i < 8; i++) b[i] = char(v >> (8 * i));
-  out->append(b, 8);
-}
-void put_bytes32(std::string* out, std::string_view s) {
-  HMDB_ASSERT(s.size() <= UINT32_MAX, "string of %zu bytes", s.size());
-  put_u32(out, static_cast<uint32_t>(s.size()));
-  out->append(s);
-}
-
-uint32_t load_u32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 3; i >= 0; i--) v = (v << 8) | static_cast<uint8_t>(p[i]);
-  return v;
-}
-uint64_t load_u64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = (v << 8) | static_cast<uint8_t>(p[i]);
-  return v;
-}
-
-// Bounds-checked reader over a body. Every get returns false once anything was short; the
-// first failure's description is kept.
+// Bounds-checked reader over a body: the codec's Decoder, plus the name of the first field
+// that was short (for the refusal log line). Every get returns false once anything was
+// short; the first failure's description is kept.
 class Reader {
  public:
   explicit Reader(std::string_view in) : in_(in) {}
   bool u8(uint8_t* v, const char* what) {
     if (!need(1, what)) return false;
-    *v = static_cast<uint8_t>(in_[pos_]);
-    pos_ += 1;
+    *v = in_.u8();
     return true;
   }
   bool u32(uint32_t* v, const char* what) {
     if (!need(4, what)) return false;
-    *v = load_u32(in_.data() + pos_);
-    pos_ += 4;
+    *v = in_.u32();
     return true;
   }
   bool u64(uint64_t* v, const char* what) {
     if (!need(8, what)) return false;
-    *v = load_u64(in_.data() + pos_);
-    pos_ += 8;
+    *v = in_.u64();
     return true;
   }
   bool bytes(size_t n, std::string* out, const char* what) {
     if (!need(n, what)) return false;
-    out->assign(in_.data() + pos_, n);
-    pos_ += n;
+    out->assign(in_.raw(n));
     return true;
   }
-  size_t left() const { return in_.size() - pos_; }
+  size_t left() const { return in_.remaining(); }
   const std::string& error() const { return error_; }
   bool fail(std::string e) {
     if (error_.empty()) error_ = std::move(e);
@@ -88,8 +52,7 @@ class Reader {
     if (left() >= n) return true;
     return fail(std::string("truncated ") + what);
   }
-  std::string_view in_;
-  size_t pos_ = 0;
+  Decoder in_;
   std::string error_;
 };
 
@@ -97,14 +60,16 @@ class Reader {
 // offset of the header in *out so that seal() can fill in the checksum.
 size_t begin_frame(std::string* out, FrameKind kind, uint64_t cluster_id, size_t body_bytes) {
   HMDB_ASSERT(body_bytes <= kMaxFrameBodyBytes, "frame body of %zu bytes exceeds the bound", body_bytes);
+  char h[kFrameHeaderBytes];
+  codec::put_u32(h, kMagic);
+  h[4] = static_cast<char>(kProtocolVersion);
+  h[5] = static_cast<char>(kind);
+  codec::put_u16(h + 6, 0);
+  codec::put_u32(h + 8, static_cast<uint32_t>(body_bytes));
+  codec::put_u64(h + 12, cluster_id);
+  codec::put_u64(h + 20, 0);  // checksum, filled in by seal()
   size_t at = out->size();
-  put_u32(out, kMagic);
-  put_u8(out, kProtocolVersion);
-  put_u8(out, static_cast<uint8_t>(kind));
-  put_u16(out, 0);
-  put_u32(out, static_cast<uint32_t>(body_bytes));
-  put_u64(out, cluster_id);
-  put_u64(out, 0);  // checksum, filled in by seal()
+  out->append(h, sizeof h);
   return at;
 }
 
@@ -118,10 +83,10 @@ uint64_t frame_checksum(const char* header, const char* body, size_t body_bytes)
 
 void seal(std::string* out, size_t at) {
   size_t body_bytes = out->size() - at - kFrameHeaderBytes;
-  HMDB_ASSERT(body_bytes == load_u32(out->data() + at + 8), "frame body is %zu bytes, header says %u", body_bytes,
-              load_u32(out->data() + at + 8));
+  HMDB_ASSERT(body_bytes == codec::get_u32(out->data() + at + 8), "frame body is %zu bytes, header says %u",
+              body_bytes, codec::get_u32(out->data() + at + 8));
   uint64_t sum = frame_checksum(out->data() + at, out->data() + at + kFrameHeaderBytes, body_bytes);
-  for (int i = 0; i < 8; i++) (*out)[at + kChecksummedHeaderBytes + i] = char(sum >> (8 * i));
+  codec::put_u64(out->data() + at + kChecksummedHeaderBytes, sum);
 }
 
 constexpr uint8_t kFlagReject = 1;
@@ -129,7 +94,9 @@ constexpr uint8_t kFlagSnapshotLast = 2;
 constexpr uint8_t kFlagSnapshotMeta = 4;
 constexpr uint8_t kFlagsKnown = kFlagReject | kFlagSnapshotLast | kFlagSnapshotMeta;
 
-constexpr size_t kMessageFixedBytes = 1 + 6 * 8 + 1 + 5 * 8 + 4 /*chunk len*/ + 4 /*entry count*/;
+// The message's fixed fields up to the snapshot meta: type, six u64, flags, five u64.
+constexpr size_t kMessageHeaderBytes = 1 + 6 * 8 + 1 + 5 * 8;
+constexpr size_t kMessageFixedBytes = kMessageHeaderBytes + 4 /*chunk len*/ + 4 /*entry count*/;
 constexpr size_t kMetaFixedBytes = 8 + 8 + 4 + 4 + 4;
 constexpr size_t kEntryFixedBytes = 8 + 8 + 1 + 4 + 4;
 
@@ -150,12 +117,13 @@ std::string encode_hello_frame(uint64_t cluster_id, const Hello& hello) {
   std::string out;
   size_t body = 8 + 8 + 1 + hello.peer_addr.size() + 1 + hello.client_addr.size();
   size_t at = begin_frame(&out, FrameKind::kHello, cluster_id, body);
-  put_u64(&out, hello.from);
-  put_u64(&out, hello.to);
-  put_u8(&out, static_cast<uint8_t>(hello.peer_addr.size()));
-  out += hello.peer_addr;
-  put_u8(&out, static_cast<uint8_t>(hello.client_addr.size()));
-  out += hello.client_addr;
+  Encoder e(&out);
+  e.u64(hello.from);
+  e.u64(hello.to);
+  e.u8(static_cast<uint8_t>(hello.peer_addr.size()));
+  e.raw(hello.peer_addr);
+  e.u8(static_cast<uint8_t>(hello.client_addr.size()));
+  e.raw(hello.client_addr);
   seal(&out, at);
   return out;
 }
@@ -166,12 +134,13 @@ std::string encode_refusal_frame(uint64_t cluster_id, const Refusal& refusal) {
   std::string out;
   size_t body = 1 + 8 + 8 + 8 + 1 + refusal.text.size();
   size_t at = begin_frame(&out, FrameKind::kRefusal, cluster_id, body);
-  put_u8(&out, static_cast<uint8_t>(refusal.reason));
-  put_u64(&out, refusal.from);
-  put_u64(&out, refusal.to);
-  put_u64(&out, refusal.config_index);
-  put_u8(&out, static_cast<uint8_t>(refusal.text.size()));
-  out += refusal.text;
+  Encoder e(&out);
+  e.u8(static_cast<uint8_t>(refusal.reason));
+  e.u64(refusal.from);
+  e.u64(refusal.to);
+  e.u64(refusal.config_index);
+  e.u8(static_cast<uint8_t>(refusal.text.size()));
+  e.raw(refusal.text);
   seal(&out, at);
   return out;
 }
@@ -193,42 +162,57 @@ void append_message_frame(std::string* out, uint64_t cluster_id, const raft::Mes
   size_t body = message_body_bytes(m);
   out->reserve(out->size() + kFrameHeaderBytes + body);
   size_t at = begin_frame(out, FrameKind::kMessage, cluster_id, body);
-  put_u8(out, static_cast<uint8_t>(m.type));
-  put_u64(out, m.from);
-  put_u64(out, m.to);
-  put_u64(out, m.term);
-  put_u64(out, m.log_index);
-  put_u64(out, m.log_term);
-  put_u64(out, m.commit);
-  uint8_t flags = (m.reject ? kFlagReject : 0) | (m.snapshot_last ? kFlagSnapshotLast : 0) |
-                  (m.snapshot_meta ? kFlagSnapshotMeta : 0);
-  put_u8(out, flags);
-  put_u64(out, m.reject_hint);
-  put_u64(out, m.reject_term);
-  put_u64(out, m.snapshot_offset);
-  put_u64(out, m.snapshot_total);
-  put_u64(out, m.context);
+  // Fixed fields are written into stack headers and appended once per group: one append
+  // per entry plus its data, on the replication hot path.
+  char h[kMessageHeaderBytes];
+  h[0] = static_cast<char>(m.type);
+  codec::put_u64(h + 1, m.from);
+  codec::put_u64(h + 9, m.to);
+  codec::put_u64(h + 17, m.term);
+  codec::put_u64(h + 25, m.log_index);
+  codec::put_u64(h + 33, m.log_term);
+  codec::put_u64(h + 41, m.commit);
+  h[49] = static_cast<char>((m.reject ? kFlagReject : 0) | (m.snapshot_last ? kFlagSnapshotLast : 0) |
+                            (m.snapshot_meta ? kFlagSnapshotMeta : 0));
+  codec::put_u64(h + 50, m.reject_hint);
+  codec::put_u64(h + 58, m.reject_term);
+  codec::put_u64(h + 66, m.snapshot_offset);
+  codec::put_u64(h + 74, m.snapshot_total);
+  codec::put_u64(h + 82, m.context);
+  out->append(h, sizeof h);
   if (m.snapshot_meta) {
     const auto& meta = *m.snapshot_meta;
     HMDB_ASSERT(meta.conf.voters.size() <= kMaxConfMembers && meta.conf.learners.size() <= kMaxConfMembers,
                 "configuration of %zu voters and %zu learners", meta.conf.voters.size(), meta.conf.learners.size());
-    put_u64(out, meta.index);
-    put_u64(out, meta.term);
-    put_u32(out, meta.schema_version);
-    put_u32(out, static_cast<uint32_t>(meta.conf.voters.size()));
-    for (auto id : meta.conf.voters) put_u64(out, id);
-    put_u32(out, static_cast<uint32_t>(meta.conf.learners.size()));
-    for (auto id : meta.conf.learners) put_u64(out, id);
+    Encoder e(out);
+    e.u64(meta.index);
+    e.u64(meta.term);
+    e.u32(meta.schema_version);
+    e.u32(static_cast<uint32_t>(meta.conf.voters.size()));
+    for (auto id : meta.conf.voters) e.u64(id);
+    e.u32(static_cast<uint32_t>(meta.conf.learners.size()));
+    for (auto id : meta.conf.learners) e.u64(id);
   }
-  put_bytes32(out, m.snapshot_chunk);
-  put_u32(out, static_cast<uint32_t>(m.entries.size()));
-  for (const auto& e : m.entries) {
-    put_u64(out, e.term);
-    put_u64(out, e.index);
-    put_u8(out, static_cast<uint8_t>(e.type));
-    put_u32(out, e.schema_version);
-    put_bytes32(out, e.data);
+  HMDB_ASSERT(m.snapshot_chunk.size() <= UINT32_MAX, "snapshot chunk of %zu bytes", m.snapshot_chunk.size());
+  char n[4];
+  codec::put_u32(n, static_cast<uint32_t>(m.snapshot_chunk.size()));
+  out->append(n, sizeof n);
+  out->append(m.snapshot_chunk);
+  codec::put_u32(n, static_cast<uint32_t>(m.entries.size()));
+  out->append(n, sizeof n);
+  for (const auto& entry : m.entries) {
+    HMDB_ASSERT(entry.data.size() <= UINT32_MAX, "entry of %zu bytes", entry.data.size());
+    char eh[kEntryFixedBytes];
+    codec::put_u64(eh, entry.term);
+    codec::put_u64(eh + 8, entry.index);
+    eh[16] = static_cast<char>(entry.type);
+    codec::put_u32(eh + 17, entry.schema_version);
+    codec::put_u32(eh + 21, static_cast<uint32_t>(entry.data.size()));
+    out->append(eh, sizeof eh);
+    out->append(entry.data);
   }
+  HMDB_ASSERT(out->size() - at == kFrameHeaderBytes + body, "message body is %zu bytes, expected %zu",
+              out->size() - at - kFrameHeaderBytes, body);
   seal(out, at);
 }
 
@@ -359,7 +343,7 @@ FrameParser::Result FrameParser::parse(const char* data, size_t n, size_t* consu
     *error = "reserved frame header bytes are not zero";
     return Result::kError;
   }
-  uint32_t body_bytes = load_u32(data + 8);
+  uint32_t body_bytes = codec::get_u32(data + 8);
   if (body_bytes > max_body_bytes_) {
     *error = "frame body of " + std::to_string(body_bytes) + " bytes exceeds the bound of " +
              std::to_string(max_body_bytes_);
@@ -367,12 +351,12 @@ FrameParser::Result FrameParser::parse(const char* data, size_t n, size_t* consu
   }
   if (n - kFrameHeaderBytes < body_bytes) return Result::kNeedMore;
   const char* body = data + kFrameHeaderBytes;
-  if (frame_checksum(data, body, body_bytes) != load_u64(data + kChecksummedHeaderBytes)) {
+  if (frame_checksum(data, body, body_bytes) != codec::get_u64(data + kChecksummedHeaderBytes)) {
     *error = "frame checksum mismatch";
     return Result::kError;
   }
   frame->kind = static_cast<FrameKind>(kind);
-  frame->cluster_id = load_u64(data + 12);
+  frame->cluster_id = codec::get_u64(data + 12);
   frame->body = std::string_view(body, body_bytes);
   *consumed = kFrameHeaderBytes + body_bytes;
   return Result::kFrame;
@@ -380,7 +364,7 @@ FrameParser::Result FrameParser::parse(const char* data, size_t n, size_t* consu
 
 size_t FrameParser::frame_bytes_hint(const char* data, size_t n) {
   if (n < kFrameHeaderBytes) return 0;
-  return kFrameHeaderBytes + load_u32(data + 8);
+  return kFrameHeaderBytes + codec::get_u32(data + 8);
 }
 
 uint64_t cluster_id_from_name(std::string_view name) { return XXH3_64bits(name.data(), name.size()); }

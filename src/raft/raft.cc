@@ -13,6 +13,7 @@
 #include <map>
 
 #include "common/assert.h"
+#include "hmdb/codec.h"
 #include "raft/raft_log.h"
 
 namespace hmdb::raft {
@@ -1554,35 +1555,15 @@ Term Raft::term() const { return impl_->term; }
 
 namespace {
 
-void put_u32(std::string* out, uint32_t v) {
-  for (int i = 0; i < 4; i++) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-void put_u64(std::string* out, uint64_t v) {
-  for (int i = 0; i < 8; i++) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-bool get_u32(std::string_view* in, uint32_t* v) {
-  if (in->size() < 4) return false;
-  *v = 0;
-  for (int i = 0; i < 4; i++) *v |= static_cast<uint32_t>(static_cast<uint8_t>((*in)[i])) << (8 * i);
-  in->remove_prefix(4);
-  return true;
-}
-bool get_u64(std::string_view* in, uint64_t* v) {
-  if (in->size() < 8) return false;
-  *v = 0;
-  for (int i = 0; i < 8; i++) *v |= static_cast<uint64_t>(static_cast<uint8_t>((*in)[i])) << (8 * i);
-  in->remove_prefix(8);
-  return true;
-}
 // Bound on members in an encoded membership (a sanity check against corrupt input).
 constexpr uint32_t kMaxMembers = 1024;
-bool get_ids(std::string_view* in, std::vector<NodeId>* out) {
-  uint32_t n = 0;
-  if (!get_u32(in, &n) || n > kMaxMembers) return false;
+bool get_ids(Decoder* in, std::vector<NodeId>* out) {
+  uint32_t n = in->u32();
+  if (!in->ok() || n > kMaxMembers) return false;
   out->clear();
   for (uint32_t i = 0; i < n; i++) {
-    uint64_t id = 0;
-    if (!get_u64(in, &id) || id == kNoNode) return false;
+    uint64_t id = in->u64();
+    if (!in->ok() || id == kNoNode) return false;
     out->push_back(id);
   }
   return std::is_sorted(out->begin(), out->end());
@@ -1593,50 +1574,52 @@ bool get_ids(std::string_view* in, std::vector<NodeId>* out) {
 std::string encode_conf_change(const ConfChange& change) {
   std::string out;
   out.reserve(10 + change.context.size());
-  out.push_back(static_cast<char>(kConfChangeFormat));
-  out.push_back(static_cast<char>(change.type));
-  put_u64(&out, change.node);
-  out.append(change.context);
+  Encoder e(&out);
+  e.u8(kConfChangeFormat);
+  e.u8(static_cast<uint8_t>(change.type));
+  e.u64(change.node);
+  e.raw(change.context);
   return out;
 }
 
 std::string encode_conf_change_entry(const ConfChange& change, const ConfState& after) {
   std::string out;
-  out.push_back(static_cast<char>(kConfChangeFormatWithState));
-  out.push_back(static_cast<char>(change.type));
-  put_u64(&out, change.node);
-  put_u32(&out, static_cast<uint32_t>(change.context.size()));
-  out.append(change.context);
-  put_u32(&out, static_cast<uint32_t>(after.voters.size()));
-  for (NodeId v : after.voters) put_u64(&out, v);
-  put_u32(&out, static_cast<uint32_t>(after.learners.size()));
-  for (NodeId l : after.learners) put_u64(&out, l);
+  Encoder e(&out);
+  e.u8(kConfChangeFormatWithState);
+  e.u8(static_cast<uint8_t>(change.type));
+  e.u64(change.node);
+  e.u32(static_cast<uint32_t>(change.context.size()));
+  e.raw(change.context);
+  e.u32(static_cast<uint32_t>(after.voters.size()));
+  for (NodeId v : after.voters) e.u64(v);
+  e.u32(static_cast<uint32_t>(after.learners.size()));
+  for (NodeId l : after.learners) e.u64(l);
   return out;
 }
 
 bool decode_conf_change_entry(std::string_view data, ConfChange* out,
                               std::optional<ConfState>* after) {
   if (data.size() < 10) return false;
-  uint8_t format = static_cast<uint8_t>(data[0]);
-  uint8_t type = static_cast<uint8_t>(data[1]);
+  Decoder in(data);
+  uint8_t format = in.u8();
+  uint8_t type = in.u8();
   if (type < 1 || type > 4) return false;
-  data.remove_prefix(2);
-  uint64_t node = 0;
-  if (!get_u64(&data, &node) || node == kNoNode) return false;
+  uint64_t node = in.u64();
+  if (node == kNoNode) return false;
   out->type = static_cast<ConfChangeType>(type);
   out->node = node;
   if (format == kConfChangeFormat) {
-    out->context.assign(data);
+    out->context.assign(in.raw(in.remaining()));
     if (after) after->reset();
     return true;
   }
   if (format != kConfChangeFormatWithState) return false;
-  uint32_t len = 0;
-  if (!get_u32(&data, &len) || data.size() < len) return false;
-  out->context.assign(data.substr(0, len));
-  data.remove_prefix(len);
+  uint32_t len = in.u32();
+  std::string_view context = in.raw(len);
+  if (!in.ok()) return false;
+  out->context.assign(context);
   ConfState cs;
-  if (!get_ids(&data, &cs.voters) || !get_ids(&data, &cs.learners) || !data.empty()) return false;
+  if (!get_ids(&in, &cs.voters) || !get_ids(&in, &cs.learners) || !in.done()) return false;
   if (after) *after = std::move(cs);
   return true;
 }

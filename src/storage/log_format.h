@@ -23,6 +23,7 @@
 #include <string>
 #include <string_view>
 
+#include "hmdb/codec.h"
 #include "raft/types.h"
 
 namespace hmdb::storage::log_format {
@@ -62,31 +63,10 @@ inline const char* record_type_name(uint8_t type) {
   }
 }
 
-// ---- little-endian helpers ----
-inline void put_u16(std::string* out, uint16_t v) { char b[2] = {char(v), char(v >> 8)}; out->append(b, 2); }
-inline void put_u32(std::string* out, uint32_t v) {
-  char b[4];
-  for (int i = 0; i < 4; i++) b[i] = static_cast<char>(v >> (8 * i));
-  out->append(b, 4);
-}
-inline void put_u64(std::string* out, uint64_t v) {
-  char b[8];
-  for (int i = 0; i < 8; i++) b[i] = static_cast<char>(v >> (8 * i));
-  out->append(b, 8);
-}
-inline uint16_t get_u16(const char* p) {
-  return static_cast<uint16_t>(static_cast<uint8_t>(p[0]) | (static_cast<uint8_t>(p[1]) << 8));
-}
-inline uint32_t get_u32(const char* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; i++) v |= static_cast<uint32_t>(static_cast<uint8_t>(p[i])) << (8 * i);
-  return v;
-}
-inline uint64_t get_u64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v |= static_cast<uint64_t>(static_cast<uint8_t>(p[i])) << (8 * i);
-  return v;
-}
+// ---- fixed-width fields (the one codec's; named here for the format's readers) ----
+using codec::get_u16;
+using codec::get_u32;
+using codec::get_u64;
 
 // ---- names ----
 inline std::string segment_file_name(uint64_t first_index) {
@@ -111,28 +91,35 @@ inline bool parse_segment_file_name(std::string_view name, uint64_t* first_index
 }
 
 // ---- encoding ----
+// Headers are built in place on the stack and appended once: the writer's hot path costs
+// one append per field group, never an allocation once the caller's buffer has grown.
 inline void append_segment_header(std::string* out, uint64_t first_index) {
-  size_t start = out->size();
-  out->append(kSegmentMagic, sizeof kSegmentMagic);
-  put_u32(out, kFormatVersion);
-  put_u32(out, 0);
-  put_u64(out, first_index);
-  put_u64(out, XXH3_64bits(out->data() + start, 24));
+  char h[kSegmentHeaderSize];
+  std::memcpy(h, kSegmentMagic, sizeof kSegmentMagic);
+  codec::put_u32(h + 8, kFormatVersion);
+  codec::put_u32(h + 12, 0);
+  codec::put_u64(h + 16, first_index);
+  codec::put_u64(h + 24, XXH3_64bits(h, 24));
+  out->append(h, sizeof h);
 }
 
 // REQUIRES: payload.size() <= kMaxPayloadBytes.
 inline void append_record(std::string* out, RecordType type, uint32_t schema_version, uint64_t term,
                           uint64_t index, std::string_view payload) {
   size_t start = out->size();
-  put_u32(out, static_cast<uint32_t>(payload.size()));
-  out->push_back(static_cast<char>(type));
-  out->push_back(0);  // flags
-  put_u16(out, 0);    // reserved
-  put_u32(out, schema_version);
-  put_u64(out, term);
-  put_u64(out, index);
+  char h[kRecordHeaderSize];
+  codec::put_u32(h, static_cast<uint32_t>(payload.size()));
+  h[4] = static_cast<char>(type);
+  h[5] = 0;                // flags
+  codec::put_u16(h + 6, 0);  // reserved
+  codec::put_u32(h + 8, schema_version);
+  codec::put_u64(h + 12, term);
+  codec::put_u64(h + 20, index);
+  out->append(h, sizeof h);
   out->append(payload.data(), payload.size());
-  put_u64(out, XXH3_64bits(out->data() + start, out->size() - start));
+  char sum[kRecordChecksumSize];
+  codec::put_u64(sum, XXH3_64bits(out->data() + start, out->size() - start));
+  out->append(sum, sizeof sum);
 }
 
 inline void append_entry(std::string* out, const raft::Entry& e) {
@@ -141,10 +128,9 @@ inline void append_entry(std::string* out, const raft::Entry& e) {
 
 inline void append_hard_state(std::string* out, const raft::HardState& hs) {
   char payload[kHardStatePayloadSize];
-  const uint64_t fields[3] = {hs.term, hs.vote, hs.commit};
-  for (int f = 0; f < 3; f++) {
-    for (int i = 0; i < 8; i++) payload[8 * f + i] = static_cast<char>(fields[f] >> (8 * i));
-  }
+  codec::put_u64(payload, hs.term);
+  codec::put_u64(payload + 8, hs.vote);
+  codec::put_u64(payload + 16, hs.commit);
   append_record(out, RecordType::kHardState, 0, 0, 0, std::string_view(payload, sizeof payload));
 }
 

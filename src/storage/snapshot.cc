@@ -10,11 +10,9 @@
 #include <fmt/format.h>
 
 #include "common/assert.h"
-#include "storage/log_format.h"
+#include "hmdb/codec.h"
 
 namespace hmdb::storage {
-
-namespace lf = log_format;
 
 namespace {
 
@@ -95,24 +93,26 @@ Status SnapshotWriter::create(Env* env, const std::string& dir, const raft::Snap
   w->hash_state_ = state;
   w->sink_ = std::make_unique<HashingSink>(w.get());
 
-  std::string h;
-  h.append(kSnapshotMagic, sizeof kSnapshotMagic);
-  lf::put_u32(&h, kSnapshotFormatVersion);
   size_t header_bytes = kSnapshotMinHeaderBytes + app_name.size() + 8 * (meta.conf.voters.size() + meta.conf.learners.size()) +
                         4 + cluster_info.size();
-  lf::put_u32(&h, static_cast<uint32_t>(header_bytes));
-  lf::put_u64(&h, meta.index);
-  lf::put_u64(&h, meta.term);
-  lf::put_u32(&h, meta.schema_version);
-  lf::put_u16(&h, static_cast<uint16_t>(app_name.size()));
-  h.append(app_name);
-  lf::put_u32(&h, static_cast<uint32_t>(meta.conf.voters.size()));
-  for (auto v : meta.conf.voters) lf::put_u64(&h, v);
-  lf::put_u32(&h, static_cast<uint32_t>(meta.conf.learners.size()));
-  for (auto v : meta.conf.learners) lf::put_u64(&h, v);
-  lf::put_u32(&h, static_cast<uint32_t>(cluster_info.size()));
-  h.append(cluster_info);
-  lf::put_u64(&h, XXH3_64bits(h.data(), h.size()));
+  std::string h;
+  h.reserve(header_bytes);
+  Encoder e(&h);
+  e.raw(std::string_view(kSnapshotMagic, sizeof kSnapshotMagic));
+  e.u32(kSnapshotFormatVersion);
+  e.u32(static_cast<uint32_t>(header_bytes));
+  e.u64(meta.index);
+  e.u64(meta.term);
+  e.u32(meta.schema_version);
+  e.u16(static_cast<uint16_t>(app_name.size()));
+  e.raw(app_name);
+  e.u32(static_cast<uint32_t>(meta.conf.voters.size()));
+  for (auto v : meta.conf.voters) e.u64(v);
+  e.u32(static_cast<uint32_t>(meta.conf.learners.size()));
+  for (auto v : meta.conf.learners) e.u64(v);
+  e.u32(static_cast<uint32_t>(cluster_info.size()));
+  e.raw(cluster_info);
+  e.u64(XXH3_64bits(h.data(), h.size()));
   HMDB_ASSERT(h.size() == header_bytes, "snapshot header size mismatch");
   s = w->write(h);
   if (!s) return s;
@@ -143,11 +143,11 @@ Status SnapshotWriter::append(std::string_view payload_bytes) {
 Status SnapshotWriter::finish(std::string* path_out) {
   HMDB_ASSERT(!finished_, "finish() called twice");
   if (!status_) return status_;
-  std::string trailer;
-  lf::put_u64(&trailer, payload_bytes_);
-  XXH3_64bits_update(static_cast<XXH3_state_t*>(hash_state_), trailer.data(), trailer.size());
-  lf::put_u64(&trailer, XXH3_64bits_digest(static_cast<XXH3_state_t*>(hash_state_)));
-  Status s = file_->append(trailer);
+  char trailer[kSnapshotTrailerSize];
+  codec::put_u64(trailer, payload_bytes_);
+  XXH3_64bits_update(static_cast<XXH3_state_t*>(hash_state_), trailer, 8);
+  codec::put_u64(trailer + 8, XXH3_64bits_digest(static_cast<XXH3_state_t*>(hash_state_)));
+  Status s = file_->append(std::string_view(trailer, sizeof trailer));
   if (s) s = file_->sync();
   if (s) s = file_->close();
   if (s) s = env_->rename_file(temp_path_, final_path_);
@@ -187,29 +187,29 @@ Status decode_snapshot(std::string_view file, const std::string& name, SnapshotH
   }
   const char* p = file.data();
   if (std::memcmp(p, kSnapshotMagic, sizeof kSnapshotMagic) != 0) return bad(0, "bad magic (expected \"HMDBSNP1\")");
-  uint32_t version = lf::get_u32(p + 8);
+  uint32_t version = codec::get_u32(p + 8);
   if (version < kSnapshotOldestFormatVersion || version > kSnapshotFormatVersion) {
     return bad(8, fmt::format("unsupported snapshot format version {} (this build reads {} to {})", version,
                               kSnapshotOldestFormatVersion, kSnapshotFormatVersion));
   }
-  uint64_t header_bytes = lf::get_u32(p + 12);
+  uint64_t header_bytes = codec::get_u32(p + 12);
   if (header_bytes < kSnapshotMinHeaderBytes || header_bytes > kSnapshotMaxHeaderBytes ||
       header_bytes > file.size() - kSnapshotTrailerSize) {
     return bad(12, fmt::format("impossible header length {}", header_bytes));
   }
   uint64_t header_sum_at = header_bytes - 8;
-  if (lf::get_u64(p + header_sum_at) != XXH3_64bits(p, header_sum_at)) {
+  if (codec::get_u64(p + header_sum_at) != XXH3_64bits(p, header_sum_at)) {
     return bad(header_sum_at, fmt::format("header checksum mismatch (header bytes 0..{} are damaged)", header_bytes));
   }
   // The header checksum matched, so the fields below were written this way; the length
   // checks still guard against a writer bug (and fuzzed input).
   SnapshotHeader h;
   h.header_bytes = header_bytes;
-  h.meta.index = lf::get_u64(p + 16);
-  h.meta.term = lf::get_u64(p + 24);
-  h.meta.schema_version = lf::get_u32(p + 32);
+  h.meta.index = codec::get_u64(p + 16);
+  h.meta.term = codec::get_u64(p + 24);
+  h.meta.schema_version = codec::get_u32(p + 32);
   uint64_t at = 36;
-  uint64_t name_len = lf::get_u16(p + at);
+  uint64_t name_len = codec::get_u16(p + at);
   at += 2;
   auto fits = [&](uint64_t n) { return at + n <= header_sum_at; };
   if (name_len > kMaxAppNameBytes || !fits(name_len)) return bad(36, "app name length out of bounds");
@@ -217,14 +217,14 @@ Status decode_snapshot(std::string_view file, const std::string& name, SnapshotH
   at += name_len;
   for (auto* list : {&h.meta.conf.voters, &h.meta.conf.learners}) {
     if (!fits(4)) return bad(at, "node list runs past the header");
-    uint64_t count = lf::get_u32(p + at);
+    uint64_t count = codec::get_u32(p + at);
     at += 4;
     if (count > kMaxConfNodes || !fits(8 * count)) return bad(at - 4, fmt::format("node count {} out of bounds", count));
-    for (uint64_t i = 0; i < count; i++, at += 8) list->push_back(lf::get_u64(p + at));
+    for (uint64_t i = 0; i < count; i++, at += 8) list->push_back(codec::get_u64(p + at));
   }
   if (version >= 2) {
     if (!fits(4)) return bad(at, "cluster info length runs past the header");
-    uint64_t info_len = lf::get_u32(p + at);
+    uint64_t info_len = codec::get_u32(p + at);
     at += 4;
     if (info_len > kMaxClusterInfoBytes || !fits(info_len)) return bad(at - 4, "cluster info length out of bounds");
     h.cluster_info.assign(p + at, info_len);
@@ -233,14 +233,14 @@ Status decode_snapshot(std::string_view file, const std::string& name, SnapshotH
   if (at != header_sum_at) return bad(at, "header length does not match its fields");
 
   uint64_t trailer_at = file.size() - kSnapshotTrailerSize;
-  uint64_t payload_len = lf::get_u64(p + trailer_at);
+  uint64_t payload_len = codec::get_u64(p + trailer_at);
   if (payload_len != trailer_at - header_bytes) {
     return bad(trailer_at, fmt::format("trailer says the payload is {} bytes but the file holds {} (truncated or "
                                        "extended file)",
                                        payload_len, trailer_at - header_bytes));
   }
   uint64_t sum_at = file.size() - 8;
-  if (lf::get_u64(p + sum_at) != XXH3_64bits(p, sum_at)) {
+  if (codec::get_u64(p + sum_at) != XXH3_64bits(p, sum_at)) {
     return bad(header_bytes, fmt::format("checksum mismatch: the payload (bytes {}..{}) or the trailer is damaged",
                                          header_bytes, trailer_at));
   }

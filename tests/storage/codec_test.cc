@@ -195,5 +195,52 @@ TEST(Codec, SinkStreamsInChunksAndMatchesInMemoryEncoding) {
   EXPECT_EQ(sink.out, plain.buffer());
 }
 
+TEST(Codec, EncoderAppendsToTheCallersStringInPlace) {
+  std::string out = "head";
+  out.reserve(64);
+  const char* storage = out.data();
+  Encoder e(&out);
+  e.u32(0x01020304);
+  e.varint(300);
+  e.bytes("ab");
+  EXPECT_EQ(out.data(), storage);  // no reallocation, no copy: the bytes went into `out`
+  EXPECT_EQ(out, std::string("head\x04\x03\x02\x01\xac\x02\x02" "ab", 4 + 4 + 2 + 3));
+  EXPECT_EQ(&e.buffer(), &out);
+}
+
+TEST(Codec, CopiedAndMovedEncodersKeepTheirOwnBuffer) {
+  Encoder a;
+  a.u8(1);
+  Encoder b = a;  // a copy has its own buffer
+  b.u8(2);
+  EXPECT_EQ(a.size(), 1u);
+  EXPECT_EQ(b.size(), 2u);
+  Encoder c = std::move(b);
+  c.u8(3);
+  EXPECT_EQ(c.buffer(), std::string("\x01\x02\x03", 3));
+  std::string target;
+  Encoder d(&target);
+  Encoder e = std::move(d);  // still appends to the caller's string
+  e.u8(4);
+  EXPECT_EQ(target, std::string("\x04", 1));
+}
+
+TEST(Codec, FixedWidthPrimitivesAtAnOffsetAreLittleEndian) {
+  char b[14] = {};
+  codec::put_u16(b, 0x0102);
+  codec::put_u32(b + 2, 0x03040506);
+  codec::put_u64(b + 6, 0x0708090a0b0c0d0e);
+  const unsigned char want[14] = {0x02, 0x01, 0x06, 0x05, 0x04, 0x03, 0x0e, 0x0d, 0x0c, 0x0b, 0x0a, 0x09, 0x08, 0x07};
+  for (size_t i = 0; i < sizeof b; i++) EXPECT_EQ(static_cast<unsigned char>(b[i]), want[i]) << i;
+  EXPECT_EQ(codec::get_u16(b), 0x0102);
+  EXPECT_EQ(codec::get_u32(b + 2), 0x03040506u);
+  EXPECT_EQ(codec::get_u64(b + 6), 0x0708090a0b0c0d0eu);
+  Decoder d(std::string_view(b, sizeof b));  // the stream reads what the primitives wrote
+  EXPECT_EQ(d.u16(), 0x0102);
+  EXPECT_EQ(d.u32(), 0x03040506u);
+  EXPECT_EQ(d.u64(), 0x0708090a0b0c0d0eu);
+  EXPECT_TRUE(d.done());
+}
+
 }  // namespace
 }  // namespace hmdb
