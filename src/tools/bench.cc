@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "common/assert.h"
+#include "net/resp_reply.h"
 
 namespace hmdb::tools {
 
@@ -105,167 +106,6 @@ uint64_t LatencyHistogram::value_at_percentile(double percentile) const {
   HMDB_ASSERT(false, "histogram count %llu does not match its buckets",
               static_cast<unsigned long long>(count_));
   return max_;
-}
-
-// ======================================================================================
-// RESP reply scanner
-
-namespace {
-
-// Finds the CRLF-terminated line starting at data[pos]. Sets *line_end to the index of the
-// '\r'. Returns kIncomplete / kMalformed / kComplete.
-ScanResult find_line(const char* data, size_t size, size_t pos, size_t* line_end) {
-  const size_t available = size - pos;
-  const size_t window = std::min(available, kMaxReplyLineBytes + 2);
-  const void* newline = std::memchr(data + pos, '\n', window);
-  if (newline == nullptr) {
-    return available > kMaxReplyLineBytes + 1 ? ScanResult::kMalformed : ScanResult::kIncomplete;
-  }
-  const size_t at = static_cast<size_t>(static_cast<const char*>(newline) - data);
-  if (at == pos || data[at - 1] != '\r') return ScanResult::kMalformed;
-  *line_end = at - 1;
-  return ScanResult::kComplete;
-}
-
-// Strict signed decimal: optional '-', 1..19 digits, no overflow.
-bool parse_integer(const char* begin, const char* end, int64_t* out) {
-  bool negative = false;
-  if (begin < end && *begin == '-') {
-    negative = true;
-    ++begin;
-  }
-  if (begin == end || end - begin > 19) return false;
-  uint64_t value = 0;
-  for (const char* p = begin; p < end; ++p) {
-    if (*p < '0' || *p > '9') return false;
-    value = value * 10 + static_cast<uint64_t>(*p - '0');
-  }
-  if (value > static_cast<uint64_t>(INT64_MAX)) return false;
-  *out = negative ? -static_cast<int64_t>(value) : static_cast<int64_t>(value);
-  return true;
-}
-
-}  // namespace
-
-ScanResult scan_reply(const char* data, size_t size, ScannedReply* out) {
-  struct Frame {
-    int64_t remaining;  // elements still to come at this level
-    bool attribute;     // RESP3 '|': annotates the value that follows, is not one itself
-  };
-  Frame stack[kMaxReplyDepth];
-  int depth = 0;
-  size_t pos = 0;
-  *out = ScannedReply();
-
-  for (;;) {
-    if (pos >= size) return ScanResult::kIncomplete;
-    const char type = data[pos];
-    size_t line_end = 0;
-    const ScanResult line = find_line(data, size, pos + 1, &line_end);
-    if (line != ScanResult::kComplete) return line;
-    const char* text = data + pos + 1;
-    const char* text_end = data + line_end;
-    const size_t after_line = line_end + 2;
-    bool value_done = false;
-
-    switch (type) {
-      case '+':
-      case '-':
-      case ',':
-      case '(':
-        if (type == '-' && depth == 0) {
-          out->is_error = true;
-          out->error_text = text;
-          out->error_length = static_cast<size_t>(text_end - text);
-        }
-        pos = after_line;
-        value_done = true;
-        break;
-      case ':': {
-        int64_t ignored = 0;
-        if (!parse_integer(text, text_end, &ignored)) return ScanResult::kMalformed;
-        pos = after_line;
-        value_done = true;
-        break;
-      }
-      case '_':
-        if (text != text_end) return ScanResult::kMalformed;
-        pos = after_line;
-        value_done = true;
-        break;
-      case '#':
-        if (text_end - text != 1 || (*text != 't' && *text != 'f')) return ScanResult::kMalformed;
-        pos = after_line;
-        value_done = true;
-        break;
-      case '$':
-      case '!':
-      case '=': {
-        int64_t length = 0;
-        if (!parse_integer(text, text_end, &length)) return ScanResult::kMalformed;
-        if (length == -1 && type == '$') {  // RESP2 null bulk
-          pos = after_line;
-          value_done = true;
-          break;
-        }
-        if (length < 0 || length > kMaxReplyBulkBytes) return ScanResult::kMalformed;
-        const size_t need = after_line + static_cast<size_t>(length) + 2;
-        if (need > size) return ScanResult::kIncomplete;
-        if (data[need - 2] != '\r' || data[need - 1] != '\n') return ScanResult::kMalformed;
-        if (type == '!' && depth == 0) {
-          out->is_error = true;
-          out->error_text = data + after_line;
-          out->error_length = static_cast<size_t>(length);
-        }
-        pos = need;
-        value_done = true;
-        break;
-      }
-      case '*':
-      case '~':
-      case '>':
-      case '%':
-      case '|': {
-        int64_t count = 0;
-        if (!parse_integer(text, text_end, &count)) return ScanResult::kMalformed;
-        pos = after_line;
-        if (count == -1 && type == '*') {  // RESP2 null array
-          value_done = true;
-          break;
-        }
-        if (count < 0 || count > kMaxReplyElements) return ScanResult::kMalformed;
-        if (type == '%' || type == '|') count *= 2;  // key and value per entry
-        if (count == 0) {
-          value_done = type != '|';  // an empty attribute still precedes a value
-          break;
-        }
-        if (depth == kMaxReplyDepth) return ScanResult::kMalformed;
-        stack[depth++] = Frame{count, type == '|'};
-        break;
-      }
-      default:
-        return ScanResult::kMalformed;
-    }
-
-    if (!value_done) continue;
-    // One value finished: count it against the enclosing aggregates, innermost first.
-    bool need_more = false;
-    while (depth > 0) {
-      Frame& frame = stack[depth - 1];
-      if (--frame.remaining > 0) {
-        need_more = true;
-        break;
-      }
-      --depth;
-      if (frame.attribute) {  // the annotated value still follows at this level
-        need_more = true;
-        break;
-      }
-    }
-    if (need_more) continue;
-    out->length = pos;
-    return ScanResult::kComplete;
-  }
 }
 
 // ======================================================================================
@@ -665,7 +505,7 @@ uint64_t now_ns() {
 // Bytes asked for per read(); also the initial reply buffer size.
 constexpr size_t kReadChunkBytes = 64 * 1024;
 // The reply buffer grows (rarely: only for replies bigger than it) up to this bound.
-constexpr size_t kMaxReplyBufferBytes = static_cast<size_t>(kMaxReplyBulkBytes) + 64 * 1024;
+constexpr size_t kMaxReplyBufferBytes = static_cast<size_t>(net::kMaxReplyBulkBytes) + 64 * 1024;
 // epoll events handled per epoll_wait().
 constexpr int kMaxEpollEvents = 256;
 // A thread with requests in flight that sees no reply for this long gives up: the server
@@ -952,10 +792,10 @@ class LoadThread {
     size_t offset = 0;
     uint64_t replies = 0;
     while (offset < c->in_size) {
-      ScannedReply reply;
-      const ScanResult s = scan_reply(c->in.data() + offset, c->in_size - offset, &reply);
-      if (s == ScanResult::kIncomplete) break;
-      if (s == ScanResult::kMalformed) {
+      net::ScannedReply reply;
+      const net::ScanResult s = net::scan_reply(c->in.data() + offset, c->in_size - offset, &reply);
+      if (s == net::ScanResult::kIncomplete) break;
+      if (s == net::ScanResult::kMalformed) {
         fail(c, "malformed reply from the server");
         return;
       }
@@ -1295,7 +1135,7 @@ std::string sentinel_master(const BenchOptions& o, std::string* error) {
     std::string reply;
     bool ok = connect(fd, reinterpret_cast<const sockaddr*>(&address), length) == 0 &&
               write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size());
-    ScannedReply scanned;
+    net::ScannedReply scanned;
     while (ok) {
       char buffer[512];
       const ssize_t r = read(fd, buffer, sizeof buffer);
@@ -1304,9 +1144,9 @@ std::string sentinel_master(const BenchOptions& o, std::string* error) {
         break;
       }
       reply.append(buffer, static_cast<size_t>(r));
-      const ScanResult s = scan_reply(reply.data(), reply.size(), &scanned);
-      if (s == ScanResult::kComplete) break;
-      if (s == ScanResult::kMalformed || reply.size() > kMaxStdinLineBytes * 4) ok = false;
+      const net::ScanResult s = net::scan_reply(reply.data(), reply.size(), &scanned);
+      if (s == net::ScanResult::kComplete) break;
+      if (s == net::ScanResult::kMalformed || reply.size() > kMaxStdinLineBytes * 4) ok = false;
     }
     close(fd);
     if (!ok || scanned.is_error) continue;

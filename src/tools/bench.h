@@ -6,9 +6,10 @@
 // request, no allocation per request, one clock read per write()/read() batch, and latency
 // recorded into a fixed log-bucketed histogram.
 //
-// The pieces a test needs (the histogram and the RESP reply scanner) are declared here;
-// the connection loop lives in bench.cc. Thread-safety: none of these types are shared
-// between threads; each load thread owns its own and they are merged after the run.
+// Replies are counted with net::scan_reply (net/resp_reply.h). The pieces a test needs (the
+// histogram, option parsing) are declared here; the connection loop lives in bench.cc.
+// Thread-safety: none of these types are shared between threads; each load thread owns its
+// own and they are merged after the run.
 #pragma once
 
 #include <cstddef>
@@ -65,35 +66,6 @@ class LatencyHistogram {
   uint64_t min_ = UINT64_MAX;
   uint64_t max_ = 0;
 };
-
-// ---------------------------------------------------------------------------------------
-// RESP reply scanner. It does not build values: the load generator only needs to know where
-// one reply ends and whether it is an error. Understands RESP2 (+ - : $ *) and the RESP3
-// types (_ , # ( ! = % ~ >) so that a server answering in RESP3 does not desynchronise it.
-// A reply is scanned from its first byte each time; an incomplete one is retried when more
-// bytes arrive (replies in a benchmark are small, so the rescan costs little).
-
-// Nesting deeper than this is treated as a protocol error (no server sends it to us).
-inline constexpr int kMaxReplyDepth = 32;
-// A simple line (status, error, integer, length header) longer than this with no CRLF is a
-// protocol error rather than "wait for more".
-inline constexpr size_t kMaxReplyLineBytes = 64 * 1024;
-// Largest bulk string accepted in a reply (Redis' default proto-max-bulk-len).
-inline constexpr int64_t kMaxReplyBulkBytes = int64_t{512} * 1024 * 1024;
-// Largest aggregate element count accepted in a reply.
-inline constexpr int64_t kMaxReplyElements = int64_t{1} << 32;
-
-enum class ScanResult { kComplete, kIncomplete, kMalformed };
-
-struct ScannedReply {
-  size_t length = 0;      // bytes of the whole reply (valid when kComplete)
-  bool is_error = false;  // top-level '-' or '!' reply
-  // The error text (without the leading '-' and CRLF) points into the scanned buffer.
-  const char* error_text = nullptr;
-  size_t error_length = 0;
-};
-
-ScanResult scan_reply(const char* data, size_t size, ScannedReply* out);
 
 // ---------------------------------------------------------------------------------------
 // Options, parsed from the command line; exposed for tests.

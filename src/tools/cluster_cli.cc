@@ -23,7 +23,7 @@
 #include <map>
 #include <thread>
 
-#include "tools/bench.h"  // scan_reply: where one reply ends
+#include "net/resp_reply.h"
 
 namespace hmdb::tools {
 
@@ -33,58 +33,6 @@ bool parse_u64(std::string_view text, uint64_t* out) {
   if (text.empty()) return false;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
   return ec == std::errc() && end == text.data() + text.size();
-}
-
-bool parse_i64(std::string_view text, int64_t* out) {
-  if (text.empty()) return false;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
-  return ec == std::errc() && end == text.data() + text.size();
-}
-
-// Decodes a reply already known (by scan_reply) to be complete and well formed up to
-// `end`. Returns the position after it, or nullptr on a type this tool does not expect.
-const char* decode_complete(const char* p, const char* end, int depth, Reply* out) {
-  if (p >= end || depth > kMaxReplyDepth) return nullptr;
-  const char* line_end = static_cast<const char*>(std::memchr(p, '\r', static_cast<size_t>(end - p)));
-  if (line_end == nullptr || line_end + 1 >= end) return nullptr;
-  out->type = *p;
-  const std::string_view line(p + 1, static_cast<size_t>(line_end - p - 1));
-  const char* next = line_end + 2;
-  switch (out->type) {
-    case '+':
-    case '-':
-      out->text = std::string(line);
-      return next;
-    case ':':
-      return parse_i64(line, &out->integer) ? next : nullptr;
-    case '$': {
-      int64_t length = 0;
-      if (!parse_i64(line, &length)) return nullptr;
-      if (length < 0) {
-        out->null = true;
-        return next;
-      }
-      if (end - next < length + 2) return nullptr;
-      out->text.assign(next, static_cast<size_t>(length));
-      return next + length + 2;
-    }
-    case '*': {
-      int64_t count = 0;
-      if (!parse_i64(line, &count)) return nullptr;
-      if (count < 0) {
-        out->null = true;
-        return next;
-      }
-      out->elements.resize(static_cast<size_t>(count));
-      for (auto& element : out->elements) {
-        next = decode_complete(next, end, depth + 1, &element);
-        if (next == nullptr) return nullptr;
-      }
-      return next;
-    }
-    default:
-      return nullptr;  // RESP3 types: we never send HELLO 3, so a server never answers so
-  }
 }
 
 int64_t now_ms() {
@@ -162,7 +110,7 @@ class Connection {
     char chunk[16 * 1024];
     for (;;) {
       if (!buffer_.empty()) {
-        const int64_t used = decode_reply(buffer_, reply);
+        const int64_t used = net::decode_reply(buffer_, reply);
         if (used < 0) {
           *error = "not a RESP reply from " + peer_.to_string();
           return false;
@@ -566,23 +514,6 @@ bool parse_host_port(std::string_view text, HostPort* out, std::string* error) {
   out->host = std::string(host);
   out->port = static_cast<uint16_t>(port);
   return true;
-}
-
-int64_t decode_reply(std::string_view data, Reply* out) {
-  ScannedReply scanned;
-  switch (scan_reply(data.data(), data.size(), &scanned)) {
-    case ScanResult::kIncomplete:
-      return 0;
-    case ScanResult::kMalformed:
-      return -1;
-    case ScanResult::kComplete:
-      break;
-  }
-  *out = Reply{};
-  const char* end = data.data() + scanned.length;
-  const char* next = decode_complete(data.data(), end, 0, out);
-  if (next != end) return -1;
-  return static_cast<int64_t>(scanned.length);
 }
 
 bool parse_moved(std::string_view error_text, HostPort* leader) {

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "net/resp_reply.h"
+
 namespace hmdb::tools {
 
 // Entry point of `hmdb cluster ...`. argv[0] is "cluster" (skipped). Returns the process
@@ -67,19 +69,8 @@ bool parse_host_port(std::string_view text, HostPort* out, std::string* error);
 
 // ---- replies ----
 
-// A decoded RESP2 reply (the subset the cluster commands answer with).
-struct Reply {
-  char type = 0;  // '+', '-', ':', '$', '*'
-  bool null = false;
-  std::string text;  // status, error (without '-') or bulk
-  int64_t integer = 0;
-  std::vector<Reply> elements;
-  bool is_error() const { return type == '-'; }
-};
-
-// Decodes one complete reply at the front of `data`. Returns the bytes it used, 0 when the
-// reply is not complete yet, and -1 when the bytes are not RESP.
-int64_t decode_reply(std::string_view data, Reply* out);
+// A decoded reply (net/resp_reply.h: net::decode_reply reads it).
+using Reply = net::RespReply;
 
 // "MOVED <slot> HOST:PORT" (an error text without its '-'): the leader's client address.
 bool parse_moved(std::string_view error_text, HostPort* leader);

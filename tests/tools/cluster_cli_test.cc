@@ -1,6 +1,7 @@
 // tests/tools/cluster_cli_test.cc — the parts of `hmdb cluster` that decide where a command
-// goes and what it prints: HOST:PORT parsing, -MOVED and retryable-error recognition, reply
-// decoding (every split point), CLUSTER MEMBERS and INFO parsing, and the command line.
+// goes and what it prints: HOST:PORT parsing, -MOVED and retryable-error recognition,
+// CLUSTER MEMBERS and INFO parsing, and the command line. (Reply decoding is
+// net::decode_reply: tests/net/resp_reply_test.cc.)
 #include "tools/cluster_cli.h"
 
 #include <arpa/inet.h>
@@ -72,48 +73,6 @@ TEST(RetryableErrors, ClusterDownAndLostWritesOnly) {
   EXPECT_FALSE(is_retryable_error("MOVED 0 127.0.0.1:7379"));
   EXPECT_FALSE(is_retryable_error("CLUSTERDOWNX"));
   EXPECT_FALSE(is_retryable_error(""));
-}
-
-TEST(DecodeReply, EveryTypeAndEverySplitPoint) {
-  const std::string wire =
-      "+OK\r\n-MOVED 0 127.0.0.1:7380\r\n:42\r\n$5\r\nhe\r\no\r\n$-1\r\n*2\r\n$1\r\na\r\n*1\r\n:7\r\n";
-  // Decoding every prefix must report "incomplete" until the whole first reply is there.
-  for (size_t cut = 0; cut < 5; ++cut) {
-    Reply r;
-    EXPECT_EQ(decode_reply(std::string_view(wire).substr(0, cut), &r), 0) << cut;
-  }
-  std::string_view rest = wire;
-  std::vector<Reply> replies;
-  while (!rest.empty()) {
-    Reply r;
-    const int64_t used = decode_reply(rest, &r);
-    ASSERT_GT(used, 0) << "at '" << rest << "'";
-    for (int64_t cut = 0; cut < used; ++cut) {
-      Reply partial;
-      ASSERT_EQ(decode_reply(rest.substr(0, static_cast<size_t>(cut)), &partial), 0) << cut;
-    }
-    replies.push_back(r);
-    rest.remove_prefix(static_cast<size_t>(used));
-  }
-  ASSERT_EQ(replies.size(), 6u);
-  EXPECT_EQ(replies[0].type, '+');
-  EXPECT_EQ(replies[0].text, "OK");
-  EXPECT_TRUE(replies[1].is_error());
-  EXPECT_EQ(replies[1].text, "MOVED 0 127.0.0.1:7380");
-  EXPECT_EQ(replies[2].integer, 42);
-  EXPECT_EQ(replies[3].text, "he\r\no");  // a bulk may hold CRLF
-  EXPECT_TRUE(replies[4].null);
-  ASSERT_EQ(replies[5].elements.size(), 2u);
-  EXPECT_EQ(replies[5].elements[0].text, "a");
-  ASSERT_EQ(replies[5].elements[1].elements.size(), 1u);
-  EXPECT_EQ(replies[5].elements[1].elements[0].integer, 7);
-}
-
-TEST(DecodeReply, RejectsGarbage) {
-  Reply r;
-  EXPECT_LT(decode_reply("hello\r\n", &r), 0);
-  EXPECT_LT(decode_reply("$abc\r\n", &r), 0);
-  EXPECT_LT(decode_reply("$3\r\nabcd\r\n", &r), 0);
 }
 
 TEST(ParseMembers, LinesOfTheSpec) {
@@ -211,7 +170,7 @@ class FakeNode {
     char chunk[4096];
     while (!stop_) {
       Reply request;
-      const int64_t used = decode_reply(in, &request);
+      const int64_t used = net::decode_reply(in, &request);
       if (used < 0) return;
       if (used > 0) {
         in.erase(0, static_cast<size_t>(used));
