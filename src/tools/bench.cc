@@ -1,4 +1,4 @@
-// tools/bench.cc — `hmdb bench`: a cheap RESP load generator (see bench.h for why).
+// tools/bench.cc — `hmdb-bench`: a cheap RESP load generator (see bench.h for why).
 //
 // Shape of a run: for every test, open `clients` connections, give each load thread a slice
 // of them, and let every connection keep `pipeline` requests in flight until the request
@@ -134,7 +134,7 @@ const TestInfo& info_of(TestKind kind) {
 }
 
 constexpr const char* kUsage =
-    "usage: hmdb bench [options]\n"
+    "usage: hmdb-bench [options]\n"
     "  --host H          server address (default 127.0.0.1)\n"
     "  --port P          server port (default 6379)\n"
     "  --clients N       connections (default 50, at most 4096)\n"
@@ -1014,7 +1014,7 @@ class LoadThread {
     } else if (pending_marks_.size() < kMaxPendingMarks) {
       pending_marks_.push_back(mark);
     } else {
-      std::fprintf(stderr, "hmdb bench: more than %zu marks pending; mark %llu ignored\n",
+      std::fprintf(stderr, "hmdb-bench: more than %zu marks pending; mark %llu ignored\n",
                    kMaxPendingMarks, static_cast<unsigned long long>(mark));
     }
   }
@@ -1042,7 +1042,7 @@ class LoadThread {
       if (std::sscanf(line.c_str(), "mark %llu", &mark) == 1) {
         on_mark(mark);
       } else if (!line.empty()) {
-        std::fprintf(stderr, "hmdb bench: ignored stdin line '%s'\n", line.c_str());
+        std::fprintf(stderr, "hmdb-bench: ignored stdin line '%s'\n", line.c_str());
       }
     }
     if (stdin_line_.size() > kMaxStdinLineBytes) stdin_line_.clear();  // garbage, no newline
@@ -1302,7 +1302,7 @@ int bench_main(int argc, char** argv) {
   BenchOptions o;
   std::string error;
   if (!parse_bench_options(argc, argv, &o, &error)) {
-    std::fprintf(stderr, "hmdb bench: %s\n%s", error.c_str(), kUsage);
+    std::fprintf(stderr, "hmdb-bench: %s\n%s", error.c_str(), kUsage);
     return 2;
   }
   raise_fd_limit(o.clients);
@@ -1320,7 +1320,7 @@ int bench_main(int argc, char** argv) {
     }
     TestOutcome r;
     if (!run_test(o, o.tests[t], t, &r)) {
-      std::fprintf(stderr, "hmdb bench: %s: %s\n", info.label, r.failure.c_str());
+      std::fprintf(stderr, "hmdb-bench: %s: %s\n", info.label, r.failure.c_str());
       return 1;
     }
     const double rps = r.seconds > 0 ? static_cast<double>(r.completed) / r.seconds : 0;
@@ -1342,7 +1342,7 @@ int bench_main(int argc, char** argv) {
     std::fflush(stdout);
     if (o.follow()) {
       std::fprintf(stderr,
-                   "hmdb bench: %s: follow mode: %llu connections dropped, %llu redirects, "
+                   "hmdb-bench: %s: follow mode: %llu connections dropped, %llu redirects, "
                    "%llu requests unknown, %llu failed connects\n",
                    info.label, static_cast<unsigned long long>(r.drops),
                    static_cast<unsigned long long>(r.redirects),
@@ -1350,11 +1350,11 @@ int bench_main(int argc, char** argv) {
                    static_cast<unsigned long long>(r.connect_failures));
     }
     if (r.errors > 0) {
-      std::fprintf(stderr, "hmdb bench: %s: %llu error replies, first: %s\n", info.label,
+      std::fprintf(stderr, "hmdb-bench: %s: %llu error replies, first: %s\n", info.label,
                    static_cast<unsigned long long>(r.errors), r.first_error.c_str());
     }
     if (!r.failure.empty()) {
-      std::fprintf(stderr, "hmdb bench: %s: run failed: %s\n", info.label, r.failure.c_str());
+      std::fprintf(stderr, "hmdb-bench: %s: run failed: %s\n", info.label, r.failure.c_str());
       status = 1;
     }
   }

@@ -1,4 +1,5 @@
-// tools/bench.h — `hmdb bench`: the project's own RESP load generator.
+// tools/bench.h — `hmdb-bench`: the project's own RESP load generator, a program of its own
+// (bench/CMakeLists.txt); no server binary links it.
 //
 // Why it exists: on a 2-core machine redis-benchmark itself is the bottleneck at pipeline 1,
 // so it cannot tell how fast a server is. This client is cheap per request: one epoll thread
@@ -19,9 +20,9 @@
 
 namespace hmdb::tools {
 
-// Entry point of `hmdb bench ...` and of the standalone `hmdb-bench`. argv[0] is the
-// command name and is skipped; returns the process exit status (0 ok, 1 run failed,
-// 2 bad usage). `--help` lists the options.
+// Entry point of `hmdb-bench` (bench_main.cc). argv[0] is the command name and is skipped;
+// returns the process exit status (0 ok, 1 run failed, 2 bad usage). `--help` lists the
+// options.
 int bench_main(int argc, char** argv);
 
 // ---------------------------------------------------------------------------------------

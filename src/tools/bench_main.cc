@@ -1,5 +1,5 @@
-// tools/bench_main.cc — the standalone `hmdb-bench` executable: the same load generator as
-// `hmdb bench`, usable without building the whole server.
+// tools/bench_main.cc — the `hmdb-bench` executable: the load generator (tools/bench.h), a
+// program of its own so that no server binary carries it.
 #include "tools/bench.h"
 
 int main(int argc, char** argv) { return hmdb::tools::bench_main(argc, argv); }

@@ -1,4 +1,4 @@
-// tests/tools/bench_test.cc — the pieces of `hmdb bench` that decide what it reports: the
+// tests/tools/bench_test.cc — the pieces of `hmdb-bench` that decide what it reports: the
 // log-bucketed latency histogram (bucket arithmetic, percentiles against an exact sort) and
 // its options. (Its RESP reply scanner is net::scan_reply: tests/net/resp_reply_test.cc.)
 #include "tools/bench.h"
