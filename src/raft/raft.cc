@@ -251,7 +251,20 @@ struct Raft::Impl {
 
   bool is_voter(NodeId n) const { return contains(conf.voters, n); }
   bool is_learner(NodeId n) const { return contains(conf.learners, n); }
-  bool promotable() const { return is_voter(id); }
+  // A voter of its latest membership may campaign, and so may a node that only an
+  // uncommitted change removes: its log may be the most up to date, so that the others
+  // cannot win without its vote, and nobody else may be able to finish that change (found
+  // by the simulator: 4 voters, one down for good, the leader's own removal appended but
+  // not replicated before it lost its leadership: no leader ever again). It counts votes in
+  // its latest membership, without itself, and once elected leads without counting itself
+  // until the change commits, then steps down (as a leader that removed itself does).
+  bool promotable() const { return is_voter(id) || removal_pending(); }
+  bool removal_pending() const {
+    if (conf_history.back().first <= commit) return false;  // the latest membership is committed
+    for (auto it = conf_history.rbegin(); it != conf_history.rend(); ++it)
+      if (it->first <= commit) return contains(it->second.voters, id);
+    return false;
+  }
   size_t quorum() const { return conf.voters.size() / 2 + 1; }
   bool single_voter_self() const { return conf.voters.size() == 1 && conf.voters[0] == id; }
   bool committed_in_current_term() const { return log.term_at(commit) == term; }
