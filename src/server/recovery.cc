@@ -5,7 +5,8 @@
 //      the node (never silently fall back to an older state).
 //   2. storage::recover_log(after = snapshot index): a torn tail at the end of the last
 //      segment is cut off and logged; damage anywhere else stops the node with the file,
-//      the offset and what to do.
+//      the offset and what to do. Entries after the snapshot whose term is below the
+//      snapshot's are left over from a log a leader's snapshot replaced: dropped.
 //   3. The consensus core is restored from both. A single node elects itself (a cluster
 //      of one), appends a no-op of its new term and, once that is durable, everything
 //      before it commits: every entry that was durable before the crash is applied, in
@@ -98,6 +99,18 @@ Status Node::recover(int* exit_code) {
     return s;
   }
   if (!log.torn_tail.empty()) log_line("recovery: cut off a torn tail (a write the crash interrupted): {}", log.torn_tail);
+  if (!log.entries.empty() && log.entries.front().term < after_term) {
+    // Installing a leader's snapshot replaces this node's whole log by the snapshot point,
+    // but writes nothing to the log: the old log's entries after the snapshot's index stay
+    // on disk until the leader's entries overwrite them. An entry of a term below the
+    // snapshot's cannot follow it in any log (terms never go down along a log; the core
+    // refuses such a log), so these are what the snapshot replaced. Found by the simulator.
+    log_line("recovery: dropped log entries {}..{} (terms {}..{}): left over from the log that the snapshot at index "
+             "{} (term {}) replaced",
+             log.entries.front().index, log.entries.back().index, log.entries.front().term, log.entries.back().term,
+             after, after_term);
+    log.entries.clear();
+  }
   log_line("recovery: log has {} segments, {} records, {} entries after index {} ({} bytes)", log.segments, log.records,
            log.entries.size(), after, log.bytes);
 
