@@ -64,6 +64,13 @@ const char* fault_name(Fault f) {
     case Fault::kMembershipChange: return "membership-change";
     case Fault::kTransfer: return "transfer";
     case Fault::kSnapshotInstall: return "snapshot-install";
+    case Fault::kTornRecord: return "torn-record";
+    case Fault::kSectorHole: return "sector-hole";
+    case Fault::kLogDamage: return "log-damage";
+    case Fault::kSnapshotDamage: return "snapshot-damage";
+    case Fault::kRefusedStart: return "refused-start";
+    case Fault::kLeftoversDropped: return "leftovers-dropped";
+    case Fault::kLyingFsync: return "lying-fsync";
     case Fault::kCount: break;
   }
   return "?";
@@ -71,7 +78,17 @@ const char* fault_name(Fault f) {
 
 std::vector<std::string> bug_names() {
   return {"grant_two_votes_per_term", "answer_vote_before_persisting", "commit_old_term_by_counting",
-          "apply_before_commit", "keep_log_suffix_on_snapshot_install"};
+          "apply_before_commit", "keep_log_suffix_on_snapshot_install", "recovery_cuts_corrupt_log",
+          "recovery_ignores_snapshot_checksum", "recovery_keeps_replaced_log"};
+}
+
+bool set_bug(Options* o, const std::string& name) {
+  if (set_bug(&o->bugs, name) || set_shell_bug(&o->shell_bugs, name)) return true;
+  if (name == "recovery_cuts_corrupt_log") o->recovery_bugs.cut_corrupt_log = true;
+  else if (name == "recovery_ignores_snapshot_checksum") o->recovery_bugs.ignore_snapshot_checksum = true;
+  else if (name == "recovery_keeps_replaced_log") o->recovery_bugs.keep_replaced_log = true;
+  else return false;
+  return true;
 }
 
 bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
@@ -104,6 +121,10 @@ std::string replay_command(const Options& o) {
   if (o.bugs.apply_before_commit) cmd += " --bug apply_before_commit";
   if (o.shell_bugs.forget_replaced_writes) cmd += " --bug forget_replaced_writes";
   if (o.bugs.keep_log_suffix_on_snapshot_install) cmd += " --bug keep_log_suffix_on_snapshot_install";
+  if (o.recovery_bugs.cut_corrupt_log) cmd += " --bug recovery_cuts_corrupt_log";
+  if (o.recovery_bugs.ignore_snapshot_checksum) cmd += " --bug recovery_ignores_snapshot_checksum";
+  if (o.recovery_bugs.keep_replaced_log) cmd += " --bug recovery_keeps_replaced_log";
+  if (o.lying_fsync) cmd += " --lying-fsync";
   return cmd + " --trace";
 }
 
@@ -138,6 +159,10 @@ struct Profile {
   uint32_t partition_ppm = 0;  // per tick: start a partition
   uint32_t crash_ppm = 0;      // per tick: crash a node
   uint32_t torn_ppm = 0;       // per crash: keep part of the unsynced writes
+  uint32_t hole_ppm = 0;       // per torn write: an earlier sector of it never reached the disk
+  uint32_t damage_ppm = 0;     // per crash: a bit of synced data flips (found at the next start)
+  uint32_t lying_ppm = 0;      // per crash, only with Options::lying_fsync: synced records vanish
+  uint32_t crash_after_install_ppm = 0;  // per snapshot install: crash the node right after it
   uint32_t slow_disk_ppm = 0;  // per tick: make a disk slow for a while
   uint32_t membership_ppm = 0;
   uint32_t transfer_ppm = 0;
@@ -180,6 +205,10 @@ Profile draw_profile(Rng& rng, bool faults) {
     p.leader_crash_ppm = static_cast<uint32_t>(rng.range(5'000, 30'000));
     p.crash_after_commit_ppm = static_cast<uint32_t>(rng.range(5'000, 50'000));
   }
+  if (rng.chance(400'000)) p.hole_ppm = static_cast<uint32_t>(rng.range(200'000, 1'000'000));
+  if (rng.chance(400'000)) p.damage_ppm = static_cast<uint32_t>(rng.range(20'000, 200'000));
+  p.lying_ppm = static_cast<uint32_t>(rng.range(20'000, 200'000));
+  if (rng.chance(400'000)) p.crash_after_install_ppm = static_cast<uint32_t>(rng.range(50'000, 250'000));
   return p;
 }
 
@@ -319,7 +348,23 @@ struct Node {
   uint32_t incarnation = 0;
   std::unique_ptr<raft::Raft> raft;
   std::unique_ptr<RegisterHost> app;
-  Disk disk;
+  Disk disk;             // what the core was told is durable
+  std::unique_ptr<DataDir> dir;  // the same, byte for byte, as the server's files (sim_disk.h)
+  bool dead = false;     // refused to start (the server's exit code 2): stays down
+  bool damaged = false;  // its synced data was damaged while it was down (may refuse to start)
+  // The highest term its disk ever held durably, and that term when this incarnation
+  // started: a restarted node never acts in a term below it.
+  Term promised_term = 0;
+  Term floor_term = 0;
+  // Set when a restart lost entries the disk had acknowledged (only a planted recovery bug
+  // or a lying fsync do that): the durable log before that crash, as terms from
+  // lost_base + 1, which is what the node would hold had nothing been lost. Cleared once
+  // its log holds all of it again, or a leader overwrites it where it differs.
+  bool lost = false;
+  Index lost_base = 0;
+  Term lost_base_term = 0;
+  std::vector<Term> lost_terms;
+  std::map<std::pair<NodeId, Term>, std::pair<Term, Index>> vote_requests;  // (candidate, term) -> its last
   std::string staging;  // snapshot chunks received (not durable)
   uint64_t restart_tick = 0;
 
@@ -426,7 +471,9 @@ class Simulation {
   // --- nodes -------------------------------------------------------------------------
   void create_node(NodeId id, bool initial);
   void start_node(Node& n);
-  void crash_node(Node& n, bool allow_torn);
+  void crash_node(Node& n, bool allow_faults);
+  bool restore_from_dir(Node& n, std::string* snapshot_data);
+  bool behind_lost(const Node& n, Term term, Index index) const;
   void drain(Node& n);
   void handle_ready(Node& n, raft::Ready rd);
   void persist_start(Node& n, raft::Ready& rd);
@@ -478,6 +525,8 @@ class Simulation {
   uint64_t crash_at_ = 0;  // a crash scheduled within the current tick (0: none)
   NodeId crash_node_ = 0;
   bool crash_leader_ = false;
+  uint32_t doomed_ = 0;    // nodes that refused to start, or were damaged and may
+  uint32_t max_doomed_ = 0;  // at most this many: a majority stays able to run
 
   std::vector<CommittedRec> committed_{CommittedRec{}};  // [0] unused
   raft::ConfState committed_conf_;
@@ -506,11 +555,88 @@ void Simulation::create_node(NodeId id, bool initial) {
   n.id = id;
   n.exists = true;
   n.applied_conf = initial_conf_;
+  n.dir = std::make_unique<DataDir>();
   ev(10, id, initial, 0, [&] { return fmt::format("n{} created ({})", id, initial ? "initial voter" : "joining"); });
   start_node(n);
 }
 
+// A restart: the server's recovery reads the data directory back (sim_disk.h does what
+// server/recovery.cc does). Returns false if the node refuses to start: it stays down.
+bool Simulation::restore_from_dir(Node& n, std::string* snapshot_data) {
+  Recovered rec = n.dir->recover(opt_.recovery_bugs, opt_.nodes > 1);
+  if (!rec.started) {
+    n.dead = true;
+    mark(Fault::kRefusedStart);
+    ev(13, n.id, 0, 0, [&] { return fmt::format("n{} REFUSES TO START (exit code 2; it stays down): {}", n.id, rec.problem); });
+    return false;
+  }
+  if (n.damaged) {
+    n.damaged = false;
+    doomed_--;
+  }
+  for (const std::string& note : rec.notes) {
+    if (note.starts_with("cut off a torn tail")) mark(Fault::kTornRecord);
+    if (note.starts_with("dropped entries")) mark(Fault::kLeftoversDropped);
+    ev(14, n.id, 0, 0, [&] { return fmt::format("n{} recovery: {}", n.id, note); });
+  }
+  // The core must accept what recovery hands it (it aborts otherwise, at every start).
+  Index last = rec.snapshot ? rec.snapshot->index : 0;
+  Term last_term = rec.snapshot ? rec.snapshot->term : 0;
+  for (const Entry& e : rec.entries) {
+    if (e.index != last + 1 || e.term < last_term) {
+      fail("recovery-restore", fmt::format("n{} recovery gives entry {}/{} after {}/{} (snapshot at {}): the core refuses a "
+                                           "log whose terms go back, so the node could never start again",
+                                           n.id, e.index, e.term, last, last_term, rec.snapshot ? rec.snapshot->index : 0));
+      return false;
+    }
+    last = e.index;
+    last_term = e.term;
+  }
+  if (rec.hard_state.term < last_term || rec.hard_state.commit > last) {
+    fail("recovery-restore", fmt::format("n{} recovery gives hard state term={} commit={} with a log up to {}/{}: the core "
+                                         "refuses it", n.id, rec.hard_state.term, rec.hard_state.commit, last, last_term));
+    return false;
+  }
+  // Lost what the disk had acknowledged? Raft orders logs by last term, then last index.
+  Term old_term = n.disk.last_term();
+  Index old_last = n.disk.last_index();
+  if (std::make_pair(last_term, last) < std::make_pair(old_term, old_last) && !behind_lost(n, old_term, old_last)) {
+    n.lost = true;
+    n.lost_base = n.disk.snapshot_index();
+    n.lost_base_term = n.disk.snapshot_term();
+    n.lost_terms.clear();
+    for (const Entry& e : n.disk.entries) n.lost_terms.push_back(e.term);
+  }
+  if (n.lost) {
+    ev(15, n.id, old_last, last, [&] {
+      return fmt::format("n{} LOST acknowledged entries: its disk had acknowledged a log up to {}/{}, it restarts with {}/{}",
+                         n.id, old_last, old_term, last, last_term);
+    });
+  }
+  n.floor_term = n.promised_term;
+  n.promised_term = std::max(n.promised_term, rec.hard_state.term);
+  n.disk.hard_state = rec.hard_state;
+  n.disk.snapshot = rec.snapshot;
+  n.disk.entries = std::move(rec.entries);
+  if (rec.snapshot) n.disk.snapshot_files[rec.snapshot->index] = {*rec.snapshot, rec.snapshot_data};
+  *snapshot_data = std::move(rec.snapshot_data);
+  return true;
+}
+
+// True if (term, index) is behind, in Raft's order, the log n had acknowledged before it
+// lost part of it.
+bool Simulation::behind_lost(const Node& n, Term term, Index index) const {
+  if (!n.lost) return false;
+  Term lt = n.lost_terms.empty() ? n.lost_base_term : n.lost_terms.back();
+  return std::make_pair(term, index) < std::make_pair(lt, n.lost_base + n.lost_terms.size());
+}
+
 void Simulation::start_node(Node& n) {
+  if (n.dead) return;
+  std::string snapshot_data;
+  const bool restart = !n.dir->empty();
+  if (restart && !restore_from_dir(n, &snapshot_data)) return;
+  n.vote_requests.clear();
   raft::Config cfg;
   cfg.id = n.id;
   cfg.election_ticks = kElectionTicks;
@@ -538,9 +664,16 @@ void Simulation::start_node(Node& n) {
   n.applied_term = n.disk.snapshot_term();
   n.applied_conf = n.disk.snapshot ? n.disk.snapshot->conf : initial_conf_;
   if (n.disk.snapshot) {
-    const std::string& data = n.disk.snapshot_files.at(n.disk.snapshot->index).second;
-    Decoder in(data);
-    if (!n.app->load(in, n.disk.snapshot->schema_version)) fail("snapshot-load", fmt::format("n{} cannot load its own snapshot", n.id));
+    Decoder in(snapshot_data);
+    if (!n.app->load(in, n.disk.snapshot->schema_version)) {
+      // Only a recovery that skipped the snapshot's checksum gets here: the server then
+      // stops ("passed its checksum but app ... could not decode it", exit code 2).
+      n.dead = true;
+      n.app.reset();
+      mark(Fault::kRefusedStart);
+      ev(13, n.id, 1, 0, [&] { return fmt::format("n{} REFUSES TO START (exit code 2): the app cannot decode its snapshot", n.id); });
+      return;
+    }
   }
   n.snapshot_index = n.disk.snapshot_index();
   n.mirror_base = n.disk.snapshot_index();
@@ -568,36 +701,53 @@ void Simulation::start_node(Node& n) {
   check_node(n);
 }
 
-void Simulation::crash_node(Node& n, bool allow_torn) {
-  // Whatever is not yet durable is lost, except that a torn write may leave a prefix of the
-  // unsynced records (hard state first, then entries, in write order) on disk. A snapshot
-  // write is all-or-nothing (written to a temporary name and renamed).
-  uint64_t records = 0;
-  for (const Write& w : n.disk.pending) {
-    if (w.install || w.local) break;
-    records += (w.hard_state ? 1 : 0) + w.entries.size();
+void Simulation::crash_node(Node& n, bool allow_faults) {
+  // The process stops and the machine loses power. What the disk thread had handed to
+  // write(2) but not synced may survive in part (a torn write): a prefix of those bytes, cut
+  // anywhere (inside a record, too), sometimes with an earlier sector missing. A snapshot
+  // being written is lost whole (it is renamed into place only once synced).
+  bool unsynced = false;
+  for (const Write& w : n.disk.pending) unsynced |= !w.local && (w.hard_state || !w.entries.empty());
+  Tear tear = Tear::kNone;
+  if (allow_faults && unsynced && rng_.chance(prof_.torn_ppm)) {
+    tear = doomed_ < max_doomed_ && rng_.chance(prof_.hole_ppm) ? Tear::kHole : Tear::kPrefix;
+    for (const Write& w : n.disk.pending)
+      if (!w.local) n.dir->append(w.hard_state ? &*w.hard_state : nullptr, w.entries, false);
   }
-  uint64_t keep = 0;
-  // keep == records: everything reached the disk, but the core never heard it was durable.
-  if (allow_torn && records > 0 && rng_.chance(prof_.torn_ppm)) keep = rng_.range(1, records);
-  if (keep > 0) {
-    mark(Fault::kTornWrite);
-    uint64_t left = keep;
-    for (Write& w : n.disk.pending) {
-      if (left == 0 || w.install || w.local) break;
-      Write part;
-      if (w.hard_state) { part.hard_state = w.hard_state; left--; }
-      for (const Entry& e : w.entries) {
-        if (left == 0) break;
-        part.entries.push_back(e);
-        left--;
-      }
-      apply_write_to_disk(n, part);
+  DataDir::PowerLoss loss = n.dir->power_loss(tear, rng_);
+  std::string what = loss.what;
+  if (loss.torn) mark(Fault::kTornWrite);
+  if (loss.hole) {
+    mark(Fault::kSectorHole);
+    n.damaged = true;  // the reader may call it corruption: the node may not start again
+    doomed_++;
+  }
+  // Damage to synced data while the node is down, found when it starts: a bit flip in its
+  // log (never in the last record: that would look like a torn write, below) or in its
+  // newest snapshot. At most max_doomed_ nodes, so that a majority can always run.
+  if (allow_faults && !n.damaged && doomed_ < max_doomed_ && rng_.chance(prof_.damage_ppm)) {
+    bool snapshot = rng_.chance(500'000);
+    std::string d = snapshot ? n.dir->flip_snapshot_bit(rng_) : std::string();
+    if (d.empty()) {
+      snapshot = false;
+      d = n.dir->flip_log_bit(rng_, false);
+    }
+    if (!d.empty()) {
+      mark(snapshot ? Fault::kSnapshotDamage : Fault::kLogDamage);
+      n.damaged = true;
+      doomed_++;
+      what += " DAMAGE: " + d + ";";
     }
   }
-  ev(12, n.id, keep, records, [&] {
-    return fmt::format("n{} CRASH (unsynced records: {}, torn prefix kept: {})", n.id, records, keep);
-  });
+  // A lying fsync (only when asked): synced records vanish. Undetectable (see Options).
+  if (allow_faults && opt_.lying_fsync && rng_.chance(prof_.lying_ppm)) {
+    std::string d = n.dir->lose_synced_tail(rng_);
+    if (!d.empty()) {
+      mark(Fault::kLyingFsync);
+      what += " LIE: " + d + ";";
+    }
+  }
+  ev(12, n.id, loss.torn, loss.hole, [&] { return fmt::format("n{} CRASH (power loss:{})", n.id, what.empty() ? " nothing unsynced" : what); });
   n.disk.pending.clear();
   n.raft.reset();
   n.app.reset();
@@ -701,8 +851,23 @@ void Simulation::persist_start(Node& n, raft::Ready& rd) {
     n.last_ready_hs = hs;
   }
   if (rd.snapshot) {
+    bool replaced_longer = n.mirror_last() > rd.snapshot->meta.index;
     install_snapshot(n, *rd.snapshot);
     if (!result_.ok) return;
+    // The server makes the leader's snapshot durable right here (sync, rename, directory
+    // sync) and removes older ones; the log gets nothing (entries after the snapshot that
+    // the old log holds stay on disk until overwritten: recovery must not revive them).
+    n.dir->save_snapshot(rd.snapshot->meta, n.staging);
+    n.disk.snapshot_files[rd.snapshot->meta.index] = {rd.snapshot->meta, n.staging};
+    // Sometimes crash it before the leader's next entries are durable: the restart then
+    // reads a snapshot newer than everything in its log, and, if the log it replaced went
+    // past the snapshot, entries of that log after it (more likely then: the rarer case).
+    uint32_t ppm = replaced_longer ? 4 * prof_.crash_after_install_ppm : prof_.crash_after_install_ppm;
+    if (!crash_at_ && !healing_ && opt_.faults && rng_.chance(ppm)) {
+      crash_at_ = now_ + 1 + rng_.below(2 * kUnitsPerTick);
+      crash_node_ = n.id;
+      crash_leader_ = true;  // this node, not one picked for its writes in flight
+    }
   }
   // Proposals that this Ready removes from the log end now (the server's Node::drive_raft).
   if ((rd.snapshot || !rd.entries.empty()) && !opt_.shell_bugs.forget_replaced_writes)
@@ -755,8 +920,19 @@ void Simulation::install_snapshot(Node& n, const raft::Snapshot& snap) {
     return;
   }
   ev(23, n.id, m.index, m.term, [&] {
-    return fmt::format("n{} INSTALL snapshot {}/{} ({} bytes) {}", n.id, m.index, m.term, data.size(), conf_string(m.conf));
+    return fmt::format("n{} INSTALL snapshot {}/{} ({} bytes) {}; it replaces a log up to {}", n.id, m.index, m.term,
+                       data.size(), conf_string(m.conf), n.mirror_last());
   });
+  if (n.lost) {
+    // Had it kept its log, it would have installed this snapshot only if that log did not
+    // hold the snapshot's entry; then nothing it lost matters any more.
+    Index lost_last = n.lost_base + n.lost_terms.size();
+    bool holds = m.index <= n.lost_base || (m.index <= lost_last && n.lost_terms[m.index - n.lost_base - 1] == m.term);
+    if (!holds || m.index >= lost_last) {
+      n.lost = false;
+      n.vote_requests.clear();
+    }
+  }
   n.applied = m.index;
   n.applied_term = m.term;
   n.applied_conf = m.conf;
@@ -800,6 +976,16 @@ void Simulation::mirror_append(Node& n, const Entry& e) {
     return;
   }
   n.mirror.emplace_back(e.term, h);
+  if (n.lost && n.raft->role() != Role::kLeader) {
+    // What it had lost is either back (it holds everything again) or moot (a leader replaced
+    // that part of the log, as it would have replaced the lost entries). Its own entries as
+    // a leader prove nothing (lead-after-loss judges its election).
+    Index lost_last = n.lost_base + n.lost_terms.size();
+    if (e.index >= lost_last || (e.index > n.lost_base && n.lost_terms[e.index - n.lost_base - 1] != e.term)) {
+      n.lost = false;
+      n.vote_requests.clear();
+    }
+  }
 }
 
 void Simulation::send(Node& n, Message m) {
@@ -814,7 +1000,42 @@ void Simulation::send(Node& n, Message m) {
     }
     auto [it, fresh] = vote_granted_.try_emplace({n.id, m.term}, m.to);
     if (!fresh && it->second != m.to) {
-      fail("one-vote-per-term", fmt::format("n{} granted its vote in term {} to n{} and to n{}", n.id, m.term, it->second, m.to));
+      fail("one-vote-per-term", it->second == n.id
+                                    ? fmt::format("n{} voted for itself as a candidate in term {}, then granted that term's "
+                                                  "vote to n{}", n.id, m.term, m.to)
+                                    : fmt::format("n{} granted its vote in term {} to n{} and to n{}", n.id, m.term,
+                                                  it->second, m.to));
+      return;
+    }
+    // A node that lost part of what its disk had acknowledged must not vote as if it never
+    // had it: not in a term it had already left, nor for a log behind the one it had.
+    if (m.term < n.floor_term) {
+      fail("vote-after-loss", fmt::format("n{} granted its vote to n{} in term {}, but its disk had reached term {} before "
+                                          "it restarted", n.id, m.to, m.term, n.floor_term));
+      return;
+    }
+    auto req = n.vote_requests.find({m.to, m.term});
+    if (req != n.vote_requests.end() && behind_lost(n, req->second.first, req->second.second)) {
+      fail("vote-after-loss", fmt::format("n{} granted its vote in term {} to n{}, whose log ends at {}/{}, but its disk had "
+                                          "acknowledged a log up to {}/{} before it lost part of it", n.id, m.term, m.to,
+                                          req->second.second, req->second.first, n.lost_base + n.lost_terms.size(),
+                                          n.lost_terms.empty() ? n.lost_base_term : n.lost_terms.back()));
+      return;
+    }
+  }
+  // Nor acknowledge appends of a leader whose term it had already left.
+  if (m.type == MessageType::kAppendResponse && !m.reject && m.term < n.floor_term) {
+    fail("ack-after-loss", fmt::format("n{} acknowledged entries up to {} to n{} in term {}, but its disk had reached term {} "
+                                       "before it restarted", n.id, m.log_index, m.to, m.term, n.floor_term));
+    return;
+  }
+  if (m.type == MessageType::kVote) {
+    // A candidate votes for itself (its requests leave once that vote is durable): it counts
+    // for one-vote-per-term too.
+    auto [it, fresh] = vote_granted_.try_emplace({n.id, m.term}, n.id);
+    if (!fresh && it->second != n.id) {
+      fail("one-vote-per-term", fmt::format("n{} voted for n{} in term {}, then for itself as a candidate", n.id, it->second,
+                                            m.term));
       return;
     }
   }
@@ -989,6 +1210,7 @@ void Simulation::apply_write_to_disk(Node& n, Write& w) {
       return;
     }
     d.hard_state = hs;
+    n.promised_term = std::max(n.promised_term, hs.term);
   }
   if (w.install) {
     d.snapshot = w.install->meta;
@@ -1027,6 +1249,14 @@ void Simulation::complete_writes(Node& n) {
   while (!n.disk.pending.empty() && n.disk.pending.front().done_at <= now_ && result_.ok) {
     Write w = std::move(n.disk.pending.front());
     n.disk.pending.pop_front();
+    // The files first (the server's disk thread: append, fdatasync; compaction after a
+    // snapshot), then the core's view of what is durable.
+    n.dir->append(w.hard_state ? &*w.hard_state : nullptr, w.entries, true);
+    if (w.install) n.dir->compact(w.install->meta.index);
+    if (w.local) {
+      n.dir->save_snapshot(w.local->meta, w.local->data);
+      n.dir->compact(w.local->meta.index);
+    }
     apply_write_to_disk(n, w);
     if (w.local) saved.push_back(w.local->meta);
     else any = true;
@@ -1128,6 +1358,17 @@ void Simulation::check_node(Node& n) {
         return fmt::format("n{} BECOMES LEADER of term {} (log up to {}, commit {})", n.id, st.term, st.last_index, st.commit);
       });
       if (transfer_target_ == n.id) { mark(Fault::kTransfer); transfer_target_ = 0; }
+      if (n.lost) {
+        // The log it campaigned with: without the entries of its new term.
+        Index last = n.mirror_last();
+        while (last > n.mirror_base && *n.mirror_term(last) >= st.term) last--;
+        if (behind_lost(n, *n.mirror_term(last), last)) {
+          fail("lead-after-loss", fmt::format("n{} won term {} with a log up to {}/{}, behind the log up to {} its disk had "
+                                              "acknowledged before it lost part of it", n.id, st.term, last,
+                                              *n.mirror_term(last), n.lost_base + n.lost_terms.size()));
+          return;
+        }
+      }
       // Leader completeness: every committed entry is in the new leader's log.
       Index known = committed_.size() - 1;
       if (known > n.mirror_last()) {
@@ -1183,6 +1424,7 @@ void Simulation::deliver_due() {
     ev(32, from, to, static_cast<uint64_t>(m.type), [&] {
       return fmt::format("n{} <- n{} {}{}", to, from, summarize(m), f.duplicate ? " [DUP]" : "");
     });
+    if (n.lost && m.type == MessageType::kVote) n.vote_requests[{from, m.term}] = {m.log_term, m.log_index};
     n.raft->step(m);
     // A removed node must not disrupt the cluster: once it has applied its own removal, a
     // message from it may not push a member into a term that no member had reached (it may
@@ -1415,7 +1657,7 @@ void Simulation::inject_faults() {
   // Crashes and restarts.
   for (Node& n : nodes_) {
     if (!n.exists || n.removed) continue;
-    if (!n.up && tick() >= n.restart_tick) start_node(n);
+    if (!n.up && !n.dead && tick() >= n.restart_tick) start_node(n);
   }
   if (rng_.chance(prof_.crash_ppm)) {
     std::vector<NodeId> ids = live_ids();
@@ -1508,7 +1750,7 @@ bool Simulation::converged() {
   for (const Node& n : nodes_) {
     if (!n.exists || n.removed) continue;
     bool member = contains(committed_conf_.voters, n.id) || contains(committed_conf_.learners, n.id);
-    if (!member) continue;
+    if (!member || n.dead) continue;  // a node that refused to start waits for its operator
     if (!n.up || n.applied < commit) return false;
   }
   for (const Client& c : clients_) if (c.busy) return false;
@@ -1554,6 +1796,9 @@ RunResult Simulation::run() {
   committed_conf_ = initial_conf_;
   next_id_ = opt_.nodes + 1;
   if (opt_.nodes < kMinVoters) prof_.membership_ppm = 0;
+  // Nodes that may refuse to start for good: one, if the cluster can spare it (membership
+  // changes never go below kMinVoters voters, so two down could stop a 5-node cluster).
+  max_doomed_ = opt_.nodes >= kMinVoters ? 1 : 0;
   // Spread the op budget over the chaos phase (0.5x to 1.5x of the exact spread).
   prof_.client_ppm = static_cast<uint32_t>(std::min<uint64_t>(
       1'000'000, uint64_t{opt_.max_client_ops} * 1'000'000 / (kClientCount * std::max(opt_.chaos_ticks, 1u)) *
@@ -1561,10 +1806,11 @@ RunResult Simulation::run() {
   for (uint32_t i = 0; i < kClientCount; i++) clients_.push_back(Client{i, false, 0, 0, 0, 0});
   ev(1, opt_.seed, opt_.nodes, 0, [&] {
     return fmt::format("seed {} nodes {} profile: loss={}ppm dup={}ppm delay={}ppm partition={}ppm crash={}ppm torn={}ppm "
+                       "sector-hole={}ppm damage={}ppm "
                        "slow={}ppm membership={}ppm transfer={}ppm leader-hunt={}/{}/{}ppm snapshot-every={} append-bytes={} inflight={} "
                        "lease-reads={}",
                        opt_.seed, opt_.nodes, prof_.loss_ppm, prof_.duplicate_ppm, prof_.long_delay_ppm, prof_.partition_ppm,
-                       prof_.crash_ppm, prof_.torn_ppm, prof_.slow_disk_ppm, prof_.membership_ppm, prof_.transfer_ppm,
+                       prof_.crash_ppm, prof_.torn_ppm, prof_.hole_ppm, prof_.damage_ppm, prof_.slow_disk_ppm, prof_.membership_ppm, prof_.transfer_ppm,
                        prof_.young_leader_crash_ppm, prof_.leader_crash_ppm, prof_.crash_after_commit_ppm,
                        prof_.snapshot_every, prof_.max_append_bytes, prof_.max_inflight_appends, prof_.lease_reads);
   });
@@ -1582,7 +1828,7 @@ RunResult Simulation::run() {
           n.disk.slow_until_tick = 0;
           for (Write& w : n.disk.pending) w.done_at = std::min(w.done_at, now_ + 4);  // fast again
           if (n.removed && n.up) crash_node(n, false);
-          if (!n.removed && !n.up) start_node(n);
+          if (!n.removed && !n.up && !n.dead) start_node(n);
         }
         ev(90, 0, 0, 0, [&] { return std::string("HEAL: network whole, disks fast, every member up"); });
       }
@@ -1592,7 +1838,10 @@ RunResult Simulation::run() {
         std::string nodes;
         for (const Node& n : nodes_) {
           if (!n.exists) continue;
-          if (!n.up) { nodes += fmt::format(" n{}:down{}", n.id, n.removed ? "(removed)" : ""); continue; }
+          if (!n.up) {
+            nodes += fmt::format(" n{}:down{}", n.id, n.removed ? "(removed)" : n.dead ? "(refused to start)" : "");
+            continue;
+          }
           raft::Status st = n.raft->status();
           nodes += fmt::format(" n{}:{}/t{}/commit{}/applied{}/last{}{}", n.id, role_name(st.role), st.term, st.commit,
                                n.applied, st.last_index, n.removed ? "(removed)" : "");

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "raft/raft.h"
+#include "sim/sim_disk.h"
 
 namespace hmdb::sim {
 
@@ -36,6 +37,13 @@ enum class Fault : uint8_t {
   kMembershipChange,
   kTransfer,
   kSnapshotInstall,
+  kTornRecord,       // recovery cut a torn tail: a crash left a record half written
+  kSectorHole,       // a torn write with an earlier sector missing (written out of order)
+  kLogDamage,        // a bit flipped in synced log data
+  kSnapshotDamage,   // a bit flipped in the newest snapshot file
+  kRefusedStart,     // a node found damage at startup, refused to start and stayed down
+  kLeftoversDropped, // recovery dropped entries a leader's snapshot had replaced
+  kLyingFsync,       // synced records vanished (only with Options::lying_fsync)
   kCount
 };
 const char* fault_name(Fault f);
@@ -66,6 +74,12 @@ struct Options {
     // clients only when the log regrew, and aborted when it led again and proposed there.
     bool forget_replaced_writes = false;
   } shell_bugs;
+  // Models of a server whose recovery skips a detection (planted bugs of the shell).
+  RecoveryBugs recovery_bugs;
+  // Also let fsyncs lie: at some crashes the last synced records of a node's log vanish.
+  // Nothing on the disk can tell that from a crash before the fsync, so no node can detect
+  // it and Raft's guarantees do not hold; off in CI (docs/simulator.md).
+  bool lying_fsync = false;
 };
 
 struct RunResult {
@@ -99,6 +113,8 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name);
 // The same for the shell's planted bugs (Options::ShellBugs).
 bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name);
 std::vector<std::string> shell_bug_names();
+// The same for every planted bug: the core's (Config::bugs), the shell's and the recovery's.
+bool set_bug(Options* options, const std::string& name);
 std::vector<std::string> bug_names();
 
 }  // namespace hmdb::sim
