@@ -1,4 +1,4 @@
-// server/write_tracker.h — who waits for which proposed log entry: batch → entry → waiters.
+// core/write_tracker.h — who waits for which proposed log entry: batch → entry → waiters.
 //
 // The shell proposes each turn's batch of client writes as one log entry and remembers, for
 // the entry's (index, term), which client reply slot each of its commands fills. A tracked
@@ -30,7 +30,7 @@
 
 #include "raft/types.h"
 
-namespace hmdb::server {
+namespace hmdb::core {
 
 // Where a command's reply goes: a session and the sequence number of its reply slot.
 // Session 0 is nobody (the app's housekeeping command; the reply is dropped).
@@ -124,4 +124,4 @@ class WriteTracker {
   uint64_t reused_ = 0;
 };
 
-}  // namespace hmdb::server
+}  // namespace hmdb::core

@@ -1,15 +1,10 @@
-// server/cluster.cc — the node's cluster side: peers, redirects, linearizable reads,
-// snapshot transfer to and from peers, membership commands and INFO replication.
+// server/cluster.cc — the node's cluster side: peers (PeerTransport), member addresses,
+// membership commands and their side effects, a removed node stopping, INFO replication.
 //
-// The write path is the single node's (node.cc): the only differences are that raft's
-// messages go to the PeerTransport between persist and apply, that an entry commits once
-// a majority (not just this disk) has it durably, and that only the leader serves clients.
-//
-//   follower:  app command          -> -MOVED 0 <leader client addr> (or -CLUSTERDOWN)
-//              READONLY + query     -> served from the local applied state (stale)
-//   leader:    write                -> batch -> propose -> majority durable -> apply -> reply
-//              query (several voters) -> read_index round (one per loop turn for all the
-//                                      reads of that turn) -> applied >= index -> run
+// The write path is the single node's: the replica (core/replica.h) hands raft's messages
+// to send() between persist and apply, an entry commits once a majority (not just this
+// disk) has it durably, and only the leader serves clients (core/route.h: a follower
+// answers app commands with -MOVED naming the leader, READONLY queries from its state).
 //
 // Member addresses: each member's client and peer address travel in the context of the
 // membership change that added it (CLUSTER ADDLEARNER), in --initial-cluster for the first
@@ -174,33 +169,24 @@ Status Node::start_cluster() {
     return Status::io_error(std::string("epoll_ctl(peers): ") + std::strerror(errno));
   members_[options_.node_id] = ServerOptions::MemberAddr{o.advertise_client_addr, options_.peer_addr};
   sync_transport_members();
-  last_role_ = raft_->role();
   return Status::ok();
 }
 
 void Node::poll_peers() {
   if (!transport_) return;
   received_.clear();
-  transport_->poll(steady_now_ms(), &received_);
+  transport_->poll(steady_ms(), &received_);
   for (const raft::Message& m : received_) raft_->step(m);
   // Handle the Readies now: a snapshot the core accepted must be installed before anything
   // else in this turn (e.g. a SNAPSHOT command) looks at the applied state.
-  if (!received_.empty()) drive_raft();
+  if (!received_.empty()) replica_->drive();
 }
 
-bool Node::is_leader() const { return raft_->role() == raft::Role::kLeader; }
-
-bool Node::reads_need_index() const { return options_.clustered() && is_leader() && voter_count_ > 1; }
-
-std::string Node::redirect_reply() const {
-  const raft::NodeId leader = raft_->leader();
-  if (leader == raft::kNoNode || leader == options_.node_id) return "-CLUSTERDOWN no leader known; retry\r\n";
-  std::string addr;
-  if (auto it = members_.find(leader); it != members_.end()) addr = it->second.client;
-  if (addr.empty() && transport_)
-    if (const std::string* a = transport_->client_addr_of(leader)) addr = *a;
-  if (addr.empty()) return fmt::format("-CLUSTERDOWN the leader is node {}, whose address is unknown here; retry\r\n", leader);
-  return fmt::format("-MOVED 0 {}\r\n", addr);
+std::string Node::client_address_of(raft::NodeId id) const {
+  if (auto it = members_.find(id); it != members_.end() && !it->second.client.empty()) return it->second.client;
+  if (transport_)
+    if (const std::string* a = transport_->client_addr_of(id)) return *a;
+  return {};
 }
 
 void Node::learn_addresses(const std::vector<raft::Entry>& entries) {
@@ -222,9 +208,8 @@ void Node::learn_addresses(const std::vector<raft::Entry>& entries) {
 }
 
 void Node::sync_transport_members() {
-  const raft::Status st = raft_->status();
-  voter_count_ = st.conf.voters.size();
   if (!transport_) return;
+  const raft::Status st = raft_->status();
   std::vector<raft::NodeId> ids = st.conf.voters;
   ids.insert(ids.end(), st.conf.learners.begin(), st.conf.learners.end());
   // The refusals the transport sends say whether this membership is committed: only then
@@ -271,221 +256,31 @@ void Node::decode_members(std::string_view text) {
   members_ = std::move(book);
 }
 
-void Node::on_role_change(raft::Role before) {
-  const raft::Role now = raft_->role();
-  if (before == raft::Role::kLeader || now == raft::Role::kLeader) leader_changes_++;
+void Node::role_changed(raft::Role before, raft::Role now) {
   log_line("raft: {} -> {} in term {} (leader: {})", role_name(before), role_name(now), raft_->term(), raft_->leader());
-  if (before == raft::Role::kLeader && now != raft::Role::kLeader) {
-    // The core drops its pending read-index requests when it steps down.
-    fail_reads(redirect_reply());
-  }
   sync_transport_members();
 }
 
 // ---------------------------------------------------------------------------------------
-// Snapshots between peers
+// CLUSTER commands that change the cluster: ADDLEARNER, PROMOTE, REMOVE, TRANSFER
 
-void Node::stage_snapshot_chunk(const raft::SnapshotChunk& c) {
-  if (c.offset == 0) {
-    if (staging_file_) {
-      staging_file_->close();
-      env_->remove_file(staging_path_);
-    }
-    staging_file_.reset();
-    staging_path_ = options_.dir + "/" + storage::snapshot_file_name(c.meta.index) + std::string(storage::kTempSuffix);
-    Status s = env_->new_writable_file(staging_path_, &staging_file_);
-    if (!s) {
-      fatal(kExitDiskFailure, "cannot create {} for the leader's snapshot: {}", staging_path_, s.to_string());
-    }
-    staging_meta_ = c.meta;
-    staging_bytes_ = 0;
-    log_line("snapshot: receiving the leader's snapshot at index {} ({} bytes)", c.meta.index, c.total);
-  }
-  HMDB_ASSERT(staging_file_ && staging_meta_ == c.meta && c.offset == staging_bytes_,
-              "snapshot chunk at offset %llu out of order (%llu staged)", static_cast<unsigned long long>(c.offset),
-              static_cast<unsigned long long>(staging_bytes_));
-  Status s = staging_file_->append(c.data);
-  if (!s) {
-    fatal(kExitDiskFailure, "writing the leader's snapshot to {} failed: {}", staging_path_, s.to_string());
-  }
-  staging_bytes_ += c.data.size();
-}
-
-void Node::install_snapshot(const raft::Snapshot& snap) {
-  const raft::SnapshotMeta& meta = snap.meta;
-  HMDB_ASSERT(staging_file_ && staging_meta_ == meta, "snapshot install without its staged chunks");
-  const uint64_t t0 = steady_now_ms();
-  Status s = staging_file_->sync();
-  if (s) s = staging_file_->close();
-  if (!s) {
-    fatal(kExitDiskFailure, "syncing the leader's snapshot {} failed: {}", staging_path_, s.to_string());
-  }
-  staging_file_.reset();
-  storage::LoadedSnapshot loaded;
-  s = storage::read_snapshot_file(env_, staging_path_, &loaded);
-  if (!s || !(loaded.meta == meta)) {
-    fatal(kExitCorruption,
-          "the snapshot received from the leader is unusable: {}. Nothing was applied from it; restart this node to "
-          "fetch it again.",
-          !s ? s.to_string()
-             : fmt::format("it is at index {} term {}, the leader announced index {} term {}", loaded.meta.index,
-                           loaded.meta.term, meta.index, meta.term));
-  }
-  if (loaded.app_name != app_->app_name() || meta.schema_version > app_->schema_version()) {
-    // Sound data this binary cannot serve: the code recovery.cc uses for such a snapshot at
-    // startup (not kExitCorruption: nothing is damaged, and fetching it again would not help).
-    fatal(kExitStartupFailure,
-          "the snapshot received from the leader is of app '{}' schema {} (index {}), this node is app '{}' schema "
-          "{}. Nothing was applied from it; start the right binary, or upgrade this one.",
-          loaded.app_name, meta.schema_version, meta.index, app_->app_name(), app_->schema_version());
-  }
-  const std::string final_path = options_.dir + "/" + storage::snapshot_file_name(meta.index);
-  s = env_->rename_file(staging_path_, final_path);
-  if (s) s = env_->sync_dir(options_.dir);
-  if (!s) {
-    fatal(kExitDiskFailure, "installing the leader's snapshot as {} failed: {}", final_path, s.to_string());
-  }
-  app_->clear();
-  Decoder in(loaded.payload);
-  if (!app_->load(in, meta.schema_version)) {
-    fatal(kExitCorruption, "app '{}' could not decode the leader's snapshot {} (schema {})", app_->app_name(),
-          final_path, meta.schema_version);
-  }
-  if (!loaded.cluster_info.empty()) decode_members(loaded.cluster_info);
-  applied_index_ = meta.index;
-  applied_term_ = meta.term;
-  stats_.last_snapshot_index = meta.index;
-  log_bytes_since_snapshot_ = 0;
-  s = storage::remove_snapshots_before(env_, options_.dir, meta.index);
-  if (!s) log_line("warning: could not remove snapshots older than index {}: {}", meta.index, s.to_string());
-  if (disk_) disk_->request_compact(meta.index);
-  sync_transport_members();
-  log_line("snapshot: installed the leader's snapshot at index {} term {} ({} bytes) in {} ms", meta.index, meta.term,
-           loaded.file_bytes, steady_now_ms() - t0);
-}
-
-void Node::answer_snapshot_read(const raft::SnapshotReadRequest& req) {
-  // The file is opened for each chunk, not kept open between requests: an open is cheap next
-  // to a chunk's read, and a descriptor kept open would pin the disk space of a snapshot that a
-  // newer one replaced (a follower that stops asking would hold it with no bound in time).
-  const std::string path = options_.dir + "/" + storage::snapshot_file_name(req.meta.index);
-  std::unique_ptr<storage::RandomAccessFile> file;
-  Status s = env_->new_random_access_file(path, &file);
-  if (!s) {
-    // Replaced by a newer snapshot meanwhile: the core asks again (for the newest one).
-    log_line("snapshot: cannot read {} for node {}: {}", path, req.to, s.to_string());
-    return;
-  }
-  const uint64_t total = file->size();
-  if (req.offset > total) return;
-  const uint64_t length = std::min<uint64_t>(req.length, total - req.offset);
-  std::string bytes;
-  s = file->read(req.offset, length, &bytes);
-  if (!s || bytes.size() != length) {
-    log_line("snapshot: short read of {} at offset {} for node {}{}", path, req.offset, req.to,
-             s ? "" : ": " + s.to_string());
-    return;
-  }
-  const bool last = req.offset + bytes.size() == total;
-  raft_->snapshot_chunk(req.to, req.meta, req.offset, total, std::move(bytes), last);
-}
-
-// ---------------------------------------------------------------------------------------
-// Linearizable reads on the leader
-
-void Node::queue_read(Session& s, uint64_t seq) {
-  s.waiting_reads++;
-  read_batch_.emplace_back(s.id, seq);
-}
-
-void Node::start_reads() {
-  if (read_batch_.empty()) return;
-  const uint64_t context = next_read_context_++;
-  if (!is_leader() || !raft_->read_index(context)) {
-    std::vector<std::pair<uint64_t, uint64_t>> slots;
-    slots.swap(read_batch_);
-    const std::string reply = redirect_reply();
-    for (auto [id, seq] : slots) complete_read(id, seq, &reply);
-    return;
-  }
-  reads_asked_.emplace(context, std::move(read_batch_));
-  read_batch_.clear();
-}
-
-void Node::finish_reads() {
-  for (size_t i = 0; i < reads_ready_.size();) {
-    if (reads_ready_[i].first > applied_index_) {
-      i++;
-      continue;
-    }
-    auto slots = std::move(reads_ready_[i].second);
-    reads_ready_[i] = std::move(reads_ready_.back());
-    reads_ready_.pop_back();
-    for (auto [id, seq] : slots) complete_read(id, seq, nullptr);
-  }
-}
-
-void Node::fail_reads(const std::string& reply) {
-  std::vector<std::pair<uint64_t, uint64_t>> all;
-  all.swap(read_batch_);
-  for (auto& [ctx, slots] : reads_asked_) all.insert(all.end(), slots.begin(), slots.end());
-  reads_asked_.clear();
-  for (auto& [index, slots] : reads_ready_) all.insert(all.end(), slots.begin(), slots.end());
-  reads_ready_.clear();
-  for (auto [id, seq] : all) complete_read(id, seq, &reply);
-}
-
-void Node::complete_read(uint64_t session_id, uint64_t seq, const std::string* reply) {
-  Session* s = find_session(session_id);
-  if (!s) return;
-  HMDB_ASSERT(seq >= s->pending_base_seq && seq - s->pending_base_seq < s->pending.size(), "read slot out of range");
-  Pending& p = s->pending[seq - s->pending_base_seq];
-  HMDB_ASSERT(p.kind == Pending::Kind::kWaitingRead, "read slot in the wrong state");
-  if (reply) {
-    p.reply = *reply;
-  } else {
-    std::vector<std::string_view> argv(p.argv.begin(), p.argv.end());
-    p.reply.clear();
-    run_now(*s, argv, &p.reply);
-  }
-  p.kind = Pending::Kind::kDone;
-  p.argv.clear();
-  p.argv.shrink_to_fit();
-  s->waiting_reads--;
-  if (!s->in_drain) {
-    s->in_drain = true;
-    to_drain_.push_back(s->id);
-  }
-}
-
-// ---------------------------------------------------------------------------------------
-// CLUSTER commands that wait: ADDLEARNER, PROMOTE, REMOVE, TRANSFER
-
-bool Node::is_barrier_command(std::span<const std::string_view> argv) {
-  if (is_snapshot_command(argv[0])) return true;
-  if (!iequals(argv[0], "CLUSTER") || argv.size() < 2) return false;
-  return iequals(argv[1], "ADDLEARNER") || iequals(argv[1], "PROMOTE") || iequals(argv[1], "REMOVE") ||
-         iequals(argv[1], "TRANSFER");
-}
-
-Node::RunResult Node::cluster_command(Session& s, std::span<const std::string_view> argv, uint64_t seq,
-                                      std::string* out) {
+core::ShellResult Node::cluster_command(Session& s, Args argv, uint64_t seq, std::string* out) {
   Reply r(out);
   const std::string_view sub = argv[1];
   if (!options_.clustered()) {
     r.error("ERR this node runs alone (started without --peer-addr): membership commands need a cluster");
-    return RunResult::kReplied;
+    return core::ShellResult::kReplied;
   }
-  if (!is_leader()) {
-    out->append(redirect_reply());
-    return RunResult::kReplied;
+  if (!replica_->leader()) {
+    out->append(replica_->redirect_reply());
+    return core::ShellResult::kReplied;
   }
   const size_t want = iequals(sub, "ADDLEARNER") ? 5 : 3;
   uint64_t id = 0;
   if (argv.size() != want || !parse_u64(argv[2], &id) || id == 0) {
     r.error(iequals(sub, "ADDLEARNER") ? "ERR usage: CLUSTER ADDLEARNER <id> <client host:port> <peer host:port>"
                                       : fmt::format("ERR usage: CLUSTER {} <id> (a positive node id)", std::string(sub)));
-    return RunResult::kReplied;
+    return core::ShellResult::kReplied;
   }
   const raft::Status st = raft_->status();
   const bool voter = std::count(st.conf.voters.begin(), st.conf.voters.end(), id) > 0;
@@ -494,16 +289,15 @@ Node::RunResult Node::cluster_command(Session& s, std::span<const std::string_vi
   if (iequals(sub, "TRANSFER")) {
     if (!voter) {
       r.error(fmt::format("ERR node {} is not a voter", id));
-      return RunResult::kReplied;
+      return core::ShellResult::kReplied;
     }
     if (id == options_.node_id) {
       r.ok();
-      return RunResult::kReplied;
+      return core::ShellResult::kReplied;
     }
-    raft_->transfer_leadership(id);
-    transfer_waiters_.push_back(TransferWaiter{s.id, seq, id, steady_now_ms() + kClusterCommandTimeoutMs});
+    replica_->transfer(id, s.id(), seq, turn_steady_ms_ + kClusterCommandTimeoutMs, kClusterCommandTimeoutMs);
     log_line("cluster: transferring leadership to node {}", id);
-    return RunResult::kWaitCluster;
+    return core::ShellResult::kWaitCluster;
   }
 
   raft::ConfChange cc;
@@ -512,12 +306,12 @@ Node::RunResult Node::cluster_command(Session& s, std::span<const std::string_vi
   if (iequals(sub, "ADDLEARNER")) {
     if (voter || learner) {
       r.error(fmt::format("ERR node {} is already a {}", id, voter ? "voter" : "learner"));
-      return RunResult::kReplied;
+      return core::ShellResult::kReplied;
     }
     std::string context = std::string(argv[3]) + " " + std::string(argv[4]);
     if (!parse_member_context(context, &addr)) {
       r.error("ERR addresses must be IPv4_HOST:PORT");
-      return RunResult::kReplied;
+      return core::ShellResult::kReplied;
     }
     context += "\n" + encode_members();  // every member's address, for the new node
     cc.type = raft::ConfChangeType::kAddLearner;
@@ -525,7 +319,7 @@ Node::RunResult Node::cluster_command(Session& s, std::span<const std::string_vi
   } else if (iequals(sub, "PROMOTE")) {
     if (!learner) {
       r.error(fmt::format("ERR node {} is not a learner{}", id, voter ? " (it is a voter already)" : ""));
-      return RunResult::kReplied;
+      return core::ShellResult::kReplied;
     }
     raft::Index match = 0;
     for (const auto& p : st.progress)
@@ -534,38 +328,36 @@ Node::RunResult Node::cluster_command(Session& s, std::span<const std::string_vi
       r.error(fmt::format("ERR learner {} is {} entries behind (at most {} allowed): wait until it caught up "
                           "(INFO replication) and retry",
                           id, st.last_index - match, kPromoteMaxLagEntries));
-      return RunResult::kReplied;
+      return core::ShellResult::kReplied;
     }
     cc.type = raft::ConfChangeType::kPromote;
   } else if (iequals(sub, "REMOVE")) {
     if (!voter && !learner) {
       r.error(fmt::format("ERR node {} is not a member", id));
-      return RunResult::kReplied;
+      return core::ShellResult::kReplied;
     }
     cc.type = raft::ConfChangeType::kRemove;
   } else {
     r.error("ERR unknown CLUSTER subcommand");
-    return RunResult::kReplied;
+    return core::ShellResult::kReplied;
   }
 
-  raft::ProposeResult pr = raft_->propose_conf_change(cc);
+  raft::ProposeResult pr = replica_->propose_membership(cc, s.id(), seq);
   switch (pr.error) {
     case raft::ProposeError::kNone: {
-      writes_.track(pr.index, pr.term, 0, {ReplySlot{s.id, seq}},
-                    [this](raft::Index i, WriteTracker::Proposal&& p, WriteOutcome o) { end_proposal(i, std::move(p), o); });
       if (cc.type == raft::ConfChangeType::kAddLearner) members_[id] = addr;
       sync_transport_members();
       log_line("cluster: proposed {} {} at index {}", std::string(sub), id, pr.index);
-      return RunResult::kWaitCluster;
+      return core::ShellResult::kWaitCluster;
     }
-    case raft::ProposeError::kNotLeader: out->append(redirect_reply()); break;
+    case raft::ProposeError::kNotLeader: out->append(replica_->redirect_reply()); break;
     case raft::ProposeError::kBusy: r.error("ERR the leader is busy (too many uncommitted entries); retry"); break;
     case raft::ProposeError::kTransferring: out->append("-TRYAGAIN leadership transfer in progress; retry\r\n"); break;
     case raft::ProposeError::kRejected:
       r.error("ERR membership change refused: another change is still uncommitted, or it would remove the last voter");
       break;
   }
-  return RunResult::kReplied;
+  return core::ShellResult::kReplied;
 }
 
 void Node::apply_conf_change(const raft::Entry& e) {
@@ -619,27 +411,6 @@ void Node::stop_removed(raft::Index config_index, const std::string& how) {
   stop_requested_.store(true);  // run() drains and flushes replies as for SIGTERM
 }
 
-void Node::check_cluster_waiters() {
-  if (transfer_waiters_.empty()) return;
-  const uint64_t now = steady_now_ms();
-  for (size_t i = 0; i < transfer_waiters_.size();) {
-    TransferWaiter& w = transfer_waiters_[i];
-    std::string reply;
-    if (raft_->leader() == w.target && !is_leader()) reply = "+OK\r\n";
-    else if (now >= w.deadline_ms)
-      reply = fmt::format("-ERR leadership transfer to node {} did not finish within {} ms (is it caught up and "
-                          "reachable?)\r\n",
-                          w.target, kClusterCommandTimeoutMs);
-    if (reply.empty()) {
-      i++;
-      continue;
-    }
-    resolve_slot(w.session, w.seq, Pending::Kind::kWaitingWrite, reply);
-    transfer_waiters_[i] = transfer_waiters_.back();
-    transfer_waiters_.pop_back();
-  }
-}
-
 // ---------------------------------------------------------------------------------------
 // Introspection
 
@@ -676,15 +447,15 @@ std::string Node::replication_info() const {
   if (auto it = members_.find(st.leader); it != members_.end()) leader_addr = it->second.client;
   line("leader_addr", leader_addr);
   line("commit_index", st.commit);
-  line("applied_index", applied_index_);
+  line("applied_index", replica_->applied_index());
   line("last_index", st.last_index);
   line("first_index", st.first_index);
   line("voters", fmt::format("{}", fmt::join(st.conf.voters, ",")));
   line("learners", fmt::format("{}", fmt::join(st.conf.learners, ",")));
-  line("leader_changes", leader_changes_);
-  line("inflight_batches", writes_.size());
-  line("inflight_bytes", writes_.bytes());
-  line("pending_reads", read_batch_.size() + reads_asked_.size() + reads_ready_.size());
+  line("leader_changes", replica_->leader_changes());
+  line("inflight_batches", replica_->writes().size());
+  line("inflight_bytes", replica_->writes().bytes());
+  line("pending_reads", replica_->pending_reads());
   if (transport_) {
     for (const auto& ps : transport_->stats()) {
       std::string state = "-", addr = ps.addr;

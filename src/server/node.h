@@ -1,13 +1,22 @@
-// server/node.h — one hmdb node: the event loop that drives the consensus core, the disk
-// thread, the application and the client sessions. The write path (docs/architecture.md):
+// server/node.h — one hmdb node's I/O shell around its replica core.
 //
-//   socket → read → RESP parse → classify → (write) StateMachine::validate → BatchBuilder
-//   → end of loop turn: raft.propose(batch) → take_ready(): entries to the DiskThread
-//   (group commit) → eventfd → raft.persisted(ack) → take_ready(): committed entries →
-//   StateMachine::apply in log order → each reply into its session's slot → write(2).
+// The deterministic part of a node — routing each client command, batching writes,
+// tracking who waits for which log entry, handling the consensus core's Ready, applying
+// entries, linearizable reads, replies in request order — is core::Replica (src/core).
+// Node is everything around it that touches the world:
 //
-// A single node is a cluster of one: the same path serves a replicated cluster later
-// (messages to peers are sent between persist and apply).
+//   node.cc            lifecycle, the event loop turn, timers, and the Replica's view of
+//                      the disk (persist: the DiskThread's group commit) and the network
+//   client_io.cc       client sockets: accept, read, parse (with parse-ahead), send, close
+//   shell_commands.cc  the shell's own commands (PING, INFO, CLIENT, CONFIG, CLUSTER,
+//                      SNAPSHOT, ...) as one table
+//   cluster.cc         peers (PeerTransport), member addresses, membership side effects,
+//                      a removed node stopping, INFO replication
+//   snapshot.cc        snapshots: forked writers, receiving and installing the leader's,
+//                      serving ours to followers
+//   recovery.cc        startup: snapshot + log replayed through the Replica
+//
+// The write path, file by file, is in docs/architecture.md.
 //
 // Threads: the loop thread runs everything here; the DiskThread owns the log file; a
 // snapshot is written by a fork()ed child process. Thread-safety: only request_stop() may
@@ -25,7 +34,8 @@
 #include <vector>
 
 #include "common/status.h"
-#include "core/batch.h"
+#include "core/replica.h"
+#include "hmdb/app.h"
 #include "hmdb/state_machine.h"
 #include "net/peer_transport.h"
 #include "raft/raft.h"
@@ -35,7 +45,6 @@
 #include "server/metrics.h"
 #include "server/options.h"
 #include "server/session.h"
-#include "server/write_tracker.h"
 #include "storage/env.h"
 #include "storage/log.h"
 
@@ -56,17 +65,19 @@ inline constexpr uint64_t kFirstSessionId = 16;
 // their keys (StateMachine::prefetch) and the cache misses overlap. 8 covers the latency of
 // a miss (~100 ns) with the ~50-100 ns a GET costs here; more only holds more views.
 inline constexpr size_t kParseAheadCommands = 8;
-// Commands of a log entry the apply loop hints ahead of the one it applies (same reason).
-inline constexpr size_t kPrefetchAheadCommands = 8;
 // Log entries that a snapshot compacted out of the consensus core's memory, freed per loop
 // turn (raft::Raft::free_dropped_entries). Freeing all 600,000 entries (1 GiB) of a log at
 // once stalled one turn for 313 ms; 4,096 entries of a few KiB take about a millisecond.
 inline constexpr size_t kDroppedEntriesFreedPerTurn = 4096;
 
-class Node {
+// The shell's clocks (node.cc): monotonic and wall time in milliseconds.
+uint64_t steady_ms();
+uint64_t realtime_ms();
+
+class Node final : private core::ReplicaHost {
  public:
   Node(ServerOptions options, std::unique_ptr<StateMachine> app);
-  ~Node();
+  ~Node() override;
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
@@ -83,99 +94,104 @@ class Node {
   uint16_t peer_port() const { return transport_ ? transport_->port() : 0; }
 
  private:
-  enum class RunResult : uint8_t { kReplied, kWaitSnapshot, kWaitCluster };
+  // ---- core::ReplicaHost (node.cc, shell_commands.cc, cluster.cc, snapshot.cc) ----
+  core::ClientSession* session(uint64_t id) override;
+  void replies_ready(core::ClientSession& s) override;
+  core::CommandClass shell_command_class(Args argv) const override;
+  core::ShellResult run_shell_command(core::ClientSession& s, Args argv, uint64_t seq, std::string* out) override;
+  void start_snapshot() override;
+  std::string client_address_of(raft::NodeId id) const override;
+  void stage_snapshot_chunk(const raft::SnapshotChunk& chunk) override;
+  void install_snapshot(const raft::SnapshotMeta& meta) override;
+  std::optional<raft::PersistAck> persist(const std::optional<raft::HardState>& hard_state,
+                                          std::vector<raft::Entry>&& entries,
+                                          const std::optional<raft::SnapshotMeta>& installed) override;
+  void send(std::vector<raft::Message>&& messages) override;
+  void applied(const raft::Entry& entry) override;
+  void apply_failed(const raft::Entry& entry, const core::ApplyResult& result) override;
+  void read_snapshot_chunk(const raft::SnapshotReadRequest& request) override;
+  void role_changed(raft::Role before, raft::Role now) override;
+  void warn(std::string_view message) override;
 
   // ---- startup (recovery.cc) ----
   Status recover(int* exit_code);
+  void replay_progress();
 
-  // ---- loop (node.cc) ----
+  // ---- the loop (node.cc) ----
   void loop_turn(int timeout_ms);
+  void tick();
+  void on_disk_ack();
+  void note_turn_duration(uint64_t busy_ms);
+  void disconnect_stalled_readers();
+  // The clocks as of the start of this event-loop turn: a command's expiry checks and
+  // batch stamps use the turn's time, like Redis' cached command time.
+  void refresh_clocks();
+  bool paused() const;
+  void refresh_disk_queue_state();
+
+  // ---- client sockets (client_io.cc) ----
   void accept_clients();
   void read_session(Session& s);
   void parse_session(Session& s);
-  void handle_command(Session& s, std::span<const std::string_view> argv);
-  RunResult run_now(Session& s, std::span<const std::string_view> argv, std::string* out);
-  bool promote_deferred(Session& s, size_t i, bool write_before);
-  void run_queries_after(Session& s, size_t i);
-  void run_queries_from(Session& s, size_t first);
-  void emit(Session& s, std::string reply);
-  void batch_write(uint64_t session_id, std::span<const std::string_view> argv, uint64_t seq);
-  void drain_pending(Session& s);
   void flush_session(Session& s);
   void close_session(uint64_t id);
-  void resolve_slot(uint64_t session_id, uint64_t seq, Pending::Kind expected, std::string reply);
-  bool paused() const;
-  void refresh_disk_queue_state();
   bool session_paused(const Session& s) const;
-  void propose_batch();
-  void drive_raft();
-  void apply_entry(const raft::Entry& entry);
-  void apply_conf_change(const raft::Entry& entry);
-  // A tracked proposal ended unapplied (kLost, kUnknown): each of its clients gets the error.
-  void end_proposal(raft::Index index, WriteTracker::Proposal&& p, WriteOutcome outcome);
+  // The shell's own reply to a protocol error, after the session's earlier replies.
+  void reply_and_close(Session& s, std::string_view error);
+  Session* find_session(uint64_t id);
+  void schedule_flush(Session& s);
+  void schedule_read(Session& s);
+  // One parsed command of s, to the replica.
+  void run_command(Session& s, Args argv);
+
+  // ---- the shell's own commands (shell_commands.cc) ----
+  struct ShellCommand;
+  class ShellTable {
+   public:
+    explicit ShellTable(std::vector<ShellCommand> commands);
+    const ShellCommand* find(std::string_view name) const;
+    const std::vector<ShellCommand>& commands() const { return commands_; }
+
+   private:
+    std::vector<ShellCommand> commands_;
+    detail::NameIndex index_;
+  };
+  static const ShellTable& shell_table();
+  core::ShellResult hello_command(Session& s, Args argv, std::string* out);
+  core::ShellResult client_command(Session& s, Args argv, std::string* out);
+  core::ShellResult config_command(Args argv, std::string* out);
+  core::ShellResult cluster_local_or_change(Session& s, Args argv, uint64_t seq, std::string* out);
+  core::ShellResult snapshot_command(Session& s, uint64_t seq);
+  void command_command(Args argv, std::string* out);
+  std::string info_text(std::string_view section);
+  // CLUSTER ADDLEARNER|PROMOTE|REMOVE|TRANSFER (cluster.cc).
+  core::ShellResult cluster_command(Session& s, Args argv, uint64_t seq, std::string* out);
 
   // ---- cluster (cluster.cc) ----
   Status start_cluster();
   void poll_peers();
-  bool is_leader() const;
-  bool reads_need_index() const;
-  std::string redirect_reply() const;
   void learn_addresses(const std::vector<raft::Entry>& entries);
   void sync_transport_members();
   std::string encode_members() const;
   void decode_members(std::string_view text);
   void learn_member_lines(std::string_view context);
-  void stage_snapshot_chunk(const raft::SnapshotChunk& chunk);
-  void install_snapshot(const raft::Snapshot& snap);
-  void answer_snapshot_read(const raft::SnapshotReadRequest& req);
-  void queue_read(Session& s, uint64_t seq);
-  // Runs the read (reply == nullptr) or answers it with *reply; then its session goes on.
-  void complete_read(uint64_t session_id, uint64_t seq, const std::string* reply);
-  void start_reads();
-  void finish_reads();
-  void fail_reads(const std::string& reply);
-  void on_role_change(raft::Role before);
+  void apply_conf_change(const raft::Entry& entry);
   void on_peer_refusal(const net::PeerRefusal& refusal);
   // Logs why, then stops like SIGTERM does (replies flushed) with exit code kExitRemoved.
   void stop_removed(raft::Index config_index, const std::string& how);
-  RunResult cluster_command(Session& s, std::span<const std::string_view> argv, uint64_t seq, std::string* out);
-  void check_cluster_waiters();
   std::string members_text() const;
   std::string replication_info() const;
-  void replay_progress();
-  void on_disk_ack();
-  void tick();
-  void note_turn_duration(uint64_t busy_ms);
-  void disconnect_stalled_readers();
-  // The clocks as of the start of this event-loop turn (refresh_clocks): a command's
-  // expiry checks and batch stamps use the turn's time, like Redis' cached command time.
-  void refresh_clocks();
-  uint64_t wall_clock_ms() const;
-  static uint64_t realtime_now_ms();
-  static uint64_t steady_now_ms();
-  Session* find_session(uint64_t id);
-
-  // ---- server-level commands (commands.cc) ----
-  bool is_server_command(std::string_view name) const;
-  static bool is_snapshot_command(std::string_view name);  // SNAPSHOT, SAVE, BGSAVE
-  // Commands that wait for everything before them in the session (snapshot commands and
-  // cluster membership changes).
-  static bool is_barrier_command(std::span<const std::string_view> argv);
-  static bool is_quit(std::string_view name);
-  RunResult server_command(Session& s, std::span<const std::string_view> argv, std::string* out);
-  std::string info_text(std::string_view section);
-  void command_command(std::span<const std::string_view> argv, std::string* out);
 
   // ---- snapshots (snapshot.cc) ----
-  void start_snapshot();
   void on_snapshot_child_exit();
-  void finish_snapshot_waiters(bool ok, const std::string& message);
+  void finish_snapshot_waiters(const std::string& reply);
   void maybe_auto_snapshot();
 
   ServerOptions options_;
   std::unique_ptr<StateMachine> app_;
   storage::Env* env_ = nullptr;
   std::unique_ptr<raft::Raft> raft_;
+  std::unique_ptr<core::Replica> replica_;  // over *raft_ and *app_; built in recover()
   std::unique_ptr<DeferredRemoveEnv> log_env_;  // the log writer's Env (outlives it)
   std::unique_ptr<storage::LogWriter> log_for_recovery_;  // handed to disk_ after recovery
   std::unique_ptr<DiskThread> disk_;
@@ -191,44 +207,32 @@ class Node {
   int exit_code_ = kExitOk;  // what run() returns once stopped
 
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
-  std::vector<uint64_t> active_;  // sessions to visit this turn (readable or stalled input)
-  std::vector<uint64_t> to_flush_;
-  std::vector<uint64_t> to_drain_;  // sessions whose pending queue has new finished replies
-  std::vector<std::string_view> apply_argv_;     // scratch for apply
-  std::vector<std::string_view> prefetch_argv_;  // scratch for apply's read-ahead
+  std::vector<uint64_t> active_;    // sessions to visit this turn (readable or stalled input)
+  std::vector<uint64_t> to_flush_;  // sessions with replies to send
   struct ParsedCommand {
     std::vector<std::string_view> argv;  // views into the session's read buffer
     size_t consumed = 0;                 // bytes of the buffer the command takes
   };
   std::array<ParsedCommand, kParseAheadCommands> parse_ahead_;  // scratch for parse_session
-  std::string scratch_reply_;                 // replies nobody waits for (housekeeping, replay)
   uint64_t next_session_id_ = kFirstSessionId;
-
-  // The batch being built this turn and who waits for each of its commands.
-  core::BatchBuilder batch_{0};
-  std::vector<ReplySlot> batch_slots_;
-  std::optional<std::string> refused_payload_;  // proposal refused with kBusy: retried
-  std::vector<ReplySlot> refused_slots_;
-  WriteTracker writes_;  // proposed entries and who waits for each (bytes: the in-flight bound)
   bool disk_queue_full_ = false;  // disk thread's queue over kDiskQueueBytesMax (refreshed per turn)
 
-  // Persistence bookkeeping (loop thread).
-  raft::Index last_log_index_ = 0;  // last entry handed to the disk (or acked, for none)
+  // Persistence bookkeeping (loop thread): what was last handed to the disk.
+  raft::Index last_log_index_ = 0;
   raft::Term last_log_term_ = 0;
   raft::HardState hard_state_;
-  raft::Index applied_index_ = 0;
-  raft::Term applied_term_ = 0;
-  uint64_t last_time_ms_ = 0;    // wall clock of this turn; batch stamps never go backwards
+  uint64_t log_bytes_since_snapshot_ = 0;
   uint64_t turn_steady_ms_ = 0;  // steady clock at the start of this turn
-  bool housekeeping_in_batch_ = false;  // the app's housekeeping command is in batch_
-  raft::Index housekeeping_index_ = 0;  // ... or proposed at this index and not yet applied
+  uint64_t turn_wall_ms_ = 0;    // wall clock at the start of this turn
   // Recovery replay progress.
   bool replaying_ = false;
   raft::Index replay_target_ = 0;
   uint64_t replay_started_ms_ = 0;
   uint64_t replay_last_print_ms_ = 0;
   uint64_t next_tick_ms_ = 0;
+  uint64_t next_raft_tick_ms_ = 0;
   uint64_t ticks_ = 0;
+  uint64_t drain_deadline_ms_ = 0;  // SIGTERM: stop waiting for undecided proposals then
 
   // Snapshots.
   pid_t snapshot_pid_ = -1;
@@ -237,9 +241,13 @@ class Node {
   uint64_t snapshot_started_ms_ = 0;
   uint64_t snapshot_log_bytes_at_start_ = 0;
   bool snapshot_again_ = false;
-  std::vector<std::pair<uint64_t, uint64_t>> snapshot_waiters_;       // of the running one
-  std::vector<std::pair<uint64_t, uint64_t>> next_snapshot_waiters_;  // of the next one
-  uint64_t log_bytes_since_snapshot_ = 0;
+  std::vector<core::ReplySlot> snapshot_waiters_;       // of the running one
+  std::vector<core::ReplySlot> next_snapshot_waiters_;  // of the next one
+  // Snapshot arriving from the leader, staged in a temp file (follower).
+  std::unique_ptr<storage::WritableFile> staging_file_;
+  std::string staging_path_;
+  raft::SnapshotMeta staging_meta_;
+  uint64_t staging_bytes_ = 0;
 
   std::unique_ptr<MetricsServer> metrics_;  // --metrics-port; null when off
 
@@ -247,40 +255,14 @@ class Node {
   std::unique_ptr<net::PeerTransport> transport_;
   std::map<raft::NodeId, ServerOptions::MemberAddr> members_;  // address book of the members
   std::vector<raft::Message> received_;  // scratch for poll_peers
-  raft::Role last_role_ = raft::Role::kFollower;
-  // Snapshot arriving from the leader, staged in a temp file (follower).
-  std::unique_ptr<storage::WritableFile> staging_file_;
-  std::string staging_path_;
-  raft::SnapshotMeta staging_meta_;
-  uint64_t staging_bytes_ = 0;
-  // Linearizable reads (leader of several voters): queued this turn, asked of raft, ready.
-  std::vector<std::pair<uint64_t, uint64_t>> read_batch_;
-  std::unordered_map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>> reads_asked_;  // context -> slots
-  std::vector<std::pair<raft::Index, std::vector<std::pair<uint64_t, uint64_t>>>> reads_ready_;
-  uint64_t next_read_context_ = 1;
-  // CLUSTER TRANSFER waiting for the new leader; membership changes wait in writes_.
-  struct TransferWaiter {
-    uint64_t session = 0, seq = 0;
-    raft::NodeId target = raft::kNoNode;
-    uint64_t deadline_ms = 0;
-  };
-  std::vector<TransferWaiter> transfer_waiters_;
-  uint64_t next_raft_tick_ms_ = 0;
-  uint64_t drain_deadline_ms_ = 0;  // SIGTERM: stop waiting for undecided proposals then
-  size_t voter_count_ = 1;          // voters in the membership in force (latest appended)
-  uint64_t leader_changes_ = 0;
 
-  // Statistics for INFO.
+  // Statistics for INFO (the replica keeps its own: commands, writes, batches).
   struct Stats {
     uint64_t start_ms = 0;
     uint64_t connections_received = 0;
     uint64_t rejected_connections = 0;
-    uint64_t commands = 0;
-    uint64_t writes = 0;
-    uint64_t batches = 0;
     uint64_t protocol_errors = 0;
     uint64_t output_limit_disconnects = 0;
-    uint64_t busy_refusals = 0;
     uint64_t snapshots = 0;
     uint64_t snapshot_failures = 0;
     raft::Index last_snapshot_index = 0;

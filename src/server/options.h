@@ -92,16 +92,11 @@ inline constexpr uint64_t kClientPendingCommandsMax = 100000;
 inline constexpr uint64_t kReadBytesPerTurnMax = 1ull << 20;
 // Size of one read(2) call (grown to a bulk's size while a large bulk is arriving).
 inline constexpr uint64_t kReadChunkBytes = 64ull << 10;
-// A batch (one log entry) is proposed once it holds this many bytes, even mid-turn.
-inline constexpr uint64_t kBatchBytesMax = 8ull << 20;
 // glibc malloc: allocations below this come from the heap (reused when freed) rather than
 // from a fresh mmap each time (32 MiB is glibc's largest allowed value); freed heap memory
 // is returned to the kernel only above kMallocTrimThresholdBytes. See Node::start.
 inline constexpr uint64_t kMallocMmapThresholdBytes = 32ull << 20;
 inline constexpr uint64_t kMallocTrimThresholdBytes = 512ull << 20;
-// Bytes proposed but not yet applied; beyond this the loop stops reading sockets until the
-// disk catches up (back-pressure for every client).
-inline constexpr uint64_t kInflightBytesMax = 64ull << 20;
 // Bytes queued for the disk thread; beyond this, same back-pressure.
 inline constexpr uint64_t kDiskQueueBytesMax = 64ull << 20;
 // Connections accepted per loop turn.

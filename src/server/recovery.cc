@@ -84,8 +84,6 @@ Status Node::recover(int* exit_code) {
     after = snap.meta.index;
     after_term = snap.meta.term;
     restore.snapshot = snap.meta;
-    applied_index_ = snap.meta.index;
-    applied_term_ = snap.meta.term;
     stats_.last_snapshot_index = snap.meta.index;
   } else if (!s.is_not_found()) {
     if (s.is_corruption()) *exit_code = kExitCorruption;
@@ -144,6 +142,9 @@ Status Node::recover(int* exit_code) {
     config.seed = std::random_device{}();  // election timeouts differ between restarts and nodes
   }
   raft_ = std::make_unique<raft::Raft>(config, std::move(restore));
+  replica_ = std::make_unique<core::Replica>(*raft_, *app_, static_cast<core::ReplicaHost&>(*this), core::Replica::Options{clustered});
+  replica_->set_applied(after, after_term);
+  refresh_clocks();
 
   replay_target_ = last_log_index_;
   replay_started_ms_ = now_ms();
@@ -152,46 +153,46 @@ Status Node::recover(int* exit_code) {
   if (clustered) {
     // Apply what the hard state's commit hint says is committed; the rest waits for the
     // cluster. No messages go out yet (the transport starts after recovery).
-    while (raft_->has_ready()) drive_raft();
+    replica_->drive();
     replaying_ = false;
-    last_role_ = raft_->role();
     sync_transport_members();
     stats_.recovery_ms = now_ms() - t0;
     log_line("recovery: done in {} ms: applied index {} of {} in the log (the rest waits for the leader)",
-             stats_.recovery_ms, applied_index_, replay_target_);
+             stats_.recovery_ms, replica_->applied_index(), replay_target_);
     *exit_code = kExitOk;
     return Status::ok();
   }
   for (int i = 0; i < kStartupElectionTicksMax && raft_->role() != raft::Role::kLeader; i++) {
     raft_->tick();
-    drive_raft();
+    replica_->drive();
   }
   if (raft_->role() != raft::Role::kLeader) {
     return Status::invalid_argument("the single node did not elect itself at startup (consensus core bug)");
   }
   // The leader's no-op commits everything before it once it is durable (drive_raft writes
   // and syncs synchronously while there is no disk thread).
-  while (raft_->has_ready()) drive_raft();
+  replica_->drive();
   replaying_ = false;
-  HMDB_ASSERT(applied_index_ >= replay_target_, "recovery stopped at index %llu of %llu",
-              static_cast<unsigned long long>(applied_index_), static_cast<unsigned long long>(replay_target_));
+  HMDB_ASSERT(replica_->applied_index() >= replay_target_, "recovery stopped at index %llu of %llu",
+              static_cast<unsigned long long>(replica_->applied_index()), static_cast<unsigned long long>(replay_target_));
 
   // Replies of replayed commands went nowhere; start counting afresh.
   stats_.recovery_ms = now_ms() - t0;
   log_line("recovery: done in {} ms: applied index {} ({} log entries replayed after snapshot index {})",
-           stats_.recovery_ms, applied_index_, stats_.recovered_entries, after);
+           stats_.recovery_ms, replica_->applied_index(), stats_.recovered_entries, after);
   *exit_code = kExitOk;
   return Status::ok();
 }
 
 void Node::replay_progress() {
-  if (!replaying_ || (applied_index_ & 0xffff) != 0) return;
+  const raft::Index applied_index = replica_->applied_index();
+  if (!replaying_ || (applied_index & 0xffff) != 0) return;
   uint64_t now = now_ms();
   if (now - replay_last_print_ms_ < kRecoveryProgressMs) return;
   replay_last_print_ms_ = now;
   double seconds = static_cast<double>(now - replay_started_ms_) / 1000.0;
-  log_line("recovery: applied index {} of {} ({:.0f} entries/s)", applied_index_, replay_target_,
-           seconds > 0 ? static_cast<double>(applied_index_) / seconds : 0.0);
+  log_line("recovery: applied index {} of {} ({:.0f} entries/s)", applied_index, replay_target_,
+           seconds > 0 ? static_cast<double>(applied_index) / seconds : 0.0);
 }
 
 }  // namespace hmdb::server

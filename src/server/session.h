@@ -1,26 +1,17 @@
-// server/session.h — one client connection: its buffers, its parser and its reply queue.
+// server/session.h — one client connection: its socket state, its read buffer and parser,
+// and its replica-side session (core::ClientSession: the replies in request order).
 //
-// Replies go out strictly in request order. A session's commands flow through `pending`:
-//   - a write that was validated and batched waits there (kWaitingWrite) until its log entry
-//     is applied; the apply fills its reply in place (routed by sequence number);
-//   - a query (or a server command) that arrives behind a waiting write of the same session
-//     is copied and queued (kQueryAtApply); it runs the moment that write has been applied,
-//     inside the apply loop, so it sees exactly the session's earlier writes and none of
-//     its later ones, while later writes still join the same batch (pipelines of mixed
-//     reads and writes cost one log entry, not one per read);
-//   - SNAPSHOT/SAVE/BGSAVE behind a waiting write is held back (kDeferred) until the write
-//     is applied (a snapshot must be taken between entries, not inside one), and everything
-//     after it waits too;
-//   - kDone holds a finished reply that may not overtake earlier ones.
-// With nothing pending, queries run immediately and their replies go straight to `out`.
+// What a command does and in what order replies leave is the replica's business
+// (core/replica.h, core/reply_queue.h); this is the connection around it: bytes in,
+// finished replies (client.replies.out()) out, back-pressure and closing.
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "core/replica.h"
 #include "net/resp.h"
 
 namespace hmdb::server {
@@ -46,17 +37,8 @@ class ReadBuffer {
   size_t end_ = 0;
 };
 
-struct Pending {
-  // kWaitingRead: a query on the leader of a cluster, waiting for raft's read index (and
-  // the apply up to it) to run; everything after it in the session waits too.
-  enum class Kind : uint8_t { kWaitingWrite, kQueryAtApply, kWaitingSnapshot, kDeferred, kWaitingRead, kDone };
-  Kind kind = Kind::kDone;
-  std::string reply;              // kDone: the RESP reply; kWaitingWrite: filled by apply
-  std::vector<std::string> argv;  // kDeferred, kQueryAtApply: the command, copied out of the read buffer
-};
-
 struct Session {
-  uint64_t id = 0;
+  core::ClientSession client;  // its id is the session's id
   int fd = -1;
   std::string address;  // peer "ip:port"
   std::string name;     // CLIENT SETNAME
@@ -72,26 +54,19 @@ struct Session {
   bool eof = false;           // the peer closed its side
   bool hangup = false;        // epoll reported RDHUP/HUP/ERR: read until read() returns 0
 
-  std::string out;
-  size_t out_sent = 0;
+  size_t out_sent = 0;              // bytes of client.replies.out() already sent
   uint64_t output_progress_ms = 0;  // steady clock: last time send() took bytes (or creation)
-  bool close_after_reply = false;  // QUIT or protocol error: close once `out` is written
-
-  std::deque<Pending> pending;
-  uint64_t pending_base_seq = 0;  // sequence number of pending.front()
-  uint64_t next_seq = 0;          // sequence number of the next pending item
-  uint64_t deferred = 0;          // how many kDeferred items are in `pending`
-  uint64_t waiting_writes = 0;    // how many kWaitingWrite items are in `pending`
-  uint64_t waiting_reads = 0;     // how many kWaitingRead items are in `pending`
-  bool readonly = false;          // READONLY: a follower serves this client's queries (stale)
+  bool close_after_reply = false;   // QUIT or protocol error: close once every reply is sent
 
   // Membership of the loop's per-turn work lists (avoids duplicates).
   bool in_active = false;
   bool in_flush = false;
-  bool in_drain = false;
 
   explicit Session(uint64_t max_bulk) : parser(max_bulk) {}
-  uint64_t unsent() const { return out.size() - out_sent; }
+  uint64_t id() const { return client.id; }
+  std::string& out() { return client.replies.out(); }
+  uint64_t unsent() const { return client.replies.out().size() - out_sent; }
+  size_t pending() const { return client.replies.size(); }
 };
 
 }  // namespace hmdb::server

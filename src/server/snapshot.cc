@@ -11,6 +11,10 @@
 // multi-GiB file takes long enough to stall whoever does it). The parent learns of the
 // child's end through a pidfd in epoll, reaps it, tells the consensus core
 // (snapshot_saved), and has the disk thread delete the log segments the snapshot covers.
+//
+// Between nodes (core::ReplicaHost's snapshot steps): a follower stages the leader's
+// snapshot chunks in a temp file, verifies and installs it; a leader answers a follower's
+// chunk requests from its newest durable snapshot file.
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
@@ -58,17 +62,18 @@ void Node::start_snapshot() {
     snapshot_again_ = true;  // the running one may not cover the latest writes
     return;
   }
-  if (applied_index_ == 0 || applied_index_ == stats_.last_snapshot_index) {
+  const raft::Index applied = replica_->applied_index();
+  if (applied == 0 || applied == stats_.last_snapshot_index) {
     // Nothing new since the last snapshot: the newest one already stands for this state.
     snapshot_waiters_ = std::move(next_snapshot_waiters_);
     next_snapshot_waiters_.clear();
-    finish_snapshot_waiters(true, fmt::format("+OK snapshot at index {} is current\r\n", applied_index_));
+    finish_snapshot_waiters(fmt::format("+OK snapshot at index {} is current\r\n", applied));
     return;
   }
   snapshot_meta_ = raft::SnapshotMeta{};
-  snapshot_meta_.index = applied_index_;
-  snapshot_meta_.term = applied_term_;
-  snapshot_meta_.conf = raft_->conf_state_at(applied_index_);  // in force at the applied index
+  snapshot_meta_.index = applied;
+  snapshot_meta_.term = replica_->applied_term();
+  snapshot_meta_.conf = raft_->conf_state_at(applied);  // in force at the applied index
   snapshot_meta_.schema_version = app_->schema_version();
   snapshot_waiters_ = std::move(next_snapshot_waiters_);
   next_snapshot_waiters_.clear();
@@ -121,7 +126,7 @@ void Node::start_snapshot() {
     log_line("snapshot: fork failed: {} (not enough memory for the page tables?)", std::strerror(errno));
     stats_.snapshot_failures++;
     stats_.last_snapshot_status = "fork failed";
-    finish_snapshot_waiters(false, fmt::format("-ERR snapshot failed: fork: {}\r\n", std::strerror(errno)));
+    finish_snapshot_waiters(fmt::format("-ERR snapshot failed: fork: {}\r\n", std::strerror(errno)));
     return;
   }
   stats_.fork_last_us = fork_us;
@@ -163,7 +168,7 @@ void Node::on_snapshot_child_exit() {
     stats_.last_snapshot_ms = took_ms;
     stats_.last_snapshot_status = "ok";
     log_line("snapshot: index {} done in {} ms", snapshot_meta_.index, took_ms);
-    finish_snapshot_waiters(true, fmt::format("+OK snapshot at index {}\r\n", snapshot_meta_.index));
+    finish_snapshot_waiters(fmt::format("+OK snapshot at index {}\r\n", snapshot_meta_.index));
   } else {
     stats_.snapshot_failures++;
     stats_.last_snapshot_status = "failed";
@@ -171,7 +176,7 @@ void Node::on_snapshot_child_exit() {
                       : WIFSIGNALED(status) ? fmt::format("killed by signal {}", WTERMSIG(status))
                                             : fmt::format("exit code {}", WEXITSTATUS(status));
     log_line("snapshot: child for index {} failed ({}); the log is kept, nothing is lost", snapshot_meta_.index, why);
-    finish_snapshot_waiters(false, fmt::format("-ERR snapshot failed ({}); see the server log\r\n", why));
+    finish_snapshot_waiters(fmt::format("-ERR snapshot failed ({}); see the server log\r\n", why));
   }
   if (snapshot_again_ || !next_snapshot_waiters_.empty()) {
     snapshot_again_ = false;
@@ -179,11 +184,107 @@ void Node::on_snapshot_child_exit() {
   }
 }
 
-void Node::finish_snapshot_waiters(bool ok, const std::string& reply) {
-  (void)ok;
+void Node::finish_snapshot_waiters(const std::string& reply) {
   auto waiters = std::move(snapshot_waiters_);
   snapshot_waiters_.clear();
-  for (auto [id, seq] : waiters) resolve_slot(id, seq, Pending::Kind::kWaitingSnapshot, reply);
+  for (core::ReplySlot w : waiters) replica_->finish(w.session, w.seq, core::ReplyQueue::Kind::kWaitingSnapshot, reply);
+}
+
+// ---------------------------------------------------------------------------------------
+// Snapshots between peers (core::ReplicaHost)
+
+void Node::stage_snapshot_chunk(const raft::SnapshotChunk& c) {
+  if (c.offset == 0) {
+    if (staging_file_) {
+      staging_file_->close();
+      env_->remove_file(staging_path_);
+    }
+    staging_file_.reset();
+    staging_path_ = options_.dir + "/" + storage::snapshot_file_name(c.meta.index) + std::string(storage::kTempSuffix);
+    Status s = env_->new_writable_file(staging_path_, &staging_file_);
+    if (!s) fatal(kExitDiskFailure, "cannot create {} for the leader's snapshot: {}", staging_path_, s.to_string());
+    staging_meta_ = c.meta;
+    staging_bytes_ = 0;
+    log_line("snapshot: receiving the leader's snapshot at index {} ({} bytes)", c.meta.index, c.total);
+  }
+  HMDB_ASSERT(staging_file_ && staging_meta_ == c.meta && c.offset == staging_bytes_,
+              "snapshot chunk at offset %llu out of order (%llu staged)", static_cast<unsigned long long>(c.offset),
+              static_cast<unsigned long long>(staging_bytes_));
+  Status s = staging_file_->append(c.data);
+  if (!s) fatal(kExitDiskFailure, "writing the leader's snapshot to {} failed: {}", staging_path_, s.to_string());
+  staging_bytes_ += c.data.size();
+}
+
+void Node::install_snapshot(const raft::SnapshotMeta& meta) {
+  HMDB_ASSERT(staging_file_ && staging_meta_ == meta, "snapshot install without its staged chunks");
+  const uint64_t t0 = steady_ms();
+  Status s = staging_file_->sync();
+  if (s) s = staging_file_->close();
+  if (!s) fatal(kExitDiskFailure, "syncing the leader's snapshot {} failed: {}", staging_path_, s.to_string());
+  staging_file_.reset();
+  storage::LoadedSnapshot loaded;
+  s = storage::read_snapshot_file(env_, staging_path_, &loaded);
+  if (!s || !(loaded.meta == meta)) {
+    fatal(kExitCorruption,
+          "the snapshot received from the leader is unusable: {}. Nothing was applied from it; restart this node to "
+          "fetch it again.",
+          !s ? s.to_string()
+             : fmt::format("it is at index {} term {}, the leader announced index {} term {}", loaded.meta.index,
+                           loaded.meta.term, meta.index, meta.term));
+  }
+  if (loaded.app_name != app_->app_name() || meta.schema_version > app_->schema_version()) {
+    // Sound data this binary cannot serve: the code recovery.cc uses for such a snapshot at
+    // startup (not kExitCorruption: nothing is damaged, and fetching it again would not help).
+    fatal(kExitStartupFailure,
+          "the snapshot received from the leader is of app '{}' schema {} (index {}), this node is app '{}' schema "
+          "{}. Nothing was applied from it; start the right binary, or upgrade this one.",
+          loaded.app_name, meta.schema_version, meta.index, app_->app_name(), app_->schema_version());
+  }
+  const std::string final_path = options_.dir + "/" + storage::snapshot_file_name(meta.index);
+  s = env_->rename_file(staging_path_, final_path);
+  if (s) s = env_->sync_dir(options_.dir);
+  if (!s) fatal(kExitDiskFailure, "installing the leader's snapshot as {} failed: {}", final_path, s.to_string());
+  app_->clear();
+  Decoder in(loaded.payload);
+  if (!app_->load(in, meta.schema_version)) {
+    fatal(kExitCorruption, "app '{}' could not decode the leader's snapshot {} (schema {})", app_->app_name(),
+          final_path, meta.schema_version);
+  }
+  if (!loaded.cluster_info.empty()) decode_members(loaded.cluster_info);
+  stats_.last_snapshot_index = meta.index;
+  log_bytes_since_snapshot_ = 0;
+  s = storage::remove_snapshots_before(env_, options_.dir, meta.index);
+  if (!s) log_line("warning: could not remove snapshots older than index {}: {}", meta.index, s.to_string());
+  if (disk_) disk_->request_compact(meta.index);
+  sync_transport_members();
+  log_line("snapshot: installed the leader's snapshot at index {} term {} ({} bytes) in {} ms", meta.index, meta.term,
+           loaded.file_bytes, steady_ms() - t0);
+}
+
+void Node::read_snapshot_chunk(const raft::SnapshotReadRequest& req) {
+  // The file is opened for each chunk, not kept open between requests: an open is cheap next
+  // to a chunk's read, and a descriptor kept open would pin the disk space of a snapshot that a
+  // newer one replaced (a follower that stops asking would hold it with no bound in time).
+  const std::string path = options_.dir + "/" + storage::snapshot_file_name(req.meta.index);
+  std::unique_ptr<storage::RandomAccessFile> file;
+  Status s = env_->new_random_access_file(path, &file);
+  if (!s) {
+    // Replaced by a newer snapshot meanwhile: the core asks again (for the newest one).
+    log_line("snapshot: cannot read {} for node {}: {}", path, req.to, s.to_string());
+    return;
+  }
+  const uint64_t total = file->size();
+  if (req.offset > total) return;
+  const uint64_t length = std::min<uint64_t>(req.length, total - req.offset);
+  std::string bytes;
+  s = file->read(req.offset, length, &bytes);
+  if (!s || bytes.size() != length) {
+    log_line("snapshot: short read of {} at offset {} for node {}{}", path, req.offset, req.to,
+             s ? "" : ": " + s.to_string());
+    return;
+  }
+  const bool last = req.offset + bytes.size() == total;
+  raft_->snapshot_chunk(req.to, req.meta, req.offset, total, std::move(bytes), last);
 }
 
 }  // namespace hmdb::server

@@ -34,7 +34,7 @@
 #include "sim/linearizability.h"
 #include "sim/random.h"
 #include "sim/register_app.h"
-#include "server/write_tracker.h"
+#include "core/write_tracker.h"
 
 namespace hmdb::sim {
 
@@ -334,7 +334,7 @@ struct Disk {
   Term last_term() const { return entries.empty() ? snapshot_term() : entries.back().term; }
 };
 
-// A node's proposals are tracked by the server's own WriteTracker (server/write_tracker.h),
+// A node's proposals are tracked by the server's own WriteTracker (core/write_tracker.h),
 // driven as the server drives it: each slot's seq is a history index (kProbeOp: the probe).
 constexpr uint32_t kProbeOp = UINT32_MAX;
 constexpr uint64_t kClientSession = 1;  // every slot's session: the simulator's clients
@@ -388,7 +388,7 @@ struct Node {
   std::optional<HardState> last_ready_hs;
 
   std::vector<uint32_t> batch;  // client writes that arrived this unit
-  server::WriteTracker writes;
+  core::WriteTracker writes;
   std::map<uint64_t, uint32_t> pending_reads;           // context -> op
   std::vector<std::pair<Index, uint32_t>> ready_reads;  // (read index, op)
 
@@ -479,7 +479,7 @@ class Simulation {
   void persist_start(Node& n, raft::Ready& rd);
   void send(Node& n, Message m);
   void apply_entry(Node& n, const Entry& e);
-  void end_proposal(Node& n, Index index, server::WriteTracker::Proposal&& p, server::WriteOutcome outcome);
+  void end_proposal(Node& n, Index index, core::WriteTracker::Proposal&& p, core::WriteOutcome outcome);
   void install_snapshot(Node& n, const raft::Snapshot& snap);
   void complete_writes(Node& n);
   void apply_write_to_disk(Node& n, Write& w);
@@ -687,7 +687,7 @@ void Simulation::start_node(Node& n) {
   n.last_role = Role::kFollower;
   n.last_ready_hs = n.disk.hard_state;
   n.batch.clear();
-  n.writes = server::WriteTracker();
+  n.writes = core::WriteTracker();
   n.pending_reads.clear();
   n.ready_reads.clear();
   n.incarnation++;
@@ -872,7 +872,7 @@ void Simulation::persist_start(Node& n, raft::Ready& rd) {
   // Proposals that this Ready removes from the log end now (the server's Node::drive_raft).
   if ((rd.snapshot || !rd.entries.empty()) && !opt_.shell_bugs.forget_replaced_writes)
     n.writes.log_replaced(rd.snapshot ? std::optional<Index>(rd.snapshot->meta.index) : std::nullopt, rd.entries,
-                          [&](Index i, server::WriteTracker::Proposal&& p, server::WriteOutcome o) {
+                          [&](Index i, core::WriteTracker::Proposal&& p, core::WriteOutcome o) {
                             end_proposal(n, i, std::move(p), o);
                           });
   for (const Entry& e : rd.entries) {
@@ -1139,8 +1139,8 @@ void Simulation::apply_entry(Node& n, const Entry& e) {
   }
   // Answer the clients whose batch this was (WriteTracker::take_applied, as the server).
   if (auto tracked = n.writes.take_applied(e.index, e.term)) {
-    const bool ours = tracked->second == server::WriteOutcome::kApplied;
-    const std::vector<server::ReplySlot>& slots = tracked->first.slots;
+    const bool ours = tracked->second == core::WriteOutcome::kApplied;
+    const std::vector<core::ReplySlot>& slots = tracked->first.slots;
     for (size_t i = 0; i < slots.size(); i++) {
       const uint32_t op = static_cast<uint32_t>(slots[i].seq);
       if (op == kProbeOp) { if (ours) probe_done_ = true; continue; }
@@ -1155,15 +1155,15 @@ void Simulation::apply_entry(Node& n, const Entry& e) {
 }
 
 // A proposal the WriteTracker ended unapplied: its clients get what the server answers.
-void Simulation::end_proposal(Node& n, Index index, server::WriteTracker::Proposal&& p, server::WriteOutcome outcome) {
+void Simulation::end_proposal(Node& n, Index index, core::WriteTracker::Proposal&& p, core::WriteOutcome outcome) {
   ev(42, n.id, index, p.term, [&] {
     return fmt::format("n{} proposal {}/{} ends {}", n.id, index, p.term,
-                       outcome == server::WriteOutcome::kLost ? "lost" : "with outcome unknown");
+                       outcome == core::WriteOutcome::kLost ? "lost" : "with outcome unknown");
   });
-  for (const server::ReplySlot& slot : p.slots) {
+  for (const core::ReplySlot& slot : p.slots) {
     const uint32_t op = static_cast<uint32_t>(slot.seq);
     if (op != kProbeOp)
-      conclude(op, outcome == server::WriteOutcome::kLost ? OpOutcome::kFailed : OpOutcome::kUnknown, std::nullopt);
+      conclude(op, outcome == core::WriteOutcome::kLost ? OpOutcome::kFailed : OpOutcome::kUnknown, std::nullopt);
   }
 }
 
@@ -1284,11 +1284,11 @@ void Simulation::complete_writes(Node& n) {
 }
 
 void Simulation::check_node(Node& n) {
-  // The server's write tracking (server/write_tracker.h): every proposal still waited on
+  // The server's write tracking (core/write_tracker.h): every proposal still waited on
   // is in the core's log with its term. Else a client waits for an entry that is gone, and
   // a node that leads again proposes at an index somebody still waits on.
   std::optional<std::pair<Index, Term>> stale;
-  n.writes.for_each([&](Index i, const server::WriteTracker::Proposal& p) {
+  n.writes.for_each([&](Index i, const core::WriteTracker::Proposal& p) {
     auto t = n.mirror_term(i);
     if (!stale && (!t || *t != p.term)) stale = {i, p.term};
   });
@@ -1499,7 +1499,7 @@ void Simulation::submit(Client& c, uint32_t op) {
 void Simulation::propose_batches(Node& n) {
   // (Re)propose the liveness probe unless this leader proposed it in its current term: a
   // proposal of an earlier term at that index (this node led before) may never commit.
-  const server::WriteTracker::Proposal* mine = n.writes.find(probe_index_);
+  const core::WriteTracker::Proposal* mine = n.writes.find(probe_index_);
   bool probe = healing_ && !probe_done_ && n.raft->role() == Role::kLeader &&
                (probe_index_ == 0 || probe_term_ != n.raft->term() || !mine || mine->term != probe_term_);
   if (n.batch.empty() && !probe) return;
@@ -1546,9 +1546,9 @@ void Simulation::propose_batches(Node& n) {
     meta_[op].prop_term = r.term;
   }
   proposed_ops_[{r.index, r.term}] = ops;
-  std::vector<server::ReplySlot> slots;
-  for (uint32_t op : ops) slots.push_back(server::ReplySlot{kClientSession, op});
-  n.writes.track(r.index, r.term, bytes, std::move(slots), [&](Index i, server::WriteTracker::Proposal&& p, server::WriteOutcome o) {
+  std::vector<core::ReplySlot> slots;
+  for (uint32_t op : ops) slots.push_back(core::ReplySlot{kClientSession, op});
+  n.writes.track(r.index, r.term, bytes, std::move(slots), [&](Index i, core::WriteTracker::Proposal&& p, core::WriteOutcome o) {
     end_proposal(n, i, std::move(p), o);
   });
 }

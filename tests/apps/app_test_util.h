@@ -1,6 +1,8 @@
 // tests/apps/app_test_util.h — drives an app through hmdb::AppHost the way the server does:
 // a write is validated (its error never reaches apply, as it would never reach the log),
-// then applied with a leader-stamped ApplyContext; a query runs with a QueryContext.
+// then logged as a one-command batch stamped with the leader's clock and applied through the
+// engine's one apply path (core::apply_batch, as every node applies entries); a query runs
+// with a QueryContext.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "core/apply.h"
+#include "core/batch.h"
 #include "hmdb/app.h"
 
 namespace hmdb::testing {
@@ -35,11 +39,17 @@ class AppDriver {
       case CommandKind::kWrite: {
         std::string error;
         if (!host.validate(argv, &error)) { reply.error(error); break; }
-        ApplyContext ctx;
-        ctx.now_ms = now_ms;
-        ctx.index = ++index;
-        ctx.schema_version = App::kSchemaVersion;
-        host.apply(argv, ctx, reply);
+        core::BatchBuilder batch(now_ms);
+        batch.add(argv);
+        const std::string entry = batch.finish();
+        struct OneReply final : core::ApplySink {
+          std::string* out;
+          std::string* reply_to(size_t) override { return out; }
+          void replied(size_t) override {}
+        } sink;
+        sink.out = &out;
+        const core::ApplyResult r = core::apply_batch(host, entry, ++index, App::kSchemaVersion, &sink, scratch_);
+        if (r.status != core::ApplyStatus::kOk || r.commands != 1) reply.error("ERR test driver: the batch did not apply");
         break;
       }
       case CommandKind::kQuery: {
@@ -58,6 +68,8 @@ class AppDriver {
     std::vector<std::string_view> views(words.begin(), words.end());
     return run(views);
   }
+
+  core::ApplyScratch scratch_;
 
   std::string snapshot() const {
     Encoder enc;

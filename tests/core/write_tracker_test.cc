@@ -1,16 +1,16 @@
-// tests/server/write_tracker_test.cc — who waits for which proposed entry: a proposal ends
+// tests/core/write_tracker_test.cc — who waits for which proposed entry: a proposal ends
 // once, as applied (its term at its index), lost (another term applied there) or unknown
 // (the log stopped holding it: replaced by a new leader's entries, cut short, or replaced by
 // an installed snapshot), and the in-flight bytes follow. The simulator drives the same class
 // through random faults (tests/sim); these are the cases one by one.
-#include "server/write_tracker.h"
+#include "core/write_tracker.h"
 
 #include <gtest/gtest.h>
 
 #include <tuple>
 #include <vector>
 
-namespace hmdb::server {
+namespace hmdb::core {
 namespace {
 
 using Ended = std::tuple<raft::Index, raft::Term, WriteOutcome, std::vector<ReplySlot>>;
@@ -138,4 +138,4 @@ TEST(WriteTracker, ProposingAtAnIndexStillWaitedOnEndsTheOldOneFirst) {
 }
 
 }  // namespace
-}  // namespace hmdb::server
+}  // namespace hmdb::core

@@ -1,0 +1,529 @@
+// core/replica.cc — one node's deterministic heart (see replica.h).
+//
+// Sections: client commands (route, serve, hold and release) · the batch and its proposal ·
+// raft's Ready (persist, send, apply, reads) · membership and transfers · housekeeping.
+#include "core/replica.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "common/assert.h"
+#include "hmdb/reply.h"
+
+namespace hmdb::core {
+
+namespace {
+
+using Kind = ReplyQueue::Kind;
+
+constexpr size_t kQuotedArgumentMax = 128;        // Redis truncates each argument in this message
+constexpr size_t kUnknownCommandReplyMax = 1024;  // ... and the whole list of arguments
+
+std::string quote_for_error(std::string_view s) { return "'" + std::string(s.substr(0, kQuotedArgumentMax)) + "' "; }
+
+// What a client is told when its write's entry left the log, or another entry took its place.
+constexpr std::string_view kLostReply = "-ERR write lost in a leadership change; retry\r\n";
+constexpr std::string_view kUnknownOutcomeReply =
+    "-ERR write outcome unknown: leadership changed before it was committed; it may still take effect, check "
+    "before retrying\r\n";
+constexpr std::string_view kTransferringReply = "-TRYAGAIN leadership transfer in progress; retry\r\n";
+
+}  // namespace
+
+Replica::Replica(raft::Raft& raft, StateMachine& app, ReplicaHost& host, Options options)
+    : raft_(raft), app_(app), host_(host), options_(options) {
+  last_role_ = raft_.role();
+  membership_changed();
+}
+
+void Replica::set_time(uint64_t wall_ms, uint64_t steady_ms) {
+  wall_ms_ = std::max(wall_ms_, wall_ms);  // expiry stays monotonic even if the system clock steps back
+  steady_ms_ = steady_ms;
+}
+
+void Replica::membership_changed() { voters_ = raft_.status().conf.voters.size(); }
+
+// ---------------------------------------------------------------------------------------
+// Client commands
+
+CommandClass Replica::classify(Args argv) const {
+  const CommandClass shell = host_.shell_command_class(argv);
+  if (shell != CommandClass::kUnknown) return shell;
+  switch (app_.kind(argv[0])) {
+    case CommandKind::kWrite: return CommandClass::kAppWrite;
+    case CommandKind::kQuery: return CommandClass::kAppQuery;
+    case CommandKind::kUnknown: break;
+  }
+  return CommandClass::kUnknown;
+}
+
+NodeView Replica::node_view() const {
+  return NodeView{options_.clustered, leader(), reads_need_index()};
+}
+
+std::string Replica::unknown_command_reply(Args argv) const {
+  std::string msg = "ERR unknown command " + quote_for_error(argv[0]);
+  msg.pop_back();
+  msg += ", with args beginning with: ";
+  for (size_t i = 1; i < argv.size() && msg.size() < kUnknownCommandReplyMax; i++) msg += quote_for_error(argv[i]);
+  std::string reply;
+  Reply(&reply).error(msg);
+  return reply;
+}
+
+std::string Replica::redirect_reply() const {
+  const raft::NodeId leader_id = raft_.leader();
+  if (leader_id == raft::kNoNode || (leader() && leader_id == raft_.status().id))
+    return "-CLUSTERDOWN no leader known; retry\r\n";
+  const std::string addr = host_.client_address_of(leader_id);
+  if (addr.empty())
+    return fmt::format("-CLUSTERDOWN the leader is node {}, whose address is unknown here; retry\r\n", leader_id);
+  return fmt::format("-MOVED 0 {}\r\n", addr);
+}
+
+void Replica::command(ClientSession& s, Args argv) {
+  stats_.commands++;
+  serve(s, argv, std::nullopt);
+}
+
+bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
+  ReplyQueue& q = s.replies;
+  const CommandClass cls = classify(argv);
+  SessionView view;
+  view.readonly = s.readonly;
+  if (held) {
+    // Routed again from its place: held_before is false (the caller stops at the first
+    // command that stays held), and a write before it is any waiting write ahead of it.
+    view.write_before = false;
+    for (uint64_t seq = q.first_seq(); seq < *held && !view.write_before; seq++)
+      view.write_before = q.at(seq).kind == Kind::kWaitingWrite;
+  } else {
+    view.held_before = q.deferred() > 0 || q.waiting_reads() > 0;
+    view.write_before = q.waiting_writes() > 0;
+  }
+  const Route r = route(cls, node_view(), view);
+  if (r == Route::kHold && held) return false;
+
+  // A finished reply now: into out() (or a new slot) for a new command, into the held slot.
+  auto reply_buffer = [&]() -> std::string* {
+    if (!held) return q.reply_now();
+    std::string* b = &q.at(*held).reply;
+    b->clear();
+    q.set_kind(*held, Kind::kDone);
+    return b;
+  };
+  // A slot in `kind` for the command: new, or the held one moved there.
+  auto slot_as = [&](Kind kind) -> uint64_t {
+    if (!held) return q.push(kind, argv);
+    q.set_kind(*held, kind);
+    return *held;
+  };
+
+  switch (r) {
+    case Route::kError:
+      reply_buffer()->append(unknown_command_reply(argv));
+      break;
+    case Route::kRedirect:
+      reply_buffer()->append(redirect_reply());
+      break;
+    case Route::kHold:
+      q.push(Kind::kDeferred, argv);
+      break;
+    case Route::kWrite: {
+      std::string error;
+      if (!app_.validate(argv, &error)) {
+        Reply(reply_buffer()).error(error);
+        break;
+      }
+      const uint64_t seq = slot_as(Kind::kWaitingWrite);
+      batch_write(s.id, seq, argv);  // copies the words into the batch
+      break;
+    }
+    case Route::kReadIndex:
+      reads_.queue(ReplySlot{s.id, slot_as(Kind::kWaitingRead)});  // keeps its words until it runs
+      break;
+    case Route::kQueryAtApply:
+      slot_as(Kind::kQueryAtApply);  // keeps its words until its write is applied
+      break;
+    case Route::kRunNow:
+      if (cls == CommandClass::kAppQuery) {
+        Reply reply(reply_buffer());
+        app_.query(argv, QueryContext{wall_ms_}, reply);
+      } else {
+        // A local shell command never waits (only barriers may): no slot needed first.
+        std::string* out = reply_buffer();
+        const ShellResult res = host_.run_shell_command(s, argv, held ? *held : q.next_seq() - 1, out);
+        HMDB_ASSERT(res == ShellResult::kReplied, "a local shell command waited");
+      }
+      break;
+    case Route::kRunBarrier: {
+      // It may wait (for a snapshot, a membership change, a transfer): its slot first.
+      const uint64_t seq = slot_as(Kind::kDone);
+      std::string* out = &q.at(seq).reply;
+      out->clear();
+      switch (host_.run_shell_command(s, argv, seq, out)) {
+        case ShellResult::kReplied: break;
+        case ShellResult::kWaitSnapshot:
+          q.set_kind(seq, Kind::kWaitingSnapshot);
+          host_.start_snapshot();  // may answer at once (nothing new to snapshot): the slot waits by now
+          break;
+        case ShellResult::kWaitCluster: q.set_kind(seq, Kind::kWaitingWrite); break;
+      }
+      break;
+    }
+  }
+  if (!held) mark_drain(s);  // a held one is routed by drain_session, which goes on with it
+  return true;
+}
+
+void Replica::mark_drain(ClientSession& s) {
+  if (s.in_drain) return;
+  s.in_drain = true;
+  to_drain_.push_back(s.id);
+}
+
+void Replica::run_queries_from(ClientSession& s, uint64_t first_seq) {
+  // The write before `first_seq` got its reply: the state is exactly "after it". Queries
+  // queued right behind it (finished replies in between do not matter) run now.
+  ReplyQueue& q = s.replies;
+  std::vector<std::string_view> argv;
+  for (uint64_t seq = first_seq; q.holds(seq); seq++) {
+    ReplyQueue::Slot& slot = q.at(seq);
+    if (slot.kind == Kind::kDone) continue;
+    if (slot.kind != Kind::kQueryAtApply) break;
+    argv.assign(slot.argv.begin(), slot.argv.end());
+    std::string* out = &slot.reply;
+    out->clear();
+    if (host_.shell_command_class(argv) != CommandClass::kUnknown) {
+      const ShellResult res = host_.run_shell_command(s, argv, seq, out);
+      HMDB_ASSERT(res == ShellResult::kReplied, "a waiting shell command was queued to run inside apply");
+    } else {
+      Reply reply(out);
+      app_.query(argv, QueryContext{wall_ms_}, reply);
+    }
+    q.finish(seq, Kind::kQueryAtApply);
+  }
+}
+
+void Replica::drain() {
+  while (!to_drain_.empty()) {
+    std::vector<uint64_t> ids;
+    ids.swap(to_drain_);
+    for (uint64_t id : ids) {
+      ClientSession* s = host_.session(id);
+      if (!s) continue;
+      s->in_drain = false;
+      drain_session(*s);
+    }
+  }
+}
+
+void Replica::drain_session(ClientSession& s) {
+  ReplyQueue& q = s.replies;
+  q.flush_done();
+  // Held commands whose reason to wait is gone are routed again, in order. Everything
+  // behind a read still waiting, or behind a command that stays held, keeps waiting.
+  bool write_before = false;
+  for (uint64_t seq = q.first_seq(); q.holds(seq) && q.deferred() > 0; seq++) {
+    const Kind kind = q.at(seq).kind;
+    if (kind == Kind::kWaitingRead) break;
+    if (kind == Kind::kWaitingWrite) write_before = true;
+    if (kind == Kind::kQueryAtApply) {
+      if (!write_before) run_queries_from(s, seq);  // its write ended without running it
+      continue;
+    }
+    if (kind != Kind::kDeferred) continue;
+    std::vector<std::string> words = q.at(seq).argv;  // serve() may move the slot on
+    std::vector<std::string_view> argv(words.begin(), words.end());
+    if (!serve(s, argv, seq)) break;
+    const Kind now = q.at(seq).kind;
+    if (now == Kind::kWaitingRead) break;
+    if (now == Kind::kWaitingWrite) write_before = true;
+  }
+  q.flush_done();
+  host_.replies_ready(s);
+}
+
+void Replica::finish(uint64_t session, uint64_t seq, Kind expected, std::string_view reply) {
+  answer_slot(ReplySlot{session, seq}, expected, reply);
+}
+
+void Replica::answer_slot(ReplySlot slot, Kind expected, std::string_view reply) {
+  ClientSession* s = host_.session(slot.session);
+  if (!s) return;
+  ReplyQueue& q = s->replies;
+  q.at(slot.seq).reply.assign(reply);
+  q.finish(slot.seq, expected);
+  if (expected == Kind::kWaitingWrite) run_queries_from(*s, slot.seq + 1);
+  mark_drain(*s);
+}
+
+// ---------------------------------------------------------------------------------------
+// The batch and its proposal
+
+void Replica::batch_write(uint64_t session, uint64_t seq, Args argv) {
+  if (batch_.empty()) batch_.start(wall_ms_);
+  batch_.add(argv);
+  batch_slots_.push_back(ReplySlot{session, seq});
+  stats_.writes++;
+}
+
+void Replica::end_proposal(raft::Index index, WriteTracker::Proposal&& p, WriteOutcome outcome) {
+  const std::string_view reply = outcome == WriteOutcome::kLost ? kLostReply : kUnknownOutcomeReply;
+  for (ReplySlot slot : p.slots)
+    if (slot.session != 0) answer_slot(slot, Kind::kWaitingWrite, reply);
+  if (index == housekeeping_index_) housekeeping_index_ = 0;  // the next one may be proposed
+}
+
+void Replica::propose() {
+  auto ended = [this](raft::Index i, WriteTracker::Proposal&& p, WriteOutcome o) { end_proposal(i, std::move(p), o); };
+  auto submit = [&](std::string& payload, std::vector<ReplySlot>& slots) -> bool {
+    const uint64_t bytes = payload.size();
+    raft::ProposeResult r = raft_.propose(raft::EntryType::kNormal, app_.schema_version(), &payload);
+    switch (r.error) {
+      case raft::ProposeError::kNone:
+        writes_.track(r.index, r.term, bytes, std::move(slots), ended);
+        slots.clear();
+        stats_.batches++;
+        if (housekeeping_in_batch_) {
+          housekeeping_index_ = r.index;
+          housekeeping_in_batch_ = false;
+        }
+        return true;
+      case raft::ProposeError::kBusy:
+        stats_.busy_refusals++;
+        return false;
+      case raft::ProposeError::kNotLeader:
+      case raft::ProposeError::kTransferring:
+      case raft::ProposeError::kRejected: {  // kRejected: only for membership changes
+        const std::string reply =
+            r.error == raft::ProposeError::kTransferring ? std::string(kTransferringReply) : redirect_reply();
+        for (ReplySlot slot : slots)
+          if (slot.session != 0) answer_slot(slot, Kind::kWaitingWrite, reply);
+        slots.clear();
+        housekeeping_in_batch_ = false;
+        return true;
+      }
+    }
+    return true;
+  };
+  if (refused_payload_) {
+    if (!submit(*refused_payload_, refused_slots_)) return;  // still busy: keep waiting
+    refused_payload_.reset();
+    refused_slots_.clear();
+  }
+  if (batch_.empty()) return;
+  std::string payload = batch_.finish();
+  std::vector<ReplySlot> slots;
+  slots.swap(batch_slots_);
+  if (!submit(payload, slots)) {
+    refused_payload_ = std::move(payload);
+    refused_slots_ = std::move(slots);
+  }
+}
+
+void Replica::end_turn() {
+  propose();
+  start_reads();
+  drive();  // ends by running the reads whose index is applied
+  drain();
+}
+
+// ---------------------------------------------------------------------------------------
+// raft's Ready
+
+void Replica::drive() {
+  auto ended = [this](raft::Index i, WriteTracker::Proposal&& p, WriteOutcome o) { end_proposal(i, std::move(p), o); };
+  // The order of raft.h's Ready contract: stage snapshot chunks; install a snapshot and
+  // start persisting; send; apply; answer reads; answer snapshot reads; acknowledge.
+  while (raft_.has_ready()) {
+    const raft::Role role_before = last_role_;
+    // Committed entries by reference into the core's log (no copy of each payload): valid
+    // until the next step() or snapshot_saved(), neither of which runs before they are applied.
+    raft::Ready rd = raft_.take_ready(raft::ReadyOptions{.committed_by_reference = true});
+    for (const raft::SnapshotChunk& c : rd.snapshot_chunks) host_.stage_snapshot_chunk(c);
+    std::optional<raft::SnapshotMeta> installed;
+    if (rd.snapshot) {
+      installed = rd.snapshot->meta;
+      host_.install_snapshot(*installed);
+      applied_index_ = installed->index;
+      applied_term_ = installed->term;
+    }
+    // Proposals of ours that this Ready removes from the log (a new leader's entries replace
+    // them, or a snapshot replaces the whole log) end now: their clients learn at once that
+    // the outcome is unknown, and nobody waits on an index proposed again later.
+    if (installed || !rd.entries.empty())
+      writes_.log_replaced(installed ? std::optional<raft::Index>(installed->index) : std::nullopt, rd.entries, ended);
+    bool conf_appended = installed.has_value();
+    for (const raft::Entry& e : rd.entries) conf_appended |= e.type == raft::EntryType::kConfChange;
+    std::optional<raft::PersistAck> ack;
+    if (rd.hard_state || !rd.entries.empty() || installed) ack = host_.persist(rd.hard_state, std::move(rd.entries), installed);
+    if (conf_appended) membership_changed();  // a membership takes effect when appended
+    if (!rd.messages.empty()) host_.send(std::move(rd.messages));
+    for (const raft::Entry* e : rd.committed_refs) apply_entry(*e);
+    if (!rd.committed_refs.empty()) raft_.applied_to(applied_index_);
+    for (const raft::ReadState& rs : rd.read_states) reads_.answered(rs.context, rs.index);
+    for (const raft::SnapshotReadRequest& req : rd.snapshot_reads) host_.read_snapshot_chunk(req);
+    if (ack) raft_.persisted(*ack);
+    last_role_ = raft_.role();
+    if (last_role_ != role_before) on_role_change(role_before);
+  }
+  finish_reads();
+}
+
+void Replica::apply_entry(const raft::Entry& e) {
+  HMDB_ASSERT(e.index == applied_index_ + 1, "apply out of order: entry %llu after %llu",
+              static_cast<unsigned long long>(e.index), static_cast<unsigned long long>(applied_index_));
+  std::optional<WriteTracker::Proposal> ours;
+  if (auto tracked = writes_.take_applied(e.index, e.term)) {
+    if (tracked->second == WriteOutcome::kApplied) ours = std::move(tracked->first);
+    else end_proposal(e.index, std::move(tracked->first), tracked->second);
+  }
+  if (e.type == raft::EntryType::kNormal) {
+    // Each command's reply goes straight into its session's slot.
+    struct SlotSink final : ApplySink {
+      Replica* self;
+      const WriteTracker::Proposal* p;
+      ClientSession* session = nullptr;
+      std::string* reply_to(size_t k) override {
+        session = nullptr;
+        if (!p || k >= p->slots.size() || p->slots[k].session == 0) return nullptr;
+        session = self->host_.session(p->slots[k].session);
+        if (!session) return nullptr;
+        ReplyQueue::Slot& slot = session->replies.at(p->slots[k].seq);
+        HMDB_ASSERT(slot.kind == Kind::kWaitingWrite, "reply slot in the wrong state");
+        return &slot.reply;
+      }
+      void replied(size_t k) override {
+        if (!session) return;
+        const uint64_t seq = p->slots[k].seq;
+        session->replies.finish(seq, Kind::kWaitingWrite);
+        self->run_queries_from(*session, seq + 1);
+        self->mark_drain(*session);
+      }
+    } sink;
+    sink.self = this;
+    sink.p = ours ? &*ours : nullptr;
+    const ApplyResult r = apply_batch(app_, e.data, e.index, e.schema_version, ours ? &sink : nullptr, apply_scratch_);
+    if (r.status != ApplyStatus::kOk) {
+      host_.apply_failed(e, r);
+      return;
+    }
+    HMDB_ASSERT(!ours || r.commands == ours->slots.size(), "batch at index %llu has %zu commands, %zu waiters",
+                static_cast<unsigned long long>(e.index), r.commands, ours->slots.size());
+  } else if (ours) {
+    // A membership change proposed by CLUSTER ADDLEARNER/PROMOTE/REMOVE: committed.
+    for (ReplySlot slot : ours->slots)
+      if (slot.session != 0) answer_slot(slot, Kind::kWaitingWrite, "+OK\r\n");
+  }
+  applied_index_ = e.index;
+  applied_term_ = e.term;
+  if (housekeeping_index_ != 0 && applied_index_ >= housekeeping_index_) housekeeping_index_ = 0;
+  if (e.type == raft::EntryType::kConfChange) membership_changed();
+  host_.applied(e);
+}
+
+void Replica::start_reads() {
+  if (!reads_.has_queued()) return;
+  std::vector<ReplySlot> refused = reads_.ask([this](uint64_t context) { return leader() && raft_.read_index(context); });
+  if (refused.empty()) return;
+  const std::string reply = redirect_reply();
+  for (ReplySlot slot : refused) complete_read(slot, &reply);
+}
+
+void Replica::finish_reads() {
+  if (!reads_.has_ready()) return;
+  for (ReplySlot slot : reads_.ready(applied_index_)) complete_read(slot, nullptr);
+}
+
+void Replica::complete_read(ReplySlot slot, const std::string* reply) {
+  ClientSession* s = host_.session(slot.session);
+  if (!s) return;
+  ReplyQueue& q = s->replies;
+  ReplyQueue::Slot& read = q.at(slot.seq);
+  HMDB_ASSERT(read.kind == Kind::kWaitingRead, "read slot in the wrong state");
+  read.reply.clear();
+  if (reply) {
+    read.reply = *reply;
+  } else {
+    std::vector<std::string_view> argv(read.argv.begin(), read.argv.end());
+    Reply r(&read.reply);
+    app_.query(argv, QueryContext{wall_ms_}, r);
+  }
+  q.finish(slot.seq, Kind::kWaitingRead);
+  mark_drain(*s);
+}
+
+void Replica::on_role_change(raft::Role before) {
+  const raft::Role now = raft_.role();
+  if (before == raft::Role::kLeader || now == raft::Role::kLeader) leader_changes_++;
+  if (before == raft::Role::kLeader && now != raft::Role::kLeader) {
+    // The core drops its pending read-index requests when it steps down.
+    const std::string reply = redirect_reply();
+    for (ReplySlot slot : reads_.fail_all()) complete_read(slot, &reply);
+  }
+  membership_changed();
+  host_.role_changed(before, now);
+}
+
+// ---------------------------------------------------------------------------------------
+// Membership and transfers
+
+raft::ProposeResult Replica::propose_membership(const raft::ConfChange& change, uint64_t session, uint64_t seq) {
+  raft::ProposeResult pr = raft_.propose_conf_change(change);
+  if (pr.error == raft::ProposeError::kNone) {
+    writes_.track(pr.index, pr.term, 0, {ReplySlot{session, seq}},
+                  [this](raft::Index i, WriteTracker::Proposal&& p, WriteOutcome o) { end_proposal(i, std::move(p), o); });
+  }
+  return pr;
+}
+
+void Replica::transfer(raft::NodeId target, uint64_t session, uint64_t seq, uint64_t deadline_steady_ms,
+                       uint64_t timeout_ms) {
+  raft_.transfer_leadership(target);
+  transfers_.push_back(Transfer{ReplySlot{session, seq}, target, deadline_steady_ms, timeout_ms});
+}
+
+void Replica::check_transfers() {
+  for (size_t i = 0; i < transfers_.size();) {
+    const Transfer& t = transfers_[i];
+    std::string reply;
+    if (raft_.leader() == t.target && !leader()) {
+      reply = "+OK\r\n";
+    } else if (steady_ms_ >= t.deadline_steady_ms) {
+      reply = fmt::format("-ERR leadership transfer to node {} did not finish within {} ms (is it caught up and "
+                          "reachable?)\r\n",
+                          t.target, t.timeout_ms);
+    }
+    if (reply.empty()) {
+      i++;
+      continue;
+    }
+    const ReplySlot slot = t.slot;
+    transfers_[i] = transfers_.back();
+    transfers_.pop_back();
+    answer_slot(slot, Kind::kWaitingWrite, reply);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Housekeeping
+
+void Replica::housekeeping() {
+  if (!leader()) return;
+  // One housekeeping command at a time: the next one is computed after the last applied.
+  if (housekeeping_in_batch_ || housekeeping_index_ != 0) return;
+  auto command = app_.housekeeping(wall_ms_);
+  if (!command || command->empty()) return;
+  std::vector<std::string_view> argv(command->begin(), command->end());
+  std::string error;
+  if (!app_.validate(argv, &error)) {
+    host_.warn(fmt::format("the app's housekeeping command {} is invalid: {}", (*command)[0], error));
+    return;
+  }
+  batch_write(0, 0, argv);
+  housekeeping_in_batch_ = true;
+}
+
+}  // namespace hmdb::core

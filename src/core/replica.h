@@ -1,0 +1,245 @@
+// core/replica.h — one node's deterministic heart: client commands in, the consensus core's
+// Ready handled in raft.h's order, committed entries applied, replies out in request order.
+//
+// A write's route through it (docs/architecture.md has the whole trip, file by file):
+//
+//   command(session, argv)      route.h decides where it goes; a write is validated and
+//                               appended to this turn's batch, its reply slot reserved in
+//                               the session's ReplyQueue (reply_queue.h)
+//   end_turn()                  the batch becomes ONE log entry: raft.propose(); the
+//                               WriteTracker (write_tracker.h) remembers who waits for it;
+//                               then drive():
+//   drive()                     each Ready: stage/install snapshot, persist (host), send
+//                               (host), apply committed entries through apply_batch()
+//                               (apply.h), each reply written straight into its slot;
+//                               reads whose index is applied run (read_index.h)
+//   drain                       finished replies at the head of each session move to its
+//                               out() buffer; host.replies_ready() sends them
+//
+// The replica does no I/O and reads no clock: the embedder (the server's Node, or the
+// simulator) gives it the time of each loop turn and implements ReplicaHost — the disk, the
+// network, snapshot files, the shell's own commands and the sessions' sockets. So the
+// simulator drives exactly the bookkeeping a server runs (issues 9 and 10).
+//
+// Thread-safety: none; one thread calls everything.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/apply.h"
+#include "core/batch.h"
+#include "core/read_index.h"
+#include "core/reply_queue.h"
+#include "core/route.h"
+#include "core/write_tracker.h"
+#include "hmdb/state_machine.h"
+#include "raft/raft.h"
+
+namespace hmdb::core {
+
+// Bytes proposed but not yet applied beyond which the replica is busy (the shell stops
+// reading sockets until the disk catches up).
+inline constexpr uint64_t kInflightBytesMax = 64ull << 20;
+// A batch (one log entry) is proposed once it holds this many bytes, even mid-turn.
+inline constexpr uint64_t kBatchBytesMax = 8ull << 20;
+
+// A client connection as the replica sees it: who it is and its replies. The embedder owns
+// it (the server's Session holds one) and finds it by id (ReplicaHost::session).
+struct ClientSession {
+  uint64_t id = 0;
+  ReplyQueue replies;
+  bool readonly = false;  // READONLY: a follower serves this client's queries from its state
+  bool in_drain = false;  // on the replica's list of sessions to drain this turn
+};
+
+// What the shell's own command did (ReplicaHost::run_shell_command).
+enum class ShellResult : uint8_t {
+  kReplied,      // the reply is written
+  kWaitSnapshot,  // SNAPSHOT/SAVE: the reply comes once the snapshot is durable (finish())
+  kWaitCluster,  // a membership change or transfer: the replica tracks it (propose_membership, transfer)
+};
+
+class ReplicaHost {
+ public:
+  virtual ~ReplicaHost() = default;
+
+  // ---- client sessions ----
+  // The session with this id, or nullptr if it closed (its replies are then dropped).
+  virtual ClientSession* session(uint64_t id) = 0;
+  // s.replies.out() grew, or s has no pending slot left: send, or go on reading.
+  virtual void replies_ready(ClientSession& s) = 0;
+
+  // ---- the shell's own commands (PING, INFO, CLUSTER ..., SNAPSHOT, ...) ----
+  // kShellLocal or kShellBarrier for a command the shell answers itself, kUnknown otherwise
+  // (then the app's commands are asked).
+  virtual CommandClass shell_command_class(Args argv) const = 0;
+  // Runs it; `seq` is its reply slot (for a command that waits). Writes the reply to *out.
+  virtual ShellResult run_shell_command(ClientSession& s, Args argv, uint64_t seq, std::string* out) = 0;
+  // A command's slot now waits for a snapshot (ShellResult::kWaitSnapshot): take one, and
+  // answer the waiters with Replica::finish once it is durable.
+  virtual void start_snapshot() = 0;
+  // The client address of node `id` for a -MOVED redirect, or "" if unknown here.
+  virtual std::string client_address_of(raft::NodeId id) const = 0;
+
+  // ---- raft's Ready, in raft.h's order ----
+  // 0. A chunk of the leader's snapshot: stage it.
+  virtual void stage_snapshot_chunk(const raft::SnapshotChunk& chunk) = 0;
+  // 1a. The staged snapshot is complete: make it durable and load it into the app.
+  virtual void install_snapshot(const raft::SnapshotMeta& meta) = 0;
+  // 1b. Start persisting (`installed`: the snapshot just installed, if any). Returns the
+  //     acknowledgement if it is durable already (no log; or written synchronously).
+  virtual std::optional<raft::PersistAck> persist(const std::optional<raft::HardState>& hard_state,
+                                                  std::vector<raft::Entry>&& entries,
+                                                  const std::optional<raft::SnapshotMeta>& installed) = 0;
+  // 2. Send.
+  virtual void send(std::vector<raft::Message>&& messages) = 0;
+  // 3. An entry was applied (after its replies were written): membership changes take
+  //    effect here; recovery shows progress; the simulator checks the state.
+  virtual void applied(const raft::Entry& entry) = 0;
+  // 3. An entry could not be applied (newer schema, malformed batch): the node must stop.
+  virtual void apply_failed(const raft::Entry& entry, const ApplyResult& result) = 0;
+  // 6. Leader: read the bytes asked of a durable snapshot file; answer with raft.snapshot_chunk().
+  virtual void read_snapshot_chunk(const raft::SnapshotReadRequest& request) = 0;
+  // The node's role changed (after the Ready that changed it was handled).
+  virtual void role_changed(raft::Role before, raft::Role now) = 0;
+  // Something an operator should hear of (the server logs it).
+  virtual void warn(std::string_view message) = 0;
+};
+
+class Replica {
+ public:
+  struct Options {
+    bool clustered = false;
+  };
+  struct Stats {
+    uint64_t commands = 0;
+    uint64_t writes = 0;
+    uint64_t batches = 0;
+    uint64_t busy_refusals = 0;
+  };
+
+  Replica(raft::Raft& raft, StateMachine& app, ReplicaHost& host, Options options);
+
+  // The time of this loop turn: the wall clock stamped into batches and given to queries
+  // (kept from going backwards), and a monotonic one for deadlines.
+  void set_time(uint64_t wall_ms, uint64_t steady_ms);
+  uint64_t wall_ms() const { return wall_ms_; }
+
+  // One command of session s, in the order the session sent it.
+  void command(ClientSession& s, Args argv);
+  // End of a loop turn's input: propose the batch, ask for this turn's reads, handle every
+  // Ready, and move finished replies out.
+  void end_turn();
+  // Propose the batch now (it is full, kBatchBytesMax) and hand it on.
+  void propose();
+  // Handle every Ready the core has (after step(), persisted(), tick()), then the reads
+  // whose index is applied.
+  void drive();
+  // Move finished replies to the sessions' out(), and route held commands again.
+  void drain();
+  // A reply the shell writes itself (a protocol error), after the session's earlier ones.
+  void reply(ClientSession& s, std::string_view bytes) {
+    s.replies.reply_now()->append(bytes);
+    mark_drain(s);
+  }
+  // A reply the shell writes itself into slot `seq` of s, which waits as `expected`.
+  void finish(uint64_t session, uint64_t seq, ReplyQueue::Kind expected, std::string_view reply);
+
+  // ---- for the shell's CLUSTER commands ----
+  // Proposes a membership change; on success slot (session, seq) waits for it to apply.
+  raft::ProposeResult propose_membership(const raft::ConfChange& change, uint64_t session, uint64_t seq);
+  // Starts a leadership transfer; slot (session, seq) is answered once `target` leads, or
+  // with an error at deadline_steady_ms.
+  void transfer(raft::NodeId target, uint64_t session, uint64_t seq, uint64_t deadline_steady_ms, uint64_t timeout_ms);
+  // Answers transfers that finished or timed out (call every consensus tick).
+  void check_transfers();
+
+  // The app's housekeeping command, if due, joins the batch (leader only; one at a time).
+  void housekeeping();
+  // The voters in the membership in force changed (refreshes reads_need_index).
+  void membership_changed();
+  // After a snapshot was loaded at startup: the state stands for (index, term).
+  void set_applied(raft::Index index, raft::Term term) {
+    applied_index_ = index;
+    applied_term_ = term;
+  }
+
+  // -MOVED to the leader's client address, or -CLUSTERDOWN.
+  std::string redirect_reply() const;
+  bool leader() const { return raft_.role() == raft::Role::kLeader; }
+  bool reads_need_index() const { return options_.clustered && leader() && voters_ > 1; }
+  // Proposed bytes not yet applied, or a refused proposal waiting: stop reading clients.
+  bool busy() const { return refused_payload_.has_value() || writes_.bytes() >= kInflightBytesMax; }
+  bool batch_full() const { return batch_.body_bytes() >= kBatchBytesMax; }
+  // Nothing left to do without new input: no batch, no refused proposal, no Ready.
+  bool idle() const { return batch_.empty() && !refused_payload_ && !raft_.has_ready(); }
+
+  raft::Index applied_index() const { return applied_index_; }
+  raft::Term applied_term() const { return applied_term_; }
+  const WriteTracker& writes() const { return writes_; }
+  size_t pending_reads() const { return reads_.pending(); }
+  uint64_t leader_changes() const { return leader_changes_; }
+  const Stats& stats() const { return stats_; }
+  void reset_stats() { stats_ = Stats{}; }
+
+ private:
+  CommandClass classify(Args argv) const;
+  NodeView node_view() const;
+  // Serves a command: a new one (seq empty) or held slot `*seq`. Returns false if a held one
+  // stays held.
+  bool serve(ClientSession& s, Args argv, std::optional<uint64_t> seq);
+  std::string unknown_command_reply(Args argv) const;
+  void batch_write(uint64_t session, uint64_t seq, Args argv);
+  void run_queries_from(ClientSession& s, uint64_t first_seq);
+  void mark_drain(ClientSession& s);
+  void drain_session(ClientSession& s);
+  void end_proposal(raft::Index index, WriteTracker::Proposal&& p, WriteOutcome outcome);
+  void answer_slot(ReplySlot slot, ReplyQueue::Kind expected, std::string_view reply);
+  void apply_entry(const raft::Entry& e);
+  void start_reads();
+  void finish_reads();
+  void complete_read(ReplySlot slot, const std::string* reply);
+  void on_role_change(raft::Role before);
+
+  raft::Raft& raft_;
+  StateMachine& app_;
+  ReplicaHost& host_;
+  Options options_;
+
+  uint64_t wall_ms_ = 0;    // this turn's wall clock; batch stamps never go backwards
+  uint64_t steady_ms_ = 0;  // this turn's monotonic clock
+
+  // The batch being built this turn and who waits for each of its commands.
+  BatchBuilder batch_{0};
+  std::vector<ReplySlot> batch_slots_;
+  std::optional<std::string> refused_payload_;  // proposal refused with kBusy: retried
+  std::vector<ReplySlot> refused_slots_;
+  WriteTracker writes_;
+  ReadIndex reads_;
+  bool housekeeping_in_batch_ = false;  // the app's housekeeping command is in batch_
+  raft::Index housekeeping_index_ = 0;  // ... or proposed at this index and not yet applied
+
+  struct Transfer {
+    ReplySlot slot;
+    raft::NodeId target = raft::kNoNode;
+    uint64_t deadline_steady_ms = 0;
+    uint64_t timeout_ms = 0;
+  };
+  std::vector<Transfer> transfers_;
+
+  raft::Index applied_index_ = 0;
+  raft::Term applied_term_ = 0;
+  raft::Role last_role_ = raft::Role::kFollower;
+  size_t voters_ = 1;  // voters in the membership in force
+  uint64_t leader_changes_ = 0;
+  Stats stats_;
+
+  std::vector<uint64_t> to_drain_;  // sessions with newly finished replies
+  ApplyScratch apply_scratch_;
+};
+
+}  // namespace hmdb::core

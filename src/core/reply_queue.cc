@@ -1,0 +1,61 @@
+// core/reply_queue.cc — one client session's replies, in request order (see reply_queue.h).
+#include "core/reply_queue.h"
+
+#include "common/assert.h"
+
+namespace hmdb::core {
+
+size_t ReplyQueue::index_of(uint64_t seq) const {
+  HMDB_ASSERT(holds(seq), "reply slot %llu out of range [%llu, %llu)", static_cast<unsigned long long>(seq),
+              static_cast<unsigned long long>(base_seq_), static_cast<unsigned long long>(next_seq()));
+  return static_cast<size_t>(seq - base_seq_);
+}
+
+void ReplyQueue::count(Kind kind, int delta) {
+  switch (kind) {
+    case Kind::kWaitingWrite: waiting_writes_ += delta; break;
+    case Kind::kWaitingRead: waiting_reads_ += delta; break;
+    case Kind::kDeferred: deferred_ += delta; break;
+    default: break;
+  }
+}
+
+uint64_t ReplyQueue::push(Kind kind, Args argv) {
+  Slot s;
+  s.kind = kind;
+  if (kind == Kind::kDeferred || kind == Kind::kQueryAtApply || kind == Kind::kWaitingRead)
+    s.argv.assign(argv.begin(), argv.end());
+  slots_.push_back(std::move(s));
+  count(kind, +1);
+  return next_seq() - 1;
+}
+
+void ReplyQueue::set_kind(uint64_t seq, Kind kind) {
+  Slot& s = at(seq);
+  count(s.kind, -1);
+  count(kind, +1);
+  s.kind = kind;
+  if (kind != Kind::kDeferred && kind != Kind::kQueryAtApply && kind != Kind::kWaitingRead) {
+    s.argv.clear();
+    s.argv.shrink_to_fit();
+  }
+}
+
+void ReplyQueue::finish(uint64_t seq, Kind expected) {
+  HMDB_ASSERT(at(seq).kind == expected, "reply slot %llu in state %d, expected %d", static_cast<unsigned long long>(seq),
+              static_cast<int>(at(seq).kind), static_cast<int>(expected));
+  set_kind(seq, Kind::kDone);
+}
+
+bool ReplyQueue::flush_done() {
+  bool grew = false;
+  while (!slots_.empty() && slots_.front().kind == Kind::kDone) {
+    out_.append(slots_.front().reply);
+    slots_.pop_front();
+    base_seq_++;
+    grew = true;
+  }
+  return grew;
+}
+
+}  // namespace hmdb::core

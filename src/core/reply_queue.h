@@ -1,0 +1,95 @@
+// core/reply_queue.h — one client session's replies, leaving in request order.
+//
+// Every command a session sends takes the next sequence number and, unless its reply is
+// written at once with nothing ahead of it, one slot here. A slot is in one of these states:
+//
+//   kWaitingWrite     a write (or a membership change) waits for its log entry to be applied;
+//                     the apply fills the reply in place (routed by sequence number)
+//   kQueryAtApply     a query behind a waiting write of the same session: it runs the
+//                     moment that write is applied, so it sees exactly the session's earlier
+//                     writes (the command's words are kept in the slot)
+//   kWaitingRead      a linearizable read waiting for its read index (and the apply up to it)
+//   kWaitingSnapshot  SNAPSHOT/SAVE waiting for the snapshot to be durable
+//   kDeferred         a command held back behind something (a snapshot command or a barrier
+//                     behind a write, a read behind a write, anything behind a held command);
+//                     its words are kept until it can be routed again
+//   kDone             a finished reply that may not overtake an earlier one
+//
+// The queue owns the sequence numbers (a slot's seq is its position since the session
+// began) and the counts of waiting writes, reads and held commands, so no caller keeps them
+// by hand. Finished replies at the head move to out(), the bytes the session's socket sends.
+//
+// Pure bookkeeping: no I/O. Thread-safety: none (the loop thread).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hmdb/state_machine.h"
+
+namespace hmdb::core {
+
+class ReplyQueue {
+ public:
+  enum class Kind : uint8_t { kWaitingWrite, kQueryAtApply, kWaitingRead, kWaitingSnapshot, kDeferred, kDone };
+  struct Slot {
+    Kind kind = Kind::kDone;
+    std::string reply;              // kDone: the RESP reply; kWaitingWrite: filled by apply
+    std::vector<std::string> argv;  // kDeferred, kQueryAtApply, kWaitingRead: the command
+  };
+
+  // True when no slot is pending: a reply written now may go straight to out().
+  bool idle() const { return slots_.empty(); }
+  // The finished replies, in order, not yet handed to the socket.
+  std::string& out() { return out_; }
+  const std::string& out() const { return out_; }
+
+  // The next command's reply, finished now: out() if nothing is pending, else a new kDone
+  // slot. Returns where to write it.
+  std::string* reply_now() {
+    if (slots_.empty()) {
+      base_seq_++;  // its sequence number is taken and done
+      return &out_;
+    }
+    return &slots_[index_of(push(Kind::kDone))].reply;
+  }
+  // A new slot for the next command. `argv` is kept for the kinds that run it later.
+  uint64_t push(Kind kind, Args argv = {});
+
+  Slot& at(uint64_t seq) { return slots_[index_of(seq)]; }
+  const Slot& at(uint64_t seq) const { return slots_[index_of(seq)]; }
+  bool holds(uint64_t seq) const { return seq >= base_seq_ && seq - base_seq_ < slots_.size(); }
+  // Moves slot seq to `kind`, keeping the counts (a slot leaving kDeferred, kQueryAtApply or
+  // kWaitingRead drops its words unless it keeps them).
+  void set_kind(uint64_t seq, Kind kind);
+  // Slot seq, which must be in state `expected`, is finished: kDone (its reply already
+  // written into at(seq).reply).
+  void finish(uint64_t seq, Kind expected);
+
+  // Moves the finished replies at the head to out(). Returns true if out() grew.
+  bool flush_done();
+
+  // Sequence numbers: of the first pending slot, and of the next command.
+  uint64_t first_seq() const { return base_seq_; }
+  uint64_t next_seq() const { return base_seq_ + slots_.size(); }
+  size_t size() const { return slots_.size(); }
+  uint64_t waiting_writes() const { return waiting_writes_; }
+  uint64_t waiting_reads() const { return waiting_reads_; }
+  uint64_t deferred() const { return deferred_; }
+
+ private:
+  size_t index_of(uint64_t seq) const;
+  void count(Kind kind, int delta);
+
+  std::deque<Slot> slots_;
+  uint64_t base_seq_ = 0;  // sequence number of slots_.front()
+  uint64_t waiting_writes_ = 0;
+  uint64_t waiting_reads_ = 0;
+  uint64_t deferred_ = 0;
+  std::string out_;
+};
+
+}  // namespace hmdb::core

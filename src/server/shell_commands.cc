@@ -1,0 +1,467 @@
+// server/shell_commands.cc — the commands the shell answers itself, as one table:
+// PING ECHO QUIT SELECT HELLO CLIENT COMMAND CONFIG INFO READONLY READWRITE CLUSTER
+// SNAPSHOT SAVE BGSAVE.
+//
+// They come before the app's commands (an app cannot shadow them) and are looked up like
+// the app's (hmdb::detail::NameIndex). Each entry says how the replica routes it: a local
+// command is answered from this node's state (a follower answers it too); a barrier waits
+// for every earlier command of its session (membership changes, leadership transfer,
+// snapshots). Enough of each is implemented for redis-cli, redis-benchmark and common
+// client libraries to connect.
+#include <fnmatch.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+#include "common/assert.h"
+#include "hmdb/app.h"
+#include "server/logging.h"
+#include "server/node.h"
+
+namespace hmdb::server {
+
+namespace {
+
+constexpr std::string_view kVersion = "0.1.0";
+// Some clients refuse servers that do not look like Redis >= 6: INFO and HELLO say this.
+constexpr std::string_view kRedisCompatVersion = "7.0.0";
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool parse_i64(std::string_view s, int64_t* out) {
+  auto r = std::from_chars(s.data(), s.data() + s.size(), *out);
+  return r.ec == std::errc() && r.ptr == s.data() + s.size() && !s.empty();
+}
+
+// One entry of COMMAND's reply (Redis 7 layout: name, arity, flags, first key, last key,
+// step, ACL categories, tips, key specs, subcommands).
+void command_info(Reply& r, std::string_view name, int arity, std::string_view flag, bool has_key) {
+  r.array(10);
+  r.bulk(lower(name));
+  r.integer(arity);
+  r.array(1);
+  r.status(flag);
+  r.integer(has_key ? 1 : 0);
+  r.integer(has_key ? 1 : 0);
+  r.integer(has_key ? 1 : 0);
+  r.array(0);
+  r.array(0);
+  r.array(0);
+  r.array(0);
+}
+
+// The CLUSTER subcommands that change the cluster wait for the session's earlier commands.
+bool cluster_barrier(Args argv) {
+  if (argv.size() < 2) return false;
+  return iequals(argv[1], "ADDLEARNER") || iequals(argv[1], "PROMOTE") || iequals(argv[1], "REMOVE") ||
+         iequals(argv[1], "TRANSFER");
+}
+
+}  // namespace
+
+// One command the shell answers: its name, arity (Redis style: negative means at least),
+// whether it is a barrier, and what it does. `seq` is its reply slot, for one that waits.
+struct Node::ShellCommand {
+  std::string_view name;  // upper case
+  int arity;
+  bool (*barrier)(Args argv);
+  core::ShellResult (*run)(Node& n, Session& s, Args argv, uint64_t seq, std::string* out);
+};
+
+const Node::ShellTable& Node::shell_table() {
+  using R = core::ShellResult;
+  static auto never = [](Args) { return false; };
+  static auto always = [](Args) { return true; };
+  static const ShellTable table(std::vector<ShellCommand>{
+      {"PING", -1, never,
+       [](Node&, Session&, Args argv, uint64_t, std::string* out) {
+         Reply r(out);
+         if (argv.size() == 1) r.status("PONG");
+         else if (argv.size() == 2) r.bulk(argv[1]);
+         else r.error(wrong_arity(argv[0]));
+         return R::kReplied;
+       }},
+      {"ECHO", 2, never,
+       [](Node&, Session&, Args argv, uint64_t, std::string* out) {
+         Reply(out).bulk(argv[1]);
+         return R::kReplied;
+       }},
+      {"QUIT", -1, never,
+       [](Node&, Session& s, Args, uint64_t, std::string* out) {
+         Reply(out).ok();
+         s.close_after_reply = true;
+         return R::kReplied;
+       }},
+      {"SELECT", 2, never,
+       [](Node&, Session&, Args argv, uint64_t, std::string* out) {
+         Reply r(out);
+         int64_t db = 0;
+         if (!parse_i64(argv[1], &db)) r.error("ERR value is not an integer or out of range");
+         else if (db != 0) r.error("ERR DB index is out of range");
+         else r.ok();
+         return R::kReplied;
+       }},
+      {"HELLO", -1, never, [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.hello_command(s, argv, out); }},
+      {"CLIENT", -2, never, [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.client_command(s, argv, out); }},
+      {"COMMAND", -1, never,
+       [](Node& n, Session&, Args argv, uint64_t, std::string* out) {
+         n.command_command(argv, out);
+         return R::kReplied;
+       }},
+      {"CONFIG", -2, never, [](Node& n, Session&, Args argv, uint64_t, std::string* out) { return n.config_command(argv, out); }},
+      {"INFO", -1, never,
+       [](Node& n, Session&, Args argv, uint64_t, std::string* out) {
+         Reply(out).bulk(n.info_text(argv.size() >= 2 ? argv[1] : std::string_view("default")));
+         return R::kReplied;
+       }},
+      // The reply of SNAPSHOT and SAVE comes when the snapshot is durable; extra words are ignored.
+      {"SNAPSHOT", -1, always,
+       [](Node& n, Session& s, Args, uint64_t seq, std::string*) { return n.snapshot_command(s, seq); }},
+      {"BGSAVE", -1, always,
+       [](Node& n, Session&, Args, uint64_t, std::string* out) {
+         Reply(out).status("Background saving started");
+         n.start_snapshot();
+         return R::kReplied;
+       }},
+      {"SAVE", -1, always,
+       [](Node& n, Session& s, Args, uint64_t seq, std::string*) { return n.snapshot_command(s, seq); }},
+      // READONLY: this client accepts a follower's possibly stale state for its queries.
+      {"READONLY", 1, never,
+       [](Node&, Session& s, Args, uint64_t, std::string* out) {
+         s.client.readonly = true;
+         Reply(out).ok();
+         return R::kReplied;
+       }},
+      {"READWRITE", 1, never,
+       [](Node&, Session& s, Args, uint64_t, std::string* out) {
+         s.client.readonly = false;
+         Reply(out).ok();
+         return R::kReplied;
+       }},
+      {"CLUSTER", -2, cluster_barrier,
+       [](Node& n, Session& s, Args argv, uint64_t seq, std::string* out) { return n.cluster_local_or_change(s, argv, seq, out); }},
+  });
+  return table;
+}
+
+Node::ShellTable::ShellTable(std::vector<ShellCommand> commands) : commands_(std::move(commands)) {
+  std::vector<std::string_view> names;
+  for (const ShellCommand& c : commands_) names.push_back(c.name);
+  index_.rebuild(names);
+}
+
+const Node::ShellCommand* Node::ShellTable::find(std::string_view name) const {
+  const size_t i = index_.find(name, [this](size_t k) { return commands_[k].name; });
+  return i == detail::NameIndex::kNotFound ? nullptr : &commands_[i];
+}
+
+core::CommandClass Node::shell_command_class(Args argv) const {
+  const ShellCommand* c = shell_table().find(argv[0]);
+  if (!c) return core::CommandClass::kUnknown;
+  return c->barrier(argv) ? core::CommandClass::kShellBarrier : core::CommandClass::kShellLocal;
+}
+
+core::ShellResult Node::run_shell_command(core::ClientSession& client, Args argv, uint64_t seq, std::string* out) {
+  const ShellCommand* c = shell_table().find(argv[0]);
+  Session* s = find_session(client.id);
+  HMDB_ASSERT(c && s, "shell command without its table entry or session");
+  if (!arity_ok(c->arity, argv.size())) {
+    Reply(out).error(wrong_arity(argv[0]));
+    return core::ShellResult::kReplied;
+  }
+  return c->run(*this, *s, argv, seq, out);
+}
+
+core::ShellResult Node::hello_command(Session& s, Args argv, std::string* out) {
+  Reply r(out);
+  if (argv.size() >= 2) {
+    int64_t proto = 0;
+    if (!parse_i64(argv[1], &proto)) {
+      r.error("ERR Protocol version is not an integer or out of range");
+      return core::ShellResult::kReplied;
+    }
+    if (proto != 2) {
+      r.error("NOPROTO sorry, this protocol version is not supported");
+      return core::ShellResult::kReplied;
+    }
+    for (size_t i = 2; i < argv.size(); i++) {
+      if (iequals(argv[i], "AUTH") && i + 2 < argv.size()) {
+        i += 2;  // no authentication configured: any credentials are accepted, as Redis does without requirepass
+      } else if (iequals(argv[i], "SETNAME") && i + 1 < argv.size()) {
+        s.name = std::string(argv[++i]);
+      } else {
+        r.error("ERR Syntax error in HELLO option '" + std::string(argv[i]) + "'");
+        return core::ShellResult::kReplied;
+      }
+    }
+  }
+  r.array(14);
+  r.bulk("server");
+  r.bulk("hmdb");
+  r.bulk("version");
+  r.bulk(kRedisCompatVersion);
+  r.bulk("proto");
+  r.integer(2);
+  r.bulk("id");
+  r.integer(static_cast<int64_t>(s.id()));
+  r.bulk("mode");
+  r.bulk("standalone");
+  r.bulk("role");
+  r.bulk("master");
+  r.bulk("modules");
+  r.array(0);
+  return core::ShellResult::kReplied;
+}
+
+core::ShellResult Node::client_command(Session& s, Args argv, std::string* out) {
+  Reply r(out);
+  std::string_view sub = argv[1];
+  const uint64_t now = realtime_ms();
+  auto client_line = [&](const Session& c) {
+    return fmt::format("id={} addr={} name={} age={} idle={} cmd={} qbuf={} obl={} pending={} lib-name={} lib-ver={}",
+                       c.client.id, c.address, c.name, (now - c.created_ms) / 1000, (now - c.last_command_ms) / 1000,
+                       c.commands, c.in.size(), c.unsent(), c.pending(), c.lib_name, c.lib_version);
+  };
+  if (iequals(sub, "SETNAME") && argv.size() == 3) {
+    if (std::any_of(argv[2].begin(), argv[2].end(), [](char c) { return c <= ' ' || c > '~'; })) {
+      r.error("ERR Client names cannot contain spaces, newlines or special characters.");
+    } else {
+      s.name = std::string(argv[2]);
+      r.ok();
+    }
+  } else if (iequals(sub, "GETNAME") && argv.size() == 2) {
+    if (s.name.empty()) r.null();
+    else r.bulk(s.name);
+  } else if (iequals(sub, "ID") && argv.size() == 2) {
+    r.integer(static_cast<int64_t>(s.id()));
+  } else if (iequals(sub, "INFO") && argv.size() == 2) {
+    r.bulk(client_line(s) + "\n");
+  } else if (iequals(sub, "LIST")) {
+    std::string all;
+    for (const auto& [id, c] : sessions_) all += client_line(*c) + "\n";
+    r.bulk(all);
+  } else if (iequals(sub, "SETINFO") && argv.size() == 4) {
+    if (iequals(argv[2], "LIB-NAME")) {
+      s.lib_name = std::string(argv[3]);
+      r.ok();
+    } else if (iequals(argv[2], "LIB-VER")) {
+      s.lib_version = std::string(argv[3]);
+      r.ok();
+    } else {
+      r.error("ERR Unrecognized option '" + std::string(argv[2]) + "'");
+    }
+  } else {
+    r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
+            "'. Try CLIENT SETNAME|GETNAME|ID|INFO|LIST|SETINFO.");
+  }
+  return core::ShellResult::kReplied;
+}
+
+core::ShellResult Node::config_command(Args argv, std::string* out) {
+  Reply r(out);
+  if (iequals(argv[1], "GET") && argv.size() >= 3) {
+    const std::string fsync = options_.durability == Durability::kAlways     ? "always"
+                              : options_.durability == Durability::kPeriodic ? "everysec"
+                                                                             : "no";
+    // What redis-benchmark and clients ask for, answered in Redis' terms.
+    const std::vector<std::pair<std::string, std::string>> params = {
+        {"save", ""},
+        {"appendonly", options_.durability == Durability::kNone ? "no" : "yes"},
+        {"appendfsync", fsync},
+        {"port", std::to_string(port_)},
+        {"bind", options_.bind},
+        {"dir", options_.dir},
+        {"maxclients", std::to_string(options_.max_clients)},
+        {"proto-max-bulk-len", std::to_string(options_.max_bulk_bytes)},
+        {"databases", "1"},
+        {"hmdb-durability", durability_name(options_.durability)},
+        {"hmdb-fsync-interval-ms", std::to_string(options_.fsync_interval_ms)},
+        {"hmdb-snapshot-log-bytes", std::to_string(options_.snapshot_log_bytes)},
+    };
+    std::vector<const std::pair<std::string, std::string>*> hits;
+    for (const auto& p : params) {
+      for (size_t i = 2; i < argv.size(); i++) {
+        std::string pattern(argv[i]);
+        if (fnmatch(pattern.c_str(), p.first.c_str(), FNM_CASEFOLD) == 0) {
+          hits.push_back(&p);
+          break;
+        }
+      }
+    }
+    r.array(hits.size() * 2);
+    for (const auto* p : hits) {
+      r.bulk(p->first);
+      r.bulk(p->second);
+    }
+  } else if (iequals(argv[1], "SET")) {
+    r.error("ERR CONFIG SET is not supported: restart `hmdb serve` with the flag (see hmdb serve --help)");
+  } else if (iequals(argv[1], "RESETSTAT") && argv.size() == 2) {
+    uint64_t start = stats_.start_ms;
+    stats_ = Stats{};
+    stats_.start_ms = start;
+    replica_->reset_stats();
+    r.ok();
+  } else {
+    r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(argv[1]) +
+            "'. Try CONFIG GET|RESETSTAT.");
+  }
+  return core::ShellResult::kReplied;
+}
+
+core::ShellResult Node::cluster_local_or_change(Session& s, Args argv, uint64_t seq, std::string* out) {
+  Reply r(out);
+  const std::string_view sub = argv[1];
+  if (cluster_barrier(argv)) return cluster_command(s, argv, seq, out);
+  if (iequals(sub, "MEMBERS") && argv.size() == 2) {
+    r.bulk(members_text());
+  } else if (iequals(sub, "DIGEST") && argv.size() == 2) {
+    r.bulk(fmt::format("{} {:016x}", replica_->applied_index(), app_->digest()));
+  } else if (iequals(sub, "INFO") && argv.size() == 2) {
+    r.bulk(replication_info());
+  } else {
+    r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
+            "'. Try CLUSTER MEMBERS|DIGEST|INFO|ADDLEARNER|PROMOTE|REMOVE|TRANSFER.");
+  }
+  return core::ShellResult::kReplied;
+}
+
+core::ShellResult Node::snapshot_command(Session& s, uint64_t seq) {
+  // Its reply waits for the next snapshot, which the replica asks for (start_snapshot) once
+  // the slot waits.
+  next_snapshot_waiters_.push_back(core::ReplySlot{s.id(), seq});
+  return core::ShellResult::kWaitSnapshot;
+}
+
+void Node::command_command(Args argv, std::string* out) {
+  Reply r(out);
+  // The shell's own commands, then the app's (StateMachine::describe_commands()).
+  const std::vector<ShellCommand>& shell = shell_table().commands();
+  const std::vector<CommandDescription> app_commands = app_->describe_commands();
+  auto app_info = [&](const CommandDescription& c) {
+    command_info(r, c.name, c.arity, c.kind == CommandKind::kWrite ? "write" : "readonly", true);
+  };
+  const size_t total = shell.size() + app_commands.size();
+  if (argv.size() == 1) {
+    r.array(total);
+    for (const ShellCommand& c : shell) command_info(r, c.name, c.arity, "fast", false);
+    for (const auto& c : app_commands) app_info(c);
+  } else if (iequals(argv[1], "COUNT")) {
+    r.integer(static_cast<int64_t>(total));
+  } else if (iequals(argv[1], "DOCS")) {
+    r.array(0);  // redis-cli falls back to its built-in help
+  } else if (iequals(argv[1], "LIST")) {
+    r.array(total);
+    for (const ShellCommand& c : shell) r.bulk(lower(c.name));
+    for (const auto& c : app_commands) r.bulk(lower(c.name));
+  } else if (iequals(argv[1], "INFO")) {
+    r.array(argv.size() - 2);
+    for (size_t i = 2; i < argv.size(); i++) {
+      if (const ShellCommand* c = shell_table().find(argv[i])) {
+        command_info(r, argv[i], c->arity, "fast", false);
+        continue;
+      }
+      auto it = std::find_if(app_commands.begin(), app_commands.end(),
+                             [&](const CommandDescription& c) { return iequals(c.name, argv[i]); });
+      if (it == app_commands.end()) r.null_array();
+      else app_info(*it);
+    }
+  } else {
+    r.error("ERR unknown subcommand '" + std::string(argv[1]) + "'. Try COMMAND COUNT|DOCS|INFO|LIST.");
+  }
+}
+
+std::string Node::info_text(std::string_view section) {
+  const bool all = iequals(section, "all") || iequals(section, "everything") || iequals(section, "default");
+  auto want = [&](std::string_view name) { return all || iequals(section, name); };
+  const DiskStats ds = disk_ ? disk_->stats() : DiskStats{};
+  const uint64_t now = realtime_ms();
+  std::string t;
+  auto line = [&t](std::string_view k, const auto& v) { t += fmt::format("{}:{}\r\n", k, v); };
+
+  if (want("server")) {
+    t += "# Server\r\n";
+    line("hmdb_version", kVersion);
+    line("redis_version", kRedisCompatVersion);
+    line("redis_mode", "standalone");
+    line("app", app_->app_name());
+    line("schema_version", app_->schema_version());
+    line("process_id", ::getpid());
+    line("tcp_port", port_);
+    line("bind", options_.bind);
+    line("data_dir", options_.dir);
+    line("uptime_in_seconds", (now - stats_.start_ms) / 1000);
+    t += "\r\n";
+  }
+  if (want("clients")) {
+    t += "# Clients\r\n";
+    line("connected_clients", sessions_.size());
+    line("maxclients", options_.max_clients);
+    line("client_output_limit_bytes", kClientOutputLimitBytes);
+    t += "\r\n";
+  }
+  if (want("persistence")) {
+    t += "# Persistence\r\n";
+    line("durability", durability_name(options_.durability));
+    line("fsync_interval_ms", options_.fsync_interval_ms);
+    line("log_bytes_since_snapshot", log_bytes_since_snapshot_);
+    line("snapshot_log_bytes", options_.snapshot_log_bytes);
+    line("snapshot_in_progress", snapshot_pid_ > 0 ? 1 : 0);
+    line("snapshots_taken", stats_.snapshots);
+    line("snapshot_failures", stats_.snapshot_failures);
+    line("last_snapshot_index", stats_.last_snapshot_index);
+    line("last_snapshot_status", stats_.last_snapshot_status);
+    line("last_snapshot_duration_ms", stats_.last_snapshot_ms);
+    line("fork_stall_last_us", stats_.fork_last_us);
+    line("fork_stall_max_us", stats_.fork_max_us);
+    line("disk_rounds", ds.rounds);
+    line("disk_fsyncs", ds.syncs);
+    line("disk_bytes_written", ds.bytes);
+    line("fsync_last_us", ds.last_sync_us);
+    line("fsync_max_us", ds.max_sync_us);
+    line("disk_queue_bytes", disk_ ? disk_->queued_bytes() : 0);
+    line("recovery_entries_replayed", stats_.recovered_entries);
+    line("recovery_ms", stats_.recovery_ms);
+    t += "\r\n";
+  }
+  if (want("replication")) {
+    t += "# Replication\r\n";
+    t += replication_info();
+    t += "\r\n";
+  }
+  if (want("stats")) {
+    t += "# Stats\r\n";
+    line("total_connections_received", stats_.connections_received);
+    line("rejected_connections", stats_.rejected_connections);
+    line("total_commands_processed", replica_->stats().commands);
+    line("total_writes", replica_->stats().writes);
+    line("total_batches", replica_->stats().batches);
+    line("protocol_errors", stats_.protocol_errors);
+    line("output_limit_disconnects", stats_.output_limit_disconnects);
+    line("busy_refusals", replica_->stats().busy_refusals);
+    line("loop_turn_max_ms", stats_.loop_turn_max_ms);
+    line("slow_turns", stats_.slow_turns);
+    t += "\r\n";
+  }
+  if (want("keyspace") || want("app")) {
+    t += "# App\r\n";
+    t += app_->info();
+    if (!t.empty() && t.back() != '\n') t += "\r\n";
+    t += "\r\n";
+  }
+  if (iequals(section, "digest")) {
+    // Not in the default INFO: hashing a large state takes time on the event loop.
+    t += "# Digest\r\n";
+    line("state_digest", fmt::format("{:016x}", app_->digest()));
+    line("applied_index", replica_->applied_index());
+    t += "\r\n";
+  }
+  return t;
+}
+
+}  // namespace hmdb::server

@@ -1,0 +1,165 @@
+// tests/core/replica_test.cc — the replica core with a real consensus core and a tiny app,
+// its world faked (a disk that is durable at once, no network): replies leave in request
+// order; a pipeline of writes and reads is one log entry, each read seeing exactly the
+// session's earlier writes; errors take their place in the order; a barrier behind a write
+// waits until it is applied and holds everything behind it; a node that does not lead
+// redirects app commands but serves a READONLY client's queries. The simulator drives the
+// same class through faults (tests/sim).
+#include "core/replica.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hmdb/app.h"
+#include "sim/register_app.h"
+
+namespace hmdb::core {
+namespace {
+
+// The world of one replica: sessions by id, a shell with PING (local) and SNAP (a barrier
+// whose reply waits for finish()), a disk that is durable at once, a network that drops all.
+class FakeHost final : public ReplicaHost {
+ public:
+  std::map<uint64_t, ClientSession> sessions;
+  std::vector<uint64_t> snapshot_waiters;  // seq of SNAP slots of session 1
+  int snapshots_started = 0;
+  raft::Index last_index = 0;
+  raft::Term last_term = 0;
+  raft::HardState hard_state;
+
+  ClientSession* session(uint64_t id) override {
+    auto it = sessions.find(id);
+    return it == sessions.end() ? nullptr : &it->second;
+  }
+  void replies_ready(ClientSession&) override {}
+  CommandClass shell_command_class(Args argv) const override {
+    if (iequals(argv[0], "PING")) return CommandClass::kShellLocal;
+    if (iequals(argv[0], "SNAP")) return CommandClass::kShellBarrier;
+    return CommandClass::kUnknown;
+  }
+  ShellResult run_shell_command(ClientSession&, Args argv, uint64_t seq, std::string* out) override {
+    if (iequals(argv[0], "PING")) {
+      Reply(out).status("PONG");
+      return ShellResult::kReplied;
+    }
+    snapshot_waiters.push_back(seq);
+    return ShellResult::kWaitSnapshot;
+  }
+  void start_snapshot() override { snapshots_started++; }
+  std::string client_address_of(raft::NodeId id) const override { return "10.0.0." + std::to_string(id) + ":7379"; }
+  void stage_snapshot_chunk(const raft::SnapshotChunk&) override { ADD_FAILURE() << "no snapshot transfer here"; }
+  void install_snapshot(const raft::SnapshotMeta&) override { ADD_FAILURE() << "no snapshot install here"; }
+  std::optional<raft::PersistAck> persist(const std::optional<raft::HardState>& hs, std::vector<raft::Entry>&& entries,
+                                          const std::optional<raft::SnapshotMeta>&) override {
+    if (hs) hard_state = *hs;
+    if (!entries.empty()) {
+      last_index = entries.back().index;
+      last_term = entries.back().term;
+    }
+    return raft::PersistAck{last_index, last_term, hard_state};
+  }
+  void send(std::vector<raft::Message>&&) override {}
+  void applied(const raft::Entry&) override {}
+  void apply_failed(const raft::Entry&, const ApplyResult&) override { ADD_FAILURE() << "apply failed"; }
+  void read_snapshot_chunk(const raft::SnapshotReadRequest&) override {}
+  void role_changed(raft::Role, raft::Role) override {}
+  void warn(std::string_view) override {}
+};
+
+struct Node {
+  FakeHost host;
+  sim::RegisterHost app;
+  std::unique_ptr<raft::Raft> raft;
+  std::unique_ptr<Replica> replica;
+
+  // voters: the membership; this node is 1. With one voter it elects itself.
+  explicit Node(std::vector<raft::NodeId> voters = {1}) {
+    raft::Config cfg;
+    cfg.id = 1;
+    raft::RestoreState rs;
+    rs.initial_conf.voters = voters;
+    raft = std::make_unique<raft::Raft>(cfg, std::move(rs));
+    replica = std::make_unique<Replica>(*raft, app, host, Replica::Options{voters.size() > 1});
+    replica->set_time(1'700'000'000'000, 0);
+    host.sessions[1].id = 1;
+    for (int i = 0; i < 50 && voters.size() == 1 && !replica->leader(); i++) {
+      raft->tick();
+      replica->drive();
+    }
+  }
+  ClientSession& s() { return host.sessions[1]; }
+  void send(std::vector<std::vector<std::string_view>> commands) {
+    for (const auto& c : commands) replica->command(s(), Args(c.data(), c.size()));
+  }
+  std::string out() {
+    std::string o = s().replies.out();
+    s().replies.out().clear();
+    return o;
+  }
+};
+
+TEST(Replica, APipelineOfWritesAndReadsIsOneEntryAndEachReadSeesTheWritesBeforeIt) {
+  Node n;
+  ASSERT_TRUE(n.replica->leader());
+  const uint64_t batches = n.replica->stats().batches;
+  n.send({{"SET", "a", "1"}, {"GET", "a"}, {"INCR", "a"}, {"GET", "a"}, {"PING"}});
+  EXPECT_EQ(n.out(), "") << "nothing may overtake the unapplied SET";
+  n.replica->end_turn();
+  EXPECT_EQ(n.out(), "+OK\r\n:1\r\n:2\r\n:2\r\n+PONG\r\n");
+  EXPECT_EQ(n.replica->stats().batches, batches + 1) << "the two writes share one log entry";
+  EXPECT_TRUE(n.s().replies.idle());
+}
+
+TEST(Replica, ErrorsTakeTheirPlaceInTheOrder) {
+  Node n;
+  n.send({{"SET", "a", "1"}, {"NOSUCH", "x"}, {"SET", "a"}, {"GET", "a"}});
+  n.replica->end_turn();
+  EXPECT_EQ(n.out(),
+            "+OK\r\n-ERR unknown command 'NOSUCH', with args beginning with: 'x' \r\n"
+            "-ERR wrong number of arguments for 'set' command\r\n:1\r\n");
+}
+
+TEST(Replica, ABarrierBehindAWriteWaitsForItAndHoldsWhatFollows) {
+  Node n;
+  n.send({{"SET", "a", "1"}, {"SNAP"}, {"SET", "a", "2"}, {"GET", "a"}});
+  EXPECT_EQ(n.host.snapshots_started, 0) << "the barrier ran before the write before it was applied";
+  EXPECT_EQ(n.s().replies.deferred(), 3u) << "SNAP and everything behind it are held";
+  n.replica->end_turn();
+  // The SET is applied, the SNAP runs (waits for its snapshot), the rest waits behind it.
+  EXPECT_EQ(n.host.snapshots_started, 1);
+  ASSERT_EQ(n.host.snapshot_waiters.size(), 1u);
+  EXPECT_EQ(n.out(), "+OK\r\n");
+  n.replica->finish(1, n.host.snapshot_waiters[0], ReplyQueue::Kind::kWaitingSnapshot, "+SNAPPED\r\n");
+  n.replica->end_turn();
+  EXPECT_EQ(n.out(), "+SNAPPED\r\n+OK\r\n:2\r\n");
+}
+
+TEST(Replica, ANodeThatDoesNotLeadRedirectsAppCommandsButServesReadonlyQueries) {
+  Node n({1, 2, 3});  // a follower: no election here
+  ASSERT_FALSE(n.replica->leader());
+  n.send({{"SET", "a", "1"}, {"GET", "a"}, {"PING"}});
+  n.replica->end_turn();
+  EXPECT_EQ(n.out(), "-CLUSTERDOWN no leader known; retry\r\n-CLUSTERDOWN no leader known; retry\r\n+PONG\r\n");
+  n.s().readonly = true;
+  n.send({{"GET", "a"}, {"SET", "a", "1"}});
+  n.replica->end_turn();
+  EXPECT_EQ(n.out(), "$-1\r\n-CLUSTERDOWN no leader known; retry\r\n");
+}
+
+TEST(Replica, RepliesOfAClosedSessionAreDropped) {
+  Node n;
+  n.send({{"SET", "a", "1"}, {"GET", "a"}});
+  n.host.sessions.erase(1);
+  n.replica->end_turn();  // applies the write; nobody to answer
+  n.host.sessions[1].id = 1;
+  n.send({{"GET", "a"}});
+  n.replica->end_turn();
+  EXPECT_EQ(n.out(), ":1\r\n");
+}
+
+}  // namespace
+}  // namespace hmdb::core

@@ -1,0 +1,149 @@
+// tests/core/units_test.cc — the replica core's small units alone: a session's ReplyQueue
+// (sequence numbers, counts, finished replies leaving in order), ReadIndex (a turn's reads
+// share one round, are released once their index is applied, and fail together), and the
+// one apply path (replies to their sinks in batch order, prefetch hints ahead, malformed and
+// newer-schema entries refused).
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "core/apply.h"
+#include "core/batch.h"
+#include "core/read_index.h"
+#include "core/reply_queue.h"
+#include "sim/register_app.h"
+
+namespace hmdb::core {
+namespace {
+
+using Kind = ReplyQueue::Kind;
+
+TEST(ReplyQueue, AReplyWithNothingPendingGoesStraightOut) {
+  ReplyQueue q;
+  *q.reply_now() += "+A\r\n";
+  EXPECT_TRUE(q.idle());
+  EXPECT_EQ(q.out(), "+A\r\n");
+  EXPECT_EQ(q.first_seq(), 1u) << "it took sequence number 0";
+}
+
+TEST(ReplyQueue, FinishedRepliesWaitForEarlierOnesAndLeaveInOrder) {
+  ReplyQueue q;
+  std::string_view words[] = {"GET", "k"};
+  const uint64_t w = q.push(Kind::kWaitingWrite);
+  const uint64_t r = q.push(Kind::kQueryAtApply, Args(words, 2));
+  *q.reply_now() += "+C\r\n";
+  EXPECT_EQ(q.waiting_writes(), 1u);
+  EXPECT_EQ(q.at(r).argv, (std::vector<std::string>{"GET", "k"}));
+  EXPECT_FALSE(q.flush_done());
+  EXPECT_EQ(q.out(), "");
+  q.at(r).reply = "$1\r\nv\r\n";
+  q.finish(r, Kind::kQueryAtApply);
+  EXPECT_TRUE(q.at(r).argv.empty()) << "a finished slot drops its words";
+  EXPECT_FALSE(q.flush_done()) << "the write ahead is not finished";
+  q.at(w).reply = "+OK\r\n";
+  q.finish(w, Kind::kWaitingWrite);
+  EXPECT_EQ(q.waiting_writes(), 0u);
+  EXPECT_TRUE(q.flush_done());
+  EXPECT_EQ(q.out(), "+OK\r\n$1\r\nv\r\n+C\r\n");
+  EXPECT_TRUE(q.idle());
+  EXPECT_EQ(q.first_seq(), 3u);
+  EXPECT_EQ(q.next_seq(), 3u);
+}
+
+TEST(ReplyQueue, CountsFollowEveryKindChange) {
+  ReplyQueue q;
+  std::string_view words[] = {"SNAPSHOT"};
+  const uint64_t a = q.push(Kind::kDeferred, Args(words, 1));
+  const uint64_t b = q.push(Kind::kWaitingRead, Args(words, 1));
+  EXPECT_EQ(q.deferred(), 1u);
+  EXPECT_EQ(q.waiting_reads(), 1u);
+  q.set_kind(a, Kind::kWaitingWrite);
+  EXPECT_EQ(q.deferred(), 0u);
+  EXPECT_EQ(q.waiting_writes(), 1u);
+  q.finish(b, Kind::kWaitingRead);
+  EXPECT_EQ(q.waiting_reads(), 0u);
+  EXPECT_DEATH(q.finish(b, Kind::kWaitingRead), "expected") << "a slot is finished once";
+}
+
+TEST(ReadIndex, ATurnsReadsShareOneRoundAndLeaveOnceApplied) {
+  ReadIndex r;
+  r.queue(ReplySlot{1, 0});
+  r.queue(ReplySlot{2, 5});
+  std::vector<uint64_t> asked;
+  EXPECT_TRUE(r.ask([&](uint64_t ctx) { asked.push_back(ctx); return true; }).empty());
+  ASSERT_EQ(asked.size(), 1u) << "one read_index() request for the turn";
+  r.queue(ReplySlot{1, 1});
+  r.ask([&](uint64_t ctx) { asked.push_back(ctx); return true; });
+  EXPECT_EQ(r.pending(), 3u);
+  r.answered(asked[1], 9);
+  r.answered(asked[0], 7);
+  r.answered(12345, 1);  // unknown context: ignored
+  EXPECT_TRUE(r.ready(6).empty());
+  EXPECT_EQ(r.ready(8), (std::vector<ReplySlot>{{1, 0}, {2, 5}}));
+  EXPECT_EQ(r.ready(9), (std::vector<ReplySlot>{{1, 1}}));
+  EXPECT_EQ(r.pending(), 0u);
+}
+
+TEST(ReadIndex, RefusedAndFailedReadsComeBack) {
+  ReadIndex r;
+  r.queue(ReplySlot{1, 0});
+  EXPECT_EQ(r.ask([](uint64_t) { return false; }), (std::vector<ReplySlot>{{1, 0}}));
+  r.queue(ReplySlot{1, 1});
+  r.ask([](uint64_t) { return true; });
+  r.queue(ReplySlot{1, 2});
+  EXPECT_EQ(r.fail_all(), (std::vector<ReplySlot>{{1, 2}, {1, 1}})) << "queued first, then asked";
+  EXPECT_EQ(r.pending(), 0u);
+}
+
+struct Recorder final : ApplySink {
+  std::vector<std::string> replies;
+  std::vector<size_t> done;
+  std::string* reply_to(size_t k) override {
+    if (k % 2 == 1) return nullptr;  // nobody waits for the odd ones
+    replies.resize(k + 1);
+    return &replies[k];
+  }
+  void replied(size_t k) override { done.push_back(k); }
+};
+
+TEST(Apply, EachReplyGoesToItsSinkInBatchOrder) {
+  sim::RegisterHost app;
+  BatchBuilder b(1000);
+  std::vector<std::vector<std::string_view>> cmds = {{"SET", "a", "5"}, {"INCR", "a"}, {"INCR", "a"}};
+  for (auto& c : cmds) b.add(Args(c.data(), c.size()));
+  const std::string payload = b.finish();
+  Recorder sink;
+  ApplyScratch scratch;
+  ApplyResult r = apply_batch(app, payload, 7, sim::RegisterApp::kSchemaVersion, &sink, scratch);
+  EXPECT_EQ(r.status, ApplyStatus::kOk);
+  EXPECT_EQ(r.commands, 3u);
+  EXPECT_EQ(sink.done, (std::vector<size_t>{0, 1, 2}));
+  EXPECT_EQ(sink.replies[0], "+OK\r\n");
+  EXPECT_EQ(sink.replies[2], ":7\r\n");
+}
+
+TEST(Apply, MalformedAndNewerSchemaEntriesAreRefused) {
+  sim::RegisterHost app;
+  ApplyScratch scratch;
+  EXPECT_EQ(apply_batch(app, "\x07garbage", 1, 1, nullptr, scratch).status, ApplyStatus::kMalformed);
+  BatchBuilder b(1);
+  std::string_view set[] = {"SET", "a", "1"};
+  b.add(Args(set, 3));
+  const std::string payload = b.finish();
+  EXPECT_EQ(apply_batch(app, payload, 1, sim::RegisterApp::kSchemaVersion + 1, nullptr, scratch).status,
+            ApplyStatus::kNewerSchema);
+  // A batch cut short: the command before the damage is applied, then it stops.
+  BatchBuilder two(1);
+  std::string_view incr[] = {"INCR", "b"};
+  two.add(Args(incr, 2));
+  two.add(Args(incr, 2));
+  std::string cut = two.finish();
+  cut.resize(cut.size() - 2);
+  ApplyResult r = apply_batch(app, cut, 2, sim::RegisterApp::kSchemaVersion, nullptr, scratch);
+  EXPECT_EQ(r.status, ApplyStatus::kMalformed);
+  EXPECT_EQ(r.commands, 1u);
+}
+
+}  // namespace
+}  // namespace hmdb::core
