@@ -35,12 +35,6 @@ constexpr size_t kStringBytesMax = 512ull << 20;
 // anyway, this only keeps the arithmetic in range.
 constexpr int64_t kPopCountMax = std::numeric_limits<int64_t>::max();
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 std::string wrong_arity_error(std::string_view name) { return hmdb::wrong_arity(name); }
 
 // ---- keyspace helpers ----------------------------------------------------------------------
@@ -960,7 +954,7 @@ bool parse_expire_generic(Args a, ExpireArgs& o, std::string& err, bool seconds,
   if (!parse_int64(a[2], &v)) { err = kNotInteger; return false; }
   if (seconds) {
     if (v > std::numeric_limits<int64_t>::max() / 1000 || v < std::numeric_limits<int64_t>::min() / 1000) {
-      err = "ERR invalid expire time in '" + lower(a[0]) + "' command";
+      err = "ERR invalid expire time in '" + lowercase(a[0]) + "' command";
       return false;
     }
     v *= 1000;
@@ -979,7 +973,7 @@ void apply_expire(State& s, const ExpireArgs& a, const ApplyContext& ctx, Reply&
   int64_t now = static_cast<int64_t>(std::min<uint64_t>(ctx.now_ms, kMax));
   int64_t when = a.when_ms;
   if (!a.absolute) {
-    if (when > kMax - now) { r.error("ERR invalid expire time in '" + lower(a.name) + "' command"); return; }
+    if (when > kMax - now) { r.error("ERR invalid expire time in '" + lowercase(a.name) + "' command"); return; }
     when += now;
   }
   KeyIter it = live_write(s, a.key, ctx.now_ms);

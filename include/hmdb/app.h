@@ -31,7 +31,6 @@
 #pragma once
 
 #include <algorithm>
-#include <cctype>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -45,6 +44,7 @@
 #include "hmdb/codec.h"
 #include "hmdb/reply.h"
 #include "hmdb/state_machine.h"
+#include "hmdb/text.h"
 
 #ifndef XXH_STATIC_LINKING_ONLY
 #define XXH_STATIC_LINKING_ONLY  // HashSink keeps an XXH3_state_t by value
@@ -54,11 +54,6 @@
 namespace hmdb {
 
 namespace detail {
-inline std::string upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return out;
-}
 // Case-insensitive lookup without allocating: names are at most kMaxNameBytes long.
 constexpr size_t kMaxCommandNameBytes = 64;
 // FNV-1a (32-bit) for the command table: short names, one pass.
@@ -101,8 +96,7 @@ class NameIndex {
     char buf[kMaxCommandNameBytes];
     uint32_t h = kFnvOffset;
     for (size_t i = 0; i < name.size(); i++) {
-      char c = name[i];
-      if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);  // no libc call per byte
+      const char c = ascii_upper(name[i]);  // no libc call per byte
       buf[i] = c;
       h = (h ^ static_cast<unsigned char>(c)) * kFnvPrime;
     }
@@ -156,7 +150,7 @@ class Commands {
   void write(std::string_view name, int arity, bool (*parse)(Args, Typed&, std::string&),
              void (*apply)(State&, const Typed&, const ApplyContext&, Reply&)) {
     Entry e;
-    e.name = detail::upper(name);
+    e.name = uppercase(name);
     e.kind = CommandKind::kWrite;
     e.arity = arity;
     e.validate = [parse](Args argv, std::string& err) {
@@ -174,7 +168,7 @@ class Commands {
 
   void query(std::string_view name, int arity, void (*run)(const State&, Args, const QueryContext&, Reply&)) {
     Entry e;
-    e.name = detail::upper(name);
+    e.name = uppercase(name);
     e.kind = CommandKind::kQuery;
     e.arity = arity;
     e.query = run;
@@ -205,47 +199,13 @@ class Commands {
 // ---- Argument helpers for parse() functions (Redis-compatible rules) --------------------
 // Every app needs these, and getting them subtly different from Redis confuses clients.
 
-// Strict decimal integer, like Redis' string2ll: an optional '-', then digits; no '+', no
-// spaces, no leading zeros ("0" itself is fine, "-0" is not); must fit in int64_t.
-inline bool parse_int64(std::string_view s, int64_t* out) {
-  if (s.empty()) return false;
-  if (s.size() == 1 && s[0] == '0') { *out = 0; return true; }
-  bool negative = s[0] == '-';
-  size_t i = negative ? 1 : 0;
-  if (i >= s.size() || s[i] < '1' || s[i] > '9') return false;
-  uint64_t v = 0;
-  constexpr uint64_t kMagnitudeMax = static_cast<uint64_t>(INT64_MAX) + 1;  // |INT64_MIN|
-  for (; i < s.size(); i++) {
-    if (s[i] < '0' || s[i] > '9') return false;
-    uint64_t digit = static_cast<uint64_t>(s[i] - '0');
-    if (v > (kMagnitudeMax - digit) / 10) return false;
-    v = v * 10 + digit;
-  }
-  if (negative) {
-    *out = v == kMagnitudeMax ? INT64_MIN : -static_cast<int64_t>(v);
-    return true;
-  }
-  if (v > static_cast<uint64_t>(INT64_MAX)) return false;
-  *out = static_cast<int64_t>(v);
-  return true;
-}
-
-// ASCII case-insensitive equality, for option words such as "NX" or "WITHSCORES".
-inline bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); i++)
-    if (std::toupper(static_cast<unsigned char>(a[i])) != std::toupper(static_cast<unsigned char>(b[i])))
-      return false;
-  return true;
-}
+// parse_int64, parse_uint64, iequals, uppercase, lowercase: hmdb/text.h (included above).
 
 inline bool arity_ok(int arity, size_t argc) {
   return arity >= 0 ? argc == static_cast<size_t>(arity) : argc >= static_cast<size_t>(-arity);
 }
 inline std::string wrong_arity(std::string_view name) {
-  std::string n(name);
-  for (char& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return "ERR wrong number of arguments for '" + n + "' command";
+  return "ERR wrong number of arguments for '" + lowercase(name) + "' command";
 }
 
 // Implements the engine's StateMachine for an application definition App.

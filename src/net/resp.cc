@@ -4,43 +4,11 @@
 #include <cstring>
 
 #include "common/assert.h"
+#include "hmdb/text.h"
 
 namespace hmdb::net {
 
 namespace {
-
-// Parses a RESP header integer the way Redis' string2ll does: optional '-', digits, no
-// leading zeros (except "0"), no spaces, no '+', fits in int64.
-bool parse_int(const char* p, size_t n, int64_t* out) {
-  if (n == 0 || n > 20) return false;
-  bool negative = false;
-  size_t i = 0;
-  if (p[0] == '-') {
-    negative = true;
-    i = 1;
-    if (n == 1) return false;
-  }
-  if (p[i] == '0') {
-    if (n - i != 1 || negative) return false;
-    *out = 0;
-    return true;
-  }
-  uint64_t v = 0;
-  for (; i < n; i++) {
-    if (p[i] < '0' || p[i] > '9') return false;
-    uint64_t d = static_cast<uint64_t>(p[i] - '0');
-    if (v > (UINT64_MAX - d) / 10) return false;
-    v = v * 10 + d;
-  }
-  if (negative) {
-    if (v > static_cast<uint64_t>(INT64_MAX) + 1) return false;
-    *out = static_cast<int64_t>(0 - v);
-  } else {
-    if (v > static_cast<uint64_t>(INT64_MAX)) return false;
-    *out = static_cast<int64_t>(v);
-  }
-  return true;
-}
 
 bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
 bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
@@ -124,7 +92,7 @@ RespParser::Result RespParser::parse_multibulk(char* data, size_t len, size_t* c
     }
     if (cr_at + 1 >= len) return Result::kNeedMore;
     int64_t count = 0;
-    if (data[cr_at + 1] != '\n' || !parse_int(data + 1, cr_at - 1, &count) ||
+    if (data[cr_at + 1] != '\n' || !parse_int64(std::string_view(data + 1, cr_at - 1), &count) ||
         count > static_cast<int64_t>(kMaxMultibulkCount)) {
       *error = "ERR Protocol error: invalid multibulk length";
       return Result::kError;
@@ -164,7 +132,7 @@ RespParser::Result RespParser::parse_multibulk(char* data, size_t len, size_t* c
       }
       if (cr_at + 1 >= len) return Result::kNeedMore;
       int64_t n = 0;
-      if (data[cr_at + 1] != '\n' || !parse_int(data + pos_ + 1, cr_at - pos_ - 1, &n) || n < 0 ||
+      if (data[cr_at + 1] != '\n' || !parse_int64(std::string_view(data + pos_ + 1, cr_at - pos_ - 1), &n) || n < 0 ||
           static_cast<uint64_t>(n) > max_bulk_bytes_) {
         *error = "ERR Protocol error: invalid bulk length";
         return Result::kError;

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "hmdb/text.h"
+
 namespace hmdb::net {
 
 namespace {
@@ -23,22 +25,10 @@ ScanResult find_line(const char* data, size_t size, size_t pos, size_t* line_end
   return ScanResult::kComplete;
 }
 
-// Strict signed decimal: optional '-', 1..19 digits, no overflow.
+// Reply integers (':', lengths, counts) follow the syntax servers write them in: Redis'
+// string2ll (hmdb/text.h).
 bool parse_integer(const char* begin, const char* end, int64_t* out) {
-  bool negative = false;
-  if (begin < end && *begin == '-') {
-    negative = true;
-    ++begin;
-  }
-  if (begin == end || end - begin > 19) return false;
-  uint64_t value = 0;
-  for (const char* p = begin; p < end; ++p) {
-    if (*p < '0' || *p > '9') return false;
-    value = value * 10 + static_cast<uint64_t>(*p - '0');
-  }
-  if (value > static_cast<uint64_t>(INT64_MAX)) return false;
-  *out = negative ? -static_cast<int64_t>(value) : static_cast<int64_t>(value);
-  return true;
+  return parse_int64(std::string_view(begin, static_cast<size_t>(end - begin)), out);
 }
 
 // Decodes a reply already known (by scan_reply) to be complete and well formed up to

@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 #include <sstream>
 
@@ -28,11 +27,6 @@
 namespace hmdb::server {
 
 namespace {
-
-bool parse_u64(std::string_view s, uint64_t* out) {
-  auto r = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return r.ec == std::errc() && r.ptr == s.data() + s.size() && !s.empty();
-}
 
 const char* role_name(raft::Role r) {
   switch (r) {
@@ -65,7 +59,7 @@ bool parse_member_context(std::string_view context, ServerOptions::MemberAddr* o
 // "<id> <client addr> <peer addr>".
 bool parse_member_line(std::string_view line, uint64_t* id, ServerOptions::MemberAddr* m) {
   size_t sp = line.find(' ');
-  return sp != std::string_view::npos && parse_u64(line.substr(0, sp), id) &&
+  return sp != std::string_view::npos && parse_uint64(line.substr(0, sp), id) &&
          parse_member_context(line.substr(sp + 1), m);
 }
 
@@ -78,7 +72,7 @@ bool split_host_port(const std::string& addr, std::string* host, uint16_t* port)
   size_t colon = addr.rfind(':');
   if (colon == std::string::npos || colon == 0) return false;
   uint64_t p = 0;
-  if (!parse_u64(std::string_view(addr).substr(colon + 1), &p) || p == 0 || p > 65535) return false;
+  if (!parse_uint64(std::string_view(addr).substr(colon + 1), &p) || p == 0 || p > 65535) return false;
   std::string h = addr.substr(0, colon);
   unsigned a, b, c, d;
   char tail;
@@ -97,7 +91,7 @@ Status parse_initial_cluster(const std::string& text, std::map<uint64_t, ServerO
     if (item.empty()) continue;
     size_t eq = item.find('='), at = item.find('@');
     uint64_t id = 0;
-    if (eq == std::string::npos || at == std::string::npos || at < eq || !parse_u64(item.substr(0, eq), &id) || id == 0)
+    if (eq == std::string::npos || at == std::string::npos || at < eq || !parse_uint64(item.substr(0, eq), &id) || id == 0)
       return Status::invalid_argument("--initial-cluster: '" + item +
                                       "' is not ID=CLIENT_HOST:PORT@PEER_HOST:PORT (ID a positive integer)");
     ServerOptions::MemberAddr m;
@@ -277,7 +271,7 @@ core::ShellResult Node::cluster_command(Session& s, Args argv, uint64_t seq, std
   }
   const size_t want = iequals(sub, "ADDLEARNER") ? 5 : 3;
   uint64_t id = 0;
-  if (argv.size() != want || !parse_u64(argv[2], &id) || id == 0) {
+  if (argv.size() != want || !parse_uint64(argv[2], &id) || id == 0) {
     r.error(iequals(sub, "ADDLEARNER") ? "ERR usage: CLUSTER ADDLEARNER <id> <client host:port> <peer host:port>"
                                       : fmt::format("ERR usage: CLUSTER {} <id> (a positive node id)", std::string(sub)));
     return core::ShellResult::kReplied;

@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -20,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "common/assert.h"
+#include "hmdb/text.h"
 #include "server/logging.h"
 
 namespace hmdb::server {
@@ -190,11 +190,7 @@ bool is_number(std::string_view v) {
 }
 
 // A peer id: decimal digits only, fitting in 64 bits.
-bool parse_id(std::string_view v, uint64_t* out) {
-  if (v.empty() || !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) return false;
-  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), *out);
-  return ec == std::errc() && end == v.data() + v.size();
-}
+bool parse_id(std::string_view v, uint64_t* out) { return parse_uint64(v, out); }
 
 std::string escape_help(std::string_view text) {
   std::string out;

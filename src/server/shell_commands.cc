@@ -12,8 +12,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
-#include <charconv>
 
 #include "common/assert.h"
 #include "hmdb/app.h"
@@ -28,22 +26,11 @@ constexpr std::string_view kVersion = "0.1.0";
 // Some clients refuse servers that do not look like Redis >= 6: INFO and HELLO say this.
 constexpr std::string_view kRedisCompatVersion = "7.0.0";
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-bool parse_i64(std::string_view s, int64_t* out) {
-  auto r = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return r.ec == std::errc() && r.ptr == s.data() + s.size() && !s.empty();
-}
-
 // One entry of COMMAND's reply (Redis 7 layout: name, arity, flags, first key, last key,
 // step, ACL categories, tips, key specs, subcommands).
 void command_info(Reply& r, std::string_view name, int arity, std::string_view flag, bool has_key) {
   r.array(10);
-  r.bulk(lower(name));
+  r.bulk(lowercase(name));
   r.integer(arity);
   r.array(1);
   r.status(flag);
@@ -102,7 +89,7 @@ const Node::ShellTable& Node::shell_table() {
        [](Node&, Session&, Args argv, uint64_t, std::string* out) {
          Reply r(out);
          int64_t db = 0;
-         if (!parse_i64(argv[1], &db)) r.error("ERR value is not an integer or out of range");
+         if (!parse_int64(argv[1], &db)) r.error("ERR value is not an integer or out of range");
          else if (db != 0) r.error("ERR DB index is out of range");
          else r.ok();
          return R::kReplied;
@@ -182,7 +169,7 @@ core::ShellResult Node::hello_command(Session& s, Args argv, std::string* out) {
   Reply r(out);
   if (argv.size() >= 2) {
     int64_t proto = 0;
-    if (!parse_i64(argv[1], &proto)) {
+    if (!parse_int64(argv[1], &proto)) {
       r.error("ERR Protocol version is not an integer or out of range");
       return core::ShellResult::kReplied;
     }
@@ -357,8 +344,8 @@ void Node::command_command(Args argv, std::string* out) {
     r.array(0);  // redis-cli falls back to its built-in help
   } else if (iequals(argv[1], "LIST")) {
     r.array(total);
-    for (const ShellCommand& c : shell) r.bulk(lower(c.name));
-    for (const auto& c : app_commands) r.bulk(lower(c.name));
+    for (const ShellCommand& c : shell) r.bulk(lowercase(c.name));
+    for (const auto& c : app_commands) r.bulk(lowercase(c.name));
   } else if (iequals(argv[1], "INFO")) {
     r.array(argv.size() - 2);
     for (size_t i = 2; i < argv.size(); i++) {

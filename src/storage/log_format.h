@@ -24,6 +24,7 @@
 #include <string_view>
 
 #include "hmdb/codec.h"
+#include "hmdb/text.h"
 #include "raft/types.h"
 
 namespace hmdb::storage::log_format {
@@ -79,15 +80,7 @@ inline bool parse_segment_file_name(std::string_view name, uint64_t* first_index
   if (name.size() != kSegmentPrefix.size() + kIndexDigits + kSegmentSuffix.size()) return false;
   if (name.substr(0, kSegmentPrefix.size()) != kSegmentPrefix) return false;
   if (name.substr(kSegmentPrefix.size() + kIndexDigits) != kSegmentSuffix) return false;
-  uint64_t v = 0;
-  for (char c : name.substr(kSegmentPrefix.size(), kIndexDigits)) {
-    if (c < '0' || c > '9') return false;
-    uint64_t d = static_cast<uint64_t>(c - '0');
-    if (v > (UINT64_MAX - d) / 10) return false;
-    v = v * 10 + d;
-  }
-  *first_index = v;
-  return true;
+  return parse_uint64(name.substr(kSegmentPrefix.size(), kIndexDigits), first_index);
 }
 
 // ---- encoding ----

@@ -11,6 +11,7 @@
 
 #include "common/assert.h"
 #include "hmdb/codec.h"
+#include "hmdb/text.h"
 
 namespace hmdb::storage {
 
@@ -43,15 +44,7 @@ bool parse_snapshot_file_name(std::string_view name, raft::Index* index) {
   if (name.size() != kSnapshotPrefix.size() + kIndexDigits + kSnapshotSuffix.size()) return false;
   if (name.substr(0, kSnapshotPrefix.size()) != kSnapshotPrefix) return false;
   if (name.substr(kSnapshotPrefix.size() + kIndexDigits) != kSnapshotSuffix) return false;
-  uint64_t v = 0;
-  for (char c : name.substr(kSnapshotPrefix.size(), kIndexDigits)) {
-    if (c < '0' || c > '9') return false;
-    uint64_t d = static_cast<uint64_t>(c - '0');
-    if (v > (UINT64_MAX - d) / 10) return false;
-    v = v * 10 + d;
-  }
-  *index = v;
-  return true;
+  return parse_uint64(name.substr(kSnapshotPrefix.size(), kIndexDigits), index);
 }
 
 // ================================ writing ================================

@@ -14,7 +14,6 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -23,17 +22,12 @@
 #include <map>
 #include <thread>
 
+#include "hmdb/text.h"
 #include "net/resp_reply.h"
 
 namespace hmdb::tools {
 
 namespace {
-
-bool parse_u64(std::string_view text, uint64_t* out) {
-  if (text.empty()) return false;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
-  return ec == std::errc() && end == text.data() + text.size();
-}
 
 int64_t now_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -223,7 +217,7 @@ NodeView view_of(const HostPort& node) {
     if (line.substr(0, 4) != "peer") continue;
     const size_t colon = line.find(':');
     uint64_t id = 0;
-    if (colon == std::string_view::npos || !parse_u64(line.substr(4, colon - 4), &id)) continue;
+    if (colon == std::string_view::npos || !parse_uint64(line.substr(4, colon - 4), &id)) continue;
     std::string_view rest = line.substr(colon + 1);
     auto& fields = v.peers[id];
     while (!rest.empty()) {
@@ -341,7 +335,7 @@ int run_members(const ClusterArgs& args) {
 bool parse_digest(const Reply& reply, uint64_t* index, std::string* digest) {
   if (reply.type != '$' && reply.type != '+') return false;
   const size_t space = reply.text.find(' ');
-  if (space == std::string::npos || !parse_u64(std::string_view(reply.text).substr(0, space), index)) return false;
+  if (space == std::string::npos || !parse_uint64(std::string_view(reply.text).substr(0, space), index)) return false;
   *digest = reply.text.substr(space + 1);
   while (!digest->empty() && (digest->back() == '\n' || digest->back() == '\r')) digest->pop_back();
   return !digest->empty();
@@ -507,7 +501,7 @@ bool parse_host_port(std::string_view text, HostPort* out, std::string* error) {
     return false;
   }
   uint64_t port = 0;
-  if (!parse_u64(text.substr(colon + 1), &port) || port == 0 || port > 65535) {
+  if (!parse_uint64(text.substr(colon + 1), &port) || port == 0 || port > 65535) {
     *error = "'" + std::string(text) + "': the port must be a number in 1..65535";
     return false;
   }
@@ -523,7 +517,7 @@ bool parse_moved(std::string_view error_text, HostPort* leader) {
   std::string_view rest = error_text.substr(kPrefix.size());
   const size_t space = rest.find(' ');
   uint64_t slot = 0;
-  if (space == std::string_view::npos || !parse_u64(rest.substr(0, space), &slot)) return false;
+  if (space == std::string_view::npos || !parse_uint64(rest.substr(0, space), &slot)) return false;
   std::string ignored;
   return parse_host_port(rest.substr(space + 1), leader, &ignored);
 }
@@ -556,7 +550,7 @@ bool parse_members(std::string_view text, std::vector<Member>* out, std::string*
       line.remove_prefix(space == std::string_view::npos ? line.size() : space + 1);
     }
     Member m;
-    bool good = words.size() >= 4 && parse_u64(words[0], &m.id) && m.id > 0 &&
+    bool good = words.size() >= 4 && parse_uint64(words[0], &m.id) && m.id > 0 &&
                 (words[3] == "voter" || words[3] == "learner");
     // Flags after the kind: "leader", "myself" (the node that answered); others are
     // refused so that a format change is noticed rather than misread.
