@@ -156,8 +156,8 @@ void Node::accept_clients() {
     char ip[INET_ADDRSTRLEN] = "?";
     ::inet_ntop(AF_INET, &addr.sin_addr, ip, sizeof ip);
     s->address = fmt::format("{}:{}", ip, ntohs(addr.sin_port));
-    s->created_ms = realtime_ms();
-    s->output_progress_ms = steady_ms();
+    s->created_ms = wall_ms();
+    s->output_progress_ms = monotonic_ms();
     s->last_command_ms = s->created_ms;
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;

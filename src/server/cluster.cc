@@ -169,7 +169,7 @@ Status Node::start_cluster() {
 void Node::poll_peers() {
   if (!transport_) return;
   received_.clear();
-  transport_->poll(steady_ms(), &received_);
+  transport_->poll(monotonic_ms(), &received_);
   for (const raft::Message& m : received_) raft_->step(m);
   // Handle the Readies now: a snapshot the core accepted must be installed before anything
   // else in this turn (e.g. a SNAPSHOT command) looks at the applied state.

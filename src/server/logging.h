@@ -9,18 +9,19 @@
 #include <cstdio>
 #include <ctime>
 #include <string>
-#include <sys/time.h>
 #include <unistd.h>
+
+#include "common/clock.h"
 
 namespace hmdb::server {
 
 inline std::string log_timestamp() {
-  timeval tv{};
-  gettimeofday(&tv, nullptr);
+  const uint64_t now_ms = wall_ms();
+  const time_t seconds = static_cast<time_t>(now_ms / 1000);
   tm t{};
-  gmtime_r(&tv.tv_sec, &t);
+  gmtime_r(&seconds, &t);
   return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday,
-                     t.tm_hour, t.tm_min, t.tm_sec, static_cast<int>(tv.tv_usec / 1000));
+                     t.tm_hour, t.tm_min, t.tm_sec, static_cast<int>(now_ms % 1000));
 }
 
 template <class... Args>

@@ -49,18 +49,6 @@ constexpr uint64_t kLogRecordOverheadBytes = storage::log_format::kRecordOverhea
 
 }  // namespace
 
-uint64_t steady_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
-}
-
-uint64_t realtime_ms() {
-  timespec ts{};
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
-}
-
 // ---------------------------------------------------------------------------------------
 // Construction, start, stop
 
@@ -107,7 +95,7 @@ void Node::request_stop() {
 
 Status Node::start(int* exit_code) {
   *exit_code = kExitStartupFailure;
-  stats_.start_ms = realtime_ms();
+  stats_.start_ms = wall_ms();
 
   // Large buffers (command batches, log entries, replication messages: up to
   // kBatchBytesMax) come from the heap and stay there when freed, instead of a fresh mmap
@@ -207,7 +195,7 @@ int Node::run(int signal_fd) {
     if (stop_requested_.load() && !draining_) {
       // Stop taking connections and commands; finish what was proposed (fsync + replies).
       draining_ = true;
-      drain_deadline_ms_ = steady_ms() + kShutdownFlushMs;
+      drain_deadline_ms_ = monotonic_ms() + kShutdownFlushMs;
       ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
       ::close(listen_fd_);
       listen_fd_ = -1;
@@ -216,13 +204,13 @@ int Node::run(int signal_fd) {
     // A follower (or a leader that lost its majority) may never see its proposals decided:
     // drain what this node can finish, within kShutdownFlushMs.
     if (draining_ && replica_->idle() &&
-        (replica_->writes().empty() || (options_.clustered() && steady_ms() >= drain_deadline_ms_)))
+        (replica_->writes().empty() || (options_.clustered() && monotonic_ms() >= drain_deadline_ms_)))
       break;
     loop_turn(timeout_ms);
 
     // Sleep in epoll only if nothing can progress without an event.
     const uint64_t next = std::min(next_tick_ms_, next_raft_tick_ms_);
-    timeout_ms = static_cast<int>(std::min<uint64_t>(kTickMs, next > steady_ms() ? next - steady_ms() : 0));
+    timeout_ms = static_cast<int>(std::min<uint64_t>(kTickMs, next > monotonic_ms() ? next - monotonic_ms() : 0));
     if (!replica_->idle()) timeout_ms = 0;
     if (!draining_ && !paused()) {
       for (uint64_t id : active_) {
@@ -236,8 +224,8 @@ int Node::run(int signal_fd) {
   }
 
   // Deliver the last replies (bounded wait for slow readers).
-  uint64_t deadline = steady_ms() + kShutdownFlushMs;
-  while (steady_ms() < deadline) {
+  uint64_t deadline = monotonic_ms() + kShutdownFlushMs;
+  while (monotonic_ms() < deadline) {
     bool unsent = false;
     std::vector<uint64_t> ids;
     for (auto& [id, s] : sessions_) ids.push_back(id);
@@ -274,7 +262,7 @@ void Node::note_turn_duration(uint64_t busy_ms) {
   stats_.loop_turn_max_ms = std::max(stats_.loop_turn_max_ms, busy_ms);
   if (busy_ms < kSlowTurnMs) return;
   stats_.slow_turns++;
-  const uint64_t now = steady_ms();
+  const uint64_t now = monotonic_ms();
   if (now - last_slow_turn_log_ms_ >= kSlowTurnLogIntervalMs) {
     last_slow_turn_log_ms_ = now;
     log_line("warning: one event-loop turn took {} ms ({} such turns over {} ms so far); a leader's heartbeats wait "
@@ -284,8 +272,8 @@ void Node::note_turn_duration(uint64_t busy_ms) {
 }
 
 void Node::refresh_clocks() {
-  turn_steady_ms_ = steady_ms();
-  turn_wall_ms_ = realtime_ms();
+  turn_steady_ms_ = monotonic_ms();
+  turn_wall_ms_ = wall_ms();
   if (replica_) replica_->set_time(turn_wall_ms_, turn_steady_ms_);
 }
 
@@ -336,7 +324,7 @@ void Node::loop_turn(int timeout_ms) {
   }
 
   refresh_disk_queue_state();
-  uint64_t now = steady_ms();
+  uint64_t now = monotonic_ms();
   if (now >= next_raft_tick_ms_) {
     raft_->tick();
     next_raft_tick_ms_ = std::max(next_raft_tick_ms_ + kRaftTickMs, now + 1);
@@ -396,11 +384,11 @@ void Node::loop_turn(int timeout_ms) {
     s->in_flush = false;
     flush_session(*s);
   }
-  note_turn_duration(steady_ms() - work_start_ms);
+  note_turn_duration(monotonic_ms() - work_start_ms);
 }
 
 void Node::disconnect_stalled_readers() {
-  const uint64_t now = steady_ms();
+  const uint64_t now = monotonic_ms();
   std::vector<uint64_t> stalled;
   for (const auto& [id, s] : sessions_) {
     if (s->unsent() >= kClientOutputPauseBytes && now - s->output_progress_ms > kClientOutputStallMs)

@@ -33,6 +33,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/status.h"
 #include "core/replica.h"
 #include "hmdb/app.h"
@@ -69,10 +70,6 @@ inline constexpr size_t kParseAheadCommands = 8;
 // turn (raft::Raft::free_dropped_entries). Freeing all 600,000 entries (1 GiB) of a log at
 // once stalled one turn for 313 ms; 4,096 entries of a few KiB take about a millisecond.
 inline constexpr size_t kDroppedEntriesFreedPerTurn = 4096;
-
-// The shell's clocks (node.cc): monotonic and wall time in milliseconds.
-uint64_t steady_ms();
-uint64_t realtime_ms();
 
 class Node final : private core::ReplicaHost {
  public:

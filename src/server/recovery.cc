@@ -14,7 +14,6 @@
 //      hard state says were committed, then waits for the leader (or an election) for the
 //      rest: only a majority can say what else is committed.
 #include <algorithm>
-#include <chrono>
 #include <random>
 
 #include "common/assert.h"
@@ -30,14 +29,10 @@ constexpr raft::NodeId kSingleNodeId = 1;
 // Ticks to wait for the single node to elect itself at startup (it needs one).
 constexpr int kStartupElectionTicksMax = 1000;
 
-uint64_t now_ms() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
-}
 }  // namespace
 
 Status Node::recover(int* exit_code) {
-  const uint64_t t0 = now_ms();
+  const uint64_t t0 = monotonic_ms();
   *exit_code = kExitStartupFailure;
   Status s = env_->create_dir(options_.dir);
   if (!s) return s;
@@ -147,7 +142,7 @@ Status Node::recover(int* exit_code) {
   refresh_clocks();
 
   replay_target_ = last_log_index_;
-  replay_started_ms_ = now_ms();
+  replay_started_ms_ = monotonic_ms();
   replay_last_print_ms_ = replay_started_ms_;
   replaying_ = true;
   if (clustered) {
@@ -156,7 +151,7 @@ Status Node::recover(int* exit_code) {
     replica_->drive();
     replaying_ = false;
     sync_transport_members();
-    stats_.recovery_ms = now_ms() - t0;
+    stats_.recovery_ms = monotonic_ms() - t0;
     log_line("recovery: done in {} ms: applied index {} of {} in the log (the rest waits for the leader)",
              stats_.recovery_ms, replica_->applied_index(), replay_target_);
     *exit_code = kExitOk;
@@ -177,7 +172,7 @@ Status Node::recover(int* exit_code) {
               static_cast<unsigned long long>(replica_->applied_index()), static_cast<unsigned long long>(replay_target_));
 
   // Replies of replayed commands went nowhere; start counting afresh.
-  stats_.recovery_ms = now_ms() - t0;
+  stats_.recovery_ms = monotonic_ms() - t0;
   log_line("recovery: done in {} ms: applied index {} ({} log entries replayed after snapshot index {})",
            stats_.recovery_ms, replica_->applied_index(), stats_.recovered_entries, after);
   *exit_code = kExitOk;
@@ -187,7 +182,7 @@ Status Node::recover(int* exit_code) {
 void Node::replay_progress() {
   const raft::Index applied_index = replica_->applied_index();
   if (!replaying_ || (applied_index & 0xffff) != 0) return;
-  uint64_t now = now_ms();
+  uint64_t now = monotonic_ms();
   if (now - replay_last_print_ms_ < kRecoveryProgressMs) return;
   replay_last_print_ms_ = now;
   double seconds = static_cast<double>(now - replay_started_ms_) / 1000.0;

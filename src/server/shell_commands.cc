@@ -209,7 +209,7 @@ core::ShellResult Node::hello_command(Session& s, Args argv, std::string* out) {
 core::ShellResult Node::client_command(Session& s, Args argv, std::string* out) {
   Reply r(out);
   std::string_view sub = argv[1];
-  const uint64_t now = realtime_ms();
+  const uint64_t now = wall_ms();
   auto client_line = [&](const Session& c) {
     return fmt::format("id={} addr={} name={} age={} idle={} cmd={} qbuf={} obl={} pending={} lib-name={} lib-ver={}",
                        c.client.id, c.address, c.name, (now - c.created_ms) / 1000, (now - c.last_command_ms) / 1000,
@@ -367,7 +367,7 @@ std::string Node::info_text(std::string_view section) {
   const bool all = iequals(section, "all") || iequals(section, "everything") || iequals(section, "default");
   auto want = [&](std::string_view name) { return all || iequals(section, name); };
   const DiskStats ds = disk_ ? disk_->stats() : DiskStats{};
-  const uint64_t now = realtime_ms();
+  const uint64_t now = wall_ms();
   std::string t;
   auto line = [&t](std::string_view k, const auto& v) { t += fmt::format("{}:{}\r\n", k, v); };
 

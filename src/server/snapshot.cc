@@ -42,11 +42,6 @@ namespace {
 constexpr int kSnapshotChildNice = 10;
 // How often the snapshot child starts writeback of what it wrote so far.
 constexpr int kSnapshotWritebackPeriodMs = 50;
-
-uint64_t steady_us() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch()).count());
-}
 }  // namespace
 
 void Node::maybe_auto_snapshot() {
@@ -78,9 +73,9 @@ void Node::start_snapshot() {
   snapshot_waiters_ = std::move(next_snapshot_waiters_);
   next_snapshot_waiters_.clear();
 
-  const uint64_t t0 = steady_us();
+  const uint64_t t0 = monotonic_us();
   pid_t pid = ::fork();
-  const uint64_t fork_us = steady_us() - t0;
+  const uint64_t fork_us = monotonic_us() - t0;
   if (pid == 0) {
     // Child: the only thread here. It shares nothing mutable with the parent any more; it
     // must not run the parent's destructors or atexit handlers, hence _exit.
@@ -132,7 +127,7 @@ void Node::start_snapshot() {
   stats_.fork_last_us = fork_us;
   stats_.fork_max_us = std::max(stats_.fork_max_us, fork_us);
   snapshot_pid_ = pid;
-  snapshot_started_ms_ = steady_us() / 1000;
+  snapshot_started_ms_ = monotonic_us() / 1000;
   snapshot_log_bytes_at_start_ = log_bytes_since_snapshot_;
   snapshot_pidfd_ = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   HMDB_ASSERT(snapshot_pidfd_ >= 0, "pidfd_open: %s", std::strerror(errno));
@@ -151,7 +146,7 @@ void Node::on_snapshot_child_exit() {
   ::close(snapshot_pidfd_);  // also leaves epoll
   snapshot_pidfd_ = -1;
   snapshot_pid_ = -1;
-  const uint64_t took_ms = steady_us() / 1000 - snapshot_started_ms_;
+  const uint64_t took_ms = monotonic_us() / 1000 - snapshot_started_ms_;
   const bool ok = r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
   if (ok) {
     raft_->snapshot_saved(snapshot_meta_);
@@ -217,7 +212,7 @@ void Node::stage_snapshot_chunk(const raft::SnapshotChunk& c) {
 
 void Node::install_snapshot(const raft::SnapshotMeta& meta) {
   HMDB_ASSERT(staging_file_ && staging_meta_ == meta, "snapshot install without its staged chunks");
-  const uint64_t t0 = steady_ms();
+  const uint64_t t0 = monotonic_ms();
   Status s = staging_file_->sync();
   if (s) s = staging_file_->close();
   if (!s) fatal(kExitDiskFailure, "syncing the leader's snapshot {} failed: {}", staging_path_, s.to_string());
@@ -258,7 +253,7 @@ void Node::install_snapshot(const raft::SnapshotMeta& meta) {
   if (disk_) disk_->request_compact(meta.index);
   sync_transport_members();
   log_line("snapshot: installed the leader's snapshot at index {} term {} ({} bytes) in {} ms", meta.index, meta.term,
-           loaded.file_bytes, steady_ms() - t0);
+           loaded.file_bytes, monotonic_ms() - t0);
 }
 
 void Node::read_snapshot_chunk(const raft::SnapshotReadRequest& req) {

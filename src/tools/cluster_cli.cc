@@ -22,17 +22,13 @@
 #include <map>
 #include <thread>
 
+#include "common/clock.h"
 #include "hmdb/text.h"
 #include "net/resp_reply.h"
 
 namespace hmdb::tools {
 
 namespace {
-
-int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 std::string encode_command(const std::vector<std::string>& argv) {
   std::string s = "*" + std::to_string(argv.size()) + "\r\n";
@@ -435,14 +431,14 @@ int run_change(const ClusterArgs& args, const std::vector<std::string>& argv) {
 
 bool send_to_leader(const HostPort& start, const std::vector<std::string>& argv, int timeout_ms, Reply* reply,
                 HostPort* answered_by, std::string* error) {
-  const int64_t deadline = now_ms() + kRetryBudgetMs;
+  const int64_t deadline = static_cast<int64_t>(monotonic_ms()) + kRetryBudgetMs;
   int backoff_ms = kFirstBackoffMs;
   int redirects = 0;
   HostPort target = start;
   std::string last_retried;
   // Waits before the next attempt; false when the budget does not allow one.
   auto pause = [&]() {
-    if (now_ms() + backoff_ms > deadline) return false;
+    if (static_cast<int64_t>(monotonic_ms()) + backoff_ms > deadline) return false;
     std::this_thread::sleep_for(std::chrono::milliseconds(backoff_ms));
     backoff_ms = std::min(backoff_ms * 2, kMaxBackoffMs);
     redirects = 0;  // a new round: the bound is per round, the budget bounds the rounds
