@@ -1,5 +1,5 @@
 // server/cluster.cc — the node's cluster side: peers (PeerTransport), member addresses,
-// membership commands and their side effects, a removed node stopping, INFO replication.
+// membership commands and their side effects, a removed node stopping.
 //
 // The write path is the single node's: the replica (core/replica.h) hands raft's messages
 // to send() between persist and apply, an entry commits once a majority (not just this
@@ -27,17 +27,6 @@
 namespace hmdb::server {
 
 namespace {
-
-const char* role_name(raft::Role r) {
-  switch (r) {
-    case raft::Role::kFollower: return "follower";
-    case raft::Role::kPreCandidate: return "precandidate";
-    case raft::Role::kCandidate: return "candidate";
-    case raft::Role::kLeader: return "leader";
-    case raft::Role::kLearner: return "learner";
-  }
-  return "?";
-}
 
 // The context of a membership change that adds a node: "<client addr> <peer addr>", then
 // (CLUSTER ADDLEARNER) one line "<id> <client addr> <peer addr>" per member at that time,
@@ -424,50 +413,6 @@ std::string Node::members_text() const {
   };
   for (auto id : st.conf.voters) one(id, "voter");
   for (auto id : st.conf.learners) one(id, "learner");
-  return t;
-}
-
-std::string Node::replication_info() const {
-  const raft::Status st = raft_->status();
-  std::string t;
-  auto line = [&t](std::string_view k, const auto& v) { t += fmt::format("{}:{}\r\n", k, v); };
-  line("role", role_name(st.role));
-  line("redis_role", st.role == raft::Role::kLeader ? "master" : "slave");
-  line("clustered", options_.clustered() ? 1 : 0);
-  line("node_id", st.id);
-  line("term", st.term);
-  line("leader_id", st.leader);
-  std::string leader_addr;
-  if (auto it = members_.find(st.leader); it != members_.end()) leader_addr = it->second.client;
-  line("leader_addr", leader_addr);
-  line("commit_index", st.commit);
-  line("applied_index", replica_->applied_index());
-  line("last_index", st.last_index);
-  line("first_index", st.first_index);
-  line("voters", fmt::format("{}", fmt::join(st.conf.voters, ",")));
-  line("learners", fmt::format("{}", fmt::join(st.conf.learners, ",")));
-  line("leader_changes", replica_->leader_changes());
-  line("inflight_batches", replica_->writes().size());
-  line("inflight_bytes", replica_->writes().bytes());
-  line("pending_reads", replica_->pending_reads());
-  if (transport_) {
-    for (const auto& ps : transport_->stats()) {
-      std::string state = "-", addr = ps.addr;
-      raft::Index match = 0;
-      bool found = false;
-      for (const auto& p : st.progress) {
-        if (p.id != ps.id) continue;
-        found = true;
-        match = p.match;
-        state = p.is_learner ? "learner" : "voter";
-      }
-      std::string lag = found ? std::to_string(st.last_index > match ? st.last_index - match : 0) : "-";
-      line(fmt::format("peer{}", ps.id),
-           fmt::format("addr={},connected={},match={},lag={},state={},sent={},dropped={},received={},refused={}", addr,
-                       ps.connected ? 1 : 0, match, lag, state, ps.msgs_sent, ps.msgs_dropped, ps.msgs_received,
-                       ps.frames_refused));
-    }
-  }
   return t;
 }
 

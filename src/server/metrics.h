@@ -1,13 +1,8 @@
-// server/metrics.h — the Prometheus endpoint (`--metrics-port`): INFO's fields in the
-// Prometheus text exposition format 0.0.4, served over a minimal HTTP/1.1 listener that the
-// event loop drives.
+// server/metrics.h — the Prometheus endpoint (`--metrics-port`): a minimal HTTP/1.1 listener
+// that the event loop drives, serving the text that statistics.h renders (every statistic of
+// the node in the Prometheus text exposition format 0.0.4).
 //
-// Three parts, each usable alone:
-//   * info_to_prometheus(): a pure function from the node's INFO text (all sections) to the
-//     exposition text. Which INFO field becomes which metric, and of which type, is one
-//     explicit table in metrics.cc (kInfoMetrics, kPeerMetrics); docs/operations.md
-//     "Metrics" lists it. Fields of the app's own section ("# App") have no table: the
-//     numeric ones become gauges `hmdb_app_<field>`.
+// Two parts, each usable alone:
 //   * HttpResponder: one connection's request parsing and response, bytes in and bytes out,
 //     no socket (the unit tests feed it byte by byte).
 //   * MetricsServer: the listening socket and its connections in an epoll fd of their own,
@@ -53,18 +48,6 @@ inline constexpr int kMetricsEventsPerPollMax = 64;
 // does not reset the connection before the client read the response); at most this many
 // bytes, then it is closed anyway.
 inline constexpr size_t kMetricsLingerBytesMax = 64u << 10;
-
-// ---- INFO -> Prometheus ----
-
-// Converts INFO text (`INFO all`: "# Section" headers, "field:value" lines, CRLF or LF) into
-// the text exposition format 0.0.4 (families in table order, each with # HELP and # TYPE).
-// An INFO field of an engine section that the table does not know is reported as a
-// comment line "# hmdb: INFO field <name> is not mapped" (Prometheus ignores comments; the
-// system test asserts there are none, so a new INFO field cannot be forgotten silently).
-std::string info_to_prometheus(std::string_view info);
-
-// Label value escaping of the exposition format: backslash, double quote and newline.
-std::string escape_label_value(std::string_view value);
 
 // ---- HTTP, one connection, no socket ----
 

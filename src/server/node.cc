@@ -309,8 +309,9 @@ void Node::loop_turn(int timeout_ms) {
     } else if (tag == kEpollTagPeers) {
       poll_peers();
     } else if (tag == kEpollTagMetrics) {
-      // A scrape is INFO all, converted: no state hashing.
-      metrics_->poll(turn_steady_ms_, [this] { return info_to_prometheus(info_text("all")); });
+      // A scrape: every statistic, as INFO all has them (statistics.h); no state hashing.
+      metrics_->poll(turn_steady_ms_,
+                     [this] { return render_prometheus(collect_statistics(statistics_sources(false))); });
     } else {
       Session* s = find_session(tag);
       if (!s) continue;

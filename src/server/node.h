@@ -9,9 +9,10 @@
 //                      the disk (persist: the DiskThread's group commit) and the network
 //   client_io.cc       client sockets: accept, read, parse (with parse-ahead), send, close
 //   shell_commands.cc  the shell's own commands (PING, INFO, CLIENT, CONFIG, CLUSTER,
-//                      SNAPSHOT, ...) as one table
+//                      SNAPSHOT, ...) as one table; the sources of INFO and /metrics
+//                      (statistics.h describes and renders them)
 //   cluster.cc         peers (PeerTransport), member addresses, membership side effects,
-//                      a removed node stopping, INFO replication
+//                      a removed node stopping
 //   snapshot.cc        snapshots: forked writers, receiving and installing the leader's,
 //                      serving ours to followers
 //   recovery.cc        startup: snapshot + log replayed through the Replica
@@ -46,6 +47,7 @@
 #include "server/metrics.h"
 #include "server/options.h"
 #include "server/session.h"
+#include "server/statistics.h"
 #include "storage/env.h"
 #include "storage/log.h"
 
@@ -160,7 +162,9 @@ class Node final : private core::ReplicaHost {
   core::ShellResult cluster_local_or_change(Session& s, Args argv, uint64_t seq, std::string* out);
   core::ShellResult snapshot_command(Session& s, uint64_t seq);
   void command_command(Args argv, std::string* out);
-  std::string info_text(std::string_view section);
+  // Everything INFO and the metrics endpoint read (statistics.h), gathered now; the state
+  // digest only if asked for (it hashes the whole state).
+  StatisticsSources statistics_sources(bool with_digest) const;
   // CLUSTER ADDLEARNER|PROMOTE|REMOVE|TRANSFER (cluster.cc).
   core::ShellResult cluster_command(Session& s, Args argv, uint64_t seq, std::string* out);
 
@@ -177,7 +181,6 @@ class Node final : private core::ReplicaHost {
   // Logs why, then stops like SIGTERM does (replies flushed) with exit code kExitRemoved.
   void stop_removed(raft::Index config_index, const std::string& how);
   std::string members_text() const;
-  std::string replication_info() const;
 
   // ---- snapshots (snapshot.cc) ----
   void on_snapshot_child_exit();
@@ -253,25 +256,8 @@ class Node final : private core::ReplicaHost {
   std::map<raft::NodeId, ServerOptions::MemberAddr> members_;  // address book of the members
   std::vector<raft::Message> received_;  // scratch for poll_peers
 
-  // Statistics for INFO (the replica keeps its own: commands, writes, batches).
-  struct Stats {
-    uint64_t start_ms = 0;
-    uint64_t connections_received = 0;
-    uint64_t rejected_connections = 0;
-    uint64_t protocol_errors = 0;
-    uint64_t output_limit_disconnects = 0;
-    uint64_t snapshots = 0;
-    uint64_t snapshot_failures = 0;
-    raft::Index last_snapshot_index = 0;
-    uint64_t last_snapshot_ms = 0;
-    uint64_t fork_last_us = 0;
-    uint64_t fork_max_us = 0;
-    std::string last_snapshot_status = "none";
-    uint64_t recovered_entries = 0;
-    uint64_t recovery_ms = 0;
-    uint64_t loop_turn_max_ms = 0;  // longest turn spent working (not waiting in epoll)
-    uint64_t slow_turns = 0;        // turns of at least kSlowTurnMs
-  } stats_;
+  // The shell's own statistics (statistics.h; the replica, disk thread and transport keep theirs).
+  ShellStats stats_;
   uint64_t last_slow_turn_log_ms_ = 0;
 };
 

@@ -104,7 +104,8 @@ const Node::ShellTable& Node::shell_table() {
       {"CONFIG", -2, never, [](Node& n, Session&, Args argv, uint64_t, std::string* out) { return n.config_command(argv, out); }},
       {"INFO", -1, never,
        [](Node& n, Session&, Args argv, uint64_t, std::string* out) {
-         Reply(out).bulk(n.info_text(argv.size() >= 2 ? argv[1] : std::string_view("default")));
+         const std::string_view section = argv.size() >= 2 ? argv[1] : std::string_view("default");
+         Reply(out).bulk(render_info(collect_statistics(n.statistics_sources(iequals(section, "digest"))), section));
          return R::kReplied;
        }},
       // The reply of SNAPSHOT and SAVE comes when the snapshot is durable; extra words are ignored.
@@ -290,7 +291,7 @@ core::ShellResult Node::config_command(Args argv, std::string* out) {
     r.error("ERR CONFIG SET is not supported: restart `hmdb serve` with the flag (see hmdb serve --help)");
   } else if (iequals(argv[1], "RESETSTAT") && argv.size() == 2) {
     uint64_t start = stats_.start_ms;
-    stats_ = Stats{};
+    stats_ = ShellStats{};
     stats_.start_ms = start;
     replica_->reset_stats();
     r.ok();
@@ -310,7 +311,7 @@ core::ShellResult Node::cluster_local_or_change(Session& s, Args argv, uint64_t 
   } else if (iequals(sub, "DIGEST") && argv.size() == 2) {
     r.bulk(fmt::format("{} {:016x}", replica_->applied_index(), app_->digest()));
   } else if (iequals(sub, "INFO") && argv.size() == 2) {
-    r.bulk(replication_info());
+    r.bulk(render_info_fields(collect_statistics(statistics_sources(false)), StatSection::kReplication));
   } else {
     r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
             "'. Try CLUSTER MEMBERS|DIGEST|INFO|ADDLEARNER|PROMOTE|REMOVE|TRANSFER.");
@@ -363,92 +364,37 @@ void Node::command_command(Args argv, std::string* out) {
   }
 }
 
-std::string Node::info_text(std::string_view section) {
-  const bool all = iequals(section, "all") || iequals(section, "everything") || iequals(section, "default");
-  auto want = [&](std::string_view name) { return all || iequals(section, name); };
-  const DiskStats ds = disk_ ? disk_->stats() : DiskStats{};
-  const uint64_t now = wall_ms();
-  std::string t;
-  auto line = [&t](std::string_view k, const auto& v) { t += fmt::format("{}:{}\r\n", k, v); };
-
-  if (want("server")) {
-    t += "# Server\r\n";
-    line("hmdb_version", kVersion);
-    line("redis_version", kRedisCompatVersion);
-    line("redis_mode", "standalone");
-    line("app", app_->app_name());
-    line("schema_version", app_->schema_version());
-    line("process_id", ::getpid());
-    line("tcp_port", port_);
-    line("bind", options_.bind);
-    line("data_dir", options_.dir);
-    line("uptime_in_seconds", (now - stats_.start_ms) / 1000);
-    t += "\r\n";
+StatisticsSources Node::statistics_sources(bool with_digest) const {
+  StatisticsSources s;
+  s.version = kVersion;
+  s.redis_version = kRedisCompatVersion;
+  s.app_name = app_->app_name();
+  s.schema_version = app_->schema_version();
+  s.process_id = static_cast<uint64_t>(::getpid());
+  s.port = port_;
+  s.options = options_;
+  s.now_ms = wall_ms();
+  s.connected_clients = sessions_.size();
+  s.client_output_limit_bytes = kClientOutputLimitBytes;
+  s.shell = stats_;
+  s.log_bytes_since_snapshot = log_bytes_since_snapshot_;
+  s.snapshot_in_progress = snapshot_pid_ > 0;
+  if (disk_) {
+    s.disk = disk_->stats();
+    s.disk_queue_bytes = disk_->queued_bytes();
   }
-  if (want("clients")) {
-    t += "# Clients\r\n";
-    line("connected_clients", sessions_.size());
-    line("maxclients", options_.max_clients);
-    line("client_output_limit_bytes", kClientOutputLimitBytes);
-    t += "\r\n";
-  }
-  if (want("persistence")) {
-    t += "# Persistence\r\n";
-    line("durability", durability_name(options_.durability));
-    line("fsync_interval_ms", options_.fsync_interval_ms);
-    line("log_bytes_since_snapshot", log_bytes_since_snapshot_);
-    line("snapshot_log_bytes", options_.snapshot_log_bytes);
-    line("snapshot_in_progress", snapshot_pid_ > 0 ? 1 : 0);
-    line("snapshots_taken", stats_.snapshots);
-    line("snapshot_failures", stats_.snapshot_failures);
-    line("last_snapshot_index", stats_.last_snapshot_index);
-    line("last_snapshot_status", stats_.last_snapshot_status);
-    line("last_snapshot_duration_ms", stats_.last_snapshot_ms);
-    line("fork_stall_last_us", stats_.fork_last_us);
-    line("fork_stall_max_us", stats_.fork_max_us);
-    line("disk_rounds", ds.rounds);
-    line("disk_fsyncs", ds.syncs);
-    line("disk_bytes_written", ds.bytes);
-    line("fsync_last_us", ds.last_sync_us);
-    line("fsync_max_us", ds.max_sync_us);
-    line("disk_queue_bytes", disk_ ? disk_->queued_bytes() : 0);
-    line("recovery_entries_replayed", stats_.recovered_entries);
-    line("recovery_ms", stats_.recovery_ms);
-    t += "\r\n";
-  }
-  if (want("replication")) {
-    t += "# Replication\r\n";
-    t += replication_info();
-    t += "\r\n";
-  }
-  if (want("stats")) {
-    t += "# Stats\r\n";
-    line("total_connections_received", stats_.connections_received);
-    line("rejected_connections", stats_.rejected_connections);
-    line("total_commands_processed", replica_->stats().commands);
-    line("total_writes", replica_->stats().writes);
-    line("total_batches", replica_->stats().batches);
-    line("protocol_errors", stats_.protocol_errors);
-    line("output_limit_disconnects", stats_.output_limit_disconnects);
-    line("busy_refusals", replica_->stats().busy_refusals);
-    line("loop_turn_max_ms", stats_.loop_turn_max_ms);
-    line("slow_turns", stats_.slow_turns);
-    t += "\r\n";
-  }
-  if (want("keyspace") || want("app")) {
-    t += "# App\r\n";
-    t += app_->info();
-    if (!t.empty() && t.back() != '\n') t += "\r\n";
-    t += "\r\n";
-  }
-  if (iequals(section, "digest")) {
-    // Not in the default INFO: hashing a large state takes time on the event loop.
-    t += "# Digest\r\n";
-    line("state_digest", fmt::format("{:016x}", app_->digest()));
-    line("applied_index", replica_->applied_index());
-    t += "\r\n";
-  }
-  return t;
+  s.raft = raft_->status();
+  if (auto it = members_.find(s.raft.leader); it != members_.end()) s.leader_addr = it->second.client;
+  s.replica = replica_->stats();
+  s.applied_index = replica_->applied_index();
+  s.leader_changes = replica_->leader_changes();
+  s.inflight_batches = replica_->writes().size();
+  s.inflight_bytes = replica_->writes().bytes();
+  s.pending_reads = replica_->pending_reads();
+  if (transport_) s.peers = transport_->stats();
+  s.app_info = app_->info();
+  if (with_digest) s.state_digest = app_->digest();
+  return s;
 }
 
 }  // namespace hmdb::server

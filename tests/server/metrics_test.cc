@@ -1,8 +1,11 @@
-// tests/server/metrics_test.cc — the Prometheus endpoint without a server: INFO text to the
-// exposition format (types, labels, a leader's peer lines, escaping), and the HTTP responder
-// fed bytes directly (whole requests, split at every byte, oversized heads, bad methods,
-// unknown paths, garbage after a request), and the listener over loopback sockets.
+// tests/server/metrics_test.cc — a node's statistics without a server: typed values rendered
+// as INFO's text (byte for byte what INFO printed before the statistics were typed) and as
+// the Prometheus exposition format (types, labels, a leader's peer lines, escaping, every
+// statistic in both renderings); the HTTP responder fed bytes directly (whole requests,
+// split at every byte, oversized heads, bad methods, unknown paths, garbage after a
+// request), and the listener over loopback sockets.
 #include "server/metrics.h"
+#include "server/statistics.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -11,64 +14,82 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <set>
 #include <string>
 #include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 
 namespace hmdb::server {
 namespace {
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
-// A leader's INFO, in the shape Node::info_text("all") prints (CRLF lines, blank line after
-// each section).
-const char* kLeaderInfo =
-    "# Server\r\n"
-    "hmdb_version:0.3.0\r\n"
-    "redis_version:7.2.0\r\n"
-    "redis_mode:standalone\r\n"
-    "app:kv\r\n"
-    "schema_version:1\r\n"
-    "process_id:4242\r\n"
-    "tcp_port:7379\r\n"
-    "bind:127.0.0.1\r\n"
-    "data_dir:/tmp/d\r\n"
-    "uptime_in_seconds:12\r\n"
-    "\r\n"
-    "# Persistence\r\n"
-    "durability:always\r\n"
-    "snapshots_taken:3\r\n"
-    "last_snapshot_status:ok\r\n"
-    "disk_bytes_written:123456\r\n"
-    "\r\n"
-    "# Replication\r\n"
-    "role:leader\r\n"
-    "redis_role:master\r\n"
-    "clustered:1\r\n"
-    "node_id:1\r\n"
-    "term:5\r\n"
-    "leader_id:1\r\n"
-    "leader_addr:127.0.0.11:7379\r\n"
-    "commit_index:100\r\n"
-    "applied_index:99\r\n"
-    "voters:1,2,3\r\n"
-    "learners:\r\n"
-    "leader_changes:2\r\n"
-    "peer2:addr=127.0.0.12:7400,connected=1,match=100,lag=0,state=voter,sent=10,dropped=0,received=9,refused=0\r\n"
-    "peer3:addr=127.0.0.13:7400,connected=0,match=40,lag=60,state=voter,sent=5,dropped=7,received=2,refused=1\r\n"
-    "\r\n"
-    "# Stats\r\n"
-    "total_commands_processed:77\r\n"
-    "loop_turn_max_ms:4\r\n"
-    "\r\n"
-    "# App\r\n"
-    "keys:42\r\n"
-    "expires:0\r\n"
-    "flavour:vanilla\r\n"
-    "\r\n";
+using PeerStats = net::PeerTransport::PeerStats;
+
+PeerStats peer(raft::NodeId id, std::string addr, bool connected, uint64_t sent, uint64_t dropped, uint64_t received,
+               uint64_t refused) {
+  PeerStats p;
+  p.id = id;
+  p.addr = std::move(addr);
+  p.connected = connected;
+  p.msgs_sent = sent;
+  p.msgs_dropped = dropped;
+  p.msgs_received = received;
+  p.frames_refused = refused;
+  return p;
+}
+
+raft::Status::Progress progress(raft::NodeId id, raft::Index match, bool learner = false) {
+  return raft::Status::Progress{id, match, match + 1, learner};
+}
+
+// A leader of three voters; what is not set here is zero (or its default).
+StatisticsSources leader_sources() {
+  StatisticsSources s;
+  s.version = "0.3.0";
+  s.redis_version = "7.2.0";
+  s.app_name = "kv";
+  s.schema_version = 1;
+  s.process_id = 4242;
+  s.port = 7379;
+  s.options.bind = "127.0.0.1";
+  s.options.dir = "/tmp/d";
+  s.options.durability = Durability::kAlways;
+  s.options.peer_addr = "127.0.0.11:7400";
+  s.shell.start_ms = 1'000'000;
+  s.now_ms = 1'012'500;  // 12 s up
+  s.shell.snapshots = 3;
+  s.shell.last_snapshot_status = "ok";
+  s.disk.bytes = 123456;
+  s.raft.id = 1;
+  s.raft.role = raft::Role::kLeader;
+  s.raft.term = 5;
+  s.raft.leader = 1;
+  s.leader_addr = "127.0.0.11:7379";
+  s.raft.commit = 100;
+  s.applied_index = 99;
+  s.raft.last_index = 100;
+  s.raft.conf.voters = {1, 2, 3};
+  s.leader_changes = 2;
+  s.raft.progress = {progress(1, 100), progress(2, 100), progress(3, 40)};
+  s.peers = {peer(2, "127.0.0.12:7400", true, 10, 0, 9, 0), peer(3, "127.0.0.13:7400", false, 5, 7, 2, 1)};
+  s.replica.commands = 77;
+  s.shell.loop_turn_max_ms = 4;
+  s.app_info = "keys:42\r\nexpires:0\r\nflavour:vanilla\r\n";
+  return s;
+}
+
+std::string prometheus(const StatisticsSources& s) { return render_prometheus(collect_statistics(s)); }
+std::string info(const StatisticsSources& s, std::string_view section) {
+  return render_info(collect_statistics(s), section);
+}
 
 TEST(InfoToPrometheus, GaugesHaveHelpTypeAndValue) {
-  std::string m = info_to_prometheus(kLeaderInfo);
+  std::string m = prometheus(leader_sources());
   EXPECT_TRUE(contains(m, "# HELP hmdb_applied_index Highest log index applied to the state.\n"
                           "# TYPE hmdb_applied_index gauge\n"
                           "hmdb_applied_index 99\n"))
@@ -78,7 +99,7 @@ TEST(InfoToPrometheus, GaugesHaveHelpTypeAndValue) {
 }
 
 TEST(InfoToPrometheus, CountersEndInTotal) {
-  std::string m = info_to_prometheus(kLeaderInfo);
+  std::string m = prometheus(leader_sources());
   EXPECT_TRUE(contains(m, "# TYPE hmdb_commands_processed_total counter\nhmdb_commands_processed_total 77\n")) << m;
   EXPECT_TRUE(contains(m, "# TYPE hmdb_snapshots_taken_total counter\nhmdb_snapshots_taken_total 3\n"));
   EXPECT_TRUE(contains(m, "# TYPE hmdb_disk_bytes_written_total counter\nhmdb_disk_bytes_written_total 123456\n"));
@@ -86,7 +107,7 @@ TEST(InfoToPrometheus, CountersEndInTotal) {
 }
 
 TEST(InfoToPrometheus, StringFieldsBecomeLabelledInfoMetrics) {
-  std::string m = info_to_prometheus(kLeaderInfo);
+  std::string m = prometheus(leader_sources());
   EXPECT_TRUE(contains(m, "# TYPE hmdb_role gauge\nhmdb_role{role=\"leader\"} 1\n")) << m;
   EXPECT_TRUE(contains(m, "hmdb_durability{durability=\"always\"} 1\n"));
   EXPECT_TRUE(contains(m, "hmdb_last_snapshot_status{status=\"ok\"} 1\n"));
@@ -95,20 +116,20 @@ TEST(InfoToPrometheus, StringFieldsBecomeLabelledInfoMetrics) {
 }
 
 TEST(InfoToPrometheus, ListsAreCounted) {
-  std::string m = info_to_prometheus(kLeaderInfo);
+  std::string m = prometheus(leader_sources());
   EXPECT_TRUE(contains(m, "hmdb_voters 3\n")) << m;
   EXPECT_TRUE(contains(m, "hmdb_learners 0\n"));
 }
 
 TEST(InfoToPrometheus, SkippedFieldsAreAbsentAndNotReportedAsUnmapped) {
-  std::string m = info_to_prometheus(kLeaderInfo);
+  std::string m = prometheus(leader_sources());
   for (const char* absent : {"redis", "process_id", "tcp_port", "data_dir", "leader_addr", "4242"})
     EXPECT_FALSE(contains(m, absent)) << absent << " in\n" << m;
   EXPECT_FALSE(contains(m, "# hmdb:")) << m;
 }
 
 TEST(InfoToPrometheus, LeaderPeerLinesBecomeOneFamilyPerFieldWithPeerLabels) {
-  std::string m = info_to_prometheus(kLeaderInfo);
+  std::string m = prometheus(leader_sources());
   EXPECT_TRUE(contains(m, "# HELP hmdb_peer_lag_entries Leader only: entries the peer is behind the leader's last index.\n"
                           "# TYPE hmdb_peer_lag_entries gauge\n"
                           "hmdb_peer_lag_entries{peer=\"2\"} 0\n"
@@ -128,9 +149,10 @@ TEST(InfoToPrometheus, LeaderPeerLinesBecomeOneFamilyPerFieldWithPeerLabels) {
 }
 
 TEST(InfoToPrometheus, FollowerPeerLinesHaveNoProgress) {
-  std::string m = info_to_prometheus(
-      "# Replication\r\nrole:follower\r\n"
-      "peer1:addr=127.0.0.11:7400,connected=1,match=0,lag=-,state=-,sent=3,dropped=0,received=4,refused=0\r\n");
+  StatisticsSources s;
+  s.raft.role = raft::Role::kFollower;
+  s.peers = {peer(1, "127.0.0.11:7400", true, 3, 0, 4, 0)};  // and no raft progress: not the leader
+  std::string m = prometheus(s);
   EXPECT_FALSE(contains(m, "hmdb_peer_lag_entries")) << m;
   EXPECT_FALSE(contains(m, "hmdb_peer_match_index")) << m;
   EXPECT_TRUE(contains(m, "hmdb_peer_messages_received_total{peer=\"1\"} 4\n")) << m;
@@ -139,7 +161,7 @@ TEST(InfoToPrometheus, FollowerPeerLinesHaveNoProgress) {
 }
 
 TEST(InfoToPrometheus, AppFieldsThatAreNumbersBecomeGauges) {
-  std::string m = info_to_prometheus(kLeaderInfo);
+  std::string m = prometheus(leader_sources());
   EXPECT_TRUE(contains(m, "# HELP hmdb_app_keys A field of the app's INFO section.\n"
                           "# TYPE hmdb_app_keys gauge\nhmdb_app_keys 42\n"))
       << m;
@@ -149,36 +171,46 @@ TEST(InfoToPrometheus, AppFieldsThatAreNumbersBecomeGauges) {
 }
 
 TEST(InfoToPrometheus, AppFieldNamesAreSanitized) {
-  std::string m = info_to_prometheus("# App\r\nweird-name.x:5\r\n");
+  StatisticsSources s;
+  s.app_info = "weird-name.x:5\r\n";
+  std::string m = prometheus(s);
   EXPECT_TRUE(contains(m, "hmdb_app_weird_name_x 5\n")) << m;
 }
 
 TEST(InfoToPrometheus, LabelValuesAreEscaped) {
   EXPECT_EQ(escape_label_value("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
-  std::string m = info_to_prometheus("# Persistence\r\nlast_snapshot_status:fork \"failed\" \\ here\r\n");
+  StatisticsSources s;
+  s.shell.last_snapshot_status = "fork \"failed\" \\ here";
+  std::string m = prometheus(s);
   EXPECT_TRUE(contains(m, "hmdb_last_snapshot_status{status=\"fork \\\"failed\\\" \\\\ here\"} 1\n")) << m;
 }
 
-TEST(InfoToPrometheus, UnknownFieldsAndNonNumbersAreReportedAsComments) {
-  std::string m = info_to_prometheus(
-      "# Stats\nbrand_new_counter:5\nterm:abc\n"
-      "# Replication\npeer7:addr=x:1,connected=1,wobble=3,sent=inf,lag=1\n"
-      "peer99999999999999999999999:connected=1\n");
-  EXPECT_TRUE(contains(m, "# hmdb: INFO field brand_new_counter is not mapped\n")) << m;
-  EXPECT_TRUE(contains(m, "# hmdb: INFO field term has a value that is not a number: abc\n")) << m;
-  EXPECT_TRUE(contains(m, "# hmdb: INFO field peer7 wobble is not mapped\n")) << m;
-  EXPECT_TRUE(contains(m, "# hmdb: INFO field peer7 sent has a value that is not a number: inf\n")) << m;
-  EXPECT_FALSE(contains(m, "hmdb_term ")) << m;
-  EXPECT_FALSE(contains(m, "hmdb_brand_new_counter"));
-  // A peer id beyond 64 bits is no peer line: reported, not exported.
-  EXPECT_TRUE(contains(m, "# hmdb: INFO field peer99999999999999999999999 is not mapped\n")) << m;
+// The engine's statistics are typed, so none can be unknown to the renderer or hold a
+// non-number where a number belongs (what the text parser used to report as "# hmdb:"
+// comments). The app's lines are still free text: whatever is not `field:number` is left
+// out, silently.
+TEST(InfoToPrometheus, AppLinesThatAreNotNumbersAreLeftOutAndNothingIsReportedUnmapped) {
+  StatisticsSources s;
+  s.raft.role = raft::Role::kLeader;
+  s.raft.last_index = 8;
+  s.raft.progress = {progress(7, 7)};
+  s.peers = {peer(7, "x:1", true, 0, 0, 0, 0)};
+  s.app_info = "brand_new_counter:5\nterm:abc\n# Section\nno colon\nsent:inf\ndup:1\ndup:2\n:3\n";
+  std::string m = prometheus(s);
+  EXPECT_TRUE(contains(m, "hmdb_app_brand_new_counter 5\n")) << m;
+  EXPECT_TRUE(contains(m, "hmdb_app_dup 1\n")) << m;
+  EXPECT_FALSE(contains(m, "hmdb_app_dup 2")) << m;
+  EXPECT_FALSE(contains(m, "hmdb_app_term")) << m;
+  EXPECT_FALSE(contains(m, "hmdb_app_sent")) << m;
+  EXPECT_FALSE(contains(m, "abc")) << m;
+  EXPECT_FALSE(contains(m, "# hmdb:")) << m;
   // LF-only lines are read the same way.
   EXPECT_TRUE(contains(m, "hmdb_peer_lag_entries{peer=\"7\"} 1\n")) << m;
 }
 
 TEST(InfoToPrometheus, EveryLineIsACommentOrASample) {
   // The exposition format: "# HELP"/"# TYPE"/comment lines, or "name{labels} value".
-  std::string m = info_to_prometheus(kLeaderInfo);
+  std::string m = prometheus(leader_sources());
   ASSERT_FALSE(m.empty());
   ASSERT_EQ(m.back(), '\n');
   size_t start = 0;
@@ -194,6 +226,347 @@ TEST(InfoToPrometheus, EveryLineIsACommentOrASample) {
     std::string value = line.substr(sp + 1);
     ASSERT_FALSE(value.empty()) << line;
     for (char c : value) ASSERT_TRUE((c >= '0' && c <= '9') || c == '-' || c == '.' || c == 'e') << line;
+  }
+}
+
+// ---- the description, and INFO's text ----
+
+// A leader whose every statistic has a value of its own (so a reader that reads the wrong
+// source shows), with a learner among its peers and the digest collected.
+StatisticsSources distinct_sources() {
+  StatisticsSources s;
+  s.version = "0.1.0";
+  s.redis_version = "7.0.0";
+  s.app_name = "kv";
+  s.schema_version = 3;
+  s.process_id = 21538;
+  s.port = 47245;
+  s.options.bind = "127.0.0.13";
+  s.options.dir = "/tmp/hmdb-stats-capture-j002gvd8/node3";
+  s.options.max_clients = 10000;
+  s.options.durability = Durability::kPeriodic;
+  s.options.fsync_interval_ms = 250;
+  s.options.snapshot_log_bytes = 268435456;
+  s.options.peer_addr = "127.0.0.13:41000";
+  s.shell.start_ms = 1'700'000'000'000;
+  s.now_ms = s.shell.start_ms + 7'999;
+  s.connected_clients = 11;
+  s.client_output_limit_bytes = 1073741824;
+  s.log_bytes_since_snapshot = 1166;
+  s.snapshot_in_progress = true;
+  s.shell.snapshots = 12;
+  s.shell.snapshot_failures = 13;
+  s.shell.last_snapshot_index = 14;
+  s.shell.last_snapshot_status = "ok";
+  s.shell.last_snapshot_ms = 15;
+  s.shell.fork_last_us = 16;
+  s.shell.fork_max_us = 17;
+  s.disk = DiskStats{.rounds = 41, .syncs = 42, .appends = 99, .bytes = 1786, .last_sync_us = 1254, .max_sync_us = 14108};
+  s.disk_queue_bytes = 18;
+  s.shell.recovered_entries = 19;
+  s.shell.recovery_ms = 21;
+  s.raft.id = 3;
+  s.raft.role = raft::Role::kLeader;
+  s.raft.term = 22;
+  s.raft.leader = 3;
+  s.leader_addr = "127.0.0.13:47245";
+  s.raft.commit = 1021;
+  s.applied_index = 1020;
+  s.raft.last_index = 1023;
+  s.raft.first_index = 24;
+  s.raft.conf.voters = {1, 2, 3};
+  s.raft.conf.learners = {4};
+  s.leader_changes = 25;
+  s.inflight_batches = 26;
+  s.inflight_bytes = 27;
+  s.pending_reads = 28;
+  s.raft.progress = {progress(1, 1023), progress(2, 1000), progress(3, 1023), progress(4, 980, true)};
+  s.peers = {peer(1, "127.0.0.11:34503", true, 47, 29, 48, 30), peer(2, "127.0.0.12:59297", false, 49, 31, 50, 32),
+             peer(4, "127.0.0.14:41234", true, 51, 33, 52, 34)};
+  s.shell.connections_received = 40;
+  s.shell.rejected_connections = 35;
+  s.replica = core::Replica::Stats{.commands = 36, .writes = 37, .batches = 38, .busy_refusals = 45};
+  s.shell.protocol_errors = 39;
+  s.shell.output_limit_disconnects = 44;
+  s.shell.loop_turn_max_ms = 46;
+  s.shell.slow_turns = 53;
+  s.app_info = "keys:20\r\nexpires:0\r\n";
+  s.state_digest = 0xaeedab0f2be9573f;
+  return s;
+}
+
+// INFO all of that leader, as INFO printed it before the statistics were typed: the text of
+// a real 3-node cluster's leader (`INFO all`, captured from the binary of commit 482f38f),
+// its values then changed so that no two statistics share one, and two peers added.
+constexpr std::string_view kGoldenInfoAll =
+    "# Server\r\n"
+    "hmdb_version:0.1.0\r\n"
+    "redis_version:7.0.0\r\n"
+    "redis_mode:standalone\r\n"
+    "app:kv\r\n"
+    "schema_version:3\r\n"
+    "process_id:21538\r\n"
+    "tcp_port:47245\r\n"
+    "bind:127.0.0.13\r\n"
+    "data_dir:/tmp/hmdb-stats-capture-j002gvd8/node3\r\n"
+    "uptime_in_seconds:7\r\n"
+    "\r\n"
+    "# Clients\r\n"
+    "connected_clients:11\r\n"
+    "maxclients:10000\r\n"
+    "client_output_limit_bytes:1073741824\r\n"
+    "\r\n"
+    "# Persistence\r\n"
+    "durability:periodic\r\n"
+    "fsync_interval_ms:250\r\n"
+    "log_bytes_since_snapshot:1166\r\n"
+    "snapshot_log_bytes:268435456\r\n"
+    "snapshot_in_progress:1\r\n"
+    "snapshots_taken:12\r\n"
+    "snapshot_failures:13\r\n"
+    "last_snapshot_index:14\r\n"
+    "last_snapshot_status:ok\r\n"
+    "last_snapshot_duration_ms:15\r\n"
+    "fork_stall_last_us:16\r\n"
+    "fork_stall_max_us:17\r\n"
+    "disk_rounds:41\r\n"
+    "disk_fsyncs:42\r\n"
+    "disk_bytes_written:1786\r\n"
+    "fsync_last_us:1254\r\n"
+    "fsync_max_us:14108\r\n"
+    "disk_queue_bytes:18\r\n"
+    "recovery_entries_replayed:19\r\n"
+    "recovery_ms:21\r\n"
+    "\r\n"
+    "# Replication\r\n"
+    "role:leader\r\n"
+    "redis_role:master\r\n"
+    "clustered:1\r\n"
+    "node_id:3\r\n"
+    "term:22\r\n"
+    "leader_id:3\r\n"
+    "leader_addr:127.0.0.13:47245\r\n"
+    "commit_index:1021\r\n"
+    "applied_index:1020\r\n"
+    "last_index:1023\r\n"
+    "first_index:24\r\n"
+    "voters:1,2,3\r\n"
+    "learners:4\r\n"
+    "leader_changes:25\r\n"
+    "inflight_batches:26\r\n"
+    "inflight_bytes:27\r\n"
+    "pending_reads:28\r\n"
+    "peer1:addr=127.0.0.11:34503,connected=1,match=1023,lag=0,state=voter,sent=47,dropped=29,received=48,refused=30\r\n"
+    "peer2:addr=127.0.0.12:59297,connected=0,match=1000,lag=23,state=voter,sent=49,dropped=31,received=50,refused=32\r\n"
+    "peer4:addr=127.0.0.14:41234,connected=1,match=980,lag=43,state=learner,sent=51,dropped=33,received=52,refused=34\r\n"
+    "\r\n"
+    "# Stats\r\n"
+    "total_connections_received:40\r\n"
+    "rejected_connections:35\r\n"
+    "total_commands_processed:36\r\n"
+    "total_writes:37\r\n"
+    "total_batches:38\r\n"
+    "protocol_errors:39\r\n"
+    "output_limit_disconnects:44\r\n"
+    "busy_refusals:45\r\n"
+    "loop_turn_max_ms:46\r\n"
+    "slow_turns:53\r\n"
+    "\r\n"
+    "# App\r\n"
+    "keys:20\r\n"
+    "expires:0\r\n"
+    "\r\n";
+
+// The start of the golden text up to (not including) the header `# <name>` that follows
+// section `name`; the section's own text is between its header and the next.
+std::string golden_section(std::string_view header) {
+  size_t begin = kGoldenInfoAll.find(header);
+  EXPECT_NE(begin, std::string_view::npos) << header;
+  size_t end = kGoldenInfoAll.find("\r\n\r\n", begin);
+  return std::string(kGoldenInfoAll.substr(begin, end + 4 - begin));
+}
+
+TEST(InfoText, IsTheTextInfoPrintedBefore) {
+  const StatisticsSources s = distinct_sources();
+  EXPECT_EQ(info(s, "all"), kGoldenInfoAll);
+  EXPECT_EQ(info(s, "everything"), kGoldenInfoAll);
+  EXPECT_EQ(info(s, "default"), kGoldenInfoAll);
+  EXPECT_EQ(info(s, "ALL"), kGoldenInfoAll);
+  for (const char* section : {"Server", "Clients", "Persistence", "Replication", "Stats", "App"})
+    EXPECT_EQ(info(s, section), golden_section(std::string("# ") + section + "\r\n")) << section;
+  EXPECT_EQ(info(s, "replication"), golden_section("# Replication\r\n"));
+  EXPECT_EQ(info(s, "keyspace"), golden_section("# App\r\n"));
+  EXPECT_EQ(info(s, "digest"), "# Digest\r\nstate_digest:aeedab0f2be9573f\r\napplied_index:1020\r\n\r\n");
+  EXPECT_EQ(info(s, "nonsense"), "");
+  // CLUSTER INFO: the replication section's lines alone.
+  std::string replication = golden_section("# Replication\r\n");
+  EXPECT_EQ(render_info_fields(collect_statistics(s), StatSection::kReplication),
+            replication.substr(std::string_view("# Replication\r\n").size(),
+                               replication.size() - std::string_view("# Replication\r\n\r\n").size()));
+}
+
+TEST(InfoText, FollowerAndSingleNodeAsBefore) {
+  // A follower's replication section (captured as above): no progress of its peers.
+  StatisticsSources f;
+  f.options.peer_addr = "127.0.0.11:41000";
+  f.raft.id = 1;
+  f.raft.role = raft::Role::kFollower;
+  f.raft.term = 1;
+  f.raft.leader = 3;
+  f.leader_addr = "127.0.0.13:47245";
+  f.raft.commit = f.applied_index = f.raft.last_index = 21;
+  f.raft.first_index = 1;
+  f.raft.conf.voters = {1, 2, 3};
+  f.peers = {peer(2, "127.0.0.12:59297", true, 0, 0, 0, 0), peer(3, "127.0.0.13:52805", true, 47, 0, 47, 0)};
+  EXPECT_EQ(info(f, "replication"),
+            "# Replication\r\n"
+            "role:follower\r\n"
+            "redis_role:slave\r\n"
+            "clustered:1\r\n"
+            "node_id:1\r\n"
+            "term:1\r\n"
+            "leader_id:3\r\n"
+            "leader_addr:127.0.0.13:47245\r\n"
+            "commit_index:21\r\n"
+            "applied_index:21\r\n"
+            "last_index:21\r\n"
+            "first_index:1\r\n"
+            "voters:1,2,3\r\n"
+            "learners:\r\n"
+            "leader_changes:0\r\n"
+            "inflight_batches:0\r\n"
+            "inflight_bytes:0\r\n"
+            "pending_reads:0\r\n"
+            "peer2:addr=127.0.0.12:59297,connected=1,match=0,lag=-,state=-,sent=0,dropped=0,received=0,refused=0\r\n"
+            "peer3:addr=127.0.0.13:52805,connected=1,match=0,lag=-,state=-,sent=47,dropped=0,received=47,refused=0\r\n"
+            "\r\n");
+  // A single node: no peer lines; an app without INFO lines has an empty section.
+  StatisticsSources single;
+  single.raft.role = raft::Role::kLeader;
+  EXPECT_FALSE(contains(info(single, "replication"), "peer"));
+  EXPECT_TRUE(contains(info(single, "replication"), "clustered:0\r\n"));
+  EXPECT_EQ(info(single, "app"), "# App\r\n\r\n");
+  single.app_info = "keys:1";  // an app line without its CRLF gets one
+  EXPECT_EQ(info(single, "app"), "# App\r\nkeys:1\r\n\r\n");
+}
+
+// What the test expects a value to look like in INFO.
+std::string info_value(const StatValue& v) {
+  if (const uint64_t* n = std::get_if<uint64_t>(&v)) return std::to_string(*n);
+  if (const std::string* t = std::get_if<std::string>(&v)) return *t;
+  return fmt::format("{}", fmt::join(std::get<std::vector<uint64_t>>(v), ","));
+}
+
+// The lines of `text` (split at "\n", a trailing "\r" dropped) that start with `prefix`.
+std::vector<std::string> lines_starting(const std::string& text, const std::string& prefix) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t nl = text.find('\n', start);
+    std::string line = text.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+    start = nl == std::string::npos ? text.size() : nl + 1;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.starts_with(prefix)) out.push_back(line);
+  }
+  return out;
+}
+
+TEST(Statistics, EveryStatisticAppearsInBothRenderings) {
+  const StatisticsSources s = distinct_sources();
+  const CollectedStatistics c = collect_statistics(s);
+  const std::string all = render_info(c, "all") + render_info(c, "digest");
+  const std::string m = render_prometheus(c);
+  ASSERT_EQ(c.values.size(), node_statistics().size());
+  size_t exported = 0;
+  for (size_t i = 0; i < node_statistics().size(); i++) {
+    const Statistic& st = node_statistics()[i];
+    SCOPED_TRACE(std::string(st.name));
+    // INFO: `name:value` in its section.
+    const std::string line = std::string(st.name) + ":" + info_value(c.values[i]) + "\r\n";
+    EXPECT_TRUE(contains(all, "\r\n" + line)) << line;
+    if (st.kind == StatKind::kInfoOnly) {
+      EXPECT_TRUE(st.metric.empty());
+      EXPECT_FALSE(st.help.empty()) << "say why it is not exported";
+      // (The digest section's applied_index repeats the exported one of replication.)
+      const bool exported_elsewhere =
+          std::any_of(node_statistics().begin(), node_statistics().end(),
+                      [&](const Statistic& o) { return o.name == st.name && o.kind != StatKind::kInfoOnly; });
+      if (!exported_elsewhere) {
+        EXPECT_FALSE(contains(m, std::string(st.name))) << "INFO-only, yet in the metrics";
+      }
+      continue;
+    }
+    exported++;
+    // Prometheus: a family with its HELP and TYPE, and the value in a sample.
+    const std::string type = st.kind == StatKind::kCounter ? "counter" : "gauge";
+    EXPECT_TRUE(contains(m, "# TYPE " + std::string(st.metric) + " " + type + "\n")) << m;
+    const std::string sample_start = std::string(st.metric) + (st.kind == StatKind::kLabel ? "{" : " ");
+    const std::vector<std::string> samples = lines_starting(m, sample_start);
+    ASSERT_EQ(samples.size(), 1u) << m;
+    if (st.kind == StatKind::kLabel) {
+      EXPECT_TRUE(contains(samples[0], std::string(st.label) + "=\"" + info_value(c.values[i]) + "\"")) << samples[0];
+    } else if (st.kind == StatKind::kListCount) {
+      EXPECT_EQ(samples[0], std::string(st.metric) + " " +
+                                std::to_string(std::get<std::vector<uint64_t>>(c.values[i]).size()));
+    } else {
+      EXPECT_EQ(samples[0], std::string(st.metric) + " " + info_value(c.values[i]));
+    }
+  }
+  EXPECT_GT(exported, 40u);
+
+  // Per peer: every field in each peer's INFO line and, for the peers of a leader, in a
+  // family with the peer's label.
+  ASSERT_EQ(c.peers.size(), 3u);
+  for (const CollectedStatistics::Peer& p : c.peers) {
+    const std::string id = std::to_string(p.id);
+    const std::vector<std::string> info_line = lines_starting(all, "peer" + id + ":");
+    ASSERT_EQ(info_line.size(), 1u) << id;
+    for (size_t i = 0; i < peer_statistics().size(); i++) {
+      const PeerStatistic& st = peer_statistics()[i];
+      SCOPED_TRACE(std::string(st.name) + " of peer " + id);
+      ASSERT_TRUE(p.values[i].has_value());
+      const std::string value = info_value(*p.values[i]);
+      EXPECT_TRUE(contains(info_line[0] + ",", std::string(st.name) + "=" + value + ",")) << info_line[0];
+      const std::vector<std::string> samples = lines_starting(m, std::string(st.metric) + "{peer=\"" + id + "\"");
+      ASSERT_EQ(samples.size(), 1u) << m;
+      if (st.kind == StatKind::kLabel) EXPECT_TRUE(contains(samples[0], std::string(st.label) + "=\"" + value + "\""));
+      else EXPECT_TRUE(samples[0].ends_with("} " + value)) << samples[0];
+    }
+  }
+}
+
+TEST(Statistics, KindsNamesAndUnitsAgree) {
+  const CollectedStatistics c = collect_statistics(distinct_sources());
+  std::set<std::pair<StatSection, std::string_view>> names;
+  for (size_t i = 0; i < node_statistics().size(); i++) {
+    const Statistic& st = node_statistics()[i];
+    SCOPED_TRACE(std::string(st.name));
+    EXPECT_TRUE(names.insert({st.section, st.name}).second) << "twice in one section";
+    EXPECT_NE(st.section, StatSection::kApp) << "the app's section is its own text";
+    // The value has the type its kind needs.
+    const bool number = std::holds_alternative<uint64_t>(c.values[i]);
+    const bool text = std::holds_alternative<std::string>(c.values[i]);
+    const bool list = std::holds_alternative<std::vector<uint64_t>>(c.values[i]);
+    EXPECT_EQ(number, st.kind == StatKind::kGauge || st.kind == StatKind::kCounter ||
+                          (st.kind == StatKind::kInfoOnly && !text));
+    EXPECT_EQ(text, st.kind == StatKind::kLabel || (st.kind == StatKind::kInfoOnly && !number));
+    EXPECT_EQ(list, st.kind == StatKind::kListCount);
+    if (st.kind == StatKind::kInfoOnly) continue;
+    const std::string metric(st.metric);
+    EXPECT_TRUE(metric.starts_with("hmdb_")) << metric;
+    EXPECT_EQ(metric.ends_with("_total"), st.kind == StatKind::kCounter) << metric;
+    EXPECT_FALSE(st.help.empty() && (i == 0 || node_statistics()[i - 1].metric != st.metric)) << "a family without help";
+    if (!st.unit.empty()) {
+      const std::string word = "_" + std::string(st.unit);
+      EXPECT_TRUE(metric.ends_with(word) || contains(metric, word + "_")) << metric << " lacks its unit " << st.unit;
+    }
+    EXPECT_EQ(st.kind == StatKind::kLabel, !st.label.empty()) << metric;
+  }
+  for (const PeerStatistic& st : peer_statistics()) {
+    SCOPED_TRACE(std::string(st.name));
+    EXPECT_NE(st.kind, StatKind::kInfoOnly);
+    EXPECT_EQ(std::string(st.metric).ends_with("_total"), st.kind == StatKind::kCounter);
+    EXPECT_EQ(st.leader_only, !st.not_leading.empty());
   }
 }
 

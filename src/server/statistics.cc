@@ -1,0 +1,483 @@
+// server/statistics.cc — the one table of a node's statistics and its two renderings,
+// INFO's text and the Prometheus exposition text (see statistics.h for the parts and
+// docs/operations.md "Metrics" for the list).
+#include "server/statistics.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "common/assert.h"
+#include "hmdb/text.h"
+
+namespace hmdb::server {
+
+std::string_view role_name(raft::Role role) {
+  switch (role) {
+    case raft::Role::kFollower: return "follower";
+    case raft::Role::kPreCandidate: return "precandidate";
+    case raft::Role::kCandidate: return "candidate";
+    case raft::Role::kLeader: return "leader";
+    case raft::Role::kLearner: return "learner";
+  }
+  return "?";
+}
+
+// ---------------------------------------------------------------------------------------
+// The table
+
+namespace {
+
+using S = StatisticsSources;
+using enum StatKind;
+using enum StatSection;
+
+// A reader: how one statistic's value is read from the sources.
+#define READ(expr) [](const S& s) -> StatValue { return expr; }
+
+// Every statistic, in INFO's order. Counters are the fields that only count events since
+// the process started; everything that is a level, an index, a size, a setting or a
+// "last"/"max" observation is a gauge. Metric names follow the INFO field; the stats
+// section's "total_" prefixes become the "_total" suffix. Units stay those of INFO.
+constexpr Statistic kStatistics[] = {
+    // # Server
+    {"hmdb_version", kServer, kLabel, "hmdb_build_info", "version", "", "The server's version and app; the value is 1.",
+     READ(s.version)},
+    {"redis_version", kServer, kInfoOnly, "", "", "", "a constant for Redis clients", READ(s.redis_version)},
+    {"redis_mode", kServer, kInfoOnly, "", "", "", "a constant for Redis clients", READ(std::string("standalone"))},
+    {"app", kServer, kLabel, "hmdb_build_info", "app", "", "The app's name (a label of hmdb_build_info).",
+     READ(s.app_name)},
+    {"schema_version", kServer, kGauge, "hmdb_schema_version", "", "", "Schema version of the app's state.",
+     READ(s.schema_version)},
+    {"process_id", kServer, kInfoOnly, "", "", "", "not a measurement", READ(s.process_id)},
+    {"tcp_port", kServer, kInfoOnly, "", "", "", "configuration, known to the scraper", READ(s.port)},
+    {"bind", kServer, kInfoOnly, "", "", "", "configuration, known to the scraper", READ(s.options.bind)},
+    {"data_dir", kServer, kInfoOnly, "", "", "", "configuration", READ(s.options.dir)},
+    {"uptime_in_seconds", kServer, kGauge, "hmdb_uptime_seconds", "", "seconds", "Seconds since the process started.",
+     READ((s.now_ms - s.shell.start_ms) / 1000)},
+    // # Clients
+    {"connected_clients", kClients, kGauge, "hmdb_connected_clients", "", "", "Client connections open now.",
+     READ(s.connected_clients)},
+    {"maxclients", kClients, kGauge, "hmdb_max_clients", "", "", "--max-clients: connections beyond it are refused.",
+     READ(s.options.max_clients)},
+    {"client_output_limit_bytes", kClients, kGauge, "hmdb_client_output_limit_bytes", "", "bytes",
+     "Unsent reply bytes beyond which a client is disconnected.", READ(s.client_output_limit_bytes)},
+    // # Persistence
+    {"durability", kPersistence, kLabel, "hmdb_durability", "durability", "",
+     "--durability mode (always, periodic, none); the value is 1.",
+     READ(std::string(durability_name(s.options.durability)))},
+    {"fsync_interval_ms", kPersistence, kGauge, "hmdb_fsync_interval_ms", "", "ms",
+     "--fsync-interval-ms (periodic durability).", READ(s.options.fsync_interval_ms)},
+    {"log_bytes_since_snapshot", kPersistence, kGauge, "hmdb_log_bytes_since_snapshot", "", "bytes",
+     "Log bytes written since the last snapshot (a snapshot starts at hmdb_snapshot_log_bytes).",
+     READ(s.log_bytes_since_snapshot)},
+    {"snapshot_log_bytes", kPersistence, kGauge, "hmdb_snapshot_log_bytes", "", "bytes", "--snapshot-log-bytes.",
+     READ(s.options.snapshot_log_bytes)},
+    {"snapshot_in_progress", kPersistence, kGauge, "hmdb_snapshot_in_progress", "", "", "1 while a snapshot child runs.",
+     READ(uint64_t{s.snapshot_in_progress ? 1u : 0u})},
+    {"snapshots_taken", kPersistence, kCounter, "hmdb_snapshots_taken_total", "", "", "Snapshots written.",
+     READ(s.shell.snapshots)},
+    {"snapshot_failures", kPersistence, kCounter, "hmdb_snapshot_failures_total", "", "", "Snapshots that failed.",
+     READ(s.shell.snapshot_failures)},
+    {"last_snapshot_index", kPersistence, kGauge, "hmdb_last_snapshot_index", "", "", "Log index of the newest snapshot.",
+     READ(s.shell.last_snapshot_index)},
+    {"last_snapshot_status", kPersistence, kLabel, "hmdb_last_snapshot_status", "status", "",
+     "Outcome of the last snapshot (none, ok, failed, fork failed); the value is 1.",
+     READ(s.shell.last_snapshot_status)},
+    {"last_snapshot_duration_ms", kPersistence, kGauge, "hmdb_last_snapshot_duration_ms", "", "ms",
+     "Duration of the last snapshot.", READ(s.shell.last_snapshot_ms)},
+    {"fork_stall_last_us", kPersistence, kGauge, "hmdb_fork_stall_last_us", "", "us",
+     "Event-loop stall of the last snapshot fork().", READ(s.shell.fork_last_us)},
+    {"fork_stall_max_us", kPersistence, kGauge, "hmdb_fork_stall_max_us", "", "us", "Longest fork() stall since start.",
+     READ(s.shell.fork_max_us)},
+    {"disk_rounds", kPersistence, kCounter, "hmdb_disk_rounds_total", "", "", "Disk-thread rounds (one write per round).",
+     READ(s.disk.rounds)},
+    {"disk_fsyncs", kPersistence, kCounter, "hmdb_disk_fsyncs_total", "", "", "fdatasync calls on the log.",
+     READ(s.disk.syncs)},
+    {"disk_bytes_written", kPersistence, kCounter, "hmdb_disk_bytes_written_total", "", "bytes",
+     "Bytes written to the log.", READ(s.disk.bytes)},
+    {"fsync_last_us", kPersistence, kGauge, "hmdb_fsync_last_us", "", "us", "Duration of the last fdatasync.",
+     READ(s.disk.last_sync_us)},
+    {"fsync_max_us", kPersistence, kGauge, "hmdb_fsync_max_us", "", "us", "Longest fdatasync since start.",
+     READ(s.disk.max_sync_us)},
+    {"disk_queue_bytes", kPersistence, kGauge, "hmdb_disk_queue_bytes", "", "bytes", "Bytes queued for the disk thread.",
+     READ(s.disk_queue_bytes)},
+    {"recovery_entries_replayed", kPersistence, kGauge, "hmdb_recovery_entries_replayed", "", "",
+     "Log entries replayed at startup.", READ(s.shell.recovered_entries)},
+    {"recovery_ms", kPersistence, kGauge, "hmdb_recovery_ms", "", "ms", "Duration of startup recovery.",
+     READ(s.shell.recovery_ms)},
+    // # Replication (then one line per peer: kPeerStatistics)
+    {"role", kReplication, kLabel, "hmdb_role", "role", "",
+     "Raft role (leader, follower, precandidate, candidate, learner); the value is 1.",
+     READ(std::string(role_name(s.raft.role)))},
+    {"redis_role", kReplication, kInfoOnly, "", "", "", "the role again, in Redis' words",
+     READ(std::string(s.raft.role == raft::Role::kLeader ? "master" : "slave"))},
+    {"clustered", kReplication, kGauge, "hmdb_clustered", "", "", "1 if the node runs with peers (--peer-addr).",
+     READ(uint64_t{s.options.clustered() ? 1u : 0u})},
+    {"node_id", kReplication, kGauge, "hmdb_node_id", "", "", "This node's id.", READ(s.raft.id)},
+    {"term", kReplication, kGauge, "hmdb_term", "", "", "Current raft term.", READ(s.raft.term)},
+    {"leader_id", kReplication, kGauge, "hmdb_leader_id", "", "", "Id of the leader this node knows (0: none).",
+     READ(s.raft.leader)},
+    {"leader_addr", kReplication, kInfoOnly, "", "", "", "hmdb_leader_id names the leader; its address is in INFO",
+     READ(s.leader_addr)},
+    {"commit_index", kReplication, kGauge, "hmdb_commit_index", "", "", "Highest log index known to be committed.",
+     READ(s.raft.commit)},
+    {"applied_index", kReplication, kGauge, "hmdb_applied_index", "", "", "Highest log index applied to the state.",
+     READ(s.applied_index)},
+    {"last_index", kReplication, kGauge, "hmdb_last_index", "", "", "Last index in this node's log.",
+     READ(s.raft.last_index)},
+    {"first_index", kReplication, kGauge, "hmdb_first_index", "", "",
+     "First index in this node's log (after the snapshot).", READ(s.raft.first_index)},
+    {"voters", kReplication, kListCount, "hmdb_voters", "", "", "Voters in the membership in force.",
+     READ(s.raft.conf.voters)},
+    {"learners", kReplication, kListCount, "hmdb_learners", "", "", "Learners in the membership in force.",
+     READ(s.raft.conf.learners)},
+    {"leader_changes", kReplication, kCounter, "hmdb_leader_changes_total", "", "",
+     "Changes of the known leader since start.", READ(s.leader_changes)},
+    {"inflight_batches", kReplication, kGauge, "hmdb_inflight_batches", "", "", "Batches proposed and not yet applied.",
+     READ(s.inflight_batches)},
+    {"inflight_bytes", kReplication, kGauge, "hmdb_inflight_bytes", "", "bytes", "Bytes proposed and not yet applied.",
+     READ(s.inflight_bytes)},
+    {"pending_reads", kReplication, kGauge, "hmdb_pending_reads", "", "",
+     "Linearizable reads waiting for their read index.", READ(s.pending_reads)},
+    // # Stats
+    {"total_connections_received", kStats, kCounter, "hmdb_connections_received_total", "", "",
+     "Client connections accepted.", READ(s.shell.connections_received)},
+    {"rejected_connections", kStats, kCounter, "hmdb_rejected_connections_total", "", "",
+     "Client connections refused (--max-clients).", READ(s.shell.rejected_connections)},
+    {"total_commands_processed", kStats, kCounter, "hmdb_commands_processed_total", "", "",
+     "Client commands processed.", READ(s.replica.commands)},
+    {"total_writes", kStats, kCounter, "hmdb_writes_total", "", "", "Write commands proposed.", READ(s.replica.writes)},
+    {"total_batches", kStats, kCounter, "hmdb_batches_total", "", "", "Batches (log entries) proposed.",
+     READ(s.replica.batches)},
+    {"protocol_errors", kStats, kCounter, "hmdb_protocol_errors_total", "", "",
+     "Client connections closed for a protocol error.", READ(s.shell.protocol_errors)},
+    {"output_limit_disconnects", kStats, kCounter, "hmdb_output_limit_disconnects_total", "", "",
+     "Clients disconnected for not reading their replies.", READ(s.shell.output_limit_disconnects)},
+    {"busy_refusals", kStats, kCounter, "hmdb_busy_refusals_total", "", "",
+     "Proposals refused by raft's uncommitted-bytes bound (retried).", READ(s.replica.busy_refusals)},
+    {"loop_turn_max_ms", kStats, kGauge, "hmdb_loop_turn_max_ms", "", "ms", "Longest event-loop turn since start.",
+     READ(s.shell.loop_turn_max_ms)},
+    {"slow_turns", kStats, kCounter, "hmdb_slow_turns_total", "", "", "Event-loop turns of at least 100 ms.",
+     READ(s.shell.slow_turns)},
+    // # Digest (only `INFO digest`: hashing a large state takes time on the event loop)
+    {"state_digest", kDigest, kInfoOnly, "", "", "", "a hash, not a measurement; only collected for INFO digest",
+     READ(s.state_digest ? fmt::format("{:016x}", *s.state_digest) : std::string())},
+    {"applied_index", kDigest, kInfoOnly, "", "", "",
+     "the replication section's applied_index again (hmdb_applied_index), next to the digest it belongs to",
+     READ(s.applied_index)},
+};
+
+#undef READ
+#define READ(expr) [](const PeerSource& p) -> StatValue { return expr; }
+
+// The fields of one `peer<ID>:addr=...,connected=...,...` line of INFO replication.
+constexpr PeerStatistic kPeerStatistics[] = {
+    {"addr", kLabel, "hmdb_peer_info", "addr", false, "",
+     "A peer's address and state (voter, learner; - where this node is not its leader); the value is 1.",
+     READ(p.transport.addr)},
+    {"connected", kGauge, "hmdb_peer_connected", "", false, "", "1 if this node's connection to the peer is up.",
+     READ(uint64_t{p.transport.connected ? 1u : 0u})},
+    {"match", kGauge, "hmdb_peer_match_index", "", true, "0",
+     "Leader only: highest log index the peer is known to hold.", READ(p.progress->match)},
+    {"lag", kGauge, "hmdb_peer_lag_entries", "", true, "-",
+     "Leader only: entries the peer is behind the leader's last index.",
+     READ(p.last_index > p.progress->match ? p.last_index - p.progress->match : 0)},
+    {"state", kLabel, "hmdb_peer_info", "state", false, "", "The peer's state (a label of hmdb_peer_info).",
+     READ(std::string(p.progress == nullptr ? "-" : p.progress->is_learner ? "learner" : "voter"))},
+    {"sent", kCounter, "hmdb_peer_messages_sent_total", "", false, "", "Raft messages sent to the peer.",
+     READ(p.transport.msgs_sent)},
+    {"dropped", kCounter, "hmdb_peer_messages_dropped_total", "", false, "",
+     "Raft messages to the peer dropped (no connection, queue full; raft retransmits).",
+     READ(p.transport.msgs_dropped)},
+    {"received", kCounter, "hmdb_peer_messages_received_total", "", false, "", "Raft messages received from the peer.",
+     READ(p.transport.msgs_received)},
+    {"refused", kCounter, "hmdb_peer_frames_refused_total", "", false, "",
+     "Frames from the peer refused (bad checksum, ...).", READ(p.transport.frames_refused)},
+};
+
+#undef READ
+
+constexpr std::string_view kAppMetricPrefix = "hmdb_app_";
+constexpr std::string_view kAppMetricHelp = "A field of the app's INFO section.";
+
+struct SectionName {
+  StatSection section;
+  std::string_view name;  // as INFO's header says it; INFO <name> asks for it, case-insensitive
+};
+// INFO's sections in order (App between Stats and Digest, written from the app's text).
+constexpr SectionName kSections[] = {{kServer, "Server"},   {kClients, "Clients"}, {kPersistence, "Persistence"},
+                                     {kReplication, "Replication"}, {kStats, "Stats"},     {kApp, "App"},
+                                     {kDigest, "Digest"}};
+
+std::string value_text(const StatValue& v) {
+  if (const uint64_t* n = std::get_if<uint64_t>(&v)) return std::to_string(*n);
+  if (const std::string* t = std::get_if<std::string>(&v)) return *t;
+  return fmt::format("{}", fmt::join(std::get<std::vector<uint64_t>>(v), ","));
+}
+
+// The sample value of a gauge or counter (a list counts its items).
+std::string sample_value(StatKind kind, const StatValue& v) {
+  if (kind == kListCount) return std::to_string(std::get<std::vector<uint64_t>>(v).size());
+  HMDB_ASSERT(std::holds_alternative<uint64_t>(v), "a gauge or counter whose value is not a number");
+  return std::to_string(std::get<uint64_t>(v));
+}
+
+// ---- the exposition format ----
+
+std::string escape_help(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+// An app's field name as a metric name: [a-zA-Z0-9_:] kept, anything else becomes '_'.
+std::string sanitize_name(std::string_view name) {
+  std::string out;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == ':';
+    out += ok ? c : '_';
+  }
+  return out;
+}
+
+// The number forms the exposition format accepts as they are:
+// -?digits(.digits)?([eE][-+]?digits)?. (Not from_chars: it also takes "inf" and "nan".)
+bool is_number(std::string_view v) {
+  size_t i = 0;
+  auto digits = [&] {
+    size_t start = i;
+    while (i < v.size() && v[i] >= '0' && v[i] <= '9') i++;
+    return i > start;
+  };
+  if (i < v.size() && v[i] == '-') i++;
+  if (!digits()) return false;
+  if (i < v.size() && v[i] == '.') {
+    i++;
+    if (!digits()) return false;
+  }
+  if (i < v.size() && (v[i] == 'e' || v[i] == 'E')) {
+    i++;
+    if (i < v.size() && (v[i] == '+' || v[i] == '-')) i++;
+    if (!digits()) return false;
+  }
+  return i == v.size();
+}
+
+using Labels = std::vector<std::pair<std::string_view, std::string>>;
+
+struct Family {
+  std::string name;
+  std::string_view help;
+  StatKind kind = kGauge;
+  std::vector<std::pair<Labels, std::string>> samples;  // (labels, value)
+};
+
+void write_family(const Family& f, std::string* out) {
+  if (f.samples.empty()) return;
+  *out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", f.name, escape_help(f.help), f.name,
+                      f.kind == kCounter ? "counter" : "gauge");
+  for (const auto& [labels, value] : f.samples) {
+    *out += f.name;
+    if (!labels.empty()) {
+      *out += '{';
+      for (size_t i = 0; i < labels.size(); i++) {
+        if (i > 0) *out += ',';
+        *out += fmt::format("{}=\"{}\"", labels[i].first, escape_label_value(labels[i].second));
+      }
+      *out += '}';
+    }
+    *out += ' ';
+    *out += value;
+    *out += '\n';
+  }
+}
+
+// Rows that share a metric are one family, at the place of its first row.
+template <class Row>
+std::vector<std::string_view> family_order(std::span<const Row> rows) {
+  std::vector<std::string_view> names;
+  for (const Row& r : rows)
+    if (r.kind != kInfoOnly && std::find(names.begin(), names.end(), r.metric) == names.end())
+      names.push_back(r.metric);
+  return names;
+}
+
+// The app's `field:value` lines whose value is a number (first occurrence of a field wins;
+// CRLF or LF; other lines are left out).
+std::vector<std::pair<std::string_view, std::string_view>> app_numbers(std::string_view text) {
+  std::vector<std::pair<std::string_view, std::string_view>> fields;
+  while (!text.empty()) {
+    size_t nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    size_t colon = line.find(':');
+    if (line.empty() || line[0] == '#' || colon == std::string_view::npos) continue;
+    std::string_view key = line.substr(0, colon), value = line.substr(colon + 1);
+    if (std::any_of(fields.begin(), fields.end(), [&](const auto& f) { return f.first == key; })) continue;
+    fields.emplace_back(key, value);
+  }
+  std::erase_if(fields, [](const auto& f) { return !is_number(f.second); });
+  return fields;
+}
+
+}  // namespace
+
+std::span<const Statistic> node_statistics() { return kStatistics; }
+std::span<const PeerStatistic> peer_statistics() { return kPeerStatistics; }
+
+std::string escape_label_value(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  for (char c : value) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Collecting
+
+CollectedStatistics collect_statistics(const StatisticsSources& sources) {
+  CollectedStatistics c;
+  c.values.reserve(std::size(kStatistics));
+  for (const Statistic& st : kStatistics) c.values.push_back(st.read(sources));
+  for (const net::PeerTransport::PeerStats& ps : sources.peers) {
+    const raft::Status::Progress* progress = nullptr;
+    for (const raft::Status::Progress& p : sources.raft.progress)
+      if (p.id == ps.id) progress = &p;
+    const PeerSource peer{ps, progress, sources.raft.last_index};
+    CollectedStatistics::Peer out;
+    out.id = ps.id;
+    for (const PeerStatistic& st : kPeerStatistics) {
+      if (st.leader_only && progress == nullptr) out.values.emplace_back();
+      else out.values.emplace_back(st.read(peer));
+    }
+    c.peers.push_back(std::move(out));
+  }
+  c.app_info = sources.app_info;
+  c.digest = sources.state_digest.has_value();
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------
+// INFO
+
+std::string render_info_fields(const CollectedStatistics& stats, StatSection section) {
+  HMDB_ASSERT(stats.values.size() == std::size(kStatistics), "values collected for another table");
+  HMDB_ASSERT(section != kDigest || stats.digest, "INFO digest without a collected digest");
+  std::string t;
+  for (size_t i = 0; i < std::size(kStatistics); i++) {
+    if (kStatistics[i].section != section) continue;
+    t += fmt::format("{}:{}\r\n", kStatistics[i].name, value_text(stats.values[i]));
+  }
+  if (section == kReplication) {
+    for (const CollectedStatistics::Peer& p : stats.peers) {
+      t += fmt::format("peer{}:", p.id);
+      for (size_t i = 0; i < std::size(kPeerStatistics); i++) {
+        if (i > 0) t += ',';
+        const PeerStatistic& st = kPeerStatistics[i];
+        const std::optional<StatValue>& v = p.values[i];
+        t += fmt::format("{}={}", st.name, v ? value_text(*v) : std::string(st.not_leading));
+      }
+      t += "\r\n";
+    }
+  }
+  return t;
+}
+
+std::string render_info(const CollectedStatistics& stats, std::string_view section) {
+  const bool all = iequals(section, "all") || iequals(section, "everything") || iequals(section, "default");
+  std::string t;
+  for (const SectionName& s : kSections) {
+    const bool wanted = s.section == kDigest ? iequals(section, s.name)
+                        : s.section == kApp  ? all || iequals(section, s.name) || iequals(section, "keyspace")
+                                             : all || iequals(section, s.name);
+    if (!wanted) continue;
+    t += fmt::format("# {}\r\n", s.name);
+    if (s.section == kApp) {
+      t += stats.app_info;
+      if (t.back() != '\n') t += "\r\n";
+    } else {
+      t += render_info_fields(stats, s.section);
+    }
+    t += "\r\n";
+  }
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------
+// Prometheus
+
+std::string render_prometheus(const CollectedStatistics& stats) {
+  HMDB_ASSERT(stats.values.size() == std::size(kStatistics), "values collected for another table");
+  std::string out;
+  // 1. The node's statistics, one family per metric, in table order.
+  for (std::string_view name : family_order(std::span<const Statistic>(kStatistics))) {
+    Family f;
+    f.name = name;
+    Labels labels;
+    bool first_row = true;
+    for (size_t i = 0; i < std::size(kStatistics); i++) {
+      const Statistic& st = kStatistics[i];
+      if (st.metric != name) continue;
+      if (first_row) f.help = st.help, f.kind = st.kind, first_row = false;
+      if (st.kind == kLabel) labels.emplace_back(st.label, value_text(stats.values[i]));
+      else f.samples.push_back({{}, sample_value(st.kind, stats.values[i])});
+    }
+    if (!labels.empty()) f.samples.push_back({std::move(labels), "1"});
+    write_family(f, &out);
+  }
+
+  // 2. Per peer: one family per peer metric, one sample per peer (ascending ids).
+  std::vector<const CollectedStatistics::Peer*> peers;
+  for (const CollectedStatistics::Peer& p : stats.peers) peers.push_back(&p);
+  std::sort(peers.begin(), peers.end(), [](const auto* a, const auto* b) { return a->id < b->id; });
+  for (std::string_view name : family_order(std::span<const PeerStatistic>(kPeerStatistics))) {
+    Family f;
+    f.name = name;
+    for (const PeerStatistic& st : kPeerStatistics) {
+      if (st.metric == name) {
+        f.help = st.help, f.kind = st.kind;
+        break;
+      }
+    }
+    for (const CollectedStatistics::Peer* p : peers) {
+      Labels labels{{"peer", std::to_string(p->id)}};
+      bool any_label = false;
+      for (size_t i = 0; i < std::size(kPeerStatistics); i++) {
+        const PeerStatistic& st = kPeerStatistics[i];
+        if (st.metric != name || !p->values[i]) continue;
+        if (st.kind == kLabel) {
+          labels.emplace_back(st.label, value_text(*p->values[i]));
+          any_label = true;
+        } else {
+          f.samples.push_back({labels, sample_value(st.kind, *p->values[i])});
+        }
+      }
+      if (any_label) f.samples.push_back({std::move(labels), "1"});
+    }
+    write_family(f, &out);
+  }
+
+  // 3. The app's own lines: the numbers become gauges; the app decides what they mean.
+  for (const auto& [key, value] : app_numbers(stats.app_info)) {
+    Family f;
+    f.name = std::string(kAppMetricPrefix) + sanitize_name(key);
+    f.help = kAppMetricHelp;
+    f.samples.push_back({{}, std::string(value)});
+    write_family(f, &out);
+  }
+  return out;
+}
+
+}  // namespace hmdb::server
