@@ -283,6 +283,7 @@ void Replica::propose() {
     raft::ProposeResult r = raft_.propose(raft::EntryType::kNormal, app_.schema_version(), &payload);
     switch (r.error) {
       case raft::ProposeError::kNone:
+        host_.proposed(r.index, r.term, slots);
         writes_.track(r.index, r.term, bytes, std::move(slots), ended);
         slots.clear();
         stats_.batches++;
@@ -353,7 +354,7 @@ void Replica::drive() {
     // Proposals of ours that this Ready removes from the log (a new leader's entries replace
     // them, or a snapshot replaces the whole log) end now: their clients learn at once that
     // the outcome is unknown, and nobody waits on an index proposed again later.
-    if (installed || !rd.entries.empty())
+    if ((installed || !rd.entries.empty()) && !options_.bugs.forget_replaced_writes)
       writes_.log_replaced(installed ? std::optional<raft::Index>(installed->index) : std::nullopt, rd.entries, ended);
     bool conf_appended = installed.has_value();
     for (const raft::Entry& e : rd.entries) conf_appended |= e.type == raft::EntryType::kConfChange;

@@ -108,12 +108,25 @@ class ReplicaHost {
   virtual void role_changed(raft::Role before, raft::Role now) = 0;
   // Something an operator should hear of (the server logs it).
   virtual void warn(std::string_view message) = 0;
+  // For observers (the simulator's history): the consensus core accepted a batch of
+  // client commands at (index, term); `slots` are their reply slots, in batch order.
+  virtual void proposed(raft::Index index, raft::Term term, const std::vector<ReplySlot>& slots) {
+    (void)index, (void)term, (void)slots;
+  }
 };
 
 class Replica {
  public:
   struct Options {
     bool clustered = false;
+    // Planted bugs, for proving that the simulator catches them (tests/sim). Never set in
+    // the server: `hmdb serve` has no flag for them.
+    struct PlantedBugs {
+      // Keep waiting on proposals that a new leader's entries (or a snapshot) removed from
+      // the log, as the server did before issue 9: their clients are answered only when the
+      // log regrows, and a node that leads again proposes where a client still waits.
+      bool forget_replaced_writes = false;
+    } bugs;
   };
   struct Stats {
     uint64_t commands = 0;
