@@ -290,9 +290,17 @@ core::ShellResult Node::config_command(Args argv, std::string* out) {
   } else if (iequals(argv[1], "SET")) {
     r.error("ERR CONFIG SET is not supported: restart `hmdb serve` with the flag (see hmdb serve --help)");
   } else if (iequals(argv[1], "RESETSTAT") && argv.size() == 2) {
-    uint64_t start = stats_.start_ms;
+    // Counters start again; what describes the node's state (since when it runs, its newest
+    // snapshot, what recovery did) stays: start_snapshot() skips a snapshot at an index
+    // already snapshotted by last_snapshot_index.
+    ShellStats kept = stats_;
     stats_ = ShellStats{};
-    stats_.start_ms = start;
+    stats_.start_ms = kept.start_ms;
+    stats_.last_snapshot_index = kept.last_snapshot_index;
+    stats_.last_snapshot_status = kept.last_snapshot_status;
+    stats_.last_snapshot_ms = kept.last_snapshot_ms;
+    stats_.recovered_entries = kept.recovered_entries;
+    stats_.recovery_ms = kept.recovery_ms;
     replica_->reset_stats();
     r.ok();
   } else {

@@ -516,6 +516,21 @@ TEST_F(ServerTest, SnapshotCommandThenRestartRecoversFromSnapshotAndLog) {
   EXPECT_EQ(c.call({"GET", "b299"}).str, "y");
 }
 
+TEST_F(ServerTest, ConfigResetstatZeroesCountersButKeepsTheSnapshotState) {
+  server_->start();
+  RespClient c(server_->port());
+  ASSERT_EQ(c.call({"SET", "a", "1"}), std::string("OK"));
+  ASSERT_EQ(c.call({"SNAPSHOT"}).type, '+');
+  const std::string index = info_field(c, "last_snapshot_index");
+  ASSERT_EQ(c.call({"CONFIG", "RESETSTAT"}), std::string("OK"));
+  EXPECT_EQ(info_field(c, "snapshots_taken"), "0");
+  EXPECT_EQ(info_field(c, "last_snapshot_index"), index);
+  // Nothing new since that snapshot: no second one is taken.
+  RespValue v = c.call({"SNAPSHOT"});
+  EXPECT_NE(v.str.find("is current"), std::string::npos) << v.str;
+  EXPECT_EQ(info_field(c, "snapshots_taken"), "0");
+}
+
 TEST_F(ServerTest, HmdbSnapshotSubcommandWaitsForTheSnapshot) {
   server_->start();
   {
