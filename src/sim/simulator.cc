@@ -31,6 +31,7 @@
 
 #include "common/assert.h"
 #include "core/batch.h"
+#include "sim/commit_terms.h"
 #include "sim/linearizability.h"
 #include "sim/random.h"
 #include "sim/register_app.h"
@@ -532,6 +533,7 @@ class Simulation {
   raft::ConfState committed_conf_;
   std::unordered_map<Index, std::unordered_map<Term, std::pair<uint64_t, Term>>> log_matching_;
   std::map<Term, NodeId> leader_of_term_;
+  CommitTerms commit_terms_;  // the term each index was first known committed in
   std::map<std::pair<NodeId, Term>, NodeId> vote_granted_;  // survives crashes
   Index pending_conf_index_ = 0;
   Term pending_conf_term_ = 0;
@@ -1314,6 +1316,7 @@ void Simulation::check_node(Node& n) {
   }
   Index prev_commit = n.last_commit;
   n.last_commit = st.commit;
+  commit_terms_.observe(st.commit, st.term);
   // Raft §5.4.2 (Figure 8): a leader advances its commit index only to an entry of its own
   // term; older entries become committed only through one.
   if (opt_.protocol_checks && st.role == Role::kLeader && n.last_role == Role::kLeader && st.commit > prev_commit &&
@@ -1369,19 +1372,31 @@ void Simulation::check_node(Node& n) {
           return;
         }
       }
-      // Leader completeness: every committed entry is in the new leader's log.
+      // Leader completeness (§5.4.3): an entry committed in term T is in the log of every
+      // leader of a term > T. A leader of an older term may lack it (a late vote; see
+      // commit_terms.h), which the trace notes.
       Index known = committed_.size() - 1;
-      if (known > n.mirror_last()) {
-        fail("leader-completeness", fmt::format("n{} leads term {} with log up to {} but {} is committed", n.id, st.term,
-                                                n.mirror_last(), known));
+      Index required = std::min(known, commit_terms_.required_of_leader(st.term));
+      if (required > n.mirror_last()) {
+        fail("leader-completeness", fmt::format("n{} leads term {} with log up to {} but {} was committed in term {}", n.id,
+                                                st.term, n.mirror_last(), required, commit_terms_.term_of(required)));
         return;
       }
-      for (Index i = n.mirror_base + 1; i <= known; i++) {
+      for (Index i = n.mirror_base + 1; i <= required; i++) {
         if (*n.mirror_term(i) != committed_[i].term) {
-          fail("leader-completeness", fmt::format("n{} leads term {} but has {}/{} where {}/{} is committed", n.id, st.term, i,
-                                                  *n.mirror_term(i), i, committed_[i].term));
+          fail("leader-completeness", fmt::format("n{} leads term {} but has {}/{} where {}/{} was committed in term {}", n.id,
+                                                  st.term, i, *n.mirror_term(i), i, committed_[i].term,
+                                                  commit_terms_.term_of(i)));
           return;
         }
+      }
+      for (Index i = std::max(required, n.mirror_base) + 1; i <= known; i++) {
+        if (i <= n.mirror_last() && *n.mirror_term(i) == committed_[i].term) continue;
+        ev(62, n.id, i, commit_terms_.term_of(i), [&] {
+          return fmt::format("n{} leads term {} without committed entry {}/{}: legal, it was committed in term {}", n.id,
+                             st.term, i, committed_[i].term, commit_terms_.term_of(i));
+        });
+        break;
       }
     }
   } else if (n.last_role != st.role) {
