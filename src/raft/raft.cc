@@ -175,12 +175,16 @@ struct Raft::Impl {
   std::vector<SnapshotReadRequest> snapshot_reads;
   std::vector<ReadState> read_states;
   uint64_t dropped_messages = 0;
+  // Observation counters (Raft::lease_reads_answered(), votes_granted()).
+  uint64_t lease_reads_answered = 0;
+  uint64_t votes_granted = 0;
 
   bool any_bug() const {
     const auto& b = cfg.bugs;
     return b.grant_two_votes_per_term || b.answer_vote_before_persisting ||
            b.commit_old_term_by_counting || b.apply_before_commit ||
-           b.keep_log_suffix_on_snapshot_install;
+           b.keep_log_suffix_on_snapshot_install || b.ignore_lease_when_voting ||
+           b.lease_without_drift_margin;
   }
 
   // ─────────── construction ───────────
@@ -467,6 +471,7 @@ struct Raft::Impl {
     r.type = pre ? MessageType::kPreVoteResponse : MessageType::kVoteResponse;
     r.to = m.from;
     if (can_vote && up_to_date) {
+      votes_granted++;
       r.term = m.term;  // a pre-vote is granted for the future term the candidate asked for
       if (!pre) {
         election_elapsed = 0;
@@ -513,7 +518,9 @@ struct Raft::Impl {
         bool in_lease = cfg.check_quorum && lead != kNoNode && election_elapsed < cfg.election_ticks;
         // We heard from a leader within the election timeout: ignore the disruption (this
         // is what keeps a partitioned or removed node from deposing a healthy leader).
-        if (!force && in_lease) return;
+        // PLANTED BUG ignore_lease_when_voting: a follower answers anyway.
+        bool ignore = cfg.bugs.ignore_lease_when_voting && role != InternalRole::kLeader;
+        if (!force && in_lease && !ignore) return;
       }
       if (m.type == MessageType::kPreVote) {
         // Never change term on a pre-vote.
@@ -1227,6 +1234,7 @@ struct Raft::Impl {
       return true;
     }
     if (lease_valid()) {
+      lease_reads_answered++;
       answer_read(from, ctx, commit);
       return true;
     }
@@ -1246,8 +1254,14 @@ struct Raft::Impl {
   // receiving it (check-quorum's leader lease), so no other leader can exist before
   // s + election_ticks on their clocks: shortened here by the allowed drift. Never during a
   // transfer: the transferee's votes bypass the followers' lease.
-  bool lease_valid() const {
-    if (!cfg.lease_reads || !cfg.check_quorum || transferee != kNoNode) return false;
+  bool lease_valid() const { return lease_start() != 0; }
+
+  // The send tick of the heartbeat that starts the current lease, or 0 if there is none.
+  uint64_t lease_start() const {
+    if (role != InternalRole::kLeader || !cfg.lease_reads || !cfg.check_quorum ||
+        transferee != kNoNode) {
+      return 0;
+    }
     std::vector<uint64_t> sent;
     for (NodeId v : conf.voters) {
       if (v == id) {
@@ -1259,10 +1273,24 @@ struct Raft::Impl {
     }
     std::sort(sent.begin(), sent.end(), std::greater<uint64_t>());
     uint64_t start = sent[quorum() - 1];
-    if (start == 0) return false;  // no quorum has answered a heartbeat yet
-    uint64_t length = uint64_t{cfg.election_ticks} * (100 - kLeaseClockDriftPercent) / 100;
-    if (length <= kLeaseTickGranularity) return false;
-    return now_ticks < start + length - kLeaseTickGranularity;
+    if (start == 0) return 0;  // no quorum has answered a heartbeat yet
+    uint32_t margin = cfg.bugs.lease_without_drift_margin ? 0 : kLeaseClockDriftPercent;  // PLANTED BUG
+    uint64_t length = uint64_t{cfg.election_ticks} * (100 - margin) / 100;
+    if (length <= kLeaseTickGranularity) return 0;
+    return now_ticks < start + length - kLeaseTickGranularity ? start : 0;
+  }
+
+  Raft::Lease lease() const {
+    Raft::Lease l;
+    uint64_t start = lease_start();
+    if (start == 0) return l;
+    l.valid = true;
+    for (NodeId v : conf.voters) {
+      if (v == id) continue;
+      auto it = progress.find(v);
+      if (it != progress.end() && it->second.heartbeat_ack_sent_tick >= start) l.voters.push_back(v);
+    }
+    return l;
   }
 
   void answer_read(NodeId from, uint64_t ctx, Index index) {
@@ -1551,6 +1579,9 @@ void Raft::snapshot_chunk(NodeId to, const SnapshotMeta& meta, uint64_t offset, 
   impl_->snapshot_chunk(to, meta, offset, total, std::move(bytes), last);
 }
 ConfState Raft::conf_state_at(Index index) const { return impl_->conf_state_at(index); }
+Raft::Lease Raft::lease() const { return impl_->lease(); }
+uint64_t Raft::lease_reads_answered() const { return impl_->lease_reads_answered; }
+uint64_t Raft::votes_granted() const { return impl_->votes_granted; }
 bool Raft::has_ready() const { return impl_->has_ready(); }
 Ready Raft::take_ready() { return impl_->take_ready(ReadyOptions{}); }
 Ready Raft::take_ready(const ReadyOptions& options) { return impl_->take_ready(options); }

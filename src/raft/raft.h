@@ -87,6 +87,12 @@ struct Config {
     // go back), without checking that it holds the snapshot's last entry (index and term):
     // those entries may belong to a history that lost.
     bool keep_log_suffix_on_snapshot_install = false;
+    // A follower grants (pre-)votes of a higher term within check-quorum's leader lease
+    // (the stickiness that read leases rest on).
+    bool ignore_lease_when_voting = false;
+    // The read lease lasts election_ticks - kLeaseTickGranularity leader ticks: no
+    // allowance for a follower's clock running faster than the leader's.
+    bool lease_without_drift_margin = false;
   } bugs;
 };
 
@@ -231,6 +237,21 @@ class Raft {
   // the leader, the caller's applied index is below that until it handles the Ready that
   // installs it: do not snapshot in between.
   ConfState conf_state_at(Index index) const;
+
+  // Observation, for checkers outside the core (the simulator); changes nothing.
+  // The read lease as this node computes it now: valid only on a leader with
+  // Config::lease_reads that would answer read_index() from it at once; `voters` are the
+  // other voters whose heartbeat acknowledgements make it valid (each of them promised,
+  // by check-quorum's stickiness, to vote for no one else until the lease ends).
+  struct Lease {
+    bool valid = false;
+    std::vector<NodeId> voters;
+  };
+  Lease lease() const;
+  // Running counts since this core was constructed: reads answered from the lease (no
+  // heartbeat round), and (pre-)votes granted.
+  uint64_t lease_reads_answered() const;
+  uint64_t votes_granted() const;
 
   bool has_ready() const;
   Ready take_ready();

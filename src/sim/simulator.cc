@@ -79,7 +79,8 @@ const char* fault_name(Fault f) {
 
 std::vector<std::string> bug_names() {
   return {"grant_two_votes_per_term", "answer_vote_before_persisting", "commit_old_term_by_counting",
-          "apply_before_commit", "keep_log_suffix_on_snapshot_install", "recovery_cuts_corrupt_log",
+          "apply_before_commit", "keep_log_suffix_on_snapshot_install", "ignore_lease_when_voting",
+          "lease_without_drift_margin", "recovery_cuts_corrupt_log",
           "recovery_ignores_snapshot_checksum", "recovery_keeps_replaced_log"};
 }
 
@@ -97,6 +98,8 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
   else if (name == "answer_vote_before_persisting") bugs->answer_vote_before_persisting = true;
   else if (name == "commit_old_term_by_counting") bugs->commit_old_term_by_counting = true;
   else if (name == "apply_before_commit") bugs->apply_before_commit = true;
+  else if (name == "ignore_lease_when_voting") bugs->ignore_lease_when_voting = true;
+  else if (name == "lease_without_drift_margin") bugs->lease_without_drift_margin = true;
   else if (name == "keep_log_suffix_on_snapshot_install") bugs->keep_log_suffix_on_snapshot_install = true;
   else return false;
   return true;
@@ -126,6 +129,8 @@ std::string replay_command(const Options& o) {
   if (o.recovery_bugs.ignore_snapshot_checksum) cmd += " --bug recovery_ignores_snapshot_checksum";
   if (o.recovery_bugs.keep_replaced_log) cmd += " --bug recovery_keeps_replaced_log";
   if (o.lying_fsync) cmd += " --lying-fsync";
+  if (o.bugs.ignore_lease_when_voting) cmd += " --bug ignore_lease_when_voting";
+  if (o.bugs.lease_without_drift_margin) cmd += " --bug lease_without_drift_margin";
   return cmd + " --trace";
 }
 
