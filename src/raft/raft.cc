@@ -131,6 +131,15 @@ struct Raft::Impl {
   uint32_t election_elapsed = 0;
   uint32_t heartbeat_elapsed = 0;
   uint64_t now_ticks = 1;  // ticks since this core started, from 1 (for leader leases)
+  // With lease reads, a node restarted with a durable term may have acknowledged a
+  // heartbeat just before it stopped, promising (check-quorum's stickiness) to vote for no
+  // one else for election_ticks; it forgot from whom, so it keeps the promise towards
+  // everyone for its first election_ticks ticks.
+  bool restart_lease = false;
+  // now_ticks when a leader's append, heartbeat or snapshot last arrived (0: never). Kept
+  // apart from `lead`, which a higher term in any message clears: the promise below is about
+  // time since hearing from a leader, whatever happened to the term since.
+  uint64_t leader_contact_tick = 0;
   uint32_t randomized_election_timeout = 0;
   uint64_t rng_state = 0;
   std::map<NodeId, bool> votes;  // candidate / pre-candidate: who answered, granted or not
@@ -145,6 +154,10 @@ struct Raft::Impl {
   // Leader.
   std::map<NodeId, Progress> progress;
   NodeId transferee = kNoNode;
+  // A TimeoutNow went out in this term: its receiver's vote requests bypass the followers'
+  // stickiness whenever they arrive (after a slow disk write, long after the transfer was
+  // given up), so the read lease is over for this term.
+  bool timeout_now_sent = false;
   Index pending_conf_index = 0;  // no new conf change until commit reaches this
   uint64_t uncommitted_bytes = 0;
   bool append_pending = false;  // proposals since the last take_ready() not yet sent
@@ -230,6 +243,7 @@ struct Raft::Impl {
                 (ull)hs.term, (ull)log.last_term());
     term = hs.term;
     vote = hs.vote;
+    restart_lease = cfg.lease_reads && cfg.check_quorum && hs.term > 0;
     HMDB_ASSERT(hs.commit <= log.last_index(),
                 "commit index %llu beyond last index %llu: was the log truncated?", (ull)hs.commit,
                 (ull)log.last_index());
@@ -293,6 +307,7 @@ struct Raft::Impl {
     votes.clear();
     progress.clear();
     transferee = kNoNode;
+    timeout_now_sent = false;
     reads.clear();
     reads_waiting_commit.clear();
     uncommitted_bytes = 0;
@@ -447,6 +462,25 @@ struct Raft::Impl {
     }
   }
 
+  // Check-quorum's stickiness: this node leads, or heard from a leader less than
+  // election_ticks of its own ticks ago, or (with lease reads) restarted less than
+  // election_ticks ago; meanwhile it grants no (pre-)vote, transfers excepted (Ongaro's
+  // thesis §4.2.3: it neither updates its term nor grants its vote). Time since the contact,
+  // not the current `lead`: a stale rejection carrying a higher term makes a follower
+  // adopt that term with no leader, and it must still refuse the vote requests of that term
+  // (the simulator's lease-outlives-stickiness, 3-node seed 8437).
+  bool in_leader_lease() const {
+    if (!cfg.check_quorum) return false;
+    if (role == InternalRole::kLeader) return true;
+    if (leader_contact_tick != 0 && now_ticks - leader_contact_tick < cfg.election_ticks) return true;
+    return restart_lease && now_ticks <= cfg.election_ticks;
+  }
+
+  // PLANTED BUG ignore_lease_when_voting: a follower grants votes within its stickiness.
+  bool keeps_leader_lease() const {
+    return in_leader_lease() && !(cfg.bugs.ignore_lease_when_voting && role != InternalRole::kLeader);
+  }
+
   // Our vote for ourselves in the current term is on disk.
   bool self_vote_durable() const { return durable_term == term && durable_vote == id && vote == id; }
 
@@ -464,6 +498,9 @@ struct Raft::Impl {
   void handle_vote_request(const Message& m) {
     bool pre = m.type == MessageType::kPreVote;
     bool can_vote = vote == m.from || (vote == kNoNode && lead == kNoNode) || (pre && m.term > term);
+    // A request of our own term within the stickiness (one of a higher term never gets here).
+    bool force = !pre && m.context == kTransferContext;
+    if (vote != m.from && !force && keeps_leader_lease()) can_vote = false;
     if (!pre && cfg.bugs.grant_two_votes_per_term) can_vote = true;  // PLANTED BUG
     bool up_to_date = m.log_term > log.last_term() ||
                       (m.log_term == log.last_term() && m.log_index >= log.last_index());
@@ -515,12 +552,10 @@ struct Raft::Impl {
     if (m.term > term) {
       if (m.type == MessageType::kPreVote || m.type == MessageType::kVote) {
         bool force = m.type == MessageType::kVote && m.context == kTransferContext;
-        bool in_lease = cfg.check_quorum && lead != kNoNode && election_elapsed < cfg.election_ticks;
-        // We heard from a leader within the election timeout: ignore the disruption (this
-        // is what keeps a partitioned or removed node from deposing a healthy leader).
-        // PLANTED BUG ignore_lease_when_voting: a follower answers anyway.
-        bool ignore = cfg.bugs.ignore_lease_when_voting && role != InternalRole::kLeader;
-        if (!force && in_lease && !ignore) return;
+        // We heard from a leader within the election timeout (or may have, just before a
+        // restart): ignore the disruption. This keeps a partitioned or removed node from
+        // deposing a healthy leader, and it is the promise that read leases rest on.
+        if (!force && keeps_leader_lease()) return;
       }
       if (m.type == MessageType::kPreVote) {
         // Never change term on a pre-vote.
@@ -573,6 +608,7 @@ struct Raft::Impl {
         if (role != InternalRole::kFollower) become_follower(term, m.from);
         election_elapsed = 0;
         lead = m.from;
+        leader_contact_tick = now_ticks;
         if (m.type == MessageType::kAppend) handle_append(m);
         else if (m.type == MessageType::kHeartbeat) handle_heartbeat(m);
         else handle_snapshot(m);
@@ -802,6 +838,7 @@ struct Raft::Impl {
     m.type = MessageType::kTimeoutNow;
     m.to = to;
     m.term = term;
+    timeout_now_sent = true;
     send(std::move(m));
   }
 
@@ -1253,13 +1290,14 @@ struct Raft::Impl {
   // followers refuses to vote for anyone else for election_ticks of its own ticks after
   // receiving it (check-quorum's leader lease), so no other leader can exist before
   // s + election_ticks on their clocks: shortened here by the allowed drift. Never during a
-  // transfer: the transferee's votes bypass the followers' lease.
+  // transfer, nor after a TimeoutNow in this term: the transferee's votes bypass the
+  // followers' lease.
   bool lease_valid() const { return lease_start() != 0; }
 
   // The send tick of the heartbeat that starts the current lease, or 0 if there is none.
   uint64_t lease_start() const {
     if (role != InternalRole::kLeader || !cfg.lease_reads || !cfg.check_quorum ||
-        transferee != kNoNode) {
+        transferee != kNoNode || timeout_now_sent) {
       return 0;
     }
     std::vector<uint64_t> sent;
@@ -1582,6 +1620,7 @@ ConfState Raft::conf_state_at(Index index) const { return impl_->conf_state_at(i
 Raft::Lease Raft::lease() const { return impl_->lease(); }
 uint64_t Raft::lease_reads_answered() const { return impl_->lease_reads_answered; }
 uint64_t Raft::votes_granted() const { return impl_->votes_granted; }
+bool Raft::in_leader_lease() const { return impl_->in_leader_lease(); }
 bool Raft::has_ready() const { return impl_->has_ready(); }
 Ready Raft::take_ready() { return impl_->take_ready(ReadyOptions{}); }
 Ready Raft::take_ready(const ReadyOptions& options) { return impl_->take_ready(options); }

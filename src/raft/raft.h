@@ -70,9 +70,10 @@ struct Config {
   uint64_t snapshot_chunk_bytes = 1 << 20;
   uint64_t seed = 1;  // randomized election timeouts; deterministic given the seed
   // Opt-in lease reads: while a quorum answered a heartbeat recently enough, the leader
-  // answers read_index() at once, without a heartbeat round (needs check_quorum). Safe only
-  // if clocks run at nearly the same rate on every node (bounded drift, no long pauses):
-  // see docs/raft.md.
+  // answers read_index() at once, without a heartbeat round (needs check_quorum, on every
+  // node). Safe only if clocks run at nearly the same rate on every node, the caller feeds
+  // the ticks that really elapsed (also after a pause), and it feeds them after reading a
+  // request and before read_index(): docs/raft.md "Clock assumption".
   bool lease_reads = false;
 
   // Planted bugs, for proving that the simulator catches them (tests/sim). Never set in
@@ -226,6 +227,8 @@ class Raft {
   // returns how many are left. Call it regularly (the server: once per loop turn).
   size_t free_dropped_entries(size_t max_entries);
   // Start an election now (tests, `hmdb ctl campaign`). Ignored by learners and leaders.
+  // With lease reads, a node within check-quorum's stickiness that campaigns breaks the
+  // promise a leader's lease rests on: move leadership with transfer_leadership() instead.
   void campaign();
   // Answer to a Ready::snapshot_reads request: `bytes` are [offset, offset + bytes.size())
   // of the snapshot `meta`, whose total size is `total`; `last` if they end it. Ignored if
@@ -252,6 +255,11 @@ class Raft {
   // heartbeat round), and (pre-)votes granted.
   uint64_t lease_reads_answered() const;
   uint64_t votes_granted() const;
+  // Check-quorum's stickiness, the promise a lease rests on: this node heard from a leader
+  // less than election_ticks of its own ticks ago (or, with lease reads, restarted less than
+  // that ago), so it must ignore (pre-)vote requests of a higher term that are not part of
+  // a leadership transfer. The promise, whether or not the node keeps it.
+  bool in_leader_lease() const;
 
   bool has_ready() const;
   Ready take_ready();

@@ -430,6 +430,47 @@ TEST(RaftDurabilityGate, StaleAckForOverwrittenEntriesIsIgnored) {
   EXPECT_TRUE(acked);
 }
 
+// Check-quorum's stickiness, which read leases rest on, is about time since hearing from a
+// leader: a stale rejection carrying a higher term makes a follower adopt that term with no
+// leader, and it must still refuse that term's vote requests until election_ticks have
+// passed (the simulator's lease-outlives-stickiness, 3-node seed 8437: a pre-vote
+// rejection held behind a slow disk arrived after the follower had joined the new leader).
+TEST(RaftLeaderLease, AHigherTermFromARejectionDoesNotEndTheStickiness) {
+  Config c;
+  c.id = 2;
+  Raft r(c, fresh({1, 2, 3}));
+  Message hb;
+  hb.type = MessageType::kHeartbeat;
+  hb.from = 1;
+  hb.to = 2;
+  hb.term = 1;
+  hb.log_index = 1;
+  r.step(hb);
+  ASSERT_EQ(r.leader(), 1u);
+  EXPECT_TRUE(r.in_leader_lease());
+  Message rejection;
+  rejection.type = MessageType::kPreVoteResponse;
+  rejection.from = 3;
+  rejection.to = 2;
+  rejection.term = 3;
+  rejection.reject = true;
+  r.step(rejection);
+  ASSERT_EQ(r.term(), 3u);
+  EXPECT_EQ(r.leader(), kNoNode);
+  EXPECT_TRUE(r.in_leader_lease()) << "it heard from leader 1 less than an election timeout ago";
+  Message vote;
+  vote.type = MessageType::kVote;
+  vote.from = 3;
+  vote.to = 2;
+  vote.term = 3;
+  r.step(vote);
+  EXPECT_EQ(r.votes_granted(), 0u) << "a vote within the stickiness breaks leader 1's read lease";
+  for (uint32_t i = 0; i < c.election_ticks; i++) r.tick();
+  EXPECT_FALSE(r.in_leader_lease());
+  r.step(vote);
+  EXPECT_EQ(r.votes_granted(), 1u) << "an election timeout later it may vote";
+}
+
 TEST(RaftConfChange, EncodeDecodeRoundTrip) {
   ConfChange cc;
   cc.type = ConfChangeType::kPromote;
