@@ -291,6 +291,21 @@ void Node::loop_turn(int timeout_ms) {
   // One clock read per turn, not per command (clock_gettime was 6 % of a GET's CPU).
   refresh_clocks();
   const uint64_t work_start_ms = turn_steady_ms_;
+  // Consensus time first, from the clock read just now: the core is fed every tick that
+  // elapsed since the last turn (at most raft_catch_up_ticks_max_), before it sees this
+  // turn's messages and requests. After a stall (a long turn, SIGSTOP, a VM freeze) a
+  // leader then knows how long it was away (check-quorum steps it down, a read lease
+  // expires), and a heartbeat read after the stall is not credited with the stalled time,
+  // which would end a follower's check-quorum stickiness early. (Feeding one tick per turn,
+  // as this loop once did, made a stalled leader's clock fall behind real time.)
+  if (turn_steady_ms_ >= next_raft_tick_ms_) {
+    const uint64_t due = (turn_steady_ms_ - next_raft_tick_ms_) / kRaftTickMs + 1;
+    const uint64_t feed = std::min(due, raft_catch_up_ticks_max_);
+    for (uint64_t i = 0; i < feed; i++) raft_->tick();
+    next_raft_tick_ms_ += due * kRaftTickMs;
+    if (transport_) poll_peers();  // reconnects with backoff need a clock
+    replica_->check_transfers();
+  }
   for (int i = 0; i < n; i++) {
     uint64_t tag = events[i].data.u64;
     if (tag == kEpollTagListen) {
@@ -326,12 +341,6 @@ void Node::loop_turn(int timeout_ms) {
 
   refresh_disk_queue_state();
   uint64_t now = monotonic_ms();
-  if (now >= next_raft_tick_ms_) {
-    raft_->tick();
-    next_raft_tick_ms_ = std::max(next_raft_tick_ms_ + kRaftTickMs, now + 1);
-    if (transport_) poll_peers();  // reconnects with backoff need a clock
-    replica_->check_transfers();
-  }
   if (now >= next_tick_ms_) {
     tick();
     next_tick_ms_ = std::max(next_tick_ms_ + kTickMs, now + 1);

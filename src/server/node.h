@@ -231,6 +231,9 @@ class Node final : private core::ReplicaHost {
   uint64_t replay_last_print_ms_ = 0;
   uint64_t next_tick_ms_ = 0;
   uint64_t next_raft_tick_ms_ = 0;
+  // After a stall (a long turn, SIGSTOP, a VM freeze) the core is fed the ticks that elapsed,
+  // at most this many: two election timeouts, after which every timer of the core has fired.
+  uint64_t raft_catch_up_ticks_max_ = 20;
   uint64_t ticks_ = 0;
   uint64_t drain_deadline_ms_ = 0;  // SIGTERM: stop waiting for undecided proposals then
 

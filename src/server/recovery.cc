@@ -136,6 +136,7 @@ Status Node::recover(int* exit_code) {
     config.max_inflight_appends = kRaftMaxInflightAppends;
     config.seed = std::random_device{}();  // election timeouts differ between restarts and nodes
   }
+  raft_catch_up_ticks_max_ = 2 * uint64_t{config.election_ticks};
   raft_ = std::make_unique<raft::Raft>(config, std::move(restore));
   replica_ = std::make_unique<core::Replica>(*raft_, *app_, static_cast<core::ReplicaHost&>(*this), core::Replica::Options{clustered});
   replica_->set_applied(after, after_term);
