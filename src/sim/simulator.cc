@@ -72,6 +72,8 @@ const char* fault_name(Fault f) {
     case Fault::kRefusedStart: return "refused-start";
     case Fault::kLeftoversDropped: return "leftovers-dropped";
     case Fault::kLyingFsync: return "lying-fsync";
+    case Fault::kClockDrift: return "clock-drift";
+    case Fault::kPause: return "pause";
     case Fault::kCount: break;
   }
   return "?";
@@ -105,10 +107,11 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
   return true;
 }
 
-std::vector<std::string> shell_bug_names() { return {"forget_replaced_writes"}; }
+std::vector<std::string> shell_bug_names() { return {"forget_replaced_writes", "drop_missed_ticks"}; }
 
 bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
   if (name == "forget_replaced_writes") bugs->forget_replaced_writes = true;
+  else if (name == "drop_missed_ticks") bugs->drop_missed_ticks = true;
   else return false;
   return true;
 }
@@ -131,6 +134,7 @@ std::string replay_command(const Options& o) {
   if (o.lying_fsync) cmd += " --lying-fsync";
   if (o.bugs.ignore_lease_when_voting) cmd += " --bug ignore_lease_when_voting";
   if (o.bugs.lease_without_drift_margin) cmd += " --bug lease_without_drift_margin";
+  if (o.shell_bugs.drop_missed_ticks) cmd += " --bug drop_missed_ticks";
   return cmd + " --trace";
 }
 
@@ -152,6 +156,22 @@ constexpr uint64_t kSnapshotChunkBytes = 64;  // tiny, so that installs take sev
 constexpr uint64_t kMaxSnapshotsKept = 4;     // per node, for answering chunk reads
 constexpr const char* kKeys[] = {"a", "b", "c"};
 constexpr const char* kProbeKey = "__probe";  // liveness probe writes (not in the history)
+
+// Clocks: each node's ticks run at its own rate, in parts per million of real time. The
+// core's lease reads assume that no node's clock runs more than 10% faster than another's
+// (kLeaseClockDriftPercent, docs/raft.md "Clock assumption"); with drift on, rates are drawn
+// in [1/1.05, 1.05], a ratio of at most 1.1 between any two nodes: the assumption's edge.
+constexpr uint64_t kClockPpm = 1'000'000;  // nominal: a tick every kUnitsPerTick units
+constexpr uint64_t kClockRateMinPpm = 952'381;
+constexpr uint64_t kClockRateMaxPpm = 1'047'619;
+static_assert(kClockRateMaxPpm * 100 <= kClockRateMinPpm * 110, "drift beyond the core's 10% assumption");
+// Pauses (SIGSTOP, a GC pause, a VM freeze): a node is frozen for 1 unit to this long.
+constexpr uint64_t kMaxPauseTicks = 4 * kElectionTicks;
+// On resuming, the shell feeds the core the ticks that elapsed, at most this many, as
+// src/server/node.cc does: after two election timeouts every timer of the core has fired
+// (randomized election timeout, check-quorum, transfer, snapshot stall), and a lease of
+// less than one election timeout has run out, so more ticks would change nothing.
+constexpr uint64_t kMaxCatchUpTicks = 2 * kElectionTicks;
 
 // ---------------------------------------------------------------------------------------
 // A run's fault profile: drawn once per seed, so that runs differ in kind, not only in
@@ -183,9 +203,14 @@ struct Profile {
   // new leader's old-term entries and its own no-op travel apart (Figure 8 needs that).
   uint64_t max_append_bytes = 4096;
   uint32_t max_inflight_appends = 8;
-  // Lease reads (Config::lease_reads): safe here because every node's clock ticks at
-  // exactly the same rate, which is the mode's documented assumption.
+  // Lease reads (Config::lease_reads), checked by vote-during-lease and stale-lease.
   bool lease_reads = false;
+  // Time: per-node clock rates (else every clock is exact), and pauses of a random node or
+  // of the leader (per tick).
+  bool clock_drift = false;
+  bool lockstep_ticks = false;  // every process starts its ticks at the same phase
+  uint32_t pause_ppm = 0;
+  uint32_t leader_pause_ppm = 0;
 };
 
 Profile draw_profile(Rng& rng, bool faults) {
@@ -195,7 +220,7 @@ Profile draw_profile(Rng& rng, bool faults) {
   p.max_delay_units = rng.range(1, 8);
   p.max_append_bytes = rng.range(64, 4096);
   p.max_inflight_appends = static_cast<uint32_t>(rng.range(1, 8));
-  p.lease_reads = rng.chance(300'000);
+  p.lease_reads = rng.chance(500'000);
   if (!faults) return p;
   if (rng.chance(600'000)) p.loss_ppm = static_cast<uint32_t>(rng.range(5'000, 150'000));
   if (rng.chance(500'000)) p.duplicate_ppm = static_cast<uint32_t>(rng.range(5'000, 100'000));
@@ -215,6 +240,12 @@ Profile draw_profile(Rng& rng, bool faults) {
   if (rng.chance(400'000)) p.damage_ppm = static_cast<uint32_t>(rng.range(20'000, 200'000));
   p.lying_ppm = static_cast<uint32_t>(rng.range(20'000, 200'000));
   if (rng.chance(400'000)) p.crash_after_install_ppm = static_cast<uint32_t>(rng.range(50'000, 250'000));
+  p.clock_drift = rng.chance(500'000);
+  p.lockstep_ticks = rng.chance(400'000);
+  if (rng.chance(500'000)) {
+    p.pause_ppm = static_cast<uint32_t>(rng.range(5'000, 30'000));
+    p.leader_pause_ppm = static_cast<uint32_t>(rng.range(5'000, 30'000));
+  }
   return p;
 }
 
@@ -345,6 +376,14 @@ struct Disk {
 constexpr uint32_t kProbeOp = UINT32_MAX;
 constexpr uint64_t kClientSession = 1;  // every slot's session: the simulator's clients
 
+struct InFlight {
+  uint64_t at = 0;
+  uint64_t seq = 0;  // send order, for FIFO among equal times and reorder detection
+  bool duplicate = false;
+  // The sender had applied its own removal when it sent this (removed-node-disrupts).
+  bool from_removed_node = false;
+  Message msg;
+};
 struct Node {
   NodeId id = 0;
   bool exists = false;
@@ -393,6 +432,27 @@ struct Node {
   uint64_t leader_since_tick = 0;
   std::optional<HardState> last_ready_hs;
 
+  // Clock: ticks at clock_ppm of real time (fixed per node: its oscillator); clock_acc is
+  // the progress towards the next tick, kUnitsPerTick * kClockPpm per tick.
+  uint64_t clock_ppm = kClockPpm;
+  uint64_t clock_acc = 0;
+  // Pause: frozen from unit pause_at (0: none scheduled) until unit resume_at. Meanwhile
+  // its clock runs on (missed_ticks), messages wait in its inbox (a socket buffer), client
+  // reads queue, and its disk completes writes that the core hears of only on resuming.
+  bool paused = false;
+  uint64_t pause_at = 0;
+  uint64_t resume_at = 0;
+  uint64_t missed_ticks = 0;
+  std::vector<InFlight> inbox;
+  std::vector<uint32_t> queued_reads;
+  bool ack_pending = false;                     // writes completed, persisted() not called
+  std::vector<raft::SnapshotMeta> saved_pending;  // snapshots durable, snapshot_saved() not called
+  // The core's observation counters as last seen (they restart with the core).
+  uint64_t lease_reads_seen = 0;
+  uint64_t votes_granted_seen = 0;
+
+  bool running() const { return up && !paused; }
+
   std::vector<uint32_t> batch;  // client writes that arrived this unit
   core::WriteTracker writes;
   std::map<uint64_t, uint32_t> pending_reads;           // context -> op
@@ -406,12 +466,6 @@ struct Node {
   Index mirror_last() const { return mirror_base + mirror.size(); }
 };
 
-struct InFlight {
-  uint64_t at = 0;
-  uint64_t seq = 0;  // send order, for FIFO among equal times and reorder detection
-  bool duplicate = false;
-  Message msg;
-};
 struct InFlightLater {
   bool operator()(const InFlight& a, const InFlight& b) const {
     return a.at != b.at ? a.at > b.at : a.seq > b.seq;
@@ -497,7 +551,16 @@ class Simulation {
   // --- world -------------------------------------------------------------------------
   void deliver_due();
   Term member_max_term() const;
-  void on_tick();
+  void advance_clocks();
+  void pause_node(Node& n);
+  void resume_node(Node& n);
+  void tick_node(Node& n);
+  void step_message(Node& n, const InFlight& f);
+  void notify_disk(Node& n);
+  void start_read(Node& n, uint32_t op);
+  void after_input(Node& n);
+  void check_vote_during_lease(Node& voter, const Message& request);
+  void check_leases();
   void inject_faults();
   void heal_all();
   void clients_tick();
@@ -539,6 +602,7 @@ class Simulation {
   std::unordered_map<Index, std::unordered_map<Term, std::pair<uint64_t, Term>>> log_matching_;
   std::map<Term, NodeId> leader_of_term_;
   CommitTerms commit_terms_;  // the term each index was first known committed in
+  Term max_leader_term_ = 0;  // the highest term any node has been seen leading
   std::map<std::pair<NodeId, Term>, NodeId> vote_granted_;  // survives crashes
   Index pending_conf_index_ = 0;
   Term pending_conf_term_ = 0;
@@ -563,7 +627,18 @@ void Simulation::create_node(NodeId id, bool initial) {
   n.exists = true;
   n.applied_conf = initial_conf_;
   n.dir = std::make_unique<DataDir>();
-  ev(10, id, initial, 0, [&] { return fmt::format("n{} created ({})", id, initial ? "initial voter" : "joining"); });
+  // At either edge of the bound a third of the time each: the worst pairs (a slow leader, a
+  // fast follower) are what a lease's margin is for.
+  if (prof_.clock_drift) {
+    uint64_t r = rng_.below(3);
+    n.clock_ppm = r == 0 ? kClockRateMinPpm : r == 1 ? kClockRateMaxPpm : rng_.range(kClockRateMinPpm, kClockRateMaxPpm);
+  } else {
+    n.clock_ppm = kClockPpm;
+  }
+  if (n.clock_ppm != kClockPpm) mark(Fault::kClockDrift);
+  ev(10, id, initial, n.clock_ppm, [&] {
+    return fmt::format("n{} created ({}), clock at {} ppm of real time", id, initial ? "initial voter" : "joining", n.clock_ppm);
+  });
   start_node(n);
 }
 
@@ -700,6 +775,12 @@ void Simulation::start_node(Node& n) {
   n.incarnation++;
   n.raft = std::make_unique<raft::Raft>(cfg, std::move(rs));
   n.up = true;
+  // A process starts its tick schedule at a random phase of the others', or (lockstep
+  // seeds) all at the same phase, which makes elections collide (split votes, two
+  // candidates of one term) far more often.
+  n.clock_acc = prof_.lockstep_ticks ? 0 : rng_.below(kUnitsPerTick * kClockPpm);
+  n.lease_reads_seen = 0;
+  n.votes_granted_seen = 0;
   ev(11, n.id, n.disk.hard_state.term, n.disk.last_index(), [&] {
     return fmt::format("n{} start #{}: durable term={} vote={} snapshot={} log=({}, {}]", n.id, n.incarnation,
                        n.disk.hard_state.term, n.disk.hard_state.vote, n.disk.snapshot_index(), n.disk.snapshot_index(),
@@ -760,6 +841,14 @@ void Simulation::crash_node(Node& n, bool allow_faults) {
   n.app.reset();
   n.up = false;
   n.staging.clear();
+  // A paused process can be killed too: what it had not yet read is gone with it.
+  n.paused = false;
+  n.pause_at = 0;
+  n.missed_ticks = 0;
+  n.inbox.clear();
+  n.queued_reads.clear();
+  n.ack_pending = false;
+  n.saved_pending.clear();
   if (!healing_) mark(Fault::kCrash);
 }
 
@@ -1058,11 +1147,12 @@ void Simulation::send(Node& n, Message m) {
   });
   if (lost) { mark(Fault::kLoss); return; }
   if (long_delay) mark(Fault::kDelay);
+  bool removed = n.removed && !contains(n.applied_conf.voters, n.id) && !contains(n.applied_conf.learners, n.id);
   if (dup) {
-    InFlight d{now_ + delay + rng_.range(0, 3 * kUnitsPerTick), seq, true, m};
+    InFlight d{now_ + delay + rng_.range(0, 3 * kUnitsPerTick), seq, true, removed, m};
     net_.push(std::move(d));
   }
-  net_.push(InFlight{now_ + delay, seq, false, std::move(m)});
+  net_.push(InFlight{now_ + delay, seq, false, removed, std::move(m)});
 }
 
 void Simulation::apply_entry(Node& n, const Entry& e) {
@@ -1251,8 +1341,8 @@ void Simulation::apply_write_to_disk(Node& n, Write& w) {
 }
 
 void Simulation::complete_writes(Node& n) {
-  bool any = false;
-  std::vector<raft::SnapshotMeta> saved;
+  // The disk goes on while the process is paused: writes become durable on time (a crash
+  // keeps them), but the core hears of them only when it runs again.
   while (!n.disk.pending.empty() && n.disk.pending.front().done_at <= now_ && result_.ok) {
     Write w = std::move(n.disk.pending.front());
     n.disk.pending.pop_front();
@@ -1265,11 +1355,15 @@ void Simulation::complete_writes(Node& n) {
       n.dir->compact(w.local->meta.index);
     }
     apply_write_to_disk(n, w);
-    if (w.local) saved.push_back(w.local->meta);
-    else any = true;
+    if (w.local) n.saved_pending.push_back(w.local->meta);
+    else n.ack_pending = true;
   }
-  if (!result_.ok) return;
-  if (any) {
+  if (result_.ok && !n.paused) notify_disk(n);
+}
+
+void Simulation::notify_disk(Node& n) {
+  if (n.ack_pending) {
+    n.ack_pending = false;
     raft::PersistAck ack;
     ack.last_index = n.disk.last_index();
     ack.last_term = n.disk.last_term();
@@ -1279,7 +1373,11 @@ void Simulation::complete_writes(Node& n) {
                          ack.hard_state.term, ack.hard_state.vote);
     });
     n.raft->persisted(ack);
+    after_input(n);
+    if (!result_.ok) return;
   }
+  std::vector<raft::SnapshotMeta> saved = std::move(n.saved_pending);
+  n.saved_pending.clear();
   for (const raft::SnapshotMeta& m : saved) {
     n.snapshot_in_flight = false;
     if (m.index <= n.snapshot_index) continue;  // an install overtook it
@@ -1355,6 +1453,7 @@ void Simulation::check_node(Node& n) {
     return;
   }
   if (st.role == Role::kLeader) {
+    max_leader_term_ = std::max(max_leader_term_, st.term);
     auto [it, fresh] = leader_of_term_.try_emplace(st.term, n.id);
     if (!fresh && it->second != n.id) {
       fail("election-safety", fmt::format("n{} and n{} are both leaders of term {}", it->second, n.id, st.term));
@@ -1437,30 +1536,46 @@ void Simulation::deliver_due() {
     last = std::max(last, f.seq);
     if (f.duplicate) mark(Fault::kDuplicate);
     Node& n = nodes_[to];
-    Term before = n.raft->term();
-    // Only for messages from a removed node: the highest term any member has reached.
-    bool from_removed = from <= kMaxNodes && nodes_[from].removed;
-    Term member_max = from_removed ? member_max_term() : 0;
-    ev(32, from, to, static_cast<uint64_t>(m.type), [&] {
-      return fmt::format("n{} <- n{} {}{}", to, from, summarize(m), f.duplicate ? " [DUP]" : "");
-    });
-    if (n.lost && m.type == MessageType::kVote) n.vote_requests[{from, m.term}] = {m.log_term, m.log_index};
-    n.raft->step(m);
-    // A removed node must not disrupt the cluster: once it has applied its own removal, a
-    // message from it may not push a member into a term that no member had reached (it may
-    // relay the cluster's current term). Before it learns that its removal committed, it
-    // is a voter in its own eyes and may legitimately campaign, as in every apply-time
-    // membership scheme. A granted pre-vote is exempt (its term is the one the member asked
-    // for), and so is TimeoutNow (a removed leader handing over).
-    bool granted_pre_vote = m.type == MessageType::kPreVoteResponse && !m.reject;
-    bool handover = m.type == MessageType::kTimeoutNow;
-    bool knows = from_removed && nodes_[from].up && !contains(nodes_[from].applied_conf.voters, from) &&
-                 !contains(nodes_[from].applied_conf.learners, from);
-    if (knows && !n.removed && !granted_pre_vote && !handover && n.raft->term() > before && n.raft->term() > member_max) {
-      fail("removed-node-disrupts", fmt::format("removed n{} pushed n{} from term {} to {}, beyond every member's term {}",
-                                                from, to, before, n.raft->term(), member_max));
-      return;
+    if (n.paused) {  // it waits in the socket buffer
+      n.inbox.push_back(std::move(f));
+      continue;
     }
+    step_message(n, f);
+  }
+}
+
+void Simulation::step_message(Node& n, const InFlight& f) {
+  const Message& m = f.msg;
+  NodeId to = m.to, from = m.from;
+  Term before = n.raft->term();
+  // Only for messages from a removed node: the highest term any member has reached.
+  Term member_max = f.from_removed_node ? member_max_term() : 0;
+  ev(32, from, to, static_cast<uint64_t>(m.type), [&] {
+    return fmt::format("n{} <- n{} {}{}", to, from, summarize(m), f.duplicate ? " [DUP]" : "");
+  });
+  if (n.lost && m.type == MessageType::kVote) n.vote_requests[{from, m.term}] = {m.log_term, m.log_index};
+  n.raft->step(m);
+  after_input(n);
+  if (!result_.ok) return;
+  if ((m.type == MessageType::kVote || m.type == MessageType::kPreVote) && n.raft->votes_granted() != n.votes_granted_seen &&
+      opt_.protocol_checks) {
+    n.votes_granted_seen = n.raft->votes_granted();
+    check_vote_during_lease(n, m);
+    if (!result_.ok) return;
+  }
+  // A removed node must not disrupt the cluster: once it has applied its own removal, a
+  // message from it may not push a member into a term that no member had reached (it may
+  // relay the cluster's current term). Before it learns that its removal committed, it
+  // is a voter in its own eyes and may legitimately campaign, as in every apply-time
+  // membership scheme. A granted pre-vote is exempt (its term is the one the member asked
+  // for), and so is TimeoutNow (a removed leader handing over). What the sender knew is
+  // taken when it sent the message (it may arrive much later: delays, a paused receiver).
+  bool granted_pre_vote = m.type == MessageType::kPreVoteResponse && !m.reject;
+  bool handover = m.type == MessageType::kTimeoutNow;
+  if (f.from_removed_node && !n.removed && !granted_pre_vote && !handover && n.raft->term() > before &&
+      n.raft->term() > member_max) {
+    fail("removed-node-disrupts", fmt::format("removed n{} pushed n{} from term {} to {}, beyond every member's term {}",
+                                              from, to, before, n.raft->term(), member_max));
   }
 }
 
@@ -1502,18 +1617,25 @@ void Simulation::submit(Client& c, uint32_t op) {
   if (!n.up) { conclude(op, OpOutcome::kFailed, std::nullopt); return; }  // connection refused
   HistoryOp& h = history_[op];
   if (h.kind == OpKind::kGet) {
-    uint64_t ctx = ++read_ctx_seq_;
-    if (!n.raft->read_index(ctx)) {
-      NodeId hint = n.raft->leader();
-      conclude(op, OpOutcome::kFailed, std::nullopt);
-      c.guess = hint;
-      return;
-    }
-    meta_[op].read_ctx = ctx;
-    n.pending_reads[ctx] = op;
+    if (n.paused) n.queued_reads.push_back(op);  // read from the socket when it resumes
+    else start_read(n, op);
   } else {
-    n.batch.push_back(op);
+    n.batch.push_back(op);  // proposed when it runs
   }
+}
+
+void Simulation::start_read(Node& n, uint32_t op) {
+  uint64_t ctx = ++read_ctx_seq_;
+  bool accepted = n.raft->read_index(ctx);
+  after_input(n);
+  if (!accepted) {
+    NodeId hint = n.raft->leader();
+    conclude(op, OpOutcome::kFailed, std::nullopt);
+    clients_[history_[op].client].guess = hint;
+    return;
+  }
+  meta_[op].read_ctx = ctx;
+  n.pending_reads[ctx] = op;
 }
 
 void Simulation::propose_batches(Node& n) {
@@ -1614,7 +1736,7 @@ std::vector<NodeId> Simulation::live_ids() const {
 Node* Simulation::leader() {
   Node* best = nullptr;
   for (Node& n : nodes_)
-    if (n.exists && n.up && n.raft->role() == Role::kLeader && (!best || n.raft->term() > best->raft->term())) best = &n;
+    if (n.exists && n.running() && n.raft->role() == Role::kLeader && (!best || n.raft->term() > best->raft->term())) best = &n;
   return best;
 }
 
@@ -1696,6 +1818,20 @@ void Simulation::inject_faults() {
       crash_leader_ = true;
     }
   }
+  // Pauses: a random node, or the leader (whose read lease is what a pause endangers). Half
+  // are short (a GC pause of up to two ticks), half up to kMaxPauseTicks; each starts at a
+  // random unit within the tick.
+  auto schedule_pause = [&](Node& n) {
+    if (n.paused || n.pause_at) return;
+    n.pause_at = now_ + rng_.below(kUnitsPerTick);
+    n.resume_at = n.pause_at + (rng_.chance(500'000) ? rng_.range(1, 2 * kUnitsPerTick)
+                                                     : rng_.range(2 * kUnitsPerTick, kMaxPauseTicks * kUnitsPerTick));
+  };
+  if (rng_.chance(prof_.pause_ppm)) {
+    std::vector<NodeId> ids = live_ids();
+    if (!ids.empty()) schedule_pause(nodes_[ids[rng_.below(ids.size())]]);
+  }
+  if (Node* l = leader(); l && rng_.chance(prof_.leader_pause_ppm)) schedule_pause(*l);
   // Slow disks.
   if (rng_.chance(prof_.slow_disk_ppm)) {
     std::vector<NodeId> ids = live_ids();
@@ -1752,13 +1888,138 @@ void Simulation::inject_faults() {
   }
 }
 
-void Simulation::on_tick() {
-  if (!healing_ && opt_.faults) inject_faults();
-  clients_tick();
+// Every unit: pauses begin and end, every node's clock advances at its own rate, and a
+// running core gets its tick when its clock crosses one. (Removed nodes keep ticking until
+// the heal shuts them down, as an operator would.)
+void Simulation::advance_clocks() {
+  constexpr uint64_t kTickAcc = kUnitsPerTick * kClockPpm;
   for (Node& n : nodes_) {
     if (!n.exists || !n.up) continue;
-    // Removed nodes are shut down when the faults heal (an operator would stop them).
-    n.raft->tick();
+    if (!n.paused && n.pause_at && now_ >= n.pause_at) pause_node(n);
+    n.clock_acc += n.clock_ppm;
+    bool ticks = n.clock_acc >= kTickAcc;  // rates stay below 2x: at most one tick a unit
+    if (ticks) n.clock_acc -= kTickAcc;
+    if (n.paused) {
+      n.missed_ticks += ticks;
+      if (now_ >= n.resume_at) resume_node(n);
+    } else if (ticks) {
+      tick_node(n);
+    }
+    if (!result_.ok) return;
+  }
+}
+
+void Simulation::tick_node(Node& n) {
+  n.raft->tick();
+  after_input(n);
+}
+
+void Simulation::pause_node(Node& n) {
+  n.paused = true;
+  n.pause_at = 0;
+  n.missed_ticks = 0;
+  mark(Fault::kPause);
+  ev(85, n.id, n.resume_at, 0, [&] {
+    return fmt::format("n{} PAUSED until {}.{}{}", n.id, n.resume_at / kUnitsPerTick, n.resume_at % kUnitsPerTick,
+                       n.raft->role() == Role::kLeader ? " (leader)" : "");
+  });
+}
+
+// What the shell does when the process runs again, in the order of a server loop turn
+// (src/server/node.cc): feed the core the ticks that elapsed (at most kMaxCatchUpTicks),
+// then the messages that arrived meanwhile, the disk's acknowledgements, and the clients'
+// requests. Ticks first: a heartbeat read after the pause must not be credited with the
+// time the process was frozen, or a follower would forget its leader lease too early.
+void Simulation::resume_node(Node& n) {
+  n.paused = false;
+  uint64_t feed = opt_.shell_bugs.drop_missed_ticks ? std::min<uint64_t>(n.missed_ticks, 1) : std::min(n.missed_ticks, kMaxCatchUpTicks);
+  ev(86, n.id, n.missed_ticks, feed, [&] {
+    return fmt::format("n{} RESUMES: {} ticks elapsed, {} fed to the core; {} messages waiting", n.id, n.missed_ticks, feed,
+                       n.inbox.size());
+  });
+  n.missed_ticks = 0;
+  for (uint64_t i = 0; i < feed && result_.ok && n.up; i++) tick_node(n);
+  std::vector<InFlight> inbox = std::move(n.inbox);
+  n.inbox.clear();
+  for (const InFlight& f : inbox) {
+    if (!result_.ok) return;
+    step_message(n, f);
+  }
+  if (!result_.ok) return;
+  notify_disk(n);
+  std::vector<uint32_t> reads = std::move(n.queued_reads);
+  n.queued_reads.clear();
+  for (uint32_t op : reads) {
+    if (!result_.ok) return;
+    if (!meta_[op].concluded) start_read(n, op);
+  }
+}
+
+// At the end of every unit, every running leader's read lease as it computes it. It rests on
+// a promise: no leader of a later term exists, because each voter whose heartbeat
+// acknowledgement it counts refuses to vote for anyone else until the lease ends. So the
+// lease must not be valid once a later term has a leader (stale-lease: checked whenever the
+// core could answer a read from it, not only when it does), and every such voter that is
+// running must still be in check-quorum's stickiness (lease-outlives-stickiness: the
+// lease's allowance for drift and tick granularity is too small, or the voter forgot its
+// promise). Its term may have moved on (a stale rejection carrying a higher term): it still
+// refuses every vote, and a leader of that term would be stale-lease's business. A voter that is down keeps the promise by
+// refusing votes after its restart; a paused one is judged once it resumes.
+void Simulation::check_leases() {
+  for (Node& x : nodes_) {
+    if (!x.exists || !x.running() || x.raft->role() != Role::kLeader) continue;
+    raft::Raft::Lease lease = x.raft->lease();
+    if (!lease.valid) continue;
+    Term t = x.raft->term();
+    if (max_leader_term_ > t) {
+      fail("stale-lease", fmt::format("n{}, leader of term {}, holds a valid read lease after a leader of term {} was "
+                                      "elected", x.id, t, max_leader_term_));
+      return;
+    }
+    for (NodeId v : lease.voters) {
+      if (v > kMaxNodes || !nodes_[v].exists || !nodes_[v].running()) continue;
+      raft::Raft& r = *nodes_[v].raft;
+      if (r.in_leader_lease()) continue;
+      fail("lease-outlives-stickiness",
+           fmt::format("leader n{} of term {} holds a read lease resting on n{}'s heartbeat acknowledgement, but n{} "
+                       "({} in term {}) no longer refuses votes (clocks: n{} {} ppm, n{} {} ppm)",
+                       x.id, t, v, v, role_name(r.role()), r.term(), x.id, x.clock_ppm, v, nodes_[v].clock_ppm));
+      return;
+    }
+  }
+}
+
+// Called after every input to a core (tick, step, persisted, read_index): records who
+// leads, and checks each read the core answered from its lease at the instant it did so.
+void Simulation::after_input(Node& n) {
+  raft::Raft& r = *n.raft;
+  if (r.role() == Role::kLeader) max_leader_term_ = std::max(max_leader_term_, r.term());
+  uint64_t answered = r.lease_reads_answered();
+  if (answered == n.lease_reads_seen) return;
+  n.lease_reads_seen = answered;
+  if (opt_.protocol_checks && max_leader_term_ > r.term()) {
+    fail("stale-lease", fmt::format("n{}, leader of term {}, answered a read from its lease after a leader of term {} "
+                                    "was elected", n.id, r.term(), max_leader_term_));
+  }
+}
+
+// A (pre-)vote was just granted by `voter`. A leader whose read lease rests on the voter's
+// heartbeat acknowledgement holds it only because the voter promised (check-quorum's
+// stickiness) to vote for no one else until that lease ends, as the leader computes it with
+// its own clock: the clocks' drift stays within what the lease allows for. A paused leader
+// computes nothing; when it resumes, stale-lease judges its lease.
+void Simulation::check_vote_during_lease(Node& voter, const Message& request) {
+  for (Node& x : nodes_) {
+    if (!x.exists || !x.running() || x.id == voter.id || x.raft->role() != Role::kLeader) continue;
+    if (request.term <= x.raft->term()) continue;
+    raft::Raft::Lease lease = x.raft->lease();
+    if (!lease.valid || !contains(lease.voters, voter.id)) continue;
+    fail("vote-during-lease",
+         fmt::format("n{} granted a {} for term {} to n{}{} while leader n{} of term {} holds a read lease resting on "
+                     "n{}'s heartbeat acknowledgement", voter.id, request.type == MessageType::kPreVote ? "pre-vote" : "vote",
+                     request.term, request.from, request.context ? " (leadership transfer)" : "", x.id, x.raft->term(),
+                     voter.id));
+    return;
   }
 }
 
@@ -1828,11 +2089,12 @@ RunResult Simulation::run() {
     return fmt::format("seed {} nodes {} profile: loss={}ppm dup={}ppm delay={}ppm partition={}ppm crash={}ppm torn={}ppm "
                        "sector-hole={}ppm damage={}ppm "
                        "slow={}ppm membership={}ppm transfer={}ppm leader-hunt={}/{}/{}ppm snapshot-every={} append-bytes={} inflight={} "
-                       "lease-reads={}",
+                       "lease-reads={} clock-drift={} lockstep={} pause={}/{}ppm",
                        opt_.seed, opt_.nodes, prof_.loss_ppm, prof_.duplicate_ppm, prof_.long_delay_ppm, prof_.partition_ppm,
                        prof_.crash_ppm, prof_.torn_ppm, prof_.hole_ppm, prof_.damage_ppm, prof_.slow_disk_ppm, prof_.membership_ppm, prof_.transfer_ppm,
                        prof_.young_leader_crash_ppm, prof_.leader_crash_ppm, prof_.crash_after_commit_ppm,
-                       prof_.snapshot_every, prof_.max_append_bytes, prof_.max_inflight_appends, prof_.lease_reads);
+                       prof_.snapshot_every, prof_.max_append_bytes, prof_.max_inflight_appends, prof_.lease_reads,
+                       prof_.clock_drift, prof_.lockstep_ticks, prof_.pause_ppm, prof_.leader_pause_ppm);
   });
   for (NodeId id = 1; id <= opt_.nodes; id++) create_node(id, true);
 
@@ -1847,6 +2109,8 @@ RunResult Simulation::run() {
           if (!n.exists) continue;
           n.disk.slow_until_tick = 0;
           for (Write& w : n.disk.pending) w.done_at = std::min(w.done_at, now_ + 4);  // fast again
+          n.pause_at = 0;
+          if (n.paused) n.resume_at = now_;  // resumes below
           if (n.removed && n.up) crash_node(n, false);
           if (!n.removed && !n.up && !n.dead) start_node(n);
         }
@@ -1876,8 +2140,12 @@ RunResult Simulation::run() {
                                      nodes, busy.empty() ? " none" : busy));
         break;
       }
-      on_tick();
+      if (!healing_ && opt_.faults) inject_faults();
     }
+    // The nodes' clocks first, then the clients: a request is read after the tick, as a
+    // server reads its sockets after feeding the core the time (src/server/node.cc).
+    advance_clocks();
+    if (now_ % kUnitsPerTick == 0 && result_.ok) clients_tick();
     if (crash_at_ && now_ >= crash_at_) {
       // Mostly hit a node with a write in flight, so that crashes lose (or tear) writes.
       std::vector<NodeId> writing;
@@ -1896,10 +2164,11 @@ RunResult Simulation::run() {
     for (Node& n : nodes_)
       if (n.exists && n.up && result_.ok) complete_writes(n);
     for (Node& n : nodes_) {
-      if (!n.exists || !n.up || !result_.ok) continue;
+      if (!n.exists || !n.running() || !result_.ok) continue;
       propose_batches(n);
       drain(n);
     }
+    if (result_.ok && prof_.lease_reads && opt_.protocol_checks) check_leases();
   }
   result_.ticks = tick();
   if (result_.ok) final_checks();

@@ -44,6 +44,8 @@ enum class Fault : uint8_t {
   kRefusedStart,     // a node found damage at startup, refused to start and stayed down
   kLeftoversDropped, // recovery dropped entries a leader's snapshot had replaced
   kLyingFsync,       // synced records vanished (only with Options::lying_fsync)
+  kClockDrift,  // the nodes' clocks run at different rates
+  kPause,       // a node was frozen (SIGSTOP, a GC pause, a VM freeze) and resumed
   kCount
 };
 const char* fault_name(Fault f);
@@ -57,9 +59,9 @@ struct Options {
   bool faults = true;          // false: a fault-free run (for tests of the harness itself)
   // false: skip the checks that look inside the protocol (the hard state in each Ready
   // never goes back, a vote is durable before it is sent, a leader commits by counting
-  // only entries of its own term, applied <= commit). What is left judges outcomes only
-  // (elections, logs, applied state, client history), to show that a planted bug also
-  // breaks something a user would see.
+  // only entries of its own term, applied <= commit, the read lease and the promises it
+  // rests on). What is left judges outcomes only (elections, logs, applied state, client
+  // history), to show that a planted bug also breaks something a user would see.
   bool protocol_checks = true;
   bool trace = false;          // keep the readable trace (RunResult::trace)
   // If set (with trace), every trace line is also handed to it as it happens, so that a
@@ -73,6 +75,9 @@ struct Options {
     // removed from the log, as the server did before issue 9: it then answered their
     // clients only when the log regrew, and aborted when it led again and proposed there.
     bool forget_replaced_writes = false;
+    // After a pause the shell feeds the core one tick instead of the ticks that really
+    // elapsed (src/server/node.cc before 2026-11), so a paused leader's clock lags.
+    bool drop_missed_ticks = false;
   } shell_bugs;
   // Models of a server whose recovery skips a detection (planted bugs of the shell).
   RecoveryBugs recovery_bugs;
