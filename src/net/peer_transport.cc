@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "common/assert.h"
+#include "common/text.h"
 
 namespace hmdb::net {
 
@@ -23,6 +24,7 @@ namespace {
 
 constexpr uint64_t kListenerToken = 0;
 constexpr uint64_t kTimerToken = 1;
+constexpr uint64_t kResolverToken = 2;
 // Listen backlog: peers are few; this only absorbs a burst of reconnects.
 constexpr int kListenBacklog = 64;
 // Written bytes at the front of a peer's buffer are dropped once they exceed this and half
@@ -31,34 +33,6 @@ constexpr size_t kCompactBytes = 1u << 20;
 // An empty buffer whose capacity exceeds this (after a snapshot chunk, say) is freed, so an
 // idle peer does not pin the memory of its largest frame.
 constexpr size_t kKeepBufferBytes = 4u << 20;
-
-// "a.b.c.d:port" or "localhost:port" -> sockaddr_in. No DNS: this runs in the event loop.
-bool parse_addr(const std::string& s, sockaddr_in* out) {
-  auto colon = s.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 >= s.size() || s.size() - colon - 1 > 5) return false;
-  unsigned port = 0;
-  for (size_t i = colon + 1; i < s.size(); i++) {
-    if (s[i] < '0' || s[i] > '9') return false;
-    port = port * 10 + static_cast<unsigned>(s[i] - '0');
-  }
-  if (port == 0 || port > 65535) return false;
-  std::string host = s.substr(0, colon);
-  if (host == "localhost") host = "127.0.0.1";
-  *out = sockaddr_in{};
-  out->sin_family = AF_INET;
-  out->sin_port = htons(static_cast<uint16_t>(port));
-  return ::inet_pton(AF_INET, host.c_str(), &out->sin_addr) == 1;
-}
-
-bool parse_host(const std::string& host, in_addr* out) {
-  return ::inet_pton(AF_INET, host == "localhost" ? "127.0.0.1" : host.c_str(), out) == 1;
-}
-
-std::string addr_string(const sockaddr_in& a) {
-  char ip[INET_ADDRSTRLEN] = "?";
-  ::inet_ntop(AF_INET, &a.sin_addr, ip, sizeof ip);
-  return fmt::format("{}:{}", ip, ntohs(a.sin_port));
-}
 
 // Fails only for lack of memory or of epoll watches (ENOMEM, ENOSPC); errno tells which.
 bool epoll_add(int epoll_fd, int fd, uint32_t events, uint64_t token) {
@@ -95,33 +69,25 @@ Status PeerTransport::open(const PeerTransportOptions& options, std::unique_ptr<
 }
 
 Status PeerTransport::listen() {
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(options_.listen_port);
-  if (!parse_host(options_.listen_host, &addr.sin_addr))
-    return Status::invalid_argument("peer transport: listen host is not an IPv4 address: " + options_.listen_host);
+  SocketAddress addr;
+  if (!numeric_address(options_.listen_host, options_.listen_port, &addr))
+    return Status::invalid_argument("peer transport: listen host is not an IPv4 or IPv6 address: " + options_.listen_host);
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (epoll_fd_ < 0 || timer_fd_ < 0 || listen_fd_ < 0)
-    return Status::io_error(std::string("peer transport: epoll/timerfd/socket: ") + std::strerror(errno));
-  int yes = 1;
-  // A restarted node must be able to bind its port while old connections sit in TIME_WAIT.
-  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    return Status::io_error(fmt::format("peer transport: bind {}:{}: {}", options_.listen_host, options_.listen_port,
-                                        std::strerror(errno)));
-  if (::listen(listen_fd_, kListenBacklog) != 0)
-    return Status::io_error(std::string("peer transport: listen: ") + std::strerror(errno));
-  socklen_t len = sizeof addr;
-  if (::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
-    return Status::io_error(std::string("peer transport: getsockname: ") + std::strerror(errno));
-  port_ = ntohs(addr.sin_port);
-  hello_peer_addr_ = options_.advertise_peer_addr.empty() ? fmt::format("{}:{}", options_.listen_host, port_)
+  resolver_ = std::make_unique<Resolver>(options_.lookup ? options_.lookup : Resolver::Lookup(&resolve));
+  if (epoll_fd_ < 0 || timer_fd_ < 0 || resolver_->fd() < 0)
+    return Status::io_error(std::string("peer transport: epoll/timerfd/eventfd: ") + std::strerror(errno));
+  // SO_REUSEADDR (listen_tcp): a restarted node must be able to bind its port while old
+  // connections sit in TIME_WAIT.
+  Status s = listen_tcp(addr, kListenBacklog, &listen_fd_, &listen_address_);
+  if (!s) return Status::io_error("peer transport: " + s.message());
+  port_ = listen_address_.port();
+  hello_peer_addr_ = options_.advertise_peer_addr.empty() ? format_host_port(options_.listen_host, port_)
                                                           : options_.advertise_peer_addr;
   if (hello_peer_addr_.size() > peer::kMaxAddressBytes)
     return Status::invalid_argument("peer transport: peer address longer than 255 bytes");
-  if (!epoll_add(epoll_fd_, listen_fd_, EPOLLIN, kListenerToken) || !epoll_add(epoll_fd_, timer_fd_, EPOLLIN, kTimerToken))
+  if (!epoll_add(epoll_fd_, listen_fd_, EPOLLIN, kListenerToken) || !epoll_add(epoll_fd_, timer_fd_, EPOLLIN, kTimerToken) ||
+      !epoll_add(epoll_fd_, resolver_->fd(), EPOLLIN, kResolverToken))
     return Status::io_error(std::string("peer transport: epoll_ctl: ") + std::strerror(errno));
   return Status::ok();
 }
@@ -172,6 +138,8 @@ void PeerTransport::set_address(raft::NodeId id, const std::string& peer_addr) {
     p->dial_addr.clear();
     p->has_hello_peer_addr = false;
     p->hello_peer_addr.clear();
+    p->resolving = false;
+    p->resolved.reset();
     if (p->state != Peer::State::kIdle) close_outbound(p, "its address was forgotten");
     rearm_timer();
     return;
@@ -213,30 +181,45 @@ void PeerTransport::dial(Peer* p) {
               "dialing node %llu twice or ourselves", static_cast<unsigned long long>(p->id));
   const std::string* addr = dial_addr_of(*p);
   if (addr == nullptr) return;
-  auto schedule_retry = [&](const std::string& why) {
-    if (++p->failed_dials == 1) log_for(&p->log_budget, fmt::format("cannot dial node {} at {}: {}", p->id, *addr, why));
-    p->next_dial_ms = now_ms_ + p->backoff_ms;
-    p->backoff_ms = std::min(p->backoff_ms * 2, kReconnectBackoffMaxMs);
-  };
-  sockaddr_in to{};
-  if (!parse_addr(*addr, &to)) return schedule_retry("not an IPv4 host:port");
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  auto schedule_retry = [&](const std::string& why) { dial_failed(p, *addr, why); };
+  HostPort hp;
+  std::string problem;
+  if (!parse_host_port(*addr, &hp, &problem)) return schedule_retry(problem);
+  SocketAddress to;
+  if (!numeric_address(hp.host, hp.port, &to)) {
+    // A name: the resolver thread looks it up (no DNS in the loop) and on_resolved() dials
+    // with its answer. Each dial uses a fresh answer, so a peer that moved is found again.
+    const std::string key = hp.to_string();
+    if (!p->resolved || p->resolved_for != key) {
+      if (!p->resolving || p->resolving_for != key) {
+        if (!resolver_->ask(hp.host, hp.port)) return schedule_retry("the name resolver is busy");
+        p->resolving = true;
+        p->resolving_for = key;
+      }
+      p->next_dial_ms = UINT64_MAX;  // the answer sets it
+      return;
+    }
+    to = *p->resolved;
+    p->resolved.reset();
+  }
+  int fd = ::socket(to.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return schedule_retry(std::string("socket: ") + std::strerror(errno));
   int yes = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
   // Source address = our peer IP (firewall rules by IP see the node), port chosen at
-  // connect time so that bind does not use up the ephemeral range per destination.
-  sockaddr_in from{};
-  from.sin_family = AF_INET;
-  if (parse_host(options_.listen_host, &from.sin_addr) && from.sin_addr.s_addr != htonl(INADDR_ANY)) {
+  // connect time so that bind does not use up the ephemeral range per destination. Only
+  // within one address family: a node listening on IPv4 dials an IPv6 peer from any address.
+  if (!listen_address_.is_wildcard() && listen_address_.family() == to.family()) {
+    SocketAddress from = listen_address_;
+    from.set_port(0);
     ::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &yes, sizeof yes);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+    if (::bind(fd, from.get(), from.length) != 0) {
       std::string why = std::string("bind source ") + options_.listen_host + ": " + std::strerror(errno);
       ::close(fd);
       return schedule_retry(why);
     }
   }
-  int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  int rc = ::connect(fd, to.get(), to.length);
   if (rc != 0 && errno != EINPROGRESS) {
     std::string why = std::string("connect: ") + std::strerror(errno);
     ::close(fd);
@@ -262,6 +245,29 @@ void PeerTransport::dial(Peer* p) {
   p->written_in_front = 0;
   p->frames.push_back(QueuedFrame{p->out.size(), false});
   p->last_write_progress_ms = now_ms_;
+}
+
+void PeerTransport::dial_failed(Peer* p, const std::string& addr, const std::string& why) {
+  if (++p->failed_dials == 1) log_for(&p->log_budget, fmt::format("cannot dial node {} at {}: {}", p->id, addr, why));
+  p->next_dial_ms = now_ms_ + p->backoff_ms;
+  p->backoff_ms = std::min(p->backoff_ms * 2, kReconnectBackoffMaxMs);
+}
+
+void PeerTransport::on_resolved() {
+  for (Resolver::Answer& a : resolver_->take()) {
+    const std::string key = format_host_port(a.host, a.port);
+    for (auto& [id, p] : peers_) {
+      if (!p.resolving || p.resolving_for != key) continue;  // asked for another address since
+      p.resolving = false;
+      if (!a.status) {
+        dial_failed(&p, key, a.status.message());
+        continue;
+      }
+      p.resolved = a.address;
+      p.resolved_for = key;
+      p.next_dial_ms = now_ms_;  // check_timers() dials it in this poll()
+    }
+  }
 }
 
 void PeerTransport::close_outbound(Peer* p, const std::string& why, bool log) {
@@ -461,9 +467,9 @@ void PeerTransport::flush() {
 
 void PeerTransport::accept_all() {
   for (int i = 0; i < kAcceptsPerPollMax; i++) {
-    sockaddr_in remote{};
-    socklen_t len = sizeof remote;
-    int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&remote), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    sockaddr_storage remote_storage{};
+    socklen_t len = sizeof remote_storage;
+    int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&remote_storage), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -475,22 +481,23 @@ void PeerTransport::accept_all() {
       accept_paused_until_ms_ = now_ms_ + kAcceptPauseMs;
       return;
     }
+    const SocketAddress remote = SocketAddress::from(reinterpret_cast<const sockaddr*>(&remote_storage), len);
     if (inbound_.size() >= kMaxInboundConnections) {
       log_for(&unidentified_log_budget_, fmt::format("refused a connection from {}: {} peer connections already open",
-                                                     addr_string(remote), kMaxInboundConnections));
+                                                     remote.to_string(), kMaxInboundConnections));
       ::close(fd);
       continue;
     }
     uint64_t conn = next_conn_++;
     if (!epoll_add(epoll_fd_, fd, EPOLLIN | EPOLLRDHUP, conn)) {
       log_for(&unidentified_log_budget_, fmt::format("refused a connection from {}: epoll_ctl: {}",
-                                                     addr_string(remote), std::strerror(errno)));
+                                                     remote.to_string(), std::strerror(errno)));
       ::close(fd);
       continue;
     }
     Inbound& in = inbound_[conn];
     in.fd = fd;
-    in.remote = addr_string(remote);
+    in.remote = remote.to_string();
     in.accepted_ms = now_ms_;
   }
 }
@@ -688,6 +695,8 @@ void PeerTransport::poll(uint64_t now_ms, std::vector<raft::Message>* received) 
       uint64_t expirations;
       [[maybe_unused]] ssize_t r = ::read(timer_fd_, &expirations, sizeof expirations);  // EAGAIN is fine
       armed_deadline_ms_ = UINT64_MAX;  // it fired: re-arm below even for the same deadline
+    } else if (token == kResolverToken) {
+      on_resolved();
     } else if (auto out = outbound_.find(token); out != outbound_.end()) {
       Peer* p = find_peer(out->second);
       HMDB_ASSERT(p != nullptr && p->conn == token, "outbound token without its peer");

@@ -7,7 +7,7 @@
 // So A->B traffic flows only on the connection A dialed, and a firewall rule on (A -> B's
 // peer port) cuts exactly that direction: asymmetric partitions can be staged with
 // nftables. Dialed sockets are bound to listen_host (port 0) first, so rules by source IP
-// see the node's peer IP.
+// see the node's peer IP (when the peer's address is of the same family, IPv4 or IPv6).
 //
 // Failure handling. Raft retransmits, so the transport never retries a message: when an
 // outbound connection fails (refused, reset, connect timeout, or no write progress for
@@ -38,7 +38,11 @@
 // call poll() when it is readable (calling it more often is harmless); call flush() once
 // per loop turn after send()s. Nothing ever blocks, and work per call is bounded.
 //
-// Addresses are numeric IPv4 "a.b.c.d:port" or "localhost:port" (no DNS in the loop).
+// Addresses are common/text.h's host:port: "10.0.0.1:7000", "[::1]:7000" or a host name,
+// "db-1.internal:7000". A name is looked up afresh before each dial on the resolver's thread
+// (net/resolver.h), never in the loop: the dial waits for the answer (an unresolvable name
+// is a failed dial: logged once, retried with the backoff), and the answer picks the
+// address by common/address.h's rule (first IPv4, else first IPv6).
 //
 // Thread-safety: none; one thread owns the transport.
 #pragma once
@@ -54,8 +58,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/address.h"
 #include "common/status.h"
 #include "net/peer_protocol.h"
+#include "net/resolver.h"
 #include "raft/types.h"
 
 namespace hmdb::net {
@@ -120,7 +126,7 @@ bool refusal_proves_removal(const PeerRefusal& r, uint64_t own_cluster_id, raft:
 struct PeerTransportOptions {
   uint64_t cluster_id = 0;  // peer::cluster_id_from_name(--cluster-id)
   raft::NodeId self = raft::kNoNode;
-  std::string listen_host = "127.0.0.1";
+  std::string listen_host = "127.0.0.1";  // an IPv4 or IPv6 address (the server resolves a name first)
   uint16_t listen_port = 0;  // 0: ephemeral (tests); see port()
   std::string advertise_peer_addr;    // sent in our Hello; "": listen_host:port()
   std::string advertise_client_addr;  // sent in our Hello
@@ -130,6 +136,9 @@ struct PeerTransportOptions {
   // Called from poll() for every refusal frame received (after the connection was closed).
   // It must not call back into the transport. May be empty.
   std::function<void(const PeerRefusal&)> on_refused;
+  // How peer names are looked up (on the resolver thread); empty: common/address.h's
+  // resolve(). Tests inject their own.
+  Resolver::Lookup lookup;
 };
 
 class PeerTransport {
@@ -209,6 +218,12 @@ class PeerTransport {
     uint64_t connected_at_ms = 0;
     uint64_t last_write_progress_ms = 0;
     uint64_t failed_dials = 0;  // in a row, since the last established connection
+    // A dial address that is a name: being looked up (for resolving_for, "host:port"), and
+    // the answer for resolved_for, which the next dial uses once.
+    bool resolving = false;
+    std::string resolving_for;
+    std::optional<SocketAddress> resolved;
+    std::string resolved_for;
     std::string out;  // frames not yet written: out[out_offset, size)
     size_t out_offset = 0;
     size_t written_in_front = 0;  // bytes of frames.front() already written
@@ -245,6 +260,9 @@ class PeerTransport {
   bool should_dial(const Peer& p) const;  // has an address and is not ourselves
 
   void dial(Peer* p);
+  // Logs the first of a run of failed dials and schedules the next after the backoff.
+  void dial_failed(Peer* p, const std::string& addr, const std::string& why);
+  void on_resolved();  // the resolver's answers: dial the peers that waited for them
   void close_outbound(Peer* p, const std::string& why, bool log = true);
   void on_outbound_event(Peer* p, uint32_t events);
   void read_outbound(Peer* p);  // a refusal frame, or the peer closing
@@ -272,11 +290,13 @@ class PeerTransport {
   int listen_fd_ = -1;
   int timer_fd_ = -1;
   uint16_t port_ = 0;
+  SocketAddress listen_address_;  // as bound; the source address of our dials
+  std::unique_ptr<Resolver> resolver_;
   uint64_t now_ms_ = 0;
   // Deadlines need the caller's clock: nothing is dialed before the first poll().
   bool clock_known_ = false;
   uint64_t armed_deadline_ms_ = UINT64_MAX;  // what timer_fd_ is set to (UINT64_MAX: disarmed)
-  uint64_t next_conn_ = 2;  // epoll tokens: 0 listener, 1 timer, then one per connection
+  uint64_t next_conn_ = 3;  // epoll tokens: 0 listener, 1 timer, 2 resolver, then one per connection
   std::string hello_peer_addr_;
   std::vector<raft::NodeId> members_;  // sorted
   raft::Index config_index_ = 0;       // of members_ (set_members)

@@ -20,6 +20,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/address.h"
 #include "common/assert.h"
 #include "hmdb/app.h"
 #include "server/logging.h"
@@ -116,7 +117,7 @@ void Node::reply_and_close(Session& s, std::string_view error) {
 
 void Node::accept_clients() {
   for (int i = 0; i < kAcceptsPerTurnMax; i++) {
-    sockaddr_in addr{};
+    sockaddr_storage addr{};
     socklen_t len = sizeof addr;
     int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
@@ -153,9 +154,7 @@ void Node::accept_clients() {
     auto s = std::make_unique<Session>(options_.max_bulk_bytes);
     s->client.id = next_session_id_++;
     s->fd = fd;
-    char ip[INET_ADDRSTRLEN] = "?";
-    ::inet_ntop(AF_INET, &addr.sin_addr, ip, sizeof ip);
-    s->address = fmt::format("{}:{}", ip, ntohs(addr.sin_port));
+    s->address = SocketAddress::from(reinterpret_cast<const sockaddr*>(&addr), len).to_string();
     s->created_ms = wall_ms();
     s->output_progress_ms = monotonic_ms();
     s->last_command_ms = s->created_ms;

@@ -18,7 +18,9 @@
 #include <cstring>
 #include <sstream>
 
+#include "common/address.h"
 #include "common/assert.h"
+#include "common/text.h"
 #include "hmdb/app.h"
 #include "server/logging.h"
 #include "server/node.h"
@@ -36,9 +38,9 @@ bool parse_member_context(std::string_view context, ServerOptions::MemberAddr* o
   size_t sp = context.find(' ');
   if (sp == std::string_view::npos) return false;
   std::string client(context.substr(0, sp)), peer(context.substr(sp + 1));
-  std::string host;
-  uint16_t port = 0;
-  if (!split_host_port(client, &host, &port) || !split_host_port(peer, &host, &port)) return false;
+  HostPort parsed;
+  std::string error;
+  if (!parse_host_port(client, &parsed, &error) || !parse_host_port(peer, &parsed, &error)) return false;
   out->client = std::move(client);
   out->peer = std::move(peer);
   return true;
@@ -57,21 +59,6 @@ bool parse_member_line(std::string_view line, uint64_t* id, ServerOptions::Membe
 // ---------------------------------------------------------------------------------------
 // Options
 
-bool split_host_port(const std::string& addr, std::string* host, uint16_t* port) {
-  size_t colon = addr.rfind(':');
-  if (colon == std::string::npos || colon == 0) return false;
-  uint64_t p = 0;
-  if (!parse_uint64(std::string_view(addr).substr(colon + 1), &p) || p == 0 || p > 65535) return false;
-  std::string h = addr.substr(0, colon);
-  unsigned a, b, c, d;
-  char tail;
-  if (std::sscanf(h.c_str(), "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) != 4 || a > 255 || b > 255 || c > 255 || d > 255)
-    return false;
-  *host = std::move(h);
-  *port = static_cast<uint16_t>(p);
-  return true;
-}
-
 Status parse_initial_cluster(const std::string& text, std::map<uint64_t, ServerOptions::MemberAddr>* out) {
   out->clear();
   std::stringstream ss(text);
@@ -86,10 +73,10 @@ Status parse_initial_cluster(const std::string& text, std::map<uint64_t, ServerO
     ServerOptions::MemberAddr m;
     m.client = item.substr(eq + 1, at - eq - 1);
     m.peer = item.substr(at + 1);
-    std::string host;
-    uint16_t port = 0;
-    if (!split_host_port(m.client, &host, &port) || !split_host_port(m.peer, &host, &port))
-      return Status::invalid_argument("--initial-cluster: '" + item + "': addresses must be IPv4_HOST:PORT");
+    HostPort parsed;
+    std::string error;
+    if (!parse_host_port(m.client, &parsed, &error) || !parse_host_port(m.peer, &parsed, &error))
+      return Status::invalid_argument("--initial-cluster: '" + item + "': " + error);
     if (!out->emplace(id, m).second) return Status::invalid_argument(fmt::format("--initial-cluster names node {} twice", id));
   }
   if (out->empty()) return Status::invalid_argument("--initial-cluster is empty");
@@ -103,9 +90,9 @@ Status validate_cluster_options(const ServerOptions& o) {
       return Status::invalid_argument("--initial-cluster and --join need --peer-addr (where this node listens for peers)");
     return Status::ok();
   }
-  std::string host;
-  uint16_t port = 0;
-  if (!split_host_port(o.peer_addr, &host, &port)) return Status::invalid_argument("--peer-addr must be IPv4_HOST:PORT");
+  HostPort peer;
+  std::string error;
+  if (!parse_host_port(o.peer_addr, &peer, &error)) return Status::invalid_argument("--peer-addr: " + error);
   if (o.durability == Durability::kNone)
     return Status::invalid_argument("a cluster needs a log: --durability none is for a single node only");
   if (o.join && !o.initial_cluster.empty()) return Status::invalid_argument("--join and --initial-cluster exclude each other");
@@ -130,20 +117,25 @@ Status validate_cluster_options(const ServerOptions& o) {
 
 Status Node::start_cluster() {
   if (!options_.clustered()) return Status::ok();
-  std::string host;
-  uint16_t port = 0;
-  split_host_port(options_.peer_addr, &host, &port);
+  HostPort peer;
+  std::string error;
+  if (!parse_host_port(options_.peer_addr, &peer, &error)) return Status::invalid_argument("--peer-addr: " + error);
+  // A name in --peer-addr is resolved once, here (startup may wait for DNS; the loop never
+  // does): the transport listens at that address, and peers dial the name (Hello).
+  SocketAddress listen_at;
+  Status s = resolve(peer.host, peer.port, &listen_at);
+  if (!s) return Status::invalid_argument("--peer-addr: " + s.message());
   net::PeerTransportOptions o;
   o.cluster_id = net::peer::cluster_id_from_name(options_.cluster_id);
   o.self = options_.node_id;
-  o.listen_host = host;
-  o.listen_port = port;
+  o.listen_host = listen_at.host();
+  o.listen_port = peer.port;
   o.advertise_peer_addr = options_.peer_addr;
-  o.advertise_client_addr = fmt::format("{}:{}", options_.bind, port_);
+  o.advertise_client_addr = format_host_port(options_.bind, port_);
   o.max_queue_bytes_per_peer = kPeerQueueBytesPerPeer;
   o.log = [](const std::string& line) { log_line("peers: {}", line); };
   o.on_refused = [this](const net::PeerRefusal& r) { on_peer_refusal(r); };
-  Status s = net::PeerTransport::open(o, &transport_);
+  s = net::PeerTransport::open(o, &transport_);
   if (!s) return s;
   epoll_event ev{};
   ev.events = EPOLLIN;
@@ -406,7 +398,7 @@ std::string Node::members_text() const {
     std::string peer = it != members_.end() ? it->second.peer : "?";
     if (client == "?" && transport_ && transport_->client_addr_of(id)) client = *transport_->client_addr_of(id);
     if (peer == "?" && transport_ && transport_->peer_addr_of(id)) peer = *transport_->peer_addr_of(id);
-    if (id == options_.node_id && client == "?") client = fmt::format("{}:{}", options_.bind, port_);
+    if (id == options_.node_id && client == "?") client = format_host_port(options_.bind, port_);
     if (id == options_.node_id && peer == "?" && !options_.clustered()) peer = "-";
     t += fmt::format("{} {} {} {}{}{}\n", id, client, peer, kind, id == st.leader ? " leader" : "",
                      id == options_.node_id ? " myself" : "");

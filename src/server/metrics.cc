@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "common/address.h"
 #include "common/assert.h"
 #include "server/logging.h"
 
@@ -144,27 +145,16 @@ constexpr size_t kMetricsReadChunkBytes = 4096;
 
 }  // namespace
 
-Status MetricsServer::open(const std::string& bind_ip, uint16_t port, std::unique_ptr<MetricsServer>* out) {
+Status MetricsServer::open(const std::string& bind_host, uint16_t port, std::unique_ptr<MetricsServer>* out) {
   std::unique_ptr<MetricsServer> m(new MetricsServer());
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  if (::inet_pton(AF_INET, bind_ip.c_str(), &addr.sin_addr) != 1)
-    return Status::invalid_argument("metrics: " + bind_ip + " is not an IPv4 address");
-  m->listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   m->epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   m->timer_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-  if (m->listen_fd_ < 0 || m->epoll_fd_ < 0 || m->timer_fd_ < 0)
-    return Status::io_error(std::string("metrics: socket/epoll/timerfd: ") + std::strerror(errno));
-  int yes = 1;
-  ::setsockopt(m->listen_fd_, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  if (::bind(m->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    return Status::io_error(fmt::format("cannot listen for metrics on {}:{}: {}", bind_ip, port, std::strerror(errno)));
-  if (::listen(m->listen_fd_, kMetricsListenBacklog) != 0)
-    return Status::io_error(std::string("metrics: listen: ") + std::strerror(errno));
-  socklen_t len = sizeof addr;
-  ::getsockname(m->listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-  m->port_ = ntohs(addr.sin_port);
+  if (m->epoll_fd_ < 0 || m->timer_fd_ < 0)
+    return Status::io_error(std::string("metrics: epoll/timerfd: ") + std::strerror(errno));
+  SocketAddress bound;
+  Status s = listen_tcp(bind_host, port, kMetricsListenBacklog, &m->listen_fd_, &bound);
+  if (!s) return Status::io_error("metrics: " + s.message());
+  m->port_ = bound.port();
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = kTokenListen;

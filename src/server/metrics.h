@@ -91,8 +91,9 @@ class HttpResponder {
 
 class MetricsServer {
  public:
-  // Binds and listens on bind_ip:port (port 0: an ephemeral port, see port()).
-  static Status open(const std::string& bind_ip, uint16_t port, std::unique_ptr<MetricsServer>* out);
+  // Binds and listens on bind_host:port (port 0: an ephemeral port, see port()). bind_host:
+  // an IPv4 or IPv6 address, or a name (bound where it resolves: common/address.h).
+  static Status open(const std::string& bind_host, uint16_t port, std::unique_ptr<MetricsServer>* out);
   ~MetricsServer();
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;

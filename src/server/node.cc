@@ -33,7 +33,9 @@
 #include <csignal>
 #include <cstring>
 
+#include "common/address.h"
 #include "common/assert.h"
+#include "common/text.h"
 #include "server/logging.h"
 #include "storage/log_format.h"
 
@@ -130,21 +132,12 @@ Status Node::start(int* exit_code) {
   ev.data.u64 = kEpollTagWake;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
 
-  listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (listen_fd_ < 0) return Status::io_error(std::string("socket: ") + std::strerror(errno));
-  int yes = 1;
-  ::setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(options_.port);
-  if (::inet_pton(AF_INET, options_.bind.c_str(), &addr.sin_addr) != 1)
-    return Status::invalid_argument("--bind " + options_.bind + " is not an IPv4 address");
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    return Status::io_error(fmt::format("cannot listen on {}:{}: {}", options_.bind, options_.port, std::strerror(errno)));
-  if (::listen(listen_fd_, kListenBacklog) != 0) return Status::io_error(std::string("listen: ") + std::strerror(errno));
-  socklen_t len = sizeof addr;
-  ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-  port_ = ntohs(addr.sin_port);
+  // --bind: an IPv4 or IPv6 address, or a name bound at the address it resolves to
+  // (common/address.h's rule, the one every dialer uses too).
+  SocketAddress bound;
+  s = listen_tcp(options_.bind, options_.port, kListenBacklog, &listen_fd_, &bound);
+  if (!s) return s;
+  port_ = bound.port();
   ev.events = EPOLLIN;
   ev.data.u64 = kEpollTagListen;
   ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
@@ -155,7 +148,7 @@ Status Node::start(int* exit_code) {
     ev.data.u64 = kEpollTagMetrics;
     if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, metrics_->fd(), &ev) != 0)
       return Status::io_error(std::string("epoll_ctl(metrics): ") + std::strerror(errno));
-    log_line("metrics: http://{}:{}/metrics", options_.bind, metrics_->port());
+    log_line("metrics: http://{}/metrics", format_host_port(options_.bind, metrics_->port()));
   }
 
   s = start_cluster();
@@ -167,8 +160,9 @@ Status Node::start(int* exit_code) {
                                          hard_state_);
     disk_->start();
   }
-  log_line("ready: app {} (schema {}), listening on {}:{}, durability {}, data in {}", app_->app_name(),
-           app_->schema_version(), options_.bind, port_, durability_name(options_.durability), options_.dir);
+  log_line("ready: app {} (schema {}), listening on {}, durability {}, data in {}", app_->app_name(),
+           app_->schema_version(), format_host_port(options_.bind, port_), durability_name(options_.durability),
+           options_.dir);
   if (transport_) {
     const raft::Status st = raft_->status();
     log_line("cluster: node {} of cluster '{}', peers on {} (port {}), voters [{}], learners [{}]{}", options_.node_id,

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "common/text.h"
 #include "net/resp.h"
 
 namespace hmdb::server {
@@ -48,13 +49,12 @@ struct ServerOptions {
   uint64_t heartbeat_ms = 50;
 
   bool clustered() const { return !peer_addr.empty(); }
-  std::string client_addr() const { return bind + ":" + std::to_string(port); }
+  std::string client_addr() const { return format_host_port(bind, port); }
 };
 
-// "1=chost:cport@phost:pport,2=..." -> map. Checks every address's form.
+// "1=chost:cport@phost:pport,2=..." -> map. Checks every address's form (common/text.h:
+// an IPv4 address, an [IPv6] address or a host name, and a port).
 Status parse_initial_cluster(const std::string& text, std::map<uint64_t, ServerOptions::MemberAddr>* out);
-// "host:port" with an IPv4 host and a port 1..65535.
-bool split_host_port(const std::string& addr, std::string* host, uint16_t* port);
 // Checks the cluster flags together (node id in the initial cluster, --join exclusive...).
 Status validate_cluster_options(const ServerOptions& o);
 

@@ -485,27 +485,6 @@ bool send_to_leader(const HostPort& start, const std::vector<std::string>& argv,
   }
 }
 
-bool parse_host_port(std::string_view text, HostPort* out, std::string* error) {
-  const size_t colon = text.rfind(':');
-  if (colon == std::string_view::npos || colon == 0) {
-    *error = "'" + std::string(text) + "' is not HOST:PORT";
-    return false;
-  }
-  const std::string_view host = text.substr(0, colon);
-  if (host.find(':') != std::string_view::npos) {
-    *error = "'" + std::string(text) + "': IPv6 addresses are not supported";
-    return false;
-  }
-  uint64_t port = 0;
-  if (!parse_uint64(text.substr(colon + 1), &port) || port == 0 || port > 65535) {
-    *error = "'" + std::string(text) + "': the port must be a number in 1..65535";
-    return false;
-  }
-  out->host = std::string(host);
-  out->port = static_cast<uint16_t>(port);
-  return true;
-}
-
 bool parse_moved(std::string_view error_text, HostPort* leader) {
   // "MOVED <slot> <host:port>"
   constexpr std::string_view kPrefix = "MOVED ";

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/text.h"
+
 #include "net/resp_reply.h"
 
 namespace hmdb::tools {
@@ -55,17 +57,8 @@ inline constexpr size_t kMaxReplyBytes = 16u << 20;
 inline constexpr std::string_view kDefaultAddr = "127.0.0.1:7379";
 
 // ---- addresses ----
-
-struct HostPort {
-  std::string host;
-  uint16_t port = 0;
-  std::string to_string() const { return host + ":" + std::to_string(port); }
-  bool operator==(const HostPort&) const = default;
-};
-
-// "HOST:PORT": HOST an IPv4 address or a name (no ':' inside), PORT 1..65535 in decimal.
-// On error returns false with a message in *error.
-bool parse_host_port(std::string_view text, HostPort* out, std::string* error);
+// HostPort and parse_host_port are common/text.h's (an IPv4 address, an [IPv6] address or a
+// host name, and a port 1..65535). The tool dials every address a name resolves to in turn.
 
 // ---- replies ----
 

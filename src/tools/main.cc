@@ -3,8 +3,6 @@
 // generator is a program of its own, hmdb-bench: tools/bench.h.)
 //
 // With no subcommand (or only flags), `serve` is meant: `hmdb --port 7380` serves.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -17,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "common/address.h"
+#include "common/text.h"
 #include "hmdb/server.h"
 #include "server/logging.h"
 #include "server/node.h"
@@ -57,14 +57,21 @@ int serve(const StateMachineFactory& factory, const server::ServerOptions& optio
 }
 
 // `hmdb snapshot`: asks a running server for a snapshot and waits until it is durable.
-int snapshot_client(const std::string& host, uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  if (fd < 0 || ::inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1 ||
-      ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    std::cerr << "hmdb snapshot: cannot connect to " << host << ":" << port << ": " << std::strerror(errno) << "\n";
+int snapshot_client(const std::string& host_text, uint16_t port) {
+  std::string host, error;
+  SocketAddress addr;
+  if (!parse_host(host_text, &host, &error)) {
+    std::cerr << "hmdb snapshot: --host: " << error << "\n";
+    return 1;
+  }
+  Status s = resolve(host, port, &addr);
+  if (!s) {
+    std::cerr << "hmdb snapshot: " << s.message() << "\n";
+    return 1;
+  }
+  int fd = ::socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0 || ::connect(fd, addr.get(), addr.length) != 0) {
+    std::cerr << "hmdb snapshot: cannot connect to " << addr.to_string() << ": " << std::strerror(errno) << "\n";
     return 1;
   }
   static constexpr char kRequest[] = "*1\r\n$8\r\nSNAPSHOT\r\n";
@@ -128,7 +135,9 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
   std::string durability = "always";
   auto* serve_cmd = app.add_subcommand("serve", "run one node (the default command)");
   serve_cmd->add_option("--port", options.port, "TCP port for clients")->capture_default_str();
-  serve_cmd->add_option("--bind", options.bind, "IPv4 address to listen on")->capture_default_str();
+  serve_cmd->add_option("--bind", options.bind,
+                        "address to listen on: IPv4, IPv6 (::1) or a host name (bound where it resolves)")
+      ->capture_default_str();
   serve_cmd->add_option("--dir", options.dir, "data directory (log segments and snapshots)")->capture_default_str();
   serve_cmd->add_option("--durability", durability, "always | periodic | none (see docs/operations.md)")
       ->check(CLI::IsMember({"always", "periodic", "none"}))
@@ -172,7 +181,8 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
   uint16_t snap_port = 7379;
   auto* snapshot_cmd = app.add_subcommand("snapshot", "ask a running server for a snapshot and wait for it");
   snapshot_cmd->add_option("--port", snap_port, "the server's port")->capture_default_str();
-  snapshot_cmd->add_option("--host", snap_host, "the server's address")->capture_default_str();
+  snapshot_cmd->add_option("--host", snap_host, "the server's address: IPv4, IPv6 or a host name")
+      ->capture_default_str();
 
   std::string log_path;
   auto* log_cmd = app.add_subcommand("log", "inspect log segments and snapshots");
@@ -193,6 +203,11 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
 
   if (serve_cmd->parsed()) {
     server::parse_durability(durability, &options.durability);
+    std::string bind_error;
+    if (!parse_host(options.bind, &options.bind, &bind_error)) {
+      std::cerr << "hmdb serve: --bind: " << bind_error << "\n";
+      return server::kExitStartupFailure;
+    }
     if (!initial_cluster.empty()) {
       Status s = server::parse_initial_cluster(initial_cluster, &options.initial_cluster);
       if (!s) {

@@ -16,12 +16,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace hmdb::net {
@@ -693,6 +696,134 @@ TEST(PeerTransport, OpenRejectsBadOptions) {
   o.self = 1;
   o.listen_host = "not-an-ip";
   EXPECT_FALSE(PeerTransport::open(o, &t).is_ok());
+}
+
+// ---- addresses: names (resolved off the loop) and IPv6 ----------------------------------
+
+// A transport listening on listen_host whose peer names are looked up by `lookup`.
+std::unique_ptr<TestNode> make_node_at(raft::NodeId id, const std::string& listen_host, Resolver::Lookup lookup = {}) {
+  auto n = std::make_unique<TestNode>();
+  n->id = id;
+  PeerTransportOptions o;
+  o.cluster_id = kCluster;
+  o.self = id;
+  o.listen_host = listen_host;
+  o.advertise_client_addr = "client-of-" + std::to_string(id) + ":7000";
+  o.lookup = std::move(lookup);
+  TestNode* raw = n.get();
+  o.log = [raw](const std::string& line) { raw->logs.push_back(line); };
+  Status s = PeerTransport::open(o, &n->t);
+  EXPECT_TRUE(s.is_ok()) << s.to_string();
+  return n;
+}
+
+bool have_ipv6_loopback() {
+  const int fd = ::socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in6 a{};
+  a.sin6_family = AF_INET6;
+  a.sin6_addr = in6addr_loopback;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  ::close(fd);
+  return ok;
+}
+
+TEST(PeerTransport, APeerNamedByAHostNameIsResolvedOffTheLoopBeforeEachDial) {
+  // The lookup records which thread ran it and answers with the real resolver.
+  struct Seen {
+    std::mutex mu;
+    std::vector<std::thread::id> threads;
+  };
+  auto seen = std::make_shared<Seen>();
+  auto lookup = [seen](const std::string& host, uint16_t port, SocketAddress* out) {
+    {
+      std::lock_guard<std::mutex> lock(seen->mu);
+      seen->threads.push_back(std::this_thread::get_id());
+    }
+    return resolve(host, port, out);
+  };
+  auto a = make_node_at(1, "127.0.0.1", lookup);
+  auto b = make_node_at(2, "127.0.0.1");
+  a->t->set_address(2, "localhost:" + std::to_string(b->t->port()));
+  a->t->send(msg(MessageType::kHeartbeat, 1, 2, 5));  // dropped: no connection yet
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return a->stats_of(2).connected; }));
+  a->t->send(msg(MessageType::kAppend, 1, 2, 6));
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return !b->got.empty(); }));
+  EXPECT_EQ(b->got[0].context, 6u);
+  EXPECT_EQ(a->stats_of(2).addr, "localhost:" + std::to_string(b->t->port()));
+  {
+    std::lock_guard<std::mutex> lock(seen->mu);
+    ASSERT_EQ(seen->threads.size(), 1u);
+    EXPECT_NE(seen->threads[0], std::this_thread::get_id()) << "DNS never runs on the loop's thread";
+  }
+  // A reconnect looks the name up again (a peer that moved is found at its new address).
+  b.reset();
+  ASSERT_TRUE(pump({a.get()}, [&] { return !a->stats_of(2).connected; }));
+  ASSERT_TRUE(pump({a.get()}, [&] {
+    std::lock_guard<std::mutex> lock(seen->mu);
+    return seen->threads.size() >= 2;
+  }));
+}
+
+TEST(PeerTransport, AnUnresolvableNameIsAFailedDialLoggedOnceAndRetried) {
+  auto b = make_node_at(2, "127.0.0.1");
+  const uint16_t port = b->t->port();
+  auto lookups = std::make_shared<std::atomic<int>>(0);
+  // db-2.test does not resolve for the first three lookups, then it is 127.0.0.1.
+  auto lookup = [lookups](const std::string& host, uint16_t p, SocketAddress* out) {
+    if (host != "db-2.test") return Status::invalid_argument("unexpected lookup of " + host);
+    if (lookups->fetch_add(1) < 3) return Status::invalid_argument("cannot resolve db-2.test: Name or service not known");
+    return numeric_address("127.0.0.1", p, out) ? Status::ok() : Status::invalid_argument("?");
+  };
+  auto a = make_node_at(1, "127.0.0.1", lookup);
+  a->t->set_address(2, "db-2.test:" + std::to_string(port));
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return a->stats_of(2).connected; }));
+  EXPECT_GE(lookups->load(), 4);
+  size_t failures = 0;
+  for (const auto& l : a->logs) failures += l.find("cannot dial node 2 at db-2.test:") != std::string::npos ? 1 : 0;
+  EXPECT_EQ(failures, 1u) << "a run of failed dials is logged once";
+  EXPECT_TRUE(a->logged("Name or service not known"));
+  a->t->send(msg(MessageType::kHeartbeat, 1, 2, 9));
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return !b->got.empty(); }));
+}
+
+TEST(PeerTransport, Ipv6PeersExchangeMessages) {
+  if (!have_ipv6_loopback()) GTEST_SKIP() << "this machine has no IPv6 loopback (::1 cannot be bound)";
+  auto a = make_node_at(1, "::1");
+  auto b = make_node_at(2, "::1");
+  const std::string b_addr = "[::1]:" + std::to_string(b->t->port());
+  a->t->set_address(2, b_addr);
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return a->stats_of(2).connected; }));
+  a->t->send(msg(MessageType::kAppend, 1, 2, 11));
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return !b->got.empty(); }));
+  EXPECT_EQ(b->got[0].context, 11u);
+  // b learnt a's peer address from its Hello (bracketed) and dials it back.
+  ASSERT_NE(b->t->peer_addr_of(1), nullptr);
+  EXPECT_EQ(*b->t->peer_addr_of(1), "[::1]:" + std::to_string(a->t->port()));
+  b->t->send(msg(MessageType::kHeartbeat, 2, 1, 12));
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return !a->got.empty(); }));
+  EXPECT_TRUE(b->logged("node 1 connected from [::1]:"));
+}
+
+TEST(PeerTransport, AnIpv4NodeDialsAnIpv6PeerWithoutBindingItsSource) {
+  if (!have_ipv6_loopback()) GTEST_SKIP() << "this machine has no IPv6 loopback (::1 cannot be bound)";
+  auto a = make_node_at(1, "127.0.0.1");  // its dials bind 127.0.0.1 only towards IPv4 peers
+  auto b = make_node_at(2, "::1");
+  a->t->set_address(2, "[::1]:" + std::to_string(b->t->port()));
+  a->t->send(msg(MessageType::kHeartbeat, 1, 2, 1));
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return a->stats_of(2).connected; }));
+  a->t->send(msg(MessageType::kHeartbeat, 1, 2, 2));
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return !b->got.empty(); }));
+}
+
+TEST(PeerTransport, ListenHostMustBeAnAddress) {
+  std::unique_ptr<PeerTransport> t;
+  PeerTransportOptions o;
+  o.self = 1;
+  o.listen_host = "localhost";  // the server resolves --peer-addr's name before it opens the transport
+  Status s = PeerTransport::open(o, &t);
+  EXPECT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("not an IPv4 or IPv6 address: localhost"), std::string::npos) << s.to_string();
 }
 
 }  // namespace

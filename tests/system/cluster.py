@@ -3,7 +3,9 @@ SIGSTOP/SIGCONT and restart nodes, find the leader, wait for convergence, and cu
 links between nodes with nftables.
 
 Addresses. Node i (1-based) owns the loopback address 127.0.0.(10+i) (all of 127/8 is
-loopback on Linux) and listens there for clients and for peers. Its outbound peer
+loopback on Linux) and listens there for clients and for peers. A Cluster given host= puts
+every node on that one host instead ("localhost": addresses by name; "::1": IPv6), on
+ports of their own; link cuts need the per-node addresses. Its outbound peer
 connections are bound to that address too (`--peer-addr`), and each direction A->B uses A's
 own connection to B's peer port (an accepted connection only carries data towards its
 acceptor). So one direction of one link is exactly the TCP packets
@@ -67,10 +69,16 @@ def node_ip(node_id):
 
 
 def free_port_on(ip):
-    """A port free on ip a moment ago (chosen by the kernel)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """A port free on ip (an IPv4 or IPv6 address, or a name) a moment ago (chosen by the kernel)."""
+    family = socket.getaddrinfo(ip, 0, type=socket.SOCK_STREAM)[0][0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((ip, 0))
         return s.getsockname()[1]
+
+
+def host_port(host, port):
+    """host:port as hmdb writes it: an IPv6 address in brackets."""
+    return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
 
 
 def parse_info(text):
@@ -93,10 +101,10 @@ class Node:
 
     RUNNING, PAUSED, DOWN = "running", "paused", "down"
 
-    def __init__(self, cluster, node_id, client_port, peer_port):
+    def __init__(self, cluster, node_id, client_port, peer_port, host=None):
         self.cluster = cluster
         self.id = node_id
-        self.ip = node_ip(node_id)
+        self.ip = host or node_ip(node_id)
         self.client_port = client_port
         self.peer_port = peer_port
         self.data_dir = os.path.join(cluster.work_dir, "node%d" % node_id)
@@ -111,11 +119,11 @@ class Node:
 
     @property
     def client_addr(self):
-        return "%s:%d" % (self.ip, self.client_port)
+        return host_port(self.ip, self.client_port)
 
     @property
     def peer_addr(self):
-        return "%s:%d" % (self.ip, self.peer_port)
+        return host_port(self.ip, self.peer_port)
 
     def __repr__(self):
         return "node%d" % self.id
@@ -269,7 +277,7 @@ class Cluster:
     """n nodes of one cluster in work_dir (data directories and per-start logs)."""
 
     def __init__(self, binary, work_dir, nodes=3, durability="always", server_args=(),
-                 cluster_id="hmdb-chaos"):
+                 cluster_id="hmdb-chaos", host=None):
         self.binary = binary
         self.work_dir = work_dir
         self.durability = durability
@@ -277,8 +285,8 @@ class Cluster:
         self.cluster_id = cluster_id
         self.nodes = []
         for i in range(1, nodes + 1):
-            ip = node_ip(i)
-            self.nodes.append(Node(self, i, free_port_on(ip), free_port_on(ip)))
+            ip = host or node_ip(i)
+            self.nodes.append(Node(self, i, free_port_on(ip), free_port_on(ip), host=host))
 
     def initial_cluster(self):
         return ",".join("%d=%s@%s" % (n.id, n.client_addr, n.peer_addr) for n in self.nodes)

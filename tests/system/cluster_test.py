@@ -30,6 +30,11 @@ each case starts its own 3-node cluster (tests/system/cluster.py) and checks one
              that arrived after it stepped down) and nothing is left in flight; `hmdb cluster
              transfer` makes it lead again, and its first write succeeds (it used to abort:
              "two proposals at index N").
+  names      every address is localhost:PORT (--bind, --peer-addr, --initial-cluster):
+             peers dial the name, -MOVED, INFO and CLUSTER MEMBERS carry it, `hmdb cluster
+             status` follows it, and the failover case passes as with numeric addresses.
+  ipv6       the same on ::1 ([::1]:PORT everywhere); skipped (exit 77) on a machine
+             without IPv6 loopback.
 
 Every wait is a bounded poll of a real condition (cluster.py); the writer records exactly
 which writes were acknowledged. Usage: cluster_test.py [--case NAME] [--keep] HMDB_BINARY
@@ -38,6 +43,7 @@ which writes were acknowledged. Usage: cluster_test.py [--case NAME] [--keep] HM
 import argparse
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -432,9 +438,57 @@ def case_releader(c):
         expect(old.call("GET", k) == v, "acknowledged write %s lost" % k)
 
 
+def check_addresses_are_carried(c):
+    """-MOVED, INFO, CLUSTER MEMBERS and `hmdb cluster status` use the addresses as given."""
+    leader = c.wait_leader(LEADER_TIMEOUT_S)
+    follower = next(n for n in c.nodes if n is not leader)
+    expect(leader.call("SET", "k", "v1") == "OK", "leader refused a write")
+    r = follower.call("GET", "k")
+    expect(isinstance(r, resp.RespError) and r.message == "MOVED 0 %s" % leader.client_addr,
+           "follower answered %r, expected -MOVED 0 %s" % (r, leader.client_addr))
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    expect(follower.info()["leader_addr"] == leader.client_addr, "follower INFO: %s" % follower.info())
+    members = leader.call("CLUSTER", "MEMBERS").decode()
+    for n in c.nodes:
+        line = "%d %s %s voter" % (n.id, n.client_addr, n.peer_addr)
+        expect(line in members, "CLUSTER MEMBERS lacks %r: %r" % (line, members))
+    status = subprocess.run([c.binary, "cluster", "status", "--addr", follower.client_addr],
+                            capture_output=True, text=True, timeout=60)
+    expect(status.returncode == 0 and leader.client_addr in status.stdout,
+           "hmdb cluster status --addr %s exited %d:\n%s%s"
+           % (follower.client_addr, status.returncode, status.stdout, status.stderr))
+    for n in c.nodes:
+        expect("cannot dial" not in n.log(), "%s could not dial a peer:\n%s" % (n, n.log_tail()))
+
+
+def case_names(c):
+    expect(all(n.ip == "localhost" for n in c.nodes), "the nodes are not addressed by name")
+    check_addresses_are_carried(c)
+    case_failover(c)
+
+
+def case_ipv6(c):
+    expect(all(n.ip == "::1" for n in c.nodes), "the nodes are not on ::1")
+    check_addresses_are_carried(c)
+    case_failover(c)
+
+
+def have_ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
 CASES = {"redirect": case_redirect, "failover": case_failover, "snapshot": case_snapshot,
          "membership": case_membership, "refusal": case_refusal, "removed": case_removed,
-         "releader": case_releader}
+         "releader": case_releader, "names": case_names, "ipv6": case_ipv6}
+# The host every node of a case uses (default: one loopback address per node, cluster.py).
+CASE_HOSTS = {"names": "localhost", "ipv6": "::1"}
+# ctest's SKIP_RETURN_CODE: the case cannot run on this machine.
+SKIP_EXIT_CODE = 77
 
 
 def main():
@@ -443,10 +497,15 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("binary")
     args = ap.parse_args()
+    skipped = 0
     for name in args.case or list(CASES):
+        if name == "ipv6" and not have_ipv6_loopback():
+            print("skip %s: this machine has no IPv6 loopback (::1 cannot be bound)" % name)
+            skipped += 1
+            continue
         work = harness.make_work_dir("hmdb-cluster-%s-" % name)
         c = cl.Cluster(args.binary, work, nodes=3, server_args=["--snapshot-log-bytes=1048576"],
-                       cluster_id="hmdb-cluster-test")
+                       cluster_id="hmdb-cluster-test", host=CASE_HOSTS.get(name))
         t0 = time.monotonic()
         try:
             c.start()
@@ -463,7 +522,7 @@ def main():
         print("ok %s (%.1f s)" % (name, time.monotonic() - t0))
         if not args.keep:
             harness.remove_work_dir(work)
-    return 0
+    return SKIP_EXIT_CODE if skipped and skipped == len(args.case or CASES) else 0
 
 
 if __name__ == "__main__":
