@@ -59,6 +59,7 @@ const char* fault_name(Fault f) {
     case Fault::kAsymmetricPartition: return "asymmetric-partition";
     case Fault::kIsolateNode: return "isolate-node";
     case Fault::kCutLeader: return "cut-leader";
+    case Fault::kOverlappingPartitions: return "overlapping-partitions";
     case Fault::kCrash: return "crash";
     case Fault::kTornWrite: return "torn-write";
     case Fault::kSlowDisk: return "slow-disk";
@@ -154,6 +155,7 @@ constexpr uint64_t kClientTimeoutTicks = 3 * kElectionTicks;  // then the op's o
 constexpr uint64_t kLivenessTicks = 30 * kElectionTicks;      // heal -> converged, at most
 constexpr uint64_t kSnapshotChunkBytes = 64;  // tiny, so that installs take several chunks
 constexpr uint64_t kMaxSnapshotsKept = 4;     // per node, for answering chunk reads
+constexpr size_t kMaxPartitions = 3;          // random partitions in force at once
 constexpr const char* kKeys[] = {"a", "b", "c"};
 constexpr const char* kProbeKey = "__probe";  // liveness probe writes (not in the history)
 
@@ -563,6 +565,9 @@ class Simulation {
   void check_leases();
   void inject_faults();
   void heal_all();
+  void start_random_partition();
+  uint64_t add_partition(std::vector<std::pair<NodeId, NodeId>> links, uint64_t until_tick);
+  void end_partition(uint64_t id);
   void clients_tick();
   void submit(Client& c, uint32_t op);
   void conclude(uint32_t op, OpOutcome outcome, std::optional<int64_t> result);
@@ -587,8 +592,16 @@ class Simulation {
   uint64_t joiners_ = 0;
   NodeId next_id_ = 0;
   std::priority_queue<InFlight, std::vector<InFlight>, InFlightLater> net_;
-  bool blocked_[kMaxNodes + 1][kMaxNodes + 1] = {};
-  uint64_t partition_until_tick_ = 0;
+  // Partitions in force, each with its own links and end, so that the network can be cut in
+  // several ways at once and heal piece by piece. cut_[a][b]: how many of them block a -> b.
+  struct Partition {
+    uint64_t id = 0;
+    uint64_t until_tick = 0;
+    std::vector<std::pair<NodeId, NodeId>> links;  // blocked directed links
+  };
+  std::vector<Partition> partitions_;
+  uint64_t partition_seq_ = 0;
+  uint8_t cut_[kMaxNodes + 1][kMaxNodes + 1] = {};
   std::map<std::pair<NodeId, NodeId>, uint64_t> last_delivered_seq_;
   bool healing_ = false;
   uint64_t crash_at_ = 0;  // a crash scheduled within the current tick (0: none)
@@ -1527,7 +1540,7 @@ void Simulation::deliver_due() {
     const Message& m = f.msg;
     NodeId to = m.to, from = m.from;
     if (to == 0 || to > kMaxNodes || !nodes_[to].exists || !nodes_[to].up) continue;
-    if (from <= kMaxNodes && blocked_[from][to]) {
+    if (from <= kMaxNodes && cut_[from][to] > 0) {
       ev(31, from, to, 1, [&] { return fmt::format("n{} -> n{} {} [CUT]", from, to, msg_name(m.type)); });
       continue;
     }
@@ -1741,61 +1754,87 @@ Node* Simulation::leader() {
 }
 
 void Simulation::heal_all() {
-  std::memset(blocked_, 0, sizeof blocked_);
-  partition_until_tick_ = 0;
+  partitions_.clear();
+  std::memset(cut_, 0, sizeof cut_);
+}
+
+uint64_t Simulation::add_partition(std::vector<std::pair<NodeId, NodeId>> links, uint64_t until_tick) {
+  std::sort(links.begin(), links.end());
+  links.erase(std::unique(links.begin(), links.end()), links.end());
+  for (auto [a, b] : links) cut_[a][b]++;
+  partitions_.push_back(Partition{++partition_seq_, until_tick, std::move(links)});
+  return partition_seq_;
+}
+
+void Simulation::end_partition(uint64_t id) {
+  auto it = std::find_if(partitions_.begin(), partitions_.end(), [&](const Partition& p) { return p.id == id; });
+  if (it == partitions_.end()) return;
+  for (auto [a, b] : it->links) cut_[a][b]--;
+  partitions_.erase(it);
+  ev(80, 0, id, partitions_.size(), [&] {
+    return fmt::format("partition #{} healed ({} still in force)", id, partitions_.size());
+  });
+}
+
+void Simulation::start_random_partition() {
+  std::vector<NodeId> members;
+  for (const Node& n : nodes_) if (n.exists && !n.removed) members.push_back(n.id);
+  uint64_t until = tick() + rng_.range(5, 6 * kElectionTicks);
+  uint64_t kind = rng_.below(4);
+  Node* l = leader();
+  if (kind == 3 && !l) kind = 0;
+  std::vector<std::pair<NodeId, NodeId>> links;
+  auto both = [&](NodeId a, NodeId b) { links.emplace_back(a, b); links.emplace_back(b, a); };
+  std::string what;
+  if (kind == 0) {  // symmetric split into two sides
+    std::vector<bool> side(kMaxNodes + 1);
+    for (NodeId id : members) side[id] = rng_.below(2);
+    bool split = false;
+    for (NodeId id : members) split |= side[id] != side[members[0]];
+    if (!split) side[members[rng_.below(members.size())]] = !side[members[0]];  // two real sides
+    for (NodeId a : members)
+      for (NodeId b : members)
+        if (side[a] != side[b]) links.emplace_back(a, b);
+    mark(Fault::kPartition);
+    what = "symmetric split:";
+    for (NodeId id : members) what += fmt::format(" n{}={}", id, side[id] ? "B" : "A");
+  } else if (kind == 1) {  // asymmetric: some links one way only
+    for (NodeId a : members)
+      for (NodeId b : members)
+        if (a != b && rng_.chance(300'000)) { links.emplace_back(a, b); what += fmt::format(" n{}-x->n{}", a, b); }
+    mark(Fault::kAsymmetricPartition);
+    what = "asymmetric:" + what;
+  } else if (kind == 2) {  // isolate one node
+    NodeId x = members[rng_.below(members.size())];
+    for (NodeId b : members) if (b != x) both(x, b);
+    mark(Fault::kIsolateNode);
+    mark(Fault::kPartition);
+    what = fmt::format("isolate n{}", x);
+  } else {  // cut the leader from a majority: it keeps at most one peer
+    NodeId x = l->id;
+    std::vector<NodeId> others;
+    for (NodeId b : members) if (b != x) others.push_back(b);
+    NodeId keep = others.empty() ? 0 : others[rng_.below(others.size())];
+    for (NodeId b : others) if (b != keep || others.size() < 3) both(x, b);
+    mark(Fault::kCutLeader);
+    mark(Fault::kPartition);
+    what = others.size() < 3 ? fmt::format("cut leader n{} from every peer", x)
+                             : fmt::format("cut leader n{} from the majority (keeps n{})", x, keep);
+  }
+  if (!partitions_.empty()) mark(Fault::kOverlappingPartitions);
+  uint64_t id = add_partition(std::move(links), until);
+  ev(81, id, kind, until, [&] {
+    return fmt::format("PARTITION #{} {} until tick {} ({} in force)", id, what, until, partitions_.size());
+  });
 }
 
 void Simulation::inject_faults() {
-  // Partitions: one at a time, for a while.
-  if (partition_until_tick_ && tick() >= partition_until_tick_) {
-    heal_all();
-    ev(80, 0, 0, 0, [&] { return std::string("network healed"); });
+  // Partitions: up to kMaxPartitions at once, each healing at its own end.
+  for (size_t i = 0; i < partitions_.size();) {
+    if (tick() >= partitions_[i].until_tick) end_partition(partitions_[i].id);
+    else i++;
   }
-  std::vector<NodeId> members;
-  for (const Node& n : nodes_) if (n.exists && !n.removed) members.push_back(n.id);
-  if (!partition_until_tick_ && rng_.chance(prof_.partition_ppm)) {
-    partition_until_tick_ = tick() + rng_.range(5, 6 * kElectionTicks);
-    uint64_t kind = rng_.below(4);
-    Node* l = leader();
-    if (kind == 3 && !l) kind = 0;
-    std::string what;
-    if (kind == 0) {  // symmetric split into two sides
-      std::vector<bool> side(kMaxNodes + 1);
-      for (NodeId id : members) side[id] = rng_.below(2);
-      bool split = false;
-      for (NodeId id : members) split |= side[id] != side[members[0]];
-      if (!split) side[members[rng_.below(members.size())]] = !side[members[0]];  // two real sides
-      for (NodeId a : members)
-        for (NodeId b : members)
-          if (side[a] != side[b]) blocked_[a][b] = true;
-      mark(Fault::kPartition);
-      what = "symmetric split:";
-      for (NodeId id : members) what += fmt::format(" n{}={}", id, side[id] ? "B" : "A");
-    } else if (kind == 1) {  // asymmetric: some links one way only
-      for (NodeId a : members)
-        for (NodeId b : members)
-          if (a != b && rng_.chance(300'000)) { blocked_[a][b] = true; what += fmt::format(" n{}-x->n{}", a, b); }
-      mark(Fault::kAsymmetricPartition);
-      what = "asymmetric:" + what;
-    } else if (kind == 2) {  // isolate one node
-      NodeId x = members[rng_.below(members.size())];
-      for (NodeId b : members) if (b != x) blocked_[x][b] = blocked_[b][x] = true;
-      mark(Fault::kIsolateNode);
-      mark(Fault::kPartition);
-      what = fmt::format("isolate n{}", x);
-    } else {  // cut the leader from a majority: it keeps at most one peer
-      NodeId x = l->id;
-      std::vector<NodeId> others;
-      for (NodeId b : members) if (b != x) others.push_back(b);
-      NodeId keep = others.empty() ? 0 : others[rng_.below(others.size())];
-      for (NodeId b : others) if (b != keep || others.size() < 3) blocked_[x][b] = blocked_[b][x] = true;
-      mark(Fault::kCutLeader);
-      mark(Fault::kPartition);
-      what = others.size() < 3 ? fmt::format("cut leader n{} from every peer", x)
-                               : fmt::format("cut leader n{} from the majority (keeps n{})", x, keep);
-    }
-    ev(81, 0, kind, partition_until_tick_, [&] { return fmt::format("PARTITION {} until tick {}", what, partition_until_tick_); });
-  }
+  if (partitions_.size() < kMaxPartitions && rng_.chance(prof_.partition_ppm)) start_random_partition();
   // Crashes and restarts.
   for (Node& n : nodes_) {
     if (!n.exists || n.removed) continue;

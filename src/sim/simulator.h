@@ -31,6 +31,7 @@ enum class Fault : uint8_t {
   kAsymmetricPartition,
   kIsolateNode,
   kCutLeader,
+  kOverlappingPartitions,  // a partition started while another was in force
   kCrash,
   kTornWrite,
   kSlowDisk,
