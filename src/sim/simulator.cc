@@ -75,6 +75,9 @@ const char* fault_name(Fault f) {
     case Fault::kLyingFsync: return "lying-fsync";
     case Fault::kClockDrift: return "clock-drift";
     case Fault::kPause: return "pause";
+    case Fault::kInstallOverConflict: return "install-over-conflict";
+    case Fault::kInstallOverNewerConflict: return "install-over-newer-conflict";
+    case Fault::kSplitNemesis: return "split-nemesis";
     case Fault::kCount: break;
   }
   return "?";
@@ -158,6 +161,11 @@ constexpr uint64_t kMaxSnapshotsKept = 4;     // per node, for answering chunk r
 constexpr size_t kMaxPartitions = 3;          // random partitions in force at once
 constexpr const char* kKeys[] = {"a", "b", "c"};
 constexpr const char* kProbeKey = "__probe";  // liveness probe writes (not in the history)
+constexpr const char* kNemesisKey = "__nemesis";  // the split nemesis's writes (not in the history)
+// The split nemesis (below): each of its stages gives up after this many ticks, and it runs
+// at most this many rounds per run.
+constexpr uint64_t kNemesisStageTicks = 8 * kElectionTicks;
+constexpr uint32_t kNemesisMaxRounds = 3;
 
 // Clocks: each node's ticks run at its own rate, in parts per million of real time. The
 // core's lease reads assume that no node's clock runs more than 10% faster than another's
@@ -213,6 +221,13 @@ struct Profile {
   bool lockstep_ticks = false;  // every process starts its ticks at the same phase
   uint32_t pause_ppm = 0;
   uint32_t leader_pause_ppm = 0;
+  // Snapshots are taken as soon as the applied index reaches the next snapshot point, even
+  // between two entries of one Ready (a shell may snapshot after any applied entry), instead
+  // of after the whole Ready. Only then can a snapshot end inside a run of entries that a
+  // new leader commits all at once (the split nemesis needs that).
+  bool snapshot_between_entries = false;
+  // The split nemesis (Simulation::nemesis_*): first round's tick (0: off).
+  uint64_t split_nemesis_tick = 0;
 };
 
 Profile draw_profile(Rng& rng, bool faults) {
@@ -223,7 +238,11 @@ Profile draw_profile(Rng& rng, bool faults) {
   p.max_append_bytes = rng.range(64, 4096);
   p.max_inflight_appends = static_cast<uint32_t>(rng.range(1, 8));
   p.lease_reads = rng.chance(500'000);
+  p.snapshot_between_entries = rng.chance(500'000);
+  uint64_t split_nemesis_tick = rng.range(10, 120);
+  bool split_nemesis = rng.chance(400'000);
   if (!faults) return p;
+  if (split_nemesis) p.split_nemesis_tick = split_nemesis_tick;
   if (rng.chance(600'000)) p.loss_ppm = static_cast<uint32_t>(rng.range(5'000, 150'000));
   if (rng.chance(500'000)) p.duplicate_ppm = static_cast<uint32_t>(rng.range(5'000, 100'000));
   if (rng.chance(600'000)) p.long_delay_ppm = static_cast<uint32_t>(rng.range(5'000, 100'000));
@@ -426,6 +445,7 @@ struct Node {
   raft::ConfState applied_conf;
   Index snapshot_index = 0;  // newest snapshot the core knows (saved or installed)
   bool snapshot_in_flight = false;
+  Index snapshot_at = 0;  // the split nemesis: snapshot right after applying this (0: none)
 
   // Per incarnation, for monotonicity checks.
   Term last_term = 0;
@@ -547,6 +567,7 @@ class Simulation {
   void apply_write_to_disk(Node& n, Write& w);
   uint64_t disk_done_at(Node& n, uint64_t lo, uint64_t hi);
   void maybe_snapshot(Node& n);
+  void take_snapshot(Node& n);
   void check_node(Node& n);
   void mirror_append(Node& n, const Entry& e);
 
@@ -568,6 +589,13 @@ class Simulation {
   void start_random_partition();
   uint64_t add_partition(std::vector<std::pair<NodeId, NodeId>> links, uint64_t until_tick);
   void end_partition(uint64_t id);
+  uint64_t cut_off(const std::vector<NodeId>& side);
+  void propose_nemesis_write(Node& n);
+  void nemesis_tick();
+  void nemesis_on_leader(Node& n, Term term);
+  void nemesis_on_snapshot_saved(Node& n, const raft::SnapshotMeta& m);
+  void nemesis_on_install(Node& n, Index index);
+  void nemesis_end(bool success);
   void clients_tick();
   void submit(Client& c, uint32_t op);
   void conclude(uint32_t op, OpOutcome outcome, std::optional<int64_t> result);
@@ -600,6 +628,28 @@ class Simulation {
     std::vector<std::pair<NodeId, NodeId>> links;  // blocked directed links
   };
   std::vector<Partition> partitions_;
+  // The split nemesis: a scripted sequence that makes two overlapping leaders with partial
+  // replication and a third that compacts past the split point and sends its snapshot to
+  // the node holding the conflicting suffix. Each stage waits for its event, or gives up.
+  enum class NemesisStage : uint8_t {
+    kOff,           // not in this run, or done
+    kArmed,         // at `next_tick`, cut the leader off (the old leader, "A") with a minority
+    kOldLeaderCut,  // waiting for a new leader ("X") elsewhere; then cut it off too, heal A
+    kNewLeaderCut,  // waiting for a third leader ("L"); it will snapshot inside the split
+    kThirdLeader,   // waiting for L's snapshot past the split point to be durable
+    kSnapshotSaved  // X's side healed: waiting for X to install L's snapshot
+  };
+  struct Nemesis {
+    NemesisStage stage = NemesisStage::kOff;
+    uint64_t next_tick = 0;  // kArmed: when to start; otherwise: when the stage gives up
+    uint32_t rounds = 0;
+    NodeId new_leader = 0, third = 0;
+    Term old_term = 0, new_term = 0;
+    std::vector<NodeId> old_side, new_side;
+    uint64_t old_cut = 0, new_cut = 0;  // partition ids
+    Index snapshot_at = 0;
+  } nemesis_;
+  uint64_t nemesis_seq_ = 0;
   uint64_t partition_seq_ = 0;
   uint8_t cut_[kMaxNodes + 1][kMaxNodes + 1] = {};
   std::map<std::pair<NodeId, NodeId>, uint64_t> last_delivered_seq_;
@@ -1016,6 +1066,15 @@ void Simulation::install_snapshot(Node& n, const raft::Snapshot& snap) {
                                          m.index, m.term, committed_[m.index].term));
     return;
   }
+  // The history the split nemesis aims at: the node's log goes on past the snapshot but
+  // holds another entry at its index (a suffix of a history that lost); "newer": the
+  // suffix's terms are not below the snapshot's.
+  auto here = n.mirror_term(m.index);
+  if (here && *here != m.term && n.mirror_last() > m.index) {
+    mark(Fault::kInstallOverConflict);
+    if (*n.mirror_term(m.index + 1) >= m.term) mark(Fault::kInstallOverNewerConflict);
+  }
+  nemesis_on_install(n, m.index);
   std::string data = snap.data.empty() ? n.staging : snap.data;
   Decoder in(data);
   n.app = std::make_unique<RegisterHost>();
@@ -1247,6 +1306,12 @@ void Simulation::apply_entry(Node& n, const Entry& e) {
     fail("state-digest", fmt::format("n{} state digest after applying {} differs from another node's", n.id, e.index));
     return;
   }
+  if (n.snapshot_at == e.index) {
+    n.snapshot_at = 0;
+    if (!n.snapshot_in_flight) take_snapshot(n);
+  } else if (prof_.snapshot_between_entries) {
+    maybe_snapshot(n);
+  }
   // Answer the clients whose batch this was (WriteTracker::take_applied, as the server).
   if (auto tracked = n.writes.take_applied(e.index, e.term)) {
     const bool ours = tracked->second == core::WriteOutcome::kApplied;
@@ -1278,7 +1343,15 @@ void Simulation::end_proposal(Node& n, Index index, core::WriteTracker::Proposal
 }
 
 void Simulation::maybe_snapshot(Node& n) {
-  if (n.snapshot_in_flight || n.applied < n.snapshot_index + prof_.snapshot_every) return;
+  if (n.snapshot_in_flight || n.snapshot_at != 0 || n.applied < n.snapshot_index + prof_.snapshot_every) return;
+  // The split nemesis's third leader keeps the snapshot it took inside the split until the
+  // node with the conflicting suffix has had it (a newer one would be sent instead).
+  if (nemesis_.third == n.id && (nemesis_.stage == NemesisStage::kThirdLeader ||
+                                 nemesis_.stage == NemesisStage::kSnapshotSaved)) return;
+  take_snapshot(n);
+}
+
+void Simulation::take_snapshot(Node& n) {
   raft::SnapshotMeta meta;
   meta.index = n.applied;
   meta.term = n.applied_term;
@@ -1398,6 +1471,7 @@ void Simulation::notify_disk(Node& n) {
     ev(51, n.id, m.index, m.term, [&] { return fmt::format("n{} snapshot saved at {}/{}", n.id, m.index, m.term); });
     n.raft->snapshot_saved(m);
     n.raft->free_dropped_entries(SIZE_MAX);  // the shell frees them over later turns; no I/O here
+    nemesis_on_snapshot_saved(n, m);
   }
 }
 
@@ -1515,6 +1589,7 @@ void Simulation::check_node(Node& n) {
         });
         break;
       }
+      nemesis_on_leader(n, st.term);
     }
   } else if (n.last_role != st.role) {
     ev(61, n.id, st.term, static_cast<uint64_t>(st.role),
@@ -1828,7 +1903,153 @@ void Simulation::start_random_partition() {
   });
 }
 
+// Cuts `side` off from every other node, both ways, until the nemesis ends the partition.
+uint64_t Simulation::cut_off(const std::vector<NodeId>& side) {
+  std::vector<std::pair<NodeId, NodeId>> links;
+  for (NodeId a : side)
+    for (const Node& b : nodes_)
+      if (b.exists && !contains(side, b.id)) { links.emplace_back(a, b.id); links.emplace_back(b.id, a); }
+  if (!partitions_.empty()) mark(Fault::kOverlappingPartitions);
+  mark(Fault::kPartition);
+  uint64_t id = add_partition(std::move(links), UINT64_MAX);
+  ev(85, id, side.size(), 0, [&] {
+    return fmt::format("NEMESIS PARTITION #{} cuts {{n{}}} off ({} in force)", id, fmt::join(side, ",n"), partitions_.size());
+  });
+  return id;
+}
+
+// A write of the nemesis's own (not a client's: no one waits for it), so that a leader it
+// cuts off holds entries that no other node has.
+void Simulation::propose_nemesis_write(Node& n) {
+  if (!n.up || n.raft->role() != Role::kLeader) return;
+  core::BatchBuilder b(now_);
+  std::string v = std::to_string(++nemesis_seq_);
+  std::string_view argv[3] = {"SET", kNemesisKey, v};
+  b.add(Args(argv, 3));
+  raft::ProposeResult r = n.raft->propose(EntryType::kNormal, RegisterApp::kSchemaVersion, b.finish());
+  ev(86, n.id, r.index, static_cast<uint64_t>(r.error), [&] {
+    return fmt::format("n{} nemesis write -> {}", n.id, r.error == raft::ProposeError::kNone
+                                                         ? fmt::format("index {} term {}", r.index, r.term)
+                                                         : fmt::format("refused ({})", static_cast<int>(r.error)));
+  });
+}
+
+// Picks a side for a leader to be cut off with: itself and up to a minority's worth of other
+// voters (so that the rest, with the other side back, can still elect a leader).
+std::vector<NodeId> pick_side(Rng& rng, NodeId leader, const std::vector<NodeId>& voters,
+                                     const std::vector<NodeId>& exclude) {
+  std::vector<NodeId> side{leader};
+  size_t minority = (voters.size() - 1) / 2;
+  size_t extra = minority > 1 ? rng.below(minority) : 0;
+  std::vector<NodeId> cand;
+  for (NodeId v : voters)
+    if (v != leader && !contains(exclude, v)) cand.push_back(v);
+  while (extra-- > 0 && !cand.empty()) {
+    size_t k = rng.below(cand.size());
+    side.push_back(cand[k]);
+    cand.erase(cand.begin() + static_cast<ptrdiff_t>(k));
+  }
+  return side;
+}
+
+void Simulation::nemesis_end(bool success) {
+  Nemesis& z = nemesis_;
+  if (z.old_cut) end_partition(z.old_cut);
+  if (z.new_cut) end_partition(z.new_cut);
+  if (z.third && nodes_[z.third].snapshot_at == z.snapshot_at) nodes_[z.third].snapshot_at = 0;
+  ev(87, z.rounds, success, static_cast<uint64_t>(z.stage), [&] {
+    return fmt::format("NEMESIS round {} {}", z.rounds, success ? "done: the suffix holder installed the snapshot"
+                                                                : fmt::format("gave up in stage {}", static_cast<int>(z.stage)));
+  });
+  uint32_t rounds = z.rounds;
+  z = Nemesis{};
+  z.rounds = rounds;
+  // Another round later, if there is time for one.
+  uint64_t next = tick() + rng_.range(5, 6 * kElectionTicks);
+  if (rounds < kNemesisMaxRounds && next + 3 * kNemesisStageTicks < opt_.chaos_ticks) {
+    z.stage = NemesisStage::kArmed;
+    z.next_tick = next;
+  }
+}
+
+void Simulation::nemesis_tick() {
+  Nemesis& z = nemesis_;
+  if (z.stage == NemesisStage::kOff) return;
+  if (z.stage != NemesisStage::kArmed) {
+    if (tick() >= z.next_tick) nemesis_end(false);
+    return;
+  }
+  Node* l = leader();
+  if (tick() < z.next_tick || !l || !contains(committed_conf_.voters, l->id) || committed_conf_.voters.size() < 3) return;
+  // Stage 1: cut the leader off with a minority and give it entries no one else has.
+  z.rounds++;
+  z.old_term = l->raft->term();
+  z.old_side = pick_side(rng_, l->id, committed_conf_.voters, {});
+  z.old_cut = cut_off(z.old_side);
+  for (uint64_t k = rng_.range(1, 6); k > 0; k--) propose_nemesis_write(*l);
+  z.stage = NemesisStage::kOldLeaderCut;
+  z.next_tick = tick() + kNemesisStageTicks;
+}
+
+void Simulation::nemesis_on_leader(Node& n, Term term) {
+  Nemesis& z = nemesis_;
+  if (healing_) return;
+  if (z.stage == NemesisStage::kOldLeaderCut && !contains(z.old_side, n.id) && term > z.old_term) {
+    // Stage 2: a new leader elsewhere. Cut it off at once (its first appends are still in
+    // flight) with a minority of its own, bring the old side back, and give the new leader
+    // entries no one else has: two overlapping histories after the split point.
+    z.new_leader = n.id;
+    z.new_term = term;
+    z.new_side = pick_side(rng_, n.id, committed_conf_.voters, z.old_side);
+    z.new_cut = cut_off(z.new_side);
+    end_partition(z.old_cut);
+    z.old_cut = 0;
+    for (uint64_t k = rng_.range(2, 10); k > 0; k--) propose_nemesis_write(n);
+    z.stage = NemesisStage::kNewLeaderCut;
+    z.next_tick = tick() + kNemesisStageTicks;
+  } else if (z.stage == NemesisStage::kNewLeaderCut && !contains(z.new_side, n.id) && term > z.new_term) {
+    // Stage 3: a third leader. It will snapshot right after applying an entry past the point
+    // where its log and the new leader's part, so that the new leader needs that snapshot.
+    const Node& x = nodes_[z.new_leader];
+    Index lo = std::max(n.mirror_base, x.mirror_base) + 1;
+    Index top = std::min(n.mirror_last(), x.mirror_last());
+    Index split = lo;
+    while (split <= top && n.mirror_term(split) == x.mirror_term(split)) split++;
+    Index first = std::max({split, n.applied + 1, n.snapshot_index + 1});
+    Index last = std::min(n.mirror_last(), x.mirror_last() - 1);  // x keeps a suffix past it
+    if (first > last) last = n.mirror_last();
+    if (first > last) { nemesis_end(false); return; }
+    z.third = n.id;
+    z.snapshot_at = rng_.range(first, last);
+    n.snapshot_at = z.snapshot_at;
+    ev(88, n.id, z.snapshot_at, split, [&] {
+      return fmt::format("NEMESIS n{} (third leader) will snapshot at {} (its log and n{}'s part at {}; n{} has up to {})",
+                         n.id, z.snapshot_at, x.id, split, x.id, x.mirror_last());
+    });
+    z.stage = NemesisStage::kThirdLeader;
+    z.next_tick = tick() + kNemesisStageTicks;
+  }
+}
+
+void Simulation::nemesis_on_snapshot_saved(Node& n, const raft::SnapshotMeta& m) {
+  Nemesis& z = nemesis_;
+  if (z.stage != NemesisStage::kThirdLeader || n.id != z.third || m.index != z.snapshot_at) return;
+  // Stage 4: bring the new leader's side back; the third leader must send it the snapshot.
+  end_partition(z.new_cut);
+  z.new_cut = 0;
+  z.stage = NemesisStage::kSnapshotSaved;
+  z.next_tick = tick() + kNemesisStageTicks;
+}
+
+void Simulation::nemesis_on_install(Node& n, Index index) {
+  Nemesis& z = nemesis_;
+  if (z.stage != NemesisStage::kSnapshotSaved || !contains(z.new_side, n.id) || index != z.snapshot_at) return;
+  mark(Fault::kSplitNemesis);
+  nemesis_end(true);
+}
+
 void Simulation::inject_faults() {
+  nemesis_tick();
   // Partitions: up to kMaxPartitions at once, each healing at its own end.
   for (size_t i = 0; i < partitions_.size();) {
     if (tick() >= partitions_[i].until_tick) end_partition(partitions_[i].id);
@@ -2110,6 +2331,10 @@ void Simulation::final_checks() {
 
 RunResult Simulation::run() {
   prof_ = draw_profile(rng_, opt_.faults);
+  if (prof_.split_nemesis_tick && opt_.nodes >= 3) {
+    nemesis_.stage = NemesisStage::kArmed;
+    nemesis_.next_tick = prof_.split_nemesis_tick;
+  }
   HMDB_ASSERT(opt_.nodes >= 1 && opt_.nodes + kMaxJoiners <= kMaxNodes, "nodes must be 1..%llu",
               (unsigned long long)(kMaxNodes - kMaxJoiners));
   for (NodeId id = 1; id <= opt_.nodes; id++) initial_conf_.voters.push_back(id);
@@ -2135,6 +2360,10 @@ RunResult Simulation::run() {
                        prof_.snapshot_every, prof_.max_append_bytes, prof_.max_inflight_appends, prof_.lease_reads,
                        prof_.clock_drift, prof_.lockstep_ticks, prof_.pause_ppm, prof_.leader_pause_ppm);
   });
+  ev(2, prof_.snapshot_between_entries, nemesis_.next_tick, 0, [&] {
+    return fmt::format("profile: snapshot-between-entries={} split-nemesis={}", prof_.snapshot_between_entries,
+                       nemesis_.stage == NemesisStage::kArmed ? fmt::format("from tick {}", nemesis_.next_tick) : "off");
+  });
   for (NodeId id = 1; id <= opt_.nodes; id++) create_node(id, true);
 
   uint64_t heal_tick = opt_.chaos_ticks;
@@ -2143,6 +2372,8 @@ RunResult Simulation::run() {
     if (now_ % kUnitsPerTick == 0) {
       if (tick() == heal_tick) {
         healing_ = true;
+        if (nemesis_.third) nodes_[nemesis_.third].snapshot_at = 0;
+        nemesis_ = Nemesis{};
         heal_all();
         for (Node& n : nodes_) {
           if (!n.exists) continue;

@@ -47,6 +47,10 @@ enum class Fault : uint8_t {
   kLyingFsync,       // synced records vanished (only with Options::lying_fsync)
   kClockDrift,  // the nodes' clocks run at different rates
   kPause,       // a node was frozen (SIGSTOP, a GC pause, a VM freeze) and resumed
+  kInstallOverConflict,       // a node installed a snapshot over a log that conflicts at its
+                              // index and goes on past it
+  kInstallOverNewerConflict,  // the same, with the suffix's terms not below the snapshot's
+  kSplitNemesis,              // the split nemesis completed a round (see docs/simulator.md)
   kCount
 };
 const char* fault_name(Fault f);
