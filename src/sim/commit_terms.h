@@ -12,7 +12,10 @@
 // proves every index <= c committed in term t or earlier (a leader commits in its own term;
 // a follower learnt c from a leader of a term <= its own). The lowest such t per index is
 // kept; it is an upper bound of the true commit term, so the check never fires on a legal
-// history, and it is the tightest bound that commit indexes show. The terms never decrease
+// history, and it is the tightest bound that commit indexes show. (The simulator looks at
+// commit indexes at the end of each unit: a commit that only a node which moved to a later
+// term in the same unit had seen is attributed to that later term, which can only make the
+// check weaker there, never wrong.) The terms never decrease
 // along the log (an index committed in term t makes every earlier index committed in t),
 // which keeps an update to the indexes that change and a query to a binary search.
 #pragma once

@@ -1583,6 +1583,7 @@ void Simulation::check_node(Node& n) {
       }
       for (Index i = std::max(required, n.mirror_base) + 1; i <= known; i++) {
         if (i <= n.mirror_last() && *n.mirror_term(i) == committed_[i].term) continue;
+        result_.older_term_leader = true;
         ev(62, n.id, i, commit_terms_.term_of(i), [&] {
           return fmt::format("n{} leads term {} without committed entry {}/{}: legal, it was committed in term {}", n.id,
                              st.term, i, committed_[i].term, commit_terms_.term_of(i));
@@ -2458,6 +2459,7 @@ namespace {
 struct IsolatedSummary {
   bool ok;
   uint64_t ticks, messages, client_ops, inconclusive;
+  bool older_term_leader;
   bool faults[kFaultCount];
   char check[64];
   char detail[512];
@@ -2480,6 +2482,7 @@ RunResult run_simulation_isolated(const Options& o) {
     s.messages = r.messages_sent;
     s.client_ops = r.client_ops;
     s.inconclusive = r.linearizability_inconclusive;
+    s.older_term_leader = r.older_term_leader;
     for (size_t f = 0; f < kFaultCount; f++) s.faults[f] = r.faults[f];
     std::snprintf(s.check, sizeof s.check, "%s", r.check.c_str());
     std::snprintf(s.detail, sizeof s.detail, "%s", r.detail.c_str());
@@ -2511,6 +2514,7 @@ RunResult run_simulation_isolated(const Options& o) {
   r.messages_sent = s.messages;
   r.client_ops = s.client_ops;
   r.linearizability_inconclusive = s.inconclusive;
+  r.older_term_leader = s.older_term_leader;
   for (size_t f = 0; f < kFaultCount; f++) r.faults[f] = s.faults[f];
   r.check = s.check;
   r.detail = s.detail;

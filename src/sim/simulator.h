@@ -104,6 +104,9 @@ struct RunResult {
   uint64_t client_ops = 0;
   uint64_t client_ok = 0, client_failed = 0, client_unknown = 0;
   bool linearizability_inconclusive = false;
+  // A node became leader of a term without an entry committed in a later term: legal, and
+  // the case an exact leader-completeness check must let pass (commit_terms.h).
+  bool older_term_leader = false;
   std::array<bool, kFaultCount> faults{};
   std::vector<std::string> trace;  // only with Options::trace
 };
