@@ -91,19 +91,6 @@ TEST(Simulator, RareDiskEventsHappen) {
   }
 }
 
-// Regression: on the simulator of 2026-11 this seed made a term-2 leader (a late vote) after
-// entry 2 was committed in term 3, which is legal; the leader-completeness check then
-// demanded every committed entry of every new leader and failed it. The scenario itself is
-// kept exactly in commit_terms_test; this replays the seed (its run moves as the simulator
-// changes, so it is a sample, not a proof).
-TEST(Simulator, Seed73739LegalOlderTermLeader) {
-  Options o;
-  o.seed = 73739;
-  o.nodes = 3;
-  RunResult r = run_simulation(o);
-  EXPECT_TRUE(r.ok) << "[" << r.check << "] " << r.detail << "\nreplay: " << replay_command(o);
-}
-
 TEST(Simulator, ReplayCommandNamesEverything) {
   Options o;
   o.seed = 123;
