@@ -226,7 +226,8 @@ class Raft {
   // there (a big log would stall the caller): this frees at most max_entries of them and
   // returns how many are left. Call it regularly (the server: once per loop turn).
   size_t free_dropped_entries(size_t max_entries);
-  // Start an election now (tests, `hmdb ctl campaign`). Ignored by learners and leaders.
+  // Start an election now (tests and the simulator; the server never calls it: an operator
+  // moves leadership with `hmdb cluster transfer`). Ignored by learners and leaders.
   // With lease reads, a node within check-quorum's stickiness that campaigns breaks the
   // promise a leader's lease rests on: move leadership with transfer_leadership() instead.
   void campaign();
