@@ -138,7 +138,9 @@ Status Node::recover(int* exit_code) {
   }
   raft_catch_up_ticks_max_ = 2 * uint64_t{config.election_ticks};
   raft_ = std::make_unique<raft::Raft>(config, std::move(restore));
-  replica_ = std::make_unique<core::Replica>(*raft_, *app_, static_cast<core::ReplicaHost&>(*this), core::Replica::Options{clustered});
+  core::Replica::Options replica_options;
+  replica_options.clustered = clustered;
+  replica_ = std::make_unique<core::Replica>(*raft_, *app_, static_cast<core::ReplicaHost&>(*this), replica_options);
   replica_->set_applied(after, after_term);
   refresh_clocks();
 

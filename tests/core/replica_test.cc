@@ -83,7 +83,9 @@ struct Node {
     raft::RestoreState rs;
     rs.initial_conf.voters = voters;
     raft = std::make_unique<raft::Raft>(cfg, std::move(rs));
-    replica = std::make_unique<Replica>(*raft, app, host, Replica::Options{voters.size() > 1});
+    Replica::Options options;
+    options.clustered = voters.size() > 1;
+    replica = std::make_unique<Replica>(*raft, app, host, options);
     replica->set_time(1'700'000'000'000, 0);
     host.sessions[1].id = 1;
     for (int i = 0; i < 50 && voters.size() == 1 && !replica->leader(); i++) {
