@@ -126,6 +126,9 @@ class Replica {
       // the log, as the server did before issue 9: their clients are answered only when the
       // log regrows, and a node that leads again proposes where a client still waits.
       bool forget_replaced_writes = false;
+      // A leader of several voters answers queries from its applied state at once, without a
+      // read-index round: a leader cut off from the majority serves stale reads.
+      bool reads_without_index = false;
     } bugs;
   };
   struct Stats {
@@ -184,7 +187,9 @@ class Replica {
   // -MOVED to the leader's client address, or -CLUSTERDOWN.
   std::string redirect_reply() const;
   bool leader() const { return raft_.role() == raft::Role::kLeader; }
-  bool reads_need_index() const { return options_.clustered && leader() && voters_ > 1; }
+  bool reads_need_index() const {
+    return options_.clustered && leader() && voters_ > 1 && !options_.bugs.reads_without_index;  // PLANTED BUG
+  }
   // Proposed bytes not yet applied, or a refused proposal waiting: stop reading clients.
   bool busy() const { return refused_payload_.has_value() || writes_.bytes() >= kInflightBytesMax; }
   bool batch_full() const { return batch_.body_bytes() >= kBatchBytesMax; }

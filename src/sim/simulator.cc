@@ -5,9 +5,13 @@
 // than its election timeout, as in production. In each unit the simulator, in this order:
 //   1. on a tick boundary: injects faults, moves clients, ticks every running core;
 //   2. delivers every message due now, completes every disk write due now (persisted());
-//   3. for every running node: proposes the clients' batched writes, then drains Ready in
-//      the order raft.h prescribes (stage chunks, persist, send, apply, reads, snapshot
-//      reads), and checks the invariants that concern that node.
+//   3. for every running node: ends its loop turn (core::Replica::end_turn, as the server's
+//      event loop does: propose the turn's batch, ask for reads, handle every Ready in
+//      raft.h's order through the simulator's ReplicaHost), and checks the invariants that
+//      concern that node.
+// Each node runs the server's own replica core (src/core): clients send commands into its
+// sessions and read the replies it writes, so routing, reply order, write tracking and
+// read-index reads meet every fault, as they do in the server.
 // A violated invariant stops the run with the check's name and what was seen.
 #include "sim/simulator.h"
 
@@ -31,11 +35,12 @@
 
 #include "common/assert.h"
 #include "core/batch.h"
+#include "core/replica.h"
+#include "net/resp_reply.h"
 #include "sim/commit_terms.h"
 #include "sim/linearizability.h"
 #include "sim/random.h"
 #include "sim/register_app.h"
-#include "core/write_tracker.h"
 
 namespace hmdb::sim {
 
@@ -111,11 +116,12 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
   return true;
 }
 
-std::vector<std::string> shell_bug_names() { return {"forget_replaced_writes", "drop_missed_ticks"}; }
+std::vector<std::string> shell_bug_names() { return {"forget_replaced_writes", "drop_missed_ticks", "reads_without_index"}; }
 
 bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
   if (name == "forget_replaced_writes") bugs->forget_replaced_writes = true;
   else if (name == "drop_missed_ticks") bugs->drop_missed_ticks = true;
+  else if (name == "reads_without_index") bugs->reads_without_index = true;
   else return false;
   return true;
 }
@@ -131,6 +137,7 @@ std::string replay_command(const Options& o) {
   if (o.bugs.commit_old_term_by_counting) cmd += " --bug commit_old_term_by_counting";
   if (o.bugs.apply_before_commit) cmd += " --bug apply_before_commit";
   if (o.shell_bugs.forget_replaced_writes) cmd += " --bug forget_replaced_writes";
+  if (o.shell_bugs.reads_without_index) cmd += " --bug reads_without_index";
   if (o.bugs.keep_log_suffix_on_snapshot_install) cmd += " --bug keep_log_suffix_on_snapshot_install";
   if (o.recovery_bugs.cut_corrupt_log) cmd += " --bug recovery_cuts_corrupt_log";
   if (o.recovery_bugs.ignore_snapshot_checksum) cmd += " --bug recovery_ignores_snapshot_checksum";
@@ -188,6 +195,9 @@ constexpr uint64_t kMaxCatchUpTicks = 2 * kElectionTicks;
 // detail (some seeds have no loss at all, some lose a fifth of their messages).
 
 struct Profile {
+  // Commands a client may have waiting on its connection (1: one at a time; more: pipelined,
+  // so a session's reply queue holds writes, reads behind them and redirects at once).
+  uint32_t pipeline_depth = 1;
   uint32_t loss_ppm = 0;
   uint32_t duplicate_ppm = 0;
   uint32_t long_delay_ppm = 0;
@@ -241,6 +251,7 @@ Profile draw_profile(Rng& rng, bool faults) {
   p.snapshot_between_entries = rng.chance(500'000);
   uint64_t split_nemesis_tick = rng.range(10, 120);
   bool split_nemesis = rng.chance(400'000);
+  p.pipeline_depth = rng.chance(500'000) ? 1 : static_cast<uint32_t>(rng.range(2, 4));
   if (!faults) return p;
   if (split_nemesis) p.split_nemesis_tick = split_nemesis_tick;
   if (rng.chance(600'000)) p.loss_ppm = static_cast<uint32_t>(rng.range(5'000, 150'000));
@@ -392,10 +403,54 @@ struct Disk {
   Term last_term() const { return entries.empty() ? snapshot_term() : entries.back().term; }
 };
 
-// A node's proposals are tracked by the server's own WriteTracker (core/write_tracker.h),
-// driven as the server drives it: each slot's seq is a history index (kProbeOp: the probe).
+// The liveness probe's writes are not in the history: kProbeOp stands for them.
 constexpr uint32_t kProbeOp = UINT32_MAX;
-constexpr uint64_t kClientSession = 1;  // every slot's session: the simulator's clients
+constexpr uint32_t kProbeClient = UINT32_MAX;  // the probe's connections belong to no client
+
+struct Node;
+class Simulation;
+
+// A node's world as its replica core sees it (core::ReplicaHost): the simulated disk,
+// network, snapshot files and client connections. Forwards to the Simulation.
+class NodeHost final : public core::ReplicaHost {
+ public:
+  NodeHost(Simulation* sim, Node* node) : sim_(sim), node_(node) {}
+  core::ClientSession* session(uint64_t id) override;
+  void replies_ready(core::ClientSession& s) override;
+  core::CommandClass shell_command_class(Args) const override { return core::CommandClass::kUnknown; }
+  core::ShellResult run_shell_command(core::ClientSession&, Args, uint64_t, std::string*) override {
+    HMDB_ASSERT(false, "the simulator's clients send no shell commands");
+    return core::ShellResult::kReplied;
+  }
+  void start_snapshot() override { HMDB_ASSERT(false, "the simulator's clients send no SNAPSHOT"); }
+  std::string client_address_of(raft::NodeId id) const override { return fmt::format("n{}", id); }
+  void stage_snapshot_chunk(const raft::SnapshotChunk& chunk) override;
+  void install_snapshot(const raft::SnapshotMeta& meta) override;
+  std::optional<raft::PersistAck> persist(const std::optional<raft::HardState>& hard_state, std::vector<raft::Entry>&& entries,
+                                          const std::optional<raft::SnapshotMeta>& installed) override;
+  void send(std::vector<raft::Message>&& messages) override;
+  void applied(const raft::Entry& entry) override;
+  void apply_failed(const raft::Entry& entry, const core::ApplyResult& result) override;
+  void read_snapshot_chunk(const raft::SnapshotReadRequest& request) override;
+  void role_changed(raft::Role, raft::Role) override {}
+  void warn(std::string_view message) override;
+  void proposed(raft::Index index, raft::Term term, const std::vector<core::ReplySlot>& slots) override;
+
+ private:
+  Simulation* sim_;
+  Node* node_;
+};
+
+// A client connection to a node: the ops sent on it, by the sequence number the node's
+// reply queue gives each command (the k-th command sent is seq k), and the ones still
+// waiting for their reply, oldest first.
+struct Connection {
+  uint32_t client = 0;  // kProbeClient: the liveness probe's
+  NodeId node = 0;
+  bool open = true;  // closed: its session is gone; kept, so that its ops' proposals are known
+  std::vector<uint32_t> ops_by_seq;
+  std::deque<uint32_t> waiting;
+};
 
 struct InFlight {
   uint64_t at = 0;
@@ -466,7 +521,9 @@ struct Node {
   uint64_t resume_at = 0;
   uint64_t missed_ticks = 0;
   std::vector<InFlight> inbox;
-  std::vector<uint32_t> queued_reads;
+  // Commands clients sent while it was paused, read from the socket when it resumes:
+  // (connection, words).
+  std::vector<std::pair<uint64_t, std::vector<std::string>>> queued_commands;
   bool ack_pending = false;                     // writes completed, persisted() not called
   std::vector<raft::SnapshotMeta> saved_pending;  // snapshots durable, snapshot_saved() not called
   // The core's observation counters as last seen (they restart with the core).
@@ -475,10 +532,17 @@ struct Node {
 
   bool running() const { return up && !paused; }
 
-  std::vector<uint32_t> batch;  // client writes that arrived this unit
-  core::WriteTracker writes;
-  std::map<uint64_t, uint32_t> pending_reads;           // context -> op
-  std::vector<std::pair<Index, uint32_t>> ready_reads;  // (read index, op)
+  // The server's replica core over raft and app, with this node's world (NodeHost), and
+  // the client connections open to it (a crash closes them all).
+  std::unique_ptr<NodeHost> host;
+  std::unique_ptr<core::Replica> replica;
+  std::map<uint64_t, core::ClientSession> sessions;
+  // A single node opens its client port only once it leads and has applied every entry its
+  // log held at the start (server/recovery.cc replays before it listens): until then a
+  // client cannot connect.
+  Index serve_from = 0;
+  bool single = false;
+  bool listening = false;  // its client port is open (a paused process's kernel still accepts)
 
   std::optional<Term> mirror_term(Index i) const {
     if (i == mirror_base) return mirror_base_term;
@@ -496,9 +560,7 @@ struct InFlightLater {
 
 struct Client {
   uint32_t id = 0;
-  bool busy = false;
-  uint32_t op = 0;
-  uint64_t deadline_tick = 0;
+  uint64_t connection = 0;  // open connection (0: none); ops are pipelined on it
   NodeId guess = 0;
   uint64_t seq = 0;
 };
@@ -508,7 +570,7 @@ struct OpMeta {
   Index prop_index = 0;  // where its batch was proposed (0: never accepted)
   Term prop_term = 0;
   bool concluded = false;  // the client has its answer (or gave up)
-  uint64_t read_ctx = 0;
+  uint64_t deadline_tick = 0;  // then the client gives up on it (and its connection)
   uint64_t commit_seq = 0;  // history time stamp of the first apply anywhere (0: not seen)
 };
 
@@ -556,13 +618,9 @@ class Simulation {
   void crash_node(Node& n, bool allow_faults);
   bool restore_from_dir(Node& n, std::string* snapshot_data);
   bool behind_lost(const Node& n, Term term, Index index) const;
-  void drain(Node& n);
-  void handle_ready(Node& n, raft::Ready rd);
-  void persist_start(Node& n, raft::Ready& rd);
+  void end_turn(Node& n);
   void send(Node& n, Message m);
-  void apply_entry(Node& n, const Entry& e);
-  void end_proposal(Node& n, Index index, core::WriteTracker::Proposal&& p, core::WriteOutcome outcome);
-  void install_snapshot(Node& n, const raft::Snapshot& snap);
+  void install_snapshot(Node& n, const raft::SnapshotMeta& meta);
   void complete_writes(Node& n);
   void apply_write_to_disk(Node& n, Write& w);
   uint64_t disk_done_at(Node& n, uint64_t lo, uint64_t hi);
@@ -580,7 +638,6 @@ class Simulation {
   void tick_node(Node& n);
   void step_message(Node& n, const InFlight& f);
   void notify_disk(Node& n);
-  void start_read(Node& n, uint32_t op);
   void after_input(Node& n);
   void check_vote_during_lease(Node& voter, const Message& request);
   void check_leases();
@@ -598,8 +655,14 @@ class Simulation {
   void nemesis_end(bool success);
   void clients_tick();
   void submit(Client& c, uint32_t op);
+  void send_command(Node& n, uint64_t connection, std::vector<std::string> words);
+  void close_connection(uint64_t connection);
+  void abandon(uint64_t connection, const char* why);
+  void read_replies(Node& n, core::ClientSession& s);
+  void answer(Connection& c, uint32_t op, const net::RespReply& reply);
+  void probe();
+  bool busy(const Client& c) const;
   void conclude(uint32_t op, OpOutcome outcome, std::optional<int64_t> result);
-  void propose_batches(Node& n);
   Node* leader();
   std::vector<NodeId> live_ids() const;
   bool converged();
@@ -613,7 +676,6 @@ class Simulation {
   uint64_t now_ = 0;
   uint64_t send_seq_ = 0;
   uint64_t event_seq_ = 0;  // history time stamps
-  uint64_t read_ctx_seq_ = 0;
 
   std::array<Node, kMaxNodes + 1> nodes_;  // by id; 0 unused
   raft::ConfState initial_conf_;
@@ -675,10 +737,16 @@ class Simulation {
   std::vector<Client> clients_;
   std::vector<HistoryOp> history_;
   std::vector<OpMeta> meta_;
+  std::map<uint64_t, Connection> connections_;  // every client connection ever opened
+  uint64_t next_connection_ = 0;
   uint64_t probe_seq_ = 0;
+  uint64_t probe_connection_ = 0;  // the probe's connection while its write waits (0: none)
+  Term probe_term_sent_ = 0;       // the term of the leader it was sent to
   Index probe_index_ = 0;
   Term probe_term_ = 0;
   bool probe_done_ = false;
+
+  friend class NodeHost;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -831,12 +899,23 @@ void Simulation::start_node(Node& n) {
   n.last_commit = 0;
   n.last_role = Role::kFollower;
   n.last_ready_hs = n.disk.hard_state;
-  n.batch.clear();
-  n.writes = core::WriteTracker();
-  n.pending_reads.clear();
-  n.ready_reads.clear();
+  n.queued_commands.clear();
+  n.sessions.clear();
   n.incarnation++;
   n.raft = std::make_unique<raft::Raft>(cfg, std::move(rs));
+  // The server's replica core over this incarnation's raft and app (server/recovery.cc
+  // builds it the same way, with the applied index of the snapshot it loaded).
+  core::Replica::Options ro;
+  ro.clustered = opt_.nodes > 1;
+  ro.bugs.forget_replaced_writes = opt_.shell_bugs.forget_replaced_writes;
+  ro.bugs.reads_without_index = opt_.shell_bugs.reads_without_index;
+  n.host = std::make_unique<NodeHost>(this, &n);
+  n.replica = std::make_unique<core::Replica>(*n.raft, *n.app, *n.host, ro);
+  n.replica->set_applied(n.applied, n.applied_term);
+  n.replica->set_time(now_, now_);
+  n.single = opt_.nodes == 1;
+  n.serve_from = n.disk.last_index();
+  n.listening = !n.single;
   n.up = true;
   // A process starts its tick schedule at a random phase of the others', or (lockstep
   // seeds) all at the same phase, which makes elections collide (split votes, two
@@ -900,6 +979,7 @@ void Simulation::crash_node(Node& n, bool allow_faults) {
   }
   ev(12, n.id, loss.torn, loss.hole, [&] { return fmt::format("n{} CRASH (power loss:{})", n.id, what.empty() ? " nothing unsynced" : what); });
   n.disk.pending.clear();
+  n.replica.reset();  // it refers to raft and app
   n.raft.reset();
   n.app.reset();
   n.up = false;
@@ -909,148 +989,159 @@ void Simulation::crash_node(Node& n, bool allow_faults) {
   n.pause_at = 0;
   n.missed_ticks = 0;
   n.inbox.clear();
-  n.queued_reads.clear();
+  n.queued_commands.clear();
   n.ack_pending = false;
   n.saved_pending.clear();
+  // Its client connections are reset: what waited on them may or may not have happened.
+  std::vector<uint64_t> open;
+  for (const auto& [id, c] : connections_)
+    if (c.open && c.node == n.id) open.push_back(id);
+  for (uint64_t id : open) abandon(id, "connection reset");
+  n.sessions.clear();
+  n.replica.reset();
+  n.host.reset();
   if (!healing_) mark(Fault::kCrash);
 }
 
-void Simulation::drain(Node& n) {
-  int rounds = 0;
-  while (result_.ok && n.up && n.raft->has_ready()) {
-    handle_ready(n, n.raft->take_ready());
-    // Bound: a core that keeps producing Readies without new input is broken.
-    if (++rounds > 1000) { fail("ready-loop", fmt::format("n{} produced 1000 Readies in a row", n.id)); return; }
-  }
+// The end of the node's loop turn, as the server's event loop ends one: the turn's batch is
+// proposed, reads are asked for, every Ready is handled through NodeHost (stage chunks,
+// install, persist, send, apply, reads, snapshot reads), finished replies go out.
+void Simulation::end_turn(Node& n) {
+  n.replica->set_time(now_, now_);
+  n.replica->end_turn();
+  if (!result_.ok || !n.up) return;
+  if (!n.listening && n.raft->role() == Role::kLeader && n.applied >= n.serve_from) n.listening = true;
+  after_input(n);
+  if (!result_.ok) return;
+  maybe_snapshot(n);
   if (result_.ok && n.up) check_node(n);
 }
 
-void Simulation::handle_ready(Node& n, raft::Ready rd) {
-  // 0. Stage snapshot chunks.
-  for (raft::SnapshotChunk& c : rd.snapshot_chunks) {
-    if (c.offset == 0) n.staging.clear();
-    if (c.offset != n.staging.size()) {
-      fail("snapshot-chunks", fmt::format("n{} got chunk at offset {} but has {} bytes staged", n.id, c.offset, n.staging.size()));
-      return;
-    }
-    n.staging += c.data;
-    ev(20, n.id, c.offset, c.data.size(), [&] {
-      return fmt::format("n{} stages snapshot {}/{} chunk off={} len={}{}", n.id, c.meta.index, c.meta.term, c.offset,
-                         c.data.size(), c.last ? " (last)" : "");
-    });
+void NodeHost::stage_snapshot_chunk(const raft::SnapshotChunk& c) {
+  Simulation& sim = *sim_;
+  Node& n = *node_;
+  if (!sim.result_.ok) return;
+  if (c.offset == 0) n.staging.clear();
+  if (c.offset != n.staging.size()) {
+    sim.fail("snapshot-chunks", fmt::format("n{} got chunk at offset {} but has {} bytes staged", n.id, c.offset, n.staging.size()));
+    return;
   }
-  // 1. Persist (starts now, completes later), and update the view of the core's log.
-  persist_start(n, rd);
-  if (!result_.ok) return;
-  // 2. Send.
-  for (Message& m : rd.messages) send(n, std::move(m));
-  // 3. Apply.
-  Index before = n.applied;
-  for (const Entry& e : rd.committed) {
-    apply_entry(n, e);
-    if (!result_.ok) return;
-  }
-  if (n.applied != before) n.raft->applied_to(n.applied);
-  // 4. Reads.
-  for (const raft::ReadState& rs : rd.read_states) {
-    auto it = n.pending_reads.find(rs.context);
-    if (it == n.pending_reads.end()) continue;  // from an earlier incarnation, or a duplicate
-    n.ready_reads.emplace_back(rs.index, it->second);
-    n.pending_reads.erase(it);
-  }
-  for (size_t i = 0; i < n.ready_reads.size();) {
-    auto [idx, op] = n.ready_reads[i];
-    if (idx > n.applied) { i++; continue; }
-    std::string out;
-    Reply reply(&out);
-    std::string_view argv[2] = {"GET", history_[op].key};
-    n.app->query(Args(argv, 2), QueryContext{now_}, reply);
-    bool ok;
-    auto v = parse_reply(out, &ok);
-    if (!ok) fail("app-reply", fmt::format("n{} GET replied {}", n.id, out));
-    ev(21, n.id, op, v ? static_cast<uint64_t>(*v) : 0, [&] {
-      return fmt::format("n{} read c{} GET {} at index {} (applied {}) -> {}", n.id, history_[op].client, history_[op].key,
-                         idx, n.applied, v ? std::to_string(*v) : "nil");
-    });
-    conclude(op, OpOutcome::kOk, v);
-    n.ready_reads[i] = n.ready_reads.back();
-    n.ready_reads.pop_back();
-  }
-  // 6. Snapshot reads (leader): answered from the durable snapshot files.
-  for (const raft::SnapshotReadRequest& r : rd.snapshot_reads) {
-    auto it = n.disk.snapshot_files.find(r.meta.index);
-    if (it == n.disk.snapshot_files.end() || !(it->second.first == r.meta)) {
-      ev(22, n.id, r.meta.index, 0, [&] { return fmt::format("n{} snapshot read for {} not found", n.id, r.meta.index); });
-      continue;
-    }
-    const std::string& data = it->second.second;
-    if (r.offset > data.size()) {
-      fail("snapshot-read", fmt::format("n{} asked offset {} of a {}-byte snapshot", n.id, r.offset, data.size()));
-      return;
-    }
-    uint64_t len = std::min<uint64_t>(r.length, data.size() - r.offset);
-    bool last = r.offset + len == data.size();
-    n.raft->snapshot_chunk(r.to, r.meta, r.offset, data.size(), data.substr(r.offset, len), last);
-  }
-  maybe_snapshot(n);
+  n.staging += c.data;
+  sim.ev(20, n.id, c.offset, c.data.size(), [&] {
+    return fmt::format("n{} stages snapshot {}/{} chunk off={} len={}{}", n.id, c.meta.index, c.meta.term, c.offset,
+                       c.data.size(), c.last ? " (last)" : "");
+  });
 }
 
-void Simulation::persist_start(Node& n, raft::Ready& rd) {
-  if (rd.hard_state) {
-    const HardState& hs = *rd.hard_state;
+void NodeHost::install_snapshot(const raft::SnapshotMeta& meta) { sim_->install_snapshot(*node_, meta); }
+
+// Ready step 1: start persisting (completes later: complete_writes), and update the view of
+// the core's log.
+std::optional<raft::PersistAck> NodeHost::persist(const std::optional<raft::HardState>& hard_state,
+                                                  std::vector<raft::Entry>&& entries,
+                                                  const std::optional<raft::SnapshotMeta>& installed) {
+  Simulation& sim = *sim_;
+  Node& n = *node_;
+  if (!sim.result_.ok) return std::nullopt;
+  if (hard_state) {
+    const HardState& hs = *hard_state;
     if (n.last_ready_hs) {
       const HardState& old = *n.last_ready_hs;
-      if (opt_.protocol_checks &&
+      if (sim.opt_.protocol_checks &&
           (hs.term < old.term || (hs.term == old.term && old.vote != raft::kNoNode && hs.vote != old.vote))) {
-        fail("term-vote-monotonic", fmt::format("n{} hard state went from term={} vote={} to term={} vote={}", n.id,
-                                                old.term, old.vote, hs.term, hs.vote));
-        return;
+        sim.fail("term-vote-monotonic", fmt::format("n{} hard state went from term={} vote={} to term={} vote={}", n.id,
+                                                    old.term, old.vote, hs.term, hs.vote));
+        return std::nullopt;
       }
     }
     n.last_ready_hs = hs;
   }
-  if (rd.snapshot) {
-    bool replaced_longer = n.mirror_last() > rd.snapshot->meta.index;
-    install_snapshot(n, *rd.snapshot);
-    if (!result_.ok) return;
-    // The server makes the leader's snapshot durable right here (sync, rename, directory
-    // sync) and removes older ones; the log gets nothing (entries after the snapshot that
-    // the old log holds stay on disk until overwritten: recovery must not revive them).
-    n.dir->save_snapshot(rd.snapshot->meta, n.staging);
-    n.disk.snapshot_files[rd.snapshot->meta.index] = {rd.snapshot->meta, n.staging};
-    // Sometimes crash it before the leader's next entries are durable: the restart then
-    // reads a snapshot newer than everything in its log, and, if the log it replaced went
-    // past the snapshot, entries of that log after it (more likely then: the rarer case).
-    uint32_t ppm = replaced_longer ? 4 * prof_.crash_after_install_ppm : prof_.crash_after_install_ppm;
-    if (!crash_at_ && !healing_ && opt_.faults && rng_.chance(ppm)) {
-      crash_at_ = now_ + 1 + rng_.below(2 * kUnitsPerTick);
-      crash_node_ = n.id;
-      crash_leader_ = true;  // this node, not one picked for its writes in flight
-    }
+  for (const Entry& e : entries) {
+    sim.mirror_append(n, e);
+    if (!sim.result_.ok) return std::nullopt;
   }
-  // Proposals that this Ready removes from the log end now (the server's Node::drive_raft).
-  if ((rd.snapshot || !rd.entries.empty()) && !opt_.shell_bugs.forget_replaced_writes)
-    n.writes.log_replaced(rd.snapshot ? std::optional<Index>(rd.snapshot->meta.index) : std::nullopt, rd.entries,
-                          [&](Index i, core::WriteTracker::Proposal&& p, core::WriteOutcome o) {
-                            end_proposal(n, i, std::move(p), o);
-                          });
-  for (const Entry& e : rd.entries) {
-    mirror_append(n, e);
-    if (!result_.ok) return;
-  }
-  if (!rd.hard_state && rd.entries.empty() && !rd.snapshot) return;
   Write w;
-  w.hard_state = rd.hard_state;
-  w.entries = rd.entries;
-  if (rd.snapshot) {
-    w.install = raft::Snapshot{rd.snapshot->meta, n.staging};
-  }
-  w.done_at = disk_done_at(n, 1, 4);
+  w.hard_state = hard_state;
+  w.entries = std::move(entries);
+  if (installed) w.install = raft::Snapshot{*installed, n.staging};
+  w.done_at = sim.disk_done_at(n, 1, 4);
   n.disk.pending.push_back(std::move(w));
+  return std::nullopt;  // the disk acknowledges later (complete_writes, notify_disk)
 }
 
-void Simulation::install_snapshot(Node& n, const raft::Snapshot& snap) {
-  const raft::SnapshotMeta& m = snap.meta;
+void NodeHost::send(std::vector<raft::Message>&& messages) {
+  for (Message& m : messages) {
+    if (!sim_->result_.ok) return;
+    sim_->send(*node_, std::move(m));
+  }
+}
+
+// Ready step 6 (leader): answered from the durable snapshot files.
+void NodeHost::read_snapshot_chunk(const raft::SnapshotReadRequest& r) {
+  Simulation& sim = *sim_;
+  Node& n = *node_;
+  if (!sim.result_.ok) return;
+  auto it = n.disk.snapshot_files.find(r.meta.index);
+  if (it == n.disk.snapshot_files.end() || !(it->second.first == r.meta)) {
+    sim.ev(22, n.id, r.meta.index, 0, [&] { return fmt::format("n{} snapshot read for {} not found", n.id, r.meta.index); });
+    return;
+  }
+  const std::string& data = it->second.second;
+  if (r.offset > data.size()) {
+    sim.fail("snapshot-read", fmt::format("n{} asked offset {} of a {}-byte snapshot", n.id, r.offset, data.size()));
+    return;
+  }
+  uint64_t len = std::min<uint64_t>(r.length, data.size() - r.offset);
+  bool last = r.offset + len == data.size();
+  n.raft->snapshot_chunk(r.to, r.meta, r.offset, data.size(), data.substr(r.offset, len), last);
+}
+
+void NodeHost::apply_failed(const raft::Entry& e, const core::ApplyResult& r) {
+  sim_->fail("entry-payload", fmt::format("n{} entry {}: {} after {} commands", node_->id, e.index,
+                                          r.status == core::ApplyStatus::kNewerSchema ? "newer schema" : "malformed batch",
+                                          r.commands));
+}
+
+void NodeHost::warn(std::string_view message) {
+  sim_->ev(24, node_->id, 0, 0, [&] { return fmt::format("n{} warning: {}", node_->id, message); });
+}
+
+core::ClientSession* NodeHost::session(uint64_t id) {
+  auto it = node_->sessions.find(id);
+  return it == node_->sessions.end() ? nullptr : &it->second;
+}
+
+void NodeHost::replies_ready(core::ClientSession& s) { sim_->read_replies(*node_, s); }
+
+// The consensus core accepted a batch: where each client op's write is (final_checks
+// resolves unknown outcomes from the committed log with it).
+void NodeHost::proposed(raft::Index index, raft::Term term, const std::vector<core::ReplySlot>& slots) {
+  Simulation& sim = *sim_;
+  std::vector<uint32_t> ops;
+  for (const core::ReplySlot& slot : slots) {
+    auto it = sim.connections_.find(slot.session);
+    if (it == sim.connections_.end() || slot.seq >= it->second.ops_by_seq.size()) continue;
+    const uint32_t op = it->second.ops_by_seq[slot.seq];
+    ops.push_back(op);
+    if (op == kProbeOp) {
+      sim.probe_index_ = index;
+      sim.probe_term_ = term;
+      continue;
+    }
+    sim.meta_[op].prop_index = index;
+    sim.meta_[op].prop_term = term;
+  }
+  sim.ev(71, node_->id, index, term, [&] {
+    return fmt::format("n{} proposed a batch of {} at {}/{}", node_->id, slots.size(), index, term);
+  });
+  sim.proposed_ops_[{index, term}] = std::move(ops);
+}
+
+// Ready step 1a (follower): install the leader's snapshot from the staged chunks, as the
+// server does (make it durable, load it into the app).
+void Simulation::install_snapshot(Node& n, const raft::SnapshotMeta& m) {
+  if (!result_.ok) return;
+  const bool replaced_longer = n.mirror_last() > m.index;
   mark(Fault::kSnapshotInstall);
   if (m.index < n.applied) {
     fail("snapshot-install", fmt::format("n{} told to install snapshot {} below its applied index {}", n.id, m.index, n.applied));
@@ -1075,9 +1166,10 @@ void Simulation::install_snapshot(Node& n, const raft::Snapshot& snap) {
     if (*n.mirror_term(m.index + 1) >= m.term) mark(Fault::kInstallOverNewerConflict);
   }
   nemesis_on_install(n, m.index);
-  std::string data = snap.data.empty() ? n.staging : snap.data;
+  std::string data = n.staging;
   Decoder in(data);
-  n.app = std::make_unique<RegisterHost>();
+  // Into the app the replica core holds (the server: app_->clear(), then load).
+  n.app->clear();
   if (!n.app->load(in, m.schema_version)) {
     fail("snapshot-install", fmt::format("n{} cannot load snapshot {} ({} bytes staged)", n.id, m.index, data.size()));
     return;
@@ -1109,6 +1201,20 @@ void Simulation::install_snapshot(Node& n, const raft::Snapshot& snap) {
   n.mirror_base_term = m.term;
   n.mirror.clear();
   n.staging = data;
+  // The server makes the leader's snapshot durable right here (sync, rename, directory
+  // sync) and removes older ones; the log gets nothing (entries after the snapshot that
+  // the old log holds stay on disk until overwritten: recovery must not revive them).
+  n.dir->save_snapshot(m, n.staging);
+  n.disk.snapshot_files[m.index] = {m, n.staging};
+  // Sometimes crash it before the leader's next entries are durable: the restart then
+  // reads a snapshot newer than everything in its log, and, if the log it replaced went
+  // past the snapshot, entries of that log after it (more likely then: the rarer case).
+  uint32_t ppm = replaced_longer ? 4 * prof_.crash_after_install_ppm : prof_.crash_after_install_ppm;
+  if (!crash_at_ && !healing_ && opt_.faults && rng_.chance(ppm)) {
+    crash_at_ = now_ + 1 + rng_.below(2 * kUnitsPerTick);
+    crash_node_ = n.id;
+    crash_leader_ = true;  // this node, not one picked for its writes in flight
+  }
 }
 
 void Simulation::mirror_append(Node& n, const Entry& e) {
@@ -1227,118 +1333,92 @@ void Simulation::send(Node& n, Message m) {
   net_.push(InFlight{now_ + delay, seq, false, removed, std::move(m)});
 }
 
-void Simulation::apply_entry(Node& n, const Entry& e) {
+// Ready step 3: the replica core applied entry e (core::apply_batch wrote each command's
+// reply into its client's slot). Is it the entry the node's log holds there, the one every
+// node applies there, and does the state after it agree everywhere?
+void NodeHost::applied(const raft::Entry& e) {
+  Simulation& sim = *sim_;
+  Node& n = *node_;
+  if (!sim.result_.ok) return;
   if (e.index != n.applied + 1) {
-    fail("apply-order", fmt::format("n{} told to apply entry {} after applying {} (each entry exactly once, in order)", n.id,
-                                    e.index, n.applied));
+    sim.fail("apply-order", fmt::format("n{} applied entry {} after applying {} (each entry exactly once, in order)", n.id,
+                                        e.index, n.applied));
     return;
   }
   auto mt = n.mirror_term(e.index);
   if (!mt || *mt != e.term || n.mirror[e.index - n.mirror_base - 1].second != entry_hash(e)) {
-    fail("apply-from-log", fmt::format("n{} applies entry {}/{} that is not what its log holds there", n.id, e.index, e.term));
+    sim.fail("apply-from-log", fmt::format("n{} applied entry {}/{} that is not what its log holds there", n.id, e.index, e.term));
     return;
   }
   uint64_t h = entry_hash(e);
-  if (e.index < committed_.size()) {
-    if (committed_[e.index].term != e.term || committed_[e.index].hash != h) {
-      fail("state-machine-safety", fmt::format("n{} applies {}/{} but another node applied {}/{} at that index", n.id, e.index,
-                                               e.term, e.index, committed_[e.index].term));
+  if (e.index < sim.committed_.size()) {
+    if (sim.committed_[e.index].term != e.term || sim.committed_[e.index].hash != h) {
+      sim.fail("state-machine-safety", fmt::format("n{} applied {}/{} but another node applied {}/{} at that index", n.id,
+                                                   e.index, e.term, e.index, sim.committed_[e.index].term));
       return;
     }
   } else {
-    HMDB_ASSERT(e.index == committed_.size(), "committed entries are first recorded in order");
-    committed_.push_back(CommittedRec{e.term, h, e.type, false, 0});
+    HMDB_ASSERT(e.index == sim.committed_.size(), "committed entries are first recorded in order");
+    sim.committed_.push_back(CommittedRec{e.term, h, e.type, false, 0});
     // The ops of this batch took effect no later than now.
-    auto po = proposed_ops_.find({e.index, e.term});
-    if (po != proposed_ops_.end()) {
-      uint64_t stamp = ++event_seq_;
+    auto po = sim.proposed_ops_.find({e.index, e.term});
+    if (po != sim.proposed_ops_.end()) {
+      uint64_t stamp = ++sim.event_seq_;
       for (uint32_t op : po->second)
-        if (op != kProbeOp) meta_[op].commit_seq = stamp;
-      proposed_ops_.erase(po);
+        if (op != kProbeOp) sim.meta_[op].commit_seq = stamp;
+      sim.proposed_ops_.erase(po);
     }
   }
-  // Execute.
-  std::vector<std::optional<int64_t>> replies;
+  size_t commands = 0;
   if (e.type == EntryType::kNormal) {
     core::BatchReader reader(e.data);
-    std::vector<std::string_view> argv;
-    ApplyContext ctx{reader.leader_time_ms(), e.index, e.schema_version};
-    while (reader.next(argv)) {
-      std::string out;
-      Reply reply(&out);
-      n.app->apply(Args(argv.data(), argv.size()), ctx, reply);
-      bool ok;
-      replies.push_back(parse_reply(out, &ok));
-      if (!ok) { fail("app-reply", fmt::format("n{} entry {}: unexpected reply {}", n.id, e.index, out)); return; }
-    }
-    if (!reader.ok()) { fail("entry-payload", fmt::format("n{} entry {}: malformed batch", n.id, e.index)); return; }
+    commands = reader.count();
   } else if (e.type == EntryType::kConfChange) {
     raft::ConfChange cc;
-    if (!raft::decode_conf_change(e.data, &cc)) { fail("entry-payload", fmt::format("n{} entry {}: bad conf change", n.id, e.index)); return; }
+    if (!raft::decode_conf_change(e.data, &cc)) {
+      sim.fail("entry-payload", fmt::format("n{} entry {}: bad conf change", n.id, e.index));
+      return;
+    }
     conf_apply(&n.applied_conf, cc);
-    if (e.index + 1 == committed_.size() && !committed_[e.index].has_digest) {
+    if (e.index + 1 == sim.committed_.size() && !sim.committed_[e.index].has_digest) {
       // First application anywhere: update the cluster's committed membership.
-      conf_apply(&committed_conf_, cc);
-      mark(Fault::kMembershipChange);
-      ev(40, n.id, e.index, cc.node, [&] {
+      conf_apply(&sim.committed_conf_, cc);
+      sim.mark(Fault::kMembershipChange);
+      sim.ev(40, n.id, e.index, cc.node, [&] {
         return fmt::format("membership change committed at {}: {} -> {}", e.index,
-                           cc.type == raft::ConfChangeType::kRemove ? "remove" : "add/promote", conf_string(committed_conf_));
+                           cc.type == raft::ConfChangeType::kRemove ? "remove" : "add/promote",
+                           conf_string(sim.committed_conf_));
       });
-      if (cc.type == raft::ConfChangeType::kRemove && cc.node <= kMaxNodes && nodes_[cc.node].exists) {
-        Node& r = nodes_[cc.node];
+      if (cc.type == raft::ConfChangeType::kRemove && cc.node <= kMaxNodes && sim.nodes_[cc.node].exists) {
+        Node& r = sim.nodes_[cc.node];
         r.removed = true;
-        r.removed_tick = tick();
+        r.removed_tick = sim.tick();
       }
     }
   }
   n.applied = e.index;
   n.applied_term = e.term;
-  result_.entries_applied++;
-  ev(41, n.id, e.index, e.term, [&] {
+  sim.result_.entries_applied++;
+  sim.ev(41, n.id, e.index, e.term, [&] {
     return fmt::format("n{} apply {}/{} {}", n.id, e.index, e.term,
-                       e.type == EntryType::kNormal ? fmt::format("batch of {}", replies.size())
+                       e.type == EntryType::kNormal ? fmt::format("batch of {}", commands)
                                                     : e.type == EntryType::kNoop ? "noop" : "conf change");
   });
   uint64_t digest = n.app->digest();
-  CommittedRec& rec = committed_[e.index];
-  if (!rec.has_digest) { rec.has_digest = true; rec.digest = digest; }
-  else if (rec.digest != digest) {
-    fail("state-digest", fmt::format("n{} state digest after applying {} differs from another node's", n.id, e.index));
+  CommittedRec& rec = sim.committed_[e.index];
+  if (!rec.has_digest) {
+    rec.has_digest = true;
+    rec.digest = digest;
+  } else if (rec.digest != digest) {
+    sim.fail("state-digest", fmt::format("n{} state digest after applying {} differs from another node's", n.id, e.index));
     return;
   }
+  // Snapshots between two applied entries (half the seeds), and the split nemesis's.
   if (n.snapshot_at == e.index) {
     n.snapshot_at = 0;
-    if (!n.snapshot_in_flight) take_snapshot(n);
-  } else if (prof_.snapshot_between_entries) {
-    maybe_snapshot(n);
-  }
-  // Answer the clients whose batch this was (WriteTracker::take_applied, as the server).
-  if (auto tracked = n.writes.take_applied(e.index, e.term)) {
-    const bool ours = tracked->second == core::WriteOutcome::kApplied;
-    const std::vector<core::ReplySlot>& slots = tracked->first.slots;
-    for (size_t i = 0; i < slots.size(); i++) {
-      const uint32_t op = static_cast<uint32_t>(slots[i].seq);
-      if (op == kProbeOp) { if (ours) probe_done_ = true; continue; }
-      if (ours) {
-        if (i >= replies.size()) { fail("batch-replies", fmt::format("n{} entry {}: fewer replies than commands", n.id, e.index)); return; }
-        conclude(op, OpOutcome::kOk, replies[i]);
-      } else {
-        conclude(op, OpOutcome::kFailed, std::nullopt);
-      }
-    }
-  }
-}
-
-// A proposal the WriteTracker ended unapplied: its clients get what the server answers.
-void Simulation::end_proposal(Node& n, Index index, core::WriteTracker::Proposal&& p, core::WriteOutcome outcome) {
-  ev(42, n.id, index, p.term, [&] {
-    return fmt::format("n{} proposal {}/{} ends {}", n.id, index, p.term,
-                       outcome == core::WriteOutcome::kLost ? "lost" : "with outcome unknown");
-  });
-  for (const core::ReplySlot& slot : p.slots) {
-    const uint32_t op = static_cast<uint32_t>(slot.seq);
-    if (op != kProbeOp)
-      conclude(op, outcome == core::WriteOutcome::kLost ? OpOutcome::kFailed : OpOutcome::kUnknown, std::nullopt);
+    if (!n.snapshot_in_flight) sim.take_snapshot(n);
+  } else if (sim.prof_.snapshot_between_entries) {
+    sim.maybe_snapshot(n);
   }
 }
 
@@ -1480,7 +1560,7 @@ void Simulation::check_node(Node& n) {
   // is in the core's log with its term. Else a client waits for an entry that is gone, and
   // a node that leads again proposes at an index somebody still waits on.
   std::optional<std::pair<Index, Term>> stale;
-  n.writes.for_each([&](Index i, const core::WriteTracker::Proposal& p) {
+  n.replica->writes().for_each([&](Index i, const core::WriteTracker::Proposal& p) {
     auto t = n.mirror_term(i);
     if (!stale && (!t || *t != p.term)) stale = {i, p.term};
   });
@@ -1491,7 +1571,7 @@ void Simulation::check_node(Node& n) {
                                                                    : std::string("nothing")));
     return;
   }
-  if (n.writes.reused() > 0) {
+  if (n.replica->writes().reused() > 0) {
     fail("write-index-reused", fmt::format("n{} proposed at an index a client still waited on (the server aborted here)", n.id));
     return;
   }
@@ -1679,120 +1759,215 @@ void Simulation::conclude(uint32_t op, OpOutcome outcome, std::optional<int64_t>
   h.outcome = outcome;
   h.result = result;
   h.ret = ++event_seq_;
-  Client& c = clients_[h.client];
-  if (c.busy && c.op == op) c.busy = false;
   ev(70, h.client, op, static_cast<uint64_t>(outcome), [&] { return "client returns " + describe(h); });
   result_.client_ok += outcome == OpOutcome::kOk;
   result_.client_failed += outcome == OpOutcome::kFailed;
   result_.client_unknown += outcome == OpOutcome::kUnknown;
-  if (outcome != OpOutcome::kOk) c.guess = 0;
 }
 
+bool Simulation::busy(const Client& c) const {
+  auto it = connections_.find(c.connection);
+  return it != connections_.end() && it->second.open && !it->second.waiting.empty();
+}
+
+// A client sends op on its connection: the one it has (ops are pipelined on it, in order),
+// else a new one to the node it believes leads (a redirect's hint), or to any node.
 void Simulation::submit(Client& c, uint32_t op) {
-  std::vector<NodeId> ids = live_ids();
-  if (c.guess == 0 || c.guess > kMaxNodes || !nodes_[c.guess].exists) {
-    std::vector<NodeId> all;
-    for (const Node& x : nodes_) if (x.exists && !x.removed) all.push_back(x.id);
-    c.guess = all[rng_.below(all.size())];
+  auto open = connections_.find(c.connection);
+  if (open != connections_.end() && !open->second.open) open = connections_.end();
+  if (open != connections_.end() && open->second.waiting.empty() &&
+      (c.guess != 0 && c.guess != open->second.node)) {
+    close_connection(c.connection);  // idle, and the leader is elsewhere: reconnect there
+    open = connections_.end();
   }
-  Node& n = nodes_[c.guess];
-  meta_[op].node = n.id;
-  ev(72, c.id, op, n.id, [&] {
-    const HistoryOp& h = history_[op];
-    std::string what = h.kind == OpKind::kSet ? fmt::format("SET {} {}", h.key, h.arg)
-                       : h.kind == OpKind::kIncr ? fmt::format("INCR {}", h.key) : fmt::format("GET {}", h.key);
-    return fmt::format("client c{} invokes {} via n{} [{}]", c.id, what, n.id, h.invoke);
-  });
-  if (!n.up) { conclude(op, OpOutcome::kFailed, std::nullopt); return; }  // connection refused
-  HistoryOp& h = history_[op];
-  if (h.kind == OpKind::kGet) {
-    if (n.paused) n.queued_reads.push_back(op);  // read from the socket when it resumes
-    else start_read(n, op);
-  } else {
-    n.batch.push_back(op);  // proposed when it runs
-  }
-}
-
-void Simulation::start_read(Node& n, uint32_t op) {
-  uint64_t ctx = ++read_ctx_seq_;
-  bool accepted = n.raft->read_index(ctx);
-  after_input(n);
-  if (!accepted) {
-    NodeId hint = n.raft->leader();
-    conclude(op, OpOutcome::kFailed, std::nullopt);
-    clients_[history_[op].client].guess = hint;
-    return;
-  }
-  meta_[op].read_ctx = ctx;
-  n.pending_reads[ctx] = op;
-}
-
-void Simulation::propose_batches(Node& n) {
-  // (Re)propose the liveness probe unless this leader proposed it in its current term: a
-  // proposal of an earlier term at that index (this node led before) may never commit.
-  const core::WriteTracker::Proposal* mine = n.writes.find(probe_index_);
-  bool probe = healing_ && !probe_done_ && n.raft->role() == Role::kLeader &&
-               (probe_index_ == 0 || probe_term_ != n.raft->term() || !mine || mine->term != probe_term_);
-  if (n.batch.empty() && !probe) return;
-  core::BatchBuilder b(now_);
-  std::vector<uint32_t> ops = std::move(n.batch);
-  n.batch.clear();
-  for (uint32_t op : ops) {
-    const HistoryOp& h = history_[op];
-    std::string v = std::to_string(h.arg);
-    if (h.kind == OpKind::kSet) {
-      std::string_view argv[3] = {"SET", h.key, v};
-      b.add(Args(argv, 3));
-    } else {
-      std::string_view argv[2] = {"INCR", h.key};
-      b.add(Args(argv, 2));
+  if (open == connections_.end()) {
+    if (c.guess == 0 || c.guess > kMaxNodes || !nodes_[c.guess].exists) {
+      std::vector<NodeId> all;
+      for (const Node& x : nodes_) if (x.exists && !x.removed) all.push_back(x.id);
+      c.guess = all[rng_.below(all.size())];
     }
-  }
-  std::string pv = std::to_string(++probe_seq_);
-  if (probe) {
-    std::string_view argv[3] = {"SET", kProbeKey, pv};
-    b.add(Args(argv, 3));
-    ops.push_back(kProbeOp);
-  }
-  std::string payload = b.finish();
-  const uint64_t bytes = payload.size();
-  raft::ProposeResult r = n.raft->propose(EntryType::kNormal, RegisterApp::kSchemaVersion, std::move(payload));
-  ev(71, n.id, r.index, static_cast<uint64_t>(r.error), [&] {
-    return fmt::format("n{} propose batch of {} -> {}", n.id, ops.size(),
-                       r.error == raft::ProposeError::kNone ? fmt::format("index {} term {}", r.index, r.term)
-                                                            : fmt::format("refused ({})", static_cast<int>(r.error)));
-  });
-  if (r.error != raft::ProposeError::kNone) {
-    NodeId hint = n.raft->leader();
-    for (uint32_t op : ops) {
-      if (op == kProbeOp) continue;
+    Node& target = nodes_[c.guess];
+    if (!target.up || !target.listening) {  // connection refused: nothing was sent
+      meta_[op].node = target.id;
+      ev(72, c.id, op, target.id, [&] { return fmt::format("client c{} cannot connect to n{} [{}]", c.id, target.id, history_[op].invoke); });
+      c.guess = 0;
       conclude(op, OpOutcome::kFailed, std::nullopt);
-      clients_[history_[op].client].guess = hint;
+      return;
+    }
+    c.connection = ++next_connection_;
+    Connection& conn = connections_[c.connection];
+    conn.client = c.id;
+    conn.node = target.id;
+    target.sessions[c.connection].id = c.connection;
+  }
+  Connection& conn = connections_[c.connection];
+  Node& n = nodes_[conn.node];
+  meta_[op].node = n.id;
+  meta_[op].deadline_tick = tick() + kClientTimeoutTicks;
+  const HistoryOp& h = history_[op];
+  std::vector<std::string> words;
+  if (h.kind == OpKind::kSet) words = {"SET", h.key, std::to_string(h.arg)};
+  else if (h.kind == OpKind::kIncr) words = {"INCR", h.key};
+  else words = {"GET", h.key};
+  ev(72, c.id, op, n.id, [&] {
+    return fmt::format("client c{} invokes {} via n{} (connection {}, {} waiting) [{}]", c.id, fmt::join(words, " "), n.id,
+                       c.connection, conn.waiting.size(), h.invoke);
+  });
+  conn.ops_by_seq.push_back(op);
+  conn.waiting.push_back(op);
+  send_command(n, c.connection, std::move(words));
+}
+
+// The command reaches the node's socket: read now, or when a paused process resumes.
+void Simulation::send_command(Node& n, uint64_t connection, std::vector<std::string> words) {
+  if (n.paused) {
+    n.queued_commands.emplace_back(connection, std::move(words));
+    return;
+  }
+  auto s = n.sessions.find(connection);
+  if (s == n.sessions.end()) return;  // closed meanwhile
+  std::vector<std::string_view> argv(words.begin(), words.end());
+  n.replica->set_time(now_, now_);
+  n.replica->command(s->second, Args(argv.data(), argv.size()));
+}
+
+void Simulation::close_connection(uint64_t connection) {
+  auto it = connections_.find(connection);
+  if (it == connections_.end() || !it->second.open) return;
+  Node& n = nodes_[it->second.node];
+  n.sessions.erase(connection);  // replies still owed to it are dropped, as the server drops them
+  if (it->second.client != kProbeClient && clients_[it->second.client].connection == connection)
+    clients_[it->second.client].connection = 0;
+  if (probe_connection_ == connection) probe_connection_ = 0;
+  it->second.open = false;
+  it->second.waiting.clear();
+}
+
+// The client gives up on its connection (a timeout, or the node reset it): what waited on
+// it may or may not have happened (a write), or is simply not known (a read: no effect).
+void Simulation::abandon(uint64_t connection, const char* why) {
+  auto it = connections_.find(connection);
+  if (it == connections_.end() || !it->second.open) return;
+  std::deque<uint32_t> waiting = std::move(it->second.waiting);
+  ev(73, it->second.client, connection, waiting.size(), [&] {
+    return fmt::format("connection {} to n{} abandoned ({}), {} waiting", connection, it->second.node, why, waiting.size());
+  });
+  for (uint32_t op : waiting)
+    if (op != kProbeOp) conclude(op, history_[op].kind == OpKind::kGet ? OpOutcome::kFailed : OpOutcome::kUnknown, std::nullopt);
+  if (it->second.client != kProbeClient) clients_[it->second.client].guess = 0;
+  close_connection(connection);
+}
+
+// The node's replica moved finished replies to the session's output, in request order: each
+// answers the oldest op waiting on that connection.
+void Simulation::read_replies(Node& n, core::ClientSession& s) {
+  auto it = connections_.find(s.id);
+  if (it == connections_.end() || !it->second.open) return;
+  Connection& conn = it->second;
+  std::string& out = s.replies.out();
+  size_t used = 0;
+  while (result_.ok && used < out.size()) {
+    net::RespReply reply;
+    int64_t k = net::decode_reply(std::string_view(out).substr(used), &reply);
+    if (k == 0) break;
+    if (k < 0 || conn.waiting.empty()) {
+      fail("app-reply", fmt::format("n{} sent connection {} a reply nobody waits for, or not RESP: {}", n.id, s.id,
+                                    out.substr(used, 80)));
+      return;
+    }
+    used += static_cast<size_t>(k);
+    const uint32_t op = conn.waiting.front();
+    conn.waiting.pop_front();
+    answer(conn, op, reply);
+  }
+  out.erase(0, used);
+}
+
+// What a reply tells the client, as a Redis client library reads it.
+void Simulation::answer(Connection& conn, uint32_t op, const net::RespReply& reply) {
+  if (op == kProbeOp) {
+    ev(74, conn.node, reply.is_error(), 0, [&] { return fmt::format("probe on n{} answered {}{}", conn.node, reply.type, reply.text); });
+    if (!reply.is_error()) probe_done_ = true;
+    else probe_connection_ = 0;  // sent again, to whoever leads
+    return;
+  }
+  const HistoryOp& h = history_[op];
+  Client& c = clients_[conn.client];
+  if (reply.is_error()) {
+    const std::string& e = reply.text;
+    if (e.starts_with("MOVED ")) {  // "MOVED <slot> n<id>": the leader is there
+      size_t at = e.rfind(" n");
+      c.guess = at == std::string::npos ? 0 : static_cast<NodeId>(std::strtoull(e.c_str() + at + 2, nullptr, 10));
+      conclude(op, OpOutcome::kFailed, std::nullopt);
+    } else if (e.starts_with("CLUSTERDOWN") || e.starts_with("TRYAGAIN") ||
+               e.starts_with("ERR write lost in a leadership change")) {
+      conclude(op, OpOutcome::kFailed, std::nullopt);  // not executed, or provably without effect
+      c.guess = 0;
+    } else if (e.starts_with("ERR write outcome unknown") && h.kind != OpKind::kGet) {
+      conclude(op, OpOutcome::kUnknown, std::nullopt);
+      c.guess = 0;
+    } else {
+      fail("app-reply", fmt::format("n{} answered {} with -{}", conn.node, describe(h), e));
     }
     return;
   }
-  for (uint32_t op : ops) {
-    if (op == kProbeOp) { probe_index_ = r.index; probe_term_ = r.term; continue; }
-    meta_[op].prop_index = r.index;
-    meta_[op].prop_term = r.term;
+  std::optional<int64_t> value;
+  bool ok = false;
+  switch (h.kind) {
+    case OpKind::kSet: ok = reply.type == '+' && reply.text == "OK"; break;
+    case OpKind::kIncr:
+      ok = reply.type == ':';
+      value = reply.integer;
+      break;
+    case OpKind::kGet:  // the register app answers an integer, or nil
+      if (reply.type == '$' && reply.null) {
+        ok = true;
+      } else if (reply.type == ':') {
+        ok = true;
+        value = reply.integer;
+      }
+      break;
   }
-  proposed_ops_[{r.index, r.term}] = ops;
-  std::vector<core::ReplySlot> slots;
-  for (uint32_t op : ops) slots.push_back(core::ReplySlot{kClientSession, op});
-  n.writes.track(r.index, r.term, bytes, std::move(slots), [&](Index i, core::WriteTracker::Proposal&& p, core::WriteOutcome o) {
-    end_proposal(n, i, std::move(p), o);
-  });
+  if (!ok) {
+    fail("app-reply", fmt::format("n{} answered {} with {}{}", conn.node, describe(h), reply.type, reply.text));
+    return;
+  }
+  conclude(op, OpOutcome::kOk, value);
+}
+
+// After the heal: a write of the liveness probe on the leader, sent again if the leader
+// changed or the write failed, until one succeeds.
+void Simulation::probe() {
+  Node* l = leader();
+  if (!l || !l->running() || probe_done_) return;
+  if (probe_connection_ != 0) {
+    const Connection& c = connections_[probe_connection_];
+    if (c.node == l->id && probe_term_sent_ == l->raft->term()) return;  // still waiting for it
+    close_connection(probe_connection_);
+  }
+  probe_connection_ = ++next_connection_;
+  Connection& conn = connections_[probe_connection_];
+  conn.client = kProbeClient;
+  conn.node = l->id;
+  conn.ops_by_seq.push_back(kProbeOp);
+  conn.waiting.push_back(kProbeOp);
+  l->sessions[probe_connection_].id = probe_connection_;
+  probe_term_sent_ = l->raft->term();
+  send_command(*l, probe_connection_, {"SET", kProbeKey, std::to_string(++probe_seq_)});
 }
 
 void Simulation::clients_tick() {
   for (Client& c : clients_) {
-    if (c.busy) {
-      if (tick() >= c.deadline_tick) {
-        uint32_t op = c.op;
-        conclude(op, history_[op].kind == OpKind::kGet ? OpOutcome::kFailed : OpOutcome::kUnknown, std::nullopt);
-      }
+    auto open = connections_.find(c.connection);
+    if (open != connections_.end() && !open->second.open) open = connections_.end();
+    if (open != connections_.end() && !open->second.waiting.empty() &&
+        tick() >= meta_[open->second.waiting.front()].deadline_tick) {
+      abandon(c.connection, "timeout");
       continue;
     }
+    // One op at a time, or up to the seed's pipeline depth on the open connection.
+    const size_t waiting = open == connections_.end() ? 0 : open->second.waiting.size();
+    if (waiting >= prof_.pipeline_depth) continue;
     if (healing_ || history_.size() >= opt_.max_client_ops || !rng_.chance(prof_.client_ppm)) continue;
     HistoryOp h;
     h.client = c.id;
@@ -1806,9 +1981,6 @@ void Simulation::clients_tick() {
     history_.push_back(h);
     meta_.push_back(OpMeta{});
     result_.client_ops++;
-    c.busy = true;
-    c.op = op;
-    c.deadline_tick = tick() + kClientTimeoutTicks;
     submit(c, op);
   }
 }
@@ -2208,11 +2380,11 @@ void Simulation::resume_node(Node& n) {
   }
   if (!result_.ok) return;
   notify_disk(n);
-  std::vector<uint32_t> reads = std::move(n.queued_reads);
-  n.queued_reads.clear();
-  for (uint32_t op : reads) {
-    if (!result_.ok) return;
-    if (!meta_[op].concluded) start_read(n, op);
+  std::vector<std::pair<uint64_t, std::vector<std::string>>> commands = std::move(n.queued_commands);
+  n.queued_commands.clear();
+  for (auto& [connection, words] : commands) {
+    if (!result_.ok || !n.up) return;
+    send_command(n, connection, std::move(words));
   }
 }
 
@@ -2295,7 +2467,7 @@ bool Simulation::converged() {
     if (!member || n.dead) continue;  // a node that refused to start waits for its operator
     if (!n.up || n.applied < commit) return false;
   }
-  for (const Client& c : clients_) if (c.busy) return false;
+  for (const Client& c : clients_) if (busy(c)) return false;
   return true;
 }
 
@@ -2349,7 +2521,7 @@ RunResult Simulation::run() {
   prof_.client_ppm = static_cast<uint32_t>(std::min<uint64_t>(
       1'000'000, uint64_t{opt_.max_client_ops} * 1'000'000 / (kClientCount * std::max(opt_.chaos_ticks, 1u)) *
                      rng_.range(50, 150) / 100));
-  for (uint32_t i = 0; i < kClientCount; i++) clients_.push_back(Client{i, false, 0, 0, 0, 0});
+  for (uint32_t i = 0; i < kClientCount; i++) clients_.push_back(Client{i, 0, 0, 0});
   ev(1, opt_.seed, opt_.nodes, 0, [&] {
     return fmt::format("seed {} nodes {} profile: loss={}ppm dup={}ppm delay={}ppm partition={}ppm crash={}ppm torn={}ppm "
                        "sector-hole={}ppm damage={}ppm "
@@ -2401,14 +2573,14 @@ RunResult Simulation::run() {
           nodes += fmt::format(" n{}:{}/t{}/commit{}/applied{}/last{}{}", n.id, role_name(st.role), st.term, st.commit,
                                n.applied, st.last_index, n.removed ? "(removed)" : "");
         }
-        std::string busy;
+        std::string waiting;
         for (const Client& c : clients_)
-          if (c.busy) busy += fmt::format(" c{}:{}", c.id, describe(history_[c.op]));
+          if (busy(c)) waiting += fmt::format(" c{}:{}", c.id, describe(history_[connections_[c.connection].waiting.front()]));
         fail("liveness", fmt::format("{} ticks after healing (a connected majority is up): leader={} probe {} at {}; "
                                      "committed membership {}; nodes:{}; busy clients:{}",
                                      kLivenessTicks, l ? fmt::format("n{}", l->id) : "none",
                                      probe_done_ ? "committed" : "pending", probe_index_, conf_string(committed_conf_),
-                                     nodes, busy.empty() ? " none" : busy));
+                                     nodes, waiting.empty() ? " none" : waiting));
         break;
       }
       if (!healing_ && opt_.faults) inject_faults();
@@ -2416,7 +2588,10 @@ RunResult Simulation::run() {
     // The nodes' clocks first, then the clients: a request is read after the tick, as a
     // server reads its sockets after feeding the core the time (src/server/node.cc).
     advance_clocks();
-    if (now_ % kUnitsPerTick == 0 && result_.ok) clients_tick();
+    if (now_ % kUnitsPerTick == 0 && result_.ok) {
+      clients_tick();
+      if (healing_ && result_.ok) probe();
+    }
     if (crash_at_ && now_ >= crash_at_) {
       // Mostly hit a node with a write in flight, so that crashes lose (or tear) writes.
       std::vector<NodeId> writing;
@@ -2436,8 +2611,7 @@ RunResult Simulation::run() {
       if (n.exists && n.up && result_.ok) complete_writes(n);
     for (Node& n : nodes_) {
       if (!n.exists || !n.running() || !result_.ok) continue;
-      propose_batches(n);
-      drain(n);
+      end_turn(n);
     }
     if (result_.ok && prof_.lease_reads && opt_.protocol_checks) check_leases();
   }

@@ -80,6 +80,8 @@ struct Options {
     // removed from the log, as the server did before issue 9: it then answered their
     // clients only when the log regrew, and aborted when it led again and proposed there.
     bool forget_replaced_writes = false;
+    // The leader answers queries without a read-index round (core::Replica::Options::PlantedBugs).
+    bool reads_without_index = false;
     // After a pause the shell feeds the core one tick instead of the ticks that really
     // elapsed (src/server/node.cc before 2026-11), so a paused leader's clock lags.
     bool drop_missed_ticks = false;

@@ -76,17 +76,20 @@ TEST(PlantedBugs, KeepLogSuffixOnSnapshotInstall) { expect_caught("keep_log_suff
 // safety, durable votes or the applied state. commit_old_term_by_counting is absent: its
 // consequence (the paper's Figure 8) needs a long chain of crashes at exact moments, and no
 // seed within the bound produced it; the protocol check above catches the rule violation.
-// The shell's bookkeeping, which the simulator drives as the server does (issue 9): a node
-// that keeps waiting on proposals a new leader's entries removed from its log. The
-// protocol check (write-tracking) sees the stale waiter at once; the outcome a user saw
-// (the node proposing again at such an index: the server aborted) takes a node that leads
-// again before its log regrows, which needs more seeds (first caught on 3-node seed 1438
-// and 5-node seed 549 when this was written).
+// The server's own replica core (src/core), which every simulated node runs: its clients
+// send commands into sessions and read the replies (issues 9 and 10). A node that keeps
+// waiting on proposals a new leader's entries removed from its log: the protocol check
+// (write-tracking) sees the stale waiter at once; the outcome a user saw (the node proposing
+// again at such an index: the server aborted) takes a node that leads again before its log
+// regrows, which needs more seeds. A leader that answers queries without a read-index round
+// (its routing, core/route.h, skips kReadIndex): a leader cut off from the majority serves
+// stale reads, which the linearizability check sees.
 constexpr uint64_t kMaxSeedsShellOutcome = 2000;
 TEST(PlantedBugs, ForgetReplacedWrites) { expect_caught("forget_replaced_writes"); }
 TEST(PlantedBugsOutcomeOnly, ForgetReplacedWrites) {
   expect_caught("forget_replaced_writes", false, kMaxSeedsShellOutcome);
 }
+TEST(PlantedBugsOutcomeOnly, ReadsWithoutIndex) { expect_caught("reads_without_index", false); }
 
 TEST(PlantedBugsOutcomeOnly, GrantTwoVotesPerTerm) { expect_caught("grant_two_votes_per_term", false); }
 // Judged by outcomes, a vote sent before it is durable shows only if the voter crashes in
