@@ -192,6 +192,9 @@ struct Raft::Impl {
   uint64_t lease_reads_answered = 0;
   uint64_t votes_granted = 0;
 
+  // A planted bug that may break safety is set: some assertions then let the simulator's
+  // checker report instead. (Not learners_never_campaign: it costs liveness only, so every
+  // assertion stays on.)
   bool any_bug() const {
     const auto& b = cfg.bugs;
     return b.grant_two_votes_per_term || b.answer_vote_before_persisting ||
@@ -282,6 +285,26 @@ struct Raft::Impl {
     for (auto it = conf_history.rbegin(); it != conf_history.rend(); ++it)
       if (it->first <= commit) return contains(it->second.voters, id);
     return false;
+  }
+  // A learner may campaign too, but only to break a deadlock that no voter can break (found
+  // by the simulator: voters {1,2,3}, learner 4. Leader 3 appends PROMOTE 4, which reaches
+  // no one; 1 leads the next term, gets its noop to 4 only, and then refuses to start for
+  // good. 3 needs 3 of {1,2,3,4} and 4 refuses it (4's last term is newer); 2 needs 2 of
+  // {1,2,3} and 3 refuses it (2's log is behind); only 4 could win). Hence: only with
+  // pre-vote and check-quorum, so that it never disturbs a cluster that has a leader (the
+  // voters within check-quorum's stickiness ignore it), and only after twice its election
+  // timeout, so that a voter normally wins first. Its own vote does not count (tally
+  // counts voters): it needs a majority of the voters, each of which checked that its log
+  // is up to date, as in any election. Once elected it leads only until its noop commits,
+  // then steps down as a leader outside its membership does (advance_commit), leaving a
+  // majority of voters with an entry of the newest term: one of them wins next.
+  bool learner_may_campaign() const {
+    return is_learner(id) && cfg.pre_vote && cfg.check_quorum && !cfg.bugs.learners_never_campaign;
+  }
+  // May start a (pre-)vote now: a learner starts a real vote only after winning a pre-vote.
+  bool may_campaign(bool pre) const {
+    if (promotable()) return true;
+    return learner_may_campaign() && (pre || role == InternalRole::kPreCandidate);
   }
   size_t quorum() const { return conf.voters.size() / 2 + 1; }
   bool single_voter_self() const { return conf.voters.size() == 1 && conf.voters[0] == id; }
@@ -376,7 +399,12 @@ struct Raft::Impl {
       return;
     }
     election_elapsed++;
-    if (!promotable()) return;
+    if (!promotable()) {
+      if (learner_may_campaign() && election_elapsed >= 2 * randomized_election_timeout) {
+        start_campaign(true, false);  // resets election_elapsed
+      }
+      return;
+    }
     if (single_voter_self()) {
       // A cluster of one campaigns at once: there is nobody to wait for. It wins when
       // persisted() makes its own vote durable (see self_vote_durable()); until then it
@@ -427,7 +455,7 @@ struct Raft::Impl {
   }
 
   void start_campaign(bool pre, bool transfer) {
-    if (!promotable() || role == InternalRole::kLeader) return;
+    if (!may_campaign(pre) || role == InternalRole::kLeader) return;
     Term vote_term;
     if (pre) {
       become_pre_candidate();
@@ -959,8 +987,12 @@ struct Raft::Impl {
       commit = i;
     }
     commit = to;
+    // A leader outside its latest membership (it removed itself, or it is a learner that
+    // broke a deadlock) steps down once that membership committed. A leader commits only
+    // entries of its own term, so this is never before its noop committed: the voters that
+    // acknowledged it now hold the newest term's entry, and one of them can win next.
     if (role == InternalRole::kLeader && !is_voter(id) && commit >= conf_history.back().first) {
-      step_down_after_removal();
+      step_down_as_non_voter();
       return;
     }
     if (role == InternalRole::kLeader && committed_in_current_term()) {
@@ -1228,9 +1260,11 @@ struct Raft::Impl {
     // commits: see advance_commit().
   }
 
-  // The change removing this leader committed: tell the others the new commit index, hand
-  // leadership to the most up-to-date voter so the election is immediate, and stop leading.
-  void step_down_after_removal() {
+  // This leader is not a voter of its committed membership (the change removing it
+  // committed, or it is a learner whose noop committed): tell the others the new commit
+  // index, hand leadership to the most up-to-date voter so the election is immediate, and
+  // stop leading.
+  void step_down_as_non_voter() {
     broadcast_append(true);
     NodeId best = kNoNode;
     for (NodeId v : conf.voters) {
@@ -1611,7 +1645,10 @@ void Raft::persisted(const PersistAck& ack) { impl_->persisted(ack); }
 void Raft::snapshot_saved(const SnapshotMeta& meta) { impl_->snapshot_saved(meta); }
 void Raft::applied_to(Index index) { impl_->applied_to(index); }
 size_t Raft::free_dropped_entries(size_t max_entries) { return impl_->log.free_dropped(max_entries); }
-void Raft::campaign() { impl_->start_campaign(impl_->cfg.pre_vote && !impl_->single_voter_self(), false); }
+void Raft::campaign() {
+  if (!impl_->promotable()) return;  // a learner campaigns only on its own (tick)
+  impl_->start_campaign(impl_->cfg.pre_vote && !impl_->single_voter_self(), false);
+}
 void Raft::snapshot_chunk(NodeId to, const SnapshotMeta& meta, uint64_t offset, uint64_t total,
                           std::string bytes, bool last) {
   impl_->snapshot_chunk(to, meta, offset, total, std::move(bytes), last);

@@ -94,6 +94,9 @@ struct Config {
     // The read lease lasts election_ticks - kLeaseTickGranularity leader ticks: no
     // allowance for a follower's clock running faster than the leader's.
     bool lease_without_drift_margin = false;
+    // A learner never campaigns, not even to break the deadlock that only it can break
+    // (docs/raft.md, "Membership changes"): the rule before that was found.
+    bool learners_never_campaign = false;
   } bugs;
 };
 
@@ -136,6 +139,9 @@ struct SnapshotChunk {
   std::string data;
 };
 
+// kLearner: a learner that follows. A learner that campaigns (only to break a deadlock that
+// no voter can break: docs/raft.md, "Membership changes") reports kPreCandidate, kCandidate
+// and kLeader like a voter; Status::conf tells whether this node is a voter.
 enum class Role : uint8_t { kFollower, kPreCandidate, kCandidate, kLeader, kLearner };
 
 struct Ready {
@@ -227,7 +233,8 @@ class Raft {
   // returns how many are left. Call it regularly (the server: once per loop turn).
   size_t free_dropped_entries(size_t max_entries);
   // Start an election now (tests and the simulator; the server never calls it: an operator
-  // moves leadership with `hmdb cluster transfer`). Ignored by learners and leaders.
+  // moves leadership with `hmdb cluster transfer`). Ignored by learners and leaders (a
+  // learner campaigns only on its own, after a long silence: docs/raft.md).
   // With lease reads, a node within check-quorum's stickiness that campaigns breaks the
   // promise a leader's lease rests on: move leadership with transfer_leadership() instead.
   void campaign();

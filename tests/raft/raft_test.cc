@@ -471,6 +471,80 @@ TEST(RaftLeaderLease, AHigherTermFromARejectionDoesNotEndTheStickiness) {
   EXPECT_EQ(r.votes_granted(), 1u) << "an election timeout later it may vote";
 }
 
+// A learner campaigns only to break a deadlock no voter can break (docs/raft.md,
+// "Membership changes"; the history is testdata/learner_breaks_deadlock.txt): only with
+// pre-vote and check-quorum, only by a pre-vote, and only after twice its randomized
+// election timeout, i.e. never before 2 * election_ticks ticks of silence and always by
+// 4 * election_ticks. Returns the ticks until it sent a pre-vote, or 0 if it sent nothing
+// within `max_ticks`.
+uint32_t learner_ticks_to_campaign(const Config& c, uint32_t max_ticks) {
+  RestoreState rs = fresh({1, 3});
+  rs.initial_conf.learners = {c.id};
+  Raft r(c, rs);
+  for (uint32_t t = 1; t <= max_ticks; t++) {
+    r.tick();
+    Ready rd = r.take_ready();
+    EXPECT_FALSE(rd.hard_state) << "nothing durable changes before a pre-vote is won";
+    for (const Message& m : rd.messages) {
+      EXPECT_EQ(m.type, MessageType::kPreVote) << "a learner starts with a pre-vote";
+      EXPECT_NE(m.to, c.id);
+    }
+    if (!rd.messages.empty()) {
+      EXPECT_EQ(rd.messages.size(), 2u) << "to the voters 1 and 3";
+      EXPECT_EQ(r.role(), Role::kPreCandidate);
+      EXPECT_EQ(r.term(), 0u) << "a pre-vote changes no term";
+      return t;
+    }
+  }
+  EXPECT_EQ(r.role(), Role::kLearner);
+  return 0;
+}
+
+TEST(RaftLearner, CampaignsOnlyAfterTwiceItsElectionTimeout) {
+  for (uint64_t seed = 1; seed <= 50; seed++) {
+    Config c;
+    c.id = 2;
+    c.seed = seed;
+    uint32_t t = learner_ticks_to_campaign(c, 4 * c.election_ticks);
+    EXPECT_GE(t, 2 * c.election_ticks) << "seed " << seed;
+    EXPECT_LT(t, 4 * c.election_ticks) << "seed " << seed;
+  }
+}
+
+TEST(RaftLearner, NeverCampaignsWithoutPreVoteOrCheckQuorumOrWithThePlantedBug) {
+  Config c;
+  c.id = 2;
+  c.pre_vote = false;
+  EXPECT_EQ(learner_ticks_to_campaign(c, 10 * c.election_ticks), 0u) << "without pre-vote";
+  c.pre_vote = true;
+  c.check_quorum = false;
+  EXPECT_EQ(learner_ticks_to_campaign(c, 10 * c.election_ticks), 0u) << "without check-quorum";
+  c.check_quorum = true;
+  c.bugs.learners_never_campaign = true;
+  EXPECT_EQ(learner_ticks_to_campaign(c, 10 * c.election_ticks), 0u) << "learners_never_campaign";
+}
+
+TEST(RaftLearner, CampaignIgnoredAndNoRealVoteWithoutAWonPreVote) {
+  Config c;
+  c.id = 2;
+  RestoreState rs = fresh({1, 3});
+  rs.initial_conf.learners = {2};
+  Raft r(c, rs);
+  r.campaign();
+  EXPECT_EQ(r.role(), Role::kLearner) << "campaign() is for voters";
+  EXPECT_TRUE(r.take_ready().messages.empty());
+  // A TimeoutNow (a transfer: real votes at once) is for voters too.
+  Message tn;
+  tn.type = MessageType::kTimeoutNow;
+  tn.from = 1;
+  tn.to = 2;
+  tn.term = 1;
+  r.step(tn);
+  EXPECT_EQ(r.role(), Role::kLearner);
+  EXPECT_EQ(r.term(), 1u);
+  for (const Message& m : r.take_ready().messages) EXPECT_NE(m.type, MessageType::kVote);
+}
+
 TEST(RaftConfChange, EncodeDecodeRoundTrip) {
   ConfChange cc;
   cc.type = ConfChangeType::kPromote;

@@ -5,7 +5,8 @@
 //   add-nodes 3 [pre-vote=true] [check-quorum=true] [lease=false] [election=10]
 //               [heartbeat=1] [max-inflight=64] [max-append-bytes=N] [snapshot-chunk=N]
 //               [voters=1,2,3] [learners=4]        ids continue after existing nodes
-//               [bugs=commit-old-term,two-votes,vote-before-persist,apply-before-commit,keep-suffix]
+//               [bugs=commit-old-term,two-votes,vote-before-persist,apply-before-commit,keep-suffix,
+//                     learners-never-campaign]
 //   campaign 1 | propose 1 data | conf-change 1 add-learner|promote|remove|add-voter 4
 //   transfer 1 2 | read-index 1 ctx | tick 1 [n] | tick all [n]
 //   deliver            one round: every node handles its Ready, messages are delivered
@@ -216,6 +217,7 @@ class Interpreter {
           else if (b == "vote-before-persist") cfg.bugs.answer_vote_before_persisting = true;
           else if (b == "apply-before-commit") cfg.bugs.apply_before_commit = true;
           else if (b == "keep-suffix") cfg.bugs.keep_log_suffix_on_snapshot_install = true;
+          else if (b == "learners-never-campaign") cfg.bugs.learners_never_campaign = true;
           else HMDB_ASSERT(false, "unknown bug %s", b.c_str());
         }
       }
