@@ -200,7 +200,7 @@ struct Raft::Impl {
     return b.grant_two_votes_per_term || b.answer_vote_before_persisting ||
            b.commit_old_term_by_counting || b.apply_before_commit ||
            b.keep_log_suffix_on_snapshot_install || b.ignore_lease_when_voting ||
-           b.lease_without_drift_margin;
+           b.lease_without_drift_margin || b.ack_append_before_persisting;
   }
 
   // ─────────── construction ───────────
@@ -946,6 +946,11 @@ struct Raft::Impl {
     }
     if (m.commit > commit) advance_commit(std::min(m.commit, last_new));
     r.log_index = last_new;
+    if (cfg.bugs.ack_append_before_persisting) {  // PLANTED BUG
+      r.from = id;
+      push_outbox(std::move(r));
+      return;
+    }
     send(std::move(r));
   }
 

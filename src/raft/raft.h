@@ -97,6 +97,9 @@ struct Config {
     // A learner never campaigns, not even to break the deadlock that only it can break
     // (docs/raft.md, "Membership changes"): the rule before that was found.
     bool learners_never_campaign = false;
+    // A follower acknowledges appended entries at once, before persisted() covers them
+    // (a crash can then lose entries the leader counted).
+    bool ack_append_before_persisting = false;
   } bugs;
 };
 

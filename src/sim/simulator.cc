@@ -91,7 +91,7 @@ const char* fault_name(Fault f) {
 std::vector<std::string> bug_names() {
   return {"grant_two_votes_per_term", "answer_vote_before_persisting", "commit_old_term_by_counting",
           "apply_before_commit", "keep_log_suffix_on_snapshot_install", "ignore_lease_when_voting",
-          "lease_without_drift_margin", "recovery_cuts_corrupt_log",
+          "lease_without_drift_margin", "ack_append_before_persisting", "recovery_cuts_corrupt_log",
           "recovery_ignores_snapshot_checksum", "recovery_keeps_replaced_log"};
 }
 
@@ -111,6 +111,7 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
   else if (name == "apply_before_commit") bugs->apply_before_commit = true;
   else if (name == "ignore_lease_when_voting") bugs->ignore_lease_when_voting = true;
   else if (name == "lease_without_drift_margin") bugs->lease_without_drift_margin = true;
+  else if (name == "ack_append_before_persisting") bugs->ack_append_before_persisting = true;
   else if (name == "keep_log_suffix_on_snapshot_install") bugs->keep_log_suffix_on_snapshot_install = true;
   else return false;
   return true;
@@ -145,6 +146,7 @@ std::string replay_command(const Options& o) {
   if (o.lying_fsync) cmd += " --lying-fsync";
   if (o.bugs.ignore_lease_when_voting) cmd += " --bug ignore_lease_when_voting";
   if (o.bugs.lease_without_drift_margin) cmd += " --bug lease_without_drift_margin";
+  if (o.bugs.ack_append_before_persisting) cmd += " --bug ack_append_before_persisting";
   if (o.shell_bugs.drop_missed_ticks) cmd += " --bug drop_missed_ticks";
   return cmd + " --trace";
 }
@@ -1297,12 +1299,6 @@ void Simulation::send(Node& n, Message m) {
       return;
     }
   }
-  // Nor acknowledge appends of a leader whose term it had already left.
-  if (m.type == MessageType::kAppendResponse && !m.reject && m.term < n.floor_term) {
-    fail("ack-after-loss", fmt::format("n{} acknowledged entries up to {} to n{} in term {}, but its disk had reached term {} "
-                                       "before it restarted", n.id, m.log_index, m.to, m.term, n.floor_term));
-    return;
-  }
   if (m.type == MessageType::kVote) {
     // A candidate votes for itself (its requests leave once that vote is durable): it counts
     // for one-vote-per-term too.
@@ -1595,6 +1591,27 @@ void Simulation::check_node(Node& n) {
     if (t && *t != st.term) {
       fail("commit-current-term", fmt::format("leader n{} of term {} advanced commit {} -> {} to an entry of term {}", n.id,
                                               st.term, prev_commit, st.commit, *t));
+      return;
+    }
+  }
+  // A leader commits on acknowledgements, which must stand for disks: a majority of the
+  // voters' disks hold the entry it commits. An acknowledgement sent before the write was
+  // durable, or one of entries its node lost since (a lying fsync, a broken recovery),
+  // would not (nothing else undoes one: an acknowledged entry that commits is never
+  // overwritten).
+  if (st.role == Role::kLeader && st.commit > prev_commit && st.commit > n.mirror_base) {
+    Term t = *n.mirror_term(st.commit);
+    size_t hold = 0;
+    for (NodeId v : st.conf.voters) {
+      if (v > kMaxNodes || !nodes_[v].exists) continue;
+      const Disk& d = nodes_[v].disk;
+      Index c = st.commit;
+      hold += c <= d.snapshot_index() || (c <= d.last_index() && d.entries[c - d.snapshot_index() - 1].term == t);
+    }
+    if (2 * hold <= st.conf.voters.size()) {
+      fail("commit-on-majority-disks", fmt::format("leader n{} of term {} committed {}/{} but only {} of the {} voters' disks "
+                                                   "hold it: it counted acknowledgements that do not stand for a disk",
+                                         n.id, st.term, st.commit, t, hold, st.conf.voters.size()));
       return;
     }
   }

@@ -53,6 +53,7 @@ TEST(PlantedBugs, GrantTwoVotesPerTerm) { expect_caught("grant_two_votes_per_ter
 TEST(PlantedBugs, AnswerVoteBeforePersisting) { expect_caught("answer_vote_before_persisting"); }
 TEST(PlantedBugs, CommitOldTermByCounting) { expect_caught("commit_old_term_by_counting"); }
 TEST(PlantedBugs, ApplyBeforeCommit) { expect_caught("apply_before_commit"); }
+TEST(PlantedBugs, AckAppendBeforePersisting) { expect_caught("ack_append_before_persisting"); }
 // A server whose recovery skips a detection (docs/simulator.md, "Disk").
 TEST(PlantedBugs, RecoveryCutsCorruptLog) { expect_caught("recovery_cuts_corrupt_log"); }
 TEST(PlantedBugs, RecoveryIgnoresSnapshotChecksum) { expect_caught("recovery_ignores_snapshot_checksum"); }
