@@ -29,12 +29,12 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
   size_t k = 0;
   while (reader.next(scratch.argv)) {
     if (prefetching && ahead.next(scratch.ahead)) app.prefetch(scratch.ahead);
-    std::string* out = sink ? sink->reply_to(k) : nullptr;
-    if (!out) {
+    ReplyTo to = sink ? sink->reply_to(k) : ReplyTo{};
+    if (!to.out) {
       scratch.dropped_reply.clear();
-      out = &scratch.dropped_reply;
+      to.out = &scratch.dropped_reply;
     }
-    Reply reply(out);
+    Reply reply(to.out, to.protocol);
     app.apply(scratch.argv, ctx, reply);
     if (sink) sink->replied(k);
     k++;

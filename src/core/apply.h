@@ -23,13 +23,20 @@ namespace hmdb::core {
 // cache miss (~100 ns) with the ~50-100 ns a small command costs; more only holds more views.
 inline constexpr size_t kPrefetchAheadCommands = 8;
 
-// Where each command's reply goes. reply_to(k) names the buffer command k's reply is
-// appended to (nullptr: nobody waits, the reply is dropped); replied(k) follows once it is
-// complete.
+// Where command k's reply goes: the buffer it is appended to (nullptr: nobody waits, the
+// reply is dropped) and the protocol its session speaks now (HELLO changes it in session
+// order, so the reply of a write is rendered as the protocol in force when it is applied).
+struct ReplyTo {
+  std::string* out = nullptr;
+  Protocol protocol = Protocol::kResp2;
+};
+
+// Where each command's reply goes: reply_to(k) before command k is applied, replied(k) once
+// its reply is complete.
 class ApplySink {
  public:
   virtual ~ApplySink() = default;
-  virtual std::string* reply_to(size_t k) = 0;
+  virtual ReplyTo reply_to(size_t k) = 0;
   virtual void replied(size_t k) = 0;
 };
 

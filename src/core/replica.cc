@@ -148,7 +148,7 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
       break;
     case Route::kRunNow:
       if (cls == CommandClass::kAppQuery) {
-        Reply reply(reply_buffer());
+        Reply reply(reply_buffer(), s.protocol);
         app_.query(argv, QueryContext{wall_ms_}, reply);
       } else {
         // A local shell command never waits (only barriers may): no slot needed first.
@@ -199,7 +199,7 @@ void Replica::run_queries_from(ClientSession& s, uint64_t first_seq) {
       const ShellResult res = host_.run_shell_command(s, argv, seq, out);
       HMDB_ASSERT(res == ShellResult::kReplied, "a waiting shell command was queued to run inside apply");
     } else {
-      Reply reply(out);
+      Reply reply(out, s.protocol);
       app_.query(argv, QueryContext{wall_ms_}, reply);
     }
     q.finish(seq, Kind::kQueryAtApply);
@@ -387,14 +387,14 @@ void Replica::apply_entry(const raft::Entry& e) {
       Replica* self;
       const WriteTracker::Proposal* p;
       ClientSession* session = nullptr;
-      std::string* reply_to(size_t k) override {
+      ReplyTo reply_to(size_t k) override {
         session = nullptr;
-        if (!p || k >= p->slots.size() || p->slots[k].session == 0) return nullptr;
+        if (!p || k >= p->slots.size() || p->slots[k].session == 0) return {};
         session = self->host_.session(p->slots[k].session);
-        if (!session) return nullptr;
+        if (!session) return {};
         ReplyQueue::Slot& slot = session->replies.at(p->slots[k].seq);
         HMDB_ASSERT(slot.kind == Kind::kWaitingWrite, "reply slot in the wrong state");
-        return &slot.reply;
+        return ReplyTo{&slot.reply, session->protocol};
       }
       void replied(size_t k) override {
         if (!session) return;
@@ -449,7 +449,7 @@ void Replica::complete_read(ReplySlot slot, const std::string* reply) {
     read.reply = *reply;
   } else {
     std::vector<std::string_view> argv(read.argv.begin(), read.argv.end());
-    Reply r(&read.reply);
+    Reply r(&read.reply, s->protocol);
     app_.query(argv, QueryContext{wall_ms_}, r);
   }
   q.finish(slot.seq, Kind::kWaitingRead);

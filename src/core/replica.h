@@ -53,6 +53,10 @@ struct ClientSession {
   uint64_t id = 0;
   ReplyQueue replies;
   bool readonly = false;  // READONLY: a follower serves this client's queries from its state
+  // RESP2, or RESP3 after HELLO 3. Every reply is rendered in the protocol in force when it
+  // is written; HELLO runs in session order (after the writes sent before it are applied,
+  // before those sent after), so each reply is in the protocol the client expects for it.
+  Protocol protocol = Protocol::kResp2;
   bool in_drain = false;  // on the replica's list of sessions to drain this turn
 };
 

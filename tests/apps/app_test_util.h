@@ -25,6 +25,7 @@ class AppDriver {
 
   uint64_t now_ms = kStartMs;
   uint64_t index = 0;  // log index of the last applied entry
+  Protocol protocol = Protocol::kResp2;  // the client's protocol (HELLO 3: kResp3)
   AppHost<App> host;
 
   // One command as a client would send it; returns the RESP reply.
@@ -34,7 +35,7 @@ class AppDriver {
   std::string run(const std::vector<std::string_view>& words) {
     Args argv(words.data(), words.size());
     std::string out;
-    Reply reply(&out);
+    Reply reply(&out, protocol);
     switch (host.kind(argv.empty() ? std::string_view() : argv[0])) {
       case CommandKind::kWrite: {
         std::string error;
@@ -43,11 +44,11 @@ class AppDriver {
         batch.add(argv);
         const std::string entry = batch.finish();
         struct OneReply final : core::ApplySink {
-          std::string* out;
-          std::string* reply_to(size_t) override { return out; }
+          core::ReplyTo to;
+          core::ReplyTo reply_to(size_t) override { return to; }
           void replied(size_t) override {}
         } sink;
-        sink.out = &out;
+        sink.to = core::ReplyTo{&out, protocol};
         const core::ApplyResult r = core::apply_batch(host, entry, ++index, App::kSchemaVersion, &sink, scratch_);
         if (r.status != core::ApplyStatus::kOk || r.commands != 1) reply.error("ERR test driver: the batch did not apply");
         break;

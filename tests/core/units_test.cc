@@ -99,10 +99,10 @@ TEST(ReadIndex, RefusedAndFailedReadsComeBack) {
 struct Recorder final : ApplySink {
   std::vector<std::string> replies;
   std::vector<size_t> done;
-  std::string* reply_to(size_t k) override {
-    if (k % 2 == 1) return nullptr;  // nobody waits for the odd ones
+  ReplyTo reply_to(size_t k) override {
+    if (k % 2 == 1) return {};  // nobody waits for the odd ones
     replies.resize(k + 1);
-    return &replies[k];
+    return ReplyTo{&replies[k], Protocol::kResp2};
   }
   void replied(size_t k) override { done.push_back(k); }
 };
