@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "common/assert.h"
+#include "core/key_slot.h"
 #include "hmdb/reply.h"
 
 namespace hmdb::core {
@@ -72,14 +73,16 @@ std::string Replica::unknown_command_reply(Args argv) const {
   return reply;
 }
 
-std::string Replica::redirect_reply() const {
+std::string Replica::redirect_reply(Args argv) const {
   const raft::NodeId leader_id = raft_.leader();
   if (leader_id == raft::kNoNode || (leader() && leader_id == raft_.status().id))
     return "-CLUSTERDOWN no leader known; retry\r\n";
   const std::string addr = host_.client_address_of(leader_id);
   if (addr.empty())
     return fmt::format("-CLUSTERDOWN the leader is node {}, whose address is unknown here; retry\r\n", leader_id);
-  return fmt::format("-MOVED 0 {}\r\n", addr);
+  // The slot of the command's key: an app command's first key is argv[1] (COMMAND INFO says
+  // so). Cluster clients remap the slot named here; 0 where no key is known.
+  return fmt::format("-MOVED {} {}\r\n", argv.size() >= 2 ? key_hash_slot(argv[1]) : 0, addr);
 }
 
 void Replica::command(ClientSession& s, Args argv) {
@@ -125,7 +128,7 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
       reply_buffer()->append(unknown_command_reply(argv));
       break;
     case Route::kRedirect:
-      reply_buffer()->append(redirect_reply());
+      reply_buffer()->append(redirect_reply(argv));
       break;
     case Route::kHold:
       q.push(Kind::kDeferred, argv);
@@ -428,27 +431,25 @@ void Replica::apply_entry(const raft::Entry& e) {
 void Replica::start_reads() {
   if (!reads_.has_queued()) return;
   std::vector<ReplySlot> refused = reads_.ask([this](uint64_t context) { return leader() && raft_.read_index(context); });
-  if (refused.empty()) return;
-  const std::string reply = redirect_reply();
-  for (ReplySlot slot : refused) complete_read(slot, &reply);
+  for (ReplySlot slot : refused) complete_read(slot, /*redirect=*/true);
 }
 
 void Replica::finish_reads() {
   if (!reads_.has_ready()) return;
-  for (ReplySlot slot : reads_.ready(applied_index_)) complete_read(slot, nullptr);
+  for (ReplySlot slot : reads_.ready(applied_index_)) complete_read(slot, /*redirect=*/false);
 }
 
-void Replica::complete_read(ReplySlot slot, const std::string* reply) {
+void Replica::complete_read(ReplySlot slot, bool redirect) {
   ClientSession* s = host_.session(slot.session);
   if (!s) return;
   ReplyQueue& q = s->replies;
   ReplyQueue::Slot& read = q.at(slot.seq);
   HMDB_ASSERT(read.kind == Kind::kWaitingRead, "read slot in the wrong state");
   read.reply.clear();
-  if (reply) {
-    read.reply = *reply;
+  std::vector<std::string_view> argv(read.argv.begin(), read.argv.end());
+  if (redirect) {
+    read.reply = redirect_reply(argv);
   } else {
-    std::vector<std::string_view> argv(read.argv.begin(), read.argv.end());
     Reply r(&read.reply, s->protocol);
     app_.query(argv, QueryContext{wall_ms_}, r);
   }
@@ -461,8 +462,7 @@ void Replica::on_role_change(raft::Role before) {
   if (before == raft::Role::kLeader || now == raft::Role::kLeader) leader_changes_++;
   if (before == raft::Role::kLeader && now != raft::Role::kLeader) {
     // The core drops its pending read-index requests when it steps down.
-    const std::string reply = redirect_reply();
-    for (ReplySlot slot : reads_.fail_all()) complete_read(slot, &reply);
+    for (ReplySlot slot : reads_.fail_all()) complete_read(slot, /*redirect=*/true);
   }
   membership_changed();
   host_.role_changed(before, now);

@@ -188,8 +188,9 @@ class Replica {
     applied_term_ = term;
   }
 
-  // -MOVED to the leader's client address, or -CLUSTERDOWN.
-  std::string redirect_reply() const;
+  // -MOVED <slot of argv[1]> to the leader's client address (slot 0 without a key), or
+  // -CLUSTERDOWN.
+  std::string redirect_reply(Args argv = {}) const;
   bool leader() const { return raft_.role() == raft::Role::kLeader; }
   bool reads_need_index() const {
     return options_.clustered && leader() && voters_ > 1 && !options_.bugs.reads_without_index;  // PLANTED BUG
@@ -224,7 +225,8 @@ class Replica {
   void apply_entry(const raft::Entry& e);
   void start_reads();
   void finish_reads();
-  void complete_read(ReplySlot slot, const std::string* reply);
+  // Runs the read now, or answers it with a redirect (its node no longer leads).
+  void complete_read(ReplySlot slot, bool redirect);
   void on_role_change(raft::Role before);
 
   raft::Raft& raft_;

@@ -22,6 +22,8 @@
 #include "common/assert.h"
 #include "common/text.h"
 #include "hmdb/app.h"
+#include "core/key_slot.h"
+#include "server/cluster_topology.h"
 #include "server/logging.h"
 #include "server/node.h"
 #include "storage/snapshot.h"
@@ -155,13 +157,26 @@ void Node::poll_peers() {
   // Handle the Readies now: a snapshot the core accepted must be installed before anything
   // else in this turn (e.g. a SNAPSHOT command) looks at the applied state.
   if (!received_.empty()) replica_->drive();
+  note_leader();
+}
+
+void Node::note_leader() {
+  if (raft_ && raft_->leader() != raft::kNoNode) last_known_leader_ = raft_->leader();
 }
 
 std::string Node::client_address_of(raft::NodeId id) const {
-  if (auto it = members_.find(id); it != members_.end() && !it->second.client.empty()) return it->second.client;
-  if (transport_)
-    if (const std::string* a = transport_->client_addr_of(id)) return *a;
-  return {};
+  // As Redis writes an address in -MOVED: "host:port", an IPv6 host without brackets (the
+  // client libraries split at the last ':'; redis-py would try to resolve "[::1]").
+  HostPort hp;
+  return member_client_address(id, &hp) ? hp.host + ":" + std::to_string(hp.port) : std::string();
+}
+
+bool Node::member_client_address(raft::NodeId id, HostPort* out) const {
+  std::string text;
+  if (auto it = members_.find(id); it != members_.end() && !it->second.client.empty()) text = it->second.client;
+  else if (const std::string* a = transport_ ? transport_->client_addr_of(id) : nullptr) text = *a;
+  std::string error;
+  return !text.empty() && parse_host_port(text, out, &error);
 }
 
 void Node::learn_addresses(const std::vector<raft::Entry>& entries) {
@@ -232,6 +247,7 @@ void Node::decode_members(std::string_view text) {
 }
 
 void Node::role_changed(raft::Role before, raft::Role now) {
+  note_leader();
   log_line("raft: {} -> {} in term {} (leader: {})", role_name(before), role_name(now), raft_->term(), raft_->leader());
   sync_transport_members();
 }
@@ -405,6 +421,60 @@ std::string Node::members_text() const {
   };
   for (auto id : st.conf.voters) one(id, "voter");
   for (auto id : st.conf.learners) one(id, "learner");
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------
+// The Redis Cluster view (cluster_topology.h): one shard owning every slot, the leader its
+// master, the other members its replicas.
+
+ClusterTopology Node::cluster_topology() const {
+  const raft::Status st = raft_->status();
+  ClusterTopology t;
+  t.epoch = st.term;
+  t.state_ok = st.leader != raft::kNoNode;
+  std::vector<net::PeerTransport::PeerStats> peers;
+  if (transport_) peers = transport_->stats();
+  for (const auto& p : peers) {
+    t.messages_sent += p.msgs_sent;
+    t.messages_received += p.msgs_received;
+  }
+  // During an election (no leader known) the last leader this node knew stays the master,
+  // as a Redis node keeps listing a failing master until a replica is promoted: its clients
+  // then find it gone and ask again.
+  const raft::NodeId master = st.leader != raft::kNoNode ? st.leader : last_known_leader_;
+  const bool leading = st.role == raft::Role::kLeader;
+
+  ClusterTopology::Shard shard;
+  shard.name = redis_shard_name(options_.cluster_id, 0);
+  shard.slots = {{0, core::kClusterSlots - 1}};
+  auto add = [&](raft::NodeId id) {
+    ClusterTopology::Node n;
+    HostPort client, peer;
+    if (!member_client_address(id, &client)) return false;  // a client could not reach it
+    n.id = id;
+    n.name = redis_node_name(options_.cluster_id, id);
+    n.host = client.host;
+    n.port = client.port;
+    std::string error;
+    if (auto it = members_.find(id); it != members_.end() && parse_host_port(it->second.peer, &peer, &error))
+      n.bus_port = peer.port;
+    n.myself = id == options_.node_id;
+    if (n.myself) n.offset = replica_->applied_index();
+    for (const raft::Status::Progress& p : st.progress)
+      if (p.id == id && !n.myself) n.offset = p.match;
+    if (leading && !n.myself)
+      for (const auto& p : peers)
+        if (p.id == id) n.reachable = p.connected;
+    shard.nodes.push_back(std::move(n));
+    return true;
+  };
+  const bool master_is_voter = std::count(st.conf.voters.begin(), st.conf.voters.end(), master) > 0;
+  shard.has_master = master_is_voter && add(master);
+  for (raft::NodeId id : st.conf.voters)
+    if (!(shard.has_master && id == master)) add(id);
+  for (raft::NodeId id : st.conf.learners) add(id);
+  t.shards.push_back(std::move(shard));
   return t;
 }
 

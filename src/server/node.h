@@ -36,12 +36,14 @@
 
 #include "common/clock.h"
 #include "common/status.h"
+#include "common/text.h"
 #include "core/replica.h"
 #include "hmdb/app.h"
 #include "hmdb/state_machine.h"
 #include "net/peer_transport.h"
 #include "raft/raft.h"
 #include "server/deferred_remove_env.h"
+#include "server/cluster_topology.h"
 #include "server/disk_thread.h"
 #include "server/fatal.h"
 #include "server/metrics.h"
@@ -160,6 +162,10 @@ class Node final : private core::ReplicaHost {
   core::ShellResult client_command(Session& s, Args argv, std::string* out);
   core::ShellResult config_command(Args argv, std::string* out);
   core::ShellResult cluster_local_or_change(Session& s, Args argv, uint64_t seq, std::string* out);
+  // CLUSTER SLOTS|SHARDS|NODES|INFO|MYID|MYSHARDID|KEYSLOT|COUNTKEYSINSLOT|GETKEYSINSLOT: what
+  // Redis Cluster clients ask (cluster_topology.h).
+  static bool is_redis_cluster_subcommand(std::string_view sub);
+  void redis_cluster_command(Args argv, std::string* out);
   core::ShellResult snapshot_command(Session& s, uint64_t seq);
   void command_command(Args argv, std::string* out);
   // Everything INFO and the metrics endpoint read (statistics.h), gathered now; the state
@@ -181,6 +187,13 @@ class Node final : private core::ReplicaHost {
   // Logs why, then stops like SIGTERM does (replies flushed) with exit code kExitRemoved.
   void stop_removed(raft::Index config_index, const std::string& how);
   std::string members_text() const;
+  // The Redis Cluster view of the members (cluster_topology.h): CLUSTER SLOTS, NODES, ...
+  ClusterTopology cluster_topology() const;
+  // Remembers the leader this node knows now, if any (last_known_leader_).
+  void note_leader();
+  // The client address of member `id` from the address book (or the transport's hello);
+  // false if unknown here.
+  bool member_client_address(raft::NodeId id, HostPort* out) const;
 
   // ---- snapshots (snapshot.cc) ----
   void on_snapshot_child_exit();
@@ -258,6 +271,9 @@ class Node final : private core::ReplicaHost {
   std::unique_ptr<net::PeerTransport> transport_;
   std::map<raft::NodeId, ServerOptions::MemberAddr> members_;  // address book of the members
   std::vector<raft::Message> received_;  // scratch for poll_peers
+  // The last leader this node knew: during an election the Redis Cluster view keeps it as
+  // the master (cluster_topology()).
+  raft::NodeId last_known_leader_ = raft::kNoNode;
 
   // The shell's own statistics (statistics.h; the replica, disk thread and transport keep theirs).
   ShellStats stats_;

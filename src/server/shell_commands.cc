@@ -7,13 +7,15 @@
 // command is answered from this node's state (a follower answers it too); a barrier waits
 // for every earlier command of its session (membership changes, leadership transfer,
 // snapshots). Enough of each is implemented for redis-cli, redis-benchmark and common
-// client libraries to connect.
+// client libraries to connect; CLUSTER SLOTS, NODES, ... present a cluster as a Redis
+// Cluster of one shard (cluster_topology.h).
 #include <fnmatch.h>
 #include <unistd.h>
 
 #include <algorithm>
 
 #include "common/assert.h"
+#include "core/key_slot.h"
 #include "hmdb/app.h"
 #include "server/logging.h"
 #include "server/node.h"
@@ -318,13 +320,60 @@ core::ShellResult Node::cluster_local_or_change(Session& s, Args argv, uint64_t 
     r.bulk(members_text());
   } else if (iequals(sub, "DIGEST") && argv.size() == 2) {
     r.bulk(fmt::format("{} {:016x}", replica_->applied_index(), app_->digest()));
-  } else if (iequals(sub, "INFO") && argv.size() == 2) {
-    r.bulk(render_info_fields(collect_statistics(statistics_sources(false)), StatSection::kReplication));
+  } else if (is_redis_cluster_subcommand(sub)) {
+    redis_cluster_command(argv, out);
   } else {
     r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
-            "'. Try CLUSTER MEMBERS|DIGEST|INFO|ADDLEARNER|PROMOTE|REMOVE|TRANSFER.");
+            "'. Try CLUSTER SLOTS|SHARDS|NODES|INFO|MYID|MYSHARDID|KEYSLOT|MEMBERS|DIGEST|ADDLEARNER|PROMOTE|REMOVE|"
+            "TRANSFER.");
   }
   return core::ShellResult::kReplied;
+}
+
+bool Node::is_redis_cluster_subcommand(std::string_view sub) {
+  for (std::string_view name : {"SLOTS", "SHARDS", "NODES", "INFO", "MYID", "MYSHARDID", "KEYSLOT", "COUNTKEYSINSLOT",
+                                "GETKEYSINSLOT"})
+    if (iequals(sub, name)) return true;
+  return false;
+}
+
+void Node::redis_cluster_command(Args argv, std::string* out) {
+  // The subcommands Redis Cluster clients send, answered from this node's view of the
+  // members (cluster_topology.h). A single node is a standalone Redis: cluster mode off.
+  Reply r(out);
+  const std::string_view sub = argv[1];
+  if (!options_.clustered()) {
+    r.error("ERR This instance has cluster support disabled");
+    return;
+  }
+  const size_t want = iequals(sub, "KEYSLOT") || iequals(sub, "COUNTKEYSINSLOT") ? 3 : iequals(sub, "GETKEYSINSLOT") ? 4 : 2;
+  if (argv.size() != want) {
+    r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) + "'. Try CLUSTER HELP.");
+    return;
+  }
+  if (iequals(sub, "KEYSLOT")) {
+    r.integer(core::key_hash_slot(argv[2]));
+    return;
+  }
+  if (iequals(sub, "COUNTKEYSINSLOT") || iequals(sub, "GETKEYSINSLOT")) {
+    // An app's state has no index of its keys by slot (one shard holds every slot).
+    r.error("ERR CLUSTER " + uppercase(sub) + " is not supported: hmdb keeps no index of keys by hash slot");
+    return;
+  }
+  const ClusterTopology t = cluster_topology();
+  if (iequals(sub, "SLOTS")) {
+    reply_cluster_slots(t, r);
+  } else if (iequals(sub, "SHARDS")) {
+    reply_cluster_shards(t, r);
+  } else if (iequals(sub, "NODES")) {
+    r.bulk(cluster_nodes_text(t));
+  } else if (iequals(sub, "INFO")) {
+    r.bulk(cluster_info_text(t));
+  } else if (iequals(sub, "MYID")) {
+    r.bulk(redis_node_name(options_.cluster_id, options_.node_id));
+  } else {  // MYSHARDID
+    r.bulk(redis_shard_name(options_.cluster_id, 0));
+  }
 }
 
 core::ShellResult Node::snapshot_command(Session& s, uint64_t seq) {

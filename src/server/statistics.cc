@@ -45,7 +45,8 @@ constexpr Statistic kStatistics[] = {
     {"hmdb_version", kServer, kLabel, "hmdb_build_info", "version", "", "The server's version and app; the value is 1.",
      READ(s.version)},
     {"redis_version", kServer, kInfoOnly, "", "", "", "a constant for Redis clients", READ(s.redis_version)},
-    {"redis_mode", kServer, kInfoOnly, "", "", "", "a constant for Redis clients", READ(std::string("standalone"))},
+    {"redis_mode", kServer, kInfoOnly, "", "", "", "hmdb_clustered in Redis' words (cluster, standalone)",
+     READ(std::string(s.options.clustered() ? "cluster" : "standalone"))},
     {"app", kServer, kLabel, "hmdb_build_info", "app", "", "The app's name (a label of hmdb_build_info).",
      READ(s.app_name)},
     {"schema_version", kServer, kGauge, "hmdb_schema_version", "", "", "Schema version of the app's state.",
@@ -161,6 +162,9 @@ constexpr Statistic kStatistics[] = {
      READ(s.shell.loop_turn_max_ms)},
     {"slow_turns", kStats, kCounter, "hmdb_slow_turns_total", "", "", "Event-loop turns of at least 100 ms.",
      READ(s.shell.slow_turns)},
+    // # Cluster (Redis' section: cluster clients check it; CLUSTER INFO has the rest)
+    {"cluster_enabled", kCluster, kInfoOnly, "", "", "", "hmdb_clustered again, in Redis' words",
+     READ(uint64_t{s.options.clustered() ? 1u : 0u})},
     // # Digest (only `INFO digest`: hashing a large state takes time on the event loop)
     {"state_digest", kDigest, kInfoOnly, "", "", "", "a hash, not a measurement; only collected for INFO digest",
      READ(s.state_digest ? fmt::format("{:016x}", *s.state_digest) : std::string())},
@@ -206,10 +210,10 @@ struct SectionName {
   StatSection section;
   std::string_view name;  // as INFO's header says it; INFO <name> asks for it, case-insensitive
 };
-// INFO's sections in order (App between Stats and Digest, written from the app's text).
+// INFO's sections in order (App between Cluster and Digest, written from the app's text).
 constexpr SectionName kSections[] = {{kServer, "Server"},   {kClients, "Clients"}, {kPersistence, "Persistence"},
-                                     {kReplication, "Replication"}, {kStats, "Stats"},     {kApp, "App"},
-                                     {kDigest, "Digest"}};
+                                     {kReplication, "Replication"}, {kStats, "Stats"},     {kCluster, "Cluster"},
+                                     {kApp, "App"},                 {kDigest, "Digest"}};
 
 std::string value_text(const StatValue& v) {
   if (const uint64_t* n = std::get_if<uint64_t>(&v)) return std::to_string(*n);

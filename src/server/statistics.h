@@ -101,7 +101,7 @@ std::string_view role_name(raft::Role role);
 
 // ---- the description ----
 
-enum class StatSection : uint8_t { kServer, kClients, kPersistence, kReplication, kStats, kApp, kDigest };
+enum class StatSection : uint8_t { kServer, kClients, kPersistence, kReplication, kStats, kCluster, kApp, kDigest };
 
 enum class StatKind : uint8_t {
   kGauge,      // a number that may go up and down (levels, indexes, sizes, settings, last/max)
@@ -172,7 +172,7 @@ CollectedStatistics collect_statistics(const StatisticsSources& sources);
 // `app`), every section but digest for `all`, `everything` and `default`, the digest only
 // for `digest` (REQUIRES: collected with state_digest), nothing for an unknown name.
 std::string render_info(const CollectedStatistics& stats, std::string_view section);
-// The `field:value` lines of one section, without its header (CLUSTER INFO: replication).
+// The `field:value` lines of one section, without its header.
 std::string render_info_fields(const CollectedStatistics& stats, StatSection section);
 // The Prometheus text exposition format 0.0.4: every statistic but kInfoOnly ones, each
 // family with # HELP and # TYPE, then the per-peer families, then the app's numeric lines.

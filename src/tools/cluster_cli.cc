@@ -493,8 +493,13 @@ bool parse_moved(std::string_view error_text, HostPort* leader) {
   const size_t space = rest.find(' ');
   uint64_t slot = 0;
   if (space == std::string_view::npos || !parse_uint64(rest.substr(0, space), &slot)) return false;
+  // Redis writes an IPv6 host without brackets ("::1:7379"): the port follows the last ':'.
+  std::string addr(rest.substr(space + 1));
+  const size_t colon = addr.rfind(':');
+  if (colon != std::string::npos && addr.find(':') < colon && addr.front() != '[')
+    addr = "[" + addr.substr(0, colon) + "]" + addr.substr(colon);
   std::string ignored;
-  return parse_host_port(rest.substr(space + 1), leader, &ignored);
+  return parse_host_port(addr, leader, &ignored);
 }
 
 bool is_retryable_error(std::string_view error_text) {

@@ -2,7 +2,7 @@
 // (status, add-learner, promote, remove, transfer, digest). See docs/cluster.md.
 //
 // Each command sends one RESP command of the cluster interface to --addr. A node that is
-// not the leader answers `-MOVED 0 HOST:PORT`; the tool follows that redirect (a bounded
+// not the leader answers `-MOVED <slot> HOST:PORT`; the tool follows that redirect (a bounded
 // number of hops) so the operator may name any node. `-CLUSTERDOWN` (no leader known, e.g.
 // during an election) is retried with a bounded backoff. The exit status is 0 on success
 // and 1 with the server's error on stderr otherwise (2: bad usage).

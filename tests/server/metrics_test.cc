@@ -297,12 +297,14 @@ StatisticsSources distinct_sources() {
 
 // INFO all of that leader, as INFO printed it before the statistics were typed: the text of
 // a real 3-node cluster's leader (`INFO all`, captured from the binary of commit 482f38f),
-// its values then changed so that no two statistics share one, and two peers added.
+// its values then changed so that no two statistics share one, and two peers added. Issue
+// 11 changed it on purpose: a clustered node says redis_mode:cluster and has Redis' Cluster
+// section (cluster_enabled:1), which cluster clients read.
 constexpr std::string_view kGoldenInfoAll =
     "# Server\r\n"
     "hmdb_version:0.1.0\r\n"
     "redis_version:7.0.0\r\n"
-    "redis_mode:standalone\r\n"
+    "redis_mode:cluster\r\n"
     "app:kv\r\n"
     "schema_version:3\r\n"
     "process_id:21538\r\n"
@@ -372,6 +374,9 @@ constexpr std::string_view kGoldenInfoAll =
     "loop_turn_max_ms:46\r\n"
     "slow_turns:53\r\n"
     "\r\n"
+    "# Cluster\r\n"
+    "cluster_enabled:1\r\n"
+    "\r\n"
     "# App\r\n"
     "keys:20\r\n"
     "expires:0\r\n"
@@ -392,13 +397,13 @@ TEST(InfoText, IsTheTextInfoPrintedBefore) {
   EXPECT_EQ(info(s, "everything"), kGoldenInfoAll);
   EXPECT_EQ(info(s, "default"), kGoldenInfoAll);
   EXPECT_EQ(info(s, "ALL"), kGoldenInfoAll);
-  for (const char* section : {"Server", "Clients", "Persistence", "Replication", "Stats", "App"})
+  for (const char* section : {"Server", "Clients", "Persistence", "Replication", "Stats", "Cluster", "App"})
     EXPECT_EQ(info(s, section), golden_section(std::string("# ") + section + "\r\n")) << section;
   EXPECT_EQ(info(s, "replication"), golden_section("# Replication\r\n"));
   EXPECT_EQ(info(s, "keyspace"), golden_section("# App\r\n"));
   EXPECT_EQ(info(s, "digest"), "# Digest\r\nstate_digest:aeedab0f2be9573f\r\napplied_index:1020\r\n\r\n");
   EXPECT_EQ(info(s, "nonsense"), "");
-  // CLUSTER INFO: the replication section's lines alone.
+  // One section's lines alone, without its header.
   std::string replication = golden_section("# Replication\r\n");
   EXPECT_EQ(render_info_fields(collect_statistics(s), StatSection::kReplication),
             replication.substr(std::string_view("# Replication\r\n").size(),
@@ -445,6 +450,8 @@ TEST(InfoText, FollowerAndSingleNodeAsBefore) {
   single.raft.role = raft::Role::kLeader;
   EXPECT_FALSE(contains(info(single, "replication"), "peer"));
   EXPECT_TRUE(contains(info(single, "replication"), "clustered:0\r\n"));
+  EXPECT_EQ(info(single, "cluster"), "# Cluster\r\ncluster_enabled:0\r\n\r\n") << "a standalone Redis";
+  EXPECT_TRUE(contains(info(single, "server"), "redis_mode:standalone\r\n"));
   EXPECT_EQ(info(single, "app"), "# App\r\n\r\n");
   single.app_info = "keys:1";  // an app line without its CRLF gets one
   EXPECT_EQ(info(single, "app"), "# App\r\nkeys:1\r\n\r\n");

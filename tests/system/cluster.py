@@ -81,6 +81,25 @@ def host_port(host, port):
     return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
 
 
+def key_slot(key):
+    """The Redis Cluster hash slot of key (str or bytes): CRC16/XMODEM of the key, or of its
+    {hash tag}, mod 16384 (core/key_slot.h)."""
+    if isinstance(key, str):
+        key = key.encode()
+    start = key.find(b"{")
+    if start >= 0:
+        end = key.find(b"}", start + 1)
+        if end > start + 1:
+            key = key[start + 1:end]
+    crc = 0
+    for byte in key:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc % 16384
+
+
 def parse_info(text):
     """INFO output -> dict of its key:value lines (section headers and blanks skipped)."""
     if isinstance(text, bytes):
@@ -120,6 +139,11 @@ class Node:
     @property
     def client_addr(self):
         return host_port(self.ip, self.client_port)
+
+    @property
+    def moved_addr(self):
+        """The client address as -MOVED and CLUSTER SLOTS name it: an IPv6 host unbracketed."""
+        return "%s:%d" % (self.ip, self.client_port)
 
     @property
     def peer_addr(self):
@@ -296,7 +320,7 @@ class Cluster:
 
     def node_by_client_addr(self, addr):
         for n in self.nodes:
-            if n.client_addr == addr:
+            if addr in (n.client_addr, n.moved_addr):
                 return n
         return None
 

@@ -30,6 +30,10 @@ each case starts its own 3-node cluster (tests/system/cluster.py) and checks one
              that arrived after it stepped down) and nothing is left in flight; `hmdb cluster
              transfer` makes it lead again, and its first write succeeds (it used to abort:
              "two proposals at index N").
+  topology   the Redis Cluster view (issue 11): every node answers CLUSTER SLOTS, NODES,
+             SHARDS, INFO and MYID with one shard owning slots 0-16383, the leader its master
+             and the other members its replicas; INFO says cluster_enabled:1. After kill -9
+             of the leader every surviving node reports the new leader as master.
   names      every address is localhost:PORT (--bind, --peer-addr, --initial-cluster):
              peers dial the name, -MOVED, INFO and CLUSTER MEMBERS carry it, `hmdb cluster
              status` follows it, and the failover case passes as with numeric addresses.
@@ -104,7 +108,7 @@ class Writer(threading.Thread):
             if isinstance(reply, resp.RespError) and reply.message.startswith("MOVED"):
                 addr = reply.message.split()[-1]
                 for cand in nodes:
-                    if cand.client_addr == addr:
+                    if cand.moved_addr == addr:
                         target = cand
             else:
                 n_next = nodes.index(node) + 1 if node in nodes else 0
@@ -187,8 +191,9 @@ def case_redirect(c):
     expect(leader.call("SET", "k", "v1") == "OK", "leader refused a write")
     for cmd in (("SET", "k", "v2"), ("GET", "k")):
         r = follower.call(*cmd)
-        expect(isinstance(r, resp.RespError) and r.message == "MOVED 0 %s" % leader.client_addr,
-               "follower answered %r to %r, expected -MOVED 0 %s" % (r, cmd, leader.client_addr))
+        want = "MOVED %d %s" % (cl.key_slot(cmd[1]), leader.moved_addr)
+        expect(isinstance(r, resp.RespError) and r.message == want,
+               "follower answered %r to %r, expected -%s" % (r, cmd, want))
     c.wait_converged(CONVERGE_TIMEOUT_S)
     with follower.client() as fc:
         expect(fc.call("READONLY") == "OK", "READONLY refused")
@@ -444,11 +449,12 @@ def check_addresses_are_carried(c):
     follower = next(n for n in c.nodes if n is not leader)
     expect(leader.call("SET", "k", "v1") == "OK", "leader refused a write")
     r = follower.call("GET", "k")
-    expect(isinstance(r, resp.RespError) and r.message == "MOVED 0 %s" % leader.client_addr,
-           "follower answered %r, expected -MOVED 0 %s" % (r, leader.client_addr))
+    want = "MOVED %d %s" % (cl.key_slot("k"), leader.moved_addr)
+    expect(isinstance(r, resp.RespError) and r.message == want, "follower answered %r, expected -%s" % (r, want))
     c.wait_converged(CONVERGE_TIMEOUT_S)
     expect(follower.info()["leader_addr"] == leader.client_addr, "follower INFO: %s" % follower.info())
     members = leader.call("CLUSTER", "MEMBERS").decode()
+    wait_topology(c.nodes, leader, c.nodes)
     for n in c.nodes:
         line = "%d %s %s voter" % (n.id, n.client_addr, n.peer_addr)
         expect(line in members, "CLUSTER MEMBERS lacks %r: %r" % (line, members))
@@ -459,6 +465,83 @@ def check_addresses_are_carried(c):
            % (follower.client_addr, status.returncode, status.stdout, status.stderr))
     for n in c.nodes:
         expect("cannot dial" not in n.log(), "%s could not dial a peer:\n%s" % (n, n.log_tail()))
+
+
+def topology_problem(nodes, leader, members):
+    """None if every node in `nodes` presents the Redis Cluster view of `members` with
+    `leader` as master; else what is wrong (the first problem found)."""
+    for n in nodes:
+        try:
+            slots = n.call("CLUSTER", "SLOTS")
+            text = n.call("CLUSTER", "NODES")
+            shards = n.call("CLUSTER", "SHARDS")
+            myid = n.call("CLUSTER", "MYID")
+            cinfo = cl.parse_info(n.call("CLUSTER", "INFO"))
+        except Exception as e:  # a node that does not answer is a problem to report, then retry
+            return "%s: %s" % (n, e)
+        if not (isinstance(slots, list) and len(slots) == 1 and slots[0][:2] == [0, 16383]):
+            return "%s: CLUSTER SLOTS %r is not one range 0-16383" % (n, slots)
+        addrs = [(e[0].decode(), e[1]) for e in slots[0][2:]]
+        if addrs[0] != (leader.ip, leader.client_port):
+            return "%s: CLUSTER SLOTS names %r as master, not the leader %s" % (n, addrs[0], leader)
+        if sorted(addrs) != sorted((m.ip, m.client_port) for m in members):
+            return "%s: CLUSTER SLOTS lists %r, not the members" % (n, addrs)
+        if any(len(e) != 4 or not re.fullmatch(rb"[0-9a-f]{40}", e[2]) or e[3] != [] for e in slots[0][2:]):
+            return "%s: CLUSTER SLOTS node entries are not [host, port, 40-hex id, {}]: %r" % (n, slots)
+        lines = text.decode().splitlines()
+        mine = [l for l in lines if "myself" in l.split()[2]]
+        if len(lines) != len(members) or len(mine) != 1 or mine[0].split()[0] != myid.decode():
+            return "%s: CLUSTER NODES %r does not match its MYID %r" % (n, text, myid)
+        masters = [l for l in lines if "master" in l.split()[2]]
+        want = "%s:%d@%d" % (leader.ip, leader.client_port, leader.peer_port)
+        if len(masters) != 1 or masters[0].split()[1] != want or masters[0].split()[-1] != "0-16383":
+            return "%s: CLUSTER NODES masters %r, expected %s owning 0-16383" % (n, masters, want)
+        if any(l.split()[3] != masters[0].split()[0] for l in lines if l not in masters):
+            return "%s: CLUSTER NODES replicas do not name the master: %r" % (n, text)
+        roles = [dict(zip(node[::2], node[1::2]))[b"role"] for node in dict(zip(shards[0][::2], shards[0][1::2]))[b"nodes"]]
+        if len(shards) != 1 or roles != [b"master"] + [b"replica"] * (len(members) - 1):
+            return "%s: CLUSTER SHARDS %r" % (n, shards)
+        if cinfo.get("cluster_state") != "ok" or cinfo.get("cluster_known_nodes") != str(len(members)):
+            return "%s: CLUSTER INFO %r" % (n, cinfo)
+        info = n.call("INFO", "cluster").decode()
+        if "cluster_enabled:1\r\n" not in info:
+            return "%s: INFO cluster %r" % (n, info)
+    return None
+
+
+def wait_topology(nodes, leader, members, timeout=10.0):
+    """Until every node in `nodes` reports `leader` as master of `members` (a follower learns
+    of a new leader from its first heartbeat); on timeout, fails with the last problem."""
+    deadline = time.monotonic() + timeout
+    while True:
+        problem = topology_problem(nodes, leader, members)
+        if problem is None:
+            return
+        if time.monotonic() > deadline:
+            raise harness.TestFailure("the Redis Cluster view after %.0fs: %s" % (timeout, problem))
+        time.sleep(cl.POLL_INTERVAL_S)
+
+
+def case_topology(c):
+    leader = c.wait_leader(LEADER_TIMEOUT_S)
+    wait_topology(c.nodes, leader, c.nodes)
+    ids = {n.call("CLUSTER", "MYID") for n in c.nodes}
+    expect(len(ids) == 3, "node ids are not distinct: %r" % ids)
+    expect(leader.call("CLUSTER", "KEYSLOT", "123456789") == 12739, "CLUSTER KEYSLOT 123456789 is not 12739")
+    w = Writer(lambda: c.nodes)
+    w.start()
+    wait_for(lambda: len(w.acked) >= 20, 30, "20 writes before the kill")
+    leader.kill()
+    survivors = [n for n in c.nodes if n is not leader]
+    new = c.wait_leader(LEADER_TIMEOUT_S, nodes=survivors)
+    # The dead node stays a member (a replica now); every survivor names the new master.
+    wait_topology(survivors, new, c.nodes)
+    wait_for(lambda: len(w.acked) >= 40, 30, "writes on the new leader")
+    w.finish()
+    for n in w.acked:
+        v = new.call("GET", "%s:%d" % (w.prefix, n))
+        expect(v == str(n).encode(), "acknowledged write %s:%d lost (GET -> %r)" % (w.prefix, n, v))
+    print("topology: %s took over from %s; every node reported it" % (new, leader))
 
 
 def case_names(c):
@@ -482,7 +565,7 @@ def have_ipv6_loopback():
         return False
 
 
-CASES = {"redirect": case_redirect, "failover": case_failover, "snapshot": case_snapshot,
+CASES = {"redirect": case_redirect, "failover": case_failover, "topology": case_topology, "snapshot": case_snapshot,
          "membership": case_membership, "refusal": case_refusal, "removed": case_removed,
          "releader": case_releader, "names": case_names, "ipv6": case_ipv6}
 # The host every node of a case uses (default: one loopback address per node, cluster.py).

@@ -52,6 +52,13 @@ TEST(ParseMoved, NamesTheLeader) {
   EXPECT_EQ(leader, (HostPort{"127.0.0.1", 7381}));
   ASSERT_TRUE(parse_moved("MOVED 3999 node1:7379", &leader));
   EXPECT_EQ(leader, (HostPort{"node1", 7379}));
+  // An IPv6 host as Redis (and hmdb) write it, without brackets; with them too.
+  ASSERT_TRUE(parse_moved("MOVED 12739 ::1:7379", &leader));
+  EXPECT_EQ(leader, (HostPort{"::1", 7379}));
+  ASSERT_TRUE(parse_moved("MOVED 12739 2001:db8::7:7380", &leader));
+  EXPECT_EQ(leader, (HostPort{"2001:db8::7", 7380}));
+  ASSERT_TRUE(parse_moved("MOVED 1 [::1]:7381", &leader));
+  EXPECT_EQ(leader, (HostPort{"::1", 7381}));
 }
 
 TEST(ParseMoved, RejectsOtherErrors) {
