@@ -20,16 +20,12 @@ std::string name_of(std::string_view text) {
   return fmt::format("{:016x}{:016x}{:08x}", h.high64, h.low64, static_cast<uint32_t>(extra >> 32));
 }
 
-// A map as RESP2 writes it: an array of key, value pairs. (The one place to change when
-// replies speak RESP3.)
-void map(Reply& r, size_t pairs) { r.array(2 * pairs); }
-
 void node_entry(const ClusterTopology::Node& n, Reply& r) {
   r.array(4);
   r.bulk(n.host);
   r.integer(n.port);
   r.bulk(n.name);
-  map(r, 0);  // further endpoints (hostname, ip): none beyond the preferred one
+  r.map(0);  // further endpoints (hostname, ip): none beyond the preferred one
 }
 
 std::string slot_ranges_text(const ClusterTopology::Shard& s) {
@@ -68,7 +64,7 @@ void reply_cluster_slots(const ClusterTopology& t, Reply& r) {
 void reply_cluster_shards(const ClusterTopology& t, Reply& r) {
   r.array(t.shards.size());
   for (const ClusterTopology::Shard& s : t.shards) {
-    map(r, 2);
+    r.map(2);
     r.bulk("slots");
     // A shard without a master serves no slot (Redis: "the node owns no slots").
     r.array(s.has_master ? 2 * s.slots.size() : 0);
@@ -82,7 +78,7 @@ void reply_cluster_shards(const ClusterTopology& t, Reply& r) {
     for (size_t i = 0; i < s.nodes.size(); i++) {
       const ClusterTopology::Node& n = s.nodes[i];
       const bool master = s.has_master && i == 0;
-      map(r, 7);
+      r.map(7);
       r.bulk("id");
       r.bulk(n.name);
       r.bulk("port");

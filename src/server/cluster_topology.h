@@ -16,8 +16,8 @@
 //
 // The renderings follow Redis 7's replies (src/cluster.c, cluster_legacy.c): node names
 // are 40 lowercase hex characters; an IPv6 address is written without brackets, as Redis
-// writes it. Maps (CLUSTER SHARDS, the endpoint metadata of CLUSTER SLOTS) are RESP2
-// arrays of key, value pairs, what Redis sends a RESP2 client.
+// writes it. Maps (CLUSTER SHARDS, the endpoint metadata of CLUSTER SLOTS) are maps in
+// RESP3 and arrays of key, value pairs in RESP2, as Redis sends them.
 //
 // Pure: no I/O, no clock (the caller gives what it needs).
 #pragma once

@@ -165,7 +165,7 @@ class Node final : private core::ReplicaHost {
   // CLUSTER SLOTS|SHARDS|NODES|INFO|MYID|MYSHARDID|KEYSLOT|COUNTKEYSINSLOT|GETKEYSINSLOT: what
   // Redis Cluster clients ask (cluster_topology.h).
   static bool is_redis_cluster_subcommand(std::string_view sub);
-  void redis_cluster_command(Args argv, std::string* out);
+  void redis_cluster_command(Args argv, Protocol protocol, std::string* out);
   core::ShellResult snapshot_command(Session& s, uint64_t seq);
   void command_command(Args argv, std::string* out);
   // Everything INFO and the metrics endpoint read (statistics.h), gathered now; the state

@@ -321,7 +321,7 @@ core::ShellResult Node::cluster_local_or_change(Session& s, Args argv, uint64_t 
   } else if (iequals(sub, "DIGEST") && argv.size() == 2) {
     r.bulk(fmt::format("{} {:016x}", replica_->applied_index(), app_->digest()));
   } else if (is_redis_cluster_subcommand(sub)) {
-    redis_cluster_command(argv, out);
+    redis_cluster_command(argv, s.client.protocol, out);
   } else {
     r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
             "'. Try CLUSTER SLOTS|SHARDS|NODES|INFO|MYID|MYSHARDID|KEYSLOT|MEMBERS|DIGEST|ADDLEARNER|PROMOTE|REMOVE|"
@@ -337,10 +337,10 @@ bool Node::is_redis_cluster_subcommand(std::string_view sub) {
   return false;
 }
 
-void Node::redis_cluster_command(Args argv, std::string* out) {
+void Node::redis_cluster_command(Args argv, Protocol protocol, std::string* out) {
   // The subcommands Redis Cluster clients send, answered from this node's view of the
   // members (cluster_topology.h). A single node is a standalone Redis: cluster mode off.
-  Reply r(out);
+  Reply r(out, protocol);
   const std::string_view sub = argv[1];
   if (!options_.clustered()) {
     r.error("ERR This instance has cluster support disabled");
@@ -366,9 +366,9 @@ void Node::redis_cluster_command(Args argv, std::string* out) {
   } else if (iequals(sub, "SHARDS")) {
     reply_cluster_shards(t, r);
   } else if (iequals(sub, "NODES")) {
-    r.bulk(cluster_nodes_text(t));
+    r.verbatim(cluster_nodes_text(t));
   } else if (iequals(sub, "INFO")) {
-    r.bulk(cluster_info_text(t));
+    r.verbatim(cluster_info_text(t));
   } else if (iequals(sub, "MYID")) {
     r.bulk(redis_node_name(options_.cluster_id, options_.node_id));
   } else {  // MYSHARDID
