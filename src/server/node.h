@@ -160,14 +160,14 @@ class Node final : private core::ReplicaHost {
   static const ShellTable& shell_table();
   core::ShellResult hello_command(Session& s, Args argv, std::string* out);
   core::ShellResult client_command(Session& s, Args argv, std::string* out);
-  core::ShellResult config_command(Args argv, std::string* out);
+  core::ShellResult config_command(Session& s, Args argv, std::string* out);
   core::ShellResult cluster_local_or_change(Session& s, Args argv, uint64_t seq, std::string* out);
   // CLUSTER SLOTS|SHARDS|NODES|INFO|MYID|MYSHARDID|KEYSLOT|COUNTKEYSINSLOT|GETKEYSINSLOT: what
   // Redis Cluster clients ask (cluster_topology.h).
   static bool is_redis_cluster_subcommand(std::string_view sub);
   void redis_cluster_command(Args argv, Protocol protocol, std::string* out);
   core::ShellResult snapshot_command(Session& s, uint64_t seq);
-  void command_command(Args argv, std::string* out);
+  void command_command(Session& s, Args argv, std::string* out);
   // Everything INFO and the metrics endpoint read (statistics.h), gathered now; the state
   // digest only if asked for (it hashes the whole state).
   StatisticsSources statistics_sources(bool with_digest) const;

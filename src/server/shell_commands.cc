@@ -1,5 +1,5 @@
 // server/shell_commands.cc — the commands the shell answers itself, as one table:
-// PING ECHO QUIT SELECT HELLO CLIENT COMMAND CONFIG INFO READONLY READWRITE CLUSTER
+// PING ECHO QUIT SELECT HELLO AUTH CLIENT COMMAND CONFIG INFO READONLY READWRITE CLUSTER
 // SNAPSHOT SAVE BGSAVE.
 //
 // They come before the app's commands (an app cannot shadow them) and are looked up like
@@ -7,8 +7,10 @@
 // command is answered from this node's state (a follower answers it too); a barrier waits
 // for every earlier command of its session (membership changes, leadership transfer,
 // snapshots). Enough of each is implemented for redis-cli, redis-benchmark and common
-// client libraries to connect; CLUSTER SLOTS, NODES, ... present a cluster as a Redis
-// Cluster of one shard (cluster_topology.h).
+// client libraries to connect (the handshake's rules: handshake.h); CLUSTER SLOTS, NODES,
+// ... present a cluster as a Redis Cluster of one shard (cluster_topology.h). Each reply is
+// written in the session's protocol (RESP2, or RESP3 after HELLO 3) with the typed writers
+// of hmdb/reply.h, in the shapes Redis 7 uses.
 #include <fnmatch.h>
 #include <unistd.h>
 
@@ -17,6 +19,7 @@
 #include "common/assert.h"
 #include "core/key_slot.h"
 #include "hmdb/app.h"
+#include "server/handshake.h"
 #include "server/logging.h"
 #include "server/node.h"
 
@@ -29,21 +32,35 @@ constexpr std::string_view kVersion = "0.1.0";
 constexpr std::string_view kRedisCompatVersion = "7.0.0";
 
 // One entry of COMMAND's reply (Redis 7 layout: name, arity, flags, first key, last key,
-// step, ACL categories, tips, key specs, subcommands).
+// step, ACL categories, tips, key specs, subcommands; the last five are sets in RESP3).
 void command_info(Reply& r, std::string_view name, int arity, std::string_view flag, bool has_key) {
   r.array(10);
   r.bulk(lowercase(name));
   r.integer(arity);
-  r.array(1);
+  r.set(1);
   r.status(flag);
   r.integer(has_key ? 1 : 0);
   r.integer(has_key ? 1 : 0);
   r.integer(has_key ? 1 : 0);
-  r.array(0);
-  r.array(0);
-  r.array(0);
-  r.array(0);
+  r.set(0);
+  r.set(0);
+  r.set(0);
+  r.set(0);
 }
+
+// Redis' getIntFromObjectOrReply: SELECT's index is a 32-bit integer.
+constexpr int64_t kInt32Min = -2147483648LL;
+constexpr int64_t kInt32Max = 2147483647LL;
+
+// CLIENT's subcommands and their arity (Redis 7.2's table, less those hmdb does not have).
+struct ClientSubcommand {
+  std::string_view name;
+  int arity;
+};
+constexpr ClientSubcommand kClientSubcommands[] = {
+    {"ID", 2},       {"INFO", 2},     {"LIST", -2},     {"GETNAME", 2},  {"SETNAME", 3},
+    {"SETINFO", 4},  {"NO-EVICT", 3}, {"NO-TOUCH", 3},  {"TRACKING", -3},
+};
 
 // The CLUSTER subcommands that change the cluster wait for the session's earlier commands.
 bool cluster_barrier(Args argv) {
@@ -87,27 +104,40 @@ const Node::ShellTable& Node::shell_table() {
          s.close_after_reply = true;
          return R::kReplied;
        }},
+      // One database (Redis with `databases 1`); in a cluster, as Redis Cluster says it.
       {"SELECT", 2, never,
-       [](Node&, Session&, Args argv, uint64_t, std::string* out) {
+       [](Node& n, Session&, Args argv, uint64_t, std::string* out) {
          Reply r(out);
          int64_t db = 0;
          if (!parse_int64(argv[1], &db)) r.error("ERR value is not an integer or out of range");
+         else if (db < kInt32Min || db > kInt32Max)
+           r.error("ERR value is out of range, value must between -2147483648 and 2147483647");
+         else if (db != 0 && n.options_.clustered()) r.error("ERR SELECT is not allowed in cluster mode");
          else if (db != 0) r.error("ERR DB index is out of range");
          else r.ok();
          return R::kReplied;
        }},
       {"HELLO", -1, never, [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.hello_command(s, argv, out); }},
-      {"CLIENT", -2, never, [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.client_command(s, argv, out); }},
-      {"COMMAND", -1, never,
-       [](Node& n, Session&, Args argv, uint64_t, std::string* out) {
-         n.command_command(argv, out);
+      {"AUTH", -2, never,
+       [](Node&, Session&, Args argv, uint64_t, std::string* out) {
+         Reply r(out);
+         const std::string error = auth_error(argv);
+         if (error.empty()) r.ok();
+         else r.error(error);
          return R::kReplied;
        }},
-      {"CONFIG", -2, never, [](Node& n, Session&, Args argv, uint64_t, std::string* out) { return n.config_command(argv, out); }},
+      {"CLIENT", -2, never, [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.client_command(s, argv, out); }},
+      {"COMMAND", -1, never,
+       [](Node& n, Session& s, Args argv, uint64_t, std::string* out) {
+         n.command_command(s, argv, out);
+         return R::kReplied;
+       }},
+      {"CONFIG", -2, never, [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.config_command(s, argv, out); }},
       {"INFO", -1, never,
-       [](Node& n, Session&, Args argv, uint64_t, std::string* out) {
+       [](Node& n, Session& s, Args argv, uint64_t, std::string* out) {
          const std::string_view section = argv.size() >= 2 ? argv[1] : std::string_view("default");
-         Reply(out).bulk(render_info(collect_statistics(n.statistics_sources(iequals(section, "digest"))), section));
+         Reply(out, s.client.protocol)
+             .verbatim(render_info(collect_statistics(n.statistics_sources(iequals(section, "digest"))), section));
          return R::kReplied;
        }},
       // The reply of SNAPSHOT and SAVE comes when the snapshot is durable; extra words are ignored.
@@ -169,35 +199,22 @@ core::ShellResult Node::run_shell_command(core::ClientSession& client, Args argv
 }
 
 core::ShellResult Node::hello_command(Session& s, Args argv, std::string* out) {
-  Reply r(out);
-  if (argv.size() >= 2) {
-    int64_t proto = 0;
-    if (!parse_int64(argv[1], &proto)) {
-      r.error("ERR Protocol version is not an integer or out of range");
-      return core::ShellResult::kReplied;
-    }
-    if (proto != 2) {
-      r.error("NOPROTO sorry, this protocol version is not supported");
-      return core::ShellResult::kReplied;
-    }
-    for (size_t i = 2; i < argv.size(); i++) {
-      if (iequals(argv[i], "AUTH") && i + 2 < argv.size()) {
-        i += 2;  // no authentication configured: any credentials are accepted, as Redis does without requirepass
-      } else if (iequals(argv[i], "SETNAME") && i + 1 < argv.size()) {
-        s.name = std::string(argv[++i]);
-      } else {
-        r.error("ERR Syntax error in HELLO option '" + std::string(argv[i]) + "'");
-        return core::ShellResult::kReplied;
-      }
-    }
+  const HelloRequest hello = parse_hello(argv);
+  if (hello.name) s.name = std::string(*hello.name);
+  if (!hello.error.empty()) {
+    Reply(out, s.client.protocol).error(hello.error);
+    return core::ShellResult::kReplied;
   }
-  r.array(14);
+  if (hello.protocol) s.client.protocol = *hello.protocol;
+  // The reply is already in the protocol just chosen, as Redis answers HELLO 3.
+  Reply r(out, s.client.protocol);
+  r.map(7);
   r.bulk("server");
   r.bulk("hmdb");
   r.bulk("version");
   r.bulk(kRedisCompatVersion);
   r.bulk("proto");
-  r.integer(2);
+  r.integer(static_cast<int>(s.client.protocol));
   r.bulk("id");
   r.integer(static_cast<int64_t>(s.id()));
   r.bulk("mode");
@@ -210,51 +227,77 @@ core::ShellResult Node::hello_command(Session& s, Args argv, std::string* out) {
 }
 
 core::ShellResult Node::client_command(Session& s, Args argv, std::string* out) {
-  Reply r(out);
-  std::string_view sub = argv[1];
+  Reply r(out, s.client.protocol);
+  const std::string_view sub = argv[1];
   const uint64_t now = wall_ms();
   auto client_line = [&](const Session& c) {
-    return fmt::format("id={} addr={} name={} age={} idle={} cmd={} qbuf={} obl={} pending={} lib-name={} lib-ver={}",
-                       c.client.id, c.address, c.name, (now - c.created_ms) / 1000, (now - c.last_command_ms) / 1000,
-                       c.commands, c.in.size(), c.unsent(), c.pending(), c.lib_name, c.lib_version);
+    return fmt::format(
+        "id={} addr={} name={} age={} idle={} cmd={} qbuf={} obl={} pending={} resp={} lib-name={} lib-ver={}", c.client.id,
+        c.address, c.name, (now - c.created_ms) / 1000, (now - c.last_command_ms) / 1000, c.commands, c.in.size(),
+        c.unsent(), c.pending(), static_cast<int>(c.client.protocol), c.lib_name, c.lib_version);
   };
-  if (iequals(sub, "SETNAME") && argv.size() == 3) {
-    if (std::any_of(argv[2].begin(), argv[2].end(), [](char c) { return c <= ' ' || c > '~'; })) {
+  const ClientSubcommand* known = nullptr;
+  for (const ClientSubcommand& c : kClientSubcommands)
+    if (iequals(sub, c.name)) known = &c;
+  if (!known) {
+    r.error("ERR unknown subcommand '" + std::string(sub.substr(0, 128)) + "'. Try CLIENT HELP.");
+    return core::ShellResult::kReplied;
+  }
+  if (!arity_ok(known->arity, argv.size())) {
+    r.error("ERR wrong number of arguments for 'client|" + lowercase(known->name) + "' command");
+    return core::ShellResult::kReplied;
+  }
+  // ON|OFF, as CLIENT NO-EVICT and NO-TOUCH take it (they change nothing here: hmdb evicts
+  // no client and keeps no access times).
+  auto on_off = [&](std::string_view v) {
+    if (iequals(v, "ON") || iequals(v, "OFF")) r.ok();
+    else r.error("ERR syntax error");
+  };
+  if (known->name == "SETNAME") {
+    if (!valid_client_name(argv[2])) {
       r.error("ERR Client names cannot contain spaces, newlines or special characters.");
     } else {
       s.name = std::string(argv[2]);
       r.ok();
     }
-  } else if (iequals(sub, "GETNAME") && argv.size() == 2) {
+  } else if (known->name == "GETNAME") {
     if (s.name.empty()) r.null();
     else r.bulk(s.name);
-  } else if (iequals(sub, "ID") && argv.size() == 2) {
+  } else if (known->name == "ID") {
     r.integer(static_cast<int64_t>(s.id()));
-  } else if (iequals(sub, "INFO") && argv.size() == 2) {
-    r.bulk(client_line(s) + "\n");
-  } else if (iequals(sub, "LIST")) {
-    std::string all;
-    for (const auto& [id, c] : sessions_) all += client_line(*c) + "\n";
-    r.bulk(all);
-  } else if (iequals(sub, "SETINFO") && argv.size() == 4) {
-    if (iequals(argv[2], "LIB-NAME")) {
-      s.lib_name = std::string(argv[3]);
-      r.ok();
-    } else if (iequals(argv[2], "LIB-VER")) {
-      s.lib_version = std::string(argv[3]);
-      r.ok();
+  } else if (known->name == "INFO") {
+    r.verbatim(client_line(s) + "\n");
+  } else if (known->name == "LIST") {
+    if (argv.size() != 2) {
+      r.error("ERR syntax error");
     } else {
-      r.error("ERR Unrecognized option '" + std::string(argv[2]) + "'");
+      std::string all;
+      for (const auto& [id, c] : sessions_) all += client_line(*c) + "\n";
+      r.verbatim(all);
     }
-  } else {
-    r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
-            "'. Try CLIENT SETNAME|GETNAME|ID|INFO|LIST|SETINFO.");
+  } else if (known->name == "SETINFO") {
+    // Redis 7.2 (node-redis and redis-py send it on connect, ignoring an error).
+    std::string* field = iequals(argv[2], "LIB-NAME") ? &s.lib_name : iequals(argv[2], "LIB-VER") ? &s.lib_version : nullptr;
+    if (!field) {
+      r.error("ERR Unrecognized option '" + std::string(argv[2]) + "'");
+    } else if (!valid_client_name(argv[3])) {
+      r.error(std::string(argv[2]) + " cannot contain spaces, newlines or special characters.");
+    } else {
+      *field = std::string(argv[3]);
+      r.ok();
+    }
+  } else if (known->name == "NO-EVICT" || known->name == "NO-TOUCH") {
+    on_off(argv[2]);
+  } else {  // TRACKING: client-side caching needs invalidation pushes, which hmdb does not send
+    if (iequals(argv[2], "OFF")) r.ok();
+    else if (iequals(argv[2], "ON")) r.error("ERR CLIENT TRACKING is not supported by hmdb (no invalidation messages)");
+    else r.error("ERR syntax error");
   }
   return core::ShellResult::kReplied;
 }
 
-core::ShellResult Node::config_command(Args argv, std::string* out) {
-  Reply r(out);
+core::ShellResult Node::config_command(Session& s, Args argv, std::string* out) {
+  Reply r(out, s.client.protocol);
   if (iequals(argv[1], "GET") && argv.size() >= 3) {
     const std::string fsync = options_.durability == Durability::kAlways     ? "always"
                               : options_.durability == Durability::kPeriodic ? "everysec"
@@ -284,7 +327,7 @@ core::ShellResult Node::config_command(Args argv, std::string* out) {
         }
       }
     }
-    r.array(hits.size() * 2);
+    r.map(hits.size());
     for (const auto* p : hits) {
       r.bulk(p->first);
       r.bulk(p->second);
@@ -313,7 +356,7 @@ core::ShellResult Node::config_command(Args argv, std::string* out) {
 }
 
 core::ShellResult Node::cluster_local_or_change(Session& s, Args argv, uint64_t seq, std::string* out) {
-  Reply r(out);
+  Reply r(out, s.client.protocol);
   const std::string_view sub = argv[1];
   if (cluster_barrier(argv)) return cluster_command(s, argv, seq, out);
   if (iequals(sub, "MEMBERS") && argv.size() == 2) {
@@ -383,8 +426,8 @@ core::ShellResult Node::snapshot_command(Session& s, uint64_t seq) {
   return core::ShellResult::kWaitSnapshot;
 }
 
-void Node::command_command(Args argv, std::string* out) {
-  Reply r(out);
+void Node::command_command(Session& s, Args argv, std::string* out) {
+  Reply r(out, s.client.protocol);
   // The shell's own commands, then the app's (StateMachine::describe_commands()).
   const std::vector<ShellCommand>& shell = shell_table().commands();
   const std::vector<CommandDescription> app_commands = app_->describe_commands();
@@ -399,7 +442,7 @@ void Node::command_command(Args argv, std::string* out) {
   } else if (iequals(argv[1], "COUNT")) {
     r.integer(static_cast<int64_t>(total));
   } else if (iequals(argv[1], "DOCS")) {
-    r.array(0);  // redis-cli falls back to its built-in help
+    r.map(0);  // redis-cli falls back to its built-in help
   } else if (iequals(argv[1], "LIST")) {
     r.array(total);
     for (const ShellCommand& c : shell) r.bulk(lowercase(c.name));
@@ -413,7 +456,7 @@ void Node::command_command(Args argv, std::string* out) {
       }
       auto it = std::find_if(app_commands.begin(), app_commands.end(),
                              [&](const CommandDescription& c) { return iequals(c.name, argv[i]); });
-      if (it == app_commands.end()) r.null_array();
+      if (it == app_commands.end()) r.null();
       else app_info(*it);
     }
   } else {

@@ -39,11 +39,17 @@ class FakeHost final : public ReplicaHost {
   CommandClass shell_command_class(Args argv) const override {
     if (iequals(argv[0], "PING")) return CommandClass::kShellLocal;
     if (iequals(argv[0], "SNAP")) return CommandClass::kShellBarrier;
+    if (iequals(argv[0], "RESP3")) return CommandClass::kShellLocal;
     return CommandClass::kUnknown;
   }
-  ShellResult run_shell_command(ClientSession&, Args argv, uint64_t seq, std::string* out) override {
+  ShellResult run_shell_command(ClientSession& s, Args argv, uint64_t seq, std::string* out) override {
     if (iequals(argv[0], "PING")) {
       Reply(out).status("PONG");
+      return ShellResult::kReplied;
+    }
+    if (iequals(argv[0], "RESP3")) {  // what HELLO 3 does to the session
+      s.protocol = Protocol::kResp3;
+      Reply(out).ok();
       return ShellResult::kReplied;
     }
     snapshot_waiters.push_back(seq);
@@ -114,6 +120,20 @@ TEST(Replica, APipelineOfWritesAndReadsIsOneEntryAndEachReadSeesTheWritesBeforeI
   EXPECT_EQ(n.out(), "+OK\r\n:1\r\n:2\r\n:2\r\n+PONG\r\n");
   EXPECT_EQ(n.replica->stats().batches, batches + 1) << "the two writes share one log entry";
   EXPECT_TRUE(n.s().replies.idle());
+}
+
+// HELLO 3 behind an unapplied write runs right after it (in session order), so the replies
+// before it are RESP2 and those after it RESP3, whether they are queries run at apply or
+// writes rendered when their entry is applied.
+TEST(Replica, TheProtocolSwitchesInSessionOrder) {
+  Node n;
+  n.send({{"SET", "a", "1"}, {"GET", "x"}, {"RESP3"}, {"GET", "x"}, {"SET", "b", "2"}, {"GET", "y"}});
+  EXPECT_EQ(n.out(), "");
+  n.replica->end_turn();
+  EXPECT_EQ(n.out(), "+OK\r\n$-1\r\n+OK\r\n_\r\n+OK\r\n_\r\n");
+  EXPECT_EQ(n.s().protocol, Protocol::kResp3);
+  n.send({{"GET", "z"}});
+  EXPECT_EQ(n.out(), "_\r\n") << "a query with nothing pending runs at once, in RESP3";
 }
 
 TEST(Replica, ErrorsTakeTheirPlaceInTheOrder) {

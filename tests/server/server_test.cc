@@ -379,7 +379,8 @@ TEST_F(ServerTest, ShellCommandsForRedisClients) {
   ASSERT_EQ(hello.type, '*');
   EXPECT_EQ(hello.elements.size(), 14u);
   EXPECT_EQ(c.call({"CLIENT", "GETNAME"}).str, "me");
-  EXPECT_EQ(c.call({"HELLO", "3"}).str, "NOPROTO sorry, this protocol version is not supported");
+  EXPECT_EQ(c.call({"HELLO", "4"}).str, "NOPROTO unsupported protocol version");
+  EXPECT_EQ(c.call({"AUTH", "default", "any"}), std::string("OK"));
   EXPECT_EQ(c.call({"CLIENT", "SETNAME", "other"}), std::string("OK"));
   EXPECT_EQ(c.call({"CLIENT", "GETNAME"}).str, "other");
   EXPECT_GE(c.call({"CLIENT", "ID"}).integer, 16);
