@@ -203,16 +203,6 @@ bool parse_double(std::string_view s, double* out) {
   return true;
 }
 
-// Shortest text that reads back as the same double (what Redis 7.2 replies; 7.0 printed
-// %.17g, e.g. 1.1000000000000001 for 1.1).
-void reply_double(Reply& r, double d) {
-  if (std::isinf(d)) { r.bulk(d > 0 ? "inf" : "-inf"); return; }
-  char buf[40];
-  auto res = std::to_chars(buf, buf + sizeof buf, d);
-  assert(res.ec == std::errc());
-  r.bulk(std::string_view(buf, static_cast<size_t>(res.ptr - buf)));
-}
-
 void assign_int(std::string& out, int64_t v) {
   char buf[24];
   auto res = std::to_chars(buf, buf + sizeof buf, v);
@@ -569,12 +559,12 @@ void apply_hdel(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   r.integer(n);
 }
 
-// Fields in byte order (Redis leaves the order unspecified).
+// Fields in byte order (Redis leaves the order unspecified). A map (RESP2: flat array).
 void query_hgetall(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   const Hash* h;
   if (!container_for_read<Hash>(s, a[1], ctx.now_ms, r, &h)) return;
-  if (!h) { r.array(0); return; }
-  r.array(h->size() * 2);
+  if (!h) { r.map(0); return; }
+  r.map(h->size());
   h->for_each([&](std::string_view field, const std::string& value) {
     r.bulk(field);
     r.bulk(value);
@@ -713,9 +703,9 @@ void apply_spop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   Set* set;
   if (!container_for_write<Set>(s, a.key, ctx.now_ms, r, &it, &set)) return;
-  if (!set) { if (a.has_count) r.array(0); else r.null(); return; }
+  if (!set) { if (a.has_count) r.set(0); else r.null(); return; }
   size_t n = a.has_count ? std::min<uint64_t>(static_cast<uint64_t>(a.count), set->size()) : 1;
-  if (a.has_count) r.array(n);
+  if (a.has_count) r.set(n);
   for (size_t i = 0; i < n; i++) r.bulk(spop_pick(set, ctx.index, i));
   erase_if_empty(s, it, set);
 }
@@ -724,8 +714,8 @@ void apply_spop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
 void query_smembers(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   const Set* set;
   if (!container_for_read<Set>(s, a[1], ctx.now_ms, r, &set)) return;
-  if (!set) { r.array(0); return; }
-  r.array(set->size());
+  if (!set) { r.set(0); return; }
+  r.set(set->size());
   set->for_each([&](const std::string& m) { r.bulk(m); });
 }
 
@@ -836,7 +826,7 @@ void apply_zadd(State& s, const ZAddArgs& a, const ApplyContext& ctx, Reply& r) 
   }
   erase_if_empty(s, it, z);
   if (a.incr) {
-    if (done) reply_double(r, result); else r.null();
+    if (done) r.double_value(result); else r.null();
   } else {
     r.integer(a.ch ? added + changed : added);
   }
@@ -864,11 +854,14 @@ void apply_zpopmin(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r
   if (!container_for_write<ZSet>(s, a.key, ctx.now_ms, r, &it, &z)) return;
   if (!z) { r.array(0); return; }
   size_t n = std::min<uint64_t>(static_cast<uint64_t>(a.count), z->order.size());
-  r.array(2 * n);
+  // Redis 7: RESP2 a flat member, score, ...; RESP3 with a count, [member, score] pairs.
+  const bool pairs = r.resp3() && a.has_count;
+  r.array(pairs ? n : 2 * n);
   for (size_t i = 0; i < n; i++) {
     auto first = z->order.begin();
+    if (pairs) r.array(2);
     r.bulk(first->member);
-    reply_double(r, first->score);
+    r.double_value(first->score);
     z->scores.erase(first->member);
     z->order.erase(first);
   }
@@ -895,10 +888,14 @@ void query_zrange(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   size_t first, last;
   if (!z || !clamp_range(range.start, range.stop, z->order.size(), &first, &last)) { r.array(0); return; }
   size_t n = last - first + 1;
-  r.array(with_scores ? 2 * n : n);
+  // WITHSCORES, as Redis 7: RESP2 a flat member, score, ...; RESP3 [member, score] pairs
+  // (an array, not a map: the order matters).
+  const bool pairs = with_scores && r.resp3();
+  r.array(with_scores && !pairs ? 2 * n : n);
   auto emit = [&](const ZEntry& e) {
+    if (pairs) r.array(2);
     r.bulk(e.member);
-    if (with_scores) reply_double(r, e.score);
+    if (with_scores) r.double_value(e.score);
   };
   if (!reverse) {
     auto e = z->order.begin();
@@ -916,7 +913,7 @@ void query_zscore(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
   if (!z) { r.null(); return; }
   auto found = z->scores.find(a[2]);
-  if (found == z->scores.end()) r.null(); else reply_double(r, found->second);
+  if (found == z->scores.end()) r.null(); else r.double_value(found->second);
 }
 
 void query_zcard(const State& s, Args a, const QueryContext& ctx, Reply& r) {

@@ -142,17 +142,17 @@ void query_balance(const State& s, Args a, const QueryContext&, Reply& r) {
 void query_account(const State& s, Args a, const QueryContext&, Reply& r) {
   const Account* account = find_account(s, a[1], r);
   if (!account) return;
-  r.array(12);
+  r.map(6);  // RESP2: a flat array of 12
   r.bulk("id");              r.bulk(a[1]);
   r.bulk("currency");        r.bulk(account->currency);
   r.bulk("balance");         r.integer(account->balance);
-  r.bulk("overdraft");       r.integer(account->allow_overdraft ? 1 : 0);
+  r.bulk("overdraft");       r.boolean(account->allow_overdraft);  // RESP2: :1 / :0
   r.bulk("created_ms");      r.integer(static_cast<int64_t>(account->created_ms));
   r.bulk("transfers");       r.integer(static_cast<int64_t>(account->transfer_count));
 }
 
 void reply_transfer(const Transfer& t, Reply& r) {
-  r.array(14);
+  r.map(7);  // RESP2: a flat array of 14
   r.bulk("seq");      r.integer(static_cast<int64_t>(t.seq));
   r.bulk("time_ms");  r.integer(static_cast<int64_t>(t.time_ms));
   r.bulk("id");       r.bulk(t.id);
@@ -190,7 +190,8 @@ std::string int128_text(__int128 v) {
 
 // SUPPLY <currency>: [accounts, net, issued]. net is the sum of all balances and is always
 // "0" (conservation); issued is the sum of the positive balances, the money in
-// circulation. Sums are exact (128-bit) and sent as bulk strings. Scans every account:
+// circulation. Sums are exact (128-bit) and sent as big numbers (RESP2: bulk strings of
+// the digits). Scans every account:
 // an operator's check, not a hot-path query.
 void query_supply(const State& s, Args a, const QueryContext&, Reply& r) {
   int64_t accounts = 0;
@@ -203,8 +204,8 @@ void query_supply(const State& s, Args a, const QueryContext&, Reply& r) {
   }
   r.array(3);
   r.integer(accounts);
-  r.bulk(int128_text(net));
-  r.bulk(int128_text(issued));
+  r.big_number(int128_text(net));
+  r.big_number(int128_text(issued));
 }
 
 // ---- snapshot ------------------------------------------------------------------------------

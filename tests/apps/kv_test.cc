@@ -637,5 +637,33 @@ TEST(KvSnapshot, TruncatedOrGarbageBytesAreRefusedWithoutCrashing) {
   EXPECT_FALSE(b.restore(dup.buffer()));
 }
 
+// RESP3 (a client after HELLO 3): the replies Redis 7 renders differently (the compat test
+// checks the same against a real Redis): nulls, maps, sets, doubles, score pairs.
+TEST(KvResp3, TypedReplies) {
+  hmdb::testing::AppDriver<Kv> db;
+  db.protocol = hmdb::Protocol::kResp3;
+  EXPECT_EQ(db.run({"GET", "nokey"}), "_\r\n");
+  EXPECT_EQ(db.run({"MGET", "nokey", "nokey"}), "*2\r\n_\r\n_\r\n");
+  EXPECT_EQ(db.run({"HGETALL", "nokey"}), "%0\r\n");
+  EXPECT_EQ(db.run({"HSET", "h", "f", "v"}), ":1\r\n");
+  EXPECT_EQ(db.run({"HGETALL", "h"}), "%1\r\n$1\r\nf\r\n$1\r\nv\r\n");
+  EXPECT_EQ(db.run({"SMEMBERS", "nokey"}), "~0\r\n");
+  EXPECT_EQ(db.run({"SADD", "s", "m"}), ":1\r\n");
+  EXPECT_EQ(db.run({"SMEMBERS", "s"}), "~1\r\n$1\r\nm\r\n");
+  EXPECT_EQ(db.run({"SPOP", "s", "3"}), "~1\r\n$1\r\nm\r\n");
+  EXPECT_EQ(db.run({"LPOP", "nokey", "2"}), "_\r\n");
+  EXPECT_EQ(db.run({"ZADD", "z", "1.5", "a", "-inf", "b"}), ":2\r\n");
+  EXPECT_EQ(db.run({"ZSCORE", "z", "a"}), ",1.5\r\n");
+  EXPECT_EQ(db.run({"ZRANGE", "z", "0", "-1", "WITHSCORES"}),
+            "*2\r\n*2\r\n$1\r\nb\r\n,-inf\r\n*2\r\n$1\r\na\r\n,1.5\r\n");
+  EXPECT_EQ(db.run({"ZRANGE", "z", "0", "-1"}), "*2\r\n$1\r\nb\r\n$1\r\na\r\n");
+  EXPECT_EQ(db.run({"ZADD", "z", "INCR", "1", "a"}), ",2.5\r\n");
+  EXPECT_EQ(db.run({"ZPOPMIN", "z"}), "*2\r\n$1\r\nb\r\n,-inf\r\n");
+  EXPECT_EQ(db.run({"ZPOPMIN", "z", "1"}), "*1\r\n*2\r\n$1\r\na\r\n,2.5\r\n");
+  db.protocol = hmdb::Protocol::kResp2;
+  EXPECT_EQ(db.run({"ZADD", "z", "INCR", "1", "a"}), "$1\r\n1\r\n");
+  EXPECT_EQ(db.run({"HGETALL", "h"}), "*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
+}
+
 }  // namespace
 }  // namespace hmdb::kv

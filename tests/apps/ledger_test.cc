@@ -215,5 +215,23 @@ TEST(LedgerSnapshot, BadBytesAreRefused) {
   }
 }
 
+// RESP3 (a client after HELLO 3): an account and a transfer are maps, overdraft a boolean,
+// SUPPLY's exact sums big numbers. RESP2 renders the same writers as the flat arrays,
+// integers and bulk strings the tests above check.
+TEST(LedgerResp3, MapsBooleansAndBigNumbers) {
+  hmdb::testing::AppDriver<Ledger> db;
+  db.protocol = hmdb::Protocol::kResp3;
+  ASSERT_EQ(db.run({"ACCOUNT.CREATE", "bank", "USD", "OVERDRAFT"}), kOk);
+  ASSERT_EQ(db.run({"ACCOUNT.CREATE", "alice", "USD"}), kOk);
+  ASSERT_EQ(db.run({"TRANSFER", "bank", "alice", "5", "USD"}), integer(1));
+  const std::string account = db.run({"ACCOUNT.GET", "bank"});
+  EXPECT_EQ(account.substr(0, 4), "%6\r\n");
+  EXPECT_NE(account.find("$9\r\noverdraft\r\n#t\r\n"), std::string::npos) << account;
+  EXPECT_NE(db.run({"ACCOUNT.GET", "alice"}).find("$9\r\noverdraft\r\n#f\r\n"), std::string::npos);
+  const std::string history = db.run({"HISTORY", "alice"});
+  EXPECT_EQ(history.substr(0, 8), "*1\r\n%7\r\n") << history;
+  EXPECT_EQ(db.run({"SUPPLY", "USD"}), "*3\r\n:2\r\n(0\r\n(5\r\n");
+}
+
 }  // namespace
 }  // namespace hmdb::ledger
