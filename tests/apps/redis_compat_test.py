@@ -1,13 +1,29 @@
 #!/usr/bin/env python3
 # tests/apps/redis_compat_test.py — runs the same commands against Redis (redis-server,
-# no persistence) and hmdb's kv app (durability none) and checks that every reply is
-# byte-identical: the proof that kv speaks Redis' exact reply formats and error texts.
+# no persistence, one database) and hmdb's kv app (durability none) and checks that every
+# reply is byte-identical: the proof that kv and the shell speak Redis' exact reply formats
+# and error texts, in RESP2 and in RESP3.
 #
-#   redis_compat_test.py <hmdb binary> [commands file]
+#   redis_compat_test.py <hmdb binary> [commands file ...]
+#
+# Every file runs twice, each time on fresh connections to both servers: once in RESP2, and
+# once in RESP3 (both connections first send HELLO 3). Default files: the kv commands
+# (redis_compat_commands.txt) and the handshake (redis_compat_handshake.txt). A line is one
+# command, words split on spaces ($PROTO stands for the pass's protocol, 2 or 3), "#"
+# starts a comment; a line may start with a directive:
+#
+#   @shape CMD ...     the replies' shapes must match (types, aggregate sizes, map keys) but
+#                      not their scalar values (HELLO's server name and version, client ids)
+#   @unordered CMD ... an aggregate in no specified order (HGETALL, SMEMBERS): compared as a
+#                      multiset of its elements (a map's as pairs)
+#   @since 7.2 <reply> | CMD ...   a command the Redis under test may predate: compared with
+#                      Redis when it is 7.2 or newer, else hmdb's reply must be <reply> (RESP
+#                      with \r\n written as \r\n), Redis 7.2's reply read from its source
 #
 # Exits 77 (ctest: skipped) when redis-server is not installed. Starts both servers on
 # free loopback ports and stops exactly those processes at the end.
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -19,8 +35,8 @@ import time
 READY_TIMEOUT_S = 20
 # Socket timeout for one reply.
 REPLY_TIMEOUT_S = 5
-# Commands whose reply is an array in no specified order: compared as multisets.
-ORDER_FREE = {"HGETALL", "SMEMBERS"}
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_FILES = [os.path.join(HERE, "redis_compat_commands.txt"), os.path.join(HERE, "redis_compat_handshake.txt")]
 
 
 def free_port():
@@ -32,8 +48,7 @@ def free_port():
 def connect(port, proc, deadline):
     while True:
         try:
-            s = socket.create_connection(("127.0.0.1", port), timeout=REPLY_TIMEOUT_S)
-            return s
+            return socket.create_connection(("127.0.0.1", port), timeout=REPLY_TIMEOUT_S)
         except OSError:
             if proc.poll() is not None:
                 raise SystemExit(f"server on port {port} exited with {proc.returncode}")
@@ -51,54 +66,105 @@ def encode(words):
 
 
 def read_reply(f):
-    """Returns (raw bytes, parsed value) of one RESP2 reply."""
+    """Returns (raw bytes, value) of one RESP2 or RESP3 reply. A value is (type, payload):
+    payload is bytes for simple types, a list of values for aggregates (a map's or an
+    attribute's as a list of (key, value) pairs), None for a null."""
     line = f.readline()
     if not line.endswith(b"\r\n"):
         raise SystemExit(f"connection closed or bad line: {line!r}")
     kind, body = line[:1], line[1:-2]
-    if kind in (b"+", b"-"):
+    if kind in (b"+", b"-", b":", b",", b"#", b"(", b"_"):
         return line, (kind, body)
-    if kind == b":":
-        return line, int(body)
-    if kind == b"$":
+    if kind in (b"$", b"=", b"!"):
         n = int(body)
         if n < 0:
-            return line, None
+            return line, (kind, None)
         data = f.read(n + 2)
-        return line + data, data[:-2]
-    if kind == b"*":
+        return line + data, (kind, data[:-2])
+    if kind in (b"*", b"~", b">", b"%", b"|"):
         n = int(body)
+        if n < 0:
+            return line, (kind, None)
         raw, items = line, []
-        for _ in range(max(n, 0)):
+        for _ in range(n):
+            if kind in (b"%", b"|"):
+                kr, k = read_reply(f)
+                vr, v = read_reply(f)
+                raw += kr + vr
+                items.append((k, v))
+            else:
+                r, v = read_reply(f)
+                raw += r
+                items.append(v)
+        if kind == b"|":  # an attribute precedes the reply it describes
             r, v = read_reply(f)
-            raw += r
-            items.append(v)
-        return raw, (items if n >= 0 else None)
+            return raw + r, (kind, (items, v))
+        return raw, (kind, items)
     raise SystemExit(f"unexpected reply line {line!r}")
 
 
-def order_free(value):
-    if isinstance(value, list):
-        return sorted(repr(v) for v in value)
+def shape(value, is_key=False):
+    kind, payload = value
+    if payload is None or kind in (b"-", b"_", b"#"):
+        return value if kind != b"-" else (kind, payload.split(b" ")[0])  # an error's code
+    if kind == b"%":
+        return (kind, sorted((repr(shape(k, True)), repr(shape(v))) for k, v in payload))
+    if kind in (b"*", b"~", b">"):
+        return (kind, [shape(v) for v in payload])
+    return value if is_key else (kind, None)
+
+
+def unordered(value):
+    kind, payload = value
+    if kind in (b"*", b"~") and payload is not None:
+        return (kind, sorted(repr(v) for v in payload))
+    if kind == b"%":
+        return (kind, sorted(repr(p) for p in payload))
     return value
+
+
+def load(path):
+    lines = []
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            mode, expected = "bytes", None
+            if line.startswith("@"):
+                directive, _, rest = line.partition(" ")
+                if directive == "@shape":
+                    mode = "shape"
+                elif directive == "@unordered":
+                    mode = "unordered"
+                elif directive == "@since":
+                    version, _, rest = rest.partition(" ")
+                    expected, _, rest = rest.partition(" | ")
+                    mode = ("since", tuple(int(x) for x in version.split(".")), expected.replace("\\r\\n", "\r\n").encode())
+                else:
+                    raise SystemExit(f"{path}:{n}: unknown directive {directive}")
+                line = rest.strip()
+            lines.append((f"{os.path.basename(path)}:{n}", line.split(), mode))
+    return lines
+
+
+def redis_version(binary):
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
 
 
 def main():
     if len(sys.argv) < 2:
-        raise SystemExit("usage: redis_compat_test.py <hmdb binary> [commands file]")
+        raise SystemExit("usage: redis_compat_test.py <hmdb binary> [commands file ...]")
     hmdb = sys.argv[1]
-    commands_file = sys.argv[2] if len(sys.argv) > 2 else os.path.join(
-        os.path.dirname(os.path.abspath(__file__)), "redis_compat_commands.txt")
+    files = sys.argv[2:] or DEFAULT_FILES
     redis = shutil.which("redis-server")
     if not redis:
         print("SKIP: redis-server is not installed (apt-get install redis-server)")
         return 77
-    commands = []
-    with open(commands_file) as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                commands.append(line.split())
+    version = redis_version(redis)
+    scripts = [(path, load(path)) for path in files]
 
     work = tempfile.mkdtemp(prefix="hmdb-compat-")
     redis_port, hmdb_port = free_port(), free_port()
@@ -106,28 +172,48 @@ def main():
     try:
         procs.append(subprocess.Popen(
             [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+             "--databases", "1", "--dir", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         procs.append(subprocess.Popen(
             [hmdb, "serve", "--port", str(hmdb_port), "--dir", os.path.join(work, "hmdb"), "--durability", "none"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + READY_TIMEOUT_S
-        socks = [connect(redis_port, procs[0], deadline), connect(hmdb_port, procs[1], deadline)]
-        files = [s.makefile("rb") for s in socks]
+        counts = {}
         differences = 0
-        for words in commands:
-            replies = []
-            for s, f in zip(socks, files):
-                s.sendall(encode(words))
-                replies.append(read_reply(f))
-            (redis_raw, redis_value), (hmdb_raw, hmdb_value) = replies
-            if words[0].upper() in ORDER_FREE:
-                same = order_free(redis_value) == order_free(hmdb_value)
-            else:
-                same = redis_raw == hmdb_raw
-            if not same:
-                differences += 1
-                print(f"DIFFERENT: {' '.join(words)}\n  redis: {redis_raw!r}\n  hmdb:  {hmdb_raw!r}")
-        print(f"{len(commands)} commands, {differences} different replies")
+        pinned = 0
+        for protocol in (2, 3):
+            for path, lines in scripts:
+                socks = [connect(redis_port, procs[0], deadline), connect(hmdb_port, procs[1], deadline)]
+                files_ = [s.makefile("rb") for s in socks]
+                if protocol == 3:
+                    lines = [("(switch)", ["HELLO", "3"], "shape")] + lines
+                for where, words, mode in lines:
+                    words = [str(protocol) if w == "$PROTO" else w for w in words]
+                    replies = []
+                    for s, f in zip(socks, files_):
+                        s.sendall(encode(words))
+                        replies.append(read_reply(f))
+                    (redis_raw, redis_value), (hmdb_raw, hmdb_value) = replies
+                    if mode == "shape":
+                        same = shape(redis_value) == shape(hmdb_value)
+                    elif mode == "unordered":
+                        same = unordered(redis_value) == unordered(hmdb_value)
+                    elif isinstance(mode, tuple) and version < mode[1]:
+                        pinned += 1
+                        same = hmdb_raw == mode[2]
+                        redis_raw = mode[2]  # what the report shows as expected
+                    else:
+                        same = redis_raw == hmdb_raw
+                    counts[protocol] = counts.get(protocol, 0) + 1
+                    if not same:
+                        differences += 1
+                        print(f"DIFFERENT (RESP{protocol}, {where}): {' '.join(words)}\n"
+                              f"  redis: {redis_raw!r}\n  hmdb:  {hmdb_raw!r}")
+                for s in socks:
+                    s.close()
+        total = sum(counts.values())
+        print(f"redis-server {'.'.join(map(str, version))}: {counts.get(2, 0)} commands in RESP2, "
+              f"{counts.get(3, 0)} in RESP3; {pinned} checked against Redis 7.2's reply (newer than this "
+              f"redis-server); {differences} different replies of {total}")
         return 1 if differences else 0
     finally:
         for p in procs:
