@@ -230,11 +230,17 @@ core::ShellResult Node::client_command(Session& s, Args argv, std::string* out) 
   Reply r(out, s.client.protocol);
   const std::string_view sub = argv[1];
   const uint64_t now = wall_ms();
+  // Redis 7's fields (clients such as redis-py parse id, age, idle, db, sub, psub, multi,
+  // qbuf, qbuf-free, obl, argv-mem, oll, omem and tot-mem as integers), with what hmdb
+  // knows of each, then hmdb's own: replies pending and commands run.
   auto client_line = [&](const Session& c) {
     return fmt::format(
-        "id={} addr={} name={} age={} idle={} cmd={} qbuf={} obl={} pending={} resp={} lib-name={} lib-ver={}", c.client.id,
-        c.address, c.name, (now - c.created_ms) / 1000, (now - c.last_command_ms) / 1000, c.commands, c.in.size(),
-        c.unsent(), c.pending(), static_cast<int>(c.client.protocol), c.lib_name, c.lib_version);
+        "id={} addr={} fd={} name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free=0 "
+        "argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll=0 omem={} tot-mem={} events=r user=default redir=-1 resp={} "
+        "lib-name={} lib-ver={} pending={} commands={}",
+        c.client.id, c.address, c.fd, c.name, (now - c.created_ms) / 1000, (now - c.last_command_ms) / 1000, c.in.size(),
+        c.in.capacity(), c.unsent(), c.unsent(), c.in.capacity() + c.unsent(), static_cast<int>(c.client.protocol),
+        c.lib_name, c.lib_version, c.pending(), c.commands);
   };
   const ClientSubcommand* known = nullptr;
   for (const ClientSubcommand& c : kClientSubcommands)
