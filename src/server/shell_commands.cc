@@ -218,7 +218,7 @@ core::ShellResult Node::hello_command(Session& s, Args argv, std::string* out) {
   r.bulk("id");
   r.integer(static_cast<int64_t>(s.id()));
   r.bulk("mode");
-  r.bulk("standalone");
+  r.bulk(options_.clustered() ? "cluster" : "standalone");  // as Redis in cluster mode says
   r.bulk("role");
   r.bulk("master");
   r.bulk("modules");
