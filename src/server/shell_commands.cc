@@ -217,10 +217,12 @@ core::ShellResult Node::hello_command(Session& s, Args argv, std::string* out) {
   r.integer(static_cast<int>(s.client.protocol));
   r.bulk("id");
   r.integer(static_cast<int64_t>(s.id()));
+  // As INFO's redis_mode and role say it: a cluster's leader is its master, the others
+  // its replicas.
   r.bulk("mode");
-  r.bulk(options_.clustered() ? "cluster" : "standalone");  // as Redis in cluster mode says
+  r.bulk(options_.clustered() ? "cluster" : "standalone");
   r.bulk("role");
-  r.bulk("master");
+  r.bulk(!options_.clustered() || replica_->leader() ? "master" : "replica");
   r.bulk("modules");
   r.array(0);
   return core::ShellResult::kReplied;

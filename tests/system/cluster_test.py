@@ -528,6 +528,17 @@ def case_topology(c):
     ids = {n.call("CLUSTER", "MYID") for n in c.nodes}
     expect(len(ids) == 3, "node ids are not distinct: %r" % ids)
     expect(leader.call("CLUSTER", "KEYSLOT", "123456789") == 12739, "CLUSTER KEYSLOT 123456789 is not 12739")
+    # HELLO says what INFO says: cluster mode, the leader a master and the others replicas.
+    # (Asked again until it holds, as wait_topology does: an election may move the leader.)
+    def hello_fields(n):
+        hello = n.call("HELLO", "2")
+        return dict(zip(hello[0::2], hello[1::2]))
+
+    def hello_agrees():
+        lead = c.wait_leader(LEADER_TIMEOUT_S)
+        return all(hello_fields(n).get(b"mode") == b"cluster" and
+                   hello_fields(n).get(b"role") == (b"master" if n is lead else b"replica") for n in c.nodes)
+    wait_for(hello_agrees, 30, "HELLO's mode and role on every node")
     w = Writer(lambda: c.nodes)
     w.start()
     wait_for(lambda: len(w.acked) >= 20, 30, "20 writes before the kill")
