@@ -132,7 +132,7 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
       break;
     case Route::kHold:
       q.push(Kind::kDeferred, argv);
-      break;
+      return true;  // nothing finished: no drain needed
     case Route::kWrite: {
       std::string error;
       if (!app_.validate(argv, &error)) {
@@ -141,14 +141,14 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
       }
       const uint64_t seq = slot_as(Kind::kWaitingWrite);
       batch_write(s.id, seq, argv);  // copies the words into the batch
-      break;
+      return true;  // it finishes at apply, which marks the session
     }
     case Route::kReadIndex:
       reads_.queue(ReplySlot{s.id, slot_as(Kind::kWaitingRead)});  // keeps its words until it runs
-      break;
+      return true;
     case Route::kQueryAtApply:
       slot_as(Kind::kQueryAtApply);  // keeps its words until its write is applied
-      break;
+      return true;
     case Route::kRunNow:
       if (cls == CommandClass::kAppQuery) {
         Reply reply(reply_buffer(), s.protocol);
@@ -190,6 +190,8 @@ void Replica::run_queries_from(ClientSession& s, uint64_t first_seq) {
   // The write before `first_seq` got its reply: the state is exactly "after it". Queries
   // queued right behind it (finished replies in between do not matter) run now.
   ReplyQueue& q = s.replies;
+  // Usually the next slot is a write of the same pipeline, waiting: nothing to run.
+  if (ReplyQueue::Slot* next = q.find(first_seq); !next || next->kind == Kind::kWaitingWrite) return;
   std::vector<std::string_view> argv;
   for (uint64_t seq = first_seq; q.holds(seq); seq++) {
     ReplyQueue::Slot& slot = q.at(seq);

@@ -58,6 +58,7 @@ struct ClientSession {
   // before those sent after), so each reply is in the protocol the client expects for it.
   Protocol protocol = Protocol::kResp2;
   bool in_drain = false;  // on the replica's list of sessions to drain this turn
+  void* owner = nullptr;  // the embedder's object for this session (the server's Session)
 };
 
 // What the shell's own command did (ReplicaHost::run_shell_command).

@@ -35,16 +35,23 @@ void ReplyQueue::set_kind(uint64_t seq, Kind kind) {
   count(s.kind, -1);
   count(kind, +1);
   s.kind = kind;
-  if (kind != Kind::kDeferred && kind != Kind::kQueryAtApply && kind != Kind::kWaitingRead) {
+  if (kind != Kind::kDeferred && kind != Kind::kQueryAtApply && kind != Kind::kWaitingRead && !s.argv.empty()) {
     s.argv.clear();
     s.argv.shrink_to_fit();
   }
 }
 
 void ReplyQueue::finish(uint64_t seq, Kind expected) {
-  HMDB_ASSERT(at(seq).kind == expected, "reply slot %llu in state %d, expected %d", static_cast<unsigned long long>(seq),
-              static_cast<int>(at(seq).kind), static_cast<int>(expected));
-  set_kind(seq, Kind::kDone);
+  // On the apply path once per write: one lookup, no detour through set_kind.
+  Slot& s = at(seq);
+  HMDB_ASSERT(s.kind == expected, "reply slot %llu in state %d, expected %d", static_cast<unsigned long long>(seq),
+              static_cast<int>(s.kind), static_cast<int>(expected));
+  count(expected, -1);
+  s.kind = Kind::kDone;
+  if (!s.argv.empty()) {
+    s.argv.clear();
+    s.argv.shrink_to_fit();
+  }
 }
 
 bool ReplyQueue::flush_done() {

@@ -60,6 +60,8 @@ class ReplyQueue {
   uint64_t push(Kind kind, Args argv = {});
 
   Slot& at(uint64_t seq) { return slots_[index_of(seq)]; }
+  // The slot for seq, or nullptr if it is not pending (already out, or not yet sent).
+  Slot* find(uint64_t seq) { return holds(seq) ? &slots_[static_cast<size_t>(seq - base_seq_)] : nullptr; }
   const Slot& at(uint64_t seq) const { return slots_[index_of(seq)]; }
   bool holds(uint64_t seq) const { return seq >= base_seq_ && seq - base_seq_ < slots_.size(); }
   // Moves slot seq to `kind`, keeping the counts (a slot leaving kDeferred, kQueryAtApply or

@@ -23,7 +23,7 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
+#include <deque>
 #include <optional>
 #include <span>
 #include <vector>
@@ -51,15 +51,15 @@ class WriteTracker {
   };
   // A proposal the core accepted at (index, term). `ended(index, Proposal&&, WriteOutcome)`
   // receives each proposal that ends without being applied. A proposal still tracked at that
-  // index cannot be (see the invariant); should it be, it ends as kUnknown first.
+  // index (or above) cannot be (see the invariant); should one be, it ends as kUnknown first.
   template <class Fn>
   void track(raft::Index index, raft::Term term, uint64_t bytes, std::vector<ReplySlot> slots, Fn&& ended) {
-    if (auto it = proposals_.find(index); it != proposals_.end()) {
+    while (!proposals_.empty() && proposals_.back().index >= index) {
       reused_++;
-      end(it, WriteOutcome::kUnknown, ended);
+      end_back(WriteOutcome::kUnknown, ended);
     }
     bytes_ += bytes;
-    proposals_.emplace(index, Proposal{term, bytes, std::move(slots)});
+    proposals_.push_back(Tracked{index, Proposal{term, bytes, std::move(slots)}});
   }
 
   // The core's log as one Ready writes it: `snapshot_index` (if set) replaced the whole log
@@ -69,32 +69,46 @@ class WriteTracker {
   template <class Fn>
   void log_replaced(std::optional<raft::Index> snapshot_index, std::span<const raft::Entry> entries, Fn&& ended) {
     if (snapshot_index) {
-      while (!proposals_.empty()) end(proposals_.begin(), WriteOutcome::kUnknown, ended);
+      while (!proposals_.empty()) end_front(WriteOutcome::kUnknown, ended);
     }
     if (entries.empty()) return;
     const raft::Index first = entries.front().index;
     const raft::Index last = entries.back().index;
-    for (auto it = proposals_.lower_bound(first); it != proposals_.end();) {
-      const bool replaced = it->first > last || entries[it->first - first].term != it->second.term;
-      it = replaced ? end(it, WriteOutcome::kUnknown, ended) : std::next(it);
+    // The replaced ones are a suffix: past the first tracked index whose entry changed,
+    // every later one changed too (two logs that agree on (index, term) agree before it).
+    size_t keep = proposals_.size();
+    for (size_t i = lower_bound(first); i < proposals_.size(); i++) {
+      const Tracked& t = proposals_[i];
+      if (t.index > last || entries[t.index - first].term != t.proposal.term) {
+        keep = i;
+        break;
+      }
     }
+    std::vector<Tracked> gone;
+    while (proposals_.size() > keep) {
+      gone.push_back(std::move(proposals_.back()));
+      bytes_ -= gone.back().proposal.bytes;
+      proposals_.pop_back();
+    }
+    for (auto it = gone.rbegin(); it != gone.rend(); ++it) ended(it->index, std::move(it->proposal), WriteOutcome::kUnknown);
   }
 
   // The entry (index, term) is being applied. Returns the proposal tracked there, no longer
   // tracked, with kApplied if the entry is ours or kLost if it is another leader's.
+  // (Entries are applied in index order and proposals are tracked in index order: it is
+  // the oldest tracked one, if any.)
   std::optional<std::pair<Proposal, WriteOutcome>> take_applied(raft::Index index, raft::Term term) {
-    auto it = proposals_.find(index);
-    if (it == proposals_.end()) return std::nullopt;
-    std::pair<Proposal, WriteOutcome> r{std::move(it->second),
-                                        it->second.term == term ? WriteOutcome::kApplied : WriteOutcome::kLost};
-    bytes_ -= r.first.bytes;
-    proposals_.erase(it);
-    return r;
+    if (proposals_.empty() || proposals_.front().index != index) return std::nullopt;
+    Tracked t = std::move(proposals_.front());
+    proposals_.pop_front();
+    bytes_ -= t.proposal.bytes;
+    const WriteOutcome outcome = t.proposal.term == term ? WriteOutcome::kApplied : WriteOutcome::kLost;
+    return std::pair<Proposal, WriteOutcome>{std::move(t.proposal), outcome};
   }
 
   const Proposal* find(raft::Index index) const {
-    auto it = proposals_.find(index);
-    return it == proposals_.end() ? nullptr : &it->second;
+    const size_t i = lower_bound(index);
+    return i < proposals_.size() && proposals_[i].index == index ? &proposals_[i].proposal : nullptr;
   }
   size_t size() const { return proposals_.size(); }
   bool empty() const { return proposals_.empty(); }
@@ -104,22 +118,39 @@ class WriteTracker {
   // For checks and introspection: (index, term) of each tracked proposal, in index order.
   template <class Fn>
   void for_each(Fn&& fn) const {
-    for (const auto& [index, p] : proposals_) fn(index, p);
+    for (const Tracked& t : proposals_) fn(t.index, t.proposal);
   }
 
  private:
-  using Map = std::map<raft::Index, Proposal>;
+  struct Tracked {
+    raft::Index index = 0;
+    Proposal proposal;
+  };
+  size_t lower_bound(raft::Index index) const {
+    size_t lo = 0, hi = proposals_.size();
+    while (lo < hi) {
+      const size_t mid = (lo + hi) / 2;
+      if (proposals_[mid].index < index) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
   template <class Fn>
-  Map::iterator end(Map::iterator it, WriteOutcome outcome, Fn& ended) {
-    const raft::Index index = it->first;
-    Proposal p = std::move(it->second);
-    bytes_ -= p.bytes;
-    it = proposals_.erase(it);
-    ended(index, std::move(p), outcome);
-    return it;
+  void end_front(WriteOutcome outcome, Fn& ended) {
+    Tracked t = std::move(proposals_.front());
+    proposals_.pop_front();
+    bytes_ -= t.proposal.bytes;
+    ended(t.index, std::move(t.proposal), outcome);
+  }
+  template <class Fn>
+  void end_back(WriteOutcome outcome, Fn& ended) {
+    Tracked t = std::move(proposals_.back());
+    proposals_.pop_back();
+    bytes_ -= t.proposal.bytes;
+    ended(t.index, std::move(t.proposal), outcome);
   }
 
-  Map proposals_;
+  std::deque<Tracked> proposals_;  // in increasing index order
   uint64_t bytes_ = 0;
   uint64_t reused_ = 0;
 };

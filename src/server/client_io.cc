@@ -89,8 +89,7 @@ void Node::schedule_flush(Session& s) {
 }
 
 void Node::replies_ready(core::ClientSession& c) {
-  Session* s = find_session(c.id);
-  if (!s) return;
+  Session* s = static_cast<Session*>(c.owner);  // the replica found c through session(): it is open
   if (s->unsent() > 0) schedule_flush(*s);
   // Nothing more is owed to a client that asked to quit, broke the protocol or closed its
   // side: flush_session closes it.
@@ -153,6 +152,7 @@ void Node::accept_clients() {
     ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
     auto s = std::make_unique<Session>(options_.max_bulk_bytes);
     s->client.id = next_session_id_++;
+    s->client.owner = s.get();
     s->fd = fd;
     s->address = SocketAddress::from(reinterpret_cast<const sockaddr*>(&addr), len).to_string();
     s->created_ms = wall_ms();
