@@ -286,14 +286,15 @@ struct Raft::Impl {
       if (it->first <= commit) return contains(it->second.voters, id);
     return false;
   }
-  // A learner may campaign too, but only to break a deadlock that no voter can break (found
-  // by the simulator: voters {1,2,3}, learner 4. Leader 3 appends PROMOTE 4, which reaches
-  // no one; 1 leads the next term, gets its noop to 4 only, and then refuses to start for
-  // good. 3 needs 3 of {1,2,3,4} and 4 refuses it (4's last term is newer); 2 needs 2 of
-  // {1,2,3} and 3 refuses it (2's log is behind); only 4 could win). Hence: only with
-  // pre-vote and check-quorum, so that it never disturbs a cluster that has a leader (the
-  // voters within check-quorum's stickiness ignore it), and only after twice its election
-  // timeout, so that a voter normally wins first. Its own vote does not count (tally
+  // A learner may campaign too, to break a deadlock that no voter can break (found by the
+  // simulator: voters {1,2,3}, learner 4. Leader 3 appends PROMOTE 4, which reaches no one;
+  // 1 leads the next term, gets its noop to 4 only, and then refuses to start for good. 3
+  // needs 3 of {1,2,3,4} and 4 refuses it (4's last term is newer); 2 needs 2 of {1,2,3}
+  // and 3 refuses it (2's log is behind); only 4 could win). Hence: only with pre-vote and
+  // check-quorum, so that it never disturbs a cluster that has a leader (the voters within
+  // check-quorum's stickiness ignore it), and only after twice its election timeout, so
+  // that a voter normally wins first (it cannot tell the deadlock from a long failure to
+  // elect, and campaigns after either: docs/raft.md). Its own vote does not count (tally
   // counts voters): it needs a majority of the voters, each of which checked that its log
   // is up to date, as in any election. Once elected it leads only until its noop commits,
   // then steps down as a leader outside its membership does (advance_commit), leaving a

@@ -142,9 +142,10 @@ struct SnapshotChunk {
   std::string data;
 };
 
-// kLearner: a learner that follows. A learner that campaigns (only to break a deadlock that
-// no voter can break: docs/raft.md, "Membership changes") reports kPreCandidate, kCandidate
-// and kLeader like a voter; Status::conf tells whether this node is a voter.
+// kLearner: a learner that follows. A learner that campaigns (after the voters failed to
+// elect one of their own for long, to end a deadlock only it can end: docs/raft.md, "Who
+// campaigns") reports kPreCandidate, kCandidate and kLeader like a voter; Status::conf
+// tells whether this node is a voter.
 enum class Role : uint8_t { kFollower, kPreCandidate, kCandidate, kLeader, kLearner };
 
 struct Ready {
