@@ -95,7 +95,7 @@ struct Config {
     // allowance for a follower's clock running faster than the leader's.
     bool lease_without_drift_margin = false;
     // A learner never campaigns, not even to break the deadlock that only it can break
-    // (docs/raft.md, "Membership changes"): the rule before that was found.
+    // (docs/raft.md, "Who campaigns"): the rule before that was found.
     bool learners_never_campaign = false;
     // A follower acknowledges appended entries at once, before persisted() covers them
     // (a crash can then lose entries the leader counted).

@@ -91,7 +91,8 @@ const char* fault_name(Fault f) {
 std::vector<std::string> bug_names() {
   return {"grant_two_votes_per_term", "answer_vote_before_persisting", "commit_old_term_by_counting",
           "apply_before_commit", "keep_log_suffix_on_snapshot_install", "ignore_lease_when_voting",
-          "lease_without_drift_margin", "ack_append_before_persisting", "recovery_cuts_corrupt_log",
+          "lease_without_drift_margin", "ack_append_before_persisting", "learners_never_campaign",
+          "recovery_cuts_corrupt_log",
           "recovery_ignores_snapshot_checksum", "recovery_keeps_replaced_log"};
 }
 
@@ -113,6 +114,7 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
   else if (name == "lease_without_drift_margin") bugs->lease_without_drift_margin = true;
   else if (name == "ack_append_before_persisting") bugs->ack_append_before_persisting = true;
   else if (name == "keep_log_suffix_on_snapshot_install") bugs->keep_log_suffix_on_snapshot_install = true;
+  else if (name == "learners_never_campaign") bugs->learners_never_campaign = true;
   else return false;
   return true;
 }
@@ -147,6 +149,7 @@ std::string replay_command(const Options& o) {
   if (o.bugs.ignore_lease_when_voting) cmd += " --bug ignore_lease_when_voting";
   if (o.bugs.lease_without_drift_margin) cmd += " --bug lease_without_drift_margin";
   if (o.bugs.ack_append_before_persisting) cmd += " --bug ack_append_before_persisting";
+  if (o.bugs.learners_never_campaign) cmd += " --bug learners_never_campaign";
   if (o.shell_bugs.drop_missed_ticks) cmd += " --bug drop_missed_ticks";
   return cmd + " --trace";
 }
