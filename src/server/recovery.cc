@@ -5,8 +5,8 @@
 //      the node (never silently fall back to an older state).
 //   2. storage::recover_log(after = snapshot index): a torn tail at the end of the last
 //      segment is cut off and logged; damage anywhere else stops the node with the file,
-//      the offset and what to do. Entries after the snapshot whose term is below the
-//      snapshot's are left over from a log a leader's snapshot replaced: dropped.
+//      the offset and what to do. Entries after the snapshot that are left over from a log
+//      a leader's snapshot replaced are dropped.
 //   3. The consensus core is restored from both. A single node elects itself (a cluster
 //      of one), appends a no-op of its new term and, once that is durable, everything
 //      before it commits: every entry that was durable before the crash is applied, in
@@ -92,12 +92,19 @@ Status Node::recover(int* exit_code) {
     return s;
   }
   if (!log.torn_tail.empty()) log_line("recovery: cut off a torn tail (a write the crash interrupted): {}", log.torn_tail);
-  if (!log.entries.empty() && log.entries.front().term < after_term) {
+  if (!log.entries.empty() &&
+      (log.entries.front().term < after_term ||
+       (log.term_at_after_index != 0 && log.term_at_after_index != after_term && !log.entries_after_commit_reached))) {
     // Installing a leader's snapshot replaces this node's whole log by the snapshot point,
     // but writes nothing to the log: the old log's entries after the snapshot's index stay
-    // on disk until the leader's entries overwrite them. An entry of a term below the
-    // snapshot's cannot follow it in any log (terms never go down along a log; the core
-    // refuses such a log), so these are what the snapshot replaced. Found by the simulator.
+    // on disk until the leader's entries overwrite them (found by the simulator: the core
+    // aborted on them, or they broke log matching). They are recognised two ways. An
+    // entry of a term below the snapshot's cannot follow it in any log (terms never go
+    // down along a log). And the core installs only if its log does not hold the
+    // snapshot's last entry: if the log's entry at that index has another term, the entries
+    // after it are leftovers unless one was written after the first hard state whose
+    // commit reached that index (before the install the commit was below it; the leader's
+    // first entries after the install follow it, and replace every leftover).
     log_line("recovery: dropped log entries {}..{} (terms {}..{}): left over from the log that the snapshot at index "
              "{} (term {}) replaced",
              log.entries.front().index, log.entries.back().index, log.entries.front().term, log.entries.back().term,

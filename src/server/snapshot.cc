@@ -250,7 +250,10 @@ void Node::install_snapshot(const raft::SnapshotMeta& meta) {
   log_bytes_since_snapshot_ = 0;
   s = storage::remove_snapshots_before(env_, options_.dir, meta.index);
   if (!s) log_line("warning: could not remove snapshots older than index {}: {}", meta.index, s.to_string());
-  if (disk_) disk_->request_compact(meta.index);
+  // Not the segment holding the replaced log's entry at the snapshot's index: until the
+  // leader's entries overwrite the rest of that log, recovery tells its leftovers by that
+  // entry's term (recovery.cc). The next snapshot's compaction removes it.
+  if (disk_) disk_->request_compact(meta.index - 1);
   sync_transport_members();
   log_line("snapshot: installed the leader's snapshot at index {} term {} ({} bytes) in {} ms", meta.index, meta.term,
            loaded.file_bytes, monotonic_ms() - t0);

@@ -376,9 +376,13 @@ Recovered DataDir::recover(const RecoveryBugs& bugs, bool clustered) {
   if (!log.torn_tail.empty()) out.notes.push_back("cut off a torn tail: " + log.torn_tail);
 
   // 3. server/recovery.cc's rules. A leader's snapshot replaced this node's whole log, but
-  //    installing it writes nothing to the log: entries after the snapshot whose term is
-  //    below the snapshot's cannot follow it in any log, so they are what it replaced.
-  if (!bugs.keep_replaced_log && !log.entries.empty() && log.entries.front().term < after_term) {
+  //    installing it writes nothing to the log: entries after the snapshot are what it
+  //    replaced if the first one's term is below the snapshot's, or if the log's entry at
+  //    the snapshot's index has another term and none was written after the first hard
+  //    state whose commit reached that index (recovery.cc says why).
+  if (!bugs.keep_replaced_log && !log.entries.empty() &&
+      (log.entries.front().term < after_term ||
+       (log.term_at_after_index != 0 && log.term_at_after_index != after_term && !log.entries_after_commit_reached))) {
     out.notes.push_back(fmt::format("dropped entries {}..{} (terms {}..{}): left over from the log that the snapshot at "
                                     "{} (term {}) replaced",
                                     log.entries.front().index, log.entries.back().index, log.entries.front().term,

@@ -810,6 +810,26 @@ bool Simulation::restore_from_dir(Node& n, std::string* snapshot_data) {
     last = e.index;
     last_term = e.term;
   }
+  // Log matching for what recovery gives back, as mirror_append checks what is written:
+  // each recovered entry must be the one written at that (index, term), after an entry
+  // of the term it followed when it was written. Entries of a log that a leader's
+  // snapshot replaced may survive on disk; they must not come back after that snapshot.
+  Term prev = rec.snapshot ? rec.snapshot->term : 0;
+  for (const Entry& e : rec.entries) {
+    auto at = log_matching_.find(e.index);
+    auto it = at == log_matching_.end() ? decltype(at->second)::iterator{} : at->second.find(e.term);
+    if (at == log_matching_.end() || it == at->second.end() || it->second.first != entry_hash(e) ||
+        it->second.second != prev) {
+      fail("recovery-restore", fmt::format("n{} recovery gives entry {}/{} after term {} (snapshot at {}), but {}", n.id, e.index,
+                                           e.term, prev, rec.snapshot ? rec.snapshot->index : 0,
+                                           at == log_matching_.end() || it == at->second.end()
+                                               ? std::string("no node ever wrote it")
+                                               : fmt::format("it was written after term {}: a leftover of a replaced log",
+                                                             it->second.second)));
+      return false;
+    }
+    prev = e.term;
+  }
   if (rec.hard_state.term < last_term || rec.hard_state.commit > last) {
     fail("recovery-restore", fmt::format("n{} recovery gives hard state term={} commit={} with a log up to {}/{}: the core "
                                          "refuses it", n.id, rec.hard_state.term, rec.hard_state.commit, last, last_term));
@@ -1514,7 +1534,7 @@ void Simulation::complete_writes(Node& n) {
     // The files first (the server's disk thread: append, fdatasync; compaction after a
     // snapshot), then the core's view of what is durable.
     n.dir->append(w.hard_state ? &*w.hard_state : nullptr, w.entries, true);
-    if (w.install) n.dir->compact(w.install->meta.index);
+    if (w.install) n.dir->compact(w.install->meta.index - 1);  // as server/snapshot.cc: keeps the entry at the index
     if (w.local) {
       n.dir->save_snapshot(w.local->meta, w.local->data);
       n.dir->compact(w.local->meta.index);

@@ -37,6 +37,12 @@ struct RecoveredLog {
   std::string torn_tail;             // non-empty if a torn tail was cut off: what and where
   uint64_t segments = 0;             // number of segment files read
   uint64_t records = 0;              // number of records read (all types, all segments)
+  // For telling a log that a leader's snapshot replaced (server/recovery.cc): the term of
+  // the entry at after_index as the records leave it (0 if none does), and whether an
+  // entry after after_index was written after a hard state whose commit reached
+  // after_index (the first such hard state follows an install at after_index).
+  raft::Term term_at_after_index = 0;
+  bool entries_after_commit_reached = false;
 };
 
 // Reads every segment in dir (a missing dir is an empty log). A torn record at the very end

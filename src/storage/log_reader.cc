@@ -164,7 +164,9 @@ class EntrySequence {
       return fmt::format("term goes backwards: entry {} has term {} but entry {} before it has term {}", r.index,
                          r.term, kept_->back().index, kept_->back().term);
     }
+    if (r.index <= after_) term_at_after_ = r.index == after_ ? r.term : 0;  // < after_: truncated it
     if (r.index > after_) {
+      entries_after_commit_reached_ |= commit_reached_;
       HMDB_ASSERT(kept_->empty() ? r.index == after_ + 1 : kept_->back().index + 1 == r.index,
                   "entry sequence not contiguous at %llu", static_cast<unsigned long long>(r.index));
       raft::Entry& e = kept_->emplace_back();
@@ -178,6 +180,9 @@ class EntrySequence {
     seen_ = true;
     return {};
   }
+  void hard_state(const raft::HardState& hs) { commit_reached_ |= hs.commit >= after_ && after_ > 0; }
+  raft::Term term_at_after() const { return term_at_after_; }
+  bool entries_after_commit_reached() const { return entries_after_commit_reached_; }
 
  private:
   raft::Index after_;
@@ -185,6 +190,9 @@ class EntrySequence {
   std::vector<raft::Entry>* kept_;
   bool seen_ = false;
   uint64_t last_ = 0;
+  raft::Term term_at_after_ = 0;
+  bool commit_reached_ = false;
+  bool entries_after_commit_reached_ = false;
 };
 
 }  // namespace
@@ -229,6 +237,7 @@ Status scan_log(Env* env, const std::string& dir, raft::Index after_index, const
           return false;
         }
         out->hard_state = hs;
+        sequence.hard_state(hs);
         report.hard_states++;
         return true;
       }
@@ -299,6 +308,8 @@ Status scan_log(Env* env, const std::string& dir, raft::Index after_index, const
       out->bytes += data.size();
     }
   }
+  out->term_at_after_index = sequence.term_at_after();
+  out->entries_after_commit_reached = sequence.entries_after_commit_reached();
   return Status::ok();
 }
 

@@ -45,8 +45,8 @@ TEST(Simulator, FaultFreeClustersPassAndServeClients) {
 
 // Disk events that only some runs produce: damage is on in 40% of the seeds, a missing
 // sector needs a torn write across a sector boundary, a damaged snapshot a first damage
-// after a snapshot, leftovers after a leader's snapshot the rare chain of
-// planted_bugs_test's kMaxSeedsRareChain. Searched for
+// after a snapshot, leftovers after a leader's snapshot a follower that held another
+// history past the snapshot and crashed right after the install. Searched for
 // over more seeds (the search stops as soon as each was seen).
 bool rare(Fault f) {
   return f == Fault::kSectorHole || f == Fault::kSnapshotDamage || f == Fault::kLeftoversDropped ||

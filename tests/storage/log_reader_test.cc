@@ -326,6 +326,42 @@ TEST(LogReader, NoFlippedBitAnywhereLosesDataSilently) {
   }
 }
 
+// What recovery needs to recognise a log that a leader's snapshot at index 3 (term 2)
+// replaced: the term the records leave at index 3, and whether an entry after it was
+// written after a hard state whose commit reached 3 (the first one follows the install).
+TEST(LogReader, ReportsTheTermAtTheSnapshotIndexAndEntriesAfterTheCommitReachedIt) {
+  TempDir dir;
+  std::unique_ptr<LogWriter> w;
+  ASSERT_TRUE(LogWriter::open(Env::posix(), dir.path(), LogOptions{}, &w));
+  raft::HardState hs{1, 1, 1};
+  ASSERT_TRUE(w->append(&hs, Batch{entry(1), entry(2), entry(3), entry(4), entry(5)}));  // all of term 1
+  ASSERT_TRUE(w->sync());
+  RecoveredLog log;
+  ASSERT_TRUE(recover_log(Env::posix(), dir.path(), 3, &log));
+  EXPECT_EQ(log.term_at_after_index, 1u);
+  EXPECT_FALSE(log.entries_after_commit_reached);  // commit 1 < 3
+  ASSERT_EQ(log.entries.size(), 2u);
+
+  hs.commit = 3;  // the install's hard state: commit = the snapshot's index
+  ASSERT_TRUE(w->append(&hs, Batch{}));
+  ASSERT_TRUE(w->sync());
+  ASSERT_TRUE(recover_log(Env::posix(), dir.path(), 3, &log));
+  EXPECT_FALSE(log.entries_after_commit_reached);  // 4 and 5 were written before it
+
+  ASSERT_TRUE(w->append(nullptr, Batch{entry(4, 2)}));  // the leader's first entry after the install
+  ASSERT_TRUE(w->sync());
+  ASSERT_TRUE(recover_log(Env::posix(), dir.path(), 3, &log));
+  EXPECT_TRUE(log.entries_after_commit_reached);
+  EXPECT_EQ(log.term_at_after_index, 1u);
+  ASSERT_EQ(log.entries.size(), 1u);
+  EXPECT_EQ(log.entries[0].term, 2u);
+
+  ASSERT_TRUE(w->append(nullptr, Batch{entry(2, 3)}));  // truncates 3 and after
+  ASSERT_TRUE(w->sync());
+  ASSERT_TRUE(recover_log(Env::posix(), dir.path(), 3, &log));
+  EXPECT_EQ(log.term_at_after_index, 0u);
+}
+
 TEST(LogFormat, SegmentNames) {
   EXPECT_EQ(lf::segment_file_name(42), "log-00000000000000000042.hmlog");
   uint64_t v = 0;
