@@ -95,15 +95,22 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
   const CommandClass cls = classify(argv);
   SessionView view;
   view.readonly = s.readonly;
-  if (held) {
+  view.forward = options_.forward && !s.readonly && !s.no_forward && !s.forwarder;
+  if (s.forwarder) {
+    // Another node's link: that node sends a client's next command only when it may run
+    // regardless of what else is on the link (core/forwarder.h), so nothing here waits for
+    // the link's earlier commands.
+  } else if (held) {
     // Routed again from its place: held_before is false (the caller stops at the first
-    // command that stays held), and a write before it is any waiting write ahead of it.
-    view.write_before = false;
-    for (uint64_t seq = q.first_seq(); seq < *held && !view.write_before; seq++)
-      view.write_before = q.at(seq).kind == Kind::kWaitingWrite;
+    // command that stays held); a write or a forward before it is any still waiting ahead.
+    for (uint64_t seq = q.first_seq(); seq < *held && !(view.write_before && view.forward_before); seq++) {
+      view.write_before |= q.at(seq).kind == Kind::kWaitingWrite;
+      view.forward_before |= q.at(seq).kind == Kind::kWaitingForward;
+    }
   } else {
     view.held_before = q.deferred() > 0 || q.waiting_reads() > 0;
     view.write_before = q.waiting_writes() > 0;
+    view.forward_before = q.waiting_forwards() > 0;
   }
   const Route r = route(cls, node_view(), view);
   if (r == Route::kHold && held) return false;
@@ -130,6 +137,10 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
     case Route::kRedirect:
       reply_buffer()->append(redirect_reply(argv));
       break;
+    case Route::kForward:
+      stats_.forwarded++;
+      host_.forward(s, slot_as(Kind::kWaitingForward), argv, cls == CommandClass::kAppWrite);
+      return true;  // it finishes when the host answers it, which marks the session
     case Route::kHold:
       q.push(Kind::kDeferred, argv);
       return true;  // nothing finished: no drain needed
@@ -252,6 +263,19 @@ void Replica::drain_session(ClientSession& s) {
 
 void Replica::finish(uint64_t session, uint64_t seq, Kind expected, std::string_view reply) {
   answer_slot(ReplySlot{session, seq}, expected, reply);
+}
+
+void Replica::unforward(uint64_t session, uint64_t seq, Args argv) {
+  ClientSession* s = host_.session(session);
+  if (!s) return;
+  ReplyQueue& q = s->replies;
+  q.set_kind(seq, Kind::kDeferred);  // asserts that the slot is pending
+  q.at(seq).argv.assign(argv.begin(), argv.end());
+  mark_drain(*s);
+}
+
+void ReplicaHost::forward(ClientSession&, uint64_t, Args, bool) {
+  HMDB_ASSERT(false, "Replica::Options::forward is set, but the host does not forward");
 }
 
 void Replica::answer_slot(ReplySlot slot, Kind expected, std::string_view reply) {

@@ -53,6 +53,14 @@ struct ClientSession {
   uint64_t id = 0;
   ReplyQueue replies;
   bool readonly = false;  // READONLY: a follower serves this client's queries from its state
+  // A cluster client (it asked for the topology: CLUSTER SLOTS, SHARDS or NODES; or sent
+  // CLIENT NO-FORWARD ON): a follower answers its app commands -MOVED instead of forwarding
+  // them, so that it goes to the leader itself.
+  bool no_forward = false;
+  // Another node's forwarding link (CLUSTER FORWARDER): its commands come from many clients
+  // of that node, which keeps each client's order itself (core/forwarder.h), so they are
+  // routed as if nothing of this session were ahead of them; never forwarded again.
+  bool forwarder = false;
   // RESP2, or RESP3 after HELLO 3. Every reply is rendered in the protocol in force when it
   // is written; HELLO runs in session order (after the writes sent before it are applied,
   // before those sent after), so each reply is in the protocol the client expects for it.
@@ -89,6 +97,11 @@ class ReplicaHost {
   virtual void start_snapshot() = 0;
   // The client address of node `id` for a -MOVED redirect, or "" if unknown here.
   virtual std::string client_address_of(raft::NodeId id) const = 0;
+  // Only with Options::forward: command `argv` of s (slot `seq`, now kWaitingForward) goes
+  // to the leader; answer the slot with finish(s.id, seq, kWaitingForward, reply), or hand it
+  // back with unforward() if it was never sent and this node leads now. `write`: it may
+  // change state (an app write), so its outcome is unknown if its reply is lost.
+  virtual void forward(ClientSession& s, uint64_t seq, Args argv, bool write);
 
   // ---- raft's Ready, in raft.h's order ----
   // 0. A chunk of the leader's snapshot: stage it.
@@ -124,6 +137,9 @@ class Replica {
  public:
   struct Options {
     bool clustered = false;
+    // The host forwards a plain client's app commands to the leader (ReplicaHost::forward)
+    // instead of answering -MOVED (route.h, kForward).
+    bool forward = false;
     // Planted bugs, for proving that the simulator catches them (tests/sim). Never set in
     // the server: `hmdb serve` has no flag for them.
     struct PlantedBugs {
@@ -141,6 +157,7 @@ class Replica {
     uint64_t writes = 0;
     uint64_t batches = 0;
     uint64_t busy_refusals = 0;
+    uint64_t forwarded = 0;  // commands routed kForward (handed to the host)
   };
 
   Replica(raft::Raft& raft, StateMachine& app, ReplicaHost& host, Options options);
@@ -169,6 +186,9 @@ class Replica {
   }
   // A reply the shell writes itself into slot `seq` of s, which waits as `expected`.
   void finish(uint64_t session, uint64_t seq, ReplyQueue::Kind expected, std::string_view reply);
+  // A forwarded command that was never sent comes back (this node leads now): it is held,
+  // then routed again in its place.
+  void unforward(uint64_t session, uint64_t seq, Args argv);
 
   // ---- for the shell's CLUSTER commands ----
   // Proposes a membership change; on success slot (session, seq) waits for it to apply.

@@ -16,6 +16,7 @@ void ReplyQueue::count(Kind kind, int delta) {
     case Kind::kWaitingWrite: waiting_writes_ += delta; break;
     case Kind::kWaitingRead: waiting_reads_ += delta; break;
     case Kind::kDeferred: deferred_ += delta; break;
+    case Kind::kWaitingForward: waiting_forwards_ += delta; break;
     default: break;
   }
 }

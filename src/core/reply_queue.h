@@ -10,6 +10,8 @@
 //                     writes (the command's words are kept in the slot)
 //   kWaitingRead      a linearizable read waiting for its read index (and the apply up to it)
 //   kWaitingSnapshot  SNAPSHOT/SAVE waiting for the snapshot to be durable
+//   kWaitingForward   a command forwarded to the leader, waiting for the leader's reply
+//                     (core/forwarder.h); filled by the host through Replica::finish
 //   kDeferred         a command held back behind something (a snapshot command or a barrier
 //                     behind a write, a read behind a write, anything behind a held command);
 //                     its words are kept until it can be routed again
@@ -34,7 +36,15 @@ namespace hmdb::core {
 
 class ReplyQueue {
  public:
-  enum class Kind : uint8_t { kWaitingWrite, kQueryAtApply, kWaitingRead, kWaitingSnapshot, kDeferred, kDone };
+  enum class Kind : uint8_t {
+    kWaitingWrite,
+    kQueryAtApply,
+    kWaitingRead,
+    kWaitingSnapshot,
+    kWaitingForward,
+    kDeferred,
+    kDone,
+  };
   struct Slot {
     Kind kind = Kind::kDone;
     std::string reply;              // kDone: the RESP reply; kWaitingWrite: filled by apply
@@ -81,6 +91,7 @@ class ReplyQueue {
   uint64_t waiting_writes() const { return waiting_writes_; }
   uint64_t waiting_reads() const { return waiting_reads_; }
   uint64_t deferred() const { return deferred_; }
+  uint64_t waiting_forwards() const { return waiting_forwards_; }
 
  private:
   size_t index_of(uint64_t seq) const;
@@ -91,6 +102,7 @@ class ReplyQueue {
   uint64_t waiting_writes_ = 0;
   uint64_t waiting_reads_ = 0;
   uint64_t deferred_ = 0;
+  uint64_t waiting_forwards_ = 0;
   std::string out_;
 };
 

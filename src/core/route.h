@@ -8,10 +8,16 @@
 //   kError           unknown command: an error reply, in order
 //   kRedirect        an app command on a node that does not lead (a follower, a learner, a
 //                    node that knows no leader), unless it is a query from a READONLY
-//                    client: -MOVED naming the leader, or -CLUSTERDOWN
+//                    client, from a session whose commands are not forwarded: -MOVED naming
+//                    the leader, or -CLUSTERDOWN
+//   kForward         the same command from a session whose commands are forwarded (a plain
+//                    client: docs/cluster.md, "What clients see"): the host sends it to the
+//                    leader and answers its slot with the leader's reply (core/forwarder.h)
 //   kHold            something ahead of it is held, or it must wait for the session's
 //                    earlier writes to be applied before it may even be routed (a barrier,
-//                    or a linearizable read): kept with its words, routed again later
+//                    or a linearizable read), or for its forwarded commands to be answered
+//                    (an app command or a barrier that runs here): kept with its words,
+//                    routed again later
 //   kWrite           an app write: validated, then batched into this turn's log entry
 //   kReadIndex       an app query on the leader of several voters: after a read-index round
 //   kQueryAtApply    a query (or a local shell command) behind a waiting write of the
@@ -46,11 +52,17 @@ struct SessionView {
   bool readonly = false;      // READONLY: this client's queries may be served from local state
   bool held_before = false;   // a command ahead of this one is held (kDeferred) or waits for its read
   bool write_before = false;  // a write ahead of this one is not yet applied
+  // This node forwards, and the session is a plain client: not READONLY, no cluster client
+  // (it never asked for the topology, nor sent CLIENT NO-FORWARD ON), not another node's
+  // forwarding link (which would make a second hop).
+  bool forward = false;
+  bool forward_before = false;  // a forwarded command ahead of this one is not answered yet
 };
 
 enum class Route : uint8_t {
   kError,
   kRedirect,
+  kForward,
   kHold,
   kWrite,
   kReadIndex,
@@ -63,8 +75,13 @@ inline Route route(CommandClass c, const NodeView& node, const SessionView& sess
   if (c == CommandClass::kUnknown) return Route::kError;
   const bool app = c == CommandClass::kAppWrite || c == CommandClass::kAppQuery;
   const bool local_read = c == CommandClass::kAppQuery && session.readonly;
-  if (app && node.clustered && !node.leader && !local_read) return Route::kRedirect;
+  if (app && node.clustered && !node.leader && !local_read) {
+    if (!session.forward) return Route::kRedirect;
+    return session.held_before ? Route::kHold : Route::kForward;  // a forward runs: it keeps its place
+  }
   if (session.held_before) return Route::kHold;
+  // What runs here waits for the session's forwarded commands, which run on the leader.
+  if ((app || c == CommandClass::kShellBarrier) && session.forward_before) return Route::kHold;
   switch (c) {
     case CommandClass::kAppWrite: return Route::kWrite;
     case CommandClass::kAppQuery:

@@ -3,8 +3,9 @@
 // order; a pipeline of writes and reads is one log entry, each read seeing exactly the
 // session's earlier writes; errors take their place in the order; a barrier behind a write
 // waits until it is applied and holds everything behind it; a node that does not lead
-// redirects app commands but serves a READONLY client's queries. The simulator drives the
-// same class through faults (tests/sim).
+// redirects app commands but serves a READONLY client's queries; one that forwards hands a
+// plain client's app commands to its host in their place, and what runs locally waits for
+// them. The simulator drives the same class through faults (tests/sim).
 #include "core/replica.h"
 
 #include <gtest/gtest.h>
@@ -30,6 +31,12 @@ class FakeHost final : public ReplicaHost {
   raft::Index last_index = 0;
   raft::Term last_term = 0;
   raft::HardState hard_state;
+  struct Forwarded {
+    uint64_t session, seq;
+    std::vector<std::string> argv;
+    bool write;
+  };
+  std::vector<Forwarded> forwarded;
 
   ClientSession* session(uint64_t id) override {
     auto it = sessions.find(id);
@@ -57,6 +64,9 @@ class FakeHost final : public ReplicaHost {
   }
   void start_snapshot() override { snapshots_started++; }
   std::string client_address_of(raft::NodeId id) const override { return "10.0.0." + std::to_string(id) + ":7379"; }
+  void forward(ClientSession& s, uint64_t seq, Args argv, bool write) override {
+    forwarded.push_back(Forwarded{s.id, seq, std::vector<std::string>(argv.begin(), argv.end()), write});
+  }
   void stage_snapshot_chunk(const raft::SnapshotChunk&) override { ADD_FAILURE() << "no snapshot transfer here"; }
   void install_snapshot(const raft::SnapshotMeta&) override { ADD_FAILURE() << "no snapshot install here"; }
   std::optional<raft::PersistAck> persist(const std::optional<raft::HardState>& hs, std::vector<raft::Entry>&& entries,
@@ -83,7 +93,8 @@ struct Node {
   std::unique_ptr<Replica> replica;
 
   // voters: the membership; this node is 1. With one voter it elects itself.
-  explicit Node(std::vector<raft::NodeId> voters = {1}) {
+  // forward: the host forwards plain clients' app commands (Replica::Options::forward).
+  explicit Node(std::vector<raft::NodeId> voters = {1}, bool forward = false) {
     raft::Config cfg;
     cfg.id = 1;
     raft::RestoreState rs;
@@ -91,6 +102,7 @@ struct Node {
     raft = std::make_unique<raft::Raft>(cfg, std::move(rs));
     Replica::Options options;
     options.clustered = voters.size() > 1;
+    options.forward = forward;
     replica = std::make_unique<Replica>(*raft, app, host, options);
     replica->set_time(1'700'000'000'000, 0);
     host.sessions[1].id = 1;
@@ -170,6 +182,72 @@ TEST(Replica, ANodeThatDoesNotLeadRedirectsAppCommandsButServesReadonlyQueries) 
   n.send({{"GET", "a"}, {"SET", "a", "1"}});
   n.replica->end_turn();
   EXPECT_EQ(n.out(), "$-1\r\n-CLUSTERDOWN no leader known; retry\r\n");
+}
+
+// A plain client on a follower: its app commands go to the host in their place, with their
+// kind; a local command's reply waits behind theirs; the host's answers fill the slots.
+TEST(Replica, AFollowerForwardsAPlainClientsAppCommandsInTheirPlace) {
+  Node n({1, 2, 3}, /*forward=*/true);
+  ASSERT_FALSE(n.replica->leader());
+  n.send({{"SET", "a", "1"}, {"PING"}, {"GET", "a"}, {"NOSUCH"}});
+  n.replica->end_turn();
+  ASSERT_EQ(n.host.forwarded.size(), 2u);
+  EXPECT_EQ(n.host.forwarded[0].argv, (std::vector<std::string>{"SET", "a", "1"}));
+  EXPECT_TRUE(n.host.forwarded[0].write);
+  EXPECT_EQ(n.host.forwarded[1].argv, (std::vector<std::string>{"GET", "a"}));
+  EXPECT_FALSE(n.host.forwarded[1].write);
+  EXPECT_EQ(n.out(), "") << "PING's reply may not overtake the forwarded SET's";
+  EXPECT_EQ(n.replica->stats().forwarded, 2u);
+  n.replica->finish(1, n.host.forwarded[1].seq, ReplyQueue::Kind::kWaitingForward, ":7\r\n");
+  n.replica->drain();
+  EXPECT_EQ(n.out(), "") << "the GET's reply came first; it waits for the SET's";
+  n.replica->finish(1, n.host.forwarded[0].seq, ReplyQueue::Kind::kWaitingForward, "+OK\r\n");
+  n.replica->drain();
+  EXPECT_EQ(n.out(), "+OK\r\n+PONG\r\n:7\r\n-ERR unknown command 'NOSUCH', with args beginning with: \r\n");
+  EXPECT_TRUE(n.s().replies.idle());
+}
+
+// A cluster client (no_forward), a READONLY client's writes and another node's forwarding
+// link get -MOVED/-CLUSTERDOWN as before; a READONLY query runs here, after the session's
+// forwarded command is answered.
+TEST(Replica, ClusterClientsAndLinksAreRedirectedAndLocalQueriesWaitForForwards) {
+  Node n({1, 2, 3}, /*forward=*/true);
+  n.s().no_forward = true;
+  n.send({{"SET", "a", "1"}});
+  n.s().no_forward = false;
+  n.s().forwarder = true;
+  n.send({{"SET", "a", "1"}});
+  n.s().forwarder = false;
+  n.replica->end_turn();
+  EXPECT_TRUE(n.host.forwarded.empty());
+  EXPECT_EQ(n.out(), "-CLUSTERDOWN no leader known; retry\r\n-CLUSTERDOWN no leader known; retry\r\n");
+  n.send({{"SET", "a", "1"}});  // forwarded
+  n.s().readonly = true;
+  n.send({{"GET", "a"}, {"SET", "b", "1"}, {"PING"}});
+  n.replica->end_turn();
+  ASSERT_EQ(n.host.forwarded.size(), 1u);
+  EXPECT_EQ(n.s().replies.deferred(), 2u) << "the READONLY GET waits for the forwarded SET, PING behind it";
+  n.replica->finish(1, n.host.forwarded[0].seq, ReplyQueue::Kind::kWaitingForward, "+OK\r\n");
+  n.replica->drain();
+  EXPECT_EQ(n.out(), "+OK\r\n$-1\r\n-CLUSTERDOWN no leader known; retry\r\n+PONG\r\n");
+}
+
+// A forwarded command that was never sent comes back when the node leads: it is routed again
+// in its place, and the session's later commands wait behind it.
+TEST(Replica, AnUnforwardedCommandIsRoutedAgainInItsPlace) {
+  Node n({1, 2, 3}, /*forward=*/true);
+  n.send({{"SET", "a", "1"}, {"SET", "a", "2"}});
+  ASSERT_EQ(n.host.forwarded.size(), 2u);
+  const auto first = n.host.forwarded[0];
+  std::vector<std::string_view> words(first.argv.begin(), first.argv.end());
+  n.replica->unforward(1, first.seq, Args(words.data(), words.size()));
+  n.replica->drain();
+  ASSERT_EQ(n.host.forwarded.size(), 3u) << "still a follower: forwarded again";
+  EXPECT_EQ(n.host.forwarded[2].seq, first.seq);
+  n.replica->finish(1, n.host.forwarded[1].seq, ReplyQueue::Kind::kWaitingForward, "+OK2\r\n");
+  n.replica->finish(1, first.seq, ReplyQueue::Kind::kWaitingForward, "+OK1\r\n");
+  n.replica->drain();
+  EXPECT_EQ(n.out(), "+OK1\r\n+OK2\r\n");
 }
 
 TEST(Replica, RepliesOfAClosedSessionAreDropped) {

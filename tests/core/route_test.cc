@@ -2,7 +2,8 @@
 // command on a single node, a cluster's leader (one voter, several voters), a follower or
 // learner or a node that knows no leader (route() sees all three as "not leading"; the
 // redirect reply says which), with and without READONLY, with an unapplied write of the
-// session ahead of it, and with a held command ahead of it.
+// session ahead of it, and with a held command ahead of it; and for a session whose commands
+// a follower forwards to the leader (a plain client), with a forwarded command ahead of it.
 #include "core/route.h"
 
 #include <gtest/gtest.h>
@@ -27,16 +28,22 @@ struct Case {
   const char* what;
   CommandClass cls;
   NodeView node;
-  SessionView session;  // readonly, held_before, write_before
+  SessionView session;  // readonly, held_before, write_before, forward, forward_before
   Route expected;
 };
 
-constexpr SessionView kFresh{false, false, false};
-constexpr SessionView kReadonly{true, false, false};
-constexpr SessionView kAfterWrite{false, false, true};
-constexpr SessionView kReadonlyAfterWrite{true, false, true};
-constexpr SessionView kHeld{false, true, false};
-constexpr SessionView kHeldAfterWrite{false, true, true};
+constexpr SessionView kFresh{false, false, false, false, false};
+constexpr SessionView kReadonly{true, false, false, false, false};
+constexpr SessionView kAfterWrite{false, false, true, false, false};
+constexpr SessionView kReadonlyAfterWrite{true, false, true, false, false};
+constexpr SessionView kHeld{false, true, false, false, false};
+constexpr SessionView kHeldAfterWrite{false, true, true, false, false};
+// A plain client's session on a node that forwards.
+constexpr SessionView kPlain{false, false, false, true, false};
+constexpr SessionView kPlainHeld{false, true, false, true, false};
+constexpr SessionView kPlainAfterWrite{false, false, true, true, false};
+constexpr SessionView kPlainAfterForward{false, false, false, true, true};
+constexpr SessionView kReadonlyAfterForward{true, false, false, false, true};
 
 const Case kCases[] = {
     // Unknown commands: an error, wherever and whatever is ahead.
@@ -79,13 +86,33 @@ const Case kCases[] = {
     {"query behind held, single", Q, kSingle, kHeld, Route::kHold},
     {"local shell behind held, leader", L, kLeader, kHeld, Route::kHold},
     {"barrier behind held, leader", B, kLeader, kHeldAfterWrite, Route::kHold},
-    {"READONLY query behind held, follower", Q, kNotLeading, SessionView{true, true, false}, Route::kHold},
+    {"READONLY query behind held, follower", Q, kNotLeading, SessionView{true, true, false, false, false}, Route::kHold},
+    // A plain client on a node that does not lead: its app commands are forwarded, in their
+    // place (behind a held command they wait); a READONLY query still runs here, and the
+    // shell's own commands too.
+    {"write, follower, forwarding", W, kNotLeading, kPlain, Route::kForward},
+    {"query, follower, forwarding", Q, kNotLeading, kPlain, Route::kForward},
+    {"write behind held, follower, forwarding", W, kNotLeading, kPlainHeld, Route::kHold},
+    {"query behind a forward, follower", Q, kNotLeading, kPlainAfterForward, Route::kForward},
+    {"write behind a local write, follower (former leader)", W, kNotLeading, kPlainAfterWrite, Route::kForward},
+    {"local shell behind a forward, follower", L, kNotLeading, kPlainAfterForward, Route::kRunNow},
+    {"unknown behind a forward, follower", U, kNotLeading, kPlainAfterForward, Route::kError},
+    {"barrier behind a forward, follower", B, kNotLeading, kPlainAfterForward, Route::kHold},
+    {"READONLY query behind a forward, follower", Q, kNotLeading, kReadonlyAfterForward, Route::kHold},
+    // A node that leads now, with a forwarded command of the session still unanswered (it
+    // led since): what runs here waits for it.
+    {"write behind a forward, leader", W, kLeader, kPlainAfterForward, Route::kHold},
+    {"query behind a forward, leader", Q, kLeader, kPlainAfterForward, Route::kHold},
+    {"write, leader, forwarding session", W, kLeader, kPlain, Route::kWrite},
+    {"query, leader, forwarding session", Q, kLeader, kPlain, Route::kReadIndex},
+    {"local shell behind a forward, leader", L, kLeader, kPlainAfterForward, Route::kRunNow},
 };
 
 const char* name(Route r) {
   switch (r) {
     case Route::kError: return "kError";
     case Route::kRedirect: return "kRedirect";
+    case Route::kForward: return "kForward";
     case Route::kHold: return "kHold";
     case Route::kWrite: return "kWrite";
     case Route::kReadIndex: return "kReadIndex";
