@@ -140,6 +140,7 @@ int main(int argc, char** argv) {
   auto t0 = std::chrono::steady_clock::now();
   uint64_t failures = 0, ops = 0, ticks = 0, messages = 0, inconclusive = 0, ran = 0;
   uint64_t older_term_leaders = 0, first_older_term_leader = 0;
+  uint64_t learner_leaders = 0, first_learner_leader = 0;
   std::array<uint64_t, hmdb::sim::kFaultCount> faults{};
   Options o = base;
   o.trace = false;
@@ -159,6 +160,7 @@ int main(int argc, char** argv) {
     messages += r.messages_sent;
     inconclusive += r.linearizability_inconclusive;
     if (r.older_term_leader && older_term_leaders++ == 0) first_older_term_leader = s;
+    if (r.learner_led && learner_leaders++ == 0) first_learner_leader = s;
     for (size_t f = 0; f < faults.size(); f++) faults[f] += r.faults[f];
     if (!r.ok) {
       failures++;
@@ -178,6 +180,8 @@ int main(int argc, char** argv) {
   std::printf("  linearizability searches cut off (inconclusive): %llu\n", static_cast<unsigned long long>(inconclusive));
   std::printf("  runs with a legal leader of an older term than a commit it lacks: %llu", static_cast<unsigned long long>(older_term_leaders));
   if (older_term_leaders) std::printf(" (first: seed %llu)", static_cast<unsigned long long>(first_older_term_leader));
+  std::printf("\n  runs in which a learner was elected: %llu", static_cast<unsigned long long>(learner_leaders));
+  if (learner_leaders) std::printf(" (first: seed %llu)", static_cast<unsigned long long>(first_learner_leader));
   std::printf("\n");
   std::printf("  fraction of runs that exercised each fault:\n");
   for (size_t f = 0; f < faults.size(); f++)

@@ -1672,6 +1672,7 @@ void Simulation::check_node(Node& n) {
         return fmt::format("n{} BECOMES LEADER of term {} (log up to {}, commit {})", n.id, st.term, st.last_index, st.commit);
       });
       if (transfer_target_ == n.id) { mark(Fault::kTransfer); transfer_target_ = 0; }
+      if (contains(st.conf.learners, n.id)) result_.learner_led = true;  // raft.cc: learner_may_campaign
       if (n.lost) {
         // The log it campaigned with: without the entries of its new term.
         Index last = n.mirror_last();
@@ -2674,6 +2675,7 @@ struct IsolatedSummary {
   bool ok;
   uint64_t ticks, messages, client_ops, inconclusive;
   bool older_term_leader;
+  bool learner_led;
   bool faults[kFaultCount];
   char check[64];
   char detail[512];
@@ -2697,6 +2699,7 @@ RunResult run_simulation_isolated(const Options& o) {
     s.client_ops = r.client_ops;
     s.inconclusive = r.linearizability_inconclusive;
     s.older_term_leader = r.older_term_leader;
+    s.learner_led = r.learner_led;
     for (size_t f = 0; f < kFaultCount; f++) s.faults[f] = r.faults[f];
     std::snprintf(s.check, sizeof s.check, "%s", r.check.c_str());
     std::snprintf(s.detail, sizeof s.detail, "%s", r.detail.c_str());
@@ -2729,6 +2732,7 @@ RunResult run_simulation_isolated(const Options& o) {
   r.client_ops = s.client_ops;
   r.linearizability_inconclusive = s.inconclusive;
   r.older_term_leader = s.older_term_leader;
+  r.learner_led = s.learner_led;
   for (size_t f = 0; f < kFaultCount; f++) r.faults[f] = s.faults[f];
   r.check = s.check;
   r.detail = s.detail;

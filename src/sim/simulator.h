@@ -109,6 +109,9 @@ struct RunResult {
   // A node became leader of a term without an entry committed in a later term: legal, and
   // the case an exact leader-completeness check must let pass (commit_terms.h).
   bool older_term_leader = false;
+  // A learner was elected (it may, only after the voters failed to elect anyone for a long
+  // time: raft.cc learner_may_campaign); counted by hmdb-sim's summary.
+  bool learner_led = false;
   std::array<bool, kFaultCount> faults{};
   std::vector<std::string> trace;  // only with Options::trace
 };

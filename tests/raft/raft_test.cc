@@ -473,9 +473,9 @@ TEST(RaftLeaderLease, AHigherTermFromARejectionDoesNotEndTheStickiness) {
 
 // A learner campaigns only to break a deadlock no voter can break (docs/raft.md,
 // "Membership changes"; the history is testdata/learner_breaks_deadlock.txt): only with
-// pre-vote and check-quorum, only by a pre-vote, and only after twice its randomized
-// election timeout, i.e. never before 2 * election_ticks ticks of silence and always by
-// 4 * election_ticks. Returns the ticks until it sent a pre-vote, or 0 if it sent nothing
+// pre-vote and check-quorum, only by a pre-vote, and only after 10 of its randomized
+// election timeouts (kLearnerCampaignElectionTimeouts), i.e. never before 10 * election_ticks
+// ticks of silence and always by 20 * election_ticks. Returns the ticks until it sent a pre-vote, or 0 if it sent nothing
 // within `max_ticks`.
 uint32_t learner_ticks_to_campaign(const Config& c, uint32_t max_ticks) {
   RestoreState rs = fresh({1, 3});
@@ -505,9 +505,9 @@ TEST(RaftLearner, CampaignsOnlyAfterTwiceItsElectionTimeout) {
     Config c;
     c.id = 2;
     c.seed = seed;
-    uint32_t t = learner_ticks_to_campaign(c, 4 * c.election_ticks);
-    EXPECT_GE(t, 2 * c.election_ticks) << "seed " << seed;
-    EXPECT_LT(t, 4 * c.election_ticks) << "seed " << seed;
+    uint32_t t = learner_ticks_to_campaign(c, 20 * c.election_ticks);
+    EXPECT_GE(t, 10 * c.election_ticks) << "seed " << seed;
+    EXPECT_LT(t, 20 * c.election_ticks) << "seed " << seed;
   }
 }
 
@@ -515,13 +515,13 @@ TEST(RaftLearner, NeverCampaignsWithoutPreVoteOrCheckQuorumOrWithThePlantedBug) 
   Config c;
   c.id = 2;
   c.pre_vote = false;
-  EXPECT_EQ(learner_ticks_to_campaign(c, 10 * c.election_ticks), 0u) << "without pre-vote";
+  EXPECT_EQ(learner_ticks_to_campaign(c, 30 * c.election_ticks), 0u) << "without pre-vote";
   c.pre_vote = true;
   c.check_quorum = false;
-  EXPECT_EQ(learner_ticks_to_campaign(c, 10 * c.election_ticks), 0u) << "without check-quorum";
+  EXPECT_EQ(learner_ticks_to_campaign(c, 30 * c.election_ticks), 0u) << "without check-quorum";
   c.check_quorum = true;
   c.bugs.learners_never_campaign = true;
-  EXPECT_EQ(learner_ticks_to_campaign(c, 10 * c.election_ticks), 0u) << "learners_never_campaign";
+  EXPECT_EQ(learner_ticks_to_campaign(c, 30 * c.election_ticks), 0u) << "learners_never_campaign";
 }
 
 TEST(RaftLearner, CampaignIgnoredAndNoRealVoteWithoutAWonPreVote) {
