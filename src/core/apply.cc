@@ -7,15 +7,16 @@
 namespace hmdb::core {
 
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
-                        ApplySink* sink, ApplyScratch& scratch) {
+                        ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes) {
   ApplyResult result;
   if (schema_version > app.schema_version()) {
     result.status = ApplyStatus::kNewerSchema;
     return result;
   }
   BatchReader reader(payload);
+  result.format = reader.format();
   if (!reader.ok()) {
-    result.status = ApplyStatus::kMalformed;
+    result.status = reader.format() > kBatchFormatNewest ? ApplyStatus::kNewerFormat : ApplyStatus::kMalformed;
     return result;
   }
   BatchReader ahead(payload);
@@ -26,20 +27,44 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
   ctx.now_ms = reader.leader_time_ms();
   ctx.index = index;
   ctx.schema_version = schema_version;
-  size_t k = 0;
-  while (reader.next(scratch.argv)) {
+  ctx.changes = changes;
+  BatchStep& step = scratch.step;
+  ReplyTo group_to;  // the open group's reply buffer
+  auto apply_one = [&](ReplyTo to) {
     if (prefetching && ahead.next(scratch.ahead)) app.prefetch(scratch.ahead);
-    ReplyTo to = sink ? sink->reply_to(k) : ReplyTo{};
     if (!to.out) {
       scratch.dropped_reply.clear();
       to.out = &scratch.dropped_reply;
     }
     Reply reply(to.out, to.protocol);
-    app.apply(scratch.argv, ctx, reply);
-    if (sink) sink->replied(k);
-    k++;
+    app.apply(step.argv, ctx, reply);
+    result.commands++;
+  };
+  while (reader.next(step)) {
+    const size_t k = step.item;
+    switch (step.kind) {
+      case BatchStep::Kind::kCommand:
+        apply_one(sink ? sink->reply_to(k) : ReplyTo{});
+        if (sink) sink->replied(k);
+        result.items++;
+        break;
+      case BatchStep::Kind::kGroupBegin:
+        group_to = sink ? sink->reply_to(k) : ReplyTo{};
+        break;
+      case BatchStep::Kind::kGroupCommand:
+        if (sink) sink->group_position(k, step.position, ctx);
+        apply_one(group_to);
+        break;
+      case BatchStep::Kind::kGroupEnd:
+        if (sink) {
+          sink->group_position(k, step.group_size, ctx);
+          sink->replied(k);
+        }
+        group_to = ReplyTo{};
+        result.items++;
+        break;
+    }
   }
-  result.commands = k;
   if (!reader.ok()) result.status = ApplyStatus::kMalformed;
   return result;
 }

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/batch.h"
 #include "hmdb/state_machine.h"
 
 namespace hmdb::core {
@@ -23,7 +24,7 @@ namespace hmdb::core {
 // cache miss (~100 ns) with the ~50-100 ns a small command costs; more only holds more views.
 inline constexpr size_t kPrefetchAheadCommands = 8;
 
-// Where command k's reply goes: the buffer it is appended to (nullptr: nobody waits, the
+// Where item k's reply goes: the buffer it is appended to (nullptr: nobody waits, the
 // reply is dropped) and the protocol its session speaks now (HELLO changes it in session
 // order, so the reply of a write is rendered as the protocol in force when it is applied).
 struct ReplyTo {
@@ -31,36 +32,45 @@ struct ReplyTo {
   Protocol protocol = Protocol::kResp2;
 };
 
-// Where each command's reply goes: reply_to(k) before command k is applied, replied(k) once
-// its reply is complete.
+// Where each item's reply goes (an item is a command, or a transaction group: batch.h).
+// reply_to(k) before item k is applied, replied(k) once its reply is complete. A group's
+// commands all reply into its one buffer, and before each of them (position 0 .. size-1),
+// and once after the last (position == size), group_position(k, position, ctx) lets the
+// sink write what the transaction holds between its writes (the array header, the queries
+// queued there).
 class ApplySink {
  public:
   virtual ~ApplySink() = default;
   virtual ReplyTo reply_to(size_t k) = 0;
   virtual void replied(size_t k) = 0;
+  virtual void group_position(size_t k, size_t position, const ApplyContext& ctx) { (void)k, (void)position, (void)ctx; }
 };
 
 enum class ApplyStatus : uint8_t {
   kOk,
   kMalformed,    // the payload is not a well-formed batch (commands before the damage were applied)
   kNewerSchema,  // written by a newer schema version than the app's: nothing was applied
+  kNewerFormat,  // a batch format newer than this binary reads (batch.h): nothing was applied
 };
 
 // Reused buffers, so applying allocates nothing per command once warmed up.
 struct ApplyScratch {
-  std::vector<std::string_view> argv;
+  BatchStep step;
   std::vector<std::string_view> ahead;
   std::string dropped_reply;
 };
 
 struct ApplyResult {
   ApplyStatus status = ApplyStatus::kOk;
-  size_t commands = 0;  // commands applied
+  size_t items = 0;     // items completed (commands, and groups with all their commands)
+  size_t commands = 0;  // commands applied, group or not
+  uint8_t format = 0;   // the batch's format byte
 };
 
 // Applies the batch `payload` of the entry at `index`, proposed under `schema_version`.
-// sink may be null (nobody waits for any reply: a follower, or recovery).
+// sink may be null (nobody waits for any reply: a follower, or recovery); changes is told of
+// the keys commands report changing (ApplyContext::changes; null: nobody listens).
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
-                        ApplySink* sink, ApplyScratch& scratch);
+                        ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes = nullptr);
 
 }  // namespace hmdb::core

@@ -4,8 +4,16 @@
 // consensus, the log and fsync pay their per-entry cost once per batch, not per command.
 // The leader stamps its wall clock into the batch; apply() reads time only from there.
 //
-// Format (docs/formats.md): u8 format (=1), u64 leader_time_ms, varint count, then count
-// commands, each: varint argc, then argc byte strings (varint length + bytes).
+// Format (docs/formats.md, byte by byte): u8 format, u64 leader_time_ms, varint count, then
+// count items. An item is a command — varint argc (>= 1), then argc byte strings (varint
+// length + bytes) — or, in format 2 only, an extension item: a varint 0 where argc would be,
+// a u8 item type, then the type's body. Type 1 is a transaction group (MULTI ... EXEC):
+// varint n, then n commands, applied back to back with nothing in between.
+//
+// A batch holding only commands is written as format 1, byte for byte what binaries before
+// transactions wrote and read; format 2 is used only for a batch that holds an extension
+// item, so a binary that does not know it refuses that entry (its reader sees an unknown
+// format byte) instead of misreading it. Future wrappers (request ids) are new item types.
 #pragma once
 
 #include <cstdint>
@@ -13,12 +21,17 @@
 #include <string_view>
 #include <vector>
 
+#include "common/assert.h"
 #include "hmdb/codec.h"
 #include "hmdb/state_machine.h"
 
 namespace hmdb::core {
 
-inline constexpr uint8_t kBatchFormat = 1;
+inline constexpr uint8_t kBatchFormatCommands = 1;  // commands only
+inline constexpr uint8_t kBatchFormatItems = 2;     // commands and extension items
+inline constexpr uint8_t kBatchFormatNewest = kBatchFormatItems;
+// Extension item types (format 2).
+inline constexpr uint8_t kItemTransaction = 1;
 // Bound on words per command in a batch (also enforced by the RESP parser).
 inline constexpr uint64_t kMaxArgsPerCommand = 1024 * 1024;
 
@@ -28,65 +41,168 @@ class BatchBuilder {
   void start(uint64_t leader_time_ms) {
     body_.clear();
     count_ = 0;
+    group_left_ = 0;
+    format_ = kBatchFormatCommands;
     time_ms_ = leader_time_ms;
   }
+  // A command: an item of its own, or the next command of the open group.
   void add(Args argv) {
+    HMDB_ASSERT(!argv.empty() && argv.size() <= kMaxArgsPerCommand, "a batched command has %zu words", argv.size());
     body_.varint(argv.size());
     for (auto a : argv) body_.bytes(a);
+    if (group_left_ > 0) {
+      group_left_--;
+    } else {
+      count_++;
+    }
+  }
+  // A transaction group of `commands` commands: the next `commands` add() calls fill it.
+  void add_group(uint64_t commands) {
+    HMDB_ASSERT(group_left_ == 0, "a group inside a group");
+    body_.varint(0);
+    body_.u8(kItemTransaction);
+    body_.varint(commands);
+    format_ = kBatchFormatItems;
+    group_left_ = commands;
     count_++;
   }
+  uint64_t leader_time_ms() const { return time_ms_; }
+  // Items: commands outside groups, and groups.
   uint64_t count() const { return count_; }
   bool empty() const { return count_ == 0; }
   size_t body_bytes() const { return body_.size(); }
   // The entry payload. Leaves the builder empty.
   std::string finish() {
+    HMDB_ASSERT(group_left_ == 0, "a batch finished inside a group (%llu commands missing)",
+                static_cast<unsigned long long>(group_left_));
     Encoder out;
-    out.u8(kBatchFormat);
+    out.u8(format_);
     out.u64(time_ms_);
     out.varint(count_);
     out.raw(body_.buffer());
     body_.clear();
     count_ = 0;
+    format_ = kBatchFormatCommands;
     return out.take();
   }
 
  private:
   Encoder body_;
   uint64_t count_ = 0;
+  uint64_t group_left_ = 0;  // commands the open group still needs
+  uint8_t format_ = kBatchFormatCommands;
   uint64_t time_ms_ = 0;
 };
 
+// One step through a batch (BatchReader::next(BatchStep&)).
+struct BatchStep {
+  enum class Kind : uint8_t {
+    kCommand,     // a command of its own: argv
+    kGroupBegin,  // a transaction group of group_size commands starts
+    kGroupCommand,  // command `position` of the open group: argv
+    kGroupEnd,    // the open group is complete
+  };
+  Kind kind = Kind::kCommand;
+  uint64_t item = 0;        // the item's position in the batch (a group and its steps share one)
+  uint64_t position = 0;    // kGroupCommand: the command's position in its group
+  uint64_t group_size = 0;  // kGroupBegin/kGroupCommand/kGroupEnd: commands in the group
+  std::vector<std::string_view> argv;  // kCommand, kGroupCommand: views into the payload
+};
+
 // Walks a batch without copying. Usage:
-//   BatchReader r(payload); if (!r.ok()) corrupt;
-//   while (r.next(argv)) { ... }   then check r.ok() again.
+//   BatchReader r(payload); if (!r.ok()) refuse (r.format() says whether it is unknown);
+//   while (r.next(step)) { ... }   then check r.ok() again.
+// next(argv) walks the commands only, group or not, for callers that need no structure.
 class BatchReader {
  public:
   explicit BatchReader(std::string_view payload) : in_(payload) {
-    if (in_.u8() != kBatchFormat) in_.fail();
+    format_ = in_.u8();
+    if (format_ != kBatchFormatCommands && format_ != kBatchFormatItems) in_.fail();
     time_ms_ = in_.u64();
     count_ = in_.count(1);
   }
   bool ok() const { return in_.ok(); }
+  // The format byte (0 if the payload is empty). A reader refuses every format above
+  // kBatchFormatNewest: ok() is false and the caller can tell the writer was newer.
+  uint8_t format() const { return format_; }
   uint64_t leader_time_ms() const { return time_ms_; }
+  // Items (commands outside groups, and groups).
   uint64_t count() const { return count_; }
-  // Fills argv with views into the payload. Returns false at the end or on malformed input.
-  bool next(std::vector<std::string_view>& argv) {
-    if (read_ == count_ || !in_.ok()) return false;
+
+  // The next step. Returns false at the end or on malformed input (then ok() is false).
+  bool next(BatchStep& step) {
+    if (!in_.ok()) return false;
+    step.item = read_;
+    step.group_size = group_size_;
+    if (in_group_) {
+      if (group_read_ == group_size_) {
+        in_group_ = false;
+        step.kind = BatchStep::Kind::kGroupEnd;
+        return finish_item();
+      }
+      uint64_t argc = in_.count(1);
+      if (argc == 0 || argc > kMaxArgsPerCommand) return fail();  // no extension inside a group
+      if (!read_words(argc, step.argv)) return false;
+      step.kind = BatchStep::Kind::kGroupCommand;
+      step.position = group_read_++;
+      return true;
+    }
+    if (read_ == count_) return false;
     uint64_t argc = in_.count(1);
-    if (argc == 0 || argc > kMaxArgsPerCommand) { in_.fail(); return false; }
+    if (argc > kMaxArgsPerCommand) return fail();
+    if (argc > 0) {
+      if (!read_words(argc, step.argv)) return false;
+      step.kind = BatchStep::Kind::kCommand;
+      return finish_item();
+    }
+    // An extension item.
+    if (format_ < kBatchFormatItems || in_.u8() != kItemTransaction) return fail();
+    group_size_ = in_.count(1);
+    if (!in_.ok()) return false;
+    in_group_ = true;
+    group_read_ = 0;
+    step.kind = BatchStep::Kind::kGroupBegin;
+    step.group_size = group_size_;
+    return true;
+  }
+
+  // The next command, group or not. Returns false at the end or on malformed input.
+  bool next(std::vector<std::string_view>& argv) {
+    while (next(flat_)) {
+      if (flat_.kind == BatchStep::Kind::kCommand || flat_.kind == BatchStep::Kind::kGroupCommand) {
+        argv.swap(flat_.argv);
+        return true;
+      }
+    }
+    return false;
+  }
+
+ private:
+  bool fail() {
+    in_.fail();
+    return false;
+  }
+  bool read_words(uint64_t argc, std::vector<std::string_view>& argv) {
     argv.clear();
     for (uint64_t i = 0; i < argc; i++) argv.push_back(in_.bytes());
-    if (!in_.ok()) return false;
+    return in_.ok();
+  }
+  // The current item is complete: the last one must end the payload exactly.
+  bool finish_item() {
     read_++;
     if (read_ == count_ && !in_.done()) in_.fail();  // trailing garbage
     return in_.ok();
   }
 
- private:
   Decoder in_;
+  uint8_t format_ = 0;
   uint64_t time_ms_ = 0;
   uint64_t count_ = 0;
-  uint64_t read_ = 0;
+  uint64_t read_ = 0;  // items completed
+  bool in_group_ = false;
+  uint64_t group_size_ = 0;
+  uint64_t group_read_ = 0;
+  BatchStep flat_;  // next(argv)'s step
 };
 
 }  // namespace hmdb::core

@@ -476,6 +476,12 @@ void Node::apply_failed(const raft::Entry& e, const core::ApplyResult& r) {
           "Upgrade the binary; nothing was applied past index {}.",
           e.index, e.schema_version, app_->app_name(), app_->schema_version(), replica_->applied_index());
   }
+  if (r.status == core::ApplyStatus::kNewerFormat) {
+    fatal(kExitStartupFailure,
+          "log entry {} holds a command batch of format {}, which a newer hmdb wrote; this binary reads formats up "
+          "to {}. Upgrade the binary; nothing was applied past index {}.",
+          e.index, r.format, core::kBatchFormatNewest, replica_->applied_index());
+  }
   fatal(kExitCorruption,
         "log entry {} (term {}) holds a malformed command batch (after {} commands); the log passed its checksum, so "
         "the writer was broken. Run `hmdb log verify {}`.",

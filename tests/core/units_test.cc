@@ -126,7 +126,8 @@ TEST(Apply, EachReplyGoesToItsSinkInBatchOrder) {
 TEST(Apply, MalformedAndNewerSchemaEntriesAreRefused) {
   sim::RegisterHost app;
   ApplyScratch scratch;
-  EXPECT_EQ(apply_batch(app, "\x07garbage", 1, 1, nullptr, scratch).status, ApplyStatus::kMalformed);
+  EXPECT_EQ(apply_batch(app, "\x01garbage", 1, 1, nullptr, scratch).status, ApplyStatus::kMalformed);
+  EXPECT_EQ(apply_batch(app, "\x07garbage", 1, 1, nullptr, scratch).status, ApplyStatus::kNewerFormat);
   BatchBuilder b(1);
   std::string_view set[] = {"SET", "a", "1"};
   b.add(Args(set, 3));
