@@ -1009,6 +1009,7 @@ void apply_hmdb_expire(State& s, const Words&, const ApplyContext& ctx, Reply& r
   while (n < static_cast<int64_t>(kExpireBatchMax) && !s.expiry_order.empty() &&
          s.expiry_order.begin()->first <= ctx.now_ms) {
     auto first = s.expiry_order.begin();
+    ctx.key_changed(first->second);  // an expiry is a change to a WATCH (key spec: reports_more)
     size_t erased = s.keys.erase(std::string_view(first->second));
     assert(erased == 1);
     erased = s.expires.erase(std::string_view(first->second));
@@ -1046,7 +1047,8 @@ bool parse_flushall(Args a, Words& o, std::string& err) {
   o.argv = a;
   return true;
 }
-void apply_flushall(State& s, const Words&, const ApplyContext&, Reply& r) {
+void apply_flushall(State& s, const Words&, const ApplyContext& ctx, Reply& r) {
+  ctx.all_keys_changed();
   s = State{};
   r.ok();
 }
@@ -1245,6 +1247,8 @@ std::string Kv::info(const State& s) {
   return "keys:" + std::to_string(s.keys.size()) + "\r\nexpires:" + std::to_string(s.expires.size()) + "\r\n";
 }
 
+std::optional<uint64_t> Kv::expiry_ms(const State& s, std::string_view key) { return deadline_of(s, key); }
+
 std::optional<std::vector<std::string>> Kv::housekeeping(const State& s, uint64_t now_ms) {
   if (s.expiry_order.empty() || s.expiry_order.begin()->first > now_ms) return std::nullopt;
   return std::vector<std::string>{"HMDB.EXPIRE"};
@@ -1254,7 +1258,7 @@ void Kv::define(Commands<State>& c) {
   // strings
   c.write("SET", -3, &parse_set, &apply_set);
   c.query("GET", 2, &query_get);
-  c.write("DEL", -2, &parse_words, &apply_del);
+  c.write("DEL", -2, &parse_words, &apply_del, KeySpec::all_after_name());
   c.query("EXISTS", -2, &query_exists);
   c.write("INCR", 2, &parse_incr, &apply_incr);
   c.write("DECR", 2, &parse_decr, &apply_incr);
@@ -1263,7 +1267,7 @@ void Kv::define(Commands<State>& c) {
   c.write("APPEND", 3, &parse_key_value, &apply_append);
   c.query("STRLEN", 2, &query_strlen);
   c.query("MGET", -2, &query_mget);
-  c.write("MSET", -3, &parse_pairs_after_name, &apply_mset);
+  c.write("MSET", -3, &parse_pairs_after_name, &apply_mset, KeySpec{1, -1, 2});
   // hashes
   c.write("HSET", -4, &parse_pairs_after_key, &apply_hset);
   c.write("HMSET", -4, &parse_pairs_after_key, &apply_hmset);
@@ -1302,11 +1306,11 @@ void Kv::define(Commands<State>& c) {
   c.write("PERSIST", 2, &parse_key, &apply_persist);
   c.query("TTL", 2, &query_ttl<false>);
   c.query("PTTL", 2, &query_ttl<true>);
-  c.write("HMDB.EXPIRE", 1, &parse_words, &apply_hmdb_expire);
+  c.write("HMDB.EXPIRE", 1, &parse_words, &apply_hmdb_expire, KeySpec{0, 0, 1, /*reports_more=*/true});
   // keyspace
   c.query("DBSIZE", 1, &query_dbsize);
   c.query("TYPE", 2, &query_type);
-  c.write("FLUSHALL", -1, &parse_flushall, &apply_flushall);
+  c.write("FLUSHALL", -1, &parse_flushall, &apply_flushall, KeySpec{0, 0, 1, /*reports_more=*/true});
 }
 
 }  // namespace hmdb::kv

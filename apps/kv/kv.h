@@ -142,6 +142,8 @@ struct Kv {
   static uint64_t digest(const State& s);
   static std::string info(const State& s);
   static std::optional<std::vector<std::string>> housekeeping(const State& s, uint64_t now_ms);
+  // The key's deadline, for WATCH (an expiry between WATCH and EXEC fails the EXEC).
+  static std::optional<uint64_t> expiry_ms(const State& s, std::string_view key);
   // Cache hint for a command about to run: the key table's slot of argv[1].
   static void prefetch(const State& s, Args argv) {
     if (argv.size() >= 2) s.keys.prefetch(argv[1]);

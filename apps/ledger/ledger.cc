@@ -307,7 +307,8 @@ std::string Ledger::info(const State& s) {
 
 void Ledger::define(Commands<State>& c) {
   c.write("ACCOUNT.CREATE", -3, &parse_create, &apply_create);
-  c.write("TRANSFER", -5, &parse_transfer, &apply_transfer);
+  // TRANSFER changes two accounts: a transaction that WATCHes either fails if it ran since.
+  c.write("TRANSFER", -5, &parse_transfer, &apply_transfer, KeySpec{1, 2, 1});
   c.query("BALANCE", 2, &query_balance);
   c.query("ACCOUNT.GET", 2, &query_account);
   c.query("HISTORY", -2, &query_history);

@@ -14,6 +14,7 @@
 //     static std::string info(const State& s);                // lines for INFO
 //     static std::optional<std::vector<std::string>> housekeeping(const State&, uint64_t now_ms);
 //     static void prefetch(const State&, Args argv);          // cache hint, see StateMachine
+//     static std::optional<uint64_t> expiry_ms(const State&, std::string_view key);  // WATCH
 //   };
 //   int main(int argc, char** argv) { return hmdb::run<Ledger>(argc, argv); }  // hmdb/server.h
 //
@@ -25,6 +26,14 @@
 //   apply(State&, const Typed&, const ApplyContext&, Reply&)
 //       changes the state deterministically and writes one reply.
 // A query is one function run(const State&, Args, const QueryContext&, Reply&).
+//
+// A write also says which of its words are the keys it may change (KeySpec, as Redis'
+// COMMAND: first, last, step; default: the word after the name). WATCH relies on it: a
+// transaction fails if a key it watched was changed since, and the engine learns of each
+// change from the key spec when the write is batched. A write that changes keys it does not
+// name (a housekeeping sweep, a flush) says KeySpec::reports_more and reports them from
+// apply() through ApplyContext::key_changed / all_keys_changed. Naming a key the command
+// then leaves alone is harmless: a transaction watching it fails and is retried.
 //
 // Arity follows Redis: n > 0 means exactly n words including the name; n < 0 means at
 // least -n words. The engine checks it before calling parse.
@@ -128,6 +137,11 @@ template <class T>
 struct has_prefetch<T, std::void_t<decltype(T::prefetch(std::declval<const typename T::State&>(), std::declval<Args>()))>>
     : std::true_type {};
 template <class T, class = void>
+struct has_expiry : std::false_type {};
+template <class T>
+struct has_expiry<T, std::void_t<decltype(T::expiry_ms(std::declval<const typename T::State&>(), std::string_view{}))>>
+    : std::true_type {};
+template <class T, class = void>
 struct has_housekeeping : std::false_type {};
 template <class T>
 struct has_housekeeping<T, std::void_t<decltype(T::housekeeping(std::declval<const typename T::State&>(), uint64_t{}))>>
@@ -141,6 +155,7 @@ class Commands {
     std::string name;  // upper case
     CommandKind kind;
     int arity;
+    KeySpec keys;  // writes only
     std::function<bool(Args, std::string&)> validate;                         // writes only
     std::function<void(State&, Args, const ApplyContext&, Reply&)> apply;     // writes only
     std::function<void(const State&, Args, const QueryContext&, Reply&)> query;  // queries only
@@ -148,11 +163,12 @@ class Commands {
 
   template <class Typed>
   void write(std::string_view name, int arity, bool (*parse)(Args, Typed&, std::string&),
-             void (*apply)(State&, const Typed&, const ApplyContext&, Reply&)) {
+             void (*apply)(State&, const Typed&, const ApplyContext&, Reply&), KeySpec keys = KeySpec{}) {
     Entry e;
     e.name = uppercase(name);
     e.kind = CommandKind::kWrite;
     e.arity = arity;
+    e.keys = keys;
     e.validate = [parse](Args argv, std::string& err) {
       Typed t{};
       return parse(argv, t, err);
@@ -231,14 +247,25 @@ class AppHost final : public StateMachine {
     return out;
   }
 
-  bool validate(Args argv, std::string* error) const override {
+  bool validate(Args argv, std::string* error, KeySpec* keys = nullptr) const override {
     const auto* e = argv.empty() ? nullptr : commands_.find(argv[0]);
     if (!e || e->kind != CommandKind::kWrite) {
       *error = "ERR unknown command";
       return false;
     }
     if (!arity_ok(e->arity, argv.size())) { *error = wrong_arity(argv[0]); return false; }
+    if (keys) *keys = e->keys;
     return e->validate(argv, *error);
+  }
+
+  int arity(std::string_view name) const override {
+    const auto* e = commands_.find(name);
+    return e ? e->arity : 0;
+  }
+
+  std::optional<uint64_t> expiry_ms(std::string_view key) const override {
+    if constexpr (detail::has_expiry<App>::value) return App::expiry_ms(state_, key);
+    return std::nullopt;
   }
 
   void apply(Args argv, const ApplyContext& ctx, Reply& reply) override {

@@ -30,11 +30,55 @@ namespace hmdb {
 // A command line as the client sent it: argv[0] is the command name (any case).
 using Args = std::span<const std::string_view>;
 
+// Told of the keys a write changed beyond those its key spec names (KeySpec::reports_more):
+// WATCH must learn of every change to a key (a transaction that watched it then fails).
+class KeyChanges {
+ public:
+  virtual ~KeyChanges() = default;
+  virtual void changed(std::string_view key) = 0;
+  virtual void all_changed() = 0;
+};
+
 // What apply() may know beyond the command's arguments. All of it is in the log entry.
 struct ApplyContext {
   uint64_t now_ms = 0;          // leader's wall clock when it built the batch, ms since epoch
   uint64_t index = 0;           // log index of the entry holding this command
   uint32_t schema_version = 0;  // schema version of the app that proposed the entry
+  KeyChanges* changes = nullptr;  // null when nobody listens (a follower, recovery)
+
+  // A command whose KeySpec says reports_more calls these for what it changed beyond its
+  // named keys (kv's HMDB.EXPIRE: each key it deletes; FLUSHALL: everything). Deterministic
+  // like the rest of apply: the calls change nothing in the state.
+  void key_changed(std::string_view key) const {
+    if (changes) changes->changed(key);
+  }
+  void all_keys_changed() const {
+    if (changes) changes->all_changed();
+  }
+};
+
+// Which words of a write name the keys it may change, as Redis' COMMAND reports them
+// (first key, last key, step): the engine's WATCH learns of a change from these when the
+// write is batched, without running it. The default is the first word after the name.
+struct KeySpec {
+  int first = 1;  // position of the first key; 0: the words name no key
+  int last = 1;   // position of the last key; negative counts from the end (-1: the last word)
+  int step = 1;
+  // The command may change keys it does not name, and reports them through
+  // ApplyContext::key_changed / all_keys_changed when applied.
+  bool reports_more = false;
+
+  static constexpr KeySpec none() { return KeySpec{0, 0, 1, false}; }
+  static constexpr KeySpec all_after_name() { return KeySpec{1, -1, 1, false}; }
+
+  // Calls fn(key) for each key argv names.
+  template <class Fn>
+  void for_each(std::span<const std::string_view> argv, Fn&& fn) const {
+    if (first <= 0 || step <= 0) return;
+    const int64_t n = static_cast<int64_t>(argv.size());
+    const int64_t end = last < 0 ? n + last : last;  // inclusive
+    for (int64_t i = first; i <= end && i < n; i += step) fn(argv[static_cast<size_t>(i)]);
+  }
 };
 
 // What a read-only query may know. Queries are not logged, so the shell passes its clock.
@@ -66,8 +110,21 @@ class StateMachine {
 
   // Checks a write before it is proposed: known name, arity, typed parse. On failure writes
   // the RESP error message (without the leading '-') to *error and returns false; such a
-  // command is answered with that error and never reaches the log.
-  virtual bool validate(Args argv, std::string* error) const = 0;
+  // command is answered with that error and never reaches the log. On success *keys (if
+  // given) is the command's key spec.
+  virtual bool validate(Args argv, std::string* error, KeySpec* keys = nullptr) const = 0;
+
+  // The arity of the command `name` (Redis style: n > 0 exactly n words, n < 0 at least -n),
+  // 0 if the app does not define it. A transaction refuses a command of the wrong arity
+  // when it is queued, as Redis does; other argument errors come when it runs.
+  virtual int arity(std::string_view name) const = 0;
+
+  // When `key` will change by itself (it expires), in the leader's ms since the epoch, or
+  // nothing. WATCH counts an expiry between WATCH and EXEC as a change, as Redis does.
+  virtual std::optional<uint64_t> expiry_ms(std::string_view key) const {
+    (void)key;
+    return std::nullopt;
+  }
 
   // Applies one logged write. Writes exactly one RESP value to reply.
   virtual void apply(Args argv, const ApplyContext& ctx, Reply& reply) = 0;
