@@ -10,7 +10,9 @@
 
 #include "common/assert.h"
 #include "core/key_slot.h"
+#include "hmdb/app.h"
 #include "hmdb/reply.h"
+#include "hmdb/text.h"
 
 namespace hmdb::core {
 
@@ -35,6 +37,7 @@ constexpr std::string_view kTransferringReply = "-TRYAGAIN leadership transfer i
 Replica::Replica(raft::Raft& raft, StateMachine& app, ReplicaHost& host, Options options)
     : raft_(raft), app_(app), host_(host), options_(options) {
   last_role_ = raft_.role();
+  if (leader()) watch_.start(raft_.status().last_index);
   membership_changed();
 }
 
@@ -92,7 +95,86 @@ void Replica::command(ClientSession& s, Args argv) {
 
 bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
   ReplyQueue& q = s.replies;
+  // Behind a held command every new command waits too, so that commands are served in the
+  // order the session sent them (a transaction's state changes as its commands are served).
+  // (Another node's forwarding link is not ordered: core/forwarder.h.)
+  if (!held && !s.forwarder && (q.deferred() > 0 || q.waiting_reads() > 0)) {
+    q.push(Kind::kDeferred, argv);
+    return true;  // nothing finished: no drain needed
+  }
+  bool stays_held = false;
+  if (serve_transaction(s, argv, held, &stays_held)) {
+    if (!held) mark_drain(s);
+    return !stays_held;
+  }
   const CommandClass cls = classify(argv);
+  const Route r = route(cls, node_view(), session_view(s, held));
+  if (r == Route::kHold && held) return false;
+
+  switch (r) {
+    case Route::kError:
+      finished_reply(q, held)->append(unknown_command_reply(argv));
+      break;
+    case Route::kRedirect:
+      finished_reply(q, held)->append(redirect_reply(argv));
+      break;
+    case Route::kForward:
+      stats_.forwarded++;
+      host_.forward(s, slot_as(q, held, Kind::kWaitingForward, argv), argv, cls == CommandClass::kAppWrite);
+      return true;  // it finishes when the host answers it, which marks the session
+    case Route::kHold:
+      q.push(Kind::kDeferred, argv);
+      return true;  // nothing finished: no drain needed
+    case Route::kWrite: {
+      std::string error;
+      KeySpec keys;
+      if (!app_.validate(argv, &error, &keys)) {
+        Reply(finished_reply(q, held)).error(error);
+        break;
+      }
+      const uint64_t seq = slot_as(q, held, Kind::kWaitingWrite, argv);
+      batch_write(s.id, seq, argv, keys);  // copies the words into the batch
+      return true;  // it finishes at apply, which marks the session
+    }
+    case Route::kReadIndex:
+      reads_.queue(ReplySlot{s.id, slot_as(q, held, Kind::kWaitingRead, argv)});  // keeps its words until it runs
+      return true;
+    case Route::kQueryAtApply:
+      slot_as(q, held, Kind::kQueryAtApply, argv);  // keeps its words until its write is applied
+      return true;
+    case Route::kRunNow:
+      if (cls == CommandClass::kAppQuery) {
+        Reply reply(finished_reply(q, held), s.protocol);
+        app_.query(argv, QueryContext{wall_ms_}, reply);
+      } else {
+        // A local shell command never waits (only barriers may): no slot needed first.
+        std::string* out = finished_reply(q, held);
+        const ShellResult res = host_.run_shell_command(s, argv, held ? *held : q.next_seq() - 1, out);
+        HMDB_ASSERT(res == ShellResult::kReplied, "a local shell command waited");
+      }
+      break;
+    case Route::kRunBarrier: {
+      // It may wait (for a snapshot, a membership change, a transfer): its slot first.
+      const uint64_t seq = slot_as(q, held, Kind::kDone, argv);
+      std::string* out = &q.at(seq).reply;
+      out->clear();
+      switch (host_.run_shell_command(s, argv, seq, out)) {
+        case ShellResult::kReplied: break;
+        case ShellResult::kWaitSnapshot:
+          q.set_kind(seq, Kind::kWaitingSnapshot);
+          host_.start_snapshot();  // may answer at once (nothing new to snapshot): the slot waits by now
+          break;
+        case ShellResult::kWaitCluster: q.set_kind(seq, Kind::kWaitingWrite); break;
+      }
+      break;
+    }
+  }
+  if (!held) mark_drain(s);  // a held one is routed by drain_session, which goes on with it
+  return true;
+}
+
+SessionView Replica::session_view(const ClientSession& s, std::optional<uint64_t> held) const {
+  const ReplyQueue& q = s.replies;
   SessionView view;
   view.readonly = s.readonly;
   view.forward = options_.forward && !s.readonly && !s.no_forward && !s.forwarder;
@@ -112,83 +194,307 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
     view.write_before = q.waiting_writes() > 0;
     view.forward_before = q.waiting_forwards() > 0;
   }
-  const Route r = route(cls, node_view(), view);
-  if (r == Route::kHold && held) return false;
+  return view;
+}
 
-  // A finished reply now: into out() (or a new slot) for a new command, into the held slot.
-  auto reply_buffer = [&]() -> std::string* {
-    if (!held) return q.reply_now();
-    std::string* b = &q.at(*held).reply;
-    b->clear();
-    q.set_kind(*held, Kind::kDone);
-    return b;
-  };
-  // A slot in `kind` for the command: new, or the held one moved there.
-  auto slot_as = [&](Kind kind) -> uint64_t {
-    if (!held) return q.push(kind, argv);
-    q.set_kind(*held, kind);
-    return *held;
-  };
+std::string* Replica::finished_reply(ReplyQueue& q, std::optional<uint64_t> held) {
+  if (!held) return q.reply_now();
+  std::string* b = &q.at(*held).reply;
+  b->clear();
+  q.set_kind(*held, Kind::kDone);
+  return b;
+}
 
-  switch (r) {
-    case Route::kError:
-      reply_buffer()->append(unknown_command_reply(argv));
+uint64_t Replica::slot_as(ReplyQueue& q, std::optional<uint64_t> held, Kind kind, Args argv) {
+  if (!held) return q.push(kind, argv);
+  q.set_kind(*held, kind);
+  return *held;
+}
+
+// ---------------------------------------------------------------------------------------
+// Transactions (core/transaction.h has Redis' rules)
+
+namespace {
+
+enum class TransactionName : uint8_t { kNone, kMulti, kExec, kDiscard, kWatch, kUnwatch };
+
+TransactionName transaction_name(std::string_view name) {
+  switch (name.size()) {  // most commands are none of these: one length test
+    case 4:
+      if (iequals(name, "EXEC")) return TransactionName::kExec;
       break;
-    case Route::kRedirect:
-      reply_buffer()->append(redirect_reply(argv));
+    case 5:
+      if (iequals(name, "MULTI")) return TransactionName::kMulti;
+      if (iequals(name, "WATCH")) return TransactionName::kWatch;
       break;
-    case Route::kForward:
-      stats_.forwarded++;
-      host_.forward(s, slot_as(Kind::kWaitingForward), argv, cls == CommandClass::kAppWrite);
-      return true;  // it finishes when the host answers it, which marks the session
-    case Route::kHold:
-      q.push(Kind::kDeferred, argv);
-      return true;  // nothing finished: no drain needed
-    case Route::kWrite: {
-      std::string error;
-      if (!app_.validate(argv, &error)) {
-        Reply(reply_buffer()).error(error);
+    case 7:
+      if (iequals(name, "DISCARD")) return TransactionName::kDiscard;
+      if (iequals(name, "UNWATCH")) return TransactionName::kUnwatch;
+      break;
+    default: break;
+  }
+  return TransactionName::kNone;
+}
+
+constexpr std::string_view kQueuedReply = "+QUEUED\r\n";
+constexpr std::string_view kOkReply = "+OK\r\n";
+constexpr std::string_view kExecAbortReply = "-EXECABORT Transaction discarded because of previous errors.\r\n";
+
+}  // namespace
+
+bool Replica::serve_transaction(ClientSession& s, Args argv, std::optional<uint64_t> held, bool* stays_held) {
+  SessionTransaction& t = s.transaction;
+  const TransactionName name = transaction_name(argv[0]);
+  if (name == TransactionName::kNone && !t.multi) return false;
+  ReplyQueue& q = s.replies;
+  if (name != TransactionName::kNone) {
+    // Redis checks arity before anything else; a wrong one marks an open transaction, and
+    // EXEC's own ends it.
+    const bool arity_ok = name == TransactionName::kWatch ? argv.size() >= 2 : argv.size() == 1;
+    if (!arity_ok) {
+      Reply r(finished_reply(q, held));
+      if (name == TransactionName::kExec) {
+        r.error("EXECABORT Transaction discarded because of: " + wrong_arity(argv[0]).substr(4));
+        t.reset();
+      } else {
+        r.error(wrong_arity(argv[0]));
+        if (t.multi) t.aborted = true;
+      }
+      return true;
+    }
+  }
+  if (t.multi && (name == TransactionName::kNone || name == TransactionName::kUnwatch)) {
+    queue_in_transaction(s, argv, finished_reply(q, held));
+    return true;
+  }
+  switch (name) {
+    case TransactionName::kNone: break;
+    case TransactionName::kMulti:
+      if (t.multi) {
+        Reply(finished_reply(q, held)).error("ERR MULTI calls can not be nested");
+      } else {
+        t.multi = true;
+        finished_reply(q, held)->append(kOkReply);
+      }
+      break;
+    case TransactionName::kDiscard:
+      if (!t.multi) {
+        Reply(finished_reply(q, held)).error("ERR DISCARD without MULTI");
+      } else {
+        t.reset();
+        finished_reply(q, held)->append(kOkReply);
+      }
+      break;
+    case TransactionName::kUnwatch:  // outside MULTI (inside, it is queued above)
+      t.queued.watched.clear();
+      finished_reply(q, held)->append(kOkReply);
+      break;
+    case TransactionName::kExec:
+      if (!t.multi) {
+        Reply(finished_reply(q, held)).error("ERR EXEC without MULTI");
+      } else if (t.aborted) {
+        finished_reply(q, held)->append(kExecAbortReply);
+        t.reset();
+      } else {
+        SessionView view = session_view(s, held);
+        view.forward = false;  // a transaction runs on the leader only (it is not forwarded)
+        const Route r = route(CommandClass::kAppWrite, node_view(), view);
+        if (r == Route::kHold) {  // behind a forwarded command of the session's, still unanswered
+          if (held) *stays_held = true;
+          else q.push(Kind::kDeferred, argv);
+          break;
+        }
+        auto transaction = std::make_unique<Transaction>(std::move(t.queued));
+        t.reset();
+        exec(s, held, r, std::move(transaction));
+      }
+      break;
+    case TransactionName::kWatch: {
+      if (t.multi) {
+        Reply(finished_reply(q, held)).error("ERR WATCH inside MULTI is not allowed");
         break;
       }
-      const uint64_t seq = slot_as(Kind::kWaitingWrite);
-      batch_write(s.id, seq, argv);  // copies the words into the batch
-      return true;  // it finishes at apply, which marks the session
+      SessionView view = session_view(s, held);
+      view.forward = false;  // a WATCH is the leader's: it is never forwarded
+      // After the session's earlier writes are applied, so that they are not changes since.
+      const Route r = route(CommandClass::kWatch, node_view(), view);
+      if (r == Route::kHold) {
+        if (held) *stays_held = true;
+        else q.push(Kind::kDeferred, argv);
+        break;
+      }
+      if (r == Route::kRedirect) {
+        finished_reply(q, held)->append(redirect_reply(argv));  // the first key's slot
+        break;
+      }
+      HMDB_ASSERT(r == Route::kRunBarrier, "WATCH routed to %d", static_cast<int>(r));
+      if (t.queued.watched.size() + (argv.size() - 1) > kWatchedKeysMax) {
+        Reply(finished_reply(q, held)).error(fmt::format("ERR a session may WATCH at most {} keys", kWatchedKeysMax));
+        break;
+      }
+      for (size_t i = 1; i < argv.size(); i++) {
+        const std::optional<uint64_t> expiry = app_.expiry_ms(argv[i]);
+        t.queued.watched.push_back(WatchedKey{std::string(argv[i]), applied_index_, expiry && *expiry <= wall_ms_});
+      }
+      finished_reply(q, held)->append(kOkReply);
+      break;
     }
-    case Route::kReadIndex:
-      reads_.queue(ReplySlot{s.id, slot_as(Kind::kWaitingRead)});  // keeps its words until it runs
-      return true;
-    case Route::kQueryAtApply:
-      slot_as(Kind::kQueryAtApply);  // keeps its words until its write is applied
-      return true;
-    case Route::kRunNow:
-      if (cls == CommandClass::kAppQuery) {
-        Reply reply(reply_buffer(), s.protocol);
-        app_.query(argv, QueryContext{wall_ms_}, reply);
+  }
+  return true;
+}
+
+void Replica::queue_in_transaction(ClientSession& s, Args argv, std::string* out) {
+  SessionTransaction& t = s.transaction;
+  Reply reply(out);
+  // Refused now, as Redis refuses while queueing: the whole transaction fails at EXEC.
+  auto refuse = [&](std::string_view error) {
+    out->append(error);
+    t.aborted = true;
+    t.queued.commands.clear();  // nothing of it will run: keep no memory for it
+    t.bytes = 0;
+  };
+  QueuedCommand c;
+  c.kind = QueuedCommand::Kind::kReply;
+  const CommandClass cls =
+      transaction_name(argv[0]) == TransactionName::kUnwatch ? CommandClass::kShellLocal : classify(argv);
+  switch (cls) {
+    case CommandClass::kUnknown: refuse(unknown_command_reply(argv)); return;
+    case CommandClass::kShellBarrier:
+    case CommandClass::kWatch: refuse("-ERR Command not allowed inside a transaction\r\n"); return;
+    case CommandClass::kShellLocal:
+      if (transaction_name(argv[0]) == TransactionName::kUnwatch) {
+        c.reply = kOkReply;  // EXEC forgets the watched keys anyway
       } else {
-        // A local shell command never waits (only barriers may): no slot needed first.
-        std::string* out = reply_buffer();
-        const ShellResult res = host_.run_shell_command(s, argv, held ? *held : q.next_seq() - 1, out);
-        HMDB_ASSERT(res == ShellResult::kReplied, "a local shell command waited");
+        c.kind = QueuedCommand::Kind::kLocal;
       }
       break;
-    case Route::kRunBarrier: {
-      // It may wait (for a snapshot, a membership change, a transfer): its slot first.
-      const uint64_t seq = slot_as(Kind::kDone);
-      std::string* out = &q.at(seq).reply;
-      out->clear();
-      switch (host_.run_shell_command(s, argv, seq, out)) {
-        case ShellResult::kReplied: break;
-        case ShellResult::kWaitSnapshot:
-          q.set_kind(seq, Kind::kWaitingSnapshot);
-          host_.start_snapshot();  // may answer at once (nothing new to snapshot): the slot waits by now
-          break;
-        case ShellResult::kWaitCluster: q.set_kind(seq, Kind::kWaitingWrite); break;
+    case CommandClass::kAppWrite:
+    case CommandClass::kAppQuery: {
+      if (!arity_ok(app_.arity(argv[0]), argv.size())) {
+        std::string e;
+        Reply(&e).error(wrong_arity(argv[0]));
+        refuse(e);
+        return;
+      }
+      // Only the leader runs a transaction: elsewhere its commands are redirected (and the
+      // transaction fails), as a Redis Cluster node does with a key it does not serve.
+      if (options_.clustered && !leader()) {
+        refuse(redirect_reply(argv));
+        return;
+      }
+      if (app_.kind(argv[0]) == CommandKind::kQuery) {
+        c.kind = QueuedCommand::Kind::kQuery;
+      } else {
+        std::string error;
+        if (app_.validate(argv, &error, &c.keys)) {
+          c.kind = QueuedCommand::Kind::kWrite;
+        } else {
+          Reply(&c.reply).error(error);  // a run-time error in Redis: its place in EXEC's array
+        }
       }
       break;
     }
   }
-  if (!held) mark_drain(s);  // a held one is routed by drain_session, which goes on with it
-  return true;
+  if (t.aborted) {
+    out->append(kQueuedReply);  // Redis keeps answering, and keeps nothing
+    return;
+  }
+  for (auto a : argv) t.bytes += a.size();
+  if (t.bytes > kTransactionBytesMax) {
+    reply.error(fmt::format("ERR a transaction may queue at most {} bytes of commands", kTransactionBytesMax));
+    t.aborted = true;
+    t.queued.commands.clear();
+    t.bytes = 0;
+    return;
+  }
+  if (c.kind != QueuedCommand::Kind::kReply) c.argv.assign(argv.begin(), argv.end());
+  if (c.kind == QueuedCommand::Kind::kWrite) t.queued.writes++;
+  t.queued.commands.push_back(std::move(c));
+  out->append(kQueuedReply);
+}
+
+void Replica::exec(ClientSession& s, std::optional<uint64_t> held, Route r, std::unique_ptr<Transaction> t) {
+  ReplyQueue& q = s.replies;
+  if (r == Route::kRedirect) {
+    // The transaction is dropped, as Redis does; the slot named is its first command's key's.
+    Args first;
+    std::vector<std::string_view> words;
+    for (const QueuedCommand& c : t->commands) {
+      if (c.kind != QueuedCommand::Kind::kWrite && c.kind != QueuedCommand::Kind::kQuery) continue;
+      words.assign(c.argv.begin(), c.argv.end());
+      first = words;
+      break;
+    }
+    finished_reply(q, held)->append(redirect_reply(first));
+    return;
+  }
+  HMDB_ASSERT(r == Route::kWrite, "EXEC routed to %d", static_cast<int>(r));
+  if (watch_failed(*t)) {
+    Reply(finished_reply(q, held), s.protocol).null_array();  // RESP2 *-1, RESP3 _
+    stats_.transactions_watch_failed++;
+    return;
+  }
+  const uint64_t seq = slot_as(q, held, Kind::kWaitingWrite, {});
+  Transaction& group = *t;
+  q.at(seq).transaction = std::move(t);
+  if (batch_.empty()) batch_.start(wall_ms_);
+  batch_.add_group(group.writes);
+  for (const QueuedCommand& c : group.commands) {
+    if (c.kind != QueuedCommand::Kind::kWrite) continue;
+    words_scratch_.assign(c.argv.begin(), c.argv.end());
+    batch_.add(words_scratch_);
+    watch_.batched(words_scratch_, c.keys);
+  }
+  batch_slots_.push_back(ReplySlot{s.id, seq});
+  stats_.writes += group.writes;
+  stats_.transactions++;
+}
+
+bool Replica::watch_failed(const Transaction& t) {
+  if (t.watched.empty()) return false;
+  // The group applies with the batch's time: a key that expires by then has changed.
+  const uint64_t now_ms = batch_.empty() ? wall_ms_ : batch_.leader_time_ms();
+  for (const WatchedKey& w : t.watched) {
+    if (watch_.changed_since(w.key, w.since)) return true;
+    if (!w.expired) {
+      const std::optional<uint64_t> expiry = app_.expiry_ms(w.key);
+      if (expiry && *expiry <= now_ms) return true;
+    }
+  }
+  return false;
+}
+
+void Replica::run_transaction_until(ClientSession& s, uint64_t seq, size_t position, uint64_t now_ms) {
+  ReplyQueue::Slot& slot = s.replies.at(seq);
+  HMDB_ASSERT(slot.kind == Kind::kWaitingWrite && slot.transaction, "a group's reply slot holds no transaction");
+  Transaction& t = *slot.transaction;
+  std::string* out = &slot.reply;
+  if (!t.started) {
+    Reply(out, s.protocol).array(t.commands.size());
+    t.started = true;
+  }
+  for (; t.cursor < t.commands.size(); t.cursor++) {
+    QueuedCommand& c = t.commands[t.cursor];
+    if (c.kind == QueuedCommand::Kind::kWrite) {
+      if (t.writes_passed == position) return;  // the apply runs it next
+      t.writes_passed++;
+      continue;
+    }
+    if (c.kind == QueuedCommand::Kind::kReply) {
+      out->append(c.reply);
+      continue;
+    }
+    words_scratch_.assign(c.argv.begin(), c.argv.end());
+    if (c.kind == QueuedCommand::Kind::kQuery) {
+      Reply reply(out, s.protocol);
+      app_.query(words_scratch_, QueryContext{now_ms}, reply);
+    } else {
+      const ShellResult res = host_.run_shell_command(s, words_scratch_, seq, out);
+      HMDB_ASSERT(res == ShellResult::kReplied, "a shell command in a transaction waited");
+    }
+  }
+  HMDB_ASSERT(position == t.writes_passed, "a group of %llu writes applied for a transaction of %llu",
+              static_cast<unsigned long long>(position), static_cast<unsigned long long>(t.writes));
 }
 
 void Replica::mark_drain(ClientSession& s) {
@@ -291,9 +597,10 @@ void Replica::answer_slot(ReplySlot slot, Kind expected, std::string_view reply)
 // ---------------------------------------------------------------------------------------
 // The batch and its proposal
 
-void Replica::batch_write(uint64_t session, uint64_t seq, Args argv) {
+void Replica::batch_write(uint64_t session, uint64_t seq, Args argv, const KeySpec& keys) {
   if (batch_.empty()) batch_.start(wall_ms_);
   batch_.add(argv);
+  watch_.batched(argv, keys);
   batch_slots_.push_back(ReplySlot{session, seq});
   stats_.writes++;
 }
@@ -307,11 +614,12 @@ void Replica::end_proposal(raft::Index index, WriteTracker::Proposal&& p, WriteO
 
 void Replica::propose() {
   auto ended = [this](raft::Index i, WriteTracker::Proposal&& p, WriteOutcome o) { end_proposal(i, std::move(p), o); };
-  auto submit = [&](std::string& payload, std::vector<ReplySlot>& slots) -> bool {
+  auto submit = [&](std::string& payload, std::vector<ReplySlot>& slots, bool refused_batch) -> bool {
     const uint64_t bytes = payload.size();
     raft::ProposeResult r = raft_.propose(raft::EntryType::kNormal, app_.schema_version(), &payload);
     switch (r.error) {
       case raft::ProposeError::kNone:
+        watch_.proposed(r.index, refused_batch);
         host_.proposed(r.index, r.term, slots);
         writes_.track(r.index, r.term, bytes, std::move(slots), ended);
         slots.clear();
@@ -327,6 +635,7 @@ void Replica::propose() {
       case raft::ProposeError::kNotLeader:
       case raft::ProposeError::kTransferring:
       case raft::ProposeError::kRejected: {  // kRejected: only for membership changes
+        watch_.dropped(raft_.status().last_index, refused_batch);
         const std::string reply =
             r.error == raft::ProposeError::kTransferring ? std::string(kTransferringReply) : redirect_reply();
         for (ReplySlot slot : slots)
@@ -339,7 +648,7 @@ void Replica::propose() {
     return true;
   };
   if (refused_payload_) {
-    if (!submit(*refused_payload_, refused_slots_)) return;  // still busy: keep waiting
+    if (!submit(*refused_payload_, refused_slots_, true)) return;  // still busy: keep waiting
     refused_payload_.reset();
     refused_slots_.clear();
   }
@@ -347,7 +656,8 @@ void Replica::propose() {
   std::string payload = batch_.finish();
   std::vector<ReplySlot> slots;
   slots.swap(batch_slots_);
-  if (!submit(payload, slots)) {
+  if (!submit(payload, slots, false)) {
+    watch_.refused();
     refused_payload_ = std::move(payload);
     refused_slots_ = std::move(slots);
   }
@@ -411,7 +721,7 @@ void Replica::apply_entry(const raft::Entry& e) {
     else end_proposal(e.index, std::move(tracked->first), tracked->second);
   }
   if (e.type == raft::EntryType::kNormal) {
-    // Each command's reply goes straight into its session's slot.
+    // Each item's reply goes straight into its session's slot (a group's, into its EXEC's).
     struct SlotSink final : ApplySink {
       Replica* self;
       const WriteTracker::Proposal* p;
@@ -425,6 +735,10 @@ void Replica::apply_entry(const raft::Entry& e) {
         HMDB_ASSERT(slot.kind == Kind::kWaitingWrite, "reply slot in the wrong state");
         return ReplyTo{&slot.reply, session->protocol};
       }
+      void group_position(size_t k, size_t position, const ApplyContext& ctx) override {
+        if (!session) return;
+        self->run_transaction_until(*session, p->slots[k].seq, position, ctx.now_ms);
+      }
       void replied(size_t k) override {
         if (!session) return;
         const uint64_t seq = p->slots[k].seq;
@@ -435,13 +749,19 @@ void Replica::apply_entry(const raft::Entry& e) {
     } sink;
     sink.self = this;
     sink.p = ours ? &*ours : nullptr;
-    const ApplyResult r = apply_batch(app_, e.data, e.index, e.schema_version, ours ? &sink : nullptr, apply_scratch_);
+    KeyChanges* changes = nullptr;
+    if (watch_.active()) {
+      watch_.applying(e.index);
+      changes = &watch_;
+    }
+    const ApplyResult r =
+        apply_batch(app_, e.data, e.index, e.schema_version, ours ? &sink : nullptr, apply_scratch_, changes);
     if (r.status != ApplyStatus::kOk) {
       host_.apply_failed(e, r);
       return;
     }
-    HMDB_ASSERT(!ours || r.commands == ours->slots.size(), "batch at index %llu has %zu commands, %zu waiters",
-                static_cast<unsigned long long>(e.index), r.commands, ours->slots.size());
+    HMDB_ASSERT(!ours || r.items == ours->slots.size(), "batch at index %llu has %zu items, %zu waiters",
+                static_cast<unsigned long long>(e.index), r.items, ours->slots.size());
   } else if (ours) {
     // A membership change proposed by CLUSTER ADDLEARNER/PROMOTE/REMOVE: committed.
     for (ReplySlot slot : ours->slots)
@@ -486,6 +806,11 @@ void Replica::complete_read(ReplySlot slot, bool redirect) {
 void Replica::on_role_change(raft::Role before) {
   const raft::Role now = raft_.role();
   if (before == raft::Role::kLeader || now == raft::Role::kLeader) leader_changes_++;
+  // WATCH is decided by the leader from the changes of its own entries: everything in the
+  // log now (earlier leaders' entries, and any batch proposed before this call) is below
+  // the horizon.
+  if (now == raft::Role::kLeader) watch_.start(raft_.status().last_index);
+  else watch_.stop();
   if (before == raft::Role::kLeader && now != raft::Role::kLeader) {
     // The core drops its pending read-index requests when it steps down.
     for (ReplySlot slot : reads_.fail_all()) complete_read(slot, /*redirect=*/true);
@@ -545,11 +870,12 @@ void Replica::housekeeping() {
   if (!command || command->empty()) return;
   std::vector<std::string_view> argv(command->begin(), command->end());
   std::string error;
-  if (!app_.validate(argv, &error)) {
+  KeySpec keys;
+  if (!app_.validate(argv, &error, &keys)) {
     host_.warn(fmt::format("the app's housekeeping command {} is invalid: {}", (*command)[0], error));
     return;
   }
-  batch_write(0, 0, argv);
+  batch_write(0, 0, argv, keys);
   housekeeping_in_batch_ = true;
 }
 

@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,6 +36,8 @@
 #include "core/read_index.h"
 #include "core/reply_queue.h"
 #include "core/route.h"
+#include "core/transaction.h"
+#include "core/watch_table.h"
 #include "core/write_tracker.h"
 #include "hmdb/state_machine.h"
 #include "raft/raft.h"
@@ -67,6 +70,7 @@ struct ClientSession {
   Protocol protocol = Protocol::kResp2;
   bool in_drain = false;  // on the replica's list of sessions to drain this turn
   void* owner = nullptr;  // the embedder's object for this session (the server's Session)
+  SessionTransaction transaction;  // MULTI ... EXEC, WATCH (core/transaction.h)
 };
 
 // What the shell's own command did (ReplicaHost::run_shell_command).
@@ -158,6 +162,8 @@ class Replica {
     uint64_t batches = 0;
     uint64_t busy_refusals = 0;
     uint64_t forwarded = 0;  // commands routed kForward (handed to the host)
+    uint64_t transactions = 0;          // EXECs whose group joined a batch
+    uint64_t transactions_watch_failed = 0;  // EXECs answered with a null array (a WATCHed key changed)
   };
 
   Replica(raft::Raft& raft, StateMachine& app, ReplicaHost& host, Options options);
@@ -233,11 +239,27 @@ class Replica {
  private:
   CommandClass classify(Args argv) const;
   NodeView node_view() const;
+  // MULTI, EXEC, DISCARD, WATCH, UNWATCH, and every command between MULTI and EXEC.
+  // Returns true if it served the command (false: not a transaction command).
+  bool serve_transaction(ClientSession& s, Args argv, std::optional<uint64_t> held, bool* stays_held);
+  void queue_in_transaction(ClientSession& s, Args argv, std::string* out);
+  // EXEC: its transaction joins the batch as one group, or fails its WATCH.
+  void exec(ClientSession& s, std::optional<uint64_t> held, Route r, std::unique_ptr<Transaction> t);
+  // What route() needs to know of s for a new command, or for held slot `*held`.
+  SessionView session_view(const ClientSession& s, std::optional<uint64_t> held) const;
+  bool watch_failed(const Transaction& t);
+  // Runs the transaction's commands (in slot seq of s) that come before its write
+  // `position` (all that are left if position == its writes), into its EXEC reply.
+  void run_transaction_until(ClientSession& s, uint64_t seq, size_t position, uint64_t now_ms);
   // Serves a command: a new one (seq empty) or held slot `*seq`. Returns false if a held one
   // stays held.
   bool serve(ClientSession& s, Args argv, std::optional<uint64_t> seq);
   std::string unknown_command_reply(Args argv) const;
-  void batch_write(uint64_t session, uint64_t seq, Args argv);
+  // A finished reply now: into out() (or a new slot) for a new command, into the held slot.
+  std::string* finished_reply(ReplyQueue& q, std::optional<uint64_t> held);
+  // A slot in `kind` for the command: new, or the held one moved there.
+  uint64_t slot_as(ReplyQueue& q, std::optional<uint64_t> held, ReplyQueue::Kind kind, Args argv);
+  void batch_write(uint64_t session, uint64_t seq, Args argv, const KeySpec& keys);
   void run_queries_from(ClientSession& s, uint64_t first_seq);
   void mark_drain(ClientSession& s);
   void drain_session(ClientSession& s);
@@ -263,6 +285,7 @@ class Replica {
   std::vector<ReplySlot> batch_slots_;
   std::optional<std::string> refused_payload_;  // proposal refused with kBusy: retried
   std::vector<ReplySlot> refused_slots_;
+  WatchTable watch_;  // the leader's record of which keys changed when, for WATCH
   WriteTracker writes_;
   ReadIndex reads_;
   bool housekeeping_in_batch_ = false;  // the app's housekeeping command is in batch_
@@ -285,6 +308,7 @@ class Replica {
 
   std::vector<uint64_t> to_drain_;  // sessions with newly finished replies
   ApplyScratch apply_scratch_;
+  std::vector<std::string_view> words_scratch_;
 };
 
 }  // namespace hmdb::core

@@ -9,11 +9,13 @@
 //   kRedirect        an app command on a node that does not lead (a follower, a learner, a
 //                    node that knows no leader), unless it is a query from a READONLY
 //                    client, from a session whose commands are not forwarded: -MOVED naming
-//                    the leader, or -CLUSTERDOWN
+//                    the leader, or -CLUSTERDOWN (WATCH too, forwarded or not)
 //   kForward         the same command from a session whose commands are forwarded (a plain
 //                    client: docs/cluster.md, "What clients see"): the host sends it to the
 //                    leader and answers its slot with the leader's reply (core/forwarder.h)
-//   kHold            something ahead of it is held, or it must wait for the session's
+//   kHold            something ahead of it is held (the replica holds every new command
+//                    behind a held one before it even asks: commands are served in the
+//                    session's order, which MULTI/EXEC need), or it must wait for the session's
 //                    earlier writes to be applied before it may even be routed (a barrier,
 //                    or a linearizable read), or for its forwarded commands to be answered
 //                    (an app command or a barrier that runs here): kept with its words,
@@ -24,7 +26,7 @@
 //                    session: runs right after that write is applied
 //   kRunNow          a query or shell command with nothing of its session unapplied: now
 //   kRunBarrier      a barrier shell command (membership change, leadership transfer,
-//                    snapshot) with nothing of its session unapplied: now
+//                    snapshot), or WATCH, with nothing of its session unapplied: now
 //
 // Pure: a function of its inputs (tests/core/route_test.cc checks every case).
 #pragma once
@@ -40,6 +42,8 @@ enum class CommandClass : uint8_t {
   kAppQuery,
   kShellLocal,    // answered by the shell from local state (PING, INFO, CLUSTER MEMBERS, ...)
   kShellBarrier,  // after every earlier command of the session (CLUSTER ADDLEARNER, SNAPSHOT, ...)
+  kWatch,         // WATCH: only the leader records it (a follower redirects, as for an app
+                  // command), after the session's earlier writes are applied (a barrier)
 };
 
 struct NodeView {
@@ -73,10 +77,10 @@ enum class Route : uint8_t {
 
 inline Route route(CommandClass c, const NodeView& node, const SessionView& session) {
   if (c == CommandClass::kUnknown) return Route::kError;
-  const bool app = c == CommandClass::kAppWrite || c == CommandClass::kAppQuery;
+  const bool app = c == CommandClass::kAppWrite || c == CommandClass::kAppQuery || c == CommandClass::kWatch;
   const bool local_read = c == CommandClass::kAppQuery && session.readonly;
   if (app && node.clustered && !node.leader && !local_read) {
-    if (!session.forward) return Route::kRedirect;
+    if (!session.forward || c == CommandClass::kWatch) return Route::kRedirect;
     return session.held_before ? Route::kHold : Route::kForward;  // a forward runs: it keeps its place
   }
   if (session.held_before) return Route::kHold;
@@ -87,7 +91,8 @@ inline Route route(CommandClass c, const NodeView& node, const SessionView& sess
     case CommandClass::kAppQuery:
       if (node.reads_need_index && !session.readonly) return session.write_before ? Route::kHold : Route::kReadIndex;
       return session.write_before ? Route::kQueryAtApply : Route::kRunNow;
-    case CommandClass::kShellBarrier: return session.write_before ? Route::kHold : Route::kRunBarrier;
+    case CommandClass::kShellBarrier:
+    case CommandClass::kWatch: return session.write_before ? Route::kHold : Route::kRunBarrier;
     case CommandClass::kShellLocal: return session.write_before ? Route::kQueryAtApply : Route::kRunNow;
     case CommandClass::kUnknown: break;
   }

@@ -19,6 +19,9 @@
 #   @since 7.2 <reply> | CMD ...   a command the Redis under test may predate: compared with
 #                      Redis when it is 7.2 or newer, else hmdb's reply must be <reply> (RESP
 #                      with \r\n written as \r\n), Redis 7.2's reply read from its source
+#   @2 CMD ...         sent on a second connection to each server (WATCH is about other
+#                      clients' changes), compared byte for byte
+#   !sleep <ms>        lets time pass (a key expires); not a command
 #
 # Exits 77 (ctest: skipped) when redis-server is not installed. Starts both servers on
 # free loopback ports and stops exactly those processes at the end.
@@ -36,7 +39,8 @@ READY_TIMEOUT_S = 20
 # Socket timeout for one reply.
 REPLY_TIMEOUT_S = 5
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_FILES = [os.path.join(HERE, "redis_compat_commands.txt"), os.path.join(HERE, "redis_compat_handshake.txt")]
+DEFAULT_FILES = [os.path.join(HERE, "redis_compat_commands.txt"), os.path.join(HERE, "redis_compat_handshake.txt"),
+                 os.path.join(HERE, "redis_compat_transactions.txt")]
 
 
 def free_port():
@@ -130,8 +134,13 @@ def load(path):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
-            mode, expected = "bytes", None
-            if line.startswith("@"):
+            mode, expected, client = "bytes", None, 1
+            if line.startswith("!sleep "):
+                lines.append((f"{os.path.basename(path)}:{n}", line.split(), "sleep", 1))
+                continue
+            if line.startswith("@2 "):
+                client, line = 2, line[3:].strip()
+            elif line.startswith("@"):
                 directive, _, rest = line.partition(" ")
                 if directive == "@shape":
                     mode = "shape"
@@ -144,7 +153,7 @@ def load(path):
                 else:
                     raise SystemExit(f"{path}:{n}: unknown directive {directive}")
                 line = rest.strip()
-            lines.append((f"{os.path.basename(path)}:{n}", line.split(), mode))
+            lines.append((f"{os.path.basename(path)}:{n}", line.split(), mode, client))
     return lines
 
 
@@ -182,14 +191,28 @@ def main():
         pinned = 0
         for protocol in (2, 3):
             for path, lines in scripts:
-                socks = [connect(redis_port, procs[0], deadline), connect(hmdb_port, procs[1], deadline)]
-                files_ = [s.makefile("rb") for s in socks]
+                # connections[client] = [(redis socket, file), (hmdb socket, file)]
+                connections = {}
+
+                def connection(client):
+                    if client not in connections:
+                        socks = [connect(redis_port, procs[0], deadline), connect(hmdb_port, procs[1], deadline)]
+                        connections[client] = [(s, s.makefile("rb")) for s in socks]
+                        if protocol == 3 and client != 1:  # client 1's HELLO 3 is compared below
+                            for s, f in connections[client]:
+                                s.sendall(encode(["HELLO", "3"]))
+                                read_reply(f)
+                    return connections[client]
+
                 if protocol == 3:
-                    lines = [("(switch)", ["HELLO", "3"], "shape")] + lines
-                for where, words, mode in lines:
+                    lines = [("(switch)", ["HELLO", "3"], "shape", 1)] + lines
+                for where, words, mode, client in lines:
+                    if mode == "sleep":
+                        time.sleep(int(words[1]) / 1000)  # time passing is what is tested (expiry)
+                        continue
                     words = [str(protocol) if w == "$PROTO" else w for w in words]
                     replies = []
-                    for s, f in zip(socks, files_):
+                    for s, f in connection(client):
                         s.sendall(encode(words))
                         replies.append(read_reply(f))
                     (redis_raw, redis_value), (hmdb_raw, hmdb_value) = replies
@@ -208,8 +231,9 @@ def main():
                         differences += 1
                         print(f"DIFFERENT (RESP{protocol}, {where}): {' '.join(words)}\n"
                               f"  redis: {redis_raw!r}\n  hmdb:  {hmdb_raw!r}")
-                for s in socks:
-                    s.close()
+                for pair in connections.values():
+                    for s, _ in pair:
+                        s.close()
         total = sum(counts.values())
         print(f"redis-server {'.'.join(map(str, version))}: {counts.get(2, 0)} commands in RESP2, "
               f"{counts.get(3, 0)} in RESP3; {pinned} checked against Redis 7.2's reply (newer than this "

@@ -18,6 +18,7 @@ constexpr CommandClass Q = CommandClass::kAppQuery;
 constexpr CommandClass L = CommandClass::kShellLocal;
 constexpr CommandClass B = CommandClass::kShellBarrier;
 constexpr CommandClass U = CommandClass::kUnknown;
+constexpr CommandClass X = CommandClass::kWatch;
 
 constexpr NodeView kSingle{false, true, false};
 constexpr NodeView kLeaderAlone{true, true, false};   // a cluster of one voter (plus learners)
@@ -106,6 +107,13 @@ const Case kCases[] = {
     {"write, leader, forwarding session", W, kLeader, kPlain, Route::kWrite},
     {"query, leader, forwarding session", Q, kLeader, kPlain, Route::kReadIndex},
     {"local shell behind a forward, leader", L, kLeader, kPlainAfterForward, Route::kRunNow},
+    // WATCH: redirected where an app command would be (forwarding or not), a barrier for order.
+    {"WATCH, single", X, kSingle, kFresh, Route::kRunBarrier},
+    {"WATCH behind write, leader", X, kLeader, kAfterWrite, Route::kHold},
+    {"WATCH, follower", X, kNotLeading, kFresh, Route::kRedirect},
+    {"READONLY WATCH, follower", X, kNotLeading, kReadonly, Route::kRedirect},
+    {"WATCH, follower, forwarding", X, kNotLeading, kPlain, Route::kRedirect},
+    {"WATCH behind a forward, leader", X, kLeader, kPlainAfterForward, Route::kHold},
 };
 
 const char* name(Route r) {

@@ -1,0 +1,127 @@
+// tests/core/replica_harness.h — one replica core with a real consensus core, its world
+// faked: sessions by id, a shell with PING and RESP3 (local; RESP3 does to the session what
+// HELLO 3 does) and SNAP (a barrier whose reply waits for finish()), a disk that is durable at once, a network that drops everything. Used by
+// replica_test.cc and transaction_test.cc.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/replica.h"
+#include "hmdb/app.h"
+
+namespace hmdb::core {
+
+// The world of one replica: sessions by id, a shell with PING (local) and SNAP (a barrier
+// whose reply waits for finish()), a disk that is durable at once, a network that drops all.
+class FakeHost final : public ReplicaHost {
+ public:
+  std::map<uint64_t, ClientSession> sessions;
+  std::vector<uint64_t> snapshot_waiters;  // seq of SNAP slots of session 1
+  struct Forwarded {
+    uint64_t session, seq;
+    std::vector<std::string> argv;
+    bool write;
+  };
+  std::vector<Forwarded> forwarded;
+  int snapshots_started = 0;
+  raft::Index last_index = 0;
+  raft::Term last_term = 0;
+  raft::HardState hard_state;
+
+  ClientSession* session(uint64_t id) override {
+    auto it = sessions.find(id);
+    return it == sessions.end() ? nullptr : &it->second;
+  }
+  void replies_ready(ClientSession&) override {}
+  CommandClass shell_command_class(Args argv) const override {
+    if (iequals(argv[0], "PING")) return CommandClass::kShellLocal;
+    if (iequals(argv[0], "SNAP")) return CommandClass::kShellBarrier;
+    if (iequals(argv[0], "RESP3")) return CommandClass::kShellLocal;
+    return CommandClass::kUnknown;
+  }
+  ShellResult run_shell_command(ClientSession& s, Args argv, uint64_t seq, std::string* out) override {
+    if (iequals(argv[0], "PING")) {
+      Reply(out).status("PONG");
+      return ShellResult::kReplied;
+    }
+    if (iequals(argv[0], "RESP3")) {  // what HELLO 3 does to the session
+      s.protocol = Protocol::kResp3;
+      Reply(out).ok();
+      return ShellResult::kReplied;
+    }
+    snapshot_waiters.push_back(seq);
+    return ShellResult::kWaitSnapshot;
+  }
+  void start_snapshot() override { snapshots_started++; }
+  void forward(ClientSession& s, uint64_t seq, Args argv, bool write) override {
+    forwarded.push_back(Forwarded{s.id, seq, std::vector<std::string>(argv.begin(), argv.end()), write});
+  }
+  std::string client_address_of(raft::NodeId id) const override { return "10.0.0." + std::to_string(id) + ":7379"; }
+  void stage_snapshot_chunk(const raft::SnapshotChunk&) override { ADD_FAILURE() << "no snapshot transfer here"; }
+  void install_snapshot(const raft::SnapshotMeta&) override { ADD_FAILURE() << "no snapshot install here"; }
+  std::optional<raft::PersistAck> persist(const std::optional<raft::HardState>& hs, std::vector<raft::Entry>&& entries,
+                                          const std::optional<raft::SnapshotMeta>&) override {
+    if (hs) hard_state = *hs;
+    if (!entries.empty()) {
+      last_index = entries.back().index;
+      last_term = entries.back().term;
+    }
+    return raft::PersistAck{last_index, last_term, hard_state};
+  }
+  void send(std::vector<raft::Message>&&) override {}
+  void applied(const raft::Entry&) override {}
+  void apply_failed(const raft::Entry&, const ApplyResult&) override { ADD_FAILURE() << "apply failed"; }
+  void read_snapshot_chunk(const raft::SnapshotReadRequest&) override {}
+  void role_changed(raft::Role, raft::Role) override {}
+  void warn(std::string_view) override {}
+};
+
+template <class App>
+struct TestNode {
+  FakeHost host;
+  App app;
+  std::unique_ptr<raft::Raft> raft;
+  std::unique_ptr<Replica> replica;
+
+  // voters: the membership; this node is 1. With one voter it elects itself.
+  // forward: the host forwards plain clients' app commands (Replica::Options::forward).
+  explicit TestNode(std::vector<raft::NodeId> voters = {1}, bool forward = false) {
+    raft::Config cfg;
+    cfg.id = 1;
+    raft::RestoreState rs;
+    rs.initial_conf.voters = voters;
+    raft = std::make_unique<raft::Raft>(cfg, std::move(rs));
+    Replica::Options options;
+    options.clustered = voters.size() > 1;
+    options.forward = forward;
+    replica = std::make_unique<Replica>(*raft, app, host, options);
+    replica->set_time(1'700'000'000'000, 0);
+    host.sessions[1].id = 1;
+    for (int i = 0; i < 50 && voters.size() == 1 && !replica->leader(); i++) {
+      raft->tick();
+      replica->drive();
+    }
+  }
+  // Session `id` (created on first use).
+  ClientSession& s(uint64_t id = 1) {
+    ClientSession& session = host.sessions[id];
+    session.id = id;
+    return session;
+  }
+  void send(std::vector<std::vector<std::string_view>> commands, uint64_t session = 1) {
+    for (const auto& c : commands) replica->command(s(session), Args(c.data(), c.size()));
+  }
+  // The replies session `id` has ready, taken.
+  std::string out(uint64_t id = 1) {
+    std::string o = s(id).replies.out();
+    s(id).replies.out().clear();
+    return o;
+  }
+};
+
+}  // namespace hmdb::core
