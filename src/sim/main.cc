@@ -50,7 +50,7 @@ void usage() {
   std::fprintf(stderr,
                "usage: hmdb-sim [--seed S | --seeds N [--start S]] [--nodes 3|5] [--steps TICKS]\n"
                "                [--ops MAX_CLIENT_OPS] [--bug NAME]... [--no-faults] [--trace] [--keep-going]\n"
-               "                [--isolate] [--outcome-checks-only] [--max-seconds S] [--lying-fsync]\n"
+               "                [--isolate] [--outcome-checks-only] [--max-seconds S] [--lying-fsync] [--transactions]\n"
                "bugs:");
   for (const auto& b : hmdb::sim::bug_names()) std::fprintf(stderr, " %s", b.c_str());
   for (const auto& b : hmdb::sim::shell_bug_names()) std::fprintf(stderr, " %s", b.c_str());
@@ -105,6 +105,7 @@ int main(int argc, char** argv) {
       else if (a == "--max-seconds") max_seconds = std::stod(value());
       else if (a == "--outcome-checks-only") base.protocol_checks = false;
       else if (a == "--lying-fsync") base.lying_fsync = true;
+      else if (a == "--transactions") base.transactions = true;
       else { usage(); return 2; }
     } catch (const std::exception&) {
       usage();

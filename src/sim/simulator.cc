@@ -146,6 +146,7 @@ std::string replay_command(const Options& o) {
   if (o.recovery_bugs.ignore_snapshot_checksum) cmd += " --bug recovery_ignores_snapshot_checksum";
   if (o.recovery_bugs.keep_replaced_log) cmd += " --bug recovery_keeps_replaced_log";
   if (o.lying_fsync) cmd += " --lying-fsync";
+  if (o.transactions) cmd += " --transactions";
   if (o.bugs.ignore_lease_when_voting) cmd += " --bug ignore_lease_when_voting";
   if (o.bugs.lease_without_drift_margin) cmd += " --bug lease_without_drift_margin";
   if (o.bugs.ack_append_before_persisting) cmd += " --bug ack_append_before_persisting";
@@ -455,6 +456,10 @@ struct Connection {
   bool open = true;  // closed: its session is gone; kept, so that its ops' proposals are known
   std::vector<uint32_t> ops_by_seq;
   std::deque<uint32_t> waiting;
+  // What each waiting reply is to its op (Options::transactions): the op's own reply, a
+  // MULTI's +OK or the op's +QUEUED inside a transaction, or EXEC's array holding its reply.
+  enum Role : uint8_t { kOwn, kQueued, kExec };
+  std::deque<Role> roles;
 };
 
 struct InFlight {
@@ -665,6 +670,7 @@ class Simulation {
   void abandon(uint64_t connection, const char* why);
   void read_replies(Node& n, core::ClientSession& s);
   void answer(Connection& c, uint32_t op, const net::RespReply& reply);
+  void answer_in_transaction(Connection& c, uint32_t op, Connection::Role role, const net::RespReply& reply);
   void probe();
   bool busy(const Client& c) const;
   void conclude(uint32_t op, OpOutcome outcome, std::optional<int64_t> result);
@@ -1854,8 +1860,20 @@ void Simulation::submit(Client& c, uint32_t op) {
     return fmt::format("client c{} invokes {} via n{} (connection {}, {} waiting) [{}]", c.id, fmt::join(words, " "), n.id,
                        c.connection, conn.waiting.size(), h.invoke);
   });
+  if (opt_.transactions && op % 3 == 2) {  // a transaction of one command: MULTI, the op, EXEC
+    for (Connection::Role role : {Connection::kQueued, Connection::kQueued, Connection::kExec}) {
+      conn.ops_by_seq.push_back(op);
+      conn.waiting.push_back(op);
+      conn.roles.push_back(role);
+    }
+    send_command(n, c.connection, {"MULTI"});
+    send_command(n, c.connection, std::move(words));
+    send_command(n, c.connection, {"EXEC"});
+    return;
+  }
   conn.ops_by_seq.push_back(op);
   conn.waiting.push_back(op);
+  conn.roles.push_back(Connection::kOwn);
   send_command(n, c.connection, std::move(words));
 }
 
@@ -1882,6 +1900,7 @@ void Simulation::close_connection(uint64_t connection) {
   if (probe_connection_ == connection) probe_connection_ = 0;
   it->second.open = false;
   it->second.waiting.clear();
+  it->second.roles.clear();
 }
 
 // The client gives up on its connection (a timeout, or the node reset it): what waited on
@@ -1890,6 +1909,7 @@ void Simulation::abandon(uint64_t connection, const char* why) {
   auto it = connections_.find(connection);
   if (it == connections_.end() || !it->second.open) return;
   std::deque<uint32_t> waiting = std::move(it->second.waiting);
+  it->second.roles.clear();
   ev(73, it->second.client, connection, waiting.size(), [&] {
     return fmt::format("connection {} to n{} abandoned ({}), {} waiting", connection, it->second.node, why, waiting.size());
   });
@@ -1918,8 +1938,11 @@ void Simulation::read_replies(Node& n, core::ClientSession& s) {
     }
     used += static_cast<size_t>(k);
     const uint32_t op = conn.waiting.front();
+    const Connection::Role role = conn.roles.front();
     conn.waiting.pop_front();
-    answer(conn, op, reply);
+    conn.roles.pop_front();
+    if (role == Connection::kOwn) answer(conn, op, reply);
+    else answer_in_transaction(conn, op, role, reply);
   }
   out.erase(0, used);
 }
@@ -1976,6 +1999,40 @@ void Simulation::answer(Connection& conn, uint32_t op, const net::RespReply& rep
   conclude(op, OpOutcome::kOk, value);
 }
 
+// A reply to an op sent as a transaction of one command (Options::transactions). MULTI's +OK
+// and the op's +QUEUED carry nothing; an error there (the node does not lead: -MOVED or
+// -CLUSTERDOWN) ends the op, and EXEC's -EXECABORT after it is expected. EXEC's array holds
+// the op's reply; an error instead of it ends the op as it would end a write's (a redirect,
+// or a group replaced in a leadership change), a GET's unknown outcome as a failed read.
+void Simulation::answer_in_transaction(Connection& conn, uint32_t op, Connection::Role role,
+                                       const net::RespReply& reply) {
+  const HistoryOp& h = history_[op];
+  if (role == Connection::kQueued) {
+    if (reply.is_error()) answer(conn, op, reply);
+    else if (!(reply.type == '+' && (reply.text == "OK" || reply.text == "QUEUED")))
+      fail("app-reply", fmt::format("n{} answered MULTI or a queued {} with {}{}", conn.node, describe(h), reply.type,
+                                    reply.text));
+    return;
+  }
+  if (reply.is_error()) {
+    if (meta_[op].concluded && reply.text.starts_with("EXECABORT")) return;  // its queueing was refused
+    if (h.kind == OpKind::kGet && (reply.text.starts_with("ERR write outcome unknown") ||
+                                   reply.text.starts_with("ERR write lost in a leadership change"))) {
+      conclude(op, OpOutcome::kFailed, std::nullopt);  // a read that did not happen, or whose answer is lost
+      clients_[conn.client].guess = 0;
+      return;
+    }
+    answer(conn, op, reply);
+    return;
+  }
+  if (reply.type != '*' || reply.null || reply.elements.size() != 1) {
+    fail("app-reply", fmt::format("n{} answered the EXEC of {} with {}{} ({} elements)", conn.node, describe(h),
+                                  reply.type, reply.text, reply.elements.size()));
+    return;
+  }
+  answer(conn, op, reply.elements[0]);
+}
+
 // After the heal: a write of the liveness probe on the leader, sent again if the leader
 // changed or the write failed, until one succeeds.
 void Simulation::probe() {
@@ -1992,6 +2049,7 @@ void Simulation::probe() {
   conn.node = l->id;
   conn.ops_by_seq.push_back(kProbeOp);
   conn.waiting.push_back(kProbeOp);
+  conn.roles.push_back(Connection::kOwn);
   l->sessions[probe_connection_].id = probe_connection_;
   probe_term_sent_ = l->raft->term();
   send_command(*l, probe_connection_, {"SET", kProbeKey, std::to_string(++probe_seq_)});

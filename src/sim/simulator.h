@@ -92,6 +92,10 @@ struct Options {
   // Nothing on the disk can tell that from a crash before the fsync, so no node can detect
   // it and Raft's guarantees do not hold; off in CI (docs/simulator.md).
   bool lying_fsync = false;
+  // Clients send one op in three as a transaction of one command (MULTI, the op, EXEC):
+  // its entry holds a transaction group (core/batch.h) and its reply is EXEC's array, read
+  // as the op's; a leader change around it ends it like any write (docs/simulator.md).
+  bool transactions = false;
 };
 
 struct RunResult {
