@@ -133,6 +133,18 @@ Status Node::recover(int* exit_code) {
   log_env_ = std::make_unique<DeferredRemoveEnv>(env_);
   s = storage::LogWriter::open(log_env_.get(), options_.dir, storage::LogOptions{}, &log_for_recovery_);
   if (!s) return s;
+  if (options_.durability != Durability::kNone && restore.hard_state.commit < after) {
+    // A hard state whose commit reaches the snapshot, durable before this run appends any
+    // entry: it marks where the entries written after a leader's snapshot start, which the
+    // leftovers rule above relies on. The install's own copy may be gone (a crash right
+    // after the install), and the core would not write it again (it restarts with that
+    // commit). Found by the simulator (5-node seed 19388: legitimate entries dropped).
+    restore.hard_state.commit = after;
+    s = log_for_recovery_->append(&restore.hard_state, {});
+    if (s) s = log_for_recovery_->sync();
+    if (!s) fatal(kExitDiskFailure, "writing the log in {} failed during startup: {}", options_.dir, s.to_string());
+    hard_state_ = restore.hard_state;
+  }
 
   raft::Config config;
   config.id = clustered ? options_.node_id : kSingleNodeId;

@@ -396,9 +396,14 @@ Recovered DataDir::recover(const RecoveryBugs& bugs, bool clustered) {
   }
   out.entries = std::move(log.entries);
 
-  // 4. The writer appends after what was read.
+  // 4. The writer appends after what was read; a hard state whose commit reaches the
+  //    snapshot goes first (recovery.cc: the leftovers rule relies on it).
   s = storage::LogWriter::open(env_.get(), kDir, storage::LogOptions{kSegmentBytes}, &writer_);
   if (!s) return refuse(s.to_string());
+  if (out.hard_state.commit < after) {
+    out.hard_state.commit = after;
+    append(&out.hard_state, {}, true);
+  }
   return out;
 }
 

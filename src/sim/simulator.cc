@@ -171,6 +171,10 @@ constexpr uint64_t kClientTimeoutTicks = 3 * kElectionTicks;  // then the op's o
 constexpr uint64_t kLivenessTicks = 30 * kElectionTicks;      // heal -> converged, at most
 constexpr uint64_t kSnapshotChunkBytes = 64;  // tiny, so that installs take several chunks
 constexpr uint64_t kMaxSnapshotsKept = 4;     // per node, for answering chunk reads
+// Messages in flight at once: runs have hundreds. Far more is a storm (a leader and a
+// follower that lost entries it had acknowledged answering each other forever, with every
+// duplicate starting one more exchange): the run would never end, so it fails instead.
+constexpr size_t kMaxMessagesInFlight = 200'000;
 constexpr size_t kMaxPartitions = 3;          // random partitions in force at once
 constexpr const char* kKeys[] = {"a", "b", "c"};
 constexpr const char* kProbeKey = "__probe";  // liveness probe writes (not in the history)
@@ -1356,6 +1360,8 @@ void Simulation::send(Node& n, Message m) {
     net_.push(std::move(d));
   }
   net_.push(InFlight{now_ + delay, seq, false, removed, std::move(m)});
+  if (net_.size() > kMaxMessagesInFlight)
+    fail("message-storm", fmt::format("{} messages in flight (the last one sent by n{})", net_.size(), n.id));
 }
 
 // Ready step 3: the replica core applied entry e (core::apply_batch wrote each command's
