@@ -35,6 +35,7 @@
 #include "core/batch.h"
 #include "core/read_index.h"
 #include "core/reply_queue.h"
+#include "core/request_table.h"
 #include "core/route.h"
 #include "core/transaction.h"
 #include "core/watch_table.h"
@@ -230,6 +231,10 @@ class Replica {
 
   raft::Index applied_index() const { return applied_index_; }
   raft::Term applied_term() const { return applied_term_; }
+  // The request table (core/request_table.h): replicated state beside the app's, changed
+  // only by the apply path. The host saves and loads it with the app's (core/state.h).
+  RequestTable& requests() { return requests_; }
+  const RequestTable& requests() const { return requests_; }
   const WriteTracker& writes() const { return writes_; }
   size_t pending_reads() const { return reads_.pending(); }
   uint64_t leader_changes() const { return leader_changes_; }
@@ -309,6 +314,7 @@ class Replica {
   std::vector<uint64_t> to_drain_;  // sessions with newly finished replies
   ApplyScratch apply_scratch_;
   std::vector<std::string_view> words_scratch_;
+  RequestTable requests_;
 };
 
 }  // namespace hmdb::core

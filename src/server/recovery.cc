@@ -17,6 +17,7 @@
 #include <random>
 
 #include "common/assert.h"
+#include "core/state.h"
 #include "server/logging.h"
 #include "server/node.h"
 #include "storage/snapshot.h"
@@ -50,6 +51,7 @@ Status Node::recover(int* exit_code) {
   raft::Term after_term = 0;
 
   storage::LoadedSnapshot snap;
+  core::RequestTable requests;  // the snapshot's, handed to the replica once it exists
   s = storage::read_latest_snapshot(env_, options_.dir, &snap);
   if (s.is_ok()) {
     if (snap.app_name != app_->app_name()) {
@@ -67,13 +69,19 @@ Status Node::recover(int* exit_code) {
     log_line("recovery: loading snapshot {} (index {}, term {}, {} bytes)", snap.path, snap.meta.index, snap.meta.term,
              snap.payload.size());
     Decoder in(snap.payload);
-    if (!app_->load(in, snap.meta.schema_version)) {
+    const core::LoadState loaded =
+        core::load_state(*app_, requests, in, snap.meta.schema_version,
+                         snap.format_version >= storage::kSnapshotFirstVersionWithRequests);
+    if (loaded != core::LoadState::kOk) {
       *exit_code = kExitCorruption;
       return Status::corruption(fmt::format(
-          "snapshot {} passed its checksum but app '{}' could not decode it (schema version {}). The file was "
-          "written by a broken or different build. Move it aside to recover from an older snapshot plus the log "
-          "only if that log still reaches back far enough (`hmdb log verify {}`).",
-          snap.path, app_->app_name(), snap.meta.schema_version, options_.dir));
+          "snapshot {} passed its checksum but {} could not be decoded (schema version {}, snapshot format {}). The "
+          "file was written by a broken or different build. Move it aside to recover from an older snapshot plus "
+          "the log only if that log still reaches back far enough (`hmdb log verify {}`).",
+          snap.path,
+          loaded == core::LoadState::kBadRequests ? std::string("its request table")
+                                                  : fmt::format("the state of app '{}'", app_->app_name()),
+          snap.meta.schema_version, snap.format_version, options_.dir));
     }
     if (clustered && !snap.cluster_info.empty()) decode_members(snap.cluster_info);
     after = snap.meta.index;
@@ -161,6 +169,7 @@ Status Node::recover(int* exit_code) {
   replica_options.clustered = clustered;
   replica_ = std::make_unique<core::Replica>(*raft_, *app_, static_cast<core::ReplicaHost&>(*this), replica_options);
   replica_->set_applied(after, after_term);
+  replica_->requests() = std::move(requests);
   refresh_clocks();
 
   replay_target_ = last_log_index_;

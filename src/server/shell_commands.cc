@@ -18,6 +18,7 @@
 
 #include "common/assert.h"
 #include "core/key_slot.h"
+#include "core/state.h"
 #include "hmdb/app.h"
 #include "server/handshake.h"
 #include "server/logging.h"
@@ -370,7 +371,7 @@ core::ShellResult Node::cluster_local_or_change(Session& s, Args argv, uint64_t 
   if (iequals(sub, "MEMBERS") && argv.size() == 2) {
     r.bulk(members_text());
   } else if (iequals(sub, "DIGEST") && argv.size() == 2) {
-    r.bulk(fmt::format("{} {:016x}", replica_->applied_index(), app_->digest()));
+    r.bulk(fmt::format("{} {:016x}", replica_->applied_index(), core::state_digest(*app_, replica_->requests())));
   } else if (is_redis_cluster_subcommand(sub)) {
     redis_cluster_command(argv, s.client.protocol, out);
   } else {
@@ -501,7 +502,7 @@ StatisticsSources Node::statistics_sources(bool with_digest) const {
   s.pending_reads = replica_->pending_reads();
   if (transport_) s.peers = transport_->stats();
   s.app_info = app_->info();
-  if (with_digest) s.state_digest = app_->digest();
+  if (with_digest) s.state_digest = core::state_digest(*app_, replica_->requests());
   return s;
 }
 

@@ -31,6 +31,7 @@
 #include <cstring>
 
 #include "common/assert.h"
+#include "core/state.h"
 #include "server/logging.h"
 #include "server/node.h"
 #include "storage/snapshot.h"
@@ -102,7 +103,8 @@ void Node::start_snapshot() {
     });
     std::string path;
     Status s = storage::write_snapshot(
-        env_, options_.dir, snapshot_meta_, app_->app_name(), [this](Encoder& out) { app_->save(out); }, &path,
+        env_, options_.dir, snapshot_meta_, app_->app_name(),
+        [this](Encoder& out) { core::save_state(*app_, replica_->requests(), out); }, &path,
         options_.clustered() ? encode_members() : std::string());
     written.store(true);
     writeback.join();
@@ -241,9 +243,14 @@ void Node::install_snapshot(const raft::SnapshotMeta& meta) {
   if (!s) fatal(kExitDiskFailure, "installing the leader's snapshot as {} failed: {}", final_path, s.to_string());
   app_->clear();
   Decoder in(loaded.payload);
-  if (!app_->load(in, meta.schema_version)) {
-    fatal(kExitCorruption, "app '{}' could not decode the leader's snapshot {} (schema {})", app_->app_name(),
-          final_path, meta.schema_version);
+  const core::LoadState state =
+      core::load_state(*app_, replica_->requests(), in, meta.schema_version,
+                       loaded.format_version >= storage::kSnapshotFirstVersionWithRequests);
+  if (state != core::LoadState::kOk) {
+    fatal(kExitCorruption, "{} could not be decoded from the leader's snapshot {} (schema {}, format {})",
+          state == core::LoadState::kBadRequests ? std::string("the request table")
+                                                 : fmt::format("the state of app '{}'", app_->app_name()),
+          final_path, meta.schema_version, loaded.format_version);
   }
   if (!loaded.cluster_info.empty()) decode_members(loaded.cluster_info);
   stats_.last_snapshot_index = meta.index;

@@ -36,6 +36,7 @@
 #include "common/assert.h"
 #include "core/batch.h"
 #include "core/replica.h"
+#include "core/state.h"
 #include "net/resp_reply.h"
 #include "sim/commit_terms.h"
 #include "sim/linearizability.h"
@@ -911,9 +912,10 @@ void Simulation::start_node(Node& n) {
   n.applied = n.disk.snapshot_index();
   n.applied_term = n.disk.snapshot_term();
   n.applied_conf = n.disk.snapshot ? n.disk.snapshot->conf : initial_conf_;
+  core::RequestTable requests;  // the snapshot's, handed to the replica core below
   if (n.disk.snapshot) {
-    Decoder in(snapshot_data);
-    if (!n.app->load(in, n.disk.snapshot->schema_version)) {
+    Decoder in(snapshot_data);  // the simulator writes snapshot format 3 only: with the request table
+    if (core::load_state(*n.app, requests, in, n.disk.snapshot->schema_version, true) != core::LoadState::kOk) {
       // Only a recovery that skipped the snapshot's checksum gets here: the server then
       // stops ("passed its checksum but app ... could not decode it", exit code 2).
       n.dead = true;
@@ -947,6 +949,7 @@ void Simulation::start_node(Node& n) {
   n.host = std::make_unique<NodeHost>(this, &n);
   n.replica = std::make_unique<core::Replica>(*n.raft, *n.app, *n.host, ro);
   n.replica->set_applied(n.applied, n.applied_term);
+  n.replica->requests() = std::move(requests);
   n.replica->set_time(now_, now_);
   n.single = opt_.nodes == 1;
   n.serve_from = n.disk.last_index();
@@ -1205,11 +1208,11 @@ void Simulation::install_snapshot(Node& n, const raft::SnapshotMeta& m) {
   Decoder in(data);
   // Into the app the replica core holds (the server: app_->clear(), then load).
   n.app->clear();
-  if (!n.app->load(in, m.schema_version)) {
+  if (core::load_state(*n.app, n.replica->requests(), in, m.schema_version, true) != core::LoadState::kOk) {
     fail("snapshot-install", fmt::format("n{} cannot load snapshot {} ({} bytes staged)", n.id, m.index, data.size()));
     return;
   }
-  if (committed_[m.index].has_digest && committed_[m.index].digest != n.app->digest()) {
+  if (committed_[m.index].has_digest && committed_[m.index].digest != core::state_digest(*n.app, n.replica->requests())) {
     fail("state-digest", fmt::format("n{} installed snapshot at {} whose state digest differs from the applied state there",
                                      n.id, m.index));
     return;
@@ -1435,7 +1438,7 @@ void NodeHost::applied(const raft::Entry& e) {
                        e.type == EntryType::kNormal ? fmt::format("batch of {}", commands)
                                                     : e.type == EntryType::kNoop ? "noop" : "conf change");
   });
-  uint64_t digest = n.app->digest();
+  uint64_t digest = core::state_digest(*n.app, n.replica->requests());
   CommittedRec& rec = sim.committed_[e.index];
   if (!rec.has_digest) {
     rec.has_digest = true;
@@ -1474,7 +1477,7 @@ void Simulation::take_snapshot(Node& n) {
     return;
   }
   Encoder enc;
-  n.app->save(enc);
+  core::save_state(*n.app, n.replica->requests(), enc);
   Write w;
   w.local = raft::Snapshot{meta, enc.take()};
   w.done_at = disk_done_at(n, 1, 6);

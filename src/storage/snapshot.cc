@@ -197,6 +197,7 @@ Status decode_snapshot(std::string_view file, const std::string& name, SnapshotH
   // The header checksum matched, so the fields below were written this way; the length
   // checks still guard against a writer bug (and fuzzed input).
   SnapshotHeader h;
+  h.format_version = version;
   h.header_bytes = header_bytes;
   h.meta.index = codec::get_u64(p + 16);
   h.meta.term = codec::get_u64(p + 24);
@@ -257,6 +258,7 @@ Status read_snapshot_file(Env* env, const std::string& path, LoadedSnapshot* out
   s = decode_snapshot(mapping->data(), path, &header, &payload);
   if (!s) return s;
   out->meta = std::move(header.meta);
+  out->format_version = header.format_version;
   out->app_name = std::move(header.app_name);
   out->cluster_info = std::move(header.cluster_info);
   out->path = path;

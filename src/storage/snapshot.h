@@ -1,12 +1,14 @@
 // storage/snapshot.h — snapshot files: `<dir>/snap-<index, 20 digits>.hmsnap`.
 //
 // Layout (little endian; docs/formats.md has it byte by byte):
-//   header:  8 bytes magic "HMDBSNP1" | u32 format version (1) | u32 header_bytes
+//   header:  8 bytes magic "HMDBSNP1" | u32 format version (3) | u32 header_bytes
 //            | u64 index | u64 term | u32 schema_version | u16 app name length | app name
 //            | u32 voter count | voters (u64 each) | u32 learner count | learners (u64 each)
 //            | (format 2) u32 cluster info length | cluster info (the shell's member
 //              addresses, opaque here) | u64 XXH3_64 of the header bytes before it
-//   payload: the application's encoding (hmdb/codec.h), streamed
+//   payload: the replicated state, streamed: from format 3, the request table then the
+//            app's encoding (core/state.h); formats 1 and 2, the app's encoding alone.
+//            Opaque here: the header's format version tells its reader which it is.
 //   trailer: u64 payload length | u64 XXH3_64 of every byte of the file before it
 // The payload length sits in the trailer, not the header, because the writer streams a
 // multi-GiB state straight to the file and learns the length only at the end; keeping it
@@ -33,8 +35,10 @@
 namespace hmdb::storage {
 
 inline constexpr char kSnapshotMagic[8] = {'H', 'M', 'D', 'B', 'S', 'N', 'P', '1'};
-// Version 2 added the cluster info; version 1 files (no cluster info) are still read.
-inline constexpr uint32_t kSnapshotFormatVersion = 2;
+// Version 2 added the cluster info; version 3 starts the payload with the request table
+// (core/state.h). Files of versions 1 and 2 are still read.
+inline constexpr uint32_t kSnapshotFormatVersion = 3;
+inline constexpr uint32_t kSnapshotFirstVersionWithRequests = 3;
 inline constexpr uint32_t kSnapshotOldestFormatVersion = 1;
 inline constexpr size_t kMaxClusterInfoBytes = 1 << 20;  // bound on the cluster info in a header
 inline constexpr size_t kMaxAppNameBytes = 255;   // bound on the app name in a header
@@ -96,6 +100,7 @@ Status write_snapshot(Env* env, const std::string& dir, const raft::SnapshotMeta
 
 struct LoadedSnapshot {
   raft::SnapshotMeta meta;
+  uint32_t format_version = 0;  // of the file: says what the payload holds (core/state.h)
   std::string app_name;
   std::string cluster_info;  // the shell's member addresses (empty in format 1)
   std::string path;
@@ -125,6 +130,7 @@ Status list_snapshots(Env* env, const std::string& dir, std::vector<std::string>
 // reads outside `file` (fuzzed). On success *payload points into `file`.
 struct SnapshotHeader {
   raft::SnapshotMeta meta;
+  uint32_t format_version = 0;
   std::string app_name;
   std::string cluster_info;
   uint64_t header_bytes = 0;

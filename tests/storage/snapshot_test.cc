@@ -3,6 +3,7 @@
 #include "storage/snapshot.h"
 
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include <fstream>
 #include <random>
@@ -70,6 +71,38 @@ TEST(Snapshot, RoundTrip) {
   EXPECT_EQ(snap.payload, expected_payload(10));
   Decoder d(snap.payload);
   EXPECT_EQ(d.varint(), 10u);
+}
+
+// Files of the formats before this one are still read, and say which format they are (the
+// payload of formats 1 and 2 has no request table: core/state.h).
+TEST(Snapshot, OlderFormatsAreStillReadAndSayTheirVersion) {
+  TempDir dir;
+  std::string path = write(Env::posix(), dir.path(), 42);
+  std::string data = read_all(path);
+  EXPECT_EQ(codec::get_u32(data.data() + 8), kSnapshotFormatVersion);
+  EXPECT_EQ(kSnapshotFormatVersion, 3u);
+  LoadedSnapshot snap;
+  ASSERT_TRUE(read_snapshot_file(Env::posix(), path, &snap));
+  EXPECT_EQ(snap.format_version, 3u);
+  // The same file as format 2 (same header fields): version, header and file checksums.
+  const uint64_t header_bytes = codec::get_u32(data.data() + 12);
+  codec::put_u32(data.data() + 8, 2);
+  codec::put_u64(data.data() + header_bytes - 8, XXH3_64bits(data.data(), header_bytes - 8));
+  codec::put_u64(data.data() + data.size() - 8, XXH3_64bits(data.data(), data.size() - 8));
+  overwrite(path, data);
+  ASSERT_TRUE(read_snapshot_file(Env::posix(), path, &snap));
+  EXPECT_EQ(snap.format_version, 2u);
+  EXPECT_EQ(snap.payload, expected_payload(10));
+  EXPECT_EQ(snap.cluster_info, "");
+  // A version above this binary's is refused as unsupported, naming the versions it reads.
+  codec::put_u32(data.data() + 8, kSnapshotFormatVersion + 1);
+  codec::put_u64(data.data() + header_bytes - 8, XXH3_64bits(data.data(), header_bytes - 8));
+  codec::put_u64(data.data() + data.size() - 8, XXH3_64bits(data.data(), data.size() - 8));
+  overwrite(path, data);
+  Status s = read_snapshot_file(Env::posix(), path, &snap);
+  EXPECT_TRUE(s.is_corruption());
+  EXPECT_NE(s.message().find("unsupported snapshot format version 4 (this build reads 1 to 3)"), std::string::npos)
+      << s.message();
 }
 
 TEST(Snapshot, LargePayloadIsStreamedInChunks) {
