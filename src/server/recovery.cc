@@ -20,6 +20,7 @@
 #include "core/state.h"
 #include "server/logging.h"
 #include "server/node.h"
+#include "storage/restart.h"
 #include "storage/snapshot.h"
 
 namespace hmdb::server {
@@ -100,58 +101,31 @@ Status Node::recover(int* exit_code) {
     return s;
   }
   if (!log.torn_tail.empty()) log_line("recovery: cut off a torn tail (a write the crash interrupted): {}", log.torn_tail);
-  if (!log.entries.empty() &&
-      (log.entries.front().term < after_term ||
-       (log.term_at_after_index != 0 && log.term_at_after_index != after_term && !log.entries_after_commit_reached))) {
-    // Installing a leader's snapshot replaces this node's whole log by the snapshot point,
-    // but writes nothing to the log: the old log's entries after the snapshot's index stay
-    // on disk until the leader's entries overwrite them (found by the simulator: the core
-    // aborted on them, or they broke log matching). They are recognised two ways. An
-    // entry of a term below the snapshot's cannot follow it in any log (terms never go
-    // down along a log). And the core installs only if its log does not hold the
-    // snapshot's last entry: if the log's entry at that index has another term, the entries
-    // after it are leftovers unless one was written after the first hard state whose
-    // commit reached that index (before the install the commit was below it; the leader's
-    // first entries after the install follow it, and replace every leftover).
-    log_line("recovery: dropped log entries {}..{} (terms {}..{}): left over from the log that the snapshot at index "
-             "{} (term {}) replaced",
-             log.entries.front().index, log.entries.back().index, log.entries.front().term, log.entries.back().term,
-             after, after_term);
-    log.entries.clear();
-  }
+  // What of it the node restarts with: the rules are storage/restart.h's (the simulator's
+  // data directories are read back by the same).
+  storage::RestartLog kept = storage::restart_log(log, restore.snapshot, clustered ? raft::kNoNode : kSingleNodeId,
+                                                  options_.durability != Durability::kNone);
+  if (!kept.dropped.empty()) log_line("recovery: dropped log {}", kept.dropped);
   log_line("recovery: log has {} segments, {} records, {} entries after index {} ({} bytes)", log.segments, log.records,
-           log.entries.size(), after, log.bytes);
+           kept.entries.size(), after, log.bytes);
 
-  hard_state_ = log.hard_state;
-  last_log_index_ = log.entries.empty() ? after : log.entries.back().index;
-  last_log_term_ = log.entries.empty() ? after_term : log.entries.back().term;
+  hard_state_ = kept.hard_state;
+  last_log_index_ = kept.entries.empty() ? after : kept.entries.back().index;
+  last_log_term_ = kept.entries.empty() ? after_term : kept.entries.back().term;
   log_bytes_since_snapshot_ = log.bytes;
-  stats_.recovered_entries = log.entries.size();
-  restore.hard_state = log.hard_state;
-  if (clustered) learn_addresses(log.entries);  // of members added after the snapshot
-  if (restore.hard_state.term < after_term) {
-    // durability none writes snapshots but no log, so no hard state either: the snapshot's
-    // term is the newest term this node knows of. (A cluster never runs in mode none.)
-    restore.hard_state.term = after_term;
-    restore.hard_state.vote = clustered ? raft::kNoNode : kSingleNodeId;
-    hard_state_ = restore.hard_state;
-  }
-  restore.entries = std::move(log.entries);
+  stats_.recovered_entries = kept.entries.size();
+  restore.hard_state = kept.hard_state;
+  if (clustered) learn_addresses(kept.entries);  // of members added after the snapshot
+  restore.entries = std::move(kept.entries);
 
   log_env_ = std::make_unique<DeferredRemoveEnv>(env_);
   s = storage::LogWriter::open(log_env_.get(), options_.dir, storage::LogOptions{}, &log_for_recovery_);
   if (!s) return s;
-  if (options_.durability != Durability::kNone && restore.hard_state.commit < after) {
-    // A hard state whose commit reaches the snapshot, durable before this run appends any
-    // entry: it marks where the entries written after a leader's snapshot start, which the
-    // leftovers rule above relies on. The install's own copy may be gone (a crash right
-    // after the install), and the core would not write it again (it restarts with that
-    // commit). Found by the simulator (5-node seed 19388: legitimate entries dropped).
-    restore.hard_state.commit = after;
+  if (kept.write_hard_state) {
+    // storage/restart.h, rule 3: durable before this run appends any entry.
     s = log_for_recovery_->append(&restore.hard_state, {});
     if (s) s = log_for_recovery_->sync();
     if (!s) fatal(kExitDiskFailure, "writing the log in {} failed during startup: {}", options_.dir, s.to_string());
-    hard_state_ = restore.hard_state;
   }
 
   raft::Config config;

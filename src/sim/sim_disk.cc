@@ -9,6 +9,7 @@
 #include "common/assert.h"
 #include "sim/register_app.h"
 #include "storage/log.h"
+#include "storage/restart.h"
 #include "storage/log_format.h"
 #include "storage/snapshot.h"
 
@@ -314,7 +315,6 @@ Recovered DataDir::recover(const RecoveryBugs& bugs, bool clustered) {
 
   // 1. The newest snapshot (a damaged one stops the server).
   raft::Index after = 0;
-  raft::Term after_term = 0;
   storage::LoadedSnapshot snap;
   Status s = storage::read_latest_snapshot(env_.get(), kDir, &snap);
   if (s.is_ok()) {
@@ -338,7 +338,6 @@ Recovered DataDir::recover(const RecoveryBugs& bugs, bool clustered) {
   }
   if (out.snapshot) {
     after = out.snapshot->index;
-    after_term = out.snapshot->term;
   }
 
   // 2. The log after it: a torn tail is cut; damage anywhere else stops the server.
@@ -375,35 +374,17 @@ Recovered DataDir::recover(const RecoveryBugs& bugs, bool clustered) {
   if (!s) return refuse(s.to_string());
   if (!log.torn_tail.empty()) out.notes.push_back("cut off a torn tail: " + log.torn_tail);
 
-  // 3. server/recovery.cc's rules. A leader's snapshot replaced this node's whole log, but
-  //    installing it writes nothing to the log: entries after the snapshot are what it
-  //    replaced if the first one's term is below the snapshot's, or if the log's entry at
-  //    the snapshot's index has another term and none was written after the first hard
-  //    state whose commit reached that index (recovery.cc says why).
-  if (!bugs.keep_replaced_log && !log.entries.empty() &&
-      (log.entries.front().term < after_term ||
-       (log.term_at_after_index != 0 && log.term_at_after_index != after_term && !log.entries_after_commit_reached))) {
-    out.notes.push_back(fmt::format("dropped entries {}..{} (terms {}..{}): left over from the log that the snapshot at "
-                                    "{} (term {}) replaced",
-                                    log.entries.front().index, log.entries.back().index, log.entries.front().term,
-                                    log.entries.back().term, after, after_term));
-    log.entries.clear();
-  }
-  out.hard_state = log.hard_state;
-  if (out.hard_state.term < after_term) {
-    out.hard_state.term = after_term;
-    out.hard_state.vote = clustered ? raft::kNoNode : 1;
-  }
-  out.entries = std::move(log.entries);
+  // 3. What of it the node restarts with: the server's rules (storage/restart.h).
+  storage::RestartLog kept =
+      storage::restart_log(log, out.snapshot, clustered ? raft::kNoNode : 1, true, !bugs.keep_replaced_log);
+  if (!kept.dropped.empty()) out.notes.push_back("dropped " + kept.dropped);
+  out.hard_state = kept.hard_state;
+  out.entries = std::move(kept.entries);
 
-  // 4. The writer appends after what was read; a hard state whose commit reaches the
-  //    snapshot goes first (recovery.cc: the leftovers rule relies on it).
+  // 4. The writer appends after what was read; rule 3's hard state goes first.
   s = storage::LogWriter::open(env_.get(), kDir, storage::LogOptions{kSegmentBytes}, &writer_);
   if (!s) return refuse(s.to_string());
-  if (out.hard_state.commit < after) {
-    out.hard_state.commit = after;
-    append(&out.hard_state, {}, true);
-  }
+  if (kept.write_hard_state) append(&out.hard_state, {}, true);
   return out;
 }
 
