@@ -1,0 +1,344 @@
+// tests/core/forwarder_test.cc — the forwarder's bookkeeping, its world faked (links are
+// lists of what was sent; the test plays the leader's replies): a command waits for a leader
+// and gives up after the wait; a link starts with its handshake; one client's commands are in
+// flight on one link and of one kind, other clients' interleave; a broken link answers its
+// writes "outcome unknown" and sends its queries again; a command that came back not run is
+// sent again to the next leader, unless a later one of its client ran; a former leader's link
+// drains; a node that leads gets back what was never sent; the bounds make it busy.
+#include "core/forwarder.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace hmdb::core {
+namespace {
+
+struct FakeLinks final : ForwardHost {
+  std::map<uint64_t, raft::NodeId> dialed;     // link -> node, every dial
+  std::map<uint64_t, std::string> sent;        // link -> bytes sent on it
+  std::vector<uint64_t> closed;
+  std::map<std::pair<uint64_t, uint64_t>, std::string> answers;  // (session, seq) -> reply
+  std::vector<std::pair<uint64_t, uint64_t>> given_back;
+  std::vector<std::string> warnings;
+  bool can_dial = true;
+
+  bool open_link(uint64_t link, raft::NodeId node) override {
+    if (!can_dial) return false;
+    dialed[link] = node;
+    return true;
+  }
+  void send_link(uint64_t link, std::string_view bytes) override { sent[link] += bytes; }
+  void close_link(uint64_t link) override { closed.push_back(link); }
+  void answer(uint64_t session, uint64_t seq, std::string_view reply) override {
+    EXPECT_TRUE(answers.emplace(std::make_pair(session, seq), std::string(reply)).second)
+        << "slot " << session << "/" << seq << " answered twice";
+  }
+  void give_back(uint64_t session, uint64_t seq, Args) override { given_back.emplace_back(session, seq); }
+  void warn(std::string_view message) override { warnings.emplace_back(message); }
+
+  // What was sent on the link since the last call.
+  std::string take(uint64_t link) {
+    std::string s = sent[link];
+    sent[link].clear();
+    return s;
+  }
+  std::string answer_of(uint64_t session, uint64_t seq) {
+    auto it = answers.find({session, seq});
+    return it == answers.end() ? "(none)" : it->second;
+  }
+};
+
+constexpr std::string_view kHandshake = "*3\r\n$7\r\nCLUSTER\r\n$9\r\nFORWARDER\r\n$1\r\n1\r\n";
+std::string set(std::string_view k, std::string_view v) {
+  return "*3\r\n$3\r\nSET\r\n$" + std::to_string(k.size()) + "\r\n" + std::string(k) + "\r\n$" +
+         std::to_string(v.size()) + "\r\n" + std::string(v) + "\r\n";
+}
+std::string get(std::string_view k) {
+  return "*2\r\n$3\r\nGET\r\n$" + std::to_string(k.size()) + "\r\n" + std::string(k) + "\r\n";
+}
+
+struct Fixture {
+  FakeLinks links;
+  Forwarder f{links, Forwarder::Options{1, 2000, 1000}};
+  uint64_t now = 1000;
+  Fixture() { f.set_time(now); }
+  void advance(uint64_t ms) {
+    now += ms;
+    f.set_time(now);
+    f.tick();
+  }
+  void write(uint64_t session, uint64_t seq, std::string_view k, std::string_view v, Protocol p = Protocol::kResp2) {
+    std::vector<std::string_view> argv{"SET", k, v};
+    f.forward(session, seq, p, true, Args(argv.data(), argv.size()));
+  }
+  void read(uint64_t session, uint64_t seq, std::string_view k) {
+    std::vector<std::string_view> argv{"GET", k};
+    f.forward(session, seq, Protocol::kResp2, false, Args(argv.data(), argv.size()));
+  }
+  // Leader 2 known and link 1 to it connected, its handshake answered.
+  uint64_t connected_link(raft::NodeId leader = 2, raft::Term term = 5) {
+    f.set_leader(leader, term);
+    write(99, 0, "warm", "up");
+    const uint64_t link = links.dialed.rbegin()->first;
+    f.link_connected(link);
+    EXPECT_TRUE(f.link_reply(link, "+OK\r\n"));  // handshake
+    EXPECT_TRUE(f.link_reply(link, "+OK\r\n"));  // warm-up
+    links.take(link);
+    return link;
+  }
+};
+
+TEST(Forwarder, ACommandWaitsForALeaderAndGivesUpAfterTheWait) {
+  Fixture x;
+  x.write(7, 0, "a", "1");
+  EXPECT_TRUE(x.links.dialed.empty()) << "no leader: nothing to dial";
+  EXPECT_FALSE(x.f.idle());
+  x.advance(1999);
+  EXPECT_EQ(x.links.answer_of(7, 0), "(none)");
+  x.advance(1);
+  EXPECT_EQ(x.links.answer_of(7, 0), "-CLUSTERDOWN no leader known for 2000 ms; retry\r\n");
+  EXPECT_TRUE(x.f.idle());
+  EXPECT_EQ(x.f.stats().timed_out, 1u);
+}
+
+TEST(Forwarder, ALinkStartsWithItsHandshakeAndRelaysRepliesInOrder) {
+  Fixture x;
+  x.write(7, 0, "a", "1");
+  x.f.set_leader(2, 5);
+  ASSERT_EQ(x.links.dialed.size(), 1u);
+  const uint64_t link = x.links.dialed.begin()->first;
+  EXPECT_EQ(x.links.dialed[link], 2u);
+  EXPECT_EQ(x.links.take(link), "") << "nothing is sent before the link is connected";
+  x.read(8, 0, "a");
+  x.f.link_connected(link);
+  EXPECT_EQ(x.links.take(link), std::string(kHandshake) + set("a", "1") + get("a"));
+  EXPECT_TRUE(x.f.link_reply(link, "+OK\r\n"));
+  EXPECT_TRUE(x.links.answers.empty()) << "the handshake's reply is not relayed";
+  EXPECT_TRUE(x.f.link_reply(link, "+OK\r\n"));
+  EXPECT_TRUE(x.f.link_reply(link, "$1\r\n1\r\n"));
+  EXPECT_EQ(x.links.answer_of(7, 0), "+OK\r\n");
+  EXPECT_EQ(x.links.answer_of(8, 0), "$1\r\n1\r\n");
+  EXPECT_FALSE(x.f.link_reply(link, "+OK\r\n")) << "a reply nobody waits for breaks the protocol";
+  EXPECT_TRUE(x.f.idle());
+}
+
+TEST(Forwarder, ARefusedHandshakeIsReported) {
+  Fixture x;
+  x.f.set_leader(2, 5);
+  x.write(7, 0, "a", "1");
+  const uint64_t link = x.links.dialed.begin()->first;
+  x.f.link_connected(link);
+  EXPECT_TRUE(x.f.link_reply(link, "-ERR unknown subcommand 'FORWARDER'\r\n"));
+  ASSERT_EQ(x.links.warnings.size(), 1u);
+  EXPECT_NE(x.links.warnings[0].find("unknown subcommand 'FORWARDER'"), std::string::npos);
+}
+
+TEST(Forwarder, RESP3CommandsGoOnALinkOfTheirOwnThatSaysHello3) {
+  Fixture x;
+  const uint64_t resp2 = x.connected_link();
+  x.write(7, 0, "a", "1", Protocol::kResp3);
+  ASSERT_EQ(x.links.dialed.size(), 2u);
+  const uint64_t resp3 = x.links.dialed.rbegin()->first;
+  EXPECT_NE(resp3, resp2);
+  x.f.link_connected(resp3);
+  EXPECT_EQ(x.links.take(resp3), "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n" + std::string(kHandshake) + set("a", "1"));
+}
+
+// One client: pipelined writes go together; its query waits for their replies, and its next
+// write for the query's. Another client's commands interleave on the same link meanwhile.
+TEST(Forwarder, AClientHasOneKindOfCommandInFlightAtATime) {
+  Fixture x;
+  const uint64_t link = x.connected_link();
+  x.write(7, 0, "a", "1");
+  x.write(7, 1, "a", "2");
+  x.read(7, 2, "a");
+  x.write(7, 3, "a", "3");
+  x.read(8, 0, "b");
+  EXPECT_EQ(x.links.take(link), set("a", "1") + set("a", "2") + get("b"));
+  EXPECT_TRUE(x.f.link_reply(link, "+OK\r\n"));
+  EXPECT_EQ(x.links.take(link), "") << "the GET waits for the second SET too";
+  EXPECT_TRUE(x.f.link_reply(link, "+OK\r\n"));
+  EXPECT_EQ(x.links.take(link), get("a"));
+  EXPECT_TRUE(x.f.link_reply(link, "$0\r\n\r\n"));  // client 8's GET b
+  EXPECT_EQ(x.links.take(link), "") << "the SET waits for the GET before it";
+  EXPECT_TRUE(x.f.link_reply(link, "$1\r\n2\r\n"));
+  EXPECT_EQ(x.links.take(link), set("a", "3"));
+  EXPECT_TRUE(x.f.link_reply(link, "+OK\r\n"));
+  EXPECT_EQ(x.links.answer_of(7, 2), "$1\r\n2\r\n");
+  EXPECT_EQ(x.links.answer_of(8, 0), "$0\r\n\r\n");
+  EXPECT_TRUE(x.f.idle());
+}
+
+TEST(Forwarder, ABrokenLinkAnswersItsWritesUnknownAndSendsItsQueriesAgain) {
+  Fixture x;
+  const uint64_t link = x.connected_link();
+  x.write(7, 0, "a", "1");
+  x.read(8, 0, "a");
+  x.read(8, 1, "b");
+  x.f.link_broken(link);
+  EXPECT_EQ(x.links.answer_of(7, 0).substr(0, 26), "-ERR write outcome unknown");
+  EXPECT_EQ(x.links.answer_of(8, 0), "(none)");
+  EXPECT_EQ(x.f.stats().unknown_outcomes, 1u);
+  EXPECT_EQ(x.links.dialed.size(), 1u) << "the same node is not dialed again at once";
+  x.advance(kForwardRedialPauseMs);
+  ASSERT_EQ(x.links.dialed.size(), 2u);
+  const uint64_t again = x.links.dialed.rbegin()->first;
+  x.f.link_connected(again);
+  EXPECT_EQ(x.links.take(again), std::string(kHandshake) + get("a") + get("b"));
+  EXPECT_TRUE(x.f.link_reply(again, "+OK\r\n"));
+  EXPECT_TRUE(x.f.link_reply(again, "$1\r\n1\r\n"));
+  EXPECT_TRUE(x.f.link_reply(again, "$-1\r\n"));
+  EXPECT_EQ(x.links.answer_of(8, 0), "$1\r\n1\r\n");
+  EXPECT_EQ(x.links.answer_of(8, 1), "$-1\r\n");
+  EXPECT_TRUE(x.f.idle());
+}
+
+TEST(Forwarder, AQueryIsSentAtMostKForwardSendsMaxTimes) {
+  Fixture x;
+  uint64_t link = x.connected_link();
+  x.read(8, 0, "a");
+  for (uint32_t i = 0; i < kForwardSendsMax; i++) {
+    ASSERT_EQ(x.links.answer_of(8, 0), "(none)") << "send " << i;
+    x.f.link_broken(link);
+    x.advance(kForwardRedialPauseMs);
+    link = x.links.dialed.rbegin()->first;
+    x.f.link_connected(link);
+  }
+  EXPECT_EQ(x.links.answer_of(8, 0), "-ERR the connection to the leader closed before the reply; retry\r\n");
+}
+
+// A node that no longer leads answers -MOVED: not run, so sent again once this node knows the
+// new leader; the client sees only the new leader's reply.
+TEST(Forwarder, ACommandThatCameBackNotRunGoesToTheNextLeader) {
+  Fixture x;
+  const uint64_t link = x.connected_link();
+  x.write(7, 0, "a", "1");
+  x.write(7, 1, "a", "2");
+  EXPECT_TRUE(x.f.link_reply(link, "-MOVED 15495 10.0.0.3:7379\r\n"));
+  EXPECT_TRUE(x.f.link_reply(link, "-MOVED 15495 10.0.0.3:7379\r\n"));
+  EXPECT_EQ(x.links.take(link), set("a", "1") + set("a", "2"));
+  x.f.set_leader(3, 6);
+  EXPECT_EQ(x.links.closed, std::vector<uint64_t>{link}) << "nothing in flight on the former leader's link";
+  const uint64_t to3 = x.links.dialed.rbegin()->first;
+  EXPECT_EQ(x.links.dialed[to3], 3u);
+  x.f.link_connected(to3);
+  EXPECT_EQ(x.links.take(to3), std::string(kHandshake) + set("a", "1") + set("a", "2"));
+  EXPECT_TRUE(x.f.link_reply(to3, "+OK\r\n"));
+  EXPECT_TRUE(x.f.link_reply(to3, "+OK\r\n"));
+  EXPECT_TRUE(x.f.link_reply(to3, "+OK\r\n"));
+  EXPECT_EQ(x.links.answer_of(7, 0), "+OK\r\n");
+  EXPECT_EQ(x.links.answer_of(7, 1), "+OK\r\n");
+  EXPECT_EQ(x.f.stats().resent, 2u);
+}
+
+// The first write came back not run, the second ran (its node led by then): sending the first
+// again would apply it after the second, so its client gets the -MOVED.
+TEST(Forwarder, ACommandThatCameBackNotRunIsNotSentAgainAfterALaterOneRan) {
+  Fixture x;
+  const uint64_t link = x.connected_link();
+  x.write(7, 0, "a", "1");
+  x.write(7, 1, "a", "2");
+  EXPECT_TRUE(x.f.link_reply(link, "-MOVED 15495 10.0.0.3:7379\r\n"));
+  EXPECT_TRUE(x.f.link_reply(link, "+OK\r\n"));
+  EXPECT_EQ(x.links.answer_of(7, 0), "-MOVED 15495 10.0.0.3:7379\r\n");
+  EXPECT_EQ(x.links.answer_of(7, 1), "+OK\r\n");
+  x.f.set_leader(3, 6);
+  EXPECT_EQ(x.f.stats().resent, 0u);
+  EXPECT_TRUE(x.f.idle());
+}
+
+// The same leader keeps answering -TRYAGAIN (a transfer that does not end): sent again after
+// each pause, at most kForwardSendsMax times, then the client gets the last reply.
+TEST(Forwarder, ACommandNotRunBySameLeaderIsRetriedAfterAPauseAFewTimes) {
+  Fixture x;
+  const uint64_t link = x.connected_link();
+  x.write(7, 0, "a", "1");
+  for (uint32_t i = 1; i <= kForwardSendsMax; i++) {
+    EXPECT_EQ(x.links.take(link), set("a", "1")) << "send " << i;
+    EXPECT_TRUE(x.f.link_reply(link, "-TRYAGAIN leadership transfer in progress; retry\r\n"));
+    x.advance(kForwardRetryPauseMs - 1);
+    EXPECT_EQ(x.links.take(link), "") << "resent before the pause";
+    x.advance(1);
+  }
+  EXPECT_EQ(x.links.answer_of(7, 0), "-TRYAGAIN leadership transfer in progress; retry\r\n");
+}
+
+// A new leader while a client's writes are in flight on the old one's link: its next command
+// waits for them (one link at a time per client); the old link closes once drained, and a
+// link that does not drain in time is closed with its writes' outcome unknown.
+TEST(Forwarder, AFormerLeadersLinkDrainsBeforeItsClientsMoveOn) {
+  Fixture x;
+  const uint64_t link = x.connected_link();
+  x.write(7, 0, "a", "1");
+  x.write(8, 0, "b", "1");
+  x.f.set_leader(3, 6);
+  x.write(7, 1, "a", "2");
+  x.write(9, 0, "c", "1");
+  const uint64_t to3 = x.links.dialed.rbegin()->first;
+  x.f.link_connected(to3);
+  EXPECT_EQ(x.links.take(to3), std::string(kHandshake) + set("c", "1")) << "client 7 waits for its write on link " << link;
+  EXPECT_TRUE(x.f.link_reply(link, "+OK\r\n"));
+  EXPECT_EQ(x.links.take(to3), set("a", "2"));
+  EXPECT_TRUE(x.links.closed.empty()) << "client 8's write is still in flight there";
+  x.advance(999);
+  EXPECT_EQ(x.links.answer_of(8, 0), "(none)");
+  x.advance(1);
+  EXPECT_EQ(x.links.closed, std::vector<uint64_t>{link});
+  EXPECT_EQ(x.links.answer_of(8, 0).substr(0, 26), "-ERR write outcome unknown");
+}
+
+TEST(Forwarder, WhatWasNeverSentIsGivenBackWhenThisNodeLeads) {
+  Fixture x;
+  x.write(7, 0, "a", "1");
+  x.write(7, 1, "a", "2");
+  x.f.set_leader(1, 6);
+  EXPECT_EQ(x.links.given_back, (std::vector<std::pair<uint64_t, uint64_t>>{{7, 0}, {7, 1}}));
+  EXPECT_TRUE(x.links.answers.empty());
+  EXPECT_TRUE(x.f.idle());
+}
+
+TEST(Forwarder, AnUnreachableLeaderIsRedialedAndTheCommandGivesUpAfterTheWait) {
+  Fixture x;
+  x.links.can_dial = false;
+  x.f.set_leader(2, 5);
+  x.write(7, 0, "a", "1");
+  x.advance(2000);
+  EXPECT_EQ(x.links.answer_of(7, 0),
+            "-CLUSTERDOWN the leader (node 2) could not be reached from this node for 2000 ms; retry\r\n");
+}
+
+TEST(Forwarder, AClosedClientsCommandsAreDroppedAndItsRepliesDiscarded) {
+  Fixture x;
+  const uint64_t link = x.connected_link();
+  x.write(7, 0, "a", "1");
+  x.read(7, 1, "a");
+  x.f.session_closed(7);
+  EXPECT_EQ(x.f.commands(), 1u) << "the SET in flight is still counted";
+  EXPECT_TRUE(x.f.link_reply(link, "+OK\r\n"));
+  EXPECT_EQ(x.links.answer_of(7, 0), "(none)");
+  EXPECT_EQ(x.links.answer_of(7, 1), "(none)");
+  EXPECT_EQ(x.links.take(link), set("a", "1"));
+  EXPECT_TRUE(x.f.idle());
+}
+
+TEST(Forwarder, TooManyCommandsOrBytesMakeItBusy) {
+  Fixture x;
+  for (uint64_t i = 0; i + 1 < kForwardCommandsMax; i++) x.write(7, i, "k", "v");
+  EXPECT_FALSE(x.f.busy());
+  x.write(7, kForwardCommandsMax, "k", "v");
+  EXPECT_TRUE(x.f.busy());
+  Fixture y;
+  const std::string big(kForwardBytesMax / 2, 'x');
+  y.write(7, 0, "k", big);
+  EXPECT_FALSE(y.f.busy());
+  y.write(7, 1, "k", big);
+  EXPECT_TRUE(y.f.busy());
+  y.advance(2000);
+  EXPECT_FALSE(y.f.busy());
+}
+
+}  // namespace
+}  // namespace hmdb::core
