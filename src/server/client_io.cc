@@ -321,6 +321,7 @@ void Node::close_session(uint64_t id) {
   if (it == sessions_.end()) return;
   ::close(it->second->fd);  // also removes it from epoll
   sessions_.erase(it);      // waiters naming this id find nothing and drop the reply
+  if (forwarder_) forwarder_->session_closed(id);  // what it had not forwarded yet is dropped
 }
 
 }  // namespace hmdb::server

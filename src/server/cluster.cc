@@ -146,6 +146,19 @@ Status Node::start_cluster() {
     return Status::io_error(std::string("epoll_ctl(peers): ") + std::strerror(errno));
   members_[options_.node_id] = ServerOptions::MemberAddr{o.advertise_client_addr, options_.peer_addr};
   sync_transport_members();
+
+  core::Forwarder::Options fo;
+  fo.self = options_.node_id;
+  fo.leader_wait_ms = kForwardLeaderWaitElectionTimeouts * options_.election_timeout_ms;
+  fo.drain_ms = kForwardDrainElectionTimeouts * options_.election_timeout_ms;
+  forwarder_ = std::make_unique<core::Forwarder>(static_cast<core::ForwardHost&>(*this), fo);
+  forward_links_ = std::make_unique<ForwardLinks>();
+  s = forward_links_->init();
+  if (!s) return s;
+  ev.events = EPOLLIN;
+  ev.data.u64 = kEpollTagForward;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, forward_links_->fd(), &ev) != 0)
+    return Status::io_error(std::string("epoll_ctl(forwarding links): ") + std::strerror(errno));
   return Status::ok();
 }
 
@@ -158,7 +171,38 @@ void Node::poll_peers() {
   // else in this turn (e.g. a SNAPSHOT command) looks at the applied state.
   if (!received_.empty()) replica_->drive();
   note_leader();
+  sync_forwarder();
 }
+
+// ---------------------------------------------------------------------------------------
+// Forwarding plain clients' commands to the leader (core/forwarder.h; docs/cluster.md)
+
+void Node::sync_forwarder() {
+  if (!forwarder_) return;
+  forwarder_->set_time(turn_steady_ms_);
+  forwarder_->set_leader(raft_->leader(), raft_->term());
+}
+
+void Node::forward(core::ClientSession& s, uint64_t seq, Args argv, bool write) {
+  forwarder_->forward(s.id, seq, s.protocol, write, argv);
+}
+
+bool Node::open_link(uint64_t link, raft::NodeId node) {
+  HostPort to;
+  if (!member_client_address(node, &to)) return false;
+  forward_links_->open(link, to, turn_steady_ms_);
+  return true;
+}
+
+void Node::send_link(uint64_t link, std::string_view bytes) { forward_links_->send(link, bytes); }
+
+void Node::close_link(uint64_t link) { forward_links_->close(link); }
+
+void Node::answer(uint64_t session, uint64_t seq, std::string_view reply) {
+  replica_->finish(session, seq, core::ReplyQueue::Kind::kWaitingForward, reply);
+}
+
+void Node::give_back(uint64_t session, uint64_t seq, Args argv) { replica_->unforward(session, seq, argv); }
 
 void Node::note_leader() {
   if (raft_ && raft_->leader() != raft::kNoNode) last_known_leader_ = raft_->leader();
@@ -248,6 +292,7 @@ void Node::decode_members(std::string_view text) {
 
 void Node::role_changed(raft::Role before, raft::Role now) {
   note_leader();
+  sync_forwarder();  // a node that leads now gets back what it had not forwarded yet
   log_line("raft: {} -> {} in term {} (leader: {})", role_name(before), role_name(now), raft_->term(), raft_->leader());
   sync_transport_members();
 }

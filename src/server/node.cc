@@ -197,8 +197,10 @@ int Node::run(int signal_fd) {
     }
     // A follower (or a leader that lost its majority) may never see its proposals decided:
     // drain what this node can finish, within kShutdownFlushMs.
+    // Forwarded commands are waited for too: their replies come from the leader.
     if (draining_ && replica_->idle() &&
-        (replica_->writes().empty() || (options_.clustered() && monotonic_ms() >= drain_deadline_ms_)))
+        ((replica_->writes().empty() && (!forwarder_ || forwarder_->idle())) ||
+         (options_.clustered() && monotonic_ms() >= drain_deadline_ms_)))
       break;
     loop_turn(timeout_ms);
 
@@ -271,7 +273,9 @@ void Node::refresh_clocks() {
   if (replica_) replica_->set_time(turn_wall_ms_, turn_steady_ms_);
 }
 
-bool Node::paused() const { return draining_ || replica_->busy() || disk_queue_full_; }
+bool Node::paused() const {
+  return draining_ || replica_->busy() || disk_queue_full_ || (forwarder_ && forwarder_->busy());
+}
 
 void Node::refresh_disk_queue_state() {
   // Once per turn, not per command: queued_bytes() takes the disk thread's lock.
@@ -299,6 +303,11 @@ void Node::loop_turn(int timeout_ms) {
     next_raft_tick_ms_ += due * kRaftTickMs;
     if (transport_) poll_peers();  // reconnects with backoff need a clock
     replica_->check_transfers();
+    if (forwarder_) {
+      sync_forwarder();
+      forward_links_->tick(*forwarder_, turn_steady_ms_);
+      forwarder_->tick();
+    }
   }
   for (int i = 0; i < n; i++) {
     uint64_t tag = events[i].data.u64;
@@ -317,6 +326,8 @@ void Node::loop_turn(int timeout_ms) {
       on_snapshot_child_exit();
     } else if (tag == kEpollTagPeers) {
       poll_peers();
+    } else if (tag == kEpollTagForward) {
+      forward_links_->poll(*forwarder_, turn_steady_ms_);
     } else if (tag == kEpollTagMetrics) {
       // A scrape: every statistic, as INFO all has them (statistics.h); no state hashing.
       metrics_->poll(turn_steady_ms_,
@@ -376,7 +387,9 @@ void Node::loop_turn(int timeout_ms) {
 
   // The batch becomes one log entry; the Readies are handled (persist, send, apply);
   // finished replies move out in order (replies_ready() schedules their sending).
+  sync_forwarder();  // the leader may have changed this turn: before the replica drains
   replica_->end_turn();
+  if (forward_links_) forward_links_->flush(*forwarder_);  // what was forwarded this turn
   maybe_auto_snapshot();
   raft_->free_dropped_entries(kDroppedEntriesFreedPerTurn);
 

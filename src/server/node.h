@@ -12,7 +12,8 @@
 //                      SNAPSHOT, ...) as one table; the sources of INFO and /metrics
 //                      (statistics.h describes and renders them)
 //   cluster.cc         peers (PeerTransport), member addresses, membership side effects,
-//                      a removed node stopping
+//                      a removed node stopping; forwarding plain clients' commands to the
+//                      leader (core::Forwarder over ForwardLinks' sockets)
 //   snapshot.cc        snapshots: forked writers, receiving and installing the leader's,
 //                      serving ours to followers
 //   recovery.cc        startup: snapshot + log replayed through the Replica
@@ -37,6 +38,7 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "common/text.h"
+#include "core/forwarder.h"
 #include "core/replica.h"
 #include "hmdb/app.h"
 #include "hmdb/state_machine.h"
@@ -46,6 +48,7 @@
 #include "server/cluster_topology.h"
 #include "server/disk_thread.h"
 #include "server/fatal.h"
+#include "server/forward_links.h"
 #include "server/metrics.h"
 #include "server/options.h"
 #include "server/session.h"
@@ -64,6 +67,7 @@ inline constexpr uint64_t kEpollTagSignal = 3;
 inline constexpr uint64_t kEpollTagSnapshot = 4;
 inline constexpr uint64_t kEpollTagPeers = 5;
 inline constexpr uint64_t kEpollTagMetrics = 6;
+inline constexpr uint64_t kEpollTagForward = 7;
 inline constexpr uint64_t kFirstSessionId = 16;
 
 // Pipelined commands of one client parsed ahead of running them, so the app can prefetch
@@ -75,7 +79,13 @@ inline constexpr size_t kParseAheadCommands = 8;
 // once stalled one turn for 313 ms; 4,096 entries of a few KiB take about a millisecond.
 inline constexpr size_t kDroppedEntriesFreedPerTurn = 4096;
 
-class Node final : private core::ReplicaHost {
+// How long a forwarded command waits for a leader, and a former leader's link for its
+// replies in flight, in election timeouts (core::Forwarder::Options; 2 s and 1 s with the
+// default 200 ms): an election after a leader's death takes one to two.
+inline constexpr uint64_t kForwardLeaderWaitElectionTimeouts = 10;
+inline constexpr uint64_t kForwardDrainElectionTimeouts = 5;
+
+class Node final : private core::ReplicaHost, private core::ForwardHost {
  public:
   Node(ServerOptions options, std::unique_ptr<StateMachine> app);
   ~Node() override;
@@ -102,6 +112,7 @@ class Node final : private core::ReplicaHost {
   core::ShellResult run_shell_command(core::ClientSession& s, Args argv, uint64_t seq, std::string* out) override;
   void start_snapshot() override;
   std::string client_address_of(raft::NodeId id) const override;
+  void forward(core::ClientSession& s, uint64_t seq, Args argv, bool write) override;
   void stage_snapshot_chunk(const raft::SnapshotChunk& chunk) override;
   void install_snapshot(const raft::SnapshotMeta& meta) override;
   std::optional<raft::PersistAck> persist(const std::optional<raft::HardState>& hard_state,
@@ -112,7 +123,14 @@ class Node final : private core::ReplicaHost {
   void apply_failed(const raft::Entry& entry, const core::ApplyResult& result) override;
   void read_snapshot_chunk(const raft::SnapshotReadRequest& request) override;
   void role_changed(raft::Role before, raft::Role now) override;
-  void warn(std::string_view message) override;
+  void warn(std::string_view message) override;  // both hosts'
+
+  // ---- core::ForwardHost (cluster.cc): the forwarder's links and answers ----
+  bool open_link(uint64_t link, raft::NodeId node) override;
+  void send_link(uint64_t link, std::string_view bytes) override;
+  void close_link(uint64_t link) override;
+  void answer(uint64_t session, uint64_t seq, std::string_view reply) override;
+  void give_back(uint64_t session, uint64_t seq, Args argv) override;
 
   // ---- startup (recovery.cc) ----
   Status recover(int* exit_code);
@@ -191,6 +209,8 @@ class Node final : private core::ReplicaHost {
   ClusterTopology cluster_topology() const;
   // Remembers the leader this node knows now, if any (last_known_leader_).
   void note_leader();
+  // Tells the forwarder the time and the leader this node knows now.
+  void sync_forwarder();
   // The client address of member `id` from the address book (or the transport's hello);
   // false if unknown here.
   bool member_client_address(raft::NodeId id, HostPort* out) const;
@@ -271,6 +291,9 @@ class Node final : private core::ReplicaHost {
   std::unique_ptr<net::PeerTransport> transport_;
   std::map<raft::NodeId, ServerOptions::MemberAddr> members_;  // address book of the members
   std::vector<raft::Message> received_;  // scratch for poll_peers
+  // Plain clients' commands on a node that does not lead, run on the leader (clustered only).
+  std::unique_ptr<core::Forwarder> forwarder_;
+  std::unique_ptr<ForwardLinks> forward_links_;
   // The last leader this node knew: during an election the Redis Cluster view keeps it as
   // the master (cluster_topology()).
   raft::NodeId last_known_leader_ = raft::kNoNode;

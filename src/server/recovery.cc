@@ -141,6 +141,7 @@ Status Node::recover(int* exit_code) {
   raft_ = std::make_unique<raft::Raft>(config, std::move(restore));
   core::Replica::Options replica_options;
   replica_options.clustered = clustered;
+  replica_options.forward = clustered;  // a follower forwards plain clients' commands (cluster.cc)
   replica_ = std::make_unique<core::Replica>(*raft_, *app_, static_cast<core::ReplicaHost&>(*this), replica_options);
   replica_->set_applied(after, after_term);
   replica_->requests() = std::move(requests);

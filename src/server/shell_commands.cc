@@ -60,7 +60,7 @@ struct ClientSubcommand {
 };
 constexpr ClientSubcommand kClientSubcommands[] = {
     {"ID", 2},       {"INFO", 2},     {"LIST", -2},     {"GETNAME", 2},  {"SETNAME", 3},
-    {"SETINFO", 4},  {"NO-EVICT", 3}, {"NO-TOUCH", 3},  {"TRACKING", -3},
+    {"SETINFO", 4},  {"NO-EVICT", 3}, {"NO-TOUCH", 3},  {"TRACKING", -3}, {"NO-FORWARD", 3},
 };
 
 // The CLUSTER subcommands that change the cluster wait for the session's earlier commands.
@@ -297,6 +297,12 @@ core::ShellResult Node::client_command(Session& s, Args argv, std::string* out) 
     }
   } else if (known->name == "NO-EVICT" || known->name == "NO-TOUCH") {
     on_off(argv[2]);
+  } else if (known->name == "NO-FORWARD") {
+    // hmdb's own: ON makes a follower answer this connection's app commands -MOVED instead
+    // of forwarding them to the leader (what a cluster client wants; docs/cluster.md).
+    on_off(argv[2]);
+    if (iequals(argv[2], "ON")) s.client.no_forward = true;
+    else if (iequals(argv[2], "OFF")) s.client.no_forward = false;
   } else {  // TRACKING: client-side caching needs invalidation pushes, which hmdb does not send
     if (iequals(argv[2], "OFF")) r.ok();
     else if (iequals(argv[2], "ON")) r.error("ERR CLIENT TRACKING is not supported by hmdb (no invalidation messages)");
@@ -368,16 +374,32 @@ core::ShellResult Node::cluster_local_or_change(Session& s, Args argv, uint64_t 
   Reply r(out, s.client.protocol);
   const std::string_view sub = argv[1];
   if (cluster_barrier(argv)) return cluster_command(s, argv, seq, out);
+  // A client that asks for the topology routes by it: a follower answers its app commands
+  // -MOVED rather than forwarding them, so it finds the leader and goes there itself.
+  if (iequals(sub, "SLOTS") || iequals(sub, "SHARDS") || iequals(sub, "NODES")) s.client.no_forward = true;
   if (iequals(sub, "MEMBERS") && argv.size() == 2) {
     r.bulk(members_text());
   } else if (iequals(sub, "DIGEST") && argv.size() == 2) {
     r.bulk(fmt::format("{} {:016x}", replica_->applied_index(), core::state_digest(*app_, replica_->requests())));
+  } else if (iequals(sub, "FORWARDER") && argv.size() == 3) {
+    // Another node's forwarding link (core/forwarder.h): its commands come from that node's
+    // clients, whose order that node keeps; they are never forwarded again (one hop).
+    uint64_t from = 0;
+    if (!options_.clustered()) {
+      r.error("ERR This instance has cluster support disabled");
+    } else if (!parse_uint64(argv[2], &from)) {
+      r.error("ERR usage: CLUSTER FORWARDER <node id of the forwarding node>");
+    } else {
+      s.client.forwarder = true;
+      s.name = fmt::format("hmdb-forwarder-{}", from);
+      r.ok();
+    }
   } else if (is_redis_cluster_subcommand(sub)) {
     redis_cluster_command(argv, s.client.protocol, out);
   } else {
     r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
             "'. Try CLUSTER SLOTS|SHARDS|NODES|INFO|MYID|MYSHARDID|KEYSLOT|MEMBERS|DIGEST|ADDLEARNER|PROMOTE|REMOVE|"
-            "TRANSFER.");
+            "TRANSFER|FORWARDER.");
   }
   return core::ShellResult::kReplied;
 }
@@ -500,6 +522,10 @@ StatisticsSources Node::statistics_sources(bool with_digest) const {
   s.inflight_batches = replica_->writes().size();
   s.inflight_bytes = replica_->writes().bytes();
   s.pending_reads = replica_->pending_reads();
+  if (forwarder_) {
+    s.forward = forwarder_->stats();
+    s.forward_pending = forwarder_->commands();
+  }
   if (transport_) s.peers = transport_->stats();
   s.app_info = app_->info();
   if (with_digest) s.state_digest = core::state_digest(*app_, replica_->requests());

@@ -30,6 +30,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/forwarder.h"
 #include "core/replica.h"
 #include "net/peer_transport.h"
 #include "raft/raft.h"
@@ -89,6 +90,8 @@ struct StatisticsSources {
   uint64_t inflight_batches = 0;
   uint64_t inflight_bytes = 0;
   uint64_t pending_reads = 0;
+  core::Forwarder::Stats forward;  // zero for a single node
+  uint64_t forward_pending = 0;
   std::vector<net::PeerTransport::PeerStats> peers;  // empty for a single node
   // The app's own INFO lines (StateMachine::info()): free text.
   std::string app_info;

@@ -155,8 +155,9 @@ constexpr const char* kUsage =
     "                    a request is done when WAIT replies, latency covers both\n"
     "Follow mode (failover measurements; one thread, connections survive server deaths):\n"
     "  --nodes LIST      host:port,... of a cluster: connections start spread over the\n"
-    "                    nodes, follow -MOVED, and move to the next node on a lost connection,\n"
-    "                    -CLUSTERDOWN or a timeout\n"
+    "                    nodes, follow -MOVED (each says CLIENT NO-FORWARD ON, so a follower\n"
+    "                    redirects rather than forwards), and move to the next node on a lost\n"
+    "                    connection, -CLUSTERDOWN or a timeout\n"
     "  --sentinel LIST   host:port,... of Redis Sentinels: connect to the master they name,\n"
     "                    ask again on a lost connection or -READONLY\n"
     "  --master-name N   Sentinel master name (default mymaster)\n"
@@ -551,6 +552,7 @@ struct Connection {
   int node = -1;            // index into Shared::nodes of the current (or last) server
   int next_node = -1;       // where to reconnect (-1: decide at reconnect time)
   uint64_t retry_at_ns = 0; // when fd < 0: reconnect at this time
+  int skip_replies = 0;     // replies to our own setup commands (CLIENT NO-FORWARD ON) still to come
 };
 
 // A server address of follow mode.
@@ -799,6 +801,11 @@ class LoadThread {
         fail(c, "malformed reply from the server");
         return;
       }
+      if (c->skip_replies > 0) {  // CLIENT NO-FORWARD ON's (an error from Redis is fine too)
+        offset += reply.length;
+        --c->skip_replies;
+        continue;
+      }
       if (c->in_flight == 0) {
         fail(c, "reply without a request in flight");
         return;
@@ -945,6 +952,19 @@ class LoadThread {
     }
     c->fd = fd;
     c->retry_at_ns = 0;
+    c->skip_replies = 0;
+    if (o.sentinels_count == 0) {
+      // An hmdb cluster: follow -MOVED as a cluster client does, instead of having a follower
+      // forward the requests to the leader (docs/cluster.md, "What clients see"). A fresh
+      // socket takes these few bytes at once.
+      static constexpr char kNoForward[] = "*3\r\n$6\r\nCLIENT\r\n$10\r\nNO-FORWARD\r\n$2\r\nON\r\n";
+      if (send(fd, kNoForward, sizeof kNoForward - 1, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof kNoForward - 1)) {
+        drop(c, -1, kReconnectDelayNs);
+        ++result_->connect_failures;
+        return;
+      }
+      c->skip_replies = 1;
+    }
     refill(c, now);
   }
 

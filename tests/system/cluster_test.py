@@ -2,9 +2,11 @@
 """Cluster operations with real processes (issue 4, "What a user must be able to do"):
 each case starts its own 3-node cluster (tests/system/cluster.py) and checks one promise.
 
-  redirect   a follower answers reads and writes with -MOVED naming the leader's client
-             address; READONLY lets a follower serve its (stale) state; INFO replication
-             and CLUSTER MEMBERS describe the cluster.
+  redirect   a follower forwards a plain client's reads and writes to the leader; it
+             answers them -MOVED naming the leader's client address to a cluster client (one
+             that sent CLIENT NO-FORWARD ON, or asked for CLUSTER SLOTS); READONLY lets a
+             follower serve its (stale) state; INFO replication and CLUSTER MEMBERS describe
+             the cluster. (tests/system/forward_test.py checks forwarding in depth.)
   failover   kill -9 the leader while a client writes: a new leader takes writes, no
              acknowledged write is lost; the old leader restarts, rejoins as a follower and
              catches up by log; all digests agree.
@@ -185,15 +187,28 @@ def proposed_index(leader, what):
     return int(found[-1])
 
 
+def cluster_client_call(node, *args, mark=("CLIENT", "NO-FORWARD", "ON")):
+    """One command on a connection of a cluster client: a follower answers it -MOVED
+    instead of forwarding it (mark: CLIENT NO-FORWARD ON, or asking CLUSTER SLOTS)."""
+    with node.client() as c:
+        c.call(*mark)
+        return c.call(*args)
+
+
 def case_redirect(c):
     leader = c.wait_leader(LEADER_TIMEOUT_S)
     follower = next(n for n in c.nodes if n is not leader)
     expect(leader.call("SET", "k", "v1") == "OK", "leader refused a write")
-    for cmd in (("SET", "k", "v2"), ("GET", "k")):
-        r = follower.call(*cmd)
-        want = "MOVED %d %s" % (cl.key_slot(cmd[1]), leader.moved_addr)
-        expect(isinstance(r, resp.RespError) and r.message == want,
-               "follower answered %r to %r, expected -%s" % (r, cmd, want))
+    for mark in (("CLIENT", "NO-FORWARD", "ON"), ("CLUSTER", "SLOTS")):
+        for cmd in (("SET", "k", "v2"), ("GET", "k")):
+            r = cluster_client_call(follower, *cmd, mark=mark)
+            want = "MOVED %d %s" % (cl.key_slot(cmd[1]), leader.moved_addr)
+            expect(isinstance(r, resp.RespError) and r.message == want,
+                   "follower answered %r to %r after %r, expected -%s" % (r, cmd, mark, want))
+    # A plain client: the follower runs its commands on the leader.
+    with follower.client() as fc:
+        expect(fc.call("GET", "k") == b"v1", "a follower's forwarded GET did not read the leader's value")
+        expect(fc.call("SET", "k", "v1") == "OK", "a follower's forwarded SET failed")
     c.wait_converged(CONVERGE_TIMEOUT_S)
     with follower.client() as fc:
         expect(fc.call("READONLY") == "OK", "READONLY refused")
@@ -393,6 +408,9 @@ def case_releader(c):
     # The followers are gone, so none of these can commit: they stay in the old leader's
     # log as an uncommitted tail (or are refused once it has stepped down).
     pipe = old.client(timeout=RELEADER_REPLY_TIMEOUT_S + LEADER_TIMEOUT_S + CONVERGE_TIMEOUT_S)
+    # A cluster client: once its node no longer leads, the SETs it has not run yet are
+    # redirected, not forwarded to the new leader (this case is about the truncated tail).
+    expect(pipe.call("CLIENT", "NO-FORWARD", "ON") == "OK", "CLIENT NO-FORWARD ON refused")
     for i in range(RELEADER_SETS):
         pipe.send([("SET", "tail:%d" % i, str(i))])
         time.sleep(RELEADER_SET_INTERVAL_S)  # pacing the client, not synchronisation: one entry each
@@ -448,7 +466,7 @@ def check_addresses_are_carried(c):
     leader = c.wait_leader(LEADER_TIMEOUT_S)
     follower = next(n for n in c.nodes if n is not leader)
     expect(leader.call("SET", "k", "v1") == "OK", "leader refused a write")
-    r = follower.call("GET", "k")
+    r = cluster_client_call(follower, "GET", "k")
     want = "MOVED %d %s" % (cl.key_slot("k"), leader.moved_addr)
     expect(isinstance(r, resp.RespError) and r.message == want, "follower answered %r, expected -%s" % (r, want))
     c.wait_converged(CONVERGE_TIMEOUT_S)
