@@ -83,8 +83,8 @@ done
 cat <<EOF
 
 The cluster is up. In another terminal:
-  redis-cli -c -p 7380 SET a 1        # any node: -c follows the -MOVED redirect to the leader
-  redis-cli -c -p 7381 GET a
+  redis-cli -p 7380 SET a 1           # any node: a follower forwards it to the leader
+  redis-cli -p 7381 GET a
   printf 'READONLY\nGET a\n' | redis-cli -p 7381   # READONLY: this connection reads the follower's (stale) state
   $bin cluster status                 # roles, terms, indexes, each follower's lag
   $bin cluster transfer 2             # hand leadership to node 2

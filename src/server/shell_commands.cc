@@ -152,10 +152,12 @@ const Node::ShellTable& Node::shell_table() {
        }},
       {"SAVE", -1, always,
        [](Node& n, Session& s, Args, uint64_t seq, std::string*) { return n.snapshot_command(s, seq); }},
-      // READONLY: this client accepts a follower's possibly stale state for its queries.
+      // READONLY: this client accepts a follower's possibly stale state for its queries. It
+      // is a cluster client: a follower redirects its writes rather than forwarding them.
       {"READONLY", 1, never,
        [](Node&, Session& s, Args, uint64_t, std::string* out) {
          s.client.readonly = true;
+         s.client.no_forward = true;
          Reply(out).ok();
          return R::kReplied;
        }},

@@ -14,8 +14,12 @@ application saw. The harness is clients.py.
             acknowledged write is on the leader at the end. The time from each kill to the
             first write the app started after it is printed (a figure, not a pass/fail bound:
             bench/client_failover.py measures it).
+  plain     the same with the library's plain client (redis.Redis, new Redis(), createClient)
+            given node 1's address: node 1 forwards its commands to the leader, which is
+            killed (never node 1: leadership is moved off it first) --kills times; the
+            writes resume by themselves and every acknowledged write is on the leader.
 
-Usage: client_test.py --case single|failover --library NAME [--kills N] HMDB_BINARY
+Usage: client_test.py --case single|failover|plain --library NAME [--kills N] HMDB_BINARY
 Exits 77 (ctest: skipped) when the library is not installed (scripts/install-deps.sh,
 scripts/install-deps.sh).
 """
@@ -51,22 +55,22 @@ def case_single(binary, library, work):
         server.kill()
 
 
-def case_failover(binary, library, work, kills):
+def case_failover(binary, library, work, kills, mode="cluster"):
     target = clients.HmdbTarget(binary, work)
     target.start()
     try:
-        r = clients.run_failover(target, library, kills, work)
+        r = clients.run_failover(target, library, kills, work, mode=mode)
     finally:
         target.stop()
     if r["lost"]:
         raise clients.TestFailure("%s lost %d acknowledged writes: %s" % (library, len(r["lost"]), r["lost"][:10]))
-    print("%s %s failover: %d writes acknowledged, none lost, %d errors retried by the app; kill -> first write: %s"
-          % (library, r["version"], r["acked"], r["errors"], clients.summary(r["times_ms"])))
+    print("%s %s %s failover: %d writes acknowledged, none lost, %d errors retried by the app; kill -> first write: %s"
+          % (library, r["version"], mode, r["acked"], r["errors"], clients.summary(r["times_ms"])))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--case", choices=("single", "failover"), required=True)
+    ap.add_argument("--case", choices=("single", "failover", "plain"), required=True)
     ap.add_argument("--library", choices=sorted(clients.LIBRARIES), required=True)
     ap.add_argument("--kills", type=int, default=2)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -82,7 +86,8 @@ def main():
         if args.case == "single":
             case_single(os.path.abspath(args.binary), args.library, work)
         else:
-            case_failover(os.path.abspath(args.binary), args.library, work, args.kills)
+            case_failover(os.path.abspath(args.binary), args.library, work, args.kills,
+                          "plain" if args.case == "plain" else "cluster")
     except (clients.TestFailure, clients.harness.TestFailure, clients.harness.ServerExited) as e:
         print("FAIL %s %s: %s\nwork dir kept: %s" % (args.case, args.library, e, work))
         return 1

@@ -18,6 +18,9 @@ Failover (run_failover): while the app writes, kill -9 the node that serves the 
 kill to the app's first acknowledged write after it, bring the killed node back, wait until
 it has rejoined, and repeat. At the end every acknowledged write is read back. A Target
 (HmdbTarget here, redis_cluster.RedisClusterTarget) knows how to do each step on its system.
+In plain mode (hmdb only) the app's plain client is given node 1's address and the leader is
+never node 1 when it is killed (leadership is transferred away from node 1 first, with
+`hmdb cluster transfer`): node 1 forwards the app's commands to whichever node leads.
 
 Every wait is a poll of a real condition against a named bound.
 """
@@ -61,6 +64,7 @@ RECOVERY_TIMEOUT_S = 20.0       # from a kill to the app's first acknowledged wr
 PROGRESS_TIMEOUT_S = 30.0       # for the writes asked for between kills
 REJOIN_TIMEOUT_S = 60.0         # for a restarted node to catch up
 APP_STOP_TIMEOUT_S = 30.0       # from "stop" to the app's exit
+TRANSFER_TIMEOUT_S = 30.0       # hmdb cluster transfer (plain mode), and the leader moving
 WRITES_BETWEEN_KILLS = 20       # acknowledged writes before each kill (and after a rejoin)
 
 
@@ -212,9 +216,25 @@ class HmdbTarget:
     def all_addrs(self):
         return ",".join(n.moved_addr for n in self.cluster.nodes)
 
-    def victim(self):
-        """The node that serves the app's writes: the leader."""
-        return self.cluster.wait_leader(cl.NODE_READY_TIMEOUT_S)
+    def victim(self, avoid_addr=None):
+        """The node that serves the app's writes: the leader. Not the node at avoid_addr (the
+        plain client's, which must outlive the kill): leadership is moved off it first."""
+        leader = self.cluster.wait_leader(cl.NODE_READY_TIMEOUT_S)
+        if avoid_addr is None or leader.moved_addr != avoid_addr:
+            return leader
+        target = next(n for n in self.cluster.nodes if n is not leader)
+        out = subprocess.run([self.cluster.binary, "cluster", "--addr", leader.client_addr, "transfer", str(target.id)],
+                             capture_output=True, text=True, timeout=TRANSFER_TIMEOUT_S, check=False)
+        if out.returncode != 0:
+            raise TestFailure("hmdb cluster transfer %d failed: %s" % (target.id, out.stdout + out.stderr))
+        deadline = time.monotonic() + TRANSFER_TIMEOUT_S
+        while True:
+            leader = self.cluster.wait_leader(cl.NODE_READY_TIMEOUT_S)
+            if leader.moved_addr != avoid_addr:
+                return leader
+            if time.monotonic() > deadline:
+                raise TestFailure("%s still leads %.0f s after the transfer" % (leader, TRANSFER_TIMEOUT_S))
+            time.sleep(cl.POLL_INTERVAL_S)
 
     def kill(self, node):
         node.kill()
@@ -250,14 +270,14 @@ def run_failover(target, library, kills, work_dir, prefix="{fo}", mode="cluster"
     times. Returns {"library", "version", "times_ms", "acked", "lost", "errors"}; raises
     TestFailure if the writes do not resume within RECOVERY_TIMEOUT_S or the app fails.
     Lost writes are reported, not raised: the caller decides (hmdb must lose none)."""
-    addr = target.all_addrs() if library in ALL_ADDRESSES else target.seed_addr()
-    app = App(library, mode, addr, prefix, os.path.join(work_dir, "%s-app.log" % library))
+    addr = target.all_addrs() if library in ALL_ADDRESSES and mode == "cluster" else target.seed_addr()
+    app = App(library, mode, addr, prefix, os.path.join(work_dir, "%s-%s-app.log" % (library, mode)))
     times_ms = []
     try:
         app.wait_ready()
         app.wait_acked(WRITES_BETWEEN_KILLS)
         for k in range(kills):
-            victim = target.victim()
+            victim = target.victim(avoid_addr=addr) if mode == "plain" else target.victim()
             app.wait_acked(len(app.acked) + WRITES_BETWEEN_KILLS)
             t_kill = time.monotonic_ns()
             target.kill(victim)
