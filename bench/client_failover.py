@@ -3,11 +3,17 @@
 of tests/clients (apps/) writes one key at a time through the library's cluster client
 while the node serving it is killed with kill -9, --kills times, against a 3-node hmdb
 cluster and then, in the same run, against a Redis Cluster of 3 masters + 3 replicas
-(tests/clients/redis_cluster.py). Reported per library and system: the time from each
+(tests/clients/redis_cluster.py); and (setup "plain") through the library's plain client
+given one hmdb node's address, which forwards to the leader, killed the same way (the
+plain client's node itself is never the one killed: leadership is moved off it first).
+A plain client has nothing to fail over to on Redis (a replica answers its writes
+-MOVED, a dead master is gone): its comparison is the same library's cluster client on the
+Redis Cluster, in the same run. Reported per library, setup and system: the time from each
 kill to the first write the app started after it and saw acknowledged (median, max),
 and acknowledged writes lost. A program, not a test: nothing here passes or fails on time.
 
-  bench/client_failover.py [--kills 10] [--libraries redis-py,ioredis,...] HMDB_BINARY
+  bench/client_failover.py [--kills 10] [--libraries redis-py,ioredis,...]
+                           [--setups cluster,plain] HMDB_BINARY
 
 Run it alone on the machine (it measures time); bench/README.md has the figures.
 """
@@ -24,11 +30,11 @@ import clients  # noqa: E402
 import redis_cluster  # noqa: E402
 
 
-def run(target, library, kills, work):
+def run(target, library, kills, work, mode):
     os.makedirs(work, exist_ok=True)
     target.start()
     try:
-        return clients.run_failover(target, library, kills, work)
+        return clients.run_failover(target, library, kills, work, mode=mode)
     except clients.TestFailure as e:
         return {"library": library, "failed": str(e), "times_ms": [], "lost": [], "acked": 0}
     finally:
@@ -39,6 +45,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kills", type=int, default=10)
     ap.add_argument("--libraries", default="redis-py,ioredis,node-redis,node-redis4")
+    ap.add_argument("--setups", default="cluster,plain",
+                    help="cluster: the cluster client, hmdb and Redis; plain: the plain client, hmdb only")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("binary")
     args = ap.parse_args()
@@ -47,30 +55,42 @@ def main():
     if missing:
         sys.exit("not installed: %s" % missing)
     work = clients.harness.make_work_dir("hmdb-client-failover-")
+    setups = args.setups.split(",")
+    runs = []  # (system, setup): hmdb and Redis with the cluster client, hmdb with the plain one
+    if "cluster" in setups:
+        runs += [("hmdb", "cluster"), ("redis", "cluster")]
+    if "plain" in setups:
+        runs += [("hmdb", "plain")]
     results = []
     for library in libraries:
-        for name in ("hmdb", "redis"):
-            target = (clients.HmdbTarget(os.path.abspath(args.binary), os.path.join(work, library, name))
-                      if name == "hmdb" else redis_cluster.RedisClusterTarget(os.path.join(work, library, name)))
-            print("== %s against %s" % (library, target.describe()), flush=True)
-            r = run(target, library, args.kills, os.path.join(work, library, name))
+        for name, setup in runs:
+            where = os.path.join(work, library, "%s-%s" % (name, setup))
+            target = (clients.HmdbTarget(os.path.abspath(args.binary), where)
+                      if name == "hmdb" else redis_cluster.RedisClusterTarget(where))
+            print("== %s, %s client, against %s" % (library, setup, target.describe()), flush=True)
+            r = run(target, library, args.kills, where, setup)
             r["system"] = name
+            r["setup"] = setup
             results.append(r)
             print("   %s" % (r.get("failed") or "%s; %d writes acknowledged, %d lost"
                                              % (clients.summary(r["times_ms"]), r["acked"], len(r["lost"]))), flush=True)
-    print("\n| library | system | kills | median ms | max ms | acked | lost |")
-    print("|---|---|---|---|---|---|---|")
-    by = {(r["library"], r["system"]): r for r in results}
+    print("\n| library | client | system | kills | median ms | max ms | acked | lost |")
+    print("|---|---|---|---|---|---|---|---|")
+    by = {(r["library"], r["system"], r["setup"]): r for r in results}
     for r in results:
         t = r["times_ms"]
-        print("| %s %s | %s | %d | %s | %s | %d | %d |" % (
-            r["library"], r.get("version") or "", r["system"], len(t),
-            "%.0f" % statistics.median(t) if t else "-", "%.0f" % max(t) if t else "-", r["acked"], len(r["lost"])))
-    print("\nratios hmdb / Redis (median, max):")
+        print("| %s %s | %s | %s | %d | %s | %s | %d | %d |" % (
+            r["library"], r.get("version") or "", r["setup"] + (" (via a follower)" if r["setup"] == "plain" else ""),
+            r["system"], len(t), "%.0f" % statistics.median(t) if t else "-", "%.0f" % max(t) if t else "-",
+            r["acked"], len(r["lost"])))
+    print("\nratios hmdb / Redis Cluster with the cluster client (median, max):")
     for library in libraries:
-        h, d = by[(library, "hmdb")]["times_ms"], by[(library, "redis")]["times_ms"]
-        if h and d:
-            print("  %s: %.2f, %.2f" % (library, statistics.median(h) / statistics.median(d), max(h) / max(d)))
+        d = by.get((library, "redis", "cluster"), {}).get("times_ms")
+        for setup in ("cluster", "plain"):
+            h = by.get((library, "hmdb", setup), {}).get("times_ms")
+            if h and d:
+                print("  %s, hmdb %s client: %.2f, %.2f" % (library, setup, statistics.median(h) / statistics.median(d),
+                                                             max(h) / max(d)))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
