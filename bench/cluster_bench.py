@@ -24,6 +24,14 @@ The benchmarks of issue 4, each against its peers on the same machine, one syste
   catchup     hmdb only: fill the leader with ~1 GiB (sequential keys, 1 KiB values), SNAPSHOT,
               start a new node with --join, CLUSTER ADDLEARNER it, and time until its
               applied_index reaches the leader's commit index: MB/s of the snapshot size.
+  forward     hmdb only (issue 11): what a plain client pays for a follower's extra hop.
+              SET and GET sent to the leader, and sent to a follower that forwards them
+              (hmdb-bench, plain client): 1 client with one request in flight (latency), and
+              --clients clients (throughput), median of --runs runs, the leader and the
+              follower measured alternately on the same cluster. With --baseline-hmdb OLD
+              (a build from before forwarding): the leader's SET and GET throughput at
+              --clients clients of a cluster of OLD and one of this build, alternately: what
+              forwarding costs the leader when nobody forwards.
 
 Usage:
   bench/cluster_bench.py --quick                      # smoke run (~3 min)
@@ -58,7 +66,7 @@ from etcd_cluster import EtcdCluster  # noqa: E402
 from compare import port_is_free  # noqa: E402  (bench/compare.py, same folder)
 
 SYSTEMS = ["hmdb", "hmdb1", "etcd", "redis", "sentinel"]
-PARTS = ["throughput", "failover", "elections", "catchup"]
+PARTS = ["throughput", "failover", "elections", "catchup", "forward"]
 
 # How long a server may take to answer after start.
 START_TIMEOUT = 30.0
@@ -574,6 +582,17 @@ def measure_throughput(args, system, port_or_eps, clients, seconds=None):
     return Result(float(c[1]), float(c[4]), float(c[5]), int(c[8]), first, load)
 
 
+def bench_run(args, port, test, clients, seconds):
+    """One hmdb-bench run of `test` (set, get) against port: a Result."""
+    load = loadavg()
+    argv = [args.hmdb_bench, "--port", str(port), "--tests", test, "--clients", str(clients), "--seconds",
+            str(seconds), "--keyspace", str(args.keyspace), "--value-size", str(args.value_size), "--csv", "--quiet"]
+    out, err = run_load(argv, seconds + LOAD_SLACK)
+    c = parse_csv(out, err, test.upper())
+    first = err.split("first:", 1)[1].strip()[:200] if "first:" in err else ""
+    return Result(float(c[1]), float(c[4]), float(c[5]), int(c[8]), first, load)
+
+
 def make_system(args, system, root, run_tag):
     d = os.path.join(root, f"{system}-{run_tag}")
     os.makedirs(d)
@@ -670,6 +689,91 @@ def part_throughput(args, root, report):
                 if r.errors:
                     report.append(f"- {system} {clients} clients: {r.errors} errors, first: "
                                   f"{r.first_error}")
+    if failures:
+        report.append("")
+        report.append("Failed runs:")
+        report += [f"- {f}" for f in failures]
+    report.append("")
+
+
+def part_forward(args, root, report):
+    """A follower's forwarding: latency and throughput of SET and GET sent to the leader and
+    to a follower; the leader's throughput against a baseline build (docstring, forward)."""
+    tests = ["set", "get"]
+    many = max(args.clients)
+    results = {}  # (target, test, clients) -> [Result]; target: leader, follower, baseline
+    failures = []
+    builds = [("this", args.hmdb)] + ([("baseline", args.baseline_hmdb)] if args.baseline_hmdb else [])
+    for rep in range(args.runs):
+        for build, binary in builds:
+            log(f"forward run {rep + 1}/{args.runs}: {build} build (load {loadavg()})")
+            bargs = argparse.Namespace(**vars(args))
+            bargs.hmdb = binary
+            s = HmdbCluster(bargs, os.path.join(root, f"fwd-{build}-{rep}"), args.base_port)
+            os.makedirs(s.root)
+            try:
+                s.start()
+                leader = s.wait_healthy()
+                follower = next(i for i in range(s.size) if i != leader)
+                targets = [("leader", leader), ("follower", follower)] if build == "this" else [("baseline", leader)]
+                for test in tests:
+                    for clients in ([1, many] if build == "this" else [many]):
+                        for target, i in targets:
+                            try:
+                                r = bench_run(args, s.client_ports[i], test, clients, args.seconds)
+                            except RuntimeError as e:
+                                failures.append(f"{target} {test} {clients} clients run {rep + 1}: {e}")
+                                log(f"  FAILED: {e}")
+                                continue
+                            results.setdefault((target, test, clients), []).append(r)
+                            log(f"  {target:8} {test} {clients:3} clients: {r.rps:10,.0f} ops/s  p50 {r.p50:.3f} ms  "
+                                f"p99 {r.p99:.3f} ms  errors {r.errors}  load {r.load}")
+                if build == "this":
+                    f = info_fields(s.client_ports[follower]) or {}
+                    log(f"  follower forwarded {f.get('forwarded_commands', '?')} commands")
+            except RuntimeError as e:
+                failures.append(f"{build} run {rep + 1}: {e}")
+                log(f"  FAILED: {e}")
+            finally:
+                s.stop()
+                os.sync()
+
+    def med(key, attr):
+        rs = results.get(key, [])
+        return statistics.median([getattr(r, attr) for r in rs]) if rs else None
+
+    report.append(f"### Forwarding: a plain client on a follower (SET/GET, {args.value_size}-byte values, "
+                  f"keyspace {args.keyspace:,}, {args.seconds:g} s per run, median of {args.runs})")
+    report.append("")
+    report.append("hmdb-bench as a plain client sent to the leader, or to a follower that forwards to the leader "
+                  "(one extra loopback hop: the follower's link to the leader's client port).")
+    report.append("")
+    report.append("| test | clients | to | ops/s (median) | runs ops/s | p50 ms | p99 ms | load avg | errors |")
+    report.append("|---|---:|---|---:|---|---:|---:|---|---:|")
+    for test in tests:
+        for clients in (1, many):
+            for target in ("leader", "follower", "baseline"):
+                rs = results.get((target, test, clients), [])
+                if not rs:
+                    continue
+                name = {"leader": "leader", "follower": "follower (forwarded)",
+                        "baseline": "leader, baseline build"}[target]
+                report.append(f"| {test.upper()} | {clients} | {name} | {med((target, test, clients), 'rps'):,.0f} | "
+                              f"{' / '.join(f'{r.rps:,.0f}' for r in rs)} | {med((target, test, clients), 'p50'):.3f} | "
+                              f"{med((target, test, clients), 'p99'):.3f} | {' / '.join(r.load for r in rs)} | "
+                              f"{sum(r.errors for r in rs)} |")
+    report.append("")
+    for test in tests:
+        for clients in (1, many):
+            lp, fp = med(("leader", test, clients), "p50"), med(("follower", test, clients), "p50")
+            lr, fr = med(("leader", test, clients), "rps"), med(("follower", test, clients), "rps")
+            if lp and fp:
+                report.append(f"- {test.upper()}, {clients} client(s): forwarded p50 {fp:.3f} ms vs {lp:.3f} ms direct "
+                              f"(+{(fp - lp) * 1000:.0f} us); ops/s {fr / lr:.2f}x of direct")
+        br, tr = med(("baseline", test, many), "rps"), med(("leader", test, many), "rps")
+        if br and tr:
+            report.append(f"- {test.upper()}, {many} clients on the leader: this build {tr:,.0f} ops/s vs baseline "
+                          f"{br:,.0f} ({tr / br:.3f}x)")
     if failures:
         report.append("")
         report.append("Failed runs:")
@@ -1039,6 +1143,8 @@ def main():
     parser.add_argument("--hmdb", help="server binary (default BUILD/apps/kv/hmdb)")
     parser.add_argument("--hmdb-bench", help="load generator (default BUILD/bench/hmdb-bench)")
     parser.add_argument("--hmdb-flags", default="", help="extra flags for every hmdb node")
+    parser.add_argument("--baseline-hmdb", help="forward part: an hmdb binary from before forwarding, whose "
+                                                "leader throughput is measured next to this build's")
     parser.add_argument("--etcd-load", help="etcd load client (default BUILD/bench/etcd-load, "
                                             "built by bench/etcd/build.sh if missing)")
     parser.add_argument("--etcd", default="etcd")
@@ -1113,6 +1219,8 @@ def main():
             part_elections(args, root, report)
         if "catchup" in args.parts:
             part_catchup(args, root, report)
+        if "forward" in args.parts:
+            part_forward(args, root, report)
     finally:
         for pid in list(children):
             log(f"stopping leftover process {pid} ({children[pid]})")
