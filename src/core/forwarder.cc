@@ -24,11 +24,13 @@ constexpr std::string_view kUnknownOutcomeReply =
     "-ERR write outcome unknown: the connection to the leader closed before its reply; it may still take effect, "
     "check before retrying\r\n";
 constexpr std::string_view kQueryLostReply = "-ERR the connection to the leader closed before the reply; retry\r\n";
+constexpr std::string_view kTransactionNotSentReply =
+    "-EXECABORT Transaction discarded because of: this node became the leader before it was sent; retry\r\n";
 
 // Bytes a command's words take, as counted for kForwardBytesMax (with RESP's framing).
-uint64_t command_bytes(Args argv) {
+uint64_t command_bytes(const std::vector<std::string>& argv) {
   uint64_t n = 16;
-  for (std::string_view a : argv) n += a.size() + 16;
+  for (const std::string& a : argv) n += a.size() + 16;
   return n;
 }
 
@@ -43,11 +45,28 @@ void Forwarder::forward(uint64_t session, uint64_t seq, Protocol protocol, bool 
   c->seq = seq;
   c->protocol = protocol;
   c->write = write;
-  c->argv.assign(argv.begin(), argv.end());
-  c->bytes = command_bytes(argv);
+  c->commands.emplace_back(argv.begin(), argv.end());
+  add(std::move(c));
+}
+
+void Forwarder::forward_transaction(uint64_t session, uint64_t seq, Protocol protocol, bool write,
+                                    const std::vector<std::vector<std::string>>& commands) {
+  HMDB_ASSERT(commands.size() >= 2, "a forwarded transaction without MULTI and EXEC");
+  auto c = std::make_unique<Command>();
+  c->session = session;
+  c->seq = seq;
+  c->protocol = protocol;
+  c->write = write;
+  c->commands = commands;
+  add(std::move(c));
+}
+
+void Forwarder::add(CommandPtr c) {
+  for (const std::vector<std::string>& argv : c->commands) c->bytes += command_bytes(argv);
   c->deadline_ms = now_ms_ + options_.leader_wait_ms;
   commands_++;
   bytes_ += c->bytes;
+  const uint64_t session = c->session;
   Origin& o = origins_[session];
   o.waiting.push_back(std::move(c));
   waiting_.insert(session);
@@ -87,7 +106,11 @@ void Forwarder::pump(uint64_t session) {
       while (!o.waiting.empty()) {
         CommandPtr back = std::move(o.waiting.front());
         o.waiting.pop_front();
-        std::vector<std::string_view> words(back->argv.begin(), back->argv.end());
+        if (back->commands.size() > 1) {
+          answer(*back, kTransactionNotSentReply);  // not run: the client retries it here
+          continue;
+        }
+        std::vector<std::string_view> words(back->commands[0].begin(), back->commands[0].end());
         stats_.given_back++;
         host_.give_back(back->session, back->seq, Args(words.data(), words.size()));
         drop(*back);
@@ -122,16 +145,19 @@ void Forwarder::send(Origin& o, uint64_t link_id, Link& l, CommandPtr c) {
   c->not_run_reply.clear();
   stats_.sent++;
   if (c->sends > 1) stats_.resent++;
-  host_.send_link(link_id, encode(*c));
+  std::string bytes;
+  for (const std::vector<std::string>& argv : c->commands) bytes += encode(argv);
+  host_.send_link(link_id, bytes);  // one call: a transaction's commands stay together
   o.link = link_id;
   o.in_flight++;
   o.in_flight_write = c->write;
-  l.in_flight.push_back(InFlight{c->session, std::move(c)});
+  const uint32_t skip = static_cast<uint32_t>(c->commands.size() - 1);
+  l.in_flight.push_back(InFlight{c->session, std::move(c), skip, false});
 }
 
-std::string Forwarder::encode(const Command& c) const {
-  std::string out = fmt::format("*{}\r\n", c.argv.size());
-  for (const std::string& a : c.argv) {
+std::string Forwarder::encode(const std::vector<std::string>& argv) {
+  std::string out = fmt::format("*{}\r\n", argv.size());
+  for (const std::string& a : argv) {
     out += fmt::format("${}\r\n", a.size());
     out += a;
     out += "\r\n";
@@ -150,10 +176,8 @@ void Forwarder::link_connected(uint64_t link_id) {
   // The handshake: the link's protocol, and the mark that makes its commands one hop only
   // (the leader never forwards them) and unordered against each other (each client's order
   // is kept here). Their replies are checked, not relayed.
-  auto handshake = [&](std::vector<std::string> words) {
-    Command c;
-    c.argv = std::move(words);
-    host_.send_link(link_id, encode(c));
+  auto handshake = [&](const std::vector<std::string>& words) {
+    host_.send_link(link_id, encode(words));
     l.in_flight.push_back(InFlight{});
   };
   if (l.protocol == Protocol::kResp3) handshake({"HELLO", "3"});
@@ -165,6 +189,13 @@ bool Forwarder::link_reply(uint64_t link_id, std::string_view reply) {
   auto it = links_.find(link_id);
   if (it == links_.end() || it->second.in_flight.empty()) return false;
   Link& l = it->second;
+  if (InFlight& head = l.in_flight.front(); head.skip > 0) {
+    // MULTI's or a queued command's reply: only EXEC's is relayed. A node that does not
+    // lead refuses the commands while queueing, and EXEC then answers -EXECABORT.
+    head.skip--;
+    head.skipped_not_run |= not_run(reply);
+    return true;
+  }
   InFlight f = std::move(l.in_flight.front());
   l.in_flight.pop_front();
   if (f.session == 0) {
@@ -178,7 +209,7 @@ bool Forwarder::link_reply(uint64_t link_id, std::string_view reply) {
     Command& c = *f.command;
     if (o.closed) {
       drop(c);
-    } else if (not_run(reply)) {
+    } else if (not_run(reply) || f.skipped_not_run) {
       c.not_run_reply.assign(reply);
       c.retry_at_ms = now_ms_ + kForwardRetryPauseMs;
       o.not_run.push_back(std::move(f.command));

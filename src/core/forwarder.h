@@ -24,7 +24,8 @@
 //   no leader known        the command waits here, at most leader_wait_ms from its arrival,
 //                          then -CLUSTERDOWN; a new leader gets it as soon as it is known
 //   the leader is this     a command never sent is handed back (ForwardHost::give_back) and
-//   node now               routed again in its place, to run here
+//   node now               routed again in its place, to run here (a transaction never sent
+//                          is answered -EXECABORT: its queue is gone from the session)
 //   the leader changed     a link to a former leader takes no more commands; replies still
 //                          in flight on it are awaited for drain_ms, then it is closed
 //   a link breaks          nothing tells whether a write in flight on it was applied: it is
@@ -38,6 +39,10 @@
 //                          later command of its client already ran: then the client gets
 //                          that reply as it is
 //   a client closes        its commands not yet sent are dropped; replies are discarded
+//
+// A transaction (forward_transaction) travels as one command: MULTI, its commands and EXEC
+// back to back on the link, only EXEC's reply relayed; if a reply while queueing said the
+// node does not lead, the whole transaction did not run.
 //
 // Pure bookkeeping: no I/O and no clock (the host gives the time). The server
 // (server/forward_links.h: sockets) and the simulator (links between simulated nodes) both
@@ -125,6 +130,9 @@ class Forwarder {
   // A command of `session` (its reply slot `seq`) to run on the leader. `protocol`: the
   // session's when it was sent, the protocol its reply must be in.
   void forward(uint64_t session, uint64_t seq, Protocol protocol, bool write, Args argv);
+  // A transaction: `commands` (MULTI ... EXEC) sent back to back; the slot gets EXEC's reply.
+  void forward_transaction(uint64_t session, uint64_t seq, Protocol protocol, bool write,
+                           const std::vector<std::vector<std::string>>& commands);
 
   // The host's link events. link_reply takes ONE complete reply; false means the link broke
   // the protocol (a reply nobody waits for): the host closes it and calls link_broken.
@@ -152,7 +160,7 @@ class Forwarder {
     uint64_t seq = 0;
     Protocol protocol = Protocol::kResp2;
     bool write = false;
-    std::vector<std::string> argv;
+    std::vector<std::vector<std::string>> commands;  // one; or MULTI ... EXEC (a transaction)
     uint64_t bytes = 0;
     uint64_t deadline_ms = 0;  // waiting here: answered -CLUSTERDOWN then
     uint32_t sends = 0;
@@ -175,6 +183,8 @@ class Forwarder {
   struct InFlight {
     uint64_t session = 0;  // 0: the link's own handshake command
     CommandPtr command;
+    uint32_t skip = 0;             // a transaction's replies before EXEC's, still to come
+    bool skipped_not_run = false;  // one of them said the node does not lead
   };
   struct Link {
     raft::NodeId node = 0;
@@ -199,7 +209,8 @@ class Forwarder {
   void answer(Command& c, std::string_view reply);
   void drop(Command& c);
   void forget_if_done(uint64_t session);
-  std::string encode(const Command& c) const;
+  static std::string encode(const std::vector<std::string>& argv);
+  void add(CommandPtr c);
 
   ForwardHost& host_;
   Options options_;

@@ -177,7 +177,7 @@ SessionView Replica::session_view(const ClientSession& s, std::optional<uint64_t
   const ReplyQueue& q = s.replies;
   SessionView view;
   view.readonly = s.readonly;
-  view.forward = options_.forward && !s.readonly && !s.no_forward && !s.forwarder;
+  view.forward = forwards(s);
   if (s.forwarder) {
     // Another node's link: that node sends a client's next command only when it may run
     // regardless of what else is on the link (core/forwarder.h), so nothing here waits for
@@ -296,16 +296,19 @@ bool Replica::serve_transaction(ClientSession& s, Args argv, std::optional<uint6
         finished_reply(q, held)->append(kExecAbortReply);
         t.reset();
       } else {
-        SessionView view = session_view(s, held);
-        view.forward = false;  // a transaction runs on the leader only (it is not forwarded)
-        const Route r = route(CommandClass::kAppWrite, node_view(), view);
-        if (r == Route::kHold) {  // behind a forwarded command of the session's, still unanswered
+        // A transaction runs on the leader only: here, or forwarded whole (a plain client's).
+        const Route r = route(CommandClass::kAppWrite, node_view(), session_view(s, held));
+        if (r == Route::kHold) {  // behind a held command, or a forwarded one still unanswered
           if (held) *stays_held = true;
           else q.push(Kind::kDeferred, argv);
           break;
         }
         auto transaction = std::make_unique<Transaction>(std::move(t.queued));
         t.reset();
+        if (r == Route::kForward) {
+          forward_transaction(s, held, *transaction);
+          break;
+        }
         exec(s, held, r, std::move(transaction));
       }
       break;
@@ -376,9 +379,11 @@ void Replica::queue_in_transaction(ClientSession& s, Args argv, std::string* out
         refuse(e);
         return;
       }
-      // Only the leader runs a transaction: elsewhere its commands are redirected (and the
-      // transaction fails), as a Redis Cluster node does with a key it does not serve.
-      if (options_.clustered && !leader()) {
+      // Only the leader runs a transaction: elsewhere a cluster client's commands are
+      // redirected (and the transaction fails), as a Redis Cluster node does with a key it
+      // does not serve. A plain client's transaction is queued here and forwarded whole at
+      // EXEC (forward_transaction).
+      if (options_.clustered && !leader() && !forwards(s)) {
         refuse(redirect_reply(argv));
         return;
       }
@@ -407,10 +412,28 @@ void Replica::queue_in_transaction(ClientSession& s, Args argv, std::string* out
     t.bytes = 0;
     return;
   }
-  if (c.kind != QueuedCommand::Kind::kReply) c.argv.assign(argv.begin(), argv.end());
+  // Every command keeps its words: a transaction forwarded whole sends them all, the
+  // leader answering each as this node did when queueing it.
+  c.argv.assign(argv.begin(), argv.end());
   if (c.kind == QueuedCommand::Kind::kWrite) t.queued.writes++;
   t.queued.commands.push_back(std::move(c));
   out->append(kQueuedReply);
+}
+
+bool Replica::forwards(const ClientSession& s) const {
+  return options_.forward && !s.readonly && !s.no_forward && !s.forwarder;
+}
+
+void Replica::forward_transaction(ClientSession& s, std::optional<uint64_t> held, const Transaction& t) {
+  // MULTI, the commands as the client sent them, EXEC: the leader queues and runs them as
+  // this node would have (a WATCH is never recorded here, so there is none to carry).
+  std::vector<std::vector<std::string>> commands;
+  commands.reserve(t.commands.size() + 2);
+  commands.push_back({"MULTI"});
+  for (const QueuedCommand& c : t.commands) commands.push_back(c.argv);
+  commands.push_back({"EXEC"});
+  stats_.forwarded++;
+  host_.forward_transaction(s, slot_as(s.replies, held, Kind::kWaitingForward, {}), commands, t.writes > 0);
 }
 
 void Replica::exec(ClientSession& s, std::optional<uint64_t> held, Route r, std::unique_ptr<Transaction> t) {
@@ -582,6 +605,10 @@ void Replica::unforward(uint64_t session, uint64_t seq, Args argv) {
 
 void ReplicaHost::forward(ClientSession&, uint64_t, Args, bool) {
   HMDB_ASSERT(false, "Replica::Options::forward is set, but the host does not forward");
+}
+
+void ReplicaHost::forward_transaction(ClientSession&, uint64_t, const std::vector<std::vector<std::string>>&, bool) {
+  HMDB_ASSERT(false, "Replica::Options::forward is set, but the host does not forward transactions");
 }
 
 void Replica::answer_slot(ReplySlot slot, Kind expected, std::string_view reply) {

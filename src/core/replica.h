@@ -107,6 +107,11 @@ class ReplicaHost {
   // back with unforward() if it was never sent and this node leads now. `write`: it may
   // change state (an app write), so its outcome is unknown if its reply is lost.
   virtual void forward(ClientSession& s, uint64_t seq, Args argv, bool write);
+  // The same for a whole transaction: `commands` (MULTI, the queued commands, EXEC) go to the
+  // leader back to back, nothing of another client between them; the slot's reply is the
+  // last one's (EXEC's). `write`: it queued a write.
+  virtual void forward_transaction(ClientSession& s, uint64_t seq, const std::vector<std::vector<std::string>>& commands,
+                                   bool write);
 
   // ---- raft's Ready, in raft.h's order ----
   // 0. A chunk of the leader's snapshot: stage it.
@@ -252,6 +257,10 @@ class Replica {
   void exec(ClientSession& s, std::optional<uint64_t> held, Route r, std::unique_ptr<Transaction> t);
   // What route() needs to know of s for a new command, or for held slot `*held`.
   SessionView session_view(const ClientSession& s, std::optional<uint64_t> held) const;
+  // A plain client's session on a node that forwards (SessionView::forward's rule).
+  bool forwards(const ClientSession& s) const;
+  // EXEC of a plain client on a node that does not lead: the transaction goes to the leader whole.
+  void forward_transaction(ClientSession& s, std::optional<uint64_t> held, const Transaction& t);
   bool watch_failed(const Transaction& t);
   // Runs the transaction's commands (in slot seq of s) that come before its write
   // `position` (all that are left if position == its writes), into its EXEC reply.

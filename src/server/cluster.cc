@@ -187,6 +187,11 @@ void Node::forward(core::ClientSession& s, uint64_t seq, Args argv, bool write) 
   forwarder_->forward(s.id, seq, s.protocol, write, argv);
 }
 
+void Node::forward_transaction(core::ClientSession& s, uint64_t seq, const std::vector<std::vector<std::string>>& commands,
+                               bool write) {
+  forwarder_->forward_transaction(s.id, seq, s.protocol, write, commands);
+}
+
 bool Node::open_link(uint64_t link, raft::NodeId node) {
   HostPort to;
   if (!member_client_address(node, &to)) return false;

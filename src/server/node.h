@@ -113,6 +113,8 @@ class Node final : private core::ReplicaHost, private core::ForwardHost {
   void start_snapshot() override;
   std::string client_address_of(raft::NodeId id) const override;
   void forward(core::ClientSession& s, uint64_t seq, Args argv, bool write) override;
+  void forward_transaction(core::ClientSession& s, uint64_t seq, const std::vector<std::vector<std::string>>& commands,
+                           bool write) override;
   void stage_snapshot_chunk(const raft::SnapshotChunk& chunk) override;
   void install_snapshot(const raft::SnapshotMeta& meta) override;
   std::optional<raft::PersistAck> persist(const std::optional<raft::HardState>& hard_state,

@@ -290,6 +290,51 @@ TEST(Forwarder, AFormerLeadersLinkDrainsBeforeItsClientsMoveOn) {
   EXPECT_EQ(x.links.answer_of(8, 0).substr(0, 26), "-ERR write outcome unknown");
 }
 
+std::string multi_set_exec(std::string_view k, std::string_view v) {
+  return "*1\r\n$5\r\nMULTI\r\n" + set(k, v) + "*1\r\n$4\r\nEXEC\r\n";
+}
+
+// A transaction goes out back to back and only EXEC's reply is relayed; if a reply while
+// queueing said the node does not lead, nothing ran: it goes to the next leader whole. If
+// this node leads before it is sent, the client is told it did not run.
+TEST(Forwarder, ATransactionTravelsWholeAndOnlyExecsReplyIsRelayed) {
+  Fixture x;
+  const uint64_t link = x.connected_link();
+  const std::vector<std::vector<std::string>> t{{"MULTI"}, {"SET", "a", "1"}, {"EXEC"}};
+  x.f.forward_transaction(7, 0, Protocol::kResp2, true, t);
+  x.read(8, 0, "a");
+  EXPECT_EQ(x.links.take(link), multi_set_exec("a", "1") + get("a"));
+  EXPECT_TRUE(x.f.link_reply(link, "+OK\r\n"));
+  EXPECT_TRUE(x.f.link_reply(link, "+QUEUED\r\n"));
+  EXPECT_EQ(x.links.answer_of(7, 0), "(none)");
+  EXPECT_TRUE(x.f.link_reply(link, "*1\r\n+OK\r\n"));
+  EXPECT_EQ(x.links.answer_of(7, 0), "*1\r\n+OK\r\n");
+  EXPECT_TRUE(x.f.link_reply(link, "$1\r\n1\r\n"));
+  EXPECT_EQ(x.links.answer_of(8, 0), "$1\r\n1\r\n");
+  x.f.forward_transaction(7, 1, Protocol::kResp2, true, t);
+  EXPECT_TRUE(x.f.link_reply(link, "+OK\r\n"));
+  EXPECT_TRUE(x.f.link_reply(link, "-MOVED 15495 10.0.0.3:7379\r\n"));
+  EXPECT_TRUE(x.f.link_reply(link, "-EXECABORT Transaction discarded because of previous errors.\r\n"));
+  EXPECT_EQ(x.links.answer_of(7, 1), "(none)") << "not run: the node had stopped leading";
+  x.links.take(link);
+  x.f.set_leader(3, 6);
+  const uint64_t to3 = x.links.dialed.rbegin()->first;
+  x.f.link_connected(to3);
+  EXPECT_EQ(x.links.take(to3), std::string(kHandshake) + multi_set_exec("a", "1"));
+  EXPECT_TRUE(x.f.link_reply(to3, "+OK\r\n"));  // the handshake
+  EXPECT_TRUE(x.f.link_reply(to3, "+OK\r\n"));
+  EXPECT_TRUE(x.f.link_reply(to3, "+QUEUED\r\n"));
+  EXPECT_TRUE(x.f.link_reply(to3, "*1\r\n+OK\r\n"));
+  EXPECT_EQ(x.links.answer_of(7, 1), "*1\r\n+OK\r\n");
+  x.f.set_leader(0, 7);
+  x.f.forward_transaction(7, 2, Protocol::kResp2, true, t);
+  x.f.set_leader(1, 7);
+  EXPECT_EQ(x.links.answer_of(7, 2),
+            "-EXECABORT Transaction discarded because of: this node became the leader before it was sent; retry\r\n");
+  EXPECT_TRUE(x.links.given_back.empty());
+  EXPECT_TRUE(x.f.idle());
+}
+
 TEST(Forwarder, WhatWasNeverSentIsGivenBackWhenThisNodeLeads) {
   Fixture x;
   x.write(7, 0, "a", "1");

@@ -61,6 +61,11 @@ class FakeHost final : public ReplicaHost {
   void forward(ClientSession& s, uint64_t seq, Args argv, bool write) override {
     forwarded.push_back(Forwarded{s.id, seq, std::vector<std::string>(argv.begin(), argv.end()), write});
   }
+  std::vector<std::pair<uint64_t, std::vector<std::vector<std::string>>>> transactions;  // (seq, commands)
+  void forward_transaction(ClientSession&, uint64_t seq, const std::vector<std::vector<std::string>>& commands,
+                           bool) override {
+    transactions.emplace_back(seq, commands);
+  }
   std::string client_address_of(raft::NodeId id) const override { return "10.0.0." + std::to_string(id) + ":7379"; }
   void stage_snapshot_chunk(const raft::SnapshotChunk&) override { ADD_FAILURE() << "no snapshot transfer here"; }
   void install_snapshot(const raft::SnapshotMeta&) override { ADD_FAILURE() << "no snapshot install here"; }

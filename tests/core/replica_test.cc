@@ -150,6 +150,32 @@ TEST(Replica, AnUnforwardedCommandIsRoutedAgainInItsPlace) {
   EXPECT_EQ(n.out(), "+OK1\r\n+OK2\r\n");
 }
 
+// A plain client's transaction on a follower is queued there (MULTI and each command
+// answered at once) and goes to the host whole at EXEC, whose slot waits for the leader's
+// EXEC reply; a cluster client's is refused while queueing.
+TEST(Replica, AFollowerForwardsAPlainClientsTransactionWhole) {
+  Node n({1, 2, 3}, /*forward=*/true);
+  n.send({{"MULTI"}, {"SET", "a"}, {"EXEC"}});  // refused while queueing: EXECABORT here, nothing sent
+  n.send({{"MULTI"}, {"SET", "a", "1"}, {"INCR", "a"}, {"EXEC"}, {"PING"}});
+  n.replica->end_turn();
+  EXPECT_EQ(n.out(), "+OK\r\n-ERR wrong number of arguments for 'set' command\r\n-EXECABORT Transaction discarded "
+                     "because of previous errors.\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n")
+      << "EXEC and what follows wait for the leader's answer";
+  ASSERT_EQ(n.host.transactions.size(), 1u);
+  EXPECT_EQ(n.host.transactions[0].second,
+            (std::vector<std::vector<std::string>>{{"MULTI"}, {"SET", "a", "1"}, {"INCR", "a"}, {"EXEC"}}));
+  EXPECT_TRUE(n.host.forwarded.empty());
+  n.replica->finish(1, n.host.transactions[0].first, ReplyQueue::Kind::kWaitingForward, "-EXECABORT x\r\n");
+  n.replica->drain();
+  EXPECT_EQ(n.out(), "-EXECABORT x\r\n+PONG\r\n");
+  n.s().no_forward = true;
+  n.send({{"MULTI"}, {"SET", "a", "1"}, {"EXEC"}});
+  n.replica->end_turn();
+  EXPECT_EQ(n.out(), "+OK\r\n-CLUSTERDOWN no leader known; retry\r\n-EXECABORT Transaction discarded because of "
+                     "previous errors.\r\n");
+  EXPECT_EQ(n.host.transactions.size(), 1u);
+}
+
 TEST(Replica, RepliesOfAClosedSessionAreDropped) {
   Node n;
   n.send({{"SET", "a", "1"}, {"GET", "a"}});

@@ -3,9 +3,10 @@
 docs/cluster.md "What clients see"): each case starts its own 3-node cluster
 (tests/system/cluster.py) and checks one promise.
 
-  same       a pipeline of writes, reads, local commands and errors, in RESP2 and after
-             HELLO 3 in RESP3, gets from a follower byte for byte the replies the leader
-             gives: every read sees the session's earlier writes, every reply in order.
+  same       a pipeline of writes, reads, local commands, errors and transactions (one that
+             runs, one refused while queueing), in RESP2 and after HELLO 3 in RESP3, gets
+             from a follower byte for byte the replies the leader gives: every read sees the
+             session's earlier writes, every reply in order. WATCH on a follower: -MOVED.
              redis-cli SETs on one follower and GETs on the other (README).
   cluster    a cluster client gets -MOVED as before: after CLIENT NO-FORWARD ON, after
              CLUSTER SLOTS/SHARDS/NODES, and for a READONLY client's writes (its reads stay
@@ -143,7 +144,9 @@ def pipeline_of(prefix):
     return [("SET", k("a"), "1"), ("GET", k("a")), ("INCR", k("a")), ("GET", k("a")), ("PING",),
             ("HSET", k("h"), "f", "v", "g", "w"), ("HGETALL", k("h")), ("NOSUCH", "x"), ("SET", k("a")),
             ("SADD", k("s"), "m"), ("SMEMBERS", k("s")), ("ZADD", k("z"), "1.5", "m"), ("ZSCORE", k("z"), "m"),
-            ("GET", k("missing")), ("ECHO", "e"), ("DEL", k("a")), ("GET", k("a"))]
+            ("GET", k("missing")), ("ECHO", "e"), ("DEL", k("a")), ("GET", k("a")),
+            ("MULTI",), ("SET", k("t"), "1"), ("INCR", k("t")), ("GET", k("t")), ("PING",), ("EXEC",),
+            ("MULTI",), ("INCR", k("t")), ("NOSUCH",), ("EXEC",), ("GET", k("t"))]
 
 
 def case_same(c):
@@ -167,6 +170,10 @@ def case_same(c):
                "follower %r" % (protocol, got[leader], got[follower]))
         expect(got[follower][1] == b"$1\r\n1\r\n" and got[follower][3] == b"$1\r\n2\r\n",
                "the reads did not see the session's writes: %r" % got[follower])
+    # A WATCH is the leader's own: never forwarded, a follower redirects it.
+    r = follower.call("WATCH", "k")
+    want = "MOVED %d %s" % (cl.key_slot("k"), leader.moved_addr)
+    expect(isinstance(r, resp.RespError) and r.message == want, "WATCH on a follower: %r" % (r,))
     # The README's sentence: redis-cli, a plain client, works on any node.
     others = [n for n in c.nodes if n is not leader]
     out = subprocess.run(["redis-cli", "-h", others[0].ip, "-p", str(others[0].client_port), "SET", "a", "1"],
