@@ -206,7 +206,10 @@ void fuzz_replica(std::string_view bytes) {
     sh.sent++;
     replica.command(host.sessions[who + 1], Args(c.data(), c.size()));
   }
-  for (int i = 0; i < 3; i++) replica.end_turn();
+  // Each turn applies what the last one proposed; a barrier (WATCH) behind a write waits a
+  // turn, so a session may need one turn per command to finish.
+  auto idle = [&] { return host.sessions[1].replies.idle() && host.sessions[2].replies.idle(); };
+  for (uint64_t i = 0; i < shadow[0].sent + shadow[1].sent + 3 && !idle(); i++) replica.end_turn();
   for (int who = 0; who < 2; who++) {
     core::ClientSession& s = host.sessions[who + 1];
     HMDB_ASSERT(s.replies.idle(), "a reply still pending after the loop went idle");
