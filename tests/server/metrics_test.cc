@@ -287,7 +287,13 @@ StatisticsSources distinct_sources() {
              peer(4, "127.0.0.14:41234", true, 51, 33, 52, 34)};
   s.shell.connections_received = 40;
   s.shell.rejected_connections = 35;
-  s.replica = core::Replica::Stats{.commands = 36, .writes = 37, .batches = 38, .busy_refusals = 45, .forwarded = 55};
+  s.replica = core::Replica::Stats{.commands = 36,
+                                   .writes = 37,
+                                   .batches = 38,
+                                   .busy_refusals = 45,
+                                   .forwarded = 55,
+                                   .transactions = 61,
+                                   .transactions_watch_failed = 62};
   s.shell.protocol_errors = 39;
   s.shell.output_limit_disconnects = 44;
   s.shell.loop_turn_max_ms = 46;
@@ -376,6 +382,8 @@ constexpr std::string_view kGoldenInfoAll =
     "total_commands_processed:36\r\n"
     "total_writes:37\r\n"
     "total_batches:38\r\n"
+    "total_transactions:61\r\n"
+    "transactions_watch_failed:62\r\n"
     "protocol_errors:39\r\n"
     "output_limit_disconnects:44\r\n"
     "busy_refusals:45\r\n"
