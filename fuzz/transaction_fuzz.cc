@@ -100,7 +100,8 @@ void fuzz_batch(std::string_view payload) {
     if (s.kind == BatchStep::Kind::kGroupBegin) b.add_group(s.group_size);
     if (s.kind != BatchStep::Kind::kCommand && s.kind != BatchStep::Kind::kGroupCommand) continue;
     argv.assign(s.argv.begin(), s.argv.end());
-    b.add(argv);
+    if (s.kind == BatchStep::Kind::kGroupCommand) b.add_to_group(argv);
+    else b.add(argv);
   }
   const std::string again = b.finish();
   bool ok_again = false;
@@ -267,8 +268,8 @@ int make_seeds(const std::filesystem::path& dir) {
   b.start(5);
   b.add(set);
   b.add_group(2);
-  b.add(set);
-  b.add(incr);
+  b.add_to_group(set);
+  b.add_to_group(incr);
   b.add_group(0);
   write(std::string(1, '\0') + b.finish());
   // Replica scripts: indexes into kCommands (0x80 | i: session 2), 0x1f ends a turn.

@@ -28,41 +28,52 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
   ctx.index = index;
   ctx.schema_version = schema_version;
   ctx.changes = changes;
-  BatchStep& step = scratch.step;
-  ReplyTo group_to;  // the open group's reply buffer
-  auto apply_one = [&](ReplyTo to) {
+  auto apply_one = [&](Args argv, ReplyTo to) {
     if (prefetching && ahead.next(scratch.ahead)) app.prefetch(scratch.ahead);
     if (!to.out) {
       scratch.dropped_reply.clear();
       to.out = &scratch.dropped_reply;
     }
     Reply reply(to.out, to.protocol);
-    app.apply(step.argv, ctx, reply);
+    app.apply(argv, ctx, reply);
     result.commands++;
   };
-  while (reader.next(step)) {
-    const size_t k = step.item;
-    switch (step.kind) {
-      case BatchStep::Kind::kCommand:
-        apply_one(sink ? sink->reply_to(k) : ReplyTo{});
-        if (sink) sink->replied(k);
-        result.items++;
-        break;
-      case BatchStep::Kind::kGroupBegin:
-        group_to = sink ? sink->reply_to(k) : ReplyTo{};
-        break;
-      case BatchStep::Kind::kGroupCommand:
-        if (sink) sink->group_position(k, step.position, ctx);
-        apply_one(group_to);
-        break;
-      case BatchStep::Kind::kGroupEnd:
-        if (sink) {
-          sink->group_position(k, step.group_size, ctx);
-          sink->replied(k);
-        }
-        group_to = ReplyTo{};
-        result.items++;
-        break;
+  if (reader.format() == kBatchFormatCommands) {
+    // Commands only (every batch without a transaction): the reader's short walk. The step
+    // walk below does the same for them at ~70 more instructions per command (callgrind).
+    std::vector<std::string_view>& argv = scratch.step.argv;
+    for (size_t k = 0; reader.next(argv); k++) {
+      apply_one(argv, sink ? sink->reply_to(k) : ReplyTo{});
+      if (sink) sink->replied(k);
+      result.items++;
+    }
+  } else {
+    BatchStep& step = scratch.step;
+    ReplyTo group_to;  // the open group's reply buffer
+    while (reader.next(step)) {
+      const size_t k = step.item;
+      switch (step.kind) {
+        case BatchStep::Kind::kCommand:
+          apply_one(step.argv, sink ? sink->reply_to(k) : ReplyTo{});
+          if (sink) sink->replied(k);
+          result.items++;
+          break;
+        case BatchStep::Kind::kGroupBegin:
+          group_to = sink ? sink->reply_to(k) : ReplyTo{};
+          break;
+        case BatchStep::Kind::kGroupCommand:
+          if (sink) sink->group_position(k, step.position, ctx);
+          apply_one(step.argv, group_to);
+          break;
+        case BatchStep::Kind::kGroupEnd:
+          if (sink) {
+            sink->group_position(k, step.group_size, ctx);
+            sink->replied(k);
+          }
+          group_to = ReplyTo{};
+          result.items++;
+          break;
+      }
     }
   }
   if (!reader.ok()) result.status = ApplyStatus::kMalformed;

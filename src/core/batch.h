@@ -45,18 +45,13 @@ class BatchBuilder {
     format_ = kBatchFormatCommands;
     time_ms_ = leader_time_ms;
   }
-  // A command: an item of its own, or the next command of the open group.
+  // A command of its own. (The RESP parser and validation bound its words.)
   void add(Args argv) {
-    HMDB_ASSERT(!argv.empty() && argv.size() <= kMaxArgsPerCommand, "a batched command has %zu words", argv.size());
-    body_.varint(argv.size());
-    for (auto a : argv) body_.bytes(a);
-    if (group_left_ > 0) {
-      group_left_--;
-    } else {
-      count_++;
-    }
+    put(argv);
+    count_++;
   }
-  // A transaction group of `commands` commands: the next `commands` add() calls fill it.
+  // A transaction group of `commands` commands: the next `commands` calls of add_to_group
+  // fill it.
   void add_group(uint64_t commands) {
     HMDB_ASSERT(group_left_ == 0, "a group inside a group");
     body_.varint(0);
@@ -65,6 +60,12 @@ class BatchBuilder {
     format_ = kBatchFormatItems;
     group_left_ = commands;
     count_++;
+  }
+  void add_to_group(Args argv) {
+    HMDB_ASSERT(group_left_ > 0, "a group command outside a group");
+    HMDB_ASSERT(!argv.empty() && argv.size() <= kMaxArgsPerCommand, "a batched command has %zu words", argv.size());
+    put(argv);
+    group_left_--;
   }
   uint64_t leader_time_ms() const { return time_ms_; }
   // Items: commands outside groups, and groups.
@@ -87,6 +88,11 @@ class BatchBuilder {
   }
 
  private:
+  void put(Args argv) {
+    body_.varint(argv.size());
+    for (auto a : argv) body_.bytes(a);
+  }
+
   Encoder body_;
   uint64_t count_ = 0;
   uint64_t group_left_ = 0;  // commands the open group still needs
@@ -168,6 +174,15 @@ class BatchReader {
 
   // The next command, group or not. Returns false at the end or on malformed input.
   bool next(std::vector<std::string_view>& argv) {
+    if (format_ == kBatchFormatCommands) {  // commands only: the short walk (apply's hot path)
+      if (read_ == count_ || !in_.ok()) return false;
+      uint64_t argc = in_.count(1);
+      if (argc == 0 || argc > kMaxArgsPerCommand) return fail();
+      argv.clear();
+      for (uint64_t i = 0; i < argc; i++) argv.push_back(in_.bytes());
+      if (!in_.ok()) return false;
+      return finish_item();
+    }
     while (next(flat_)) {
       if (flat_.kind == BatchStep::Kind::kCommand || flat_.kind == BatchStep::Kind::kGroupCommand) {
         argv.swap(flat_.argv);

@@ -102,13 +102,35 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
     q.push(Kind::kDeferred, argv);
     return true;  // nothing finished: no drain needed
   }
-  bool stays_held = false;
-  if (serve_transaction(s, argv, held, &stays_held)) {
-    if (!held) mark_drain(s);
-    return !stays_held;
+  // MULTI, EXEC, DISCARD, WATCH, UNWATCH have 4, 5 or 7 letters: most commands skip this.
+  const size_t name_bytes = argv[0].size();
+  if (s.transaction.multi || name_bytes == 4 || name_bytes == 5 || name_bytes == 7) [[unlikely]] {
+    bool stays_held = false;
+    if (serve_transaction(s, argv, held, &stays_held)) {
+      if (!held) mark_drain(s);
+      return !stays_held;
+    }
   }
   const CommandClass cls = classify(argv);
-  const Route r = route(cls, node_view(), session_view(s, held));
+  SessionView view;
+  view.readonly = s.readonly;
+  view.forward = options_.forward && !s.readonly && !s.no_forward && !s.forwarder;
+  if (s.forwarder) {
+    // Another node's link: that node sends a client's next command only when it may run
+    // regardless of what else is on the link (core/forwarder.h), so nothing here waits for
+    // the link's earlier commands.
+  } else if (held) {
+    // Routed again from its place: held_before is false (the caller stops at the first
+    // command that stays held); a write or a forward before it is any still waiting ahead.
+    for (uint64_t seq = q.first_seq(); seq < *held && !(view.write_before && view.forward_before); seq++) {
+      view.write_before |= q.at(seq).kind == Kind::kWaitingWrite;
+      view.forward_before |= q.at(seq).kind == Kind::kWaitingForward;
+    }
+  } else {
+    view.write_before = q.waiting_writes() > 0;
+    view.forward_before = q.waiting_forwards() > 0;
+  }
+  const Route r = route(cls, node_view(), view);
   if (r == Route::kHold && held) return false;
 
   switch (r) {
@@ -173,6 +195,8 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
   return true;
 }
 
+// serve() computes the same inline (its hot path: a call here cost measurable instructions
+// per command); WATCH and EXEC come here.
 SessionView Replica::session_view(const ClientSession& s, std::optional<uint64_t> held) const {
   const ReplyQueue& q = s.replies;
   SessionView view;
@@ -335,6 +359,7 @@ bool Replica::serve_transaction(ClientSession& s, Args argv, std::optional<uint6
         Reply(finished_reply(q, held)).error(fmt::format("ERR a session may WATCH at most {} keys", kWatchedKeysMax));
         break;
       }
+      watch_.watching(steady_ms_);
       for (size_t i = 1; i < argv.size(); i++) {
         const std::optional<uint64_t> expiry = app_.expiry_ms(argv[i]);
         t.queued.watched.push_back(WatchedKey{std::string(argv[i]), applied_index_, expiry && *expiry <= wall_ms_});
@@ -459,13 +484,13 @@ void Replica::exec(ClientSession& s, std::optional<uint64_t> held, Route r, std:
   }
   const uint64_t seq = slot_as(q, held, Kind::kWaitingWrite, {});
   Transaction& group = *t;
-  q.at(seq).transaction = std::move(t);
+  s.transaction.in_flight.emplace_back(seq, std::move(t));
   if (batch_.empty()) batch_.start(wall_ms_);
   batch_.add_group(group.writes);
   for (const QueuedCommand& c : group.commands) {
     if (c.kind != QueuedCommand::Kind::kWrite) continue;
     words_scratch_.assign(c.argv.begin(), c.argv.end());
-    batch_.add(words_scratch_);
+    batch_.add_to_group(words_scratch_);
     watch_.batched(words_scratch_, c.keys);
   }
   batch_slots_.push_back(ReplySlot{s.id, seq});
@@ -489,8 +514,12 @@ bool Replica::watch_failed(const Transaction& t) {
 
 void Replica::run_transaction_until(ClientSession& s, uint64_t seq, size_t position, uint64_t now_ms) {
   ReplyQueue::Slot& slot = s.replies.at(seq);
-  HMDB_ASSERT(slot.kind == Kind::kWaitingWrite && slot.transaction, "a group's reply slot holds no transaction");
-  Transaction& t = *slot.transaction;
+  Transaction* found = nullptr;
+  for (auto& [at, transaction] : s.transaction.in_flight)
+    if (at == seq) found = transaction.get();
+  HMDB_ASSERT(slot.kind == Kind::kWaitingWrite && found, "reply slot %llu waits for no transaction",
+              static_cast<unsigned long long>(seq));
+  Transaction& t = *found;
   std::string* out = &slot.reply;
   if (!t.started) {
     Reply(out, s.protocol).array(t.commands.size());
@@ -518,6 +547,15 @@ void Replica::run_transaction_until(ClientSession& s, uint64_t seq, size_t posit
   }
   HMDB_ASSERT(position == t.writes_passed, "a group of %llu writes applied for a transaction of %llu",
               static_cast<unsigned long long>(position), static_cast<unsigned long long>(t.writes));
+}
+
+void Replica::forget_transaction(ClientSession& s, uint64_t seq) {
+  auto& in_flight = s.transaction.in_flight;
+  for (size_t i = 0; i < in_flight.size(); i++) {
+    if (in_flight[i].first != seq) continue;
+    in_flight.erase(in_flight.begin() + static_cast<std::ptrdiff_t>(i));
+    return;
+  }
 }
 
 void Replica::mark_drain(ClientSession& s) {
@@ -617,7 +655,10 @@ void Replica::answer_slot(ReplySlot slot, Kind expected, std::string_view reply)
   ReplyQueue& q = s->replies;
   q.at(slot.seq).reply.assign(reply);
   q.finish(slot.seq, expected);
-  if (expected == Kind::kWaitingWrite) run_queries_from(*s, slot.seq + 1);
+  if (expected == Kind::kWaitingWrite) {
+    if (!s->transaction.in_flight.empty()) forget_transaction(*s, slot.seq);  // its EXEC ended unapplied
+    run_queries_from(*s, slot.seq + 1);
+  }
   mark_drain(*s);
 }
 
@@ -641,6 +682,7 @@ void Replica::end_proposal(raft::Index index, WriteTracker::Proposal&& p, WriteO
 
 void Replica::propose() {
   auto ended = [this](raft::Index i, WriteTracker::Proposal&& p, WriteOutcome o) { end_proposal(i, std::move(p), o); };
+  watch_.idle_check(steady_ms_);
   auto submit = [&](std::string& payload, std::vector<ReplySlot>& slots, bool refused_batch) -> bool {
     const uint64_t bytes = payload.size();
     raft::ProposeResult r = raft_.propose(raft::EntryType::kNormal, app_.schema_version(), &payload);
@@ -770,6 +812,7 @@ void Replica::apply_entry(const raft::Entry& e) {
         if (!session) return;
         const uint64_t seq = p->slots[k].seq;
         session->replies.finish(seq, Kind::kWaitingWrite);
+        if (!session->transaction.in_flight.empty()) self->forget_transaction(*session, seq);
         self->run_queries_from(*session, seq + 1);
         self->mark_drain(*session);
       }

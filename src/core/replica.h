@@ -265,6 +265,8 @@ class Replica {
   // Runs the transaction's commands (in slot seq of s) that come before its write
   // `position` (all that are left if position == its writes), into its EXEC reply.
   void run_transaction_until(ClientSession& s, uint64_t seq, size_t position, uint64_t now_ms);
+  // The EXEC in slot seq of s ended (applied, or answered without being applied).
+  void forget_transaction(ClientSession& s, uint64_t seq);
   // Serves a command: a new one (seq empty) or held slot `*seq`. Returns false if a held one
   // stays held.
   bool serve(ClientSession& s, Args argv, std::optional<uint64_t> seq);

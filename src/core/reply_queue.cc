@@ -40,7 +40,6 @@ void ReplyQueue::set_kind(uint64_t seq, Kind kind) {
     s.argv.clear();
     s.argv.shrink_to_fit();
   }
-  if (kind == Kind::kDone) s.transaction.reset();
 }
 
 void ReplyQueue::finish(uint64_t seq, Kind expected) {

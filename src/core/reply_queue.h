@@ -17,8 +17,6 @@
 //                     its words are kept until it can be routed again
 //   kDone             a finished reply that may not overtake an earlier one
 //
-// An EXEC's slot (held, or waiting for its group's entry) also owns its transaction.
-//
 // The queue owns the sequence numbers (a slot's seq is its position since the session
 // began) and the counts of waiting writes, reads and held commands, so no caller keeps them
 // by hand. Finished replies at the head move to out(), the bytes the session's socket sends.
@@ -28,12 +26,10 @@
 
 #include <cstdint>
 #include <deque>
-#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "core/transaction.h"
 #include "hmdb/state_machine.h"
 
 namespace hmdb::core {
@@ -53,8 +49,6 @@ class ReplyQueue {
     Kind kind = Kind::kDone;
     std::string reply;              // kDone: the RESP reply; kWaitingWrite: filled by apply
     std::vector<std::string> argv;  // kDeferred, kQueryAtApply, kWaitingRead: the command
-    // An EXEC (kDeferred or kWaitingWrite): its transaction, until the slot is kDone.
-    std::unique_ptr<Transaction> transaction;
   };
 
   // True when no slot is pending: a reply written now may go straight to out().

@@ -22,7 +22,9 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "hmdb/state_machine.h"
@@ -74,6 +76,9 @@ struct SessionTransaction {
   bool aborted = false;  // a command was refused while queueing: EXEC answers -EXECABORT
   uint64_t bytes = 0;    // words queued, for kTransactionBytesMax
   Transaction queued;    // commands since MULTI; keys WATCHed (before MULTI)
+  // EXECs whose group is in a batch or the log, by the sequence number of their reply slot
+  // (kept here rather than in the slot, so that a plain command's slot stays small).
+  std::vector<std::pair<uint64_t, std::unique_ptr<Transaction>>> in_flight;
 
   // Ends the transaction and forgets the watched keys (EXEC, DISCARD).
   void reset() {

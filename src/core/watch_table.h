@@ -9,7 +9,8 @@
 // the one that holds wherever E is applied: the entry carries no watch at all, and
 // followers apply the group as it is.
 //
-// The leader learns of the changes of each entry before it is even proposed: a write's
+// The leader learns of the changes of each entry before it is even proposed (while sessions
+// use WATCH: kWatchTrackingIdleMs; an entry proposed otherwise counts as changing every key): a write's
 // keys come from the app's key spec (hmdb/state_machine.h, KeySpec) when it is batched
 // (pending until its batch has an index), and a write that reports more (kv's expiry
 // sweep, FLUSHALL) counts as "any key" while it is in flight, then reports exactly what it
@@ -43,6 +44,12 @@ namespace hmdb::core {
 
 // Buckets of the table: 64 Ki x 8 bytes = 512 KiB, allocated when the node first leads.
 inline constexpr size_t kWatchBuckets = 1u << 16;
+// The leader records each write's keys only while sessions use WATCH: from a WATCH until
+// this long after the last one. Otherwise a write costs nothing here (hashing its keys was
+// 2-3 % of a SET's instructions), and an entry proposed untracked counts as a change to
+// every key: the first WATCH after a quiet spell may fail its EXEC once or twice, while
+// writes proposed before it are still in flight.
+inline constexpr uint64_t kWatchTrackingIdleMs = 60'000;
 
 class WatchTable final : public KeyChanges {
  public:
@@ -63,20 +70,38 @@ class WatchTable final : public KeyChanges {
     refused_more_ = false;
     in_flight_more_.clear();
     active_ = true;
+    tracking_ = false;
+    untracked_through_ = 0;
+    pending_untracked_ = refused_untracked_ = false;
   }
   // This node no longer leads: nothing is tracked until start().
   void stop() {
     active_ = false;
+    tracking_ = false;
     pending_.clear();
     refused_.clear();
     in_flight_more_.clear();
   }
   bool active() const { return active_; }
 
+  // A session WATCHes (monotonic ms): record writes' keys from now on.
+  void watching(uint64_t now_ms) {
+    if (!active_) return;
+    tracking_ = true;
+    last_watch_ms_ = now_ms;
+  }
+  // Stop recording once nobody WATCHed for kWatchTrackingIdleMs (called per proposal).
+  void idle_check(uint64_t now_ms) {
+    if (tracking_ && now_ms - last_watch_ms_ >= kWatchTrackingIdleMs) tracking_ = false;
+  }
+
   // A write joins the batch being built: its keys (by its key spec) change at the batch's
   // index, not yet known.
   void batched(Args argv, const KeySpec& keys) {
-    if (!active_) return;
+    if (!tracking_) {
+      pending_untracked_ = true;  // a change to any key, once its batch has an index
+      return;
+    }
     keys.for_each(argv, [this](std::string_view key) {
       const uint32_t b = bucket(key);
       last_change_[b] = kPending;
@@ -88,6 +113,9 @@ class WatchTable final : public KeyChanges {
   // the core refused earlier, proposed again before it.
   void proposed(raft::Index index, bool refused_batch) {
     if (!active_) return;
+    bool& untracked = refused_batch ? refused_untracked_ : pending_untracked_;
+    if (untracked) untracked_through_ = std::max<raft::Index>(untracked_through_, index);
+    untracked = false;
     if (!refused_batch) {
       settle(pending_, pending_more_, index, true);
       return;
@@ -101,14 +129,17 @@ class WatchTable final : public KeyChanges {
     if (!active_) return;
     refused_.insert(refused_.end(), pending_.begin(), pending_.end());
     refused_more_ |= pending_more_;
+    refused_untracked_ |= pending_untracked_;
     pending_.clear();
     pending_more_ = false;
+    pending_untracked_ = false;
   }
   // The batch was answered without being proposed (no longer leader, a transfer under
   // way): its keys did not change; dating them at `last_index` (the log's end) keeps them
   // from staying pending, and errs on the safe side.
   void dropped(raft::Index last_index, bool refused_batch) {
     if (!active_) return;
+    (refused_batch ? refused_untracked_ : pending_untracked_) = false;
     if (!refused_batch) {
       settle(pending_, pending_more_, last_index, false);
       return;
@@ -133,8 +164,8 @@ class WatchTable final : public KeyChanges {
 
   // True if `key` may have changed after the applied index `since` (conservative).
   bool changed_since(std::string_view key, raft::Index since) const {
-    if (!active_ || since < horizon_ || all_changed_ > since || !in_flight_more_.empty() || pending_more_ ||
-        refused_more_)
+    if (!active_ || since < horizon_ || all_changed_ > since || untracked_through_ > since || pending_untracked_ ||
+        refused_untracked_ || !in_flight_more_.empty() || pending_more_ || refused_more_)
       return true;
     return last_change_[bucket(key)] > since;
   }
@@ -153,6 +184,11 @@ class WatchTable final : public KeyChanges {
   }
 
   bool active_ = false;
+  bool tracking_ = false;        // recording writes' keys (a WATCH in the last kWatchTrackingIdleMs)
+  uint64_t last_watch_ms_ = 0;
+  raft::Index untracked_through_ = 0;  // the last entry proposed with a write not recorded
+  bool pending_untracked_ = false;     // the batch being built holds such a write
+  bool refused_untracked_ = false;     // the refused batch does
   std::vector<uint64_t> last_change_;  // per bucket: index of the last change, kPending if batched
   uint64_t all_changed_ = 0;           // index of the last entry that changed every key
   raft::Index horizon_ = 0;

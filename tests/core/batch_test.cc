@@ -52,8 +52,8 @@ TEST(Batch, AGroupIsOneItemOfFormatTwo) {
   std::vector<std::string_view> set = {"SET", "a", "1"}, incr = {"INCR", "a"};
   b.add(set);
   b.add_group(2);
-  b.add(set);
-  b.add(incr);
+  b.add_to_group(set);
+  b.add_to_group(incr);
   b.add_group(0);
   b.add(incr);
   EXPECT_EQ(b.count(), 4u);
@@ -87,7 +87,7 @@ TEST(Batch, TheExampleInFormatsMd) {
   BatchBuilder b(1000);
   std::vector<std::string_view> incr = {"INCR", "a"};
   b.add_group(1);
-  b.add(incr);
+  b.add_to_group(incr);
   EXPECT_EQ(b.finish(), std::string("\x02\xe8\x03\0\0\0\0\0\0\x01\x00\x01\x01\x02\x04INCR\x01" "a", 21));
 }
 

@@ -22,6 +22,7 @@ TEST(WatchTable, ABatchedWriteIsAChangeFromTheMomentItIsBatched) {
   WatchTable t;
   EXPECT_TRUE(t.changed_since("a", 100)) << "a node that does not lead knows nothing";
   t.start(10);
+  t.watching(0);
   EXPECT_TRUE(t.changed_since("a", 9)) << "below the horizon";
   EXPECT_FALSE(t.changed_since("a", 10));
   std::vector<std::string_view> set_a = {"SET", "a", "1"};
@@ -38,6 +39,7 @@ TEST(WatchTable, ABatchedWriteIsAChangeFromTheMomentItIsBatched) {
 TEST(WatchTable, ARefusedBatchStaysPendingUntilProposedAgain) {
   WatchTable t;
   t.start(1);
+  t.watching(0);
   std::vector<std::string_view> set_a = {"SET", "a", "1"}, set_b = {"SET", "b", "1"};
   t.batched(words(set_a), kFirst);
   t.refused();
@@ -59,6 +61,7 @@ TEST(WatchTable, ARefusedBatchStaysPendingUntilProposedAgain) {
 TEST(WatchTable, AWriteThatReportsMoreFailsEveryWatchWhileInFlight) {
   WatchTable t;
   t.start(1);
+  t.watching(0);
   std::vector<std::string_view> sweep = {"HMDB.EXPIRE"};
   t.batched(words(sweep), kMore);
   EXPECT_TRUE(t.changed_since("x", 1));
@@ -72,6 +75,30 @@ TEST(WatchTable, AWriteThatReportsMoreFailsEveryWatchWhileInFlight) {
   t.all_changed();
   EXPECT_TRUE(t.changed_since("x", 3));
   EXPECT_FALSE(t.changed_since("x", 4));
+}
+
+TEST(WatchTable, WritesProposedWhileNobodyWatchesChangeEveryKey) {
+  WatchTable t;
+  t.start(1);
+  std::vector<std::string_view> set_a = {"SET", "a", "1"};
+  t.batched(words(set_a), kFirst);  // nobody watches: not recorded
+  EXPECT_TRUE(t.changed_since("b", 1)) << "pending, untracked";
+  t.proposed(2, false);
+  t.watching(1000);
+  EXPECT_TRUE(t.changed_since("b", 1)) << "entry 2 changed who knows what";
+  EXPECT_FALSE(t.changed_since("b", 2));
+  t.batched(words(set_a), kFirst);  // watched now: recorded
+  t.proposed(3, false);
+  EXPECT_FALSE(t.changed_since("b", 2));
+  EXPECT_TRUE(t.changed_since("a", 2));
+  t.idle_check(1000 + kWatchTrackingIdleMs - 1);
+  t.batched(words(set_a), kFirst);
+  t.proposed(4, false);
+  EXPECT_FALSE(t.changed_since("b", 3)) << "still recording";
+  t.idle_check(1000 + kWatchTrackingIdleMs);
+  t.batched(words(set_a), kFirst);
+  t.proposed(5, false);
+  EXPECT_TRUE(t.changed_since("b", 4)) << "idle: not recorded any more";
 }
 
 TEST(WatchTable, KeySpecsNameTheirKeys) {
