@@ -23,15 +23,34 @@ namespace lf = hmdb::storage::log_format;
 using hmdb::storage::SegmentScan;
 
 void decode_batch(std::string_view payload) {
+  // The structured walk: items (commands and groups) never outnumber what the batch
+  // declares, a group never yields more commands than its size, every word is a view into
+  // the payload.
+  {
+    hmdb::core::BatchReader reader(payload);
+    hmdb::core::BatchStep step;
+    uint64_t items = 0;
+    uint64_t in_group = 0;
+    while (reader.next(step)) {
+      using Kind = hmdb::core::BatchStep::Kind;
+      if (step.kind == Kind::kCommand || step.kind == Kind::kGroupCommand) {
+        HMDB_ASSERT(!step.argv.empty(), "a decoded command has no words");
+        for (auto a : step.argv) HMDB_ASSERT(a.data() >= payload.data() && a.data() + a.size() <= payload.data() + payload.size(), "argument outside the payload");
+      }
+      if (step.kind == Kind::kCommand || step.kind == Kind::kGroupBegin) items++;
+      if (step.kind == Kind::kGroupBegin) in_group = 0;
+      if (step.kind == Kind::kGroupCommand) HMDB_ASSERT(++in_group <= step.group_size, "more commands than the group declares");
+      if (step.kind == Kind::kGroupEnd) HMDB_ASSERT(in_group == step.group_size, "a group ended short");
+    }
+    HMDB_ASSERT(items <= reader.count(), "more items than the batch declares");
+  }
+  // The flat walk (commands only, group or not) sees the same words.
   hmdb::core::BatchReader reader(payload);
   std::vector<std::string_view> argv;
-  uint64_t n = 0;
   while (reader.next(argv)) {
     HMDB_ASSERT(!argv.empty(), "a decoded command has no words");
     for (auto a : argv) HMDB_ASSERT(a.data() >= payload.data() && a.data() + a.size() <= payload.data() + payload.size(), "argument outside the payload");
-    n++;
   }
-  HMDB_ASSERT(n <= reader.count(), "more commands than the batch declares");
 }
 
 }  // namespace
