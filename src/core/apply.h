@@ -2,7 +2,7 @@
 // app command by command, in order.
 //
 // The server (core::Replica), the simulator (which drives the same Replica) and the app test
-// helper (tests/apps/app_test_util.h) all apply through apply_batch(), so what the tests and
+// helper (include/hmdb/testing.h) all apply through apply_batch(), so what the tests and
 // the simulator exercise is what a node runs. A second reader runs kPrefetchAheadCommands in
 // front and hints the app to prefetch what those commands will touch
 // (StateMachine::prefetch), so their cache misses overlap with the current command's work.

@@ -15,7 +15,7 @@
 
 #include <xxhash.h>
 
-#include "app_test_util.h"
+#include "hmdb/testing.h"
 #include "kv/hash.h"
 #include "kv/kv.h"
 #include "kv/list.h"

@@ -9,7 +9,7 @@
 #include <random>
 #include <set>
 
-#include "app_test_util.h"
+#include "hmdb/testing.h"
 
 namespace hmdb::kv {
 namespace {

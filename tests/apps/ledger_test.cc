@@ -8,7 +8,7 @@
 #include <map>
 #include <random>
 
-#include "app_test_util.h"
+#include "hmdb/testing.h"
 
 namespace hmdb::ledger {
 namespace {

@@ -1,0 +1,150 @@
+// hmdb/testing.h — test an application without a server: a driver that runs commands
+// through the app as a node does, and helpers that spell expected RESP replies.
+//
+// A write is validated first (a refused write answers its error and never reaches apply, as
+// it would never reach the log), then packed into a one-command log entry stamped with the
+// driver's leader clock (now_ms) and applied through the engine's one apply path, the code
+// every node runs for a committed entry. A query runs against the state with a QueryContext
+// whose clock is now_ms. Everything is deterministic: time moves only when the test moves
+// now_ms.
+//
+//   #include <hmdb/testing.h>
+//   hmdb::testing::Driver db(hmdb::registered_app());   // the app of HMDB_APP(...) (hmdb/server.h)
+//   EXPECT_EQ(db.run({"BOOK.ADD", "b1", "Dune"}), hmdb::testing::kOk);
+//   EXPECT_EQ(db.run({"BOOK.GET", "b1"}), ...);
+//
+// Driver works on any StateMachine; AppDriver<App> is the same with the typed AppHost<App>
+// in reach (db.host.state()) for an app whose definition the test can see.
+//
+// Replies are returned as RESP bytes, so a test compares them with the helpers at the end
+// (bulk, integer, error, array, kOk, kNil, ...). The driver does not depend on a test
+// framework: the engine's own tests and the app scaffold use GoogleTest, but any framework
+// (or plain assert) works. Link the hmdb::testing CMake target (hmdb_add_app's TESTS does).
+//
+// Thread-safety: none; one driver per thread.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hmdb/app.h"
+#include "hmdb/codec.h"
+#include "hmdb/reply.h"
+#include "hmdb/server.h"
+#include "hmdb/state_machine.h"
+
+namespace hmdb::testing {
+
+// Applies the write argv to app as a node applies a committed log entry that holds only it:
+// a one-command batch with leader time now_ms at log index `index`, written under the app's
+// schema version, through the engine's apply path. The reply is appended to *out in
+// `protocol`. Returns false if the engine did not apply the entry (never, for a command
+// validate() accepted). Defined in the hmdb_testing library.
+bool apply_write(StateMachine& app, Args argv, uint64_t now_ms, uint64_t index, Protocol protocol, std::string* out);
+
+class Driver {
+ public:
+  // An arbitrary, fixed leader clock (2023-11-14T22:13:20Z): tests move it explicitly.
+  static constexpr uint64_t kStartMs = 1'700'000'000'000;
+
+  // Drives an app the driver owns (hmdb::registered_app() gives the app of HMDB_APP).
+  explicit Driver(std::unique_ptr<StateMachine> app) : owned_(std::move(app)), app_(owned_.get()) {}
+  // Drives an app someone else owns, which must outlive the driver.
+  explicit Driver(StateMachine& app) : app_(&app) {}
+  Driver(const Driver&) = delete;
+  Driver& operator=(const Driver&) = delete;
+
+  uint64_t now_ms = kStartMs;            // the leader clock stamped into the next write's entry
+  uint64_t index = 0;                    // log index of the last applied entry
+  Protocol protocol = Protocol::kResp2;  // the client's protocol (after HELLO 3: kResp3)
+
+  // One command as a client would send it; returns the RESP reply.
+  std::string run(std::initializer_list<std::string_view> words) { return run(std::vector<std::string_view>(words)); }
+  std::string run(const std::vector<std::string_view>& words) {
+    const Args argv(words.data(), words.size());
+    std::string out;
+    Reply reply(&out, protocol);
+    switch (app_->kind(argv.empty() ? std::string_view() : argv[0])) {
+      case CommandKind::kWrite: {
+        std::string error;
+        if (!app_->validate(argv, &error)) {
+          reply.error(error);
+          break;
+        }
+        if (!apply_write(*app_, argv, now_ms, ++index, protocol, &out))
+          reply.error("ERR test driver: the engine did not apply the entry");
+        break;
+      }
+      case CommandKind::kQuery: {
+        QueryContext ctx;
+        ctx.now_ms = now_ms;
+        app_->query(argv, ctx, reply);
+        break;
+      }
+      case CommandKind::kUnknown:
+        reply.error("ERR unknown command");
+        break;
+    }
+    return out;
+  }
+  std::string run_strings(const std::vector<std::string>& words) {
+    return run(std::vector<std::string_view>(words.begin(), words.end()));
+  }
+
+  // The app's snapshot encoding (save()), and loading it back as a restarting node would.
+  std::string snapshot() const {
+    Encoder enc;
+    app_->save(enc);
+    return enc.take();
+  }
+  bool restore(std::string_view bytes) { return restore(bytes, app_->schema_version()); }
+  bool restore(std::string_view bytes, uint32_t version) {
+    Decoder dec(bytes);
+    return app_->load(dec, version);
+  }
+
+  // The digest nodes compare (equal states, equal digests) and the app's INFO lines.
+  uint64_t digest() const { return app_->digest(); }
+  std::string info() const { return app_->info(); }
+  StateMachine& app() { return *app_; }
+
+ private:
+  std::unique_ptr<StateMachine> owned_;
+  StateMachine* app_;
+};
+
+namespace detail {
+// Holds the AppHost so that it is built before the Driver base that points at it.
+template <class App>
+struct HostHolder {
+  AppHost<App> host;
+};
+}  // namespace detail
+
+// A Driver over an AppHost<App> it owns, with the typed state in reach: db.host.state().
+template <class App>
+class AppDriver : public detail::HostHolder<App>, public Driver {
+ public:
+  AppDriver() : Driver(static_cast<StateMachine&>(this->host)) {}
+  using detail::HostHolder<App>::host;
+};
+
+// ---- expected replies (RESP2 bytes) -----------------------------------------------------
+inline std::string bulk(std::string_view s) { return "$" + std::to_string(s.size()) + "\r\n" + std::string(s) + "\r\n"; }
+inline std::string integer(int64_t v) { return ":" + std::to_string(v) + "\r\n"; }
+inline std::string error(std::string_view s) { return "-" + std::string(s) + "\r\n"; }
+inline std::string array(std::initializer_list<std::string> items) {
+  std::string out = "*" + std::to_string(items.size()) + "\r\n";
+  for (const auto& i : items) out += i;
+  return out;
+}
+inline const std::string kOk = "+OK\r\n";
+inline const std::string kNil = "$-1\r\n";
+inline const std::string kNilArray = "*-1\r\n";
+inline const std::string kEmptyArray = "*0\r\n";
+
+}  // namespace hmdb::testing
