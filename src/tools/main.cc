@@ -31,7 +31,8 @@ namespace hmdb {
 
 namespace {
 
-constexpr std::string_view kVersion = "0.1.0";
+// The project version (CMakeLists.txt: project(... VERSION), as in the installed package.
+constexpr std::string_view kVersion = HMDB_VERSION;
 
 int serve(const StateMachineFactory& factory, const server::ServerOptions& options) {
   // SIGTERM/SIGINT arrive through a signalfd in the event loop (a clean drain), so block
