@@ -24,8 +24,6 @@ constexpr std::string_view kUnknownOutcomeReply =
     "-ERR write outcome unknown: the connection to the leader closed before its reply; it may still take effect, "
     "check before retrying\r\n";
 constexpr std::string_view kQueryLostReply = "-ERR the connection to the leader closed before the reply; retry\r\n";
-constexpr std::string_view kTransactionNotSentReply =
-    "-EXECABORT Transaction discarded because of: this node became the leader before it was sent; retry\r\n";
 
 // Bytes a command's words take, as counted for kForwardBytesMax (with RESP's framing).
 uint64_t command_bytes(const std::vector<std::string>& argv) {
@@ -99,24 +97,11 @@ void Forwarder::pump(uint64_t session) {
   Origin& o = it->second;
   while (!o.waiting.empty()) {
     const Command& c = *o.waiting.front();
-    if (leader_ == raft::kNoNode) break;  // tick() answers it once it waited leader_wait_ms
-    if (leader_ == options_.self) {
-      // This node leads now: what was never sent runs here, routed again in its place (the
-      // replica holds it behind the client's commands still in flight elsewhere).
-      while (!o.waiting.empty()) {
-        CommandPtr back = std::move(o.waiting.front());
-        o.waiting.pop_front();
-        if (back->commands.size() > 1) {
-          answer(*back, kTransactionNotSentReply);  // not run: the client retries it here
-          continue;
-        }
-        std::vector<std::string_view> words(back->commands[0].begin(), back->commands[0].end());
-        stats_.given_back++;
-        host_.give_back(back->session, back->seq, Args(words.data(), words.size()));
-        drop(*back);
-      }
-      break;
-    }
+    // No leader known: wait (tick() answers it once it waited leader_wait_ms). When this
+    // node itself leads, the command goes on a link to its own client port, like to any
+    // leader: routing it again here would run it in the session's state of now (a HELLO or
+    // a MULTI the client sent after it), not in the one it was sent in.
+    if (leader_ == raft::kNoNode) break;
     // It came back not run from this same leader: give it a moment, or a new leader.
     if (!c.not_run_reply.empty() && now_ms_ < c.retry_at_ms && c.sent_to == leader_ && c.sent_term == term_) break;
     // One link and one kind in flight per client (forwarder.h: order within a session).

@@ -23,9 +23,10 @@
 // When things go wrong (docs/cluster.md, "What clients see", has the client's view):
 //   no leader known        the command waits here, at most leader_wait_ms from its arrival,
 //                          then -CLUSTERDOWN; a new leader gets it as soon as it is known
-//   the leader is this     a command never sent is handed back (ForwardHost::give_back) and
-//   node now               routed again in its place, to run here (a transaction never sent
-//                          is answered -EXECABORT: its queue is gone from the session)
+//   the leader is this     what was never sent goes on a link to this node's own client
+//   node now               port, like to any leader: it runs here, as the client sent it (in
+//                          the protocol, and outside the transaction state, it had then),
+//                          while what the client sent since and runs here waits for it
 //   the leader changed     a link to a former leader takes no more commands; replies still
 //                          in flight on it are awaited for drain_ms, then it is closed
 //   a link breaks          nothing tells whether a write in flight on it was applied: it is
@@ -92,8 +93,6 @@ class ForwardHost {
   virtual void close_link(uint64_t link) = 0;
   // The reply to slot `seq` of session `session` (Replica::finish with kWaitingForward).
   virtual void answer(uint64_t session, uint64_t seq, std::string_view reply) = 0;
-  // A command never sent, handed back because this node leads now (Replica::unforward).
-  virtual void give_back(uint64_t session, uint64_t seq, Args argv) = 0;
   // Something an operator should hear of.
   virtual void warn(std::string_view message) = 0;
 };
@@ -113,7 +112,6 @@ class Forwarder {
     uint64_t resent = 0;            // commands sent again (not run, or a query on a broken link)
     uint64_t unknown_outcomes = 0;  // writes in flight on a link that broke
     uint64_t timed_out = 0;         // commands answered -CLUSTERDOWN after leader_wait_ms
-    uint64_t given_back = 0;        // commands handed back because this node leads
     uint64_t links_opened = 0;
     uint64_t links_broken = 0;      // broke, failed to connect, or closed with replies in flight
   };

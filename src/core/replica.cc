@@ -632,15 +632,6 @@ void Replica::finish(uint64_t session, uint64_t seq, Kind expected, std::string_
   answer_slot(ReplySlot{session, seq}, expected, reply);
 }
 
-void Replica::unforward(uint64_t session, uint64_t seq, Args argv) {
-  ClientSession* s = host_.session(session);
-  if (!s) return;
-  ReplyQueue& q = s->replies;
-  q.set_kind(seq, Kind::kDeferred);  // asserts that the slot is pending
-  q.at(seq).argv.assign(argv.begin(), argv.end());
-  mark_drain(*s);
-}
-
 void ReplicaHost::forward(ClientSession&, uint64_t, Args, bool) {
   HMDB_ASSERT(false, "Replica::Options::forward is set, but the host does not forward");
 }

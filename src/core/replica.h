@@ -103,9 +103,8 @@ class ReplicaHost {
   // The client address of node `id` for a -MOVED redirect, or "" if unknown here.
   virtual std::string client_address_of(raft::NodeId id) const = 0;
   // Only with Options::forward: command `argv` of s (slot `seq`, now kWaitingForward) goes
-  // to the leader; answer the slot with finish(s.id, seq, kWaitingForward, reply), or hand it
-  // back with unforward() if it was never sent and this node leads now. `write`: it may
-  // change state (an app write), so its outcome is unknown if its reply is lost.
+  // to the leader; answer the slot with finish(s.id, seq, kWaitingForward, reply). `write`:
+  // it may change state (an app write), so its outcome is unknown if its reply is lost.
   virtual void forward(ClientSession& s, uint64_t seq, Args argv, bool write);
   // The same for a whole transaction: `commands` (MULTI, the queued commands, EXEC) go to the
   // leader back to back, nothing of another client between them; the slot's reply is the
@@ -198,9 +197,6 @@ class Replica {
   }
   // A reply the shell writes itself into slot `seq` of s, which waits as `expected`.
   void finish(uint64_t session, uint64_t seq, ReplyQueue::Kind expected, std::string_view reply);
-  // A forwarded command that was never sent comes back (this node leads now): it is held,
-  // then routed again in its place.
-  void unforward(uint64_t session, uint64_t seq, Args argv);
 
   // ---- for the shell's CLUSTER commands ----
   // Proposes a membership change; on success slot (session, seq) waits for it to apply.

@@ -207,8 +207,6 @@ void Node::answer(uint64_t session, uint64_t seq, std::string_view reply) {
   replica_->finish(session, seq, core::ReplyQueue::Kind::kWaitingForward, reply);
 }
 
-void Node::give_back(uint64_t session, uint64_t seq, Args argv) { replica_->unforward(session, seq, argv); }
-
 void Node::note_leader() {
   if (raft_ && raft_->leader() != raft::kNoNode) last_known_leader_ = raft_->leader();
 }
@@ -297,7 +295,7 @@ void Node::decode_members(std::string_view text) {
 
 void Node::role_changed(raft::Role before, raft::Role now) {
   note_leader();
-  sync_forwarder();  // a node that leads now gets back what it had not forwarded yet
+  sync_forwarder();  // links to a former leader drain; a node that leads now sends to itself
   log_line("raft: {} -> {} in term {} (leader: {})", role_name(before), role_name(now), raft_->term(), raft_->leader());
   sync_transport_members();
 }

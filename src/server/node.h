@@ -132,7 +132,6 @@ class Node final : private core::ReplicaHost, private core::ForwardHost {
   void send_link(uint64_t link, std::string_view bytes) override;
   void close_link(uint64_t link) override;
   void answer(uint64_t session, uint64_t seq, std::string_view reply) override;
-  void give_back(uint64_t session, uint64_t seq, Args argv) override;
 
   // ---- startup (recovery.cc) ----
   Status recover(int* exit_code);

@@ -1,7 +1,8 @@
 // tests/core/replica_harness.h — one replica core with a real consensus core, its world
 // faked: sessions by id, a shell with PING and RESP3 (local; RESP3 does to the session what
-// HELLO 3 does) and SNAP (a barrier whose reply waits for finish()), a disk that is durable at once, a network that drops everything. Used by
-// replica_test.cc and transaction_test.cc.
+// HELLO 3 does), CLUSTER FORWARDER (marks a forwarding link) and SNAP (a barrier whose reply
+// waits for finish()), a disk that is durable at once, a network that drops everything (or
+// keeps it for the test to answer). Used by replica_test.cc and transaction_test.cc.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "core/forwarder.h"
 #include "core/replica.h"
 #include "hmdb/app.h"
 
@@ -28,6 +30,12 @@ class FakeHost final : public ReplicaHost {
     bool write;
   };
   std::vector<Forwarded> forwarded;
+  // If set, forwarded commands go to it (as server/cluster.cc hands them to its forwarder)
+  // instead of into `forwarded` and `transactions`.
+  Forwarder* forwarder = nullptr;
+  // If set, the messages the core sends are kept here instead of dropped.
+  bool keep_messages = false;
+  std::vector<raft::Message> outbox;
   int snapshots_started = 0;
   raft::Index last_index = 0;
   raft::Term last_term = 0;
@@ -42,6 +50,7 @@ class FakeHost final : public ReplicaHost {
     if (iequals(argv[0], "PING")) return CommandClass::kShellLocal;
     if (iequals(argv[0], "SNAP")) return CommandClass::kShellBarrier;
     if (iequals(argv[0], "RESP3")) return CommandClass::kShellLocal;
+    if (iequals(argv[0], "CLUSTER")) return CommandClass::kShellLocal;
     return CommandClass::kUnknown;
   }
   ShellResult run_shell_command(ClientSession& s, Args argv, uint64_t seq, std::string* out) override {
@@ -54,16 +63,23 @@ class FakeHost final : public ReplicaHost {
       Reply(out).ok();
       return ShellResult::kReplied;
     }
+    if (iequals(argv[0], "CLUSTER")) {  // CLUSTER FORWARDER <node>: a forwarding link's handshake
+      s.forwarder = true;
+      Reply(out).ok();
+      return ShellResult::kReplied;
+    }
     snapshot_waiters.push_back(seq);
     return ShellResult::kWaitSnapshot;
   }
   void start_snapshot() override { snapshots_started++; }
   void forward(ClientSession& s, uint64_t seq, Args argv, bool write) override {
+    if (forwarder) return forwarder->forward(s.id, seq, s.protocol, write, argv);
     forwarded.push_back(Forwarded{s.id, seq, std::vector<std::string>(argv.begin(), argv.end()), write});
   }
   std::vector<std::pair<uint64_t, std::vector<std::vector<std::string>>>> transactions;  // (seq, commands)
-  void forward_transaction(ClientSession&, uint64_t seq, const std::vector<std::vector<std::string>>& commands,
-                           bool) override {
+  void forward_transaction(ClientSession& s, uint64_t seq, const std::vector<std::vector<std::string>>& commands,
+                           bool write) override {
+    if (forwarder) return forwarder->forward_transaction(s.id, seq, s.protocol, write, commands);
     transactions.emplace_back(seq, commands);
   }
   std::string client_address_of(raft::NodeId id) const override { return "10.0.0." + std::to_string(id) + ":7379"; }
@@ -78,7 +94,9 @@ class FakeHost final : public ReplicaHost {
     }
     return raft::PersistAck{last_index, last_term, hard_state};
   }
-  void send(std::vector<raft::Message>&&) override {}
+  void send(std::vector<raft::Message>&& messages) override {
+    if (keep_messages) outbox.insert(outbox.end(), messages.begin(), messages.end());
+  }
   void applied(const raft::Entry&) override {}
   void apply_failed(const raft::Entry&, const ApplyResult&) override { ADD_FAILURE() << "apply failed"; }
   void read_snapshot_chunk(const raft::SnapshotReadRequest&) override {}

@@ -5,7 +5,8 @@
 // waits until it is applied and holds everything behind it; a node that does not lead
 // redirects app commands but serves a READONLY client's queries; one that forwards hands a
 // plain client's app commands to its host in their place, and what runs locally waits for
-// them. The simulator drives the same class through faults (tests/sim).
+// them; one elected with forwarded commands still unsent runs them as the client sent them.
+// The simulator drives the same class through faults (tests/sim).
 #include "core/replica.h"
 
 #include <gtest/gtest.h>
@@ -13,6 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "core/forwarder.h"
+#include "net/resp.h"
+#include "net/resp_reply.h"
 #include "replica_harness.h"
 #include "sim/register_app.h"
 
@@ -132,24 +136,6 @@ TEST(Replica, ClusterClientsAndLinksAreRedirectedAndLocalQueriesWaitForForwards)
   EXPECT_EQ(n.out(), "+OK\r\n$-1\r\n-CLUSTERDOWN no leader known; retry\r\n+PONG\r\n");
 }
 
-// A forwarded command that was never sent comes back when the node leads: it is routed again
-// in its place, and the session's later commands wait behind it.
-TEST(Replica, AnUnforwardedCommandIsRoutedAgainInItsPlace) {
-  Node n({1, 2, 3}, /*forward=*/true);
-  n.send({{"SET", "a", "1"}, {"SET", "a", "2"}});
-  ASSERT_EQ(n.host.forwarded.size(), 2u);
-  const auto first = n.host.forwarded[0];
-  std::vector<std::string_view> words(first.argv.begin(), first.argv.end());
-  n.replica->unforward(1, first.seq, Args(words.data(), words.size()));
-  n.replica->drain();
-  ASSERT_EQ(n.host.forwarded.size(), 3u) << "still a follower: forwarded again";
-  EXPECT_EQ(n.host.forwarded[2].seq, first.seq);
-  n.replica->finish(1, n.host.forwarded[1].seq, ReplyQueue::Kind::kWaitingForward, "+OK2\r\n");
-  n.replica->finish(1, first.seq, ReplyQueue::Kind::kWaitingForward, "+OK1\r\n");
-  n.replica->drain();
-  EXPECT_EQ(n.out(), "+OK1\r\n+OK2\r\n");
-}
-
 // A plain client's transaction on a follower is queued there (MULTI and each command
 // answered at once) and goes to the host whole at EXEC, whose slot waits for the leader's
 // EXEC reply; a cluster client's is refused while queueing.
@@ -174,6 +160,144 @@ TEST(Replica, AFollowerForwardsAPlainClientsTransactionWhole) {
   EXPECT_EQ(n.out(), "+OK\r\n-CLUSTERDOWN no leader known; retry\r\n-EXECABORT Transaction discarded because of "
                      "previous errors.\r\n");
   EXPECT_EQ(n.host.transactions.size(), 1u);
+}
+
+// Node 1 of three with its forwarder wired as server/cluster.cc wires it. A link to node 1
+// itself is a session of node 1; a link to node 3 is only the bytes sent on it (the test
+// plays node 3's replies). Voter 2 grants every vote and acknowledges every append and
+// heartbeat at once, so node 1 can be elected and commit.
+struct ForwardingNode final : ForwardHost {
+  Node n{{1, 2, 3}, /*forward=*/true};
+  Forwarder forwarder{*this, Forwarder::Options{1, 2000, 1000}};
+  std::vector<uint64_t> dialing;
+  std::map<uint64_t, uint64_t> self_links;     // link -> its session on node 1
+  std::map<uint64_t, std::string> to_node3;  // link -> what was sent on it
+
+  ForwardingNode() {
+    n.host.forwarder = &forwarder;
+    n.host.keep_messages = true;
+  }
+  bool open_link(uint64_t link, raft::NodeId to) override {
+    EXPECT_TRUE(to == 1 || to == 3) << "node " << to << " never leads here";
+    if (to == 3) to_node3[link];
+    dialing.push_back(link);
+    return true;
+  }
+  void send_link(uint64_t link, std::string_view bytes) override {
+    if (auto it = to_node3.find(link); it != to_node3.end()) {
+      it->second += bytes;
+      return;
+    }
+    std::string buffer(bytes);
+    net::RespParser parser;
+    std::vector<std::string_view> argv;
+    std::string error;
+    for (size_t at = 0; at < buffer.size();) {
+      size_t used = 0;
+      ASSERT_EQ(parser.parse(buffer.data() + at, buffer.size() - at, &used, &argv, &error),
+                net::RespParser::Result::kCommand);
+      at += used;
+      n.replica->command(n.s(self_links.at(link)), Args(argv.data(), argv.size()));
+    }
+  }
+  void close_link(uint64_t link) override {
+    if (to_node3.erase(link)) return;
+    n.host.sessions.erase(self_links.at(link));
+    self_links.erase(link);
+  }
+  void answer(uint64_t session, uint64_t seq, std::string_view reply) override {
+    n.replica->finish(session, seq, ReplyQueue::Kind::kWaitingForward, reply);
+  }
+  void warn(std::string_view message) override { ADD_FAILURE() << "forwarder: " << message; }
+
+  // One loop turn: the replica's, voter 2's answers, the forwarder told who leads, links
+  // connected, the replies on links to node 1 relayed.
+  void turn() {
+    n.replica->end_turn();
+    std::vector<raft::Message> out = std::move(n.host.outbox);
+    n.host.outbox.clear();
+    for (const raft::Message& m : out) {
+      if (m.to != 2) continue;
+      raft::Message r;
+      r.from = 2;
+      r.to = 1;
+      r.term = m.term;
+      switch (m.type) {
+        case raft::MessageType::kPreVote: r.type = raft::MessageType::kPreVoteResponse; break;
+        case raft::MessageType::kVote: r.type = raft::MessageType::kVoteResponse; break;
+        case raft::MessageType::kAppend:
+          r.type = raft::MessageType::kAppendResponse;
+          r.log_index = m.log_index + m.entries.size();
+          break;
+        case raft::MessageType::kHeartbeat:
+          r.type = raft::MessageType::kHeartbeatResponse;
+          r.log_index = m.log_index;
+          r.context = m.context;
+          break;
+        default: continue;
+      }
+      n.raft->step(r);
+    }
+    n.replica->drive();
+    forwarder.set_leader(n.raft->leader(), n.raft->term());
+    for (uint64_t link : std::exchange(dialing, {})) {
+      if (!to_node3.count(link)) {
+        self_links[link] = 100 + link;
+        n.s(100 + link);
+      }
+      forwarder.link_connected(link);
+    }
+    n.replica->drain();
+    for (const auto& [link, session] : std::map<uint64_t, uint64_t>(self_links)) {
+      std::string& replies = n.s(session).replies.out();
+      size_t used = 0;
+      net::ScannedReply r;
+      while (net::scan_reply(replies.data() + used, replies.size() - used, &r) == net::ScanResult::kComplete) {
+        EXPECT_TRUE(forwarder.link_reply(link, std::string_view(replies).substr(used, r.length)));
+        used += r.length;
+      }
+      replies.erase(0, used);
+    }
+  }
+};
+
+// A forwarded command that comes back not run after its follower was elected goes to that
+// node itself over a link, like to any leader: it runs as the client sent it, even though
+// the client switched to RESP3 and opened a MULTI on this node since. Before, it was handed
+// back (Replica::unforward) and routed again in the session's state of then: the GET,
+// sent before the MULTI, was queued into that transaction (+QUEUED, run by EXEC) and
+// answered in RESP3 (hmdb-sim --forward --transactions --seed 1139 found it).
+TEST(Replica, AForwardedCommandThatComesBackNotRunAfterThisNodeWasElectedRunsAsItWasSent) {
+  ForwardingNode x;
+  Node& n = x.n;
+  raft::Message heartbeat;  // node 3 leads term 1
+  heartbeat.type = raft::MessageType::kHeartbeat;
+  heartbeat.from = 3;
+  heartbeat.to = 1;
+  heartbeat.term = 1;
+  n.raft->step(heartbeat);
+  x.turn();
+  ASSERT_EQ(n.raft->leader(), 3u);
+  n.send({{"GET", "x"}});
+  x.turn();
+  ASSERT_EQ(x.to_node3.size(), 1u);
+  const uint64_t to3 = x.to_node3.begin()->first;
+  EXPECT_EQ(x.to_node3[to3], "*3\r\n$7\r\nCLUSTER\r\n$9\r\nFORWARDER\r\n$1\r\n1\r\n*2\r\n$3\r\nGET\r\n$1\r\nx\r\n");
+  EXPECT_TRUE(x.forwarder.link_reply(to3, "+OK\r\n"));  // the handshake's
+  for (int i = 0; i < 100 && !n.replica->leader(); i++) {
+    n.raft->tick();
+    x.turn();
+  }
+  ASSERT_TRUE(n.replica->leader());
+  n.send({{"RESP3"}, {"MULTI"}, {"INCR", "a"}, {"EXEC"}});
+  x.turn();
+  EXPECT_EQ(n.out(), "") << "everything waits behind the GET";
+  EXPECT_TRUE(x.forwarder.link_reply(to3, "-MOVED 16287 10.0.0.1:7379\r\n"));  // node 3 no longer leads: not run
+  for (int i = 0; i < 10 && !n.s().replies.idle(); i++) x.turn();
+  EXPECT_EQ(n.out(), "$-1\r\n+OK\r\n+OK\r\n+QUEUED\r\n*1\r\n:1\r\n")
+      << "the GET in RESP2, outside the transaction; the transaction as queued, here";
+  EXPECT_EQ(x.forwarder.stats().resent, 1u) << "the GET, to node 1";
+  EXPECT_TRUE(x.forwarder.idle());
 }
 
 TEST(Replica, RepliesOfAClosedSessionAreDropped) {
