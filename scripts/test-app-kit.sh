@@ -5,7 +5,7 @@
 #   1. install the engine built in BUILD_DIR (default ./build) into a temporary prefix
 #   2. scaffold a new app with hmdb-new-app, build it against the install, run its tests
 #   3. build examples/library out of the tree from the install, run its tests
-#   4. run the library app as a 3-node cluster: write through followers, read, compare the
+#   4. run the new app as a 3-node cluster: write through followers, read, compare the
 #      nodes' digests, stop the nodes
 #
 # Each step prints how long it took (the app builds are what an author waits for). Only the
@@ -36,7 +36,7 @@ cleanup() {
   done
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
   if ((code != 0)); then
-    for log in "$work"/cluster/n*.log; do
+    for log in "$work"/shop/n*.log; do
       [[ -f $log ]] && { echo "--- the end of $log"; tail -n 20 "$log"; }
     done
   fi
@@ -70,13 +70,13 @@ ctest --test-dir build --output-on-failure
 took
 
 step "3. examples/library built out of the tree from the install; test"
-cd "$work"
-cmake -S "$root/examples/library" -B library -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
-cmake --build library -j
-ctest --test-dir library --output-on-failure
+cd "$root"
+cmake -S examples/library -B "$work/build-library" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$work/build-library" -j
+ctest --test-dir "$work/build-library" --output-on-failure
 took
 
-step "4. a 3-node cluster of the library app"
+step "4. a 3-node cluster of the shop app"
 ports=($(python3 - <<'EOF'
 import socket
 socks = [socket.socket() for _ in range(6)]
@@ -85,30 +85,26 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 ))
 c1=${ports[0]} c2=${ports[1]} c3=${ports[2]} p1=${ports[3]} p2=${ports[4]} p3=${ports[5]}
-library=$work/library/library
-mkdir -p "$work/cluster" && cd "$work/cluster"
+cd "$work/shop"
 cluster=1=127.0.0.1:$c1@127.0.0.1:$p1,2=127.0.0.1:$c2@127.0.0.1:$p2,3=127.0.0.1:$c3@127.0.0.1:$p3
-"$library" serve --node-id 1 --port "$c1" --peer-addr 127.0.0.1:"$p1" --initial-cluster "$cluster" --dir n1 2>n1.log &
+./build/shop serve --node-id 1 --port $c1 --peer-addr 127.0.0.1:$p1 --initial-cluster $cluster --dir n1 2>n1.log &
 pids+=($!)
-"$library" serve --node-id 2 --port "$c2" --peer-addr 127.0.0.1:"$p2" --initial-cluster "$cluster" --dir n2 2>n2.log &
+./build/shop serve --node-id 2 --port $c2 --peer-addr 127.0.0.1:$p2 --initial-cluster $cluster --dir n2 2>n2.log &
 pids+=($!)
-"$library" serve --node-id 3 --port "$c3" --peer-addr 127.0.0.1:"$p3" --initial-cluster "$cluster" --dir n3 2>n3.log &
+./build/shop serve --node-id 3 --port $c3 --peer-addr 127.0.0.1:$p3 --initial-cluster $cluster --dir n3 2>n3.log &
 pids+=($!)
 # `cluster status` exits 0 once a leader is known.
 for ((i = 0; ; i++)); do
   for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null || fail "node (pid $pid) exited"; done
-  "$library" cluster status --addr 127.0.0.1:"$c1" >/dev/null 2>&1 && break
+  ./build/shop cluster status --addr 127.0.0.1:$c1 >/dev/null 2>&1 && break
   ((i < kLeaderWaitSeconds * 5)) || fail "no leader after ${kLeaderWaitSeconds}s"
   sleep 0.2
 done
-"$library" cluster status --addr 127.0.0.1:"$c1"
+./build/shop cluster status --addr 127.0.0.1:$c1
 # Any node takes any command: a follower forwards it to the leader.
-expect OK redis-cli -p "$c2" BOOK.ADD b1 "Dune"
-expect OK redis-cli -p "$c3" MEMBER.ADD alice "Alice A."
-expect OK redis-cli -p "$c3" MEMBER.ADD bob "Bob B."
-expect 1 redis-cli -p "$c1" LEND b1 alice
-expect 1 redis-cli -p "$c2" LEND b1 alice
-expect "ERR book 'b1' is lent to another member" redis-cli -p "$c3" LEND b1 bob
-expect b1 redis-cli -p "$c2" LOANS alice
-"$library" cluster digest --addr 127.0.0.1:"$c1"
+expect 1 redis-cli -p $c1 COUNTER.ADD visits 1
+expect 3 redis-cli -p $c2 COUNTER.ADD visits 2
+expect 3 redis-cli -p $c3 COUNTER.GET visits
+expect "ERR amount must be a positive integer" redis-cli -p $c3 COUNTER.ADD visits -1
+./build/shop cluster digest --addr 127.0.0.1:$c1
 took

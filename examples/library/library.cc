@@ -6,16 +6,18 @@
 //   MEMBER.ADD <member> <name>     write  -> +OK
 //   LEND <book> <member>           write  -> :<loan number>  (a book is lent to one member at
 //                                  a time; a member holds at most kLoansPerMemberMax books)
-//   RETURN <book>                  write  -> :1 returned now, :0 the book was not lent
+//   RETURN <book> <loan>           write  -> :1 returned now, :0 that loan is not current
+//                                  (returned already: a retry)
 //   BOOK.GET <book>                query  -> map: title, lent_to, loan, since_ms (nil if not lent)
 //   LOANS <member>                 query  -> the member's books, in id order
 //
 // Written for a cluster (docs/app-tutorial.md, "Writing for a cluster"):
 // * A retry after a lost reply is harmless: LEND of a book already lent to the same member
-//   answers the original loan number; RETURN of a book not lent answers :0.
-// * What needs no state is refused in parse (ids, title length), before the log; what needs
-//   the state (unknown book, already lent, the member's limit) is refused in apply, where
-//   it costs a log entry.
+//   answers the original loan number; RETURN names the loan (numbers are never reused), so
+//   a retry answers :0 and can never end a later loan of the same book.
+// * What needs no state is refused in parse (ids, title length, loan number), before the
+//   log; what needs the state (unknown book, already lent, the member's limit) is refused in
+//   apply, where it costs a log entry.
 // * loans_by_member is a derived index: never in the snapshot, rebuilt by load().
 // * apply reads time only from ctx.now_ms, and every container is ordered.
 #include <cstdint>
@@ -121,21 +123,27 @@ void apply_lend(State& s, const Lend& a, const ApplyContext& ctx, Reply& r) {
   r.integer(static_cast<int64_t>(book->second.loan));
 }
 
-// ---- RETURN <book> --------------------------------------------------------------------------
+// ---- RETURN <book> <loan> -------------------------------------------------------------------
 struct Return {
   std::string_view book;
+  uint64_t loan = 0;
 };
 
 bool parse_return(Args a, Return& out, std::string& err) {
   out.book = a[1];
   if (!valid_id(out.book)) { err = "ERR id must be 1 to 64 bytes"; return false; }
+  int64_t loan = 0;
+  if (!hmdb::parse_int64(a[2], &loan) || loan <= 0) { err = "ERR loan must be a positive integer"; return false; }
+  out.loan = static_cast<uint64_t>(loan);
   return true;
 }
 
 void apply_return(State& s, const Return& a, const ApplyContext&, Reply& r) {
   auto book = s.books.find(a.book);
   if (book == s.books.end()) { r.error("ERR no such book '" + std::string(a.book) + "'"); return; }
-  if (book->second.lent_to.empty()) { r.integer(0); return; }  // on the shelf (a retry, say)
+  // Returned already (a retry), or a loan of another book: nothing to do, and no later loan
+  // of this book is ended by mistake.
+  if (book->second.lent_to.empty() || book->second.loan != a.loan) { r.integer(0); return; }
   auto held = s.loans_by_member.find(book->second.lent_to);
   held->second.erase(held->second.find(a.book));
   if (held->second.empty()) s.loans_by_member.erase(held);
@@ -179,7 +187,7 @@ struct Library {
     c.write("BOOK.ADD", 3, &parse_add, &apply_book_add);
     c.write("MEMBER.ADD", 3, &parse_add, &apply_member_add);
     c.write("LEND", 3, &parse_lend, &apply_lend, hmdb::KeySpec{1, 2, 1});  // the book and the member
-    c.write("RETURN", 2, &parse_return, &apply_return);
+    c.write("RETURN", 3, &parse_return, &apply_return);
     c.query("BOOK.GET", 2, &query_book);
     c.query("LOANS", 2, &query_loans);
   }

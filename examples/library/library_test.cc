@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -41,7 +42,8 @@ TEST(LibraryTest, LendAndReturn) {
                    integer(static_cast<int64_t>(Driver::kStartMs + 1000))}));
   EXPECT_EQ(db.run({"LOANS", "alice"}), array({bulk("b1"), bulk("b2")}));
   EXPECT_EQ(db.run({"LOANS", "bob"}), array({}));
-  EXPECT_EQ(db.run({"RETURN", "b1"}), integer(1));
+  EXPECT_EQ(db.run({"RETURN", "b1", "2"}), integer(0)) << "loan 2 is b2's";
+  EXPECT_EQ(db.run({"RETURN", "b1", "1"}), integer(1));
   EXPECT_EQ(db.run({"LOANS", "alice"}), array({bulk("b2")}));
   EXPECT_EQ(db.run({"LEND", "b1", "bob"}), integer(3));
   EXPECT_EQ(db.run({"LOANS", "bob"}), array({bulk("b1")}));
@@ -67,9 +69,13 @@ TEST(LibraryTest, RetriesAreHarmless) {
   const uint64_t digest = db.digest();
   EXPECT_EQ(db.run({"LEND", "b1", "alice"}), integer(1));
   EXPECT_EQ(db.digest(), digest);
-  EXPECT_EQ(db.run({"RETURN", "b1"}), integer(1));
-  EXPECT_EQ(db.run({"RETURN", "b1"}), integer(0));
+  EXPECT_EQ(db.run({"RETURN", "b1", "1"}), integer(1));
+  EXPECT_EQ(db.run({"RETURN", "b1", "1"}), integer(0));
   EXPECT_EQ(db.run({"LOANS", "alice"}), array({}));
+  // The book is lent again before a late retry of that RETURN arrives: the new loan stays.
+  EXPECT_EQ(db.run({"LEND", "b1", "bob"}), integer(2));
+  EXPECT_EQ(db.run({"RETURN", "b1", "1"}), integer(0));
+  EXPECT_EQ(db.run({"LOANS", "bob"}), array({bulk("b1")}));
 }
 
 TEST(LibraryTest, RefusedInParseNeverLoggedRefusedInApplyChangesNothing) {
@@ -81,11 +87,12 @@ TEST(LibraryTest, RefusedInParseNeverLoggedRefusedInApplyChangesNothing) {
   EXPECT_EQ(db.run_strings({"BOOK.ADD", "b9", std::string(257, 't')}), error("ERR title or name must be 1 to 256 bytes"));
   EXPECT_EQ(db.run_strings({"LEND", std::string(65, 'b'), "alice"}), error("ERR id must be 1 to 64 bytes"));
   EXPECT_EQ(db.run({"LEND", "b1"}), error("ERR wrong number of arguments for 'lend' command"));
+  EXPECT_EQ(db.run({"RETURN", "b1", "0"}), error("ERR loan must be a positive integer"));
   EXPECT_EQ(db.index, logged) << "a command refused in parse never reaches the log";
   EXPECT_EQ(db.run({"LEND", "b9", "alice"}), error("ERR no such book 'b9'"));
   EXPECT_EQ(db.run({"LEND", "b1", "carol"}), error("ERR no such member 'carol'"));
   EXPECT_EQ(db.run({"BOOK.ADD", "b1", "Again"}), error("ERR book 'b1' exists"));
-  EXPECT_EQ(db.run({"RETURN", "b9"}), error("ERR no such book 'b9'"));
+  EXPECT_EQ(db.run({"RETURN", "b9", "1"}), error("ERR no such book 'b9'"));
   EXPECT_EQ(db.index, logged + 4) << "a command refused in apply costs a log entry";
   EXPECT_EQ(db.digest(), digest);
   EXPECT_EQ(db.run({"BOOK.GET", "b9"}), error("ERR no such book 'b9'"));
@@ -139,16 +146,23 @@ TEST(LibraryTest, RandomCommandsAgreeAndTheIndexMatchesTheBooks) {
     a.run_strings({"MEMBER.ADD", m, "name"});
     b.run_strings({"MEMBER.ADD", m, "name"});
   }
+  std::map<std::string, std::string> last_loan;  // book -> the loan number LEND last answered
   for (int i = 0; i < 2000; i++) {
     const std::string book = "b" + std::to_string(rng() % 12);
     std::vector<std::string> cmd;
     switch (rng() % 4) {
       case 0: cmd = {"BOOK.ADD", book, "title"}; break;
-      case 1: cmd = {"RETURN", book}; break;
+      case 1: {  // mostly the book's latest loan; sometimes a stale or made-up one
+        const bool latest = rng() % 4 != 0 && last_loan.count(book);
+        cmd = {"RETURN", book, latest ? last_loan[book] : std::to_string(1 + rng() % 50)};
+        break;
+      }
       default: cmd = {"LEND", book, members[rng() % members.size()]}; break;
     }
     if (rng() % 5 == 0) { a.now_ms++; b.now_ms++; }
-    ASSERT_EQ(a.run_strings(cmd), b.run_strings(cmd)) << "command " << i;
+    const std::string reply = a.run_strings(cmd);
+    ASSERT_EQ(reply, b.run_strings(cmd)) << "command " << i;
+    if (cmd[0] == "LEND" && reply[0] == ':') last_loan[book] = reply.substr(1, reply.size() - 3);
   }
   ASSERT_EQ(a.digest(), b.digest());
   size_t lent = 0;
