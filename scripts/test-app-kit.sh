@@ -3,7 +3,8 @@
 # (ctest's kit.app test, tests/kit): the commands of docs/app-tutorial.md, in its order.
 #
 #   1. install the engine built in BUILD_DIR (default ./build) into a temporary prefix
-#   2. scaffold a new app with hmdb-new-app, build it against the install, run its tests
+#   2. scaffold a new app with hmdb-new-app, build it against the install, run its tests;
+#      and the README's promise: one source file and one hmdb_add_app call make a server
 #   3. build examples/library out of the tree from the install, run its tests
 #   4. run the new app as a 3-node cluster: write through followers, read, compare the
 #      nodes' digests, stop the nodes
@@ -67,6 +68,21 @@ cd shop
 cmake -S . -B build -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build build -j
 ctest --test-dir build --output-on-failure
+took
+
+step "2b. the README's promise: one file and one CMake call (no test)"
+mkdir "$work/mydb" && cd "$work/mydb"
+sed 's/shop/mydb/g' ../shop/shop.cc >mydb.cc
+cat >CMakeLists.txt <<'EOF'
+cmake_minimum_required(VERSION 3.22)
+project(mydb LANGUAGES CXX)
+find_package(hmdb REQUIRED)
+hmdb_add_app(mydb mydb.cc)    # the server binary ./mydb, with every feature above
+EOF
+cmake -S . -B build -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build build -j
+version=$(./build/mydb version)
+[[ $version == "hmdb "*" (app mydb, schema version 1)" ]] || fail "./build/mydb version answered '$version'"
 took
 
 step "3. examples/library built out of the tree from the install; test"
