@@ -132,6 +132,7 @@ void Forwarder::send(Origin& o, uint64_t link_id, Link& l, CommandPtr c) {
   if (c->sends > 1) stats_.resent++;
   std::string bytes;
   for (const std::vector<std::string>& argv : c->commands) bytes += encode(argv);
+  host_.sent(link_id, c->session, c->seq);
   host_.send_link(link_id, bytes);  // one call: a transaction's commands stay together
   o.link = link_id;
   o.in_flight++;

@@ -95,6 +95,9 @@ class ForwardHost {
   virtual void answer(uint64_t session, uint64_t seq, std::string_view reply) = 0;
   // Something an operator should hear of.
   virtual void warn(std::string_view message) = 0;
+  // For observers (the simulator's history): slot (session, seq)'s command is what the next
+  // send_link() on `link` carries (its last command, for a transaction).
+  virtual void sent(uint64_t link, uint64_t session, uint64_t seq) { (void)link, (void)session, (void)seq; }
 };
 
 class Forwarder {

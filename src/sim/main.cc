@@ -50,7 +50,7 @@ void usage() {
   std::fprintf(stderr,
                "usage: hmdb-sim [--seed S | --seeds N [--start S]] [--nodes 3|5] [--steps TICKS]\n"
                "                [--ops MAX_CLIENT_OPS] [--bug NAME]... [--no-faults] [--trace] [--keep-going]\n"
-               "                [--isolate] [--outcome-checks-only] [--max-seconds S] [--lying-fsync] [--transactions]\n"
+               "                [--isolate] [--outcome-checks-only] [--max-seconds S] [--lying-fsync] [--transactions] [--forward]\n"
                "bugs:");
   for (const auto& b : hmdb::sim::bug_names()) std::fprintf(stderr, " %s", b.c_str());
   for (const auto& b : hmdb::sim::shell_bug_names()) std::fprintf(stderr, " %s", b.c_str());
@@ -106,6 +106,7 @@ int main(int argc, char** argv) {
       else if (a == "--outcome-checks-only") base.protocol_checks = false;
       else if (a == "--lying-fsync") base.lying_fsync = true;
       else if (a == "--transactions") base.transactions = true;
+      else if (a == "--forward") base.forward = true;
       else { usage(); return 2; }
     } catch (const std::exception&) {
       usage();
@@ -142,6 +143,7 @@ int main(int argc, char** argv) {
   uint64_t failures = 0, ops = 0, ticks = 0, messages = 0, inconclusive = 0, ran = 0;
   uint64_t older_term_leaders = 0, first_older_term_leader = 0;
   uint64_t learner_leaders = 0, first_learner_leader = 0;
+  uint64_t forwarded = 0, forward_links_broken = 0;
   std::array<uint64_t, hmdb::sim::kFaultCount> faults{};
   Options o = base;
   o.trace = false;
@@ -162,6 +164,8 @@ int main(int argc, char** argv) {
     inconclusive += r.linearizability_inconclusive;
     if (r.older_term_leader && older_term_leaders++ == 0) first_older_term_leader = s;
     if (r.learner_led && learner_leaders++ == 0) first_learner_leader = s;
+    forwarded += r.forwarded;
+    forward_links_broken += r.forward_links_broken;
     for (size_t f = 0; f < faults.size(); f++) faults[f] += r.faults[f];
     if (!r.ok) {
       failures++;
@@ -184,6 +188,9 @@ int main(int argc, char** argv) {
   std::printf("\n  runs in which a learner was elected: %llu", static_cast<unsigned long long>(learner_leaders));
   if (learner_leaders) std::printf(" (first: seed %llu)", static_cast<unsigned long long>(first_learner_leader));
   std::printf("\n");
+  if (base.forward)
+    std::printf("  forwarded commands %llu, forwarding links broken %llu\n", static_cast<unsigned long long>(forwarded),
+                static_cast<unsigned long long>(forward_links_broken));
   std::printf("  fraction of runs that exercised each fault:\n");
   for (size_t f = 0; f < faults.size(); f++)
     std::printf("    %-22s %5.1f%%\n", hmdb::sim::fault_name(static_cast<hmdb::sim::Fault>(f)),

@@ -35,8 +35,10 @@
 
 #include "common/assert.h"
 #include "core/batch.h"
+#include "core/forwarder.h"
 #include "core/replica.h"
 #include "core/state.h"
+#include "net/resp.h"
 #include "net/resp_reply.h"
 #include "sim/commit_terms.h"
 #include "sim/linearizability.h"
@@ -148,6 +150,7 @@ std::string replay_command(const Options& o) {
   if (o.recovery_bugs.keep_replaced_log) cmd += " --bug recovery_keeps_replaced_log";
   if (o.lying_fsync) cmd += " --lying-fsync";
   if (o.transactions) cmd += " --transactions";
+  if (o.forward) cmd += " --forward";
   if (o.bugs.ignore_lease_when_voting) cmd += " --bug ignore_lease_when_voting";
   if (o.bugs.lease_without_drift_margin) cmd += " --bug lease_without_drift_margin";
   if (o.bugs.ack_append_before_persisting) cmd += " --bug ack_append_before_persisting";
@@ -428,11 +431,20 @@ class NodeHost final : public core::ReplicaHost {
   NodeHost(Simulation* sim, Node* node) : sim_(sim), node_(node) {}
   core::ClientSession* session(uint64_t id) override;
   void replies_ready(core::ClientSession& s) override;
-  core::CommandClass shell_command_class(Args) const override { return core::CommandClass::kUnknown; }
-  core::ShellResult run_shell_command(core::ClientSession&, Args, uint64_t, std::string*) override {
-    HMDB_ASSERT(false, "the simulator's clients send no shell commands");
+  // The one shell command the simulated nodes know: CLUSTER FORWARDER, a forwarding link's
+  // handshake (Options::forward; the clients send none).
+  core::CommandClass shell_command_class(Args argv) const override {
+    return iequals(argv[0], "CLUSTER") ? core::CommandClass::kShellLocal : core::CommandClass::kUnknown;
+  }
+  core::ShellResult run_shell_command(core::ClientSession& s, Args argv, uint64_t, std::string* out) override {
+    HMDB_ASSERT(argv.size() == 3 && iequals(argv[1], "FORWARDER"), "the simulator's clients send no shell commands");
+    s.forwarder = true;
+    Reply(out).ok();
     return core::ShellResult::kReplied;
   }
+  void forward(core::ClientSession& s, uint64_t seq, Args argv, bool write) override;
+  void forward_transaction(core::ClientSession& s, uint64_t seq, const std::vector<std::vector<std::string>>& commands,
+                           bool write) override;
   void start_snapshot() override { HMDB_ASSERT(false, "the simulator's clients send no SNAPSHOT"); }
   std::string client_address_of(raft::NodeId id) const override { return fmt::format("n{}", id); }
   void stage_snapshot_chunk(const raft::SnapshotChunk& chunk) override;
@@ -443,9 +455,26 @@ class NodeHost final : public core::ReplicaHost {
   void applied(const raft::Entry& entry) override;
   void apply_failed(const raft::Entry& entry, const core::ApplyResult& result) override;
   void read_snapshot_chunk(const raft::SnapshotReadRequest& request) override;
-  void role_changed(raft::Role, raft::Role) override {}
+  void role_changed(raft::Role, raft::Role) override;
   void warn(std::string_view message) override;
   void proposed(raft::Index index, raft::Term term, const std::vector<core::ReplySlot>& slots) override;
+
+ private:
+  Simulation* sim_;
+  Node* node_;
+};
+
+// A node's forwarding links as its core::Forwarder sees them (Options::forward): links to
+// another simulated node's client sessions. Forwards to the Simulation.
+class SimLinks final : public core::ForwardHost {
+ public:
+  SimLinks(Simulation* sim, Node* node) : sim_(sim), node_(node) {}
+  bool open_link(uint64_t link, raft::NodeId to) override;
+  void send_link(uint64_t link, std::string_view bytes) override;
+  void close_link(uint64_t link) override;
+  void answer(uint64_t session, uint64_t seq, std::string_view reply) override;
+  void warn(std::string_view message) override;
+  void sent(uint64_t link, uint64_t session, uint64_t seq) override;
 
  private:
   Simulation* sim_;
@@ -539,6 +568,14 @@ struct Node {
   // Commands clients sent while it was paused, read from the socket when it resumes:
   // (connection, words).
   std::vector<std::pair<uint64_t, std::vector<std::string>>> queued_commands;
+  // What reached its forwarder's links while it was paused (Options::forward): a link
+  // connected or broke, a reply; its forwarder hears of them, in order, when it resumes.
+  struct LinkInput {
+    enum Kind : uint8_t { kConnected, kBroken, kReply } kind;
+    uint64_t link = 0;
+    std::string reply;
+  };
+  std::vector<LinkInput> link_inbox;
   bool ack_pending = false;                     // writes completed, persisted() not called
   std::vector<raft::SnapshotMeta> saved_pending;  // snapshots durable, snapshot_saved() not called
   // The core's observation counters as last seen (they restart with the core).
@@ -551,6 +588,9 @@ struct Node {
   // the client connections open to it (a crash closes them all).
   std::unique_ptr<NodeHost> host;
   std::unique_ptr<core::Replica> replica;
+  // Options::forward: its forwarder of clients' commands to the leader, over SimLinks.
+  std::unique_ptr<SimLinks> links;
+  std::unique_ptr<core::Forwarder> forwarder;
   std::map<uint64_t, core::ClientSession> sessions;
   // A single node opens its client port only once it leads and has applied every entry its
   // log held at the start (server/recovery.cc replays before it listens): until then a
@@ -674,6 +714,22 @@ class Simulation {
   void close_connection(uint64_t connection);
   void abandon(uint64_t connection, const char* why);
   void read_replies(Node& n, core::ClientSession& s);
+
+  // --- forwarding links (Options::forward) ---------------------------------------------
+  // Node n's forwarder dials node `to` (link_connected or link_broken comes from
+  // process_link_events, never from inside the call), sends on a link (each command reaches
+  // `to`'s session at the next processing, as a client's does), closes one.
+  bool open_link(Node& n, uint64_t link, NodeId to);
+  void send_link(Node& n, uint64_t link, std::string_view bytes);
+  void close_link(Node& n, uint64_t link);
+  void process_link_events();
+  // The links of a node that crashes: those it dialed close, those to it break.
+  void drop_links(Node& n);
+  void read_link_replies(Node& to, core::ClientSession& s);
+  // Something for node `from`'s forwarder from one of its links: now, or when it resumes.
+  void link_input(Node& from, Node::LinkInput in);
+  void deliver_link_input(Node& from, const Node::LinkInput& in);
+  void sync_forwarder(Node& n);
   void answer(Connection& c, uint32_t op, const net::RespReply& reply);
   void answer_in_transaction(Connection& c, uint32_t op, Connection::Role role, const net::RespReply& reply);
   void probe();
@@ -755,6 +811,32 @@ class Simulation {
   std::vector<OpMeta> meta_;
   std::map<uint64_t, Connection> connections_;  // every client connection ever opened
   uint64_t next_connection_ = 0;
+  // Forwarding links, by their session id on the node they go to (ids shared with
+  // connections_), and what waits to happen on them, in order.
+  struct Link {
+    NodeId from = 0;
+    uint32_t from_incarnation = 0;
+    uint64_t link = 0;  // the id the forwarder gave it
+    NodeId to = 0;
+    bool connected = false;
+  };
+  std::map<uint64_t, Link> links_;
+  std::map<std::pair<NodeId, uint64_t>, uint64_t> link_sessions_;  // (from, link) -> session
+  // Per link session, for each command it carried (by its sequence number on the node it
+  // went to), the client slot (session, seq) on the forwarding node whose op it is (0, 0:
+  // a handshake, or a transaction's MULTI and queued commands). Kept for good, as
+  // connections_ are: the leader's proposal of a forwarded write names the link's slot.
+  std::map<uint64_t, std::vector<std::pair<uint64_t, uint64_t>>> link_origins_;
+  std::optional<std::pair<uint64_t, uint64_t>> next_link_origin_;  // from SimLinks::sent
+  struct LinkEvent {
+    enum Kind : uint8_t { kConnect, kCommand, kBroken, kCloseSession } kind;
+    uint64_t session = 0;
+    NodeId node = 0;         // kBroken: the forwarding node; kCloseSession: the node served
+    uint32_t incarnation = 0;
+    uint64_t link = 0;
+    std::vector<std::string> words;
+  };
+  std::deque<LinkEvent> link_events_;
   uint64_t probe_seq_ = 0;
   uint64_t probe_connection_ = 0;  // the probe's connection while its write waits (0: none)
   Term probe_term_sent_ = 0;       // the term of the leader it was sent to
@@ -763,6 +845,7 @@ class Simulation {
   bool probe_done_ = false;
 
   friend class NodeHost;
+  friend class SimLinks;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -937,6 +1020,7 @@ void Simulation::start_node(Node& n) {
   n.last_role = Role::kFollower;
   n.last_ready_hs = n.disk.hard_state;
   n.queued_commands.clear();
+  n.link_inbox.clear();
   n.sessions.clear();
   n.incarnation++;
   n.raft = std::make_unique<raft::Raft>(cfg, std::move(rs));
@@ -946,8 +1030,19 @@ void Simulation::start_node(Node& n) {
   ro.clustered = opt_.nodes > 1;
   ro.bugs.forget_replaced_writes = opt_.shell_bugs.forget_replaced_writes;
   ro.bugs.reads_without_index = opt_.shell_bugs.reads_without_index;
+  ro.forward = opt_.forward && opt_.nodes > 1;
   n.host = std::make_unique<NodeHost>(this, &n);
   n.replica = std::make_unique<core::Replica>(*n.raft, *n.app, *n.host, ro);
+  if (ro.forward) {
+    // The server's bounds in election timeouts (server/node.h), in the simulator's units.
+    core::Forwarder::Options fo;
+    fo.self = n.id;
+    fo.leader_wait_ms = 10 * kElectionTicks * kUnitsPerTick;
+    fo.drain_ms = 5 * kElectionTicks * kUnitsPerTick;
+    n.links = std::make_unique<SimLinks>(this, &n);
+    n.forwarder = std::make_unique<core::Forwarder>(*n.links, fo);
+    n.forwarder->set_time(now_);
+  }
   n.replica->set_applied(n.applied, n.applied_term);
   n.replica->requests() = std::move(requests);
   n.replica->set_time(now_, now_);
@@ -1017,6 +1112,7 @@ void Simulation::crash_node(Node& n, bool allow_faults) {
   }
   ev(12, n.id, loss.torn, loss.hole, [&] { return fmt::format("n{} CRASH (power loss:{})", n.id, what.empty() ? " nothing unsynced" : what); });
   n.disk.pending.clear();
+  n.forwarder.reset();  // it answers through the replica
   n.replica.reset();  // it refers to raft and app
   n.raft.reset();
   n.app.reset();
@@ -1028,6 +1124,7 @@ void Simulation::crash_node(Node& n, bool allow_faults) {
   n.missed_ticks = 0;
   n.inbox.clear();
   n.queued_commands.clear();
+  n.link_inbox.clear();
   n.ack_pending = false;
   n.saved_pending.clear();
   // Its client connections are reset: what waited on them may or may not have happened.
@@ -1035,7 +1132,9 @@ void Simulation::crash_node(Node& n, bool allow_faults) {
   for (const auto& [id, c] : connections_)
     if (c.open && c.node == n.id) open.push_back(id);
   for (uint64_t id : open) abandon(id, "connection reset");
+  drop_links(n);
   n.sessions.clear();
+  n.links.reset();
   n.replica.reset();
   n.host.reset();
   if (!healing_) mark(Fault::kCrash);
@@ -1046,6 +1145,7 @@ void Simulation::crash_node(Node& n, bool allow_faults) {
 // install, persist, send, apply, reads, snapshot reads), finished replies go out.
 void Simulation::end_turn(Node& n) {
   n.replica->set_time(now_, now_);
+  if (n.forwarder) sync_forwarder(n);  // the leader may have changed: before the replica drains
   n.replica->end_turn();
   if (!result_.ok || !n.up) return;
   if (!n.listening && n.raft->role() == Role::kLeader && n.applied >= n.serve_from) n.listening = true;
@@ -1151,12 +1251,44 @@ core::ClientSession* NodeHost::session(uint64_t id) {
 
 void NodeHost::replies_ready(core::ClientSession& s) { sim_->read_replies(*node_, s); }
 
+void NodeHost::forward(core::ClientSession& s, uint64_t seq, Args argv, bool write) {
+  sim_->result_.forwarded++;
+  node_->forwarder->forward(s.id, seq, s.protocol, write, argv);
+}
+
+void NodeHost::forward_transaction(core::ClientSession& s, uint64_t seq,
+                                   const std::vector<std::vector<std::string>>& commands, bool write) {
+  sim_->result_.forwarded++;
+  node_->forwarder->forward_transaction(s.id, seq, s.protocol, write, commands);
+}
+
+void NodeHost::role_changed(raft::Role, raft::Role) {
+  if (node_->forwarder) sim_->sync_forwarder(*node_);  // as the server's Node::role_changed
+}
+
+bool SimLinks::open_link(uint64_t link, raft::NodeId to) { return sim_->open_link(*node_, link, to); }
+void SimLinks::send_link(uint64_t link, std::string_view bytes) { sim_->send_link(*node_, link, bytes); }
+void SimLinks::close_link(uint64_t link) { sim_->close_link(*node_, link); }
+void SimLinks::answer(uint64_t session, uint64_t seq, std::string_view reply) {
+  node_->replica->finish(session, seq, core::ReplyQueue::Kind::kWaitingForward, reply);
+}
+void SimLinks::sent(uint64_t, uint64_t session, uint64_t seq) { sim_->next_link_origin_ = {session, seq}; }
+void SimLinks::warn(std::string_view message) {
+  sim_->ev(80, node_->id, 0, 0, [&] { return fmt::format("n{} forwarder: {}", node_->id, message); });
+}
+
 // The consensus core accepted a batch: where each client op's write is (final_checks
 // resolves unknown outcomes from the committed log with it).
 void NodeHost::proposed(raft::Index index, raft::Term term, const std::vector<core::ReplySlot>& slots) {
   Simulation& sim = *sim_;
   std::vector<uint32_t> ops;
-  for (const core::ReplySlot& slot : slots) {
+  for (core::ReplySlot slot : slots) {
+    // A forwarded command: the leader's slot is on the link; its op is the forwarding
+    // node's client's.
+    if (auto link = sim.link_origins_.find(slot.session); link != sim.link_origins_.end()) {
+      if (slot.seq >= link->second.size() || link->second[slot.seq].first == 0) continue;
+      slot = core::ReplySlot{link->second[slot.seq].first, link->second[slot.seq].second};
+    }
     auto it = sim.connections_.find(slot.session);
     if (it == sim.connections_.end() || slot.seq >= it->second.ops_by_seq.size()) continue;
     const uint32_t op = it->second.ops_by_seq[slot.seq];
@@ -1805,6 +1937,176 @@ void Simulation::step_message(Node& n, const InFlight& f) {
 }
 
 // ---------------------------------------------------------------------------------------
+// Forwarding links (Options::forward): what the server's ForwardLinks do with sockets, done
+// between simulated nodes. A link is a client session on the node it goes to, marked by the
+// forwarder's handshake (CLUSTER FORWARDER); its commands reach that node as a client's do
+// (queued while it is paused), its replies go back to the forwarder as they are drained.
+// Events are processed in order at one point of each unit, never from inside a core's call.
+// Links ignore network partitions, as the simulated client connections do.
+
+void Simulation::sync_forwarder(Node& n) {
+  n.forwarder->set_time(now_);
+  n.forwarder->set_leader(n.raft->leader(), n.raft->term());
+}
+
+bool Simulation::open_link(Node& n, uint64_t link, NodeId to) {
+  if (to == 0 || to > kMaxNodes || !nodes_[to].exists) return false;  // no address known
+  const uint64_t session = ++next_connection_;
+  links_[session] = Link{n.id, n.incarnation, link, to, false};
+  link_sessions_[{n.id, link}] = session;
+  link_events_.push_back(LinkEvent{LinkEvent::kConnect, session, n.id, n.incarnation, link, {}});
+  ev(81, n.id, to, session, [&] { return fmt::format("n{} dials n{} (forwarding link {}, session {})", n.id, to, link, session); });
+  return true;
+}
+
+void Simulation::send_link(Node& n, uint64_t link, std::string_view bytes) {
+  const auto origin = next_link_origin_;
+  next_link_origin_.reset();
+  auto it = link_sessions_.find({n.id, link});
+  if (it == link_sessions_.end()) return;  // the node it went to crashed: its kBroken is on the way
+  std::string buffer(bytes);
+  std::vector<std::pair<uint64_t, uint64_t>>& origins = link_origins_[it->second];
+  net::RespParser parser;
+  std::vector<std::string_view> argv;
+  std::string error;
+  size_t at = 0;
+  while (at < buffer.size()) {
+    size_t used = 0;
+    const net::RespParser::Result r = parser.parse(buffer.data() + at, buffer.size() - at, &used, &argv, &error);
+    HMDB_ASSERT(r == net::RespParser::Result::kCommand, "a forwarder sent a partial or malformed command");
+    at += used;
+    if (argv.empty()) continue;
+    origins.push_back(at == buffer.size() && origin ? *origin : std::make_pair(uint64_t{0}, uint64_t{0}));
+    link_events_.push_back(LinkEvent{LinkEvent::kCommand, it->second, n.id, n.incarnation, link,
+                                     std::vector<std::string>(argv.begin(), argv.end())});
+  }
+}
+
+void Simulation::close_link(Node& n, uint64_t link) {
+  auto it = link_sessions_.find({n.id, link});
+  if (it == link_sessions_.end()) return;
+  const uint64_t session = it->second;
+  link_sessions_.erase(it);
+  auto l = links_.find(session);
+  if (l == links_.end()) return;
+  link_events_.push_back(LinkEvent{LinkEvent::kCloseSession, session, l->second.to, nodes_[l->second.to].incarnation, 0, {}});
+  links_.erase(l);  // commands still queued for it are dropped, replies ignored
+}
+
+void Simulation::drop_links(Node& n) {
+  for (auto it = links_.begin(); it != links_.end();) {
+    const Link& l = it->second;
+    if (l.from == n.id) {
+      // Its forwarder is gone with the process: the served node closes the session.
+      link_events_.push_back(LinkEvent{LinkEvent::kCloseSession, it->first, l.to, nodes_[l.to].incarnation, 0, {}});
+    } else if (l.to == n.id) {
+      // The process it went to is gone: the forwarding node sees the connection reset.
+      link_events_.push_back(LinkEvent{LinkEvent::kBroken, it->first, l.from, l.from_incarnation, l.link, {}});
+    } else {
+      ++it;
+      continue;
+    }
+    link_sessions_.erase({l.from, l.link});
+    it = links_.erase(it);
+  }
+}
+
+void Simulation::process_link_events() {
+  while (!link_events_.empty() && result_.ok) {
+    LinkEvent e = std::move(link_events_.front());
+    link_events_.pop_front();
+    switch (e.kind) {
+      case LinkEvent::kConnect: {
+        auto it = links_.find(e.session);
+        if (it == links_.end()) break;  // closed meanwhile
+        Link& l = it->second;
+        Node& from = nodes_[l.from];
+        Node& to = nodes_[l.to];
+        if (!from.up || from.incarnation != l.from_incarnation) break;  // drop_links took care
+        if (to.up && to.listening) {
+          l.connected = true;
+          to.sessions[e.session].id = e.session;
+          link_input(from, Node::LinkInput{Node::LinkInput::kConnected, l.link, {}});
+        } else {  // connection refused
+          result_.forward_links_broken++;
+          link_sessions_.erase({l.from, l.link});
+          const uint64_t link = l.link;
+          links_.erase(it);
+          link_input(from, Node::LinkInput{Node::LinkInput::kBroken, link, {}});
+        }
+        break;
+      }
+      case LinkEvent::kCommand: {
+        auto it = links_.find(e.session);
+        if (it == links_.end() || !it->second.connected) break;
+        Node& to = nodes_[it->second.to];
+        if (to.up) send_command(to, e.session, std::move(e.words));
+        break;
+      }
+      case LinkEvent::kBroken: {
+        result_.forward_links_broken++;
+        Node& from = nodes_[e.node];
+        if (from.up && from.incarnation == e.incarnation && from.forwarder)
+          link_input(from, Node::LinkInput{Node::LinkInput::kBroken, e.link, {}});
+        break;
+      }
+      case LinkEvent::kCloseSession: {
+        Node& to = nodes_[e.node];
+        if (to.up && to.incarnation == e.incarnation) to.sessions.erase(e.session);
+        break;
+      }
+    }
+  }
+}
+
+// The replies the node served a link with, drained in order: each goes to the forwarder.
+void Simulation::read_link_replies(Node& to, core::ClientSession& s) {
+  const Link l = links_.at(s.id);
+  std::string& out = s.replies.out();
+  Node& from = nodes_[l.from];
+  if (!from.up || from.incarnation != l.from_incarnation) {
+    out.clear();
+    return;
+  }
+  size_t used = 0;
+  while (result_.ok && used < out.size()) {
+    net::ScannedReply reply;
+    const net::ScanResult r = net::scan_reply(out.data() + used, out.size() - used, &reply);
+    if (r == net::ScanResult::kIncomplete) break;
+    if (r == net::ScanResult::kMalformed) {
+      fail("forward-reply", fmt::format("n{} sent n{}'s forwarding link {} bytes that are not RESP: {}", to.id, l.from,
+                                        l.link, out.substr(used, 80)));
+      return;
+    }
+    link_input(from, Node::LinkInput{Node::LinkInput::kReply, l.link, out.substr(used, reply.length)});
+    used += reply.length;
+    if (!links_.count(s.id)) break;  // the forwarder closed it (a former leader's, drained)
+  }
+  out.erase(0, used);
+}
+
+void Simulation::link_input(Node& from, Node::LinkInput in) {
+  if (from.paused) {
+    from.link_inbox.push_back(std::move(in));  // its socket buffers hold it
+    return;
+  }
+  deliver_link_input(from, in);
+}
+
+void Simulation::deliver_link_input(Node& from, const Node::LinkInput& in) {
+  switch (in.kind) {
+    case Node::LinkInput::kConnected: from.forwarder->link_connected(in.link); break;
+    case Node::LinkInput::kBroken: from.forwarder->link_broken(in.link); break;
+    case Node::LinkInput::kReply:
+      if (!link_sessions_.count({from.id, in.link})) break;  // closed or broken meanwhile: the reply is gone with it
+      if (!from.forwarder->link_reply(in.link, in.reply))
+        fail("forward-reply", fmt::format("n{}'s forwarding link {} got a reply it does not wait for: {}", from.id,
+                                          in.link, in.reply.substr(0, 80)));
+      break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
 // Clients
 
 void Simulation::conclude(uint32_t op, OpOutcome outcome, std::optional<int64_t> result) {
@@ -1904,6 +2206,7 @@ void Simulation::close_connection(uint64_t connection) {
   if (it == connections_.end() || !it->second.open) return;
   Node& n = nodes_[it->second.node];
   n.sessions.erase(connection);  // replies still owed to it are dropped, as the server drops them
+  if (n.up && n.forwarder) n.forwarder->session_closed(connection);  // as server/client_io.cc
   if (it->second.client != kProbeClient && clients_[it->second.client].connection == connection)
     clients_[it->second.client].connection = 0;
   if (probe_connection_ == connection) probe_connection_ = 0;
@@ -1931,6 +2234,10 @@ void Simulation::abandon(uint64_t connection, const char* why) {
 // The node's replica moved finished replies to the session's output, in request order: each
 // answers the oldest op waiting on that connection.
 void Simulation::read_replies(Node& n, core::ClientSession& s) {
+  if (links_.count(s.id)) {
+    read_link_replies(n, s);
+    return;
+  }
   auto it = connections_.find(s.id);
   if (it == connections_.end() || !it->second.open) return;
   Connection& conn = it->second;
@@ -1979,6 +2286,8 @@ void Simulation::answer(Connection& conn, uint32_t op, const net::RespReply& rep
     } else if (e.starts_with("ERR write outcome unknown") && h.kind != OpKind::kGet) {
       conclude(op, OpOutcome::kUnknown, std::nullopt);
       c.guess = 0;
+    } else if (e.starts_with("ERR the connection to the leader closed before the reply") && h.kind == OpKind::kGet) {
+      conclude(op, OpOutcome::kFailed, std::nullopt);  // a forwarded read whose answer was lost: no effect
     } else {
       fail("app-reply", fmt::format("n{} answered {} with -{}", conn.node, describe(h), e));
     }
@@ -2025,6 +2334,12 @@ void Simulation::answer_in_transaction(Connection& conn, uint32_t op, Connection
   }
   if (reply.is_error()) {
     if (meta_[op].concluded && reply.text.starts_with("EXECABORT")) return;  // its queueing was refused
+    if (reply.text.starts_with("EXECABORT")) {
+      // A forwarded transaction refused whole (the node it reached did not lead, or this
+      // node led before it was sent): nothing of it ran.
+      conclude(op, OpOutcome::kFailed, std::nullopt);
+      return;
+    }
     if (h.kind == OpKind::kGet && (reply.text.starts_with("ERR write outcome unknown") ||
                                    reply.text.starts_with("ERR write lost in a leadership change"))) {
       conclude(op, OpOutcome::kFailed, std::nullopt);  // a read that did not happen, or whose answer is lost
@@ -2453,6 +2768,10 @@ void Simulation::advance_clocks() {
 void Simulation::tick_node(Node& n) {
   n.raft->tick();
   after_input(n);
+  if (n.forwarder && n.up) {
+    sync_forwarder(n);
+    n.forwarder->tick();
+  }
 }
 
 void Simulation::pause_node(Node& n) {
@@ -2488,6 +2807,12 @@ void Simulation::resume_node(Node& n) {
   }
   if (!result_.ok) return;
   notify_disk(n);
+  std::vector<Node::LinkInput> link_inputs = std::move(n.link_inbox);
+  n.link_inbox.clear();
+  for (const Node::LinkInput& in : link_inputs) {
+    if (!result_.ok || !n.up) return;
+    deliver_link_input(n, in);
+  }
   std::vector<std::pair<uint64_t, std::vector<std::string>>> commands = std::move(n.queued_commands);
   n.queued_commands.clear();
   for (auto& [connection, words] : commands) {
@@ -2576,6 +2901,9 @@ bool Simulation::converged() {
     if (!n.up || n.applied < commit) return false;
   }
   for (const Client& c : clients_) if (busy(c)) return false;
+  // Every forwarded command answered (each waits a bounded time: the leader wait, the drain).
+  for (const Node& n : nodes_)
+    if (n.exists && n.up && n.forwarder && !n.forwarder->idle()) return false;
   return true;
 }
 
@@ -2680,6 +3008,7 @@ RunResult Simulation::run() {
           raft::Status st = n.raft->status();
           nodes += fmt::format(" n{}:{}/t{}/commit{}/applied{}/last{}{}", n.id, role_name(st.role), st.term, st.commit,
                                n.applied, st.last_index, n.removed ? "(removed)" : "");
+          if (n.forwarder && !n.forwarder->idle()) nodes += fmt::format("/forwarding{}", n.forwarder->commands());
         }
         std::string waiting;
         for (const Client& c : clients_)
@@ -2717,6 +3046,7 @@ RunResult Simulation::run() {
     deliver_due();
     for (Node& n : nodes_)
       if (n.exists && n.up && result_.ok) complete_writes(n);
+    if (result_.ok) process_link_events();
     for (Node& n : nodes_) {
       if (!n.exists || !n.running() || !result_.ok) continue;
       end_turn(n);
@@ -2743,6 +3073,7 @@ struct IsolatedSummary {
   uint64_t ticks, messages, client_ops, inconclusive;
   bool older_term_leader;
   bool learner_led;
+  uint64_t forwarded, forward_links_broken;
   bool faults[kFaultCount];
   char check[64];
   char detail[512];
@@ -2767,6 +3098,8 @@ RunResult run_simulation_isolated(const Options& o) {
     s.inconclusive = r.linearizability_inconclusive;
     s.older_term_leader = r.older_term_leader;
     s.learner_led = r.learner_led;
+    s.forwarded = r.forwarded;
+    s.forward_links_broken = r.forward_links_broken;
     for (size_t f = 0; f < kFaultCount; f++) s.faults[f] = r.faults[f];
     std::snprintf(s.check, sizeof s.check, "%s", r.check.c_str());
     std::snprintf(s.detail, sizeof s.detail, "%s", r.detail.c_str());
@@ -2800,6 +3133,8 @@ RunResult run_simulation_isolated(const Options& o) {
   r.linearizability_inconclusive = s.inconclusive;
   r.older_term_leader = s.older_term_leader;
   r.learner_led = s.learner_led;
+  r.forwarded = s.forwarded;
+  r.forward_links_broken = s.forward_links_broken;
   for (size_t f = 0; f < kFaultCount; f++) r.faults[f] = s.faults[f];
   r.check = s.check;
   r.detail = s.detail;

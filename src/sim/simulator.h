@@ -96,6 +96,9 @@ struct Options {
   // its entry holds a transaction group (core/batch.h) and its reply is EXEC's array, read
   // as the op's; a leader change around it ends it like any write (docs/simulator.md).
   bool transactions = false;
+  // Followers forward their clients' commands to the leader (core/forwarder.h), over links
+  // between the simulated nodes, instead of answering -MOVED (docs/simulator.md).
+  bool forward = false;
 };
 
 struct RunResult {
@@ -116,6 +119,10 @@ struct RunResult {
   // A learner was elected (it may, only after the voters failed to elect anyone for a long
   // time: raft.cc learner_may_campaign); counted by hmdb-sim's summary.
   bool learner_led = false;
+  // Options::forward: client commands a follower forwarded, and forwarding links that broke
+  // (their node crashed, or refused the connection).
+  uint64_t forwarded = 0;
+  uint64_t forward_links_broken = 0;
   std::array<bool, kFaultCount> faults{};
   std::vector<std::string> trace;  // only with Options::trace
 };

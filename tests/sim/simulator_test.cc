@@ -1,6 +1,7 @@
 // tests/sim/simulator_test.cc — the simulator itself: runs replay exactly (same seed, same
 // trace hash, with or without tracing), fault-free clusters of 1, 3 and 5 nodes pass every
-// check, and a run with faults actually injects them (rare disk events within more seeds).
+// check, and a run with faults actually injects them (rare disk events within more seeds);
+// with followers forwarding, the same, and links do break.
 #include "sim/simulator.h"
 
 #include <gtest/gtest.h>
@@ -89,6 +90,36 @@ TEST(Simulator, RareDiskEventsHappen) {
       EXPECT_TRUE(seen[f]) << fault_name(static_cast<Fault>(f)) << " never happened in " << kMaxSeeds << " seeds";
     }
   }
+}
+
+// Options::forward: followers forward their clients' commands over links between the nodes.
+TEST(Simulator, ForwardingRunsReplayAndLinksBreak) {
+  Options o;
+  o.seed = 42;
+  o.forward = true;
+  o.transactions = true;
+  RunResult a = run_simulation(o);
+  o.trace = true;
+  RunResult b = run_simulation(o);
+  EXPECT_EQ(a.trace_hash, b.trace_hash);
+  EXPECT_EQ(a.forwarded, b.forwarded);
+  EXPECT_EQ(replay_command(o), "build/src/sim/hmdb-sim --seed 42 --nodes 3 --steps 300 --transactions --forward --trace");
+  Options calm = o;
+  calm.trace = false;
+  calm.seed = 7;
+  calm.faults = false;
+  RunResult r = run_simulation(calm);
+  ASSERT_TRUE(r.ok) << "[" << r.check << "] " << r.detail << "\nreplay: " << replay_command(calm);
+  EXPECT_GT(r.forwarded, 0u) << "clients connect to any node: some to followers";
+  EXPECT_EQ(r.client_unknown, 0u);
+  uint64_t broken = 0;
+  for (uint64_t seed = 1; seed <= 30 && broken == 0; seed++) {
+    Options f = calm;
+    f.seed = seed;
+    f.faults = true;
+    broken += run_simulation(f).forward_links_broken;
+  }
+  EXPECT_GT(broken, 0u) << "crashes break forwarding links";
 }
 
 TEST(Simulator, ReplayCommandNamesEverything) {
