@@ -1067,8 +1067,6 @@ void apply_flushall(State& s, const Words&, const ApplyContext& ctx, Reply& r) {
 //     zset:   varint n, n × (bytes member, f64 score)        in (score, member) order
 constexpr uint8_t kTagHasDeadline = 0x80;
 constexpr uint8_t kTagTypeMask = 0x7f;
-// Smallest encoded key: 1 (key length) + 1 (tag) + 1 (smallest payload).
-constexpr size_t kEntryBytesMin = 3;
 
 void encode_entry(Encoder& e, std::string_view key, const Value& v, std::optional<uint64_t> deadline) {
   e.bytes(key);
@@ -1109,7 +1107,7 @@ bool decode_value(Decoder& in, Type type, Value* out) {
   switch (type) {
     case Type::kString: out->emplace<std::string>(in.bytes()); return in.ok();
     case Type::kHash: {
-      uint64_t n = in.count(2);
+      uint64_t n = in.count<std::string, std::string>();
       if (n == 0) return false;
       Hash& h = out->emplace<Hash>();
       for (uint64_t i = 0; i < n && in.ok(); i++) {
@@ -1120,7 +1118,7 @@ bool decode_value(Decoder& in, Type type, Value* out) {
       return in.ok();
     }
     case Type::kList: {
-      uint64_t n = in.count(1);
+      uint64_t n = in.count<std::string>();
       if (n == 0) return false;
       List& l = out->emplace<List>();
       for (uint64_t i = 0; i < n && in.ok(); i++) {
@@ -1131,7 +1129,7 @@ bool decode_value(Decoder& in, Type type, Value* out) {
       return in.ok();
     }
     case Type::kSet: {
-      uint64_t n = in.count(1);
+      uint64_t n = in.count<std::string>();
       if (n == 0) return false;
       Set& set = out->emplace<Set>();
       for (uint64_t i = 0; i < n && in.ok(); i++) {
@@ -1142,7 +1140,7 @@ bool decode_value(Decoder& in, Type type, Value* out) {
       return in.ok();
     }
     case Type::kZSet: {
-      uint64_t n = in.count(9);
+      uint64_t n = in.count<std::string, double>();
       if (n == 0) return false;
       auto z = std::make_unique<ZSet>();
       z->scores.reserve(n);
@@ -1193,7 +1191,8 @@ bool insert_loaded(State& s, std::string_view key, Value* container, std::string
 
 bool Kv::load(State& s, Decoder& in, uint32_t version) {
   if (version != kSchemaVersion) return false;  // no earlier schema to migrate from yet
-  uint64_t n = in.count(kEntryBytesMin);
+  // Per key: its name, the tag, then a payload of at least a length or a count.
+  uint64_t n = in.count<std::string, uint8_t, std::string>();
   if (!in.ok()) return false;
   s.keys.reserve(n);
   PendingString ring[kLoadPrefetchDepth];

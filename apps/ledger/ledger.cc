@@ -7,6 +7,7 @@
 #include "ledger/ledger.h"
 
 #include <algorithm>
+#include <tuple>
 
 namespace hmdb::ledger {
 namespace {
@@ -227,10 +228,10 @@ void save_transfer(const Transfer& t, Encoder& out) {
   out.bytes(t.currency);
 }
 
-// Smallest encoded transfer: seq 1 + time 8 + five one-byte fields.
-constexpr size_t kTransferBytesMin = 14;
-// Smallest encoded account: id 2 + currency 2 + balance 1 + flag 1 + time 8 + 2 counts.
-constexpr size_t kAccountBytesMin = 16;
+// The values save_transfer and save write per transfer and per account, in order: their
+// types give Decoder::count the fewest bytes an item takes.
+using SavedTransfer = std::tuple<uint64_t, uint64_t, std::string, std::string, std::string, int64_t, std::string>;
+using SavedAccount = std::tuple<std::string, std::string, int64_t, bool, uint64_t, uint64_t, std::deque<Transfer>>;
 
 bool load_transfer(Decoder& in, Transfer* t) {
   t->seq = in.varint();
@@ -267,7 +268,7 @@ void Ledger::save(const State& s, Encoder& out) {
 bool Ledger::load(State& s, Decoder& in, uint32_t version) {
   if (version != kSchemaVersion) return false;  // no older schema to migrate from yet
   s.last_seq = in.varint();
-  uint64_t n = in.count(kAccountBytesMin);
+  uint64_t n = in.count<SavedAccount>();
   absl::btree_map<std::string, __int128> net_by_currency;
   for (uint64_t i = 0; i < n && in.ok(); i++) {
     std::string id(in.bytes());
@@ -277,7 +278,7 @@ bool Ledger::load(State& s, Decoder& in, uint32_t version) {
     a.allow_overdraft = in.boolean();
     a.created_ms = in.u64();
     a.transfer_count = in.varint();
-    uint64_t h = in.count(kTransferBytesMin);
+    uint64_t h = in.count<SavedTransfer>();
     if (!in.ok() || h > kHistoryMax || h > a.transfer_count || !valid_account_id(id) || !valid_currency(a.currency) ||
         (a.balance < 0 && !a.allow_overdraft))
       return false;
@@ -289,7 +290,7 @@ bool Ledger::load(State& s, Decoder& in, uint32_t version) {
     net_by_currency[a.currency] += a.balance;
     if (!s.accounts.emplace(std::move(id), std::move(a)).second) return false;
   }
-  uint64_t ids = in.count(kTransferBytesMin);
+  uint64_t ids = in.count<SavedTransfer>();
   for (uint64_t i = 0; i < ids && in.ok(); i++) {
     Transfer t;
     if (!load_transfer(in, &t) || t.id.empty() || t.seq > s.last_seq) return false;

@@ -215,13 +215,13 @@ struct Library {
   static bool load(State& s, hmdb::Decoder& in, uint32_t version) {
     if (version != kSchemaVersion) return false;
     s.last_loan = in.varint();
-    const uint64_t members = in.count(4);  // an id and a name of at least a byte, each with its length
+    const uint64_t members = in.count<std::string, std::string>();  // an id and a name
     for (uint64_t i = 0; i < members && in.ok(); i++) {
       const std::string_view id = in.bytes(), name = in.bytes();
       if (!in.ok() || !valid_id(id) || !valid_text(name)) return false;
       if (!s.members.emplace(std::string(id), std::string(name)).second) return false;
     }
-    const uint64_t books = in.count(5);
+    const uint64_t books = in.count<std::string, std::string, std::string>();  // id, title, lent_to (then a loan)
     std::set<uint64_t> loans;
     for (uint64_t i = 0; i < books && in.ok(); i++) {
       const std::string_view id = in.bytes(), title = in.bytes(), lent_to = in.bytes();

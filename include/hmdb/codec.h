@@ -14,7 +14,10 @@
 // of bounds: the first malformed field sets ok() to false, every later read returns zero
 // or an empty view, and the caller checks ok() once at the end (a sticky error, like
 // std::istream's failbit). Decoders are used on untrusted bytes (fuzzed), so every length
-// is checked against what remains.
+// is checked against what remains. A count of items is read with count<T...>(), which
+// refuses a count the remaining bytes cannot hold, the fewest bytes per item derived from
+// the C++ types of the values each item holds (codec::encoded_bytes_min); expect_end() says
+// the input must end there.
 //
 // codec::put_u16/u32/u64 and codec::get_u16/u32/u64 are the fixed-width primitives under
 // both: they write into a preallocated header (a record header built on the stack, a
@@ -24,10 +27,15 @@
 // Thread-safety: none; one Encoder/Decoder per thread.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 
 namespace hmdb {
 
@@ -55,6 +63,60 @@ inline uint64_t get_u64(const char* in) {
   for (size_t i = 0; i < 8; i++) v |= static_cast<uint64_t>(static_cast<uint8_t>(in[i])) << (8 * i);
   return v;
 }
+
+// The fewest bytes any of the Encoder's writers produces for a value of C++ type T, so
+// that a count of items checked with it never refuses bytes an Encoder wrote: an integer,
+// bool or enum 1 (varint, svarint, u8), a floating-point number 8 (f64), a string 1 (its
+// length; bytes()), std::array<char, N> N (raw()), a container or std::optional 1 (a count
+// or a flag), a pair or tuple the sum of its members'. Any other type (a struct) has no
+// size: list the types of the values save() writes for it instead.
+template <class T, class = void>
+struct EncodedBytesMin {
+  static constexpr bool kKnown = false;
+  static constexpr size_t value = 0;
+};
+template <class T>
+struct EncodedBytesMin<T, std::enable_if_t<std::is_integral_v<T> || std::is_enum_v<T>>> {
+  static constexpr bool kKnown = true;
+  static constexpr size_t value = 1;
+};
+template <class T>
+struct EncodedBytesMin<T, std::enable_if_t<std::is_floating_point_v<T>>> {
+  static constexpr bool kKnown = true;
+  static constexpr size_t value = 8;
+};
+template <class T>
+struct IsStdArray : std::false_type {};
+template <class T, size_t N>
+struct IsStdArray<std::array<T, N>> : std::true_type {};
+template <class T>  // strings and containers: a length or count first
+struct EncodedBytesMin<T, std::enable_if_t<!std::is_arithmetic_v<T> && !IsStdArray<T>::value && requires(const T& t) {
+                            t.size();
+                            t.begin();
+                          }>> {
+  static constexpr bool kKnown = true;
+  static constexpr size_t value = 1;
+};
+template <class T, size_t N>
+struct EncodedBytesMin<std::array<T, N>> {  // fixed size: written with raw(), no length
+  static constexpr bool kKnown = EncodedBytesMin<T>::kKnown;
+  static constexpr size_t value = N * EncodedBytesMin<T>::value;
+};
+template <class T>
+struct EncodedBytesMin<std::optional<T>> {
+  static constexpr bool kKnown = true;
+  static constexpr size_t value = 1;
+};
+template <class... Ts>
+struct EncodedBytesMin<std::tuple<Ts...>> {
+  static constexpr bool kKnown = (EncodedBytesMin<std::remove_cv_t<Ts>>::kKnown && ...);
+  static constexpr size_t value = (size_t{0} + ... + EncodedBytesMin<std::remove_cv_t<Ts>>::value);
+};
+template <class A, class B>
+struct EncodedBytesMin<std::pair<A, B>> : EncodedBytesMin<std::tuple<A, B>> {};
+
+template <class... Ts>
+inline constexpr size_t encoded_bytes_min = EncodedBytesMin<std::tuple<Ts...>>::value;
 
 }  // namespace codec
 
@@ -186,12 +248,31 @@ class Decoder {
     in_.remove_prefix(n);
     return out;
   }
-  // A count of items that each take at least min_item_bytes: rejects counts that cannot
-  // fit in what remains, so a corrupt count cannot make the caller reserve() gigabytes.
-  uint64_t count(size_t min_item_bytes = 1) {
+  // A count of items, each saved as values of the C++ types Item... in order (for a map
+  // of string to double: count<std::string, double>()). Refuses a count that cannot fit in
+  // what remains, so a corrupt count cannot make the caller reserve() gigabytes; the
+  // fewest bytes per item are derived from the types (codec::EncodedBytesMin), never
+  // overstated, so a count an Encoder wrote is never refused.
+  template <class... Item>
+  uint64_t count() {
+    static_assert(sizeof...(Item) > 0, "Decoder::count<Item...>(): name the types of the values each item holds");
+    static_assert(codec::EncodedBytesMin<std::tuple<std::remove_cv_t<Item>...>>::kKnown,
+                  "Decoder::count<Item...>(): no encoded size is known for one of these types (a struct?): "
+                  "list the types of the values save() writes for one item, e.g. count<std::string, uint64_t>()");
+    return count(codec::encoded_bytes_min<std::remove_cv_t<Item>...>);
+  }
+  // The same with the fewest bytes per item given by hand: for the engine's own formats,
+  // whose item sizes a format document fixes. Apps use count<Item...>().
+  uint64_t count(size_t min_item_bytes) {
     uint64_t n = varint();
     if (min_item_bytes && n > in_.size() / min_item_bytes) { fail(); return 0; }
     return n;
+  }
+
+  // The input must end here: fails the decoder if any byte remains. Returns ok().
+  bool expect_end() {
+    if (!in_.empty()) fail();
+    return ok_;
   }
 
   bool ok() const { return ok_; }

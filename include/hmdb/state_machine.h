@@ -144,7 +144,8 @@ class StateMachine {
   virtual std::optional<std::vector<std::string>> housekeeping(uint64_t now_ms) const = 0;
 
   // Snapshot encoding. save() must not modify the state. load() replaces the state and
-  // returns false (leaving the state empty) if the bytes are malformed or the version is
+  // returns false (leaving the state empty) if the bytes are malformed, if any byte is
+  // left after the state (`in` holds the state and nothing after it), or if the version is
   // one this binary has no migration path from.
   virtual void save(Encoder& out) const = 0;
   virtual bool load(Decoder& in, uint32_t schema_version) = 0;

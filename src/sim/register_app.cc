@@ -62,7 +62,7 @@ void RegisterApp::save(const State& s, Encoder& out) {
 
 bool RegisterApp::load(State& s, Decoder& in, uint32_t version) {
   if (version != kSchemaVersion) return false;
-  uint64_t n = in.count(9);  // a key is at least 1 length byte + 8 value bytes
+  uint64_t n = in.count<std::string, int64_t>();
   if (n > kMaxKeys) return false;
   for (uint64_t i = 0; i < n && in.ok(); i++) {
     std::string key(in.bytes());

@@ -607,6 +607,8 @@ TEST(KvSnapshot, TruncatedOrGarbageBytesAreRefusedWithoutCrashing) {
     EXPECT_FALSE(b.restore(std::string_view(bytes).substr(0, len))) << "prefix of " << len << " bytes";
     EXPECT_EQ(b.host.state().keys.size(), 0u) << "a refused load leaves the state empty";
   }
+  EXPECT_FALSE(b.restore(bytes + '\0')) << "a byte after the state: the engine refuses what load() left unread";
+  EXPECT_EQ(b.host.state().keys.size(), 0u);
   ASSERT_TRUE(b.restore(bytes));
   EXPECT_EQ(a.host.digest(), b.host.digest());
 

@@ -193,6 +193,7 @@ TEST(LedgerSnapshot, BadBytesAreRefused) {
   for (size_t len = 0; len < bytes.size(); len++)
     EXPECT_FALSE(b.restore(std::string_view(bytes).substr(0, len))) << "prefix of " << len << " bytes";
   EXPECT_FALSE(b.restore(bytes, Ledger::kSchemaVersion + 1));
+  EXPECT_FALSE(b.restore(bytes + '\0')) << "a byte after the state: the engine refuses what load() left unread";
   ASSERT_TRUE(b.restore(bytes));
   EXPECT_EQ(b.host.digest(), a.host.digest());
 

@@ -108,7 +108,7 @@ struct TinyKv {
     }
   }
   static bool load(State& s, Decoder& in, uint32_t) {
-    uint64_t n = in.count(2);
+    uint64_t n = in.count<std::string, std::string>();
     for (uint64_t i = 0; i < n && in.ok(); i++) {
       std::string k(in.bytes());
       std::string v(in.bytes());

@@ -4,8 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <limits>
+#include <optional>
 #include <random>
+#include <string>
+#include <tuple>
+#include <vector>
 
 namespace hmdb {
 namespace {
@@ -166,6 +171,56 @@ TEST(Codec, MalformedFieldsFail) {
     EXPECT_TRUE(d.ok());
     EXPECT_FALSE(d.done());  // trailing bytes are visible to the caller
   }
+}
+
+// count<Item...>() derives the fewest bytes per item from the types of the values an item
+// holds, never more than an Encoder writes for them: a count of the smallest items an
+// Encoder can write is accepted, one more item than the bytes can hold is refused.
+TEST(Codec, TypedCountsAcceptWhatAnEncoderWroteAndNoMore) {
+  static_assert(codec::encoded_bytes_min<std::string, double> == 9);
+  static_assert(codec::encoded_bytes_min<std::pair<std::string, uint64_t>, bool> == 3);
+  static_assert(codec::encoded_bytes_min<std::tuple<int64_t, std::string_view>> == 2);
+  static_assert(codec::encoded_bytes_min<std::array<char, 16>> == 16);
+  static_assert(codec::encoded_bytes_min<std::vector<std::string>, std::optional<int>> == 2);
+  enum class Color : uint8_t { kRed };
+  static_assert(codec::encoded_bytes_min<Color> == 1);
+  struct Unsized { int a, b; };
+  static_assert(!codec::EncodedBytesMin<Unsized>::kKnown);
+
+  for (uint64_t items : {0, 1, 5, 1000}) {
+    Encoder e;
+    e.varint(items);
+    for (uint64_t i = 0; i < items; i++) {  // the smallest encoding of (string, double, int)
+      e.bytes("");
+      e.f64(0);
+      e.svarint(0);
+    }
+    {
+      Decoder d(e.buffer());
+      EXPECT_EQ((d.count<std::string, double, int64_t>()), items);
+      EXPECT_TRUE(d.ok());
+    }
+    Encoder more;
+    more.varint(items + 1);
+    more.raw(std::string_view(e.buffer()).substr(e.buffer().size() - items * 10));
+    Decoder d(more.buffer());
+    EXPECT_EQ((d.count<std::string, double, int64_t>()), 0u) << items + 1 << " items in the bytes of " << items;
+    EXPECT_FALSE(d.ok());
+  }
+}
+
+TEST(Codec, ExpectEndFailsOnTrailingBytes) {
+  std::string two("\x01\x02", 2);
+  Decoder d(two);
+  d.u8();
+  EXPECT_FALSE(d.expect_end());
+  EXPECT_FALSE(d.ok()) << "a trailing byte fails the decoder";
+  Decoder whole(two);
+  whole.u16();
+  EXPECT_TRUE(whole.expect_end());
+  Decoder broken(two);
+  broken.u64();
+  EXPECT_FALSE(broken.expect_end()) << "an earlier failure stays";
 }
 
 class StringSink : public Sink {
