@@ -252,7 +252,7 @@ void Forwarder::break_link(uint64_t link_id) {
     Command& c = *f.command;
     if (o.closed) {
       drop(c);
-    } else if (c.write) {
+    } else if (c.write && !options_.bugs.resend_broken_writes) {  // PLANTED BUG
       // It may have been applied, or may still be: nobody can tell this client now.
       stats_.unknown_outcomes++;
       answer(c, kUnknownOutcomeReply);

@@ -108,6 +108,13 @@ class Forwarder {
     uint64_t leader_wait_ms = 2000;
     // A link to a node that no longer leads is kept this long for the replies in flight on it.
     uint64_t drain_ms = 1000;
+    // Planted bugs, for proving that the simulator catches them (tests/sim). Never set in
+    // the server: `hmdb serve` has no flag for them.
+    struct PlantedBugs {
+      // A write in flight on a link that broke is sent again, like a query, instead of being
+      // answered "outcome unknown": a write the old leader committed applies twice.
+      bool resend_broken_writes = false;
+    } bugs;
   };
   struct Stats {
     uint64_t sent = 0;              // commands sent on a link (re-sends included)

@@ -122,12 +122,15 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
   return true;
 }
 
-std::vector<std::string> shell_bug_names() { return {"forget_replaced_writes", "drop_missed_ticks", "reads_without_index"}; }
+std::vector<std::string> shell_bug_names() {
+  return {"forget_replaced_writes", "drop_missed_ticks", "reads_without_index", "forward_resends_broken_writes"};
+}
 
 bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
   if (name == "forget_replaced_writes") bugs->forget_replaced_writes = true;
   else if (name == "drop_missed_ticks") bugs->drop_missed_ticks = true;
   else if (name == "reads_without_index") bugs->reads_without_index = true;
+  else if (name == "forward_resends_broken_writes") bugs->forward_resends_broken_writes = true;
   else return false;
   return true;
 }
@@ -156,6 +159,7 @@ std::string replay_command(const Options& o) {
   if (o.bugs.ack_append_before_persisting) cmd += " --bug ack_append_before_persisting";
   if (o.bugs.learners_never_campaign) cmd += " --bug learners_never_campaign";
   if (o.shell_bugs.drop_missed_ticks) cmd += " --bug drop_missed_ticks";
+  if (o.shell_bugs.forward_resends_broken_writes) cmd += " --bug forward_resends_broken_writes";
   return cmd + " --trace";
 }
 
@@ -1039,6 +1043,7 @@ void Simulation::start_node(Node& n) {
     fo.self = n.id;
     fo.leader_wait_ms = 10 * kElectionTicks * kUnitsPerTick;
     fo.drain_ms = 5 * kElectionTicks * kUnitsPerTick;
+    fo.bugs.resend_broken_writes = opt_.shell_bugs.forward_resends_broken_writes;
     n.links = std::make_unique<SimLinks>(this, &n);
     n.forwarder = std::make_unique<core::Forwarder>(*n.links, fo);
     n.forwarder->set_time(now_);

@@ -85,6 +85,10 @@ struct Options {
     // After a pause the shell feeds the core one tick instead of the ticks that really
     // elapsed (src/server/node.cc before 2026-11), so a paused leader's clock lags.
     bool drop_missed_ticks = false;
+    // With forward: a follower's forwarder sends a write in flight on a broken link again
+    // instead of answering "outcome unknown" (core::Forwarder::Options::PlantedBugs).
+    // Without forward there is no forwarder, and nothing to catch.
+    bool forward_resends_broken_writes = false;
   } shell_bugs;
   // Models of a server whose recovery skips a detection (planted bugs of the shell).
   RecoveryBugs recovery_bugs;

@@ -60,7 +60,7 @@ std::string get(std::string_view k) {
 
 struct Fixture {
   FakeLinks links;
-  Forwarder f{links, Forwarder::Options{1, 2000, 1000}};
+  Forwarder f{links, Forwarder::Options{1, 2000, 1000, {}}};
   uint64_t now = 1000;
   Fixture() { f.set_time(now); }
   void advance(uint64_t ms) {
