@@ -138,7 +138,7 @@ void Forwarder::send(Origin& o, uint64_t link_id, Link& l, CommandPtr c) {
   o.in_flight++;
   o.in_flight_write = c->write;
   const uint32_t skip = static_cast<uint32_t>(c->commands.size() - 1);
-  l.in_flight.push_back(InFlight{c->session, std::move(c), skip, false});
+  l.in_flight.push_back(InFlight{c->session, std::move(c), skip, {}});
 }
 
 std::string Forwarder::encode(const std::vector<std::string>& argv) {
@@ -179,7 +179,7 @@ bool Forwarder::link_reply(uint64_t link_id, std::string_view reply) {
     // MULTI's or a queued command's reply: only EXEC's is relayed. A node that does not
     // lead refuses the commands while queueing, and EXEC then answers -EXECABORT.
     head.skip--;
-    head.skipped_not_run |= not_run(reply);
+    if (head.skipped_not_run.empty() && not_run(reply)) head.skipped_not_run.assign(reply.substr(1, reply.find('\r') - 1));
     return true;
   }
   InFlight f = std::move(l.in_flight.front());
@@ -195,8 +195,12 @@ bool Forwarder::link_reply(uint64_t link_id, std::string_view reply) {
     Command& c = *f.command;
     if (o.closed) {
       drop(c);
-    } else if (not_run(reply) || f.skipped_not_run) {
-      c.not_run_reply.assign(reply);
+    } else if (not_run(reply) || !f.skipped_not_run.empty()) {
+      // A transaction refused while queueing did not run: if it is not sent again, its
+      // client is told why (the node's redirect), not only that it was discarded.
+      c.not_run_reply = f.skipped_not_run.empty()
+                            ? std::string(reply)
+                            : "-EXECABORT Transaction discarded because of: " + f.skipped_not_run + "\r\n";
       c.retry_at_ms = now_ms_ + kForwardRetryPauseMs;
       o.not_run.push_back(std::move(f.command));
     } else {

@@ -191,8 +191,8 @@ class Forwarder {
   struct InFlight {
     uint64_t session = 0;  // 0: the link's own handshake command
     CommandPtr command;
-    uint32_t skip = 0;             // a transaction's replies before EXEC's, still to come
-    bool skipped_not_run = false;  // one of them said the node does not lead
+    uint32_t skip = 0;            // a transaction's replies before EXEC's, still to come
+    std::string skipped_not_run;  // the first of them that said the node does not lead
   };
   struct Link {
     raft::NodeId node = 0;

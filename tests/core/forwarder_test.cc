@@ -326,6 +326,24 @@ TEST(Forwarder, ATransactionTravelsWholeAndOnlyExecsReplyIsRelayed) {
   EXPECT_TRUE(x.f.idle());
 }
 
+// A transaction refused while queueing by a node that does not lead, every time it is sent:
+// its client is told why, in EXECABORT's words, not only that it was discarded.
+TEST(Forwarder, ATransactionRefusedWhileQueueingUntilOutOfSendsSaysWhy) {
+  Fixture x;
+  const uint64_t link = x.connected_link();
+  const std::vector<std::vector<std::string>> t{{"MULTI"}, {"SET", "a", "1"}, {"EXEC"}};
+  x.f.forward_transaction(7, 0, Protocol::kResp2, true, t);
+  for (uint32_t i = 1; i <= kForwardSendsMax; i++) {
+    EXPECT_EQ(x.links.take(link), multi_set_exec("a", "1")) << "send " << i;
+    EXPECT_TRUE(x.f.link_reply(link, "+OK\r\n"));
+    EXPECT_TRUE(x.f.link_reply(link, "-MOVED 15495 10.0.0.3:7379\r\n"));
+    EXPECT_TRUE(x.f.link_reply(link, "-EXECABORT Transaction discarded because of previous errors.\r\n"));
+    x.advance(kForwardRetryPauseMs);
+  }
+  EXPECT_EQ(x.links.answer_of(7, 0), "-EXECABORT Transaction discarded because of: MOVED 15495 10.0.0.3:7379\r\n");
+  EXPECT_TRUE(x.f.idle());
+}
+
 // This node leads now: what it never sent goes on a link to its own client port, like to any
 // leader (run again here it would see the session's later HELLO or MULTI).
 TEST(Forwarder, WhatWasNeverSentGoesToThisNodeItselfWhenItLeads) {
