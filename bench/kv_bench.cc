@@ -102,7 +102,7 @@ void run_writes(benchmark::State& state, const char* command, bool with_value, b
     hmdb::Reply reply(&out);
     if (!host.validate(args, &error)) state.SkipWithError(error.c_str());
     ctx.index++;
-    host.apply(args, ctx, reply);
+    if (!host.apply(args, ctx, reply, &error)) state.SkipWithError(error.c_str());
   }
   state.SetItemsProcessed(state.iterations());
 }
@@ -138,6 +138,7 @@ void run_prefetched_writes(benchmark::State& state, const char* command, bool wi
   std::string out;
   hmdb::ApplyContext ctx;
   ctx.now_ms = 1'700'000'000'000;
+  std::string why;
   for (size_t i = 0; i < kAhead; i++) host.prefetch(hmdb::Args(&views[i * argc], argc));
   size_t i = 0;
   for (auto _ : state) {
@@ -145,7 +146,7 @@ void run_prefetched_writes(benchmark::State& state, const char* command, bool wi
     out.clear();
     hmdb::Reply reply(&out);
     ctx.index++;
-    host.apply(hmdb::Args(&views[i * argc], argc), ctx, reply);
+    if (!host.apply(hmdb::Args(&views[i * argc], argc), ctx, reply, &why)) state.SkipWithError(why.c_str());
     i++;
   }
   state.SetItemsProcessed(state.iterations());

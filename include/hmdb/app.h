@@ -4,12 +4,13 @@
 //
 //   struct Ledger {
 //     static constexpr std::string_view kName = "ledger";
-//     static constexpr uint32_t kSchemaVersion = 1;
+//     static constexpr uint32_t kSchemaVersion = 1;         // the newest version it defines
 //     struct State { ... plain structs and containers ... };
 //     static void define(hmdb::Commands<State>& c);          // registers commands/queries
 //     static void save(const State& s, hmdb::Encoder& out);   // snapshot encoding
-//     static bool load(State& s, hmdb::Decoder& in, uint32_t version);  // and back
+//     static bool load(State& s, hmdb::Decoder& in, uint32_t version);  // and back, any version read
 //     // optional:
+//     static constexpr uint32_t kOldestSchemaVersion = 1;    // the oldest it still reads (default 1)
 //     static uint64_t digest(const State& s);                 // default: hash of save()
 //     static std::string info(const State& s);                // lines for INFO
 //     static std::optional<std::vector<std::string>> housekeeping(const State&, uint64_t now_ms);
@@ -37,11 +38,23 @@
 //
 // Arity follows Redis: n > 0 means exactly n words including the name; n < 0 means at
 // least -n words. The engine checks it before calling parse.
+//
+// Versions. A logged command keeps the meaning of the schema version it was logged under.
+// An app at version N defines its commands as version N has them, and for each version v
+// up to N says in define() what changed from v-1 to v (c.version(v), VersionChanges below):
+// which commands were added, renamed or removed, and for each changed one whether an
+// older entry is upcast to the new form or applied by the old rule. The engine builds one
+// command table per version it reads and applies an entry with its version's table; the
+// cluster's active version (StateMachine::active_schema_version) is the one clients' writes
+// are validated and logged under. docs/app-tutorial.md, "Versions", walks through it.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -124,6 +137,17 @@ class NameIndex {
 };
 
 template <class T, class = void>
+struct has_oldest_schema_version : std::false_type {};
+template <class T>
+struct has_oldest_schema_version<T, std::void_t<decltype(T::kOldestSchemaVersion)>> : std::true_type {};
+// The oldest schema version an app reads: its kOldestSchemaVersion, else 1.
+template <class App>
+constexpr uint32_t oldest_schema_version() {
+  if constexpr (has_oldest_schema_version<App>::value) return App::kOldestSchemaVersion;
+  return kFirstSchemaVersion;
+}
+
+template <class T, class = void>
 struct has_digest : std::false_type {};
 template <class T>
 struct has_digest<T, std::void_t<decltype(T::digest(std::declval<const typename T::State&>()))>> : std::true_type {};
@@ -146,40 +170,195 @@ struct has_housekeeping : std::false_type {};
 template <class T>
 struct has_housekeeping<T, std::void_t<decltype(T::housekeeping(std::declval<const typename T::State&>(), uint64_t{}))>>
     : std::true_type {};
+// A distinct address per type: says what a parse makes, so that an upcast is checked to
+// produce exactly what the next version's command takes.
+template <class T>
+const void* type_tag() {
+  static const char tag = 0;
+  return &tag;
+}
+
+// One meaning of a command name, in one or more schema versions (Commands<State>::Entry).
+template <class State>
+struct CommandEntry {
+  std::string name;  // upper case
+  CommandKind kind = CommandKind::kUnknown;
+  int arity = 0;
+  KeySpec keys;  // writes only
+  std::function<bool(Args, std::string&)> validate;  // writes only
+  // Writes only: parse then apply; false (the parse's error in the string) if parse refuses.
+  std::function<bool(State&, Args, const ApplyContext&, Reply&, std::string&)> apply;
+  std::function<void(const State&, Args, const QueryContext&, Reply&)> query;  // queries only
+  // Writes only: what parse makes (type_tag), and apply from it: the version before's
+  // upcast hands its result here.
+  const void* parsed_type = nullptr;
+  std::function<void(State&, const void*, const ApplyContext&, Reply&)> apply_parsed;
+};
+
+template <class State, class Typed, class ApplyFn>
+CommandEntry<State> make_write(std::string_view name, int arity, KeySpec keys, bool (*parse)(Args, Typed&, std::string&),
+                               ApplyFn apply) {
+  CommandEntry<State> e;
+  e.name = uppercase(name);
+  e.kind = CommandKind::kWrite;
+  e.arity = arity;
+  e.keys = keys;
+  e.validate = [parse](Args argv, std::string& err) {
+    Typed t{};
+    return parse(argv, t, err);
+  };
+  e.apply = [parse, apply](State& s, Args argv, const ApplyContext& ctx, Reply& r, std::string& err) {
+    Typed t{};
+    if (!parse(argv, t, err)) return false;
+    apply(s, t, ctx, r);
+    return true;
+  };
+  e.parsed_type = type_tag<Typed>();
+  e.apply_parsed = [apply](State& s, const void* parsed, const ApplyContext& ctx, Reply& r) {
+    apply(s, *static_cast<const Typed*>(parsed), ctx, r);
+  };
+  return e;
+}
 }  // namespace detail
+
+template <class State>
+class Commands;
+
+// What changed in one schema version of an app, as seen by an entry logged under the
+// version before it (docs/app-tutorial.md, "Versions"). Obtained from Commands::version(N);
+// every call names one command and returns the same object, so a version's changes read
+// as one statement:
+//
+//   c.version(2)
+//       .renamed("ACCOUNT.CREATE", "ACCOUNT.OPEN")
+//       .upcast("TRANSFER", -5, &v1::parse_transfer, &transfer_from_v1)
+//       .added("ACCOUNT.LIMIT");
+//
+// A command the version does not name is unchanged: a version-(N-1) entry of it is applied
+// exactly as a version-N one. Mistakes (a name that does not exist where it must, or exists
+// where it must not; a command named twice; an upcast whose result is not what the command
+// parses into) throw std::logic_error when the app is hosted: at startup and in its first test.
+template <class State>
+class VersionChanges {
+ public:
+  // `name` is new in this version: no entry of an older version holds it, and clients may
+  // send it only once the cluster's active version is this one or newer.
+  VersionChanges& added(std::string_view name) {
+    Change ch;
+    ch.what = Change::kAdded;
+    ch.name = uppercase(name);
+    return push(std::move(ch));
+  }
+  // `old_name` is called `new_name` from this version on: an older entry naming old_name
+  // is applied as new_name (its words after the name mean what new_name's do).
+  VersionChanges& renamed(std::string_view old_name, std::string_view new_name) {
+    Change ch;
+    ch.what = Change::kRenamed;
+    ch.name = uppercase(old_name);
+    ch.new_name = uppercase(new_name);
+    return push(std::move(ch));
+  }
+  // `name`'s words changed in this version, not what it does: an older entry is read by
+  // old_parse (the version before's parse) and converted by `to_new` into what this
+  // version's parse makes, then applied as this version applies it. Chains: a command
+  // changed in versions 2 and 3 has an upcast in each, and a version-1 entry goes 1 -> 2 -> 3.
+  template <class Old, class New>
+  VersionChanges& upcast(std::string_view name, int arity, bool (*old_parse)(Args, Old&, std::string&),
+                         New (*to_new)(const Old&), KeySpec keys = KeySpec{}) {
+    Change ch;
+    ch.what = Change::kUpcast;
+    ch.name = uppercase(name);
+    ch.produces = detail::type_tag<New>();
+    auto next = ch.next;  // filled when the tables are built: name's form in this version
+    ch.form = make_form<Old>(name, arity, keys, old_parse,
+                             [to_new, next](State& s, const Old& old, const ApplyContext& ctx, Reply& r) {
+                               const New converted = to_new(old);
+                               (*next)->apply_parsed(s, &converted, ctx, r);
+                             });
+    return push(std::move(ch));
+  }
+  // `name`'s rule changed in this version: an older entry is read by old_parse and applied
+  // by old_apply, the rule as it was (written against today's State).
+  template <class Old>
+  VersionChanges& old_handler(std::string_view name, int arity, bool (*old_parse)(Args, Old&, std::string&),
+                              void (*old_apply)(State&, const Old&, const ApplyContext&, Reply&),
+                              KeySpec keys = KeySpec{}) {
+    Change ch;
+    ch.what = Change::kOldHandler;
+    ch.name = uppercase(name);
+    ch.form = make_form<Old>(name, arity, keys, old_parse, old_apply);
+    return push(std::move(ch));
+  }
+  // `name` no longer exists from this version on: an older entry is read by old_parse and
+  // applied by old_apply (against today's State).
+  template <class Old>
+  VersionChanges& removed(std::string_view name, int arity, bool (*old_parse)(Args, Old&, std::string&),
+                          void (*old_apply)(State&, const Old&, const ApplyContext&, Reply&),
+                          KeySpec keys = KeySpec{}) {
+    Change ch;
+    ch.what = Change::kRemoved;
+    ch.name = uppercase(name);
+    ch.form = make_form<Old>(name, arity, keys, old_parse, old_apply);
+    return push(std::move(ch));
+  }
+
+ private:
+  friend class Commands<State>;
+  using Entry = detail::CommandEntry<State>;
+  struct Change {
+    enum What : uint8_t { kAdded, kRenamed, kUpcast, kOldHandler, kRemoved } what = kAdded;
+    std::string name;      // upper case; kRenamed: the old name
+    std::string new_name;  // kRenamed
+    const void* produces = nullptr;  // kUpcast: detail::type_tag of what it converts into
+    std::shared_ptr<const Entry*> next = std::make_shared<const Entry*>(nullptr);  // kUpcast
+    Entry form;  // kUpcast, kOldHandler, kRemoved: how the version before reads the command
+  };
+
+  template <class Old, class ApplyOld>
+  static Entry make_form(std::string_view name, int arity, KeySpec keys, bool (*old_parse)(Args, Old&, std::string&),
+                         ApplyOld apply_old) {
+    return detail::make_write<State, Old>(name, arity, keys, old_parse, std::move(apply_old));
+  }
+  VersionChanges& push(Change ch) {
+    changes_.push_back(std::move(ch));
+    return *this;
+  }
+  std::vector<Change> changes_;
+};
 
 template <class State>
 class Commands {
  public:
-  struct Entry {
-    std::string name;  // upper case
-    CommandKind kind;
-    int arity;
-    KeySpec keys;  // writes only
-    std::function<bool(Args, std::string&)> validate;                         // writes only
-    std::function<void(State&, Args, const ApplyContext&, Reply&)> apply;     // writes only
-    std::function<void(const State&, Args, const QueryContext&, Reply&)> query;  // queries only
+  using Entry = detail::CommandEntry<State>;
+
+  // The commands one schema version defines, looked up by name.
+  class Table {
+   public:
+    // One probe of a small open-addressing table (detail::NameIndex), not a map: called for
+    // every command, twice for most.
+    const Entry* find(std::string_view name) const {
+      const size_t i = index_.find(name, [this](size_t k) -> std::string_view { return entries_[k]->name; });
+      return i == detail::NameIndex::kNotFound ? nullptr : entries_[i];
+    }
+    // In definition order.
+    const std::vector<const Entry*>& entries() const { return entries_; }
+
+    explicit Table(std::vector<const Entry*> entries) : entries_(std::move(entries)) {
+      std::vector<std::string_view> names;
+      for (const Entry* e : entries_) names.push_back(e->name);
+      index_.rebuild(names);
+    }
+
+   private:
+    std::vector<const Entry*> entries_;
+    detail::NameIndex index_;
   };
 
+  // A write of the newest version: parse, then apply (hmdb/app.h's header comment).
   template <class Typed>
   void write(std::string_view name, int arity, bool (*parse)(Args, Typed&, std::string&),
              void (*apply)(State&, const Typed&, const ApplyContext&, Reply&), KeySpec keys = KeySpec{}) {
-    Entry e;
-    e.name = uppercase(name);
-    e.kind = CommandKind::kWrite;
-    e.arity = arity;
-    e.keys = keys;
-    e.validate = [parse](Args argv, std::string& err) {
-      Typed t{};
-      return parse(argv, t, err);
-    };
-    e.apply = [parse, apply](State& s, Args argv, const ApplyContext& ctx, Reply& r) {
-      Typed t{};
-      std::string err;
-      if (!parse(argv, t, err)) { r.error(err); return; }
-      apply(s, t, ctx, r);
-    };
-    add(std::move(e));
+    add(detail::make_write<State, Typed>(name, arity, keys, parse, apply));
   }
 
   void query(std::string_view name, int arity, void (*run)(const State&, Args, const QueryContext&, Reply&)) {
@@ -191,25 +370,137 @@ class Commands {
     add(std::move(e));
   }
 
-  // Called for every command (twice for most: kind, then validate/query/apply): one probe
-  // of a small open-addressing table (detail::NameIndex), not a std::unordered_map.
-  const Entry* find(std::string_view name) const {
-    const size_t i = index_.find(name, [this](size_t k) -> std::string_view { return entries_[k].name; });
-    return i == detail::NameIndex::kNotFound ? nullptr : &entries_[i];
+  // What changed in schema version `v` (VersionChanges above). An app at version N says
+  // this for every version from its oldest + 1 to N, if only `c.version(v);` (no command
+  // changed): hosting it fails otherwise, so a version cannot be bumped without saying
+  // what happened to the commands logged under the one before.
+  VersionChanges<State>& version(uint32_t v) {
+    if (built()) throw std::logic_error("hmdb: Commands::version() after define()");
+    return versions_[v];
   }
-  const std::vector<Entry>& entries() const { return entries_; }
+
+  // Builds the table of every version from `oldest` to `newest` (AppHost does, after
+  // define()). Throws std::logic_error naming the mistake if the history does not hold
+  // together.
+  void build(std::string_view app, uint32_t oldest, uint32_t newest) {
+    auto fail = [&](const std::string& what) { throw std::logic_error("hmdb: app " + std::string(app) + ": " + what); };
+    if (built()) fail("the command tables are built once");
+    if (oldest < kFirstSchemaVersion || oldest > newest)
+      fail("schema versions " + std::to_string(oldest) + ".." + std::to_string(newest) + " are not a range from 1");
+    for (const auto& [v, changes] : versions_)
+      if (v <= oldest || v > newest)
+        fail("c.version(" + std::to_string(v) + ") describes a version this app does not read (it reads " +
+             std::to_string(oldest) + ".." + std::to_string(newest) + "; c.version(v) says what changed from v-1 to v)");
+    for (uint32_t v = oldest + 1; v <= newest; v++)
+      if (versions_.find(v) == versions_.end())
+        fail("the app is at schema version " + std::to_string(newest) + " but define() says nothing of version " +
+             std::to_string(v) + ": list what changed in it with c.version(" + std::to_string(v) +
+             ") (just `c.version(" + std::to_string(v) + ");` if no command did)");
+    oldest_ = oldest;
+    std::vector<const Entry*> current;
+    for (const Entry& e : defined_) current.push_back(&e);
+    tables_.resize(newest - oldest + 1);
+    tables_[newest - oldest].emplace(current);
+    for (uint32_t v = newest; v > oldest; v--) {
+      const std::string at = "c.version(" + std::to_string(v) + ")";
+      auto find_in = [](const std::vector<const Entry*>& es, std::string_view name) -> const Entry* {
+        for (const Entry* e : es)
+          if (e->name == name) return e;
+        return nullptr;
+      };
+      auto write_at_v = [&](const std::string& name, const char* change) -> const Entry* {
+        const Entry* e = find_in(current, name);
+        if (!e) fail(at + "." + change + "(\"" + name + "\"): no command " + name + " at version " + std::to_string(v));
+        if (e->kind != CommandKind::kWrite)
+          fail(at + "." + change + "(\"" + name + "\"): " + name +
+               " is a query; queries are not logged, so they have no versions (every version has this binary's)");
+        return e;
+      };
+      auto replace = [](std::vector<const Entry*>& es, std::string_view name, const Entry* by) {
+        for (const Entry*& e : es)
+          if (e->name == name) { e = by; return; }
+        es.push_back(by);
+      };
+      std::vector<const Entry*> before = current;  // version v-1's commands
+      std::vector<std::string> named;
+      for (auto& ch : versions_[v].changes_) {
+        for (const std::string& n : {ch.name, ch.new_name}) {
+          if (n.empty()) continue;
+          if (std::find(named.begin(), named.end(), n) != named.end()) fail(at + " names " + n + " twice");
+          named.push_back(n);
+        }
+        using Change = typename VersionChanges<State>::Change;
+        switch (ch.what) {
+          case Change::kAdded:
+            write_at_v(ch.name, "added");
+            before.erase(std::find(before.begin(), before.end(), find_in(before, ch.name)));
+            break;
+          case Change::kRenamed: {
+            const Entry* now = write_at_v(ch.new_name, "renamed");
+            if (find_in(current, ch.name))
+              fail(at + ".renamed(\"" + ch.name + "\", ...): " + ch.name + " is still a command at version " +
+                   std::to_string(v));
+            Entry old = *now;
+            old.name = ch.name;
+            owned_.push_back(std::move(old));
+            replace(before, ch.new_name, &owned_.back());
+            break;
+          }
+          case Change::kUpcast:
+          case Change::kOldHandler: {
+            const Entry* now = write_at_v(ch.name, ch.what == Change::kUpcast ? "upcast" : "old_handler");
+            if (ch.what == Change::kUpcast && ch.produces != now->parsed_type)
+              fail(at + ".upcast(\"" + ch.name + "\", ...): the upcast's result is not the type " + ch.name +
+                   "'s parse makes at version " + std::to_string(v));
+            *ch.next = now;
+            owned_.push_back(std::move(ch.form));
+            replace(before, ch.name, &owned_.back());
+            break;
+          }
+          case Change::kRemoved: {
+            const Entry* now = find_in(current, ch.name);
+            if (now && now->kind == CommandKind::kWrite)
+              fail(at + ".removed(\"" + ch.name + "\", ...): " + ch.name + " is still a write at version " +
+                   std::to_string(v) + " (a changed rule is old_handler)");
+            owned_.push_back(std::move(ch.form));
+            replace(before, ch.name, &owned_.back());
+            break;
+          }
+        }
+      }
+      current = std::move(before);
+      tables_[v - 1 - oldest].emplace(current);
+    }
+  }
+
+  bool built() const { return !tables_.empty(); }
+  // The commands of schema version v; nullptr for a version the app does not read.
+  // REQUIRES: built().
+  const Table* table(uint32_t v) const {
+    const uint32_t i = v - oldest_;  // below oldest_: wraps to a large number
+    return i < tables_.size() ? &*tables_[i] : nullptr;
+  }
+  // At the newest version.
+  const Entry* find(std::string_view name) const { return tables_.back()->find(name); }
+  const std::vector<const Entry*>& entries() const { return tables_.back()->entries(); }
 
  private:
+  friend class VersionChanges<State>;
+
   void add(Entry e) {
-    if (e.name.size() > detail::kMaxCommandNameBytes || find(e.name))
+    if (built()) throw std::logic_error("hmdb: a command defined after define(): " + e.name);
+    bool taken = false;
+    for (const Entry& x : defined_) taken |= x.name == e.name;
+    if (e.name.empty() || e.name.size() > detail::kMaxCommandNameBytes || taken)
       throw std::logic_error("hmdb: bad or duplicate command name: " + e.name);
-    entries_.push_back(std::move(e));
-    std::vector<std::string_view> names;
-    for (const Entry& x : entries_) names.push_back(x.name);
-    index_.rebuild(names);
+    defined_.push_back(std::move(e));
   }
-  std::vector<Entry> entries_;
-  detail::NameIndex index_;
+
+  std::deque<Entry> defined_;  // the newest version's, in definition order (stable addresses)
+  std::deque<Entry> owned_;    // older versions' forms
+  std::map<uint32_t, VersionChanges<State>> versions_;
+  uint32_t oldest_ = kFirstSchemaVersion;
+  std::vector<std::optional<Table>> tables_;  // [v - oldest_]
 };
 
 // ---- Argument helpers for parse() functions (Redis-compatible rules) --------------------
@@ -230,27 +521,35 @@ class AppHost final : public StateMachine {
  public:
   using State = typename App::State;
 
-  AppHost() { App::define(commands_); }
+  AppHost() {
+    App::define(commands_);
+    commands_.build(App::kName, detail::oldest_schema_version<App>(), App::kSchemaVersion);
+    newest_ = commands_.table(App::kSchemaVersion);
+  }
 
   std::string_view app_name() const override { return App::kName; }
   uint32_t schema_version() const override { return App::kSchemaVersion; }
+  uint32_t oldest_schema_version() const override { return detail::oldest_schema_version<App>(); }
 
   CommandKind kind(std::string_view name) const override {
-    const auto* e = commands_.find(name);
+    const auto* e = client_table().find(name);
+    // A command of a newer version than the active one is a write (validate says why not).
+    if (!e && active_schema_version() != App::kSchemaVersion) [[unlikely]] e = newest_->find(name);
     return e ? e->kind : CommandKind::kUnknown;
   }
 
   std::vector<CommandDescription> describe_commands() const override {
     std::vector<CommandDescription> out;
-    out.reserve(commands_.entries().size());
-    for (const auto& e : commands_.entries()) out.push_back({e.name, e.kind, e.arity});
+    out.reserve(client_table().entries().size());
+    for (const auto* e : client_table().entries()) out.push_back({e->name, e->kind, e->arity});
     return out;
   }
 
   bool validate(Args argv, std::string* error, KeySpec* keys = nullptr) const override {
-    const auto* e = argv.empty() ? nullptr : commands_.find(argv[0]);
-    if (!e || e->kind != CommandKind::kWrite) {
-      *error = "ERR unknown command";
+    const auto* table = commands_.table(active_schema_version());
+    const auto* e = argv.empty() || !table ? nullptr : table->find(argv[0]);
+    if (!e || e->kind != CommandKind::kWrite) [[unlikely]] {
+      *error = refusal(argv, table);
       return false;
     }
     if (!arity_ok(e->arity, argv.size())) { *error = wrong_arity(argv[0]); return false; }
@@ -259,7 +558,7 @@ class AppHost final : public StateMachine {
   }
 
   int arity(std::string_view name) const override {
-    const auto* e = commands_.find(name);
+    const auto* e = client_table().find(name);
     return e ? e->arity : 0;
   }
 
@@ -268,15 +567,26 @@ class AppHost final : public StateMachine {
     return std::nullopt;
   }
 
-  void apply(Args argv, const ApplyContext& ctx, Reply& reply) override {
-    const auto* e = argv.empty() ? nullptr : commands_.find(argv[0]);
-    if (!e || e->kind != CommandKind::kWrite) { reply.error("ERR unknown command"); return; }
-    if (!arity_ok(e->arity, argv.size())) { reply.error(wrong_arity(argv[0])); return; }
-    e->apply(state_, argv, ctx, reply);
+  bool apply(Args argv, const ApplyContext& ctx, Reply& reply, std::string* why) override {
+    const auto* table = commands_.table(ctx.schema_version);
+    const auto* e = argv.empty() || !table ? nullptr : table->find(argv[0]);
+    if (!e || e->kind != CommandKind::kWrite || !arity_ok(e->arity, argv.size())) [[unlikely]] {
+      const std::string v = std::to_string(ctx.schema_version);
+      if (!table)
+        *why = "this binary reads schema versions " + std::to_string(oldest_schema_version()) + ".." +
+               std::to_string(App::kSchemaVersion);
+      else if (!e || e->kind != CommandKind::kWrite)
+        *why = "schema version " + v + " has no write of that name";
+      else
+        *why = std::to_string(argv.size()) + " words, but its arity at schema version " + v + " is " +
+               std::to_string(e->arity);
+      return false;
+    }
+    return e->apply(state_, argv, ctx, reply, *why);
   }
 
   void query(Args argv, const QueryContext& ctx, Reply& reply) const override {
-    const auto* e = argv.empty() ? nullptr : commands_.find(argv[0]);
+    const auto* e = argv.empty() ? nullptr : client_table().find(argv[0]);
     if (!e || e->kind != CommandKind::kQuery) { reply.error("ERR unknown command"); return; }
     if (!arity_ok(e->arity, argv.size())) { reply.error(wrong_arity(argv[0])); return; }
     e->query(state_, argv, ctx, reply);
@@ -297,7 +607,7 @@ class AppHost final : public StateMachine {
   // app, rather than each app remembering to check.
   bool load(Decoder& in, uint32_t version) override {
     state_ = State{};
-    if (version > App::kSchemaVersion || !App::load(state_, in, version) || !in.expect_end()) {
+    if (!reads_schema_version(version) || !App::load(state_, in, version) || !in.expect_end()) {
       state_ = State{};
       return false;
     }
@@ -327,7 +637,26 @@ class AppHost final : public StateMachine {
   const Commands<State>& commands() const { return commands_; }
 
  private:
+  // The commands clients' writes are validated under: the active version's (the newest when
+  // this binary does not read the active version; validate then refuses every write).
+  const typename Commands<State>::Table& client_table() const {
+    const auto* t = commands_.table(active_schema_version());
+    return t ? *t : *newest_;
+  }
+  std::string refusal(Args argv, const typename Commands<State>::Table* table) const {
+    const std::string active = std::to_string(active_schema_version());
+    if (!table)
+      return "ERR this node reads schema versions " + std::to_string(oldest_schema_version()) + ".." +
+             std::to_string(App::kSchemaVersion) + ", not the cluster's active version " + active;
+    const auto* newer = argv.empty() ? nullptr : newest_->find(argv[0]);
+    if (newer && newer->kind == CommandKind::kWrite)
+      return "ERR " + newer->name + " is a command of schema version " + std::to_string(App::kSchemaVersion) +
+             "; the cluster's active schema version is " + active;
+    return "ERR unknown command";
+  }
+
   Commands<State> commands_;
+  const typename Commands<State>::Table* newest_ = nullptr;
   State state_;
 };
 

@@ -30,6 +30,10 @@ namespace hmdb {
 // A command line as the client sent it: argv[0] is the command name (any case).
 using Args = std::span<const std::string_view>;
 
+// Every app's history starts at schema version 1, and so does a new cluster's active
+// version (docs/app-tutorial.md, "Versions").
+inline constexpr uint32_t kFirstSchemaVersion = 1;
+
 // Told of the keys a write changed beyond those its key spec names (KeySpec::reports_more):
 // WATCH must learn of every change to a key (a transaction that watched it then fails).
 class KeyChanges {
@@ -43,7 +47,9 @@ class KeyChanges {
 struct ApplyContext {
   uint64_t now_ms = 0;          // leader's wall clock when it built the batch, ms since epoch
   uint64_t index = 0;           // log index of the entry holding this command
-  uint32_t schema_version = 0;  // schema version of the app that proposed the entry
+  // The schema version the entry was logged under: the command means what that version
+  // of the app defines (an app at a newer version applies it through its version history).
+  uint32_t schema_version = kFirstSchemaVersion;
   KeyChanges* changes = nullptr;  // null when nobody listens (a follower, recovery)
 
   // A command whose KeySpec says reports_more calls these for what it changed beyond its
@@ -100,7 +106,19 @@ class StateMachine {
   virtual ~StateMachine() = default;
 
   virtual std::string_view app_name() const = 0;
+
+  // Schema versions (docs/app-tutorial.md, "Versions"). This binary applies entries logged
+  // under, and loads snapshots of, versions oldest_schema_version() .. schema_version().
   virtual uint32_t schema_version() const = 0;
+  virtual uint32_t oldest_schema_version() const { return schema_version(); }
+  bool reads_schema_version(uint32_t v) const { return v >= oldest_schema_version() && v <= schema_version(); }
+
+  // The cluster's active schema version: the one clients' writes are validated and logged
+  // under (kind, validate, arity, describe_commands and query answer as it defines them).
+  // Replicated state, like the app's: only a committed activation (core/apply.h) and a
+  // loaded snapshot (core/state.h) change it; an empty state is at kFirstSchemaVersion.
+  uint32_t active_schema_version() const { return active_schema_version_; }
+  void set_active_schema_version(uint32_t v) { active_schema_version_ = v; }
 
   // Classifies argv[0] (case-insensitive). kUnknown for names the app does not define.
   virtual CommandKind kind(std::string_view name) const = 0;
@@ -126,8 +144,13 @@ class StateMachine {
     return std::nullopt;
   }
 
-  // Applies one logged write. Writes exactly one RESP value to reply.
-  virtual void apply(Args argv, const ApplyContext& ctx, Reply& reply) = 0;
+  // Applies one logged write as ctx.schema_version (the version it was logged under)
+  // defines it: writes exactly one RESP value to reply and returns true. A command that
+  // does not apply under that version (a name it does not define, the wrong arity, refused
+  // by its parse) writes nothing and returns false with the reason in *why: the node that
+  // logged it validated it, so this node and that one disagree on what the command means,
+  // a divergence the engine stops on (core/apply.h), never a reply.
+  virtual bool apply(Args argv, const ApplyContext& ctx, Reply& reply, std::string* why) = 0;
 
   // Runs a read-only query. Writes exactly one RESP value to reply.
   virtual void query(Args argv, const QueryContext& ctx, Reply& reply) const = 0;
@@ -143,10 +166,11 @@ class StateMachine {
   // or nothing. Must be cheap: it runs on the event loop.
   virtual std::optional<std::vector<std::string>> housekeeping(uint64_t now_ms) const = 0;
 
-  // Snapshot encoding. save() must not modify the state. load() replaces the state and
-  // returns false (leaving the state empty) if the bytes are malformed, if any byte is
-  // left after the state (`in` holds the state and nothing after it), or if the version is
-  // one this binary has no migration path from.
+  // Snapshot encoding. save() writes the newest version's layout and must not modify the
+  // state. load() replaces the state from a snapshot of schema version `schema_version`
+  // (any this binary reads: older ones are migrated) and returns false (leaving the state
+  // empty) if the bytes are malformed, if any byte is left after the state (`in` holds the
+  // state and nothing after it), or if the version is one it does not read.
   virtual void save(Encoder& out) const = 0;
   virtual bool load(Decoder& in, uint32_t schema_version) = 0;
   virtual void clear() = 0;
@@ -157,6 +181,9 @@ class StateMachine {
 
   // Human-readable statistics for INFO (e.g. "keys:12\r\n"), app-specific.
   virtual std::string info() const = 0;
+
+ private:
+  uint32_t active_schema_version_ = kFirstSchemaVersion;
 };
 
 }  // namespace hmdb

@@ -40,8 +40,8 @@
 namespace hmdb::testing {
 
 // Applies the write argv to app as a node applies a committed log entry that holds only it:
-// a one-command batch with leader time now_ms at log index `index`, written under the app's
-// schema version, through the engine's apply path. The reply is appended to *out in
+// a one-command batch with leader time now_ms at log index `index`, logged under the app's
+// active schema version (as a leader logs it), through the engine's apply path. The reply is appended to *out in
 // `protocol`. Returns false if the engine did not apply the entry (never, for a command
 // validate() accepted). Defined in the hmdb_testing library.
 bool apply_write(StateMachine& app, Args argv, uint64_t now_ms, uint64_t index, Protocol protocol, std::string* out);

@@ -1,16 +1,42 @@
 // core/apply.cc — the one apply path (see apply.h).
 #include "core/apply.h"
 
+#include <fmt/format.h>
+
 #include "core/batch.h"
 #include "hmdb/reply.h"
 
 namespace hmdb::core {
 
+namespace {
+
+// A command name as a log line may show it: at most 64 bytes, anything unprintable escaped.
+std::string printable(std::string_view name) {
+  constexpr size_t kShownBytesMax = 64;
+  std::string out = "'";
+  for (size_t i = 0; i < name.size() && i < kShownBytesMax; i++) {
+    const unsigned char c = static_cast<unsigned char>(name[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') out += static_cast<char>(c);
+    else out += fmt::format("\\x{:02x}", c);
+  }
+  return out + (name.size() > kShownBytesMax ? "...'" : "'");
+}
+
+}  // namespace
+
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
                         ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes) {
   ApplyResult result;
-  if (schema_version > app.schema_version()) {
-    result.status = ApplyStatus::kNewerSchema;
+  result.schema_version = schema_version;
+  if (!app.reads_schema_version(schema_version)) [[unlikely]] {
+    result.status = ApplyStatus::kUnsupportedSchema;
+    return result;
+  }
+  if (schema_version > app.active_schema_version()) [[unlikely]] {
+    result.status = ApplyStatus::kDiverged;
+    result.divergence = fmt::format("it is stamped schema version {}, above the active version {}: its proposer "
+                                    "logged it under a version the log never activated",
+                                    schema_version, app.active_schema_version());
     return result;
   }
   BatchReader reader(payload);
@@ -28,6 +54,7 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
   ctx.index = index;
   ctx.schema_version = schema_version;
   ctx.changes = changes;
+  // False (result says why) when the command does not apply under its version.
   auto apply_one = [&](Args argv, ReplyTo to) {
     if (prefetching && ahead.next(scratch.ahead)) app.prefetch(scratch.ahead);
     if (!to.out) {
@@ -35,15 +62,22 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
       to.out = &scratch.dropped_reply;
     }
     Reply reply(to.out, to.protocol);
-    app.apply(argv, ctx, reply);
+    if (!app.apply(argv, ctx, reply, &scratch.why)) [[unlikely]] {
+      result.status = ApplyStatus::kDiverged;
+      result.divergence = fmt::format("its command {} ({}, {} words) does not apply under schema version {}: {}",
+                                      result.commands + 1, printable(argv[0]), argv.size(), schema_version,
+                                      scratch.why);
+      return false;
+    }
     result.commands++;
+    return true;
   };
   if (reader.format() == kBatchFormatCommands) {
     // Commands only (every batch without a transaction): the reader's short walk. The step
     // walk below does the same for them at ~70 more instructions per command (callgrind).
     std::vector<std::string_view>& argv = scratch.step.argv;
     for (size_t k = 0; reader.next(argv); k++) {
-      apply_one(argv, sink ? sink->reply_to(k) : ReplyTo{});
+      if (!apply_one(argv, sink ? sink->reply_to(k) : ReplyTo{})) return result;
       if (sink) sink->replied(k);
       result.items++;
     }
@@ -54,7 +88,7 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
       const size_t k = step.item;
       switch (step.kind) {
         case BatchStep::Kind::kCommand:
-          apply_one(step.argv, sink ? sink->reply_to(k) : ReplyTo{});
+          if (!apply_one(step.argv, sink ? sink->reply_to(k) : ReplyTo{})) return result;
           if (sink) sink->replied(k);
           result.items++;
           break;
@@ -63,7 +97,7 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
           break;
         case BatchStep::Kind::kGroupCommand:
           if (sink) sink->group_position(k, step.position, ctx);
-          apply_one(step.argv, group_to);
+          if (!apply_one(step.argv, group_to)) return result;
           break;
         case BatchStep::Kind::kGroupEnd:
           if (sink) {

@@ -48,9 +48,17 @@ class ApplySink {
 
 enum class ApplyStatus : uint8_t {
   kOk,
-  kMalformed,    // the payload is not a well-formed batch (commands before the damage were applied)
-  kNewerSchema,  // written by a newer schema version than the app's: nothing was applied
+  kMalformed,  // the payload is not a well-formed batch (commands before the damage were applied)
+  // Logged under a schema version this binary does not read (ApplyResult::schema_version;
+  // above its newest: the binary is older than the data): nothing was applied.
+  kUnsupportedSchema,
   kNewerFormat,  // a batch format newer than this binary reads (batch.h): nothing was applied
+  // The entry does not mean here what it meant where it was logged: stamped with a schema
+  // version above the active one, or a command that does not apply under its version (an
+  // unknown name, the wrong arity, refused by its parse: ApplyResult::divergence says which
+  // and why). Commands before it were applied. Never answered as a client error: two
+  // binaries would then disagree silently.
+  kDiverged,
 };
 
 // Reused buffers, so applying allocates nothing per command once warmed up.
@@ -58,6 +66,7 @@ struct ApplyScratch {
   BatchStep step;
   std::vector<std::string_view> ahead;
   std::string dropped_reply;
+  std::string why;  // a command's reason not to apply (StateMachine::apply)
 };
 
 struct ApplyResult {
@@ -65,9 +74,14 @@ struct ApplyResult {
   size_t items = 0;     // items completed (commands, and groups with all their commands)
   size_t commands = 0;  // commands applied, group or not
   uint8_t format = 0;   // the batch's format byte
+  uint32_t schema_version = 0;  // the entry's schema version (the one at fault, if any)
+  std::string divergence;       // kDiverged: what does not apply, and why
 };
 
-// Applies the batch `payload` of the entry at `index`, proposed under `schema_version`.
+// Applies the batch `payload` of the entry at `index`, logged under `schema_version`: every
+// command means what that version of the app defines. A version this binary does not read
+// is kUnsupportedSchema; one above the app's active version is kDiverged (a proposer stamps
+// the active version, and only a committed entry raises it).
 // sink may be null (nobody waits for any reply: a follower, or recovery); changes is told of
 // the keys commands report changing (ApplyContext::changes; null: nobody listens).
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,

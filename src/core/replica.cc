@@ -31,6 +31,10 @@ constexpr std::string_view kUnknownOutcomeReply =
     "-ERR write outcome unknown: leadership changed before it was committed; it may still take effect, check "
     "before retrying\r\n";
 constexpr std::string_view kTransferringReply = "-TRYAGAIN leadership transfer in progress; retry\r\n";
+// A write validated under a newer active schema version than the writes still waiting to
+// be proposed (a batch refused while the leader was busy): one entry has one version.
+constexpr std::string_view kSchemaChangedReply =
+    "-TRYAGAIN the cluster's schema version changed while writes waited to be proposed; retry\r\n";
 
 }  // namespace
 
@@ -152,6 +156,10 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
       KeySpec keys;
       if (!app_.validate(argv, &error, &keys)) {
         Reply(finished_reply(q, held)).error(error);
+        break;
+      }
+      if (!batch_takes_active_version()) [[unlikely]] {
+        finished_reply(q, held)->append(kSchemaChangedReply);
         break;
       }
       const uint64_t seq = slot_as(q, held, Kind::kWaitingWrite, argv);
@@ -418,6 +426,9 @@ void Replica::queue_in_transaction(ClientSession& s, Args argv, std::string* out
         std::string error;
         if (app_.validate(argv, &error, &c.keys)) {
           c.kind = QueuedCommand::Kind::kWrite;
+          // Its words mean what the active version says: EXEC logs them under it or not at all.
+          const uint32_t v = app_.active_schema_version();
+          t.queued.schema_version = t.queued.schema_version == 0 || t.queued.schema_version == v ? v : kMixedSchemaVersions;
         } else {
           Reply(&c.reply).error(error);  // a run-time error in Redis: its place in EXEC's array
         }
@@ -482,10 +493,19 @@ void Replica::exec(ClientSession& s, std::optional<uint64_t> held, Route r, std:
     stats_.transactions_watch_failed++;
     return;
   }
+  if (t->writes > 0 && t->schema_version != app_.active_schema_version()) [[unlikely]] {
+    Reply(finished_reply(q, held)).error(
+        "EXECABORT Transaction discarded because the cluster's schema version changed while it was queued");
+    return;
+  }
+  if (!batch_takes_active_version()) [[unlikely]] {
+    finished_reply(q, held)->append(kSchemaChangedReply);
+    return;
+  }
   const uint64_t seq = slot_as(q, held, Kind::kWaitingWrite, {});
   Transaction& group = *t;
   s.transaction.in_flight.emplace_back(seq, std::move(t));
-  if (batch_.empty()) batch_.start(wall_ms_);
+  open_batch();
   batch_.add_group(group.writes);
   for (const QueuedCommand& c : group.commands) {
     if (c.kind != QueuedCommand::Kind::kWrite) continue;
@@ -656,8 +676,18 @@ void Replica::answer_slot(ReplySlot slot, Kind expected, std::string_view reply)
 // ---------------------------------------------------------------------------------------
 // The batch and its proposal
 
+void Replica::open_batch() {
+  if (!batch_.empty()) return;
+  batch_.start(wall_ms_);
+  batch_version_ = app_.active_schema_version();
+}
+
+bool Replica::batch_takes_active_version() const {
+  return batch_.empty() || batch_version_ == app_.active_schema_version();
+}
+
 void Replica::batch_write(uint64_t session, uint64_t seq, Args argv, const KeySpec& keys) {
-  if (batch_.empty()) batch_.start(wall_ms_);
+  open_batch();
   batch_.add(argv);
   watch_.batched(argv, keys);
   batch_slots_.push_back(ReplySlot{session, seq});
@@ -674,9 +704,10 @@ void Replica::end_proposal(raft::Index index, WriteTracker::Proposal&& p, WriteO
 void Replica::propose() {
   auto ended = [this](raft::Index i, WriteTracker::Proposal&& p, WriteOutcome o) { end_proposal(i, std::move(p), o); };
   watch_.idle_check(steady_ms_);
-  auto submit = [&](std::string& payload, std::vector<ReplySlot>& slots, bool refused_batch) -> bool {
+  // Stamped with the schema version its commands were validated under: what they mean.
+  auto submit = [&](std::string& payload, uint32_t version, std::vector<ReplySlot>& slots, bool refused_batch) -> bool {
     const uint64_t bytes = payload.size();
-    raft::ProposeResult r = raft_.propose(raft::EntryType::kNormal, app_.schema_version(), &payload);
+    raft::ProposeResult r = raft_.propose(raft::EntryType::kNormal, version, &payload);
     switch (r.error) {
       case raft::ProposeError::kNone:
         watch_.proposed(r.index, refused_batch);
@@ -708,7 +739,7 @@ void Replica::propose() {
     return true;
   };
   if (refused_payload_) {
-    if (!submit(*refused_payload_, refused_slots_, true)) return;  // still busy: keep waiting
+    if (!submit(*refused_payload_, refused_version_, refused_slots_, true)) return;  // still busy: keep waiting
     refused_payload_.reset();
     refused_slots_.clear();
   }
@@ -716,9 +747,10 @@ void Replica::propose() {
   std::string payload = batch_.finish();
   std::vector<ReplySlot> slots;
   slots.swap(batch_slots_);
-  if (!submit(payload, slots, false)) {
+  if (!submit(payload, batch_version_, slots, false)) {
     watch_.refused();
     refused_payload_ = std::move(payload);
+    refused_version_ = batch_version_;
     refused_slots_ = std::move(slots);
   }
 }
@@ -936,6 +968,7 @@ void Replica::housekeeping() {
     host_.warn(fmt::format("the app's housekeeping command {} is invalid: {}", (*command)[0], error));
     return;
   }
+  if (!batch_takes_active_version()) return;  // the next round
   batch_write(0, 0, argv, keys);
   housekeeping_in_batch_ = true;
 }

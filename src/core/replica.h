@@ -272,6 +272,10 @@ class Replica {
   // A slot in `kind` for the command: new, or the held one moved there.
   uint64_t slot_as(ReplyQueue& q, std::optional<uint64_t> held, ReplyQueue::Kind kind, Args argv);
   void batch_write(uint64_t session, uint64_t seq, Args argv, const KeySpec& keys);
+  void open_batch();  // starts batch_ if empty, under the active schema version
+  // False while batch_ holds writes validated under another schema version than the active
+  // one (an activation applied while the leader was busy): they cannot share an entry.
+  bool batch_takes_active_version() const;
   void run_queries_from(ClientSession& s, uint64_t first_seq);
   void mark_drain(ClientSession& s);
   void drain_session(ClientSession& s);
@@ -295,7 +299,9 @@ class Replica {
   // The batch being built this turn and who waits for each of its commands.
   BatchBuilder batch_{0};
   std::vector<ReplySlot> batch_slots_;
+  uint32_t batch_version_ = kFirstSchemaVersion;  // the schema version batch_'s writes were validated under
   std::optional<std::string> refused_payload_;  // proposal refused with kBusy: retried
+  uint32_t refused_version_ = kFirstSchemaVersion;
   std::vector<ReplySlot> refused_slots_;
   WatchTable watch_;  // the leader's record of which keys changed when, for WATCH
   WriteTracker writes_;

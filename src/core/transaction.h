@@ -59,10 +59,16 @@ struct WatchedKey {
 };
 
 // What EXEC takes: the queued commands and the watched keys.
+// Transaction::schema_version when writes were queued under more than one active version.
+inline constexpr uint32_t kMixedSchemaVersions = UINT32_MAX;
+
 struct Transaction {
   std::vector<QueuedCommand> commands;
   std::vector<WatchedKey> watched;
   uint64_t writes = 0;  // commands of kind kWrite
+  // The active schema version its writes were validated under (0: no write yet): EXEC
+  // refuses to log them under another.
+  uint32_t schema_version = 0;
   // Filled while the group is applied: the next command to run, the writes passed, and
   // whether the array's header is written.
   size_t cursor = 0;

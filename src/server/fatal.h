@@ -46,6 +46,12 @@ enum ExitCode : int {
   // cleanly like SIGTERM; its data directory is kept; restarting it does not make it a
   // member again.
   kExitRemoved = 4,
+  // A committed log entry does not mean here what it meant to the node that logged it (a
+  // command that no longer parses under the version it was logged under, an entry stamped
+  // with a version never activated): applying it differently would make the nodes disagree
+  // silently. Needs a person: the binary, or its app's version history, is not the one the
+  // cluster's data was written with.
+  kExitDiverged = 5,
 };
 
 // Logs "FATAL: <message>" (one log_line) and ends the process with `code` at once.

@@ -481,19 +481,29 @@ void Node::applied(const raft::Entry& entry) {
 }
 
 void Node::apply_failed(const raft::Entry& e, const core::ApplyResult& r) {
-  if (r.status == core::ApplyStatus::kNewerSchema) {
-    // The binary is older than the data, which is sound: the same code as a snapshot of a
-    // newer schema at startup (recovery.cc), not kExitCorruption.
+  if (r.status == core::ApplyStatus::kUnsupportedSchema) {
+    // The binary is older (or much newer) than the data, which is sound: the same code as
+    // a snapshot of a version it does not read at startup (recovery.cc), not kExitCorruption.
     fatal(kExitStartupFailure,
-          "log entry {} was written by schema version {} of app {}, this binary has version {}. "
-          "Upgrade the binary; nothing was applied past index {}.",
-          e.index, e.schema_version, app_->app_name(), app_->schema_version(), replica_->applied_index());
+          "log entry {} was logged under schema version {} of app {}; this binary reads versions {}..{}. {} Nothing "
+          "was applied past index {}.",
+          e.index, r.schema_version, app_->app_name(), app_->oldest_schema_version(), app_->schema_version(),
+          r.schema_version > app_->schema_version() ? "Upgrade the binary." : "Start a binary that still reads it.",
+          replica_->applied_index());
   }
   if (r.status == core::ApplyStatus::kNewerFormat) {
     fatal(kExitStartupFailure,
           "log entry {} holds a command batch of format {}, which a newer hmdb wrote; this binary reads formats up "
           "to {}. Upgrade the binary; nothing was applied past index {}.",
           e.index, r.format, core::kBatchFormatNewest, replica_->applied_index());
+  }
+  if (r.status == core::ApplyStatus::kDiverged) {
+    fatal(kExitDiverged,
+          "log entry {} (term {}, schema version {}) diverges: {}. The node that logged it validated it, so it meant "
+          "something there that it does not mean to this binary of app {} (versions {}..{}): stopping rather than "
+          "applying it differently. Nothing was applied past index {}.",
+          e.index, e.term, r.schema_version, r.divergence, app_->app_name(), app_->oldest_schema_version(),
+          app_->schema_version(), replica_->applied_index());
   }
   fatal(kExitCorruption,
         "log entry {} (term {}) holds a malformed command batch (after {} commands); the log passed its checksum, so "

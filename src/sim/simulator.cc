@@ -1240,9 +1240,11 @@ void NodeHost::read_snapshot_chunk(const raft::SnapshotReadRequest& r) {
 }
 
 void NodeHost::apply_failed(const raft::Entry& e, const core::ApplyResult& r) {
-  sim_->fail("entry-payload", fmt::format("n{} entry {}: {} after {} commands", node_->id, e.index,
-                                          r.status == core::ApplyStatus::kNewerSchema ? "newer schema" : "malformed batch",
-                                          r.commands));
+  const char* what = r.status == core::ApplyStatus::kUnsupportedSchema ? "unsupported schema version"
+                     : r.status == core::ApplyStatus::kDiverged          ? "diverged"
+                                                                         : "malformed batch";
+  sim_->fail("entry-payload", fmt::format("n{} entry {}: {} after {} commands{}{}", node_->id, e.index, what, r.commands,
+                                          r.divergence.empty() ? "" : ": ", r.divergence));
 }
 
 void NodeHost::warn(std::string_view message) {

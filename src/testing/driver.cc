@@ -18,7 +18,8 @@ bool apply_write(StateMachine& app, Args argv, uint64_t now_ms, uint64_t index, 
   } sink;
   sink.to = core::ReplyTo{out, protocol};
   core::ApplyScratch scratch;
-  const core::ApplyResult r = core::apply_batch(app, entry, index, app.schema_version(), &sink, scratch);
+  // Logged under the active version, as a leader logs it.
+  const core::ApplyResult r = core::apply_batch(app, entry, index, app.active_schema_version(), &sink, scratch);
   return r.status == core::ApplyStatus::kOk && r.commands == 1;
 }
 

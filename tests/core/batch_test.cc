@@ -124,7 +124,10 @@ TEST(Batch, ApplyReportsANewerFormatApartFromDamage) {
     CommandKind kind(std::string_view) const override { return CommandKind::kWrite; }
     bool validate(Args, std::string*, KeySpec*) const override { return true; }
     int arity(std::string_view) const override { return -1; }
-    void apply(Args, const ApplyContext&, Reply& r) override { r.ok(); }
+    bool apply(Args, const ApplyContext&, Reply& r, std::string*) override {
+      r.ok();
+      return true;
+    }
     void query(Args, const QueryContext&, Reply& r) const override { r.ok(); }
     std::optional<std::vector<std::string>> housekeeping(uint64_t) const override { return std::nullopt; }
     void save(Encoder&) const override {}

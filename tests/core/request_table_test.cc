@@ -196,7 +196,8 @@ TEST(RequestTable, StateSavesAndLoadsBothParts) {
   std::vector<std::string_view> words = {"SET", "k", "5"};
   std::string reply;
   Reply r(&reply);
-  app.apply(Args(words.data(), words.size()), ApplyContext{kT0, 1, sim::RegisterApp::kSchemaVersion}, r);
+  std::string why;
+  ASSERT_TRUE(app.apply(Args(words.data(), words.size()), ApplyContext{kT0, 1, sim::RegisterApp::kSchemaVersion}, r, &why));
   RequestTable t;
   t.insert("a", kT0, 1, 0, Protocol::kResp2, "+OK\r\n");
   Encoder enc;

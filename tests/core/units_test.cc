@@ -123,7 +123,7 @@ TEST(Apply, EachReplyGoesToItsSinkInBatchOrder) {
   EXPECT_EQ(sink.replies[2], ":7\r\n");
 }
 
-TEST(Apply, MalformedAndNewerSchemaEntriesAreRefused) {
+TEST(Apply, MalformedAndUnsupportedSchemaEntriesAreRefused) {
   sim::RegisterHost app;
   ApplyScratch scratch;
   EXPECT_EQ(apply_batch(app, "\x01garbage", 1, 1, nullptr, scratch).status, ApplyStatus::kMalformed);
@@ -133,7 +133,8 @@ TEST(Apply, MalformedAndNewerSchemaEntriesAreRefused) {
   b.add(Args(set, 3));
   const std::string payload = b.finish();
   EXPECT_EQ(apply_batch(app, payload, 1, sim::RegisterApp::kSchemaVersion + 1, nullptr, scratch).status,
-            ApplyStatus::kNewerSchema);
+            ApplyStatus::kUnsupportedSchema);
+  EXPECT_EQ(apply_batch(app, payload, 1, 0, nullptr, scratch).status, ApplyStatus::kUnsupportedSchema);
   // A batch cut short: the command before the damage is applied, then it stops.
   BatchBuilder two(1);
   std::string_view incr[] = {"INCR", "b"};

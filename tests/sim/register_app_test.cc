@@ -10,7 +10,10 @@ std::string run(RegisterHost& h, std::vector<std::string_view> argv) {
   std::string out;
   Reply r(&out);
   if (h.kind(argv[0]) == CommandKind::kQuery) h.query(Args(argv.data(), argv.size()), QueryContext{}, r);
-  else h.apply(Args(argv.data(), argv.size()), ApplyContext{}, r);
+  else {
+    std::string why;
+    EXPECT_TRUE(h.apply(Args(argv.data(), argv.size()), ApplyContext{}, r, &why)) << why;
+  }
   return out;
 }
 
