@@ -47,6 +47,14 @@
 // command table per version it reads and applies an entry with its version's table; the
 // cluster's active version (StateMachine::active_schema_version) is the one clients' writes
 // are validated and logged under. docs/app-tutorial.md, "Versions", walks through it.
+//
+// What is checked, and how it fails:
+//   compiling AppHost<App>   every member above: a required one missing or declared with
+//                            another signature, or an optional hook declared with another
+//                            signature than the one shown (say, a non-const info(State&)),
+//                            fails the compile with a static_assert giving the expected
+//                            declaration (AppDefinition below). A misspelled hook name is a
+//                            helper of the app's as far as the compiler can tell.
 #pragma once
 
 #include <algorithm>
@@ -147,29 +155,48 @@ constexpr uint32_t oldest_schema_version() {
   return kFirstSchemaVersion;
 }
 
-template <class T, class = void>
-struct has_digest : std::false_type {};
-template <class T>
-struct has_digest<T, std::void_t<decltype(T::digest(std::declval<const typename T::State&>()))>> : std::true_type {};
-template <class T, class = void>
-struct has_info : std::false_type {};
-template <class T>
-struct has_info<T, std::void_t<decltype(T::info(std::declval<const typename T::State&>()))>> : std::true_type {};
-template <class T, class = void>
-struct has_prefetch : std::false_type {};
-template <class T>
-struct has_prefetch<T, std::void_t<decltype(T::prefetch(std::declval<const typename T::State&>(), std::declval<Args>()))>>
-    : std::true_type {};
-template <class T, class = void>
-struct has_expiry : std::false_type {};
-template <class T>
-struct has_expiry<T, std::void_t<decltype(T::expiry_ms(std::declval<const typename T::State&>(), std::string_view{}))>>
-    : std::true_type {};
-template <class T, class = void>
-struct has_housekeeping : std::false_type {};
-template <class T>
-struct has_housekeeping<T, std::void_t<decltype(T::housekeeping(std::declval<const typename T::State&>(), uint64_t{}))>>
-    : std::true_type {};
+// ---- What an app definition must declare, checked when AppHost<App> is compiled ---------
+// A member named NAME of T, of any kind (static or not, overloaded or not, a function or a
+// constant), is found by making the name ambiguous between T and a base that surely has it:
+// a hook spelled right but declared wrong is then reported instead of ignored.
+#define HMDB_DETAIL_MEMBER_DETECTOR(NAME)                                                  \
+  struct Probe_##NAME {                                                                   \
+    int NAME;                                                                             \
+  };                                                                                      \
+  template <class T>                                                                      \
+  struct Both_##NAME : T, Probe_##NAME {};                                                \
+  template <class T>                                                                      \
+  constexpr bool declares_##NAME() {                                                      \
+    if constexpr (!std::is_class_v<T>) return false;                                      \
+    else if constexpr (std::is_final_v<T>) return requires { &T::NAME; };                 \
+    else return !requires { &Both_##NAME<T>::NAME; };                                     \
+  }                                                                                       \
+  /* The member NAME of T is a static function of type Fn (or is noexcept). */            \
+  template <class T, class Fn>                                                            \
+  constexpr bool NAME##_is() {                                                            \
+    return requires { static_cast<Fn*>(&T::NAME); };                                      \
+  }
+HMDB_DETAIL_MEMBER_DETECTOR(define)
+HMDB_DETAIL_MEMBER_DETECTOR(save)
+HMDB_DETAIL_MEMBER_DETECTOR(load)
+HMDB_DETAIL_MEMBER_DETECTOR(digest)
+HMDB_DETAIL_MEMBER_DETECTOR(info)
+HMDB_DETAIL_MEMBER_DETECTOR(housekeeping)
+HMDB_DETAIL_MEMBER_DETECTOR(prefetch)
+HMDB_DETAIL_MEMBER_DETECTOR(expiry_ms)
+#undef HMDB_DETAIL_MEMBER_DETECTOR
+
+struct MissingState {};  // stands in for a missing App::State, so that only the check fails
+template <class App>
+struct StateOf {
+  using type = MissingState;
+};
+template <class App>
+  requires requires { typename App::State; }
+struct StateOf<App> {
+  using type = typename App::State;
+};
+
 // A distinct address per type: says what a parse makes, so that an upcast is checked to
 // produce exactly what the next version's command takes.
 template <class T>
@@ -515,14 +542,81 @@ inline std::string wrong_arity(std::string_view name) {
   return "ERR wrong number of arguments for '" + lowercase(name) + "' command";
 }
 
+// Checks an app definition where AppHost<App> is compiled: a required member missing or
+// declared with another signature, or an optional hook declared with another signature
+// than the engine calls, fails the compile with a message that gives the expected
+// declaration (an optional hook would otherwise be silently ignored). A hook whose name is
+// misspelled cannot be told from a helper of the app's: check the list below.
+template <class App>
+struct AppDefinition {
+  using State = typename detail::StateOf<App>::type;
+
+  // Required.
+  static constexpr bool kHasState = !std::is_same_v<State, detail::MissingState>;
+  static_assert(kHasState, "hmdb app: missing its state: `struct State { ... };` or `using State = ...;` inside the app struct");
+  static_assert(!kHasState || (std::is_default_constructible_v<State> && std::is_move_assignable_v<State>),
+                "hmdb app: State must be default-constructible and move-assignable (the engine resets it with State{})");
+  static_assert(requires { requires std::string_view(App::kName).size() > 0; },
+                "hmdb app: missing `static constexpr std::string_view kName = \"...\";` (the app's name: INFO, snapshots)");
+  static_assert(requires { requires std::is_integral_v<decltype(App::kSchemaVersion)> && App::kSchemaVersion >= 1 &&
+                                       App::kSchemaVersion <= UINT32_MAX; },
+                "hmdb app: missing `static constexpr uint32_t kSchemaVersion = 1;` (1 or more: the version of "
+                "the state's encoding and of the commands' meaning)");
+  static_assert(!requires { App::kOldestSchemaVersion; } ||
+                    requires { requires std::is_integral_v<decltype(App::kOldestSchemaVersion)> &&
+                                            App::kOldestSchemaVersion >= 1 &&
+                                            App::kOldestSchemaVersion <= App::kSchemaVersion; },
+                "hmdb app: the optional `static constexpr uint32_t kOldestSchemaVersion` must be a constant from 1 to "
+                "kSchemaVersion (the oldest version whose log entries and snapshots this binary still reads)");
+  using DefineFn = void(Commands<State>&);
+  static constexpr bool kDefine = detail::define_is<App, DefineFn>();
+  static_assert(kDefine, "hmdb app: expected `static void define(hmdb::Commands<State>& c);` (registers the commands)");
+  using SaveFn = void(const State&, Encoder&);
+  static constexpr bool kSave = detail::save_is<App, SaveFn>();
+  static_assert(kSave, "hmdb app: expected `static void save(const State& s, hmdb::Encoder& out);` (the snapshot encoding)");
+  using LoadFn = bool(State&, Decoder&, uint32_t);
+  static constexpr bool kLoad = detail::load_is<App, LoadFn>();
+  static_assert(kLoad,
+                "hmdb app: expected `static bool load(State& s, hmdb::Decoder& in, uint32_t version);` (reads save()'s encoding)");
+
+  // Optional: absent, or declared exactly so.
+  using DigestFn = uint64_t(const State&);
+  static constexpr bool kDigest = detail::declares_digest<App>() && detail::digest_is<App, DigestFn>();
+  static_assert(!detail::declares_digest<App>() || kDigest,
+                "hmdb app: the optional hook digest must be `static uint64_t digest(const State& s);`");
+  using InfoFn = std::string(const State&);
+  static constexpr bool kInfo = detail::declares_info<App>() && detail::info_is<App, InfoFn>();
+  static_assert(!detail::declares_info<App>() || kInfo,
+                "hmdb app: the optional hook info must be `static std::string info(const State& s);` (const: INFO "
+                "must not change the state)");
+  using HousekeepingFn = std::optional<std::vector<std::string>>(const State&, uint64_t);
+  static constexpr bool kHousekeeping = detail::declares_housekeeping<App>() && detail::housekeeping_is<App, HousekeepingFn>();
+  static_assert(!detail::declares_housekeeping<App>() || kHousekeeping,
+                "hmdb app: the optional hook housekeeping must be `static std::optional<std::vector<std::string>> "
+                "housekeeping(const State& s, uint64_t now_ms);`");
+  using PrefetchFn = void(const State&, Args);
+  static constexpr bool kPrefetch = detail::declares_prefetch<App>() && detail::prefetch_is<App, PrefetchFn>();
+  static_assert(!detail::declares_prefetch<App>() || kPrefetch,
+                "hmdb app: the optional hook prefetch must be `static void prefetch(const State& s, hmdb::Args argv);`");
+  using ExpiryFn = std::optional<uint64_t>(const State&, std::string_view);
+  static constexpr bool kExpiry = detail::declares_expiry_ms<App>() && detail::expiry_ms_is<App, ExpiryFn>();
+  static_assert(!detail::declares_expiry_ms<App>() || kExpiry,
+                "hmdb app: the optional hook expiry_ms must be `static std::optional<uint64_t> expiry_ms(const State& "
+                "s, std::string_view key);`");
+
+  static constexpr bool kRequiredOk = kHasState && kDefine && kSave && kLoad;
+};
+
 // Implements the engine's StateMachine for an application definition App.
 template <class App>
 class AppHost final : public StateMachine {
+  using Definition = AppDefinition<App>;  // checks App (its static_asserts fire here)
+
  public:
-  using State = typename App::State;
+  using State = typename Definition::State;
 
   AppHost() {
-    App::define(commands_);
+    if constexpr (Definition::kDefine) static_cast<typename Definition::DefineFn*>(&App::define)(commands_);
     commands_.build(App::kName, detail::oldest_schema_version<App>(), App::kSchemaVersion);
     newest_ = commands_.table(App::kSchemaVersion);
   }
@@ -563,7 +657,7 @@ class AppHost final : public StateMachine {
   }
 
   std::optional<uint64_t> expiry_ms(std::string_view key) const override {
-    if constexpr (detail::has_expiry<App>::value) return App::expiry_ms(state_, key);
+    if constexpr (Definition::kExpiry) return static_cast<typename Definition::ExpiryFn*>(&App::expiry_ms)(state_, key);
     return std::nullopt;
   }
 
@@ -593,21 +687,30 @@ class AppHost final : public StateMachine {
   }
 
   void prefetch(Args argv) const override {
-    if constexpr (detail::has_prefetch<App>::value) App::prefetch(state_, argv);
+    if constexpr (Definition::kPrefetch) static_cast<typename Definition::PrefetchFn*>(&App::prefetch)(state_, argv);
   }
 
   std::optional<std::vector<std::string>> housekeeping(uint64_t now_ms) const override {
-    if constexpr (detail::has_housekeeping<App>::value) return App::housekeeping(state_, now_ms);
+    if constexpr (Definition::kHousekeeping) {
+      return static_cast<typename Definition::HousekeepingFn*>(&App::housekeeping)(state_, now_ms);
+    }
     return std::nullopt;
   }
 
-  void save(Encoder& out) const override { App::save(state_, out); }
+  void save(Encoder& out) const override {
+    if constexpr (Definition::kSave) static_cast<typename Definition::SaveFn*>(&App::save)(state_, out);
+  }
   // The decoder holds the app's part of a snapshot and nothing after it: a load that leaves
   // bytes unread read a different layout than save() wrote, so it fails here, for every
   // app, rather than each app remembering to check.
   bool load(Decoder& in, uint32_t version) override {
     state_ = State{};
-    if (!reads_schema_version(version) || !App::load(state_, in, version) || !in.expect_end()) {
+    bool loaded = false;
+    if constexpr (Definition::kLoad) {
+      loaded = reads_schema_version(version) &&
+               static_cast<typename Definition::LoadFn*>(&App::load)(state_, in, version) && in.expect_end();
+    }
+    if (!loaded) {
       state_ = State{};
       return false;
     }
@@ -616,19 +719,19 @@ class AppHost final : public StateMachine {
   void clear() override { state_ = State{}; }
 
   uint64_t digest() const override {
-    if constexpr (detail::has_digest<App>::value) {
-      return App::digest(state_);
+    if constexpr (Definition::kDigest) {
+      return static_cast<typename Definition::DigestFn*>(&App::digest)(state_);
     } else {
       detail::HashSink sink;
       Encoder enc(&sink);
-      App::save(state_, enc);
+      save(enc);
       enc.finish();
       return sink.digest();
     }
   }
 
   std::string info() const override {
-    if constexpr (detail::has_info<App>::value) return App::info(state_);
+    if constexpr (Definition::kInfo) return static_cast<typename Definition::InfoFn*>(&App::info)(state_);
     return {};
   }
 

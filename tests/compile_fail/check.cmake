@@ -1,0 +1,32 @@
+# Runs one compile-fail case (tests/compile_fail/CMakeLists.txt): cmake -DCXX=... -DSOURCE=...
+# -DINCLUDES=a;b -P check.cmake. Fails unless the compile fails with the expected text in its
+# first error (or, for `// expect: compiles`, unless it compiles cleanly).
+file(READ ${SOURCE} head LIMIT 1000)
+if(NOT head MATCHES "^// expect: ([^\n]+)\n")
+  message(FATAL_ERROR "${SOURCE}: the first line must be `// expect: <text of the first error>` or `// expect: compiles`")
+endif()
+set(expected "${CMAKE_MATCH_1}")
+set(include_flags)
+foreach(dir ${INCLUDES})
+  if(dir)
+    list(APPEND include_flags -I${dir})
+  endif()
+endforeach()
+execute_process(COMMAND ${CXX} -std=c++20 -fsyntax-only ${include_flags} -I${CMAKE_CURRENT_LIST_DIR} ${SOURCE}
+                RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(expected STREQUAL "compiles")
+  if(NOT result EQUAL 0)
+    message(FATAL_ERROR "${SOURCE} should compile, but:\n${err}")
+  endif()
+  return()
+endif()
+if(result EQUAL 0)
+  message(FATAL_ERROR "${SOURCE} compiled, but the mistake in it must not: expected an error saying\n  ${expected}")
+endif()
+string(REGEX MATCH "[^\n]*error[^\n]*" first_error "${err}")
+string(FIND "${first_error}" "${expected}" at)
+if(at EQUAL -1)
+  message(FATAL_ERROR "${SOURCE} failed to compile, but its first error is not the expected one.\n"
+                      "expected: ${expected}\nfirst error: ${first_error}\nall of it:\n${err}")
+endif()
+message(STATUS "${SOURCE}: refused as expected: ${first_error}")
