@@ -27,6 +27,10 @@
 //   apply(State&, const Typed&, const ApplyContext&, Reply&)
 //       changes the state deterministically and writes one reply.
 // A query is one function run(const State&, Args, const QueryContext&, Reply&).
+// Each may be any stateless callable: a function, a lambda without captures (no `+[]`), a
+// function object without data members; Typed is read off parse's second parameter (name
+// it, c.write<Typed>(...), where parse is a generic lambda). A lambda with captures is
+// refused: what a command keeps outside State is neither replicated nor in snapshots.
 //
 // A write also says which of its words are the keys it may change (KeySpec, as Redis'
 // COMMAND: first, last, step; default: the word after the name). WATCH relies on it: a
@@ -55,6 +59,10 @@
 //                            fails the compile with a static_assert giving the expected
 //                            declaration (AppDefinition below). A misspelled hook name is a
 //                            helper of the app's as far as the compiler can tell.
+//   compiling define()       each write's parse and apply, each query's run (and each
+//                            upcast, old handler, removed form): a callable that is not
+//                            stateless or not callable as shown above fails where it is
+//                            registered, the message giving the expected signature.
 #pragma once
 
 #include <algorithm>
@@ -222,9 +230,119 @@ struct CommandEntry {
   std::function<void(State&, const void*, const ApplyContext&, Reply&)> apply_parsed;
 };
 
-template <class State, class Typed, class ApplyFn>
-CommandEntry<State> make_write(std::string_view name, int arity, KeySpec keys, bool (*parse)(Args, Typed&, std::string&),
-                               ApplyFn apply) {
+// ---- Callables for parse, apply, run and upcasts -------------------------------------------
+// Any stateless callable: a function (or a pointer to one), a lambda without captures (no
+// `+[]` needed), a function object without data members. Not a lambda with captures or a
+// function object with members: what a command kept outside State would be neither
+// replicated nor in snapshots, and a capture of a reference outlives what it points at.
+
+// A function or a class without data members.
+template <class F>
+inline constexpr bool kStateless =
+    (std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>) || (std::is_class_v<F> && std::is_empty_v<F>);
+
+// The parameters of a callable that has exactly one signature: a function pointer, or a class
+// with one non-template operator() (a lambda whose parameters are not auto).
+template <class F, class = void>
+struct Signature {
+  static constexpr bool kKnown = false;
+  using Params = std::tuple<>;
+};
+template <class R, class... A>
+struct Signature<R (*)(A...)> {
+  static constexpr bool kKnown = true;
+  using Params = std::tuple<A...>;
+};
+template <class R, class... A>
+struct Signature<R (*)(A...) noexcept> : Signature<R (*)(A...)> {};
+template <class C, class R, class... A>
+struct Signature<R (C::*)(A...)> : Signature<R (*)(A...)> {};
+template <class C, class R, class... A>
+struct Signature<R (C::*)(A...) const> : Signature<R (*)(A...)> {};
+template <class C, class R, class... A>
+struct Signature<R (C::*)(A...) noexcept> : Signature<R (*)(A...)> {};
+template <class C, class R, class... A>
+struct Signature<R (C::*)(A...) const noexcept> : Signature<R (*)(A...)> {};
+template <class F>
+struct Signature<F, std::void_t<decltype(&F::operator())>> : Signature<decltype(&F::operator())> {};
+
+// Commands::write<Typed>'s default: Typed is what parse fills in, its second parameter.
+struct DeduceTyped {};
+template <class Params>
+struct SecondParam {
+  using type = DeduceTyped;
+  static constexpr bool kOut = false;
+};
+template <class A, class B, class... Rest>
+struct SecondParam<std::tuple<A, B, Rest...>> {
+  using type = std::remove_cvref_t<B>;
+  static constexpr bool kOut = std::is_lvalue_reference_v<B> && !std::is_const_v<std::remove_reference_t<B>>;
+};
+template <class Typed, class Parse>
+struct TypedOf {
+  using type = Typed;
+};
+template <class Parse>
+struct TypedOf<DeduceTyped, Parse> {
+  using type = typename SecondParam<typename Signature<Parse>::Params>::type;
+};
+
+// Check what a write (or an older version's form of one) is given; each mistake fails the
+// compile where the app registers the command, with the declaration expected.
+template <class Typed, class Parse>
+constexpr bool check_parse() {
+  static_assert(kStateless<Parse>,
+                "hmdb command: parse must be stateless: a function, a lambda without captures or a function object "
+                "without data members (what a command keeps outside State is neither replicated nor in snapshots)");
+  static_assert(!std::is_same_v<Typed, DeduceTyped>,
+                "hmdb command: cannot tell what parse fills in (a generic lambda, or an overloaded operator()?): "
+                "name it, c.write<Typed>(...)");
+  if constexpr (!std::is_same_v<Typed, DeduceTyped>) {
+    constexpr bool callable = std::is_invocable_r_v<bool, const Parse&, Args, Typed&, std::string&> &&
+                              (!Signature<Parse>::kKnown || SecondParam<typename Signature<Parse>::Params>::kOut);
+    static_assert(callable,
+                  "hmdb command: parse must be callable as `bool parse(hmdb::Args argv, Typed& out, std::string& "
+                  "error)` (it fills in out)");
+    static_assert(std::is_default_constructible_v<Typed>,
+                  "hmdb command: what parse fills in must be default-constructible");
+    return kStateless<Parse> && callable && std::is_default_constructible_v<Typed>;
+  }
+  return false;
+}
+template <class State, class Typed, class Apply>
+constexpr bool check_apply() {
+  static_assert(kStateless<Apply>,
+                "hmdb command: apply must be stateless: a function, a lambda without captures or a function object "
+                "without data members (what a command keeps outside State is neither replicated nor in snapshots)");
+  constexpr bool callable = std::is_invocable_v<const Apply&, State&, const Typed&, const ApplyContext&, Reply&>;
+  static_assert(callable,
+                "hmdb command: apply must be callable as `void apply(State& s, const Typed& args, const "
+                "hmdb::ApplyContext& ctx, hmdb::Reply& r)`");
+  return kStateless<Apply> && callable;
+}
+template <class Old, class ToNew>
+constexpr bool check_upcast() {
+  static_assert(kStateless<ToNew>,
+                "hmdb upcast: to_new must be stateless: a function, a lambda without captures or a function object "
+                "without data members");
+  constexpr bool callable = std::is_invocable_v<const ToNew&, const Old&>;
+  static_assert(callable, "hmdb upcast: to_new must be callable as `New to_new(const Old& old)`");
+  return kStateless<ToNew> && callable;
+}
+
+template <class State, class Run>
+constexpr bool check_query() {
+  static_assert(kStateless<Run>,
+                "hmdb query: run must be stateless: a function, a lambda without captures or a function object "
+                "without data members");
+  static_assert(std::is_invocable_v<const Run&, const State&, Args, const QueryContext&, Reply&>,
+                "hmdb query: run must be callable as `void run(const State& s, hmdb::Args argv, const "
+                "hmdb::QueryContext& ctx, hmdb::Reply& r)` (const State: a query does not change the state)");
+  return kStateless<Run> && std::is_invocable_v<const Run&, const State&, Args, const QueryContext&, Reply&>;
+}
+
+template <class State, class Typed, class Parse, class Apply>
+CommandEntry<State> make_write(std::string_view name, int arity, KeySpec keys, Parse parse, Apply apply) {
   CommandEntry<State> e;
   e.name = uppercase(name);
   e.kind = CommandKind::kWrite;
@@ -289,44 +407,37 @@ class VersionChanges {
   // old_parse (the version before's parse) and converted by `to_new` into what this
   // version's parse makes, then applied as this version applies it. Chains: a command
   // changed in versions 2 and 3 has an upcast in each, and a version-1 entry goes 1 -> 2 -> 3.
-  template <class Old, class New>
-  VersionChanges& upcast(std::string_view name, int arity, bool (*old_parse)(Args, Old&, std::string&),
-                         New (*to_new)(const Old&), KeySpec keys = KeySpec{}) {
-    Change ch;
-    ch.what = Change::kUpcast;
-    ch.name = uppercase(name);
-    ch.produces = detail::type_tag<New>();
-    auto next = ch.next;  // filled when the tables are built: name's form in this version
-    ch.form = make_form<Old>(name, arity, keys, old_parse,
-                             [to_new, next](State& s, const Old& old, const ApplyContext& ctx, Reply& r) {
-                               const New converted = to_new(old);
-                               (*next)->apply_parsed(s, &converted, ctx, r);
-                             });
-    return push(std::move(ch));
+  template <class OldArg = detail::DeduceTyped, class Parse, class ToNew>
+  VersionChanges& upcast(std::string_view name, int arity, Parse old_parse, ToNew to_new, KeySpec keys = KeySpec{}) {
+    using Old = typename detail::TypedOf<OldArg, Parse>::type;
+    if constexpr (detail::check_parse<Old, Parse>() && detail::check_upcast<Old, ToNew>()) {
+      using New = std::remove_cvref_t<std::invoke_result_t<const ToNew&, const Old&>>;
+      Change ch;
+      ch.what = Change::kUpcast;
+      ch.name = uppercase(name);
+      ch.produces = detail::type_tag<New>();
+      auto next = ch.next;  // filled when the tables are built: name's form in this version
+      ch.form = make_form<Old>(name, arity, keys, old_parse,
+                               [to_new, next](State& s, const Old& old, const ApplyContext& ctx, Reply& r) {
+                                 const New converted = to_new(old);
+                                 (*next)->apply_parsed(s, &converted, ctx, r);
+                               });
+      push(std::move(ch));
+    }
+    return *this;
   }
   // `name`'s rule changed in this version: an older entry is read by old_parse and applied
   // by old_apply, the rule as it was (written against today's State).
-  template <class Old>
-  VersionChanges& old_handler(std::string_view name, int arity, bool (*old_parse)(Args, Old&, std::string&),
-                              void (*old_apply)(State&, const Old&, const ApplyContext&, Reply&),
+  template <class OldArg = detail::DeduceTyped, class Parse, class Apply>
+  VersionChanges& old_handler(std::string_view name, int arity, Parse old_parse, Apply old_apply,
                               KeySpec keys = KeySpec{}) {
-    Change ch;
-    ch.what = Change::kOldHandler;
-    ch.name = uppercase(name);
-    ch.form = make_form<Old>(name, arity, keys, old_parse, old_apply);
-    return push(std::move(ch));
+    return old_form<OldArg>(Change::kOldHandler, name, arity, old_parse, old_apply, keys);
   }
   // `name` no longer exists from this version on: an older entry is read by old_parse and
   // applied by old_apply (against today's State).
-  template <class Old>
-  VersionChanges& removed(std::string_view name, int arity, bool (*old_parse)(Args, Old&, std::string&),
-                          void (*old_apply)(State&, const Old&, const ApplyContext&, Reply&),
-                          KeySpec keys = KeySpec{}) {
-    Change ch;
-    ch.what = Change::kRemoved;
-    ch.name = uppercase(name);
-    ch.form = make_form<Old>(name, arity, keys, old_parse, old_apply);
-    return push(std::move(ch));
+  template <class OldArg = detail::DeduceTyped, class Parse, class Apply>
+  VersionChanges& removed(std::string_view name, int arity, Parse old_parse, Apply old_apply, KeySpec keys = KeySpec{}) {
+    return old_form<OldArg>(Change::kRemoved, name, arity, old_parse, old_apply, keys);
   }
 
  private:
@@ -341,10 +452,22 @@ class VersionChanges {
     Entry form;  // kUpcast, kOldHandler, kRemoved: how the version before reads the command
   };
 
-  template <class Old, class ApplyOld>
-  static Entry make_form(std::string_view name, int arity, KeySpec keys, bool (*old_parse)(Args, Old&, std::string&),
-                         ApplyOld apply_old) {
+  template <class Old, class Parse, class ApplyOld>
+  static Entry make_form(std::string_view name, int arity, KeySpec keys, Parse old_parse, ApplyOld apply_old) {
     return detail::make_write<State, Old>(name, arity, keys, old_parse, std::move(apply_old));
+  }
+  template <class OldArg, class Parse, class Apply>
+  VersionChanges& old_form(typename Change::What what, std::string_view name, int arity, Parse old_parse,
+                           Apply old_apply, KeySpec keys) {
+    using Old = typename detail::TypedOf<OldArg, Parse>::type;
+    if constexpr (detail::check_parse<Old, Parse>() && detail::check_apply<State, Old, Apply>()) {
+      Change ch;
+      ch.what = what;
+      ch.name = uppercase(name);
+      ch.form = make_form<Old>(name, arity, keys, old_parse, old_apply);
+      push(std::move(ch));
+    }
+    return *this;
   }
   VersionChanges& push(Change ch) {
     changes_.push_back(std::move(ch));
@@ -381,20 +504,26 @@ class Commands {
     detail::NameIndex index_;
   };
 
-  // A write of the newest version: parse, then apply (hmdb/app.h's header comment).
-  template <class Typed>
-  void write(std::string_view name, int arity, bool (*parse)(Args, Typed&, std::string&),
-             void (*apply)(State&, const Typed&, const ApplyContext&, Reply&), KeySpec keys = KeySpec{}) {
-    add(detail::make_write<State, Typed>(name, arity, keys, parse, apply));
+  // A write of the newest version: parse, then apply (hmdb/app.h's header comment). Typed,
+  // what parse fills in, is parse's second parameter; name it (write<Typed>) where parse is
+  // a generic lambda.
+  template <class Typed = detail::DeduceTyped, class Parse, class Apply>
+  void write(std::string_view name, int arity, Parse parse, Apply apply, KeySpec keys = KeySpec{}) {
+    using T = typename detail::TypedOf<Typed, Parse>::type;
+    if constexpr (detail::check_parse<T, Parse>() && detail::check_apply<State, T, Apply>())
+      add(detail::make_write<State, T>(name, arity, keys, parse, apply));
   }
 
-  void query(std::string_view name, int arity, void (*run)(const State&, Args, const QueryContext&, Reply&)) {
-    Entry e;
-    e.name = uppercase(name);
-    e.kind = CommandKind::kQuery;
-    e.arity = arity;
-    e.query = run;
-    add(std::move(e));
+  template <class Run>
+  void query(std::string_view name, int arity, Run run) {
+    if constexpr (detail::check_query<State, Run>()) {
+      Entry e;
+      e.name = uppercase(name);
+      e.kind = CommandKind::kQuery;
+      e.arity = arity;
+      e.query = run;
+      add(std::move(e));
+    }
   }
 
   // What changed in schema version `v` (VersionChanges above). An app at version N says

@@ -31,12 +31,11 @@ struct GoodApp {
     s.n++;
     r.ok();
   }
-  static void run_get(const State& s, hmdb::Args, const hmdb::QueryContext&, hmdb::Reply& r) {
-    r.integer(static_cast<int64_t>(s.n));
-  }
   static void define(hmdb::Commands<State>& c) {
     c.write("SET", 2, &parse_set, &apply_set);
-    c.query("GET", 1, &run_get);
+    c.query("GET", 1, [](const State& s, hmdb::Args, const hmdb::QueryContext&, hmdb::Reply& r) {
+      r.integer(static_cast<int64_t>(s.n));
+    });
   }
   static void save(const State& s, hmdb::Encoder& out) { out.varint(s.n); }
   static bool load(State& s, hmdb::Decoder& in, uint32_t) {

@@ -43,7 +43,7 @@ struct TinyKv {
   }
 
   static void define(Commands<State>& c) {
-    c.write<KeyValue>(
+    c.write(
         "SET", 3,
         [](Args a, KeyValue& o, std::string&) {
           o.key = a[1];
@@ -54,7 +54,7 @@ struct TinyKv {
           s.data.insert_or_assign(std::string(o.key), std::string(o.value));
           r.ok();
         });
-    c.write<KeyDelta>(
+    c.write(
         "INCRBY", 3,
         [](Args a, KeyDelta& o, std::string& error) {
           o.key = a[1];
@@ -75,7 +75,7 @@ struct TinyKv {
           v = std::to_string(n);
           r.integer(n);
         });
-    c.write<Key>(
+    c.write(
         "DEL", 2,
         [](Args a, Key& o, std::string&) {
           o.key = a[1];
