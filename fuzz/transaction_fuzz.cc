@@ -37,6 +37,7 @@ using core::BatchStep;
 struct Step {
   BatchStep::Kind kind;
   uint64_t item, position, group_size;
+  uint32_t version = 0;
   std::vector<std::string> argv;
   bool operator==(const Step&) const = default;
 };
@@ -70,10 +71,15 @@ std::vector<Step> read_steps(std::string_view payload, bool* ok) {
         in_group = false;
         expected_item++;
         break;
+      case BatchStep::Kind::kActivation:
+        HMDB_ASSERT(!in_group && s.version > 0, "an activation inside a group, or of version 0");
+        expected_item++;
+        break;
     }
-    Step copy{s.kind, s.item, 0, 0, {}};
+    Step copy{s.kind, s.item, 0, 0, 0, {}};
     if (s.kind == BatchStep::Kind::kGroupCommand) copy.position = s.position;
-    if (s.kind != BatchStep::Kind::kCommand) copy.group_size = s.group_size;
+    if (s.kind != BatchStep::Kind::kCommand && s.kind != BatchStep::Kind::kActivation) copy.group_size = s.group_size;
+    if (s.kind == BatchStep::Kind::kActivation) copy.version = s.version;
     if (s.kind == BatchStep::Kind::kCommand || s.kind == BatchStep::Kind::kGroupCommand) {
       HMDB_ASSERT(!s.argv.empty(), "a command without words");
       for (auto a : s.argv) {
@@ -98,6 +104,7 @@ void fuzz_batch(std::string_view payload) {
   std::vector<std::string_view> argv;
   for (const Step& s : steps) {
     if (s.kind == BatchStep::Kind::kGroupBegin) b.add_group(s.group_size);
+    if (s.kind == BatchStep::Kind::kActivation) b.add_activation(s.version);
     if (s.kind != BatchStep::Kind::kCommand && s.kind != BatchStep::Kind::kGroupCommand) continue;
     argv.assign(s.argv.begin(), s.argv.end());
     if (s.kind == BatchStep::Kind::kGroupCommand) b.add_to_group(argv);

@@ -99,6 +99,32 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
           if (sink) sink->group_position(k, step.position, ctx);
           if (!apply_one(step.argv, group_to)) return result;
           break;
+        case BatchStep::Kind::kActivation: {
+          // Raises the active version; one not above it (two activations were in flight) is
+          // refused, and one this binary does not read stops the node before anything of it.
+          const uint32_t active = app.active_schema_version();
+          if (step.version > active && !app.reads_schema_version(step.version)) {
+            result.status = ApplyStatus::kUnsupportedSchema;
+            result.schema_version = step.version;
+            result.activation = true;
+            return result;
+          }
+          ReplyTo to = sink ? sink->reply_to(k) : ReplyTo{};
+          if (!to.out) {
+            scratch.dropped_reply.clear();
+            to.out = &scratch.dropped_reply;
+          }
+          Reply reply(to.out, to.protocol);
+          if (step.version <= active) {
+            reply.error(fmt::format("ERR schema version {} is not above the active version {}", step.version, active));
+          } else {
+            app.set_active_schema_version(step.version);
+            reply.ok();
+          }
+          if (sink) sink->replied(k);
+          result.items++;
+          break;
+        }
         case BatchStep::Kind::kGroupEnd:
           if (sink) {
             sink->group_position(k, step.group_size, ctx);

@@ -75,13 +75,17 @@ struct ApplyResult {
   size_t commands = 0;  // commands applied, group or not
   uint8_t format = 0;   // the batch's format byte
   uint32_t schema_version = 0;  // the entry's schema version (the one at fault, if any)
+  bool activation = false;      // kUnsupportedSchema: schema_version is what an activation item raises to
   std::string divergence;       // kDiverged: what does not apply, and why
 };
 
 // Applies the batch `payload` of the entry at `index`, logged under `schema_version`: every
 // command means what that version of the app defines. A version this binary does not read
 // is kUnsupportedSchema; one above the app's active version is kDiverged (a proposer stamps
-// the active version, and only a committed entry raises it).
+// the active version, and only a committed entry raises it). An activation item (batch.h)
+// raises the app's active version and answers +OK, or an error if it is not above the
+// active one (nothing changes); one to a version this binary does not read is
+// kUnsupportedSchema with `activation` set, the items before it applied.
 // sink may be null (nobody waits for any reply: a follower, or recovery); changes is told of
 // the keys commands report changing (ApplyContext::changes; null: nobody listens).
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,

@@ -8,7 +8,9 @@
 // count items. An item is a command — varint argc (>= 1), then argc byte strings (varint
 // length + bytes) — or, in format 2 only, an extension item: a varint 0 where argc would be,
 // a u8 item type, then the type's body. Type 1 is a transaction group (MULTI ... EXEC):
-// varint n, then n commands, applied back to back with nothing in between.
+// varint n, then n commands, applied back to back with nothing in between. Type 3 is a
+// schema activation: varint version (1 .. 2^32-1), the app schema version the cluster's
+// writes are logged under from this item on (core/apply.h).
 //
 // A batch holding only commands is written as format 1, byte for byte what binaries before
 // transactions wrote and read; format 2 is used only for a batch that holds an extension
@@ -32,6 +34,7 @@ inline constexpr uint8_t kBatchFormatItems = 2;     // commands and extension it
 inline constexpr uint8_t kBatchFormatNewest = kBatchFormatItems;
 // Extension item types (format 2).
 inline constexpr uint8_t kItemTransaction = 1;
+inline constexpr uint8_t kItemActivation = 3;  // (2: request ids, being added)
 // Bound on words per command in a batch (also enforced by the RESP parser).
 inline constexpr uint64_t kMaxArgsPerCommand = 1024 * 1024;
 
@@ -59,6 +62,15 @@ class BatchBuilder {
     body_.varint(commands);
     format_ = kBatchFormatItems;
     group_left_ = commands;
+    count_++;
+  }
+  // An activation of schema version `version` (CLUSTER SCHEMA ACTIVATE): one item.
+  void add_activation(uint32_t version) {
+    HMDB_ASSERT(group_left_ == 0, "an activation inside a group");
+    body_.varint(0);
+    body_.u8(kItemActivation);
+    body_.varint(version);
+    format_ = kBatchFormatItems;
     count_++;
   }
   void add_to_group(Args argv) {
@@ -107,11 +119,13 @@ struct BatchStep {
     kGroupBegin,  // a transaction group of group_size commands starts
     kGroupCommand,  // command `position` of the open group: argv
     kGroupEnd,    // the open group is complete
+    kActivation,  // a schema activation: version
   };
   Kind kind = Kind::kCommand;
   uint64_t item = 0;        // the item's position in the batch (a group and its steps share one)
   uint64_t position = 0;    // kGroupCommand: the command's position in its group
   uint64_t group_size = 0;  // kGroupBegin/kGroupCommand/kGroupEnd: commands in the group
+  uint32_t version = 0;     // kActivation: the schema version it activates
   std::vector<std::string_view> argv;  // kCommand, kGroupCommand: views into the payload
 };
 
@@ -162,7 +176,16 @@ class BatchReader {
       return finish_item();
     }
     // An extension item.
-    if (format_ < kBatchFormatItems || in_.u8() != kItemTransaction) return fail();
+    if (format_ < kBatchFormatItems) return fail();
+    const uint8_t type = in_.u8();
+    if (type == kItemActivation) {
+      const uint64_t version = in_.varint();
+      if (version == 0 || version > UINT32_MAX) return fail();
+      step.kind = BatchStep::Kind::kActivation;
+      step.version = static_cast<uint32_t>(version);
+      return finish_item();
+    }
+    if (type != kItemTransaction) return fail();
     group_size_ = in_.count(1);
     if (!in_.ok()) return false;
     in_group_ = true;

@@ -930,6 +930,12 @@ void Replica::transfer(raft::NodeId target, uint64_t session, uint64_t seq, uint
   transfers_.push_back(Transfer{ReplySlot{session, seq}, target, deadline_steady_ms, timeout_ms});
 }
 
+void Replica::activate_schema(uint32_t version, uint64_t session, uint64_t seq) {
+  open_batch();
+  batch_.add_activation(version);
+  batch_slots_.push_back(ReplySlot{session, seq});
+}
+
 void Replica::check_transfers() {
   for (size_t i = 0; i < transfers_.size();) {
     const Transfer& t = transfers_[i];

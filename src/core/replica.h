@@ -127,7 +127,8 @@ class ReplicaHost {
   // 3. An entry was applied (after its replies were written): membership changes take
   //    effect here; recovery shows progress; the simulator checks the state.
   virtual void applied(const raft::Entry& entry) = 0;
-  // 3. An entry could not be applied (newer schema, malformed batch): the node must stop.
+  // 3. An entry could not be applied (a schema version this binary does not read, a
+  //    divergence, a malformed batch): the node must stop.
   virtual void apply_failed(const raft::Entry& entry, const ApplyResult& result) = 0;
   // 6. Leader: read the bytes asked of a durable snapshot file; answer with raft.snapshot_chunk().
   virtual void read_snapshot_chunk(const raft::SnapshotReadRequest& request) = 0;
@@ -206,6 +207,11 @@ class Replica {
   void transfer(raft::NodeId target, uint64_t session, uint64_t seq, uint64_t deadline_steady_ms, uint64_t timeout_ms);
   // Answers transfers that finished or timed out (call every consensus tick).
   void check_transfers();
+  // Leader: an activation of schema version `version` joins the batch (batch.h); slot
+  // (session, seq), waiting as kWaitingWrite, gets its reply when it applies (+OK, or an
+  // error if the version is not above the active one by then). The caller checks what it
+  // can first (StateMachine::reads_schema_version; the voters, docs/cluster.md).
+  void activate_schema(uint32_t version, uint64_t session, uint64_t seq);
 
   // The app's housekeeping command, if due, joins the batch (leader only; one at a time).
   void housekeeping();

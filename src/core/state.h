@@ -1,15 +1,20 @@
 // core/state.h — a node's replicated state as a snapshot holds it and the state digest
-// compares it: the app's state and the engine's request table (core/request_table.h).
+// compares it: the app's state, the app's active schema version and the engine's request
+// table (core/request_table.h).
 //
-// A snapshot's payload (snapshot file format 3, docs/formats.md) is the request table's
-// encoding followed by the app's own. A payload of formats 1 and 2 holds the app's only;
-// its table is empty (no write could be tagged before request ids existed). The server
-// (snapshot child, recovery, a leader's snapshot installed) and the simulator save and load
-// through these functions, so both hold the same thing.
+// A snapshot's payload (snapshot file format 4, docs/formats.md) is the active schema
+// version (u32), the request table's encoding, then the app's own. Format 3 has no active
+// version: the schema version in its header (that of the binary that wrote it, which logged
+// every entry under it) is taken. Formats 1 and 2 hold the app's encoding only; their table
+// is empty (no write could be tagged before request ids existed). The server (snapshot
+// child, recovery, a leader's snapshot installed) and the simulator save and load through
+// these functions, so both hold the same thing.
 #pragma once
 
 #include <cstdint>
+#include <string>
 
+#include <fmt/format.h>
 #include <xxhash.h>
 
 #include "core/request_table.h"
@@ -18,31 +23,55 @@
 
 namespace hmdb::core {
 
+// Snapshot file formats (storage/snapshot.h) by what their payload holds.
+inline constexpr uint32_t kStateFormatWithRequests = 3;       // the request table first
+inline constexpr uint32_t kStateFormatWithActiveVersion = 4;  // the active schema version before it
+inline constexpr uint32_t kStateFormatNewest = kStateFormatWithActiveVersion;
+
 inline void save_state(const StateMachine& app, const RequestTable& requests, Encoder& out) {
+  out.u32(app.active_schema_version());
   requests.save(out);
   app.save(out);
 }
 
 enum class LoadState : uint8_t {
   kOk,
-  kBadRequests,  // the request table's encoding is malformed
-  kBadApp,       // the app refused its part (StateMachine::load returned false)
+  kBadRequests,        // the request table's encoding (or the active version before it) is malformed
+  kBadApp,             // the app refused its part (StateMachine::load returned false)
+  kUnsupportedActive,  // the active schema version is one this binary does not read
 };
 
-// Replaces both from a payload; `with_requests`: the payload starts with the request table
-// (snapshot format 3 and later). On failure both are left empty.
+// Replaces the app's state, its active schema version and the request table from a payload
+// of snapshot file format `format`, whose app part is of schema version `schema_version`.
+// On failure all are left empty (the active version at kFirstSchemaVersion); *active (if
+// given) is the active version the payload holds, readable or not.
 inline LoadState load_state(StateMachine& app, RequestTable& requests, Decoder& in, uint32_t schema_version,
-                            bool with_requests) {
-  requests.clear();
-  if (with_requests && !requests.load(in)) {
-    app.clear();
-    return LoadState::kBadRequests;
-  }
-  if (!app.load(in, schema_version)) {
+                            uint32_t format, uint32_t* active = nullptr) {
+  auto fail = [&](LoadState why) {
     requests.clear();
-    return LoadState::kBadApp;
-  }
+    app.clear();
+    app.set_active_schema_version(kFirstSchemaVersion);
+    return why;
+  };
+  requests.clear();
+  const uint32_t active_version = format >= kStateFormatWithActiveVersion ? in.u32() : schema_version;
+  if (active) *active = active_version;
+  if (!in.ok()) return fail(LoadState::kBadRequests);
+  if (!app.reads_schema_version(active_version)) return fail(LoadState::kUnsupportedActive);
+  if (format >= kStateFormatWithRequests && !requests.load(in)) return fail(LoadState::kBadRequests);
+  if (!app.load(in, schema_version)) return fail(LoadState::kBadApp);
+  app.set_active_schema_version(active_version);
   return LoadState::kOk;
+}
+
+// Why this binary cannot hold data of schema version `version`, for a log line ("" if it
+// can): above its newest version it is older than the data, below its oldest it dropped it.
+inline std::string unreadable_schema(const StateMachine& app, uint32_t version) {
+  if (app.reads_schema_version(version)) return {};
+  return fmt::format("schema version {} of app '{}'; this binary reads versions {}..{}: {}", version, app.app_name(),
+                     app.oldest_schema_version(), app.schema_version(),
+                     version > app.schema_version() ? "upgrade the binary"
+                                                    : "start a binary that still reads that version");
 }
 
 // The state digest: the app's digest, combined with the request table's when the table holds

@@ -303,9 +303,39 @@ void Node::role_changed(raft::Role before, raft::Role now) {
 // ---------------------------------------------------------------------------------------
 // CLUSTER commands that change the cluster: ADDLEARNER, PROMOTE, REMOVE, TRANSFER
 
+core::ShellResult Node::schema_command(Session& s, Args argv, uint64_t seq, std::string* out) {
+  Reply r(out, s.client.protocol);
+  uint64_t version = 0;
+  if (argv.size() != 4 || !iequals(argv[2], "ACTIVATE") || !parse_uint64(argv[3], &version) || version == 0 ||
+      version > UINT32_MAX) {
+    r.error("ERR usage: CLUSTER SCHEMA ACTIVATE <schema version>");
+    return core::ShellResult::kReplied;
+  }
+  if (!replica_->leader()) {
+    out->append(replica_->redirect_reply());
+    return core::ShellResult::kReplied;
+  }
+  // What the leader can check. That every voter reads `version` is checked by `hmdb cluster
+  // schema activate`, which asks each one (docs/cluster.md, "Schema versions").
+  const uint32_t active = app_->active_schema_version();
+  if (version <= active) {
+    r.error(fmt::format("ERR schema version {} is not above the active version {}", version, active));
+    return core::ShellResult::kReplied;
+  }
+  if (!app_->reads_schema_version(static_cast<uint32_t>(version))) {
+    r.error(fmt::format("ERR this node reads schema versions {}..{} of app {}: it cannot activate version {}",
+                        app_->oldest_schema_version(), app_->schema_version(), app_->app_name(), version));
+    return core::ShellResult::kReplied;
+  }
+  replica_->activate_schema(static_cast<uint32_t>(version), s.id(), seq);
+  log_line("schema: proposing to activate version {} of app {} (active: {})", version, app_->app_name(), active);
+  return core::ShellResult::kWaitCluster;
+}
+
 core::ShellResult Node::cluster_command(Session& s, Args argv, uint64_t seq, std::string* out) {
   Reply r(out);
   const std::string_view sub = argv[1];
+  if (iequals(sub, "SCHEMA")) return schema_command(s, argv, seq, out);
   if (!options_.clustered()) {
     r.error("ERR this node runs alone (started without --peer-addr): membership commands need a cluster");
     return core::ShellResult::kReplied;

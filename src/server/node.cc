@@ -36,6 +36,7 @@
 #include "common/address.h"
 #include "common/assert.h"
 #include "common/text.h"
+#include "core/state.h"
 #include "server/logging.h"
 #include "storage/log_format.h"
 
@@ -160,8 +161,10 @@ Status Node::start(int* exit_code) {
                                          hard_state_);
     disk_->start();
   }
-  log_line("ready: app {} (schema {}), listening on {}, durability {}, data in {}", app_->app_name(),
-           app_->schema_version(), format_host_port(options_.bind, port_), durability_name(options_.durability),
+  logged_active_version_ = app_->active_schema_version();
+  log_line("ready: app {} (schema {}, reads {}..{}, active {}), listening on {}, durability {}, data in {}",
+           app_->app_name(), app_->schema_version(), app_->oldest_schema_version(), app_->schema_version(),
+           logged_active_version_, format_host_port(options_.bind, port_), durability_name(options_.durability),
            options_.dir);
   if (transport_) {
     const raft::Status st = raft_->status();
@@ -477,6 +480,12 @@ void Node::send(std::vector<raft::Message>&& messages) {
 
 void Node::applied(const raft::Entry& entry) {
   if (entry.type == raft::EntryType::kConfChange) apply_conf_change(entry);
+  if (app_->active_schema_version() != logged_active_version_) [[unlikely]] {
+    logged_active_version_ = app_->active_schema_version();
+    log_line("schema: version {} of app {} is active from log index {} (this binary reads {}..{})",
+             logged_active_version_, app_->app_name(), entry.index, app_->oldest_schema_version(),
+             app_->schema_version());
+  }
   replay_progress();
 }
 
@@ -484,11 +493,8 @@ void Node::apply_failed(const raft::Entry& e, const core::ApplyResult& r) {
   if (r.status == core::ApplyStatus::kUnsupportedSchema) {
     // The binary is older (or much newer) than the data, which is sound: the same code as
     // a snapshot of a version it does not read at startup (recovery.cc), not kExitCorruption.
-    fatal(kExitStartupFailure,
-          "log entry {} was logged under schema version {} of app {}; this binary reads versions {}..{}. {} Nothing "
-          "was applied past index {}.",
-          e.index, r.schema_version, app_->app_name(), app_->oldest_schema_version(), app_->schema_version(),
-          r.schema_version > app_->schema_version() ? "Upgrade the binary." : "Start a binary that still reads it.",
+    fatal(kExitStartupFailure, "log entry {} {} {}. Nothing was applied past index {}.", e.index,
+          r.activation ? "activates" : "was logged under", core::unreadable_schema(*app_, r.schema_version),
           replica_->applied_index());
   }
   if (r.status == core::ApplyStatus::kNewerFormat) {

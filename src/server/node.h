@@ -136,6 +136,8 @@ class Node final : private core::ReplicaHost, private core::ForwardHost {
   // ---- startup (recovery.cc) ----
   Status recover(int* exit_code);
   void replay_progress();
+  // CLUSTER SCHEMA ACTIVATE <version> (on the leader: an activation joins the batch).
+  core::ShellResult schema_command(Session& s, Args argv, uint64_t seq, std::string* out);
 
   // ---- the loop (node.cc) ----
   void loop_turn(int timeout_ms);
@@ -255,6 +257,7 @@ class Node final : private core::ReplicaHost, private core::ForwardHost {
   raft::Index last_log_index_ = 0;
   raft::Term last_log_term_ = 0;
   raft::HardState hard_state_;
+  uint32_t logged_active_version_ = kFirstSchemaVersion;  // the active schema version last logged
   uint64_t log_bytes_since_snapshot_ = 0;
   uint64_t turn_steady_ms_ = 0;  // steady clock at the start of this turn
   uint64_t turn_wall_ms_ = 0;    // wall clock at the start of this turn

@@ -61,18 +61,20 @@ Status Node::recover(int* exit_code) {
           "point --dir at another directory.",
           snap.path, snap.app_name, app_->app_name()));
     }
-    if (snap.meta.schema_version > app_->schema_version()) {
-      return Status::not_supported(fmt::format(
-          "snapshot {} was written by schema version {} of app '{}'; this binary has version {}. Upgrade the "
-          "binary.",
-          snap.path, snap.meta.schema_version, app_->app_name(), app_->schema_version()));
+    if (!app_->reads_schema_version(snap.meta.schema_version)) {
+      return Status::not_supported(fmt::format("snapshot {} holds {}.", snap.path,
+                                               core::unreadable_schema(*app_, snap.meta.schema_version)));
     }
     log_line("recovery: loading snapshot {} (index {}, term {}, {} bytes)", snap.path, snap.meta.index, snap.meta.term,
              snap.payload.size());
     Decoder in(snap.payload);
+    uint32_t active = 0;
     const core::LoadState loaded =
-        core::load_state(*app_, requests, in, snap.meta.schema_version,
-                         snap.format_version >= storage::kSnapshotFirstVersionWithRequests);
+        core::load_state(*app_, requests, in, snap.meta.schema_version, snap.format_version, &active);
+    if (loaded == core::LoadState::kUnsupportedActive) {
+      return Status::not_supported(fmt::format("snapshot {} is of a cluster whose active schema version is {}.",
+                                               snap.path, core::unreadable_schema(*app_, active)));
+    }
     if (loaded != core::LoadState::kOk) {
       *exit_code = kExitCorruption;
       return Status::corruption(fmt::format(

@@ -67,7 +67,7 @@ constexpr ClientSubcommand kClientSubcommands[] = {
 bool cluster_barrier(Args argv) {
   if (argv.size() < 2) return false;
   return iequals(argv[1], "ADDLEARNER") || iequals(argv[1], "PROMOTE") || iequals(argv[1], "REMOVE") ||
-         iequals(argv[1], "TRANSFER");
+         iequals(argv[1], "TRANSFER") || iequals(argv[1], "SCHEMA");
 }
 
 }  // namespace
@@ -401,7 +401,7 @@ core::ShellResult Node::cluster_local_or_change(Session& s, Args argv, uint64_t 
   } else {
     r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
             "'. Try CLUSTER SLOTS|SHARDS|NODES|INFO|MYID|MYSHARDID|KEYSLOT|MEMBERS|DIGEST|ADDLEARNER|PROMOTE|REMOVE|"
-            "TRANSFER|FORWARDER.");
+            "TRANSFER|SCHEMA|FORWARDER.");
   }
   return core::ShellResult::kReplied;
 }
@@ -503,6 +503,8 @@ StatisticsSources Node::statistics_sources(bool with_digest) const {
   s.redis_version = kRedisCompatVersion;
   s.app_name = app_->app_name();
   s.schema_version = app_->schema_version();
+  s.schema_version_oldest = app_->oldest_schema_version();
+  s.schema_version_active = app_->active_schema_version();
   s.process_id = static_cast<uint64_t>(::getpid());
   s.port = port_;
   s.options = options_;

@@ -229,13 +229,14 @@ void Node::install_snapshot(const raft::SnapshotMeta& meta) {
              : fmt::format("it is at index {} term {}, the leader announced index {} term {}", loaded.meta.index,
                            loaded.meta.term, meta.index, meta.term));
   }
-  if (loaded.app_name != app_->app_name() || meta.schema_version > app_->schema_version()) {
+  if (loaded.app_name != app_->app_name() || !app_->reads_schema_version(meta.schema_version)) {
     // Sound data this binary cannot serve: the code recovery.cc uses for such a snapshot at
     // startup (not kExitCorruption: nothing is damaged, and fetching it again would not help).
     fatal(kExitStartupFailure,
-          "the snapshot received from the leader is of app '{}' schema {} (index {}), this node is app '{}' schema "
-          "{}. Nothing was applied from it; start the right binary, or upgrade this one.",
-          loaded.app_name, meta.schema_version, meta.index, app_->app_name(), app_->schema_version());
+          "the snapshot received from the leader is of app '{}' schema {} (index {}), this node is app '{}' reading "
+          "schema versions {}..{}. Nothing was applied from it; start the right binary, or upgrade this one.",
+          loaded.app_name, meta.schema_version, meta.index, app_->app_name(), app_->oldest_schema_version(),
+          app_->schema_version());
   }
   const std::string final_path = options_.dir + "/" + storage::snapshot_file_name(meta.index);
   s = env_->rename_file(staging_path_, final_path);
@@ -243,9 +244,15 @@ void Node::install_snapshot(const raft::SnapshotMeta& meta) {
   if (!s) fatal(kExitDiskFailure, "installing the leader's snapshot as {} failed: {}", final_path, s.to_string());
   app_->clear();
   Decoder in(loaded.payload);
+  uint32_t active = 0;
   const core::LoadState state =
-      core::load_state(*app_, replica_->requests(), in, meta.schema_version,
-                       loaded.format_version >= storage::kSnapshotFirstVersionWithRequests);
+      core::load_state(*app_, replica_->requests(), in, meta.schema_version, loaded.format_version, &active);
+  if (state == core::LoadState::kUnsupportedActive) {
+    fatal(kExitStartupFailure,
+          "the snapshot received from the leader (index {}) is of a cluster whose active schema version is {}. "
+          "Nothing was applied from it.",
+          meta.index, core::unreadable_schema(*app_, active));
+  }
   if (state != core::LoadState::kOk) {
     fatal(kExitCorruption, "{} could not be decoded from the leader's snapshot {} (schema {}, format {})",
           state == core::LoadState::kBadRequests ? std::string("the request table")

@@ -67,7 +67,9 @@ struct StatisticsSources {
   std::string version;        // hmdb's
   std::string redis_version;  // the Redis version INFO and HELLO claim, for clients
   std::string app_name;
-  uint32_t schema_version = 0;
+  uint32_t schema_version = 0;         // the newest the binary reads
+  uint32_t schema_version_oldest = 0;  // the oldest it reads
+  uint32_t schema_version_active = 0;  // replicated: what writes are logged under
   uint64_t process_id = 0;
   uint16_t port = 0;  // the client port bound
   ServerOptions options;

@@ -1001,8 +1001,9 @@ void Simulation::start_node(Node& n) {
   n.applied_conf = n.disk.snapshot ? n.disk.snapshot->conf : initial_conf_;
   core::RequestTable requests;  // the snapshot's, handed to the replica core below
   if (n.disk.snapshot) {
-    Decoder in(snapshot_data);  // the simulator writes snapshot format 3 only: with the request table
-    if (core::load_state(*n.app, requests, in, n.disk.snapshot->schema_version, true) != core::LoadState::kOk) {
+    Decoder in(snapshot_data);  // the simulator writes the newest snapshot format only
+    if (core::load_state(*n.app, requests, in, n.disk.snapshot->schema_version, core::kStateFormatNewest) !=
+        core::LoadState::kOk) {
       // Only a recovery that skipped the snapshot's checksum gets here: the server then
       // stops ("passed its checksum but app ... could not decode it", exit code 2).
       n.dead = true;
@@ -1347,7 +1348,8 @@ void Simulation::install_snapshot(Node& n, const raft::SnapshotMeta& m) {
   Decoder in(data);
   // Into the app the replica core holds (the server: app_->clear(), then load).
   n.app->clear();
-  if (core::load_state(*n.app, n.replica->requests(), in, m.schema_version, true) != core::LoadState::kOk) {
+  if (core::load_state(*n.app, n.replica->requests(), in, m.schema_version, core::kStateFormatNewest) !=
+      core::LoadState::kOk) {
     fail("snapshot-install", fmt::format("n{} cannot load snapshot {} ({} bytes staged)", n.id, m.index, data.size()));
     return;
   }

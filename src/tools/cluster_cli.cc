@@ -406,6 +406,89 @@ int run_digest(const ClusterArgs& args) {
   return 0;
 }
 
+// Every member's schema versions (INFO server), asked of each one.
+std::vector<SchemaView> schema_views(const std::vector<Member>& members) {
+  std::vector<SchemaView> views;
+  for (const Member& m : members) {
+    SchemaView v;
+    HostPort hp;
+    Reply reply;
+    if (!parse_host_port(m.client_addr, &hp, &v.error)) {
+      if (m.client_addr == "?") v.error = "its address is not known here (ask another node with --addr)";
+    } else if (ask(hp, {"INFO", "server"}, kMemberQueryTimeoutMs, &reply, &v.error)) {
+      if (reply.is_error() || reply.type != '$') v.error = reply.is_error() ? reply.text : "unexpected INFO reply";
+      else v = schema_view_of(reply.text);
+    }
+    views.push_back(std::move(v));
+  }
+  return views;
+}
+
+std::string versions_text(uint32_t oldest, uint32_t newest) {
+  return std::to_string(oldest) + ".." + std::to_string(newest);
+}
+
+int run_schema(const ClusterArgs& args) {
+  std::vector<Member> members;
+  std::string error;
+  if (!fetch_members(args.addr, args.timeout_ms, &members, &error)) {
+    std::cerr << "hmdb cluster schema: " << error << "\n";
+    return 1;
+  }
+  const std::vector<SchemaView> views = schema_views(members);
+  std::printf("%-4s %-8s %-21s %-8s %s\n", "ID", "MEMBER", "CLIENT", "READS", "ACTIVE");
+  bool all = true;
+  std::vector<uint32_t> actives;
+  for (size_t i = 0; i < members.size(); ++i) {
+    const SchemaView& v = views[i];
+    if (!v.known) {
+      std::printf("%-4llu %-8s %-21s error: %s\n", static_cast<unsigned long long>(members[i].id),
+                  members[i].voter ? "voter" : "learner", members[i].client_addr.c_str(), v.error.c_str());
+      all = false;
+      continue;
+    }
+    std::printf("%-4llu %-8s %-21s %-8s %s\n", static_cast<unsigned long long>(members[i].id),
+                members[i].voter ? "voter" : "learner", members[i].client_addr.c_str(),
+                versions_text(v.oldest, v.newest).c_str(), v.active ? std::to_string(v.active).c_str() : "-");
+    if (v.active) actives.push_back(v.active);
+  }
+  if (!actives.empty()) {
+    const auto [lo, hi] = std::minmax_element(actives.begin(), actives.end());
+    if (*lo == *hi) std::printf("active schema version: %u\n", *lo);
+    else std::printf("active schema version: %u on some nodes, %u on others (an activation being applied?)\n", *lo, *hi);
+  }
+  return all ? 0 : 1;
+}
+
+int run_activate(const ClusterArgs& args) {
+  std::vector<Member> members;
+  std::string error;
+  if (!fetch_members(args.addr, args.timeout_ms, &members, &error)) {
+    std::cerr << "hmdb cluster schema activate: " << error << "\n";
+    return 1;
+  }
+  const std::vector<std::string> obstacles = activation_obstacles(members, schema_views(members), args.version);
+  if (!obstacles.empty()) {
+    std::cerr << "hmdb cluster schema activate " << args.version << ": refused, nothing was proposed:\n";
+    for (const std::string& o : obstacles) std::cerr << "  " << o << "\n";
+    return 1;
+  }
+  Reply reply;
+  HostPort answered_by;
+  const std::vector<std::string> argv = {"CLUSTER", "SCHEMA", "ACTIVATE", std::to_string(args.version)};
+  if (!send_to_leader(args.addr, argv, args.timeout_ms, &reply, &answered_by, &error)) {
+    std::cerr << "hmdb cluster schema activate: " << error << "\n";
+    return 1;
+  }
+  if (reply.is_error()) {
+    std::cerr << "hmdb cluster schema activate: " << answered_by.to_string() << ": " << reply.text << "\n";
+    return 1;
+  }
+  std::printf("schema version %u is active (committed; answered by the leader at %s)\n", args.version,
+              answered_by.to_string().c_str());
+  return 0;
+}
+
 int run_change(const ClusterArgs& args, const std::vector<std::string>& argv) {
   Reply reply;
   HostPort answered_by;
@@ -566,6 +649,42 @@ std::string info_field(std::string_view info, std::string_view key) {
   return {};
 }
 
+SchemaView schema_view_of(std::string_view info) {
+  SchemaView v;
+  uint64_t newest = 0, oldest = 0, active = 0;
+  if (!parse_uint64(info_field(info, "schema_version"), &newest) || newest == 0 || newest > UINT32_MAX) {
+    v.error = "its INFO shows no schema version";
+    return v;
+  }
+  // An hmdb from before versions were ranges reads its one version, and does not say which
+  // is active.
+  if (!parse_uint64(info_field(info, "schema_version_oldest"), &oldest) || oldest == 0 || oldest > newest) oldest = newest;
+  if (!parse_uint64(info_field(info, "schema_version_active"), &active) || active > UINT32_MAX) active = 0;
+  v.known = true;
+  v.newest = static_cast<uint32_t>(newest);
+  v.oldest = static_cast<uint32_t>(oldest);
+  v.active = static_cast<uint32_t>(active);
+  return v;
+}
+
+std::vector<std::string> activation_obstacles(const std::vector<Member>& members, const std::vector<SchemaView>& views,
+                                              uint32_t version) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < members.size() && i < views.size(); ++i) {
+    const Member& m = members[i];
+    const SchemaView& v = views[i];
+    const std::string who = "node " + std::to_string(m.id) + " (" + (m.voter ? "voter" : "learner") + ", " +
+                            m.client_addr + ")";
+    if (!v.known) {
+      out.push_back(who + " did not answer, and every member must be asked: " + v.error);
+    } else if (version < v.oldest || version > v.newest) {
+      out.push_back(who + " reads schema versions " + versions_text(v.oldest, v.newest) +
+                    ": it would stop at the activation (upgrade it, or remove it from the cluster)");
+    }
+  }
+  return out;
+}
+
 int parse_cluster_args(int argc, char** argv, ClusterArgs* out) {
   const CLI::Range kNodeIdRange(uint64_t{1}, std::numeric_limits<uint64_t>::max(), "node id");
   CLI::App app{"hmdb cluster: operate a running cluster (docs/cluster.md)", "hmdb cluster"};
@@ -592,6 +711,12 @@ int parse_cluster_args(int argc, char** argv, ClusterArgs* out) {
   transfer->add_option("id", out->id, "node id")->required()->check(kNodeIdRange);
   auto* digest = app.add_subcommand("digest", "compare the state digests of all members (exit 0: identical)");
   digest->add_flag("--local", out->local, "only print the digest of the node at --addr");
+  auto* schema = app.add_subcommand("schema", "each member's schema versions (read, active); `activate N` raises the active one");
+  auto* activate = schema->add_subcommand(
+      "activate", "log the activation of schema version N, once every member's binary reads it (docs/cluster.md)");
+  activate->add_option("version", out->version, "the schema version to activate")
+      ->required()
+      ->check(CLI::Range(uint32_t{1}, std::numeric_limits<uint32_t>::max()));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -610,6 +735,8 @@ int parse_cluster_args(int argc, char** argv, ClusterArgs* out) {
               : promote->parsed()   ? ClusterVerb::kPromote
               : remove->parsed()    ? ClusterVerb::kRemove
               : transfer->parsed()  ? ClusterVerb::kTransfer
+              : activate->parsed()  ? ClusterVerb::kActivate
+              : schema->parsed()    ? ClusterVerb::kSchema
                                     : ClusterVerb::kDigest;
   return -1;
 }
@@ -626,6 +753,10 @@ int cluster_main(int argc, char** argv) {
       return run_members(args);
     case ClusterVerb::kDigest:
       return run_digest(args);
+    case ClusterVerb::kSchema:
+      return run_schema(args);
+    case ClusterVerb::kActivate:
+      return run_activate(args);
     case ClusterVerb::kAddLearner:
       return run_change(
           args, {"CLUSTER", "ADDLEARNER", id, args.client_addr.to_string(), args.peer_addr.to_string()});

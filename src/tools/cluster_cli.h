@@ -1,5 +1,5 @@
 // tools/cluster_cli.h — `hmdb cluster ...`: the operator's commands for a running cluster
-// (status, add-learner, promote, remove, transfer, digest). See docs/cluster.md.
+// (status, add-learner, promote, remove, transfer, digest, schema). See docs/cluster.md.
 //
 // Each command sends one RESP command of the cluster interface to --addr. A node that is
 // not the leader answers `-MOVED <slot> HOST:PORT`; the tool follows that redirect (a bounded
@@ -83,7 +83,7 @@ bool send_to_leader(const HostPort& start, const std::vector<std::string>& argv,
 
 // ---- command line ----
 
-enum class ClusterVerb { kStatus, kMembers, kAddLearner, kPromote, kRemove, kTransfer, kDigest };
+enum class ClusterVerb { kStatus, kMembers, kAddLearner, kPromote, kRemove, kTransfer, kDigest, kSchema, kActivate };
 
 struct ClusterArgs {
   ClusterVerb verb = ClusterVerb::kStatus;
@@ -93,6 +93,7 @@ struct ClusterArgs {
   HostPort peer_addr;    // add-learner
   int timeout_ms = kDefaultReplyTimeoutMs;
   bool local = false;  // digest: only the node at --addr
+  uint32_t version = 0;  // schema activate
 };
 
 // Parses argv[1..argc) (argv[0] is "cluster"). Returns -1 when the arguments are good, else
@@ -115,5 +116,20 @@ bool parse_members(std::string_view text, std::vector<Member>* out, std::string*
 // INFO text ("key:value" lines; '#' headers and blank lines skipped): the value of `key`,
 // or empty.
 std::string info_field(std::string_view info, std::string_view key);
+
+// A member's schema versions as its INFO server section gives them.
+struct SchemaView {
+  bool known = false;  // it answered
+  std::string error;   // why not
+  uint32_t oldest = 0, newest = 0;  // the versions its binary reads
+  uint32_t active = 0;              // the active version it applied (0: not said, an older hmdb)
+};
+// From INFO server text (schema_version, schema_version_oldest, schema_version_active).
+SchemaView schema_view_of(std::string_view info);
+// Why `version` cannot be activated, one line per member in the way (empty: nothing is):
+// a member that did not answer (every one must be asked), or whose binary does not read
+// `version` (a voter would stop at the activation, and so would a learner).
+std::vector<std::string> activation_obstacles(const std::vector<Member>& members, const std::vector<SchemaView>& views,
+                                              uint32_t version);
 
 }  // namespace hmdb::tools

@@ -25,6 +25,7 @@ std::string steps(std::string_view payload, bool* ok = nullptr) {
       case BatchStep::Kind::kGroupBegin: out += "begin" + std::to_string(step.group_size); break;
       case BatchStep::Kind::kGroupCommand: out += "g" + std::to_string(step.position); break;
       case BatchStep::Kind::kGroupEnd: out += "end"; break;
+      case BatchStep::Kind::kActivation: out += "activate" + std::to_string(step.version); break;
     }
     out += "@" + std::to_string(step.item);
     for (auto a : step.argv)
@@ -115,6 +116,35 @@ TEST(Batch, TheReaderRefusesWhatNoWriterProduces) {
   BatchReader newer(header(3, 0));
   EXPECT_FALSE(newer.ok());
   EXPECT_EQ(newer.format(), 3);
+}
+
+TEST(Batch, AnActivationIsOneItemOfFormatTwo) {
+  BatchBuilder b(7);
+  std::vector<std::string_view> set = {"SET", "a", "1"};
+  b.add(set);
+  b.add_activation(2);
+  b.add(set);
+  const std::string p = b.finish();
+  // u8 2, u64 7, varint 3, the SET, then varint 0, type 3, varint 2, then the SET.
+  const std::string cmd("\x03\x03SET\x01" "a\x01" "1", 9);
+  EXPECT_EQ(p, std::string("\x02\x07\0\0\0\0\0\0\0\x03", 10) + cmd + std::string("\x00\x03\x02", 3) + cmd);
+  bool ok = false;
+  EXPECT_EQ(steps(p, &ok), "cmd@0 SET a 1;activate2@1;cmd@2 SET a 1;");
+  EXPECT_TRUE(ok);
+  // Version 0, a version beyond 32 bits, an activation in format 1 or inside a group: refused.
+  steps(std::string("\x02\x07\0\0\0\0\0\0\0\x01\x00\x03\x00", 13), &ok);
+  EXPECT_FALSE(ok);
+  steps(std::string("\x02\x07\0\0\0\0\0\0\0\x01\x00\x03\x80\x80\x80\x80\x10", 17), &ok);
+  EXPECT_FALSE(ok);
+  steps(std::string("\x01\x07\0\0\0\0\0\0\0\x01\x00\x03\x02", 13), &ok);
+  EXPECT_FALSE(ok);
+  steps(std::string("\x02\x07\0\0\0\0\0\0\0\x01\x00\x01\x01\x00\x03\x02", 16), &ok);
+  EXPECT_FALSE(ok);
+  // The largest version is read back.
+  BatchBuilder most(7);
+  most.add_activation(UINT32_MAX);
+  EXPECT_EQ(steps(most.finish(), &ok), "activate4294967295@0;");
+  EXPECT_TRUE(ok);
 }
 
 TEST(Batch, ApplyReportsANewerFormatApartFromDamage) {

@@ -1,8 +1,10 @@
 // tests/core/replica_harness.h — one replica core with a real consensus core, its world
 // faked: sessions by id, a shell with PING and RESP3 (local; RESP3 does to the session what
-// HELLO 3 does), CLUSTER FORWARDER (marks a forwarding link) and SNAP (a barrier whose reply
-// waits for finish()), a disk that is durable at once, a network that drops everything (or
-// keeps it for the test to answer). Used by replica_test.cc and transaction_test.cc.
+// HELLO 3 does), CLUSTER FORWARDER (marks a forwarding link), SNAP (a barrier whose reply
+// waits for finish()) and ACTIVATE <version> (a barrier answered when the schema activation
+// it proposes applies), a disk that is durable at once and keeps what it is given, a network
+// that drops everything (or keeps it for the test to answer). Used by replica_test.cc,
+// transaction_test.cc and schema_test.cc.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -40,6 +42,8 @@ class FakeHost final : public ReplicaHost {
   raft::Index last_index = 0;
   raft::Term last_term = 0;
   raft::HardState hard_state;
+  std::vector<raft::Entry> persisted;  // every entry given to persist, in order
+  Replica* replica = nullptr;          // for ACTIVATE
 
   ClientSession* session(uint64_t id) override {
     auto it = sessions.find(id);
@@ -51,6 +55,7 @@ class FakeHost final : public ReplicaHost {
     if (iequals(argv[0], "SNAP")) return CommandClass::kShellBarrier;
     if (iequals(argv[0], "RESP3")) return CommandClass::kShellLocal;
     if (iequals(argv[0], "CLUSTER")) return CommandClass::kShellLocal;
+    if (iequals(argv[0], "ACTIVATE")) return CommandClass::kShellBarrier;
     return CommandClass::kUnknown;
   }
   ShellResult run_shell_command(ClientSession& s, Args argv, uint64_t seq, std::string* out) override {
@@ -67,6 +72,12 @@ class FakeHost final : public ReplicaHost {
       s.forwarder = true;
       Reply(out).ok();
       return ShellResult::kReplied;
+    }
+    if (iequals(argv[0], "ACTIVATE")) {  // what CLUSTER SCHEMA ACTIVATE does on a leader
+      uint64_t version = 0;
+      EXPECT_TRUE(argv.size() == 2 && parse_uint64(argv[1], &version));
+      replica->activate_schema(static_cast<uint32_t>(version), s.id, seq);
+      return ShellResult::kWaitCluster;
     }
     snapshot_waiters.push_back(seq);
     return ShellResult::kWaitSnapshot;
@@ -91,6 +102,7 @@ class FakeHost final : public ReplicaHost {
     if (!entries.empty()) {
       last_index = entries.back().index;
       last_term = entries.back().term;
+      persisted.insert(persisted.end(), entries.begin(), entries.end());
     }
     return raft::PersistAck{last_index, last_term, hard_state};
   }
@@ -123,6 +135,7 @@ struct TestNode {
     options.clustered = voters.size() > 1;
     options.forward = forward;
     replica = std::make_unique<Replica>(*raft, app, host, options);
+    host.replica = replica.get();
     replica->set_time(1'700'000'000'000, 0);
     host.sessions[1].id = 1;
     for (int i = 0; i < 50 && voters.size() == 1 && !replica->leader(); i++) {

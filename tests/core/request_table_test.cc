@@ -207,7 +207,7 @@ TEST(RequestTable, StateSavesAndLoadsBothParts) {
   sim::RegisterHost app2;
   RequestTable t2;
   Decoder in(payload);
-  ASSERT_EQ(load_state(app2, t2, in, sim::RegisterApp::kSchemaVersion, true), LoadState::kOk);
+  ASSERT_EQ(load_state(app2, t2, in, sim::RegisterApp::kSchemaVersion, kStateFormatNewest), LoadState::kOk);
   EXPECT_EQ(state_digest(app2, t2), state_digest(app, t));
 
   // A payload of snapshot formats 1 and 2 is the app's alone: its table is empty.
@@ -215,15 +215,16 @@ TEST(RequestTable, StateSavesAndLoadsBothParts) {
   app.save(old);
   const std::string app_only = old.take();
   Decoder in_old(app_only);
-  ASSERT_EQ(load_state(app2, t2, in_old, sim::RegisterApp::kSchemaVersion, false), LoadState::kOk);
+  ASSERT_EQ(load_state(app2, t2, in_old, sim::RegisterApp::kSchemaVersion, 2), LoadState::kOk);
   EXPECT_TRUE(t2.empty());
   EXPECT_EQ(state_digest(app2, t2), app.digest());
 
   // Read as the other format, each is refused.
   Decoder wrong(app_only);
-  EXPECT_EQ(load_state(app2, t2, wrong, sim::RegisterApp::kSchemaVersion, true), LoadState::kBadRequests);
+  EXPECT_EQ(load_state(app2, t2, wrong, sim::RegisterApp::kSchemaVersion, kStateFormatWithRequests),
+            LoadState::kBadRequests);
   Decoder wrong2(payload);
-  EXPECT_EQ(load_state(app2, t2, wrong2, sim::RegisterApp::kSchemaVersion, false), LoadState::kBadApp);
+  EXPECT_EQ(load_state(app2, t2, wrong2, sim::RegisterApp::kSchemaVersion, 2), LoadState::kBadApp);
   EXPECT_TRUE(t2.empty());
 }
 

@@ -239,6 +239,8 @@ StatisticsSources distinct_sources() {
   s.redis_version = "7.0.0";
   s.app_name = "kv";
   s.schema_version = 3;
+  s.schema_version_oldest = 2;
+  s.schema_version_active = 2;
   s.process_id = 21538;
   s.port = 47245;
   s.options.bind = "127.0.0.13";
@@ -315,6 +317,8 @@ constexpr std::string_view kGoldenInfoAll =
     "redis_mode:cluster\r\n"
     "app:kv\r\n"
     "schema_version:3\r\n"
+    "schema_version_oldest:2\r\n"
+    "schema_version_active:2\r\n"
     "process_id:21538\r\n"
     "tcp_port:47245\r\n"
     "bind:127.0.0.13\r\n"

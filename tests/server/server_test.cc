@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "core/batch.h"
 #include "harness.h"
 #include "storage/log.h"
 #include "storage/snapshot.h"
@@ -730,6 +731,82 @@ TEST_F(ServerTest, LeftoversOfTheSnapshotsTermAreDroppedAtRecoveryToo) {
   RespClient c(server_->port());
   EXPECT_EQ(c.call({"GET", "a"}).str, "1");
   EXPECT_EQ(c.call({"GET", "b"}).str, "2");
+}
+
+// Appends to the stopped server's log one normal entry after its last, of the same term.
+void append_normal_entry(const std::string& dir, uint32_t schema_version, const std::string& payload) {
+  storage::Env* env = storage::Env::posix();
+  storage::RecoveredLog log;
+  ASSERT_TRUE(storage::recover_log(env, dir, 0, &log).is_ok());
+  ASSERT_FALSE(log.entries.empty());
+  const raft::Entry& last = log.entries.back();
+  std::unique_ptr<storage::LogWriter> w;
+  ASSERT_TRUE(storage::LogWriter::open(env, dir, storage::LogOptions{}, &w).is_ok());
+  std::vector<raft::Entry> more = {raft::Entry{last.term, last.index + 1, raft::EntryType::kNormal, schema_version, payload}};
+  ASSERT_TRUE(w->append(nullptr, more).is_ok());
+  ASSERT_TRUE(w->sync().is_ok());
+}
+
+// A command batch of one command, or of one activation.
+std::string batch_of(std::vector<std::string_view> words) {
+  core::BatchBuilder b(1'700'000'000'000);
+  b.add(Args(words.data(), words.size()));
+  return b.finish();
+}
+std::string activation_of(uint32_t version) {
+  core::BatchBuilder b(1'700'000'000'000);
+  b.add_activation(version);
+  return b.finish();
+}
+
+// The active schema version in INFO, and what the leader refuses to activate.
+TEST_F(ServerTest, InfoShowsTheSchemaVersionsAndTheLeaderRefusesOneItDoesNotRead) {
+  server_->start();
+  RespClient c(server_->port());
+  EXPECT_EQ(info_field(c, "schema_version"), "1");
+  EXPECT_EQ(info_field(c, "schema_version_oldest"), "1");
+  EXPECT_EQ(info_field(c, "schema_version_active"), "1");
+  EXPECT_EQ(c.call({"CLUSTER", "SCHEMA", "ACTIVATE", "2"}).str,
+            "ERR this node reads schema versions 1..1 of app tinykv: it cannot activate version 2");
+  EXPECT_EQ(c.call({"CLUSTER", "SCHEMA", "ACTIVATE", "1"}).str, "ERR schema version 1 is not above the active version 1");
+  EXPECT_EQ(c.call({"CLUSTER", "SCHEMA", "ACTIVATE", "x"}).str, "ERR usage: CLUSTER SCHEMA ACTIVATE <schema version>");
+  EXPECT_EQ(c.call({"CLUSTER", "SCHEMA"}).str, "ERR usage: CLUSTER SCHEMA ACTIVATE <schema version>");
+}
+
+// A committed entry that does not mean to this binary what it meant where it was logged
+// stops the node, naming it (exit 5); one of a version it does not read, too (exit 1).
+// Nothing after the entry before it is applied, and no client is answered from it.
+TEST_F(ServerTest, AnEntryThatDoesNotApplyUnderItsVersionStopsTheNode) {
+  struct Case {
+    uint32_t stamp;
+    std::string payload;
+    int code;
+    std::string says;
+  };
+  const std::vector<Case> cases = {
+      {1, batch_of({"INCRBY", "k", "ten"}), 5,
+       "schema version 1) diverges: its command 1 ('INCRBY', 3 words) does not apply under schema version 1: ERR "
+       "value is not an integer"},
+      {1, batch_of({"NOSUCH", "k"}), 5, "schema version 1 has no write of that name"},
+      // (Above the active version but read by the binary: tests/apps/versions_test.cc.)
+      {7, batch_of({"SET", "k", "v"}), 1,
+       "was logged under schema version 7 of app 'tinykv'; this binary reads versions 1..1: upgrade the binary"},
+      {1, activation_of(2), 1, "activates schema version 2 of app 'tinykv'; this binary reads versions 1..1"},
+  };
+  for (const Case& c : cases) {
+    std::filesystem::remove_all(server_->data_dir());
+    server_->start();
+    {
+      RespClient client(server_->port());
+      ASSERT_EQ(client.call({"SET", "a", "1"}), std::string("OK"));
+    }
+    ASSERT_EQ(server_->stop(), 0);
+    append_normal_entry(server_->data_dir(), c.stamp, c.payload);
+    EXPECT_EQ(server_->run_to_exit(), c.code) << c.says;
+    const std::string log = server_->read_log();
+    EXPECT_NE(log.find(c.says), std::string::npos) << log;
+    EXPECT_NE(log.find("Nothing was applied past index"), std::string::npos) << log;
+  }
 }
 
 TEST_F(ServerTest, BadFlagsAreRefusedAndVersionWorks) {

@@ -312,6 +312,41 @@ int parse(std::vector<std::string> words, ClusterArgs* out) {
   return parse_cluster_args(static_cast<int>(argv.size()), argv.data(), out);
 }
 
+TEST(Schema, AMembersVersionsFromItsInfo) {
+  SchemaView v = schema_view_of("# Server\r\napp:ledger\r\nschema_version:3\r\nschema_version_oldest:2\r\n"
+                                "schema_version_active:2\r\n");
+  EXPECT_TRUE(v.known);
+  EXPECT_EQ(v.oldest, 2u);
+  EXPECT_EQ(v.newest, 3u);
+  EXPECT_EQ(v.active, 2u);
+  v = schema_view_of("# Server\r\nschema_version:1\r\n");  // an hmdb from before version ranges
+  EXPECT_TRUE(v.known);
+  EXPECT_EQ(v.oldest, 1u);
+  EXPECT_EQ(v.newest, 1u);
+  EXPECT_EQ(v.active, 0u) << "not said";
+  EXPECT_FALSE(schema_view_of("# Server\r\napp:kv\r\n").known);
+}
+
+TEST(Schema, ActivationIsRefusedWhileAMemberCannotReadTheVersionOrDidNotAnswer) {
+  std::vector<Member> members = {{1, "127.0.0.1:7379", "127.0.0.1:17379", true, true, false},
+                                 {2, "127.0.0.1:7380", "127.0.0.1:17380", true, false, false},
+                                 {3, "127.0.0.1:7381", "127.0.0.1:17381", false, false, false}};
+  SchemaView v12{true, "", 1, 2, 1}, v1{true, "", 1, 1, 1}, v23{true, "", 2, 3, 1}, none{false, "timed out", 0, 0, 0};
+  EXPECT_TRUE(activation_obstacles(members, {v12, v12, v23}, 2).empty());
+  std::vector<std::string> out = activation_obstacles(members, {v12, v1, v23}, 2);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0],
+            "node 2 (voter, 127.0.0.1:7380) reads schema versions 1..1: it would stop at the activation (upgrade it, or "
+            "remove it from the cluster)");
+  out = activation_obstacles(members, {v12, v12, v1}, 2);
+  ASSERT_EQ(out.size(), 1u) << "a learner would stop too";
+  EXPECT_NE(out[0].find("node 3 (learner"), std::string::npos);
+  out = activation_obstacles(members, {v12, none, v12}, 2);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0], "node 2 (voter, 127.0.0.1:7380) did not answer, and every member must be asked: timed out");
+  EXPECT_EQ(activation_obstacles(members, {v12, v12, v23}, 3).size(), 2u) << "nodes 1 and 2 read up to 2";
+}
+
 TEST(ClusterArgs, VerbsAndDefaults) {
   ClusterArgs a;
   ASSERT_EQ(parse({"status"}, &a), -1);
@@ -351,6 +386,13 @@ TEST(ClusterArgs, VerbsAndDefaults) {
   a = ClusterArgs{};
   ASSERT_EQ(parse({"members"}, &a), -1);
   EXPECT_EQ(a.verb, ClusterVerb::kMembers);
+  a = ClusterArgs{};
+  ASSERT_EQ(parse({"schema"}, &a), -1);
+  EXPECT_EQ(a.verb, ClusterVerb::kSchema);
+  a = ClusterArgs{};
+  ASSERT_EQ(parse({"schema", "activate", "2"}, &a), -1);
+  EXPECT_EQ(a.verb, ClusterVerb::kActivate);
+  EXPECT_EQ(a.version, 2u);
 }
 
 TEST(ClusterArgs, BadUsageIsExitTwo) {
@@ -366,6 +408,10 @@ TEST(ClusterArgs, BadUsageIsExitTwo) {
       {"add-learner", "4", "127.0.0.1:7382", "127.0.0.1:0"},
       {"status", "--addr", "localhost"},
       {"status", "--timeout-ms", "0"},
+      {"schema", "activate"},
+      {"schema", "activate", "0"},
+      {"schema", "activate", "4294967296"},
+      {"schema", "activate", "two"},
   };
   for (const auto& words : bad) {
     ClusterArgs a;
