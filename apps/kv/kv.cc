@@ -276,7 +276,6 @@ struct PopArgs {
 };
 bool parse_pop(Args a, PopArgs& o, std::string& err) {
   o.key = a[1];
-  if (a.size() > 3) { err = wrong_arity_error(a[0]); return false; }
   if (a.size() == 3) {
     o.has_count = true;
     return parse_count(a[2], &o.count, err);
@@ -1279,8 +1278,8 @@ void Kv::define(Commands<State>& c) {
   // lists
   c.write("LPUSH", -3, &parse_words, &apply_push<true>);
   c.write("RPUSH", -3, &parse_words, &apply_push<false>);
-  c.write("LPOP", -2, &parse_pop, &apply_list_pop<true>);
-  c.write("RPOP", -2, &parse_pop, &apply_list_pop<false>);
+  c.write("LPOP", {2, 3}, &parse_pop, &apply_list_pop<true>);
+  c.write("RPOP", {2, 3}, &parse_pop, &apply_list_pop<false>);
   c.query("LRANGE", 4, &query_lrange);
   c.query("LLEN", 2, &query_llen);
   // sets

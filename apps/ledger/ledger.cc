@@ -33,7 +33,7 @@ struct CreateAccount {
 bool parse_create(Args a, CreateAccount& out, std::string& err) {
   out.id = a[1];
   out.currency = a[2];
-  if (a.size() > 4 || (a.size() == 4 && !iequals(a[3], "OVERDRAFT"))) { err = "ERR syntax error"; return false; }
+  if (a.size() == 4 && !iequals(a[3], "OVERDRAFT")) { err = "ERR syntax error"; return false; }
   out.allow_overdraft = a.size() == 4;
   if (!valid_account_id(out.id)) { err = "ERR account id must be 1 to 64 bytes"; return false; }
   if (!valid_currency(out.currency)) { err = "ERR currency must be 1 to 12 characters A-Z or 0-9"; return false; }
@@ -58,7 +58,7 @@ struct TransferArgs {
 };
 
 bool parse_transfer(Args a, TransferArgs& out, std::string& err) {
-  if (a.size() != 5 && a.size() != 7) { err = wrong_arity(a[0]); return false; }
+  if (a.size() == 6) { err = wrong_arity(a[0]); return false; }  // ID without its value
   out.from = a[1];
   out.to = a[2];
   out.currency = a[4];
@@ -166,7 +166,6 @@ void reply_transfer(const Transfer& t, Reply& r) {
 // HISTORY <id> [count]: the newest transfers first.
 void query_history(const State& s, Args a, const QueryContext&, Reply& r) {
   int64_t count = static_cast<int64_t>(kHistoryDefault);
-  if (a.size() > 3) { r.error(wrong_arity(a[0])); return; }
   if (a.size() == 3 && (!parse_int64(a[2], &count) || count < 1 || count > static_cast<int64_t>(kHistoryMax))) {
     r.error("ERR count must be an integer from 1 to " + std::to_string(kHistoryMax));
     return;
@@ -307,12 +306,12 @@ std::string Ledger::info(const State& s) {
 }
 
 void Ledger::define(Commands<State>& c) {
-  c.write("ACCOUNT.CREATE", -3, &parse_create, &apply_create);
+  c.write("ACCOUNT.CREATE", {3, 4}, &parse_create, &apply_create);
   // TRANSFER changes two accounts: a transaction that WATCHes either fails if it ran since.
-  c.write("TRANSFER", -5, &parse_transfer, &apply_transfer, KeySpec{1, 2, 1});
+  c.write("TRANSFER", {5, 7}, &parse_transfer, &apply_transfer, KeySpec{1, 2, 1});
   c.query("BALANCE", 2, &query_balance);
   c.query("ACCOUNT.GET", 2, &query_account);
-  c.query("HISTORY", -2, &query_history);
+  c.query("HISTORY", {2, 3}, &query_history);
   c.query("SUPPLY", 2, &query_supply);
 }
 

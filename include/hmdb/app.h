@@ -40,8 +40,8 @@
 // apply() through ApplyContext::key_changed / all_keys_changed. Naming a key the command
 // then leaves alone is harmless: a transaction watching it fails and is retried.
 //
-// Arity follows Redis: n > 0 means exactly n words including the name; n < 0 means at
-// least -n words. The engine checks it before calling parse.
+// Arity counts words, the name included: a range {min, max}, or as Redis writes it, n > 0
+// exactly n and n < 0 at least -n (Arity). The engine checks it before calling parse.
 //
 // Versions. A logged command keeps the meaning of the schema version it was logged under.
 // An app at version N defines its commands as version N has them, and for each version v
@@ -90,6 +90,33 @@
 #include <xxhash.h>
 
 namespace hmdb {
+
+// How many words a command takes, its name included: from min to max. Written as Redis
+// writes it, n (exactly n) or -n (at least n), or as a range {min, max}: {2, 3} for a key
+// and an optional count. The engine checks it before parse, so parse never checks a count
+// of words again; a command registered with a range that is empty or starts below 1 is
+// refused (std::logic_error) when the app is hosted.
+struct Arity {
+  static constexpr int kUnbounded = INT32_MAX;
+  int min = 1;
+  int max = 1;  // kUnbounded: no upper bound
+
+  constexpr Arity(int redis) : min(redis >= 0 ? redis : -redis), max(redis >= 0 ? redis : kUnbounded) {}
+  constexpr Arity(int min_words, int max_words) : min(min_words), max(max_words) {}
+
+  constexpr bool allows(size_t words) const {
+    return words >= static_cast<size_t>(min) && words <= static_cast<size_t>(max);
+  }
+  constexpr bool valid() const { return min >= 1 && max >= min; }
+  // As Redis' COMMAND reports it (n, or -min when more than min words are allowed): what
+  // clients see, and what a transaction checks when it queues the command, as Redis does.
+  constexpr int redis() const { return min == max ? min : -min; }
+  std::string to_string() const {
+    if (min == max) return std::to_string(min);
+    if (max == kUnbounded) return std::to_string(min) + " or more";
+    return std::to_string(min) + ".." + std::to_string(max);
+  }
+};
 
 namespace detail {
 // Case-insensitive lookup without allocating: names are at most kMaxNameBytes long.
@@ -218,7 +245,7 @@ template <class State>
 struct CommandEntry {
   std::string name;  // upper case
   CommandKind kind = CommandKind::kUnknown;
-  int arity = 0;
+  Arity arity{0, 0};
   KeySpec keys;  // writes only
   std::function<bool(Args, std::string&)> validate;  // writes only
   // Writes only: parse then apply; false (the parse's error in the string) if parse refuses.
@@ -342,7 +369,7 @@ constexpr bool check_query() {
 }
 
 template <class State, class Typed, class Parse, class Apply>
-CommandEntry<State> make_write(std::string_view name, int arity, KeySpec keys, Parse parse, Apply apply) {
+CommandEntry<State> make_write(std::string_view name, Arity arity, KeySpec keys, Parse parse, Apply apply) {
   CommandEntry<State> e;
   e.name = uppercase(name);
   e.kind = CommandKind::kWrite;
@@ -408,7 +435,7 @@ class VersionChanges {
   // version's parse makes, then applied as this version applies it. Chains: a command
   // changed in versions 2 and 3 has an upcast in each, and a version-1 entry goes 1 -> 2 -> 3.
   template <class OldArg = detail::DeduceTyped, class Parse, class ToNew>
-  VersionChanges& upcast(std::string_view name, int arity, Parse old_parse, ToNew to_new, KeySpec keys = KeySpec{}) {
+  VersionChanges& upcast(std::string_view name, Arity arity, Parse old_parse, ToNew to_new, KeySpec keys = KeySpec{}) {
     using Old = typename detail::TypedOf<OldArg, Parse>::type;
     if constexpr (detail::check_parse<Old, Parse>() && detail::check_upcast<Old, ToNew>()) {
       using New = std::remove_cvref_t<std::invoke_result_t<const ToNew&, const Old&>>;
@@ -429,14 +456,14 @@ class VersionChanges {
   // `name`'s rule changed in this version: an older entry is read by old_parse and applied
   // by old_apply, the rule as it was (written against today's State).
   template <class OldArg = detail::DeduceTyped, class Parse, class Apply>
-  VersionChanges& old_handler(std::string_view name, int arity, Parse old_parse, Apply old_apply,
+  VersionChanges& old_handler(std::string_view name, Arity arity, Parse old_parse, Apply old_apply,
                               KeySpec keys = KeySpec{}) {
     return old_form<OldArg>(Change::kOldHandler, name, arity, old_parse, old_apply, keys);
   }
   // `name` no longer exists from this version on: an older entry is read by old_parse and
   // applied by old_apply (against today's State).
   template <class OldArg = detail::DeduceTyped, class Parse, class Apply>
-  VersionChanges& removed(std::string_view name, int arity, Parse old_parse, Apply old_apply, KeySpec keys = KeySpec{}) {
+  VersionChanges& removed(std::string_view name, Arity arity, Parse old_parse, Apply old_apply, KeySpec keys = KeySpec{}) {
     return old_form<OldArg>(Change::kRemoved, name, arity, old_parse, old_apply, keys);
   }
 
@@ -453,11 +480,11 @@ class VersionChanges {
   };
 
   template <class Old, class Parse, class ApplyOld>
-  static Entry make_form(std::string_view name, int arity, KeySpec keys, Parse old_parse, ApplyOld apply_old) {
+  static Entry make_form(std::string_view name, Arity arity, KeySpec keys, Parse old_parse, ApplyOld apply_old) {
     return detail::make_write<State, Old>(name, arity, keys, old_parse, std::move(apply_old));
   }
   template <class OldArg, class Parse, class Apply>
-  VersionChanges& old_form(typename Change::What what, std::string_view name, int arity, Parse old_parse,
+  VersionChanges& old_form(typename Change::What what, std::string_view name, Arity arity, Parse old_parse,
                            Apply old_apply, KeySpec keys) {
     using Old = typename detail::TypedOf<OldArg, Parse>::type;
     if constexpr (detail::check_parse<Old, Parse>() && detail::check_apply<State, Old, Apply>()) {
@@ -508,14 +535,14 @@ class Commands {
   // what parse fills in, is parse's second parameter; name it (write<Typed>) where parse is
   // a generic lambda.
   template <class Typed = detail::DeduceTyped, class Parse, class Apply>
-  void write(std::string_view name, int arity, Parse parse, Apply apply, KeySpec keys = KeySpec{}) {
+  void write(std::string_view name, Arity arity, Parse parse, Apply apply, KeySpec keys = KeySpec{}) {
     using T = typename detail::TypedOf<Typed, Parse>::type;
     if constexpr (detail::check_parse<T, Parse>() && detail::check_apply<State, T, Apply>())
       add(detail::make_write<State, T>(name, arity, keys, parse, apply));
   }
 
   template <class Run>
-  void query(std::string_view name, int arity, Run run) {
+  void query(std::string_view name, Arity arity, Run run) {
     if constexpr (detail::check_query<State, Run>()) {
       Entry e;
       e.name = uppercase(name);
@@ -541,6 +568,15 @@ class Commands {
   void build(std::string_view app, uint32_t oldest, uint32_t newest) {
     auto fail = [&](const std::string& what) { throw std::logic_error("hmdb: app " + std::string(app) + ": " + what); };
     if (built()) fail("the command tables are built once");
+    auto check_arity = [&](const Entry& e, const std::string& where) {
+      if (!e.arity.valid())
+        fail("command " + e.name + where + ": arity {" + std::to_string(e.arity.min) + ", " + std::to_string(e.arity.max) +
+             "} allows no command: it counts words with the name, from 1 (n: exactly n, -n: at least n, {min, max})");
+    };
+    for (const Entry& e : defined_) check_arity(e, "");
+    for (const auto& [v, changes] : versions_)
+      for (const auto& ch : changes.changes_)
+        if (ch.form.kind == CommandKind::kWrite) check_arity(ch.form, " (its form before c.version(" + std::to_string(v) + "))");
     if (oldest < kFirstSchemaVersion || oldest > newest)
       fail("schema versions " + std::to_string(oldest) + ".." + std::to_string(newest) + " are not a range from 1");
     for (const auto& [v, changes] : versions_)
@@ -764,7 +800,7 @@ class AppHost final : public StateMachine {
   std::vector<CommandDescription> describe_commands() const override {
     std::vector<CommandDescription> out;
     out.reserve(client_table().entries().size());
-    for (const auto* e : client_table().entries()) out.push_back({e->name, e->kind, e->arity});
+    for (const auto* e : client_table().entries()) out.push_back({e->name, e->kind, e->arity.redis()});
     return out;
   }
 
@@ -775,14 +811,14 @@ class AppHost final : public StateMachine {
       *error = refusal(argv, table);
       return false;
     }
-    if (!arity_ok(e->arity, argv.size())) { *error = wrong_arity(argv[0]); return false; }
+    if (!e->arity.allows(argv.size())) { *error = wrong_arity(argv[0]); return false; }
     if (keys) *keys = e->keys;
     return e->validate(argv, *error);
   }
 
   int arity(std::string_view name) const override {
     const auto* e = client_table().find(name);
-    return e ? e->arity : 0;
+    return e ? e->arity.redis() : 0;
   }
 
   std::optional<uint64_t> expiry_ms(std::string_view key) const override {
@@ -793,7 +829,7 @@ class AppHost final : public StateMachine {
   bool apply(Args argv, const ApplyContext& ctx, Reply& reply, std::string* why) override {
     const auto* table = commands_.table(ctx.schema_version);
     const auto* e = argv.empty() || !table ? nullptr : table->find(argv[0]);
-    if (!e || e->kind != CommandKind::kWrite || !arity_ok(e->arity, argv.size())) [[unlikely]] {
+    if (!e || e->kind != CommandKind::kWrite || !e->arity.allows(argv.size())) [[unlikely]] {
       const std::string v = std::to_string(ctx.schema_version);
       if (!table)
         *why = "this binary reads schema versions " + std::to_string(oldest_schema_version()) + ".." +
@@ -802,7 +838,7 @@ class AppHost final : public StateMachine {
         *why = "schema version " + v + " has no write of that name";
       else
         *why = std::to_string(argv.size()) + " words, but its arity at schema version " + v + " is " +
-               std::to_string(e->arity);
+               e->arity.to_string();
       return false;
     }
     return e->apply(state_, argv, ctx, reply, *why);
@@ -811,7 +847,7 @@ class AppHost final : public StateMachine {
   void query(Args argv, const QueryContext& ctx, Reply& reply) const override {
     const auto* e = argv.empty() ? nullptr : client_table().find(argv[0]);
     if (!e || e->kind != CommandKind::kQuery) { reply.error("ERR unknown command"); return; }
-    if (!arity_ok(e->arity, argv.size())) { reply.error(wrong_arity(argv[0])); return; }
+    if (!e->arity.allows(argv.size())) { reply.error(wrong_arity(argv[0])); return; }
     e->query(state_, argv, ctx, reply);
   }
 

@@ -50,6 +50,9 @@ TEST_F(LedgerTest, AccountRules) {
   std::string long_id(kAccountIdBytesMax + 1, 'a');
   EXPECT_EQ(run({"ACCOUNT.CREATE", long_id, "USD"}), error("ERR account id must be 1 to 64 bytes"));
   EXPECT_EQ(run({"ACCOUNT.CREATE", "x"}), error("ERR wrong number of arguments for 'account.create' command"));
+  // The arity is a range, {3, 4}: the engine refuses a fifth word before parse runs.
+  EXPECT_EQ(run({"ACCOUNT.CREATE", "x", "USD", "OVERDRAFT", "MORE"}),
+            error("ERR wrong number of arguments for 'account.create' command"));
   EXPECT_EQ(run({"BALANCE", "nobody"}), error("ERR no such account 'nobody'"));
   db.now_ms += 5;
   EXPECT_EQ(run({"ACCOUNT.CREATE", "carol", "USD"}), kOk);
@@ -76,6 +79,8 @@ TEST_F(LedgerTest, TransferRulesAndErrorsChangeNothing) {
   EXPECT_EQ(run({"TRANSFER", "alice", "bob", "1", "USD", "ID"}), error("ERR wrong number of arguments for 'transfer' command"));
   EXPECT_EQ(run({"TRANSFER", "alice", "bob", "1", "USD", "KEY", "t1"}), error("ERR syntax error"));
   EXPECT_EQ(run({"TRANSFER", "alice", "bob"}), error("ERR wrong number of arguments for 'transfer' command"));
+  EXPECT_EQ(run({"TRANSFER", "alice", "bob", "1", "USD", "ID", "t1", "more"}),
+            error("ERR wrong number of arguments for 'transfer' command"));
   EXPECT_EQ(db.index, 10u);
   EXPECT_EQ(run({"BALANCE", "alice"}), integer(100));
 }
@@ -122,6 +127,7 @@ TEST_F(LedgerTest, HistoryIsNewestFirstAndBounded) {
   std::string count_error = "ERR count must be an integer from 1 to " + std::to_string(kHistoryMax);
   EXPECT_EQ(run({"HISTORY", "bob", std::to_string(kHistoryMax + 1).c_str()}), error(count_error));
   EXPECT_EQ(run({"HISTORY", "bob", "0"}), error(count_error));
+  EXPECT_EQ(run({"HISTORY", "bob", "1", "2"}), error("ERR wrong number of arguments for 'history' command"));
   EXPECT_EQ(run({"HISTORY", "bob", "x"}), error(count_error));
   EXPECT_EQ(run({"HISTORY", "euro"}), "*0\r\n");
   EXPECT_EQ(run({"HISTORY", "nobody"}), error("ERR no such account 'nobody'"));
