@@ -22,10 +22,32 @@ std::string printable(std::string_view name) {
   return out + (name.size() > kShownBytesMax ? "...'" : "'");
 }
 
+// The answer to an item tagged with a request id the table knows: nothing is applied.
+void answer_repeat(const RequestTable::Entry& first, const BatchStep& step, std::string* out, RequestTable::Stats& stats) {
+  Reply r(out, step.request_protocol);
+  if (first.command_hash != step.request_hash) {
+    stats.conflicts++;
+    r.error("ERR this request id was used for another command (an id names one request; a new request needs a new id)");
+    return;
+  }
+  stats.repeats++;
+  if (!first.kept()) {
+    r.error(fmt::format("ERR this request was applied; its reply ({} bytes) was longer than the {} bytes kept for retries",
+                        first.reply_bytes, kRequestReplyKeptBytesMax));
+    return;
+  }
+  if (first.protocol == Protocol::kResp3 && step.request_protocol == Protocol::kResp2) {
+    // A RESP3 reply may not parse as RESP2 (a map, a double...); the other way round it does.
+    r.error("ERR this request was applied and answered in RESP3; retry it after HELLO 3 to get that reply");
+    return;
+  }
+  out->append(first.reply);
+}
+
 }  // namespace
 
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
-                        ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes) {
+                        ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes, RequestTable* requests) {
   ApplyResult result;
   result.schema_version = schema_version;
   if (!app.reads_schema_version(schema_version)) [[unlikely]] {
@@ -54,9 +76,14 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
   ctx.index = index;
   ctx.schema_version = schema_version;
   ctx.changes = changes;
+  // Eviction by age, in the leader's time of this batch: the same on every node.
+  if (requests && !requests->empty()) requests->expire(ctx.now_ms);
+  auto hint = [&]() {
+    if (prefetching && ahead.next(scratch.ahead)) app.prefetch(scratch.ahead);
+  };
   // False (result says why) when the command does not apply under its version.
   auto apply_one = [&](Args argv, ReplyTo to) {
-    if (prefetching && ahead.next(scratch.ahead)) app.prefetch(scratch.ahead);
+    hint();
     if (!to.out) {
       scratch.dropped_reply.clear();
       to.out = &scratch.dropped_reply;
@@ -73,8 +100,9 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
     return true;
   };
   if (reader.format() == kBatchFormatCommands) {
-    // Commands only (every batch without a transaction): the reader's short walk. The step
-    // walk below does the same for them at ~70 more instructions per command (callgrind).
+    // Commands only (every batch without a transaction or a request id): the reader's short
+    // walk. The step walk below does the same for them at ~70 more instructions per command
+    // (callgrind).
     std::vector<std::string_view>& argv = scratch.step.argv;
     for (size_t k = 0; reader.next(argv); k++) {
       if (!apply_one(argv, sink ? sink->reply_to(k) : ReplyTo{})) return result;
@@ -84,20 +112,52 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
   } else {
     BatchStep& step = scratch.step;
     ReplyTo group_to;  // the open group's reply buffer
+    // The open group is tagged with a request the table knows: its commands are skipped.
+    bool group_repeat = false;
+    std::string& tagged_reply = scratch.request_reply;
     while (reader.next(step)) {
       const size_t k = step.item;
+      const bool tagged = requests && step.tagged();
       switch (step.kind) {
-        case BatchStep::Kind::kCommand:
-          if (!apply_one(step.argv, sink ? sink->reply_to(k) : ReplyTo{})) return result;
+        case BatchStep::Kind::kCommand: {
+          if (!tagged) {
+            if (!apply_one(step.argv, sink ? sink->reply_to(k) : ReplyTo{})) return result;
+          } else {
+            const ReplyTo to = sink ? sink->reply_to(k) : ReplyTo{};
+            tagged_reply.clear();
+            if (const RequestTable::Entry* first = requests->find(step.request_id)) {
+              hint();
+              answer_repeat(*first, step, &tagged_reply, requests->stats());
+            } else {
+              if (!apply_one(step.argv, ReplyTo{&tagged_reply, step.request_protocol})) return result;
+              requests->insert(step.request_id, ctx.now_ms, index, step.request_hash, step.request_protocol,
+                               tagged_reply);
+            }
+            if (to.out) to.out->append(tagged_reply);
+          }
           if (sink) sink->replied(k);
           result.items++;
           break;
+        }
         case BatchStep::Kind::kGroupBegin:
           group_to = sink ? sink->reply_to(k) : ReplyTo{};
+          if (tagged) {
+            tagged_reply.clear();
+            const RequestTable::Entry* first = requests->find(step.request_id);
+            group_repeat = first != nullptr;
+            if (first) answer_repeat(*first, step, &tagged_reply, requests->stats());
+            else Reply(&tagged_reply, step.request_protocol).array(step.group_size);  // EXEC's array
+          }
           break;
         case BatchStep::Kind::kGroupCommand:
-          if (sink) sink->group_position(k, step.position, ctx);
-          if (!apply_one(step.argv, group_to)) return result;
+          if (!tagged) {
+            if (sink) sink->group_position(k, step.position, ctx);
+            if (!apply_one(step.argv, group_to)) return result;
+          } else if (group_repeat) {
+            hint();
+          } else {
+            if (!apply_one(step.argv, ReplyTo{&tagged_reply, step.request_protocol})) return result;
+          }
           break;
         case BatchStep::Kind::kActivation: {
           // Raises the active version; one not above it (two activations were in flight) is
@@ -126,10 +186,16 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
           break;
         }
         case BatchStep::Kind::kGroupEnd:
-          if (sink) {
+          if (tagged) {
+            if (!group_repeat)
+              requests->insert(step.request_id, ctx.now_ms, index, step.request_hash, step.request_protocol,
+                               tagged_reply);
+            if (group_to.out) group_to.out->append(tagged_reply);
+            group_repeat = false;
+          } else if (sink) {
             sink->group_position(k, step.group_size, ctx);
-            sink->replied(k);
           }
+          if (sink) sink->replied(k);
           group_to = ReplyTo{};
           result.items++;
           break;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/batch.h"
+#include "core/request_table.h"
 #include "hmdb/state_machine.h"
 
 namespace hmdb::core {
@@ -67,6 +68,7 @@ struct ApplyScratch {
   std::vector<std::string_view> ahead;
   std::string dropped_reply;
   std::string why;  // a command's reason not to apply (StateMachine::apply)
+  std::string request_reply;  // a tagged item's reply, kept in the request table
 };
 
 struct ApplyResult {
@@ -88,7 +90,16 @@ struct ApplyResult {
 // kUnsupportedSchema with `activation` set, the items before it applied.
 // sink may be null (nobody waits for any reply: a follower, or recovery); changes is told of
 // the keys commands report changing (ApplyContext::changes; null: nobody listens).
+//
+// requests: the request table (core/request_table.h). Its entries older than the batch's
+// leader time allows are evicted first. An item tagged with a request id (HMDB.REQ) whose id
+// the table knows is not applied: its reply is the first one (or an error if the id came
+// with another command); an unknown id is applied, its reply rendered in the request's
+// protocol and recorded. A tagged group is the EXEC of a transaction of writes: its reply,
+// the array of its writes' replies, is built here (the sink's group_position is not called).
+// Null: tags are ignored (every item applies; tests of apps, the simulator's planted bug).
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
-                        ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes = nullptr);
+                        ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes = nullptr,
+                        RequestTable* requests = nullptr);
 
 }  // namespace hmdb::core

@@ -8,14 +8,18 @@
 // count items. An item is a command — varint argc (>= 1), then argc byte strings (varint
 // length + bytes) — or, in format 2 only, an extension item: a varint 0 where argc would be,
 // a u8 item type, then the type's body. Type 1 is a transaction group (MULTI ... EXEC):
-// varint n, then n commands, applied back to back with nothing in between. Type 3 is a
-// schema activation: varint version (1 .. 2^32-1), the app schema version the cluster's
-// writes are logged under from this item on (core/apply.h).
+// varint n, then n commands, applied back to back with nothing in between. Type 2 is a
+// request (HMDB.REQ, core/request.h): the request id (varint length + 1..64 bytes), a u8
+// protocol (2 or 3: the RESP version its reply is rendered in), then the one item it
+// tags: a command, or a transaction group. Type 3 is a schema activation: varint version
+// (1 .. 2^32-1), the app schema version the cluster's writes are logged under from this
+// item on (core/apply.h).
 //
 // A batch holding only commands is written as format 1, byte for byte what binaries before
 // transactions wrote and read; format 2 is used only for a batch that holds an extension
 // item, so a binary that does not know it refuses that entry (its reader sees an unknown
-// format byte) instead of misreading it. Future wrappers (request ids) are new item types.
+// format byte) instead of misreading it. A reader also refuses an item type it does not
+// know: new wrappers are new item types.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +27,10 @@
 #include <string_view>
 #include <vector>
 
+#include <xxhash.h>
+
 #include "common/assert.h"
+#include "core/request.h"
 #include "hmdb/codec.h"
 #include "hmdb/state_machine.h"
 
@@ -34,7 +41,8 @@ inline constexpr uint8_t kBatchFormatItems = 2;     // commands and extension it
 inline constexpr uint8_t kBatchFormatNewest = kBatchFormatItems;
 // Extension item types (format 2).
 inline constexpr uint8_t kItemTransaction = 1;
-inline constexpr uint8_t kItemActivation = 3;  // (2: request ids, being added)
+inline constexpr uint8_t kItemRequest = 2;
+inline constexpr uint8_t kItemActivation = 3;
 // Bound on words per command in a batch (also enforced by the RESP parser).
 inline constexpr uint64_t kMaxArgsPerCommand = 1024 * 1024;
 
@@ -73,6 +81,10 @@ class BatchBuilder {
     format_ = kBatchFormatItems;
     count_++;
   }
+  // A request (HMDB.REQ, core/request.h): the next add() or add_group() is the item it tags
+  // with `id`, whose reply is rendered in `protocol`. The two are one item, counted by
+  // add() or add_group() (so add() stays as short as it was). Defined in core/request.cc.
+  void add_request(std::string_view id, Protocol protocol);
   void add_to_group(Args argv) {
     HMDB_ASSERT(group_left_ > 0, "a group command outside a group");
     HMDB_ASSERT(!argv.empty() && argv.size() <= kMaxArgsPerCommand, "a batched command has %zu words", argv.size());
@@ -82,7 +94,7 @@ class BatchBuilder {
   uint64_t leader_time_ms() const { return time_ms_; }
   // Items: commands outside groups, and groups.
   uint64_t count() const { return count_; }
-  bool empty() const { return count_ == 0; }
+  bool empty() const { return body_.size() == 0; }  // (not count_: a request before its item is counted)
   size_t body_bytes() const { return body_.size(); }
   // The entry payload. Leaves the builder empty.
   std::string finish() {
@@ -127,6 +139,13 @@ struct BatchStep {
   uint64_t group_size = 0;  // kGroupBegin/kGroupCommand/kGroupEnd: commands in the group
   uint32_t version = 0;     // kActivation: the schema version it activates
   std::vector<std::string_view> argv;  // kCommand, kGroupCommand: views into the payload
+  // The item is tagged with a request (HMDB.REQ): its id (empty: not tagged), the protocol
+  // its reply is rendered in, and XXH3-64 of the tagged item's bytes (a retry must be the
+  // same command). Set on kCommand, and on every step of a tagged group.
+  std::string_view request_id;
+  Protocol request_protocol = Protocol::kResp2;
+  uint64_t request_hash = 0;
+  bool tagged() const { return !request_id.empty(); }
 };
 
 // Walks a batch without copying. Usage:
@@ -135,7 +154,7 @@ struct BatchStep {
 // next(argv) walks the commands only, group or not, for callers that need no structure.
 class BatchReader {
  public:
-  explicit BatchReader(std::string_view payload) : in_(payload) {
+  explicit BatchReader(std::string_view payload) : payload_(payload), in_(payload) {
     format_ = in_.u8();
     if (format_ != kBatchFormatCommands && format_ != kBatchFormatItems) in_.fail();
     time_ms_ = in_.u64();
@@ -154,6 +173,9 @@ class BatchReader {
     if (!in_.ok()) return false;
     step.item = read_;
     step.group_size = group_size_;
+    step.request_id = request_id_;
+    step.request_protocol = request_protocol_;
+    step.request_hash = request_hash_;
     if (in_group_) {
       if (group_read_ == group_size_) {
         in_group_ = false;
@@ -168,6 +190,7 @@ class BatchReader {
       return true;
     }
     if (read_ == count_) return false;
+    untag(step);
     uint64_t argc = in_.count(1);
     if (argc > kMaxArgsPerCommand) return fail();
     if (argc > 0) {
@@ -177,7 +200,7 @@ class BatchReader {
     }
     // An extension item.
     if (format_ < kBatchFormatItems) return fail();
-    const uint8_t type = in_.u8();
+    uint8_t type = in_.u8();
     if (type == kItemActivation) {
       const uint64_t version = in_.varint();
       if (version == 0 || version > UINT32_MAX) return fail();
@@ -185,13 +208,49 @@ class BatchReader {
       step.version = static_cast<uint32_t>(version);
       return finish_item();
     }
-    if (type != kItemTransaction) return fail();
+    if (type == kItemRequest) {
+      const std::string_view id = in_.bytes();
+      const uint8_t protocol = in_.u8();
+      if (!in_.ok() || id.empty() || id.size() > kRequestIdBytesMax ||
+          (protocol != static_cast<uint8_t>(Protocol::kResp2) && protocol != static_cast<uint8_t>(Protocol::kResp3)))
+        return fail();
+      const size_t tagged_at = position();
+      argc = in_.count(1);
+      if (argc > kMaxArgsPerCommand) return fail();
+      if (argc > 0) {  // a tagged command
+        if (!read_words(argc, step.argv)) return false;
+        step.request_id = id;
+        step.request_protocol = static_cast<Protocol>(protocol);
+        step.request_hash = XXH3_64bits(payload_.data() + tagged_at, position() - tagged_at);
+        step.kind = BatchStep::Kind::kCommand;
+        return finish_item();
+      }
+      type = in_.u8();  // a request tags a command or a group, nothing else
+      if (type != kItemTransaction) return fail();
+      // A tagged group: its hash covers all of it, so it is read ahead once, here.
+      Decoder ahead = in_;
+      for (uint64_t n = ahead.count(1), i = 0; i < n && ahead.ok(); i++) {
+        const uint64_t words = ahead.count(1);
+        if (words == 0 || words > kMaxArgsPerCommand) ahead.fail();
+        for (uint64_t w = 0; w < words && ahead.ok(); w++) ahead.bytes();
+      }
+      if (!ahead.ok()) return fail();
+      request_id_ = id;
+      request_protocol_ = static_cast<Protocol>(protocol);
+      const size_t end = payload_.size() - ahead.remaining();
+      request_hash_ = XXH3_64bits(payload_.data() + tagged_at, end - tagged_at);
+    } else if (type != kItemTransaction) {
+      return fail();
+    }
     group_size_ = in_.count(1);
     if (!in_.ok()) return false;
     in_group_ = true;
     group_read_ = 0;
     step.kind = BatchStep::Kind::kGroupBegin;
     step.group_size = group_size_;
+    step.request_id = request_id_;
+    step.request_protocol = request_protocol_;
+    step.request_hash = request_hash_;
     return true;
   }
 
@@ -220,6 +279,16 @@ class BatchReader {
     in_.fail();
     return false;
   }
+  size_t position() const { return payload_.size() - in_.remaining(); }
+  // A new item starts: not tagged unless it is a request.
+  void untag(BatchStep& step) {
+    request_id_ = {};
+    request_hash_ = 0;
+    request_protocol_ = Protocol::kResp2;
+    step.request_id = {};
+    step.request_hash = 0;
+    step.request_protocol = Protocol::kResp2;
+  }
   bool read_words(uint64_t argc, std::vector<std::string_view>& argv) {
     argv.clear();
     for (uint64_t i = 0; i < argc; i++) argv.push_back(in_.bytes());
@@ -232,6 +301,7 @@ class BatchReader {
     return in_.ok();
   }
 
+  std::string_view payload_;
   Decoder in_;
   uint8_t format_ = 0;
   uint64_t time_ms_ = 0;
@@ -240,6 +310,10 @@ class BatchReader {
   bool in_group_ = false;
   uint64_t group_size_ = 0;
   uint64_t group_read_ = 0;
+  // The open group's request, if it is tagged.
+  std::string_view request_id_;
+  Protocol request_protocol_ = Protocol::kResp2;
+  uint64_t request_hash_ = 0;
   BatchStep flat_;  // next(argv)'s step
 };
 

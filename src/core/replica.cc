@@ -31,10 +31,6 @@ constexpr std::string_view kUnknownOutcomeReply =
     "-ERR write outcome unknown: leadership changed before it was committed; it may still take effect, check "
     "before retrying\r\n";
 constexpr std::string_view kTransferringReply = "-TRYAGAIN leadership transfer in progress; retry\r\n";
-// A write validated under a newer active schema version than the writes still waiting to
-// be proposed (a batch refused while the leader was busy): one entry has one version.
-constexpr std::string_view kSchemaChangedReply =
-    "-TRYAGAIN the cluster's schema version changed while writes waited to be proposed; retry\r\n";
 
 }  // namespace
 
@@ -106,9 +102,11 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
     q.push(Kind::kDeferred, argv);
     return true;  // nothing finished: no drain needed
   }
-  // MULTI, EXEC, DISCARD, WATCH, UNWATCH have 4, 5 or 7 letters: most commands skip this.
+  // MULTI, EXEC, DISCARD, WATCH, UNWATCH have 4, 5 or 7 letters, HMDB.REQ 8: most commands
+  // skip this.
   const size_t name_bytes = argv[0].size();
-  if (s.transaction.multi || name_bytes == 4 || name_bytes == 5 || name_bytes == 7) [[unlikely]] {
+  if (s.transaction.multi || name_bytes == 4 || name_bytes == 5 || name_bytes == 7 || name_bytes == 8) [[unlikely]] {
+    if (is_request(argv)) return serve_request(s, argv, held);
     bool stays_held = false;
     if (serve_transaction(s, argv, held, &stays_held)) {
       if (!held) mark_drain(s);
@@ -169,9 +167,11 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
     case Route::kReadIndex:
       reads_.queue(ReplySlot{s.id, slot_as(q, held, Kind::kWaitingRead, argv)});  // keeps its words until it runs
       return true;
-    case Route::kQueryAtApply:
-      slot_as(q, held, Kind::kQueryAtApply, argv);  // keeps its words until its write is applied
+    case Route::kQueryAtApply: {
+      const uint64_t seq = slot_as(q, held, Kind::kQueryAtApply, argv);  // keeps its words until its write is applied
+      if (cls != CommandClass::kAppQuery) s.shell_at_apply_end = seq + 1;  // HELLO may change the protocol there
       return true;
+    }
     case Route::kRunNow:
       if (cls == CommandClass::kAppQuery) {
         Reply reply(finished_reply(q, held), s.protocol);
@@ -274,19 +274,22 @@ constexpr std::string_view kExecAbortReply = "-EXECABORT Transaction discarded b
 
 }  // namespace
 
-bool Replica::serve_transaction(ClientSession& s, Args argv, std::optional<uint64_t> held, bool* stays_held) {
+bool Replica::serve_transaction(ClientSession& s, Args argv, std::optional<uint64_t> held, bool* stays_held,
+                                const RequestCommand* request) {
   SessionTransaction& t = s.transaction;
-  const TransactionName name = transaction_name(argv[0]);
+  // A tagged EXEC: argv is HMDB.REQ's, kept whole if the EXEC is held; command is EXEC's.
+  const Args command = request ? request->command : argv;
+  const TransactionName name = transaction_name(command[0]);
   if (name == TransactionName::kNone && !t.multi) return false;
   ReplyQueue& q = s.replies;
   if (name != TransactionName::kNone) {
     // Redis checks arity before anything else; a wrong one marks an open transaction, and
     // EXEC's own ends it.
-    const bool arity_ok = name == TransactionName::kWatch ? argv.size() >= 2 : argv.size() == 1;
+    const bool arity_ok = name == TransactionName::kWatch ? command.size() >= 2 : command.size() == 1;
     if (!arity_ok) {
       Reply r(finished_reply(q, held));
       if (name == TransactionName::kExec) {
-        r.error("EXECABORT Transaction discarded because of: " + wrong_arity(argv[0]).substr(4));
+        r.error("EXECABORT Transaction discarded because of: " + wrong_arity(command[0]).substr(4));
         t.reset();
       } else {
         r.error(wrong_arity(argv[0]));
@@ -330,18 +333,22 @@ bool Replica::serve_transaction(ClientSession& s, Args argv, std::optional<uint6
       } else {
         // A transaction runs on the leader only: here, or forwarded whole (a plain client's).
         const Route r = route(CommandClass::kAppWrite, node_view(), session_view(s, held));
-        if (r == Route::kHold) {  // behind a held command, or a forwarded one still unanswered
+        // Held behind a held command, or a forwarded one still unanswered; a tagged one also
+        // until a HELLO queued before it ran (its reply is kept in its protocol).
+        if (r == Route::kHold || (request && r == Route::kWrite && protocol_may_change(s))) {
           if (held) *stays_held = true;
           else q.push(Kind::kDeferred, argv);
           break;
         }
+        if (request && refuse_tagged_exec(s, held)) break;
         auto transaction = std::make_unique<Transaction>(std::move(t.queued));
         t.reset();
+        const std::string_view request_id = request ? request->id : std::string_view();
         if (r == Route::kForward) {
-          forward_transaction(s, held, *transaction);
+          forward_transaction(s, held, *transaction, request_id);
           break;
         }
-        exec(s, held, r, std::move(transaction));
+        exec(s, held, r, std::move(transaction), request_id);
       }
       break;
     case TransactionName::kWatch: {
@@ -460,19 +467,23 @@ bool Replica::forwards(const ClientSession& s) const {
   return options_.forward && !s.readonly && !s.no_forward && !s.forwarder;
 }
 
-void Replica::forward_transaction(ClientSession& s, std::optional<uint64_t> held, const Transaction& t) {
+void Replica::forward_transaction(ClientSession& s, std::optional<uint64_t> held, const Transaction& t,
+                                  std::string_view request_id) {
   // MULTI, the commands as the client sent them, EXEC: the leader queues and runs them as
-  // this node would have (a WATCH is never recorded here, so there is none to carry).
+  // this node would have (a WATCH is never recorded here, so there is none to carry). A
+  // tagged EXEC goes with its tag: the leader dedupes it as any tagged transaction.
   std::vector<std::vector<std::string>> commands;
   commands.reserve(t.commands.size() + 2);
   commands.push_back({"MULTI"});
   for (const QueuedCommand& c : t.commands) commands.push_back(c.argv);
-  commands.push_back({"EXEC"});
+  if (request_id.empty()) commands.push_back({"EXEC"});
+  else commands.push_back({std::string(kRequestCommandName), std::string(request_id), "EXEC"});
   stats_.forwarded++;
   host_.forward_transaction(s, slot_as(s.replies, held, Kind::kWaitingForward, {}), commands, t.writes > 0);
 }
 
-void Replica::exec(ClientSession& s, std::optional<uint64_t> held, Route r, std::unique_ptr<Transaction> t) {
+void Replica::exec(ClientSession& s, std::optional<uint64_t> held, Route r, std::unique_ptr<Transaction> t,
+                   std::string_view request_id) {
   ReplyQueue& q = s.replies;
   if (r == Route::kRedirect) {
     // The transaction is dropped, as Redis does; the slot named is its first command's key's.
@@ -505,7 +516,12 @@ void Replica::exec(ClientSession& s, std::optional<uint64_t> held, Route r, std:
   const uint64_t seq = slot_as(q, held, Kind::kWaitingWrite, {});
   Transaction& group = *t;
   s.transaction.in_flight.emplace_back(seq, std::move(t));
+  note_shell_at_apply(s, seq, group);
   open_batch();
+  if (!request_id.empty()) {
+    batch_.add_request(request_id, s.protocol);  // tags the group
+    stats_.requests++;
+  }
   batch_.add_group(group.writes);
   for (const QueuedCommand& c : group.commands) {
     if (c.kind != QueuedCommand::Kind::kWrite) continue;
@@ -847,8 +863,9 @@ void Replica::apply_entry(const raft::Entry& e) {
       watch_.applying(e.index);
       changes = &watch_;
     }
+    RequestTable* requests = options_.bugs.forget_request_ids ? nullptr : &requests_;  // PLANTED BUG
     const ApplyResult r =
-        apply_batch(app_, e.data, e.index, e.schema_version, ours ? &sink : nullptr, apply_scratch_, changes);
+        apply_batch(app_, e.data, e.index, e.schema_version, ours ? &sink : nullptr, apply_scratch_, changes, requests);
     if (r.status != ApplyStatus::kOk) {
       host_.apply_failed(e, r);
       return;

@@ -35,6 +35,7 @@
 #include "core/batch.h"
 #include "core/read_index.h"
 #include "core/reply_queue.h"
+#include "core/request.h"
 #include "core/request_table.h"
 #include "core/route.h"
 #include "core/transaction.h"
@@ -72,7 +73,16 @@ struct ClientSession {
   bool in_drain = false;  // on the replica's list of sessions to drain this turn
   void* owner = nullptr;  // the embedder's object for this session (the server's Session)
   SessionTransaction transaction;  // MULTI ... EXEC, WATCH (core/transaction.h)
+  // 1 + the sequence number of the last shell command queued to run at apply (a HELLO may
+  // change the protocol there); 0: none. A tagged write waits while it has not run: its
+  // reply is rendered, and kept for retries, in the protocol it names in the log.
+  uint64_t shell_at_apply_end = 0;
 };
+
+// A write validated under a newer active schema version than the writes still waiting to
+// be proposed (a batch refused while the leader was busy): one entry has one version.
+inline constexpr std::string_view kSchemaChangedReply =
+    "-TRYAGAIN the cluster's schema version changed while writes waited to be proposed; retry\r\n";
 
 // What the shell's own command did (ReplicaHost::run_shell_command).
 enum class ShellResult : uint8_t {
@@ -160,6 +170,9 @@ class Replica {
       // A leader of several voters answers queries from its applied state at once, without a
       // read-index round: a leader cut off from the majority serves stale reads.
       bool reads_without_index = false;
+      // Entries apply with no request table: a write tagged with a request id (HMDB.REQ) is
+      // applied again when a client retries it.
+      bool forget_request_ids = false;
     } bugs;
   };
   struct Stats {
@@ -170,6 +183,7 @@ class Replica {
     uint64_t forwarded = 0;  // commands routed kForward (handed to the host)
     uint64_t transactions = 0;          // EXECs whose group joined a batch
     uint64_t transactions_watch_failed = 0;  // EXECs answered with a null array (a WATCHed key changed)
+    uint64_t requests = 0;  // tagged writes and EXECs (HMDB.REQ) that joined a batch
   };
 
   Replica(raft::Raft& raft, StateMachine& app, ReplicaHost& host, Options options);
@@ -253,16 +267,32 @@ class Replica {
   NodeView node_view() const;
   // MULTI, EXEC, DISCARD, WATCH, UNWATCH, and every command between MULTI and EXEC.
   // Returns true if it served the command (false: not a transaction command).
-  bool serve_transaction(ClientSession& s, Args argv, std::optional<uint64_t> held, bool* stays_held);
+  // `request`: argv is HMDB.REQ <id> EXEC (request->command is EXEC), a tagged transaction.
+  bool serve_transaction(ClientSession& s, Args argv, std::optional<uint64_t> held, bool* stays_held,
+                         const RequestCommand* request = nullptr);
   void queue_in_transaction(ClientSession& s, Args argv, std::string* out);
   // EXEC: its transaction joins the batch as one group, or fails its WATCH.
-  void exec(ClientSession& s, std::optional<uint64_t> held, Route r, std::unique_ptr<Transaction> t);
+  // request_id: the EXEC is tagged (HMDB.REQ): the group is the request's item.
+  void exec(ClientSession& s, std::optional<uint64_t> held, Route r, std::unique_ptr<Transaction> t,
+            std::string_view request_id = {});
+  // HMDB.REQ <id> <command> (core/request.h). Returns false if a held one stays held.
+  bool serve_request(ClientSession& s, Args argv, std::optional<uint64_t> held);
+  // A shell command of s that may change its protocol is still to run at apply.
+  bool protocol_may_change(const ClientSession& s) const;
+  // The EXEC in slot seq of s holds shell commands that run at apply (a HELLO): for
+  // protocol_may_change.
+  void note_shell_at_apply(ClientSession& s, uint64_t seq, const Transaction& t);
+  // HMDB.REQ <id> EXEC: answers -EXECABORT and returns true if s's transaction cannot be
+  // tagged (a WATCH, or a command that is not a write).
+  bool refuse_tagged_exec(ClientSession& s, std::optional<uint64_t> held);
   // What route() needs to know of s for a new command, or for held slot `*held`.
   SessionView session_view(const ClientSession& s, std::optional<uint64_t> held) const;
   // A plain client's session on a node that forwards (SessionView::forward's rule).
   bool forwards(const ClientSession& s) const;
-  // EXEC of a plain client on a node that does not lead: the transaction goes to the leader whole.
-  void forward_transaction(ClientSession& s, std::optional<uint64_t> held, const Transaction& t);
+  // EXEC of a plain client on a node that does not lead: the transaction goes to the leader
+  // whole (request_id not empty: as HMDB.REQ <id> EXEC).
+  void forward_transaction(ClientSession& s, std::optional<uint64_t> held, const Transaction& t,
+                           std::string_view request_id = {});
   bool watch_failed(const Transaction& t);
   // Runs the transaction's commands (in slot seq of s) that come before its write
   // `position` (all that are left if position == its writes), into its EXEC reply.

@@ -35,13 +35,12 @@
 
 #include <absl/container/flat_hash_map.h>
 
+#include "core/request.h"
 #include "hmdb/codec.h"
 #include "hmdb/reply.h"
 
 namespace hmdb::core {
 
-// A request id is 1 to 64 bytes, any bytes (a UUID is 36).
-inline constexpr size_t kRequestIdBytesMax = 64;
 // A first reply up to this long is kept for retries; a longer one only by its length.
 inline constexpr size_t kRequestReplyKeptBytesMax = 4096;
 // Entries older than this, in the leader's time, are evicted at the next apply.

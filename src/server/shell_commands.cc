@@ -18,6 +18,7 @@
 
 #include "common/assert.h"
 #include "core/key_slot.h"
+#include "core/request.h"
 #include "core/state.h"
 #include "hmdb/app.h"
 #include "server/handshake.h"
@@ -34,20 +35,31 @@ constexpr std::string_view kRedisCompatVersion = "7.0.0";
 
 // One entry of COMMAND's reply (Redis 7 layout: name, arity, flags, first key, last key,
 // step, ACL categories, tips, key specs, subcommands; the last five are sets in RESP3).
-void command_info(Reply& r, std::string_view name, int arity, std::string_view flag, bool has_key) {
+// first_key, last_key, step as Redis' COMMAND: 0 0 0 without a key.
+void command_info(Reply& r, std::string_view name, int arity, std::string_view flag, int first_key, int last_key,
+                  int step) {
   r.array(10);
   r.bulk(lowercase(name));
   r.integer(arity);
   r.set(1);
   r.status(flag);
-  r.integer(has_key ? 1 : 0);
-  r.integer(has_key ? 1 : 0);
-  r.integer(has_key ? 1 : 0);
+  r.integer(first_key);
+  r.integer(last_key);
+  r.integer(step);
   r.set(0);
   r.set(0);
   r.set(0);
   r.set(0);
 }
+
+void command_info(Reply& r, std::string_view name, int arity, std::string_view flag, bool has_key) {
+  command_info(r, name, arity, flag, has_key ? 1 : 0, has_key ? 1 : 0, has_key ? 1 : 0);
+}
+
+// HMDB.REQ <id> <command> [args...] (core/request.h): a write, whose key is the tagged
+// command's first (a cluster client such as redis-py's RedisCluster routes it by COMMAND's
+// key positions).
+void request_command_info(Reply& r) { command_info(r, core::kRequestCommandName, -3, "write", 3, 3, 1); }
 
 // Redis' getIntFromObjectOrReply: SELECT's index is a 32-bit integer.
 constexpr int64_t kInt32Min = -2147483648LL;
@@ -467,10 +479,11 @@ void Node::command_command(Session& s, Args argv, std::string* out) {
   auto app_info = [&](const CommandDescription& c) {
     command_info(r, c.name, c.arity, c.kind == CommandKind::kWrite ? "write" : "readonly", true);
   };
-  const size_t total = shell.size() + app_commands.size();
+  const size_t total = shell.size() + 1 + app_commands.size();  // 1: HMDB.REQ
   if (argv.size() == 1) {
     r.array(total);
     for (const ShellCommand& c : shell) command_info(r, c.name, c.arity, "fast", false);
+    request_command_info(r);
     for (const auto& c : app_commands) app_info(c);
   } else if (iequals(argv[1], "COUNT")) {
     r.integer(static_cast<int64_t>(total));
@@ -479,12 +492,17 @@ void Node::command_command(Session& s, Args argv, std::string* out) {
   } else if (iequals(argv[1], "LIST")) {
     r.array(total);
     for (const ShellCommand& c : shell) r.bulk(lowercase(c.name));
+    r.bulk(lowercase(core::kRequestCommandName));
     for (const auto& c : app_commands) r.bulk(lowercase(c.name));
   } else if (iequals(argv[1], "INFO")) {
     r.array(argv.size() - 2);
     for (size_t i = 2; i < argv.size(); i++) {
       if (const ShellCommand* c = shell_table().find(argv[i])) {
         command_info(r, argv[i], c->arity, "fast", false);
+        continue;
+      }
+      if (iequals(argv[i], core::kRequestCommandName)) {
+        request_command_info(r);
         continue;
       }
       auto it = std::find_if(app_commands.begin(), app_commands.end(),
@@ -530,6 +548,9 @@ StatisticsSources Node::statistics_sources(bool with_digest) const {
     s.forward = forwarder_->stats();
     s.forward_pending = forwarder_->commands();
   }
+  s.request_ids = replica_->requests().size();
+  s.request_table_bytes = replica_->requests().bytes();
+  s.requests = replica_->requests().stats();
   if (transport_) s.peers = transport_->stats();
   s.app_info = app_->info();
   if (with_digest) s.state_digest = core::state_digest(*app_, replica_->requests());

@@ -94,6 +94,10 @@ struct StatisticsSources {
   uint64_t pending_reads = 0;
   core::Forwarder::Stats forward;  // zero for a single node
   uint64_t forward_pending = 0;
+  // The request table of tagged writes (core/request_table.h).
+  uint64_t request_ids = 0;
+  uint64_t request_table_bytes = 0;
+  core::RequestTable::Stats requests;
   std::vector<net::PeerTransport::PeerStats> peers;  // empty for a single node
   // The app's own INFO lines (StateMachine::info()): free text.
   std::string app_info;

@@ -296,6 +296,11 @@ StatisticsSources distinct_sources() {
                                    .forwarded = 55,
                                    .transactions = 61,
                                    .transactions_watch_failed = 62};
+  s.replica.requests = 63;
+  s.requests.repeats = 64;
+  s.request_ids = 65;
+  s.request_table_bytes = 66;
+  s.requests.evicted_by_bytes = 67;
   s.shell.protocol_errors = 39;
   s.shell.output_limit_disconnects = 44;
   s.shell.loop_turn_max_ms = 46;
@@ -309,7 +314,8 @@ StatisticsSources distinct_sources() {
 // a real 3-node cluster's leader (`INFO all`, captured from the binary of commit 482f38f),
 // its values then changed so that no two statistics share one, and two peers added. Issue
 // 11 changed it on purpose: a clustered node says redis_mode:cluster and has Redis' Cluster
-// section (cluster_enabled:1), which cluster clients read.
+// section (cluster_enabled:1), which cluster clients read; and the stats section gained the
+// request table's lines (total_requests .. request_ids_evicted_early, HMDB.REQ).
 constexpr std::string_view kGoldenInfoAll =
     "# Server\r\n"
     "hmdb_version:0.1.0\r\n"
@@ -391,6 +397,11 @@ constexpr std::string_view kGoldenInfoAll =
     "protocol_errors:39\r\n"
     "output_limit_disconnects:44\r\n"
     "busy_refusals:45\r\n"
+    "total_requests:63\r\n"
+    "request_repeats:64\r\n"
+    "request_ids:65\r\n"
+    "request_table_bytes:66\r\n"
+    "request_ids_evicted_early:67\r\n"
     "loop_turn_max_ms:46\r\n"
     "slow_turns:53\r\n"
     "\r\n"
