@@ -86,6 +86,7 @@ const char* fault_name(Fault f) {
     case Fault::kInstallOverConflict: return "install-over-conflict";
     case Fault::kInstallOverNewerConflict: return "install-over-newer-conflict";
     case Fault::kSplitNemesis: return "split-nemesis";
+    case Fault::kRequestRepeat: return "request-repeat";
     case Fault::kCount: break;
   }
   return "?";
@@ -123,7 +124,8 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
 }
 
 std::vector<std::string> shell_bug_names() {
-  return {"forget_replaced_writes", "drop_missed_ticks", "reads_without_index", "forward_resends_broken_writes"};
+  return {"forget_replaced_writes", "drop_missed_ticks", "reads_without_index", "forward_resends_broken_writes",
+          "forget_request_ids"};
 }
 
 bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
@@ -131,6 +133,7 @@ bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
   else if (name == "drop_missed_ticks") bugs->drop_missed_ticks = true;
   else if (name == "reads_without_index") bugs->reads_without_index = true;
   else if (name == "forward_resends_broken_writes") bugs->forward_resends_broken_writes = true;
+  else if (name == "forget_request_ids") bugs->forget_request_ids = true;
   else return false;
   return true;
 }
@@ -154,6 +157,8 @@ std::string replay_command(const Options& o) {
   if (o.lying_fsync) cmd += " --lying-fsync";
   if (o.transactions) cmd += " --transactions";
   if (o.forward) cmd += " --forward";
+  if (o.request_ids) cmd += " --request-ids";
+  if (o.shell_bugs.forget_request_ids) cmd += " --bug forget_request_ids";
   if (o.bugs.ignore_lease_when_voting) cmd += " --bug ignore_lease_when_voting";
   if (o.bugs.lease_without_drift_margin) cmd += " --bug lease_without_drift_margin";
   if (o.bugs.ack_append_before_persisting) cmd += " --bug ack_append_before_persisting";
@@ -176,6 +181,11 @@ constexpr uint64_t kMaxJoiners = 3;           // learners added during a run
 constexpr uint64_t kMinVoters = 3;            // membership changes never go below this
 constexpr uint64_t kClientCount = 4;
 constexpr uint64_t kClientTimeoutTicks = 3 * kElectionTicks;  // then the op's outcome is unknown
+// Options::request_ids: times a tagged write is sent (the first and its retries) before its
+// client gives up with an unknown outcome, and the pause before each retry (a client backing
+// off while a new leader is elected).
+constexpr uint32_t kRequestAttemptsMax = 8;
+constexpr uint64_t kRequestRetryPauseTicks = kElectionTicks;
 constexpr uint64_t kLivenessTicks = 30 * kElectionTicks;      // heal -> converged, at most
 constexpr uint64_t kSnapshotChunkBytes = 64;  // tiny, so that installs take several chunks
 constexpr uint64_t kMaxSnapshotsKept = 4;     // per node, for answering chunk reads
@@ -631,6 +641,15 @@ struct OpMeta {
   bool concluded = false;  // the client has its answer (or gave up)
   uint64_t deadline_tick = 0;  // then the client gives up on it (and its connection)
   uint64_t commit_seq = 0;  // history time stamp of the first apply anywhere (0: not seen)
+  // Options::request_ids: the write's request id (empty: untagged), the attempts sent, and
+  // whether one of them may have taken effect (its outcome was unknown); every proposal of
+  // any attempt (prop_index/prop_term are the latest).
+  std::string request_id;
+  uint32_t attempts = 0;
+  bool maybe_applied = false;
+  bool retry_pending = false;  // in Simulation::retries_
+  uint64_t retry_tick = 0;     // ... to be sent at this tick or later
+  std::vector<std::pair<Index, Term>> props;
 };
 
 struct CommittedRec {
@@ -739,6 +758,12 @@ class Simulation {
   void probe();
   bool busy(const Client& c) const;
   void conclude(uint32_t op, OpOutcome outcome, std::optional<int64_t> result);
+  // An attempt of op ended without a result: a tagged write that may have taken effect is
+  // sent again (Options::request_ids), else the op concludes with `outcome`.
+  void retry_or_conclude(uint32_t op, OpOutcome outcome);
+  // The exactly-once check: entry e, applied for the first time anywhere (by n), moves the
+  // model of the registers, where a tagged write takes effect once; n's state must equal it.
+  void check_exactly_once(Node& n, const Entry& e);
   Node* leader();
   std::vector<NodeId> live_ids() const;
   bool converged();
@@ -811,6 +836,11 @@ class Simulation {
 
   std::map<std::pair<Index, Term>, std::vector<uint32_t>> proposed_ops_;  // every accepted batch
   std::vector<Client> clients_;
+  std::deque<uint32_t> retries_;  // tagged writes to send again, by their clients (in order)
+  // The exactly-once check's model: the registers after the committed log so far, each
+  // request id applied at its first occurrence only, and the ids seen.
+  RegisterApp::State model_;
+  std::set<std::string, std::less<>> model_requests_;
   std::vector<HistoryOp> history_;
   std::vector<OpMeta> meta_;
   std::map<uint64_t, Connection> connections_;  // every client connection ever opened
@@ -1036,6 +1066,7 @@ void Simulation::start_node(Node& n) {
   ro.bugs.forget_replaced_writes = opt_.shell_bugs.forget_replaced_writes;
   ro.bugs.reads_without_index = opt_.shell_bugs.reads_without_index;
   ro.forward = opt_.forward && opt_.nodes > 1;
+  ro.bugs.forget_request_ids = opt_.shell_bugs.forget_request_ids;
   n.host = std::make_unique<NodeHost>(this, &n);
   n.replica = std::make_unique<core::Replica>(*n.raft, *n.app, *n.host, ro);
   if (ro.forward) {
@@ -1308,6 +1339,7 @@ void NodeHost::proposed(raft::Index index, raft::Term term, const std::vector<co
     }
     sim.meta_[op].prop_index = index;
     sim.meta_[op].prop_term = term;
+    sim.meta_[op].props.emplace_back(index, term);
   }
   sim.ev(71, node_->id, index, term, [&] {
     return fmt::format("n{} proposed a batch of {} at {}/{}", node_->id, slots.size(), index, term);
@@ -1539,10 +1571,12 @@ void NodeHost::applied(const raft::Entry& e) {
     auto po = sim.proposed_ops_.find({e.index, e.term});
     if (po != sim.proposed_ops_.end()) {
       uint64_t stamp = ++sim.event_seq_;
-      for (uint32_t op : po->second)
-        if (op != kProbeOp) sim.meta_[op].commit_seq = stamp;
+      for (uint32_t op : po->second)  // a retried write's first committed attempt is its effect
+        if (op != kProbeOp && sim.meta_[op].commit_seq == 0) sim.meta_[op].commit_seq = stamp;
       sim.proposed_ops_.erase(po);
     }
+    sim.check_exactly_once(n, e);
+    if (!sim.result_.ok) return;
   }
   size_t commands = 0;
   if (e.type == EntryType::kNormal) {
@@ -2132,6 +2166,68 @@ void Simulation::conclude(uint32_t op, OpOutcome outcome, std::optional<int64_t>
   result_.client_unknown += outcome == OpOutcome::kUnknown;
 }
 
+void Simulation::retry_or_conclude(uint32_t op, OpOutcome outcome) {
+  OpMeta& m = meta_[op];
+  if (m.concluded) return;
+  if (outcome == OpOutcome::kUnknown) m.maybe_applied = true;
+  if (m.retry_pending) return;  // its next attempt is on its way already
+  // An untagged write, or one that provably never took effect: the op ends here.
+  if (m.request_id.empty() || !m.maybe_applied) {
+    conclude(op, outcome, std::nullopt);
+    return;
+  }
+  if (m.attempts >= kRequestAttemptsMax) {
+    conclude(op, OpOutcome::kUnknown, std::nullopt);
+    return;
+  }
+  m.retry_pending = true;
+  m.retry_tick = tick() + kRequestRetryPauseTicks;
+  retries_.push_back(op);
+  ev(75, history_[op].client, op, m.attempts, [&] {
+    return fmt::format("client c{} will retry {} ({}, attempt {})", history_[op].client, describe(history_[op]),
+                       m.request_id, m.attempts + 1);
+  });
+}
+
+void Simulation::check_exactly_once(Node& n, const Entry& e) {
+  if (e.type != EntryType::kNormal) return;
+  core::BatchReader reader(e.data);
+  // The model keeps every id; the request table forgets one kRequestRetentionMs of leader
+  // time after it was applied. Runs are far shorter; one that is not would need the model
+  // to forget too, rather than report a false failure.
+  if (reader.ok() && reader.leader_time_ms() >= core::kRequestRetentionMs) {
+    fail("exactly-once", fmt::format("entry {}/{} has leader time {} ms, past the request table's retention: the "
+                                     "check's model does not evict", e.index, e.term, reader.leader_time_ms()));
+    return;
+  }
+  core::BatchStep step;
+  bool skip = false;  // the item is tagged with an id the log carried before: no effect
+  while (reader.next(step)) {
+    const bool starts_item = step.kind == core::BatchStep::Kind::kCommand || step.kind == core::BatchStep::Kind::kGroupBegin;
+    if (starts_item) skip = step.tagged() && !model_requests_.emplace(step.request_id).second;
+    if (skip || (step.kind != core::BatchStep::Kind::kCommand && step.kind != core::BatchStep::Kind::kGroupCommand)) continue;
+    // The register app's writes (validated before they were logged).
+    int64_t v = 0;
+    if (step.argv.size() == 3 && iequals(step.argv[0], "SET") && parse_int64(step.argv[2], &v))
+      model_.values[std::string(step.argv[1])] = v;
+    else if (step.argv.size() == 2 && iequals(step.argv[0], "INCR"))
+      model_.values[std::string(step.argv[1])]++;
+  }
+  if (!reader.ok()) return;  // entry-payload reports it
+  const auto& values = n.app->state().values;
+  if (values == model_.values) return;
+  std::string diff;
+  for (const auto& [key, v] : model_.values) {
+    auto it = values.find(key);
+    if (it == values.end() || it->second != v)
+      diff += fmt::format(" {}={} (model {})", key, it == values.end() ? std::string("absent") : std::to_string(it->second), v);
+  }
+  for (const auto& [key, v] : values)
+    if (!model_.values.count(key)) diff += fmt::format(" {}={} (not in the model)", key, v);
+  fail("exactly-once", fmt::format("n{} after applying {}/{}:{}; a tagged write took effect twice, or a write took "
+                                   "effect other than once", n.id, e.index, e.term, diff));
+}
+
 bool Simulation::busy(const Client& c) const {
   auto it = connections_.find(c.connection);
   return it != connections_.end() && it->second.open && !it->second.waiting.empty();
@@ -2158,7 +2254,8 @@ void Simulation::submit(Client& c, uint32_t op) {
       meta_[op].node = target.id;
       ev(72, c.id, op, target.id, [&] { return fmt::format("client c{} cannot connect to n{} [{}]", c.id, target.id, history_[op].invoke); });
       c.guess = 0;
-      conclude(op, OpOutcome::kFailed, std::nullopt);
+      meta_[op].attempts++;
+      retry_or_conclude(op, OpOutcome::kFailed);
       return;
     }
     c.connection = ++next_connection_;
@@ -2171,16 +2268,20 @@ void Simulation::submit(Client& c, uint32_t op) {
   Node& n = nodes_[conn.node];
   meta_[op].node = n.id;
   meta_[op].deadline_tick = tick() + kClientTimeoutTicks;
+  meta_[op].attempts++;
   const HistoryOp& h = history_[op];
   std::vector<std::string> words;
   if (h.kind == OpKind::kSet) words = {"SET", h.key, std::to_string(h.arg)};
   else if (h.kind == OpKind::kIncr) words = {"INCR", h.key};
   else words = {"GET", h.key};
+  const std::string& request_id = meta_[op].request_id;  // tags the write, or its transaction's EXEC
+  const bool in_transaction = opt_.transactions && op % 3 == 2;
+  if (!request_id.empty() && !in_transaction) words.insert(words.begin(), {"HMDB.REQ", request_id});
   ev(72, c.id, op, n.id, [&] {
     return fmt::format("client c{} invokes {} via n{} (connection {}, {} waiting) [{}]", c.id, fmt::join(words, " "), n.id,
                        c.connection, conn.waiting.size(), h.invoke);
   });
-  if (opt_.transactions && op % 3 == 2) {  // a transaction of one command: MULTI, the op, EXEC
+  if (in_transaction) {  // a transaction of one command: MULTI, the op, EXEC
     for (Connection::Role role : {Connection::kQueued, Connection::kQueued, Connection::kExec}) {
       conn.ops_by_seq.push_back(op);
       conn.waiting.push_back(op);
@@ -2188,7 +2289,8 @@ void Simulation::submit(Client& c, uint32_t op) {
     }
     send_command(n, c.connection, {"MULTI"});
     send_command(n, c.connection, std::move(words));
-    send_command(n, c.connection, {"EXEC"});
+    if (request_id.empty()) send_command(n, c.connection, {"EXEC"});
+    else send_command(n, c.connection, {"HMDB.REQ", request_id, "EXEC"});
     return;
   }
   conn.ops_by_seq.push_back(op);
@@ -2234,8 +2336,11 @@ void Simulation::abandon(uint64_t connection, const char* why) {
   ev(73, it->second.client, connection, waiting.size(), [&] {
     return fmt::format("connection {} to n{} abandoned ({}), {} waiting", connection, it->second.node, why, waiting.size());
   });
-  for (uint32_t op : waiting)
-    if (op != kProbeOp) conclude(op, history_[op].kind == OpKind::kGet ? OpOutcome::kFailed : OpOutcome::kUnknown, std::nullopt);
+  for (uint32_t op : waiting) {
+    if (op == kProbeOp) continue;
+    if (history_[op].kind == OpKind::kGet) conclude(op, OpOutcome::kFailed, std::nullopt);
+    else retry_or_conclude(op, OpOutcome::kUnknown);  // once per op (a transaction's op waits thrice)
+  }
   if (it->second.client != kProbeClient) clients_[it->second.client].guess = 0;
   close_connection(connection);
 }
@@ -2287,14 +2392,14 @@ void Simulation::answer(Connection& conn, uint32_t op, const net::RespReply& rep
     if (e.starts_with("MOVED ")) {  // "MOVED <slot> n<id>": the leader is there
       size_t at = e.rfind(" n");
       c.guess = at == std::string::npos ? 0 : static_cast<NodeId>(std::strtoull(e.c_str() + at + 2, nullptr, 10));
-      conclude(op, OpOutcome::kFailed, std::nullopt);
+      retry_or_conclude(op, OpOutcome::kFailed);
     } else if (e.starts_with("CLUSTERDOWN") || e.starts_with("TRYAGAIN") ||
                e.starts_with("ERR write lost in a leadership change")) {
-      conclude(op, OpOutcome::kFailed, std::nullopt);  // not executed, or provably without effect
       c.guess = 0;
+      retry_or_conclude(op, OpOutcome::kFailed);  // not executed, or provably without effect
     } else if (e.starts_with("ERR write outcome unknown") && h.kind != OpKind::kGet) {
-      conclude(op, OpOutcome::kUnknown, std::nullopt);
       c.guess = 0;
+      retry_or_conclude(op, OpOutcome::kUnknown);
     } else if (e.starts_with("ERR the connection to the leader closed before the reply") && h.kind == OpKind::kGet) {
       conclude(op, OpOutcome::kFailed, std::nullopt);  // a forwarded read whose answer was lost: no effect
     } else {
@@ -2342,11 +2447,12 @@ void Simulation::answer_in_transaction(Connection& conn, uint32_t op, Connection
     return;
   }
   if (reply.is_error()) {
-    if (meta_[op].concluded && reply.text.starts_with("EXECABORT")) return;  // its queueing was refused
+    if ((meta_[op].concluded || meta_[op].retry_pending) && reply.text.starts_with("EXECABORT"))
+      return;  // its queueing was refused
     if (reply.text.starts_with("EXECABORT")) {
       // A forwarded transaction refused whole (the node it reached did not lead, or this
       // node led before it was sent): nothing of it ran.
-      conclude(op, OpOutcome::kFailed, std::nullopt);
+      retry_or_conclude(op, OpOutcome::kFailed);
       return;
     }
     if (h.kind == OpKind::kGet && (reply.text.starts_with("ERR write outcome unknown") ||
@@ -2397,6 +2503,17 @@ void Simulation::clients_tick() {
       abandon(c.connection, "timeout");
       continue;
     }
+    // A retry (Options::request_ids) goes out once nothing else waits on the connection, so
+    // that no reply of an earlier attempt can arrive after it.
+    auto retry = std::find_if(retries_.begin(), retries_.end(), [&](uint32_t op) { return history_[op].client == c.id; });
+    if (retry != retries_.end()) {
+      if (tick() < meta_[*retry].retry_tick || (open != connections_.end() && !open->second.waiting.empty())) continue;
+      const uint32_t op = *retry;
+      retries_.erase(retry);
+      meta_[op].retry_pending = false;
+      submit(c, op);
+      continue;
+    }
     // One op at a time, or up to the seed's pipeline depth on the open connection.
     const size_t waiting = open == connections_.end() ? 0 : open->second.waiting.size();
     if (waiting >= prof_.pipeline_depth) continue;
@@ -2412,6 +2529,7 @@ void Simulation::clients_tick() {
     uint32_t op = static_cast<uint32_t>(history_.size());
     history_.push_back(h);
     meta_.push_back(OpMeta{});
+    if (opt_.request_ids && h.kind != OpKind::kGet) meta_.back().request_id = fmt::format("c{}-op{}", c.id, op);
     result_.client_ops++;
     submit(c, op);
   }
@@ -2913,6 +3031,7 @@ bool Simulation::converged() {
   // Every forwarded command answered (each waits a bounded time: the leader wait, the drain).
   for (const Node& n : nodes_)
     if (n.exists && n.up && n.forwarder && !n.forwarder->idle()) return false;
+  if (!retries_.empty()) return false;
   return true;
 }
 
@@ -2922,23 +3041,41 @@ void Simulation::final_checks() {
     HistoryOp& h = history_[i];
     OpMeta& m = meta_[i];
     if (h.kind == OpKind::kGet) continue;
+    auto committed_at = [&](Index index, Term term) { return index < committed_.size() && committed_[index].term == term; };
+    if (!m.request_id.empty()) {
+      size_t committed_attempts = 0;
+      for (const auto& [index, term] : m.props) committed_attempts += committed_at(index, term);
+      if (committed_attempts >= 2) mark(Fault::kRequestRepeat);
+    }
     if (h.outcome == OpOutcome::kOk) {
-      if (m.prop_index >= committed_.size() || committed_[m.prop_index].term != m.prop_term) {
+      // A retried write (Options::request_ids) may be answered by an attempt that found the
+      // first one's effect: some attempt's proposal is committed.
+      bool committed = committed_at(m.prop_index, m.prop_term);
+      if (!m.request_id.empty())
+        for (const auto& [index, term] : m.props) committed |= committed_at(index, term);
+      if (!committed) {
         fail("acknowledged-write-lost", fmt::format("{} was acknowledged at {}/{} but is not committed there", describe(h),
                                                     m.prop_index, m.prop_term));
         return;
       }
     } else if (h.outcome == OpOutcome::kUnknown) {
-      // Resolve from the committed log when it decides the question.
-      if (m.prop_index == 0) { h.outcome = OpOutcome::kFailed; continue; }
-      if (m.prop_index < committed_.size()) {
-        h.outcome = committed_[m.prop_index].term == m.prop_term ? OpOutcome::kCommittedUnknown : OpOutcome::kFailed;
-        h.ret = m.commit_seq;
-        continue;
+      // Resolve from the committed log when it decides the question, for every attempt:
+      // committed if one is, failed if all are (a different entry at its index, or a
+      // committed entry of a later term before it: no future leader holds the proposal).
+      if (m.props.empty()) { h.outcome = OpOutcome::kFailed; continue; }
+      bool committed = false, all_failed = true;
+      for (const auto& [index, term] : m.props) {
+        if (committed_at(index, term)) committed = true;
+        bool failed = index < committed_.size();
+        for (Index j = 1; !failed && j < committed_.size(); j++) failed = committed_[j].term > term;
+        all_failed &= failed && !committed_at(index, term);
       }
-      // A committed entry of a later term before it: no future leader holds the proposal.
-      for (Index j = 1; j < committed_.size(); j++)
-        if (committed_[j].term > m.prop_term) { h.outcome = OpOutcome::kFailed; break; }
+      if (committed) {
+        h.outcome = OpOutcome::kCommittedUnknown;
+        h.ret = m.commit_seq;
+      } else if (all_failed) {
+        h.outcome = OpOutcome::kFailed;
+      }
     }
   }
   // Same state on every member at the end (same applied index: same digest).

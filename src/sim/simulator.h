@@ -51,6 +51,8 @@ enum class Fault : uint8_t {
                               // index and goes on past it
   kInstallOverNewerConflict,  // the same, with the suffix's terms not below the snapshot's
   kSplitNemesis,              // the split nemesis completed a round (see docs/simulator.md)
+  kRequestRepeat,             // a retried tagged write committed after its first attempt had
+                              // (Options::request_ids): its effect was found, not repeated
   kCount
 };
 const char* fault_name(Fault f);
@@ -89,6 +91,9 @@ struct Options {
     // instead of answering "outcome unknown" (core::Forwarder::Options::PlantedBugs).
     // Without forward there is no forwarder, and nothing to catch.
     bool forward_resends_broken_writes = false;
+    // The replica applies entries with no request table (core::Replica's planted bug): a
+    // write tagged with a request id is applied again when its client retries it.
+    bool forget_request_ids = false;
   } shell_bugs;
   // Models of a server whose recovery skips a detection (planted bugs of the shell).
   RecoveryBugs recovery_bugs;
@@ -103,6 +108,12 @@ struct Options {
   // Followers forward their clients' commands to the leader (core/forwarder.h), over links
   // between the simulated nodes, instead of answering -MOVED (docs/simulator.md).
   bool forward = false;
+  // Clients tag every write with a request id (HMDB.REQ, core/request.h) and retry it, on
+  // any node, after an unknown outcome (a timeout, a reset connection, "write outcome
+  // unknown") until it is answered or kRequestAttemptsMax attempts were made; a tagged write
+  // in a transaction tags its EXEC. The exactly-once check sees a tagged write take effect
+  // twice (docs/simulator.md).
+  bool request_ids = false;
 };
 
 struct RunResult {

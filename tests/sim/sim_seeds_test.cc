@@ -36,7 +36,8 @@ uint64_t env_or(const char* name, uint64_t fallback) {
   return v && *v ? std::strtoull(v, nullptr, 10) : fallback;
 }
 
-void sweep(uint32_t nodes, uint64_t default_seeds = kDefaultSeeds, bool transactions = false, bool forward = false) {
+void sweep(uint32_t nodes, uint64_t default_seeds = kDefaultSeeds, bool transactions = false, bool forward = false,
+           bool request_ids = false) {
   signal(SIGABRT, on_abort);
   uint64_t seeds = env_or("HMDB_SIM_SEEDS", default_seeds);
   uint64_t start = env_or("HMDB_SIM_START", 1);
@@ -46,6 +47,7 @@ void sweep(uint32_t nodes, uint64_t default_seeds = kDefaultSeeds, bool transact
     o.nodes = nodes;
     o.transactions = transactions;
     o.forward = forward;
+    o.request_ids = request_ids;
     std::snprintf(g_replay_line, sizeof g_replay_line, "\nsim_seeds_test: the core aborted on seed %llu; replay: %s\n",
                   static_cast<unsigned long long>(s), replay_command(o).c_str());
     RunResult r = run_simulation(o);
@@ -70,6 +72,18 @@ TEST(SimSeeds, ThreeNodesTransactions) { sweep(3, kDefaultSeeds / 10, /*transact
 // such a command was handed back to the replica: a GET queued into a later MULTI). 2,000
 // seeds add about 4.7 s of user CPU (docs/simulator.md).
 TEST(SimSeeds, ThreeNodesForward) { sweep(3, kDefaultSeeds / 10, /*transactions=*/true, /*forward=*/true); }
+// Clients tag every write with a request id and retry it after an unknown outcome, on any
+// node (Options::request_ids), one op in three as a transaction whose EXEC is tagged: the
+// exactly-once check sees no tagged write take effect twice. Half the seeds with clients
+// that follow -MOVED, half through followers that forward (the tag travels with the
+// command). In about half the seeds a retry commits after its first attempt did
+// (docs/simulator.md).
+TEST(SimSeeds, ThreeNodesRequestIds) {
+  sweep(3, kDefaultSeeds / 20, /*transactions=*/true, /*forward=*/false, /*request_ids=*/true);
+}
+TEST(SimSeeds, ThreeNodesRequestIdsForward) {
+  sweep(3, kDefaultSeeds / 20, /*transactions=*/true, /*forward=*/true, /*request_ids=*/true);
+}
 
 }  // namespace
 }  // namespace hmdb::sim

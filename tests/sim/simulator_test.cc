@@ -59,6 +59,7 @@ TEST(Simulator, FaultsActuallyHappen) {
   for (uint64_t seed = 1; seed <= 30; seed++) {
     Options o;
     o.seed = seed;
+    o.request_ids = seed % 3 == 0;  // request-repeat needs clients that tag and retry
     RunResult r = run_simulation(o);
     for (size_t f = 0; f < kFaultCount; f++) seen[f] += r.faults[f];
   }
@@ -133,6 +134,12 @@ TEST(Simulator, ReplayCommandNamesEverything) {
   o.lying_fsync = true;
   EXPECT_EQ(replay_command(o), "build/src/sim/hmdb-sim --seed 123 --nodes 5 --steps 300 --bug recovery_cuts_corrupt_log "
                                "--lying-fsync --trace");
+  o.recovery_bugs.cut_corrupt_log = false;
+  o.lying_fsync = false;
+  o.request_ids = true;
+  o.shell_bugs.forget_request_ids = true;
+  EXPECT_EQ(replay_command(o), "build/src/sim/hmdb-sim --seed 123 --nodes 5 --steps 300 --request-ids "
+                               "--bug forget_request_ids --trace");
 }
 
 }  // namespace
