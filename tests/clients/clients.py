@@ -91,10 +91,13 @@ class TestFailure(Exception):
 class App:
     """One app process of a library, and what it reported."""
 
-    def __init__(self, library, mode, addr, prefix, log_path):
+    def __init__(self, library, mode, addr, prefix, log_path, command=None):
+        """command: the app to run instead of the library's own (LIBRARIES), with the same
+        output protocol (e.g. apps/request_app.py); --mode, --addr, --prefix are added."""
         self.library = library
         self.prefix = prefix
         self.acked = []      # n of each acknowledged SET, in order
+        self.values = []     # the "v" of each acknowledgement (apps that report one), same order
         self.ack_times = []  # (start, end) CLOCK_MONOTONIC ns of each call, same order
         self.errors = []     # (t, n, msg)
         self.logs = []
@@ -103,7 +106,7 @@ class App:
         self.fatal = None
         self._events = queue.Queue()
         self._lock = threading.Lock()
-        cmd = LIBRARIES[library][0] + ["--mode", mode, "--addr", addr, "--prefix", prefix]
+        cmd = (command or LIBRARIES[library][0]) + ["--mode", mode, "--addr", addr, "--prefix", prefix]
         self.log = open(log_path, "w")
         self.log.write("$ %s\n" % " ".join(cmd))
         self.log.flush()
@@ -123,6 +126,7 @@ class App:
                 kind = ev.get("ev")
                 if kind == "ack":
                     self.acked.append(ev["n"])
+                    self.values.append(ev.get("v"))
                     self.ack_times.append((ev["s"], ev["t"]))
                 elif kind == "err":
                     self.errors.append((ev["t"], ev["n"], ev["msg"]))
