@@ -59,6 +59,13 @@
 //                            fails the compile with a static_assert giving the expected
 //                            declaration (AppDefinition below). A misspelled hook name is a
 //                            helper of the app's as far as the compiler can tell.
+//   hosting AppHost<App>     (its constructor, so the server's startup and an app's first
+//                            test) the names and arities define() registered: a name the
+//                            engine answers first (hmdb/reserved_names.h: PING, CLUSTER,
+//                            MULTI, HMDB.*, ...), a name given twice, an empty arity range,
+//                            a version history that does not hold together throw
+//                            std::logic_error naming the app, the command and why; the
+//                            server prints it and exits 1.
 //   compiling define()       each write's parse and apply, each query's run (and each
 //                            upcast, old handler, removed form): a callable that is not
 //                            stateless or not callable as shown above fails where it is
@@ -81,6 +88,7 @@
 
 #include "hmdb/codec.h"
 #include "hmdb/reply.h"
+#include "hmdb/reserved_names.h"
 #include "hmdb/state_machine.h"
 #include "hmdb/text.h"
 
@@ -573,7 +581,17 @@ class Commands {
         fail("command " + e.name + where + ": arity {" + std::to_string(e.arity.min) + ", " + std::to_string(e.arity.max) +
              "} allows no command: it counts words with the name, from 1 (n: exactly n, -n: at least n, {min, max})");
     };
-    for (const Entry& e : defined_) check_arity(e, "");
+    // Names: in definition order, so the first mistake is the one reported.
+    for (size_t i = 0; i < defined_.size(); i++) {
+      const Entry& e = defined_[i];
+      if (e.name.empty() || e.name.size() > detail::kMaxCommandNameBytes)
+        fail("command name '" + e.name + "' is not 1 to " + std::to_string(detail::kMaxCommandNameBytes) + " bytes");
+      if (const std::string why = reserved_command_reason(e.name); !why.empty())
+        fail("command " + e.name + " is reserved: " + why + " (hmdb/reserved_names.h)");
+      for (size_t j = 0; j < i; j++)
+        if (defined_[j].name == e.name) fail("command " + e.name + " is registered twice");
+      check_arity(e, "");
+    }
     for (const auto& [v, changes] : versions_)
       for (const auto& ch : changes.changes_)
         if (ch.form.kind == CommandKind::kWrite) check_arity(ch.form, " (its form before c.version(" + std::to_string(v) + "))");
@@ -679,12 +697,9 @@ class Commands {
  private:
   friend class VersionChanges<State>;
 
+  // Names and arities are checked by build(), where the app's name is known.
   void add(Entry e) {
     if (built()) throw std::logic_error("hmdb: a command defined after define(): " + e.name);
-    bool taken = false;
-    for (const Entry& x : defined_) taken |= x.name == e.name;
-    if (e.name.empty() || e.name.size() > detail::kMaxCommandNameBytes || taken)
-      throw std::logic_error("hmdb: bad or duplicate command name: " + e.name);
     defined_.push_back(std::move(e));
   }
 

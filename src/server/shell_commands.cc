@@ -84,6 +84,15 @@ bool cluster_barrier(Args argv) {
 
 }  // namespace
 
+// A shell command's name, taken from hmdb::kShellCommandNames (hmdb/reserved_names.h), the
+// list apps are refused: a name missing there does not compile (the throw is evaluated at
+// compile time), so an app can never define a command the shell would answer first.
+consteval std::string_view shell_name(std::string_view name) {
+  for (std::string_view listed : kShellCommandNames)
+    if (listed == name) return listed;
+  throw "a shell command missing from hmdb::kShellCommandNames (hmdb/reserved_names.h): add it there";
+}
+
 // One command the shell answers: its name, arity (Redis style: negative means at least),
 // whether it is a barrier, and what it does. `seq` is its reply slot, for one that waits.
 struct Node::ShellCommand {
@@ -98,7 +107,7 @@ const Node::ShellTable& Node::shell_table() {
   static auto never = [](Args) { return false; };
   static auto always = [](Args) { return true; };
   static const ShellTable table(std::vector<ShellCommand>{
-      {"PING", -1, never,
+      {shell_name("PING"), -1, never,
        [](Node&, Session&, Args argv, uint64_t, std::string* out) {
          Reply r(out);
          if (argv.size() == 1) r.status("PONG");
@@ -106,19 +115,19 @@ const Node::ShellTable& Node::shell_table() {
          else r.error(wrong_arity(argv[0]));
          return R::kReplied;
        }},
-      {"ECHO", 2, never,
+      {shell_name("ECHO"), 2, never,
        [](Node&, Session&, Args argv, uint64_t, std::string* out) {
          Reply(out).bulk(argv[1]);
          return R::kReplied;
        }},
-      {"QUIT", -1, never,
+      {shell_name("QUIT"), -1, never,
        [](Node&, Session& s, Args, uint64_t, std::string* out) {
          Reply(out).ok();
          s.close_after_reply = true;
          return R::kReplied;
        }},
       // One database (Redis with `databases 1`); in a cluster, as Redis Cluster says it.
-      {"SELECT", 2, never,
+      {shell_name("SELECT"), 2, never,
        [](Node& n, Session&, Args argv, uint64_t, std::string* out) {
          Reply r(out);
          int64_t db = 0;
@@ -130,8 +139,8 @@ const Node::ShellTable& Node::shell_table() {
          else r.ok();
          return R::kReplied;
        }},
-      {"HELLO", -1, never, [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.hello_command(s, argv, out); }},
-      {"AUTH", -2, never,
+      {shell_name("HELLO"), -1, never, [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.hello_command(s, argv, out); }},
+      {shell_name("AUTH"), -2, never,
        [](Node&, Session&, Args argv, uint64_t, std::string* out) {
          Reply r(out);
          const std::string error = auth_error(argv);
@@ -139,14 +148,14 @@ const Node::ShellTable& Node::shell_table() {
          else r.error(error);
          return R::kReplied;
        }},
-      {"CLIENT", -2, never, [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.client_command(s, argv, out); }},
-      {"COMMAND", -1, never,
+      {shell_name("CLIENT"), -2, never, [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.client_command(s, argv, out); }},
+      {shell_name("COMMAND"), -1, never,
        [](Node& n, Session& s, Args argv, uint64_t, std::string* out) {
          n.command_command(s, argv, out);
          return R::kReplied;
        }},
-      {"CONFIG", -2, never, [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.config_command(s, argv, out); }},
-      {"INFO", -1, never,
+      {shell_name("CONFIG"), -2, never, [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.config_command(s, argv, out); }},
+      {shell_name("INFO"), -1, never,
        [](Node& n, Session& s, Args argv, uint64_t, std::string* out) {
          const std::string_view section = argv.size() >= 2 ? argv[1] : std::string_view("default");
          Reply(out, s.client.protocol)
@@ -154,32 +163,32 @@ const Node::ShellTable& Node::shell_table() {
          return R::kReplied;
        }},
       // The reply of SNAPSHOT and SAVE comes when the snapshot is durable; extra words are ignored.
-      {"SNAPSHOT", -1, always,
+      {shell_name("SNAPSHOT"), -1, always,
        [](Node& n, Session& s, Args, uint64_t seq, std::string*) { return n.snapshot_command(s, seq); }},
-      {"BGSAVE", -1, always,
+      {shell_name("BGSAVE"), -1, always,
        [](Node& n, Session&, Args, uint64_t, std::string* out) {
          Reply(out).status("Background saving started");
          n.start_snapshot();
          return R::kReplied;
        }},
-      {"SAVE", -1, always,
+      {shell_name("SAVE"), -1, always,
        [](Node& n, Session& s, Args, uint64_t seq, std::string*) { return n.snapshot_command(s, seq); }},
       // READONLY: this client accepts a follower's possibly stale state for its queries. It
       // is a cluster client: a follower redirects its writes rather than forwarding them.
-      {"READONLY", 1, never,
+      {shell_name("READONLY"), 1, never,
        [](Node&, Session& s, Args, uint64_t, std::string* out) {
          s.client.readonly = true;
          s.client.no_forward = true;
          Reply(out).ok();
          return R::kReplied;
        }},
-      {"READWRITE", 1, never,
+      {shell_name("READWRITE"), 1, never,
        [](Node&, Session& s, Args, uint64_t, std::string* out) {
          s.client.readonly = false;
          Reply(out).ok();
          return R::kReplied;
        }},
-      {"CLUSTER", -2, cluster_barrier,
+      {shell_name("CLUSTER"), -2, cluster_barrier,
        [](Node& n, Session& s, Args argv, uint64_t seq, std::string* out) { return n.cluster_local_or_change(s, argv, seq, out); }},
   });
   return table;
@@ -189,6 +198,12 @@ Node::ShellTable::ShellTable(std::vector<ShellCommand> commands) : commands_(std
   std::vector<std::string_view> names;
   for (const ShellCommand& c : commands_) names.push_back(c.name);
   index_.rebuild(names);
+  // The other direction of shell_name(): the reserved list names no command the shell lacks.
+  HMDB_ASSERT(commands_.size() == std::size(kShellCommandNames), "the shell has %zu commands, hmdb/reserved_names.h lists %zu",
+              commands_.size(), std::size(kShellCommandNames));
+  for (std::string_view listed : kShellCommandNames)
+    HMDB_ASSERT(find(listed), "hmdb/reserved_names.h lists %.*s, which the shell does not answer", static_cast<int>(listed.size()),
+                listed.data());
 }
 
 const Node::ShellCommand* Node::ShellTable::find(std::string_view name) const {

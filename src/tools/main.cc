@@ -12,6 +12,8 @@
 #include <cerrno>
 #include <cstring>
 #include <iostream>
+#include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -124,7 +126,16 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
   std::string app_name;
   uint32_t schema_version = 0;
   {
-    auto probe = factory();
+    // Hosting the app checks what its define() registered (hmdb/app.h: reserved or repeated
+    // names, empty arities, a version history that does not hold together): a mistake stops
+    // every subcommand here, with the message, before anything is served or read.
+    std::unique_ptr<StateMachine> probe;
+    try {
+      probe = factory();
+    } catch (const std::logic_error& e) {
+      std::cerr << "hmdb: the app's definition is refused: " << e.what() << "\n";
+      return server::kExitStartupFailure;
+    }
     app_name = std::string(probe->app_name());
     schema_version = probe->schema_version();
   }

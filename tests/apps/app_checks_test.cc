@@ -1,6 +1,6 @@
 // tests/apps/app_checks_test.cc — what hmdb/app.h checks when an app is hosted (registration
-// time) rather than compiled: arity ranges. (Signatures are checked at compile time:
-// tests/compile_fail.)
+// time) rather than compiled: arity ranges, reserved, repeated and oversized command names.
+// (Signatures are checked at compile time: tests/compile_fail.)
 #include <gtest/gtest.h>
 
 #include <stdexcept>
@@ -103,6 +103,61 @@ TEST(AppChecks, AnEmptyArityIsRefusedWhenHosted) {
   EXPECT_EQ(refusal<TableApp<2>>(),
             "hmdb: app checks: command NOTHING: arity {0, 0} allows no command: it counts words with the name, from 1 "
             "(n: exactly n, -n: at least n, {min, max})");
+}
+
+// One app per mistake: a command named like one the engine answers first, twice, or not
+// at all.
+template <const char* kCommand>
+struct NamedApp {
+  static constexpr std::string_view kName = "checks";
+  static constexpr uint32_t kSchemaVersion = 1;
+  using State = std::monostate;
+  static void define(Commands<State>& c) {
+    c.write("FIRST", 2, &parse_words, &reply_count);
+    c.write(kCommand, -1, &parse_words, &reply_count);
+  }
+  static void save(const State&, Encoder&) {}
+  static bool load(State&, Decoder&, uint32_t) { return true; }
+};
+constexpr char kPing[] = "ping";  // any case: names are matched upper case
+constexpr char kCluster[] = "CLUSTER";
+constexpr char kExec[] = "Exec";
+constexpr char kWatch[] = "WATCH";
+constexpr char kEngine[] = "hmdb.req";
+constexpr char kEngineFuture[] = "HMDB.ANYTHING";
+constexpr char kKvHousekeeping[] = "HMDB.EXPIRE";
+constexpr char kFirst[] = "first";
+constexpr char kEmpty[] = "";
+constexpr char kLong[] = "A_NAME_OF_SIXTY_FIVE_BYTES_ONE_BYTE_LONGER_THAN_THE_ENGINE_TAKES_";
+
+TEST(AppChecks, ReservedRepeatedAndOversizedNamesAreRefusedWhenHosted) {
+  EXPECT_EQ(refusal<NamedApp<kPing>>(),
+            "hmdb: app checks: command PING is reserved: the server answers PING itself, before any app command, so "
+            "the app's would never run (hmdb/reserved_names.h)");
+  EXPECT_EQ(refusal<NamedApp<kCluster>>(),
+            "hmdb: app checks: command CLUSTER is reserved: the server answers CLUSTER itself, before any app command, "
+            "so the app's would never run (hmdb/reserved_names.h)");
+  EXPECT_EQ(refusal<NamedApp<kExec>>(),
+            "hmdb: app checks: command EXEC is reserved: the engine runs transactions (MULTI, EXEC, DISCARD, WATCH, "
+            "UNWATCH) for every app, so the app's EXEC would never run (hmdb/reserved_names.h)");
+  EXPECT_NE(refusal<NamedApp<kWatch>>().find("command WATCH is reserved"), std::string::npos);
+  EXPECT_EQ(refusal<NamedApp<kEngine>>(),
+            "hmdb: app checks: command HMDB.REQ is reserved: names starting with HMDB. are the engine's own commands "
+            "(HMDB.REQ, ...), present and future (hmdb/reserved_names.h)");
+  EXPECT_NE(refusal<NamedApp<kEngineFuture>>().find("command HMDB.ANYTHING is reserved"), std::string::npos);
+  EXPECT_EQ(refusal<NamedApp<kKvHousekeeping>>(), "(hosted without complaint)") << "kv's, from before the rule";
+  EXPECT_EQ(refusal<NamedApp<kFirst>>(), "hmdb: app checks: command FIRST is registered twice");
+  EXPECT_EQ(refusal<NamedApp<kEmpty>>(), "hmdb: app checks: command name '' is not 1 to 64 bytes");
+  static_assert(sizeof(kLong) - 1 == 65);
+  EXPECT_EQ(refusal<NamedApp<kLong>>(), "hmdb: app checks: command name '" + std::string(kLong) + "' is not 1 to 64 bytes");
+}
+
+// Every name the engine answers first is refused: the whole shared list, each name.
+TEST(AppChecks, EveryShellAndTransactionCommandIsReserved) {
+  for (std::string_view n : kShellCommandNames) EXPECT_NE(reserved_command_reason(n), "") << n;
+  for (std::string_view n : kTransactionCommandNames) EXPECT_NE(reserved_command_reason(n), "") << n;
+  EXPECT_EQ(reserved_command_reason("SET"), "");
+  EXPECT_EQ(reserved_command_reason("HMDB"), "") << "the prefix is HMDB. with its dot";
 }
 
 }  // namespace

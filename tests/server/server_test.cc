@@ -809,6 +809,21 @@ TEST_F(ServerTest, AnEntryThatDoesNotApplyUnderItsVersionStopsTheNode) {
   }
 }
 
+// An app that defines a command the shell answers first (PING) is refused before anything
+// is served: exit 1, the message naming the app, the command and why.
+TEST_F(ServerTest, AnAppDefiningAReservedNameIsRefusedAtStartup) {
+  ASSERT_EQ(::setenv("HMDB_TINY_APP", "reserved-name", 1), 0);
+  const int code = server_->run_to_exit();
+  ::unsetenv("HMDB_TINY_APP");
+  EXPECT_EQ(code, 1);
+  const std::string log = server_->read_log();
+  EXPECT_NE(log.find("hmdb: the app's definition is refused: hmdb: app tinykv: command PING is reserved: the server "
+                     "answers PING itself, before any app command, so the app's would never run"),
+            std::string::npos)
+      << log;
+  EXPECT_FALSE(std::filesystem::exists(server_->data_dir())) << "refused before the data directory was made";
+}
+
 TEST_F(ServerTest, BadFlagsAreRefusedAndVersionWorks) {
   EXPECT_NE(server_->run_to_exit({"--durability", "sometimes"}), 0);
   EXPECT_EQ(ServerProcess::run_command({kBinary, "version"}, dir_ + "/version.log"), 0);
