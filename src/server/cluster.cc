@@ -520,7 +520,18 @@ ClusterTopology Node::cluster_topology() const {
   // During an election (no leader known) the last leader this node knew stays the master,
   // as a Redis node keeps listing a failing master until a replica is promoted: its clients
   // then find it gone and ask again.
-  const raft::NodeId master = st.leader != raft::kNoNode ? st.leader : last_known_leader_;
+  raft::NodeId master = st.leader != raft::kNoNode ? st.leader : last_known_leader_;
+  // A node that has known no leader since it started (restarted during an election, or
+  // with no majority up) still presents one master owning every slot: itself if it votes,
+  // else the first voter. With no slots at all a client that refreshed its topology here
+  // would have nowhere to send anything (node-redis 6 then fails every command and never
+  // asks again); with a nominal master its commands get -CLUSTERDOWN, or -MOVED to the real
+  // leader once one is known, and it asks again. CLUSTER INFO says cluster_state:fail.
+  if (master == raft::kNoNode) {
+    const auto& voters = st.conf.voters;
+    if (std::count(voters.begin(), voters.end(), options_.node_id) > 0) master = options_.node_id;
+    else if (!voters.empty()) master = *std::min_element(voters.begin(), voters.end());
+  }
   const bool leading = st.role == raft::Role::kLeader;
 
   ClusterTopology::Shard shard;

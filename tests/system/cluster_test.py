@@ -570,7 +570,22 @@ def case_topology(c):
     for n in w.acked:
         v = new.call("GET", "%s:%d" % (w.prefix, n))
         expect(v == str(n).encode(), "acknowledged write %s:%d lost (GET -> %r)" % (w.prefix, n, v))
-    print("topology: %s took over from %s; every node reported it" % (new, leader))
+    # A node restarted with no majority up knows no leader, yet still presents one master
+    # owning every slot (itself), so a cluster client that refreshes there gets -CLUSTERDOWN
+    # and asks again, instead of a topology with no slots.
+    for n in c.nodes:
+        n.kill()
+    alone = survivors[0]
+    alone.start()
+    slots = alone.call("CLUSTER", "SLOTS")
+    expect(len(slots) == 1 and slots[0][:2] == [0, 16383] and slots[0][2][1] == alone.client_port,
+           "CLUSTER SLOTS on %s with no leader known: %r" % (alone, slots))
+    info = alone.call("CLUSTER", "INFO")
+    expect(b"cluster_state:fail" in info, "CLUSTER INFO with no leader known: %r" % info)
+    reply = alone.call("SET", "%s:alone" % w.prefix, "x")
+    expect(isinstance(reply, resp.RespError) and reply.message.startswith("CLUSTERDOWN"),
+           "a cluster client's SET with no leader known: %r" % (reply,))
+    print("topology: %s took over from %s; every node reported it; alone, %s presents itself" % (new, leader, alone))
 
 
 def case_names(c):
