@@ -11,6 +11,7 @@
 //     static bool load(State& s, hmdb::Decoder& in, uint32_t version);  // and back, any version read
 //     // optional:
 //     static constexpr uint32_t kOldestSchemaVersion = 1;    // the oldest it still reads (default 1)
+//     static bool save_as(const State&, uint32_t version, Encoder&);  // an older version's layout
 //     static uint64_t digest(const State& s);                 // default: hash of save()
 //     static std::string info(const State& s);                // lines for INFO
 //     static std::optional<std::vector<std::string>> housekeeping(const State&, uint64_t now_ms);
@@ -227,6 +228,7 @@ HMDB_DETAIL_MEMBER_DETECTOR(info)
 HMDB_DETAIL_MEMBER_DETECTOR(housekeeping)
 HMDB_DETAIL_MEMBER_DETECTOR(prefetch)
 HMDB_DETAIL_MEMBER_DETECTOR(expiry_ms)
+HMDB_DETAIL_MEMBER_DETECTOR(save_as)
 #undef HMDB_DETAIL_MEMBER_DETECTOR
 
 struct MissingState {};  // stands in for a missing App::State, so that only the check fails
@@ -784,6 +786,12 @@ struct AppDefinition {
                 "hmdb app: the optional hook expiry_ms must be `static std::optional<uint64_t> expiry_ms(const State& "
                 "s, std::string_view key);`");
 
+  using SaveAsFn = bool(const State&, uint32_t, Encoder&);
+  static constexpr bool kSaveAs = detail::declares_save_as<App>() && detail::save_as_is<App, SaveAsFn>();
+  static_assert(!detail::declares_save_as<App>() || kSaveAs,
+                "hmdb app: the optional hook save_as must be `static bool save_as(const State& s, uint32_t version, "
+                "hmdb::Encoder& out);` (the state in an older version's snapshot layout; false if it cannot be)");
+
   static constexpr bool kRequiredOk = kHasState && kDefine && kSave && kLoad;
 };
 
@@ -908,6 +916,21 @@ class AppHost final : public StateMachine {
       enc.finish();
       return sink.digest();
     }
+  }
+
+  // At an older version: the hash of save_as(version), which is what an older binary's
+  // default digest hashes (its save()), if the app writes older layouts and hashes save().
+  std::optional<uint64_t> digest_at(uint32_t version) const override {
+    if (version == App::kSchemaVersion) return digest();
+    if constexpr (Definition::kSaveAs && !Definition::kDigest) {
+      if (!reads_schema_version(version)) return std::nullopt;
+      detail::HashSink sink;
+      Encoder enc(&sink);
+      if (!static_cast<typename Definition::SaveAsFn*>(&App::save_as)(state_, version, enc)) return std::nullopt;
+      enc.finish();
+      return sink.digest();
+    }
+    return std::nullopt;
   }
 
   std::string info() const override {

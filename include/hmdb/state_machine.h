@@ -179,6 +179,15 @@ class StateMachine {
   // overwhelming probability), independent of container iteration order.
   virtual uint64_t digest() const = 0;
 
+  // The digest a binary at schema version `version` computes for this state (what an older
+  // node holding the same data reports), so that nodes of two versions compare; nothing if
+  // this binary cannot express its state at that version. core::state_digest takes it at
+  // the active version.
+  virtual std::optional<uint64_t> digest_at(uint32_t version) const {
+    if (version == schema_version()) return digest();
+    return std::nullopt;
+  }
+
   // Human-readable statistics for INFO (e.g. "keys:12\r\n"), app-specific.
   virtual std::string info() const = 0;
 

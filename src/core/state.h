@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <fmt/format.h>
@@ -74,13 +75,36 @@ inline std::string unreadable_schema(const StateMachine& app, uint32_t version) 
                                                     : "start a binary that still reads that version");
 }
 
-// The state digest: the app's digest, combined with the request table's when the table holds
-// anything (so a node that never saw a tagged write has the app's digest, as before).
-inline uint64_t state_digest(const StateMachine& app, const RequestTable& requests) {
-  const uint64_t app_digest = app.digest();
-  if (requests.empty()) return app_digest;
-  const uint64_t both[2] = {app_digest, requests.digest()};
-  return XXH3_64bits(both, sizeof both);
+// A state digest and the app schema version it hashed the app's state at.
+struct StateDigest {
+  uint64_t value = 0;
+  uint32_t schema_version = 0;
+};
+
+// The state digest, comparable between nodes whose binaries are at different versions: the
+// app's digest at the active schema version (what every node that applies the log can
+// express: StateMachine::digest_at), or at this binary's newest when it cannot (then only
+// nodes of the same binary version compare: the result says which version). Combined with
+// the request table's when the table holds anything, and with the active version above 1
+// (so a node that never saw a tagged write or an activation has the app's digest, as before).
+inline StateDigest state_digest(const StateMachine& app, const RequestTable& requests) {
+  StateDigest d;
+  d.schema_version = app.active_schema_version();
+  std::optional<uint64_t> at = app.digest_at(d.schema_version);
+  if (!at) {
+    d.schema_version = app.schema_version();
+    at = app.digest();
+  }
+  d.value = *at;
+  if (!requests.empty()) {
+    const uint64_t both[2] = {d.value, requests.digest()};
+    d.value = XXH3_64bits(both, sizeof both);
+  }
+  if (app.active_schema_version() != kFirstSchemaVersion) {
+    const uint64_t both[2] = {d.value, app.active_schema_version()};
+    d.value = XXH3_64bits(both, sizeof both);
+  }
+  return d;
 }
 
 }  // namespace hmdb::core

@@ -409,7 +409,9 @@ core::ShellResult Node::cluster_local_or_change(Session& s, Args argv, uint64_t 
   if (iequals(sub, "MEMBERS") && argv.size() == 2) {
     r.bulk(members_text());
   } else if (iequals(sub, "DIGEST") && argv.size() == 2) {
-    r.bulk(fmt::format("{} {:016x}", replica_->applied_index(), core::state_digest(*app_, replica_->requests())));
+    // "<applied index> <digest> <schema version it was computed at>" (hmdb cluster digest).
+    const core::StateDigest d = core::state_digest(*app_, replica_->requests());
+    r.bulk(fmt::format("{} {:016x} {}", replica_->applied_index(), d.value, d.schema_version));
   } else if (iequals(sub, "FORWARDER") && argv.size() == 3) {
     // Another node's forwarding link (core/forwarder.h): its commands come from that node's
     // clients, whose order that node keeps; they are never forwarded again (one hop).
@@ -568,7 +570,11 @@ StatisticsSources Node::statistics_sources(bool with_digest) const {
   s.requests = replica_->requests().stats();
   if (transport_) s.peers = transport_->stats();
   s.app_info = app_->info();
-  if (with_digest) s.state_digest = core::state_digest(*app_, replica_->requests());
+  if (with_digest) {
+    const core::StateDigest d = core::state_digest(*app_, replica_->requests());
+    s.state_digest = d.value;
+    s.state_digest_schema_version = d.schema_version;
+  }
   return s;
 }
 

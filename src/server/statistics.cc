@@ -206,6 +206,9 @@ constexpr Statistic kStatistics[] = {
     // # Digest (only `INFO digest`: hashing a large state takes time on the event loop)
     {"state_digest", kDigest, kInfoOnly, "", "", "", "a hash, not a measurement; only collected for INFO digest",
      READ(s.state_digest ? fmt::format("{:016x}", *s.state_digest) : std::string())},
+    {"state_digest_schema_version", kDigest, kInfoOnly, "", "", "",
+     "the schema version the digest hashed the app's state at (core/state.h): digests compare at the same one",
+     READ(uint64_t{s.state_digest_schema_version})},
     {"applied_index", kDigest, kInfoOnly, "", "", "",
      "the replication section's applied_index again (hmdb_applied_index), next to the digest it belongs to",
      READ(s.applied_index)},

@@ -103,6 +103,7 @@ struct StatisticsSources {
   std::string app_info;
   // Only for `INFO digest` (hashing the state takes time on the event loop).
   std::optional<uint64_t> state_digest;
+  uint32_t state_digest_schema_version = 0;  // the app schema version it hashed the state at
 };
 
 // What the replication section and the peer lines call a raft role.

@@ -1385,7 +1385,7 @@ void Simulation::install_snapshot(Node& n, const raft::SnapshotMeta& m) {
     fail("snapshot-install", fmt::format("n{} cannot load snapshot {} ({} bytes staged)", n.id, m.index, data.size()));
     return;
   }
-  if (committed_[m.index].has_digest && committed_[m.index].digest != core::state_digest(*n.app, n.replica->requests())) {
+  if (committed_[m.index].has_digest && committed_[m.index].digest != core::state_digest(*n.app, n.replica->requests()).value) {
     fail("state-digest", fmt::format("n{} installed snapshot at {} whose state digest differs from the applied state there",
                                      n.id, m.index));
     return;
@@ -1613,7 +1613,7 @@ void NodeHost::applied(const raft::Entry& e) {
                        e.type == EntryType::kNormal ? fmt::format("batch of {}", commands)
                                                     : e.type == EntryType::kNoop ? "noop" : "conf change");
   });
-  uint64_t digest = core::state_digest(*n.app, n.replica->requests());
+  uint64_t digest = core::state_digest(*n.app, n.replica->requests()).value;
   CommittedRec& rec = sim.committed_[e.index];
   if (!rec.has_digest) {
     rec.has_digest = true;

@@ -327,15 +327,6 @@ int run_members(const ClusterArgs& args) {
   return 0;
 }
 
-// "<applied index> <hex digest>"
-bool parse_digest(const Reply& reply, uint64_t* index, std::string* digest) {
-  if (reply.type != '$' && reply.type != '+') return false;
-  const size_t space = reply.text.find(' ');
-  if (space == std::string::npos || !parse_uint64(std::string_view(reply.text).substr(0, space), index)) return false;
-  *digest = reply.text.substr(space + 1);
-  while (!digest->empty() && (digest->back() == '\n' || digest->back() == '\r')) digest->pop_back();
-  return !digest->empty();
-}
 
 int run_digest(const ClusterArgs& args) {
   std::vector<Member> members;
@@ -349,6 +340,7 @@ int run_digest(const ClusterArgs& args) {
   struct Row {
     uint64_t index = 0;
     std::string digest;
+    uint32_t version = 0;  // the schema version it hashed at (0: not said, an older hmdb)
     std::string error;
   };
   std::vector<Row> rows(members.size());
@@ -362,7 +354,7 @@ int run_digest(const ClusterArgs& args) {
       if (!ask(hp, {"CLUSTER", "DIGEST"}, kMemberQueryTimeoutMs, &reply, &row.error)) continue;
       if (reply.is_error())
         row.error = reply.text;
-      else if (!parse_digest(reply, &row.index, &row.digest))
+      else if (!parse_digest(reply, &row.index, &row.digest, &row.version))
         row.error = "unexpected reply: " + reply.text;
     }
     bool all_ok = true, same_index = true;
@@ -375,18 +367,20 @@ int run_digest(const ClusterArgs& args) {
     if (!all_ok || same_index || attempt >= kDigestAttempts) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(kDigestRetryMs));
   }
-  bool all_ok = true, same_index = true, same_digest = true;
+  bool all_ok = true, same_index = true, same_digest = true, same_version = true;
   for (size_t i = 0; i < members.size(); ++i) {
     const Row& row = rows[i];
     const std::string id = args.local ? "-" : std::to_string(members[i].id);  // --local: id unknown
     if (row.error.empty())
-      std::printf("%-4s %-21s applied %-10llu digest %s\n", id.c_str(), members[i].client_addr.c_str(),
-                  static_cast<unsigned long long>(row.index), row.digest.c_str());
+      std::printf("%-4s %-21s applied %-10llu digest %s at schema version %s\n", id.c_str(),
+                  members[i].client_addr.c_str(), static_cast<unsigned long long>(row.index), row.digest.c_str(),
+                  row.version ? std::to_string(row.version).c_str() : "?");
     else
       std::printf("%-4s %-21s error: %s\n", id.c_str(), members[i].client_addr.c_str(), row.error.c_str());
     all_ok = all_ok && row.error.empty();
     same_index = same_index && row.index == rows[0].index;
     same_digest = same_digest && row.digest == rows[0].digest;
+    same_version = same_version && row.version == rows[0].version;
   }
   if (args.local) return all_ok ? 0 : 1;
   if (!all_ok) {
@@ -397,12 +391,21 @@ int run_digest(const ClusterArgs& args) {
     std::printf("nodes are at different applied indexes (writes in flight?): cannot compare; try again\n");
     return 1;
   }
-  if (!same_digest) {
-    std::printf("DIVERGED: nodes at the same applied index hold different states\n");
+  if (!same_version) {
+    // A node hashes at the active schema version when its binary can express its state
+    // there, else at its own newest: these could not all do it at one version.
+    std::printf("not comparable: the nodes hashed their states at different schema versions (a binary that cannot "
+                "express its state at the active version hashes at its own)\n");
     return 1;
   }
-  std::printf("identical: %zu nodes at applied index %llu\n", members.size(),
-              static_cast<unsigned long long>(rows.empty() ? 0 : rows[0].index));
+  if (!same_digest) {
+    std::printf("DIVERGED: nodes at the same applied index hold different states (compared at schema version %s)\n",
+                rows[0].version ? std::to_string(rows[0].version).c_str() : "?");
+    return 1;
+  }
+  std::printf("identical: %zu nodes at applied index %llu, compared at schema version %s\n", members.size(),
+              static_cast<unsigned long long>(rows.empty() ? 0 : rows[0].index),
+              rows.empty() || !rows[0].version ? "?" : std::to_string(rows[0].version).c_str());
   return 0;
 }
 
@@ -647,6 +650,25 @@ std::string info_field(std::string_view info, std::string_view key) {
       return std::string(line.substr(key.size() + 1));
   }
   return {};
+}
+
+bool parse_digest(const Reply& reply, uint64_t* index, std::string* digest, uint32_t* version) {
+  if (reply.type != '$' && reply.type != '+') return false;
+  std::string_view text = reply.text;
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+  const size_t space = text.find(' ');
+  if (space == std::string_view::npos || !parse_uint64(text.substr(0, space), index)) return false;
+  text.remove_prefix(space + 1);
+  const size_t second = text.find(' ');
+  uint64_t v = 0;
+  *version = 0;  // an hmdb from before versions sends "<index> <digest>"
+  if (second != std::string_view::npos) {
+    if (!parse_uint64(text.substr(second + 1), &v) || v == 0 || v > UINT32_MAX) return false;
+    *version = static_cast<uint32_t>(v);
+    text = text.substr(0, second);
+  }
+  *digest = std::string(text);
+  return !digest->empty();
 }
 
 SchemaView schema_view_of(std::string_view info) {

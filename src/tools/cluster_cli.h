@@ -117,6 +117,10 @@ bool parse_members(std::string_view text, std::vector<Member>* out, std::string*
 // or empty.
 std::string info_field(std::string_view info, std::string_view key);
 
+// CLUSTER DIGEST's reply, "<applied index> <hex digest> <schema version>" (an hmdb from
+// before versions leaves the version out: *version is then 0).
+bool parse_digest(const Reply& reply, uint64_t* index, std::string* digest, uint32_t* version);
+
 // A member's schema versions as its INFO server section gives them.
 struct SchemaView {
   bool known = false;  // it answered

@@ -307,6 +307,7 @@ StatisticsSources distinct_sources() {
   s.shell.slow_turns = 53;
   s.app_info = "keys:20\r\nexpires:0\r\n";
   s.state_digest = 0xaeedab0f2be9573f;
+  s.state_digest_schema_version = 2;
   return s;
 }
 
@@ -432,7 +433,7 @@ TEST(InfoText, IsTheTextInfoPrintedBefore) {
     EXPECT_EQ(info(s, section), golden_section(std::string("# ") + section + "\r\n")) << section;
   EXPECT_EQ(info(s, "replication"), golden_section("# Replication\r\n"));
   EXPECT_EQ(info(s, "keyspace"), golden_section("# App\r\n"));
-  EXPECT_EQ(info(s, "digest"), "# Digest\r\nstate_digest:aeedab0f2be9573f\r\napplied_index:1020\r\n\r\n");
+  EXPECT_EQ(info(s, "digest"), "# Digest\r\nstate_digest:aeedab0f2be9573f\r\nstate_digest_schema_version:2\r\napplied_index:1020\r\n\r\n");
   EXPECT_EQ(info(s, "nonsense"), "");
   // One section's lines alone, without its header.
   std::string replication = golden_section("# Replication\r\n");

@@ -132,6 +132,7 @@ class Node:
         self.starts = 0
         self.log_path = None
         self.paused = False
+        self.binary = None  # this node's server binary, if not the cluster's (mixed versions)
         # (exit code, log tail) of a run that ended without us killing or stopping it,
         # noticed when we went to kill or stop it; Cluster.check_alive() reports it.
         self.unexpected_exit = None
@@ -159,7 +160,7 @@ class Node:
 
     def command(self):
         c = self.cluster
-        return [c.binary, "serve", "--node-id", str(self.id), "--bind", self.ip,
+        return [self.binary or c.binary, "serve", "--node-id", str(self.id), "--bind", self.ip,
                 "--port", str(self.client_port), "--peer-addr", self.peer_addr,
                 "--initial-cluster", c.initial_cluster(), "--cluster-id", c.cluster_id,
                 "--dir", self.data_dir, "--durability", c.durability] + list(c.server_args)
@@ -278,14 +279,15 @@ class Node:
         return parse_info(reply)
 
     def digest(self):
-        """CLUSTER DIGEST -> (applied index, hex digest)."""
+        """CLUSTER DIGEST -> (applied index, hex digest); the schema version it was computed
+        at (the third word) is compared with the digest, so it joins it."""
         reply = self.call("CLUSTER", "DIGEST")
         if not isinstance(reply, bytes):
             raise harness.TestFailure("%s: CLUSTER DIGEST answered %r" % (self, reply))
         parts = reply.decode().split()
-        if len(parts) != 2:
+        if len(parts) != 3:
             raise harness.TestFailure("%s: CLUSTER DIGEST answered %r" % (self, reply))
-        return int(parts[0]), parts[1]
+        return int(parts[0]), parts[1] + "@" + parts[2]
 
     def log(self):
         if not self.log_path or not os.path.exists(self.log_path):

@@ -312,6 +312,27 @@ int parse(std::vector<std::string> words, ClusterArgs* out) {
   return parse_cluster_args(static_cast<int>(argv.size()), argv.data(), out);
 }
 
+TEST(ParseDigest, IndexDigestAndTheVersionItWasComputedAt) {
+  Reply r;
+  r.type = '$';
+  r.text = "1020 aeedab0f2be9573f 2";
+  uint64_t index = 0;
+  std::string digest;
+  uint32_t version = 9;
+  ASSERT_TRUE(parse_digest(r, &index, &digest, &version));
+  EXPECT_EQ(index, 1020u);
+  EXPECT_EQ(digest, "aeedab0f2be9573f");
+  EXPECT_EQ(version, 2u);
+  r.text = "7 00ff\r\n";  // an hmdb from before versions
+  ASSERT_TRUE(parse_digest(r, &index, &digest, &version));
+  EXPECT_EQ(digest, "00ff");
+  EXPECT_EQ(version, 0u);
+  for (const char* bad : {"", "7", "x 00ff 1", "7 00ff 0", "7 00ff v2", "7 00ff 4294967296"}) {
+    r.text = bad;
+    EXPECT_FALSE(parse_digest(r, &index, &digest, &version)) << bad;
+  }
+}
+
 TEST(Schema, AMembersVersionsFromItsInfo) {
   SchemaView v = schema_view_of("# Server\r\napp:ledger\r\nschema_version:3\r\nschema_version_oldest:2\r\n"
                                 "schema_version_active:2\r\n");
