@@ -79,6 +79,7 @@ inline std::string unreadable_schema(const StateMachine& app, uint32_t version) 
 struct StateDigest {
   uint64_t value = 0;
   uint32_t schema_version = 0;
+  bool operator==(const StateDigest&) const = default;
 };
 
 // The state digest, comparable between nodes whose binaries are at different versions: the
