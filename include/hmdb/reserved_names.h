@@ -23,7 +23,13 @@ namespace hmdb {
 inline constexpr std::string_view kShellCommandNames[] = {
     "PING",    "ECHO",   "QUIT",     "SELECT",   "HELLO", "AUTH", "CLIENT",   "COMMAND",
     "CONFIG",  "INFO",   "SNAPSHOT", "BGSAVE",   "SAVE",  "READONLY", "READWRITE", "CLUSTER",
+    "RESET",   "SUBSCRIBE", "PSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "PUBSUB",
+    "HMDB.SUBSCRIBE", "HMDB.PSUBSCRIBE",
 };
+
+// Writes the engine logs and applies itself, for every app: pub/sub's PUBLISH
+// (core/pubsub.h, docs/subscriptions.md).
+inline constexpr std::string_view kEngineWriteNames[] = {"PUBLISH"};
 
 // Transactions, which the engine runs for every app (core/replica.cc, core/transaction.h).
 inline constexpr std::string_view kTransactionCommandNames[] = {"MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH"};
@@ -42,6 +48,10 @@ inline std::string reserved_command_reason(std::string_view upper) {
   for (std::string_view n : kShellCommandNames)
     if (n == upper)
       return "the server answers " + std::string(n) + " itself, before any app command, so the app's would never run";
+  for (std::string_view n : kEngineWriteNames)
+    if (n == upper)
+      return "the engine logs and applies " + std::string(n) + " itself (pub/sub), for every app, so the app's would "
+             "never run";
   for (std::string_view n : kTransactionCommandNames)
     if (n == upper)
       return "the engine runs transactions (MULTI, EXEC, DISCARD, WATCH, UNWATCH) for every app, so the app's " +

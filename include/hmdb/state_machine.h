@@ -43,6 +43,39 @@ class KeyChanges {
   virtual void all_changed() = 0;
 };
 
+// Redis' keyspace notification classes (notify-keyspace-events), for
+// ApplyContext::keyspace_event: which kind of key an event is about. The values are Redis'.
+namespace keyspace {
+inline constexpr uint32_t kGeneric = 1u << 2;  // g: DEL, EXPIRE, RENAME, ... on any type
+inline constexpr uint32_t kString = 1u << 3;   // $
+inline constexpr uint32_t kList = 1u << 4;     // l
+inline constexpr uint32_t kSet = 1u << 5;      // s
+inline constexpr uint32_t kHash = 1u << 6;     // h
+inline constexpr uint32_t kZset = 1u << 7;     // z
+inline constexpr uint32_t kExpired = 1u << 8;  // x: a key deleted because it expired
+inline constexpr uint32_t kEvicted = 1u << 9;  // e
+inline constexpr uint32_t kStream = 1u << 10;  // t
+inline constexpr uint32_t kModule = 1u << 13;  // d
+inline constexpr uint32_t kNewKey = 1u << 14;  // n
+}  // namespace keyspace
+
+// Told of the events a write emits (docs/subscriptions.md): messages on channels, delivered
+// to subscribers on every node once the entry is committed, each at a position (the entry's
+// index and the event's ordinal in it). Deterministic like the rest of apply: the same entry
+// must emit the same events in the same order on every node. How many subscribers there
+// are is not the app's to know (it differs per node).
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  // One message on `channel`.
+  virtual void publish(std::string_view channel, std::string_view message) = 0;
+  // A Redis keyspace notification: `event` ("set", "del", "expired", ...) happened to
+  // `key`, of class `type` (keyspace::). It becomes the messages Redis sends on
+  // __keyspace@0__:<key> and __keyevent@0__:<event>, if this node's notify-keyspace-events
+  // setting asks for them; its positions are taken whether or not they are sent.
+  virtual void keyspace_event(uint32_t type, std::string_view event, std::string_view key) = 0;
+};
+
 // What apply() may know beyond the command's arguments. All of it is in the log entry.
 struct ApplyContext {
   uint64_t now_ms = 0;          // leader's wall clock when it built the batch, ms since epoch
@@ -51,6 +84,16 @@ struct ApplyContext {
   // of the app defines (an app at a newer version applies it through its version history).
   uint32_t schema_version = kFirstSchemaVersion;
   KeyChanges* changes = nullptr;  // null when nobody listens (a follower, recovery)
+  EventSink* events = nullptr;    // null when events are not wanted (app tests)
+
+  // Events (docs/subscriptions.md): a message on a channel, or a Redis keyspace
+  // notification. Deterministic: emitted in the same order on every node.
+  void publish(std::string_view channel, std::string_view message) const {
+    if (events) events->publish(channel, message);
+  }
+  void keyspace_event(uint32_t type, std::string_view event, std::string_view key) const {
+    if (events) events->keyspace_event(type, event, key);
+  }
 
   // A command whose KeySpec says reports_more calls these for what it changed beyond its
   // named keys (kv's HMDB.EXPIRE: each key it deletes; FLUSHALL: everything). Deterministic

@@ -47,7 +47,7 @@ void answer_repeat(const RequestTable::Entry& first, const BatchStep& step, std:
 }  // namespace
 
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
-                        ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes, RequestTable* requests) {
+                        ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes, RequestTable* requests, PubSub* events) {
   ApplyResult result;
   result.schema_version = schema_version;
   if (!app.reads_schema_version(schema_version)) [[unlikely]] {
@@ -76,6 +76,7 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
   ctx.index = index;
   ctx.schema_version = schema_version;
   ctx.changes = changes;
+  ctx.events = events;
   // Eviction by age, in the leader's time of this batch: the same on every node.
   if (requests && !requests->empty()) requests->expire(ctx.now_ms);
   auto hint = [&]() {
@@ -89,7 +90,10 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
       to.out = &scratch.dropped_reply;
     }
     Reply reply(to.out, to.protocol);
-    if (!app.apply(argv, ctx, reply, &scratch.why)) [[unlikely]] {
+    if (is_publish(argv)) [[unlikely]] {
+      // The engine's own write: one event; the reply is this node's receivers, as in Redis.
+      reply.integer(events ? events->publish_command(argv[1], argv[2]) : 0);
+    } else if (!app.apply(argv, ctx, reply, &scratch.why)) [[unlikely]] {
       result.status = ApplyStatus::kDiverged;
       result.divergence = fmt::format("its command {} ({}, {} words) does not apply under schema version {}: {}",
                                       result.commands + 1, printable(argv[0]), argv.size(), schema_version,

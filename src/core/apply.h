@@ -17,6 +17,7 @@
 
 #include "core/batch.h"
 #include "core/request_table.h"
+#include "core/pubsub.h"
 #include "hmdb/state_machine.h"
 
 namespace hmdb::core {
@@ -98,8 +99,12 @@ struct ApplyResult {
 // protocol and recorded. A tagged group is the EXEC of a transaction of writes: its reply,
 // the array of its writes' replies, is built here (the sink's group_position is not called).
 // Null: tags are ignored (every item applies; tests of apps, the simulator's planted bug).
+//
+// events gets the entry's events (ApplyContext::events) and applies PUBLISH, the engine's
+// own write (core/pubsub.h); the caller has begun the entry there. Null: no events, and
+// PUBLISH answers 0 receivers.
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
                         ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes = nullptr,
-                        RequestTable* requests = nullptr);
+                        RequestTable* requests = nullptr, PubSub* events = nullptr);
 
 }  // namespace hmdb::core

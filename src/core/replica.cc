@@ -35,7 +35,7 @@ constexpr std::string_view kTransferringReply = "-TRYAGAIN leadership transfer i
 }  // namespace
 
 Replica::Replica(raft::Raft& raft, StateMachine& app, ReplicaHost& host, Options options)
-    : raft_(raft), app_(app), host_(host), options_(options) {
+    : raft_(raft), app_(app), host_(host), options_(options), pubsub_(*this, options.events) {
   last_role_ = raft_.role();
   if (leader()) watch_.start(raft_.status().last_index);
   membership_changed();
@@ -54,6 +54,7 @@ void Replica::membership_changed() { voters_ = raft_.status().conf.voters.size()
 CommandClass Replica::classify(Args argv) const {
   const CommandClass shell = host_.shell_command_class(argv);
   if (shell != CommandClass::kUnknown) return shell;
+  if (is_publish_name(argv[0])) [[unlikely]] return CommandClass::kAppWrite;  // the engine's own write
   switch (app_.kind(argv[0])) {
     case CommandKind::kWrite: return CommandClass::kAppWrite;
     case CommandKind::kQuery: return CommandClass::kAppQuery;
@@ -61,6 +62,20 @@ CommandClass Replica::classify(Args argv) const {
   }
   return CommandClass::kUnknown;
 }
+
+bool Replica::validate_write(Args argv, std::string* error, KeySpec* keys) const {
+  if (is_publish_name(argv[0])) [[unlikely]] {
+    if (argv.size() != 3) {
+      *error = wrong_arity(argv[0]);
+      return false;
+    }
+    *keys = KeySpec::none();  // it changes no key (WATCH is not about channels)
+    return true;
+  }
+  return app_.validate(argv, error, keys);
+}
+
+int Replica::write_arity(std::string_view name) const { return is_publish_name(name) ? 3 : app_.arity(name); }
 
 NodeView Replica::node_view() const {
   return NodeView{options_.clustered, leader(), reads_need_index()};
@@ -102,9 +117,14 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
     q.push(Kind::kDeferred, argv);
     return true;  // nothing finished: no drain needed
   }
+  if (s.subscriber && s.protocol == Protocol::kResp2 && s.subscriber->count() > 0) [[unlikely]] {
+    if (refused_while_subscribed(s, argv, held)) return true;
+  }
   // MULTI, EXEC, DISCARD, WATCH, UNWATCH have 4, 5 or 7 letters, HMDB.REQ 8: most commands
   // skip this.
   const size_t name_bytes = argv[0].size();
+  // RESET ends an open transaction at once, as in Redis (the shell's RESET does the rest).
+  if (name_bytes == 5 && s.transaction.multi && iequals(argv[0], "RESET")) [[unlikely]] s.transaction.reset();
   if (s.transaction.multi || name_bytes == 4 || name_bytes == 5 || name_bytes == 7 || name_bytes == 8) [[unlikely]] {
     if (is_request(argv)) return serve_request(s, argv, held);
     bool stays_held = false;
@@ -152,7 +172,7 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
     case Route::kWrite: {
       std::string error;
       KeySpec keys;
-      if (!app_.validate(argv, &error, &keys)) {
+      if (!validate_write(argv, &error, &keys)) {
         Reply(finished_reply(q, held)).error(error);
         break;
       }
@@ -273,6 +293,18 @@ constexpr std::string_view kOkReply = "+OK\r\n";
 constexpr std::string_view kExecAbortReply = "-EXECABORT Transaction discarded because of previous errors.\r\n";
 
 }  // namespace
+
+bool Replica::refused_while_subscribed(ClientSession& s, Args argv, std::optional<uint64_t> held) {
+  // Redis 7: a RESP2 connection with subscriptions reads pushes, not replies, so it may only
+  // (un)subscribe, PING, QUIT and RESET. Unknown commands get their usual error.
+  if (PubSub::allowed_when_subscribed(argv[0])) return false;
+  if (transaction_name(argv[0]) == TransactionName::kNone && classify(argv) == CommandClass::kUnknown) return false;
+  Reply(finished_reply(s.replies, held))
+      .error("ERR Can't execute '" + lowercase(argv[0].substr(0, 128)) +
+             "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context");
+  if (!held) mark_drain(s);
+  return true;
+}
 
 bool Replica::serve_transaction(ClientSession& s, Args argv, std::optional<uint64_t> held, bool* stays_held,
                                 const RequestCommand* request) {
@@ -413,7 +445,7 @@ void Replica::queue_in_transaction(ClientSession& s, Args argv, std::string* out
       break;
     case CommandClass::kAppWrite:
     case CommandClass::kAppQuery: {
-      if (!arity_ok(app_.arity(argv[0]), argv.size())) {
+      if (!arity_ok(write_arity(argv[0]), argv.size())) {
         std::string e;
         Reply(&e).error(wrong_arity(argv[0]));
         refuse(e);
@@ -427,11 +459,11 @@ void Replica::queue_in_transaction(ClientSession& s, Args argv, std::string* out
         refuse(redirect_reply(argv));
         return;
       }
-      if (app_.kind(argv[0]) == CommandKind::kQuery) {
+      if (cls == CommandClass::kAppQuery) {
         c.kind = QueuedCommand::Kind::kQuery;
       } else {
         std::string error;
-        if (app_.validate(argv, &error, &c.keys)) {
+        if (validate_write(argv, &error, &c.keys)) {
           c.kind = QueuedCommand::Kind::kWrite;
           // Its words mean what the active version says: EXEC logs them under it or not at all.
           const uint32_t v = app_.active_schema_version();
@@ -775,6 +807,7 @@ void Replica::end_turn() {
   propose();
   start_reads();
   drive();  // ends by running the reads whose index is applied
+  pubsub_.pump();  // catching-up subscribers with room get their next retained events
   drain();
 }
 
@@ -797,6 +830,7 @@ void Replica::drive() {
       host_.install_snapshot(*installed);
       applied_index_ = installed->index;
       applied_term_ = installed->term;
+      pubsub_.reset_at(installed->index);  // events between were never seen here: subscriptions end
     }
     // Proposals of ours that this Ready removes from the log (a new leader's entries replace
     // them, or a snapshot replaces the whole log) end now: their clients learn at once that
@@ -864,15 +898,21 @@ void Replica::apply_entry(const raft::Entry& e) {
       changes = &watch_;
     }
     RequestTable* requests = options_.bugs.forget_request_ids ? nullptr : &requests_;  // PLANTED BUG
-    const ApplyResult r =
-        apply_batch(app_, e.data, e.index, e.schema_version, ours ? &sink : nullptr, apply_scratch_, changes, requests);
+    pubsub_.begin_entry(e.index, e.term);
+    const ApplyResult r = apply_batch(app_, e.data, e.index, e.schema_version, ours ? &sink : nullptr, apply_scratch_,
+                                      changes, requests, &pubsub_);
+    pubsub_.end_entry();
     if (r.status != ApplyStatus::kOk) {
       host_.apply_failed(e, r);
       return;
     }
     HMDB_ASSERT(!ours || r.items == ours->slots.size(), "batch at index %llu has %zu items, %zu waiters",
                 static_cast<unsigned long long>(e.index), r.items, ours->slots.size());
-  } else if (ours) {
+  } else {
+    pubsub_.begin_entry(e.index, e.term);  // no events: positions move past it
+    pubsub_.end_entry();
+  }
+  if (e.type != raft::EntryType::kNormal && ours) {
     // A membership change proposed by CLUSTER ADDLEARNER/PROMOTE/REMOVE: committed.
     for (ReplySlot slot : ours->slots)
       if (slot.session != 0) answer_slot(slot, Kind::kWaitingWrite, "+OK\r\n");

@@ -33,6 +33,7 @@
 
 #include "core/apply.h"
 #include "core/batch.h"
+#include "core/pubsub.h"
 #include "core/read_index.h"
 #include "core/reply_queue.h"
 #include "core/request.h"
@@ -77,6 +78,7 @@ struct ClientSession {
   // change the protocol there); 0: none. A tagged write waits while it has not run: its
   // reply is rendered, and kept for retries, in the protocol it names in the log.
   uint64_t shell_at_apply_end = 0;
+  std::unique_ptr<Subscriber> subscriber;  // SUBSCRIBE ... (core/pubsub.h); null until the first
 };
 
 // A write validated under a newer active schema version than the writes still waiting to
@@ -100,6 +102,10 @@ class ReplicaHost {
   virtual ClientSession* session(uint64_t id) = 0;
   // s.replies.out() grew, or s has no pending slot left: send, or go on reading.
   virtual void replies_ready(ClientSession& s) = 0;
+  // Bytes of s.replies.out() its socket has not taken yet (pub/sub bounds a subscriber's).
+  virtual uint64_t unsent_bytes(const ClientSession& s) const { return s.replies.out().size(); }
+  // s's subscriptions ended with an error (core/pubsub.h): close it once its output is sent.
+  virtual void close_after_replies(ClientSession& s) { (void)s; }
 
   // ---- the shell's own commands (PING, INFO, CLUSTER ..., SNAPSHOT, ...) ----
   // kShellLocal or kShellBarrier for a command the shell answers itself, kUnknown otherwise
@@ -153,10 +159,11 @@ class ReplicaHost {
   }
 };
 
-class Replica {
+class Replica final : private PubSubHost {
  public:
   struct Options {
     bool clustered = false;
+    PubSub::Options events;  // live updates: retention and subscribers' bounds (core/pubsub.h)
     // The host forwards a plain client's app commands to the leader (ReplicaHost::forward)
     // instead of answering -MOVED (route.h, kForward).
     bool forward = false;
@@ -212,6 +219,11 @@ class Replica {
   }
   // A reply the shell writes itself into slot `seq` of s, which waits as `expected`.
   void finish(uint64_t session, uint64_t seq, ReplyQueue::Kind expected, std::string_view reply);
+  // s is closing: what it subscribed to goes (call before it is gone from host.session()).
+  void session_closed(ClientSession& s) { pubsub_.forget(s); }
+  // Live updates (core/pubsub.h): the shell's pub/sub commands, settings and statistics.
+  PubSub& pubsub() { return pubsub_; }
+  const PubSub& pubsub() const { return pubsub_; }
 
   // ---- for the shell's CLUSTER commands ----
   // Proposes a membership change; on success slot (session, seq) waits for it to apply.
@@ -235,6 +247,7 @@ class Replica {
   void set_applied(raft::Index index, raft::Term term) {
     applied_index_ = index;
     applied_term_ = term;
+    pubsub_.reset_at(index);
   }
 
   // -MOVED <slot of argv[1]> to the leader's client address (slot 0 without a key), or
@@ -263,7 +276,18 @@ class Replica {
   void reset_stats() { stats_ = Stats{}; }
 
  private:
+  // ---- PubSubHost ----
+  ClientSession* session(uint64_t id) override { return host_.session(id); }
+  uint64_t unsent_bytes(const ClientSession& s) override { return host_.unsent_bytes(s); }
+  void output_grew(ClientSession& s) override { mark_drain(s); }
+  void close_after_output(ClientSession& s) override { host_.close_after_replies(s); }
+
   CommandClass classify(Args argv) const;
+  // A write's checks before it is batched: the app's, or the engine's for PUBLISH.
+  bool validate_write(Args argv, std::string* error, KeySpec* keys) const;
+  int write_arity(std::string_view name) const;
+  // A RESP2 session with subscriptions sent a command Redis refuses in that state: answered.
+  bool refused_while_subscribed(ClientSession& s, Args argv, std::optional<uint64_t> held);
   NodeView node_view() const;
   // MULTI, EXEC, DISCARD, WATCH, UNWATCH, and every command between MULTI and EXEC.
   // Returns true if it served the command (false: not a transaction command).
@@ -364,6 +388,7 @@ class Replica {
   ApplyScratch apply_scratch_;
   std::vector<std::string_view> words_scratch_;
   RequestTable requests_;
+  PubSub pubsub_;
 };
 
 }  // namespace hmdb::core

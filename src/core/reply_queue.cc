@@ -58,7 +58,12 @@ void ReplyQueue::finish(uint64_t seq, Kind expected) {
 bool ReplyQueue::flush_done() {
   bool grew = false;
   while (!slots_.empty() && slots_.front().kind == Kind::kDone) {
-    out_.append(slots_.front().reply);
+    Slot& front = slots_.front();
+    out_.append(front.reply);
+    if (!front.after.empty()) [[unlikely]] {
+      out_.append(front.after);
+      held_message_bytes_ -= front.after.size();
+    }
     slots_.pop_front();
     base_seq_++;
     grew = true;

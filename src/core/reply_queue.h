@@ -49,6 +49,7 @@ class ReplyQueue {
     Kind kind = Kind::kDone;
     std::string reply;              // kDone: the RESP reply; kWaitingWrite: filled by apply
     std::vector<std::string> argv;  // kDeferred, kQueryAtApply, kWaitingRead: the command
+    std::string after;              // pub/sub messages that leave right after the reply
   };
 
   // True when no slot is pending: a reply written now may go straight to out().
@@ -66,6 +67,20 @@ class ReplyQueue {
     }
     return &slots_[index_of(push(Kind::kDone))].reply;
   }
+  // A message that is no reply (a pub/sub message, core/pubsub.h): it leaves after the replies
+  // of every command received so far, as Redis sends it: into out() when nothing is pending,
+  // else right after the last pending slot's reply.
+  void append_message(std::string_view bytes) {
+    if (slots_.empty()) {
+      out_.append(bytes);
+      return;
+    }
+    slots_.back().after.append(bytes);
+    held_message_bytes_ += bytes.size();
+  }
+  // Bytes of messages waiting behind pending replies (not yet in out()).
+  uint64_t held_message_bytes() const { return held_message_bytes_; }
+
   // A new slot for the next command. `argv` is kept for the kinds that run it later.
   uint64_t push(Kind kind, Args argv = {});
 
@@ -103,6 +118,7 @@ class ReplyQueue {
   uint64_t waiting_reads_ = 0;
   uint64_t deferred_ = 0;
   uint64_t waiting_forwards_ = 0;
+  uint64_t held_message_bytes_ = 0;
   std::string out_;
 };
 

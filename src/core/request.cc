@@ -66,6 +66,9 @@ bool Replica::serve_request(ClientSession& s, Args argv, std::optional<uint64_t>
   }
   if (t.multi) return refuse("ERR HMDB.REQ inside MULTI tags nothing: tag the transaction with HMDB.REQ <id> EXEC");
   if (is_transaction_command(request.command[0])) return refuse("ERR HMDB.REQ tags an app write, or EXEC");
+  // A PUBLISH's reply is the receivers on the node that applied it: the request table, the same
+  // on every node, cannot keep it. (Put an id in the message instead: docs/subscriptions.md.)
+  if (is_publish_name(request.command[0])) return refuse("ERR HMDB.REQ cannot tag PUBLISH: its reply differs from node to node");
   const CommandClass cls = classify(request.command);
   switch (cls) {
     case CommandClass::kAppWrite: break;
@@ -133,9 +136,12 @@ bool Replica::refuse_tagged_exec(ClientSession& s, std::optional<uint64_t> held)
   SessionTransaction& t = s.transaction;
   const char* why = nullptr;
   if (!t.queued.watched.empty()) why = "a transaction with a request id may not WATCH";
-  for (const QueuedCommand& c : t.queued.commands)
+  for (const QueuedCommand& c : t.queued.commands) {
     if (!why && c.kind != QueuedCommand::Kind::kWrite)
       why = "a transaction with a request id may hold only writes that are valid when queued";
+    if (!why && is_publish_name(c.argv[0]))
+      why = "a transaction with a request id may not PUBLISH (its reply differs from node to node)";
+  }
   if (!why) return false;
   Reply(finished_reply(s.replies, held)).error(std::string("EXECABORT Transaction discarded because of: ") + why);
   t.reset();

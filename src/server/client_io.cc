@@ -98,6 +98,16 @@ void Node::replies_ready(core::ClientSession& c) {
   if (s->input_stalled) schedule_read(*s);
 }
 
+uint64_t Node::unsent_bytes(const core::ClientSession& c) const {
+  return static_cast<const Session*>(c.owner)->unsent();
+}
+
+void Node::close_after_replies(core::ClientSession& c) {
+  Session* s = static_cast<Session*>(c.owner);
+  s->close_after_reply = true;  // nothing more is read; flush_session closes it once all is sent
+  schedule_flush(*s);
+}
+
 bool Node::session_paused(const Session& s) const {
   return s.close_after_reply || s.pending() >= kClientPendingCommandsMax || s.unsent() >= kClientOutputPauseBytes;
 }
@@ -320,6 +330,7 @@ void Node::close_session(uint64_t id) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
   ::close(it->second->fd);  // also removes it from epoll
+  replica_->session_closed(it->second->client);  // its subscriptions go
   sessions_.erase(it);      // waiters naming this id find nothing and drop the reply
   if (forwarder_) forwarder_->session_closed(id);  // what it had not forwarded yet is dropped
 }

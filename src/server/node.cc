@@ -210,7 +210,7 @@ int Node::run(int signal_fd) {
     // Sleep in epoll only if nothing can progress without an event.
     const uint64_t next = std::min(next_tick_ms_, next_raft_tick_ms_);
     timeout_ms = static_cast<int>(std::min<uint64_t>(kTickMs, next > monotonic_ms() ? next - monotonic_ms() : 0));
-    if (!replica_->idle()) timeout_ms = 0;
+    if (!replica_->idle() || replica_->pubsub().pump_ready()) timeout_ms = 0;
     if (!draining_ && !paused()) {
       for (uint64_t id : active_) {
         Session* s = find_session(id);

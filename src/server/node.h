@@ -108,6 +108,8 @@ class Node final : private core::ReplicaHost, private core::ForwardHost {
   // ---- core::ReplicaHost (node.cc, shell_commands.cc, cluster.cc, snapshot.cc) ----
   core::ClientSession* session(uint64_t id) override;
   void replies_ready(core::ClientSession& s) override;
+  uint64_t unsent_bytes(const core::ClientSession& s) const override;
+  void close_after_replies(core::ClientSession& s) override;
   core::CommandClass shell_command_class(Args argv) const override;
   core::ShellResult run_shell_command(core::ClientSession& s, Args argv, uint64_t seq, std::string* out) override;
   void start_snapshot() override;
@@ -182,6 +184,8 @@ class Node final : private core::ReplicaHost, private core::ForwardHost {
   core::ShellResult hello_command(Session& s, Args argv, std::string* out);
   core::ShellResult client_command(Session& s, Args argv, std::string* out);
   core::ShellResult config_command(Session& s, Args argv, std::string* out);
+  core::ShellResult reset_command(Session& s, std::string* out);
+  static core::ShellResult pubsub_entry(Node& n, Session& s, Args argv, uint64_t seq, std::string* out);
   core::ShellResult cluster_local_or_change(Session& s, Args argv, uint64_t seq, std::string* out);
   // CLUSTER SLOTS|SHARDS|NODES|INFO|MYID|MYSHARDID|KEYSLOT|COUNTKEYSINSLOT|GETKEYSINSLOT: what
   // Redis Cluster clients ask (cluster_topology.h).

@@ -9,6 +9,7 @@
 
 #include "common/status.h"
 #include "common/text.h"
+#include "core/pubsub.h"
 #include "net/resp.h"
 
 namespace hmdb::server {
@@ -32,6 +33,10 @@ struct ServerOptions {
   uint64_t max_bulk_bytes = net::kDefaultMaxBulkBytes;
   uint64_t max_clients = 10000;
   uint16_t metrics_port = 0;  // Prometheus endpoint on bind:metrics_port (server/metrics.h); 0: off
+  // Live updates (docs/subscriptions.md): events kept for resuming subscribers, and the
+  // unsent bytes past which a subscriber's subscriptions end.
+  uint64_t events_retain_bytes = core::kEventsRetainBytesDefault;
+  uint64_t subscriber_output_bytes = core::kSubscriberOutputBytesDefault;
 
   // ---- cluster (docs/cluster.md) ----
   uint64_t node_id = 1;

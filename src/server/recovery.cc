@@ -144,6 +144,8 @@ Status Node::recover(int* exit_code) {
   core::Replica::Options replica_options;
   replica_options.clustered = clustered;
   replica_options.forward = clustered;  // a follower forwards plain clients' commands (cluster.cc)
+  replica_options.events.retain_bytes = options_.events_retain_bytes;
+  replica_options.events.subscriber_output_bytes = options_.subscriber_output_bytes;
   replica_ = std::make_unique<core::Replica>(*raft_, *app_, static_cast<core::ReplicaHost&>(*this), replica_options);
   replica_->set_applied(after, after_term);
   replica_->requests() = std::move(requests);

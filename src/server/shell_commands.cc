@@ -1,6 +1,7 @@
 // server/shell_commands.cc — the commands the shell answers itself, as one table:
-// PING ECHO QUIT SELECT HELLO AUTH CLIENT COMMAND CONFIG INFO READONLY READWRITE CLUSTER
-// SNAPSHOT SAVE BGSAVE.
+// PING ECHO QUIT RESET SELECT HELLO AUTH CLIENT COMMAND CONFIG INFO READONLY READWRITE CLUSTER
+// SNAPSHOT SAVE BGSAVE, and pub/sub's SUBSCRIBE PSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE
+// HMDB.SUBSCRIBE HMDB.PSUBSCRIBE PUBSUB (core/pubsub.h runs them; PUBLISH is a write).
 //
 // They come before the app's commands (an app cannot shadow them) and are looked up like
 // the app's (hmdb::detail::NameIndex). Each entry says how the replica routes it: a local
@@ -108,11 +109,20 @@ const Node::ShellTable& Node::shell_table() {
   static auto always = [](Args) { return true; };
   static const ShellTable table(std::vector<ShellCommand>{
       {shell_name("PING"), -1, never,
-       [](Node&, Session&, Args argv, uint64_t, std::string* out) {
+       [](Node&, Session& s, Args argv, uint64_t, std::string* out) {
          Reply r(out);
-         if (argv.size() == 1) r.status("PONG");
-         else if (argv.size() == 2) r.bulk(argv[1]);
-         else r.error(wrong_arity(argv[0]));
+         if (argv.size() > 2) {
+           r.error(wrong_arity(argv[0]));
+         } else if (s.client.subscriber && s.client.subscriber->count() > 0 && s.client.protocol == Protocol::kResp2) {
+           // Redis: a RESP2 subscriber reads pushes, so PING's reply is one too.
+           r.array(2);
+           r.bulk("pong");
+           r.bulk(argv.size() == 2 ? argv[1] : std::string_view());
+         } else if (argv.size() == 1) {
+           r.status("PONG");
+         } else {
+           r.bulk(argv[1]);
+         }
          return R::kReplied;
        }},
       {shell_name("ECHO"), 2, never,
@@ -126,6 +136,17 @@ const Node::ShellTable& Node::shell_table() {
          s.close_after_reply = true;
          return R::kReplied;
        }},
+      {shell_name("RESET"), 1, never, [](Node& n, Session& s, Args, uint64_t, std::string* out) { return n.reset_command(s, out); }},
+      // Pub/sub (core/pubsub.h). Subscribing and unsubscribing wait for the session's earlier
+      // commands (barriers), so that what it sends after them is checked in their light
+      // (a RESP2 subscriber may only send a few commands).
+      {shell_name("SUBSCRIBE"), -2, always, &Node::pubsub_entry},
+      {shell_name("PSUBSCRIBE"), -2, always, &Node::pubsub_entry},
+      {shell_name("UNSUBSCRIBE"), -1, always, &Node::pubsub_entry},
+      {shell_name("PUNSUBSCRIBE"), -1, always, &Node::pubsub_entry},
+      {shell_name("HMDB.SUBSCRIBE"), -3, always, &Node::pubsub_entry},
+      {shell_name("HMDB.PSUBSCRIBE"), -3, always, &Node::pubsub_entry},
+      {shell_name("PUBSUB"), -2, never, &Node::pubsub_entry},
       // One database (Redis with `databases 1`); in a cluster, as Redis Cluster says it.
       {shell_name("SELECT"), 2, never,
        [](Node& n, Session&, Args argv, uint64_t, std::string* out) {
@@ -258,21 +279,40 @@ core::ShellResult Node::hello_command(Session& s, Args argv, std::string* out) {
   return core::ShellResult::kReplied;
 }
 
+core::ShellResult Node::pubsub_entry(Node& n, Session& s, Args argv, uint64_t, std::string* out) {
+  n.replica_->pubsub().command(s.client, argv, out);
+  return core::ShellResult::kReplied;
+}
+
+core::ShellResult Node::reset_command(Session& s, std::string* out) {
+  // Redis' RESET: the connection as if new (the replica ended an open MULTI already).
+  s.client.transaction.reset();
+  replica_->pubsub().forget(s.client);
+  s.client.protocol = Protocol::kResp2;
+  s.client.readonly = false;
+  s.name.clear();
+  Reply(out).status("RESET");
+  return core::ShellResult::kReplied;
+}
+
 core::ShellResult Node::client_command(Session& s, Args argv, std::string* out) {
   Reply r(out, s.client.protocol);
   const std::string_view sub = argv[1];
   const uint64_t now = wall_ms();
   // Redis 7's fields (clients such as redis-py parse id, age, idle, db, sub, psub, multi,
   // qbuf, qbuf-free, obl, argv-mem, oll, omem and tot-mem as integers), with what hmdb
-  // knows of each, then hmdb's own: replies pending and commands run.
+  // knows of each, then hmdb's own: replies pending, commands run, and a subscriber's lag in log
+  // entries (core/pubsub.h).
   auto client_line = [&](const Session& c) {
     return fmt::format(
-        "id={} addr={} fd={} name={} age={} idle={} flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free=0 "
+        "id={} addr={} fd={} name={} age={} idle={} flags=N db=0 sub={} psub={} ssub=0 multi=-1 qbuf={} qbuf-free=0 "
         "argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll=0 omem={} tot-mem={} events=r user=default redir=-1 resp={} "
-        "lib-name={} lib-ver={} pending={} commands={}",
-        c.client.id, c.address, c.fd, c.name, (now - c.created_ms) / 1000, (now - c.last_command_ms) / 1000, c.in.size(),
+        "lib-name={} lib-ver={} pending={} commands={} lag={}",
+        c.client.id, c.address, c.fd, c.name, (now - c.created_ms) / 1000, (now - c.last_command_ms) / 1000,
+        c.client.subscriber ? c.client.subscriber->channels.size() : 0,
+        c.client.subscriber ? c.client.subscriber->patterns.size() : 0, c.in.size(),
         c.in.capacity(), c.unsent(), c.unsent(), c.in.capacity() + c.unsent(), static_cast<int>(c.client.protocol),
-        c.lib_name, c.lib_version, c.pending(), c.commands);
+        c.lib_name, c.lib_version, c.pending(), c.commands, replica_->pubsub().lag_entries(c.client));
   };
   const ClientSubcommand* known = nullptr;
   for (const ClientSubcommand& c : kClientSubcommands)
@@ -360,6 +400,9 @@ core::ShellResult Node::config_command(Session& s, Args argv, std::string* out) 
         {"hmdb-durability", durability_name(options_.durability)},
         {"hmdb-fsync-interval-ms", std::to_string(options_.fsync_interval_ms)},
         {"hmdb-snapshot-log-bytes", std::to_string(options_.snapshot_log_bytes)},
+        {"notify-keyspace-events", core::format_notify_flags(replica_->pubsub().notify_flags())},
+        {"hmdb-events-retain-bytes", std::to_string(options_.events_retain_bytes)},
+        {"hmdb-subscriber-output-bytes", std::to_string(options_.subscriber_output_bytes)},
     };
     std::vector<const std::pair<std::string, std::string>*> hits;
     for (const auto& p : params) {
@@ -377,7 +420,29 @@ core::ShellResult Node::config_command(Session& s, Args argv, std::string* out) 
       r.bulk(p->second);
     }
   } else if (iequals(argv[1], "SET")) {
-    r.error("ERR CONFIG SET is not supported: restart `hmdb serve` with the flag (see hmdb serve --help)");
+    // Only notify-keyspace-events (a node's own setting, as in Redis: docs/subscriptions.md);
+    // everything else is a flag of `hmdb serve`.
+    if (argv.size() < 4 || argv.size() % 2 != 0) {
+      r.error("ERR wrong number of arguments for 'config|set' command");
+      return core::ShellResult::kReplied;
+    }
+    std::optional<uint32_t> flags;
+    for (size_t i = 2; i < argv.size(); i += 2) {
+      uint32_t parsed = 0;
+      if (!iequals(argv[i], "notify-keyspace-events")) {
+        r.error("ERR CONFIG SET is not supported for '" + std::string(argv[i].substr(0, 128)) +
+                "': restart `hmdb serve` with the flag (see hmdb serve --help)");
+        return core::ShellResult::kReplied;
+      }
+      if (!core::parse_notify_flags(argv[i + 1], &parsed)) {
+        r.error("ERR CONFIG SET failed (possibly related to argument 'notify-keyspace-events') - Invalid event class "
+                "character. Use 'Ag$lshzxeKEtmdn'.");
+        return core::ShellResult::kReplied;
+      }
+      flags = parsed;
+    }
+    replica_->pubsub().set_notify_flags(*flags);
+    r.ok();
   } else if (iequals(argv[1], "RESETSTAT") && argv.size() == 2) {
     // Counters start again; what describes the node's state (since when it runs, its newest
     // snapshot, what recovery did) stays: start_snapshot() skips a snapshot at an index
@@ -394,7 +459,7 @@ core::ShellResult Node::config_command(Session& s, Args argv, std::string* out) 
     r.ok();
   } else {
     r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(argv[1]) +
-            "'. Try CONFIG GET|RESETSTAT.");
+            "'. Try CONFIG GET|SET|RESETSTAT.");
   }
   return core::ShellResult::kReplied;
 }
@@ -569,6 +634,16 @@ StatisticsSources Node::statistics_sources(bool with_digest) const {
   s.request_table_bytes = replica_->requests().bytes();
   s.requests = replica_->requests().stats();
   if (transport_) s.peers = transport_->stats();
+  const core::PubSub& pubsub = replica_->pubsub();
+  s.pubsub = pubsub.stats();
+  s.pubsub_channels = pubsub.channels();
+  s.pubsub_patterns = pubsub.patterns();
+  s.pubsub_subscribers = pubsub.subscribers();
+  s.pubsub_catching_up = pubsub.catching_up();
+  s.pubsub_lag_entries_max = pubsub.lag_entries_max();
+  s.events_retained = pubsub.retained_events();
+  s.events_retained_bytes = pubsub.retained_bytes();
+  s.events_oldest_index = pubsub.floor().index;
   s.app_info = app_->info();
   if (with_digest) {
     const core::StateDigest d = core::state_digest(*app_, replica_->requests());

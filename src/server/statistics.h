@@ -99,6 +99,16 @@ struct StatisticsSources {
   uint64_t request_table_bytes = 0;
   core::RequestTable::Stats requests;
   std::vector<net::PeerTransport::PeerStats> peers;  // empty for a single node
+  // Live updates (core/pubsub.h).
+  core::PubSub::Stats pubsub;
+  uint64_t pubsub_channels = 0;
+  uint64_t pubsub_patterns = 0;
+  uint64_t pubsub_subscribers = 0;
+  uint64_t pubsub_catching_up = 0;
+  uint64_t pubsub_lag_entries_max = 0;
+  uint64_t events_retained = 0;
+  uint64_t events_retained_bytes = 0;
+  uint64_t events_oldest_index = 0;  // resumes from positions in entries before it are refused
   // The app's own INFO lines (StateMachine::info()): free text.
   std::string app_info;
   // Only for `INFO digest` (hashing the state takes time on the event loop).

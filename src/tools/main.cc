@@ -167,6 +167,14 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
   serve_cmd->add_option("--max-clients", options.max_clients, "connections beyond this are refused")
       ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
       ->capture_default_str();
+  serve_cmd->add_option("--events-retain-bytes", options.events_retain_bytes,
+                        "events kept in memory for subscribers resuming from a position (0: none)")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 40))
+      ->capture_default_str();
+  serve_cmd->add_option("--subscriber-output-bytes", options.subscriber_output_bytes,
+                        "unsent bytes past which a subscriber's subscriptions end (it resumes from its position)")
+      ->check(CLI::Range(uint64_t{1} << 10, uint64_t{1} << 40))
+      ->capture_default_str();
   serve_cmd->add_option("--metrics-port", options.metrics_port,
                         "serve Prometheus metrics at http://BIND:PORT/metrics; 0: off")
       ->capture_default_str();

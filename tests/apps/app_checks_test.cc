@@ -156,6 +156,7 @@ TEST(AppChecks, ReservedRepeatedAndOversizedNamesAreRefusedWhenHosted) {
 TEST(AppChecks, EveryShellAndTransactionCommandIsReserved) {
   for (std::string_view n : kShellCommandNames) EXPECT_NE(reserved_command_reason(n), "") << n;
   for (std::string_view n : kTransactionCommandNames) EXPECT_NE(reserved_command_reason(n), "") << n;
+  for (std::string_view n : kEngineWriteNames) EXPECT_NE(reserved_command_reason(n), "") << n;
   EXPECT_EQ(reserved_command_reason("SET"), "");
   EXPECT_EQ(reserved_command_reason("HMDB"), "") << "the prefix is HMDB. with its dot";
 }

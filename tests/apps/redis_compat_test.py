@@ -20,8 +20,12 @@
 #                      Redis when it is 7.2 or newer, else hmdb's reply must be <reply> (RESP
 #                      with \r\n written as \r\n), Redis 7.2's reply read from its source
 #   @2 CMD ...         sent on a second connection to each server (WATCH is about other
-#                      clients' changes), compared byte for byte
+#                      clients' changes), compared byte for byte; may precede another directive
+#   @frames N CMD ...  the command answers N frames (SUBSCRIBE a b: one confirmation each),
+#                      read and compared together
 #   !sleep <ms>        lets time pass (a key expires); not a command
+#   !read <client> <n> reads n frames that client was sent without asking (pub/sub
+#                      messages), compared byte for byte; not a command
 #
 # Exits 77 (ctest: skipped) when redis-server is not installed. Starts both servers on
 # free loopback ports and stops exactly those processes at the end.
@@ -40,7 +44,7 @@ READY_TIMEOUT_S = 20
 REPLY_TIMEOUT_S = 5
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_FILES = [os.path.join(HERE, "redis_compat_commands.txt"), os.path.join(HERE, "redis_compat_handshake.txt"),
-                 os.path.join(HERE, "redis_compat_transactions.txt")]
+                 os.path.join(HERE, "redis_compat_transactions.txt"), os.path.join(HERE, "redis_compat_pubsub.txt")]
 
 
 def free_port():
@@ -134,12 +138,19 @@ def load(path):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
-            mode, expected, client = "bytes", None, 1
+            mode, expected, client, frames = "bytes", None, 1, 1
             if line.startswith("!sleep "):
-                lines.append((f"{os.path.basename(path)}:{n}", line.split(), "sleep", 1))
+                lines.append((f"{os.path.basename(path)}:{n}", line.split(), "sleep", 1, 1))
+                continue
+            if line.startswith("!read "):
+                _, who, count = line.split()
+                lines.append((f"{os.path.basename(path)}:{n}", [], "bytes", int(who), int(count)))
                 continue
             if line.startswith("@2 "):
                 client, line = 2, line[3:].strip()
+            if line.startswith("@frames "):
+                _, count, line = line.split(" ", 2)
+                frames = int(count)
             elif line.startswith("@"):
                 directive, _, rest = line.partition(" ")
                 if directive == "@shape":
@@ -153,7 +164,7 @@ def load(path):
                 else:
                     raise SystemExit(f"{path}:{n}: unknown directive {directive}")
                 line = rest.strip()
-            lines.append((f"{os.path.basename(path)}:{n}", line.split(), mode, client))
+            lines.append((f"{os.path.basename(path)}:{n}", line.split(), mode, client, frames))
     return lines
 
 
@@ -205,17 +216,25 @@ def main():
                     return connections[client]
 
                 if protocol == 3:
-                    lines = [("(switch)", ["HELLO", "3"], "shape", 1)] + lines
-                for where, words, mode, client in lines:
+                    lines = [("(switch)", ["HELLO", "3"], "shape", 1, 1)] + lines
+                for where, words, mode, client, frames in lines:
                     if mode == "sleep":
                         time.sleep(int(words[1]) / 1000)  # time passing is what is tested (expiry)
                         continue
                     words = [str(protocol) if w == "$PROTO" else w for w in words]
                     replies = []
                     for s, f in connection(client):
-                        s.sendall(encode(words))
-                        replies.append(read_reply(f))
+                        if words:  # "!read": nothing is sent, frames come by themselves
+                            s.sendall(encode(words))
+                        raw, values = b"", []
+                        for _ in range(frames):
+                            r, v = read_reply(f)
+                            raw += r
+                            values.append(v)
+                        replies.append((raw, values[0] if frames == 1 else (b"frames", values)))
                     (redis_raw, redis_value), (hmdb_raw, hmdb_value) = replies
+                    if not words:
+                        words = ["(read)", str(frames)]
                     if mode == "shape":
                         same = shape(redis_value) == shape(hmdb_value)
                     elif mode == "unordered":

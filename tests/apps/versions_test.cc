@@ -1,8 +1,8 @@
 // tests/apps/versions_test.cc — an app's version history (hmdb/app.h, Commands::version):
 // a toy app, Tally, in three versions, each a complete app as its binary would hold it.
 //
-//   v1: INCRBY k n (n whole units), RESET k (sets k to 0), DOUBLE k, GET k.
-//   v2: INCRBY is renamed ADD; RESET deletes k (a v1 RESET still sets 0: the old handler);
+//   v1: INCRBY k n (n whole units), ZERO k (sets k to 0), DOUBLE k, GET k.
+//   v2: INCRBY is renamed ADD; ZERO deletes k (a v1 ZERO still sets 0: the old handler);
 //       the snapshot gains a count of resets.
 //   v3: ADD's n is in hundredths (a v2 ADD is upcast: n * 100); DOUBLE is removed; CAP k max
 //       is new; values are kept in hundredths (the snapshot too).
@@ -92,7 +92,7 @@ struct TallyV1 {
   }
   static void define(Commands<State>& c) {
     c.write("INCRBY", 3, &parse_amount, &incrby);
-    c.write("RESET", 2, &parse_key, &reset);
+    c.write("ZERO", 2, &parse_key, &reset);
     c.write("DOUBLE", 2, &parse_key, &twice);
     c.query("GET", 2, [](const State& s, Args a, const QueryContext&, Reply& r) { query_get(s.units, a, r); });
   }
@@ -127,10 +127,10 @@ struct TallyV2 {
   }
   static void define(Commands<State>& c) {
     c.write("ADD", 3, &parse_amount, &add);
-    c.write("RESET", 2, &parse_key, &reset);
+    c.write("ZERO", 2, &parse_key, &reset);
     c.write("DOUBLE", 2, &parse_key, &twice);
     c.query("GET", 2, [](const State& s, Args a, const QueryContext&, Reply& r) { query_get(s.units, a, r); });
-    c.version(2).renamed("INCRBY", "ADD").old_handler("RESET", 2, &parse_key, &reset_v1);
+    c.version(2).renamed("INCRBY", "ADD").old_handler("ZERO", 2, &parse_key, &reset_v1);
   }
   static void save(const State& s, Encoder& out) {
     save_values(s.units, out);
@@ -183,10 +183,10 @@ struct TallyV3 {
   }
   static void define(Commands<State>& c) {
     c.write("ADD", 3, &parse_amount, &add);
-    c.write("RESET", 2, &parse_key, &reset);
+    c.write("ZERO", 2, &parse_key, &reset);
     c.write("CAP", 3, &parse_amount, &cap);
     c.query("GET", 2, [](const State& s, Args a, const QueryContext&, Reply& r) { query_get(s.hundredths, a, r); });
-    c.version(2).renamed("INCRBY", "ADD").old_handler("RESET", 2, &parse_key, &reset_v1);
+    c.version(2).renamed("INCRBY", "ADD").old_handler("ZERO", 2, &parse_key, &reset_v1);
     c.version(3)
         .upcast("ADD", 3, &parse_amount, &add_from_v2)
         .removed("DOUBLE", 2, &parse_key, &twice_v2)
@@ -261,9 +261,9 @@ TEST(Versions, AnEntryMeansWhatItsVersionDefines) {
   ASSERT_EQ(apply_at(host, 3, {"ADD", "c", "5"}).status, core::ApplyStatus::kOk);
   EXPECT_EQ(get(host, "b"), ":500\r\n");
   EXPECT_EQ(get(host, "c"), ":5\r\n");
-  // RESET: version 1's rule sets 0 (the old handler), version 2's deletes.
-  ASSERT_EQ(apply_at(host, 1, {"RESET", "a"}).status, core::ApplyStatus::kOk);
-  ASSERT_EQ(apply_at(host, 2, {"RESET", "b"}).status, core::ApplyStatus::kOk);
+  // ZERO: version 1's rule sets 0 (the old handler), version 2's deletes.
+  ASSERT_EQ(apply_at(host, 1, {"ZERO", "a"}).status, core::ApplyStatus::kOk);
+  ASSERT_EQ(apply_at(host, 2, {"ZERO", "b"}).status, core::ApplyStatus::kOk);
   EXPECT_EQ(get(host, "a"), ":0\r\n");
   EXPECT_EQ(get(host, "b"), "$-1\r\n");
   EXPECT_EQ(host.state().resets, 1u);
@@ -328,7 +328,7 @@ TEST(Versions, ClientsSpeakTheActiveVersion) {
   EXPECT_EQ(host.kind("GET"), CommandKind::kQuery);
   std::vector<std::string> names;
   for (const auto& d : host.describe_commands()) names.push_back(d.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"INCRBY", "RESET", "GET", "DOUBLE"})) << "removed ones last";
+  EXPECT_EQ(names, (std::vector<std::string>{"INCRBY", "ZERO", "GET", "DOUBLE"})) << "removed ones last";
 
   host.set_active_schema_version(3);
   EXPECT_TRUE(validates(host, {"ADD", "a", "1"}));
@@ -338,7 +338,7 @@ TEST(Versions, ClientsSpeakTheActiveVersion) {
   EXPECT_EQ(host.kind("INCRBY"), CommandKind::kUnknown);
   names.clear();
   for (const auto& d : host.describe_commands()) names.push_back(d.name);
-  EXPECT_EQ(names, (std::vector<std::string>{"ADD", "RESET", "CAP", "GET"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"ADD", "ZERO", "CAP", "GET"}));
 
   host.set_active_schema_version(4);  // a version this binary does not read
   EXPECT_FALSE(validates(host, {"ADD", "a", "1"}, &error));
@@ -378,7 +378,7 @@ TEST(Versions, SnapshotsLoadAlongTheChain) {
 // Replaying version-1 entries in the version-3 binary gives the v1 binary's state migrated.
 TEST(Versions, ReplayingOldEntriesEqualsMigratingTheOldState) {
   const std::vector<std::vector<std::string_view>> log = {
-      {"INCRBY", "a", "4"}, {"INCRBY", "b", "7"}, {"DOUBLE", "a"}, {"RESET", "b"}, {"INCRBY", "b", "1"},
+      {"INCRBY", "a", "4"}, {"INCRBY", "b", "7"}, {"DOUBLE", "a"}, {"ZERO", "b"}, {"INCRBY", "b", "1"},
   };
   AppHost<TallyV1> old;
   AppHost<TallyV3> replayed;
@@ -407,7 +407,7 @@ struct Broken {
   using State = TallyV3::State;
   static void define(Commands<State>& c) {
     c.write("ADD", 3, &parse_amount, &TallyV3::add);
-    c.write("RESET", 2, &parse_key, &TallyV3::reset);
+    c.write("ZERO", 2, &parse_key, &TallyV3::reset);
     c.query("GET", 2, [](const State& s, Args a, const QueryContext&, Reply& r) { query_get(s.hundredths, a, r); });
     Define(c);
   }
@@ -451,7 +451,7 @@ void renamed_to_unknown(Commands<TallyV3::State>& c) {
 }
 void renamed_from_existing(Commands<TallyV3::State>& c) {
   full(c);
-  c.version(3).renamed("RESET", "ADD");
+  c.version(3).renamed("ZERO", "ADD");
 }
 void upcast_to_wrong_type_history(Commands<TallyV3::State>& c) {
   full(c);
@@ -459,7 +459,7 @@ void upcast_to_wrong_type_history(Commands<TallyV3::State>& c) {
 }
 void removed_existing(Commands<TallyV3::State>& c) {
   full(c);
-  c.version(3).removed("RESET", 2, &parse_key, &TallyV3::reset_v1);
+  c.version(3).removed("ZERO", 2, &parse_key, &TallyV3::reset_v1);
 }
 void named_twice(Commands<TallyV3::State>& c) {
   full(c);
@@ -486,12 +486,12 @@ TEST(Versions, MistakesInAHistoryAreRefusedWhenTheAppIsHosted) {
             "hmdb: app broken: c.version(3).added(\"NOPE\"): no command NOPE at version 3");
   EXPECT_NE(hosting_error<Broken<&added_query>>().find("GET is a query; queries are not logged"), std::string::npos);
   EXPECT_NE(hosting_error<Broken<&renamed_to_unknown>>().find("no command NEW at version 3"), std::string::npos);
-  EXPECT_NE(hosting_error<Broken<&renamed_from_existing>>().find("RESET is still a command at version 3"),
+  EXPECT_NE(hosting_error<Broken<&renamed_from_existing>>().find("ZERO is still a command at version 3"),
             std::string::npos);
   EXPECT_NE(hosting_error<Broken<&upcast_to_wrong_type_history>>().find(
                 "the upcast's result is not the type ADD's parse makes at version 3"),
             std::string::npos);
-  EXPECT_NE(hosting_error<Broken<&removed_existing>>().find("RESET is still a write at version 3"), std::string::npos);
+  EXPECT_NE(hosting_error<Broken<&removed_existing>>().find("ZERO is still a write at version 3"), std::string::npos);
   EXPECT_NE(hosting_error<Broken<&named_twice>>().find("c.version(3) names ADD twice"), std::string::npos);
   EXPECT_NE(hosting_error<Broken<&old_handler_of_unknown>>().find("no command GONE at version 2"), std::string::npos);
   using BelowOldest = Broken<&below_oldest, 3, 2>;

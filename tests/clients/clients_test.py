@@ -7,12 +7,16 @@
 #
 #   clients_test.py <hmdb binary>
 #
-# Needs redis-server, node with tests/clients/node_modules (npm ci, run by
+# redis-cli's subscriber mode (SUBSCRIBE, RESP2 and RESP3) is compared the same way: its
+# output for the same messages must be the same.
+#
+# Needs redis-server, redis-cli, node with tests/clients/node_modules (npm ci, run by
 # scripts/install-deps.sh) and Debian's python3-redis; exits 77 (ctest: skipped), saying
 # what is missing, without them. Starts both servers on free loopback ports and stops
 # exactly those processes.
 import json
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -52,6 +56,8 @@ def missing_prerequisites():
     missing = []
     if not shutil.which("redis-server"):
         missing.append("redis-server (apt-get install redis-server)")
+    if not shutil.which("redis-cli"):
+        missing.append("redis-cli (apt-get install redis-tools)")
     if not shutil.which("node"):
         missing.append("node")
     for package in ("redis", "redis4", "ioredis"):
@@ -60,6 +66,47 @@ def missing_prerequisites():
     if subprocess.run([DEBIAN_PYTHON, "-c", "import redis"], capture_output=True).returncode != 0:
         missing.append("python3-redis (apt-get install python3-redis)")
     return missing
+
+
+def send_command(port, *words):
+    """One command on a fresh connection; returns its reply's lines (`lines` of them)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        out = b"*%d\r\n" % len(words)
+        for w in words:
+            out += b"$%d\r\n%s\r\n" % (len(w), w.encode())
+        s.sendall(out)
+        f = s.makefile("rb")
+        first = f.readline()
+        # Enough for the replies read here: an integer, or PUBSUB NUMSUB's array of one pair.
+        return [first] + ([f.readline() for _ in range(3)] if first.startswith(b"*2") else [])
+
+
+def redis_cli_subscriber(port, protocol):
+    """redis-cli SUBSCRIBE in RESP2 or RESP3 while two messages are published: its output."""
+    channel = f"cli{protocol}"
+    cli = subprocess.Popen(["redis-cli", "-p", str(port), f"-{protocol}", "SUBSCRIBE", channel, channel + "b"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + SCRIPT_TIMEOUT_S
+        while send_command(port, "PUBSUB", "NUMSUB", channel + "b")[-1] != b":1\r\n":
+            if time.monotonic() > deadline:
+                raise SystemExit(f"redis-cli never subscribed on port {port}")
+            time.sleep(0.02)  # polling until the subscription exists, not synchronising results
+        send_command(port, "PUBLISH", channel, "hello")
+        send_command(port, "PUBLISH", channel + "b", "world")
+        out = b""
+        while out.count(b"\n") < 12:  # two confirmations and two messages, three lines each
+            ready, _, _ = select.select([cli.stdout], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(cli.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            out += chunk
+        return out.decode(errors="replace")
+    finally:
+        cli.terminate()
+        cli.wait(timeout=10)
 
 
 def run_script(command, port):
@@ -92,6 +139,14 @@ def main():
         failures = 0
         setups = 0
         from_hmdb = {}
+        for protocol in (2, 3):
+            setups += 1
+            want, got = redis_cli_subscriber(redis_port, protocol), redis_cli_subscriber(hmdb_port, protocol)
+            if want == got and want.count("\n") >= 12:
+                print(f"  same as Redis: redis-cli -{protocol} SUBSCRIBE ({want.count(chr(10))} lines)")
+            else:
+                failures += 1
+                print(f"  DIFFERENT: redis-cli -{protocol} SUBSCRIBE\n    redis {want!r}\n    hmdb  {got!r}")
         for command in (["node", "node_clients.js"], [DEBIAN_PYTHON, "redis_py_clients.py"]):
             want = run_script(command, redis_port)
             got = from_hmdb[command[-1]] = run_script(command, hmdb_port)

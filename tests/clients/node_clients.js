@@ -140,6 +140,75 @@ async function ioredis(options, prefix) {
   return out;
 }
 
+// Resolves once `count` messages were collected into `into` (or fails the step at its bound).
+function messagesArrived(into, count) {
+  return new Promise((resolve) => {
+    const check = () => (into.length >= count ? resolve(into.slice()) : setTimeout(check, 5));
+    check();
+  });
+}
+
+// Pub/sub: a subscriber connection and a publisher, as an application uses them. The
+// messages are collected by the library's own listeners.
+async function nodeRedisPubSub(mod, options, prefix) {
+  const pub = mod.createClient({ socket: { host: '127.0.0.1', port, reconnectStrategy: false }, ...options });
+  pub.on('error', () => {});
+  await bounded(pub.connect(), 'connect');
+  const sub = pub.duplicate();
+  sub.on('error', () => {});
+  await bounded(sub.connect(), 'connect subscriber');
+  const got = [];
+  const c = (s) => `${prefix}:${s}`;
+  const out = await run([
+    ['subscribe', () => sub.subscribe([c('a'), c('b')], (message, channel) => got.push([channel, message]))],
+    ['psubscribe', () => sub.pSubscribe(`${prefix}:p*`, (message, channel) => got.push(['p', channel, message]))],
+    ['publish_a', () => pub.publish(c('a'), 'hello')],
+    ['publish_pa', () => pub.publish(c('pa'), 'pattern')],
+    ['publish_none', () => pub.publish(c('none'), 'nobody')],
+    ['messages', () => messagesArrived(got, 2)],
+    ['numsub', () => pub.pubSubNumSub([c('a'), c('none')])],
+    ['numpat', () => pub.pubSubNumPat()],
+    ['channels', async () => (await pub.pubSubChannels(`${prefix}:*`)).sort()],
+    ['unsubscribe', () => sub.unsubscribe([c('a'), c('b')])],
+    ['punsubscribe', () => sub.pUnsubscribe(`${prefix}:p*`)],
+    ['publish_after', () => pub.publish(c('a'), 'late')],
+    ['ping_after', () => sub.ping()],
+  ]);
+  await bounded(sub.quit(), 'quit').catch(() => {});
+  await bounded(pub.quit(), 'quit').catch(() => {});
+  return out;
+}
+
+async function ioredisPubSub(prefix) {
+  const options = { host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null };
+  const pub = new IORedis(options);
+  const sub = new IORedis(options);
+  pub.on('error', () => {});
+  sub.on('error', () => {});
+  await bounded(Promise.all([pub.connect(), sub.connect()]), 'connect');
+  const got = [];
+  sub.on('message', (channel, message) => got.push([channel, message]));
+  sub.on('pmessage', (pattern, channel, message) => got.push([pattern, channel, message]));
+  const c = (s) => `${prefix}:${s}`;
+  const out = await run([
+    ['subscribe', () => sub.subscribe(c('a'), c('b'))],
+    ['psubscribe', () => sub.psubscribe(`${prefix}:p*`)],
+    ['get_refused', () => sub.get(c('k'))],
+    ['publish_a', () => pub.publish(c('a'), 'hello')],
+    ['publish_pa', () => pub.publish(c('pa'), 'pattern')],
+    ['messages', () => messagesArrived(got, 2)],
+    ['numsub', () => pub.pubsub('NUMSUB', c('a'), c('none'))],
+    ['numpat', () => pub.pubsub('NUMPAT')],
+    ['channels', async () => (await pub.pubsub('CHANNELS', `${prefix}:*`)).sort()],
+    ['unsubscribe_one', () => sub.unsubscribe(c('b'))],
+    ['unsubscribe', () => sub.unsubscribe()],
+    ['punsubscribe', () => sub.punsubscribe()],
+    ['get_after', () => sub.get(c('k'))],
+  ]);
+  await bounded(Promise.all([sub.quit(), pub.quit()]), 'quit').catch(() => {});
+  return out;
+}
+
 (async () => {
   const results = {};
   const auth = { username: 'default', password: 'secret' };
@@ -150,6 +219,10 @@ async function ioredis(options, prefix) {
   results['node-redis-4, AUTH default, SETNAME'] = await nodeRedis(redis4, { ...auth, name: 'nr-4' }, 'nr4');
   results['ioredis, AUTH default, connectionName'] = await ioredis({ ...auth, connectionName: 'io-1', db: 0 }, 'io1');
   results['ioredis password only'] = await ioredis({ password: 'secret' }, 'io2');
+  results['node-redis-current RESP3 pub/sub'] = await nodeRedisPubSub(redis, {}, 'ps3');
+  results['node-redis-current RESP2 pub/sub'] = await nodeRedisPubSub(redis, { RESP: 2 }, 'ps2');
+  results['node-redis-4 pub/sub'] = await nodeRedisPubSub(redis4, {}, 'ps4');
+  results['ioredis pub/sub'] = await ioredisPubSub('psio');
   process.stdout.write(JSON.stringify({
     versions: {
       redis: require('redis/package.json').version,

@@ -75,6 +75,42 @@ def steps(c, prefix):
     ]
 
 
+def pubsub_setup(port, prefix):
+    """A subscriber (redis-py's PubSub object) and a publisher, as an application uses them."""
+    c = redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=SOCKET_TIMEOUT_S)
+    p = c.pubsub()
+    ch = lambda s: f"{prefix}:{s}"  # noqa: E731
+    got = []
+
+    def collect(count):
+        # get_message waits at most its timeout for each frame; the step is bounded by count.
+        for _ in range(count):
+            m = p.get_message(timeout=SOCKET_TIMEOUT_S)
+            if m is None:
+                break
+            got.append(m)
+        return plain(got[-count:])
+
+    out = run([
+        ("subscribe", lambda: p.subscribe(ch("a"), ch("b"))),
+        ("psubscribe", lambda: p.psubscribe(f"{prefix}:p*")),
+        ("confirmations", lambda: collect(3)),
+        ("publish_a", lambda: c.publish(ch("a"), "hello")),
+        ("publish_pa", lambda: c.publish(ch("pa"), "pattern")),
+        ("messages", lambda: collect(2)),
+        ("numsub", lambda: plain(c.pubsub_numsub(ch("a"), ch("none")))),
+        ("numpat", lambda: c.pubsub_numpat()),
+        ("channels", lambda: sorted(c.pubsub_channels(f"{prefix}:*"))),
+        ("refused", lambda: p.execute_command("GET", ch("k")) or collect(1)),
+        # Unsubscribing from all: one confirmation per channel, in no specified order.
+        ("unsubscribe", lambda: p.unsubscribe() or sorted(m["channel"] for m in collect(2))),
+        ("punsubscribe", lambda: p.punsubscribe() or collect(1)),
+    ])
+    p.close()
+    c.close()
+    return out
+
+
 def setup(port, prefix, **options):
     c = redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=SOCKET_TIMEOUT_S, **options)
     try:
@@ -93,6 +129,7 @@ def main():
                                                             client_name="py-1"),
         "redis-py RESP2, password only": setup(port, "py2", password="secret"),
         "redis-py RESP2, no auth": setup(port, "py3"),
+        "redis-py pub/sub": pubsub_setup(port, "pyps"),
     }
     print(json.dumps({"versions": {"redis-py": redis.__version__}, "results": results}))
 

@@ -1,10 +1,11 @@
 // tests/core/replica_harness.h — one replica core with a real consensus core, its world
 // faked: sessions by id, a shell with PING and RESP3 (local; RESP3 does to the session what
 // HELLO 3 does), CLUSTER FORWARDER (marks a forwarding link), SNAP (a barrier whose reply
-// waits for finish()) and ACTIVATE <version> (a barrier answered when the schema activation
-// it proposes applies), a disk that is durable at once and keeps what it is given, a network
-// that drops everything (or keeps it for the test to answer). Used by replica_test.cc,
-// transaction_test.cc and schema_test.cc.
+// waits for finish()), ACTIVATE <version> (a barrier answered when the schema activation
+// it proposes applies) and the pub/sub commands (handed to core::PubSub as the server's shell
+// does), a disk that is durable at once and keeps what it is given, a network that drops
+// everything (or keeps it for the test to answer). Used by replica_test.cc,
+// transaction_test.cc, schema_test.cc and pubsub_test.cc.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -43,14 +44,17 @@ class FakeHost final : public ReplicaHost {
   raft::Term last_term = 0;
   raft::HardState hard_state;
   std::vector<raft::Entry> persisted;  // every entry given to persist, in order
-  Replica* replica = nullptr;          // for ACTIVATE
+  Replica* replica = nullptr;          // for ACTIVATE and the pub/sub commands
+  std::vector<uint64_t> closed_after_replies;  // sessions whose subscriptions ended (pub/sub)
 
   ClientSession* session(uint64_t id) override {
     auto it = sessions.find(id);
     return it == sessions.end() ? nullptr : &it->second;
   }
   void replies_ready(ClientSession&) override {}
+  void close_after_replies(ClientSession& s) override { closed_after_replies.push_back(s.id); }
   CommandClass shell_command_class(Args argv) const override {
+    if (PubSub::is_command(argv[0])) return iequals(argv[0], "PUBSUB") ? CommandClass::kShellLocal : CommandClass::kShellBarrier;
     if (iequals(argv[0], "PING")) return CommandClass::kShellLocal;
     if (iequals(argv[0], "SNAP")) return CommandClass::kShellBarrier;
     if (iequals(argv[0], "RESP3")) return CommandClass::kShellLocal;
@@ -59,6 +63,10 @@ class FakeHost final : public ReplicaHost {
     return CommandClass::kUnknown;
   }
   ShellResult run_shell_command(ClientSession& s, Args argv, uint64_t seq, std::string* out) override {
+    if (PubSub::is_command(argv[0])) {
+      replica->pubsub().command(s, argv, out);
+      return ShellResult::kReplied;
+    }
     if (iequals(argv[0], "PING")) {
       Reply(out).status("PONG");
       return ShellResult::kReplied;
@@ -125,7 +133,7 @@ struct TestNode {
 
   // voters: the membership; this node is 1. With one voter it elects itself.
   // forward: the host forwards plain clients' app commands (Replica::Options::forward).
-  explicit TestNode(std::vector<raft::NodeId> voters = {1}, bool forward = false) {
+  explicit TestNode(std::vector<raft::NodeId> voters = {1}, bool forward = false, PubSub::Options events = {}) {
     raft::Config cfg;
     cfg.id = 1;
     raft::RestoreState rs;
@@ -134,6 +142,7 @@ struct TestNode {
     Replica::Options options;
     options.clustered = voters.size() > 1;
     options.forward = forward;
+    options.events = events;
     replica = std::make_unique<Replica>(*raft, app, host, options);
     host.replica = replica.get();
     replica->set_time(1'700'000'000'000, 0);

@@ -305,6 +305,21 @@ StatisticsSources distinct_sources() {
   s.shell.output_limit_disconnects = 44;
   s.shell.loop_turn_max_ms = 46;
   s.shell.slow_turns = 53;
+  s.pubsub_channels = 101;
+  s.pubsub_patterns = 102;
+  s.pubsub_subscribers = 103;
+  s.pubsub_catching_up = 104;
+  s.pubsub_lag_entries_max = 105;
+  s.pubsub = core::PubSub::Stats{.events = 106,
+                                 .messages = 107,
+                                 .ended_slow = 108,
+                                 .ended_behind = 109,
+                                 .ended_snapshot = 110,
+                                 .resumes = 111,
+                                 .resumes_refused = 112};
+  s.events_retained = 113;
+  s.events_retained_bytes = 114;
+  s.events_oldest_index = 115;
   s.app_info = "keys:20\r\nexpires:0\r\n";
   s.state_digest = 0xaeedab0f2be9573f;
   s.state_digest_schema_version = 2;
@@ -315,8 +330,9 @@ StatisticsSources distinct_sources() {
 // a real 3-node cluster's leader (`INFO all`, captured from the binary of commit 482f38f),
 // its values then changed so that no two statistics share one, and two peers added. Issue
 // 11 changed it on purpose: a clustered node says redis_mode:cluster and has Redis' Cluster
-// section (cluster_enabled:1), which cluster clients read; and the stats section gained the
-// request table's lines (total_requests .. request_ids_evicted_early, HMDB.REQ).
+// section (cluster_enabled:1), which cluster clients read; the stats section gained the
+// request table's lines (total_requests .. request_ids_evicted_early, HMDB.REQ), and issue 14
+// the live updates' lines at its end (pubsub_channels .. events_oldest_index).
 constexpr std::string_view kGoldenInfoAll =
     "# Server\r\n"
     "hmdb_version:0.1.0\r\n"
@@ -405,6 +421,21 @@ constexpr std::string_view kGoldenInfoAll =
     "request_ids_evicted_early:67\r\n"
     "loop_turn_max_ms:46\r\n"
     "slow_turns:53\r\n"
+    "pubsub_channels:101\r\n"
+    "pubsub_patterns:102\r\n"
+    "pubsub_subscribers:103\r\n"
+    "pubsub_catching_up:104\r\n"
+    "pubsub_lag_entries_max:105\r\n"
+    "pubsub_events:106\r\n"
+    "pubsub_messages_delivered:107\r\n"
+    "pubsub_ended_slow:108\r\n"
+    "pubsub_ended_behind:109\r\n"
+    "pubsub_ended_snapshot:110\r\n"
+    "pubsub_resumes:111\r\n"
+    "pubsub_resumes_refused:112\r\n"
+    "events_retained:113\r\n"
+    "events_retained_bytes:114\r\n"
+    "events_oldest_index:115\r\n"
     "\r\n"
     "# Cluster\r\n"
     "cluster_enabled:1\r\n"
