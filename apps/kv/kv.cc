@@ -83,13 +83,22 @@ void erase_key(State& s, KeyIter it) {
   s.keys.erase(it);
 }
 
+// Redis' keyspace notifications (docs/subscriptions.md): what a command did to a key, with
+// Redis' event names and classes. The engine renders them if the node's
+// notify-keyspace-events asks for them.
+void notify(const ApplyContext& ctx, uint32_t type, std::string_view event, std::string_view key) {
+  ctx.keyspace_event(type, event, key);
+}
+
 // The live entry for key in apply(): an expired key is deleted here, deterministically,
-// because every node applies the same command with the same ctx.now_ms.
-KeyIter live_write(State& s, std::string_view key, uint64_t now_ms) {
+// because every node applies the same command with the same ctx.now_ms ("expired", as Redis
+// notifies a key it finds expired on access).
+KeyIter live_write(State& s, std::string_view key, const ApplyContext& ctx) {
   auto it = s.keys.find(key);
   if (it == s.keys.end()) return it;
-  if (expired(s, key, now_ms)) {
+  if (expired(s, key, ctx.now_ms)) {
     erase_key(s, it);
+    notify(ctx, keyspace::kExpired, "expired", key);
     return s.keys.end();
   }
   return it;
@@ -126,8 +135,8 @@ const T* boxed(const Value& v) {
 // Looks up key for a write on a container of type T. Returns false (and replies
 // WRONGTYPE) if the key holds another type; *out is null if the key is absent.
 template <class T>
-bool container_for_write(State& s, std::string_view key, uint64_t now_ms, Reply& r, KeyIter* it, T** out) {
-  *it = live_write(s, key, now_ms);
+bool container_for_write(State& s, std::string_view key, const ApplyContext& ctx, Reply& r, KeyIter* it, T** out) {
+  *it = live_write(s, key, ctx);
   *out = nullptr;
   if (*it == s.keys.end()) return true;
   *out = boxed<T>((*it)->second);
@@ -162,11 +171,12 @@ T* create(State& s, std::string_view key, KeyIter* it) {
 // the second probe is measurable on HSET/LPUSH of new keys). For in-place containers
 // only: creating one cannot fail, so no half-made key is left behind.
 template <class T>
-bool container_for_create(State& s, std::string_view key, uint64_t now_ms, Reply& r, KeyIter* it, T** out) {
+bool container_for_create(State& s, std::string_view key, const ApplyContext& ctx, Reply& r, KeyIter* it, T** out) {
   static_assert(kInPlace<T>);
   auto [pos, inserted] = s.keys.try_emplace(key);  // an empty std::string: no allocation
-  if (!inserted && expired(s, key, now_ms)) {
+  if (!inserted && expired(s, key, ctx.now_ms)) {
     erase_key(s, pos);
+    notify(ctx, keyspace::kExpired, "expired", key);
     pos = s.keys.try_emplace(key).first;
     inserted = true;
   }
@@ -184,6 +194,13 @@ bool container_for_create(State& s, std::string_view key, uint64_t now_ms, Reply
 template <class T>
 void erase_if_empty(State& s, KeyIter it, const T* c) {
   if (c->empty()) erase_key(s, it);
+}
+// The same after a command emptied it: Redis notifies "del" (after the command's own event).
+template <class T>
+void erase_if_emptied(State& s, KeyIter it, const T* c, std::string_view key, const ApplyContext& ctx) {
+  if (!c->empty()) return;
+  erase_key(s, it);
+  notify(ctx, keyspace::kGeneric, "del", key);
 }
 
 // ---- numbers -------------------------------------------------------------------------------
@@ -363,7 +380,7 @@ void apply_set(State& s, const SetArgs& a, const ApplyContext& ctx, Reply& r) {
   } else if (a.ttl == SetArgs::Ttl::kAbsoluteMs) {
     deadline = static_cast<uint64_t>(a.ttl_ms);
   }
-  KeyIter it = live_write(s, a.key, ctx.now_ms);
+  KeyIter it = live_write(s, a.key, ctx);
   bool found = it != s.keys.end();
   std::string* old = found ? std::get_if<std::string>(&it->second) : nullptr;
   if (a.get && found && !old) { r.error(kWrongType); return; }
@@ -379,13 +396,19 @@ void apply_set(State& s, const SetArgs& a, const ApplyContext& ctx, Reply& r) {
   } else {
     it = s.keys.try_emplace(a.key, std::in_place_index<0>, a.value).first;
   }
+  notify(ctx, keyspace::kString, "set", a.key);
   switch (a.ttl) {
     case SetArgs::Ttl::kClear: clear_deadline(s, a.key); break;
     case SetArgs::Ttl::kKeep: break;
     case SetArgs::Ttl::kRelativeMs:
     case SetArgs::Ttl::kAbsoluteMs:
-      if (deadline <= ctx.now_ms) erase_key(s, it);  // already in the past (EXAT/PXAT)
-      else set_deadline(s, a.key, deadline);
+      if (deadline <= ctx.now_ms) {  // already in the past (EXAT/PXAT)
+        erase_key(s, it);
+        notify(ctx, keyspace::kGeneric, "del", a.key);
+      } else {
+        set_deadline(s, a.key, deadline);
+        notify(ctx, keyspace::kGeneric, "expire", a.key);
+      }
       break;
   }
   if (!a.get) r.ok();
@@ -402,9 +425,10 @@ void query_get(const State& s, Args a, const QueryContext& ctx, Reply& r) {
 void apply_del(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   int64_t n = 0;
   for (size_t i = 1; i < a.argv.size(); i++) {
-    KeyIter it = live_write(s, a.argv[i], ctx.now_ms);
+    KeyIter it = live_write(s, a.argv[i], ctx);
     if (it == s.keys.end()) continue;
     erase_key(s, it);
+    notify(ctx, keyspace::kGeneric, "del", a.argv[i]);
     n++;
   }
   r.integer(n);
@@ -438,11 +462,12 @@ bool parse_decrby(Args a, IncrArgs& o, std::string& err) {
 
 // INCR and friends keep the key's deadline, as in Redis.
 void apply_incr(State& s, const IncrArgs& a, const ApplyContext& ctx, Reply& r) {
-  KeyIter it = live_write(s, a.key, ctx.now_ms);
+  KeyIter it = live_write(s, a.key, ctx);
   if (it == s.keys.end()) {
     std::string text;
     assign_int(text, a.delta);
     s.keys.try_emplace(a.key, std::in_place_index<0>, std::move(text));
+    notify(ctx, keyspace::kString, "incrby", a.key);
     r.integer(a.delta);
     return;
   }
@@ -453,14 +478,16 @@ void apply_incr(State& s, const IncrArgs& a, const ApplyContext& ctx, Reply& r) 
   int64_t result = 0;
   if (__builtin_add_overflow(v, a.delta, &result)) { r.error(kOverflow); return; }
   assign_int(*str, result);
+  notify(ctx, keyspace::kString, "incrby", a.key);
   r.integer(result);
 }
 
 void apply_append(State& s, const KeyValue& a, const ApplyContext& ctx, Reply& r) {
-  KeyIter it = live_write(s, a.key, ctx.now_ms);
+  KeyIter it = live_write(s, a.key, ctx);
   if (it == s.keys.end()) {
     if (a.value.size() > kStringBytesMax) { r.error(kStringTooLong); return; }
     s.keys.try_emplace(a.key, std::in_place_index<0>, a.value);
+    notify(ctx, keyspace::kString, "append", a.key);
     r.integer(static_cast<int64_t>(a.value.size()));
     return;
   }
@@ -468,6 +495,7 @@ void apply_append(State& s, const KeyValue& a, const ApplyContext& ctx, Reply& r
   if (!str) { r.error(kWrongType); return; }
   if (str->size() + a.value.size() > kStringBytesMax) { r.error(kStringTooLong); return; }
   str->append(a.value.data(), a.value.size());
+  notify(ctx, keyspace::kString, "append", a.key);
   r.integer(static_cast<int64_t>(str->size()));
 }
 
@@ -499,6 +527,7 @@ void apply_mset(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
       else it->second.emplace<std::string>(value);
       clear_deadline(s, key);
     }
+    notify(ctx, keyspace::kString, "set", key);
   }
   r.ok();
 }
@@ -515,14 +544,16 @@ int64_t hash_set_pairs(Hash* h, Args argv) {
 }
 
 bool hash_for_write(State& s, std::string_view key, const ApplyContext& ctx, Reply& r, KeyIter* it, Hash** h) {
-  return container_for_create<Hash>(s, key, ctx.now_ms, r, it, h);
+  return container_for_create<Hash>(s, key, ctx, r, it, h);
 }
 
 void apply_hset(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   Hash* h;
   if (!hash_for_write(s, a.argv[1], ctx, r, &it, &h)) return;
-  r.integer(hash_set_pairs(h, a.argv));
+  const int64_t added = hash_set_pairs(h, a.argv);
+  notify(ctx, keyspace::kHash, "hset", a.argv[1]);
+  r.integer(added);
 }
 
 void apply_hmset(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
@@ -530,6 +561,7 @@ void apply_hmset(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   Hash* h;
   if (!hash_for_write(s, a.argv[1], ctx, r, &it, &h)) return;
   hash_set_pairs(h, a.argv);
+  notify(ctx, keyspace::kHash, "hset", a.argv[1]);
   r.ok();
 }
 
@@ -550,11 +582,12 @@ void query_hexists(const State& s, Args a, const QueryContext& ctx, Reply& r) {
 void apply_hdel(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   Hash* h;
-  if (!container_for_write<Hash>(s, a.argv[1], ctx.now_ms, r, &it, &h)) return;
+  if (!container_for_write<Hash>(s, a.argv[1], ctx, r, &it, &h)) return;
   if (!h) { r.integer(0); return; }
   int64_t n = 0;
   for (size_t i = 2; i < a.argv.size(); i++) n += h->erase(a.argv[i]) ? 1 : 0;
-  erase_if_empty(s, it, h);
+  if (n > 0) notify(ctx, keyspace::kHash, "hdel", a.argv[1]);
+  erase_if_emptied(s, it, h, a.argv[1], ctx);
   r.integer(n);
 }
 
@@ -590,7 +623,7 @@ bool parse_hincrby(Args a, HIncrArgs& o, std::string& err) {
 void apply_hincrby(State& s, const HIncrArgs& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   Hash* h;
-  if (!container_for_write<Hash>(s, a.key, ctx.now_ms, r, &it, &h)) return;
+  if (!container_for_write<Hash>(s, a.key, ctx, r, &it, &h)) return;
   int64_t v = 0;
   std::string* field = h ? h->find(a.field) : nullptr;
   if (field && !parse_int64(*field, &v)) { r.error(kHashNotInteger); return; }
@@ -603,6 +636,7 @@ void apply_hincrby(State& s, const HIncrArgs& a, const ApplyContext& ctx, Reply&
     assert(inserted);
   }
   assign_int(*field, result);
+  notify(ctx, keyspace::kHash, "hincrby", a.key);
   r.integer(result);
 }
 
@@ -614,10 +648,11 @@ template <bool kFront>
 void apply_push(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   List* l;
-  if (!container_for_create<List>(s, a.argv[1], ctx.now_ms, r, &it, &l)) return;
+  if (!container_for_create<List>(s, a.argv[1], ctx, r, &it, &l)) return;
   for (size_t i = 2; i < a.argv.size(); i++) {
     if (kFront) l->push_front(a.argv[i]); else l->push_back(a.argv[i]);
   }
+  notify(ctx, keyspace::kList, kFront ? "lpush" : "rpush", a.argv[1]);
   r.integer(static_cast<int64_t>(l->size()));
 }
 
@@ -625,20 +660,22 @@ template <bool kFront>
 void apply_list_pop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   List* l;
-  if (!container_for_write<List>(s, a.key, ctx.now_ms, r, &it, &l)) return;
+  if (!container_for_write<List>(s, a.key, ctx, r, &it, &l)) return;
   if (!l) { if (a.has_count) r.null_array(); else r.null(); return; }
   auto pop_one = [&] {
     if (kFront) { r.bulk(l->front()); l->pop_front(); }
     else { r.bulk(l->back()); l->pop_back(); }
   };
+  size_t n = 1;
   if (!a.has_count) {
     pop_one();
   } else {
-    size_t n = std::min<uint64_t>(static_cast<uint64_t>(a.count), l->size());
+    n = std::min<uint64_t>(static_cast<uint64_t>(a.count), l->size());
     r.array(n);
     for (size_t i = 0; i < n; i++) pop_one();
   }
-  erase_if_empty(s, it, l);
+  if (n > 0) notify(ctx, keyspace::kList, kFront ? "lpop" : "rpop", a.key);
+  erase_if_emptied(s, it, l, a.key, ctx);
 }
 
 struct RangeArgs {
@@ -674,20 +711,22 @@ uint64_t member_hash(std::string_view m) { return XXH3_64bits_withSeed(m.data(),
 void apply_sadd(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   Set* set;
-  if (!container_for_create<Set>(s, a.argv[1], ctx.now_ms, r, &it, &set)) return;
+  if (!container_for_create<Set>(s, a.argv[1], ctx, r, &it, &set)) return;
   int64_t added = 0;
   for (size_t i = 2; i < a.argv.size(); i++) added += set->insert(SetMemberKey{member_hash(a.argv[i]), a.argv[i]}) ? 1 : 0;
+  if (added > 0) notify(ctx, keyspace::kSet, "sadd", a.argv[1]);
   r.integer(added);
 }
 
 void apply_srem(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   Set* set;
-  if (!container_for_write<Set>(s, a.argv[1], ctx.now_ms, r, &it, &set)) return;
+  if (!container_for_write<Set>(s, a.argv[1], ctx, r, &it, &set)) return;
   if (!set) { r.integer(0); return; }
   int64_t removed = 0;
   for (size_t i = 2; i < a.argv.size(); i++) removed += set->erase(SetMemberKey{member_hash(a.argv[i]), a.argv[i]}) ? 1 : 0;
-  erase_if_empty(s, it, set);
+  if (removed > 0) notify(ctx, keyspace::kSet, "srem", a.argv[1]);
+  erase_if_emptied(s, it, set, a.argv[1], ctx);
   r.integer(removed);
 }
 
@@ -701,12 +740,13 @@ std::string spop_pick(Set* set, uint64_t index, uint64_t pop_number) {
 void apply_spop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   Set* set;
-  if (!container_for_write<Set>(s, a.key, ctx.now_ms, r, &it, &set)) return;
+  if (!container_for_write<Set>(s, a.key, ctx, r, &it, &set)) return;
   if (!set) { if (a.has_count) r.set(0); else r.null(); return; }
   size_t n = a.has_count ? std::min<uint64_t>(static_cast<uint64_t>(a.count), set->size()) : 1;
   if (a.has_count) r.set(n);
   for (size_t i = 0; i < n; i++) r.bulk(spop_pick(set, ctx.index, i));
-  erase_if_empty(s, it, set);
+  if (n > 0) notify(ctx, keyspace::kSet, "spop", a.key);
+  erase_if_emptied(s, it, set, a.key, ctx);
 }
 
 // Members in the set's hash order: the same on every node, and not sorted, like Redis.
@@ -783,7 +823,7 @@ void zset_erase(ZSet* z, StringMap<double>::iterator it) {
 void apply_zadd(State& s, const ZAddArgs& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   ZSet* z;
-  if (!container_for_write<ZSet>(s, a.key, ctx.now_ms, r, &it, &z)) return;
+  if (!container_for_write<ZSet>(s, a.key, ctx, r, &it, &z)) return;
   if (!z) {
     if (a.xx) { if (a.incr) r.null(); else r.integer(0); return; }
     z = create<ZSet>(s, a.key, &it);
@@ -823,7 +863,8 @@ void apply_zadd(State& s, const ZAddArgs& a, const ApplyContext& ctx, Reply& r) 
       result = score;
     }
   }
-  erase_if_empty(s, it, z);
+  erase_if_empty(s, it, z);  // created for nothing (XX, NX, GT, LT skipped every member)
+  if (added > 0 || changed > 0) notify(ctx, keyspace::kZset, a.incr ? "zincr" : "zadd", a.key);
   if (a.incr) {
     if (done) r.double_value(result); else r.null();
   } else {
@@ -834,7 +875,7 @@ void apply_zadd(State& s, const ZAddArgs& a, const ApplyContext& ctx, Reply& r) 
 void apply_zrem(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   ZSet* z;
-  if (!container_for_write<ZSet>(s, a.argv[1], ctx.now_ms, r, &it, &z)) return;
+  if (!container_for_write<ZSet>(s, a.argv[1], ctx, r, &it, &z)) return;
   if (!z) { r.integer(0); return; }
   int64_t removed = 0;
   for (size_t i = 2; i < a.argv.size(); i++) {
@@ -843,14 +884,15 @@ void apply_zrem(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
     zset_erase(z, found);
     removed++;
   }
-  erase_if_empty(s, it, z);
+  if (removed > 0) notify(ctx, keyspace::kZset, "zrem", a.argv[1]);
+  erase_if_emptied(s, it, z, a.argv[1], ctx);
   r.integer(removed);
 }
 
 void apply_zpopmin(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   ZSet* z;
-  if (!container_for_write<ZSet>(s, a.key, ctx.now_ms, r, &it, &z)) return;
+  if (!container_for_write<ZSet>(s, a.key, ctx, r, &it, &z)) return;
   if (!z) { r.array(0); return; }
   size_t n = std::min<uint64_t>(static_cast<uint64_t>(a.count), z->order.size());
   // Redis 7: RESP2 a flat member, score, ...; RESP3 with a count, [member, score] pairs.
@@ -864,7 +906,8 @@ void apply_zpopmin(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r
     z->scores.erase(first->member);
     z->order.erase(first);
   }
-  erase_if_empty(s, it, z);
+  if (n > 0) notify(ctx, keyspace::kZset, "zpopmin", a.key);
+  erase_if_emptied(s, it, z, a.key, ctx);
 }
 
 void query_zrange(const State& s, Args a, const QueryContext& ctx, Reply& r) {
@@ -972,7 +1015,7 @@ void apply_expire(State& s, const ExpireArgs& a, const ApplyContext& ctx, Reply&
     if (when > kMax - now) { r.error("ERR invalid expire time in '" + lowercase(a.name) + "' command"); return; }
     when += now;
   }
-  KeyIter it = live_write(s, a.key, ctx.now_ms);
+  KeyIter it = live_write(s, a.key, ctx);
   if (it == s.keys.end()) { r.integer(0); return; }
   std::optional<uint64_t> current = deadline_of(s, a.key);
   int64_t cur = current ? static_cast<int64_t>(*current) : 0;
@@ -980,15 +1023,22 @@ void apply_expire(State& s, const ExpireArgs& a, const ApplyContext& ctx, Reply&
     r.integer(0);
     return;
   }
-  if (when <= now) erase_key(s, it);
-  else set_deadline(s, a.key, static_cast<uint64_t>(when));
+  if (when <= now) {
+    erase_key(s, it);
+    notify(ctx, keyspace::kGeneric, "del", a.key);
+  } else {
+    set_deadline(s, a.key, static_cast<uint64_t>(when));
+    notify(ctx, keyspace::kGeneric, "expire", a.key);
+  }
   r.integer(1);
 }
 
 void apply_persist(State& s, const KeyArg& a, const ApplyContext& ctx, Reply& r) {
-  KeyIter it = live_write(s, a.key, ctx.now_ms);
+  KeyIter it = live_write(s, a.key, ctx);
   if (it == s.keys.end()) { r.integer(0); return; }
-  r.integer(clear_deadline(s, a.key) ? 1 : 0);
+  const bool had = clear_deadline(s, a.key);
+  if (had) notify(ctx, keyspace::kGeneric, "persist", a.key);
+  r.integer(had ? 1 : 0);
 }
 
 template <bool kMilliseconds>
@@ -1009,6 +1059,7 @@ void apply_hmdb_expire(State& s, const Words&, const ApplyContext& ctx, Reply& r
          s.expiry_order.begin()->first <= ctx.now_ms) {
     auto first = s.expiry_order.begin();
     ctx.key_changed(first->second);  // an expiry is a change to a WATCH (key spec: reports_more)
+    notify(ctx, keyspace::kExpired, "expired", first->second);
     size_t erased = s.keys.erase(std::string_view(first->second));
     assert(erased == 1);
     erased = s.expires.erase(std::string_view(first->second));

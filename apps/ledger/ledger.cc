@@ -23,6 +23,46 @@ bool valid_currency(std::string_view c) {
 
 std::string no_such_account(std::string_view id) { return "ERR no such account '" + std::string(id) + "'"; }
 
+// ---- events ------------------------------------------------------------------------------
+
+// A JSON string: ids are any bytes, so quotes, backslashes and control bytes are escaped.
+void json_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  for (char c : s) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (u < 0x20) {
+      out += "\\u00";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+  out += '"';
+}
+
+// One event per transfer on the channel of each account it moved money between
+// (account:<id>), the transfer as a JSON object: a subscriber follows an account's movements
+// live, and resumes from a position without missing one (docs/subscriptions.md).
+void publish_transfer(const Transfer& t, const ApplyContext& ctx) {
+  std::string message = "{\"seq\":" + std::to_string(t.seq) + ",\"time_ms\":" + std::to_string(t.time_ms) + ",\"from\":";
+  json_string(message, t.from);
+  message += ",\"to\":";
+  json_string(message, t.to);
+  message += ",\"amount\":" + std::to_string(t.amount) + ",\"currency\":";
+  json_string(message, t.currency);
+  if (!t.id.empty()) {
+    message += ",\"id\":";
+    json_string(message, t.id);
+  }
+  message += '}';
+  for (const std::string* account : {&t.from, &t.to}) ctx.publish(std::string(kAccountChannelPrefix) + *account, message);
+}
+
 // ---- ACCOUNT.CREATE <id> <currency> [OVERDRAFT] ---------------------------------------------
 
 struct CreateAccount {
@@ -125,6 +165,7 @@ void apply_transfer(State& s, const TransferArgs& a, const ApplyContext& ctx, Re
   remember(from->second, t);
   remember(to->second, t);
   if (!a.id.empty()) s.transfers_by_id.emplace(t.id, t);
+  if (ctx.events) publish_transfer(t, ctx);
   r.integer(static_cast<int64_t>(t.seq));
 }
 

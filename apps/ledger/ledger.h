@@ -24,6 +24,11 @@
 // different arguments it is an error. A transfer that failed is not remembered, so the
 // client may retry it once the cause (say, insufficient funds) is fixed.
 //
+// Events: every transfer is published on the channel of each of its two accounts,
+// account:<id>, as a JSON object {"seq","time_ms","from","to","amount","currency"[,"id"]}
+// (docs/subscriptions.md): SUBSCRIBE account:alice follows alice's movements; a repeated
+// transfer id moves nothing and publishes nothing.
+//
 // Determinism: the transfer's timestamp is ApplyContext::now_ms (the leader's clock,
 // stamped into the log entry); every container is ordered (btree), so the snapshot bytes
 // and the default digest (a hash of save()) are the same on every node.
@@ -46,6 +51,8 @@ inline constexpr size_t kTransferIdBytesMax = 64;
 inline constexpr size_t kCurrencyBytesMax = 12;  // "USD", "EUR", "POINTS", ...
 // Transfers kept per account for HISTORY (older ones drop off; balances are exact anyway).
 inline constexpr size_t kHistoryMax = 1000;
+// The channel prefix of an account's transfer events.
+inline constexpr std::string_view kAccountChannelPrefix = "account:";
 // Transfers HISTORY returns when no count is given.
 inline constexpr size_t kHistoryDefault = 10;
 

@@ -29,6 +29,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "hmdb/app.h"
@@ -43,8 +44,30 @@ namespace hmdb::testing {
 // a one-command batch with leader time now_ms at log index `index`, logged under the app's
 // active schema version (as a leader logs it), through the engine's apply path. The reply is appended to *out in
 // `protocol`. Returns false if the engine did not apply the entry (never, for a command
-// validate() accepted). Defined in the hmdb_testing library.
-bool apply_write(StateMachine& app, Args argv, uint64_t now_ms, uint64_t index, Protocol protocol, std::string* out);
+// validate() accepted). The events it emits (ApplyContext::publish, keyspace_event; a
+// PUBLISH) go to `events` if given. Defined in the hmdb_testing library.
+bool apply_write(StateMachine& app, Args argv, uint64_t now_ms, uint64_t index, Protocol protocol, std::string* out,
+                 EventSink* events = nullptr);
+
+// An EventSink that keeps what a write emitted, for tests of an app's events
+// (docs/subscriptions.md): Driver::events = &recorder.
+struct RecordedEvents final : EventSink {
+  struct Event {
+    std::string channel, message;  // publish(); for a keyspace event: "", ""
+    uint32_t keyspace_type = 0;    // keyspace_event(): its class (hmdb::keyspace), event and key
+    std::string event, key;
+    bool operator==(const Event&) const = default;
+  };
+  std::vector<Event> events;
+  void publish(std::string_view channel, std::string_view message) override {
+    events.push_back(Event{std::string(channel), std::string(message), 0, {}, {}});
+  }
+  void keyspace_event(uint32_t type, std::string_view event, std::string_view key) override {
+    events.push_back(Event{{}, {}, type, std::string(event), std::string(key)});
+  }
+  // The events so far, taken.
+  std::vector<Event> take() { return std::exchange(events, {}); }
+};
 
 class Driver {
  public:
@@ -61,6 +84,7 @@ class Driver {
   uint64_t now_ms = kStartMs;            // the leader clock stamped into the next write's entry
   uint64_t index = 0;                    // log index of the last applied entry
   Protocol protocol = Protocol::kResp2;  // the client's protocol (after HELLO 3: kResp3)
+  EventSink* events = nullptr;           // gets the events writes emit (RecordedEvents), if set
 
   // One command as a client would send it; returns the RESP reply.
   std::string run(std::initializer_list<std::string_view> words) { return run(std::vector<std::string_view>(words)); }
@@ -75,7 +99,7 @@ class Driver {
           reply.error(error);
           break;
         }
-        if (!apply_write(*app_, argv, now_ms, ++index, protocol, &out))
+        if (!apply_write(*app_, argv, now_ms, ++index, protocol, &out, events))
           reply.error("ERR test driver: the engine did not apply the entry");
         break;
       }

@@ -47,7 +47,7 @@ void answer_repeat(const RequestTable::Entry& first, const BatchStep& step, std:
 }  // namespace
 
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
-                        ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes, RequestTable* requests, PubSub* events) {
+                        ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes, RequestTable* requests, EventHub* events) {
   ApplyResult result;
   result.schema_version = schema_version;
   if (!app.reads_schema_version(schema_version)) [[unlikely]] {

@@ -105,6 +105,6 @@ struct ApplyResult {
 // PUBLISH answers 0 receivers.
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
                         ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes = nullptr,
-                        RequestTable* requests = nullptr, PubSub* events = nullptr);
+                        RequestTable* requests = nullptr, EventHub* events = nullptr);
 
 }  // namespace hmdb::core

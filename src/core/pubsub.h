@@ -68,6 +68,14 @@ struct EventPosition {
   uint64_t ordinal = kWholeEntry;
   auto operator<=>(const EventPosition&) const = default;
 };
+// Where an entry's events go as it is applied (core/apply.h): a node's PubSub; the app test
+// driver's recorder (hmdb/testing.h).
+class EventHub : public EventSink {
+ public:
+  // PUBLISH, applied: one event; returns the receivers on this node (PUBLISH's reply).
+  virtual int64_t publish_command(std::string_view channel, std::string_view message) = 0;
+};
+
 // PUBLISH <channel> <message>: the engine's own write, logged and applied like an app's
 // (its name comes before the app's commands).
 inline bool is_publish_name(std::string_view name) {
@@ -132,7 +140,7 @@ class PubSubHost {
   virtual void close_after_output(ClientSession& s) = 0;
 };
 
-class PubSub final : public EventSink {
+class PubSub final : public EventHub {
  public:
   struct Options {
     uint64_t retain_bytes = kEventsRetainBytesDefault;
@@ -160,7 +168,7 @@ class PubSub final : public EventSink {
   // (-SUBSCRIPTIONENDED), as its events in between are skipped; the ring starts empty.
   void reset_at(uint64_t index);
   // PUBLISH, applied: one event; returns the receivers on this node (the reply).
-  int64_t publish_command(std::string_view channel, std::string_view message);
+  int64_t publish_command(std::string_view channel, std::string_view message) override;
   // EventSink (an app's apply).
   void publish(std::string_view channel, std::string_view message) override;
   void keyspace_event(uint32_t type, std::string_view event, std::string_view key) override;

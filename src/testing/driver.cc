@@ -7,7 +7,8 @@
 
 namespace hmdb::testing {
 
-bool apply_write(StateMachine& app, Args argv, uint64_t now_ms, uint64_t index, Protocol protocol, std::string* out) {
+bool apply_write(StateMachine& app, Args argv, uint64_t now_ms, uint64_t index, Protocol protocol, std::string* out,
+                 EventSink* events) {
   core::BatchBuilder batch(now_ms);
   batch.add(argv);
   const std::string entry = batch.finish();
@@ -17,9 +18,23 @@ bool apply_write(StateMachine& app, Args argv, uint64_t now_ms, uint64_t index, 
     void replied(size_t) override {}
   } sink;
   sink.to = core::ReplyTo{out, protocol};
+  // The test's sink gets the events; a PUBLISH reaches no subscriber here.
+  struct Events final : core::EventHub {
+    EventSink* to = nullptr;
+    void publish(std::string_view channel, std::string_view message) override { to->publish(channel, message); }
+    void keyspace_event(uint32_t type, std::string_view event, std::string_view key) override {
+      to->keyspace_event(type, event, key);
+    }
+    int64_t publish_command(std::string_view channel, std::string_view message) override {
+      to->publish(channel, message);
+      return 0;
+    }
+  } hub;
+  hub.to = events;
   core::ApplyScratch scratch;
   // Logged under the active version, as a leader logs it.
-  const core::ApplyResult r = core::apply_batch(app, entry, index, app.active_schema_version(), &sink, scratch);
+  const core::ApplyResult r = core::apply_batch(app, entry, index, app.active_schema_version(), &sink, scratch,
+                                                nullptr, nullptr, events ? &hub : nullptr);
   return r.status == core::ApplyStatus::kOk && r.commands == 1;
 }
 

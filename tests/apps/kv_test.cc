@@ -49,6 +49,39 @@ TEST_F(KvTest, SetGetDelExists) {
   EXPECT_EQ(run({"TYPE", "a"}), "+none\r\n");
 }
 
+// Redis' keyspace notifications (the engine renders them per notify-keyspace-events; the
+// compat test compares the rendered messages with redis-server's): what each write reports.
+TEST_F(KvTest, WritesReportRedisKeyspaceEvents) {
+  hmdb::testing::RecordedEvents recorded;
+  db.events = &recorded;
+  using Event = hmdb::testing::RecordedEvents::Event;
+  auto ev = [](uint32_t type, std::string event, std::string key) { return Event{{}, {}, type, event, key}; };
+  auto events = [&](std::initializer_list<std::string_view> words) {
+    run(words);
+    return recorded.take();
+  };
+  EXPECT_EQ(events({"SET", "a", "1", "PX", "100"}),
+            (std::vector<Event>{ev(keyspace::kString, "set", "a"), ev(keyspace::kGeneric, "expire", "a")}));
+  EXPECT_EQ(events({"SET", "a", "1", "NX"}), std::vector<Event>{}) << "nothing set: nothing reported";
+  EXPECT_EQ(events({"INCR", "n"}), std::vector<Event>{ev(keyspace::kString, "incrby", "n")});
+  EXPECT_EQ(events({"LPUSH", "l", "x"}), std::vector<Event>{ev(keyspace::kList, "lpush", "l")});
+  EXPECT_EQ(events({"RPOP", "l"}),
+            (std::vector<Event>{ev(keyspace::kList, "rpop", "l"), ev(keyspace::kGeneric, "del", "l")}));
+  EXPECT_EQ(events({"DEL", "n", "nosuch"}), std::vector<Event>{ev(keyspace::kGeneric, "del", "n")});
+  // A write that finds its key expired reports "expired" first, as Redis does.
+  db.now_ms += 200;
+  EXPECT_EQ(events({"SET", "a", "2"}),
+            (std::vector<Event>{ev(keyspace::kExpired, "expired", "a"), ev(keyspace::kString, "set", "a")}));
+  // The housekeeping sweep reports each key it deletes.
+  run({"SET", "b", "1", "PX", "10"});
+  run({"SET", "c", "1", "PX", "20"});
+  recorded.take();
+  db.now_ms += 100;
+  EXPECT_EQ(events({"HMDB.EXPIRE"}),
+            (std::vector<Event>{ev(keyspace::kExpired, "expired", "b"), ev(keyspace::kExpired, "expired", "c")}));
+  EXPECT_EQ(events({"FLUSHALL"}), std::vector<Event>{}) << "as Redis: no per-key events";
+}
+
 TEST_F(KvTest, WrongArityIsRejectedBeforeApply) {
   std::string err;
   std::vector<std::string_view> set1 = {"SET", "k"};

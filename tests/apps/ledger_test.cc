@@ -42,6 +42,28 @@ TEST_F(LedgerTest, TransfersMoveMoneyAndReturnSequenceNumbers) {
   EXPECT_EQ(db.host.info(), "accounts:4\r\ntransfers:2\r\n");
 }
 
+// Each transfer is one event on each of its accounts' channels; a refused transfer and a
+// repeated transfer id publish nothing. Ids are escaped as JSON strings.
+TEST_F(LedgerTest, TransfersArePublishedOnBothAccountsChannels) {
+  hmdb::testing::RecordedEvents recorded;
+  db.events = &recorded;
+  const uint64_t t = db.now_ms;
+  ASSERT_EQ(run({"TRANSFER", "bank", "alice", "1000", "USD", "ID", "t-\"1\""}), integer(1));
+  const std::string first = "{\"seq\":1,\"time_ms\":" + std::to_string(t) +
+                            ",\"from\":\"bank\",\"to\":\"alice\",\"amount\":1000,\"currency\":\"USD\",\"id\":\"t-\\\"1\\\"\"}";
+  using Event = hmdb::testing::RecordedEvents::Event;
+  EXPECT_EQ(recorded.take(), (std::vector<Event>{{"account:bank", first, 0, {}, {}}, {"account:alice", first, 0, {}, {}}}));
+  EXPECT_EQ(run({"TRANSFER", "bank", "alice", "1000", "USD", "ID", "t-\"1\""}), integer(1));  // a retry
+  EXPECT_EQ(run({"TRANSFER", "alice", "bob", "5000", "USD"}), error("ERR insufficient funds"));
+  EXPECT_TRUE(recorded.take().empty());
+  ASSERT_EQ(run({"ACCOUNT.CREATE", std::string_view("a\nb\x01", 4), "USD"}), kOk);
+  ASSERT_EQ(run({"TRANSFER", "alice", std::string_view("a\nb\x01", 4), "1", "USD"}), integer(2));
+  const std::vector<Event> second = recorded.take();
+  ASSERT_EQ(second.size(), 2u);
+  EXPECT_EQ(second[1].channel, std::string("account:a\nb\x01", 12));
+  EXPECT_NE(second[1].message.find("\"to\":\"a\\u000ab\\u0001\""), std::string::npos) << second[1].message;
+}
+
 TEST_F(LedgerTest, AccountRules) {
   EXPECT_EQ(run({"ACCOUNT.CREATE", "alice", "USD"}), error("ERR account 'alice' already exists"));
   EXPECT_EQ(run({"ACCOUNT.CREATE", "x", "usd"}), error("ERR currency must be 1 to 12 characters A-Z or 0-9"));

@@ -26,6 +26,8 @@
 #   !sleep <ms>        lets time pass (a key expires); not a command
 #   !read <client> <n> reads n frames that client was sent without asking (pub/sub
 #                      messages), compared byte for byte; not a command
+#   !until <client> <w> the same, up to and including the first frame whose last element
+#                      is the bulk string <w> (a marker PUBLISHed after what is compared)
 #
 # Exits 77 (ctest: skipped) when redis-server is not installed. Starts both servers on
 # free loopback ports and stops exactly those processes at the end.
@@ -42,6 +44,8 @@ import time
 READY_TIMEOUT_S = 20
 # Socket timeout for one reply.
 REPLY_TIMEOUT_S = 5
+# Frames "!until" reads at most before giving up on its marker.
+MAX_FRAMES_UNTIL = 1000
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_FILES = [os.path.join(HERE, "redis_compat_commands.txt"), os.path.join(HERE, "redis_compat_handshake.txt"),
                  os.path.join(HERE, "redis_compat_transactions.txt"), os.path.join(HERE, "redis_compat_pubsub.txt")]
@@ -146,6 +150,10 @@ def load(path):
                 _, who, count = line.split()
                 lines.append((f"{os.path.basename(path)}:{n}", [], "bytes", int(who), int(count)))
                 continue
+            if line.startswith("!until "):
+                _, who, marker = line.split()
+                lines.append((f"{os.path.basename(path)}:{n}", [], "bytes", int(who), marker))
+                continue
             if line.startswith("@2 "):
                 client, line = 2, line[3:].strip()
             if line.startswith("@frames "):
@@ -227,10 +235,12 @@ def main():
                         if words:  # "!read": nothing is sent, frames come by themselves
                             s.sendall(encode(words))
                         raw, values = b"", []
-                        for _ in range(frames):
+                        while len(values) < (frames if isinstance(frames, int) else MAX_FRAMES_UNTIL):
                             r, v = read_reply(f)
                             raw += r
                             values.append(v)
+                            if isinstance(frames, str) and v[1] and v[1][-1] == (b"$", frames.encode()):
+                                break
                         replies.append((raw, values[0] if frames == 1 else (b"frames", values)))
                     (redis_raw, redis_value), (hmdb_raw, hmdb_value) = replies
                     if not words:
@@ -250,8 +260,17 @@ def main():
                         differences += 1
                         print(f"DIFFERENT (RESP{protocol}, {where}): {' '.join(words)}\n"
                               f"  redis: {redis_raw!r}\n  hmdb:  {hmdb_raw!r}")
-                for pair in connections.values():
-                    for s, _ in pair:
+                # Every frame sent must have been read by its line: a PING now must be answered
+                # by the very next frame (a file that reads too few frames would otherwise
+                # compare each reply with the one before it, equally on both servers).
+                for client, pair in connections.items():
+                    for (s, f), name in zip(pair, ("redis", "hmdb")):
+                        s.sendall(encode(["PING", "aligned"]))
+                        _, value = read_reply(f)
+                        if value not in ((b"$", b"aligned"), (b"*", [(b"$", b"pong"), (b"$", b"aligned")])):
+                            differences += 1
+                            print(f"MISALIGNED (RESP{protocol}, {os.path.basename(path)}, client {client}, {name}): "
+                                  f"a frame no line read: {value!r}")
                         s.close()
         total = sum(counts.values())
         print(f"redis-server {'.'.join(map(str, version))}: {counts.get(2, 0)} commands in RESP2, "
