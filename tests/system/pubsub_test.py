@@ -17,6 +17,11 @@ server processes. Each case starts its own cluster (tests/system/cluster.py).
            position it was sent, after which the connection closes; every PUBLISH was
            answered (writers are not slowed); a resume from that position gets exactly the
            rest.
+  snapshot 3 nodes, a follower stopped (SIGSTOP) with a positioned subscriber connected to it
+           while the leader's log is compacted past it: once it runs again it installs the
+           leader's snapshot, so it never applies the entries in between; its subscriber is
+           ended with -SUBSCRIPTIONENDED naming the last position it got (nothing skipped
+           silently), and a resume from there on the leader gets exactly the messages it missed.
   retain   1 node, --events-retain-bytes 64 KiB: a resume from before the retained events
            is refused with -OLDPOSITION naming the oldest position served; a resume from that
            position gets every retained event after it.
@@ -347,6 +352,63 @@ def case_slow(c):
           % (len(messages), published, last, len(rest)))
 
 
+# ---- case snapshot -----------------------------------------------------------------------
+
+SNAPSHOT_CASE_MESSAGES = 3000  # of 1 KiB: past the 1 MiB snapshot trigger several times
+
+
+def case_snapshot(c):
+    leader = c.wait_leader(LEADER_TIMEOUT_S)
+    follower = next(n for n in c.nodes if n is not leader)
+    sub = follower.client(REPLY_TIMEOUT_S)
+    expect(not isinstance(sub.call("HMDB.SUBSCRIBE", "$", "snap"), resp.RespError), "subscribe")
+    with leader.client(REPLY_TIMEOUT_S) as p:
+        for i in range(10):
+            expect(isinstance(p.call("PUBLISH", "snap", "m%d" % i), int), "PUBLISH refused")
+    before = [sub.read_reply() for _ in range(10)]
+    last = before[-1][3].decode()
+    follower.pause()
+    try:
+        payload = "x" * 1024
+        with leader.client(REPLY_TIMEOUT_S) as p:
+            for i in range(10, 10 + SNAPSHOT_CASE_MESSAGES, 100):
+                replies = p.pipeline([("PUBLISH", "snap", "m%d %s" % (j, payload)) for j in range(i, i + 100)])
+                expect(all(isinstance(r, int) for r in replies), "a PUBLISH was refused: %r" % replies[:3])
+            reply = p.call("SNAPSHOT")
+            expect(isinstance(reply, str) and reply.startswith("OK"), "SNAPSHOT answered %r" % (reply,))
+        first = int(leader.info()["first_index"])
+        expect(first > parse_position(last)[0], "the leader's log was not compacted past the follower (first_index %d)"
+               % first)
+    finally:
+        follower.resume()
+    # What reached the follower before it stopped (appends in its socket buffer) it applies
+    # and delivers; then the snapshot ends the subscription, naming the last it delivered.
+    got = []
+    while True:
+        m = sub.read_reply()
+        if isinstance(m, resp.RespError):
+            ended = m
+            break
+        got.append(m)
+        last = m[3].decode()
+    names = [m[2].split(b" ")[0].decode() for m in got]
+    expect(names == ["m%d" % i for i in range(10, 10 + len(got))], "before the end, not in order: %s" % names[:5])
+    expect(len(got) < SNAPSHOT_CASE_MESSAGES, "the follower delivered everything: it installed no snapshot")
+    expect(ended.message.startswith("SUBSCRIPTIONENDED %s " % last),
+           "the follower's subscriber got %r, not -SUBSCRIPTIONENDED %s" % (ended.message, last))
+    expect("installed the leader's snapshot" in follower.log(), "the follower did not catch up by snapshot")
+    expect(info_all(follower)["pubsub_ended_snapshot"] == "1", "pubsub_ended_snapshot is not 1")
+    sub.close()
+    with leader.client(REPLY_TIMEOUT_S) as s:
+        expect(not isinstance(s.call("HMDB.SUBSCRIBE", last, "snap"), resp.RespError), "resume on the leader")
+        rest = [s.read_reply() for _ in range(SNAPSHOT_CASE_MESSAGES - len(got))]
+    names = [m[2].split(b" ")[0].decode() for m in rest]
+    expect(names == ["m%d" % i for i in range(10 + len(got), 10 + SNAPSHOT_CASE_MESSAGES)],
+           "the resume did not give exactly the missed messages: %s ... %s" % (names[:3], names[-3:]))
+    print("snapshot: the follower delivered %d messages, installed the leader's snapshot and ended its subscriber at "
+          "%s; the resume on the leader got the %d messages after it" % (len(got), last, len(rest)))
+
+
 # ---- case retain -------------------------------------------------------------------------
 
 def case_retain(c):
@@ -375,6 +437,7 @@ CASES = {
     "fanout": (case_fanout, 3, []),
     "resume": (case_resume, 3, []),
     "slow": (case_slow, 1, ["--subscriber-output-bytes", "65536"]),
+    "snapshot": (case_snapshot, 3, ["--snapshot-log-bytes", "1048576"]),
     "retain": (case_retain, 1, ["--events-retain-bytes", "65536"]),
 }
 
