@@ -6,7 +6,9 @@
 // split across reads is never misread; the first input byte picks the cut); the decoder
 // agrees with the scanner (incomplete -> 0, malformed -> -1, complete -> the same length, or
 // -1 only when the reply holds a RESP3 value, which it does not build); a decoded reply
-// re-encodes to bytes that decode to the same value.
+// re-encodes to bytes that decode to the same value; what hmdb::reply_problem (hmdb/reply.h,
+// the check of what an app command wrote) accepts as one complete value, the scanner reads as
+// one reply of exactly that length (or refuses past its bounds: nesting, line, bulk sizes).
 //
 // Built two ways like the other targets: with clang -fsanitize=fuzzer (fuzz/CMakeLists.txt),
 // and with -DHMDB_FUZZ_REPLAY_MAIN as a plain program that replays the corpus (tests/net).
@@ -18,6 +20,7 @@
 #include <string_view>
 
 #include "common/assert.h"
+#include "hmdb/reply.h"
 #include "net/resp_reply.h"
 
 namespace {
@@ -88,6 +91,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size == 0) return 0;
   const uint8_t cut_byte = data[0];
   std::string_view rest(reinterpret_cast<const char*>(data) + 1, size - 1);
+  for (hmdb::Protocol p : {hmdb::Protocol::kResp2, hmdb::Protocol::kResp3}) {
+    if (!hmdb::reply_problem(rest, p).empty()) continue;
+    ScannedReply whole;
+    const ScanResult r = scan_reply(rest.data(), rest.size(), &whole);
+    HMDB_ASSERT(r == ScanResult::kMalformed || (r == ScanResult::kComplete && whole.length == rest.size()),
+                "reply_problem accepted %zu bytes the scanner does not read as one complete reply", rest.size());
+  }
   while (true) {
     ScannedReply scanned;
     const ScanResult result = scan_reply(rest.data(), rest.size(), &scanned);

@@ -60,6 +60,10 @@
 //                            fails the compile with a static_assert giving the expected
 //                            declaration (AppDefinition below). A misspelled hook name is a
 //                            helper of the app's as far as the compiler can tell.
+//   compiling define()       each write's parse and apply, each query's run (and each
+//                            upcast, old handler, removed form): a callable that is not
+//                            stateless or not callable as shown above fails where it is
+//                            registered, the message giving the expected signature.
 //   hosting AppHost<App>     (its constructor, so the server's startup and an app's first
 //                            test) the names and arities define() registered: a name the
 //                            engine answers first (hmdb/reserved_names.h: PING, CLUSTER,
@@ -67,10 +71,14 @@
 //                            a version history that does not hold together throw
 //                            std::logic_error naming the app, the command and why; the
 //                            server prints it and exits 1.
-//   compiling define()       each write's parse and apply, each query's run (and each
-//                            upcast, old handler, removed form): a callable that is not
-//                            stateless or not callable as shown above fails where it is
-//                            registered, the message giving the expected signature.
+//   running a command        the test driver (hmdb/testing.h) checks that every reply is
+//                            exactly one complete RESP value in the client's protocol
+//                            (hmdb/reply.h: reply_problem), and throws std::logic_error
+//                            naming the command; AppHost makes the same check, and throws
+//                            the same way, in builds with HMDB_CHECK_REPLIES=1 (Debug).
+//   loading a snapshot       App::load leaving any byte of the app's part unread fails the
+//                            load as a malformed snapshot would (the state is left empty);
+//                            Decoder::count<Item...>() sizes counts from the item's types.
 #pragma once
 
 #include <algorithm>
@@ -92,6 +100,15 @@
 #include "hmdb/reserved_names.h"
 #include "hmdb/state_machine.h"
 #include "hmdb/text.h"
+
+// HMDB_CHECK_REPLIES=1: AppHost checks that every command and query wrote exactly one
+// complete RESP value (hmdb/reply.h, reply_problem) and throws std::logic_error naming the
+// command if not. A compile-time switch, so that a release build pays nothing: on in Debug
+// builds (CMake: the hmdb::app target and the engine's own build) or with
+// -DHMDB_CHECK_REPLIES=ON; the test driver (hmdb/testing.h) checks every reply in any build.
+#ifndef HMDB_CHECK_REPLIES
+#define HMDB_CHECK_REPLIES 0
+#endif
 
 #ifndef XXH_STATIC_LINKING_ONLY
 #define XXH_STATIC_LINKING_ONLY  // HashSink keeps an XXH3_state_t by value
@@ -864,14 +881,27 @@ class AppHost final : public StateMachine {
                e->arity.to_string();
       return false;
     }
+#if HMDB_CHECK_REPLIES
+    const size_t before = reply.size();
+    const bool applied = e->apply(state_, argv, ctx, reply, *why);
+    if (applied) check_reply(*e, reply, before);
+    return applied;
+#else
     return e->apply(state_, argv, ctx, reply, *why);
+#endif
   }
 
   void query(Args argv, const QueryContext& ctx, Reply& reply) const override {
     const auto* e = argv.empty() ? nullptr : client_table().find(argv[0]);
     if (!e || e->kind != CommandKind::kQuery) { reply.error("ERR unknown command"); return; }
     if (!e->arity.allows(argv.size())) { reply.error(wrong_arity(argv[0])); return; }
+#if HMDB_CHECK_REPLIES
+    const size_t before = reply.size();
     e->query(state_, argv, ctx, reply);
+    check_reply(*e, reply, before);
+#else
+    e->query(state_, argv, ctx, reply);
+#endif
   }
 
   void prefetch(Args argv) const override {
@@ -943,6 +973,16 @@ class AppHost final : public StateMachine {
   const Commands<State>& commands() const { return commands_; }
 
  private:
+#if HMDB_CHECK_REPLIES
+  // A command that wrote anything but one complete RESP value would desynchronise its
+  // client (every later reply read as the wrong one): a bug in the app, stopped here.
+  static void check_reply(const typename Commands<State>::Entry& e, Reply& reply, size_t before) {
+    const std::string_view wrote = std::string_view(*reply.buffer()).substr(before);
+    if (std::string problem = reply_problem(wrote, reply.protocol()); !problem.empty())
+      throw std::logic_error("hmdb: app " + std::string(App::kName) + ": command " + e.name + " wrote " + problem);
+  }
+#endif
+
   // The commands clients' writes are validated under: the active version's (the newest when
   // this binary does not read the active version; validate then refuses every write).
   const typename Commands<State>::Table& client_table() const {

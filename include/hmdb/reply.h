@@ -27,12 +27,17 @@
 // code such as "ERR" or "WRONGTYPE". CR and LF inside msg are replaced by spaces, so a
 // message can never break the framing.
 //
+// reply_problem() checks what a command wrote: exactly one complete value, well formed, in
+// the client's protocol. The test driver (hmdb/testing.h) checks every reply with it, and
+// so does AppHost in builds with HMDB_CHECK_REPLIES (hmdb/app.h; on in Debug builds).
+//
 // Thread-safety: none.
 #pragma once
 
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 
@@ -149,5 +154,136 @@ class Reply {
   std::string* out_;
   Protocol protocol_;
 };
+
+namespace detail {
+
+// `resp` quoted for a message, control bytes escaped, at most 96 bytes of it.
+inline std::string quote_resp(std::string_view resp) {
+  constexpr size_t kShownBytes = 96;
+  std::string out = "\"";
+  for (size_t i = 0; i < resp.size() && i < kShownBytes; i++) {
+    const char c = resp[i];
+    if (c == '\r') out += "\\r";
+    else if (c == '\n') out += "\\n";
+    else if (c == '"' || c == '\\') out += std::string("\\") + c;
+    else if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[static_cast<unsigned char>(c) >> 4];
+      out += kHex[static_cast<unsigned char>(c) & 15];
+    } else {
+      out += c;
+    }
+  }
+  out += resp.size() > kShownBytes ? "\"..." : "\"";
+  return out;
+}
+
+// A RESP integer: an optional '-' then decimal digits, within int64.
+inline bool resp_integer(std::string_view text, int64_t* out) {
+  if (text.empty() || text[0] == '+') return false;
+  auto r = std::from_chars(text.data(), text.data() + text.size(), *out);
+  return r.ec == std::errc() && r.ptr == text.data() + text.size();
+}
+
+}  // namespace detail
+
+// Why `resp` is not exactly one complete RESP value as a Reply in `protocol` writes one, or
+// "" if it is: nothing written, a second value after the first, an aggregate promising more
+// elements than follow (an array(3) followed by two values), a malformed line, a RESP3 type
+// sent to a RESP2 client, a push or attribute (not a reply). The walk keeps a count of the
+// values still owed instead of recursing, so any nesting is checked in constant stack.
+inline std::string reply_problem(std::string_view resp, Protocol protocol) {
+  const bool resp3 = protocol == Protocol::kResp3;
+  uint64_t owed = 1;  // values still to come: the reply, then each aggregate's elements
+  size_t pos = 0;
+  auto at = [&](size_t p) { return " at byte " + std::to_string(p) + " of " + detail::quote_resp(resp); };
+  if (resp.empty()) return "nothing (a command writes exactly one RESP value)";
+  while (owed > 0) {
+    if (pos >= resp.size())
+      return "an incomplete value: an aggregate promised " + std::to_string(owed) + " more element" +
+             (owed == 1 ? "" : "s") + " than were written: " + detail::quote_resp(resp);
+    const size_t start = pos;
+    const char type = resp[pos];
+    const size_t eol = resp.find("\r\n", pos + 1);
+    if (eol == std::string_view::npos) return "a line without its CRLF" + at(start);
+    const std::string_view line = resp.substr(pos + 1, eol - pos - 1);
+    if (line.find_first_of("\r\n") != std::string_view::npos) return "a CR or LF inside a line" + at(start);
+    pos = eol + 2;
+    owed--;
+    int64_t n = 0;
+    auto aggregate = [&](uint64_t per_entry) -> std::string {
+      if (!detail::resp_integer(line, &n) || n < -1 || (n == -1 && (resp3 || type != '*')))
+        return std::string("a bad element count '") + std::string(line) + "'" + at(start);
+      if (n == -1) return {};  // RESP2's null array
+      // Each element takes at least 3 bytes ("_\r\n"): a count beyond that is incomplete.
+      if (static_cast<uint64_t>(n) > (resp.size() - pos) / 3 + 1)
+        return "an incomplete value: an aggregate of " + std::to_string(n) + " elements with " +
+               std::to_string(resp.size() - pos) + " bytes after it: " + detail::quote_resp(resp);
+      owed += static_cast<uint64_t>(n) * per_entry;
+      return {};
+    };
+    auto blob = [&](size_t min_bytes) -> std::string {
+      if (!detail::resp_integer(line, &n) || n < -1 || (n == -1 && (resp3 || type != '$')))
+        return std::string("a bad length '") + std::string(line) + "'" + at(start);
+      if (n == -1) return {};  // RESP2's null bulk string
+      if (static_cast<uint64_t>(n) > resp.size() - pos || resp.size() - pos - static_cast<size_t>(n) < 2)
+        return "an incomplete bulk string of " + std::to_string(n) + " bytes" + at(start);
+      if (resp.substr(pos + static_cast<size_t>(n), 2) != "\r\n")
+        return "a bulk string whose CRLF is not after its " + std::to_string(n) + " bytes" + at(start);
+      if (static_cast<size_t>(n) < min_bytes || (min_bytes && resp[pos + 3] != ':'))
+        return "a verbatim string without its 3-letter format and ':'" + at(start);
+      pos += static_cast<size_t>(n) + 2;
+      return {};
+    };
+    std::string problem;
+    switch (type) {
+      case '+':
+      case '-': break;
+      case ':':
+        if (!detail::resp_integer(line, &n)) problem = "a bad integer" + at(start);
+        break;
+      case '$': problem = blob(0); break;
+      case '*': problem = aggregate(1); break;
+      case '_':
+      case '#':
+      case ',':
+      case '(':
+      case '!':
+      case '=':
+      case '%':
+      case '~':
+        if (!resp3) {
+          problem = std::string("a RESP3 value ('") + type + "') to a RESP2 client (the typed writers render each " +
+                    "protocol's form)" + at(start);
+        } else if (type == '_') {
+          if (!line.empty()) problem = "a null with text after '_'" + at(start);
+        } else if (type == '#') {
+          if (line != "t" && line != "f") problem = "a boolean other than #t or #f" + at(start);
+        } else if (type == ',') {
+          if (line.empty()) problem = "an empty double" + at(start);
+        } else if (type == '(') {
+          const std::string_view digits = line.starts_with('-') ? line.substr(1) : line;
+          if (digits.empty() || digits.find_first_not_of("0123456789") != std::string_view::npos)
+            problem = "a big number that is not digits" + at(start);
+        } else if (type == '!') {
+          problem = blob(0);
+        } else if (type == '=') {
+          problem = blob(4);
+        } else {
+          problem = aggregate(type == '%' ? 2 : 1);
+        }
+        break;
+      case '>':
+      case '|': problem = "a push or attribute (not a command's reply)" + at(start); break;
+      default: problem = std::string("an unknown type byte '") + type + "'" + at(start); break;
+    }
+    if (!problem.empty()) return problem;
+  }
+  if (pos != resp.size())
+    return "a second value after the first complete one (a command writes exactly one RESP value): " +
+           detail::quote_resp(resp);
+  return {};
+}
 
 }  // namespace hmdb

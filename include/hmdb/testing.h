@@ -16,6 +16,11 @@
 // Driver works on any StateMachine; AppDriver<App> is the same with the typed AppHost<App>
 // in reach (db.host.state()) for an app whose definition the test can see.
 //
+// Each reply is checked to be exactly one complete RESP value in the driver's protocol
+// (hmdb/reply.h, reply_problem: not two values, not an array header with fewer elements, ...);
+// run() throws std::logic_error naming the command and the problem otherwise, which fails
+// the test that ran it.
+//
 // Replies are returned as RESP bytes, so a test compares them with the helpers at the end
 // (bulk, integer, error, array, kOk, kNil, ...). The driver does not depend on a test
 // framework: the engine's own tests and the app scaffold use GoogleTest, but any framework
@@ -27,6 +32,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -113,6 +119,10 @@ class Driver {
         reply.error("ERR unknown command");
         break;
     }
+    // Every reply, in any build: a command that wrote two values, or an array header and
+    // fewer elements, would desynchronise a real client.
+    if (std::string problem = reply_problem(out, protocol); !problem.empty())
+      throw std::logic_error("hmdb testing: command " + std::string(argv.empty() ? "" : argv[0]) + " wrote " + problem);
     return out;
   }
   std::string run_strings(const std::vector<std::string>& words) {

@@ -1,8 +1,13 @@
 // tests/apps/app_checks_test.cc — what hmdb/app.h checks when an app is hosted (registration
-// time) rather than compiled: arity ranges, reserved, repeated and oversized command names.
-// (Signatures are checked at compile time: tests/compile_fail.)
+// time) rather than compiled: arity ranges, reserved, repeated and oversized command names;
+// and that every reply is one complete RESP value (hmdb/reply.h's reply_problem, which the
+// test driver applies to every command). (Signatures are checked at compile time:
+// tests/compile_fail; AppHost's own reply check in HMDB_CHECK_REPLIES builds:
+// app_checks_debug_test.cc.)
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 #include <variant>
@@ -159,6 +164,141 @@ TEST(AppChecks, EveryShellAndTransactionCommandIsReserved) {
   for (std::string_view n : kEngineWriteNames) EXPECT_NE(reserved_command_reason(n), "") << n;
   EXPECT_EQ(reserved_command_reason("SET"), "");
   EXPECT_EQ(reserved_command_reason("HMDB"), "") << "the prefix is HMDB. with its dot";
+}
+
+// ---- replies -------------------------------------------------------------------------------
+
+// Every value the typed writers make is one complete value, in both protocols, nested too.
+TEST(ReplyProblem, WhatTheWritersWriteIsOneCompleteValue) {
+  for (Protocol p : {Protocol::kResp2, Protocol::kResp3}) {
+    auto one = [&](auto write) {
+      std::string out;
+      Reply r(&out, p);
+      write(r);
+      return reply_problem(out, p);
+    };
+    EXPECT_EQ(one([](Reply& r) { r.ok(); }), "");
+    EXPECT_EQ(one([](Reply& r) { r.status(""); }), "");
+    EXPECT_EQ(one([](Reply& r) { r.error("ERR multi\r\nline"); }), "");
+    EXPECT_EQ(one([](Reply& r) { r.integer(-42); }), "");
+    EXPECT_EQ(one([](Reply& r) { r.bulk(std::string("a\r\n\0b", 5)); }), "");
+    EXPECT_EQ(one([](Reply& r) { r.bulk(""); }), "");
+    EXPECT_EQ(one([](Reply& r) { r.bulk_integer(7); }), "");
+    EXPECT_EQ(one([](Reply& r) { r.null(); }), "");
+    EXPECT_EQ(one([](Reply& r) { r.null_array(); }), "");
+    EXPECT_EQ(one([](Reply& r) { r.array(0); }), "");
+    EXPECT_EQ(one([](Reply& r) { r.double_value(-1.5); }), "");
+    EXPECT_EQ(one([](Reply& r) { r.double_value(-HUGE_VAL); }), "");
+    EXPECT_EQ(one([](Reply& r) { r.boolean(true); }), "");
+    EXPECT_EQ(one([](Reply& r) { r.big_number("-123456789012345678901234567890"); }), "");
+    EXPECT_EQ(one([](Reply& r) { r.verbatim("text\n", "txt"); }), "");
+    EXPECT_EQ(one([](Reply& r) {
+                r.map(2);
+                r.bulk("a");
+                r.set(2);
+                r.integer(1);
+                r.null();
+                r.bulk("b");
+                r.array(1);
+                r.map(0);
+              }),
+              "");
+  }
+  // Deep nesting is walked without recursion.
+  std::string deep;
+  for (int i = 0; i < 100000; i++) deep += "*1\r\n";
+  deep += ":1\r\n";
+  EXPECT_EQ(reply_problem(deep, Protocol::kResp2), "");
+}
+
+// Each way a command can get it wrong, with the problem named.
+TEST(ReplyProblem, MistakesAreNamed) {
+  struct Case {
+    std::string resp;
+    Protocol protocol;
+    std::string problem;  // the start of reply_problem's answer
+  };
+  const Case cases[] = {
+      {"", Protocol::kResp2, "nothing"},
+      {":1\r\n:2\r\n", Protocol::kResp2, "a second value after the first complete one"},
+      {"+OK\r\n+OK\r\n", Protocol::kResp3, "a second value after the first complete one"},
+      {"*3\r\n:1\r\n:2\r\n", Protocol::kResp2, "an incomplete value: an aggregate promised 1 more element than"},
+      {"*2\r\n*2\r\n:1\r\n", Protocol::kResp2, "an incomplete value: an aggregate promised 2 more elements"},
+      {"%1\r\n+k\r\n", Protocol::kResp3, "an incomplete value: an aggregate promised 1 more element"},
+      {"*1000000\r\n:1\r\n", Protocol::kResp2, "an incomplete value: an aggregate of 1000000 elements"},
+      {"$5\r\nabc\r\n", Protocol::kResp2, "an incomplete bulk string of 5 bytes"},
+      {"$2\r\nabc\r\n", Protocol::kResp2, "a bulk string whose CRLF is not after its 2 bytes"},
+      {"+OK", Protocol::kResp2, "a line without its CRLF"},
+      {"+O\nK\r\n", Protocol::kResp2, "a CR or LF inside a line"},
+      {":12a\r\n", Protocol::kResp2, "a bad integer"},
+      {":+1\r\n", Protocol::kResp2, "a bad integer"},
+      {"*-2\r\n", Protocol::kResp2, "a bad element count '-2'"},
+      {"*-1\r\n", Protocol::kResp3, "a bad element count '-1'"},  // RESP3 has one null: _
+      {"$-1\r\n", Protocol::kResp3, "a bad length '-1'"},
+      {"%1\r\n+k\r\n+v\r\n", Protocol::kResp2, "a RESP3 value ('%') to a RESP2 client"},
+      {"_\r\n", Protocol::kResp2, "a RESP3 value ('_') to a RESP2 client"},
+      {"#x\r\n", Protocol::kResp3, "a boolean other than #t or #f"},
+      {"=3\r\nabc\r\n", Protocol::kResp3, "a verbatim string without its 3-letter format"},
+      {"(12x\r\n", Protocol::kResp3, "a big number that is not digits"},
+      {">1\r\n+x\r\n", Protocol::kResp3, "a push or attribute"},
+      {"?\r\n", Protocol::kResp2, "an unknown type byte '?'"},
+  };
+  for (const Case& c : cases) {
+    const std::string got = reply_problem(c.resp, c.protocol);
+    EXPECT_EQ(got.substr(0, c.problem.size()), c.problem) << detail::quote_resp(c.resp) << ": " << got;
+  }
+}
+
+// The test driver checks every reply: a command that writes two values, an array header with
+// too few elements or nothing fails the test that ran it, naming the command. (In a build with
+// HMDB_CHECK_REPLIES, AppHost finds it first, with the same words.)
+struct SloppyApp {
+  static constexpr std::string_view kName = "sloppy";
+  static constexpr uint32_t kSchemaVersion = 1;
+  using State = std::monostate;
+  static void define(Commands<State>& c) {
+    c.write("TWO", 1, &parse_words, [](State&, const Words&, const ApplyContext&, Reply& r) {
+      r.ok();
+      r.ok();
+    });
+    c.write("SHORT", 1, &parse_words, [](State&, const Words&, const ApplyContext&, Reply& r) {
+      r.array(3);
+      r.integer(1);
+      r.integer(2);
+    });
+    c.query("NOTHING", 1, [](const State&, Args, const QueryContext&, Reply&) {});
+    c.query("SHORTMAP", 1, [](const State&, Args, const QueryContext&, Reply& r) {
+      r.map(1);
+      r.bulk("key, but no value");
+    });
+    c.write("FINE", 1, &parse_words, &reply_count);
+  }
+  static void save(const State&, Encoder&) {}
+  static bool load(State&, Decoder&, uint32_t) { return true; }
+};
+
+std::string driver_refusal(testing::AppDriver<SloppyApp>& db, std::initializer_list<std::string_view> words) {
+  try {
+    db.run(words);
+  } catch (const std::logic_error& e) {
+    return e.what();
+  }
+  return "(no complaint)";
+}
+
+TEST(AppChecks, TheTestDriverRefusesAReplyThatIsNotOneCompleteValue) {
+  testing::AppDriver<SloppyApp> db;
+  EXPECT_NE(driver_refusal(db, {"TWO"}).find("command TWO wrote a second value after the first complete one"),
+            std::string::npos)
+      << driver_refusal(db, {"TWO"});
+  EXPECT_NE(driver_refusal(db, {"SHORT"}).find("command SHORT wrote an incomplete value: an aggregate promised 1 more"),
+            std::string::npos)
+      << driver_refusal(db, {"SHORT"});
+  EXPECT_NE(driver_refusal(db, {"NOTHING"}).find("command NOTHING wrote nothing"), std::string::npos);
+  db.protocol = Protocol::kResp3;
+  EXPECT_NE(driver_refusal(db, {"SHORTMAP"}).find("command SHORTMAP wrote an incomplete value"), std::string::npos);
+  EXPECT_EQ(db.run({"FINE"}), ":1\r\n");
+  EXPECT_EQ(db.run({"NOSUCH"}), "-ERR unknown command\r\n");
 }
 
 }  // namespace
