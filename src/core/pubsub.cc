@@ -208,20 +208,8 @@ std::string format_notify_flags(uint32_t flags) {
 // ---------------------------------------------------------------------------------------
 // The apply path
 
-void PubSub::begin_entry(uint64_t index, uint64_t term) {
-  HMDB_ASSERT(!in_entry_, "entry %llu begun inside another", static_cast<unsigned long long>(index));
-  in_entry_ = true;
-  entry_index_ = index;
-  entry_term_ = term;
-  next_ordinal_ = 0;
-  current_ = EventPosition{index - 1, EventPosition::kWholeEntry};
-}
-
-void PubSub::end_entry() {
-  HMDB_ASSERT(in_entry_, "entry ended without beginning");
-  in_entry_ = false;
-  current_ = EventPosition{entry_index_, EventPosition::kWholeEntry};
-  // Evicted a whole entry at a time, so that floor_ is exact: after it, every event is here.
+void PubSub::evict() {
+  // A whole entry at a time, so that floor_ is exact: after it, every event is here.
   while (ring_bytes_ > options_.retain_bytes && !ring_.empty()) {
     const uint64_t index = ring_.front().position.index;
     while (!ring_.empty() && ring_.front().position.index == index) {
@@ -631,7 +619,7 @@ uint64_t PubSub::catch_up_low_water() const {
   return std::min(kCatchUpLowWaterBytes, options_.subscriber_output_bytes / 2);
 }
 
-void PubSub::pump() {
+void PubSub::pump_catching_up() {
   const uint64_t end = ring_base_seq_ + ring_.size();
   for (size_t i = 0; i < catching_up_.size();) {
     ClientSession* s = host_.session(catching_up_[i]);
@@ -671,7 +659,7 @@ void PubSub::pump() {
   }
 }
 
-bool PubSub::pump_ready() {
+bool PubSub::catching_up_ready() {
   const uint64_t end = ring_base_seq_ + ring_.size();
   for (uint64_t id : catching_up_) {
     ClientSession* s = host_.session(id);

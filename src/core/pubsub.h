@@ -36,6 +36,7 @@
 #include <absl/container/flat_hash_set.h>
 #include <xxhash.h>
 
+#include "common/assert.h"
 #include "hmdb/reply.h"
 #include "hmdb/state_machine.h"
 #include "hmdb/text.h"
@@ -159,10 +160,23 @@ class PubSub final : public EventHub {
   PubSub(PubSubHost& host, Options options) : host_(host), options_(options) {}
 
   // ---- the apply path (replica.cc) ----
-  // The entry at (index, term) is about to be applied; events get its positions.
-  void begin_entry(uint64_t index, uint64_t term);
+  // The entry at (index, term) is about to be applied; events get its positions. (Inline:
+  // once per entry, on the apply path.)
+  void begin_entry(uint64_t index, uint64_t term) {
+    HMDB_ASSERT(!in_entry_, "entry %llu begun inside another", static_cast<unsigned long long>(index));
+    in_entry_ = true;
+    entry_index_ = index;
+    entry_term_ = term;
+    next_ordinal_ = 0;
+    current_ = EventPosition{index - 1, EventPosition::kWholeEntry};
+  }
   // It was applied: retention is trimmed to its bound.
-  void end_entry();
+  void end_entry() {
+    HMDB_ASSERT(in_entry_, "entry ended without beginning");
+    in_entry_ = false;
+    current_ = EventPosition{entry_index_, EventPosition::kWholeEntry};
+    if (ring_bytes_ > options_.retain_bytes) [[unlikely]] evict();
+  }
   // The state now stands for entry `index` by other means (a snapshot loaded at startup or
   // installed from the leader): no event before it will be seen. Every subscription ends
   // (-SUBSCRIPTIONENDED), as its events in between are skipped; the ring starts empty.
@@ -185,9 +199,12 @@ class PubSub final : public EventHub {
 
   // ---- catch-up ----
   // Gives catching-up subscribers with room in their output their next retained events.
-  void pump();
+  // (Called every loop turn: nothing to do costs a test.)
+  void pump() {
+    if (!catching_up_.empty()) [[unlikely]] pump_catching_up();
+  }
   // A catching-up subscriber has room: pump() would make progress.
-  bool pump_ready();
+  bool pump_ready() { return !catching_up_.empty() && catching_up_ready(); }
 
   // ---- node settings ----
   // notify-keyspace-events (a node's own setting, as in Redis; positions do not depend on it).
@@ -229,6 +246,10 @@ class PubSub final : public EventHub {
   enum class Catchup : uint8_t { kDelivered, kFull, kEnded };
   Catchup deliver_retained(ClientSession& s, const RetainedEvent& e);
   uint64_t catch_up_low_water() const;
+  // Evicts the oldest entries' events until retention is within its bound.
+  void evict();
+  void pump_catching_up();
+  bool catching_up_ready();
   // Renders (once per kind) and appends one message; false if s was too slow and ended.
   bool send_message(ClientSession& s, Frames& frames, std::string_view pattern, std::string_view channel,
                     std::string_view message, EventPosition position, uint64_t term);

@@ -63,16 +63,13 @@ CommandClass Replica::classify(Args argv) const {
   return CommandClass::kUnknown;
 }
 
-bool Replica::validate_write(Args argv, std::string* error, KeySpec* keys) const {
-  if (is_publish_name(argv[0])) [[unlikely]] {
-    if (argv.size() != 3) {
-      *error = wrong_arity(argv[0]);
-      return false;
-    }
-    *keys = KeySpec::none();  // it changes no key (WATCH is not about channels)
-    return true;
+bool Replica::validate_publish(Args argv, std::string* error, KeySpec* keys) const {
+  if (argv.size() != 3) {
+    *error = wrong_arity(argv[0]);
+    return false;
   }
-  return app_.validate(argv, error, keys);
+  *keys = KeySpec::none();  // it changes no key (WATCH is not about channels)
+  return true;
 }
 
 int Replica::write_arity(std::string_view name) const { return is_publish_name(name) ? 3 : app_.arity(name); }

@@ -284,7 +284,11 @@ class Replica final : private PubSubHost {
 
   CommandClass classify(Args argv) const;
   // A write's checks before it is batched: the app's, or the engine's for PUBLISH.
-  bool validate_write(Args argv, std::string* error, KeySpec* keys) const;
+  bool validate_write(Args argv, std::string* error, KeySpec* keys) const {
+    if (is_publish_name(argv[0])) [[unlikely]] return validate_publish(argv, error, keys);
+    return app_.validate(argv, error, keys);
+  }
+  bool validate_publish(Args argv, std::string* error, KeySpec* keys) const;
   int write_arity(std::string_view name) const;
   // A RESP2 session with subscriptions sent a command Redis refuses in that state: answered.
   bool refused_while_subscribed(ClientSession& s, Args argv, std::optional<uint64_t> held);

@@ -55,15 +55,32 @@ void ReplyQueue::finish(uint64_t seq, Kind expected) {
   }
 }
 
-bool ReplyQueue::flush_done() {
+// flush_done with messages held behind replies: each batch leaves right after its slot's
+// reply. Apart from flush_done, which runs for every reply: its loop stays what it was before
+// messages existed (the interleaving inside it cost ~30 instructions per request).
+__attribute__((noinline)) bool ReplyQueue::flush_done_with_messages() {
   bool grew = false;
   while (!slots_.empty() && slots_.front().kind == Kind::kDone) {
-    Slot& front = slots_.front();
-    out_.append(front.reply);
-    if (!front.after.empty()) [[unlikely]] {
-      out_.append(front.after);
-      held_message_bytes_ -= front.after.size();
+    out_.append(slots_.front().reply);
+    slots_.pop_front();
+    base_seq_++;
+    while (!held_.empty() && held_.front().after_seq < base_seq_) {
+      out_.append(held_.front().bytes);
+      held_message_bytes_ -= held_.front().bytes.size();
+      held_.pop_front();
     }
+    grew = true;
+  }
+  return grew;
+}
+
+bool ReplyQueue::flush_done() {
+  // Nothing finished at the head: the common case, first and with no frame to set up.
+  if (slots_.empty() || slots_.front().kind != Kind::kDone) return false;
+  if (held_message_bytes_ > 0) [[unlikely]] return flush_done_with_messages();
+  bool grew = false;
+  while (!slots_.empty() && slots_.front().kind == Kind::kDone) {
+    out_.append(slots_.front().reply);
     slots_.pop_front();
     base_seq_++;
     grew = true;

@@ -49,7 +49,6 @@ class ReplyQueue {
     Kind kind = Kind::kDone;
     std::string reply;              // kDone: the RESP reply; kWaitingWrite: filled by apply
     std::vector<std::string> argv;  // kDeferred, kQueryAtApply, kWaitingRead: the command
-    std::string after;              // pub/sub messages that leave right after the reply
   };
 
   // True when no slot is pending: a reply written now may go straight to out().
@@ -75,7 +74,9 @@ class ReplyQueue {
       out_.append(bytes);
       return;
     }
-    slots_.back().after.append(bytes);
+    const uint64_t after = next_seq() - 1;
+    if (held_.empty() || held_.back().after_seq != after) held_.push_back(HeldMessages{after, {}});
+    held_.back().bytes.append(bytes);
     held_message_bytes_ += bytes.size();
   }
   // Bytes of messages waiting behind pending replies (not yet in out()).
@@ -110,9 +111,18 @@ class ReplyQueue {
 
  private:
   size_t index_of(uint64_t seq) const;
+  bool flush_done_with_messages();
   void count(Kind kind, int delta);
 
+  // Messages behind pending replies, each batch to leave right after slot after_seq's reply.
+  // Kept apart from the slots so that a slot (one per command) stays as small as it was.
+  struct HeldMessages {
+    uint64_t after_seq = 0;
+    std::string bytes;
+  };
+
   std::deque<Slot> slots_;
+  std::deque<HeldMessages> held_;
   uint64_t base_seq_ = 0;  // sequence number of slots_.front()
   uint64_t waiting_writes_ = 0;
   uint64_t waiting_reads_ = 0;
