@@ -1240,7 +1240,8 @@ bool insert_loaded(State& s, std::string_view key, Value* container, std::string
 }  // namespace
 
 bool Kv::load(State& s, Decoder& in, uint32_t version) {
-  if (version != kSchemaVersion) return false;  // no earlier schema to migrate from yet
+  // AppHost passes only a version this app reads: 1 (kOldestSchemaVersion..kSchemaVersion).
+  if (version != 1) return false;
   // Per key: its name, the tag, then a payload of at least a length or a count.
   uint64_t n = in.count<std::string, uint8_t, std::string>();
   if (!in.ok()) return false;

@@ -133,6 +133,9 @@ struct State {
 
 struct Kv {
   static constexpr std::string_view kName = "kv";
+  // The first version: define() has no history yet. kv hashes its state its own way
+  // (digest), so a version 2 that must compare with version-1 nodes while version 1 is
+  // active also defines digest_as (hmdb/app.h).
   static constexpr uint32_t kSchemaVersion = 1;
   using State = kv::State;
 

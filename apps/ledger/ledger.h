@@ -83,6 +83,8 @@ struct State {
 
 struct Ledger {
   static constexpr std::string_view kName = "ledger";
+  // The first version: define() has no history yet. A version 2 states in define() what it
+  // changed (c.version(2)); tests/apps/ledger_v2 is one, TRANSFER in major units.
   static constexpr uint32_t kSchemaVersion = 1;
   using State = ledger::State;
 

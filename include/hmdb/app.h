@@ -12,6 +12,7 @@
 //     // optional:
 //     static constexpr uint32_t kOldestSchemaVersion = 1;    // the oldest it still reads (default 1)
 //     static bool save_as(const State&, uint32_t version, Encoder&);  // an older version's layout
+//     static std::optional<uint64_t> digest_as(const State&, uint32_t version);  // an older one's digest
 //     static uint64_t digest(const State& s);                 // default: hash of save()
 //     static std::string info(const State& s);                // lines for INFO
 //     static std::optional<std::vector<std::string>> housekeeping(const State&, uint64_t now_ms);
@@ -246,6 +247,7 @@ HMDB_DETAIL_MEMBER_DETECTOR(housekeeping)
 HMDB_DETAIL_MEMBER_DETECTOR(prefetch)
 HMDB_DETAIL_MEMBER_DETECTOR(expiry_ms)
 HMDB_DETAIL_MEMBER_DETECTOR(save_as)
+HMDB_DETAIL_MEMBER_DETECTOR(digest_as)
 #undef HMDB_DETAIL_MEMBER_DETECTOR
 
 struct MissingState {};  // stands in for a missing App::State, so that only the check fails
@@ -809,6 +811,12 @@ struct AppDefinition {
                 "hmdb app: the optional hook save_as must be `static bool save_as(const State& s, uint32_t version, "
                 "hmdb::Encoder& out);` (the state in an older version's snapshot layout; false if it cannot be)");
 
+  using DigestAsFn = std::optional<uint64_t>(const State&, uint32_t);
+  static constexpr bool kDigestAs = detail::declares_digest_as<App>() && detail::digest_as_is<App, DigestAsFn>();
+  static_assert(!detail::declares_digest_as<App>() || kDigestAs,
+                "hmdb app: the optional hook digest_as must be `static std::optional<uint64_t> digest_as(const State& "
+                "s, uint32_t version);` (the digest an older version's binary computes; nothing if it cannot be)");
+
   static constexpr bool kRequiredOk = kHasState && kDefine && kSave && kLoad;
 };
 
@@ -948,11 +956,14 @@ class AppHost final : public StateMachine {
     }
   }
 
-  // At an older version: the hash of save_as(version), which is what an older binary's
-  // default digest hashes (its save()), if the app writes older layouts and hashes save().
+  // At an older version: the app's digest_as(version), or, for an app that hashes save()
+  // (no digest hook), the hash of save_as(version), the bytes an older binary's save() writes.
   std::optional<uint64_t> digest_at(uint32_t version) const override {
     if (version == App::kSchemaVersion) return digest();
-    if constexpr (Definition::kSaveAs && !Definition::kDigest) {
+    if constexpr (Definition::kDigestAs) {
+      if (!reads_schema_version(version)) return std::nullopt;
+      return static_cast<typename Definition::DigestAsFn*>(&App::digest_as)(state_, version);
+    } else if constexpr (Definition::kSaveAs && !Definition::kDigest) {
       if (!reads_schema_version(version)) return std::nullopt;
       detail::HashSink sink;
       Encoder enc(&sink);

@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -395,6 +396,27 @@ TEST(Versions, ReplayingOldEntriesEqualsMigratingTheOldState) {
   EXPECT_EQ(replayed.digest(), migrated.digest());
   EXPECT_EQ(get(replayed, "a"), ":800\r\n");
   EXPECT_EQ(get(replayed, "b"), ":100\r\n");
+}
+
+// The digest at an older version: what that version's binary would report for the same data.
+struct TallyV3WithDigests : TallyV3 {
+  static uint64_t digest(const State& s) { return s.hundredths.size(); }
+  static std::optional<uint64_t> digest_as(const State& s, uint32_t version) {
+    if (version == 2) return 1000 + s.hundredths.size();
+    return std::nullopt;  // version 1: say it cannot
+  }
+};
+
+TEST(Versions, TheDigestAtAnOlderVersionIsTheAppsOrNothing) {
+  AppHost<TallyV3WithDigests> host;
+  host.state().hundredths["a"] = 1;
+  EXPECT_EQ(host.digest_at(3), 1u);
+  EXPECT_EQ(host.digest_at(2), 1001u);
+  EXPECT_EQ(host.digest_at(1), std::nullopt);
+  EXPECT_EQ(host.digest_at(4), std::nullopt) << "a version it does not read";
+  AppHost<TallyV3> plain;  // neither digest_as nor save_as: only its own version
+  EXPECT_EQ(plain.digest_at(3), plain.digest());
+  EXPECT_EQ(plain.digest_at(2), std::nullopt);
 }
 
 // ---- mistakes in a history -----------------------------------------------------------------

@@ -72,7 +72,7 @@ bool parse_major_units(std::string_view s, int64_t* minor) {
 }
 
 bool parse_transfer(Args a, TransferArgs& out, std::string& err) {
-  if (a.size() % 2 == 0 || a.size() > 9) { err = wrong_arity(a[0]); return false; }
+  if (a.size() % 2 == 0) { err = wrong_arity(a[0]); return false; }  // an option without its value
   out.from = a[1];
   out.to = a[2];
   out.currency = a[4];
@@ -163,7 +163,7 @@ struct TransferArgs {
 };
 
 bool parse_transfer(Args a, TransferArgs& out, std::string& err) {
-  if (a.size() != 5 && a.size() != 7) { err = wrong_arity(a[0]); return false; }
+  if (a.size() == 6) { err = wrong_arity(a[0]); return false; }  // ID without its value
   out.from = a[1];
   out.to = a[2];
   out.currency = a[4];
@@ -232,7 +232,6 @@ void reply_transfer(const Transfer& t, Reply& r) {
 
 void query_history(const State& s, Args a, const QueryContext&, Reply& r) {
   int64_t count = static_cast<int64_t>(kHistoryDefault);
-  if (a.size() > 3) { r.error(wrong_arity(a[0])); return; }
   if (a.size() == 3 && (!parse_int64(a[2], &count) || count < 1 || count > static_cast<int64_t>(kHistoryMax))) {
     r.error("ERR count must be an integer from 1 to " + std::to_string(kHistoryMax));
     return;
@@ -405,11 +404,11 @@ std::string LedgerV2::info(const State& s) {
 }
 
 void LedgerV2::define_commands(Commands<State>& c) {
-  c.write("ACCOUNT.CREATE", -3, &parse_create, &apply_create);
-  c.write("TRANSFER", -5, &parse_transfer, &apply_transfer, KeySpec{1, 2, 1});
+  c.write("ACCOUNT.CREATE", {3, 4}, &parse_create, &apply_create);
+  c.write("TRANSFER", {5, 9}, &parse_transfer, &apply_transfer, KeySpec{1, 2, 1});
   c.query("BALANCE", 2, &query_balance);
   c.query("ACCOUNT.GET", 2, &query_account);
-  c.query("HISTORY", -2, &query_history);
+  c.query("HISTORY", {2, 3}, &query_history);
   c.query("SUPPLY", 2, &query_supply);
 }
 
@@ -417,7 +416,7 @@ void LedgerV2::define(Commands<State>& c) {
   define_commands(c);
   // Version 2 changed TRANSFER's words (major units, MEMO): a version-1 entry is read as
   // version 1 read it and upcast.
-  c.version(2).upcast("TRANSFER", -5, &v1::parse_transfer, &transfer_from_v1, KeySpec{1, 2, 1});
+  c.version(2).upcast("TRANSFER", {5, 7}, &v1::parse_transfer, &transfer_from_v1, KeySpec{1, 2, 1});
 }
 
 }  // namespace hmdb::ledger_v2
