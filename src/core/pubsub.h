@@ -146,6 +146,7 @@ class PubSub final : public EventHub {
   struct Options {
     uint64_t retain_bytes = kEventsRetainBytesDefault;
     uint64_t subscriber_output_bytes = kSubscriberOutputBytesDefault;
+    uint32_t notify_flags = 0;  // notify-keyspace-events at start (set_notify_flags changes it)
   };
   struct Stats {
     uint64_t events = 0;             // events emitted by applied entries (rendered or not)
@@ -157,7 +158,7 @@ class PubSub final : public EventHub {
     uint64_t resumes_refused = 0;    // ... refused: older than the retained events (-OLDPOSITION)
   };
 
-  PubSub(PubSubHost& host, Options options) : host_(host), options_(options) {}
+  PubSub(PubSubHost& host, Options options) : host_(host), options_(options), notify_flags_(options.notify_flags) {}
 
   // ---- the apply path (replica.cc) ----
   // The entry at (index, term) is about to be applied; events get its positions. (Inline:

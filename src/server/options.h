@@ -37,6 +37,8 @@ struct ServerOptions {
   // unsent bytes past which a subscriber's subscriptions end.
   uint64_t events_retain_bytes = core::kEventsRetainBytesDefault;
   uint64_t subscriber_output_bytes = core::kSubscriberOutputBytesDefault;
+  // Redis' notify-keyspace-events letters at start (CONFIG SET changes it while running).
+  std::string notify_keyspace_events;
 
   // ---- cluster (docs/cluster.md) ----
   uint64_t node_id = 1;

@@ -146,6 +146,9 @@ Status Node::recover(int* exit_code) {
   replica_options.forward = clustered;  // a follower forwards plain clients' commands (cluster.cc)
   replica_options.events.retain_bytes = options_.events_retain_bytes;
   replica_options.events.subscriber_output_bytes = options_.subscriber_output_bytes;
+  const bool notify_flags_ok =
+      core::parse_notify_flags(options_.notify_keyspace_events, &replica_options.events.notify_flags);
+  HMDB_ASSERT(notify_flags_ok, "--notify-keyspace-events was checked when parsed");
   replica_ = std::make_unique<core::Replica>(*raft_, *app_, static_cast<core::ReplicaHost&>(*this), replica_options);
   replica_->set_applied(after, after_term);
   replica_->requests() = std::move(requests);

@@ -175,6 +175,12 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
                         "unsent bytes past which a subscriber's subscriptions end (it resumes from its position)")
       ->check(CLI::Range(uint64_t{1} << 10, uint64_t{1} << 40))
       ->capture_default_str();
+  serve_cmd->add_option("--notify-keyspace-events", options.notify_keyspace_events,
+                        "Redis' keyspace notification classes at start, e.g. KEA (CONFIG SET changes them)")
+      ->check([](const std::string& v) {
+        uint32_t flags = 0;
+        return core::parse_notify_flags(v, &flags) ? std::string() : std::string("not Redis' letters Ag$lshzxeKEtmdn");
+      });
   serve_cmd->add_option("--metrics-port", options.metrics_port,
                         "serve Prometheus metrics at http://BIND:PORT/metrics; 0: off")
       ->capture_default_str();

@@ -24,7 +24,8 @@ server processes. Each case starts its own cluster (tests/system/cluster.py).
            silently), and a resume from there on the leader gets exactly the messages it missed.
   retain   1 node, --events-retain-bytes 64 KiB: a resume from before the retained events
            is refused with -OLDPOSITION naming the oldest position served; a resume from that
-           position gets every retained event after it.
+           position gets every retained event after it. The node starts with
+           --notify-keyspace-events KEA: a SET is notified from the start.
 
 Every wait is a bounded poll of a real condition. Usage: pubsub_test.py [--case NAME] [--keep]
 HMDB_BINARY
@@ -413,6 +414,14 @@ def case_snapshot(c):
 
 def case_retain(c):
     node = c.wait_leader(LEADER_TIMEOUT_S)
+    expect(node.call("CONFIG", "GET", "notify-keyspace-events") == [b"notify-keyspace-events", b"AKE"],
+           "--notify-keyspace-events KEA did not take")
+    with node.client(REPLY_TIMEOUT_S) as k:
+        k.call("SUBSCRIBE", "__keyevent@0__:set")
+        node.call("SET", "rk", "v")
+        expect(k.read_reply() == [b"message", b"__keyevent@0__:set", b"rk"], "the SET was not notified")
+    # 200 KB of messages on r: the SET's notifications, earlier, are long evicted, so every
+    # retained event is one of r's.
     with node.client(REPLY_TIMEOUT_S) as p:
         for _ in range(20):
             p.pipeline([("PUBLISH", "r", "y" * 500)] * 20)
@@ -438,7 +447,7 @@ CASES = {
     "resume": (case_resume, 3, []),
     "slow": (case_slow, 1, ["--subscriber-output-bytes", "65536"]),
     "snapshot": (case_snapshot, 3, ["--snapshot-log-bytes", "1048576"]),
-    "retain": (case_retain, 1, ["--events-retain-bytes", "65536"]),
+    "retain": (case_retain, 1, ["--events-retain-bytes", "65536", "--notify-keyspace-events", "KEA"]),
 }
 
 
