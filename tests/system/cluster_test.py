@@ -582,7 +582,10 @@ def case_topology(c):
            "CLUSTER SLOTS on %s with no leader known: %r" % (alone, slots))
     info = alone.call("CLUSTER", "INFO")
     expect(b"cluster_state:fail" in info, "CLUSTER INFO with no leader known: %r" % info)
-    reply = alone.call("SET", "%s:alone" % w.prefix, "x")
+    # As a cluster client (a plain one's SET would wait leader_wait_ms on the node first).
+    with resp.Client(alone.ip, alone.client_port, timeout=cl.ADMIN_TIMEOUT_S) as conn:
+        marked, reply = conn.pipeline([("CLIENT", "NO-FORWARD", "ON"), ("SET", "%s:alone" % w.prefix, "x")])
+    expect(marked == "OK", "CLIENT NO-FORWARD ON: %r" % (marked,))
     expect(isinstance(reply, resp.RespError) and reply.message.startswith("CLUSTERDOWN"),
            "a cluster client's SET with no leader known: %r" % (reply,))
     print("topology: %s took over from %s; every node reported it; alone, %s presents itself" % (new, leader, alone))
