@@ -51,10 +51,8 @@ DEFAULT_FILES = [os.path.join(HERE, "redis_compat_commands.txt"), os.path.join(H
                  os.path.join(HERE, "redis_compat_transactions.txt"), os.path.join(HERE, "redis_compat_pubsub.txt")]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(HERE, "..", "system"))
+from harness import free_port  # noqa: E402  (never hands out one port twice)
 
 
 def connect(port, proc, deadline):

@@ -33,10 +33,8 @@ SCRIPT_TIMEOUT_S = 90
 DEBIAN_PYTHON = "/usr/bin/python3"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(HERE, "..", "system"))
+from harness import free_port  # noqa: E402  (never hands out one port twice)
 
 
 def wait_ready(port, proc, deadline):

@@ -68,12 +68,7 @@ def node_ip(node_id):
     return "127.0.0.%d" % (ADDRESS_BASE + node_id)
 
 
-def free_port_on(ip):
-    """A port free on ip (an IPv4 or IPv6 address, or a name) a moment ago (chosen by the kernel)."""
-    family = socket.getaddrinfo(ip, 0, type=socket.SOCK_STREAM)[0][0]
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((ip, 0))
-        return s.getsockname()[1]
+free_port_on = harness.free_port_on
 
 
 def host_port(host, port):
