@@ -81,6 +81,7 @@ struct Step {
   std::string request_id;
   int protocol;
   uint64_t hash;
+  uint32_t version = 0;  // kActivation
   bool operator==(const Step&) const = default;
 };
 
@@ -91,7 +92,8 @@ std::vector<Step> read_steps(std::string_view payload, bool* ok) {
   std::string group_request;
   uint64_t group_hash = 0;
   while (r.next(s)) {
-    Step copy{s.kind, s.item, s.kind == BatchStep::Kind::kCommand ? 0 : s.group_size, {}, {}, 0, 0};
+    const bool grouped = s.kind != BatchStep::Kind::kCommand && s.kind != BatchStep::Kind::kActivation;
+    Step copy{s.kind, s.item, grouped ? s.group_size : 0, {}, {}, 0, 0};
     if (s.tagged()) {
       HMDB_ASSERT(s.request_id.size() <= core::kRequestIdBytesMax, "a request id of %zu bytes", s.request_id.size());
       HMDB_ASSERT(s.request_id.data() >= payload.data() &&
@@ -113,6 +115,9 @@ std::vector<Step> read_steps(std::string_view payload, bool* ok) {
         HMDB_ASSERT(copy.request_id == group_request && copy.hash == group_hash, "a group's steps disagree on its request");
         break;
       case BatchStep::Kind::kCommand: break;
+      case BatchStep::Kind::kActivation:
+        copy.version = s.version;
+        break;
     }
     if (s.kind == BatchStep::Kind::kCommand || s.kind == BatchStep::Kind::kGroupCommand)
       for (auto a : s.argv) copy.argv.emplace_back(a);
@@ -133,6 +138,7 @@ void fuzz_batch(std::string_view payload) {
     const bool starts_item = s.kind == BatchStep::Kind::kCommand || s.kind == BatchStep::Kind::kGroupBegin;
     if (starts_item && !s.request_id.empty()) b.add_request(s.request_id, static_cast<Protocol>(s.protocol));
     if (s.kind == BatchStep::Kind::kGroupBegin) b.add_group(s.group_size);
+    if (s.kind == BatchStep::Kind::kActivation) b.add_activation(s.version);
     if (s.kind != BatchStep::Kind::kCommand && s.kind != BatchStep::Kind::kGroupCommand) continue;
     argv.assign(s.argv.begin(), s.argv.end());
     if (s.kind == BatchStep::Kind::kGroupCommand) b.add_to_group(argv);
