@@ -83,13 +83,18 @@ void dump_batch(std::string_view payload, std::ostream& out) {
     return;
   }
   out << fmt::format("      batch: leader_time_ms={} commands={}\n", reader.leader_time_ms(), reader.count());
-  std::vector<std::string_view> argv;
+  core::BatchStep step;
   uint64_t shown = 0;
-  while (reader.next(argv)) {
+  while (reader.next(step)) {
+    if (step.kind == core::BatchStep::Kind::kActivation) {
+      out << fmt::format("      activate schema version {}\n", step.version);
+      continue;
+    }
+    if (step.kind != core::BatchStep::Kind::kCommand && step.kind != core::BatchStep::Kind::kGroupCommand) continue;
     std::string line = "      ";
-    for (size_t i = 0; i < argv.size(); i++) {
+    for (size_t i = 0; i < step.argv.size(); i++) {
       if (i > 0) line += ' ';
-      line += escape_bytes(argv[i]);
+      line += escape_bytes(step.argv[i]);
     }
     out << line << '\n';
     shown++;
