@@ -832,16 +832,23 @@ class AppHost final : public StateMachine {
     if constexpr (Definition::kDefine) static_cast<typename Definition::DefineFn*>(&App::define)(commands_);
     commands_.build(App::kName, detail::oldest_schema_version<App>(), App::kSchemaVersion);
     newest_ = commands_.table(App::kSchemaVersion);
+    client_ = commands_.table(active_schema_version());
   }
 
   std::string_view app_name() const override { return App::kName; }
   uint32_t schema_version() const override { return App::kSchemaVersion; }
   uint32_t oldest_schema_version() const override { return detail::oldest_schema_version<App>(); }
 
+  void set_active_schema_version(uint32_t v) override {
+    StateMachine::set_active_schema_version(v);
+    client_ = commands_.table(v);
+  }
+
   CommandKind kind(std::string_view name) const override {
-    const auto* e = client_table().find(name);
+    const auto& table = client_table();
+    const auto* e = table.find(name);
     // A command of a newer version than the active one is a write (validate says why not).
-    if (!e && active_schema_version() != App::kSchemaVersion) [[unlikely]] e = newest_->find(name);
+    if (!e && &table != newest_) [[unlikely]] e = newest_->find(name);
     return e ? e->kind : CommandKind::kUnknown;
   }
 
@@ -853,7 +860,7 @@ class AppHost final : public StateMachine {
   }
 
   bool validate(Args argv, std::string* error, KeySpec* keys = nullptr) const override {
-    const auto* table = commands_.table(active_schema_version());
+    const auto* table = client_;
     const auto* e = argv.empty() || !table ? nullptr : table->find(argv[0]);
     if (!e || e->kind != CommandKind::kWrite) [[unlikely]] {
       *error = refusal(argv, table);
@@ -875,7 +882,7 @@ class AppHost final : public StateMachine {
   }
 
   bool apply(Args argv, const ApplyContext& ctx, Reply& reply, std::string* why) override {
-    const auto* table = commands_.table(ctx.schema_version);
+    const auto* table = ctx.schema_version == App::kSchemaVersion ? newest_ : commands_.table(ctx.schema_version);
     const auto* e = argv.empty() || !table ? nullptr : table->find(argv[0]);
     if (!e || e->kind != CommandKind::kWrite || !e->arity.allows(argv.size())) [[unlikely]] {
       const std::string v = std::to_string(ctx.schema_version);
@@ -996,10 +1003,7 @@ class AppHost final : public StateMachine {
 
   // The commands clients' writes are validated under: the active version's (the newest when
   // this binary does not read the active version; validate then refuses every write).
-  const typename Commands<State>::Table& client_table() const {
-    const auto* t = commands_.table(active_schema_version());
-    return t ? *t : *newest_;
-  }
+  const typename Commands<State>::Table& client_table() const { return client_ ? *client_ : *newest_; }
   std::string refusal(Args argv, const typename Commands<State>::Table* table) const {
     const std::string active = std::to_string(active_schema_version());
     if (!table)
@@ -1014,6 +1018,7 @@ class AppHost final : public StateMachine {
 
   Commands<State> commands_;
   const typename Commands<State>::Table* newest_ = nullptr;
+  const typename Commands<State>::Table* client_ = nullptr;  // the active version's; null if not read
   State state_;
 };
 

@@ -161,7 +161,8 @@ class StateMachine {
   // Replicated state, like the app's: only a committed activation (core/apply.h) and a
   // loaded snapshot (core/state.h) change it; an empty state is at kFirstSchemaVersion.
   uint32_t active_schema_version() const { return active_schema_version_; }
-  void set_active_schema_version(uint32_t v) { active_schema_version_ = v; }
+  // (Virtual so that AppHost can keep the active version's command table at hand.)
+  virtual void set_active_schema_version(uint32_t v) { active_schema_version_ = v; }
 
   // Classifies argv[0] (case-insensitive). kUnknown for names the app does not define.
   virtual CommandKind kind(std::string_view name) const = 0;

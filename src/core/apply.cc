@@ -50,16 +50,22 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
                         ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes, RequestTable* requests, EventHub* events) {
   ApplyResult result;
   result.schema_version = schema_version;
-  if (!app.reads_schema_version(schema_version)) [[unlikely]] {
-    result.status = ApplyStatus::kUnsupportedSchema;
-    return result;
-  }
-  if (schema_version > app.active_schema_version()) [[unlikely]] {
-    result.status = ApplyStatus::kDiverged;
-    result.divergence = fmt::format("it is stamped schema version {}, above the active version {}: its proposer "
-                                    "logged it under a version the log never activated",
-                                    schema_version, app.active_schema_version());
-    return result;
+  // Entries are logged under the active version, but for those proposed before an
+  // activation and applied after it. (One logged under an active version this binary does
+  // not read fails in apply_one, and is reported as such there: kept off this path.)
+  if (schema_version != app.active_schema_version()) [[unlikely]] {
+    if (!app.reads_schema_version(schema_version)) {
+      result.status = ApplyStatus::kUnsupportedSchema;
+      return result;
+    }
+    if (schema_version > app.active_schema_version()) {
+      result.status = ApplyStatus::kDiverged;
+      scratch.divergence = fmt::format("it is stamped schema version {}, above the active version {}: its proposer "
+                                       "logged it under a version the log never activated",
+                                       schema_version, app.active_schema_version());
+      result.divergence = scratch.divergence;
+      return result;
+    }
   }
   BatchReader reader(payload);
   result.format = reader.format();
@@ -94,10 +100,15 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
       // The engine's own write: one event; the reply is this node's receivers, as in Redis.
       reply.integer(events ? events->publish_command(argv[1], argv[2]) : 0);
     } else if (!app.apply(argv, ctx, reply, &scratch.why)) [[unlikely]] {
+      if (!app.reads_schema_version(schema_version)) {  // an active version this binary does not read
+        result.status = ApplyStatus::kUnsupportedSchema;
+        return false;
+      }
       result.status = ApplyStatus::kDiverged;
-      result.divergence = fmt::format("its command {} ({}, {} words) does not apply under schema version {}: {}",
-                                      result.commands + 1, printable(argv[0]), argv.size(), schema_version,
-                                      scratch.why);
+      scratch.divergence = fmt::format("its command {} ({}, {} words) does not apply under schema version {}: {}",
+                                       result.commands + 1, printable(argv[0]), argv.size(), schema_version,
+                                       scratch.why);
+      result.divergence = scratch.divergence;
       return false;
     }
     result.commands++;

@@ -68,7 +68,8 @@ struct ApplyScratch {
   BatchStep step;
   std::vector<std::string_view> ahead;
   std::string dropped_reply;
-  std::string why;  // a command's reason not to apply (StateMachine::apply)
+  std::string why;         // a command's reason not to apply (StateMachine::apply)
+  std::string divergence;  // ApplyResult::divergence's text
   std::string request_reply;  // a tagged item's reply, kept in the request table
 };
 
@@ -79,7 +80,9 @@ struct ApplyResult {
   uint8_t format = 0;   // the batch's format byte
   uint32_t schema_version = 0;  // the entry's schema version (the one at fault, if any)
   bool activation = false;      // kUnsupportedSchema: schema_version is what an activation item raises to
-  std::string divergence;       // kDiverged: what does not apply, and why
+  // kDiverged: what does not apply, and why (a view of ApplyScratch::divergence: valid until
+  // the scratch applies again).
+  std::string_view divergence;
 };
 
 // Applies the batch `payload` of the entry at `index`, logged under `schema_version`: every

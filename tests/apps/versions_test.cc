@@ -230,7 +230,7 @@ core::ApplyResult apply_at(AppHost<App>& host, uint32_t version, std::vector<std
   } sink;
   std::string ignored;
   sink.out = reply ? reply : &ignored;
-  core::ApplyScratch scratch;
+  static core::ApplyScratch scratch;  // the result's divergence is a view into it
   return core::apply_batch(host, payload, 1, version, &sink, scratch);
 }
 
