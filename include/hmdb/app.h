@@ -833,6 +833,7 @@ class AppHost final : public StateMachine {
     commands_.build(App::kName, detail::oldest_schema_version<App>(), App::kSchemaVersion);
     newest_ = commands_.table(App::kSchemaVersion);
     client_ = commands_.table(active_schema_version());
+    reads_active_schema_version_ = reads_schema_version(active_schema_version());
   }
 
   std::string_view app_name() const override { return App::kName; }

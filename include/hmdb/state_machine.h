@@ -162,7 +162,12 @@ class StateMachine {
   // loaded snapshot (core/state.h) change it; an empty state is at kFirstSchemaVersion.
   uint32_t active_schema_version() const { return active_schema_version_; }
   // (Virtual so that AppHost can keep the active version's command table at hand.)
-  virtual void set_active_schema_version(uint32_t v) { active_schema_version_ = v; }
+  virtual void set_active_schema_version(uint32_t v) {
+    active_schema_version_ = v;
+    reads_active_schema_version_ = reads_schema_version(v);
+  }
+  // reads_schema_version(active_schema_version()), kept at hand for the apply path.
+  bool reads_active_schema_version() const { return reads_active_schema_version_; }
 
   // Classifies argv[0] (case-insensitive). kUnknown for names the app does not define.
   virtual CommandKind kind(std::string_view name) const = 0;
@@ -234,6 +239,11 @@ class StateMachine {
 
   // Human-readable statistics for INFO (e.g. "keys:12\r\n"), app-specific.
   virtual std::string info() const = 0;
+
+ protected:
+  // Set by set_active_schema_version; AppHost's constructor sets it for an empty state (a
+  // constructor cannot ask the virtual version bounds).
+  bool reads_active_schema_version_ = true;
 
  private:
   uint32_t active_schema_version_ = kFirstSchemaVersion;

@@ -51,9 +51,8 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
   ApplyResult result;
   result.schema_version = schema_version;
   // Entries are logged under the active version, but for those proposed before an
-  // activation and applied after it. (One logged under an active version this binary does
-  // not read fails in apply_one, and is reported as such there: kept off this path.)
-  if (schema_version != app.active_schema_version()) [[unlikely]] {
+  // activation and applied after it: one comparison and one flag on the common path.
+  if (schema_version != app.active_schema_version() || !app.reads_active_schema_version()) [[unlikely]] {
     if (!app.reads_schema_version(schema_version)) {
       result.status = ApplyStatus::kUnsupportedSchema;
       return result;
@@ -100,10 +99,6 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
       // The engine's own write: one event; the reply is this node's receivers, as in Redis.
       reply.integer(events ? events->publish_command(argv[1], argv[2]) : 0);
     } else if (!app.apply(argv, ctx, reply, &scratch.why)) [[unlikely]] {
-      if (!app.reads_schema_version(schema_version)) {  // an active version this binary does not read
-        result.status = ApplyStatus::kUnsupportedSchema;
-        return false;
-      }
       result.status = ApplyStatus::kDiverged;
       scratch.divergence = fmt::format("its command {} ({}, {} words) does not apply under schema version {}: {}",
                                        result.commands + 1, printable(argv[0]), argv.size(), schema_version,

@@ -531,6 +531,10 @@ TEST(Versions, AnAppReadsNothingOlderThanItsOldestVersion) {
   EXPECT_EQ(host.oldest_schema_version(), 3u);
   EXPECT_FALSE(host.reads_schema_version(2));
   EXPECT_EQ(apply_at(host, 2, {"ADD", "a", "1"}).status, core::ApplyStatus::kUnsupportedSchema);
+  // An entry logged under the active version (1), which this binary does not read, even one
+  // the engine would apply without the app (PUBLISH): nothing applies past it.
+  EXPECT_EQ(apply_at(host, 1, {"ADD", "a", "1"}).status, core::ApplyStatus::kUnsupportedSchema);
+  EXPECT_EQ(apply_at(host, 1, {"PUBLISH", "c", "m"}).status, core::ApplyStatus::kUnsupportedSchema);
   Decoder in("");
   EXPECT_FALSE(host.load(in, 2));
   std::string error;
