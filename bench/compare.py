@@ -43,7 +43,10 @@ REDIS_BENCHMARK_NAME = {"set": "SET", "get": "GET", "incr": "INCR", "lpush": "LP
                         "hset": "HSET", "mset": "MSET (10 keys)"}
 
 # Modes, in the order they run inside a repetition. Each pair in PAIRS is one table row.
-MODES = ["redis-always", "hmdb-always", "redis-none", "hmdb-none"]
+# base-*: the same hmdb modes run by the --baseline binary (a before/after comparison in one
+# run, interleaved with the others), only when --baseline is given.
+MODES = ["redis-always", "base-always", "hmdb-always", "redis-none", "base-none", "hmdb-none"]
+BASE_MODES = ["base-always", "base-none"]
 PAIRS = [("redis-always", "hmdb-always", "redis aof-always vs hmdb always"),
          ("redis-none", "hmdb-none", "redis no-persistence vs hmdb none")]
 
@@ -125,8 +128,9 @@ class Server:
                          "--dir", self.dir, "--save", "", "--daemonize", "no",
                          "--logfile", self.log_path] + persistence
         else:
-            durability = "always" if mode == "hmdb-always" else "none"
-            self.argv = [args.hmdb, "serve", "--port", str(port), "--dir",
+            durability = "always" if mode.endswith("-always") else "none"
+            binary = args.baseline if mode.startswith("base") else args.hmdb
+            self.argv = [binary, "serve", "--port", str(port), "--dir",
                          os.path.join(self.dir, "data"), "--durability", durability]
         self.proc = None
 
@@ -305,12 +309,14 @@ def main():
     parser.add_argument("--keyspace", type=int, default=1000000)
     parser.add_argument("--value-size", type=int, default=3)
     parser.add_argument("--base-port", type=int, default=7390,
-                        help="ports base..base+3 are used, one per server mode")
+                        help="ports base..base+5 are used, one per server mode")
     parser.add_argument("--tool", choices=["auto", "hmdb-bench", "redis-benchmark"],
                         default="auto")
-    parser.add_argument("--modes", default=",".join(MODES),
-                        help="subset of " + ",".join(MODES))
+    parser.add_argument("--modes", default=",".join(m for m in MODES if m not in BASE_MODES),
+                        help="subset of " + ",".join(MODES) + " (base-* need --baseline)")
     parser.add_argument("--hmdb", help="hmdb server binary (default BUILD/apps/kv/hmdb)")
+    parser.add_argument("--baseline", help="an older hmdb server binary: runs the hmdb modes "
+                        "with it too (as base-*), interleaved, and reports after/before")
     parser.add_argument("--hmdb-bench", help="load generator (default BUILD/bench/hmdb-bench)")
     parser.add_argument("--redis-server", default="redis-server")
     parser.add_argument("--redis-benchmark", default="redis-benchmark")
@@ -330,9 +336,16 @@ def main():
     for w in args.workloads:
         if w not in WORKLOADS:
             parser.error(f"unknown workload {w}")
+    if args.baseline:
+        if not os.access(args.baseline, os.X_OK):
+            parser.error(f"--baseline {args.baseline} is not an executable")
+        args.modes += [b for b, h in (("base-always", "hmdb-always"), ("base-none", "hmdb-none"))
+                       if h in args.modes and b not in args.modes]
     for m in args.modes:
         if m not in MODES:
             parser.error(f"unknown mode {m}")
+        if m in BASE_MODES and not args.baseline:
+            parser.error(f"mode {m} needs --baseline")
     args.hmdb = args.hmdb or os.path.join(args.build_dir, "apps", "kv", "hmdb")
     args.hmdb_bench = args.hmdb_bench or os.path.join(args.build_dir, "bench", "hmdb-bench")
     for tool in (args.redis_server, args.redis_benchmark):
@@ -461,6 +474,8 @@ def render(args, results, choice, notes, started, load_before, failures):
                 ratio = f"{h / r:.2f}" if r and h else "-"
                 lines.append(f"| {LABEL[w]} | {p} | {pair} | " + " | ".join(cells) +
                              f" | {ratio} |")
+    if args.baseline:
+        lines += render_baseline(args, results)
     lines += [""] + error_notes
     if failures:
         lines.append("Failed runs (no measurement):")
@@ -486,6 +501,36 @@ def render(args, results, choice, notes, started, load_before, failures):
                     parts.append(f"{name} -")
             lines.append(f"- {LABEL[w]}: " + "; ".join(parts))
     return "\n".join(lines)
+
+
+def render_baseline(args, results):
+    """The after/before table: the hmdb binary against the --baseline binary, same modes."""
+    lines = ["", f"before = {args.baseline}, after = {args.hmdb} (same load tool, interleaved "
+             "in every repetition)", "",
+             "| workload | P | durability | before ops/s | spread | CPU us/op | after ops/s | "
+             "spread | CPU us/op | after/before ops/s | after/before CPU |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in args.pipelines:
+        for w in args.workloads:
+            for base_mode, hmdb_mode in (("base-always", "hmdb-always"), ("base-none", "hmdb-none")):
+                if base_mode not in args.modes:
+                    continue
+                cells, rate, cpu = [], {}, {}
+                for mode in (base_mode, hmdb_mode):
+                    ms = results.get((mode, w, p), [])
+                    rps = [m.rps for m in ms]
+                    cpus = [m.server_cpu_us_per_request for m in ms
+                            if m.server_cpu_us_per_request is not None]
+                    rate[mode] = statistics.median(rps) if rps else None
+                    cpu[mode] = statistics.median(cpus) if cpus else None
+                    cells += [fmt_rate(rps), spread(rps), fmt_ms(cpus)]
+                ratio = (f"{rate[hmdb_mode] / rate[base_mode]:.3f}"
+                         if rate[base_mode] and rate[hmdb_mode] else "-")
+                cpu_ratio = (f"{cpu[hmdb_mode] / cpu[base_mode]:.3f}"
+                             if cpu[base_mode] and cpu[hmdb_mode] else "-")
+                lines.append(f"| {LABEL[w]} | {p} | {hmdb_mode.split('-')[1]} | " +
+                             " | ".join(cells) + f" | {ratio} | {cpu_ratio} |")
+    return lines
 
 
 if __name__ == "__main__":
