@@ -37,7 +37,9 @@ void decode_batch(std::string_view payload) {
         HMDB_ASSERT(!step.argv.empty(), "a decoded command has no words");
         for (auto a : step.argv) HMDB_ASSERT(a.data() >= payload.data() && a.data() + a.size() <= payload.data() + payload.size(), "argument outside the payload");
       }
-      if (step.kind == Kind::kCommand || step.kind == Kind::kGroupBegin || step.kind == Kind::kActivation) items++;
+      if (step.kind == Kind::kCommand || step.kind == Kind::kGroupBegin || step.kind == Kind::kActivation ||
+          step.kind == Kind::kDigestMark)
+        items++;
       if (step.kind == Kind::kActivation) HMDB_ASSERT(step.version > 0, "an activation of version 0");
       if (step.kind == Kind::kGroupBegin) in_group = 0;
       if (step.kind == Kind::kGroupCommand) HMDB_ASSERT(++in_group <= step.group_size, "more commands than the group declares");

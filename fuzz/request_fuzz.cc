@@ -92,7 +92,8 @@ std::vector<Step> read_steps(std::string_view payload, bool* ok) {
   std::string group_request;
   uint64_t group_hash = 0;
   while (r.next(s)) {
-    const bool grouped = s.kind != BatchStep::Kind::kCommand && s.kind != BatchStep::Kind::kActivation;
+    const bool grouped = s.kind != BatchStep::Kind::kCommand && s.kind != BatchStep::Kind::kActivation &&
+                         s.kind != BatchStep::Kind::kDigestMark;
     Step copy{s.kind, s.item, grouped ? s.group_size : 0, {}, {}, 0, 0};
     if (s.tagged()) {
       HMDB_ASSERT(s.request_id.size() <= core::kRequestIdBytesMax, "a request id of %zu bytes", s.request_id.size());
@@ -118,6 +119,7 @@ std::vector<Step> read_steps(std::string_view payload, bool* ok) {
       case BatchStep::Kind::kActivation:
         copy.version = s.version;
         break;
+      case BatchStep::Kind::kDigestMark: break;
     }
     if (s.kind == BatchStep::Kind::kCommand || s.kind == BatchStep::Kind::kGroupCommand)
       for (auto a : s.argv) copy.argv.emplace_back(a);
@@ -139,6 +141,7 @@ void fuzz_batch(std::string_view payload) {
     if (starts_item && !s.request_id.empty()) b.add_request(s.request_id, static_cast<Protocol>(s.protocol));
     if (s.kind == BatchStep::Kind::kGroupBegin) b.add_group(s.group_size);
     if (s.kind == BatchStep::Kind::kActivation) b.add_activation(s.version);
+    if (s.kind == BatchStep::Kind::kDigestMark) b.add_digest_mark();
     if (s.kind != BatchStep::Kind::kCommand && s.kind != BatchStep::Kind::kGroupCommand) continue;
     argv.assign(s.argv.begin(), s.argv.end());
     if (s.kind == BatchStep::Kind::kGroupCommand) b.add_to_group(argv);

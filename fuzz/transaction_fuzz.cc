@@ -75,10 +75,16 @@ std::vector<Step> read_steps(std::string_view payload, bool* ok) {
         HMDB_ASSERT(!in_group && s.version > 0, "an activation inside a group, or of version 0");
         expected_item++;
         break;
+      case BatchStep::Kind::kDigestMark:
+        HMDB_ASSERT(!in_group, "a digest mark inside a group");
+        expected_item++;
+        break;
     }
     Step copy{s.kind, s.item, 0, 0, 0, {}};
     if (s.kind == BatchStep::Kind::kGroupCommand) copy.position = s.position;
-    if (s.kind != BatchStep::Kind::kCommand && s.kind != BatchStep::Kind::kActivation) copy.group_size = s.group_size;
+    if (s.kind != BatchStep::Kind::kCommand && s.kind != BatchStep::Kind::kActivation &&
+        s.kind != BatchStep::Kind::kDigestMark)
+      copy.group_size = s.group_size;
     if (s.kind == BatchStep::Kind::kActivation) copy.version = s.version;
     if (s.kind == BatchStep::Kind::kCommand || s.kind == BatchStep::Kind::kGroupCommand) {
       HMDB_ASSERT(!s.argv.empty(), "a command without words");
@@ -105,6 +111,7 @@ void fuzz_batch(std::string_view payload) {
   for (const Step& s : steps) {
     if (s.kind == BatchStep::Kind::kGroupBegin) b.add_group(s.group_size);
     if (s.kind == BatchStep::Kind::kActivation) b.add_activation(s.version);
+    if (s.kind == BatchStep::Kind::kDigestMark) b.add_digest_mark();
     if (s.kind != BatchStep::Kind::kCommand && s.kind != BatchStep::Kind::kGroupCommand) continue;
     argv.assign(s.argv.begin(), s.argv.end());
     if (s.kind == BatchStep::Kind::kGroupCommand) b.add_to_group(argv);

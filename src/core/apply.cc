@@ -47,7 +47,8 @@ void answer_repeat(const RequestTable::Entry& first, const BatchStep& step, std:
 }  // namespace
 
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
-                        ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes, RequestTable* requests, EventHub* events) {
+                        ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes, RequestTable* requests, EventHub* events,
+                        DigestMarks* marks) {
   ApplyResult result;
   result.schema_version = schema_version;
   // Entries are logged under the active version, but for those proposed before an
@@ -191,6 +192,20 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
             app.set_active_schema_version(step.version);
             reply.ok();
           }
+          if (sink) sink->replied(k);
+          result.items++;
+          break;
+        }
+        case BatchStep::Kind::kDigestMark: {
+          // The state here, as every node that applies this entry sees it (core/digest_marks.h).
+          // Hashed on this thread: its cost grows with the state (docs/cluster.md, "Verifying").
+          if (marks) {
+            static const RequestTable kNoRequests;
+            const StateDigest d = state_digest(app, requests ? *requests : kNoRequests);
+            marks->record(DigestMark{index, d, app.active_schema_version()});
+          }
+          ReplyTo to = sink ? sink->reply_to(k) : ReplyTo{};
+          if (to.out) Reply(to.out, to.protocol).integer(static_cast<int64_t>(index));
           if (sink) sink->replied(k);
           result.items++;
           break;

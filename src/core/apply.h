@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/batch.h"
+#include "core/digest_marks.h"
 #include "core/request_table.h"
 #include "core/pubsub.h"
 #include "hmdb/state_machine.h"
@@ -106,8 +107,12 @@ struct ApplyResult {
 // events gets the entry's events (ApplyContext::events) and applies PUBLISH, the engine's
 // own write (core/pubsub.h); the caller has begun the entry there. Null: no events, and
 // PUBLISH answers 0 receivers.
+//
+// marks gets the digest taken at each digest mark (core/digest_marks.h: the state where the
+// mark stands, with `requests`, hashed at the active schema version); the mark's reply is
+// `index`. Null: nothing is hashed (the mark is still answered).
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
                         ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes = nullptr,
-                        RequestTable* requests = nullptr, EventHub* events = nullptr);
+                        RequestTable* requests = nullptr, EventHub* events = nullptr, DigestMarks* marks = nullptr);
 
 }  // namespace hmdb::core

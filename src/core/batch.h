@@ -13,7 +13,8 @@
 // protocol (2 or 3: the RESP version its reply is rendered in), then the one item it
 // tags: a command, or a transaction group. Type 3 is a schema activation: varint version
 // (1 .. 2^32-1), the app schema version the cluster's writes are logged under from this
-// item on (core/apply.h).
+// item on (core/apply.h). Type 4 is a digest mark (CLUSTER DIGEST MARK): no body; every
+// node that applies it records the digest of its state at that point (core/digest_marks.h).
 //
 // A batch holding only commands is written as format 1, byte for byte what binaries before
 // transactions wrote and read; format 2 is used only for a batch that holds an extension
@@ -43,6 +44,7 @@ inline constexpr uint8_t kBatchFormatNewest = kBatchFormatItems;
 inline constexpr uint8_t kItemTransaction = 1;
 inline constexpr uint8_t kItemRequest = 2;
 inline constexpr uint8_t kItemActivation = 3;
+inline constexpr uint8_t kItemDigestMark = 4;
 // Bound on words per command in a batch (also enforced by the RESP parser).
 inline constexpr uint64_t kMaxArgsPerCommand = 1024 * 1024;
 
@@ -78,6 +80,14 @@ class BatchBuilder {
     body_.varint(0);
     body_.u8(kItemActivation);
     body_.varint(version);
+    format_ = kBatchFormatItems;
+    count_++;
+  }
+  // A digest mark (CLUSTER DIGEST MARK): one item.
+  void add_digest_mark() {
+    HMDB_ASSERT(group_left_ == 0, "a digest mark inside a group");
+    body_.varint(0);
+    body_.u8(kItemDigestMark);
     format_ = kBatchFormatItems;
     count_++;
   }
@@ -132,6 +142,7 @@ struct BatchStep {
     kGroupCommand,  // command `position` of the open group: argv
     kGroupEnd,    // the open group is complete
     kActivation,  // a schema activation: version
+    kDigestMark,  // a digest mark: the state here is hashed and kept (core/digest_marks.h)
   };
   Kind kind = Kind::kCommand;
   uint64_t item = 0;        // the item's position in the batch (a group and its steps share one)
@@ -206,6 +217,10 @@ class BatchReader {
       if (version == 0 || version > UINT32_MAX) return fail();
       step.kind = BatchStep::Kind::kActivation;
       step.version = static_cast<uint32_t>(version);
+      return finish_item();
+    }
+    if (type == kItemDigestMark) {
+      step.kind = BatchStep::Kind::kDigestMark;
       return finish_item();
     }
     if (type == kItemRequest) {

@@ -789,6 +789,7 @@ void Replica::propose() {
     refused_slots_.clear();
   }
   if (batch_.empty()) return;
+  mark_in_batch_ = false;
   std::string payload = batch_.finish();
   std::vector<ReplySlot> slots;
   slots.swap(batch_slots_);
@@ -897,7 +898,7 @@ void Replica::apply_entry(const raft::Entry& e) {
     RequestTable* requests = options_.bugs.forget_request_ids ? nullptr : &requests_;  // PLANTED BUG
     pubsub_.begin_entry(e.index, e.term);
     const ApplyResult r = apply_batch(app_, e.data, e.index, e.schema_version, ours ? &sink : nullptr, apply_scratch_,
-                                      changes, requests, &pubsub_);
+                                      changes, requests, &pubsub_, &marks_);
     pubsub_.end_entry();
     if (r.status != ApplyStatus::kOk) {
       host_.apply_failed(e, r);
@@ -988,6 +989,13 @@ void Replica::activate_schema(uint32_t version, uint64_t session, uint64_t seq) 
   open_batch();
   batch_.add_activation(version);
   batch_slots_.push_back(ReplySlot{session, seq});
+}
+
+void Replica::digest_mark(uint64_t session, uint64_t seq) {
+  open_batch();
+  batch_.add_digest_mark();
+  batch_slots_.push_back(ReplySlot{session, seq});
+  mark_in_batch_ = true;
 }
 
 void Replica::check_transfers() {

@@ -33,6 +33,7 @@
 
 #include "core/apply.h"
 #include "core/batch.h"
+#include "core/digest_marks.h"
 #include "core/pubsub.h"
 #include "core/read_index.h"
 #include "core/reply_queue.h"
@@ -239,6 +240,13 @@ class Replica final : private PubSubHost {
   // can first (StateMachine::reads_schema_version; the voters, docs/cluster.md).
   void activate_schema(uint32_t version, uint64_t session, uint64_t seq);
 
+  // Leader: a digest mark joins the batch (batch.h, core/digest_marks.h) and ends it
+  // (batch_full() says so); slot (session, seq), waiting as kWaitingWrite, is answered the
+  // mark's index when it applies.
+  void digest_mark(uint64_t session, uint64_t seq);
+  // The digests this node took at the marks it applied (the last kDigestMarksKept).
+  const DigestMarks& digest_marks() const { return marks_; }
+
   // The app's housekeeping command, if due, joins the batch (leader only; one at a time).
   void housekeeping();
   // The voters in the membership in force changed (refreshes reads_need_index).
@@ -259,7 +267,9 @@ class Replica final : private PubSubHost {
   }
   // Proposed bytes not yet applied, or a refused proposal waiting: stop reading clients.
   bool busy() const { return refused_payload_.has_value() || writes_.bytes() >= kInflightBytesMax; }
-  bool batch_full() const { return batch_.body_bytes() >= kBatchBytesMax; }
+  // (Or it ends with a digest mark: proposed now, the mark's digest is of the state after
+  // its entry.)
+  bool batch_full() const { return batch_.body_bytes() >= kBatchBytesMax || mark_in_batch_; }
   // Nothing left to do without new input: no batch, no refused proposal, no Ready.
   bool idle() const { return batch_.empty() && !refused_payload_ && !raft_.has_ready(); }
 
@@ -371,6 +381,8 @@ class Replica final : private PubSubHost {
   WriteTracker writes_;
   ReadIndex reads_;
   bool housekeeping_in_batch_ = false;  // the app's housekeeping command is in batch_
+  bool mark_in_batch_ = false;          // batch_ holds a digest mark
+  DigestMarks marks_;
   raft::Index housekeeping_index_ = 0;  // ... or proposed at this index and not yet applied
 
   struct Transfer {

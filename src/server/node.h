@@ -140,6 +140,10 @@ class Node final : private core::ReplicaHost, private core::ForwardHost {
   void replay_progress();
   // CLUSTER SCHEMA ACTIVATE <version> (on the leader: an activation joins the batch).
   core::ShellResult schema_command(Session& s, Args argv, uint64_t seq, std::string* out);
+  // CLUSTER DIGEST MARK (the leader logs a digest mark: core/digest_marks.h) and CLUSTER
+  // DIGEST AT <index> (this node's digest at that mark).
+  core::ShellResult digest_mark_command(Session& s, Args argv, uint64_t seq, std::string* out);
+  void digest_at_command(Session& s, Args argv, std::string* out) const;
 
   // ---- the loop (node.cc) ----
   void loop_turn(int timeout_ms);

@@ -80,7 +80,8 @@ constexpr ClientSubcommand kClientSubcommands[] = {
 bool cluster_barrier(Args argv) {
   if (argv.size() < 2) return false;
   return iequals(argv[1], "ADDLEARNER") || iequals(argv[1], "PROMOTE") || iequals(argv[1], "REMOVE") ||
-         iequals(argv[1], "TRANSFER") || iequals(argv[1], "SCHEMA");
+         iequals(argv[1], "TRANSFER") || iequals(argv[1], "SCHEMA") ||
+         (iequals(argv[1], "DIGEST") && argv.size() >= 3 && iequals(argv[2], "MARK"));
 }
 
 }  // namespace
@@ -477,6 +478,8 @@ core::ShellResult Node::cluster_local_or_change(Session& s, Args argv, uint64_t 
     // "<applied index> <digest> <schema version it was computed at>" (hmdb cluster digest).
     const core::StateDigest d = core::state_digest(*app_, replica_->requests());
     r.bulk(fmt::format("{} {:016x} {}", replica_->applied_index(), d.value, d.schema_version));
+  } else if (iequals(sub, "DIGEST") && argv.size() >= 3 && iequals(argv[2], "AT")) {
+    digest_at_command(s, argv, out);
   } else if (iequals(sub, "FORWARDER") && argv.size() == 3) {
     // Another node's forwarding link (core/forwarder.h): its commands come from that node's
     // clients, whose order that node keeps; they are never forwarded again (one hop).
@@ -495,7 +498,7 @@ core::ShellResult Node::cluster_local_or_change(Session& s, Args argv, uint64_t 
   } else {
     r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
             "'. Try CLUSTER SLOTS|SHARDS|NODES|INFO|MYID|MYSHARDID|KEYSLOT|MEMBERS|DIGEST|ADDLEARNER|PROMOTE|REMOVE|"
-            "TRANSFER|SCHEMA|FORWARDER.");
+            "TRANSFER|SCHEMA|FORWARDER; DIGEST MARK|AT <index>.");
   }
   return core::ShellResult::kReplied;
 }

@@ -32,6 +32,7 @@ std::string steps(std::string_view payload, bool* ok = nullptr) {
       case BatchStep::Kind::kGroupCommand: out += "g" + std::to_string(step.position); break;
       case BatchStep::Kind::kGroupEnd: out += "end"; break;
       case BatchStep::Kind::kActivation: out += "activate" + std::to_string(step.version); break;
+      case BatchStep::Kind::kDigestMark: out += "mark"; break;
     }
     if (step.tagged()) out += "[" + std::string(step.request_id) + "/" + std::to_string(static_cast<int>(step.request_protocol)) + "]";
     out += "@" + std::to_string(step.item);
@@ -152,6 +153,27 @@ TEST(Batch, AnActivationIsOneItemOfFormatTwo) {
   most.add_activation(UINT32_MAX);
   EXPECT_EQ(steps(most.finish(), &ok), "activate4294967295@0;");
   EXPECT_TRUE(ok);
+}
+
+TEST(Batch, ADigestMarkIsOneItemOfFormatTwo) {
+  BatchBuilder b(7);
+  std::vector<std::string_view> set = {"SET", "a", "1"};
+  b.add(set);
+  b.add_digest_mark();
+  const std::string p = b.finish();
+  // u8 2, u64 7, varint 2, the SET, then varint 0, type 4 (no body).
+  const std::string cmd("\x03\x03SET\x01" "a\x01" "1", 9);
+  EXPECT_EQ(p, std::string("\x02\x07\0\0\0\0\0\0\0\x02", 10) + cmd + std::string("\x00\x04", 2));
+  bool ok = false;
+  EXPECT_EQ(steps(p, &ok), "cmd@0 SET a 1;mark@1;");
+  EXPECT_TRUE(ok);
+  // In format 1, inside a group, or with bytes after it: refused.
+  steps(std::string("\x01\x07\0\0\0\0\0\0\0\x01\x00\x04", 12), &ok);
+  EXPECT_FALSE(ok);
+  steps(std::string("\x02\x07\0\0\0\0\0\0\0\x01\x00\x01\x01\x00\x04", 15), &ok);
+  EXPECT_FALSE(ok);
+  steps(std::string("\x02\x07\0\0\0\0\0\0\0\x01\x00\x04\x00", 13), &ok);
+  EXPECT_FALSE(ok);
 }
 
 TEST(Batch, ARequestTagsACommandOrAGroup) {

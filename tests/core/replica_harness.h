@@ -2,7 +2,8 @@
 // faked: sessions by id, a shell with PING and RESP3 (local; RESP3 does to the session what
 // HELLO 3 does), CLUSTER FORWARDER (marks a forwarding link), SNAP (a barrier whose reply
 // waits for finish()), ACTIVATE <version> (a barrier answered when the schema activation
-// it proposes applies) and the pub/sub commands (handed to core::PubSub as the server's shell
+// it proposes applies), MARK (a barrier answered with its index when the digest mark it
+// proposes applies) and the pub/sub commands (handed to core::PubSub as the server's shell
 // does), a disk that is durable at once and keeps what it is given, a network that drops
 // everything (or keeps it for the test to answer). Used by replica_test.cc,
 // transaction_test.cc, schema_test.cc and pubsub_test.cc.
@@ -60,6 +61,7 @@ class FakeHost final : public ReplicaHost {
     if (iequals(argv[0], "RESP3")) return CommandClass::kShellLocal;
     if (iequals(argv[0], "CLUSTER")) return CommandClass::kShellLocal;
     if (iequals(argv[0], "ACTIVATE")) return CommandClass::kShellBarrier;
+    if (iequals(argv[0], "MARK")) return CommandClass::kShellBarrier;
     return CommandClass::kUnknown;
   }
   ShellResult run_shell_command(ClientSession& s, Args argv, uint64_t seq, std::string* out) override {
@@ -85,6 +87,10 @@ class FakeHost final : public ReplicaHost {
       uint64_t version = 0;
       EXPECT_TRUE(argv.size() == 2 && parse_uint64(argv[1], &version));
       replica->activate_schema(static_cast<uint32_t>(version), s.id, seq);
+      return ShellResult::kWaitCluster;
+    }
+    if (iequals(argv[0], "MARK")) {  // what CLUSTER DIGEST MARK does on a leader
+      replica->digest_mark(s.id, seq);
       return ShellResult::kWaitCluster;
     }
     snapshot_waiters.push_back(seq);

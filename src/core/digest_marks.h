@@ -1,0 +1,71 @@
+// core/digest_marks.h — the state digests a node took at digest marks (CLUSTER DIGEST MARK).
+//
+// A digest mark is an item of a log entry (core/batch.h, item type 4). Every node that
+// applies the entry hashes its state where the mark stands in it — the digest CLUSTER DIGEST
+// gives (core/state.h: the app's state at the active schema version, the request table, the
+// active version) — and keeps the result here. Since every node hashes exactly the same
+// point of the log, `hmdb cluster verify` compares the nodes while writes flow, instead of
+// waiting for them all to sit at one applied index (docs/cluster.md, "Verifying").
+//
+// A mark is named by the index of its entry. The server ends an entry at a mark
+// (Replica::batch_full), so its digest is of the state after that entry; should two marks
+// share an entry anyway (the simulator batches without that rule), the later one's is kept.
+// Only the last kDigestMarksKept marks are kept; they are not part of the replicated state
+// (a snapshot does not carry them, a restart that replays the log records them again).
+//
+// Pure: no I/O, no clock. Thread-safety: none; the replica's thread owns it.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "core/state.h"
+
+namespace hmdb::core {
+
+// Marks whose digests a node keeps. A verification asks for its mark within seconds of
+// logging it; 16 leaves room for several operators (or a script in a loop) at once.
+inline constexpr size_t kDigestMarksKept = 16;
+
+struct DigestMark {
+  uint64_t index = 0;           // the entry that holds the mark
+  StateDigest digest;           // the digest, and the schema version it hashed the app's state at
+  uint32_t active_version = 0;  // the active schema version there (digest.schema_version differs
+                                // when this binary cannot express its state at it)
+};
+
+class DigestMarks {
+ public:
+  // Keeps m, dropping the oldest mark if kDigestMarksKept are kept already; a mark at the
+  // index of the newest one replaces it (two marks in one entry: the later stands).
+  void record(const DigestMark& m) {
+    if (count_ > 0 && newest().index == m.index) {
+      ring_[(next_ + kDigestMarksKept - 1) % kDigestMarksKept] = m;
+      return;
+    }
+    ring_[next_] = m;
+    next_ = (next_ + 1) % kDigestMarksKept;
+    if (count_ < kDigestMarksKept) count_++;
+  }
+  // The mark of the entry at `index`, or null if none is kept.
+  const DigestMark* find(uint64_t index) const {
+    for (size_t i = 0; i < count_; i++) {
+      const DigestMark& m = ring_[(next_ + kDigestMarksKept - 1 - i) % kDigestMarksKept];
+      if (m.index == index) return &m;
+    }
+    return nullptr;
+  }
+  size_t size() const { return count_; }
+  // The index of the oldest mark kept (0: none).
+  uint64_t oldest_index() const { return count_ == 0 ? 0 : ring_[(next_ + kDigestMarksKept - count_) % kDigestMarksKept].index; }
+
+ private:
+  const DigestMark& newest() const { return ring_[(next_ + kDigestMarksKept - 1) % kDigestMarksKept]; }
+
+  std::array<DigestMark, kDigestMarksKept> ring_{};
+  size_t next_ = 0;   // where the next mark goes
+  size_t count_ = 0;  // marks kept
+};
+
+}  // namespace hmdb::core

@@ -1,0 +1,148 @@
+// tests/core/digest_mark_test.cc — digest marks (core/digest_marks.h): a leader logs one and
+// answers its index once applied; every replica that applies the log takes the same digest
+// at it, hashed where the mark stands in its entry; a replica whose state was changed behind
+// the log's back takes another; only the last kDigestMarksKept marks are kept.
+//
+// The followers here apply the leader's persisted entries through apply_batch, the call
+// Replica::apply_entry makes with its own DigestMarks (the simulator drives whole clusters).
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "core/apply.h"
+#include "core/digest_marks.h"
+#include "core/state.h"
+#include "replica_harness.h"
+#include "sim/register_app.h"
+
+namespace hmdb::core {
+namespace {
+
+using Node = TestNode<sim::RegisterHost>;
+
+// A follower: the app, its request table and its marks, fed the leader's entries in order.
+struct Follower {
+  sim::RegisterHost app;
+  RequestTable requests;
+  DigestMarks marks;
+  ApplyScratch scratch;
+  void apply(const raft::Entry& e) {
+    if (e.type != raft::EntryType::kNormal) return;
+    const ApplyResult r = apply_batch(app, e.data, e.index, e.schema_version, nullptr, scratch, nullptr, &requests,
+                                      nullptr, &marks);
+    ASSERT_EQ(r.status, ApplyStatus::kOk) << r.divergence;
+  }
+  // A write applied here only, as if a bug or a bad disk changed this node's state.
+  void change_behind_the_logs_back(std::vector<std::string_view> argv) {
+    BatchBuilder b(1);
+    b.add(argv);
+    const std::string payload = b.finish();
+    ASSERT_EQ(apply_batch(app, payload, 0, kFirstSchemaVersion, nullptr, scratch).status, ApplyStatus::kOk);
+  }
+};
+
+uint64_t parse_integer_reply(const std::string& reply) {
+  EXPECT_EQ(reply.front(), ':') << reply;
+  EXPECT_EQ(reply.substr(reply.size() - 2), "\r\n") << reply;
+  return std::stoull(reply.substr(1, reply.size() - 3));
+}
+
+TEST(DigestMark, EveryReplicaTakesTheSameDigestAtAMark) {
+  Node leader;
+  leader.send({{"SET", "a", "1"}, {"INCR", "b"}});
+  leader.replica->end_turn();
+  EXPECT_EQ(leader.out(), "+OK\r\n:1\r\n");
+  leader.send({{"INCR", "b"}, {"MARK"}});
+  for (int turn = 0; turn < 3; turn++) leader.replica->end_turn();  // a barrier waits for the INCR
+  const std::string replies = leader.out();
+  ASSERT_EQ(replies.substr(0, 4), ":2\r\n") << replies;
+  const uint64_t mark = parse_integer_reply(replies.substr(4));
+  EXPECT_EQ(mark, leader.replica->applied_index()) << "the mark ends its entry (batch_full)";
+  // Writes after the mark do not change what it recorded.
+  leader.send({{"SET", "a", "2"}});
+  leader.replica->end_turn();
+  EXPECT_EQ(leader.out(), "+OK\r\n");
+
+  const DigestMark* at_leader = leader.replica->digest_marks().find(mark);
+  ASSERT_NE(at_leader, nullptr);
+  EXPECT_EQ(at_leader->index, mark);
+  EXPECT_EQ(at_leader->active_version, kFirstSchemaVersion);
+  EXPECT_EQ(at_leader->digest.schema_version, kFirstSchemaVersion);
+  EXPECT_NE(at_leader->digest, state_digest(leader.app, leader.replica->requests())) << "the state moved on since";
+
+  Follower f1, f2;
+  for (const raft::Entry& e : leader.host.persisted) {
+    f1.apply(e);
+    f2.apply(e);
+  }
+  for (const Follower* f : {&f1, &f2}) {
+    const DigestMark* m = f->marks.find(mark);
+    ASSERT_NE(m, nullptr);
+    EXPECT_EQ(m->digest, at_leader->digest);
+  }
+  EXPECT_EQ(state_digest(f1.app, f1.requests), state_digest(leader.app, leader.replica->requests()));
+}
+
+TEST(DigestMark, AReplicaChangedBehindTheLogsBackTakesAnotherDigest) {
+  Node leader;
+  leader.send({{"SET", "a", "1"}, {"SET", "b", "2"}, {"MARK"}});
+  for (int turn = 0; turn < 3; turn++) leader.replica->end_turn();
+  const std::string replies = leader.out();
+  const uint64_t mark = parse_integer_reply(replies.substr(10));
+  Follower honest, changed;
+  for (const raft::Entry& e : leader.host.persisted) {
+    if (e.index == mark) changed.change_behind_the_logs_back({"INCR", "a"});
+    honest.apply(e);
+    changed.apply(e);
+  }
+  const DigestMark* at_leader = leader.replica->digest_marks().find(mark);
+  ASSERT_NE(at_leader, nullptr);
+  ASSERT_NE(honest.marks.find(mark), nullptr);
+  ASSERT_NE(changed.marks.find(mark), nullptr);
+  EXPECT_EQ(honest.marks.find(mark)->digest, at_leader->digest);
+  EXPECT_NE(changed.marks.find(mark)->digest, at_leader->digest) << "the planted change is seen at the mark";
+}
+
+TEST(DigestMark, TheDigestIsOfTheStateWhereTheMarkStandsInItsEntry) {
+  // The simulator batches a mark with the writes after it: the mark hashes what came before.
+  sim::RegisterHost app, before_only;
+  RequestTable requests;
+  DigestMarks marks;
+  ApplyScratch scratch;
+  std::vector<std::string_view> set_a = {"SET", "a", "1"}, set_b = {"SET", "b", "2"};
+  BatchBuilder b(1);
+  b.add(set_a);
+  b.add_digest_mark();
+  b.add(set_b);
+  ASSERT_EQ(apply_batch(app, b.finish(), 5, kFirstSchemaVersion, nullptr, scratch, nullptr, &requests, nullptr, &marks)
+                .status,
+            ApplyStatus::kOk);
+  b.start(1);
+  b.add(set_a);
+  ASSERT_EQ(apply_batch(before_only, b.finish(), 5, kFirstSchemaVersion, nullptr, scratch).status, ApplyStatus::kOk);
+  ASSERT_NE(marks.find(5), nullptr);
+  EXPECT_EQ(marks.find(5)->digest, state_digest(before_only, requests));
+  EXPECT_NE(marks.find(5)->digest, state_digest(app, requests));
+}
+
+TEST(DigestMark, OnlyTheLastMarksAreKept) {
+  DigestMarks marks;
+  EXPECT_EQ(marks.find(1), nullptr);
+  EXPECT_EQ(marks.oldest_index(), 0u);
+  for (uint64_t i = 1; i <= kDigestMarksKept + 3; i++) marks.record(DigestMark{i * 10, StateDigest{i, 1}, 1});
+  EXPECT_EQ(marks.size(), kDigestMarksKept);
+  EXPECT_EQ(marks.oldest_index(), 40u);
+  EXPECT_EQ(marks.find(30), nullptr);
+  ASSERT_NE(marks.find(40), nullptr);
+  EXPECT_EQ(marks.find(40)->digest.value, 4u);
+  ASSERT_NE(marks.find((kDigestMarksKept + 3) * 10), nullptr);
+  // Two marks in one entry: the later one stands.
+  marks.record(DigestMark{(kDigestMarksKept + 3) * 10, StateDigest{99, 1}, 1});
+  EXPECT_EQ(marks.size(), kDigestMarksKept);
+  EXPECT_EQ(marks.find((kDigestMarksKept + 3) * 10)->digest.value, 99u);
+  EXPECT_EQ(marks.oldest_index(), 40u);
+}
+
+}  // namespace
+}  // namespace hmdb::core
