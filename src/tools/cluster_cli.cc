@@ -409,6 +409,101 @@ int run_digest(const ClusterArgs& args) {
   return 0;
 }
 
+std::string versions_text(uint32_t oldest, uint32_t newest) {
+  return std::to_string(oldest) + ".." + std::to_string(newest);
+}
+
+// One member's answer to CLUSTER DIGEST AT <index>.
+MarkRow mark_row_of(const Member& m, uint64_t index) {
+  MarkRow row;
+  HostPort hp;
+  Reply reply;
+  if (!parse_host_port(m.client_addr, &hp, &row.error)) {
+    if (m.client_addr == "?") row.error = "its address is not known here (ask another node with --addr)";
+  } else if (ask(hp, {"CLUSTER", "DIGEST", "AT", std::to_string(index)}, kMemberQueryTimeoutMs, &reply, &row.error) &&
+             !parse_mark_reply(reply, index, &row)) {
+    row = MarkRow{};
+    row.error = "unexpected reply to CLUSTER DIGEST AT: " + reply.text;
+  }
+  return row;
+}
+
+std::string member_name(const Member& m) {
+  return "node " + std::to_string(m.id) + " (" + (m.voter ? "voter" : "learner") + ", " + m.client_addr + ")";
+}
+
+int run_verify(const ClusterArgs& args) {
+  std::vector<Member> members;
+  std::string error;
+  if (!fetch_members(args.addr, args.timeout_ms, &members, &error)) {
+    std::cerr << "hmdb cluster verify: " << error << "\n";
+    return 1;
+  }
+  // A binary from before digest marks would stop at the mark's entry (an item it does not
+  // know): asked first, it answers CLUSTER DIGEST AT with an unknown-subcommand error.
+  for (const Member& m : members) {
+    const MarkRow row = mark_row_of(m, 0);
+    if (row.state == MarkRow::State::kError && row.error.find("unknown subcommand") != std::string::npos) {
+      std::cerr << "hmdb cluster verify: refused, nothing was logged: " << member_name(m)
+                << " runs a binary without digest marks (it would stop at one): " << row.error << "\n";
+      return 1;
+    }
+  }
+  Reply reply;
+  HostPort answered_by;
+  if (!send_to_leader(args.addr, {"CLUSTER", "DIGEST", "MARK"}, args.timeout_ms, &reply, &answered_by, &error)) {
+    std::cerr << "hmdb cluster verify: " << error << "\n";
+    return 1;
+  }
+  if (reply.is_error() || reply.type != ':' || reply.integer <= 0) {
+    std::cerr << "hmdb cluster verify: " << answered_by.to_string() << ": "
+              << (reply.is_error() ? reply.text : "unexpected reply to CLUSTER DIGEST MARK") << "\n";
+    return 1;
+  }
+  const uint64_t index = static_cast<uint64_t>(reply.integer);
+  // Every member applies the mark once it learns its entry committed: asked until none is
+  // pending, within --wait-ms.
+  std::vector<MarkRow> rows(members.size());
+  const uint64_t deadline = monotonic_ms() + static_cast<uint64_t>(args.wait_ms);
+  for (;;) {
+    bool waiting = false;
+    for (size_t i = 0; i < members.size(); ++i) {
+      if (rows[i].state == MarkRow::State::kDigest || rows[i].state == MarkRow::State::kNone) continue;
+      rows[i] = mark_row_of(members[i], index);
+      waiting = waiting || rows[i].state == MarkRow::State::kPending || rows[i].state == MarkRow::State::kError;
+    }
+    if (!waiting || monotonic_ms() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(kVerifyPollMs));
+  }
+  std::printf("digest mark at log index %llu (logged by the leader at %s)\n", static_cast<unsigned long long>(index),
+              answered_by.to_string().c_str());
+  std::printf("%-4s %-8s %-21s %s\n", "ID", "MEMBER", "CLIENT", "DIGEST AT THE MARK");
+  for (size_t i = 0; i < members.size(); ++i) {
+    const MarkRow& row = rows[i];
+    std::string what;
+    switch (row.state) {
+      case MarkRow::State::kDigest:
+        what = row.digest + " at schema version " + std::to_string(row.hashed_at) + " (active " +
+               std::to_string(row.active) + ", reads " + versions_text(row.oldest, row.newest) + ")";
+        break;
+      case MarkRow::State::kPending: what = "pending: applied " + std::to_string(row.applied); break;
+      case MarkRow::State::kNone: what = "none kept: applied " + std::to_string(row.applied); break;
+      case MarkRow::State::kError: what = "error: " + row.error; break;
+    }
+    std::printf("%-4llu %-8s %-21s %s\n", static_cast<unsigned long long>(members[i].id),
+                members[i].voter ? "voter" : "learner", members[i].client_addr.c_str(), what.c_str());
+  }
+  const MarkVerdict verdict = compare_marks(index, members, rows);
+  if (verdict.identical) {
+    std::printf("identical at index %llu, schema version %u (%zu members)\n", static_cast<unsigned long long>(index),
+                verdict.version, members.size());
+    return 0;
+  }
+  std::printf("NOT VERIFIED at index %llu:\n", static_cast<unsigned long long>(index));
+  for (const std::string& line : verdict.lines) std::printf("  %s\n", line.c_str());
+  return 1;
+}
+
 // Every member's schema versions (INFO server), asked of each one.
 std::vector<SchemaView> schema_views(const std::vector<Member>& members) {
   std::vector<SchemaView> views;
@@ -425,10 +520,6 @@ std::vector<SchemaView> schema_views(const std::vector<Member>& members) {
     views.push_back(std::move(v));
   }
   return views;
-}
-
-std::string versions_text(uint32_t oldest, uint32_t newest) {
-  return std::to_string(oldest) + ".." + std::to_string(newest);
 }
 
 int run_schema(const ClusterArgs& args) {
@@ -671,6 +762,101 @@ bool parse_digest(const Reply& reply, uint64_t* index, std::string* digest, uint
   return !digest->empty();
 }
 
+bool parse_mark_reply(const Reply& reply, uint64_t index, MarkRow* out) {
+  *out = MarkRow{};
+  if (reply.is_error()) {
+    out->error = reply.text;
+    return true;
+  }
+  if (reply.type != '$' && reply.type != '+') return false;
+  std::vector<std::string_view> words;
+  std::string_view text = reply.text;
+  while (!text.empty()) {
+    const size_t space = text.find(' ');
+    if (space != 0) words.push_back(text.substr(0, space));
+    text.remove_prefix(space == std::string_view::npos ? text.size() : space + 1);
+  }
+  auto version = [](std::string_view w, uint32_t* v) {
+    uint64_t n = 0;
+    if (!parse_uint64(w, &n) || n == 0 || n > UINT32_MAX) return false;
+    *v = static_cast<uint32_t>(n);
+    return true;
+  };
+  if (words.size() == 2 && words[0] == "pending") {
+    out->state = MarkRow::State::kPending;
+    return parse_uint64(words[1], &out->applied);
+  }
+  if (words.size() == 3 && words[0] == "none") {
+    out->state = MarkRow::State::kNone;
+    return parse_uint64(words[1], &out->applied) && parse_uint64(words[2], &out->oldest_kept);
+  }
+  uint64_t at = 0;
+  if (words.size() != 5 || !parse_uint64(words[0], &at) || at != index || words[1].empty()) return false;
+  const size_t dots = words[4].find("..");
+  if (dots == std::string_view::npos || !version(words[2], &out->hashed_at) || !version(words[3], &out->active) ||
+      !version(words[4].substr(0, dots), &out->oldest) || !version(words[4].substr(dots + 2), &out->newest))
+    return false;
+  out->state = MarkRow::State::kDigest;
+  out->digest = std::string(words[1]);
+  out->applied = index;
+  return true;
+}
+
+MarkVerdict compare_marks(uint64_t index, const std::vector<Member>& members, const std::vector<MarkRow>& rows) {
+  MarkVerdict v;
+  // The comparable members, grouped by digest (in the order first seen).
+  std::vector<std::pair<std::string, std::vector<size_t>>> groups;
+  for (size_t i = 0; i < members.size() && i < rows.size(); ++i) {
+    const MarkRow& row = rows[i];
+    const std::string who = member_name(members[i]);
+    switch (row.state) {
+      case MarkRow::State::kDigest:
+        if (row.hashed_at != row.active) {
+          v.lines.push_back(who + " cannot compare: its binary (schema versions " + versions_text(row.oldest, row.newest) +
+                            ") cannot hash its state at the active version " + std::to_string(row.active) +
+                            "; it hashed at " + std::to_string(row.hashed_at));
+          continue;
+        }
+        v.version = row.active;
+        {
+          auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& x) { return x.first == row.digest; });
+          if (g == groups.end()) groups.push_back({row.digest, {i}});
+          else g->second.push_back(i);
+        }
+        break;
+      case MarkRow::State::kPending:
+        v.lines.push_back(who + " is behind: it has applied up to index " + std::to_string(row.applied) +
+                          ", not yet the mark");
+        break;
+      case MarkRow::State::kNone:
+        v.lines.push_back(who + " has no digest at index " + std::to_string(index) + " (applied " +
+                          std::to_string(row.applied) +
+                          "): it did not apply the mark itself (it installed a snapshot past it?), or no longer keeps "
+                          "it (oldest kept: " +
+                          std::to_string(row.oldest_kept) + ")");
+        break;
+      case MarkRow::State::kError: v.lines.push_back(who + " did not answer: " + row.error); break;
+    }
+  }
+  if (groups.size() > 1) {
+    // The largest group is named first; every other one differs from it.
+    std::stable_sort(groups.begin(), groups.end(),
+                     [](const auto& a, const auto& b) { return a.second.size() > b.second.size(); });
+    auto ids = [&](const std::vector<size_t>& g) {
+      std::string s;
+      for (size_t i : g) s += (s.empty() ? "" : ", ") + std::to_string(members[i].id);
+      return s;
+    };
+    for (size_t k = 1; k < groups.size(); ++k)
+      for (size_t i : groups[k].second)
+        v.lines.push_back(member_name(members[i]) + " DIFFERS: digest " + groups[k].first + ", where node" +
+                          (groups[0].second.size() > 1 ? "s " : " ") + ids(groups[0].second) + " hashed " +
+                          groups[0].first + (groups[0].second.size() == groups[k].second.size() ? " (no majority)" : ""));
+  }
+  v.identical = v.lines.empty() && groups.size() == 1;
+  return v;
+}
+
 SchemaView schema_view_of(std::string_view info) {
   SchemaView v;
   uint64_t newest = 0, oldest = 0, active = 0;
@@ -733,6 +919,11 @@ int parse_cluster_args(int argc, char** argv, ClusterArgs* out) {
   transfer->add_option("id", out->id, "node id")->required()->check(kNodeIdRange);
   auto* digest = app.add_subcommand("digest", "compare the state digests of all members (exit 0: identical)");
   digest->add_flag("--local", out->local, "only print the digest of the node at --addr");
+  auto* verify = app.add_subcommand(
+      "verify", "log a digest mark and compare every member's digest at it (exit 0: identical at that index)");
+  verify->add_option("--wait-ms", out->wait_ms, "how long to wait for every member to apply the mark")
+      ->check(CLI::Range(1, 3600 * 1000))
+      ->capture_default_str();
   auto* schema = app.add_subcommand("schema", "each member's schema versions (read, active); `activate N` raises the active one");
   auto* activate = schema->add_subcommand(
       "activate", "log the activation of schema version N, once every member's binary reads it (docs/cluster.md)");
@@ -757,6 +948,7 @@ int parse_cluster_args(int argc, char** argv, ClusterArgs* out) {
               : promote->parsed()   ? ClusterVerb::kPromote
               : remove->parsed()    ? ClusterVerb::kRemove
               : transfer->parsed()  ? ClusterVerb::kTransfer
+              : verify->parsed()    ? ClusterVerb::kVerify
               : activate->parsed()  ? ClusterVerb::kActivate
               : schema->parsed()    ? ClusterVerb::kSchema
                                     : ClusterVerb::kDigest;
@@ -775,6 +967,8 @@ int cluster_main(int argc, char** argv) {
       return run_members(args);
     case ClusterVerb::kDigest:
       return run_digest(args);
+    case ClusterVerb::kVerify:
+      return run_verify(args);
     case ClusterVerb::kSchema:
       return run_schema(args);
     case ClusterVerb::kActivate:

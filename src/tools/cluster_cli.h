@@ -1,5 +1,5 @@
 // tools/cluster_cli.h — `hmdb cluster ...`: the operator's commands for a running cluster
-// (status, add-learner, promote, remove, transfer, digest, schema). See docs/cluster.md.
+// (status, add-learner, promote, remove, transfer, digest, verify, schema). See docs/cluster.md.
 //
 // Each command sends one RESP command of the cluster interface to --addr. A node that is
 // not the leader answers `-MOVED <slot> HOST:PORT`; the tool follows that redirect (a bounded
@@ -51,6 +51,11 @@ inline constexpr int kMemberQueryTimeoutMs = 2000;
 // differ, so it asks again this many times, kDigestRetryMs apart, before giving up.
 inline constexpr int kDigestAttempts = 20;
 inline constexpr int kDigestRetryMs = 100;
+// `verify` logs a digest mark and waits this long (by default; --wait-ms) for every member
+// to apply it, asking each one every kVerifyPollMs. A member still behind then is reported
+// as behind: a caught-up cluster applies a mark within a few milliseconds of committing it.
+inline constexpr int kVerifyWaitMs = 10000;
+inline constexpr int kVerifyPollMs = 20;
 // Largest reply the tool reads (INFO and CLUSTER MEMBERS are a few KiB).
 inline constexpr size_t kMaxReplyBytes = 16u << 20;
 // Default node to ask.
@@ -83,7 +88,18 @@ bool send_to_leader(const HostPort& start, const std::vector<std::string>& argv,
 
 // ---- command line ----
 
-enum class ClusterVerb { kStatus, kMembers, kAddLearner, kPromote, kRemove, kTransfer, kDigest, kSchema, kActivate };
+enum class ClusterVerb {
+  kStatus,
+  kMembers,
+  kAddLearner,
+  kPromote,
+  kRemove,
+  kTransfer,
+  kDigest,
+  kVerify,
+  kSchema,
+  kActivate
+};
 
 struct ClusterArgs {
   ClusterVerb verb = ClusterVerb::kStatus;
@@ -94,6 +110,7 @@ struct ClusterArgs {
   int timeout_ms = kDefaultReplyTimeoutMs;
   bool local = false;  // digest: only the node at --addr
   uint32_t version = 0;  // schema activate
+  int wait_ms = kVerifyWaitMs;  // verify
 };
 
 // Parses argv[1..argc) (argv[0] is "cluster"). Returns -1 when the arguments are good, else
@@ -120,6 +137,30 @@ std::string info_field(std::string_view info, std::string_view key);
 // CLUSTER DIGEST's reply, "<applied index> <hex digest> <schema version>" (an hmdb from
 // before versions leaves the version out: *version is then 0).
 bool parse_digest(const Reply& reply, uint64_t* index, std::string* digest, uint32_t* version);
+
+// One member's answer to CLUSTER DIGEST AT <index> (docs/cluster.md, "Verifying").
+struct MarkRow {
+  enum class State { kDigest, kPending, kNone, kError };
+  State state = State::kError;
+  std::string error;       // kError: why there is no answer
+  uint64_t applied = 0;    // kPending, kNone: the member's applied index
+  uint64_t oldest_kept = 0;  // kNone: the oldest mark it keeps (0: none)
+  std::string digest;      // kDigest: the digest, in hex
+  uint32_t hashed_at = 0;  // kDigest: the schema version it hashed the app's state at
+  uint32_t active = 0;     // kDigest: the active schema version at the mark
+  uint32_t oldest = 0, newest = 0;  // kDigest: the schema versions its binary reads
+};
+// Parses the reply: "<index> <digest> <hashed at> <active> <oldest>..<newest>", "pending
+// <applied>" or "none <applied> <oldest kept>"; an error reply is kError with its text.
+// False if the reply is none of these (or names another index).
+bool parse_mark_reply(const Reply& reply, uint64_t index, MarkRow* out);
+// What `verify` concludes from every member's answer for the mark at `index`.
+struct MarkVerdict {
+  bool identical = false;          // every member hashed the same state at the active version
+  uint32_t version = 0;            // the active schema version at the mark (identical: compared at it)
+  std::vector<std::string> lines;  // one per member that is not part of an identical answer, and why
+};
+MarkVerdict compare_marks(uint64_t index, const std::vector<Member>& members, const std::vector<MarkRow>& rows);
 
 // A member's schema versions as its INFO server section gives them.
 struct SchemaView {

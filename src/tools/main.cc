@@ -218,7 +218,7 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
   auto* verify_cmd = log_cmd->add_subcommand("verify", "check every checksum; exit 0 if sound");
   verify_cmd->add_option("path", log_path, "file or data directory")->required();
 
-  app.add_subcommand("cluster", "operate a cluster: status, add-learner, promote, remove, transfer, digest, schema");
+  app.add_subcommand("cluster", "operate a cluster: status, add-learner, promote, remove, transfer, digest, verify, schema");
   auto* version_cmd = app.add_subcommand("version", "print the version");
 
   try {

@@ -42,7 +42,12 @@ struct TinyKv {
     return true;
   }
 
-  static void define(Commands<State>& c) {
+  static void define(Commands<State>& c) { define_as<false>(c); }
+  // kSkewed: SET stores its value with a ' appended, an apply bug that makes the state of a
+  // node running it differ from its peers' (tiny_server_main.cc: HMDB_TINY_APP=skewed, for
+  // system.verify.diverged).
+  template <bool kSkewed>
+  static void define_as(Commands<State>& c) {
     c.write(
         "SET", 3,
         [](Args a, KeyValue& o, std::string&) {
@@ -51,7 +56,7 @@ struct TinyKv {
           return true;
         },
         [](State& s, const KeyValue& o, const ApplyContext&, Reply& r) {
-          s.data.insert_or_assign(std::string(o.key), std::string(o.value));
+          s.data.insert_or_assign(std::string(o.key), kSkewed ? std::string(o.value) + "'" : std::string(o.value));
           r.ok();
         });
     c.write(

@@ -128,6 +128,7 @@ class Node:
         self.log_path = None
         self.paused = False
         self.binary = None  # this node's server binary, if not the cluster's (mixed versions)
+        self.env = {}  # variables added to this node's environment
         # (exit code, log tail) of a run that ended without us killing or stopping it,
         # noticed when we went to kill or stop it; Cluster.check_alive() reports it.
         self.unexpected_exit = None
@@ -169,7 +170,8 @@ class Node:
             log.write(("$ %s\n" % " ".join(cmd)).encode())
             log.flush()
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT)
+                                         stderr=subprocess.STDOUT,
+                                         env=dict(os.environ, **self.env) if self.env else None)
         self.paused = False
         _live_nodes.add(self)
 

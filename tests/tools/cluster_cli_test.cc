@@ -333,6 +333,97 @@ TEST(ParseDigest, IndexDigestAndTheVersionItWasComputedAt) {
   }
 }
 
+TEST(Verify, TheAnswersToDigestAt) {
+  Reply r;
+  r.type = '$';
+  MarkRow row;
+  r.text = "1020 aeedab0f2be9573f 1 2 1..2";
+  ASSERT_TRUE(parse_mark_reply(r, 1020, &row));
+  EXPECT_EQ(row.state, MarkRow::State::kDigest);
+  EXPECT_EQ(row.digest, "aeedab0f2be9573f");
+  EXPECT_EQ(row.hashed_at, 1u);
+  EXPECT_EQ(row.active, 2u);
+  EXPECT_EQ(row.oldest, 1u);
+  EXPECT_EQ(row.newest, 2u);
+  EXPECT_FALSE(parse_mark_reply(r, 1021, &row)) << "the digest of another mark";
+  r.text = "pending 1000";
+  ASSERT_TRUE(parse_mark_reply(r, 1020, &row));
+  EXPECT_EQ(row.state, MarkRow::State::kPending);
+  EXPECT_EQ(row.applied, 1000u);
+  r.text = "none 2000 1500";
+  ASSERT_TRUE(parse_mark_reply(r, 1020, &row));
+  EXPECT_EQ(row.state, MarkRow::State::kNone);
+  EXPECT_EQ(row.applied, 2000u);
+  EXPECT_EQ(row.oldest_kept, 1500u);
+  for (const char* bad : {"", "pending", "pending x", "none 1", "1020 ab 1 1", "1020 ab 0 1 1..1", "1020 ab 1 1 1-2",
+                          "1020 ab 1 1 1..", "later 5"}) {
+    r.text = bad;
+    EXPECT_FALSE(parse_mark_reply(r, 1020, &row)) << bad;
+  }
+  r.type = '-';
+  r.text = "ERR unknown subcommand";
+  ASSERT_TRUE(parse_mark_reply(r, 1020, &row));
+  EXPECT_EQ(row.state, MarkRow::State::kError);
+  EXPECT_EQ(row.error, "ERR unknown subcommand");
+}
+
+TEST(Verify, IdenticalOnlyWhenEveryMemberHashedTheSameStateAtTheActiveVersion) {
+  std::vector<Member> members = {{1, "127.0.0.1:7379", "127.0.0.1:17379", true, true, false},
+                                 {2, "127.0.0.1:7380", "127.0.0.1:17380", true, false, false},
+                                 {3, "127.0.0.1:7381", "127.0.0.1:17381", false, false, false}};
+  auto digest = [](const char* d, uint32_t hashed_at = 2, uint32_t active = 2) {
+    MarkRow row;
+    row.state = MarkRow::State::kDigest;
+    row.digest = d;
+    row.hashed_at = hashed_at;
+    row.active = active;
+    row.oldest = 1;
+    row.newest = 2;
+    return row;
+  };
+  MarkVerdict v = compare_marks(9, members, {digest("aa"), digest("aa"), digest("aa")});
+  EXPECT_TRUE(v.identical);
+  EXPECT_EQ(v.version, 2u);
+  EXPECT_TRUE(v.lines.empty());
+
+  v = compare_marks(9, members, {digest("aa"), digest("aa"), digest("bb")});
+  EXPECT_FALSE(v.identical);
+  ASSERT_EQ(v.lines.size(), 1u);
+  EXPECT_EQ(v.lines[0], "node 3 (learner, 127.0.0.1:7381) DIFFERS: digest bb, where nodes 1, 2 hashed aa");
+  v = compare_marks(9, members, {digest("bb"), digest("aa"), digest("aa")});
+  ASSERT_EQ(v.lines.size(), 1u);
+  EXPECT_EQ(v.lines[0].substr(0, 33), "node 1 (voter, 127.0.0.1:7379) DI") << "the minority is named, leader or not";
+
+  MarkRow behind;
+  behind.state = MarkRow::State::kPending;
+  behind.applied = 7;
+  MarkRow gone;
+  gone.state = MarkRow::State::kNone;
+  gone.applied = 30;
+  gone.oldest_kept = 12;
+  MarkRow silent;
+  silent.error = "timed out";
+  v = compare_marks(9, members, {digest("aa"), behind, gone});
+  EXPECT_FALSE(v.identical) << "a member behind is not verified";
+  ASSERT_EQ(v.lines.size(), 2u);
+  EXPECT_EQ(v.lines[0], "node 2 (voter, 127.0.0.1:7380) is behind: it has applied up to index 7, not yet the mark");
+  EXPECT_NE(v.lines[1].find("node 3 (learner, 127.0.0.1:7381) has no digest at index 9 (applied 30)"), std::string::npos);
+  v = compare_marks(9, members, {digest("aa"), digest("aa"), silent});
+  EXPECT_FALSE(v.identical);
+  ASSERT_EQ(v.lines.size(), 1u);
+  EXPECT_EQ(v.lines[0], "node 3 (learner, 127.0.0.1:7381) did not answer: timed out");
+  // A binary that cannot express its state at the active version hashed at its own.
+  v = compare_marks(9, members, {digest("aa"), digest("aa"), digest("cc", 3, 2)});
+  EXPECT_FALSE(v.identical);
+  ASSERT_EQ(v.lines.size(), 1u);
+  EXPECT_EQ(v.lines[0].substr(0, 48), "node 3 (learner, 127.0.0.1:7381) cannot compare:");
+  // Two against two: no majority, said so.
+  members.push_back({4, "127.0.0.1:7382", "127.0.0.1:17382", true, false, false});
+  v = compare_marks(9, members, {digest("aa"), digest("bb"), digest("aa"), digest("bb")});
+  ASSERT_EQ(v.lines.size(), 2u);
+  EXPECT_NE(v.lines[0].find("(no majority)"), std::string::npos);
+}
+
 TEST(Schema, AMembersVersionsFromItsInfo) {
   SchemaView v = schema_view_of("# Server\r\napp:ledger\r\nschema_version:3\r\nschema_version_oldest:2\r\n"
                                 "schema_version_active:2\r\n");
@@ -414,6 +505,13 @@ TEST(ClusterArgs, VerbsAndDefaults) {
   ASSERT_EQ(parse({"schema", "activate", "2"}, &a), -1);
   EXPECT_EQ(a.verb, ClusterVerb::kActivate);
   EXPECT_EQ(a.version, 2u);
+  a = ClusterArgs{};
+  ASSERT_EQ(parse({"verify"}, &a), -1);
+  EXPECT_EQ(a.verb, ClusterVerb::kVerify);
+  EXPECT_EQ(a.wait_ms, kVerifyWaitMs);
+  a = ClusterArgs{};
+  ASSERT_EQ(parse({"verify", "--wait-ms", "500"}, &a), -1);
+  EXPECT_EQ(a.wait_ms, 500);
 }
 
 TEST(ClusterArgs, BadUsageIsExitTwo) {
