@@ -55,7 +55,7 @@ import cluster_bench as cb  # noqa: E402  (the systems, process tracking, RESP a
 
 SYSTEMS = ["hmdb", "redis", "etcd"]
 LABEL = {"hmdb": "hmdb 3 nodes (always)", "redis": "Redis master + 2 replicas",
-         "etcd": "etcd 3 members"}
+         "etcd": "etcd 3 members"}  # etcd's gets the watchers per client appended when > 1
 # Port bases (each system uses base+1..3 and base+11..13).
 BASE = {"hmdb": 0, "redis": 30, "etcd": 60}
 # A load run may take this much longer than its nominal time (setup, drain) before it is
@@ -111,7 +111,7 @@ def start_systems(args, root):
             lead = s.start()
             ports = s.client_ports
             pids = [p.pid for p in s.procs]
-        order = [i for i in range(3) if i != lead] + [lead]
+        order = [i for i in range(3) if i != lead] + ([lead] if args.subs_on == "all" else [])
         targets[name] = Target(name, s, f"127.0.0.1:{ports[lead]}",
                                ",".join(f"127.0.0.1:{ports[i]}" for i in order), pids)
         log(f"{name} up: writer {targets[name].writer}, subscribers over {targets[name].subs}")
@@ -124,6 +124,8 @@ def run_cell(args, t, op, subs, rate, seconds):
             "--sub-addrs", t.subs, "--writers", str(args.writers), "--subscribers", str(subs),
             "--seconds", str(seconds), "--rate", str(rate), "--drain", f"{args.drain}s",
             "--channel", "bench"]
+    if t.name == "etcd":
+        argv += ["--watchers-per-client", str(args.etcd_watchers_per_client)]
     load_before = os.getloadavg()[0]
     cpu0 = cpu_ticks(t.pids)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -169,8 +171,10 @@ def report_tables(args, results, failures):
                     else "SET of a new key + keyevent notification (hmdb, Redis) / PUT (etcd)")
             how = ("writers as fast as the replies come" if series == "closed"
                    else f"writers paced at {args.rate:g} writes/s in all")
-            out.append(f"#### {what}; {args.writers} writers, {how}; {args.seconds:g} s per run, "
-                       f"median of {args.runs}")
+            where = ("subscribers round-robin over the 3 nodes" if args.subs_on == "all"
+                     else "subscribers on the 2 non-leaders only")
+            out.append(f"#### {what}; {args.writers} writers, {how}; {where}; {args.seconds:g} s "
+                       f"per run, median of {args.runs}")
             out.append("")
             out.append("| system | subs | writes/s (runs) | spread | loss vs 0 subs | write p50 / p99 ms | "
                        "events/s | delivery p50 ms | delivery p99 ms (min-max) | write->event p99 ms | "
@@ -265,6 +269,11 @@ def main():
     parser.add_argument("--ops", default="publish", help="publish[,set] (set: SET + keyevent notification)")
     parser.add_argument("--subs", default=None, help="subscriber counts (default 1,100,1000)")
     parser.add_argument("--writers", type=int, default=4)
+    parser.add_argument("--etcd-watchers-per-client", type=int, default=1,
+                        help="etcd watchers sharing one clientv3 client, i.e. one gRPC connection and "
+                             "stream (default 1: one connection per watcher, like one per RESP subscriber)")
+    parser.add_argument("--subs-on", choices=["all", "followers"], default="all",
+                        help="subscribers on all 3 nodes (default) or only on the 2 non-leaders")
     parser.add_argument("--seconds", type=float, default=None, help="writing time per run (3, quick 1)")
     parser.add_argument("--rate", type=float, default=None,
                         help="paced series: writes/s in all (default 200; 0: no paced series)")
@@ -298,6 +307,8 @@ def main():
     for o in args.ops:
         if o not in ("publish", "set"):
             parser.error(f"unknown op {o}")
+    if args.etcd_watchers_per_client > 1:
+        LABEL["etcd"] += f" ({args.etcd_watchers_per_client} watchers per connection)"
     args.hmdb = args.hmdb or os.path.join(args.build_dir, "apps", "kv", "hmdb")
     args.hmdb_flags = args.hmdb_flags.split()
     if "set" in args.ops:

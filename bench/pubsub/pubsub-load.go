@@ -11,7 +11,8 @@
 // What a run does (one JSON line on stdout):
 //  1. connects --subscribers subscribers, round-robin over --sub-addrs (RESP: SUBSCRIBE to
 //     the channel, or to __keyevent@0__:set for --op set; etcd: a watch of the key on a
-//     clientv3 client of its own, i.e. its own gRPC connection) and waits for every
+//     clientv3 client of its own, i.e. its own gRPC connection, or one shared by
+//     --watchers-per-client watchers of the same member) and waits for every
 //     confirmation;
 //  2. --writers writers, each on its own connection to --writer-addr (the leader / master),
 //     write for --seconds with one request in flight: PUBLISH <channel> "<w>:<seq>" (resp,
@@ -435,19 +436,22 @@ func etcdClient(addr string) (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{Endpoints: []string{addr}, DialTimeout: ioTimeout})
 }
 
-func etcdSubscriber(r *run, s *sub, addr, key string, ready *sync.WaitGroup, ctx context.Context, clients chan<- *clientv3.Client) {
+// etcdSubscriber watches key on client(), which is its own clientv3 client (one gRPC
+// connection) or one shared with other watchers (--watchers-per-client: their watches share
+// one gRPC stream, as clientv3 multiplexes the watches of a client).
+func etcdSubscriber(r *run, s *sub, addr, key string, ready *sync.WaitGroup, ctx context.Context,
+	client func() (*clientv3.Client, error)) {
 	readyDone := false
 	defer func() {
 		if !readyDone {
 			ready.Done()
 		}
 	}()
-	c, err := etcdClient(addr)
+	c, err := client()
 	if err != nil {
 		r.fail(fmt.Errorf("watcher connect %s: %w", addr, err))
 		return
 	}
-	clients <- c
 	wch := c.Watch(ctx, key, clientv3.WithCreatedNotify())
 	first, ok := <-wch
 	if !ok || !first.Created {
@@ -557,9 +561,10 @@ func main() {
 	rate := flag.Float64("rate", 0, "writes/s in all (0: as fast as replies come)")
 	channel := flag.String("channel", "bench", "channel (etcd: key)")
 	drain := flag.Duration("drain", 10*time.Second, "how long to wait for the last events after the writes")
+	perClient := flag.Int("watchers-per-client", 1, "etcd: watchers sharing one clientv3 client (one gRPC connection and stream)")
 	flag.Parse()
 
-	if *writers < 1 || *writers > 256 || *subscribers < 0 || *seconds <= 0 {
+	if *writers < 1 || *writers > 256 || *subscribers < 0 || *seconds <= 0 || *perClient < 1 {
 		fmt.Fprintln(os.Stderr, "pubsub-load: bad --writers, --subscribers or --seconds")
 		os.Exit(2)
 	}
@@ -579,6 +584,25 @@ func main() {
 	ctx, cancel := context.WithCancel(context.Background())
 	conns := make(chan net.Conn, *subscribers)
 	clients := make(chan *clientv3.Client, *subscribers)
+	var clientsMu sync.Mutex
+	shared := map[string]*clientv3.Client{}
+	// The client of subscriber i on addr: its own, or the one of its group of --watchers-per-client.
+	clientFor := func(i int, addr string) func() (*clientv3.Client, error) {
+		key := fmt.Sprintf("%s/%d", addr, i/len(addrs)/(*perClient))
+		return func() (*clientv3.Client, error) {
+			clientsMu.Lock()
+			defer clientsMu.Unlock()
+			if c, ok := shared[key]; ok {
+				return c, nil
+			}
+			c, err := etcdClient(addr)
+			if err == nil {
+				shared[key] = c
+				clients <- c
+			}
+			return c, err
+		}
+	}
 	subChannel := *channel
 	if *op == "set" {
 		subChannel = "__keyevent@0__:set"
@@ -590,10 +614,11 @@ func main() {
 		ready.Add(1)
 		subsDone.Add(1)
 		addr := addrs[i%len(addrs)]
+		client := clientFor(i, addr)
 		go func(s *sub) {
 			defer subsDone.Done()
 			if *proto == "etcd" {
-				etcdSubscriber(r, s, addr, *channel, &ready, ctx, clients)
+				etcdSubscriber(r, s, addr, *channel, &ready, ctx, client)
 			} else {
 				respSubscriber(r, s, addr, subChannel, &ready, conns)
 			}
@@ -680,7 +705,7 @@ func main() {
 		}
 	}
 	res.Delivered = int64(all.n)
-	res.DeliveredPerS = float64(all.n) / elapsed
+	res.DeliveredPerS = float64(all.n) / (elapsed + drained) // what came during the drain too
 	res.P50, res.P99, res.P999, res.Max = all.pct(50), all.pct(99), all.pct(99.9), float64(all.max)/1e6
 	res.E2EP50, res.E2EP99 = e2e.pct(50), e2e.pct(99)
 	if failedBefore != 0 {
