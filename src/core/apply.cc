@@ -198,11 +198,10 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
         }
         case BatchStep::Kind::kDigestMark: {
           // The state here, as every node that applies this entry sees it (core/digest_marks.h).
-          // Hashed on this thread: its cost grows with the state (docs/cluster.md, "Verifying").
+          // Hashed here, or by the marks' MarkHasher (the server: a forked child).
           if (marks) {
             static const RequestTable kNoRequests;
-            const StateDigest d = state_digest(app, requests ? *requests : kNoRequests);
-            marks->record(DigestMark{index, d, app.active_schema_version()});
+            marks->take(index, app, requests ? *requests : kNoRequests);
           }
           ReplyTo to = sink ? sink->reply_to(k) : ReplyTo{};
           if (to.out) Reply(to.out, to.protocol).integer(static_cast<int64_t>(index));

@@ -108,9 +108,9 @@ struct ApplyResult {
 // own write (core/pubsub.h); the caller has begun the entry there. Null: no events, and
 // PUBLISH answers 0 receivers.
 //
-// marks gets the digest taken at each digest mark (core/digest_marks.h: the state where the
-// mark stands, with `requests`, hashed at the active schema version); the mark's reply is
-// `index`. Null: nothing is hashed (the mark is still answered).
+// marks takes the digest at each digest mark (core/digest_marks.h: the state where the mark
+// stands, with `requests`, hashed at the active schema version, here or by its MarkHasher);
+// the mark's reply is `index`. Null: nothing is hashed (the mark is still answered).
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
                         ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes = nullptr,
                         RequestTable* requests = nullptr, EventHub* events = nullptr, DigestMarks* marks = nullptr);

@@ -7,6 +7,12 @@
 // point of the log, `hmdb cluster verify` compares the nodes while writes flow, instead of
 // waiting for them all to sit at one applied index (docs/cluster.md, "Verifying").
 //
+// Hashing a large state takes time (tens of ms per million small records), so the embedder
+// may take it elsewhere (MarkHasher): the server forks a child that hashes the copy-on-write
+// image of the state at the mark while the parent goes on (server/digest_child.cc); until
+// the child reports, the mark is pending. Without a hasher (the simulator, tests, a server
+// replaying its log at startup) the digest is taken here, at once.
+//
 // A mark is named by the index of its entry. The server ends an entry at a mark
 // (Replica::batch_full), so its digest is of the state after that entry; should two marks
 // share an entry anyway (the simulator batches without that rule), the later one's is kept.
@@ -33,10 +39,45 @@ struct DigestMark {
   StateDigest digest;           // the digest, and the schema version it hashed the app's state at
   uint32_t active_version = 0;  // the active schema version there (digest.schema_version differs
                                 // when this binary cannot express its state at it)
+  bool pending = false;         // a MarkHasher is taking the digest (digest not set yet)
+  bool failed = false;          // ... and could not (the server's log says why)
+};
+
+// Takes the digest at a mark elsewhere than on the applying thread.
+class MarkHasher {
+ public:
+  virtual ~MarkHasher() = default;
+  // The state at the mark of entry `index` is `app` with `requests`, now: take its digest
+  // (state_digest) and report it with DigestMarks::finish or fail. False: not taken (the
+  // digest is taken here instead, at once).
+  virtual bool hash_later(uint64_t index, const StateMachine& app, const RequestTable& requests) = 0;
 };
 
 class DigestMarks {
  public:
+  // Null: every digest is taken at once.
+  void set_hasher(MarkHasher* hasher) { hasher_ = hasher; }
+  // A mark of entry `index` is applied: the state is `app` with `requests`.
+  void take(uint64_t index, const StateMachine& app, const RequestTable& requests) {
+    DigestMark m{index, {}, app.active_schema_version()};
+    if (hasher_ && hasher_->hash_later(index, app, requests)) m.pending = true;
+    else m.digest = state_digest(app, requests);
+    record(m);
+  }
+  // The digest a MarkHasher took for the pending mark at `index` (dropped if no longer kept).
+  void finish(uint64_t index, const StateDigest& d) {
+    if (DigestMark* m = find_mutable(index); m && m->pending) {
+      m->digest = d;
+      m->pending = false;
+    }
+  }
+  void fail(uint64_t index) {
+    if (DigestMark* m = find_mutable(index); m && m->pending) {
+      m->pending = false;
+      m->failed = true;
+    }
+  }
+
   // Keeps m, dropping the oldest mark if kDigestMarksKept are kept already; a mark at the
   // index of the newest one replaces it (two marks in one entry: the later stands).
   void record(const DigestMark& m) {
@@ -49,23 +90,25 @@ class DigestMarks {
     if (count_ < kDigestMarksKept) count_++;
   }
   // The mark of the entry at `index`, or null if none is kept.
-  const DigestMark* find(uint64_t index) const {
-    for (size_t i = 0; i < count_; i++) {
-      const DigestMark& m = ring_[(next_ + kDigestMarksKept - 1 - i) % kDigestMarksKept];
-      if (m.index == index) return &m;
-    }
-    return nullptr;
-  }
+  const DigestMark* find(uint64_t index) const { return const_cast<DigestMarks*>(this)->find_mutable(index); }
   size_t size() const { return count_; }
   // The index of the oldest mark kept (0: none).
   uint64_t oldest_index() const { return count_ == 0 ? 0 : ring_[(next_ + kDigestMarksKept - count_) % kDigestMarksKept].index; }
 
  private:
   const DigestMark& newest() const { return ring_[(next_ + kDigestMarksKept - 1) % kDigestMarksKept]; }
+  DigestMark* find_mutable(uint64_t index) {
+    for (size_t i = 0; i < count_; i++) {
+      DigestMark& m = ring_[(next_ + kDigestMarksKept - 1 - i) % kDigestMarksKept];
+      if (m.index == index) return &m;
+    }
+    return nullptr;
+  }
 
   std::array<DigestMark, kDigestMarksKept> ring_{};
   size_t next_ = 0;   // where the next mark goes
   size_t count_ = 0;  // marks kept
+  MarkHasher* hasher_ = nullptr;
 };
 
 }  // namespace hmdb::core

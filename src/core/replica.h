@@ -246,6 +246,7 @@ class Replica final : private PubSubHost {
   void digest_mark(uint64_t session, uint64_t seq);
   // The digests this node took at the marks it applied (the last kDigestMarksKept).
   const DigestMarks& digest_marks() const { return marks_; }
+  DigestMarks& digest_marks() { return marks_; }  // for the host's MarkHasher (finish, fail)
 
   // The app's housekeeping command, if due, joins the batch (leader only; one at a time).
   void housekeeping();

@@ -355,10 +355,13 @@ void Node::digest_at_command(Session& s, Args argv, std::string* out) const {
   // Words, like CLUSTER DIGEST's (docs/cluster.md, "Verifying"): the digest, or why there is
   // none here.
   const uint64_t applied = replica_->applied_index();
-  if (const core::DigestMark* m = replica_->digest_marks().find(index)) {
+  const core::DigestMark* m = replica_->digest_marks().find(index);
+  if (m && m->failed) {
+    r.bulk(fmt::format("failed {}", applied));  // its digest child ended without a result (logged)
+  } else if (m && !m->pending) {
     r.bulk(fmt::format("{} {:016x} {} {} {}..{}", m->index, m->digest.value, m->digest.schema_version,
                        m->active_version, app_->oldest_schema_version(), app_->schema_version()));
-  } else if (index > applied) {
+  } else if (m || index > applied) {  // applied and being hashed (digest_child.cc), or not applied yet
     r.bulk(fmt::format("pending {}", applied));
   } else {
     r.bulk(fmt::format("none {} {}", applied, replica_->digest_marks().oldest_index()));

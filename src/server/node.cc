@@ -82,6 +82,7 @@ Node::~Node() {
     ::kill(snapshot_pid_, SIGKILL);
     ::waitpid(snapshot_pid_, nullptr, 0);
   }
+  stop_digest_children();
   if (disk_) disk_->stop();
   for (auto& [id, s] : sessions_) ::close(s->fd);
   for (int fd : {epoll_fd_, listen_fd_, wake_fd_, reserve_fd_, snapshot_pidfd_})
@@ -327,6 +328,8 @@ void Node::loop_turn(int timeout_ms) {
       stop_requested_.store(true);
     } else if (tag == kEpollTagSnapshot) {
       on_snapshot_child_exit();
+    } else if (tag == kEpollTagDigest) {
+      on_digest_child_output();
     } else if (tag == kEpollTagPeers) {
       poll_peers();
     } else if (tag == kEpollTagForward) {

@@ -68,6 +68,10 @@ inline constexpr uint64_t kEpollTagSnapshot = 4;
 inline constexpr uint64_t kEpollTagPeers = 5;
 inline constexpr uint64_t kEpollTagMetrics = 6;
 inline constexpr uint64_t kEpollTagForward = 7;
+inline constexpr uint64_t kEpollTagDigest = 8;  // a digest child's result pipe (digest_child.cc)
+// Digest children (digest_child.cc) hashing at once; a mark applied while this many run is
+// hashed on the event loop instead. Each holds a copy-on-write image of the state.
+inline constexpr size_t kDigestChildrenMax = 4;
 inline constexpr uint64_t kFirstSessionId = 16;
 
 // Pipelined commands of one client parsed ahead of running them, so the app can prefetch
@@ -85,7 +89,7 @@ inline constexpr size_t kDroppedEntriesFreedPerTurn = 4096;
 inline constexpr uint64_t kForwardLeaderWaitElectionTimeouts = 10;
 inline constexpr uint64_t kForwardDrainElectionTimeouts = 5;
 
-class Node final : private core::ReplicaHost, private core::ForwardHost {
+class Node final : private core::ReplicaHost, private core::ForwardHost, private core::MarkHasher {
  public:
   Node(ServerOptions options, std::unique_ptr<StateMachine> app);
   ~Node() override;
@@ -228,6 +232,11 @@ class Node final : private core::ReplicaHost, private core::ForwardHost {
 
   // ---- snapshots (snapshot.cc) ----
   void on_snapshot_child_exit();
+  // ---- digests at marks (digest_child.cc) ----
+  // core::MarkHasher: fork a child that hashes the state at the mark.
+  bool hash_later(uint64_t index, const StateMachine& app, const core::RequestTable& requests) override;
+  void on_digest_child_output();  // a result pipe is readable: results in, finished children reaped
+  void stop_digest_children();    // at exit
   void finish_snapshot_waiters(const std::string& reply);
   void maybe_auto_snapshot();
 
@@ -281,6 +290,16 @@ class Node final : private core::ReplicaHost, private core::ForwardHost {
   uint64_t raft_catch_up_ticks_max_ = 20;
   uint64_t ticks_ = 0;
   uint64_t drain_deadline_ms_ = 0;  // SIGTERM: stop waiting for undecided proposals then
+
+  // Digest children: each hashes the state at one mark and writes the result to its pipe.
+  struct DigestChild {
+    pid_t pid = -1;
+    int fd = -1;  // the pipe's read end (in epoll)
+    uint64_t index = 0;
+    uint64_t started_us = 0;
+    std::string got;  // bytes read so far
+  };
+  std::vector<DigestChild> digest_children_;
 
   // Snapshots.
   pid_t snapshot_pid_ = -1;

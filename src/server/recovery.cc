@@ -150,6 +150,7 @@ Status Node::recover(int* exit_code) {
       core::parse_notify_flags(options_.notify_keyspace_events, &replica_options.events.notify_flags);
   HMDB_ASSERT(notify_flags_ok, "--notify-keyspace-events was checked when parsed");
   replica_ = std::make_unique<core::Replica>(*raft_, *app_, static_cast<core::ReplicaHost&>(*this), replica_options);
+  replica_->digest_marks().set_hasher(this);  // digests at marks in forked children (digest_child.cc)
   replica_->set_applied(after, after_term);
   replica_->requests() = std::move(requests);
   refresh_clocks();

@@ -468,7 +468,9 @@ int run_verify(const ClusterArgs& args) {
   for (;;) {
     bool waiting = false;
     for (size_t i = 0; i < members.size(); ++i) {
-      if (rows[i].state == MarkRow::State::kDigest || rows[i].state == MarkRow::State::kNone) continue;
+      if (rows[i].state == MarkRow::State::kDigest || rows[i].state == MarkRow::State::kNone ||
+          rows[i].state == MarkRow::State::kFailed)
+        continue;
       rows[i] = mark_row_of(members[i], index);
       waiting = waiting || rows[i].state == MarkRow::State::kPending || rows[i].state == MarkRow::State::kError;
     }
@@ -487,6 +489,7 @@ int run_verify(const ClusterArgs& args) {
                std::to_string(row.active) + ", reads " + versions_text(row.oldest, row.newest) + ")";
         break;
       case MarkRow::State::kPending: what = "pending: applied " + std::to_string(row.applied); break;
+      case MarkRow::State::kFailed: what = "failed: applied " + std::to_string(row.applied); break;
       case MarkRow::State::kNone: what = "none kept: applied " + std::to_string(row.applied); break;
       case MarkRow::State::kError: what = "error: " + row.error; break;
     }
@@ -786,6 +789,10 @@ bool parse_mark_reply(const Reply& reply, uint64_t index, MarkRow* out) {
     out->state = MarkRow::State::kPending;
     return parse_uint64(words[1], &out->applied);
   }
+  if (words.size() == 2 && words[0] == "failed") {
+    out->state = MarkRow::State::kFailed;
+    return parse_uint64(words[1], &out->applied);
+  }
   if (words.size() == 3 && words[0] == "none") {
     out->state = MarkRow::State::kNone;
     return parse_uint64(words[1], &out->applied) && parse_uint64(words[2], &out->oldest_kept);
@@ -825,8 +832,13 @@ MarkVerdict compare_marks(uint64_t index, const std::vector<Member>& members, co
         }
         break;
       case MarkRow::State::kPending:
-        v.lines.push_back(who + " is behind: it has applied up to index " + std::to_string(row.applied) +
-                          ", not yet the mark");
+        v.lines.push_back(row.applied >= index ? who + " was still hashing its state at the mark (applied " +
+                                                     std::to_string(row.applied) + ")"
+                                               : who + " is behind: it has applied up to index " +
+                                                     std::to_string(row.applied) + ", not yet the mark");
+        break;
+      case MarkRow::State::kFailed:
+        v.lines.push_back(who + " could not take its digest at the mark (its log says why)");
         break;
       case MarkRow::State::kNone:
         v.lines.push_back(who + " has no digest at index " + std::to_string(index) + " (applied " +

@@ -140,10 +140,11 @@ bool parse_digest(const Reply& reply, uint64_t* index, std::string* digest, uint
 
 // One member's answer to CLUSTER DIGEST AT <index> (docs/cluster.md, "Verifying").
 struct MarkRow {
-  enum class State { kDigest, kPending, kNone, kError };
+  enum class State { kDigest, kPending, kNone, kFailed, kError };
   State state = State::kError;
   std::string error;       // kError: why there is no answer
-  uint64_t applied = 0;    // kPending, kNone: the member's applied index
+  uint64_t applied = 0;    // kPending, kNone, kFailed: the member's applied index (kPending at
+                           // or past the mark: it is hashing its state there)
   uint64_t oldest_kept = 0;  // kNone: the oldest mark it keeps (0: none)
   std::string digest;      // kDigest: the digest, in hex
   uint32_t hashed_at = 0;  // kDigest: the schema version it hashed the app's state at
@@ -151,7 +152,8 @@ struct MarkRow {
   uint32_t oldest = 0, newest = 0;  // kDigest: the schema versions its binary reads
 };
 // Parses the reply: "<index> <digest> <hashed at> <active> <oldest>..<newest>", "pending
-// <applied>" or "none <applied> <oldest kept>"; an error reply is kError with its text.
+// <applied>", "none <applied> <oldest kept>" or "failed <applied>"; an error reply is kError
+// with its text.
 // False if the reply is none of these (or names another index).
 bool parse_mark_reply(const Reply& reply, uint64_t index, MarkRow* out);
 // What `verify` concludes from every member's answer for the mark at `index`.

@@ -126,6 +126,63 @@ TEST(DigestMark, TheDigestIsOfTheStateWhereTheMarkStandsInItsEntry) {
   EXPECT_NE(marks.find(5)->digest, state_digest(app, requests));
 }
 
+// What the server's digest child does, in the test's own thread: the state handed over at
+// the mark is hashed, and reported later.
+struct DeferringHasher final : MarkHasher {
+  bool take = true;
+  std::vector<std::pair<uint64_t, StateDigest>> taken;
+  bool hash_later(uint64_t index, const StateMachine& app, const RequestTable& requests) override {
+    if (!take) return false;
+    taken.emplace_back(index, state_digest(app, requests));
+    return true;
+  }
+};
+
+TEST(DigestMark, AHasherTakesTheDigestLaterAndTheMarkIsPendingMeanwhile) {
+  sim::RegisterHost app;
+  RequestTable requests;
+  DigestMarks marks;
+  DeferringHasher hasher;
+  marks.set_hasher(&hasher);
+  ApplyScratch scratch;
+  std::vector<std::string_view> set_a = {"SET", "a", "1"}, set_b = {"SET", "b", "2"};
+  BatchBuilder b(1);
+  b.add(set_a);
+  b.add_digest_mark();
+  b.add(set_b);
+  ASSERT_EQ(apply_batch(app, b.finish(), 5, kFirstSchemaVersion, nullptr, scratch, nullptr, &requests, nullptr, &marks)
+                .status,
+            ApplyStatus::kOk);
+  ASSERT_EQ(hasher.taken.size(), 1u);
+  EXPECT_EQ(hasher.taken[0].first, 5u);
+  ASSERT_NE(marks.find(5), nullptr);
+  EXPECT_TRUE(marks.find(5)->pending);
+  marks.finish(5, hasher.taken[0].second);
+  EXPECT_FALSE(marks.find(5)->pending);
+  EXPECT_EQ(marks.find(5)->digest, hasher.taken[0].second);
+  EXPECT_NE(marks.find(5)->digest, state_digest(app, requests)) << "the state at the mark, not after the entry";
+  marks.finish(5, StateDigest{1, 1});
+  EXPECT_EQ(marks.find(5)->digest, hasher.taken[0].second) << "a digest is reported once";
+
+  b.start(1);
+  b.add_digest_mark();
+  ASSERT_EQ(apply_batch(app, b.finish(), 6, kFirstSchemaVersion, nullptr, scratch, nullptr, &requests, nullptr, &marks)
+                .status,
+            ApplyStatus::kOk);
+  marks.fail(6);
+  EXPECT_TRUE(marks.find(6)->failed);
+  EXPECT_FALSE(marks.find(6)->pending);
+
+  hasher.take = false;  // declined (the server: replaying its log, too many children): taken at once
+  b.start(1);
+  b.add_digest_mark();
+  ASSERT_EQ(apply_batch(app, b.finish(), 7, kFirstSchemaVersion, nullptr, scratch, nullptr, &requests, nullptr, &marks)
+                .status,
+            ApplyStatus::kOk);
+  EXPECT_FALSE(marks.find(7)->pending);
+  EXPECT_EQ(marks.find(7)->digest, state_digest(app, requests));
+}
+
 TEST(DigestMark, OnlyTheLastMarksAreKept) {
   DigestMarks marks;
   EXPECT_EQ(marks.find(1), nullptr);

@@ -355,7 +355,11 @@ TEST(Verify, TheAnswersToDigestAt) {
   EXPECT_EQ(row.state, MarkRow::State::kNone);
   EXPECT_EQ(row.applied, 2000u);
   EXPECT_EQ(row.oldest_kept, 1500u);
-  for (const char* bad : {"", "pending", "pending x", "none 1", "1020 ab 1 1", "1020 ab 0 1 1..1", "1020 ab 1 1 1-2",
+  r.text = "failed 1030";
+  ASSERT_TRUE(parse_mark_reply(r, 1020, &row));
+  EXPECT_EQ(row.state, MarkRow::State::kFailed);
+  EXPECT_EQ(row.applied, 1030u);
+  for (const char* bad : {"", "pending", "pending x", "none 1", "failed", "1020 ab 1 1", "1020 ab 0 1 1..1", "1020 ab 1 1 1-2",
                           "1020 ab 1 1 1..", "later 5"}) {
     r.text = bad;
     EXPECT_FALSE(parse_mark_reply(r, 1020, &row)) << bad;
@@ -408,6 +412,16 @@ TEST(Verify, IdenticalOnlyWhenEveryMemberHashedTheSameStateAtTheActiveVersion) {
   ASSERT_EQ(v.lines.size(), 2u);
   EXPECT_EQ(v.lines[0], "node 2 (voter, 127.0.0.1:7380) is behind: it has applied up to index 7, not yet the mark");
   EXPECT_NE(v.lines[1].find("node 3 (learner, 127.0.0.1:7381) has no digest at index 9 (applied 30)"), std::string::npos);
+  MarkRow hashing;
+  hashing.state = MarkRow::State::kPending;
+  hashing.applied = 12;
+  MarkRow failed;
+  failed.state = MarkRow::State::kFailed;
+  v = compare_marks(9, members, {hashing, digest("aa"), failed});
+  EXPECT_FALSE(v.identical);
+  ASSERT_EQ(v.lines.size(), 2u);
+  EXPECT_EQ(v.lines[0], "node 1 (voter, 127.0.0.1:7379) was still hashing its state at the mark (applied 12)");
+  EXPECT_EQ(v.lines[1], "node 3 (learner, 127.0.0.1:7381) could not take its digest at the mark (its log says why)");
   v = compare_marks(9, members, {digest("aa"), digest("aa"), silent});
   EXPECT_FALSE(v.identical);
   ASSERT_EQ(v.lines.size(), 1u);
