@@ -112,6 +112,8 @@ def start_systems(args, root):
             ports = s.client_ports
             pids = [p.pid for p in s.procs]
         order = [i for i in range(3) if i != lead] + ([lead] if args.subs_on == "all" else [])
+        if args.subs_on == "one-follower":  # the leader and the other follower make the quorum
+            order = order[:1]
         targets[name] = Target(name, s, f"127.0.0.1:{ports[lead]}",
                                ",".join(f"127.0.0.1:{ports[i]}" for i in order), pids)
         log(f"{name} up: writer {targets[name].writer}, subscribers over {targets[name].subs}")
@@ -171,8 +173,9 @@ def report_tables(args, results, failures):
                     else "SET of a new key + keyevent notification (hmdb, Redis) / PUT (etcd)")
             how = ("writers as fast as the replies come" if series == "closed"
                    else f"writers paced at {args.rate:g} writes/s in all")
-            where = ("subscribers round-robin over the 3 nodes" if args.subs_on == "all"
-                     else "subscribers on the 2 non-leaders only")
+            where = {"all": "subscribers round-robin over the 3 nodes",
+                     "followers": "subscribers on the 2 non-leaders only",
+                     "one-follower": "subscribers all on one non-leader"}[args.subs_on]
             out.append(f"#### {what}; {args.writers} writers, {how}; {where}; {args.seconds:g} s "
                        f"per run, median of {args.runs}")
             out.append("")
@@ -272,8 +275,9 @@ def main():
     parser.add_argument("--etcd-watchers-per-client", type=int, default=1,
                         help="etcd watchers sharing one clientv3 client, i.e. one gRPC connection and "
                              "stream (default 1: one connection per watcher, like one per RESP subscriber)")
-    parser.add_argument("--subs-on", choices=["all", "followers"], default="all",
-                        help="subscribers on all 3 nodes (default) or only on the 2 non-leaders")
+    parser.add_argument("--subs-on", choices=["all", "followers", "one-follower"], default="all",
+                        help="subscribers on all 3 nodes (default), only on the 2 non-leaders, or all "
+                             "on one non-leader (the leader and the other one make a quorum without it)")
     parser.add_argument("--seconds", type=float, default=None, help="writing time per run (3, quick 1)")
     parser.add_argument("--rate", type=float, default=None,
                         help="paced series: writes/s in all (default 200; 0: no paced series)")
