@@ -408,7 +408,12 @@ def main():
               f"{r['duplicates']} duplicated, {r['bad_payloads']} malformed"
               for (name, op, series, subs), rs in results.items() if name == "hmdb"
               for r in rs if r["lost"] or r["duplicates"] or r["bad_payloads"]]
-    text = "\n".join([header, "", legend, ""] + report_tables(args, results, failures + broken))
+    errors = [f"{name} {op} {series} {subs} subscribers: {r['error_replies']} error replies to writes, "
+              f"first: {r.get('first_error_reply', '')}"
+              for (name, op, series, subs), rs in results.items() for r in rs if r["error_replies"]]
+    text = "\n".join([header, "", legend, ""] + report_tables(args, results, failures + broken)
+                     + (["Error replies (the writes were retried, not counted):"] + [f"- {e}" for e in errors]
+                        if errors else []))
     print(text)
     if args.out:
         with open(args.out, "w") as f:
