@@ -16,8 +16,8 @@ Debian's clientv3), built by bench/pubsub/build.sh. Per cell it connects the sub
 (round-robin over the nodes, the non-leaders first, so a single subscriber sits on a
 follower/replica), then --writers writers with one request in flight each write for
 --seconds, and it reports writes/s and the delivery latency of every event: the time the
-subscriber read it minus the time the writer read the write's reply (one process, one
-monotonic clock), so for hmdb it includes commit on the followers, apply and fan-out. Events
+subscriber read it minus the time the writer read the write's reply (CLOCK_MONOTONIC,
+read by the writers' process and the subscribers'), so for hmdb it includes commit on the followers, apply and fan-out. Events
 lost or duplicated are counted per subscriber from the writers' sequence numbers.
 
 Two series, each cell once per repetition, repetitions interleaved (rep -> cell -> system,

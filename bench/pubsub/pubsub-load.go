@@ -2,8 +2,10 @@
 // subscribers of hmdb, Redis and etcd, so that differences in the figures are the servers'.
 //
 // Why one Go program: etcd is reached through its own client (Debian's clientv3, gRPC), and
-// the same process must time the writer's reply and the subscriber's event on one monotonic
-// clock. RESP (hmdb, Redis) is spoken by a small hand-written client here (one TCP
+// the writer's reply and the subscriber's event must be timed on one clock (CLOCK_MONOTONIC;
+// the writers run in a child process of this program, --role writers, so that their replies
+// are not read late behind the subscribers' goroutines, and the two share their tables of
+// send and reply times through a shared mapping). RESP (hmdb, Redis) is spoken by a small hand-written client here (one TCP
 // connection per writer and per subscriber, a 64 KiB buffered reader, one clock read per
 // read() that brought bytes, no allocation per message). Built offline against Debian's
 // packages by bench/pubsub/build.sh.
@@ -35,17 +37,21 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"math/bits"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"go.etcd.io/etcd/clientv3"
+	"golang.org/x/sys/unix"
 )
 
 // Writes one writer may make in a run: the size of its reply-time table (8 bytes each).
@@ -58,9 +64,14 @@ const ioTimeout = 10 * time.Second
 // Reader buffer per RESP connection.
 const readBufferBytes = 64 << 10
 
-var base = time.Now()
-
-func now() int64 { return int64(time.Since(base)) } // monotonic ns since start
+// now is CLOCK_MONOTONIC in ns: the writers' process and the subscribers' read the same clock.
+func now() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		panic(err)
+	}
+	return ts.Sec*1e9 + ts.Nsec
+}
 
 // ---------------------------------------------------------------------------------------
 // Latency histogram: log-linear buckets, 64 per power of two (< 1.6 % error); percentiles
@@ -550,6 +561,83 @@ type result struct {
 	Error         string  `json:"error,omitempty"`
 }
 
+// The tables the writers fill and the subscribers read, shared between the two processes:
+// sentAt[w][seq], replyAt[w][seq], acked[w] (int64 words, written atomically).
+func sharedTables(f *os.File, writers int, create bool) (*run, error) {
+	words := 2*writers*maxSeqPerWriter + writers
+	if create {
+		if err := f.Truncate(int64(words) * 8); err != nil {
+			return nil, err
+		}
+	}
+	b, err := unix.Mmap(int(f.Fd()), 0, words*8, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, err
+	}
+	all := unsafe.Slice((*int64)(unsafe.Pointer(&b[0])), words)
+	r := &run{writers: writers, replyAt: make([][]int64, writers), sentAt: make([][]int64, writers),
+		writeLat: make([]hist, writers)}
+	for w := 0; w < writers; w++ {
+		r.sentAt[w] = all[w*maxSeqPerWriter : (w+1)*maxSeqPerWriter]
+		r.replyAt[w] = all[(writers+w)*maxSeqPerWriter : (writers+w+1)*maxSeqPerWriter]
+	}
+	r.acked = all[2*writers*maxSeqPerWriter:]
+	return r, nil
+}
+
+// What the writers' process reports to the subscribers' process.
+type writersResult struct {
+	Elapsed       float64 `json:"elapsed"`
+	WriteP50      float64 `json:"write_p50_ms"`
+	WriteP99      float64 `json:"write_p99_ms"`
+	ErrorReplies  int64   `json:"error_replies"`
+	FirstReplyErr string  `json:"first_error_reply"`
+	Error         string  `json:"error"`
+}
+
+// runWriters is the writers' process (--role writers): the tables on fd 3; it starts when a
+// line arrives on stdin and prints a writersResult.
+func runWriters(proto, op, writerAddr, channel string, writers int, seconds, rate float64) {
+	r, err := sharedTables(os.NewFile(3, "tables"), writers, false)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pubsub-load writers:", err)
+		os.Exit(1)
+	}
+	if line, _ := bufio.NewReader(os.Stdin).ReadString('\n'); line != "go\n" {
+		return // the subscribers' setup failed: nothing to write
+	}
+	start := now()
+	deadline := start + int64(seconds*1e9)
+	var interval int64
+	if rate > 0 {
+		interval = int64(float64(writers) / rate * 1e9)
+	}
+	var writing sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		writing.Add(1)
+		if proto == "etcd" {
+			go etcdWriter(r, w, writerAddr, channel, deadline, interval, &writing)
+		} else {
+			go respWriter(r, w, writerAddr, op, channel, deadline, interval, &writing)
+		}
+		if interval > 0 { // spread the paced writers over the interval
+			time.Sleep(time.Duration(interval / int64(writers)))
+		}
+	}
+	writing.Wait()
+	res := writersResult{Elapsed: float64(now()-start) / 1e9, ErrorReplies: r.errorsN, FirstReplyErr: r.firstRErr}
+	wl := hist{}
+	for w := range r.writeLat {
+		wl.merge(&r.writeLat[w])
+	}
+	res.WriteP50, res.WriteP99 = wl.pct(50), wl.pct(99)
+	if atomic.LoadInt32(&r.failed) != 0 {
+		res.Error = r.firstErr
+	}
+	out, _ := json.Marshal(res)
+	fmt.Println(string(out))
+}
+
 func main() {
 	proto := flag.String("proto", "resp", "resp (hmdb, Redis) | etcd")
 	op := flag.String("op", "publish", "resp: publish | set (SET + keyevent notification)")
@@ -562,6 +650,7 @@ func main() {
 	channel := flag.String("channel", "bench", "channel (etcd: key)")
 	drain := flag.Duration("drain", 10*time.Second, "how long to wait for the last events after the writes")
 	perClient := flag.Int("watchers-per-client", 1, "etcd: watchers sharing one clientv3 client (one gRPC connection and stream)")
+	role := flag.String("role", "", "internal: 'writers' is the writers' process this program starts")
 	flag.Parse()
 
 	if *writers < 1 || *writers > 256 || *subscribers < 0 || *seconds <= 0 || *perClient < 1 {
@@ -572,11 +661,33 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pubsub-load: bad --proto or --op")
 		os.Exit(2)
 	}
-	r := &run{writers: *writers, replyAt: make([][]int64, *writers), sentAt: make([][]int64, *writers),
-		acked: make([]int64, *writers), writeLat: make([]hist, *writers)}
-	for i := range r.replyAt {
-		r.replyAt[i] = make([]int64, maxSeqPerWriter)
-		r.sentAt[i] = make([]int64, maxSeqPerWriter)
+	if *role == "writers" {
+		runWriters(*proto, *op, *writerAddr, *channel, *writers, *seconds, *rate)
+		return
+	}
+	// The writers run in a process of their own: in this one, the Go scheduler would queue a
+	// writer's goroutine behind the subscribers' (1,000 of them woken by each event) and the
+	// write's reply would be read late (measured: write p50 8.5 ms in-process against 3.5 ms
+	// from another process, 1,000 subscribers). The tables are shared memory.
+	tablesFile, err := os.CreateTemp("/dev/shm", "pubsub-load-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pubsub-load:", err)
+		os.Exit(1)
+	}
+	os.Remove(tablesFile.Name()) // the two mappings keep it
+	r, err := sharedTables(tablesFile, *writers, true)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pubsub-load: shared tables:", err)
+		os.Exit(1)
+	}
+	child := exec.Command(os.Args[0], append(os.Args[1:], "--role", "writers")...)
+	child.ExtraFiles = []*os.File{tablesFile}
+	child.Stderr = os.Stderr
+	childIn, _ := child.StdinPipe()
+	childOut, _ := child.StdoutPipe()
+	if err := child.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "pubsub-load: writers' process:", err)
+		os.Exit(1)
 	}
 	addrs := strings.Split(*subAddrs, ",")
 	subs := make([]*sub, *subscribers)
@@ -631,28 +742,25 @@ func main() {
 	setup := time.Since(setupStart).Seconds()
 
 	cpu0 := cpuSeconds()
-	start := now()
-	deadline := start + int64(*seconds*1e9)
-	var interval int64
-	if *rate > 0 {
-		interval = int64(float64(*writers) / *rate * 1e9)
-	}
-	var writing sync.WaitGroup
+	var wres writersResult
 	if atomic.LoadInt32(&r.failed) == 0 {
-		for w := 0; w < *writers; w++ {
-			writing.Add(1)
-			if *proto == "etcd" {
-				go etcdWriter(r, w, *writerAddr, *channel, deadline, interval, &writing)
-			} else {
-				go respWriter(r, w, *writerAddr, *op, *channel, deadline, interval, &writing)
-			}
-			if interval > 0 { // spread the paced writers over the interval
-				time.Sleep(time.Duration(interval / int64(*writers)))
-			}
+		fmt.Fprintln(childIn, "go")
+	}
+	childIn.Close() // a failed setup: the writers' process ends without writing
+	outBytes, _ := io.ReadAll(childOut)
+	if err := child.Wait(); err != nil && atomic.LoadInt32(&r.failed) == 0 {
+		r.fail(fmt.Errorf("writers' process: %v", err))
+	} else if len(outBytes) > 0 {
+		if err := json.Unmarshal(outBytes, &wres); err != nil {
+			r.fail(fmt.Errorf("writers' process: %v", err))
+		} else if wres.Error != "" {
+			r.fail(errors.New(wres.Error))
 		}
 	}
-	writing.Wait()
-	elapsed := float64(now()-start) / 1e9
+	elapsed := wres.Elapsed
+	if elapsed <= 0 {
+		elapsed = 1e-9
+	}
 	var writes int64
 	for _, a := range r.acked {
 		writes += a
@@ -665,6 +773,9 @@ func main() {
 	}
 	drained := float64(now()-drainStart) / 1e9
 	cpu := cpuSeconds() - cpu0
+	if child.ProcessState != nil { // the writers' CPU too: the client is both processes
+		cpu += child.ProcessState.UserTime().Seconds() + child.ProcessState.SystemTime().Seconds()
+	}
 	// End the subscribers: close their connections, then collect their tallies.
 	failedBefore := atomic.LoadInt32(&r.failed)
 	atomic.StoreInt32(&r.failed, 1) // reads failing from here on are ours
@@ -681,15 +792,11 @@ func main() {
 
 	res := result{Proto: *proto, Op: *op, Writers: *writers, Subscribers: *subscribers, Rate: *rate,
 		Seconds: elapsed, Writes: writes, WritesPerS: float64(writes) / elapsed, Expected: expected,
-		DrainS: drained, SetupS: setup, ClientCPU: cpu, ErrorReplies: r.errorsN, FirstReplyErr: r.firstRErr}
+		DrainS: drained, SetupS: setup, ClientCPU: cpu, ErrorReplies: wres.ErrorReplies, FirstReplyErr: wres.FirstReplyErr}
 	if *proto == "etcd" {
 		res.Op = "put"
 	}
-	wl := hist{}
-	for w := range r.writeLat {
-		wl.merge(&r.writeLat[w])
-	}
-	res.WriteP50, res.WriteP99 = wl.pct(50), wl.pct(99)
+	res.WriteP50, res.WriteP99 = wres.WriteP50, wres.WriteP99
 	all, e2e := hist{}, hist{}
 	for _, s := range subs {
 		all.merge(&s.lat)
