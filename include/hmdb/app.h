@@ -705,6 +705,14 @@ class Commands {
   }
 
   bool built() const { return !tables_.empty(); }
+  // True if no version's table names a reserved command (hmdb/reserved_names.h). build()
+  // refuses one among the defined commands; this covers the forms older versions keep too.
+  bool names_exclude_reserved() const {
+    for (const auto& t : tables_)
+      for (const Entry* e : t->entries())
+        if (!reserved_command_reason(e->name).empty()) return false;
+    return true;
+  }
   // The commands of schema version v; nullptr for a version the app does not read.
   // REQUIRES: built().
   const Table* table(uint32_t v) const {
@@ -834,6 +842,7 @@ class AppHost final : public StateMachine {
     newest_ = commands_.table(App::kSchemaVersion);
     client_ = commands_.table(active_schema_version());
     reads_active_schema_version_ = reads_schema_version(active_schema_version());
+    names_exclude_reserved_ = commands_.names_exclude_reserved();
   }
 
   std::string_view app_name() const override { return App::kName; }

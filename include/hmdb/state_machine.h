@@ -169,6 +169,13 @@ class StateMachine {
   // reads_schema_version(active_schema_version()), kept at hand for the apply path.
   bool reads_active_schema_version() const { return reads_active_schema_version_; }
 
+  // True when no name kind() knows is one the engine answers itself (hmdb/reserved_names.h),
+  // at any version: AppHost checks when it hosts the app. The engine then asks the app first
+  // and its own tables only for names the app does not define: one name lookup for an app's
+  // command instead of two. False (the engine's tables first) for a StateMachine written
+  // by hand.
+  bool names_exclude_reserved() const { return names_exclude_reserved_; }
+
   // Classifies argv[0] (case-insensitive). kUnknown for names the app does not define.
   virtual CommandKind kind(std::string_view name) const = 0;
 
@@ -244,6 +251,8 @@ class StateMachine {
   // Set by set_active_schema_version; AppHost's constructor sets it for an empty state (a
   // constructor cannot ask the virtual version bounds).
   bool reads_active_schema_version_ = true;
+  // Set by AppHost's constructor (names_exclude_reserved()).
+  bool names_exclude_reserved_ = false;
 
  private:
   uint32_t active_schema_version_ = kFirstSchemaVersion;

@@ -311,5 +311,36 @@ TEST(Replica, RepliesOfAClosedSessionAreDropped) {
   EXPECT_EQ(n.out(), ":1\r\n");
 }
 
+
+// The engine's names come first. An AppHost refuses reserved names, so the replica asks such
+// an app first (one lookup for its commands); a StateMachine written by hand that claims a
+// shell command's name is asked second, and the shell answers.
+struct ClaimsPing final : StateMachine {
+  std::string_view app_name() const override { return "claims-ping"; }
+  uint32_t schema_version() const override { return 1; }
+  CommandKind kind(std::string_view) const override { return CommandKind::kQuery; }
+  bool validate(Args, std::string*, KeySpec*) const override { return false; }
+  int arity(std::string_view) const override { return -1; }
+  bool apply(Args, const ApplyContext&, Reply&, std::string*) override { return false; }
+  void query(Args, const QueryContext&, Reply& r) const override { r.status("APP"); }
+  std::optional<std::vector<std::string>> housekeeping(uint64_t) const override { return std::nullopt; }
+  void save(Encoder&) const override {}
+  bool load(Decoder&, uint32_t) override { return true; }
+  void clear() override {}
+  uint64_t digest() const override { return 0; }
+  std::string info() const override { return {}; }
+};
+
+TEST(Replica, TheShellAnswersItsNamesBeforeTheAppWhicheverIsAskedFirst) {
+  Node hosted;
+  EXPECT_TRUE(hosted.app.names_exclude_reserved()) << "AppHost refused reserved names when hosting";
+  hosted.send({{"PING"}, {"GET", "x"}});
+  EXPECT_EQ(hosted.out(), "+PONG\r\n$-1\r\n");
+  TestNode<ClaimsPing> by_hand;
+  EXPECT_FALSE(by_hand.app.names_exclude_reserved());
+  by_hand.send({{"PING"}, {"ANYTHING"}});
+  EXPECT_EQ(by_hand.out(), "+PONG\r\n+APP\r\n");
+}
+
 }  // namespace
 }  // namespace hmdb::core
