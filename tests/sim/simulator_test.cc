@@ -38,9 +38,11 @@ TEST(Simulator, FaultFreeClustersPassAndServeClients) {
     ASSERT_TRUE(r.ok) << "nodes " << nodes << ": [" << r.check << "] " << r.detail << "\nreplay: " << replay_command(o);
     EXPECT_GT(r.client_ok, r.client_ops / 2) << "nodes " << nodes;
     EXPECT_EQ(r.client_unknown, 0u) << "no faults: every op gets an answer";
-    for (size_t f = 0; f < kFaultCount; f++)
-      if (static_cast<Fault>(f) != Fault::kReorder && static_cast<Fault>(f) != Fault::kSnapshotInstall)
+    for (size_t f = 0; f < kFaultCount; f++) {
+      if (static_cast<Fault>(f) != Fault::kReorder && static_cast<Fault>(f) != Fault::kSnapshotInstall) {
         EXPECT_FALSE(r.faults[f]) << fault_name(static_cast<Fault>(f));
+      }
+    }
   }
 }
 
