@@ -14,6 +14,12 @@ digests taken at that one index.
             everywhere, the states are not. `verify` exits 1 and names node 3 as the one that
             differs from nodes 1 and 2; `hmdb cluster digest` is not needed to see it.
 
+  restart   a follower restarted after kill -9 replays its log and takes the digest at a
+            mark in it again (on its event loop, during the replay): CLUSTER DIGEST AT
+            answers what it answered before, and what the leader's digest child logged. After a
+            snapshot and another restart the mark is not replayed: `none`. A new verify
+            passes.
+
 Every wait is a bounded poll of a real condition. Usage: verify_test.py --tiny BIN
 [--case NAME] [--keep] HMDB_BINARY
 """
@@ -167,7 +173,49 @@ def case_diverged(c, binary, tiny):
         check(client.call("GET", "k1") == b"1'", "node 3's skewed value")
 
 
-CASES = {"load": case_load, "diverged": case_diverged}
+def digest_at(node, index):
+    """CLUSTER DIGEST AT index on node, once it is not pending (a bounded poll)."""
+    deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+    while True:
+        reply = node.call("CLUSTER", "DIGEST", "AT", str(index))
+        check(isinstance(reply, bytes), "%s: CLUSTER DIGEST AT answered %r" % (node, reply))
+        words = reply.decode().split()
+        if words[0] != "pending":
+            return words
+        check(time.monotonic() < deadline, "%s: still pending at %d" % (node, index))
+        time.sleep(cl.POLL_INTERVAL_S)
+
+
+def case_restart(c, binary, tiny):
+    leader = c.wait_leader(LEADER_TIMEOUT_S)
+    with leader.client() as client:
+        for i in range(50):
+            check(client.call("SET", "k%d" % i, "v%d" % i) == "OK", "SET k%d" % i)
+    code, out = cli(binary, "--addr", leader.client_addr, "verify")
+    check(code == 0 and verified_index(out), "verify (exit %d):\n%s" % (code, out))
+    index = verified_index(out)[0]
+    at_leader = digest_at(leader, index)
+    check("digest: mark at index %d: %s at schema version 1" % (index, at_leader[1]) in leader.log(),
+          "the leader's digest child logged the digest:\n%s" % leader.log_tail())
+    follower = next(n for n in c.nodes if n is not leader)
+    with leader.client() as client:  # entries after the mark, so that its index is committed behind them
+        check(client.call("SET", "after", "1") == "OK", "SET after")
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    follower.kill()
+    follower.start()
+    check(digest_at(follower, index) == at_leader, "%s after its replay: %r, the leader: %r"
+          % (follower, digest_at(follower, index), at_leader))
+    snap = follower.call("SNAPSHOT")
+    check(isinstance(snap, str), "SNAPSHOT answered %r" % (snap,))
+    follower.kill()
+    follower.start()
+    words = digest_at(follower, index)
+    check(words[0] == "none", "%s restarted from a snapshot past the mark: %r" % (follower, words))
+    code, out = cli(binary, "--addr", leader.client_addr, "verify")
+    check(code == 0 and verified_index(out), "verify after the restarts (exit %d):\n%s" % (code, out))
+
+
+CASES = {"load": case_load, "diverged": case_diverged, "restart": case_restart}
 
 
 def main():
