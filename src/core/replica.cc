@@ -909,8 +909,12 @@ void Replica::apply_entry(const raft::Entry& e) {
     }
     RequestTable* requests = options_.bugs.forget_request_ids ? nullptr : &requests_;  // PLANTED BUG
     pubsub_.begin_entry(e.index, e.term);
+    std::optional<DigestMarks> after_entry;  // PLANTED BUG hash_marks_after_entry
+    if (options_.bugs.hash_marks_after_entry && !ours) after_entry.emplace();
     const ApplyResult r = apply_batch(app_, e.data, e.index, e.schema_version, ours ? &sink : nullptr, apply_scratch_,
-                                      changes, requests, &pubsub_, &marks_);
+                                      changes, requests, &pubsub_, after_entry ? &*after_entry : &marks_);
+    if (after_entry && after_entry->find(e.index))
+      marks_.record(DigestMark{e.index, state_digest(app_, requests_), app_.active_schema_version()});
     pubsub_.end_entry();
     if (r.status != ApplyStatus::kOk) {
       host_.apply_failed(e, r);

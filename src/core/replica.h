@@ -181,6 +181,9 @@ class Replica final : private PubSubHost {
       // Entries apply with no request table: a write tagged with a request id (HMDB.REQ) is
       // applied again when a client retries it.
       bool forget_request_ids = false;
+      // A replica that applies an entry nobody waits for here (a follower's) takes the digest
+      // at a digest mark in it after the whole entry, not where the mark stands.
+      bool hash_marks_after_entry = false;
     } bugs;
   };
   struct Stats {

@@ -125,7 +125,7 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
 
 std::vector<std::string> shell_bug_names() {
   return {"forget_replaced_writes", "drop_missed_ticks", "reads_without_index", "forward_resends_broken_writes",
-          "forget_request_ids"};
+          "forget_request_ids", "hash_marks_after_entry"};
 }
 
 bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
@@ -134,6 +134,7 @@ bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
   else if (name == "reads_without_index") bugs->reads_without_index = true;
   else if (name == "forward_resends_broken_writes") bugs->forward_resends_broken_writes = true;
   else if (name == "forget_request_ids") bugs->forget_request_ids = true;
+  else if (name == "hash_marks_after_entry") bugs->hash_marks_after_entry = true;
   else return false;
   return true;
 }
@@ -159,6 +160,8 @@ std::string replay_command(const Options& o) {
   if (o.forward) cmd += " --forward";
   if (o.request_ids) cmd += " --request-ids";
   if (o.shell_bugs.forget_request_ids) cmd += " --bug forget_request_ids";
+  if (o.digest_marks) cmd += " --digest-marks";
+  if (o.shell_bugs.hash_marks_after_entry) cmd += " --bug hash_marks_after_entry";
   if (o.bugs.ignore_lease_when_voting) cmd += " --bug ignore_lease_when_voting";
   if (o.bugs.lease_without_drift_margin) cmd += " --bug lease_without_drift_margin";
   if (o.bugs.ack_append_before_persisting) cmd += " --bug ack_append_before_persisting";
@@ -217,6 +220,10 @@ constexpr uint64_t kMaxPauseTicks = 4 * kElectionTicks;
 // (randomized election timeout, check-quorum, transfer, snapshot stall), and a lease of
 // less than one election timeout has run out, so more ticks would change nothing.
 constexpr uint64_t kMaxCatchUpTicks = 2 * kElectionTicks;
+// Options::digest_marks: ticks between a leader's digest marks (about 40 in a run's chaos;
+// none once healing starts, as the clients stop: the log must stop growing for a slow
+// follower to catch up).
+constexpr uint64_t kDigestMarkEveryTicks = 7;
 
 // ---------------------------------------------------------------------------------------
 // A run's fault profile: drawn once per seed, so that runs differ in kind, not only in
@@ -658,6 +665,8 @@ struct CommittedRec {
   EntryType type = EntryType::kNormal;
   bool has_digest = false;
   uint64_t digest = 0;
+  bool has_mark = false;  // Options::digest_marks: the first digest a node took at a mark here
+  uint64_t mark_digest = 0;
 };
 
 class Simulation {
@@ -697,6 +706,7 @@ class Simulation {
   bool restore_from_dir(Node& n, std::string* snapshot_data);
   bool behind_lost(const Node& n, Term term, Index index) const;
   void end_turn(Node& n);
+  void log_digest_marks();  // Options::digest_marks: each leader's batch gets a mark
   void send(Node& n, Message m);
   void install_snapshot(Node& n, const raft::SnapshotMeta& meta);
   void complete_writes(Node& n);
@@ -1067,6 +1077,7 @@ void Simulation::start_node(Node& n) {
   ro.bugs.reads_without_index = opt_.shell_bugs.reads_without_index;
   ro.forward = opt_.forward && opt_.nodes > 1;
   ro.bugs.forget_request_ids = opt_.shell_bugs.forget_request_ids;
+  ro.bugs.hash_marks_after_entry = opt_.shell_bugs.hash_marks_after_entry;
   n.host = std::make_unique<NodeHost>(this, &n);
   n.replica = std::make_unique<core::Replica>(*n.raft, *n.app, *n.host, ro);
   if (ro.forward) {
@@ -1621,6 +1632,18 @@ void NodeHost::applied(const raft::Entry& e) {
   } else if (rec.digest != digest) {
     sim.fail("state-digest", fmt::format("n{} state digest after applying {} differs from another node's", n.id, e.index));
     return;
+  }
+  // A digest mark in the entry: every node takes the same digest at it (taken at once here:
+  // the simulator gives the replica no MarkHasher).
+  if (const core::DigestMark* m = n.replica->digest_marks().find(e.index)) {
+    if (!rec.has_mark) {
+      rec.has_mark = true;
+      rec.mark_digest = m->digest.value;
+    } else if (rec.mark_digest != m->digest.value) {
+      sim.fail("digest-mark", fmt::format("n{} took digest {:016x} at the digest mark in entry {}, another node {:016x}",
+                                          n.id, m->digest.value, e.index, rec.mark_digest));
+      return;
+    }
   }
   // Snapshots between two applied entries (half the seeds), and the split nemesis's.
   if (n.snapshot_at == e.index) {
@@ -2892,6 +2915,14 @@ void Simulation::advance_clocks() {
   }
 }
 
+void Simulation::log_digest_marks() {
+  for (Node& n : nodes_) {
+    if (!n.exists || !n.running() || !n.replica->leader()) continue;
+    n.replica->digest_mark(0, 0);  // nobody waits for its reply
+    ev(90, n.id, tick(), 0, [&] { return fmt::format("n{} logs a digest mark", n.id); });
+  }
+}
+
 void Simulation::tick_node(Node& n) {
   n.raft->tick();
   after_input(n);
@@ -3172,6 +3203,7 @@ RunResult Simulation::run() {
     // server reads its sockets after feeding the core the time (src/server/node.cc).
     advance_clocks();
     if (now_ % kUnitsPerTick == 0 && result_.ok) {
+      if (opt_.digest_marks && !healing_ && tick() % kDigestMarkEveryTicks == 0) log_digest_marks();
       clients_tick();
       if (healing_ && result_.ok) probe();
     }

@@ -94,6 +94,10 @@ struct Options {
     // The replica applies entries with no request table (core::Replica's planted bug): a
     // write tagged with a request id is applied again when its client retries it.
     bool forget_request_ids = false;
+    // A follower takes the digest at a digest mark after applying the mark's whole entry,
+    // not where the mark stands in it (core::Replica's planted bug): with writes batched
+    // after the mark, its digest is not the leader's. Only with Options::digest_marks.
+    bool hash_marks_after_entry = false;
   } shell_bugs;
   // Models of a server whose recovery skips a detection (planted bugs of the shell).
   RecoveryBugs recovery_bugs;
@@ -114,6 +118,11 @@ struct Options {
   // in a transaction tags its EXEC. The exactly-once check sees a tagged write take effect
   // twice (docs/simulator.md).
   bool request_ids = false;
+  // Every kDigestMarkEveryTicks ticks each leader logs a digest mark (CLUSTER DIGEST MARK,
+  // core/digest_marks.h) ahead of its clients' writes of that tick; the digest-mark check
+  // sees every node take the same digest at each mark, also when a restart replays it
+  // (docs/simulator.md). Off by default, so that the other sweeps' runs stay as they were.
+  bool digest_marks = false;
 };
 
 struct RunResult {

@@ -16,7 +16,7 @@ namespace {
 constexpr uint64_t kMaxSeedsPerBug = 400;
 
 void expect_caught(const std::string& bug, bool protocol_checks = true, uint64_t max_seeds = kMaxSeedsPerBug,
-                   bool forward = false, bool request_ids = false) {
+                   bool forward = false, bool request_ids = false, bool digest_marks = false) {
   uint64_t aborts = 0;
   for (uint32_t nodes : {3u, 5u}) {
     for (uint64_t s = 1; s <= max_seeds; s++) {
@@ -26,6 +26,7 @@ void expect_caught(const std::string& bug, bool protocol_checks = true, uint64_t
       o.protocol_checks = protocol_checks;
       o.forward = forward;
       o.request_ids = request_ids;
+      o.digest_marks = digest_marks;
       ASSERT_TRUE(set_bug(&o, bug));
       // Forked: a core that aborts on some seed must not take the test down. An abort is
       // the core's own assertion, not the simulator's check, so it does not count as caught.
@@ -104,6 +105,13 @@ TEST(PlantedBugsOutcomeOnly, ReadsWithoutIndex) { expect_caught("reads_without_i
 // 3-node seed 6.
 TEST(PlantedBugsOutcomeOnly, ForgetRequestIds) {
   expect_caught("forget_request_ids", false, kMaxSeedsPerBug, /*forward=*/false, /*request_ids=*/true);
+}
+
+// A follower that takes the digest at a mark after the mark's whole entry: the digest-mark
+// check sees its digest differ from the leader's once writes share an entry with a mark.
+TEST(PlantedBugs, HashMarksAfterEntry) {
+  expect_caught("hash_marks_after_entry", true, kMaxSeedsPerBug, /*forward=*/false, /*request_ids=*/false,
+                /*digest_marks=*/true);
 }
 
 TEST(PlantedBugsOutcomeOnly, GrantTwoVotesPerTerm) { expect_caught("grant_two_votes_per_term", false); }
