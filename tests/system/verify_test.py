@@ -12,7 +12,8 @@ digests taken at that one index.
   diverged  a 3-node cluster of the tiny test app whose node 3 runs it with an apply bug
             (HMDB_TINY_APP=skewed: its SET stores another value): the log is the same
             everywhere, the states are not. `verify` exits 1 and names node 3 as the one that
-            differs from nodes 1 and 2; `hmdb cluster digest` is not needed to see it.
+            differs from nodes 1 and 2. CLUSTER DIGEST MARK on a follower answers -MOVED,
+            CLUSTER DIGEST AT an index not applied yet `pending`, malformed ones a usage error.
 
   restart   a follower restarted after kill -9 replays its log and takes the digest at a
             mark in it again (on its event loop, during the replay): CLUSTER DIGEST AT
@@ -167,6 +168,17 @@ def case_diverged(c, binary, tiny):
     lines = [line for line in out.splitlines() if line.startswith("  node ")]
     check(len(lines) == 1 and lines[0].startswith("  node 3 (voter") and "DIFFERS" in lines[0]
           and "where nodes 1, 2 hashed" in lines[0], "verify names node 3, and only it:\n%s" % out)
+    # The commands' other answers: a follower refuses to log a mark (-MOVED to the leader),
+    # an index not applied yet is pending, a malformed one is refused.
+    follower = next(n for n in c.nodes if n is not leader)
+    moved = follower.call("CLUSTER", "DIGEST", "MARK")
+    check(isinstance(moved, resp.RespError) and moved.message.startswith("MOVED")
+          and moved.message.endswith(leader.moved_addr), "MARK on %s: %r" % (follower, moved))
+    pending = follower.call("CLUSTER", "DIGEST", "AT", "999999")
+    check(isinstance(pending, bytes) and pending.decode().startswith("pending "), "AT 999999: %r" % (pending,))
+    for bad in (["CLUSTER", "DIGEST", "AT", "x"], ["CLUSTER", "DIGEST", "AT"], ["CLUSTER", "DIGEST", "MARK", "1"]):
+        reply = leader.call(*bad)
+        check(isinstance(reply, resp.RespError) and "usage" in reply.message, "%s: %r" % (" ".join(bad), reply))
     # The skew is real: node 3 holds other values (READONLY: its own state).
     with c.node(3).client() as client:
         check(client.call("READONLY") == "OK", "READONLY")
