@@ -90,6 +90,10 @@ void dump_batch(std::string_view payload, std::ostream& out) {
       out << fmt::format("      activate schema version {}\n", step.version);
       continue;
     }
+    if (step.kind == core::BatchStep::Kind::kDigestMark) {
+      out << "      digest mark\n";
+      continue;
+    }
     if (step.kind != core::BatchStep::Kind::kCommand && step.kind != core::BatchStep::Kind::kGroupCommand) continue;
     std::string line = "      ";
     for (size_t i = 0; i < step.argv.size(); i++) {

@@ -74,13 +74,14 @@ TEST(Inspect, DumpShowsASchemaActivation) {
   std::vector<std::string_view> set = {"SET", "a", "1"};
   b.add(Args(set));
   b.add_activation(2);
+  b.add_digest_mark();
   raft::HardState hs{1, 1, 1};
   std::vector<raft::Entry> entries{{1, 1, raft::EntryType::kNormal, 1, b.finish()}};
   ASSERT_TRUE(w->append(&hs, entries));
   ASSERT_TRUE(w->sync());
   std::ostringstream out;
   EXPECT_EQ(log_dump(dir.path(), out), 0) << out.str();
-  EXPECT_NE(out.str().find("      SET a 1\n      activate schema version 2\n"), std::string::npos) << out.str();
+  EXPECT_NE(out.str().find("      SET a 1\n      activate schema version 2\n      digest mark\n"), std::string::npos) << out.str();
 }
 
 TEST(Inspect, VerifySaysSoundThenPointsAtTheDamage) {
