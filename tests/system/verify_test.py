@@ -19,7 +19,7 @@ digests taken at that one index.
             mark in it again (on its event loop, during the replay): CLUSTER DIGEST AT
             answers what it answered before, and what the leader's digest child logged. After a
             snapshot and another restart the mark is not replayed: `none`. A new verify
-            passes.
+            passes, and once a fourth node joins as a learner, verify compares it too.
 
 Every wait is a bounded poll of a real condition. Usage: verify_test.py --tiny BIN
 [--case NAME] [--keep] HMDB_BINARY
@@ -225,6 +225,22 @@ def case_restart(c, binary, tiny):
     check(words[0] == "none", "%s restarted from a snapshot past the mark: %r" % (follower, words))
     code, out = cli(binary, "--addr", leader.client_addr, "verify")
     check(code == 0 and verified_index(out), "verify after the restarts (exit %d):\n%s" % (code, out))
+
+    # A learner is a member verify waits for and compares too.
+    ip = cl.node_ip(4)
+    learner = cl.Node(c, 4, cl.free_port_on(ip), cl.free_port_on(ip))
+    join_cmd = [binary, "serve", "--node-id", "4", "--bind", learner.ip, "--port", str(learner.client_port),
+                "--peer-addr", learner.peer_addr, "--join", "--cluster-id", c.cluster_id, "--dir",
+                learner.data_dir, "--durability", c.durability]
+    learner.command = lambda: join_cmd
+    learner.start()
+    c.nodes.append(learner)
+    code, out = cli(binary, "--addr", leader.client_addr, "add-learner", "4", learner.client_addr, learner.peer_addr)
+    check(code == 0, "add-learner (exit %d):\n%s" % (code, out))
+    code, out = cli(binary, "--addr", leader.client_addr, "verify")
+    print(out)
+    check(code == 0 and "(4 members)" in out and re.search(r"^4 +learner ", out, re.M),
+          "verify with a learner (exit %d):\n%s" % (code, out))
 
 
 CASES = {"load": case_load, "diverged": case_diverged, "restart": case_restart}
