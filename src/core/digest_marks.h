@@ -13,9 +13,10 @@
 // the child reports, the mark is pending. Without a hasher (the simulator, tests, a server
 // replaying its log at startup) the digest is taken here, at once.
 //
-// A mark is named by the index of its entry. The server ends an entry at a mark
-// (Replica::batch_full), so its digest is of the state after that entry; should two marks
-// share an entry anyway (the simulator batches without that rule), the later one's is kept.
+// A mark is named by the index of its entry. The server proposes an entry as soon as a mark
+// is in it (Replica::batch_full), so its digest is normally of the state after that entry;
+// should two marks share an entry anyway (the simulator batches without that rule, a mark
+// served late behind its session's writes), the later one's is kept.
 // Only the last kDigestMarksKept marks are kept; they are not part of the replicated state
 // (a snapshot does not carry them, a restart that replays the log records them again).
 //
