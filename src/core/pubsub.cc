@@ -140,6 +140,9 @@ bool token_matches(std::string_view pattern, size_t* pi, char c) {
 }  // namespace
 
 bool glob_match(std::string_view pattern, std::string_view text) {
+  // Redis matches an empty channel only with an empty pattern, even "*" (its loop stops when
+  // either runs out, before skipping trailing stars): PUBLISH "" reaches no "*" subscriber.
+  if (text.empty()) return pattern.empty();
   // Every token but '*' matches exactly one character, so the last '*' seen is the only
   // backtracking point needed: on a mismatch it takes one more character and the rest of
   // the pattern is tried again from there.

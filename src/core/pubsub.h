@@ -89,7 +89,8 @@ std::string format_position(EventPosition p);
 // The same forms back; false for anything else.
 bool parse_position(std::string_view text, EventPosition* out);
 
-// Redis' glob (stringmatchlen): * ? [abc] [^a-z] and \ escapes, case-sensitive. Linear in
+// Redis' glob (stringmatchlen): * ? [abc] [^a-z] and \ escapes, case-sensitive; the empty
+// channel matches only the empty pattern (Redis': not even "*"). Linear in
 // the pattern times the string at worst (no exponential backtracking).
 bool glob_match(std::string_view pattern, std::string_view text);
 

