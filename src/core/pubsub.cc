@@ -280,6 +280,8 @@ int64_t PubSub::emit(uint64_t ordinal, std::string_view channel, std::string_vie
   if (options_.retain_bytes > 0) {
     ring_.push_back(RetainedEvent{position, entry_term_, std::string(channel), std::string(message)});
     ring_bytes_ += channel.size() + message.size() + kRetainedEventOverheadBytes;
+  } else {
+    floor_ = position;  // not retained: a resume from before it is refused, not silently empty
   }
   if (subscribers_ == 0) return 0;
   int64_t receivers = 0;
@@ -454,12 +456,13 @@ void PubSub::subscribe(ClientSession& s, Args names, bool pattern, std::optional
     sub.positioned = from.has_value();
     sub.start = sub.last = start;
     sub.delivered = 0;
-    sub.catching_up = start < current_;
-    if (sub.catching_up) {
-      stats_.resumes++;
-      sub.cursor = ring_seq_after(start);
-      catching_up_.push_back(s.id);
-    }
+    // Everything after floor_ is retained, so with no retained event after start there is
+    // none at all: it is live at once. (Marked catching up, it would skip the events applied
+    // before its first pump that the ring does not keep: all of them when retaining nothing.)
+    sub.cursor = ring_seq_after(start);
+    sub.catching_up = start < current_ && sub.cursor < ring_base_seq_ + ring_.size();
+    if (start < current_) stats_.resumes++;
+    if (sub.catching_up) catching_up_.push_back(s.id);
   }
   auto& table = pattern ? patterns_ : channels_;
   auto& mine = pattern ? sub.patterns : sub.channels;

@@ -243,6 +243,31 @@ TEST(PubSub, AResumeFromAnyDeliveredPositionGetsExactlyWhatFollows) {
   EXPECT_EQ(payloads(out(n, 30)), (std::vector<std::string>{"b0", "c0", "c1", "live0"}));
 }
 
+// --events-retain-bytes 0 retains nothing: only $ resumes, and a resume from before the
+// newest event is refused rather than answered with nothing (found by subscription_fuzz:
+// fuzz/corpus/subscription_fuzz/retain-zero-resume).
+TEST(PubSub, RetainingNothingRefusesAResumeFromThePast) {
+  PubSub::Options events;
+  events.retain_bytes = 0;
+  Node n({1}, false, events);
+  n.send({{"HMDB.SUBSCRIBE", "$", "c"}}, 2);
+  const std::string start = frames(out(n, 2))[0].elements[3].text;
+  publish_n(n, 2, "c", "m");
+  const std::vector<net::RespReply> got = frames(out(n, 2));
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(n.replica->pubsub().retained_events(), 0u);
+  EXPECT_EQ(format_position(n.replica->pubsub().floor()), got[1].elements[3].text) << "the newest event";
+  n.send({{"HMDB.SUBSCRIBE", start, "c"}}, 3);
+  n.send({{"HMDB.SUBSCRIBE", got[0].elements[3].text, "c"}}, 4);
+  for (uint64_t session : {3, 4}) {
+    const std::string refused = out(n, session);
+    EXPECT_EQ(refused.substr(0, refused.find(" position")), "-OLDPOSITION " + got[1].elements[3].text);
+  }
+  n.send({{"HMDB.SUBSCRIBE", got[1].elements[3].text, "c"}}, 5);
+  publish_n(n, 1, "c", "after");
+  EXPECT_EQ(payloads(out(n, 5)), (std::vector<std::string>{"after0"})) << "the newest position resumes";
+}
+
 TEST(PubSub, APositionOlderThanTheRetainedEventsIsRefusedNamingTheOldest) {
   PubSub::Options events;
   events.retain_bytes = 2000;  // ~20 events of 100 bytes
