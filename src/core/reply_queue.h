@@ -24,6 +24,7 @@
 // Pure bookkeeping: no I/O. Thread-safety: none (the loop thread).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -67,14 +68,18 @@ class ReplyQueue {
     return &slots_[index_of(push(Kind::kDone))].reply;
   }
   // A message that is no reply (a pub/sub message, core/pubsub.h): it leaves after the replies
-  // of every command received so far, as Redis sends it: into out() when nothing is pending,
-  // else right after the last pending slot's reply.
+  // of every command served so far, as Redis sends it: into out() when nothing is pending,
+  // else right after the reply of the last slot that is not deferred. A deferred command has
+  // not run yet (an UNSUBSCRIBE behind a write still to apply): the message was sent while the
+  // session's subscriptions were those before it, so it leaves before its reply. (Deferred
+  // slots are the queue's tail: behind one, every new command is deferred too.)
   void append_message(std::string_view bytes) {
-    if (slots_.empty()) {
+    uint64_t after = next_seq() - 1 - deferred_;
+    if (!held_.empty()) after = std::max(after, held_.back().after_seq);  // messages keep their order
+    if (after + 1 == base_seq_) {  // before every pending slot
       out_.append(bytes);
       return;
     }
-    const uint64_t after = next_seq() - 1;
     if (held_.empty() || held_.back().after_seq != after) held_.push_back(HeldMessages{after, {}});
     held_.back().bytes.append(bytes);
     held_message_bytes_ += bytes.size();

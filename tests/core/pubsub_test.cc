@@ -114,6 +114,22 @@ TEST(PubSub, MessagesFollowTheRepliesOfEverythingSentBefore) {
   EXPECT_EQ(out(n), "+OK\r\n>3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$6\r\nother0\r\n");
 }
 
+// A command still waiting its turn (an UNSUBSCRIBE behind the session's own write) has not
+// run when a message is emitted: the message leaves before its confirmation, never after it
+// for a channel the client was told it left (found by subscription_fuzz:
+// fuzz/corpus/subscription_fuzz/late-message-after-unsubscribe).
+TEST(PubSub, AMessageLeavesBeforeTheReplyOfACommandThatHasNotRunYet) {
+  Node n;
+  n.send({{"RESP3"}, {"SUBSCRIBE", "c"}});
+  EXPECT_EQ(out(n), "+OK\r\n>3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n");
+  n.send({{"SET", "a", "1"}, {"UNSUBSCRIBE", "c"}, {"HMDB.SUBSCRIBE", "$", "d"}});  // both wait for the SET
+  n.send({{"PUBLISH", "c", "x"}}, 2);  // in the SET's entry, after it
+  n.replica->end_turn();
+  EXPECT_EQ(out(n), "+OK\r\n>3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n"
+                    ">3\r\n$11\r\nunsubscribe\r\n$1\r\nc\r\n:0\r\n"
+                    ">4\r\n$9\r\nsubscribe\r\n$1\r\nd\r\n:1\r\n$1\r\n2\r\n");  // after entry 2
+}
+
 TEST(PubSub, ARESP2SubscriberMaySendOnlyWhatRedisAllows) {
   Node n;
   n.send({{"SUBSCRIBE", "c"}, {"GET", "a"}, {"SET", "a", "1"}, {"MULTI"}, {"NOSUCH"}, {"PING"}, {"PUBSUB", "NUMPAT"}});
