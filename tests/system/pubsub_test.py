@@ -27,12 +27,24 @@ server processes. Each case starts its own cluster (tests/system/cluster.py).
            position gets every retained event after it. The node starts with
            --notify-keyspace-events KEA: a SET is notified from the start.
 
+  hostile  1 node, --subscriber-output-bytes 64 KiB: while 4 MiB of messages flow, subscribers
+           misbehave: one never reads; one sends seeded random bytes; one sends half a RESP
+           frame then nothing; one declares a 512 MB bulk, sends 1 MiB of it, then nothing;
+           one declares a bulk of 10^11 bytes and one 2 million arguments (protocol errors:
+           answered, closed); one subscribes to 100,001 channels (refused: the bound is
+           100,000), then to exactly 100,000; one to 10,000 patterns of '*' and unclosed '['
+           that match nothing. The node stays up, its RSS grows by at most
+           HOSTILE_RSS_GROWTH_MAX (the declared bulks alone are 512 MB), each subscriber that
+           does not read is ended as slow, and three honest subscribers (plain, positioned,
+           pattern) get every message, in order; a plain client is served throughout.
+
 Every wait is a bounded poll of a real condition. Usage: pubsub_test.py [--case NAME] [--keep]
 HMDB_BINARY
 """
 
 import argparse
 import os
+import random
 import socket
 import sys
 import threading
@@ -442,12 +454,163 @@ def case_retain(c):
     print("retain: resume from 0 refused naming %s; from there, the %d retained events" % (named, len(got)))
 
 
+# ---- case hostile ------------------------------------------------------------------------
+
+HOSTILE_MESSAGES = 4096  # of 1 KiB: 4 MiB, far past a non-reader's 64 KiB bound
+HOSTILE_CHANNELS = 100000  # kSubscriptionsPerSessionMax (core/pubsub.h)
+HOSTILE_PATTERNS = 10000
+# What the node may grow by while it all happens: subscribers' output (the documented bound:
+# --subscriber-output-bytes each, plus one message), the 1 MiB sent of a declared bulk, the
+# confirmations of 110,000 subscriptions and their tables, the 4 MiB of events retained and
+# of log entries in memory. Measured: 30 MiB (6 -> 36). A node that allocated a declared
+# bulk (512 MB) or kept a non-reader's 4 MiB would pass it.
+HOSTILE_RSS_GROWTH_MAX = 64 << 20
+
+
+def rss_bytes(node):
+    with open("/proc/%d/status" % node.proc.pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise harness.TestFailure("no VmRSS for pid %d" % node.proc.pid)
+
+
+def raw_subscriber(node, channel):
+    """A connection that subscribes to `channel` and never reads (a 4 KiB receive window, so
+    that the node's output to it grows instead of filling socket buffers)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(REPLY_TIMEOUT_S)
+    sock.connect((node.ip, node.client_port))
+    sock.sendall(resp.encode_command(["SUBSCRIBE", channel]))
+    return sock
+
+
+def read_until_closed(sock):
+    """What the node sent before closing the connection (bounded by the socket's timeout)."""
+    got = b""
+    while True:
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            return got
+        got += chunk
+
+
+def case_hostile(c):
+    node = c.wait_leader(LEADER_TIMEOUT_S)
+    seed = harness.get_seed(None)
+    print("hostile: seed %d (HMDB_SEED=%d to replay the random bytes)" % (seed, seed))
+    rng = random.Random(seed)
+    control = node.client(REPLY_TIMEOUT_S)
+
+    def numsub(channel):
+        return control.call("PUBSUB", "NUMSUB", channel)[1]
+
+    # Honest subscribers, each read by its own thread until it has every message.
+    honest = {"plain": ["SUBSCRIBE", "h"], "positioned": ["HMDB.SUBSCRIBE", "$", "h"], "pattern": ["PSUBSCRIBE", "h*"]}
+    received = {name: [] for name in honest}
+    failures = []
+    threads = []
+    for name, command in honest.items():
+        client = node.client(REPLY_TIMEOUT_S)
+        expect(not isinstance(client.call(*command), resp.RespError), "%s: %s refused" % (name, command))
+
+        def read(name=name, client=client):
+            try:
+                while len(received[name]) < HOSTILE_MESSAGES:
+                    received[name].append(client.read_reply())
+            except Exception as e:  # reported by the main thread
+                failures.append("%s: %r" % (name, e))
+            finally:
+                client.close()
+        threads.append(threading.Thread(target=read, daemon=True))
+    for t in threads:
+        t.start()
+    rss_before = rss_bytes(node)
+
+    # Subscribed to the flowing channel, then misbehaving: none of them reads.
+    never_reads = raw_subscriber(node, "h")
+    random_bytes = raw_subscriber(node, "h")
+    half_frame = raw_subscriber(node, "h")
+    big_bulk = raw_subscriber(node, "h")
+    # On channel h: the plain and positioned honest subscribers (the third is a pattern) and these four.
+    wait_for(lambda: numsub("h") == 2 + 4, REPLY_TIMEOUT_S, "the four non-readers subscribed")
+    half_frame.sendall(b"*3\r\n$9\r\nSUBSCRIBE\r\n$5\r\nab")
+    big_bulk.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$536870000\r\n" + b"x" * (1 << 20))
+    try:
+        for _ in range(64):
+            random_bytes.sendall(bytes(rng.getrandbits(8) for _ in range(1024)))
+    except OSError:
+        pass  # the node closed it (a protocol error): that is allowed
+    # Protocol bounds: a bulk too long, too many arguments: answered and closed.
+    protocol_errors = int(info_all(node)["protocol_errors"])
+    for frame in (b"*2\r\n$9\r\nSUBSCRIBE\r\n$100000000000\r\n", b"*2000000\r\n$9\r\nSUBSCRIBE\r\n"):
+        sock = socket.create_connection((node.ip, node.client_port), timeout=REPLY_TIMEOUT_S)
+        sock.sendall(resp.encode_command(["SUBSCRIBE", "h"]) + frame)
+        got = read_until_closed(sock)
+        sock.close()
+        expect(b"-ERR Protocol error" in got, "%r answered %r" % (frame[:24], got[-120:]))
+    expect(int(info_all(node)["protocol_errors"]) >= protocol_errors + 2, "the protocol errors were not counted")
+    # Subscriptions at the bound: one past it is refused whole, then exactly the bound.
+    many = node.client(REPLY_TIMEOUT_S)
+    names = ["c%d" % i for i in range(HOSTILE_CHANNELS)]
+    reply = many.call("SUBSCRIBE", *(names + ["one-too-many"]))
+    expect(isinstance(reply, resp.RespError) and "at most %d" % HOSTILE_CHANNELS in reply.message,
+           "%d channels at once: %r" % (HOSTILE_CHANNELS + 1, reply))
+    many.send([["SUBSCRIBE"] + names])
+    for i in range(HOSTILE_CHANNELS):
+        confirmation = many.read_reply()
+    expect(confirmation == [b"subscribe", names[-1].encode(), HOSTILE_CHANNELS], "last confirmation %r" % (confirmation,))
+    # Patterns that are expensive to try and match nothing that is published.
+    patterns = node.client(REPLY_TIMEOUT_S)
+    patterns.send([["PSUBSCRIBE"] + ["*h*h*h*h*h*h*h*h*[%d" % i for i in range(HOSTILE_PATTERNS)]])
+    wait_for(lambda: control.call("PUBSUB", "NUMPAT") == HOSTILE_PATTERNS + 1, REPLY_TIMEOUT_S, "the patterns")
+
+    # Events flow; a plain client is served between the pipelines.
+    payload = "x" * 1000
+    with node.client(REPLY_TIMEOUT_S) as p:
+        # 16 at a time: what one loop turn applies reaches a subscriber's output before any of
+        # it is sent, so a burst near the 64 KiB bound would end even a subscriber that reads.
+        for batch in range(HOSTILE_MESSAGES // 16):
+            replies = p.pipeline([("PUBLISH", "h", "%05d %s" % (batch * 16 + i, payload)) for i in range(16)])
+            bad = [r for r in replies if not isinstance(r, int) or r < 3]
+            expect(not bad, "a PUBLISH answered %r" % (bad[:3],))
+            key = "k%d" % batch
+            expect(control.call("SET", key, "v") == "OK" and control.call("GET", key) == b"v", "SET/GET")
+    for t in threads:
+        t.join(END_TIMEOUT_S)
+    expect(not failures, "honest subscribers failed: %s" % failures)
+    expect(all(not t.is_alive() for t in threads), "an honest subscriber did not get every message in time")
+    # Every non-reader subscribed to h was ended as slow (the random-bytes one unless the
+    # node closed it first for a protocol error).
+    wait_for(lambda: int(info_all(node)["pubsub_ended_slow"]) >= 3, REPLY_TIMEOUT_S, "the non-readers ended")
+
+    want = ["%05d %s" % (i, payload) for i in range(HOSTILE_MESSAGES)]
+    for name, messages in received.items():
+        texts = [m[3 if name == "pattern" else 2].decode() for m in messages]
+        expect(texts == want, "%s: %d messages, not the %d published in order" % (name, len(texts), len(want)))
+    positions = [parse_position(m[3].decode()) for m in received["positioned"]]
+    expect(positions == sorted(set(positions)), "positions repeat or go back")
+    rss_after = rss_bytes(node)
+    print("hostile: RSS %.1f MiB -> %.1f MiB (bound +%d MiB); %d messages to each of 3 honest subscribers"
+          % (rss_before / 2**20, rss_after / 2**20, HOSTILE_RSS_GROWTH_MAX >> 20, HOSTILE_MESSAGES))
+    expect(rss_after - rss_before <= HOSTILE_RSS_GROWTH_MAX, "RSS grew by %d MiB" % ((rss_after - rss_before) >> 20))
+    expect(control.call("PING") == "PONG", "PING after it all")
+    expect(numsub("c%d" % (HOSTILE_CHANNELS - 1)) == 1, "the 100,000th channel's subscriber is gone")
+    for sock in (never_reads, random_bytes, half_frame, big_bulk):
+        sock.close()
+    many.close()
+    patterns.close()
+    control.close()
+
+
 CASES = {
     "fanout": (case_fanout, 3, []),
     "resume": (case_resume, 3, []),
     "slow": (case_slow, 1, ["--subscriber-output-bytes", "65536"]),
     "snapshot": (case_snapshot, 3, ["--snapshot-log-bytes", "1048576"]),
     "retain": (case_retain, 1, ["--events-retain-bytes", "65536", "--notify-keyspace-events", "KEA"]),
+    "hostile": (case_hostile, 1, ["--subscriber-output-bytes", "65536"]),
 }
 
 
