@@ -149,6 +149,9 @@ struct Raft::Impl {
   uint32_t randomized_election_timeout = 0;
   uint64_t rng_state = 0;
   std::map<NodeId, bool> votes;  // candidate / pre-candidate: who answered, granted or not
+  // Raft::set_may_lead(false): this node campaigns only as a learner does, to end an
+  // election that no other voter can win, and then leads only until its noop commits.
+  bool may_lead = true;
 
   // Membership: the latest in the log, committed or not (Ongaro's single-server rule: a
   // change takes effect when appended, and is undone if truncated), and its history since
@@ -305,11 +308,22 @@ struct Raft::Impl {
   // is up to date, as in any election. Once elected it leads only until its noop commits,
   // then steps down as a leader outside its membership does (advance_commit), leaving a
   // majority of voters with an entry of the newest term: one of them wins next.
+  // A voter that may not lead (set_may_lead(false)) campaigns under the learner's rules, for
+  // the same reason: its log may be the only complete one among the voters alive (the
+  // leader died after it, and not the others, appended the last entries), and it refuses
+  // its vote to every candidate with a shorter log, so no one else can win (found by
+  // tests/system/schema_gate_test.py's first design: v1 and v2 alive, v1 blocked). Its own
+  // vote counts: it is a voter. It leads until its noop commits, which brings a majority of
+  // voters up to its log, then steps down and hands over (advance_commit).
+  bool last_resort_may_campaign() const {
+    return promotable() && cfg.pre_vote && cfg.check_quorum && !cfg.bugs.learners_never_campaign;
+  }
   bool learner_may_campaign() const {
     return is_learner(id) && cfg.pre_vote && cfg.check_quorum && !cfg.bugs.learners_never_campaign;
   }
   // May start a (pre-)vote now: a learner starts a real vote only after winning a pre-vote.
   bool may_campaign(bool pre) const {
+    if (!may_lead) return last_resort_may_campaign() && (pre || role == InternalRole::kPreCandidate);
     if (promotable()) return true;
     return learner_may_campaign() && (pre || role == InternalRole::kPreCandidate);
   }
@@ -406,8 +420,9 @@ struct Raft::Impl {
       return;
     }
     election_elapsed++;
-    if (!promotable()) {
-      if (learner_may_campaign() && election_elapsed >= kLearnerCampaignElectionTimeouts * randomized_election_timeout) {
+    if (!promotable() || !may_lead) {
+      if ((learner_may_campaign() || (!may_lead && last_resort_may_campaign())) &&
+          election_elapsed >= kLearnerCampaignElectionTimeouts * randomized_election_timeout) {
         start_campaign(true, false);  // resets election_elapsed
       }
       return;
@@ -877,6 +892,15 @@ struct Raft::Impl {
     send(std::move(m));
   }
 
+  void set_may_lead(bool may) {
+    if (may_lead == may) return;
+    may_lead = may;
+    if (may) return;
+    // A campaign under way is abandoned; a leader hands over as a deadlock breaker does.
+    if (role == InternalRole::kLeader) step_down_as_non_voter();
+    else if (role != InternalRole::kFollower) become_follower(term, kNoNode);
+  }
+
   void transfer_leadership(NodeId to) {
     if (role != InternalRole::kLeader || to == id || !is_voter(to)) return;
     if (transferee == to) return;
@@ -1004,6 +1028,12 @@ struct Raft::Impl {
     // entries of its own term, so this is never before its noop committed: the voters that
     // acknowledged it now hold the newest term's entry, and one of them can win next.
     if (role == InternalRole::kLeader && !is_voter(id) && commit >= conf_history.back().first) {
+      step_down_as_non_voter();
+      return;
+    }
+    // A voter that may not lead, elected to end a deadlock (last_resort_may_campaign): its
+    // noop committed, so a majority holds its log; one of them may take over.
+    if (role == InternalRole::kLeader && !may_lead && committed_in_current_term()) {
       step_down_as_non_voter();
       return;
     }
@@ -1281,7 +1311,7 @@ struct Raft::Impl {
     NodeId best = kNoNode;
     for (NodeId v : conf.voters) {
       auto it = progress.find(v);
-      if (it == progress.end()) continue;
+      if (v == id || it == progress.end()) continue;
       if (best == kNoNode || it->second.match > progress[best].match) best = v;
     }
     if (best != kNoNode && progress[best].match == log.last_index()) send_timeout_now(best);
@@ -1657,8 +1687,10 @@ void Raft::persisted(const PersistAck& ack) { impl_->persisted(ack); }
 void Raft::snapshot_saved(const SnapshotMeta& meta) { impl_->snapshot_saved(meta); }
 void Raft::applied_to(Index index) { impl_->applied_to(index); }
 size_t Raft::free_dropped_entries(size_t max_entries) { return impl_->log.free_dropped(max_entries); }
+void Raft::set_may_lead(bool may) { impl_->set_may_lead(may); }
+bool Raft::may_lead() const { return impl_->may_lead; }
 void Raft::campaign() {
-  if (!impl_->promotable()) return;  // a learner campaigns only on its own (tick)
+  if (!impl_->promotable() || !impl_->may_lead) return;  // a learner campaigns only on its own (tick)
   impl_->start_campaign(impl_->cfg.pre_vote && !impl_->single_voter_self(), false);
 }
 void Raft::snapshot_chunk(NodeId to, const SnapshotMeta& meta, uint64_t offset, uint64_t total,

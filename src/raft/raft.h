@@ -242,6 +242,21 @@ class Raft {
   // With lease reads, a node within check-quorum's stickiness that campaigns breaks the
   // promise a leader's lease rests on: move leadership with transfer_leadership() instead.
   void campaign();
+  // false: this node does not lead. It ignores campaign() and a TimeoutNow (a leadership
+  // transfer to it), its election timeout starts nothing, a campaign under way is
+  // abandoned and a leader hands over (TimeoutNow to its most up-to-date voter) and steps
+  // down. It still votes, appends, persists and acknowledges entries, so it counts for
+  // commits and elections like any voter. One exception, the learner's (docs/raft.md, "Who
+  // campaigns"): with pre-vote and check-quorum, after kLearnerCampaignElectionTimeouts
+  // election timeouts without a leader it runs a pre-vote, because its log may be the only
+  // complete one among the voters alive (it refuses its vote to shorter logs, so nobody
+  // else could win); elected, it leads only until its noop commits (which brings a
+  // majority up to its log), then hands over and steps down the same way, having proposed
+  // nothing (the caller must not propose on such a leader). The server sets it on a node
+  // that stopped applying at a schema version its binary does not read (docs/cluster.md,
+  // "Schema versions"). Not persisted: the caller sets it again after a restart.
+  void set_may_lead(bool may);
+  bool may_lead() const;
   // Answer to a Ready::snapshot_reads request: `bytes` are [offset, offset + bytes.size())
   // of the snapshot `meta`, whose total size is `total`; `last` if they end it. Ignored if
   // the request is obsolete (the follower moved on, or a newer snapshot exists).

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "cluster.h"
+
 namespace hmdb::raft {
 namespace {
 
@@ -544,6 +546,144 @@ TEST(RaftLearner, CampaignIgnoredAndNoRealVoteWithoutAWonPreVote) {
   EXPECT_EQ(r.term(), 1u);
   for (const Message& m : r.take_ready().messages) EXPECT_NE(m.type, MessageType::kVote);
 }
+
+// set_may_lead(false): the node a server sets it on stopped applying at a schema version
+// it does not read (docs/cluster.md, "Schema versions"). It must never lead, and must go on
+// counting for commits and elections.
+namespace may_lead {
+
+using testing::Cluster;
+
+bool sent_vote_request(const std::deque<Message>& network, NodeId from) {
+  for (const Message& m : network)
+    if (m.from == from && (m.type == MessageType::kPreVote || m.type == MessageType::kVote)) return true;
+  return false;
+}
+
+// Ticks `id` until it leads (each tick followed by delivering everything).
+void elect(Cluster& c, NodeId id) {
+  for (int i = 0; i < 1000 && c.nodes.at(id).raft->role() != Role::kLeader; i++) {
+    c.tick(id);
+    c.stabilize(false);
+  }
+  ASSERT_EQ(c.nodes.at(id).raft->role(), Role::kLeader) << c.status_line(id);
+}
+
+TEST(RaftMayNotLead, NeverCampaignsButVotesAndCountsForCommit) {
+  Cluster c;
+  Config cfg;
+  ConfState conf;
+  conf.voters = {1, 2, 3};
+  for (NodeId id : {1, 2, 3}) c.add_node(id, cfg, conf);
+  c.nodes.at(3).raft->set_may_lead(false);
+  EXPECT_FALSE(c.nodes.at(3).raft->may_lead());
+  elect(c, 1);
+
+  // Node 2 down: a commit needs node 3's acknowledgement, which it still gives.
+  c.nodes.at(2).down = true;
+  const Index before = c.nodes.at(1).raft->status().commit;
+  ASSERT_EQ(c.nodes.at(1).raft->propose(EntryType::kNormal, 1, "x").error, ProposeError::kNone);
+  c.stabilize(false);
+  EXPECT_EQ(c.nodes.at(1).raft->status().commit, before + 1);
+  // Node 2 back and caught up: every voter's log is complete.
+  c.nodes.at(2).down = false;
+  c.tick(1);
+  c.stabilize(false);
+  ASSERT_EQ(c.nodes.at(2).raft->status().last_index, c.nodes.at(1).raft->status().last_index);
+
+  // The leader is gone: node 3's election timeouts pass by (fewer than the learner's
+  // kLearnerCampaignElectionTimeouts = 10: its last resort, tested below).
+  c.nodes.at(1).down = true;
+  for (uint32_t t = 0; t < 9 * cfg.election_ticks; t++) {
+    c.tick(3);
+    EXPECT_FALSE(sent_vote_request(c.network, 3)) << "tick " << t;
+    EXPECT_EQ(c.nodes.at(3).raft->role(), Role::kFollower) << "tick " << t;
+    c.stabilize(false);
+  }
+  // Node 2 campaigns and wins with node 3's vote (node 1 is down: 2 of 3).
+  elect(c, 2);
+  EXPECT_EQ(c.nodes.at(3).raft->leader(), 2u);
+
+  // campaign() and a leadership transfer to it (TimeoutNow) are refused.
+  c.nodes.at(3).raft->campaign();
+  EXPECT_FALSE(sent_vote_request(c.network, 3));
+  const Term term = c.nodes.at(2).raft->term();
+  c.nodes.at(2).raft->transfer_leadership(3);
+  c.stabilize(false);
+  EXPECT_EQ(c.nodes.at(3).raft->role(), Role::kFollower);
+  EXPECT_EQ(c.nodes.at(2).raft->role(), Role::kLeader) << "a refused transfer times out; 2 leads on";
+  EXPECT_EQ(c.nodes.at(3).raft->term(), term) << "node 3 started no term";
+
+  // Allowed again (a newer binary): a transfer to it works (once the refused one timed out).
+  for (uint32_t t = 0; t < cfg.election_ticks; t++) c.tick(2);
+  c.stabilize(false);
+  c.nodes.at(3).raft->set_may_lead(true);
+  c.nodes.at(2).raft->transfer_leadership(3);
+  c.stabilize(false);
+  EXPECT_EQ(c.nodes.at(3).raft->role(), Role::kLeader);
+}
+
+// The one case where it leads: the leader died after node 3, and not node 2, appended the
+// last entry. Node 3 refuses its vote to node 2 (a shorter log), so only node 3 can win.
+// It leads until its noop commits (which gives node 2 the whole log), then hands over.
+// With its last resort disabled (the learners' planted bug), nobody is ever elected.
+TEST(RaftMayNotLead, EndsTheDeadlockOnlyItCanEndThenHandsOver) {
+  for (bool bug : {false, true}) {
+    SCOPED_TRACE(bug ? "planted bug: learners_never_campaign" : "as built");
+    Cluster c;
+    Config cfg;
+    cfg.bugs.learners_never_campaign = bug;
+    ConfState conf;
+    conf.voters = {1, 2, 3};
+    for (NodeId id : {1, 2, 3}) c.add_node(id, cfg, conf);
+    c.nodes.at(3).raft->set_may_lead(false);
+    elect(c, 1);
+    c.nodes.at(2).down = true;
+    ASSERT_EQ(c.nodes.at(1).raft->propose(EntryType::kNormal, 1, "x").error, ProposeError::kNone);
+    c.stabilize(false);
+    c.nodes.at(1).down = true;
+    c.nodes.at(2).down = false;
+    ASSERT_LT(c.nodes.at(2).raft->status().last_index, c.nodes.at(3).raft->status().last_index);
+
+    int node3_led = 0;
+    c.on_apply = [&](NodeId, const Entry& e) {
+      // Node 3 leads only to commit its noop: no other entry of its terms ever appears.
+      if (e.type == EntryType::kNormal) EXPECT_EQ(e.data, "x");
+    };
+    for (uint32_t t = 0; t < 40 * cfg.election_ticks && c.nodes.at(2).raft->role() != Role::kLeader; t++) {
+      c.tick(2);
+      c.tick(3);
+      if (c.nodes.at(3).raft->role() == Role::kLeader) node3_led++;
+      c.stabilize(false);
+      EXPECT_NE(c.nodes.at(3).raft->role(), Role::kLeader) << "it hands over as soon as its noop commits";
+    }
+    if (bug) {
+      EXPECT_NE(c.nodes.at(2).raft->role(), Role::kLeader) << "without the last resort: no leader, ever";
+      continue;
+    }
+    ASSERT_EQ(c.nodes.at(2).raft->role(), Role::kLeader) << c.status_line(2) << "; " << c.status_line(3);
+    EXPECT_EQ(c.nodes.at(2).raft->status().last_index, c.nodes.at(3).raft->status().last_index);
+    EXPECT_EQ(c.nodes.at(2).state, (std::vector<std::string>{"x"}));
+  }
+}
+
+TEST(RaftMayNotLead, CandidateAndLeaderStepDown) {
+  Raft r(one_node_config(), fresh({1, 2, 3}));
+  r.campaign();
+  ASSERT_NE(r.role(), Role::kFollower);
+  r.set_may_lead(false);
+  EXPECT_EQ(r.role(), Role::kFollower);
+  (void)r.take_ready();
+
+  Raft single(one_node_config(), fresh({1}));
+  elect_single(single);
+  single.set_may_lead(false);
+  EXPECT_EQ(single.role(), Role::kFollower);
+  for (int i = 0; i < 100; i++) single.tick();
+  EXPECT_EQ(single.role(), Role::kFollower) << "a cluster of one that may not lead has no leader";
+}
+
+}  // namespace may_lead
 
 TEST(RaftConfChange, EncodeDecodeRoundTrip) {
   ConfChange cc;
