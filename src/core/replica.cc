@@ -51,6 +51,26 @@ void Replica::membership_changed() { voters_ = raft_.status().conf.voters.size()
 // ---------------------------------------------------------------------------------------
 // Client commands
 
+std::string Replica::schema_blocked_reply() const {
+  const SchemaBlock& b = *schema_block_;
+  return fmt::format("-ERR this node stopped applying at log index {}: the entry {} schema version {}, which this "
+                     "binary of app {} does not read (versions {}..{}); its state is stale (applied index {}). Send "
+                     "commands to another node, or restart this one with a binary that reads version {}\r\n",
+                     b.index, b.activation ? "activates" : "was logged under", b.version, app_.app_name(),
+                     app_.oldest_schema_version(), app_.schema_version(), applied_index_, b.version);
+}
+
+bool Replica::refused_while_blocked(ClientSession& s, Args argv, std::optional<uint64_t> held) {
+  const CommandClass cls = classify(argv);
+  const bool app = cls == CommandClass::kAppWrite || cls == CommandClass::kAppQuery || cls == CommandClass::kWatch;
+  if (!app && !s.transaction.multi && !is_request(argv) && !iequals(argv[0], "MULTI") && !iequals(argv[0], "EXEC"))
+    return false;  // the shell's own commands (INFO, CLUSTER ..., PING) are served
+  if (s.transaction.multi) s.transaction.reset();  // nothing of it can run here
+  finished_reply(s.replies, held)->append(schema_blocked_reply());
+  if (!held) mark_drain(s);
+  return true;
+}
+
 CommandClass Replica::classify(Args argv) const {
   // The engine's names come first. When the app's names cannot be among them (an AppHost
   // refuses reserved names), asking the app first gives the same answer with one lookup for
@@ -128,6 +148,9 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
   }
   if (s.subscriber && s.protocol == Protocol::kResp2 && s.subscriber->count() > 0) [[unlikely]] {
     if (refused_while_subscribed(s, argv, held)) return true;
+  }
+  if (schema_block_) [[unlikely]] {
+    if (refused_while_blocked(s, argv, held)) return true;
   }
   // MULTI, EXEC, DISCARD, WATCH, UNWATCH have 4, 5 or 7 letters, HMDB.REQ 8: most commands
   // skip this.
@@ -853,7 +876,10 @@ void Replica::drive() {
     if (rd.hard_state || !rd.entries.empty() || installed) ack = host_.persist(rd.hard_state, std::move(rd.entries), installed);
     if (conf_appended) membership_changed();  // a membership takes effect when appended
     if (!rd.messages.empty()) host_.send(std::move(rd.messages));
-    for (const raft::Entry* e : rd.committed_refs) apply_entry(*e);
+    for (const raft::Entry* e : rd.committed_refs) {
+      if (schema_block_) [[unlikely]] break;  // the rest stays in the log, unapplied
+      apply_entry(*e);
+    }
     if (!rd.committed_refs.empty()) raft_.applied_to(applied_index_);
     for (const raft::ReadState& rs : rd.read_states) reads_.answered(rs.context, rs.index);
     for (const raft::SnapshotReadRequest& req : rd.snapshot_reads) host_.read_snapshot_chunk(req);
@@ -916,6 +942,12 @@ void Replica::apply_entry(const raft::Entry& e) {
     if (after_entry && after_entry->find(e.index))
       marks_.record(DigestMark{e.index, state_digest(app_, requests_), app_.active_schema_version()});
     pubsub_.end_entry();
+    if (r.status == ApplyStatus::kUnsupportedSchema && options_.clustered) [[unlikely]] {
+      schema_block_ = SchemaBlock{e.index, r.schema_version, r.activation};
+      if (ours) end_proposal(e.index, std::move(*ours), WriteOutcome::kUnknown);
+      host_.schema_blocked(e, r);
+      return;
+    }
     if (r.status != ApplyStatus::kOk) {
       host_.apply_failed(e, r);
       return;
@@ -1040,7 +1072,7 @@ void Replica::check_transfers() {
 // Housekeeping
 
 void Replica::housekeeping() {
-  if (!leader()) return;
+  if (!leader() || schema_block_) return;
   // One housekeeping command at a time: the next one is computed after the last applied.
   if (housekeeping_in_batch_ || housekeeping_index_ != 0) return;
   auto command = app_.housekeeping(wall_ms_);

@@ -147,6 +147,13 @@ class ReplicaHost {
   // 3. An entry could not be applied (a schema version this binary does not read, a
   //    divergence, a malformed batch): the node must stop.
   virtual void apply_failed(const raft::Entry& entry, const ApplyResult& result) = 0;
+  // 3. Clustered only: the entry needs a schema version this binary does not read
+  //    (ApplyStatus::kUnsupportedSchema). The replica applies nothing from here on (an
+  //    activation's items before it in the entry were applied) and refuses clients' app
+  //    commands; Replica::schema_block() says where. The host keeps the node in the cluster
+  //    without leading (raft::Raft::set_may_lead(false)) and says so: docs/cluster.md,
+  //    "Schema versions". Called once. By default the failure it was before: apply_failed.
+  virtual void schema_blocked(const raft::Entry& entry, const ApplyResult& result) { apply_failed(entry, result); }
   // 6. Leader: read the bytes asked of a durable snapshot file; answer with raft.snapshot_chunk().
   virtual void read_snapshot_chunk(const raft::SnapshotReadRequest& request) = 0;
   // The node's role changed (after the Ready that changed it was handled).
@@ -279,6 +286,19 @@ class Replica final : private PubSubHost {
 
   raft::Index applied_index() const { return applied_index_; }
   raft::Term applied_term() const { return applied_term_; }
+  // Where this node stopped applying (ReplicaHost::schema_blocked), if it did: the entry at
+  // `index` needs schema `version` (an activation of it, or an entry logged under it),
+  // which this binary does not read. Everything before `index` is applied; of that entry,
+  // an activation's items before the activation item are too, so the state is not a state
+  // of any index (no snapshot or digest of it may be taken). Lasts until the process ends.
+  struct SchemaBlock {
+    raft::Index index = 0;
+    uint32_t version = 0;
+    bool activation = false;
+  };
+  const std::optional<SchemaBlock>& schema_block() const { return schema_block_; }
+  // The error a blocked node answers app commands with.
+  std::string schema_blocked_reply() const;
   // The request table (core/request_table.h): replicated state beside the app's, changed
   // only by the apply path. The host saves and loads it with the app's (core/state.h).
   RequestTable& requests() { return requests_; }
@@ -306,6 +326,8 @@ class Replica final : private PubSubHost {
   int write_arity(std::string_view name) const;
   // A RESP2 session with subscriptions sent a command Redis refuses in that state: answered.
   bool refused_while_subscribed(ClientSession& s, Args argv, std::optional<uint64_t> held);
+  // A blocked node (schema_block_) refuses app commands and transactions: answered.
+  bool refused_while_blocked(ClientSession& s, Args argv, std::optional<uint64_t> held);
   NodeView node_view() const;
   // MULTI, EXEC, DISCARD, WATCH, UNWATCH, and every command between MULTI and EXEC.
   // Returns true if it served the command (false: not a transaction command).
@@ -398,6 +420,7 @@ class Replica final : private PubSubHost {
   std::vector<Transfer> transfers_;
 
   raft::Index applied_index_ = 0;
+  std::optional<SchemaBlock> schema_block_;
   raft::Term applied_term_ = 0;
   raft::Role last_role_ = raft::Role::kFollower;
   size_t voters_ = 1;  // voters in the membership in force

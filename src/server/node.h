@@ -129,6 +129,7 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   void send(std::vector<raft::Message>&& messages) override;
   void applied(const raft::Entry& entry) override;
   void apply_failed(const raft::Entry& entry, const core::ApplyResult& result) override;
+  void schema_blocked(const raft::Entry& entry, const core::ApplyResult& result) override;
   void read_snapshot_chunk(const raft::SnapshotReadRequest& request) override;
   void role_changed(raft::Role before, raft::Role now) override;
   void warn(std::string_view message) override;  // both hosts'

@@ -474,6 +474,9 @@ core::ShellResult Node::cluster_local_or_change(Session& s, Args argv, uint64_t 
   if (iequals(sub, "SLOTS") || iequals(sub, "SHARDS") || iequals(sub, "NODES")) s.client.no_forward = true;
   if (iequals(sub, "MEMBERS") && argv.size() == 2) {
     r.bulk(members_text());
+  } else if (iequals(sub, "DIGEST") && argv.size() == 2 && replica_->schema_block()) [[unlikely]] {
+    // Its state may hold part of the blocking entry: no state of any index (replica.h).
+    out->append(replica_->schema_blocked_reply());
   } else if (iequals(sub, "DIGEST") && argv.size() == 2) {
     // "<applied index> <digest> <schema version it was computed at>" (hmdb cluster digest).
     const core::StateDigest d = core::state_digest(*app_, replica_->requests());
@@ -608,6 +611,10 @@ StatisticsSources Node::statistics_sources(bool with_digest) const {
   s.schema_version = app_->schema_version();
   s.schema_version_oldest = app_->oldest_schema_version();
   s.schema_version_active = app_->active_schema_version();
+  if (const auto& block = replica_->schema_block()) {
+    s.schema_blocked_at_index = block->index;
+    s.schema_blocked_version = block->version;
+  }
   s.process_id = static_cast<uint64_t>(::getpid());
   s.port = port_;
   s.options = options_;

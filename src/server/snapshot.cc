@@ -47,6 +47,7 @@ constexpr int kSnapshotWritebackPeriodMs = 50;
 
 void Node::maybe_auto_snapshot() {
   if (options_.durability == Durability::kNone || snapshot_pid_ > 0 || draining_) return;
+  if (replica_->schema_block()) return;  // its state is no index's (start_snapshot)
   if (log_bytes_since_snapshot_ < options_.snapshot_log_bytes) return;
   log_line("snapshot: log grew by {} bytes since the last snapshot (limit {}): taking one", log_bytes_since_snapshot_,
            options_.snapshot_log_bytes);
@@ -56,6 +57,16 @@ void Node::maybe_auto_snapshot() {
 void Node::start_snapshot() {
   if (snapshot_pid_ > 0) {
     snapshot_again_ = true;  // the running one may not cover the latest writes
+    return;
+  }
+  if (const auto& block = replica_->schema_block()) [[unlikely]] {
+    // The blocking entry may be half applied (an activation's items before it): the state
+    // is not the state at the applied index, and a snapshot of it would be wrong.
+    snapshot_waiters_ = std::move(next_snapshot_waiters_);
+    next_snapshot_waiters_.clear();
+    finish_snapshot_waiters(fmt::format("-ERR no snapshot: this node stopped applying at log index {} (schema version "
+                                        "{}, which its binary does not read)\r\n",
+                                        block->index, block->version));
     return;
   }
   const raft::Index applied = replica_->applied_index();

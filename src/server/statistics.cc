@@ -56,6 +56,13 @@ constexpr Statistic kStatistics[] = {
     {"schema_version_active", kServer, kGauge, "hmdb_schema_version_active", "", "",
      "The cluster's active schema version as this node applied it: writes are validated and logged under it.",
      READ(s.schema_version_active)},
+    {"schema_blocked_at_index", kServer, kGauge, "hmdb_schema_blocked_at_index", "", "",
+     "0, or the log index where this node stopped applying: that entry needs schema_blocked_version, which this "
+     "binary does not read. Such a node votes and stores the log but applies nothing more, never leads and refuses "
+     "clients: restart it with a newer binary, or remove it.",
+     READ(s.schema_blocked_at_index)},
+    {"schema_blocked_version", kServer, kGauge, "hmdb_schema_blocked_version", "", "",
+     "0, or the schema version the entry at schema_blocked_at_index needs.", READ(s.schema_blocked_version)},
     {"process_id", kServer, kInfoOnly, "", "", "", "not a measurement", READ(s.process_id)},
     {"tcp_port", kServer, kInfoOnly, "", "", "", "configuration, known to the scraper", READ(s.port)},
     {"bind", kServer, kInfoOnly, "", "", "", "configuration, known to the scraper", READ(s.options.bind)},

@@ -70,6 +70,8 @@ struct StatisticsSources {
   uint32_t schema_version = 0;         // the newest the binary reads
   uint32_t schema_version_oldest = 0;  // the oldest it reads
   uint32_t schema_version_active = 0;  // replicated: what writes are logged under
+  uint64_t schema_blocked_at_index = 0;  // 0: not blocked (core::Replica::schema_block)
+  uint32_t schema_blocked_version = 0;
   uint64_t process_id = 0;
   uint16_t port = 0;  // the client port bound
   ServerOptions options;

@@ -251,6 +251,8 @@ bool fetch_members(const HostPort& node, int timeout_ms, std::vector<Member>* me
 
 std::string or_dash(const std::string& s) { return s.empty() ? "-" : s; }
 
+std::vector<SchemaView> schema_views(const std::vector<Member>& members);  // below
+
 int run_status(const ClusterArgs& args) {
   std::vector<Member> members;
   std::string error;
@@ -312,6 +314,10 @@ int run_status(const ClusterArgs& args) {
   for (size_t i = 0; i < members.size(); ++i)
     if (!views[i].reachable)
       std::printf("node %llu: %s\n", static_cast<unsigned long long>(members[i].id), views[i].error.c_str());
+  // A member that stopped applying at a schema version it does not read (INFO server).
+  const std::vector<SchemaView> schemas = schema_views(members);
+  for (size_t i = 0; i < members.size(); ++i)
+    if (const std::string b = blocked_text(members[i].id, schemas[i]); !b.empty()) std::printf("%s\n", b.c_str());
   return leader != nullptr ? 0 : 1;
 }
 
@@ -549,6 +555,8 @@ int run_schema(const ClusterArgs& args) {
                 versions_text(v.oldest, v.newest).c_str(), v.active ? std::to_string(v.active).c_str() : "-");
     if (v.active) actives.push_back(v.active);
   }
+  for (size_t i = 0; i < members.size(); ++i)
+    if (const std::string b = blocked_text(members[i].id, views[i]); !b.empty()) std::printf("%s\n", b.c_str());
   if (!actives.empty()) {
     const auto [lo, hi] = std::minmax_element(actives.begin(), actives.end());
     if (*lo == *hi) std::printf("active schema version: %u\n", *lo);
@@ -880,11 +888,26 @@ SchemaView schema_view_of(std::string_view info) {
   // is active.
   if (!parse_uint64(info_field(info, "schema_version_oldest"), &oldest) || oldest == 0 || oldest > newest) oldest = newest;
   if (!parse_uint64(info_field(info, "schema_version_active"), &active) || active > UINT32_MAX) active = 0;
+  uint64_t blocked = 0, blocked_version = 0;
+  if (parse_uint64(info_field(info, "schema_blocked_at_index"), &blocked) &&
+      parse_uint64(info_field(info, "schema_blocked_version"), &blocked_version) && blocked_version <= UINT32_MAX) {
+    v.blocked_index = blocked;
+    v.blocked_version = static_cast<uint32_t>(blocked_version);
+  }
   v.known = true;
   v.newest = static_cast<uint32_t>(newest);
   v.oldest = static_cast<uint32_t>(oldest);
   v.active = static_cast<uint32_t>(active);
   return v;
+}
+
+std::string blocked_text(uint64_t id, const SchemaView& v) {
+  if (!v.known || v.blocked_index == 0) return {};
+  return "node " + std::to_string(id) + ": BLOCKED at log index " + std::to_string(v.blocked_index) +
+         ": that entry needs schema version " + std::to_string(v.blocked_version) + ", and its binary reads " +
+         versions_text(v.oldest, v.newest) +
+         ". It applies nothing more, never leads and refuses clients, but stores the log and votes: restart it "
+         "with a binary that reads version " + std::to_string(v.blocked_version) + ", or remove it.";
 }
 
 std::vector<std::string> activation_obstacles(const std::vector<Member>& members, const std::vector<SchemaView>& views,

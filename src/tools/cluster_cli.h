@@ -170,7 +170,13 @@ struct SchemaView {
   std::string error;   // why not
   uint32_t oldest = 0, newest = 0;  // the versions its binary reads
   uint32_t active = 0;              // the active version it applied (0: not said, an older hmdb)
+  // Where it stopped applying (INFO schema_blocked_at_index, _version; 0: it did not).
+  uint64_t blocked_index = 0;
+  uint32_t blocked_version = 0;
 };
+// One line on a member that stopped applying at a schema version it does not read ("" if
+// it did not): for `status` and `schema`.
+std::string blocked_text(uint64_t id, const SchemaView& v);
 // From INFO server text (schema_version, schema_version_oldest, schema_version_active).
 SchemaView schema_view_of(std::string_view info);
 // Why `version` cannot be activated, one line per member in the way (empty: nothing is):

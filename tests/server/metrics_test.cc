@@ -241,6 +241,8 @@ StatisticsSources distinct_sources() {
   s.schema_version = 3;
   s.schema_version_oldest = 2;
   s.schema_version_active = 2;
+  s.schema_blocked_at_index = 811;
+  s.schema_blocked_version = 4;
   s.process_id = 21538;
   s.port = 47245;
   s.options.bind = "127.0.0.13";
@@ -342,6 +344,8 @@ constexpr std::string_view kGoldenInfoAll =
     "schema_version:3\r\n"
     "schema_version_oldest:2\r\n"
     "schema_version_active:2\r\n"
+    "schema_blocked_at_index:811\r\n"
+    "schema_blocked_version:4\r\n"
     "process_id:21538\r\n"
     "tcp_port:47245\r\n"
     "bind:127.0.0.13\r\n"
