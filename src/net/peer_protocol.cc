@@ -114,8 +114,11 @@ size_t message_body_bytes(const raft::Message& m) {
 std::string encode_hello_frame(uint64_t cluster_id, const Hello& hello) {
   HMDB_ASSERT(hello.peer_addr.size() <= kMaxAddressBytes && hello.client_addr.size() <= kMaxAddressBytes,
               "hello address too long (%zu, %zu bytes)", hello.peer_addr.size(), hello.client_addr.size());
+  const bool versions = hello.schema_newest != 0;
+  HMDB_ASSERT(!versions || (hello.schema_oldest >= 1 && hello.schema_oldest <= hello.schema_newest),
+              "hello schema versions %u..%u", hello.schema_oldest, hello.schema_newest);
   std::string out;
-  size_t body = 8 + 8 + 1 + hello.peer_addr.size() + 1 + hello.client_addr.size();
+  size_t body = 8 + 8 + 1 + hello.peer_addr.size() + 1 + hello.client_addr.size() + (versions ? 8 : 0);
   size_t at = begin_frame(&out, FrameKind::kHello, cluster_id, body);
   Encoder e(&out);
   e.u64(hello.from);
@@ -124,6 +127,10 @@ std::string encode_hello_frame(uint64_t cluster_id, const Hello& hello) {
   e.raw(hello.peer_addr);
   e.u8(static_cast<uint8_t>(hello.client_addr.size()));
   e.raw(hello.client_addr);
+  if (versions) {
+    e.u32(hello.schema_oldest);
+    e.u32(hello.schema_newest);
+  }
   seal(&out, at);
   return out;
 }
@@ -225,6 +232,13 @@ bool decode_hello(std::string_view body, Hello* out, std::string* error) {
             r.bytes(len, &out->peer_addr, "hello peer address") && r.u8(&len, "hello client address") &&
             r.bytes(len, &out->client_addr, "hello client address");
   if (ok && (out->from == raft::kNoNode || out->to == raft::kNoNode)) ok = r.fail("hello names node 0");
+  out->schema_oldest = out->schema_newest = 0;
+  if (ok && r.left() != 0) {
+    ok = r.u32(&out->schema_oldest, "hello schema versions") && r.u32(&out->schema_newest, "hello schema versions");
+    if (ok && (out->schema_oldest == 0 || out->schema_oldest > out->schema_newest))
+      ok = r.fail("hello schema versions " + std::to_string(out->schema_oldest) + ".." +
+                  std::to_string(out->schema_newest));
+  }
   if (ok && r.left() != 0) ok = r.fail(std::to_string(r.left()) + " trailing bytes after the hello");
   if (!ok) *error = r.error();
   return ok;

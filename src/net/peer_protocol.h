@@ -18,6 +18,9 @@
 //
 // Bodies (all integers little endian; strings are a length then bytes):
 //   hello:   u64 from | u64 to | u8 len, peer address | u8 len, client address
+//            [| u32 oldest, u32 newest schema version the sender's binary reads]
+//            (the versions are optional: a node from before them sends none, and a
+//            decoder takes both forms; docs/formats.md, "Peer protocol")
 //   refusal: u8 reason | u64 from (the refuser) | u64 to (the refused node, 0: unknown)
 //            | u64 config_index | u8 len, text (at most kMaxRefusalTextBytes)
 //   message: u8 type | u64 from, to, term, log_index, log_term, commit | u8 flags
@@ -65,7 +68,7 @@ inline constexpr uint32_t kMaxFrameBodyBytes = 64u << 20;
 // introduced itself may only buffer this much (an unauthenticated socket cannot make us
 // hold 64 MiB).
 inline constexpr size_t kMaxAddressBytes = 255;
-inline constexpr uint32_t kMaxHelloBodyBytes = 8 + 8 + 2 * (1 + kMaxAddressBytes);
+inline constexpr uint32_t kMaxHelloBodyBytes = 8 + 8 + 2 * (1 + kMaxAddressBytes) + 4 + 4;
 // Most entries in one message: raft charges kEntryOverheadBytes (32) per entry against
 // max_append_bytes, so 1 MiB appends hold at most 32768 entries; the bound allows
 // max_append_bytes up to 32 MiB.
@@ -115,6 +118,12 @@ struct Hello {
   raft::NodeId to = raft::kNoNode;
   std::string peer_addr;    // where the sender listens for peers ("host:port")
   std::string client_addr;  // where the sender serves clients ("host:port")
+  // The app schema versions the sender's binary reads (StateMachine::oldest_schema_version()
+  // .. schema_version()); both 0: not said (a node from before they were sent, or an
+  // encoder that knows no app). REQUIRES when said: 1 <= oldest <= newest (decoding refuses
+  // anything else).
+  uint32_t schema_oldest = 0;
+  uint32_t schema_newest = 0;
   bool operator==(const Hello&) const = default;
 };
 

@@ -126,6 +126,14 @@ const std::string* PeerTransport::client_addr_of(raft::NodeId id) const {
   return p != nullptr && p->has_hello_client_addr ? &p->hello_client_addr : nullptr;
 }
 
+bool PeerTransport::schema_versions_of(raft::NodeId id, uint32_t* oldest, uint32_t* newest) const {
+  const Peer* p = find_peer(id);
+  if (p == nullptr || p->hello_schema_newest == 0) return false;
+  *oldest = p->hello_schema_oldest;
+  *newest = p->hello_schema_newest;
+  return true;
+}
+
 const std::string* PeerTransport::peer_addr_of(raft::NodeId id) const {
   const Peer* p = find_peer(id);
   return p != nullptr ? dial_addr_of(*p) : nullptr;
@@ -240,7 +248,8 @@ void PeerTransport::dial(Peer* p) {
   p->want_write = true;
   // The Hello goes first; messages queued while connecting follow it.
   p->out = peer::encode_hello_frame(options_.cluster_id,
-                                    peer::Hello{options_.self, p->id, hello_peer_addr_, options_.advertise_client_addr});
+                                    peer::Hello{options_.self, p->id, hello_peer_addr_, options_.advertise_client_addr,
+                                                options_.schema_oldest, options_.schema_newest});
   p->out_offset = 0;
   p->written_in_front = 0;
   p->frames.push_back(QueuedFrame{p->out.size(), false});
@@ -655,6 +664,8 @@ bool PeerTransport::handle_frame(uint64_t conn, Inbound* in, const peer::Frame& 
     p->hello_peer_addr = hello.peer_addr;
     p->hello_client_addr = hello.client_addr;
     p->has_hello_peer_addr = p->has_hello_client_addr = true;
+    p->hello_schema_oldest = hello.schema_oldest;
+    p->hello_schema_newest = hello.schema_newest;
     log_for(&p->log_budget, fmt::format("node {} connected from {} (peer address {}, client address {})", hello.from,
                                         in->remote, hello.peer_addr, hello.client_addr));
     if (moved && p->state != Peer::State::kIdle) {

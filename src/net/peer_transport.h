@@ -130,6 +130,8 @@ struct PeerTransportOptions {
   uint16_t listen_port = 0;  // 0: ephemeral (tests); see port()
   std::string advertise_peer_addr;    // sent in our Hello; "": listen_host:port()
   std::string advertise_client_addr;  // sent in our Hello
+  // The app schema versions this node's binary reads, sent in our Hello (0, 0: not said).
+  uint32_t schema_oldest = 0, schema_newest = 0;
   uint64_t max_queue_bytes_per_peer = kPeerQueueBytesMax;
   // One line per refusal/connect/disconnect, rate-limited per peer. May be empty.
   std::function<void(const std::string&)> log;
@@ -185,6 +187,9 @@ class PeerTransport {
   const std::string* client_addr_of(raft::NodeId id) const;
   // set_address's, else learnt from its Hello (or null).
   const std::string* peer_addr_of(raft::NodeId id) const;
+  // The schema versions node id's binary reads, from its latest Hello: false if no Hello
+  // came yet, or it said none (a node from before they were sent).
+  bool schema_versions_of(raft::NodeId id, uint32_t* oldest, uint32_t* newest) const;
 
   std::vector<PeerStats> stats() const;
   // Frames refused on connections whose sender is not a known peer (no Hello yet, or a
@@ -207,6 +212,7 @@ class PeerTransport {
     std::string dial_addr;    // from set_address
     std::string hello_peer_addr, hello_client_addr;  // from its Hello
     bool has_hello_peer_addr = false, has_hello_client_addr = false;
+    uint32_t hello_schema_oldest = 0, hello_schema_newest = 0;  // 0: not said
     // Outbound connection.
     enum class State : uint8_t { kIdle, kConnecting, kConnected } state = State::kIdle;
     int fd = -1;

@@ -134,6 +134,8 @@ Status Node::start_cluster() {
   o.listen_port = peer.port;
   o.advertise_peer_addr = options_.peer_addr;
   o.advertise_client_addr = format_host_port(options_.bind, port_);
+  o.schema_oldest = app_->oldest_schema_version();  // the leader's activation gate (schema_command)
+  o.schema_newest = app_->schema_version();
   o.max_queue_bytes_per_peer = kPeerQueueBytesPerPeer;
   o.log = [](const std::string& line) { log_line("peers: {}", line); };
   o.on_refused = [this](const net::PeerRefusal& r) { on_peer_refusal(r); };
@@ -315,8 +317,8 @@ core::ShellResult Node::schema_command(Session& s, Args argv, uint64_t seq, std:
     out->append(replica_->redirect_reply());
     return core::ShellResult::kReplied;
   }
-  // What the leader can check. That every voter reads `version` is checked by `hmdb cluster
-  // schema activate`, which asks each one (docs/cluster.md, "Schema versions").
+  // The leader's checks; `hmdb cluster schema activate` also asks every member first and
+  // refuses while any one does not read `version` (docs/cluster.md, "Schema versions").
   const uint32_t active = app_->active_schema_version();
   if (version <= active) {
     r.error(fmt::format("ERR schema version {} is not above the active version {}", version, active));
@@ -327,6 +329,42 @@ core::ShellResult Node::schema_command(Session& s, Args argv, uint64_t seq, std:
                         app_->oldest_schema_version(), app_->schema_version(), app_->app_name(), version));
     return core::ShellResult::kReplied;
   }
+  // The gate: a voter that does not read `version` stops applying at the activation and
+  // never leads again, so the cluster keeps serving only while a quorum of voters reads it.
+  // Each peer's binary says what it reads in its Hello; one not heard from (or an hmdb from
+  // before Hellos carried versions) counts as not reading it.
+  const raft::Status st = raft_->status();
+  size_t readers = 0;
+  std::vector<std::string> left;  // voters and learners that would be left blocked
+  auto judge = [&](raft::NodeId id, bool voter) {
+    uint32_t oldest = 0, newest = 0;
+    bool known = true;
+    if (id == options_.node_id) {
+      oldest = app_->oldest_schema_version();
+      newest = app_->schema_version();
+    } else {
+      known = transport_ && transport_->schema_versions_of(id, &oldest, &newest);
+    }
+    if (known && version >= oldest && version <= newest) {
+      readers += voter ? 1 : 0;
+      return;
+    }
+    left.push_back(fmt::format("node {} ({}{})", id, voter ? "voter" : "learner",
+                               known ? fmt::format(", reads {}..{}", oldest, newest)
+                                     : ", its versions are unknown here: no peer hello from it with versions"));
+  };
+  for (raft::NodeId v : st.conf.voters) judge(v, true);
+  for (raft::NodeId l : st.conf.learners) judge(l, false);
+  const size_t quorum = st.conf.voters.size() / 2 + 1;
+  if (readers < quorum) {
+    r.error(fmt::format("ERR refused: {} of {} voters read schema version {}, and a quorum is {}; these would be "
+                        "left blocked: {}. Upgrade them first",
+                        readers, st.conf.voters.size(), version, quorum, fmt::join(left, ", ")));
+    return core::ShellResult::kReplied;
+  }
+  if (!left.empty())
+    log_line("schema: activating version {} leaves these nodes blocked at the activation (they will apply nothing "
+             "more and never lead): {}", version, fmt::join(left, ", "));
   replica_->activate_schema(static_cast<uint32_t>(version), s.id(), seq);
   log_line("schema: proposing to activate version {} of app {} (active: {})", version, app_->app_name(), active);
   return core::ShellResult::kWaitCluster;
@@ -400,6 +438,16 @@ core::ShellResult Node::cluster_command(Session& s, Args argv, uint64_t seq, std
     if (id == options_.node_id) {
       r.ok();
       return core::ShellResult::kReplied;
+    }
+    // A node whose binary does not read the active version would not take it (it stopped
+    // applying, or will: docs/cluster.md, "Schema versions").
+    if (uint32_t oldest = 0, newest = 0; transport_ && transport_->schema_versions_of(id, &oldest, &newest)) {
+      const uint32_t active = app_->active_schema_version();
+      if (active < oldest || active > newest) {
+        r.error(fmt::format("ERR node {} reads schema versions {}..{}, not the active version {}: it cannot lead",
+                            id, oldest, newest, active));
+        return core::ShellResult::kReplied;
+      }
     }
     replica_->transfer(id, s.id(), seq, turn_steady_ms_ + kClusterCommandTimeoutMs, kClusterCommandTimeoutMs);
     log_line("cluster: transferring leadership to node {}", id);

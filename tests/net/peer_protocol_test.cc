@@ -120,7 +120,9 @@ TEST(PeerProtocol, SnapshotChunkOfOneMebibyteAndManyEntriesRoundTrip) {
 }
 
 TEST(PeerProtocol, HelloRoundTrips) {
-  Hello h{3, 1, "127.0.0.1:7400", std::string(kMaxAddressBytes, 'a')};
+  Hello h{3, 1, "127.0.0.1:7400", std::string(kMaxAddressBytes, 'a'), 1, 0xffffffffu};
+  EXPECT_EQ(encode_hello_frame(kCluster, h).size(), kFrameHeaderBytes + kMaxHelloBodyBytes - kMaxAddressBytes + 14)
+      << "the largest hello but for its peer address";
   std::string bytes = encode_hello_frame(kCluster, h);
   Frame f;
   std::string error;
@@ -303,11 +305,39 @@ TEST(PeerProtocol, MessageDecoderEnforcesCountBounds) {
   EXPECT_NE(error.find("voters"), std::string::npos) << error;
 }
 
-TEST(PeerProtocol, HelloDecoderIsStrict) {
-  std::string body = body_of(encode_hello_frame(kCluster, Hello{2, 1, "a:1", "b:2"}));
+// A hello without schema versions (from a node before they were sent) decodes as "not
+// said"; one with them round-trips; versions 0 or out of order are refused.
+TEST(PeerProtocol, HelloSchemaVersionsAreOptional) {
+  std::string old_form = body_of(encode_hello_frame(kCluster, Hello{2, 1, "a:1", "b:2"}));
   Hello h;
   std::string error;
-  for (size_t n = 0; n < body.size(); n++) EXPECT_FALSE(decode_hello(std::string_view(body.data(), n), &h, &error));
+  h.schema_oldest = h.schema_newest = 7;
+  ASSERT_TRUE(decode_hello(old_form, &h, &error)) << error;
+  EXPECT_EQ(h, (Hello{2, 1, "a:1", "b:2", 0, 0}));
+  std::string new_form = body_of(encode_hello_frame(kCluster, Hello{2, 1, "a:1", "b:2", 1, 2}));
+  EXPECT_EQ(new_form.size(), old_form.size() + 8);
+  ASSERT_TRUE(decode_hello(new_form, &h, &error)) << error;
+  EXPECT_EQ(h, (Hello{2, 1, "a:1", "b:2", 1, 2}));
+  for (auto [oldest, newest] : {std::pair<uint32_t, uint32_t>{0, 2}, {3, 2}, {0, 0}}) {
+    std::string bad = old_form;
+    for (uint32_t v : {oldest, newest})
+      for (int i = 0; i < 4; i++) bad.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+    EXPECT_FALSE(decode_hello(bad, &h, &error)) << oldest << ".." << newest;
+    EXPECT_NE(error.find("schema versions"), std::string::npos) << error;
+  }
+  // Part of the versions is a truncated hello, not an old one.
+  EXPECT_FALSE(decode_hello(old_form + std::string(4, '\1'), &h, &error));
+}
+
+TEST(PeerProtocol, HelloDecoderIsStrict) {
+  std::string body = body_of(encode_hello_frame(kCluster, Hello{2, 1, "a:1", "b:2", 1, 1}));
+  Hello h;
+  std::string error;
+  // Every prefix fails except the one that ends where a hello without versions ends.
+  const size_t old_form_bytes = body.size() - 8;
+  for (size_t n = 0; n < body.size(); n++) {
+    if (n != old_form_bytes) EXPECT_FALSE(decode_hello(std::string_view(body.data(), n), &h, &error)) << n;
+  }
   EXPECT_FALSE(decode_hello(body + std::string(1, '\0'), &h, &error));
   EXPECT_NE(error.find("trailing"), std::string::npos) << error;
   std::string zero = body_of(encode_hello_frame(kCluster, Hello{0, 1, "", ""}));

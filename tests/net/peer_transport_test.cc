@@ -75,6 +75,7 @@ std::unique_ptr<TestNode> make_node(raft::NodeId id, uint64_t cluster = kCluster
   o.listen_host = "127.0.0.1";
   o.listen_port = port;
   o.advertise_client_addr = "127.0.0.1:" + std::to_string(7000 + id);
+  if (id == 1) o.schema_oldest = 1, o.schema_newest = 2;  // the others say no versions, as older nodes
   o.max_queue_bytes_per_peer = max_queue;
   TestNode* raw = n.get();
   o.log = [raw](const std::string& line) { raw->logs.push_back(line); };
@@ -201,6 +202,13 @@ TEST(PeerTransport, TwoNodesExchangeMessagesBothWays) {
   ASSERT_NE(a->t->peer_addr_of(2), nullptr);
   EXPECT_EQ(*a->t->peer_addr_of(2), b->addr());
   EXPECT_EQ(a->t->client_addr_of(3), nullptr);
+  // Schema versions learnt from the Hello: node 1 says 1..2, node 2 says none.
+  uint32_t oldest = 0, newest = 0;
+  ASSERT_TRUE(b->t->schema_versions_of(1, &oldest, &newest));
+  EXPECT_EQ(oldest, 1u);
+  EXPECT_EQ(newest, 2u);
+  EXPECT_FALSE(a->t->schema_versions_of(2, &oldest, &newest));
+  EXPECT_FALSE(a->t->schema_versions_of(3, &oldest, &newest));
   auto sa = a->stats_of(2);
   EXPECT_EQ(sa.msgs_sent, sent.size());
   EXPECT_EQ(sa.msgs_dropped, 0u);
@@ -449,9 +457,9 @@ TEST(PeerTransport, QueueBoundDropsAndCounts) {
   Message m = msg(MessageType::kAppend, 1, 2, 0);
   m.entries[0].data.assign(1000, 'x');
   size_t frame = peer::message_frame_bytes(m);
-  size_t hello = peer::encode_hello_frame(kCluster, peer::Hello{1, 2, "127.0.0.1:" + std::to_string(0), "127.0.0.1:7001"}).size();
+  size_t hello = peer::encode_hello_frame(kCluster, peer::Hello{1, 2, "127.0.0.1:" + std::to_string(0), "127.0.0.1:7001", 1, 2}).size();
   auto a = make_node(1, kCluster, 0, /*max_queue=*/hello + 3 * frame + frame / 2);
-  hello = peer::encode_hello_frame(kCluster, peer::Hello{1, 2, a->addr(), "127.0.0.1:7001"}).size();
+  hello = peer::encode_hello_frame(kCluster, peer::Hello{1, 2, a->addr(), "127.0.0.1:7001", 1, 2}).size();
   a->t->poll(now_ms(), &a->got);
   a->t->set_address(2, b->addr());
   // Without flush() nothing is written: the bound sees every queued byte.
