@@ -14,10 +14,16 @@ TRANSFER takes major units where version 1 took minor ones).
           active version 1 applies on all three, and `hmdb cluster digest` finds them
           identical at schema version 1 (version 2 hashes its state in version 1's layout).
           `hmdb cluster schema activate 2` refuses, naming node 3, and proposes nothing.
-          Forced on the leader (CLUSTER SCHEMA ACTIVATE 2), the activation commits on the two
-          nodes that read it; node 3 stops at it with exit code 1 and says why, nothing past
-          the entry before applied; the other two go on with version 2's words. Node 3
-          restarted with hmdb-ledger-v2 catches up: all three identical at version 2.
+          By hand on the leader (CLUSTER SCHEMA ACTIVATE 2: 2 of 3 voters read it) the
+          activation commits; node 3 stays up, blocked at it (INFO, its log, `hmdb cluster
+          status` and `schema` say so; it refuses clients, a transfer to it is refused),
+          nothing past the entry before applied, but it stores the log. Restarted with the
+          same binary it is blocked at the same index. kill -9 of the leader: the other
+          version-2 node leads (node 3 votes, never leads) and the two serve writes. Node 3
+          restarted with hmdb-ledger-v2, and the old leader, catch up: identical at version 2.
+  gate    node 1 runs hmdb-ledger-v2, nodes 2 and 3 hmdb-ledger: the leader (node 1) refuses
+          CLUSTER SCHEMA ACTIVATE 2, naming both (1 of 3 voters reads it), and proposes
+          nothing.
 
 Every wait is a bounded poll of a real condition. Usage: schema_test.py --ledger BIN
 --ledger-v2 BIN [--case NAME] [--keep] [HMDB_BINARY (ignored: the ledgers are the binaries)]
@@ -122,6 +128,41 @@ def case_single(c, ledger, ledger_v2):
     check(digest_version(n) == 2, "the digest at active version 2")
 
 
+def wait_for(what, fn, timeout):
+    """Polls fn() until it returns a true value (returned), or fails naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise harness.TestFailure("%s: not within %.0fs" % (what, timeout))
+        time.sleep(cl.POLL_INTERVAL_S)
+
+
+def blocked_at(node):
+    """(schema_blocked_at_index, schema_blocked_version) from INFO server; (0, 0): not blocked."""
+    info = server_info(node)
+    return int(info.get("schema_blocked_at_index", "0")), int(info.get("schema_blocked_version", "0"))
+
+
+def check_blocked(old, index):
+    """old runs, is blocked at `index` (activating version 2), refuses clients and says so."""
+    check(blocked_at(old) == (index, 2), "%s: INFO server %r" % (old, blocked_at(old)))
+    check(int(old.info()["applied_index"]) == index - 1, "%s applied up to the entry before" % old)
+    refused = old.call("BALANCE", "alice")
+    check(isinstance(refused, resp.RespError) and ("stopped applying at log index %d" % index) in refused.message
+          and "schema version 2" in refused.message, "a blocked node's reply to a query: %r" % (refused,))
+    check(isinstance(old.call("CLUSTER", "DIGEST"), resp.RespError), "a blocked node has no digest")
+    check(("schema: BLOCKED at log index %d" % index) in old.log(), "the log line:\n%s" % old.log_tail())
+
+
+def wait_caught_up(node, leader):
+    """Until node's log holds everything the leader's does (INFO last_index)."""
+    wait_for("%s holds the leader's log" % node,
+             lambda: int(node.info()["last_index"]) >= int(leader.info()["last_index"]), CONVERGE_TIMEOUT_S)
+
+
 def case_mixed(c, ledger, ledger_v2):
     old = c.node(3)
     leader = c.wait_leader(LEADER_TIMEOUT_S)
@@ -140,41 +181,91 @@ def case_mixed(c, ledger, ledger_v2):
           and "reads schema versions 1..1" in out, "the tool refuses (exit %d):\n%s" % (code, out))
     check(all(server_info(n).get("schema_version_active") == "1" for n in c.nodes), "nothing activated")
 
-    # Forced past the tool, on a leader that reads version 2.
+    # By hand, on a leader that reads version 2: 2 of 3 voters read it, a quorum.
     if c.wait_leader(LEADER_TIMEOUT_S) is old:
         code, out = cli(ledger_v2, "--addr", old.client_addr, "transfer", "1")
         check(code == 0, "transfer to node 1 (exit %d):\n%s" % (code, out))
     leader = c.wait_leader(LEADER_TIMEOUT_S)
     check(leader is not old, "a version-2 node leads")
-    applied_before = int(old.info()["applied_index"])
+    other = [n for n in c.nodes if n is not leader and n is not old][0]
     check(leader.call("CLUSTER", "SCHEMA", "ACTIVATE", "2") == "OK", "the activation commits")
-    try:
-        code = old.proc.wait(timeout=EXIT_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise harness.TestFailure("%s did not stop at the activation\n%s" % (old, old.log_tail()))
-    cl._live_nodes.discard(old)
-    log = old.log()
-    check(code == 1, "%s exited with %d\n%s" % (old, code, old.log_tail()))
-    check("activates schema version 2 of app 'ledger'; this binary reads versions 1..1: upgrade the binary" in log,
-          "node 3's last words:\n%s" % old.log_tail())
-    check("Nothing was applied past index" in log, old.log_tail())
-    # The two version-2 nodes go on: a majority.
+    check("leaves these nodes blocked at the activation" in leader.log() and "node 3 (voter, reads 1..1)" in leader.log(),
+          "the leader names the node it leaves blocked:\n%s" % leader.log_tail())
+    index = wait_for("node 3 blocked", lambda: blocked_at(old)[0], CONVERGE_TIMEOUT_S)
+    check_blocked(old, index)
+    check(server_info(old).get("schema_version_active") == "1", "node 3 never applied the activation")
+    # A leadership transfer to it is refused by the leader (it does not read the active version).
+    code, out = cli(ledger_v2, "--addr", leader.client_addr, "transfer", "3")
+    check(code == 1 and "not the active version 2" in out, "transfer to node 3 (exit %d):\n%s" % (code, out))
+    # status and schema say so.
+    for verb in ("status", "schema"):
+        code, out = cli(ledger_v2, "--addr", leader.client_addr, verb)
+        check(("node 3: BLOCKED at log index %d" % index) in out, "cluster %s:\n%s" % (verb, out))
+
+    # Writes go on, and node 3 still stores the log.
     check(leader.call("TRANSFER", "bank", "alice", "0.43", "USD") > 0, "version 2's words once it is active")
     check(balance(leader, "alice") == 400, "alice: %d" % balance(leader, "alice"))
-    check(applied_before > 0, "node 3 had applied the version-1 entries")
+    wait_caught_up(old, leader)
 
-    # Node 3 upgraded: the same data directory, the version-2 binary.
+    # Restarted with the same binary, it stops at the same place (it replays its log).
+    check(old.terminate() == 0, "SIGTERM to the blocked node")
+    old.start()
+    wait_for("node 3 blocked again", lambda: blocked_at(old)[0], CONVERGE_TIMEOUT_S)
+    check_blocked(old, index)
+    check(leader.call("TRANSFER", "bank", "alice", "1", "USD") > 0, "a write after node 3 came back")
+    wait_caught_up(old, leader)
+    wait_caught_up(other, leader)
+
+    # kill -9 the leader: node 3 votes for the other version-2 node but never leads, and
+    # the two keep serving (every commit needs node 3's acknowledgement now).
+    leader.kill()
+    new_leader = c.wait_leader(LEADER_TIMEOUT_S, nodes=[other, old])
+    check(new_leader is other, "the version-2 node leads, not %s" % new_leader)
+    check(other.call("TRANSFER", "bank", "alice", "1", "USD") > 0, "a write with only nodes %d and 3" % other.id)
+    check(balance(other, "alice") == 600, "alice: %d" % balance(other, "alice"))
+    for role in ("precandidate", "candidate", "leader"):
+        check((" -> %s in term" % role) not in old.log(), "node 3 never campaigned:\n%s" % old.log_tail())
+    check_blocked(old, index)
+
+    # Node 3 upgraded: the same data directory, the version-2 binary. Then the old leader.
+    check(old.terminate() == 0, "SIGTERM to the blocked node")
     old.binary = ledger_v2
     old.start()
+    leader.start()
     c.wait_converged(CONVERGE_TIMEOUT_S)
     for n in c.nodes:
-        check(balance(n, "alice") == 400, "%s: alice has %d" % (n, balance(n, "alice")))
+        check(balance(n, "alice") == 600, "%s: alice has %d" % (n, balance(n, "alice")))
         check(server_info(n).get("schema_version_active") == "2", "%s: active version" % n)
+        check(blocked_at(n) == (0, 0), "%s: not blocked" % n)
     code, out = cli(ledger_v2, "--addr", c.node(1).client_addr, "digest")
-    check(code == 0 and "compared at schema version 2" in out, "all at version 2 (exit %d):\n%s" % (code, out))
+    check(code == 0 and "identical" in out and "compared at schema version 2" in out,
+          "all at version 2 (exit %d):\n%s" % (code, out))
 
 
-CASES = {"single": (case_single, 1), "mixed": (case_mixed, 3)}
+def case_gate(c, ledger, ledger_v2):
+    """Nodes 2 and 3 run version 1: the leader refuses to activate 2 (1 of 3 voters reads it)."""
+    new = c.node(1)
+    leader = c.wait_leader(LEADER_TIMEOUT_S)
+    accounts(leader)
+    if leader is not new:
+        code, out = cli(ledger_v2, "--addr", leader.client_addr, "transfer", "1")
+        check(code == 0, "transfer to node 1 (exit %d):\n%s" % (code, out))
+    check(c.wait_leader(LEADER_TIMEOUT_S) is new, "node 1 leads")
+    # Every peer said what it reads in its hello by now: each one acknowledged an entry.
+    check(new.call("TRANSFER", "bank", "alice", "5", "USD") > 0, "a write")
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    refused = new.call("CLUSTER", "SCHEMA", "ACTIVATE", "2")
+    check(isinstance(refused, resp.RespError) and "1 of 3 voters read schema version 2, and a quorum is 2" in refused.message
+          and "node 2 (voter, reads 1..1)" in refused.message and "node 3 (voter, reads 1..1)" in refused.message,
+          "the leader refuses: %r" % (refused,))
+    index = c.wait_converged(CONVERGE_TIMEOUT_S)
+    for n in c.nodes:
+        check(server_info(n).get("schema_version_active") == "1", "%s: nothing activated" % n)
+    check(new.call("TRANSFER", "bank", "alice", "5", "USD") > 0, "writes go on")
+    check(c.wait_converged(CONVERGE_TIMEOUT_S) == index + 1, "one entry more: nothing was proposed")
+
+
+CASES = {"single": (case_single, 1), "mixed": (case_mixed, 3), "gate": (case_gate, 3)}
 
 
 def main():
@@ -192,6 +283,9 @@ def main():
         t0 = time.monotonic()
         c = cl.Cluster(ledger_v2, work, nodes=nodes, cluster_id="hmdb-schema")
         if name == "mixed":
+            c.node(3).binary = ledger
+        if name == "gate":
+            c.node(2).binary = ledger
             c.node(3).binary = ledger
         try:
             c.start()
