@@ -330,7 +330,7 @@ core::ShellResult Node::schema_command(Session& s, Args argv, uint64_t seq, std:
     return core::ShellResult::kReplied;
   }
   // The gate: a voter that does not read `version` stops applying at the activation and
-  // never leads again, so the cluster keeps serving only while a quorum of voters reads it.
+  // does not lead, so the cluster keeps serving only while a quorum of voters reads it.
   // Each peer's binary says what it reads in its Hello; one not heard from (or an hmdb from
   // before Hellos carried versions) counts as not reading it.
   const raft::Status st = raft_->status();
@@ -364,7 +364,7 @@ core::ShellResult Node::schema_command(Session& s, Args argv, uint64_t seq, std:
   }
   if (!left.empty())
     log_line("schema: activating version {} leaves these nodes blocked at the activation (they will apply nothing "
-             "more and never lead): {}", version, fmt::join(left, ", "));
+             "more and not lead): {}", version, fmt::join(left, ", "));
   replica_->activate_schema(static_cast<uint32_t>(version), s.id(), seq);
   log_line("schema: proposing to activate version {} of app {} (active: {})", version, app_->app_name(), active);
   return core::ShellResult::kWaitCluster;

@@ -494,11 +494,11 @@ void Node::applied(const raft::Entry& entry) {
 
 void Node::schema_blocked(const raft::Entry& e, const core::ApplyResult& r) {
   // Stopping would take a voter away from a cluster that may need it for its quorum: the
-  // node stays, keeps its log and votes, but applies nothing more and never leads (a leader
+  // node stays, keeps its log and votes, but applies nothing more and does not lead (a leader
   // must apply). docs/cluster.md, "Schema versions".
   raft_->set_may_lead(false);
   log_line("schema: BLOCKED at log index {}: it {} {}. This node applies nothing from there on (applied index {}), "
-           "never leads, and refuses clients' commands; it still stores the log and votes. Restart it with a binary "
+           "does not lead, and refuses clients' commands; it still stores the log and votes. Restart it with a binary "
            "that reads version {}, or remove it from the cluster.",
            e.index, r.activation ? "activates" : "was logged under", core::unreadable_schema(*app_, r.schema_version),
            replica_->applied_index(), r.schema_version);

@@ -58,7 +58,7 @@ constexpr Statistic kStatistics[] = {
      READ(s.schema_version_active)},
     {"schema_blocked_at_index", kServer, kGauge, "hmdb_schema_blocked_at_index", "", "",
      "0, or the log index where this node stopped applying: that entry needs schema_blocked_version, which this "
-     "binary does not read. Such a node votes and stores the log but applies nothing more, never leads and refuses "
+     "binary does not read. Such a node votes and stores the log but applies nothing more, does not lead and refuses "
      "clients: restart it with a newer binary, or remove it.",
      READ(s.schema_blocked_at_index)},
     {"schema_blocked_version", kServer, kGauge, "hmdb_schema_blocked_version", "", "",

@@ -906,7 +906,7 @@ std::string blocked_text(uint64_t id, const SchemaView& v) {
   return "node " + std::to_string(id) + ": BLOCKED at log index " + std::to_string(v.blocked_index) +
          ": that entry needs schema version " + std::to_string(v.blocked_version) + ", and its binary reads " +
          versions_text(v.oldest, v.newest) +
-         ". It applies nothing more, never leads and refuses clients, but stores the log and votes: restart it "
+         ". It applies nothing more, does not lead and refuses clients, but stores the log and votes: restart it "
          "with a binary that reads version " + std::to_string(v.blocked_version) + ", or remove it.";
 }
 
@@ -922,7 +922,7 @@ std::vector<std::string> activation_obstacles(const std::vector<Member>& members
       out.push_back(who + " did not answer, and every member must be asked: " + v.error);
     } else if (version < v.oldest || version > v.newest) {
       out.push_back(who + " reads schema versions " + versions_text(v.oldest, v.newest) +
-                    ": it would stop at the activation (upgrade it, or remove it from the cluster)");
+                    ": it would be left blocked at the activation (upgrade it, or remove it from the cluster)");
     }
   }
   return out;

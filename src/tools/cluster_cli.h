@@ -181,7 +181,7 @@ std::string blocked_text(uint64_t id, const SchemaView& v);
 SchemaView schema_view_of(std::string_view info);
 // Why `version` cannot be activated, one line per member in the way (empty: nothing is):
 // a member that did not answer (every one must be asked), or whose binary does not read
-// `version` (a voter would stop at the activation, and so would a learner).
+// `version` (a voter would be left blocked at the activation, and so would a learner).
 std::vector<std::string> activation_obstacles(const std::vector<Member>& members, const std::vector<SchemaView>& views,
                                               uint32_t version);
 

@@ -453,6 +453,23 @@ TEST(Schema, AMembersVersionsFromItsInfo) {
   EXPECT_FALSE(schema_view_of("# Server\r\napp:kv\r\n").known);
 }
 
+TEST(Schema, ABlockedMemberIsNamed) {
+  SchemaView v = schema_view_of("# Server\r\nschema_version:1\r\nschema_version_oldest:1\r\n"
+                                "schema_version_active:1\r\nschema_blocked_at_index:0\r\nschema_blocked_version:0\r\n");
+  EXPECT_EQ(v.blocked_index, 0u);
+  EXPECT_EQ(blocked_text(3, v), "");
+  v = schema_view_of("# Server\r\nschema_version:1\r\nschema_version_oldest:1\r\nschema_version_active:1\r\n"
+                     "schema_blocked_at_index:812\r\nschema_blocked_version:2\r\n");
+  EXPECT_EQ(v.blocked_index, 812u);
+  EXPECT_EQ(v.blocked_version, 2u);
+  EXPECT_EQ(blocked_text(3, v),
+            "node 3: BLOCKED at log index 812: that entry needs schema version 2, and its binary reads 1..1. It applies "
+            "nothing more, does not lead and refuses clients, but stores the log and votes: restart it with a binary that "
+            "reads version 2, or remove it.");
+  // An hmdb from before blocking says nothing: not blocked.
+  EXPECT_EQ(schema_view_of("# Server\r\nschema_version:1\r\n").blocked_index, 0u);
+}
+
 TEST(Schema, ActivationIsRefusedWhileAMemberCannotReadTheVersionOrDidNotAnswer) {
   std::vector<Member> members = {{1, "127.0.0.1:7379", "127.0.0.1:17379", true, true, false},
                                  {2, "127.0.0.1:7380", "127.0.0.1:17380", true, false, false},
@@ -462,8 +479,8 @@ TEST(Schema, ActivationIsRefusedWhileAMemberCannotReadTheVersionOrDidNotAnswer) 
   std::vector<std::string> out = activation_obstacles(members, {v12, v1, v23}, 2);
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0],
-            "node 2 (voter, 127.0.0.1:7380) reads schema versions 1..1: it would stop at the activation (upgrade it, or "
-            "remove it from the cluster)");
+            "node 2 (voter, 127.0.0.1:7380) reads schema versions 1..1: it would be left blocked at the activation (upgrade "
+            "it, or remove it from the cluster)");
   out = activation_obstacles(members, {v12, v12, v1}, 2);
   ASSERT_EQ(out.size(), 1u) << "a learner would stop too";
   EXPECT_NE(out[0].find("node 3 (learner"), std::string::npos);
