@@ -286,7 +286,7 @@ int64_t PubSub::emit(uint64_t ordinal, std::string_view channel, std::string_vie
   if (subscribers_ == 0) return 0;
   int64_t receivers = 0;
   std::vector<uint64_t> slow;  // ended after the loops: ending changes the lists they walk
-  auto deliver = [&](const std::vector<uint64_t>& ids, Frames& frames, std::string_view pattern) {
+  auto deliver = [&](const std::vector<uint64_t>& ids, Frames& frames, const std::string* pattern) {
     for (uint64_t id : ids) {
       ClientSession* s = host_.session(id);
       if (!s) continue;
@@ -303,13 +303,13 @@ int64_t PubSub::emit(uint64_t ordinal, std::string_view channel, std::string_vie
   if (auto it = channels_.find(channel); it != channels_.end()) {
     Frames& frames = frames_scratch_;
     for (bool& m : frames.made) m = false;
-    deliver(it->second, frames, {});
+    deliver(it->second, frames, nullptr);
   }
   for (const auto& [pattern, ids] : patterns_) {
     if (!glob_match(pattern, channel)) continue;
     Frames& frames = frames_scratch_;
     for (bool& m : frames.made) m = false;
-    deliver(ids, frames, pattern);
+    deliver(ids, frames, &pattern);
   }
   for (uint64_t id : slow) {
     ClientSession* s = host_.session(id);
@@ -320,17 +320,17 @@ int64_t PubSub::emit(uint64_t ordinal, std::string_view channel, std::string_vie
   return receivers;
 }
 
-bool PubSub::send_message(ClientSession& s, Frames& frames, std::string_view pattern, std::string_view channel,
+bool PubSub::send_message(ClientSession& s, Frames& frames, const std::string* pattern, std::string_view channel,
                           std::string_view message, EventPosition position, uint64_t term) {
   Subscriber& sub = *s.subscriber;
   const size_t kind = (s.protocol == Protocol::kResp3 ? 2 : 0) + (sub.positioned ? 1 : 0);
   std::string& frame = frames.bytes[kind];
   if (!frames.made[kind]) {
     frame.clear();
-    const bool is_pattern = !pattern.empty();
+    const bool is_pattern = pattern != nullptr;  // "" is a pattern too (it matches the empty channel)
     frame_header(&frame, s.protocol, (is_pattern ? 4 : 3) + (sub.positioned ? 2 : 0));
     put_bulk(&frame, is_pattern ? "pmessage" : "message");
-    if (is_pattern) put_bulk(&frame, pattern);
+    if (is_pattern) put_bulk(&frame, *pattern);
     put_bulk(&frame, channel);
     put_bulk(&frame, message);
     if (sub.positioned) {
@@ -610,13 +610,13 @@ PubSub::Catchup PubSub::deliver_retained(ClientSession& s, const RetainedEvent& 
   if (channel) {
     Frames& frames = frames_scratch_;
     for (bool& m : frames.made) m = false;
-    if (!send_message(s, frames, {}, e.channel, e.message, e.position, e.term)) return Catchup::kEnded;
+    if (!send_message(s, frames, nullptr, e.channel, e.message, e.position, e.term)) return Catchup::kEnded;
   }
   for (const std::string& pattern : sub.patterns) {
     if (!glob_match(pattern, e.channel)) continue;
     Frames& frames = frames_scratch_;
     for (bool& m : frames.made) m = false;
-    if (!send_message(s, frames, pattern, e.channel, e.message, e.position, e.term)) return Catchup::kEnded;
+    if (!send_message(s, frames, &pattern, e.channel, e.message, e.position, e.term)) return Catchup::kEnded;
   }
   return Catchup::kDelivered;
 }

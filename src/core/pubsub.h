@@ -252,8 +252,9 @@ class PubSub final : public EventHub {
   void evict();
   void pump_catching_up();
   bool catching_up_ready();
-  // Renders (once per kind) and appends one message; false if s was too slow and ended.
-  bool send_message(ClientSession& s, Frames& frames, std::string_view pattern, std::string_view channel,
+  // Renders (once per kind) and appends one message (a pmessage for `pattern`, a message if it is
+  // null); false if s was too slow and ended.
+  bool send_message(ClientSession& s, Frames& frames, const std::string* pattern, std::string_view channel,
                     std::string_view message, EventPosition position, uint64_t term);
   void end_subscription(ClientSession& s, std::string_view reason);
   void subscribe(ClientSession& s, Args names, bool pattern, std::optional<EventPosition> from, std::string* out);

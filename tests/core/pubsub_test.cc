@@ -98,6 +98,24 @@ TEST(PubSub, PatternsAndChannelsBothDeliverAndCountAsRedisDoes) {
   EXPECT_EQ(out(n), "*4\r\n$6\r\nnews.a\r\n:1\r\n$6\r\nnews.b\r\n:0\r\n:2\r\n*1\r\n$6\r\nnews.a\r\n");
 }
 
+// The empty pattern is a pattern (it matches the empty channel, as in Redis): its messages are
+// pmessages, live and caught up (found by subscription_fuzz: they were sent as plain messages
+// for a channel never subscribed; fuzz/corpus/subscription_fuzz/empty-pattern-message).
+TEST(PubSub, TheEmptyPatternDeliversPmessages) {
+  Node n;
+  n.send({{"PSUBSCRIBE", ""}}, 2);
+  n.send({{"HMDB.PSUBSCRIBE", "0", ""}}, 3);
+  EXPECT_EQ(out(n, 2), "*3\r\n$10\r\npsubscribe\r\n$0\r\n\r\n:1\r\n");
+  out(n, 3);
+  EXPECT_EQ(publish_n(n, 1, "", "m"), ":2\r\n");
+  EXPECT_EQ(out(n, 2), "*4\r\n$8\r\npmessage\r\n$0\r\n\r\n$0\r\n\r\n$2\r\nm0\r\n");
+  EXPECT_EQ(out(n, 3), "*6\r\n$8\r\npmessage\r\n$0\r\n\r\n$0\r\n\r\n$2\r\nm0\r\n$3\r\n2-0\r\n:1\r\n");
+  n.send({{"HMDB.PSUBSCRIBE", "1", ""}}, 4);  // caught up from the retained events
+  n.replica->end_turn();
+  EXPECT_EQ(out(n, 4), "*4\r\n$10\r\npsubscribe\r\n$0\r\n\r\n:1\r\n$1\r\n1\r\n"
+                       "*6\r\n$8\r\npmessage\r\n$0\r\n\r\n$0\r\n\r\n$2\r\nm0\r\n$3\r\n2-0\r\n:1\r\n");
+}
+
 // A confirmation leaves before any message of its subscription, and messages leave after the
 // replies of everything the subscriber sent before, even when those are still pending.
 TEST(PubSub, MessagesFollowTheRepliesOfEverythingSentBefore) {
