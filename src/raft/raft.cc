@@ -98,6 +98,7 @@ struct Progress {
   // kSnapshot
   SnapshotMeta snapshot_meta;
   uint64_t snapshot_offset = 0;  // next byte to send
+  uint64_t snapshot_total = 0;   // its size, once the host read a first chunk (0: not yet)
   uint32_t snapshot_stall_ticks = 0;
 };
 
@@ -1055,6 +1056,7 @@ struct Raft::Impl {
     pr.inflight.clear();
     pr.snapshot_meta = *latest_snapshot;
     pr.snapshot_offset = 0;
+    pr.snapshot_total = 0;
     request_snapshot_chunk(to, pr);
   }
 
@@ -1062,6 +1064,7 @@ struct Raft::Impl {
     if (latest_snapshot && !(pr.snapshot_meta == *latest_snapshot)) {
       pr.snapshot_meta = *latest_snapshot;  // a newer snapshot exists: send that one instead
       pr.snapshot_offset = 0;
+      pr.snapshot_total = 0;
     }
     pr.snapshot_stall_ticks = 0;
     snapshot_reads.push_back({to, pr.snapshot_meta, pr.snapshot_offset, cfg.snapshot_chunk_bytes});
@@ -1080,6 +1083,7 @@ struct Raft::Impl {
     HMDB_ASSERT(offset + bytes.size() <= total && (last == (offset + bytes.size() == total)),
                 "snapshot chunk [%llu, +%zu) of %llu bytes inconsistent with last=%d",
                 (ull)offset, bytes.size(), (ull)total, (int)last);
+    pr.snapshot_total = total;
     Message m;
     m.type = MessageType::kSnapshot;
     m.to = to;
@@ -1654,7 +1658,11 @@ struct Raft::Impl {
       }
     }
     if (role == InternalRole::kLeader) {
-      for (auto& [n, pr] : progress) s.progress.push_back({n, pr.match, pr.next, pr.is_learner});
+      for (auto& [n, pr] : progress) {
+        const bool snap = pr.state == Progress::State::kSnapshot;
+        s.progress.push_back({n, pr.match, pr.next, pr.is_learner, snap, snap ? pr.snapshot_offset : 0,
+                              snap ? pr.snapshot_total : 0});
+      }
     }
     s.transferee = transferee;
     s.dropped_messages = dropped_messages;

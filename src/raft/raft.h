@@ -205,7 +205,17 @@ struct Status {
   // that refuses this node as a non-member by a membership newer than this proves that the
   // node was removed (server/cluster.cc).
   std::optional<Index> self_conf_index;
-  struct Progress { NodeId id; Index match; Index next; bool is_learner; };
+  struct Progress {
+    NodeId id;
+    Index match;
+    Index next;
+    bool is_learner;
+    // Streaming a snapshot to it: the bytes it acknowledged so far and the snapshot's size
+    // (0 until the host read a first chunk). Operators watch a catch-up with these.
+    bool sending_snapshot = false;
+    uint64_t snapshot_acked = 0;
+    uint64_t snapshot_total = 0;
+  };
   std::vector<Progress> progress;  // leader only
   NodeId transferee = kNoNode;     // leader: leadership transfer in progress to this node
   uint64_t dropped_messages = 0;   // messages dropped because a bounded queue was full

@@ -284,6 +284,15 @@ constexpr PeerStatistic kPeerStatistics[] = {
      READ(p.transport.msgs_received)},
     {"refused", kCounter, "hmdb_peer_frames_refused_total", "", false, "",
      "Frames from the peer refused (bad checksum, ...).", READ(p.transport.frames_refused)},
+    {"sent_bytes", kCounter, "hmdb_peer_bytes_sent_total", "", false, "",
+     "Bytes written to the peer's connection (log entries, snapshot chunks, heartbeats).",
+     READ(p.transport.bytes_sent)},
+    {"snapshot_sent", kGauge, "hmdb_peer_snapshot_sent_bytes", "", true, "-",
+     "Leader only: bytes of the snapshot being sent to the peer that it acknowledged (0: none being sent).",
+     READ(p.progress->sending_snapshot ? p.progress->snapshot_acked : 0)},
+    {"snapshot_bytes", kGauge, "hmdb_peer_snapshot_bytes", "", true, "-",
+     "Leader only: size of the snapshot being sent to the peer (0: none, or its size not yet read).",
+     READ(p.progress->sending_snapshot ? p.progress->snapshot_total : 0)},
 };
 
 #undef READ

@@ -44,7 +44,7 @@ PeerStats peer(raft::NodeId id, std::string addr, bool connected, uint64_t sent,
 }
 
 raft::Status::Progress progress(raft::NodeId id, raft::Index match, bool learner = false) {
-  return raft::Status::Progress{id, match, match + 1, learner};
+  return raft::Status::Progress{id, match, match + 1, learner, false, 0, 0};
 }
 
 // A leader of three voters; what is not set here is zero (or its default).
@@ -141,6 +141,8 @@ TEST(InfoToPrometheus, LeaderPeerLinesBecomeOneFamilyPerFieldWithPeerLabels) {
                           "hmdb_peer_messages_dropped_total{peer=\"2\"} 0\n"
                           "hmdb_peer_messages_dropped_total{peer=\"3\"} 7\n"));
   EXPECT_TRUE(contains(m, "hmdb_peer_frames_refused_total{peer=\"3\"} 1\n"));
+  EXPECT_TRUE(contains(m, "# TYPE hmdb_peer_bytes_sent_total counter\n"));
+  EXPECT_TRUE(contains(m, "hmdb_peer_snapshot_bytes{peer=\"3\"} 0\n"));
   EXPECT_TRUE(contains(m, "hmdb_peer_info{peer=\"2\",addr=\"127.0.0.12:7400\",state=\"voter\"} 1\n"));
   // One HELP/TYPE per family, however many peers.
   size_t first = m.find("# TYPE hmdb_peer_connected ");
@@ -289,6 +291,11 @@ StatisticsSources distinct_sources() {
   s.raft.progress = {progress(1, 1023), progress(2, 1000), progress(3, 1023), progress(4, 980, true)};
   s.peers = {peer(1, "127.0.0.11:34503", true, 47, 29, 48, 30), peer(2, "127.0.0.12:59297", false, 49, 31, 50, 32),
              peer(4, "127.0.0.14:41234", true, 51, 33, 52, 34)};
+  // The learner is receiving a snapshot: 300 of its 1000 bytes acknowledged.
+  s.raft.progress[3].sending_snapshot = true;
+  s.raft.progress[3].snapshot_acked = 300;
+  s.raft.progress[3].snapshot_total = 1000;
+  s.peers[2].bytes_sent = 70;
   s.shell.connections_received = 40;
   s.shell.rejected_connections = 35;
   s.replica = core::Replica::Stats{.commands = 36,
@@ -403,9 +410,9 @@ constexpr std::string_view kGoldenInfoAll =
     "forward_unknown_outcomes:57\r\n"
     "forward_timed_out:58\r\n"
     "forward_links_broken:59\r\n"
-    "peer1:addr=127.0.0.11:34503,connected=1,match=1023,lag=0,state=voter,sent=47,dropped=29,received=48,refused=30\r\n"
-    "peer2:addr=127.0.0.12:59297,connected=0,match=1000,lag=23,state=voter,sent=49,dropped=31,received=50,refused=32\r\n"
-    "peer4:addr=127.0.0.14:41234,connected=1,match=980,lag=43,state=learner,sent=51,dropped=33,received=52,refused=34\r\n"
+    "peer1:addr=127.0.0.11:34503,connected=1,match=1023,lag=0,state=voter,sent=47,dropped=29,received=48,refused=30,sent_bytes=0,snapshot_sent=0,snapshot_bytes=0\r\n"
+    "peer2:addr=127.0.0.12:59297,connected=0,match=1000,lag=23,state=voter,sent=49,dropped=31,received=50,refused=32,sent_bytes=0,snapshot_sent=0,snapshot_bytes=0\r\n"
+    "peer4:addr=127.0.0.14:41234,connected=1,match=980,lag=43,state=learner,sent=51,dropped=33,received=52,refused=34,sent_bytes=70,snapshot_sent=300,snapshot_bytes=1000\r\n"
     "\r\n"
     "# Stats\r\n"
     "total_connections_received:40\r\n"
@@ -515,8 +522,8 @@ TEST(InfoText, FollowerAndSingleNodeAsBefore) {
             "forward_unknown_outcomes:0\r\n"
             "forward_timed_out:0\r\n"
             "forward_links_broken:0\r\n"
-            "peer2:addr=127.0.0.12:59297,connected=1,match=0,lag=-,state=-,sent=0,dropped=0,received=0,refused=0\r\n"
-            "peer3:addr=127.0.0.13:52805,connected=1,match=0,lag=-,state=-,sent=47,dropped=0,received=47,refused=0\r\n"
+            "peer2:addr=127.0.0.12:59297,connected=1,match=0,lag=-,state=-,sent=0,dropped=0,received=0,refused=0,sent_bytes=0,snapshot_sent=-,snapshot_bytes=-\r\n"
+            "peer3:addr=127.0.0.13:52805,connected=1,match=0,lag=-,state=-,sent=47,dropped=0,received=47,refused=0,sent_bytes=0,snapshot_sent=-,snapshot_bytes=-\r\n"
             "\r\n");
   // A single node: no peer lines; an app without INFO lines has an empty section.
   StatisticsSources single;
