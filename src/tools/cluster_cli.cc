@@ -318,6 +318,13 @@ int run_status(const ClusterArgs& args) {
   const std::vector<SchemaView> schemas = schema_views(members);
   for (size_t i = 0; i < members.size(); ++i)
     if (const std::string b = blocked_text(members[i].id, schemas[i]); !b.empty()) std::printf("%s\n", b.c_str());
+  // A learner, or an even number of voters, is what an unfinished replace leaves: said.
+  std::vector<std::string> lags(members.size());
+  for (size_t i = 0; i < members.size() && leader_view != nullptr; ++i) {
+    auto it = leader_view->peers.find(members[i].id);
+    if (it != leader_view->peers.end() && it->second.count("lag")) lags[i] = it->second.at("lag");
+  }
+  for (const std::string& note : membership_notes(members, lags)) std::printf("%s\n", note.c_str());
   return leader != nullptr ? 0 : 1;
 }
 
@@ -438,13 +445,15 @@ std::string member_name(const Member& m) {
   return "node " + std::to_string(m.id) + " (" + (m.voter ? "voter" : "learner") + ", " + m.client_addr + ")";
 }
 
-int run_verify(const ClusterArgs& args) {
+// leave_out: a member not compared (replace: the old node, when it is down).
+int run_verify(const ClusterArgs& args, uint64_t leave_out = 0) {
   std::vector<Member> members;
   std::string error;
   if (!fetch_members(args.addr, args.timeout_ms, &members, &error)) {
     std::cerr << "hmdb cluster verify: " << error << "\n";
     return 1;
   }
+  std::erase_if(members, [&](const Member& m) { return m.id == leave_out; });
   // A binary from before digest marks would stop at the mark's entry (an item it does not
   // know): asked first, it answers CLUSTER DIGEST AT with an unknown-subcommand error.
   for (const Member& m : members) {
@@ -613,6 +622,283 @@ int run_change(const ClusterArgs& args, const std::vector<std::string>& argv) {
   return 0;
 }
 
+
+// ---- replace (docs/cluster.md, "Replacing a node") ----
+
+// Where a replace stands and what it measured, for the summary.
+struct ReplaceReport {
+  bool caught_up_here = false;  // this run waited for the catch-up (else it was done before)
+  uint64_t catch_up_ms = 0, catch_up_entries = 0, catch_up_bytes = 0;
+  bool bytes_known = false;
+  bool transferred = false;
+  uint64_t transfer_ms = 0, pause_ms = 0;
+};
+
+// The membership as the leader sees it, asked first of `candidates` in order (a node that does
+// not answer, or knows no leader, is passed over); retried within kRetryBudgetMs while no
+// leader is known (an election).
+bool leader_members(const std::vector<HostPort>& candidates, std::vector<Member>* members, HostPort* leader,
+                    std::string* error) {
+  const uint64_t deadline = monotonic_ms() + kRetryBudgetMs;
+  for (;;) {
+    for (const HostPort& c : candidates) {
+      std::vector<Member> seen;
+      if (!fetch_members(c, kMemberQueryTimeoutMs, &seen, error)) continue;
+      for (const Member& m : seen) {
+        HostPort hp;
+        std::string ignored;
+        if (!m.leader || !parse_host_port(m.client_addr, &hp, &ignored)) continue;
+        if (!fetch_members(hp, kMemberQueryTimeoutMs, members, error)) break;
+        bool leads = false;
+        for (const Member& x : *members) leads = leads || (x.myself && x.leader);
+        if (!leads) break;  // it stepped down meanwhile: ask again
+        *leader = hp;
+        return true;
+      }
+      *error = c.to_string() + " knows no leader";
+    }
+    if (monotonic_ms() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(kRetryBudgetMs / 50));
+  }
+}
+
+CatchUpSample catch_up_sample(const HostPort& leader, uint64_t node, bool* ok, std::string* error) {
+  CatchUpSample s;
+  s.ms = monotonic_ms();
+  *ok = false;
+  const NodeView v = view_of(leader);
+  if (!v.reachable) {
+    *error = leader.to_string() + ": " + v.error;
+    return s;
+  }
+  auto it = v.peers.find(node);
+  if (v.role != "leader" || it == v.peers.end() || !it->second.count("match")) {
+    *error = leader.to_string() + " is no longer the leader, or does not replicate to node " + std::to_string(node);
+    return s;
+  }
+  auto number = [&](const char* key) {
+    uint64_t n = 0;
+    auto f = it->second.find(key);
+    return f != it->second.end() && parse_uint64(f->second, &n) ? n : 0;
+  };
+  parse_uint64(v.last_index, &s.last_index);
+  s.match = number("match");
+  s.bytes_sent = number("sent_bytes");
+  s.connected = !it->second.count("connected") || it->second.at("connected") == "1";
+  s.snapshot_acked = number("snapshot_sent");
+  s.snapshot_total = number("snapshot_bytes");
+  *ok = true;
+  return s;
+}
+
+std::vector<HostPort> replace_candidates(const ClusterArgs& args, const std::vector<Member>& members) {
+  std::vector<HostPort> out = {args.addr};
+  for (const Member& m : members) {
+    HostPort hp;
+    std::string ignored;
+    if (parse_host_port(m.client_addr, &hp, &ignored) && !(hp == args.addr)) out.push_back(hp);
+  }
+  if (!(args.client_addr == args.addr)) out.push_back(args.client_addr);
+  return out;
+}
+
+int run_replace(const ClusterArgs& args) {
+  const std::string old_id = std::to_string(args.old_id), new_id = std::to_string(args.id);
+  const std::string resume = "; run the same command again to resume";
+  const uint64_t catch_up_deadline = monotonic_ms() + static_cast<uint64_t>(args.catch_up_timeout_s) * 1000;
+  ReplaceReport report;
+  std::vector<Member> members;
+  HostPort leader;
+  std::string error, why;
+  auto fail = [&](const std::string& what) {
+    std::cerr << "hmdb cluster replace: " << what << "\n";
+    return 1;
+  };
+  // A membership change the server answered: false (with *error) if it refused or the outcome
+  // is unknown.
+  auto change = [&](const std::vector<std::string>& argv, HostPort* answered_by) {
+    Reply reply;
+    if (!send_to_leader(leader, argv, args.timeout_ms, &reply, answered_by, &error)) return false;
+    if (reply.is_error()) {
+      error = answered_by->to_string() + ": " + reply.text;
+      return false;
+    }
+    return true;
+  };
+  for (int round = 0;; ++round) {
+    // The state is read afresh before every step: a step's effect (or another operator's) is
+    // never assumed.
+    if (!leader_members(replace_candidates(args, members), &members, &leader, &error))
+      return fail("cannot find the leader: " + error + resume);
+    const ReplaceStep step = plan_replace(members, args.old_id, args.id, args.client_addr.to_string(), &why);
+    if (round == 0)
+      std::printf("replace node %s by node %s (%s): next step: %s (the leader is at %s)\n", old_id.c_str(),
+                  new_id.c_str(), args.client_addr.to_string().c_str(), std::string(replace_step_name(step)).c_str(),
+                  leader.to_string().c_str());
+    std::fflush(stdout);
+    if (round > 100) return fail("the membership does not settle (another operator at work?)" + resume);
+    HostPort by;
+    switch (step) {
+      case ReplaceStep::kRefused: return fail("refused, nothing was changed: " + why);
+      case ReplaceStep::kAddLearner:
+        if (!change({"CLUSTER", "ADDLEARNER", new_id, args.client_addr.to_string(), args.peer_addr.to_string()}, &by))
+          return fail("adding node " + new_id + " as a learner: " + error + resume);
+        std::printf("added node %s as a learner (committed)\n", new_id.c_str());
+        continue;
+      case ReplaceStep::kCatchUp: {
+        // Caught up: it holds every entry the leader had when the wait began, and is within the
+        // leader's promotion bound.
+        bool ok = false;
+        const CatchUpSample first = catch_up_sample(leader, args.id, &ok, &error);
+        if (!ok) {  // the leader changed, or has not yet added the learner's progress: ask again
+          std::this_thread::sleep_for(std::chrono::milliseconds(kReplacePollMs));
+          continue;
+        }
+        const uint64_t target = first.last_index;
+        CatchUpSample now = first;
+        uint64_t next_report = first.ms + kReplaceReportMs;
+        bool waited = false;
+        while (now.match < target || now.last_index > now.match + kReplacePromoteMaxLag) {
+          if (monotonic_ms() >= catch_up_deadline)
+            return fail("node " + new_id + " did not catch up within --catch-up-timeout-s (" +
+                        std::to_string(args.catch_up_timeout_s) + " s): " + catch_up_line(args.id, first, now) +
+                        resume);
+          std::this_thread::sleep_for(std::chrono::milliseconds(kReplacePollMs));
+          waited = true;
+          const CatchUpSample s = catch_up_sample(leader, args.id, &ok, &error);
+          if (!ok) break;
+          now = s;
+          if (now.ms >= next_report) {
+            std::printf("%s\n", catch_up_line(args.id, first, now).c_str());
+            std::fflush(stdout);
+            next_report = now.ms + kReplaceReportMs;
+          }
+        }
+        if (!ok) continue;  // the leader changed mid-way: start the wait again with the new one
+        if (waited) {
+          report.caught_up_here = true;
+          report.catch_up_ms = now.ms - first.ms;
+          report.catch_up_entries = now.match - first.match;
+          report.catch_up_bytes = now.bytes_sent - first.bytes_sent;
+          report.bytes_known = now.bytes_sent > 0;
+        }
+        std::printf("caught up: node %s holds %llu of the leader's %llu entries (at most %llu behind: the promotion "
+                    "bound)\n",
+                    new_id.c_str(), static_cast<unsigned long long>(now.match),
+                    static_cast<unsigned long long>(now.last_index),
+                    static_cast<unsigned long long>(kReplacePromoteMaxLag));
+        // Every member, the new one included, must hold one state at one mark before it votes.
+        // The old node is left out only when it is down (a failed machine being replaced): it
+        // would only be reported as not answering.
+        ClusterArgs verify_args = args;
+        verify_args.addr = leader;
+        uint64_t leave_out = 0;
+        for (const Member& m : members) {
+          HostPort hp;
+          std::string ignored;
+          Reply reply;
+          if (m.id == args.old_id &&
+              (!parse_host_port(m.client_addr, &hp, &ignored) ||
+               !ask(hp, {"PING"}, kMemberQueryTimeoutMs, &reply, &ignored))) {
+            leave_out = m.id;
+            std::printf("node %s does not answer: it is left out of the verify\n", old_id.c_str());
+          }
+        }
+        std::fflush(stdout);
+        if (run_verify(verify_args, leave_out) != 0)
+          return fail("stopped before promoting node " + new_id +
+                      ": the members do not hold one state at the mark (above). If a member is only behind or "
+                      "still hashing, run the same command again. If node " + new_id +
+                      " DIFFERS, remove it (`hmdb cluster remove " + new_id +
+                      "`), wipe its data directory, start it again with --join and rerun. If only node " + old_id +
+                      " differs, it is the damaged one: `hmdb cluster remove " + old_id +
+                      "`, then rerun (node " + new_id + " is then promoted). Another member that differs needs "
+                      "replacing too (docs/cluster.md, \"Verifying\")");
+        // The leader refuses while it is more than kReplacePromoteMaxLag behind (a burst of
+        // writes since): retried within the catch-up bound.
+        for (;;) {
+          if (change({"CLUSTER", "PROMOTE", new_id}, &by)) break;
+          if (error.find("entries behind") == std::string::npos || monotonic_ms() >= catch_up_deadline)
+            return fail("promoting node " + new_id + ": " + error + resume);
+          std::this_thread::sleep_for(std::chrono::milliseconds(kReplacePollMs));
+        }
+        std::printf("promoted node %s to voter (committed)\n", new_id.c_str());
+        continue;
+      }
+      case ReplaceStep::kTransfer: {
+        // The write pause: from the transfer request (the old leader answers writes -TRYAGAIN
+        // from then on) until the new leader answers a logged write, a digest mark, which it
+        // does once the mark committed and it applied it.
+        const uint64_t t0 = monotonic_ms();
+        if (!change({"CLUSTER", "TRANSFER", new_id}, &by))
+          return fail("transferring leadership to node " + new_id + ": " + error + resume);
+        const uint64_t t1 = monotonic_ms();
+        Reply reply;
+        if (!send_to_leader(args.client_addr, {"CLUSTER", "DIGEST", "MARK"}, args.timeout_ms, &reply, &by, &error) ||
+            reply.is_error())
+          return fail("node " + new_id + " leads, but its first write failed: " +
+                      (reply.is_error() ? reply.text : error) + resume);
+        report.transferred = true;
+        report.transfer_ms = t1 - t0;
+        report.pause_ms = monotonic_ms() - t0;
+        std::printf("leadership moved to node %s in %llu ms; its first logged write committed %llu ms after the "
+                    "transfer request\n",
+                    new_id.c_str(), static_cast<unsigned long long>(report.transfer_ms),
+                    static_cast<unsigned long long>(report.pause_ms));
+        continue;
+      }
+      case ReplaceStep::kRemove: {
+        HostPort old_addr;
+        std::string ignored;
+        for (const Member& m : members)
+          if (m.id == args.old_id) parse_host_port(m.client_addr, &old_addr, &ignored);
+        if (!change({"CLUSTER", "REMOVE", old_id}, &by)) return fail("removing node " + old_id + ": " + error + resume);
+        std::printf("removed node %s (committed); ", old_id.c_str());
+        // It stops by itself (exit code 4) once it learns of its removal: watched, bounded.
+        const uint64_t until = monotonic_ms() + kReplaceStopWaitMs;
+        bool stopped = false;
+        while (!stopped && monotonic_ms() < until) {
+          Reply reply;
+          stopped = old_addr.port == 0 || !ask(old_addr, {"PING"}, kMemberQueryTimeoutMs, &reply, &ignored);
+          if (!stopped) std::this_thread::sleep_for(std::chrono::milliseconds(kReplacePollMs));
+        }
+        std::printf(stopped ? "it does not answer at %s (a removed node stops by itself, exit code 4)\n"
+                            : "it still answers at %s: it stops by itself once it learns of its removal\n",
+                    old_addr.to_string().c_str());
+        continue;
+      }
+      case ReplaceStep::kDone: break;
+    }
+    break;
+  }
+  // The summary.
+  std::printf("replaced node %s by node %s\n", old_id.c_str(), new_id.c_str());
+  if (report.caught_up_here) {
+    const double s = std::max<uint64_t>(report.catch_up_ms, 1) / 1000.0;
+    std::printf("  catch-up: %llu entries in %.1f s (%.0f entries/s)", static_cast<unsigned long long>(report.catch_up_entries),
+                s, report.catch_up_entries / s);
+    if (report.bytes_known)
+      std::printf(", %s sent (%s/s)", human_bytes(report.catch_up_bytes).c_str(),
+                  human_bytes(static_cast<uint64_t>(report.catch_up_bytes / s)).c_str());
+    std::printf("\n");
+  } else {
+    std::printf("  catch-up: not measured (node %s had caught up before this run)\n", new_id.c_str());
+  }
+  if (report.transferred)
+    std::printf("  write pause: %llu ms, from the transfer request to node %s's first committed write (the transfer "
+                "itself: %llu ms)\n",
+                static_cast<unsigned long long>(report.pause_ms), new_id.c_str(),
+                static_cast<unsigned long long>(report.transfer_ms));
+  else
+    std::printf("  write pause: none measured (node %s did not lead during this run: no leadership transfer)\n",
+                old_id.c_str());
+  std::printf("  members:");
+  for (const Member& m : members)
+    std::printf(" %llu (%s%s)", static_cast<unsigned long long>(m.id), m.voter ? "voter" : "learner",
+                m.leader ? ", leader" : "");
+  std::printf("\n");
+  return 0;
+}
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -928,6 +1214,120 @@ std::vector<std::string> activation_obstacles(const std::vector<Member>& members
   return out;
 }
 
+// ---- replace ----
+
+ReplaceStep plan_replace(const std::vector<Member>& members, uint64_t old_id, uint64_t new_id,
+                         const std::string& new_client, std::string* why) {
+  const Member* old_member = nullptr;
+  const Member* new_member = nullptr;
+  for (const Member& m : members) {
+    if (m.id == old_id) old_member = &m;
+    if (m.id == new_id) new_member = &m;
+  }
+  if (old_id == new_id) {
+    *why = "the old and the new node are the same (" + std::to_string(old_id) + ")";
+    return ReplaceStep::kRefused;
+  }
+  if (new_member != nullptr && new_member->client_addr != "?" && new_member->client_addr != new_client) {
+    *why = "node " + std::to_string(new_id) + " is a member at " + new_member->client_addr + ", not " + new_client +
+           " (a new node needs an unused id)";
+    return ReplaceStep::kRefused;
+  }
+  if (new_member == nullptr) {
+    if (old_member == nullptr) {
+      *why = "node " + std::to_string(old_id) + " is not a member";
+      return ReplaceStep::kRefused;
+    }
+    return ReplaceStep::kAddLearner;
+  }
+  if (!new_member->voter) return ReplaceStep::kCatchUp;
+  if (old_member == nullptr) return ReplaceStep::kDone;
+  return old_member->leader ? ReplaceStep::kTransfer : ReplaceStep::kRemove;
+}
+
+std::string_view replace_step_name(ReplaceStep step) {
+  switch (step) {
+    case ReplaceStep::kAddLearner: return "add the new node as a learner";
+    case ReplaceStep::kCatchUp: return "wait for the learner's catch-up, verify, promote it";
+    case ReplaceStep::kTransfer: return "transfer leadership from the old node to the new one";
+    case ReplaceStep::kRemove: return "remove the old node";
+    case ReplaceStep::kDone: return "none (done)";
+    case ReplaceStep::kRefused: return "none (refused)";
+  }
+  return "?";
+}
+
+std::string human_bytes(uint64_t bytes) {
+  char buf[32];
+  if (bytes < 1024) std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(bytes));
+  else if (bytes < (1u << 20)) std::snprintf(buf, sizeof buf, "%.1f KiB", bytes / 1024.0);
+  else if (bytes < (1u << 30)) std::snprintf(buf, sizeof buf, "%.1f MiB", bytes / 1048576.0);
+  else std::snprintf(buf, sizeof buf, "%.2f GiB", bytes / 1073741824.0);
+  return buf;
+}
+
+std::string catch_up_line(uint64_t node, const CatchUpSample& first, const CatchUpSample& now) {
+  const uint64_t ms = now.ms > first.ms ? now.ms - first.ms : 0;
+  const double s = ms / 1000.0;
+  const uint64_t behind = now.last_index > now.match ? now.last_index - now.match : 0;
+  const uint64_t entries = now.match > first.match ? now.match - first.match : 0;
+  const uint64_t bytes = now.bytes_sent > first.bytes_sent ? now.bytes_sent - first.bytes_sent : 0;
+  char buf[128];
+  std::string line = "node " + std::to_string(node) + ": ";
+  if (now.snapshot_total > 0) {
+    line += "receiving a snapshot, " + human_bytes(now.snapshot_acked) + " of " + human_bytes(now.snapshot_total) +
+            "; ";
+  }
+  line += std::to_string(behind) + " entries behind (holds " + std::to_string(now.match) + " of " +
+          std::to_string(now.last_index) + ")";
+  if (now.bytes_sent > 0) line += ", " + human_bytes(bytes) + " sent";
+  if (ms > 0) {
+    std::snprintf(buf, sizeof buf, ", %.0f entries/s", entries / s);
+    line += buf;
+    if (now.bytes_sent > 0) line += ", " + human_bytes(static_cast<uint64_t>(bytes / s)) + "/s";
+  }
+  // Time left at the rate so far: of the snapshot by bytes while one streams, else of the
+  // entries behind (an estimate: writes keep adding entries).
+  double left = -1;
+  if (now.snapshot_total > 0 && bytes > 0 && ms > 0)
+    left = (now.snapshot_total - std::min(now.snapshot_acked, now.snapshot_total)) / (bytes / s);
+  else if (entries > 0 && ms > 0)
+    left = behind / (entries / s);
+  if (behind == 0 && now.snapshot_total == 0) line += ", caught up";
+  else if (left >= 0) {
+    std::snprintf(buf, sizeof buf, ", about %.0f s left", left < 1 ? 1.0 : left);
+    line += buf;
+  }
+  if (!now.connected) line += " (the leader's link to it is down)";
+  return line;
+}
+
+std::vector<std::string> membership_notes(const std::vector<Member>& members, const std::vector<std::string>& lag) {
+  std::vector<std::string> out;
+  size_t voters = 0;
+  for (const Member& m : members) voters += m.voter ? 1 : 0;
+  for (size_t i = 0; i < members.size(); ++i) {
+    const Member& m = members[i];
+    if (m.voter) continue;
+    const std::string id = std::to_string(m.id);
+    const std::string behind = i < lag.size() && !lag[i].empty() && lag[i] != "-"
+                                   ? lag[i] + " entries behind the leader"
+                                   : "its lag unknown (no leader answered)";
+    out.push_back("node " + id + " is a learner (it receives the log, does not vote), " + behind +
+                  ". `hmdb cluster promote " + id + "` makes it a voter (refused while more than " +
+                  std::to_string(kReplacePromoteMaxLag) + " entries behind); `hmdb cluster replace OLD " + id + " " +
+                  m.client_addr + " " + m.peer_addr +
+                  "` resumes a replace of OLD (catch-up, verify, promote, transfer, remove OLD); `hmdb cluster "
+                  "remove " + id + "` drops it");
+  }
+  if (voters >= 4 && voters % 2 == 0)
+    out.push_back(std::to_string(voters) + " voters: a majority is " + std::to_string(voters / 2 + 1) +
+                  ", so this tolerates no more failures than " + std::to_string(voters - 1) +
+                  " voters would. A replace interrupted after promoting its new node leaves this; `hmdb cluster "
+                  "replace OLD NEW ...` run again moves leadership off OLD if it leads and removes it");
+  return out;
+}
+
 int parse_cluster_args(int argc, char** argv, ClusterArgs* out) {
   const CLI::Range kNodeIdRange(uint64_t{1}, std::numeric_limits<uint64_t>::max(), "node id");
   CLI::App app{"hmdb cluster: operate a running cluster (docs/cluster.md)", "hmdb cluster"};
@@ -959,6 +1359,21 @@ int parse_cluster_args(int argc, char** argv, ClusterArgs* out) {
   verify->add_option("--wait-ms", out->wait_ms, "how long to wait for every member to apply the mark")
       ->check(CLI::Range(1, 3600 * 1000))
       ->capture_default_str();
+  uint64_t replace_new = 0;
+  auto* replace = app.add_subcommand(
+      "replace", "move OLD's place to a new node (started with --join): learner, catch-up, verify, promote, "
+                 "transfer, remove OLD; run again to resume");
+  replace->add_option("old", out->old_id, "the member to replace")->required()->check(kNodeIdRange);
+  replace->add_option("new_id", replace_new, "the new node's --node-id")->required()->check(kNodeIdRange);
+  replace->add_option("new_client", client_addr, "its client address HOST:PORT")->required();
+  replace->add_option("new_peer", peer_addr, "its peer address HOST:PORT")->required();
+  replace->add_option("--catch-up-timeout-s", out->catch_up_timeout_s,
+                      "how long to wait for the new node to catch up and be promoted")
+      ->check(CLI::Range(1, 7 * 24 * 3600))
+      ->capture_default_str();
+  replace->add_option("--wait-ms", out->wait_ms, "verify: how long to wait for every member to apply the mark")
+      ->check(CLI::Range(1, 3600 * 1000))
+      ->capture_default_str();
   auto* schema = app.add_subcommand("schema", "each member's schema versions (read, active); `activate N` raises the active one");
   auto* activate = schema->add_subcommand(
       "activate", "log the activation of schema version N, once every member's binary reads it (docs/cluster.md)");
@@ -972,12 +1387,20 @@ int parse_cluster_args(int argc, char** argv, ClusterArgs* out) {
   }
   std::string error;
   if (!parse_host_port(addr, &out->addr, &error) ||
-      (add->parsed() && (!parse_host_port(client_addr, &out->client_addr, &error) ||
+      ((add->parsed() || replace->parsed()) && (!parse_host_port(client_addr, &out->client_addr, &error) ||
                          !parse_host_port(peer_addr, &out->peer_addr, &error)))) {
     std::cerr << "hmdb cluster: " << error << "\n";
     return 2;
   }
-  out->verb = status->parsed()      ? ClusterVerb::kStatus
+  if (replace->parsed()) {
+    out->id = replace_new;
+    if (out->id == out->old_id) {
+      std::cerr << "hmdb cluster replace: the new node needs an id of its own (both are " << out->id << ")\n";
+      return 2;
+    }
+  }
+  out->verb = replace->parsed()     ? ClusterVerb::kReplace
+              : status->parsed()    ? ClusterVerb::kStatus
               : members->parsed()   ? ClusterVerb::kMembers
               : add->parsed()       ? ClusterVerb::kAddLearner
               : promote->parsed()   ? ClusterVerb::kPromote
@@ -1008,6 +1431,8 @@ int cluster_main(int argc, char** argv) {
       return run_schema(args);
     case ClusterVerb::kActivate:
       return run_activate(args);
+    case ClusterVerb::kReplace:
+      return run_replace(args);
     case ClusterVerb::kAddLearner:
       return run_change(
           args, {"CLUSTER", "ADDLEARNER", id, args.client_addr.to_string(), args.peer_addr.to_string()});

@@ -1,5 +1,6 @@
 // tools/cluster_cli.h — `hmdb cluster ...`: the operator's commands for a running cluster
-// (status, add-learner, promote, remove, transfer, digest, verify, schema). See docs/cluster.md.
+// (status, add-learner, promote, remove, transfer, digest, verify, schema, replace). See
+// docs/cluster.md.
 //
 // Each command sends one RESP command of the cluster interface to --addr. A node that is
 // not the leader answers `-MOVED <slot> HOST:PORT`; the tool follows that redirect (a bounded
@@ -56,6 +57,19 @@ inline constexpr int kDigestRetryMs = 100;
 // as behind: a caught-up cluster applies a mark within a few milliseconds of committing it.
 inline constexpr int kVerifyWaitMs = 10000;
 inline constexpr int kVerifyPollMs = 20;
+// `replace` waits at most this long (by default; --catch-up-timeout-s) for the new node to
+// catch up and be promoted; a catch-up that needs longer is resumed by running it again.
+inline constexpr int kReplaceCatchUpTimeoutS = 600;
+// It asks the leader for the new node's progress every kReplacePollMs and prints a progress
+// line every kReplaceReportMs.
+inline constexpr int kReplacePollMs = 100;
+inline constexpr int kReplaceReportMs = 1000;
+// The leader refuses to promote a learner further behind than this (server
+// kPromoteMaxLagEntries); `replace` waits for the catch-up to get there first.
+inline constexpr uint64_t kReplacePromoteMaxLag = 1000;
+// After removing the old node, how long `replace` watches for it to stop (it stops by
+// itself once it learns of its removal; a node that is down already is not waited for).
+inline constexpr int kReplaceStopWaitMs = 10000;
 // Largest reply the tool reads (INFO and CLUSTER MEMBERS are a few KiB).
 inline constexpr size_t kMaxReplyBytes = 16u << 20;
 // Default node to ask.
@@ -98,7 +112,8 @@ enum class ClusterVerb {
   kDigest,
   kVerify,
   kSchema,
-  kActivate
+  kActivate,
+  kReplace
 };
 
 struct ClusterArgs {
@@ -110,7 +125,9 @@ struct ClusterArgs {
   int timeout_ms = kDefaultReplyTimeoutMs;
   bool local = false;  // digest: only the node at --addr
   uint32_t version = 0;  // schema activate
-  int wait_ms = kVerifyWaitMs;  // verify
+  int wait_ms = kVerifyWaitMs;  // verify, replace
+  uint64_t old_id = 0;          // replace: the member replaced (id: the new node)
+  int catch_up_timeout_s = kReplaceCatchUpTimeoutS;  // replace
 };
 
 // Parses argv[1..argc) (argv[0] is "cluster"). Returns -1 when the arguments are good, else
@@ -184,5 +201,42 @@ SchemaView schema_view_of(std::string_view info);
 // `version` (a voter would be left blocked at the activation, and so would a learner).
 std::vector<std::string> activation_obstacles(const std::vector<Member>& members, const std::vector<SchemaView>& views,
                                               uint32_t version);
+
+// ---- replace (docs/cluster.md, "Replacing a node") ----
+
+// What `replace OLD NEW` does next, judged from the membership alone, so that a run that was
+// interrupted anywhere resumes where it stopped.
+enum class ReplaceStep {
+  kAddLearner,  // NEW is not a member: add it as a learner
+  kCatchUp,     // NEW is a learner: wait for its catch-up, verify, promote it
+  kTransfer,    // NEW votes and OLD leads: hand leadership to NEW
+  kRemove,      // NEW votes, OLD is a member and does not lead: remove OLD
+  kDone,        // NEW votes and OLD is gone
+  kRefused      // the membership does not fit the command (*why says how)
+};
+ReplaceStep plan_replace(const std::vector<Member>& members, uint64_t old_id, uint64_t new_id,
+                         const std::string& new_client, std::string* why);
+std::string_view replace_step_name(ReplaceStep step);
+
+// What the leader says of the new node's catch-up at one moment (its INFO replication peer
+// line, docs/cluster.md).
+struct CatchUpSample {
+  uint64_t ms = 0;          // when (monotonic)
+  uint64_t match = 0;       // the highest index the node is known to hold
+  uint64_t last_index = 0;  // the leader's last index
+  uint64_t bytes_sent = 0;  // bytes the leader wrote to it so far (0: an older leader does not say)
+  bool connected = true;
+  uint64_t snapshot_acked = 0, snapshot_total = 0;  // a snapshot being streamed (0, 0: none)
+};
+// One progress line: entries behind, bytes sent and the rates since `first`, time left.
+std::string catch_up_line(uint64_t node, const CatchUpSample& first, const CatchUpSample& now);
+// "12.3 MiB", "512 B": bytes for a person.
+std::string human_bytes(uint64_t bytes);
+
+// `status`'s explanation of a membership a replace may have left (empty: nothing to say):
+// one line per learner (how far behind, `lag` from the leader's peer lines; "" if unknown)
+// and one for an even number of voters, saying what the verbs would do from there.
+std::vector<std::string> membership_notes(const std::vector<Member>& members,
+                                          const std::vector<std::string>& lag);
 
 }  // namespace hmdb::tools

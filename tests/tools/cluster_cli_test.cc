@@ -571,5 +571,116 @@ TEST(ClusterArgs, BadUsageIsExitTwo) {
   }
 }
 
+TEST(Replace, Arguments) {
+  ClusterArgs a;
+  ASSERT_EQ(parse({"replace", "2", "4", "127.0.0.1:7382", "127.0.0.1:17382"}, &a), -1);
+  EXPECT_EQ(a.verb, ClusterVerb::kReplace);
+  EXPECT_EQ(a.old_id, 2u);
+  EXPECT_EQ(a.id, 4u);
+  EXPECT_EQ(a.client_addr, (HostPort{"127.0.0.1", 7382}));
+  EXPECT_EQ(a.peer_addr, (HostPort{"127.0.0.1", 17382}));
+  EXPECT_EQ(a.catch_up_timeout_s, kReplaceCatchUpTimeoutS);
+  EXPECT_EQ(a.wait_ms, kVerifyWaitMs);
+  a = ClusterArgs{};
+  ASSERT_EQ(parse({"--addr", "10.0.0.1:7379", "replace", "1", "5", "10.0.0.5:7379", "10.0.0.5:17379",
+                   "--catch-up-timeout-s", "30", "--wait-ms", "2000"},
+                  &a),
+            -1);
+  EXPECT_EQ(a.catch_up_timeout_s, 30);
+  EXPECT_EQ(a.wait_ms, 2000);
+  EXPECT_EQ(a.addr.host, "10.0.0.1");
+  for (const std::vector<std::string>& words : std::vector<std::vector<std::string>>{
+           {"replace", "2", "4", "127.0.0.1:7382"},
+           {"replace", "2", "2", "127.0.0.1:7382", "127.0.0.1:17382"},  // the same id twice
+           {"replace", "0", "4", "127.0.0.1:7382", "127.0.0.1:17382"},
+           {"replace", "2", "4", "127.0.0.1", "127.0.0.1:17382"},
+           {"replace", "2", "4", "127.0.0.1:7382", "127.0.0.1:17382", "--catch-up-timeout-s", "0"}}) {
+    a = ClusterArgs{};
+    EXPECT_EQ(parse(words, &a), 2) << words.size();
+  }
+}
+
+Member member(uint64_t id, bool voter, bool leader = false) {
+  return Member{id, "127.0.0.1:" + std::to_string(7378 + id), "127.0.0.1:" + std::to_string(17378 + id), voter,
+                leader, false};
+}
+
+TEST(Replace, EachStepFollowsFromTheMembership) {
+  const std::string client4 = "127.0.0.1:7382";
+  std::string why;
+  auto plan = [&](std::vector<Member> m, uint64_t old_id = 2) {
+    why.clear();
+    return plan_replace(m, old_id, 4, client4, &why);
+  };
+  // The order a replace of a follower walks through, as each step's effect shows.
+  EXPECT_EQ(plan({member(1, true, true), member(2, true), member(3, true)}), ReplaceStep::kAddLearner);
+  EXPECT_EQ(plan({member(1, true, true), member(2, true), member(3, true), member(4, false)}), ReplaceStep::kCatchUp);
+  EXPECT_EQ(plan({member(1, true, true), member(2, true), member(3, true), member(4, true)}), ReplaceStep::kRemove);
+  EXPECT_EQ(plan({member(1, true, true), member(3, true), member(4, true)}), ReplaceStep::kDone);
+  // Of the leader: a transfer before the removal.
+  EXPECT_EQ(plan({member(1, true), member(2, true, true), member(3, true), member(4, true)}), ReplaceStep::kTransfer);
+  EXPECT_EQ(plan({member(1, true), member(2, true), member(3, true), member(4, true, true)}), ReplaceStep::kRemove);
+  // OLD removed by hand while NEW was a learner: it is still caught up and promoted.
+  EXPECT_EQ(plan({member(1, true, true), member(3, true), member(4, false)}), ReplaceStep::kCatchUp);
+  // Refused, changing nothing: an OLD that is not a member, an id taken by another node.
+  EXPECT_EQ(plan({member(1, true, true), member(3, true)}), ReplaceStep::kRefused);
+  EXPECT_NE(why.find("node 2 is not a member"), std::string::npos) << why;
+  std::vector<Member> taken = {member(1, true, true), member(2, true), member(3, true), member(4, true)};
+  taken[3].client_addr = "127.0.0.1:9999";
+  EXPECT_EQ(plan(taken), ReplaceStep::kRefused);
+  EXPECT_NE(why.find("a new node needs an unused id"), std::string::npos) << why;
+  // An address the answering node does not know yet is not a conflict.
+  taken[3].client_addr = "?";
+  EXPECT_EQ(plan(taken), ReplaceStep::kRemove);
+  EXPECT_EQ(plan({member(1, true, true), member(2, true)}, 4), ReplaceStep::kRefused);
+}
+
+TEST(Replace, ProgressLine) {
+  EXPECT_EQ(human_bytes(512), "512 B");
+  EXPECT_EQ(human_bytes(1536), "1.5 KiB");
+  EXPECT_EQ(human_bytes(3u << 20), "3.0 MiB");
+  EXPECT_EQ(human_bytes(uint64_t{5} << 30), "5.00 GiB");
+  CatchUpSample first{.ms = 1000, .match = 0, .last_index = 10000, .bytes_sent = 0};
+  CatchUpSample now{.ms = 3000, .match = 4000, .last_index = 10000, .bytes_sent = 2u << 20};
+  // 4,000 entries in 2 s: 2,000/s, 6,000 left: 3 s.
+  EXPECT_EQ(catch_up_line(4, first, now),
+            "node 4: 6000 entries behind (holds 4000 of 10000), 2.0 MiB sent, 2000 entries/s, 1.0 MiB/s, about 3 s left");
+  // A snapshot streaming: the time left is of its bytes.
+  now.snapshot_acked = 2u << 20;
+  now.snapshot_total = 10u << 20;
+  now.match = 0;
+  EXPECT_EQ(catch_up_line(4, first, now),
+            "node 4: receiving a snapshot, 2.0 MiB of 10.0 MiB; 10000 entries behind (holds 0 of 10000), 2.0 MiB sent, "
+            "0 entries/s, 1.0 MiB/s, about 8 s left");
+  // Done, and a leader that does not give bytes (an older hmdb), and a link down.
+  now = CatchUpSample{.ms = 2000, .match = 10000, .last_index = 10000, .bytes_sent = 0, .connected = false};
+  EXPECT_EQ(catch_up_line(4, first, now),
+            "node 4: 0 entries behind (holds 10000 of 10000), 10000 entries/s, caught up (the leader's link to it is "
+            "down)");
+  // No time has passed: no rate, no estimate.
+  EXPECT_EQ(catch_up_line(4, first, first), "node 4: 10000 entries behind (holds 0 of 10000)");
+}
+
+TEST(Replace, StatusExplainsALearnerAndAnEvenNumberOfVoters) {
+  EXPECT_TRUE(membership_notes({member(1, true, true), member(2, true), member(3, true)}, {"", "0", "0"}).empty());
+  const std::vector<std::string> learner =
+      membership_notes({member(1, true, true), member(2, true), member(3, true), member(4, false)}, {"", "0", "0", "65"});
+  ASSERT_EQ(learner.size(), 1u);
+  EXPECT_EQ(learner[0].rfind("node 4 is a learner (it receives the log, does not vote), 65 entries behind the leader. ", 0),
+            0u)
+      << learner[0];
+  EXPECT_NE(learner[0].find("`hmdb cluster replace OLD 4 127.0.0.1:7382 127.0.0.1:17382` resumes"), std::string::npos)
+      << learner[0];
+  EXPECT_NE(learner[0].find("`hmdb cluster promote 4`"), std::string::npos);
+  // No leader answered: the lag is unknown, and said so.
+  EXPECT_NE(membership_notes({member(1, true), member(4, false)}, {"", ""})[0].find("its lag unknown"),
+            std::string::npos);
+  const std::vector<std::string> four =
+      membership_notes({member(1, true, true), member(2, true), member(3, true), member(4, true)}, {});
+  ASSERT_EQ(four.size(), 1u);
+  EXPECT_EQ(four[0].rfind("4 voters: a majority is 3, so this tolerates no more failures than 3 voters would.", 0), 0u)
+      << four[0];
+}
+
 }  // namespace
 }  // namespace hmdb::tools
