@@ -3,9 +3,11 @@
 // (hmdb/reply.h).
 //
 // The input is split into words at NUL bytes; the words are given to parse_hello and
-// auth_error as HELLO's and AUTH's arguments. Properties: no crash; HELLO either errs and
-// switches nothing, or switches to 2 or 3; a name it takes is a valid client name; AUTH
-// succeeds only for the default user; every reply the shell would write from the outcome
+// auth_error as HELLO's and AUTH's arguments, once with no password configured and once
+// with the password "secret". Properties: no crash; HELLO either errs and switches
+// nothing, or switches to 2 or 3; a name it takes is a valid client name; HELLO
+// authenticates only with the default user and (when one is set) its password; AUTH
+// succeeds only for the default user and (when one is set) its password; every reply the shell would write from the outcome
 // (the error, or HELLO's map with the name) is one complete RESP value in RESP2 and RESP3
 // as the client side's scanner (net/resp_reply.h) reads it.
 //
@@ -20,6 +22,7 @@
 
 #include "common/assert.h"
 #include "hmdb/reply.h"
+#include "hmdb/text.h"
 #include "net/resp_reply.h"
 #include "server/handshake.h"
 
@@ -65,22 +68,37 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (end == std::string_view::npos) break;
     start = end + 1;
   }
-  // HELLO's arguments after the command name.
-  std::vector<std::string_view> hello = {"HELLO"};
-  hello.insert(hello.end(), words.begin(), words.end());
-  const hmdb::server::HelloRequest h = hmdb::server::parse_hello(hello);
-  HMDB_ASSERT(h.error.empty() || !h.protocol, "HELLO switched the protocol and failed");
-  HMDB_ASSERT(!h.protocol || *h.protocol == Protocol::kResp2 || *h.protocol == Protocol::kResp3, "bad protocol");
-  HMDB_ASSERT(!h.name || hmdb::server::valid_client_name(*h.name), "HELLO took an invalid client name");
-  render_both(h.error, h.name.value_or(""));
+  using hmdb::server::kDefaultUser;
+  for (const std::string_view password : {std::string_view(), std::string_view("secret")}) {
+    const hmdb::server::DefaultUser user(password);
+    auto right = [&](std::string_view name, std::string_view pass) {
+      return name == kDefaultUser && (password.empty() || pass == password);
+    };
+    // HELLO's arguments after the command name.
+    std::vector<std::string_view> hello = {"HELLO"};
+    hello.insert(hello.end(), words.begin(), words.end());
+    const hmdb::server::HelloRequest h = hmdb::server::parse_hello(hello, user);
+    HMDB_ASSERT(h.error.empty() || !h.protocol, "HELLO switched the protocol and failed");
+    HMDB_ASSERT(h.error.empty() || !h.authenticated, "HELLO authenticated and failed");
+    HMDB_ASSERT(!h.protocol || *h.protocol == Protocol::kResp2 || *h.protocol == Protocol::kResp3, "bad protocol");
+    HMDB_ASSERT(!h.name || hmdb::server::valid_client_name(*h.name), "HELLO took an invalid client name");
+    if (h.authenticated) {
+      bool any_right = false;  // some AUTH option in the words named the right credentials
+      for (size_t i = 2; i + 2 < hello.size(); i++)
+        any_right |= hmdb::iequals(hello[i], "AUTH") && right(hello[i + 1], hello[i + 2]);
+      HMDB_ASSERT(any_right, "HELLO authenticated without the right credentials");
+    }
+    render_both(h.error, h.name.value_or(""));
 
-  std::vector<std::string_view> auth = {"AUTH"};
-  auth.insert(auth.end(), words.begin(), words.end());
-  if (auth.size() >= 2) {
-    const std::string error = hmdb::server::auth_error(auth);
-    HMDB_ASSERT(error.empty() == (auth.size() == 3 && auth[1] == hmdb::server::kDefaultUser),
-                "AUTH succeeded for someone other than the default user, or failed for it");
-    render_both(error, "");
+    std::vector<std::string_view> auth = {"AUTH"};
+    auth.insert(auth.end(), words.begin(), words.end());
+    if (auth.size() >= 2) {
+      const std::string error = hmdb::server::auth_error(auth, user);
+      const bool ok = (auth.size() == 3 && right(auth[1], auth[2])) ||
+                      (auth.size() == 2 && !password.empty() && auth[1] == password);
+      HMDB_ASSERT(error.empty() == ok, "AUTH succeeded without the right credentials, or failed with them");
+      render_both(error, "");
+    }
   }
   return 0;
 }
@@ -106,6 +124,8 @@ int make_seeds(const std::filesystem::path& dir) {
   write_seed(dir, "hello_noproto", "4"s);
   write_seed(dir, "hello_not_integer", "three\0SETNAME"s);
   write_seed(dir, "auth_default", "default\0pw"s);
+  write_seed(dir, "auth_password", "secret"s);
+  write_seed(dir, "hello3_auth_password", "3\0AUTH\0default\0secret"s);
   return 0;
 }
 

@@ -8,7 +8,7 @@ packages=(
   # build
   build-essential cmake ninja-build pkg-config
   # libraries (see docs/dependencies.md for why each one)
-  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libfmt-dev libxxhash-dev libabsl-dev
+  libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev libfmt-dev libxxhash-dev libabsl-dev libssl-dev
   # fuzzing (libFuzzer ships with clang's runtime)
   clang libclang-rt-14-dev
   # tests and benchmarks: peers and fault injection; Debian's redis-py for the client tests

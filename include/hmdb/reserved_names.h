@@ -24,7 +24,7 @@ inline constexpr std::string_view kShellCommandNames[] = {
     "PING",    "ECHO",   "QUIT",     "SELECT",   "HELLO", "AUTH", "CLIENT",   "COMMAND",
     "CONFIG",  "INFO",   "SNAPSHOT", "BGSAVE",   "SAVE",  "READONLY", "READWRITE", "CLUSTER",
     "RESET",   "SUBSCRIBE", "PSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "PUBSUB",
-    "HMDB.SUBSCRIBE", "HMDB.PSUBSCRIBE",
+    "HMDB.SUBSCRIBE", "HMDB.PSUBSCRIBE", "ACL",
 };
 
 // Writes the engine logs and applies itself, for every app: pub/sub's PUBLISH

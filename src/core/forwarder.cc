@@ -159,13 +159,14 @@ void Forwarder::link_connected(uint64_t link_id) {
   if (it == links_.end() || it->second.state != LinkState::kDialing) return;
   Link& l = it->second;
   l.state = LinkState::kReady;
-  // The handshake: the link's protocol, and the mark that makes its commands one hop only
+  // The handshake: the password if one is set (the leader requires it of every client), the link's protocol, and the mark that makes its commands one hop only
   // (the leader never forwards them) and unordered against each other (each client's order
   // is kept here). Their replies are checked, not relayed.
   auto handshake = [&](const std::vector<std::string>& words) {
     host_.send_link(link_id, encode(words));
     l.in_flight.push_back(InFlight{});
   };
+  if (!options_.password.empty()) handshake({"AUTH", options_.password});
   if (l.protocol == Protocol::kResp3) handshake({"HELLO", "3"});
   handshake({"CLUSTER", "FORWARDER", std::to_string(options_.self)});
   pump_all();

@@ -146,6 +146,16 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
     q.push(Kind::kDeferred, argv);
     return true;  // nothing finished: no drain needed
   }
+  if (!s.authenticated) [[unlikely]] {
+    // Checked in session order (behind what waits), so an AUTH or RESET before this command
+    // has run. Unknown commands and wrong arities get -NOAUTH too: a client that has not
+    // authenticated learns nothing about the commands there are (Redis 7 tells it).
+    if (!allowed_unauthenticated(argv[0])) {
+      finished_reply(q, held)->append("-NOAUTH Authentication required.\r\n");
+      if (!held) mark_drain(s);
+      return true;
+    }
+  }
   if (s.subscriber && s.protocol == Protocol::kResp2 && s.subscriber->count() > 0) [[unlikely]] {
     if (refused_while_subscribed(s, argv, held)) return true;
   }
@@ -325,6 +335,11 @@ constexpr std::string_view kOkReply = "+OK\r\n";
 constexpr std::string_view kExecAbortReply = "-EXECABORT Transaction discarded because of previous errors.\r\n";
 
 }  // namespace
+
+bool Replica::allowed_unauthenticated(std::string_view name) {
+  // Redis 7's commands with the no-auth flag.
+  return iequals(name, "AUTH") || iequals(name, "HELLO") || iequals(name, "QUIT") || iequals(name, "RESET");
+}
 
 bool Replica::refused_while_subscribed(ClientSession& s, Args argv, std::optional<uint64_t> held) {
   // Redis 7: a RESP2 connection with subscriptions reads pushes, not replies, so it may only

@@ -68,6 +68,10 @@ struct ClientSession {
   // of that node, which keeps each client's order itself (core/forwarder.h), so they are
   // routed as if nothing of this session were ahead of them; never forwarded again.
   bool forwarder = false;
+  // False while a password is required and the client has not given it (the shell's AUTH,
+  // HELLO AUTH and RESET change it): then only AUTH, HELLO, QUIT and RESET are served, every
+  // other command is answered -NOAUTH (server/auth.h).
+  bool authenticated = true;
   // RESP2, or RESP3 after HELLO 3. Every reply is rendered in the protocol in force when it
   // is written; HELLO runs in session order (after the writes sent before it are applied,
   // before those sent after), so each reply is in the protocol the client expects for it.
@@ -324,6 +328,8 @@ class Replica final : private PubSubHost {
   }
   bool validate_publish(Args argv, std::string* error, KeySpec* keys) const;
   int write_arity(std::string_view name) const;
+  // The commands a client that has not authenticated may send.
+  static bool allowed_unauthenticated(std::string_view name);
   // A RESP2 session with subscriptions sent a command Redis refuses in that state: answered.
   bool refused_while_subscribed(ClientSession& s, Args argv, std::optional<uint64_t> held);
   // A blocked node (schema_block_) refuses app commands and transactions: answered.

@@ -168,6 +168,7 @@ void Node::accept_clients() {
     s->created_ms = wall_ms();
     s->output_progress_ms = monotonic_ms();
     s->last_command_ms = s->created_ms;
+    s->client.authenticated = !user_.requires_password();
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.u64 = s->id();

@@ -17,7 +17,9 @@ bool valid_client_name(std::string_view name) {
   return std::all_of(name.begin(), name.end(), [](char c) { return c >= '!' && c <= '~'; });
 }
 
-HelloRequest parse_hello(Args argv) {
+bool auth_refused(std::string_view error) { return error == kWrongPass; }
+
+HelloRequest parse_hello(Args argv, const DefaultUser& user) {
   HelloRequest h;
   size_t next = 1;
   if (argv.size() >= 2) {
@@ -36,10 +38,12 @@ HelloRequest parse_hello(Args argv) {
   for (size_t i = next; i < argv.size(); i++) {
     const size_t more = argv.size() - 1 - i;
     if (iequals(argv[i], "AUTH") && more >= 2) {
-      if (argv[i + 1] != kDefaultUser) {
+      if (!user.check(argv[i + 1], argv[i + 2])) {
         h.error = kWrongPass;
+        h.auth_failed = true;
         break;
       }
+      h.authenticated = true;
       i += 2;
     } else if (iequals(argv[i], "SETNAME") && more >= 1) {
       if (!valid_client_name(argv[i + 1])) {
@@ -52,16 +56,20 @@ HelloRequest parse_hello(Args argv) {
       break;
     }
   }
-  if (!h.error.empty()) h.protocol.reset();
+  if (!h.error.empty()) {
+    h.protocol.reset();
+    h.authenticated = false;
+  }
   return h;
 }
 
-std::string auth_error(Args argv) {
+std::string auth_error(Args argv, const DefaultUser& user) {
   if (argv.size() > 3) return "ERR syntax error";
-  if (argv.size() == 2)
+  if (argv.size() == 2 && !user.requires_password())
     return "ERR AUTH <password> called without any password configured for the default user. Are you sure your "
            "configuration is correct?";
-  return argv[1] == kDefaultUser ? std::string() : std::string(kWrongPass);
+  const bool ok = argv.size() == 2 ? user.check(kDefaultUser, argv[1]) : user.check(argv[1], argv[2]);
+  return ok ? std::string() : std::string(kWrongPass);
 }
 
 }  // namespace hmdb::server

@@ -2,11 +2,11 @@
 // password configured: HELLO's options, AUTH, and client names (CLIENT SETNAME, HELLO
 // SETNAME, CLIENT SETINFO's values).
 //
-// Without a configured password Redis has one user, "default", who needs no password:
-// AUTH default <anything> and HELLO ... AUTH default <anything> succeed, any other user
-// name is refused with WRONGPASS, and the one-argument AUTH <password> is an error (there
-// is no password to check it against). Real authentication is a later issue; these rules
-// are what clients configured with a password meet today.
+// There is one user, "default" (server/auth.h). Without a configured password it needs
+// none: AUTH default <anything> and HELLO ... AUTH default <anything> succeed, any other
+// user name is refused with WRONGPASS, and the one-argument AUTH <password> is an error
+// (there is no password to check it against), as in Redis 7. With `requirepass`, AUTH
+// <password>, AUTH default <password> and HELLO ... AUTH default <password> check it.
 //
 // Pure functions of the words: the shell (shell_commands.cc) applies the outcome, and
 // fuzz/handshake_fuzz.cc feeds them arbitrary words.
@@ -18,11 +18,9 @@
 
 #include "hmdb/reply.h"
 #include "hmdb/state_machine.h"
+#include "server/auth.h"
 
 namespace hmdb::server {
-
-// The only user there is, as Redis names it (case-sensitive, as Redis compares it).
-inline constexpr std::string_view kDefaultUser = "default";
 
 // HELLO [protover [AUTH username password] [SETNAME clientname]]: its options are taken in
 // order, as Redis does, and the first bad one ends it with `error`. A SETNAME before that
@@ -32,11 +30,21 @@ struct HelloRequest {
   std::optional<Protocol> protocol;     // HELLO 2 or 3; unset: keep the session's
   std::optional<std::string_view> name;  // the last SETNAME taken ("" clears the name)
   std::string error;                     // the error reply without '-', or "" if none
+  bool authenticated = false;            // AUTH was given and its credentials are right
+  bool auth_failed = false;              // AUTH was given and refused (WRONGPASS)
 };
-HelloRequest parse_hello(Args argv);
+HelloRequest parse_hello(Args argv, const DefaultUser& user);
 
-// AUTH password | AUTH username password: "" for +OK, else the error reply without '-'.
-std::string auth_error(Args argv);
+// AUTH password | AUTH username password: "" for +OK, else the error reply without '-'
+// (WRONGPASS for credentials that do not match: auth_refused() says so).
+std::string auth_error(Args argv, const DefaultUser& user);
+bool auth_refused(std::string_view error);
+
+// The errors a client that has not authenticated meets (Redis 7.2's texts).
+inline constexpr std::string_view kNoAuth = "NOAUTH Authentication required.";
+inline constexpr std::string_view kHelloNoAuth =
+    "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> "
+    "<pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
 
 // A client name (and CLIENT SETINFO's values) may not contain spaces, newlines or other
 // characters outside '!'..'~', so that CLIENT LIST stays one line per client split by

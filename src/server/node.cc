@@ -72,9 +72,34 @@ bool parse_durability(const std::string& s, Durability* out) {
   return true;
 }
 
+Status check_protected_mode(const ServerOptions& o) {
+  if (!o.protected_mode || !o.requirepass.empty()) return Status::ok();
+  SocketAddress addr;
+  if (Status s = resolve(o.bind, o.port, &addr); !s) return s;
+  bool loopback = false;
+  if (addr.family() == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&addr.storage);
+    loopback = (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+  } else if (addr.family() == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr.storage);
+    loopback = IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+               (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127);
+  }
+  if (loopback) return Status::ok();
+  return Status::invalid_argument(
+      "protected mode: --bind " + o.bind + " (" + addr.host() +
+      ") is not a loopback address and no password is set, so anyone who reaches it could read and change "
+      "everything. Set a password (requirepass in the --config file, or --requirepass; clients then AUTH), or bind "
+      "to 127.0.0.1, or, if the network is protected otherwise, start with --protected-mode no (docs/security.md)");
+}
+
 Node::Node(ServerOptions options, std::unique_ptr<StateMachine> app)
-    : options_(std::move(options)), app_(std::move(app)) {
+    : options_(std::move(options)), app_(std::move(app)), user_(options_.requirepass) {
   env_ = storage::Env::posix();
+  // Only the digest stays (user_), and the text for this node's forwarding links (handed to
+  // the forwarder in cluster.cc): nothing that renders the options can show it.
+  forward_password_ = std::move(options_.requirepass);
+  options_.requirepass.clear();
 }
 
 Node::~Node() {

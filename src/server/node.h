@@ -45,6 +45,7 @@
 #include "net/peer_transport.h"
 #include "raft/raft.h"
 #include "server/deferred_remove_env.h"
+#include "server/auth.h"
 #include "server/cluster_topology.h"
 #include "server/disk_thread.h"
 #include "server/fatal.h"
@@ -194,6 +195,8 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   core::ShellResult client_command(Session& s, Args argv, std::string* out);
   core::ShellResult config_command(Session& s, Args argv, std::string* out);
   core::ShellResult reset_command(Session& s, std::string* out);
+  // An AUTH or HELLO AUTH was refused: counted, and logged at a bounded rate.
+  void auth_failed(const Session& s);
   static core::ShellResult pubsub_entry(Node& n, Session& s, Args argv, uint64_t seq, std::string* out);
   core::ShellResult cluster_local_or_change(Session& s, Args argv, uint64_t seq, std::string* out);
   // CLUSTER SLOTS|SHARDS|NODES|INFO|MYID|MYSHARDID|KEYSLOT|COUNTKEYSINSLOT|GETKEYSINSLOT: what
@@ -333,6 +336,11 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   // The shell's own statistics (statistics.h; the replica, disk thread and transport keep theirs).
   ShellStats stats_;
   uint64_t last_slow_turn_log_ms_ = 0;
+  // Who may run commands (server/auth.h): the password's digest only.
+  DefaultUser user_;
+  std::string forward_password_;  // requirepass, for this node's forwarding links' AUTH
+  uint64_t last_auth_failure_log_ms_ = 0;
+  uint64_t auth_failures_not_logged_ = 0;  // refused since the last log line about them
 };
 
 }  // namespace hmdb::server

@@ -39,6 +39,14 @@ struct ServerOptions {
   uint64_t subscriber_output_bytes = core::kSubscriberOutputBytesDefault;
   // Redis' notify-keyspace-events letters at start (CONFIG SET changes it while running).
   std::string notify_keyspace_events;
+  // The default user's password (docs/security.md); empty: none. The node keeps only its
+  // SHA-256 digest (server/auth.h) and, in a cluster, this text for its own forwarding links
+  // to the leader, which authenticate as any client does; it is cleared from the options the
+  // node keeps, so INFO, CONFIG GET and the log cannot show it.
+  std::string requirepass;
+  // Redis' protected mode: refuse to start bound to an address other than loopback with no
+  // password set (docs/security.md). `--protected-mode no` is the explicit opt-out.
+  bool protected_mode = true;
 
   // ---- cluster (docs/cluster.md) ----
   uint64_t node_id = 1;
@@ -64,6 +72,9 @@ struct ServerOptions {
 Status parse_initial_cluster(const std::string& text, std::map<uint64_t, ServerOptions::MemberAddr>* out);
 // Checks the cluster flags together (node id in the initial cluster, --join exclusive...).
 Status validate_cluster_options(const ServerOptions& o);
+// Protected mode: refuses a client address (--bind, resolved) outside loopback when no
+// password is set and protected mode is on; the message says how to configure it.
+Status check_protected_mode(const ServerOptions& o);
 
 // ---- bounds of the shell (named; see docs/operations.md "Limits") ----
 
@@ -118,5 +129,9 @@ inline constexpr uint64_t kSlowTurnMs = 100;
 inline constexpr uint64_t kSlowTurnLogIntervalMs = 10000;
 // Recovery prints a progress line this often while replaying.
 inline constexpr uint64_t kRecoveryProgressMs = 1000;
+// Failed AUTH / HELLO AUTH attempts are all counted (INFO acl_access_denied_auth), but a
+// log line about them is written at most once per this period (with the number since the
+// last line), so that a client trying passwords in a loop cannot flood the log.
+inline constexpr uint64_t kAuthFailureLogIntervalMs = 10000;
 
 }  // namespace hmdb::server

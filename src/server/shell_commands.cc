@@ -1,5 +1,5 @@
 // server/shell_commands.cc — the commands the shell answers itself, as one table:
-// PING ECHO QUIT RESET SELECT HELLO AUTH CLIENT COMMAND CONFIG INFO READONLY READWRITE CLUSTER
+// PING ECHO QUIT RESET SELECT HELLO AUTH ACL CLIENT COMMAND CONFIG INFO READONLY READWRITE CLUSTER
 // SNAPSHOT SAVE BGSAVE, and pub/sub's SUBSCRIBE PSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE
 // HMDB.SUBSCRIBE HMDB.PSUBSCRIBE PUBSUB (core/pubsub.h runs them; PUBLISH is a write).
 //
@@ -163,11 +163,28 @@ const Node::ShellTable& Node::shell_table() {
        }},
       {shell_name("HELLO"), -1, never, [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.hello_command(s, argv, out); }},
       {shell_name("AUTH"), -2, never,
-       [](Node&, Session&, Args argv, uint64_t, std::string* out) {
+       [](Node& n, Session& s, Args argv, uint64_t, std::string* out) {
          Reply r(out);
-         const std::string error = auth_error(argv);
-         if (error.empty()) r.ok();
-         else r.error(error);
+         const std::string error = auth_error(argv, n.user_);
+         if (error.empty()) {
+           s.client.authenticated = true;
+           r.ok();
+         } else {
+           // A refused AUTH leaves an authenticated client authenticated, as in Redis.
+           if (auth_refused(error)) n.auth_failed(s);
+           r.error(error);
+         }
+         return R::kReplied;
+       }},
+      {shell_name("ACL"), -2, never, [](Node&, Session& s, Args argv, uint64_t, std::string* out) {
+         // Only WHOAMI: named users and their rules are the next slice of docs/security.md.
+         Reply r(out, s.client.protocol);
+         if (iequals(argv[1], "WHOAMI")) {
+           if (argv.size() != 2) r.error("ERR wrong number of arguments for 'acl|whoami' command");
+           else r.bulk(kDefaultUser);
+         } else {
+           r.error("ERR unknown subcommand '" + std::string(argv[1].substr(0, 128)) + "'. Try ACL HELP.");
+         }
          return R::kReplied;
        }},
       {shell_name("CLIENT"), -2, never, [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.client_command(s, argv, out); }},
@@ -236,6 +253,9 @@ const Node::ShellCommand* Node::ShellTable::find(std::string_view name) const {
 core::CommandClass Node::shell_command_class(Args argv) const {
   const ShellCommand* c = shell_table().find(argv[0]);
   if (!c) return core::CommandClass::kUnknown;
+  // With a password, RESET signs the client out: it waits for the session's earlier commands
+  // (a barrier) so that what follows it is served after it ran, and refused -NOAUTH.
+  if (user_.requires_password() && c->name == "RESET") return core::CommandClass::kShellBarrier;
   return c->barrier(argv) ? core::CommandClass::kShellBarrier : core::CommandClass::kShellLocal;
 }
 
@@ -251,10 +271,16 @@ core::ShellResult Node::run_shell_command(core::ClientSession& client, Args argv
 }
 
 core::ShellResult Node::hello_command(Session& s, Args argv, std::string* out) {
-  const HelloRequest hello = parse_hello(argv);
+  const HelloRequest hello = parse_hello(argv, user_);
   if (hello.name) s.name = std::string(*hello.name);
+  if (hello.auth_failed) auth_failed(s);
   if (!hello.error.empty()) {
     Reply(out, s.client.protocol).error(hello.error);
+    return core::ShellResult::kReplied;
+  }
+  if (hello.authenticated) s.client.authenticated = true;
+  if (!s.client.authenticated) {
+    Reply(out, s.client.protocol).error(kHelloNoAuth);
     return core::ShellResult::kReplied;
   }
   if (hello.protocol) s.client.protocol = *hello.protocol;
@@ -280,6 +306,21 @@ core::ShellResult Node::hello_command(Session& s, Args argv, std::string* out) {
   return core::ShellResult::kReplied;
 }
 
+void Node::auth_failed(const Session& s) {
+  // Counted always; logged at most once per kAuthFailureLogIntervalMs, with how many were
+  // refused since the last line. Never the user name or password a client sent (a password
+  // typed as the user name would be shown).
+  stats_.auth_failures++;
+  auth_failures_not_logged_++;
+  const uint64_t now = monotonic_ms();
+  if (last_auth_failure_log_ms_ != 0 && now - last_auth_failure_log_ms_ < kAuthFailureLogIntervalMs) return;
+  log_line("authentication refused for client {} ({}): wrong user name or password ({} refused since the last such "
+           "line, {} in all; at most one line per {} ms)",
+           s.id(), s.address, auth_failures_not_logged_, stats_.auth_failures, kAuthFailureLogIntervalMs);
+  auth_failures_not_logged_ = 0;
+  last_auth_failure_log_ms_ = now;
+}
+
 core::ShellResult Node::pubsub_entry(Node& n, Session& s, Args argv, uint64_t, std::string* out) {
   n.replica_->pubsub().command(s.client, argv, out);
   return core::ShellResult::kReplied;
@@ -292,6 +333,8 @@ core::ShellResult Node::reset_command(Session& s, std::string* out) {
   s.client.protocol = Protocol::kResp2;
   s.client.readonly = false;
   s.name.clear();
+  // As in Redis, RESET signs the client out when a password is required.
+  s.client.authenticated = !user_.requires_password();
   Reply(out).status("RESET");
   return core::ShellResult::kReplied;
 }

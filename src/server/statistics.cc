@@ -175,6 +175,8 @@ constexpr Statistic kStatistics[] = {
      "Client connections accepted.", READ(s.shell.connections_received)},
     {"rejected_connections", kStats, kCounter, "hmdb_rejected_connections_total", "", "",
      "Client connections refused (--max-clients).", READ(s.shell.rejected_connections)},
+    {"acl_access_denied_auth", kStats, kCounter, "hmdb_auth_failures_total", "", "",
+     "AUTH and HELLO AUTH attempts refused: wrong user or password.", READ(s.shell.auth_failures)},
     {"total_commands_processed", kStats, kCounter, "hmdb_commands_processed_total", "", "",
      "Client commands processed.", READ(s.replica.commands)},
     {"total_writes", kStats, kCounter, "hmdb_writes_total", "", "", "Write commands proposed.", READ(s.replica.writes)},

@@ -47,6 +47,7 @@ struct ShellStats {
   uint64_t start_ms = 0;  // wall clock at startup
   uint64_t connections_received = 0;
   uint64_t rejected_connections = 0;
+  uint64_t auth_failures = 0;  // AUTH / HELLO AUTH refused (wrong user or password)
   uint64_t protocol_errors = 0;
   uint64_t output_limit_disconnects = 0;
   uint64_t snapshots = 0;

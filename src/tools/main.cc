@@ -23,6 +23,7 @@
 #include "server/logging.h"
 #include "server/node.h"
 #include "tools/cluster_cli.h"
+#include "tools/serve_config.h"
 
 #if __has_include("storage/inspect.h")
 #include "storage/inspect.h"
@@ -35,6 +36,137 @@ namespace {
 
 // The project version (CMakeLists.txt: project(... VERSION), as in the installed package.
 constexpr std::string_view kVersion = HMDB_VERSION;
+
+// Every flag of `hmdb serve`, defined once: the command line and the config file
+// (serve_config.h: a key is a long flag name) are both checked against these definitions.
+struct ServeFlags {
+  server::ServerOptions options;
+  std::string durability = "always";
+  std::string initial_cluster;
+  std::string protected_mode = "yes";
+  std::string config;
+};
+
+void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
+  cmd->add_option("--port", f->options.port, "TCP port for clients")->capture_default_str();
+  cmd->add_option("--bind", f->options.bind,
+                        "address to listen on: IPv4, IPv6 (::1) or a host name (bound where it resolves)")
+      ->capture_default_str();
+  cmd->add_option("--dir", f->options.dir, "data directory (log segments and snapshots)")->capture_default_str();
+  cmd->add_option("--durability", f->durability, "always | periodic | none (see docs/operations.md)")
+      ->check(CLI::IsMember({"always", "periodic", "none"}))
+      ->capture_default_str();
+  cmd->add_option("--fsync-interval-ms", f->options.fsync_interval_ms, "fdatasync period in periodic mode")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{3600 * 1000}))
+      ->capture_default_str();
+  cmd->add_option("--snapshot-log-bytes", f->options.snapshot_log_bytes,
+                        "take a snapshot once the log grew this many bytes since the last one")
+      ->check(CLI::Range(uint64_t{1} << 20, ~uint64_t{0}))
+      ->capture_default_str();
+  cmd->add_option("--max-bulk-bytes", f->options.max_bulk_bytes, "largest bulk string a client may send")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{4} << 30))
+      ->capture_default_str();
+  cmd->add_option("--max-clients", f->options.max_clients, "connections beyond this are refused")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
+      ->capture_default_str();
+  cmd->add_option("--events-retain-bytes", f->options.events_retain_bytes,
+                        "events kept in memory for subscribers resuming from a position (0: none)")
+      ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 40))
+      ->capture_default_str();
+  cmd->add_option("--subscriber-output-bytes", f->options.subscriber_output_bytes,
+                        "unsent bytes past which a subscriber's subscriptions end (it resumes from its position)")
+      ->check(CLI::Range(uint64_t{1} << 10, uint64_t{1} << 40))
+      ->capture_default_str();
+  cmd->add_option("--notify-keyspace-events", f->options.notify_keyspace_events,
+                        "Redis' keyspace notification classes at start, e.g. KEA (CONFIG SET changes them)")
+      ->check([](const std::string& v) {
+        uint32_t flags = 0;
+        return core::parse_notify_flags(v, &flags) ? std::string() : std::string("not Redis' letters Ag$lshzxeKEtmdn");
+      });
+  cmd->add_option("--metrics-port", f->options.metrics_port,
+                        "serve Prometheus metrics at http://BIND:PORT/metrics; 0: off")
+      ->capture_default_str();
+
+  cmd->add_option("--node-id", f->options.node_id, "this node's id in its cluster (a positive integer)")
+      ->capture_default_str();
+  cmd->add_option("--peer-addr", f->options.peer_addr,
+                        "HOST:PORT to listen on for peers; omitted: a single node (docs/cluster.md)");
+  cmd->add_option("--initial-cluster", f->initial_cluster,
+                        "the first voters: 1=CHOST:CPORT@PHOST:PPORT,2=...; used while the data dir has no membership");
+  cmd->add_flag("--join", f->options.join, "start with no membership and wait to be added (CLUSTER ADDLEARNER)");
+  cmd->add_option("--cluster-id", f->options.cluster_id, "peers with another cluster id are refused")
+      ->capture_default_str();
+  cmd->add_option("--election-timeout-ms", f->options.election_timeout_ms,
+                        "a follower that hears no leader for [T, 2T) starts an election")
+      ->check(CLI::Range(uint64_t{20}, uint64_t{60000}))
+      ->capture_default_str();
+  cmd->add_option("--heartbeat-ms", f->options.heartbeat_ms, "leader heartbeat period")
+      ->check(CLI::Range(uint64_t{10}, uint64_t{30000}))
+      ->capture_default_str();
+
+  cmd->add_option("--requirepass", f->options.requirepass,
+                  "the default user's password; clients must AUTH with it (docs/security.md). Prefer the config "
+                  "file: a command line is visible to every local user");
+  cmd->add_option("--protected-mode", f->protected_mode,
+                  "yes: refuse to start bound to a non-loopback address without --requirepass; no: allow it")
+      ->check(CLI::IsMember({"yes", "no"}))
+      ->capture_default_str();
+}
+
+// `--config FILE`: each entry is checked alone against the flag it names (a fresh parse of
+// `--key value` with the same definitions), so that an error names FILE:LINE; then the
+// entries whose flag the command line did not give are applied. Returns 0, or the exit
+// code of a refused file (bad usage: kExitStartupFailure, as a bad flag).
+int apply_config_file(CLI::App* serve_cmd, ServeFlags* flags) {
+  std::vector<tools::ConfigEntry> entries;
+  if (Status s = tools::read_config_file(flags->config, &entries); !s) {
+    std::cerr << "hmdb serve: --config: " << s.message() << "\n";
+    return server::kExitStartupFailure;
+  }
+  for (const tools::ConfigEntry& e : entries) {
+    const std::string where = flags->config + ":" + std::to_string(e.line) + ": ";
+    CLI::Option* opt = e.key == "config" || e.key == "help" ? nullptr : serve_cmd->get_option_no_throw("--" + e.key);
+    if (!opt) {
+      std::cerr << "hmdb serve: " << where << "unknown key '" << e.key
+                << "' (a key is a long flag name of hmdb serve, without dashes: hmdb serve --help)\n";
+      return server::kExitStartupFailure;
+    }
+    std::vector<std::string> words = {"--" + e.key};
+    const bool is_flag = opt->get_items_expected_max() == 0;
+    if (is_flag) {
+      if (e.value != "yes" && e.value != "no") {
+        std::cerr << "hmdb serve: " << where << e.key << ": the value is yes or no, not '" << e.value << "'\n";
+        return server::kExitStartupFailure;
+      }
+      if (e.value == "no") words.clear();
+    } else {
+      words.push_back(e.value);
+    }
+    // Checked alone, with the same definitions, for an error that names its line.
+    CLI::App check;
+    ServeFlags scratch;
+    define_serve_flags(&check, &scratch);
+    const std::vector<std::string> reversed(words.rbegin(), words.rend());
+    try {
+      std::vector<std::string> args = reversed;  // parse() consumes its arguments
+      check.parse(args);
+    } catch (const CLI::ParseError& err) {
+      std::cerr << "hmdb serve: " << where << e.key << ": " << err.what() << "\n";
+      return server::kExitStartupFailure;
+    }
+    if (opt->count() > 0) continue;  // the command line overrides the file
+    try {
+      CLI::App apply;
+      define_serve_flags(&apply, flags);
+      std::vector<std::string> args = reversed;
+      apply.parse(args);
+    } catch (const CLI::ParseError& err) {
+      std::cerr << "hmdb serve: " << where << e.key << ": " << err.what() << "\n";
+      return server::kExitStartupFailure;
+    }
+  }
+  return 0;
+}
 
 int serve(const StateMachineFactory& factory, const server::ServerOptions& options) {
   // SIGTERM/SIGINT arrive through a signalfd in the event loop (a clean drain), so block
@@ -143,65 +275,12 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
   CLI::App app{"hmdb: an in-memory, replicated, application-specific database (app: " + app_name + ")"};
   app.require_subcommand(1);
 
-  server::ServerOptions options;
-  std::string durability = "always";
+  ServeFlags flags;
   auto* serve_cmd = app.add_subcommand("serve", "run one node (the default command)");
-  serve_cmd->add_option("--port", options.port, "TCP port for clients")->capture_default_str();
-  serve_cmd->add_option("--bind", options.bind,
-                        "address to listen on: IPv4, IPv6 (::1) or a host name (bound where it resolves)")
-      ->capture_default_str();
-  serve_cmd->add_option("--dir", options.dir, "data directory (log segments and snapshots)")->capture_default_str();
-  serve_cmd->add_option("--durability", durability, "always | periodic | none (see docs/operations.md)")
-      ->check(CLI::IsMember({"always", "periodic", "none"}))
-      ->capture_default_str();
-  serve_cmd->add_option("--fsync-interval-ms", options.fsync_interval_ms, "fdatasync period in periodic mode")
-      ->check(CLI::Range(uint64_t{1}, uint64_t{3600 * 1000}))
-      ->capture_default_str();
-  serve_cmd->add_option("--snapshot-log-bytes", options.snapshot_log_bytes,
-                        "take a snapshot once the log grew this many bytes since the last one")
-      ->check(CLI::Range(uint64_t{1} << 20, ~uint64_t{0}))
-      ->capture_default_str();
-  serve_cmd->add_option("--max-bulk-bytes", options.max_bulk_bytes, "largest bulk string a client may send")
-      ->check(CLI::Range(uint64_t{1}, uint64_t{4} << 30))
-      ->capture_default_str();
-  serve_cmd->add_option("--max-clients", options.max_clients, "connections beyond this are refused")
-      ->check(CLI::Range(uint64_t{1}, uint64_t{1} << 20))
-      ->capture_default_str();
-  serve_cmd->add_option("--events-retain-bytes", options.events_retain_bytes,
-                        "events kept in memory for subscribers resuming from a position (0: none)")
-      ->check(CLI::Range(uint64_t{0}, uint64_t{1} << 40))
-      ->capture_default_str();
-  serve_cmd->add_option("--subscriber-output-bytes", options.subscriber_output_bytes,
-                        "unsent bytes past which a subscriber's subscriptions end (it resumes from its position)")
-      ->check(CLI::Range(uint64_t{1} << 10, uint64_t{1} << 40))
-      ->capture_default_str();
-  serve_cmd->add_option("--notify-keyspace-events", options.notify_keyspace_events,
-                        "Redis' keyspace notification classes at start, e.g. KEA (CONFIG SET changes them)")
-      ->check([](const std::string& v) {
-        uint32_t flags = 0;
-        return core::parse_notify_flags(v, &flags) ? std::string() : std::string("not Redis' letters Ag$lshzxeKEtmdn");
-      });
-  serve_cmd->add_option("--metrics-port", options.metrics_port,
-                        "serve Prometheus metrics at http://BIND:PORT/metrics; 0: off")
-      ->capture_default_str();
-
-  std::string initial_cluster;
-  serve_cmd->add_option("--node-id", options.node_id, "this node's id in its cluster (a positive integer)")
-      ->capture_default_str();
-  serve_cmd->add_option("--peer-addr", options.peer_addr,
-                        "HOST:PORT to listen on for peers; omitted: a single node (docs/cluster.md)");
-  serve_cmd->add_option("--initial-cluster", initial_cluster,
-                        "the first voters: 1=CHOST:CPORT@PHOST:PPORT,2=...; used while the data dir has no membership");
-  serve_cmd->add_flag("--join", options.join, "start with no membership and wait to be added (CLUSTER ADDLEARNER)");
-  serve_cmd->add_option("--cluster-id", options.cluster_id, "peers with another cluster id are refused")
-      ->capture_default_str();
-  serve_cmd->add_option("--election-timeout-ms", options.election_timeout_ms,
-                        "a follower that hears no leader for [T, 2T) starts an election")
-      ->check(CLI::Range(uint64_t{20}, uint64_t{60000}))
-      ->capture_default_str();
-  serve_cmd->add_option("--heartbeat-ms", options.heartbeat_ms, "leader heartbeat period")
-      ->check(CLI::Range(uint64_t{10}, uint64_t{30000}))
-      ->capture_default_str();
+  define_serve_flags(serve_cmd, &flags);
+  serve_cmd->add_option("--config", flags.config,
+                        "read flags from this file: `key value` lines, key = a flag's long name "
+                        "(docs/operations.md); the command line overrides it");
 
   std::string snap_host = "127.0.0.1";
   uint16_t snap_port = 7379;
@@ -228,18 +307,28 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
   }
 
   if (serve_cmd->parsed()) {
-    server::parse_durability(durability, &options.durability);
+    if (!flags.config.empty()) {
+      const int code = apply_config_file(serve_cmd, &flags);
+      if (code != 0) return code;
+    }
+    server::ServerOptions& options = flags.options;
+    server::parse_durability(flags.durability, &options.durability);
+    options.protected_mode = flags.protected_mode == "yes";
     std::string bind_error;
     if (!parse_host(options.bind, &options.bind, &bind_error)) {
       std::cerr << "hmdb serve: --bind: " << bind_error << "\n";
       return server::kExitStartupFailure;
     }
-    if (!initial_cluster.empty()) {
-      Status s = server::parse_initial_cluster(initial_cluster, &options.initial_cluster);
+    if (!flags.initial_cluster.empty()) {
+      Status s = server::parse_initial_cluster(flags.initial_cluster, &options.initial_cluster);
       if (!s) {
         std::cerr << "hmdb serve: " << s.message() << "\n";
         return server::kExitStartupFailure;
       }
+    }
+    if (Status s = server::check_protected_mode(options); !s) {
+      std::cerr << "hmdb serve: " << s.message() << "\n";
+      return server::kExitStartupFailure;
     }
     return serve(factory, options);
   }

@@ -4,7 +4,10 @@
 # reply is byte-identical: the proof that kv and the shell speak Redis' exact reply formats
 # and error texts, in RESP2 and in RESP3.
 #
-#   redis_compat_test.py <hmdb binary> [commands file ...]
+#   redis_compat_test.py <hmdb binary> [--requirepass PASSWORD] [commands file ...]
+#
+# With --requirepass both servers are started with that password (the files then begin
+# unauthenticated: redis_compat_auth.txt).
 #
 # Every file runs twice, each time on fresh connections to both servers: once in RESP2, and
 # once in RESP3 (both connections first send HELLO 3). Default files: the kv commands
@@ -184,7 +187,12 @@ def main():
     if len(sys.argv) < 2:
         raise SystemExit("usage: redis_compat_test.py <hmdb binary> [commands file ...]")
     hmdb = sys.argv[1]
-    files = sys.argv[2:] or DEFAULT_FILES
+    files = sys.argv[2:]
+    password = []
+    if files[:1] == ["--requirepass"]:
+        password = ["--requirepass", files[1]]
+        files = files[2:]
+    files = files or DEFAULT_FILES
     redis = shutil.which("redis-server")
     if not redis:
         print("SKIP: redis-server is not installed (apt-get install redis-server)")
@@ -198,9 +206,9 @@ def main():
     try:
         procs.append(subprocess.Popen(
             [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--databases", "1", "--dir", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+             "--databases", "1", "--dir", work] + password, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         procs.append(subprocess.Popen(
-            [hmdb, "serve", "--port", str(hmdb_port), "--dir", os.path.join(work, "hmdb"), "--durability", "none"],
+            [hmdb, "serve", "--port", str(hmdb_port), "--dir", os.path.join(work, "hmdb"), "--durability", "none"] + password,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + READY_TIMEOUT_S
         counts = {}
