@@ -623,6 +623,54 @@ TEST(RaftMayNotLead, NeverCampaignsButVotesAndCountsForCommit) {
   EXPECT_EQ(c.nodes.at(3).raft->role(), Role::kLeader);
 }
 
+// The leader's status shows a snapshot being streamed to a follower, so that an operator can
+// watch a catch-up (INFO's snapshot_sent/snapshot_bytes, hmdb cluster replace): the bytes
+// the follower acknowledged and the snapshot's size, and nothing once it is installed.
+TEST(RaftSnapshotProgress, StatusShowsTheBytesAcknowledgedAndTheSize) {
+  Cluster c;
+  Config cfg;
+  cfg.snapshot_chunk_bytes = 4;
+  ConfState conf;
+  conf.voters = {1, 2, 3};
+  for (NodeId id : {1, 2, 3}) c.add_node(id, cfg, conf);
+  elect(c, 1);
+  c.nodes.at(3).down = true;
+  for (int i = 0; i < 5; i++)
+    ASSERT_EQ(c.nodes.at(1).raft->propose(EntryType::kNormal, 1, "value" + std::to_string(i)).error,
+              ProposeError::kNone);
+  c.stabilize(false);
+  ASSERT_TRUE(c.compact(1));
+  const uint64_t size = c.nodes.at(1).snap_data.size();
+  ASSERT_GT(size, 8u) << "the snapshot must take more than two chunks";
+  auto progress_of_3 = [&] {
+    for (const Status::Progress& p : c.nodes.at(1).raft->status().progress)
+      if (p.id == 3) return p;
+    ADD_FAILURE() << "no progress for node 3";
+    return Status::Progress{};
+  };
+  EXPECT_FALSE(progress_of_3().sending_snapshot);
+  // Node 3 back; its answers past the second chunk are lost: the stream stalls there.
+  c.nodes.at(3).down = false;
+  c.lossy = [](const Message& m) { return m.type == MessageType::kSnapshotResponse && m.snapshot_offset > 8; };
+  c.tick(1);
+  c.stabilize(false);
+  Status::Progress p = progress_of_3();
+  EXPECT_TRUE(p.sending_snapshot);
+  EXPECT_EQ(p.snapshot_acked, 8u);
+  EXPECT_EQ(p.snapshot_total, size);
+  // Answers flow again: the leader resends after a stall, the follower installs it.
+  c.lossy = nullptr;
+  for (uint32_t t = 0; t < 4 * cfg.election_ticks && progress_of_3().sending_snapshot; t++) {
+    c.tick(1);
+    c.stabilize(false);
+  }
+  p = progress_of_3();
+  EXPECT_FALSE(p.sending_snapshot);
+  EXPECT_EQ(p.snapshot_acked, 0u);
+  EXPECT_EQ(p.snapshot_total, 0u);
+  EXPECT_EQ(p.match, c.nodes.at(1).raft->status().last_index);
+}
+
 // The one case where it leads: the leader died after node 3, and not node 2, appended the
 // last entry. Node 3 refuses its vote to node 2 (a shorter log), so only node 3 can win.
 // It leads until its noop commits (which gives node 2 the whole log), then hands over.
