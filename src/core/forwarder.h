@@ -104,9 +104,6 @@ class Forwarder {
  public:
   struct Options {
     raft::NodeId self = 0;
-    // The default user's password (requirepass), sent first on every link (AUTH) when set:
-    // the leader requires it of the link as of any client (docs/security.md).
-    std::string password;
     // A command waits at most this long from its arrival for a leader it can be sent to.
     uint64_t leader_wait_ms = 2000;
     // A link to a node that no longer leads is kept this long for the replies in flight on it.
@@ -118,6 +115,9 @@ class Forwarder {
       // answered "outcome unknown": a write the old leader committed applies twice.
       bool resend_broken_writes = false;
     } bugs;
+    // The default user's password (requirepass), sent first on every link (AUTH) when set:
+    // the leader requires it of the link as of any client (docs/security.md).
+    std::string password;
   };
   struct Stats {
     uint64_t sent = 0;              // commands sent on a link (re-sends included)

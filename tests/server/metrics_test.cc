@@ -298,6 +298,7 @@ StatisticsSources distinct_sources() {
   s.peers[2].bytes_sent = 70;
   s.shell.connections_received = 40;
   s.shell.rejected_connections = 35;
+  s.shell.auth_failures = 116;
   s.replica = core::Replica::Stats{.commands = 36,
                                    .writes = 37,
                                    .batches = 38,
@@ -417,6 +418,7 @@ constexpr std::string_view kGoldenInfoAll =
     "# Stats\r\n"
     "total_connections_received:40\r\n"
     "rejected_connections:35\r\n"
+    "acl_access_denied_auth:116\r\n"
     "total_commands_processed:36\r\n"
     "total_writes:37\r\n"
     "total_batches:38\r\n"

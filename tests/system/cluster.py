@@ -190,7 +190,7 @@ class Node:
                 raise harness.ServerExited("%s exited with code %d before answering PING" % (self, code),
                                            code, self.log_tail())
             try:
-                with resp.Client(self.ip, self.client_port, timeout=ADMIN_TIMEOUT_S) as cl:
+                with self.client(ADMIN_TIMEOUT_S) as cl:
                     reply = cl.call("PING")
                     # A node that redirects PING (if it treats it as an app command) is up too.
                     if reply == "PONG" or (isinstance(reply, resp.RespError)
@@ -259,7 +259,14 @@ class Node:
     # ---- requests ----------------------------------------------------------------------
 
     def client(self, timeout=ADMIN_TIMEOUT_S):
-        return resp.Client(self.ip, self.client_port, timeout=timeout)
+        """A connection, authenticated when the cluster has a password."""
+        cl = resp.Client(self.ip, self.client_port, timeout=timeout)
+        if self.cluster.password is not None:
+            reply = cl.call("AUTH", self.cluster.password)
+            if reply != "OK":
+                cl.close()
+                raise resp.ProtocolError("%s: AUTH answered %r" % (self, reply))
+        return cl
 
     def call(self, *args, timeout=ADMIN_TIMEOUT_S):
         with self.client(timeout) as cl:
@@ -300,11 +307,20 @@ class Cluster:
     """n nodes of one cluster in work_dir (data directories and per-start logs)."""
 
     def __init__(self, binary, work_dir, nodes=3, durability="always", server_args=(),
-                 cluster_id="hmdb-chaos", host=None):
+                 cluster_id="hmdb-chaos", host=None, password=None):
+        """password: every node gets it as requirepass, from a config file in work_dir
+        (hmdb serve --config), and every admin connection AUTHs with it."""
         self.binary = binary
+        self.password = password
         self.work_dir = work_dir
         self.durability = durability
         self.server_args = list(server_args)
+        if password is not None:
+            os.makedirs(work_dir, exist_ok=True)
+            config = os.path.join(work_dir, "hmdb.conf")
+            with open(config, "w") as f:
+                f.write('# written by tests/system/cluster.py\nrequirepass "%s"\n' % password)
+            self.server_args += ["--config", config]
         self.cluster_id = cluster_id
         self.nodes = []
         for i in range(1, nodes + 1):

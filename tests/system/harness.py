@@ -164,7 +164,8 @@ class Server:
             try:
                 with resp.Client(HOST, self.port, timeout=1.0) as c:
                     reply = c.call("PING")
-                    if reply == "PONG":
+                    # A server with a password (requirepass) answers -NOAUTH: it is up too.
+                    if reply == "PONG" or (isinstance(reply, resp.RespError) and reply.message.startswith("NOAUTH")):
                         return
                     last_error = "PING answered %r" % (reply,)
             except (resp.ConnectionLost, resp.ProtocolError) as e:
