@@ -42,6 +42,13 @@ std::string join_words(const std::vector<std::string>& argv) {
   return s;
 }
 
+// The default user's password (--password or HMDB_PASSWORD; docs/security.md): every
+// connection sends AUTH with it first when set. Set once by cluster_main.
+std::string& cluster_password() {
+  static std::string password;
+  return password;
+}
+
 // A blocking connection with a connect timeout and a per-reply timeout.
 class Connection {
  public:
@@ -80,6 +87,14 @@ class Connection {
       return false;
     }
     peer_ = to;
+    if (!cluster_password().empty()) {
+      Reply r;
+      if (!call({"AUTH", cluster_password()}, &r, error)) return false;
+      if (r.is_error()) {
+        *error = to.to_string() + " refused the password: " + r.text;
+        return false;
+      }
+    }
     return true;
   }
 
@@ -1336,6 +1351,10 @@ int parse_cluster_args(int argc, char** argv, ClusterArgs* out) {
   std::string addr(kDefaultAddr);
   app.add_option("--addr", addr, "HOST:PORT (client address) of any node; commands follow -MOVED to the leader")
       ->capture_default_str();
+  app.add_option("--password", cluster_password(),
+                 "the nodes' requirepass (docs/security.md); default: the HMDB_PASSWORD environment variable, "
+                 "which a command line (visible to every local user) should prefer")
+      ->envname("HMDB_PASSWORD");
   app.add_option("--timeout-ms", out->timeout_ms, "how long to wait for one reply")
       ->check(CLI::Range(1, 3600 * 1000))
       ->capture_default_str();

@@ -17,7 +17,9 @@ docs/security.md) with real hmdb processes and real clients.
   cluster    three nodes with requirepass from a config file: a client of a follower AUTHs
              and writes (forwarded to the leader, whose forwarding link AUTHs itself), the
              value reads back on every node; a client that has not authenticated cannot
-             claim to be a forwarding link (CLUSTER FORWARDER -> NOAUTH).
+             claim to be a forwarding link (CLUSTER FORWARDER -> NOAUTH); `hmdb cluster status`
+             is refused without the password and works with HMDB_PASSWORD (a wrong --password:
+             WRONGPASS).
 
 Every wait is a bounded poll of a real condition. Usage: auth_test.py [--case NAME] HMDB_BINARY
 """
@@ -245,6 +247,20 @@ def case_cluster(binary):
             listed = l.call("CLIENT", "LIST").decode()
             expect("hmdb-forwarder-%d" % follower.id in listed, "the leader lists no forwarding link:\n" + listed)
             expect(PASSWORD not in listed, "CLIENT LIST shows the password")
+        # hmdb cluster: refused without the password, works with HMDB_PASSWORD or --password.
+        env = {k: v for k, v in os.environ.items() if k != "HMDB_PASSWORD"}
+        status = [binary, "cluster", "--addr", follower.client_addr, "status"]
+        p = subprocess.run(status, capture_output=True, text=True, timeout=CLI_TIMEOUT_S, env=env)
+        expect(p.returncode != 0 and "NOAUTH" in p.stdout + p.stderr,
+               "hmdb cluster status without a password: exit %d\n%s%s" % (p.returncode, p.stdout, p.stderr))
+        p = subprocess.run(status, capture_output=True, text=True, timeout=CLI_TIMEOUT_S,
+                           env=dict(env, HMDB_PASSWORD=PASSWORD))
+        expect(p.returncode == 0, "hmdb cluster status with HMDB_PASSWORD: exit %d\n%s%s"
+               % (p.returncode, p.stdout, p.stderr))
+        p = subprocess.run([binary, "cluster", "--password", "wrong", "--addr", follower.client_addr, "status"],
+                           capture_output=True, text=True, timeout=CLI_TIMEOUT_S, env=env)
+        expect(p.returncode != 0 and "WRONGPASS" in p.stdout + p.stderr,
+               "hmdb cluster --password wrong: exit %d\n%s%s" % (p.returncode, p.stdout, p.stderr))
         c.wait_converged(CONVERGE_TIMEOUT_S)
         for n in c.nodes:
             expect(n.call("GET", "k") == b"v9", "%s has another value" % n)
