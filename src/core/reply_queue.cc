@@ -16,6 +16,7 @@ void ReplyQueue::count(Kind kind, int delta) {
     case Kind::kWaitingWrite: waiting_writes_ += delta; break;
     case Kind::kWaitingRead: waiting_reads_ += delta; break;
     case Kind::kDeferred: deferred_ += delta; break;
+    case Kind::kQueryAtApply: queries_at_apply_ += delta; break;
     case Kind::kWaitingForward: waiting_forwards_ += delta; break;
     default: break;
   }
@@ -28,6 +29,15 @@ uint64_t ReplyQueue::push(Kind kind, Args argv) {
     s.argv.assign(argv.begin(), argv.end());
   slots_.push_back(std::move(s));
   count(kind, +1);
+  return next_seq() - 1;
+}
+
+uint64_t ReplyQueue::last_run_seq() const {
+  // Only while a command waits to run (rare for a subscriber): a walk over the pending slots.
+  for (size_t i = 0; i < slots_.size(); i++) {
+    const Kind k = slots_[i].kind;
+    if (k == Kind::kDeferred || k == Kind::kQueryAtApply || k == Kind::kWaitingRead) return base_seq_ + i - 1;
+  }
   return next_seq() - 1;
 }
 

@@ -68,13 +68,15 @@ class ReplyQueue {
     return &slots_[index_of(push(Kind::kDone))].reply;
   }
   // A message that is no reply (a pub/sub message, core/pubsub.h): it leaves after the replies
-  // of every command served so far, as Redis sends it: into out() when nothing is pending,
-  // else right after the reply of the last slot that is not deferred. A deferred command has
-  // not run yet (an UNSUBSCRIBE behind a write still to apply): the message was sent while the
-  // session's subscriptions were those before it, so it leaves before its reply. (Deferred
-  // slots are the queue's tail: behind one, every new command is deferred too.)
+  // of every command that has run, as Redis sends it: into out() when nothing is pending, else
+  // right before the reply of the first command that has not run yet (deferred, a query or
+  // local shell command waiting for its write, a read waiting for its index). Such a command
+  // (an UNSUBSCRIBE or a RESET behind a write) did not change the subscriptions yet: the
+  // message was sent under the old ones, so it leaves before its reply. A write waiting for
+  // its entry has been routed: the message of a PUBLISH leaves after that PUBLISH's reply.
   void append_message(std::string_view bytes) {
-    uint64_t after = next_seq() - 1 - deferred_;
+    uint64_t after = next_seq() - 1;
+    if (deferred_ + waiting_reads_ + queries_at_apply_ > 0) [[unlikely]] after = last_run_seq();
     if (!held_.empty()) after = std::max(after, held_.back().after_seq);  // messages keep their order
     if (after + 1 == base_seq_) {  // before every pending slot
       out_.append(bytes);
@@ -117,6 +119,8 @@ class ReplyQueue {
  private:
   size_t index_of(uint64_t seq) const;
   bool flush_done_with_messages();
+  // The sequence number of the slot before the first one whose command has not run yet.
+  uint64_t last_run_seq() const;
   void count(Kind kind, int delta);
 
   // Messages behind pending replies, each batch to leave right after slot after_seq's reply.
@@ -132,6 +136,7 @@ class ReplyQueue {
   uint64_t waiting_writes_ = 0;
   uint64_t waiting_reads_ = 0;
   uint64_t deferred_ = 0;
+  uint64_t queries_at_apply_ = 0;
   uint64_t waiting_forwards_ = 0;
   uint64_t held_message_bytes_ = 0;
   std::string out_;

@@ -148,6 +148,20 @@ TEST(PubSub, AMessageLeavesBeforeTheReplyOfACommandThatHasNotRunYet) {
                     ">4\r\n$9\r\nsubscribe\r\n$1\r\nd\r\n:1\r\n$1\r\n2\r\n");  // after entry 2
 }
 
+// The same for a command that runs when the session's write is applied (a query or a local
+// shell command such as RESET or PING behind it): the write's own message (here its
+// PUBLISH's; with kv, its keyspace notification) is emitted before that command runs, so it
+// leaves before its reply (found by subscription_fuzz: a RESET behind a SET answered +RESET,
+// then the SET's notification; fuzz/corpus/subscription_fuzz/message-after-reset).
+TEST(PubSub, AMessageLeavesBeforeTheReplyOfACommandWaitingForTheWrite) {
+  Node n;
+  n.send({{"RESP3"}, {"SUBSCRIBE", "c"}});
+  out(n);
+  n.send({{"PUBLISH", "c", "x"}, {"PING"}});
+  n.replica->end_turn();
+  EXPECT_EQ(out(n), ":1\r\n>3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n+PONG\r\n");
+}
+
 TEST(PubSub, ARESP2SubscriberMaySendOnlyWhatRedisAllows) {
   Node n;
   n.send({{"SUBSCRIBE", "c"}, {"GET", "a"}, {"SET", "a", "1"}, {"MULTI"}, {"NOSUCH"}, {"PING"}, {"PUBSUB", "NUMPAT"}});
