@@ -860,6 +860,7 @@ struct Run {
                 static_cast<unsigned long long>(from_publisher));
     for (auto& [id, bytes] : transcript) {
       if (id == kWitness) continue;
+      if (trace) std::fprintf(stderr, "session %llu was sent:\n%s\n", static_cast<unsigned long long>(id), bytes.c_str());
       SessionModel m;
       m.id = id;
       m.events = &witnessed;
