@@ -201,6 +201,9 @@ struct Raft::Impl {
   // Observation counters (Raft::lease_reads_answered(), votes_granted()).
   uint64_t lease_reads_answered = 0;
   uint64_t votes_granted = 0;
+  // Raft::set_snapshot_filter.
+  std::function<bool(const SnapshotMeta&)> snapshot_accept;
+  uint64_t snapshots_refused = 0;
 
   // A planted bug that may break safety is set: some assertions then let the simulator's
   // checker report instead. (Not learners_never_campaign: it costs liveness only, so every
@@ -1130,6 +1133,11 @@ struct Raft::Impl {
       send(std::move(r));
       return;
     }
+    if (snapshot_accept && !snapshot_accept(meta)) {
+      staging_meta.reset();
+      snapshots_refused++;
+      return;  // not answered: the leader retries after its stall timeout, no faster
+    }
     if (m.snapshot_offset == 0) {
       staging_meta = meta;
       staging_offset = 0;
@@ -1696,6 +1704,10 @@ void Raft::snapshot_saved(const SnapshotMeta& meta) { impl_->snapshot_saved(meta
 void Raft::applied_to(Index index) { impl_->applied_to(index); }
 size_t Raft::free_dropped_entries(size_t max_entries) { return impl_->log.free_dropped(max_entries); }
 void Raft::set_may_lead(bool may) { impl_->set_may_lead(may); }
+void Raft::set_snapshot_filter(std::function<bool(const SnapshotMeta&)> accept) {
+  impl_->snapshot_accept = std::move(accept);
+}
+uint64_t Raft::snapshots_refused() const { return impl_->snapshots_refused; }
 bool Raft::may_lead() const { return impl_->may_lead; }
 void Raft::campaign() {
   if (!impl_->promotable() || !impl_->may_lead) return;  // a learner campaigns only on its own (tick)

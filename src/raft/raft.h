@@ -45,6 +45,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -267,6 +268,13 @@ class Raft {
   // "Schema versions"). Not persisted: the caller sets it again after a restart.
   void set_may_lead(bool may);
   bool may_lead() const;
+  // Follower: a snapshot the leader offers is installed only if `accept(meta)` is true
+  // (empty: every one). A refused one is not answered, chunk after chunk: the leader sends
+  // it again after its stall timeout, and the follower stays where it is. The server refuses
+  // a snapshot of a schema version its binary does not read rather than stop
+  // (docs/cluster.md, "Schema versions"). `accept` must not call into this core.
+  void set_snapshot_filter(std::function<bool(const SnapshotMeta&)> accept);
+  uint64_t snapshots_refused() const;  // snapshot messages refused so far
   // Answer to a Ready::snapshot_reads request: `bytes` are [offset, offset + bytes.size())
   // of the snapshot `meta`, whose total size is `total`; `last` if they end it. Ignored if
   // the request is obsolete (the follower moved on, or a newer snapshot exists).

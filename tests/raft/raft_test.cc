@@ -696,7 +696,8 @@ TEST(RaftMayNotLead, EndsTheDeadlockOnlyItCanEndThenHandsOver) {
     int node3_led = 0;
     c.on_apply = [&](NodeId, const Entry& e) {
       // Node 3 leads only to commit its noop: no other entry of its terms ever appears.
-      if (e.type == EntryType::kNormal) EXPECT_EQ(e.data, "x");
+      if (e.type != EntryType::kNormal) return;
+      EXPECT_EQ(e.data, "x");
     };
     for (uint32_t t = 0; t < 40 * cfg.election_ticks && c.nodes.at(2).raft->role() != Role::kLeader; t++) {
       c.tick(2);
@@ -713,6 +714,52 @@ TEST(RaftMayNotLead, EndsTheDeadlockOnlyItCanEndThenHandsOver) {
     EXPECT_EQ(c.nodes.at(2).raft->status().last_index, c.nodes.at(3).raft->status().last_index);
     EXPECT_EQ(c.nodes.at(2).state, (std::vector<std::string>{"x"}));
   }
+}
+
+// A follower refuses the leader's snapshot while its filter says so (the server: a schema
+// version its binary does not read): nothing installed, nothing answered, the leader
+// offers it again only after its stall timeout; once accepted, it installs and catches up.
+TEST(RaftSnapshotFilter, ARefusedSnapshotIsNeitherInstalledNorAnsweredAndRetriedSlowly) {
+  Cluster c;
+  Config cfg;
+  ConfState conf;
+  conf.voters = {1, 2, 3};
+  for (NodeId id : {1, 2, 3}) c.add_node(id, cfg, conf);
+  elect(c, 1);
+  c.nodes.at(3).down = true;
+  for (int i = 0; i < 5; i++) ASSERT_EQ(c.nodes.at(1).raft->propose(EntryType::kNormal, 1, "e" + std::to_string(i)).error, ProposeError::kNone);
+  c.stabilize(false);
+  ASSERT_TRUE(c.compact(1));
+  const Index leader_applied = c.nodes.at(1).applied;
+  bool accept = false;
+  std::vector<Index> offered;
+  c.nodes.at(3).down = false;
+  c.nodes.at(3).raft->set_snapshot_filter([&](const SnapshotMeta& m) {
+    offered.push_back(m.index);
+    return accept;
+  });
+  bool installed = false;
+  c.out = [&](const std::string& s) { installed |= s.find("3 installed snapshot") != std::string::npos; };
+  const uint32_t ticks = 20 * cfg.election_ticks;
+  for (uint32_t t = 0; t < ticks; t++) {
+    c.tick(1);
+    c.stabilize(false);
+  }
+  EXPECT_FALSE(installed);
+  EXPECT_LT(c.nodes.at(3).applied, leader_applied);
+  ASSERT_FALSE(offered.empty()) << "the leader offered it";
+  EXPECT_EQ(c.nodes.at(3).raft->snapshots_refused(), offered.size());
+  // Offered once per stall timeout at most (2 election timeouts), not in a loop.
+  EXPECT_LE(offered.size(), ticks / (2 * cfg.election_ticks) + 1) << offered.size();
+  EXPECT_EQ(c.nodes.at(1).raft->role(), Role::kLeader) << "the refusing follower still answers heartbeats";
+
+  accept = true;
+  for (uint32_t t = 0; t < ticks && !installed; t++) {
+    c.tick(1);
+    c.stabilize(false);
+  }
+  EXPECT_TRUE(installed);
+  EXPECT_EQ(c.nodes.at(3).applied, c.nodes.at(1).applied);
 }
 
 TEST(RaftMayNotLead, CandidateAndLeaderStepDown) {
