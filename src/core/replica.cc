@@ -53,10 +53,14 @@ void Replica::membership_changed() { voters_ = raft_.status().conf.voters.size()
 
 std::string Replica::schema_blocked_reply() const {
   const SchemaBlock& b = *schema_block_;
-  return fmt::format("-ERR this node stopped applying at log index {}: the entry {} schema version {}, which this "
+  return fmt::format("-ERR this node stopped applying at log index {}: {} schema version {}, which this "
                      "binary of app {} does not read (versions {}..{}); its state is stale (applied index {}). Send "
                      "commands to another node, or restart this one with a binary that reads version {}\r\n",
-                     b.index, b.activation ? "activates" : "was logged under", b.version, app_.app_name(),
+                     b.index,
+                     b.snapshot     ? "the leader's snapshot there is of"
+                     : b.activation ? "the entry activates"
+                                    : "the entry was logged under",
+                     b.version, app_.app_name(),
                      app_.oldest_schema_version(), app_.schema_version(), applied_index_, b.version);
 }
 

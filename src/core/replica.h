@@ -299,8 +299,16 @@ class Replica final : private PubSubHost {
     raft::Index index = 0;
     uint32_t version = 0;
     bool activation = false;
+    bool snapshot = false;  // the leader's snapshot at `index` is of `version` (block_at_snapshot)
   };
   const std::optional<SchemaBlock>& schema_block() const { return schema_block_; }
+  // The leader's snapshot at `index` is of schema `version`, which this binary does not
+  // read, and it was refused (raft::Raft::set_snapshot_filter): the node cannot catch up,
+  // and blocks as at such an entry (its state is that of its applied index). No-op if
+  // blocked already.
+  void block_at_snapshot(raft::Index index, uint32_t version) {
+    if (!schema_block_) schema_block_ = SchemaBlock{index, version, false, true};
+  }
   // The error a blocked node answers app commands with.
   std::string schema_blocked_reply() const;
   // The request table (core/request_table.h): replicated state beside the app's, changed

@@ -420,6 +420,7 @@ void Node::loop_turn(int timeout_ms) {
   // finished replies move out in order (replies_ready() schedules their sending).
   sync_forwarder();  // the leader may have changed this turn: before the replica drains
   replica_->end_turn();
+  if (refused_snapshot_) [[unlikely]] note_refused_snapshot();
   if (forward_links_) forward_links_->flush(*forwarder_);  // what was forwarded this turn
   maybe_auto_snapshot();
   raft_->free_dropped_entries(kDroppedEntriesFreedPerTurn);
@@ -527,6 +528,25 @@ void Node::schema_blocked(const raft::Entry& e, const core::ApplyResult& r) {
            "that reads version {}, or remove it from the cluster.",
            e.index, r.activation ? "activates" : "was logged under", core::unreadable_schema(*app_, r.schema_version),
            replica_->applied_index(), r.schema_version);
+}
+
+void Node::note_refused_snapshot() {
+  const raft::SnapshotMeta m = *refused_snapshot_;
+  refused_snapshot_.reset();
+  if (m.index == refused_snapshot_logged_) return;  // offered again: said already
+  refused_snapshot_logged_ = m.index;
+  if (const auto& block = replica_->schema_block()) {
+    log_line("schema: refused the leader's snapshot at index {} (schema version {}): this node is blocked at log index "
+             "{} and applies nothing",
+             m.index, m.schema_version, block->index);
+    return;
+  }
+  replica_->block_at_snapshot(m.index, m.schema_version);
+  raft_->set_may_lead(false);
+  log_line("schema: BLOCKED: refused the leader's snapshot at index {}: it is of {}. This node cannot catch up "
+           "(applied index {}): it applies nothing, does not lead, and refuses clients' commands; it still votes. "
+           "Restart it with a binary that reads version {}, or remove it from the cluster.",
+           m.index, core::unreadable_schema(*app_, m.schema_version), replica_->applied_index(), m.schema_version);
 }
 
 void Node::apply_failed(const raft::Entry& e, const core::ApplyResult& r) {

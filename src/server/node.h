@@ -131,6 +131,9 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   void applied(const raft::Entry& entry) override;
   void apply_failed(const raft::Entry& entry, const core::ApplyResult& result) override;
   void schema_blocked(const raft::Entry& entry, const core::ApplyResult& result) override;
+  // After the raft core refused a snapshot of a schema version this binary does not read:
+  // the node blocks there (once) and says so.
+  void note_refused_snapshot();
   void read_snapshot_chunk(const raft::SnapshotReadRequest& request) override;
   void role_changed(raft::Role before, raft::Role now) override;
   void warn(std::string_view message) override;  // both hosts'
@@ -279,6 +282,10 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   raft::Term last_log_term_ = 0;
   raft::HardState hard_state_;
   uint32_t logged_active_version_ = kFirstSchemaVersion;  // the active schema version last logged
+  // The leader's snapshot the raft core was told to refuse (recovery.cc's filter), not yet
+  // handled by note_refused_snapshot(); and the index of the last one logged.
+  std::optional<raft::SnapshotMeta> refused_snapshot_;
+  raft::Index refused_snapshot_logged_ = 0;
   uint64_t log_bytes_since_snapshot_ = 0;
   uint64_t turn_steady_ms_ = 0;  // steady clock at the start of this turn
   uint64_t turn_wall_ms_ = 0;    // wall clock at the start of this turn

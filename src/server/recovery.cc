@@ -141,6 +141,13 @@ Status Node::recover(int* exit_code) {
   }
   raft_catch_up_ticks_max_ = 2 * uint64_t{config.election_ticks};
   raft_ = std::make_unique<raft::Raft>(config, std::move(restore));
+  // A snapshot this binary cannot load is refused, not installed then fatal: the node stays
+  // a voter (note_refused_snapshot, once per turn, says so and stops it from leading).
+  raft_->set_snapshot_filter([this](const raft::SnapshotMeta& m) {
+    if (!replica_->schema_block() && app_->reads_schema_version(m.schema_version)) return true;
+    refused_snapshot_ = m;
+    return false;
+  });
   core::Replica::Options replica_options;
   replica_options.clustered = clustered;
   replica_options.forward = clustered;  // a follower forwards plain clients' commands (cluster.cc)

@@ -21,6 +21,9 @@ TRANSFER takes major units where version 1 took minor ones).
           same binary it is blocked at the same index. kill -9 of the leader: the other
           version-2 node leads (node 3 votes, never leads) and the two serve writes. Node 3
           restarted with hmdb-ledger-v2, and the old leader, catch up: identical at version 2.
+  snapshot node 3 (hmdb-ledger) is stopped, version 2 activated and the leader's log
+          compacted (SNAPSHOT); restarted, node 3 is offered a snapshot of version 2: it refuses
+          it, stays up, blocked at the snapshot's index, and says so; upgraded, it installs it.
   gate    node 1 runs hmdb-ledger-v2, nodes 2 and 3 hmdb-ledger: the leader (node 1) refuses
           CLUSTER SCHEMA ACTIVATE 2, naming both (1 of 3 voters reads it), and proposes
           nothing.
@@ -265,7 +268,43 @@ def case_gate(c, ledger, ledger_v2):
     check(c.wait_converged(CONVERGE_TIMEOUT_S) == index + 1, "one entry more: nothing was proposed")
 
 
-CASES = {"single": (case_single, 1), "mixed": (case_mixed, 3), "gate": (case_gate, 3)}
+def case_snapshot(c, ledger, ledger_v2):
+    """Node 3 (version 1) is down while version 2 is activated and the leader's log is
+    compacted: back, it is offered a snapshot of version 2, refuses it, stays up blocked."""
+    old = c.node(3)
+    leader = c.wait_leader(LEADER_TIMEOUT_S)
+    if leader is old:
+        code, out = cli(ledger_v2, "--addr", old.client_addr, "transfer", "1")
+        check(code == 0, "transfer to node 1 (exit %d):\n%s" % (code, out))
+        leader = c.wait_leader(LEADER_TIMEOUT_S)
+    accounts(leader)
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    check(old.terminate() == 0, "SIGTERM to node 3")
+    check(leader.call("CLUSTER", "SCHEMA", "ACTIVATE", "2") == "OK", "the activation commits (2 of 3 read it)")
+    check(leader.call("TRANSFER", "bank", "alice", "2.50", "USD") > 0, "a version-2 write")
+    snap = leader.call("SNAPSHOT")
+    check(isinstance(snap, str) and snap.startswith("OK snapshot at index"), "SNAPSHOT answered %r" % (snap,))
+    snap_index = int(snap.split()[-1])
+    old.start()
+    index = wait_for("node 3 refuses the snapshot", lambda: blocked_at(old)[0], CONVERGE_TIMEOUT_S)
+    check(index == snap_index and blocked_at(old) == (snap_index, 2), "blocked at %r" % (blocked_at(old),))
+    check(("schema: BLOCKED: refused the leader's snapshot at index %d" % snap_index) in old.log(), old.log_tail())
+    refused = old.call("BALANCE", "alice")
+    check(isinstance(refused, resp.RespError) and "the leader's snapshot there is of schema version 2" in refused.message,
+          "a blocked node's reply: %r" % (refused,))
+    check(leader.call("TRANSFER", "bank", "alice", "1", "USD") > 0, "writes go on")
+    check(old.exited_unexpectedly() is None, "node 3 runs")
+    # Upgraded, it installs the snapshot and catches up.
+    check(old.terminate() == 0, "SIGTERM to node 3")
+    old.binary = ledger_v2
+    old.start()
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    for n in c.nodes:
+        check(balance(n, "alice") == 350, "%s: alice has %d" % (n, balance(n, "alice")))
+        check(blocked_at(n) == (0, 0), "%s: not blocked" % n)
+
+
+CASES = {"single": (case_single, 1), "mixed": (case_mixed, 3), "gate": (case_gate, 3), "snapshot": (case_snapshot, 3)}
 
 
 def main():
@@ -282,7 +321,7 @@ def main():
         work = harness.make_work_dir("hmdb-schema-%s-" % name)
         t0 = time.monotonic()
         c = cl.Cluster(ledger_v2, work, nodes=nodes, cluster_id="hmdb-schema")
-        if name == "mixed":
+        if name in ("mixed", "snapshot"):
             c.node(3).binary = ledger
         if name == "gate":
             c.node(2).binary = ledger
