@@ -136,6 +136,7 @@ const TestInfo& info_of(TestKind kind) {
 constexpr const char* kUsage =
     "usage: hmdb-bench [options]\n"
     "  --host H          server address (default 127.0.0.1)\n"
+    "  --password PW     AUTH with it on every connection (default: $HMDB_PASSWORD; docs/security.md)\n"
     "  --port P          server port (default 6379)\n"
     "  --clients N       connections (default 50, at most 4096)\n"
     "  --pipeline N      requests in flight per connection (default 1, at most 1024)\n"
@@ -181,6 +182,7 @@ bool parse_int_option(const char* text, int64_t low, int64_t high, int64_t* out)
 
 bool parse_bench_options(int argc, char** argv, BenchOptions* options, std::string* error) {
   BenchOptions o;
+  if (const char* env = std::getenv("HMDB_PASSWORD")) o.password = env;  // --password overrides it
   bool tests_given = false;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
@@ -195,7 +197,14 @@ bool parse_bench_options(int argc, char** argv, BenchOptions* options, std::stri
       ++i;
       return true;
     };
-    if (arg == "--host") {
+    if (arg == "--password" || arg == "-a") {
+      if (value == nullptr) {
+        *error = std::string(arg) + " needs a password";
+        return false;
+      }
+      o.password = value;
+      ++i;
+    } else if (arg == "--host") {
       if (value == nullptr || *value == '\0') {
         *error = "--host needs an address";
         return false;
@@ -589,7 +598,7 @@ struct ThreadResult {
 
 bool resolve(const std::string& host, int port, sockaddr_storage* address, socklen_t* length,
              std::string* error);
-int connect_one(const sockaddr_storage& address, socklen_t length, std::string* error);
+int connect_one(const sockaddr_storage& address, socklen_t length, const std::string& password, std::string* error);
 std::string sentinel_master(const BenchOptions& o, std::string* error);
 
 class LoadThread {
@@ -935,7 +944,7 @@ class LoadThread {
     c->node = target;
     const Node& n = shared_->nodes[static_cast<size_t>(target)];
     std::string error;
-    const int fd = connect_one(n.address, n.length, &error);
+    const int fd = connect_one(n.address, n.length, o.password, &error);
     if (fd < 0) {
       ++result_->connect_failures;
       c->retry_at_ns = now + kReconnectDelayNs;
@@ -1110,7 +1119,7 @@ bool resolve(const std::string& host, int port, sockaddr_storage* address, sockl
   return true;
 }
 
-int connect_one(const sockaddr_storage& address, socklen_t length, std::string* error) {
+int connect_one(const sockaddr_storage& address, socklen_t length, const std::string& password, std::string* error) {
   const int fd = socket(address.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     *error = std::string("socket: ") + std::strerror(errno);
@@ -1120,6 +1129,37 @@ int connect_one(const sockaddr_storage& address, socklen_t length, std::string* 
     *error = std::string("connect: ") + std::strerror(errno);
     close(fd);
     return -1;
+  }
+  if (!password.empty()) {
+    // AUTH first, blocking (the socket is made non-blocking below): a refused password ends
+    // the connection with the server's error. Bounded by kSentinelTimeoutMs like the
+    // Sentinel query, the other blocking exchange.
+    timeval tv{};
+    tv.tv_usec = kSentinelTimeoutMs * 1000;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    const std::string request =
+        "*2\r\n$4\r\nAUTH\r\n$" + std::to_string(password.size()) + "\r\n" + password + "\r\n";
+    std::string reply;
+    bool ok = write(fd, request.data(), request.size()) == static_cast<ssize_t>(request.size());
+    net::ScannedReply scanned;
+    while (ok) {
+      char buffer[512];
+      const ssize_t r = read(fd, buffer, sizeof buffer);
+      if (r <= 0) {
+        ok = false;
+        break;
+      }
+      reply.append(buffer, static_cast<size_t>(r));
+      const net::ScanResult s = net::scan_reply(reply.data(), reply.size(), &scanned);
+      if (s == net::ScanResult::kComplete) break;
+      if (s == net::ScanResult::kMalformed || reply.size() > 4096) ok = false;
+    }
+    if (!ok || scanned.is_error) {
+      *error = ok ? "AUTH refused: " + reply.substr(1, reply.find('\r') - 1) : "AUTH: no reply";
+      close(fd);
+      return -1;
+    }
   }
   const int one = 1;
   if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
@@ -1240,7 +1280,7 @@ bool run_test(const BenchOptions& o, TestKind kind, int test_index, TestOutcome*
       // the master it names).
       c->next_node = nodes.empty() ? -1 : i % static_cast<int>(nodes.size());
     } else {
-      c->fd = connect_one(address, length, &outcome->failure);
+      c->fd = connect_one(address, length, o.password, &outcome->failure);
     }
     if (!o.follow() && c->fd < 0) {
       outcome->failure = o.host + ":" + std::to_string(o.port) + ": " + outcome->failure;

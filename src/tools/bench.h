@@ -93,6 +93,7 @@ inline constexpr int kTestKindCount = 7;
 
 struct BenchOptions {
   std::string host = "127.0.0.1";
+  std::string password;  // --password / HMDB_PASSWORD: AUTH on every connection
   int port = 6379;
   int clients = 50;
   int pipeline = 1;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
@@ -132,6 +133,24 @@ TEST(BenchOptions, DefaultsAndValues) {
   EXPECT_EQ(o.tests[1], TestKind::kMset);
   EXPECT_DOUBLE_EQ(o.seconds, 1.5);
   EXPECT_TRUE(o.csv);
+}
+
+TEST(BenchOptions, PasswordFromTheFlagOrTheEnvironment) {
+  BenchOptions o;
+  std::string error;
+  ::unsetenv("HMDB_PASSWORD");
+  ASSERT_TRUE(parse({}, &o, &error)) << error;
+  EXPECT_EQ(o.password, "");
+  ASSERT_TRUE(parse({"--password", "pw 1"}, &o, &error)) << error;
+  EXPECT_EQ(o.password, "pw 1");
+  ::setenv("HMDB_PASSWORD", "from-env", 1);
+  ASSERT_TRUE(parse({}, &o, &error)) << error;
+  EXPECT_EQ(o.password, "from-env");
+  ASSERT_TRUE(parse({"-a", "flag"}, &o, &error)) << error;  // the flag overrides the variable
+  EXPECT_EQ(o.password, "flag");
+  ::unsetenv("HMDB_PASSWORD");
+  EXPECT_FALSE(parse({"--password"}, &o, &error));
+  EXPECT_EQ(error, "--password needs a password");
 }
 
 TEST(BenchOptions, BoundsAndTyposAreRejected) {
