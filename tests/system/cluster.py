@@ -71,6 +71,17 @@ def node_ip(node_id):
 free_port_on = harness.free_port_on
 
 
+# Bound on one run of `<binary> cluster ...` (cluster_cli).
+CLUSTER_CLI_TIMEOUT_S = 60.0
+
+
+def cluster_cli(binary, *args):
+    """`<binary> cluster ARGS...` -> (exit code, stdout + stderr)."""
+    p = subprocess.run([binary, "cluster"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=CLUSTER_CLI_TIMEOUT_S, check=False)
+    return p.returncode, p.stdout.decode("utf-8", "replace")
+
+
 def host_port(host, port):
     """host:port as hmdb writes it: an IPv6 address in brackets."""
     return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)

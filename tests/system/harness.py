@@ -70,6 +70,12 @@ _ports_given = set()
 PORT_ATTEMPTS = 64
 
 
+def check(condition, message):
+    """Fails the test with `message` unless `condition` holds."""
+    if not condition:
+        raise TestFailure(message)
+
+
 def free_port_on(ip):
     """A port free on ip (an IPv4 or IPv6 address, or a name) a moment ago, chosen by the kernel,
     and never one this process handed out before."""

@@ -34,7 +34,6 @@ Every wait is a bounded poll of a real condition. Usage: schema_test.py --ledger
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 
@@ -45,19 +44,10 @@ import resp
 LEADER_TIMEOUT_S = 30.0
 CONVERGE_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 30.0
-CLI_TIMEOUT_S = 60.0
 
 
-def check(condition, message):
-    if not condition:
-        raise harness.TestFailure(message)
-
-
-def cli(binary, *args):
-    """`<binary> cluster ARGS...` -> (exit code, stdout + stderr)."""
-    p = subprocess.run([binary, "cluster"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       timeout=CLI_TIMEOUT_S, check=False)
-    return p.returncode, p.stdout.decode("utf-8", "replace")
+check = harness.check
+cli = cl.cluster_cli
 
 
 def call_ok(node, *args):

@@ -28,7 +28,6 @@ Every wait is a bounded poll of a real condition. Usage: verify_test.py --tiny B
 import argparse
 import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -39,7 +38,6 @@ import resp
 
 LEADER_TIMEOUT_S = 30.0
 CONVERGE_TIMEOUT_S = 60.0
-CLI_TIMEOUT_S = 60.0
 # Writes each client pipelines per round trip: enough that the applied indexes of the nodes
 # differ all the time while `verify` runs.
 PIPELINE = 16
@@ -48,16 +46,8 @@ WRITERS = 2
 WRITES_TIMEOUT_S = 30.0
 
 
-def check(condition, message):
-    if not condition:
-        raise harness.TestFailure(message)
-
-
-def cli(binary, *args):
-    """`<binary> cluster ARGS...` -> (exit code, stdout + stderr)."""
-    p = subprocess.run([binary, "cluster"] + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       timeout=CLI_TIMEOUT_S, check=False)
-    return p.returncode, p.stdout.decode("utf-8", "replace")
+check = harness.check
+cli = cl.cluster_cli
 
 
 class Writers:
