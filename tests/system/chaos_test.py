@@ -705,9 +705,11 @@ def main():
             # A GET changes nothing, so one whose reply was lost is sent again: the admin
             # client's cached connection may be to a node killed and restarted by the last
             # fault, and the first use of it is then "unknown" (seen once in CI).
+            # An unexpected error reply is also "unknown": it is never retried, it fails.
             for _ in range(FINAL_READ_ATTEMPTS):
+                errors_before = sum(stats.unexpected.values())
                 outcome, value = chaos.admin.execute("get", key)
-                if outcome != "unknown":
+                if outcome != "unknown" or sum(stats.unexpected.values()) != errors_before:
                     break
             if outcome != "ok":
                 raise harness.TestFailure("final GET %s on the leader: %s" % (key, outcome))
