@@ -1,9 +1,10 @@
-// testing/driver.cc — the compiled half of hmdb/testing.h: a write applied through the
-// engine's one apply path (core::apply_batch), which the public header cannot reach because
-// the core's headers are not installed.
+// testing/driver.cc — the compiled half of hmdb/testing.h and hmdb/testing_migration.h: a
+// write applied through the engine's one apply path (core::apply_batch), which the public
+// headers cannot reach because the core's headers are not installed.
 #include "core/apply.h"
 #include "core/batch.h"
 #include "hmdb/testing.h"
+#include "hmdb/testing_migration.h"
 
 namespace hmdb::testing {
 
@@ -36,6 +37,28 @@ bool apply_write(StateMachine& app, Args argv, uint64_t now_ms, uint64_t index, 
   const core::ApplyResult r = core::apply_batch(app, entry, index, app.active_schema_version(), &sink, scratch,
                                                 nullptr, nullptr, events ? &hub : nullptr);
   return r.status == core::ApplyStatus::kOk && r.commands == 1;
+}
+
+}  // namespace hmdb::testing
+
+namespace hmdb::testing {
+
+bool apply_logged(StateMachine& app, Args argv, uint64_t now_ms, uint64_t index, uint32_t version, std::string* out,
+                  std::string* why) {
+  core::BatchBuilder batch(now_ms);
+  batch.add(argv);
+  const std::string entry = batch.finish();
+  struct OneReply final : core::ApplySink {
+    core::ReplyTo to;
+    core::ReplyTo reply_to(size_t) override { return to; }
+    void replied(size_t) override {}
+  } sink;
+  sink.to = core::ReplyTo{out, Protocol::kResp2};
+  core::ApplyScratch scratch;
+  const core::ApplyResult r = core::apply_batch(app, entry, index, version, &sink, scratch);
+  if (r.status == core::ApplyStatus::kOk && r.commands == 1) return true;
+  if (why) *why = r.divergence.empty() ? "apply status " + std::to_string(static_cast<int>(r.status)) : r.divergence;
+  return false;
 }
 
 }  // namespace hmdb::testing
