@@ -42,6 +42,30 @@ LABEL = {"set": "SET", "get": "GET", "incr": "INCR", "lpush": "LPUSH", "hset": "
 REDIS_BENCHMARK_NAME = {"set": "SET", "get": "GET", "incr": "INCR", "lpush": "LPUSH",
                         "hset": "HSET", "mset": "MSET (10 keys)"}
 
+# redis-benchmark's own workloads (`-t`, redis-benchmark 7.0), run by --suite: each test in a
+# run of its own so that the server's CPU per request is the test's. The row redis-benchmark
+# prints for each (its CSV "test" column); an LRANGE test first runs "LPUSH (needed to
+# benchmark LRANGE)" to fill its list, whose row is ignored but whose CPU is counted.
+SUITE_TESTS = ["ping_inline", "ping_mbulk", "set", "get", "incr", "lpush", "rpush", "lpop",
+               "rpop", "sadd", "hset", "spop", "zadd", "zpopmin", "lrange_100", "lrange_300",
+               "lrange_500", "lrange_600", "mset"]
+SUITE_ROW = {t: t.upper() for t in SUITE_TESTS}
+SUITE_ROW.update({"lrange_100": "LRANGE_100 (first 100 elements)",
+                  "lrange_300": "LRANGE_300 (first 300 elements)",
+                  "lrange_500": "LRANGE_500 (first 500 elements)",
+                  "lrange_600": "LRANGE_600 (first 600 elements)",
+                  "mset": "MSET (10 keys)"})
+# Requests per suite test (redis-benchmark -n), per pipeline setting: about 1-3 s each on this
+# 2-core machine against Redis.
+SUITE_REQUESTS = {1: 100000, 32: 1000000}
+SUITE_REQUESTS_DEFAULT = 200000
+# Goals of issue 16 on every workload of both benchmarks: at pipeline 1, hmdb always >= 1.2x
+# Redis AOF always in ops/s and server CPU per request <= Redis'; at pipeline 32, hmdb always
+# >= 2x Redis AOF always and hmdb none >= 1x Redis without persistence.
+GOAL_P1_ALWAYS = 1.2
+GOAL_P32_ALWAYS = 2.0
+GOAL_P32_NONE = 1.0
+
 # Modes, in the order they run inside a repetition. Each pair in PAIRS is one table row.
 # base-*: the same hmdb modes run by the --baseline binary (a before/after comparison in one
 # run, interleaved with the others), only when --baseline is given.
@@ -54,6 +78,7 @@ PAIRS = [("redis-always", "hmdb-always", "redis aof-always vs hmdb always"),
 SERVER_START_TIMEOUT = 30.0   # until the server answers PING
 SERVER_STOP_GRACE = 10.0      # after SIGTERM, before SIGKILL
 LOAD_TIMEOUT_SLACK = 60.0     # added to the expected duration of one load run
+SUITE_TEST_TIMEOUT = 300.0    # one redis-benchmark -t TEST run of --suite
 REDIS_BENCHMARK_MIN_REQUESTS = 20000
 # MSET carries 10 keys per request: size redis-benchmark's request count for it by this.
 MSET_COST = 5.0
@@ -246,6 +271,23 @@ def measure_redis_benchmark(args, port, workload, pipeline, seconds, expected_rp
     raise RuntimeError(f"no {want} row in redis-benchmark output: {out!r} {err!r}")
 
 
+def measure_suite_test(args, port, test, pipeline):
+    """One of redis-benchmark's own tests (-t), run as its docs say: redis-benchmark -t TEST
+    -P P -c CLIENTS -r KEYSPACE -n N --csv. Exits non-zero at an error reply (run_tool raises)."""
+    requests = args.suite_requests or SUITE_REQUESTS.get(pipeline, SUITE_REQUESTS_DEFAULT)
+    argv = [args.redis_benchmark, "-h", "127.0.0.1", "-p", str(port), "-c", str(args.clients),
+            "-P", str(pipeline), "-n", str(requests), "-r", str(args.keyspace), "-d",
+            str(args.value_size), "-t", test, "--csv"]
+    out, err, cpu = run_tool(argv, SUITE_TEST_TIMEOUT)
+    rows = [r for r in csv.reader(io.StringIO(out)) if r and r[0] != "test"]
+    for r in rows:
+        if r[0] == SUITE_ROW[test]:
+            # All the requests of the run (an LRANGE test's LPUSH fill included) count for
+            # the server's CPU per request.
+            return Measurement(float(r[1]), float(r[4]), float(r[6]), 0, "", requests * len(rows), cpu)
+    raise RuntimeError(f"no {SUITE_ROW[test]!r} row in redis-benchmark output: {out!r} {err!r}")
+
+
 def choose_tools(args, root):
     """Per pipeline: the faster tool (sum of SET and GET ops/s) against Redis without
     persistence. Returns ({pipeline: tool}, {pipeline: measured rps per tool}, notes)."""
@@ -323,6 +365,15 @@ def main():
     parser.add_argument("--tmp-root", default=None,
                         help="where the temporary data directories go (must be a real disk "
                              "for fsync to mean anything; default $TMPDIR or /tmp)")
+    parser.add_argument("--suite", action="store_true",
+                        help="also run every one of redis-benchmark's own -t tests (" +
+                        ",".join(SUITE_TESTS) + ") against each mode, each in its own run, "
+                        "and report them in a second table with the goals of issue 16")
+    parser.add_argument("--suite-tests", default=",".join(SUITE_TESTS),
+                        help="the subset of redis-benchmark tests --suite runs")
+    parser.add_argument("--suite-requests", type=int,
+                        help="requests per suite test (default 100,000 at pipeline 1, "
+                        "1,000,000 at 32)")
     parser.add_argument("--out", help="also write the markdown report to this file")
     args = parser.parse_args()
 
@@ -333,6 +384,12 @@ def main():
     args.workloads = [w for w in args.workloads.split(",") if w]
     args.pipelines = [int(p) for p in args.pipelines.split(",") if p]
     args.modes = [m for m in args.modes.split(",") if m]
+    args.suite_tests = [t for t in args.suite_tests.split(",") if t] if args.suite else []
+    for t in args.suite_tests:
+        if t not in SUITE_TESTS:
+            parser.error(f"unknown redis-benchmark test {t}")
+    if args.quick and args.suite and not args.suite_requests:
+        args.suite_requests = 20000
     for w in args.workloads:
         if w not in WORKLOADS:
             parser.error(f"unknown workload {w}")
@@ -425,6 +482,22 @@ def run_mode(args, mode, port, root, repetition, choice, rates, results, failure
                 log(f"  {LABEL[w]:5} P={p:<3} {m.rps:>12,.0f} ops/s  p50 {m.p50:.2f} ms  "
                     f"p99 {m.p99:.2f} ms  server CPU {m.server_cpu_us_per_request or 0:.2f} us/op" + (f"  ERRORS {m.errors}: {m.first_error}"
                                              if m.errors else ""))
+            for t in args.suite_tests:
+                if server.proc.poll() is not None:
+                    failures.append(f"{mode} suite {t} P={p}: server exited with status "
+                                    f"{server.proc.returncode} (log: {server.log_path})")
+                    continue
+                try:
+                    server_cpu_before = server.cpu_seconds()
+                    m = measure_suite_test(args, port, t, p)
+                except RuntimeError as e:
+                    failures.append(f"{mode} suite {t} P={p}: {e}")
+                    log(f"  suite {t} P={p} FAILED: {e}")
+                    continue
+                m.server_cpu_us_per_request = 1e6 * (server.cpu_seconds() - server_cpu_before) / m.requests
+                results.setdefault((mode, "suite:" + t, p), []).append(m)
+                log(f"  suite {t:11} P={p:<3} {m.rps:>12,.0f} ops/s  p50 {m.p50:.2f} ms  "
+                    f"p99 {m.p99:.2f} ms  server CPU {m.server_cpu_us_per_request:.2f} us/op")
 
 
 def render(args, results, choice, notes, started, load_before, failures):
@@ -476,6 +549,8 @@ def render(args, results, choice, notes, started, load_before, failures):
                              f" | {ratio} |")
     if args.baseline:
         lines += render_baseline(args, results)
+    if args.suite_tests:
+        lines += render_suite(args, results)
     lines += [""] + error_notes
     if failures:
         lines.append("Failed runs (no measurement):")
@@ -501,6 +576,50 @@ def render(args, results, choice, notes, started, load_before, failures):
                     parts.append(f"{name} -")
             lines.append(f"- {LABEL[w]}: " + "; ".join(parts))
     return "\n".join(lines)
+
+
+def render_suite(args, results):
+    """redis-benchmark's own workloads: ops/s and server CPU per request of each mode, the
+    ratios, and issue 16's goals per test."""
+    modes = [m for m in ("redis-always", "hmdb-always", "redis-none", "hmdb-none") if m in args.modes]
+    lines = ["", "redis-benchmark's own workloads (`redis-benchmark -t TEST -P P -c "
+             f"{args.clients} -r {args.keyspace} -d {args.value_size} --csv`, one run per test; "
+             "ops/s median, spread, server CPU us/request median):", "",
+             "| test | P | " + " | ".join(f"{m} ops/s | spread | CPU us" for m in modes) +
+             " | always/aof-always | CPU always/aof-always | none/no-persistence | goals |",
+             "|---|---|" + "---:|---:|---:|" * len(modes) + "---:|---:|---:|---|"]
+
+    def med(mode, t, p, cpu=False):
+        ms = results.get((mode, "suite:" + t, p), [])
+        v = [m.server_cpu_us_per_request if cpu else m.rps for m in ms]
+        return statistics.median(v) if v else None
+
+    for p in args.pipelines:
+        for t in args.suite_tests:
+            cells = []
+            for m in modes:
+                ms = results.get((m, "suite:" + t, p), [])
+                rps = [x.rps for x in ms]
+                cells += [fmt_rate(rps), spread(rps), fmt_ms([x.server_cpu_us_per_request for x in ms])]
+            ra, ha, rn, hn = (med("redis-always", t, p), med("hmdb-always", t, p),
+                              med("redis-none", t, p), med("hmdb-none", t, p))
+            rac, hac = med("redis-always", t, p, True), med("hmdb-always", t, p, True)
+            always = ha / ra if ha and ra else None
+            cpu = hac / rac if hac and rac else None
+            none = hn / rn if hn and rn else None
+            goals = []
+            if p == 1 and always is not None:
+                goals.append(f"ops {'met' if always >= GOAL_P1_ALWAYS else 'MISSED'} (>= {GOAL_P1_ALWAYS})")
+            if p == 1 and cpu is not None:
+                goals.append(f"CPU {'met' if cpu <= 1.0 else 'MISSED'} (<= 1)")
+            if p == 32 and always is not None:
+                goals.append(f"always {'met' if always >= GOAL_P32_ALWAYS else 'MISSED'} (>= {GOAL_P32_ALWAYS})")
+            if p == 32 and none is not None:
+                goals.append(f"none {'met' if none >= GOAL_P32_NONE else 'MISSED'} (>= {GOAL_P32_NONE})")
+            fmt = lambda x: f"{x:.2f}" if x is not None else "-"  # noqa: E731
+            lines.append(f"| {t} | {p} | " + " | ".join(cells) +
+                         f" | {fmt(always)} | {fmt(cpu)} | {fmt(none)} | {'; '.join(goals) or '-'} |")
+    return lines
 
 
 def render_baseline(args, results):
