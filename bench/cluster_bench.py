@@ -547,9 +547,29 @@ def run_follow_load(argv, timeout):
 
 
 class Result:
-    def __init__(self, rps, p50, p99, errors, first_error, load):
+    def __init__(self, rps, p50, p99, errors, first_error, load, requests=0):
         self.rps, self.p50, self.p99, self.errors, self.first_error = rps, p50, p99, errors, first_error
         self.load = load
+        self.requests = requests  # acknowledged writes of the run
+        # CPU time of every server process of the system (all nodes, all threads) per
+        # acknowledged write, in microseconds: filled in by part_throughput.
+        self.server_cpu_us = None
+
+
+def process_cpu_seconds(pid):
+    """User + system CPU time a process (all its threads) has used so far, or 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def system_cpu_seconds(system):
+    """CPU time used so far by every server process of a system (its nodes; not the load tool)."""
+    procs = list(getattr(system, "procs", []) or []) + [getattr(system, "proc", None)]
+    return sum(process_cpu_seconds(p.pid) for p in procs if p is not None and p.poll() is None)
 
 
 def parse_csv(out, err, test):
@@ -570,7 +590,7 @@ def measure_throughput(args, system, port_or_eps, clients, seconds=None):
         out, err = run_load(argv, seconds + LOAD_SLACK)
         c = parse_csv(out, err, "PUT")
         first = err.split("first error:", 1)[1].strip()[:200] if "first error:" in err else ""
-        return Result(float(c[1]), float(c[2]), float(c[3]), int(c[6]), first, load)
+        return Result(float(c[1]), float(c[2]), float(c[3]), int(c[6]), first, load, int(c[7]))
     argv = [args.hmdb_bench, "--port", str(port_or_eps), "--tests", "set", "--clients",
             str(clients), "--seconds", str(seconds), "--keyspace", str(args.keyspace),
             "--value-size", str(args.value_size), "--csv", "--quiet"]
@@ -579,7 +599,7 @@ def measure_throughput(args, system, port_or_eps, clients, seconds=None):
     out, err = run_load(argv, seconds + LOAD_SLACK)
     c = parse_csv(out, err, "SET")
     first = err.split("first:", 1)[1].strip()[:200] if "first:" in err else ""
-    return Result(float(c[1]), float(c[4]), float(c[5]), int(c[8]), first, load)
+    return Result(float(c[1]), float(c[4]), float(c[5]), int(c[8]), first, load, int(c[9]))
 
 
 def bench_run(args, port, test, clients, seconds):
@@ -618,14 +638,18 @@ def part_throughput(args, root, report):
                 target = s.leader_port() if system != "etcd" else f"127.0.0.1:{s.leader_port()}"
                 for clients in args.clients:
                     try:
+                        cpu_before = system_cpu_seconds(s)
                         r = measure_throughput(args, system, target, clients)
+                        if r.requests:
+                            r.server_cpu_us = 1e6 * (system_cpu_seconds(s) - cpu_before) / r.requests
                     except RuntimeError as e:
                         failures.append(f"{system} {clients} clients run {rep + 1}: {e}")
                         log(f"  FAILED: {e}")
                         continue
                     results.setdefault((system, clients), []).append(r)
                     log(f"  {system:5} {clients:3} clients: {r.rps:10,.0f} ops/s  p50 "
-                        f"{r.p50:.2f} ms  p99 {r.p99:.2f} ms  errors {r.errors}  load {r.load}")
+                        f"{r.p50:.2f} ms  p99 {r.p99:.2f} ms  server CPU {r.server_cpu_us or 0:.1f} us/write  "
+                        f"errors {r.errors}  load {r.load}")
             except RuntimeError as e:
                 failures.append(f"{system} run {rep + 1}: {e}")
                 log(f"  FAILED: {e}")
@@ -646,23 +670,29 @@ def part_throughput(args, root, report):
                   "per client, puts to the leader); hmdb and Redis load: hmdb-bench "
                   "(Redis: --wait-replicas 1, i.e. SET then WAIT 1 0, counted when WAIT replies).")
     report.append("")
-    report.append("| system | clients | ops/s (median) | runs ops/s | p50 ms | p99 ms | load avg | errors |")
-    report.append("|---|---:|---:|---|---:|---:|---|---:|")
+    report.append("| system | clients | ops/s (median) | runs ops/s | p50 ms | p99 ms | server CPU us per write "
+                  "(all nodes; median, runs) | load avg | errors |")
+    report.append("|---|---:|---:|---|---:|---:|---|---|---:|")
     med = {}
     p99 = {}
+    cpu = {}
     for clients in args.clients:
         for system in systems:
             rs = results.get((system, clients), [])
             if not rs:
-                report.append(f"| {label[system]} | {clients} | - | - | - | - | - | - |")
+                report.append(f"| {label[system]} | {clients} | - | - | - | - | - | - | - |")
                 continue
             med[(system, clients)] = statistics.median([r.rps for r in rs])
             p99[(system, clients)] = statistics.median([r.p99 for r in rs])
+            cpus = [r.server_cpu_us for r in rs if r.server_cpu_us is not None]
+            if cpus:
+                cpu[(system, clients)] = statistics.median(cpus)
             report.append(
                 f"| {label[system]} | {clients} | {med[(system, clients)]:,.0f} | "
                 f"{' / '.join(f'{r.rps:,.0f}' for r in rs)} | "
                 f"{statistics.median([r.p50 for r in rs]):.2f} | "
                 f"{statistics.median([r.p99 for r in rs]):.2f} | "
+                + (f"{cpu[(system, clients)]:.1f} ({' / '.join(f'{x:.1f}' for x in cpus)})" if cpus else "-") + " | "
                 f"{' / '.join(r.load for r in rs)} | {sum(r.errors for r in rs)} |")
     report.append("")
     for clients in args.clients:
@@ -675,6 +705,14 @@ def part_throughput(args, root, report):
                              f"goal {goal:g}x)")
                 hp, op = p99[("hmdb", clients)], p99[(other, clients)]
                 parts.append(f"p99 {hp:.1f} vs {op:.1f} ms ({'lower: met' if hp < op else 'MISSED'})")
+        # Issue 16, item 6: server CPU per acknowledged write, summed over the system's
+        # processes; meaningful on a small machine where throughput is not.
+        hc = cpu.get(("hmdb", clients))
+        for other, goal, name in (("etcd", 0.1, "etcd"), ("redis", 0.5, "Redis+WAIT")):
+            oc = cpu.get((other, clients))
+            if hc and oc:
+                parts.append(f"CPU per write hmdb/{name} {hc / oc:.2f} ({'met' if hc / oc <= goal else 'MISSED'}, "
+                             f"goal <= {goal:g})")
         single = med.get(("hmdb1", clients))
         if h and single:
             parts.append(f"hmdb 3 nodes / 1 node {h / single:.2f}")
