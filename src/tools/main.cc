@@ -1,5 +1,5 @@
 // tools/main.cc — the `hmdb` command line (hmdb::run_main): serve, snapshot, log dump|verify,
-// cluster, version. Every app binary made with hmdb_add_app gets the same commands. (The load
+// dry-run, cluster, version. Every app binary made with hmdb_add_app gets the same commands. (The load
 // generator is a program of its own, hmdb-bench: tools/bench.h.)
 //
 // With no subcommand (or only flags), `serve` is meant: `hmdb --port 7380` serves.
@@ -20,6 +20,7 @@
 #include "common/address.h"
 #include "common/text.h"
 #include "hmdb/server.h"
+#include "server/dry_run.h"
 #include "server/logging.h"
 #include "server/node.h"
 #include "tools/cluster_cli.h"
@@ -297,6 +298,15 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
   auto* verify_cmd = log_cmd->add_subcommand("verify", "check every checksum; exit 0 if sound");
   verify_cmd->add_option("path", log_path, "file or data directory")->required();
 
+  server::DryRunOptions dry;
+  auto* dry_cmd = app.add_subcommand(
+      "dry-run", "replay a COPY of a data directory read-only (snapshot + log, migrated by this binary) and report "
+                 "the digest, the time, the rates and the first error");
+  dry_cmd->add_option("--dir", dry.dir, "the data directory to replay (a copy: it is only read)")->required();
+  dry_cmd->add_option("--progress-ms", dry.progress_ms, "print progress this often while applying")
+      ->check(CLI::Range(uint64_t{1}, uint64_t{3600 * 1000}))
+      ->capture_default_str();
+
   app.add_subcommand("cluster", "operate a cluster: status, add-learner, promote, remove, transfer, digest, verify, schema");
   auto* version_cmd = app.add_subcommand("version", "print the version");
 
@@ -341,6 +351,7 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
     return 1;
 #endif
   }
+  if (dry_cmd->parsed()) return server::dry_run(factory, dry, std::cout, std::cerr);
   if (version_cmd->parsed()) {
     std::cout << "hmdb " << kVersion << " (app " << app_name << ", schema version " << schema_version << ")\n";
     return 0;
