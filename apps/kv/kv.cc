@@ -5,14 +5,20 @@
 // sets, sorted sets, expiry commands, server commands, snapshot, digest, define().
 #include "kv/kv.h"
 
+#include <algorithm>
 #include <cassert>
 #include <charconv>
+#include <cctype>
+#include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <type_traits>
 
 #include <xxhash.h>
+
+#include "hmdb/glob.h"
 
 namespace hmdb::kv {
 namespace {
@@ -218,6 +224,14 @@ bool parse_double(std::string_view s, double* out) {
   if (res.ec != std::errc() || res.ptr != t.data() + t.size() || std::isnan(v)) return false;
   *out = v;
   return true;
+}
+
+// A score as Redis 7.2 writes it in a bulk string: "inf", "-inf", or the shortest text that
+// reads back as the same double (Reply::double_value's RESP2 form). buf: 40 bytes.
+std::string_view score_text(double d, char* buf) {
+  if (std::isinf(d)) return d > 0 ? "inf" : "-inf";
+  auto res = std::to_chars(buf, buf + 40, d);
+  return std::string_view(buf, static_cast<size_t>(res.ptr - buf));
 }
 
 void assign_int(std::string& out, int64_t v) {
@@ -1072,6 +1086,323 @@ void apply_hmdb_expire(State& s, const Words&, const ApplyContext& ctx, Reply& r
 }
 
 // =============================================================================================
+// key iteration: SCAN, HSCAN, SSCAN, ZSCAN, KEYS, RANDOMKEY
+// =============================================================================================
+//
+// A cursor is a position in a 64-bit hash space, not in a table: cursor c means "every
+// element whose scan position is below c was returned". A call returns the elements whose
+// position is >= c, the `page` smallest of them, and the position just past the last one
+// as the next cursor (0 when none is left). So an element present for the whole iteration
+// is returned exactly once, whatever was written, grown, shrunk, snapshotted or restored in
+// between, and the same cursor means the same thing on every node: positions depend only
+// on the element's bytes (docs/kv-commands.md, "Iterating keys").
+//
+// A key's position is its key-table hash (XXH3, KeyHash) with the bits reversed. Redis'
+// reverse-binary cursor over bucket indexes is the same order for a table whose bucket is
+// the hash's low bits: a table laid out that way visits only the buckets of one page. The
+// key table here is a Swiss table whose slot order depends on its allocation, so a page is
+// found by one pass over the table, O(keys) per call: pages are therefore at least
+// 1/kScanPagesMin of the table (COUNT is a hint in Redis too), bounding a whole iteration to
+// about kScanPagesMin passes.
+
+// A whole SCAN iteration of the key table, a hash or a sorted set makes at most about this
+// many passes over it: a page holds at least size / kScanPagesMin elements.
+constexpr size_t kScanPagesMin = 64;
+// COUNT's default, as Redis.
+constexpr int64_t kScanCountDefault = 10;
+// A hash, set or sorted set of at most this many elements is returned whole by one
+// HSCAN/SSCAN/ZSCAN call with cursor 0, as Redis does for its small (listpack) encodings,
+// whose default limit this is.
+constexpr size_t kScanWholeMax = 128;
+
+uint64_t reverse_bits(uint64_t v) {
+  v = ((v >> 1) & 0x5555555555555555ULL) | ((v & 0x5555555555555555ULL) << 1);
+  v = ((v >> 2) & 0x3333333333333333ULL) | ((v & 0x3333333333333333ULL) << 2);
+  v = ((v >> 4) & 0x0F0F0F0F0F0F0F0FULL) | ((v & 0x0F0F0F0F0F0F0F0FULL) << 4);
+  return __builtin_bswap64(v);
+}
+uint64_t key_scan_position(std::string_view key) { return reverse_bits(KeyHash()(key)); }
+// Hash fields and sorted-set members: any hash spread evenly will do (a full pass either way).
+uint64_t element_scan_position(std::string_view e) { return XXH3_64bits(e.data(), e.size()); }
+
+// Picks one page: the `page` elements with the smallest positions >= cursor, offered one by
+// one in any order (a max-heap of `page` entries: O(n log page) for n offered).
+template <class Item>
+class PagePicker {
+ public:
+  PagePicker(uint64_t cursor, size_t page) : cursor_(cursor), page_(page) { heap_.reserve(std::min<size_t>(page, 1024)); }
+
+  void offer(uint64_t pos, Item item) {
+    if (pos < cursor_) return;
+    offered_++;
+    if (heap_.size() < page_) {
+      heap_.push_back({pos, std::move(item)});
+      std::push_heap(heap_.begin(), heap_.end(), Less());
+      return;
+    }
+    const uint64_t top = heap_.front().pos;
+    if (pos > top) return;  // past this page; a later call returns it
+    if (pos == top) { note_lost(pos); return; }
+    std::pop_heap(heap_.begin(), heap_.end(), Less());
+    note_lost(heap_.back().pos);
+    heap_.back() = {pos, std::move(item)};
+    std::push_heap(heap_.begin(), heap_.end(), Less());
+  }
+
+  // The page in position order into *out; returns the next cursor (0: the iteration ends).
+  uint64_t finish(std::vector<Item>* out) {
+    std::sort_heap(heap_.begin(), heap_.end(), Less());
+    uint64_t next = 0;
+    size_t n = heap_.size();
+    if (offered_ > heap_.size()) {  // else the page holds every element left: the end
+      const uint64_t last = heap_.back().pos;
+      // Elements sharing the last position were dropped (two elements with one 64-bit
+      // hash): end the page before that position so they all come next time. Only if the
+      // page would then be empty (page or more elements on one position) are they lost.
+      size_t before_last = n;
+      while (before_last > 0 && heap_[before_last - 1].pos == last) before_last--;
+      if (lost_ && lost_pos_ == last && before_last > 0) {
+        n = before_last;
+        next = last;
+      } else {
+        next = last + 1;  // wraps to 0 past the last position: the iteration ends
+      }
+    }
+    out->reserve(out->size() + n);
+    for (size_t i = 0; i < n; i++) out->push_back(std::move(heap_[i].item));
+    return next;
+  }
+
+ private:
+  struct Entry {
+    uint64_t pos;
+    Item item;
+  };
+  struct Less {
+    bool operator()(const Entry& a, const Entry& b) const { return a.pos < b.pos; }
+  };
+  void note_lost(uint64_t pos) {
+    if (!lost_ || pos < lost_pos_) { lost_ = true; lost_pos_ = pos; }
+  }
+  uint64_t cursor_;
+  size_t page_;
+  size_t offered_ = 0;  // at or after the cursor
+  std::vector<Entry> heap_;
+  bool lost_ = false;
+  uint64_t lost_pos_ = 0;
+};
+
+size_t scan_page_size(int64_t count, size_t elements) {
+  return std::max<size_t>(static_cast<size_t>(count), (elements + kScanPagesMin - 1) / kScanPagesMin);
+}
+
+struct ScanOptions {
+  uint64_t cursor = 0;
+  int64_t count = kScanCountDefault;
+  bool has_pattern = false;  // false for MATCH *, which matches the empty key too (Redis)
+  std::string_view pattern;
+  bool has_type = false;
+  std::string_view type;
+  bool matches(std::string_view s) const { return !has_pattern || string_match(pattern, s); }
+};
+
+// Redis 7.0's cursor rule: strtoul's, so "-1" is 2^64 - 1 and "" is 0; no leading space,
+// nothing after the digits, no overflow.
+bool parse_scan_cursor(std::string_view s, uint64_t* out, Reply& r) {
+  const std::string text(s);  // strtoull needs the terminating NUL
+  char* end = nullptr;
+  errno = 0;
+  *out = std::strtoull(text.c_str(), &end, 10);
+  if ((!text.empty() && std::isspace(static_cast<unsigned char>(text[0]))) || *end != '\0' || errno == ERANGE) {
+    r.error("ERR invalid cursor");
+    return false;
+  }
+  return true;
+}
+
+// Redis' option loop (scanGenericCommand): COUNT n (>= 1), MATCH pattern, TYPE type (SCAN
+// only), in any order, the last of each winning. Replies the error and returns false.
+bool parse_scan_options(Args a, size_t first, bool allow_type, ScanOptions* o, Reply& r) {
+  for (size_t i = first; i < a.size(); i += 2) {
+    const bool has_value = i + 1 < a.size();
+    if (iequals(a[i], "COUNT") && has_value) {
+      if (!parse_int64(a[i + 1], &o->count)) { r.error(kNotInteger); return false; }
+      if (o->count < 1) { r.error(kSyntax); return false; }
+    } else if (iequals(a[i], "MATCH") && has_value) {
+      o->pattern = a[i + 1];
+      o->has_pattern = o->pattern != "*";
+    } else if (iequals(a[i], "TYPE") && allow_type && has_value) {
+      o->has_type = true;
+      o->type = a[i + 1];
+    } else {
+      r.error(kSyntax);
+      return false;
+    }
+  }
+  return true;
+}
+
+constexpr std::string_view kTypeNames[] = {"string", "hash", "list", "set", "zset"};
+
+void reply_scan(Reply& r, uint64_t next, size_t elements) {
+  r.array(2);
+  char buf[24];
+  auto res = std::to_chars(buf, buf + sizeof buf, next);
+  r.bulk(std::string_view(buf, static_cast<size_t>(res.ptr - buf)));
+  r.array(elements);
+}
+
+// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]. MATCH and TYPE filter before the
+// page is cut, so a page holds up to COUNT (or the table's 1/kScanPagesMin) matching keys.
+void query_scan(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  ScanOptions o;
+  if (!parse_scan_cursor(a[1], &o.cursor, r) || !parse_scan_options(a, 2, true, &o, r)) return;
+  PagePicker<std::string_view> picker(o.cursor, scan_page_size(o.count, s.keys.size()));
+  const bool check_expiry = !s.expires.empty();
+  for (const auto& [key, value] : s.keys) {
+    const std::string_view k = key.view();
+    if (o.has_type && !iequals(o.type, kTypeNames[value.index()])) continue;
+    if (!o.matches(k)) continue;
+    if (check_expiry && expired(s, k, ctx.now_ms)) continue;
+    picker.offer(key_scan_position(k), k);
+  }
+  std::vector<std::string_view> page;
+  const uint64_t next = picker.finish(&page);
+  reply_scan(r, next, page.size());
+  for (std::string_view k : page) r.bulk(k);
+}
+
+// KEYS pattern: every live matching key, in scan order (the same on every node). One pass
+// over the whole table while the apply loop waits: O(keys), plus sorting the matches.
+void query_keys(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const std::string_view pattern = a[1];
+  const bool all = pattern == "*";
+  const bool check_expiry = !s.expires.empty();
+  std::vector<std::pair<uint64_t, std::string_view>> found;
+  for (const auto& [key, value] : s.keys) {
+    const std::string_view k = key.view();
+    if (!all && !string_match(pattern, k)) continue;
+    if (check_expiry && expired(s, k, ctx.now_ms)) continue;
+    found.emplace_back(key_scan_position(k), k);
+  }
+  std::sort(found.begin(), found.end());
+  r.array(found.size());
+  for (const auto& f : found) r.bulk(f.second);
+}
+
+// RANDOMKEY: the live key with the smallest XXH3(key, seed), the seed drawn from the query's
+// clock: every key is equally likely to have the smallest, whatever the spread of the hash.
+// A query is not logged, so the reply depends on the state and QueryContext::now_ms: nodes
+// with the same state answer the same key in the same millisecond. One pass over the table:
+// O(keys).
+void query_randomkey(const State& s, Args, const QueryContext& ctx, Reply& r) {
+  const uint64_t words[2] = {ctx.now_ms, kSetHashSeed};
+  const uint64_t seed = XXH3_64bits(words, sizeof words);
+  const bool check_expiry = !s.expires.empty();
+  bool found = false;
+  uint64_t best = 0;
+  std::string_view pick;
+  for (const auto& [key, value] : s.keys) {
+    const std::string_view k = key.view();
+    if (check_expiry && expired(s, k, ctx.now_ms)) continue;
+    const uint64_t draw = XXH3_64bits_withSeed(k.data(), k.size(), seed);
+    if (!found || draw < best || (draw == best && k < pick)) {
+      found = true;
+      best = draw;
+      pick = k;
+    }
+  }
+  if (found) r.bulk(pick); else r.null();
+}
+
+// HSCAN key cursor [MATCH pattern] [COUNT count]: fields and values, a flat array.
+void query_hscan(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  ScanOptions o;
+  if (!parse_scan_cursor(a[2], &o.cursor, r)) return;
+  const Hash* h;
+  if (!container_for_read<Hash>(s, a[1], ctx.now_ms, r, &h)) return;
+  if (!h) { reply_scan(r, 0, 0); return; }  // before the options, as Redis
+  if (!parse_scan_options(a, 3, false, &o, r)) return;
+  std::vector<std::pair<std::string_view, const std::string*>> page;
+  uint64_t next = 0;
+  if (h->size() <= kScanWholeMax) {
+    h->for_each([&](std::string_view f, const std::string& v) {
+      if (o.matches(f)) page.emplace_back(f, &v);
+    });
+  } else {
+    PagePicker<std::pair<std::string_view, const std::string*>> picker(o.cursor, scan_page_size(o.count, h->size()));
+    h->for_each([&](std::string_view f, const std::string& v) {
+      if (o.matches(f)) picker.offer(element_scan_position(f), {f, &v});
+    });
+    next = picker.finish(&page);
+  }
+  reply_scan(r, next, 2 * page.size());
+  for (const auto& [f, v] : page) { r.bulk(f); r.bulk(*v); }
+}
+
+// SSCAN key cursor [MATCH pattern] [COUNT count]. Sets are ordered by member hash (set.h),
+// which is the scan position: a page is a walk from the cursor, O(log n + COUNT).
+void query_sscan(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  ScanOptions o;
+  if (!parse_scan_cursor(a[2], &o.cursor, r)) return;
+  const Set* set;
+  if (!container_for_read<Set>(s, a[1], ctx.now_ms, r, &set)) return;
+  if (!set) { reply_scan(r, 0, 0); return; }
+  if (!parse_scan_options(a, 3, false, &o, r)) return;
+  std::vector<std::string_view> page;
+  uint64_t next = 0;
+  if (set->size() <= kScanWholeMax) {
+    set->for_each([&](const std::string& m) {
+      if (o.matches(m)) page.push_back(m);
+    });
+    reply_scan(r, 0, page.size());
+    for (std::string_view m : page) r.bulk(m);
+    return;
+  }
+  bool full = false, more = false;
+  uint64_t last = 0;
+  set->for_each_from(o.cursor, [&](uint64_t hash, const std::string& m) {
+    // Members sharing the last hash all go in this page, so the next cursor skips none.
+    if (full && hash != last) { more = true; return false; }
+    if (o.matches(m)) page.push_back(m);
+    last = hash;
+    if (page.size() >= static_cast<uint64_t>(o.count)) full = true;
+    return true;
+  });
+  if (more) next = last + 1;  // last < the next member's hash: no wrap
+  reply_scan(r, next, page.size());
+  for (std::string_view m : page) r.bulk(m);
+}
+
+// ZSCAN key cursor [MATCH pattern] [COUNT count]: members and scores (bulk strings, in both
+// protocols, as Redis).
+void query_zscan(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  ScanOptions o;
+  if (!parse_scan_cursor(a[2], &o.cursor, r)) return;
+  const ZSet* z;
+  if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
+  if (!z) { reply_scan(r, 0, 0); return; }
+  if (!parse_scan_options(a, 3, false, &o, r)) return;
+  std::vector<std::pair<std::string_view, double>> page;
+  uint64_t next = 0;
+  if (z->order.size() <= kScanWholeMax) {
+    for (const ZEntry& e : z->order)
+      if (o.matches(e.member)) page.emplace_back(e.member, e.score);
+  } else {
+    PagePicker<std::pair<std::string_view, double>> picker(o.cursor, scan_page_size(o.count, z->order.size()));
+    for (const auto& [member, score] : z->scores)
+      if (o.matches(member)) picker.offer(element_scan_position(member), {member.view(), score});
+    next = picker.finish(&page);
+  }
+  reply_scan(r, next, 2 * page.size());
+  for (const auto& [m, score] : page) {
+    r.bulk(m);
+    char buf[40];
+    r.bulk(score_text(score, buf));
+  }
+}
+
+// =============================================================================================
 // server commands
 // =============================================================================================
 
@@ -1361,6 +1692,13 @@ void Kv::define(Commands<State>& c) {
   c.query("DBSIZE", 1, &query_dbsize);
   c.query("TYPE", 2, &query_type);
   c.write("FLUSHALL", -1, &parse_flushall, &apply_flushall, KeySpec{0, 0, 1, /*reports_more=*/true});
+  // key iteration
+  c.query("SCAN", -2, &query_scan);
+  c.query("KEYS", 2, &query_keys);
+  c.query("RANDOMKEY", 1, &query_randomkey);
+  c.query("HSCAN", -3, &query_hscan);
+  c.query("SSCAN", -3, &query_sscan);
+  c.query("ZSCAN", -3, &query_zscan);
 }
 
 }  // namespace hmdb::kv

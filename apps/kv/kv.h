@@ -11,9 +11,11 @@
 //     hide keys whose deadline <= QueryContext::now_ms; housekeeping() proposes
 //     HMDB.EXPIRE, which deletes up to kExpireBatchMax keys expired as of ctx.now_ms.
 //   - Order: every container whose order is visible in a reply or decides what a command
-//     changes is ordered (btree, sorted array, ring buffer). Only the top-level key table is a hash table; it
-//     is never iterated in a reply, and the digest combines per-key hashes by addition so
-//     it does not depend on its iteration order. Snapshot bytes may differ between nodes
+//     changes is ordered (btree, sorted array, ring buffer). Only the top-level key table (and
+//     a sorted set's member index) is a hash table; a reply that lists its keys (SCAN, KEYS,
+//     RANDOMKEY, ZSCAN) orders or picks them by a hash of their bytes, never by slot, and
+//     the digest combines per-key hashes by addition, so neither depends on its iteration
+//     order. Snapshot bytes may differ between nodes
 //     with equal state (key order); their digests do not.
 //   - SPOP: sets are ordered by (XXH3(member, kSetHashSeed), member). The i-th member
 //     popped by a command at log index idx is the first member whose hash is >= r, where

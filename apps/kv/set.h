@@ -116,6 +116,20 @@ class Set {
     return value;
   }
 
+  // Calls fn(uint64_t hash, const std::string& member) for each member whose hash is >=
+  // hash, in (hash, bytes) order, until fn returns false (SSCAN's page: O(log n) to start).
+  template <class Fn>
+  void for_each_from(uint64_t hash, Fn&& fn) const {
+    const SetMemberKey k{hash, std::string_view()};
+    if (big_) {
+      for (auto it = big_->lower_bound(k); it != big_->end(); ++it)
+        if (!fn(it->hash, it->value)) return;
+    } else {
+      for (auto it = lower_bound(k); it != small_.end(); ++it)
+        if (!fn(it->hash, it->value)) return;
+    }
+  }
+
   // Calls fn(const std::string& member) for each member in (hash, bytes) order.
   template <class Fn>
   void for_each(Fn&& fn) const {

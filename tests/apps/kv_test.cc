@@ -6,6 +6,9 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <map>
+#include <stdexcept>
 #include <random>
 #include <set>
 
@@ -670,6 +673,196 @@ TEST(KvSnapshot, TruncatedOrGarbageBytesAreRefusedWithoutCrashing) {
   dup.varint(2);
   for (int i = 0; i < 2; i++) { dup.bytes("k"); dup.u8(0); dup.bytes("v"); }
   EXPECT_FALSE(b.restore(dup.buffer()));
+}
+
+
+// ---- key iteration -------------------------------------------------------------------------
+
+// A RESP2 SCAN-family reply: the cursor and the elements.
+struct ScanPage {
+  std::string cursor;
+  std::vector<std::string> elements;
+};
+ScanPage parse_scan(const std::string& reply) {
+  ScanPage page;
+  size_t at = 0;
+  auto line = [&] {
+    size_t end = reply.find("\r\n", at);
+    if (end == std::string::npos) throw std::runtime_error("bad reply: " + reply);
+    std::string l = reply.substr(at, end - at);
+    at = end + 2;
+    return l;
+  };
+  auto bulk_at = [&] {
+    std::string header = line();
+    if (header[0] != '$') throw std::runtime_error("not a bulk string: " + reply);
+    size_t n = std::stoul(header.substr(1));
+    std::string b = reply.substr(at, n);
+    at += n + 2;
+    return b;
+  };
+  if (line() != "*2") throw std::runtime_error("not a scan reply: " + reply);
+  page.cursor = bulk_at();
+  std::string header = line();
+  size_t n = std::stoul(header.substr(1));
+  for (size_t i = 0; i < n; i++) page.elements.push_back(bulk_at());
+  return page;
+}
+
+// Redis' guarantee, the property: a key present for the whole iteration is returned (here:
+// exactly once), while other keys are written, deleted and expired between the calls and the
+// table grows from 500 to ~40,000 keys and shrinks. Pages of random COUNT, with and without
+// MATCH.
+TEST(KvScan, GuaranteeUnderWritesAndGrowth) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (set HMDB_TEST_SEED to replay)");
+  std::mt19937_64 rng(seed);
+  for (bool with_match : {false, true}) {
+    hmdb::testing::AppDriver<Kv> db;
+    std::set<std::string> stable;
+    for (int i = 0; i < 500; i++) {
+      std::string k = "stable:" + std::to_string(i);
+      db.run_strings({"SET", k, "v"});
+      stable.insert(k);
+    }
+    std::set<std::string> ever;  // every key that existed at some point
+    ever.insert(stable.begin(), stable.end());
+    std::map<std::string, int> seen;
+    std::string cursor = "0";
+    int transient = 0, calls = 0;
+    do {
+      std::vector<std::string> cmd = {"SCAN", cursor, "COUNT", std::to_string(1 + rng() % 40)};
+      if (with_match) { cmd.push_back("MATCH"); cmd.push_back("stable:*"); }
+      ScanPage page = parse_scan(db.run_strings(cmd));
+      for (const auto& k : page.elements) seen[k]++;
+      cursor = page.cursor;
+      // Writes between the calls: growth in bursts, deletions, expiries.
+      const int burst = calls < 30 ? static_cast<int>(rng() % 3000) : 0;
+      for (int i = 0; i < burst; i++) {
+        std::string k = "t:" + std::to_string(transient++);
+        db.run_strings({"SET", k, "x"});
+        ever.insert(k);
+      }
+      for (int i = 0; i < 200 && transient > 0; i++) db.run_strings({"DEL", "t:" + std::to_string(rng() % transient)});
+      if (calls % 7 == 0) {
+        std::string k = "e:" + std::to_string(calls);
+        db.run_strings({"SET", k, "x", "PX", "1"});
+        ever.insert(k);
+        db.now_ms += 2;
+      }
+      if (calls == 40) db.run({"HMDB.EXPIRE"});
+      ASSERT_LT(++calls, 100000) << "the iteration does not end";
+    } while (cursor != "0");
+    for (const auto& k : stable) EXPECT_EQ(seen[k], 1) << k << " (calls: " << calls << ")";
+    for (const auto& [k, n] : seen) {
+      EXPECT_TRUE(ever.count(k)) << "returned a key that never existed: " << k;
+      EXPECT_EQ(n, 1) << k << " returned " << n << " times";
+      if (with_match) EXPECT_EQ(k.rfind("stable:", 0), 0u) << k;
+    }
+    EXPECT_GT(db.host.state().keys.size(), 5000u) << "the table grew";
+  }
+}
+
+// A cursor depends on the state only: two nodes whose tables were built in another order
+// and with another history (one grew to 20,000 keys and shrank back) answer every page of
+// an iteration identically, and so does a node restored from a snapshot; KEYS and
+// RANDOMKEY too.
+TEST(KvScan, SameCursorSamePageOnEveryNode) {
+  hmdb::testing::AppDriver<Kv> a, b, c;
+  for (int i = 0; i < 3000; i++) a.run_strings({"SET", "k" + std::to_string(i), "v"});
+  for (int i = 0; i < 20000; i++) b.run_strings({"SET", "x" + std::to_string(i), "v"});
+  for (int i = 2999; i >= 0; i--) b.run_strings({"SET", "k" + std::to_string(i), "v"});
+  for (int i = 0; i < 20000; i++) b.run_strings({"DEL", "x" + std::to_string(i)});
+  ASSERT_EQ(a.host.digest(), b.host.digest());
+  ASSERT_TRUE(c.restore(b.snapshot()));
+  std::string cursor = "0";
+  size_t total = 0;
+  do {
+    const std::string reply = a.run_strings({"SCAN", cursor, "COUNT", "37"});
+    ASSERT_EQ(reply, b.run_strings({"SCAN", cursor, "COUNT", "37"}));
+    ASSERT_EQ(reply, c.run_strings({"SCAN", cursor, "COUNT", "37"}));
+    ScanPage page = parse_scan(reply);
+    total += page.elements.size();
+    cursor = page.cursor;
+  } while (cursor != "0");
+  EXPECT_EQ(total, 3000u);
+  EXPECT_EQ(a.run({"KEYS", "k1*"}), b.run({"KEYS", "k1*"}));
+  EXPECT_EQ(a.run({"RANDOMKEY"}), b.run({"RANDOMKEY"}));
+  EXPECT_EQ(a.run({"RANDOMKEY"}), c.run({"RANDOMKEY"}));
+}
+
+// Cursor and option rules (Redis 7.0's; the compat test compares the errors).
+TEST(KvScan, CursorAndOptions) {
+  hmdb::testing::AppDriver<Kv> db;
+  db.run({"MSET", "a", "1", "b", "2"});
+  const std::string empty_scan = "*2\r\n$1\r\n0\r\n*0\r\n";
+  EXPECT_EQ(db.run({"SCAN", "-1"}), empty_scan) << "strtoul: 2^64-1, past every position";
+  EXPECT_EQ(db.run({"SCAN", "18446744073709551615"}), empty_scan);
+  EXPECT_EQ(db.run({"SCAN", "18446744073709551616"}), error("ERR invalid cursor"));
+  EXPECT_EQ(db.run({"SCAN", " 1"}), error("ERR invalid cursor"));
+  EXPECT_EQ(parse_scan(db.run({"SCAN", ""})).elements.size(), 2u) << "strtoul: the empty cursor is 0";
+  EXPECT_EQ(db.run({"SCAN", "0", "COUNT", "0"}), kSyntax);
+  EXPECT_EQ(db.run({"SCAN", "0", "MATCH", "a", "TYPE", "string"}), "*2\r\n$1\r\n0\r\n*1\r\n$1\r\na\r\n");
+  EXPECT_EQ(db.run({"SSCAN", "nokey", "0", "BAD"}), empty_scan);
+  EXPECT_EQ(db.run({"SSCAN", "a", "0"}), kWrongType);
+  EXPECT_EQ(db.run({"KEYS", "[ab]"}), db.run({"KEYS", "*"}));
+}
+
+// RANDOMKEY is spread over the keys (by the query clock: another millisecond, another draw).
+TEST(KvScan, RandomKeySpreads) {
+  hmdb::testing::AppDriver<Kv> db;
+  EXPECT_EQ(db.run({"RANDOMKEY"}), kNil);
+  for (int i = 0; i < 20; i++) db.run_strings({"SET", "k" + std::to_string(i), "v"});
+  std::map<std::string, int> picks;
+  for (int i = 0; i < 2000; i++) {
+    db.now_ms++;
+    picks[db.run({"RANDOMKEY"})]++;
+  }
+  EXPECT_EQ(picks.size(), 20u);
+  for (const auto& [k, n] : picks) EXPECT_GT(n, 20) << k;
+  db.run({"SET", "gone", "v", "PX", "1"});
+  db.now_ms += 1;
+  for (int i = 0; i < 500; i++, db.now_ms++) EXPECT_NE(db.run({"RANDOMKEY"}), bulk("gone"));
+}
+
+// The same guarantee for the elements of a big hash, set and sorted set (more than the 128
+// returned whole), with members added and removed between the calls.
+TEST(KvScan, ContainerScansKeepTheGuarantee) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  struct Kind {
+    const char* scan;
+    std::function<std::vector<std::string>(const std::string&)> add;
+    std::function<std::vector<std::string>(const std::string&)> del;
+    bool pairs;
+  };
+  const std::vector<Kind> kinds = {
+      {"HSCAN", [](const std::string& m) { return std::vector<std::string>{"HSET", "c", m, "v"}; },
+       [](const std::string& m) { return std::vector<std::string>{"HDEL", "c", m}; }, true},
+      {"SSCAN", [](const std::string& m) { return std::vector<std::string>{"SADD", "c", m}; },
+       [](const std::string& m) { return std::vector<std::string>{"SREM", "c", m}; }, false},
+      {"ZSCAN", [](const std::string& m) { return std::vector<std::string>{"ZADD", "c", "1.5", m}; },
+       [](const std::string& m) { return std::vector<std::string>{"ZREM", "c", m}; }, true},
+  };
+  for (const Kind& kind : kinds) {
+    SCOPED_TRACE(kind.scan);
+    hmdb::testing::AppDriver<Kv> db;
+    for (int i = 0; i < 300; i++) db.run_strings(kind.add("stable:" + std::to_string(i)));
+    std::map<std::string, int> seen;
+    std::string cursor = "0";
+    int transient = 0, calls = 0;
+    do {
+      ScanPage page = parse_scan(db.run_strings({kind.scan, "c", cursor, "COUNT", std::to_string(1 + rng() % 20)}));
+      for (size_t i = 0; i < page.elements.size(); i += kind.pairs ? 2 : 1) seen[page.elements[i]]++;
+      cursor = page.cursor;
+      for (int i = 0; i < 50; i++) db.run_strings(kind.add("t:" + std::to_string(transient++)));
+      for (int i = 0; i < 30; i++) db.run_strings(kind.del("t:" + std::to_string(rng() % transient)));
+      ASSERT_LT(++calls, 10000);
+    } while (cursor != "0");
+    EXPECT_GT(calls, 2) << "paged, not returned whole";
+    for (int i = 0; i < 300; i++) EXPECT_EQ(seen["stable:" + std::to_string(i)], 1) << i;
+  }
 }
 
 // RESP3 (a client after HELLO 3): the replies Redis 7 renders differently (the compat test

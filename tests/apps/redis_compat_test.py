@@ -13,12 +13,16 @@
 # once in RESP3 (both connections first send HELLO 3). Default files: the kv commands
 # (redis_compat_commands.txt) and the handshake (redis_compat_handshake.txt). A line is one
 # command, words split on spaces ($PROTO stands for the pass's protocol, 2 or 3), "#"
-# starts a comment; a line may start with a directive:
+# starts a comment; the word "" stands for the empty string; a line may start with a
+# directive:
 #
 #   @shape CMD ...     the replies' shapes must match (types, aggregate sizes, map keys) but
 #                      not their scalar values (HELLO's server name and version, client ids)
 #   @unordered CMD ... an aggregate in no specified order (HGETALL, SMEMBERS): compared as a
 #                      multiset of its elements (a map's as pairs)
+#   @scan CMD ...      a SCAN-family reply [cursor, elements]: the cursor byte for byte, the
+#                      elements as a multiset (Redis' order is its table's)
+#   @scanpairs CMD ... the same, the elements taken as pairs (HSCAN, ZSCAN: field, value)
 #   @since 7.2 <reply> | CMD ...   a command the Redis under test may predate: compared with
 #                      Redis when it is 7.2 or newer, else hmdb's reply must be <reply> (RESP
 #                      with \r\n written as \r\n), Redis 7.2's reply read from its source
@@ -51,7 +55,8 @@ REPLY_TIMEOUT_S = 5
 MAX_FRAMES_UNTIL = 1000
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_FILES = [os.path.join(HERE, "redis_compat_commands.txt"), os.path.join(HERE, "redis_compat_handshake.txt"),
-                 os.path.join(HERE, "redis_compat_transactions.txt"), os.path.join(HERE, "redis_compat_pubsub.txt")]
+                 os.path.join(HERE, "redis_compat_transactions.txt"), os.path.join(HERE, "redis_compat_pubsub.txt"),
+                 os.path.join(HERE, "redis_compat_scan.txt")]
 
 
 sys.path.insert(0, os.path.join(HERE, "..", "system"))
@@ -136,6 +141,18 @@ def unordered(value):
     return value
 
 
+def scan_reply(value, pairs):
+    """A [cursor, elements] reply with its elements sorted (as pairs if pairs), or the value
+    itself if it is not one (an error)."""
+    kind, payload = value
+    if kind != b"*" or payload is None or len(payload) != 2 or payload[1][0] != b"*":
+        return value
+    elements = [repr(v) for v in payload[1][1]]
+    if pairs:
+        elements = [elements[i] + elements[i + 1] for i in range(0, len(elements), 2)]
+    return (kind, [payload[0], sorted(elements)])
+
+
 def load(path):
     lines = []
     with open(path) as f:
@@ -166,6 +183,8 @@ def load(path):
                     mode = "shape"
                 elif directive == "@unordered":
                     mode = "unordered"
+                elif directive in ("@scan", "@scanpairs"):
+                    mode = directive[1:]
                 elif directive == "@since":
                     version, _, rest = rest.partition(" ")
                     expected, _, rest = rest.partition(" | ")
@@ -173,7 +192,8 @@ def load(path):
                 else:
                     raise SystemExit(f"{path}:{n}: unknown directive {directive}")
                 line = rest.strip()
-            lines.append((f"{os.path.basename(path)}:{n}", line.split(), mode, client, frames))
+            words = ["" if w == '""' else w for w in line.split()]
+            lines.append((f"{os.path.basename(path)}:{n}", words, mode, client, frames))
     return lines
 
 
@@ -255,6 +275,8 @@ def main():
                         same = shape(redis_value) == shape(hmdb_value)
                     elif mode == "unordered":
                         same = unordered(redis_value) == unordered(hmdb_value)
+                    elif mode in ("scan", "scanpairs"):
+                        same = scan_reply(redis_value, mode == "scanpairs") == scan_reply(hmdb_value, mode == "scanpairs")
                     elif isinstance(mode, tuple) and version < mode[1]:
                         pinned += 1
                         same = hmdb_raw == mode[2]
