@@ -8,6 +8,10 @@
 // EPOLLOUT. Back-pressure: a session with too many pending commands or too many unsent
 // bytes is not parsed further (its bytes wait in the kernel), and the whole node stops
 // reading while the replica or the disk is busy.
+//
+// TLS (--tls-port): a session accepted there carries an OpenSSL connection (net/tls.h) and
+// reads and writes through it (read_session_tls, flush_session_tls); the handshake happens
+// inside those reads and writes. Plaintext sessions take one predicted branch more.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -124,11 +128,11 @@ void Node::reply_and_close(Session& s, std::string_view error) {
 // ---------------------------------------------------------------------------------------
 // Accept, read, parse
 
-void Node::accept_clients() {
+void Node::accept_clients(int listen_fd, bool tls) {
   for (int i = 0; i < kAcceptsPerTurnMax; i++) {
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
-    int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return;
@@ -136,7 +140,7 @@ void Node::accept_clients() {
         // Out of descriptors: use the spare one to accept and close the connection, so the
         // listener does not stay readable forever (and the client learns quickly).
         ::close(reserve_fd_);
-        int shed = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        int shed = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
         if (shed >= 0) {
           ::send(shed, "-ERR max number of clients reached\r\n", 36, MSG_NOSIGNAL | MSG_DONTWAIT);
           ::close(shed);
@@ -153,7 +157,7 @@ void Node::accept_clients() {
     }
     if (sessions_.size() >= options_.max_clients) {
       static constexpr char kMsg[] = "-ERR max number of clients reached\r\n";
-      ::send(fd, kMsg, sizeof kMsg - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (!tls) ::send(fd, kMsg, sizeof kMsg - 1, MSG_NOSIGNAL | MSG_DONTWAIT);  // a TLS client could not read it
       ::close(fd);
       stats_.rejected_connections++;
       continue;
@@ -164,6 +168,14 @@ void Node::accept_clients() {
     s->client.id = next_session_id_++;
     s->client.owner = s.get();
     s->fd = fd;
+    if (tls) {
+      s->tls.reset(tls_clients_->connect_fd(fd));
+      if (!s->tls) {
+        log_line("tls: cannot make a connection state (out of memory?); closing a client");
+        ::close(fd);
+        continue;
+      }
+    }
     s->address = SocketAddress::from(reinterpret_cast<const sockaddr*>(&addr), len).to_string();
     s->created_ms = wall_ms();
     s->output_progress_ms = monotonic_ms();
@@ -183,6 +195,10 @@ void Node::accept_clients() {
 }
 
 void Node::read_session(Session& s) {
+  if (s.tls) [[unlikely]] {
+    read_session_tls(s);
+    return;
+  }
   uint64_t budget = kReadBytesPerTurnMax;
   while (budget > 0) {
     uint64_t want = kReadChunkBytes;
@@ -220,6 +236,57 @@ void Node::read_session(Session& s) {
     log_line("closing client {} ({}): query buffer over {} bytes", s.id(), s.address, s.in.size());
     reply_and_close(s, "ERR Protocol error: query buffer limit exceeded");
   }
+}
+
+void Node::read_session_tls(Session& s) {
+  uint64_t budget = kReadBytesPerTurnMax;
+  while (budget > 0) {
+    uint64_t want = kReadChunkBytes;
+    uint64_t hint = s.parser.bytes_wanted();
+    if (hint > s.in.size()) want = std::max<uint64_t>(want, std::min<uint64_t>(hint - s.in.size(), kReadChunkBytesMax));
+    char* p = s.in.reserve(want);
+    net::TlsResult r = net::tls_read(s.tls.get(), p, want);
+    if (r.io == net::TlsIo::kOk) {
+      // A read returns one record at most, and OpenSSL may hold more than the socket does:
+      // read on until it says it wants the socket (the edge-triggered socket's next edge).
+      s.in.commit(r.bytes);
+      budget -= std::min<uint64_t>(budget, r.bytes);
+      continue;
+    }
+    s.readable = false;  // kWantRead / kWantWrite: the next epoll event brings us back
+    if (r.io == net::TlsIo::kClosed) s.eof = true;
+    if (r.io == net::TlsIo::kError) {
+      tls_failed(s, r.error);  // closes it
+      return;
+    }
+    break;
+  }
+  if (s.in.size() > kClientQueryBufferLimitBytes && s.in.size() > 2 * options_.max_bulk_bytes) {
+    log_line("closing client {} ({}): query buffer over {} bytes", s.id(), s.address, s.in.size());
+    reply_and_close(s, "ERR Protocol error: query buffer limit exceeded");
+  }
+}
+
+void Node::tls_failed(Session& s, const std::string& why) {
+  const bool handshake = !net::tls_handshake_done(s.tls.get());
+  if (handshake) stats_.tls_handshake_failures++;
+  const uint64_t now = monotonic_ms();
+  if (now - tls_log_window_start_ms_ >= kTlsFailureLogWindowMs) {
+    if (tls_log_suppressed_ > 0)
+      log_line("tls: {} more refused or broken TLS connections were not logged", tls_log_suppressed_);
+    tls_log_window_start_ms_ = now;
+    tls_log_lines_ = 0;
+    tls_log_suppressed_ = 0;
+  }
+  if (tls_log_lines_ < kTlsFailureLogLinesPerWindow) {
+    tls_log_lines_++;
+    log_line("tls: {} client {} ({}): {}", handshake ? "refused" : "closing", s.id(), s.address, why);
+  } else {
+    tls_log_suppressed_++;
+  }
+  // Nothing more may be written on a broken connection: no close_notify either.
+  net::tls_discard(s.tls.release());
+  close_session(s.id());
 }
 
 void Node::parse_session(Session& s) {
@@ -294,6 +361,10 @@ void Node::run_command(Session& s, Args argv) {
 // Send, close
 
 void Node::flush_session(Session& s) {
+  if (s.tls) [[unlikely]] {
+    flush_session_tls(s);
+    return;
+  }
   std::string& out = s.out();
   while (s.unsent() > 0) {
     ssize_t n = ::send(s.fd, out.data() + s.out_sent, s.unsent(), MSG_NOSIGNAL);
@@ -307,6 +378,33 @@ void Node::flush_session(Session& s) {
     close_session(s.id());  // EPIPE, ECONNRESET: the peer is gone
     return;
   }
+  flush_done(s);
+}
+
+void Node::flush_session_tls(Session& s) {
+  std::string& out = s.out();
+  while (s.unsent() > 0) {
+    // A retry after kWantWrite passes the same bytes or more (the output only grows until
+    // it is all sent), as OpenSSL requires; the buffer may have moved (net/tls.cc's mode).
+    net::TlsResult r = net::tls_write(s.tls.get(), out.data() + s.out_sent, s.unsent());
+    if (r.io == net::TlsIo::kOk) {
+      s.out_sent += r.bytes;
+      s.output_progress_ms = turn_steady_ms_;
+      continue;
+    }
+    if (r.io == net::TlsIo::kWantRead || r.io == net::TlsIo::kWantWrite) break;  // epoll brings us back
+    if (r.io == net::TlsIo::kError) {
+      tls_failed(s, r.error);
+      return;
+    }
+    close_session(s.id());  // the peer is gone
+    return;
+  }
+  flush_done(s);
+}
+
+void Node::flush_done(Session& s) {
+  std::string& out = s.out();
   if (s.unsent() == 0) {
     out.clear();
     s.out_sent = 0;
@@ -330,6 +428,7 @@ void Node::flush_session(Session& s) {
 void Node::close_session(uint64_t id) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return;
+  it->second->tls.reset();  // a close_notify if it can go now, before the descriptor goes
   ::close(it->second->fd);  // also removes it from epoll
   replica_->session_closed(it->second->client);  // its subscriptions go
   sessions_.erase(it);      // waiters naming this id find nothing and drop the reply

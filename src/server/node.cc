@@ -109,8 +109,11 @@ Node::~Node() {
   }
   stop_digest_children();
   if (disk_) disk_->stop();
-  for (auto& [id, s] : sessions_) ::close(s->fd);
-  for (int fd : {epoll_fd_, listen_fd_, wake_fd_, reserve_fd_, snapshot_pidfd_})
+  for (auto& [id, s] : sessions_) {
+    s->tls.reset();
+    ::close(s->fd);
+  }
+  for (int fd : {epoll_fd_, listen_fd_, tls_listen_fd_, wake_fd_, reserve_fd_, snapshot_pidfd_})
     if (fd >= 0) ::close(fd);
 }
 
@@ -161,13 +164,27 @@ Status Node::start(int* exit_code) {
 
   // --bind: an IPv4 or IPv6 address, or a name bound at the address it resolves to
   // (common/address.h's rule, the one every dialer uses too).
+  if (options_.tls_configured()) {
+    s = load_tls();
+    if (!s) return s;
+  }
   SocketAddress bound;
-  s = listen_tcp(options_.bind, options_.port, kListenBacklog, &listen_fd_, &bound);
-  if (!s) return s;
-  port_ = bound.port();
-  ev.events = EPOLLIN;
-  ev.data.u64 = kEpollTagListen;
-  ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+  if (options_.plain_listen) {
+    s = listen_tcp(options_.bind, options_.port, kListenBacklog, &listen_fd_, &bound);
+    if (!s) return s;
+    port_ = bound.port();
+    ev.events = EPOLLIN;
+    ev.data.u64 = kEpollTagListen;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+  }
+  if (options_.tls_listen) {
+    s = listen_tcp(options_.bind, options_.tls_port, kListenBacklog, &tls_listen_fd_, &bound);
+    if (!s) return s;
+    tls_port_ = bound.port();
+    ev.events = EPOLLIN;
+    ev.data.u64 = kEpollTagTlsListen;
+    ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, tls_listen_fd_, &ev);
+  }
   if (options_.metrics_port != 0) {
     s = MetricsServer::open(options_.bind, options_.metrics_port, &metrics_);
     if (!s) return s;
@@ -188,10 +205,12 @@ Status Node::start(int* exit_code) {
     disk_->start();
   }
   logged_active_version_ = app_->active_schema_version();
+  std::string listening = options_.plain_listen ? format_host_port(options_.bind, port_) : std::string();
+  if (options_.tls_listen)
+    listening += (listening.empty() ? "" : ", ") + fmt::format("TLS on {}", format_host_port(options_.bind, tls_port_));
   log_line("ready: app {} (schema {}, reads {}..{}, active {}), listening on {}, durability {}, data in {}",
            app_->app_name(), app_->schema_version(), app_->oldest_schema_version(), app_->schema_version(),
-           logged_active_version_, format_host_port(options_.bind, port_), durability_name(options_.durability),
-           options_.dir);
+           logged_active_version_, listening, durability_name(options_.durability), options_.dir);
   if (transport_) {
     const raft::Status st = raft_->status();
     log_line("cluster: node {} of cluster '{}', peers on {} (port {}), voters [{}], learners [{}]{}", options_.node_id,
@@ -219,9 +238,12 @@ int Node::run(int signal_fd) {
       // Stop taking connections and commands; finish what was proposed (fsync + replies).
       draining_ = true;
       drain_deadline_ms_ = monotonic_ms() + kShutdownFlushMs;
-      ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
-      ::close(listen_fd_);
-      listen_fd_ = -1;
+      for (int* fd : {&listen_fd_, &tls_listen_fd_}) {
+        if (*fd < 0) continue;
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, *fd, nullptr);
+        ::close(*fd);
+        *fd = -1;
+      }
       log_line("stopping: no new connections or commands; finishing {} in-flight batches", replica_->writes().size());
     }
     // A follower (or a leader that lost its majority) may never see its proposals decided:
@@ -341,15 +363,21 @@ void Node::loop_turn(int timeout_ms) {
   for (int i = 0; i < n; i++) {
     uint64_t tag = events[i].data.u64;
     if (tag == kEpollTagListen) {
-      accept_clients();
+      accept_clients(listen_fd_, false);
+    } else if (tag == kEpollTagTlsListen) {
+      accept_clients(tls_listen_fd_, true);
     } else if (tag == kEpollTagWake) {
       uint64_t count = 0;
       [[maybe_unused]] ssize_t r = ::read(wake_fd_, &count, sizeof count);
       on_disk_ack();
     } else if (tag == kEpollTagSignal) {
       signalfd_siginfo info{};
-      if (::read(signal_fd_, &info, sizeof info) == sizeof info)
-        log_line("received signal {}: shutting down", static_cast<int>(info.ssi_signo));
+      if (::read(signal_fd_, &info, sizeof info) != sizeof info) continue;
+      if (info.ssi_signo == SIGHUP) {
+        reload_tls();
+        continue;
+      }
+      log_line("received signal {}: shutting down", static_cast<int>(info.ssi_signo));
       stop_requested_.store(true);
     } else if (tag == kEpollTagSnapshot) {
       on_snapshot_child_exit();
@@ -366,6 +394,14 @@ void Node::loop_turn(int timeout_ms) {
     } else {
       Session* s = find_session(tag);
       if (!s) continue;
+      if (s->tls) [[unlikely]] {
+        // Either readiness may unblock either direction: a handshake reads and writes, and
+        // so may a read or a write later (net/tls.h).
+        s->readable = true;
+        schedule_read(*s);
+        if (s->unsent() > 0) schedule_flush(*s);
+        continue;
+      }
       if (events[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s->hangup = true;
       if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
         s->readable = true;
@@ -462,6 +498,51 @@ void Node::tick() {
 void Node::on_disk_ack() {
   if (!disk_) return;
   if (auto ack = disk_->take_ack()) raft_->persisted(*ack);
+}
+
+// ---------------------------------------------------------------------------------------
+// TLS certificates
+
+Status Node::load_tls() {
+  std::shared_ptr<net::TlsContext> clients, peer_server, peer_client;
+  if (options_.tls_listen) {
+    Status s = net::TlsContext::create(net::TlsContext::Role::kServer, options_.tls_files, options_.tls_auth_clients,
+                                       &clients);
+    if (!s) return s;
+  }
+  if (options_.tls_replication) {
+    // Mutual: a peer (or a forwarding link) must present a certificate the CA signed.
+    Status s = net::TlsContext::create(net::TlsContext::Role::kServer, options_.tls_files, net::TlsAuthClients::kYes,
+                                       &peer_server);
+    if (!s) return s;
+    s = net::TlsContext::create(net::TlsContext::Role::kClient, options_.tls_files, net::TlsAuthClients::kYes,
+                                &peer_client);
+    if (!s) return s;
+  }
+  tls_clients_ = std::move(clients);
+  tls_peer_server_ = std::move(peer_server);
+  tls_peer_client_ = std::move(peer_client);
+  const auto& any = tls_clients_ ? tls_clients_ : tls_peer_server_;
+  log_line("tls: certificate {} ({}), CA {}, client certificates {}{}", options_.tls_files.cert_file,
+           any->description(), options_.tls_files.ca_cert_file.empty() ? "none" : options_.tls_files.ca_cert_file,
+           net::tls_auth_clients_name(options_.tls_auth_clients),
+           options_.tls_replication ? ", peers and forwarding links over TLS" : "");
+  return Status::ok();
+}
+
+void Node::reload_tls() {
+  if (!options_.tls_configured()) {
+    log_line("received SIGHUP: no TLS configured, nothing to reload");
+    return;
+  }
+  log_line("received SIGHUP: reading the TLS certificate, key and CA files again");
+  Status s = load_tls();
+  if (s) {
+    stats_.tls_reloads++;
+    return;
+  }
+  stats_.tls_reload_failures++;
+  log_line("tls: reload failed, the certificates in use stay: {}", s.message());
 }
 
 void Node::warn(std::string_view message) { log_line("warning: {}", message); }

@@ -70,6 +70,7 @@ inline constexpr uint64_t kEpollTagPeers = 5;
 inline constexpr uint64_t kEpollTagMetrics = 6;
 inline constexpr uint64_t kEpollTagForward = 7;
 inline constexpr uint64_t kEpollTagDigest = 8;  // a digest child's result pipe (digest_child.cc)
+inline constexpr uint64_t kEpollTagTlsListen = 9;  // --tls-port's listener
 // Digest children (digest_child.cc) hashing at once; a mark applied while this many run is
 // hashed on the event loop instead. Each holds a copy-on-write image of the state.
 inline constexpr size_t kDigestChildrenMax = 4;
@@ -106,7 +107,8 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   int run(int signal_fd = -1);
   void request_stop();
 
-  uint16_t port() const { return port_; }
+  uint16_t port() const { return port_; }  // 0 when there is no plaintext port
+  uint16_t tls_port() const { return tls_port_; }  // 0 when there is no TLS port
   uint16_t peer_port() const { return transport_ ? transport_->port() : 0; }
 
  private:
@@ -167,10 +169,18 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   void refresh_disk_queue_state();
 
   // ---- client sockets (client_io.cc) ----
-  void accept_clients();
+  // From listen_fd_ (plaintext) or tls_listen_fd_ (each connection then gets its TLS state).
+  void accept_clients(int listen_fd, bool tls);
   void read_session(Session& s);
+  void read_session_tls(Session& s);
+  // A TLS connection failed (its handshake was refused, or a record was bad): counted,
+  // logged within kTlsFailureLogLinesPerWindow, closed.
+  void tls_failed(Session& s, const std::string& why);
   void parse_session(Session& s);
   void flush_session(Session& s);
+  void flush_session_tls(Session& s);
+  // After a flush: release the sent output, close a finished session, read on.
+  void flush_done(Session& s);
   void close_session(uint64_t id);
   bool session_paused(const Session& s) const;
   // The shell's own reply to a protocol error, after the session's earlier replies.
@@ -237,6 +247,12 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   // false if unknown here.
   bool member_client_address(raft::NodeId id, HostPort* out) const;
 
+  // ---- TLS (node.cc) ----
+  // Makes the TLS contexts from the certificate files (at start, and again on SIGHUP).
+  // On failure nothing changes: the running contexts stay.
+  Status load_tls();
+  void reload_tls();  // SIGHUP: load_tls, logged either way
+
   // ---- snapshots (snapshot.cc) ----
   void on_snapshot_child_exit();
   // ---- digests at marks (digest_child.cc) ----
@@ -262,6 +278,17 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   int reserve_fd_ = -1;  // spare descriptor, freed to shed a connection when out of fds
   int signal_fd_ = -1;
   uint16_t port_ = 0;
+  int tls_listen_fd_ = -1;
+  uint16_t tls_port_ = 0;
+  // TLS (--tls-port, --tls-replication): the server side of client connections and the
+  // client and server sides of peer connections and forwarding links; replaced whole by a
+  // reload (connections made from the old ones keep them until they close).
+  std::shared_ptr<net::TlsContext> tls_clients_;
+  std::shared_ptr<net::TlsContext> tls_peer_server_;
+  std::shared_ptr<net::TlsContext> tls_peer_client_;
+  uint64_t tls_log_window_start_ms_ = 0;
+  uint64_t tls_log_lines_ = 0;
+  uint64_t tls_log_suppressed_ = 0;
   std::atomic<bool> stop_requested_{false};
   bool draining_ = false;
   int exit_code_ = kExitOk;  // what run() returns once stopped

@@ -11,6 +11,7 @@
 #include "common/text.h"
 #include "core/pubsub.h"
 #include "net/resp.h"
+#include "net/tls.h"
 
 namespace hmdb::server {
 
@@ -48,6 +49,20 @@ struct ServerOptions {
   // password set (docs/security.md). `--protected-mode no` is the explicit opt-out.
   bool protected_mode = true;
 
+  // ---- TLS (docs/security.md "TLS") ----
+  // A TLS port for clients (--tls-port; 0: an ephemeral one, logged). With it, `--port 0`
+  // means no plaintext port at all (Redis' convention); without it, `--port 0` is an
+  // ephemeral plaintext port as before.
+  bool tls_listen = false;
+  uint16_t tls_port = 0;
+  bool plain_listen = true;
+  net::TlsFiles tls_files;  // the node's certificate and key, and the CA that signs clients' and peers'
+  net::TlsAuthClients tls_auth_clients = net::TlsAuthClients::kYes;  // Redis' default
+  // Peers speak TLS with mutual authentication (each presents tls_files' certificate, which
+  // the other checks against the CA); forwarding links dial the leader's TLS port, which is
+  // then the client address this node advertises.
+  bool tls_replication = false;
+
   // ---- cluster (docs/cluster.md) ----
   uint64_t node_id = 1;
   std::string peer_addr;  // "host:port" to listen on for peers; empty: a single node
@@ -65,6 +80,7 @@ struct ServerOptions {
 
   bool clustered() const { return !peer_addr.empty(); }
   std::string client_addr() const { return format_host_port(bind, port); }
+  bool tls_configured() const { return tls_listen || tls_replication; }
 };
 
 // "1=chost:cport@phost:pport,2=..." -> map. Checks every address's form (common/text.h:
@@ -133,5 +149,10 @@ inline constexpr uint64_t kRecoveryProgressMs = 1000;
 // log line about them is written at most once per this period (with the number since the
 // last line), so that a client trying passwords in a loop cannot flood the log.
 inline constexpr uint64_t kAuthFailureLogIntervalMs = 10000;
+// TLS connections refused (a failed handshake: no certificate, one the CA did not sign, an
+// expired one, not TLS at all) are all counted (INFO tls_handshake_failures); at most this
+// many log lines about them per kTlsFailureLogWindowMs, then one saying how many were not logged.
+inline constexpr uint64_t kTlsFailureLogWindowMs = 10000;
+inline constexpr uint64_t kTlsFailureLogLinesPerWindow = 5;
 
 }  // namespace hmdb::server

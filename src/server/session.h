@@ -13,6 +13,7 @@
 
 #include "core/replica.h"
 #include "net/resp.h"
+#include "net/tls.h"
 
 namespace hmdb::server {
 
@@ -40,6 +41,9 @@ class ReadBuffer {
 struct Session {
   core::ClientSession client;  // its id is the session's id
   int fd = -1;
+  // Set for a connection to the TLS port (net/tls.h): its reads and writes go through it.
+  // Freed before fd is closed (close_session).
+  net::TlsConnection tls;
   std::string address;  // peer "ip:port"
   std::string name;     // CLIENT SETNAME
   std::string lib_name, lib_version;

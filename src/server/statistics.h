@@ -49,6 +49,8 @@ struct ShellStats {
   uint64_t rejected_connections = 0;
   uint64_t auth_failures = 0;  // AUTH / HELLO AUTH refused (wrong user or password)
   uint64_t protocol_errors = 0;
+  uint64_t tls_handshake_failures = 0;  // client TLS connections refused or broken (client_io.cc)
+  uint64_t tls_reloads = 0, tls_reload_failures = 0;  // SIGHUP: certificates read again
   uint64_t output_limit_disconnects = 0;
   uint64_t snapshots = 0;
   uint64_t snapshot_failures = 0;

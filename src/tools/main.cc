@@ -46,6 +46,9 @@ struct ServeFlags {
   std::string initial_cluster;
   std::string protected_mode = "yes";
   std::string config;
+  int tls_port = -1;  // -1: not given
+  std::string tls_auth_clients = "yes";
+  std::string tls_replication = "no";
 };
 
 void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
@@ -112,6 +115,26 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
                   "yes: refuse to start bound to a non-loopback address without --requirepass; no: allow it")
       ->check(CLI::IsMember({"yes", "no"}))
       ->capture_default_str();
+
+  // TLS, in Redis' words (docs/security.md "TLS").
+  cmd->add_option("--tls-port", f->tls_port,
+                  "TCP port for TLS clients (0: an ephemeral one); with it, --port 0 means no plaintext port")
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--tls-cert-file", f->options.tls_files.cert_file,
+                  "PEM certificate (and chain) this node presents to clients and peers");
+  cmd->add_option("--tls-key-file", f->options.tls_files.key_file, "PEM private key of --tls-cert-file");
+  cmd->add_option("--tls-ca-cert-file", f->options.tls_files.ca_cert_file,
+                  "PEM CA certificate(s) that clients' and peers' certificates must chain to");
+  cmd->add_option("--tls-auth-clients", f->tls_auth_clients,
+                  "yes: a TLS client must present a certificate the CA signed; optional: checked if given; no: not "
+                  "asked")
+      ->check(CLI::IsMember({"yes", "no", "optional"}))
+      ->capture_default_str();
+  cmd->add_option("--tls-replication", f->tls_replication,
+                  "yes: peers (raft) and forwarding links speak TLS, each side checking the other's certificate "
+                  "against --tls-ca-cert-file; the advertised client port is then --tls-port")
+      ->check(CLI::IsMember({"yes", "no"}))
+      ->capture_default_str();
 }
 
 // `--config FILE`: each entry is checked alone against the flag it names (a fresh parse of
@@ -169,6 +192,33 @@ int apply_config_file(CLI::App* serve_cmd, ServeFlags* flags) {
   return 0;
 }
 
+// The TLS flags into the options, checked together (a TLS port or peer TLS needs a
+// certificate and key; checking certificates needs a CA).
+Status apply_tls_flags(const ServeFlags& f, server::ServerOptions* o) {
+  o->tls_listen = f.tls_port >= 0;
+  o->tls_port = static_cast<uint16_t>(f.tls_port >= 0 ? f.tls_port : 0);
+  o->plain_listen = !(o->tls_listen && o->port == 0);
+  net::parse_tls_auth_clients(f.tls_auth_clients, &o->tls_auth_clients);
+  o->tls_replication = f.tls_replication == "yes";
+  const net::TlsFiles& files = o->tls_files;
+  if (!o->tls_configured()) {
+    if (!files.cert_file.empty() || !files.key_file.empty() || !files.ca_cert_file.empty())
+      return Status::invalid_argument("--tls-cert-file, --tls-key-file and --tls-ca-cert-file need --tls-port or "
+                                      "--tls-replication yes");
+    return Status::ok();
+  }
+  if (files.cert_file.empty() || files.key_file.empty())
+    return Status::invalid_argument("TLS (--tls-port, --tls-replication) needs --tls-cert-file and --tls-key-file");
+  const bool checks = o->tls_replication || o->tls_auth_clients != net::TlsAuthClients::kNo;
+  if (checks && files.ca_cert_file.empty())
+    return Status::invalid_argument("--tls-ca-cert-file is needed to check clients' certificates (--tls-auth-clients "
+                                    "yes|optional) and peers' (--tls-replication yes)");
+  if (o->tls_replication && !o->tls_listen)
+    return Status::invalid_argument("--tls-replication yes needs --tls-port: forwarding links and clients of the "
+                                    "cluster reach each node's TLS port");
+  return Status::ok();
+}
+
 int serve(const StateMachineFactory& factory, const server::ServerOptions& options) {
   // SIGTERM/SIGINT arrive through a signalfd in the event loop (a clean drain), so block
   // them in every thread: the mask is inherited by the disk thread started later.
@@ -176,6 +226,7 @@ int serve(const StateMachineFactory& factory, const server::ServerOptions& optio
   sigemptyset(&mask);
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGHUP);  // reload the TLS certificates (Node::reload_tls)
   pthread_sigmask(SIG_BLOCK, &mask, nullptr);
   int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
   if (sfd < 0) {
@@ -324,6 +375,10 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
     server::ServerOptions& options = flags.options;
     server::parse_durability(flags.durability, &options.durability);
     options.protected_mode = flags.protected_mode == "yes";
+    if (Status s = apply_tls_flags(flags, &options); !s) {
+      std::cerr << "hmdb serve: " << s.message() << "\n";
+      return server::kExitStartupFailure;
+    }
     std::string bind_error;
     if (!parse_host(options.bind, &options.bind, &bind_error)) {
       std::cerr << "hmdb serve: --bind: " << bind_error << "\n";

@@ -312,6 +312,9 @@ StatisticsSources distinct_sources() {
   s.request_table_bytes = 66;
   s.requests.evicted_by_bytes = 67;
   s.shell.protocol_errors = 39;
+  s.shell.tls_handshake_failures = 117;
+  s.shell.tls_reloads = 118;
+  s.shell.tls_reload_failures = 119;
   s.shell.output_limit_disconnects = 44;
   s.shell.loop_turn_max_ms = 46;
   s.shell.slow_turns = 53;
@@ -425,6 +428,9 @@ constexpr std::string_view kGoldenInfoAll =
     "total_transactions:61\r\n"
     "transactions_watch_failed:62\r\n"
     "protocol_errors:39\r\n"
+    "tls_handshake_failures:117\r\n"
+    "tls_reloads:118\r\n"
+    "tls_reload_failures:119\r\n"
     "output_limit_disconnects:44\r\n"
     "busy_refusals:45\r\n"
     "total_requests:63\r\n"

@@ -128,11 +128,14 @@ def parse_reply(buf, pos=0):
 class Client:
     """One RESP connection. Not thread-safe: one thread per Client."""
 
-    def __init__(self, host, port, timeout=10.0):
+    def __init__(self, host, port, timeout=10.0, tls=None):
+        """tls: an ssl.SSLContext to speak TLS with (a node's --tls-port), else plaintext."""
         self.timeout = timeout
         try:
             self.sock = socket.create_connection((host, port), timeout=timeout)
-        except OSError as e:
+            if tls is not None:
+                self.sock = tls.wrap_socket(self.sock, server_hostname=host)
+        except OSError as e:  # ssl.SSLError is one: a refused handshake
             raise ConnectionLost("connect to %s:%d: %s" % (host, port, e)) from None
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()

@@ -1,0 +1,321 @@
+#!/usr/bin/env python3
+"""TLS for clients and peers (issue 15, item 3; docs/security.md "TLS") with real hmdb
+processes, real clients and certificates made by openssl for the test (tls_certs.py).
+
+  clients   one node with --port and --tls-port, client certificates required: redis-cli
+            --tls and redis-py (ssl=True) with a client certificate run commands, a
+            pipeline of 2,000 commands and a 4 MiB value both ways; the plaintext port still
+            serves. Refused at the handshake, each counted in INFO tls_handshake_failures and
+            logged: no client certificate, one signed by another CA, an expired one, plain
+            RESP sent to the TLS port; a client checking the node against another CA refuses it.
+  tlsonly   a node from a config file with tls-port, port 0 (no plaintext port) and
+            tls-auth-clients optional: the plaintext port is gone from the log's "listening
+            on"; a client without a certificate is served, one with a certificate from another
+            CA is refused.
+  reload    the node's certificate files are replaced and SIGHUP sent: new connections get
+            the new certificate (its CN), a connection opened before keeps working, INFO
+            tls_reloads counts it; then a broken key file: the reload is refused
+            (tls_reload_failures, logged) and the certificate in use stays.
+
+Every wait is a bounded poll of a real condition. Usage: tls_test.py [--case NAME] HMDB_BINARY
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+
+import harness
+import resp
+import tls_certs
+
+# Debian's interpreter, for which python3-redis is installed (tests/clients does the same).
+DEBIAN_PYTHON = "/usr/bin/python3"
+# Bound on one client program's run (redis-cli, redis-py).
+CLIENT_TIMEOUT_S = 60
+# Bound on waiting for a counter or a log line after the event that makes it.
+OBSERVE_TIMEOUT_S = 30
+POLL_INTERVAL_S = 0.02
+PIPELINE_COMMANDS = 2000
+BIG_VALUE_BYTES = 4 << 20
+
+REDIS_PY_CHECK = r"""
+import sys
+import redis
+host, port, ca, crt, key, pipeline, big = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6]), int(sys.argv[7])
+r = redis.Redis(host=host, port=port, ssl=True, ssl_ca_certs=ca, ssl_certfile=crt, ssl_keyfile=key,
+                ssl_check_hostname=False, socket_timeout=30)
+if not (r.set("py", "1") and r.get("py") == b"1"):
+    sys.exit("redis-py over TLS: SET then GET did not read back")
+p = r.pipeline(transaction=False)
+for i in range(pipeline):
+    p.set("p%d" % i, i)
+    p.get("p%d" % i)
+replies = p.execute()
+if replies != [x for i in range(pipeline) for x in (True, str(i).encode())]:
+    sys.exit("redis-py over TLS: the pipeline's replies are not the SETs' and GETs'")
+value = bytes(range(256)) * (big // 256)
+r.set("big", value)
+if r.get("big") != value:
+    sys.exit("redis-py over TLS: a %d-byte value did not read back" % big)
+print("redis-py %s over TLS: commands, a pipeline of %d, a %d-byte value" % (redis.__version__, 2 * pipeline, big))
+"""
+
+
+def expect(cond, message):
+    if not cond:
+        raise harness.TestFailure(message)
+
+
+def info_field(port, field, tls=None):
+    with resp.Client(harness.HOST, port, timeout=CLIENT_TIMEOUT_S, tls=tls) as c:
+        text = c.call("INFO", "everything").decode()
+    m = re.search(r"^%s:(\d+)\r?$" % re.escape(field), text, re.M)
+    expect(m is not None, "INFO has no %s" % field)
+    return int(m.group(1))
+
+
+def wait_for(what, condition, server):
+    deadline = time.monotonic() + OBSERVE_TIMEOUT_S
+    while not condition():
+        if time.monotonic() > deadline:
+            raise harness.TestFailure("waited %ds for %s\n%s" % (OBSERVE_TIMEOUT_S, what, server.log_tail()))
+        time.sleep(POLL_INTERVAL_S)
+
+
+def tls_flags(port, crt, key, ca, auth="yes"):
+    return ["--tls-port", str(port), "--tls-cert-file", crt, "--tls-key-file", key, "--tls-ca-cert-file", ca,
+            "--tls-auth-clients", auth]
+
+
+def refused(port, ctx):
+    """True if a TLS client with ctx gets no reply to PING (the handshake or its first read
+    fails: with TLS 1.3 the server's verdict on a client certificate arrives after the
+    client's side of the handshake)."""
+    try:
+        with resp.Client(harness.HOST, port, timeout=CLIENT_TIMEOUT_S, tls=ctx) as c:
+            reply = c.call("PING")
+    except resp.ConnectionLost:
+        return True
+    raise harness.TestFailure("a client that should have been refused got %r" % (reply,))
+
+
+def redis_cli_tls(port, ca, cert, args):
+    cli = shutil.which("redis-cli")
+    cmd = [cli, "-h", harness.HOST, "-p", str(port), "--tls", "--cacert", ca]
+    if cert:
+        cmd += ["--cert", cert[0], "--key", cert[1]]
+    return subprocess.run(cmd + args, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
+
+
+def case_clients(binary):
+    work = harness.make_work_dir("hmdb-tls-clients-")
+    ca = tls_certs.CA(os.path.join(work, "ca"), "cluster-ca")
+    other = tls_certs.CA(os.path.join(work, "other"), "other-ca")
+    node_cert = ca.issue("node")
+    client_cert = ca.issue("client")
+    stranger = other.issue("stranger")
+    expired = ca.issue("expired-client", days=-1)
+    tls_port = harness.free_port()
+    s = harness.Server(binary, os.path.join(work, "data"), work, durability="none", name="tls",
+                       extra_args=tls_flags(tls_port, node_cert[0], node_cert[1], ca.crt))
+    ok = False
+    try:
+        s.start()
+        good = tls_certs.client_context(ca.crt, client_cert)
+        with resp.Client(harness.HOST, tls_port, timeout=CLIENT_TIMEOUT_S, tls=good) as c:
+            expect(c.call("SET", "k", "v") == "OK" and c.call("GET", "k") == b"v", "SET/GET over TLS")
+            # A pipeline in one write, its replies read together.
+            replies = c.pipeline([("INCR", "n") for _ in range(PIPELINE_COMMANDS)])
+            expect(replies == list(range(1, PIPELINE_COMMANDS + 1)), "a pipeline over TLS answered out of order")
+            expect(c.call("SET", "big", b"x" * BIG_VALUE_BYTES) == "OK", "a big SET over TLS")
+            expect(c.call("GET", "big") == b"x" * BIG_VALUE_BYTES, "a big GET over TLS")
+        with resp.Client(harness.HOST, s.port, timeout=CLIENT_TIMEOUT_S) as plain:
+            expect(plain.call("GET", "k") == b"v", "the plaintext port beside the TLS port")
+
+        if shutil.which("redis-cli"):
+            p = redis_cli_tls(tls_port, ca.crt, client_cert, ["SET", "cli", "yes"])
+            expect(p.returncode == 0 and p.stdout.strip() == "OK", "redis-cli --tls SET: %r %r" % (p.stdout, p.stderr))
+            p = redis_cli_tls(tls_port, ca.crt, client_cert, ["GET", "cli"])
+            expect(p.stdout.strip() == "yes", "redis-cli --tls GET: %r %r" % (p.stdout, p.stderr))
+            # redis-cli checking the node against a CA that did not sign it: it refuses the node.
+            p = redis_cli_tls(tls_port, other.crt, client_cert, ["PING"])
+            expect("PONG" not in p.stdout and "certificate verify failed" in p.stdout + p.stderr,
+                   "redis-cli with the wrong CA was not refused: %r %r" % (p.stdout, p.stderr))
+            print("redis-cli --tls: served with a client certificate; refuses a node its CA did not sign")
+        if os.path.exists(DEBIAN_PYTHON):
+            p = subprocess.run([DEBIAN_PYTHON, "-c", REDIS_PY_CHECK, harness.HOST, str(tls_port), ca.crt,
+                                client_cert[0], client_cert[1], str(PIPELINE_COMMANDS), str(BIG_VALUE_BYTES)],
+                               capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
+            expect(p.returncode == 0, "redis-py over TLS: %s%s" % (p.stdout, p.stderr))
+            print(p.stdout.strip())
+
+        # Refused at the handshake: each counted, each logged with its reason.
+        # (redis-cli refusing the node above counts too: the node's handshake failed.)
+        base = info_field(s.port, "tls_handshake_failures")
+        cases = [("no client certificate", tls_certs.client_context(ca.crt), "peer did not return a certificate"),
+                 ("a certificate of another CA", tls_certs.client_context(ca.crt, stranger), "certificate verify failed"),
+                 ("an expired certificate", tls_certs.client_context(ca.crt, expired), "certificate has expired")]
+        for n, (what, ctx, reason) in enumerate(cases, 1):
+            expect(refused(tls_port, ctx), what)
+            wait_for("tls_handshake_failures %d (%s)" % (base + n, what),
+                     lambda: info_field(s.port, "tls_handshake_failures") == base + n, s)
+            expect(re.search(r"tls: refused client \d+ \(127\.0\.0\.1:\d+\): .*%s" % reason, s.log()),
+                   "no log line says '%s' for %s" % (reason, what))
+            print("refused and logged: %s (%s)" % (what, reason))
+        # Plain RESP to the TLS port: not a handshake.
+        with socket.create_connection((harness.HOST, tls_port), timeout=CLIENT_TIMEOUT_S) as raw:
+            raw.sendall(resp.encode_command(("PING",)))
+            try:
+                data = raw.recv(4096)
+            except ConnectionResetError:  # closed with our bytes unread
+                data = b""
+            expect(b"PONG" not in data, "the TLS port answered plain RESP")
+        wait_for("tls_handshake_failures %d (plain RESP)" % (base + 4),
+                 lambda: info_field(s.port, "tls_handshake_failures") == base + 4, s)
+        # Still serving.
+        with resp.Client(harness.HOST, tls_port, timeout=CLIENT_TIMEOUT_S, tls=good) as c:
+            expect(c.call("GET", "k") == b"v", "a good client after the refusals")
+        ok = True
+    finally:
+        if not ok:
+            print(s.log_tail())
+        s.kill()
+        if ok:
+            harness.remove_work_dir(work)
+    print("clients: served over TLS with a certificate; refused without one, with a stranger's or an expired one")
+
+
+def case_tlsonly(binary):
+    work = harness.make_work_dir("hmdb-tls-only-")
+    ca = tls_certs.CA(os.path.join(work, "ca"), "cluster-ca")
+    other = tls_certs.CA(os.path.join(work, "other"), "other-ca")
+    node_cert = ca.issue("node")
+    stranger = other.issue("stranger")
+    tls_port = harness.free_port()
+    config = os.path.join(work, "hmdb.conf")
+    with open(config, "w") as f:
+        f.write("# TLS only\nport 0\ntls-port %d\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\n"
+                "tls-auth-clients optional\ndurability none\ndir %s\n"
+                % (tls_port, node_cert[0], node_cert[1], ca.crt, os.path.join(work, "data")))
+    log_path = os.path.join(work, "tlsonly.log")
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([binary, "serve", "--config", config], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT)
+    ok = False
+
+    def text():
+        with open(log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    class Log:
+        def log_tail(self):
+            return text()[-harness.LOG_TAIL_BYTES:]
+
+    try:
+        wait_for("the node to be ready", lambda: "ready:" in text() or proc.poll() is not None, Log())
+        expect(proc.poll() is None, "the node exited:\n" + text())
+        line = next(l for l in text().splitlines() if "ready:" in l)
+        expect("listening on TLS on 127.0.0.1:%d, durability" % tls_port in line,
+               "the ready line names another listener than the TLS port alone: " + line)
+        anonymous = tls_certs.client_context(ca.crt)
+        with resp.Client(harness.HOST, tls_port, timeout=CLIENT_TIMEOUT_S, tls=anonymous) as c:
+            expect(c.call("SET", "k", "v") == "OK", "tls-auth-clients optional: a client without a certificate")
+        expect(refused(tls_port, tls_certs.client_context(ca.crt, stranger)),
+               "tls-auth-clients optional: a certificate of another CA")
+        ok = True
+    finally:
+        proc.kill()
+        proc.wait()
+        if not ok:
+            print(text()[-harness.LOG_TAIL_BYTES:])
+        else:
+            harness.remove_work_dir(work)
+    print("tlsonly: no plaintext port; optional client certificates: none served, a stranger's refused")
+
+
+def served_cn(port, ca_crt, cert):
+    """The CN of the certificate the node presents now."""
+    ctx = tls_certs.client_context(ca_crt, cert)
+    with socket.create_connection((harness.HOST, port), timeout=CLIENT_TIMEOUT_S) as raw:
+        with ctx.wrap_socket(raw, server_hostname=harness.HOST) as t:
+            subject = dict(x[0] for x in t.getpeercert()["subject"])
+            return subject["commonName"]
+
+
+def case_reload(binary):
+    work = harness.make_work_dir("hmdb-tls-reload-")
+    ca = tls_certs.CA(os.path.join(work, "ca"), "cluster-ca")
+    first = ca.issue("node-first")
+    second = ca.issue("node-second")
+    client_cert = ca.issue("client")
+    live = (os.path.join(work, "node.crt"), os.path.join(work, "node.key"))
+    shutil.copy(first[0], live[0])
+    shutil.copy(first[1], live[1])
+    tls_port = harness.free_port()
+    s = harness.Server(binary, os.path.join(work, "data"), work, durability="none", name="reload",
+                       extra_args=tls_flags(tls_port, live[0], live[1], ca.crt))
+    ok = False
+    try:
+        s.start()
+        good = tls_certs.client_context(ca.crt, client_cert)
+        expect(served_cn(tls_port, ca.crt, client_cert) == "node-first", "the first certificate")
+        before = resp.Client(harness.HOST, tls_port, timeout=CLIENT_TIMEOUT_S, tls=good)
+        expect(before.call("SET", "k", "1") == "OK", "a connection before the reload")
+        # New files in place (renamed over: a reader never sees half a file), then SIGHUP.
+        for src, dst in zip(second, live):
+            shutil.copy(src, dst + ".new")
+            os.replace(dst + ".new", dst)
+        s.proc.send_signal(signal.SIGHUP)
+        wait_for("tls_reloads 1", lambda: info_field(s.port, "tls_reloads") == 1, s)
+        expect(served_cn(tls_port, ca.crt, client_cert) == "node-second", "the certificate after SIGHUP")
+        expect(before.call("GET", "k") == b"1", "a connection opened before the reload")
+        before.close()
+        # A broken key: refused, logged, the certificate in use stays.
+        with open(live[1], "w") as f:
+            f.write("not a key\n")
+        s.proc.send_signal(signal.SIGHUP)
+        wait_for("tls_reload_failures 1", lambda: info_field(s.port, "tls_reload_failures") == 1, s)
+        expect("tls: reload failed, the certificates in use stay" in s.log(), "the failed reload is not logged")
+        expect(served_cn(tls_port, ca.crt, client_cert) == "node-second", "the certificate after a failed reload")
+        expect(info_field(s.port, "tls_reloads") == 1, "a failed reload counted as done")
+        ok = True
+    finally:
+        if not ok:
+            print(s.log_tail())
+        s.kill()
+        if ok:
+            harness.remove_work_dir(work)
+    print("reload: SIGHUP serves the new certificate to new connections; a bad file is refused and the old one stays")
+
+
+CASES = {"clients": case_clients, "tlsonly": case_tlsonly, "reload": case_reload}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", choices=sorted(CASES), action="append")
+    ap.add_argument("binary")
+    args = ap.parse_args()
+    if not shutil.which("openssl"):
+        harness.fail("openssl not found (Debian's openssl package: scripts/install-deps.sh)")
+        return 1
+    for name in args.case or list(CASES):
+        t0 = time.monotonic()
+        try:
+            CASES[name](args.binary)
+        except harness.TestFailure as e:
+            harness.fail("%s: %s" % (name, e))
+            return 1
+        print("PASS %s (%.1f s)" % (name, time.monotonic() - t0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
