@@ -13,6 +13,8 @@ packages=(
   clang libclang-rt-14-dev
   # tests and benchmarks: peers and fault injection; Debian's redis-py for the client tests
   redis-server redis-tools strace python3 procps python3-redis
+  # TLS tests: certificates made with the openssl command line
+  openssl
   # chaos tests: network partitions between cluster nodes on loopback addresses
   nftables
   "$@"

@@ -49,9 +49,14 @@ bool epoll_add(int epoll_fd, int fd, uint32_t events, uint64_t token) {
 PeerTransport::PeerTransport(PeerTransportOptions options) : options_(std::move(options)) {}
 
 PeerTransport::~PeerTransport() {
-  for (auto& [id, p] : peers_)
+  for (auto& [id, p] : peers_) {
+    p.tls.reset();
     if (p.fd >= 0) ::close(p.fd);
-  for (auto& [conn, in] : inbound_) ::close(in.fd);
+  }
+  for (auto& [conn, in] : inbound_) {
+    in.tls.reset();
+    ::close(in.fd);
+  }
   for (int fd : {listen_fd_, timer_fd_, epoll_fd_})
     if (fd >= 0) ::close(fd);
 }
@@ -233,10 +238,18 @@ void PeerTransport::dial(Peer* p) {
     ::close(fd);
     return schedule_retry(why);
   }
+  if (options_.tls_client) {
+    p->tls.reset(options_.tls_client->connect_fd(fd));
+    if (!p->tls) {
+      ::close(fd);
+      return schedule_retry("TLS: cannot make a connection state");
+    }
+  }
   uint64_t conn = next_conn_++;
   // We never read on this connection, but EPOLLIN/RDHUP tell us the peer closed it.
   if (!epoll_add(epoll_fd_, fd, EPOLLIN | EPOLLRDHUP | EPOLLOUT, conn)) {
     std::string why = std::string("epoll_ctl: ") + std::strerror(errno);
+    p->tls.reset();
     ::close(fd);
     return schedule_retry(why);
   }
@@ -282,6 +295,7 @@ void PeerTransport::on_resolved() {
 void PeerTransport::close_outbound(Peer* p, const std::string& why, bool log) {
   if (p->fd < 0) return;
   bool was_connected = p->state == Peer::State::kConnected;
+  p->tls.reset();
   ::close(p->fd);  // also removes it from the epoll set
   outbound_.erase(p->conn);
   p->fd = -1;
@@ -320,13 +334,20 @@ void PeerTransport::write_outbound(Peer* p) {
   HMDB_ASSERT(p->state == Peer::State::kConnected, "writing to node %llu before it is connected",
               static_cast<unsigned long long>(p->id));
   while (p->out_offset < p->out.size()) {
-    ssize_t n = ::send(p->fd, p->out.data() + p->out_offset, p->out.size() - p->out_offset, MSG_NOSIGNAL | MSG_DONTWAIT);
+    // With TLS a retry passes the same bytes or more, as OpenSSL requires: the queue only
+    // grows at its end until it is written (net/tls.h).
+    TlsIo want;
+    std::string tls_error;
+    ssize_t n = io_send(p->fd, p->tls.get(), p->out.data() + p->out_offset, p->out.size() - p->out_offset, &want,
+                        &tls_error);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        set_want_write(p, true);
+        // A TLS handshake may wait for the peer's answer instead: EPOLLIN is always watched.
+        set_want_write(p, want == TlsIo::kWantWrite);
         return;
       }
+      if (errno == EPROTO) return close_outbound(p, "TLS: " + tls_error);
       return close_outbound(p, std::string("write: ") + std::strerror(errno));
     }
     size_t written = static_cast<size_t>(n);
@@ -373,7 +394,8 @@ void PeerTransport::on_outbound_event(Peer* p, uint32_t events) {
     read_outbound(p);
     if (p->state != Peer::State::kConnected) return;  // closed
   }
-  if ((events & EPOLLOUT) != 0) write_outbound(p);
+  // With TLS a read may have moved the handshake on, which a queued write waited for.
+  if ((events & EPOLLOUT) != 0 || (p->tls && p->out_offset < p->out.size())) write_outbound(p);
 }
 
 void PeerTransport::read_outbound(Peer* p) {
@@ -383,10 +405,16 @@ void PeerTransport::read_outbound(Peer* p) {
     char chunk[peer::kMaxRefusalFrameBytes];
     size_t room = peer::kMaxRefusalFrameBytes - p->refusal_in.size();
     if (room == 0) return close_outbound(p, "the peer wrote more than a refusal on our outbound connection");
-    ssize_t n = ::recv(p->fd, chunk, room, MSG_DONTWAIT);
+    TlsIo want;
+    std::string tls_error;
+    ssize_t n = io_recv(p->fd, p->tls.get(), chunk, room, &want, &tls_error);
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (want == TlsIo::kWantWrite) set_want_write(p, true);  // a handshake's write waits
+        return;
+      }
+      if (errno == EPROTO) return close_outbound(p, "TLS: " + tls_error);
       return close_outbound(p, std::string("read: ") + std::strerror(errno));
     }
     if (n == 0)
@@ -506,6 +534,7 @@ void PeerTransport::accept_all() {
     }
     Inbound& in = inbound_[conn];
     in.fd = fd;
+    if (options_.tls_server) in.tls.reset(options_.tls_server->connect_fd(fd));
     in.remote = remote.to_string();
     in.accepted_ms = now_ms_;
   }
@@ -514,8 +543,24 @@ void PeerTransport::accept_all() {
 void PeerTransport::close_inbound(uint64_t conn) {
   auto it = inbound_.find(conn);
   if (it == inbound_.end()) return;
+  it->second.tls.reset();
   ::close(it->second.fd);
   inbound_.erase(it);
+}
+
+void PeerTransport::set_inbound_want_write(uint64_t conn, Inbound* in, bool want) {
+  if (in->want_write == want) return;
+  epoll_event ev{};
+  ev.events = EPOLLIN | EPOLLRDHUP | (want ? uint32_t{EPOLLOUT} : 0u);
+  ev.data.u64 = conn;
+  HMDB_ASSERT(::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, in->fd, &ev) == 0, "epoll_ctl mod: %s", std::strerror(errno));
+  in->want_write = want;
+}
+
+void PeerTransport::set_tls(std::shared_ptr<TlsContext> server, std::shared_ptr<TlsContext> client) {
+  HMDB_ASSERT((server == nullptr) == (options_.tls_server == nullptr), "peer TLS switched on or off while running");
+  options_.tls_server = std::move(server);
+  options_.tls_client = std::move(client);
 }
 
 bool PeerTransport::refuse(uint64_t conn, Inbound* in, peer::RefusalReason reason, const std::string& why,
@@ -538,7 +583,10 @@ bool PeerTransport::refuse(uint64_t conn, Inbound* in, peer::RefusalReason reaso
   peer::Refusal r{reason, options_.self, to != raft::kNoNode ? to : in->from, config_index_,
                   why.substr(0, peer::kMaxRefusalTextBytes)};
   const std::string frame = peer::encode_refusal_frame(options_.cluster_id, r);
-  ssize_t n = ::send(in->fd, frame.data(), frame.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  TlsIo want;
+  std::string tls_error;
+  ssize_t n = io_send(in->fd, in->tls.get(), frame.data(), frame.size(), &want, &tls_error);
+  if (n == static_cast<ssize_t>(frame.size()) && in->tls) tls_shutdown(in->tls.get());  // close_notify after it
   if (n != static_cast<ssize_t>(frame.size()) || ::shutdown(in->fd, SHUT_WR) != 0) {
     close_inbound(conn);
     return false;
@@ -578,11 +626,29 @@ void PeerTransport::read_inbound(uint64_t conn) {
     size_t space = std::min(want, limit - in->buf.size());
     size_t old = in->buf.size();
     in->buf.resize(old + space);
-    ssize_t n = ::recv(in->fd, in->buf.data() + old, space, MSG_DONTWAIT);
+    TlsIo waits;
+    std::string tls_error;
+    ssize_t n = io_recv(in->fd, in->tls.get(), in->buf.data() + old, space, &waits, &tls_error);
     in->buf.resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        // A TLS handshake's write that the socket did not take waits for EPOLLOUT.
+        if (in->tls) set_inbound_want_write(conn, in, waits == TlsIo::kWantWrite);
+        return;
+      }
+      if (errno == EPROTO) {
+        // Before the handshake finished: not a node of this cluster (no certificate its CA
+        // signed). Nothing it sent was read as a frame.
+        const bool handshake = !tls_handshake_done(in->tls.get());
+        if (handshake) tls_refused_++;
+        Peer* p = in->from != raft::kNoNode ? find_peer(in->from) : nullptr;
+        log_for(p != nullptr ? &p->log_budget : &unidentified_log_budget_,
+                handshake ? fmt::format("refused the connection from {}: TLS handshake failed: {}", in->remote, tls_error)
+                          : fmt::format("connection from {} failed: TLS: {}", in->remote, tls_error));
+        tls_discard(in->tls.release());  // nothing more may be written on it
+        return close_inbound(conn);
+      }
       Peer* p = in->from != raft::kNoNode ? find_peer(in->from) : nullptr;
       log_for(p != nullptr ? &p->log_budget : &unidentified_log_budget_,
               fmt::format("connection from {} failed: {}", in->remote, std::strerror(errno)));

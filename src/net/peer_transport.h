@@ -33,6 +33,14 @@
 // and the connection is closed and re-dialed as after any failure; anything else on it is
 // a broken peer (closed, as before).
 //
+// TLS (--tls-replication; net/tls.h). With contexts set, every connection is TLS with
+// mutual authentication: the dialer presents the node's certificate and checks the
+// acceptor's against the CA, and the acceptor requires and checks the dialer's. A connection
+// whose handshake fails is closed before a single frame is read from it (so a node without
+// a certificate the cluster's CA signed cannot send a Hello, let alone a raft message):
+// logged, counted (tls_handshakes_refused), no refusal frame (there is no channel to carry
+// one). Refusals after the handshake travel inside TLS as above.
+//
 // Event loop integration. fd() is an epoll fd of its own (listener, every socket and a
 // timerfd for reconnects and timeouts). Add it level-triggered to the server's epoll and
 // call poll() when it is readable (calling it more often is harmless); call flush() once
@@ -62,6 +70,7 @@
 #include "common/status.h"
 #include "net/peer_protocol.h"
 #include "net/resolver.h"
+#include "net/tls.h"
 #include "raft/types.h"
 
 namespace hmdb::net {
@@ -141,6 +150,9 @@ struct PeerTransportOptions {
   // How peer names are looked up (on the resolver thread); empty: common/address.h's
   // resolve(). Tests inject their own.
   Resolver::Lookup lookup;
+  // TLS for every connection (both set) or none (both null): the acceptor's context
+  // requires client certificates; set_tls replaces them for later connections.
+  std::shared_ptr<TlsContext> tls_server, tls_client;
 };
 
 class PeerTransport {
@@ -191,6 +203,12 @@ class PeerTransport {
   // came yet, or it said none (a node from before they were sent).
   bool schema_versions_of(raft::NodeId id, uint32_t* oldest, uint32_t* newest) const;
 
+  // Certificates reloaded: connections made from now on use these (the open ones keep theirs).
+  void set_tls(std::shared_ptr<TlsContext> server, std::shared_ptr<TlsContext> client);
+  // Accepted connections whose TLS handshake failed: no certificate, one the CA did not
+  // sign, an expired one, not TLS.
+  uint64_t tls_handshakes_refused() const { return tls_refused_; }
+
   std::vector<PeerStats> stats() const;
   // Frames refused on connections whose sender is not a known peer (no Hello yet, or a
   // Hello that was itself refused).
@@ -216,6 +234,7 @@ class PeerTransport {
     // Outbound connection.
     enum class State : uint8_t { kIdle, kConnecting, kConnected } state = State::kIdle;
     int fd = -1;
+    TlsConnection tls;  // with --tls-replication; freed before fd is closed
     uint64_t conn = 0;  // epoll token of fd
     bool want_write = false;  // EPOLLOUT registered
     uint64_t next_dial_ms = 0;
@@ -246,6 +265,8 @@ class PeerTransport {
   };
   struct Inbound {
     int fd = -1;
+    TlsConnection tls;        // with --tls-replication; freed before fd is closed
+    bool want_write = false;  // EPOLLOUT registered: its TLS handshake waits to write
     std::string remote;  // "ip:port" of the other end
     uint64_t accepted_ms = 0;
     raft::NodeId from = raft::kNoNode;  // set by its Hello
@@ -275,6 +296,7 @@ class PeerTransport {
   void on_refusal(Peer* p, uint64_t cluster_id, peer::Refusal refusal);
   void write_outbound(Peer* p);
   void set_want_write(Peer* p, bool want);
+  void set_inbound_want_write(uint64_t conn, Inbound* in, bool want);
 
   void accept_all();
   void read_inbound(uint64_t conn);
@@ -312,6 +334,7 @@ class PeerTransport {
   std::unordered_map<uint64_t, Inbound> inbound_;        // token -> connection
   std::vector<raft::Message>* received_ = nullptr;       // during poll()
   uint64_t refused_unidentified_ = 0;
+  uint64_t tls_refused_ = 0;
   uint64_t accept_paused_until_ms_ = 0;  // 0: the listener is watched
   LogBudget unidentified_log_budget_;
 };

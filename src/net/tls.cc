@@ -6,6 +6,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <sys/socket.h>
+
 #include <cerrno>
 #include <cstring>
 
@@ -175,9 +177,45 @@ TlsResult tls_write(ssl_st* ssl, const char* buf, size_t n) {
   return classify(ssl, ret);
 }
 
+static ssize_t tls_outcome(TlsResult r, TlsIo* want, std::string* tls_error) {
+  switch (r.io) {
+    case TlsIo::kOk: return static_cast<ssize_t>(r.bytes);
+    case TlsIo::kClosed: return 0;
+    case TlsIo::kWantRead:
+    case TlsIo::kWantWrite:
+      *want = r.io;
+      errno = EAGAIN;
+      return -1;
+    case TlsIo::kError: break;
+  }
+  *tls_error = std::move(r.error);
+  errno = EPROTO;
+  return -1;
+}
+
+ssize_t io_recv(int fd, ssl_st* tls, char* buf, size_t n, TlsIo* want, std::string* tls_error) {
+  *want = TlsIo::kWantRead;
+  if (tls == nullptr) return ::recv(fd, buf, n, MSG_DONTWAIT);
+  TlsResult r = tls_read(tls, buf, n);
+  return tls_outcome(std::move(r), want, tls_error);
+}
+
+ssize_t io_send(int fd, ssl_st* tls, const char* buf, size_t n, TlsIo* want, std::string* tls_error) {
+  *want = TlsIo::kWantWrite;
+  if (tls == nullptr) return ::send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+  TlsResult r = tls_write(tls, buf, n);
+  return tls_outcome(std::move(r), want, tls_error);
+}
+
 size_t tls_pending(const ssl_st* ssl) { return static_cast<size_t>(SSL_pending(ssl)); }
 
 bool tls_handshake_done(const ssl_st* ssl) { return SSL_is_init_finished(ssl) == 1; }
+
+void tls_shutdown(ssl_st* ssl) {
+  ERR_clear_error();
+  SSL_shutdown(ssl);
+  ERR_clear_error();
+}
 
 void tls_close(ssl_st* ssl) {
   if (!ssl) return;

@@ -29,6 +29,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <sys/types.h>
 #include <string>
 #include <string_view>
 
@@ -91,9 +92,17 @@ struct TlsResult {
 
 TlsResult tls_read(ssl_st* ssl, char* buf, size_t n);
 TlsResult tls_write(ssl_st* ssl, const char* buf, size_t n);
+// One recv(2) or send(2) on a non-blocking socket, through TLS when tls is not null (the
+// peer transport's and forwarding links' sockets). Returns the bytes, 0 at EOF, or -1 with
+// errno: EAGAIN (wait; *want says for which readiness: with TLS a read may wait to write and
+// a write to read), EPROTO (TLS failed; *tls_error says why), or the syscall's own.
+ssize_t io_recv(int fd, ssl_st* tls, char* buf, size_t n, TlsIo* want, std::string* tls_error);
+ssize_t io_send(int fd, ssl_st* tls, const char* buf, size_t n, TlsIo* want, std::string* tls_error);
 // Decrypted bytes buffered inside the connection (readable without the socket).
 size_t tls_pending(const ssl_st* ssl);
 bool tls_handshake_done(const ssl_st* ssl);
+// One non-blocking attempt to send close_notify (the connection stays usable for reading).
+void tls_shutdown(ssl_st* ssl);
 // Best-effort close_notify (one non-blocking attempt) and free. Null is fine.
 void tls_close(ssl_st* ssl);
 // Free after a kError: nothing more may be written on it. Null is fine.

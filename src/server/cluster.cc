@@ -133,7 +133,10 @@ Status Node::start_cluster() {
   o.listen_host = listen_at.host();
   o.listen_port = peer.port;
   o.advertise_peer_addr = options_.peer_addr;
-  o.advertise_client_addr = format_host_port(options_.bind, port_);
+  // With peer TLS the cluster's clients and forwarding links reach a node on its TLS port.
+  o.advertise_client_addr = format_host_port(options_.bind, options_.tls_replication ? tls_port_ : port_);
+  o.tls_server = tls_peer_server_;
+  o.tls_client = tls_peer_client_;
   o.schema_oldest = app_->oldest_schema_version();  // the leader's activation gate (schema_command)
   o.schema_newest = app_->schema_version();
   o.max_queue_bytes_per_peer = kPeerQueueBytesPerPeer;
@@ -156,6 +159,7 @@ Status Node::start_cluster() {
   fo.drain_ms = kForwardDrainElectionTimeouts * options_.election_timeout_ms;
   forwarder_ = std::make_unique<core::Forwarder>(static_cast<core::ForwardHost&>(*this), fo);
   forward_links_ = std::make_unique<ForwardLinks>();
+  forward_links_->set_tls(tls_peer_client_);
   s = forward_links_->init();
   if (!s) return s;
   ev.events = EPOLLIN;

@@ -28,8 +28,10 @@ constexpr int kLinkEventsMax = 64;
 }  // namespace
 
 ForwardLinks::~ForwardLinks() {
-  for (auto& [id, l] : links_)
+  for (auto& [id, l] : links_) {
+    l.tls.reset();
     if (l.fd >= 0) ::close(l.fd);
+  }
   if (epoll_fd_ >= 0) ::close(epoll_fd_);
 }
 
@@ -72,6 +74,7 @@ void ForwardLinks::open(uint64_t id, const HostPort& to, uint64_t now_ms) {
 void ForwardLinks::dial(uint64_t id, Link& l, const SocketAddress& address, uint64_t now_ms) {
   auto failed = [&](const char* what) {
     l.failure = std::string(what) + ": " + std::strerror(errno);
+    l.tls.reset();
     if (l.fd >= 0) ::close(l.fd);
     l.fd = -1;
     l.state = State::kFailed;
@@ -81,6 +84,10 @@ void ForwardLinks::dial(uint64_t id, Link& l, const SocketAddress& address, uint
   int yes = 1;
   ::setsockopt(l.fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
   if (::connect(l.fd, address.get(), address.length) != 0 && errno != EINPROGRESS) return failed("connect");
+  if (tls_) {
+    l.tls.reset(tls_->connect_fd(l.fd));
+    if (!l.tls) return failed("TLS connection state");
+  }
   epoll_event ev{};
   ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
   ev.data.u64 = id;
@@ -111,6 +118,7 @@ void ForwardLinks::send(uint64_t id, std::string_view bytes) {
 void ForwardLinks::close(uint64_t id) {
   auto it = links_.find(id);
   if (it == links_.end()) return;
+  it->second.tls.reset();
   if (it->second.fd >= 0) ::close(it->second.fd);  // also leaves the epoll set
   links_.erase(it);
 }
@@ -129,14 +137,19 @@ void ForwardLinks::fail(core::Forwarder& forwarder, uint64_t id, const std::stri
 
 bool ForwardLinks::write_out(Link& l, std::string* why) {
   while (l.out_sent < l.out.size()) {
-    const ssize_t n = ::send(l.fd, l.out.data() + l.out_sent, l.out.size() - l.out_sent, MSG_NOSIGNAL);
+    // (With TLS a retry passes the same bytes or more: the queue only grows until sent.)
+    net::TlsIo want;
+    std::string tls_error;
+    const ssize_t n = net::io_send(l.fd, l.tls.get(), l.out.data() + l.out_sent, l.out.size() - l.out_sent, &want,
+                                   &tls_error);
     if (n > 0) {
       l.out_sent += static_cast<size_t>(n);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;  // EPOLLOUT brings us back
-    *why = std::string("send: ") + std::strerror(errno);
+    // EPOLLOUT brings us back (or, for a TLS handshake waiting to read, EPOLLIN: both are watched).
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    *why = n < 0 && errno == EPROTO ? "TLS: " + tls_error : std::string("send: ") + std::strerror(errno);
     return false;
   }
   l.out.clear();
@@ -160,7 +173,9 @@ void ForwardLinks::read_replies(core::Forwarder& forwarder, uint64_t id) {
   while (true) {
     const size_t at = l.in.size();
     l.in.resize(at + kLinkReadChunkBytes);
-    const ssize_t n = ::read(l.fd, l.in.data() + at, kLinkReadChunkBytes);
+    net::TlsIo want;
+    std::string tls_error;
+    const ssize_t n = net::io_recv(l.fd, l.tls.get(), l.in.data() + at, kLinkReadChunkBytes, &want, &tls_error);
     l.in.resize(at + (n > 0 ? static_cast<size_t>(n) : 0));
     if (n > 0) continue;
     if (n == 0) {
@@ -168,6 +183,9 @@ void ForwardLinks::read_replies(core::Forwarder& forwarder, uint64_t id) {
       why = "the leader closed the connection";
     } else if (errno == EINTR) {
       continue;
+    } else if (errno == EPROTO) {
+      closed = true;
+      why = "TLS: " + tls_error;
     } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
       closed = true;
       why = std::string("read: ") + std::strerror(errno);
@@ -224,7 +242,8 @@ void ForwardLinks::poll(core::Forwarder& forwarder, uint64_t now_ms) {
       forwarder.link_connected(id);  // sends its handshake and what waited for it
       if (!links_.count(id)) continue;
     }
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) read_replies(forwarder, id);
+    // With TLS either readiness may move the other direction on (a handshake).
+    if ((ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) || l.tls) read_replies(forwarder, id);
     auto again = links_.find(id);
     std::string why;
     if (again != links_.end() && again->second.state == State::kConnected && !write_out(again->second, &why))

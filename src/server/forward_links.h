@@ -9,6 +9,10 @@
 // the peer closes it, on a socket error, or when its replies break RESP (then the forwarder
 // is told link_broken and decides what its clients are told).
 //
+// TLS (--tls-replication): a link dials the leader's TLS port (the client address members
+// advertise then) and presents this node's certificate, checking the leader's against the
+// cluster's CA (net/tls.h); the handshake happens inside the first writes and reads.
+//
 // Event loop integration, as net::PeerTransport: fd() is an epoll fd of its own; add it
 // level-triggered to the loop's epoll and call poll() when it is readable; call flush()
 // once per loop turn after the forwarder sent, and tick() every few ms (connect timeouts,
@@ -28,6 +32,7 @@
 #include "common/text.h"
 #include "core/forwarder.h"
 #include "net/resolver.h"
+#include "net/tls.h"
 
 namespace hmdb::server {
 
@@ -43,6 +48,8 @@ class ForwardLinks {
 
   Status init();
   int fd() const { return epoll_fd_; }
+  // Links dialed from now on speak TLS with this context (null: plaintext).
+  void set_tls(std::shared_ptr<net::TlsContext> tls) { tls_ = std::move(tls); }
 
   // Dials `to` as link `id`. Never calls the forwarder: the outcome comes through poll()
   // or tick().
@@ -62,6 +69,7 @@ class ForwardLinks {
   struct Link {
     State state = State::kResolving;
     int fd = -1;
+    net::TlsConnection tls;  // freed before fd is closed
     HostPort to;
     uint64_t connect_deadline_ms = 0;
     std::string out;
@@ -80,6 +88,7 @@ class ForwardLinks {
   void fail(core::Forwarder& forwarder, uint64_t id, const std::string& why);
 
   int epoll_fd_ = -1;
+  std::shared_ptr<net::TlsContext> tls_;
   std::unique_ptr<net::Resolver> resolver_;  // started for the first host name
   std::map<uint64_t, Link> links_;
   std::map<std::string, std::string> failing_;  // address -> the last failure logged

@@ -522,6 +522,8 @@ Status Node::load_tls() {
   tls_clients_ = std::move(clients);
   tls_peer_server_ = std::move(peer_server);
   tls_peer_client_ = std::move(peer_client);
+  if (transport_) transport_->set_tls(tls_peer_server_, tls_peer_client_);
+  if (forward_links_) forward_links_->set_tls(tls_peer_client_);
   const auto& any = tls_clients_ ? tls_clients_ : tls_peer_server_;
   log_line("tls: certificate {} ({}), CA {}, client certificates {}{}", options_.tls_files.cert_file,
            any->description(), options_.tls_files.ca_cert_file.empty() ? "none" : options_.tls_files.ca_cert_file,

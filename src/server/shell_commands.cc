@@ -687,6 +687,7 @@ StatisticsSources Node::statistics_sources(bool with_digest) const {
   s.request_table_bytes = replica_->requests().bytes();
   s.requests = replica_->requests().stats();
   if (transport_) s.peers = transport_->stats();
+  if (transport_) s.peer_tls_refused = transport_->tls_handshakes_refused();
   const core::PubSub& pubsub = replica_->pubsub();
   s.pubsub = pubsub.stats();
   s.pubsub_channels = pubsub.channels();

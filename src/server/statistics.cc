@@ -192,6 +192,10 @@ constexpr Statistic kStatistics[] = {
     {"tls_handshake_failures", kStats, kCounter, "hmdb_tls_handshake_failures_total", "", "",
      "TLS client connections refused at the handshake: no certificate, one the CA did not sign or expired, not TLS.",
      READ(s.shell.tls_handshake_failures)},
+    {"tls_peer_handshake_failures", kStats, kCounter, "hmdb_tls_peer_handshake_failures_total", "", "",
+     "Peer connections refused at the TLS handshake (--tls-replication): no certificate the cluster's CA signed, "
+     "an expired one, not TLS.",
+     READ(s.peer_tls_refused)},
     {"tls_reloads", kStats, kCounter, "hmdb_tls_reloads_total", "", "",
      "Certificate reloads (SIGHUP) that took effect.", READ(s.shell.tls_reloads)},
     {"tls_reload_failures", kStats, kCounter, "hmdb_tls_reload_failures_total", "", "",

@@ -104,6 +104,7 @@ struct StatisticsSources {
   uint64_t request_table_bytes = 0;
   core::RequestTable::Stats requests;
   std::vector<net::PeerTransport::PeerStats> peers;  // empty for a single node
+  uint64_t peer_tls_refused = 0;  // net::PeerTransport::tls_handshakes_refused
   // Live updates (core/pubsub.h).
   core::PubSub::Stats pubsub;
   uint64_t pubsub_channels = 0;

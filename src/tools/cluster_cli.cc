@@ -25,6 +25,7 @@
 #include "common/clock.h"
 #include "hmdb/text.h"
 #include "net/resp_reply.h"
+#include "net/tls.h"
 
 namespace hmdb::tools {
 
@@ -49,11 +50,20 @@ std::string& cluster_password() {
   return password;
 }
 
-// A blocking connection with a connect timeout and a per-reply timeout.
+// --tls (--cacert, --cert, --key): every connection speaks TLS, checking the node's
+// certificate against the CA (net/tls.h). Set once by parse_cluster_args; null: plaintext.
+std::shared_ptr<net::TlsContext>& cluster_tls() {
+  static std::shared_ptr<net::TlsContext> tls;
+  return tls;
+}
+
+// A blocking connection with a connect timeout and a per-reply timeout (with TLS the
+// timeouts bound the handshake's reads and writes too: the socket's SO_RCVTIMEO/SNDTIMEO).
 class Connection {
  public:
   Connection() = default;
   ~Connection() {
+    tls_.reset();
     if (fd_ >= 0) ::close(fd_);
   }
   Connection(const Connection&) = delete;
@@ -87,6 +97,13 @@ class Connection {
       return false;
     }
     peer_ = to;
+    if (cluster_tls()) {
+      tls_.reset(cluster_tls()->connect_fd(fd_));
+      if (!tls_) {
+        *error = "TLS: cannot make a connection state";
+        return false;
+      }
+    }
     if (!cluster_password().empty()) {
       Reply r;
       if (!call({"AUTH", cluster_password()}, &r, error)) return false;
@@ -104,10 +121,11 @@ class Connection {
     const std::string request = encode_command(argv);
     size_t sent = 0;
     while (sent < request.size()) {
-      const ssize_t n = ::send(fd_, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+      std::string tls_error;
+      const ssize_t n = send_some(request.data() + sent, request.size() - sent, &tls_error);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        *error = "sending to " + peer_.to_string() + ": " + std::strerror(errno);
+        *error = "sending to " + peer_.to_string() + ": " + (tls_error.empty() ? std::strerror(errno) : tls_error);
         return false;
       }
       sent += static_cast<size_t>(n);
@@ -129,10 +147,15 @@ class Connection {
         *error = "reply from " + peer_.to_string() + " is larger than " + std::to_string(kMaxReplyBytes) + " bytes";
         return false;
       }
-      const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+      std::string tls_error;
+      const ssize_t n = recv_some(chunk, sizeof chunk, &tls_error);
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         *error = "no reply from " + peer_.to_string() + " in time (outcome unknown)";
+        return false;
+      }
+      if (n < 0 && errno == EPROTO) {
+        *error = "TLS with " + peer_.to_string() + ": " + tls_error;
         return false;
       }
       if (n <= 0) {
@@ -180,7 +203,20 @@ class Connection {
     return fd;
   }
 
+  // recv(2)/send(2) on the blocking socket, through TLS with --tls (a timeout is EAGAIN).
+  ssize_t recv_some(char* buf, size_t n, std::string* tls_error) {
+    if (!tls_) return ::recv(fd_, buf, n, 0);
+    net::TlsIo want;
+    return net::io_recv(fd_, tls_.get(), buf, n, &want, tls_error);
+  }
+  ssize_t send_some(const char* buf, size_t n, std::string* tls_error) {
+    if (!tls_) return ::send(fd_, buf, n, MSG_NOSIGNAL);
+    net::TlsIo want;
+    return net::io_send(fd_, tls_.get(), buf, n, &want, tls_error);
+  }
+
   int fd_ = -1;
+  net::TlsConnection tls_;
   HostPort peer_;
   std::string buffer_;
 };
@@ -1355,6 +1391,12 @@ int parse_cluster_args(int argc, char** argv, ClusterArgs* out) {
                  "the nodes' requirepass (docs/security.md); default: the HMDB_PASSWORD environment variable, "
                  "which a command line (visible to every local user) should prefer")
       ->envname("HMDB_PASSWORD");
+  bool tls = false;
+  net::TlsFiles tls_files;
+  app.add_flag("--tls", tls, "speak TLS to the nodes' client (TLS) ports, checking their certificates against --cacert");
+  app.add_option("--cacert", tls_files.ca_cert_file, "PEM CA certificate the nodes' certificates must chain to");
+  app.add_option("--cert", tls_files.cert_file, "PEM client certificate to present (nodes with tls-auth-clients yes)");
+  app.add_option("--key", tls_files.key_file, "PEM private key of --cert");
   app.add_option("--timeout-ms", out->timeout_ms, "how long to wait for one reply")
       ->check(CLI::Range(1, 3600 * 1000))
       ->capture_default_str();
@@ -1403,6 +1445,21 @@ int parse_cluster_args(int argc, char** argv, ClusterArgs* out) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (tls) {
+    if (tls_files.ca_cert_file.empty()) {
+      std::cerr << "hmdb cluster: --tls needs --cacert (the CA that signed the nodes' certificates)\n";
+      return 2;
+    }
+    if (Status s = net::TlsContext::create(net::TlsContext::Role::kClient, tls_files, net::TlsAuthClients::kYes,
+                                           &cluster_tls());
+        !s) {
+      std::cerr << "hmdb cluster: " << s.message() << "\n";
+      return 2;
+    }
+  } else if (!tls_files.ca_cert_file.empty() || !tls_files.cert_file.empty() || !tls_files.key_file.empty()) {
+    std::cerr << "hmdb cluster: --cacert, --cert and --key need --tls\n";
+    return 2;
   }
   std::string error;
   if (!parse_host_port(addr, &out->addr, &error) ||

@@ -315,6 +315,7 @@ StatisticsSources distinct_sources() {
   s.shell.tls_handshake_failures = 117;
   s.shell.tls_reloads = 118;
   s.shell.tls_reload_failures = 119;
+  s.peer_tls_refused = 120;
   s.shell.output_limit_disconnects = 44;
   s.shell.loop_turn_max_ms = 46;
   s.shell.slow_turns = 53;
@@ -429,6 +430,7 @@ constexpr std::string_view kGoldenInfoAll =
     "transactions_watch_failed:62\r\n"
     "protocol_errors:39\r\n"
     "tls_handshake_failures:117\r\n"
+    "tls_peer_handshake_failures:120\r\n"
     "tls_reloads:118\r\n"
     "tls_reload_failures:119\r\n"
     "output_limit_disconnects:44\r\n"

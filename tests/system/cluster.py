@@ -170,7 +170,14 @@ class Node:
         return [self.binary or c.binary, "serve", "--node-id", str(self.id), "--bind", self.ip,
                 "--port", str(self.client_port), "--peer-addr", self.peer_addr,
                 "--initial-cluster", c.initial_cluster(), "--cluster-id", c.cluster_id,
-                "--dir", self.data_dir, "--durability", c.durability] + list(c.server_args)
+                "--dir", self.data_dir, "--durability", c.durability] + self.tls_args() + list(c.server_args)
+
+    def tls_args(self):
+        c = self.cluster
+        if c.tls is None:
+            return []
+        return ["--tls-port", str(self.tls_port), "--tls-cert-file", self.tls_cert[0], "--tls-key-file",
+                self.tls_cert[1], "--tls-ca-cert-file", c.tls.crt, "--tls-replication", "yes"]
 
     def spawn(self):
         assert self.state() == Node.DOWN, "%s already running" % self
@@ -318,9 +325,13 @@ class Cluster:
     """n nodes of one cluster in work_dir (data directories and per-start logs)."""
 
     def __init__(self, binary, work_dir, nodes=3, durability="always", server_args=(),
-                 cluster_id="hmdb-chaos", host=None, password=None):
+                 cluster_id="hmdb-chaos", host=None, password=None, tls=None):
         """password: every node gets it as requirepass, from a config file in work_dir
-        (hmdb serve --config), and every admin connection AUTHs with it."""
+        (hmdb serve --config), and every admin connection AUTHs with it.
+        tls: a tls_certs.CA: peers speak TLS (--tls-replication yes), each node with a
+        certificate of its own from that CA (CN=node-ID) and a TLS port beside its plaintext
+        one; the members' client addresses (--initial-cluster, what -MOVED and the forwarding
+        links use) are the TLS ports. Admin connections use the plaintext ports."""
         self.binary = binary
         self.password = password
         self.work_dir = work_dir
@@ -333,12 +344,19 @@ class Cluster:
                 f.write('# written by tests/system/cluster.py\nrequirepass "%s"\n' % password)
             self.server_args += ["--config", config]
         self.cluster_id = cluster_id
+        self.tls = tls
         self.nodes = []
         for i in range(1, nodes + 1):
             ip = host or node_ip(i)
             self.nodes.append(Node(self, i, free_port_on(ip), free_port_on(ip), host=host))
+            if tls is not None:
+                n = self.nodes[-1]
+                n.tls_port = free_port_on(ip)
+                n.tls_cert = tls.issue("node-%d" % i)
 
     def initial_cluster(self):
+        if self.tls is not None:
+            return ",".join("%d=%s@%s" % (n.id, host_port(n.ip, n.tls_port), n.peer_addr) for n in self.nodes)
         return ",".join("%d=%s@%s" % (n.id, n.client_addr, n.peer_addr) for n in self.nodes)
 
     def node(self, node_id):

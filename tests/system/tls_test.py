@@ -16,6 +16,16 @@ processes, real clients and certificates made by openssl for the test (tls_certs
             the new certificate (its CN), a connection opened before keeps working, INFO
             tls_reloads counts it; then a broken key file: the reload is refused
             (tls_reload_failures, logged) and the certificate in use stays.
+  cluster   three nodes with --tls-replication yes, each with its own certificate from the
+            cluster's CA: they elect; a TLS client of a follower writes (forwarded over the
+            follower's TLS link to the leader's TLS port); `hmdb cluster --tls --cacert --cert
+            --key status` works and plain `hmdb cluster` is not served by a TLS port; the
+            leader is killed, the others elect and take writes, it comes back, all converge
+            to one digest; no member refused another's handshake.
+  intruder  a node 4 that lists itself with the members dials them with a certificate of
+            another CA, and another speaks plaintext: every member refuses both at the TLS
+            handshake (log line naming the reason, INFO tls_peer_handshake_failures) and
+            never reads a Hello from node 4; the term and the leader stay.
 
 Every wait is a bounded poll of a real condition. Usage: tls_test.py [--case NAME] HMDB_BINARY
 """
@@ -31,6 +41,7 @@ import subprocess
 import sys
 import time
 
+import cluster as cl
 import harness
 import resp
 import tls_certs
@@ -42,6 +53,8 @@ CLIENT_TIMEOUT_S = 60
 # Bound on waiting for a counter or a log line after the event that makes it.
 OBSERVE_TIMEOUT_S = 30
 POLL_INTERVAL_S = 0.02
+LEADER_TIMEOUT_S = 30.0
+CONVERGE_TIMEOUT_S = 60.0
 PIPELINE_COMMANDS = 2000
 BIG_VALUE_BYTES = 4 << 20
 
@@ -73,8 +86,8 @@ def expect(cond, message):
         raise harness.TestFailure(message)
 
 
-def info_field(port, field, tls=None):
-    with resp.Client(harness.HOST, port, timeout=CLIENT_TIMEOUT_S, tls=tls) as c:
+def info_field(port, field, host=harness.HOST):
+    with resp.Client(host, port, timeout=CLIENT_TIMEOUT_S) as c:
         text = c.call("INFO", "everything").decode()
     m = re.search(r"^%s:(\d+)\r?$" % re.escape(field), text, re.M)
     expect(m is not None, "INFO has no %s" % field)
@@ -295,7 +308,132 @@ def case_reload(binary):
     print("reload: SIGHUP serves the new certificate to new connections; a bad file is refused and the old one stays")
 
 
-CASES = {"clients": case_clients, "tlsonly": case_tlsonly, "reload": case_reload}
+def tls_client(node, cert):
+    return resp.Client(node.ip, node.tls_port, timeout=CLIENT_TIMEOUT_S,
+                       tls=tls_certs.client_context(node.cluster.tls.crt, cert))
+
+
+def cluster_cli_tls(binary, node, cert, *verb):
+    c = node.cluster
+    cmd = [binary, "cluster", "--tls", "--cacert", c.tls.crt, "--cert", cert[0], "--key", cert[1],
+           "--addr", cl.host_port(node.ip, node.tls_port)] + list(verb)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
+
+
+def case_cluster(binary):
+    work = harness.make_work_dir("hmdb-tls-cluster-")
+    ca = tls_certs.CA(os.path.join(work, "ca"), "cluster-ca")
+    client_cert = ca.issue("client")
+    c = cl.Cluster(binary, work, nodes=3, cluster_id="hmdb-tls-test", durability="always", tls=ca)
+    ok = False
+    try:
+        c.start()
+        leader = c.wait_leader(LEADER_TIMEOUT_S)
+        follower = next(n for n in c.nodes if n is not leader)
+        # A client of a follower's TLS port: its writes go to the leader over the follower's
+        # forwarding link, which dials the leader's TLS port with the follower's certificate.
+        with tls_client(follower, client_cert) as f:
+            for i in range(20):
+                r = f.call("SET", "k%d" % i, "v%d" % i)
+                expect(r == "OK", "a write through %s over TLS answered %r" % (follower, r))
+        listed = leader.call("CLIENT", "LIST").decode()
+        expect("hmdb-forwarder-%d" % follower.id in listed, "the leader lists no forwarding link:\n" + listed)
+        p = cluster_cli_tls(binary, follower, client_cert, "status")
+        expect(p.returncode == 0 and "leader" in p.stdout,
+               "hmdb cluster --tls status: exit %d\n%s%s" % (p.returncode, p.stdout, p.stderr))
+        p = subprocess.run([binary, "cluster", "--addr", cl.host_port(follower.ip, follower.tls_port), "status"],
+                           capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
+        expect(p.returncode != 0, "hmdb cluster without --tls was served by a TLS port:\n" + p.stdout)
+        # Failover: the leader dies, the others elect over TLS, writes go on.
+        leader.kill()
+        survivors = [n for n in c.nodes if n is not leader]
+        new_leader = c.wait_leader(LEADER_TIMEOUT_S, nodes=survivors)
+        with tls_client(next(n for n in survivors if n is not new_leader), client_cert) as f:
+            for i in range(20, 40):
+                r = f.call("SET", "k%d" % i, "v%d" % i)
+                expect(r == "OK", "a write after the failover answered %r" % (r,))
+        leader.start()
+        c.wait_converged(CONVERGE_TIMEOUT_S)
+        digests = {n: n.digest() for n in c.nodes}
+        expect(len(set(digests.values())) == 1, "the nodes' digests differ: %r" % digests)
+        for n in c.nodes:
+            with tls_client(n, client_cert) as t:
+                expect(t.call("GET", "k39") == b"v39" and t.call("GET", "k0") == b"v0", "%s misses a write" % n)
+            expect(info_field(n.client_port, "tls_peer_handshake_failures", n.ip) == 0,
+                   "%s refused a member's TLS handshake" % n)
+        ok = True
+    finally:
+        if not ok:
+            for n in c.nodes:
+                print(n.log_tail())
+        c.kill_all()
+        if ok:
+            harness.remove_work_dir(work)
+    print("cluster: 3 nodes over peer TLS elected, forwarded, failed over and converged; hmdb cluster --tls")
+
+
+def case_intruder(binary):
+    work = harness.make_work_dir("hmdb-tls-intruder-")
+    ca = tls_certs.CA(os.path.join(work, "ca"), "cluster-ca")
+    other = tls_certs.CA(os.path.join(work, "other"), "other-ca")
+    c = cl.Cluster(binary, work, nodes=3, cluster_id="hmdb-tls-test", durability="periodic", tls=ca)
+    intruders = []
+    ok = False
+    try:
+        c.start()
+        leader = c.wait_leader(LEADER_TIMEOUT_S)
+        term = cl.parse_info(leader.call("INFO", "replication"))["term"]
+        # Node 4 claims a place in the cluster (it lists itself and the three members), once
+        # with a certificate of another CA and once speaking plaintext: the members must
+        # refuse both at the handshake, before a Hello or a vote request is read.
+        members = c.initial_cluster()
+        for name, args in (("stranger", ["--tls-cert-file", other.issue("node-4")[0], "--tls-key-file",
+                                         os.path.join(other.dir, "node-4.key"), "--tls-ca-cert-file", ca.crt,
+                                         "--tls-replication", "yes", "--tls-port", str(harness.free_port())]),
+                           ("plaintext", [])):
+            peer_port = harness.free_port()
+            cmd = [binary, "serve", "--node-id", "4", "--port", str(harness.free_port()), "--dir",
+                   os.path.join(work, "intruder-" + name), "--durability", "periodic", "--cluster-id", c.cluster_id,
+                   "--peer-addr", "127.0.0.1:%d" % peer_port,
+                   "--initial-cluster", members + ",4=127.0.0.1:1@127.0.0.1:%d" % peer_port] + args
+            log = open(os.path.join(work, "intruder-%s.log" % name), "wb")
+            intruders.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT))
+
+        # Each intruder dials again after a backoff (at most 1 s) when refused: every member
+        # sees both kinds of refusal soon.
+        refused_certificate = re.compile(r"refused the connection from 127\.0\.0\.1:\d+: TLS handshake failed: "
+                                         r"certificate verify failed")
+        refused_plaintext = re.compile(r"refused the connection from 127\.0\.0\.1:\d+: TLS handshake failed: "
+                                       r"wrong version number")
+
+        def refused_everywhere():
+            return all(refused_certificate.search(n.log()) and refused_plaintext.search(n.log()) and
+                       info_field(n.client_port, "tls_peer_handshake_failures", n.ip) >= 2 for n in c.nodes)
+
+        wait_for("every member refusing both intruders at the TLS handshake (log lines, counter)", refused_everywhere,
+                 c.nodes[0])
+        for n in c.nodes:
+            expect("node 4 connected" not in n.log(), "%s took a Hello from node 4" % n)
+            info = cl.parse_info(n.call("INFO", "replication"))
+            expect(info["term"] == term and info["leader_id"] == str(leader.id),
+                   "%s: the intruders changed the term or the leader: %r" % (n, info))
+        ok = True
+    finally:
+        for p in intruders:
+            p.kill()
+            p.wait()
+        if not ok:
+            for n in c.nodes:
+                print(n.log_tail())
+        c.kill_all()
+        if ok:
+            harness.remove_work_dir(work)
+    print("intruder: a node with another CA's certificate and a plaintext node were refused at the TLS handshake "
+          "(logged, counted); the term and the leader stayed")
+
+
+CASES = {"clients": case_clients, "tlsonly": case_tlsonly, "reload": case_reload, "cluster": case_cluster,
+         "intruder": case_intruder}
 
 
 def main():
