@@ -48,13 +48,15 @@ void answer_repeat(const RequestTable::Entry& first, const BatchStep& step, std:
 
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
                         ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes, RequestTable* requests, EventHub* events,
-                        DigestMarks* marks) {
+                        DigestMarks* marks, bool planted_apply_unread_schema) {
   ApplyResult result;
   result.schema_version = schema_version;
   // Entries are logged under the active version, but for those proposed before an
   // activation and applied after it: one comparison and one flag on the common path.
   if (schema_version != app.active_schema_version() || !app.reads_active_schema_version()) [[unlikely]] {
-    if (!app.reads_schema_version(schema_version)) {
+    if (!app.reads_schema_version(schema_version) && planted_apply_unread_schema) [[unlikely]] {
+      schema_version = app.schema_version();  // PLANTED BUG: its own newest meaning instead
+    } else if (!app.reads_schema_version(schema_version)) {
       result.status = ApplyStatus::kUnsupportedSchema;
       return result;
     }
@@ -174,7 +176,9 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
           // Raises the active version; one not above it (two activations were in flight) is
           // refused, and one this binary does not read stops the node before anything of it.
           const uint32_t active = app.active_schema_version();
-          if (step.version > active && !app.reads_schema_version(step.version)) {
+          const bool passed_over = step.version > active && !app.reads_schema_version(step.version) &&
+                                   planted_apply_unread_schema;  // PLANTED BUG
+          if (step.version > active && !app.reads_schema_version(step.version) && !passed_over) {
             result.status = ApplyStatus::kUnsupportedSchema;
             result.schema_version = step.version;
             result.activation = true;
@@ -186,7 +190,9 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
             to.out = &scratch.dropped_reply;
           }
           Reply reply(to.out, to.protocol);
-          if (step.version <= active) {
+          if (passed_over) {
+            reply.ok();
+          } else if (step.version <= active) {
             reply.error(fmt::format("ERR schema version {} is not above the active version {}", step.version, active));
           } else {
             app.set_active_schema_version(step.version);

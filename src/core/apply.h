@@ -111,8 +111,14 @@ struct ApplyResult {
 // marks takes the digest at each digest mark (core/digest_marks.h: the state where the mark
 // stands, with `requests`, hashed at the active schema version, here or by its MarkHasher);
 // the mark's reply is `index`. Null: nothing is hashed (the mark is still answered).
+//
+// planted_apply_unread_schema: a planted bug for the simulator (Replica::Options::PlantedBugs,
+// never set by the server): an entry logged under a version the app does not read is applied
+// as its newest version, and an activation of such a version is answered +OK and passed
+// over, instead of ApplyStatus::kUnsupportedSchema: an old node applying gated entries.
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
                         ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes = nullptr,
-                        RequestTable* requests = nullptr, EventHub* events = nullptr, DigestMarks* marks = nullptr);
+                        RequestTable* requests = nullptr, EventHub* events = nullptr, DigestMarks* marks = nullptr,
+                        bool planted_apply_unread_schema = false);
 
 }  // namespace hmdb::core

@@ -957,7 +957,8 @@ void Replica::apply_entry(const raft::Entry& e) {
     std::optional<DigestMarks> after_entry;  // PLANTED BUG hash_marks_after_entry
     if (options_.bugs.hash_marks_after_entry && !ours) after_entry.emplace();
     const ApplyResult r = apply_batch(app_, e.data, e.index, e.schema_version, ours ? &sink : nullptr, apply_scratch_,
-                                      changes, requests, &pubsub_, after_entry ? &*after_entry : &marks_);
+                                      changes, requests, &pubsub_, after_entry ? &*after_entry : &marks_,
+                                      options_.bugs.apply_unread_schema);  // PLANTED BUG when set
     if (after_entry && after_entry->find(e.index))
       marks_.record(DigestMark{e.index, state_digest(app_, requests_), app_.active_schema_version()});
     pubsub_.end_entry();

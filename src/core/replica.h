@@ -195,6 +195,10 @@ class Replica final : private PubSubHost {
       // A replica that applies an entry nobody waits for here (a follower's) takes the digest
       // at a digest mark in it after the whole entry, not where the mark stands.
       bool hash_marks_after_entry = false;
+      // An entry of a schema version this binary does not read is applied with its own newest
+      // version's meaning, and an activation of such a version is passed over, instead of
+      // the node blocking there (core::apply_batch's planted_apply_unread_schema).
+      bool apply_unread_schema = false;
     } bugs;
   };
   struct Stats {
