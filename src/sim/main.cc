@@ -6,6 +6,8 @@
 //   --max-seconds S: stop the sweep after S seconds (and print the summary so far).
 //   --isolate: each run in a forked child, so that a core abort (HMDB_ASSERT) is reported as
 //              that seed's failure and the sweep goes on (for long runs).
+//   --upgrade: mixed versions (issue 13): nodes go from v1 to v2 of the register app through
+//              an operator's plan (restarts, rollbacks, the gate); docs/simulator.md.
 //   --lying-fsync: fsyncs may lie (synced records vanish at a crash): undetectable, so
 //              runs may fail; shows what the checks see (off in CI).
 //
@@ -51,7 +53,7 @@ void usage() {
                "usage: hmdb-sim [--seed S | --seeds N [--start S]] [--nodes 3|5] [--steps TICKS]\n"
                "                [--ops MAX_CLIENT_OPS] [--bug NAME]... [--no-faults] [--trace] [--keep-going]\n"
                "                [--isolate] [--outcome-checks-only] [--max-seconds S] [--lying-fsync] [--transactions] [--forward]\n"
-               "                [--request-ids] [--digest-marks]\n"
+               "                [--request-ids] [--digest-marks] [--upgrade]\n"
                "bugs:");
   for (const auto& b : hmdb::sim::bug_names()) std::fprintf(stderr, " %s", b.c_str());
   for (const auto& b : hmdb::sim::shell_bug_names()) std::fprintf(stderr, " %s", b.c_str());
@@ -110,6 +112,7 @@ int main(int argc, char** argv) {
       else if (a == "--forward") base.forward = true;
       else if (a == "--request-ids") base.request_ids = true;
       else if (a == "--digest-marks") base.digest_marks = true;
+      else if (a == "--upgrade") base.upgrade = true;
       else { usage(); return 2; }
     } catch (const std::exception&) {
       usage();

@@ -3,6 +3,8 @@
 
 #include <charconv>
 
+#include "common/assert.h"
+
 namespace hmdb::sim {
 namespace {
 
@@ -44,7 +46,111 @@ void run_get(const RegisterApp::State& s, Args argv, const QueryContext&, Reply&
   else r.integer(it->second);
 }
 
+// ---- version 2 ----
+using RegisterV2 = RegisterAppV2::Register;
+
+struct IncrArgsV2 {
+  std::string key;
+  std::optional<int64_t> step;  // absent: the key's step
+};
+bool parse_incr_v2(Args argv, IncrArgsV2& out, std::string& error) {
+  out.key = std::string(argv[1]);
+  if (argv.size() == 3) {
+    int64_t n = 0;
+    if (!parse_int(argv[2], &n)) { error = "ERR step is not an integer"; return false; }
+    out.step = n;
+  }
+  return true;
+}
+IncrArgsV2 incr_from_v1(const IncrArgs& old) { return IncrArgsV2{old.key, std::nullopt}; }
+void apply_incr_v2(RegisterAppV2::State& s, const IncrArgsV2& a, const ApplyContext&, Reply& r) {
+  RegisterV2& reg = s.registers[a.key];
+  if (a.step) reg.step = *a.step;
+  reg.value += reg.step;
+  r.integer(reg.value);
+}
+void apply_set_v2(RegisterAppV2::State& s, const SetArgs& a, const ApplyContext&, Reply& r) {
+  s.registers[a.key].value = a.value;
+  r.ok();
+}
+void run_get_v2(const RegisterAppV2::State& s, Args argv, const QueryContext&, Reply& r) {
+  auto it = s.registers.find(argv[1]);
+  if (it == s.registers.end()) r.null();
+  else r.integer(it->second.value);
+}
+
+// A v1 snapshot's registers, migrated: value kept, step 1 (v1 always added 1). With
+// drop_value (the planted bug) the value is not carried over.
+bool load_v1_layout(RegisterAppV2::State& s, Decoder& in, bool drop_value) {
+  uint64_t n = in.count<std::string, int64_t>();
+  if (n > RegisterAppV2::kMaxKeys) return false;
+  for (uint64_t i = 0; i < n && in.ok(); i++) {
+    std::string key(in.bytes());
+    int64_t v = in.i64();
+    s.registers[key] = RegisterV2{drop_value ? 0 : v, 1};  // PLANTED BUG when drop_value
+  }
+  return in.done();
+}
+
 }  // namespace
+
+void RegisterAppV2::define(Commands<State>& c) {
+  c.write<SetArgs>("SET", 3, parse_set, apply_set_v2);
+  c.write<IncrArgsV2>("INCR", {2, 3}, parse_incr_v2, apply_incr_v2);
+  c.query("GET", 2, run_get_v2);
+  c.version(2).upcast("INCR", 2, &parse_incr, &incr_from_v1);
+}
+
+void RegisterAppV2::save(const State& s, Encoder& out) {
+  out.varint(s.registers.size());
+  for (const auto& [k, r] : s.registers) {
+    out.bytes(k);
+    out.i64(r.value);
+    out.i64(r.step);
+  }
+}
+
+bool RegisterAppV2::load(State& s, Decoder& in, uint32_t version) {
+  if (version == 1) return load_v1_layout(s, in, false);
+  if (version != kSchemaVersion) return false;
+  uint64_t n = in.count<std::string, int64_t, int64_t>();
+  if (n > kMaxKeys) return false;
+  for (uint64_t i = 0; i < n && in.ok(); i++) {
+    std::string key(in.bytes());
+    int64_t v = in.i64();
+    int64_t step = in.i64();
+    s.registers[key] = RegisterV2{v, step};
+  }
+  return in.done();
+}
+
+bool RegisterAppV2::save_as(const State& s, uint32_t version, Encoder& out) {
+  if (version != 1) return false;
+  for (const auto& [k, r] : s.registers)
+    if (r.step != 1) return false;  // a v1 node cannot hold a step: not expressible at v1
+  out.varint(s.registers.size());
+  for (const auto& [k, r] : s.registers) {
+    out.bytes(k);
+    out.i64(r.value);
+  }
+  return true;
+}
+
+bool RegisterAppV2DropsField::load(State& s, Decoder& in, uint32_t version) {
+  if (version == 1) return load_v1_layout(s, in, true);
+  return RegisterAppV2::load(s, in, version);
+}
+
+std::map<std::string, int64_t, std::less<>> register_values(StateMachine& app) {
+  if (auto* v1 = dynamic_cast<RegisterHost*>(&app)) return v1->state().values;
+  std::map<std::string, int64_t, std::less<>> out;
+  const RegisterAppV2::State* s = nullptr;
+  if (auto* v2 = dynamic_cast<RegisterHostV2*>(&app)) s = &v2->state();
+  else if (auto* bug = dynamic_cast<RegisterHostV2DropsField*>(&app)) s = &bug->state();
+  HMDB_ASSERT(s, "not one of the simulator's register apps");
+  for (const auto& [k, r] : s->registers) out.emplace(k, r.value);
+  return out;
+}
 
 void RegisterApp::define(Commands<State>& c) {
   c.write<SetArgs>("SET", 3, parse_set, apply_set);

@@ -35,6 +35,50 @@ struct RegisterApp {
 
 using RegisterHost = AppHost<RegisterApp>;
 
+// Version 2 of the same app, for the simulator's mixed-version runs (Options::upgrade,
+// issue 13): a node runs RegisterApp (v1) or this (v2, which reads 1..2). What changed:
+//   * INCR takes an optional step, `INCR k [n]`: with n, the key's step becomes n; then the
+//     key grows by its step. A v1 `INCR k` is upcast to `INCR k` without n (its step, 1 for
+//     every key until a v2 INCR sets one, so a v1 entry keeps its v1 meaning).
+//   * Each register holds a step beside its value, and the snapshot layout changed: v2
+//     writes (key, value, step); a v1 snapshot (key, value) migrates with step 1.
+// SET and GET are unchanged. save_as(1) writes the v1 layout while every step is 1 (what
+// a v1 node holding the same data writes), so v1 and v2 nodes compare digests before the
+// gate. The simulator's clients send v1's forms only, valid in both versions.
+struct RegisterAppV2 {
+  static constexpr std::string_view kName = "simreg";
+  static constexpr uint32_t kSchemaVersion = 2;
+  static constexpr uint32_t kOldestSchemaVersion = 1;
+  static constexpr uint64_t kMaxKeys = RegisterApp::kMaxKeys;
+
+  struct Register {
+    int64_t value = 0;
+    int64_t step = 1;
+    bool operator==(const Register&) const = default;
+  };
+  struct State {
+    std::map<std::string, Register, std::less<>> registers;
+  };
+
+  static void define(Commands<State>& c);
+  static void save(const State& s, Encoder& out);
+  static bool load(State& s, Decoder& in, uint32_t version);
+  static bool save_as(const State& s, uint32_t version, Encoder& out);
+};
+
+// A planted bug (Options::ShellBugs::migration_drops_field): v2 whose migration of a v1
+// snapshot drops each register's value (the migrated register holds v2's defaults), as a
+// migration that forgets to copy a field does.
+struct RegisterAppV2DropsField : RegisterAppV2 {
+  static bool load(State& s, Decoder& in, uint32_t version);
+};
+
+using RegisterHostV2 = AppHost<RegisterAppV2>;
+using RegisterHostV2DropsField = AppHost<RegisterAppV2DropsField>;
+
+// The registers' values of any of the simulator's register apps (v1, v2, the planted v2).
+std::map<std::string, int64_t, std::less<>> register_values(StateMachine& app);
+
 // Parses the one RESP value a RegisterApp command or query writes: "+OK" -> nullopt with
 // *ok=true, ":N" or "$len\r\nN" -> N, "$-1" -> nullopt, anything else -> *ok=false.
 std::optional<int64_t> parse_reply(std::string_view resp, bool* ok);

@@ -87,6 +87,20 @@ const char* fault_name(Fault f) {
     case Fault::kInstallOverNewerConflict: return "install-over-newer-conflict";
     case Fault::kSplitNemesis: return "split-nemesis";
     case Fault::kRequestRepeat: return "request-repeat";
+    case Fault::kUpgradeRestart: return "upgrade-restart-v2";
+    case Fault::kUpgradeKilledNew: return "upgrade-killed-new";
+    case Fault::kUpgradeRollback: return "upgrade-rollback";
+    case Fault::kUpgradeRollbackRefused: return "upgrade-rollback-refused";
+    case Fault::kUpgradeAbandoned: return "upgrade-abandoned";
+    case Fault::kUpgradeTransfer: return "upgrade-transfer";
+    case Fault::kUpgradeLeaderKilledInTransfer: return "upgrade-leader-killed";
+    case Fault::kUpgradeGateRefused: return "upgrade-gate-refused";
+    case Fault::kUpgradeGateProposed: return "upgrade-gate-proposed";
+    case Fault::kUpgradePartitionAtGate: return "upgrade-gate-partition";
+    case Fault::kUpgradeGateCommitted: return "upgrade-gate-committed";
+    case Fault::kUpgradeNodeBlocked: return "upgrade-node-blocked";
+    case Fault::kUpgradeBlockedRestarted: return "upgrade-blocked-restart";
+    case Fault::kUpgradeAllV2: return "upgrade-all-v2";
     case Fault::kCount: break;
   }
   return "?";
@@ -125,7 +139,7 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
 
 std::vector<std::string> shell_bug_names() {
   return {"forget_replaced_writes", "drop_missed_ticks", "reads_without_index", "forward_resends_broken_writes",
-          "forget_request_ids", "hash_marks_after_entry"};
+          "forget_request_ids", "hash_marks_after_entry", "apply_unread_schema", "migration_drops_field"};
 }
 
 bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
@@ -135,6 +149,8 @@ bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
   else if (name == "forward_resends_broken_writes") bugs->forward_resends_broken_writes = true;
   else if (name == "forget_request_ids") bugs->forget_request_ids = true;
   else if (name == "hash_marks_after_entry") bugs->hash_marks_after_entry = true;
+  else if (name == "apply_unread_schema") bugs->apply_unread_schema = true;
+  else if (name == "migration_drops_field") bugs->migration_drops_field = true;
   else return false;
   return true;
 }
@@ -168,6 +184,9 @@ std::string replay_command(const Options& o) {
   if (o.bugs.learners_never_campaign) cmd += " --bug learners_never_campaign";
   if (o.shell_bugs.drop_missed_ticks) cmd += " --bug drop_missed_ticks";
   if (o.shell_bugs.forward_resends_broken_writes) cmd += " --bug forward_resends_broken_writes";
+  if (o.upgrade) cmd += " --upgrade";
+  if (o.shell_bugs.apply_unread_schema) cmd += " --bug apply_unread_schema";
+  if (o.shell_bugs.migration_drops_field) cmd += " --bug migration_drops_field";
   return cmd + " --trace";
 }
 
@@ -475,6 +494,7 @@ class NodeHost final : public core::ReplicaHost {
   void send(std::vector<raft::Message>&& messages) override;
   void applied(const raft::Entry& entry) override;
   void apply_failed(const raft::Entry& entry, const core::ApplyResult& result) override;
+  void schema_blocked(const raft::Entry& entry, const core::ApplyResult& result) override;
   void read_snapshot_chunk(const raft::SnapshotReadRequest& request) override;
   void role_changed(raft::Role, raft::Role) override;
   void warn(std::string_view message) override;
@@ -524,6 +544,9 @@ struct InFlight {
   // The sender had applied its own removal when it sent this (removed-node-disrupts).
   bool from_removed_node = false;
   Message msg;
+  // The newest schema version the sender's binary reads (the server's peer hello says so
+  // on every connection; Options::upgrade).
+  uint32_t sender_newest = 0;
 };
 struct Node {
   NodeId id = 0;
@@ -533,7 +556,16 @@ struct Node {
   uint64_t removed_tick = 0;
   uint32_t incarnation = 0;
   std::unique_ptr<raft::Raft> raft;
-  std::unique_ptr<RegisterHost> app;
+  std::unique_ptr<StateMachine> app;  // RegisterApp (binary 1) or RegisterAppV2 (binary 2)
+  uint32_t binary = 1;  // the register app's version this node's binary runs (Options::upgrade)
+  // Options::upgrade: the newest schema version each peer's binary reads, as this
+  // incarnation last heard (0: not heard), what the leader's gate counts; a snapshot the
+  // filter refused (handled once the core returns, as the server does); when an operator
+  // restarts it with v2 because it is blocked, and when the plan kills it (0: not planned).
+  uint32_t peer_newest[9] = {};
+  std::optional<raft::SnapshotMeta> refused_snapshot;
+  uint64_t remedy_tick = 0;
+  uint64_t kill_tick = 0;
   Disk disk;             // what the core was told is durable
   std::unique_ptr<DataDir> dir;  // the same, byte for byte, as the server's files (sim_disk.h)
   bool dead = false;     // refused to start (the server's exit code 2): stays down
@@ -701,6 +733,14 @@ class Simulation {
 
   // --- nodes -------------------------------------------------------------------------
   void create_node(NodeId id, bool initial);
+  std::unique_ptr<StateMachine> make_app(uint32_t binary) const;
+  // Options::upgrade: the operator's plan, one step per tick (docs/simulator.md).
+  void upgrade_tick();
+  void restart_with(Node& n, uint32_t binary);
+  bool try_gate();
+  void note_refused_snapshot(Node& n);
+  void blocked(Node& n);
+  size_t voters_reading_v2() const;
   void start_node(Node& n);
   void crash_node(Node& n, bool allow_faults);
   bool restore_from_dir(Node& n, std::string* snapshot_data);
@@ -888,6 +928,29 @@ class Simulation {
   Term probe_term_ = 0;
   bool probe_done_ = false;
 
+  // Options::upgrade: the operator's plan and how far it got. Its choices come from its own
+  // generator (seeded from the run's seed), so that the rest of the run draws as without it.
+  enum class UpgradeStage : uint8_t { kWaiting, kUpgrading, kRollingBack, kGate, kAfterGate, kDone };
+  struct UpgradePlan {
+    UpgradeStage stage = UpgradeStage::kWaiting;
+    uint64_t next_tick = 0;
+    std::vector<NodeId> order;  // the nodes to restart with the other binary, in turn
+    size_t pos = 0;
+    size_t rollback_after = SIZE_MAX;  // upgrades before the rollback (SIZE_MAX: none)
+    bool abandon = false;       // after the rollback, give the upgrade up
+    bool early_gate = false;    // try the gate as soon as a quorum of voters runs v2
+    bool transfer = false;      // hand leadership to a v2 voter before the gate
+    bool kill_in_transfer = false;
+    bool partition_at_gate = false;
+    uint32_t joiner_binary = 1;  // the binary a node added now runs
+    uint64_t gate_tick = 0;      // when the activation was last logged
+    bool gate_proposed = false;
+    bool transferred = false;
+  } upgrade_;
+  Rng urng_{0};
+  bool gate_committed_ = false;
+  Index gate_index_ = 0;
+
   friend class NodeHost;
   friend class SimLinks;
 };
@@ -901,6 +964,7 @@ void Simulation::create_node(NodeId id, bool initial) {
   n.exists = true;
   n.applied_conf = initial_conf_;
   n.dir = std::make_unique<DataDir>();
+  n.binary = initial ? 1 : upgrade_.joiner_binary;
   // At either edge of the bound a third of the time each: the worst pairs (a slow leader, a
   // fast follower) are what a lease's margin is for.
   if (prof_.clock_drift) {
@@ -1035,7 +1099,20 @@ void Simulation::start_node(Node& n) {
   rs.initial_conf = initial_conf_;
   rs.applied = 0;
 
-  n.app = std::make_unique<RegisterHost>();
+  if (n.disk.snapshot && n.binary < n.disk.snapshot->schema_version) {
+    // A v1 binary started on a data directory whose snapshot a v2 binary wrote: the server
+    // refuses to start (exit 1, server/recovery.cc), so the operator starts v2 again.
+    ev(14, n.id, n.disk.snapshot->schema_version, 0, [&] {
+      return fmt::format("n{} v{} REFUSES its snapshot of schema version {} (exit code 1): started with v{} again", n.id,
+                         n.binary, n.disk.snapshot->schema_version, n.disk.snapshot->schema_version);
+    });
+    mark(Fault::kUpgradeRollbackRefused);
+    n.binary = n.disk.snapshot->schema_version;
+  }
+  n.app = make_app(n.binary);
+  std::fill(std::begin(n.peer_newest), std::end(n.peer_newest), 0u);
+  n.refused_snapshot.reset();
+  n.remedy_tick = 0;
   n.applied = n.disk.snapshot_index();
   n.applied_term = n.disk.snapshot_term();
   n.applied_conf = n.disk.snapshot ? n.disk.snapshot->conf : initial_conf_;
@@ -1069,6 +1146,13 @@ void Simulation::start_node(Node& n) {
   n.sessions.clear();
   n.incarnation++;
   n.raft = std::make_unique<raft::Raft>(cfg, std::move(rs));
+  // As server/recovery.cc: a snapshot of a version this binary does not read is refused
+  // (the node then blocks), not installed.
+  n.raft->set_snapshot_filter([&n](const raft::SnapshotMeta& m) {
+    if (!n.replica->schema_block() && n.app->reads_schema_version(m.schema_version)) return true;
+    n.refused_snapshot = m;
+    return false;
+  });
   // The server's replica core over this incarnation's raft and app (server/recovery.cc
   // builds it the same way, with the applied index of the snapshot it loaded).
   core::Replica::Options ro;
@@ -1078,6 +1162,7 @@ void Simulation::start_node(Node& n) {
   ro.forward = opt_.forward && opt_.nodes > 1;
   ro.bugs.forget_request_ids = opt_.shell_bugs.forget_request_ids;
   ro.bugs.hash_marks_after_entry = opt_.shell_bugs.hash_marks_after_entry;
+  ro.bugs.apply_unread_schema = opt_.shell_bugs.apply_unread_schema;
   n.host = std::make_unique<NodeHost>(this, &n);
   n.replica = std::make_unique<core::Replica>(*n.raft, *n.app, *n.host, ro);
   if (ro.forward) {
@@ -1105,9 +1190,9 @@ void Simulation::start_node(Node& n) {
   n.lease_reads_seen = 0;
   n.votes_granted_seen = 0;
   ev(11, n.id, n.disk.hard_state.term, n.disk.last_index(), [&] {
-    return fmt::format("n{} start #{}: durable term={} vote={} snapshot={} log=({}, {}]", n.id, n.incarnation,
-                       n.disk.hard_state.term, n.disk.hard_state.vote, n.disk.snapshot_index(), n.disk.snapshot_index(),
-                       n.disk.last_index());
+    return fmt::format("n{} start #{}{}: durable term={} vote={} snapshot={} log=({}, {}]", n.id, n.incarnation,
+                       opt_.upgrade ? fmt::format(" as v{}", n.binary) : std::string(), n.disk.hard_state.term,
+                       n.disk.hard_state.vote, n.disk.snapshot_index(), n.disk.snapshot_index(), n.disk.last_index());
   });
   check_node(n);
 }
@@ -1288,6 +1373,14 @@ void NodeHost::apply_failed(const raft::Entry& e, const core::ApplyResult& r) {
                                                                          : "malformed batch";
   sim_->fail("entry-payload", fmt::format("n{} entry {}: {} after {} commands{}{}", node_->id, e.index, what, r.commands,
                                           r.divergence.empty() ? "" : ": ", r.divergence));
+}
+
+void NodeHost::schema_blocked(const raft::Entry& e, const core::ApplyResult& r) {
+  sim_->ev(43, node_->id, e.index, r.schema_version, [&] {
+    return fmt::format("n{} v{} BLOCKED at {}: it {} schema version {}", node_->id, node_->binary, e.index,
+                       r.activation ? "activates" : "was logged under", r.schema_version);
+  });
+  sim_->blocked(*node_);
 }
 
 void NodeHost::warn(std::string_view message) {
@@ -1542,11 +1635,12 @@ void Simulation::send(Node& n, Message m) {
   if (lost) { mark(Fault::kLoss); return; }
   if (long_delay) mark(Fault::kDelay);
   bool removed = n.removed && !contains(n.applied_conf.voters, n.id) && !contains(n.applied_conf.learners, n.id);
+  const uint32_t newest = n.app->schema_version();
   if (dup) {
-    InFlight d{now_ + delay + rng_.range(0, 3 * kUnitsPerTick), seq, true, removed, m};
+    InFlight d{now_ + delay + rng_.range(0, 3 * kUnitsPerTick), seq, true, removed, m, newest};
     net_.push(std::move(d));
   }
-  net_.push(InFlight{now_ + delay, seq, false, removed, std::move(m)});
+  net_.push(InFlight{now_ + delay, seq, false, removed, std::move(m), newest});
   if (net_.size() > kMaxMessagesInFlight)
     fail("message-storm", fmt::format("{} messages in flight (the last one sent by n{})", net_.size(), n.id));
 }
@@ -1562,6 +1656,26 @@ void NodeHost::applied(const raft::Entry& e) {
     sim.fail("apply-order", fmt::format("n{} applied entry {} after applying {} (each entry exactly once, in order)", n.id,
                                         e.index, n.applied));
     return;
+  }
+  // No node applies an entry of a schema its binary does not read (it must block there).
+  if (e.type == EntryType::kNormal && !n.app->reads_schema_version(e.schema_version)) {
+    sim.fail("unknown-schema-applied", fmt::format("n{} (binary v{}, reads {}..{}) applied entry {}/{}, logged under schema "
+                                                   "version {}", n.id, n.binary, n.app->oldest_schema_version(),
+                                                   n.app->schema_version(), e.index, e.term, e.schema_version));
+    return;
+  }
+  if (sim.opt_.upgrade && e.type == EntryType::kNormal) {  // nor an activation of one
+    core::BatchReader reader(e.data);
+    core::BatchStep step;
+    while (reader.next(step)) {
+      if (step.kind == core::BatchStep::Kind::kActivation && !n.app->reads_schema_version(step.version)) {
+        sim.fail("unknown-schema-applied", fmt::format("n{} (binary v{}, reads {}..{}) applied entry {}/{}, which "
+                                                       "activates schema version {}", n.id, n.binary,
+                                                       n.app->oldest_schema_version(), n.app->schema_version(), e.index,
+                                                       e.term, step.version));
+        return;
+      }
+    }
   }
   auto mt = n.mirror_term(e.index);
   if (!mt || *mt != e.term || n.mirror[e.index - n.mirror_base - 1].second != entry_hash(e)) {
@@ -1619,6 +1733,24 @@ void NodeHost::applied(const raft::Entry& e) {
   n.applied = e.index;
   n.applied_term = e.term;
   sim.result_.entries_applied++;
+  if (n.app->active_schema_version() > RegisterApp::kSchemaVersion && !sim.gate_committed_) {
+    // The first node to apply the activation: it committed. The gate must have let it only
+    // with a quorum of the voters running a binary that reads it (else the cluster stops).
+    sim.gate_committed_ = true;
+    sim.gate_index_ = e.index;
+    sim.mark(Fault::kUpgradeGateCommitted);
+    const size_t readers = sim.voters_reading_v2(), voters = sim.committed_conf_.voters.size();
+    sim.ev(42, n.id, e.index, readers, [&] {
+      return fmt::format("GATE committed at {}: schema version {} active; {} of {} voters run v2", e.index,
+                         n.app->active_schema_version(), readers, voters);
+    });
+    if (readers < voters / 2 + 1) {
+      sim.fail("gate-without-quorum", fmt::format("the activation of v2 committed at {} while {} of {} voters ({}) run a "
+                                                  "binary that reads it", e.index, readers, voters,
+                                                  conf_string(sim.committed_conf_)));
+      return;
+    }
+  }
   sim.ev(41, n.id, e.index, e.term, [&] {
     return fmt::format("n{} apply {}/{} {}", n.id, e.index, e.term,
                        e.type == EntryType::kNormal ? fmt::format("batch of {}", commands)
@@ -1654,7 +1786,226 @@ void NodeHost::applied(const raft::Entry& e) {
   }
 }
 
+// ---------------------------------------------------------------------------------------
+// Mixed versions (Options::upgrade)
+
+std::unique_ptr<StateMachine> Simulation::make_app(uint32_t binary) const {
+  if (binary == 1) return std::make_unique<RegisterHost>();
+  if (opt_.shell_bugs.migration_drops_field) return std::make_unique<RegisterHostV2DropsField>();  // PLANTED BUG
+  return std::make_unique<RegisterHostV2>();
+}
+
+// As the server's schema_blocked and note_refused_snapshot: it stays a voter that does not
+// lead. Its operator restarts it with v2 a while later (at once while healing).
+void Simulation::blocked(Node& n) {
+  n.raft->set_may_lead(false);
+  mark(Fault::kUpgradeNodeBlocked);
+  n.remedy_tick = tick() + (healing_ ? 1 : urng_.range(10, 6 * kElectionTicks));
+}
+
+void Simulation::note_refused_snapshot(Node& n) {
+  const raft::SnapshotMeta m = *n.refused_snapshot;
+  n.refused_snapshot.reset();
+  if (n.replica->schema_block()) return;  // blocked already
+  n.replica->block_at_snapshot(m.index, m.schema_version);
+  ev(44, n.id, m.index, m.schema_version, [&] {
+    return fmt::format("n{} v{} BLOCKED: refused the leader's snapshot at {} of schema version {}", n.id, n.binary, m.index,
+                       m.schema_version);
+  });
+  blocked(n);
+}
+
+// A restart with the other binary on the same data directory: the process stops (what it
+// had not synced is lost, nothing is torn) and starts at once. A node that is down gets the
+// new binary when it next starts.
+void Simulation::restart_with(Node& n, uint32_t binary) {
+  if (!n.exists || n.removed) return;
+  const uint32_t before = n.binary;
+  n.binary = binary;
+  ev(15, n.id, before, binary, [&] { return fmt::format("UPGRADE PLAN: n{} v{} -> v{}{}", n.id, before, binary, n.up ? "" : " (down)"); });
+  if (!n.up || n.dead) return;
+  crash_node(n, false);
+  start_node(n);
+}
+
+size_t Simulation::voters_reading_v2() const {
+  size_t readers = 0;
+  for (NodeId v : committed_conf_.voters)
+    if (v <= kMaxNodes && nodes_[v].exists && nodes_[v].binary >= 2) readers++;
+  return readers;
+}
+
+// The leader's gate (server/cluster.cc, CLUSTER SCHEMA ACTIVATE): it reads v2 itself, and
+// a quorum of voters does as their binaries last said (itself included; a peer not heard
+// from since it started counts as not reading it); then it logs the activation.
+bool Simulation::try_gate() {
+  Node* l = leader();
+  if (!l || !l->app->reads_schema_version(2) || l->app->active_schema_version() >= 2 || l->replica->schema_block())
+    return false;
+  const raft::Status st = l->raft->status();
+  size_t readers = 0;
+  for (NodeId v : st.conf.voters) {
+    const uint32_t newest = v == l->id ? l->app->schema_version() : v < std::size(l->peer_newest) ? l->peer_newest[v] : 0;
+    readers += newest >= 2;
+  }
+  const size_t quorum = st.conf.voters.size() / 2 + 1;
+  ev(45, l->id, readers, quorum, [&] {
+    return fmt::format("n{} CLUSTER SCHEMA ACTIVATE 2: {} of {} voters read it (quorum {}){}", l->id, readers,
+                       st.conf.voters.size(), quorum, readers < quorum ? ": REFUSED" : "");
+  });
+  if (readers < quorum) {
+    mark(Fault::kUpgradeGateRefused);
+    return false;
+  }
+  l->replica->activate_schema(2, 0, 0);  // no client waits: the plan watches the log
+  mark(Fault::kUpgradeGateProposed);
+  upgrade_.gate_proposed = true;
+  upgrade_.gate_tick = tick();
+  if (upgrade_.partition_at_gate && !healing_) {
+    std::vector<std::pair<NodeId, NodeId>> links;
+    for (const Node& b : nodes_)
+      if (b.exists && b.id != l->id) { links.emplace_back(l->id, b.id); links.emplace_back(b.id, l->id); }
+    uint64_t id = add_partition(std::move(links), tick() + urng_.range(2, 4 * kElectionTicks));
+    mark(Fault::kUpgradePartitionAtGate);
+    mark(Fault::kPartition);
+    ev(85, id, l->id, 0, [&] { return fmt::format("UPGRADE PLAN: PARTITION #{} cuts the leader n{} off at the gate", id, l->id); });
+  }
+  return true;
+}
+
+// One step of the operator's plan per tick: wait, restart the nodes with v2 one by one
+// (maybe rolling some back to v1, maybe abandoning), hand leadership to a v2 voter, open the
+// gate (with a quorum, or as early as the leader allows), then upgrade the rest. Blocked
+// nodes are restarted with v2 by their operator; the plan's own kills land here too.
+void Simulation::upgrade_tick() {
+  UpgradePlan& u = upgrade_;
+  for (Node& n : nodes_) {
+    if (!n.exists || n.removed || !n.up) continue;
+    if (n.kill_tick && tick() >= n.kill_tick) {
+      n.kill_tick = 0;
+      if (healing_) continue;
+      mark(Fault::kUpgradeKilledNew);
+      crash_node(n, true);
+      n.restart_tick = tick() + urng_.range(1, 4 * kElectionTicks);
+      continue;
+    }
+    if (n.remedy_tick && tick() >= n.remedy_tick && n.replica->schema_block()) {
+      mark(Fault::kUpgradeBlockedRestarted);
+      restart_with(n, 2);
+    }
+  }
+  if (healing_ || tick() < u.next_tick || !result_.ok) return;
+  auto members = [&] {
+    std::vector<NodeId> ids;
+    for (const Node& n : nodes_)
+      if (n.exists && !n.removed && (contains(committed_conf_.voters, n.id) || contains(committed_conf_.learners, n.id)))
+        ids.push_back(n.id);
+    return ids;
+  };
+  auto next_gap = [&] { u.next_tick = tick() + urng_.range(kElectionTicks / 2, 2 * kElectionTicks); };
+  switch (u.stage) {
+    case UpgradeStage::kWaiting: {
+      u.order = members();
+      for (size_t i = u.order.size(); i > 1; i--) std::swap(u.order[i - 1], u.order[urng_.below(i)]);
+      u.pos = 0;
+      u.joiner_binary = 2;  // an operator adding a node now adds the new version
+      u.stage = UpgradeStage::kUpgrading;
+      next_gap();
+      break;
+    }
+    case UpgradeStage::kUpgrading: {
+      while (u.pos < u.order.size() && (nodes_[u.order[u.pos]].removed || nodes_[u.order[u.pos]].binary >= 2)) u.pos++;
+      if (u.pos < u.order.size()) {
+        Node& n = nodes_[u.order[u.pos++]];
+        mark(Fault::kUpgradeRestart);
+        restart_with(n, 2);
+        if (n.up && urng_.chance(250'000)) n.kill_tick = tick() + urng_.range(1, kElectionTicks);  // mid catch-up
+        if (u.pos == u.rollback_after && !u.gate_proposed) {
+          u.stage = UpgradeStage::kRollingBack;
+          u.order = members();
+          u.pos = 0;
+        }
+      } else {
+        for (NodeId id : members())  // nodes added meanwhile run v2 already; any other too
+          if (nodes_[id].binary < 2) u.order.push_back(id);
+        if (u.pos >= u.order.size()) u.stage = UpgradeStage::kGate;
+      }
+      // An early gate: once a quorum of voters runs v2, the rest wait until it commits (the
+      // nodes left on v1 block at the activation, until they get v2 after it).
+      if (u.early_gate && u.stage == UpgradeStage::kUpgrading &&
+          voters_reading_v2() >= committed_conf_.voters.size() / 2 + 1)
+        u.stage = UpgradeStage::kGate;
+      next_gap();
+      break;
+    }
+    case UpgradeStage::kRollingBack: {
+      while (u.pos < u.order.size() && (nodes_[u.order[u.pos]].removed || nodes_[u.order[u.pos]].binary < 2)) u.pos++;
+      if (u.pos < u.order.size()) {
+        mark(Fault::kUpgradeRollback);
+        restart_with(nodes_[u.order[u.pos++]], 1);
+      } else if (u.abandon) {
+        mark(Fault::kUpgradeAbandoned);
+        u.joiner_binary = 1;
+        u.stage = UpgradeStage::kDone;
+      } else {
+        u.rollback_after = SIZE_MAX;
+        u.stage = UpgradeStage::kWaiting;
+      }
+      next_gap();
+      break;
+    }
+    case UpgradeStage::kGate: {
+      Node* l = leader();
+      // The plan's transfer, or one the operator needs: a v1 leader cannot open the gate.
+      if (l && ((u.transfer && !u.transferred) || l->binary < 2)) {
+        std::vector<NodeId> cand;
+        for (NodeId v : committed_conf_.voters)
+          if (v != l->id && nodes_[v].up && nodes_[v].binary >= 2) cand.push_back(v);
+        if (!cand.empty()) {
+          const NodeId to = cand[urng_.below(cand.size())];
+          const bool kill = u.kill_in_transfer && !u.transferred;
+          u.transferred = true;
+          mark(Fault::kUpgradeTransfer);
+          mark(Fault::kTransfer);
+          ev(84, l->id, to, 1, [&] { return fmt::format("UPGRADE PLAN: n{} transfers leadership to n{}", l->id, to); });
+          l->raft->transfer_leadership(to);
+          if (kill) {
+            l->kill_tick = tick() + urng_.range(1, 3);
+            mark(Fault::kUpgradeLeaderKilledInTransfer);
+          }
+          u.next_tick = tick() + urng_.range(2, 2 * kElectionTicks);
+          break;
+        }
+      }
+      if (try_gate()) u.stage = UpgradeStage::kAfterGate;
+      u.next_tick = tick() + urng_.range(2, kElectionTicks);
+      break;
+    }
+    case UpgradeStage::kAfterGate: {
+      if (!gate_committed_) {
+        // The activation may have been lost with its leader: log it again after a while
+        // (a second one committing too is answered "not above the active version").
+        if (tick() >= u.gate_tick + 6 * kElectionTicks && try_gate()) u.gate_tick = tick();
+        u.next_tick = tick() + kElectionTicks;
+        break;
+      }
+      // Then every node still on v1 (an early gate left some) is restarted with v2.
+      for (NodeId id : members())
+        if (nodes_[id].binary < 2) {
+          mark(Fault::kUpgradeRestart);
+          restart_with(nodes_[id], 2);
+          break;
+        }
+      next_gap();
+      break;
+    }
+    case UpgradeStage::kDone:
+      break;
+  }
+}
+
 void Simulation::maybe_snapshot(Node& n) {
+  if (n.replica->schema_block()) return;  // its state is no index's: it takes none (docs/cluster.md)
   if (n.snapshot_in_flight || n.snapshot_at != 0 || n.applied < n.snapshot_index + prof_.snapshot_every) return;
   // The split nemesis's third leader keeps the snapshot it took inside the split until the
   // node with the conflicting suffix has had it (a newer one would be sent instead).
@@ -1668,7 +2019,7 @@ void Simulation::take_snapshot(Node& n) {
   meta.index = n.applied;
   meta.term = n.applied_term;
   meta.conf = n.raft->conf_state_at(n.applied);
-  meta.schema_version = RegisterApp::kSchemaVersion;
+  meta.schema_version = n.app->schema_version();  // the binary's newest layout, as the server
   if (meta.conf != n.applied_conf) {
     fail("conf-at-applied", fmt::format("n{} core says membership at {} is {} but the applied log says {}", n.id, n.applied,
                                         conf_string(meta.conf), conf_string(n.applied_conf)));
@@ -1977,7 +2328,9 @@ void Simulation::step_message(Node& n, const InFlight& f) {
     return fmt::format("n{} <- n{} {}{}", to, from, summarize(m), f.duplicate ? " [DUP]" : "");
   });
   if (n.lost && m.type == MessageType::kVote) n.vote_requests[{from, m.term}] = {m.log_term, m.log_index};
+  if (from < std::size(n.peer_newest)) n.peer_newest[from] = f.sender_newest;
   n.raft->step(m);
+  if (n.refused_snapshot) note_refused_snapshot(n);
   after_input(n);
   if (!result_.ok) return;
   if ((m.type == MessageType::kVote || m.type == MessageType::kPreVote) && n.raft->votes_granted() != n.votes_granted_seen &&
@@ -2237,7 +2590,7 @@ void Simulation::check_exactly_once(Node& n, const Entry& e) {
       model_.values[std::string(step.argv[1])]++;
   }
   if (!reader.ok()) return;  // entry-payload reports it
-  const auto& values = n.app->state().values;
+  const auto values = register_values(*n.app);
   if (values == model_.values) return;
   std::string diff;
   for (const auto& [key, v] : model_.values) {
@@ -2420,6 +2773,9 @@ void Simulation::answer(Connection& conn, uint32_t op, const net::RespReply& rep
                e.starts_with("ERR write lost in a leadership change")) {
       c.guess = 0;
       retry_or_conclude(op, OpOutcome::kFailed);  // not executed, or provably without effect
+    } else if (e.starts_with("ERR this node stopped applying")) {  // blocked (Options::upgrade): refused
+      c.guess = 0;
+      retry_or_conclude(op, OpOutcome::kFailed);
     } else if (e.starts_with("ERR write outcome unknown") && h.kind != OpKind::kGet) {
       c.guess = 0;
       retry_or_conclude(op, OpOutcome::kUnknown);
@@ -2570,7 +2926,9 @@ std::vector<NodeId> Simulation::live_ids() const {
 Node* Simulation::leader() {
   Node* best = nullptr;
   for (Node& n : nodes_)
-    if (n.exists && n.running() && n.raft->role() == Role::kLeader && (!best || n.raft->term() > best->raft->term())) best = &n;
+    if (n.exists && n.running() && n.raft->role() == Role::kLeader && n.raft->may_lead() &&
+        (!best || n.raft->term() > best->raft->term()))
+      best = &n;
   return best;
 }
 
@@ -2672,7 +3030,7 @@ void Simulation::propose_nemesis_write(Node& n) {
   std::string v = std::to_string(++nemesis_seq_);
   std::string_view argv[3] = {"SET", kNemesisKey, v};
   b.add(Args(argv, 3));
-  raft::ProposeResult r = n.raft->propose(EntryType::kNormal, RegisterApp::kSchemaVersion, b.finish());
+  raft::ProposeResult r = n.raft->propose(EntryType::kNormal, n.app->active_schema_version(), b.finish());
   ev(86, n.id, r.index, static_cast<uint64_t>(r.error), [&] {
     return fmt::format("n{} nemesis write -> {}", n.id, r.error == raft::ProposeError::kNone
                                                          ? fmt::format("index {} term {}", r.index, r.term)
@@ -3150,6 +3508,29 @@ RunResult Simulation::run() {
     return fmt::format("profile: snapshot-between-entries={} split-nemesis={}", prof_.snapshot_between_entries,
                        nemesis_.stage == NemesisStage::kArmed ? fmt::format("from tick {}", nemesis_.next_tick) : "off");
   });
+  if (opt_.upgrade) {
+    // The operator's plan (upgrade_tick), from its own generator.
+    urng_ = Rng(opt_.seed ^ 0x9e3779b97f4a7c15ULL);
+    UpgradePlan& u = upgrade_;
+    u.next_tick = urng_.range(5, 60);
+    if (urng_.chance(250'000)) {
+      u.rollback_after = urng_.range(1, opt_.nodes);
+      u.abandon = urng_.chance(500'000);
+    } else {
+      u.early_gate = urng_.chance(300'000);
+    }
+    u.transfer = urng_.chance(500'000);
+    u.kill_in_transfer = u.transfer && urng_.chance(400'000);
+    u.partition_at_gate = urng_.chance(300'000);
+    ev(3, u.next_tick, u.rollback_after, u.abandon, [&] {
+      return fmt::format("upgrade plan: from tick {}; rollback {}; early gate {}; transfer {} (leader killed {}); "
+                         "partition at the gate {}", u.next_tick,
+                         u.rollback_after == SIZE_MAX ? std::string("none")
+                                                      : fmt::format("after {} nodes{}", u.rollback_after,
+                                                                    u.abandon ? ", then abandoned" : ""),
+                         u.early_gate, u.transfer, u.kill_in_transfer, u.partition_at_gate);
+    });
+  }
   for (NodeId id = 1; id <= opt_.nodes; id++) create_node(id, true);
 
   uint64_t heal_tick = opt_.chaos_ticks;
@@ -3161,6 +3542,13 @@ RunResult Simulation::run() {
         if (nemesis_.third) nodes_[nemesis_.third].snapshot_at = 0;
         nemesis_ = Nemesis{};
         heal_all();
+        for (Node& n : nodes_) {
+          if (!n.exists || !opt_.upgrade) continue;
+          // The operator finishes what the plan started: once the activation was logged,
+          // every node still on v1 gets v2; a blocked node is restarted with v2 now.
+          if (upgrade_.gate_proposed && n.binary < 2 && !n.removed) restart_with(n, 2);
+          else if (n.up && n.replica->schema_block()) n.remedy_tick = tick();
+        }
         for (Node& n : nodes_) {
           if (!n.exists) continue;
           n.disk.slow_until_tick = 0;
@@ -3198,6 +3586,7 @@ RunResult Simulation::run() {
         break;
       }
       if (!healing_ && opt_.faults) inject_faults();
+      if (opt_.upgrade && result_.ok) upgrade_tick();
     }
     // The nodes' clocks first, then the clients: a request is read after the tick, as a
     // server reads its sockets after feeding the core the time (src/server/node.cc).
@@ -3233,6 +3622,12 @@ RunResult Simulation::run() {
   }
   result_.ticks = tick();
   if (result_.ok) final_checks();
+  if (result_.ok && opt_.upgrade && gate_committed_) {
+    bool all = true;
+    for (const Node& n : nodes_)
+      if (n.exists && !n.removed && !n.dead && (n.binary < 2 || !n.up || n.app->active_schema_version() < 2)) all = false;
+    if (all) mark(Fault::kUpgradeAllV2);
+  }
   result_.trace_hash = hash_;
   return std::move(result_);
 }

@@ -53,6 +53,21 @@ enum class Fault : uint8_t {
   kSplitNemesis,              // the split nemesis completed a round (see docs/simulator.md)
   kRequestRepeat,             // a retried tagged write committed after its first attempt had
                               // (Options::request_ids): its effect was found, not repeated
+  // Options::upgrade, the steps a run reached (docs/simulator.md, "Mixed versions"):
+  kUpgradeRestart,       // a node was restarted with the v2 binary on its data directory
+  kUpgradeKilledNew,     // a node was killed while catching up right after its upgrade
+  kUpgradeRollback,      // a v2 node was restarted as v1 before the gate
+  kUpgradeRollbackRefused,  // ... but its data directory held a v2 snapshot: v1 refused to start
+  kUpgradeAbandoned,     // the operator rolled back and never opened the gate
+  kUpgradeTransfer,      // leadership was handed to a v2 voter before the gate
+  kUpgradeLeaderKilledInTransfer,  // ... and the leader was killed during the transfer
+  kUpgradeGateRefused,   // the leader refused the activation: fewer than a quorum of voters read v2
+  kUpgradeGateProposed,  // the leader logged the activation of v2
+  kUpgradePartitionAtGate,  // the leader was cut off right after logging it
+  kUpgradeGateCommitted,    // the activation committed
+  kUpgradeNodeBlocked,   // a v1 node stopped applying at a v2 entry or refused a v2 snapshot
+  kUpgradeBlockedRestarted,  // a blocked node was restarted with the v2 binary and went on
+  kUpgradeAllV2,         // at the end every member ran v2 with v2 active
   kCount
 };
 const char* fault_name(Fault f);
@@ -98,6 +113,13 @@ struct Options {
     // not where the mark stands in it (core::Replica's planted bug): with writes batched
     // after the mark, its digest is not the leader's. Only with Options::digest_marks.
     bool hash_marks_after_entry = false;
+    // With upgrade: an old (v1) node applies entries of v2, which it does not read, with its
+    // own meaning and passes over the activation, instead of blocking there
+    // (core::Replica's planted bug apply_unread_schema).
+    bool apply_unread_schema = false;
+    // With upgrade: the v2 app's migration of a v1 snapshot drops each register's value
+    // (sim::RegisterAppV2DropsField).
+    bool migration_drops_field = false;
   } shell_bugs;
   // Models of a server whose recovery skips a detection (planted bugs of the shell).
   RecoveryBugs recovery_bugs;
@@ -123,6 +145,15 @@ struct Options {
   // sees every node take the same digest at each mark, also when a restart replays it
   // (docs/simulator.md). Off by default, so that the other sweeps' runs stay as they were.
   bool digest_marks = false;
+  // Mixed versions (issue 13): the nodes start with v1 of the register app; an operator's
+  // plan, drawn from the seed, restarts them one by one with v2 (sim::RegisterAppV2) on
+  // their data directories, sometimes rolls some back, and opens the gate (CLUSTER SCHEMA
+  // ACTIVATE 2) with the leader's quorum check, among the usual faults and its own (the new
+  // node killed while catching up, the leader killed during a transfer, a partition at the
+  // gate). Checks: no node applies an entry of a schema its binary does not read; the gate
+  // commits only while a quorum of voters runs v2; plus every other check (the state digest
+  // compares v1 and v2 nodes at v1 before the gate, every applying node at v2 after it).
+  bool upgrade = false;
 };
 
 struct RunResult {
