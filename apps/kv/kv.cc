@@ -331,6 +331,8 @@ struct SetArgs {
   bool get = false;
   Ttl ttl = Ttl::kClear;
   int64_t ttl_ms = 0;
+  bool reply_integer = false;        // SETNX: 1 if set, 0 if not (instead of OK / nil)
+  std::string_view command = "set";  // for error texts (SETEX, PSETEX)
 };
 
 bool parse_set(Args a, SetArgs& o, std::string& err) {
@@ -387,7 +389,7 @@ void apply_set(State& s, const SetArgs& a, const ApplyContext& ctx, Reply& r) {
   uint64_t deadline = 0;
   if (a.ttl == SetArgs::Ttl::kRelativeMs) {
     if (static_cast<uint64_t>(a.ttl_ms) > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) - ctx.now_ms) {
-      r.error("ERR invalid expire time in 'set' command");
+      r.error("ERR invalid expire time in '" + lowercase(a.command) + "' command");
       return;
     }
     deadline = ctx.now_ms + static_cast<uint64_t>(a.ttl_ms);
@@ -399,7 +401,9 @@ void apply_set(State& s, const SetArgs& a, const ApplyContext& ctx, Reply& r) {
   std::string* old = found ? std::get_if<std::string>(&it->second) : nullptr;
   if (a.get && found && !old) { r.error(kWrongType); return; }
   if ((a.cond == SetArgs::Cond::kIfAbsent && found) || (a.cond == SetArgs::Cond::kIfPresent && !found)) {
-    if (a.get && old) r.bulk(*old); else r.null();
+    if (a.reply_integer) r.integer(0);
+    else if (a.get && old) r.bulk(*old);
+    else r.null();
     return;
   }
   if (a.get) { if (old) r.bulk(*old); else r.null(); }
@@ -425,7 +429,41 @@ void apply_set(State& s, const SetArgs& a, const ApplyContext& ctx, Reply& r) {
       }
       break;
   }
-  if (!a.get) r.ok();
+  if (a.reply_integer) r.integer(1);
+  else if (!a.get) r.ok();
+}
+
+// SETNX key value: SET key value NX, answering 1 or 0.
+bool parse_setnx(Args a, SetArgs& o, std::string&) {
+  o.key = a[1];
+  o.value = a[2];
+  o.cond = SetArgs::Cond::kIfAbsent;
+  o.ttl = SetArgs::Ttl::kKeep;  // the key is new if set: nothing to keep
+  o.reply_integer = true;
+  return true;
+}
+// SETEX key seconds value, PSETEX key milliseconds value: SET key value EX/PX n.
+template <bool kSeconds>
+bool parse_setex(Args a, SetArgs& o, std::string& err) {
+  o.key = a[1];
+  o.value = a[3];
+  o.command = a[0];
+  int64_t v = 0;
+  if (!parse_int64(a[2], &v)) { err = kNotInteger; return false; }
+  if (v <= 0 || (kSeconds && v > std::numeric_limits<int64_t>::max() / 1000)) {
+    err = "ERR invalid expire time in '" + lowercase(a[0]) + "' command";
+    return false;
+  }
+  o.ttl = SetArgs::Ttl::kRelativeMs;
+  o.ttl_ms = kSeconds ? v * 1000 : v;
+  return true;
+}
+// GETSET key value: SET key value GET.
+bool parse_getset(Args a, SetArgs& o, std::string&) {
+  o.key = a[1];
+  o.value = a[2];
+  o.get = true;
+  return true;
 }
 
 void query_get(const State& s, Args a, const QueryContext& ctx, Reply& r) {
@@ -532,7 +570,7 @@ void query_mget(const State& s, Args a, const QueryContext& ctx, Reply& r) {
 }
 
 // MSET replaces values of any type and clears their deadlines.
-void apply_mset(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+void apply_mset_pairs(State& s, const Words& a, const ApplyContext& ctx) {
   for (size_t i = 1; i + 1 < a.argv.size(); i += 2) {
     std::string_view key = a.argv[i], value = a.argv[i + 1];
     auto [it, inserted] = s.keys.try_emplace(key, std::in_place_index<0>, value);
@@ -543,7 +581,195 @@ void apply_mset(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
     }
     notify(ctx, keyspace::kString, "set", key);
   }
+}
+void apply_mset(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  apply_mset_pairs(s, a, ctx);
   r.ok();
+}
+
+// MSETNX key value [key value ...]: sets them all only if none exists; 1 or 0.
+void apply_msetnx(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  for (size_t i = 1; i + 1 < a.argv.size(); i += 2) {
+    if (live_write(s, a.argv[i], ctx) != s.keys.end()) { r.integer(0); return; }
+  }
+  apply_mset_pairs(s, a, ctx);
+  r.integer(1);
+}
+
+void apply_getdel(State& s, const KeyArg& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it = live_write(s, a.key, ctx);
+  if (it == s.keys.end()) { r.null(); return; }
+  auto* str = std::get_if<std::string>(&it->second);
+  if (!str) { r.error(kWrongType); return; }
+  r.bulk(*str);
+  erase_key(s, it);
+  notify(ctx, keyspace::kGeneric, "del", a.key);
+}
+
+// GETEX key [EX s | PX ms | EXAT unix-s | PXAT unix-ms | PERSIST]. The options are checked
+// when parsed, the number when applied, after the key's lookup and type, as Redis does.
+struct GetExArgs {
+  enum class Op : uint8_t { kNone, kEx, kPx, kExAt, kPxAt, kPersist };
+  std::string_view key;
+  Op op = Op::kNone;
+  std::string_view when;
+};
+bool parse_getex(Args a, GetExArgs& o, std::string& err) {
+  o.key = a[1];
+  for (size_t i = 2; i < a.size(); i++) {
+    const bool has_next = i + 1 < a.size();
+    GetExArgs::Op op = GetExArgs::Op::kNone;
+    if (iequals(a[i], "EX") && has_next) op = GetExArgs::Op::kEx;
+    else if (iequals(a[i], "PX") && has_next) op = GetExArgs::Op::kPx;
+    else if (iequals(a[i], "EXAT") && has_next) op = GetExArgs::Op::kExAt;
+    else if (iequals(a[i], "PXAT") && has_next) op = GetExArgs::Op::kPxAt;
+    else if (iequals(a[i], "PERSIST")) op = GetExArgs::Op::kPersist;
+    // Redis: one option, though the same one may be repeated (the last value wins).
+    if (op == GetExArgs::Op::kNone || (o.op != GetExArgs::Op::kNone && o.op != op)) { err = kSyntax; return false; }
+    o.op = op;
+    if (op != GetExArgs::Op::kPersist) o.when = a[++i];
+  }
+  return true;
+}
+void apply_getex(State& s, const GetExArgs& a, const ApplyContext& ctx, Reply& r) {
+  using Op = GetExArgs::Op;
+  KeyIter it = live_write(s, a.key, ctx);
+  if (it == s.keys.end()) { r.null(); return; }
+  auto* str = std::get_if<std::string>(&it->second);
+  if (!str) { r.error(kWrongType); return; }
+  int64_t deadline = 0;
+  if (a.op != Op::kNone && a.op != Op::kPersist) {
+    int64_t v = 0;
+    if (!parse_int64(a.when, &v)) { r.error(kNotInteger); return; }
+    const bool seconds = a.op == Op::kEx || a.op == Op::kExAt;
+    constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+    const int64_t now = static_cast<int64_t>(std::min<uint64_t>(ctx.now_ms, kMax));
+    const bool relative = a.op == Op::kEx || a.op == Op::kPx;
+    if (v <= 0 || (seconds && v > kMax / 1000) || (relative && (seconds ? v * 1000 : v) > kMax - now)) {
+      r.error("ERR invalid expire time in 'getex' command");
+      return;
+    }
+    deadline = (seconds ? v * 1000 : v) + (relative ? now : 0);
+  }
+  r.bulk(*str);
+  if (a.op == Op::kPersist) {
+    if (clear_deadline(s, a.key)) notify(ctx, keyspace::kGeneric, "persist", a.key);
+  } else if (a.op != Op::kNone) {
+    if (static_cast<uint64_t>(deadline) <= ctx.now_ms) {
+      erase_key(s, it);
+      notify(ctx, keyspace::kGeneric, "del", a.key);
+    } else {
+      set_deadline(s, a.key, static_cast<uint64_t>(deadline));
+      notify(ctx, keyspace::kGeneric, "expire", a.key);
+    }
+  }
+}
+
+// GETRANGE key start end: Redis' rules, an empty string where they find no range.
+void query_getrange(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  int64_t start = 0, end = 0;
+  if (!parse_int64(a[2], &start) || !parse_int64(a[3], &end)) { r.error(kNotInteger); return; }
+  const Value* v = live_read(s, a[1], ctx.now_ms);
+  if (!v) { r.bulk(""); return; }
+  const auto* str = std::get_if<std::string>(v);
+  if (!str) { r.error(kWrongType); return; }
+  const int64_t n = static_cast<int64_t>(str->size());
+  if (start < 0 && end < 0 && start > end) { r.bulk(""); return; }
+  if (start < 0) start = std::max<int64_t>(0, start + n);
+  if (end < 0) end = std::max<int64_t>(0, end + n);
+  if (end >= n) end = n - 1;
+  if (n == 0 || start > end) { r.bulk(""); return; }
+  r.bulk(std::string_view(*str).substr(static_cast<size_t>(start), static_cast<size_t>(end - start + 1)));
+}
+
+// SETRANGE key offset value: overwrites from offset, padding with zero bytes; the new length.
+struct SetRangeArgs {
+  std::string_view key, value;
+  int64_t offset = 0;
+};
+bool parse_setrange(Args a, SetRangeArgs& o, std::string& err) {
+  o.key = a[1];
+  o.value = a[3];
+  if (!parse_int64(a[2], &o.offset)) { err = kNotInteger; return false; }
+  if (o.offset < 0) { err = "ERR offset is out of range"; return false; }
+  return true;
+}
+void apply_setrange(State& s, const SetRangeArgs& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it = live_write(s, a.key, ctx);
+  std::string* str = nullptr;
+  if (it != s.keys.end()) {
+    str = std::get_if<std::string>(&it->second);
+    if (!str) { r.error(kWrongType); return; }
+  }
+  if (a.value.empty()) { r.integer(str ? static_cast<int64_t>(str->size()) : 0); return; }
+  if (static_cast<uint64_t>(a.offset) + a.value.size() > kStringBytesMax) { r.error(kStringTooLong); return; }
+  if (!str) str = &std::get<std::string>(s.keys.try_emplace(a.key, std::in_place_index<0>).first->second);
+  const size_t end = static_cast<size_t>(a.offset) + a.value.size();
+  if (str->size() < end) str->resize(end, '\0');
+  str->replace(static_cast<size_t>(a.offset), a.value.size(), a.value.data(), a.value.size());
+  notify(ctx, keyspace::kString, "setrange", a.key);
+  r.integer(static_cast<int64_t>(str->size()));
+}
+
+// Redis' long-double float syntax (string2ld: strtold, no leading space, nothing after, no
+// NaN, no overflow to infinity; "inf" itself is accepted).
+bool parse_long_double(std::string_view s, long double* out) {
+  constexpr size_t kMaxLongDoubleChars = 5 * 1024;  // Redis' MAX_LONG_DOUBLE_CHARS
+  if (s.empty() || s.size() >= kMaxLongDoubleChars) return false;
+  const std::string text(s);
+  char* end = nullptr;
+  errno = 0;
+  const long double v = std::strtold(text.c_str(), &end);
+  if (std::isspace(static_cast<unsigned char>(text[0])) || *end != '\0' || std::isnan(v) ||
+      (errno == ERANGE && (v == HUGE_VALL || v == -HUGE_VALL || v == 0))) {
+    return false;
+  }
+  *out = v;
+  return true;
+}
+// Redis' "human friendly" long double text (ld2string, LD_STR_HUMAN): %.17Lf without
+// trailing zeros, "-0" as "0". REQUIRES: v is finite.
+std::string format_long_double(long double v) {
+  char buf[5 * 1024];
+  int n = std::snprintf(buf, sizeof buf, "%.17Lf", v);
+  if (n < 0 || static_cast<size_t>(n) >= sizeof buf) return "0";  // not reached for a finite long double
+  size_t len = static_cast<size_t>(n);
+  if (std::memchr(buf, '.', len)) {
+    while (buf[len - 1] == '0') len--;
+    if (buf[len - 1] == '.') len--;
+  }
+  if (len == 2 && buf[0] == '-' && buf[1] == '0') return "0";
+  return std::string(buf, len);
+}
+
+struct FloatIncrArgs {
+  std::string_view key, field;
+  long double delta = 0;
+};
+bool parse_incrbyfloat(Args a, FloatIncrArgs& o, std::string& err) {
+  o.key = a[1];
+  if (!parse_long_double(a[2], &o.delta)) { err = kNotFloat; return false; }
+  return true;
+}
+constexpr std::string_view kNanOrInfinity = "ERR increment would produce NaN or Infinity";
+
+// INCRBYFLOAT keeps the key's deadline, as INCRBY does.
+void apply_incrbyfloat(State& s, const FloatIncrArgs& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it = live_write(s, a.key, ctx);
+  std::string* str = nullptr;
+  long double v = 0;
+  if (it != s.keys.end()) {
+    str = std::get_if<std::string>(&it->second);
+    if (!str) { r.error(kWrongType); return; }
+    if (!parse_long_double(*str, &v)) { r.error(kNotFloat); return; }
+  }
+  v += a.delta;
+  if (std::isnan(v) || std::isinf(v)) { r.error(kNanOrInfinity); return; }
+  std::string text = format_long_double(v);
+  if (str) *str = std::move(text);
+  else str = &std::get<std::string>(s.keys.try_emplace(a.key, std::in_place_index<0>, std::move(text)).first->second);
+  notify(ctx, keyspace::kString, "incrbyfloat", a.key);
+  r.bulk(*str);
 }
 
 // =============================================================================================
@@ -1083,6 +1309,179 @@ void apply_hmdb_expire(State& s, const Words&, const ApplyContext& ctx, Reply& r
     n++;
   }
   r.integer(n);
+}
+
+// =============================================================================================
+// keys: RENAME, RENAMENX, COPY, TOUCH, EXPIRETIME, PEXPIRETIME, OBJECT
+// =============================================================================================
+
+// RENAME src dst / RENAMENX src dst: the value and its deadline move to dst (replacing it;
+// RENAMENX: only if dst does not exist).
+template <bool kNx>
+void apply_rename(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  const std::string_view src = a.argv[1], dst = a.argv[2];
+  KeyIter from = live_write(s, src, ctx);
+  if (from == s.keys.end()) { r.error("ERR no such key"); return; }
+  if (src == dst) { if (kNx) r.integer(0); else r.ok(); return; }
+  const bool dst_exists = live_write(s, dst, ctx) != s.keys.end();
+  if (kNx && dst_exists) { r.integer(0); return; }
+  from = s.keys.find(src);  // live_write(dst) may have deleted an expired dst: look again
+  const std::optional<uint64_t> deadline = deadline_of(s, src);
+  Value v = std::move(from->second);
+  erase_key(s, from);
+  clear_deadline(s, dst);
+  s.keys.insert_or_assign(dst, std::move(v));
+  if (deadline) set_deadline(s, dst, *deadline);
+  notify(ctx, keyspace::kGeneric, "rename_from", src);
+  notify(ctx, keyspace::kGeneric, "rename_to", dst);
+  if (kNx) r.integer(1); else r.ok();
+}
+
+Value clone_value(const Value& v) {
+  switch (static_cast<Type>(v.index())) {
+    case Type::kString: return Value(std::in_place_index<0>, std::get<std::string>(v));
+    case Type::kHash: {
+      Value out(std::in_place_type<Hash>);
+      Hash& h = std::get<Hash>(out);
+      std::get<Hash>(v).for_each([&](std::string_view f, const std::string& val) { h.set(f, val); });
+      return out;
+    }
+    case Type::kList: {
+      Value out(std::in_place_type<List>);
+      List& l = std::get<List>(out);
+      const List& from = std::get<List>(v);
+      for (size_t i = 0; i < from.size(); i++) l.push_back(from[i]);
+      return out;
+    }
+    case Type::kSet: {
+      Value out(std::in_place_type<Set>);
+      Set& set = std::get<Set>(out);
+      std::get<Set>(v).for_each([&](const std::string& m) { set.insert(SetMemberKey{member_hash(m), m}); });
+      return out;
+    }
+    case Type::kZSet: {
+      const ZSet& from = *std::get<std::unique_ptr<ZSet>>(v);
+      auto z = std::make_unique<ZSet>();
+      z->scores = from.scores;
+      z->order = from.order;
+      return Value(std::move(z));
+    }
+  }
+  return Value();
+}
+
+// COPY src dst [DB 0] [REPLACE]. One database: DB 0 is accepted, any other index is Redis'
+// out-of-range error.
+struct CopyArgs {
+  std::string_view src, dst;
+  bool replace = false;
+};
+bool parse_copy(Args a, CopyArgs& o, std::string& err) {
+  o.src = a[1];
+  o.dst = a[2];
+  for (size_t i = 3; i < a.size(); i++) {
+    if (iequals(a[i], "REPLACE")) {
+      o.replace = true;
+    } else if (iequals(a[i], "DB") && i + 1 < a.size()) {
+      int64_t db = 0;
+      if (!parse_int64(a[++i], &db) || db < std::numeric_limits<int32_t>::min() || db > std::numeric_limits<int32_t>::max()) {
+        err = kNotInteger;
+        return false;
+      }
+      if (db != 0) { err = "ERR DB index is out of range"; return false; }
+    } else {
+      err = kSyntax;
+      return false;
+    }
+  }
+  if (o.src == o.dst) { err = "ERR source and destination objects are the same"; return false; }
+  return true;
+}
+void apply_copy(State& s, const CopyArgs& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter from = live_write(s, a.src, ctx);
+  if (from == s.keys.end()) { r.integer(0); return; }
+  KeyIter to = live_write(s, a.dst, ctx);
+  if (to != s.keys.end() && !a.replace) { r.integer(0); return; }
+  from = s.keys.find(a.src);
+  Value copy = clone_value(from->second);
+  const std::optional<uint64_t> deadline = deadline_of(s, a.src);
+  clear_deadline(s, a.dst);
+  s.keys.insert_or_assign(a.dst, std::move(copy));
+  if (deadline) set_deadline(s, a.dst, *deadline);
+  notify(ctx, keyspace::kGeneric, "copy_to", a.dst);
+  r.integer(1);
+}
+
+// TOUCH key [key ...]: the number of keys that exist. A query: hmdb keeps no access times.
+void query_touch(const State& s, Args a, const QueryContext& ctx, Reply& r) { query_exists(s, a, ctx, r); }
+
+// EXPIRETIME / PEXPIRETIME key: the absolute deadline (unix s, rounded as Redis, or ms); -1
+// without one, -2 without the key.
+template <bool kMilliseconds>
+void query_expiretime(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  if (!live_read(s, a[1], ctx.now_ms)) { r.integer(-2); return; }
+  std::optional<uint64_t> d = deadline_of(s, a[1]);
+  if (!d) { r.integer(-1); return; }
+  const int64_t ms = static_cast<int64_t>(std::min<uint64_t>(*d, std::numeric_limits<int64_t>::max() - 500));
+  r.integer(kMilliseconds ? ms : (ms + 500) / 1000);
+}
+
+// OBJECT ENCODING | FREQ | IDLETIME | REFCOUNT key, OBJECT HELP (docs/kv-commands.md says
+// what each means here).
+void query_object(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const std::string sub = uppercase(a[1]);
+  if (sub == "HELP" && a.size() == 2) {
+    static constexpr std::string_view kHelp[] = {
+        "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "ENCODING <key>",
+        "    Return the kind of internal representation used in order to store the value",
+        "    associated with a <key>.",
+        "FREQ <key>",
+        "    hmdb tracks no access frequency: an error.",
+        "IDLETIME <key>",
+        "    hmdb tracks no access time: an error.",
+        "REFCOUNT <key>",
+        "    Return the number of references of the value associated with the specified",
+        "    <key> (always 1: hmdb shares no values).",
+        "HELP",
+        "    Print this help."};
+    r.array(std::size(kHelp));
+    for (std::string_view line : kHelp) r.status(line);
+    return;
+  }
+  if (sub != "ENCODING" && sub != "FREQ" && sub != "IDLETIME" && sub != "REFCOUNT" && sub != "HELP") {
+    r.error("ERR unknown subcommand '" + std::string(a[1]) + "'. Try OBJECT HELP.");
+    return;
+  }
+  if (a.size() != 3) {
+    r.error("ERR wrong number of arguments for 'object|" + lowercase(a[1]) + "' command");
+    return;
+  }
+  const Value* v = live_read(s, a[2], ctx.now_ms);
+  if (!v) { r.null(); return; }
+  if (sub == "FREQ") {
+    r.error("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when "
+            "switching between policies at runtime LRU and LFU data will take some time to adjust.");
+  } else if (sub == "IDLETIME") {
+    r.error("ERR hmdb tracks no access time, so OBJECT IDLETIME has no answer");
+  } else if (sub == "REFCOUNT") {
+    r.integer(1);
+  } else {
+    switch (static_cast<Type>(v->index())) {
+      case Type::kString: {
+        // The encoding Redis would choose for these bytes (hmdb stores every string as bytes).
+        const std::string& str = std::get<std::string>(*v);
+        int64_t n;
+        constexpr size_t kEmbstrBytesMax = 44;  // Redis' OBJ_ENCODING_EMBSTR_SIZE_LIMIT
+        r.bulk(str.size() <= 20 && parse_int64(str, &n) ? "int" : str.size() <= kEmbstrBytesMax ? "embstr" : "raw");
+        break;
+      }
+      case Type::kHash: r.bulk(std::get<Hash>(*v).is_small() ? "listpack" : "hashtable"); break;
+      case Type::kList: r.bulk("quicklist"); break;
+      case Type::kSet: r.bulk(std::get<Set>(*v).is_small() ? "listpack" : "hashtable"); break;
+      case Type::kZSet: r.bulk("skiplist"); break;
+    }
+  }
 }
 
 // =============================================================================================
@@ -1649,6 +2048,16 @@ void Kv::define(Commands<State>& c) {
   c.query("STRLEN", 2, &query_strlen);
   c.query("MGET", -2, &query_mget);
   c.write("MSET", -3, &parse_pairs_after_name, &apply_mset, KeySpec{1, -1, 2});
+  c.write("MSETNX", -3, &parse_pairs_after_name, &apply_msetnx, KeySpec{1, -1, 2});
+  c.write("SETNX", 3, &parse_setnx, &apply_set);
+  c.write("SETEX", 4, &parse_setex<true>, &apply_set);
+  c.write("PSETEX", 4, &parse_setex<false>, &apply_set);
+  c.write("GETSET", 3, &parse_getset, &apply_set);
+  c.write("GETDEL", 2, &parse_key, &apply_getdel);
+  c.write("GETEX", -2, &parse_getex, &apply_getex);
+  c.query("GETRANGE", 4, &query_getrange);
+  c.write("SETRANGE", 4, &parse_setrange, &apply_setrange);
+  c.write("INCRBYFLOAT", 3, &parse_incrbyfloat, &apply_incrbyfloat);
   // hashes
   c.write("HSET", -4, &parse_pairs_after_key, &apply_hset);
   c.write("HMSET", -4, &parse_pairs_after_key, &apply_hmset);
@@ -1692,6 +2101,15 @@ void Kv::define(Commands<State>& c) {
   c.query("DBSIZE", 1, &query_dbsize);
   c.query("TYPE", 2, &query_type);
   c.write("FLUSHALL", -1, &parse_flushall, &apply_flushall, KeySpec{0, 0, 1, /*reports_more=*/true});
+  c.write("FLUSHDB", -1, &parse_flushall, &apply_flushall, KeySpec{0, 0, 1, /*reports_more=*/true});
+  c.write("UNLINK", -2, &parse_words, &apply_del, KeySpec::all_after_name());
+  c.write("RENAME", 3, &parse_words, &apply_rename<false>, KeySpec{1, 2, 1});
+  c.write("RENAMENX", 3, &parse_words, &apply_rename<true>, KeySpec{1, 2, 1});
+  c.write("COPY", -3, &parse_copy, &apply_copy, KeySpec{1, 2, 1});
+  c.query("TOUCH", -2, &query_touch);
+  c.query("EXPIRETIME", 2, &query_expiretime<false>);
+  c.query("PEXPIRETIME", 2, &query_expiretime<true>);
+  c.query("OBJECT", -2, &query_object);
   // key iteration
   c.query("SCAN", -2, &query_scan);
   c.query("KEYS", 2, &query_keys);

@@ -676,6 +676,74 @@ TEST(KvSnapshot, TruncatedOrGarbageBytesAreRefusedWithoutCrashing) {
 }
 
 
+
+// ---- issue 17's string and key commands: events, deadlines, idle state -----------------------
+
+TEST_F(KvTest, NewStringAndKeyCommandsReportRedisEvents) {
+  hmdb::testing::RecordedEvents recorded;
+  db.events = &recorded;
+  using Event = hmdb::testing::RecordedEvents::Event;
+  auto ev = [](uint32_t type, std::string event, std::string key) { return Event{{}, {}, type, event, key}; };
+  auto events = [&](std::initializer_list<std::string_view> words) {
+    run(words);
+    return recorded.take();
+  };
+  EXPECT_EQ(events({"SETEX", "a", "10", "v"}),
+            (std::vector<Event>{ev(keyspace::kString, "set", "a"), ev(keyspace::kGeneric, "expire", "a")}));
+  EXPECT_EQ(events({"SETNX", "a", "v"}), std::vector<Event>{});
+  EXPECT_EQ(events({"RENAME", "a", "b"}),
+            (std::vector<Event>{ev(keyspace::kGeneric, "rename_from", "a"), ev(keyspace::kGeneric, "rename_to", "b")}));
+  EXPECT_EQ(events({"COPY", "b", "c"}), std::vector<Event>{ev(keyspace::kGeneric, "copy_to", "c")});
+  EXPECT_EQ(events({"GETEX", "c", "PERSIST"}), std::vector<Event>{ev(keyspace::kGeneric, "persist", "c")});
+  EXPECT_EQ(events({"GETEX", "c", "PERSIST"}), std::vector<Event>{}) << "no deadline to remove";
+  EXPECT_EQ(events({"SETRANGE", "c", "1", "x"}), std::vector<Event>{ev(keyspace::kString, "setrange", "c")});
+  EXPECT_EQ(events({"INCRBYFLOAT", "f", "1.5"}), std::vector<Event>{ev(keyspace::kString, "incrbyfloat", "f")});
+  EXPECT_EQ(events({"GETDEL", "f"}), std::vector<Event>{ev(keyspace::kGeneric, "del", "f")});
+  EXPECT_EQ(events({"GETEX", "c", "PXAT", "1"}), std::vector<Event>{ev(keyspace::kGeneric, "del", "c")});
+}
+
+// Deadlines come from the entry's leader clock: GETEX, SETEX and RENAME/COPY of a key with one
+// give the same absolute deadline on every node; a renamed key keeps its deadline.
+TEST_F(KvTest, NewCommandsUseTheEntryClockForDeadlines) {
+  EXPECT_EQ(run({"SET", "k", "v"}), kOk);
+  EXPECT_EQ(run({"GETEX", "k", "PX", "1000"}), bulk("v"));
+  EXPECT_EQ(run({"PEXPIRETIME", "k"}), integer(static_cast<int64_t>(db.now_ms + 1000)));
+  EXPECT_EQ(run({"RENAME", "k", "k2"}), kOk);
+  EXPECT_EQ(run({"PEXPIRETIME", "k2"}), integer(static_cast<int64_t>(db.now_ms + 1000)));
+  EXPECT_EQ(run({"COPY", "k2", "k3"}), integer(1));
+  EXPECT_EQ(run({"PEXPIRETIME", "k3"}), integer(static_cast<int64_t>(db.now_ms + 1000)));
+  db.now_ms += 1000;
+  EXPECT_EQ(run({"RENAME", "k2", "k4"}), error("ERR no such key")) << "expired at the entry's time";
+  EXPECT_EQ(run({"SETNX", "k3", "new"}), integer(1)) << "an expired key is absent";
+  EXPECT_EQ(run({"PEXPIRETIME", "k3"}), integer(-1));
+  EXPECT_EQ(run({"OBJECT", "IDLETIME", "k3"}), error("ERR hmdb tracks no access time, so OBJECT IDLETIME has no answer"));
+  EXPECT_EQ(run({"SET", "a", "1"}), kOk);
+  EXPECT_EQ(run({"RENAME", "a", "k3"}), kOk) << "replaces the destination";
+  EXPECT_EQ(run({"GET", "k3"}), bulk("1"));
+  EXPECT_EQ(run({"DBSIZE"}), integer(1));
+}
+
+// COPY is deep: changing the copy leaves the source as it was, for every type.
+TEST_F(KvTest, CopyIsDeep) {
+  run({"HSET", "h", "f", "1"});
+  run({"RPUSH", "l", "a"});
+  run({"SADD", "s", "a"});
+  run({"ZADD", "z", "1", "a"});
+  for (std::string_view k : {"h", "l", "s", "z"}) {
+    const std::string dst = std::string(k) + "2";
+    EXPECT_EQ(run({"COPY", k, dst}), integer(1));
+  }
+  run({"HSET", "h2", "f", "2"});
+  run({"RPUSH", "l2", "b"});
+  run({"SADD", "s2", "b"});
+  run({"ZADD", "z2", "5", "a"});
+  EXPECT_EQ(run({"HGET", "h", "f"}), bulk("1"));
+  EXPECT_EQ(run({"LLEN", "l"}), integer(1));
+  EXPECT_EQ(run({"SCARD", "s"}), integer(1));
+  EXPECT_EQ(run({"ZSCORE", "z", "a"}), bulk("1"));
+  EXPECT_EQ(run({"ZSCORE", "z2", "a"}), bulk("5"));
+}
+
 // ---- key iteration -------------------------------------------------------------------------
 
 // A RESP2 SCAN-family reply: the cursor and the elements.
