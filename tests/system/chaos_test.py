@@ -43,8 +43,13 @@ No node may exit by itself at any time (a crash or an assertion fails the test).
 Without nftables (or not root) the test fails, unless HMDB_CHAOS_ALLOW_NO_NFT=1, in which
 case partition faults are skipped and the output says so.
 
+--tls: the same with every peer connection and forwarding link over mutually authenticated
+TLS (--tls-replication yes, each node with its own certificate of a CA made for the run) and
+the clients on the nodes' TLS ports: kills, pauses and partitions cut TLS connections mid-
+record and mid-handshake.
+
 Usage: chaos_test.py [--seconds S | --long] [--seed S] [--clients N] [--lincheck PATH]
-                     [--negative-control follower-reads] [--keep] [--server-arg=...] HMDB_BINARY
+                     [--negative-control follower-reads] [--keep] [--server-arg=...] [--tls] HMDB_BINARY
        HMDB_CHAOS_SECONDS, HMDB_CHAOS_SEED, HMDB_CHAOS_ALLOW_NO_NFT=1
 """
 
@@ -190,7 +195,7 @@ class ClusterClient:
     def _conn(self, node):
         c = self.conns.get(node)
         if c is None:
-            c = resp.Client(node.ip, node.client_port, timeout=CLIENT_OP_TIMEOUT_S)
+            c = self.cluster.data_client(node, CLIENT_OP_TIMEOUT_S)
             if self.follower_reads:
                 reply = c.call("READONLY")
                 if reply != "OK":
@@ -607,6 +612,9 @@ def main():
                         help="passed to every node; 0: the server's default")
     parser.add_argument("--server-arg", action="append", default=[])
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--tls", action="store_true",
+                        help="peers over mutually authenticated TLS (--tls-replication yes, certificates made with "
+                             "openssl), the workload on the nodes' TLS ports")
     args = parser.parse_args()
 
     seconds = args.seconds
@@ -642,7 +650,12 @@ def main():
     server_args = list(args.server_arg)
     if args.snapshot_log_bytes:
         server_args.append("--snapshot-log-bytes=%d" % args.snapshot_log_bytes)
-    the_cluster = cluster.Cluster(args.binary, work, durability=args.durability, server_args=server_args)
+    tls = None
+    if args.tls:
+        import tls_certs
+        tls = tls_certs.CA(os.path.join(work, "ca"), "chaos-ca")
+        log("TLS: peers, forwarding links and the workload over TLS (CA %s)" % tls.crt)
+    the_cluster = cluster.Cluster(args.binary, work, durability=args.durability, server_args=server_args, tls=tls)
     network = cluster.Network(the_cluster.nodes)
     if not network.available:
         if os.environ.get("HMDB_CHAOS_ALLOW_NO_NFT") != "1":

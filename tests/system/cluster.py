@@ -345,6 +345,7 @@ class Cluster:
             self.server_args += ["--config", config]
         self.cluster_id = cluster_id
         self.tls = tls
+        self._tls_context = None
         self.nodes = []
         for i in range(1, nodes + 1):
             ip = host or node_ip(i)
@@ -353,6 +354,9 @@ class Cluster:
                 n = self.nodes[-1]
                 n.tls_port = free_port_on(ip)
                 n.tls_cert = tls.issue("node-%d" % i)
+        if tls is not None:
+            import tls_certs
+            self._tls_context = tls_certs.client_context(tls.crt, tls.issue("test-client"))
 
     def initial_cluster(self):
         if self.tls is not None:
@@ -366,7 +370,20 @@ class Cluster:
         for n in self.nodes:
             if addr in (n.client_addr, n.moved_addr):
                 return n
+            if self.tls is not None and addr in (host_port(n.ip, n.tls_port), "%s:%d" % (n.ip, n.tls_port)):
+                return n
         return None
+
+    def tls_client_context(self):
+        """With tls: an ssl.SSLContext that checks the nodes against the cluster's CA and
+        presents a client certificate of it (made with the cluster: clients' threads share it)."""
+        return self._tls_context
+
+    def data_client(self, node, timeout):
+        """A connection for the workload: to the node's TLS port with tls, else its client port."""
+        if self.tls is not None:
+            return resp.Client(node.ip, node.tls_port, timeout=timeout, tls=self.tls_client_context())
+        return resp.Client(node.ip, node.client_port, timeout=timeout)
 
     def start(self):
         for n in self.nodes:
