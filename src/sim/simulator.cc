@@ -139,7 +139,8 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
 
 std::vector<std::string> shell_bug_names() {
   return {"forget_replaced_writes", "drop_missed_ticks", "reads_without_index", "forward_resends_broken_writes",
-          "forget_request_ids", "hash_marks_after_entry", "apply_unread_schema", "migration_drops_field"};
+          "forget_request_ids", "hash_marks_after_entry", "apply_unread_schema", "migration_drops_field",
+          "gate_without_quorum"};
 }
 
 bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
@@ -151,6 +152,7 @@ bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
   else if (name == "hash_marks_after_entry") bugs->hash_marks_after_entry = true;
   else if (name == "apply_unread_schema") bugs->apply_unread_schema = true;
   else if (name == "migration_drops_field") bugs->migration_drops_field = true;
+  else if (name == "gate_without_quorum") bugs->gate_without_quorum = true;
   else return false;
   return true;
 }
@@ -187,6 +189,7 @@ std::string replay_command(const Options& o) {
   if (o.upgrade) cmd += " --upgrade";
   if (o.shell_bugs.apply_unread_schema) cmd += " --bug apply_unread_schema";
   if (o.shell_bugs.migration_drops_field) cmd += " --bug migration_drops_field";
+  if (o.shell_bugs.gate_without_quorum) cmd += " --bug gate_without_quorum";
   return cmd + " --trace";
 }
 
@@ -939,6 +942,7 @@ class Simulation {
     size_t rollback_after = SIZE_MAX;  // upgrades before the rollback (SIZE_MAX: none)
     bool abandon = false;       // after the rollback, give the upgrade up
     bool early_gate = false;    // try the gate as soon as a quorum of voters runs v2
+    bool premature_gate = false;  // ask for the gate at every step of the upgrade (the leader refuses)
     bool transfer = false;      // hand leadership to a v2 voter before the gate
     bool kill_in_transfer = false;
     bool partition_at_gate = false;
@@ -1840,8 +1844,11 @@ size_t Simulation::voters_reading_v2() const {
 // from since it started counts as not reading it); then it logs the activation.
 bool Simulation::try_gate() {
   Node* l = leader();
-  if (!l || !l->app->reads_schema_version(2) || l->app->active_schema_version() >= 2 || l->replica->schema_block())
+  if (!l || l->app->active_schema_version() >= 2 || l->replica->schema_block()) return false;
+  if (!l->app->reads_schema_version(2)) {  // "this node reads schema versions 1..1: it cannot activate version 2"
+    mark(Fault::kUpgradeGateRefused);
     return false;
+  }
   const raft::Status st = l->raft->status();
   size_t readers = 0;
   for (NodeId v : st.conf.voters) {
@@ -1853,7 +1860,7 @@ bool Simulation::try_gate() {
     return fmt::format("n{} CLUSTER SCHEMA ACTIVATE 2: {} of {} voters read it (quorum {}){}", l->id, readers,
                        st.conf.voters.size(), quorum, readers < quorum ? ": REFUSED" : "");
   });
-  if (readers < quorum) {
+  if (readers < quorum && !opt_.shell_bugs.gate_without_quorum) {  // PLANTED BUG when set
     mark(Fault::kUpgradeGateRefused);
     return false;
   }
@@ -1914,6 +1921,13 @@ void Simulation::upgrade_tick() {
       break;
     }
     case UpgradeStage::kUpgrading: {
+      // An operator who asks too early: the leader must refuse while fewer than a quorum of
+      // voters read v2 (it decides by what their binaries last told it).
+      if (u.premature_gate && !u.gate_proposed && try_gate()) {
+        u.stage = UpgradeStage::kAfterGate;
+        next_gap();
+        break;
+      }
       while (u.pos < u.order.size() && (nodes_[u.order[u.pos]].removed || nodes_[u.order[u.pos]].binary >= 2)) u.pos++;
       if (u.pos < u.order.size()) {
         Node& n = nodes_[u.order[u.pos++]];
@@ -3522,13 +3536,14 @@ RunResult Simulation::run() {
     u.transfer = urng_.chance(500'000);
     u.kill_in_transfer = u.transfer && urng_.chance(400'000);
     u.partition_at_gate = urng_.chance(300'000);
+    u.premature_gate = urng_.chance(200'000);
     ev(3, u.next_tick, u.rollback_after, u.abandon, [&] {
       return fmt::format("upgrade plan: from tick {}; rollback {}; early gate {}; transfer {} (leader killed {}); "
-                         "partition at the gate {}", u.next_tick,
+                         "partition at the gate {}; premature gate {}", u.next_tick,
                          u.rollback_after == SIZE_MAX ? std::string("none")
                                                       : fmt::format("after {} nodes{}", u.rollback_after,
                                                                     u.abandon ? ", then abandoned" : ""),
-                         u.early_gate, u.transfer, u.kill_in_transfer, u.partition_at_gate);
+                         u.early_gate, u.transfer, u.kill_in_transfer, u.partition_at_gate, u.premature_gate);
     });
   }
   for (NodeId id = 1; id <= opt_.nodes; id++) create_node(id, true);

@@ -120,6 +120,10 @@ struct Options {
     // With upgrade: the v2 app's migration of a v1 snapshot drops each register's value
     // (sim::RegisterAppV2DropsField).
     bool migration_drops_field = false;
+    // With upgrade: the leader's gate (CLUSTER SCHEMA ACTIVATE, server/cluster.cc, as the
+    // simulator's nodes run it) skips its quorum check and logs the activation whoever
+    // reads it.
+    bool gate_without_quorum = false;
   } shell_bugs;
   // Models of a server whose recovery skips a detection (planted bugs of the shell).
   RecoveryBugs recovery_bugs;

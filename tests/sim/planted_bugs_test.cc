@@ -129,6 +129,12 @@ TEST(PlantedBugs, ApplyUnreadSchema) {
 TEST(PlantedBugs, MigrationDropsField) {
   expect_caught("migration_drops_field", true, kMaxSeedsPerBug, false, false, false, /*upgrade=*/true);
 }
+// A leader whose gate skips its quorum check: an operator who asks for the gate too early
+// (one plan in five asks at every step) gets the activation logged with a minority of v2
+// voters, which gate-without-quorum sees when it commits.
+TEST(PlantedBugs, GateWithoutQuorum) {
+  expect_caught("gate_without_quorum", true, kMaxSeedsPerBug, false, false, false, /*upgrade=*/true);
+}
 
 TEST(PlantedBugsOutcomeOnly, GrantTwoVotesPerTerm) { expect_caught("grant_two_votes_per_term", false); }
 // Judged by outcomes, a vote sent before it is durable shows only if the voter crashes in
