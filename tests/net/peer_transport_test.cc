@@ -1,11 +1,16 @@
 // tests/net/peer_transport_test.cc — PeerTransport on 127.0.0.1: two transports exchanging
 // messages both ways, refusals (cluster id, membership, Hello.to, protocol violations from a
 // raw socket) and the refusal frames that tell the dialer why, a peer restart, the queue
-// bound, and the rule by which a refused node concludes it was removed.
+// bound, and the rule by which a refused node concludes it was removed. With TLS
+// (--tls-replication): members exchange messages and a 1 MiB chunk; a node with another CA's
+// certificate, an expired one, or no TLS is refused at the handshake and nothing it sent is
+// read; a refusal frame after the handshake reaches the dialer inside TLS.
 //
 // No sleeps as synchronisation: pump() polls every transport until the condition holds,
 // waiting in ::poll() on their fds between rounds; its deadline only guards against a hang.
 #include "net/peer_transport.h"
+
+#include "tls_test_certs.h"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -17,6 +22,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <filesystem>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -65,8 +71,12 @@ struct TestNode {
   }
 };
 
+struct TlsPair {
+  std::shared_ptr<TlsContext> server, client;
+};
+
 std::unique_ptr<TestNode> make_node(raft::NodeId id, uint64_t cluster = kCluster, uint16_t port = 0,
-                                    uint64_t max_queue = kPeerQueueBytesMax) {
+                                    uint64_t max_queue = kPeerQueueBytesMax, const TlsPair& tls = {}) {
   auto n = std::make_unique<TestNode>();
   n->id = id;
   PeerTransportOptions o;
@@ -80,6 +90,8 @@ std::unique_ptr<TestNode> make_node(raft::NodeId id, uint64_t cluster = kCluster
   TestNode* raw = n.get();
   o.log = [raw](const std::string& line) { raw->logs.push_back(line); };
   o.on_refused = [raw](const PeerRefusal& r) { raw->refusals.push_back(r); };
+  o.tls_server = tls.server;
+  o.tls_client = tls.client;
   Status s = PeerTransport::open(o, &n->t);
   EXPECT_TRUE(s.is_ok()) << s.to_string();
   return n;
@@ -832,6 +844,83 @@ TEST(PeerTransport, ListenHostMustBeAnAddress) {
   Status s = PeerTransport::open(o, &t);
   EXPECT_FALSE(s.is_ok());
   EXPECT_NE(s.message().find("not an IPv4 or IPv6 address: localhost"), std::string::npos) << s.to_string();
+}
+
+// ---- TLS (--tls-replication) -----------------------------------------------------------------
+
+// The contexts a node makes from one identity's files (server side requires a client
+// certificate, as server/node.cc's load_tls makes them for peers).
+TlsPair tls_pair(const char* cert_pem, const char* key_pem) {
+  const TlsFiles files = testing::write_test_tls_files(cert_pem, key_pem);
+  TlsPair p;
+  Status s = TlsContext::create(TlsContext::Role::kServer, files, TlsAuthClients::kYes, &p.server);
+  EXPECT_TRUE(s.is_ok()) << s.to_string();
+  s = TlsContext::create(TlsContext::Role::kClient, files, TlsAuthClients::kYes, &p.client);
+  EXPECT_TRUE(s.is_ok()) << s.to_string();
+  std::filesystem::remove_all(std::filesystem::path(files.cert_file).parent_path());
+  return p;
+}
+
+TEST(PeerTransportTls, MembersExchangeMessagesOverMutualTls) {
+  const TlsPair tls = tls_pair(testing::kNodeCertPem, testing::kNodeKeyPem);
+  auto a = make_node(1, kCluster, 0, kPeerQueueBytesMax, tls);
+  auto b = make_node(2, kCluster, 0, kPeerQueueBytesMax, tls);
+  a->t->set_address(2, b->addr());
+  b->t->set_address(1, a->addr());
+  ASSERT_TRUE(pump({a.get(), b.get()}, [] { return true; }));  // the first poll dials
+  for (uint64_t i = 0; i < 50; i++) {
+    a->t->send(msg(MessageType::kAppend, 1, 2, i));
+    b->t->send(msg(MessageType::kAppendResponse, 2, 1, i));
+    ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return b->got.size() == i + 1 && a->got.size() == i + 1; }))
+        << "message " << i;
+  }
+  // A 1 MiB snapshot chunk: many TLS records, written as the socket takes them.
+  a->t->send(msg(MessageType::kSnapshot, 1, 2, 7));
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return b->got.size() == 51; }));
+  EXPECT_EQ(b->got.back().snapshot_chunk, std::string(1 << 20, static_cast<char>('a' + 7)));
+  EXPECT_EQ(a->t->tls_handshakes_refused(), 0u);
+  EXPECT_EQ(b->t->tls_handshakes_refused(), 0u);
+}
+
+TEST(PeerTransportTls, NodesWithoutTheClustersCertificateAreRefusedAtTheHandshake) {
+  const TlsPair tls = tls_pair(testing::kNodeCertPem, testing::kNodeKeyPem);
+  auto member = make_node(1, kCluster, 0, kPeerQueueBytesMax, tls);
+  // Another CA's certificate, an expired one of the right CA, and no TLS at all. Each would
+  // be a member if it got past the handshake (no membership is set: any node of the cluster id).
+  auto stranger = make_node(3, kCluster, 0, kPeerQueueBytesMax, tls_pair(testing::kStrangerCertPem, testing::kStrangerKeyPem));
+  auto expired = make_node(4, kCluster, 0, kPeerQueueBytesMax, tls_pair(testing::kExpiredCertPem, testing::kExpiredKeyPem));
+  auto plain = make_node(5);
+  std::vector<TestNode*> all = {member.get(), stranger.get(), expired.get(), plain.get()};
+  for (TestNode* n : {stranger.get(), expired.get(), plain.get()}) n->t->set_address(1, member->addr());
+  ASSERT_TRUE(pump(all, [] { return true; }));
+  for (TestNode* n : {stranger.get(), expired.get(), plain.get()}) n->t->send(msg(MessageType::kVote, n->id, 1, 1));
+  ASSERT_TRUE(pump(all, [&] {
+    return member->logged("certificate verify failed: unable to get local issuer certificate") &&
+           member->logged("certificate verify failed: certificate has expired") &&
+           member->logged("TLS handshake failed: wrong version number");
+  })) << ::testing::PrintToString(member->logs);
+  EXPECT_GE(member->t->tls_handshakes_refused(), 3u);
+  EXPECT_TRUE(member->got.empty()) << "a message got past the handshake";
+  EXPECT_FALSE(member->logged("node 3 connected") || member->logged("node 4 connected") ||
+               member->logged("node 5 connected"))
+      << "a Hello was read from a node without the certificate";
+}
+
+TEST(PeerTransportTls, ARefusalFrameTravelsInsideTls) {
+  // A member's refusal after the handshake (not a member) reaches the dialer as on plaintext:
+  // the removed-node rule (refusal_proves_removal) depends on it.
+  const TlsPair tls = tls_pair(testing::kNodeCertPem, testing::kNodeKeyPem);
+  auto a = make_node(1, kCluster, 0, kPeerQueueBytesMax, tls);
+  auto c = make_node(3, kCluster, 0, kPeerQueueBytesMax, tls);
+  a->t->set_members({1, 2}, 9, true);
+  c->t->set_address(1, a->addr());
+  ASSERT_TRUE(pump({a.get(), c.get()}, [] { return true; }));
+  c->t->send(msg(MessageType::kVote, 3, 1, 1));
+  ASSERT_TRUE(pump({a.get(), c.get()}, [&] { return !c->refusals.empty(); }));
+  EXPECT_EQ(c->refusals[0].refusal.reason, peer::RefusalReason::kNotMember);
+  EXPECT_EQ(c->refusals[0].refusal.config_index, 9u);
+  EXPECT_EQ(a->t->tls_handshakes_refused(), 0u);
+  EXPECT_TRUE(a->got.empty());
 }
 
 }  // namespace
