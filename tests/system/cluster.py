@@ -168,7 +168,7 @@ class Node:
     def command(self):
         c = self.cluster
         return [self.binary or c.binary, "serve", "--node-id", str(self.id), "--bind", self.ip,
-                "--port", str(self.client_port), "--peer-addr", self.peer_addr,
+                "--port", "0" if c.tls_only else str(self.client_port), "--peer-addr", self.peer_addr,
                 "--initial-cluster", c.initial_cluster(), "--cluster-id", c.cluster_id,
                 "--dir", self.data_dir, "--durability", c.durability] + self.tls_args() + list(c.server_args)
 
@@ -277,8 +277,12 @@ class Node:
     # ---- requests ----------------------------------------------------------------------
 
     def client(self, timeout=ADMIN_TIMEOUT_S):
-        """A connection, authenticated when the cluster has a password."""
-        cl = resp.Client(self.ip, self.client_port, timeout=timeout)
+        """A connection, authenticated when the cluster has a password (over TLS when the
+        nodes have no plaintext port)."""
+        if self.cluster.tls_only:
+            cl = resp.Client(self.ip, self.tls_port, timeout=timeout, tls=self.cluster.tls_client_context())
+        else:
+            cl = resp.Client(self.ip, self.client_port, timeout=timeout)
         if self.cluster.password is not None:
             reply = cl.call("AUTH", self.cluster.password)
             if reply != "OK":
@@ -325,13 +329,14 @@ class Cluster:
     """n nodes of one cluster in work_dir (data directories and per-start logs)."""
 
     def __init__(self, binary, work_dir, nodes=3, durability="always", server_args=(),
-                 cluster_id="hmdb-chaos", host=None, password=None, tls=None):
+                 cluster_id="hmdb-chaos", host=None, password=None, tls=None, tls_only=False):
         """password: every node gets it as requirepass, from a config file in work_dir
         (hmdb serve --config), and every admin connection AUTHs with it.
         tls: a tls_certs.CA: peers speak TLS (--tls-replication yes), each node with a
         certificate of its own from that CA (CN=node-ID) and a TLS port beside its plaintext
         one; the members' client addresses (--initial-cluster, what -MOVED and the forwarding
-        links use) are the TLS ports. Admin connections use the plaintext ports."""
+        links use) are the TLS ports. Admin connections use the plaintext ports, unless
+        tls_only: then no node has a plaintext port (--port 0) and every connection is TLS."""
         self.binary = binary
         self.password = password
         self.work_dir = work_dir
@@ -345,6 +350,8 @@ class Cluster:
             self.server_args += ["--config", config]
         self.cluster_id = cluster_id
         self.tls = tls
+        self.tls_only = tls_only
+        assert tls is not None or not tls_only, "tls_only needs tls"
         self._tls_context = None
         self.nodes = []
         for i in range(1, nodes + 1):

@@ -16,8 +16,8 @@ processes, real clients and certificates made by openssl for the test (tls_certs
             the new certificate (its CN), a connection opened before keeps working, INFO
             tls_reloads counts it; then a broken key file: the reload is refused
             (tls_reload_failures, logged) and the certificate in use stays.
-  cluster   three nodes with --tls-replication yes, each with its own certificate from the
-            cluster's CA: they elect; a TLS client of a follower writes (forwarded over the
+  cluster   three nodes with --tls-replication yes and no plaintext port (--port 0), each
+            with its own certificate from the cluster's CA: they elect; a TLS client of a follower writes (forwarded over the
             follower's TLS link to the leader's TLS port); `hmdb cluster --tls --cacert --cert
             --key status` works and plain `hmdb cluster` is not served by a TLS port; the
             leader is killed, the others elect and take writes, it comes back, all converge
@@ -324,7 +324,9 @@ def case_cluster(binary):
     work = harness.make_work_dir("hmdb-tls-cluster-")
     ca = tls_certs.CA(os.path.join(work, "ca"), "cluster-ca")
     client_cert = ca.issue("client")
-    c = cl.Cluster(binary, work, nodes=3, cluster_id="hmdb-tls-test", durability="always", tls=ca)
+    # TLS only: no node has a plaintext port, so every connection below (the harness's own,
+    # the forwarding links, hmdb cluster) can only be TLS.
+    c = cl.Cluster(binary, work, nodes=3, cluster_id="hmdb-tls-test", durability="always", tls=ca, tls_only=True)
     ok = False
     try:
         c.start()
@@ -359,8 +361,9 @@ def case_cluster(binary):
         for n in c.nodes:
             with tls_client(n, client_cert) as t:
                 expect(t.call("GET", "k39") == b"v39" and t.call("GET", "k0") == b"v0", "%s misses a write" % n)
-            expect(info_field(n.client_port, "tls_peer_handshake_failures", n.ip) == 0,
-                   "%s refused a member's TLS handshake" % n)
+            failures = cl.parse_info(n.call("INFO", "stats"))["tls_peer_handshake_failures"]
+            expect(failures == "0", "%s refused %s members' TLS handshakes" % (n, failures))
+            expect("listening on TLS on" in n.log(), "%s has a plaintext port" % n)
         ok = True
     finally:
         if not ok:
