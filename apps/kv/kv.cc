@@ -260,6 +260,48 @@ bool clamp_range(int64_t start, int64_t stop, size_t size, size_t* first, size_t
   return true;
 }
 
+// ---- random choices in queries ---------------------------------------------------------------
+
+// HRANDFIELD, SRANDMEMBER and ZRANDMEMBER are queries: not logged, with no random source but
+// the serving node's clock. Their draws are XXH3 seeded by (QueryContext::now_ms, key): nodes
+// with the same state answer the same in the same millisecond, and a client asking twice in
+// one millisecond gets the same answer (docs/kv-commands.md).
+uint64_t query_seed(const QueryContext& ctx, std::string_view key) {
+  const uint64_t words[2] = {ctx.now_ms, XXH3_64bits(key.data(), key.size())};
+  return XXH3_64bits_withSeed(words, sizeof words, kSetHashSeed);
+}
+uint64_t draw(uint64_t seed, uint64_t i) { return XXH3_64bits_withSeed(&i, sizeof i, seed); }
+
+// Positions in [0, n) for Redis' count rule: count > 0 picks min(count, n) distinct ones (the
+// smallest draws: a uniform subset, in random order), count < 0 picks |count| with
+// repetition. REQUIRES: n > 0.
+std::vector<size_t> random_picks(size_t n, int64_t count, uint64_t seed) {
+  std::vector<size_t> out;
+  if (count < 0) {
+    const uint64_t k = static_cast<uint64_t>(-(count + 1)) + 1;  // |count| without overflow
+    out.reserve(static_cast<size_t>(std::min<uint64_t>(k, 1u << 20)));
+    for (uint64_t j = 0; j < k; j++) out.push_back(static_cast<size_t>(draw(seed ^ 0x9e3779b97f4a7c15ULL, j) % n));
+    return out;
+  }
+  const size_t k = static_cast<size_t>(std::min<uint64_t>(static_cast<uint64_t>(count), n));
+  std::vector<std::pair<uint64_t, size_t>> draws(n);
+  for (size_t i = 0; i < n; i++) draws[i] = {draw(seed, i), i};
+  std::partial_sort(draws.begin(), draws.begin() + static_cast<ptrdiff_t>(k), draws.end());
+  out.reserve(k);
+  for (size_t i = 0; i < k; i++) out.push_back(draws[i].second);
+  return out;
+}
+
+// The count argument of HRANDFIELD/SRANDMEMBER/ZRANDMEMBER (Redis: -LONG_MAX..LONG_MAX).
+bool parse_random_count(std::string_view s, int64_t* out, Reply& r) {
+  if (!parse_int64(s, out)) { r.error(kNotInteger); return false; }
+  if (*out == std::numeric_limits<int64_t>::min()) {
+    r.error("ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807");
+    return false;
+  }
+  return true;
+}
+
 // ---- typed arguments shared by many commands ------------------------------------------------
 
 // The whole argv (for commands whose arguments are plain keys/values, checked by arity).
@@ -880,6 +922,96 @@ void apply_hincrby(State& s, const HIncrArgs& a, const ApplyContext& ctx, Reply&
   r.integer(result);
 }
 
+
+void query_hmget(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const Hash* h;
+  if (!container_for_read<Hash>(s, a[1], ctx.now_ms, r, &h)) return;
+  r.array(a.size() - 2);
+  for (size_t i = 2; i < a.size(); i++) {
+    const std::string* v = h ? h->find(a[i]) : nullptr;
+    if (v) r.bulk(*v); else r.null();
+  }
+}
+
+// HKEYS / HVALS: in field byte order, as HGETALL (Redis leaves the order unspecified).
+template <bool kKeys>
+void query_hkeys(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const Hash* h;
+  if (!container_for_read<Hash>(s, a[1], ctx.now_ms, r, &h)) return;
+  if (!h) { r.array(0); return; }
+  r.array(h->size());
+  h->for_each([&](std::string_view f, const std::string& v) { r.bulk(kKeys ? f : std::string_view(v)); });
+}
+
+void query_hstrlen(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const Hash* h;
+  if (!container_for_read<Hash>(s, a[1], ctx.now_ms, r, &h)) return;
+  const std::string* v = h ? h->find(a[2]) : nullptr;
+  r.integer(v ? static_cast<int64_t>(v->size()) : 0);
+}
+
+void apply_hsetnx(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  Hash* h;
+  if (!container_for_create<Hash>(s, a.argv[1], ctx, r, &it, &h)) return;
+  bool inserted;
+  std::string& v = h->find_or_insert(a.argv[2], &inserted);
+  if (inserted) {
+    v.assign(a.argv[3].data(), a.argv[3].size());
+    notify(ctx, keyspace::kHash, "hset", a.argv[1]);
+  }
+  r.integer(inserted ? 1 : 0);
+}
+
+bool parse_hincrbyfloat(Args a, FloatIncrArgs& o, std::string& err) {
+  o.key = a[1];
+  o.field = a[2];
+  if (!parse_long_double(a[3], &o.delta)) { err = kNotFloat; return false; }
+  if (std::isinf(o.delta)) { err = "ERR value is NaN or Infinity"; return false; }  // Redis checks HINCRBYFLOAT's only
+  return true;
+}
+void apply_hincrbyfloat(State& s, const FloatIncrArgs& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  Hash* h;
+  if (!container_for_write<Hash>(s, a.key, ctx, r, &it, &h)) return;
+  long double v = 0;
+  const std::string* field = h ? h->find(a.field) : nullptr;
+  if (field && !parse_long_double(*field, &v)) { r.error("ERR hash value is not a float"); return; }
+  v += a.delta;
+  if (std::isnan(v) || std::isinf(v)) { r.error(kNanOrInfinity); return; }
+  const std::string text = format_long_double(v);
+  if (!h) h = create<Hash>(s, a.key, &it);
+  h->set(a.field, text);
+  notify(ctx, keyspace::kHash, "hincrbyfloat", a.key);
+  r.bulk(text);
+}
+
+// HRANDFIELD key [count [WITHVALUES]] (random choices: query_seed above).
+void query_hrandfield(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  int64_t count = 0;
+  const bool has_count = a.size() >= 3;
+  if (has_count && !parse_random_count(a[2], &count, r)) return;
+  if (a.size() > 4 || (a.size() == 4 && !iequals(a[3], "WITHVALUES"))) { r.error(kSyntax); return; }
+  const bool with_values = a.size() == 4;
+  const Hash* h;
+  if (!container_for_read<Hash>(s, a[1], ctx.now_ms, r, &h)) return;
+  if (!h) { if (has_count) r.array(0); else r.null(); return; }
+  std::vector<std::pair<std::string_view, const std::string*>> fields;
+  fields.reserve(h->size());
+  h->for_each([&](std::string_view f, const std::string& v) { fields.emplace_back(f, &v); });
+  const uint64_t seed = query_seed(ctx, a[1]);
+  if (!has_count) { r.bulk(fields[random_picks(fields.size(), 1, seed)[0]].first); return; }
+  const std::vector<size_t> picks = random_picks(fields.size(), count, seed);
+  // WITHVALUES, as Redis 7: RESP2 a flat field, value, ...; RESP3 [field, value] pairs.
+  const bool pairs = with_values && r.resp3();
+  r.array(with_values && !pairs ? 2 * picks.size() : picks.size());
+  for (size_t i : picks) {
+    if (pairs) r.array(2);
+    r.bulk(fields[i].first);
+    if (with_values) r.bulk(*fields[i].second);
+  }
+}
+
 // =============================================================================================
 // lists
 // =============================================================================================
@@ -1008,6 +1140,175 @@ void query_sismember(const State& s, Args a, const QueryContext& ctx, Reply& r) 
   const Set* set;
   if (!container_for_read<Set>(s, a[1], ctx.now_ms, r, &set)) return;
   r.integer(set && set->contains(SetMemberKey{member_hash(a[2]), a[2]}) ? 1 : 0);
+}
+
+void query_smismember(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const Set* set;
+  if (!container_for_read<Set>(s, a[1], ctx.now_ms, r, &set)) return;
+  r.array(a.size() - 2);
+  for (size_t i = 2; i < a.size(); i++) r.integer(set && set->contains(SetMemberKey{member_hash(a[i]), a[i]}) ? 1 : 0);
+}
+
+// SRANDMEMBER key [count] (random choices: query_seed above).
+void query_srandmember(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  if (a.size() > 3) { r.error(kSyntax); return; }
+  int64_t count = 0;
+  const bool has_count = a.size() == 3;
+  if (has_count && !parse_random_count(a[2], &count, r)) return;
+  const Set* set;
+  if (!container_for_read<Set>(s, a[1], ctx.now_ms, r, &set)) return;
+  if (!set) { if (has_count) r.array(0); else r.null(); return; }
+  std::vector<const std::string*> members;
+  members.reserve(set->size());
+  set->for_each([&](const std::string& m) { members.push_back(&m); });
+  const std::vector<size_t> picks = random_picks(members.size(), has_count ? count : 1, query_seed(ctx, a[1]));
+  if (!has_count) { r.bulk(*members[picks[0]]); return; }
+  r.array(picks.size());
+  for (size_t i : picks) r.bulk(*members[i]);
+}
+
+// The sets SINTER/SUNION/SDIFF read, in argument order: null for a missing key. False (and
+// WRONGTYPE replied) if any holds another type, even after a missing key, as Redis 7.0.
+bool read_sets(const State& s, Args keys, uint64_t now_ms, Reply& r, std::vector<const Set*>* out, bool* missing) {
+  *missing = false;
+  for (std::string_view k : keys) {
+    const Value* v = live_read(s, k, now_ms);
+    if (!v) {
+      *missing = true;
+      out->push_back(nullptr);
+      continue;
+    }
+    const Set* set = std::get_if<Set>(v);
+    if (!set) { r.error(kWrongType); return false; }
+    out->push_back(set);
+  }
+  return true;
+}
+
+enum class SetOp : uint8_t { kInter, kUnion, kDiff };
+
+// The result of op over sets, as members (views into the sets) in set order. Costs: inter
+// O(smallest x sets x log), union O(total x log), diff O(first x sets x log).
+std::vector<std::string_view> combine_sets(SetOp op, const std::vector<const Set*>& sets, bool missing, size_t limit) {
+  std::vector<std::string_view> out;
+  if (sets.empty()) return out;
+  switch (op) {
+    case SetOp::kInter: {
+      if (missing) return out;
+      const Set* smallest = *std::min_element(sets.begin(), sets.end(), [](const Set* x, const Set* y) { return x->size() < y->size(); });
+      smallest->for_each([&](const std::string& m) {
+        if (limit && out.size() >= limit) return;
+        const SetMemberKey k{member_hash(m), m};
+        for (const Set* other : sets)
+          if (other != smallest && !other->contains(k)) return;
+        out.push_back(m);
+      });
+      break;
+    }
+    case SetOp::kUnion: {
+      std::vector<std::pair<uint64_t, std::string_view>> all;  // in set order, then deduplicated
+      for (const Set* set : sets)
+        if (set) set->for_each([&](const std::string& m) { all.emplace_back(member_hash(m), m); });
+      std::sort(all.begin(), all.end());
+      all.erase(std::unique(all.begin(), all.end()), all.end());
+      out.reserve(all.size());
+      for (const auto& m : all) out.push_back(m.second);
+      break;
+    }
+    case SetOp::kDiff: {
+      if (!sets[0]) return out;
+      sets[0]->for_each([&](const std::string& m) {
+        const SetMemberKey k{member_hash(m), m};
+        for (size_t i = 1; i < sets.size(); i++)
+          if (sets[i] && sets[i]->contains(k)) return;
+        out.push_back(m);
+      });
+      break;
+    }
+  }
+  return out;
+}
+
+// SINTER / SUNION / SDIFF key [key ...]: a set (RESP3 ~), in set order.
+template <SetOp kOp>
+void query_setop(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  std::vector<const Set*> sets;
+  bool missing;
+  if (!read_sets(s, a.subspan(1), ctx.now_ms, r, &sets, &missing)) return;
+  const std::vector<std::string_view> result = combine_sets(kOp, sets, missing, 0);
+  r.set(result.size());
+  for (std::string_view m : result) r.bulk(m);
+}
+
+// SINTERSTORE / SUNIONSTORE / SDIFFSTORE dst key [key ...]: the result replaces dst (any type,
+// its deadline cleared); an empty result deletes dst. The size of the result.
+template <SetOp kOp>
+void apply_setop_store(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  const std::string_view dst = a.argv[1];
+  for (size_t i = 2; i < a.argv.size(); i++) live_write(s, a.argv[i], ctx);  // expired sources go first
+  std::vector<const Set*> sets;
+  bool missing;
+  if (!read_sets(s, a.argv.subspan(2), ctx.now_ms, r, &sets, &missing)) return;
+  Set result;
+  for (std::string_view m : combine_sets(kOp, sets, missing, 0)) result.insert(SetMemberKey{member_hash(m), m});
+  const size_t n = result.size();
+  static constexpr std::string_view kEvents[] = {"sinterstore", "sunionstore", "sdiffstore"};
+  KeyIter it = live_write(s, dst, ctx);
+  if (n == 0) {
+    if (it != s.keys.end()) {
+      erase_key(s, it);
+      notify(ctx, keyspace::kGeneric, "del", dst);
+    }
+  } else {
+    clear_deadline(s, dst);
+    s.keys.insert_or_assign(dst, Value(std::move(result)));
+    notify(ctx, keyspace::kSet, kEvents[static_cast<int>(kOp)], dst);
+  }
+  r.integer(static_cast<int64_t>(n));
+}
+
+// SINTERCARD numkeys key [key ...] [LIMIT limit]: the size of the intersection, counting
+// stopped at limit (0: no limit).
+void query_sintercard(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  int64_t numkeys = 0;
+  if (!parse_int64(a[1], &numkeys) || numkeys < 1) { r.error("ERR numkeys should be greater than 0"); return; }
+  if (numkeys > static_cast<int64_t>(a.size()) - 2) { r.error("ERR Number of keys can't be greater than number of args"); return; }
+  int64_t limit = 0;
+  for (size_t i = 2 + static_cast<size_t>(numkeys); i < a.size(); i++) {
+    if (iequals(a[i], "LIMIT") && i + 1 < a.size()) {
+      if (!parse_int64(a[++i], &limit) || limit < 0) { r.error("ERR LIMIT can't be negative"); return; }
+    } else {
+      r.error(kSyntax);
+      return;
+    }
+  }
+  std::vector<const Set*> sets;
+  bool missing;
+  if (!read_sets(s, a.subspan(2, static_cast<size_t>(numkeys)), ctx.now_ms, r, &sets, &missing)) return;
+  r.integer(static_cast<int64_t>(combine_sets(SetOp::kInter, sets, missing, static_cast<size_t>(limit)).size()));
+}
+
+// SMOVE src dst member: 1 if moved (or src == dst and the member is there), else 0.
+void apply_smove(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  const std::string_view src = a.argv[1], dst = a.argv[2], member = a.argv[3];
+  KeyIter from;
+  Set* from_set;
+  if (!container_for_write<Set>(s, src, ctx, r, &from, &from_set)) return;
+  if (!from_set) { r.integer(0); return; }  // before dst's type, as Redis
+  KeyIter to;
+  Set* to_set;
+  if (!container_for_write<Set>(s, dst, ctx, r, &to, &to_set)) return;
+  from = s.keys.find(src);  // dst's lookup may have deleted an expired dst: look again
+  from_set = boxed<Set>(from->second);
+  const SetMemberKey k{member_hash(member), member};
+  if (src == dst) { r.integer(from_set->contains(k) ? 1 : 0); return; }
+  if (!from_set->erase(k)) { r.integer(0); return; }
+  notify(ctx, keyspace::kSet, "srem", src);
+  erase_if_emptied(s, from, from_set, src, ctx);
+  to = s.keys.find(dst);
+  if (to == s.keys.end()) create<Set>(s, dst, &to);
+  if (std::get<Set>(to->second).insert(k)) notify(ctx, keyspace::kSet, "sadd", dst);
+  r.integer(1);
 }
 
 // =============================================================================================
@@ -2067,6 +2368,13 @@ void Kv::define(Commands<State>& c) {
   c.query("HGETALL", 2, &query_hgetall);
   c.query("HLEN", 2, &query_hlen);
   c.write("HINCRBY", 4, &parse_hincrby, &apply_hincrby);
+  c.query("HMGET", -3, &query_hmget);
+  c.query("HKEYS", 2, &query_hkeys<true>);
+  c.query("HVALS", 2, &query_hkeys<false>);
+  c.query("HSTRLEN", 3, &query_hstrlen);
+  c.write("HSETNX", 4, &parse_words, &apply_hsetnx);
+  c.write("HINCRBYFLOAT", 4, &parse_hincrbyfloat, &apply_hincrbyfloat);
+  c.query("HRANDFIELD", -2, &query_hrandfield);
   // lists
   c.write("LPUSH", -3, &parse_words, &apply_push<true>);
   c.write("RPUSH", -3, &parse_words, &apply_push<false>);
@@ -2081,6 +2389,16 @@ void Kv::define(Commands<State>& c) {
   c.query("SMEMBERS", 2, &query_smembers);
   c.query("SCARD", 2, &query_scard);
   c.query("SISMEMBER", 3, &query_sismember);
+  c.query("SMISMEMBER", -3, &query_smismember);
+  c.query("SRANDMEMBER", -2, &query_srandmember);
+  c.query("SINTER", -2, &query_setop<SetOp::kInter>);
+  c.query("SUNION", -2, &query_setop<SetOp::kUnion>);
+  c.query("SDIFF", -2, &query_setop<SetOp::kDiff>);
+  c.write("SINTERSTORE", -3, &parse_words, &apply_setop_store<SetOp::kInter>);
+  c.write("SUNIONSTORE", -3, &parse_words, &apply_setop_store<SetOp::kUnion>);
+  c.write("SDIFFSTORE", -3, &parse_words, &apply_setop_store<SetOp::kDiff>);
+  c.query("SINTERCARD", -3, &query_sintercard);
+  c.write("SMOVE", 4, &parse_words, &apply_smove, KeySpec{1, 2, 1});
   // sorted sets
   c.write("ZADD", -4, &parse_zadd, &apply_zadd);
   c.write("ZREM", -3, &parse_words, &apply_zrem);

@@ -933,6 +933,39 @@ TEST(KvScan, ContainerScansKeepTheGuarantee) {
   }
 }
 
+
+// HRANDFIELD / SRANDMEMBER: positive counts give distinct elements (all of them when the
+// count covers the container), negative counts exactly |count| with repeats; each element is
+// picked about equally often across milliseconds; two nodes with the same state agree.
+TEST(KvRandom, RandomMembersAndFields) {
+  hmdb::testing::AppDriver<Kv> a, b;
+  for (int i = 0; i < 10; i++) {
+    a.run_strings({"SADD", "s", "m" + std::to_string(i)});
+    a.run_strings({"HSET", "h", "f" + std::to_string(i), "v"});
+  }
+  for (int i = 9; i >= 0; i--) {
+    b.run_strings({"SADD", "s", "m" + std::to_string(i)});
+    b.run_strings({"HSET", "h", "f" + std::to_string(i), "v"});
+  }
+  std::map<std::string, int> picks;
+  for (int t = 0; t < 1000; t++) {
+    a.now_ms++;
+    b.now_ms++;
+    ASSERT_EQ(a.run({"SRANDMEMBER", "s", "3"}), b.run({"SRANDMEMBER", "s", "3"}));
+    ASSERT_EQ(a.run({"HRANDFIELD", "h", "-2"}), b.run({"HRANDFIELD", "h", "-2"}));
+    ScanPage distinct = parse_scan("*2\r\n$1\r\n0\r\n" + a.run({"SRANDMEMBER", "s", "3"}));
+    ASSERT_EQ(distinct.elements.size(), 3u);
+    ASSERT_EQ(std::set<std::string>(distinct.elements.begin(), distinct.elements.end()).size(), 3u);
+    picks[a.run({"SRANDMEMBER", "s"})]++;
+  }
+  EXPECT_EQ(picks.size(), 10u);
+  for (const auto& [m, n] : picks) EXPECT_GT(n, 50) << m;
+  ScanPage repeated = parse_scan("*2\r\n$1\r\n0\r\n" + a.run({"HRANDFIELD", "h", "-25"}));
+  EXPECT_EQ(repeated.elements.size(), 25u);
+  ScanPage all = parse_scan("*2\r\n$1\r\n0\r\n" + a.run({"HRANDFIELD", "h", "100", "WITHVALUES"}));
+  EXPECT_EQ(all.elements.size(), 20u);
+}
+
 // RESP3 (a client after HELLO 3): the replies Redis 7 renders differently (the compat test
 // checks the same against a real Redis): nulls, maps, sets, doubles, score pairs.
 TEST(KvResp3, TypedReplies) {
