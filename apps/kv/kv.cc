@@ -45,7 +45,7 @@ std::string wrong_arity_error(std::string_view name) { return hmdb::wrong_arity(
 
 // ---- keyspace helpers ----------------------------------------------------------------------
 
-using KeyIter = StringMap<Value>::iterator;
+using KeyIter = KeyTable<Value>::iterator;
 
 bool expired(const State& s, std::string_view key, uint64_t now_ms) {
   if (s.expires.empty()) return false;  // fast path: most workloads have no deadlines
@@ -122,8 +122,8 @@ template <class T>
 constexpr bool kInPlace = std::is_same_v<T, Hash> || std::is_same_v<T, List> || std::is_same_v<T, Set>;
 
 // The container of type T in v, or null if v holds another type. A pointer to an in-place
-// container lives in the key table's slot: it is valid until the next insert into the
-// table (a rehash moves slots), so no command inserts a key while it holds one.
+// container lives in the key table's node: it is valid until that key is erased (nodes
+// never move, key_table.h).
 template <class T>
 T* boxed(Value& v) {
   if constexpr (kInPlace<T>) {

@@ -11,12 +11,13 @@
 //     hide keys whose deadline <= QueryContext::now_ms; housekeeping() proposes
 //     HMDB.EXPIRE, which deletes up to kExpireBatchMax keys expired as of ctx.now_ms.
 //   - Order: every container whose order is visible in a reply or decides what a command
-//     changes is ordered (btree, sorted array, ring buffer). Only the top-level key table (and
-//     a sorted set's member index) is a hash table; a reply that lists its keys (SCAN, KEYS,
-//     RANDOMKEY, ZSCAN) orders or picks them by a hash of their bytes, never by slot, and
-//     the digest combines per-key hashes by addition, so neither depends on its iteration
-//     order. Snapshot bytes may differ between nodes
-//     with equal state (key order); their digests do not.
+//     changes is ordered (btree, sorted array, ring buffer). The top-level key table
+//     (key_table.h) is a hash table that iterates in one canonical order, (XXH3(key), key
+//     bytes), whatever its size or resize progress, so snapshot bytes are the same on every
+//     node with the same state. A sorted set's member index is a hash table too; a reply
+//     that lists keys or members (SCAN, KEYS, RANDOMKEY, ZSCAN) orders or picks them by a
+//     hash of their bytes, never by slot, and the digest combines per-key hashes by
+//     addition, so it does not depend on order at all.
 //   - SPOP: sets are ordered by (XXH3(member, kSetHashSeed), member). The i-th member
 //     popped by a command at log index idx is the first member whose hash is >= r, where
 //     r = XXH3 of (idx, i, set size), wrapping to the first member. Every node picks the
@@ -40,6 +41,7 @@
 #include "hmdb/app.h"
 #include "kv/hash.h"
 #include "kv/key.h"
+#include "kv/key_table.h"
 #include "kv/list.h"
 #include "kv/set.h"
 #include "kv/populated_allocator.h"
@@ -124,10 +126,12 @@ struct ExpiryLess {
 };
 
 struct State {
-  StringMap<Value> keys;
+  // Both grow and shrink a few buckets per insert/erase (key_table.h): no command stalls
+  // the loop to resize them.
+  KeyTable<Value> keys;
   // Deadlines (absolute ms) of the keys that have one, and the same pairs ordered by
   // deadline for housekeeping. Invariant: every key here is in `keys`, and both agree.
-  StringMap<uint64_t> expires;
+  KeyTable<uint64_t> expires;
   absl::btree_set<std::pair<uint64_t, std::string>, ExpiryLess> expiry_order;
 };
 

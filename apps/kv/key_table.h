@@ -1,0 +1,524 @@
+// apps/kv/key_table.h — kv::KeyTable, the kv app's top-level key table (and deadline table):
+// a chained hash table that grows and shrinks a few buckets per operation, in one
+// canonical order.
+//
+// Why not absl::flat_hash_map: it doubles in one call, moving every slot. At 5 M keys that
+// is ~0.6 GiB of slots moved (and, with the populated allocator, 1.2 GiB faulted in) inside
+// one apply, measured as a 0.7-2.0 s stall of every client (issue 16) — longer than the
+// 200 ms election timeout, so a leader growing its table is deposed. Its slots (72 bytes at
+// a load factor of 0.44-0.875) also made a small key cost ~163 bytes against Redis' 112.
+//
+// Here, as in Redis' dict, a resize allocates the new bucket array (lazily zeroed pages,
+// no copy) and then every insert and erase moves kRehashBucketsPerStep buckets of the old
+// array into the new one; lookups go to the one array that holds the key. Nodes never
+// move (a node is allocated once, from slabs, and only relinked), so an iterator or a
+// pointer to a value stays valid until that key is erased. A node is 16 bytes of link and
+// hash plus the Key and value; buckets are 8 bytes at a load factor of 0.5-1.
+//
+// Order. Keys are kept ordered by (h, key bytes), h = XXH3 of the key: a bucket holds the
+// keys whose h has the bucket's index as its top bits, its chain sorted. So iteration
+// visits keys in that one order whatever the table's size, history or rehash progress:
+// snapshot bytes are the same on every node with the same state. A resize keeps it: a
+// bucket of the old array becomes 2^k consecutive buckets of the new one (or 2^k old ones
+// one new one), in order. That also makes a SCAN cursor simple (issue 17): "the keys
+// with h >= c" is one position in this order, valid across any resize, so a cursor of h
+// never returns a key twice or misses one that stayed, as Redis' reverse-binary cursor
+// does for its mask-indexed buckets (keys with the same 64-bit h are returned together).
+//
+// Bounds: kRehashBucketsPerStep buckets (and at most 10x as many empty ones) per insert or
+// erase; a freed bucket array is unmapped kReleaseBytesPerStep at a time; a node slab is
+// at most kSlabBytesMax. No operation does work proportional to the table's size but
+// clear() and the destructor.
+#pragma once
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <xxhash.h>
+
+#include "kv/key.h"
+#include "kv/populated_allocator.h"
+
+namespace hmdb::kv {
+
+// Old buckets moved to the new array by each insert or erase while a resize is under way.
+// A doubling starts when the table holds as many keys as buckets (n) and must finish
+// before the next one (n more inserts): at 4 per insert it finishes after n/4. Each moved
+// bucket costs a cache miss or two (~0.1-0.3 µs), so an insert during a resize costs at
+// most a few µs more, and no single operation more than that.
+inline constexpr size_t kRehashBucketsPerStep = 4;
+// Empty old buckets a step may skip besides, as Redis' dictRehash (10 per bucket): a
+// sparse old array (after many deletes) still makes progress at bounded cost.
+inline constexpr size_t kRehashEmptyVisitsPerBucket = 10;
+// A bucket array given up by a finished resize is unmapped this much per step (munmap of
+// populated memory costs ~0.1 µs per page; 1 MiB is 256 pages).
+inline constexpr size_t kReleaseBytesPerStep = size_t{1} << 20;
+// The smallest bucket array (2^kMinBucketBits) and the load factor that ends a shrink: a
+// table shrinks when it holds fewer than 1/kShrinkRatio keys per bucket.
+inline constexpr unsigned kMinBucketBits = 2;
+inline constexpr size_t kShrinkRatio = 8;
+// Nodes come from slabs that double from kSlabBytesMin to kSlabBytesMax: a small table
+// (most hash tables here are tiny: the deadline table of a keyspace without TTLs) costs
+// one small block; a big one 2 MiB blocks, populated in one call (populated_allocator.h).
+inline constexpr size_t kSlabBytesMin = 1024;
+inline constexpr size_t kSlabBytesMax = kPopulateBytesMin;
+
+template <class V>
+class KeyTable {
+ public:
+  using key_type = Key;
+  using mapped_type = V;
+  using value_type = std::pair<const Key, V>;
+
+ private:
+  struct Node {
+    Node* next;
+    uint64_t hash;
+    value_type kv;
+  };
+
+ public:
+  template <bool kConst>
+  class Iter {
+   public:
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = KeyTable::value_type;
+    using difference_type = std::ptrdiff_t;
+    using reference = std::conditional_t<kConst, const value_type&, value_type&>;
+    using pointer = std::conditional_t<kConst, const value_type*, value_type*>;
+
+    Iter() = default;
+    template <bool kOther, class = std::enable_if_t<kConst && !kOther>>
+    Iter(const Iter<kOther>& o) : t_(o.t_), n_(o.n_) {}  // NOLINT: iterator -> const_iterator
+
+    reference operator*() const { return n_->kv; }
+    pointer operator->() const { return &n_->kv; }
+    Iter& operator++() {
+      n_ = t_->next_node(n_);
+      return *this;
+    }
+    Iter operator++(int) {
+      Iter old = *this;
+      ++*this;
+      return old;
+    }
+    friend bool operator==(const Iter& a, const Iter& b) { return a.n_ == b.n_; }
+    friend bool operator!=(const Iter& a, const Iter& b) { return a.n_ != b.n_; }
+
+   private:
+    friend class KeyTable;
+    template <bool>
+    friend class Iter;
+    Iter(const KeyTable* t, Node* n) : t_(t), n_(n) {}
+    const KeyTable* t_ = nullptr;
+    Node* n_ = nullptr;
+  };
+  using iterator = Iter<false>;
+  using const_iterator = Iter<true>;
+
+  static uint64_t hash_of(std::string_view key) { return XXH3_64bits(key.data(), key.size()); }
+
+  KeyTable() noexcept = default;
+  KeyTable(KeyTable&& o) noexcept { steal(o); }
+  KeyTable& operator=(KeyTable&& o) noexcept {
+    if (this != &o) {
+      clear();
+      release_all();
+      steal(o);
+    }
+    return *this;
+  }
+  KeyTable(const KeyTable&) = delete;
+  KeyTable& operator=(const KeyTable&) = delete;
+  ~KeyTable() {
+    clear();
+    release_all();
+  }
+
+  size_t size() const noexcept { return size_; }
+  bool empty() const noexcept { return size_ == 0; }
+  // For tests and INFO: buckets of the array keys are being moved to (or of the one array).
+  size_t bucket_count() const noexcept { return rehashing() ? t1_.count() : t0_.count(); }
+  bool rehashing() const noexcept { return t1_.slots != nullptr; }
+
+  iterator begin() { return iterator(this, first_node()); }
+  iterator end() { return iterator(this, nullptr); }
+  const_iterator begin() const { return const_iterator(this, first_node()); }
+  const_iterator end() const { return const_iterator(this, nullptr); }
+
+  iterator find(std::string_view key) { return iterator(this, find_node(key, hash_of(key))); }
+  const_iterator find(std::string_view key) const { return const_iterator(this, find_node(key, hash_of(key))); }
+  bool contains(std::string_view key) const { return find_node(key, hash_of(key)) != nullptr; }
+
+  // Cache hint: the bucket key lands in.
+  void prefetch(std::string_view key) const {
+    const uint64_t h = hash_of(key);
+    if (const Buckets* b = home(h); b->slots) __builtin_prefetch(&b->slots[b->index(h)]);
+  }
+
+  // Inserts key with V(args...) unless present; the position of key, and whether it is new.
+  template <class... Args>
+  std::pair<iterator, bool> try_emplace(std::string_view key, Args&&... args) {
+    step();
+    const uint64_t h = hash_of(key);
+    if (!t0_.slots) t0_ = Buckets::allocate(kMinBucketBits, false);
+    Node** link = position(key, h);
+    if (*link && (*link)->hash == h && (*link)->kv.first.view() == key) return {iterator(this, *link), false};
+    void* mem = allocate_node();
+    Node* n;
+    try {
+      n = new (mem) Node{*link, h, value_type(std::piecewise_construct, std::forward_as_tuple(key),
+                                              std::forward_as_tuple(std::forward<Args>(args)...))};
+    } catch (...) {
+      free_node(mem);
+      throw;
+    }
+    *link = n;
+    size_++;
+    if (!rehashing() && size_ > t0_.count()) start_resize(t0_.bits + 1);
+    return {iterator(this, n), true};
+  }
+  template <class... Args>
+  std::pair<iterator, bool> emplace(std::string_view key, Args&&... args) {
+    return try_emplace(key, std::forward<Args>(args)...);
+  }
+
+  void erase(iterator it) {
+    Node* n = it.n_;
+    assert(n);
+    Node** link = &home(n->hash)->slots[home(n->hash)->index(n->hash)];
+    while (*link != n) link = &(*link)->next;
+    *link = n->next;
+    destroy_node(n);
+    size_--;
+    if (!rehashing() && t0_.bits > kMinBucketBits && size_ < t0_.count() / kShrinkRatio)
+      start_resize(std::max(kMinBucketBits, bits_for(size_ * 2)));
+    step();
+  }
+  size_t erase(std::string_view key) {
+    iterator it = find(key);
+    if (it == end()) return 0;
+    erase(it);
+    return 1;
+  }
+
+  // Destroys every node and gives the buckets back: work proportional to the size (a big
+  // table is handed to a graveyard instead, see lazy_free.h).
+  void clear() noexcept {
+    for (Buckets* b : {&t0_, &t1_}) {
+      for (size_t i = 0; b->slots && i < b->count(); i++) {
+        for (Node* n = b->slots[i]; n;) {
+          Node* next = n->next;
+          n->~Node();
+          n = next;
+        }
+      }
+      b->free_now();
+    }
+    t0_ = Buckets{};
+    t1_ = Buckets{};
+    rehash_idx_ = 0;
+    drain_idx_ = 0;
+    size_ = 0;
+    free_list_ = nullptr;
+    for (auto& [p, bytes] : slabs_) free_block(p, bytes);
+    slabs_.clear();
+    bump_ = bump_end_ = nullptr;
+  }
+
+  // Destroys up to `budget` nodes (fewer if the table empties), unlinking them from the
+  // first buckets; calls on_value(V&&) with each value first, so a caller may keep a big
+  // one to free later. For a table taken out of service (FLUSHALL): it is not usable for
+  // lookups afterwards, only for more of this and destruction. Returns the nodes destroyed.
+  template <class Fn>
+  size_t drain(size_t budget, Fn&& on_value) {
+    size_t done = 0;
+    for (Buckets* b : {&t1_, &t0_}) {
+      while (b->slots && drain_idx_ < b->count() && done < budget) {
+        Node*& head = b->slots[drain_idx_];
+        if (!head) {
+          drain_idx_++;
+          done++;  // an empty bucket is work too
+          continue;
+        }
+        Node* n = head;
+        head = n->next;
+        on_value(std::move(n->kv.second));
+        destroy_node(n);
+        size_--;
+        done++;
+      }
+      if (done >= budget) return done;
+      if (b->slots) {
+        b->release_later(releasing_);
+        *b = Buckets{};
+        drain_idx_ = 0;
+      }
+    }
+    // All nodes gone: the slabs and arrays go, a bounded amount per call.
+    while (!slabs_.empty() && done < budget) {
+      free_block(slabs_.back().first, slabs_.back().second);
+      slabs_.pop_back();
+      done += 64;
+    }
+    free_list_ = nullptr;
+    bump_ = bump_end_ = nullptr;
+    if (!releasing_.empty()) release_step();
+    return done;
+  }
+  // True once drain() has nothing left to do.
+  bool drained() const noexcept { return !t0_.slots && !t1_.slots && slabs_.empty() && releasing_.empty(); }
+
+  // Prepares for n keys in an empty table (a snapshot load): one populated bucket array,
+  // no resize while loading. Ignored for a table that already holds keys.
+  void reserve(size_t n) {
+    if (size_ != 0 || rehashing() || n == 0) return;
+    const unsigned bits = std::max(kMinBucketBits, bits_for(n));
+    if (t0_.slots && t0_.bits >= bits) return;
+    t0_.free_now();
+    t0_ = Buckets::allocate(bits, true);
+  }
+
+  // One bounded step of the resize and of memory release (also run by every insert and
+  // erase); for callers that want progress without changing keys.
+  void step() {
+    if (rehashing()) rehash_some();
+    if (!releasing_.empty()) release_step();
+  }
+
+ private:
+  // A bucket array of 2^bits chains; bucket i holds the keys whose hash has i as its top
+  // `bits` bits.
+  struct Buckets {
+    Node** slots = nullptr;
+    unsigned bits = 0;
+    bool mapped = false;  // from mmap (munmap it), else from calloc
+
+    size_t count() const noexcept { return slots ? size_t{1} << bits : 0; }
+    size_t index(uint64_t h) const noexcept { return bits == 0 ? 0 : static_cast<size_t>(h >> (64 - bits)); }
+    size_t bytes() const noexcept { return count() * sizeof(Node*); }
+
+    // Small arrays from calloc; big ones mapped, zero pages faulted in as buckets are
+    // first written (a resize spreads that over its steps), or all at once if `populate`
+    // (a load writes them all anyway, and one call is much cheaper than a fault per page).
+    static Buckets allocate(unsigned bits, bool populate) {
+      Buckets b;
+      b.bits = bits;
+      const size_t bytes = (size_t{1} << bits) * sizeof(Node*);
+      if (bytes < kPopulateBytesMin) {
+        b.slots = static_cast<Node**>(std::calloc(size_t{1} << bits, sizeof(Node*)));
+        if (!b.slots) throw std::bad_alloc();
+        return b;
+      }
+      void* p;
+      if (populate) {
+        p = detail::map_populated(bytes);
+      } else {
+        p = mmap(nullptr, detail::page_round(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) throw std::bad_alloc();
+      }
+      b.slots = static_cast<Node**>(p);
+      b.mapped = true;
+      return b;
+    }
+    void free_now() noexcept {
+      if (!slots) return;
+      if (mapped) munmap(slots, detail::page_round(bytes()));
+      else std::free(slots);
+      slots = nullptr;
+    }
+    // Hands a mapped array to the release queue (unmapped a slice per step); frees a small
+    // one now.
+    void release_later(std::vector<std::pair<char*, size_t>>& queue) noexcept {
+      if (!slots) return;
+      if (mapped) {
+        try {
+          queue.emplace_back(reinterpret_cast<char*>(slots), detail::page_round(bytes()));
+        } catch (...) {
+          free_now();  // no room to queue it: pay for it now rather than leak it
+        }
+      } else {
+        std::free(slots);
+      }
+      slots = nullptr;
+    }
+  };
+
+  static unsigned bits_for(size_t n) {
+    unsigned bits = 0;
+    while ((size_t{1} << bits) < n) bits++;
+    return bits;
+  }
+
+  bool moved(uint64_t h) const noexcept { return rehashing() && t0_.index(h) < rehash_idx_; }
+  const Buckets* home(uint64_t h) const noexcept { return moved(h) ? &t1_ : &t0_; }
+  Buckets* home(uint64_t h) noexcept { return moved(h) ? &t1_ : &t0_; }
+
+  Node* find_node(std::string_view key, uint64_t h) const {
+    const Buckets* b = home(h);
+    if (!b->slots) return nullptr;
+    for (Node* n = b->slots[b->index(h)]; n && n->hash <= h; n = n->next)
+      if (n->hash == h && n->kv.first.view() == key) return n;
+    return nullptr;
+  }
+
+  static bool before(const Node* n, uint64_t h, std::string_view key) {
+    return n->hash < h || (n->hash == h && n->kv.first.view() < key);
+  }
+  // The link at which (h, key) is or would be, in its bucket's sorted chain.
+  Node** position(std::string_view key, uint64_t h) {
+    Buckets* b = home(h);
+    Node** link = &b->slots[b->index(h)];
+    while (*link && before(*link, h, key)) link = &(*link)->next;
+    return link;
+  }
+
+  void start_resize(unsigned bits) {
+    if (bits == t0_.bits) return;
+    try {
+      t1_ = Buckets::allocate(bits, false);
+    } catch (const std::bad_alloc&) {
+      return;  // best effort: the table keeps working at a higher (or lower) load factor
+    }
+    rehash_idx_ = 0;
+  }
+
+  // Moves old buckets [rehash_idx_, ...) to t1_, kRehashBucketsPerStep of them.
+  void rehash_some() noexcept {
+    size_t buckets = 0, empty_visits = 0;
+    const size_t n0 = t0_.count();
+    while (rehash_idx_ < n0 && buckets < kRehashBucketsPerStep &&
+           empty_visits < kRehashBucketsPerStep * kRehashEmptyVisitsPerBucket) {
+      Node* n = t0_.slots[rehash_idx_];
+      if (!n) {
+        empty_visits++;
+        rehash_idx_++;
+        continue;
+      }
+      t0_.slots[rehash_idx_] = nullptr;
+      // The chain is sorted and every key already in t1_ has a smaller hash (it came from
+      // an earlier old bucket), so each node goes to the end of its new bucket's chain.
+      while (n) {
+        Node* next = n->next;
+        Node** link = &t1_.slots[t1_.index(n->hash)];
+        while (*link) link = &(*link)->next;
+        n->next = nullptr;
+        *link = n;
+        n = next;
+      }
+      rehash_idx_++;
+      buckets++;
+    }
+    if (rehash_idx_ == n0) {
+      t0_.release_later(releasing_);
+      t0_ = t1_;
+      t1_ = Buckets{};
+      rehash_idx_ = 0;
+    }
+  }
+
+  void release_step() noexcept {
+    auto& [p, bytes] = releasing_.back();
+    const size_t n = std::min(bytes, kReleaseBytesPerStep);
+    munmap(p + bytes - n, n);
+    bytes -= n;
+    if (bytes == 0) releasing_.pop_back();
+  }
+
+  Node* first_in(const Buckets& b, size_t from) const {
+    for (size_t i = from; b.slots && i < b.count(); i++)
+      if (b.slots[i]) return b.slots[i];
+    return nullptr;
+  }
+  // In (hash, key) order: the moved keys (all below the old bucket rehash_idx_'s range)
+  // are in t1_, the others in t0_'s buckets from rehash_idx_.
+  Node* first_node() const {
+    if (size_ == 0) return nullptr;
+    if (!rehashing()) return first_in(t0_, 0);
+    if (Node* n = first_in(t1_, 0)) return n;
+    return first_in(t0_, rehash_idx_);
+  }
+  Node* next_node(const Node* n) const {
+    if (n->next) return n->next;
+    if (moved(n->hash)) {
+      if (Node* m = first_in(t1_, t1_.index(n->hash) + 1)) return m;
+      return first_in(t0_, rehash_idx_);
+    }
+    return first_in(t0_, t0_.index(n->hash) + 1);
+  }
+
+  void* allocate_node() {
+    if (free_list_) {
+      void* p = free_list_;
+      free_list_ = *static_cast<void**>(p);
+      return p;
+    }
+    if (bump_ == bump_end_) {
+      const size_t bytes = slabs_.empty() ? kSlabBytesMin : std::min(kSlabBytesMax, slabs_.back().second * 2);
+      slabs_.reserve(slabs_.size() + 1);
+      char* p = static_cast<char*>(bytes >= kPopulateBytesMin ? detail::map_populated(bytes) : ::operator new(bytes));
+      slabs_.emplace_back(p, bytes);
+      bump_ = p;
+      bump_end_ = p + bytes / sizeof(Node) * sizeof(Node);
+    }
+    void* p = bump_;
+    bump_ += sizeof(Node);
+    return p;
+  }
+  void free_node(void* p) noexcept {
+    *static_cast<void**>(p) = free_list_;
+    free_list_ = p;
+  }
+  void destroy_node(Node* n) noexcept {
+    n->~Node();
+    free_node(n);
+  }
+  static void free_block(char* p, size_t bytes) noexcept {
+    if (bytes >= kPopulateBytesMin) munmap(p, detail::page_round(bytes));
+    else ::operator delete(p);
+  }
+  void release_all() noexcept {
+    for (auto& [p, bytes] : releasing_) munmap(p, bytes);
+    releasing_.clear();
+  }
+
+  void steal(KeyTable& o) noexcept {
+    t0_ = std::exchange(o.t0_, Buckets{});
+    t1_ = std::exchange(o.t1_, Buckets{});
+    rehash_idx_ = std::exchange(o.rehash_idx_, 0);
+    drain_idx_ = std::exchange(o.drain_idx_, 0);
+    size_ = std::exchange(o.size_, 0);
+    free_list_ = std::exchange(o.free_list_, nullptr);
+    bump_ = std::exchange(o.bump_, nullptr);
+    bump_end_ = std::exchange(o.bump_end_, nullptr);
+    slabs_ = std::move(o.slabs_);
+    o.slabs_.clear();
+    releasing_ = std::move(o.releasing_);
+    o.releasing_.clear();
+  }
+
+  // Invariant: while rehashing (t1_ set), a key is in t1_ iff its t0_ bucket is below
+  // rehash_idx_, else in t0_ — so a lookup reads one chain.
+  Buckets t0_, t1_;
+  size_t rehash_idx_ = 0;
+  size_t drain_idx_ = 0;  // drain(): the bucket being emptied
+  size_t size_ = 0;
+  void* free_list_ = nullptr;  // freed nodes, linked through their first word
+  char* bump_ = nullptr;       // the unused rest of the newest slab
+  char* bump_end_ = nullptr;
+  std::vector<std::pair<char*, size_t>> slabs_;      // (block, bytes), oldest first
+  std::vector<std::pair<char*, size_t>> releasing_;  // mapped arrays being unmapped, a slice per step
+};
+
+}  // namespace hmdb::kv
