@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstddef>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -103,6 +104,22 @@ class Hash {
     if (it == small_.end() || it->field.view() != field) return false;
     small_.erase(it);
     return true;
+  }
+
+  // Removes up to `budget` fields, for freeing a deleted hash a bounded amount at a time
+  // (kv.h, Graveyard); returns how many. A small hash goes at once (at most
+  // kSmallFieldsMax). The hash is only to be destroyed or cleared further afterwards.
+  size_t clear_some(size_t budget) {
+    if (!big_) {
+      const size_t n = small_.size();
+      std::vector<Entry>().swap(small_);
+      return n;
+    }
+    const size_t n = std::min(budget, big_->size());
+    auto first = big_->begin();
+    big_->erase(first, std::next(first, static_cast<std::ptrdiff_t>(n)));
+    if (big_->empty()) big_.reset();
+    return n;
   }
 
   // Calls fn(std::string_view field, const std::string& value) for each field in byte order.

@@ -84,9 +84,18 @@ void set_deadline(State& s, std::string_view key, uint64_t deadline_ms) {
   s.expiry_order.emplace(deadline_ms, std::string(key));
 }
 
+// Frees a bounded part of what earlier commands deleted; run by every write that looks a
+// key up, so a backlog goes at a bounded cost per command.
+void free_some(State& s) {
+  if (!s.graveyard.empty()) [[unlikely]] s.graveyard.step(kLazyFreeStepWork);
+}
+
+// A big value is buried (freed over the next commands, kv.h: Graveyard), not destroyed here.
 void erase_key(State& s, KeyIter it) {
   clear_deadline(s, it->first);
+  s.graveyard.bury_if_big(it->second);
   s.keys.erase(it);
+  free_some(s);  // a value of up to kLazyFreeStepWork elements goes at once
 }
 
 // Redis' keyspace notifications (docs/subscriptions.md): what a command did to a key, with
@@ -100,6 +109,7 @@ void notify(const ApplyContext& ctx, uint32_t type, std::string_view event, std:
 // because every node applies the same command with the same ctx.now_ms ("expired", as Redis
 // notifies a key it finds expired on access).
 KeyIter live_write(State& s, std::string_view key, const ApplyContext& ctx) {
+  free_some(s);
   auto it = s.keys.find(key);
   if (it == s.keys.end()) return it;
   if (expired(s, key, ctx.now_ms)) {
@@ -179,6 +189,7 @@ T* create(State& s, std::string_view key, KeyIter* it) {
 template <class T>
 bool container_for_create(State& s, std::string_view key, const ApplyContext& ctx, Reply& r, KeyIter* it, T** out) {
   static_assert(kInPlace<T>);
+  free_some(s);
   auto [pos, inserted] = s.keys.try_emplace(key);  // an empty std::string: no allocation
   if (!inserted && expired(s, key, ctx.now_ms)) {
     erase_key(s, pos);
@@ -452,6 +463,7 @@ void apply_set(State& s, const SetArgs& a, const ApplyContext& ctx, Reply& r) {
   if (old) {
     old->assign(a.value.data(), a.value.size());  // reuses the old buffer when it fits
   } else if (found) {
+    s.graveyard.bury_if_big(it->second);
     it->second.emplace<std::string>(a.value);
   } else {
     it = s.keys.try_emplace(a.key, std::in_place_index<0>, a.value).first;
@@ -618,7 +630,10 @@ void apply_mset_pairs(State& s, const Words& a, const ApplyContext& ctx) {
     auto [it, inserted] = s.keys.try_emplace(key, std::in_place_index<0>, value);
     if (!inserted) {
       if (auto* str = std::get_if<std::string>(&it->second)) str->assign(value.data(), value.size());
-      else it->second.emplace<std::string>(value);
+      else {
+        s.graveyard.bury_if_big(it->second);
+        it->second.emplace<std::string>(value);
+      }
       clear_deadline(s, key);
     }
     notify(ctx, keyspace::kString, "set", key);
@@ -1601,14 +1616,18 @@ void apply_hmdb_expire(State& s, const Words&, const ApplyContext& ctx, Reply& r
     auto first = s.expiry_order.begin();
     ctx.key_changed(first->second);  // an expiry is a change to a WATCH (key spec: reports_more)
     notify(ctx, keyspace::kExpired, "expired", first->second);
-    size_t erased = s.keys.erase(std::string_view(first->second));
-    assert(erased == 1);
-    erased = s.expires.erase(std::string_view(first->second));
+    auto key = s.keys.find(std::string_view(first->second));
+    assert(key != s.keys.end());
+    s.graveyard.bury_if_big(key->second);
+    s.keys.erase(key);
+    size_t erased = s.expires.erase(std::string_view(first->second));
     assert(erased == 1);
     (void)erased;
     s.expiry_order.erase(first);
     n++;
   }
+  // Housekeeping also proposes this while the graveyard is not empty: its share of freeing.
+  if (!s.graveyard.empty()) s.graveyard.step(kLazyFreeHousekeepingWork);
   r.integer(n);
 }
 
@@ -2130,7 +2149,9 @@ bool parse_flushall(Args a, Words& o, std::string& err) {
 }
 void apply_flushall(State& s, const Words&, const ApplyContext& ctx, Reply& r) {
   ctx.all_keys_changed();
-  s = State{};
+  // Freed over the next commands (kv.h: Graveyard): 20 M keys take seconds to destroy.
+  s.graveyard.bury_keyspace(s.keys, s.expires, s.expiry_order);
+  free_some(s);  // a small keyspace goes at once
   r.ok();
 }
 
@@ -2331,7 +2352,8 @@ std::string Kv::info(const State& s) {
 std::optional<uint64_t> Kv::expiry_ms(const State& s, std::string_view key) { return deadline_of(s, key); }
 
 std::optional<std::vector<std::string>> Kv::housekeeping(const State& s, uint64_t now_ms) {
-  if (s.expiry_order.empty() || s.expiry_order.begin()->first > now_ms) return std::nullopt;
+  const bool expiring = !s.expiry_order.empty() && s.expiry_order.begin()->first <= now_ms;
+  if (!expiring && s.graveyard.empty()) return std::nullopt;
   return std::vector<std::string>{"HMDB.EXPIRE"};
 }
 

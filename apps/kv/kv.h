@@ -125,6 +125,40 @@ struct ExpiryLess {
   }
 };
 
+using ExpiryOrder = absl::btree_set<std::pair<uint64_t, std::string>, ExpiryLess>;
+
+// Values bigger than this many elements are not destroyed by the command that deletes or
+// replaces them (destroying 10 M elements takes ~1 s) but buried in the Graveyard. Redis'
+// LAZYFREE_THRESHOLD is the same.
+inline constexpr size_t kLazyFreeElementsMin = 64;
+// Elements (or table nodes) the graveyard destroys per write command that runs while it
+// is not empty (~25-100 µs at 50-200 ns each), and per HMDB.EXPIRE, which housekeeping
+// proposes (one a tick, 100 ms) while it is not empty: ~5 ms of freeing a tick, so 10 M
+// elements are gone in ~20 s even with no writes.
+inline constexpr size_t kLazyFreeStepWork = 512;
+inline constexpr size_t kLazyFreeHousekeepingWork = 50000;
+
+// Deleted big values and flushed tables, destroyed a bounded amount of work at a time
+// (lazy_free.cc). Not part of the state: nothing in it is visible to a command, a
+// snapshot or the digest, so when it is freed does not matter to determinism (each node
+// frees at its own pace; one that restarted from a snapshot has nothing to free).
+class Graveyard {
+ public:
+  bool empty() const noexcept { return values_.empty() && tables_.empty() && deadline_tables_.empty() && orders_.empty(); }
+  // Takes v if it is big (leaving it empty), else leaves it to its owner to destroy.
+  void bury_if_big(Value& v);
+  // Takes a whole keyspace (FLUSHALL), leaving the three empty.
+  void bury_keyspace(KeyTable<Value>& keys, KeyTable<uint64_t>& expires, ExpiryOrder& order);
+  // Destroys about `budget` elements' worth (a container's elements, a table's nodes).
+  void step(size_t budget);
+
+ private:
+  std::vector<Value> values_;
+  std::vector<KeyTable<Value>> tables_;
+  std::vector<KeyTable<uint64_t>> deadline_tables_;
+  std::vector<ExpiryOrder> orders_;
+};
+
 struct State {
   // Both grow and shrink a few buckets per insert/erase (key_table.h): no command stalls
   // the loop to resize them.
@@ -132,7 +166,8 @@ struct State {
   // Deadlines (absolute ms) of the keys that have one, and the same pairs ordered by
   // deadline for housekeeping. Invariant: every key here is in `keys`, and both agree.
   KeyTable<uint64_t> expires;
-  absl::btree_set<std::pair<uint64_t, std::string>, ExpiryLess> expiry_order;
+  ExpiryOrder expiry_order;
+  Graveyard graveyard;  // not state: see Graveyard
 };
 
 // ---- the application -----------------------------------------------------------------

@@ -88,6 +88,17 @@ class List {
     maybe_shrink();
   }
 
+  // Destroys up to `budget` elements from the back without shrinking the block (that
+  // would move the rest), and frees the block with the last one: freeing a deleted list a
+  // bounded amount at a time (kv.h, Graveyard). Returns how many.
+  size_t clear_some(size_t budget) noexcept {
+    const size_t n = budget < size_ ? budget : size_;
+    for (size_t i = 0; i < n; i++) slots_[(head_ + size_ - 1 - i) & (capacity_ - 1)].~basic_string();
+    size_ -= n;
+    if (size_ == 0) destroy();
+    return n;
+  }
+
  private:
   void destroy() noexcept {
     for (size_t i = 0; i < size_; i++) slots_[(head_ + i) & (capacity_ - 1)].~basic_string();

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstddef>
+#include <iterator>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -128,6 +129,22 @@ class Set {
       for (auto it = lower_bound(k); it != small_.end(); ++it)
         if (!fn(it->hash, it->value)) return;
     }
+  }
+
+  // Removes up to `budget` members, for freeing a deleted set a bounded amount at a time
+  // (kv.h, Graveyard); returns how many. A small set goes at once. The set is only to be
+  // destroyed or cleared further afterwards.
+  size_t clear_some(size_t budget) {
+    if (!big_) {
+      const size_t n = small_.size();
+      std::vector<SetMember>().swap(small_);
+      return n;
+    }
+    const size_t n = std::min(budget, big_->size());
+    auto first = big_->begin();
+    big_->erase(first, std::next(first, static_cast<std::ptrdiff_t>(n)));
+    if (big_->empty()) big_.reset();
+    return n;
   }
 
   // Calls fn(const std::string& member) for each member in (hash, bytes) order.

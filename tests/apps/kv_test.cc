@@ -10,7 +10,10 @@
 #include <map>
 #include <stdexcept>
 #include <random>
+#include <algorithm>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "hmdb/testing.h"
 
@@ -593,6 +596,91 @@ TEST(KvDigest, IndependentOfInsertionOrderButSensitiveToContent) {
   EXPECT_EQ(a.host.digest(), b.host.digest());
   b.run({"PEXPIRE", "k5", "100000"});
   EXPECT_NE(a.host.digest(), b.host.digest()) << "the deadline is part of the state";
+}
+
+// ---- lazy freeing (kv.h: Graveyard) ------------------------------------------------------
+
+// Fills `key` with n elements of the given type, in commands of 1,000 elements.
+void fill(hmdb::testing::AppDriver<Kv>& db, std::string_view type, const std::string& key, int n) {
+  for (int start = 0; start < n; start += 1000) {
+    std::vector<std::string> cmd;
+    if (type == "hash") cmd = {"HSET", key};
+    if (type == "set") cmd = {"SADD", key};
+    if (type == "list") cmd = {"RPUSH", key};
+    if (type == "zset") cmd = {"ZADD", key};
+    for (int i = start; i < std::min(n, start + 1000); i++) {
+      if (type == "zset") cmd.push_back(std::to_string(i));
+      cmd.push_back("element:" + std::to_string(i));
+      if (type == "hash") cmd.push_back("v");
+    }
+    db.run_strings(cmd);
+  }
+}
+
+// Deleting big values answers and changes the state as before (replies, digest, snapshot
+// bytes equal to a node that never had them); the memory goes over later writes, a bounded
+// amount each, and housekeeping asks for HMDB.EXPIRE until it is gone.
+TEST(KvLazyFree, BigDeletesAreInvisibleAndFreedInSteps) {
+  hmdb::testing::AppDriver<Kv> a, b;
+  for (auto* db : {&a, &b})
+    for (int i = 0; i < 100; i++) db->run_strings({"SET", "plain" + std::to_string(i), "v"});
+  const int n = 20000;
+  for (std::string_view type : {"hash", "set", "list", "zset"}) fill(a, type, "big-" + std::string(type), n);
+  EXPECT_EQ(a.run({"DEL", "big-hash", "big-set", "big-list", "big-zset", "plain0"}), integer(5));
+  b.run({"DEL", "plain0"});
+  EXPECT_EQ(a.run({"EXISTS", "big-hash", "big-set", "big-list", "big-zset"}), integer(0));
+  EXPECT_EQ(a.run({"DBSIZE"}), b.run({"DBSIZE"}));
+  EXPECT_EQ(a.host.digest(), b.host.digest());
+  EXPECT_TRUE(a.snapshot() == b.snapshot()) << "equal states, equal snapshot bytes";
+  ASSERT_FALSE(a.host.state().graveyard.empty()) << "4 x 20,000 elements are more than one step frees";
+  EXPECT_TRUE(Kv::housekeeping(a.host.state(), a.now_ms).has_value()) << "housekeeping proposes freeing";
+  EXPECT_FALSE(Kv::housekeeping(b.host.state(), b.now_ms).has_value());
+  // Each write frees kLazyFreeStepWork elements' worth: 80,000 take about 160 writes.
+  int writes = 0;
+  while (!a.host.state().graveyard.empty()) {
+    ASSERT_EQ(a.run({"SET", "w", std::to_string(writes)}), kOk);
+    b.run({"SET", "w", std::to_string(writes)});
+    writes++;
+    ASSERT_LT(writes, 4 * n / static_cast<int>(kLazyFreeStepWork) + 10);
+  }
+  EXPECT_GE(writes, 4 * n / static_cast<int>(kLazyFreeStepWork) - 10) << "a write frees no more than its share";
+  EXPECT_EQ(a.host.digest(), b.host.digest());
+  EXPECT_TRUE(a.snapshot() == b.snapshot());
+  // SET over a big value buries it too; the small ones go at once.
+  fill(a, "hash", "h", 1000);
+  a.run({"SET", "h", "now a string"});
+  EXPECT_FALSE(a.host.state().graveyard.empty());
+  EXPECT_EQ(a.run({"GET", "h"}), bulk("now a string"));
+  fill(a, "hash", "small", 10);
+  a.run({"DEL", "small"});
+  a.run({"HMDB.EXPIRE"});  // housekeeping's share: 50,000
+  EXPECT_TRUE(a.host.state().graveyard.empty());
+}
+
+// FLUSHALL empties the keyspace at once (DBSIZE 0, the empty state's digest and snapshot)
+// and frees it over later commands; what is written afterwards is unaffected.
+TEST(KvLazyFree, FlushallOfABigKeyspace) {
+  hmdb::testing::AppDriver<Kv> a, empty;
+  for (int i = 0; i < 30000; i++) a.run_strings({"SET", "k" + std::to_string(i), "v"});
+  for (int i = 0; i < 3000; i++) a.run_strings({"EXPIRE", "k" + std::to_string(i), "1000"});
+  fill(a, "set", "big-set", 5000);
+  EXPECT_EQ(a.run({"FLUSHALL"}), kOk);
+  EXPECT_EQ(a.run({"DBSIZE"}), integer(0));
+  EXPECT_EQ(a.run({"GET", "k5"}), kNil);
+  EXPECT_EQ(a.host.digest(), empty.host.digest());
+  EXPECT_TRUE(a.snapshot() == empty.snapshot());
+  ASSERT_FALSE(a.host.state().graveyard.empty());
+  EXPECT_EQ(a.run({"SET", "k5", "new"}), kOk);
+  EXPECT_EQ(a.run({"GET", "k5"}), bulk("new"));
+  int sweeps = 0;
+  while (!a.host.state().graveyard.empty()) {
+    EXPECT_EQ(a.run({"HMDB.EXPIRE"}), integer(0)) << "freeing expires nothing";
+    ASSERT_LT(++sweeps, 10);
+  }
+  empty.run({"SET", "k5", "new"});
+  EXPECT_EQ(a.host.digest(), empty.host.digest());
+  EXPECT_TRUE(a.snapshot() == empty.snapshot());
+  EXPECT_FALSE(Kv::housekeeping(a.host.state(), a.now_ms).has_value());
 }
 
 TEST(KvSnapshot, RoundTripKeepsEverythingIncludingDeadlines) {
