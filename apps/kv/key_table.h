@@ -194,6 +194,14 @@ class KeyTable {
     return try_emplace(key, std::forward<Args>(args)...);
   }
 
+  // Inserts key with value v, or assigns v to key's value.
+  template <class M>
+  std::pair<iterator, bool> insert_or_assign(std::string_view key, M&& v) {
+    auto r = try_emplace(key, std::forward<M>(v));  // uses v only if it inserts
+    if (!r.second) r.first->second = std::forward<M>(v);
+    return r;
+  }
+
   void erase(iterator it) {
     Node* n = it.n_;
     assert(n);

@@ -1276,6 +1276,7 @@ void apply_setop_store(State& s, const Words& a, const ApplyContext& ctx, Reply&
     }
   } else {
     clear_deadline(s, dst);
+    if (it != s.keys.end()) s.graveyard.bury_if_big(it->second);
     s.keys.insert_or_assign(dst, Value(std::move(result)));
     notify(ctx, keyspace::kSet, kEvents[static_cast<int>(kOp)], dst);
   }
@@ -1650,6 +1651,7 @@ void apply_rename(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   Value v = std::move(from->second);
   erase_key(s, from);
   clear_deadline(s, dst);
+  if (auto old = s.keys.find(dst); old != s.keys.end()) s.graveyard.bury_if_big(old->second);
   s.keys.insert_or_assign(dst, std::move(v));
   if (deadline) set_deadline(s, dst, *deadline);
   notify(ctx, keyspace::kGeneric, "rename_from", src);
@@ -1726,6 +1728,7 @@ void apply_copy(State& s, const CopyArgs& a, const ApplyContext& ctx, Reply& r) 
   Value copy = clone_value(from->second);
   const std::optional<uint64_t> deadline = deadline_of(s, a.src);
   clear_deadline(s, a.dst);
+  if (auto old = s.keys.find(a.dst); old != s.keys.end()) s.graveyard.bury_if_big(old->second);
   s.keys.insert_or_assign(a.dst, std::move(copy));
   if (deadline) set_deadline(s, a.dst, *deadline);
   notify(ctx, keyspace::kGeneric, "copy_to", a.dst);

@@ -106,7 +106,9 @@ TEST(KeyTable, MatchesModelAcrossGrowthAndShrink) {
         if (max_buckets >= 32768) min_buckets_after_peak = std::min(min_buckets_after_peak, t.bucket_count());
         const std::string probe = random_key();
         ASSERT_EQ(t.contains(probe), model.count(probe) == 1) << "op " << op << " " << probe;
-        if (transition || op % 9973 == 0) ASSERT_NO_FATAL_FAILURE(expect_same(t, model)) << "op " << op;
+        if (transition || op % 9973 == 0) {
+          ASSERT_NO_FATAL_FAILURE(expect_same(t, model)) << "op " << op;
+        }
       }
       ASSERT_NO_FATAL_FAILURE(expect_same(t, model));
     }
