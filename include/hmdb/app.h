@@ -961,6 +961,22 @@ class AppHost final : public StateMachine {
   }
   void clear() override { state_ = State{}; }
 
+  bool saves_schema_version(uint32_t version) const override {
+    if (version == App::kSchemaVersion) return true;
+    return Definition::kSaveAs && reads_schema_version(version);
+  }
+  bool save_at(uint32_t version, Encoder& out) const override {
+    if (version == App::kSchemaVersion) {
+      save(out);
+      return true;
+    }
+    if constexpr (Definition::kSaveAs) {
+      if (!reads_schema_version(version)) return false;
+      return static_cast<typename Definition::SaveAsFn*>(&App::save_as)(state_, version, out);
+    }
+    return false;
+  }
+
   uint64_t digest() const override {
     if constexpr (Definition::kDigest) {
       return static_cast<typename Definition::DigestFn*>(&App::digest)(state_);

@@ -231,6 +231,19 @@ class StateMachine {
   virtual bool load(Decoder& in, uint32_t schema_version) = 0;
   virtual void clear() = 0;
 
+  // The state in an older version's snapshot layout (the app's save_as), so that while that
+  // version is active a snapshot written by this binary loads in a binary that reads only
+  // it: the upgrade can still be abandoned. saves_schema_version says whether to try (the
+  // app can write `version`'s layout at all); save_at may still return false for this
+  // state (it holds what that layout cannot), having written part of it: the caller then
+  // discards what it wrote and saves the newest layout.
+  virtual bool saves_schema_version(uint32_t version) const { return version == schema_version(); }
+  virtual bool save_at(uint32_t version, Encoder& out) const {
+    if (version != schema_version()) return false;
+    save(out);
+    return true;
+  }
+
   // A digest of the logical state, equal on two nodes iff their states are equal (with
   // overwhelming probability), independent of container iteration order.
   virtual uint64_t digest() const = 0;

@@ -35,6 +35,24 @@ inline void save_state(const StateMachine& app, const RequestTable& requests, En
   app.save(out);
 }
 
+// save_state with the app's part in schema version `layout`'s layout (StateMachine::save_at):
+// false if the app cannot write this state in it (what was written is then of no use).
+inline bool save_state_at(const StateMachine& app, const RequestTable& requests, uint32_t layout, Encoder& out) {
+  out.u32(app.active_schema_version());
+  requests.save(out);
+  return app.save_at(layout, out);
+}
+
+// The layout a snapshot of this state is written in: the active version's when the app can
+// write it (an older binary that reads only the active version then loads the snapshot: an
+// upgrade not yet activated can be abandoned), else this binary's newest. `refused` is an
+// active version whose layout the app already failed to write this state in (0: none).
+inline uint32_t snapshot_layout(const StateMachine& app, uint32_t refused = 0) {
+  const uint32_t active = app.active_schema_version();
+  if (active != refused && active < app.schema_version() && app.saves_schema_version(active)) return active;
+  return app.schema_version();
+}
+
 enum class LoadState : uint8_t {
   kOk,
   kBadRequests,        // the request table's encoding (or the active version before it) is malformed

@@ -346,6 +346,9 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   uint64_t snapshot_started_ms_ = 0;
   uint64_t snapshot_log_bytes_at_start_ = 0;
   bool snapshot_again_ = false;
+  // An active schema version whose snapshot layout the app refused to write this state in
+  // (the child said so): snapshots are then written in the newest layout (0: none).
+  uint32_t save_as_refused_version_ = 0;
   std::vector<core::ReplySlot> snapshot_waiters_;       // of the running one
   std::vector<core::ReplySlot> next_snapshot_waiters_;  // of the next one
   // Snapshot arriving from the leader, staged in a temp file (follower).

@@ -1,8 +1,9 @@
 // server/snapshot.cc — snapshots without stopping writes: fork() and let the child write.
 //
 // Like Redis' BGSAVE: fork() gives the child a copy-on-write image of the state as of the
-// last applied entry; the child streams StateMachine::save into storage::write_snapshot
-// (temp file, fsync, rename, fsync dir) and _exit()s. The parent keeps serving; pages it
+// last applied entry; the child streams the state (in the active schema version's layout when
+// the app can write it: core::snapshot_layout) into a storage::SnapshotWriter (temp file,
+// fsync, rename, fsync dir) and _exit()s. The parent keeps serving; pages it
 // changes meanwhile are copied by the kernel (the memory cost: at most the pages written
 // during the snapshot). The only stall is fork() itself (copying page tables: about
 // 1 ms per GiB of resident state), measured and shown in INFO persistence.
@@ -43,6 +44,9 @@ namespace {
 constexpr int kSnapshotChildNice = 10;
 // How often the snapshot child starts writeback of what it wrote so far.
 constexpr int kSnapshotWritebackPeriodMs = 50;
+// The snapshot child's exit code when the app could not write its state in the active
+// version's layout (save_as refused it): the parent then writes the newest layout.
+constexpr int kSnapshotChildLayoutRefused = 3;
 }  // namespace
 
 void Node::maybe_auto_snapshot() {
@@ -81,7 +85,9 @@ void Node::start_snapshot() {
   snapshot_meta_.index = applied;
   snapshot_meta_.term = replica_->applied_term();
   snapshot_meta_.conf = raft_->conf_state_at(applied);  // in force at the applied index
-  snapshot_meta_.schema_version = app_->schema_version();
+  // The active version's layout when the app can write it (core::snapshot_layout): while an
+  // upgrade is not activated, an old binary must still be able to load what a new one wrote.
+  snapshot_meta_.schema_version = core::snapshot_layout(*app_, save_as_refused_version_);
   snapshot_waiters_ = std::move(next_snapshot_waiters_);
   next_snapshot_waiters_.clear();
 
@@ -112,13 +118,26 @@ void Node::start_snapshot() {
       }
       if (fd >= 0) ::close(fd);
     });
+    // storage::write_snapshot's steps, so that a layout the app refuses leaves no file (the
+    // writer removes its temp file unless finished).
     std::string path;
-    Status s = storage::write_snapshot(
-        env_, options_.dir, snapshot_meta_, app_->app_name(),
-        [this](Encoder& out) { core::save_state(*app_, replica_->requests(), out); }, &path,
-        options_.clustered() ? encode_members() : std::string());
+    bool layout_refused = false;
+    Status s;
+    {
+      std::unique_ptr<storage::SnapshotWriter> w;
+      s = storage::SnapshotWriter::create(env_, options_.dir, snapshot_meta_, app_->app_name(), &w,
+                                          options_.clustered() ? encode_members() : std::string());
+      if (s) {
+        Encoder enc(w->sink());
+        layout_refused =
+            !core::save_state_at(*app_, replica_->requests(), snapshot_meta_.schema_version, enc);
+        enc.finish();
+        if (!layout_refused) s = w->finish(&path);
+      }
+    }
     written.store(true);
     writeback.join();
+    if (layout_refused) _exit(kSnapshotChildLayoutRefused);
     if (!s) {
       log_line("snapshot: writing index {} failed: {}", snapshot_meta_.index, s.to_string());
       _exit(1);
@@ -161,6 +180,21 @@ void Node::on_snapshot_child_exit() {
   snapshot_pid_ = -1;
   const uint64_t took_ms = monotonic_us() / 1000 - snapshot_started_ms_;
   const bool ok = r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == kSnapshotChildLayoutRefused) [[unlikely]] {
+    // The app holds what the active version's layout cannot (its save_as said so): write the
+    // newest layout instead, for the same waiters. A binary reading only the active version
+    // cannot load this snapshot: say so, since abandoning the upgrade now needs the log.
+    save_as_refused_version_ = snapshot_meta_.schema_version;
+    log_line("snapshot: the app cannot write its state at index {} in schema version {}'s layout (its save_as "
+             "refused); writing this binary's layout (version {}) instead, which a binary that reads only version {} "
+             "cannot load",
+             snapshot_meta_.index, snapshot_meta_.schema_version, app_->schema_version(),
+             snapshot_meta_.schema_version);
+    next_snapshot_waiters_.insert(next_snapshot_waiters_.begin(), snapshot_waiters_.begin(), snapshot_waiters_.end());
+    snapshot_waiters_.clear();
+    start_snapshot();
+    return;
+  }
   if (ok) {
     raft_->snapshot_saved(snapshot_meta_);
     if (disk_) {

@@ -204,6 +204,39 @@ TEST(LedgerV2, ASnapshotOfVersion2IsReadBackAndVersion1LayoutOnlyWithoutMemos) {
   EXPECT_FALSE(v1.load(newer, 2)) << "version 1 does not read version 2";
 }
 
+// An upgrade not yet activated can be abandoned: a version-2 node's snapshot at active version
+// 1 is in version 1's layout (core::snapshot_layout), so the version-1 binary loads it (as a
+// restart on that data directory, or a leader's snapshot sent to a version-1 node) to the
+// same state. After the activation (a memo exists) it is in version 2's layout.
+TEST(LedgerV2, ASnapshotAtActiveVersion1IsInVersion1LayoutAndLoadsInVersion1) {
+  const auto log = random_v1_log(11, 300);
+  Log l1, l2;
+  AppHost<Ledger> v1;
+  l1.apply(v1, log, 1);
+  AppHost<LedgerV2> v2;
+  l2.apply(v2, log, 1);
+  core::RequestTable requests;
+  ASSERT_EQ(core::snapshot_layout(v2), 1u);
+  ASSERT_EQ(core::snapshot_layout(v2, /*refused=*/1), 2u) << "after save_as refused: the newest layout";
+  Encoder enc;
+  ASSERT_TRUE(core::save_state_at(v2, requests, core::snapshot_layout(v2), enc));
+  const std::string bytes = enc.take();
+  AppHost<Ledger> restored;
+  core::RequestTable restored_requests;
+  Decoder in(bytes);
+  ASSERT_EQ(core::load_state(restored, restored_requests, in, 1, core::kStateFormatNewest), core::LoadState::kOk);
+  EXPECT_EQ(restored.digest(), v1.digest());
+  EXPECT_EQ(restored.active_schema_version(), 1u);
+
+  v2.set_active_schema_version(2);
+  EXPECT_EQ(core::snapshot_layout(v2), 2u) << "the active version is the newest";
+  l2.apply(v2, {{"ACCOUNT.CREATE", "memo-holder", "USD"}, {"TRANSFER", "bank", "memo-holder", "1.25", "USD", "MEMO", "rent"}},
+           2, log.size() + 1);
+  Encoder memo;
+  EXPECT_FALSE(core::save_state_at(v2, requests, 1, memo)) << "a memo has no place in version 1's layout";
+  EXPECT_EQ(core::snapshot_layout(v1), 1u) << "a binary at its newest version writes its own layout";
+}
+
 // The planted bug: the history left out. The proof above must fail for it.
 TEST(LedgerV2, AHistoryWithoutTheUpcastIsCaughtByTheProof) {
   const auto log = random_v1_log(7, 200);
