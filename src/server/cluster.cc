@@ -256,6 +256,12 @@ void Node::sync_transport_members() {
   const raft::Status st = raft_->status();
   std::vector<raft::NodeId> ids = st.conf.voters;
   ids.insert(ids.end(), st.conf.learners.begin(), st.conf.learners.end());
+  // A membership without this node is one it knows to be older than the cluster's (a new
+  // node that installed a leader's snapshot taken before it, or before that leader, was
+  // added): judged by it, the leader itself may be "not a member", refused, and the entries
+  // that add it never arrive. Such a node refuses nobody, as a --join node not yet added
+  // does; one that applies its own removal stops.
+  if (std::find(ids.begin(), ids.end(), options_.node_id) == ids.end()) ids.clear();
   // The refusals the transport sends say whether this membership is committed: only then
   // may a refused node conclude that it was removed. Called again when it is applied.
   transport_->set_members(ids, st.conf_index, st.commit >= st.conf_index);
