@@ -622,6 +622,7 @@ int run_schema(const ClusterArgs& args) {
     if (*lo == *hi) std::printf("active schema version: %u\n", *lo);
     else std::printf("active schema version: %u on some nodes, %u on others (an activation being applied?)\n", *lo, *hi);
   }
+  if (const std::string u = upgrade_summary(members, views); !u.empty()) std::printf("%s\n", u.c_str());
   return all ? 0 : 1;
 }
 
@@ -1263,6 +1264,36 @@ std::vector<std::string> activation_obstacles(const std::vector<Member>& members
     }
   }
   return out;
+}
+
+std::string upgrade_summary(const std::vector<Member>& members, const std::vector<SchemaView>& views) {
+  uint32_t target = 0, active = 0;
+  for (const SchemaView& v : views) {
+    if (!v.known) continue;
+    target = std::max(target, v.newest);
+    if (v.active != 0) active = active == 0 ? v.active : std::min(active, v.active);
+  }
+  if (active == 0 || target <= active) return {};
+  const std::string t = std::to_string(target);
+  std::string missing;
+  size_t reading = 0;
+  for (size_t i = 0; i < members.size() && i < views.size(); ++i) {
+    const SchemaView& v = views[i];
+    if (v.known && v.oldest <= target && target <= v.newest) {
+      reading++;
+      continue;
+    }
+    missing += (missing.empty() ? "" : ", ") + std::string("node ") + std::to_string(members[i].id) +
+               (v.known ? " reads " + versions_text(v.oldest, v.newest) : " did not answer");
+  }
+  const std::string head = "upgrade to schema version " + t + ": " + std::to_string(reading) + " of " +
+                           std::to_string(members.size()) + " members read it";
+  const std::string abandon = "; until then it can be abandoned, losing no write (docs/cluster.md, \"Upgrading a cluster\")";
+  if (missing.empty())
+    return head + "; the gate is not committed: `hmdb cluster schema activate " + t +
+           "` commits it (no going back after that)" + abandon;
+  return head + " (not yet: " + missing + "); the gate is not committed, and `hmdb cluster schema activate " + t +
+         "` is refused until every member reads it" + abandon;
 }
 
 // ---- replace ----

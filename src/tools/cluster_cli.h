@@ -201,6 +201,11 @@ SchemaView schema_view_of(std::string_view info);
 // `version` (a voter would be left blocked at the activation, and so would a learner).
 std::vector<std::string> activation_obstacles(const std::vector<Member>& members, const std::vector<SchemaView>& views,
                                               uint32_t version);
+// Where an upgrade stands (docs/cluster.md, "Upgrading a cluster"), one line, or "" when no
+// member's binary reads a version above the active one: the newest version any member reads
+// (T), how many members read it and which do not yet, and that the gate (`schema activate
+// T`) is not committed, so the upgrade can still be abandoned.
+std::string upgrade_summary(const std::vector<Member>& members, const std::vector<SchemaView>& views);
 
 // ---- replace (docs/cluster.md, "Replacing a node") ----
 

@@ -490,6 +490,23 @@ TEST(Schema, ActivationIsRefusedWhileAMemberCannotReadTheVersionOrDidNotAnswer) 
   EXPECT_EQ(activation_obstacles(members, {v12, v12, v23}, 3).size(), 2u) << "nodes 1 and 2 read up to 2";
 }
 
+TEST(Schema, TheUpgradeSummarySaysHowManyReadTheNewVersionAndThatTheGateIsOpen) {
+  std::vector<Member> members = {{1, "127.0.0.1:7379", "127.0.0.1:17379", true, true, false},
+                                 {2, "127.0.0.1:7380", "127.0.0.1:17380", true, false, false},
+                                 {3, "127.0.0.1:7381", "127.0.0.1:17381", true, false, false}};
+  SchemaView v1{true, "", 1, 1, 1}, v12{true, "", 1, 2, 1}, v12at2{true, "", 1, 2, 2}, none{false, "timed out", 0, 0, 0};
+  EXPECT_EQ(upgrade_summary(members, {v1, v1, v1}), "") << "no member reads a newer version";
+  EXPECT_EQ(upgrade_summary(members, {v12, v1, none}),
+            "upgrade to schema version 2: 1 of 3 members read it (not yet: node 2 reads 1..1, node 3 did not answer); "
+            "the gate is not committed, and `hmdb cluster schema activate 2` is refused until every member reads it; "
+            "until then it can be abandoned, losing no write (docs/cluster.md, \"Upgrading a cluster\")");
+  EXPECT_EQ(upgrade_summary(members, {v12, v12, v12}),
+            "upgrade to schema version 2: 3 of 3 members read it; the gate is not committed: `hmdb cluster schema "
+            "activate 2` commits it (no going back after that); until then it can be abandoned, losing no write "
+            "(docs/cluster.md, \"Upgrading a cluster\")");
+  EXPECT_EQ(upgrade_summary(members, {v12at2, v12at2, v12at2}), "") << "activated: nothing pending";
+}
+
 TEST(ClusterArgs, VerbsAndDefaults) {
   ClusterArgs a;
   ASSERT_EQ(parse({"status"}, &a), -1);
