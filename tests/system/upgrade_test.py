@@ -5,7 +5,9 @@ when given, hmdb-ledger-v3 (version 3).
 
   live      v1 -> v2 (-> v3): every node is replaced in turn by a new node of the next binary
             (`hmdb cluster replace`), then the gate is committed (`hmdb cluster schema
-            activate N`). While the second replace runs, the leader is killed with kill -9; the
+            activate N`). v2 -> v3 takes the other shape: the three new nodes are added as
+            learners and verified with the old ones (6 members) first, then each replace goes
+            on from the catch-up. While the second replace runs, the leader is killed with kill -9; the
             replace is run again until it finishes (it resumes), and the killed node is
             restarted if it is still a member. Before the last node of a round is replaced,
             the gate is refused, by the tool (naming the old node) and by the leader itself
@@ -336,7 +338,9 @@ def replace(c, load, old, new, tool, kill_leader=False):
                 for raw in p.stdout:
                     line = raw.decode("utf-8", "replace")
                     lines.append(line)
-                    if "added node %d as a learner" % new.id in line:
+                    # Once it has added the learner, or found it added (the other shape).
+                    if ("added node %d as a learner" % new.id in line
+                            or "next step: wait for the learner's catch-up" in line):
                         added.set()
             reader = threading.Thread(target=read, daemon=True)
             reader.start()
@@ -394,6 +398,12 @@ def verify(tool, node, version, members):
     print(out, end="")
     check(code == 0 and ("schema version %d (%d members)" % (version, members)) in out,
           "verify at version %d (exit %d):\n%s" % (version, code, out))
+
+
+def verified(tool, node, version, members):
+    """`hmdb cluster verify`'s output if every one of `members` members is identical, else None."""
+    code, out = cli(tool, node, "verify")
+    return out if code == 0 and ("schema version %d (%d members)" % (version, members)) in out else None
 
 
 def schema_line(tool, node):
@@ -464,21 +474,37 @@ def check_left_behind(c, load, tool, old_binary, node_id, version):
     check(wait_exit(n) == REMOVED_EXIT_CODE, "the removed learner's exit code")
 
 
-def upgrade_round(c, load, tool, old_binary, new_binary, version, first_id, kill_leader, check_left):
-    """Replaces the three members by new nodes of new_binary, then activates `version`."""
+def upgrade_round(c, load, tool, old_binary, new_binary, version, first_id, kill_leader, check_left, add_first):
+    """Replaces the three members by new nodes of new_binary, then activates `version`. With
+    add_first, the three new nodes are added as learners and verified with the old ones
+    first; each replace then goes on from the catch-up (docs/cluster.md's second shape)."""
     olds = sorted(load.members, key=lambda n: n.id)
     check(len(olds) == 3, "members: %r" % olds)
     news = []
+    if add_first:
+        for k in range(3):
+            n = start_joiner(c, first_id + k, new_binary)
+            code, out = cli(tool, load.members[0], "add-learner", str(n.id), n.client_addr, n.peer_addr)
+            check(code == 0, "add-learner %d (exit %d):\n%s" % (n.id, code, out))
+            news.append(n)
+        out = wait_for("the learners caught up and verified", lambda: verified(tool, load.members[0], version - 1, 6),
+                       CONVERGE_TIMEOUT_S)
+        print(out, end="")
+        load.wait_ops("with three learners")
     for k, old in enumerate(olds):
         if k == 1:
             check_leader_gate(c, load, tool, version, news[0])
         if k == 2:
             out = schema_line(tool, load.members[0])
-            check("upgrade to schema version %d: 2 of 3 members read it (not yet: node %d reads" % (version, old.id)
-                  in out, "cluster schema does not say where the upgrade stands:\n%s" % out)
+            # Two old nodes replaced; the third new one is a learner already in the other shape.
+            readers, members = (3, 4) if add_first else (2, 3)
+            check("upgrade to schema version %d: %d of %d members read it (not yet: node %d reads"
+                  % (version, readers, members, old.id) in out,
+                  "cluster schema does not say where the upgrade stands:\n%s" % out)
             check_gate_refused(tool, load, version, old)
-        news.append(start_joiner(c, first_id + k, new_binary))
-        replace(c, load, old, news[-1], tool, kill_leader=kill_leader and k == 1)
+        if not add_first:
+            news.append(start_joiner(c, first_id + k, new_binary))
+        replace(c, load, old, news[k], tool, kill_leader=kill_leader and k == 1)
     c.wait_leader(LEADER_TIMEOUT_S, nodes=load.members)
     out = schema_line(tool, load.members[0])
     check("upgrade to schema version %d: 3 of 3 members read it; the gate is not committed" % version in out,
@@ -502,7 +528,7 @@ def case_upgrade(c, load, args):
     first_id = 4
     for version in range(2, len(binaries) + 1):
         upgrade_round(c, load, binaries[version - 1], binaries[version - 2], binaries[version - 1], version, first_id,
-                      kill_leader=True, check_left=True)
+                      kill_leader=True, check_left=True, add_first=version == 3)
         first_id += 3
     return len(binaries)
 
