@@ -66,13 +66,19 @@ void put_integer(std::string* out, int64_t v) {
   out->append(tmp, static_cast<size_t>(r.ptr + 2 - tmp));
 }
 
-// Removes id from a subscription list (order does not matter: each session gets each event
+// Removes id from a list of sessions (order does not matter: each session gets each event
 // once whatever the order).
 void remove_id(std::vector<uint64_t>& ids, uint64_t id) {
   auto it = std::find(ids.begin(), ids.end(), id);
   HMDB_ASSERT(it != ids.end(), "session %llu missing from a subscription list", static_cast<unsigned long long>(id));
   *it = ids.back();
   ids.pop_back();
+}
+void remove_session(std::vector<ClientSession*>& list, ClientSession* s) {
+  auto it = std::find(list.begin(), list.end(), s);
+  HMDB_ASSERT(it != list.end(), "session %llu missing from a subscription list", static_cast<unsigned long long>(s->id));
+  *it = list.back();
+  list.pop_back();
 }
 
 }  // namespace
@@ -228,8 +234,10 @@ void PubSub::evict() {
 void PubSub::reset_at(uint64_t index) {
   HMDB_ASSERT(!in_entry_, "reset inside an entry");
   absl::flat_hash_set<uint64_t> ids;
-  for (const auto& [name, list] : channels_) ids.insert(list.begin(), list.end());
-  for (const auto& [name, list] : patterns_) ids.insert(list.begin(), list.end());
+  for (const auto& [name, list] : channels_)
+    for (const ClientSession* s : list) ids.insert(s->id);
+  for (const auto& [name, list] : patterns_)
+    for (const ClientSession* s : list) ids.insert(s->id);
   for (uint64_t id : ids) {
     ClientSession* s = host_.session(id);
     if (!s) continue;
@@ -285,19 +293,17 @@ int64_t PubSub::emit(uint64_t ordinal, std::string_view channel, std::string_vie
   }
   if (subscribers_ == 0) return 0;
   int64_t receivers = 0;
-  std::vector<uint64_t> slow;  // ended after the loops: ending changes the lists they walk
-  auto deliver = [&](const std::vector<uint64_t>& ids, Frames& frames, const std::string* pattern) {
-    for (uint64_t id : ids) {
-      ClientSession* s = host_.session(id);
-      if (!s) continue;
+  std::vector<ClientSession*> slow;  // ended after the loops: ending changes the lists they walk
+  auto deliver = [&](const std::vector<ClientSession*>& list, Frames& frames, const std::string* pattern) {
+    for (ClientSession* s : list) {
       Subscriber& sub = *s->subscriber;
       if (sub.catching_up) {  // it reads this event from the ring, in its turn
         receivers++;
         continue;
       }
-      if (position <= sub.start || std::find(slow.begin(), slow.end(), id) != slow.end()) continue;
+      if (position <= sub.start || (!slow.empty() && std::find(slow.begin(), slow.end(), s) != slow.end())) continue;
       if (send_message(*s, frames, pattern, channel, message, position, entry_term_)) receivers++;
-      else slow.push_back(id);
+      else slow.push_back(s);
     }
   };
   if (auto it = channels_.find(channel); it != channels_.end()) {
@@ -311,8 +317,7 @@ int64_t PubSub::emit(uint64_t ordinal, std::string_view channel, std::string_vie
     for (bool& m : frames.made) m = false;
     deliver(ids, frames, &pattern);
   }
-  for (uint64_t id : slow) {
-    ClientSession* s = host_.session(id);
+  for (ClientSession* s : slow) {
     stats_.ended_slow++;
     end_subscription(*s, fmt::format("slow subscriber: more than {} bytes of output unread",
                                      options_.subscriber_output_bytes));
@@ -467,7 +472,7 @@ void PubSub::subscribe(ClientSession& s, Args names, bool pattern, std::optional
   auto& table = pattern ? patterns_ : channels_;
   auto& mine = pattern ? sub.patterns : sub.channels;
   for (std::string_view name : names) {
-    if (mine.emplace(name).second) table[name].push_back(s.id);
+    if (mine.emplace(name).second) table[name].push_back(&s);
     frame_header(out, s.protocol, sub.positioned ? 4 : 3);
     put_bulk(out, pattern ? "psubscribe" : "subscribe");
     put_bulk(out, name);
@@ -497,7 +502,7 @@ void PubSub::unsubscribe(ClientSession& s, Args names, bool pattern, std::string
   const bool had = sub->count() > 0;
   auto drop = [&](std::string_view name) {
     auto it = table.find(name);
-    remove_id(it->second, s.id);
+    remove_session(it->second, &s);
     if (it->second.empty()) table.erase(it);
   };
   if (names.empty()) {
@@ -532,12 +537,12 @@ void PubSub::drop_subscriptions(ClientSession& s) {
   if (sub->count() > 0) subscribers_--;
   for (const std::string& name : sub->channels) {
     auto it = channels_.find(name);
-    remove_id(it->second, s.id);
+    remove_session(it->second, &s);
     if (it->second.empty()) channels_.erase(it);
   }
   for (const std::string& name : sub->patterns) {
     auto it = patterns_.find(name);
-    remove_id(it->second, s.id);
+    remove_session(it->second, &s);
     if (it->second.empty()) patterns_.erase(it);
   }
   sub->channels.clear();

@@ -709,8 +709,11 @@ void Replica::run_queries_from(ClientSession& s, uint64_t first_seq) {
 }
 
 void Replica::drain() {
+  // The two lists trade places and keep their capacity: a fan-out marks every subscriber
+  // each turn, and a fresh list grew by reallocation every time.
+  std::vector<uint64_t>& ids = drain_scratch_;
+  HMDB_ASSERT(ids.empty(), "drain() re-entered");
   while (!to_drain_.empty()) {
-    std::vector<uint64_t> ids;
     ids.swap(to_drain_);
     for (uint64_t id : ids) {
       ClientSession* s = host_.session(id);
@@ -718,11 +721,16 @@ void Replica::drain() {
       s->in_drain = false;
       drain_session(*s);
     }
+    ids.clear();
   }
 }
 
 void Replica::drain_session(ClientSession& s) {
   ReplyQueue& q = s.replies;
+  if (q.idle()) {  // nothing pending (a subscriber given messages): only the sending is left
+    host_.replies_ready(s);
+    return;
+  }
   q.flush_done();
   // Held commands whose reason to wait is gone are routed again, in order. Everything
   // behind a read still waiting, or behind a command that stays held, keeps waiting.

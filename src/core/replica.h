@@ -446,6 +446,7 @@ class Replica final : private PubSubHost {
   Stats stats_;
 
   std::vector<uint64_t> to_drain_;  // sessions with newly finished replies
+  std::vector<uint64_t> drain_scratch_;  // drain()'s list being walked (kept for its capacity)
   ApplyScratch apply_scratch_;
   std::vector<std::string_view> words_scratch_;
   RequestTable requests_;

@@ -75,6 +75,11 @@ class ReplyQueue {
   // message was sent under the old ones, so it leaves before its reply. A write waiting for
   // its entry has been routed: the message of a PUBLISH leaves after that PUBLISH's reply.
   void append_message(std::string_view bytes) {
+    // A live subscriber's usual case, once per message per subscriber: nothing pending.
+    if (slots_.empty() && held_.empty()) [[likely]] {
+      out_.append(bytes);
+      return;
+    }
     uint64_t after = next_seq() - 1;
     if (deferred_ + waiting_reads_ + queries_at_apply_ > 0) [[unlikely]] after = last_run_seq();
     if (!held_.empty()) after = std::max(after, held_.back().after_seq);  // messages keep their order
