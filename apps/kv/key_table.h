@@ -54,16 +54,20 @@ namespace hmdb::kv {
 
 // Old buckets moved to the new array by each insert or erase while a resize is under way.
 // A doubling starts when the table holds as many keys as buckets (n) and must finish
-// before the next one (n more inserts): at 4 per insert it finishes after n/4. Each moved
-// bucket costs a cache miss or two (~0.1-0.3 µs), so an insert during a resize costs at
-// most a few µs more, and no single operation more than that.
-inline constexpr size_t kRehashBucketsPerStep = 4;
+// before the next one (n more inserts): at 2 per insert it finishes after n/2. Each moved
+// bucket costs a cache miss or two (~0.1-0.3 µs), so an insert during a resize costs well
+// under a µs more. (Per loop turn that is bounded by the commands in a turn's batches.)
+inline constexpr size_t kRehashBucketsPerStep = 2;
 // Empty old buckets a step may skip besides, as Redis' dictRehash (10 per bucket): a
 // sparse old array (after many deletes) still makes progress at bounded cost.
 inline constexpr size_t kRehashEmptyVisitsPerBucket = 10;
 // A bucket array given up by a finished resize is unmapped this much per step (munmap of
-// populated memory costs ~0.1 µs per page; 1 MiB is 256 pages).
-inline constexpr size_t kReleaseBytesPerStep = size_t{1} << 20;
+// populated memory costs ~0.1-0.3 µs per page; 64 KiB is 16 pages).
+inline constexpr size_t kReleaseBytesPerStep = size_t{64} << 10;
+// drain()'s work units: a node destroyed is 1 (~0.05-0.1 µs), an empty bucket skipped is
+// 1/kDrainEmptyBucketsPerUnit, a populated slab unmapped is kDrainSlabUnits (512 pages).
+inline constexpr size_t kDrainEmptyBucketsPerUnit = 16;
+inline constexpr size_t kDrainSlabUnits = 2048;
 // The smallest bucket array (2^kMinBucketBits) and the load factor that ends a shrink: a
 // table shrinks when it holds fewer than 1/kShrinkRatio keys per bucket.
 inline constexpr unsigned kMinBucketBits = 2;
@@ -245,7 +249,8 @@ class KeyTable {
     bump_ = bump_end_ = nullptr;
   }
 
-  // Destroys up to `budget` nodes (fewer if the table empties), unlinking them from the
+  // Destroys up to `budget` nodes (fewer if the table empties; a slab counts
+  // kDrainSlabUnits, and one is freed per call even if that is more), unlinking them from the
   // first buckets; calls on_value(V&&) with each value first, so a caller may keep a big
   // one to free later. For a table taken out of service (FLUSHALL): it is not usable for
   // lookups afterwards, only for more of this and destruction. Returns the nodes destroyed.
@@ -257,7 +262,7 @@ class KeyTable {
         Node*& head = b->slots[drain_idx_];
         if (!head) {
           drain_idx_++;
-          done++;  // an empty bucket is work too
+          if (drain_idx_ % kDrainEmptyBucketsPerUnit == 0) done++;  // an empty bucket is a little work
           continue;
         }
         Node* n = head;
@@ -275,10 +280,10 @@ class KeyTable {
       }
     }
     // All nodes gone: the slabs and arrays go, a bounded amount per call.
-    while (!slabs_.empty() && done < budget) {
+    while (!slabs_.empty() && (done == 0 || done + kDrainSlabUnits <= budget)) {
       free_block(slabs_.back().first, slabs_.back().second);
       slabs_.pop_back();
-      done += 64;
+      done += kDrainSlabUnits;
     }
     free_list_ = nullptr;
     bump_ = bump_end_ = nullptr;

@@ -85,9 +85,9 @@ void set_deadline(State& s, std::string_view key, uint64_t deadline_ms) {
 }
 
 // Frees a bounded part of what earlier commands deleted; run by every write that looks a
-// key up, so a backlog goes at a bounded cost per command.
-void free_some(State& s) {
-  if (!s.graveyard.empty()) [[unlikely]] s.graveyard.step(kLazyFreeStepWork);
+// key up, so a backlog goes at a bounded cost per command and per log entry.
+void free_some(State& s, const ApplyContext& ctx) {
+  if (!s.graveyard.empty()) [[unlikely]] s.graveyard.step_for_entry(ctx.index);
 }
 
 // A big value is buried (freed over the next commands, kv.h: Graveyard), not destroyed here.
@@ -95,7 +95,6 @@ void erase_key(State& s, KeyIter it) {
   clear_deadline(s, it->first);
   s.graveyard.bury_if_big(it->second);
   s.keys.erase(it);
-  free_some(s);  // a value of up to kLazyFreeStepWork elements goes at once
 }
 
 // Redis' keyspace notifications (docs/subscriptions.md): what a command did to a key, with
@@ -109,7 +108,7 @@ void notify(const ApplyContext& ctx, uint32_t type, std::string_view event, std:
 // because every node applies the same command with the same ctx.now_ms ("expired", as Redis
 // notifies a key it finds expired on access).
 KeyIter live_write(State& s, std::string_view key, const ApplyContext& ctx) {
-  free_some(s);
+  free_some(s, ctx);
   auto it = s.keys.find(key);
   if (it == s.keys.end()) return it;
   if (expired(s, key, ctx.now_ms)) {
@@ -189,7 +188,7 @@ T* create(State& s, std::string_view key, KeyIter* it) {
 template <class T>
 bool container_for_create(State& s, std::string_view key, const ApplyContext& ctx, Reply& r, KeyIter* it, T** out) {
   static_assert(kInPlace<T>);
-  free_some(s);
+  free_some(s, ctx);
   auto [pos, inserted] = s.keys.try_emplace(key);  // an empty std::string: no allocation
   if (!inserted && expired(s, key, ctx.now_ms)) {
     erase_key(s, pos);
@@ -2154,7 +2153,7 @@ void apply_flushall(State& s, const Words&, const ApplyContext& ctx, Reply& r) {
   ctx.all_keys_changed();
   // Freed over the next commands (kv.h: Graveyard): 20 M keys take seconds to destroy.
   s.graveyard.bury_keyspace(s.keys, s.expires, s.expiry_order);
-  free_some(s);  // a small keyspace goes at once
+  free_some(s, ctx);  // a small keyspace goes at once
   r.ok();
 }
 

@@ -24,6 +24,7 @@
 //     same member; over many pops the choice is close to uniform.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -132,10 +133,12 @@ using ExpiryOrder = absl::btree_set<std::pair<uint64_t, std::string>, ExpiryLess
 // LAZYFREE_THRESHOLD is the same.
 inline constexpr size_t kLazyFreeElementsMin = 64;
 // Elements (or table nodes) the graveyard destroys per write command that runs while it
-// is not empty (~25-100 µs at 50-200 ns each), and per HMDB.EXPIRE, which housekeeping
-// proposes (one a tick, 100 ms) while it is not empty: ~5 ms of freeing a tick, so 10 M
-// elements are gone in ~20 s even with no writes.
+// is not empty (~25-100 µs at 50-200 ns each), at most kLazyFreeEntryWork per log entry
+// (a loop turn applies a batch of up to thousands of commands as one entry: ~0.5-1 ms),
+// and per HMDB.EXPIRE, which housekeeping proposes (one a tick, 100 ms) while it is not
+// empty: ~5 ms of freeing a tick, so 10 M elements are gone in ~20 s even with no writes.
 inline constexpr size_t kLazyFreeStepWork = 512;
+inline constexpr size_t kLazyFreeEntryWork = 8192;
 inline constexpr size_t kLazyFreeHousekeepingWork = 50000;
 
 // Deleted big values and flushed tables, destroyed a bounded amount of work at a time
@@ -149,10 +152,22 @@ class Graveyard {
   void bury_if_big(Value& v);
   // Takes a whole keyspace (FLUSHALL), leaving the three empty.
   void bury_keyspace(KeyTable<Value>& keys, KeyTable<uint64_t>& expires, ExpiryOrder& order);
-  // Destroys about `budget` elements' worth (a container's elements, a table's nodes).
-  void step(size_t budget);
+  // Destroys about `budget` elements' worth (a container's elements, a table's nodes);
+  // returns the work done.
+  size_t step(size_t budget);
+  // step(kLazyFreeStepWork) for a command of log entry `index`, unless the commands of that
+  // entry already did kLazyFreeEntryWork: the same on every node (it depends on the log).
+  void step_for_entry(uint64_t index) {
+    if (index != entry_index_) {
+      entry_index_ = index;
+      entry_work_ = 0;
+    }
+    if (entry_work_ < kLazyFreeEntryWork) entry_work_ += step(std::min(kLazyFreeStepWork, kLazyFreeEntryWork - entry_work_));
+  }
 
  private:
+  uint64_t entry_index_ = 0;
+  size_t entry_work_ = 0;
   std::vector<Value> values_;
   std::vector<KeyTable<Value>> tables_;
   std::vector<KeyTable<uint64_t>> deadline_tables_;

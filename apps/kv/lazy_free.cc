@@ -71,7 +71,7 @@ void Graveyard::bury_keyspace(KeyTable<Value>& keys, KeyTable<uint64_t>& expires
   order.clear();  // moved from: empty in practice, and now by contract
 }
 
-void Graveyard::step(size_t budget) {
+size_t Graveyard::step(size_t budget) {
   size_t work = 0;
   while (work < budget) {
     if (!values_.empty()) {
@@ -95,9 +95,10 @@ void Graveyard::step(size_t budget) {
       work += n + 1;
       if (o.empty()) orders_.pop_back();
     } else {
-      return;
+      break;
     }
   }
+  return work;
 }
 
 }  // namespace hmdb::kv
