@@ -569,6 +569,7 @@ struct Node {
   std::optional<raft::SnapshotMeta> refused_snapshot;
   uint64_t remedy_tick = 0;
   uint64_t kill_tick = 0;
+  bool kill_new = false;  // the kill is of a node just restarted with v2 (not of a leader in a transfer)
   Disk disk;             // what the core was told is durable
   std::unique_ptr<DataDir> dir;  // the same, byte for byte, as the server's files (sim_disk.h)
   bool dead = false;     // refused to start (the server's exit code 2): stays down
@@ -1891,7 +1892,7 @@ void Simulation::upgrade_tick() {
     if (n.kill_tick && tick() >= n.kill_tick) {
       n.kill_tick = 0;
       if (healing_) continue;
-      mark(Fault::kUpgradeKilledNew);
+      mark(n.kill_new ? Fault::kUpgradeKilledNew : Fault::kUpgradeLeaderKilledInTransfer);
       crash_node(n, true);
       n.restart_tick = tick() + urng_.range(1, 4 * kElectionTicks);
       continue;
@@ -1933,7 +1934,10 @@ void Simulation::upgrade_tick() {
         Node& n = nodes_[u.order[u.pos++]];
         mark(Fault::kUpgradeRestart);
         restart_with(n, 2);
-        if (n.up && urng_.chance(250'000)) n.kill_tick = tick() + urng_.range(1, kElectionTicks);  // mid catch-up
+        if (n.up && urng_.chance(250'000)) {  // mid catch-up
+          n.kill_tick = tick() + urng_.range(1, kElectionTicks);
+          n.kill_new = true;
+        }
         if (u.pos == u.rollback_after && !u.gate_proposed) {
           u.stage = UpgradeStage::kRollingBack;
           u.order = members();
@@ -1985,7 +1989,7 @@ void Simulation::upgrade_tick() {
           l->raft->transfer_leadership(to);
           if (kill) {
             l->kill_tick = tick() + urng_.range(1, 3);
-            mark(Fault::kUpgradeLeaderKilledInTransfer);
+            l->kill_new = false;
           }
           u.next_tick = tick() + urng_.range(2, 2 * kElectionTicks);
           break;
