@@ -1846,7 +1846,10 @@ size_t Simulation::voters_reading_v2() const {
 bool Simulation::try_gate() {
   Node* l = leader();
   if (!l || l->app->active_schema_version() >= 2 || l->replica->schema_block()) return false;
-  if (!l->app->reads_schema_version(2)) {  // "this node reads schema versions 1..1: it cannot activate version 2"
+  if (!l->app->reads_schema_version(2)) {
+    ev(45, l->id, 0, 0, [&] {
+      return fmt::format("n{} CLUSTER SCHEMA ACTIVATE 2: REFUSED (this node reads schema versions 1..1)", l->id);
+    });
     mark(Fault::kUpgradeGateRefused);
     return false;
   }
