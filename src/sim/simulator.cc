@@ -569,7 +569,10 @@ struct Node {
   std::optional<raft::SnapshotMeta> refused_snapshot;
   uint64_t remedy_tick = 0;
   uint64_t kill_tick = 0;
-  bool kill_new = false;  // the kill is of a node just restarted with v2 (not of a leader in a transfer)
+  bool kill_new = false;
+  // The active version whose layout the app refused to write this incarnation's state in (its
+  // save_as returned false): snapshots then use the newest layout (server/snapshot.cc).
+  uint32_t layout_refused = 0;  // the kill is of a node just restarted with v2 (not of a leader in a transfer)
   Disk disk;             // what the core was told is durable
   std::unique_ptr<DataDir> dir;  // the same, byte for byte, as the server's files (sim_disk.h)
   bool dead = false;     // refused to start (the server's exit code 2): stays down
@@ -1118,6 +1121,7 @@ void Simulation::start_node(Node& n) {
   std::fill(std::begin(n.peer_newest), std::end(n.peer_newest), 0u);
   n.refused_snapshot.reset();
   n.remedy_tick = 0;
+  n.layout_refused = 0;
   n.applied = n.disk.snapshot_index();
   n.applied_term = n.disk.snapshot_term();
   n.applied_conf = n.disk.snapshot ? n.disk.snapshot->conf : initial_conf_;
@@ -2040,14 +2044,22 @@ void Simulation::take_snapshot(Node& n) {
   meta.index = n.applied;
   meta.term = n.applied_term;
   meta.conf = n.raft->conf_state_at(n.applied);
-  meta.schema_version = n.app->schema_version();  // the binary's newest layout, as the server
+  // As server/snapshot.cc: the active version's layout when the app can write it, so that a
+  // binary that reads only that version loads it (an upgrade not yet activated can be
+  // abandoned), else the binary's newest.
+  meta.schema_version = core::snapshot_layout(*n.app, n.layout_refused);
   if (meta.conf != n.applied_conf) {
     fail("conf-at-applied", fmt::format("n{} core says membership at {} is {} but the applied log says {}", n.id, n.applied,
                                         conf_string(meta.conf), conf_string(n.applied_conf)));
     return;
   }
   Encoder enc;
-  core::save_state(*n.app, n.replica->requests(), enc);
+  if (!core::save_state_at(*n.app, n.replica->requests(), meta.schema_version, enc)) {
+    n.layout_refused = meta.schema_version;
+    meta.schema_version = n.app->schema_version();
+    enc = Encoder();
+    core::save_state(*n.app, n.replica->requests(), enc);
+  }
   Write w;
   w.local = raft::Snapshot{meta, enc.take()};
   w.done_at = disk_done_at(n, 1, 6);

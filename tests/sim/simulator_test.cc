@@ -136,7 +136,8 @@ TEST(Simulator, UpgradeStepsHappenAndReplay) {
   std::array<bool, kFaultCount> seen{};
   auto all_seen = [&] {
     for (size_t f = 0; f < kFaultCount; f++)
-      if (upgrade_step(static_cast<Fault>(f)) && !seen[f]) return false;
+      if (upgrade_step(static_cast<Fault>(f)) && static_cast<Fault>(f) != Fault::kUpgradeRollbackRefused && !seen[f])
+        return false;
     return true;
   };
   for (uint64_t seed = 1; seed <= kMaxSeeds && !all_seen(); seed++) {
@@ -148,8 +149,11 @@ TEST(Simulator, UpgradeStepsHappenAndReplay) {
     ASSERT_TRUE(r.ok) << "[" << r.check << "] " << r.detail << "\nreplay: " << replay_command(o);
     for (size_t f = 0; f < kFaultCount; f++) seen[f] = seen[f] || r.faults[f];
   }
+  // Except a refused rollback: a v2 node writes its snapshots in v1's layout while v1 is
+  // active (server/snapshot.cc, core::snapshot_layout), which the register app's save_as
+  // refuses only for a step other than 1, which no client can set before the gate.
   for (size_t f = 0; f < kFaultCount; f++)
-    if (upgrade_step(static_cast<Fault>(f)))
+    if (upgrade_step(static_cast<Fault>(f)) && static_cast<Fault>(f) != Fault::kUpgradeRollbackRefused)
       EXPECT_TRUE(seen[f]) << fault_name(static_cast<Fault>(f)) << " never happened in " << kMaxSeeds << " seeds";
   Options o;
   o.seed = 4;
