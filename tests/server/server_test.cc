@@ -809,6 +809,47 @@ TEST_F(ServerTest, AnEntryThatDoesNotApplyUnderItsVersionStopsTheNode) {
   }
 }
 
+// While version 1 is active a version-2 binary writes its snapshots in version 1's layout
+// (the older binary loads them: an upgrade can be abandoned); when the app's save_as refuses
+// the state, the snapshot is written in the newest layout instead, said in the log, and
+// loads at restart.
+TEST_F(ServerTest, SnapshotsAreInTheActiveVersionsLayoutUnlessSaveAsRefuses) {
+  ASSERT_EQ(::setenv("HMDB_TINY_APP", "two-layouts", 1), 0);
+  server_->start();
+  ::unsetenv("HMDB_TINY_APP");
+  auto newest_layout = [&] {
+    std::vector<std::string> paths;
+    EXPECT_TRUE(storage::list_snapshots(storage::Env::posix(), server_->data_dir(), &paths));
+    storage::LoadedSnapshot snap;
+    EXPECT_FALSE(paths.empty());
+    EXPECT_TRUE(storage::read_snapshot_file(storage::Env::posix(), paths.back(), &snap));
+    return snap.meta.schema_version;
+  };
+  {
+    RespClient c(server_->port());
+    EXPECT_EQ(info_field(c, "schema_version"), "2");
+    EXPECT_EQ(info_field(c, "schema_version_active"), "1");
+    ASSERT_EQ(c.call({"SET", "a", "1"}), std::string("OK"));
+    ASSERT_EQ(c.call({"SNAPSHOT"}).type, '+');
+    EXPECT_EQ(newest_layout(), 1u);
+    ASSERT_EQ(c.call({"SET", "v2-only", "x"}), std::string("OK"));
+    RespValue v = c.call({"SNAPSHOT"});
+    ASSERT_EQ(v.type, '+') << v.str;
+    EXPECT_EQ(newest_layout(), 2u);
+    EXPECT_NE(server_->read_log().find("in schema version 1's layout (its save_as refused); writing this binary's "
+                                       "layout (version 2) instead, which a binary that reads only version 1 cannot load"),
+              std::string::npos);
+  }
+  ASSERT_EQ(server_->stop(), 0);
+  ASSERT_EQ(::setenv("HMDB_TINY_APP", "two-layouts", 1), 0);
+  server_->start();
+  ::unsetenv("HMDB_TINY_APP");
+  EXPECT_NE(server_->read_log().find("loading snapshot"), std::string::npos);
+  RespClient c(server_->port());
+  EXPECT_EQ(c.call({"GET", "v2-only"}).str, "x");
+  EXPECT_EQ(c.call({"GET", "a"}).str, "1");
+}
+
 // An app that defines a command the shell answers first (PING) is refused before anything
 // is served: exit 1, the message naming the app, the command and why.
 TEST_F(ServerTest, AnAppDefiningAReservedNameIsRefusedAtStartup) {
