@@ -347,9 +347,11 @@ def replace(c, load, old, new, tool, kill_leader=False):
             try:
                 check(added.wait(REPLACE_PROGRESS_TIMEOUT_S), "the replace did not add node %d:\n%s"
                       % (new.id, "".join(lines)))
-                killed = c.wait_leader(LEADER_TIMEOUT_S, nodes=load.members)
+                # The new node counts: the tool may have promoted it and moved leadership to it.
+                killed = c.wait_leader(LEADER_TIMEOUT_S, nodes=load.members + [new])
                 killed.kill()
                 print("kill -9 of the leader, %s, during the replace of %s by node %d" % (killed, old, new.id))
+                was_member = killed in load.members
                 load.set_members([n for n in load.members if n is not killed])
                 code = p.wait(timeout=REPLACE_TIMEOUT_S)
             finally:
@@ -360,7 +362,8 @@ def replace(c, load, old, new, tool, kill_leader=False):
             out = "".join(lines)
             if killed is not old:
                 killed.start()  # still a member: it comes back with its data and catches up
-                load.set_members(load.members + [killed])
+                if was_member:
+                    load.set_members(load.members + [killed])
         else:
             code, out = (lambda p: (p.returncode, p.stdout.decode("utf-8", "replace")))(
                 subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=REPLACE_TIMEOUT_S,
