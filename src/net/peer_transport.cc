@@ -625,11 +625,20 @@ void PeerTransport::read_inbound(uint64_t conn) {
     size_t want = frame > in->buf.size() ? std::max(kReadChunkBytes, frame - in->buf.size()) : kReadChunkBytes;
     size_t space = std::min(want, limit - in->buf.size());
     size_t old = in->buf.size();
-    in->buf.resize(old + space);
+    // A chunk is read into the scratch buffer and what came appended: growing the string by
+    // the chunk before the read wrote 64 KiB of zeros per recv (std::string::resize), most
+    // of a follower's instructions. A large frame's remainder is read in place.
+    const bool in_place = space > kReadChunkBytes;
+    char* into = read_scratch_.get();
+    if (in_place) {
+      in->buf.resize(old + space);
+      into = in->buf.data() + old;
+    }
     TlsIo waits;
     std::string tls_error;
-    ssize_t n = io_recv(in->fd, in->tls.get(), in->buf.data() + old, space, &waits, &tls_error);
-    in->buf.resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
+    ssize_t n = io_recv(in->fd, in->tls.get(), into, space, &waits, &tls_error);
+    if (in_place) in->buf.resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
+    else if (n > 0) in->buf.append(into, static_cast<size_t>(n));
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {

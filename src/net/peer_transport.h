@@ -333,6 +333,8 @@ class PeerTransport {
   std::unordered_map<uint64_t, raft::NodeId> outbound_;  // token -> peer
   std::unordered_map<uint64_t, Inbound> inbound_;        // token -> connection
   std::vector<raft::Message>* received_ = nullptr;       // during poll()
+  // read_inbound reads a chunk here (uninitialized, unlike a string grown to take it).
+  std::unique_ptr<char[]> read_scratch_{new char[kReadChunkBytes]};
   uint64_t refused_unidentified_ = 0;
   uint64_t tls_refused_ = 0;
   uint64_t accept_paused_until_ms_ = 0;  // 0: the listener is watched
