@@ -64,7 +64,9 @@ TlsResult classify(ssl_st* ssl, int ret) {
     case SSL_ERROR_ZERO_RETURN: return {TlsIo::kClosed, 0, {}};
     case SSL_ERROR_SYSCALL:
       if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return {TlsIo::kWantRead, 0, {}};
-      if (ERR_peek_error() == 0 && errno == 0) return {TlsIo::kClosed, 0, {}};
+      // The socket failed under TLS with nothing wrong in TLS itself: the other end closed or
+      // reset the connection (ECONNRESET, EPIPE), as a plaintext client may; not a refusal.
+      if (ERR_peek_error() == 0) return {TlsIo::kClosed, 0, {}};
       [[fallthrough]];
     default: {
       TlsResult r{TlsIo::kError, 0, failure_text(ssl, e)};
@@ -204,6 +206,12 @@ ssize_t io_send(int fd, ssl_st* tls, const char* buf, size_t n, TlsIo* want, std
   *want = TlsIo::kWantWrite;
   if (tls == nullptr) return ::send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
   TlsResult r = tls_write(tls, buf, n);
+  if (r.io == TlsIo::kClosed) {
+    // The other end is gone: a write says so as send(2) does (it never returns 0 for a
+    // non-empty buffer, and callers loop on what was written).
+    errno = EPIPE;
+    return -1;
+  }
   return tls_outcome(std::move(r), want, tls_error);
 }
 

@@ -81,7 +81,7 @@ enum class TlsIo : uint8_t {
   kOk,         // bytes moved (> 0)
   kWantRead,   // call again once the socket is readable
   kWantWrite,  // call again once the socket is writable
-  kClosed,     // the other end closed the connection (close_notify or EOF)
+  kClosed,     // the other end closed the connection (close_notify, EOF, or a reset)
   kError,      // the connection is broken: handshake refused, bad record, reset; see error
 };
 struct TlsResult {
@@ -95,7 +95,8 @@ TlsResult tls_write(ssl_st* ssl, const char* buf, size_t n);
 // One recv(2) or send(2) on a non-blocking socket, through TLS when tls is not null (the
 // peer transport's and forwarding links' sockets). Returns the bytes, 0 at EOF, or -1 with
 // errno: EAGAIN (wait; *want says for which readiness: with TLS a read may wait to write and
-// a write to read), EPROTO (TLS failed; *tls_error says why), or the syscall's own.
+// a write to read), EPROTO (TLS failed; *tls_error says why), or the syscall's own (a write
+// to a connection the other end closed is EPIPE, never 0).
 ssize_t io_recv(int fd, ssl_st* tls, char* buf, size_t n, TlsIo* want, std::string* tls_error);
 ssize_t io_send(int fd, ssl_st* tls, const char* buf, size_t n, TlsIo* want, std::string* tls_error);
 // Decrypted bytes buffered inside the connection (readable without the socket).
