@@ -1,0 +1,282 @@
+#!/usr/bin/env python3
+"""bench/stall_bench.py - the longest wait of a one-at-a-time client while a server grows to N
+small keys, deletes a big hash and flushes everything, and the memory per key; hmdb against
+redis-server in the same run (issue 16, items 5 and 7).
+
+Per system (hmdb `--durability none`, optionally a second hmdb binary such as the build before
+a change, and redis-server without persistence), each in a fresh process and data directory:
+
+1. growth: `redis-benchmark -t set -P 64 -c 50 -r R -n N` (3-byte values, random keys over
+   R, so about R * (1 - e^(-N/R)) distinct keys; R and N chosen for --keys distinct keys)
+   while the probe (one connection, one SET at a time, PROBE_INTERVAL_S apart) records every
+   latency: worst, p99.9, p99;
+2. memory: VmRSS minus VmRSS of the fresh server, divided by DBSIZE (hmdb: also after a
+   SNAPSHOT, which lets it drop its in-memory log, and SETTLE_S; and after a restart from
+   that snapshot, which holds the state alone; Redis: also INFO used_memory per key);
+3. FLUSHALL while the probe runs: its latency and the probe's worst;
+4. big delete: `redis-benchmark -t hset -P 64` fills one hash (`myhash`) with about --fields
+   fields; then, while the probe runs, `DEL myhash` on its own connection: its latency and the
+   probe's worst (Redis' DEL frees synchronously: lazyfree-lazy-user-del is off by default).
+
+For hmdb it also reads INFO's loop_turn_max_ms (the longest event-loop turn since start)
+after each phase. Run it under the benchmark lock on a shared machine:
+    flock /tmp/hmdb-bench.lock python3 bench/stall_bench.py --runs 3
+and quote the load (printed) with the medians and spread. Python 3 standard library plus
+redis-benchmark and redis-server on PATH. Every process started here is stopped by PID.
+"""
+import argparse
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from snapshot_stall import (Probe, Resp, Server, free_port, loadavg, percentile,  # noqa: E402
+                            proc_status_kib, stop_proc)
+
+# --- bounds ---
+LOAD_TIMEOUT_S = 1800          # one redis-benchmark fill may take minutes on a busy machine
+SETTLE_S = 3.0                 # after SNAPSHOT: hmdb frees its log a bounded amount per turn
+AFTER_DELETE_S = 1.0           # the probe keeps running this long after DEL / FLUSHALL
+SERVER_READY_TIMEOUT_S = 60.0
+
+
+def wait_ping(port, proc, timeout=SERVER_READY_TIMEOUT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server on {port} exited with {proc.returncode}")
+        try:
+            c = Resp(port, timeout=5)
+            try:
+                if c.call("PING") == "PONG":
+                    return
+            finally:
+                c.close()
+        except OSError:
+            pass
+        time.sleep(0.01)
+    raise RuntimeError(f"server on {port} not answering")
+
+
+class RedisServer:
+    def __init__(self, binary, port, work):
+        self.port = port
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--databases", "1", "--dir", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_ping(port, self.proc)
+
+    def stop(self):
+        stop_proc(self.proc)
+
+
+class HmdbServer:
+    def __init__(self, binary, port, work):
+        self.port = port
+        self.server = Server(binary, port, os.path.join(work, "data"), os.path.join(work, "hmdb.log"),
+                             durability="none")
+        self.server.start()
+        self.proc = self.server.proc
+
+    def stop(self):
+        self.server.stop()
+
+
+def call(port, *args, timeout=600):
+    c = Resp(port, timeout=timeout)
+    try:
+        t0 = time.monotonic()
+        r = c.call(*args)
+        return r, time.monotonic() - t0
+    finally:
+        c.close()
+
+
+def info_field(port, section, field):
+    r, _ = call(port, "INFO", section)
+    for line in r.decode().splitlines():
+        if line.startswith(field + ":"):
+            return line.split(":", 1)[1]
+    return None
+
+
+def redis_benchmark(port, args):
+    t0 = time.monotonic()
+    p = subprocess.Popen(["redis-benchmark", "-p", str(port), "-q"] + args,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = p.communicate(timeout=LOAD_TIMEOUT_S)
+    finally:
+        stop_proc(p)
+    if p.returncode != 0:
+        raise RuntimeError(f"redis-benchmark {args} failed: {out[-500:]!r}")
+    return time.monotonic() - t0, out.decode(errors="replace").strip().splitlines()[-1:]
+
+
+def probe_summary(samples):
+    v = sorted(lat for _, lat in samples)
+    if not v:
+        return {"n": 0, "max_ms": float("nan"), "p999_ms": float("nan"), "p99_ms": float("nan")}
+    return {"n": len(v), "max_ms": v[-1] * 1e3, "p999_ms": percentile(v, 99.9) * 1e3,
+            "p99_ms": percentile(v, 99) * 1e3}
+
+
+class Probing:
+    """Runs the one-at-a-time SET probe for the duration of a `with` block."""
+
+    def __init__(self, port):
+        self.probe = Probe(port, 3)
+
+    def __enter__(self):
+        self.probe.start()
+        time.sleep(0.2)  # the probe's connection is up before the work starts
+        return self
+
+    def __exit__(self, *exc):
+        self.probe.stop_flag.set()
+        self.probe.join(30)
+        if self.probe.error:
+            raise RuntimeError(f"probe: {self.probe.error}")
+        self.summary = probe_summary(self.probe.samples)
+        return False
+
+
+def run_one(name, kind, binary, args, work):
+    port = free_port()
+    server = (HmdbServer if kind == "hmdb" else RedisServer)(binary, port, work)
+    out = {"system": name}
+    turn = (lambda: int(info_field(port, "stats", "loop_turn_max_ms"))) if kind == "hmdb" else (lambda: None)
+    try:
+        rss0 = proc_status_kib(server.proc.pid)
+        # 1. growth under load
+        with Probing(port) as p:
+            out["load_s"], out["load_line"] = redis_benchmark(
+                port, ["-t", "set", "-P", "64", "-c", "50", "-r", str(args.keyspace), "-n", str(args.requests)])
+        out["grow_probe"] = p.summary
+        out["turn_after_grow_ms"] = turn()
+        # 2. memory per key
+        keys = call(port, "DBSIZE")[0]
+        out["keys"] = keys
+        out["rss_kib"] = proc_status_kib(server.proc.pid)
+        out["bytes_per_key"] = (out["rss_kib"] - rss0) * 1024 / keys
+        if kind == "hmdb":
+            call(port, "SNAPSHOT", timeout=1800)
+            time.sleep(SETTLE_S)
+            out["bytes_per_key_after_snapshot"] = (proc_status_kib(server.proc.pid) - rss0) * 1024 / keys
+            # A node started from that snapshot holds the state and no log (nor the log's freed
+            # but not returned heap): the state's own cost per key.
+            server.server.stop()
+            server.server.start()
+            server.proc = server.server.proc
+            assert call(port, "DBSIZE")[0] == keys
+            out["bytes_per_key_restarted"] = (proc_status_kib(server.proc.pid) - rss0) * 1024 / keys
+        else:
+            out["used_memory_per_key"] = int(info_field(port, "memory", "used_memory")) / keys
+        # 3. FLUSHALL while the probe runs
+        with Probing(port) as p:
+            r, out["flushall_s"] = call(port, "FLUSHALL")
+            time.sleep(AFTER_DELETE_S)
+        out["flush_probe"] = p.summary
+        out["turn_after_flush_ms"] = turn()
+        # 4. a big hash, then DEL of it while the probe runs
+        redis_benchmark(port, ["-t", "hset", "-P", "64", "-c", "50", "-r", str(args.fields),
+                               "-n", str(int(args.fields * 1.2))])
+        out["turn_after_fill_ms"] = turn()
+        out["hash_fields"] = call(port, "HLEN", "myhash")[0]
+        with Probing(port) as p:
+            r, out["del_s"] = call(port, "DEL", "myhash")
+            time.sleep(AFTER_DELETE_S)
+        assert r == 1, r
+        out["del_probe"] = p.summary
+        out["turn_after_del_ms"] = turn()
+    finally:
+        server.stop()
+    return out
+
+
+def fmt_ms(x):
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build-dir", default="build")
+    ap.add_argument("--hmdb", default=None, help="hmdb binary (default: BUILD/apps/kv/hmdb)")
+    ap.add_argument("--hmdb-before", default=None, help="a second hmdb binary to compare (e.g. before a change)")
+    ap.add_argument("--redis", default=shutil.which("redis-server"))
+    ap.add_argument("--keys", type=int, default=5_000_000, help="distinct keys to grow to (5 M)")
+    ap.add_argument("--fields", type=int, default=1_000_000, help="random fields over which myhash is filled")
+    ap.add_argument("--runs", type=int, default=1)
+    args = ap.parse_args()
+    # Random keys over R = 4 N with n = R * ln(R / (R - N)) requests gives N distinct on average.
+    args.keyspace = 4 * args.keys
+    args.requests = int(args.keyspace * math.log(args.keyspace / (args.keyspace - args.keys)))
+    hmdb = args.hmdb or os.path.join(args.build_dir, "apps", "kv", "hmdb")
+    systems = [("hmdb", "hmdb", hmdb)]
+    if args.hmdb_before:
+        systems.append(("hmdb-before", "hmdb", args.hmdb_before))
+    if args.redis:
+        systems.append(("redis", "redis", args.redis))
+    print(f"stall_bench: {args.keys} keys (SET -P 64 -c 50 -r {args.keyspace} -n {args.requests}), "
+          f"hash over {args.fields} fields, {args.runs} run(s); load {loadavg()}", flush=True)
+    results = {name: [] for name, _, _ in systems}
+    for run in range(args.runs):
+        for name, kind, binary in systems:
+            work = tempfile.mkdtemp(prefix="stall_bench-")
+            try:
+                t0 = time.monotonic()
+                r = run_one(name, kind, binary, args, work)
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+            results[name].append(r)
+            extra = (f"after SNAPSHOT {r['bytes_per_key_after_snapshot']:.1f} B/key, restarted "
+                     f"{r['bytes_per_key_restarted']:.1f} B/key" if kind == "hmdb"
+                     else f"used_memory {r['used_memory_per_key']:.1f} B/key")
+            print(f"run {run + 1} {name}: {r['keys']} keys in {r['load_s']:.1f} s ({r['load_line']}); "
+                  f"probe worst during growth {fmt_ms(r['grow_probe']['max_ms'])} ms "
+                  f"(p99.9 {fmt_ms(r['grow_probe']['p999_ms'])}, n {r['grow_probe']['n']}); "
+                  f"DEL of {r['hash_fields']} fields {r['del_s'] * 1e3:.1f} ms, probe worst "
+                  f"{fmt_ms(r['del_probe']['max_ms'])} ms; FLUSHALL {r['flushall_s'] * 1e3:.1f} ms, probe worst "
+                  f"{fmt_ms(r['flush_probe']['max_ms'])} ms; loop_turn_max_ms after grow/flush/hash fill/del "
+                  f"{r['turn_after_grow_ms']}/{r['turn_after_flush_ms']}/{r['turn_after_fill_ms']}/"
+                  f"{r['turn_after_del_ms']}; "
+                  f"RSS {r['bytes_per_key']:.1f} B/key, {extra}; {time.monotonic() - t0:.0f} s; load {loadavg()}",
+                  flush=True)
+    print(f"\nmedians (min-max) over {args.runs} run(s); load at the end {loadavg()}")
+
+    def med(name, f):
+        v = [f(r) for r in results[name]]
+        v = [x for x in v if x is not None]
+        if not v:
+            return "-"
+        return f"{statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f})"
+
+    rows = [("probe worst during growth, ms", lambda r: r["grow_probe"]["max_ms"]),
+            ("probe p99.9 during growth, ms", lambda r: r["grow_probe"]["p999_ms"]),
+            ("DEL of the big hash, ms", lambda r: r["del_s"] * 1e3),
+            ("probe worst around DEL, ms", lambda r: r["del_probe"]["max_ms"]),
+            ("FLUSHALL, ms", lambda r: r["flushall_s"] * 1e3),
+            ("probe worst around FLUSHALL, ms", lambda r: r["flush_probe"]["max_ms"]),
+            ("loop_turn_max_ms after growth", lambda r: r["turn_after_grow_ms"]),
+            ("loop_turn_max_ms after FLUSHALL", lambda r: r["turn_after_flush_ms"]),
+            ("loop_turn_max_ms after DEL (whole run)", lambda r: r["turn_after_del_ms"]),
+            ("RSS per key, bytes", lambda r: r["bytes_per_key"]),
+            ("RSS per key after SNAPSHOT, bytes", lambda r: r.get("bytes_per_key_after_snapshot")),
+            ("RSS per key restarted from the snapshot, bytes", lambda r: r.get("bytes_per_key_restarted")),
+            ("used_memory per key (Redis), bytes", lambda r: r.get("used_memory_per_key")),
+            ("load time, s", lambda r: r["load_s"])]
+    names = [n for n, _, _ in systems]
+    print("| | " + " | ".join(names) + " |")
+    print("|---" * (len(names) + 1) + "|")
+    for label, f in rows:
+        print(f"| {label} | " + " | ".join(med(n, f) for n in names) + " |")
+
+
+if __name__ == "__main__":
+    main()
