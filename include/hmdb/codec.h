@@ -279,6 +279,18 @@ class Decoder {
   bool done() const { return ok_ && in_.empty(); }
   size_t remaining() const { return in_.size(); }
   void fail() { ok_ = false; in_ = {}; }
+  // For an app's load(): the bytes are sound, but this version will not take the state they
+  // hold (a migration that must be refused: a value the new layout cannot hold, data a
+  // human must fix first). Fails the decoder like malformed input, and keeps the reason:
+  // the engine then reports it (startup, a snapshot from the leader, `hmdb dry-run`) as a
+  // refused migration, exit code 1, instead of calling the snapshot damaged
+  // (docs/migrations.md, "A migration that must be refused").
+  void refuse(std::string why) {
+    refusal_ = std::move(why);
+    fail();
+  }
+  // Why load() refused the state (empty: it did not, or the input was malformed).
+  const std::string& refusal() const { return refusal_; }
 
  private:
   template <class T>
@@ -295,6 +307,7 @@ class Decoder {
 
   std::string_view in_;
   bool ok_ = true;
+  std::string refusal_;
 };
 
 }  // namespace hmdb

@@ -216,7 +216,8 @@ MigrationResult check_migration(const Migration<Old, New>& m) {
       const std::string bytes = save_bytes(old);
       Decoder in(bytes);
       if (!into.load(in, m.old_version)) {
-        *error = "the new app's load refused the old app's snapshot (" + std::to_string(bytes.size()) + " bytes)";
+        *error = "the new app's load refused the old app's snapshot (" + std::to_string(bytes.size()) + " bytes)" +
+                 (in.refusal().empty() ? "" : ": " + in.refusal());
         return false;
       }
       into.set_active_schema_version(m.old_version);
@@ -227,7 +228,8 @@ MigrationResult check_migration(const Migration<Old, New>& m) {
       const std::string bytes = save_bytes(old);
       Decoder in(bytes);
       if (!follower.load(in, m.old_version)) {
-        fail("the new app's load refused the old app's snapshot (" + std::to_string(bytes.size()) + " bytes)");
+        fail("the new app's load refused the old app's snapshot (" + std::to_string(bytes.size()) + " bytes)" +
+             (in.refusal().empty() ? "" : ": " + in.refusal()));
         break;
       }
       follower.set_active_schema_version(m.old_version);

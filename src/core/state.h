@@ -57,6 +57,7 @@ enum class LoadState : uint8_t {
   kOk,
   kBadRequests,        // the request table's encoding (or the active version before it) is malformed
   kBadApp,             // the app refused its part (StateMachine::load returned false)
+  kRefused,            // ... on purpose: a migration it will not make (Decoder::refusal says why)
   kUnsupportedActive,  // the active schema version is one this binary does not read
 };
 
@@ -78,9 +79,18 @@ inline LoadState load_state(StateMachine& app, RequestTable& requests, Decoder& 
   if (!in.ok()) return fail(LoadState::kBadRequests);
   if (!app.reads_schema_version(active_version)) return fail(LoadState::kUnsupportedActive);
   if (format >= kStateFormatWithRequests && !requests.load(in)) return fail(LoadState::kBadRequests);
-  if (!app.load(in, schema_version)) return fail(LoadState::kBadApp);
+  if (!app.load(in, schema_version)) return fail(in.refusal().empty() ? LoadState::kBadApp : LoadState::kRefused);
   app.set_active_schema_version(active_version);
   return LoadState::kOk;
+}
+
+// A refused migration (LoadState::kRefused), for a log line: what, where and what to do.
+inline std::string refused_migration(const StateMachine& app, std::string_view where, uint32_t version,
+                                     std::string_view why) {
+  return fmt::format("{}: app '{}' at schema version {} refuses to migrate this state of schema version {}: {}. "
+                     "Nothing is damaged: keep serving with a binary that reads version {} as it is, fix the data "
+                     "there as the reason says, take a new snapshot, and upgrade again",
+                     where, app.app_name(), app.schema_version(), version, why, version);
 }
 
 // Why this binary cannot hold data of schema version `version`, for a log line ("" if it

@@ -72,6 +72,9 @@ int dry_run(const StateMachineFactory& factory, const DryRunOptions& options, st
     if (loaded == core::LoadState::kUnsupportedActive)
       return fail(kExitStartupFailure, fmt::format("snapshot {} is of a cluster whose active schema version is {}", snap.path,
                                              core::unreadable_schema(*app, active)));
+    if (loaded == core::LoadState::kRefused)
+      return fail(kExitStartupFailure,
+                  core::refused_migration(*app, "snapshot " + snap.path, snap.meta.schema_version, in.refusal()));
     if (loaded != core::LoadState::kOk)
       return fail(kExitCorruption,
                   fmt::format("snapshot {} passed its checksum but its {} could not be decoded by this binary (schema "

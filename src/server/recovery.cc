@@ -75,6 +75,9 @@ Status Node::recover(int* exit_code) {
       return Status::not_supported(fmt::format("snapshot {} is of a cluster whose active schema version is {}.",
                                                snap.path, core::unreadable_schema(*app_, active)));
     }
+    if (loaded == core::LoadState::kRefused)  // exit 1: the same binary refuses it again
+      return Status::not_supported(
+          core::refused_migration(*app_, "snapshot " + snap.path, snap.meta.schema_version, in.refusal()));
     if (loaded != core::LoadState::kOk) {
       *exit_code = kExitCorruption;
       return Status::corruption(fmt::format(

@@ -298,6 +298,10 @@ void Node::install_snapshot(const raft::SnapshotMeta& meta) {
           "Nothing was applied from it.",
           meta.index, core::unreadable_schema(*app_, active));
   }
+  if (state == core::LoadState::kRefused)
+    fatal(kExitStartupFailure, "{}",
+          core::refused_migration(*app_, fmt::format("the leader's snapshot {}", final_path), meta.schema_version,
+                                  in.refusal()));
   if (state != core::LoadState::kOk) {
     fatal(kExitCorruption, "{} could not be decoded from the leader's snapshot {} (schema {}, format {})",
           state == core::LoadState::kBadRequests ? std::string("the request table")

@@ -1,8 +1,8 @@
 // tests/apps/ledger_migration_test.cc — the ledger's two migrations (v1 -> v2, v2 -> v3)
 // checked with the app authors' migration kit (hmdb/testing_migration.h), and the proof that
-// the kit has teeth: three planted bugs, each defined only here (a migration that drops the
-// memos, a version bump without the upcast, an author's migrate that loses a counter), are
-// each reported with the seed that reruns them and the command where the paths parted.
+// the kit has teeth: four planted bugs, each defined only here (a migration that drops the
+// memos, a version bump without the upcast, a data fix-up in the migration, an author's
+// migrate that loses a field), are each reported with the seed that reruns them and the command where the paths parted.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -151,6 +151,44 @@ TEST(LedgerMigration, AVersionBumpWithoutItsUpcastIsCaught) {
   EXPECT_NE(r.failure.find("the two paths differ"), std::string::npos) << r.failure;
   EXPECT_NE(r.failure.find("`TRANSFER "), std::string::npos) << "names the command: " << r.failure;
   std::printf("reported: %s\n", r.failure.c_str());
+}
+
+// Version 2 whose migration "fixes" account ids with a trailing space (a data fix-up in the
+// wrong place: an old entry replayed by the new node makes them again).
+struct LedgerV2TrimsIds : LedgerV2 {
+  static bool load(State& s, Decoder& in, uint32_t version) {
+    if (!LedgerV2::load(s, in, version)) return false;
+    if (version == 1) {
+      State fixed;
+      fixed.last_seq = s.last_seq;
+      fixed.transfers_by_id = std::move(s.transfers_by_id);
+      for (auto& [id, a] : s.accounts) {
+        std::string trimmed = id;
+        while (!trimmed.empty() && trimmed.back() == ' ') trimmed.pop_back();
+        fixed.accounts.emplace(trimmed.empty() ? id : trimmed, std::move(a));
+      }
+      s = std::move(fixed);
+    }
+    return true;
+  }
+};
+
+TEST(LedgerMigration, AFixUpInTheMigrationIsCaught) {
+  Migration<Ledger, LedgerV2TrimsIds> m;
+  m.command = [](std::mt19937_64& rng, const ledger::State& s) -> std::vector<std::string> {
+    if (rng() % 4 == 0) return {"ACCOUNT.CREATE", "acct" + std::to_string(rng() % 50) + " ", "USD"};
+    return v1_command(rng, s);
+  };
+  const testing::MigrationResult r = check_migration(m);
+  ASSERT_FALSE(r.ok) << "the kit missed a fix-up that only the snapshot path runs";
+  EXPECT_NE(r.failure.find("digest at version 1 is not the old app's"), std::string::npos) << r.failure;
+  // From an empty state, the first old ACCOUNT.CREATE of such an id parts the two paths.
+  m.state_commands = 0;
+  const testing::MigrationResult paths = check_migration(m);
+  ASSERT_FALSE(paths.ok);
+  EXPECT_NE(paths.failure.find("the two paths differ"), std::string::npos) << paths.failure;
+  EXPECT_NE(paths.failure.find("`ACCOUNT.CREATE \"acct"), std::string::npos) << paths.failure;
+  std::printf("reported: %s\n", paths.failure.c_str());
 }
 
 TEST(LedgerMigration, AnAuthorsMigrateThatDiffersFromLoadIsCaught) {
