@@ -1088,6 +1088,224 @@ void query_llen(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   r.integer(l ? static_cast<int64_t>(l->size()) : 0);
 }
 
+// LINDEX key index: negative counts from the tail; nil out of range.
+void query_lindex(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const List* l;
+  if (!container_for_read<List>(s, a[1], ctx.now_ms, r, &l)) return;
+  if (!l) { r.null(); return; }
+  int64_t index = 0;
+  if (!parse_int64(a[2], &index)) { r.error(kNotInteger); return; }
+  const int64_t n = static_cast<int64_t>(l->size());
+  if (index < 0) index += n;
+  if (index < 0 || index >= n) { r.null(); return; }
+  r.bulk((*l)[static_cast<size_t>(index)]);
+}
+
+void apply_lset(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  List* l;
+  if (!container_for_write<List>(s, a.argv[1], ctx, r, &it, &l)) return;
+  if (!l) { r.error("ERR no such key"); return; }
+  int64_t index = 0;
+  if (!parse_int64(a.argv[2], &index)) { r.error(kNotInteger); return; }
+  const int64_t n = static_cast<int64_t>(l->size());
+  if (index < 0) index += n;
+  if (index < 0 || index >= n) { r.error("ERR index out of range"); return; }
+  (*l)[static_cast<size_t>(index)].assign(a.argv[3].data(), a.argv[3].size());
+  notify(ctx, keyspace::kList, "lset", a.argv[1]);
+  r.ok();
+}
+
+// LREM key count element: count > 0 removes the first count matches from the head, < 0
+// from the tail, 0 all of them. O(n).
+struct LRemArgs {
+  std::string_view key, element;
+  int64_t count = 0;
+};
+bool parse_lrem(Args a, LRemArgs& o, std::string& err) {
+  o.key = a[1];
+  o.element = a[3];
+  if (!parse_int64(a[2], &o.count)) { err = kNotInteger; return false; }
+  return true;
+}
+void apply_lrem(State& s, const LRemArgs& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  List* l;
+  if (!container_for_write<List>(s, a.key, ctx, r, &it, &l)) return;
+  if (!l) { r.integer(0); return; }
+  const size_t n = l->size();
+  std::vector<bool> remove(n, false);
+  uint64_t limit = a.count == 0 ? UINT64_MAX
+                   : a.count > 0 ? static_cast<uint64_t>(a.count)
+                                 : static_cast<uint64_t>(-(a.count + 1)) + 1;
+  for (size_t k = 0; k < n && limit > 0; k++) {
+    const size_t i = a.count >= 0 ? k : n - 1 - k;
+    if ((*l)[i] == a.element) { remove[i] = true; limit--; }
+  }
+  const size_t removed = l->remove_where([&](size_t i) { return remove[i]; });
+  if (removed > 0) notify(ctx, keyspace::kList, "lrem", a.key);
+  erase_if_emptied(s, it, l, a.key, ctx);
+  r.integer(static_cast<int64_t>(removed));
+}
+
+// LTRIM key start stop: keeps [start, stop] (LRANGE's rules), an empty range empties it.
+struct LTrimArgs {
+  std::string_view key;
+  RangeArgs range;
+};
+bool parse_ltrim(Args a, LTrimArgs& o, std::string& err) {
+  o.key = a[1];
+  if (!parse_range(a, 2, &o.range)) { err = kNotInteger; return false; }
+  return true;
+}
+void apply_ltrim(State& s, const LTrimArgs& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  List* l;
+  if (!container_for_write<List>(s, a.key, ctx, r, &it, &l)) return;
+  if (!l) { r.ok(); return; }
+  size_t first = 0, last = 0;
+  if (!clamp_range(a.range.start, a.range.stop, l->size(), &first, &last)) {
+    while (!l->empty()) l->pop_back();
+  } else {
+    while (l->size() > last + 1) l->pop_back();
+    for (size_t i = 0; i < first; i++) l->pop_front();
+  }
+  notify(ctx, keyspace::kList, "ltrim", a.key);  // even when nothing went, as Redis
+  erase_if_emptied(s, it, l, a.key, ctx);
+  r.ok();
+}
+
+// LINSERT key BEFORE|AFTER pivot element: the new length, -1 without the pivot, 0 without the key.
+struct LInsertArgs {
+  std::string_view key, pivot, element;
+  bool after = false;
+};
+bool parse_linsert(Args a, LInsertArgs& o, std::string& err) {
+  o.key = a[1];
+  o.pivot = a[3];
+  o.element = a[4];
+  if (iequals(a[2], "AFTER")) o.after = true;
+  else if (!iequals(a[2], "BEFORE")) { err = kSyntax; return false; }
+  return true;
+}
+void apply_linsert(State& s, const LInsertArgs& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  List* l;
+  if (!container_for_write<List>(s, a.key, ctx, r, &it, &l)) return;
+  if (!l) { r.integer(0); return; }
+  for (size_t i = 0; i < l->size(); i++) {
+    if ((*l)[i] != a.pivot) continue;
+    l->insert(a.after ? i + 1 : i, a.element);
+    notify(ctx, keyspace::kList, "linsert", a.key);
+    r.integer(static_cast<int64_t>(l->size()));
+    return;
+  }
+  r.integer(-1);
+}
+
+// LPOS key element [RANK rank] [COUNT n] [MAXLEN len]: indexes (from the head) of matches.
+void query_lpos(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  int64_t rank = 1, count = -1, maxlen = 0;
+  for (size_t i = 3; i < a.size(); i++) {
+    const bool more = i + 1 < a.size();
+    if (iequals(a[i], "RANK") && more) {
+      if (!parse_random_count(a[++i], &rank, r)) return;  // -LONG_MAX..LONG_MAX, Redis' texts
+      if (rank == 0) {
+        r.error("ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative "
+                "to start from the end of the list");
+        return;
+      }
+    } else if (iequals(a[i], "COUNT") && more) {
+      if (!parse_int64(a[++i], &count) || count < 0) { r.error("ERR COUNT can't be negative"); return; }
+    } else if (iequals(a[i], "MAXLEN") && more) {
+      if (!parse_int64(a[++i], &maxlen) || maxlen < 0) { r.error("ERR MAXLEN can't be negative"); return; }
+    } else {
+      r.error(kSyntax);
+      return;
+    }
+  }
+  const List* l;
+  if (!container_for_read<List>(s, a[1], ctx.now_ms, r, &l)) return;
+  if (!l) { if (count != -1) r.array(0); else r.null(); return; }
+  const size_t n = l->size();
+  const uint64_t skip = rank > 0 ? static_cast<uint64_t>(rank - 1) : static_cast<uint64_t>(-(rank + 1));
+  const uint64_t want = count == -1 ? 1 : count == 0 ? UINT64_MAX : static_cast<uint64_t>(count);
+  const size_t scan = maxlen == 0 ? n : std::min<uint64_t>(static_cast<uint64_t>(maxlen), n);
+  std::vector<int64_t> found;
+  uint64_t matches = 0;
+  for (size_t k = 0; k < scan && found.size() < want; k++) {
+    const size_t i = rank > 0 ? k : n - 1 - k;
+    if ((*l)[i] != a[2]) continue;
+    if (matches++ >= skip) found.push_back(static_cast<int64_t>(i));
+  }
+  if (count == -1) {
+    if (found.empty()) r.null(); else r.integer(found[0]);
+    return;
+  }
+  r.array(found.size());
+  for (int64_t i : found) r.integer(i);
+}
+
+// LPUSHX / RPUSHX key element [element ...]: push only onto an existing list; 0 otherwise.
+template <bool kFront>
+void apply_pushx(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter it;
+  List* l;
+  if (!container_for_write<List>(s, a.argv[1], ctx, r, &it, &l)) return;
+  if (!l) { r.integer(0); return; }
+  for (size_t i = 2; i < a.argv.size(); i++) {
+    if (kFront) l->push_front(a.argv[i]); else l->push_back(a.argv[i]);
+  }
+  notify(ctx, keyspace::kList, kFront ? "lpush" : "rpush", a.argv[1]);
+  r.integer(static_cast<int64_t>(l->size()));
+}
+
+// LMOVE src dst LEFT|RIGHT LEFT|RIGHT, RPOPLPUSH src dst (= RIGHT LEFT): pops from src and
+// pushes onto dst (created if missing; src == dst rotates). The element, nil if src is missing.
+struct LMoveArgs {
+  std::string_view src, dst;
+  bool from_left = false, to_left = true;
+};
+bool parse_side(std::string_view w, bool* left, std::string& err) {
+  if (iequals(w, "LEFT")) *left = true;
+  else if (iequals(w, "RIGHT")) *left = false;
+  else { err = kSyntax; return false; }
+  return true;
+}
+bool parse_lmove(Args a, LMoveArgs& o, std::string& err) {
+  o.src = a[1];
+  o.dst = a[2];
+  return parse_side(a[3], &o.from_left, err) && parse_side(a[4], &o.to_left, err);
+}
+bool parse_rpoplpush(Args a, LMoveArgs& o, std::string&) {
+  o.src = a[1];
+  o.dst = a[2];
+  o.from_left = false;
+  o.to_left = true;
+  return true;
+}
+void apply_lmove(State& s, const LMoveArgs& a, const ApplyContext& ctx, Reply& r) {
+  KeyIter from;
+  List* src;
+  if (!container_for_write<List>(s, a.src, ctx, r, &from, &src)) return;
+  if (!src) { r.null(); return; }
+  KeyIter to;
+  List* dst;
+  if (!container_for_write<List>(s, a.dst, ctx, r, &to, &dst)) return;
+  src = boxed<List>(s.keys.find(a.src)->second);  // dst's lookup may have deleted an expired dst
+  std::string value = a.from_left ? src->front() : src->back();
+  if (a.from_left) src->pop_front(); else src->pop_back();
+  // Pointers into the table die if creating dst grows it: look src up again after.
+  if (a.src != a.dst && s.keys.find(a.dst) == s.keys.end()) create<List>(s, a.dst, &to);
+  dst = boxed<List>(s.keys.find(a.dst)->second);
+  if (a.to_left) dst->push_front(value); else dst->push_back(value);
+  notify(ctx, keyspace::kList, a.to_left ? "lpush" : "rpush", a.dst);
+  notify(ctx, keyspace::kList, a.from_left ? "lpop" : "rpop", a.src);
+  from = s.keys.find(a.src);
+  erase_if_emptied(s, from, boxed<List>(from->second), a.src, ctx);
+  r.bulk(value);
+}
+
 // =============================================================================================
 // sets
 // =============================================================================================
@@ -2406,6 +2624,16 @@ void Kv::define(Commands<State>& c) {
   c.write("RPOP", {2, 3}, &parse_pop, &apply_list_pop<false>);
   c.query("LRANGE", 4, &query_lrange);
   c.query("LLEN", 2, &query_llen);
+  c.query("LINDEX", 3, &query_lindex);
+  c.write("LSET", 4, &parse_words, &apply_lset);
+  c.write("LREM", 4, &parse_lrem, &apply_lrem);
+  c.write("LTRIM", 4, &parse_ltrim, &apply_ltrim);
+  c.write("LINSERT", 5, &parse_linsert, &apply_linsert);
+  c.query("LPOS", -3, &query_lpos);
+  c.write("LPUSHX", -3, &parse_words, &apply_pushx<true>);
+  c.write("RPUSHX", -3, &parse_words, &apply_pushx<false>);
+  c.write("LMOVE", 5, &parse_lmove, &apply_lmove, KeySpec{1, 2, 1});
+  c.write("RPOPLPUSH", 3, &parse_rpoplpush, &apply_lmove, KeySpec{1, 2, 1});
   // sets
   c.write("SADD", -3, &parse_words, &apply_sadd);
   c.write("SREM", -3, &parse_words, &apply_srem);

@@ -57,6 +57,10 @@ class List {
     assert(i < size_);
     return slots_[(head_ + i) & (capacity_ - 1)];
   }
+  std::string& operator[](size_t i) noexcept {
+    assert(i < size_);
+    return slots_[(head_ + i) & (capacity_ - 1)];
+  }
   const std::string& front() const noexcept { return (*this)[0]; }
   const std::string& back() const noexcept { return (*this)[size_ - 1]; }
 
@@ -71,6 +75,29 @@ class List {
     if (size_ == capacity_) reallocate(capacity_ == 0 ? kCapacityMin : capacity_ * 2);
     new (&slots_[(head_ + size_) & (capacity_ - 1)]) std::string(value);
     size_++;
+  }
+
+  // Inserts value before element pos (pos == size(): at the end). O(size() - pos): the
+  // elements after it move up by one (swaps of std::string: no copies of their bytes).
+  void insert(size_t pos, std::string_view value) {
+    assert(pos <= size_);
+    push_back(value);
+    for (size_t i = size_ - 1; i > pos; i--) std::swap((*this)[i], (*this)[i - 1]);
+  }
+
+  // Removes the elements for which remove(i) is true, i counted from the head before any
+  // removal, keeping the others in order; the number removed. O(size()).
+  template <class Pred>
+  size_t remove_where(Pred&& remove) {
+    size_t kept = 0;
+    for (size_t i = 0; i < size_; i++) {
+      if (remove(i)) continue;
+      if (kept != i) std::swap((*this)[kept], (*this)[i]);
+      kept++;
+    }
+    const size_t removed = size_ - kept;
+    for (size_t i = 0; i < removed; i++) pop_back();
+    return removed;
   }
 
   // REQUIRES: !empty().

@@ -6,6 +6,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <stdexcept>
@@ -1052,6 +1054,126 @@ TEST(KvRandom, RandomMembersAndFields) {
   EXPECT_EQ(repeated.elements.size(), 25u);
   ScanPage all = parse_scan("*2\r\n$1\r\n0\r\n" + a.run({"HRANDFIELD", "h", "100", "WITHVALUES"}));
   EXPECT_EQ(all.elements.size(), 20u);
+}
+
+
+// Lists: issue 17's commands against a model (std::deque), random sequences; the compat test
+// compares the same commands' edge cases with Redis byte for byte.
+TEST(KvModel, ListsAgainstADeque) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (set HMDB_TEST_SEED to replay)");
+  std::mt19937_64 rng(seed);
+  hmdb::testing::AppDriver<Kv> db;
+  std::map<std::string, std::deque<std::string>> model;
+  const std::vector<std::string> keys = {"a", "b"};
+  auto elem = [&] { return std::string(1, static_cast<char>('p' + rng() % 4)); };
+  auto idx = [&] { return static_cast<int64_t>(rng() % 13) - 6; };
+  auto norm = [](int64_t i, size_t n) { return i < 0 ? i + static_cast<int64_t>(n) : i; };
+  auto lrange = [&](const std::deque<std::string>& d) {
+    std::string out = "*" + std::to_string(d.size()) + "\r\n";
+    for (const auto& e : d) out += bulk(e);
+    return out;
+  };
+  for (int step = 0; step < 3000; step++) {
+    const std::string k = keys[rng() % keys.size()], k2 = keys[rng() % keys.size()];
+    auto& l = model[k];
+    std::string expect;
+    std::vector<std::string> cmd;
+    switch (rng() % 9) {
+      case 0: {
+        const std::string e = elem();
+        cmd = {"RPUSH", k, e};
+        l.push_back(e);
+        expect = integer(static_cast<int64_t>(l.size()));
+        break;
+      }
+      case 1: {
+        const int64_t i = idx();
+        cmd = {"LINDEX", k, std::to_string(i)};
+        const int64_t j = norm(i, l.size());
+        expect = j >= 0 && j < static_cast<int64_t>(l.size()) ? bulk(l[static_cast<size_t>(j)]) : kNil;
+        break;
+      }
+      case 2: {
+        const int64_t i = idx();
+        const std::string e = elem();
+        cmd = {"LSET", k, std::to_string(i), e};
+        const int64_t j = norm(i, l.size());
+        if (l.empty()) expect = error("ERR no such key");
+        else if (j < 0 || j >= static_cast<int64_t>(l.size())) expect = error("ERR index out of range");
+        else { l[static_cast<size_t>(j)] = e; expect = kOk; }
+        break;
+      }
+      case 3: {
+        const int64_t count = static_cast<int64_t>(rng() % 5) - 2;
+        const std::string e = elem();
+        cmd = {"LREM", k, std::to_string(count), e};
+        int64_t removed = 0;
+        if (count >= 0) {
+          for (auto it = l.begin(); it != l.end() && (count == 0 || removed < count);)
+            if (*it == e) { it = l.erase(it); removed++; } else ++it;
+        } else {
+          for (size_t i = l.size(); i-- > 0 && removed < -count;)
+            if (l[i] == e) { l.erase(l.begin() + static_cast<ptrdiff_t>(i)); removed++; }
+        }
+        expect = integer(removed);
+        break;
+      }
+      case 4: {
+        const int64_t a = idx(), b = idx();
+        cmd = {"LTRIM", k, std::to_string(a), std::to_string(b)};
+        int64_t s0 = norm(a, l.size()), e0 = norm(b, l.size());
+        if (s0 < 0) s0 = 0;
+        std::deque<std::string> kept;
+        for (int64_t i = s0; i <= e0 && i < static_cast<int64_t>(l.size()); i++) kept.push_back(l[static_cast<size_t>(i)]);
+        l = kept;
+        expect = kOk;
+        break;
+      }
+      case 5: {
+        const bool after = rng() % 2;
+        const std::string pivot = elem(), e = elem();
+        cmd = {"LINSERT", k, after ? "AFTER" : "BEFORE", pivot, e};
+        auto it = std::find(l.begin(), l.end(), pivot);
+        if (l.empty()) expect = integer(0);
+        else if (it == l.end()) expect = integer(-1);
+        else { l.insert(after ? it + 1 : it, e); expect = integer(static_cast<int64_t>(l.size())); }
+        break;
+      }
+      case 6: {
+        const std::string e = elem();
+        cmd = {"LPOS", k, e, "COUNT", "0"};
+        std::vector<size_t> at;
+        for (size_t i = 0; i < l.size(); i++) if (l[i] == e) at.push_back(i);
+        expect = "*" + std::to_string(at.size()) + "\r\n";
+        for (size_t i : at) expect += integer(static_cast<int64_t>(i));
+        break;
+      }
+      case 7: {
+        const bool from_left = rng() % 2, to_left = rng() % 2;
+        cmd = {"LMOVE", k, k2, from_left ? "LEFT" : "RIGHT", to_left ? "LEFT" : "RIGHT"};
+        if (l.empty()) { expect = kNil; break; }
+        std::string v = from_left ? l.front() : l.back();
+        if (from_left) l.pop_front(); else l.pop_back();
+        auto& d = model[k2];
+        if (to_left) d.push_front(v); else d.push_back(v);
+        expect = bulk(v);
+        break;
+      }
+      case 8: {
+        const std::string e = elem();
+        cmd = {"LPUSHX", k, e};
+        if (!l.empty()) l.push_front(e);
+        expect = integer(static_cast<int64_t>(l.size()));
+        break;
+      }
+    }
+    ASSERT_EQ(db.run_strings(cmd), expect) << "step " << step;
+    for (const auto& key : keys) {
+      ASSERT_EQ(db.run_strings({"LRANGE", key, "0", "-1"}), lrange(model[key])) << "step " << step << " key " << key;
+      ASSERT_EQ(db.run_strings({"EXISTS", key}), integer(model[key].empty() ? 0 : 1)) << "an empty list is deleted";
+    }
+  }
 }
 
 // RESP3 (a client after HELLO 3): the replies Redis 7 renders differently (the compat test

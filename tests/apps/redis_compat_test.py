@@ -57,7 +57,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_FILES = [os.path.join(HERE, "redis_compat_commands.txt"), os.path.join(HERE, "redis_compat_handshake.txt"),
                  os.path.join(HERE, "redis_compat_transactions.txt"), os.path.join(HERE, "redis_compat_pubsub.txt"),
                  os.path.join(HERE, "redis_compat_scan.txt"), os.path.join(HERE, "redis_compat_strings.txt"),
-                 os.path.join(HERE, "redis_compat_hashes_sets.txt")]
+                 os.path.join(HERE, "redis_compat_hashes_sets.txt"),
+                 os.path.join(HERE, "redis_compat_lists.txt")]
 
 
 sys.path.insert(0, os.path.join(HERE, "..", "system"))
