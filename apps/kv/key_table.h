@@ -165,6 +165,22 @@ class KeyTable {
   const_iterator find(std::string_view key) const { return const_iterator(this, find_node(key, hash_of(key))); }
   bool contains(std::string_view key) const { return find_node(key, hash_of(key)) != nullptr; }
 
+  // The first key, in (hash, key) order, whose hash is >= h (end() if none): where a SCAN
+  // cursor h resumes (kv.cc). One chain, then empty buckets skipped as by iteration.
+  const_iterator lower_bound_hash(uint64_t h) const {
+    if (size_ == 0) return end();
+    const Buckets* b = home(h);
+    if (!b->slots) return end();
+    const size_t i = b->index(h);
+    for (Node* n = b->slots[i]; n; n = n->next)
+      if (n->hash >= h) return const_iterator(this, n);
+    if (b == &t1_) {  // a moved bucket: then the rest of t1_, then t0_ from the rehash point
+      if (Node* n = first_in(t1_, i + 1)) return const_iterator(this, n);
+      return const_iterator(this, first_in(t0_, rehash_idx_));
+    }
+    return const_iterator(this, first_in(t0_, i + 1));
+  }
+
   // Cache hint: the bucket key lands in.
   void prefetch(std::string_view key) const {
     const uint64_t h = hash_of(key);

@@ -2036,16 +2036,15 @@ void query_object(const State& s, Args a, const QueryContext& ctx, Reply& r) {
 // between, and the same cursor means the same thing on every node: positions depend only
 // on the element's bytes (docs/kv-commands.md, "Iterating keys").
 //
-// A key's position is its key-table hash (XXH3, KeyHash) with the bits reversed. Redis'
-// reverse-binary cursor over bucket indexes is the same order for a table whose bucket is
-// the hash's low bits: a table laid out that way visits only the buckets of one page. The
-// key table here is a Swiss table whose slot order depends on its allocation, so a page is
-// found by one pass over the table, O(keys) per call: pages are therefore at least
-// 1/kScanPagesMin of the table (COUNT is a hint in Redis too), bounding a whole iteration to
-// about kScanPagesMin passes.
+// A key's position is its key-table hash (XXH3, KeyTable::hash_of): the key table keeps its
+// keys in (hash, key) order whatever its size or resize progress (key_table.h), so a page
+// is a walk from KeyTable::lower_bound_hash(cursor), O(COUNT). A hash field's or sorted-set
+// member's position is the XXH3 of its bytes: their tables are unordered, so a page is
+// found by one pass over the container; pages are therefore at least 1/kScanPagesMin of it
+// (COUNT is a hint in Redis too), bounding a whole iteration to about kScanPagesMin passes.
 
-// A whole SCAN iteration of the key table, a hash or a sorted set makes at most about this
-// many passes over it: a page holds at least size / kScanPagesMin elements.
+// A whole HSCAN/ZSCAN iteration of a big hash or sorted set makes at most about this many
+// passes over it: a page holds at least size / kScanPagesMin elements.
 constexpr size_t kScanPagesMin = 64;
 // COUNT's default, as Redis.
 constexpr int64_t kScanCountDefault = 10;
@@ -2054,13 +2053,6 @@ constexpr int64_t kScanCountDefault = 10;
 // whose default limit this is.
 constexpr size_t kScanWholeMax = 128;
 
-uint64_t reverse_bits(uint64_t v) {
-  v = ((v >> 1) & 0x5555555555555555ULL) | ((v & 0x5555555555555555ULL) << 1);
-  v = ((v >> 2) & 0x3333333333333333ULL) | ((v & 0x3333333333333333ULL) << 2);
-  v = ((v >> 4) & 0x0F0F0F0F0F0F0F0FULL) | ((v & 0x0F0F0F0F0F0F0F0FULL) << 4);
-  return __builtin_bswap64(v);
-}
-uint64_t key_scan_position(std::string_view key) { return reverse_bits(KeyHash()(key)); }
 // Hash fields and sorted-set members: any hash spread evenly will do (a full pass either way).
 uint64_t element_scan_position(std::string_view e) { return XXH3_64bits(e.data(), e.size()); }
 
@@ -2191,67 +2183,75 @@ void reply_scan(Reply& r, uint64_t next, size_t elements) {
   r.array(elements);
 }
 
-// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]. MATCH and TYPE filter before the
-// page is cut, so a page holds up to COUNT (or the table's 1/kScanPagesMin) matching keys.
+// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]: visits COUNT keys from the cursor
+// (and every further key sharing the last one's hash, so the next cursor skips none), and
+// returns those that are live and pass MATCH and TYPE, as Redis counts: a page may be short
+// or empty before the end. O(COUNT): the key table is in hash order (key_table.h).
 void query_scan(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   ScanOptions o;
   if (!parse_scan_cursor(a[1], &o.cursor, r) || !parse_scan_options(a, 2, true, &o, r)) return;
-  PagePicker<std::string_view> picker(o.cursor, scan_page_size(o.count, s.keys.size()));
   const bool check_expiry = !s.expires.empty();
-  for (const auto& [key, value] : s.keys) {
-    const std::string_view k = key.view();
-    if (o.has_type && !iequals(o.type, kTypeNames[value.index()])) continue;
+  std::vector<std::string_view> page;
+  auto it = s.keys.lower_bound_hash(o.cursor);
+  uint64_t visited = 0, last = 0;
+  for (; it != s.keys.end(); ++it) {
+    const std::string_view k = it->first.view();
+    const uint64_t h = KeyTable<Value>::hash_of(k);
+    if (visited >= static_cast<uint64_t>(o.count) && h != last) break;
+    visited++;
+    last = h;
+    if (o.has_type && !iequals(o.type, kTypeNames[it->second.index()])) continue;
     if (!o.matches(k)) continue;
     if (check_expiry && expired(s, k, ctx.now_ms)) continue;
-    picker.offer(key_scan_position(k), k);
+    page.push_back(k);
   }
-  std::vector<std::string_view> page;
-  const uint64_t next = picker.finish(&page);
+  const uint64_t next = it == s.keys.end() ? 0 : KeyTable<Value>::hash_of(it->first.view());
   reply_scan(r, next, page.size());
   for (std::string_view k : page) r.bulk(k);
 }
 
-// KEYS pattern: every live matching key, in scan order (the same on every node). One pass
-// over the whole table while the apply loop waits: O(keys), plus sorting the matches.
+// KEYS pattern: every live matching key, in the key table's order (by hash: the same on
+// every node). One pass over the whole table while the apply loop waits: O(keys).
 void query_keys(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   const std::string_view pattern = a[1];
   const bool all = pattern == "*";
   const bool check_expiry = !s.expires.empty();
-  std::vector<std::pair<uint64_t, std::string_view>> found;
+  std::vector<std::string_view> found;
   for (const auto& [key, value] : s.keys) {
     const std::string_view k = key.view();
     if (!all && !string_match(pattern, k)) continue;
     if (check_expiry && expired(s, k, ctx.now_ms)) continue;
-    found.emplace_back(key_scan_position(k), k);
+    found.push_back(k);
   }
-  std::sort(found.begin(), found.end());
   r.array(found.size());
-  for (const auto& f : found) r.bulk(f.second);
+  for (std::string_view k : found) r.bulk(k);
 }
 
-// RANDOMKEY: the live key with the smallest XXH3(key, seed), the seed drawn from the query's
-// clock: every key is equally likely to have the smallest, whatever the spread of the hash.
-// A query is not logged, so the reply depends on the state and QueryContext::now_ms: nodes
-// with the same state answer the same key in the same millisecond. One pass over the table:
-// O(keys).
+// Keys RANDOMKEY chooses among: the live keys at and after a random hash, in table order.
+constexpr size_t kRandomKeyWindow = 8;
+
+// RANDOMKEY: from a random hash drawn from the query's clock, the next kRandomKeyWindow live
+// keys in table order (wrapping), and among them the one with the smallest XXH3(key, seed).
+// O(window), and close to uniform: a key's chance grows with the gap before it in hash
+// order, averaged over the window. A query is not logged, so the reply depends on the state
+// and QueryContext::now_ms: nodes with the same state answer the same key in the same ms.
 void query_randomkey(const State& s, Args, const QueryContext& ctx, Reply& r) {
   const uint64_t words[2] = {ctx.now_ms, kSetHashSeed};
   const uint64_t seed = XXH3_64bits(words, sizeof words);
   const bool check_expiry = !s.expires.empty();
-  bool found = false;
+  auto it = s.keys.lower_bound_hash(seed);
+  size_t seen = 0, visited = 0;
   uint64_t best = 0;
   std::string_view pick;
-  for (const auto& [key, value] : s.keys) {
-    const std::string_view k = key.view();
+  // Visits at most the whole table once (every key expired: then nil).
+  for (; seen < kRandomKeyWindow && visited < s.keys.size(); ++it, visited++) {
+    if (it == s.keys.end()) it = s.keys.begin();
+    const std::string_view k = it->first.view();
     if (check_expiry && expired(s, k, ctx.now_ms)) continue;
-    const uint64_t draw = XXH3_64bits_withSeed(k.data(), k.size(), seed);
-    if (!found || draw < best || (draw == best && k < pick)) {
-      found = true;
-      best = draw;
-      pick = k;
-    }
+    const uint64_t d = XXH3_64bits_withSeed(k.data(), k.size(), seed);
+    if (seen++ == 0 || d < best) { best = d; pick = k; }
   }
-  if (found) r.bulk(pick); else r.null();
+  if (seen > 0) r.bulk(pick); else r.null();
 }
 
 // HSCAN key cursor [MATCH pattern] [COUNT count]: fields and values, a flat array.
