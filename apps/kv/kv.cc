@@ -1663,7 +1663,9 @@ void apply_zrem(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   r.integer(removed);
 }
 
-void apply_zpopmin(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
+// ZPOPMIN / ZPOPMAX key [count].
+template <bool kMax>
+void apply_zpop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   ZSet* z;
   if (!container_for_write<ZSet>(s, a.key, ctx, r, &it, &z)) return;
@@ -1673,55 +1675,15 @@ void apply_zpopmin(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r
   const bool pairs = r.resp3() && a.has_count;
   r.array(pairs ? n : 2 * n);
   for (size_t i = 0; i < n; i++) {
-    auto first = z->order.begin();
+    auto first = kMax ? std::prev(z->order.end()) : z->order.begin();
     if (pairs) r.array(2);
     r.bulk(first->member);
     r.double_value(first->score);
     z->scores.erase(first->member);
     z->order.erase(first);
   }
-  if (n > 0) notify(ctx, keyspace::kZset, "zpopmin", a.key);
+  if (n > 0) notify(ctx, keyspace::kZset, kMax ? "zpopmax" : "zpopmin", a.key);
   erase_if_emptied(s, it, z, a.key, ctx);
-}
-
-void query_zrange(const State& s, Args a, const QueryContext& ctx, Reply& r) {
-  RangeArgs range;
-  bool with_scores = false, reverse = false;
-  for (size_t i = 4; i < a.size(); i++) {
-    if (iequals(a[i], "WITHSCORES")) with_scores = true;
-    else if (iequals(a[i], "REV")) reverse = true;
-    else if (iequals(a[i], "BYSCORE") || iequals(a[i], "BYLEX") || iequals(a[i], "LIMIT")) {
-      r.error("ERR hmdb's ZRANGE supports ranges by index only (no BYSCORE, BYLEX or LIMIT)");
-      return;
-    } else {
-      r.error(kSyntax);
-      return;
-    }
-  }
-  if (!parse_range(a, 2, &range)) { r.error(kNotInteger); return; }
-  const ZSet* z;
-  if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
-  size_t first, last;
-  if (!z || !clamp_range(range.start, range.stop, z->order.size(), &first, &last)) { r.array(0); return; }
-  size_t n = last - first + 1;
-  // WITHSCORES, as Redis 7: RESP2 a flat member, score, ...; RESP3 [member, score] pairs
-  // (an array, not a map: the order matters).
-  const bool pairs = with_scores && r.resp3();
-  r.array(with_scores && !pairs ? 2 * n : n);
-  auto emit = [&](const ZEntry& e) {
-    if (pairs) r.array(2);
-    r.bulk(e.member);
-    if (with_scores) r.double_value(e.score);
-  };
-  if (!reverse) {
-    auto e = z->order.begin();
-    std::advance(e, static_cast<ptrdiff_t>(first));
-    for (size_t i = 0; i < n; i++, ++e) emit(*e);
-  } else {
-    auto e = z->order.rbegin();
-    std::advance(e, static_cast<ptrdiff_t>(first));
-    for (size_t i = 0; i < n; i++, ++e) emit(*e);
-  }
 }
 
 void query_zscore(const State& s, Args a, const QueryContext& ctx, Reply& r) {
@@ -1736,6 +1698,509 @@ void query_zcard(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   const ZSet* z;
   if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
   r.integer(z ? static_cast<int64_t>(z->order.size()) : 0);
+}
+
+// ---- ranges by score and by member ---------------------------------------------------------
+
+// A score range, Redis' zslParseRange: "(" makes a bound exclusive; strtod's syntax (so
+// "inf", "-inf", and even "" as 0); NaN refused.
+struct ScoreRange {
+  double min = 0, max = 0;
+  bool minex = false, maxex = false;
+  bool contains(double v) const { return (minex ? v > min : v >= min) && (maxex ? v < max : v <= max); }
+  bool empty() const { return min > max || (min == max && (minex || maxex)); }
+};
+bool parse_score_bound(std::string_view s, double* v, bool* ex) {
+  *ex = !s.empty() && s[0] == '(';
+  if (*ex) s.remove_prefix(1);
+  const std::string text(s);
+  char* end = nullptr;
+  *v = std::strtod(text.c_str(), &end);
+  return *end == '\0' && !std::isnan(*v);
+}
+bool parse_score_range(std::string_view min, std::string_view max, ScoreRange* out) {
+  return parse_score_bound(min, &out->min, &out->minex) && parse_score_bound(max, &out->max, &out->maxex);
+}
+constexpr std::string_view kNotFloatRange = "ERR min or max is not a float";
+
+// A member range, Redis' zslParseLexRange: "[" inclusive, "(" exclusive, "-" and "+" the
+// ends of everything.
+struct LexBound {
+  enum class Kind : uint8_t { kMinusInf, kPlusInf, kValue } kind = Kind::kValue;
+  std::string_view value;
+  bool ex = false;
+  // <0, 0, >0 as v is below, at or above the bound.
+  int compare(std::string_view v) const {
+    if (kind == Kind::kMinusInf) return 1;
+    if (kind == Kind::kPlusInf) return -1;
+    const int c = v.compare(value);
+    return c < 0 ? -1 : c > 0 ? 1 : 0;
+  }
+};
+struct LexRange {
+  LexBound min, max;
+  bool contains(std::string_view v) const {
+    const int lo = min.compare(v), hi = max.compare(v);
+    return (min.ex ? lo > 0 : lo >= 0) && (max.ex ? hi < 0 : hi <= 0);
+  }
+  bool empty() const {
+    // min vs max, as Redis' sdscmplex of the two bounds.
+    auto rank = [](const LexBound& b) { return b.kind == LexBound::Kind::kMinusInf ? 0 : b.kind == LexBound::Kind::kValue ? 1 : 2; };
+    int c = rank(min) - rank(max);
+    if (c == 0 && min.kind == LexBound::Kind::kValue) c = min.value.compare(max.value);
+    return c > 0 || (c == 0 && (min.ex || max.ex));
+  }
+};
+bool parse_lex_bound(std::string_view s, LexBound* b) {
+  if (s.empty()) return false;
+  switch (s[0]) {
+    case '+': if (s.size() != 1) return false; b->kind = LexBound::Kind::kPlusInf; b->ex = true; return true;
+    case '-': if (s.size() != 1) return false; b->kind = LexBound::Kind::kMinusInf; b->ex = true; return true;
+    case '(': b->ex = true; b->value = s.substr(1); return true;
+    case '[': b->ex = false; b->value = s.substr(1); return true;
+    default: return false;
+  }
+}
+bool parse_lex_range(std::string_view min, std::string_view max, LexRange* out) {
+  return parse_lex_bound(min, &out->min) && parse_lex_bound(max, &out->max);
+}
+constexpr std::string_view kNotLexRange = "ERR min or max not valid string range item";
+
+using ZOrder = absl::btree_set<ZEntry, ZLess>;
+
+// The first entry with a score above (or at, if !exclusive) v.
+ZOrder::const_iterator score_lower_bound(const ZOrder& order, double v, bool exclusive) {
+  if (!exclusive) return order.lower_bound(ZEntryKey{v, std::string_view()});
+  if (v == std::numeric_limits<double>::infinity()) return order.end();
+  return order.lower_bound(ZEntryKey{std::nextafter(v, std::numeric_limits<double>::infinity()), std::string_view()});
+}
+
+// What ZRANGE and its older forms select.
+struct ZRangeSpec {
+  enum class By : uint8_t { kRank, kScore, kLex } by = By::kRank;
+  bool rev = false;
+  bool withscores = false;
+  int64_t offset = 0, limit = -1;  // BYSCORE/BYLEX: LIMIT offset count (count < 0: all)
+  int64_t start = 0, stop = 0;     // by rank
+  ScoreRange score;
+  LexRange lex;
+};
+
+// The entries the range selects, in reply order. Rank: O(start + n); score: O(log n + k);
+// lex (equal scores, as Redis requires): a walk from the end it starts at.
+std::vector<const ZEntry*> zset_select(const ZSet& z, const ZRangeSpec& spec) {
+  std::vector<const ZEntry*> out;
+  const ZOrder& order = z.order;
+  if (spec.by == ZRangeSpec::By::kRank) {
+    size_t first, last;
+    if (!clamp_range(spec.start, spec.stop, order.size(), &first, &last)) return out;
+    out.reserve(last - first + 1);
+    if (!spec.rev) {
+      auto e = order.begin();
+      std::advance(e, static_cast<ptrdiff_t>(first));
+      for (size_t i = first; i <= last; i++, ++e) out.push_back(&*e);
+    } else {
+      auto e = order.rbegin();
+      std::advance(e, static_cast<ptrdiff_t>(first));
+      for (size_t i = first; i <= last; i++, ++e) out.push_back(&*e);
+    }
+    return out;
+  }
+  if (spec.offset < 0 || (spec.offset > 0 && static_cast<uint64_t>(spec.offset) >= order.size())) return out;
+  uint64_t skip = static_cast<uint64_t>(spec.offset);
+  uint64_t left = spec.limit < 0 ? UINT64_MAX : static_cast<uint64_t>(spec.limit);
+  auto take = [&](const ZEntry& e) {
+    if (skip > 0) { skip--; return; }
+    out.push_back(&e);
+    left--;
+  };
+  if (spec.by == ZRangeSpec::By::kScore) {
+    if (spec.score.empty()) return out;
+    if (!spec.rev) {
+      for (auto e = score_lower_bound(order, spec.score.min, spec.score.minex); e != order.end() && left > 0; ++e) {
+        if (!spec.score.contains(e->score)) break;
+        take(*e);
+      }
+    } else {
+      auto e = std::make_reverse_iterator(score_lower_bound(order, spec.score.max, !spec.score.maxex));
+      for (; e != order.rend() && left > 0; ++e) {
+        if (!spec.score.contains(e->score)) break;
+        take(*e);
+      }
+    }
+    return out;
+  }
+  if (spec.lex.empty()) return out;
+  if (!spec.rev) {
+    auto e = order.begin();
+    while (e != order.end() && !spec.lex.contains(e->member) && spec.lex.max.compare(e->member) <= 0) ++e;
+    for (; e != order.end() && left > 0 && spec.lex.contains(e->member); ++e) take(*e);
+  } else {
+    auto e = order.rbegin();
+    while (e != order.rend() && !spec.lex.contains(e->member) && spec.lex.min.compare(e->member) >= 0) ++e;
+    for (; e != order.rend() && left > 0 && spec.lex.contains(e->member); ++e) take(*e);
+  }
+  return out;
+}
+
+// WITHSCORES, as Redis 7: RESP2 a flat member, score, ...; RESP3 [member, score] pairs.
+void reply_zentries(Reply& r, const std::vector<const ZEntry*>& entries, bool withscores) {
+  const bool pairs = withscores && r.resp3();
+  r.array(withscores && !pairs ? 2 * entries.size() : entries.size());
+  for (const ZEntry* e : entries) {
+    if (pairs) r.array(2);
+    r.bulk(e->member);
+    if (withscores) r.double_value(e->score);
+  }
+}
+
+// ZRANGE key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES], and the
+// older forms with their kind fixed (kBy/kRev: 0 free, else 1 + the fixed value): Redis'
+// zrangeGenericCommand, its option loop and its errors.
+enum class Fixed : uint8_t { kFree, kRank, kScore, kLex };
+template <Fixed kBy, int kRev>  // kRev: -1 free, 0 forward, 1 reverse
+void query_zrange_generic(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  ZRangeSpec spec;
+  bool by_set = kBy != Fixed::kFree, rev_set = kRev >= 0;
+  spec.rev = kRev == 1;
+  if (kBy == Fixed::kScore) spec.by = ZRangeSpec::By::kScore;
+  if (kBy == Fixed::kLex) spec.by = ZRangeSpec::By::kLex;
+  bool has_limit = false;
+  for (size_t i = 4; i < a.size(); i++) {
+    const size_t left = a.size() - i - 1;
+    if (iequals(a[i], "WITHSCORES")) {
+      spec.withscores = true;
+    } else if (iequals(a[i], "LIMIT") && left >= 2) {
+      if (!parse_int64(a[i + 1], &spec.offset) || !parse_int64(a[i + 2], &spec.limit)) { r.error(kNotInteger); return; }
+      has_limit = true;
+      i += 2;
+    } else if (!rev_set && iequals(a[i], "REV")) {
+      rev_set = true;
+      spec.rev = true;
+    } else if (!by_set && iequals(a[i], "BYLEX")) {
+      by_set = true;
+      spec.by = ZRangeSpec::By::kLex;
+    } else if (!by_set && iequals(a[i], "BYSCORE")) {
+      by_set = true;
+      spec.by = ZRangeSpec::By::kScore;
+    } else {
+      r.error(kSyntax);
+      return;
+    }
+  }
+  if (has_limit && spec.by == ZRangeSpec::By::kRank) {
+    r.error("ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX");
+    return;
+  }
+  if (spec.withscores && spec.by == ZRangeSpec::By::kLex) {
+    r.error("ERR syntax error, WITHSCORES not supported in combination with BYLEX");
+    return;
+  }
+  // By score or member, a reverse range is written max then min.
+  const bool swap = spec.rev && spec.by != ZRangeSpec::By::kRank;
+  const std::string_view lo = swap ? a[3] : a[2], hi = swap ? a[2] : a[3];
+  switch (spec.by) {
+    case ZRangeSpec::By::kRank:
+      if (!parse_int64(lo, &spec.start) || !parse_int64(hi, &spec.stop)) { r.error(kNotInteger); return; }
+      break;
+    case ZRangeSpec::By::kScore:
+      if (!parse_score_range(lo, hi, &spec.score)) { r.error(kNotFloatRange); return; }
+      break;
+    case ZRangeSpec::By::kLex:
+      if (!parse_lex_range(lo, hi, &spec.lex)) { r.error(kNotLexRange); return; }
+      break;
+  }
+  const ZSet* z;
+  if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
+  if (!z) { r.array(0); return; }
+  reply_zentries(r, zset_select(*z, spec), spec.withscores);
+}
+
+// ZCOUNT key min max / ZLEXCOUNT key min max.
+void query_zcount(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  ZRangeSpec spec;
+  spec.by = ZRangeSpec::By::kScore;
+  if (!parse_score_range(a[2], a[3], &spec.score)) { r.error(kNotFloatRange); return; }
+  const ZSet* z;
+  if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
+  r.integer(z ? static_cast<int64_t>(zset_select(*z, spec).size()) : 0);
+}
+void query_zlexcount(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  ZRangeSpec spec;
+  spec.by = ZRangeSpec::By::kLex;
+  if (!parse_lex_range(a[2], a[3], &spec.lex)) { r.error(kNotLexRange); return; }
+  const ZSet* z;
+  if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
+  r.integer(z ? static_cast<int64_t>(zset_select(*z, spec).size()) : 0);
+}
+
+// ZRANK / ZREVRANK key member: O(n) (the B-tree keeps no ranks).
+template <bool kRev>
+void query_zrank(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const ZSet* z;
+  if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
+  if (!z) { r.null(); return; }
+  auto found = z->scores.find(a[2]);
+  if (found == z->scores.end()) { r.null(); return; }
+  auto it = z->order.find(ZEntryKey{found->second, a[2]});
+  const int64_t rank = std::distance(z->order.begin(), it);
+  r.integer(kRev ? static_cast<int64_t>(z->order.size()) - 1 - rank : rank);
+}
+
+void query_zmscore(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  const ZSet* z;
+  if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
+  r.array(a.size() - 2);
+  for (size_t i = 2; i < a.size(); i++) {
+    auto found = z ? z->scores.find(a[i]) : decltype(z->scores.end()){};
+    if (z && found != z->scores.end()) r.double_value(found->second); else r.null();
+  }
+}
+
+// ZINCRBY key increment member: ZADD key INCR increment member.
+bool parse_zincrby(Args a, ZAddArgs& o, std::string& err) {
+  o.key = a[1];
+  o.incr = true;
+  o.pairs = a.subspan(2);
+  double v;
+  if (!parse_double(a[2], &v)) { err = kNotFloat; return false; }
+  return true;
+}
+
+// ZREMRANGEBYRANK key start stop / ZREMRANGEBYSCORE key min max / ZREMRANGEBYLEX key min max.
+struct ZRemRangeArgs {
+  std::string_view key;
+  ZRangeSpec spec;
+};
+template <ZRangeSpec::By kBy>
+bool parse_zremrange(Args a, ZRemRangeArgs& o, std::string& err) {
+  o.key = a[1];
+  o.spec.by = kBy;
+  switch (kBy) {
+    case ZRangeSpec::By::kRank:
+      if (!parse_int64(a[2], &o.spec.start) || !parse_int64(a[3], &o.spec.stop)) { err = kNotInteger; return false; }
+      return true;
+    case ZRangeSpec::By::kScore:
+      if (!parse_score_range(a[2], a[3], &o.spec.score)) { err = kNotFloatRange; return false; }
+      return true;
+    case ZRangeSpec::By::kLex:
+      if (!parse_lex_range(a[2], a[3], &o.spec.lex)) { err = kNotLexRange; return false; }
+      return true;
+  }
+  return false;
+}
+void apply_zremrange(State& s, const ZRemRangeArgs& a, const ApplyContext& ctx, Reply& r) {
+  static constexpr std::string_view kEvents[] = {"zremrangebyrank", "zremrangebyscore", "zremrangebylex"};
+  KeyIter it;
+  ZSet* z;
+  if (!container_for_write<ZSet>(s, a.key, ctx, r, &it, &z)) return;
+  if (!z) { r.integer(0); return; }
+  std::vector<std::string> members;
+  for (const ZEntry* e : zset_select(*z, a.spec)) members.push_back(e->member);
+  for (const std::string& m : members) zset_erase(z, z->scores.find(m));
+  if (!members.empty()) notify(ctx, keyspace::kZset, kEvents[static_cast<int>(a.spec.by)], a.key);
+  erase_if_emptied(s, it, z, a.key, ctx);
+  r.integer(static_cast<int64_t>(members.size()));
+}
+
+// ZRANDMEMBER key [count [WITHSCORES]] (random choices: query_seed).
+void query_zrandmember(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  int64_t count = 0;
+  const bool has_count = a.size() >= 3;
+  if (has_count && !parse_random_count(a[2], &count, r)) return;
+  if (a.size() > 4 || (a.size() == 4 && !iequals(a[3], "WITHSCORES"))) { r.error(kSyntax); return; }
+  const bool withscores = a.size() == 4;
+  const ZSet* z;
+  if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
+  if (!z) { if (has_count) r.array(0); else r.null(); return; }
+  std::vector<const ZEntry*> entries;
+  entries.reserve(z->order.size());
+  for (const ZEntry& e : z->order) entries.push_back(&e);
+  const uint64_t seed = query_seed(ctx, a[1]);
+  if (!has_count) { r.bulk(entries[random_picks(entries.size(), 1, seed)[0]]->member); return; }
+  std::vector<const ZEntry*> picked;
+  for (size_t i : random_picks(entries.size(), count, seed)) picked.push_back(entries[i]);
+  reply_zentries(r, picked, withscores);
+}
+
+// ZUNION / ZINTER / ZDIFF numkeys key ... [WEIGHTS w ...] [AGGREGATE SUM|MIN|MAX]
+// [WITHSCORES], and the STORE forms (dst numkeys key ...): sets count as sorted sets of
+// score 1, as in Redis.
+struct ZSetOpArgs {
+  std::string_view dst;  // STORE forms
+  Args keys;
+  std::vector<double> weights;
+  enum class Aggregate : uint8_t { kSum, kMin, kMax } aggregate = Aggregate::kSum;
+  bool withscores = false;
+};
+template <SetOp kOp, bool kStore>
+bool parse_zsetop(Args a, ZSetOpArgs& o, std::string& err) {
+  static constexpr std::string_view kNames[2][3] = {{"zinter", "zunion", "zdiff"}, {"zinterstore", "zunionstore", "zdiffstore"}};
+  const size_t numkeys_at = kStore ? 2 : 1;
+  if (kStore) o.dst = a[1];
+  int64_t n = 0;
+  if (!parse_int64(a[numkeys_at], &n)) { err = kNotInteger; return false; }
+  if (n < 1) {
+    err = "ERR at least 1 input key is needed for '" + std::string(kNames[kStore][static_cast<int>(kOp)]) + "' command";
+    return false;
+  }
+  if (static_cast<uint64_t>(n) > a.size() - numkeys_at - 1) { err = kSyntax; return false; }
+  o.keys = a.subspan(numkeys_at + 1, static_cast<size_t>(n));
+  o.weights.assign(static_cast<size_t>(n), 1.0);
+  for (size_t i = numkeys_at + 1 + static_cast<size_t>(n); i < a.size();) {
+    const size_t left = a.size() - i;
+    if (kOp != SetOp::kDiff && left >= static_cast<size_t>(n) + 1 && iequals(a[i], "WEIGHTS")) {
+      i++;
+      for (size_t k = 0; k < static_cast<size_t>(n); k++, i++) {
+        if (!parse_double(a[i], &o.weights[k])) { err = "ERR weight value is not a float"; return false; }
+      }
+    } else if (kOp != SetOp::kDiff && left >= 2 && iequals(a[i], "AGGREGATE")) {
+      if (iequals(a[i + 1], "SUM")) o.aggregate = ZSetOpArgs::Aggregate::kSum;
+      else if (iequals(a[i + 1], "MIN")) o.aggregate = ZSetOpArgs::Aggregate::kMin;
+      else if (iequals(a[i + 1], "MAX")) o.aggregate = ZSetOpArgs::Aggregate::kMax;
+      else { err = kSyntax; return false; }
+      i += 2;
+    } else if (!kStore && iequals(a[i], "WITHSCORES")) {
+      o.withscores = true;
+      i++;
+    } else {
+      err = kSyntax;
+      return false;
+    }
+  }
+  return true;
+}
+
+// One input of a sorted-set operation: a sorted set, a set (scores 1), or nothing.
+struct ZInput {
+  const ZSet* z = nullptr;
+  const Set* set = nullptr;
+  double weight = 1;
+  size_t size() const { return z ? z->order.size() : set ? set->size() : 0; }
+  bool find(std::string_view m, double* score) const {
+    if (z) {
+      auto it = z->scores.find(m);
+      if (it == z->scores.end()) return false;
+      *score = it->second;
+      return true;
+    }
+    if (set && set->contains(SetMemberKey{member_hash(m), m})) { *score = 1; return true; }
+    return false;
+  }
+  template <class Fn>
+  void for_each(Fn&& fn) const {  // fn(std::string_view member, double score)
+    if (z) for (const ZEntry& e : z->order) fn(std::string_view(e.member), e.score);
+    if (set) set->for_each([&](const std::string& m) { fn(std::string_view(m), 1.0); });
+  }
+};
+
+double weighted(double score, double weight) {
+  const double v = score * weight;
+  return std::isnan(v) ? 0 : v;  // inf * 0, as Redis
+}
+void aggregate_into(double* acc, double v, ZSetOpArgs::Aggregate how) {
+  switch (how) {
+    case ZSetOpArgs::Aggregate::kSum: *acc += v; if (std::isnan(*acc)) *acc = 0; break;  // inf + -inf
+    case ZSetOpArgs::Aggregate::kMin: *acc = std::min(*acc, v); break;
+    case ZSetOpArgs::Aggregate::kMax: *acc = std::max(*acc, v); break;
+  }
+}
+
+// Reads the inputs (WRONGTYPE for anything but a sorted set or a set); false after replying.
+bool read_zinputs(const State& s, const ZSetOpArgs& a, uint64_t now_ms, Reply& r, std::vector<ZInput>* out) {
+  for (size_t i = 0; i < a.keys.size(); i++) {
+    ZInput in;
+    in.weight = a.weights[i];
+    if (const Value* v = live_read(s, a.keys[i], now_ms)) {
+      in.z = boxed<ZSet>(*v);
+      in.set = std::get_if<Set>(v);
+      if (!in.z && !in.set) { r.error(kWrongType); return false; }
+    }
+    out->push_back(in);
+  }
+  return true;
+}
+
+// The result, in (score, member) order. Inputs are taken smallest first, as Redis does
+// (the order of additions of the weighted scores). O(total · log).
+std::vector<std::pair<double, std::string_view>> combine_zsets(SetOp op, std::vector<ZInput> in, ZSetOpArgs::Aggregate how) {
+  std::vector<std::pair<double, std::string_view>> out;
+  if (op == SetOp::kDiff) {
+    in[0].for_each([&](std::string_view m, double score) {
+      double ignored;
+      for (size_t i = 1; i < in.size(); i++)
+        if (in[i].find(m, &ignored)) return;
+      out.emplace_back(score, m);
+    });
+  } else {
+    std::stable_sort(in.begin(), in.end(), [](const ZInput& x, const ZInput& y) { return x.size() < y.size(); });
+    if (op == SetOp::kInter) {
+      if (in[0].size() == 0) return out;
+      in[0].for_each([&](std::string_view m, double score) {
+        double acc = weighted(score, in[0].weight);
+        for (size_t i = 1; i < in.size(); i++) {
+          double other;
+          if (!in[i].find(m, &other)) return;
+          aggregate_into(&acc, weighted(other, in[i].weight), how);
+        }
+        out.emplace_back(acc, m);
+      });
+    } else {
+      absl::flat_hash_map<std::string_view, double> acc;
+      std::vector<std::string_view> order;  // first appearance, for a deterministic result
+      for (const ZInput& input : in) {
+        input.for_each([&](std::string_view m, double score) {
+          auto [it, fresh] = acc.try_emplace(m, weighted(score, input.weight));
+          if (fresh) order.push_back(m);
+          else aggregate_into(&it->second, weighted(score, input.weight), how);
+        });
+      }
+      for (std::string_view m : order) out.emplace_back(acc[m], m);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+template <SetOp kOp>
+void query_zsetop(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  ZSetOpArgs o;
+  std::string err;
+  if (!parse_zsetop<kOp, false>(a, o, err)) { r.error(err); return; }
+  std::vector<ZInput> in;
+  if (!read_zinputs(s, o, ctx.now_ms, r, &in)) return;
+  const auto result = combine_zsets(kOp, std::move(in), o.aggregate);
+  const bool pairs = o.withscores && r.resp3();
+  r.array(o.withscores && !pairs ? 2 * result.size() : result.size());
+  for (const auto& [score, m] : result) {
+    if (pairs) r.array(2);
+    r.bulk(m);
+    if (o.withscores) r.double_value(score);
+  }
+}
+
+template <SetOp kOp>
+void apply_zsetop_store(State& s, const ZSetOpArgs& a, const ApplyContext& ctx, Reply& r) {
+  static constexpr std::string_view kEvents[] = {"zinterstore", "zunionstore", "zdiffstore"};
+  for (std::string_view k : a.keys) live_write(s, k, ctx);  // expired inputs go first
+  std::vector<ZInput> in;
+  if (!read_zinputs(s, a, ctx.now_ms, r, &in)) return;
+  auto z = std::make_unique<ZSet>();
+  for (const auto& [score, m] : combine_zsets(kOp, std::move(in), a.aggregate)) zset_insert(z.get(), m, score);
+  const size_t n = z->order.size();
+  KeyIter it = live_write(s, a.dst, ctx);
+  if (n == 0) {
+    if (it != s.keys.end()) {
+      erase_key(s, it);
+      notify(ctx, keyspace::kGeneric, "del", a.dst);
+    }
+  } else {
+    clear_deadline(s, a.dst);
+    if (it != s.keys.end()) s.graveyard.bury_if_big(it->second);
+    s.keys.insert_or_assign(a.dst, Value(std::move(z)));
+    notify(ctx, keyspace::kZset, kEvents[static_cast<int>(kOp)], a.dst);
+  }
+  r.integer(static_cast<int64_t>(n));
 }
 
 // =============================================================================================
@@ -2654,8 +3119,30 @@ void Kv::define(Commands<State>& c) {
   // sorted sets
   c.write("ZADD", -4, &parse_zadd, &apply_zadd);
   c.write("ZREM", -3, &parse_words, &apply_zrem);
-  c.write("ZPOPMIN", -2, &parse_pop_syntax, &apply_zpopmin);
-  c.query("ZRANGE", -4, &query_zrange);
+  c.write("ZPOPMIN", -2, &parse_pop_syntax, &apply_zpop<false>);
+  c.write("ZPOPMAX", -2, &parse_pop_syntax, &apply_zpop<true>);
+  c.query("ZRANGE", -4, &query_zrange_generic<Fixed::kFree, -1>);
+  c.query("ZREVRANGE", -4, &query_zrange_generic<Fixed::kRank, 1>);
+  c.query("ZRANGEBYSCORE", -4, &query_zrange_generic<Fixed::kScore, 0>);
+  c.query("ZREVRANGEBYSCORE", -4, &query_zrange_generic<Fixed::kScore, 1>);
+  c.query("ZRANGEBYLEX", -4, &query_zrange_generic<Fixed::kLex, 0>);
+  c.query("ZREVRANGEBYLEX", -4, &query_zrange_generic<Fixed::kLex, 1>);
+  c.query("ZCOUNT", 4, &query_zcount);
+  c.query("ZLEXCOUNT", 4, &query_zlexcount);
+  c.query("ZRANK", 3, &query_zrank<false>);
+  c.query("ZREVRANK", 3, &query_zrank<true>);
+  c.query("ZMSCORE", -3, &query_zmscore);
+  c.write("ZINCRBY", 4, &parse_zincrby, &apply_zadd);
+  c.write("ZREMRANGEBYRANK", 4, &parse_zremrange<ZRangeSpec::By::kRank>, &apply_zremrange);
+  c.write("ZREMRANGEBYSCORE", 4, &parse_zremrange<ZRangeSpec::By::kScore>, &apply_zremrange);
+  c.write("ZREMRANGEBYLEX", 4, &parse_zremrange<ZRangeSpec::By::kLex>, &apply_zremrange);
+  c.query("ZRANDMEMBER", -2, &query_zrandmember);
+  c.query("ZUNION", -3, &query_zsetop<SetOp::kUnion>);
+  c.query("ZINTER", -3, &query_zsetop<SetOp::kInter>);
+  c.query("ZDIFF", -3, &query_zsetop<SetOp::kDiff>);
+  c.write("ZUNIONSTORE", -4, &parse_zsetop<SetOp::kUnion, true>, &apply_zsetop_store<SetOp::kUnion>);
+  c.write("ZINTERSTORE", -4, &parse_zsetop<SetOp::kInter, true>, &apply_zsetop_store<SetOp::kInter>);
+  c.write("ZDIFFSTORE", -4, &parse_zsetop<SetOp::kDiff, true>, &apply_zsetop_store<SetOp::kDiff>);
   c.query("ZSCORE", 3, &query_zscore);
   c.query("ZCARD", 2, &query_zcard);
   // expiry
