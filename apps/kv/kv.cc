@@ -2807,6 +2807,19 @@ void query_zscan(const State& s, Args a, const QueryContext& ctx, Reply& r) {
 }
 
 // =============================================================================================
+// blocking commands: not supported yet
+// =============================================================================================
+
+// BLPOP & co. need the engine to park a client until a later write satisfies it, to time it
+// out, and to carry the wait across a leader change; it does not yet (docs/kv-commands.md).
+// A clear error rather than "unknown command", so that a client sees what to do instead.
+void query_blocking_unsupported(const State&, Args a, const QueryContext&, Reply& r) {
+  r.error("ERR " + uppercase(a[0]) +
+          " is not supported: hmdb has no blocking commands yet (poll with the non-blocking form, e.g. LPOP; "
+          "see docs/kv-commands.md)");
+}
+
+// =============================================================================================
 // server commands
 // =============================================================================================
 
@@ -3167,6 +3180,9 @@ void Kv::define(Commands<State>& c) {
   c.query("EXPIRETIME", 2, &query_expiretime<false>);
   c.query("PEXPIRETIME", 2, &query_expiretime<true>);
   c.query("OBJECT", -2, &query_object);
+  // blocking forms: a clear error (query_blocking_unsupported)
+  for (std::string_view name : {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP"})
+    c.query(name, -2, &query_blocking_unsupported);
   // key iteration
   c.query("SCAN", -2, &query_scan);
   c.query("KEYS", 2, &query_keys);

@@ -835,6 +835,17 @@ TEST_F(KvTest, CopyIsDeep) {
   EXPECT_EQ(run({"ZSCORE", "z2", "a"}), bulk("5"));
 }
 
+
+// Blocking commands are not supported yet: a clear error naming the command, never a hang.
+TEST_F(KvTest, BlockingCommandsAnswerAClearError) {
+  run({"RPUSH", "l", "a"});
+  for (std::string_view name : {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP"}) {
+    const std::string reply = run({name, "l", "0"});
+    EXPECT_EQ(reply.rfind("-ERR " + std::string(name) + " is not supported: hmdb has no blocking commands yet", 0), 0u) << reply;
+  }
+  EXPECT_EQ(run({"LLEN", "l"}), integer(1)) << "nothing popped";
+}
+
 // ---- key iteration -------------------------------------------------------------------------
 
 // A RESP2 SCAN-family reply: the cursor and the elements.
