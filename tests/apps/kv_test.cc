@@ -1309,6 +1309,112 @@ TEST(KvModel, SortedSetsAgainstAMap) {
   }
 }
 
+
+// Hashes and sets: issue 17's commands against std::map / std::set models, random sequences.
+// Hashes are checked whole with HGETALL (field byte order, as std::map), sets with SCARD and
+// SMISMEMBER over every member the sequence uses.
+TEST(KvModel, HashesAndSetsAgainstStdContainers) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (set HMDB_TEST_SEED to replay)");
+  std::mt19937_64 rng(seed);
+  hmdb::testing::AppDriver<Kv> db;
+  std::map<std::string, std::string> hash;
+  std::map<std::string, std::set<std::string>> sets;
+  const std::vector<std::string> names = {"s1", "s2", "s3"};
+  auto field = [&] { return "f" + std::to_string(rng() % 6); };
+  auto mem = [&] { return "m" + std::to_string(rng() % 8); };
+  auto set_name = [&] { return names[rng() % names.size()]; };
+  for (int step = 0; step < 3000; step++) {
+    std::vector<std::string> cmd;
+    std::string expect;
+    switch (rng() % 9) {
+      case 0: {
+        const std::string f = field(), v = std::to_string(rng() % 100);
+        cmd = {"HSETNX", "h", f, v};
+        const bool fresh = hash.emplace(f, v).second;
+        expect = integer(fresh ? 1 : 0);
+        break;
+      }
+      case 1: {
+        const std::string f = field();
+        const int64_t by = static_cast<int64_t>(rng() % 7) - 3;
+        cmd = {"HINCRBYFLOAT", "h", f, std::to_string(by)};
+        auto it = hash.find(f);
+        const int64_t now = (it == hash.end() ? 0 : std::stoll(it->second)) + by;
+        hash[f] = std::to_string(now);
+        expect = bulk(std::to_string(now));
+        break;
+      }
+      case 2: {
+        const std::string f = field();
+        cmd = {"HDEL", "h", f};
+        expect = integer(static_cast<int64_t>(hash.erase(f)));
+        break;
+      }
+      case 3: {
+        const std::string f = field(), g = field();
+        cmd = {"HMGET", "h", f, g};
+        expect = array({hash.count(f) ? bulk(hash[f]) : kNil, hash.count(g) ? bulk(hash[g]) : kNil});
+        break;
+      }
+      case 4: {
+        const std::string k = set_name(), m = mem();
+        cmd = {"SADD", k, m};
+        expect = integer(sets[k].insert(m).second ? 1 : 0);
+        break;
+      }
+      case 5: {
+        const std::string k = set_name(), m = mem();
+        cmd = {"SREM", k, m};
+        expect = integer(static_cast<int64_t>(sets[k].erase(m)));
+        break;
+      }
+      case 6: {
+        const std::string from = set_name(), to = set_name(), m = mem();
+        cmd = {"SMOVE", from, to, m};
+        const bool there = sets[from].count(m) > 0;
+        if (there && from != to) { sets[from].erase(m); sets[to].insert(m); }
+        expect = integer(there ? 1 : 0);
+        break;
+      }
+      case 7: {
+        const std::string dst = set_name(), a = set_name(), b = set_name();
+        const int op = static_cast<int>(rng() % 3);
+        cmd = {op == 0 ? "SINTERSTORE" : op == 1 ? "SUNIONSTORE" : "SDIFFSTORE", dst, a, b};
+        std::set<std::string> out;
+        for (const auto& m : sets[a])
+          if (op != 0 || sets[b].count(m)) if (op != 2 || !sets[b].count(m)) out.insert(m);
+        if (op == 1) out.insert(sets[b].begin(), sets[b].end());
+        sets[dst] = out;
+        expect = integer(static_cast<int64_t>(out.size()));
+        break;
+      }
+      case 8: {
+        const std::string a = set_name(), b = set_name();
+        cmd = {"SINTERCARD", "2", a, b};
+        int64_t n = 0;
+        for (const auto& m : sets[a]) n += sets[b].count(m);
+        expect = integer(n);
+        break;
+      }
+    }
+    ASSERT_EQ(db.run_strings(cmd), expect) << "step " << step;
+    std::string all = "*" + std::to_string(2 * hash.size()) + "\r\n";
+    for (const auto& [f, v] : hash) all += bulk(f) + bulk(v);
+    ASSERT_EQ(db.run({"HGETALL", "h"}), all) << "step " << step;
+    for (const auto& k : names) {
+      ASSERT_EQ(db.run_strings({"SCARD", k}), integer(static_cast<int64_t>(sets[k].size()))) << "step " << step;
+      std::vector<std::string> ask = {"SMISMEMBER", k};
+      std::string want = "*8\r\n";
+      for (int i = 0; i < 8; i++) {
+        ask.push_back("m" + std::to_string(i));
+        want += integer(static_cast<int64_t>(sets[k].count("m" + std::to_string(i))));
+      }
+      ASSERT_EQ(db.run_strings(ask), want) << "step " << step;
+    }
+  }
+}
+
 // RESP3 (a client after HELLO 3): the replies Redis 7 renders differently (the compat test
 // checks the same against a real Redis): nulls, maps, sets, doubles, score pairs.
 TEST(KvResp3, TypedReplies) {
