@@ -3057,139 +3057,158 @@ std::optional<std::vector<std::string>> Kv::housekeeping(const State& s, uint64_
 
 void Kv::define(Commands<State>& c) {
   // strings
-  c.write("SET", -3, &parse_set, &apply_set);
-  c.query("GET", 2, &query_get);
-  c.write("DEL", -2, &parse_words, &apply_del, KeySpec::all_after_name());
-  c.query("EXISTS", -2, &query_exists);
-  c.write("INCR", 2, &parse_incr, &apply_incr);
-  c.write("DECR", 2, &parse_decr, &apply_incr);
-  c.write("INCRBY", 3, &parse_incrby, &apply_incr);
-  c.write("DECRBY", 3, &parse_decrby, &apply_incr);
-  c.write("APPEND", 3, &parse_key_value, &apply_append);
-  c.query("STRLEN", 2, &query_strlen);
-  c.query("MGET", -2, &query_mget);
-  c.write("MSET", -3, &parse_pairs_after_name, &apply_mset, KeySpec{1, -1, 2});
-  c.write("MSETNX", -3, &parse_pairs_after_name, &apply_msetnx, KeySpec{1, -1, 2});
-  c.write("SETNX", 3, &parse_setnx, &apply_set);
-  c.write("SETEX", 4, &parse_setex<true>, &apply_set);
-  c.write("PSETEX", 4, &parse_setex<false>, &apply_set);
-  c.write("GETSET", 3, &parse_getset, &apply_set);
-  c.write("GETDEL", 2, &parse_key, &apply_getdel);
-  c.write("GETEX", -2, &parse_getex, &apply_getex);
-  c.query("GETRANGE", 4, &query_getrange);
-  c.write("SETRANGE", 4, &parse_setrange, &apply_setrange);
-  c.write("INCRBYFLOAT", 3, &parse_incrbyfloat, &apply_incrbyfloat);
+  c.write("SET", -3, &parse_set, &apply_set).categories("@string @slow");
+  c.query("GET", 2, &query_get).categories("@string @fast");
+  c.write("DEL", -2, &parse_words, &apply_del, KeySpec::all_after_name()).categories("@keyspace @slow");
+  c.query("EXISTS", -2, &query_exists).categories("@keyspace @fast").keys(KeySpec::all_after_name());
+  c.write("INCR", 2, &parse_incr, &apply_incr).categories("@string @fast");
+  c.write("DECR", 2, &parse_decr, &apply_incr).categories("@string @fast");
+  c.write("INCRBY", 3, &parse_incrby, &apply_incr).categories("@string @fast");
+  c.write("DECRBY", 3, &parse_decrby, &apply_incr).categories("@string @fast");
+  c.write("APPEND", 3, &parse_key_value, &apply_append).categories("@string @fast");
+  c.query("STRLEN", 2, &query_strlen).categories("@string @fast");
+  c.query("MGET", -2, &query_mget).categories("@string @fast").keys(KeySpec::all_after_name());
+  c.write("MSET", -3, &parse_pairs_after_name, &apply_mset, KeySpec{1, -1, 2}).categories("@string @slow");
+  c.write("MSETNX", -3, &parse_pairs_after_name, &apply_msetnx, KeySpec{1, -1, 2}).categories("@string @slow");
+  c.write("SETNX", 3, &parse_setnx, &apply_set).categories("@string @fast");
+  c.write("SETEX", 4, &parse_setex<true>, &apply_set).categories("@string @slow");
+  c.write("PSETEX", 4, &parse_setex<false>, &apply_set).categories("@string @slow");
+  c.write("GETSET", 3, &parse_getset, &apply_set).categories("@string @fast");
+  c.write("GETDEL", 2, &parse_key, &apply_getdel).categories("@string @fast");
+  c.write("GETEX", -2, &parse_getex, &apply_getex).categories("@string @fast");
+  c.query("GETRANGE", 4, &query_getrange).categories("@string @slow");
+  c.write("SETRANGE", 4, &parse_setrange, &apply_setrange).categories("@string @slow");
+  c.write("INCRBYFLOAT", 3, &parse_incrbyfloat, &apply_incrbyfloat).categories("@string @fast");
   // hashes
-  c.write("HSET", -4, &parse_pairs_after_key, &apply_hset);
-  c.write("HMSET", -4, &parse_pairs_after_key, &apply_hmset);
-  c.query("HGET", 3, &query_hget);
-  c.query("HEXISTS", 3, &query_hexists);
-  c.write("HDEL", -3, &parse_words, &apply_hdel);
-  c.query("HGETALL", 2, &query_hgetall);
-  c.query("HLEN", 2, &query_hlen);
-  c.write("HINCRBY", 4, &parse_hincrby, &apply_hincrby);
-  c.query("HMGET", -3, &query_hmget);
-  c.query("HKEYS", 2, &query_hkeys<true>);
-  c.query("HVALS", 2, &query_hkeys<false>);
-  c.query("HSTRLEN", 3, &query_hstrlen);
-  c.write("HSETNX", 4, &parse_words, &apply_hsetnx);
-  c.write("HINCRBYFLOAT", 4, &parse_hincrbyfloat, &apply_hincrbyfloat);
-  c.query("HRANDFIELD", -2, &query_hrandfield);
+  c.write("HSET", -4, &parse_pairs_after_key, &apply_hset).categories("@hash @fast");
+  c.write("HMSET", -4, &parse_pairs_after_key, &apply_hmset).categories("@hash @fast");
+  c.query("HGET", 3, &query_hget).categories("@hash @fast");
+  c.query("HEXISTS", 3, &query_hexists).categories("@hash @fast");
+  c.write("HDEL", -3, &parse_words, &apply_hdel).categories("@hash @fast");
+  c.query("HGETALL", 2, &query_hgetall).categories("@hash @slow");
+  c.query("HLEN", 2, &query_hlen).categories("@hash @fast");
+  c.write("HINCRBY", 4, &parse_hincrby, &apply_hincrby).categories("@hash @fast");
+  c.query("HMGET", -3, &query_hmget).categories("@hash @fast");
+  c.query("HKEYS", 2, &query_hkeys<true>).categories("@hash @slow");
+  c.query("HVALS", 2, &query_hkeys<false>).categories("@hash @slow");
+  c.query("HSTRLEN", 3, &query_hstrlen).categories("@hash @fast");
+  c.write("HSETNX", 4, &parse_words, &apply_hsetnx).categories("@hash @fast");
+  c.write("HINCRBYFLOAT", 4, &parse_hincrbyfloat, &apply_hincrbyfloat).categories("@hash @fast");
+  c.query("HRANDFIELD", -2, &query_hrandfield).categories("@hash @slow");
   // lists
-  c.write("LPUSH", -3, &parse_words, &apply_push<true>);
-  c.write("RPUSH", -3, &parse_words, &apply_push<false>);
-  c.write("LPOP", {2, 3}, &parse_pop, &apply_list_pop<true>);
-  c.write("RPOP", {2, 3}, &parse_pop, &apply_list_pop<false>);
-  c.query("LRANGE", 4, &query_lrange);
-  c.query("LLEN", 2, &query_llen);
-  c.query("LINDEX", 3, &query_lindex);
-  c.write("LSET", 4, &parse_words, &apply_lset);
-  c.write("LREM", 4, &parse_lrem, &apply_lrem);
-  c.write("LTRIM", 4, &parse_ltrim, &apply_ltrim);
-  c.write("LINSERT", 5, &parse_linsert, &apply_linsert);
-  c.query("LPOS", -3, &query_lpos);
-  c.write("LPUSHX", -3, &parse_words, &apply_pushx<true>);
-  c.write("RPUSHX", -3, &parse_words, &apply_pushx<false>);
-  c.write("LMOVE", 5, &parse_lmove, &apply_lmove, KeySpec{1, 2, 1});
-  c.write("RPOPLPUSH", 3, &parse_rpoplpush, &apply_lmove, KeySpec{1, 2, 1});
+  c.write("LPUSH", -3, &parse_words, &apply_push<true>).categories("@list @fast");
+  c.write("RPUSH", -3, &parse_words, &apply_push<false>).categories("@list @fast");
+  c.write("LPOP", {2, 3}, &parse_pop, &apply_list_pop<true>).categories("@list @fast");
+  c.write("RPOP", {2, 3}, &parse_pop, &apply_list_pop<false>).categories("@list @fast");
+  c.query("LRANGE", 4, &query_lrange).categories("@list @slow");
+  c.query("LLEN", 2, &query_llen).categories("@list @fast");
+  c.query("LINDEX", 3, &query_lindex).categories("@list @slow");
+  c.write("LSET", 4, &parse_words, &apply_lset).categories("@list @slow");
+  c.write("LREM", 4, &parse_lrem, &apply_lrem).categories("@list @slow");
+  c.write("LTRIM", 4, &parse_ltrim, &apply_ltrim).categories("@list @slow");
+  c.write("LINSERT", 5, &parse_linsert, &apply_linsert).categories("@list @slow");
+  c.query("LPOS", -3, &query_lpos).categories("@list @slow");
+  c.write("LPUSHX", -3, &parse_words, &apply_pushx<true>).categories("@list @fast");
+  c.write("RPUSHX", -3, &parse_words, &apply_pushx<false>).categories("@list @fast");
+  c.write("LMOVE", 5, &parse_lmove, &apply_lmove, KeySpec{1, 2, 1}).categories("@list @slow");
+  c.write("RPOPLPUSH", 3, &parse_rpoplpush, &apply_lmove, KeySpec{1, 2, 1}).categories("@list @slow");
   // sets
-  c.write("SADD", -3, &parse_words, &apply_sadd);
-  c.write("SREM", -3, &parse_words, &apply_srem);
-  c.write("SPOP", -2, &parse_pop_syntax, &apply_spop);
-  c.query("SMEMBERS", 2, &query_smembers);
-  c.query("SCARD", 2, &query_scard);
-  c.query("SISMEMBER", 3, &query_sismember);
-  c.query("SMISMEMBER", -3, &query_smismember);
-  c.query("SRANDMEMBER", -2, &query_srandmember);
-  c.query("SINTER", -2, &query_setop<SetOp::kInter>);
-  c.query("SUNION", -2, &query_setop<SetOp::kUnion>);
-  c.query("SDIFF", -2, &query_setop<SetOp::kDiff>);
-  c.write("SINTERSTORE", -3, &parse_words, &apply_setop_store<SetOp::kInter>);
-  c.write("SUNIONSTORE", -3, &parse_words, &apply_setop_store<SetOp::kUnion>);
-  c.write("SDIFFSTORE", -3, &parse_words, &apply_setop_store<SetOp::kDiff>);
-  c.query("SINTERCARD", -3, &query_sintercard);
-  c.write("SMOVE", 4, &parse_words, &apply_smove, KeySpec{1, 2, 1});
+  c.write("SADD", -3, &parse_words, &apply_sadd).categories("@set @fast");
+  c.write("SREM", -3, &parse_words, &apply_srem).categories("@set @fast");
+  c.write("SPOP", -2, &parse_pop_syntax, &apply_spop).categories("@set @fast");
+  c.query("SMEMBERS", 2, &query_smembers).categories("@set @slow");
+  c.query("SCARD", 2, &query_scard).categories("@set @fast");
+  c.query("SISMEMBER", 3, &query_sismember).categories("@set @fast");
+  c.query("SMISMEMBER", -3, &query_smismember).categories("@set @fast");
+  c.query("SRANDMEMBER", -2, &query_srandmember).categories("@set @slow");
+  c.query("SINTER", -2, &query_setop<SetOp::kInter>).categories("@set @slow").keys(KeySpec::all_after_name());
+  c.query("SUNION", -2, &query_setop<SetOp::kUnion>).categories("@set @slow").keys(KeySpec::all_after_name());
+  c.query("SDIFF", -2, &query_setop<SetOp::kDiff>).categories("@set @slow").keys(KeySpec::all_after_name());
+  // The sources are named too (the destination is what changes): ACL key patterns check
+  // every key a command touches; WATCH is only told of more keys than change, which is safe.
+  c.write("SINTERSTORE", -3, &parse_words, &apply_setop_store<SetOp::kInter>, KeySpec::all_after_name())
+      .categories("@set @slow");
+  c.write("SUNIONSTORE", -3, &parse_words, &apply_setop_store<SetOp::kUnion>, KeySpec::all_after_name())
+      .categories("@set @slow");
+  c.write("SDIFFSTORE", -3, &parse_words, &apply_setop_store<SetOp::kDiff>, KeySpec::all_after_name())
+      .categories("@set @slow");
+  c.query("SINTERCARD", -3, &query_sintercard).categories("@set @slow").keys(KeySpec{2, -1, 1});
+  c.write("SMOVE", 4, &parse_words, &apply_smove, KeySpec{1, 2, 1}).categories("@set @fast");
   // sorted sets
-  c.write("ZADD", -4, &parse_zadd, &apply_zadd);
-  c.write("ZREM", -3, &parse_words, &apply_zrem);
-  c.write("ZPOPMIN", -2, &parse_pop_syntax, &apply_zpop<false>);
-  c.write("ZPOPMAX", -2, &parse_pop_syntax, &apply_zpop<true>);
-  c.query("ZRANGE", -4, &query_zrange_generic<Fixed::kFree, -1>);
-  c.query("ZREVRANGE", -4, &query_zrange_generic<Fixed::kRank, 1>);
-  c.query("ZRANGEBYSCORE", -4, &query_zrange_generic<Fixed::kScore, 0>);
-  c.query("ZREVRANGEBYSCORE", -4, &query_zrange_generic<Fixed::kScore, 1>);
-  c.query("ZRANGEBYLEX", -4, &query_zrange_generic<Fixed::kLex, 0>);
-  c.query("ZREVRANGEBYLEX", -4, &query_zrange_generic<Fixed::kLex, 1>);
-  c.query("ZCOUNT", 4, &query_zcount);
-  c.query("ZLEXCOUNT", 4, &query_zlexcount);
-  c.query("ZRANK", 3, &query_zrank<false>);
-  c.query("ZREVRANK", 3, &query_zrank<true>);
-  c.query("ZMSCORE", -3, &query_zmscore);
-  c.write("ZINCRBY", 4, &parse_zincrby, &apply_zadd);
-  c.write("ZREMRANGEBYRANK", 4, &parse_zremrange<ZRangeSpec::By::kRank>, &apply_zremrange);
-  c.write("ZREMRANGEBYSCORE", 4, &parse_zremrange<ZRangeSpec::By::kScore>, &apply_zremrange);
-  c.write("ZREMRANGEBYLEX", 4, &parse_zremrange<ZRangeSpec::By::kLex>, &apply_zremrange);
-  c.query("ZRANDMEMBER", -2, &query_zrandmember);
-  c.query("ZUNION", -3, &query_zsetop<SetOp::kUnion>);
-  c.query("ZINTER", -3, &query_zsetop<SetOp::kInter>);
-  c.query("ZDIFF", -3, &query_zsetop<SetOp::kDiff>);
-  c.write("ZUNIONSTORE", -4, &parse_zsetop<SetOp::kUnion, true>, &apply_zsetop_store<SetOp::kUnion>);
-  c.write("ZINTERSTORE", -4, &parse_zsetop<SetOp::kInter, true>, &apply_zsetop_store<SetOp::kInter>);
-  c.write("ZDIFFSTORE", -4, &parse_zsetop<SetOp::kDiff, true>, &apply_zsetop_store<SetOp::kDiff>);
-  c.query("ZSCORE", 3, &query_zscore);
-  c.query("ZCARD", 2, &query_zcard);
+  c.write("ZADD", -4, &parse_zadd, &apply_zadd).categories("@sortedset @fast");
+  c.write("ZREM", -3, &parse_words, &apply_zrem).categories("@sortedset @fast");
+  c.write("ZPOPMIN", -2, &parse_pop_syntax, &apply_zpop<false>).categories("@sortedset @fast");
+  c.write("ZPOPMAX", -2, &parse_pop_syntax, &apply_zpop<true>).categories("@sortedset @fast");
+  c.query("ZRANGE", -4, &query_zrange_generic<Fixed::kFree, -1>).categories("@sortedset @slow");
+  c.query("ZREVRANGE", -4, &query_zrange_generic<Fixed::kRank, 1>).categories("@sortedset @slow");
+  c.query("ZRANGEBYSCORE", -4, &query_zrange_generic<Fixed::kScore, 0>).categories("@sortedset @slow");
+  c.query("ZREVRANGEBYSCORE", -4, &query_zrange_generic<Fixed::kScore, 1>).categories("@sortedset @slow");
+  c.query("ZRANGEBYLEX", -4, &query_zrange_generic<Fixed::kLex, 0>).categories("@sortedset @slow");
+  c.query("ZREVRANGEBYLEX", -4, &query_zrange_generic<Fixed::kLex, 1>).categories("@sortedset @slow");
+  c.query("ZCOUNT", 4, &query_zcount).categories("@sortedset @fast");
+  c.query("ZLEXCOUNT", 4, &query_zlexcount).categories("@sortedset @fast");
+  c.query("ZRANK", 3, &query_zrank<false>).categories("@sortedset @fast");
+  c.query("ZREVRANK", 3, &query_zrank<true>).categories("@sortedset @fast");
+  c.query("ZMSCORE", -3, &query_zmscore).categories("@sortedset @fast");
+  c.write("ZINCRBY", 4, &parse_zincrby, &apply_zadd).categories("@sortedset @fast");
+  c.write("ZREMRANGEBYRANK", 4, &parse_zremrange<ZRangeSpec::By::kRank>, &apply_zremrange)
+      .categories("@sortedset @slow");
+  c.write("ZREMRANGEBYSCORE", 4, &parse_zremrange<ZRangeSpec::By::kScore>, &apply_zremrange)
+      .categories("@sortedset @slow");
+  c.write("ZREMRANGEBYLEX", 4, &parse_zremrange<ZRangeSpec::By::kLex>, &apply_zremrange).categories("@sortedset @slow");
+  c.query("ZRANDMEMBER", -2, &query_zrandmember).categories("@sortedset @slow");
+  // Their keys follow a count and come before options: every word after the name is checked
+  // as a key (stricter than Redis for a restricted user; WATCH is told of more than changes).
+  c.query("ZUNION", -3, &query_zsetop<SetOp::kUnion>).categories("@sortedset @slow").keys(KeySpec::all_after_name());
+  c.query("ZINTER", -3, &query_zsetop<SetOp::kInter>).categories("@sortedset @slow").keys(KeySpec::all_after_name());
+  c.query("ZDIFF", -3, &query_zsetop<SetOp::kDiff>).categories("@sortedset @slow").keys(KeySpec::all_after_name());
+  c.write("ZUNIONSTORE", -4, &parse_zsetop<SetOp::kUnion, true>, &apply_zsetop_store<SetOp::kUnion>,
+          KeySpec::all_after_name())
+      .categories("@sortedset @slow");
+  c.write("ZINTERSTORE", -4, &parse_zsetop<SetOp::kInter, true>, &apply_zsetop_store<SetOp::kInter>,
+          KeySpec::all_after_name())
+      .categories("@sortedset @slow");
+  c.write("ZDIFFSTORE", -4, &parse_zsetop<SetOp::kDiff, true>, &apply_zsetop_store<SetOp::kDiff>,
+          KeySpec::all_after_name())
+      .categories("@sortedset @slow");
+  c.query("ZSCORE", 3, &query_zscore).categories("@sortedset @fast");
+  c.query("ZCARD", 2, &query_zcard).categories("@sortedset @fast");
   // expiry
-  c.write("EXPIRE", -3, &parse_expire, &apply_expire);
-  c.write("PEXPIRE", -3, &parse_pexpire, &apply_expire);
-  c.write("EXPIREAT", -3, &parse_expireat, &apply_expire);
-  c.write("PEXPIREAT", -3, &parse_pexpireat, &apply_expire);
-  c.write("PERSIST", 2, &parse_key, &apply_persist);
-  c.query("TTL", 2, &query_ttl<false>);
-  c.query("PTTL", 2, &query_ttl<true>);
-  c.write("HMDB.EXPIRE", 1, &parse_words, &apply_hmdb_expire, KeySpec{0, 0, 1, /*reports_more=*/true});
+  c.write("EXPIRE", -3, &parse_expire, &apply_expire).categories("@keyspace @fast");
+  c.write("PEXPIRE", -3, &parse_pexpire, &apply_expire).categories("@keyspace @fast");
+  c.write("EXPIREAT", -3, &parse_expireat, &apply_expire).categories("@keyspace @fast");
+  c.write("PEXPIREAT", -3, &parse_pexpireat, &apply_expire).categories("@keyspace @fast");
+  c.write("PERSIST", 2, &parse_key, &apply_persist).categories("@keyspace @fast");
+  c.query("TTL", 2, &query_ttl<false>).categories("@keyspace @fast");
+  c.query("PTTL", 2, &query_ttl<true>).categories("@keyspace @fast");
+  c.write("HMDB.EXPIRE", 1, &parse_words, &apply_hmdb_expire, KeySpec{0, 0, 1, /*reports_more=*/true})
+      .categories("@keyspace @slow")
+      .engine_only();  // the leader's housekeeping logs it; a client may not (docs/security.md)
   // keyspace
-  c.query("DBSIZE", 1, &query_dbsize);
-  c.query("TYPE", 2, &query_type);
-  c.write("FLUSHALL", -1, &parse_flushall, &apply_flushall, KeySpec{0, 0, 1, /*reports_more=*/true});
-  c.write("FLUSHDB", -1, &parse_flushall, &apply_flushall, KeySpec{0, 0, 1, /*reports_more=*/true});
-  c.write("UNLINK", -2, &parse_words, &apply_del, KeySpec::all_after_name());
-  c.write("RENAME", 3, &parse_words, &apply_rename<false>, KeySpec{1, 2, 1});
-  c.write("RENAMENX", 3, &parse_words, &apply_rename<true>, KeySpec{1, 2, 1});
-  c.write("COPY", -3, &parse_copy, &apply_copy, KeySpec{1, 2, 1});
-  c.query("TOUCH", -2, &query_touch);
-  c.query("EXPIRETIME", 2, &query_expiretime<false>);
-  c.query("PEXPIRETIME", 2, &query_expiretime<true>);
-  c.query("OBJECT", -2, &query_object);
+  c.query("DBSIZE", 1, &query_dbsize).categories("@keyspace @fast").keys(KeySpec::none());
+  c.query("TYPE", 2, &query_type).categories("@keyspace @fast");
+  c.write("FLUSHALL", -1, &parse_flushall, &apply_flushall, KeySpec{0, 0, 1, /*reports_more=*/true})
+      .categories("@keyspace @slow @dangerous");
+  c.write("FLUSHDB", -1, &parse_flushall, &apply_flushall, KeySpec{0, 0, 1, /*reports_more=*/true})
+      .categories("@keyspace @slow @dangerous");
+  c.write("UNLINK", -2, &parse_words, &apply_del, KeySpec::all_after_name()).categories("@keyspace @fast");
+  c.write("RENAME", 3, &parse_words, &apply_rename<false>, KeySpec{1, 2, 1}).categories("@keyspace @slow");
+  c.write("RENAMENX", 3, &parse_words, &apply_rename<true>, KeySpec{1, 2, 1}).categories("@keyspace @fast");
+  c.write("COPY", -3, &parse_copy, &apply_copy, KeySpec{1, 2, 1}).categories("@keyspace @slow");
+  c.query("TOUCH", -2, &query_touch).categories("@keyspace @fast").keys(KeySpec::all_after_name());
+  c.query("EXPIRETIME", 2, &query_expiretime<false>).categories("@keyspace @fast");
+  c.query("PEXPIRETIME", 2, &query_expiretime<true>).categories("@keyspace @fast");
+  c.query("OBJECT", -2, &query_object).categories("@keyspace @slow").keys(KeySpec{2, 2, 1});
   // blocking forms: a clear error (query_blocking_unsupported)
   for (std::string_view name : {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP"})
     c.query(name, -2, &query_blocking_unsupported);
   // key iteration
-  c.query("SCAN", -2, &query_scan);
-  c.query("KEYS", 2, &query_keys);
-  c.query("RANDOMKEY", 1, &query_randomkey);
-  c.query("HSCAN", -3, &query_hscan);
-  c.query("SSCAN", -3, &query_sscan);
-  c.query("ZSCAN", -3, &query_zscan);
+  c.query("SCAN", -2, &query_scan).categories("@keyspace @slow").keys(KeySpec::none());
+  c.query("KEYS", 2, &query_keys).categories("@keyspace @slow @dangerous").keys(KeySpec::none());
+  c.query("RANDOMKEY", 1, &query_randomkey).categories("@keyspace @slow").keys(KeySpec::none());
+  c.query("HSCAN", -3, &query_hscan).categories("@hash @slow");
+  c.query("SSCAN", -3, &query_sscan).categories("@set @slow");
+  c.query("ZSCAN", -3, &query_zscan).categories("@sortedset @slow");
 }
 
 }  // namespace hmdb::kv

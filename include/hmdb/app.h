@@ -275,7 +275,14 @@ struct CommandEntry {
   std::string name;  // upper case
   CommandKind kind = CommandKind::kUnknown;
   Arity arity{0, 0};
-  KeySpec keys;  // writes only
+  // The words that name keys: for a write, the keys WATCH learns it changes and ACL key
+  // patterns check for write access; for a query, those ACL patterns check for read access.
+  KeySpec keys;
+  // ACL categories (hmdb/acl.h): @write for a write, @read for a query, and what define()
+  // added (.categories("@string @fast")), parsed when the tables are built.
+  acl::Categories categories = 0;
+  std::string categories_text;
+  bool engine_only = false;  // only the engine logs it (housekeeping): clients are refused it
   std::function<bool(Args, std::string&)> validate;  // writes only
   // Writes only: parse then apply; false (the parse's error in the string) if parse refuses.
   std::function<bool(State&, Args, const ApplyContext&, Reply&, std::string&)> apply;
@@ -537,6 +544,36 @@ class Commands {
  public:
   using Entry = detail::CommandEntry<State>;
 
+  // What define() may add to a command it just defined, chained:
+  //   c.write("SET", -3, &parse_set, &apply_set).categories("@string @slow");
+  //   c.query("MGET", -2, &query_mget).keys(KeySpec::all_after_name());
+  class Options {
+   public:
+    explicit Options(Entry* e) : e_(e) {}
+    // More ACL categories (hmdb/acl.h) than the kind's own (@write or @read), as Redis'
+    // names with '@', separated by spaces: "@string @fast". An unknown one fails the build
+    // of the tables (the app's first test).
+    Options& categories(std::string_view text) {
+      if (e_) e_->categories_text += " " + std::string(text);
+      return *this;
+    }
+    // A query's key words (a write's are write()'s KeySpec argument): what ACL key patterns
+    // check. By default the first word after the name, as for a write.
+    Options& keys(KeySpec spec) {
+      if (e_) e_->keys = spec;
+      return *this;
+    }
+    // Only the engine sends it (the app's housekeeping command): a client is refused it,
+    // whatever its user may do.
+    Options& engine_only() {
+      if (e_) e_->engine_only = true;
+      return *this;
+    }
+
+   private:
+    Entry* e_;
+  };
+
   // The commands one schema version defines, looked up by name.
   class Table {
    public:
@@ -564,22 +601,24 @@ class Commands {
   // what parse fills in, is parse's second parameter; name it (write<Typed>) where parse is
   // a generic lambda.
   template <class Typed = detail::DeduceTyped, class Parse, class Apply>
-  void write(std::string_view name, Arity arity, Parse parse, Apply apply, KeySpec keys = KeySpec{}) {
+  Options write(std::string_view name, Arity arity, Parse parse, Apply apply, KeySpec keys = KeySpec{}) {
     using T = typename detail::TypedOf<Typed, Parse>::type;
     if constexpr (detail::check_parse<T, Parse>() && detail::check_apply<State, T, Apply>())
-      add(detail::make_write<State, T>(name, arity, keys, parse, apply));
+      return Options(add(detail::make_write<State, T>(name, arity, keys, parse, apply)));
+    return Options(nullptr);
   }
 
   template <class Run>
-  void query(std::string_view name, Arity arity, Run run) {
+  Options query(std::string_view name, Arity arity, Run run) {
     if constexpr (detail::check_query<State, Run>()) {
       Entry e;
       e.name = uppercase(name);
       e.kind = CommandKind::kQuery;
       e.arity = arity;
       e.query = run;
-      add(std::move(e));
+      return Options(add(std::move(e)));
     }
+    return Options(nullptr);
   }
 
   // What changed in schema version `v` (VersionChanges above). An app at version N says
@@ -612,6 +651,13 @@ class Commands {
       for (size_t j = 0; j < i; j++)
         if (defined_[j].name == e.name) fail("command " + e.name + " is registered twice");
       check_arity(e, "");
+    }
+    for (Entry& e : defined_) {
+      std::string bad;
+      acl::Categories added = 0;
+      if (!acl::parse_categories(e.categories_text, &added, &bad))
+        fail("command " + e.name + ": '" + bad + "' is not an ACL category (hmdb/acl.h: Redis' @read, @write, @string, ...)");
+      e.categories = added | acl::bit(e.kind == CommandKind::kWrite ? acl::kWrite : acl::kRead);
     }
     for (const auto& [v, changes] : versions_)
       for (const auto& ch : changes.changes_)
@@ -727,9 +773,10 @@ class Commands {
   friend class VersionChanges<State>;
 
   // Names and arities are checked by build(), where the app's name is known.
-  void add(Entry e) {
+  Entry* add(Entry e) {
     if (built()) throw std::logic_error("hmdb: a command defined after define(): " + e.name);
     defined_.push_back(std::move(e));
+    return &defined_.back();
   }
 
   std::deque<Entry> defined_;  // the newest version's, in definition order (stable addresses)
@@ -865,15 +912,40 @@ class AppHost final : public StateMachine {
   std::vector<CommandDescription> describe_commands() const override {
     std::vector<CommandDescription> out;
     out.reserve(client_table().entries().size());
-    for (const auto* e : client_table().entries()) out.push_back({e->name, e->kind, e->arity.redis()});
+    for (const auto* e : client_table().entries()) {
+      const acl::Categories c = e->categories ? e->categories : acl::bit(e->kind == CommandKind::kWrite ? acl::kWrite : acl::kRead);
+      out.push_back({e->name, e->kind, e->arity.redis(), c});
+    }
     return out;
   }
 
+  CommandAcl command_acl(std::string_view name) const override {
+    const auto* e = client_ ? client_->find(name) : nullptr;
+    if (!e) return StateMachine::command_acl(name);  // a newer version's: kind() says write
+    CommandAcl a;
+    a.kind = e->kind;
+    a.categories = e->categories ? e->categories : acl::bit(e->kind == CommandKind::kWrite ? acl::kWrite : acl::kRead);
+    a.keys = e->keys;
+    a.engine_only = e->engine_only;
+    a.arity = e->arity.redis();
+    return a;
+  }
+
   bool validate(Args argv, std::string* error, KeySpec* keys = nullptr) const override {
+    return validate_as(argv, error, keys, /*client=*/true);
+  }
+  bool validate_housekeeping(Args argv, std::string* error, KeySpec* keys) const override {
+    return validate_as(argv, error, keys, /*client=*/false);
+  }
+  bool validate_as(Args argv, std::string* error, KeySpec* keys, bool client) const {
     const auto* table = client_;
     const auto* e = argv.empty() || !table ? nullptr : table->find(argv[0]);
     if (!e || e->kind != CommandKind::kWrite) [[unlikely]] {
       *error = refusal(argv, table);
+      return false;
+    }
+    if (e->engine_only && client) [[unlikely]] {
+      *error = "ERR " + e->name + " is the engine's own command: no client may send it";
       return false;
     }
     if (!e->arity.allows(argv.size())) { *error = wrong_arity(argv[0]); return false; }

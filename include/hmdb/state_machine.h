@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "hmdb/acl.h"
 #include "hmdb/codec.h"
 #include "hmdb/reply.h"
 
@@ -142,6 +143,17 @@ struct CommandDescription {
   std::string name;
   CommandKind kind = CommandKind::kUnknown;
   int arity = 0;
+  acl::Categories categories = 0;  // ACL categories (hmdb/acl.h)
+};
+
+// What ACL rules check of a command (docs/security.md): its categories and the words that
+// name its keys (read access for a query, write access for a write).
+struct CommandAcl {
+  CommandKind kind = CommandKind::kUnknown;  // kUnknown: the app does not define it
+  acl::Categories categories = 0;
+  KeySpec keys;
+  bool engine_only = false;  // the engine's own command (housekeeping): clients are refused it
+  int arity = 0;             // Redis style, as arity()
 };
 
 class StateMachine {
@@ -179,6 +191,16 @@ class StateMachine {
   // Classifies argv[0] (case-insensitive). kUnknown for names the app does not define.
   virtual CommandKind kind(std::string_view name) const = 0;
 
+  // The command `name`'s ACL view (case-insensitive). By default from kind(): @write or
+  // @read, and the first word after the name as its key.
+  virtual CommandAcl command_acl(std::string_view name) const {
+    CommandAcl a;
+    a.kind = kind(name);
+    if (a.kind != CommandKind::kUnknown) a.categories = acl::bit(a.kind == CommandKind::kWrite ? acl::kWrite : acl::kRead);
+    a.arity = arity(name);
+    return a;
+  }
+
   // Every command the app defines, in definition order (for COMMAND and introspection).
   virtual std::vector<CommandDescription> describe_commands() const { return {}; }
 
@@ -187,6 +209,11 @@ class StateMachine {
   // command is answered with that error and never reaches the log. On success *keys (if
   // given) is the command's key spec.
   virtual bool validate(Args argv, std::string* error, KeySpec* keys = nullptr) const = 0;
+  // The same for the app's own housekeeping command (housekeeping() below), which validate
+  // refuses when a client sends it (an engine-only command: hmdb/app.h).
+  virtual bool validate_housekeeping(Args argv, std::string* error, KeySpec* keys) const {
+    return validate(argv, error, keys);
+  }
 
   // The arity of the command `name` (Redis style: n > 0 exactly n words, n < 0 at least -n),
   // 0 if the app does not define it. A transaction refuses a command of the wrong arity

@@ -52,6 +52,34 @@ class AclCatalog {
   virtual void for_each(const std::function<void(const AclCommand&)>& fn) const = 0;
 };
 
+// The commands the replica core answers itself (transactions, PUBLISH), with Redis'
+// categories. HMDB.REQ is not one: the command it tags is checked.
+struct EngineCommandAcl {
+  std::string_view name;  // lower case
+  acl::Categories categories;
+};
+inline constexpr EngineCommandAcl kEngineCommandAcl[] = {
+    {"multi", acl::bit(acl::kFast) | acl::bit(acl::kTransaction)},
+    {"exec", acl::bit(acl::kSlow) | acl::bit(acl::kTransaction)},
+    {"discard", acl::bit(acl::kFast) | acl::bit(acl::kTransaction)},
+    {"watch", acl::bit(acl::kFast) | acl::bit(acl::kTransaction)},
+    {"unwatch", acl::bit(acl::kFast) | acl::bit(acl::kTransaction)},
+    {"publish", acl::bit(acl::kPubSub) | acl::bit(acl::kFast)},
+};
+inline const EngineCommandAcl* engine_command_acl(std::string_view lower_name) {
+  for (const EngineCommandAcl& e : kEngineCommandAcl)
+    if (e.name == lower_name) return &e;
+  return nullptr;
+}
+
+// Why a command was refused (ACL LOG's reason and object, Redis' words).
+struct AclDenial {
+  std::string error;        // the -NOPERM reply without '-'; "" if allowed
+  std::string_view reason;  // "command", "key" or "channel"
+  std::string object;       // the command ("set", "cluster|info"), the key or the channel
+  bool denied() const { return !error.empty(); }
+};
+
 // Key permissions a command needs on a key (%R~ and %W~ grant them separately; ~ both).
 inline constexpr uint8_t kKeyRead = 1;
 inline constexpr uint8_t kKeyWrite = 2;

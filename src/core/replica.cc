@@ -160,6 +160,14 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
       return true;
     }
   }
+  // A user that may not do everything (ACL rules; the default user may by default). Another
+  // node's link is not checked: that node checked each command against its own client's
+  // user before forwarding it (docs/security.md), and the link's user had to be allowed
+  // CLUSTER FORWARDER.
+  // AUTH, HELLO, QUIT and RESET are never refused (Redis' no-auth commands skip the check).
+  if (s.user && !s.user->permits_all() && !s.forwarder) [[unlikely]] {
+    if (!allowed_unauthenticated(argv[0]) && refused_by_acl(s, argv, held)) return true;
+  }
   if (s.subscriber && s.protocol == Protocol::kResp2 && s.subscriber->count() > 0) [[unlikely]] {
     if (refused_while_subscribed(s, argv, held)) return true;
   }
@@ -343,6 +351,85 @@ constexpr std::string_view kExecAbortReply = "-EXECABORT Transaction discarded b
 bool Replica::allowed_unauthenticated(std::string_view name) {
   // Redis 7's commands with the no-auth flag.
   return iequals(name, "AUTH") || iequals(name, "HELLO") || iequals(name, "QUIT") || iequals(name, "RESET");
+}
+
+bool Replica::refused_by_acl(ClientSession& s, Args argv, std::optional<uint64_t> held) {
+  if (s.user->deleted()) [[unlikely]] {
+    // ACL DELUSER (or a load without it) closes its connections, as in Redis: nothing more runs.
+    finished_reply(s.replies, held);
+    host_.close_after_replies(s);
+    if (!held) mark_drain(s);
+    return true;
+  }
+  const AclDenial denial = acl_denial(*s.user, argv);
+  if (!denial.denied()) return false;
+  host_.acl_refused(s, denial);  // (before the transaction ends: ACL LOG's context says "multi")
+  if (s.transaction.multi && transaction_name(argv[0]) == TransactionName::kExec) {
+    // A refused EXEC ends its transaction, as Redis' EXEC errors do.
+    Reply(finished_reply(s.replies, held)).error("EXECABORT Transaction discarded because of: " + denial.error);
+    s.transaction.reset();
+  } else {
+    Reply(finished_reply(s.replies, held)).error(denial.error);
+    // Redis flags an open transaction: EXEC then answers EXECABORT.
+    if (s.transaction.multi) s.transaction.aborted = true;
+  }
+  if (!held) mark_drain(s);
+  return true;
+}
+
+AclDenial Replica::acl_denial(const AclUser& user, Args argv) const {
+  Args command = argv;
+  if (is_request(argv)) {
+    // HMDB.REQ tags a command: that command is what runs (a malformed one is refused later).
+    RequestCommand request;
+    std::string error;
+    if (!parse_request(argv, &request, &error)) return {};
+    command = request.command;
+  }
+  const std::string name = lowercase(command[0]);
+  AclCommand c;
+  c.name = name;
+  KeySpec keys = KeySpec::none();
+  uint8_t key_access = 0;
+  if (const EngineCommandAcl* e = engine_command_acl(name)) {
+    c.categories = e->categories;
+  } else if (const CommandAcl a = app_.command_acl(command[0]); a.kind != CommandKind::kUnknown) {
+    // A wrong arity gets its usual error first, as in Redis; the engine's own command is
+    // refused to every client by validation.
+    if (!arity_ok(a.arity, command.size()) || a.engine_only) return {};
+    c.categories = a.categories;
+    keys = a.keys;
+    key_access = a.kind == CommandKind::kWrite ? kKeyWrite : kKeyRead;
+  } else if (!host_.shell_command_acl(command, &c)) {
+    return {};  // unknown: answered as unknown
+  }
+  if (!user.can_run(c)) {
+    std::string full(c.name);
+    if (!c.subcommand.empty()) full += "|" + std::string(c.subcommand);
+    return AclDenial{"NOPERM this user has no permissions to run the '" + full + "' command", "command", full};
+  }
+  AclDenial denial;
+  keys.for_each(command, [&](std::string_view key) {
+    if (!denial.denied() && !user.key_allowed(key, key_access))
+      denial = AclDenial{"NOPERM this user has no permissions to access one of the keys used as arguments", "key",
+                         std::string(key)};
+  });
+  if (denial.denied()) return denial;
+  // Channels: PUBLISH's, (P)SUBSCRIBE's, HMDB.(P)SUBSCRIBE's after the position.
+  size_t first_channel = 0;
+  bool patterns = false;
+  if (name == "publish" || name == "subscribe") first_channel = 1;
+  else if (name == "psubscribe") first_channel = 1, patterns = true;
+  else if (name == "hmdb.subscribe") first_channel = 2;
+  else if (name == "hmdb.psubscribe") first_channel = 2, patterns = true;
+  if (first_channel > 0) {
+    const size_t last = name == "publish" ? std::min<size_t>(2, command.size()) : command.size();
+    for (size_t i = first_channel; i < last; i++)
+      if (!user.channel_allowed(command[i], patterns))
+        return AclDenial{"NOPERM this user has no permissions to access one of the channels used as arguments",
+                         "channel", std::string(command[i])};
+  }
+  return {};
 }
 
 bool Replica::refused_while_subscribed(ClientSession& s, Args argv, std::optional<uint64_t> held) {
@@ -1108,7 +1195,7 @@ void Replica::housekeeping() {
   std::vector<std::string_view> argv(command->begin(), command->end());
   std::string error;
   KeySpec keys;
-  if (!app_.validate(argv, &error, &keys)) {
+  if (!app_.validate_housekeeping(argv, &error, &keys)) {
     host_.warn(fmt::format("the app's housekeeping command {} is invalid: {}", (*command)[0], error));
     return;
   }

@@ -31,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/acl.h"
 #include "core/apply.h"
 #include "core/batch.h"
 #include "core/digest_marks.h"
@@ -72,6 +73,9 @@ struct ClientSession {
   // HELLO AUTH and RESET change it): then only AUTH, HELLO, QUIT and RESET are served, every
   // other command is answered -NOAUTH (server/auth.h).
   bool authenticated = true;
+  // The ACL user it runs as (core/acl.h): its rules are checked before each command unless
+  // it permits everything. Null: no checks (the simulator's sessions).
+  std::shared_ptr<AclUser> user;
   // RESP2, or RESP3 after HELLO 3. Every reply is rendered in the protocol in force when it
   // is written; HELLO runs in session order (after the writes sent before it are applied,
   // before those sent after), so each reply is in the protocol the client expects for it.
@@ -116,6 +120,14 @@ class ReplicaHost {
   // kShellLocal or kShellBarrier for a command the shell answers itself, kUnknown otherwise
   // (then the app's commands are asked).
   virtual CommandClass shell_command_class(Args argv) const = 0;
+  // ACL rules' view of a shell command (core/acl.h): its name, subcommand and categories.
+  // False for a name the shell does not answer or a wrong arity (its usual error comes).
+  virtual bool shell_command_acl(Args argv, AclCommand* out) const {
+    (void)argv, (void)out;
+    return false;
+  }
+  // s's command argv was refused by its user's ACL rules with `error` (ACL LOG).
+  virtual void acl_refused(const ClientSession& s, const AclDenial& denial) { (void)s, (void)denial; }
   // Runs it; `seq` is its reply slot (for a command that waits). Writes the reply to *out.
   virtual ShellResult run_shell_command(ClientSession& s, Args argv, uint64_t seq, std::string* out) = 0;
   // A command's slot now waits for a snapshot (ShellResult::kWaitSnapshot): take one, and
@@ -342,6 +354,11 @@ class Replica final : private PubSubHost {
   int write_arity(std::string_view name) const;
   // The commands a client that has not authenticated may send.
   static bool allowed_unauthenticated(std::string_view name);
+  // s's user may not run argv (core/acl.h): answered -NOPERM (an open transaction is then
+  // discarded at EXEC, as in Redis). True if refused.
+  bool refused_by_acl(ClientSession& s, Args argv, std::optional<uint64_t> held);
+  // Whether `user` may run argv, and if not why.
+  AclDenial acl_denial(const AclUser& user, Args argv) const;
   // A RESP2 session with subscriptions sent a command Redis refuses in that state: answered.
   bool refused_while_subscribed(ClientSession& s, Args argv, std::optional<uint64_t> held);
   // A blocked node (schema_block_) refuses app commands and transactions: answered.

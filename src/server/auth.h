@@ -1,12 +1,10 @@
-// server/auth.h — the default user's password (`requirepass`): who may run commands.
+// server/auth.h — who may log in: what the handshake (server/handshake.h: AUTH, HELLO
+// AUTH) asks of the users.
 //
-// The password is kept only as its SHA-256 digest (OpenSSL's libcrypto); a password a
-// client sends is hashed and the two digests are compared in constant time, so neither
-// the stored value nor the comparison's timing gives the password away. With no password
-// set, the default user needs none, as in Redis.
-//
-// One user today ("default"); named users with ACL rules are a later slice of issue 15 and
-// will sit beside this one (a user name -> its digests and rules), with the same check.
+// The node's users are ACL users (core/acl.h: named users with passwords, kept as SHA-256
+// digests and compared in constant time, and their rules); `requirepass` is the default
+// user's password. The handshake sees them through Credentials; DefaultUser is the one-user
+// form (a password for "default" and nothing else) that the handshake fuzz target checks.
 #pragma once
 
 #include <array>
@@ -14,19 +12,28 @@
 
 namespace hmdb::server {
 
-// The only user there is, as Redis names it (case-sensitive, as Redis compares it).
+// The user every connection starts as, as Redis names it (case-sensitive, as Redis compares it).
 inline constexpr std::string_view kDefaultUser = "default";
 
-class DefaultUser {
+class Credentials {
+ public:
+  virtual ~Credentials() = default;
+  // The default user logs in without a password (it is on and nopass): every connection is
+  // authenticated at once, and AUTH <password> is an error (there is none to check).
+  virtual bool default_nopass() const = 0;
+  // AUTH's and HELLO AUTH's check: the user exists, is on, and the password is its own (any
+  // password for a nopass user).
+  virtual bool check(std::string_view user, std::string_view password) const = 0;
+};
+
+class DefaultUser final : public Credentials {
  public:
   DefaultUser() = default;  // no password: every client is authenticated on connect
   // An empty password means none, as Redis' `requirepass ""`.
   explicit DefaultUser(std::string_view password);
 
-  bool requires_password() const { return has_password_; }
-  // AUTH's and HELLO AUTH's check: the user is "default" and the password is its password
-  // (any password when none is set).
-  bool check(std::string_view user, std::string_view password) const;
+  bool default_nopass() const override { return !has_password_; }
+  bool check(std::string_view user, std::string_view password) const override;
 
  private:
   bool has_password_ = false;

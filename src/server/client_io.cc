@@ -180,7 +180,7 @@ void Node::accept_clients(int listen_fd, bool tls) {
     s->created_ms = wall_ms();
     s->output_progress_ms = monotonic_ms();
     s->last_command_ms = s->created_ms;
-    s->client.authenticated = !user_.requires_password();
+    sign_in_default(s->client);
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
     ev.data.u64 = s->id();

@@ -19,7 +19,7 @@ bool valid_client_name(std::string_view name) {
 
 bool auth_refused(std::string_view error) { return error == kWrongPass; }
 
-HelloRequest parse_hello(Args argv, const DefaultUser& user) {
+HelloRequest parse_hello(Args argv, const Credentials& user) {
   HelloRequest h;
   size_t next = 1;
   if (argv.size() >= 2) {
@@ -38,6 +38,7 @@ HelloRequest parse_hello(Args argv, const DefaultUser& user) {
   for (size_t i = next; i < argv.size(); i++) {
     const size_t more = argv.size() - 1 - i;
     if (iequals(argv[i], "AUTH") && more >= 2) {
+      h.user = argv[i + 1];
       if (!user.check(argv[i + 1], argv[i + 2])) {
         h.error = kWrongPass;
         h.auth_failed = true;
@@ -63,9 +64,9 @@ HelloRequest parse_hello(Args argv, const DefaultUser& user) {
   return h;
 }
 
-std::string auth_error(Args argv, const DefaultUser& user) {
+std::string auth_error(Args argv, const Credentials& user) {
   if (argv.size() > 3) return "ERR syntax error";
-  if (argv.size() == 2 && !user.requires_password())
+  if (argv.size() == 2 && user.default_nopass())
     return "ERR AUTH <password> called without any password configured for the default user. Are you sure your "
            "configuration is correct?";
   const bool ok = argv.size() == 2 ? user.check(kDefaultUser, argv[1]) : user.check(argv[1], argv[2]);

@@ -2,11 +2,12 @@
 // password configured: HELLO's options, AUTH, and client names (CLIENT SETNAME, HELLO
 // SETNAME, CLIENT SETINFO's values).
 //
-// There is one user, "default" (server/auth.h). Without a configured password it needs
-// none: AUTH default <anything> and HELLO ... AUTH default <anything> succeed, any other
-// user name is refused with WRONGPASS, and the one-argument AUTH <password> is an error
-// (there is no password to check it against), as in Redis 7. With `requirepass`, AUTH
-// <password>, AUTH default <password> and HELLO ... AUTH default <password> check it.
+// The users are the node's ACL users (server/auth.h: Credentials). While the default user
+// needs no password, AUTH default <anything> and HELLO ... AUTH default <anything> succeed,
+// and the one-argument AUTH <password> is an error (there is no password to check it
+// against), as in Redis 7. With `requirepass` (the default user's password), AUTH
+// <password> checks it. AUTH <user> <password> and HELLO ... AUTH <user> <password> check
+// any user's; an unknown user, a disabled one or a wrong password is WRONGPASS.
 //
 // Pure functions of the words: the shell (shell_commands.cc) applies the outcome, and
 // fuzz/handshake_fuzz.cc feeds them arbitrary words.
@@ -31,13 +32,14 @@ struct HelloRequest {
   std::optional<std::string_view> name;  // the last SETNAME taken ("" clears the name)
   std::string error;                     // the error reply without '-', or "" if none
   bool authenticated = false;            // AUTH was given and its credentials are right
+  std::string_view user;                 // the user AUTH named (logged in as, or refused)
   bool auth_failed = false;              // AUTH was given and refused (WRONGPASS)
 };
-HelloRequest parse_hello(Args argv, const DefaultUser& user);
+HelloRequest parse_hello(Args argv, const Credentials& user);
 
 // AUTH password | AUTH username password: "" for +OK, else the error reply without '-'
 // (WRONGPASS for credentials that do not match: auth_refused() says so).
-std::string auth_error(Args argv, const DefaultUser& user);
+std::string auth_error(Args argv, const Credentials& user);
 bool auth_refused(std::string_view error);
 
 // The errors a client that has not authenticated meets (Redis 7.2's texts).

@@ -94,9 +94,15 @@ Status check_protected_mode(const ServerOptions& o) {
 }
 
 Node::Node(ServerOptions options, std::unique_ptr<StateMachine> app)
-    : options_(std::move(options)), app_(std::move(app)), user_(options_.requirepass) {
+    : options_(std::move(options)), app_(std::move(app)) {
   env_ = storage::Env::posix();
-  // Only the digest stays (user_), and the text for this node's forwarding links (handed to
+  // requirepass is the default user's password (core/acl.h keeps its digest).
+  if (!options_.requirepass.empty()) {
+    const std::string pass = ">" + options_.requirepass;
+    const std::string error = acl_.set_user(kDefaultUser, {"resetpass", pass}, acl_access_);
+    HMDB_ASSERT(error.empty(), "requirepass refused: %s", error.c_str());
+  }
+  // Only the digest stays (acl_), and the text for this node's forwarding links (handed to
   // the forwarder in cluster.cc): nothing that renders the options can show it.
   forward_password_ = std::move(options_.requirepass);
   options_.requirepass.clear();
@@ -150,6 +156,10 @@ Status Node::start(int* exit_code) {
 
   Status s = validate_cluster_options(options_);
   if (!s) return s;
+  if (!options_.aclfile.empty()) {
+    s = load_acl_file();
+    if (!s) return s;
+  }
   s = recover(exit_code);
   if (!s) return s;
 

@@ -28,6 +28,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -38,6 +39,7 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "common/text.h"
+#include "core/acl.h"
 #include "core/forwarder.h"
 #include "core/replica.h"
 #include "hmdb/app.h"
@@ -119,6 +121,8 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   void close_after_replies(core::ClientSession& s) override;
   core::CommandClass shell_command_class(Args argv) const override;
   core::ShellResult run_shell_command(core::ClientSession& s, Args argv, uint64_t seq, std::string* out) override;
+  bool shell_command_acl(Args argv, core::AclCommand* out) const override;
+  void acl_refused(const core::ClientSession& s, const core::AclDenial& denial) override;
   void start_snapshot() override;
   std::string client_address_of(raft::NodeId id) const override;
   void forward(core::ClientSession& s, uint64_t seq, Args argv, bool write) override;
@@ -209,7 +213,23 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   core::ShellResult config_command(Session& s, Args argv, std::string* out);
   core::ShellResult reset_command(Session& s, std::string* out);
   // An AUTH or HELLO AUTH was refused: counted, and logged at a bounded rate.
-  void auth_failed(const Session& s);
+  void auth_failed(const Session& s, std::string_view user);
+  // A line of CLIENT LIST / CLIENT INFO (and ACL LOG's client-info).
+  std::string client_info_line(const Session& c, uint64_t now) const;
+  // An ACL LOG entry: a new one, or counted on a like one logged within kAclLogGroupingMs.
+  void acl_log(const Session& s, std::string_view reason, std::string_view object, std::string_view user);
+  // A new connection, or one after RESET: the default user, authenticated if that needs no
+  // password.
+  void sign_in_default(core::ClientSession& c) const;
+  // ACL ...: the users and their rules (core/acl.h).
+  core::ShellResult acl_command(Session& s, Args argv, std::string* out);
+  // The arity of ACL's subcommand `sub` (case-insensitive), 0 if it has none of that name.
+  static int acl_subcommand_arity(std::string_view sub);
+  // --aclfile: its users replace the node's (all or none); requirepass, if set, stays the
+  // default user's password. Errors name the file and line.
+  Status load_acl_file();
+  // ACL SAVE: the users' lines to --aclfile, through a temporary file renamed over it.
+  Status save_acl_file();
   static core::ShellResult pubsub_entry(Node& n, Session& s, Args argv, uint64_t seq, std::string* out);
   core::ShellResult cluster_local_or_change(Session& s, Args argv, uint64_t seq, std::string* out);
   // CLUSTER SLOTS|SHARDS|NODES|INFO|MYID|MYSHARDID|KEYSLOT|COUNTKEYSINSLOT|GETKEYSINSLOT: what
@@ -373,8 +393,28 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   // The shell's own statistics (statistics.h; the replica, disk thread and transport keep theirs).
   ShellStats stats_;
   uint64_t last_slow_turn_log_ms_ = 0;
-  // Who may run commands (server/auth.h): the password's digest only.
-  DefaultUser user_;
+  // Who may run commands and what (core/acl.h; server/auth.h): the users, their password
+  // digests and rules. requirepass is the default user's password.
+  core::AclUsers acl_;
+  // The users as the handshake sees them, and every command rules may name (the shell's,
+  // the replica's, the app's at its active schema version).
+  class AclAccess final : public Credentials, public core::AclCatalog {
+   public:
+    explicit AclAccess(const Node& n) : n_(n) {}
+    bool default_nopass() const override;
+    bool check(std::string_view user, std::string_view password) const override;
+    void for_each(const std::function<void(const core::AclCommand&)>& fn) const override;
+
+   private:
+    const Node& n_;
+  };
+  AclAccess acl_access_{*this};
+  struct AclLogEntry {
+    uint64_t count = 1;
+    std::string reason, context, object, user, client_info;
+    uint64_t created_ms = 0, updated_ms = 0;  // steady clock
+  };
+  std::deque<AclLogEntry> acl_log_;  // newest first, at most kAclLogEntriesMax
   std::string forward_password_;  // requirepass, for this node's forwarding links' AUTH
   uint64_t last_auth_failure_log_ms_ = 0;
   uint64_t auth_failures_not_logged_ = 0;  // refused since the last log line about them

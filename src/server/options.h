@@ -45,6 +45,9 @@ struct ServerOptions {
   // to the leader, which authenticate as any client does; it is cleared from the options the
   // node keeps, so INFO, CONFIG GET and the log cannot show it.
   std::string requirepass;
+  // An ACL file (docs/security.md): its `user` lines are the node's users at start, ACL LOAD
+  // reads it again, ACL SAVE writes the users to it. Empty: none (ACL LOAD/SAVE refused).
+  std::string aclfile;
   // Redis' protected mode: refuse to start bound to an address other than loopback with no
   // password set (docs/security.md). `--protected-mode no` is the explicit opt-out.
   bool protected_mode = true;
@@ -154,5 +157,11 @@ inline constexpr uint64_t kAuthFailureLogIntervalMs = 10000;
 // many log lines about them per kTlsFailureLogWindowMs, then one saying how many were not logged.
 inline constexpr uint64_t kTlsFailureLogWindowMs = 10000;
 inline constexpr uint64_t kTlsFailureLogLinesPerWindow = 5;
+// ACL LOG keeps the newest refusals (commands, keys, channels and logins refused), at most
+// this many, as Redis' acllog-max-len (default 128).
+inline constexpr size_t kAclLogEntriesMax = 128;
+// A refusal like one already logged (same reason, context, object and user) within this
+// time counts on that entry instead of adding one, as in Redis.
+inline constexpr uint64_t kAclLogGroupingMs = 60000;
 
 }  // namespace hmdb::server

@@ -76,6 +76,98 @@ constexpr ClientSubcommand kClientSubcommands[] = {
     {"SETINFO", 4},  {"NO-EVICT", 3}, {"NO-TOUCH", 3},  {"TRACKING", -3}, {"NO-FORWARD", 3},
 };
 
+// ACL rules' view of the shell's commands (core/acl.h): Redis 7's categories for each, and
+// for a command with subcommands, each subcommand's ("cluster|info"). hmdb's own follow
+// Redis' rule of thumb: what changes the cluster or reads its configuration is
+// @admin @slow @dangerous (membership, snapshots, schema activation, digest marks, the
+// forwarding links' CLUSTER FORWARDER).
+constexpr acl::Categories kFast = acl::bit(acl::kFast), kSlow = acl::bit(acl::kSlow),
+                          kConnection = acl::bit(acl::kConnection), kPubSubCat = acl::bit(acl::kPubSub),
+                          kAdminCat = acl::bit(acl::kAdmin) | acl::bit(acl::kSlow) | acl::bit(acl::kDangerous);
+struct ShellAcl {
+  std::string_view name;  // lower case
+  std::string_view sub;   // lower case; "" for a command without subcommands
+  acl::Categories categories;
+};
+constexpr ShellAcl kShellAcl[] = {
+    {"ping", "", kFast | kConnection},
+    {"echo", "", kFast | kConnection},
+    {"quit", "", kFast | kConnection},
+    {"reset", "", kFast | kConnection},
+    {"select", "", kFast | kConnection},
+    {"hello", "", kFast | kConnection},
+    {"auth", "", kFast | kConnection},
+    {"readonly", "", kFast | kConnection},
+    {"readwrite", "", kFast | kConnection},
+    {"subscribe", "", kPubSubCat | kSlow},
+    {"psubscribe", "", kPubSubCat | kSlow},
+    {"unsubscribe", "", kPubSubCat | kSlow},
+    {"punsubscribe", "", kPubSubCat | kSlow},
+    {"hmdb.subscribe", "", kPubSubCat | kSlow},
+    {"hmdb.psubscribe", "", kPubSubCat | kSlow},
+    {"pubsub", "channels", kPubSubCat | kSlow},
+    {"pubsub", "numsub", kPubSubCat | kSlow},
+    {"pubsub", "numpat", kPubSubCat | kSlow},
+    {"pubsub", "shardchannels", kPubSubCat | kSlow},
+    {"pubsub", "shardnumsub", kPubSubCat | kSlow},
+    {"pubsub", "help", kSlow},
+    {"acl", "whoami", kSlow},
+    {"acl", "cat", kSlow},
+    {"acl", "help", kSlow},
+    {"acl", "setuser", kAdminCat},
+    {"acl", "getuser", kAdminCat},
+    {"acl", "deluser", kAdminCat},
+    {"acl", "list", kAdminCat},
+    {"acl", "users", kAdminCat},
+    {"acl", "load", kAdminCat},
+    {"acl", "save", kAdminCat},
+    {"acl", "log", kAdminCat},
+    {"client", "id", kSlow | kConnection},
+    {"client", "info", kSlow | kConnection},
+    {"client", "getname", kSlow | kConnection},
+    {"client", "setname", kSlow | kConnection},
+    {"client", "setinfo", kSlow | kConnection},
+    {"client", "tracking", kSlow | kConnection},
+    {"client", "no-forward", kSlow | kConnection},
+    {"client", "no-touch", kSlow},
+    {"client", "no-evict", kAdminCat | kConnection},
+    {"client", "list", kAdminCat | kConnection},
+    {"command", "", kSlow | kConnection},
+    {"command", "count", kSlow | kConnection},
+    {"command", "docs", kSlow | kConnection},
+    {"command", "info", kSlow | kConnection},
+    {"command", "list", kSlow | kConnection},
+    {"config", "get", kAdminCat},
+    {"config", "set", kAdminCat},
+    {"config", "resetstat", kAdminCat},
+    {"config", "help", kSlow},
+    {"info", "", kSlow | acl::bit(acl::kDangerous)},
+    {"snapshot", "", kAdminCat},
+    {"save", "", kAdminCat},
+    {"bgsave", "", kAdminCat},
+    {"cluster", "info", kSlow},
+    {"cluster", "myid", kSlow},
+    {"cluster", "myshardid", kSlow},
+    {"cluster", "slots", kSlow},
+    {"cluster", "shards", kSlow},
+    {"cluster", "nodes", kSlow},
+    {"cluster", "keyslot", kSlow},
+    {"cluster", "countkeysinslot", kSlow},
+    {"cluster", "getkeysinslot", kSlow},
+    {"cluster", "members", kSlow},
+    {"cluster", "addlearner", kAdminCat},
+    {"cluster", "promote", kAdminCat},
+    {"cluster", "remove", kAdminCat},
+    {"cluster", "transfer", kAdminCat},
+    {"cluster", "schema", kAdminCat},
+    {"cluster", "digest", kAdminCat},
+    {"cluster", "forwarder", kAdminCat},
+};
+
+// A subcommand no row names (a typo, or one added without a row) is checked as the
+// command's own name with the strictest categories: never let through by a rule it escapes.
+constexpr acl::Categories kUnlistedSubcommand = kAdminCat;
+
 // The CLUSTER subcommands that change the cluster wait for the session's earlier commands.
 bool cluster_barrier(Args argv) {
   if (argv.size() < 2) return false;
@@ -165,28 +257,21 @@ const Node::ShellTable& Node::shell_table() {
       {shell_name("AUTH"), -2, never,
        [](Node& n, Session& s, Args argv, uint64_t, std::string* out) {
          Reply r(out);
-         const std::string error = auth_error(argv, n.user_);
+         const std::string error = auth_error(argv, n.acl_access_);
          if (error.empty()) {
            s.client.authenticated = true;
+           s.client.user = n.acl_.find(argv.size() == 2 ? kDefaultUser : argv[1]);
+           HMDB_ASSERT(s.client.user, "AUTH succeeded for a user that does not exist");
            r.ok();
          } else {
            // A refused AUTH leaves an authenticated client authenticated, as in Redis.
-           if (auth_refused(error)) n.auth_failed(s);
+           if (auth_refused(error)) n.auth_failed(s, argv.size() == 2 ? kDefaultUser : argv[1]);
            r.error(error);
          }
          return R::kReplied;
        }},
-      {shell_name("ACL"), -2, never, [](Node&, Session& s, Args argv, uint64_t, std::string* out) {
-         // Only WHOAMI: named users and their rules are the next slice of docs/security.md.
-         Reply r(out, s.client.protocol);
-         if (iequals(argv[1], "WHOAMI")) {
-           if (argv.size() != 2) r.error("ERR wrong number of arguments for 'acl|whoami' command");
-           else r.bulk(kDefaultUser);
-         } else {
-           r.error("ERR unknown subcommand '" + std::string(argv[1].substr(0, 128)) + "'. Try ACL HELP.");
-         }
-         return R::kReplied;
-       }},
+      {shell_name("ACL"), -2, never,
+       [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.acl_command(s, argv, out); }},
       {shell_name("CLIENT"), -2, never, [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.client_command(s, argv, out); }},
       {shell_name("COMMAND"), -1, never,
        [](Node& n, Session& s, Args argv, uint64_t, std::string* out) {
@@ -255,7 +340,7 @@ core::CommandClass Node::shell_command_class(Args argv) const {
   if (!c) return core::CommandClass::kUnknown;
   // With a password, RESET signs the client out: it waits for the session's earlier commands
   // (a barrier) so that what follows it is served after it ran, and refused -NOAUTH.
-  if (user_.requires_password() && c->name == "RESET") return core::CommandClass::kShellBarrier;
+  if (!acl_access_.default_nopass() && c->name == "RESET") return core::CommandClass::kShellBarrier;
   return c->barrier(argv) ? core::CommandClass::kShellBarrier : core::CommandClass::kShellLocal;
 }
 
@@ -271,14 +356,18 @@ core::ShellResult Node::run_shell_command(core::ClientSession& client, Args argv
 }
 
 core::ShellResult Node::hello_command(Session& s, Args argv, std::string* out) {
-  const HelloRequest hello = parse_hello(argv, user_);
+  const HelloRequest hello = parse_hello(argv, acl_access_);
   if (hello.name) s.name = std::string(*hello.name);
-  if (hello.auth_failed) auth_failed(s);
+  if (hello.auth_failed) auth_failed(s, hello.user);
   if (!hello.error.empty()) {
     Reply(out, s.client.protocol).error(hello.error);
     return core::ShellResult::kReplied;
   }
-  if (hello.authenticated) s.client.authenticated = true;
+  if (hello.authenticated) {
+    s.client.authenticated = true;
+    s.client.user = acl_.find(hello.user);
+    HMDB_ASSERT(s.client.user, "HELLO AUTH succeeded for a user that does not exist");
+  }
   if (!s.client.authenticated) {
     Reply(out, s.client.protocol).error(kHelloNoAuth);
     return core::ShellResult::kReplied;
@@ -306,7 +395,8 @@ core::ShellResult Node::hello_command(Session& s, Args argv, std::string* out) {
   return core::ShellResult::kReplied;
 }
 
-void Node::auth_failed(const Session& s) {
+void Node::auth_failed(const Session& s, std::string_view user) {
+  acl_log(s, "auth", "AUTH", user);
   // Counted always; logged at most once per kAuthFailureLogIntervalMs, with how many were
   // refused since the last line. Never the user name or password a client sent (a password
   // typed as the user name would be shown).
@@ -333,31 +423,34 @@ core::ShellResult Node::reset_command(Session& s, std::string* out) {
   s.client.protocol = Protocol::kResp2;
   s.client.readonly = false;
   s.name.clear();
-  // As in Redis, RESET signs the client out when a password is required.
-  s.client.authenticated = !user_.requires_password();
+  // As in Redis, RESET makes it the default user again: signed out if that needs a password.
+  sign_in_default(s.client);
   Reply(out).status("RESET");
   return core::ShellResult::kReplied;
+}
+
+std::string Node::client_info_line(const Session& c, uint64_t now) const {
+  // Redis 7's fields (clients such as redis-py parse id, age, idle, db, sub, psub, multi,
+  // qbuf, qbuf-free, obl, argv-mem, oll, omem and tot-mem as integers), with what hmdb
+  // knows of each, then hmdb's own: replies pending, commands run, and a subscriber's lag in log
+  // entries (core/pubsub.h).
+  return fmt::format(
+      "id={} addr={} fd={} name={} age={} idle={} flags=N db=0 sub={} psub={} ssub=0 multi=-1 qbuf={} qbuf-free=0 "
+      "argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll=0 omem={} tot-mem={} events=r user={} redir=-1 resp={} "
+      "lib-name={} lib-ver={} pending={} commands={} lag={}",
+      c.client.id, c.address, c.fd, c.name, (now - c.created_ms) / 1000, (now - c.last_command_ms) / 1000,
+      c.client.subscriber ? c.client.subscriber->channels.size() : 0,
+      c.client.subscriber ? c.client.subscriber->patterns.size() : 0, c.in.size(),
+      c.in.capacity(), c.unsent(), c.unsent(), c.in.capacity() + c.unsent(),
+      c.client.user ? std::string_view(c.client.user->name()) : kDefaultUser, static_cast<int>(c.client.protocol),
+      c.lib_name, c.lib_version, c.pending(), c.commands, replica_->pubsub().lag_entries(c.client));
 }
 
 core::ShellResult Node::client_command(Session& s, Args argv, std::string* out) {
   Reply r(out, s.client.protocol);
   const std::string_view sub = argv[1];
   const uint64_t now = wall_ms();
-  // Redis 7's fields (clients such as redis-py parse id, age, idle, db, sub, psub, multi,
-  // qbuf, qbuf-free, obl, argv-mem, oll, omem and tot-mem as integers), with what hmdb
-  // knows of each, then hmdb's own: replies pending, commands run, and a subscriber's lag in log
-  // entries (core/pubsub.h).
-  auto client_line = [&](const Session& c) {
-    return fmt::format(
-        "id={} addr={} fd={} name={} age={} idle={} flags=N db=0 sub={} psub={} ssub=0 multi=-1 qbuf={} qbuf-free=0 "
-        "argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll=0 omem={} tot-mem={} events=r user=default redir=-1 resp={} "
-        "lib-name={} lib-ver={} pending={} commands={} lag={}",
-        c.client.id, c.address, c.fd, c.name, (now - c.created_ms) / 1000, (now - c.last_command_ms) / 1000,
-        c.client.subscriber ? c.client.subscriber->channels.size() : 0,
-        c.client.subscriber ? c.client.subscriber->patterns.size() : 0, c.in.size(),
-        c.in.capacity(), c.unsent(), c.unsent(), c.in.capacity() + c.unsent(), static_cast<int>(c.client.protocol),
-        c.lib_name, c.lib_version, c.pending(), c.commands, replica_->pubsub().lag_entries(c.client));
-  };
+  auto client_line = [&](const Session& c) { return client_info_line(c, now); };
   const ClientSubcommand* known = nullptr;
   for (const ClientSubcommand& c : kClientSubcommands)
     if (iequals(sub, c.name)) known = &c;
@@ -705,6 +798,65 @@ StatisticsSources Node::statistics_sources(bool with_digest) const {
     s.state_digest_schema_version = d.schema_version;
   }
   return s;
+}
+
+// ---------------------------------------------------------------------------------------
+// ACL rules' view of the shell's commands (kShellAcl)
+
+bool Node::shell_command_acl(Args argv, core::AclCommand* out) const {
+  const ShellCommand* c = shell_table().find(argv[0]);
+  if (!c || !arity_ok(c->arity, argv.size())) return false;
+  const ShellAcl* plain = nullptr;
+  const ShellAcl* any = nullptr;
+  for (const ShellAcl& a : kShellAcl) {
+    if (!iequals(a.name, argv[0])) continue;
+    any = &a;
+    if (a.sub.empty()) {
+      plain = &a;
+    } else if (argv.size() >= 2 && iequals(a.sub, argv[1])) {
+      // ACL's subcommands' arity comes first, as in Redis (ACL SETUSER alone is an arity error).
+      if (a.name == "acl" && !arity_ok(acl_subcommand_arity(a.sub), argv.size())) return false;
+      *out = core::AclCommand{a.name, a.sub, a.categories};
+      return true;
+    }
+  }
+  // ACL answers an unknown subcommand itself (every one it has is listed); elsewhere an
+  // unlisted one is checked as strictly as possible, below.
+  if (any && any->name == "acl") return false;
+  HMDB_ASSERT(any, "shell command %.*s has no row in kShellAcl", static_cast<int>(c->name.size()), c->name.data());
+  const bool has_subcommands = any != plain || std::count_if(std::begin(kShellAcl), std::end(kShellAcl), [&](const ShellAcl& a) {
+                                                  return a.name == any->name;
+                                                }) > 1;
+  if (plain && (!has_subcommands || argv.size() == 1)) {
+    *out = core::AclCommand{plain->name, "", plain->categories};
+  } else {
+    *out = core::AclCommand{any->name, "", kUnlistedSubcommand};
+  }
+  return true;
+}
+
+void Node::AclAccess::for_each(const std::function<void(const core::AclCommand&)>& fn) const {
+  for (const ShellAcl& a : kShellAcl) fn(core::AclCommand{a.name, a.sub, a.categories});
+  for (const core::EngineCommandAcl& e : core::kEngineCommandAcl) fn(core::AclCommand{e.name, "", e.categories});
+  for (const CommandDescription& d : n_.app_->describe_commands()) {
+    const std::string name = lowercase(d.name);
+    if (n_.app_->command_acl(d.name).engine_only) continue;  // no client may send it: no rule names it
+    fn(core::AclCommand{name, "", d.categories});
+  }
+}
+
+bool Node::AclAccess::default_nopass() const {
+  const core::AclUser& d = *n_.acl_.default_user();
+  return d.nopass() && d.enabled();
+}
+
+bool Node::AclAccess::check(std::string_view user, std::string_view password) const {
+  return n_.acl_.authenticate(user, password) != nullptr;
+}
+
+void Node::sign_in_default(core::ClientSession& c) const {
+  c.user = acl_.default_user();
+  c.authenticated = acl_access_.default_nopass();
 }
 
 }  // namespace hmdb::server

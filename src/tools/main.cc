@@ -111,6 +111,9 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
   cmd->add_option("--requirepass", f->options.requirepass,
                   "the default user's password; clients must AUTH with it (docs/security.md). Prefer the config "
                   "file: a command line is visible to every local user");
+  cmd->add_option("--aclfile", f->options.aclfile,
+                  "ACL users, one `user NAME RULES...` line each, read at start and by ACL LOAD, written by ACL SAVE "
+                  "(docs/security.md)");
   cmd->add_option("--protected-mode", f->protected_mode,
                   "yes: refuse to start bound to a non-loopback address without --requirepass; no: allow it")
       ->check(CLI::IsMember({"yes", "no"}))

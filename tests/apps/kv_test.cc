@@ -494,6 +494,14 @@ TEST_F(KvTest, HousekeepingDeletesExpiredKeysInBoundedBatches) {
   auto cmd = db.host.housekeeping(db.now_ms);
   ASSERT_TRUE(cmd.has_value());
   ASSERT_EQ(*cmd, std::vector<std::string>{"HMDB.EXPIRE"});
+  {
+    // Only the engine may log it: a client's is refused (docs/security.md).
+    const std::vector<std::string_view> words{"HMDB.EXPIRE"};
+    std::string error;
+    EXPECT_FALSE(db.host.validate(Args(words.data(), words.size()), &error));
+    EXPECT_EQ(error, "ERR HMDB.EXPIRE is the engine's own command: no client may send it");
+    EXPECT_TRUE(db.host.validate_housekeeping(Args(words.data(), words.size()), &error, nullptr));
+  }
   EXPECT_EQ(db.run_strings(*cmd), integer(static_cast<int64_t>(kExpireBatchMax)));
   ASSERT_TRUE(db.host.housekeeping(db.now_ms).has_value());
   EXPECT_EQ(db.run_strings(*cmd), integer(static_cast<int64_t>(n - kExpireBatchMax)));

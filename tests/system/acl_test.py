@@ -1,0 +1,364 @@
+#!/usr/bin/env python3
+"""Authorization: ACL users and rules (issue 15, second slice; docs/security.md) with real
+hmdb processes and real clients.
+
+  single     one kv node: a user without @write gets NOPERM for SET and reads; a user
+             limited to keys app:* (and %R~ro:*) is refused other keys, reads and writes
+             apart; a user limited to channels news.* may SUBSCRIBE/PUBLISH there only, and
+             PSUBSCRIBE only its own pattern; redis-cli --user/--pass and redis-py
+             (username=, Debian's interpreter) log in as named users and meet the same
+             refusals; a restricted default user holds new connections; HMDB.EXPIRE (the
+             engine's housekeeping command) is refused to every client; CLUSTER FORWARDER
+             needs @admin; ACL LOG records the refusals; DELUSER closes the user's
+             connections.
+  cluster    three nodes: the same user set on each (users are per node until they are
+             replicated: docs/security.md); a client of a follower logged in as it writes
+             its keys through the forwarding link and is refused other keys by the
+             follower (checked against its own user, never forwarded); the leader serves
+             the link although the client's user could not send CLUSTER FORWARDER itself;
+             every node reads the allowed write and none the refused one.
+  file       --aclfile: its users at start (a file user logs in, default restricted by
+             it); ACL SAVE writes SETUSER's changes and a restart reads them back; ACL LOAD
+             takes an edited file, and a bad one (named line) changes nothing; a bad file
+             at start exits 1 naming FILE and line; ACL LOAD/SAVE without a file refused.
+
+Every wait is a bounded poll of a real condition. Usage: acl_test.py [--case NAME] HMDB_BINARY
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import cluster as cl
+import harness
+import resp
+
+# Bounds on a cluster electing a leader and its nodes applying the same entries.
+LEADER_TIMEOUT_S = 30
+CONVERGE_TIMEOUT_S = 30
+
+# Debian's interpreter, for which python3-redis is installed (tests/clients does the same).
+DEBIAN_PYTHON = "/usr/bin/python3"
+# Bound on one client program's run (redis-cli, redis-py).
+CLIENT_TIMEOUT_S = 60
+# Bound on a closed connection being seen as closed.
+CLOSE_TIMEOUT_S = 10
+
+NOPERM_KEYS = resp.RespError("NOPERM this user has no permissions to access one of the keys used as arguments")
+NOPERM_CHANNELS = resp.RespError(
+    "NOPERM this user has no permissions to access one of the channels used as arguments")
+
+
+def noperm(command):
+    return resp.RespError("NOPERM this user has no permissions to run the '%s' command" % command)
+
+
+def expect(cond, message):
+    if not cond:
+        raise harness.TestFailure(message)
+
+
+def expect_reply(got, want, what):
+    expect(got == want, "%s: %r, expected %r" % (what, got, want))
+
+
+# redis-py logged in as a named user: its writes refused, its reads served. argv: host port.
+REDIS_PY_CHECK = r"""
+import sys
+import redis
+host, port = sys.argv[1], int(sys.argv[2])
+r = redis.Redis(host=host, port=port, username="reader", password="rpw")
+try:
+    r.set("k", "x")
+    sys.exit("redis-py as reader: SET was served")
+except redis.exceptions.NoPermissionError as e:
+    if "no permissions to run the 'set' command" not in str(e):
+        sys.exit("redis-py as reader: SET refused with %r" % str(e))
+if r.get("k") != b"v":
+    sys.exit("redis-py as reader: GET did not read the value")
+try:
+    redis.Redis(host=host, port=port, username="reader", password="wrong").get("k")
+    sys.exit("redis-py with a wrong password was served")
+except redis.exceptions.ResponseError as e:  # redis-py 4.3 raises WRONGPASS as it is
+    if "WRONGPASS" not in str(e):
+        sys.exit("redis-py with a wrong password: %r" % str(e))
+print("redis-py %s: logged in as reader, SET refused, GET served" % redis.__version__)
+"""
+
+
+def redis_cli(port, args, user=None, password=None):
+    cli = shutil.which("redis-cli")
+    if not cli:
+        return None
+    cmd = [cli, "-h", harness.HOST, "-p", str(port)]
+    if user:
+        cmd += ["--user", user, "--pass", password, "--no-auth-warning"]
+    out = subprocess.run(cmd + args, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
+    return out.stdout.strip()
+
+
+def wait_closed(client):
+    """True once the server closed client's connection (bounded by CLOSE_TIMEOUT_S)."""
+    deadline = time.monotonic() + CLOSE_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            client.call("PING")
+        except (resp.ConnectionLost, OSError):
+            return True
+    return False
+
+
+def case_single(binary):
+    work = harness.make_work_dir("hmdb-acl-")
+    s = harness.Server(binary, os.path.join(work, "data"), work, durability="none")
+    try:
+        s.start()
+        with s.client() as admin:
+            expect_reply(admin.call("SET", "k", "v"), "OK", "SET as default")
+            expect_reply(admin.call("ACL", "SETUSER", "reader", "on", ">rpw", "~*", "+@read"), "OK", "SETUSER reader")
+            expect_reply(admin.call("ACL", "SETUSER", "app", "on", ">apw", "~app:*", "%R~ro:*", "+@all", "-@dangerous"),
+                         "OK", "SETUSER app")
+            expect_reply(admin.call("ACL", "SETUSER", "news", "on", ">npw", "resetchannels", "&news.*", "+@all"), "OK",
+                         "SETUSER news")
+            expect_reply(admin.call("ACL", "SETUSER", "watcher", "on", ">wpw", "~*", "+@all", "-@admin"), "OK",
+                         "SETUSER watcher")
+            users = admin.call("ACL", "USERS")
+            expect_reply(users, [b"app", b"default", b"news", b"reader", b"watcher"], "ACL USERS")
+
+        # A user without @write: writes refused, reads served.
+        with s.client() as c:
+            expect_reply(c.call("AUTH", "reader", "wrong"),
+                         resp.RespError("WRONGPASS invalid username-password pair or user is disabled."), "wrong AUTH")
+            expect_reply(c.call("AUTH", "reader", "rpw"), "OK", "AUTH reader")
+            expect_reply(c.call("ACL", "WHOAMI"), noperm("acl|whoami"), "WHOAMI without @slow")
+            expect_reply(c.call("SET", "k", "x"), noperm("set"), "SET as reader")
+            expect_reply(c.call("INCR", "n"), noperm("incr"), "INCR as reader")
+            expect_reply(c.call("FLUSHALL"), noperm("flushall"), "FLUSHALL as reader")
+            expect_reply(c.call("GET", "k"), b"v", "GET as reader")
+            expect_reply(c.call("MULTI"), noperm("multi"), "MULTI as reader")
+            expect_reply(c.call("CLUSTER", "FORWARDER", "9"), noperm("cluster|forwarder"), "FORWARDER as reader")
+
+        # Key patterns: app:* read and write, ro:* read only, nothing else.
+        with s.client() as c:
+            expect_reply(c.call("AUTH", "app", "apw"), "OK", "AUTH app")
+            expect_reply(c.call("SET", "app:1", "a"), "OK", "SET app:1")
+            expect_reply(c.call("GET", "app:1"), b"a", "GET app:1")
+            expect_reply(c.call("SET", "k", "x"), NOPERM_KEYS, "SET outside app:*")
+            expect_reply(c.call("GET", "k"), NOPERM_KEYS, "GET outside app:*")
+            expect_reply(c.call("GET", "ro:1"), None, "GET ro:1 (read allowed)")
+            expect_reply(c.call("SET", "ro:1", "x"), NOPERM_KEYS, "SET ro:1 (read only)")
+            expect_reply(c.call("MSET", "app:2", "b", "k", "x"), NOPERM_KEYS, "MSET with one key outside")
+            expect_reply(c.call("MGET", "app:1", "ro:1"), [b"a", None], "MGET of allowed keys")
+            expect_reply(c.call("DEL", "app:1", "k"), NOPERM_KEYS, "DEL with one key outside")
+            expect_reply(c.call("FLUSHALL"), noperm("flushall"), "FLUSHALL is @dangerous")
+            # In a transaction the refusal discards it at EXEC, as in Redis.
+            expect_reply(c.call("MULTI"), "OK", "MULTI")
+            expect_reply(c.call("SET", "app:3", "c"), "QUEUED", "queued SET")
+            expect_reply(c.call("SET", "k", "c"), NOPERM_KEYS, "queued SET outside")
+            expect_reply(c.call("EXEC"),
+                         resp.RespError("EXECABORT Transaction discarded because of previous errors."), "EXEC")
+            expect_reply(c.call("GET", "app:3"), None, "nothing of the discarded transaction ran")
+            # HMDB.REQ: the command it tags is checked.
+            expect_reply(c.call("HMDB.REQ", "r1", "SET", "k", "x"), NOPERM_KEYS, "a tagged SET outside")
+            expect_reply(c.call("HMDB.REQ", "r2", "SET", "app:4", "x"), "OK", "a tagged SET inside")
+        with s.client() as admin:
+            expect_reply(admin.call("GET", "k"), b"v", "k unchanged by the refused writes")
+
+        # Channels: news.* only; PSUBSCRIBE only the user's own pattern.
+        with s.client() as pub:
+            expect_reply(pub.call("AUTH", "news", "npw"), "OK", "AUTH news")
+            expect_reply(pub.call("PUBLISH", "other", "m"), NOPERM_CHANNELS, "PUBLISH outside news.*")
+            expect_reply(pub.call("PUBLISH", "news.a", "m"), 0, "PUBLISH news.a")
+            expect_reply(pub.call("SUBSCRIBE", "other"), NOPERM_CHANNELS, "SUBSCRIBE outside news.*")
+            expect_reply(pub.call("PSUBSCRIBE", "news.a*"), NOPERM_CHANNELS, "PSUBSCRIBE of a narrower pattern")
+            expect_reply(pub.call("HMDB.SUBSCRIBE", "$", "other"), NOPERM_CHANNELS, "HMDB.SUBSCRIBE outside")
+            expect_reply(pub.call("SUBSCRIBE", "news.a"), [b"subscribe", b"news.a", 1], "SUBSCRIBE news.a")
+            with s.client() as p2:
+                expect_reply(p2.call("AUTH", "news", "npw"), "OK", "AUTH news (2)")
+                expect_reply(p2.call("PUBLISH", "news.a", "hello"), 1, "PUBLISH to the subscriber")
+            expect_reply(pub.read_reply(), [b"message", b"news.a", b"hello"], "the message")
+
+        # The engine's housekeeping command: refused to everyone, the default user included.
+        with s.client() as admin:
+            r = admin.call("HMDB.EXPIRE")
+            expect(isinstance(r, resp.RespError) and "engine's own command" in r.message,
+                   "HMDB.EXPIRE from a client: %r" % (r,))
+            # CLUSTER FORWARDER needs @admin (watcher has everything else).
+            with s.client() as w:
+                expect_reply(w.call("AUTH", "watcher", "wpw"), "OK", "AUTH watcher")
+                expect_reply(w.call("CLUSTER", "FORWARDER", "9"), noperm("cluster|forwarder"), "FORWARDER as watcher")
+                expect_reply(w.call("SET", "w", "1"), "OK", "watcher writes")
+            log = admin.call("ACL", "LOG", "100")
+            reasons = [dict(zip(e[::2], e[1::2]))[b"reason"] for e in log]
+            for reason in (b"command", b"key", b"channel", b"auth"):
+                expect(reason in reasons, "ACL LOG has no %r entry: %r" % (reason, log))
+
+            # A restricted default user: new connections are held to it.
+            expect_reply(admin.call("ACL", "SETUSER", "default", "-flushall"), "OK", "restrict default")
+            with s.client() as c:
+                expect_reply(c.call("FLUSHALL"), noperm("flushall"), "FLUSHALL as the restricted default")
+                expect_reply(c.call("SET", "d", "1"), "OK", "SET as the restricted default")
+            expect_reply(admin.call("ACL", "SETUSER", "default", "+@all"), "OK", "default restored")
+            expect_reply(admin.call("ACL", "LIST")[1], b"user default on nopass ~* &* +@all", "default's rules")
+
+            # DELUSER closes the user's connections.
+            victim = s.client()
+            expect_reply(victim.call("AUTH", "reader", "rpw"), "OK", "AUTH reader (to be deleted)")
+            expect_reply(admin.call("ACL", "DELUSER", "reader"), 1, "DELUSER reader")
+            expect(wait_closed(victim), "a deleted user's connection stayed open")
+            victim.close()
+            expect_reply(admin.call("ACL", "SETUSER", "reader", "on", ">rpw", "~*", "+@read"), "OK", "reader again")
+
+        # Real clients: redis-cli --user/--pass, redis-py username=.
+        out = redis_cli(s.port, ["SET", "k", "x"], user="reader", password="rpw")
+        if out is not None:
+            expect("no permissions to run the 'set' command" in out, "redis-cli as reader, SET: %r" % out)
+            expect_reply(redis_cli(s.port, ["GET", "k"], user="reader", password="rpw"), "v", "redis-cli as reader, GET")
+        if os.path.exists(DEBIAN_PYTHON):
+            p = subprocess.run([DEBIAN_PYTHON, "-c", REDIS_PY_CHECK, harness.HOST, str(s.port)],
+                               capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
+            if "No module named" not in p.stderr:
+                expect(p.returncode == 0, "redis-py: %s%s" % (p.stdout, p.stderr))
+                print(p.stdout.strip())
+        s.terminate()
+    except Exception:
+        print(s.log_tail())
+        s.kill()
+        print("work dir kept: %s" % work)
+        raise
+    harness.remove_work_dir(work)
+    print("single: NOPERM for commands, keys (read and write apart) and channels; redis-cli and redis-py")
+
+
+def case_cluster(binary):
+    work = harness.make_work_dir("hmdb-acl-cluster-")
+    c = cl.Cluster(binary, work, nodes=3, cluster_id="hmdb-acl-test")
+    try:
+        c.start()
+        leader = c.wait_leader(LEADER_TIMEOUT_S)
+        follower = next(n for n in c.nodes if n is not leader)
+        for n in c.nodes:
+            expect_reply(n.call("ACL", "SETUSER", "app", "on", ">apw", "~app:*", "+@all", "-@dangerous"), "OK",
+                         "SETUSER app on %s" % n)
+        with resp.Client(follower.ip, follower.client_port, timeout=CLIENT_TIMEOUT_S) as f:
+            expect_reply(f.call("AUTH", "app", "apw"), "OK", "AUTH app on the follower")
+            for i in range(5):
+                expect_reply(f.call("SET", "app:k", "v%d" % i), "OK", "a write forwarded for app")
+            expect_reply(f.call("SET", "other", "x"), NOPERM_KEYS, "a write outside app:* on the follower")
+            expect_reply(f.call("CLUSTER", "FORWARDER", "9"), noperm("cluster|forwarder"), "FORWARDER as app")
+            expect_reply(f.call("GET", "app:k"), b"v4", "a read through the follower")
+        # The refusal came from the follower: the leader never saw the command.
+        with resp.Client(leader.ip, leader.client_port, timeout=CLIENT_TIMEOUT_S) as l:
+            log = l.call("ACL", "LOG", "100")
+            expect(all(dict(zip(e[::2], e[1::2]))[b"object"] != b"other" for e in log),
+                   "the leader logged a refusal of the follower's client: %r" % log)
+        with resp.Client(follower.ip, follower.client_port, timeout=CLIENT_TIMEOUT_S) as f:
+            log = f.call("ACL", "LOG", "100")
+            expect(any(dict(zip(e[::2], e[1::2]))[b"object"] == b"other" for e in log),
+                   "the follower did not log its refusal: %r" % log)
+        c.wait_converged(CONVERGE_TIMEOUT_S)
+        for n in c.nodes:
+            expect_reply(n.call("GET", "app:k"), b"v4", "the forwarded write on %s" % n)
+            expect_reply(n.call("GET", "other"), None, "the refused write on %s" % n)
+    except Exception:
+        for n in c.nodes:
+            print(n.log_tail())
+        c.kill_all()
+        print("work dir kept: %s" % work)
+        raise
+    for n in c.nodes:
+        n.terminate()
+    harness.remove_work_dir(work)
+    print("cluster: a follower checks its client's own user before forwarding")
+
+
+def case_file(binary):
+    work = harness.make_work_dir("hmdb-acl-file-")
+    path = os.path.join(work, "users.acl")
+    with open(path, "w") as f:
+        f.write("user default on nopass ~* &* +@all -flushall\n"
+                "user ops on >ops-pw ~* &* +@all\n")
+    s = harness.Server(binary, os.path.join(work, "data"), work, durability="none",
+                       extra_args=["--aclfile", path])
+    try:
+        s.start()
+        with s.client() as c:
+            expect_reply(c.call("FLUSHALL"), noperm("flushall"), "FLUSHALL as the file's default")
+            expect_reply(c.call("AUTH", "ops", "ops-pw"), "OK", "AUTH as the file's user")
+            expect_reply(c.call("FLUSHALL"), "OK", "FLUSHALL as ops")
+            expect_reply(c.call("ACL", "SETUSER", "reader", "on", ">rpw", "~*", "+@read"), "OK", "SETUSER reader")
+            expect_reply(c.call("ACL", "SAVE"), "OK", "ACL SAVE")
+        with open(path) as f:
+            saved = f.read()
+        expect("user reader on #" in saved and "+@read" in saved, "ACL SAVE wrote:\n" + saved)
+        s.terminate()
+        s.start()
+        with s.client() as c:
+            expect_reply(c.call("AUTH", "reader", "rpw"), "OK", "a saved user after a restart")
+            expect_reply(c.call("SET", "k", "v"), noperm("set"), "its rules after a restart")
+        with open(path, "a") as f:
+            f.write("user extra on nopass +@all\n")
+        with s.client() as c:
+            expect_reply(c.call("AUTH", "ops", "ops-pw"), "OK", "AUTH ops")
+            expect_reply(c.call("ACL", "LOAD"), "OK", "ACL LOAD")
+            expect_reply(c.call("ACL", "USERS"), [b"default", b"extra", b"ops", b"reader"], "users after LOAD")
+            with open(path, "w") as f:
+                f.write("user default on nopass +@all\nuser bad on +@nosuch\n")
+            r = c.call("ACL", "LOAD")
+            expect(isinstance(r, resp.RespError) and "line 2" in r.message and "+@nosuch" in r.message,
+                   "ACL LOAD of a bad file: %r" % (r,))
+            expect_reply(c.call("ACL", "USERS"), [b"default", b"extra", b"ops", b"reader"], "a bad LOAD changed nothing")
+        s.terminate()
+        p = subprocess.run([binary, "serve", "--port", str(harness.free_port()), "--dir", os.path.join(work, "d2"),
+                            "--durability", "none", "--aclfile", path], capture_output=True, text=True,
+                           timeout=CLIENT_TIMEOUT_S)
+        expect(p.returncode == 1 and path + ": line 2" in p.stderr + p.stdout,
+               "a bad ACL file at start: exit %d\n%s%s" % (p.returncode, p.stdout, p.stderr))
+    except Exception:
+        print(s.log_tail())
+        s.kill()
+        print("work dir kept: %s" % work)
+        raise
+    harness.remove_work_dir(work)
+    # Without --aclfile, LOAD and SAVE are refused in Redis' words.
+    work = harness.make_work_dir("hmdb-acl-nofile-")
+    s = harness.Server(binary, os.path.join(work, "data"), work, durability="none")
+    try:
+        s.start()
+        with s.client() as c:
+            for sub in ("LOAD", "SAVE"):
+                r = c.call("ACL", sub)
+                expect(isinstance(r, resp.RespError) and "not configured to use an ACL file" in r.message,
+                       "ACL %s without a file: %r" % (sub, r))
+        s.terminate()
+    except Exception:
+        s.kill()
+        raise
+    harness.remove_work_dir(work)
+    print("file: users from --aclfile, ACL SAVE and LOAD, a bad file refused whole")
+
+
+CASES = {"single": case_single, "cluster": case_cluster, "file": case_file}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", choices=sorted(CASES), action="append")
+    ap.add_argument("binary")
+    args = ap.parse_args()
+    for name in args.case or list(CASES):
+        t0 = time.monotonic()
+        try:
+            CASES[name](args.binary)
+        except harness.TestFailure as e:
+            harness.fail("%s: %s" % (name, e))
+            return 1
+        print("PASS %s (%.1f s)" % (name, time.monotonic() - t0))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
