@@ -87,15 +87,15 @@ TEST(ServeConfig, ReadFile) {
 
 TEST(DefaultUser, NoPassword) {
   const server::DefaultUser u;
-  EXPECT_FALSE(u.requires_password());
+  EXPECT_TRUE(u.default_nopass());
   EXPECT_TRUE(u.check("default", "anything"));
   EXPECT_FALSE(u.check("bob", "anything"));
-  EXPECT_FALSE(server::DefaultUser("").requires_password());
+  EXPECT_TRUE(server::DefaultUser("").default_nopass());
 }
 
 TEST(DefaultUser, Password) {
   const server::DefaultUser u("s3cret");
-  EXPECT_TRUE(u.requires_password());
+  EXPECT_FALSE(u.default_nopass());
   EXPECT_TRUE(u.check("default", "s3cret"));
   EXPECT_FALSE(u.check("default", "s3cre"));
   EXPECT_FALSE(u.check("default", "s3cret "));
