@@ -257,6 +257,15 @@ std::string AclUser::key_rule(std::string_view rule) {
   for (KeyPattern& p : keys_) {
     if (p.pattern == pattern) {
       p.access |= access;
+      // %R~* and %W~* together are "~*": every key, as allkeys. Redis 7.0 keeps them as a
+      // pattern beside the others and describes the user as "~* %W~a", a text that ACL LOAD
+      // refuses (a pattern after "~*"), so that a node would not start again on its saved
+      // aclfile (acl_fuzz found it; corpus seed setuser-read-write-star-merge;
+      // docs/security.md lists the difference).
+      if (p.pattern == "*" && p.access == kKeyReadWrite) {
+        all_keys_ = true;
+        keys_.clear();
+      }
       return {};
     }
   }
