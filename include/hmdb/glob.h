@@ -2,10 +2,10 @@
 // KEYS / SCAN MATCH-like commands.
 //
 // The rules are Redis': * ? [abc] [^a-z] [a-z] and \ escapes, case-sensitive, an unclosed
-// class running to the end of the pattern. The engine's pub/sub (src/core/pubsub.cc,
-// PSUBSCRIBE) implements the same rules for channels. Linear in the pattern times the text
-// at worst: the last '*' seen is the only backtracking point (every other token matches
-// exactly one character), so no pattern takes exponential time.
+// class running to the end of the pattern. The engine's pub/sub (PSUBSCRIBE) and ACL key and
+// channel patterns use it too (core::glob_match). Linear in the pattern times the text at
+// worst: the last '*' seen is the only backtracking point (every other token matches exactly
+// one character), so no pattern takes exponential time.
 #pragma once
 
 #include <cstddef>

@@ -12,6 +12,7 @@
 #include "common/assert.h"
 #include "core/replica.h"
 #include "hmdb/app.h"
+#include "hmdb/glob.h"
 #include "hmdb/text.h"
 
 namespace hmdb::core {
@@ -100,81 +101,9 @@ bool parse_position(std::string_view text, EventPosition* out) {
   return true;
 }
 
-namespace {
-
-// Pattern token at *pi against c (Redis' stringmatchlen rules for one character): advances
-// *pi past the token. REQUIRES: pattern[*pi] is not '*'.
-bool token_matches(std::string_view pattern, size_t* pi, char c) {
-  size_t i = *pi;
-  switch (pattern[i]) {
-    case '?':
-      *pi = i + 1;
-      return true;
-    case '[': {
-      i++;
-      const bool negate = i < pattern.size() && pattern[i] == '^';
-      if (negate) i++;
-      bool match = false;
-      while (i < pattern.size() && pattern[i] != ']') {
-        if (pattern[i] == '\\' && i + 1 < pattern.size()) {
-          i++;
-          if (pattern[i] == c) match = true;
-          i++;
-        } else if (i + 2 < pattern.size() && pattern[i + 1] == '-') {
-          char lo = pattern[i], hi = pattern[i + 2];
-          if (lo > hi) std::swap(lo, hi);
-          if (c >= lo && c <= hi) match = true;
-          i += 3;
-        } else {
-          if (pattern[i] == c) match = true;
-          i++;
-        }
-      }
-      // An unclosed class runs to the end of the pattern, as in Redis.
-      *pi = i < pattern.size() ? i + 1 : i;
-      return negate ? !match : match;
-    }
-    case '\\':
-      if (i + 1 < pattern.size()) i++;
-      [[fallthrough]];
-    default:
-      *pi = i + 1;
-      return pattern[i] == c;
-  }
-}
-
-}  // namespace
-
-bool glob_match(std::string_view pattern, std::string_view text) {
-  // Redis matches an empty channel only with an empty pattern, even "*" (its loop stops when
-  // either runs out, before skipping trailing stars): PUBLISH "" reaches no "*" subscriber.
-  if (text.empty()) return pattern.empty();
-  // Every token but '*' matches exactly one character, so the last '*' seen is the only
-  // backtracking point needed: on a mismatch it takes one more character and the rest of
-  // the pattern is tried again from there.
-  size_t pi = 0, ti = 0;
-  size_t star_pi = std::string_view::npos, star_ti = 0;
-  while (ti < text.size()) {
-    if (pi < pattern.size() && pattern[pi] == '*') {
-      while (pi < pattern.size() && pattern[pi] == '*') pi++;
-      if (pi == pattern.size()) return true;
-      star_pi = pi;
-      star_ti = ti;
-      continue;
-    }
-    size_t next = pi;
-    if (pi < pattern.size() && token_matches(pattern, &next, text[ti])) {
-      pi = next;
-      ti++;
-      continue;
-    }
-    if (star_pi == std::string_view::npos) return false;
-    pi = star_pi;
-    ti = ++star_ti;
-  }
-  while (pi < pattern.size() && pattern[pi] == '*') pi++;
-  return pi == pattern.size();
-}
+// The rules and the code are hmdb/glob.h's, which apps use for KEYS-like commands: one
+// matcher for channels (Redis: PUBLISH "" reaches no "*" subscriber) and keys.
+bool glob_match(std::string_view pattern, std::string_view text) { return string_match(pattern, text); }
 
 bool parse_notify_flags(std::string_view letters, uint32_t* out) {
   uint32_t flags = 0;
