@@ -17,6 +17,7 @@
 #include "core/digest_marks.h"
 #include "core/request_table.h"
 #include "core/state.h"
+#include "server/dir_lock.h"
 #include "server/fatal.h"
 #include "storage/log.h"
 #include "storage/read_only_env.h"
@@ -45,6 +46,9 @@ int dry_run(const StateMachineFactory& factory, const DryRunOptions& options, st
 
   out << fmt::format("dry run of {} by app '{}' (reads schema versions {}..{}); the directory is opened read-only\n",
                      dir, app->app_name(), app->oldest_schema_version(), app->schema_version());
+  // A live node's log tail moves under the reader: the result would be a torn state.
+  if (Status s = check_dir_not_locked(dir); !s)
+    return fail(kExitStartupFailure, s.message() + " (dry-run a copy of the directory: cp -a, or the node's snapshot)");
   std::vector<std::string> names;
   if (Status s = env.list_dir(dir, &names); !s) return fail(kExitStartupFailure, s.to_string());
 

@@ -47,6 +47,7 @@
 #include "net/peer_transport.h"
 #include "raft/raft.h"
 #include "server/deferred_remove_env.h"
+#include "server/dir_lock.h"
 #include "server/auth.h"
 #include "server/cluster_topology.h"
 #include "server/disk_thread.h"
@@ -286,6 +287,7 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   ServerOptions options_;
   std::unique_ptr<StateMachine> app_;
   storage::Env* env_ = nullptr;
+  DirLock dir_lock_;  // one process per --dir; taken first thing in recover()
   std::unique_ptr<raft::Raft> raft_;
   std::unique_ptr<core::Replica> replica_;  // over *raft_ and *app_; built in recover()
   std::unique_ptr<DeferredRemoveEnv> log_env_;  // the log writer's Env (outlives it)

@@ -38,6 +38,8 @@ Status Node::recover(int* exit_code) {
   *exit_code = kExitStartupFailure;
   Status s = env_->create_dir(options_.dir);
   if (!s) return s;
+  s = dir_lock_.acquire(options_.dir);  // held until the node ends (dir_lock.h)
+  if (!s) return s;
 
   raft::RestoreState restore;
   const bool clustered = options_.clustered();

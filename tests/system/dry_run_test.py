@@ -12,7 +12,9 @@ the digest a live node would, the time, the rates and the first error.
      own version. The copy's files are byte for byte what they were (sha256, names).
   3. hmdb-ledger-v3 serves another copy: its INFO digest after replaying it equals the dry
      run's. Version 3 is activated there (CLUSTER SCHEMA ACTIVATE 3) and two-phase transfers
-     made; stopped, a copy of its directory dry-run by hmdb-ledger-v3 reports the live
+     made. While it runs, a dry run of its directory and a second node started on it both
+     refuse (exit 1, naming its pid: one process per directory). Stopped, a copy of its
+     directory dry-run by hmdb-ledger-v3 reports the live
      node's digest at version 3, and hmdb-ledger-v2 refuses it: exit 1, the first error
      naming the activation of schema version 3 it cannot read.
   4. Damaged copies: a byte flipped in the middle of the log exits 2 naming the segment and
@@ -179,6 +181,17 @@ def main():
             call_ok(c, "TRANSFER.VOID", "p2")
         digest_v3, version = live_digest(node3)
         check(version == 3, "the live node hashes at version 3 once it is active")
+        # The live node holds its directory: a dry run of it, and a second node on it, refuse.
+        code, out, err = dry_run(v3, live_dir)
+        first = report_value(out, "first error")
+        check(code == EXIT_UNREADABLE and ("in use by another process (pid %d)" % node3.proc.pid) in first
+              and "dry-run a copy" in first, "a dry run of the live node's directory exited %d: %s" % (code, first))
+        second = subprocess.run(harness.server_command(v3, node3.kind, harness.free_port(), live_dir, "always"),
+                                stdin=subprocess.DEVNULL, capture_output=True, timeout=DRY_RUN_TIMEOUT_S)
+        second_err = second.stderr.decode("utf-8", "replace") + second.stdout.decode("utf-8", "replace")
+        check(second.returncode == EXIT_UNREADABLE and ("in use by another process (pid %d)" % node3.proc.pid)
+              in second_err, "a second node on the live directory exited %d:\n%s" % (second.returncode, second_err))
+        log("the live node's directory is refused to a dry run and to a second node: %s" % first)
         check(node3.terminate() == 0, "SIGTERM of the version-3 node")
         after = copy_dir(live_dir, os.path.join(work, "copy-v3"))
         code, out, err = dry_run(v3, after)
