@@ -16,6 +16,12 @@ What it does, in order:
   3. Prints the median of the repetitions per cell (ops/s, p50, p99, and the spread of
      ops/s across repetitions), the hmdb/Redis ratio per row, and the goals of issue 2.
 
+With --tls (issue 15) the modes are Redis and hmdb without persistence, each over plaintext
+and over TLS (a CA and certificates made for the run with the openssl command line, client
+certificates required by both servers), and a second table gives the cost of encryption:
+TLS/plaintext of ops/s and of server CPU per request for each server, and hmdb's against
+Redis'.
+
 Every server it starts is stopped by PID (SIGTERM, then SIGKILL after a grace period) on
 any exit, including Ctrl-C and SIGTERM. Every load run has a timeout. Data directories live
 under one mkdtemp directory that is removed at the end.
@@ -69,10 +75,17 @@ GOAL_P32_NONE = 1.0
 # Modes, in the order they run inside a repetition. Each pair in PAIRS is one table row.
 # base-*: the same hmdb modes run by the --baseline binary (a before/after comparison in one
 # run, interleaved with the others), only when --baseline is given.
-MODES = ["redis-always", "base-always", "hmdb-always", "redis-none", "base-none", "hmdb-none"]
+# redis-tls, hmdb-tls: no persistence / durability none, TLS only (no plaintext port), client
+# certificates required; only with --tls.
+MODES = ["redis-always", "base-always", "hmdb-always", "redis-none", "base-none", "hmdb-none",
+         "redis-tls", "hmdb-tls"]
 BASE_MODES = ["base-always", "base-none"]
+TLS_MODES = ["redis-tls", "hmdb-tls"]
 PAIRS = [("redis-always", "hmdb-always", "redis aof-always vs hmdb always"),
-         ("redis-none", "hmdb-none", "redis no-persistence vs hmdb none")]
+         ("redis-none", "hmdb-none", "redis no-persistence vs hmdb none"),
+         ("redis-tls", "hmdb-tls", "redis TLS vs hmdb TLS (no persistence / none)")]
+# --tls: each TLS mode against the plaintext mode of the same server.
+TLS_PAIRS = [("redis-none", "redis-tls", "redis"), ("hmdb-none", "hmdb-tls", "hmdb")]
 
 # Bounds (seconds).
 SERVER_START_TIMEOUT = 30.0   # until the server answers PING
@@ -109,21 +122,39 @@ def on_signal(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def wait_for_ping(port, proc, timeout):
-    """True once the server on `port` answers PING with +PONG; False if it died or timed out."""
+def wait_for_ping(port, proc, timeout, tls_context=None):
+    """True once the server on `port` answers PING with +PONG (over TLS with tls_context);
+    False if it died or timed out. With TLS, returns the negotiated "version cipher"."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as s:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as raw:
+                s = tls_context.wrap_socket(raw) if tls_context else raw
                 s.sendall(b"*1\r\n$4\r\nPING\r\n")
                 if s.recv(64).startswith(b"+PONG"):
-                    return True
+                    return f"{s.version()} {s.cipher()[0]}" if tls_context else True
         except OSError:
             pass
         time.sleep(0.05)
     return False
+
+
+class TlsFiles:
+    """The run's certificates (tests/system/tls_certs.py, the openssl command line): a CA,
+    the server's certificate (both servers present it) and the load tools' client
+    certificate. EC P-256 keys, as docs/security.md shows."""
+
+    def __init__(self, root):
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                                        "tests", "system"))
+        import tls_certs
+        ca = tls_certs.CA(os.path.join(root, "tls"), "bench-ca")
+        self.ca = ca.crt
+        self.server_crt, self.server_key = ca.issue("bench-server")
+        self.client_crt, self.client_key = ca.issue("bench-client")
+        self.context = tls_certs.client_context(self.ca, (self.client_crt, self.client_key))
 
 
 def port_is_free(port):
@@ -146,18 +177,32 @@ class Server:
         self.dir = os.path.join(root, f"{mode}-{repetition}")
         os.makedirs(self.dir)
         self.log_path = os.path.join(self.dir, "server.log")
+        self.tls = args.tls_files if mode in TLS_MODES else None
         if mode.startswith("redis"):
             persistence = (["--appendonly", "yes", "--appendfsync", "always"]
                            if mode == "redis-always" else ["--appendonly", "no"])
-            self.argv = [args.redis_server, "--port", str(port), "--bind", "127.0.0.1",
+            ports = ["--port", str(port)]
+            if self.tls:
+                # TLS only; tls-auth-clients is yes by default, as hmdb's.
+                ports = ["--port", "0", "--tls-port", str(port), "--tls-cert-file",
+                         self.tls.server_crt, "--tls-key-file", self.tls.server_key,
+                         "--tls-ca-cert-file", self.tls.ca]
+            self.argv = [args.redis_server] + ports + ["--bind", "127.0.0.1",
                          "--dir", self.dir, "--save", "", "--daemonize", "no",
                          "--logfile", self.log_path] + persistence
         else:
             durability = "always" if mode.endswith("-always") else "none"
             binary = args.baseline if mode.startswith("base") else args.hmdb
-            self.argv = [binary, "serve", "--port", str(port), "--dir",
+            ports = ["--port", str(port)]
+            if self.tls:
+                # TLS only (--port 0 with --tls-port); --tls-auth-clients is yes by default.
+                ports = ["--port", "0", "--tls-port", str(port), "--tls-cert-file",
+                         self.tls.server_crt, "--tls-key-file", self.tls.server_key,
+                         "--tls-ca-cert-file", self.tls.ca]
+            self.argv = [binary, "serve"] + ports + ["--dir",
                          os.path.join(self.dir, "data"), "--durability", durability]
         self.proc = None
+        self.tls_session = None  # "TLSv1.3 TLS_AES_256_GCM_SHA384": what PING negotiated
 
     def cpu_seconds(self):
         """User + system CPU time the server process (all its threads) has used so far.
@@ -176,7 +221,11 @@ class Server:
                                      stdin=subprocess.DEVNULL)
         log_file.close()
         children[self.proc.pid] = self.mode
-        if not wait_for_ping(self.port, self.proc, SERVER_START_TIMEOUT):
+        answered = wait_for_ping(self.port, self.proc, SERVER_START_TIMEOUT,
+                                 self.tls.context if self.tls else None)
+        if self.tls and answered:
+            self.tls_session = answered
+        if not answered:
             self.__exit__(None, None, None)
             with open(self.log_path, "rb") as f:
                 tail = f.read()[-2000:].decode(errors="replace")
@@ -231,13 +280,21 @@ class Measurement:
         self.cpu_us_per_request = 1e6 * cpu_seconds / requests if requests else 0.0
         self.requests = requests
         self.server_cpu_us_per_request = None  # filled in by run_mode
+        self.repetition = None  # filled in by run_mode: ratios are taken within one
 
 
-def measure_hmdb_bench(args, port, workload, pipeline, seconds):
+def tls_argv(tls):
+    """The load tools' TLS flags (hmdb-bench and redis-benchmark both take redis-cli's)."""
+    if tls is None:
+        return []
+    return ["--tls", "--cacert", tls.ca, "--cert", tls.client_crt, "--key", tls.client_key]
+
+
+def measure_hmdb_bench(args, port, workload, pipeline, seconds, tls=None):
     argv = [args.hmdb_bench, "--host", "127.0.0.1", "--port", str(port), "--clients",
             str(args.clients), "--pipeline", str(pipeline), "--seconds", str(seconds),
             "--keyspace", str(args.keyspace), "--value-size", str(args.value_size),
-            "--tests", workload, "--csv", "--quiet"]
+            "--tests", workload, "--csv", "--quiet"] + tls_argv(tls)
     out, err, cpu = run_tool(argv, seconds + LOAD_TIMEOUT_SLACK)
     rows = list(csv.DictReader(io.StringIO(out)))
     if len(rows) != 1:
@@ -252,12 +309,12 @@ def measure_hmdb_bench(args, port, workload, pipeline, seconds):
                        int(row["requests"]), cpu)
 
 
-def measure_redis_benchmark(args, port, workload, pipeline, seconds, expected_rps):
+def measure_redis_benchmark(args, port, workload, pipeline, seconds, expected_rps, tls=None):
     cost = MSET_COST if workload == "mset" else 1.0
     requests = max(REDIS_BENCHMARK_MIN_REQUESTS, int(expected_rps * seconds / cost))
     argv = [args.redis_benchmark, "-h", "127.0.0.1", "-p", str(port), "-c",
             str(args.clients), "-P", str(pipeline), "-n", str(requests), "-r",
-            str(args.keyspace), "-d", str(args.value_size), "-t", workload, "--csv"]
+            str(args.keyspace), "-d", str(args.value_size), "-t", workload, "--csv"] + tls_argv(tls)
     # Allow a slow server (hmdb under development) three times the expected duration.
     out, err, cpu = run_tool(argv, 3 * requests * cost / max(expected_rps, 1.0) + LOAD_TIMEOUT_SLACK)
     rows = [r for r in csv.reader(io.StringIO(out)) if r and r[0] != "test"]
@@ -271,13 +328,13 @@ def measure_redis_benchmark(args, port, workload, pipeline, seconds, expected_rp
     raise RuntimeError(f"no {want} row in redis-benchmark output: {out!r} {err!r}")
 
 
-def measure_suite_test(args, port, test, pipeline):
+def measure_suite_test(args, port, test, pipeline, tls=None):
     """One of redis-benchmark's own tests (-t), run as its docs say: redis-benchmark -t TEST
     -P P -c CLIENTS -r KEYSPACE -n N --csv. Exits non-zero at an error reply (run_tool raises)."""
     requests = args.suite_requests or SUITE_REQUESTS.get(pipeline, SUITE_REQUESTS_DEFAULT)
     argv = [args.redis_benchmark, "-h", "127.0.0.1", "-p", str(port), "-c", str(args.clients),
             "-P", str(pipeline), "-n", str(requests), "-r", str(args.keyspace), "-d",
-            str(args.value_size), "-t", test, "--csv"]
+            str(args.value_size), "-t", test, "--csv"] + tls_argv(tls)
     out, err, cpu = run_tool(argv, SUITE_TEST_TIMEOUT)
     rows = [r for r in csv.reader(io.StringIO(out)) if r and r[0] != "test"]
     for r in rows:
@@ -295,7 +352,19 @@ def choose_tools(args, root):
     if args.tool != "auto":
         for p in args.pipelines:
             choice[p] = args.tool
-        return choice, {}, [f"load tool forced to {args.tool}"]
+        notes.append(f"load tool forced to {args.tool}")
+        if args.tool == "redis-benchmark":
+            # redis-benchmark runs a number of requests, not a time: size them by its rate
+            # against Redis without persistence, as the automatic choice does.
+            with Server(args, "redis-none", args.base_port, root, "calibration"):
+                for p in args.pipelines:
+                    ms = [measure_redis_benchmark(args, args.base_port, w, p,
+                                                  args.choice_seconds, 50000.0)
+                          for w in ("set", "get")]
+                    rates[p] = {"redis-benchmark": sum(m.rps for m in ms) / len(ms)}
+                    notes.append(f"pipeline {p}: redis-benchmark {rates[p]['redis-benchmark']:,.0f} "
+                                 "ops/s (mean of SET and GET on redis no-persistence) sizes its runs")
+        return choice, rates, notes
     with Server(args, "redis-none", args.base_port, root, "tool-choice"):
         for p in args.pipelines:
             totals = {"hmdb-bench": [], "redis-benchmark": []}
@@ -345,17 +414,24 @@ def main():
                         help="1 repetition of 1.5 s runs: checks that everything works")
     parser.add_argument("--runs", type=int, help="repetitions (median taken); default 3, quick 1")
     parser.add_argument("--seconds", type=float, help="seconds per load run; default 5, quick 1.5")
-    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--workloads", default=None, help="default: " + ",".join(WORKLOADS) +
+                        " (with --tls: set,get)")
     parser.add_argument("--pipelines", default="1,32")
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--keyspace", type=int, default=1000000)
     parser.add_argument("--value-size", type=int, default=3)
     parser.add_argument("--base-port", type=int, default=7390,
-                        help="ports base..base+5 are used, one per server mode")
+                        help="ports base..base+7 are used, one per server mode")
     parser.add_argument("--tool", choices=["auto", "hmdb-bench", "redis-benchmark"],
                         default="auto")
-    parser.add_argument("--modes", default=",".join(m for m in MODES if m not in BASE_MODES),
-                        help="subset of " + ",".join(MODES) + " (base-* need --baseline)")
+    parser.add_argument("--modes", default=None,
+                        help="subset of " + ",".join(MODES) + " (base-* need --baseline, "
+                        "*-tls need --tls); default: every mode but those, or with --tls "
+                        "redis-none,redis-tls,hmdb-none,hmdb-tls")
+    parser.add_argument("--tls", action="store_true",
+                        help="the cost of encryption: Redis and hmdb without persistence, over "
+                        "plaintext and over TLS (certificates made for the run), and a table "
+                        "of TLS/plaintext ratios; workloads default to set,get")
     parser.add_argument("--hmdb", help="hmdb server binary (default BUILD/apps/kv/hmdb)")
     parser.add_argument("--baseline", help="an older hmdb server binary: runs the hmdb modes "
                         "with it too (as base-*), interleaved, and reports after/before")
@@ -381,6 +457,11 @@ def main():
     args.seconds = args.seconds or (1.5 if args.quick else 5.0)
     args.choice_runs = 1 if args.quick else 2
     args.choice_seconds = 1.0 if args.quick else 3.0
+    if args.workloads is None:
+        args.workloads = "set,get" if args.tls else ",".join(WORKLOADS)
+    if args.modes is None:
+        args.modes = ("redis-none,redis-tls,hmdb-none,hmdb-tls" if args.tls else
+                      ",".join(m for m in MODES if m not in BASE_MODES + TLS_MODES))
     args.workloads = [w for w in args.workloads.split(",") if w]
     args.pipelines = [int(p) for p in args.pipelines.split(",") if p]
     args.modes = [m for m in args.modes.split(",") if m]
@@ -403,6 +484,8 @@ def main():
             parser.error(f"unknown mode {m}")
         if m in BASE_MODES and not args.baseline:
             parser.error(f"mode {m} needs --baseline")
+        if m in TLS_MODES and not args.tls:
+            parser.error(f"mode {m} needs --tls")
     args.hmdb = args.hmdb or os.path.join(args.build_dir, "apps", "kv", "hmdb")
     args.hmdb_bench = args.hmdb_bench or os.path.join(args.build_dir, "bench", "hmdb-bench")
     for tool in (args.redis_server, args.redis_benchmark):
@@ -410,6 +493,18 @@ def main():
             parser.error(f"{tool} not found (Debian: apt-get install redis-server redis-tools)")
     if not os.access(args.hmdb_bench, os.X_OK):
         parser.error(f"{args.hmdb_bench} not found: build the hmdb-bench target first")
+    args.tool_notes = []
+    if args.tls:
+        if shutil.which("openssl") is None:
+            parser.error("--tls needs the openssl command line (the run's certificates)")
+        helptext = subprocess.run([args.hmdb_bench, "--help"], capture_output=True,
+                                  text=True).stdout
+        if "--tls" not in helptext:
+            if args.tool == "hmdb-bench":
+                parser.error(f"{args.hmdb_bench} does not speak TLS (no --tls): rebuild it")
+            args.tool = "redis-benchmark"
+            args.tool_notes.append(f"{args.hmdb_bench} has no --tls: redis-benchmark drives "
+                                   "every mode")
     if not os.access(args.hmdb, os.X_OK):
         log(f"SKIPPING hmdb: server binary {args.hmdb} not found (build target `hmdb`, or "
             f"pass --hmdb). Redis is measured alone.")
@@ -418,12 +513,17 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
     root = tempfile.mkdtemp(prefix="hmdb-bench-", dir=args.tmp_root)
+    args.tls_files = None
+    args.tls_sessions = {}  # mode -> the TLS version and cipher its PING negotiated
     results = {}  # (mode, workload, pipeline) -> [Measurement]
     failures = []  # cells that produced no measurement, with the reason
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = os.getloadavg()
     try:
+        if args.tls:
+            args.tls_files = TlsFiles(root)
         choice, rates, notes = choose_tools(args, root)
+        notes = args.tool_notes + notes
         for n in notes:
             log("tool choice: " + n)
         for repetition in range(args.runs):
@@ -458,6 +558,8 @@ def run_mode(args, mode, port, root, repetition, choice, rates, results, failure
     """One server in one mode: every pipeline setting and workload. A failed load run is
     recorded and the next one tried; if the server died, the rest of this mode is skipped."""
     with Server(args, mode, port, root, repetition) as server:
+        if server.tls_session:
+            args.tls_sessions[mode] = server.tls_session
         for p in args.pipelines:
             for w in args.workloads:
                 if server.proc.poll() is not None:
@@ -467,10 +569,11 @@ def run_mode(args, mode, port, root, repetition, choice, rates, results, failure
                 try:
                     server_cpu_before = server.cpu_seconds()
                     if choice[p] == "hmdb-bench":
-                        m = measure_hmdb_bench(args, port, w, p, args.seconds)
+                        m = measure_hmdb_bench(args, port, w, p, args.seconds, server.tls)
                     else:
                         expected = rates.get(p, {}).get("redis-benchmark", 50000.0)
-                        m = measure_redis_benchmark(args, port, w, p, args.seconds, expected)
+                        m = measure_redis_benchmark(args, port, w, p, args.seconds, expected,
+                                                    server.tls)
                 except RuntimeError as e:
                     failures.append(f"{mode} {LABEL[w]} P={p}: {e}")
                     log(f"  {LABEL[w]:5} P={p:<3} FAILED: {e}")
@@ -478,6 +581,7 @@ def run_mode(args, mode, port, root, repetition, choice, rates, results, failure
                 if m.requests:
                     m.server_cpu_us_per_request = (1e6 * (server.cpu_seconds() - server_cpu_before)
                                                    / m.requests)
+                m.repetition = repetition
                 results.setdefault((mode, w, p), []).append(m)
                 log(f"  {LABEL[w]:5} P={p:<3} {m.rps:>12,.0f} ops/s  p50 {m.p50:.2f} ms  "
                     f"p99 {m.p99:.2f} ms  server CPU {m.server_cpu_us_per_request or 0:.2f} us/op" + (f"  ERRORS {m.errors}: {m.first_error}"
@@ -489,7 +593,7 @@ def run_mode(args, mode, port, root, repetition, choice, rates, results, failure
                     continue
                 try:
                     server_cpu_before = server.cpu_seconds()
-                    m = measure_suite_test(args, port, t, p)
+                    m = measure_suite_test(args, port, t, p, server.tls)
                 except RuntimeError as e:
                     failures.append(f"{mode} suite {t} P={p}: {e}")
                     log(f"  suite {t} P={p} FAILED: {e}")
@@ -551,12 +655,14 @@ def render(args, results, choice, notes, started, load_before, failures):
         lines += render_baseline(args, results)
     if args.suite_tests:
         lines += render_suite(args, results)
+    if args.tls:
+        lines += render_tls(args, results)
     lines += [""] + error_notes
     if failures:
         lines.append("Failed runs (no measurement):")
         lines += [f"- {f}" for f in failures]
-    # The goals of issue 2, at pipeline 32.
-    if 32 in args.pipelines:
+    # The goals of issue 2, at pipeline 32 (not what --tls measures).
+    if 32 in args.pipelines and not args.tls:
         lines.append("")
         lines.append("Goals at pipeline 32 (issue 2): hmdb always >= 2.0x redis aof-always and "
                      ">= 0.9x redis no-persistence; hmdb none >= 1.0x redis no-persistence")
@@ -576,6 +682,59 @@ def render(args, results, choice, notes, started, load_before, failures):
                     parts.append(f"{name} -")
             lines.append(f"- {LABEL[w]}: " + "; ".join(parts))
     return "\n".join(lines)
+
+
+def per_repetition_ratios(results, a, b, w, p, value):
+    """value(b) / value(a) for each repetition that measured both cells: the servers of one
+    repetition ran minutes apart at most, so their ratio suffers less from a shared machine's
+    slow phases than a ratio of medians over the whole run."""
+    by_rep = {m.repetition: m for m in results.get((a, w, p), [])}
+    ratios = []
+    for m in results.get((b, w, p), []):
+        base = by_rep.get(m.repetition)
+        if base is not None and value(base) and value(m) is not None:
+            ratios.append(value(m) / value(base))
+    return ratios
+
+
+def render_tls(args, results):
+    """--tls: the cost of encryption for each server (TLS/plaintext of ops/s and of server CPU
+    per request, per repetition, median and spread) and hmdb's against Redis'."""
+    sessions = "; ".join(f"{m}: {v}" for m, v in sorted(args.tls_sessions.items()))
+    lines = ["", "Cost of TLS (both servers TLS only on their port, client certificates "
+             f"required; negotiated: {sessions or '?'}). TLS/plain = the TLS mode's value over "
+             "the plaintext mode's in the same repetition, median over repetitions (spread = "
+             "(max-min)/median); CPU +us = server CPU per request over TLS minus over "
+             "plaintext (medians); hmdb/redis = hmdb's TLS/plain ops/s over Redis' (> 1: hmdb "
+             "loses less to encryption).", "",
+             "| workload | P | redis plain ops/s | redis TLS ops/s | TLS/plain | spread | "
+             "CPU us plain | CPU us TLS | CPU +us | hmdb plain ops/s | hmdb TLS ops/s | "
+             "TLS/plain | spread | CPU us plain | CPU us TLS | CPU +us | hmdb/redis TLS/plain |",
+             "|---|---|" + "---:|" * 15]
+
+    def med(values):
+        return statistics.median(values) if values else None
+
+    def f(x, pattern="{:.2f}"):
+        return pattern.format(x) if x is not None else "-"
+
+    for p in args.pipelines:
+        for w in args.workloads:
+            cells, ops_ratio = [], {}
+            for plain, tls, name in TLS_PAIRS:
+                rps = {mode: [m.rps for m in results.get((mode, w, p), [])] for mode in (plain, tls)}
+                cpu = {mode: med([m.server_cpu_us_per_request for m in results.get((mode, w, p), [])
+                                  if m.server_cpu_us_per_request is not None])
+                       for mode in (plain, tls)}
+                ratios = per_repetition_ratios(results, plain, tls, w, p, lambda m: m.rps)
+                ops_ratio[name] = med(ratios)
+                added = cpu[tls] - cpu[plain] if cpu[tls] is not None and cpu[plain] is not None else None
+                cells += [fmt_rate(rps[plain]), fmt_rate(rps[tls]), f(ops_ratio[name], "{:.3f}"),
+                          spread(ratios), f(cpu[plain]), f(cpu[tls]), f(added, "{:+.2f}")]
+            h, r = ops_ratio["hmdb"], ops_ratio["redis"]
+            lines.append(f"| {LABEL[w]} | {p} | " + " | ".join(cells) +
+                         f" | {f(h / r if h and r else None, '{:.3f}')} |")
+    return lines
 
 
 def render_suite(args, results):
