@@ -170,6 +170,14 @@ TlsResult tls_read(ssl_st* ssl, char* buf, size_t n) {
   return classify(ssl, ret);
 }
 
+TlsResult tls_handshake(ssl_st* ssl) {
+  ERR_clear_error();
+  errno = 0;
+  const int ret = SSL_do_handshake(ssl);
+  if (ret == 1) return {TlsIo::kOk, 0, {}};
+  return classify(ssl, ret);
+}
+
 TlsResult tls_write(ssl_st* ssl, const char* buf, size_t n) {
   ERR_clear_error();
   errno = 0;

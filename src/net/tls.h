@@ -91,6 +91,10 @@ struct TlsResult {
 };
 
 TlsResult tls_read(ssl_st* ssl, char* buf, size_t n);
+// Drives the handshake alone (kOk once it is done): for a client on a blocking socket with
+// timeouts (hmdb-bench, `hmdb snapshot`) that wants a refused certificate reported at
+// connect time rather than at its first request. kWantRead/kWantWrite: a timeout.
+TlsResult tls_handshake(ssl_st* ssl);
 TlsResult tls_write(ssl_st* ssl, const char* buf, size_t n);
 // One recv(2) or send(2) on a non-blocking socket, through TLS when tls is not null (the
 // peer transport's and forwarding links' sockets). Returns the bytes, 0 at EOF, or -1 with

@@ -94,6 +94,11 @@ inline constexpr int kTestKindCount = 7;
 struct BenchOptions {
   std::string host = "127.0.0.1";
   std::string password;  // --password / HMDB_PASSWORD: AUTH on every connection
+  // --tls: every connection speaks TLS, checking the server's certificate against --cacert
+  // (not its host name, as redis-cli does not without --sni) and presenting --cert/--key
+  // if given (a server with tls-auth-clients yes). redis-cli's and redis-benchmark's flags.
+  bool tls = false;
+  std::string tls_ca_file, tls_cert_file, tls_key_file;
   int port = 6379;
   int clients = 50;
   int pipeline = 1;

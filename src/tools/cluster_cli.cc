@@ -125,7 +125,8 @@ class Connection {
       const ssize_t n = send_some(request.data() + sent, request.size() - sent, &tls_error);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        *error = "sending to " + peer_.to_string() + ": " + (tls_error.empty() ? std::strerror(errno) : tls_error);
+        *error = "sending to " + peer_.to_string() + ": " +
+                 (tls_error.empty() ? std::strerror(errno) + refused_hint() : tls_error);
         return false;
       }
       sent += static_cast<size_t>(n);
@@ -159,7 +160,7 @@ class Connection {
         return false;
       }
       if (n <= 0) {
-        *error = peer_.to_string() + " closed the connection before replying (outcome unknown)";
+        *error = peer_.to_string() + " closed the connection before replying (outcome unknown)" + refused_hint();
         return false;
       }
       buffer_.append(chunk, static_cast<size_t>(n));
@@ -201,6 +202,13 @@ class Connection {
       return -1;
     }
     return fd;
+  }
+
+  // With TLS 1.3 a node refuses a client's certificate after the client's side of the
+  // handshake is done, often with a plain close: what a closed connection may mean.
+  std::string refused_hint() const {
+    return tls_ ? "; over TLS a node that refuses this client's certificate closes the connection so: see its log"
+                : "";
   }
 
   // recv(2)/send(2) on the blocking socket, through TLS with --tls (a timeout is EAGAIN).
@@ -1410,6 +1418,50 @@ std::vector<std::string> membership_notes(const std::vector<Member>& members, co
   return out;
 }
 
+namespace {
+
+// --password (or HMDB_PASSWORD) and --tls --cacert --cert --key, redis-cli's names: the
+// same for `hmdb cluster` and `hmdb snapshot`.
+struct ClientSecurityFlags {
+  bool tls = false;
+  net::TlsFiles files;
+};
+
+void add_client_security_flags(CLI::App* app, ClientSecurityFlags* f, const char* whom) {
+  app->add_option("--password", cluster_password(),
+                  std::string(whom) + "'s requirepass (docs/security.md); default: the HMDB_PASSWORD environment "
+                  "variable, which a command line (visible to every local user) should prefer")
+      ->envname("HMDB_PASSWORD");
+  app->add_flag("--tls", f->tls,
+                std::string("speak TLS to ") + whom + "'s client (TLS) port, checking its certificate against --cacert");
+  app->add_option("--cacert", f->files.ca_cert_file, std::string("PEM CA certificate ") + whom + "'s certificate must chain to");
+  app->add_option("--cert", f->files.cert_file, "PEM client certificate to present (tls-auth-clients yes)");
+  app->add_option("--key", f->files.key_file, "PEM private key of --cert");
+}
+
+// Makes the TLS context the connections use (cluster_tls()). Returns -1 when the flags are
+// good, else the exit status (2: bad usage), having printed why.
+int apply_client_security_flags(const ClientSecurityFlags& f, const char* tool) {
+  if (f.tls) {
+    if (f.files.ca_cert_file.empty()) {
+      std::cerr << tool << ": --tls needs --cacert (the CA that signed the nodes' certificates)\n";
+      return 2;
+    }
+    if (Status s = net::TlsContext::create(net::TlsContext::Role::kClient, f.files, net::TlsAuthClients::kYes,
+                                           &cluster_tls());
+        !s) {
+      std::cerr << tool << ": " << s.message() << "\n";
+      return 2;
+    }
+  } else if (!f.files.ca_cert_file.empty() || !f.files.cert_file.empty() || !f.files.key_file.empty()) {
+    std::cerr << tool << ": --cacert, --cert and --key need --tls\n";
+    return 2;
+  }
+  return -1;
+}
+
+}  // namespace
+
 int parse_cluster_args(int argc, char** argv, ClusterArgs* out) {
   const CLI::Range kNodeIdRange(uint64_t{1}, std::numeric_limits<uint64_t>::max(), "node id");
   CLI::App app{"hmdb cluster: operate a running cluster (docs/cluster.md)", "hmdb cluster"};
@@ -1418,16 +1470,8 @@ int parse_cluster_args(int argc, char** argv, ClusterArgs* out) {
   std::string addr(kDefaultAddr);
   app.add_option("--addr", addr, "HOST:PORT (client address) of any node; commands follow -MOVED to the leader")
       ->capture_default_str();
-  app.add_option("--password", cluster_password(),
-                 "the nodes' requirepass (docs/security.md); default: the HMDB_PASSWORD environment variable, "
-                 "which a command line (visible to every local user) should prefer")
-      ->envname("HMDB_PASSWORD");
-  bool tls = false;
-  net::TlsFiles tls_files;
-  app.add_flag("--tls", tls, "speak TLS to the nodes' client (TLS) ports, checking their certificates against --cacert");
-  app.add_option("--cacert", tls_files.ca_cert_file, "PEM CA certificate the nodes' certificates must chain to");
-  app.add_option("--cert", tls_files.cert_file, "PEM client certificate to present (nodes with tls-auth-clients yes)");
-  app.add_option("--key", tls_files.key_file, "PEM private key of --cert");
+  ClientSecurityFlags security;
+  add_client_security_flags(&app, &security, "the nodes");
   app.add_option("--timeout-ms", out->timeout_ms, "how long to wait for one reply")
       ->check(CLI::Range(1, 3600 * 1000))
       ->capture_default_str();
@@ -1477,21 +1521,7 @@ int parse_cluster_args(int argc, char** argv, ClusterArgs* out) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  if (tls) {
-    if (tls_files.ca_cert_file.empty()) {
-      std::cerr << "hmdb cluster: --tls needs --cacert (the CA that signed the nodes' certificates)\n";
-      return 2;
-    }
-    if (Status s = net::TlsContext::create(net::TlsContext::Role::kClient, tls_files, net::TlsAuthClients::kYes,
-                                           &cluster_tls());
-        !s) {
-      std::cerr << "hmdb cluster: " << s.message() << "\n";
-      return 2;
-    }
-  } else if (!tls_files.ca_cert_file.empty() || !tls_files.cert_file.empty() || !tls_files.key_file.empty()) {
-    std::cerr << "hmdb cluster: --cacert, --cert and --key need --tls\n";
-    return 2;
-  }
+  if (const int usage = apply_client_security_flags(security, "hmdb cluster"); usage >= 0) return usage;
   std::string error;
   if (!parse_host_port(addr, &out->addr, &error) ||
       ((add->parsed() || replace->parsed()) && (!parse_host_port(client_addr, &out->client_addr, &error) ||
@@ -1551,6 +1581,45 @@ int cluster_main(int argc, char** argv) {
       return run_change(args, {"CLUSTER", "TRANSFER", id});
   }
   return 2;
+}
+
+int snapshot_main(int argc, char** argv) {
+  CLI::App app{"hmdb snapshot: ask a running server for a snapshot and wait until it is durable", "hmdb snapshot"};
+  std::string host_text = "127.0.0.1";
+  uint16_t port = 7379;
+  int timeout_ms = kSnapshotTimeoutMs;
+  app.add_option("--port", port, "the server's port (its TLS port with --tls)")->capture_default_str();
+  app.add_option("--host", host_text, "the server's address: IPv4, IPv6 or a host name")->capture_default_str();
+  ClientSecurityFlags security;
+  add_client_security_flags(&app, &security, "the server");
+  app.add_option("--timeout-ms", timeout_ms, "how long to wait for the snapshot")
+      ->check(CLI::Range(1, 24 * 3600 * 1000))
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  if (const int usage = apply_client_security_flags(security, "hmdb snapshot"); usage >= 0) return usage;
+  HostPort server;
+  std::string error;
+  if (!parse_host(host_text, &server.host, &error)) {
+    std::cerr << "hmdb snapshot: --host: " << error << "\n";
+    return 2;
+  }
+  server.port = port;
+  Connection c;
+  Reply reply;
+  if (!c.open(server, timeout_ms, &error) || !c.call({"SNAPSHOT"}, &reply, &error)) {
+    std::cerr << "hmdb snapshot: " << error << "\n";
+    return 1;
+  }
+  if (reply.is_error()) {
+    std::cerr << "hmdb snapshot: " << reply.text << "\n";
+    return 1;
+  }
+  std::cout << reply.text << "\n";
+  return 0;
 }
 
 }  // namespace hmdb::tools

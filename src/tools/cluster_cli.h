@@ -26,6 +26,10 @@ namespace hmdb::tools {
 // Entry point of `hmdb cluster ...`. argv[0] is "cluster" (skipped). Returns the process
 // exit status.
 int cluster_main(int argc, char** argv);
+// Entry point of `hmdb snapshot ...` (argv[0] is "snapshot"): sends SNAPSHOT to --host
+// --port over the same connection as the cluster verbs (--password, --tls --cacert --cert
+// --key), prints the reply; exit 0, 1 with the server's error or why no reply came, 2 on bad usage.
+int snapshot_main(int argc, char** argv);
 
 // ---- bounds (named; docs/cluster.md cites them) ----
 
@@ -70,6 +74,10 @@ inline constexpr uint64_t kReplacePromoteMaxLag = 1000;
 // After removing the old node, how long `replace` watches for it to stop (it stops by
 // itself once it learns of its removal; a node that is down already is not waited for).
 inline constexpr int kReplaceStopWaitMs = 10000;
+// `hmdb snapshot` waits this long (by default; --timeout-ms) for the server's reply: a
+// snapshot of a large state is written at the disk's speed, so the bound is generous; it
+// only keeps the tool from waiting forever on a server that never answers.
+inline constexpr int kSnapshotTimeoutMs = 3600 * 1000;
 // Largest reply the tool reads (INFO and CLUSTER MEMBERS are a few KiB).
 inline constexpr size_t kMaxReplyBytes = 16u << 20;
 // Default node to ask.

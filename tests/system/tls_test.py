@@ -22,15 +22,23 @@ processes, real clients and certificates made by openssl for the test (tls_certs
             --key status` works and plain `hmdb cluster` is not served by a TLS port; the
             leader is killed, the others elect and take writes, it comes back, all converge
             to one digest; no member refused another's handshake.
+  tools     hmdb-bench and `hmdb snapshot` against a node's TLS port (client certificates
+            required, a password): with --tls --cacert --cert --key (and --password) they
+            are served: hmdb-bench's SETs land (DBSIZE), its SETs and GETs of 100 kB values
+            complete with no error, the snapshot is written; without --tls, with a certificate of
+            another CA, or trusting another CA they are refused and say why.
   intruder  a node 4 that lists itself with the members dials them with a certificate of
             another CA, and another speaks plaintext: every member refuses both at the TLS
             handshake (log line naming the reason, INFO tls_peer_handshake_failures) and
             never reads a Hello from node 4; the term and the leader stay.
 
-Every wait is a bounded poll of a real condition. Usage: tls_test.py [--case NAME] HMDB_BINARY
+Every wait is a bounded poll of a real condition.
+Usage: tls_test.py [--case NAME] [--bench HMDB_BENCH_BINARY] HMDB_BINARY
 """
 
 import argparse
+import csv
+import io
 import os
 import re
 import shutil
@@ -58,6 +66,12 @@ CONVERGE_TIMEOUT_S = 60.0
 PIPELINE_COMMANDS = 2000
 READ_ATTEMPTS = 50
 BIG_VALUE_BYTES = 4 << 20
+# tools: hmdb-bench's runs (small: they prove the connections work, they measure nothing).
+BENCH_KEYS = 1000
+BENCH_REQUESTS = 3000
+BENCH_BIG_VALUE_BYTES = 100000
+BENCH_BIG_REQUESTS = 400
+PASSWORD = "tls-and-a-password"
 
 REDIS_PY_CHECK = r"""
 import sys
@@ -254,11 +268,11 @@ def case_tlsonly(binary):
     print("tlsonly: no plaintext port; optional client certificates: none served, a stranger's refused")
 
 
-def served_cn(port, ca_crt, cert):
-    """The CN of the certificate the node presents now."""
+def served_cn(port, ca_crt, cert, ip=harness.HOST):
+    """The CN of the certificate the node at ip:port presents now."""
     ctx = tls_certs.client_context(ca_crt, cert)
-    with socket.create_connection((harness.HOST, port), timeout=CLIENT_TIMEOUT_S) as raw:
-        with ctx.wrap_socket(raw, server_hostname=harness.HOST) as t:
+    with socket.create_connection((ip, port), timeout=CLIENT_TIMEOUT_S) as raw:
+        with ctx.wrap_socket(raw, server_hostname=ip) as t:
             subject = dict(x[0] for x in t.getpeercert()["subject"])
             return subject["commonName"]
 
@@ -454,13 +468,119 @@ def case_intruder(binary):
           "(logged, counted); the term and the leader stayed")
 
 
+def case_tools(binary, bench):
+    if bench is None:
+        raise harness.TestFailure("the tools case needs --bench HMDB_BENCH_BINARY")
+    work = harness.make_work_dir("hmdb-tls-tools-")
+    ca = tls_certs.CA(os.path.join(work, "ca"), "cluster-ca")
+    other = tls_certs.CA(os.path.join(work, "other"), "other-ca")
+    node_cert = ca.issue("node")
+    client_cert = ca.issue("client")
+    stranger = other.issue("stranger")
+    tls_port = harness.free_port()
+    data = os.path.join(work, "data")
+    s = harness.Server(binary, data, work, durability="always", name="tools",
+                       extra_args=tls_flags(tls_port, node_cert[0], node_cert[1], ca.crt) +
+                       ["--requirepass", PASSWORD])
+    tls_args = ["--tls", "--cacert", ca.crt, "--cert", client_cert[0], "--key", client_cert[1]]
+    # The password through the environment, as the docs advise (and both tools read).
+    env = dict(os.environ, HMDB_PASSWORD=PASSWORD)
+
+    def run(cmd, env=env):
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S, env=env)
+
+    def hmdb_bench(*args, env=env):
+        return run([bench, "--host", harness.HOST, "--port", str(tls_port), "--csv", "--quiet"] + list(args), env)
+
+    def snapshot(*args, env=env):
+        return run([binary, "snapshot", "--host", harness.HOST, "--port", str(tls_port)] + list(args), env)
+
+    def rows(p):
+        return {r["test"]: r for r in csv.DictReader(io.StringIO(p.stdout))}
+
+    ok = False
+    try:
+        s.start()
+        good = tls_certs.client_context(ca.crt, client_cert)
+        # hmdb-bench over TLS with AUTH: every key of the keyspace written once at least
+        # (sequential keys), pipelined; then GETs of them.
+        p = hmdb_bench(*tls_args, "--tests", "set,get", "--sequential", "--keyspace", str(BENCH_KEYS),
+                       "--requests", str(BENCH_REQUESTS), "--clients", "4", "--pipeline", "32")
+        expect(p.returncode == 0, "hmdb-bench --tls: exit %d\n%s%s" % (p.returncode, p.stdout, p.stderr))
+        r = rows(p)
+        for test in ("SET", "GET"):
+            expect(test in r and r[test]["errors"] == "0" and r[test]["requests"] == str(BENCH_REQUESTS),
+                   "hmdb-bench --tls %s: %r" % (test, r.get(test)))
+        with resp.Client(harness.HOST, tls_port, timeout=CLIENT_TIMEOUT_S, tls=good) as c:
+            expect(c.call("AUTH", PASSWORD) == "OK", "AUTH over TLS")
+            expect(c.call("DBSIZE") == BENCH_KEYS, "hmdb-bench's SETs over TLS did not write every key")
+        # Requests and replies of many TLS records each (16 kB at most), 8 in flight, more
+        # than the tool's first read buffer (64 kB): partial TLS writes, reads that grow it.
+        p = hmdb_bench(*tls_args, "--tests", "set,get", "--value-size", str(BENCH_BIG_VALUE_BYTES), "--keyspace", "50",
+                       "--requests", str(BENCH_BIG_REQUESTS), "--clients", "2", "--pipeline", "8")
+        r = rows(p)
+        expect(p.returncode == 0 and all(r.get(t, {}).get("errors") == "0" and
+                                         r[t]["requests"] == str(BENCH_BIG_REQUESTS) for t in ("SET", "GET")),
+               "hmdb-bench --tls with %d-byte values: exit %d\n%s%s"
+               % (BENCH_BIG_VALUE_BYTES, p.returncode, p.stdout, p.stderr))
+        print("hmdb-bench --tls: %d SETs and GETs pipelined, every key written; %d-byte values read back"
+              % (BENCH_REQUESTS, BENCH_BIG_VALUE_BYTES))
+        # Refused, each saying why.
+        p = hmdb_bench("--tests", "set", "--requests", "10")
+        expect(p.returncode == 1, "hmdb-bench without --tls was served by the TLS port: %s%s" % (p.stdout, p.stderr))
+        p = hmdb_bench("--tls", "--cacert", ca.crt, "--cert", stranger[0], "--key", stranger[1], "--tests", "set",
+                       "--requests", "10")
+        expect(p.returncode == 1 and "TLS" in p.stderr,
+               "hmdb-bench with another CA's certificate: exit %d %s" % (p.returncode, p.stderr))
+        p = hmdb_bench("--tls", "--cacert", other.crt, "--cert", client_cert[0], "--key", client_cert[1],
+                       "--tests", "set", "--requests", "10")
+        expect(p.returncode == 1 and "certificate verify failed" in p.stderr,
+               "hmdb-bench trusting another CA: exit %d %s" % (p.returncode, p.stderr))
+        p = hmdb_bench(*tls_args, "--tests", "set", "--requests", "10", env=dict(os.environ, HMDB_PASSWORD="wrong"))
+        expect(p.returncode == 1 and "WRONGPASS" in p.stderr,
+               "hmdb-bench over TLS with a wrong password: exit %d %s" % (p.returncode, p.stderr))
+        p = hmdb_bench("--cacert", ca.crt, "--tests", "set")
+        expect(p.returncode == 2 and "need --tls" in p.stderr, "hmdb-bench --cacert without --tls: %s" % p.stderr)
+        print("hmdb-bench: refused without --tls, with another CA's certificate, trusting another CA, "
+              "with a wrong password")
+
+        # hmdb snapshot over TLS with AUTH: the snapshot file appears.
+        def snapshots():
+            return [f for f in os.listdir(data) if f.endswith(".hmsnap")]
+        expect(snapshots() == [], "a snapshot before any was asked for")
+        p = snapshot(*tls_args)
+        expect(p.returncode == 0 and len(snapshots()) == 1,
+               "hmdb snapshot --tls: exit %d %s%s, snapshots %r" % (p.returncode, p.stdout, p.stderr, snapshots()))
+        p = snapshot()
+        expect(p.returncode == 1, "hmdb snapshot without --tls was served by the TLS port: %s%s" % (p.stdout, p.stderr))
+        p = snapshot("--tls", "--cacert", ca.crt, "--cert", stranger[0], "--key", stranger[1])
+        expect(p.returncode == 1 and "TLS" in p.stderr, "hmdb snapshot with another CA's certificate: %s" % p.stderr)
+        p = snapshot(*tls_args, env=dict((k, v) for k, v in os.environ.items() if k != "HMDB_PASSWORD"))
+        expect(p.returncode == 1 and "NOAUTH" in p.stderr, "hmdb snapshot without the password: %s" % p.stderr)
+        p = snapshot(*tls_args, "--password", PASSWORD, env=dict((k, v) for k, v in os.environ.items()
+                                                                 if k != "HMDB_PASSWORD"))
+        expect(p.returncode == 0, "hmdb snapshot --password: %s" % p.stderr)
+        p = snapshot("--cert", client_cert[0])
+        expect(p.returncode == 2 and "need --tls" in p.stderr, "hmdb snapshot --cert without --tls: %s" % p.stderr)
+        print("hmdb snapshot --tls: written; refused without --tls, with another CA's certificate, without the password")
+        ok = True
+    finally:
+        if not ok:
+            print(s.log_tail())
+        s.kill()
+        if ok:
+            harness.remove_work_dir(work)
+    print("tools: hmdb-bench and hmdb snapshot speak TLS (with a password) to a TLS port")
+
+
 CASES = {"clients": case_clients, "tlsonly": case_tlsonly, "reload": case_reload, "cluster": case_cluster,
-         "intruder": case_intruder}
+         "intruder": case_intruder, "tools": case_tools}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", choices=sorted(CASES), action="append")
+    ap.add_argument("--bench", help="hmdb-bench, for the tools case")
     ap.add_argument("binary")
     args = ap.parse_args()
     if not shutil.which("openssl"):
@@ -469,7 +589,10 @@ def main():
     for name in args.case or list(CASES):
         t0 = time.monotonic()
         try:
-            CASES[name](args.binary)
+            if name == "tools":
+                CASES[name](args.binary, args.bench)
+            else:
+                CASES[name](args.binary)
         except harness.TestFailure as e:
             harness.fail("%s: %s" % (name, e))
             return 1
