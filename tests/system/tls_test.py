@@ -22,6 +22,14 @@ processes, real clients and certificates made by openssl for the test (tls_certs
             --key status` works and plain `hmdb cluster` is not served by a TLS port; the
             leader is killed, the others elect and take writes, it comes back, all converge
             to one digest; no member refused another's handshake.
+  peer_reload  three nodes over peer TLS move to a new CA without a restart: each node's
+            certificate, key and CA file are replaced (the new CA alone: the old one is
+            dropped) and every node is sent SIGHUP (INFO tls_reloads 1 each; the TLS port
+            presents the new certificate). The cluster goes on over its open connections.
+            Node 3 restarted with its old certificate is refused by both others at the
+            handshake (log line, INFO tls_peer_handshake_failures) and falls behind; restarted
+            with its new one, it is accepted and converges to the others' digest: the
+            connections made after the reload use the new files on both sides.
   tools     hmdb-bench and `hmdb snapshot` against a node's TLS port (client certificates
             required, a password): with --tls --cacert --cert --key (and --password) they
             are served: hmdb-bench's SETs land (DBSIZE), its SETs and GETs of 100 kB values
@@ -468,6 +476,92 @@ def case_intruder(binary):
           "(logged, counted); the term and the leader stayed")
 
 
+def replace_file(src, dst):
+    """Puts src's bytes at dst the way docs/security.md says to rotate: a new file renamed
+    over the old one (a reader never sees half a file)."""
+    shutil.copy(src, dst + ".new")
+    os.replace(dst + ".new", dst)
+
+
+def case_peer_reload(binary):
+    work = harness.make_work_dir("hmdb-tls-peer-reload-")
+    ca = tls_certs.CA(os.path.join(work, "ca"), "cluster-ca")
+    c = cl.Cluster(binary, work, nodes=3, cluster_id="hmdb-tls-test", durability="periodic", tls=ca)
+    ok = False
+
+    def refusals(n):
+        return info_field(n.client_port, "tls_peer_handshake_failures", n.ip)
+
+    try:
+        c.start()
+        leader = c.wait_leader(LEADER_TIMEOUT_S)
+        for i in range(10):
+            expect(leader.call("SET", "k%d" % i, "v%d" % i) == "OK", "a write before the rotation")
+        # Node 3's certificate of the old CA, kept to try it again after the rotation.
+        victim = c.nodes[2]
+        victim_paths = victim.tls_cert
+        old_cert = (os.path.join(work, "old-node-3.crt"), os.path.join(work, "old-node-3.key"))
+        for src, dst in zip(victim.tls_cert, old_cert):
+            shutil.copy(src, dst)
+        # The rotation: a new CA, a certificate of it per node, and the CA file holding the new
+        # CA alone. The nodes' paths stay (what they were started with); SIGHUP reads them.
+        new_ca = tls_certs.CA(os.path.join(work, "new-ca"), "new-cluster-ca")
+        new_client = new_ca.issue("new-client")
+        for n in c.nodes:
+            crt, key = new_ca.issue("new-node-%d" % n.id)
+            replace_file(crt, n.tls_cert[0])
+            replace_file(key, n.tls_cert[1])
+        replace_file(new_ca.crt, ca.crt)
+        for n in c.nodes:
+            expect(refusals(n) == 0, "%s refused a handshake before the rotation" % n)
+            n.proc.send_signal(signal.SIGHUP)
+        for n in c.nodes:
+            wait_for("%s: tls_reloads 1" % n, lambda: info_field(n.client_port, "tls_reloads", n.ip) == 1, n)
+            expect(served_cn(n.tls_port, new_ca.crt, new_client, n.ip) == "new-node-%d" % n.id,
+                   "%s does not present its new certificate after SIGHUP" % n)
+        print("rotated to a new CA: every node reloaded (tls_reloads 1) and presents its new certificate")
+        # The open peer connections keep their old certificates: the cluster goes on.
+        leader = c.wait_leader(LEADER_TIMEOUT_S)
+        if leader is victim:
+            # Node 3 is to be restarted below; writes must go on without it.
+            other = c.nodes[0]
+            r = leader.call("CLUSTER", "TRANSFER", str(other.id), timeout=LEADER_TIMEOUT_S)
+            expect(r == "OK", "CLUSTER TRANSFER off node 3 answered %r" % (r,))
+            leader = c.wait_leader(LEADER_TIMEOUT_S, nodes=c.nodes[:2])
+        members = [n for n in c.nodes if n is not victim]
+        # Node 3 with only its old certificate: refused by both members at the handshake.
+        victim.kill()
+        victim.tls_cert = old_cert
+        victim.start()
+        refused_certificate = re.compile(r"refused the connection from [0-9.]+:\d+: TLS handshake failed: "
+                                         r"certificate verify failed: unable to get local issuer certificate")
+        wait_for("both members refusing node 3's old certificate (log line, counter)",
+                 lambda: all(refused_certificate.search(n.log()) and refusals(n) >= 1 for n in members), members[0])
+        for i in range(10, 20):
+            expect(leader.call("SET", "k%d" % i, "v%d" % i) == "OK", "a write while node 3 is refused")
+        applied = {n: int(cl.parse_info(n.call("INFO", "replication"))["applied_index"]) for n in c.nodes}
+        expect(applied[victim] < min(applied[n] for n in members),
+               "node 3 with the old certificate kept up with the cluster: %r" % applied)
+        print("node 3 with its old certificate: refused by both members (log line, tls_peer_handshake_failures), "
+              "behind at applied index %d" % applied[victim])
+        # Node 3 with its new certificate: accepted over connections made after the reload.
+        victim.kill()
+        victim.tls_cert = victim_paths
+        victim.start()
+        c.wait_converged(CONVERGE_TIMEOUT_S)
+        digests = {n: n.digest() for n in c.nodes}
+        expect(len(set(digests.values())) == 1, "the nodes' digests differ: %r" % digests)
+        ok = True
+    finally:
+        if not ok:
+            for n in c.nodes:
+                print(n.log_tail())
+        c.kill_all()
+        if ok:
+            harness.remove_work_dir(work)
+    print("peer_reload: a new CA by SIGHUP on every node; the old certificate refused, the new one accepted")
+
+
 def case_tools(binary, bench):
     if bench is None:
         raise harness.TestFailure("the tools case needs --bench HMDB_BENCH_BINARY")
@@ -574,7 +668,8 @@ def case_tools(binary, bench):
 
 
 CASES = {"clients": case_clients, "tlsonly": case_tlsonly, "reload": case_reload, "cluster": case_cluster,
-         "intruder": case_intruder, "tools": case_tools}
+         "intruder": case_intruder, "tools": case_tools,
+         "peer_reload": case_peer_reload}
 
 
 def main():
