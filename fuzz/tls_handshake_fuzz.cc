@@ -16,8 +16,8 @@
 // stranger sends is never parsed as a command or a frame; and once the stranger closed, the
 // connection ends (kClosed or kError) within kReadsAfterCloseMax reads, never waits forever.
 //
-// The certificates below are throwaway ones made for this target (100-year validity, never
-// used anywhere else): the key is public, which is the point.
+// The certificates are the unit tests' throwaway ones (tests/net/tls_test_certs.h: 100-year
+// validity, used nowhere else): the key is public, which is the point.
 //
 // Built two ways like the other targets: with clang -fsanitize=fuzzer (fuzz/CMakeLists.txt),
 // and with -DHMDB_FUZZ_REPLAY_MAIN as a plain program that replays the corpus (tests/net).
@@ -36,6 +36,7 @@
 #include <memory>
 #include <string>
 
+#include "../tests/net/tls_test_certs.h"
 #include "common/assert.h"
 #include "net/tls.h"
 
@@ -49,59 +50,22 @@ constexpr size_t kInputBytesMax = 64 << 10;  // below a socketpair's buffer: a w
 constexpr int kReadsPerWriteMax = 16;
 constexpr int kReadsAfterCloseMax = 16;
 
-constexpr char kCaPem[] = R"(-----BEGIN CERTIFICATE-----
-MIIBhTCCASugAwIBAgIUdKjVDUaJZOvcEWnAG7vy9lPIQakwCgYIKoZIzj0EAwIw
-FzEVMBMGA1UEAwwMaG1kYi1mdXp6LWNhMCAXDTI2MTIwNTIzMjk0MVoYDzIxMjYx
-MTExMjMyOTQxWjAXMRUwEwYDVQQDDAxobWRiLWZ1enotY2EwWTATBgcqhkjOPQIB
-BggqhkjOPQMBBwNCAAQEONx20gg8iFNBhLCJdluvD5MI4P17rjFd6vMyuRl0WGiz
-t3RuP9NglO6ihpnOUArri41r+MTyZ8aG51lMCkdjo1MwUTAdBgNVHQ4EFgQUW+9b
-xdjZ/R8RU4J94TDshjs103MwHwYDVR0jBBgwFoAUW+9bxdjZ/R8RU4J94TDshjs1
-03MwDwYDVR0TAQH/BAUwAwEB/zAKBggqhkjOPQQDAgNIADBFAiBZJfy2yE/71LwV
-GxkOsCGJCLP66ALTJRAITOyG3qqM+gIhANGob5RJUDUCdZzr+zi9yHPbnG+Ga+Y5
-5CLGXoOtLw4A
------END CERTIFICATE-----
-)";
-constexpr char kCertPem[] = R"(-----BEGIN CERTIFICATE-----
-MIIBLDCB0wIUZBf6LSbeZ/zu50Ve0lswTN+VPtMwCgYIKoZIzj0EAwIwFzEVMBMG
-A1UEAwwMaG1kYi1mdXp6LWNhMCAXDTI2MTIwNTIzMjk0MVoYDzIxMjYxMTExMjMy
-OTQxWjAZMRcwFQYDVQQDDA5obWRiLWZ1enotbm9kZTBZMBMGByqGSM49AgEGCCqG
-SM49AwEHA0IABFrMulWlnFHAPjPrSd6lENDLtMqBQsTq2vYaskxWw89uewL84hgi
-8C77/Pimvprm6AQEhqWp83l7jXJ5wh8DZygwCgYIKoZIzj0EAwIDSAAwRQIhAIPn
-4sq2RO9ydtco+Jz4SU18WmEIz0HuuBm52oyzlWPvAiAvgbkLdiI+bLCrQDXDz8wd
-AO8A6y3u1HnAvq8GFXeEDg==
------END CERTIFICATE-----
-)";
-constexpr char kKeyPem[] = R"(-----BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgERZEwn8dT0mr8NYU
-hSh58jiz49SIlK/19occq5B4k1ahRANCAARazLpVpZxRwD4z60nepRDQy7TKgULE
-6tr2GrJMVsPPbnsC/OIYIvAu+/z4pr6a5ugEBIalqfN5e41yecIfA2co
------END PRIVATE KEY-----
-)";
-
 struct Contexts {
   std::shared_ptr<TlsContext> by_rule[3];
 };
 
-std::string write_file(const std::filesystem::path& dir, const char* name, const char* text) {
-  const std::filesystem::path p = dir / name;
-  std::ofstream(p, std::ios::binary) << text;
-  return p.string();
-}
-
 const Contexts& contexts() {
   static const Contexts made = [] {
-    char tmpl[] = "/tmp/hmdb-tls-fuzz-XXXXXX";
-    HMDB_ASSERT(::mkdtemp(tmpl) != nullptr, "mkdtemp: %s", std::strerror(errno));
-    const std::filesystem::path dir(tmpl);
-    hmdb::net::TlsFiles files{write_file(dir, "node.crt", kCertPem), write_file(dir, "node.key", kKeyPem),
-                              write_file(dir, "ca.crt", kCaPem)};
+    const hmdb::net::TlsFiles files =
+        hmdb::net::testing::write_test_tls_files(hmdb::net::testing::kNodeCertPem, hmdb::net::testing::kNodeKeyPem);
     Contexts c;
     const TlsAuthClients rules[3] = {TlsAuthClients::kYes, TlsAuthClients::kOptional, TlsAuthClients::kNo};
     for (int i = 0; i < 3; i++) {
       hmdb::Status s = TlsContext::create(TlsContext::Role::kServer, files, rules[i], &c.by_rule[i]);
       HMDB_ASSERT(s.is_ok(), "the fuzz target's certificates: %s", s.to_string().c_str());
     }
-    std::filesystem::remove_all(dir);  // loaded: the files are not needed any more
+    // Loaded: the files are not needed any more.
+    std::filesystem::remove_all(std::filesystem::path(files.cert_file).parent_path());
     return c;
   }();
   return made;
@@ -181,10 +145,12 @@ namespace {
 
 // A ClientHello as OpenSSL's client writes it (TLS 1.3 and 1.2 offered).
 std::string client_hello() {
-  char tmpl[] = "/tmp/hmdb-tls-seeds-XXXXXX";
-  HMDB_ASSERT(::mkdtemp(tmpl) != nullptr, "mkdtemp");
-  const std::filesystem::path dir(tmpl);
-  hmdb::net::TlsFiles files{"", "", write_file(dir, "ca.crt", kCaPem)};
+  // A client without a certificate of its own: the CA file alone.
+  hmdb::net::TlsFiles files =
+      hmdb::net::testing::write_test_tls_files(hmdb::net::testing::kNodeCertPem, hmdb::net::testing::kNodeKeyPem);
+  const std::filesystem::path dir = std::filesystem::path(files.cert_file).parent_path();
+  files.cert_file.clear();
+  files.key_file.clear();
   std::shared_ptr<TlsContext> client;
   HMDB_ASSERT(TlsContext::create(TlsContext::Role::kClient, files, TlsAuthClients::kYes, &client).is_ok(), "client");
   std::filesystem::remove_all(dir);

@@ -1,8 +1,8 @@
-// tests/net/tls_test_certs.h — throwaway certificates for the TLS unit tests (made once with
-// the openssl commands of docs/security.md, 100-year validity, used nowhere else: the keys
-// are public, which is the point): a CA, a node certificate it signed, an expired one it
-// signed, and a certificate of another CA. write_test_tls_files() puts them in files, as
-// TlsContext::create reads files.
+// tests/net/tls_test_certs.h — throwaway certificates for the TLS unit tests and
+// fuzz/tls_handshake_fuzz.cc (made once with the openssl commands of docs/security.md,
+// 100-year validity, used nowhere else: the keys are public, which is the point): a CA, a
+// node certificate it signed, an expired one it signed, and a certificate of another CA.
+// write_test_tls_files() puts them in files, as TlsContext::create reads files.
 #pragma once
 
 #include <stdlib.h>
