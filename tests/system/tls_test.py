@@ -45,6 +45,7 @@ Usage: tls_test.py [--case NAME] [--bench HMDB_BENCH_BINARY] HMDB_BINARY
 """
 
 import argparse
+import contextlib
 import csv
 import io
 import os
@@ -125,6 +126,52 @@ def wait_for(what, condition, server):
         time.sleep(POLL_INTERVAL_S)
 
 
+def _log_tails(thing):
+    if isinstance(thing, list):
+        return [t for x in thing for t in _log_tails(x)]
+    if isinstance(thing, cl.Cluster):
+        return [n.log_tail() for n in thing.nodes]
+    return [thing.log_tail()] if hasattr(thing, "log_tail") else []
+
+
+def _stop(thing):
+    if isinstance(thing, list):
+        for x in thing:
+            _stop(x)
+    elif isinstance(thing, cl.Cluster):
+        thing.kill_all()
+    elif isinstance(thing, subprocess.Popen):
+        thing.kill()
+        thing.wait()
+    elif hasattr(thing, "kill"):
+        thing.kill()
+
+
+@contextlib.contextmanager
+def running(work, *things):
+    """A case's body with what it starts (harness.Server, cl.Cluster, a Popen, a list of
+    Popens filled meanwhile, or anything with log_tail()): if the body fails their log tails
+    are printed; they are killed either way; the work directory is removed only when the
+    body passed (a failed case's files stay to be looked at)."""
+    try:
+        yield
+    except BaseException:
+        for tail in _log_tails(list(things)):
+            print(tail)
+        _stop(list(things))
+        raise
+    _stop(list(things))
+    harness.remove_work_dir(work)
+
+
+def node_certificates(work):
+    """The cluster's CA, another CA, and (cert, key) pairs: a node's and a client's of the
+    cluster's CA, a stranger's of the other."""
+    ca = tls_certs.CA(os.path.join(work, "ca"), "cluster-ca")
+    other = tls_certs.CA(os.path.join(work, "other"), "other-ca")
+    return ca, other, ca.issue("node"), ca.issue("client"), other.issue("stranger")
+
+
 def tls_flags(port, crt, key, ca, auth="yes"):
     return ["--tls-port", str(port), "--tls-cert-file", crt, "--tls-key-file", key, "--tls-ca-cert-file", ca,
             "--tls-auth-clients", auth]
@@ -152,17 +199,12 @@ def redis_cli_tls(port, ca, cert, args):
 
 def case_clients(binary):
     work = harness.make_work_dir("hmdb-tls-clients-")
-    ca = tls_certs.CA(os.path.join(work, "ca"), "cluster-ca")
-    other = tls_certs.CA(os.path.join(work, "other"), "other-ca")
-    node_cert = ca.issue("node")
-    client_cert = ca.issue("client")
-    stranger = other.issue("stranger")
+    ca, other, node_cert, client_cert, stranger = node_certificates(work)
     expired = ca.issue("expired-client", days=-1)
     tls_port = harness.free_port()
     s = harness.Server(binary, os.path.join(work, "data"), work, durability="none", name="tls",
                        extra_args=tls_flags(tls_port, node_cert[0], node_cert[1], ca.crt))
-    ok = False
-    try:
+    with running(work, s):
         s.start()
         good = tls_certs.client_context(ca.crt, client_cert)
         with resp.Client(harness.HOST, tls_port, timeout=CLIENT_TIMEOUT_S, tls=good) as c:
@@ -218,13 +260,6 @@ def case_clients(binary):
         # Still serving.
         with resp.Client(harness.HOST, tls_port, timeout=CLIENT_TIMEOUT_S, tls=good) as c:
             expect(c.call("GET", "k") == b"v", "a good client after the refusals")
-        ok = True
-    finally:
-        if not ok:
-            print(s.log_tail())
-        s.kill()
-        if ok:
-            harness.remove_work_dir(work)
     print("clients: served over TLS with a certificate; refused without one, with a stranger's or an expired one")
 
 
@@ -244,7 +279,6 @@ def case_tlsonly(binary):
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([binary, "serve", "--config", config], stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT)
-    ok = False
 
     def text():
         with open(log_path, "rb") as f:
@@ -254,7 +288,7 @@ def case_tlsonly(binary):
         def log_tail(self):
             return text()[-harness.LOG_TAIL_BYTES:]
 
-    try:
+    with running(work, proc, Log()):
         wait_for("the node to be ready", lambda: "ready:" in text() or proc.poll() is not None, Log())
         expect(proc.poll() is None, "the node exited:\n" + text())
         line = next(l for l in text().splitlines() if "ready:" in l)
@@ -265,14 +299,6 @@ def case_tlsonly(binary):
             expect(c.call("SET", "k", "v") == "OK", "tls-auth-clients optional: a client without a certificate")
         expect(refused(tls_port, tls_certs.client_context(ca.crt, stranger)),
                "tls-auth-clients optional: a certificate of another CA")
-        ok = True
-    finally:
-        proc.kill()
-        proc.wait()
-        if not ok:
-            print(text()[-harness.LOG_TAIL_BYTES:])
-        else:
-            harness.remove_work_dir(work)
     print("tlsonly: no plaintext port; optional client certificates: none served, a stranger's refused")
 
 
@@ -297,8 +323,7 @@ def case_reload(binary):
     tls_port = harness.free_port()
     s = harness.Server(binary, os.path.join(work, "data"), work, durability="none", name="reload",
                        extra_args=tls_flags(tls_port, live[0], live[1], ca.crt))
-    ok = False
-    try:
+    with running(work, s):
         s.start()
         good = tls_certs.client_context(ca.crt, client_cert)
         expect(served_cn(tls_port, ca.crt, client_cert) == "node-first", "the first certificate")
@@ -321,13 +346,6 @@ def case_reload(binary):
         expect("tls: reload failed, the certificates in use stay" in s.log(), "the failed reload is not logged")
         expect(served_cn(tls_port, ca.crt, client_cert) == "node-second", "the certificate after a failed reload")
         expect(info_field(s.port, "tls_reloads") == 1, "a failed reload counted as done")
-        ok = True
-    finally:
-        if not ok:
-            print(s.log_tail())
-        s.kill()
-        if ok:
-            harness.remove_work_dir(work)
     print("reload: SIGHUP serves the new certificate to new connections; a bad file is refused and the old one stays")
 
 
@@ -362,8 +380,7 @@ def case_cluster(binary):
     # TLS only: no node has a plaintext port, so every connection below (the harness's own,
     # the forwarding links, hmdb cluster) can only be TLS.
     c = cl.Cluster(binary, work, nodes=3, cluster_id="hmdb-tls-test", durability="always", tls=ca, tls_only=True)
-    ok = False
-    try:
+    with running(work, c):
         c.start()
         leader = c.wait_leader(LEADER_TIMEOUT_S)
         follower = next(n for n in c.nodes if n is not leader)
@@ -400,14 +417,6 @@ def case_cluster(binary):
             failures = cl.parse_info(n.call("INFO", "stats"))["tls_peer_handshake_failures"]
             expect(failures == "0", "%s refused %s members' TLS handshakes" % (n, failures))
             expect("listening on TLS on" in n.log(), "%s has a plaintext port" % n)
-        ok = True
-    finally:
-        if not ok:
-            for n in c.nodes:
-                print(n.log_tail())
-        c.kill_all()
-        if ok:
-            harness.remove_work_dir(work)
     print("cluster: 3 nodes over peer TLS elected, forwarded, failed over and converged; hmdb cluster --tls")
 
 
@@ -417,8 +426,7 @@ def case_intruder(binary):
     other = tls_certs.CA(os.path.join(work, "other"), "other-ca")
     c = cl.Cluster(binary, work, nodes=3, cluster_id="hmdb-tls-test", durability="periodic", tls=ca)
     intruders = []
-    ok = False
-    try:
+    with running(work, c, intruders):
         c.start()
         leader = c.wait_leader(LEADER_TIMEOUT_S)
         term = cl.parse_info(leader.call("INFO", "replication"))["term"]
@@ -461,17 +469,6 @@ def case_intruder(binary):
             info = cl.parse_info(n.call("INFO", "replication"))
             expect(info["term"] == term and info["leader_id"] == str(leader.id),
                    "%s: the intruders changed the term or the leader: %r" % (n, info))
-        ok = True
-    finally:
-        for p in intruders:
-            p.kill()
-            p.wait()
-        if not ok:
-            for n in c.nodes:
-                print(n.log_tail())
-        c.kill_all()
-        if ok:
-            harness.remove_work_dir(work)
     print("intruder: a node with another CA's certificate and a plaintext node were refused at the TLS handshake "
           "(logged, counted); the term and the leader stayed")
 
@@ -487,12 +484,11 @@ def case_peer_reload(binary):
     work = harness.make_work_dir("hmdb-tls-peer-reload-")
     ca = tls_certs.CA(os.path.join(work, "ca"), "cluster-ca")
     c = cl.Cluster(binary, work, nodes=3, cluster_id="hmdb-tls-test", durability="periodic", tls=ca)
-    ok = False
 
     def refusals(n):
         return info_field(n.client_port, "tls_peer_handshake_failures", n.ip)
 
-    try:
+    with running(work, c):
         c.start()
         leader = c.wait_leader(LEADER_TIMEOUT_S)
         for i in range(10):
@@ -551,14 +547,6 @@ def case_peer_reload(binary):
         c.wait_converged(CONVERGE_TIMEOUT_S)
         digests = {n: n.digest() for n in c.nodes}
         expect(len(set(digests.values())) == 1, "the nodes' digests differ: %r" % digests)
-        ok = True
-    finally:
-        if not ok:
-            for n in c.nodes:
-                print(n.log_tail())
-        c.kill_all()
-        if ok:
-            harness.remove_work_dir(work)
     print("peer_reload: a new CA by SIGHUP on every node; the old certificate refused, the new one accepted")
 
 
@@ -566,11 +554,7 @@ def case_tools(binary, bench):
     if bench is None:
         raise harness.TestFailure("the tools case needs --bench HMDB_BENCH_BINARY")
     work = harness.make_work_dir("hmdb-tls-tools-")
-    ca = tls_certs.CA(os.path.join(work, "ca"), "cluster-ca")
-    other = tls_certs.CA(os.path.join(work, "other"), "other-ca")
-    node_cert = ca.issue("node")
-    client_cert = ca.issue("client")
-    stranger = other.issue("stranger")
+    ca, other, node_cert, client_cert, stranger = node_certificates(work)
     tls_port = harness.free_port()
     data = os.path.join(work, "data")
     s = harness.Server(binary, data, work, durability="always", name="tools",
@@ -592,8 +576,7 @@ def case_tools(binary, bench):
     def rows(p):
         return {r["test"]: r for r in csv.DictReader(io.StringIO(p.stdout))}
 
-    ok = False
-    try:
+    with running(work, s):
         s.start()
         good = tls_certs.client_context(ca.crt, client_cert)
         # hmdb-bench over TLS with AUTH: every key of the keyspace written once at least
@@ -657,13 +640,6 @@ def case_tools(binary, bench):
         p = snapshot("--cert", client_cert[0])
         expect(p.returncode == 2 and "need --tls" in p.stderr, "hmdb snapshot --cert without --tls: %s" % p.stderr)
         print("hmdb snapshot --tls: written; refused without --tls, with another CA's certificate, without the password")
-        ok = True
-    finally:
-        if not ok:
-            print(s.log_tail())
-        s.kill()
-        if ok:
-            harness.remove_work_dir(work)
     print("tools: hmdb-bench and hmdb snapshot speak TLS (with a password) to a TLS port")
 
 
