@@ -38,8 +38,11 @@ void decode_batch(std::string_view payload) {
         for (auto a : step.argv) HMDB_ASSERT(a.data() >= payload.data() && a.data() + a.size() <= payload.data() + payload.size(), "argument outside the payload");
       }
       if (step.kind == Kind::kCommand || step.kind == Kind::kGroupBegin || step.kind == Kind::kActivation ||
-          step.kind == Kind::kDigestMark)
+          step.kind == Kind::kDigestMark || step.kind == Kind::kAcl)
         items++;
+      if (step.kind == Kind::kAcl)
+        HMDB_ASSERT(hmdb::core::acl_item_valid(step.acl_op, step.argv.size()), "an ACL item of op %u with %zu words",
+                    step.acl_op, step.argv.size());
       if (step.kind == Kind::kActivation) HMDB_ASSERT(step.version > 0, "an activation of version 0");
       if (step.kind == Kind::kGroupBegin) in_group = 0;
       if (step.kind == Kind::kGroupCommand) HMDB_ASSERT(++in_group <= step.group_size, "more commands than the group declares");

@@ -93,7 +93,7 @@ std::vector<Step> read_steps(std::string_view payload, bool* ok) {
   uint64_t group_hash = 0;
   while (r.next(s)) {
     const bool grouped = s.kind != BatchStep::Kind::kCommand && s.kind != BatchStep::Kind::kActivation &&
-                         s.kind != BatchStep::Kind::kDigestMark;
+                         s.kind != BatchStep::Kind::kDigestMark && s.kind != BatchStep::Kind::kAcl;
     Step copy{s.kind, s.item, grouped ? s.group_size : 0, {}, {}, 0, 0};
     if (s.tagged()) {
       HMDB_ASSERT(s.request_id.size() <= core::kRequestIdBytesMax, "a request id of %zu bytes", s.request_id.size());
@@ -120,8 +120,12 @@ std::vector<Step> read_steps(std::string_view payload, bool* ok) {
         copy.version = s.version;
         break;
       case BatchStep::Kind::kDigestMark: break;
+      case BatchStep::Kind::kAcl:
+        HMDB_ASSERT(!s.tagged(), "a tagged ACL item");
+        copy.version = s.acl_op;  // (the op, in the version's place)
+        break;
     }
-    if (s.kind == BatchStep::Kind::kCommand || s.kind == BatchStep::Kind::kGroupCommand)
+    if (s.kind == BatchStep::Kind::kCommand || s.kind == BatchStep::Kind::kGroupCommand || s.kind == BatchStep::Kind::kAcl)
       for (auto a : s.argv) copy.argv.emplace_back(a);
     steps.push_back(std::move(copy));
   }
@@ -142,6 +146,8 @@ void fuzz_batch(std::string_view payload) {
     if (s.kind == BatchStep::Kind::kGroupBegin) b.add_group(s.group_size);
     if (s.kind == BatchStep::Kind::kActivation) b.add_activation(s.version);
     if (s.kind == BatchStep::Kind::kDigestMark) b.add_digest_mark();
+    if (s.kind == BatchStep::Kind::kAcl)
+      b.add_acl(static_cast<uint8_t>(s.version), std::vector<std::string_view>(s.argv.begin(), s.argv.end()));
     if (s.kind != BatchStep::Kind::kCommand && s.kind != BatchStep::Kind::kGroupCommand) continue;
     argv.assign(s.argv.begin(), s.argv.end());
     if (s.kind == BatchStep::Kind::kGroupCommand) b.add_to_group(argv);

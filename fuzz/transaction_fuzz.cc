@@ -79,13 +79,20 @@ std::vector<Step> read_steps(std::string_view payload, bool* ok) {
         HMDB_ASSERT(!in_group, "a digest mark inside a group");
         expected_item++;
         break;
+      case BatchStep::Kind::kAcl:
+        HMDB_ASSERT(!in_group && core::acl_item_valid(s.acl_op, s.argv.size()), "an ACL item inside a group, or invalid");
+        expected_item++;
+        break;
     }
     Step copy{s.kind, s.item, 0, 0, 0, {}};
     if (s.kind == BatchStep::Kind::kGroupCommand) copy.position = s.position;
     if (s.kind != BatchStep::Kind::kCommand && s.kind != BatchStep::Kind::kActivation &&
-        s.kind != BatchStep::Kind::kDigestMark)
+        s.kind != BatchStep::Kind::kDigestMark && s.kind != BatchStep::Kind::kAcl)
       copy.group_size = s.group_size;
     if (s.kind == BatchStep::Kind::kActivation) copy.version = s.version;
+    if (s.kind == BatchStep::Kind::kAcl) copy.version = s.acl_op;  // (the op, in the version's place)
+    if (s.kind == BatchStep::Kind::kAcl)
+      for (auto a : s.argv) copy.argv.emplace_back(a);
     if (s.kind == BatchStep::Kind::kCommand || s.kind == BatchStep::Kind::kGroupCommand) {
       HMDB_ASSERT(!s.argv.empty(), "a command without words");
       for (auto a : s.argv) {
@@ -112,6 +119,8 @@ void fuzz_batch(std::string_view payload) {
     if (s.kind == BatchStep::Kind::kGroupBegin) b.add_group(s.group_size);
     if (s.kind == BatchStep::Kind::kActivation) b.add_activation(s.version);
     if (s.kind == BatchStep::Kind::kDigestMark) b.add_digest_mark();
+    if (s.kind == BatchStep::Kind::kAcl)
+      b.add_acl(static_cast<uint8_t>(s.version), std::vector<std::string_view>(s.argv.begin(), s.argv.end()));
     if (s.kind != BatchStep::Kind::kCommand && s.kind != BatchStep::Kind::kGroupCommand) continue;
     argv.assign(s.argv.begin(), s.argv.end());
     if (s.kind == BatchStep::Kind::kGroupCommand) b.add_to_group(argv);

@@ -414,6 +414,7 @@ std::string AclUsers::set_user(std::string_view name, const std::vector<std::str
   }
   if (it != users_.end()) *it->second = std::move(copy);  // in place: its connections see the new rules
   else users_.emplace(std::string(name), std::make_shared<AclUser>(std::move(copy)));
+  if (name == kDefaultUserName) apply_pin();
   return {};
 }
 
@@ -445,6 +446,73 @@ std::string AclUsers::save() const {
   std::string out;
   for (const auto& [name, u] : users_) out += u->describe() + "\n";
   return out;
+}
+
+std::string AclUsers::check_set_user(std::string_view name, const std::vector<std::string_view>& rules,
+                                     const AclCatalog& catalog) const {
+  if (!valid_user_name(name)) return "ERR Usernames can't contain spaces or null characters";
+  auto it = users_.find(name);
+  AclUser copy = it != users_.end() ? *it->second : AclUser(std::string(name));
+  for (std::string_view rule : rules) {
+    const std::string why = copy.apply(rule, catalog);
+    if (!why.empty()) return acl_setuser_error(rule, why);
+  }
+  return {};
+}
+
+void AclUsers::pin_default_password(std::string_view password) {
+  pinned_ = true;
+  pinned_digest_ = password_digest(password);
+  apply_pin();
+}
+
+void AclUsers::apply_pin() {
+  if (pinned_) default_->set_only_password(pinned_digest_);
+}
+
+std::vector<std::string> acl_rules_for_log(const std::vector<std::string_view>& rules) {
+  std::vector<std::string> out;
+  out.reserve(rules.size());
+  for (std::string_view rule : rules) {
+    if (!rule.empty() && (rule[0] == '>' || rule[0] == '<')) {
+      out.push_back((rule[0] == '>' ? "#" : "!") + hex(password_digest(rule.substr(1))));
+    } else {
+      out.emplace_back(rule);
+    }
+  }
+  return out;
+}
+
+std::string apply_acl_change(AclUsers& users, const AclCatalog& catalog, AclOp op,
+                             const std::vector<std::string_view>& words) {
+  auto error = [](std::string_view e) { return "-" + std::string(e) + "\r\n"; };
+  switch (op) {
+    case AclOp::kSetUser: {
+      const std::vector<std::string_view> rules(words.begin() + 1, words.end());
+      const std::string e = users.set_user(words[0], rules, catalog);
+      if (!e.empty()) return error(e);
+      users.set_logged(true);
+      return "+OK\r\n";
+    }
+    case AclOp::kDelUser: {
+      // `default` is refused as a whole, as Redis does, before anything is removed.
+      if (std::find(words.begin(), words.end(), kDefaultUserName) != words.end())
+        return error("ERR The 'default' user cannot be removed");
+      const int n = users.delete_users(words);
+      users.set_logged(true);
+      return ":" + std::to_string(n) + "\r\n";
+    }
+    case AclOp::kSeed:
+      if (users.logged()) return "+OK\r\n";  // a change applied before: the users are the cluster's already
+      [[fallthrough]];
+    case AclOp::kLoad: {
+      const std::string e = users.load(words[0], catalog);
+      if (!e.empty()) return error("ERR " + e + " (no user was changed)");
+      users.set_logged(true);
+      return "+OK\r\n";
+    }
+  }
+  return error("ERR unknown ACL change");
 }
 
 std::string AclUsers::load(std::string_view text, const AclCatalog& catalog) {
@@ -486,6 +554,7 @@ std::string AclUsers::load(std::string_view text, const AclCatalog& catalog) {
     else users_.emplace(name, std::make_shared<AclUser>(std::move(u)));
   }
   default_ = users_.find(kDefaultUserName)->second;
+  apply_pin();
   return {};
 }
 

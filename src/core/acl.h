@@ -113,6 +113,12 @@ class AclUser {
     deleted_ = true;
     permits_all_ = false;
   }
+  // requirepass (AclUsers::pin_default_password): this password and no other, not nopass.
+  void set_only_password(const PasswordDigest& d) {
+    passwords_.assign(1, d);
+    nopass_ = false;
+    update_permits_all();
+  }
 
   // AUTH's check: the user is on and nopass or has this password (constant-time compare).
   bool check_password(std::string_view password) const;
@@ -196,10 +202,58 @@ class AclUsers {
   // ACL LIST's lines, one per user, each ending in '\n': what load() reads back.
   std::string save() const;
 
+  // SETUSER's check without changing anything: "" or the error set_user would answer.
+  std::string check_set_user(std::string_view name, const std::vector<std::string_view>& rules,
+                             const AclCatalog& catalog) const;
+
+  // Replicated users (docs/security.md, "Users in a cluster"): true once a logged ACL change
+  // applied here (or a snapshot holding users was loaded). Until then the users are the
+  // node's own, from its ACL file; the first logged change carries the leader's (AclOp::kSeed).
+  bool logged() const { return logged_; }
+  void set_logged(bool logged) { logged_ = logged; }
+
+  // requirepass: the default user's one password whatever the rules, the file or the log
+  // say (the node's forwarding links log in with it); applied now and after every change.
+  void pin_default_password(std::string_view password);
+
  private:
+  void apply_pin();
+
   std::shared_ptr<AclUser> default_;
   std::map<std::string, std::shared_ptr<AclUser>, std::less<>> users_;
+  bool logged_ = false;
+  bool pinned_ = false;
+  PasswordDigest pinned_digest_{};
 };
+
+// ACL changes are log items (core/batch.h, kItemAcl), applied by every node to its users so
+// that every node holds the same users at the same log index (docs/decisions.md).
+enum class AclOp : uint8_t {
+  kSetUser = 1,  // words: the user name, then its rules (passwords as digests: acl_rules_for_log)
+  kDelUser = 2,  // words: the names
+  kLoad = 3,     // words: one text of ACL LIST lines (the ACL file the receiving node read)
+  // words: one text, the proposing leader's users: loaded only if no ACL change applied
+  // before (AclUsers::logged), so that the first change applies to the same users everywhere.
+  kSeed = 4,
+};
+
+// The users logged ACL changes apply to, and the commands their rules may name. Both null:
+// ACL items are answered and change nothing (the simulator, `hmdb dry-run`).
+struct ReplicatedAcl {
+  AclUsers* users = nullptr;
+  const AclCatalog* catalog = nullptr;
+  bool present() const { return users && catalog; }
+};
+
+// SETUSER's rules as the log keeps them: a password in clear (">pw", "<pw") becomes its
+// SHA-256 ("#hex", "!hex"), which means the same to AclUser::apply.
+std::vector<std::string> acl_rules_for_log(const std::vector<std::string_view>& rules);
+
+// Applies a logged ACL change and returns its reply (RESP2 bytes: +OK, :n, or an error; the
+// same bytes in RESP3). Deterministic: the same users, catalog and change give the same
+// users and reply on every node. `words` as AclOp says (acl_item_valid holds).
+std::string apply_acl_change(AclUsers& users, const AclCatalog& catalog, AclOp op,
+                             const std::vector<std::string_view>& words);
 
 // ACL SETUSER's error reply for a refused rule (without '-').
 std::string acl_setuser_error(std::string_view rule, std::string_view reason);

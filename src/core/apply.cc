@@ -48,7 +48,7 @@ void answer_repeat(const RequestTable::Entry& first, const BatchStep& step, std:
 
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
                         ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes, RequestTable* requests, EventHub* events,
-                        DigestMarks* marks, bool planted_apply_unread_schema) {
+                        DigestMarks* marks, bool planted_apply_unread_schema, const ReplicatedAcl* acl) {
   ApplyResult result;
   result.schema_version = schema_version;
   // Entries are logged under the active version, but for those proposed before an
@@ -211,6 +211,19 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
           }
           ReplyTo to = sink ? sink->reply_to(k) : ReplyTo{};
           if (to.out) Reply(to.out, to.protocol).integer(static_cast<int64_t>(index));
+          if (sink) sink->replied(k);
+          result.items++;
+          break;
+        }
+        case BatchStep::Kind::kAcl: {
+          // Every node's users change here, at the same index (core/acl.h); the reply is the
+          // change's, so that a rule refused is refused alike everywhere.
+          ReplyTo to = sink ? sink->reply_to(k) : ReplyTo{};
+          const std::string reply =
+              acl && acl->present()
+                  ? apply_acl_change(*acl->users, *acl->catalog, static_cast<AclOp>(step.acl_op), step.argv)
+                  : std::string("+OK\r\n");
+          if (to.out) to.out->append(reply);
           if (sink) sink->replied(k);
           result.items++;
           break;

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/acl.h"
 #include "core/batch.h"
 #include "core/digest_marks.h"
 #include "core/request_table.h"
@@ -112,6 +113,9 @@ struct ApplyResult {
 // stands, with `requests`, hashed at the active schema version, here or by its MarkHasher);
 // the mark's reply is `index`. Null: nothing is hashed (the mark is still answered).
 //
+// acl: the users an ACL item (batch.h, kItemAcl) changes (core/acl.h: apply_acl_change, whose
+// reply is the item's). Null or not present(): the item is answered +OK and changes nothing.
+//
 // planted_apply_unread_schema: a planted bug for the simulator (Replica::Options::PlantedBugs,
 // never set by the server): an entry logged under a version the app does not read is applied
 // as its newest version, and an activation of such a version is answered +OK and passed
@@ -119,6 +123,6 @@ struct ApplyResult {
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
                         ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes = nullptr,
                         RequestTable* requests = nullptr, EventHub* events = nullptr, DigestMarks* marks = nullptr,
-                        bool planted_apply_unread_schema = false);
+                        bool planted_apply_unread_schema = false, const ReplicatedAcl* acl = nullptr);
 
 }  // namespace hmdb::core

@@ -15,6 +15,9 @@
 // (1 .. 2^32-1), the app schema version the cluster's writes are logged under from this
 // item on (core/apply.h). Type 4 is a digest mark (CLUSTER DIGEST MARK): no body; every
 // node that applies it records the digest of its state at that point (core/digest_marks.h).
+// Type 5 is an ACL change (core/acl.h, AclOp): a u8 op (1 SETUSER, 2 DELUSER, 3 LOAD, 4 SEED),
+// varint n, then n byte strings: SETUSER's user name and rules (passwords as #<sha256>, never
+// in clear), DELUSER's names (n >= 1), LOAD's and SEED's one text of ACL LIST lines.
 //
 // A batch holding only commands is written as format 1, byte for byte what binaries before
 // transactions wrote and read; format 2 is used only for a batch that holds an extension
@@ -45,8 +48,21 @@ inline constexpr uint8_t kItemTransaction = 1;
 inline constexpr uint8_t kItemRequest = 2;
 inline constexpr uint8_t kItemActivation = 3;
 inline constexpr uint8_t kItemDigestMark = 4;
+inline constexpr uint8_t kItemAcl = 5;
 // Bound on words per command in a batch (also enforced by the RESP parser).
 inline constexpr uint64_t kMaxArgsPerCommand = 1024 * 1024;
+
+// An ACL item's op (core/acl.h, AclOp: 1 SETUSER, 2 DELUSER, 3 LOAD, 4 SEED) with this many
+// words: SETUSER a name and its rules (>= 1), DELUSER names (>= 1), LOAD and SEED one text.
+constexpr bool acl_item_valid(uint8_t op, uint64_t words) {
+  switch (op) {
+    case 1:
+    case 2: return words >= 1 && words <= kMaxArgsPerCommand;
+    case 3:
+    case 4: return words == 1;
+    default: return false;
+  }
+}
 
 class BatchBuilder {
  public:
@@ -88,6 +104,18 @@ class BatchBuilder {
     HMDB_ASSERT(group_left_ == 0, "a digest mark inside a group");
     body_.varint(0);
     body_.u8(kItemDigestMark);
+    format_ = kBatchFormatItems;
+    count_++;
+  }
+  // An ACL change (core/acl.h: AclOp and its words, checked by acl_item_valid): one item.
+  void add_acl(uint8_t op, const std::vector<std::string_view>& words) {
+    HMDB_ASSERT(group_left_ == 0, "an ACL change inside a group");
+    HMDB_ASSERT(acl_item_valid(op, words.size()), "an ACL item of op %u with %zu words", op, words.size());
+    body_.varint(0);
+    body_.u8(kItemAcl);
+    body_.u8(op);
+    body_.varint(words.size());
+    for (std::string_view w : words) body_.bytes(w);
     format_ = kBatchFormatItems;
     count_++;
   }
@@ -143,12 +171,14 @@ struct BatchStep {
     kGroupEnd,    // the open group is complete
     kActivation,  // a schema activation: version
     kDigestMark,  // a digest mark: the state here is hashed and kept (core/digest_marks.h)
+    kAcl,         // an ACL change: acl_op, and its words in argv (core/acl.h)
   };
   Kind kind = Kind::kCommand;
   uint64_t item = 0;        // the item's position in the batch (a group and its steps share one)
   uint64_t position = 0;    // kGroupCommand: the command's position in its group
   uint64_t group_size = 0;  // kGroupBegin/kGroupCommand/kGroupEnd: commands in the group
   uint32_t version = 0;     // kActivation: the schema version it activates
+  uint8_t acl_op = 0;       // kAcl: the change (core/acl.h, AclOp)
   std::vector<std::string_view> argv;  // kCommand, kGroupCommand: views into the payload
   // The item is tagged with a request (HMDB.REQ): its id (empty: not tagged), the protocol
   // its reply is rendered in, and XXH3-64 of the tagged item's bytes (a retry must be the
@@ -221,6 +251,15 @@ class BatchReader {
     }
     if (type == kItemDigestMark) {
       step.kind = BatchStep::Kind::kDigestMark;
+      return finish_item();
+    }
+    if (type == kItemAcl) {
+      const uint8_t op = in_.u8();
+      const uint64_t words = in_.count(1);
+      if (!in_.ok() || !acl_item_valid(op, words)) return fail();
+      if (!read_words(words, step.argv)) return false;
+      step.kind = BatchStep::Kind::kAcl;
+      step.acl_op = op;
       return finish_item();
     }
     if (type == kItemRequest) {

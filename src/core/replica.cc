@@ -218,7 +218,8 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
       break;
     case Route::kForward:
       stats_.forwarded++;
-      host_.forward(s, slot_as(q, held, Kind::kWaitingForward, argv), argv, cls == CommandClass::kAppWrite);
+      host_.forward(s, slot_as(q, held, Kind::kWaitingForward, argv), argv,
+                    cls == CommandClass::kAppWrite || cls == CommandClass::kShellWrite);
       return true;  // it finishes when the host answers it, which marks the session
     case Route::kHold:
       q.push(Kind::kDeferred, argv);
@@ -573,6 +574,7 @@ void Replica::queue_in_transaction(ClientSession& s, Args argv, std::string* out
   switch (cls) {
     case CommandClass::kUnknown: refuse(unknown_command_reply(argv)); return;
     case CommandClass::kShellBarrier:
+    case CommandClass::kShellWrite:
     case CommandClass::kWatch: refuse("-ERR Command not allowed inside a transaction\r\n"); return;
     case CommandClass::kShellLocal:
       if (transaction_name(argv[0]) == TransactionName::kUnwatch) {
@@ -939,6 +941,7 @@ void Replica::propose() {
   }
   if (batch_.empty()) return;
   mark_in_batch_ = false;
+  acl_seed_in_batch_ = false;
   std::string payload = batch_.finish();
   std::vector<ReplySlot> slots;
   slots.swap(batch_slots_);
@@ -1053,7 +1056,7 @@ void Replica::apply_entry(const raft::Entry& e) {
     if (options_.bugs.hash_marks_after_entry && !ours) after_entry.emplace();
     const ApplyResult r = apply_batch(app_, e.data, e.index, e.schema_version, ours ? &sink : nullptr, apply_scratch_,
                                       changes, requests, &pubsub_, after_entry ? &*after_entry : &marks_,
-                                      options_.bugs.apply_unread_schema);  // PLANTED BUG when set
+                                      options_.bugs.apply_unread_schema, &acl_);  // PLANTED BUG when set
     if (after_entry && after_entry->find(e.index))
       marks_.record(DigestMark{e.index, state_digest(app_, requests_), app_.active_schema_version()});
     pubsub_.end_entry();
@@ -1159,6 +1162,21 @@ void Replica::digest_mark(uint64_t session, uint64_t seq) {
   batch_.add_digest_mark();
   batch_slots_.push_back(ReplySlot{session, seq});
   mark_in_batch_ = true;
+}
+
+void Replica::acl_change(AclOp op, const std::vector<std::string>& words, uint64_t session, uint64_t seq) {
+  open_batch();
+  if (acl_.present() && !acl_.users->logged() && !acl_seed_in_batch_) {
+    // Loaded only where no ACL change applied yet (a seed of an earlier leader's may be in
+    // flight: then this one changes nothing).
+    const std::string users = acl_.users->save();
+    batch_.add_acl(static_cast<uint8_t>(AclOp::kSeed), {users});
+    batch_slots_.push_back(ReplySlot{0, 0});  // nobody waits for it
+    acl_seed_in_batch_ = true;
+  }
+  std::vector<std::string_view> views(words.begin(), words.end());
+  batch_.add_acl(static_cast<uint8_t>(op), views);
+  batch_slots_.push_back(ReplySlot{session, seq});
 }
 
 void Replica::check_transfers() {

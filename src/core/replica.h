@@ -278,6 +278,16 @@ class Replica final : private PubSubHost {
   const DigestMarks& digest_marks() const { return marks_; }
   DigestMarks& digest_marks() { return marks_; }  // for the host's MarkHasher (finish, fail)
 
+  // The users logged ACL changes apply to (core/acl.h; the host's, set once before the
+  // first entry applies). Unset: ACL items change nothing (the simulator).
+  void set_acl(AclUsers* users, const AclCatalog* catalog) { acl_ = ReplicatedAcl{users, catalog}; }
+  // Leader: an ACL change (ACL SETUSER, DELUSER, LOAD; words as AclOp says, passwords as
+  // digests) joins the batch; slot (session, seq), waiting as kWaitingWrite, gets the
+  // change's reply when it applies. While no ACL change ever applied here, the leader's
+  // users go first (AclOp::kSeed): the first change then applies to the same users on
+  // every node, whatever each one's ACL file held.
+  void acl_change(AclOp op, const std::vector<std::string>& words, uint64_t session, uint64_t seq);
+
   // The app's housekeeping command, if due, joins the batch (leader only; one at a time).
   void housekeeping();
   // The voters in the membership in force changed (refreshes reads_need_index).
@@ -443,6 +453,8 @@ class Replica final : private PubSubHost {
   ReadIndex reads_;
   bool housekeeping_in_batch_ = false;  // the app's housekeeping command is in batch_
   bool mark_in_batch_ = false;          // batch_ holds a digest mark
+  bool acl_seed_in_batch_ = false;      // batch_ holds the leader's users (AclOp::kSeed)
+  ReplicatedAcl acl_;
   DigestMarks marks_;
   raft::Index housekeeping_index_ = 0;  // ... or proposed at this index and not yet applied
 

@@ -6,8 +6,9 @@
 // round), and what is ahead of the command in its session:
 //
 //   kError           unknown command: an error reply, in order
-//   kRedirect        an app command on a node that does not lead (a follower, a learner, a
-//                    node that knows no leader), unless it is a query from a READONLY
+//   kRedirect        an app command or a logged shell command (ACL SETUSER) on a node that
+//                    does not lead (a follower, a learner, a node that knows no leader),
+//                    unless it is a query from a READONLY
 //                    client, from a session whose commands are not forwarded: -MOVED naming
 //                    the leader, or -CLUSTERDOWN (WATCH too, forwarded or not)
 //   kForward         the same command from a session whose commands are forwarded (a plain
@@ -26,7 +27,8 @@
 //                    session: runs right after that write is applied
 //   kRunNow          a query or shell command with nothing of its session unapplied: now
 //   kRunBarrier      a barrier shell command (membership change, leadership transfer,
-//                    snapshot), or WATCH, with nothing of its session unapplied: now
+//                    snapshot), a logged shell command on the leader, or WATCH, with
+//                    nothing of its session unapplied: now
 //
 // Pure: a function of its inputs (tests/core/route_test.cc checks every case).
 #pragma once
@@ -44,6 +46,8 @@ enum class CommandClass : uint8_t {
   kShellBarrier,  // after every earlier command of the session (CLUSTER ADDLEARNER, SNAPSHOT, ...)
   kWatch,         // WATCH: only the leader records it (a follower redirects, as for an app
                   // command), after the session's earlier writes are applied (a barrier)
+  kShellWrite,    // a shell command the leader logs (ACL SETUSER, DELUSER, LOAD): forwarded or
+                  // redirected like an app write elsewhere, a barrier on the leader
 };
 
 struct NodeView {
@@ -79,19 +83,21 @@ inline Route route(CommandClass c, const NodeView& node, const SessionView& sess
   if (c == CommandClass::kUnknown) return Route::kError;
   const bool app = c == CommandClass::kAppWrite || c == CommandClass::kAppQuery || c == CommandClass::kWatch;
   const bool local_read = c == CommandClass::kAppQuery && session.readonly;
-  if (app && node.clustered && !node.leader && !local_read) {
+  if ((app || c == CommandClass::kShellWrite) && node.clustered && !node.leader && !local_read) {
     if (!session.forward || c == CommandClass::kWatch) return Route::kRedirect;
     return session.held_before ? Route::kHold : Route::kForward;  // a forward runs: it keeps its place
   }
   if (session.held_before) return Route::kHold;
   // What runs here waits for the session's forwarded commands, which run on the leader.
-  if ((app || c == CommandClass::kShellBarrier) && session.forward_before) return Route::kHold;
+  if ((app || c == CommandClass::kShellBarrier || c == CommandClass::kShellWrite) && session.forward_before)
+    return Route::kHold;
   switch (c) {
     case CommandClass::kAppWrite: return Route::kWrite;
     case CommandClass::kAppQuery:
       if (node.reads_need_index && !session.readonly) return session.write_before ? Route::kHold : Route::kReadIndex;
       return session.write_before ? Route::kQueryAtApply : Route::kRunNow;
     case CommandClass::kShellBarrier:
+    case CommandClass::kShellWrite:
     case CommandClass::kWatch: return session.write_before ? Route::kHold : Route::kRunBarrier;
     case CommandClass::kShellLocal: return session.write_before ? Route::kQueryAtApply : Route::kRunNow;
     case CommandClass::kUnknown: break;

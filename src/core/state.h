@@ -1,9 +1,11 @@
 // core/state.h — a node's replicated state as a snapshot holds it and the state digest
-// compares it: the app's state, the app's active schema version and the engine's request
-// table (core/request_table.h).
+// compares it: the app's state, the app's active schema version, the engine's request
+// table (core/request_table.h) and the ACL users (core/acl.h; not in the digest yet).
 //
-// A snapshot's payload (snapshot file format 4, docs/formats.md) is the active schema
-// version (u32), the request table's encoding, then the app's own. Format 3 has no active
+// A snapshot's payload (snapshot file format 5, docs/formats.md) is the active schema
+// version (u32), the users (u8 0: none logged yet, the node keeps its own; u8 1 and the
+// users' ACL LIST lines as one byte string), the request table's encoding, then the app's
+// own. Format 4 has no users (the node keeps its own, as with u8 0). Format 3 has no active
 // version: the schema version in its header (that of the binary that wrote it, which logged
 // every entry under it) is taken. Formats 1 and 2 hold the app's encoding only; their table
 // is empty (no write could be tagged before request ids existed). The server (snapshot
@@ -18,6 +20,7 @@
 #include <fmt/format.h>
 #include <xxhash.h>
 
+#include "core/acl.h"
 #include "core/request_table.h"
 #include "hmdb/codec.h"
 #include "hmdb/state_machine.h"
@@ -27,18 +30,33 @@ namespace hmdb::core {
 // Snapshot file formats (storage/snapshot.h) by what their payload holds.
 inline constexpr uint32_t kStateFormatWithRequests = 3;       // the request table first
 inline constexpr uint32_t kStateFormatWithActiveVersion = 4;  // the active schema version before it
-inline constexpr uint32_t kStateFormatNewest = kStateFormatWithActiveVersion;
+inline constexpr uint32_t kStateFormatWithUsers = 5;          // the ACL users after it
+inline constexpr uint32_t kStateFormatNewest = kStateFormatWithUsers;
 
-inline void save_state(const StateMachine& app, const RequestTable& requests, Encoder& out) {
+// The users' part: only once they are replicated (AclUsers::logged); null: none.
+inline void save_users(const AclUsers* users, Encoder& out) {
+  if (!users || !users->logged()) {
+    out.u8(0);
+    return;
+  }
+  out.u8(1);
+  out.bytes(users->save());
+}
+
+inline void save_state(const StateMachine& app, const RequestTable& requests, Encoder& out,
+                       const AclUsers* users = nullptr) {
   out.u32(app.active_schema_version());
+  save_users(users, out);
   requests.save(out);
   app.save(out);
 }
 
 // save_state with the app's part in schema version `layout`'s layout (StateMachine::save_at):
 // false if the app cannot write this state in it (what was written is then of no use).
-inline bool save_state_at(const StateMachine& app, const RequestTable& requests, uint32_t layout, Encoder& out) {
+inline bool save_state_at(const StateMachine& app, const RequestTable& requests, uint32_t layout, Encoder& out,
+                          const AclUsers* users = nullptr) {
   out.u32(app.active_schema_version());
+  save_users(users, out);
   requests.save(out);
   return app.save_at(layout, out);
 }
@@ -56,6 +74,7 @@ inline uint32_t snapshot_layout(const StateMachine& app, uint32_t refused = 0) {
 enum class LoadState : uint8_t {
   kOk,
   kBadRequests,        // the request table's encoding (or the active version before it) is malformed
+  kBadUsers,           // the users' part is malformed, or its lines do not load (AclUsers::load)
   kBadApp,             // the app refused its part (StateMachine::load returned false)
   kRefused,            // ... on purpose: a migration it will not make (Decoder::refusal says why)
   kUnsupportedActive,  // the active schema version is one this binary does not read
@@ -64,9 +83,12 @@ enum class LoadState : uint8_t {
 // Replaces the app's state, its active schema version and the request table from a payload
 // of snapshot file format `format`, whose app part is of schema version `schema_version`.
 // On failure all are left empty (the active version at kFirstSchemaVersion); *active (if
-// given) is the active version the payload holds, readable or not.
+// given) is the active version the payload holds, readable or not. The users the payload
+// holds replace acl's (all or none; `logged` then); a payload without users (format 4 or
+// before, or none logged) leaves acl's as they are. Null or not present(): the users' part
+// is checked for its framing and skipped.
 inline LoadState load_state(StateMachine& app, RequestTable& requests, Decoder& in, uint32_t schema_version,
-                            uint32_t format, uint32_t* active = nullptr) {
+                            uint32_t format, uint32_t* active = nullptr, const ReplicatedAcl* acl = nullptr) {
   auto fail = [&](LoadState why) {
     requests.clear();
     app.clear();
@@ -78,9 +100,22 @@ inline LoadState load_state(StateMachine& app, RequestTable& requests, Decoder& 
   if (active) *active = active_version;
   if (!in.ok()) return fail(LoadState::kBadRequests);
   if (!app.reads_schema_version(active_version)) return fail(LoadState::kUnsupportedActive);
+  std::optional<std::string_view> users;  // loaded last: their rules name the commands of the active version
+  if (format >= kStateFormatWithUsers) {
+    const uint8_t logged = in.u8();
+    if (!in.ok() || logged > 1) return fail(LoadState::kBadUsers);
+    if (logged == 1) {
+      users = in.bytes();
+      if (!in.ok()) return fail(LoadState::kBadUsers);
+    }
+  }
   if (format >= kStateFormatWithRequests && !requests.load(in)) return fail(LoadState::kBadRequests);
   if (!app.load(in, schema_version)) return fail(in.refusal().empty() ? LoadState::kBadApp : LoadState::kRefused);
   app.set_active_schema_version(active_version);
+  if (users && acl && acl->present()) {
+    if (!acl->users->load(*users, *acl->catalog).empty()) return fail(LoadState::kBadUsers);
+    acl->users->set_logged(true);
+  }
   return LoadState::kOk;
 }
 

@@ -94,6 +94,19 @@ void dump_batch(std::string_view payload, std::ostream& out) {
       out << "      digest mark\n";
       continue;
     }
+    if (step.kind == core::BatchStep::Kind::kAcl) {
+      // Passwords are logged as digests (core/acl.h: acl_rules_for_log); a text (LOAD, SEED)
+      // is shown by its size: one line per user would drown the entry.
+      static constexpr std::string_view kOps[] = {"?", "SETUSER", "DELUSER", "LOAD", "SEED"};
+      std::string line = fmt::format("      acl {}", kOps[step.acl_op < 5 ? step.acl_op : 0]);
+      if (step.acl_op == 3 || step.acl_op == 4) {
+        line += fmt::format(" ({} bytes of users)", step.argv[0].size());
+      } else {
+        for (std::string_view w : step.argv) line += " " + escape_bytes(w);
+      }
+      out << line << '\n';
+      continue;
+    }
     if (step.kind != core::BatchStep::Kind::kCommand && step.kind != core::BatchStep::Kind::kGroupCommand) continue;
     std::string line = "      ";
     for (size_t i = 0; i < step.argv.size(); i++) {

@@ -1,13 +1,14 @@
 // storage/snapshot.h — snapshot files: `<dir>/snap-<index, 20 digits>.hmsnap`.
 //
 // Layout (little endian; docs/formats.md has it byte by byte):
-//   header:  8 bytes magic "HMDBSNP1" | u32 format version (4) | u32 header_bytes
+//   header:  8 bytes magic "HMDBSNP1" | u32 format version (5) | u32 header_bytes
 //            | u64 index | u64 term | u32 schema_version | u16 app name length | app name
 //            | u32 voter count | voters (u64 each) | u32 learner count | learners (u64 each)
 //            | (format 2) u32 cluster info length | cluster info (the shell's member
 //              addresses, opaque here) | u64 XXH3_64 of the header bytes before it
-//   payload: the replicated state, streamed: from format 4, the active schema version, the
-//            request table, then the app's encoding; format 3, the request table then the
+//   payload: the replicated state, streamed: from format 5, the active schema version, the
+//            ACL users, the request table, then the app's encoding; format 4 the same
+//            without the users; format 3, the request table then the
 //            app's; formats 1 and 2, the app's encoding alone (core/state.h).
 //            Opaque here: the header's format version tells its reader which it is.
 //   trailer: u64 payload length | u64 XXH3_64 of every byte of the file before it
@@ -38,9 +39,9 @@ namespace hmdb::storage {
 
 inline constexpr char kSnapshotMagic[8] = {'H', 'M', 'D', 'B', 'S', 'N', 'P', '1'};
 // Version 2 added the cluster info; version 3 starts the payload with the request table,
-// version 4 with the active schema version before it (core/state.h says what each payload
-// holds). Files of versions 1 to 3 are still read.
-inline constexpr uint32_t kSnapshotFormatVersion = 4;
+// version 4 with the active schema version before it, version 5 adds the ACL users after
+// that (core/state.h says what each payload holds). Files of versions 1 to 4 are still read.
+inline constexpr uint32_t kSnapshotFormatVersion = 5;
 static_assert(kSnapshotFormatVersion == core::kStateFormatNewest, "core/state.h writes the newest payload");
 inline constexpr uint32_t kSnapshotOldestFormatVersion = 1;
 inline constexpr size_t kMaxClusterInfoBytes = 1 << 20;  // bound on the cluster info in a header

@@ -33,11 +33,14 @@ std::string steps(std::string_view payload, bool* ok = nullptr) {
       case BatchStep::Kind::kGroupEnd: out += "end"; break;
       case BatchStep::Kind::kActivation: out += "activate" + std::to_string(step.version); break;
       case BatchStep::Kind::kDigestMark: out += "mark"; break;
+      case BatchStep::Kind::kAcl: out += "acl" + std::to_string(step.acl_op); break;
     }
     if (step.tagged()) out += "[" + std::string(step.request_id) + "/" + std::to_string(static_cast<int>(step.request_protocol)) + "]";
     out += "@" + std::to_string(step.item);
     for (auto a : step.argv)
-      if (step.kind == BatchStep::Kind::kCommand || step.kind == BatchStep::Kind::kGroupCommand) out += " " + std::string(a);
+      if (step.kind == BatchStep::Kind::kCommand || step.kind == BatchStep::Kind::kGroupCommand ||
+          step.kind == BatchStep::Kind::kAcl)
+        out += " " + std::string(a);
     out += ";";
   }
   if (ok) *ok = r.ok();
@@ -153,6 +156,50 @@ TEST(Batch, AnActivationIsOneItemOfFormatTwo) {
   most.add_activation(UINT32_MAX);
   EXPECT_EQ(steps(most.finish(), &ok), "activate4294967295@0;");
   EXPECT_TRUE(ok);
+}
+
+TEST(Batch, AnAclChangeIsOneItemOfFormatTwo) {
+  BatchBuilder b(7);
+  std::vector<std::string_view> set = {"SET", "a", "1"};
+  b.add(set);
+  b.add_acl(1, {"alice", "on", "+get"});
+  b.add_acl(2, {"bob"});
+  b.add_acl(3, {"user default on nopass ~* &* +@all\n"});
+  const std::string p = b.finish();
+  // u8 2, u64 7, varint 4, the SET, then varint 0, type 5, u8 op, varint n, n strings.
+  const std::string cmd("\x03\x03SET\x01" "a\x01" "1", 9);
+  const std::string setuser("\x00\x05\x01\x03\x05" "alice\x02" "on\x04+get", 18);
+  const std::string deluser("\x00\x05\x02\x01\x03" "bob", 8);
+  EXPECT_EQ(p.substr(0, 10 + cmd.size() + setuser.size() + deluser.size()),
+            std::string("\x02\x07\0\0\0\0\0\0\0\x04", 10) + cmd + setuser + deluser);
+  bool ok = false;
+  EXPECT_EQ(steps(p, &ok),
+            "cmd@0 SET a 1;acl1@1 alice on +get;acl2@2 bob;acl3@3 user default on nopass ~* &* +@all\n;");
+  EXPECT_TRUE(ok);
+  // Every cut of it is refused (a truncated item is corruption, never a shorter item).
+  for (size_t n = 0; n < p.size(); n++) {
+    steps(p.substr(0, n), &ok);
+    EXPECT_FALSE(ok) << "cut at " << n;
+  }
+  // An unknown op, the wrong number of words for an op, format 1, inside a group, or bytes
+  // after it: refused.
+  const std::string head("\x02\x07\0\0\0\0\0\0\0\x01", 10);
+  for (const std::string& bad : {std::string("\x00\x05\x00\x01\x01x", 6), std::string("\x00\x05\x05\x01\x01x", 6),
+                                 std::string("\x00\x05\x01\x00", 4), std::string("\x00\x05\x02\x00", 4),
+                                 std::string("\x00\x05\x03\x00", 4), std::string("\x00\x05\x03\x02\x01x\x01y", 9),
+                                 std::string("\x00\x05\x04\x02\x01x\x01y", 9), std::string("\x00\x05\x01\x01\x01xz", 7),
+                                 std::string("\x00\x06", 2)}) {
+    steps(head + bad, &ok);
+    EXPECT_FALSE(ok) << "accepted " << testing::PrintToString(bad);
+  }
+  steps(std::string("\x01\x07\0\0\0\0\0\0\0\x01\x00\x05\x02\x01\x01x", 16), &ok);
+  EXPECT_FALSE(ok);
+  steps(std::string("\x02\x07\0\0\0\0\0\0\0\x01\x00\x01\x01\x00\x05\x02\x01\x01x", 19), &ok);
+  EXPECT_FALSE(ok);
+  // What apply_batch makes of one: malformed, nothing of it applied.
+  sim::RegisterHost app;
+  ApplyScratch scratch;
+  EXPECT_EQ(apply_batch(app, p.substr(0, p.size() - 1), 1, 1, nullptr, scratch).status, ApplyStatus::kMalformed);
 }
 
 TEST(Batch, ADigestMarkIsOneItemOfFormatTwo) {

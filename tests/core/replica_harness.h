@@ -3,7 +3,8 @@
 // HELLO 3 does), CLUSTER FORWARDER (marks a forwarding link), SNAP (a barrier whose reply
 // waits for finish()), ACTIVATE <version> (a barrier answered when the schema activation
 // it proposes applies), MARK (a barrier answered with its index when the digest mark it
-// proposes applies) and the pub/sub commands (handed to core::PubSub as the server's shell
+// proposes applies), ACL SETUSER|DELUSER (a logged shell command, proposed as the server's
+// shell does: answered when the ACL change applies) and the pub/sub commands (handed to core::PubSub as the server's shell
 // does), a disk that is durable at once and keeps what it is given, a network that drops
 // everything (or keeps it for the test to answer). Used by replica_test.cc,
 // transaction_test.cc, schema_test.cc and pubsub_test.cc.
@@ -62,6 +63,7 @@ class FakeHost final : public ReplicaHost {
     if (iequals(argv[0], "CLUSTER")) return CommandClass::kShellLocal;
     if (iequals(argv[0], "ACTIVATE")) return CommandClass::kShellBarrier;
     if (iequals(argv[0], "MARK")) return CommandClass::kShellBarrier;
+    if (iequals(argv[0], "ACL")) return CommandClass::kShellWrite;
     return CommandClass::kUnknown;
   }
   ShellResult run_shell_command(ClientSession& s, Args argv, uint64_t seq, std::string* out) override {
@@ -91,6 +93,19 @@ class FakeHost final : public ReplicaHost {
     }
     if (iequals(argv[0], "MARK")) {  // what CLUSTER DIGEST MARK does on a leader
       replica->digest_mark(s.id, seq);
+      return ShellResult::kWaitCluster;
+    }
+    if (iequals(argv[0], "ACL")) {  // what ACL SETUSER and DELUSER do on a leader (acl_commands.cc)
+      EXPECT_GE(argv.size(), 3u);
+      std::vector<std::string> words{std::string(argv[2])};
+      const bool setuser = iequals(argv[1], "SETUSER");
+      if (setuser) {
+        for (std::string& r : acl_rules_for_log(std::vector<std::string_view>(argv.begin() + 3, argv.end())))
+          words.push_back(std::move(r));
+      } else {
+        for (size_t i = 3; i < argv.size(); i++) words.emplace_back(argv[i]);
+      }
+      replica->acl_change(setuser ? AclOp::kSetUser : AclOp::kDelUser, words, s.id, seq);
       return ShellResult::kWaitCluster;
     }
     snapshot_waiters.push_back(seq);

@@ -19,6 +19,7 @@ constexpr CommandClass L = CommandClass::kShellLocal;
 constexpr CommandClass B = CommandClass::kShellBarrier;
 constexpr CommandClass U = CommandClass::kUnknown;
 constexpr CommandClass X = CommandClass::kWatch;
+constexpr CommandClass S = CommandClass::kShellWrite;
 
 constexpr NodeView kSingle{false, true, false};
 constexpr NodeView kLeaderAlone{true, true, false};   // a cluster of one voter (plus learners)
@@ -114,6 +115,17 @@ const Case kCases[] = {
     {"READONLY WATCH, follower", X, kNotLeading, kReadonly, Route::kRedirect},
     {"WATCH, follower, forwarding", X, kNotLeading, kPlain, Route::kRedirect},
     {"WATCH behind a forward, leader", X, kLeader, kPlainAfterForward, Route::kHold},
+    // A logged shell command (ACL SETUSER): a barrier where it is logged (a single node, the
+    // leader), forwarded or redirected like an app write elsewhere (READONLY changes nothing).
+    {"shell write, single", S, kSingle, kFresh, Route::kRunBarrier},
+    {"shell write behind write, single", S, kSingle, kAfterWrite, Route::kHold},
+    {"shell write, leader", S, kLeader, kFresh, Route::kRunBarrier},
+    {"shell write behind held, leader", S, kLeader, kHeld, Route::kHold},
+    {"shell write, follower", S, kNotLeading, kFresh, Route::kRedirect},
+    {"READONLY shell write, follower", S, kNotLeading, kReadonly, Route::kRedirect},
+    {"shell write, follower, forwarding", S, kNotLeading, kPlain, Route::kForward},
+    {"shell write behind held, follower, forwarding", S, kNotLeading, kPlainHeld, Route::kHold},
+    {"shell write behind a forward, leader", S, kLeader, kPlainAfterForward, Route::kHold},
 };
 
 const char* name(Route r) {

@@ -80,10 +80,10 @@ TEST(Snapshot, OlderFormatsAreStillReadAndSayTheirVersion) {
   std::string path = write(Env::posix(), dir.path(), 42);
   std::string data = read_all(path);
   EXPECT_EQ(codec::get_u32(data.data() + 8), kSnapshotFormatVersion);
-  EXPECT_EQ(kSnapshotFormatVersion, 4u);
+  EXPECT_EQ(kSnapshotFormatVersion, 5u);
   LoadedSnapshot snap;
   ASSERT_TRUE(read_snapshot_file(Env::posix(), path, &snap));
-  EXPECT_EQ(snap.format_version, 4u);
+  EXPECT_EQ(snap.format_version, 5u);
   // The same file as format 2 (same header fields): version, header and file checksums.
   const uint64_t header_bytes = codec::get_u32(data.data() + 12);
   codec::put_u32(data.data() + 8, 2);
@@ -101,7 +101,7 @@ TEST(Snapshot, OlderFormatsAreStillReadAndSayTheirVersion) {
   overwrite(path, data);
   Status s = read_snapshot_file(Env::posix(), path, &snap);
   EXPECT_TRUE(s.is_corruption());
-  EXPECT_NE(s.message().find("unsupported snapshot format version 5 (this build reads 1 to 4)"), std::string::npos)
+  EXPECT_NE(s.message().find("unsupported snapshot format version 6 (this build reads 1 to 5)"), std::string::npos)
       << s.message();
 }
 
