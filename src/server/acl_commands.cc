@@ -21,10 +21,6 @@ constexpr AclSubcommand kAclSubcommands[] = {
     {"USERS", 2},  {"LOG", -2},  {"LOAD", 2},     {"SAVE", 2},    {"HELP", 2},
 };
 
-constexpr std::string_view kNoAclFile =
-    "ERR This Redis instance is not configured to use an ACL file. You may want to specify users via the ACL SETUSER "
-    "command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file set) in order to store "
-    "users in the Redis configuration.";
 
 }  // namespace
 
@@ -34,7 +30,7 @@ int Node::acl_subcommand_arity(std::string_view sub) {
   return 0;
 }
 
-core::ShellResult Node::acl_command(Session& s, Args argv, std::string* out) {
+core::ShellResult Node::acl_command(Session& s, Args argv, uint64_t seq, std::string* out) {
   Reply r(out, s.client.protocol);
   const AclSubcommand* known = nullptr;
   for (const AclSubcommand& c : kAclSubcommands)
@@ -43,7 +39,10 @@ core::ShellResult Node::acl_command(Session& s, Args argv, std::string* out) {
     r.error("ERR unknown subcommand '" + std::string(argv[1].substr(0, 128)) + "'. Try ACL HELP.");
     return core::ShellResult::kReplied;
   }
-  if (!arity_ok(known->arity, argv.size())) {
+  // ACL LOAD <text>: a follower's ACL LOAD, its ACL file's text, on its forwarding link
+  // (Node::forward); no client may send it.
+  const bool forwarded_load = known->name == "LOAD" && argv.size() == 3 && s.client.forwarder;
+  if (!arity_ok(known->arity, argv.size()) && !forwarded_load) {
     r.error("ERR wrong number of arguments for 'acl|" + lowercase(known->name) + "' command");
     return core::ShellResult::kReplied;
   }
@@ -73,10 +72,16 @@ core::ShellResult Node::acl_command(Session& s, Args argv, std::string* out) {
       }
     }
   } else if (sub == "SETUSER") {
+    // Checked here for a quick error; the leader logs it and every node applies it, the
+    // reply being the apply's (core/acl.h: apply_acl_change).
     const std::vector<std::string_view> rules(argv.begin() + 3, argv.end());
-    const std::string error = acl_.set_user(argv[2], rules, acl_access_);
-    if (error.empty()) r.ok();
-    else r.error(error);
+    if (const std::string error = acl_.check_set_user(argv[2], rules, acl_access_); !error.empty()) {
+      r.error(error);
+      return core::ShellResult::kReplied;
+    }
+    std::vector<std::string> words{std::string(argv[2])};
+    for (std::string& rule : core::acl_rules_for_log(rules)) words.push_back(std::move(rule));  // no password in clear
+    return log_acl_change(core::AclOp::kSetUser, std::move(words), s, seq, out);
   } else if (sub == "GETUSER") {
     const std::shared_ptr<core::AclUser> u = acl_.find(argv[2]);
     if (!u) {
@@ -105,7 +110,7 @@ core::ShellResult Node::acl_command(Session& s, Args argv, std::string* out) {
     if (std::find(names.begin(), names.end(), kDefaultUser) != names.end()) {
       r.error("ERR The 'default' user cannot be removed");
     } else {
-      r.integer(acl_.delete_users(names));
+      return log_acl_change(core::AclOp::kDelUser, std::vector<std::string>(names.begin(), names.end()), s, seq, out);
     }
   } else if (sub == "LIST") {
     r.array(acl_.users().size());
@@ -147,12 +152,25 @@ core::ShellResult Node::acl_command(Session& s, Args argv, std::string* out) {
         r.bulk(e.client_info);
       }
     }
+  } else if (forwarded_load) {
+    // Checked by the follower that read it; checked again here, against this node's
+    // commands, for the quick error.
+    std::string text(argv[2]);
+    core::AclUsers check;
+    if (const std::string error = check.load(text, acl_access_); !error.empty()) {
+      r.error("ERR the ACL file of the node that received ACL LOAD: " + error + " (no user was changed)");
+      return core::ShellResult::kReplied;
+    }
+    return log_acl_change(core::AclOp::kLoad, {std::move(text)}, s, seq, out);
   } else if (options_.aclfile.empty() && (sub == "LOAD" || sub == "SAVE")) {
-    r.error(kNoAclFile);
+    r.error(kNoAclFileError);
   } else if (sub == "LOAD") {
-    const Status loaded = load_acl_file();
-    if (loaded) r.ok();
-    else r.error("ERR " + loaded.message());
+    std::string text;
+    if (const Status read = read_acl_file(&text); !read) {
+      r.error("ERR " + read.message());
+      return core::ShellResult::kReplied;
+    }
+    return log_acl_change(core::AclOp::kLoad, {std::move(text)}, s, seq, out);
   } else if (sub == "SAVE") {
     const Status saved = save_acl_file();
     if (saved) r.ok();
@@ -190,18 +208,32 @@ core::ShellResult Node::acl_command(Session& s, Args argv, std::string* out) {
   return core::ShellResult::kReplied;
 }
 
+core::ShellResult Node::log_acl_change(core::AclOp op, std::vector<std::string> words, Session& s, uint64_t seq,
+                                       std::string* out) {
+  if (!replica_->leader()) {  // a forwarded one reached a node that no longer leads: sent again
+    out->append(replica_->redirect_reply());
+    return core::ShellResult::kReplied;
+  }
+  replica_->acl_change(op, words, s.id(), seq);
+  return core::ShellResult::kWaitCluster;
+}
+
+Status Node::read_acl_file(std::string* text) {
+  if (Status s = env_->read_file(options_.aclfile, text); !s)
+    return Status::invalid_argument("--aclfile " + options_.aclfile + ": " + s.message());
+  core::AclUsers check;  // a scratch set: nothing changes until the change applies
+  if (const std::string error = check.load(*text, acl_access_); !error.empty())
+    return Status::invalid_argument(options_.aclfile + ": " + error + " (no user was changed)");
+  return Status::ok();
+}
+
 Status Node::load_acl_file() {
   std::string text;
   if (Status s = env_->read_file(options_.aclfile, &text); !s)
     return Status::invalid_argument("--aclfile " + options_.aclfile + ": " + s.message());
+  // (requirepass stays the default user's password: AclUsers::pin_default_password.)
   if (const std::string error = acl_.load(text, acl_access_); !error.empty())
     return Status::invalid_argument(options_.aclfile + ": " + error + " (no user was changed)");
-  if (!forward_password_.empty()) {
-    // requirepass stays the default user's password: the forwarding links log in with it.
-    const std::string pass = ">" + forward_password_;
-    const std::string error = acl_.set_user(kDefaultUser, {"resetpass", pass}, acl_access_);
-    HMDB_ASSERT(error.empty(), "requirepass refused: %s", error.c_str());
-  }
   return Status::ok();
 }
 

@@ -15,6 +15,12 @@ namespace hmdb::server {
 // The user every connection starts as, as Redis names it (case-sensitive, as Redis compares it).
 inline constexpr std::string_view kDefaultUser = "default";
 
+// ACL LOAD and ACL SAVE on a node without --aclfile (Redis' words).
+inline constexpr std::string_view kNoAclFileError =
+    "ERR This Redis instance is not configured to use an ACL file. You may want to specify users via the ACL SETUSER "
+    "command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file set) in order to store "
+    "users in the Redis configuration.";
+
 class Credentials {
  public:
   virtual ~Credentials() = default;

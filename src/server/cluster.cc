@@ -191,6 +191,26 @@ void Node::sync_forwarder() {
 }
 
 void Node::forward(core::ClientSession& s, uint64_t seq, Args argv, bool write) {
+  if (argv.size() == 2 && iequals(argv[0], "ACL") && iequals(argv[1], "LOAD")) [[unlikely]] {
+    // ACL LOAD logs the ACL file of the node that received it: this one's text goes to the
+    // leader (ACL LOAD <text>, taken from a forwarding link only: acl_commands.cc).
+    std::string text;
+    if (options_.aclfile.empty()) {
+      std::string e;
+      Reply(&e).error(kNoAclFileError);
+      replica_->finish(s.id, seq, core::ReplyQueue::Kind::kWaitingForward, e);
+      return;
+    }
+    if (const Status read = read_acl_file(&text); !read) {
+      std::string e;
+      Reply(&e).error("ERR " + read.message());
+      replica_->finish(s.id, seq, core::ReplyQueue::Kind::kWaitingForward, e);
+      return;
+    }
+    const std::string_view words[] = {argv[0], argv[1], text};
+    forwarder_->forward(s.id, seq, s.protocol, write, Args(words));
+    return;
+  }
   forwarder_->forward(s.id, seq, s.protocol, write, argv);
 }
 

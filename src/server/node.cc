@@ -97,11 +97,7 @@ Node::Node(ServerOptions options, std::unique_ptr<StateMachine> app)
     : options_(std::move(options)), app_(std::move(app)) {
   env_ = storage::Env::posix();
   // requirepass is the default user's password (core/acl.h keeps its digest).
-  if (!options_.requirepass.empty()) {
-    const std::string pass = ">" + options_.requirepass;
-    const std::string error = acl_.set_user(kDefaultUser, {"resetpass", pass}, acl_access_);
-    HMDB_ASSERT(error.empty(), "requirepass refused: %s", error.c_str());
-  }
+  if (!options_.requirepass.empty()) acl_.pin_default_password(options_.requirepass);
   // Only the digest stays (acl_), and the text for this node's forwarding links (handed to
   // the forwarder in cluster.cc): nothing that renders the options can show it.
   forward_password_ = std::move(options_.requirepass);

@@ -222,13 +222,21 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   // A new connection, or one after RESET: the default user, authenticated if that needs no
   // password.
   void sign_in_default(core::ClientSession& c) const;
-  // ACL ...: the users and their rules (core/acl.h).
-  core::ShellResult acl_command(Session& s, Args argv, std::string* out);
+  // ACL ...: the users and their rules (core/acl.h). SETUSER, DELUSER and LOAD are logged
+  // (the leader proposes them: Replica::acl_change; `seq` is their slot), the rest local.
+  core::ShellResult acl_command(Session& s, Args argv, uint64_t seq, std::string* out);
   // The arity of ACL's subcommand `sub` (case-insensitive), 0 if it has none of that name.
   static int acl_subcommand_arity(std::string_view sub);
-  // --aclfile: its users replace the node's (all or none); requirepass, if set, stays the
-  // default user's password. Errors name the file and line.
+  // --aclfile at startup: its users replace the node's (all or none) until the cluster's
+  // replicated users replace them (the snapshot's or the log's); requirepass, if set, stays
+  // the default user's password. Errors name the file and line.
   Status load_acl_file();
+  // The --aclfile's text, checked to load (errors name the file and line): ACL LOAD logs it.
+  Status read_acl_file(std::string* text);
+  // The leader logs an ACL change (Replica::acl_change): slot `seq` of s gets its reply at
+  // apply. Elsewhere (a forwarded one reached a former leader) the redirect.
+  core::ShellResult log_acl_change(core::AclOp op, std::vector<std::string> words, Session& s, uint64_t seq,
+                                   std::string* out);
   // ACL SAVE: the users' lines to --aclfile, through a temporary file renamed over it.
   Status save_acl_file();
   static core::ShellResult pubsub_entry(Node& n, Session& s, Args argv, uint64_t seq, std::string* out);
@@ -396,7 +404,8 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   ShellStats stats_;
   uint64_t last_slow_turn_log_ms_ = 0;
   // Who may run commands and what (core/acl.h; server/auth.h): the users, their password
-  // digests and rules. requirepass is the default user's password.
+  // digests and rules. requirepass is the default user's password. Replicated state: the
+  // replica applies logged ACL changes to them (Replica::set_acl) and snapshots hold them.
   core::AclUsers acl_;
   // The users as the handshake sees them, and every command rules may name (the shell's,
   // the replica's, the app's at its active schema version).

@@ -55,6 +55,7 @@ Status Node::recover(int* exit_code) {
 
   storage::LoadedSnapshot snap;
   core::RequestTable requests;  // the snapshot's, handed to the replica once it exists
+  const core::ReplicatedAcl acl{&acl_, &acl_access_};  // replace the ACL file's if it holds users
   s = storage::read_latest_snapshot(env_, options_.dir, &snap);
   if (s.is_ok()) {
     if (snap.app_name != app_->app_name()) {
@@ -72,7 +73,7 @@ Status Node::recover(int* exit_code) {
     Decoder in(snap.payload);
     uint32_t active = 0;
     const core::LoadState loaded =
-        core::load_state(*app_, requests, in, snap.meta.schema_version, snap.format_version, &active);
+        core::load_state(*app_, requests, in, snap.meta.schema_version, snap.format_version, &active, &acl);
     if (loaded == core::LoadState::kUnsupportedActive) {
       return Status::not_supported(fmt::format("snapshot {} is of a cluster whose active schema version is {}.",
                                                snap.path, core::unreadable_schema(*app_, active)));
@@ -88,6 +89,7 @@ Status Node::recover(int* exit_code) {
           "the log only if that log still reaches back far enough (`hmdb log verify {}`).",
           snap.path,
           loaded == core::LoadState::kBadRequests ? std::string("its request table")
+          : loaded == core::LoadState::kBadUsers  ? std::string("its ACL users")
                                                   : fmt::format("the state of app '{}'", app_->app_name()),
           snap.meta.schema_version, snap.format_version, options_.dir));
     }
@@ -163,6 +165,7 @@ Status Node::recover(int* exit_code) {
   HMDB_ASSERT(notify_flags_ok, "--notify-keyspace-events was checked when parsed");
   replica_ = std::make_unique<core::Replica>(*raft_, *app_, static_cast<core::ReplicaHost&>(*this), replica_options);
   replica_->digest_marks().set_hasher(this);  // digests at marks in forked children (digest_child.cc)
+  replica_->set_acl(&acl_, &acl_access_);     // logged ACL changes apply to the node's users
   replica_->set_applied(after, after_term);
   replica_->requests() = std::move(requests);
   refresh_clocks();

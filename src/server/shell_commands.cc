@@ -271,7 +271,7 @@ const Node::ShellTable& Node::shell_table() {
          return R::kReplied;
        }},
       {shell_name("ACL"), -2, never,
-       [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.acl_command(s, argv, out); }},
+       [](Node& n, Session& s, Args argv, uint64_t seq, std::string* out) { return n.acl_command(s, argv, seq, out); }},
       {shell_name("CLIENT"), -2, never, [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.client_command(s, argv, out); }},
       {shell_name("COMMAND"), -1, never,
        [](Node& n, Session& s, Args argv, uint64_t, std::string* out) {
@@ -341,6 +341,10 @@ core::CommandClass Node::shell_command_class(Args argv) const {
   // With a password, RESET signs the client out: it waits for the session's earlier commands
   // (a barrier) so that what follows it is served after it ran, and refused -NOAUTH.
   if (!acl_access_.default_nopass() && c->name == "RESET") return core::CommandClass::kShellBarrier;
+  // ACL SETUSER, DELUSER and LOAD change the cluster's users: logged by the leader.
+  if (c->name == "ACL" && argv.size() >= 2 &&
+      (iequals(argv[1], "SETUSER") || iequals(argv[1], "DELUSER") || iequals(argv[1], "LOAD")))
+    return core::CommandClass::kShellWrite;
   return c->barrier(argv) ? core::CommandClass::kShellBarrier : core::CommandClass::kShellLocal;
 }
 

@@ -130,7 +130,7 @@ void Node::start_snapshot() {
       if (s) {
         Encoder enc(w->sink());
         layout_refused =
-            !core::save_state_at(*app_, replica_->requests(), snapshot_meta_.schema_version, enc);
+            !core::save_state_at(*app_, replica_->requests(), snapshot_meta_.schema_version, enc, &acl_);
         enc.finish();
         if (!layout_refused) s = w->finish(&path);
       }
@@ -290,8 +290,9 @@ void Node::install_snapshot(const raft::SnapshotMeta& meta) {
   app_->clear();
   Decoder in(loaded.payload);
   uint32_t active = 0;
+  const core::ReplicatedAcl acl{&acl_, &acl_access_};
   const core::LoadState state =
-      core::load_state(*app_, replica_->requests(), in, meta.schema_version, loaded.format_version, &active);
+      core::load_state(*app_, replica_->requests(), in, meta.schema_version, loaded.format_version, &active, &acl);
   if (state == core::LoadState::kUnsupportedActive) {
     fatal(kExitStartupFailure,
           "the snapshot received from the leader (index {}) is of a cluster whose active schema version is {}. "
@@ -305,6 +306,7 @@ void Node::install_snapshot(const raft::SnapshotMeta& meta) {
   if (state != core::LoadState::kOk) {
     fatal(kExitCorruption, "{} could not be decoded from the leader's snapshot {} (schema {}, format {})",
           state == core::LoadState::kBadRequests ? std::string("the request table")
+          : state == core::LoadState::kBadUsers  ? std::string("the ACL users")
                                                  : fmt::format("the state of app '{}'", app_->app_name()),
           final_path, meta.schema_version, loaded.format_version);
   }

@@ -11,12 +11,21 @@ hmdb processes and real clients.
              engine's housekeeping command) is refused to every client; CLUSTER FORWARDER
              needs @admin; ACL LOG records the refusals; DELUSER closes the user's
              connections.
-  cluster    three nodes: the same user set on each (users are per node until they are
-             replicated: docs/security.md); a client of a follower logged in as it writes
+  cluster    three nodes: the same user set through each (every SETUSER is logged and
+             applied by every node); a client of a follower logged in as it writes
              its keys through the forwarding link and is refused other keys by the
              follower (checked against its own user, never forwarded); the leader serves
              the link although the client's user could not send CLUSTER FORWARDER itself;
              every node reads the allowed write and none the refused one.
+  replicated three nodes, each with an ACL file of its own: the first change (SETUSER on a
+             follower, forwarded) makes the leader's file users every node's; SETUSER on
+             the leader too; a refused rule is refused alike; a revocation (-@write) and a
+             DELUSER (closing the user's connections) take effect on every node; a changed
+             password works and the old one fails on every node, still after the leader is
+             killed -9 and another elected (redis-py too); the killed node restarted catches
+             up; ACL LOAD on a follower logs that follower's file (a bad one is refused
+             there, naming it); a node restarted from its own snapshot holds the users
+             though its file changed; ACL SAVE writes the replicated users to its file.
   file       --aclfile: its users at start (a file user logs in, default restricted by
              it); ACL SAVE writes SETUSER's changes and a restart reads them back; ACL LOAD
              takes an edited file, and a bad one (named line) changes nothing; a bad file
@@ -243,6 +252,10 @@ def case_cluster(binary):
         for n in c.nodes:
             expect_reply(n.call("ACL", "SETUSER", "app", "on", ">apw", "~app:*", "+@all", "-@dangerous"), "OK",
                          "SETUSER app on %s" % n)
+        # Without an ACL file, a follower refuses ACL LOAD itself (it would log its file).
+        r = follower.call("ACL", "LOAD")
+        expect(isinstance(r, resp.RespError) and "not configured to use an ACL file" in r.message,
+               "ACL LOAD on a follower without a file: %r" % (r,))
         with resp.Client(follower.ip, follower.client_port, timeout=CLIENT_TIMEOUT_S) as f:
             expect_reply(f.call("AUTH", "app", "apw"), "OK", "AUTH app on the follower")
             for i in range(5):
@@ -273,6 +286,191 @@ def case_cluster(binary):
         n.terminate()
     harness.remove_work_dir(work)
     print("cluster: a follower checks its client's own user before forwarding")
+
+
+# redis-py logged in as alice with the changed password (served) and the old one (refused).
+# argv: host port new old.
+REDIS_PY_PASSWORD_CHECK = r"""
+import sys
+import redis
+host, port, new, old = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+if not redis.Redis(host=host, port=port, username="alice", password=new).ping():
+    sys.exit("redis-py as alice with the new password: PING failed")
+try:
+    redis.Redis(host=host, port=port, username="alice", password=old).ping()
+    sys.exit("redis-py as alice with the old password was served")
+except redis.exceptions.ResponseError as e:  # redis-py 4.3 raises WRONGPASS as it is
+    if "WRONGPASS" not in str(e):
+        sys.exit("redis-py with the old password: %r" % str(e))
+print("redis-py: the new password logs in, the old one is refused")
+"""
+
+
+def wait_until(what, timeout, fn):
+    """Polls fn() (returning (done, detail)) until done, at most timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, detail = fn()
+        if done:
+            return
+        if time.monotonic() > deadline:
+            raise harness.TestFailure("%s: not within %.0fs (last: %s)" % (what, timeout, detail))
+        time.sleep(cl.POLL_INTERVAL_S)
+
+
+def auth_reply(node, user, password):
+    with resp.Client(node.ip, node.client_port, timeout=CLIENT_TIMEOUT_S) as c:
+        return c.call("AUTH", user, password)
+
+
+def users_everywhere(nodes, want, timeout=CONVERGE_TIMEOUT_S):
+    """Until every node's ACL LIST is the same and its users are `want`. Returns the list."""
+    def check():
+        lists = {n: n.call("ACL", "LIST") for n in nodes}
+        first = lists[nodes[0]]
+        users = sorted(line.split()[1].decode() for line in first)
+        return all(v == first for v in lists.values()) and users == sorted(want), lists
+    wait_until("the users %s on %s" % (want, nodes), timeout, check)
+    return nodes[0].call("ACL", "LIST")
+
+
+def case_replicated(binary):
+    work = harness.make_work_dir("hmdb-acl-replicated-")
+    c = cl.Cluster(binary, work, nodes=3, cluster_id="hmdb-acl-replicated")
+    # Each node's ACL file has a user of its own: the users of the leader's file become the
+    # cluster's at the first ACL change (the seed), the others' are gone.
+    for n in c.nodes:
+        path = os.path.join(work, "node%d.acl" % n.id)
+        with open(path, "w") as f:
+            f.write("user default on nopass ~* &* +@all\nuser file%d on nopass ~* &* +@all\n" % n.id)
+        n.extra_args = ["--aclfile", path]
+    try:
+        c.start()
+        leader = c.wait_leader(LEADER_TIMEOUT_S)
+        followers = [n for n in c.nodes if n is not leader]
+        for n in c.nodes:
+            expect_reply(n.call("ACL", "USERS"), [b"default", ("file%d" % n.id).encode()], "%s before any change" % n)
+        # SETUSER on a follower: forwarded, logged, applied everywhere (after the leader's users).
+        expect_reply(followers[0].call("ACL", "SETUSER", "alice", "on", ">apw", "~app:*", "+@all", "-@dangerous"),
+                     "OK", "SETUSER alice on a follower")
+        seeded = "file%d" % leader.id
+        users_everywhere(c.nodes, ["default", seeded, "alice"])
+        # A rule refused is refused with the same words on a follower and on the leader.
+        for n in (followers[1], leader):
+            r = n.call("ACL", "SETUSER", "alice", "+nosuchcommand")
+            expect(isinstance(r, resp.RespError) and "Unknown command or category name in ACL" in r.message,
+                   "a bad rule on %s: %r" % (n, r))
+        # SETUSER on the leader.
+        expect_reply(leader.call("ACL", "SETUSER", "bob", "on", ">bpw", "~*", "+@all"), "OK", "SETUSER bob")
+        lines = users_everywhere(c.nodes, ["default", seeded, "alice", "bob"])
+        expect(all(b"apw" not in l and b"bpw" not in l for l in lines), "a password in clear in ACL LIST: %r" % lines)
+        for n in c.nodes:
+            wait_until("AUTH alice and bob on %s" % n, CONVERGE_TIMEOUT_S,
+                       lambda: ((auth_reply(n, "alice", "apw"), auth_reply(n, "bob", "bpw")) == ("OK", "OK"), n))
+        # alice writes her keys through every node.
+        for n in c.nodes:
+            with resp.Client(n.ip, n.client_port, timeout=CLIENT_TIMEOUT_S) as a:
+                expect_reply(a.call("AUTH", "alice", "apw"), "OK", "AUTH alice on %s" % n)
+                expect_reply(a.call("SET", "app:k", "v%d" % n.id), "OK", "alice's SET through %s" % n)
+        # Revocation: -@write, sent to a follower, takes effect on every node (a follower
+        # checks before forwarding, so each node refuses on its own).
+        sessions = {}
+        for n in c.nodes:
+            sessions[n] = resp.Client(n.ip, n.client_port, timeout=CLIENT_TIMEOUT_S)
+            expect_reply(sessions[n].call("AUTH", "alice", "apw"), "OK", "AUTH alice on %s" % n)
+        expect_reply(followers[1].call("ACL", "SETUSER", "alice", "-@write"), "OK", "revoke @write")
+        for n in c.nodes:  # (waiting on ACL GETUSER: a SET tried before the node applied it would write)
+            wait_until("alice's -@write on %s" % n, CONVERGE_TIMEOUT_S,
+                       lambda: (b"-@write" in n.call("ACL", "GETUSER", "alice")[5], n))
+        for n in c.nodes:
+            expect_reply(sessions[n].call("SET", "app:k", "late"), noperm("set"), "alice's SET on %s" % n)
+            expect_reply(sessions[n].call("GET", "app:k"), b"v%d" % c.nodes[-1].id, "alice's GET on %s" % n)
+            sessions[n].close()
+        # DELUSER on a follower: bob's connections close and he can no longer log in anywhere.
+        bobs = {}
+        for n in c.nodes:
+            bobs[n] = resp.Client(n.ip, n.client_port, timeout=CLIENT_TIMEOUT_S)
+            expect_reply(bobs[n].call("AUTH", "bob", "bpw"), "OK", "AUTH bob on %s" % n)
+        expect_reply(followers[0].call("ACL", "DELUSER", "bob"), 1, "DELUSER bob")
+        users_everywhere(c.nodes, ["default", seeded, "alice"])
+        for n in c.nodes:
+            expect_reply(auth_reply(n, "bob", "bpw"), resp.RespError(
+                "WRONGPASS invalid username-password pair or user is disabled."), "AUTH bob on %s after DELUSER" % n)
+            try:
+                bobs[n].call("PING")
+            except (resp.ConnectionLost, resp.ProtocolError):
+                pass
+            expect(wait_closed(bobs[n]), "bob's connection to %s stayed open after DELUSER" % n)
+        # A changed password: the new one works and the old one fails everywhere, and still
+        # after the leader is killed and another elected.
+        expect_reply(leader.call("ACL", "SETUSER", "alice", "resetpass", ">apw2"), "OK", "a new password")
+        for n in c.nodes:
+            wait_until("alice's new password on %s" % n, CONVERGE_TIMEOUT_S,
+                       lambda: (auth_reply(n, "alice", "apw2") == "OK", n))
+        before = users_everywhere(c.nodes, ["default", seeded, "alice"])
+        leader.kill()
+        alive = [n for n in c.nodes if n is not leader]
+        new_leader = c.wait_leader(LEADER_TIMEOUT_S, nodes=alive)
+        expect(users_everywhere(alive, ["default", seeded, "alice"]) == before, "the users changed with the leader")
+        for n in alive:
+            expect_reply(auth_reply(n, "alice", "apw2"), "OK", "the new password on %s after failover" % n)
+            expect_reply(auth_reply(n, "alice", "apw"), resp.RespError(
+                "WRONGPASS invalid username-password pair or user is disabled."), "the old password on %s" % n)
+        p = subprocess.run([DEBIAN_PYTHON, "-c", REDIS_PY_PASSWORD_CHECK, new_leader.ip, str(new_leader.client_port),
+                            "apw2", "apw"], capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
+        expect(p.returncode == 0, "redis-py against the new leader: %s%s" % (p.stdout, p.stderr))
+        # The new leader logs changes too; the killed node, restarted, applies what it missed.
+        expect_reply(new_leader.call("ACL", "SETUSER", "carol", "on", ">cpw", "+get", "~*"), "OK", "SETUSER carol")
+        leader.start()
+        everyone = ["default", seeded, "alice", "carol"]
+        lines = users_everywhere(c.nodes, everyone)
+        # ACL LOAD on a follower logs that follower's file for every node; a bad file is
+        # refused there, naming it, and changes nothing.
+        f = next(n for n in c.nodes if n is not c.wait_leader(LEADER_TIMEOUT_S))
+        f_file = os.path.join(work, "node%d.acl" % f.id)
+        with open(f_file, "w") as out:
+            out.write("".join(l.decode() + "\n" for l in lines) + "user dave on >dpw ~* +get\n")
+        expect_reply(f.call("ACL", "LOAD"), "OK", "ACL LOAD on follower %s" % f)
+        everyone.append("dave")
+        lines = users_everywhere(c.nodes, everyone)
+        with open(f_file, "w") as out:
+            out.write("user default on nopass +@all\nuser bad on +@nosuch\n")
+        r = f.call("ACL", "LOAD")
+        expect(isinstance(r, resp.RespError) and f_file + ": line 2" in r.message,
+               "ACL LOAD of a bad file on %s: %r" % (f, r))
+        expect_reply(users_everywhere(c.nodes, everyone), lines, "the users after a refused ACL LOAD")
+        # A node restarted from its own snapshot, taken after every change, holds the users
+        # although its ACL file now says otherwise (the log after the snapshot has no ACL item).
+        c.wait_converged(CONVERGE_TIMEOUT_S)
+        target = next(n for n in c.nodes if n is not c.leader())
+        r = target.call("SNAPSHOT", timeout=CLIENT_TIMEOUT_S)
+        expect(isinstance(r, str) and r.startswith("OK snapshot at index"), "SNAPSHOT answered %r" % (r,))
+        snapshot_index = int(r.split()[-1])
+        expected = users_everywhere(c.nodes, everyone)
+        target.kill()
+        with open(os.path.join(work, "node%d.acl" % target.id), "w") as f:
+            f.write("user default on nopass ~* &* +@all\nuser stray on nopass ~* &* +@all\n")
+        target.start()
+        expect("recovery: loading snapshot" in target.log() and ("index %d" % snapshot_index) in target.log(),
+               "%s did not restart from its snapshot at %d:\n%s" % (target, snapshot_index, target.log_tail()))
+        expect_reply(target.call("ACL", "LIST"), expected, "the users of %s restarted from its snapshot" % target)
+        expect_reply(auth_reply(target, "carol", "cpw"), "OK", "carol on %s after its restart" % target)
+        # ACL SAVE writes the replicated users to the node's own file.
+        expect_reply(target.call("ACL", "SAVE"), "OK", "ACL SAVE on %s" % target)
+        with open(os.path.join(work, "node%d.acl" % target.id)) as f:
+            saved = f.read()
+        expect("stray" not in saved and "user carol on #" in saved, "ACL SAVE wrote:\n" + saved)
+        c.check_alive()
+    except Exception:
+        for n in c.nodes:
+            print(n.log_tail())
+        c.kill_all()
+        print("work dir kept: %s" % work)
+        raise
+    for n in c.nodes:
+        n.terminate()
+    harness.remove_work_dir(work)
+    print("replicated: SETUSER/DELUSER on any node reach every node, through a failover and a snapshot restart")
 
 
 def case_file(binary):
@@ -341,7 +539,7 @@ def case_file(binary):
     print("file: users from --aclfile, ACL SAVE and LOAD, a bad file refused whole")
 
 
-CASES = {"single": case_single, "cluster": case_cluster, "file": case_file}
+CASES = {"single": case_single, "cluster": case_cluster, "replicated": case_replicated, "file": case_file}
 
 
 def main():

@@ -140,6 +140,7 @@ class Node:
         self.paused = False
         self.binary = None  # this node's server binary, if not the cluster's (mixed versions)
         self.env = {}  # variables added to this node's environment
+        self.extra_args = []  # arguments added to this node's command line only
         # (exit code, log tail) of a run that ended without us killing or stopping it,
         # noticed when we went to kill or stop it; Cluster.check_alive() reports it.
         self.unexpected_exit = None
@@ -167,10 +168,11 @@ class Node:
 
     def command(self):
         c = self.cluster
-        return [self.binary or c.binary, "serve", "--node-id", str(self.id), "--bind", self.ip,
-                "--port", "0" if c.tls_only else str(self.client_port), "--peer-addr", self.peer_addr,
-                "--initial-cluster", c.initial_cluster(), "--cluster-id", c.cluster_id,
-                "--dir", self.data_dir, "--durability", c.durability] + self.tls_args() + list(c.server_args)
+        return ([self.binary or c.binary, "serve", "--node-id", str(self.id), "--bind", self.ip,
+                 "--port", "0" if c.tls_only else str(self.client_port), "--peer-addr", self.peer_addr,
+                 "--initial-cluster", c.initial_cluster(), "--cluster-id", c.cluster_id,
+                 "--dir", self.data_dir, "--durability", c.durability] + self.tls_args() + list(c.server_args)
+                + list(self.extra_args))
 
     def tls_args(self):
         c = self.cluster
