@@ -21,7 +21,6 @@ constexpr AclSubcommand kAclSubcommands[] = {
     {"USERS", 2},  {"LOG", -2},  {"LOAD", 2},     {"SAVE", 2},    {"HELP", 2},
 };
 
-
 }  // namespace
 
 int Node::acl_subcommand_arity(std::string_view sub) {
