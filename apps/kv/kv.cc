@@ -282,9 +282,11 @@ uint64_t query_seed(const QueryContext& ctx, std::string_view key) {
 }
 uint64_t draw(uint64_t seed, uint64_t i) { return XXH3_64bits_withSeed(&i, sizeof i, seed); }
 
-// Positions in [0, n) for Redis' count rule: count > 0 picks min(count, n) distinct ones (the
-// smallest draws: a uniform subset, in random order), count < 0 picks |count| with
-// repetition. REQUIRES: n > 0.
+// Positions in [0, n) for Redis' count rule: count > 0 picks min(count, n) distinct ones (a
+// uniform subset, in random order), count < 0 picks |count| with repetition. REQUIRES: n > 0.
+// O(k) expected for k distinct picks up to n/4 (draws, the repeats skipped: at most 4/3 of a
+// draw per pick on average, like Redis' case 4 in SRANDMEMBER), O(n log k) above (the k
+// smallest of n draws), so ZRANDMEMBER of a set of millions costs its count, not the set.
 std::vector<size_t> random_picks(size_t n, int64_t count, uint64_t seed) {
   std::vector<size_t> out;
   if (count < 0) {
@@ -294,6 +296,16 @@ std::vector<size_t> random_picks(size_t n, int64_t count, uint64_t seed) {
     return out;
   }
   const size_t k = static_cast<size_t>(std::min<uint64_t>(static_cast<uint64_t>(count), n));
+  if (k <= n / 4) {
+    absl::flat_hash_set<size_t> taken;
+    taken.reserve(k);
+    out.reserve(k);
+    for (uint64_t j = 0; out.size() < k; j++) {
+      const size_t i = static_cast<size_t>(draw(seed, j) % n);
+      if (taken.insert(i).second) out.push_back(i);
+    }
+    return out;
+  }
   std::vector<std::pair<uint64_t, size_t>> draws(n);
   for (size_t i = 0; i < n; i++) draws[i] = {draw(seed, i), i};
   std::partial_sort(draws.begin(), draws.begin() + static_cast<ptrdiff_t>(k), draws.end());
@@ -1766,7 +1778,7 @@ bool parse_lex_range(std::string_view min, std::string_view max, LexRange* out) 
 }
 constexpr std::string_view kNotLexRange = "ERR min or max not valid string range item";
 
-using ZOrder = absl::btree_set<ZEntry, ZLess>;
+using ZOrder = ZSkipList;
 
 // The first entry with a score above (or at, if !exclusive) v.
 ZOrder::const_iterator score_lower_bound(const ZOrder& order, double v, bool exclusive) {
@@ -1786,7 +1798,7 @@ struct ZRangeSpec {
   LexRange lex;
 };
 
-// The entries the range selects, in reply order. Rank: O(start + n); score: O(log n + k);
+// The entries the range selects, in reply order. Rank: O(log n + k); score: O(log n + k);
 // lex (equal scores, as Redis requires): a walk from the end it starts at.
 std::vector<const ZEntry*> zset_select(const ZSet& z, const ZRangeSpec& spec) {
   std::vector<const ZEntry*> out;
@@ -1796,13 +1808,11 @@ std::vector<const ZEntry*> zset_select(const ZSet& z, const ZRangeSpec& spec) {
     if (!clamp_range(spec.start, spec.stop, order.size(), &first, &last)) return out;
     out.reserve(last - first + 1);
     if (!spec.rev) {
-      auto e = order.begin();
-      std::advance(e, static_cast<ptrdiff_t>(first));
+      auto e = order.at(first);
       for (size_t i = first; i <= last; i++, ++e) out.push_back(&*e);
     } else {
-      auto e = order.rbegin();
-      std::advance(e, static_cast<ptrdiff_t>(first));
-      for (size_t i = first; i <= last; i++, ++e) out.push_back(&*e);
+      auto e = order.at(order.size() - 1 - first);
+      for (size_t i = first; i <= last; i++, --e) out.push_back(&*e);
     }
     return out;
   }
@@ -1934,7 +1944,7 @@ void query_zlexcount(const State& s, Args a, const QueryContext& ctx, Reply& r) 
   r.integer(z ? static_cast<int64_t>(zset_select(*z, spec).size()) : 0);
 }
 
-// ZRANK / ZREVRANK key member: O(n) (the B-tree keeps no ranks).
+// ZRANK / ZREVRANK key member: O(log n) (the skip list's spans).
 template <bool kRev>
 void query_zrank(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   const ZSet* z;
@@ -1942,8 +1952,8 @@ void query_zrank(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   if (!z) { r.null(); return; }
   auto found = z->scores.find(a[2]);
   if (found == z->scores.end()) { r.null(); return; }
-  auto it = z->order.find(ZEntryKey{found->second, a[2]});
-  const int64_t rank = std::distance(z->order.begin(), it);
+  const int64_t rank = z->order.rank(ZEntryKey{found->second, a[2]});
+  assert(rank >= 0);  // every member of `scores` is in `order`
   r.integer(kRev ? static_cast<int64_t>(z->order.size()) - 1 - rank : rank);
 }
 
@@ -2013,13 +2023,11 @@ void query_zrandmember(const State& s, Args a, const QueryContext& ctx, Reply& r
   const ZSet* z;
   if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
   if (!z) { if (has_count) r.array(0); else r.null(); return; }
-  std::vector<const ZEntry*> entries;
-  entries.reserve(z->order.size());
-  for (const ZEntry& e : z->order) entries.push_back(&e);
+  // Each pick is the entry at a rank: O(log n), not a copy of the whole order.
   const uint64_t seed = query_seed(ctx, a[1]);
-  if (!has_count) { r.bulk(entries[random_picks(entries.size(), 1, seed)[0]]->member); return; }
+  if (!has_count) { r.bulk(z->order.at(random_picks(z->order.size(), 1, seed)[0])->member); return; }
   std::vector<const ZEntry*> picked;
-  for (size_t i : random_picks(entries.size(), count, seed)) picked.push_back(entries[i]);
+  for (size_t i : random_picks(z->order.size(), count, seed)) picked.push_back(&*z->order.at(i));
   reply_zentries(r, picked, withscores);
 }
 

@@ -38,6 +38,7 @@
 #include <absl/container/btree_map.h>
 #include <absl/container/btree_set.h>
 #include <absl/container/flat_hash_map.h>
+#include <absl/container/flat_hash_set.h>
 
 #include "hmdb/app.h"
 #include "kv/hash.h"
@@ -45,6 +46,7 @@
 #include "kv/key_table.h"
 #include "kv/list.h"
 #include "kv/set.h"
+#include "kv/zskiplist.h"
 #include "kv/populated_allocator.h"
 
 #include <xxhash.h>
@@ -84,26 +86,9 @@ using StringMap = absl::flat_hash_map<Key, V, KeyHash, KeyEq, PopulatedAllocator
 // Hash (hash.h), List (list.h) and Set (set.h) are compact containers: one block while
 // small.
 
-struct ZEntry {
-  double score;
-  std::string member;
-};
-struct ZEntryKey {
-  double score;
-  std::string_view member;
-};
-// Redis' order: by score, then by member bytes.
-struct ZLess {
-  using is_transparent = void;
-  template <class A, class B>
-  bool operator()(const A& a, const B& b) const {
-    if (a.score != b.score) return a.score < b.score;
-    return std::string_view(a.member) < std::string_view(b.member);
-  }
-};
 struct ZSet {
   StringMap<double> scores;  // member -> score (lookups only)
-  absl::btree_set<ZEntry, ZLess> order;              // (score, member), the visible order
+  ZSkipList order;           // (score, member), the visible order, with ranks
   bool empty() const { return order.empty(); }
 };
 

@@ -1,0 +1,368 @@
+// apps/kv/zskiplist.h — a sorted set's (score, member) order with ranks: kv::ZSkipList.
+//
+// ZRANK, ZRANGE by index (a leaderboard's "top 10" is ZRANGE key -10 -1), ZREMRANGEBYRANK
+// and ZRANDMEMBER need the entry at a rank and the rank of an entry. A B-tree without
+// counts (absl::btree_set, what kv used before) answers both by walking: O(n) for a ZRANK
+// on a sorted set of millions. This is the structure Redis uses (t_zset.c's zskiplist,
+// after Pugh's "Skip Lists: A Probabilistic Alternative to Balanced Trees"): every forward
+// link records how many entries it skips (its span), so a search adds spans as it goes and
+// finds a rank, or the entry at a rank, in O(log n) expected.
+//
+// A node's height is drawn from a hash of its member, not from a random generator: the
+// same member gets the same height on every node and in every run, with no generator state
+// to seed or snapshot. The height only decides speed, never what a reply holds (the order
+// is by score, then member bytes), so a member chosen to be tall costs that one member a few
+// more links, nothing more. Probability 1/4 per extra level (Redis' ZSKIPLIST_P), at most
+// kMaxHeight levels: enough for 4^32 entries.
+//
+// Memory: an entry (40 bytes), a backward link, the height, and 16 bytes per level (1.33
+// levels on average), in one allocation per entry.
+#pragma once
+
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <iterator>
+#include <new>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <xxhash.h>
+
+namespace hmdb::kv {
+
+struct ZEntry {
+  double score;
+  std::string member;
+};
+struct ZEntryKey {
+  double score;
+  std::string_view member;
+};
+// Redis' order: by score, then by member bytes.
+struct ZLess {
+  using is_transparent = void;
+  template <class A, class B>
+  bool operator()(const A& a, const B& b) const {
+    if (a.score != b.score) return a.score < b.score;
+    return std::string_view(a.member) < std::string_view(b.member);
+  }
+};
+
+class ZSkipList {
+  struct Node;
+  struct Level {
+    Node* forward;
+    uint64_t span;  // level-0 steps from this node to `forward` (to the last entry if null)
+  };
+  struct Node {
+    ZEntry entry;
+    Node* backward;  // null for the first entry
+    int height;
+    Level* levels() { return reinterpret_cast<Level*>(this + 1); }
+    const Level* levels() const { return reinterpret_cast<const Level*>(this + 1); }
+  };
+  static_assert(alignof(Level) <= alignof(Node) && sizeof(Node) % alignof(Level) == 0);
+
+ public:
+  // Height bound (levels of the head); 4^32 entries before it is a limit.
+  static constexpr int kMaxHeight = 32;
+
+  class const_iterator {
+   public:
+    using iterator_category = std::bidirectional_iterator_tag;
+    using value_type = ZEntry;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const ZEntry*;
+    using reference = const ZEntry&;
+
+    const_iterator() = default;
+    reference operator*() const { return node_->entry; }
+    pointer operator->() const { return &node_->entry; }
+    const_iterator& operator++() {
+      node_ = node_->levels()[0].forward;
+      return *this;
+    }
+    const_iterator operator++(int) {
+      const_iterator old = *this;
+      ++*this;
+      return old;
+    }
+    const_iterator& operator--() {
+      node_ = node_ ? node_->backward : list_->tail_;
+      return *this;
+    }
+    const_iterator operator--(int) {
+      const_iterator old = *this;
+      --*this;
+      return old;
+    }
+    bool operator==(const const_iterator& o) const { return node_ == o.node_; }
+    bool operator!=(const const_iterator& o) const { return node_ != o.node_; }
+
+   private:
+    friend class ZSkipList;
+    const_iterator(const Node* n, const ZSkipList* l) : node_(n), list_(l) {}
+    const Node* node_ = nullptr;  // null: end()
+    const ZSkipList* list_ = nullptr;
+  };
+  using iterator = const_iterator;  // entries are keys: never changed in place
+  using const_reverse_iterator = std::reverse_iterator<const_iterator>;
+
+  ZSkipList() : head_(make_node(kMaxHeight, ZEntry{0, {}})) {}
+  ~ZSkipList() {
+    clear();
+    destroy_node(head_);
+  }
+  ZSkipList(const ZSkipList& o) : ZSkipList() { append_sorted(o); }
+  ZSkipList& operator=(const ZSkipList& o) {
+    if (this != &o) {
+      clear();
+      append_sorted(o);
+    }
+    return *this;
+  }
+  ZSkipList(ZSkipList&& o) noexcept : ZSkipList() { swap(o); }
+  ZSkipList& operator=(ZSkipList&& o) noexcept {
+    swap(o);
+    return *this;
+  }
+  void swap(ZSkipList& o) noexcept {
+    std::swap(head_, o.head_);
+    std::swap(tail_, o.tail_);
+    std::swap(height_, o.height_);
+    std::swap(size_, o.size_);
+  }
+
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+
+  const_iterator begin() const { return {head_->levels()[0].forward, this}; }
+  const_iterator end() const { return {nullptr, this}; }
+  const_reverse_iterator rbegin() const { return const_reverse_iterator(end()); }
+  const_reverse_iterator rend() const { return const_reverse_iterator(begin()); }
+
+  void clear() {
+    Node* x = head_->levels()[0].forward;
+    while (x) {
+      Node* next = x->levels()[0].forward;
+      destroy_node(x);
+      x = next;
+    }
+    for (int i = 0; i < kMaxHeight; i++) head_->levels()[i] = Level{nullptr, 0};
+    tail_ = nullptr;
+    height_ = 1;
+    size_ = 0;
+  }
+
+  // Inserts e; false (and nothing changes) when an equal entry is already there.
+  bool insert(ZEntry e) {
+    Node* update[kMaxHeight];
+    uint64_t rank[kMaxHeight];
+    Node* x = head_;
+    for (int i = height_ - 1; i >= 0; i--) {
+      rank[i] = i == height_ - 1 ? 0 : rank[i + 1];
+      while (x->levels()[i].forward && less_(x->levels()[i].forward->entry, e)) {
+        rank[i] += x->levels()[i].span;
+        x = x->levels()[i].forward;
+      }
+      update[i] = x;
+    }
+    if (Node* next = x->levels()[0].forward; next && !less_(e, next->entry)) return false;
+    const int h = height_of(e.member);
+    if (h > height_) {
+      for (int i = height_; i < h; i++) {
+        rank[i] = 0;
+        update[i] = head_;
+        head_->levels()[i].span = size_;
+      }
+      height_ = h;
+    }
+    x = make_node(h, std::move(e));
+    for (int i = 0; i < h; i++) {
+      Level& up = update[i]->levels()[i];
+      x->levels()[i].forward = up.forward;
+      x->levels()[i].span = up.span - (rank[0] - rank[i]);
+      up.forward = x;
+      up.span = rank[0] - rank[i] + 1;
+    }
+    for (int i = h; i < height_; i++) update[i]->levels()[i].span++;
+    x->backward = update[0] == head_ ? nullptr : update[0];
+    if (Node* next = x->levels()[0].forward) next->backward = x; else tail_ = x;
+    size_++;
+    return true;
+  }
+
+  // Removes the entry equal to k; the count removed (0 or 1).
+  template <class K>
+  size_t erase(const K& k) {
+    Node* update[kMaxHeight];
+    Node* x = head_;
+    for (int i = height_ - 1; i >= 0; i--) {
+      while (x->levels()[i].forward && less_(x->levels()[i].forward->entry, k)) x = x->levels()[i].forward;
+      update[i] = x;
+    }
+    x = x->levels()[0].forward;
+    if (!x || less_(k, x->entry)) return 0;
+    unlink(x, update);
+    return 1;
+  }
+  // Removes *it; the iterator after it.
+  const_iterator erase(const_iterator it) {
+    const Node* next = it.node_->levels()[0].forward;
+    const ZEntry& e = it.node_->entry;
+    size_t n = erase(ZEntryKey{e.score, e.member});
+    assert(n == 1);
+    (void)n;
+    return {next, this};
+  }
+
+  // The first entry not less than k.
+  template <class K>
+  const_iterator lower_bound(const K& k) const {
+    const Node* x = head_;
+    for (int i = height_ - 1; i >= 0; i--)
+      while (x->levels()[i].forward && less_(x->levels()[i].forward->entry, k)) x = x->levels()[i].forward;
+    return {x->levels()[0].forward, this};
+  }
+  template <class K>
+  const_iterator find(const K& k) const {
+    const_iterator it = lower_bound(k);
+    return it != end() && !less_(k, *it) ? it : end();
+  }
+
+  // The 0-based rank of the entry equal to k, or -1 if there is none. O(log n).
+  template <class K>
+  int64_t rank(const K& k) const {
+    const Node* x = head_;
+    uint64_t r = 0;
+    for (int i = height_ - 1; i >= 0; i--) {
+      while (x->levels()[i].forward && !less_(k, x->levels()[i].forward->entry)) {
+        r += x->levels()[i].span;
+        x = x->levels()[i].forward;
+      }
+      if (x != head_ && !less_(x->entry, k)) return static_cast<int64_t>(r) - 1;
+    }
+    return -1;
+  }
+
+  // The entry at 0-based rank r (< size()). O(log n).
+  const_iterator at(size_t r) const {
+    assert(r < size_);
+    const uint64_t want = r + 1;
+    const Node* x = head_;
+    uint64_t traversed = 0;
+    for (int i = height_ - 1; i >= 0; i--) {
+      while (x->levels()[i].forward && traversed + x->levels()[i].span <= want) {
+        traversed += x->levels()[i].span;
+        x = x->levels()[i].forward;
+      }
+      if (traversed == want) return {x, this};
+    }
+    assert(false);
+    return end();
+  }
+
+  // For tests: every link, span, backward link and the size agree. O(n * height).
+  bool check_invariants() const {
+    size_t n = 0;
+    const Node* prev = nullptr;
+    for (const Node* x = head_->levels()[0].forward; x; x = x->levels()[0].forward) {
+      if (x->backward != prev || (prev && !less_(prev->entry, x->entry))) return false;
+      if (x->height < 1 || x->height > height_) return false;
+      prev = x;
+      n++;
+    }
+    if (n != size_ || tail_ != prev) return false;
+    // Each span equals the number of level-0 steps to the forward node (or to the end).
+    auto position = [&](const Node* target) {
+      uint64_t p = 0;
+      for (const Node* x = head_; x != target; x = x->levels()[0].forward) p++;
+      return p;
+    };
+    for (const Node* x = head_; x; x = x->levels()[0].forward) {
+      const int h = x == head_ ? height_ : x->height;
+      const uint64_t from = position(x);
+      for (int i = 0; i < h; i++) {
+        const Level& l = x->levels()[i];
+        if (l.forward ? l.forward->height <= i || l.span != position(l.forward) - from : l.span != size_ - from)
+          return false;
+      }
+    }
+    for (int i = height_; i < kMaxHeight; i++)
+      if (head_->levels()[i].forward) return false;
+    return height_ == 1 || head_->levels()[height_ - 1].forward;
+  }
+
+ private:
+  static int height_of(std::string_view member) {
+    uint64_t h = XXH3_64bits(member.data(), member.size());
+    int level = 1;
+    while (level < kMaxHeight && (h & 3) == 0) {  // 1/4 per extra level
+      level++;
+      h >>= 2;
+    }
+    return level;
+  }
+
+  static Node* make_node(int height, ZEntry e) {
+    void* mem = ::operator new(sizeof(Node) + sizeof(Level) * static_cast<size_t>(height));
+    Node* n = new (mem) Node{std::move(e), nullptr, height};
+    for (int i = 0; i < height; i++) new (&n->levels()[i]) Level{nullptr, 0};
+    return n;
+  }
+  static void destroy_node(Node* n) {
+    n->~Node();
+    ::operator delete(n);
+  }
+
+  void unlink(Node* x, Node* const* update) {
+    for (int i = 0; i < height_; i++) {
+      Level& up = update[i]->levels()[i];
+      if (up.forward == x) {
+        up.span += x->levels()[i].span - 1;
+        up.forward = x->levels()[i].forward;
+      } else {
+        up.span--;
+      }
+    }
+    if (Node* next = x->levels()[0].forward) next->backward = x->backward; else tail_ = x->backward;
+    while (height_ > 1 && !head_->levels()[height_ - 1].forward) height_--;
+    size_--;
+    destroy_node(x);
+  }
+
+  // Appends o's entries (sorted, each above this list's last) in O(n).
+  void append_sorted(const ZSkipList& o) {
+    Node* last[kMaxHeight];
+    uint64_t last_rank[kMaxHeight];
+    for (int i = 0; i < kMaxHeight; i++) {
+      last[i] = head_;
+      last_rank[i] = 0;
+    }
+    assert(empty());
+    for (const ZEntry& e : o) {
+      const int h = height_of(e.member);
+      Node* x = make_node(h, e);
+      const uint64_t r = ++size_;
+      for (int i = 0; i < h; i++) {
+        last[i]->levels()[i] = Level{x, r - last_rank[i]};
+        last[i] = x;
+        last_rank[i] = r;
+      }
+      x->backward = tail_;
+      tail_ = x;
+      if (h > height_) height_ = h;
+    }
+    for (int i = 0; i < height_; i++) last[i]->levels()[i] = Level{nullptr, size_ - last_rank[i]};
+  }
+
+  Node* head_;
+  Node* tail_ = nullptr;
+  int height_ = 1;
+  size_t size_ = 0;
+  ZLess less_;
+};
+
+}  // namespace hmdb::kv

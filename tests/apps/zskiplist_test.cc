@@ -1,0 +1,123 @@
+// tests/apps/zskiplist_test.cc — kv::ZSkipList (apps/kv/zskiplist.h) against a model
+// (std::set with Redis' order) through random inserts and erases: the order both ways, rank,
+// the entry at a rank, lower_bound, find, erase by iterator, copies, and the structure's own
+// invariants (every span, backward link and the size). ZSKIPLIST_SEED=N repeats a run.
+#include "kv/zskiplist.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <iterator>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace hmdb::kv {
+namespace {
+
+using Model = std::set<ZEntry, ZLess>;
+
+uint64_t seed_from_env(uint64_t fallback) {
+  const char* s = std::getenv("ZSKIPLIST_SEED");
+  return s ? std::strtoull(s, nullptr, 10) : fallback;
+}
+
+void expect_same(const ZSkipList& l, const Model& m) {
+  ASSERT_EQ(l.size(), m.size());
+  ASSERT_TRUE(l.check_invariants());
+  std::vector<std::string> forward, backward, want;
+  for (const ZEntry& e : l) forward.push_back(e.member);
+  for (auto it = l.rbegin(); it != l.rend(); ++it) backward.push_back(it->member);
+  for (const ZEntry& e : m) want.push_back(e.member);
+  EXPECT_EQ(forward, want);
+  std::vector<std::string> reversed(want.rbegin(), want.rend());
+  EXPECT_EQ(backward, reversed);
+  size_t r = 0;
+  for (const ZEntry& e : m) {
+    ASSERT_EQ(l.rank(ZEntryKey{e.score, e.member}), static_cast<int64_t>(r));
+    ASSERT_EQ(l.at(r)->member, e.member);
+    r++;
+  }
+}
+
+TEST(ZSkipList, MatchesAModelThroughRandomInsertsAndErases) {
+  for (uint64_t base = 1; base <= 20; base++) {
+    const uint64_t seed = seed_from_env(base);
+    SCOPED_TRACE("seed " + std::to_string(seed) + " (ZSKIPLIST_SEED=" + std::to_string(seed) + " to repeat)");
+    std::mt19937_64 rng(seed);
+    ZSkipList l;
+    Model m;
+    const int members = 1 + static_cast<int>(rng() % 300);  // small pools: many equal scores and re-inserts
+    for (int step = 0; step < 2000; step++) {
+      const std::string member = "m" + std::to_string(rng() % members);
+      const double score = static_cast<double>(static_cast<int>(rng() % 20) - 10) / 2;
+      const int op = static_cast<int>(rng() % 10);
+      if (op < 5) {
+        const bool inserted = m.insert(ZEntry{score, member}).second;
+        ASSERT_EQ(l.insert(ZEntry{score, member}), inserted);
+      } else if (op < 8) {
+        ASSERT_EQ(l.erase(ZEntryKey{score, member}), m.erase(ZEntry{score, member}));
+      } else if (!m.empty()) {
+        // Erase by iterator: the one at a random rank; the returned iterator is the next.
+        const size_t r = rng() % m.size();
+        auto it = l.erase(l.at(r));
+        auto mit = m.erase(std::next(m.begin(), static_cast<std::ptrdiff_t>(r)));
+        ASSERT_EQ(it == l.end(), mit == m.end());
+        if (mit != m.end()) {
+          ASSERT_EQ(it->member, mit->member);
+        }
+      }
+      // Probes that may or may not be present.
+      const ZEntryKey probe{score, member};
+      const bool present = m.count(ZEntry{score, member}) > 0;
+      ASSERT_EQ(l.find(probe) != l.end(), present);
+      ASSERT_EQ(l.rank(probe) >= 0, present);
+      auto lb = l.lower_bound(probe);
+      auto mlb = m.lower_bound(ZEntry{score, member});
+      ASSERT_EQ(lb == l.end(), mlb == m.end());
+      if (mlb != m.end()) {
+        ASSERT_EQ(lb->member, mlb->member);
+      }
+      if (!m.empty()) {
+        ASSERT_EQ(std::prev(l.end())->member, std::prev(m.end())->member);
+        ASSERT_EQ(l.begin()->member, m.begin()->member);
+      }
+      if (step % 200 == 0) {
+        ASSERT_NO_FATAL_FAILURE(expect_same(l, m));
+      }
+    }
+    ASSERT_NO_FATAL_FAILURE(expect_same(l, m));
+    ZSkipList copy(l);  // built by appending in order
+    ASSERT_NO_FATAL_FAILURE(expect_same(copy, m));
+    copy.insert(ZEntry{1e9, "last"});
+    m.insert(ZEntry{1e9, "last"});
+    ASSERT_NO_FATAL_FAILURE(expect_same(copy, m));
+    ZSkipList moved(std::move(copy));
+    ASSERT_NO_FATAL_FAILURE(expect_same(moved, m));
+    EXPECT_TRUE(copy.empty());  // NOLINT(bugprone-use-after-move): moved-from is empty by contract
+    moved.clear();
+    EXPECT_TRUE(moved.empty() && moved.check_invariants() && moved.begin() == moved.end());
+  }
+}
+
+TEST(ZSkipList, RankAndAtOnABigList) {
+  // The ends and a few ranks of a list too big for the O(n^2) invariant check.
+  ZSkipList l;
+  const int n = 200000;
+  for (int i = 0; i < n; i++) ASSERT_TRUE(l.insert(ZEntry{static_cast<double>(i % 1000), "k" + std::to_string(i)}));
+  ASSERT_EQ(l.size(), static_cast<size_t>(n));
+  EXPECT_EQ(l.rank(ZEntryKey{0, "k0"}), 0);
+  EXPECT_EQ(l.at(0)->member, "k0");
+  const ZEntry& last = *l.at(n - 1);
+  EXPECT_EQ(last.score, 999);
+  EXPECT_EQ(l.rank(ZEntryKey{last.score, last.member}), n - 1);
+  for (size_t r : {size_t{1}, size_t{777}, size_t{123456}}) {
+    const ZEntry& e = *l.at(r);
+    EXPECT_EQ(l.rank(ZEntryKey{e.score, e.member}), static_cast<int64_t>(r));
+  }
+}
+
+}  // namespace
+}  // namespace hmdb::kv
