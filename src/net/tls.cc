@@ -94,7 +94,8 @@ const char* tls_auth_clients_name(TlsAuthClients a) {
   return "?";
 }
 
-Status TlsContext::create(Role role, const TlsFiles& files, TlsAuthClients auth, std::shared_ptr<TlsContext>* out) {
+Status TlsContext::create(Role role, const TlsFiles& files, TlsAuthClients auth, std::shared_ptr<TlsContext>* out,
+                          bool read_ahead) {
   ERR_clear_error();
   SSL_CTX* ctx = SSL_CTX_new(role == Role::kServer ? TLS_server_method() : TLS_client_method());
   if (!ctx) return Status::io_error("TLS: cannot make a context: " + drain_errors());
@@ -112,6 +113,7 @@ Status TlsContext::create(Role role, const TlsFiles& files, TlsAuthClients auth,
   // Sessions are not resumed: no cache, no TLS 1.3 tickets written after each handshake.
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   SSL_CTX_set_num_tickets(ctx, 0);
+  if (read_ahead) SSL_CTX_set_read_ahead(ctx, 1);
 
   if (!files.cert_file.empty()) {
     if (SSL_CTX_use_certificate_chain_file(ctx, files.cert_file.c_str()) != 1)

@@ -58,7 +58,14 @@ class TlsContext {
   // A server presents cert/key and checks client certificates by `auth`. A client presents
   // cert/key if given and always checks the server's certificate against the CA file.
   // Errors name the file and OpenSSL's reason (never a key's bytes).
-  static Status create(Role role, const TlsFiles& files, TlsAuthClients auth, std::shared_ptr<TlsContext>* out);
+  //
+  // read_ahead: OpenSSL reads as much as its record buffer takes in one read(2) instead of
+  // a record's header and then its body, so a request of one record costs one read and the
+  // reader's last read (kWantRead) instead of three. Only for a reader that reads until
+  // kWantRead or comes back by itself (client_io.cc's sessions): bytes read ahead wait inside
+  // OpenSSL, where no epoll event announces them (tls_pending does not count them either).
+  static Status create(Role role, const TlsFiles& files, TlsAuthClients auth, std::shared_ptr<TlsContext>* out,
+                       bool read_ahead = false);
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;

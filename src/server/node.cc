@@ -512,8 +512,10 @@ void Node::on_disk_ack() {
 Status Node::load_tls() {
   std::shared_ptr<net::TlsContext> clients, peer_server, peer_client;
   if (options_.tls_listen) {
+    // Read ahead: the sessions read until OpenSSL wants the socket (client_io.cc), so a
+    // request costs one read and the final one, not a header's, a body's and the final one.
     Status s = net::TlsContext::create(net::TlsContext::Role::kServer, options_.tls_files, options_.tls_auth_clients,
-                                       &clients);
+                                       &clients, /*read_ahead=*/true);
     if (!s) return s;
   }
   if (options_.tls_replication) {
