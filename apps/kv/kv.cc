@@ -1596,14 +1596,14 @@ bool parse_zadd(Args a, ZAddArgs& o, std::string& err) {
 }
 
 void zset_insert(ZSet* z, std::string_view member, double score) {
-  z->scores.emplace(member, score);
-  z->order.insert(ZEntry{score, std::string(member)});
+  const bool inserted = z->order.insert(ZEntry{score, std::string(member)});
+  assert(inserted);  // callers insert new members only
+  (void)inserted;
 }
-void zset_erase(ZSet* z, StringMap<double>::iterator it) {
-  size_t erased = z->order.erase(ZEntryKey{it->second, it->first});
+void zset_erase(ZSet* z, std::string_view member) {
+  const size_t erased = z->order.erase_member(member);
   assert(erased == 1);
   (void)erased;
-  z->scores.erase(it);
 }
 
 void apply_zadd(State& s, const ZAddArgs& a, const ApplyContext& ctx, Reply& r) {
@@ -1623,10 +1623,9 @@ void apply_zadd(State& s, const ZAddArgs& a, const ApplyContext& ctx, Reply& r) 
     assert(ok);  // parse_zadd checked every score
     (void)ok;
     std::string_view member = a.pairs[j + 1];
-    auto found = z->scores.find(member);
-    if (found != z->scores.end()) {
+    if (const ZEntry* found = z->order.find_member(member)) {
       if (a.nx) continue;
-      double current = found->second;
+      double current = found->score;
       double next = a.incr ? current + score : score;
       if (std::isnan(next)) {
         erase_if_empty(s, it, z);
@@ -1637,7 +1636,7 @@ void apply_zadd(State& s, const ZAddArgs& a, const ApplyContext& ctx, Reply& r) 
       done = true;
       result = next;
       if (next != current) {
-        zset_erase(z, found);
+        zset_erase(z, member);
         zset_insert(z, member, next);
         changed++;
       }
@@ -1665,9 +1664,7 @@ void apply_zrem(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   if (!z) { r.integer(0); return; }
   int64_t removed = 0;
   for (size_t i = 2; i < a.argv.size(); i++) {
-    auto found = z->scores.find(a.argv[i]);
-    if (found == z->scores.end()) continue;
-    zset_erase(z, found);
+    if (z->order.erase_member(a.argv[i]) == 0) continue;
     removed++;
   }
   if (removed > 0) notify(ctx, keyspace::kZset, "zrem", a.argv[1]);
@@ -1691,7 +1688,6 @@ void apply_zpop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
     if (pairs) r.array(2);
     r.bulk(first->member);
     r.double_value(first->score);
-    z->scores.erase(first->member);
     z->order.erase(first);
   }
   if (n > 0) notify(ctx, keyspace::kZset, kMax ? "zpopmax" : "zpopmin", a.key);
@@ -1702,8 +1698,8 @@ void query_zscore(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   const ZSet* z;
   if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
   if (!z) { r.null(); return; }
-  auto found = z->scores.find(a[2]);
-  if (found == z->scores.end()) r.null(); else r.double_value(found->second);
+  const ZEntry* found = z->order.find_member(a[2]);
+  if (!found) r.null(); else r.double_value(found->score);
 }
 
 void query_zcard(const State& s, Args a, const QueryContext& ctx, Reply& r) {
@@ -1950,10 +1946,10 @@ void query_zrank(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   const ZSet* z;
   if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
   if (!z) { r.null(); return; }
-  auto found = z->scores.find(a[2]);
-  if (found == z->scores.end()) { r.null(); return; }
-  const int64_t rank = z->order.rank(ZEntryKey{found->second, a[2]});
-  assert(rank >= 0);  // every member of `scores` is in `order`
+  const ZEntry* found = z->order.find_member(a[2]);
+  if (!found) { r.null(); return; }
+  const int64_t rank = z->order.rank(ZEntryKey{found->score, found->member});
+  assert(rank >= 0);  // the member index holds exactly the order's entries
   r.integer(kRev ? static_cast<int64_t>(z->order.size()) - 1 - rank : rank);
 }
 
@@ -1962,8 +1958,8 @@ void query_zmscore(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
   r.array(a.size() - 2);
   for (size_t i = 2; i < a.size(); i++) {
-    auto found = z ? z->scores.find(a[i]) : decltype(z->scores.end()){};
-    if (z && found != z->scores.end()) r.double_value(found->second); else r.null();
+    const ZEntry* found = z ? z->order.find_member(a[i]) : nullptr;
+    if (found) r.double_value(found->score); else r.null();
   }
 }
 
@@ -2007,7 +2003,7 @@ void apply_zremrange(State& s, const ZRemRangeArgs& a, const ApplyContext& ctx, 
   if (!z) { r.integer(0); return; }
   std::vector<std::string> members;
   for (const ZEntry* e : zset_select(*z, a.spec)) members.push_back(e->member);
-  for (const std::string& m : members) zset_erase(z, z->scores.find(m));
+  for (const std::string& m : members) zset_erase(z, m);
   if (!members.empty()) notify(ctx, keyspace::kZset, kEvents[static_cast<int>(a.spec.by)], a.key);
   erase_if_emptied(s, it, z, a.key, ctx);
   r.integer(static_cast<int64_t>(members.size()));
@@ -2087,9 +2083,9 @@ struct ZInput {
   size_t size() const { return z ? z->order.size() : set ? set->size() : 0; }
   bool find(std::string_view m, double* score) const {
     if (z) {
-      auto it = z->scores.find(m);
-      if (it == z->scores.end()) return false;
-      *score = it->second;
+      const ZEntry* e = z->order.find_member(m);
+      if (!e) return false;
+      *score = e->score;
       return true;
     }
     if (set && set->contains(SetMemberKey{member_hash(m), m})) { *score = 1; return true; }
@@ -2374,7 +2370,6 @@ Value clone_value(const Value& v) {
     case Type::kZSet: {
       const ZSet& from = *std::get<std::unique_ptr<ZSet>>(v);
       auto z = std::make_unique<ZSet>();
-      z->scores = from.scores;
       z->order = from.order;
       return Value(std::move(z));
     }
@@ -2802,8 +2797,8 @@ void query_zscan(const State& s, Args a, const QueryContext& ctx, Reply& r) {
       if (o.matches(e.member)) page.emplace_back(e.member, e.score);
   } else {
     PagePicker<std::pair<std::string_view, double>> picker(o.cursor, scan_page_size(o.count, z->order.size()));
-    for (const auto& [member, score] : z->scores)
-      if (o.matches(member)) picker.offer(element_scan_position(member), {member.view(), score});
+    for (const ZEntry& e : z->order)
+      if (o.matches(e.member)) picker.offer(element_scan_position(e.member), {std::string_view(e.member), e.score});
     next = picker.finish(&page);
   }
   reply_scan(r, next, 2 * page.size());
@@ -2951,12 +2946,11 @@ bool decode_value(Decoder& in, Type type, Value* out) {
       uint64_t n = in.count<std::string, double>();
       if (n == 0) return false;
       auto z = std::make_unique<ZSet>();
-      z->scores.reserve(n);
+      z->order.reserve(n);
       for (uint64_t i = 0; i < n && in.ok(); i++) {
         std::string_view m = in.bytes();
         double score = in.f64();
-        if (!in.ok() || std::isnan(score) || !z->scores.emplace(m, score).second) return false;
-        z->order.insert(ZEntry{score, std::string(m)});
+        if (!in.ok() || std::isnan(score) || !z->order.insert(ZEntry{score, std::string(m)})) return false;
       }
       *out = std::move(z);
       return in.ok();

@@ -87,8 +87,7 @@ using StringMap = absl::flat_hash_map<Key, V, KeyHash, KeyEq, PopulatedAllocator
 // small.
 
 struct ZSet {
-  StringMap<double> scores;  // member -> score (lookups only)
-  ZSkipList order;           // (score, member), the visible order, with ranks
+  ZSkipList order;  // (score, member), the visible order, with ranks and a member index
   bool empty() const { return order.empty(); }
 };
 

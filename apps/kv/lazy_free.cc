@@ -35,11 +35,10 @@ bool clear_some(Value& v, size_t budget, size_t* work) {
           return true;
         } else if constexpr (std::is_same_v<T, std::unique_ptr<ZSet>>) {
           if (!x) return true;
-          // Each member is in both; the map's slot array goes with the ZSet at the end.
+          // The member index's slot array goes with the ZSet at the end.
           size_t n = 0;
           auto it = x->order.begin();
           while (n < budget && it != x->order.end()) {
-            x->scores.erase(std::string_view(it->member));
             it = x->order.erase(it);
             n++;
           }

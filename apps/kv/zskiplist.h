@@ -15,8 +15,13 @@
 // more links, nothing more. Probability 1/4 per extra level (Redis' ZSKIPLIST_P), at most
 // kMaxHeight levels: enough for 4^32 entries.
 //
+// A member index (a Swiss table of node pointers, hashed by member) finds a member's entry
+// and score without a second copy of the member: a sorted set holds each member once, in
+// its node, as Redis' holds one sds for its dict and its skiplist.
+//
 // Memory: an entry (40 bytes), a backward link, the height, and 16 bytes per level (1.33
-// levels on average), in one allocation per entry.
+// levels on average), in one allocation per entry; 8 bytes and a control byte per entry in
+// the member index.
 #pragma once
 
 #include <cassert>
@@ -28,6 +33,7 @@
 #include <string_view>
 #include <utility>
 
+#include <absl/container/flat_hash_set.h>
 #include <xxhash.h>
 
 namespace hmdb::kv {
@@ -64,6 +70,20 @@ class ZSkipList {
     const Level* levels() const { return reinterpret_cast<const Level*>(this + 1); }
   };
   static_assert(alignof(Level) <= alignof(Node) && sizeof(Node) % alignof(Level) == 0);
+
+  static uint64_t member_hash(std::string_view m) { return XXH3_64bits(m.data(), m.size()); }
+  static std::string_view member_of(std::string_view m) { return m; }
+  static std::string_view member_of(const Node* n) { return n->entry.member; }
+  struct MemberHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view m) const { return member_hash(m); }
+    size_t operator()(const Node* n) const { return member_hash(n->entry.member); }
+  };
+  struct MemberEq {
+    using is_transparent = void;
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const { return member_of(a) == member_of(b); }
+  };
 
  public:
   // Height bound (levels of the head); 4^32 entries before it is a limit.
@@ -133,6 +153,7 @@ class ZSkipList {
     std::swap(tail_, o.tail_);
     std::swap(height_, o.height_);
     std::swap(size_, o.size_);
+    members_.swap(o.members_);
   }
 
   size_t size() const { return size_; }
@@ -154,10 +175,19 @@ class ZSkipList {
     tail_ = nullptr;
     height_ = 1;
     size_ = 0;
+    members_.clear();
+  }
+  void reserve(size_t n) { members_.reserve(n); }
+
+  // The entry of member m, or null. O(1).
+  const ZEntry* find_member(std::string_view m) const {
+    auto it = members_.find(m);
+    return it == members_.end() ? nullptr : &(*it)->entry;
   }
 
-  // Inserts e; false (and nothing changes) when an equal entry is already there.
+  // Inserts e; false (and nothing changes) when its member is already there.
   bool insert(ZEntry e) {
+    if (members_.contains(std::string_view(e.member))) return false;
     Node* update[kMaxHeight];
     uint64_t rank[kMaxHeight];
     Node* x = head_;
@@ -169,7 +199,6 @@ class ZSkipList {
       }
       update[i] = x;
     }
-    if (Node* next = x->levels()[0].forward; next && !less_(e, next->entry)) return false;
     const int h = height_of(e.member);
     if (h > height_) {
       for (int i = height_; i < h; i++) {
@@ -191,7 +220,16 @@ class ZSkipList {
     x->backward = update[0] == head_ ? nullptr : update[0];
     if (Node* next = x->levels()[0].forward) next->backward = x; else tail_ = x;
     size_++;
+    members_.insert(x);
     return true;
+  }
+
+  // Removes member m's entry; the count removed (0 or 1).
+  size_t erase_member(std::string_view m) {
+    auto it = members_.find(m);
+    if (it == members_.end()) return 0;
+    const Node* n = *it;
+    return erase(ZEntryKey{n->entry.score, n->entry.member});
   }
 
   // Removes the entry equal to k; the count removed (0 or 1).
@@ -274,7 +312,9 @@ class ZSkipList {
       prev = x;
       n++;
     }
-    if (n != size_ || tail_ != prev) return false;
+    if (n != size_ || tail_ != prev || members_.size() != size_) return false;
+    for (const Node* x = head_->levels()[0].forward; x; x = x->levels()[0].forward)
+      if (find_member(x->entry.member) != &x->entry) return false;
     // Each span equals the number of level-0 steps to the forward node (or to the end).
     auto position = [&](const Node* target) {
       uint64_t p = 0;
@@ -296,8 +336,10 @@ class ZSkipList {
   }
 
  private:
+  // Seeded apart from the member index's hash, so tall nodes do not share its low bits.
+  static constexpr uint64_t kHeightSeed = 0x7a736b69706c6973ULL;  // "zskiplis"
   static int height_of(std::string_view member) {
-    uint64_t h = XXH3_64bits(member.data(), member.size());
+    uint64_t h = XXH3_64bits_withSeed(member.data(), member.size(), kHeightSeed);
     int level = 1;
     while (level < kMaxHeight && (h & 3) == 0) {  // 1/4 per extra level
       level++;
@@ -330,6 +372,7 @@ class ZSkipList {
     if (Node* next = x->levels()[0].forward) next->backward = x->backward; else tail_ = x->backward;
     while (height_ > 1 && !head_->levels()[height_ - 1].forward) height_--;
     size_--;
+    members_.erase(x);
     destroy_node(x);
   }
 
@@ -342,6 +385,7 @@ class ZSkipList {
       last_rank[i] = 0;
     }
     assert(empty());
+    members_.reserve(o.size());
     for (const ZEntry& e : o) {
       const int h = height_of(e.member);
       Node* x = make_node(h, e);
@@ -353,6 +397,7 @@ class ZSkipList {
       }
       x->backward = tail_;
       tail_ = x;
+      members_.insert(x);
       if (h > height_) height_ = h;
     }
     for (int i = 0; i < height_; i++) last[i]->levels()[i] = Level{nullptr, size_ - last_rank[i]};
@@ -363,6 +408,7 @@ class ZSkipList {
   int height_ = 1;
   size_t size_ = 0;
   ZLess less_;
+  absl::flat_hash_set<Node*, MemberHash, MemberEq> members_;  // every node, by member
 };
 
 }  // namespace hmdb::kv

@@ -1,7 +1,8 @@
 // tests/apps/zskiplist_test.cc — kv::ZSkipList (apps/kv/zskiplist.h) against a model
-// (std::set with Redis' order) through random inserts and erases: the order both ways, rank,
-// the entry at a rank, lower_bound, find, erase by iterator, copies, and the structure's own
-// invariants (every span, backward link and the size). ZSKIPLIST_SEED=N repeats a run.
+// (std::set with Redis' order, and a member -> score map) through random inserts and erases:
+// the order both ways, rank, the entry at a rank, lower_bound, find, the member index, erase
+// by iterator and by member, copies, and the structure's own invariants (every span,
+// backward link, the size and the index). ZSKIPLIST_SEED=N repeats a run.
 #include "kv/zskiplist.h"
 
 #include <gtest/gtest.h>
@@ -11,6 +12,7 @@
 #include <iterator>
 #include <random>
 #include <set>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -49,21 +51,36 @@ TEST(ZSkipList, MatchesAModelThroughRandomInsertsAndErases) {
     std::mt19937_64 rng(seed);
     ZSkipList l;
     Model m;
+    std::map<std::string, double> scores;
     const int members = 1 + static_cast<int>(rng() % 300);  // small pools: many equal scores and re-inserts
     for (int step = 0; step < 2000; step++) {
       const std::string member = "m" + std::to_string(rng() % members);
       const double score = static_cast<double>(static_cast<int>(rng() % 20) - 10) / 2;
-      const int op = static_cast<int>(rng() % 10);
+      const int op = static_cast<int>(rng() % 11);
       if (op < 5) {
-        const bool inserted = m.insert(ZEntry{score, member}).second;
+        // A member is there once: a second insert with any score is refused.
+        const bool inserted = scores.emplace(member, score).second;
+        if (inserted) m.insert(ZEntry{score, member});
         ASSERT_EQ(l.insert(ZEntry{score, member}), inserted);
+      } else if (op < 7) {
+        const size_t erased = m.erase(ZEntry{score, member});
+        if (erased) scores.erase(member);
+        ASSERT_EQ(l.erase(ZEntryKey{score, member}), erased);
       } else if (op < 8) {
-        ASSERT_EQ(l.erase(ZEntryKey{score, member}), m.erase(ZEntry{score, member}));
+        auto found = scores.find(member);
+        const size_t erased = found != scores.end() ? 1 : 0;
+        if (erased) {
+          m.erase(ZEntry{found->second, member});
+          scores.erase(found);
+        }
+        ASSERT_EQ(l.erase_member(member), erased);
       } else if (!m.empty()) {
         // Erase by iterator: the one at a random rank; the returned iterator is the next.
         const size_t r = rng() % m.size();
         auto it = l.erase(l.at(r));
-        auto mit = m.erase(std::next(m.begin(), static_cast<std::ptrdiff_t>(r)));
+        auto victim = std::next(m.begin(), static_cast<std::ptrdiff_t>(r));
+        scores.erase(victim->member);
+        auto mit = m.erase(victim);
         ASSERT_EQ(it == l.end(), mit == m.end());
         if (mit != m.end()) {
           ASSERT_EQ(it->member, mit->member);
@@ -73,6 +90,11 @@ TEST(ZSkipList, MatchesAModelThroughRandomInsertsAndErases) {
       const ZEntryKey probe{score, member};
       const bool present = m.count(ZEntry{score, member}) > 0;
       ASSERT_EQ(l.find(probe) != l.end(), present);
+      const ZEntry* by_member = l.find_member(member);
+      ASSERT_EQ(by_member != nullptr, scores.count(member) > 0);
+      if (by_member) {
+        ASSERT_EQ(by_member->score, scores[member]);
+      }
       ASSERT_EQ(l.rank(probe) >= 0, present);
       auto lb = l.lower_bound(probe);
       auto mlb = m.lower_bound(ZEntry{score, member});
@@ -91,8 +113,9 @@ TEST(ZSkipList, MatchesAModelThroughRandomInsertsAndErases) {
     ASSERT_NO_FATAL_FAILURE(expect_same(l, m));
     ZSkipList copy(l);  // built by appending in order
     ASSERT_NO_FATAL_FAILURE(expect_same(copy, m));
-    copy.insert(ZEntry{1e9, "last"});
+    ASSERT_TRUE(copy.insert(ZEntry{1e9, "last"}));
     m.insert(ZEntry{1e9, "last"});
+    ASSERT_FALSE(copy.insert(ZEntry{-1, "last"}));
     ASSERT_NO_FATAL_FAILURE(expect_same(copy, m));
     ZSkipList moved(std::move(copy));
     ASSERT_NO_FATAL_FAILURE(expect_same(moved, m));
