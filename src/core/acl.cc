@@ -15,6 +15,8 @@ namespace hmdb::core {
 namespace {
 
 constexpr std::string_view kSyntaxError = "Syntax error";
+constexpr std::string_view kReservedName =
+    "ERR the user name 'hmdb-forwarder' is reserved for the nodes' forwarding links (--cluster-secret)";
 constexpr std::string_view kUnknownCommand = "Unknown command or category name in ACL";
 constexpr std::string_view kNoSuchPassword = "The password you are trying to remove from the user does not exist";
 constexpr std::string_view kBadHash =
@@ -406,6 +408,7 @@ AclUsers::AclUsers() : default_(std::make_shared<AclUser>(AclUser::default_user(
 std::string AclUsers::set_user(std::string_view name, const std::vector<std::string_view>& rules,
                                const AclCatalog& catalog) {
   if (!valid_user_name(name)) return "ERR Usernames can't contain spaces or null characters";
+  if (name == kLinkUserName) return std::string(kReservedName);
   auto it = users_.find(name);
   AclUser copy = it != users_.end() ? *it->second : AclUser(std::string(name));
   for (std::string_view rule : rules) {
@@ -451,6 +454,7 @@ std::string AclUsers::save() const {
 std::string AclUsers::check_set_user(std::string_view name, const std::vector<std::string_view>& rules,
                                      const AclCatalog& catalog) const {
   if (!valid_user_name(name)) return "ERR Usernames can't contain spaces or null characters";
+  if (name == kLinkUserName) return std::string(kReservedName);
   auto it = users_.find(name);
   AclUser copy = it != users_.end() ? *it->second : AclUser(std::string(name));
   for (std::string_view rule : rules) {
@@ -530,6 +534,7 @@ std::string AclUsers::load(std::string_view text, const AclCatalog& catalog) {
     auto fail = [&](const std::string& why) { return "line " + std::to_string(line_no) + ": " + why; };
     if (words[0] != "user" || words.size() < 2) return fail("should start with user keyword");
     if (!valid_user_name(words[1])) return fail("Usernames can't contain spaces or null characters");
+    if (words[1] == kLinkUserName) return fail(std::string(kReservedName).substr(4));  // (without "ERR ")
     if (loaded.count(words[1])) return fail("duplicate user '" + std::string(words[1]) + "' found");
     AclUser u{std::string(words[1])};
     for (size_t i = 2; i < words.size(); i++) {

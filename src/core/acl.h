@@ -35,6 +35,9 @@ namespace hmdb::core {
 
 // The user every connection starts as, as Redis names it.
 inline constexpr std::string_view kDefaultUserName = "default";
+// The nodes' forwarding links' own user (--cluster-secret; docs/security.md): never one of
+// AclUsers' (SETUSER and LOAD refuse the name), so no rule can change it.
+inline constexpr std::string_view kLinkUserName = "hmdb-forwarder";
 
 // A command as rules see it: its name and, for a command with subcommands (CLUSTER, ACL,
 // CONFIG, ...), the subcommand, both in lower case ("cluster", "info"); and its categories.

@@ -166,7 +166,10 @@ void Forwarder::link_connected(uint64_t link_id) {
     host_.send_link(link_id, encode(words));
     l.in_flight.push_back(InFlight{});
   };
-  if (!options_.password.empty()) handshake({"AUTH", options_.password});
+  if (!options_.password.empty()) {
+    if (options_.user.empty()) handshake({"AUTH", options_.password});
+    else handshake({"AUTH", options_.user, options_.password});
+  }
   if (l.protocol == Protocol::kResp3) handshake({"HELLO", "3"});
   handshake({"CLUSTER", "FORWARDER", std::to_string(options_.self)});
   pump_all();

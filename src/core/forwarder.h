@@ -116,8 +116,10 @@ class Forwarder {
       bool resend_broken_writes = false;
     } bugs;
     // The default user's password (requirepass), sent first on every link (AUTH) when set:
-    // the leader requires it of the link as of any client (docs/security.md).
+    // the leader requires it of the link as of any client (docs/security.md). With `user`
+    // set, AUTH user password (the cluster secret of the reserved link user).
     std::string password;
+    std::string user;
   };
   struct Stats {
     uint64_t sent = 0;              // commands sent on a link (re-sends included)

@@ -155,6 +155,7 @@ Status Node::start_cluster() {
   core::Forwarder::Options fo;
   fo.self = options_.node_id;
   fo.password = forward_password_;
+  if (link_user_) fo.user = std::string(core::kLinkUserName);  // the secret, not requirepass
   fo.leader_wait_ms = kForwardLeaderWaitElectionTimeouts * options_.election_timeout_ms;
   fo.drain_ms = kForwardDrainElectionTimeouts * options_.election_timeout_ms;
   forwarder_ = std::make_unique<core::Forwarder>(static_cast<core::ForwardHost&>(*this), fo);

@@ -102,6 +102,20 @@ Node::Node(ServerOptions options, std::unique_ptr<StateMachine> app)
   // the forwarder in cluster.cc): nothing that renders the options can show it.
   forward_password_ = std::move(options_.requirepass);
   options_.requirepass.clear();
+  if (!options_.cluster_secret.empty()) {
+    // The links' own user: CLUSTER FORWARDER and nothing else (its commands after that are
+    // its node's clients', checked there); the secret replaces requirepass on the links.
+    core::AclUser link{std::string(core::kLinkUserName)};
+    for (std::string_view rule : {"on", "+cluster|forwarder"}) {
+      const std::string error = link.apply(rule, acl_access_);
+      HMDB_ASSERT(error.empty(), "the link user's rule %.*s refused: %s", static_cast<int>(rule.size()), rule.data(),
+                  error.c_str());
+    }
+    link_user_ = std::make_shared<core::AclUser>(std::move(link));
+    link_secret_digest_ = core::password_digest(options_.cluster_secret);
+    forward_password_ = std::move(options_.cluster_secret);
+    options_.cluster_secret.clear();
+  }
 }
 
 Node::~Node() {

@@ -426,7 +426,14 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
     uint64_t created_ms = 0, updated_ms = 0;  // steady clock
   };
   std::deque<AclLogEntry> acl_log_;  // newest first, at most kAclLogEntriesMax
-  std::string forward_password_;  // requirepass, for this node's forwarding links' AUTH
+  std::string forward_password_;  // requirepass (or the cluster secret), for this node's forwarding links' AUTH
+  // --cluster-secret: the links' own user (core::kLinkUserName, allowed CLUSTER FORWARDER
+  // only) and the secret's digest, which AUTH hmdb-forwarder is checked against. Null: none
+  // (nobody can log in as it).
+  std::shared_ptr<core::AclUser> link_user_;
+  core::PasswordDigest link_secret_digest_{};
+  // The user a successful AUTH or HELLO AUTH as `name` runs as (the link user, or one of acl_).
+  std::shared_ptr<core::AclUser> user_named(std::string_view name) const;
   uint64_t last_auth_failure_log_ms_ = 0;
   uint64_t auth_failures_not_logged_ = 0;  // refused since the last log line about them
 };

@@ -48,6 +48,11 @@ struct ServerOptions {
   // An ACL file (docs/security.md): its `user` lines are the node's users at start, ACL LOAD
   // reads it again, ACL SAVE writes the users to it. Empty: none (ACL LOAD/SAVE refused).
   std::string aclfile;
+  // The nodes' shared secret for their forwarding links (docs/security.md, "In a cluster"):
+  // with it a link logs in as the reserved user `hmdb-forwarder`, allowed CLUSTER FORWARDER
+  // only, whom no client can log in as without the secret; without it, as `default` with
+  // requirepass. Cleared from the options the node keeps, like requirepass.
+  std::string cluster_secret;
   // Redis' protected mode: refuse to start bound to an address other than loopback with no
   // password set (docs/security.md). `--protected-mode no` is the explicit opt-out.
   bool protected_mode = true;

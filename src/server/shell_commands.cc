@@ -13,6 +13,7 @@
 // written in the session's protocol (RESP2, or RESP3 after HELLO 3) with the typed writers
 // of hmdb/reply.h, in the shapes Redis 7 uses.
 #include <fnmatch.h>
+#include <openssl/crypto.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -260,7 +261,7 @@ const Node::ShellTable& Node::shell_table() {
          const std::string error = auth_error(argv, n.acl_access_);
          if (error.empty()) {
            s.client.authenticated = true;
-           s.client.user = n.acl_.find(argv.size() == 2 ? kDefaultUser : argv[1]);
+           s.client.user = n.user_named(argv.size() == 2 ? kDefaultUser : argv[1]);
            HMDB_ASSERT(s.client.user, "AUTH succeeded for a user that does not exist");
            r.ok();
          } else {
@@ -369,7 +370,7 @@ core::ShellResult Node::hello_command(Session& s, Args argv, std::string* out) {
   }
   if (hello.authenticated) {
     s.client.authenticated = true;
-    s.client.user = acl_.find(hello.user);
+    s.client.user = user_named(hello.user);
     HMDB_ASSERT(s.client.user, "HELLO AUTH succeeded for a user that does not exist");
   }
   if (!s.client.authenticated) {
@@ -855,7 +856,18 @@ bool Node::AclAccess::default_nopass() const {
 }
 
 bool Node::AclAccess::check(std::string_view user, std::string_view password) const {
+  if (user == core::kLinkUserName) {
+    if (!n_.link_user_) return false;
+    // As AclUser::check_password: digests compared in constant time.
+    const core::PasswordDigest d = core::password_digest(password);
+    return CRYPTO_memcmp(d.data(), n_.link_secret_digest_.data(), d.size()) == 0;
+  }
   return n_.acl_.authenticate(user, password) != nullptr;
+}
+
+std::shared_ptr<core::AclUser> Node::user_named(std::string_view name) const {
+  if (name == core::kLinkUserName) return link_user_;
+  return acl_.find(name);
 }
 
 void Node::sign_in_default(core::ClientSession& c) const {

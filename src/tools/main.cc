@@ -111,6 +111,9 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
   cmd->add_option("--requirepass", f->options.requirepass,
                   "the default user's password; clients must AUTH with it (docs/security.md). Prefer the config "
                   "file: a command line is visible to every local user");
+  cmd->add_option("--cluster-secret", f->options.cluster_secret,
+                  "the nodes' shared secret: forwarding links log in as the reserved user hmdb-forwarder with it "
+                  "(the same on every node; docs/security.md). Prefer the config file");
   cmd->add_option("--aclfile", f->options.aclfile,
                   "ACL users, one `user NAME RULES...` line each, read at start and by ACL LOAD, written by ACL SAVE "
                   "(docs/security.md)");

@@ -126,6 +126,18 @@ TEST(AclLog, LoadReplacesAllOrNothing) {
   EXPECT_TRUE(u.logged());
 }
 
+TEST(AclLog, TheLinkUsersNameIsReserved) {
+  AclUsers u;
+  const std::string refused =
+      "-ERR the user name 'hmdb-forwarder' is reserved for the nodes' forwarding links (--cluster-secret)\r\n";
+  EXPECT_EQ(apply(u, AclOp::kSetUser, {"hmdb-forwarder", "on", "nopass", "+@all"}), refused);
+  EXPECT_EQ(u.check_set_user("hmdb-forwarder", {"on"}, kCatalog), refused.substr(1, refused.size() - 3));
+  EXPECT_EQ(apply(u, AclOp::kLoad, {"user hmdb-forwarder on nopass +@all\n"}),
+            "-ERR line 1: the user name 'hmdb-forwarder' is reserved for the nodes' forwarding links (--cluster-secret) "
+            "(no user was changed)\r\n");
+  EXPECT_FALSE(u.find("hmdb-forwarder"));
+}
+
 TEST(AclLog, RequirepassStaysTheDefaultUsersPassword) {
   AclUsers u;
   u.pin_default_password("pinned");

@@ -26,6 +26,11 @@ hmdb processes and real clients.
              up; ACL LOAD on a follower logs that follower's file (a bad one is refused
              there, naming it); a node restarted from its own snapshot holds the users
              though its file changed; ACL SAVE writes the replicated users to its file.
+  link       three nodes with requirepass and --cluster-secret: default restricted
+             (-cluster|forwarder, replicated) may not declare a link, yet a follower's client writes through
+             its links, which log in as hmdb-forwarder (CLIENT LIST on the leader); AUTH as
+             it with requirepass is refused, with the secret it may run nothing else; the
+             name cannot be created (SETUSER); the secret is in no log.
   file       --aclfile: its users at start (a file user logs in, default restricted by
              it); ACL SAVE writes SETUSER's changes and a restart reads them back; ACL LOAD
              takes an edited file, and a bad one (named line) changes nothing; a bad file
@@ -473,6 +478,55 @@ def case_replicated(binary):
     print("replicated: SETUSER/DELUSER on any node reach every node, through a failover and a snapshot restart")
 
 
+def case_link(binary):
+    work = harness.make_work_dir("hmdb-acl-link-")
+    config = os.path.join(work, "hmdb.conf")  # (not the command line, which the logs show)
+    with open(config, "w") as f:
+        f.write('requirepass "pw"\ncluster-secret "node-secret"\n')
+    c = cl.Cluster(binary, work, nodes=3, cluster_id="hmdb-acl-link", server_args=["--config", config])
+    c.password = "pw"  # the admin connections AUTH with it
+    try:
+        c.start()
+        leader = c.wait_leader(LEADER_TIMEOUT_S)
+        follower = next(n for n in c.nodes if n is not leader)
+        # default may no longer declare a forwarding link: the links log in as hmdb-forwarder
+        # with the cluster secret, so forwarding goes on.
+        expect_reply(leader.call("ACL", "SETUSER", "default", "-cluster|forwarder"), "OK", "restrict default")
+        users_everywhere(c.nodes, ["default"])
+        with resp.Client(follower.ip, follower.client_port, timeout=CLIENT_TIMEOUT_S) as f:
+            expect_reply(f.call("AUTH", "pw"), "OK", "AUTH default on the follower")
+            expect_reply(f.call("CLUSTER", "FORWARDER", "9"), noperm("cluster|forwarder"), "FORWARDER as default")
+            for i in range(3):
+                expect_reply(f.call("SET", "k", "v%d" % i), "OK", "a write forwarded by the follower")
+        c.wait_converged(CONVERGE_TIMEOUT_S)
+        links = [line for line in leader.call("CLIENT", "LIST").decode().splitlines() if "hmdb-forwarder-" in line]
+        expect(links and all(" user=hmdb-forwarder " in line for line in links),
+               "the leader's forwarding links: %r" % links)
+        # No client logs in as the link user without the secret, nor may anyone create it.
+        wrongpass = resp.RespError("WRONGPASS invalid username-password pair or user is disabled.")
+        expect_reply(auth_reply(leader, "hmdb-forwarder", "pw"), wrongpass, "AUTH hmdb-forwarder with requirepass")
+        r = leader.call("ACL", "SETUSER", "hmdb-forwarder", "on", "nopass", "+@all")
+        expect(isinstance(r, resp.RespError) and "reserved" in r.message, "SETUSER hmdb-forwarder: %r" % (r,))
+        with resp.Client(leader.ip, leader.client_port, timeout=CLIENT_TIMEOUT_S) as l:
+            expect_reply(l.call("AUTH", "hmdb-forwarder", "node-secret"), "OK", "AUTH with the secret")
+            expect_reply(l.call("SET", "k", "x"), noperm("set"), "the link user's own commands")
+        for n in c.nodes:
+            expect_reply(n.call("GET", "k"), b"v2", "the forwarded writes on %s" % n)
+        for n in c.nodes:
+            expect("node-secret" not in n.log(), "the secret in %s's log" % n)
+        c.check_alive()
+    except Exception:
+        for n in c.nodes:
+            print(n.log_tail())
+        c.kill_all()
+        print("work dir kept: %s" % work)
+        raise
+    for n in c.nodes:
+        n.terminate()
+    harness.remove_work_dir(work)
+    print("link: forwarding links log in as hmdb-forwarder with the cluster secret; default restricted")
+
+
 def case_file(binary):
     work = harness.make_work_dir("hmdb-acl-file-")
     path = os.path.join(work, "users.acl")
@@ -539,7 +593,8 @@ def case_file(binary):
     print("file: users from --aclfile, ACL SAVE and LOAD, a bad file refused whole")
 
 
-CASES = {"single": case_single, "cluster": case_cluster, "replicated": case_replicated, "file": case_file}
+CASES = {"single": case_single, "cluster": case_cluster, "replicated": case_replicated, "link": case_link,
+         "file": case_file}
 
 
 def main():
