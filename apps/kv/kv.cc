@@ -2810,16 +2810,156 @@ void query_zscan(const State& s, Args a, const QueryContext& ctx, Reply& r) {
 }
 
 // =============================================================================================
-// blocking commands: not supported yet
+// blocking commands
 // =============================================================================================
 
-// BLPOP & co. need the engine to park a client until a later write satisfies it, to time it
-// out, and to carry the wait across a leader change; it does not yet (docs/kv-commands.md).
-// A clear error rather than "unknown command", so that a client sees what to do instead.
-void query_blocking_unsupported(const State&, Args a, const QueryContext&, Reply& r) {
-  r.error("ERR " + uppercase(a[0]) +
-          " is not supported: hmdb has no blocking commands yet (poll with the non-blocking form, e.g. LPOP; "
-          "see docs/kv-commands.md)");
+// Each is a write whose apply is its non-blocking form: the first non-empty key's element(s),
+// or a null when every key is empty or missing. The engine turns that null into waiting
+// (KeySpec::timeout, core/blocking.h): it applies the command again on the client's behalf
+// when an entry changes one of its keys, and answers a null array at the timeout. Inside
+// MULTI, or tagged with HMDB.REQ, the null is the reply, as Redis answers in a transaction.
+// The timeout is checked where Redis checks it (after the other arguments for BLMOVE,
+// BLMPOP and BZMPOP) and otherwise unused here: waiting is the engine's.
+
+bool parse_timeout_word(std::string_view w, std::string& err) {
+  uint64_t ms = 0;
+  return parse_block_timeout(w, &ms, &err);
+}
+
+// BLPOP / BRPOP / BZPOPMIN / BZPOPMAX key [key ...] timeout.
+struct BlockingPopArgs {
+  Args keys;
+};
+bool parse_blocking_pop(Args a, BlockingPopArgs& o, std::string& err) {
+  if (!parse_timeout_word(a.back(), err)) return false;
+  o.keys = a.subspan(1, a.size() - 2);
+  return true;
+}
+
+template <bool kFront>
+void apply_blocking_list_pop(State& s, const BlockingPopArgs& a, const ApplyContext& ctx, Reply& r) {
+  for (std::string_view key : a.keys) {
+    KeyIter it;
+    List* l;
+    if (!container_for_write<List>(s, key, ctx, r, &it, &l)) return;
+    if (!l) continue;
+    r.array(2);
+    r.bulk(key);
+    if (kFront) { r.bulk(l->front()); l->pop_front(); }
+    else { r.bulk(l->back()); l->pop_back(); }
+    notify(ctx, keyspace::kList, kFront ? "lpop" : "rpop", key);
+    erase_if_emptied(s, it, l, key, ctx);
+    return;
+  }
+  r.null_array();
+}
+
+template <bool kMax>
+void apply_blocking_zpop(State& s, const BlockingPopArgs& a, const ApplyContext& ctx, Reply& r) {
+  for (std::string_view key : a.keys) {
+    KeyIter it;
+    ZSet* z;
+    if (!container_for_write<ZSet>(s, key, ctx, r, &it, &z)) return;
+    if (!z) continue;
+    auto first = kMax ? std::prev(z->order.end()) : z->order.begin();
+    r.array(3);
+    r.bulk(key);
+    r.bulk(first->member);
+    r.double_value(first->score);
+    z->order.erase(first);
+    notify(ctx, keyspace::kZset, kMax ? "zpopmax" : "zpopmin", key);
+    erase_if_emptied(s, it, z, key, ctx);
+    return;
+  }
+  r.null_array();
+}
+
+// BLMOVE src dst LEFT|RIGHT LEFT|RIGHT timeout, BRPOPLPUSH src dst timeout: LMOVE's apply
+// (a null bulk when src is empty, as Redis answers them inside MULTI).
+bool parse_blmove(Args a, LMoveArgs& o, std::string& err) {
+  return parse_lmove(a, o, err) && parse_timeout_word(a[5], err);
+}
+bool parse_brpoplpush(Args a, LMoveArgs& o, std::string& err) {
+  return parse_timeout_word(a[3], err) && parse_rpoplpush(a, o, err);
+}
+
+// BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count],
+// BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]: Redis 7.0's order of checks
+// (numkeys, the side, COUNT, then the timeout).
+struct MultiPopArgs {
+  Args keys;
+  bool first = true;  // LEFT / MIN
+  uint64_t count = 1;
+};
+template <bool kZset>
+bool parse_multi_pop(Args a, MultiPopArgs& o, std::string& err) {
+  int64_t numkeys = 0;
+  if (!parse_int64(a[2], &numkeys) || numkeys <= 0) { err = "ERR numkeys should be greater than 0"; return false; }
+  const uint64_t side = 3 + static_cast<uint64_t>(numkeys);
+  if (side >= a.size()) { err = kSyntax; return false; }
+  if (iequals(a[side], kZset ? "MIN" : "LEFT")) o.first = true;
+  else if (iequals(a[side], kZset ? "MAX" : "RIGHT")) o.first = false;
+  else { err = kSyntax; return false; }
+  bool counted = false;
+  for (size_t i = side + 1; i < a.size(); i++) {
+    if (!counted && iequals(a[i], "COUNT") && i + 1 < a.size()) {
+      int64_t n = 0;
+      if (!parse_int64(a[++i], &n) || n <= 0) { err = "ERR count should be greater than 0"; return false; }
+      o.count = static_cast<uint64_t>(n);
+      counted = true;
+    } else {
+      err = kSyntax;
+      return false;
+    }
+  }
+  if (!parse_timeout_word(a[1], err)) return false;
+  o.keys = a.subspan(3, static_cast<size_t>(numkeys));
+  return true;
+}
+
+void apply_blmpop(State& s, const MultiPopArgs& a, const ApplyContext& ctx, Reply& r) {
+  for (std::string_view key : a.keys) {
+    KeyIter it;
+    List* l;
+    if (!container_for_write<List>(s, key, ctx, r, &it, &l)) return;
+    if (!l) continue;
+    const size_t n = std::min<uint64_t>(a.count, l->size());
+    r.array(2);
+    r.bulk(key);
+    r.array(n);
+    for (size_t i = 0; i < n; i++) {
+      if (a.first) { r.bulk(l->front()); l->pop_front(); }
+      else { r.bulk(l->back()); l->pop_back(); }
+    }
+    notify(ctx, keyspace::kList, a.first ? "lpop" : "rpop", key);
+    erase_if_emptied(s, it, l, key, ctx);
+    return;
+  }
+  r.null_array();
+}
+
+void apply_bzmpop(State& s, const MultiPopArgs& a, const ApplyContext& ctx, Reply& r) {
+  for (std::string_view key : a.keys) {
+    KeyIter it;
+    ZSet* z;
+    if (!container_for_write<ZSet>(s, key, ctx, r, &it, &z)) return;
+    if (!z) continue;
+    const size_t n = std::min<uint64_t>(a.count, z->order.size());
+    r.array(2);
+    r.bulk(key);
+    r.array(n);
+    for (size_t i = 0; i < n; i++) {
+      auto e = a.first ? z->order.begin() : std::prev(z->order.end());
+      r.array(2);
+      r.bulk(e->member);
+      r.double_value(e->score);
+      z->order.erase(e);
+    }
+    notify(ctx, keyspace::kZset, a.first ? "zpopmin" : "zpopmax", key);
+    erase_if_emptied(s, it, z, key, ctx);
+    return;
+  }
+  r.null_array();
 }
 
 // =============================================================================================
@@ -3201,9 +3341,30 @@ void Kv::define(Commands<State>& c) {
   c.query("EXPIRETIME", 2, &query_expiretime<false>).categories("@keyspace @fast");
   c.query("PEXPIRETIME", 2, &query_expiretime<true>).categories("@keyspace @fast");
   c.query("OBJECT", -2, &query_object).categories("@keyspace @slow").keys(KeySpec{2, 2, 1});
-  // blocking forms: a clear error (query_blocking_unsupported)
-  for (std::string_view name : {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP"})
-    c.query(name, -2, &query_blocking_unsupported);
+  // blocking forms: writes that wait (.blocking(timeout word): core/blocking.h). BLMPOP's and
+  // BZMPOP's keys follow a count: every word after the name is checked as a key, as for ZUNION.
+  c.write("BLPOP", -3, &parse_blocking_pop, &apply_blocking_list_pop<true>, KeySpec{1, -2, 1})
+      .categories("@list @slow @blocking")
+      .blocking(-1);
+  c.write("BRPOP", -3, &parse_blocking_pop, &apply_blocking_list_pop<false>, KeySpec{1, -2, 1})
+      .categories("@list @slow @blocking")
+      .blocking(-1);
+  c.write("BLMOVE", 6, &parse_blmove, &apply_lmove, KeySpec{1, 2, 1}).categories("@list @slow @blocking").blocking(-1);
+  c.write("BRPOPLPUSH", 4, &parse_brpoplpush, &apply_lmove, KeySpec{1, 2, 1})
+      .categories("@list @slow @blocking")
+      .blocking(-1);
+  c.write("BLMPOP", -5, &parse_multi_pop<false>, &apply_blmpop, KeySpec::all_after_name())
+      .categories("@list @slow @blocking")
+      .blocking(1);
+  c.write("BZPOPMIN", -3, &parse_blocking_pop, &apply_blocking_zpop<false>, KeySpec{1, -2, 1})
+      .categories("@sortedset @fast @blocking")
+      .blocking(-1);
+  c.write("BZPOPMAX", -3, &parse_blocking_pop, &apply_blocking_zpop<true>, KeySpec{1, -2, 1})
+      .categories("@sortedset @fast @blocking")
+      .blocking(-1);
+  c.write("BZMPOP", -5, &parse_multi_pop<true>, &apply_bzmpop, KeySpec::all_after_name())
+      .categories("@sortedset @slow @blocking")
+      .blocking(1);
   // key iteration
   c.query("SCAN", -2, &query_scan).categories("@keyspace @slow").keys(KeySpec::none());
   c.query("KEYS", 2, &query_keys).categories("@keyspace @slow @dangerous").keys(KeySpec::none());

@@ -563,6 +563,12 @@ class Commands {
       if (e_) e_->keys = spec;
       return *this;
     }
+    // A blocking write (KeySpec::timeout): word `timeout_word` (negative from the end) is its
+    // timeout; it waits on its key words when its apply answers a null.
+    Options& blocking(int timeout_word) {
+      if (e_) e_->keys.timeout = timeout_word;
+      return *this;
+    }
     // Only the engine sends it (the app's housekeeping command): a client is refused it,
     // whatever its user may do.
     Options& engine_only() {

@@ -117,6 +117,13 @@ struct KeySpec {
   // The command may change keys it does not name, and reports them through
   // ApplyContext::key_changed / all_keys_changed when applied.
   bool reports_more = false;
+  // A blocking command (kv's BLPOP): the position of its timeout word (negative counts from
+  // the end), seconds as Redis reads them (hmdb/text.h, parse_block_timeout). Its apply is
+  // the non-blocking form, answering a null when it finds nothing; the engine then keeps the
+  // client waiting until an entry changes one of its keys, and applies it again on the
+  // client's behalf (core/blocking.h), or answers a null array at the timeout. 0: it does
+  // not block.
+  int timeout = 0;
 
   static constexpr KeySpec none() { return KeySpec{0, 0, 1, false}; }
   static constexpr KeySpec all_after_name() { return KeySpec{1, -1, 1, false}; }

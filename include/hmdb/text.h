@@ -1,15 +1,20 @@
-// hmdb/text.h — the text rules shared by the engine and applications: decimal integers
-// and ASCII case. An app's parse() functions use them for its arguments (hmdb/app.h
-// includes this header); the RESP parser, the shell's commands, the file-name readers and
-// the tools use the same functions (src/common/text.h adds host:port), so "is this an
-// integer" has one answer everywhere.
+// hmdb/text.h — the text rules shared by the engine and applications: decimal integers,
+// blocking commands' timeouts and ASCII case. An app's parse() functions use them for its
+// arguments (hmdb/app.h includes this header); the RESP parser, the shell's commands, the
+// file-name readers and the tools use the same functions (src/common/text.h adds
+// host:port), so "is this an integer" has one answer everywhere.
 //
 // The rules are Redis' (string2ll, strcasecmp on ASCII), because clients and their test
 // suites expect exactly those: no '+', no spaces, no leading zeros in a signed integer, no
 // locale. Every function is pure and thread-safe.
 #pragma once
 
+#include <cctype>
+#include <cerrno>
+#include <climits>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 #include <string_view>
 
@@ -56,6 +61,36 @@ inline bool parse_uint64(std::string_view s, uint64_t* out) {
     v = v * 10 + digit;
   }
   *out = v;
+  return true;
+}
+
+// A blocking command's timeout (BLPOP ... timeout), as Redis 7.0's getTimeoutFromObjectOrReply
+// reads it: seconds as a float ("0.01", "1e1"; strtold's syntax, no spaces, no NaN), times
+// 1000 and rounded up to milliseconds; 0 waits forever. On false, *error is Redis' text;
+// like Redis 7.0 on x86-64, a value past the 64-bit milliseconds ("inf", "1e20") is
+// "timeout is negative". *ms is unchanged.
+inline bool parse_block_timeout(std::string_view s, uint64_t* ms, std::string* error) {
+  constexpr size_t kCharsMax = 5 * 1024;  // Redis' MAX_LONG_DOUBLE_CHARS
+  long double v = 0;
+  bool ok = !s.empty() && s.size() < kCharsMax && !std::isspace(static_cast<unsigned char>(s[0]));
+  if (ok) {
+    const std::string buf(s);
+    char* end = nullptr;
+    errno = 0;
+    v = std::strtold(buf.c_str(), &end);
+    ok = *end == '\0' && !std::isnan(v) &&
+         !(errno == ERANGE && (v == HUGE_VALL || v == -HUGE_VALL || std::fpclassify(v) == FP_ZERO));
+  }
+  if (!ok) {
+    *error = "ERR timeout is not a float or out of range";
+    return false;
+  }
+  const long double rounded = std::ceil(v * 1000.0L);
+  if (rounded < 0 || rounded > static_cast<long double>(LLONG_MAX)) {
+    *error = "ERR timeout is negative";
+    return false;
+  }
+  *ms = static_cast<uint64_t>(rounded);
   return true;
 }
 

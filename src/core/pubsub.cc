@@ -193,6 +193,7 @@ void PubSub::publish(std::string_view channel, std::string_view message) {
 
 void PubSub::keyspace_event(uint32_t type, std::string_view event, std::string_view key) {
   HMDB_ASSERT(in_entry_, "a keyspace event emitted outside an entry");
+  host_.key_changed(key);
   // Two positions whatever this node's setting: positions are the same on every node.
   const uint64_t ordinal = next_ordinal_;
   next_ordinal_ += 2;

@@ -140,6 +140,9 @@ class PubSubHost {
   virtual void output_grew(ClientSession& s) = 0;
   // s's subscriptions ended with an error: close it once its output is sent.
   virtual void close_after_output(ClientSession& s) = 0;
+  // An applied entry's keyspace event named `key` (whatever this node's notify setting):
+  // clients blocked on it are woken (core/blocking.h).
+  virtual void key_changed(std::string_view key) { (void)key; }
 };
 
 class PubSub final : public EventHub {

@@ -5,6 +5,7 @@
 #include "core/replica.h"
 
 #include <algorithm>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -31,6 +32,7 @@ constexpr std::string_view kUnknownOutcomeReply =
     "-ERR write outcome unknown: leadership changed before it was committed; it may still take effect, check "
     "before retrying\r\n";
 constexpr std::string_view kTransferringReply = "-TRYAGAIN leadership transfer in progress; retry\r\n";
+constexpr std::string_view kUnblockedReply = "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n";
 
 }  // namespace
 
@@ -146,7 +148,7 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
   // Behind a held command every new command waits too, so that commands are served in the
   // order the session sent them (a transaction's state changes as its commands are served).
   // (Another node's forwarding link is not ordered: core/forwarder.h.)
-  if (!held && !s.forwarder && (q.deferred() > 0 || q.waiting_reads() > 0)) {
+  if (!held && !s.forwarder && (q.deferred() > 0 || q.waiting_reads() > 0 || s.blocking)) {
     q.push(Kind::kDeferred, argv);
     return true;  // nothing finished: no drain needed
   }
@@ -216,11 +218,19 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
     case Route::kRedirect:
       finished_reply(q, held)->append(redirect_reply(argv));
       break;
-    case Route::kForward:
+    case Route::kForward: {
       stats_.forwarded++;
-      host_.forward(s, slot_as(q, held, Kind::kWaitingForward, argv), argv,
-                    cls == CommandClass::kAppWrite || cls == CommandClass::kShellWrite);
+      const uint64_t seq = slot_as(q, held, Kind::kWaitingForward, argv);
+      if (cls == CommandClass::kAppWrite) {
+        // A blocking command waits here, on the client's node: the leader answers the
+        // forwarding link's attempt as the non-blocking form (core/blocking.h).
+        if (s.blocking) [[unlikely]] note_blocking(s, seq, argv, KeySpec{});
+        else if (const KeySpec keys = app_.command_acl(argv[0]).keys; keys.timeout != 0) [[unlikely]]
+          note_blocking(s, seq, argv, keys);
+      }
+      host_.forward(s, seq, argv, cls == CommandClass::kAppWrite || cls == CommandClass::kShellWrite);
       return true;  // it finishes when the host answers it, which marks the session
+    }
     case Route::kHold:
       q.push(Kind::kDeferred, argv);
       return true;  // nothing finished: no drain needed
@@ -236,6 +246,7 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
         break;
       }
       const uint64_t seq = slot_as(q, held, Kind::kWaitingWrite, argv);
+      if ((keys.timeout != 0 && !s.forwarder) || s.blocking) [[unlikely]] note_blocking(s, seq, argv, keys);
       batch_write(s.id, seq, argv, keys);  // copies the words into the batch
       return true;  // it finishes at apply, which marks the session
     }
@@ -825,6 +836,7 @@ void Replica::drain_session(ClientSession& s) {
   // behind a read still waiting, or behind a command that stays held, keeps waiting.
   bool write_before = false;
   for (uint64_t seq = q.first_seq(); q.holds(seq) && q.deferred() > 0; seq++) {
+    if (s.blocking && seq == s.blocking_seq) break;  // what follows waits for its answer
     const Kind kind = q.at(seq).kind;
     if (kind == Kind::kWaitingRead) break;
     if (kind == Kind::kWaitingWrite) write_before = true;
@@ -836,6 +848,7 @@ void Replica::drain_session(ClientSession& s) {
     std::vector<std::string> words = q.at(seq).argv;  // serve() may move the slot on
     std::vector<std::string_view> argv(words.begin(), words.end());
     if (!serve(s, argv, seq)) break;
+    if (s.blocking) break;  // it became a blocking command: the rest waits for its answer
     const Kind now = q.at(seq).kind;
     if (now == Kind::kWaitingRead) break;
     if (now == Kind::kWaitingWrite) write_before = true;
@@ -861,12 +874,136 @@ void Replica::answer_slot(ReplySlot slot, Kind expected, std::string_view reply)
   if (!s) return;
   ReplyQueue& q = s->replies;
   q.at(slot.seq).reply.assign(reply);
+  if (s->blocking && s->blocking_seq == slot.seq) [[unlikely]] {
+    if (blocking_reply(*s, slot.seq)) return;
+  }
   q.finish(slot.seq, expected);
   if (expected == Kind::kWaitingWrite) {
     if (!s->transaction.in_flight.empty()) forget_transaction(*s, slot.seq);  // its EXEC ended unapplied
     run_queries_from(*s, slot.seq + 1);
   }
   mark_drain(*s);
+}
+
+// ---------------------------------------------------------------------------------------
+// Blocking commands (core/blocking.h)
+
+void Replica::note_blocking(ClientSession& s, uint64_t seq, Args argv, const KeySpec& keys) {
+  if (s.blocking) {  // its next attempt
+    HMDB_ASSERT(seq == s.blocking_seq, "a blocked session's other command was routed");
+    if (BlockedTable::Waiter* w = blocked_.find(s.id)) blocked_.attempt_started(*w);
+    return;
+  }
+  const int64_t n = static_cast<int64_t>(argv.size());
+  const int64_t at = keys.timeout < 0 ? n + keys.timeout : keys.timeout;
+  if (at <= 0 || at >= n) return;
+  // A timeout the app refuses: its parse answers the error (the attempt is not logged).
+  const std::optional<uint64_t> timeout_ms = parse_block_timeout_ms(argv[static_cast<size_t>(at)]);
+  if (!timeout_ms) return;
+  std::vector<std::string> key_words;
+  std::unordered_set<std::string_view> seen;
+  keys.for_each(argv, [&](std::string_view k) {
+    if (seen.insert(k).second) key_words.emplace_back(k);
+  });
+  s.blocking = true;
+  s.blocking_seq = seq;
+  blocked_.add(s.id, seq, std::vector<std::string>(argv.begin(), argv.end()), std::move(key_words),
+               *timeout_ms == 0 ? 0 : steady_ms_ + *timeout_ms);
+}
+
+bool Replica::blocking_reply(ClientSession& s, uint64_t seq) {
+  ReplyQueue& q = s.replies;
+  std::string& reply = q.at(seq).reply;
+  BlockedTable::Waiter* w = blocked_.find(s.id);
+  if (!w) {
+    s.blocking = false;
+    return false;
+  }
+  if (is_null_reply(reply)) {
+    if (!w->expired && w->unblock == BlockedTable::Unblock::kNone) {
+      reply.clear();
+      q.set_kind(seq, Kind::kBlocked);
+      blocked_.parked(*w);
+      return true;
+    }
+    // Its timeout passed, or CLIENT UNBLOCK came, while the attempt was in flight.
+    reply.clear();
+    if (w->unblock == BlockedTable::Unblock::kError) reply = kUnblockedReply;
+    else Reply(&reply, s.protocol).null_array();
+  }
+  end_blocking(s);
+  return false;
+}
+
+void Replica::answer_blocked(ClientSession& s, std::string_view reply) {
+  ReplyQueue& q = s.replies;
+  q.at(s.blocking_seq).reply.assign(reply);
+  q.finish(s.blocking_seq, Kind::kBlocked);
+  end_blocking(s);
+  mark_drain(s);
+}
+
+void Replica::end_blocking(ClientSession& s) {
+  blocked_.remove(s.id);
+  s.blocking = false;
+}
+
+bool Replica::unblock(uint64_t id, bool error) {
+  BlockedTable::Waiter* w = blocked_.find(id);
+  ClientSession* s = host_.session(id);
+  if (!w || !w->counted || !s) return false;  // not blocked (yet): its first attempt is in flight
+  if (w->in_flight) {
+    w->unblock = error ? BlockedTable::Unblock::kError : BlockedTable::Unblock::kTimeout;
+    return true;
+  }
+  std::string reply;
+  if (error) reply = kUnblockedReply;
+  else Reply(&reply, s->protocol).null_array();
+  answer_blocked(*s, reply);
+  return true;
+}
+
+void Replica::serve_blocked() {
+  for (uint64_t id : blocked_.expire(steady_ms_)) {
+    ClientSession* s = host_.session(id);
+    if (!s) {
+      blocked_.remove(id);
+      continue;
+    }
+    std::string reply;
+    Reply(&reply, s->protocol).null_array();  // Redis' reply at a list's or sorted set's timeout
+    answer_blocked(*s, reply);
+  }
+  for (uint64_t id : blocked_.take_ready()) {
+    ClientSession* s = host_.session(id);
+    if (!s) blocked_.remove(id);
+    else retry_blocked(*s);
+  }
+}
+
+void Replica::retry_blocked(ClientSession& s) {
+  BlockedTable::Waiter* w = blocked_.find(s.id);
+  ReplyQueue& q = s.replies;
+  const uint64_t seq = s.blocking_seq;
+  // Routed again from its slot, as a held command is: the same checks (its user's ACL
+  // rules, this node's role) as when it came.
+  const std::vector<std::string> words = w->argv;
+  q.at(seq).argv = words;
+  q.set_kind(seq, Kind::kDeferred);
+  blocked_.attempt_started(*w);
+  const std::vector<std::string_view> argv(words.begin(), words.end());
+  if (!serve(s, argv, seq)) {  // held (for the session's forwarded commands): next turn
+    q.set_kind(seq, Kind::kBlocked);
+    if ((w = blocked_.find(s.id))) {
+      blocked_.parked(*w);
+      blocked_.wake(s.id);
+    }
+    return;
+  }
+  if (q.at(seq).kind == Kind::kDone) {  // answered at once: -MOVED, -NOPERM, ...
+    end_blocking(s);
+    mark_drain(s);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -954,6 +1091,7 @@ void Replica::propose() {
 }
 
 void Replica::end_turn() {
+  if (!blocked_.empty()) [[unlikely]] serve_blocked();
   propose();
   start_reads();
   drive();  // ends by running the reads whose index is applied
@@ -981,6 +1119,7 @@ void Replica::drive() {
       applied_index_ = installed->index;
       applied_term_ = installed->term;
       pubsub_.reset_at(installed->index);  // events between were never seen here: subscriptions end
+      blocked_.all_changed();  // any key may have changed
     }
     // Proposals of ours that this Ready removes from the log (a new leader's entries replace
     // them, or a snapshot replaces the whole log) end now: their clients learn at once that
@@ -1037,6 +1176,9 @@ void Replica::apply_entry(const raft::Entry& e) {
       void replied(size_t k) override {
         if (!session) return;
         const uint64_t seq = p->slots[k].seq;
+        if (session->blocking && session->blocking_seq == seq) [[unlikely]] {
+          if (self->blocking_reply(*session, seq)) return;
+        }
         session->replies.finish(seq, Kind::kWaitingWrite);
         if (!session->transaction.in_flight.empty()) self->forget_transaction(*session, seq);
         self->run_queries_from(*session, seq + 1);
@@ -1128,6 +1270,14 @@ void Replica::on_role_change(raft::Role before) {
   if (before == raft::Role::kLeader && now != raft::Role::kLeader) {
     // The core drops its pending read-index requests when it steps down.
     for (ReplySlot slot : reads_.fail_all()) complete_read(slot, /*redirect=*/true);
+    // A blocked cluster client is routed again now: -MOVED to the new leader (or
+    // -CLUSTERDOWN while none is known), as a Redis Cluster node answers a client blocked
+    // on a slot it no longer serves. A plain client keeps waiting here: its next attempt is
+    // forwarded to the new leader.
+    for (uint64_t id : blocked_.sessions()) {
+      const ClientSession* s = host_.session(id);
+      if (s && !forwards(*s)) blocked_.wake(id);
+    }
   }
   membership_changed();
   host_.role_changed(before, now);

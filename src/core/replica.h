@@ -34,6 +34,7 @@
 #include "core/acl.h"
 #include "core/apply.h"
 #include "core/batch.h"
+#include "core/blocking.h"
 #include "core/digest_marks.h"
 #include "core/pubsub.h"
 #include "core/read_index.h"
@@ -88,6 +89,10 @@ struct ClientSession {
   // reply is rendered, and kept for retries, in the protocol it names in the log.
   uint64_t shell_at_apply_end = 0;
   std::unique_ptr<Subscriber> subscriber;  // SUBSCRIBE ... (core/pubsub.h); null until the first
+  // In a blocking command (core/blocking.h) whose reply slot is blocking_seq: every later
+  // command waits behind it, as Redis blocks the connection.
+  bool blocking = false;
+  uint64_t blocking_seq = 0;
 };
 
 // A write validated under a newer active schema version than the writes still waiting to
@@ -250,8 +255,18 @@ class Replica final : private PubSubHost {
   }
   // A reply the shell writes itself into slot `seq` of s, which waits as `expected`.
   void finish(uint64_t session, uint64_t seq, ReplyQueue::Kind expected, std::string_view reply);
-  // s is closing: what it subscribed to goes (call before it is gone from host.session()).
-  void session_closed(ClientSession& s) { pubsub_.forget(s); }
+  // s is closing: what it subscribed to goes, and its blocking command (call before it is
+  // gone from host.session()).
+  void session_closed(ClientSession& s) {
+    pubsub_.forget(s);
+    if (s.blocking) end_blocking(s);
+  }
+  // Clients in a blocking command (core/blocking.h).
+  const BlockedTable& blocked() const { return blocked_; }
+  // CLIENT UNBLOCK: session `id`, blocked, is answered now (a null array, or -UNBLOCKED
+  // when `error`), or when its attempt in flight returns if that finds nothing. False if it
+  // is not blocked.
+  bool unblock(uint64_t id, bool error);
   // Live updates (core/pubsub.h): the shell's pub/sub commands, settings and statistics.
   PubSub& pubsub() { return pubsub_; }
   const PubSub& pubsub() const { return pubsub_; }
@@ -312,7 +327,7 @@ class Replica final : private PubSubHost {
   // its entry.)
   bool batch_full() const { return batch_.body_bytes() >= kBatchBytesMax || mark_in_batch_; }
   // Nothing left to do without new input: no batch, no refused proposal, no Ready.
-  bool idle() const { return batch_.empty() && !refused_payload_ && !raft_.has_ready(); }
+  bool idle() const { return batch_.empty() && !refused_payload_ && !raft_.has_ready() && !blocked_.has_ready(); }
 
   raft::Index applied_index() const { return applied_index_; }
   raft::Term applied_term() const { return applied_term_; }
@@ -353,6 +368,24 @@ class Replica final : private PubSubHost {
   uint64_t unsent_bytes(const ClientSession& s) override { return host_.unsent_bytes(s); }
   void output_grew(ClientSession& s) override { mark_drain(s); }
   void close_after_output(ClientSession& s) override { host_.close_after_replies(s); }
+  void key_changed(std::string_view key) override {
+    if (!blocked_.empty()) [[unlikely]] blocked_.key_changed(key);
+  }
+
+  // ---- blocking commands (core/blocking.h) ----
+  // Slot seq of s holds a blocking command routed to the log or the leader: a new waiter,
+  // or its waiter's next attempt.
+  void note_blocking(ClientSession& s, uint64_t seq, Args argv, const KeySpec& keys);
+  // The blocking command in slot seq of s (now `from`) got `reply` (in the slot): true if it
+  // found nothing and waits (the slot is kBlocked); false if the slot is to be finished
+  // (the reply may have become the timeout's null array or CLIENT UNBLOCK's error).
+  bool blocking_reply(ClientSession& s, uint64_t seq);
+  // s's waiter, parked, is answered `reply` now.
+  void answer_blocked(ClientSession& s, std::string_view reply);
+  void end_blocking(ClientSession& s);
+  // Each turn: answers waiters past their timeout, attempts the woken ones again.
+  void serve_blocked();
+  void retry_blocked(ClientSession& s);
 
   CommandClass classify(Args argv) const;
   // A write's checks before it is batched: the app's, or the engine's for PUBLISH.
@@ -479,6 +512,7 @@ class Replica final : private PubSubHost {
   ApplyScratch apply_scratch_;
   std::vector<std::string_view> words_scratch_;
   RequestTable requests_;
+  BlockedTable blocked_;
   PubSub pubsub_;
 };
 

@@ -15,6 +15,9 @@
 //   kDeferred         a command held back behind something (a snapshot command or a barrier
 //                     behind a write, a read behind a write, anything behind a held command);
 //                     its words are kept until it can be routed again
+//   kBlocked          a blocking command (BLPOP) whose attempt found nothing, waiting for one
+//                     of its keys to change (core/blocking.h keeps its words); the session's
+//                     later commands wait behind it (ClientSession::blocking)
 //   kDone             a finished reply that may not overtake an earlier one
 //
 // The queue owns the sequence numbers (a slot's seq is its position since the session
@@ -44,6 +47,7 @@ class ReplyQueue {
     kWaitingSnapshot,
     kWaitingForward,
     kDeferred,
+    kBlocked,
     kDone,
   };
   struct Slot {

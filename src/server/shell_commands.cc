@@ -75,6 +75,7 @@ struct ClientSubcommand {
 constexpr ClientSubcommand kClientSubcommands[] = {
     {"ID", 2},       {"INFO", 2},     {"LIST", -2},     {"GETNAME", 2},  {"SETNAME", 3},
     {"SETINFO", 4},  {"NO-EVICT", 3}, {"NO-TOUCH", 3},  {"TRACKING", -3}, {"NO-FORWARD", 3},
+    {"UNBLOCK", -3},
 };
 
 // ACL rules' view of the shell's commands (core/acl.h): Redis 7's categories for each, and
@@ -133,6 +134,7 @@ constexpr ShellAcl kShellAcl[] = {
     {"client", "no-touch", kSlow},
     {"client", "no-evict", kAdminCat | kConnection},
     {"client", "list", kAdminCat | kConnection},
+    {"client", "unblock", kAdminCat | kConnection},
     {"command", "", kSlow | kConnection},
     {"command", "count", kSlow | kConnection},
     {"command", "docs", kSlow | kConnection},
@@ -506,6 +508,20 @@ core::ShellResult Node::client_command(Session& s, Args argv, std::string* out) 
       *field = std::string(argv[3]);
       r.ok();
     }
+  } else if (known->name == "UNBLOCK") {
+    // A client in a blocking command (core/blocking.h) is answered now: a null array
+    // (TIMEOUT, the default) or -UNBLOCKED (ERROR), as Redis 7. 1 if it was blocked.
+    int64_t id = 0;
+    if (argv.size() > 4) {
+      r.error("ERR unknown subcommand or wrong number of arguments for 'unblock'. Try CLIENT HELP.");
+    } else if (!parse_int64(argv[2], &id)) {
+      r.error("ERR value is not an integer or out of range");
+    } else if (argv.size() == 4 && !iequals(argv[3], "TIMEOUT") && !iequals(argv[3], "ERROR")) {
+      r.error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+    } else {
+      const bool error = argv.size() == 4 && iequals(argv[3], "ERROR");
+      r.integer(id > 0 && replica_->unblock(static_cast<uint64_t>(id), error) ? 1 : 0);
+    }
   } else if (known->name == "NO-EVICT" || known->name == "NO-TOUCH") {
     on_off(argv[2]);
   } else if (known->name == "NO-FORWARD") {
@@ -761,6 +777,7 @@ StatisticsSources Node::statistics_sources(bool with_digest) const {
   s.options = options_;
   s.now_ms = wall_ms();
   s.connected_clients = sessions_.size();
+  s.blocked_clients = replica_->blocked().blocked_clients();
   s.client_output_limit_bytes = kClientOutputLimitBytes;
   s.shell = stats_;
   s.log_bytes_since_snapshot = log_bytes_since_snapshot_;

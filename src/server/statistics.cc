@@ -72,6 +72,8 @@ constexpr Statistic kStatistics[] = {
     // # Clients
     {"connected_clients", kClients, kGauge, "hmdb_connected_clients", "", "", "Client connections open now.",
      READ(s.connected_clients)},
+    {"blocked_clients", kClients, kGauge, "hmdb_blocked_clients", "", "",
+     "Clients waiting in a blocking command (BLPOP, ...) whose attempt found nothing.", READ(s.blocked_clients)},
     {"maxclients", kClients, kGauge, "hmdb_max_clients", "", "", "--max-clients: connections beyond it are refused.",
      READ(s.options.max_clients)},
     {"client_output_limit_bytes", kClients, kGauge, "hmdb_client_output_limit_bytes", "", "bytes",

@@ -81,6 +81,7 @@ struct StatisticsSources {
   uint64_t now_ms = 0;  // wall clock, for the uptime
   // Clients.
   uint64_t connected_clients = 0;
+  uint64_t blocked_clients = 0;  // core::BlockedTable::blocked_clients
   uint64_t client_output_limit_bytes = 0;
   // Persistence.
   ShellStats shell;

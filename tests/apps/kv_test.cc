@@ -844,14 +844,31 @@ TEST_F(KvTest, CopyIsDeep) {
 }
 
 
-// Blocking commands are not supported yet: a clear error naming the command, never a hang.
-TEST_F(KvTest, BlockingCommandsAnswerAClearError) {
-  run({"RPUSH", "l", "a"});
+// Blocking commands apply as their non-blocking forms (the engine does the waiting:
+// core/blocking.h): the first non-empty key's element, or a null when every key is empty,
+// which is what makes the engine park the client. Their key spec names the timeout word.
+TEST_F(KvTest, BlockingCommandsApplyAsTheirNonBlockingForms) {
+  run({"RPUSH", "l", "a", "b"});
+  EXPECT_EQ(run({"BLPOP", "none", "l", "0"}), array({bulk("l"), bulk("a")}));
+  EXPECT_EQ(run({"BRPOP", "none", "0"}), kNilArray);
+  EXPECT_EQ(run({"BLMOVE", "none", "d", "LEFT", "LEFT", "0"}), kNil);
+  EXPECT_EQ(run({"BRPOPLPUSH", "l", "d", "0"}), bulk("b"));
+  EXPECT_EQ(run({"EXISTS", "l"}), integer(0)) << "emptied: deleted";
+  EXPECT_EQ(run({"BLMPOP", "0", "1", "d", "RIGHT", "COUNT", "5"}), array({bulk("d"), array({bulk("b")})}));
+  run({"ZADD", "z", "1", "a", "2", "b"});
+  EXPECT_EQ(run({"BZPOPMAX", "none", "z", "0"}), array({bulk("z"), bulk("b"), bulk("2")}));
+  EXPECT_EQ(run({"BZMPOP", "0", "1", "z", "MIN"}), array({bulk("z"), array({array({bulk("a"), bulk("1")})})}));
+  EXPECT_EQ(run({"BZPOPMIN", "z", "0.01"}), kNilArray);
+  EXPECT_EQ(run({"BLPOP", "l", "-1"}), "-ERR timeout is negative\r\n");
+  EXPECT_EQ(run({"BLPOP", "l", "x"}), "-ERR timeout is not a float or out of range\r\n");
+  run({"SET", "s", "v"});
+  EXPECT_EQ(run({"BLPOP", "none", "s", "0"}).rfind("-WRONGTYPE", 0), 0u);
   for (std::string_view name : {"BLPOP", "BRPOP", "BLMOVE", "BRPOPLPUSH", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP"}) {
-    const std::string reply = run({name, "l", "0"});
-    EXPECT_EQ(reply.rfind("-ERR " + std::string(name) + " is not supported: hmdb has no blocking commands yet", 0), 0u) << reply;
+    const CommandAcl acl = db.app().command_acl(name);
+    EXPECT_EQ(acl.kind, CommandKind::kWrite) << name;
+    EXPECT_NE(acl.keys.timeout, 0) << name;
   }
-  EXPECT_EQ(run({"LLEN", "l"}), integer(1)) << "nothing popped";
+  EXPECT_EQ(db.app().command_acl("LPOP").keys.timeout, 0);
 }
 
 // ---- key iteration -------------------------------------------------------------------------

@@ -366,6 +366,7 @@ constexpr std::string_view kGoldenInfoAll =
     "\r\n"
     "# Clients\r\n"
     "connected_clients:11\r\n"
+    "blocked_clients:0\r\n"
     "maxclients:10000\r\n"
     "client_output_limit_bytes:1073741824\r\n"
     "\r\n"
