@@ -964,6 +964,17 @@ bool Replica::unblock(uint64_t id, bool error) {
 }
 
 void Replica::serve_blocked() {
+  if (redirect_blocked_ && (leader() || raft_.leader() != raft::kNoNode)) {
+    // This node stepped down and a leader is known now: a blocked cluster client is routed
+    // again, -MOVED to the leader, as a Redis Cluster node answers a client blocked on a
+    // slot it no longer serves. A plain client keeps waiting here: its next attempt is
+    // forwarded to the new leader. (Leading again: nothing to do.)
+    redirect_blocked_ = false;
+    for (uint64_t id : blocked_.sessions()) {
+      const ClientSession* s = host_.session(id);
+      if (s && !leader() && !forwards(*s)) blocked_.wake(id);
+    }
+  }
   for (uint64_t id : blocked_.expire(steady_ms_)) {
     ClientSession* s = host_.session(id);
     if (!s) {
@@ -1270,14 +1281,9 @@ void Replica::on_role_change(raft::Role before) {
   if (before == raft::Role::kLeader && now != raft::Role::kLeader) {
     // The core drops its pending read-index requests when it steps down.
     for (ReplySlot slot : reads_.fail_all()) complete_read(slot, /*redirect=*/true);
-    // A blocked cluster client is routed again now: -MOVED to the new leader (or
-    // -CLUSTERDOWN while none is known), as a Redis Cluster node answers a client blocked
-    // on a slot it no longer serves. A plain client keeps waiting here: its next attempt is
-    // forwarded to the new leader.
-    for (uint64_t id : blocked_.sessions()) {
-      const ClientSession* s = host_.session(id);
-      if (s && !forwards(*s)) blocked_.wake(id);
-    }
+    // Its blocked cluster clients are routed again once the new leader is known
+    // (serve_blocked): -MOVED to it.
+    if (!blocked_.empty()) redirect_blocked_ = true;
   }
   membership_changed();
   host_.role_changed(before, now);

@@ -513,6 +513,7 @@ class Replica final : private PubSubHost {
   std::vector<std::string_view> words_scratch_;
   RequestTable requests_;
   BlockedTable blocked_;
+  bool redirect_blocked_ = false;  // stepped down: blocked cluster clients get -MOVED once a leader is known
   PubSub pubsub_;
 };
 

@@ -412,7 +412,7 @@ void Node::flush_done(Session& s) {
     if (out.capacity() > kKeepOutputCapacityBytes) out.shrink_to_fit();
     // Done with this client: it asked to quit, broke the protocol, or closed its sending
     // side (a half-closed peer such as `nc` gets every reply before we close).
-    if (s.pending() == 0 && (s.close_after_reply || (s.eof && s.in.empty()))) {
+    if ((s.pending() == 0 && (s.close_after_reply || (s.eof && s.in.empty()))) || (s.eof && s.client.blocking)) {
       close_session(s.id());
       return;
     }

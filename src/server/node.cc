@@ -456,9 +456,10 @@ void Node::loop_turn(int timeout_ms) {
       if (!(s = find_session(id))) continue;
       parse_session(*s);
       if (!(s = find_session(id))) continue;
-      if (s->eof && s->pending() == 0 && s->in.empty() && s->unsent() == 0) {
+      if (s->eof && s->unsent() == 0 && ((s->pending() == 0 && s->in.empty()) || s->client.blocking)) {
         // The peer closed and nothing is owed to it. (Replies still owed to a half-closed
-        // peer are sent first: flush_session closes it afterwards.)
+        // peer are sent first: flush_session closes it afterwards.) A client waiting in a
+        // blocking command is closed as Redis closes it: its reply may never come.
         close_session(id);
         continue;
       }
