@@ -171,6 +171,8 @@ def main():
             (nr["node-redis-4, AUTH default, SETNAME"].get("protocol") == "2", "node-redis 4 did not speak RESP2"),
             (current.get("hgetall") == {"f1": "a", "f2": "b"}, "node-redis (current) HGETALL"),
             (current.get("getname") == "nr-current", "HELLO 3 AUTH default ... SETNAME did not name the client"),
+            (nr["ioredis blocking"].get("blpop_woken") == ["blk:q", "woken"],
+             "ioredis BLPOP was not woken by another connection's LPUSH"),
         ]
         for ok, what in checks:
             if not ok:

@@ -209,6 +209,52 @@ async function ioredisPubSub(prefix) {
   return out;
 }
 
+// INFO clients' blocked_clients, read by another connection.
+async function blockedClients(c) {
+  return Number(/blocked_clients:(\d+)/.exec(await c.info('clients'))[1]);
+}
+
+// Resolves once fn() is true, polled (the step's bound fails it otherwise).
+function until(fn) {
+  return new Promise((resolve) => {
+    const check = async () => ((await fn()) ? resolve(true) : setTimeout(check, 5));
+    check();
+  });
+}
+
+// Blocking commands (ioredis' blpop & co.): data present, a short timeout on an empty key,
+// and a waiter woken by another connection's push once INFO shows it blocked.
+async function ioredisBlocking(options, prefix) {
+  const all = { host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null,
+                ...options };
+  const waiter = new IORedis(all);
+  const other = new IORedis(all);
+  waiter.on('error', () => {});
+  other.on('error', () => {});
+  await bounded(Promise.all([waiter.connect(), other.connect()]), 'connect');
+  const k = (s) => `${prefix}:${s}`;
+  let pending;
+  const out = await run([
+    ['rpush', () => other.rpush(k('l'), 'a', 'b')],
+    ['blpop_data', () => waiter.blpop(k('none'), k('l'), 0)],
+    ['brpop_timeout', () => waiter.brpop(k('none'), 0.01)],
+    ['bzpopmin_timeout', () => waiter.bzpopmin(k('z'), 0.01)],
+    ['blmove_data', () => waiter.blmove(k('l'), k('d'), 'LEFT', 'RIGHT', 0)],
+    ['blpop_start', () => { pending = waiter.blpop(k('q'), 0); return 'sent'; }],
+    ['blocked', () => until(async () => (await blockedClients(other)) === 1)],
+    ['push', () => other.lpush(k('q'), 'woken')],
+    ['blpop_woken', () => pending],
+    ['blocked_after', () => blockedClients(other)],
+    ['bzpopmax_start', () => { pending = waiter.bzpopmax(k('z'), 5); return 'sent'; }],
+    ['blocked_z', () => until(async () => (await blockedClients(other)) === 1)],
+    ['zadd', () => other.zadd(k('z'), 2.5, 'm')],
+    ['bzpopmax_woken', () => pending],
+    ['del', () => other.del(k('l'), k('d'), k('q'), k('z'))],
+  ]);
+  await bounded(Promise.all([waiter.quit(), other.quit()]), 'quit').catch(() => {});
+  return out;
+}
+
 (async () => {
   const results = {};
   const auth = { username: 'default', password: 'secret' };
@@ -223,6 +269,7 @@ async function ioredisPubSub(prefix) {
   results['node-redis-current RESP2 pub/sub'] = await nodeRedisPubSub(redis, { RESP: 2 }, 'ps2');
   results['node-redis-4 pub/sub'] = await nodeRedisPubSub(redis4, {}, 'ps4');
   results['ioredis pub/sub'] = await ioredisPubSub('psio');
+  results['ioredis blocking'] = await ioredisBlocking({}, 'blk');
   process.stdout.write(JSON.stringify({
     versions: {
       redis: require('redis/package.json').version,
