@@ -24,7 +24,7 @@ inline constexpr std::string_view kShellCommandNames[] = {
     "PING",    "ECHO",   "QUIT",     "SELECT",   "HELLO", "AUTH", "CLIENT",   "COMMAND",
     "CONFIG",  "INFO",   "SNAPSHOT", "BGSAVE",   "SAVE",  "READONLY", "READWRITE", "CLUSTER",
     "RESET",   "SUBSCRIBE", "PSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "PUBSUB",
-    "HMDB.SUBSCRIBE", "HMDB.PSUBSCRIBE", "ACL",
+    "HMDB.SUBSCRIBE", "HMDB.PSUBSCRIBE", "ACL", "LATENCY", "SLOWLOG",
 };
 
 // Writes the engine logs and applies itself, for every app: pub/sub's PUBLISH

@@ -1160,6 +1160,7 @@ void Replica::drive() {
 void Replica::apply_entry(const raft::Entry& e) {
   HMDB_ASSERT(e.index == applied_index_ + 1, "apply out of order: entry %llu after %llu",
               static_cast<unsigned long long>(e.index), static_cast<unsigned long long>(applied_index_));
+  host_.applying(e);
   std::optional<WriteTracker::Proposal> ours;
   if (auto tracked = writes_.take_applied(e.index, e.term)) {
     if (tracked->second == WriteOutcome::kApplied) ours = std::move(tracked->first);

@@ -162,6 +162,8 @@ class ReplicaHost {
                                                   const std::optional<raft::SnapshotMeta>& installed) = 0;
   // 2. Send.
   virtual void send(std::vector<raft::Message>&& messages) = 0;
+  // 3. An entry is about to be applied (the server times the apply: server/latency.h).
+  virtual void applying(const raft::Entry& entry) { (void)entry; }
   // 3. An entry was applied (after its replies were written): membership changes take
   //    effect here; recovery shows progress; the simulator checks the state.
   virtual void applied(const raft::Entry& entry) = 0;

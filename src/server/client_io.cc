@@ -94,6 +94,7 @@ void Node::schedule_flush(Session& s) {
 
 void Node::replies_ready(core::ClientSession& c) {
   Session* s = static_cast<Session*>(c.owner);  // the replica found c through session(): it is open
+  if (s->pending_head < s->pending_commands.size()) replies_left(*s);
   if (s->unsent() > 0) schedule_flush(*s);
   // Nothing more is owed to a client that asked to quit, broke the protocol or closed its
   // side: flush_session closes it.
@@ -334,6 +335,7 @@ void Node::parse_session(Session& s) {
       if (!parse_ahead_[i].argv.empty()) run_command(s, parse_ahead_[i].argv);
       s.in.consume(parse_ahead_[i].consumed);
     }
+    group_ran(s);  // latency, SLOWLOG (stage_timing.cc)
     if (parsed > 0 && !error_next) continue;
     if (parsed > 0) {
       s.parser.reset();  // the malformed command is parsed again, first, and answered below
@@ -354,7 +356,10 @@ void Node::run_command(Session& s, Args argv) {
   s.last_command_ms = turn_wall_ms_;
   // QUIT: nothing after it is read; the connection closes once its reply is out.
   if (argv.size() == 1 && iequals(argv[0], "QUIT")) s.close_after_reply = true;
+  const size_t pending_before = s.pending();
+  const uint64_t writes_before = replica_->stats().writes;
   replica_->command(s.client, argv);
+  command_ran(s, argv, pending_before, writes_before);
 }
 
 // ---------------------------------------------------------------------------------------

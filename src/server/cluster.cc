@@ -174,6 +174,7 @@ void Node::poll_peers() {
   if (!transport_) return;
   received_.clear();
   transport_->poll(monotonic_ms(), &received_);
+  if (!appends_sent_.empty()) note_received(received_);
   for (const raft::Message& m : received_) raft_->step(m);
   // Handle the Readies now: a snapshot the core accepted must be installed before anything
   // else in this turn (e.g. a SNAPSHOT command) looks at the applied state.
@@ -328,6 +329,7 @@ void Node::decode_members(std::string_view text) {
 }
 
 void Node::role_changed(raft::Role before, raft::Role now) {
+  if (now != raft::Role::kLeader) forget_stage_marks();
   note_leader();
   sync_forwarder();  // links to a former leader drain; a node that leads now sends to itself
   log_line("raft: {} -> {} in term {} (leader: {})", role_name(before), role_name(now), raft_->term(), raft_->leader());

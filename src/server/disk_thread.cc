@@ -93,6 +93,16 @@ DiskStats DiskThread::stats() const {
   return stats_;
 }
 
+DiskLatency DiskThread::latency() const {
+  std::lock_guard lk(mu_);
+  return latency_;
+}
+
+void DiskThread::reset_latency() {
+  std::lock_guard lk(mu_);
+  latency_ = DiskLatency{};
+}
+
 void DiskThread::stop() {
   {
     std::lock_guard lk(mu_);
@@ -134,6 +144,8 @@ void DiskThread::run() {
     }
 
     uint64_t bytes = 0;
+    uint64_t entries = 0;
+    const auto write_start = Clock::now();
     for (auto& w : round) {
       if (w.install) {
         // Entries after the snapshot come next; older ones in the log are superseded
@@ -150,8 +162,10 @@ void DiskThread::run() {
         last_term_ = w.entries.back().term;
       }
       bytes += w.bytes;
+      entries += w.entries.size();
     }
     const bool wrote = !round.empty();
+    const auto write_end = wrote ? Clock::now() : write_start;
     dirty = dirty || wrote;
 
     uint64_t sync_us = 0;
@@ -175,6 +189,9 @@ void DiskThread::run() {
       queued_bytes_ -= bytes;
       if (publish) ack_ = raft::PersistAck{last_index_, last_term_, hard_state_};
       if (wrote) {
+        latency_.write_us.record(static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(write_end - write_start).count()));
+        latency_.group_entries.record(entries);
         stats_.rounds++;
         stats_.appends += round.size();
         stats_.bytes += bytes;
@@ -182,6 +199,7 @@ void DiskThread::run() {
       if (synced) {
         stats_.syncs++;
         stats_.last_sync_us = sync_us;
+        latency_.sync_us.record(sync_us);
         if (sync_us > stats_.max_sync_us) stats_.max_sync_us = sync_us;
       }
     }

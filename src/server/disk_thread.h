@@ -35,6 +35,7 @@
 
 #include "raft/raft.h"
 #include "server/fatal.h"
+#include "server/latency.h"
 #include "server/options.h"
 #include "storage/log.h"
 
@@ -47,6 +48,14 @@ struct DiskStats {
   uint64_t bytes = 0;         // log bytes written
   uint64_t last_sync_us = 0;  // duration of the last fdatasync
   uint64_t max_sync_us = 0;
+};
+
+// Per group-commit round: how long its write(2)s and its fdatasync took (µs), and how many
+// log entries it wrote (the group).
+struct DiskLatency {
+  LatencyHistogram write_us;
+  LatencyHistogram sync_us;
+  LatencyHistogram group_entries;
 };
 
 class DiskThread {
@@ -74,6 +83,8 @@ class DiskThread {
   std::optional<raft::PersistAck> take_ack();
   uint64_t queued_bytes() const;
   DiskStats stats() const;
+  DiskLatency latency() const;  // a copy (~21 KB): for INFO and scrapes, not per command
+  void reset_latency();
   // Writes and syncs what is queued, then ends the thread.
   void stop();
 
@@ -102,6 +113,7 @@ class DiskThread {
   std::optional<raft::Index> compact_index_;  // GUARDED_BY(mu_)
   bool stopping_ = false;            // GUARDED_BY(mu_)
   DiskStats stats_;                  // GUARDED_BY(mu_)
+  DiskLatency latency_;              // GUARDED_BY(mu_)
 
   // Disk thread only.
   raft::Index last_index_;

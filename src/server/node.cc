@@ -116,6 +116,7 @@ Node::Node(ServerOptions options, std::unique_ptr<StateMachine> app)
     forward_password_ = std::move(options_.cluster_secret);
     options_.cluster_secret.clear();
   }
+  latency_ = std::make_unique<LatencyStats>(latency_command_names());
 }
 
 Node::~Node() {
@@ -339,7 +340,10 @@ void Node::note_turn_duration(uint64_t busy_ms) {
 }
 
 void Node::refresh_clocks() {
-  turn_steady_ms_ = monotonic_ms();
+  // One read for both: the turn's time in ms (timers) and µs (stage latencies).
+  turn_start_us_ = monotonic_us();
+  turn_steady_ms_ = turn_start_us_ / 1000;
+  reply_clock_us_ = 0;
   turn_wall_ms_ = wall_ms();
   if (replica_) replica_->set_time(turn_wall_ms_, turn_steady_ms_);
 }
@@ -409,8 +413,9 @@ void Node::loop_turn(int timeout_ms) {
       forward_links_->poll(*forwarder_, turn_steady_ms_);
     } else if (tag == kEpollTagMetrics) {
       // A scrape: every statistic, as INFO all has them (statistics.h); no state hashing.
-      metrics_->poll(turn_steady_ms_,
-                     [this] { return render_prometheus(collect_statistics(statistics_sources(false))); });
+      metrics_->poll(turn_steady_ms_, [this] {
+        return render_prometheus(collect_statistics(statistics_sources(false))) + render_latency_prometheus();
+      });
     } else {
       Session* s = find_session(tag);
       if (!s) continue;
@@ -443,6 +448,7 @@ void Node::loop_turn(int timeout_ms) {
   if (!draining_ && !paused()) {
     std::vector<uint64_t> work;
     work.swap(active_);
+    if (!work.empty()) clock_us_ = monotonic_us();  // the first command's time starts here
     for (uint64_t id : work) {
       Session* s = find_session(id);
       if (!s) continue;
@@ -455,6 +461,7 @@ void Node::loop_turn(int timeout_ms) {
       if (s->readable && !session_paused(*s)) read_session(*s);
       if (!(s = find_session(id))) continue;
       parse_session(*s);
+      session_turn_done();
       if (!(s = find_session(id))) continue;
       if (s->eof && s->unsent() == 0 && ((s->pending() == 0 && s->in.empty()) || s->client.blocking)) {
         // The peer closed and nothing is owed to it. (Replies still owed to a half-closed
@@ -476,7 +483,9 @@ void Node::loop_turn(int timeout_ms) {
   // The batch becomes one log entry; the Readies are handled (persist, send, apply);
   // finished replies move out in order (replies_ready() schedules their sending).
   sync_forwarder();  // the leader may have changed this turn: before the replica drains
+  reply_clock_us_ = 0;
   replica_->end_turn();
+  note_replies_queued();
   if (refused_snapshot_) [[unlikely]] note_refused_snapshot();
   if (forward_links_) forward_links_->flush(*forwarder_);  // what was forwarded this turn
   maybe_auto_snapshot();
@@ -490,7 +499,9 @@ void Node::loop_turn(int timeout_ms) {
     s->in_flush = false;
     flush_session(*s);
   }
-  note_turn_duration(monotonic_ms() - work_start_ms);
+  const uint64_t end_us = monotonic_us();
+  note_turn_end(end_us);
+  note_turn_duration(end_us / 1000 - work_start_ms);
 }
 
 void Node::disconnect_stalled_readers() {
@@ -518,7 +529,10 @@ void Node::tick() {
 
 void Node::on_disk_ack() {
   if (!disk_) return;
-  if (auto ack = disk_->take_ack()) raft_->persisted(*ack);
+  if (auto ack = disk_->take_ack()) {
+    if (!proposals_.empty()) note_persisted(ack->last_index);
+    raft_->persisted(*ack);
+  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -588,6 +602,7 @@ std::optional<raft::PersistAck> Node::persist(const std::optional<raft::HardStat
     last_log_term_ = entries.back().term;
     for (const auto& e : entries) log_bytes_since_snapshot_ += e.data.size() + kLogRecordOverheadBytes;
     if (options_.clustered()) learn_addresses(entries);
+    if (!proposals_.empty()) note_handed_to_disk(last_log_index_);
   }
   if (disk_) {
     // Group commit: the disk thread writes and syncs everything queued since its last round.
@@ -604,16 +619,19 @@ std::optional<raft::PersistAck> Node::persist(const std::optional<raft::HardStat
     if (!st) fatal(kExitDiskFailure, "writing the log in {} failed during startup: {}", options_.dir, st.to_string());
   }
   // Durable now (written and synced above), or no log at all ("persisted" when handed over).
+  if (!proposals_.empty()) note_persisted(last_log_index_);
   return raft::PersistAck{last_log_index_, last_log_term_, hard_state_};
 }
 
 void Node::send(std::vector<raft::Message>&& messages) {
   if (!transport_) return;
+  note_sent(messages);
   for (raft::Message& m : messages) transport_->send(std::move(m));
   transport_->flush();
 }
 
 void Node::applied(const raft::Entry& entry) {
+  if (!proposals_.empty()) note_applied(entry.index);
   if (entry.type == raft::EntryType::kConfChange) apply_conf_change(entry);
   if (app_->active_schema_version() != logged_active_version_) [[unlikely]] {
     logged_active_version_ = app_->active_schema_version();

@@ -53,6 +53,7 @@
 #include "server/disk_thread.h"
 #include "server/fatal.h"
 #include "server/forward_links.h"
+#include "server/latency.h"
 #include "server/metrics.h"
 #include "server/options.h"
 #include "server/session.h"
@@ -135,7 +136,9 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
                                           std::vector<raft::Entry>&& entries,
                                           const std::optional<raft::SnapshotMeta>& installed) override;
   void send(std::vector<raft::Message>&& messages) override;
+  void applying(const raft::Entry& entry) override;
   void applied(const raft::Entry& entry) override;
+  void proposed(raft::Index index, raft::Term term, const std::vector<core::ReplySlot>& slots) override;
   void apply_failed(const raft::Entry& entry, const core::ApplyResult& result) override;
   void schema_blocked(const raft::Entry& entry, const core::ApplyResult& result) override;
   // After the raft core refused a snapshot of a schema version this binary does not read:
@@ -195,6 +198,39 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   void schedule_read(Session& s);
   // One parsed command of s, to the replica.
   void run_command(Session& s, Args argv);
+
+  // ---- latency by stage (stage_timing.cc; server/latency.h) ----
+  // After replica_->command(argv) of s: noted for the end of its group, or a record that
+  // waits for its reply.
+  void command_ran(Session& s, Args argv, size_t pending_before, uint64_t writes_before);
+  // After a group of pipelined commands parsed together ran (client_io.cc, parse_session):
+  // one clock read for all of them: the time the group held the loop (SLOWLOG), and the
+  // latency of those answered at once.
+  void group_ran(Session& s);
+  // After a session's turn of reading and parsing: its writes' and queries' stage marks.
+  void session_turn_done();
+  // The replies of s that left its slots: their commands' latency.
+  void replies_left(Session& s);
+  // The disk thread's acknowledgement reached the loop (index: durable up to).
+  void note_persisted(raft::Index index);
+  void note_applied(raft::Index index);
+  // Every command a client may send: the shell's, the engine's and the app's.
+  std::vector<std::string> latency_command_names() const;
+  void note_handed_to_disk(raft::Index last);
+  void note_sent(const std::vector<raft::Message>& messages);
+  void note_received(const std::vector<raft::Message>& messages);
+  // After Replica::end_turn and after the turn's sends.
+  void note_replies_queued();
+  void note_turn_end(uint64_t now_us);
+  // Not leading any more: what was tracked of proposals is dropped.
+  void forget_stage_marks();
+  uint64_t reply_clock_us();
+  // INFO latencystats and INFO stages (empty for another section); the Prometheus histograms.
+  std::string render_latency_info(std::string_view section) const;
+  std::string render_latency_prometheus() const;
+  core::ShellResult latency_command(Session& s, Args argv, std::string* out);
+  core::ShellResult slowlog_command(Session& s, Args argv, std::string* out);
+  void reset_latency();
 
   // ---- the shell's own commands (shell_commands.cc) ----
   struct ShellCommand;
@@ -399,6 +435,39 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   // The last leader this node knew: during an election the Redis Cluster view keeps it as
   // the master (cluster_topology()).
   raft::NodeId last_known_leader_ = raft::kNoNode;
+
+  // Latency by stage (server/latency.h): built in start() from every command name.
+  std::unique_ptr<LatencyStats> latency_;
+  SlowLog slowlog_;
+  LatencyEvents latency_events_;
+  uint64_t turn_start_us_ = 0;  // steady clock at the start of this turn
+  uint64_t clock_us_ = 0;       // the loop's last clock read while running commands
+  uint64_t reply_clock_us_ = 0; // read once when replies first leave in a phase (0: not yet)
+  uint64_t session_writes_ = 0;   // of the session being read: commands that joined the batch
+  uint64_t session_queries_ = 0;  // ... and commands answered as they ran
+  struct GroupCommand {
+    Args argv;  // views into the session's read buffer, valid until the group ends
+    uint32_t id = LatencyStats::kNoCommand;
+    bool answered = false;
+  };
+  std::array<GroupCommand, kParseAheadCommands> group_{};  // the group running now
+  size_t group_size_ = 0;
+  struct Mark {
+    uint64_t us;
+    uint64_t count;
+  };
+  std::vector<Mark> batch_marks_;   // the open batch's writes: when they joined, how many
+  std::vector<Mark> query_marks_;   // this turn's queries: when answered, how many
+  std::vector<Mark> queued_marks_;  // this turn's applied writes: replies queued when, how many
+  // The entries this node proposed (leader), oldest first, until their replies are queued.
+  struct ProposalMarks {
+    raft::Index index = 0;
+    uint64_t writes = 0;
+    uint64_t proposed_us = 0, handed_us = 0, persisted_us = 0, apply_us = 0, applied_us = 0;
+  };
+  std::deque<ProposalMarks> proposals_;
+  // Per follower: the last index of each append sent, and when, until its ack covers it.
+  std::map<raft::NodeId, std::deque<std::pair<raft::Index, uint64_t>>> appends_sent_;
 
   // The shell's own statistics (statistics.h; the replica, disk thread and transport keep theirs).
   ShellStats stats_;

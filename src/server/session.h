@@ -62,6 +62,16 @@ struct Session {
   uint64_t output_progress_ms = 0;  // steady clock: last time send() took bytes (or creation)
   bool close_after_reply = false;   // QUIT or protocol error: close once every reply is sent
 
+  // Commands whose replies wait in slots (client.replies), oldest first from
+  // pending_head: for their latency once the replies leave (server/latency.h). One record
+  // per command that took a slot, so their count follows pending(). Allocated on first use.
+  struct PendingCommand {
+    uint32_t command;   // LatencyStats::command_id
+    uint64_t start_us;  // the start of the loop turn that read it
+  };
+  std::vector<PendingCommand> pending_commands;
+  size_t pending_head = 0;
+
   // Membership of the loop's per-turn work lists (avoids duplicates).
   bool in_active = false;
   bool in_flush = false;

@@ -1,6 +1,6 @@
 // server/shell_commands.cc — the commands the shell answers itself, as one table:
 // PING ECHO QUIT RESET SELECT HELLO AUTH ACL CLIENT COMMAND CONFIG INFO READONLY READWRITE CLUSTER
-// SNAPSHOT SAVE BGSAVE, and pub/sub's SUBSCRIBE PSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE
+// SNAPSHOT SAVE BGSAVE, LATENCY SLOWLOG (stage_timing.cc), and pub/sub's SUBSCRIBE PSUBSCRIBE UNSUBSCRIBE PUNSUBSCRIBE
 // HMDB.SUBSCRIBE HMDB.PSUBSCRIBE PUBSUB (core/pubsub.h runs them; PUBLISH is a write).
 //
 // They come before the app's commands (an app cannot shadow them) and are looked up like
@@ -145,6 +145,17 @@ constexpr ShellAcl kShellAcl[] = {
     {"config", "resetstat", kAdminCat},
     {"config", "help", kSlow},
     {"info", "", kSlow | acl::bit(acl::kDangerous)},
+    {"latency", "histogram", kAdminCat},
+    {"latency", "latest", kAdminCat},
+    {"latency", "history", kAdminCat},
+    {"latency", "reset", kAdminCat},
+    {"latency", "doctor", kAdminCat},
+    {"latency", "graph", kAdminCat},
+    {"latency", "help", kSlow},
+    {"slowlog", "get", kAdminCat},
+    {"slowlog", "len", kAdminCat},
+    {"slowlog", "reset", kAdminCat},
+    {"slowlog", "help", kSlow},
     {"snapshot", "", kAdminCat},
     {"save", "", kAdminCat},
     {"bgsave", "", kAdminCat},
@@ -286,9 +297,14 @@ const Node::ShellTable& Node::shell_table() {
        [](Node& n, Session& s, Args argv, uint64_t, std::string* out) {
          const std::string_view section = argv.size() >= 2 ? argv[1] : std::string_view("default");
          Reply(out, s.client.protocol)
-             .verbatim(render_info(collect_statistics(n.statistics_sources(iequals(section, "digest"))), section));
+             .verbatim(render_info(collect_statistics(n.statistics_sources(iequals(section, "digest"))), section) +
+                       n.render_latency_info(section));
          return R::kReplied;
        }},
+      {shell_name("LATENCY"), -2, never,
+       [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.latency_command(s, argv, out); }},
+      {shell_name("SLOWLOG"), -2, never,
+       [](Node& n, Session& s, Args argv, uint64_t, std::string* out) { return n.slowlog_command(s, argv, out); }},
       // The reply of SNAPSHOT and SAVE comes when the snapshot is durable; extra words are ignored.
       {shell_name("SNAPSHOT"), -1, always,
        [](Node& n, Session& s, Args, uint64_t seq, std::string*) { return n.snapshot_command(s, seq); }},
@@ -561,6 +577,9 @@ core::ShellResult Node::config_command(Session& s, Args argv, std::string* out) 
         {"notify-keyspace-events", core::format_notify_flags(replica_->pubsub().notify_flags())},
         {"hmdb-events-retain-bytes", std::to_string(options_.events_retain_bytes)},
         {"hmdb-subscriber-output-bytes", std::to_string(options_.subscriber_output_bytes)},
+        {"slowlog-log-slower-than", std::to_string(slowlog_.slower_than_us)},
+        {"slowlog-max-len", std::to_string(slowlog_.max_len)},
+        {"latency-monitor-threshold", std::to_string(latency_events_.threshold_ms)},
     };
     std::vector<const std::pair<std::string, std::string>*> hits;
     for (const auto& p : params) {
@@ -578,15 +597,45 @@ core::ShellResult Node::config_command(Session& s, Args argv, std::string* out) 
       r.bulk(p->second);
     }
   } else if (iequals(argv[1], "SET")) {
-    // Only notify-keyspace-events (a node's own setting, as in Redis: docs/subscriptions.md);
-    // everything else is a flag of `hmdb serve`.
+    // Only notify-keyspace-events (a node's own setting, as in Redis: docs/subscriptions.md)
+    // and the slow log's and latency monitor's settings (docs/operations.md, "Latency");
+    // everything else is a flag of `hmdb serve`. All or nothing, as in Redis.
     if (argv.size() < 4 || argv.size() % 2 != 0) {
       r.error("ERR wrong number of arguments for 'config|set' command");
       return core::ShellResult::kReplied;
     }
     std::optional<uint32_t> flags;
+    std::optional<int64_t> slower_than, max_len, threshold;
     for (size_t i = 2; i < argv.size(); i += 2) {
       uint32_t parsed = 0;
+      // Redis' integer settings and their ranges.
+      const auto integer = [&](int64_t min, std::optional<int64_t>* into) {
+        int64_t v = 0;
+        if (!parse_int64(argv[i + 1], &v)) {
+          r.error("ERR CONFIG SET failed (possibly related to argument '" + lowercase(argv[i]) +
+                  "') - argument couldn't be parsed into an integer");
+          return false;
+        }
+        if (v < min) {
+          r.error("ERR CONFIG SET failed (possibly related to argument '" + lowercase(argv[i]) +
+                  "') - argument must be between " + std::to_string(min) + " and 9223372036854775807 inclusive");
+          return false;
+        }
+        *into = v;
+        return true;
+      };
+      if (iequals(argv[i], "slowlog-log-slower-than")) {
+        if (!integer(-1, &slower_than)) return core::ShellResult::kReplied;
+        continue;
+      }
+      if (iequals(argv[i], "slowlog-max-len")) {
+        if (!integer(0, &max_len)) return core::ShellResult::kReplied;
+        continue;
+      }
+      if (iequals(argv[i], "latency-monitor-threshold")) {
+        if (!integer(0, &threshold)) return core::ShellResult::kReplied;
+        continue;
+      }
       if (!iequals(argv[i], "notify-keyspace-events")) {
         r.error("ERR CONFIG SET is not supported for '" + std::string(argv[i].substr(0, 128)) +
                 "': restart `hmdb serve` with the flag (see hmdb serve --help)");
@@ -599,7 +648,13 @@ core::ShellResult Node::config_command(Session& s, Args argv, std::string* out) 
       }
       flags = parsed;
     }
-    replica_->pubsub().set_notify_flags(*flags);
+    if (flags) replica_->pubsub().set_notify_flags(*flags);
+    if (slower_than) slowlog_.slower_than_us = *slower_than;
+    if (max_len) {
+      slowlog_.max_len = static_cast<uint64_t>(*max_len);
+      slowlog_.trim();
+    }
+    if (threshold) latency_events_.threshold_ms = static_cast<uint64_t>(*threshold);
     r.ok();
   } else if (iequals(argv[1], "RESETSTAT") && argv.size() == 2) {
     // Counters start again; what describes the node's state (since when it runs, its newest
@@ -614,6 +669,7 @@ core::ShellResult Node::config_command(Session& s, Args argv, std::string* out) 
     stats_.recovered_entries = kept.recovered_entries;
     stats_.recovery_ms = kept.recovery_ms;
     replica_->reset_stats();
+    reset_latency();  // the histograms, as Redis' RESETSTAT resets latencystats (not SLOWLOG)
     r.ok();
   } else {
     r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(argv[1]) +

@@ -58,7 +58,8 @@ DEFAULT_FILES = [os.path.join(HERE, "redis_compat_commands.txt"), os.path.join(H
                  os.path.join(HERE, "redis_compat_transactions.txt"), os.path.join(HERE, "redis_compat_pubsub.txt"),
                  os.path.join(HERE, "redis_compat_scan.txt"), os.path.join(HERE, "redis_compat_strings.txt"),
                  os.path.join(HERE, "redis_compat_hashes_sets.txt"),
-                 os.path.join(HERE, "redis_compat_lists.txt"), os.path.join(HERE, "redis_compat_zsets.txt")]
+                 os.path.join(HERE, "redis_compat_lists.txt"), os.path.join(HERE, "redis_compat_zsets.txt"),
+                 os.path.join(HERE, "redis_compat_latency.txt")]
 
 
 sys.path.insert(0, os.path.join(HERE, "..", "system"))

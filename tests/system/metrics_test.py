@@ -4,10 +4,14 @@
   single   one node: GET /metrics is text exposition 0.0.4 whose every sample has a TYPE,
            no INFO field is left unmapped ("# hmdb:" comments), hmdb_applied_index and
            hmdb_writes_total grow by exactly the SETs sent one at a time, the app's key
-           count follows; / answers, other paths 404, other methods 405.
+           count follows; the latency histograms (hmdb_stage_latency_seconds, ...) are well
+           formed (cumulative buckets, +Inf equal to _count) and count exactly those SETs in
+           every write stage and in hmdb_command_latency_seconds{command="set"}; / answers,
+           other paths 404, other methods 405.
   cluster  three nodes: the leader exports hmdb_peer_lag_entries and hmdb_peer_match_index
            for both followers (0 and the leader's last index once converged); a follower
-           names the leader in hmdb_leader_id and exports no peer progress.
+           names the leader in hmdb_leader_id and exports no peer progress; the leader's
+           hmdb_replicate_latency_seconds has samples for both followers.
 
 Every wait is a bounded poll of a real condition. Usage: metrics_test.py [--case NAME] HMDB_BINARY
 """
@@ -58,24 +62,50 @@ def scrape(host, port):
     expect(ctype == "text/plain; version=0.0.4; charset=utf-8", "Content-Type %r" % ctype)
     unmapped = [l for l in text.splitlines() if l.startswith("# hmdb:")]
     expect(not unmapped, "INFO fields the metrics table does not know:\n" + "\n".join(unmapped))
-    typed, samples = set(), {}
+    typed, histograms, samples = set(), set(), {}
     for line in text.splitlines():
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split(" ")
-            expect(kind in ("gauge", "counter"), "bad TYPE line %r" % line)
+            expect(kind in ("gauge", "counter", "histogram"), "bad TYPE line %r" % line)
             expect(name not in typed, "family %s has two TYPE lines" % name)
             typed.add(name)
+            if kind == "histogram":
+                histograms.add(name)
             continue
         if line.startswith("#"):
             continue
         m = SAMPLE_RE.match(line)
         expect(m is not None, "not a sample line: %r" % line)
         name, labels, value = m.group(1), m.group(2) or "", m.group(3)
-        expect(name in typed, "sample %s before its TYPE line" % name)
+        family = name
+        for suffix in ("_bucket", "_sum", "_count"):
+            if name.endswith(suffix) and name[:-len(suffix)] in histograms:
+                family = name[:-len(suffix)]
+        expect(family in typed, "sample %s before its TYPE line" % name)
         key = (name, tuple(LABEL_RE.findall(labels)))
         expect(key not in samples, "duplicate sample %r" % (key,))
         samples[key] = float(value)
+    check_histograms(histograms, samples)
     return samples
+
+
+def check_histograms(families, samples):
+    """Each histogram series: buckets cumulative in le order, +Inf equal to _count."""
+    series = {}
+    for (name, labels), v in samples.items():
+        for f in families:
+            if name == f + "_bucket":
+                rest = tuple(l for l in labels if l[0] != "le")
+                le = [l[1] for l in labels if l[0] == "le"]
+                expect(len(le) == 1, "bucket without le: %s%r" % (name, labels))
+                series.setdefault((f, rest), []).append((float(le[0]), v))
+    for (f, rest), buckets in series.items():
+        buckets.sort()
+        counts = [v for _, v in buckets]
+        expect(counts == sorted(counts), "%s%r: buckets not cumulative: %r" % (f, rest, buckets))
+        expect(buckets[-1][0] == float("inf"), "%s%r: no +Inf bucket" % (f, rest))
+        expect(samples.get((f + "_count", rest)) == counts[-1], "%s%r: +Inf bucket is not _count" % (f, rest))
+        expect((f + "_sum", rest) in samples, "%s%r: no _sum" % (f, rest))
 
 
 def value(samples, name, **labels):
@@ -117,6 +147,18 @@ def case_single(binary):
         expect(value(s1, "hmdb_app_keys") == SINGLE_WRITES, "hmdb_app_keys does not follow the SETs")
         expect(value(s1, "hmdb_commit_index") >= a1, "commit index behind applied")
         expect(not has(s1, "hmdb_peer_lag_entries"), "a single node has peers?")
+        # Latency by stage: each SET went through every write stage once (one client, one
+        # SET at a time: each is its own log entry).
+        sets = value(s1, "hmdb_command_latency_seconds_count", command="set") - \
+            (value(s0, "hmdb_command_latency_seconds_count", command="set")
+             if ("hmdb_command_latency_seconds_count", (("command", "set"),)) in s0 else 0)
+        expect(sets == SINGLE_WRITES, "hmdb_command_latency_seconds counted %d SETs of %d" % (sets, SINGLE_WRITES))
+        for stage in ("read_parse", "batch_wait", "propose", "persist", "commit", "apply", "reply_queued",
+                      "reply_sent"):
+            n = value(s1, "hmdb_stage_latency_seconds_count", stage=stage) - \
+                value(s0, "hmdb_stage_latency_seconds_count", stage=stage)
+            expect(n == SINGLE_WRITES, "stage %s counted %d writes of %d" % (stage, n, SINGLE_WRITES))
+        expect(value(s1, "hmdb_stage_latency_seconds_count", stage="disk_fsync") >= 1, "no fsync timed")
 
         status, _, body = get(host, metrics_port, "/")
         expect(status == 200 and "/metrics" in body, "GET / answered %d %r" % (status, body))
@@ -167,6 +209,8 @@ def case_cluster(binary):
             expect(value(s, "hmdb_peer_connected", peer=str(n.id)) == 1, "peer %d not connected" % n.id)
             expect(value(s, "hmdb_peer_info", peer=str(n.id), addr=n.peer_addr, state="voter") == 1, "peer_info")
             expect(value(s, "hmdb_peer_messages_sent_total", peer=str(n.id)) > 0, "nothing sent to peer %d" % n.id)
+            expect(value(s, "hmdb_replicate_latency_seconds_count", peer=str(n.id)) > 0,
+                   "no replication to peer %d timed" % n.id)
         for n in c.nodes:
             if n is leader:
                 continue
