@@ -216,8 +216,8 @@ std::string LatencyEvents::doctor() const {
   }
   out += "\nWhat the events mean: event-loop is a loop turn's working time (every client waits meanwhile, and a "
          "leader's heartbeats); command is one command's run on the loop (SLOWLOG GET names them); apply is one "
-         "log entry's apply; disk-fsync is one group commit's fdatasync. docs/operations.md, \"Latency\", says "
-         "what to look at for each.\n";
+         "log entry's apply (the disk's fdatasync is in INFO stages: disk_fsync). docs/operations.md, "
+         "\"Latency\", says what to look at for each.\n";
   return out;
 }
 
