@@ -3185,6 +3185,15 @@ uint64_t Kv::digest(const State& s) {
   return sum;
 }
 
+void Kv::records(const State& s, RecordSink& out) {
+  Encoder enc;
+  for (const auto& [key, value] : s.keys) {
+    enc.clear();
+    encode_entry(enc, key, value, deadline_of(s, key));
+    out.record(key, XXH3_64bits(enc.buffer().data(), enc.buffer().size()));
+  }
+}
+
 std::string Kv::info(const State& s) {
   return "keys:" + std::to_string(s.keys.size()) + "\r\nexpires:" + std::to_string(s.expires.size()) + "\r\n";
 }

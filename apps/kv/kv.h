@@ -183,6 +183,9 @@ struct Kv {
   static void save(const State& s, hmdb::Encoder& out);
   static bool load(State& s, hmdb::Decoder& in, uint32_t version);
   static uint64_t digest(const State& s);
+  // Each key, hashed as the digest hashes it (digest() is the sum of these): what names the
+  // keys two nodes hold differently (`hmdb cluster verify`).
+  static void records(const State& s, hmdb::RecordSink& out);
   static std::string info(const State& s);
   static std::optional<std::vector<std::string>> housekeeping(const State& s, uint64_t now_ms);
   // The key's deadline, for WATCH (an expiry between WATCH and EXEC fails the EXEC).

@@ -287,21 +287,31 @@ bool load_transfer(Decoder& in, Transfer* t) {
 
 }  // namespace
 
+void save_account(std::string_view id, const Account& a, Encoder& out) {
+  out.bytes(id);
+  out.bytes(a.currency);
+  out.svarint(a.balance);
+  out.boolean(a.allow_overdraft);
+  out.u64(a.created_ms);
+  out.varint(a.transfer_count);
+  out.varint(a.history.size());
+  for (const auto& t : a.history) save_transfer(t, out);
+}
+
 void Ledger::save(const State& s, Encoder& out) {
   out.varint(s.last_seq);
   out.varint(s.accounts.size());
-  for (const auto& [id, a] : s.accounts) {
-    out.bytes(id);
-    out.bytes(a.currency);
-    out.svarint(a.balance);
-    out.boolean(a.allow_overdraft);
-    out.u64(a.created_ms);
-    out.varint(a.transfer_count);
-    out.varint(a.history.size());
-    for (const auto& t : a.history) save_transfer(t, out);
-  }
+  for (const auto& [id, a] : s.accounts) save_account(id, a, out);
   out.varint(s.transfers_by_id.size());
   for (const auto& [id, t] : s.transfers_by_id) save_transfer(t, out);
+}
+
+// Each part of the state save() writes, hashed as it writes it.
+void Ledger::records(const State& s, RecordSink& out) {
+  out.record_encoded("last_seq", [&](Encoder& e) { e.varint(s.last_seq); });
+  for (const auto& [id, a] : s.accounts) out.record_encoded("account:" + id, [&](Encoder& e) { save_account(id, a, e); });
+  for (const auto& [id, t] : s.transfers_by_id)
+    out.record_encoded("transfer:" + id, [&](Encoder& e) { save_transfer(t, e); });
 }
 
 // Checks the invariants while loading: a snapshot that breaks them is corrupt.

@@ -14,6 +14,8 @@
 //     static bool save_as(const State&, uint32_t version, Encoder&);  // an older version's layout
 //     static std::optional<uint64_t> digest_as(const State&, uint32_t version);  // an older one's digest
 //     static uint64_t digest(const State& s);                 // default: hash of save()
+//     static void records(const State&, hmdb::RecordSink& out);  // each record, named and hashed
+//     static bool records_as(const State&, uint32_t version, hmdb::RecordSink& out);  // an older one's
 //     static std::string info(const State& s);                // lines for INFO
 //     static std::optional<std::vector<std::string>> housekeeping(const State&, uint64_t now_ms);
 //     static void prefetch(const State&, Args argv);          // cache hint, see StateMachine
@@ -248,6 +250,8 @@ HMDB_DETAIL_MEMBER_DETECTOR(prefetch)
 HMDB_DETAIL_MEMBER_DETECTOR(expiry_ms)
 HMDB_DETAIL_MEMBER_DETECTOR(save_as)
 HMDB_DETAIL_MEMBER_DETECTOR(digest_as)
+HMDB_DETAIL_MEMBER_DETECTOR(records)
+HMDB_DETAIL_MEMBER_DETECTOR(records_as)
 #undef HMDB_DETAIL_MEMBER_DETECTOR
 
 struct MissingState {};  // stands in for a missing App::State, so that only the check fails
@@ -878,6 +882,20 @@ struct AppDefinition {
                 "hmdb app: the optional hook digest_as must be `static std::optional<uint64_t> digest_as(const State& "
                 "s, uint32_t version);` (the digest an older version's binary computes; nothing if it cannot be)");
 
+  // Where two nodes' states differ (StateMachine::records; docs/app-tutorial.md, "Naming
+  // the records that differ"): every record, named by its key, with a hash of it; and, for an
+  // app that compares with older versions' nodes, the records as an older binary lists them.
+  using RecordsFn = void(const State&, RecordSink&);
+  static constexpr bool kRecords = detail::declares_records<App>() && detail::records_is<App, RecordsFn>();
+  static_assert(!detail::declares_records<App>() || kRecords,
+                "hmdb app: the optional hook records must be `static void records(const State& s, hmdb::RecordSink& "
+                "out);` (each record: out.record(key, hash))");
+  using RecordsAsFn = bool(const State&, uint32_t, RecordSink&);
+  static constexpr bool kRecordsAs = detail::declares_records_as<App>() && detail::records_as_is<App, RecordsAsFn>();
+  static_assert(!detail::declares_records_as<App>() || kRecordsAs,
+                "hmdb app: the optional hook records_as must be `static bool records_as(const State& s, uint32_t "
+                "version, hmdb::RecordSink& out);` (the records an older version's binary lists; false if it cannot)");
+
   static constexpr bool kRequiredOk = kHasState && kDefine && kSave && kLoad;
 };
 
@@ -1083,6 +1101,21 @@ class AppHost final : public StateMachine {
       return sink.digest();
     }
     return std::nullopt;
+  }
+
+  // At the newest version the app's records; at an older one its records_as(version).
+  bool records(uint32_t version, RecordSink& out) const override {
+    if constexpr (Definition::kRecords) {
+      if (version == App::kSchemaVersion) {
+        static_cast<typename Definition::RecordsFn*>(&App::records)(state_, out);
+        return true;
+      }
+    }
+    if constexpr (Definition::kRecordsAs) {
+      if (version != App::kSchemaVersion && reads_schema_version(version))
+        return static_cast<typename Definition::RecordsAsFn*>(&App::records_as)(state_, version, out);
+    }
+    return false;
   }
 
   std::string info() const override {

@@ -22,6 +22,8 @@
 #include <string_view>
 #include <vector>
 
+#include <xxhash.h>
+
 #include "hmdb/acl.h"
 #include "hmdb/codec.h"
 #include "hmdb/reply.h"
@@ -75,6 +77,28 @@ class EventSink {
   // __keyspace@0__:<key> and __keyevent@0__:<event>, if this node's notify-keyspace-events
   // setting asks for them; its positions are taken whether or not they are sent.
   virtual void keyspace_event(uint32_t type, std::string_view event, std::string_view key) = 0;
+};
+
+// Told of the records of a state, each named by a key and hashed (StateMachine::records):
+// what lets `hmdb cluster verify` name the records two nodes hold differently, not only say
+// that their states differ (docs/cluster.md, "Verifying").
+class RecordSink {
+ public:
+  virtual ~RecordSink() = default;
+  // One record. `key` names it, uniquely in the state (an app with several kinds of record
+  // prefixes them: "account:alice", "transfer:t1"); `hash` hashes everything it holds, so
+  // two nodes holding it differently give different hashes. Any order.
+  virtual void record(std::string_view key, uint64_t hash) = 0;
+  // The record `key` hashed as the bytes fn(Encoder&) writes (its snapshot encoding, say).
+  template <class Fn>
+  void record_encoded(std::string_view key, Fn&& fn) {
+    scratch_.clear();
+    fn(scratch_);
+    record(key, XXH3_64bits(scratch_.buffer().data(), scratch_.buffer().size()));
+  }
+
+ private:
+  Encoder scratch_;
 };
 
 // What apply() may know beyond the command's arguments. All of it is in the log entry.
@@ -289,6 +313,17 @@ class StateMachine {
   virtual std::optional<uint64_t> digest_at(uint32_t version) const {
     if (version == schema_version()) return digest();
     return std::nullopt;
+  }
+
+  // The state as records, each named and hashed (RecordSink), as a binary at schema version
+  // `version` sees it (like digest_at: what an older node holding the same data lists), so
+  // that a verification names the records two nodes hold differently. False (having told
+  // `out` nothing) when the app does not list its records at that version: the tool then
+  // says only that the states differ. Optional; must not change the state.
+  virtual bool records(uint32_t version, RecordSink& out) const {
+    (void)version;
+    (void)out;
+    return false;
   }
 
   // Human-readable statistics for INFO (e.g. "keys:12\r\n"), app-specific.

@@ -19,7 +19,10 @@
 //       new app loading the old snapshot equals it;
 //   (c) the new app's digest at the old version (digest_at: digest_as, or the hash of
 //       save_as) equals the old app's digest: what `hmdb cluster verify` compares while the
-//       old version is active.
+//       old version is active; and, when the old app lists its records (the records hook),
+//       the new app's records at the old version (records_as) are the old app's, so that
+//       verify names the right records between old and new nodes. A failure of (a) or (c)
+//       names the records that differ, when both list them.
 // The first failure ends the check; its text names the seed (HMDB_MIGRATION_SEED=<seed>
 // reruns that trial alone), the command that made the paths differ and what differed.
 //
@@ -39,6 +42,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
+#include <map>
 #include <optional>
 #include <random>
 #include <string>
@@ -140,6 +144,48 @@ inline uint64_t env_u64(const char* name, uint64_t fallback, bool* set = nullptr
   if (set) *set = v != nullptr && *v != '\0';
   if (!v || !*v) return fallback;
   return std::strtoull(v, nullptr, 10);
+}
+
+// Every record an app lists at `version` (StateMachine::records), by key.
+class RecordMap final : public RecordSink {
+ public:
+  void record(std::string_view key, uint64_t hash) override {
+    if (!hashes.emplace(std::string(key), hash).second && twice.empty()) twice = std::string(key);
+  }
+  std::map<std::string, uint64_t> hashes;
+  std::string twice;  // a key listed twice (the first one), if any
+};
+
+// The first `shown` keys whose records differ between a and b at `version`, for a report
+// ("" when they are the same, or when either does not list its records there).
+inline std::string records_differ(const StateMachine& a, const StateMachine& b, uint32_t version, size_t shown = 5) {
+  RecordMap ra, rb;
+  if (!a.records(version, ra) || !b.records(version, rb)) return {};
+  std::vector<std::string> keys;
+  size_t n = 0;
+  auto note = [&](const std::string& k, const char* what) {
+    if (n++ < shown) keys.push_back(words_text({k}) + " (" + what + ")");
+  };
+  // Both maps in key order at once, so that similar keys are reported side by side.
+  auto ia = ra.hashes.begin(), ib = rb.hashes.begin();
+  while (ia != ra.hashes.end() || ib != rb.hashes.end()) {
+    if (ib == rb.hashes.end() || (ia != ra.hashes.end() && ia->first < ib->first)) {
+      note(ia->first, "only in the first");
+      ++ia;
+    } else if (ia == ra.hashes.end() || ib->first < ia->first) {
+      note(ib->first, "only in the second");
+      ++ib;
+    } else {
+      if (ia->second != ib->second) note(ia->first, "held differently");
+      ++ia;
+      ++ib;
+    }
+  }
+  if (n == 0) return {};
+  std::string out = "the records that differ: ";
+  for (size_t i = 0; i < keys.size(); i++) out += (i ? ", " : "") + keys[i];
+  if (n > shown) out += " and " + std::to_string(n - shown) + " more";
+  return out;
 }
 
 }  // namespace migration_detail
@@ -272,9 +318,29 @@ MigrationResult check_migration(const Migration<Old, New>& m) {
         return !m.require_digest_as;
       }
       if (*at != old.digest()) {
+        const std::string which = migration_detail::records_differ(old, follower, m.old_version);
         fail("the new app's digest at version " + std::to_string(m.old_version) +
-             " is not the old app's: the migration lost or changed something the old version holds");
+             " is not the old app's: the migration lost or changed something the old version holds" +
+             (which.empty() ? "" : "; " + which + " (first: the old app, second: the new)"));
         return false;
+      }
+      migration_detail::RecordMap old_records, new_records;
+      if (old.records(m.old_version, old_records)) {
+        if (!old_records.twice.empty()) {
+          fail("the old app's records hook lists the key " + old_records.twice + " twice (a key names one record)");
+          return false;
+        }
+        if (!follower.records(m.old_version, new_records)) {
+          if (m.require_digest_as)
+            fail("the old app lists its records but the new app does not at version " + std::to_string(m.old_version) +
+                 " (records_as): `hmdb cluster verify` could not name where old and new nodes differ");
+          return !m.require_digest_as;
+        }
+        if (const std::string which = migration_detail::records_differ(old, follower, m.old_version); !which.empty()) {
+          fail("the new app's records at version " + std::to_string(m.old_version) +
+               " are not the old app's although the digests agree (records_as lists them otherwise): " + which);
+          return false;
+        }
       }
       return true;
     };
@@ -319,9 +385,11 @@ MigrationResult check_migration(const Migration<Old, New>& m) {
         break;
       }
       if (leader_path.digest() != follower.digest()) {
+        const std::string which = migration_detail::records_differ(leader_path, follower, New::kSchemaVersion);
         fail("the two paths differ: the old app applying it then migrating is not the new app applying the old "
              "entry to the migrated state; " +
-             first_difference(save_bytes(leader_path), save_bytes(follower)));
+             first_difference(save_bytes(leader_path), save_bytes(follower)) +
+             (which.empty() ? "" : "; " + which + " (first: apply then migrate, second: migrate then apply)"));
         break;
       }
       if (m.compare_replies && old_reply != new_reply) {

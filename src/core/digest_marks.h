@@ -17,6 +17,9 @@
 // is in it (Replica::batch_full), so its digest is normally of the state after that entry;
 // should two marks share an entry anyway (the simulator batches without that rule, a mark
 // served late behind its session's writes), the later one's is kept.
+// Beside the digest, a mark keeps a sketch of the app's records at the mark (core/
+// record_sketch.h) when the app lists them (StateMachine::records), taken in the same place
+// as the digest, so that `hmdb cluster verify` names the records two nodes hold differently.
 // Only the last kDigestMarksKept marks are kept; they are not part of the replicated state
 // (a snapshot does not carry them, a restart that replays the log records them again).
 //
@@ -26,7 +29,10 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <utility>
 
+#include "core/record_sketch.h"
 #include "core/state.h"
 
 namespace hmdb::core {
@@ -42,14 +48,23 @@ struct DigestMark {
                                 // when this binary cannot express its state at it)
   bool pending = false;         // a MarkHasher is taking the digest (digest not set yet)
   bool failed = false;          // ... and could not (the server's log says why)
+  // The app's records at the mark, at digest.schema_version (null: it does not list them).
+  std::shared_ptr<const RecordSketch> records = nullptr;
 };
+
+// The sketch of the app's records where the digest `d` was taken (null if it lists none).
+inline std::shared_ptr<const RecordSketch> mark_records(const StateMachine& app, const StateDigest& d) {
+  std::optional<RecordSketch> s = record_sketch(app, d.schema_version);
+  return s ? std::make_shared<const RecordSketch>(std::move(*s)) : nullptr;
+}
 
 // Takes the digest at a mark elsewhere than on the applying thread.
 class MarkHasher {
  public:
   virtual ~MarkHasher() = default;
   // The state at the mark of entry `index` is `app` with `requests`, now: take its digest
-  // (state_digest) and report it with DigestMarks::finish or fail. False: not taken (the
+  // (state_digest) and its records' sketch (mark_records), and report them with
+  // DigestMarks::finish or fail. False: not taken (the
   // digest is taken here instead, at once).
   virtual bool hash_later(uint64_t index, const StateMachine& app, const RequestTable& requests) = 0;
 };
@@ -62,13 +77,17 @@ class DigestMarks {
   void take(uint64_t index, const StateMachine& app, const RequestTable& requests) {
     DigestMark m{index, {}, app.active_schema_version()};
     if (hasher_ && hasher_->hash_later(index, app, requests)) m.pending = true;
-    else m.digest = state_digest(app, requests);
+    else {
+      m.digest = state_digest(app, requests);
+      m.records = mark_records(app, m.digest);
+    }
     record(m);
   }
   // The digest a MarkHasher took for the pending mark at `index` (dropped if no longer kept).
-  void finish(uint64_t index, const StateDigest& d) {
+  void finish(uint64_t index, const StateDigest& d, std::shared_ptr<const RecordSketch> records = nullptr) {
     if (DigestMark* m = find_mutable(index); m && m->pending) {
       m->digest = d;
+      m->records = std::move(records);
       m->pending = false;
     }
   }

@@ -22,6 +22,7 @@
 #include "common/assert.h"
 #include "common/text.h"
 #include "hmdb/app.h"
+#include "core/record_sketch.h"
 #include "core/key_slot.h"
 #include "server/cluster_topology.h"
 #include "server/logging.h"
@@ -420,8 +421,11 @@ core::ShellResult Node::digest_mark_command(Session& s, Args argv, uint64_t seq,
 void Node::digest_at_command(Session& s, Args argv, std::string* out) const {
   Reply r(out, s.client.protocol);
   uint64_t index = 0;
-  if (argv.size() != 4 || !parse_uint64(argv[3], &index)) {
-    r.error("ERR usage: CLUSTER DIGEST AT <log index of a digest mark>");
+  // RECORDS: the sketch of the app's records at the mark instead of its digest (a word
+  // added after the index, so that the 4-word form answers as it always did).
+  const bool records = argv.size() == 5 && iequals(argv[4], "RECORDS");
+  if ((argv.size() != 4 && !records) || !parse_uint64(argv[3], &index)) {
+    r.error("ERR usage: CLUSTER DIGEST AT <log index of a digest mark> [RECORDS]");
     return;
   }
   // Words, like CLUSTER DIGEST's (docs/cluster.md, "Verifying"): the digest, or why there is
@@ -430,6 +434,9 @@ void Node::digest_at_command(Session& s, Args argv, std::string* out) const {
   const core::DigestMark* m = replica_->digest_marks().find(index);
   if (m && m->failed) {
     r.bulk(fmt::format("failed {}", applied));  // its digest child ended without a result (logged)
+  } else if (m && !m->pending && records) {
+    // "records <hex of the sketch>", or "records none" when the app lists no records there.
+    r.bulk(m->records ? "records " + core::to_hex(m->records->encode()) : std::string("records none"));
   } else if (m && !m->pending) {
     r.bulk(fmt::format("{} {:016x} {} {} {}..{}", m->index, m->digest.value, m->digest.schema_version,
                        m->active_version, app_->oldest_schema_version(), app_->schema_version()));

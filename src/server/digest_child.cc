@@ -4,7 +4,9 @@
 // When the replica applies a mark, fork() gives a child the copy-on-write image of the state
 // exactly there (the apply is single-threaded: the state is consistent at that instant, in
 // the middle of a batch if need be). The child hashes it (core::state_digest, the digest
-// CLUSTER DIGEST gives), writes 16 bytes to a pipe and _exit()s; the parent goes on applying
+// CLUSTER DIGEST gives) and, when the app lists its records, sketches them (core/
+// record_sketch.h: what names the records two nodes hold differently), writes the result to
+// a pipe and _exit()s; the parent goes on applying
 // and serving. The pipe's read end is in epoll: when it turns readable the result is handed
 // to the replica's DigestMarks (finish), and at its end of file the child is reaped. Until
 // then CLUSTER DIGEST AT answers `pending`. The stall left on the loop is fork() itself
@@ -23,8 +25,12 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
 
 #include "common/assert.h"
+#include "core/record_sketch.h"
 #include "core/state.h"
 #include "server/logging.h"
 #include "server/node.h"
@@ -35,7 +41,8 @@ namespace {
 // Niceness of a digest child (CPU below the serving parent, like a snapshot child).
 constexpr int kDigestChildNice = 10;
 // The result: u64 digest, u32 schema version it hashed at, u32 magic (a short write or
-// another writer cannot pass for a result).
+// another writer cannot pass for a result), then the records' sketch
+// (core::kRecordSketchBytes) if the app lists its records.
 constexpr size_t kDigestResultBytes = 16;
 constexpr uint32_t kDigestResultMagic = 0x6d61726b;  // "mark"
 }  // namespace
@@ -56,13 +63,14 @@ bool Node::hash_later(uint64_t index, const StateMachine& app, const core::Reque
     [[maybe_unused]] int niced = ::nice(kDigestChildNice);
     ::close(fds[0]);
     const core::StateDigest d = core::state_digest(app, requests);
-    char out[kDigestResultBytes];
-    codec::put_u64(out, d.value);
-    codec::put_u32(out + 8, d.schema_version);
-    codec::put_u32(out + 12, kDigestResultMagic);
+    std::string out(kDigestResultBytes, '\0');
+    codec::put_u64(out.data(), d.value);
+    codec::put_u32(out.data() + 8, d.schema_version);
+    codec::put_u32(out.data() + 12, kDigestResultMagic);
+    if (const std::optional<core::RecordSketch> s = core::record_sketch(app, d.schema_version)) out += s->encode();
     size_t written = 0;
-    while (written < sizeof out) {
-      const ssize_t n = ::write(fds[1], out + written, sizeof out - written);
+    while (written < out.size()) {
+      const ssize_t n = ::write(fds[1], out.data() + written, out.size() - written);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) _exit(1);
       written += static_cast<size_t>(n);
@@ -89,7 +97,7 @@ bool Node::hash_later(uint64_t index, const StateMachine& app, const core::Reque
 void Node::on_digest_child_output() {
   for (size_t i = 0; i < digest_children_.size();) {
     DigestChild& c = digest_children_[i];
-    char buf[64];
+    char buf[4096];
     ssize_t n;
     while ((n = ::read(c.fd, buf, sizeof buf)) > 0) c.got.append(buf, static_cast<size_t>(n));
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -104,9 +112,15 @@ void Node::on_digest_child_output() {
     ::waitpid(c.pid, &status, 0);
     const uint64_t ms = (monotonic_us() - c.started_us) / 1000;
     const char* bytes = c.got.data();
-    if (c.got.size() == kDigestResultBytes && codec::get_u32(bytes + 12) == kDigestResultMagic) {
+    auto records = std::make_shared<core::RecordSketch>();
+    const bool whole = (c.got.size() == kDigestResultBytes ||
+                        (c.got.size() == kDigestResultBytes + core::kRecordSketchBytes &&
+                         core::RecordSketch::decode(std::string_view(c.got).substr(kDigestResultBytes), records.get()))) &&
+                       codec::get_u32(bytes + 12) == kDigestResultMagic;
+    if (whole) {
       const core::StateDigest d{codec::get_u64(bytes), codec::get_u32(bytes + 8)};
-      replica_->digest_marks().finish(c.index, d);
+      if (c.got.size() == kDigestResultBytes) records.reset();
+      replica_->digest_marks().finish(c.index, d, std::move(records));
       log_line("digest: mark at index {}: {:016x} at schema version {} ({} ms)", c.index, d.value, d.schema_version, ms);
     } else {
       replica_->digest_marks().fail(c.index);

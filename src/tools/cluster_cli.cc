@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -20,6 +21,7 @@
 #include <iostream>
 #include <limits>
 #include <map>
+#include <memory>
 #include <thread>
 
 #include "common/clock.h"
@@ -504,6 +506,32 @@ std::string member_name(const Member& m) {
   return "node " + std::to_string(m.id) + " (" + (m.voter ? "voter" : "learner") + ", " + m.client_addr + ")";
 }
 
+// The sketch of m's records at the mark (CLUSTER DIGEST AT <index> RECORDS): true with *has
+// set if it keeps one, unset if it lists none; false with *error if it did not say.
+bool records_of(const Member& m, uint64_t index, core::RecordSketch* out, bool* has, std::string* error) {
+  HostPort hp;
+  Reply reply;
+  if (!parse_host_port(m.client_addr, &hp, error) ||
+      !ask(hp, {"CLUSTER", "DIGEST", "AT", std::to_string(index), "RECORDS"}, kMemberQueryTimeoutMs, &reply, error))
+    return false;
+  return parse_records_reply(reply, out, has, error);
+}
+
+// Lines saying where member a's records at the mark differ from ref's.
+std::vector<std::string> where_records_differ(const Member& a, const Member& ref, uint64_t index) {
+  const std::string who = "node " + std::to_string(a.id), other = "node " + std::to_string(ref.id);
+  auto sa = std::make_unique<core::RecordSketch>(), sr = std::make_unique<core::RecordSketch>();
+  bool has_a = false, has_r = false;
+  std::string error;
+  if (!records_of(a, index, sa.get(), &has_a, &error)) return {who + " did not list its records: " + error};
+  if (!records_of(ref, index, sr.get(), &has_r, &error)) return {other + " did not list its records: " + error};
+  if (!has_a || !has_r)
+    return {(!has_a && !has_r ? std::string("the app") : (has_a ? other : who) + "'s app") +
+            " lists no records (no records hook at the schema version it hashed at): where the states differ is "
+            "not known"};
+  return record_lines(who, other, core::compare_sketches(*sa, *sr), kVerifyRecordsShown);
+}
+
 // leave_out: a member not compared (replace: the old node, when it is down).
 int run_verify(const ClusterArgs& args, uint64_t leave_out = 0) {
   std::vector<Member> members;
@@ -578,6 +606,13 @@ int run_verify(const ClusterArgs& args, uint64_t leave_out = 0) {
   }
   std::printf("NOT VERIFIED at index %llu:\n", static_cast<unsigned long long>(index));
   for (const std::string& line : verdict.lines) std::printf("  %s\n", line.c_str());
+  // Where: each differing member's records against the largest group's (core/record_sketch.h).
+  for (const auto& [i, ref] : verdict.differs) {
+    std::printf("where node %llu differs from node %llu:\n", static_cast<unsigned long long>(members[i].id),
+                static_cast<unsigned long long>(members[ref].id));
+    for (const std::string& line : where_records_differ(members[i], members[ref], index))
+      std::printf("    %s\n", line.c_str());
+  }
   return 1;
 }
 
@@ -1163,6 +1198,53 @@ bool parse_mark_reply(const Reply& reply, uint64_t index, MarkRow* out) {
   return true;
 }
 
+bool parse_records_reply(const Reply& reply, core::RecordSketch* out, bool* has, std::string* error) {
+  *has = false;
+  const std::string_view text = reply.text;
+  if (reply.is_error()) {
+    *error = reply.text;
+    return false;
+  }
+  if (reply.type == '$' && text == "records none") return true;
+  std::string bytes;
+  if (reply.type != '$' || !text.starts_with("records ") || !core::from_hex(text.substr(8), &bytes) ||
+      !core::RecordSketch::decode(bytes, out)) {
+    *error = "unexpected reply to CLUSTER DIGEST AT RECORDS: " + std::string(text.substr(0, 64));
+    return false;
+  }
+  *has = true;
+  return true;
+}
+
+std::vector<std::string> record_lines(const std::string& who, const std::string& ref,
+                                      const core::SketchComparison& c, size_t shown) {
+  std::vector<std::string> lines;
+  if (c.buckets.empty() && c.records.empty())
+    return {"the records the app lists are the same on both: they differ in what its records hook leaves out, or in "
+            "the engine's part of the state (the request table of tagged writes)"};
+  std::string buckets;
+  for (size_t i = 0; i < c.buckets.size() && i < 8; ++i) buckets += (i ? ", " : "") + std::to_string(c.buckets[i]);
+  if (c.buckets.size() > 8) buckets += ", ...";
+  lines.push_back(std::to_string(c.buckets.size()) + " of " + std::to_string(core::kSketchBuckets) +
+                  " record buckets differ (" + buckets + "); " +
+                  (c.complete ? std::to_string(c.records.size()) + " record" + (c.records.size() == 1 ? "" : "s") +
+                                    " differ" + (c.records.size() == 1 ? "s" : "") + ":"
+                              : "more records differ than the sketch names (it names up to about 100); " +
+                                    std::to_string(c.records.size()) + " named:"));
+  auto hex = [](uint64_t h) { return fmt::format("{:016x}", h); };
+  for (size_t i = 0; i < c.records.size() && i < shown; ++i) {
+    const core::RecordDifference& r = c.records[i];
+    const std::string key = core::printable_key(r.key, r.key_size);
+    if (r.hash_a && r.hash_b)
+      lines.push_back("  " + key + ": held differently (record hash " + hex(*r.hash_a) + " on " + who + ", " +
+                      hex(*r.hash_b) + " on " + ref + ")");
+    else
+      lines.push_back("  " + key + ": only on " + (r.hash_a ? who : ref) + " (missing on " + (r.hash_a ? ref : who) + ")");
+  }
+  if (c.records.size() > shown) lines.push_back("  ... and " + std::to_string(c.records.size() - shown) + " more");
+  return lines;
+}
+
 MarkVerdict compare_marks(uint64_t index, const std::vector<Member>& members, const std::vector<MarkRow>& rows) {
   MarkVerdict v;
   // The comparable members, grouped by digest (in the order first seen).
@@ -1214,10 +1296,12 @@ MarkVerdict compare_marks(uint64_t index, const std::vector<Member>& members, co
       return s;
     };
     for (size_t k = 1; k < groups.size(); ++k)
-      for (size_t i : groups[k].second)
+      for (size_t i : groups[k].second) {
+        v.differs.push_back({i, groups[0].second[0]});
         v.lines.push_back(member_name(members[i]) + " DIFFERS: digest " + groups[k].first + ", where node" +
                           (groups[0].second.size() > 1 ? "s " : " ") + ids(groups[0].second) + " hashed " +
                           groups[0].first + (groups[0].second.size() == groups[k].second.size() ? " (no majority)" : ""));
+      }
   }
   v.identical = v.lines.empty() && groups.size() == 1;
   return v;

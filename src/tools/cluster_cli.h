@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "common/text.h"
+#include "core/record_sketch.h"
 
 #include "net/resp_reply.h"
 
@@ -61,6 +62,9 @@ inline constexpr int kDigestRetryMs = 100;
 // as behind: a caught-up cluster applies a mark within a few milliseconds of committing it.
 inline constexpr int kVerifyWaitMs = 10000;
 inline constexpr int kVerifyPollMs = 20;
+// `verify` names at most this many of the records a member holds differently (the rest are
+// counted): enough to see the pattern, short enough to read.
+inline constexpr size_t kVerifyRecordsShown = 10;
 // `replace` waits at most this long (by default; --catch-up-timeout-s) for the new node to
 // catch up and be promoted; a catch-up that needs longer is resumed by running it again.
 inline constexpr int kReplaceCatchUpTimeoutS = 600;
@@ -186,8 +190,20 @@ struct MarkVerdict {
   bool identical = false;          // every member hashed the same state at the active version
   uint32_t version = 0;            // the active schema version at the mark (identical: compared at it)
   std::vector<std::string> lines;  // one per member that is not part of an identical answer, and why
+  // Each member whose digest differs from the largest group's, with a member of that group
+  // (indexes into members): whose records to compare.
+  std::vector<std::pair<size_t, size_t>> differs;
 };
 MarkVerdict compare_marks(uint64_t index, const std::vector<Member>& members, const std::vector<MarkRow>& rows);
+
+// The reply to CLUSTER DIGEST AT <index> RECORDS: "records <hex>" is a sketch (true, *has
+// set), "records none" none (true, *has unset: the app lists no records); anything else
+// (an older server's usage error, no digest there) false with *error.
+bool parse_records_reply(const Reply& reply, core::RecordSketch* out, bool* has, std::string* error);
+// Where `who`'s records differ from `ref`'s (core::compare_sketches), for verify: the
+// differing buckets and the first `shown` records, one line each, and how many more.
+std::vector<std::string> record_lines(const std::string& who, const std::string& ref,
+                                      const core::SketchComparison& c, size_t shown);
 
 // A member's schema versions as its INFO server section gives them.
 struct SchemaView {

@@ -126,6 +126,9 @@ TEST(LedgerMigration, AMigrationThatDropsAFieldIsCaught) {
   const testing::MigrationResult r = check_migration(m);
   ASSERT_FALSE(r.ok) << "the kit missed a migration that drops the memos";
   EXPECT_NE(r.failure.find("digest at version 2 is not the old app's"), std::string::npos) << r.failure;
+  // ... naming the records whose memos were lost (the records hook of both versions).
+  EXPECT_NE(r.failure.find("the records that differ: account:"), std::string::npos) << r.failure;
+  EXPECT_NE(r.failure.find(" (held differently)"), std::string::npos) << r.failure;
   // The seed it names reproduces the same failure alone.
   m.seed = seed_of(r.failure);
   m.trials = 1;
@@ -182,6 +185,12 @@ TEST(LedgerMigration, AFixUpInTheMigrationIsCaught) {
   const testing::MigrationResult r = check_migration(m);
   ASSERT_FALSE(r.ok) << "the kit missed a fix-up that only the snapshot path runs";
   EXPECT_NE(r.failure.find("digest at version 1 is not the old app's"), std::string::npos) << r.failure;
+  // The records named are the accounts the fix-up renamed: "acctN " in the old, "acctN" in the new.
+  EXPECT_NE(r.failure.find("(only in the first)"), std::string::npos) << r.failure;
+  EXPECT_NE(r.failure.find("(only in the second)"), std::string::npos) << r.failure;
+  EXPECT_NE(r.failure.find("account:acct"), std::string::npos) << r.failure;
+  EXPECT_NE(r.failure.find(" \"account:acct"), std::string::npos) << "the old ids, quoted (a trailing space): " << r.failure;
+  std::printf("reported: %s\n", r.failure.c_str());
   // From an empty state, the first old ACCOUNT.CREATE of such an id parts the two paths.
   m.state_commands = 0;
   const testing::MigrationResult paths = check_migration(m);
@@ -189,6 +198,32 @@ TEST(LedgerMigration, AFixUpInTheMigrationIsCaught) {
   EXPECT_NE(paths.failure.find("the two paths differ"), std::string::npos) << paths.failure;
   EXPECT_NE(paths.failure.find("`ACCOUNT.CREATE \"acct"), std::string::npos) << paths.failure;
   std::printf("reported: %s\n", paths.failure.c_str());
+}
+
+// Version 2 whose records at version 1 are not version 1's (it forgets "last_seq"): the
+// digests agree, but verify between v1 and v2 nodes would name a record that does not differ.
+struct LedgerV2RecordsAsWrong : LedgerV2 {
+  struct AllBut final : RecordSink {
+    explicit AllBut(RecordSink& out) : out(out) {}
+    void record(std::string_view key, uint64_t hash) override {
+      if (key != "last_seq") out.record(key, hash);
+    }
+    RecordSink& out;
+  };
+  static bool records_as(const State& s, uint32_t version, RecordSink& out) {
+    AllBut filtered(out);
+    return LedgerV2::records_as(s, version, filtered);
+  }
+};
+
+TEST(LedgerMigration, RecordsAsThatDifferFromTheOldAppsAreCaught) {
+  Migration<Ledger, LedgerV2RecordsAsWrong> m;
+  m.command = &v1_command;
+  const testing::MigrationResult r = check_migration(m);
+  ASSERT_FALSE(r.ok) << "the kit missed records_as listing another set of records";
+  EXPECT_NE(r.failure.find("records at version 1 are not the old app's although the digests agree"),
+            std::string::npos) << r.failure;
+  EXPECT_NE(r.failure.find("last_seq (only in the first)"), std::string::npos) << r.failure;
 }
 
 TEST(LedgerMigration, AnAuthorsMigrateThatDiffersFromLoadIsCaught) {

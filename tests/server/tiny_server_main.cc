@@ -6,11 +6,15 @@
 // `hmdb cluster verify` must report (tests/system/verify_test.py). With
 // HMDB_TINY_APP=two-layouts it is at schema version 2 (version 1 active) and its save_as(1)
 // refuses a state holding the key "v2-only": the snapshot path that falls back to the
-// newest layout (server_test).
+// newest layout (server_test). With HMDB_TINY_APP=kv-bad-load it is the kv app (`hmdb`)
+// with a planted bug: loading a snapshot changes the value of the key "victim" (when it is
+// a string), so a node restarted from its snapshot holds one key differently from its peers,
+// which `hmdb cluster verify` must name (tests/system/verify_test.py).
 #include <cstdlib>
 #include <string_view>
 
 #include "hmdb/server.h"
+#include "kv/kv.h"
 #include "tiny_app.h"
 
 namespace {
@@ -45,12 +49,32 @@ struct TwoLayoutsApp : hmdb::test::TinyKv {
     return TinyKv::load(s, in, version);
   }
 };
+// kv whose snapshot load corrupts one key (a planted bug, never in a shipped binary).
+struct KvBadLoad : hmdb::kv::Kv {
+  static bool load(State& s, hmdb::Decoder& in, uint32_t version) {
+    if (!Kv::load(s, in, version)) return false;
+    hmdb::AppHost<hmdb::kv::Kv> host;  // SET through kv's own command, on the loaded state
+    host.state() = std::move(s);
+    if (host.expiry_ms("victim") || !host.state().keys.contains("victim")) {
+      s = std::move(host.state());
+      return true;
+    }
+    const std::string_view argv[] = {"SET", "victim", "corrupted"};
+    std::string out, why;
+    hmdb::Reply reply(&out);
+    hmdb::ApplyContext ctx;
+    host.apply(hmdb::Args(argv, 3), ctx, reply, &why);
+    s = std::move(host.state());
+    return true;
+  }
+};
 }  // namespace
 
 int main(int argc, char** argv) {
   const char* app = std::getenv("HMDB_TINY_APP");
   if (app && std::string_view(app) == "reserved-name") return hmdb::run<ReservedNameApp>(argc, argv);
   if (app && std::string_view(app) == "skewed") return hmdb::run<SkewedApp>(argc, argv);
+  if (app && std::string_view(app) == "kv-bad-load") return hmdb::run<KvBadLoad>(argc, argv);
   if (app && std::string_view(app) == "two-layouts") return hmdb::run<TwoLayoutsApp>(argc, argv);
   return hmdb::run<hmdb::test::TinyKv>(argc, argv);
 }

@@ -14,6 +14,18 @@ digests taken at that one index.
             everywhere, the states are not. `verify` exits 1 and names node 3 as the one that
             differs from nodes 1 and 2. CLUSTER DIGEST MARK on a follower answers -MOVED,
             CLUSTER DIGEST AT an index not applied yet `pending`, malformed ones a usage error.
+            The tiny app lists no records: verify says where the states differ is not known.
+
+  named     where a kv cluster differs: node 3 runs kv with a planted bug in its snapshot load
+            (hmdb_tiny_server, HMDB_TINY_APP=kv-bad-load: the key "victim" gets another value).
+            Identical until node 3 restarts from its own snapshot; then `verify` names node 3
+            and, under "where node 3 differs", the key victim and no other (held differently),
+            from the record sketches every node took at the mark (CLUSTER DIGEST AT I RECORDS).
+  migration the same through a schema migration: a ledger (v1) cluster whose node 3 is
+            upgraded in place to a v2 binary whose migration of a v1 snapshot corrupts one
+            account (hmdb-ledger-v2, HMDB_LEDGER_V2=bad-migration): `verify` names node 3 and
+            the record account:alice, compared at active version 1 (the v2 node lists its
+            records as version 1 does, records_as).
 
   restart   a follower restarted after kill -9 replays its log and takes the digest at a
             mark in it again (on its event loop, during the replay): CLUSTER DIGEST AT
@@ -22,7 +34,7 @@ digests taken at that one index.
             passes, and once a fourth node joins as a learner, verify compares it too.
 
 Every wait is a bounded poll of a real condition. Usage: verify_test.py --tiny BIN
-[--case NAME] [--keep] HMDB_BINARY
+[--ledger BIN --ledger-v2 BIN] [--case NAME] [--keep] HMDB_BINARY
 """
 
 import argparse
@@ -101,7 +113,7 @@ def verified_index(out):
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
-def case_load(c, binary, tiny):
+def case_load(c, binary, tiny, ledger=None, ledger_v2=None):
     leader = c.wait_leader(LEADER_TIMEOUT_S)
     writers = Writers(leader)
     try:
@@ -146,7 +158,7 @@ def case_load(c, binary, tiny):
         writers.finish()
 
 
-def case_diverged(c, binary, tiny):
+def case_diverged(c, binary, tiny, ledger=None, ledger_v2=None):
     leader = c.wait_leader(LEADER_TIMEOUT_S)
     with leader.client() as client:
         for i in range(20):
@@ -158,6 +170,7 @@ def case_diverged(c, binary, tiny):
     lines = [line for line in out.splitlines() if line.startswith("  node ")]
     check(len(lines) == 1 and lines[0].startswith("  node 3 (voter") and "DIFFERS" in lines[0]
           and "where nodes 1, 2 hashed" in lines[0], "verify names node 3, and only it:\n%s" % out)
+    check("where the states differ is not known" in out, "the tiny app lists no records:\n%s" % out)
     # The commands' other answers: a follower refuses to log a mark (-MOVED to the leader),
     # an index not applied yet is pending, a malformed one is refused.
     follower = next(n for n in c.nodes if n is not leader)
@@ -175,6 +188,97 @@ def case_diverged(c, binary, tiny):
         check(client.call("GET", "k1") == b"1'", "node 3's skewed value")
 
 
+def named_records(out, node_id):
+    """The keys verify's output names under "where node <node_id> differs", with what it says
+    of each ("held differently", "only on node N")."""
+    lines = out.splitlines()
+    start = [i for i, line in enumerate(lines) if line.startswith("where node %d differs" % node_id)]
+    check(len(start) == 1, "verify says where node %d differs:\n%s" % (node_id, out))
+    named = {}
+    for line in lines[start[0] + 1:]:
+        if not line.startswith("  "):
+            break
+        m = re.match(r"^      (\S+): (held differently|only on node \d+)", line)
+        if m:
+            named[m.group(1)] = m.group(2)
+    return named
+
+
+def restart_from_own_snapshot(node, binary=None, env=None):
+    """SNAPSHOT on node, kill -9, start it again (on `binary` with `env`, if given): it loads
+    that snapshot."""
+    snap = node.call("SNAPSHOT")
+    check(isinstance(snap, str), "SNAPSHOT on %s answered %r" % (node, snap))
+    node.kill()
+    if binary:
+        node.binary = binary
+    if env:
+        node.env = env
+    node.start()
+
+
+def verify_names(c, tool, node_id, expected):
+    """verify exits 1 naming node node_id as the one that differs, and exactly the records in
+    `expected` ({key: what}) as where."""
+    code, out = cli(tool, "--addr", c.node(1).client_addr, "verify")
+    print(out)
+    check(code == 1, "verify of a diverged cluster exited %d:\n%s" % (code, out))
+    lines = [line for line in out.splitlines() if line.startswith("  node ")]
+    check(len(lines) == 1 and lines[0].startswith("  node %d (voter" % node_id) and "DIFFERS" in lines[0],
+          "verify names node %d, and only it:\n%s" % (node_id, out))
+    n = len(expected)
+    check(("%d record%s differ%s:" % (n, "" if n == 1 else "s", "s" if n == 1 else "")) in out,
+          "verify counts %d differing record(s):\n%s" % (n, out))
+    named = named_records(out, node_id)
+    check(named == expected, "verify names %r, expected %r:\n%s" % (named, expected, out))
+
+
+def case_named(c, binary, tiny, ledger, ledger_v2):
+    leader = c.wait_leader(LEADER_TIMEOUT_S)
+    with leader.client() as client:
+        for i in range(300):
+            check(client.call("SET", "k%d" % i, "v%d" % i) == "OK", "SET k%d" % i)
+        check(client.call("SET", "victim", "original") == "OK", "SET victim")
+        check(client.call("RPUSH", "list", "a", "b") == 2, "RPUSH list")
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    code, out = cli(binary, "--addr", c.node(1).client_addr, "verify")
+    check(code == 0 and verified_index(out), "verify before the planted bug ran (exit %d):\n%s" % (code, out))
+    # What the tool read: a sketch of kv's records at the mark, from every node.
+    index = verified_index(out)[0]
+    for n in c.nodes:
+        reply = n.call("CLUSTER", "DIGEST", "AT", str(index), "RECORDS")
+        check(isinstance(reply, bytes) and reply.startswith(b"records ") and len(reply) > 1000,
+              "%s: CLUSTER DIGEST AT %d RECORDS answered %r" % (n, index, reply[:80]))
+    restart_from_own_snapshot(c.node(3))
+    with c.node(3).client() as client:
+        check(client.call("READONLY") == "OK", "READONLY")
+        check(client.call("GET", "victim") == b"corrupted", "node 3's planted bug ran on its snapshot load")
+    with c.wait_leader(LEADER_TIMEOUT_S).client() as client:
+        check(client.call("SET", "after", "1") == "OK", "SET after")
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    verify_names(c, binary, 3, {"victim": "held differently"})
+
+
+def case_migration(c, binary, tiny, ledger, ledger_v2):
+    check(ledger and ledger_v2, "the migration case needs --ledger and --ledger-v2")
+    leader = c.wait_leader(LEADER_TIMEOUT_S)
+    with leader.client() as client:
+        check(client.call("ACCOUNT.CREATE", "bank", "USD", "OVERDRAFT") == "OK", "ACCOUNT.CREATE bank")
+        for name in ("alice", "bob", "carol"):
+            check(client.call("ACCOUNT.CREATE", name, "USD") == "OK", "ACCOUNT.CREATE %s" % name)
+            check(isinstance(client.call("TRANSFER", "bank", name, "10000", "USD"), int), "TRANSFER to %s" % name)
+        check(isinstance(client.call("TRANSFER", "alice", "bob", "250", "USD", "ID", "t1"), int), "TRANSFER t1")
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    code, out = cli(ledger, "--addr", c.node(1).client_addr, "verify")
+    check(code == 0 and verified_index(out), "verify of the v1 cluster (exit %d):\n%s" % (code, out))
+    # Node 3 upgraded in place: the v2 binary migrates its own v1 snapshot, wrongly.
+    restart_from_own_snapshot(c.node(3), ledger_v2, {"HMDB_LEDGER_V2": "bad-migration"})
+    with c.wait_leader(LEADER_TIMEOUT_S).client() as client:
+        check(isinstance(client.call("TRANSFER", "bob", "carol", "5", "USD"), int), "TRANSFER after the upgrade")
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    verify_names(c, ledger_v2, 3, {"account:alice": "held differently"})
+
+
 def digest_at(node, index):
     """CLUSTER DIGEST AT index on node, once it is not pending (a bounded poll)."""
     deadline = time.monotonic() + CONVERGE_TIMEOUT_S
@@ -188,7 +292,7 @@ def digest_at(node, index):
         time.sleep(cl.POLL_INTERVAL_S)
 
 
-def case_restart(c, binary, tiny):
+def case_restart(c, binary, tiny, ledger=None, ledger_v2=None):
     leader = c.wait_leader(LEADER_TIMEOUT_S)
     with leader.client() as client:
         for i in range(50):
@@ -233,7 +337,8 @@ def case_restart(c, binary, tiny):
           "verify with a learner (exit %d):\n%s" % (code, out))
 
 
-CASES = {"load": case_load, "diverged": case_diverged, "restart": case_restart}
+CASES = {"load": case_load, "diverged": case_diverged, "restart": case_restart, "named": case_named,
+         "migration": case_migration}
 
 
 def main():
@@ -242,17 +347,25 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--tiny", required=True, help="hmdb_tiny_server (tests/server)")
     ap.add_argument("binary", help="hmdb (the kv app)")
+    ap.add_argument("--ledger", help="hmdb-ledger (the migration case)")
+    ap.add_argument("--ledger-v2", help="hmdb-ledger-v2 (the migration case)")
     args = ap.parse_args()
     binary, tiny = os.path.abspath(args.binary), os.path.abspath(args.tiny)
+    ledger = os.path.abspath(args.ledger) if args.ledger else None
+    ledger_v2 = os.path.abspath(args.ledger_v2) if args.ledger_v2 else None
     for name in args.case or list(CASES):
         work = harness.make_work_dir("hmdb-verify-%s-" % name)
         t0 = time.monotonic()
-        c = cl.Cluster(tiny if name == "diverged" else binary, work, nodes=3, cluster_id="hmdb-verify")
+        cluster_binary = {"diverged": tiny, "migration": ledger}.get(name, binary)
+        c = cl.Cluster(cluster_binary, work, nodes=3, cluster_id="hmdb-verify")
         if name == "diverged":
             c.node(3).env = {"HMDB_TINY_APP": "skewed"}
+        if name == "named":  # kv until it loads a snapshot
+            c.node(3).binary = tiny
+            c.node(3).env = {"HMDB_TINY_APP": "kv-bad-load"}
         try:
             c.start()
-            CASES[name](c, binary, tiny)
+            CASES[name](c, binary, tiny, ledger, ledger_v2)
             c.check_alive()
         except (harness.TestFailure, harness.ServerExited, resp.ConnectionLost, resp.ProtocolError, OSError) as e:
             print("FAIL %s: %s\nwork dir kept: %s" % (name, e, work))

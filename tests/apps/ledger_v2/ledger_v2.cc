@@ -284,21 +284,32 @@ void save_transfer(const Transfer& t, bool with_memo, Encoder& out) {
   if (with_memo) out.bytes(t.memo);
 }
 
+void save_account(std::string_view id, const Account& a, bool with_memo, Encoder& out) {
+  out.bytes(id);
+  out.bytes(a.currency);
+  out.svarint(a.balance);
+  out.boolean(a.allow_overdraft);
+  out.u64(a.created_ms);
+  out.varint(a.transfer_count);
+  out.varint(a.history.size());
+  for (const auto& t : a.history) save_transfer(t, with_memo, out);
+}
+
 void save_in(const State& s, bool with_memo, Encoder& out) {
   out.varint(s.last_seq);
   out.varint(s.accounts.size());
-  for (const auto& [id, a] : s.accounts) {
-    out.bytes(id);
-    out.bytes(a.currency);
-    out.svarint(a.balance);
-    out.boolean(a.allow_overdraft);
-    out.u64(a.created_ms);
-    out.varint(a.transfer_count);
-    out.varint(a.history.size());
-    for (const auto& t : a.history) save_transfer(t, with_memo, out);
-  }
+  for (const auto& [id, a] : s.accounts) save_account(id, a, with_memo, out);
   out.varint(s.transfers_by_id.size());
   for (const auto& [id, t] : s.transfers_by_id) save_transfer(t, with_memo, out);
+}
+
+// Version 1's records (apps/ledger: Ledger::records) with the memos, or without them.
+void records_in(const State& s, bool with_memo, RecordSink& out) {
+  out.record_encoded("last_seq", [&](Encoder& e) { e.varint(s.last_seq); });
+  for (const auto& [id, a] : s.accounts)
+    out.record_encoded("account:" + id, [&](Encoder& e) { save_account(id, a, with_memo, e); });
+  for (const auto& [id, t] : s.transfers_by_id)
+    out.record_encoded("transfer:" + id, [&](Encoder& e) { save_transfer(t, with_memo, e); });
 }
 
 using SavedTransfer =
@@ -388,6 +399,18 @@ bool LedgerV2::save_as(const State& s, uint32_t version, Encoder& out) {
     for (const auto& t : a.history)
       if (!t.memo.empty()) return false;
   save_in(s, false, out);
+  return true;
+}
+
+void LedgerV2::records(const State& s, RecordSink& out) { records_in(s, true, out); }
+
+// As save_as: version 1's records while no memo exists.
+bool LedgerV2::records_as(const State& s, uint32_t version, RecordSink& out) {
+  if (version != 1) return false;
+  for (const auto& [id, a] : s.accounts)
+    for (const auto& t : a.history)
+      if (!t.memo.empty()) return false;
+  records_in(s, false, out);
   return true;
 }
 

@@ -70,6 +70,10 @@ struct LedgerV2 {
   static bool load(State& s, hmdb::Decoder& in, uint32_t version);
   static bool save_as(const State& s, uint32_t version, hmdb::Encoder& out);
   static std::string info(const State& s);
+  // Version 1's records (apps/ledger) with the memos; at version 1 without them, while no
+  // memo exists (as save_as), so that a v2 node's records at active version 1 are a v1 node's.
+  static void records(const State& s, hmdb::RecordSink& out);
+  static bool records_as(const State& s, uint32_t version, hmdb::RecordSink& out);
 
   // Version 1's state as version 2 holds it (what load does to a version-1 snapshot).
   static State migrate(ledger::State&& v1);

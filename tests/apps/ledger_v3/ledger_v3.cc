@@ -472,38 +472,54 @@ void save_transfer(const Transfer& t, uint32_t version, Encoder& out) {
   if (version >= 2) out.bytes(t.memo);
 }
 
+void save_account(std::string_view id, const Account& a, uint32_t version, Encoder& out) {
+  out.bytes(id);
+  out.bytes(a.currency);
+  out.svarint(a.posted);
+  out.boolean(a.allow_overdraft);
+  out.u64(a.created_ms);
+  out.varint(a.transfer_count);
+  if (version >= 3) {
+    out.varint(static_cast<uint64_t>(a.pending_debits));
+    out.varint(static_cast<uint64_t>(a.pending_credits));
+  }
+  out.varint(a.history.size());
+  for (const auto& t : a.history) save_transfer(t, version, out);
+}
+
+void save_pending(std::string_view id, const Pending& p, Encoder& out) {
+  out.bytes(id);
+  out.bytes(p.from);
+  out.bytes(p.to);
+  out.varint(static_cast<uint64_t>(p.amount));
+  out.bytes(p.currency);
+  out.bytes(p.memo);
+  out.u64(p.created_ms);
+  out.u8(static_cast<uint8_t>(p.status));
+  out.varint(p.seq);
+}
+
 void save_in(const State& s, uint32_t version, Encoder& out) {
   out.varint(s.last_seq);
   out.varint(s.accounts.size());
-  for (const auto& [id, a] : s.accounts) {
-    out.bytes(id);
-    out.bytes(a.currency);
-    out.svarint(a.posted);
-    out.boolean(a.allow_overdraft);
-    out.u64(a.created_ms);
-    out.varint(a.transfer_count);
-    if (version >= 3) {
-      out.varint(static_cast<uint64_t>(a.pending_debits));
-      out.varint(static_cast<uint64_t>(a.pending_credits));
-    }
-    out.varint(a.history.size());
-    for (const auto& t : a.history) save_transfer(t, version, out);
-  }
+  for (const auto& [id, a] : s.accounts) save_account(id, a, version, out);
   out.varint(s.transfers_by_id.size());
   for (const auto& [id, t] : s.transfers_by_id) save_transfer(t, version, out);
   if (version < 3) return;
   out.varint(s.pending.size());
-  for (const auto& [id, p] : s.pending) {
-    out.bytes(id);
-    out.bytes(p.from);
-    out.bytes(p.to);
-    out.varint(static_cast<uint64_t>(p.amount));
-    out.bytes(p.currency);
-    out.bytes(p.memo);
-    out.u64(p.created_ms);
-    out.u8(static_cast<uint8_t>(p.status));
-    out.varint(p.seq);
-  }
+  for (const auto& [id, p] : s.pending) save_pending(id, p, out);
+}
+
+// Version 2's records (tests/apps/ledger_v2) as `version` writes them, and each pending
+// transfer ("pending:<id>").
+void records_in(const State& s, uint32_t version, RecordSink& out) {
+  out.record_encoded("last_seq", [&](Encoder& e) { e.varint(s.last_seq); });
+  for (const auto& [id, a] : s.accounts)
+    out.record_encoded("account:" + id, [&](Encoder& e) { save_account(id, a, version, e); });
+  for (const auto& [id, t] : s.transfers_by_id)
+    out.record_encoded("transfer:" + id, [&](Encoder& e) { save_transfer(t, version, e); });
+  if (version < 3) return;
+  for (const auto& [id, p] : s.pending) out.record_encoded("pending:" + id, [&](Encoder& e) { save_pending(id, p, e); });
 }
 
 using SavedTransfer =
@@ -634,6 +650,19 @@ bool LedgerV3::save_as(const State& s, uint32_t version, Encoder& out) {
       for (const auto& t : a.history)
         if (!t.memo.empty()) return false;
   save_in(s, version, out);
+  return true;
+}
+
+void LedgerV3::records(const State& s, RecordSink& out) { records_in(s, 3, out); }
+
+// As save_as: an older version's records while the state fits its layout.
+bool LedgerV3::records_as(const State& s, uint32_t version, RecordSink& out) {
+  if ((version != 1 && version != 2) || !s.pending.empty()) return false;
+  if (version == 1)
+    for (const auto& [id, a] : s.accounts)
+      for (const auto& t : a.history)
+        if (!t.memo.empty()) return false;
+  records_in(s, version, out);
   return true;
 }
 

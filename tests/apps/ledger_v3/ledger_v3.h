@@ -94,6 +94,10 @@ struct LedgerV3 {
   static bool load(State& s, hmdb::Decoder& in, uint32_t version);
   static bool save_as(const State& s, uint32_t version, hmdb::Encoder& out);
   static std::string info(const State& s);
+  // Version 2's records with the pending amounts and pending transfers; at versions 1 and 2
+  // theirs, while the state fits their layouts (as save_as).
+  static void records(const State& s, hmdb::RecordSink& out);
+  static bool records_as(const State& s, uint32_t version, hmdb::RecordSink& out);
 
   // Version 2's state as version 3 holds it: balance -> posted, nothing pending.
   static State migrate(ledger_v2::State&& v2);
