@@ -41,8 +41,9 @@ namespace {
 // Niceness of a digest child (CPU below the serving parent, like a snapshot child).
 constexpr int kDigestChildNice = 10;
 // The result: u64 digest, u32 schema version it hashed at, u32 magic (a short write or
-// another writer cannot pass for a result), then the records' sketch
-// (core::kRecordSketchBytes) if the app lists its records.
+// another writer cannot pass for a result), then, if the app lists its records, the time
+// the child took to sketch them (u64 us, for the log line) and the sketch
+// (core::kRecordSketchBytes).
 constexpr size_t kDigestResultBytes = 16;
 constexpr uint32_t kDigestResultMagic = 0x6d61726b;  // "mark"
 }  // namespace
@@ -67,7 +68,13 @@ bool Node::hash_later(uint64_t index, const StateMachine& app, const core::Reque
     codec::put_u64(out.data(), d.value);
     codec::put_u32(out.data() + 8, d.schema_version);
     codec::put_u32(out.data() + 12, kDigestResultMagic);
-    if (const std::optional<core::RecordSketch> s = core::record_sketch(app, d.schema_version)) out += s->encode();
+    const uint64_t sketch_t0 = monotonic_us();
+    if (const std::optional<core::RecordSketch> s = core::record_sketch(app, d.schema_version)) {
+      char us[8];
+      codec::put_u64(us, monotonic_us() - sketch_t0);
+      out.append(us, sizeof us);
+      out += s->encode();
+    }
     size_t written = 0;
     while (written < out.size()) {
       const ssize_t n = ::write(fds[1], out.data() + written, out.size() - written);
@@ -113,15 +120,23 @@ void Node::on_digest_child_output() {
     const uint64_t ms = (monotonic_us() - c.started_us) / 1000;
     const char* bytes = c.got.data();
     auto records = std::make_shared<core::RecordSketch>();
+    constexpr size_t kWithRecords = kDigestResultBytes + 8 + core::kRecordSketchBytes;
     const bool whole = (c.got.size() == kDigestResultBytes ||
-                        (c.got.size() == kDigestResultBytes + core::kRecordSketchBytes &&
-                         core::RecordSketch::decode(std::string_view(c.got).substr(kDigestResultBytes), records.get()))) &&
+                        (c.got.size() == kWithRecords &&
+                         core::RecordSketch::decode(std::string_view(c.got).substr(kDigestResultBytes + 8), records.get()))) &&
                        codec::get_u32(bytes + 12) == kDigestResultMagic;
     if (whole) {
       const core::StateDigest d{codec::get_u64(bytes), codec::get_u32(bytes + 8)};
-      if (c.got.size() == kDigestResultBytes) records.reset();
+      std::string sketched;
+      if (c.got.size() == kDigestResultBytes) {
+        records.reset();
+      } else {
+        sketched = fmt::format("; its {} records sketched in {} ms", records->records,
+                               codec::get_u64(bytes + kDigestResultBytes) / 1000);
+      }
       replica_->digest_marks().finish(c.index, d, std::move(records));
-      log_line("digest: mark at index {}: {:016x} at schema version {} ({} ms)", c.index, d.value, d.schema_version, ms);
+      log_line("digest: mark at index {}: {:016x} at schema version {} ({} ms{})", c.index, d.value, d.schema_version,
+               ms, sketched);
     } else {
       replica_->digest_marks().fail(c.index);
       log_line("digest: mark at index {}: child {} ended without a result ({} bytes; {}): CLUSTER DIGEST AT "
