@@ -64,8 +64,8 @@ class MarkHasher {
   virtual ~MarkHasher() = default;
   // The state at the mark of entry `index` is `app` with `requests`, now: take its digest
   // (state_digest) and its records' sketch (mark_records), and report them with
-  // DigestMarks::finish or fail. False: not taken (the
-  // digest is taken here instead, at once).
+  // DigestMarks::finish or fail. False: not taken (the digest is taken here instead, at
+  // once).
   virtual bool hash_later(uint64_t index, const StateMachine& app, const RequestTable& requests) = 0;
 };
 
