@@ -250,7 +250,7 @@ def case_single(binary):
 def case_cluster(binary):
     work = harness.make_work_dir("hmdb-acl-cluster-")
     c = cl.Cluster(binary, work, nodes=3, cluster_id="hmdb-acl-test")
-    try:
+    with cl.cluster_case(c, work):
         c.start()
         leader = c.wait_leader(LEADER_TIMEOUT_S)
         follower = next(n for n in c.nodes if n is not leader)
@@ -281,15 +281,6 @@ def case_cluster(binary):
         for n in c.nodes:
             expect_reply(n.call("GET", "app:k"), b"v4", "the forwarded write on %s" % n)
             expect_reply(n.call("GET", "other"), None, "the refused write on %s" % n)
-    except Exception:
-        for n in c.nodes:
-            print(n.log_tail())
-        c.kill_all()
-        print("work dir kept: %s" % work)
-        raise
-    for n in c.nodes:
-        n.terminate()
-    harness.remove_work_dir(work)
     print("cluster: a follower checks its client's own user before forwarding")
 
 
@@ -349,7 +340,7 @@ def case_replicated(binary):
         with open(path, "w") as f:
             f.write("user default on nopass ~* &* +@all\nuser file%d on nopass ~* &* +@all\n" % n.id)
         n.extra_args = ["--aclfile", path]
-    try:
+    with cl.cluster_case(c, work):
         c.start()
         leader = c.wait_leader(LEADER_TIMEOUT_S)
         followers = [n for n in c.nodes if n is not leader]
@@ -466,15 +457,6 @@ def case_replicated(binary):
             saved = f.read()
         expect("stray" not in saved and "user carol on #" in saved, "ACL SAVE wrote:\n" + saved)
         c.check_alive()
-    except Exception:
-        for n in c.nodes:
-            print(n.log_tail())
-        c.kill_all()
-        print("work dir kept: %s" % work)
-        raise
-    for n in c.nodes:
-        n.terminate()
-    harness.remove_work_dir(work)
     print("replicated: SETUSER/DELUSER on any node reach every node, through a failover and a snapshot restart")
 
 
@@ -485,7 +467,7 @@ def case_link(binary):
         f.write('requirepass "pw"\ncluster-secret "node-secret"\n')
     c = cl.Cluster(binary, work, nodes=3, cluster_id="hmdb-acl-link", server_args=["--config", config])
     c.password = "pw"  # the admin connections AUTH with it
-    try:
+    with cl.cluster_case(c, work):
         c.start()
         leader = c.wait_leader(LEADER_TIMEOUT_S)
         follower = next(n for n in c.nodes if n is not leader)
@@ -515,15 +497,6 @@ def case_link(binary):
         for n in c.nodes:
             expect("node-secret" not in n.log(), "the secret in %s's log" % n)
         c.check_alive()
-    except Exception:
-        for n in c.nodes:
-            print(n.log_tail())
-        c.kill_all()
-        print("work dir kept: %s" % work)
-        raise
-    for n in c.nodes:
-        n.terminate()
-    harness.remove_work_dir(work)
     print("link: forwarding links log in as hmdb-forwarder with the cluster secret; default restricted")
 
 

@@ -244,7 +244,7 @@ def case_auth(binary):
 def case_cluster(binary):
     work = harness.make_work_dir("hmdb-auth-cluster-")
     c = cl.Cluster(binary, work, nodes=3, cluster_id="hmdb-auth-test", password=PASSWORD)
-    try:
+    with cl.cluster_case(c, work):
         c.start()
         leader = c.wait_leader(LEADER_TIMEOUT_S)
         follower = next(n for n in c.nodes if n is not leader)
@@ -280,15 +280,6 @@ def case_cluster(binary):
         for n in c.nodes:
             expect(n.call("GET", "k") == b"v9", "%s has another value" % n)
             expect(PASSWORD not in n.log(), "%s logged the password" % n)
-    except Exception:
-        for n in c.nodes:
-            print(n.log_tail())
-        c.kill_all()
-        print("work dir kept: %s" % work)
-        raise
-    for n in c.nodes:
-        n.terminate()
-    harness.remove_work_dir(work)
     print("cluster: a follower's client wrote through the authenticated forwarding link")
 
 

@@ -24,6 +24,7 @@ Every wait is a poll of a real condition against a deadline; the constants below
 """
 
 import atexit
+import contextlib
 import os
 import signal
 import socket
@@ -697,3 +698,22 @@ if __name__ == "__main__":
     if not ok:
         sys.exit(1 if os.environ.get("HMDB_CHAOS_ALLOW_NO_NFT") != "1" else 77)
     sys.exit(0)
+
+
+@contextlib.contextmanager
+def cluster_case(cluster, work):
+    """A test case's body around a started (or starting) Cluster: if the body fails, every
+    node's log tail is printed, the nodes are killed and the work directory is kept (and
+    named) for a look; if it passes, the nodes are stopped with SIGTERM and the directory
+    removed."""
+    try:
+        yield
+    except Exception:
+        for n in cluster.nodes:
+            print(n.log_tail())
+        cluster.kill_all()
+        print("work dir kept: %s" % work)
+        raise
+    for n in cluster.nodes:
+        n.terminate()
+    harness.remove_work_dir(work)

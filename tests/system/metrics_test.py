@@ -188,7 +188,7 @@ def case_cluster(binary):
     for n in c.nodes:
         metrics_ports[n.id] = cl.free_port_on(n.ip)
         n.command = (lambda orig, port: lambda: orig() + ["--metrics-port", str(port)])(n.command, metrics_ports[n.id])
-    try:
+    with cl.cluster_case(c, work):
         c.start()
         leader = c.wait_leader(LEADER_TIMEOUT_S)
         for i in range(CLUSTER_WRITES):
@@ -221,15 +221,6 @@ def case_cluster(binary):
             expect(not has(f, "hmdb_peer_lag_entries"), "a follower exports peer progress")
         c.check_alive()
         print("cluster: leader %s, converged at %d, both followers lag 0" % (leader, index))
-    except Exception:
-        for n in c.nodes:
-            print(n.log_tail())
-        c.kill_all()
-        print("work dir kept: %s" % work)
-        raise
-    for n in c.nodes:
-        n.terminate()
-    harness.remove_work_dir(work)
 
 
 CASES = {"single": case_single, "cluster": case_cluster}
