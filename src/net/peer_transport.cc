@@ -66,7 +66,10 @@ Status PeerTransport::open(const PeerTransportOptions& options, std::unique_ptr<
   if (options.advertise_client_addr.size() > peer::kMaxAddressBytes ||
       options.advertise_peer_addr.size() > peer::kMaxAddressBytes)
     return Status::invalid_argument("peer transport: advertised address longer than 255 bytes");
+  if (options.read_bytes_per_poll_max == 0 || options.read_chunk_bytes == 0)
+    return Status::invalid_argument("peer transport: a read bound of 0 bytes");
   std::unique_ptr<PeerTransport> t(new PeerTransport(options));
+  t->read_scratch_.reset(new char[options.read_chunk_bytes]);
   Status s = t->listen();
   if (!s) return s;
   *out = std::move(t);
@@ -601,7 +604,7 @@ bool PeerTransport::refuse(uint64_t conn, Inbound* in, peer::RefusalReason reaso
 void PeerTransport::drain_lingering(uint64_t conn, Inbound* in) {
   // Discard what the dialer still sends until it closes (bounded work per poll).
   char chunk[4096];
-  for (size_t total = 0; total < kReadBytesPerPollMax;) {
+  for (size_t total = 0; total < options_.read_bytes_per_poll_max;) {
     ssize_t n = ::recv(in->fd, chunk, sizeof chunk, MSG_DONTWAIT);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
@@ -616,19 +619,20 @@ void PeerTransport::read_inbound(uint64_t conn) {
   Inbound* in = &it->second;
   if (in->lingering) return drain_lingering(conn, in);
   size_t total = 0;
-  while (total < kReadBytesPerPollMax) {
+  while (total < options_.read_bytes_per_poll_max) {
     // A connection buffers at most one frame: the parser refuses a header announcing more.
     size_t limit = peer::kFrameHeaderBytes + in->parser.max_body_bytes();
     HMDB_ASSERT(in->buf.size() < limit, "a full frame's worth of bytes was left unparsed");
     // Read a large frame's remainder in one go (fewer syscalls), else a chunk.
     size_t frame = peer::FrameParser::frame_bytes_hint(in->buf.data(), in->buf.size());
-    size_t want = frame > in->buf.size() ? std::max(kReadChunkBytes, frame - in->buf.size()) : kReadChunkBytes;
+    size_t want = frame > in->buf.size() ? std::max(options_.read_chunk_bytes, frame - in->buf.size())
+                                          : options_.read_chunk_bytes;
     size_t space = std::min(want, limit - in->buf.size());
     size_t old = in->buf.size();
     // A chunk is read into the scratch buffer and what came appended: growing the string by
     // the chunk before the read wrote 64 KiB of zeros per recv (std::string::resize), most
     // of a follower's instructions. A large frame's remainder is read in place.
-    const bool in_place = space > kReadChunkBytes;
+    const bool in_place = space > options_.read_chunk_bytes;
     char* into = read_scratch_.get();
     if (in_place) {
       in->buf.resize(old + space);
@@ -692,6 +696,9 @@ void PeerTransport::read_inbound(uint64_t conn) {
     in->buf.erase(0, offset);
     if (in->buf.empty() && in->buf.capacity() > kKeepBufferBytes) std::string().swap(in->buf);
   }
+  // At the budget. Bytes still in the kernel raise the (level-triggered) event again; bytes
+  // OpenSSL already decrypted do not.
+  if (in->tls && tls_pending(in->tls.get()) > 0) reread_.push_back(conn);
 }
 
 bool PeerTransport::handle_frame(uint64_t conn, Inbound* in, const peer::Frame& frame,
@@ -770,6 +777,10 @@ void PeerTransport::poll(uint64_t now_ms, std::vector<raft::Message>* received) 
   now_ms_ = std::max(now_ms_, now_ms);
   clock_known_ = true;
   received_ = received;
+  std::vector<uint64_t> reread;
+  reread.swap(reread_);
+  for (uint64_t conn : reread)
+    if (inbound_.count(conn) != 0) read_inbound(conn);  // closed since: skipped
   epoll_event events[kEventsPerPollMax];
   int n = ::epoll_wait(epoll_fd_, events, kEventsPerPollMax, 0);
   HMDB_ASSERT(n >= 0 || errno == EINTR, "epoll_wait: %s", std::strerror(errno));

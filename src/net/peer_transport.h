@@ -153,6 +153,9 @@ struct PeerTransportOptions {
   // TLS for every connection (both set) or none (both null): the acceptor's context
   // requires client certificates; set_tls replaces them for later connections.
   std::shared_ptr<TlsContext> tls_server, tls_client;
+  // Bounded work per poll (the defaults above); tests lower them to reach the budget's edge.
+  size_t read_bytes_per_poll_max = kReadBytesPerPollMax;
+  size_t read_chunk_bytes = kReadChunkBytes;
 };
 
 class PeerTransport {
@@ -194,6 +197,9 @@ class PeerTransport {
   // Accepts, reads and decodes (appending to *received), writes, and (re)connects.
   // now_ms: any monotonic clock in milliseconds; used for backoff and timeouts.
   void poll(uint64_t now_ms, std::vector<raft::Message>* received);
+  // True if the next poll() has bytes to read that no epoll event will announce (a TLS
+  // connection stopped at the read budget): the caller polls again without sleeping.
+  bool reads_pending() const { return !reread_.empty(); }
 
   // Learnt from that node's Hello (or null).
   const std::string* client_addr_of(raft::NodeId id) const;
@@ -334,7 +340,11 @@ class PeerTransport {
   std::unordered_map<uint64_t, Inbound> inbound_;        // token -> connection
   std::vector<raft::Message>* received_ = nullptr;       // during poll()
   // read_inbound reads a chunk here (uninitialized, unlike a string grown to take it).
-  std::unique_ptr<char[]> read_scratch_{new char[kReadChunkBytes]};
+  std::unique_ptr<char[]> read_scratch_;  // options_.read_chunk_bytes
+  // Inbound TLS connections that stopped at the read budget with plaintext already inside
+  // OpenSSL (tls_pending): no epoll event will announce those bytes, so the next poll reads
+  // them first. Without this list such a connection waited for the sender's next bytes.
+  std::vector<uint64_t> reread_;
   uint64_t refused_unidentified_ = 0;
   uint64_t tls_refused_ = 0;
   uint64_t accept_paused_until_ms_ = 0;  // 0: the listener is watched

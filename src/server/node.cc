@@ -280,6 +280,7 @@ int Node::run(int signal_fd) {
     const uint64_t next = std::min(next_tick_ms_, next_raft_tick_ms_);
     timeout_ms = static_cast<int>(std::min<uint64_t>(kTickMs, next > monotonic_ms() ? next - monotonic_ms() : 0));
     if (!replica_->idle() || replica_->pubsub().pump_ready()) timeout_ms = 0;
+    if (transport_ && transport_->reads_pending()) timeout_ms = 0;
     if (!draining_ && !paused()) {
       for (uint64_t id : active_) {
         Session* s = find_session(id);
@@ -364,6 +365,7 @@ void Node::loop_turn(int timeout_ms) {
   // One clock read per turn, not per command (clock_gettime was 6 % of a GET's CPU).
   refresh_clocks();
   const uint64_t work_start_ms = turn_steady_ms_;
+  bool peers_polled = false;
   // Consensus time first, from the clock read just now: the core is fed every tick that
   // elapsed since the last turn (at most raft_catch_up_ticks_max_), before it sees this
   // turn's messages and requests. After a stall (a long turn, SIGSTOP, a VM freeze) a
@@ -376,7 +378,10 @@ void Node::loop_turn(int timeout_ms) {
     const uint64_t feed = std::min(due, raft_catch_up_ticks_max_);
     for (uint64_t i = 0; i < feed; i++) raft_->tick();
     next_raft_tick_ms_ += due * kRaftTickMs;
-    if (transport_) poll_peers();  // reconnects with backoff need a clock
+    if (transport_) {
+      poll_peers();  // reconnects with backoff need a clock
+      peers_polled = true;
+    }
     replica_->check_transfers();
     if (forwarder_) {
       sync_forwarder();
@@ -409,6 +414,7 @@ void Node::loop_turn(int timeout_ms) {
       on_digest_child_output();
     } else if (tag == kEpollTagPeers) {
       poll_peers();
+      peers_polled = true;
     } else if (tag == kEpollTagForward) {
       forward_links_->poll(*forwarder_, turn_steady_ms_);
     } else if (tag == kEpollTagMetrics) {
@@ -436,6 +442,8 @@ void Node::loop_turn(int timeout_ms) {
     }
   }
 
+  // A TLS peer connection that stopped at its read budget has bytes no event announces.
+  if (transport_ && !peers_polled && transport_->reads_pending()) poll_peers();
   refresh_disk_queue_state();
   uint64_t now = monotonic_ms();
   if (now >= next_tick_ms_) {

@@ -76,7 +76,8 @@ struct TlsPair {
 };
 
 std::unique_ptr<TestNode> make_node(raft::NodeId id, uint64_t cluster = kCluster, uint16_t port = 0,
-                                    uint64_t max_queue = kPeerQueueBytesMax, const TlsPair& tls = {}) {
+                                    uint64_t max_queue = kPeerQueueBytesMax, const TlsPair& tls = {},
+                                    const std::function<void(PeerTransportOptions*)>& tweak = {}) {
   auto n = std::make_unique<TestNode>();
   n->id = id;
   PeerTransportOptions o;
@@ -92,6 +93,7 @@ std::unique_ptr<TestNode> make_node(raft::NodeId id, uint64_t cluster = kCluster
   o.on_refused = [raw](const PeerRefusal& r) { raw->refusals.push_back(r); };
   o.tls_server = tls.server;
   o.tls_client = tls.client;
+  if (tweak) tweak(&o);
   Status s = PeerTransport::open(o, &n->t);
   EXPECT_TRUE(s.is_ok()) << s.to_string();
   return n;
@@ -922,6 +924,50 @@ TEST(PeerTransportTls, ARefusalFrameTravelsInsideTls) {
   EXPECT_EQ(c->refusals[0].refusal.config_index, 9u);
   EXPECT_EQ(a->t->tls_handshakes_refused(), 0u);
   EXPECT_TRUE(a->got.empty());
+}
+
+TEST(PeerTransportTls, PlaintextLeftInsideOpenSslAtTheReadBudgetIsReadWithoutNewTraffic) {
+  // A TLS record is decrypted whole; a read smaller than it leaves the rest inside OpenSSL,
+  // where no epoll event announces it. A connection that stops at its read budget right
+  // then must still deliver those messages at the next poll, not when the sender next
+  // writes (a follower would have sat on the leader's appends until the next heartbeat).
+  // Bounds of 1 byte per poll and 64-byte reads put every read at that edge.
+  const TlsPair tls = tls_pair(testing::kNodeCertPem, testing::kNodeKeyPem);
+  auto a = make_node(1, kCluster, 0, kPeerQueueBytesMax, tls);
+  auto b = make_node(2, kCluster, 0, kPeerQueueBytesMax, tls, [](PeerTransportOptions* o) {
+    o->read_bytes_per_poll_max = 1;
+    o->read_chunk_bytes = 64;
+  });
+  a->t->set_address(2, b->addr());
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return a->stats_of(2).connected; }));
+  // Five messages in one flush: one write, one record of several hundred bytes.
+  for (uint64_t i = 0; i < 5; i++) a->t->send(msg(MessageType::kAppend, 1, 2, i));
+  a->t->flush();
+  // Only b polls from here: a sends nothing more that could wake the connection.
+  const uint64_t deadline = now_ms() + kPumpDeadlineMs;
+  while (b->got.size() < 5 && now_ms() < deadline) {
+    b->t->poll(now_ms(), &b->got);
+    if (b->got.size() < 5 && !b->t->reads_pending()) {
+      pollfd p{b->t->fd(), POLLIN, 0};
+      ::poll(&p, 1, 10);  // nothing inside OpenSSL: the rest is still on its way in the kernel
+    }
+  }
+  ASSERT_EQ(b->got.size(), 5u) << "messages stuck inside OpenSSL after the read budget";
+  for (uint64_t i = 0; i < 5; i++) EXPECT_EQ(b->got[i].entries.at(0).data, "payload-" + std::to_string(i));
+  EXPECT_FALSE(b->t->reads_pending());
+}
+
+TEST(PeerTransport, ReadBoundsOfZeroAreRefused) {
+  for (int which = 0; which < 2; which++) {
+    PeerTransportOptions o;
+    o.cluster_id = kCluster;
+    o.self = 1;
+    (which == 0 ? o.read_bytes_per_poll_max : o.read_chunk_bytes) = 0;
+    std::unique_ptr<PeerTransport> t;
+    Status s = PeerTransport::open(o, &t);
+    EXPECT_FALSE(s.is_ok());
+    EXPECT_NE(s.to_string().find("a read bound of 0 bytes"), std::string::npos) << s.to_string();
+  }
 }
 
 }  // namespace
