@@ -107,9 +107,18 @@ void Forwarder::pump(uint64_t session) {
     // One link and one kind in flight per client (forwarder.h: order within a session).
     if (o.in_flight > 0 && o.in_flight_write != c.write) break;
     const uint64_t id = link_to(leader_, c.protocol);
+    if (id == 0 && o.in_flight == 0) {
+      // The leader refused this node's last link: say so now rather than after the wait.
+      if (auto r = refusals_.find(leader_); r != refusals_.end()) {
+        CommandPtr refused = std::move(o.waiting.front());
+        o.waiting.pop_front();
+        answer(*refused, r->second.reply);
+        continue;
+      }
+    }
     if (id == 0 || (o.in_flight > 0 && o.link != id)) break;
     Link& l = links_.at(id);
-    if (l.state != LinkState::kReady) break;  // dialing: link_connected() pumps again
+    if (l.state != LinkState::kReady) break;  // dialing or handshaking: pumped again after
     CommandPtr next = std::move(o.waiting.front());
     o.waiting.pop_front();
     send(o, id, l, std::move(next));
@@ -158,13 +167,15 @@ void Forwarder::link_connected(uint64_t link_id) {
   auto it = links_.find(link_id);
   if (it == links_.end() || it->second.state != LinkState::kDialing) return;
   Link& l = it->second;
-  l.state = LinkState::kReady;
+  l.state = LinkState::kHandshaking;
   // The handshake: the password if one is set (the leader requires it of every client), the link's protocol, and the mark that makes its commands one hop only
   // (the leader never forwards them) and unordered against each other (each client's order
   // is kept here). Their replies are checked, not relayed.
+  // Commands follow once it is answered (handshake_replied), one round trip per link.
   auto handshake = [&](const std::vector<std::string>& words) {
     host_.send_link(link_id, encode(words));
     l.in_flight.push_back(InFlight{});
+    l.handshake_left++;
   };
   if (!options_.password.empty()) {
     if (options_.user.empty()) handshake({"AUTH", options_.password});
@@ -172,7 +183,36 @@ void Forwarder::link_connected(uint64_t link_id) {
   }
   if (l.protocol == Protocol::kResp3) handshake({"HELLO", "3"});
   handshake({"CLUSTER", "FORWARDER", std::to_string(options_.self)});
+}
+
+bool Forwarder::handshake_replied(uint64_t link_id, Link& l, std::string_view reply) {
+  if (l.state != LinkState::kHandshaking) return true;  // draining (another leader): closes when answered
+  if (!reply.starts_with("-")) {
+    if (--l.handshake_left > 0) return true;
+    l.state = LinkState::kReady;
+    refusals_.erase(l.node);
+    pump_all();
+    return true;
+  }
+  // Refused: nothing but the handshake was sent, so no client's command ran on it. The link
+  // is closed, and dialed again after the redial pause; meanwhile its clients' commands are
+  // answered with the refusal (pump).
+  stats_.handshakes_refused++;
+  const std::string error(reply.substr(1, reply.find('\r') - 1));
+  Refusal& r = refusals_[l.node];
+  r.reply = fmt::format("-ERR this node cannot forward to the leader (node {}): it refused this node's link: {}\r\n",
+                        l.node, error);
+  if (!r.logged) {
+    r.logged = true;
+    host_.warn(fmt::format("node {} refused this node's forwarding link's handshake: -{} (its clients' commands get "
+                           "an error until it accepts a link; docs/security.md, \"In a cluster\")",
+                           l.node, error));
+  }
+  redial_at_ms_[std::make_pair(l.node, l.protocol)] = now_ms_ + kForwardRedialPauseMs;
+  host_.close_link(link_id);
+  links_.erase(link_id);
   pump_all();
+  return false;
 }
 
 bool Forwarder::link_reply(uint64_t link_id, std::string_view reply) {
@@ -189,9 +229,7 @@ bool Forwarder::link_reply(uint64_t link_id, std::string_view reply) {
   InFlight f = std::move(l.in_flight.front());
   l.in_flight.pop_front();
   if (f.session == 0) {
-    if (reply.starts_with("-"))
-      host_.warn(fmt::format("node {} refused this node's forwarding link's handshake: {}", l.node,
-                             reply.substr(0, reply.find('\r'))));
+    if (!handshake_replied(link_id, l, reply)) return true;  // refused: the link is closed
   } else {
     Origin& o = origins_.at(f.session);
     HMDB_ASSERT(o.in_flight > 0 && o.link == link_id, "a forwarded command's client is not in flight on its link");

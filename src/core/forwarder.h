@@ -129,6 +129,7 @@ class Forwarder {
     uint64_t timed_out = 0;         // commands answered -CLUSTERDOWN after leader_wait_ms
     uint64_t links_opened = 0;
     uint64_t links_broken = 0;      // broke, failed to connect, or closed with replies in flight
+    uint64_t handshakes_refused = 0;  // links closed because the node refused their handshake
   };
 
   Forwarder(ForwardHost& host, Options options) : host_(host), options_(options) {}
@@ -192,7 +193,10 @@ class Forwarder {
     bool in_flight_write = false;
     bool closed = false;
   };
-  enum class LinkState : uint8_t { kDialing, kReady, kDraining };
+  // kHandshaking: connected, its handshake sent, no command sent before every handshake
+  // command was answered OK. A refused handshake closes the link, so no client's command
+  // ever runs on a link that is not a declared one (one hop, the link user's rights).
+  enum class LinkState : uint8_t { kDialing, kHandshaking, kReady, kDraining };
   struct InFlight {
     uint64_t session = 0;  // 0: the link's own handshake command
     CommandPtr command;
@@ -205,7 +209,17 @@ class Forwarder {
     LinkState state = LinkState::kDialing;
     uint64_t drain_deadline_ms = 0;
     std::deque<InFlight> in_flight;
+    uint32_t handshake_left = 0;  // handshake replies still to come (kHandshaking)
   };
+  // A node's refusal of a link's handshake, until a handshake to it succeeds: the reply
+  // commands waiting for a link to it get while the redial pause lasts, and whether it
+  // was logged (once per node until it accepts a link again).
+  struct Refusal {
+    std::string reply;
+    bool logged = false;
+  };
+  // False if it refused: the link is closed and erased.
+  bool handshake_replied(uint64_t link_id, Link& l, std::string_view reply);
 
   // The link to `node` in `protocol` that takes commands: found, or dialed now (0: none now).
   uint64_t link_to(raft::NodeId node, Protocol protocol);
@@ -236,6 +250,7 @@ class Forwarder {
   std::map<uint64_t, Origin> origins_;
   std::set<uint64_t> waiting_;  // sessions with commands waiting here
   std::map<std::pair<raft::NodeId, Protocol>, uint64_t> redial_at_ms_;
+  std::map<raft::NodeId, Refusal> refusals_;
   uint64_t commands_ = 0;
   uint64_t bytes_ = 0;
   Stats stats_;

@@ -172,6 +172,9 @@ constexpr Statistic kStatistics[] = {
     {"forward_links_broken", kReplication, kCounter, "hmdb_forward_links_broken_total", "", "",
      "Links to the leader's client port that failed, or closed with replies in flight.",
      READ(s.forward.links_broken)},
+    {"forward_handshakes_refused", kReplication, kCounter, "hmdb_forward_handshakes_refused_total", "", "",
+     "Links to the leader closed because it refused their handshake (password, ACL user); their clients get an error.",
+     READ(s.forward.handshakes_refused)},
     // # Stats
     {"total_connections_received", kStats, kCounter, "hmdb_connections_received_total", "", "",
      "Client connections accepted.", READ(s.shell.connections_received)},

@@ -76,6 +76,15 @@ struct Fixture {
     std::vector<std::string_view> argv{"GET", k};
     f.forward(session, seq, Protocol::kResp2, false, Args(argv.data(), argv.size()));
   }
+  // Connects `link` and answers its handshake OK (after HELLO 3's reply, if `hello`): what
+  // it sent after the handshake, which goes out alone until it is answered.
+  std::string handshake_ok(uint64_t link, std::string_view hello = "") {
+    f.link_connected(link);
+    EXPECT_EQ(links.take(link), std::string(hello) + std::string(kHandshake)) << "the handshake goes out alone";
+    if (!hello.empty()) EXPECT_TRUE(f.link_reply(link, "%1\r\n+proto\r\n:3\r\n"));
+    EXPECT_TRUE(f.link_reply(link, "+OK\r\n"));
+    return links.take(link);
+  }
   // Leader 2 known and link 1 to it connected, its handshake answered.
   uint64_t connected_link(raft::NodeId leader = 2, raft::Term term = 5) {
     f.set_leader(leader, term);
@@ -111,9 +120,7 @@ TEST(Forwarder, ALinkStartsWithItsHandshakeAndRelaysRepliesInOrder) {
   EXPECT_EQ(x.links.dialed[link], 2u);
   EXPECT_EQ(x.links.take(link), "") << "nothing is sent before the link is connected";
   x.read(8, 0, "a");
-  x.f.link_connected(link);
-  EXPECT_EQ(x.links.take(link), std::string(kHandshake) + set("a", "1") + get("a"));
-  EXPECT_TRUE(x.f.link_reply(link, "+OK\r\n"));
+  EXPECT_EQ(x.handshake_ok(link), set("a", "1") + get("a"));
   EXPECT_TRUE(x.links.answers.empty()) << "the handshake's reply is not relayed";
   EXPECT_TRUE(x.f.link_reply(link, "+OK\r\n"));
   EXPECT_TRUE(x.f.link_reply(link, "$1\r\n1\r\n"));
@@ -123,15 +130,70 @@ TEST(Forwarder, ALinkStartsWithItsHandshakeAndRelaysRepliesInOrder) {
   EXPECT_TRUE(x.f.idle());
 }
 
-TEST(Forwarder, ARefusedHandshakeIsReported) {
+// A link whose handshake the leader refuses (another password, a user without `cluster|
+// forwarder`, a node too old for CLUSTER FORWARDER) carries no client's command: run there,
+// it would run as an ordinary client, without the one-hop mark and under another user. The
+// link is closed, its clients are told why at once, the refusal is logged once per node, and
+// the next link is dialed after the pause.
+TEST(Forwarder, ARefusedHandshakeClosesTheLinkAndItsClientsAreToldWhy) {
   Fixture x;
   x.f.set_leader(2, 5);
   x.write(7, 0, "a", "1");
   const uint64_t link = x.links.dialed.begin()->first;
   x.f.link_connected(link);
-  EXPECT_TRUE(x.f.link_reply(link, "-ERR unknown subcommand 'FORWARDER'\r\n"));
+  EXPECT_EQ(x.links.take(link), kHandshake) << "the handshake goes out alone";
+  EXPECT_TRUE(x.f.link_reply(link, "-NOPERM this user has no permissions to run the 'cluster|forwarder' command\r\n"));
+  EXPECT_EQ(x.links.closed, std::vector<uint64_t>{link});
+  EXPECT_EQ(x.links.take(link), "") << "no command was sent on the refused link";
+  const std::string told =
+      "-ERR this node cannot forward to the leader (node 2): it refused this node's link: NOPERM this user has no "
+      "permissions to run the 'cluster|forwarder' command\r\n";
+  EXPECT_EQ(x.links.answer_of(7, 0), told);
   ASSERT_EQ(x.links.warnings.size(), 1u);
-  EXPECT_NE(x.links.warnings[0].find("unknown subcommand 'FORWARDER'"), std::string::npos);
+  EXPECT_NE(x.links.warnings[0].find("node 2 refused this node's forwarding link's handshake: -NOPERM"), std::string::npos)
+      << x.links.warnings[0];
+  EXPECT_EQ(x.f.stats().handshakes_refused, 1u);
+  EXPECT_TRUE(x.f.idle());
+  // During the redial pause a command is answered at once; after it, a new link is tried.
+  x.write(7, 1, "a", "2");
+  EXPECT_EQ(x.links.answer_of(7, 1), told);
+  EXPECT_EQ(x.links.dialed.size(), 1u);
+  x.advance(kForwardRedialPauseMs);
+  x.write(7, 2, "a", "3");
+  ASSERT_EQ(x.links.dialed.size(), 2u);
+  const uint64_t again = x.links.dialed.rbegin()->first;
+  x.f.link_connected(again);
+  EXPECT_TRUE(x.f.link_reply(again, "-NOPERM this user has no permissions to run the 'cluster|forwarder' command\r\n"));
+  EXPECT_EQ(x.links.answer_of(7, 2), told);
+  EXPECT_EQ(x.links.warnings.size(), 1u) << "the same refusal is logged once";
+  EXPECT_EQ(x.f.stats().handshakes_refused, 2u);
+  // The leader accepts the third link (its user was fixed): commands flow again.
+  x.advance(kForwardRedialPauseMs);
+  x.write(7, 3, "a", "4");
+  const uint64_t third = x.links.dialed.rbegin()->first;
+  ASSERT_NE(third, again);
+  EXPECT_EQ(x.handshake_ok(third), set("a", "4"));
+  EXPECT_TRUE(x.f.link_reply(third, "+OK\r\n"));
+  EXPECT_EQ(x.links.answer_of(7, 3), "+OK\r\n");
+  EXPECT_EQ(x.f.stats().sent, 1u) << "only the command on the accepted link was sent";
+}
+
+TEST(Forwarder, AHandshakeRefusedAtAuthSendsNothingMore) {
+  FakeLinks links;
+  Forwarder f{links, Forwarder::Options{1, 2000, 1000, {}, "wrong", ""}};
+  f.set_time(1000);
+  f.set_leader(2, 5);
+  std::vector<std::string_view> argv{"GET", "a"};
+  f.forward(7, 0, Protocol::kResp2, false, Args(argv.data(), argv.size()));
+  const uint64_t link = links.dialed.begin()->first;
+  f.link_connected(link);
+  EXPECT_EQ(links.take(link), "*2\r\n$4\r\nAUTH\r\n$5\r\nwrong\r\n" + std::string(kHandshake));
+  EXPECT_TRUE(f.link_reply(link, "-WRONGPASS invalid username-password pair or user is disabled.\r\n"));
+  EXPECT_EQ(links.closed, std::vector<uint64_t>{link});
+  EXPECT_FALSE(f.link_reply(link, "-NOAUTH Authentication required.\r\n")) << "the closed link takes no more replies";
+  EXPECT_TRUE(links.answer_of(7, 0).starts_with("-ERR this node cannot forward to the leader (node 2): it refused"))
+      << links.answer_of(7, 0);
+  EXPECT_NE(links.answer_of(7, 0).find("WRONGPASS"), std::string::npos);
 }
 
 TEST(Forwarder, RESP3CommandsGoOnALinkOfTheirOwnThatSaysHello3) {
@@ -141,8 +203,7 @@ TEST(Forwarder, RESP3CommandsGoOnALinkOfTheirOwnThatSaysHello3) {
   ASSERT_EQ(x.links.dialed.size(), 2u);
   const uint64_t resp3 = x.links.dialed.rbegin()->first;
   EXPECT_NE(resp3, resp2);
-  x.f.link_connected(resp3);
-  EXPECT_EQ(x.links.take(resp3), "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n" + std::string(kHandshake) + set("a", "1"));
+  EXPECT_EQ(x.handshake_ok(resp3, "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"), set("a", "1"));
 }
 
 // One client: pipelined writes go together; its query waits for their replies, and its next
@@ -184,9 +245,7 @@ TEST(Forwarder, ABrokenLinkAnswersItsWritesUnknownAndSendsItsQueriesAgain) {
   x.advance(kForwardRedialPauseMs);
   ASSERT_EQ(x.links.dialed.size(), 2u);
   const uint64_t again = x.links.dialed.rbegin()->first;
-  x.f.link_connected(again);
-  EXPECT_EQ(x.links.take(again), std::string(kHandshake) + get("a") + get("b"));
-  EXPECT_TRUE(x.f.link_reply(again, "+OK\r\n"));
+  EXPECT_EQ(x.handshake_ok(again), get("a") + get("b"));
   EXPECT_TRUE(x.f.link_reply(again, "$1\r\n1\r\n"));
   EXPECT_TRUE(x.f.link_reply(again, "$-1\r\n"));
   EXPECT_EQ(x.links.answer_of(8, 0), "$1\r\n1\r\n");
@@ -202,8 +261,9 @@ TEST(Forwarder, AQueryIsSentAtMostKForwardSendsMaxTimes) {
     ASSERT_EQ(x.links.answer_of(8, 0), "(none)") << "send " << i;
     x.f.link_broken(link);
     x.advance(kForwardRedialPauseMs);
+    if (i + 1 == kForwardSendsMax) break;  // answered: nothing to dial for
     link = x.links.dialed.rbegin()->first;
-    x.f.link_connected(link);
+    EXPECT_EQ(x.handshake_ok(link), get("a")) << "send " << i + 2;
   }
   EXPECT_EQ(x.links.answer_of(8, 0), "-ERR the connection to the leader closed before the reply; retry\r\n");
 }
@@ -222,9 +282,7 @@ TEST(Forwarder, ACommandThatCameBackNotRunGoesToTheNextLeader) {
   EXPECT_EQ(x.links.closed, std::vector<uint64_t>{link}) << "nothing in flight on the former leader's link";
   const uint64_t to3 = x.links.dialed.rbegin()->first;
   EXPECT_EQ(x.links.dialed[to3], 3u);
-  x.f.link_connected(to3);
-  EXPECT_EQ(x.links.take(to3), std::string(kHandshake) + set("a", "1") + set("a", "2"));
-  EXPECT_TRUE(x.f.link_reply(to3, "+OK\r\n"));
+  EXPECT_EQ(x.handshake_ok(to3), set("a", "1") + set("a", "2"));
   EXPECT_TRUE(x.f.link_reply(to3, "+OK\r\n"));
   EXPECT_TRUE(x.f.link_reply(to3, "+OK\r\n"));
   EXPECT_EQ(x.links.answer_of(7, 0), "+OK\r\n");
@@ -276,8 +334,7 @@ TEST(Forwarder, AFormerLeadersLinkDrainsBeforeItsClientsMoveOn) {
   x.write(7, 1, "a", "2");
   x.write(9, 0, "c", "1");
   const uint64_t to3 = x.links.dialed.rbegin()->first;
-  x.f.link_connected(to3);
-  EXPECT_EQ(x.links.take(to3), std::string(kHandshake) + set("c", "1")) << "client 7 waits for its write on link " << link;
+  EXPECT_EQ(x.handshake_ok(to3), set("c", "1")) << "client 7 waits for its write on link " << link;
   EXPECT_TRUE(x.f.link_reply(link, "+OK\r\n"));
   EXPECT_EQ(x.links.take(to3), set("a", "2"));
   EXPECT_TRUE(x.links.closed.empty()) << "client 8's write is still in flight there";
@@ -316,9 +373,7 @@ TEST(Forwarder, ATransactionTravelsWholeAndOnlyExecsReplyIsRelayed) {
   x.links.take(link);
   x.f.set_leader(3, 6);
   const uint64_t to3 = x.links.dialed.rbegin()->first;
-  x.f.link_connected(to3);
-  EXPECT_EQ(x.links.take(to3), std::string(kHandshake) + multi_set_exec("a", "1"));
-  EXPECT_TRUE(x.f.link_reply(to3, "+OK\r\n"));  // the handshake
+  EXPECT_EQ(x.handshake_ok(to3), multi_set_exec("a", "1"));
   EXPECT_TRUE(x.f.link_reply(to3, "+OK\r\n"));
   EXPECT_TRUE(x.f.link_reply(to3, "+QUEUED\r\n"));
   EXPECT_TRUE(x.f.link_reply(to3, "*1\r\n+OK\r\n"));
@@ -355,9 +410,8 @@ TEST(Forwarder, WhatWasNeverSentGoesToThisNodeItselfWhenItLeads) {
   ASSERT_EQ(x.links.dialed.size(), 1u);
   const uint64_t self = x.links.dialed.begin()->first;
   EXPECT_EQ(x.links.dialed[self], 1u) << "node 1 is this node";
-  x.f.link_connected(self);
-  EXPECT_EQ(x.links.take(self), std::string(kHandshake) + set("a", "1") + multi_set_exec("a", "2"));
-  for (const char* r : {"+OK\r\n", "+OK\r\n", "+OK\r\n", "+QUEUED\r\n", "*1\r\n+OK\r\n"})
+  EXPECT_EQ(x.handshake_ok(self), set("a", "1") + multi_set_exec("a", "2"));
+  for (const char* r : {"+OK\r\n", "+OK\r\n", "+QUEUED\r\n", "*1\r\n+OK\r\n"})
     EXPECT_TRUE(x.f.link_reply(self, r));
   EXPECT_EQ(x.links.answer_of(7, 0), "+OK\r\n");
   EXPECT_EQ(x.links.answer_of(7, 1), "*1\r\n+OK\r\n");

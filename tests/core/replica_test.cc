@@ -282,8 +282,9 @@ TEST(Replica, AForwardedCommandThatComesBackNotRunAfterThisNodeWasElectedRunsAsI
   x.turn();
   ASSERT_EQ(x.to_node3.size(), 1u);
   const uint64_t to3 = x.to_node3.begin()->first;
+  EXPECT_EQ(x.to_node3[to3], "*3\r\n$7\r\nCLUSTER\r\n$9\r\nFORWARDER\r\n$1\r\n1\r\n") << "the handshake goes out alone";
+  EXPECT_TRUE(x.forwarder.link_reply(to3, "+OK\r\n"));  // the handshake's: the GET follows
   EXPECT_EQ(x.to_node3[to3], "*3\r\n$7\r\nCLUSTER\r\n$9\r\nFORWARDER\r\n$1\r\n1\r\n*2\r\n$3\r\nGET\r\n$1\r\nx\r\n");
-  EXPECT_TRUE(x.forwarder.link_reply(to3, "+OK\r\n"));  // the handshake's
   for (int i = 0; i < 100 && !n.replica->leader(); i++) {
     n.raft->tick();
     x.turn();

@@ -287,7 +287,7 @@ StatisticsSources distinct_sources() {
   s.inflight_bytes = 27;
   s.pending_reads = 28;
   s.forward_pending = 54;
-  s.forward = core::Forwarder::Stats{.resent = 56, .unknown_outcomes = 57, .timed_out = 58, .links_broken = 59};
+  s.forward = core::Forwarder::Stats{.resent = 56, .unknown_outcomes = 57, .timed_out = 58, .links_broken = 59, .handshakes_refused = 159};
   s.raft.progress = {progress(1, 1023), progress(2, 1000), progress(3, 1023), progress(4, 980, true)};
   s.peers = {peer(1, "127.0.0.11:34503", true, 47, 29, 48, 30), peer(2, "127.0.0.12:59297", false, 49, 31, 50, 32),
              peer(4, "127.0.0.14:41234", true, 51, 33, 52, 34)};
@@ -416,6 +416,7 @@ constexpr std::string_view kGoldenInfoAll =
     "forward_unknown_outcomes:57\r\n"
     "forward_timed_out:58\r\n"
     "forward_links_broken:59\r\n"
+    "forward_handshakes_refused:159\r\n"
     "peer1:addr=127.0.0.11:34503,connected=1,match=1023,lag=0,state=voter,sent=47,dropped=29,received=48,refused=30,sent_bytes=0,snapshot_sent=0,snapshot_bytes=0\r\n"
     "peer2:addr=127.0.0.12:59297,connected=0,match=1000,lag=23,state=voter,sent=49,dropped=31,received=50,refused=32,sent_bytes=0,snapshot_sent=0,snapshot_bytes=0\r\n"
     "peer4:addr=127.0.0.14:41234,connected=1,match=980,lag=43,state=learner,sent=51,dropped=33,received=52,refused=34,sent_bytes=70,snapshot_sent=300,snapshot_bytes=1000\r\n"
@@ -533,6 +534,7 @@ TEST(InfoText, FollowerAndSingleNodeAsBefore) {
             "forward_unknown_outcomes:0\r\n"
             "forward_timed_out:0\r\n"
             "forward_links_broken:0\r\n"
+            "forward_handshakes_refused:0\r\n"
             "peer2:addr=127.0.0.12:59297,connected=1,match=0,lag=-,state=-,sent=0,dropped=0,received=0,refused=0,sent_bytes=0,snapshot_sent=-,snapshot_bytes=-\r\n"
             "peer3:addr=127.0.0.13:52805,connected=1,match=0,lag=-,state=-,sent=47,dropped=0,received=47,refused=0,sent_bytes=0,snapshot_sent=-,snapshot_bytes=-\r\n"
             "\r\n");

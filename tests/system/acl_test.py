@@ -31,6 +31,11 @@ hmdb processes and real clients.
              its links, which log in as hmdb-forwarder (CLIENT LIST on the leader); AUTH as
              it with requirepass is refused, with the secret it may run nothing else; the
              name cannot be created (SETUSER); the secret is in no log.
+  refused    three nodes with requirepass, no cluster secret: default restricted
+             (-cluster|forwarder) before any write was forwarded, so the follower's first
+             link is refused: its client's write gets the refusal as its error and runs
+             nowhere, the follower logs it once and counts it; allowed again, the next
+             link is accepted and the write goes through.
   file       --aclfile: its users at start (a file user logs in, default restricted by
              it); ACL SAVE writes SETUSER's changes and a restart reads them back; ACL LOAD
              takes an edited file, and a bad one (named line) changes nothing; a bad file
@@ -500,6 +505,47 @@ def case_link(binary):
     print("link: forwarding links log in as hmdb-forwarder with the cluster secret; default restricted")
 
 
+def case_refused(binary):
+    work = harness.make_work_dir("hmdb-acl-refused-")
+    c = cl.Cluster(binary, work, nodes=3, cluster_id="hmdb-acl-refused", server_args=["--requirepass", "pw"])
+    c.password = "pw"
+    with cl.cluster_case(c, work):
+        c.start()
+        leader = c.wait_leader(LEADER_TIMEOUT_S)
+        follower = next(n for n in c.nodes if n is not leader)
+        expect_reply(leader.call("ACL", "SETUSER", "default", "-cluster|forwarder"), "OK", "restrict default")
+        c.wait_converged(CONVERGE_TIMEOUT_S)
+        told = ("ERR this node cannot forward to the leader (node %d): it refused this node's link: "
+                "NOPERM this user has no permissions to run the 'cluster|forwarder' command" % leader.id)
+        with resp.Client(follower.ip, follower.client_port, timeout=CLIENT_TIMEOUT_S) as f:
+            expect_reply(f.call("AUTH", "pw"), "OK", "AUTH on the follower")
+            for i in range(3):  # the first dials the link; the next come during the redial pause or dial again
+                expect_reply(f.call("SET", "k%d" % i, "v"), resp.RespError(told), "a write through a refused link")
+        expect_reply(leader.call("DBSIZE"), 0, "nothing ran on the leader")
+        c.wait_converged(CONVERGE_TIMEOUT_S)  # (a follower's own DBSIZE would be forwarded too)
+        log = follower.log()
+        expect(log.count("refused this node's forwarding link's handshake: -NOPERM") == 1,
+               "the refusal is logged once:\n" + follower.log_tail())
+        refused = int(follower.info().get("forward_handshakes_refused", "0"))
+        expect(refused >= 1, "forward_handshakes_refused on the follower: %d" % refused)
+        expect_reply(leader.call("ACL", "SETUSER", "default", "+cluster|forwarder"), "OK", "allow default again")
+        c.wait_converged(CONVERGE_TIMEOUT_S)
+        with resp.Client(follower.ip, follower.client_port, timeout=CLIENT_TIMEOUT_S) as f:
+            expect_reply(f.call("AUTH", "pw"), "OK", "AUTH on the follower")
+            deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+            while True:  # a write answered with the remembered refusal until the redial pause ends
+                r = f.call("SET", "k", "after")
+                if r == "OK" or time.monotonic() > deadline:
+                    break
+                expect_reply(r, resp.RespError(told), "a write before the next link")
+            expect_reply(r, "OK", "a write once the leader accepts the link")
+        c.wait_converged(CONVERGE_TIMEOUT_S)
+        for n in c.nodes:
+            expect_reply(n.call("GET", "k"), b"after", "the write on %s" % n)
+        c.check_alive()
+    print("refused: a refused forwarding link runs nothing, its clients are told why, and the next link is accepted")
+
+
 def case_file(binary):
     work = harness.make_work_dir("hmdb-acl-file-")
     path = os.path.join(work, "users.acl")
@@ -567,6 +613,7 @@ def case_file(binary):
 
 
 CASES = {"single": case_single, "cluster": case_cluster, "replicated": case_replicated, "link": case_link,
+         "refused": case_refused,
          "file": case_file}
 
 
