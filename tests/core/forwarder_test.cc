@@ -60,7 +60,7 @@ std::string get(std::string_view k) {
 
 struct Fixture {
   FakeLinks links;
-  Forwarder f{links, Forwarder::Options{1, 2000, 1000, {}}};
+  Forwarder f{links, Forwarder::Options{1, 2000, 1000, {}, "", ""}};
   uint64_t now = 1000;
   Fixture() { f.set_time(now); }
   void advance(uint64_t ms) {
@@ -81,7 +81,9 @@ struct Fixture {
   std::string handshake_ok(uint64_t link, std::string_view hello = "") {
     f.link_connected(link);
     EXPECT_EQ(links.take(link), std::string(hello) + std::string(kHandshake)) << "the handshake goes out alone";
-    if (!hello.empty()) EXPECT_TRUE(f.link_reply(link, "%1\r\n+proto\r\n:3\r\n"));
+    if (!hello.empty()) {
+      EXPECT_TRUE(f.link_reply(link, "%1\r\n+proto\r\n:3\r\n"));
+    }
     EXPECT_TRUE(f.link_reply(link, "+OK\r\n"));
     return links.take(link);
   }

@@ -168,7 +168,7 @@ TEST(Replica, AFollowerForwardsAPlainClientsTransactionWhole) {
 // heartbeat at once, so node 1 can be elected and commit.
 struct ForwardingNode final : ForwardHost {
   Node n{{1, 2, 3}, /*forward=*/true};
-  Forwarder forwarder{*this, Forwarder::Options{1, 2000, 1000, {}}};
+  Forwarder forwarder{*this, Forwarder::Options{1, 2000, 1000, {}, "", ""}};
   std::vector<uint64_t> dialing;
   std::map<uint64_t, uint64_t> self_links;     // link -> its session on node 1
   std::map<uint64_t, std::string> to_node3;  // link -> what was sent on it

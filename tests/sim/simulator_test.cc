@@ -152,9 +152,11 @@ TEST(Simulator, UpgradeStepsHappenAndReplay) {
   // Except a refused rollback: a v2 node writes its snapshots in v1's layout while v1 is
   // active (server/snapshot.cc, core::snapshot_layout), which the register app's save_as
   // refuses only for a step other than 1, which no client can set before the gate.
-  for (size_t f = 0; f < kFaultCount; f++)
-    if (upgrade_step(static_cast<Fault>(f)) && static_cast<Fault>(f) != Fault::kUpgradeRollbackRefused)
+  for (size_t f = 0; f < kFaultCount; f++) {
+    if (upgrade_step(static_cast<Fault>(f)) && static_cast<Fault>(f) != Fault::kUpgradeRollbackRefused) {
       EXPECT_TRUE(seen[f]) << fault_name(static_cast<Fault>(f)) << " never happened in " << kMaxSeeds << " seeds";
+    }
+  }
   Options o;
   o.seed = 4;
   o.upgrade = true;
