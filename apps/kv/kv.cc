@@ -2885,17 +2885,22 @@ bool parse_brpoplpush(Args a, LMoveArgs& o, std::string& err) {
 
 // BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count],
 // BZMPOP timeout numkeys key [key ...] MIN|MAX [COUNT count]: Redis 7.0's order of checks
-// (numkeys, the side, COUNT, then the timeout).
+// (numkeys, the side, COUNT, then the timeout). LMPOP and ZMPOP: the same without the
+// timeout (kBlocking false), and the same apply.
 struct MultiPopArgs {
   Args keys;
   bool first = true;  // LEFT / MIN
   uint64_t count = 1;
 };
-template <bool kZset>
+template <bool kZset, bool kBlocking = true>
 bool parse_multi_pop(Args a, MultiPopArgs& o, std::string& err) {
+  constexpr size_t kNumkeys = kBlocking ? 2 : 1;
   int64_t numkeys = 0;
-  if (!parse_int64(a[2], &numkeys) || numkeys <= 0) { err = "ERR numkeys should be greater than 0"; return false; }
-  const uint64_t side = 3 + static_cast<uint64_t>(numkeys);
+  if (!parse_int64(a[kNumkeys], &numkeys) || numkeys <= 0) {
+    err = "ERR numkeys should be greater than 0";
+    return false;
+  }
+  const uint64_t side = kNumkeys + 1 + static_cast<uint64_t>(numkeys);
   if (side >= a.size()) { err = kSyntax; return false; }
   if (iequals(a[side], kZset ? "MIN" : "LEFT")) o.first = true;
   else if (iequals(a[side], kZset ? "MAX" : "RIGHT")) o.first = false;
@@ -2912,8 +2917,8 @@ bool parse_multi_pop(Args a, MultiPopArgs& o, std::string& err) {
       return false;
     }
   }
-  if (!parse_timeout_word(a[1], err)) return false;
-  o.keys = a.subspan(3, static_cast<size_t>(numkeys));
+  if (kBlocking && !parse_timeout_word(a[1], err)) return false;
+  o.keys = a.subspan(kNumkeys + 1, static_cast<size_t>(numkeys));
   return true;
 }
 
@@ -3374,6 +3379,10 @@ void Kv::define(Commands<State>& c) {
   c.write("BZMPOP", -5, &parse_multi_pop<true>, &apply_bzmpop, KeySpec::all_after_name())
       .categories("@sortedset @slow @blocking")
       .blocking(1);
+  c.write("LMPOP", -4, &parse_multi_pop<false, false>, &apply_blmpop, KeySpec::all_after_name())
+      .categories("@list @slow");
+  c.write("ZMPOP", -4, &parse_multi_pop<true, false>, &apply_bzmpop, KeySpec::all_after_name())
+      .categories("@sortedset @slow");
   // key iteration
   c.query("SCAN", -2, &query_scan).categories("@keyspace @slow").keys(KeySpec::none());
   c.query("KEYS", 2, &query_keys).categories("@keyspace @slow @dangerous").keys(KeySpec::none());
