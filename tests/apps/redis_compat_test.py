@@ -200,6 +200,45 @@ def load(path):
     return lines
 
 
+class Servers:
+    """A redis-server (no persistence, one database) and an hmdb kv node (durability none) on
+    free loopback ports, in a temporary directory; exactly these two processes are stopped and
+    the directory removed on exit. procs is [redis, hmdb]; deadline bounds their start."""
+
+    def __init__(self, redis, hmdb, password=()):
+        self.redis, self.hmdb, self.password = redis, hmdb, list(password)
+
+    def __enter__(self):
+        self.work = tempfile.mkdtemp(prefix="hmdb-compat-")
+        self.redis_port, self.hmdb_port = free_port(), free_port()
+        self.procs = []
+        try:
+            self.procs.append(subprocess.Popen(
+                [self.redis, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                 "--databases", "1", "--dir", self.work] + self.password,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            self.procs.append(subprocess.Popen(
+                [self.hmdb, "serve", "--port", str(self.hmdb_port), "--dir", os.path.join(self.work, "hmdb"),
+                 "--durability", "none"] + self.password, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        self.deadline = time.monotonic() + READY_TIMEOUT_S
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        shutil.rmtree(self.work, ignore_errors=True)
+        return False
+
+
 def redis_version(binary):
     out = subprocess.run([binary, "--version"], capture_output=True, text=True).stdout
     m = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
@@ -223,17 +262,8 @@ def main():
     version = redis_version(redis)
     scripts = [(path, load(path)) for path in files]
 
-    work = tempfile.mkdtemp(prefix="hmdb-compat-")
-    redis_port, hmdb_port = free_port(), free_port()
-    procs = []
-    try:
-        procs.append(subprocess.Popen(
-            [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--databases", "1", "--dir", work] + password, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        procs.append(subprocess.Popen(
-            [hmdb, "serve", "--port", str(hmdb_port), "--dir", os.path.join(work, "hmdb"), "--durability", "none"] + password,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        deadline = time.monotonic() + READY_TIMEOUT_S
+    with Servers(redis, hmdb, password) as servers:
+        redis_port, hmdb_port, procs, deadline = servers.redis_port, servers.hmdb_port, servers.procs, servers.deadline
         counts = {}
         differences = 0
         pinned = 0
@@ -308,16 +338,6 @@ def main():
               f"{counts.get(3, 0)} in RESP3; {pinned} checked against Redis 7.2's reply (newer than this "
               f"redis-server); {differences} different replies of {total}")
         return 1 if differences else 0
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
