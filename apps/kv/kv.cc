@@ -788,7 +788,8 @@ bool parse_long_double(std::string_view s, long double* out) {
   char* end = nullptr;
   errno = 0;
   const long double v = std::strtold(text.c_str(), &end);
-  if (std::isspace(static_cast<unsigned char>(text[0])) || *end != '\0' || std::isnan(v) ||
+  // end must reach the text's end: strtold stops at a zero byte inside the value too.
+  if (std::isspace(static_cast<unsigned char>(text[0])) || end != text.c_str() + text.size() || std::isnan(v) ||
       (errno == ERANGE && (v == HUGE_VALL || v == -HUGE_VALL || v == 0))) {
     return false;
   }
