@@ -1872,14 +1872,12 @@ void query_zrange_generic(const State& s, Args a, const QueryContext& ctx, Reply
   spec.rev = kRev == 1;
   if (kBy == Fixed::kScore) spec.by = ZRangeSpec::By::kScore;
   if (kBy == Fixed::kLex) spec.by = ZRangeSpec::By::kLex;
-  bool has_limit = false;
   for (size_t i = 4; i < a.size(); i++) {
     const size_t left = a.size() - i - 1;
     if (iequals(a[i], "WITHSCORES")) {
       spec.withscores = true;
     } else if (iequals(a[i], "LIMIT") && left >= 2) {
       if (!parse_int64(a[i + 1], &spec.offset) || !parse_int64(a[i + 2], &spec.limit)) { r.error(kNotInteger); return; }
-      has_limit = true;
       i += 2;
     } else if (!rev_set && iequals(a[i], "REV")) {
       rev_set = true;
@@ -1895,7 +1893,8 @@ void query_zrange_generic(const State& s, Args a, const QueryContext& ctx, Reply
       return;
     }
   }
-  if (has_limit && spec.by == ZRangeSpec::By::kRank) {
+  // Redis tests the count only: by rank, LIMIT <any offset> -1 is accepted and ignored.
+  if (spec.limit != -1 && spec.by == ZRangeSpec::By::kRank) {
     r.error("ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX");
     return;
   }
