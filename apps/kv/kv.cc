@@ -2037,8 +2037,10 @@ struct ZSetOpArgs {
   enum class Aggregate : uint8_t { kSum, kMin, kMax } aggregate = Aggregate::kSum;
   bool withscores = false;
 };
+// *in_options tells whether err is an option's (WEIGHTS, AGGREGATE, ...) rather than numkeys':
+// the query forms check the keys' types between the two, as Redis does.
 template <SetOp kOp, bool kStore>
-bool parse_zsetop(Args a, ZSetOpArgs& o, std::string& err) {
+bool parse_zsetop_args(Args a, ZSetOpArgs& o, std::string& err, bool* in_options) {
   static constexpr std::string_view kNames[2][3] = {{"zinter", "zunion", "zdiff"}, {"zinterstore", "zunionstore", "zdiffstore"}};
   const size_t numkeys_at = kStore ? 2 : 1;
   if (kStore) o.dst = a[1];
@@ -2051,6 +2053,7 @@ bool parse_zsetop(Args a, ZSetOpArgs& o, std::string& err) {
   if (static_cast<uint64_t>(n) > a.size() - numkeys_at - 1) { err = kSyntax; return false; }
   o.keys = a.subspan(numkeys_at + 1, static_cast<size_t>(n));
   o.weights.assign(static_cast<size_t>(n), 1.0);
+  *in_options = true;
   for (size_t i = numkeys_at + 1 + static_cast<size_t>(n); i < a.size();) {
     const size_t left = a.size() - i;
     if (kOp != SetOp::kDiff && left >= static_cast<size_t>(n) + 1 && iequals(a[i], "WEIGHTS")) {
@@ -2073,6 +2076,14 @@ bool parse_zsetop(Args a, ZSetOpArgs& o, std::string& err) {
     }
   }
   return true;
+}
+
+// The STORE forms' parser: every word is checked before the entry is logged (the options
+// before the keys' types, docs/kv-commands.md).
+template <SetOp kOp, bool kStore>
+bool parse_zsetop(Args a, ZSetOpArgs& o, std::string& err) {
+  bool in_options = false;
+  return parse_zsetop_args<kOp, kStore>(a, o, err, &in_options);
 }
 
 // One input of a sorted-set operation: a sorted set, a set (scores 1), or nothing.
@@ -2170,9 +2181,13 @@ template <SetOp kOp>
 void query_zsetop(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   ZSetOpArgs o;
   std::string err;
-  if (!parse_zsetop<kOp, false>(a, o, err)) { r.error(err); return; }
+  bool in_options = false;
+  const bool parsed = parse_zsetop_args<kOp, false>(a, o, err, &in_options);
+  if (!parsed && !in_options) { r.error(err); return; }
+  // Redis' order: numkeys, then the keys' types (WRONGTYPE), then the options.
   std::vector<ZInput> in;
   if (!read_zinputs(s, o, ctx.now_ms, r, &in)) return;
+  if (!parsed) { r.error(err); return; }
   const auto result = combine_zsets(kOp, std::move(in), o.aggregate);
   const bool pairs = o.withscores && r.resp3();
   r.array(o.withscores && !pairs ? 2 * result.size() : result.size());
