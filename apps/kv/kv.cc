@@ -221,17 +221,27 @@ void erase_if_emptied(State& s, KeyIter it, const T* c, std::string_view key, co
 
 // ---- numbers -------------------------------------------------------------------------------
 
-// Redis' float syntax (strtod): optional sign, decimal or "inf"; NaN is refused.
+// Redis' float syntax (string2d: strtod's, the whole value, no leading space, no NaN, no
+// overflow to infinity; "inf" itself is accepted). from_chars reads the usual decimal forms
+// fast; what it refuses (hex "0x10", "+1", subnormals, errors) is decided by strtod as Redis.
 bool parse_double(std::string_view s, double* out) {
   if (s.empty()) return false;
-  std::string_view t = s;
-  if (t[0] == '+') {
-    t.remove_prefix(1);
-    if (t.empty() || t[0] == '-' || t[0] == '+') return false;
-  }
   double v = 0;
-  auto res = std::from_chars(t.data(), t.data() + t.size(), v);
-  if (res.ec != std::errc() || res.ptr != t.data() + t.size() || std::isnan(v)) return false;
+  auto res = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (res.ec == std::errc() && res.ptr == s.data() + s.size()) {
+    if (std::isnan(v)) return false;
+    *out = v;
+    return true;
+  }
+  if (std::isspace(static_cast<unsigned char>(s[0]))) return false;
+  const std::string text(s);
+  char* end = nullptr;
+  errno = 0;
+  v = std::strtod(text.c_str(), &end);
+  if (end != text.c_str() + text.size() || std::isnan(v) ||
+      (errno == ERANGE && (v == HUGE_VAL || v == -HUGE_VAL || std::fpclassify(v) == FP_ZERO))) {
+    return false;
+  }
   *out = v;
   return true;
 }
