@@ -824,10 +824,13 @@ std::string format_long_double(long double v) {
 struct FloatIncrArgs {
   std::string_view key, field;
   long double delta = 0;
+  bool bad_delta = false;  // INCRBYFLOAT: the increment is not a float, answered after the type
 };
-bool parse_incrbyfloat(Args a, FloatIncrArgs& o, std::string& err) {
+// Redis' INCRBYFLOAT checks the key's type before the increment (INCRBYFLOAT list x is
+// WRONGTYPE), so a bad increment is answered by the apply.
+bool parse_incrbyfloat(Args a, FloatIncrArgs& o, std::string&) {
   o.key = a[1];
-  if (!parse_long_double(a[2], &o.delta)) { err = kNotFloat; return false; }
+  o.bad_delta = !parse_long_double(a[2], &o.delta);
   return true;
 }
 constexpr std::string_view kNanOrInfinity = "ERR increment would produce NaN or Infinity";
@@ -842,6 +845,7 @@ void apply_incrbyfloat(State& s, const FloatIncrArgs& a, const ApplyContext& ctx
     if (!str) { r.error(kWrongType); return; }
     if (!parse_long_double(*str, &v)) { r.error(kNotFloat); return; }
   }
+  if (a.bad_delta) { r.error(kNotFloat); return; }
   v += a.delta;
   if (std::isnan(v) || std::isinf(v)) { r.error(kNanOrInfinity); return; }
   std::string text = format_long_double(v);
