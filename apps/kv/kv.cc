@@ -2170,7 +2170,9 @@ std::vector<std::pair<double, std::string_view>> combine_zsets(SetOp op, std::ve
         for (size_t i = 1; i < in.size(); i++) {
           double other;
           if (!in[i].find(m, &other)) return;
-          aggregate_into(&acc, weighted(other, in[i].weight), how);
+          // Redis zeroes a NaN product (inf * 0) of the first input only: a later one makes
+          // SUM 0 (NaN sum) and leaves MIN and MAX unchanged (comparisons with NaN fail).
+          aggregate_into(&acc, other * in[i].weight, how);
         }
         out.emplace_back(acc, m);
       });
