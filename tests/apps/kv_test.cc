@@ -11,6 +11,9 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <optional>
+#include <iterator>
+#include <cmath>
 #include <stdexcept>
 #include <random>
 #include <algorithm>
@@ -1447,6 +1450,565 @@ TEST(KvModel, HashesAndSetsAgainstStdContainers) {
         want += integer(static_cast<int64_t>(sets[k].count("m" + std::to_string(i))));
       }
       ASSERT_EQ(db.run_strings(ask), want) << "step " << step;
+    }
+  }
+}
+
+// ---- issue 17's model tests for hashes, sets, strings and keys -----------------------------
+// Random sequences (seeded: HMDB_TEST_SEED, printed on failure) over a few keys, a wrong-type
+// key and small member spaces, every reply checked against a std model. Where Redis leaves
+// the order undefined (HKEYS, HVALS, HGETALL, SMEMBERS, SINTER, ...) replies are compared
+// sorted; random picks (HRANDFIELD, SRANDMEMBER, SPOP) by their count rules. CI size: the
+// step counts below (~50 ms each). redis_diff_test.py sends sequences like these to Redis.
+
+// A flat reply: an array of bulk strings / integers / nils, or one scalar as a 1-element list
+// (nil as std::nullopt). Enough for the replies these models read.
+std::vector<std::optional<std::string>> flat(const std::string& reply) {
+  std::vector<std::optional<std::string>> out;
+  size_t at = 0;
+  auto line = [&] {
+    const size_t end = reply.find("\r\n", at);
+    if (end == std::string::npos) throw std::runtime_error("bad reply: " + reply);
+    std::string l = reply.substr(at, end - at);
+    at = end + 2;
+    return l;
+  };
+  auto one = [&](const std::string& header) -> std::optional<std::string> {
+    if (header[0] == '$') {
+      const long n = std::stol(header.substr(1));
+      if (n < 0) return std::nullopt;
+      std::string b = reply.substr(at, static_cast<size_t>(n));
+      at += static_cast<size_t>(n) + 2;
+      return b;
+    }
+    if (header[0] == ':') return header.substr(1);
+    throw std::runtime_error("unexpected element in " + reply);
+  };
+  const std::string first = line();
+  if (first[0] != '*') {
+    out.push_back(one(first));
+    return out;
+  }
+  const long n = std::stol(first.substr(1));
+  for (long i = 0; i < n; i++) out.push_back(one(line()));
+  return out;
+}
+std::vector<std::string> sorted_strings(const std::string& reply) {
+  std::vector<std::string> v;
+  for (auto& e : flat(reply)) v.push_back(e.value_or("(nil)"));
+  std::sort(v.begin(), v.end());
+  return v;
+}
+std::string joined(const std::vector<std::string>& words) {
+  std::string out;
+  for (const auto& w : words) out += (out.empty() ? "" : " ") + (w.empty() ? std::string("\"\"") : w);
+  return out;
+}
+
+// Redis' integer syntax (string2ll): no sign but '-', no leading zeros, no "-0", 64-bit.
+bool strict_int64(const std::string& s, int64_t* v) {
+  if (s.empty() || s.size() > 20 || (s[0] == '0' && s.size() > 1) || (s[0] == '-' && (s.size() == 1 || s[1] == '0')))
+    return false;
+  auto res = std::from_chars(s.data(), s.data() + s.size(), *v);
+  return res.ec == std::errc() && res.ptr == s.data() + s.size();
+}
+// Redis' long double syntax (string2ld) and its INCRBYFLOAT text (%.17Lf, zeros trimmed).
+bool model_long_double(const std::string& s, long double* v) {
+  if (s.empty() || std::isspace(static_cast<unsigned char>(s[0]))) return false;
+  char* end = nullptr;
+  *v = std::strtold(s.c_str(), &end);
+  return end == s.c_str() + s.size() && !std::isnan(*v) && !std::isinf(*v);
+}
+std::string model_format(long double v) {
+  char buf[128];
+  std::snprintf(buf, sizeof buf, "%.17Lf", v);
+  std::string s = buf;
+  while (s.back() == '0') s.pop_back();
+  if (s.back() == '.') s.pop_back();
+  return s == "-0" ? "0" : s;
+}
+
+TEST(KvModel, HashesAgainstAMap) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (set HMDB_TEST_SEED to replay)");
+  std::mt19937_64 rng(seed);
+  hmdb::testing::AppDriver<Kv> db;
+  ASSERT_EQ(db.run({"SET", "str", "x"}), kOk);  // every hash command on it is WRONGTYPE
+  std::map<std::string, std::map<std::string, std::string>> model;
+  const std::vector<std::string> keys = {"h1", "h2", "str"};
+  const std::vector<std::string> values = {"1", "-3", "x", "2.5", "10", "", "9223372036854775807"};
+  auto field = [&] { return "f" + std::to_string(rng() % 6); };
+  for (int step = 0; step < 4000; step++) {
+    const std::string k = keys[rng() % keys.size()], f = field();
+    const bool wrong = k == "str";
+    auto& h = model[k];
+    std::vector<std::string> cmd;
+    std::string expect;
+    switch (rng() % 13) {
+      case 0: {  // HSET with 1-3 pairs (a field twice: the last value wins)
+        cmd = {"HSET", k};
+        std::map<std::string, std::string> pairs;
+        int64_t added = 0;
+        for (int i = 0, n = 1 + static_cast<int>(rng() % 3); i < n; i++) {
+          const std::string fi = field(), v = values[rng() % values.size()];
+          cmd.push_back(fi);
+          cmd.push_back(v);
+          if (!h.count(fi) && !pairs.count(fi)) added++;
+          pairs[fi] = v;
+        }
+        if (!wrong) for (auto& [fi, v] : pairs) h[fi] = v;
+        expect = integer(added);
+        break;
+      }
+      case 1: {
+        const std::string v = values[rng() % values.size()];
+        cmd = {"HSETNX", k, f, v};
+        expect = integer(h.emplace(f, v).second ? 1 : 0);
+        break;
+      }
+      case 2: {
+        const int64_t by = rng() % 8 == 0 ? INT64_MAX : static_cast<int64_t>(rng() % 9) - 4;
+        cmd = {"HINCRBY", k, f, std::to_string(by)};
+        int64_t now = 0;
+        if (h.count(f) && !strict_int64(h[f], &now)) { expect = error("ERR hash value is not an integer"); break; }
+        if ((by > 0 && now > INT64_MAX - by) || (by < 0 && now < INT64_MIN - by)) {
+          expect = error("ERR increment or decrement would overflow");
+          break;
+        }
+        h[f] = std::to_string(now + by);
+        expect = integer(now + by);
+        break;
+      }
+      case 3: {
+        const long double by = static_cast<long double>(static_cast<int>(rng() % 9) - 4) / 2;
+        cmd = {"HINCRBYFLOAT", k, f, model_format(by)};
+        long double now = 0;
+        if (h.count(f) && !model_long_double(h[f], &now)) { expect = error("ERR hash value is not a float"); break; }
+        h[f] = model_format(now + by);
+        expect = bulk(h[f]);
+        break;
+      }
+      case 4: {
+        cmd = {"HDEL", k, f, field()};
+        int64_t n = 0;
+        for (size_t i = 2; i < cmd.size(); i++) n += static_cast<int64_t>(h.erase(cmd[i]));
+        expect = integer(n);
+        break;
+      }
+      case 5: {
+        cmd = {"HMGET", k, f, field(), field()};
+        std::vector<std::string> parts;
+        for (size_t i = 2; i < cmd.size(); i++) parts.push_back(h.count(cmd[i]) ? bulk(h[cmd[i]]) : kNil);
+        expect = "*3\r\n" + parts[0] + parts[1] + parts[2];
+        break;
+      }
+      case 6: cmd = {"HGET", k, f}; expect = h.count(f) ? bulk(h[f]) : kNil; break;
+      case 7: cmd = {"HEXISTS", k, f}; expect = integer(h.count(f) ? 1 : 0); break;
+      case 8: cmd = {"HSTRLEN", k, f}; expect = integer(h.count(f) ? static_cast<int64_t>(h[f].size()) : 0); break;
+      case 9: cmd = {"HLEN", k}; expect = integer(static_cast<int64_t>(h.size())); break;
+      case 10: {  // HKEYS / HVALS / HGETALL: Redis' order is undefined, compared sorted
+        const int which = static_cast<int>(rng() % 3);
+        cmd = {which == 0 ? "HKEYS" : which == 1 ? "HVALS" : "HGETALL", k};
+        if (wrong) { expect = kWrongType; break; }
+        std::vector<std::string> want;
+        for (auto& [fi, v] : h) {
+          if (which != 1) want.push_back(fi);
+          if (which != 0) want.push_back(v);
+        }
+        std::sort(want.begin(), want.end());
+        ASSERT_EQ(sorted_strings(db.run_strings(cmd)), want) << "step " << step << ": " << joined(cmd);
+        continue;
+      }
+      case 11: {  // HRANDFIELD's count rules: > 0 distinct (at most all), < 0 exactly |count|
+        const int64_t count = static_cast<int64_t>(rng() % 11) - 5;
+        const bool withvalues = rng() % 2;
+        cmd = {"HRANDFIELD", k, std::to_string(count)};
+        if (withvalues) cmd.push_back("WITHVALUES");
+        if (wrong) { expect = kWrongType; break; }
+        const auto got = flat(db.run_strings(cmd));
+        const size_t per = withvalues ? 2 : 1;
+        const size_t want = count >= 0 ? std::min<size_t>(static_cast<size_t>(count), h.size())
+                                       : (h.empty() ? 0 : static_cast<size_t>(-count));
+        ASSERT_EQ(got.size(), want * per) << "step " << step << " HRANDFIELD " << count;
+        std::set<std::string> seen;
+        for (size_t i = 0; i < got.size(); i += per) {
+          ASSERT_TRUE(got[i] && h.count(*got[i])) << "step " << step << ": not a field";
+          if (withvalues) {
+            ASSERT_EQ(got[i + 1], h[*got[i]]) << "step " << step;
+          }
+          seen.insert(*got[i]);
+        }
+        if (count > 0) {
+          ASSERT_EQ(seen.size(), want) << "step " << step << ": a positive count repeats no field";
+        }
+        continue;
+      }
+      case 12: {
+        cmd = {"HRANDFIELD", k};
+        if (wrong) { expect = kWrongType; break; }
+        const auto got = flat(db.run_strings(cmd));
+        ASSERT_EQ(got.size(), 1u);
+        ASSERT_EQ(got[0].has_value(), !h.empty()) << "step " << step;
+        if (got[0]) {
+          ASSERT_TRUE(h.count(*got[0])) << "step " << step;
+        }
+        continue;
+      }
+    }
+    if (wrong) expect = kWrongType;
+    if (wrong) h.clear();
+    ASSERT_EQ(db.run_strings(cmd), expect) << "step " << step << ": " << joined(cmd);
+    for (const auto& key : {"h1", "h2"})
+      ASSERT_EQ(db.run_strings({"EXISTS", key}), integer(model[key].empty() ? 0 : 1)) << "step " << step << ": an empty hash is deleted";
+  }
+}
+
+TEST(KvModel, SetsAgainstStdSets) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (set HMDB_TEST_SEED to replay)");
+  std::mt19937_64 rng(seed);
+  hmdb::testing::AppDriver<Kv> db;
+  ASSERT_EQ(db.run({"SET", "str", "x"}), kOk);
+  std::map<std::string, std::set<std::string>> model;
+  const std::vector<std::string> keys = {"s1", "s2", "s3", "str"};
+  auto mem = [&] { return "m" + std::to_string(rng() % 8); };
+  auto key = [&] { return keys[rng() % 10 == 0 ? 3 : rng() % 3]; };
+  for (int step = 0; step < 4000; step++) {
+    const std::string k = key();
+    auto& s = model[k];
+    std::vector<std::string> cmd;
+    std::string expect;
+    bool wrong = k == "str";
+    switch (rng() % 12) {
+      case 0: {
+        cmd = {"SADD", k, mem(), mem()};
+        int64_t n = 0;
+        std::set<std::string> after = s;
+        for (size_t i = 2; i < cmd.size(); i++) n += after.insert(cmd[i]).second ? 1 : 0;
+        if (!wrong) s = after;
+        expect = integer(n);
+        break;
+      }
+      case 1: {
+        cmd = {"SREM", k, mem(), mem()};
+        int64_t n = 0;
+        for (size_t i = 2; i < cmd.size(); i++) n += static_cast<int64_t>(s.erase(cmd[i]));
+        expect = integer(n);
+        break;
+      }
+      case 2: {
+        const std::string to = key(), m = mem();
+        cmd = {"SMOVE", k, to, m};
+        wrong = wrong || (to == "str" && !s.empty());  // a missing source answers 0 first
+        const bool there = s.count(m) > 0;
+        if (!wrong && there && k != to) { s.erase(m); model[to].insert(m); }
+        expect = integer(there ? 1 : 0);
+        break;
+      }
+      case 3:
+      case 4: {  // SINTER / SUNION / SDIFF of 1-3 keys, or their STORE forms into k
+        const int op = static_cast<int>(rng() % 3);
+        const bool store = rng() % 2;
+        std::vector<std::string> in;
+        for (int i = 0, n = 1 + static_cast<int>(rng() % 3); i < n; i++) in.push_back(key());
+        // Every input is type-checked; a STORE's destination is replaced whatever its type.
+        wrong = std::find(in.begin(), in.end(), "str") != in.end();
+        std::set<std::string> out = model[in[0]];
+        for (size_t i = 1; i < in.size(); i++) {
+          std::set<std::string> next;
+          const auto& other = model[in[i]];
+          if (op == 0) std::set_intersection(out.begin(), out.end(), other.begin(), other.end(), std::inserter(next, next.end()));
+          if (op == 1) std::set_union(out.begin(), out.end(), other.begin(), other.end(), std::inserter(next, next.end()));
+          if (op == 2) std::set_difference(out.begin(), out.end(), other.begin(), other.end(), std::inserter(next, next.end()));
+          out = next;
+        }
+        const std::string name = op == 0 ? "SINTER" : op == 1 ? "SUNION" : "SDIFF";
+        cmd = {store ? name + "STORE" : name};
+        if (store) cmd.push_back(k);
+        cmd.insert(cmd.end(), in.begin(), in.end());
+        if (wrong) break;
+        if (!store) {
+          ASSERT_EQ(sorted_strings(db.run_strings(cmd)), std::vector<std::string>(out.begin(), out.end()))
+              << "step " << step << ": " << joined(cmd);
+          continue;
+        }
+        ASSERT_EQ(db.run_strings(cmd), integer(static_cast<int64_t>(out.size()))) << "step " << step << ": " << joined(cmd);
+        if (k == "str") {
+          ASSERT_EQ(db.run_strings({"TYPE", "str"}), out.empty() ? "+none\r\n" : "+set\r\n") << "step " << step;
+          ASSERT_EQ(db.run({"SET", "str", "x"}), kOk);  // a string again, for the next WRONGTYPEs
+        } else {
+          model[k] = out;
+        }
+        continue;
+      }
+      case 5: {
+        const std::string k2 = key();
+        const int64_t limit = static_cast<int64_t>(rng() % 4);
+        cmd = {"SINTERCARD", "2", k, k2, "LIMIT", std::to_string(limit)};
+        wrong = wrong || k2 == "str";
+        int64_t n = 0;
+        for (const auto& m : s) n += static_cast<int64_t>(model[k2].count(m));
+        expect = integer(limit == 0 ? n : std::min(n, limit));
+        break;
+      }
+      case 6: {
+        cmd = {"SMISMEMBER", k, mem(), mem(), mem()};
+        expect = "*3\r\n";
+        for (size_t i = 2; i < cmd.size(); i++) expect += integer(static_cast<int64_t>(s.count(cmd[i])));
+        break;
+      }
+      case 7: cmd = {"SISMEMBER", k, mem()}; expect = integer(static_cast<int64_t>(s.count(cmd[2]))); break;
+      case 8: cmd = {"SCARD", k}; expect = integer(static_cast<int64_t>(s.size())); break;
+      case 9: {  // SPOP [count]: the members popped are members, distinct, and gone
+        const bool with_count = rng() % 2;
+        const int64_t count = static_cast<int64_t>(rng() % 5);
+        cmd = {"SPOP", k};
+        if (with_count) cmd.push_back(std::to_string(count));
+        if (wrong) break;
+        const auto got = flat(db.run_strings(cmd));
+        const size_t want = with_count ? std::min<size_t>(static_cast<size_t>(count), s.size()) : 1;
+        if (!with_count && s.empty()) { ASSERT_FALSE(got.at(0).has_value()) << "step " << step; continue; }
+        ASSERT_EQ(got.size(), want) << "step " << step << " SPOP";
+        for (const auto& m : got) {
+          ASSERT_TRUE(m && s.count(*m)) << "step " << step << ": popped a non-member or one twice";
+          s.erase(*m);
+        }
+        continue;
+      }
+      case 10: {  // SRANDMEMBER's count rules, as HRANDFIELD's
+        const int64_t count = static_cast<int64_t>(rng() % 11) - 5;
+        cmd = {"SRANDMEMBER", k, std::to_string(count)};
+        if (wrong) break;
+        const auto got = flat(db.run_strings(cmd));
+        const size_t want = count >= 0 ? std::min<size_t>(static_cast<size_t>(count), s.size())
+                                       : (s.empty() ? 0 : static_cast<size_t>(-count));
+        ASSERT_EQ(got.size(), want) << "step " << step << " SRANDMEMBER " << count;
+        std::set<std::string> seen;
+        for (const auto& m : got) {
+          ASSERT_TRUE(m && s.count(*m)) << "step " << step;
+          seen.insert(*m);
+        }
+        if (count > 0) {
+          ASSERT_EQ(seen.size(), want) << "step " << step;
+        }
+        continue;
+      }
+      case 11: {
+        cmd = {"SMEMBERS", k};
+        if (wrong) break;
+        ASSERT_EQ(sorted_strings(db.run_strings(cmd)), std::vector<std::string>(s.begin(), s.end())) << "step " << step;
+        continue;
+      }
+    }
+    if (wrong) expect = kWrongType;
+    ASSERT_EQ(db.run_strings(cmd), expect) << "step " << step << ": " << joined(cmd);
+    model["str"].clear();
+    for (const auto& key_name : {"s1", "s2", "s3"})
+      ASSERT_EQ(db.run_strings({"EXISTS", key_name}), integer(model[key_name].empty() ? 0 : 1))
+          << "step " << step << ": an empty set is deleted";
+  }
+}
+
+// Strings and keys: SET's options (NX, XX, GET, KEEPTTL, EX), SETNX, GETSET, GETDEL,
+// GETRANGE, SETRANGE, APPEND, INCRBY, INCRBYFLOAT, MSETNX, RENAME, RENAMENX, COPY, DEL,
+// UNLINK, EXISTS, TYPE against a map key -> (value or "a list", deadline), the clock fixed
+// (TTL is then exact). A list key stands for every other type (WRONGTYPE).
+TEST(KvModel, StringsAndKeysAgainstAMap) {
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (set HMDB_TEST_SEED to replay)");
+  std::mt19937_64 rng(seed);
+  hmdb::testing::AppDriver<Kv> db;
+  struct Entry {
+    bool list = false;  // a list of one element "e", else a string
+    std::string value;
+    int64_t ttl = -1;  // seconds, or -1
+  };
+  std::map<std::string, Entry> model;
+  const std::vector<std::string> keys = {"k1", "k2", "k3"};
+  const std::vector<std::string> values = {"1", "-3", "x", "2.5", "10", "", "9223372036854775807", "ab"};
+  auto key = [&] { return keys[rng() % keys.size()]; };
+  auto value = [&] { return values[rng() % values.size()]; };
+  auto is_string = [&](const std::string& k) { return model.count(k) && !model[k].list; };
+  auto is_list = [&](const std::string& k) { return model.count(k) && model[k].list; };
+  for (int step = 0; step < 5000; step++) {
+    const std::string k = key(), k2 = key();
+    std::vector<std::string> cmd;
+    std::string expect;
+    switch (rng() % 19) {
+      case 0: {  // SET [NX|XX] [GET] [EX 100|KEEPTTL]
+        const std::string v = value();
+        const int cond = static_cast<int>(rng() % 3), ttl = static_cast<int>(rng() % 3);
+        const bool get = rng() % 2;
+        cmd = {"SET", k, v};
+        if (cond == 1) cmd.push_back("NX");
+        if (cond == 2) cmd.push_back("XX");
+        if (get) cmd.push_back("GET");
+        if (ttl == 1) { cmd.push_back("EX"); cmd.push_back("100"); }
+        if (ttl == 2) cmd.push_back("KEEPTTL");
+        const bool exists = model.count(k) > 0;
+        if (get && is_list(k)) { expect = kWrongType; break; }
+        const std::string old = is_string(k) ? bulk(model[k].value) : kNil;
+        const bool go = cond == 0 || (cond == 1 && !exists) || (cond == 2 && exists);
+        if (go) {
+          const int64_t keep = exists && ttl == 2 ? model[k].ttl : -1;
+          model[k] = Entry{false, v, ttl == 1 ? 100 : keep};
+        }
+        expect = get ? old : go ? kOk : kNil;
+        break;
+      }
+      case 1: {
+        const std::string v = value();
+        cmd = {"SETNX", k, v};
+        expect = integer(model.count(k) ? 0 : 1);
+        if (!model.count(k)) model[k] = Entry{false, v, -1};
+        break;
+      }
+      case 2: {
+        const std::string v = value();
+        cmd = {"GETSET", k, v};
+        if (is_list(k)) { expect = kWrongType; break; }
+        expect = model.count(k) ? bulk(model[k].value) : kNil;
+        model[k] = Entry{false, v, -1};  // GETSET clears the deadline
+        break;
+      }
+      case 3:
+        cmd = {"GETDEL", k};
+        if (is_list(k)) { expect = kWrongType; break; }
+        expect = model.count(k) ? bulk(model[k].value) : kNil;
+        model.erase(k);
+        break;
+      case 4: {  // GETRANGE: Redis 7.0's clamping; a missing key is ""
+        const int64_t a = static_cast<int64_t>(rng() % 13) - 6, b = static_cast<int64_t>(rng() % 13) - 6;
+        cmd = {"GETRANGE", k, std::to_string(a), std::to_string(b)};
+        if (is_list(k)) { expect = kWrongType; break; }
+        const std::string v = model.count(k) ? model[k].value : "";
+        const int64_t n = static_cast<int64_t>(v.size());
+        int64_t s0 = a < 0 ? a + n : a, e0 = b < 0 ? b + n : b;
+        s0 = std::max<int64_t>(s0, 0);
+        e0 = std::max<int64_t>(e0, 0);
+        if (e0 >= n) e0 = n - 1;
+        expect = (a < 0 && b < 0 && a > b) || s0 > e0 || n == 0 ? bulk("") : bulk(v.substr(static_cast<size_t>(s0), static_cast<size_t>(e0 - s0 + 1)));
+        break;
+      }
+      case 5: {  // SETRANGE: pads with zero bytes; an empty value changes nothing
+        const int64_t off = static_cast<int64_t>(rng() % 9) - 1;
+        const std::string v = rng() % 4 == 0 ? "" : value();
+        cmd = {"SETRANGE", k, std::to_string(off), v};
+        if (off < 0) { expect = error("ERR offset is out of range"); break; }
+        if (is_list(k)) { expect = kWrongType; break; }
+        if (!model.count(k) && v.empty()) { expect = integer(0); break; }
+        std::string cur = model.count(k) ? model[k].value : "";
+        if (!v.empty()) {
+          if (cur.size() < static_cast<size_t>(off) + v.size()) cur.resize(static_cast<size_t>(off) + v.size(), '\0');
+          cur.replace(static_cast<size_t>(off), v.size(), v);
+          if (!model.count(k)) model[k] = Entry{};
+          model[k].value = cur;
+        }
+        expect = integer(static_cast<int64_t>(cur.size()));
+        break;
+      }
+      case 6: {
+        const std::string v = value();
+        cmd = {"APPEND", k, v};
+        if (is_list(k)) { expect = kWrongType; break; }
+        if (!model.count(k)) model[k] = Entry{};
+        model[k].value += v;  // keeps the deadline
+        expect = integer(static_cast<int64_t>(model[k].value.size()));
+        break;
+      }
+      case 7: {
+        const int64_t by = rng() % 8 == 0 ? INT64_MIN + 1 : static_cast<int64_t>(rng() % 9) - 4;
+        cmd = {"INCRBY", k, std::to_string(by)};
+        if (is_list(k)) { expect = kWrongType; break; }
+        int64_t now = 0;
+        if (model.count(k) && !strict_int64(model[k].value, &now)) { expect = kNotInteger; break; }
+        if ((by > 0 && now > INT64_MAX - by) || (by < 0 && now < INT64_MIN - by)) {
+          expect = error("ERR increment or decrement would overflow");
+          break;
+        }
+        if (!model.count(k)) model[k] = Entry{};
+        model[k].value = std::to_string(now + by);
+        expect = integer(now + by);
+        break;
+      }
+      case 8: {
+        const long double by = static_cast<long double>(static_cast<int>(rng() % 9) - 4) / 2;
+        cmd = {"INCRBYFLOAT", k, model_format(by)};
+        if (is_list(k)) { expect = kWrongType; break; }
+        long double now = 0;
+        if (model.count(k) && !model_long_double(model[k].value, &now)) { expect = error("ERR value is not a valid float"); break; }
+        if (!model.count(k)) model[k] = Entry{};
+        model[k].value = model_format(now + by);
+        expect = bulk(model[k].value);
+        break;
+      }
+      case 9: {  // MSETNX: all or nothing
+        const std::string v = value();
+        cmd = {"MSETNX", k, v, k2, v + "2"};
+        const bool any = model.count(k) || model.count(k2);
+        if (!any) { model[k] = Entry{false, v, -1}; model[k2] = Entry{false, v + "2", -1}; }
+        expect = integer(any ? 0 : 1);
+        break;
+      }
+      case 10:  // RENAME: the value and its deadline move; onto itself it is +OK
+        cmd = {"RENAME", k, k2};
+        if (!model.count(k)) { expect = error("ERR no such key"); break; }
+        if (k != k2) { model[k2] = model[k]; model.erase(k); }
+        expect = kOk;
+        break;
+      case 11:
+        cmd = {"RENAMENX", k, k2};
+        if (!model.count(k)) { expect = error("ERR no such key"); break; }
+        expect = integer(model.count(k2) ? 0 : 1);
+        if (!model.count(k2)) { model[k2] = model[k]; model.erase(k); }
+        break;
+      case 12: {  // COPY [REPLACE]: a deep copy with the deadline
+        const bool replace = rng() % 2;
+        cmd = {"COPY", k, k2};
+        if (replace) cmd.push_back("REPLACE");
+        if (k == k2) { expect = error("ERR source and destination objects are the same"); break; }
+        const bool go = model.count(k) && (replace || !model.count(k2));
+        if (go) model[k2] = model[k];
+        expect = integer(go ? 1 : 0);
+        break;
+      }
+      case 13: {
+        cmd = {rng() % 2 ? "DEL" : "UNLINK", k, k2};
+        int64_t n = static_cast<int64_t>(model.erase(k));
+        n += static_cast<int64_t>(model.erase(k2));
+        expect = integer(n);
+        break;
+      }
+      case 14:
+        cmd = {"EXISTS", k, k2, k};
+        expect = integer(2 * static_cast<int64_t>(model.count(k)) + static_cast<int64_t>(model.count(k2)));
+        break;
+      case 15:
+        cmd = {"TYPE", k};
+        expect = !model.count(k) ? "+none\r\n" : model[k].list ? "+list\r\n" : "+string\r\n";
+        break;
+      case 16:
+        cmd = {"TTL", k};
+        expect = integer(model.count(k) ? model[k].ttl : -2);
+        break;
+      case 17:
+        cmd = {"GET", k};
+        expect = is_list(k) ? kWrongType : is_string(k) ? bulk(model[k].value) : kNil;
+        break;
+      case 18:  // another type on the key
+        if (model.count(k)) { cmd = {"DEL", k}; expect = integer(1); model.erase(k); break; }
+        cmd = {"RPUSH", k, "e"};
+        expect = integer(1);
+        model[k] = Entry{true, "", -1};
+        break;
+    }
+    ASSERT_EQ(db.run_strings(cmd), expect) << "step " << step << ": " << joined(cmd);
+  }
+  for (const auto& k : keys) {
+    if (!model.count(k)) continue;
+    EXPECT_EQ(db.run_strings({"TTL", k}), integer(model[k].ttl)) << k;
+    if (!model[k].list) {
+      EXPECT_EQ(db.run_strings({"GET", k}), bulk(model[k].value)) << k;
     }
   }
 }
