@@ -334,6 +334,16 @@ bool parse_random_count(std::string_view s, int64_t* out, Reply& r) {
   return true;
 }
 
+// With WITHVALUES/WITHSCORES the reply holds 2|count| elements: Redis (7.0.8 on) refuses a count
+// past +-LONG_MAX/2, before it looks at the key. Without this a negative count there asked kv
+// for ~10^19 picks: one query took the node's memory until it was killed.
+bool pairs_count_in_range(int64_t count, Reply& r) {
+  constexpr int64_t kHalf = std::numeric_limits<int64_t>::max() / 2;
+  if (count >= -kHalf && count <= kHalf) return true;
+  r.error("ERR value is out of range");
+  return false;
+}
+
 // ---- typed arguments shared by many commands ------------------------------------------------
 
 // The whole argv (for commands whose arguments are plain keys/values, checked by arity).
@@ -1034,6 +1044,7 @@ void query_hrandfield(const State& s, Args a, const QueryContext& ctx, Reply& r)
   if (has_count && !parse_random_count(a[2], &count, r)) return;
   if (a.size() > 4 || (a.size() == 4 && !iequals(a[3], "WITHVALUES"))) { r.error(kSyntax); return; }
   const bool with_values = a.size() == 4;
+  if (with_values && !pairs_count_in_range(count, r)) return;
   const Hash* h;
   if (!container_for_read<Hash>(s, a[1], ctx.now_ms, r, &h)) return;
   if (!h) { if (has_count) r.array(0); else r.null(); return; }
@@ -2030,6 +2041,7 @@ void query_zrandmember(const State& s, Args a, const QueryContext& ctx, Reply& r
   if (has_count && !parse_random_count(a[2], &count, r)) return;
   if (a.size() > 4 || (a.size() == 4 && !iequals(a[3], "WITHSCORES"))) { r.error(kSyntax); return; }
   const bool withscores = a.size() == 4;
+  if (withscores && !pairs_count_in_range(count, r)) return;
   const ZSet* z;
   if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
   if (!z) { if (has_count) r.array(0); else r.null(); return; }
