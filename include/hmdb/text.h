@@ -78,7 +78,7 @@ inline bool parse_block_timeout(std::string_view s, uint64_t* ms, std::string* e
     char* end = nullptr;
     errno = 0;
     v = std::strtold(buf.c_str(), &end);
-    ok = *end == '\0' && !std::isnan(v) &&
+    ok = end == buf.c_str() + buf.size() && !std::isnan(v) &&  // a zero byte inside ends strtold early
          !(errno == ERANGE && (v == HUGE_VALL || v == -HUGE_VALL || std::fpclassify(v) == FP_ZERO));
   }
   if (!ok) {

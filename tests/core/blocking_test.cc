@@ -190,8 +190,9 @@ TEST(Blocking, TimeoutWordsParseAsRedisReadsThem) {
   EXPECT_EQ(parse_block_timeout_ms("0.0001"), 1u) << "rounded up";
   EXPECT_EQ(parse_block_timeout_ms("1e1"), 10000u);
   EXPECT_EQ(parse_block_timeout_ms("-0.0001"), 0u) << "Redis: ceil(-0.1) is 0, forever";
-  for (const char* bad : {"-1", "x", "", " 1", "1 ", "nan", "inf", "1e20"})
+  for (std::string_view bad : {"-1", "x", "", " 1", "1 ", "nan", "inf", "1e20"})
     EXPECT_FALSE(parse_block_timeout_ms(bad)) << bad;
+  EXPECT_FALSE(parse_block_timeout_ms(std::string_view("1\0x", 3))) << "Redis reads the whole word (string2ld)";
   EXPECT_TRUE(is_null_reply("*-1\r\n") && is_null_reply("$-1\r\n") && is_null_reply("_\r\n"));
   EXPECT_FALSE(is_null_reply("*0\r\n"));
 }
