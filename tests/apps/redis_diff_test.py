@@ -62,6 +62,8 @@ DEFAULT_SEED = 20261206
 # Chances (per command) of a word dropped (arity errors) or a stray word added (syntax errors).
 P_DROP_WORD = 0.02
 P_EXTRA_WORD = 0.02
+# Chance (per command) that a transaction starts (MULTI, 1-4 commands, EXEC).
+P_MULTI = 0.02
 # Slack of the ttl mode: the two servers set a deadline and read their clocks a few ms apart,
 # more on a loaded machine; generous, since what is checked is the deadline's presence and
 # rough value (the expiries are 1000 s and more), not the scheduler.
@@ -629,8 +631,8 @@ def mixed_scores(pair, key):
 
 
 class Stats:
-    """What a run covered: commands compared, of which errors (Redis'), lex ranges not sent,
-    and the state checks' commands."""
+    """What a run covered: commands compared, of which errors (Redis'), commands not sent (lex
+    ranges on mixed scores, undefined replies in MULTI), and the state checks' commands."""
 
     def __init__(self):
         self.commands = self.errors = self.skipped = self.checks = 0
@@ -662,8 +664,11 @@ def run_sequence(servers, name, gen, prefix, seed, length, stats):
     try:
         pair.both(["FLUSHALL"])
         history = []
+        queued = 0  # commands still to queue in the open MULTI, if any
         for i in range(length + 1):
-            if i % STATE_CHECK_EVERY == 0 or i == length:
+            if queued and i == length:
+                queued = 1  # the sequence ends: the next command is EXEC
+            if not queued and (i % STATE_CHECK_EVERY == 0 or i == length):
                 for words, mode in state_checks(pair, prefix):
                     redis, hmdb = pair.both(words)
                     stats.checks += 1
@@ -672,9 +677,26 @@ def run_sequence(servers, name, gen, prefix, seed, length, stats):
                         return report(name, seed, protocol, i, mode, reason, history, ["(state check)"] + words, redis, hmdb)
             if i == length:
                 break
-            words, mode = gen(g)
-            words = mangle(g, words)
-            if mode == "lex" and mixed_scores(pair, words[1]):
+            if not queued and g.chance(P_MULTI):
+                # A transaction of 1-4 commands: MULTI, each +QUEUED (or a queueing error), EXEC
+                # with the results (or EXECABORT), all byte for byte.
+                queued = g.rng.randint(1, 4) + 1
+                words, mode = ["MULTI"], "bytes"
+            elif queued == 1:
+                words, mode = ["EXEC"], "bytes"
+            else:
+                words, mode = gen(g)
+                words = mangle(g, words)
+            if queued:
+                queued -= 1
+                if mode != "bytes":
+                    # Inside EXEC's array a reply is compared byte for byte only: a command
+                    # whose reply Redis leaves undefined (random, unordered, a BYLEX whose
+                    # scores are checked before EXEC runs it) is not queued.
+                    history.append(["(not sent in MULTI:)"] + words)
+                    stats.skipped += 1
+                    continue
+            elif mode == "lex" and mixed_scores(pair, words[1]):
                 history.append(["(not sent, mixed scores:)"] + words)
                 stats.skipped += 1
                 continue
@@ -731,7 +753,7 @@ def main():
                     if not args.keep_going:
                         break
             print(f"{name}: {args.sequences} sequences of {args.length} commands from seed {args.seed}: "
-                  f"{stats.commands} compared ({stats.errors} errors), {stats.skipped} lex ranges not sent, "
+                  f"{stats.commands} compared ({stats.errors} errors), {stats.skipped} not sent (lex ranges, in MULTI), "
                   f"{stats.checks} state-check commands; "
                   f"{time.monotonic() - start:.1f} s", flush=True)
             if failures and not args.keep_going:
