@@ -578,9 +578,10 @@ def check_rand(pair, words, redis, hmdb):
 def same(mode, words, redis, hmdb, pair):
     """Whether two replies agree under mode: (ok, reason)."""
     (redis_raw, redis_value), (hmdb_raw, hmdb_value) = redis, hmdb
-    if words[0].upper().startswith(("Z", "BZ")):
+    if words[0].upper().startswith(("Z", "BZ")) or (words[0].upper() == "EXEC" and pair.zsets):
         # A score of -0 is "0" in Redis' small sorted sets, "-0" in kv (docs/kv-commands.md
-        # "Differences from Redis"): both are read as 0 (no member is named "-0").
+        # "Differences from Redis"): both are read as 0 (no member is named "-0"), in the
+        # zsets sequences' transactions too.
         redis_raw, hmdb_raw = (raw.replace(b"$2\r\n-0\r\n", b"$1\r\n0\r\n").replace(b",-0\r\n", b",0\r\n")
                                for raw in (redis_raw, hmdb_raw))
     if (mode == "zstore" and redis_raw.startswith(b"-WRONGTYPE") and
@@ -661,6 +662,7 @@ def run_sequence(servers, name, gen, prefix, seed, length, stats):
     protocol = 2 + seed % 2
     g = Gen(seed, prefix)
     pair = Pair(servers, protocol)
+    pair.zsets = name == "zsets"
     try:
         pair.both(["FLUSHALL"])
         history = []
