@@ -48,6 +48,7 @@ import argparse
 import os
 import random
 import shutil
+import signal
 import sys
 import time
 
@@ -741,6 +742,9 @@ def main():
     if not redis:
         print("SKIP: redis-server is not installed (apt-get install redis-server)")
         return 77
+    # A SIGTERM (ctest's timeout, a long run stopped) unwinds through Servers' exit, which
+    # stops both servers and removes their directory.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     failures = 0
     with Servers(redis, args.hmdb) as servers:
         for name in args.types.split(","):
