@@ -34,6 +34,9 @@
 #              options before the keys' types (docs/kv-commands.md, Sorted sets: a write's words
 #              are checked before it is logged), so kv's option error may stand where Redis
 #              answers WRONGTYPE
+#   scan       SCAN, HSCAN, SSCAN, ZSCAN from cursor 0: the cursors are kv's own (docs/kv-commands.md
+#              "Differences from Redis"), so each server's iteration is run to its end and the
+#              sets of elements (pairs for HSCAN, ZSCAN) compared; errors byte for byte
 #   spop       SPOP: the same checks; then Redis is made to have popped hmdb's members (SADD
 #              back its own, SREM hmdb's) so the states stay equal, and SMEMBERS compared
 # Every STATE_CHECK_EVERY commands and at the end, every key of the space is compared whole
@@ -227,6 +230,9 @@ def gen_strings(g):
                        ["PSETEX", k, g.pick([g.millis(), "0", "abc"]), g.value()]]), "bytes"
     if r < 35:
         return ["TOUCH"] + g.keys(), "bytes"
+    if r < 36 and g.chance(0.5):
+        # SCAN's cursors are kv's own ("Differences from Redis"): a whole iteration compared.
+        return ["SCAN", g.pick(["0", "0", "0", "abc", "-1"])] + scan_options(g, True), "scan"
     if r < 36:
         # KEYS: kv lists in hash order, Redis in its table's ("Differences from Redis"): a multiset.
         return ["KEYS", g.pick(["*", "s*", "s[01]", "s?", "*2", "x*", "[", "s\\1"])], "unordered"
@@ -273,6 +279,8 @@ def gen_hashes(g):
         return ["HSTRLEN", k, f], "bytes"
     if r < 23:
         return ["HSETNX", k, f, g.value()], "bytes"
+    if r < 24 and g.chance(0.5):
+        return ["HSCAN", k, g.pick(["0", "0", "0", "abc"])] + scan_options(g), "scan"
     if r < 26:
         # Random: compared by its properties (mode rand).
         return ["HRANDFIELD", k] + g.pick([[], [g.count()], [g.count(), "WITHVALUES"], [g.count(), "withvalues"],
@@ -297,6 +305,8 @@ def gen_sets(g):
         # SMEMBERS: Redis' order is its table's, kv's its hash order ("Differences from
         # Redis"): a multiset; the same for SINTER, SUNION and SDIFF below.
         return ["SMEMBERS", k], "unordered"
+    if r < 12 and g.chance(0.5):
+        return ["SSCAN", k, g.pick(["0", "0", "0", "abc"])] + scan_options(g), "scan"
     if r < 12:
         return ["SCARD", k], "bytes"
     if r < 13:
@@ -439,6 +449,8 @@ def gen_zsets(g):
         return ["ZLEXCOUNT", k, lexbound(g), lexbound(g)], "lex"
     if r < 27:
         return [g.pick(["ZRANK", "ZREVRANK"]), k, g.member()], "bytes"
+    if r < 29 and g.chance(0.3):
+        return ["ZSCAN", k, g.pick(["0", "0", "0", "abc"])] + scan_options(g), "scan"
     if r < 29:
         return g.pick([["ZMSCORE", k] + g.members(), ["ZSCORE", k, g.member()], ["ZCARD", k]]), "bytes"
     if r < 31:
@@ -479,6 +491,16 @@ def gen_zsets(g):
 
 GENERATORS = {"strings": ("s", gen_strings), "hashes": ("h", gen_hashes), "sets": ("t", gen_sets),
               "lists": ("l", gen_lists), "zsets": ("z", gen_zsets)}
+
+
+def scan_options(g, with_type=False):
+    """MATCH, COUNT (bad ones too) and, for SCAN, TYPE options in random order."""
+    opts = []
+    for _ in range(g.rng.randrange(3)):
+        opts += g.pick([["MATCH", g.pick(["*", "a*", "?", "[a-c]", "*0", "x*", "s*", "h*", "\\a"])],
+                        ["COUNT", g.pick(["1", "2", "10", "0", "-1", "abc"])]] +
+                       ([["TYPE", g.pick(["string", "list", "set", "zset", "hash", "nosuch"])]] if with_type else []))
+    return opts
 
 
 def mangle(g, words):
@@ -576,6 +598,32 @@ def check_rand(pair, words, redis, hmdb):
     return None
 
 
+# How many pages a whole SCAN iteration may take (the spaces are a few keys or members).
+MAX_SCAN_PAGES = 1000
+
+
+def scan_rest(pair, which, words, first):
+    """The set of elements of a whole SCAN-family iteration whose first page was first
+    (pairs for HSCAN and ZSCAN, a -0 score read as 0), or None for a malformed reply."""
+    at = 1 if words[0].upper() == "SCAN" else 2
+    pairs_of = words[0].upper() in ("HSCAN", "ZSCAN")
+    found, value = set(), first
+    for _ in range(MAX_SCAN_PAGES):
+        kind, payload = value
+        if kind != b"*" or len(payload) != 2:
+            return None
+        items = [v[1] for v in payload[1][1]]
+        if pairs_of:
+            found |= {(items[i], b"0" if items[i + 1] == b"-0" else items[i + 1]) for i in range(0, len(items), 2)}
+        else:
+            found |= set(items)
+        cursor = payload[0][1].decode()
+        if cursor == "0":
+            return found
+        value = pair.one(which, words[:at] + [cursor] + words[at + 1:])[1]
+    return None
+
+
 def same(mode, words, redis, hmdb, pair):
     """Whether two replies agree under mode: (ok, reason)."""
     (redis_raw, redis_value), (hmdb_raw, hmdb_value) = redis, hmdb
@@ -592,6 +640,9 @@ def same(mode, words, redis, hmdb, pair):
         return redis_raw == hmdb_raw, "bytes differ"
     if mode == "unordered":
         return unordered(redis_value) == unordered(hmdb_value), "different multisets"
+    if mode == "scan":
+        a, b = scan_rest(pair, 0, words, redis_value), scan_rest(pair, 1, words, hmdb_value)
+        return a is not None and a == b, f"whole iterations differ: redis {a} hmdb {b}"
     if mode == "pairs":
         return pairs(redis_value) == pairs(hmdb_value), "different multisets of pairs"
     if mode == "ttl":
