@@ -7,7 +7,8 @@
 // encoded into a log entry and applied through the engine's apply path (hmdb/testing.h's
 // apply_write); a query goes through the query path. Two copies of the state, A and B, run
 // every command; B is now and then replaced by a load of A's snapshot (a node that restarted
-// from one: same state, different memory layout, nothing left to lazily free). Checked:
+// from one: same state, different memory layout, nothing left to lazily free), and the clock
+// moves now and then, with housekeeping deleting what expired. Checked:
 //   - every command gets exactly one well-formed reply (hmdb/reply.h's reply_problem) or error;
 //   - a write that validate() accepted applies (no divergence), and a blocking one's timeout
 //     word is one the engine reads (core/blocking.h);
@@ -16,9 +17,9 @@
 //     the same bytes and load back to the same digest;
 //   - a command answered with an error changes nothing (digest) and emits no event;
 //   - and, by the sanitizers, no crash, no UB, no ASan report.
-// Commands whose valid arguments are meant to be expensive (SETRANGE at a 512 MiB offset,
+// Commands whose valid arguments are expensive by design (SETRANGE at a 512 MiB offset,
 // SRANDMEMBER with a count of -10^18: docs/kv-commands.md, "Commands that take long") are
-// skipped when their count or offset is huge; their bounds have unit tests of their own.
+// skipped when their count or offset is huge (too_costly); what must be refused is not.
 //
 // Built two ways: with clang -fsanitize=fuzzer (fuzz/CMakeLists.txt), and with
 // -DHMDB_FUZZ_REPLAY_MAIN as a plain program replaying the seed corpus (tests/apps), so CI
