@@ -231,8 +231,9 @@ def gen_strings(g):
     if r < 35:
         return ["TOUCH"] + g.keys(), "bytes"
     if r < 36 and g.chance(0.5):
-        # SCAN's cursors are kv's own ("Differences from Redis"): a whole iteration compared.
-        return ["SCAN", g.pick(["0", "0", "0", "abc", "-1"])] + scan_options(g, True), "scan"
+        # SCAN's cursors are kv's own ("Differences from Redis"): a whole iteration from 0
+        # compared; no other start (Redis takes "-1" as 2^64-1, a position in its table).
+        return ["SCAN", g.pick(["0", "0", "0", "abc"])] + scan_options(g, True), "scan"
     if r < 36:
         # KEYS: kv lists in hash order, Redis in its table's ("Differences from Redis"): a multiset.
         return ["KEYS", g.pick(["*", "s*", "s[01]", "s?", "*2", "x*", "[", "s\\1"])], "unordered"
