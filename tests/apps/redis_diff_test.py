@@ -66,6 +66,9 @@ DEFAULT_SEED = 20261206
 # Chances (per command) of a word dropped (arity errors) or a stray word added (syntax errors).
 P_DROP_WORD = 0.02
 P_EXTRA_WORD = 0.02
+# Chance (per command) of a bulk write (40-140 members added or removed) in hashes, sets,
+# lists and sorted sets, so that containers cross the compact sizes both ways.
+P_BULK = 0.02
 # Chance (per command) that a transaction starts (MULTI, 1-4 commands, EXEC).
 P_MULTI = 0.02
 # Slack of the ttl mode: the two servers set a deadline and read their clocks a few ms apart,
@@ -114,6 +117,12 @@ class Gen:
 
     def member(self, n=len(MEMBERS)):
         return self.pick(self.MEMBERS[:n])
+
+    def many(self, n):
+        """n distinct members of a space of 150 (beside the small one), for containers past kv's
+        compact sizes (a hash or set switches to a B-tree above 64, back at 32; Redis' listpacks
+        end at 128 entries) and back."""
+        return ["m" + str(i) for i in self.rng.sample(range(150), n)]
 
     def members(self, lo=1, hi=4):
         return [self.member() for _ in range(self.rng.randint(lo, hi))]
@@ -249,6 +258,13 @@ def gen_strings(g):
 def gen_hashes(g):
     k = g.key()
     f = g.member()
+    if g.chance(P_BULK):
+        if g.chance(0.6):
+            words = ["HSET", k]
+            for m in g.many(g.rng.randint(40, 140)):
+                words += [m, g.value()]
+            return words, "bytes"
+        return ["HDEL", k] + g.many(g.rng.randint(40, 140)), "bytes"
     r = g.rng.randrange(30)
     if r < 4:
         words = [g.pick(["HSET", "HMSET"]), k]
@@ -293,6 +309,8 @@ def gen_hashes(g):
 
 def gen_sets(g):
     k = g.key()
+    if g.chance(P_BULK):
+        return [g.pick(["SADD", "SADD", "SREM"]), k] + g.many(g.rng.randint(40, 140)), "bytes"
     r = g.rng.randrange(34)
     if r < 5:
         return ["SADD", k] + g.members(), "bytes"
@@ -335,6 +353,8 @@ def gen_sets(g):
 
 def gen_lists(g):
     k = g.key()
+    if g.chance(P_BULK):
+        return [g.pick(["LPUSH", "RPUSH"]), k] + [g.member(4) for _ in range(g.rng.randint(40, 140))], "bytes"
     e = g.member(4)
     idx = g.pick([g.small(-5, 5)] * 5 + ["9223372036854775807", "-9223372036854775808", "abc", "100", "-100"])
     r = g.rng.randrange(38)
@@ -399,6 +419,13 @@ def lexbound(g):
 
 def gen_zsets(g):
     k = g.key()
+    if g.chance(P_BULK):
+        if g.chance(0.6):
+            words = ["ZADD", k]
+            for m in g.many(g.rng.randint(40, 140)):
+                words += [g.small(-4, 4), m]
+            return words, "bytes"
+        return ["ZREM", k] + g.many(g.rng.randint(40, 140)), "bytes"
     r = g.rng.randrange(45)
     if r < 7:
         words = ["ZADD", k]
