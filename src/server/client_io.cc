@@ -324,7 +324,8 @@ void Node::parse_session(Session& s) {
     if (parsed > 1)
       for (size_t i = 0; i < parsed; i++)
         if (!parse_ahead_[i].argv.empty()) app_->prefetch(parse_ahead_[i].argv);
-    for (size_t i = 0; i < parsed; i++) {
+    size_t ran = 0;
+    for (size_t i = 0; i < parsed; i++, ran++) {
       if (i > 0 && (s.close_after_reply || session_paused(s) || paused())) {
         // Stop here; the loop's top handles why. The parser may hold a later command's
         // partial state, but parsing resumes at this command: forget it.
@@ -335,7 +336,7 @@ void Node::parse_session(Session& s) {
       if (!parse_ahead_[i].argv.empty()) run_command(s, parse_ahead_[i].argv);
       s.in.consume(parse_ahead_[i].consumed);
     }
-    group_ran(s);  // latency, SLOWLOG (stage_timing.cc)
+    group_ran(s, ran);  // latency, SLOWLOG (stage_timing.cc)
     if (parsed > 0 && !error_next) continue;
     if (parsed > 0) {
       s.parser.reset();  // the malformed command is parsed again, first, and answered below
@@ -359,7 +360,16 @@ void Node::run_command(Session& s, Args argv) {
   const size_t pending_before = s.pending();
   const uint64_t writes_before = replica_->stats().writes;
   replica_->command(s.client, argv);
-  command_ran(s, argv, pending_before, writes_before);
+  // Latency (stage_timing.cc): a command answered at once is timed at the end of its group
+  // (group_ran); one whose reply waits in a slot (a write, or anything behind one), when
+  // the reply leaves (replies_left).
+  const uint32_t id = latency_->command_id(argv[0]);
+  if (s.pending() > pending_before) {
+    s.pending_commands.push_back(Session::PendingCommand{id, turn_start_us_});
+  } else {
+    group_answered_[group_answered_count_++] = id;  // at most kParseAheadCommands a group
+  }
+  if (replica_->stats().writes != writes_before) group_writes_++;
 }
 
 // ---------------------------------------------------------------------------------------

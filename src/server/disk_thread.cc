@@ -170,15 +170,17 @@ void DiskThread::run() {
 
     uint64_t sync_us = 0;
     bool synced = false;
-    const bool sync_due = durability_ == Durability::kAlways || stopping || Clock::now() >= next_sync;
+    const bool sync_due = durability_ == Durability::kAlways || stopping || write_end >= next_sync;
     if (dirty && sync_due) {
-      auto t0 = Clock::now();
+      // The sync starts where the writes ended (nothing between): one clock read less.
+      const auto t0 = wrote ? write_end : Clock::now();
       Status s = log_->sync();
       if (!s) fail("fdatasync of the log in " + dir_, s);
-      sync_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - t0).count());
+      const auto t1 = Clock::now();
+      sync_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count());
       dirty = false;
       synced = true;
-      next_sync = Clock::now() + interval;
+      next_sync = t1 + interval;
     }
 
     // `always`: the ack waits for the sync. `periodic`: write(2) returning is enough.

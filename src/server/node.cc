@@ -277,8 +277,9 @@ int Node::run(int signal_fd) {
     loop_turn(timeout_ms);
 
     // Sleep in epoll only if nothing can progress without an event.
+    // From the end of the turn (read there), not a clock read of its own.
     const uint64_t next = std::min(next_tick_ms_, next_raft_tick_ms_);
-    timeout_ms = static_cast<int>(std::min<uint64_t>(kTickMs, next > monotonic_ms() ? next - monotonic_ms() : 0));
+    timeout_ms = static_cast<int>(std::min<uint64_t>(kTickMs, next > turn_end_ms_ ? next - turn_end_ms_ : 0));
     if (!replica_->idle() || replica_->pubsub().pump_ready()) timeout_ms = 0;
     if (transport_ && transport_->reads_pending()) timeout_ms = 0;
     if (!draining_ && !paused()) {
@@ -341,10 +342,13 @@ void Node::note_turn_duration(uint64_t busy_ms) {
 }
 
 void Node::refresh_clocks() {
-  // One read for both: the turn's time in ms (timers) and µs (stage latencies).
-  turn_start_us_ = monotonic_us();
-  turn_steady_ms_ = turn_start_us_ / 1000;
-  reply_clock_us_ = 0;
+  // One read for both: the turn's time in ms (timers) and, anchoring the stage clock, in µs
+  // (stage latencies: server/stage_clock.h).
+  const uint64_t mono_us = monotonic_us();
+  turn_steady_ms_ = mono_us / 1000;
+  turn_start_us_ = stage_clock_.anchor(mono_us);
+  stage_clock_us_ = turn_start_us_;  // the disk's acknowledgement is seen now (on_disk_ack)
+  stage_clock_fresh_ = true;
   turn_wall_ms_ = wall_ms();
   if (replica_) replica_->set_time(turn_wall_ms_, turn_steady_ms_);
 }
@@ -366,6 +370,9 @@ void Node::loop_turn(int timeout_ms) {
   refresh_clocks();
   const uint64_t work_start_ms = turn_steady_ms_;
   bool peers_polled = false;
+  // Whether anything but client sockets and the disk's acknowledgement took time before
+  // the reading below (the first command's time starts after it).
+  bool other_work = false;
   // Consensus time first, from the clock read just now: the core is fed every tick that
   // elapsed since the last turn (at most raft_catch_up_ticks_max_), before it sees this
   // turn's messages and requests. After a stall (a long turn, SIGSTOP, a VM freeze) a
@@ -378,6 +385,7 @@ void Node::loop_turn(int timeout_ms) {
     const uint64_t feed = std::min(due, raft_catch_up_ticks_max_);
     for (uint64_t i = 0; i < feed; i++) raft_->tick();
     next_raft_tick_ms_ += due * kRaftTickMs;
+    other_work = true;
     if (transport_) {
       poll_peers();  // reconnects with backoff need a clock
       peers_polled = true;
@@ -391,6 +399,7 @@ void Node::loop_turn(int timeout_ms) {
   }
   for (int i = 0; i < n; i++) {
     uint64_t tag = events[i].data.u64;
+    if (tag < kFirstSessionId) other_work = other_work || tag != kEpollTagWake;
     if (tag == kEpollTagListen) {
       accept_clients(listen_fd_, false);
     } else if (tag == kEpollTagTlsListen) {
@@ -445,18 +454,22 @@ void Node::loop_turn(int timeout_ms) {
   // A TLS peer connection that stopped at its read budget has bytes no event announces.
   if (transport_ && !peers_polled && transport_->reads_pending()) poll_peers();
   refresh_disk_queue_state();
-  uint64_t now = monotonic_ms();
-  if (now >= next_tick_ms_) {
+  // The turn's start is "now" for the housekeeping tick (kTickMs apart: a few µs of event
+  // handling do not matter to it).
+  if (turn_steady_ms_ >= next_tick_ms_) {
     tick();
-    next_tick_ms_ = std::max(next_tick_ms_ + kTickMs, now + 1);
+    next_tick_ms_ = std::max(next_tick_ms_ + kTickMs, turn_steady_ms_ + 1);
+    other_work = true;
   }
+  stage_clock_fresh_ = false;
 
   // Read and parse. Under global back-pressure nothing is read: the kernel's socket buffers
   // fill and TCP pushes back on the clients.
   if (!draining_ && !paused()) {
     std::vector<uint64_t> work;
     work.swap(active_);
-    if (!work.empty()) clock_us_ = monotonic_us();  // the first command's time starts here
+    // The first command's time starts here: the turn's start, unless other work came first.
+    if (!work.empty()) clock_us_ = other_work ? stage_read_us() : turn_start_us_;
     for (uint64_t id : work) {
       Session* s = find_session(id);
       if (!s) continue;
@@ -469,7 +482,7 @@ void Node::loop_turn(int timeout_ms) {
       if (s->readable && !session_paused(*s)) read_session(*s);
       if (!(s = find_session(id))) continue;
       parse_session(*s);
-      session_turn_done();
+      stage_clock_fresh_ = false;
       if (!(s = find_session(id))) continue;
       if (s->eof && s->unsent() == 0 && ((s->pending() == 0 && s->in.empty()) || s->client.blocking)) {
         // The peer closed and nothing is owed to it. (Replies still owed to a half-closed
@@ -484,6 +497,7 @@ void Node::loop_turn(int timeout_ms) {
         replica_->propose();
         replica_->drive();  // hands the entry to the disk thread now
         refresh_disk_queue_state();
+        stage_clock_fresh_ = false;
       }
     }
   }
@@ -491,7 +505,7 @@ void Node::loop_turn(int timeout_ms) {
   // The batch becomes one log entry; the Readies are handled (persist, send, apply);
   // finished replies move out in order (replies_ready() schedules their sending).
   sync_forwarder();  // the leader may have changed this turn: before the replica drains
-  reply_clock_us_ = 0;
+  stage_clock_fresh_ = false;
   replica_->end_turn();
   note_replies_queued();
   if (refused_snapshot_) [[unlikely]] note_refused_snapshot();
@@ -507,9 +521,10 @@ void Node::loop_turn(int timeout_ms) {
     s->in_flush = false;
     flush_session(*s);
   }
-  const uint64_t end_us = monotonic_us();
+  const uint64_t end_us = stage_read_us();
   note_turn_end(end_us);
-  note_turn_duration(end_us / 1000 - work_start_ms);
+  turn_end_ms_ = end_us / 1000;
+  note_turn_duration(turn_end_ms_ - work_start_ms);
 }
 
 void Node::disconnect_stalled_readers() {
@@ -636,6 +651,7 @@ void Node::send(std::vector<raft::Message>&& messages) {
   note_sent(messages);
   for (raft::Message& m : messages) transport_->send(std::move(m));
   transport_->flush();
+  stage_clock_fresh_ = false;  // sockets written: the next stage boundary reads the clock
 }
 
 void Node::applied(const raft::Entry& entry) {

@@ -54,6 +54,7 @@
 #include "server/fatal.h"
 #include "server/forward_links.h"
 #include "server/latency.h"
+#include "server/stage_clock.h"
 #include "server/metrics.h"
 #include "server/options.h"
 #include "server/session.h"
@@ -200,17 +201,62 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   void run_command(Session& s, Args argv);
 
   // ---- latency by stage (stage_timing.cc; server/latency.h) ----
-  // After replica_->command(argv) of s: noted for the end of its group, or a record that
-  // waits for its reply.
-  void command_ran(Session& s, Args argv, size_t pending_before, uint64_t writes_before);
-  // After a group of pipelined commands parsed together ran (client_io.cc, parse_session):
-  // one clock read for all of them: the time the group held the loop (SLOWLOG), and the
-  // latency of those answered at once.
-  void group_ran(Session& s);
-  // After a session's turn of reading and parsing: its writes' and queries' stage marks.
-  void session_turn_done();
-  // The replies of s that left its slots: their commands' latency.
-  void replies_left(Session& s);
+  // After a group of pipelined commands parsed together ran (client_io.cc, parse_session:
+  // parse_ahead_[0, parsed)): one clock read for all of them: the time the group held the
+  // loop (SLOWLOG), the latency of those answered at once, and the mark of its writes.
+  // run_command noted each command in group_answered_ / group_writes_ (or, for one whose
+  // reply waits in a slot, in the session's pending_commands).
+  // (Inline: it runs once per group, a command at pipeline 1; the rare paths are out of line.)
+  void group_ran(Session& s, size_t ran) {
+    if (ran == 0) return;
+    const uint64_t now = stage_read_us();
+    // Since the previous group, or since this turn's reading began for a client's first:
+    // its bytes read and parsed, and the commands run (Redis' SLOWLOG counts the run only).
+    const uint64_t ran_us = now - clock_us_;
+    clock_us_ = now;
+    const uint64_t latency = now - turn_start_us_;
+    if (group_answered_count_ > 0) queries_ran(now, latency);
+    if (group_writes_ > 0) {
+      latency_->stage(Stage::kReadParse).record(latency, group_writes_);
+      batch_marks_.push_back(Mark{now, group_writes_});
+      group_writes_ = 0;
+    }
+    if (slowlog_.wants(ran_us) || (latency_events_.threshold_ms != 0 && ran_us >= latency_events_.threshold_ms * 1000))
+      [[unlikely]] group_was_slow(s, ran, ran_us);
+  }
+  void queries_ran(uint64_t now, uint64_t latency);
+  void group_was_slow(Session& s, size_t ran, uint64_t ran_us);
+  // The stage clock now, or its last reading if nothing that takes time ran since
+  // (stage_clock_fresh_): stage boundaries that are the same instant share one read.
+  uint64_t stage_now_us() {
+    if (stage_clock_fresh_) return stage_clock_us_;
+    stage_clock_fresh_ = true;
+    return stage_clock_us_ = stage_clock_.now_us();
+  }
+  // A fresh reading (after work that takes time), kept for the boundaries that follow.
+  uint64_t stage_read_us() {
+    stage_clock_fresh_ = true;
+    return stage_clock_us_ = stage_clock_.now_us();
+  }
+  // The replies of s that left its slots: their commands' latency. (Inline: once per
+  // session whose writes were answered.)
+  void replies_left(Session& s) {
+    const size_t waiting = s.pending_commands.size() - s.pending_head;
+    const size_t pending = s.pending();
+    if (waiting <= pending) return;
+    const uint64_t now = stage_now_us();
+    for (size_t n = waiting - pending; n > 0; n--) {
+      const Session::PendingCommand& c = s.pending_commands[s.pending_head++];
+      if (c.command != LatencyStats::kNoCommand) latency_->command(c.command).record(now - c.start_us);
+    }
+    if (s.pending_head == s.pending_commands.size()) {
+      s.pending_commands.clear();
+      s.pending_head = 0;
+    } else if (s.pending_head >= 1024) [[unlikely]] {  // a client that never lets its pipeline drain
+      s.pending_commands.erase(s.pending_commands.begin(), s.pending_commands.begin() + s.pending_head);
+      s.pending_head = 0;
+    }
+  }
   // The disk thread's acknowledgement reached the loop (index: durable up to).
   void note_persisted(raft::Index index);
   void note_applied(raft::Index index);
@@ -224,7 +270,6 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   void note_turn_end(uint64_t now_us);
   // Not leading any more: what was tracked of proposals is dropped.
   void forget_stage_marks();
-  uint64_t reply_clock_us();
   // INFO latencystats and INFO stages (empty for another section); the Prometheus histograms.
   std::string render_latency_info(std::string_view section) const;
   std::string render_latency_prometheus() const;
@@ -440,18 +485,17 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   std::unique_ptr<LatencyStats> latency_;
   SlowLog slowlog_;
   LatencyEvents latency_events_;
-  uint64_t turn_start_us_ = 0;  // steady clock at the start of this turn
+  StageClock stage_clock_;
+  uint64_t turn_start_us_ = 0;  // stage clock at the start of this turn
+  uint64_t turn_end_ms_ = 0;    // steady clock at the end of the last turn (its timers' "now")
   uint64_t clock_us_ = 0;       // the loop's last clock read while running commands
-  uint64_t reply_clock_us_ = 0; // read once when replies first leave in a phase (0: not yet)
-  uint64_t session_writes_ = 0;   // of the session being read: commands that joined the batch
-  uint64_t session_queries_ = 0;  // ... and commands answered as they ran
-  struct GroupCommand {
-    Args argv;  // views into the session's read buffer, valid until the group ends
-    uint32_t id = LatencyStats::kNoCommand;
-    bool answered = false;
-  };
-  std::array<GroupCommand, kParseAheadCommands> group_{};  // the group running now
-  size_t group_size_ = 0;
+  uint64_t stage_clock_us_ = 0;     // the stage clock's last reading ...
+  bool stage_clock_fresh_ = false;  // ... and whether it is still "now" (stage_now_us)
+  // The group running now (parse_session): its commands answered as they ran (their ids)
+  // and those that joined the batch.
+  std::array<uint32_t, kParseAheadCommands> group_answered_{};
+  size_t group_answered_count_ = 0;
+  uint64_t group_writes_ = 0;
   struct Mark {
     uint64_t us;
     uint64_t count;

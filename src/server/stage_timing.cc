@@ -73,82 +73,28 @@ std::vector<std::string> Node::latency_command_names() const {
   return names;
 }
 
-uint64_t Node::reply_clock_us() {
-  if (reply_clock_us_ == 0) reply_clock_us_ = monotonic_us();
-  return reply_clock_us_;
-}
-
 // ---------------------------------------------------------------------------------------
 // Commands and sessions
 
-void Node::command_ran(Session& s, Args argv, size_t pending_before, uint64_t writes_before) {
-  const uint32_t id = latency_->command_id(argv[0]);
-  if (replica_->stats().writes != writes_before) session_writes_++;
-  const bool answered = s.pending() <= pending_before;
-  // Its reply waits in a slot (a write, or anything behind one): timed when it leaves.
-  if (!answered) s.pending_commands.push_back(Session::PendingCommand{id, turn_start_us_});
-  if (group_size_ == group_.size()) group_ran(s);  // (a group is at most kParseAheadCommands)
-  group_[group_size_++] = GroupCommand{argv, id, answered};
+void Node::queries_ran(uint64_t now, uint64_t latency) {
+  for (size_t i = 0; i < group_answered_count_; i++)
+    if (group_answered_[i] != LatencyStats::kNoCommand) latency_->command(group_answered_[i]).record(latency);
+  latency_->stage(Stage::kQuery).record(latency, group_answered_count_);
+  query_marks_.push_back(Mark{now, group_answered_count_});
+  group_answered_count_ = 0;
 }
 
-void Node::group_ran(Session& s) {
-  if (group_size_ == 0) return;
-  const uint64_t now = monotonic_us();
-  // Since the previous group, or since this turn's reading began for a client's first: its
-  // bytes read and parsed, and the commands run (Redis' SLOWLOG counts the run only).
-  const uint64_t ran_us = now - clock_us_;
-  clock_us_ = now;
-  const uint64_t latency = now - turn_start_us_;
-  uint64_t answered = 0;
-  for (size_t i = 0; i < group_size_; i++) {
-    if (!group_[i].answered) continue;
-    answered++;
-    if (group_[i].id != LatencyStats::kNoCommand) latency_->command(group_[i].id).record(latency);
-  }
-  if (answered > 0) {
-    latency_->stage(Stage::kQuery).record(latency, answered);
-    session_queries_ += answered;
-  }
-  if (slowlog_.wants(ran_us)) [[unlikely]] {
+void Node::group_was_slow(Session& s, size_t ran, uint64_t ran_us) {
+  if (slowlog_.wants(ran_us)) {
     // A group of several pipelined commands is timed as one: each is logged with its time.
-    for (size_t i = 0; i < group_size_; i++) {
-      const std::vector<std::string_view> words(group_[i].argv.begin(), group_[i].argv.end());
+    for (size_t i = 0; i < ran; i++) {
+      if (parse_ahead_[i].argv.empty()) continue;
+      const std::vector<std::string_view> words(parse_ahead_[i].argv.begin(), parse_ahead_[i].argv.end());
       slowlog_.add(words, turn_wall_ms_ / 1000, ran_us, s.address, s.name);
     }
   }
-  if (latency_events_.threshold_ms != 0 && ran_us >= latency_events_.threshold_ms * 1000) [[unlikely]]
+  if (latency_events_.threshold_ms != 0 && ran_us >= latency_events_.threshold_ms * 1000)
     latency_events_.add("command", turn_wall_ms_ / 1000, ran_us / 1000);
-  group_size_ = 0;
-}
-
-void Node::session_turn_done() {
-  if (session_writes_ > 0) {
-    latency_->stage(Stage::kReadParse).record(clock_us_ - turn_start_us_, session_writes_);
-    batch_marks_.push_back(Mark{clock_us_, session_writes_});
-    session_writes_ = 0;
-  }
-  if (session_queries_ > 0) {
-    query_marks_.push_back(Mark{clock_us_, session_queries_});
-    session_queries_ = 0;
-  }
-}
-
-void Node::replies_left(Session& s) {
-  const size_t waiting = s.pending_commands.size() - s.pending_head;
-  const size_t pending = s.pending();
-  if (waiting <= pending) return;
-  const uint64_t now = reply_clock_us();
-  for (size_t n = waiting - pending; n > 0; n--) {
-    const Session::PendingCommand& c = s.pending_commands[s.pending_head++];
-    if (c.command != LatencyStats::kNoCommand) latency_->command(c.command).record(now - c.start_us);
-  }
-  if (s.pending_head == s.pending_commands.size()) {
-    s.pending_commands.clear();
-    s.pending_head = 0;
-  } else if (s.pending_head >= 1024) {  // a client that never lets its pipeline drain
-    s.pending_commands.erase(s.pending_commands.begin(), s.pending_commands.begin() + s.pending_head);
-    s.pending_head = 0;
-  }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -156,7 +102,7 @@ void Node::replies_left(Session& s) {
 
 void Node::proposed(raft::Index index, raft::Term, const std::vector<core::ReplySlot>&) {
   if (batch_marks_.empty()) return;  // no client's write in it (housekeeping, a schema activation)
-  const uint64_t now = monotonic_us();
+  const uint64_t now = stage_read_us();
   uint64_t writes = 0;
   for (const Mark& m : batch_marks_) {
     latency_->stage(Stage::kBatchWait).record(now - m.us, m.count);
@@ -168,7 +114,8 @@ void Node::proposed(raft::Index index, raft::Term, const std::vector<core::Reply
 }
 
 void Node::note_handed_to_disk(raft::Index last) {
-  const uint64_t now = monotonic_us();
+  // In the same drive as the proposal (raft moved the entry to a Ready): the same instant.
+  const uint64_t now = stage_now_us();
   for (ProposalMarks& p : proposals_) {
     if (p.index > last) break;
     if (p.handed_us != 0) continue;
@@ -178,7 +125,9 @@ void Node::note_handed_to_disk(raft::Index last) {
 }
 
 void Node::note_persisted(raft::Index index) {
-  const uint64_t now = monotonic_us();
+  // The disk thread's acknowledgement is seen at the start of a turn (on_disk_ack); without
+  // a disk thread, when handed over.
+  const uint64_t now = stage_now_us();
   uint64_t group = 0;
   for (ProposalMarks& p : proposals_) {
     if (p.index > index) break;
@@ -194,7 +143,7 @@ void Node::note_sent(const std::vector<raft::Message>& messages) {
   uint64_t now = 0;
   for (const raft::Message& m : messages) {
     if (m.type != raft::MessageType::kAppend || m.entries.empty()) continue;
-    if (now == 0) now = monotonic_us();
+    if (now == 0) now = stage_now_us();
     auto& sent = appends_sent_[m.to];
     if (sent.size() >= kStageMarksMax) sent.pop_front();
     sent.emplace_back(m.entries.back().index, now);
@@ -210,8 +159,8 @@ void Node::note_received(const std::vector<raft::Message>& messages) {
     // The follower has everything up to log_index: every append up to there is acknowledged.
     auto& sent = it->second;
     while (!sent.empty() && sent.front().first <= m.log_index) {
-      if (now == 0) now = monotonic_us();
-      latency_->replicate(m.from).record(now - sent.front().second);
+      if (now == 0) now = stage_now_us();
+      latency_->replicate(m.from).record(now > sent.front().second ? now - sent.front().second : 0);
       sent.pop_front();
     }
   }
@@ -222,7 +171,7 @@ void Node::applying(const raft::Entry& entry) {
   for (ProposalMarks& p : proposals_) {
     if (p.index > entry.index) return;
     if (p.index != entry.index) continue;
-    const uint64_t now = monotonic_us();
+    const uint64_t now = stage_now_us();  // right after the proposal or the previous apply: shared
     p.apply_us = now;
     const uint64_t from = p.persisted_us != 0 ? p.persisted_us : p.handed_us;
     if (from != 0) latency_->stage(Stage::kCommit).record(now - from, p.writes);
@@ -234,7 +183,7 @@ void Node::note_applied(raft::Index index) {
   for (ProposalMarks& p : proposals_) {
     if (p.index > index) return;
     if (p.index != index || p.apply_us == 0) continue;
-    const uint64_t now = monotonic_us();
+    const uint64_t now = stage_read_us();  // after the batch's commands ran
     p.applied_us = now;
     latency_->stage(Stage::kApply).record(now - p.apply_us, p.writes);
     if (latency_events_.threshold_ms != 0 && now - p.apply_us >= latency_events_.threshold_ms * 1000) [[unlikely]]
@@ -246,7 +195,7 @@ void Node::note_applied(raft::Index index) {
 void Node::note_replies_queued() {
   if (!batch_marks_.empty() && !replica_->leader()) batch_marks_.clear();  // redirected, not proposed
   if (proposals_.empty() || proposals_.front().index > replica_->applied_index()) return;
-  const uint64_t now = reply_clock_us();
+  const uint64_t now = stage_now_us();
   while (!proposals_.empty() && proposals_.front().index <= replica_->applied_index()) {
     const ProposalMarks& p = proposals_.front();
     // (An entry applied without marks was replaced or applied before its proposal was seen:

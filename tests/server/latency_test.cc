@@ -2,8 +2,11 @@
 // relative width bound), its percentiles against a sorted reference on random samples (the
 // seed is printed; HMDB_LATENCY_SEED=<n> replays one), weighted samples, merging, the
 // Prometheus-style counts below a bound; the per-command table; SLOWLOG's truncation,
-// redaction and length bound; the latency monitor's threshold and per-second samples.
+// redaction and length bound; the latency monitor's threshold and per-second samples; the
+// stage clock's scaling, its readings never going backwards (with and without the TSC), and
+// its fallback to clock_gettime when the TSC's rate moves.
 #include "server/latency.h"
+#include "server/stage_clock.h"
 
 #include <gtest/gtest.h>
 
@@ -218,6 +221,51 @@ TEST(LatencyEvents, ThresholdAndOneSamplePerSecond) {
   EXPECT_EQ(ev.reset({}), 1u);
   EXPECT_TRUE(ev.events().empty());
 }
+
+TEST(StageClock, ScalesTicksWithoutOverflow) {
+  const uint64_t mult = (uint64_t{1} << 32) / 3;  // 3 ticks per µs
+  EXPECT_EQ(StageClock::scale(0, mult), 0u);
+  EXPECT_EQ(StageClock::scale(3'000'000, mult), 999'999u);  // mult rounds down: never ahead
+  EXPECT_EQ(StageClock::scale(uint64_t{1} << 62, uint64_t{1} << 32), uint64_t{1} << 62);  // 128-bit product
+}
+
+TEST(StageClock, WithoutTheTscReadsMonotonicAndNeverGoesBack) {
+  StageClock c(false);
+  const uint64_t t = monotonic_us();
+  EXPECT_EQ(c.anchor(t), t);
+  EXPECT_EQ(c.anchor(t - 5), t) << "an anchor behind the last turn's start";
+  EXPECT_GE(c.now_us(), t);
+  EXPECT_FALSE(c.reads_tsc());
+}
+
+#if defined(__x86_64__)
+TEST(StageClock, TscReadingsFollowTheAnchorsAndAJumpInRateFallsBack) {
+  StageClock c(true);
+  // Turns, anchored to CLOCK_MONOTONIC, until the rate was measured (kStageClockCalibrationUs).
+  uint64_t last = 0;
+  const uint64_t start = monotonic_us();
+  while (!c.reads_tsc()) {
+    ASSERT_LT(monotonic_us() - start, 60'000'000u) << "no rate after a minute of anchors";
+    const uint64_t a = c.anchor(monotonic_us());
+    ASSERT_GE(a, last);
+    for (int i = 0; i < 100; i++) {
+      const uint64_t r = c.now_us();
+      ASSERT_GE(r, a);
+      ASSERT_GE(r, last);
+      last = r;
+    }
+  }
+  EXPECT_GT(c.ticks_per_us(), 0.0);
+  // A CLOCK_MONOTONIC 10 s ahead of what the TSC counted since: the rate "moved" far past
+  // kStageClockRateDriftMax, so the clock distrusts the TSC from now on, and still does
+  // not go back.
+  const uint64_t before = c.now_us();
+  const uint64_t jumped = c.anchor(monotonic_us() + 10'000'000);
+  EXPECT_FALSE(c.reads_tsc());
+  EXPECT_GE(jumped, before);
+  EXPECT_EQ(c.anchor(monotonic_us()), jumped) << "never behind the last turn's start";
+}
+#endif
 
 }  // namespace
 }  // namespace hmdb::server
