@@ -57,6 +57,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.dont_write_bytecode = True  # no __pycache__ left in the source tree by the import below
 from redis_compat_test import Servers, connect, encode, read_reply, unordered  # noqa: E402
 
 # The CI size: sequences per type and commands per sequence (a few seconds per type).
