@@ -4,6 +4,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
+#include <xxhash.h>
 
 #include <algorithm>
 
@@ -443,6 +444,11 @@ std::shared_ptr<AclUser> AclUsers::authenticate(std::string_view name, std::stri
   auto u = find(name);
   if (!u || !u->check_password(password)) return nullptr;
   return u;
+}
+
+uint64_t users_digest(const AclUsers& users) {
+  const std::string lines = users.save();
+  return XXH3_64bits(lines.data(), lines.size());
 }
 
 std::string AclUsers::save() const {

@@ -258,6 +258,10 @@ std::vector<std::string> acl_rules_for_log(const std::vector<std::string_view>& 
 std::string apply_acl_change(AclUsers& users, const AclCatalog& catalog, AclOp op,
                              const std::vector<std::string_view>& words);
 
+// The users' digest for verify (core/digest_marks.h): a hash of save()'s lines, so equal
+// users (rules and password digests) hash alike on every node.
+uint64_t users_digest(const AclUsers& users);
+
 // ACL SETUSER's error reply for a refused rule (without '-').
 std::string acl_setuser_error(std::string_view rule, std::string_view reason);
 

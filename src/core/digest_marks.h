@@ -20,6 +20,10 @@
 // Beside the digest, a mark keeps a sketch of the app's records at the mark (core/
 // record_sketch.h) when the app lists them (StateMachine::records), taken in the same place
 // as the digest, so that `hmdb cluster verify` names the records two nodes hold differently.
+// And the digest of the ACL users there once they are replicated (AclUsers::logged; the
+// users are not the app's state, so they are kept beside its digest rather than in it, which
+// `hmdb dry-run` and migrations compare without users), so that verify compares them too.
+// They are few: hashed here, on the applying thread, never pending.
 // Only the last kDigestMarksKept marks are kept; they are not part of the replicated state
 // (a snapshot does not carry them, a restart that replays the log records them again).
 //
@@ -30,6 +34,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "core/record_sketch.h"
@@ -50,6 +55,9 @@ struct DigestMark {
   bool failed = false;          // ... and could not (the server's log says why)
   // The app's records at the mark, at digest.schema_version (null: it does not list them).
   std::shared_ptr<const RecordSketch> records = nullptr;
+  // The replicated ACL users' digest at the mark (users_digest); none before any ACL change
+  // was logged (each node's users are then its own file's).
+  std::optional<uint64_t> users;
 };
 
 // The sketch of the app's records where the digest `d` was taken (null if it lists none).
@@ -73,9 +81,12 @@ class DigestMarks {
  public:
   // Null: every digest is taken at once.
   void set_hasher(MarkHasher* hasher) { hasher_ = hasher; }
+  // The users logged ACL changes apply to (null: none, as in the simulator).
+  void set_users(const AclUsers* users) { users_ = users; }
   // A mark of entry `index` is applied: the state is `app` with `requests`.
   void take(uint64_t index, const StateMachine& app, const RequestTable& requests) {
     DigestMark m{index, {}, app.active_schema_version()};
+    if (users_ && users_->logged()) m.users = users_digest(*users_);
     if (hasher_ && hasher_->hash_later(index, app, requests)) m.pending = true;
     else {
       m.digest = state_digest(app, requests);
@@ -129,6 +140,7 @@ class DigestMarks {
   size_t next_ = 0;   // where the next mark goes
   size_t count_ = 0;  // marks kept
   MarkHasher* hasher_ = nullptr;
+  const AclUsers* users_ = nullptr;
 };
 
 }  // namespace hmdb::core

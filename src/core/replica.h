@@ -297,7 +297,10 @@ class Replica final : private PubSubHost {
 
   // The users logged ACL changes apply to (core/acl.h; the host's, set once before the
   // first entry applies). Unset: ACL items change nothing (the simulator).
-  void set_acl(AclUsers* users, const AclCatalog* catalog) { acl_ = ReplicatedAcl{users, catalog}; }
+  void set_acl(AclUsers* users, const AclCatalog* catalog) {
+    acl_ = ReplicatedAcl{users, catalog};
+    marks_.set_users(users);
+  }
   // Leader: an ACL change (ACL SETUSER, DELUSER, LOAD; words as AclOp says, passwords as
   // digests) joins the batch; slot (session, seq), waiting as kWaitingWrite, gets the
   // change's reply when it applies. While no ACL change ever applied here, the leader's

@@ -421,18 +421,24 @@ core::ShellResult Node::digest_mark_command(Session& s, Args argv, uint64_t seq,
 void Node::digest_at_command(Session& s, Args argv, std::string* out) const {
   Reply r(out, s.client.protocol);
   uint64_t index = 0;
-  // RECORDS: the sketch of the app's records at the mark instead of its digest (a word
-  // added after the index, so that the 4-word form answers as it always did).
+  // RECORDS: the sketch of the app's records at the mark instead of its digest; USERS: the
+  // replicated ACL users' digest there (words added after the index, so that the 4-word
+  // form answers as it always did).
   const bool records = argv.size() == 5 && iequals(argv[4], "RECORDS");
-  if ((argv.size() != 4 && !records) || !parse_uint64(argv[3], &index)) {
-    r.error("ERR usage: CLUSTER DIGEST AT <log index of a digest mark> [RECORDS]");
+  const bool users = argv.size() == 5 && iequals(argv[4], "USERS");
+  if ((argv.size() != 4 && !records && !users) || !parse_uint64(argv[3], &index)) {
+    r.error("ERR usage: CLUSTER DIGEST AT <log index of a digest mark> [RECORDS|USERS]");
     return;
   }
   // Words, like CLUSTER DIGEST's (docs/cluster.md, "Verifying"): the digest, or why there is
   // none here.
   const uint64_t applied = replica_->applied_index();
   const core::DigestMark* m = replica_->digest_marks().find(index);
-  if (m && m->failed) {
+  if (m && users) {
+    // "users <hex>", or "users none" before any ACL change was logged. Taken when the mark
+    // was applied (never pending, whatever the app's digest is doing).
+    r.bulk(m->users ? fmt::format("users {:016x}", *m->users) : std::string("users none"));
+  } else if (m && m->failed) {
     r.bulk(fmt::format("failed {}", applied));  // its digest child ended without a result (logged)
   } else if (m && !m->pending && records) {
     // "records <hex of the sketch>", or "records none" when the app lists no records there.

@@ -714,7 +714,7 @@ core::ShellResult Node::cluster_local_or_change(Session& s, Args argv, uint64_t 
   } else {
     r.error("ERR unknown subcommand or wrong number of arguments for '" + std::string(sub) +
             "'. Try CLUSTER SLOTS|SHARDS|NODES|INFO|MYID|MYSHARDID|KEYSLOT|MEMBERS|DIGEST|ADDLEARNER|PROMOTE|REMOVE|"
-            "TRANSFER|SCHEMA|FORWARDER; DIGEST MARK|AT <index> [RECORDS].");
+            "TRANSFER|SCHEMA|FORWARDER; DIGEST MARK|AT <index> [RECORDS|USERS].");
   }
   return core::ShellResult::kReplied;
 }

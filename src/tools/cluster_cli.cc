@@ -517,6 +517,17 @@ bool records_of(const Member& m, uint64_t index, core::RecordSketch* out, bool* 
   return parse_records_reply(reply, out, has, error);
 }
 
+// m's answer to CLUSTER DIGEST AT <index> USERS.
+UsersRow users_row_of(const Member& m, uint64_t index) {
+  UsersRow row;
+  HostPort hp;
+  Reply reply;
+  if (parse_host_port(m.client_addr, &hp, &row.error) &&
+      ask(hp, {"CLUSTER", "DIGEST", "AT", std::to_string(index), "USERS"}, kMemberQueryTimeoutMs, &reply, &row.error))
+    row.known = parse_users_reply(reply, &row.users, &row.error);
+  return row;
+}
+
 // Lines saying where member a's records at the mark differ from ref's.
 std::vector<std::string> where_records_differ(const Member& a, const Member& ref, uint64_t index) {
   const std::string who = "node " + std::to_string(a.id), other = "node " + std::to_string(ref.id);
@@ -600,8 +611,20 @@ int run_verify(const ClusterArgs& args, uint64_t leave_out = 0) {
   }
   const MarkVerdict verdict = compare_marks(index, members, rows);
   if (verdict.identical) {
-    std::printf("identical at index %llu, schema version %u (%zu members)\n", static_cast<unsigned long long>(index),
-                verdict.version, members.size());
+    // The ACL users are replicated state beside the app's (core/digest_marks.h): compared
+    // at the same mark.
+    std::vector<UsersRow> users;
+    for (const Member& m : members) users.push_back(users_row_of(m, index));
+    const UsersVerdict u = compare_users(members, users);
+    if (!u.identical) {
+      std::printf("NOT VERIFIED at index %llu: the app's states are identical, the ACL users are not:\n",
+                  static_cast<unsigned long long>(index));
+      for (const std::string& line : u.lines) std::printf("  %s\n", line.c_str());
+      return 1;
+    }
+    for (const std::string& line : u.lines) std::printf("%s\n", line.c_str());  // members not compared
+    std::printf("identical at index %llu, schema version %u (%zu members)%s\n", static_cast<unsigned long long>(index),
+                verdict.version, members.size(), u.replicated ? ", ACL users too" : "");
     return 0;
   }
   std::printf("NOT VERIFIED at index %llu:\n", static_cast<unsigned long long>(index));
@@ -1214,6 +1237,47 @@ bool parse_records_reply(const Reply& reply, core::RecordSketch* out, bool* has,
   }
   *has = true;
   return true;
+}
+
+bool parse_users_reply(const Reply& reply, std::string* users, std::string* error) {
+  users->clear();
+  if (reply.is_error()) {
+    *error = reply.text;
+    return false;
+  }
+  const std::string_view text = reply.text;
+  if (reply.type == '$' && text == "users none") return true;
+  std::string bytes;
+  if (reply.type != '$' || !text.starts_with("users ") || text.size() != 6 + 16 || !core::from_hex(text.substr(6), &bytes)) {
+    *error = "unexpected reply to CLUSTER DIGEST AT USERS: " + std::string(text.substr(0, 64));
+    return false;
+  }
+  *users = std::string(text.substr(6));
+  return true;
+}
+
+UsersVerdict compare_users(const std::vector<Member>& members, const std::vector<UsersRow>& rows) {
+  UsersVerdict v;
+  // The largest group of equal answers is the reference; every other answer differs from it.
+  std::map<std::string, size_t> groups;
+  for (const UsersRow& r : rows)
+    if (r.known) groups[r.users]++;
+  std::string ref;
+  size_t best = 0;
+  for (const auto& [users, n] : groups)
+    if (n > best) best = n, ref = users;
+  auto shown = [](const std::string& users) { return users.empty() ? std::string("none replicated") : users; };
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const std::string who = "node " + std::to_string(members[i].id);
+    if (!rows[i].known) {
+      v.lines.push_back(who + ": ACL users not compared: " + rows[i].error);
+    } else if (rows[i].users != ref) {
+      v.identical = false;
+      v.lines.push_back(who + ": ACL users " + shown(rows[i].users) + ", the others' " + shown(ref));
+    }
+  }
+  v.replicated = v.identical && !ref.empty() && best > 0;
+  return v;
 }
 
 std::vector<std::string> record_lines(const std::string& who, const std::string& ref,

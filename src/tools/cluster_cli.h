@@ -205,6 +205,25 @@ bool parse_records_reply(const Reply& reply, core::RecordSketch* out, bool* has,
 std::vector<std::string> record_lines(const std::string& who, const std::string& ref,
                                       const core::SketchComparison& c, size_t shown);
 
+// The reply to CLUSTER DIGEST AT <index> USERS: "users <hex>" (the replicated ACL users'
+// digest at the mark: true, *users set), "users none" (no ACL change logged there: true,
+// *users empty); anything else false with *error (an older server's usage error, a mark it
+// does not keep).
+bool parse_users_reply(const Reply& reply, std::string* users, std::string* error);
+// What verify concludes about the ACL users at a mark, from each member's answer (empty
+// users: none logged; a member with an error is not compared, and said so).
+struct UsersRow {
+  bool known = false;
+  std::string users;  // known: the digest in hex, or empty for none logged
+  std::string error;  // !known: why
+};
+struct UsersVerdict {
+  bool identical = true;           // every member that answered holds the same users
+  bool replicated = false;         // ... and they are replicated users (not each node's file)
+  std::vector<std::string> lines;  // why not identical, and the members not compared
+};
+UsersVerdict compare_users(const std::vector<Member>& members, const std::vector<UsersRow>& rows);
+
 // A member's schema versions as its INFO server section gives them.
 struct SchemaView {
   bool known = false;  // it answered

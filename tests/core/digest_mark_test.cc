@@ -7,6 +7,7 @@
 // Replica::apply_entry makes with its own DigestMarks (the simulator drives whole clusters).
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -199,6 +200,61 @@ TEST(DigestMark, OnlyTheLastMarksAreKept) {
   EXPECT_EQ(marks.size(), kDigestMarksKept);
   EXPECT_EQ(marks.find((kDigestMarksKept + 3) * 10)->digest.value, 99u);
   EXPECT_EQ(marks.oldest_index(), 40u);
+}
+
+// The ACL users are replicated state beside the app's: a mark keeps their digest once an ACL
+// change was logged, equal on nodes that applied the same changes, different on one whose
+// users changed behind the log; before any change, none (each node's users are its file's).
+class OneCommandCatalog final : public AclCatalog {
+ public:
+  void for_each(const std::function<void(const AclCommand&)>& fn) const override {
+    fn(AclCommand{"get", "", acl::bit(acl::kRead) | acl::bit(acl::kFast)});
+  }
+};
+
+TEST(DigestMark, AMarkKeepsTheReplicatedUsersDigest) {
+  const OneCommandCatalog catalog;
+  struct Member {
+    sim::RegisterHost app;
+    RequestTable requests;
+    DigestMarks marks;
+    AclUsers users;
+  };
+  Member a, b;
+  ApplyScratch scratch;
+  for (Member* m : {&a, &b}) m->marks.set_users(&m->users);
+  auto apply = [&](Member& m, const std::string& payload, uint64_t index) {
+    const ReplicatedAcl acl{&m.users, &catalog};
+    ASSERT_EQ(apply_batch(m.app, payload, index, kFirstSchemaVersion, nullptr, scratch, nullptr, &m.requests, nullptr,
+                          &m.marks, false, &acl)
+                  .status,
+              ApplyStatus::kOk);
+  };
+  BatchBuilder batch(1);
+  batch.add_digest_mark();
+  const std::string mark_only = batch.finish();
+  for (Member* m : {&a, &b}) apply(*m, mark_only, 5);
+  ASSERT_NE(a.marks.find(5), nullptr);
+  EXPECT_FALSE(a.marks.find(5)->users.has_value()) << "no ACL change logged: each node's users are its own";
+
+  batch.start(1);
+  batch.add_acl(static_cast<uint8_t>(AclOp::kSetUser), {"alice", "on", "nopass", "+get"});
+  batch.add_digest_mark();
+  const std::string change = batch.finish();
+  for (Member* m : {&a, &b}) apply(*m, change, 6);
+  ASSERT_TRUE(a.marks.find(6)->users.has_value());
+  EXPECT_EQ(a.marks.find(6)->users, b.marks.find(6)->users);
+  EXPECT_EQ(*a.marks.find(6)->users, users_digest(a.users));
+  EXPECT_EQ(a.marks.find(6)->digest, b.marks.find(6)->digest);
+
+  // b's users change behind the log: the app's digests stay equal, the users' do not.
+  ASSERT_EQ(b.users.set_user("mallory", {"on", "nopass", "+get"}, catalog), "");
+  batch.start(1);
+  batch.add_digest_mark();
+  const std::string mark_again = batch.finish();
+  for (Member* m : {&a, &b}) apply(*m, mark_again, 7);
+  EXPECT_EQ(a.marks.find(7)->digest, b.marks.find(7)->digest);
+  EXPECT_NE(a.marks.find(7)->users, b.marks.find(7)->users);
 }
 
 }  // namespace

@@ -35,7 +35,8 @@ hmdb processes and real clients.
              (-cluster|forwarder) before any write was forwarded, so the follower's first
              link is refused: its client's write gets the refusal as its error and runs
              nowhere, the follower logs it once and counts it; allowed again, the next
-             link is accepted and the write goes through.
+             link is accepted and the write goes through; `hmdb cluster verify` compares
+             the replicated users too.
   file       --aclfile: its users at start (a file user logs in, default restricted by
              it); ACL SAVE writes SETUSER's changes and a restart reads them back; ACL LOAD
              takes an edited file, and a bad one (named line) changes nothing; a bad file
@@ -542,8 +543,12 @@ def case_refused(binary):
         c.wait_converged(CONVERGE_TIMEOUT_S)
         for n in c.nodes:
             expect_reply(n.call("GET", "k"), b"after", "the write on %s" % n)
+        # The replicated users are compared at verify's mark, beside the app's state.
+        code, out = cl.cluster_cli(binary, "--addr", leader.client_addr, "--password", "pw", "verify")
+        expect(code == 0 and "ACL users too" in out, "verify with replicated users (exit %d):\n%s" % (code, out))
         c.check_alive()
-    print("refused: a refused forwarding link runs nothing, its clients are told why, and the next link is accepted")
+    print("refused: a refused forwarding link runs nothing, its clients are told why, and the next link is accepted; "
+          "verify compares the replicated users")
 
 
 def case_file(binary):

@@ -372,6 +372,51 @@ TEST(Verify, TheAnswersToDigestAt) {
   EXPECT_EQ(row.error, "ERR unknown subcommand");
 }
 
+TEST(Verify, TheAnswersToDigestAtUsers) {
+  Reply r;
+  r.type = '$';
+  std::string users, error;
+  r.text = "users 00c0ffee12345678";
+  ASSERT_TRUE(parse_users_reply(r, &users, &error)) << error;
+  EXPECT_EQ(users, "00c0ffee12345678");
+  r.text = "users none";
+  ASSERT_TRUE(parse_users_reply(r, &users, &error)) << error;
+  EXPECT_EQ(users, "");
+  for (const char* bad : {"", "users", "users ", "users abc", "users 00c0ffee1234567g", "records none", "pending 5"}) {
+    r.text = bad;
+    EXPECT_FALSE(parse_users_reply(r, &users, &error)) << bad;
+  }
+  r.type = '-';
+  r.text = "ERR usage: CLUSTER DIGEST AT <log index of a digest mark> [RECORDS]";
+  EXPECT_FALSE(parse_users_reply(r, &users, &error));
+  EXPECT_EQ(error, r.text) << "an older server's answer is kept as the reason";
+}
+
+TEST(Verify, TheAclUsersAreComparedAtTheMarkToo) {
+  const std::vector<Member> members = {{1, "a:1", "", true, true, false}, {2, "b:1", "", true, false, false},
+                                       {3, "c:1", "", true, false, false}};
+  auto row = [](const std::string& users) { return UsersRow{true, users, ""}; };
+  UsersVerdict v = compare_users(members, {row("aa"), row("aa"), row("aa")});
+  EXPECT_TRUE(v.identical);
+  EXPECT_TRUE(v.replicated);
+  EXPECT_TRUE(v.lines.empty());
+  v = compare_users(members, {row(""), row(""), row("")});
+  EXPECT_TRUE(v.identical);
+  EXPECT_FALSE(v.replicated) << "none logged: each node's own file";
+  v = compare_users(members, {row("aa"), row("bb"), row("aa")});
+  EXPECT_FALSE(v.identical);
+  ASSERT_EQ(v.lines.size(), 1u);
+  EXPECT_EQ(v.lines[0], "node 2: ACL users bb, the others' aa");
+  v = compare_users(members, {row("aa"), row(""), row("aa")});
+  EXPECT_FALSE(v.identical);
+  EXPECT_EQ(v.lines.at(0), "node 2: ACL users none replicated, the others' aa");
+  // An older node cannot say: not compared, and said so, but no verdict against it.
+  v = compare_users(members, {row("aa"), UsersRow{false, "", "ERR usage"}, row("aa")});
+  EXPECT_TRUE(v.identical);
+  ASSERT_EQ(v.lines.size(), 1u);
+  EXPECT_EQ(v.lines[0], "node 2: ACL users not compared: ERR usage");
+}
+
 TEST(Verify, IdenticalOnlyWhenEveryMemberHashedTheSameStateAtTheActiveVersion) {
   std::vector<Member> members = {{1, "127.0.0.1:7379", "127.0.0.1:17379", true, true, false},
                                  {2, "127.0.0.1:7380", "127.0.0.1:17380", true, false, false},
