@@ -78,7 +78,14 @@ inline constexpr size_t kShrinkRatio = 8;
 inline constexpr size_t kSlabBytesMin = 1024;
 inline constexpr size_t kSlabBytesMax = kPopulateBytesMin;
 
-template <class V>
+// The default hash of a KeyTable: XXH3 of the key's bytes (also the scan position of keys
+// and of hash fields, kv.cc). Another hasher (sets order members by a seeded XXH3, set.h)
+// is a type with the same static hash().
+struct KeyTableHash {
+  static uint64_t hash(std::string_view key) noexcept { return XXH3_64bits(key.data(), key.size()); }
+};
+
+template <class V, class Hasher = KeyTableHash>
 class KeyTable {
  public:
   using key_type = Key;
@@ -108,6 +115,7 @@ class KeyTable {
 
     reference operator*() const { return n_->kv; }
     pointer operator->() const { return &n_->kv; }
+    uint64_t hash() const { return n_->hash; }  // hash_of(key), the key's place in the order
     Iter& operator++() {
       n_ = t_->next_node(n_);
       return *this;
@@ -131,7 +139,7 @@ class KeyTable {
   using iterator = Iter<false>;
   using const_iterator = Iter<true>;
 
-  static uint64_t hash_of(std::string_view key) { return XXH3_64bits(key.data(), key.size()); }
+  static uint64_t hash_of(std::string_view key) { return Hasher::hash(key); }
 
   KeyTable() noexcept = default;
   KeyTable(KeyTable&& o) noexcept { steal(o); }
@@ -167,19 +175,13 @@ class KeyTable {
 
   // The first key, in (hash, key) order, whose hash is >= h (end() if none): where a SCAN
   // cursor h resumes (kv.cc). One chain, then empty buckets skipped as by iteration.
-  const_iterator lower_bound_hash(uint64_t h) const {
-    if (size_ == 0) return end();
-    const Buckets* b = home(h);
-    if (!b->slots) return end();
-    const size_t i = b->index(h);
-    for (Node* n = b->slots[i]; n; n = n->next)
-      if (n->hash >= h) return const_iterator(this, n);
-    if (b == &t1_) {  // a moved bucket: then the rest of t1_, then t0_ from the rehash point
-      if (Node* n = first_in(t1_, i + 1)) return const_iterator(this, n);
-      return const_iterator(this, first_in(t0_, rehash_idx_));
-    }
-    return const_iterator(this, first_in(t0_, i + 1));
-  }
+  const_iterator lower_bound_hash(uint64_t h) const { return const_iterator(this, lower_bound_node(h)); }
+  iterator lower_bound_hash(uint64_t h) { return iterator(this, lower_bound_node(h)); }
+
+  // find() and try_emplace() for a caller that has the key's hash already (see
+  // try_emplace_hashed).
+  iterator find_hashed(std::string_view key, uint64_t h) { return iterator(this, find_node(key, h)); }
+  const_iterator find_hashed(std::string_view key, uint64_t h) const { return const_iterator(this, find_node(key, h)); }
 
   // Cache hint: the bucket key lands in.
   void prefetch(std::string_view key) const {
@@ -190,8 +192,14 @@ class KeyTable {
   // Inserts key with V(args...) unless present; the position of key, and whether it is new.
   template <class... Args>
   std::pair<iterator, bool> try_emplace(std::string_view key, Args&&... args) {
+    return try_emplace_hashed(key, hash_of(key), std::forward<Args>(args)...);
+  }
+  // The table orders and finds keys by the h it is given: a caller of these passes the same
+  // function of the key's bytes every time (hash_of, or its own: a test's set.h chooses
+  // hashes that collide).
+  template <class... Args>
+  std::pair<iterator, bool> try_emplace_hashed(std::string_view key, uint64_t h, Args&&... args) {
     step();
-    const uint64_t h = hash_of(key);
     if (!t0_.slots) t0_ = Buckets::allocate(kMinBucketBits, false);
     Node** link = position(key, h);
     if (*link && (*link)->hash == h && (*link)->kv.first.view() == key) return {iterator(this, *link), false};
@@ -400,6 +408,20 @@ class KeyTable {
     for (Node* n = b->slots[b->index(h)]; n && n->hash <= h; n = n->next)
       if (n->hash == h && n->kv.first.view() == key) return n;
     return nullptr;
+  }
+
+  Node* lower_bound_node(uint64_t h) const {
+    if (size_ == 0) return nullptr;
+    const Buckets* b = home(h);
+    if (!b->slots) return nullptr;
+    const size_t i = b->index(h);
+    for (Node* n = b->slots[i]; n; n = n->next)
+      if (n->hash >= h) return n;
+    if (b == &t1_) {  // a moved bucket: then the rest of t1_, then t0_ from the rehash point
+      if (Node* n = first_in(t1_, i + 1)) return n;
+      return first_in(t0_, rehash_idx_);
+    }
+    return first_in(t0_, i + 1);
   }
 
   static bool before(const Node* n, uint64_t h, std::string_view key) {

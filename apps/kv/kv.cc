@@ -1348,7 +1348,7 @@ void apply_lmove(State& s, const LMoveArgs& a, const ApplyContext& ctx, Reply& r
 // sets
 // =============================================================================================
 
-uint64_t member_hash(std::string_view m) { return XXH3_64bits_withSeed(m.data(), m.size(), kSetHashSeed); }
+uint64_t member_hash(std::string_view m) { return SetMemberHasher::hash(m); }
 
 void apply_sadd(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
@@ -1397,7 +1397,7 @@ void query_smembers(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   if (!container_for_read<Set>(s, a[1], ctx.now_ms, r, &set)) return;
   if (!set) { r.set(0); return; }
   r.set(set->size());
-  set->for_each([&](const std::string& m) { r.bulk(m); });
+  set->for_each([&](std::string_view m) { r.bulk(m); });
 }
 
 void query_scard(const State& s, Args a, const QueryContext& ctx, Reply& r) {
@@ -1428,13 +1428,13 @@ void query_srandmember(const State& s, Args a, const QueryContext& ctx, Reply& r
   const Set* set;
   if (!container_for_read<Set>(s, a[1], ctx.now_ms, r, &set)) return;
   if (!set) { if (has_count) r.array(0); else r.null(); return; }
-  std::vector<const std::string*> members;
+  std::vector<std::string_view> members;
   members.reserve(set->size());
-  set->for_each([&](const std::string& m) { members.push_back(&m); });
+  set->for_each([&](std::string_view m) { members.push_back(m); });
   const std::vector<size_t> picks = random_picks(members.size(), has_count ? count : 1, query_seed(ctx, a[1]));
-  if (!has_count) { r.bulk(*members[picks[0]]); return; }
+  if (!has_count) { r.bulk(members[picks[0]]); return; }
   r.array(picks.size());
-  for (size_t i : picks) r.bulk(*members[i]);
+  for (size_t i : picks) r.bulk(members[i]);
 }
 
 // The sets SINTER/SUNION/SDIFF read, in argument order: null for a missing key. False (and
@@ -1466,7 +1466,7 @@ std::vector<std::string_view> combine_sets(SetOp op, const std::vector<const Set
     case SetOp::kInter: {
       if (missing) return out;
       const Set* smallest = *std::min_element(sets.begin(), sets.end(), [](const Set* x, const Set* y) { return x->size() < y->size(); });
-      smallest->for_each([&](const std::string& m) {
+      smallest->for_each([&](std::string_view m) {
         if (limit && out.size() >= limit) return;
         const SetMemberKey k{member_hash(m), m};
         for (const Set* other : sets)
@@ -1478,7 +1478,7 @@ std::vector<std::string_view> combine_sets(SetOp op, const std::vector<const Set
     case SetOp::kUnion: {
       std::vector<std::pair<uint64_t, std::string_view>> all;  // in set order, then deduplicated
       for (const Set* set : sets)
-        if (set) set->for_each([&](const std::string& m) { all.emplace_back(member_hash(m), m); });
+        if (set) set->for_each([&](std::string_view m) { all.emplace_back(member_hash(m), m); });
       std::sort(all.begin(), all.end());
       all.erase(std::unique(all.begin(), all.end()), all.end());
       out.reserve(all.size());
@@ -1487,7 +1487,7 @@ std::vector<std::string_view> combine_sets(SetOp op, const std::vector<const Set
     }
     case SetOp::kDiff: {
       if (!sets[0]) return out;
-      sets[0]->for_each([&](const std::string& m) {
+      sets[0]->for_each([&](std::string_view m) {
         const SetMemberKey k{member_hash(m), m};
         for (size_t i = 1; i < sets.size(); i++)
           if (sets[i] && sets[i]->contains(k)) return;
@@ -2131,7 +2131,7 @@ struct ZInput {
   template <class Fn>
   void for_each(Fn&& fn) const {  // fn(std::string_view member, double score)
     if (z) for (const ZEntry& e : z->order) fn(std::string_view(e.member), e.score);
-    if (set) set->for_each([&](const std::string& m) { fn(std::string_view(m), 1.0); });
+    if (set) set->for_each([&](std::string_view m) { fn(m, 1.0); });
   }
 };
 
@@ -2407,7 +2407,7 @@ Value clone_value(const Value& v) {
     case Type::kSet: {
       Value out(std::in_place_type<Set>);
       Set& set = std::get<Set>(out);
-      std::get<Set>(v).for_each([&](const std::string& m) { set.insert(SetMemberKey{member_hash(m), m}); });
+      std::get<Set>(v).for_each([&](std::string_view m) { set.insert(SetMemberKey{member_hash(m), m}); });
       return out;
     }
     case Type::kZSet: {
@@ -2780,11 +2780,19 @@ void query_hscan(const State& s, Args a, const QueryContext& ctx, Reply& r) {
       if (o.matches(f)) page.emplace_back(f, &v);
     });
   } else {
-    PagePicker<std::pair<std::string_view, const std::string*>> picker(o.cursor, scan_page_size(o.count, h->size()));
-    h->for_each([&](std::string_view f, const std::string& v) {
-      if (o.matches(f)) picker.offer(element_scan_position(f), {f, &v});
+    // A big hash is ordered by field hash, the scan position (hash.h): walk from the
+    // cursor as SSCAN does, O(COUNT).
+    bool full = false, more = false;
+    uint64_t last = 0;
+    h->for_each_from(o.cursor, [&](uint64_t hash, std::string_view f, const std::string& v) {
+      // Fields sharing the last hash all go in this page, so the next cursor skips none.
+      if (full && hash != last) { more = true; return false; }
+      if (o.matches(f)) page.emplace_back(f, &v);
+      last = hash;
+      if (page.size() >= static_cast<uint64_t>(o.count)) full = true;
+      return true;
     });
-    next = picker.finish(&page);
+    if (more) next = last + 1;  // last < the next field's hash: no wrap
   }
   reply_scan(r, next, 2 * page.size());
   for (const auto& [f, v] : page) { r.bulk(f); r.bulk(*v); }
@@ -2802,7 +2810,7 @@ void query_sscan(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   std::vector<std::string_view> page;
   uint64_t next = 0;
   if (set->size() <= kScanWholeMax) {
-    set->for_each([&](const std::string& m) {
+    set->for_each([&](std::string_view m) {
       if (o.matches(m)) page.push_back(m);
     });
     reply_scan(r, 0, page.size());
@@ -2811,7 +2819,7 @@ void query_sscan(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   }
   bool full = false, more = false;
   uint64_t last = 0;
-  set->for_each_from(o.cursor, [&](uint64_t hash, const std::string& m) {
+  set->for_each_from(o.cursor, [&](uint64_t hash, std::string_view m) {
     // Members sharing the last hash all go in this page, so the next cursor skips none.
     if (full && hash != last) { more = true; return false; }
     if (o.matches(m)) page.push_back(m);
@@ -3052,14 +3060,22 @@ void apply_flushall(State& s, const Words&, const ApplyContext& ctx, Reply& r) {
 //   varint key_count, then per key:
 //     bytes key; u8 tag = type | 0x80 if it has a deadline; [u64 deadline_ms]
 //     string: bytes value
-//     hash:   varint n, n × (bytes field, bytes value)       in field order
+//     hash:   varint n, n × (bytes field, bytes value)       in (XXH3(field), field) order
+//             (the digest hashes them in field byte order: EncodeFor::kDigest)
 //     list:   varint n, n × bytes element                    head first
 //     set:    varint n, n × bytes member                     in set order
 //     zset:   varint n, n × (bytes member, f64 score)        in (score, member) order
 constexpr uint8_t kTagHasDeadline = 0x80;
 constexpr uint8_t kTagTypeMask = 0x7f;
 
-void encode_entry(Encoder& e, std::string_view key, const Value& v, std::optional<uint64_t> deadline) {
+// The digest (and records) hash a key's encoding with a hash's fields in byte order, the
+// order snapshots listed them in before big hashes were hash tables (hash.h), so a node of
+// either binary computes the same digest for the same state; a snapshot lists them in the
+// hash's own order, which costs no sort.
+enum class EncodeFor { kSnapshot, kDigest };
+
+void encode_entry(Encoder& e, std::string_view key, const Value& v, std::optional<uint64_t> deadline,
+                  EncodeFor purpose = EncodeFor::kSnapshot) {
   e.bytes(key);
   e.u8(static_cast<uint8_t>(v.index()) | (deadline ? kTagHasDeadline : 0));
   if (deadline) e.u64(*deadline);
@@ -3068,7 +3084,8 @@ void encode_entry(Encoder& e, std::string_view key, const Value& v, std::optiona
     case Type::kHash: {
       const Hash& h = std::get<Hash>(v);
       e.varint(h.size());
-      h.for_each([&](std::string_view f, const std::string& val) { e.bytes(f); e.bytes(val); });
+      auto put = [&](std::string_view f, const std::string& val) { e.bytes(f); e.bytes(val); };
+      if (purpose == EncodeFor::kDigest) h.for_each_in_byte_order(put); else h.for_each(put);
       break;
     }
     case Type::kList: {
@@ -3080,7 +3097,7 @@ void encode_entry(Encoder& e, std::string_view key, const Value& v, std::optiona
     case Type::kSet: {
       const Set& set = std::get<Set>(v);
       e.varint(set.size());
-      set.for_each([&](const std::string& m) { e.bytes(m); });
+      set.for_each([&](std::string_view m) { e.bytes(m); });
       break;
     }
     case Type::kZSet: {
@@ -3227,7 +3244,7 @@ uint64_t Kv::digest(const State& s) {
   uint64_t sum = 0;
   for (const auto& [key, value] : s.keys) {
     enc.clear();
-    encode_entry(enc, key, value, deadline_of(s, key));
+    encode_entry(enc, key, value, deadline_of(s, key), EncodeFor::kDigest);
     sum += XXH3_64bits(enc.buffer().data(), enc.buffer().size());
   }
   return sum;
@@ -3237,7 +3254,7 @@ void Kv::records(const State& s, RecordSink& out) {
   Encoder enc;
   for (const auto& [key, value] : s.keys) {
     enc.clear();
-    encode_entry(enc, key, value, deadline_of(s, key));
+    encode_entry(enc, key, value, deadline_of(s, key), EncodeFor::kDigest);
     out.record(key, XXH3_64bits(enc.buffer().data(), enc.buffer().size()));
   }
 }

@@ -11,10 +11,12 @@
 //     hide keys whose deadline <= QueryContext::now_ms; housekeeping() proposes
 //     HMDB.EXPIRE, which deletes up to kExpireBatchMax keys expired as of ctx.now_ms.
 //   - Order: every container whose order is visible in a reply or decides what a command
-//     changes is ordered (btree, sorted array, ring buffer). The top-level key table
-//     (key_table.h) is a hash table that iterates in one canonical order, (XXH3(key), key
-//     bytes), whatever its size or resize progress, so snapshot bytes are the same on every
-//     node with the same state. A sorted set's member index is a hash table too; a reply
+//     changes is ordered (sorted array, skip list, ring buffer, or a hash table in hash
+//     order). The top-level key table (key_table.h) is a hash table that iterates in one
+//     canonical order, (XXH3(key), key bytes), whatever its size or resize progress, so
+//     snapshot bytes are the same on every node with the same state; big hashes and sets
+//     are tables of the same kind (hash.h, set.h). A sorted set's member index is a hash
+//     table too; a reply
 //     that lists keys or members (SCAN, KEYS, RANDOMKEY, ZSCAN) orders or picks them by a
 //     hash of their bytes, never by slot, and the digest combines per-key hashes by
 //     addition, so it does not depend on order at all.
@@ -59,9 +61,7 @@ namespace hmdb::kv {
 // tick is 100,000 expiries a second; keys past their deadline are invisible meanwhile.
 inline constexpr size_t kExpireBatchMax = 10000;
 
-// Seed of the member hash that orders sets. Part of the schema: changing it changes which
-// member SPOP picks, so it may only change with a new schema version.
-inline constexpr uint64_t kSetHashSeed = 0x686d64622d736574ULL;  // "hmdb-set"
+// kSetHashSeed, the seed of the member hash that orders sets, is in set.h.
 
 // Hash and equality for string-keyed tables that accept std::string_view lookups (this
 // Abseil build's own StringHash takes absl::string_view, a distinct type), so a lookup
@@ -84,7 +84,7 @@ using StringMap = absl::flat_hash_map<Key, V, KeyHash, KeyEq, PopulatedAllocator
 // ---- value types ---------------------------------------------------------------------
 
 // Hash (hash.h), List (list.h) and Set (set.h) are compact containers: one block while
-// small.
+// small, a hash table (hash, set) once big.
 
 struct ZSet {
   ZSkipList order;  // (score, member), the visible order, with ranks and a member index

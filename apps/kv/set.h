@@ -1,17 +1,19 @@
 // apps/kv/set.h — the kv app's set value: members ordered by (XXH3 hash, bytes), in a
-// sorted flat array while small and a B-tree once large.
+// sorted flat array while small and a hash table (key_table.h) once large.
 //
 // Why: like hashes (hash.h), a set was a boxed absl::btree_set, i.e. a set object and a
-// B-tree node per key even for one member. A small set is now one block of up to
-// kSmallMembersMax (hash, std::string) entries, found by binary search.
+// B-tree node per key even for one member. A small set is one block of up to
+// kSmallMembersMax (hash, std::string) entries, found by binary search. A big one (SADD
+// grows redis-benchmark's set to a million members) is a KeyTable keyed by the member,
+// hashed with kSetHashSeed: one bucket and one node per lookup instead of ~10 B-tree levels
+// (40-byte entries, a heap string compared at each), and it grows a few buckets per insert.
 //
 // The order is part of the schema (kv.h: SPOP picks the first member whose hash is >= a
 // value derived from the log index, wrapping to the first member; SMEMBERS and the snapshot
-// list members in this order), and both representations keep exactly it, so which one a
-// set uses is invisible.
+// list members in this order). The table keeps exactly it (its buckets are ranges of hash
+// values, its chains sorted by (hash, bytes)), and so does the array, so which one a set
+// uses is invisible; SPOP's pick is a lower bound in one bucket.
 #pragma once
-
-#include <absl/container/btree_set.h>
 
 #include <algorithm>
 #include <cassert>
@@ -24,7 +26,20 @@
 #include <utility>
 #include <vector>
 
+#include <xxhash.h>
+
+#include "kv/key_table.h"
+
 namespace hmdb::kv {
+
+// Seed of the member hash that orders sets. Part of the schema: changing it changes which
+// member SPOP picks, so it may only change with a new schema version.
+inline constexpr uint64_t kSetHashSeed = 0x686d64622d736574ULL;  // "hmdb-set"
+
+// The hash sets are ordered by (kv.cc's member_hash).
+struct SetMemberHasher {
+  static uint64_t hash(std::string_view m) noexcept { return XXH3_64bits_withSeed(m.data(), m.size(), kSetHashSeed); }
+};
 
 struct SetMember {
   uint64_t hash;
@@ -48,12 +63,13 @@ class Set {
   // Most members a set holds in the flat array (40-byte entries: an insert moves at most
   // 2.5 KiB, a lookup is a binary search of 6 steps), as for Hash::kSmallFieldsMax.
   static constexpr size_t kSmallMembersMax = 64;
-  // A B-tree set that drops to this many members goes back to the array; half the bound,
+  // A big set that drops to this many members goes back to the array; half the bound,
   // so a set hovering around it does not convert on every SADD/SREM.
   static constexpr size_t kShrinkMembersMax = kSmallMembersMax / 2;
   static_assert(kShrinkMembersMax < kSmallMembersMax);
 
-  using Big = absl::btree_set<SetMember, SetLess>;
+  struct None {};
+  using Big = KeyTable<None, SetMemberHasher>;
 
   Set() noexcept = default;
   Set(Set&&) noexcept = default;
@@ -64,7 +80,7 @@ class Set {
   bool is_small() const noexcept { return !big_; }  // for tests
 
   bool contains(SetMemberKey k) const {
-    if (big_) return big_->find(k) != big_->end();
+    if (big_) return big_->find_hashed(k.value, k.hash) != big_->end();
     auto it = lower_bound(k);
     return it != small_.end() && it->hash == k.hash && it->value == k.value;
   }
@@ -80,13 +96,15 @@ class Set {
       }
       to_big();
     }
-    return big_->insert(SetMember{k.hash, std::string(k.value)}).second;
+    return big_->try_emplace_hashed(k.value, k.hash).second;
   }
 
   // Removes the member; true if it was there.
   bool erase(SetMemberKey k) {
     if (big_) {
-      if (big_->erase(k) == 0) return false;
+      auto it = big_->find_hashed(k.value, k.hash);
+      if (it == big_->end()) return false;
+      big_->erase(it);
       if (big_->size() <= kShrinkMembersMax) to_small();
       return true;
     }
@@ -100,60 +118,57 @@ class Set {
   // there is none (SPOP's pick). REQUIRES: !empty().
   std::string pop_at_or_after(uint64_t hash) {
     assert(!empty());
-    const SetMemberKey k{hash, std::string_view()};
     if (big_) {
-      auto it = big_->lower_bound(k);
+      auto it = big_->lower_bound_hash(hash);
       if (it == big_->end()) it = big_->begin();
-      // btree_set elements are const; the node is erased right after, so moving is safe.
-      std::string value = std::move(const_cast<SetMember&>(*it).value);
+      std::string value(it->first.view());
       big_->erase(it);
       if (big_->size() <= kShrinkMembersMax) to_small();
       return value;
     }
-    auto it = lower_bound(k);
+    auto it = lower_bound(SetMemberKey{hash, std::string_view()});
     if (it == small_.end()) it = small_.begin();
     std::string value = std::move(it->value);
     small_.erase(it);
     return value;
   }
 
-  // Calls fn(uint64_t hash, const std::string& member) for each member whose hash is >=
-  // hash, in (hash, bytes) order, until fn returns false (SSCAN's page: O(log n) to start).
+  // Calls fn(uint64_t hash, std::string_view member) for each member whose hash is >=
+  // hash, in (hash, bytes) order, until fn returns false (SSCAN's page: one bucket to
+  // start, then O(COUNT)).
   template <class Fn>
   void for_each_from(uint64_t hash, Fn&& fn) const {
-    const SetMemberKey k{hash, std::string_view()};
     if (big_) {
-      for (auto it = big_->lower_bound(k); it != big_->end(); ++it)
-        if (!fn(it->hash, it->value)) return;
+      for (auto it = big_->lower_bound_hash(hash); it != big_->end(); ++it)
+        if (!fn(it.hash(), it->first.view())) return;
     } else {
-      for (auto it = lower_bound(k); it != small_.end(); ++it)
-        if (!fn(it->hash, it->value)) return;
+      for (auto it = lower_bound(SetMemberKey{hash, std::string_view()}); it != small_.end(); ++it)
+        if (!fn(it->hash, std::string_view(it->value))) return;
     }
   }
 
-  // Removes up to `budget` members, for freeing a deleted set a bounded amount at a time
-  // (kv.h, Graveyard); returns how many. A small set goes at once. The set is only to be
-  // destroyed or cleared further afterwards.
+  // Removes up to about `budget` members, for freeing a deleted set a bounded amount at a
+  // time (kv.h, Graveyard); returns the work done. A small set goes at once. The set is
+  // only to be destroyed or cleared further afterwards. As Hash::clear_some, the node slabs
+  // go with the last member.
   size_t clear_some(size_t budget) {
     if (!big_) {
       const size_t n = small_.size();
       std::vector<SetMember>().swap(small_);
       return n;
     }
-    const size_t n = std::min(budget, big_->size());
-    auto first = big_->begin();
-    big_->erase(first, std::next(first, static_cast<std::ptrdiff_t>(n)));
+    const size_t n = big_->drain(budget, [](None&&) {});
     if (big_->empty()) big_.reset();
     return n;
   }
 
-  // Calls fn(const std::string& member) for each member in (hash, bytes) order.
+  // Calls fn(std::string_view member) for each member in (hash, bytes) order.
   template <class Fn>
   void for_each(Fn&& fn) const {
     if (big_) {
-      for (const SetMember& m : *big_) fn(m.value);
+      for (const auto& m : *big_) fn(m.first.view());
     } else {
-      for (const SetMember& m : small_) fn(m.value);
+      for (const SetMember& m : small_) fn(std::string_view(m.value));
     }
   }
 
@@ -168,13 +183,15 @@ class Set {
   // The conversions copy, so a failed allocation leaves the set as it was.
   void to_big() {
     auto big = std::make_unique<Big>();
-    for (const SetMember& m : small_) big->insert(big->end(), m);
+    for (const SetMember& m : small_) big->try_emplace_hashed(m.value, m.hash);
     big_ = std::move(big);
     std::vector<SetMember>().swap(small_);  // give the block back
   }
   void to_small() {
-    std::vector<SetMember> small(big_->begin(), big_->end());
-    small_ = std::move(small);
+    std::vector<SetMember> small;
+    small.reserve(big_->size());
+    for (auto it = big_->begin(); it != big_->end(); ++it) small.push_back(SetMember{it.hash(), std::string(it->first.view())});
+    small_ = std::move(small);  // the table's order is SetLess order already
     big_.reset();
   }
 

@@ -1,10 +1,11 @@
 // tests/apps/kv_containers_test.cc — the kv app's compact containers (apps/kv/list.h,
 // hash.h, set.h) against std::deque / std::map / std::set models, and through the app:
-// LRANGE across the ring buffer's wrap, HSET/HDEL and SADD/SREM/SPOP across the small/B-tree
+// LRANGE across the ring buffer's wrap, HSET/HDEL and SADD/SREM/SPOP across the small/table
 // switch, and the snapshot bytes and digest, which must be exactly those of the documented
 // format (docs/kv-commands.md).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <deque>
 #include <map>
@@ -114,16 +115,37 @@ TEST(KvList, MatchesADequeUnderRandomPushesAndPops) {
 
 // ---- Hash --------------------------------------------------------------------------------
 
+// The order a hash lists its fields in: (XXH3(field), field bytes).
+std::vector<std::pair<std::string, std::string>> in_hash_order(const std::map<std::string, std::string>& model) {
+  std::vector<std::pair<uint64_t, const std::pair<const std::string, std::string>*>> order;
+  for (const auto& kv : model) order.emplace_back(XXH3_64bits(kv.first.data(), kv.first.size()), &kv);
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first < b.first : a.second->first < b.second->first;
+  });
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [h, kv] : order) out.emplace_back(kv->first, kv->second);
+  return out;
+}
+
 void expect_hash_equals(const Hash& h, const std::map<std::string, std::string>& model) {
   ASSERT_EQ(h.size(), model.size());
-  auto it = model.begin();
+  const auto ordered = in_hash_order(model);
+  auto it = ordered.begin();
   h.for_each([&](std::string_view field, const std::string& value) {
-    ASSERT_NE(it, model.end());
+    ASSERT_NE(it, ordered.end());
     EXPECT_EQ(field, it->first);
     EXPECT_EQ(value, it->second);
     ++it;
   });
-  EXPECT_EQ(it, model.end());
+  EXPECT_EQ(it, ordered.end());
+  auto byte_it = model.begin();
+  h.for_each_in_byte_order([&](std::string_view field, const std::string& value) {
+    ASSERT_NE(byte_it, model.end());
+    EXPECT_EQ(field, byte_it->first);
+    EXPECT_EQ(value, byte_it->second);
+    ++byte_it;
+  });
+  EXPECT_EQ(byte_it, model.end());
   for (const auto& [field, value] : model) {
     const std::string* found = h.find(field);
     ASSERT_NE(found, nullptr) << field;
@@ -131,7 +153,7 @@ void expect_hash_equals(const Hash& h, const std::map<std::string, std::string>&
   }
 }
 
-TEST(KvHash, SwitchesToABtreeAboveTheBoundAndBackAfterDeletes) {
+TEST(KvHash, SwitchesToATableAboveTheBoundAndBackAfterDeletes) {
   Hash h;
   std::map<std::string, std::string> model;
   // Fields inserted in descending order, so every insert lands at the array's front.
@@ -148,10 +170,10 @@ TEST(KvHash, SwitchesToABtreeAboveTheBoundAndBackAfterDeletes) {
 
   EXPECT_TRUE(h.set("a-long-field-name-beyond-the-31-byte-inline-key", "x"));
   model["a-long-field-name-beyond-the-31-byte-inline-key"] = "x";
-  EXPECT_FALSE(h.is_small()) << "field kSmallFieldsMax + 1 switches to the B-tree";
+  EXPECT_FALSE(h.is_small()) << "field kSmallFieldsMax + 1 switches to the table";
   expect_hash_equals(h, model);
 
-  // Delete down to the shrink bound: the B-tree stays until then (hysteresis) ...
+  // Delete down to the shrink bound: the table stays until then (hysteresis) ...
   while (model.size() > Hash::kShrinkFieldsMax + 1) {
     EXPECT_TRUE(h.erase(model.begin()->first));
     model.erase(model.begin());
@@ -210,6 +232,50 @@ TEST(KvHash, MatchesAMapUnderRandomSetsIncrementsAndDeletes) {
   expect_hash_equals(moved, model);
 }
 
+TEST(KvHash, BigHashKeepsHashOrderAcrossIncrementalResizes) {
+  // Thousands of fields: the table doubles many times while fields arrive, and halves while
+  // they go; the listing stays in hash order at every step checked (some in mid-resize), and
+  // a walk from any hash (HSCAN) starts at the right field.
+  const uint64_t seed = test_seed();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  Hash h;
+  std::map<std::string, std::string> model;
+  std::vector<std::string> names;
+  for (int i = 0; i < 20000; i++) names.push_back("element:" + std::to_string(rng() % 1000000000));
+  for (size_t i = 0; i < names.size(); i++) {
+    std::string v = value_for(rng);
+    EXPECT_EQ(h.set(names[i], v), model.find(names[i]) == model.end());
+    model[names[i]] = v;
+    if (i % 4999 == 0) expect_hash_equals(h, model);
+  }
+  expect_hash_equals(h, model);
+  const auto ordered = in_hash_order(model);
+  for (int probe = 0; probe < 50; probe++) {
+    const uint64_t from = rng();
+    auto want = std::find_if(ordered.begin(), ordered.end(), [&](const auto& kv) {
+      return XXH3_64bits(kv.first.data(), kv.first.size()) >= from;
+    });
+    std::vector<std::string> got;
+    h.for_each_from(from, [&](uint64_t fh, std::string_view f, const std::string&) {
+      EXPECT_EQ(fh, XXH3_64bits(f.data(), f.size()));
+      got.emplace_back(f);
+      return got.size() < 3;
+    });
+    for (size_t i = 0; i < got.size(); i++, ++want) {
+      ASSERT_NE(want, ordered.end());
+      EXPECT_EQ(got[i], want->first);
+    }
+    EXPECT_TRUE(got.size() == 3 || want == ordered.end());
+  }
+  std::shuffle(names.begin(), names.end(), rng);
+  for (size_t i = 0; i < names.size(); i++) {
+    EXPECT_EQ(h.erase(names[i]), model.erase(names[i]) == 1);
+    if (i % 3331 == 0) expect_hash_equals(h, model);
+  }
+  EXPECT_TRUE(h.empty());
+}
+
 // ---- Set ---------------------------------------------------------------------------------
 
 using SetModel = std::set<std::pair<uint64_t, std::string>>;
@@ -219,7 +285,7 @@ using SetModel = std::set<std::pair<uint64_t, std::string>>;
 void expect_set_equals(const Set& set, const SetModel& model) {
   ASSERT_EQ(set.size(), model.size());
   auto it = model.begin();
-  set.for_each([&](const std::string& m) {
+  set.for_each([&](std::string_view m) {
     ASSERT_NE(it, model.end());
     EXPECT_EQ(m, it->second);
     ++it;
@@ -259,7 +325,7 @@ TEST(KvSet, MatchesAnOrderedSetAcrossBothSwitchesIncludingPops) {
 }
 
 TEST(KvSet, SpopPicksTheSameMembersInEitherRepresentation) {
-  // a: grown past the bound, then shrunk to 40 members (still a B-tree: hysteresis);
+  // a: grown past the bound, then shrunk to 40 members (still a table: hysteresis);
   // b: the same 40 members added directly (an array). Every pop must agree.
   Set a, b;
   for (uint64_t i = 0; i < 100; i++) a.insert(SetMemberKey{i * 7919 % 1000, "m" + std::to_string(i)});
@@ -318,14 +384,26 @@ TEST(KvContainers, SnapshotBytesAndDigestAreTheDocumentedFormat) {
       a.run_strings({"HSET", "h", f, std::to_string(i)});
       model[f] = std::to_string(i);
     }
-    std::vector<std::string> items;
-    for (const auto& [f, v] : model) { items.push_back(f); items.push_back(v); }
+    // The snapshot lists fields in hash order, the digest hashes them in byte order.
+    std::vector<std::string> items, byte_items;
+    for (const auto& [f, v] : in_hash_order(model)) { items.push_back(f); items.push_back(v); }
+    for (const auto& [f, v] : model) { byte_items.push_back(f); byte_items.push_back(v); }
     std::string entry = expected_entry("h", static_cast<uint8_t>(Type::kHash), items);
+    std::string digested = expected_entry("h", static_cast<uint8_t>(Type::kHash), byte_items);
     Encoder whole;
     whole.varint(1);
     std::string expected = whole.take() + entry;
     EXPECT_EQ(a.snapshot(), expected);
-    EXPECT_EQ(a.host.digest(), XXH3_64bits(entry.data(), entry.size()));
+    EXPECT_EQ(a.host.digest(), XXH3_64bits(digested.data(), digested.size()));
+    // A snapshot of the byte-ordered listing (what binaries before hash-ordered hashes
+    // wrote) loads into the same state: same snapshot, digest and replies.
+    Encoder old_whole;
+    old_whole.varint(1);
+    hmdb::testing::AppDriver<Kv> from_old;
+    ASSERT_TRUE(from_old.restore(old_whole.take() + digested));
+    EXPECT_EQ(from_old.snapshot(), expected);
+    EXPECT_EQ(from_old.host.digest(), a.host.digest());
+    EXPECT_EQ(from_old.run({"HGETALL", "h"}), a.run({"HGETALL", "h"}));
   }
   for (size_t members : {size_t{3}, Set::kSmallMembersMax + 10}) {
     SCOPED_TRACE("members " + std::to_string(members));
@@ -363,13 +441,13 @@ TEST(KvContainers, SnapshotRoundTripAcrossTheSwitchKeepsRepliesAndDigest) {
   std::mt19937_64 rng(seed);
   hmdb::testing::AppDriver<Kv> a;
   // Hashes of every size class (one that grew big and shrank back above the shrink bound
-  // stays a B-tree; after a load it is an array: invisible either way), wrapped lists.
+  // stays a table; after a load it is an array: invisible either way), wrapped lists.
   for (int i = 0; i < 200; i++) a.run_strings({"HSET", "big", "f" + std::to_string(i), std::to_string(i)});
   for (int i = 0; i < 150; i++) a.run_strings({"HDEL", "big", "f" + std::to_string(i)});
   for (int i = 0; i < 90; i++) a.run_strings({"HSET", "mid", "f" + std::to_string(rng() % 120), value_for(rng)});
   a.run({"HSET", "one", "f", "v"});
   for (int i = 0; i < 100; i++) a.run_strings({"SADD", "set", "m" + std::to_string(i)});
-  a.run({"SPOP", "set", "70"});  // a B-tree of 100, back to an array once <= 32 remain
+  a.run({"SPOP", "set", "70"});  // a table of 100, back to an array once <= 32 remain
   for (int k = 0; k < 20; k++) {
     std::string key = "list" + std::to_string(k);
     for (int i = 0; i < 30; i++) {
@@ -396,7 +474,7 @@ TEST(KvContainers, SnapshotRoundTripAcrossTheSwitchKeepsRepliesAndDigest) {
     std::string key = "list" + std::to_string(k);
     EXPECT_EQ(a.run_strings({"LRANGE", key, "0", "-1"}), b.run_strings({"LRANGE", key, "0", "-1"})) << key;
   }
-  // Both continue identically: HINCRBY on the loaded array and the original B-tree.
+  // Both continue identically: HINCRBY on the loaded array and the original table.
   for (int i = 150; i < 200; i++) {
     std::string f = "f" + std::to_string(i);
     ASSERT_EQ(a.run_strings({"HINCRBY", "big", f, "5"}), b.run_strings({"HINCRBY", "big", f, "5"}));
@@ -418,6 +496,35 @@ TEST(KvContainers, SnapshotRoundTripAcrossTheSwitchKeepsRepliesAndDigest) {
     hmdb::testing::AppDriver<Kv> c;
     EXPECT_FALSE(c.restore(dup.buffer())) << fields << " fields";
   }
+}
+
+TEST(KvContainers, BigHashAndSetSnapshotRoundTripAndLazyFree) {
+  // A hash and a set of thousands (tables, grown through many resizes) round-trip through a
+  // snapshot with the same replies, digest and bytes; SPOP then picks the same members on
+  // both; and deleting them frees them a bounded amount at a time (the graveyard).
+  hmdb::testing::AppDriver<Kv> a;
+  for (int i = 0; i < 5000; i++) {
+    a.run_strings({"HSET", "h", "element:" + std::to_string(i * 7919 % 100003), std::to_string(i)});
+    a.run_strings({"SADD", "s", "member:" + std::to_string(i * 104729 % 1000003)});
+  }
+  for (int i = 0; i < 1000; i++) a.run_strings({"HDEL", "h", "element:" + std::to_string(i * 7919 % 100003)});
+  hmdb::testing::AppDriver<Kv> b;
+  ASSERT_TRUE(b.restore(a.snapshot()));
+  b.index = a.index;  // SPOP's pick depends on the log index: as after an install at a.index
+  EXPECT_EQ(a.snapshot(), b.snapshot());
+  EXPECT_EQ(a.host.digest(), b.host.digest());
+  EXPECT_EQ(a.run({"HGETALL", "h"}), b.run({"HGETALL", "h"}));
+  EXPECT_EQ(a.run({"HLEN", "h"}), integer(4000));
+  EXPECT_EQ(a.run({"SMEMBERS", "s"}), b.run({"SMEMBERS", "s"}));
+  for (int i = 0; i < 20; i++) EXPECT_EQ(a.run({"SPOP", "s", "7"}), b.run({"SPOP", "s", "7"}));
+  EXPECT_EQ(a.run({"SCARD", "s"}), integer(5000 - 140));
+  EXPECT_EQ(a.run({"DEL", "h", "s"}), integer(2));
+  EXPECT_EQ(a.run({"EXISTS", "h", "s"}), integer(0));
+  EXPECT_FALSE(a.host.state().graveyard.empty()) << "thousands of elements are freed later";
+  int writes = 0;
+  while (!a.host.state().graveyard.empty() && writes < 1000) a.run_strings({"SET", "k" + std::to_string(writes++), "v"});
+  EXPECT_TRUE(a.host.state().graveyard.empty());
+  EXPECT_GT(writes, 5) << "a bounded step per write: ~8,900 elements take several";
 }
 
 }  // namespace
