@@ -1662,8 +1662,7 @@ void apply_zadd(State& s, const ZAddArgs& a, const ApplyContext& ctx, Reply& r) 
       done = true;
       result = next;
       if (next != current) {
-        zset_erase(z, member);
-        zset_insert(z, member, next);
+        z->order.update_score(member, next);  // `found` is not used after this
         changed++;
       }
     } else {

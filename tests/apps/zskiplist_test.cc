@@ -1,5 +1,6 @@
 // tests/apps/zskiplist_test.cc — kv::ZSkipList (apps/kv/zskiplist.h) against a model
-// (std::set with Redis' order, and a member -> score map) through random inserts and erases:
+// (std::set with Redis' order, and a member -> score map) through random inserts, erases
+// and score updates:
 // the order both ways, rank, the entry at a rank, lower_bound, find, the member index, erase
 // by iterator and by member, copies, and the structure's own invariants (every span,
 // backward link, the size and the index). ZSKIPLIST_SEED=N repeats a run.
@@ -56,7 +57,7 @@ TEST(ZSkipList, MatchesAModelThroughRandomInsertsAndErases) {
     for (int step = 0; step < 2000; step++) {
       const std::string member = "m" + std::to_string(rng() % members);
       const double score = static_cast<double>(static_cast<int>(rng() % 20) - 10) / 2;
-      const int op = static_cast<int>(rng() % 11);
+      const int op = static_cast<int>(rng() % 14);
       if (op < 5) {
         // A member is there once: a second insert with any score is refused.
         const bool inserted = scores.emplace(member, score).second;
@@ -74,6 +75,16 @@ TEST(ZSkipList, MatchesAModelThroughRandomInsertsAndErases) {
           scores.erase(found);
         }
         ASSERT_EQ(l.erase_member(member), erased);
+      } else if (op >= 11) {
+        // A new score for a member: in place (the rank holds) or moved, as ZADD does.
+        auto found = scores.find(member);
+        const bool there = found != scores.end();
+        if (there) {
+          m.erase(ZEntry{found->second, member});
+          m.insert(ZEntry{score, member});
+          found->second = score;
+        }
+        ASSERT_EQ(l.update_score(member, score), there);
       } else if (!m.empty()) {
         // Erase by iterator: the one at a random rank; the returned iterator is the next.
         const size_t r = rng() % m.size();
