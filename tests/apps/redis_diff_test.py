@@ -279,7 +279,7 @@ def gen_hashes(g):
     if r < 9:
         return ["HDEL", k] + g.members(), "bytes"
     if r < 11:
-        # HGETALL: Redis' order is its table's, kv's byte order (docs/kv-commands.md
+        # HGETALL: Redis' order is its table's, kv's hash order (docs/kv-commands.md
         # "Differences from Redis"): a multiset of pairs.
         return ["HGETALL", k], "pairs"
     if r < 12:
