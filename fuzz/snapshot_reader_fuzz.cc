@@ -23,7 +23,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (const char* name : {"fuzz-input", "snap-00000000000000000007.hmsnap"}) {
     hmdb::Status s = hmdb::storage::decode_snapshot(in, name, &header, &payload);
     if (!s) {
-      HMDB_ASSERT(s.is_corruption(), "a bad snapshot must be corruption: %s", s.to_string().c_str());
+      // Or a format this build does not read, under an intact header (another binary's file).
+      HMDB_ASSERT(s.is_corruption() || (s.code() == hmdb::Status::Code::kNotSupported &&
+                                        s.message().find("unsupported snapshot format version") != std::string::npos),
+                  "a bad snapshot must be corruption: %s", s.to_string().c_str());
       continue;
     }
     HMDB_ASSERT(payload.data() >= in.data() && payload.data() + payload.size() <= in.data() + in.size(),

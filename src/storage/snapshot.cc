@@ -181,18 +181,26 @@ Status decode_snapshot(std::string_view file, const std::string& name, SnapshotH
   const char* p = file.data();
   if (std::memcmp(p, kSnapshotMagic, sizeof kSnapshotMagic) != 0) return bad(0, "bad magic (expected \"HMDBSNP1\")");
   uint32_t version = codec::get_u32(p + 8);
-  if (version < kSnapshotOldestFormatVersion || version > kSnapshotFormatVersion) {
-    return bad(8, fmt::format("unsupported snapshot format version {} (this build reads {} to {})", version,
-                              kSnapshotOldestFormatVersion, kSnapshotFormatVersion));
-  }
+  const bool readable = version >= kSnapshotOldestFormatVersion && version <= kSnapshotFormatVersion;
+  const std::string unsupported = fmt::format("unsupported snapshot format version {} (this build reads {} to {})",
+                                              version, kSnapshotOldestFormatVersion, kSnapshotFormatVersion);
   uint64_t header_bytes = codec::get_u32(p + 12);
   if (header_bytes < kSnapshotMinHeaderBytes || header_bytes > kSnapshotMaxHeaderBytes ||
       header_bytes > file.size() - kSnapshotTrailerSize) {
-    return bad(12, fmt::format("impossible header length {}", header_bytes));
+    return bad(readable ? 12 : 8, readable ? fmt::format("impossible header length {}", header_bytes) : unsupported);
   }
   uint64_t header_sum_at = header_bytes - 8;
   if (codec::get_u64(p + header_sum_at) != XXH3_64bits(p, header_sum_at)) {
+    if (!readable) return bad(8, unsupported + ", and the header checksum does not match: damaged");
     return bad(header_sum_at, fmt::format("header checksum mismatch (header bytes 0..{} are damaged)", header_bytes));
+  }
+  if (!readable) {
+    // Every format frames its header alike (magic, version, length ... checksum), and this
+    // one's checksum holds: not damage, another hmdb's file (exit 1, not corruption's 2).
+    return Status::not_supported(fmt::format(
+        "snapshot {}: {}: written by {} hmdb. Start the binary that wrote it on this directory (a node is never "
+        "moved back to an older binary: docs/operations.md), or remove the node and add it again empty",
+        name, unsupported, version > kSnapshotFormatVersion ? "a newer" : "a much older"));
   }
   // The header checksum matched, so the fields below were written this way; the length
   // checks still guard against a writer bug (and fuzzed input).
