@@ -182,7 +182,7 @@ class Host final : public core::ReplicaHost {
   void start_snapshot() override {}
   std::string client_address_of(raft::NodeId) const override { return ""; }
   void stage_snapshot_chunk(const raft::SnapshotChunk&) override {}
-  void install_snapshot(const raft::SnapshotMeta&) override {}
+  bool install_snapshot(const raft::SnapshotMeta&) override { return true; }
   std::optional<raft::PersistAck> persist(const std::optional<raft::HardState>& hs, std::vector<raft::Entry>&& entries,
                                           const std::optional<raft::SnapshotMeta>&) override {
     if (hs) hard_state = *hs;

@@ -1056,6 +1056,18 @@ class AppHost final : public StateMachine {
     return true;
   }
   void clear() override { state_ = State{}; }
+  std::unique_ptr<StateMachine> make_empty() const override { return std::make_unique<AppHost>(); }
+  void swap_state(StateMachine& other) override {
+    auto& o = static_cast<AppHost&>(other);  // REQUIRES: made by make_empty() (the same App)
+    // Default construction and move assignment only: what load() and clear() already need.
+    State mine{};
+    mine = std::move(state_);
+    state_ = std::move(o.state_);
+    o.state_ = std::move(mine);
+    const uint32_t version = active_schema_version();
+    set_active_schema_version(o.active_schema_version());
+    o.set_active_schema_version(version);
+  }
 
   bool saves_schema_version(uint32_t version) const override {
     if (version == App::kSchemaVersion) return true;

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -288,6 +289,14 @@ class StateMachine {
   virtual void save(Encoder& out) const = 0;
   virtual bool load(Decoder& in, uint32_t schema_version) = 0;
   virtual void clear() = 0;
+
+  // For a load off the event loop (the server loads a leader's snapshot in a thread while
+  // its loop keeps answering its peers): a new state machine of the same app with an empty
+  // state, and swapping the state and active schema version of this one with such a one's
+  // (O(1): the states are moved, not copied). Default: none (nullptr; the caller loads in
+  // place).
+  virtual std::unique_ptr<StateMachine> make_empty() const { return nullptr; }
+  virtual void swap_state(StateMachine& other) { (void)other; }
 
   // The state in an older version's snapshot layout (the app's save_as), so that while that
   // version is active a snapshot written by this binary loads in a binary that reads only

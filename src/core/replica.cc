@@ -66,13 +66,14 @@ std::string Replica::schema_blocked_reply() const {
                      app_.oldest_schema_version(), app_.schema_version(), applied_index_, b.version);
 }
 
-bool Replica::refused_while_blocked(ClientSession& s, Args argv, std::optional<uint64_t> held) {
+bool Replica::refused_while_blocked(ClientSession& s, Args argv, std::optional<uint64_t> held,
+                                    const std::string& reply) {
   const CommandClass cls = classify(argv);
   const bool app = cls == CommandClass::kAppWrite || cls == CommandClass::kAppQuery || cls == CommandClass::kWatch;
   if (!app && !s.transaction.multi && !is_request(argv) && !iequals(argv[0], "MULTI") && !iequals(argv[0], "EXEC"))
     return false;  // the shell's own commands (INFO, CLUSTER ..., PING) are served
   if (s.transaction.multi) s.transaction.reset();  // nothing of it can run here
-  finished_reply(s.replies, held)->append(schema_blocked_reply());
+  finished_reply(s.replies, held)->append(reply);
   if (!held) mark_drain(s);
   return true;
 }
@@ -174,7 +175,12 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
     if (refused_while_subscribed(s, argv, held)) return true;
   }
   if (schema_block_) [[unlikely]] {
-    if (refused_while_blocked(s, argv, held)) return true;
+    if (refused_while_blocked(s, argv, held, schema_blocked_reply())) return true;
+  }
+  if (loading_) [[unlikely]] {
+    // As Redis answers while it loads a dataset: the state here is not the one the log says.
+    static const std::string kLoading = "-LOADING this node is loading the leader's snapshot in memory\r\n";
+    if (refused_while_blocked(s, argv, held, kLoading)) return true;
   }
   // MULTI, EXEC, DISCARD, WATCH, UNWATCH have 4, 5 or 7 letters, HMDB.REQ 8: most commands
   // skip this.
@@ -1126,9 +1132,15 @@ void Replica::drive() {
     std::optional<raft::SnapshotMeta> installed;
     if (rd.snapshot) {
       installed = rd.snapshot->meta;
-      host_.install_snapshot(*installed);
-      applied_index_ = installed->index;
-      applied_term_ = installed->term;
+      HMDB_ASSERT(!loading_, "a snapshot install while the host still loads the previous one");
+      if (host_.install_snapshot(*installed)) {
+        applied_index_ = installed->index;
+        applied_term_ = installed->term;
+      } else {
+        // The entries after it wait in the core's log for the state they apply to.
+        loading_ = *installed;
+        raft_.hold_apply(true);
+      }
       pubsub_.reset_at(installed->index);  // events between were never seen here: subscriptions end
       blocked_.all_changed();  // any key may have changed
     }
@@ -1155,6 +1167,15 @@ void Replica::drive() {
     if (last_role_ != role_before) on_role_change(role_before);
   }
   finish_reads();
+}
+
+void Replica::snapshot_loaded() {
+  HMDB_ASSERT(loading_, "snapshot_loaded without a snapshot loading");
+  applied_index_ = loading_->index;
+  applied_term_ = loading_->term;
+  loading_.reset();
+  raft_.hold_apply(false);
+  blocked_.all_changed();  // any key may have changed (again: the install's own call saw the old state)
 }
 
 void Replica::apply_entry(const raft::Entry& e) {

@@ -153,8 +153,12 @@ class ReplicaHost {
   // ---- raft's Ready, in raft.h's order ----
   // 0. A chunk of the leader's snapshot: stage it.
   virtual void stage_snapshot_chunk(const raft::SnapshotChunk& chunk) = 0;
-  // 1a. The staged snapshot is complete: make it durable and load it into the app.
-  virtual void install_snapshot(const raft::SnapshotMeta& meta) = 0;
+  // 1a. The staged snapshot is complete: make it durable and load it into the app. true:
+  //     the app holds the snapshot's state now. false: it is loading in the background
+  //     (the app keeps the old state meanwhile, untouched by the replica, which applies
+  //     nothing and refuses app commands with -LOADING): the host calls
+  //     Replica::snapshot_loaded() once the app holds it.
+  virtual bool install_snapshot(const raft::SnapshotMeta& meta) = 0;
   // 1b. Start persisting (`installed`: the snapshot just installed, if any). Returns the
   //     acknowledgement if it is durable already (no log; or written synchronously).
   virtual std::optional<raft::PersistAck> persist(const std::optional<raft::HardState>& hard_state,
@@ -348,6 +352,11 @@ class Replica final : private PubSubHost {
     bool snapshot = false;  // the leader's snapshot at `index` is of `version` (block_at_snapshot)
   };
   const std::optional<SchemaBlock>& schema_block() const { return schema_block_; }
+  // The leader's snapshot the host is loading in the background (ReplicaHost::install_snapshot
+  // returned false), if any: nothing is applied meanwhile, and app commands are refused.
+  const std::optional<raft::SnapshotMeta>& loading() const { return loading_; }
+  // The host's background load of the snapshot `loading()` is done: the app holds its state.
+  void snapshot_loaded();
   // The leader's snapshot at `index` is of schema `version`, which this binary does not
   // read, and it was refused (raft::Raft::set_snapshot_filter): the node cannot catch up,
   // and blocks as at such an entry (its state is that of its applied index). No-op if
@@ -410,7 +419,8 @@ class Replica final : private PubSubHost {
   // A RESP2 session with subscriptions sent a command Redis refuses in that state: answered.
   bool refused_while_subscribed(ClientSession& s, Args argv, std::optional<uint64_t> held);
   // A blocked node (schema_block_) refuses app commands and transactions: answered.
-  bool refused_while_blocked(ClientSession& s, Args argv, std::optional<uint64_t> held);
+  // App commands (and transactions) get `reply` while the node is blocked or loading.
+  bool refused_while_blocked(ClientSession& s, Args argv, std::optional<uint64_t> held, const std::string& reply);
   NodeView node_view() const;
   // MULTI, EXEC, DISCARD, WATCH, UNWATCH, and every command between MULTI and EXEC.
   // Returns true if it served the command (false: not a transaction command).
@@ -506,6 +516,7 @@ class Replica final : private PubSubHost {
 
   raft::Index applied_index_ = 0;
   std::optional<SchemaBlock> schema_block_;
+  std::optional<raft::SnapshotMeta> loading_;  // loading()
   raft::Term applied_term_ = 0;
   raft::Role last_role_ = raft::Role::kFollower;
   size_t voters_ = 1;  // voters in the membership in force

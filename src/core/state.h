@@ -86,9 +86,12 @@ enum class LoadState : uint8_t {
 // given) is the active version the payload holds, readable or not. The users the payload
 // holds replace acl's (all or none; `logged` then); a payload without users (format 4 or
 // before, or none logged) leaves acl's as they are. Null or not present(): the users' part
-// is checked for its framing and skipped.
+// is checked for its framing and skipped, and handed out in *users_out if given (a view into
+// the payload: a load off the event loop leaves the users, whose rules need the loop's
+// catalog, to the loop).
 inline LoadState load_state(StateMachine& app, RequestTable& requests, Decoder& in, uint32_t schema_version,
-                            uint32_t format, uint32_t* active = nullptr, const ReplicatedAcl* acl = nullptr) {
+                            uint32_t format, uint32_t* active = nullptr, const ReplicatedAcl* acl = nullptr,
+                            std::optional<std::string_view>* users_out = nullptr) {
   auto fail = [&](LoadState why) {
     requests.clear();
     app.clear();
@@ -112,6 +115,7 @@ inline LoadState load_state(StateMachine& app, RequestTable& requests, Decoder& 
   if (format >= kStateFormatWithRequests && !requests.load(in)) return fail(LoadState::kBadRequests);
   if (!app.load(in, schema_version)) return fail(in.refusal().empty() ? LoadState::kBadApp : LoadState::kRefused);
   app.set_active_schema_version(active_version);
+  if (users_out) *users_out = users;
   if (users && acl && acl->present()) {
     if (!acl->users->load(*users, *acl->catalog).empty()) return fail(LoadState::kBadUsers);
     acl->users->set_logged(true);

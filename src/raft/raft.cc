@@ -153,6 +153,7 @@ struct Raft::Impl {
   // Raft::set_may_lead(false): this node campaigns only as a learner does, to end an
   // election that no other voter can win, and then leads only until its noop commits.
   bool may_lead = true;
+  bool apply_held = false;  // Raft::hold_apply
 
   // Membership: the latest in the log, committed or not (Ongaro's single-server rule: a
   // change takes effect when appended, and is undone if truncated), and its history since
@@ -1554,6 +1555,7 @@ struct Raft::Impl {
   // ─────────── Ready ───────────
 
   Index apply_limit() const {
+    if (apply_held) return applied_handed;
     if (cfg.bugs.apply_before_commit) return log.last_index();  // PLANTED BUG
     return commit;
   }
@@ -1709,6 +1711,7 @@ void Raft::set_snapshot_filter(std::function<bool(const SnapshotMeta&)> accept) 
 }
 uint64_t Raft::snapshots_refused() const { return impl_->snapshots_refused; }
 bool Raft::may_lead() const { return impl_->may_lead; }
+void Raft::hold_apply(bool hold) { impl_->apply_held = hold; }
 void Raft::campaign() {
   if (!impl_->promotable() || !impl_->may_lead) return;  // a learner campaigns only on its own (tick)
   impl_->start_campaign(impl_->cfg.pre_vote && !impl_->single_voter_self(), false);

@@ -268,6 +268,12 @@ class Raft {
   // "Schema versions"). Not persisted: the caller sets it again after a restart.
   void set_may_lead(bool may);
   bool may_lead() const;
+  // true: Ready hands out no committed entries to apply (they stay in the log, handed out
+  // once this is false again); everything else (appending, persisting, acknowledging,
+  // voting, heartbeats) goes on. The server holds applying while it loads an installed
+  // snapshot in a background thread: the entries after the snapshot's index must wait for
+  // the state they apply to. Not persisted.
+  void hold_apply(bool hold);
   // Follower: a snapshot the leader offers is installed only if `accept(meta)` is true
   // (empty: every one). A refused one is not answered, chunk after chunk: the leader sends
   // it again after its stall timeout, and the follower stays where it is. The server refuses

@@ -120,6 +120,12 @@ Node::Node(ServerOptions options, std::unique_ptr<StateMachine> app)
 }
 
 Node::~Node() {
+  if (snapshot_load_ && snapshot_load_->thread.joinable()) {
+    snapshot_load_->stop.store(true);
+    snapshot_load_->messages.notify_all();
+    snapshot_load_->thread.join();
+  }
+  reap_replaced_state();
   if (snapshot_pid_ > 0) {
     ::kill(snapshot_pid_, SIGKILL);
     ::waitpid(snapshot_pid_, nullptr, 0);
@@ -506,6 +512,7 @@ void Node::loop_turn(int timeout_ms) {
   // finished replies move out in order (replies_ready() schedules their sending).
   sync_forwarder();  // the leader may have changed this turn: before the replica drains
   stage_clock_fresh_ = false;
+  if (snapshot_load_) [[unlikely]] finish_snapshot_load(false);
   replica_->end_turn();
   note_replies_queued();
   if (refused_snapshot_) [[unlikely]] note_refused_snapshot();
@@ -648,6 +655,10 @@ std::optional<raft::PersistAck> Node::persist(const std::optional<raft::HardStat
 
 void Node::send(std::vector<raft::Message>&& messages) {
   if (!transport_) return;
+  if (snapshot_load_) [[unlikely]] {
+    snapshot_load_->messages.fetch_add(messages.size());
+    snapshot_load_->messages.notify_all();
+  }
   note_sent(messages);
   for (raft::Message& m : messages) transport_->send(std::move(m));
   transport_->flush();

@@ -33,6 +33,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -42,6 +43,7 @@
 #include "core/acl.h"
 #include "core/forwarder.h"
 #include "core/replica.h"
+#include "core/state.h"
 #include "hmdb/app.h"
 #include "hmdb/state_machine.h"
 #include "net/peer_transport.h"
@@ -59,6 +61,7 @@
 #include "server/options.h"
 #include "server/session.h"
 #include "server/statistics.h"
+#include "storage/snapshot.h"
 #include "storage/env.h"
 #include "storage/log.h"
 
@@ -132,7 +135,7 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   void forward_transaction(core::ClientSession& s, uint64_t seq, const std::vector<std::vector<std::string>>& commands,
                            bool write) override;
   void stage_snapshot_chunk(const raft::SnapshotChunk& chunk) override;
-  void install_snapshot(const raft::SnapshotMeta& meta) override;
+  bool install_snapshot(const raft::SnapshotMeta& meta) override;
   std::optional<raft::PersistAck> persist(const std::optional<raft::HardState>& hard_state,
                                           std::vector<raft::Entry>&& entries,
                                           const std::optional<raft::SnapshotMeta>& installed) override;
@@ -467,6 +470,32 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   std::string staging_path_;
   raft::SnapshotMeta staging_meta_;
   uint64_t staging_bytes_ = 0;
+  // The leader's snapshot, installed (durable) and loading off the loop (snapshot.cc,
+  // install_snapshot): a thread decodes it into a state machine of its own while the loop
+  // goes on answering its peers; the loop swaps the states once it is done, and another
+  // thread frees the replaced one. Decoding 20 M keys takes seconds, longer than a leader
+  // waits for a heartbeat's answer.
+  struct SnapshotLoad {
+    raft::SnapshotMeta meta;
+    std::string path;                   // the installed file (for messages)
+    storage::LoadedSnapshot loaded;     // its mapping: the payload decoded from
+    std::unique_ptr<StateMachine> app;  // the loaded state; after the swap, the replaced one
+    core::RequestTable requests;
+    std::optional<std::string_view> users;  // left to the loop (the ACL catalog is the loop's)
+    core::LoadState state = core::LoadState::kOk;
+    uint32_t active = 0;
+    std::string refusal;  // why the app refused it (LoadState::kRefused)
+    uint64_t started_us = 0, decode_us = 0;
+    uint64_t turns = 0;                    // loop turns while it loaded
+    std::atomic<uint64_t> messages{0};     // messages to peers sent while it loaded
+    std::atomic<bool> done{false}, stop{false};
+    std::thread thread;
+  };
+  std::unique_ptr<SnapshotLoad> snapshot_load_;
+  std::thread state_reaper_;  // frees the state the last load replaced
+  // Swaps the loaded state in once the thread is done (`wait`: waits for it first).
+  void finish_snapshot_load(bool wait);
+  void reap_replaced_state();
 
   std::unique_ptr<MetricsServer> metrics_;  // --metrics-port; null when off
 

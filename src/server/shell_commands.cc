@@ -838,6 +838,7 @@ StatisticsSources Node::statistics_sources(bool with_digest) const {
   s.shell = stats_;
   s.log_bytes_since_snapshot = log_bytes_since_snapshot_;
   s.snapshot_in_progress = snapshot_pid_ > 0;
+  s.snapshot_loading = snapshot_load_ != nullptr;
   if (disk_) {
     s.disk = disk_->stats();
     s.disk_queue_bytes = disk_->queued_bytes();

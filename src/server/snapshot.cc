@@ -59,8 +59,10 @@ void Node::maybe_auto_snapshot() {
 }
 
 void Node::start_snapshot() {
-  if (snapshot_pid_ > 0) {
-    snapshot_again_ = true;  // the running one may not cover the latest writes
+  if (snapshot_pid_ > 0 || snapshot_load_) {
+    // The running one may not cover the latest writes; or the leader's snapshot is loading
+    // (the state is not that of the applied index yet): once that is done.
+    snapshot_again_ = true;
     return;
   }
   if (const auto& block = replica_->schema_block()) [[unlikely]] {
@@ -257,9 +259,12 @@ void Node::stage_snapshot_chunk(const raft::SnapshotChunk& c) {
   staging_bytes_ += c.data.size();
 }
 
-void Node::install_snapshot(const raft::SnapshotMeta& meta) {
+bool Node::install_snapshot(const raft::SnapshotMeta& meta) {
   HMDB_ASSERT(staging_file_ && staging_meta_ == meta, "snapshot install without its staged chunks");
-  const uint64_t t0 = monotonic_ms();
+  // The replica installs no snapshot while one loads; a thread still running would be a
+  // load the replica already took as done: it cannot be.
+  HMDB_ASSERT(!snapshot_load_, "snapshot install while the previous one loads");
+  const uint64_t t0 = monotonic_us();
   Status s = staging_file_->sync();
   if (s) s = staging_file_->close();
   if (!s) fatal(kExitDiskFailure, "syncing the leader's snapshot {} failed: {}", staging_path_, s.to_string());
@@ -287,41 +292,131 @@ void Node::install_snapshot(const raft::SnapshotMeta& meta) {
   s = env_->rename_file(staging_path_, final_path);
   if (s) s = env_->sync_dir(options_.dir);
   if (!s) fatal(kExitDiskFailure, "installing the leader's snapshot as {} failed: {}", final_path, s.to_string());
-  app_->clear();
-  Decoder in(loaded.payload);
-  uint32_t active = 0;
-  const core::ReplicatedAcl acl{&acl_, &acl_access_};
-  const core::LoadState state =
-      core::load_state(*app_, replica_->requests(), in, meta.schema_version, loaded.format_version, &active, &acl);
-  if (state == core::LoadState::kUnsupportedActive) {
+  // Durable now (the replica's persist step records the install after this returns). The
+  // decoding goes to a thread, into a state machine of its own: the loop keeps answering the
+  // leader's heartbeats and appends meanwhile (the replica holds applying, and answers app
+  // commands -LOADING), and the app's state stays whole, the old one, until the swap.
+  auto load = std::make_unique<SnapshotLoad>();
+  load->meta = meta;
+  load->path = final_path;
+  load->loaded = std::move(loaded);
+  load->app = app_->make_empty();
+  load->started_us = t0;
+  stats_.snapshot_installs++;
+  if (!load->app) {
+    // An app that cannot make an empty twin: loaded in place, on the loop.
+    app_->clear();
+    snapshot_load_ = std::move(load);
+    SnapshotLoad& l = *snapshot_load_;
+    l.app = nullptr;
+    Decoder in(l.loaded.payload);
+    const core::ReplicatedAcl acl{&acl_, &acl_access_};
+    l.state = core::load_state(*app_, l.requests, in, meta.schema_version, l.loaded.format_version, &l.active, &acl);
+    if (l.state == core::LoadState::kRefused) l.refusal = std::string(in.refusal());
+    if (l.state == core::LoadState::kOk) replica_->requests() = std::move(l.requests);
+    l.done.store(true);
+    finish_snapshot_load(true);
+    return true;
+  }
+  snapshot_load_ = std::move(load);
+  SnapshotLoad* l = snapshot_load_.get();
+  const uint64_t hold = options_.test_snapshot_load_hold_messages;
+  const int wake_fd = wake_fd_;
+  l->thread = std::thread([l, hold, wake_fd] {
+    const uint64_t start = monotonic_us();
+    Decoder in(l->loaded.payload);
+    l->state = core::load_state(*l->app, l->requests, in, l->meta.schema_version, l->loaded.format_version, &l->active,
+                                nullptr, &l->users);
+    l->decode_us = monotonic_us() - start;
+    if (l->state == core::LoadState::kRefused) l->refusal = std::string(in.refusal());
+    // Tests: not done before the loop answered its peers `hold` times (options.h).
+    for (uint64_t seen = l->messages.load(); seen < hold && !l->stop.load(); seen = l->messages.load())
+      l->messages.wait(seen);
+    l->done.store(true);
+    uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = ::write(wake_fd, &one, sizeof one);  // the loop's next turn swaps it in
+  });
+  log_line("snapshot: installed the leader's snapshot at index {} term {} ({} bytes) in {} ms; loading it in the "
+           "background",
+           meta.index, meta.term, snapshot_load_->loaded.file_bytes, (monotonic_us() - t0) / 1000);
+  return false;
+}
+
+void Node::finish_snapshot_load(bool wait) {
+  SnapshotLoad& l = *snapshot_load_;
+  if (!wait && !l.done.load()) {
+    l.turns++;
+    return;
+  }
+  if (l.thread.joinable()) l.thread.join();
+  const raft::SnapshotMeta meta = l.meta;
+  const std::string& final_path = l.path;
+  if (l.state == core::LoadState::kOk && l.app) {
+    app_->swap_state(*l.app);
+    replica_->requests() = std::move(l.requests);
+    // core::load_state's last step, which the thread left to the loop.
+    const core::ReplicatedAcl acl{&acl_, &acl_access_};
+    if (l.users && acl.present()) {
+      if (acl.users->load(*l.users, *acl.catalog).empty()) acl.users->set_logged(true);
+      else l.state = core::LoadState::kBadUsers;
+    }
+  }
+  if (l.state == core::LoadState::kUnsupportedActive) {
     fatal(kExitStartupFailure,
           "the snapshot received from the leader (index {}) is of a cluster whose active schema version is {}. "
           "Nothing was applied from it.",
-          meta.index, core::unreadable_schema(*app_, active));
+          meta.index, core::unreadable_schema(*app_, l.active));
   }
-  if (state == core::LoadState::kRefused)
+  if (l.state == core::LoadState::kRefused)
     fatal(kExitStartupFailure, "{}",
           core::refused_migration(*app_, fmt::format("the leader's snapshot {}", final_path), meta.schema_version,
-                                  in.refusal()));
-  if (state != core::LoadState::kOk) {
+                                  l.refusal));
+  if (l.state != core::LoadState::kOk) {
     fatal(kExitCorruption, "{} could not be decoded from the leader's snapshot {} (schema {}, format {})",
-          state == core::LoadState::kBadRequests ? std::string("the request table")
-          : state == core::LoadState::kBadUsers  ? std::string("the ACL users")
-                                                 : fmt::format("the state of app '{}'", app_->app_name()),
-          final_path, meta.schema_version, loaded.format_version);
+          l.state == core::LoadState::kBadRequests ? std::string("the request table")
+          : l.state == core::LoadState::kBadUsers  ? std::string("the ACL users")
+                                                   : fmt::format("the state of app '{}'", app_->app_name()),
+          final_path, meta.schema_version, l.loaded.format_version);
   }
-  if (!loaded.cluster_info.empty()) decode_members(loaded.cluster_info);
+  if (!l.loaded.cluster_info.empty()) decode_members(l.loaded.cluster_info);
   stats_.last_snapshot_index = meta.index;
   log_bytes_since_snapshot_ = 0;
-  s = storage::remove_snapshots_before(env_, options_.dir, meta.index);
+  Status s = storage::remove_snapshots_before(env_, options_.dir, meta.index);
   if (!s) log_line("warning: could not remove snapshots older than index {}: {}", meta.index, s.to_string());
   // Not the segment holding the replaced log's entry at the snapshot's index: until the
   // leader's entries overwrite the rest of that log, recovery tells its leftovers by that
   // entry's term (recovery.cc). The next snapshot's compaction removes it.
   if (disk_) disk_->request_compact(meta.index - 1);
   sync_transport_members();
-  log_line("snapshot: installed the leader's snapshot at index {} term {} ({} bytes) in {} ms", meta.index, meta.term,
-           loaded.file_bytes, monotonic_ms() - t0);
+  stats_.last_install_load_ms = (monotonic_us() - l.started_us) / 1000;
+  stats_.last_install_load_turns = l.turns;
+  stats_.last_install_load_messages = l.messages.load();
+  log_line("snapshot: loaded the leader's snapshot at index {} term {} ({} bytes) in {} ms (decoding {} ms, off the "
+           "event loop: {} turns and {} messages to peers meanwhile)",
+           meta.index, meta.term, l.loaded.file_bytes, stats_.last_install_load_ms, l.decode_us / 1000, l.turns,
+           l.messages.load());
+  std::unique_ptr<StateMachine> replaced = std::move(l.app);
+  storage::LoadedSnapshot mapping = std::move(l.loaded);
+  const bool in_place = !replaced;
+  snapshot_load_.reset();
+  if (!in_place) {
+    replica_->snapshot_loaded();
+    // Freeing millions of keys takes as long as loading them, and unmapping a GiB file tens
+    // of ms: not on the loop either.
+    reap_replaced_state();
+    state_reaper_ = std::thread([old = std::move(replaced), file = std::move(mapping)]() mutable {
+      old.reset();
+      file = storage::LoadedSnapshot{};
+    });
+    if (snapshot_again_ || !next_snapshot_waiters_.empty()) {  // a SNAPSHOT asked meanwhile
+      snapshot_again_ = false;
+      start_snapshot();
+    }
+  }
+}
+
+void Node::reap_replaced_state() {
+  if (state_reaper_.joinable()) state_reaper_.join();
 }
 
 void Node::read_snapshot_chunk(const raft::SnapshotReadRequest& req) {

@@ -59,6 +59,13 @@ struct ShellStats {
   uint64_t fork_last_us = 0;
   uint64_t fork_max_us = 0;
   std::string last_snapshot_status = "none";
+  // The leader's snapshots installed (followers), and the last one's load off the loop: its
+  // duration, and the loop turns and messages to peers while it loaded (the loop kept
+  // answering: a heartbeat's answer is such a message).
+  uint64_t snapshot_installs = 0;
+  uint64_t last_install_load_ms = 0;
+  uint64_t last_install_load_turns = 0;
+  uint64_t last_install_load_messages = 0;
   uint64_t recovered_entries = 0;
   uint64_t recovery_ms = 0;
   uint64_t loop_turn_max_ms = 0;  // longest turn spent working (not waiting in epoll)
@@ -87,6 +94,7 @@ struct StatisticsSources {
   ShellStats shell;
   uint64_t log_bytes_since_snapshot = 0;
   bool snapshot_in_progress = false;
+  bool snapshot_loading = false;  // a leader's snapshot loads in the background (Node::SnapshotLoad)
   DiskStats disk;  // zero without a disk thread (--durability none)
   uint64_t disk_queue_bytes = 0;
   // Replication.

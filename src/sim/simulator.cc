@@ -491,7 +491,7 @@ class NodeHost final : public core::ReplicaHost {
   void start_snapshot() override { HMDB_ASSERT(false, "the simulator's clients send no SNAPSHOT"); }
   std::string client_address_of(raft::NodeId id) const override { return fmt::format("n{}", id); }
   void stage_snapshot_chunk(const raft::SnapshotChunk& chunk) override;
-  void install_snapshot(const raft::SnapshotMeta& meta) override;
+  bool install_snapshot(const raft::SnapshotMeta& meta) override;
   std::optional<raft::PersistAck> persist(const std::optional<raft::HardState>& hard_state, std::vector<raft::Entry>&& entries,
                                           const std::optional<raft::SnapshotMeta>& installed) override;
   void send(std::vector<raft::Message>&& messages) override;
@@ -1313,7 +1313,10 @@ void NodeHost::stage_snapshot_chunk(const raft::SnapshotChunk& c) {
   });
 }
 
-void NodeHost::install_snapshot(const raft::SnapshotMeta& meta) { sim_->install_snapshot(*node_, meta); }
+bool NodeHost::install_snapshot(const raft::SnapshotMeta& meta) {
+  sim_->install_snapshot(*node_, meta);
+  return true;  // loaded in place: the simulated disk has no threads
+}
 
 // Ready step 1: start persisting (completes later: complete_writes), and update the view of
 // the core's log.

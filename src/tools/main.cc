@@ -107,6 +107,10 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
   cmd->add_option("--heartbeat-ms", f->options.heartbeat_ms, "leader heartbeat period")
       ->check(CLI::Range(uint64_t{10}, uint64_t{30000}))
       ->capture_default_str();
+  // Hidden (no group): for system tests only, see ServerOptions::test_snapshot_load_hold_messages.
+  cmd->add_option("--test-snapshot-load-hold-messages", f->options.test_snapshot_load_hold_messages,
+                  "tests: a leader's snapshot does not finish loading before this many messages to peers")
+      ->group("");
 
   cmd->add_option("--requirepass", f->options.requirepass,
                   "the default user's password; clients must AUTH with it (docs/security.md). Prefer the config "

@@ -124,7 +124,10 @@ class FakeHost final : public ReplicaHost {
   }
   std::string client_address_of(raft::NodeId id) const override { return "10.0.0." + std::to_string(id) + ":7379"; }
   void stage_snapshot_chunk(const raft::SnapshotChunk&) override { ADD_FAILURE() << "no snapshot transfer here"; }
-  void install_snapshot(const raft::SnapshotMeta&) override { ADD_FAILURE() << "no snapshot install here"; }
+  bool install_snapshot(const raft::SnapshotMeta&) override {
+    ADD_FAILURE() << "no snapshot install here";
+    return true;
+  }
   std::optional<raft::PersistAck> persist(const std::optional<raft::HardState>& hs, std::vector<raft::Entry>&& entries,
                                           const std::optional<raft::SnapshotMeta>&) override {
     if (hs) hard_state = *hs;

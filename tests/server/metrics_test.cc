@@ -316,6 +316,11 @@ StatisticsSources distinct_sources() {
   s.shell.tls_reloads = 118;
   s.shell.tls_reload_failures = 119;
   s.peer_tls_refused = 120;
+  s.snapshot_loading = true;
+  s.shell.snapshot_installs = 121;
+  s.shell.last_install_load_ms = 122;
+  s.shell.last_install_load_turns = 123;
+  s.shell.last_install_load_messages = 124;
   s.shell.output_limit_disconnects = 44;
   s.shell.loop_turn_max_ms = 46;
   s.shell.slow_turns = 53;
@@ -376,6 +381,11 @@ constexpr std::string_view kGoldenInfoAll =
     "log_bytes_since_snapshot:1166\r\n"
     "snapshot_log_bytes:268435456\r\n"
     "snapshot_in_progress:1\r\n"
+    "loading:1\r\n"
+    "snapshot_installs:121\r\n"
+    "last_install_load_ms:122\r\n"
+    "last_install_load_turns:123\r\n"
+    "last_install_load_messages:124\r\n"
     "snapshots_taken:12\r\n"
     "snapshot_failures:13\r\n"
     "last_snapshot_index:14\r\n"

@@ -12,6 +12,9 @@ each case starts its own 3-node cluster (tests/system/cluster.py) and checks one
              catches up by log; all digests agree.
   snapshot   a follower is down while the leader's log is compacted by a snapshot: on
              restart it catches up by receiving the snapshot (its log says so), then the log.
+             It loads the snapshot off its event loop: with --test-snapshot-load-hold-messages
+             the load cannot finish before the loop sent that many messages to its peers
+             (answers to the leader's heartbeats and appends), and INFO says it did.
   membership while a client writes: a brand-new node (--join) is added as a learner,
              catches up, is promoted, receives the leadership (CLUSTER TRANSFER), and an
              original node is removed and then stops by itself (exit code 4); every
@@ -67,6 +70,9 @@ WRITE_TIMEOUT_S = 2.0
 # snapshot trigger several times over).
 SNAPSHOT_CASE_WRITES = 3000
 SNAPSHOT_CASE_VALUE_BYTES = 1024
+# Messages to peers the follower's loop must send while it loads the leader's snapshot (a
+# loop that loaded in its own turn would never finish the load: the case times out).
+SNAPSHOT_CASE_LOAD_MESSAGES = 5
 # A removed node's exit code (kExitRemoved, src/server/node.h; docs/cluster.md) and how
 # long it may take to stop once it can hear from the members (it is refused at its next
 # dial: a re-dial backoff of at most 1 s, then the drain).
@@ -264,10 +270,17 @@ def case_snapshot(c):
     # The leader's log must no longer reach back to what the follower has.
     first = int(leader.info()["first_index"])
     expect(first > 2, "the leader's log was not compacted (first_index %d)" % first)
+    down.extra_args = ["--test-snapshot-load-hold-messages=%d" % SNAPSHOT_CASE_LOAD_MESSAGES]
     down.start()
     c.wait_converged(CONVERGE_TIMEOUT_S)
     log = down.log()
     expect("installed the leader's snapshot" in log, "the follower did not catch up by snapshot:\n%s" % down.log_tail())
+    expect("loaded the leader's snapshot" in log, "the follower did not say it loaded the snapshot:\n%s" % down.log_tail())
+    info = cl.parse_info(down.call("INFO", "persistence"))
+    expect(int(info["snapshot_installs"]) >= 1 and info["loading"] == "0", "INFO after the install: %s" % info)
+    expect(int(info["last_install_load_messages"]) >= SNAPSHOT_CASE_LOAD_MESSAGES,
+           "the loop sent %s messages while the snapshot loaded" % info["last_install_load_messages"])
+    expect(int(info["last_install_load_turns"]) >= 1, "no loop turn while the snapshot loaded: %s" % info)
     check_digests(c.nodes)
     with down.client() as dc:
         dc.call("READONLY")
