@@ -1704,7 +1704,9 @@ void Raft::transfer_leadership(NodeId to) { impl_->transfer_leadership(to); }
 void Raft::persisted(const PersistAck& ack) { impl_->persisted(ack); }
 void Raft::snapshot_saved(const SnapshotMeta& meta) { impl_->snapshot_saved(meta); }
 void Raft::applied_to(Index index) { impl_->applied_to(index); }
-size_t Raft::free_dropped_entries(size_t max_entries) { return impl_->log.free_dropped(max_entries); }
+size_t Raft::free_dropped_entries(size_t max_entries, uint64_t max_bytes, void (*before_free)(std::string&)) {
+  return impl_->log.free_dropped(max_entries, max_bytes, before_free);
+}
 void Raft::set_may_lead(bool may) { impl_->set_may_lead(may); }
 void Raft::set_snapshot_filter(std::function<bool(const SnapshotMeta&)> accept) {
   impl_->snapshot_accept = std::move(accept);

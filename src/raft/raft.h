@@ -245,8 +245,12 @@ class Raft {
   void applied_to(Index index);
   // Entries that snapshot_saved() or a snapshot install dropped from the log are not freed
   // there (a big log would stall the caller): this frees at most max_entries of them and
-  // returns how many are left. Call it regularly (the server: once per loop turn).
-  size_t free_dropped_entries(size_t max_entries);
+  // returns how many are left. Call it regularly (the server: once per loop turn). It
+  // stops early once the payloads freed reach max_bytes, and calls before_free (if given)
+  // on each payload just before freeing it: the server madvises the payload's pages away
+  // there (server/node.cc), which the core, doing no system calls, leaves to its caller.
+  size_t free_dropped_entries(size_t max_entries, uint64_t max_bytes = UINT64_MAX,
+                              void (*before_free)(std::string& payload) = nullptr);
   // Start an election now (tests and the simulator; the server never calls it: an operator
   // moves leadership with `hmdb cluster transfer`). Ignored by learners and leaders (a
   // learner campaigns only on its own, after a long silence: docs/raft.md).

@@ -107,11 +107,16 @@ void RaftLog::reset_to_snapshot_keeping_suffix(Index index, Term term) {
   snapshot_term_ = term;  // whatever the log had at `index`: that is the bug
 }
 
-size_t RaftLog::free_dropped(size_t max_entries) {
+size_t RaftLog::free_dropped(size_t max_entries, uint64_t max_bytes, void (*before_free)(std::string& payload)) {
   // Called every loop turn: nothing to do is the common case, and a fresh std::deque
   // allocates, so it is made only when the last dropped entries were just freed.
   if (dropped_.empty()) return 0;
-  for (size_t i = 0; i < max_entries && !dropped_.empty(); i++) dropped_.pop_front();
+  uint64_t bytes = 0;
+  for (size_t i = 0; i < max_entries && bytes < max_bytes && !dropped_.empty(); i++) {
+    bytes += dropped_.front().data.capacity();
+    if (before_free) before_free(dropped_.front().data);
+    dropped_.pop_front();
+  }
   if (dropped_.empty()) std::deque<Entry>().swap(dropped_);  // and the deque's own blocks
   return dropped_.size();
 }

@@ -62,8 +62,11 @@ class RaftLog {
   // Compaction and reset do not free the dropped entries: they move them here, and the
   // caller frees them a bounded number at a time. (Freeing a whole log of 600,000 entries,
   // 1 GiB of payloads, at once took one event-loop turn of 313 ms.) Returns how many are
-  // left to free.
-  size_t free_dropped(size_t max_entries);
+  // left to free. It stops early once the payloads freed reach max_bytes; `before_free`, if
+  // given, sees each payload just before it is freed (the server hands its pages back to
+  // the kernel: raft.h, free_dropped_entries).
+  size_t free_dropped(size_t max_entries, uint64_t max_bytes = UINT64_MAX,
+                      void (*before_free)(std::string& payload) = nullptr);
   size_t dropped_count() const { return dropped_.size(); }
 
   // Fast backtracking (etcd's findConflictByTerm): the largest index j <= index whose term

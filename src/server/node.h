@@ -92,6 +92,19 @@ inline constexpr size_t kParseAheadCommands = 8;
 // turn (raft::Raft::free_dropped_entries). Freeing all 600,000 entries (1 GiB) of a log at
 // once stalled one turn for 313 ms; 4,096 entries of a few KiB take about a millisecond.
 inline constexpr size_t kDroppedEntriesFreedPerTurn = 4096;
+// ... and at most this many bytes of their payloads, whose pages go back to the kernel
+// (release_payload_pages: ~0.1-0.2 ms per MiB, so a few ms a turn).
+inline constexpr uint64_t kDroppedBytesFreedPerTurn = 32ull << 20;
+// A dropped payload at least this big has the whole pages inside its buffer handed back to
+// the kernel (madvise MADV_DONTNEED) just before it is freed. glibc keeps freed heap memory
+// for reuse and returns only the top of the heap (M_TRIM_THRESHOLD): the log's entries lie
+// among the state's keys, so after a snapshot compacted the log, RSS stayed ~30 bytes per
+// key above a restarted node's (bench/README.md, issue 16 item 7). Smaller payloads are
+// left to the allocator (their pages are shared with other allocations).
+inline constexpr uint64_t kReleasePayloadMinBytes = 64ull << 10;
+// The release (a raft::Raft::free_dropped_entries hook): whole pages strictly inside the
+// buffer, past the bytes free() writes its list links into.
+void release_payload_pages(std::string& payload);
 
 // How long a forwarded command waits for a leader, and a former leader's link for its
 // replies in flight, in election timeouts (core::Forwarder::Options; 2 s and 1 s with the

@@ -18,6 +18,7 @@
 // chunk requests from its newest durable snapshot file.
 #include <signal.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -413,6 +414,20 @@ void Node::finish_snapshot_load(bool wait) {
       start_snapshot();
     }
   }
+}
+
+void release_payload_pages(std::string& payload) {
+  if (payload.capacity() < kReleasePayloadMinBytes) return;
+  // free() writes up to four pointers at the start of the chunk's user bytes (its bin
+  // links) and the next chunk's header (prev_size, size) lies just past its end: the pages
+  // released here keep a margin from both. What the allocator hands out from them later
+  // reads as zeros, as malloc_trim's pages do.
+  constexpr uintptr_t kFreeLinksBytes = 64;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto at = reinterpret_cast<uintptr_t>(payload.data());
+  const uintptr_t begin = (at + kFreeLinksBytes + page - 1) & ~(page - 1);
+  const uintptr_t end = (at + payload.capacity() - kFreeLinksBytes) & ~(page - 1);
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 void Node::reap_replaced_state() {

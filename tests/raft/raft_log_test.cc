@@ -73,6 +73,21 @@ TEST(RaftLog, DroppedEntriesAreFreedABoundedNumberAtATime) {
   EXPECT_EQ(log.dropped_count(), 0u);
 }
 
+// A byte bound too (payloads of 100 KiB: the server frees 32 MiB a turn), and the hook sees
+// each payload, whole, just before it is freed (the server madvises its pages away there).
+std::vector<size_t> hooked_sizes;
+TEST(RaftLog, DroppedEntriesStopAtTheByteBoundAndPassTheHook) {
+  RaftLog log;
+  for (Index i = 1; i <= 5; i++) log.append(make(i, 1, std::string(100 << 10, 'x')));
+  log.compact_to(5, 1);
+  hooked_sizes.clear();
+  auto hook = [](std::string& payload) { hooked_sizes.push_back(payload.size()); };
+  EXPECT_EQ(log.free_dropped(100, 150 << 10, hook), 3u);  // the entry that crosses the bound is freed
+  EXPECT_EQ(hooked_sizes, std::vector<size_t>(2, 100 << 10));
+  EXPECT_EQ(log.free_dropped(100, UINT64_MAX, hook), 0u);
+  EXPECT_EQ(hooked_sizes.size(), 5u);
+}
+
 TEST(RaftLog, FindConflictByTerm) {
   RaftLog log;
   // terms: 1 1 1 4 4 5 5 6 6 6 (Figure 7 style)
