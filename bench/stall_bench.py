@@ -19,7 +19,8 @@ a change, and redis-server without persistence), each in a fresh process and dat
    probe's worst (Redis' DEL frees synchronously: lazyfree-lazy-user-del is off by default).
 
 For hmdb it also reads INFO's loop_turn_max_ms (the longest event-loop turn since start)
-after each phase. Run it under the benchmark lock on a shared machine:
+after each phase, and after the growth the turns' percentiles (INFO stages
+latency_stage_usec_loop_turn) and slow_turns (turns of 100 ms or more). Run it under the benchmark lock on a shared machine:
     flock /tmp/hmdb-bench.lock python3 bench/stall_bench.py --runs 3
 and quote the load (printed) with the medians and spread. Python 3 standard library plus
 redis-benchmark and redis-server on PATH. Every process started here is stopped by PID.
@@ -160,6 +161,11 @@ def run_one(name, kind, binary, args, work):
                 port, ["-t", "set", "-P", "64", "-c", "50", "-r", str(args.keyspace), "-n", str(args.requests)])
         out["grow_probe"] = p.summary
         out["turn_after_grow_ms"] = turn()
+        if kind == "hmdb":
+            # The distribution of the turns, not only the longest: a wall-clock turn includes
+            # preemption on a loaded machine, a stall of ours shows in the counts too.
+            out["grow_turns"] = info_field(port, "stages", "latency_stage_usec_loop_turn")
+            out["grow_slow_turns"] = info_field(port, "stats", "slow_turns")
         # 2. memory per key
         keys = call(port, "DBSIZE")[0]
         out["keys"] = keys
@@ -248,6 +254,9 @@ def main():
                   f"{r['turn_after_del_ms']}; "
                   f"RSS {r['bytes_per_key']:.1f} B/key, {extra}; {time.monotonic() - t0:.0f} s; load {loadavg()}",
                   flush=True)
+            if kind == "hmdb":
+                print(f"  {name} loop turns during growth (us): {r['grow_turns']}; turns >= 100 ms: "
+                      f"{r['grow_slow_turns']}", flush=True)
     print(f"\nmedians (min-max) over {args.runs} run(s); load at the end {loadavg()}")
 
     def med(name, f):
