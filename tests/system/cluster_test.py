@@ -14,7 +14,8 @@ each case starts its own 3-node cluster (tests/system/cluster.py) and checks one
              restart it catches up by receiving the snapshot (its log says so), then the log.
              It loads the snapshot off its event loop: with --test-snapshot-load-hold-messages
              the load cannot finish before the loop sent that many messages to its peers
-             (answers to the leader's heartbeats and appends), and INFO says it did.
+             (answers to the leader's heartbeats and appends), and INFO says it did; a
+             client writes meanwhile, and every acknowledged write is on every node.
   membership while a client writes: a brand-new node (--join) is added as a learner,
              catches up, is promoted, receives the leadership (CLUSTER TRANSFER), and an
              original node is removed and then stops by itself (exit code 4); every
@@ -72,7 +73,7 @@ SNAPSHOT_CASE_WRITES = 3000
 SNAPSHOT_CASE_VALUE_BYTES = 1024
 # Messages to peers the follower's loop must send while it loads the leader's snapshot (a
 # loop that loaded in its own turn would never finish the load: the case times out).
-SNAPSHOT_CASE_LOAD_MESSAGES = 5
+SNAPSHOT_CASE_LOAD_MESSAGES = 10
 # A removed node's exit code (kExitRemoved, src/server/node.h; docs/cluster.md) and how
 # long it may take to stop once it can hear from the members (it is refused at its next
 # dial: a re-dial backoff of at most 1 s, then the drain).
@@ -271,8 +272,24 @@ def case_snapshot(c):
     first = int(leader.info()["first_index"])
     expect(first > 2, "the leader's log was not compacted (first_index %d)" % first)
     down.extra_args = ["--test-snapshot-load-hold-messages=%d" % SNAPSHOT_CASE_LOAD_MESSAGES]
+    # Writes go on while the follower loads (it stores the entries and applies them after
+    # the swap; it answers its own clients -LOADING meanwhile, which the writer retries).
+    w = Writer(lambda: c.nodes)
+    w.start()
     down.start()
+
+    def loaded():
+        try:
+            info = cl.parse_info(down.call("INFO", "persistence"))
+        except (resp.ConnectionLost, resp.ProtocolError, OSError):
+            return False
+        return int(info.get("snapshot_installs", 0)) >= 1 and info.get("loading") == "0"
+    wait_for(loaded, CONVERGE_TIMEOUT_S, "the follower loaded the leader's snapshot")
+    acked = len(w.acked)
+    wait_for(lambda: len(w.acked) >= acked + 20, 30, "20 writes after the follower loaded the snapshot")
+    w.finish()
     c.wait_converged(CONVERGE_TIMEOUT_S)
+    check_writes_everywhere(c.nodes, w)
     log = down.log()
     expect("installed the leader's snapshot" in log, "the follower did not catch up by snapshot:\n%s" % down.log_tail())
     expect("loaded the leader's snapshot" in log, "the follower did not say it loaded the snapshot:\n%s" % down.log_tail())
