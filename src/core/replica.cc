@@ -1132,8 +1132,10 @@ void Replica::drive() {
     std::optional<raft::SnapshotMeta> installed;
     if (rd.snapshot) {
       installed = rd.snapshot->meta;
+      // A host still loading the previous one finishes it first (snapshot_loaded).
+      const bool loaded_now = host_.install_snapshot(*installed);
       HMDB_ASSERT(!loading_, "a snapshot install while the host still loads the previous one");
-      if (host_.install_snapshot(*installed)) {
+      if (loaded_now) {
         applied_index_ = installed->index;
         applied_term_ = installed->term;
       } else {

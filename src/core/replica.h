@@ -157,7 +157,8 @@ class ReplicaHost {
   //     the app holds the snapshot's state now. false: it is loading in the background
   //     (the app keeps the old state meanwhile, untouched by the replica, which applies
   //     nothing and refuses app commands with -LOADING): the host calls
-  //     Replica::snapshot_loaded() once the app holds it.
+  //     Replica::snapshot_loaded() once the app holds it; a host asked to install another
+  //     one meanwhile finishes that load first.
   virtual bool install_snapshot(const raft::SnapshotMeta& meta) = 0;
   // 1b. Start persisting (`installed`: the snapshot just installed, if any). Returns the
   //     acknowledgement if it is durable already (no log; or written synchronously).

@@ -262,9 +262,9 @@ void Node::stage_snapshot_chunk(const raft::SnapshotChunk& c) {
 
 bool Node::install_snapshot(const raft::SnapshotMeta& meta) {
   HMDB_ASSERT(staging_file_ && staging_meta_ == meta, "snapshot install without its staged chunks");
-  // The replica installs no snapshot while one loads; a thread still running would be a
-  // load the replica already took as done: it cannot be.
-  HMDB_ASSERT(!snapshot_load_, "snapshot install while the previous one loads");
+  // A newer one while the previous one still loads (the leader compacted past what this
+  // node stored meanwhile): that load ends first, waiting for its thread.
+  if (snapshot_load_) finish_snapshot_load(true);
   const uint64_t t0 = monotonic_us();
   Status s = staging_file_->sync();
   if (s) s = staging_file_->close();
@@ -349,6 +349,10 @@ void Node::finish_snapshot_load(bool wait) {
     l.turns++;
     return;
   }
+  if (wait) {
+    l.stop.store(true);  // no test hold (options.h) outlasts a wait
+    l.messages.notify_all();
+  }
   if (l.thread.joinable()) l.thread.join();
   const raft::SnapshotMeta meta = l.meta;
   const std::string& final_path = l.path;
@@ -409,7 +413,9 @@ void Node::finish_snapshot_load(bool wait) {
       old.reset();
       file = storage::LoadedSnapshot{};
     });
-    if (snapshot_again_ || !next_snapshot_waiters_.empty()) {  // a SNAPSHOT asked meanwhile
+    // A SNAPSHOT asked meanwhile (not when a newer install ends this load: its state is not
+    // the log's until that one is loaded too).
+    if (!wait && (snapshot_again_ || !next_snapshot_waiters_.empty())) {
       snapshot_again_ = false;
       start_snapshot();
     }
