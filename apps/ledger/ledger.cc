@@ -309,9 +309,11 @@ void Ledger::save(const State& s, Encoder& out) {
 // Each part of the state save() writes, hashed as it writes it.
 void Ledger::records(const State& s, RecordSink& out) {
   out.record_encoded("last_seq", [&](Encoder& e) { e.varint(s.last_seq); });
-  for (const auto& [id, a] : s.accounts) out.record_encoded("account:" + id, [&](Encoder& e) { save_account(id, a, e); });
+  // (Structured bindings are captured by name: clang before 16 cannot capture them.)
+  for (const auto& [id, a] : s.accounts)
+    out.record_encoded("account:" + id, [&, &id = id, &a = a](Encoder& e) { save_account(id, a, e); });
   for (const auto& [id, t] : s.transfers_by_id)
-    out.record_encoded("transfer:" + id, [&](Encoder& e) { save_transfer(t, e); });
+    out.record_encoded("transfer:" + id, [&, &t = t](Encoder& e) { save_transfer(t, e); });
 }
 
 // Checks the invariants while loading: a snapshot that breaks them is corrupt.

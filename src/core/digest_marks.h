@@ -57,7 +57,7 @@ struct DigestMark {
   std::shared_ptr<const RecordSketch> records = nullptr;
   // The replicated ACL users' digest at the mark (users_digest); none before any ACL change
   // was logged (each node's users are then its own file's).
-  std::optional<uint64_t> users;
+  std::optional<uint64_t> users = std::nullopt;
 };
 
 // The sketch of the app's records where the digest `d` was taken (null if it lists none).

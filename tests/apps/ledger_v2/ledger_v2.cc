@@ -307,9 +307,9 @@ void save_in(const State& s, bool with_memo, Encoder& out) {
 void records_in(const State& s, bool with_memo, RecordSink& out) {
   out.record_encoded("last_seq", [&](Encoder& e) { e.varint(s.last_seq); });
   for (const auto& [id, a] : s.accounts)
-    out.record_encoded("account:" + id, [&](Encoder& e) { save_account(id, a, with_memo, e); });
+    out.record_encoded("account:" + id, [&, &id = id, &a = a](Encoder& e) { save_account(id, a, with_memo, e); });
   for (const auto& [id, t] : s.transfers_by_id)
-    out.record_encoded("transfer:" + id, [&](Encoder& e) { save_transfer(t, with_memo, e); });
+    out.record_encoded("transfer:" + id, [&, &t = t](Encoder& e) { save_transfer(t, with_memo, e); });
 }
 
 using SavedTransfer =

@@ -515,11 +515,12 @@ void save_in(const State& s, uint32_t version, Encoder& out) {
 void records_in(const State& s, uint32_t version, RecordSink& out) {
   out.record_encoded("last_seq", [&](Encoder& e) { e.varint(s.last_seq); });
   for (const auto& [id, a] : s.accounts)
-    out.record_encoded("account:" + id, [&](Encoder& e) { save_account(id, a, version, e); });
+    out.record_encoded("account:" + id, [&, &id = id, &a = a](Encoder& e) { save_account(id, a, version, e); });
   for (const auto& [id, t] : s.transfers_by_id)
-    out.record_encoded("transfer:" + id, [&](Encoder& e) { save_transfer(t, version, e); });
+    out.record_encoded("transfer:" + id, [&, &t = t](Encoder& e) { save_transfer(t, version, e); });
   if (version < 3) return;
-  for (const auto& [id, p] : s.pending) out.record_encoded("pending:" + id, [&](Encoder& e) { save_pending(id, p, e); });
+  for (const auto& [id, p] : s.pending)
+    out.record_encoded("pending:" + id, [&, &id = id, &p = p](Encoder& e) { save_pending(id, p, e); });
 }
 
 using SavedTransfer =
