@@ -197,7 +197,13 @@ void run_command(Node& a, Node& b, const std::vector<std::string_view>& argv, Pr
       KeySpec keys;
       if (!app.validate(args, &error, &keys)) {  // refused at the leader: never logged
         trace(argv, "(refused) " + error);
-        HMDB_ASSERT(!error.empty() && error.find_first_of("\r\n") == std::string::npos, "a bad validate error");
+        // The error may quote the client's word, CR and LF included (EXPIRE k 1 "X\r\n"):
+        // Reply::error turns them into spaces, as Redis' addReplyErrorFormat does, so what
+        // the client reads is one line either way.
+        std::string line;
+        Reply(&line).error(error);
+        HMDB_ASSERT(!error.empty() && line.find("\r\n") == line.size() - 2 && line.find('\n') == line.size() - 1,
+                    "a bad validate error");
         return;
       }
       if (keys.timeout != 0) {
