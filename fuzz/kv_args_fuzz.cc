@@ -281,7 +281,9 @@ void advance(Node& a, Node& b, uint64_t ms, uint64_t* index) {
 constexpr size_t kCommandsMax = 64;  // per input: a bounded run
 constexpr size_t kArgsMax = 9;
 
-void fuzz(std::string_view bytes) {
+// kv's command names, and one it does not know: what an input's bytes pick from (fuzz) and
+// what a seed's words are looked up in (encode).
+const std::vector<std::string>& command_names() {
   static const std::vector<std::string> names = [] {
     KvDriver db;
     std::vector<std::string> out;
@@ -289,6 +291,11 @@ void fuzz(std::string_view bytes) {
     out.push_back("NOSUCH");
     return out;
   }();
+  return names;
+}
+
+void fuzz(std::string_view bytes) {
+  const std::vector<std::string>& names = command_names();
   static Node a, b, c;
   if (bytes.empty()) return;
   const bool big = (static_cast<uint8_t>(bytes[0]) & 3) == 0;
@@ -367,13 +374,7 @@ namespace {
 // Seeds spelled as commands: each word is looked up in the vocabularies above and encoded
 // as the bytes that pick it (a word in none of them is taken raw).
 std::string encode(const std::vector<std::vector<std::string_view>>& script) {
-  static const std::vector<std::string> names = [] {
-    KvDriver db;
-    std::vector<std::string> out;
-    for (const CommandDescription& d : db.app().describe_commands()) out.push_back(d.name);
-    out.push_back("NOSUCH");
-    return out;
-  }();
+  const std::vector<std::string>& names = command_names();
   std::string out(1, '\0');  // the big start state: seeds name its keys
   auto index_in = [](const std::vector<std::string_view>& v, std::string_view w) -> int {
     for (size_t i = 0; i < v.size(); i++)
