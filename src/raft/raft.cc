@@ -1659,6 +1659,7 @@ struct Raft::Impl {
     s.applied = applied;
     s.last_index = log.last_index();
     s.first_index = log.first_index();
+    s.log_bytes = log.bytes();
     s.conf = conf;
     s.conf_index = conf_history.back().first;
     for (auto it = conf_history.rbegin(); it != conf_history.rend(); ++it) {
@@ -1687,6 +1688,7 @@ Raft::Raft(const Config& config, RestoreState restore)
 Raft::~Raft() = default;
 
 void Raft::tick() { impl_->tick(); }
+uint64_t Raft::log_bytes() const { return impl_->log.bytes(); }
 void Raft::step(const Message& msg) { impl_->step(msg); }
 ProposeResult Raft::propose(EntryType type, uint32_t schema_version, std::string data) {
   HMDB_ASSERT(type != EntryType::kConfChange, "use propose_conf_change() for membership changes");

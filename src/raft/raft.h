@@ -198,6 +198,9 @@ struct Status {
   Index applied = 0;  // as told by the caller via applied_to()
   Index last_index = 0;
   Index first_index = 0;
+  // The entries [first_index, last_index] held in memory: their payloads plus
+  // kEntryOverheadBytes each (raft_log.h's entry_bytes).
+  uint64_t log_bytes = 0;
   ConfState conf;
   // Index of the entry (or snapshot) that established `conf` (0: the initial membership).
   Index conf_index = 0;
@@ -321,6 +324,7 @@ class Raft {
   Ready take_ready(const ReadyOptions& options);
 
   Status status() const;
+  uint64_t log_bytes() const;  // Status::log_bytes, without building a Status
   Role role() const;
   NodeId leader() const;
   Term term() const;

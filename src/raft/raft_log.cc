@@ -12,7 +12,9 @@ void RaftLog::restore(Index snapshot_index, Term snapshot_term, std::vector<Entr
   // The same checks append() makes, without moving the entries anywhere.
   Index expect = snapshot_index + 1;
   Term prev_term = snapshot_term;
+  bytes_ = 0;
   for (const Entry& e : entries) {
+    bytes_ += entry_bytes(e);
     HMDB_ASSERT(e.index == expect,
                 "restoring entry at index %llu after index %llu: the log must stay contiguous",
                 (unsigned long long)e.index, (unsigned long long)(expect - 1));
@@ -47,6 +49,7 @@ void RaftLog::append(Entry e) {
   HMDB_ASSERT(e.term >= last_term(),
               "appending entry of term %llu after an entry of term %llu: terms never go back",
               (unsigned long long)e.term, (unsigned long long)last_term());
+  bytes_ += entry_bytes(e);
   appended_.push_back(std::move(e));
 }
 
@@ -54,8 +57,14 @@ void RaftLog::truncate_after(Index index) {
   HMDB_ASSERT(index >= snapshot_index_,
               "truncating the log after %llu, below the snapshot at %llu: snapshots are committed",
               (unsigned long long)index, (unsigned long long)snapshot_index_);
-  while (last_index() > index && !appended_.empty()) appended_.pop_back();
-  while (last_index() > index) restored_.pop_back();  // never reallocates
+  while (last_index() > index && !appended_.empty()) {
+    bytes_ -= entry_bytes(appended_.back());
+    appended_.pop_back();
+  }
+  while (last_index() > index) {
+    bytes_ -= entry_bytes(restored_.back());
+    restored_.pop_back();  // never reallocates
+  }
 }
 
 void RaftLog::compact_to(Index index, Term term) {
@@ -74,6 +83,7 @@ void RaftLog::drop_front_to(Index index) {
   while (snapshot_index_ < index) {
     if (restored_count() > 0) {
       // The payload moves to dropped_; the slot itself goes with the vector.
+      bytes_ -= entry_bytes(restored_[restored_head_]);
       dropped_.push_back(std::move(restored_[restored_head_]));
       restored_head_++;
       if (restored_count() == 0) {
@@ -81,6 +91,7 @@ void RaftLog::drop_front_to(Index index) {
         restored_head_ = 0;
       }
     } else {
+      bytes_ -= entry_bytes(appended_.front());
       dropped_.push_back(std::move(appended_.front()));
       appended_.pop_front();
     }
@@ -94,6 +105,7 @@ void RaftLog::reset_to_snapshot(Index index, Term term) {
   restored_head_ = 0;
   for (Entry& e : appended_) dropped_.push_back(std::move(e));
   appended_.clear();
+  bytes_ = 0;
   snapshot_index_ = index;
   snapshot_term_ = term;
 }

@@ -36,6 +36,10 @@ class RaftLog {
   Index first_index() const { return snapshot_index_ + 1; }
   Index last_index() const { return snapshot_index_ + size(); }
   Term last_term() const { return size() == 0 ? snapshot_term_ : entry(size() - 1).term; }
+  // Entries in the log (after the snapshot point), and their entry_bytes() summed: what the
+  // log holds in memory (dropped entries not yet freed are not counted).
+  size_t entries() const { return size(); }
+  uint64_t bytes() const { return bytes_; }
 
   // Term of the entry at `index`; the snapshot's term at the snapshot index; nullopt if the
   // entry was compacted away or does not exist yet.
@@ -91,6 +95,7 @@ class RaftLog {
 
   Index snapshot_index_ = 0;
   Term snapshot_term_ = 0;
+  uint64_t bytes_ = 0;  // entry_bytes() of every entry after the snapshot point
   // The entries after the snapshot are restored_[restored_head_..] then appended_[..].
   // restored_ never grows after restore() (so it never reallocates); compaction destroys
   // its front entries in place (restored_head_ moves on) and frees the vector once all of

@@ -518,6 +518,7 @@ void Node::loop_turn(int timeout_ms) {
   if (refused_snapshot_) [[unlikely]] note_refused_snapshot();
   if (forward_links_) forward_links_->flush(*forwarder_);  // what was forwarded this turn
   maybe_auto_snapshot();
+  if (options_.durability == Durability::kNone) trim_unlogged_log();
   raft_->free_dropped_entries(kDroppedEntriesFreedPerTurn, kDroppedBytesFreedPerTurn, release_payload_pages);
 
   std::vector<uint64_t> flush;

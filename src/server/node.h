@@ -102,6 +102,13 @@ inline constexpr uint64_t kDroppedBytesFreedPerTurn = 32ull << 20;
 // key above a restarted node's (bench/README.md, issue 16 item 7). Smaller payloads are
 // left to the allocator (their pages are shared with other allocations).
 inline constexpr uint64_t kReleasePayloadMinBytes = 64ull << 10;
+// --durability none (a single node, no log on disk, never a cluster member): applied entries
+// are needed by nobody, so once the consensus core's in-memory log holds this many bytes
+// (raft::Status::log_bytes) it is trimmed to the applied index (Node::trim_unlogged_log).
+// Without it the log grew with every write and was freed only by a SNAPSHOT (20 M SETs: 24
+// bytes per key, bench/README.md). The bound amortizes the trim (a membership copy and the
+// core's checks) over many turns; its memory is small next to any state.
+inline constexpr uint64_t kUnloggedLogRetainBytes = 4ull << 20;
 // The release (a raft::Raft::free_dropped_entries hook): whole pages strictly inside the
 // buffer, past the bytes free() writes its list links into.
 void release_payload_pages(std::string& payload);
@@ -388,6 +395,7 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   void stop_digest_children();    // at exit
   void finish_snapshot_waiters(const std::string& reply);
   void maybe_auto_snapshot();
+  void trim_unlogged_log();  // --durability none: kUnloggedLogRetainBytes
 
   ServerOptions options_;
   std::unique_ptr<StateMachine> app_;

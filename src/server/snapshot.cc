@@ -59,6 +59,28 @@ void Node::maybe_auto_snapshot() {
   start_snapshot();
 }
 
+void Node::trim_unlogged_log() {
+  // docs/decisions.md, "Durability none trims its log without a snapshot". Mode none never
+  // runs with peers (validate_cluster_options), keeps no log on disk and restarts from its
+  // last snapshot file alone: the in-memory state is the only copy of the applied entries,
+  // which nobody reads again. The core compacts its log only behind a snapshot, and in this
+  // mode the state in memory is that snapshot, as durable as anything here (mode none tells
+  // the core that entries are persisted once handed over, node.cc persist). A follower
+  // would ask the core for this "snapshot" and find no file: there is none to ask.
+  if (raft_->log_bytes() < kUnloggedLogRetainBytes) return;
+  HMDB_ASSERT(!options_.clustered(), "--durability none in a cluster");
+  if (snapshot_load_ || replica_->schema_block()) return;  // the state is not the applied index's
+  const raft::Index applied = replica_->applied_index();
+  if (applied < raft_->status().first_index) return;  // nothing applied to drop
+  raft::SnapshotMeta m;
+  m.index = applied;
+  m.term = replica_->applied_term();
+  m.conf = raft_->conf_state_at(applied);
+  m.schema_version = app_->active_schema_version();
+  raft_->snapshot_saved(m);
+  stats_.unlogged_log_trims++;
+}
+
 void Node::start_snapshot() {
   if (snapshot_pid_ > 0 || snapshot_load_) {
     // The running one may not cover the latest writes; or the leader's snapshot is loading

@@ -66,6 +66,9 @@ struct ShellStats {
   uint64_t last_install_load_ms = 0;
   uint64_t last_install_load_turns = 0;
   uint64_t last_install_load_messages = 0;
+  // --durability none: times the in-memory log was trimmed to the applied index
+  // (Node::trim_unlogged_log).
+  uint64_t unlogged_log_trims = 0;
   uint64_t recovered_entries = 0;
   uint64_t recovery_ms = 0;
   uint64_t loop_turn_max_ms = 0;  // longest turn spent working (not waiting in epoll)

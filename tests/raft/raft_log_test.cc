@@ -42,6 +42,34 @@ TEST(RaftLog, AppendTruncateCompact) {
   EXPECT_EQ(log.last_index(), 3u);
 }
 
+// bytes() is every entry's entry_bytes() (payload + kEntryOverheadBytes) in the log, through
+// restore, append, truncation of appended and restored entries, compaction and reset: what
+// INFO log_bytes shows and the mode-none trim is bounded by.
+TEST(RaftLog, BytesFollowTheEntriesHeld) {
+  constexpr uint64_t o = kEntryOverheadBytes;
+  RaftLog log;
+  log.restore(0, 0, {make(1, 1, std::string(10, 'a')), make(2, 1, std::string(20, 'b'))});
+  EXPECT_EQ(log.bytes(), 30 + 2 * o);
+  EXPECT_EQ(log.entries(), 2u);
+  log.append(make(3, 1, std::string(40, 'c')));
+  log.append(make(4, 2, std::string(80, 'd')));
+  EXPECT_EQ(log.bytes(), 150 + 4 * o);
+  log.truncate_after(3);  // an appended entry
+  EXPECT_EQ(log.bytes(), 70 + 3 * o);
+  log.truncate_after(1);  // an appended and a restored one
+  EXPECT_EQ(log.bytes(), 10 + o);
+  log.append(make(2, 3, std::string(5, 'e')));
+  log.append(make(3, 3, std::string(7, 'f')));
+  log.compact_to(2, 3);  // the restored entry and an appended one
+  EXPECT_EQ(log.bytes(), 7 + o);
+  EXPECT_EQ(log.entries(), 1u);
+  log.free_dropped(SIZE_MAX);
+  EXPECT_EQ(log.bytes(), 7 + o);  // freeing the dropped entries does not touch the log
+  log.reset_to_snapshot(10, 4);
+  EXPECT_EQ(log.bytes(), 0u);
+  EXPECT_EQ(log.entries(), 0u);
+}
+
 TEST(RaftLog, RestoreAfterSnapshot) {
   RaftLog log;
   log.restore(10, 3, {make(11, 3), make(12, 4)});

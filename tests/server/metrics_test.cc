@@ -280,6 +280,7 @@ StatisticsSources distinct_sources() {
   s.applied_index = 1020;
   s.raft.last_index = 1023;
   s.raft.first_index = 24;
+  s.raft.log_bytes = 125;
   s.raft.conf.voters = {1, 2, 3};
   s.raft.conf.learners = {4};
   s.leader_changes = 25;
@@ -321,6 +322,7 @@ StatisticsSources distinct_sources() {
   s.shell.last_install_load_ms = 122;
   s.shell.last_install_load_turns = 123;
   s.shell.last_install_load_messages = 124;
+  s.shell.unlogged_log_trims = 126;
   s.shell.output_limit_disconnects = 44;
   s.shell.loop_turn_max_ms = 46;
   s.shell.slow_turns = 53;
@@ -382,6 +384,7 @@ constexpr std::string_view kGoldenInfoAll =
     "snapshot_log_bytes:268435456\r\n"
     "snapshot_in_progress:1\r\n"
     "loading:1\r\n"
+    "unlogged_log_trims:126\r\n"
     "snapshot_installs:121\r\n"
     "last_install_load_ms:122\r\n"
     "last_install_load_turns:123\r\n"
@@ -414,6 +417,8 @@ constexpr std::string_view kGoldenInfoAll =
     "applied_index:1020\r\n"
     "last_index:1023\r\n"
     "first_index:24\r\n"
+    "log_entries:1000\r\n"
+    "log_bytes:125\r\n"
     "voters:1,2,3\r\n"
     "learners:4\r\n"
     "leader_changes:25\r\n"
@@ -532,6 +537,8 @@ TEST(InfoText, FollowerAndSingleNodeAsBefore) {
             "applied_index:21\r\n"
             "last_index:21\r\n"
             "first_index:1\r\n"
+            "log_entries:21\r\n"
+            "log_bytes:0\r\n"
             "voters:1,2,3\r\n"
             "learners:\r\n"
             "leader_changes:0\r\n"
