@@ -1135,7 +1135,7 @@ void Replica::drive() {
       // A host still loading the previous one finishes it first (snapshot_loaded).
       const bool loaded_now = host_.install_snapshot(*installed);
       HMDB_ASSERT(!loading_, "a snapshot install while the host still loads the previous one");
-      if (loaded_now) {
+      if (loaded_now || options_.bugs.apply_during_background_load) {  // PLANTED BUG when loading
         applied_index_ = installed->index;
         applied_term_ = installed->term;
       } else {

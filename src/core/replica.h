@@ -223,6 +223,10 @@ class Replica final : private PubSubHost {
       // version's meaning, and an activation of such a version is passed over, instead of
       // the node blocking there (core::apply_batch's planted_apply_unread_schema).
       bool apply_unread_schema = false;
+      // A host that loads the leader's snapshot in the background (install_snapshot returned
+      // false) is taken to hold its state at once: applying is not held, so the entries after
+      // the snapshot apply to the old state, which the load then replaces.
+      bool apply_during_background_load = false;
     } bugs;
   };
   struct Stats {

@@ -101,6 +101,10 @@ const char* fault_name(Fault f) {
     case Fault::kUpgradeNodeBlocked: return "upgrade-node-blocked";
     case Fault::kUpgradeBlockedRestarted: return "upgrade-blocked-restart";
     case Fault::kUpgradeAllV2: return "upgrade-all-v2";
+    case Fault::kBackgroundLoad: return "background-load";
+    case Fault::kInstallDuringLoad: return "install-during-load";
+    case Fault::kLoadingRefused: return "loading-refused";
+    case Fault::kLeaderWhileLoading: return "leader-while-loading";
     case Fault::kCount: break;
   }
   return "?";
@@ -140,7 +144,7 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
 std::vector<std::string> shell_bug_names() {
   return {"forget_replaced_writes", "drop_missed_ticks", "reads_without_index", "forward_resends_broken_writes",
           "forget_request_ids", "hash_marks_after_entry", "apply_unread_schema", "migration_drops_field",
-          "gate_without_quorum"};
+          "gate_without_quorum", "apply_during_background_load"};
 }
 
 bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
@@ -153,6 +157,7 @@ bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
   else if (name == "apply_unread_schema") bugs->apply_unread_schema = true;
   else if (name == "migration_drops_field") bugs->migration_drops_field = true;
   else if (name == "gate_without_quorum") bugs->gate_without_quorum = true;
+  else if (name == "apply_during_background_load") bugs->apply_during_background_load = true;
   else return false;
   return true;
 }
@@ -190,6 +195,7 @@ std::string replay_command(const Options& o) {
   if (o.shell_bugs.apply_unread_schema) cmd += " --bug apply_unread_schema";
   if (o.shell_bugs.migration_drops_field) cmd += " --bug migration_drops_field";
   if (o.shell_bugs.gate_without_quorum) cmd += " --bug gate_without_quorum";
+  if (o.shell_bugs.apply_during_background_load) cmd += " --bug apply_during_background_load";
   return cmd + " --trace";
 }
 
@@ -237,6 +243,12 @@ constexpr uint64_t kClockRateMaxPpm = 1'047'619;
 static_assert(kClockRateMaxPpm * 100 <= kClockRateMinPpm * 110, "drift beyond the core's 10% assumption");
 // Pauses (SIGSTOP, a GC pause, a VM freeze): a node is frozen for 1 unit to this long.
 constexpr uint64_t kMaxPauseTicks = 4 * kElectionTicks;
+// Snapshot installs loaded in the background (a follower's load thread, server/snapshot.cc):
+// this share of them, each taking 1 unit to this long (the server's thread decodes at about
+// 400 MB/s: long enough here for elections, a newer snapshot, a crash during the load).
+constexpr uint32_t kBackgroundLoadPpm = 500'000;
+constexpr uint64_t kMaxLoadUnits = 3 * kElectionTicks * kUnitsPerTick;
+constexpr uint64_t kLoadRngSalt = 0x6c6f61645f726e67ull;  // "load_rng": load_rng_'s stream
 // On resuming, the shell feeds the core the ticks that elapsed, at most this many, as
 // src/server/node.cc does: after two election timeouts every timer of the core has fired
 // (randomized election timeout, check-quorum, transfer, snapshot stall), and a lease of
@@ -591,6 +603,12 @@ struct Node {
   std::vector<Term> lost_terms;
   std::map<std::pair<NodeId, Term>, std::pair<Term, Index>> vote_requests;  // (candidate, term) -> its last
   std::string staging;  // snapshot chunks received (not durable)
+  // A leader's snapshot installed (durable) but still loading in the background, as the
+  // server's load thread does: its bytes, and the unit at which the load ends (the loop's
+  // next turn then swaps the state in: Simulation::finish_load).
+  std::optional<raft::SnapshotMeta> loading;
+  std::string loading_data;
+  uint64_t load_done_at = 0;
   uint64_t restart_tick = 0;
 
   // The core's log as the simulator saw it being written: the base (snapshot point) and
@@ -710,7 +728,7 @@ struct CommittedRec {
 
 class Simulation {
  public:
-  explicit Simulation(const Options& o) : opt_(o), rng_(o.seed) {
+  explicit Simulation(const Options& o) : opt_(o), rng_(o.seed), load_rng_(o.seed ^ kLoadRngSalt) {
     result_.seed = o.seed;
     hash_ = XXH3_64bits(&o.seed, sizeof o.seed);
   }
@@ -755,7 +773,10 @@ class Simulation {
   void end_turn(Node& n);
   void log_digest_marks();  // Options::digest_marks: each leader's batch gets a mark
   void send(Node& n, Message m);
-  void install_snapshot(Node& n, const raft::SnapshotMeta& meta);
+  // The durable part of an install; the load into the app too unless `background`.
+  void install_snapshot(Node& n, const raft::SnapshotMeta& meta, bool background);
+  void finish_load(Node& n);
+  bool load_into_app(Node& n, const raft::SnapshotMeta& m, const std::string& data);
   void complete_writes(Node& n);
   void apply_write_to_disk(Node& n, Write& w);
   uint64_t disk_done_at(Node& n, uint64_t lo, uint64_t hi);
@@ -828,6 +849,9 @@ class Simulation {
 
   Options opt_;
   Rng rng_;
+  // Its own stream, from the same seed, for whether an install loads in the background and
+  // how long: runs without installs draw the same as before it existed.
+  Rng load_rng_;
   Profile prof_;
   RunResult result_;
   uint64_t hash_ = 0;
@@ -1172,6 +1196,7 @@ void Simulation::start_node(Node& n) {
   ro.bugs.forget_request_ids = opt_.shell_bugs.forget_request_ids;
   ro.bugs.hash_marks_after_entry = opt_.shell_bugs.hash_marks_after_entry;
   ro.bugs.apply_unread_schema = opt_.shell_bugs.apply_unread_schema;
+  ro.bugs.apply_during_background_load = opt_.shell_bugs.apply_during_background_load;
   n.host = std::make_unique<NodeHost>(this, &n);
   n.replica = std::make_unique<core::Replica>(*n.raft, *n.app, *n.host, ro);
   if (ro.forward) {
@@ -1260,6 +1285,8 @@ void Simulation::crash_node(Node& n, bool allow_faults) {
   n.app.reset();
   n.up = false;
   n.staging.clear();
+  n.loading.reset();  // the load thread dies with the process; recovery reads the durable snapshot
+  n.loading_data.clear();
   // A paused process can be killed too: what it had not yet read is gone with it.
   n.paused = false;
   n.pause_at = 0;
@@ -1291,6 +1318,7 @@ void Simulation::end_turn(Node& n) {
   n.replica->end_turn();
   if (!result_.ok || !n.up) return;
   if (!n.listening && n.raft->role() == Role::kLeader && n.applied >= n.serve_from) n.listening = true;
+  if (n.loading && n.raft->role() == Role::kLeader) mark(Fault::kLeaderWhileLoading);
   after_input(n);
   if (!result_.ok) return;
   maybe_snapshot(n);
@@ -1314,8 +1342,62 @@ void NodeHost::stage_snapshot_chunk(const raft::SnapshotChunk& c) {
 }
 
 bool NodeHost::install_snapshot(const raft::SnapshotMeta& meta) {
-  sim_->install_snapshot(*node_, meta);
-  return true;  // loaded in place: the simulated disk has no threads
+  Simulation& sim = *sim_;
+  Node& n = *node_;
+  // A newer one while the previous one still loads: that load ends first (server/snapshot.cc
+  // joins its thread), so the replica is told before it hears of the new one.
+  if (n.loading) {
+    sim.mark(Fault::kInstallDuringLoad);
+    sim.finish_load(n);
+    if (!sim.result_.ok) return true;
+  }
+  // Loaded in the background (the server's thread), or in place, as the draw says: both
+  // are what a server may do (an app without make_empty loads in place).
+  const bool background = sim.load_rng_.chance(kBackgroundLoadPpm);
+  sim.install_snapshot(n, meta, background);
+  if (!background || !sim.result_.ok) return true;
+  sim.mark(Fault::kBackgroundLoad);
+  n.loading = meta;
+  n.load_done_at = sim.now_ + sim.load_rng_.range(1, kMaxLoadUnits);
+  sim.ev(24, n.id, meta.index, n.load_done_at, [&] {
+    return fmt::format("n{} loads snapshot {}/{} in the background until {}.{}", n.id, meta.index, meta.term,
+                       n.load_done_at / kUnitsPerTick, n.load_done_at % kUnitsPerTick);
+  });
+  return false;
+}
+
+// The background load of the leader's snapshot ends: the node's state becomes the
+// snapshot's (the server swaps in the state its thread decoded) and the replica applies
+// again. Called at the start of a loop turn, or when a newer snapshot arrives.
+void Simulation::finish_load(Node& n) {
+  HMDB_ASSERT(n.loading, "finish_load without a load");
+  const raft::SnapshotMeta m = *n.loading;
+  n.loading.reset();
+  if (!load_into_app(n, m, n.loading_data)) return;
+  n.loading_data.clear();
+  n.applied = m.index;
+  n.applied_term = m.term;
+  n.applied_conf = m.conf;
+  ev(25, n.id, m.index, m.term, [&] { return fmt::format("n{} LOADED snapshot {}/{}: applying again", n.id, m.index, m.term); });
+  if (n.replica->loading()) n.replica->snapshot_loaded();  // (not loading: only with the planted bug)
+}
+
+// The app takes the snapshot's state (the server: a fresh state machine loaded from the
+// file); the state digest must be the one the cluster applied up to there.
+bool Simulation::load_into_app(Node& n, const raft::SnapshotMeta& m, const std::string& data) {
+  Decoder in(data);
+  n.app->clear();
+  if (core::load_state(*n.app, n.replica->requests(), in, m.schema_version, core::kStateFormatNewest) !=
+      core::LoadState::kOk) {
+    fail("snapshot-install", fmt::format("n{} cannot load snapshot {} ({} bytes staged)", n.id, m.index, data.size()));
+    return false;
+  }
+  if (committed_[m.index].has_digest && committed_[m.index].digest != core::state_digest(*n.app, n.replica->requests()).value) {
+    fail("state-digest", fmt::format("n{} installed snapshot at {} whose state digest differs from the applied state there",
+                                     n.id, m.index));
+    return false;
+  }
+  return true;
 }
 
 // Ready step 1: start persisting (completes later: complete_writes), and update the view of
@@ -1465,7 +1547,7 @@ void NodeHost::proposed(raft::Index index, raft::Term term, const std::vector<co
 
 // Ready step 1a (follower): install the leader's snapshot from the staged chunks, as the
 // server does (make it durable, load it into the app).
-void Simulation::install_snapshot(Node& n, const raft::SnapshotMeta& m) {
+void Simulation::install_snapshot(Node& n, const raft::SnapshotMeta& m, bool background) {
   if (!result_.ok) return;
   const bool replaced_longer = n.mirror_last() > m.index;
   mark(Fault::kSnapshotInstall);
@@ -1493,19 +1575,10 @@ void Simulation::install_snapshot(Node& n, const raft::SnapshotMeta& m) {
   }
   nemesis_on_install(n, m.index);
   std::string data = n.staging;
-  Decoder in(data);
-  // Into the app the replica core holds (the server: app_->clear(), then load).
-  n.app->clear();
-  if (core::load_state(*n.app, n.replica->requests(), in, m.schema_version, core::kStateFormatNewest) !=
-      core::LoadState::kOk) {
-    fail("snapshot-install", fmt::format("n{} cannot load snapshot {} ({} bytes staged)", n.id, m.index, data.size()));
-    return;
-  }
-  if (committed_[m.index].has_digest && committed_[m.index].digest != core::state_digest(*n.app, n.replica->requests()).value) {
-    fail("state-digest", fmt::format("n{} installed snapshot at {} whose state digest differs from the applied state there",
-                                     n.id, m.index));
-    return;
-  }
+  // Into the app the replica core holds (the server: app_->clear(), then load), now or, in
+  // the background, when finish_load runs.
+  if (background) n.loading_data = data;
+  else if (!load_into_app(n, m, data)) return;
   ev(23, n.id, m.index, m.term, [&] {
     return fmt::format("n{} INSTALL snapshot {}/{} ({} bytes) {}; it replaces a log up to {}", n.id, m.index, m.term,
                        data.size(), conf_string(m.conf), n.mirror_last());
@@ -1520,9 +1593,11 @@ void Simulation::install_snapshot(Node& n, const raft::SnapshotMeta& m) {
       n.vote_requests.clear();
     }
   }
-  n.applied = m.index;
-  n.applied_term = m.term;
-  n.applied_conf = m.conf;
+  if (!background) {
+    n.applied = m.index;
+    n.applied_term = m.term;
+    n.applied_conf = m.conf;
+  }
   n.snapshot_index = m.index;
   n.mirror_base = m.index;
   n.mirror_base_term = m.term;
@@ -2033,6 +2108,7 @@ void Simulation::upgrade_tick() {
 }
 
 void Simulation::maybe_snapshot(Node& n) {
+  if (n.loading) return;  // its state is not the log's until the load ends (server/snapshot.cc)
   if (n.replica->schema_block()) return;  // its state is no index's: it takes none (docs/cluster.md)
   if (n.snapshot_in_flight || n.snapshot_at != 0 || n.applied < n.snapshot_index + prof_.snapshot_every) return;
   // The split nemesis's third leader keeps the snapshot it took inside the split until the
@@ -2811,6 +2887,9 @@ void Simulation::answer(Connection& conn, uint32_t op, const net::RespReply& rep
       retry_or_conclude(op, OpOutcome::kFailed);  // not executed, or provably without effect
     } else if (e.starts_with("ERR this node stopped applying")) {  // blocked (Options::upgrade): refused
       c.guess = 0;
+      retry_or_conclude(op, OpOutcome::kFailed);
+    } else if (e.starts_with("LOADING ")) {  // refused before it was run, as Redis while it loads
+      mark(Fault::kLoadingRefused);
       retry_or_conclude(op, OpOutcome::kFailed);
     } else if (e.starts_with("ERR write outcome unknown") && h.kind != OpKind::kGet) {
       c.guess = 0;
@@ -3653,7 +3732,8 @@ RunResult Simulation::run() {
     if (result_.ok) process_link_events();
     for (Node& n : nodes_) {
       if (!n.exists || !n.running() || !result_.ok) continue;
-      end_turn(n);
+      if (n.loading && now_ >= n.load_done_at) finish_load(n);  // the turn's start swaps it in
+      if (result_.ok) end_turn(n);
     }
     if (result_.ok && prof_.lease_reads && opt_.protocol_checks) check_leases();
   }

@@ -68,6 +68,12 @@ enum class Fault : uint8_t {
   kUpgradeNodeBlocked,   // a v1 node stopped applying at a v2 entry or refused a v2 snapshot
   kUpgradeBlockedRestarted,  // a blocked node was restarted with the v2 binary and went on
   kUpgradeAllV2,         // at the end every member ran v2 with v2 active
+  // A follower loaded an installed snapshot in the background (as the server's thread
+  // does): applying held, app commands answered -LOADING, the state swapped in later.
+  kBackgroundLoad,
+  kInstallDuringLoad,  // a newer snapshot arrived while the previous one still loaded
+  kLoadingRefused,     // a client's command was answered -LOADING
+  kLeaderWhileLoading, // a node led while its background load ran
   kCount
 };
 const char* fault_name(Fault f);
@@ -117,6 +123,10 @@ struct Options {
     // own meaning and passes over the activation, instead of blocking there
     // (core::Replica's planted bug apply_unread_schema).
     bool apply_unread_schema = false;
+    // A follower loading the leader's snapshot in the background does not hold applying:
+    // the entries after the snapshot apply to the old state (core::Replica's planted bug
+    // apply_during_background_load).
+    bool apply_during_background_load = false;
     // With upgrade: the v2 app's migration of a v1 snapshot drops each register's value
     // (sim::RegisterAppV2DropsField).
     bool migration_drops_field = false;

@@ -28,6 +28,13 @@ TEST(Simulator, SameSeedGivesIdenticalTrace) {
   }
 }
 
+// A follower loading an installed snapshot in the background, and what follows from it: not
+// faults, but what a server does with any install (so fault-free runs have them too).
+bool loading(Fault f) {
+  return f == Fault::kBackgroundLoad || f == Fault::kInstallDuringLoad || f == Fault::kLoadingRefused ||
+         f == Fault::kLeaderWhileLoading;
+}
+
 TEST(Simulator, FaultFreeClustersPassAndServeClients) {
   for (uint32_t nodes : {1u, 3u, 5u}) {
     Options o;
@@ -39,21 +46,24 @@ TEST(Simulator, FaultFreeClustersPassAndServeClients) {
     EXPECT_GT(r.client_ok, r.client_ops / 2) << "nodes " << nodes;
     EXPECT_EQ(r.client_unknown, 0u) << "no faults: every op gets an answer";
     for (size_t f = 0; f < kFaultCount; f++) {
-      if (static_cast<Fault>(f) != Fault::kReorder && static_cast<Fault>(f) != Fault::kSnapshotInstall) {
+      if (static_cast<Fault>(f) != Fault::kReorder && static_cast<Fault>(f) != Fault::kSnapshotInstall &&
+          !loading(static_cast<Fault>(f))) {
         EXPECT_FALSE(r.faults[f]) << fault_name(static_cast<Fault>(f));
       }
     }
   }
 }
 
-// Disk events that only some runs produce: damage is on in 40% of the seeds, a missing
+// Events that only some runs produce: damage is on in 40% of the seeds, a missing
 // sector needs a torn write across a sector boundary, a damaged snapshot a first damage
 // after a snapshot, leftovers after a leader's snapshot a follower that held another
-// history past the snapshot and crashed right after the install. Searched for
-// over more seeds (the search stops as soon as each was seen).
+// history past the snapshot and crashed right after the install; a newer snapshot during a
+// background load, and a node elected while it loads, happen in 1-2% of the runs. Searched
+// for over more seeds (the search stops as soon as each was seen).
 bool rare(Fault f) {
   return f == Fault::kSectorHole || f == Fault::kSnapshotDamage || f == Fault::kLeftoversDropped ||
-         f == Fault::kLyingFsync || f == Fault::kLogDamage || f == Fault::kRefusedStart;
+         f == Fault::kLyingFsync || f == Fault::kLogDamage || f == Fault::kRefusedStart ||
+         f == Fault::kInstallDuringLoad || f == Fault::kLeaderWhileLoading;
 }
 
 // The steps of a mixed-version run (Options::upgrade): only such runs reach them.
@@ -75,7 +85,7 @@ TEST(Simulator, FaultsActuallyHappen) {
   }
 }
 
-TEST(Simulator, RareDiskEventsHappen) {
+TEST(Simulator, RareEventsHappen) {
   constexpr uint64_t kMaxSeeds = 5000;
   std::array<bool, kFaultCount> seen{};
   auto all_seen = [&] {
