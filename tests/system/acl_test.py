@@ -109,6 +109,21 @@ print("redis-py %s: logged in as reader, SET refused, GET served" % redis.__vers
 """
 
 
+# redis-py on a follower whose forwarding link the leader refuses: the write raises
+# ResponseError naming the refusal. argv: host port expected-message.
+REDIS_PY_REFUSED_LINK = r"""
+import sys
+import redis
+host, port, told = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+try:
+    redis.Redis(host=host, port=port, password="pw").set("kpy", "v")
+    sys.exit("redis-py: a write through a refused link was served")
+except redis.exceptions.ResponseError as e:
+    if str(e) != told:
+        sys.exit("redis-py: %r, expected %r" % (str(e), told))
+"""
+
+
 def redis_cli(port, args, user=None, password=None):
     cli = shutil.which("redis-cli")
     if not cli:
@@ -522,6 +537,18 @@ def case_refused(binary):
             expect_reply(f.call("AUTH", "pw"), "OK", "AUTH on the follower")
             for i in range(3):  # the first dials the link; the next come during the redial pause or dial again
                 expect_reply(f.call("SET", "k%d" % i, "v"), resp.RespError(told), "a write through a refused link")
+        # Real clients are told the same while the leader refuses the link: redis-cli prints
+        # the error, redis-py raises ResponseError with the text after "ERR ".
+        cli = shutil.which("redis-cli")
+        if cli:
+            out = subprocess.run([cli, "-h", follower.ip, "-p", str(follower.client_port), "-a", "pw", "--no-auth-warning",
+                                  "SET", "kcli", "v"], capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
+            expect(told in out.stdout, "redis-cli through a refused link: %r" % (out.stdout + out.stderr))
+        if os.path.exists(DEBIAN_PYTHON):
+            p = subprocess.run([DEBIAN_PYTHON, "-c", REDIS_PY_REFUSED_LINK, follower.ip, str(follower.client_port), told[4:]],
+                               capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
+            if "No module named" not in p.stderr:
+                expect(p.returncode == 0, "redis-py through a refused link: %s%s" % (p.stdout, p.stderr))
         expect_reply(leader.call("DBSIZE"), 0, "nothing ran on the leader")
         c.wait_converged(CONVERGE_TIMEOUT_S)  # (a follower's own DBSIZE would be forwarded too)
         log = follower.log()
