@@ -29,6 +29,9 @@
 // erase; a freed bucket array is unmapped kReleaseBytesPerStep at a time; a node slab is
 // at most kSlabBytesMax. No operation does work proportional to the table's size but
 // clear() and the destructor.
+//
+// The resize itself (detail::ResizingBuckets, below) is shared with the sorted sets' member
+// index (zskiplist.h), which chains the skip list's own nodes instead of nodes of its own.
 #pragma once
 
 #include <sys/mman.h>
@@ -85,21 +88,279 @@ struct KeyTableHash {
   static uint64_t hash(std::string_view key) noexcept { return XXH3_64bits(key.data(), key.size()); }
 };
 
+namespace detail {
+
+// The incremental resize of a chained hash table, shared by KeyTable (its nodes) and a
+// sorted set's member index (zskiplist.h: the skip list's own nodes, chained through a link
+// of theirs). Chain says how to reach a node's link and hash:
+//   static Node*& next(Node*)         the node's link in its bucket's chain
+//   static uint64_t hash(const Node*) the node's hash (KeyTable's nodes keep it; a skip
+//                                     list node's is computed from its member)
+// Bucket i of an array of 2^bits holds the nodes whose hash has i as its top `bits` bits,
+// so an old bucket becomes consecutive new ones (or old ones one new one) and a chain's
+// order is kept by a resize. A resize allocates the new array (lazily zeroed pages, no
+// copy); then each step() moves kRehashBucketsPerStep old buckets (and skips at most
+// kRehashEmptyVisitsPerBucket times as many empty ones) and unmaps kReleaseBytesPerStep of
+// an array given up; the owner calls step() on every insert and erase and grown()/shrunk()
+// after them. Invariant: while rehashing (t1_ set), a node is in t1_ iff its t0_ bucket is
+// below rehash_idx_, else in t0_ — so a lookup reads one chain.
+template <class Node, class Chain>
+class ResizingBuckets {
+ public:
+  // For tests and INFO: buckets of the array nodes are being moved to (or of the one array).
+  size_t bucket_count() const noexcept { return rehashing() ? t1_.count() : t0_.count(); }
+  bool rehashing() const noexcept { return t1_.slots != nullptr; }
+
+  // One bounded step of the resize and of memory release (also run by every insert and
+  // erase); for callers that want progress without changing keys.
+  void step() {
+    if (rehashing()) rehash_some();
+    else last_step_ = StepWork{};
+    if (!releasing_.empty()) release_step();
+  }
+
+  // For tests: what the last step() moved (old buckets visited, empty or not; nodes
+  // relinked). At most kRehashBucketsPerStep * (1 + kRehashEmptyVisitsPerBucket) buckets.
+  struct StepWork {
+    size_t buckets = 0, nodes = 0;
+  };
+  StepWork last_step() const noexcept { return last_step_; }
+
+ protected:
+  ResizingBuckets() noexcept = default;
+  ResizingBuckets(const ResizingBuckets&) = delete;
+  ResizingBuckets& operator=(const ResizingBuckets&) = delete;
+  ~ResizingBuckets() { release_all(); }
+
+  // A bucket array of 2^bits chains; bucket i holds the nodes whose hash has i as its top
+  // `bits` bits.
+  struct Buckets {
+    Node** slots = nullptr;
+    unsigned bits = 0;
+    bool mapped = false;  // from mmap (munmap it), else from calloc
+
+    size_t count() const noexcept { return slots ? size_t{1} << bits : 0; }
+    size_t index(uint64_t h) const noexcept { return bits == 0 ? 0 : static_cast<size_t>(h >> (64 - bits)); }
+    size_t bytes() const noexcept { return count() * sizeof(Node*); }
+
+    // Small arrays from calloc; big ones mapped, zero pages faulted in as buckets are
+    // first written (a resize spreads that over its steps), or all at once if `populate`
+    // (a load writes them all anyway, and one call is much cheaper than a fault per page).
+    static Buckets allocate(unsigned bits, bool populate) {
+      Buckets b;
+      b.bits = bits;
+      const size_t bytes = (size_t{1} << bits) * sizeof(Node*);
+      if (bytes < kPopulateBytesMin) {
+        b.slots = static_cast<Node**>(std::calloc(size_t{1} << bits, sizeof(Node*)));
+        if (!b.slots) throw std::bad_alloc();
+        return b;
+      }
+      void* p;
+      if (populate) {
+        p = detail::map_populated(bytes);
+      } else {
+        p = mmap(nullptr, detail::page_round(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) throw std::bad_alloc();
+      }
+      b.slots = static_cast<Node**>(p);
+      b.mapped = true;
+      return b;
+    }
+    void free_now() noexcept {
+      if (!slots) return;
+      if (mapped) munmap(slots, detail::page_round(bytes()));
+      else std::free(slots);
+      slots = nullptr;
+    }
+    // Hands a mapped array to the release queue (unmapped a slice per step); frees a small
+    // one now.
+    void release_later(std::vector<std::pair<char*, size_t>>& queue) noexcept {
+      if (!slots) return;
+      if (mapped) {
+        try {
+          queue.emplace_back(reinterpret_cast<char*>(slots), detail::page_round(bytes()));
+        } catch (...) {
+          free_now();  // no room to queue it: pay for it now rather than leak it
+        }
+      } else {
+        std::free(slots);
+      }
+      slots = nullptr;
+    }
+  };
+
+  static unsigned bits_for(size_t n) {
+    unsigned bits = 0;
+    while ((size_t{1} << bits) < n) bits++;
+    return bits;
+  }
+
+  bool moved(uint64_t h) const noexcept { return rehashing() && t0_.index(h) < rehash_idx_; }
+  const Buckets* home(uint64_t h) const noexcept { return moved(h) ? &t1_ : &t0_; }
+  Buckets* home(uint64_t h) noexcept { return moved(h) ? &t1_ : &t0_; }
+
+  // The head of the chain that holds (or would hold) hash h; makes the first array.
+  Node** chain(uint64_t h) {
+    if (!t0_.slots) t0_ = Buckets::allocate(kMinBucketBits, false);
+    Buckets* b = home(h);
+    return &b->slots[b->index(h)];
+  }
+  // The first node of h's chain (null if none), for lookups.
+  Node* chain_head(uint64_t h) const noexcept {
+    const Buckets* b = home(h);
+    return b->slots ? b->slots[b->index(h)] : nullptr;
+  }
+  // After an insert that left `size` nodes: a doubling starts once there are more nodes
+  // than buckets.
+  void grown(size_t size) {
+    if (!rehashing() && size > t0_.count()) start_resize(t0_.bits + 1);
+  }
+  // After an erase that left `size` nodes: a shrink starts below 1/kShrinkRatio per bucket.
+  void shrunk(size_t size) {
+    if (!rehashing() && t0_.bits > kMinBucketBits && size < t0_.count() / kShrinkRatio)
+      start_resize(std::max(kMinBucketBits, bits_for(size * 2)));
+  }
+  // One populated array for n nodes in an empty table (a load): no resize while loading.
+  void reserve_buckets(size_t n) {
+    if (rehashing() || n == 0) return;
+    const unsigned bits = std::max(kMinBucketBits, bits_for(n));
+    if (t0_.slots && t0_.bits >= bits) return;
+    t0_.free_now();
+    t0_ = Buckets::allocate(bits, true);
+  }
+  // Frees both arrays now (the caller destroyed or unlinked the nodes).
+  void forget_buckets() noexcept {
+    t0_.free_now();
+    t1_.free_now();
+    t0_ = Buckets{};
+    t1_ = Buckets{};
+    rehash_idx_ = 0;
+  }
+  void steal_buckets(ResizingBuckets& o) noexcept {
+    t0_ = std::exchange(o.t0_, Buckets{});
+    t1_ = std::exchange(o.t1_, Buckets{});
+    rehash_idx_ = std::exchange(o.rehash_idx_, 0);
+    releasing_ = std::move(o.releasing_);
+    o.releasing_.clear();
+  }
+  void swap_buckets(ResizingBuckets& o) noexcept {
+    std::swap(t0_, o.t0_);
+    std::swap(t1_, o.t1_);
+    std::swap(rehash_idx_, o.rehash_idx_);
+    releasing_.swap(o.releasing_);
+  }
+
+  void start_resize(unsigned bits) {
+    if (bits == t0_.bits) return;
+    try {
+      t1_ = Buckets::allocate(bits, false);
+    } catch (const std::bad_alloc&) {
+      return;  // best effort: the table keeps working at a higher (or lower) load factor
+    }
+    rehash_idx_ = 0;
+  }
+
+  // Moves old buckets [rehash_idx_, ...) to t1_, kRehashBucketsPerStep of them.
+  void rehash_some() noexcept {
+    size_t buckets = 0, empty_visits = 0, nodes = 0;
+    const size_t n0 = t0_.count();
+    while (rehash_idx_ < n0 && buckets < kRehashBucketsPerStep &&
+           empty_visits < kRehashBucketsPerStep * kRehashEmptyVisitsPerBucket) {
+      Node* n = t0_.slots[rehash_idx_];
+      if (!n) {
+        empty_visits++;
+        rehash_idx_++;
+        continue;
+      }
+      t0_.slots[rehash_idx_] = nullptr;
+      // Every node already in t1_ has a smaller hash (it came from an earlier old bucket),
+      // so each node goes to the end of its new bucket's chain: a sorted chain stays sorted.
+      while (n) {
+        Node* next = Chain::next(n);
+        Node** link = &t1_.slots[t1_.index(Chain::hash(n))];
+        while (*link) link = &Chain::next(*link);
+        Chain::next(n) = nullptr;
+        *link = n;
+        n = next;
+        nodes++;
+      }
+      rehash_idx_++;
+      buckets++;
+    }
+    last_step_ = StepWork{buckets + empty_visits, nodes};
+    if (rehash_idx_ == n0) {
+      t0_.release_later(releasing_);
+      t0_ = t1_;
+      t1_ = Buckets{};
+      rehash_idx_ = 0;
+    }
+  }
+
+  void release_step() noexcept {
+    auto& [p, bytes] = releasing_.back();
+    const size_t n = std::min(bytes, kReleaseBytesPerStep);
+    munmap(p + bytes - n, n);
+    bytes -= n;
+    if (bytes == 0) releasing_.pop_back();
+  }
+
+  Node* first_in(const Buckets& b, size_t from) const {
+    for (size_t i = from; b.slots && i < b.count(); i++)
+      if (b.slots[i]) return b.slots[i];
+    return nullptr;
+  }
+  void release_all() noexcept {
+    for (auto& [p, bytes] : releasing_) munmap(p, bytes);
+    releasing_.clear();
+  }
+
+
+  Buckets t0_, t1_;
+  size_t rehash_idx_ = 0;
+  std::vector<std::pair<char*, size_t>> releasing_;  // mapped arrays being unmapped, a slice per step
+  StepWork last_step_;
+};
+
+}  // namespace detail
+
+namespace detail {
+template <class V>
+struct KeyTableNode {
+  KeyTableNode* next;
+  uint64_t hash;
+  std::pair<const Key, V> kv;
+};
+template <class V>
+struct KeyTableChain {
+  static KeyTableNode<V>*& next(KeyTableNode<V>* n) noexcept { return n->next; }
+  static uint64_t hash(const KeyTableNode<V>* n) noexcept { return n->hash; }
+};
+}  // namespace detail
+
 template <class V, class Hasher = KeyTableHash>
-class KeyTable {
+class KeyTable : private detail::ResizingBuckets<detail::KeyTableNode<V>, detail::KeyTableChain<V>> {
+  using Node = detail::KeyTableNode<V>;
+  using Base = detail::ResizingBuckets<Node, detail::KeyTableChain<V>>;
+  using typename Base::Buckets;
+  using Base::t0_;
+  using Base::t1_;
+  using Base::rehash_idx_;
+  using Base::releasing_;
+  using Base::moved;
+  using Base::home;
+  using Base::first_in;
+  using Base::release_step;
+  using Base::release_all;
+
  public:
   using key_type = Key;
   using mapped_type = V;
   using value_type = std::pair<const Key, V>;
+  using Base::bucket_count;
+  using Base::rehashing;
+  using Base::step;
+  using Base::last_step;
 
- private:
-  struct Node {
-    Node* next;
-    uint64_t hash;
-    value_type kv;
-  };
-
- public:
   template <bool kConst>
   class Iter {
    public:
@@ -160,10 +421,6 @@ class KeyTable {
 
   size_t size() const noexcept { return size_; }
   bool empty() const noexcept { return size_ == 0; }
-  // For tests and INFO: buckets of the array keys are being moved to (or of the one array).
-  size_t bucket_count() const noexcept { return rehashing() ? t1_.count() : t0_.count(); }
-  bool rehashing() const noexcept { return t1_.slots != nullptr; }
-
   iterator begin() { return iterator(this, first_node()); }
   iterator end() { return iterator(this, nullptr); }
   const_iterator begin() const { return const_iterator(this, first_node()); }
@@ -200,7 +457,6 @@ class KeyTable {
   template <class... Args>
   std::pair<iterator, bool> try_emplace_hashed(std::string_view key, uint64_t h, Args&&... args) {
     step();
-    if (!t0_.slots) t0_ = Buckets::allocate(kMinBucketBits, false);
     Node** link = position(key, h);
     if (*link && (*link)->hash == h && (*link)->kv.first.view() == key) return {iterator(this, *link), false};
     void* mem = allocate_node();
@@ -214,7 +470,7 @@ class KeyTable {
     }
     *link = n;
     size_++;
-    if (!rehashing() && size_ > t0_.count()) start_resize(t0_.bits + 1);
+    this->grown(size_);
     return {iterator(this, n), true};
   }
   template <class... Args>
@@ -238,8 +494,7 @@ class KeyTable {
     *link = n->next;
     destroy_node(n);
     size_--;
-    if (!rehashing() && t0_.bits > kMinBucketBits && size_ < t0_.count() / kShrinkRatio)
-      start_resize(std::max(kMinBucketBits, bits_for(size_ * 2)));
+    this->shrunk(size_);
     step();
   }
   size_t erase(std::string_view key) {
@@ -320,88 +575,10 @@ class KeyTable {
   // Prepares for n keys in an empty table (a snapshot load): one populated bucket array,
   // no resize while loading. Ignored for a table that already holds keys.
   void reserve(size_t n) {
-    if (size_ != 0 || rehashing() || n == 0) return;
-    const unsigned bits = std::max(kMinBucketBits, bits_for(n));
-    if (t0_.slots && t0_.bits >= bits) return;
-    t0_.free_now();
-    t0_ = Buckets::allocate(bits, true);
-  }
-
-  // One bounded step of the resize and of memory release (also run by every insert and
-  // erase); for callers that want progress without changing keys.
-  void step() {
-    if (rehashing()) rehash_some();
-    if (!releasing_.empty()) release_step();
+    if (size_ == 0) this->reserve_buckets(n);
   }
 
  private:
-  // A bucket array of 2^bits chains; bucket i holds the keys whose hash has i as its top
-  // `bits` bits.
-  struct Buckets {
-    Node** slots = nullptr;
-    unsigned bits = 0;
-    bool mapped = false;  // from mmap (munmap it), else from calloc
-
-    size_t count() const noexcept { return slots ? size_t{1} << bits : 0; }
-    size_t index(uint64_t h) const noexcept { return bits == 0 ? 0 : static_cast<size_t>(h >> (64 - bits)); }
-    size_t bytes() const noexcept { return count() * sizeof(Node*); }
-
-    // Small arrays from calloc; big ones mapped, zero pages faulted in as buckets are
-    // first written (a resize spreads that over its steps), or all at once if `populate`
-    // (a load writes them all anyway, and one call is much cheaper than a fault per page).
-    static Buckets allocate(unsigned bits, bool populate) {
-      Buckets b;
-      b.bits = bits;
-      const size_t bytes = (size_t{1} << bits) * sizeof(Node*);
-      if (bytes < kPopulateBytesMin) {
-        b.slots = static_cast<Node**>(std::calloc(size_t{1} << bits, sizeof(Node*)));
-        if (!b.slots) throw std::bad_alloc();
-        return b;
-      }
-      void* p;
-      if (populate) {
-        p = detail::map_populated(bytes);
-      } else {
-        p = mmap(nullptr, detail::page_round(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) throw std::bad_alloc();
-      }
-      b.slots = static_cast<Node**>(p);
-      b.mapped = true;
-      return b;
-    }
-    void free_now() noexcept {
-      if (!slots) return;
-      if (mapped) munmap(slots, detail::page_round(bytes()));
-      else std::free(slots);
-      slots = nullptr;
-    }
-    // Hands a mapped array to the release queue (unmapped a slice per step); frees a small
-    // one now.
-    void release_later(std::vector<std::pair<char*, size_t>>& queue) noexcept {
-      if (!slots) return;
-      if (mapped) {
-        try {
-          queue.emplace_back(reinterpret_cast<char*>(slots), detail::page_round(bytes()));
-        } catch (...) {
-          free_now();  // no room to queue it: pay for it now rather than leak it
-        }
-      } else {
-        std::free(slots);
-      }
-      slots = nullptr;
-    }
-  };
-
-  static unsigned bits_for(size_t n) {
-    unsigned bits = 0;
-    while ((size_t{1} << bits) < n) bits++;
-    return bits;
-  }
-
-  bool moved(uint64_t h) const noexcept { return rehashing() && t0_.index(h) < rehash_idx_; }
-  const Buckets* home(uint64_t h) const noexcept { return moved(h) ? &t1_ : &t0_; }
-  Buckets* home(uint64_t h) noexcept { return moved(h) ? &t1_ : &t0_; }
-
   Node* find_node(std::string_view key, uint64_t h) const {
     const Buckets* b = home(h);
     if (!b->slots) return nullptr;
@@ -429,69 +606,11 @@ class KeyTable {
   }
   // The link at which (h, key) is or would be, in its bucket's sorted chain.
   Node** position(std::string_view key, uint64_t h) {
-    Buckets* b = home(h);
-    Node** link = &b->slots[b->index(h)];
+    Node** link = this->chain(h);
     while (*link && before(*link, h, key)) link = &(*link)->next;
     return link;
   }
 
-  void start_resize(unsigned bits) {
-    if (bits == t0_.bits) return;
-    try {
-      t1_ = Buckets::allocate(bits, false);
-    } catch (const std::bad_alloc&) {
-      return;  // best effort: the table keeps working at a higher (or lower) load factor
-    }
-    rehash_idx_ = 0;
-  }
-
-  // Moves old buckets [rehash_idx_, ...) to t1_, kRehashBucketsPerStep of them.
-  void rehash_some() noexcept {
-    size_t buckets = 0, empty_visits = 0;
-    const size_t n0 = t0_.count();
-    while (rehash_idx_ < n0 && buckets < kRehashBucketsPerStep &&
-           empty_visits < kRehashBucketsPerStep * kRehashEmptyVisitsPerBucket) {
-      Node* n = t0_.slots[rehash_idx_];
-      if (!n) {
-        empty_visits++;
-        rehash_idx_++;
-        continue;
-      }
-      t0_.slots[rehash_idx_] = nullptr;
-      // The chain is sorted and every key already in t1_ has a smaller hash (it came from
-      // an earlier old bucket), so each node goes to the end of its new bucket's chain.
-      while (n) {
-        Node* next = n->next;
-        Node** link = &t1_.slots[t1_.index(n->hash)];
-        while (*link) link = &(*link)->next;
-        n->next = nullptr;
-        *link = n;
-        n = next;
-      }
-      rehash_idx_++;
-      buckets++;
-    }
-    if (rehash_idx_ == n0) {
-      t0_.release_later(releasing_);
-      t0_ = t1_;
-      t1_ = Buckets{};
-      rehash_idx_ = 0;
-    }
-  }
-
-  void release_step() noexcept {
-    auto& [p, bytes] = releasing_.back();
-    const size_t n = std::min(bytes, kReleaseBytesPerStep);
-    munmap(p + bytes - n, n);
-    bytes -= n;
-    if (bytes == 0) releasing_.pop_back();
-  }
-
-  Node* first_in(const Buckets& b, size_t from) const {
-    for (size_t i = from; b.slots && i < b.count(); i++)
-      if (b.slots[i]) return b.slots[i];
-    return nullptr;
-  }
   // In (hash, key) order: the moved keys (all below the old bucket rehash_idx_'s range)
   // are in t1_, the others in t0_'s buckets from rehash_idx_.
   Node* first_node() const {
@@ -539,15 +658,8 @@ class KeyTable {
     if (bytes >= kPopulateBytesMin) munmap(p, detail::page_round(bytes));
     else ::operator delete(p);
   }
-  void release_all() noexcept {
-    for (auto& [p, bytes] : releasing_) munmap(p, bytes);
-    releasing_.clear();
-  }
-
   void steal(KeyTable& o) noexcept {
-    t0_ = std::exchange(o.t0_, Buckets{});
-    t1_ = std::exchange(o.t1_, Buckets{});
-    rehash_idx_ = std::exchange(o.rehash_idx_, 0);
+    this->steal_buckets(o);
     drain_idx_ = std::exchange(o.drain_idx_, 0);
     size_ = std::exchange(o.size_, 0);
     free_list_ = std::exchange(o.free_list_, nullptr);
@@ -555,21 +667,14 @@ class KeyTable {
     bump_end_ = std::exchange(o.bump_end_, nullptr);
     slabs_ = std::move(o.slabs_);
     o.slabs_.clear();
-    releasing_ = std::move(o.releasing_);
-    o.releasing_.clear();
   }
 
-  // Invariant: while rehashing (t1_ set), a key is in t1_ iff its t0_ bucket is below
-  // rehash_idx_, else in t0_ — so a lookup reads one chain.
-  Buckets t0_, t1_;
-  size_t rehash_idx_ = 0;
   size_t drain_idx_ = 0;  // drain(): the bucket being emptied
   size_t size_ = 0;
   void* free_list_ = nullptr;  // freed nodes, linked through their first word
   char* bump_ = nullptr;       // the unused rest of the newest slab
   char* bump_end_ = nullptr;
-  std::vector<std::pair<char*, size_t>> slabs_;      // (block, bytes), oldest first
-  std::vector<std::pair<char*, size_t>> releasing_;  // mapped arrays being unmapped, a slice per step
+  std::vector<std::pair<char*, size_t>> slabs_;  // (block, bytes), oldest first
 };
 
 }  // namespace hmdb::kv

@@ -13,15 +13,18 @@
 // to seed or snapshot. The height only decides speed, never what a reply holds (the order
 // is by score, then member bytes), so a member chosen to be tall costs that one member a few
 // more links, nothing more. Probability 1/4 per extra level (Redis' ZSKIPLIST_P), at most
-// kMaxHeight levels: enough for 4^32 entries.
+// kMaxHeight (16) levels: enough for 4^16 (4.3 G) entries, more than memory holds.
 //
-// A member index (a Swiss table of node pointers, hashed by member) finds a member's entry
-// and score without a second copy of the member: a sorted set holds each member once, in
-// its node, as Redis' holds one sds for its dict and its skiplist.
+// A member index finds a member's entry and score without a second copy of the member: a
+// sorted set holds each member once, in its node, as Redis' holds one sds for its dict and
+// its skiplist. The index chains the nodes themselves (a link in each node) from a bucket
+// array that grows and shrinks a few buckets per insert and erase (key_table.h's
+// detail::ResizingBuckets, the key table's own): a Swiss table (absl::flat_hash_set, used
+// before) doubles in one call, a 169-176 ms loop turn at 1,835,008 members (issue 16).
 //
-// Memory: an entry (40 bytes), a backward link, the height, and 16 bytes per level (1.33
-// levels on average, stored below the node), in one allocation per entry; 8 bytes and a
-// control byte per entry in the member index.
+// Memory: an entry (40 bytes), a backward link with the height in its low bits, the index
+// link, and 16 bytes per level (1.33 levels on average, stored below the node), in one
+// allocation per entry; 8-16 bytes of bucket per entry (a load factor of 0.5-1).
 #pragma once
 
 #include <cassert>
@@ -33,8 +36,9 @@
 #include <string_view>
 #include <utility>
 
-#include <absl/container/flat_hash_set.h>
 #include <xxhash.h>
+
+#include "kv/key_table.h"
 
 namespace hmdb::kv {
 
@@ -57,6 +61,10 @@ struct ZLess {
 };
 
 class ZSkipList {
+  // A node's height - 1 is kept in the low bits of its backward link (nodes are 16-byte
+  // aligned: they follow their 16-byte levels in a block from operator new).
+  static constexpr uintptr_t kHeightMask = 15;
+
   struct Node;
   struct Level {
     Node* forward;
@@ -64,8 +72,13 @@ class ZSkipList {
   };
   struct Node {
     ZEntry entry;
-    Node* backward;  // null for the first entry
-    int height;
+    uintptr_t back_and_height;  // the backward link (null for the first entry) | height - 1
+    Node* chain;                // the next node in its member-index bucket
+    Node* backward() const { return reinterpret_cast<Node*>(back_and_height & ~kHeightMask); }
+    void set_backward(Node* b) {
+      back_and_height = reinterpret_cast<uintptr_t>(b) | (back_and_height & kHeightMask);
+    }
+    int height() const { return static_cast<int>(back_and_height & kHeightMask) + 1; }
     // Level i lives just below the node, level 0 nearest: a search reads a node's score
     // and its low levels (where most of its steps are) from one or two adjacent cache
     // lines, not from both ends of a ~100-byte block as when the levels followed the
@@ -74,25 +87,55 @@ class ZSkipList {
     Level& lv(int i) { return reinterpret_cast<Level*>(this)[-1 - i]; }
     const Level& lv(int i) const { return reinterpret_cast<const Level*>(this)[-1 - i]; }
   };
-  static_assert(alignof(Node) <= alignof(Level) && alignof(Level) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);
+  static_assert(alignof(Node) <= alignof(Level) && sizeof(Level) == kHeightMask + 1 &&
+                __STDCPP_DEFAULT_NEW_ALIGNMENT__ >= kHeightMask + 1);
 
   static uint64_t member_hash(std::string_view m) { return XXH3_64bits(m.data(), m.size()); }
-  static std::string_view member_of(std::string_view m) { return m; }
-  static std::string_view member_of(const Node* n) { return n->entry.member; }
-  struct MemberHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view m) const { return member_hash(m); }
-    size_t operator()(const Node* n) const { return member_hash(n->entry.member); }
+
+  // The member index: nodes by member, chained through Node::chain.
+  struct MemberChain {
+    static Node*& next(Node* n) noexcept { return n->chain; }
+    static uint64_t hash(const Node* n) noexcept { return member_hash(n->entry.member); }
   };
-  struct MemberEq {
-    using is_transparent = void;
-    template <class A, class B>
-    bool operator()(const A& a, const B& b) const { return member_of(a) == member_of(b); }
+  class MemberIndex : public detail::ResizingBuckets<Node, MemberChain> {
+   public:
+    Node* find(std::string_view m, uint64_t h) const {
+      for (Node* n = this->chain_head(h); n; n = n->chain)
+        if (n->entry.member == m) return n;
+      return nullptr;
+    }
+    // Adds x, whose member (hashed h) is not in the index; size: the nodes after it.
+    void insert(Node* x, uint64_t h, size_t size) {
+      this->step();
+      Node** head = this->chain(h);
+      x->chain = *head;
+      *head = x;
+      this->grown(size);
+    }
+    // Takes x out; size: the nodes after it.
+    void erase(Node* x, size_t size) {
+      Node** link = this->chain(member_hash(x->entry.member));
+      while (*link != x) link = &(*link)->chain;
+      *link = x->chain;
+      this->shrunk(size);
+      this->step();
+    }
+    void reserve(size_t n) { this->reserve_buckets(n); }
+    void forget() noexcept { this->forget_buckets(); }  // the list destroyed the nodes
+    void swap(MemberIndex& o) noexcept { this->swap_buckets(o); }
+    // For tests: the nodes in its chains. O(buckets + nodes).
+    size_t count_nodes() const {
+      size_t n = 0;
+      for (const auto* b : {&this->t0_, &this->t1_})
+        for (size_t i = 0; i < b->count(); i++)
+          for (const Node* x = b->slots[i]; x; x = x->chain) n++;
+      return n;
+    }
   };
 
  public:
-  // Height bound (levels of the head); 4^32 entries before it is a limit.
-  static constexpr int kMaxHeight = 32;
+  // Height bound (levels of the head): 4^16 entries before it is a limit.
+  static constexpr int kMaxHeight = static_cast<int>(kHeightMask) + 1;
 
   class const_iterator {
    public:
@@ -115,7 +158,7 @@ class ZSkipList {
       return old;
     }
     const_iterator& operator--() {
-      node_ = node_ ? node_->backward : list_->tail_;
+      node_ = node_ ? node_->backward() : list_->tail_;
       return *this;
     }
     const_iterator operator--(int) {
@@ -180,23 +223,29 @@ class ZSkipList {
     tail_ = nullptr;
     height_ = 1;
     size_ = 0;
-    members_.clear();
+    members_.forget();
   }
   void reserve(size_t n) { members_.reserve(n); }
 
   // The entry of member m, or null. O(1).
   const ZEntry* find_member(std::string_view m) const {
-    auto it = members_.find(m);
-    return it == members_.end() ? nullptr : &(*it)->entry;
+    const Node* n = members_.find(m, member_hash(m));
+    return n ? &n->entry : nullptr;
   }
 
   // Inserts e; false (and nothing changes) when its member is already there.
   bool insert(ZEntry e) {
-    if (members_.contains(std::string_view(e.member))) return false;
+    const uint64_t hm = member_hash(e.member);
+    if (members_.find(e.member, hm)) return false;
     const int h = height_of(e.member);  // before e is moved from
     Node* x = make_node(h, std::move(e));
+    try {
+      members_.insert(x, hm, size_ + 1);  // may allocate the first bucket array
+    } catch (...) {
+      destroy_node(x);
+      throw;
+    }
     link(x);
-    members_.insert(x);
     return true;
   }
 
@@ -206,12 +255,11 @@ class ZSkipList {
   // member with a new score (redis-benchmark's ZADD, mostly) was an erase and an insert:
   // five member-index lookups, a free, an allocation and a copy of the member.
   bool update_score(std::string_view m, double score) {
-    auto it = members_.find(m);
-    if (it == members_.end()) return false;
-    Node* x = *it;
+    Node* x = members_.find(m, member_hash(m));
+    if (!x) return false;
     const ZEntryKey k{score, x->entry.member};
     const Node* next = x->lv(0).forward;
-    if ((!x->backward || less_(x->backward->entry, k)) && (!next || less_(k, next->entry))) {
+    if ((!x->backward() || less_(x->backward()->entry, k)) && (!next || less_(k, next->entry))) {
       x->entry.score = score;
       return true;
     }
@@ -230,9 +278,8 @@ class ZSkipList {
 
   // Removes member m's entry; the count removed (0 or 1).
   size_t erase_member(std::string_view m) {
-    auto it = members_.find(m);
-    if (it == members_.end()) return 0;
-    const Node* n = *it;
+    const Node* n = members_.find(m, member_hash(m));
+    if (!n) return 0;
     return erase(ZEntryKey{n->entry.score, n->entry.member});
   }
 
@@ -306,17 +353,23 @@ class ZSkipList {
     return end();
   }
 
+  // For tests: the member index's buckets, whether it is resizing, and what the last insert
+  // or erase moved of it (key_table.h, ResizingBuckets::last_step).
+  size_t index_buckets() const { return members_.bucket_count(); }
+  bool index_resizing() const { return members_.rehashing(); }
+  auto index_last_step() const { return members_.last_step(); }
+
   // For tests: every link, span, backward link and the size agree. O(n * height).
   bool check_invariants() const {
     size_t n = 0;
     const Node* prev = nullptr;
     for (const Node* x = head_->lv(0).forward; x; x = x->lv(0).forward) {
-      if (x->backward != prev || (prev && !less_(prev->entry, x->entry))) return false;
-      if (x->height < 1 || x->height > height_ || x->height != height_of(x->entry.member)) return false;
+      if (x->backward() != prev || (prev && !less_(prev->entry, x->entry))) return false;
+      if (x->height() > height_ || x->height() != height_of(x->entry.member)) return false;
       prev = x;
       n++;
     }
-    if (n != size_ || tail_ != prev || members_.size() != size_) return false;
+    if (n != size_ || tail_ != prev || members_.count_nodes() != size_) return false;
     for (const Node* x = head_->lv(0).forward; x; x = x->lv(0).forward)
       if (find_member(x->entry.member) != &x->entry) return false;
     // Each span equals the number of level-0 steps to the forward node (or to the end).
@@ -326,11 +379,11 @@ class ZSkipList {
       return p;
     };
     for (const Node* x = head_; x; x = x->lv(0).forward) {
-      const int h = x == head_ ? height_ : x->height;
+      const int h = x == head_ ? height_ : x->height();
       const uint64_t from = position(x);
       for (int i = 0; i < h; i++) {
         const Level& l = x->lv(i);
-        if (l.forward ? l.forward->height <= i || l.span != position(l.forward) - from : l.span != size_ - from)
+        if (l.forward ? l.forward->height() <= i || l.span != position(l.forward) - from : l.span != size_ - from)
           return false;
       }
     }
@@ -356,12 +409,12 @@ class ZSkipList {
   static Node* make_node(int height, ZEntry e) {
     const size_t below = sizeof(Level) * static_cast<size_t>(height);
     char* mem = static_cast<char*>(::operator new(below + sizeof(Node)));
-    Node* n = new (mem + below) Node{std::move(e), nullptr, height};
+    Node* n = new (mem + below) Node{std::move(e), static_cast<uintptr_t>(height - 1), nullptr};
     for (int i = 0; i < height; i++) new (&n->lv(i)) Level{nullptr, 0};
     return n;
   }
   static void destroy_node(Node* n) {
-    const size_t below = sizeof(Level) * static_cast<size_t>(n->height);
+    const size_t below = sizeof(Level) * static_cast<size_t>(n->height());
     n->~Node();
     ::operator delete(reinterpret_cast<char*>(n) - below);
   }
@@ -380,7 +433,7 @@ class ZSkipList {
       }
       update[i] = y;
     }
-    const int h = x->height;
+    const int h = x->height();
     if (h > height_) {
       for (int i = height_; i < h; i++) {
         rank[i] = 0;
@@ -397,14 +450,14 @@ class ZSkipList {
       up.span = rank[0] - rank[i] + 1;
     }
     for (int i = h; i < height_; i++) update[i]->lv(i).span++;
-    x->backward = update[0] == head_ ? nullptr : update[0];
-    if (Node* next = x->lv(0).forward) next->backward = x; else tail_ = x;
+    x->set_backward(update[0] == head_ ? nullptr : update[0]);
+    if (Node* next = x->lv(0).forward) next->set_backward(x); else tail_ = x;
     size_++;
   }
 
   void unlink(Node* x, Node* const* update) {
     detach(x, update);
-    members_.erase(x);
+    members_.erase(x, size_);
     destroy_node(x);
   }
   // Takes x out of the order (update[i]: the last node before x at level i), leaving the
@@ -419,7 +472,7 @@ class ZSkipList {
         up.span--;
       }
     }
-    if (Node* next = x->lv(0).forward) next->backward = x->backward; else tail_ = x->backward;
+    if (Node* next = x->lv(0).forward) next->set_backward(x->backward()); else tail_ = x->backward();
     while (height_ > 1 && !head_->lv(height_ - 1).forward) height_--;
     size_--;
   }
@@ -443,9 +496,9 @@ class ZSkipList {
         last[i] = x;
         last_rank[i] = r;
       }
-      x->backward = tail_;
+      x->set_backward(tail_);
       tail_ = x;
-      members_.insert(x);
+      members_.insert(x, member_hash(x->entry.member), size_);
       if (h > height_) height_ = h;
     }
     for (int i = 0; i < height_; i++) last[i]->lv(i) = Level{nullptr, size_ - last_rank[i]};
@@ -456,7 +509,7 @@ class ZSkipList {
   int height_ = 1;
   size_t size_ = 0;
   ZLess less_;
-  absl::flat_hash_set<Node*, MemberHash, MemberEq> members_;  // every node, by member
+  MemberIndex members_;  // every node, by member
 };
 
 }  // namespace hmdb::kv

@@ -8,7 +8,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <iterator>
 #include <random>
@@ -151,6 +153,56 @@ TEST(ZSkipList, RankAndAtOnABigList) {
     const ZEntry& e = *l.at(r);
     EXPECT_EQ(l.rank(ZEntryKey{e.score, e.member}), static_cast<int64_t>(r));
   }
+}
+
+// The member index resizes a few buckets per insert and erase, never all at once (issue 16:
+// the Swiss table it replaced doubled in one call, a 169-176 ms loop turn at 1,835,008
+// members). Grown to 2^19 members (17 doublings) and emptied again (shrinks): no insert or
+// erase visits more old buckets than the bound (kRehashBucketsPerStep non-empty ones, and
+// kRehashEmptyVisitsPerBucket empty ones for each), nor relinks more than a few buckets'
+// worth of members. Counted, not timed. The members are fixed, so the counts are the same
+// in every run.
+TEST(ZSkipList, MemberIndexResizesAFewBucketsPerOperation) {
+  ZSkipList l;
+  const size_t n = size_t{1} << 19;
+  const size_t bucket_bound = kRehashBucketsPerStep * (1 + kRehashEmptyVisitsPerBucket);
+  // A bucket holds one member on average at the most (a doubling starts there), and the
+  // fullest of 2^19 a handful: two buckets' worth stays under this.
+  const size_t node_bound = kRehashBucketsPerStep * 12;
+  size_t max_buckets = 0, max_nodes = 0, resizes = 0, resizing_ops = 0;
+  bool was_resizing = false;
+  auto observe = [&] {
+    const auto w = l.index_last_step();
+    max_buckets = std::max(max_buckets, w.buckets);
+    max_nodes = std::max(max_nodes, w.nodes);
+    if (l.index_resizing()) {
+      resizing_ops++;
+      if (!was_resizing) resizes++;
+    }
+    was_resizing = l.index_resizing();
+  };
+  auto member = [](size_t i) { return "element:" + std::to_string(i); };
+  for (size_t i = 0; i < n; i++) {
+    ASSERT_TRUE(l.insert(ZEntry{static_cast<double>(i % 1000), member(i)}));
+    observe();
+  }
+  const size_t grown_resizes = resizes;
+  EXPECT_GE(l.index_buckets(), n / 2);
+  EXPECT_GE(grown_resizes, 16u) << "the index grew from 4 buckets to 2^18 or more";
+  for (size_t i = 0; i < n; i += 997) ASSERT_NE(l.find_member(member(i)), nullptr);
+  for (size_t i = 0; i < n; i++) {
+    ASSERT_EQ(l.erase_member(member(i)), 1u);
+    observe();
+  }
+  EXPECT_GE(resizes - grown_resizes, 5u) << "the index shrank as it emptied (by 4x or more each time)";
+  EXPECT_LE(l.index_buckets(), 64u);
+  std::printf("member index: %zu resizes over %zu operations, %zu of them during a resize; per operation at most %zu "
+              "old buckets visited (bound %zu), %zu members relinked (bound %zu)\n",
+              resizes, 2 * n, resizing_ops, max_buckets, bucket_bound, max_nodes, node_bound);
+  EXPECT_LE(max_buckets, bucket_bound);
+  EXPECT_LE(max_nodes, node_bound);
+  EXPECT_GT(max_nodes, 0u);
+  EXPECT_TRUE(l.empty() && l.check_invariants());
 }
 
 }  // namespace
