@@ -26,13 +26,14 @@ uint64_t work_bytes(const std::optional<raft::HardState>& hs, const std::vector<
 
 DiskThread::DiskThread(storage::Env* env, std::string dir, std::unique_ptr<storage::LogWriter> log,
                        Durability durability, uint64_t fsync_interval_ms, int wake_fd, raft::Index last_index,
-                       raft::Term last_term, raft::HardState hard_state)
+                       raft::Term last_term, raft::HardState hard_state, GroupHoldBounds hold_bounds)
     : env_(env),
       dir_(std::move(dir)),
       log_(std::move(log)),
       durability_(durability),
       fsync_interval_ms_(fsync_interval_ms),
       wake_fd_(wake_fd),
+      hold_bounds_(hold_bounds),
       last_index_(last_index),
       last_term_(last_term),
       hard_state_(hard_state) {
@@ -46,18 +47,33 @@ DiskThread::~DiskThread() {
 
 void DiskThread::start() { thread_ = std::thread([this] { run(); }); }
 
-void DiskThread::submit(std::optional<raft::HardState> hard_state, std::vector<raft::Entry> entries) {
+void DiskThread::submit(std::optional<raft::HardState> hard_state, std::vector<raft::Entry> entries, bool hold_after) {
   Work w;
   w.bytes = work_bytes(hard_state, entries);
   w.hard_state = std::move(hard_state);
   w.entries = std::move(entries);
+  w.hold_after = hold_after && durability_ == Durability::kAlways;
+  bool wake;
   {
     std::lock_guard lk(mu_);
     HMDB_ASSERT(!stopping_, "submit after stop");
     queued_bytes_ += w.bytes;
     queue_.push_back(std::move(w));
+    // During a hold the thread waits for release_hold() or the deadline: no wake-up per submit.
+    wake = hold_ == 0;
   }
-  cv_.notify_one();
+  if (wake) cv_.notify_one();
+}
+
+void DiskThread::release_hold(uint64_t hold) {
+  bool wake = false;
+  {
+    std::lock_guard lk(mu_);
+    if (hold == 0 || hold_ != hold) return;
+    hold_ = 0;
+    wake = !queue_.empty();
+  }
+  if (wake) cv_.notify_one();
 }
 
 void DiskThread::submit_install(const raft::SnapshotMeta& meta) {
@@ -78,8 +94,9 @@ void DiskThread::request_compact(raft::Index index) {
   cv_.notify_one();
 }
 
-std::optional<raft::PersistAck> DiskThread::take_ack() {
+std::optional<raft::PersistAck> DiskThread::take_ack(uint64_t* hold) {
   std::lock_guard lk(mu_);
+  if (hold) *hold = ack_ ? ack_hold_ : 0;
   return std::exchange(ack_, std::nullopt);
 }
 
@@ -130,18 +147,29 @@ void DiskThread::run() {
     std::deque<Work> round;
     std::optional<raft::Index> compact;
     bool stopping = false;
+    bool hold_after = false;
     {
       std::unique_lock lk(mu_);
-      auto has_work = [&] { return !queue_.empty() || stopping_ || compact_index_.has_value(); };
-      if (durability_ == Durability::kPeriodic && dirty) {
-        cv_.wait_until(lk, next_sync, has_work);
-      } else {
-        cv_.wait(lk, has_work);
+      auto has_work = [&] { return stopping_ || compact_index_.has_value() || (!queue_.empty() && hold_ == 0); };
+      while (!has_work()) {
+        if (hold_ != 0) {
+          // Held (see disk_thread.h): the loop's release_hold() or the deadline ends it.
+          if (cv_.wait_until(lk, hold_deadline_) == std::cv_status::timeout && hold_ != 0) {
+            hold_ = 0;
+            if (!queue_.empty()) stats_.holds_expired++;
+          }
+        } else if (durability_ == Durability::kPeriodic && dirty) {
+          if (cv_.wait_until(lk, next_sync) == std::cv_status::timeout) break;  // the periodic sync is due
+        } else {
+          cv_.wait(lk);
+        }
       }
+      hold_ = 0;  // stopping or compacting ends a hold too
       round.swap(queue_);
       compact = std::exchange(compact_index_, std::nullopt);
       stopping = stopping_;
     }
+    for (const Work& w : round) hold_after |= w.hold_after;
 
     uint64_t bytes = 0;
     uint64_t entries = 0;
@@ -170,6 +198,7 @@ void DiskThread::run() {
 
     uint64_t sync_us = 0;
     bool synced = false;
+    Clock::time_point synced_at;
     const bool sync_due = durability_ == Durability::kAlways || stopping || write_end >= next_sync;
     if (dirty && sync_due) {
       // The sync starts where the writes ended (nothing between): one clock read less.
@@ -177,6 +206,7 @@ void DiskThread::run() {
       Status s = log_->sync();
       if (!s) fail("fdatasync of the log in " + dir_, s);
       const auto t1 = Clock::now();
+      synced_at = t1;
       sync_us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(t1 - t0).count());
       dirty = false;
       synced = true;
@@ -189,7 +219,19 @@ void DiskThread::run() {
     {
       std::lock_guard lk(mu_);
       queued_bytes_ -= bytes;
-      if (publish) ack_ = raft::PersistAck{last_index_, last_term_, hard_state_};
+      if (publish) {
+        ack_ = raft::PersistAck{last_index_, last_term_, hard_state_};
+        ack_hold_ = 0;
+        if (hold_after && synced && !stopping) {
+          // Hold the next round for the clients this one answers (disk_thread.h).
+          const uint64_t hold_us =
+              hold_bounds_.capped_by_sync ? std::min(hold_bounds_.max_us, sync_us) : hold_bounds_.max_us;
+          const auto hold = std::chrono::microseconds(hold_us);
+          hold_ = ack_hold_ = ++holds_begun_;
+          hold_deadline_ = synced_at + hold;
+          stats_.holds++;
+        }
+      }
       if (wrote) {
         latency_.write_us.record(static_cast<uint64_t>(
             std::chrono::duration_cast<std::chrono::microseconds>(write_end - write_start).count()));

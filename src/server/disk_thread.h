@@ -14,6 +14,18 @@
 //             machine loses at most the last interval plus one round.
 //   none      no DiskThread at all (the node acks in the loop).
 //
+// Holding the next round (`always` only). A leader's clients whose writes a round made
+// durable send their next writes only after the loop has seen the ack, applied the entry and
+// sent their replies. Starting the next round at once (with whatever other clients queued
+// meanwhile) splits the clients into two cohorts that alternate, each syncing about half of
+// them. So after a round that carried client writes (submit's `hold_after`), the disk thread
+// holds the next one until the loop calls release_hold() — once about as many new writes
+// arrived as the round made durable, the answered cohort is back (Node::end_hold) — or until
+// the hold's deadline: at most kGroupHoldMaxUs and at most the last fdatasync's duration
+// (holding longer than a sync costs more latency than the cohorts it joins save). The loop's
+// release is one futex wake per round; a submit during a hold wakes nobody. Holding only ever
+// delays a sync: no write is acknowledged before its fdatasync returned.
+//
 // An append() or sync() error stops the process (never retry after a failed fsync: the
 // kernel may have dropped the dirty pages, PostgreSQL's lesson). It prints what failed and
 // _exit()s with kExitDiskFailure (server/fatal.h), before any reply for the affected writes
@@ -23,6 +35,7 @@
 // called by the loop thread; everything else runs on the disk thread.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -43,6 +56,8 @@ namespace hmdb::server {
 
 struct DiskStats {
   uint64_t rounds = 0;        // group-commit rounds
+  uint64_t holds = 0;         // rounds after which the next one was held (see above)
+  uint64_t holds_expired = 0; // holds that ended at their deadline, not by release_hold()
   uint64_t syncs = 0;         // fdatasync calls
   uint64_t appends = 0;       // Readies written
   uint64_t bytes = 0;         // log bytes written
@@ -58,6 +73,13 @@ struct DiskLatency {
   LatencyHistogram group_entries;
 };
 
+// How long a held round may wait (see "Holding the next round" above). Tests lift the bounds
+// to see a hold end by release_hold() alone, or shorten them to see it end by its deadline.
+struct GroupHoldBounds {
+  uint64_t max_us = kGroupHoldMaxUs;
+  bool capped_by_sync = true;  // and at most the last fdatasync's duration
+};
+
 class DiskThread {
  public:
   // wake_fd: an eventfd the loop polls; written after every published ack.
@@ -65,22 +87,26 @@ class DiskThread {
   // for a round that carried only a hard state still names the right entry.
   DiskThread(storage::Env* env, std::string dir, std::unique_ptr<storage::LogWriter> log, Durability durability,
              uint64_t fsync_interval_ms, int wake_fd, raft::Index last_index, raft::Term last_term,
-             raft::HardState hard_state);
+             raft::HardState hard_state, GroupHoldBounds hold_bounds = {});
   ~DiskThread();
   DiskThread(const DiskThread&) = delete;
   DiskThread& operator=(const DiskThread&) = delete;
 
   void start();
-  // Queues one Ready's persistence work.
-  void submit(std::optional<raft::HardState> hard_state, std::vector<raft::Entry> entries);
+  // Queues one Ready's persistence work. hold_after: it carries client writes, so the round
+  // that makes it durable holds the next round (`always` mode; see above).
+  void submit(std::optional<raft::HardState> hard_state, std::vector<raft::Entry> entries, bool hold_after = false);
+  // Ends the hold `hold` (from take_ack) now; a later hold, or one that ended, is left alone.
+  void release_hold(uint64_t hold);
   // A follower installed the leader's snapshot `meta` (already durable in its own file):
   // the log continues after meta.index, and the next ack names it. Call before the
   // submit() of the same Ready.
   void submit_install(const raft::SnapshotMeta& meta);
   // After a snapshot at index is durable: delete the log segments it covers.
   void request_compact(raft::Index index);
-  // The newest ack published since the last call, if any.
-  std::optional<raft::PersistAck> take_ack();
+  // The newest ack published since the last call, if any. *hold (optional): the id of the
+  // hold that began when it was published (0: the next round is not held).
+  std::optional<raft::PersistAck> take_ack(uint64_t* hold = nullptr);
   uint64_t queued_bytes() const;
   DiskStats stats() const;
   DiskLatency latency() const;  // a copy (~21 KB): for INFO and scrapes, not per command
@@ -94,6 +120,7 @@ class DiskThread {
     std::vector<raft::Entry> entries;
     std::optional<raft::SnapshotMeta> install;
     uint64_t bytes = 0;
+    bool hold_after = false;
   };
   void run();
   [[noreturn]] void fail(const std::string& what, const Status& status);
@@ -104,12 +131,17 @@ class DiskThread {
   const Durability durability_;
   const uint64_t fsync_interval_ms_;
   const int wake_fd_;
+  const GroupHoldBounds hold_bounds_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Work> queue_;           // GUARDED_BY(mu_)
   uint64_t queued_bytes_ = 0;        // GUARDED_BY(mu_)
   std::optional<raft::PersistAck> ack_;  // GUARDED_BY(mu_)
+  uint64_t ack_hold_ = 0;            // GUARDED_BY(mu_): the hold that began with ack_
+  uint64_t hold_ = 0;                // GUARDED_BY(mu_): the hold in force (0: none)
+  uint64_t holds_begun_ = 0;         // GUARDED_BY(mu_): ids of holds
+  std::chrono::steady_clock::time_point hold_deadline_;  // GUARDED_BY(mu_)
   std::optional<raft::Index> compact_index_;  // GUARDED_BY(mu_)
   bool stopping_ = false;            // GUARDED_BY(mu_)
   DiskStats stats_;                  // GUARDED_BY(mu_)

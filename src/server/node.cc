@@ -514,6 +514,7 @@ void Node::loop_turn(int timeout_ms) {
   stage_clock_fresh_ = false;
   if (snapshot_load_) [[unlikely]] finish_snapshot_load(false);
   replica_->end_turn();
+  end_hold();  // before the replies' send(2)s: the disk works while the loop sends
   note_replies_queued();
   if (refused_snapshot_) [[unlikely]] note_refused_snapshot();
   if (forward_links_) forward_links_->flush(*forwarder_);  // what was forwarded this turn
@@ -533,6 +534,16 @@ void Node::loop_turn(int timeout_ms) {
   note_turn_end(end_us);
   turn_end_ms_ = end_us / 1000;
   note_turn_duration(turn_end_ms_ - work_start_ms);
+}
+
+void Node::end_hold() {
+  // The disk thread holds its next round (disk_thread.h) until most of the clients whose
+  // writes its last round made durable sent their next ones; a node that stopped leading or
+  // is stopping has no such clients to wait for.
+  if (hold_ == 0) return;
+  if (hold_arrived_ * 100 < hold_awaited_ * kGroupHoldReturnPercent && replica_->leader() && !draining_) return;
+  disk_->release_hold(hold_);
+  hold_ = 0;
 }
 
 void Node::disconnect_stalled_readers() {
@@ -560,7 +571,20 @@ void Node::tick() {
 
 void Node::on_disk_ack() {
   if (!disk_) return;
-  if (auto ack = disk_->take_ack()) {
+  uint64_t hold = 0;
+  if (auto ack = disk_->take_ack(&hold)) {
+    // The writes this acknowledgement made durable: their clients are the cohort the disk
+    // thread's hold waits for (end_hold).
+    uint64_t durable = 0;
+    while (!hold_marks_.empty() && hold_marks_.front().first <= ack->last_index) {
+      durable += hold_marks_.front().second;
+      hold_marks_.pop_front();
+    }
+    if (hold != 0) {
+      hold_ = hold;
+      hold_awaited_ = durable;
+      hold_arrived_ = 0;
+    }
     if (!proposals_.empty()) note_persisted(ack->last_index);
     raft_->persisted(*ack);
   }
@@ -638,7 +662,8 @@ std::optional<raft::PersistAck> Node::persist(const std::optional<raft::HardStat
   if (disk_) {
     // Group commit: the disk thread writes and syncs everything queued since its last round.
     if (installed) disk_->submit_install(*installed);
-    disk_->submit(hard_state, std::move(entries));
+    const bool hold_after = std::exchange(hold_writes_proposed_, false) && !entries.empty();
+    disk_->submit(hard_state, std::move(entries), hold_after);
     return std::nullopt;  // on_disk_ack() brings the acknowledgement
   }
   if (options_.durability != Durability::kNone) {

@@ -560,6 +560,18 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
     uint64_t proposed_us = 0, handed_us = 0, persisted_us = 0, apply_us = 0, applied_us = 0;
   };
   std::deque<ProposalMarks> proposals_;
+  // Group commit's hold (server/disk_thread.h, "Holding the next round"): the client writes
+  // proposed and not yet durable (entry index, writes), oldest first, at most kHoldMarksMax
+  // (older ones are forgotten: the hold then just ends sooner); whether writes were proposed
+  // since the last persist(); the hold in force as take_ack() named it (0: none), the writes
+  // its acknowledgement made durable (the cohort awaited) and the writes proposed since.
+  static constexpr size_t kHoldMarksMax = 4096;
+  std::deque<std::pair<raft::Index, uint64_t>> hold_marks_;
+  bool hold_writes_proposed_ = false;
+  uint64_t hold_ = 0;
+  uint64_t hold_awaited_ = 0;
+  uint64_t hold_arrived_ = 0;
+  void end_hold();
   // Per follower: the last index of each append sent, and when, until its ack covers it.
   std::map<raft::NodeId, std::deque<std::pair<raft::Index, uint64_t>>> appends_sent_;
 

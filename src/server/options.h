@@ -145,6 +145,12 @@ inline constexpr uint64_t kMallocMmapThresholdBytes = 32ull << 20;
 inline constexpr uint64_t kMallocTrimThresholdBytes = 512ull << 20;
 // Bytes queued for the disk thread; beyond this, same back-pressure.
 inline constexpr uint64_t kDiskQueueBytesMax = 64ull << 20;
+// Group commit (`always`, server/disk_thread.h "Holding the next round"): after a round that
+// made client writes durable, the next round waits at most this long (and at most the last
+// fdatasync's duration) for those clients' next writes, and starts as soon as this percentage
+// of that many new writes has been proposed: the last few stragglers are not waited for.
+inline constexpr uint64_t kGroupHoldMaxUs = 500;
+inline constexpr uint64_t kGroupHoldReturnPercent = 75;
 // Connections accepted per loop turn.
 inline constexpr int kAcceptsPerTurnMax = 1000;
 // epoll events handled per epoll_wait call.

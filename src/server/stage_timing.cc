@@ -100,7 +100,14 @@ void Node::group_was_slow(Session& s, size_t ran, uint64_t ran_us) {
 // ---------------------------------------------------------------------------------------
 // A write's entry: proposed, handed to the disk, persisted, replicated, applied, replied
 
-void Node::proposed(raft::Index index, raft::Term, const std::vector<core::ReplySlot>&) {
+void Node::proposed(raft::Index index, raft::Term, const std::vector<core::ReplySlot>& slots) {
+  if (disk_ && !slots.empty()) {
+    // For group commit's hold (node.h): a cohort of clients coming back.
+    if (hold_marks_.size() >= kHoldMarksMax) hold_marks_.pop_front();
+    hold_marks_.emplace_back(index, slots.size());
+    hold_arrived_ += slots.size();
+    hold_writes_proposed_ = true;
+  }
   if (batch_marks_.empty()) return;  // no client's write in it (housekeeping, a schema activation)
   const uint64_t now = stage_read_us();
   uint64_t writes = 0;

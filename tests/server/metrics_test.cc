@@ -267,7 +267,8 @@ StatisticsSources distinct_sources() {
   s.shell.last_snapshot_ms = 15;
   s.shell.fork_last_us = 16;
   s.shell.fork_max_us = 17;
-  s.disk = DiskStats{.rounds = 41, .syncs = 42, .appends = 99, .bytes = 1786, .last_sync_us = 1254, .max_sync_us = 14108};
+  s.disk = DiskStats{.rounds = 41, .holds = 160, .holds_expired = 161, .syncs = 42, .appends = 99, .bytes = 1786,
+                     .last_sync_us = 1254, .max_sync_us = 14108};
   s.disk_queue_bytes = 18;
   s.shell.recovered_entries = 19;
   s.shell.recovery_ms = 21;
@@ -397,6 +398,8 @@ constexpr std::string_view kGoldenInfoAll =
     "fork_stall_last_us:16\r\n"
     "fork_stall_max_us:17\r\n"
     "disk_rounds:41\r\n"
+    "disk_holds:160\r\n"
+    "disk_holds_expired:161\r\n"
     "disk_fsyncs:42\r\n"
     "disk_bytes_written:1786\r\n"
     "fsync_last_us:1254\r\n"
