@@ -6,6 +6,9 @@ For each of a hash, a list, a set and a sorted set: starts a fresh server, loads
 command (HSET with 3-byte values, RPUSH, SADD, ZADD with scores below 1,000,003) through
 `redis-cli --pipe`, and prints (RSS - RSS of the empty server) / N. For hmdb (durability
 none) also after SNAPSHOT and a restart from it: the state alone, without the in-memory log.
+KINDS (env, comma-separated) picks some of them; KINDS=smalllist measures the other shape of
+lists instead: N keys mylist:%012d of three 3-byte elements each (RPUSH key xxx yyy zzz), as a
+random-key LPUSH workload leaves them (2-3 elements a key), and prints bytes per key.
 Run it once per system, one at a time (flock /tmp/hmdb-bench.lock):
 
   python3 bench/container_mem.py after build/apps/kv/hmdb 7472
@@ -16,6 +19,11 @@ name, binary, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 N, PER = int(os.environ.get("N", "1000000")), 100
 def cmds(kind):
     out = []
+    if kind == "smalllist":
+        for i in range(N):
+            k = "mylist:%012d" % i
+            out.append("*5\r\n$5\r\nRPUSH\r\n$%d\r\n%s\r\n$3\r\nxxx\r\n$3\r\nyyy\r\n$3\r\nzzz\r\n" % (len(k), k))
+        return "".join(out).encode()
     for c in range(N // PER):
         args = {"hash": ["HSET", "h"], "list": ["RPUSH", "l"], "set": ["SADD", "s"], "zset": ["ZADD", "z"]}[kind][:]
         for i in range(c * PER, (c + 1) * PER):
@@ -45,10 +53,11 @@ def start(d):
         time.sleep(0.05)
     time.sleep(0.3)
     return p
-for kind in ["hash", "list", "set", "zset"]:
+for kind in os.environ.get("KINDS", "hash,list,set,zset").split(","):
     d = tempfile.mkdtemp(prefix="container-mem-")
     p = start(d); r0 = rss(p.pid)
     data = cmds(kind)
+    unit = "key" if kind == "smalllist" else "element"
     subprocess.run(["redis-cli", "-p", str(port), "--pipe"], input=data, capture_output=True)
     r1 = rss(p.pid)
     extra = ""
@@ -57,9 +66,9 @@ for kind in ["hash", "list", "set", "zset"]:
         p.terminate(); p.wait()
         p = start(d)
         for _ in range(600):
-            if b":1" in call("DBSIZE"): break
+            if (b":%d" % (N if kind == "smalllist" else 1)) in call("DBSIZE"): break
             time.sleep(0.1)
         r2 = rss(p.pid)
-        extra = f", restarted from snapshot {(r2 - r0) / N:6.1f} B/element"
-    print(f"{name:8s} {kind:5s} after load {(r1 - r0) / N:6.1f} B/element{extra}", flush=True)
+        extra = f", restarted from snapshot {(r2 - r0) / N:6.1f} B/{unit}"
+    print(f"{name:8s} {kind:5s} after load {(r1 - r0) / N:6.1f} B/{unit}{extra}", flush=True)
     p.terminate(); p.wait(); shutil.rmtree(d, ignore_errors=True)

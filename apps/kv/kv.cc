@@ -1117,7 +1117,12 @@ void query_lrange(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   size_t first, last;
   if (!l || !clamp_range(range.start, range.stop, l->size(), &first, &last)) { r.array(0); return; }
   r.array(last - first + 1);
-  for (size_t i = first; i <= last; i++) r.bulk((*l)[i]);
+  List::Cursor c = l->cursor(first);
+  for (size_t i = first;; i++) {
+    r.bulk(*c);
+    if (i == last) break;
+    c.next();
+  }
 }
 
 void query_llen(const State& s, Args a, const QueryContext& ctx, Reply& r) {
@@ -1149,7 +1154,7 @@ void apply_lset(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   const int64_t n = static_cast<int64_t>(l->size());
   if (index < 0) index += n;
   if (index < 0 || index >= n) { r.error("ERR index out of range"); return; }
-  (*l)[static_cast<size_t>(index)].assign(a.argv[3].data(), a.argv[3].size());
+  l->set(static_cast<size_t>(index), a.argv[3]);
   notify(ctx, keyspace::kList, "lset", a.argv[1]);
   r.ok();
 }
@@ -1172,15 +1177,25 @@ void apply_lrem(State& s, const LRemArgs& a, const ApplyContext& ctx, Reply& r) 
   if (!container_for_write<List>(s, a.key, ctx, r, &it, &l)) return;
   if (!l) { r.integer(0); return; }
   const size_t n = l->size();
-  std::vector<bool> remove(n, false);
   uint64_t limit = a.count == 0 ? UINT64_MAX
                    : a.count > 0 ? static_cast<uint64_t>(a.count)
                                  : static_cast<uint64_t>(-(a.count + 1)) + 1;
-  for (size_t k = 0; k < n && limit > 0; k++) {
-    const size_t i = a.count >= 0 ? k : n - 1 - k;
-    if ((*l)[i] == a.element) { remove[i] = true; limit--; }
+  size_t removed;
+  if (a.count >= 0) {
+    removed = l->remove_where([&](size_t, std::string_view v) {
+      if (limit == 0 || v != a.element) return false;
+      limit--;
+      return true;
+    });
+  } else {  // the matches nearest the tail: found walking back, then removed in one pass
+    std::vector<bool> remove(n, false);
+    List::Cursor c = l->cursor(n - 1);
+    for (size_t k = 0; k < n && limit > 0; k++) {
+      if (*c == a.element) { remove[n - 1 - k] = true; limit--; }
+      if (k + 1 < n) c.prev();
+    }
+    removed = l->remove_where([&](size_t i, std::string_view) { return remove[i]; });
   }
-  const size_t removed = l->remove_where([&](size_t i) { return remove[i]; });
   if (removed > 0) notify(ctx, keyspace::kList, "lrem", a.key);
   erase_if_emptied(s, it, l, a.key, ctx);
   r.integer(static_cast<int64_t>(removed));
@@ -1203,10 +1218,10 @@ void apply_ltrim(State& s, const LTrimArgs& a, const ApplyContext& ctx, Reply& r
   if (!l) { r.ok(); return; }
   size_t first = 0, last = 0;
   if (!clamp_range(a.range.start, a.range.stop, l->size(), &first, &last)) {
-    while (!l->empty()) l->pop_back();
+    l->erase_back(l->size());
   } else {
-    while (l->size() > last + 1) l->pop_back();
-    for (size_t i = 0; i < first; i++) l->pop_front();
+    l->erase_back(l->size() - (last + 1));
+    l->erase_front(first);
   }
   notify(ctx, keyspace::kList, "ltrim", a.key);  // even when nothing went, as Redis
   erase_if_emptied(s, it, l, a.key, ctx);
@@ -1231,8 +1246,11 @@ void apply_linsert(State& s, const LInsertArgs& a, const ApplyContext& ctx, Repl
   List* l;
   if (!container_for_write<List>(s, a.key, ctx, r, &it, &l)) return;
   if (!l) { r.integer(0); return; }
-  for (size_t i = 0; i < l->size(); i++) {
-    if ((*l)[i] != a.pivot) continue;
+  const size_t n = l->size();
+  List::Cursor c = l->cursor(0);
+  for (size_t i = 0; i < n; i++) {
+    if (i > 0) c.next();
+    if (*c != a.pivot) continue;
     l->insert(a.after ? i + 1 : i, a.element);
     notify(ctx, keyspace::kList, "linsert", a.key);
     r.integer(static_cast<int64_t>(l->size()));
@@ -1271,9 +1289,11 @@ void query_lpos(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   const size_t scan = maxlen == 0 ? n : std::min<uint64_t>(static_cast<uint64_t>(maxlen), n);
   std::vector<int64_t> found;
   uint64_t matches = 0;
+  List::Cursor c = l->cursor(rank > 0 ? 0 : n - 1);
   for (size_t k = 0; k < scan && found.size() < want; k++) {
     const size_t i = rank > 0 ? k : n - 1 - k;
-    if ((*l)[i] != a[2]) continue;
+    if (k > 0) { if (rank > 0) c.next(); else c.prev(); }
+    if (*c != a[2]) continue;
     if (matches++ >= skip) found.push_back(static_cast<int64_t>(i));
   }
   if (count == -1) {
@@ -1331,7 +1351,7 @@ void apply_lmove(State& s, const LMoveArgs& a, const ApplyContext& ctx, Reply& r
   List* dst;
   if (!container_for_write<List>(s, a.dst, ctx, r, &to, &dst)) return;
   src = boxed<List>(s.keys.find(a.src)->second);  // dst's lookup may have deleted an expired dst
-  std::string value = a.from_left ? src->front() : src->back();
+  std::string value(a.from_left ? src->front() : src->back());
   if (a.from_left) src->pop_front(); else src->pop_back();
   // Pointers into the table die if creating dst grows it: look src up again after.
   if (a.src != a.dst && s.keys.find(a.dst) == s.keys.end()) create<List>(s, a.dst, &to);
@@ -2400,7 +2420,7 @@ Value clone_value(const Value& v) {
       Value out(std::in_place_type<List>);
       List& l = std::get<List>(out);
       const List& from = std::get<List>(v);
-      for (size_t i = 0; i < from.size(); i++) l.push_back(from[i]);
+      from.for_each([&](std::string_view x) { l.push_back(x); });
       return out;
     }
     case Type::kSet: {
@@ -3090,7 +3110,7 @@ void encode_entry(Encoder& e, std::string_view key, const Value& v, std::optiona
     case Type::kList: {
       const List& l = std::get<List>(v);
       e.varint(l.size());
-      for (size_t i = 0; i < l.size(); i++) e.bytes(l[i]);
+      l.for_each([&](std::string_view x) { e.bytes(x); });
       break;
     }
     case Type::kSet: {

@@ -1,11 +1,12 @@
 // tests/apps/kv_containers_test.cc — the kv app's compact containers (apps/kv/list.h,
 // hash.h, set.h) against std::deque / std::map / std::set models, and through the app:
-// LRANGE across the ring buffer's wrap, HSET/HDEL and SADD/SREM/SPOP across the small/table
+// the list commands across chunk boundaries, HSET/HDEL and SADD/SREM/SPOP across the small/table
 // switch, and the snapshot bytes and digest, which must be exactly those of the documented
 // format (docs/kv-commands.md).
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <map>
@@ -43,75 +44,258 @@ std::string value_for(std::mt19937_64& rng) {
 }
 
 void expect_list_equals(const List& l, const std::deque<std::string>& model) {
+  ASSERT_TRUE(l.check()) << "the chunks' invariants";
   ASSERT_EQ(l.size(), model.size());
-  for (size_t i = 0; i < model.size(); i++) ASSERT_EQ(l[i], model[i]) << "element " << i;
+  size_t i = 0;
+  l.for_each([&](std::string_view v) {
+    ASSERT_LT(i, model.size());
+    ASSERT_EQ(v, model[i]) << "element " << i;
+    i++;
+  });
+  ASSERT_EQ(i, model.size());
   if (!model.empty()) {
     EXPECT_EQ(l.front(), model.front());
     EXPECT_EQ(l.back(), model.back());
   }
 }
 
-// ---- List --------------------------------------------------------------------------------
-
-TEST(KvList, WrapsAroundBothWays) {
-  List l;
-  // Capacity 4 after four pushes; pushing at the front wraps the head below slot 0.
-  l.push_back("b");
-  l.push_back("c");
-  l.push_front("a");
-  l.push_back("d");
-  EXPECT_EQ(l.capacity(), 4u);
-  l.pop_front();  // head moves to slot 1 ...
-  l.pop_front();
-  l.push_back("e");  // ... and the tail wraps to slot 0
-  l.push_back("f");
-  EXPECT_EQ(l.capacity(), 4u) << "no growth while there is room";
-  expect_list_equals(l, {"c", "d", "e", "f"});
-  l.push_front("b");  // full: grows, unwrapping into a fresh block
-  EXPECT_EQ(l.capacity(), 8u);
-  expect_list_equals(l, {"b", "c", "d", "e", "f"});
+// Elements of every encoding class: short (1-byte lengths), 128+ bytes (2-byte lengths),
+// and now and then one longer than a whole chunk (a chunk of its own).
+std::string list_value_for(std::mt19937_64& rng, bool short_only = false) {
+  const uint64_t r = short_only ? 0 : rng() % 100;
+  size_t len = r < 70 ? rng() % 24 : r < 97 ? 100 + rng() % 300 : List::kChunkBytesMax - 50 + rng() % 3000;
+  std::string v(len, 'a');
+  for (char& c : v) c = static_cast<char>('a' + rng() % 26);
+  return v;
 }
 
-TEST(KvList, ShrinksWhenAQuarterFull) {
+// ---- List --------------------------------------------------------------------------------
+
+TEST(KvList, EncodingWalksBothWaysAtEveryLengthClass) {
+  for (size_t len : {size_t{0}, size_t{1}, size_t{127}, size_t{128}, size_t{16383}, size_t{16384}, size_t{2097152}}) {
+    SCOPED_TRACE("length " + std::to_string(len));
+    std::string v(len, 'x');
+    if (len) v[len - 1] = 'y';
+    std::string buf(List::encoded_size(len), '\0');
+    EXPECT_EQ(buf.size(), len + 2 * (len < 128 ? 1 : len < 16384 ? 2 : len < 2097152 ? 3 : 4));
+    List::encode(buf.data(), v);
+    uint32_t fwd = 0, bwd = 0;
+    EXPECT_EQ(List::decode_at(buf.data(), &fwd), v);
+    EXPECT_EQ(List::decode_before(buf.data() + buf.size(), &bwd), v);
+    EXPECT_EQ(fwd, buf.size());
+    EXPECT_EQ(bwd, buf.size());
+  }
+}
+
+TEST(KvList, AShortListIsOneSmallBlock) {
   List l;
-  for (int i = 0; i < 64; i++) l.push_back(std::to_string(i));
-  EXPECT_EQ(l.capacity(), 64u);
+  l.push_back("xxx");
+  ASSERT_EQ(l.chunk_count(), 1u);
+  EXPECT_EQ(l.chunk(0).cap, List::kChunkBytesMin) << "5 bytes in malloc's smallest block";
+  l.push_front("yyy");
+  l.push_back("zzz");
+  EXPECT_EQ(l.chunk(0).cap, List::kChunkBytesMin) << "three 3-byte elements: 15 bytes";
+  expect_list_equals(l, {"yyy", "xxx", "zzz"});
+  for (int i = 0; i < 10; i++) l.push_front("a");
+  EXPECT_EQ(l.chunk_count(), 1u);
+  EXPECT_EQ(l.chunk(0).cap, 56u) << "grown by doubling: 24, 56";
+}
+
+TEST(KvList, ChunksFillToTheBoundThenANewOneStartsAtEitherEnd) {
+  // 20-byte elements cost 22 bytes: kChunkBytesMax / 22 of them fill a chunk exactly.
+  const size_t per_chunk = List::kChunkBytesMax / 22;
+  static_assert(List::kChunkBytesMax % 22 == 0);
+  auto fill = [&](List& l, std::deque<std::string>& model) {
+    for (size_t i = 0; i < per_chunk; i++) {
+      char v[32];
+      std::snprintf(v, sizeof v, "element:%012zu", i);
+      l.push_back(v);
+      model.push_back(v);
+    }
+    ASSERT_EQ(l.chunk_count(), 1u);
+    EXPECT_EQ(l.chunk(0).cap, List::kChunkBytesMax);
+    EXPECT_EQ(l.chunk(0).used(), List::kChunkBytesMax);
+  };
+  List l;
+  std::deque<std::string> model;
+  fill(l, model);
+  l.push_back("element:xxxxxxxxxxxx");
+  model.push_back("element:xxxxxxxxxxxx");
+  EXPECT_EQ(l.chunk_count(), 2u) << "full: the next push starts a chunk";
+  l.push_front("element:yyyyyyyyyyyy");
+  model.push_front("element:yyyyyyyyyyyy");
+  EXPECT_EQ(l.chunk_count(), 3u) << "at the front too";
+  expect_list_equals(l, model);
+  // Popping the front chunk's only element frees it; the list goes back to one inline chunk.
+  l.pop_front();
+  model.pop_front();
+  l.pop_back();
+  model.pop_back();
+  EXPECT_EQ(l.chunk_count(), 1u);
+  expect_list_equals(l, model);
+  // LSET of a longer value in the full chunk splits it (the value joins the first half).
+  std::string longer(300, 'L');
+  l.set(200, longer);
+  model[200] = longer;
+  EXPECT_EQ(l.chunk_count(), 2u);
+  EXPECT_EQ(l.chunk(0).count, 201u);
+  expect_list_equals(l, model);
+  // LINSERT into a full chunk splits it; indexes on both sides of the split still work.
+  {
+    List l2;
+    std::deque<std::string> model2;
+    fill(l2, model2);
+    l2.insert(per_chunk / 3, "inserted");
+    model2.insert(model2.begin() + static_cast<std::ptrdiff_t>(per_chunk / 3), "inserted");
+    EXPECT_EQ(l2.chunk_count(), 2u);
+    expect_list_equals(l2, model2);
+    for (size_t i = 0; i < model2.size(); i++) ASSERT_EQ(l2[i], model2[i]) << i;
+  }
+  // Removing most elements merges the chunks left less than half full.
+  size_t kept = 0;
+  const size_t removed = l.remove_where([&](size_t i, std::string_view) { return i % 10 != 0; });
+  std::deque<std::string> rest;
+  for (size_t i = 0; i < model.size(); i++)
+    if (i % 10 == 0) rest.push_back(model[i]), kept++;
+  EXPECT_EQ(removed, model.size() - kept);
+  EXPECT_EQ(l.chunk_count(), 1u) << "a tenth of three chunks fits one";
+  expect_list_equals(l, rest);
+}
+
+TEST(KvList, PopsGiveMemoryBack) {
+  List l;
+  for (int i = 0; i < 5000; i++) l.push_back(std::to_string(i));
+  EXPECT_GT(l.chunk_count(), 3u);
   while (l.size() > 2) l.pop_front();
-  EXPECT_LE(l.capacity(), 8u) << "pops give memory back";
-  expect_list_equals(l, {"62", "63"});
+  EXPECT_EQ(l.chunk_count(), 1u);
+  EXPECT_LE(l.chunk(0).cap, 56u) << "the last chunk shrank as it emptied";
+  expect_list_equals(l, {"4998", "4999"});
   l.pop_back();
   l.pop_back();
   EXPECT_TRUE(l.empty());
+  EXPECT_EQ(l.chunk_count(), 0u);
 }
 
-TEST(KvList, MatchesADequeUnderRandomPushesAndPops) {
-  const uint64_t seed = test_seed();
-  SCOPED_TRACE("seed " + std::to_string(seed));
+TEST(KvList, ClearSomeFreesWholeChunksAboutABudgetOfElements) {
+  List l;
+  char v[32];
+  for (int i = 0; i < 100000; i++) {
+    std::snprintf(v, sizeof v, "element:%012d", i);  // 22 bytes each: 372 to a chunk
+    l.push_back(v);
+  }
+  const size_t per_chunk = List::kChunkBytesMax / 22;
+  const size_t chunks = l.chunk_count();
+  EXPECT_EQ(chunks, (100000 + per_chunk - 1) / per_chunk);
+  EXPECT_EQ(l.clear_some(1), 100000 % per_chunk) << "at least one chunk (the last, partly filled)";
+  EXPECT_EQ(l.chunk_count(), chunks - 1);
+  EXPECT_EQ(l.clear_some(3 * per_chunk), 3 * per_chunk) << "whole chunks up to the budget";
+  EXPECT_EQ(l.chunk_count(), chunks - 4);
+  size_t freed = 100000 % per_chunk + 3 * per_chunk;
+  while (!l.empty()) {
+    const size_t n = l.clear_some(512);
+    EXPECT_EQ(n % per_chunk, 0u);
+    EXPECT_TRUE(n >= 512 || l.empty()) << n;
+    EXPECT_LT(n, 512 + per_chunk);
+    freed += n;
+  }
+  EXPECT_EQ(freed, 100000u);
+}
+
+// Every operation against a std::deque model, seeded (HMDB_TEST_SEED), in phases that grow
+// and shrink the list so chunks are created, split, merged and freed at both ends; with
+// elements of every length class, and with short ones only (hundreds to a chunk).
+void run_list_model(uint64_t seed, bool short_only) {
+  SCOPED_TRACE("seed " + std::to_string(seed) + " (HMDB_TEST_SEED)" + (short_only ? ", short elements" : ""));
   std::mt19937_64 rng(seed);
+  size_t most_chunks = 0;
   List l;
   std::deque<std::string> model;
-  for (int step = 0; step < 20000; step++) {
-    // Drift between growing and shrinking phases so the capacity moves both ways.
-    bool grow = (step / 1000) % 2 == 0 ? rng() % 4 != 0 : rng() % 4 == 0;
-    if (grow || model.empty()) {
-      std::string v = value_for(rng);
+  for (int step = 0; step < 30000; step++) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    const bool grow = (step / 2000) % 2 == 0;
+    const uint64_t op = rng() % 100;
+    const size_t n = model.size();
+    if (n == 0 || op < (grow ? 55u : 20u)) {
+      std::string v = list_value_for(rng, short_only);
       if (rng() % 2) { l.push_front(v); model.push_front(v); } else { l.push_back(v); model.push_back(v); }
-    } else if (rng() % 2) {
-      ASSERT_EQ(l.front(), model.front());
-      l.pop_front();
-      model.pop_front();
+    } else if (op < 60) {
+      if (rng() % 2) {
+        ASSERT_EQ(l.front(), model.front());
+        l.pop_front();
+        model.pop_front();
+      } else {
+        ASSERT_EQ(l.back(), model.back());
+        l.pop_back();
+        model.pop_back();
+      }
+    } else if (op < 70) {
+      const size_t i = rng() % n;
+      std::string v = list_value_for(rng, short_only);
+      l.set(i, v);
+      model[i] = v;
+    } else if (op < 78) {
+      const size_t pos = rng() % (n + 1);
+      std::string v = list_value_for(rng, short_only);
+      l.insert(pos, v);
+      model.insert(model.begin() + static_cast<std::ptrdiff_t>(pos), v);
+    } else if (op < 82) {
+      // LREM's shapes: one element anywhere, or a fraction spread over the whole list.
+      std::vector<bool> gone(n, false);
+      if (rng() % 2) {
+        gone[rng() % n] = true;
+      } else {
+        const uint64_t mod = grow ? 50 + rng() % 50 : 2 + rng() % 6;  // a few, or most
+        for (size_t i = 0; i < n; i++) gone[i] = grow ? rng() % mod == 0 : rng() % mod != 0;
+      }
+      std::deque<std::string> rest;
+      for (size_t i = 0; i < n; i++)
+        if (!gone[i]) rest.push_back(model[i]);
+      size_t seen = 0;
+      const size_t removed = l.remove_where([&](size_t i, std::string_view v) {
+        EXPECT_EQ(i, seen++);
+        EXPECT_EQ(v, model[i]);
+        return gone[i];
+      });
+      EXPECT_EQ(removed, n - rest.size());
+      model = std::move(rest);
+    } else if (op < 86) {
+      const size_t k = rng() % (grow ? 3 : n / 4 + 2);
+      const size_t drop = std::min(k, n);
+      if (rng() % 2) { l.erase_front(drop); model.erase(model.begin(), model.begin() + static_cast<std::ptrdiff_t>(drop)); }
+      else { l.erase_back(drop); model.erase(model.end() - static_cast<std::ptrdiff_t>(drop), model.end()); }
+    } else if (op < 94) {
+      // Walk a random range forward and back with a cursor, as LRANGE and LPOS do.
+      const size_t first = rng() % n, last = first + rng() % (n - first);
+      List::Cursor c = l.cursor(first);
+      for (size_t i = first;; i++) {
+        ASSERT_EQ(*c, model[i]) << "forward at " << i;
+        if (i == last) break;
+        c.next();
+      }
+      for (size_t i = last;; i--) {
+        ASSERT_EQ(*c, model[i]) << "backward at " << i;
+        if (i == first) break;
+        c.prev();
+      }
     } else {
-      ASSERT_EQ(l.back(), model.back());
-      l.pop_back();
-      model.pop_back();
+      const size_t i = rng() % n;
+      ASSERT_EQ(l[i], model[i]) << "index " << i;
     }
-    if (step % 97 == 0) expect_list_equals(l, model);
+    ASSERT_TRUE(l.check());
+    ASSERT_EQ(l.size(), model.size());
+    most_chunks = std::max(most_chunks, l.chunk_count());
+    if (step % 50 == 0 || model.size() < 8) expect_list_equals(l, model);
+    if (::testing::Test::HasFatalFailure() || ::testing::Test::HasNonfatalFailure()) return;
   }
   expect_list_equals(l, model);
+  EXPECT_GE(most_chunks, 4u) << "the phases reached several chunks";
   List moved(std::move(l));
   expect_list_equals(moved, model);
   EXPECT_TRUE(l.empty());  // NOLINT(bugprone-use-after-move): a moved-from list is empty
 }
+
+TEST(KvList, MatchesADequeUnderRandomOperations) { run_list_model(test_seed(), false); }
+TEST(KvList, MatchesADequeUnderRandomOperationsOnShortElements) { run_list_model(test_seed() + 1, true); }
 
 // ---- Hash --------------------------------------------------------------------------------
 
@@ -343,24 +527,54 @@ TEST(KvSet, SpopPicksTheSameMembersInEitherRepresentation) {
 
 // ---- through the app ---------------------------------------------------------------------
 
-TEST(KvContainers, LrangeWithNegativeIndexesAcrossTheWrap) {
+TEST(KvContainers, ListCommandsAcrossChunkBoundaries) {
   hmdb::testing::AppDriver<Kv> db;
-  // RPUSH 1..4 fills a block of 4; two LPOPs and two RPUSHes wrap the tail to slots 0-1.
-  EXPECT_EQ(db.run({"RPUSH", "l", "1", "2", "3", "4"}), integer(4));
-  EXPECT_EQ(db.run({"LPOP", "l", "2"}), array({bulk("1"), bulk("2")}));
-  EXPECT_EQ(db.run({"RPUSH", "l", "5", "6"}), integer(4));  // slots: 5 6 3 4, head at 2
+  // 1000-byte elements: 8 to a chunk, so 40 of them are 5+ chunks (pushed at both ends).
+  std::deque<std::string> model;
+  for (int i = 0; i < 40; i++) {
+    std::string v(1000, static_cast<char>('A' + i % 26));
+    v += std::to_string(i);
+    if (i % 3 == 0) { db.run_strings({"LPUSH", "l", v}); model.push_front(v); }
+    else { db.run_strings({"RPUSH", "l", v}); model.push_back(v); }
+  }
   const auto& list = std::get<List>(db.host.state().keys.find(std::string_view("l"))->second);
-  ASSERT_EQ(list.capacity(), 4u) << "the test needs the wrapped layout";
-  EXPECT_EQ(db.run({"LRANGE", "l", "0", "-1"}), array({bulk("3"), bulk("4"), bulk("5"), bulk("6")}));
-  EXPECT_EQ(db.run({"LRANGE", "l", "-3", "-2"}), array({bulk("4"), bulk("5")}));
-  EXPECT_EQ(db.run({"LRANGE", "l", "-1", "-1"}), array({bulk("6")}));
-  EXPECT_EQ(db.run({"LRANGE", "l", "1", "-1"}), array({bulk("4"), bulk("5"), bulk("6")}));
-  EXPECT_EQ(db.run({"LRANGE", "l", "-100", "-3"}), array({bulk("3"), bulk("4")}));
-  EXPECT_EQ(db.run({"RPOP", "l"}), bulk("6"));
-  EXPECT_EQ(db.run({"LPUSH", "l", "2"}), integer(4));  // head wraps back to slot 1
-  EXPECT_EQ(db.run({"LRANGE", "l", "-4", "-1"}), array({bulk("2"), bulk("3"), bulk("4"), bulk("5")}));
-  EXPECT_EQ(db.run({"LPUSH", "l", "1"}), integer(5));  // grows, unwrapped
-  EXPECT_EQ(db.run({"LRANGE", "l", "-5", "1"}), array({bulk("1"), bulk("2")}));
+  ASSERT_GE(list.chunk_count(), 5u) << "the test needs several chunks";
+  auto range = [&](int64_t a, int64_t b) {
+    const int64_t n = static_cast<int64_t>(model.size());
+    if (a < 0) a = std::max<int64_t>(0, a + n);
+    if (b < 0) b += n;
+    b = std::min(b, n - 1);
+    std::vector<std::string> out;
+    for (int64_t i = a; i <= b; i++) out.push_back(model[static_cast<size_t>(i)]);
+    return out;
+  };
+  auto bulks = [](const std::vector<std::string>& xs) {
+    std::string out = "*" + std::to_string(xs.size()) + "\r\n";
+    for (const auto& x : xs) out += "$" + std::to_string(x.size()) + "\r\n" + x + "\r\n";
+    return out;
+  };
+  for (auto [a, b] : std::vector<std::pair<int, int>>{{0, -1}, {-3, -2}, {-1, -1}, {7, 9}, {-100, 12}, {15, 100}}) {
+    EXPECT_EQ(db.run_strings({"LRANGE", "l", std::to_string(a), std::to_string(b)}), bulks(range(a, b)))
+        << a << " " << b;
+  }
+  for (int i : {0, 7, 8, 9, 23, 39, -1, -9}) {
+    const size_t at = static_cast<size_t>(i < 0 ? i + 40 : i);
+    EXPECT_EQ(db.run_strings({"LINDEX", "l", std::to_string(i)}), bulk(model[at])) << i;
+  }
+  // LPOS from either end finds the same element; LSET/LINSERT/LREM in a middle chunk.
+  EXPECT_EQ(db.run_strings({"LPOS", "l", model[17]}), integer(17));
+  EXPECT_EQ(db.run_strings({"LPOS", "l", model[17], "RANK", "-1"}), integer(17));
+  EXPECT_EQ(db.run_strings({"LSET", "l", "17", "short"}), "+OK\r\n");
+  model[17] = "short";
+  EXPECT_EQ(db.run_strings({"LINSERT", "l", "BEFORE", "short", std::string(3000, 'z')}), integer(41));
+  model.insert(model.begin() + 17, std::string(3000, 'z'));
+  EXPECT_EQ(db.run_strings({"LREM", "l", "-1", model[30]}), integer(1));
+  model.erase(model.begin() + 30);
+  EXPECT_EQ(db.run_strings({"LTRIM", "l", "3", "-4"}), "+OK\r\n");
+  model.erase(model.end() - 3, model.end());
+  model.erase(model.begin(), model.begin() + 3);
+  EXPECT_EQ(db.run_strings({"LRANGE", "l", "0", "-1"}), bulks(range(0, -1)));
+  EXPECT_TRUE(list.check());
 }
 
 // The snapshot of one list key and one hash key (each alone: key order in a snapshot is the
