@@ -29,7 +29,7 @@ uint64_t ReplyQueue::push(Kind kind, Args argv) {
     s.argv.assign(argv.begin(), argv.end());
   slots_.push_back(std::move(s));
   count(kind, +1);
-  return next_seq() - 1;
+  return next_seq_++;
 }
 
 uint64_t ReplyQueue::last_run_seq() const {

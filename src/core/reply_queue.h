@@ -67,6 +67,7 @@ class ReplyQueue {
   std::string* reply_now() {
     if (slots_.empty()) {
       base_seq_++;  // its sequence number is taken and done
+      next_seq_++;
       return &out_;
     }
     return &slots_[index_of(push(Kind::kDone))].reply;
@@ -105,7 +106,7 @@ class ReplyQueue {
   // The slot for seq, or nullptr if it is not pending (already out, or not yet sent).
   Slot* find(uint64_t seq) { return holds(seq) ? &slots_[static_cast<size_t>(seq - base_seq_)] : nullptr; }
   const Slot& at(uint64_t seq) const { return slots_[index_of(seq)]; }
-  bool holds(uint64_t seq) const { return seq >= base_seq_ && seq - base_seq_ < slots_.size(); }
+  bool holds(uint64_t seq) const { return seq >= base_seq_ && seq < next_seq_; }
   // Moves slot seq to `kind`, keeping the counts (a slot leaving kDeferred, kQueryAtApply or
   // kWaitingRead drops its words unless it keeps them).
   void set_kind(uint64_t seq, Kind kind);
@@ -118,8 +119,10 @@ class ReplyQueue {
 
   // Sequence numbers: of the first pending slot, and of the next command.
   uint64_t first_seq() const { return base_seq_; }
-  uint64_t next_seq() const { return base_seq_ + slots_.size(); }
-  size_t size() const { return slots_.size(); }
+  uint64_t next_seq() const { return next_seq_; }
+  // (Kept apart from slots_.size(), which is a few multiplications on a deque: the shell asks
+  // for it several times per command.)
+  size_t size() const { return static_cast<size_t>(next_seq_ - base_seq_); }
   uint64_t waiting_writes() const { return waiting_writes_; }
   uint64_t waiting_reads() const { return waiting_reads_; }
   uint64_t deferred() const { return deferred_; }
@@ -142,6 +145,7 @@ class ReplyQueue {
   std::deque<Slot> slots_;
   std::deque<HeldMessages> held_;
   uint64_t base_seq_ = 0;  // sequence number of slots_.front()
+  uint64_t next_seq_ = 0;  // base_seq_ + slots_.size()
   uint64_t waiting_writes_ = 0;
   uint64_t waiting_reads_ = 0;
   uint64_t deferred_ = 0;
