@@ -105,6 +105,7 @@ uint32_t LatencyStats::lookup(std::string_view name) {
   const uint32_t id = i == detail::NameIndex::kNotFound ? kNoCommand : static_cast<uint32_t>(i);
   if (name.size() <= sizeof cached_) {
     std::char_traits<char>::copy(cached_, name.data(), name.size());
+    cached_key_ = name.size() <= 8 ? short_key(name) : 0;
     cached_size_ = name.size();
     cached_id_ = id;
   }
@@ -114,6 +115,8 @@ uint32_t LatencyStats::lookup(std::string_view name) {
 void LatencyStats::reset() {
   for (LatencyHistogram& h : stages_) h.reset();
   for (auto& h : commands_) h->reset();
+  folded_count_ = 0;
+  folded_id_ = kNoCommand;
   replicate_.clear();
   persist_group_.reset();
 }

@@ -23,6 +23,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <memory>
@@ -132,15 +133,52 @@ class LatencyStats {
   // looked up is remembered as sent (a pipeline of one command hashes it once).
   static constexpr uint32_t kNoCommand = UINT32_MAX;
   uint32_t command_id(std::string_view name) {
-    if (name.size() == cached_size_ && std::char_traits<char>::compare(name.data(), cached_, name.size()) == 0)
-      return cached_id_;
-    return lookup(name);
+    // Compared here, not with memcmp: a call costs more than the few bytes of a name.
+    if (name.size() != cached_size_) return lookup(name);
+    if (name.size() <= 8) return short_key(name) == cached_key_ ? cached_id_ : lookup(name);
+    for (size_t i = 0; i < name.size(); i++)
+      if (name[i] != cached_[i]) return lookup(name);
+    return cached_id_;
+  }
+  // A name of at most 8 bytes as one word, read without going past its end (with its size,
+  // it tells the name: two overlapping 4-byte reads cover 4-8 bytes, three bytes 1-3).
+  static uint64_t short_key(std::string_view n) {
+    const char* p = n.data();
+    if (n.size() >= 4) {
+      uint32_t a, b;
+      std::memcpy(&a, p, 4);
+      std::memcpy(&b, p + n.size() - 4, 4);
+      return (uint64_t{a} << 32) | b;
+    }
+    if (n.empty()) return 0;
+    const auto byte = [](char c) { return uint64_t{static_cast<unsigned char>(c)}; };
+    return byte(p[0]) << 16 | byte(p[n.size() / 2]) << 8 | byte(p[n.size() - 1]);
   }
   // Its name in lower case, as INFO and LATENCY HISTOGRAM print it.
   const std::string& command_name(uint32_t id) const { return names_[id]; }
   size_t commands() const { return names_.size(); }
-  LatencyHistogram& command(uint32_t id) { return *commands_[id]; }
-  const LatencyHistogram& command(uint32_t id) const { return *commands_[id]; }
+  LatencyHistogram& command(uint32_t id) {
+    flush_folded();
+    return *commands_[id];
+  }
+  const LatencyHistogram& command(uint32_t id) const {
+    flush_folded();
+    return *commands_[id];
+  }
+  // A sample of command `id` (not kNoCommand). Samples equal to the previous one (the same
+  // command and value: the replies of a turn's writes leave at one instant, and were read in
+  // one turn) are counted and recorded together, once a different one comes or the
+  // histogram is read: one bucket update for a turn's SETs instead of one per SET.
+  void record_command(uint32_t id, uint64_t v) {
+    if (id == folded_id_ && v == folded_value_) {
+      folded_count_++;
+      return;
+    }
+    flush_folded();
+    folded_id_ = id;
+    folded_value_ = v;
+    folded_count_ = 1;
+  }
 
   // Replication to follower `peer`: from the leader sending entries to its ack covering them.
   LatencyHistogram& replicate(uint64_t peer) { return replicate_[peer]; }
@@ -155,8 +193,16 @@ class LatencyStats {
 
  private:
   uint32_t lookup(std::string_view name);
+  // Reads see every sample: const, since the folded samples are part of the value.
+  void flush_folded() const {
+    if (folded_count_ == 0) return;
+    commands_[folded_id_]->record(folded_value_, folded_count_);
+    folded_count_ = 0;
+    folded_id_ = kNoCommand;
+  }
 
   char cached_[16] = {};
+  uint64_t cached_key_ = 0;  // short_key(cached_), for names of at most 8 bytes
   size_t cached_size_ = SIZE_MAX;
   uint32_t cached_id_ = kNoCommand;
   std::array<LatencyHistogram, kStageCount> stages_;
@@ -165,8 +211,48 @@ class LatencyStats {
   std::vector<std::string> upper_;
   detail::NameIndex index_;
   std::vector<std::unique_ptr<LatencyHistogram>> commands_;  // stable addresses
+  // record_command's samples not yet in their histogram: folded_count_ of folded_value_.
+  mutable uint32_t folded_id_ = kNoCommand;
+  mutable uint64_t folded_value_ = 0;
+  mutable uint64_t folded_count_ = 0;
   std::map<uint64_t, LatencyHistogram> replicate_;
   LatencyHistogram persist_group_;
+};
+
+// ---- the marks of entries in flight ----
+
+// A FIFO of marks (the proposals a leader follows through their stages, stage_timing.cc)
+// in one array whose size is a power of two, grown by doubling and never shrunk: no
+// allocation per entry once it reached its working size, unlike std::deque's blocks of a
+// few entries each. Indexes count from the oldest (0).
+template <class T>
+class MarkRing {
+ public:
+  bool empty() const { return head_ == tail_; }
+  size_t size() const { return static_cast<size_t>(tail_ - head_); }
+  T& operator[](size_t i) { return slots_[(head_ + i) & mask_]; }
+  T& front() { return slots_[head_ & mask_]; }
+  void pop_front() { head_++; }
+  void push_back(const T& v) {
+    if (size() == slots_.size()) grow();
+    slots_[tail_++ & mask_] = v;
+  }
+  void clear() { head_ = tail_ = 0; }
+
+ private:
+  static constexpr size_t kFirstSlots = 16;
+  void grow() {
+    std::vector<T> bigger(slots_.empty() ? kFirstSlots : 2 * slots_.size());
+    const size_t n = size();
+    for (size_t i = 0; i < n; i++) bigger[i] = (*this)[i];
+    slots_.swap(bigger);
+    mask_ = slots_.size() - 1;
+    head_ = 0;
+    tail_ = n;
+  }
+  std::vector<T> slots_;
+  size_t mask_ = 0;
+  uint64_t head_ = 0, tail_ = 0;
 };
 
 // ---- SLOWLOG ----

@@ -270,7 +270,7 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
     const uint64_t now = stage_now_us();
     for (size_t n = waiting - pending; n > 0; n--) {
       const Session::PendingCommand& c = s.pending_commands[s.pending_head++];
-      if (c.command != LatencyStats::kNoCommand) latency_->command(c.command).record(now - c.start_us);
+      if (c.command != LatencyStats::kNoCommand) latency_->record_command(c.command, now - c.start_us);
     }
     if (s.pending_head == s.pending_commands.size()) {
       s.pending_commands.clear();
@@ -559,7 +559,7 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
     uint64_t writes = 0;
     uint64_t proposed_us = 0, handed_us = 0, persisted_us = 0, apply_us = 0, applied_us = 0;
   };
-  std::deque<ProposalMarks> proposals_;
+  MarkRing<ProposalMarks> proposals_;
   // Group commit's hold (server/disk_thread.h, "Holding the next round"): the client writes
   // proposed and not yet durable (entry index, writes), oldest first, at most kHoldMarksMax
   // (older ones are forgotten: the hold then just ends sooner); whether writes were proposed

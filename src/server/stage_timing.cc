@@ -9,7 +9,10 @@
 // once; and once per stage boundary per batch (a log entry): proposal, hand-off to the
 // disk, the disk's acknowledgement, apply start and end, replies queued, the turn's end.
 // A sample is an add to a fixed array (LatencyHistogram::record); a command's histogram is
-// found by name once per command (the last name is remembered).
+// found by name once per command (the last name is remembered, as one word when short), and
+// equal command samples in a row (a turn's writes answered at one instant) are added once
+// (LatencyStats::record_command). The proposals followed are a ring (MarkRing), not a deque
+// that allocates a block every few entries.
 //
 // A write's stages are kept for the entries this node proposed as leader: ProposalMarks
 // follows each from its proposal to its replies, and every stage counts each client write
@@ -78,7 +81,7 @@ std::vector<std::string> Node::latency_command_names() const {
 
 void Node::queries_ran(uint64_t now, uint64_t latency) {
   for (size_t i = 0; i < group_answered_count_; i++)
-    if (group_answered_[i] != LatencyStats::kNoCommand) latency_->command(group_answered_[i]).record(latency);
+    if (group_answered_[i] != LatencyStats::kNoCommand) latency_->record_command(group_answered_[i], latency);
   latency_->stage(Stage::kQuery).record(latency, group_answered_count_);
   query_marks_.push_back(Mark{now, group_answered_count_});
   group_answered_count_ = 0;
@@ -123,7 +126,8 @@ void Node::proposed(raft::Index index, raft::Term, const std::vector<core::Reply
 void Node::note_handed_to_disk(raft::Index last) {
   // In the same drive as the proposal (raft moved the entry to a Ready): the same instant.
   const uint64_t now = stage_now_us();
-  for (ProposalMarks& p : proposals_) {
+  for (size_t i = 0; i < proposals_.size(); i++) {
+    ProposalMarks& p = proposals_[i];
     if (p.index > last) break;
     if (p.handed_us != 0) continue;
     p.handed_us = now;
@@ -136,7 +140,8 @@ void Node::note_persisted(raft::Index index) {
   // a disk thread, when handed over.
   const uint64_t now = stage_now_us();
   uint64_t group = 0;
-  for (ProposalMarks& p : proposals_) {
+  for (size_t i = 0; i < proposals_.size(); i++) {
+    ProposalMarks& p = proposals_[i];
     if (p.index > index) break;
     if (p.handed_us == 0 || p.persisted_us != 0) continue;
     p.persisted_us = now;
@@ -175,7 +180,8 @@ void Node::note_received(const std::vector<raft::Message>& messages) {
 
 void Node::applying(const raft::Entry& entry) {
   if (proposals_.empty()) return;
-  for (ProposalMarks& p : proposals_) {
+  for (size_t i = 0; i < proposals_.size(); i++) {
+    ProposalMarks& p = proposals_[i];
     if (p.index > entry.index) return;
     if (p.index != entry.index) continue;
     const uint64_t now = stage_now_us();  // right after the proposal or the previous apply: shared
@@ -187,7 +193,8 @@ void Node::applying(const raft::Entry& entry) {
 }
 
 void Node::note_applied(raft::Index index) {
-  for (ProposalMarks& p : proposals_) {
+  for (size_t i = 0; i < proposals_.size(); i++) {
+    ProposalMarks& p = proposals_[i];
     if (p.index > index) return;
     if (p.index != index || p.apply_us == 0) continue;
     const uint64_t now = stage_read_us();  // after the batch's commands ran

@@ -157,6 +157,52 @@ TEST(LatencyStats, CommandTableKnowsOnlyItsNames) {
   for (size_t i = 0; i < kStageCount; i++) EXPECT_FALSE(stage_name(static_cast<Stage>(i)).empty());
 }
 
+// The remembered last name (command_id's shortcut) tells apart names of one size, short
+// (a word for up to 8 bytes) or long, whatever came before: each lookup is the table's.
+TEST(LatencyStats, RememberedNameNeverAnswersForAnother) {
+  const std::vector<std::string> names = {"a", "b", "ab", "ba", "get", "set", "gex", "hget", "hset",
+                                          "lpush", "rpush", "hincrby", "hincrbx", "zrangebyscore",
+                                          "zrangebyscorx", "zrevrangebyscore"};
+  LatencyStats s(names);
+  std::vector<uint32_t> ids;
+  for (const std::string& n : names) ids.push_back(s.command_id(n));
+  for (size_t i = 0; i < names.size(); i++) {
+    ASSERT_NE(ids[i], LatencyStats::kNoCommand) << names[i];
+    EXPECT_EQ(s.command_name(ids[i]), names[i]);
+  }
+  // Every pair, in both orders, back to back.
+  for (size_t i = 0; i < names.size(); i++) {
+    for (size_t j = 0; j < names.size(); j++) {
+      EXPECT_EQ(s.command_id(names[i]), ids[i]) << names[i] << " after " << names[j];
+      EXPECT_EQ(s.command_id(names[j]), ids[j]) << names[j] << " after " << names[i];
+    }
+  }
+  EXPECT_EQ(s.command_id("gey"), LatencyStats::kNoCommand);  // after a name of its size
+  EXPECT_EQ(s.command_id("get"), ids[4]);
+}
+
+// record_command folds equal samples (one command, one value) and records them once a
+// different one comes or the histogram is read: every sample counts, none twice.
+TEST(LatencyStats, FoldedCommandSamplesAllCount) {
+  LatencyStats s({"get", "set"});
+  const uint32_t get = s.command_id("get"), set = s.command_id("set");
+  for (int i = 0; i < 5; i++) s.record_command(set, 7);
+  s.record_command(get, 7);
+  s.record_command(set, 7);
+  for (int i = 0; i < 3; i++) s.record_command(set, 9);
+  EXPECT_EQ(s.command(set).count(), 9u);
+  EXPECT_EQ(s.command(set).sum(), 6u * 7 + 3 * 9);
+  EXPECT_EQ(s.command(set).max(), 9u);
+  EXPECT_EQ(s.command(get).count(), 1u);
+  s.record_command(set, 9);  // after a read: a new fold
+  const LatencyStats& read = s;
+  EXPECT_EQ(read.command(set).count(), 10u);
+  s.record_command(get, 1);
+  s.reset();  // a fold not yet recorded goes too
+  EXPECT_EQ(s.command(get).count(), 0u);
+  EXPECT_EQ(s.command(set).count(), 0u);
+}
+
 TEST(SlowLog, TruncatesRedactsAndBoundsAsRedis) {
   SlowLog log;
   log.max_len = 3;
