@@ -2,6 +2,9 @@
 """A --durability none node keeps its in-memory log bounded (docs/operations.md, "Durability
 modes"; docs/decisions.md, "Durability none trims its log without a snapshot").
 
+  0. What the trim rests on: a mode-none node never has peers. `--durability none` with
+     `--peer-addr` and `--initial-cluster` (or `--join`) stops at startup with exit code 1 and
+     "a cluster needs a log", so no follower can ever ask for the entries it dropped.
   1. A mode-none node takes ROUNDS rounds of pipelined SETs over a small keyspace: each
      round's log is several times the bound (kUnloggedLogRetainBytes, 4 MiB), values drawn
      from the seed. After each round (every reply read), INFO: last_index grew, the
@@ -19,6 +22,7 @@ Usage: unlogged_log_test.py [--seed S] HMDB_BINARY
 
 import argparse
 import random
+import subprocess
 import sys
 
 import cluster as cl
@@ -62,9 +66,26 @@ def read_back(server, values, what):
         check(got == values[k], "%s: %s is %r, expected %r" % (what, k, got[:40] if got else got, values[k][:40]))
 
 
+def refused_in_a_cluster(binary, work):
+    port, peer = harness.free_port(), harness.free_port()
+    me = "1=%s:%d@%s:%d" % (harness.HOST, port, harness.HOST, peer)
+    for membership in (["--initial-cluster", me], ["--join"]):
+        cmd = [binary, "serve", "--port", str(port), "--bind", harness.HOST, "--dir", work + "/refused",
+               "--durability", "none", "--node-id", "1", "--peer-addr", "%s:%d" % (harness.HOST, peer)] + membership
+        try:
+            p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=harness.EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:  # (run() killed it)
+            raise harness.TestFailure("%s started instead of refusing (still running after %.0f s)" %
+                                      (" ".join(cmd), harness.EXIT_TIMEOUT_S))
+        out = (p.stdout + p.stderr).decode("utf-8", "replace")
+        check(p.returncode == 1 and "a cluster needs a log" in out,
+              "%s: exit %d, expected 1 with 'a cluster needs a log':\n%s" % (" ".join(cmd), p.returncode, out))
+
+
 def run(binary, seed):
     rng = random.Random(seed)
     work = harness.make_work_dir("hmdb-unlogged-")
+    refused_in_a_cluster(binary, work)
     server = harness.Server(binary, work + "/data", work, durability="none", name="none")
     server.start()
     values = {}
