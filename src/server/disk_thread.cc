@@ -76,9 +76,11 @@ void DiskThread::release_hold(uint64_t hold) {
   if (wake) cv_.notify_one();
 }
 
-void DiskThread::submit_install(const raft::SnapshotMeta& meta) {
+void DiskThread::submit_install(const raft::SnapshotMeta& meta,
+                                std::shared_ptr<const std::atomic<bool>> file_durable) {
   Work w;
   w.install = meta;
+  w.install_durable = std::move(file_durable);
   {
     std::lock_guard lk(mu_);
     queue_.push_back(std::move(w));
@@ -176,6 +178,10 @@ void DiskThread::run() {
     const auto write_start = Clock::now();
     for (auto& w : round) {
       if (w.install) {
+        // Not before the snapshot's file is synced and verified (a thread of the loop's
+        // does that, a few hundred ms for a big one): no ack names it before, and the
+        // entries queued after it wait too, in order.
+        if (w.install_durable) w.install_durable->wait(false);
         // Entries after the snapshot come next; older ones in the log are superseded
         // (recovery skips what the snapshot covers and applies later overwrites).
         last_index_ = w.install->index;

@@ -35,6 +35,7 @@
 // called by the loop thread; everything else runs on the disk thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -98,10 +99,12 @@ class DiskThread {
   void submit(std::optional<raft::HardState> hard_state, std::vector<raft::Entry> entries, bool hold_after = false);
   // Ends the hold `hold` (from take_ack) now; a later hold, or one that ended, is left alone.
   void release_hold(uint64_t hold);
-  // A follower installed the leader's snapshot `meta` (already durable in its own file):
-  // the log continues after meta.index, and the next ack names it. Call before the
-  // submit() of the same Ready.
-  void submit_install(const raft::SnapshotMeta& meta);
+  // A follower installed the leader's snapshot `meta`: the log continues after meta.index,
+  // and the next ack names it. Call before the submit() of the same Ready. `file_durable`
+  // (null: the file is durable already) is set by whoever syncs and verifies the snapshot
+  // file: the thread waits for it before recording the install, and so before anything
+  // queued after it (server/snapshot.cc, install_snapshot).
+  void submit_install(const raft::SnapshotMeta& meta, std::shared_ptr<const std::atomic<bool>> file_durable);
   // After a snapshot at index is durable: delete the log segments it covers.
   void request_compact(raft::Index index);
   // The newest ack published since the last call, if any. *hold (optional): the id of the
@@ -119,6 +122,7 @@ class DiskThread {
     std::optional<raft::HardState> hard_state;
     std::vector<raft::Entry> entries;
     std::optional<raft::SnapshotMeta> install;
+    std::shared_ptr<const std::atomic<bool>> install_durable;  // see submit_install
     uint64_t bytes = 0;
     bool hold_after = false;
   };

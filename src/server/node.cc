@@ -321,6 +321,7 @@ int Node::run(int signal_fd) {
     ::waitpid(snapshot_pid_, nullptr, 0);
     snapshot_pid_ = -1;
   }
+  release_snapshot_load_hold();  // a test hold would keep the disk thread waiting for the install
   if (disk_) disk_->stop();  // writes and syncs anything left
   disk_.reset();
   log_for_recovery_.reset();
@@ -661,7 +662,11 @@ std::optional<raft::PersistAck> Node::persist(const std::optional<raft::HardStat
   }
   if (disk_) {
     // Group commit: the disk thread writes and syncs everything queued since its last round.
-    if (installed) disk_->submit_install(*installed);
+    // The install is recorded once its file is durable and verified (the load's thread).
+    if (installed)
+      disk_->submit_install(*installed, snapshot_load_ && snapshot_load_->meta == *installed
+                                            ? snapshot_load_->file_durable
+                                            : nullptr);
     const bool hold_after = std::exchange(hold_writes_proposed_, false) && !entries.empty();
     disk_->submit(hard_state, std::move(entries), hold_after);
     return std::nullopt;  // on_disk_ack() brings the acknowledgement

@@ -499,6 +499,17 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   struct SnapshotLoad {
     raft::SnapshotMeta meta;
     std::string path;                   // the installed file (for messages)
+    // The staged file: the thread syncs it, reads it back with its checksums, renames it to
+    // `path` and syncs the directory before it decodes (a 192 MB file took 120 ms of the loop
+    // at 8.75 M keys). Only then is file_durable set, and the disk thread records the install
+    // (DiskThread::submit_install waits for it): the follower acknowledges nothing of the
+    // snapshot before its file is durable and sound.
+    std::unique_ptr<storage::WritableFile> staging;
+    std::string staging_path;
+    std::shared_ptr<std::atomic<bool>> file_durable = std::make_shared<std::atomic<bool>>(false);
+    uint64_t prepare_messages = 0;      // messages to peers before file_durable (set by the thread)
+    uint64_t prepare_us = 0;
+    bool durable_announced = false;     // the loop logged that the file is installed
     storage::LoadedSnapshot loaded;     // its mapping: the payload decoded from
     std::unique_ptr<StateMachine> app;  // the loaded state; after the swap, the replaced one
     core::RequestTable requests;
@@ -516,6 +527,12 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   std::thread state_reaper_;  // frees the state the last load replaced
   // Swaps the loaded state in once the thread is done (`wait`: waits for it first).
   void finish_snapshot_load(bool wait);
+  // Syncs, verifies (checksums, meta, app and schema) and renames l's staged file into place
+  // and syncs the directory; fatal() on any failure, from whichever thread runs it.
+  static void prepare_installed_file(storage::Env* env, const std::string& dir, const StateMachine& app,
+                                     SnapshotLoad& l);
+  // Lets a test hold (options.h) of a background load go, so that a stop never waits on it.
+  void release_snapshot_load_hold();
   void reap_replaced_state();
 
   std::unique_ptr<MetricsServer> metrics_;  // --metrics-port; null when off

@@ -85,9 +85,10 @@ struct ServerOptions {
   std::string cluster_id = "hmdb";
   uint64_t election_timeout_ms = 200;  // randomized in [T, 2T)
   uint64_t heartbeat_ms = 50;
-  // Tests only (a hidden flag): the background load of a leader's snapshot does not finish
-  // before the loop sent this many messages to peers during it, so a test shows that the
-  // loop answers its peers while a load runs, whatever the machine's speed. 0: off.
+  // Tests only (a hidden flag): each step of a leader's snapshot's background install (the
+  // file's sync and verification; its decoding) does not finish before the loop sent this
+  // many messages to peers during it, so a test shows that the loop answers its peers
+  // meanwhile, whatever the machine's speed. 0: off.
   uint64_t test_snapshot_load_hold_messages = 0;
 
   bool clustered() const { return !peer_addr.empty(); }

@@ -262,6 +262,14 @@ void Node::finish_snapshot_waiters(const std::string& reply) {
 
 void Node::stage_snapshot_chunk(const raft::SnapshotChunk& c) {
   if (c.offset == 0) {
+    // The same file again while the previous install's thread still syncs and reads it
+    // (rare: the leader re-sent it): not before that thread is done with it.
+    const std::string path =
+        options_.dir + "/" + storage::snapshot_file_name(c.meta.index) + std::string(storage::kTempSuffix);
+    if (snapshot_load_ && snapshot_load_->staging_path == path) {
+      release_snapshot_load_hold();
+      snapshot_load_->file_durable->wait(false);
+    }
     if (staging_file_) {
       staging_file_->close();
       env_->remove_file(staging_path_);
@@ -282,56 +290,58 @@ void Node::stage_snapshot_chunk(const raft::SnapshotChunk& c) {
   staging_bytes_ += c.data.size();
 }
 
+void Node::prepare_installed_file(storage::Env* env, const std::string& dir, const StateMachine& app,
+                                  SnapshotLoad& l) {
+  const raft::SnapshotMeta& meta = l.meta;
+  Status s = l.staging->sync();
+  if (s) s = l.staging->close();
+  if (!s) fatal(kExitDiskFailure, "syncing the leader's snapshot {} failed: {}", l.staging_path, s.to_string());
+  l.staging.reset();
+  s = storage::read_snapshot_file(env, l.staging_path, &l.loaded);
+  if (!s || !(l.loaded.meta == meta)) {
+    fatal(kExitCorruption,
+          "the snapshot received from the leader is unusable: {}. Nothing was applied from it; restart this node to "
+          "fetch it again.",
+          !s ? s.to_string()
+             : fmt::format("it is at index {} term {}, the leader announced index {} term {}", l.loaded.meta.index,
+                           l.loaded.meta.term, meta.index, meta.term));
+  }
+  if (l.loaded.app_name != app.app_name() || !app.reads_schema_version(meta.schema_version)) {
+    // Sound data this binary cannot serve: the code recovery.cc uses for such a snapshot at
+    // startup (not kExitCorruption: nothing is damaged, and fetching it again would not help).
+    fatal(kExitStartupFailure,
+          "the snapshot received from the leader is of app '{}' schema {} (index {}), this node is app '{}' reading "
+          "schema versions {}..{}. Nothing was applied from it; start the right binary, or upgrade this one.",
+          l.loaded.app_name, meta.schema_version, meta.index, app.app_name(), app.oldest_schema_version(),
+          app.schema_version());
+  }
+  s = env->rename_file(l.staging_path, l.path);
+  if (s) s = env->sync_dir(dir);
+  if (!s) fatal(kExitDiskFailure, "installing the leader's snapshot as {} failed: {}", l.path, s.to_string());
+}
+
 bool Node::install_snapshot(const raft::SnapshotMeta& meta) {
   HMDB_ASSERT(staging_file_ && staging_meta_ == meta, "snapshot install without its staged chunks");
   // A newer one while the previous one still loads (the leader compacted past what this
   // node stored meanwhile): that load ends first, waiting for its thread.
   if (snapshot_load_) finish_snapshot_load(true);
   const uint64_t t0 = monotonic_us();
-  Status s = staging_file_->sync();
-  if (s) s = staging_file_->close();
-  if (!s) fatal(kExitDiskFailure, "syncing the leader's snapshot {} failed: {}", staging_path_, s.to_string());
-  staging_file_.reset();
-  storage::LoadedSnapshot loaded;
-  s = storage::read_snapshot_file(env_, staging_path_, &loaded);
-  if (!s || !(loaded.meta == meta)) {
-    fatal(kExitCorruption,
-          "the snapshot received from the leader is unusable: {}. Nothing was applied from it; restart this node to "
-          "fetch it again.",
-          !s ? s.to_string()
-             : fmt::format("it is at index {} term {}, the leader announced index {} term {}", loaded.meta.index,
-                           loaded.meta.term, meta.index, meta.term));
-  }
-  if (loaded.app_name != app_->app_name() || !app_->reads_schema_version(meta.schema_version)) {
-    // Sound data this binary cannot serve: the code recovery.cc uses for such a snapshot at
-    // startup (not kExitCorruption: nothing is damaged, and fetching it again would not help).
-    fatal(kExitStartupFailure,
-          "the snapshot received from the leader is of app '{}' schema {} (index {}), this node is app '{}' reading "
-          "schema versions {}..{}. Nothing was applied from it; start the right binary, or upgrade this one.",
-          loaded.app_name, meta.schema_version, meta.index, app_->app_name(), app_->oldest_schema_version(),
-          app_->schema_version());
-  }
-  const std::string final_path = options_.dir + "/" + storage::snapshot_file_name(meta.index);
-  s = env_->rename_file(staging_path_, final_path);
-  if (s) s = env_->sync_dir(options_.dir);
-  if (!s) fatal(kExitDiskFailure, "installing the leader's snapshot as {} failed: {}", final_path, s.to_string());
-  // Durable now (the replica's persist step records the install after this returns). The
-  // decoding goes to a thread, into a state machine of its own: the loop keeps answering the
-  // leader's heartbeats and appends meanwhile (the replica holds applying, and answers app
-  // commands -LOADING), and the app's state stays whole, the old one, until the swap.
   auto load = std::make_unique<SnapshotLoad>();
   load->meta = meta;
-  load->path = final_path;
-  load->loaded = std::move(loaded);
+  load->path = options_.dir + "/" + storage::snapshot_file_name(meta.index);
+  load->staging = std::move(staging_file_);
+  load->staging_path = staging_path_;
   load->app = app_->make_empty();
   load->started_us = t0;
   stats_.snapshot_installs++;
   if (!load->app) {
-    // An app that cannot make an empty twin: loaded in place, on the loop.
+    // An app that cannot make an empty twin: made durable and loaded in place, on the loop.
+    prepare_installed_file(env_, options_.dir, *app_, *load);
+    load->prepare_us = monotonic_us() - t0;
+    load->file_durable->store(true);
     app_->clear();
     snapshot_load_ = std::move(load);
     SnapshotLoad& l = *snapshot_load_;
-    l.app = nullptr;
     Decoder in(l.loaded.payload);
     const core::ReplicatedAcl acl{&acl_, &acl_access_};
     l.state = core::load_state(*app_, l.requests, in, meta.schema_version, l.loaded.format_version, &l.active, &acl);
@@ -341,41 +351,70 @@ bool Node::install_snapshot(const raft::SnapshotMeta& meta) {
     finish_snapshot_load(true);
     return true;
   }
+  // The file is made durable and verified, then decoded, by a thread, into a state machine of
+  // its own: the loop keeps answering the leader's heartbeats and appends meanwhile (the
+  // replica holds applying, and answers app commands -LOADING), and the app's state stays
+  // whole, the old one, until the swap. The persist step that follows this call records the
+  // install only once the file is durable (DiskThread::submit_install waits for file_durable),
+  // so this node acknowledges nothing of the snapshot before.
   snapshot_load_ = std::move(load);
   SnapshotLoad* l = snapshot_load_.get();
   const uint64_t hold = options_.test_snapshot_load_hold_messages;
   const int wake_fd = wake_fd_;
-  l->thread = std::thread([l, hold, wake_fd] {
+  // Tests: a step does not end before the loop answered its peers `hold` times during it
+  // (options.h).
+  auto hold_for_messages = [l, hold](uint64_t from) {
+    for (uint64_t seen = l->messages.load(); seen - from < hold && !l->stop.load(); seen = l->messages.load())
+      l->messages.wait(seen);
+  };
+  l->thread = std::thread([this, l, wake_fd, hold_for_messages] {
     const uint64_t start = monotonic_us();
+    prepare_installed_file(env_, options_.dir, *l->app, *l);
+    hold_for_messages(0);
+    l->prepare_messages = l->messages.load();
+    l->prepare_us = monotonic_us() - start;
+    l->file_durable->store(true);
+    l->file_durable->notify_all();
+    const uint64_t decode_start = monotonic_us();
     Decoder in(l->loaded.payload);
     l->state = core::load_state(*l->app, l->requests, in, l->meta.schema_version, l->loaded.format_version, &l->active,
                                 nullptr, &l->users);
-    l->decode_us = monotonic_us() - start;
+    l->decode_us = monotonic_us() - decode_start;
     if (l->state == core::LoadState::kRefused) l->refusal = std::string(in.refusal());
-    // Tests: not done before the loop answered its peers `hold` times (options.h).
-    for (uint64_t seen = l->messages.load(); seen < hold && !l->stop.load(); seen = l->messages.load())
-      l->messages.wait(seen);
+    hold_for_messages(l->prepare_messages);
     l->done.store(true);
     uint64_t one = 1;
     [[maybe_unused]] ssize_t n = ::write(wake_fd, &one, sizeof one);  // the loop's next turn swaps it in
   });
-  log_line("snapshot: installed the leader's snapshot at index {} term {} ({} bytes) in {} ms; loading it in the "
-           "background",
-           meta.index, meta.term, snapshot_load_->loaded.file_bytes, (monotonic_us() - t0) / 1000);
+  log_line("snapshot: installed the leader's snapshot at index {} term {} ({} bytes); syncing, verifying and loading "
+           "it in the background",
+           meta.index, meta.term, staging_bytes_);
   return false;
+}
+
+void Node::release_snapshot_load_hold() {
+  if (!snapshot_load_) return;
+  snapshot_load_->stop.store(true);  // no test hold (options.h) outlasts a wait or a stop
+  snapshot_load_->messages.notify_all();
 }
 
 void Node::finish_snapshot_load(bool wait) {
   SnapshotLoad& l = *snapshot_load_;
+  auto announce_durable = [&] {
+    if (l.durable_announced || !l.file_durable->load()) return;
+    l.durable_announced = true;
+    log_line("snapshot: the leader's snapshot at index {} is durable and verified ({} bytes, {} ms); the node "
+             "records the install now",
+             l.meta.index, l.loaded.file_bytes, l.prepare_us / 1000);
+  };
   if (!wait && !l.done.load()) {
     l.turns++;
+    announce_durable();
     return;
   }
-  if (wait) {
-    l.stop.store(true);  // no test hold (options.h) outlasts a wait
-    l.messages.notify_all();
-  }
+  if (wait) release_snapshot_load_hold();
   if (l.thread.joinable()) l.thread.join();
+  announce_durable();
   const raft::SnapshotMeta meta = l.meta;
   const std::string& final_path = l.path;
   if (l.state == core::LoadState::kOk && l.app) {
@@ -418,10 +457,12 @@ void Node::finish_snapshot_load(bool wait) {
   stats_.last_install_load_ms = (monotonic_us() - l.started_us) / 1000;
   stats_.last_install_load_turns = l.turns;
   stats_.last_install_load_messages = l.messages.load();
-  log_line("snapshot: loaded the leader's snapshot at index {} term {} ({} bytes) in {} ms (decoding {} ms, off the "
-           "event loop: {} turns and {} messages to peers meanwhile)",
-           meta.index, meta.term, l.loaded.file_bytes, stats_.last_install_load_ms, l.decode_us / 1000, l.turns,
-           l.messages.load());
+  stats_.last_install_prepare_messages = l.prepare_messages;
+  log_line("snapshot: loaded the leader's snapshot at index {} term {} ({} bytes) in {} ms (syncing and verifying {} ms, "
+           "decoding {} ms, off the event loop: {} turns and {} messages to peers meanwhile, {} before the file was "
+           "durable)",
+           meta.index, meta.term, l.loaded.file_bytes, stats_.last_install_load_ms, l.prepare_us / 1000,
+           l.decode_us / 1000, l.turns, l.messages.load(), l.prepare_messages);
   std::unique_ptr<StateMachine> replaced = std::move(l.app);
   storage::LoadedSnapshot mapping = std::move(l.loaded);
   const bool in_place = !replaced;

@@ -66,6 +66,7 @@ struct ShellStats {
   uint64_t last_install_load_ms = 0;
   uint64_t last_install_load_turns = 0;
   uint64_t last_install_load_messages = 0;
+  uint64_t last_install_prepare_messages = 0;  // of those, before the file was durable
   // --durability none: times the in-memory log was trimmed to the applied index
   // (Node::trim_unlogged_log).
   uint64_t unlogged_log_trims = 0;

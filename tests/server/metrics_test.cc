@@ -324,6 +324,7 @@ StatisticsSources distinct_sources() {
   s.shell.last_install_load_turns = 123;
   s.shell.last_install_load_messages = 124;
   s.shell.unlogged_log_trims = 126;
+  s.shell.last_install_prepare_messages = 125;
   s.shell.output_limit_disconnects = 44;
   s.shell.loop_turn_max_ms = 46;
   s.shell.slow_turns = 53;
@@ -390,6 +391,7 @@ constexpr std::string_view kGoldenInfoAll =
     "last_install_load_ms:122\r\n"
     "last_install_load_turns:123\r\n"
     "last_install_load_messages:124\r\n"
+    "last_install_prepare_messages:125\r\n"
     "snapshots_taken:12\r\n"
     "snapshot_failures:13\r\n"
     "last_snapshot_index:14\r\n"
