@@ -20,7 +20,10 @@ a change, and redis-server without persistence), each in a fresh process and dat
 
 For hmdb it also reads INFO's loop_turn_max_ms (the longest event-loop turn since start)
 after each phase, and after the growth the turns' percentiles (INFO stages
-latency_stage_usec_loop_turn) and slow_turns (turns of 100 ms or more). Run it under the benchmark lock on a shared machine:
+latency_stage_usec_loop_turn) and slow_turns (turns of 100 ms or more). During the growth it
+polls INFO stats (every LONG_TURN_POLL_S) for the turns of 20 ms or more with the loop
+thread's CPU time during each (long_turns*, last_long_turn_*): a turn mostly on the CPU is our
+work, one that was not waited for a CPU (the machine's). Run it under the benchmark lock on a shared machine:
     flock /tmp/hmdb-bench.lock python3 bench/stall_bench.py --runs 3
 and quote the load (printed) with the medians and spread. Python 3 standard library plus
 redis-benchmark and redis-server on PATH. Every process started here is stopped by PID.
@@ -45,6 +48,7 @@ LOAD_TIMEOUT_S = 1800          # one redis-benchmark fill may take minutes on a 
 SETTLE_S = 3.0                 # after SNAPSHOT: hmdb frees its log a bounded amount per turn
 AFTER_DELETE_S = 1.0           # the probe keeps running this long after DEL / FLUSHALL
 SERVER_READY_TIMEOUT_S = 60.0
+LONG_TURN_POLL_S = 0.1         # INFO stats polled this often during the growth (hmdb)
 
 
 def wait_ping(port, proc, timeout=SERVER_READY_TIMEOUT_S):
@@ -128,6 +132,52 @@ def probe_summary(samples):
             "p99_ms": percentile(v, 99) * 1e3}
 
 
+def info_fields(port, section):
+    r, _ = call(port, "INFO", section)
+    return dict(line.split(":", 1) for line in r.decode().splitlines() if ":" in line)
+
+
+class LongTurnWatch(threading.Thread):
+    """Polls hmdb's INFO stats every LONG_TURN_POLL_S during a phase and keeps each long turn
+    (>= 20 ms: wall ms, the loop thread's CPU ms at least and at most, its involuntary context
+    switches) that it
+    saw alone between two polls; `missed` counts those that came two or more at a time (only
+    the sums cover them)."""
+
+    def __init__(self, port):
+        super().__init__(daemon=True)
+        self.port, self.stop_flag, self.turns, self.missed, self.error = port, threading.Event(), [], 0, None
+        self.first = self.last = None
+
+    def run(self):
+        try:
+            while True:
+                s = info_fields(self.port, "stats")
+                if self.first is None:
+                    self.first = s
+                elif int(s["long_turns"]) == int(self.last["long_turns"]) + 1:
+                    self.turns.append((int(s["last_long_turn_ms"]), int(s["last_long_turn_cpu_ms"]),
+                                       int(s["last_long_turn_cpu_max_ms"]), int(s["last_long_turn_preemptions"])))
+                elif int(s["long_turns"]) > int(self.last["long_turns"]):
+                    self.missed += int(s["long_turns"]) - int(self.last["long_turns"])
+                self.last = s
+                if self.stop_flag.wait(LONG_TURN_POLL_S):
+                    return
+        except Exception as e:  # noqa: BLE001 - reported by the caller
+            self.error = repr(e)
+
+    def summary(self):
+        self.stop_flag.set()
+        self.join(60)
+        if self.error or self.first is None:
+            return {"error": self.error}
+        d = {k: int(self.last[k]) - int(self.first[k])
+             for k in ("long_turns", "long_turns_ms", "long_turns_cpu_ms", "long_turns_cpu_max_ms", "long_turns_on_cpu",
+                       "slow_turns")}
+        d["seen"], d["missed"] = self.turns, self.missed
+        return d
+
+
 class Probing:
     """Runs the one-at-a-time SET probe for the duration of a `with` block."""
 
@@ -156,10 +206,15 @@ def run_one(name, kind, binary, args, work):
     try:
         rss0 = proc_status_kib(server.proc.pid)
         # 1. growth under load
+        watch = LongTurnWatch(port) if kind == "hmdb" else None
+        if watch:
+            watch.start()
         with Probing(port) as p:
             out["load_s"], out["load_line"] = redis_benchmark(
                 port, ["-t", "set", "-P", "64", "-c", "50", "-r", str(args.keyspace), "-n", str(args.requests)])
         out["grow_probe"] = p.summary
+        if watch:
+            out["grow_long_turns"] = watch.summary()
         out["turn_after_grow_ms"] = turn()
         if kind == "hmdb":
             # The distribution of the turns, not only the longest: a wall-clock turn includes
@@ -257,6 +312,17 @@ def main():
             if kind == "hmdb":
                 print(f"  {name} loop turns during growth (us): {r['grow_turns']}; turns >= 100 ms: "
                       f"{r['grow_slow_turns']}", flush=True)
+                lt = r["grow_long_turns"]
+                if "error" in lt:
+                    print(f"  {name} long turns: INFO poll failed: {lt['error']}", flush=True)
+                else:
+                    seen = ", ".join(f"{w}/{c}-{cm}/{p}" for w, c, cm, p in lt["seen"])
+                    print(f"  {name} turns >= 20 ms during growth: {lt['long_turns']} ({lt['slow_turns']} >= 100 ms), "
+                          f"{lt['long_turns_on_cpu']} of them >= 80 % on the CPU (ours), the rest waited for a CPU; "
+                          f"wall {lt['long_turns_ms']} ms, CPU {lt['long_turns_cpu_ms']}-{lt['long_turns_cpu_max_ms']} ms; "
+                          f"one by one (wall ms/CPU ms at least-at most/involuntary switches): {seen or '-'}; "
+                          f"{lt['missed']} not seen alone",
+                          flush=True)
     print(f"\nmedians (min-max) over {args.runs} run(s); load at the end {loadavg()}")
 
     def med(name, f):

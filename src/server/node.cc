@@ -257,6 +257,7 @@ int Node::run(int signal_fd) {
     ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, signal_fd_, &ev);
   }
   refresh_clocks();
+  read_turn_cpu();  // the first long turn's CPU time is measured from here
   next_tick_ms_ = turn_steady_ms_ + kTickMs;
   next_raft_tick_ms_ = turn_steady_ms_ + kRaftTickMs;
   int timeout_ms = 0;
@@ -333,18 +334,50 @@ int Node::run(int signal_fd) {
 // ---------------------------------------------------------------------------------------
 // One loop turn
 
-void Node::note_turn_duration(uint64_t busy_ms) {
+bool Node::read_turn_cpu() {
+  rusage ru;
+  if (::getrusage(RUSAGE_THREAD, &ru) != 0) return false;
+  auto us = [](const timeval& t) { return static_cast<uint64_t>(t.tv_sec) * 1000000 + static_cast<uint64_t>(t.tv_usec); };
+  turn_cpu_read_us_ = us(ru.ru_utime) + us(ru.ru_stime);
+  turn_preemptions_read_ = static_cast<uint64_t>(ru.ru_nivcsw);
+  turn_work_unread_us_ = 0;
+  return true;
+}
+
+void Node::note_turn_duration(uint64_t busy_us) {
+  const uint64_t busy_ms = busy_us / 1000;
   // A turn that works long delays every client and, on a leader, its heartbeats: a
   // follower whose election timer runs out meanwhile starts an election.
   stats_.loop_turn_max_ms = std::max(stats_.loop_turn_max_ms, busy_ms);
+  // The thread's CPU time during the turn (options.h, kTurnCpuReadMinUs): read only after a
+  // turn that worked long enough that the system call does not count.
+  if (busy_us < kTurnCpuReadMinUs) {
+    turn_work_unread_us_ += busy_us;
+    return;
+  }
+  const uint64_t cpu_before = turn_cpu_read_us_, preemptions_before = turn_preemptions_read_;
+  const uint64_t others_us = turn_work_unread_us_;
+  if (!read_turn_cpu() || busy_ms < kLongTurnMs) return;
+  const uint64_t window_us = turn_cpu_read_us_ - cpu_before;
+  const uint64_t cpu_us = std::min(busy_us, window_us > others_us ? window_us - others_us : 0);
+  const uint64_t cpu_max_us = std::min(busy_us, window_us);  // if the short turns used no CPU
+  stats_.long_turns++;
+  stats_.long_turns_us += busy_us;
+  stats_.long_turns_cpu_us += cpu_us;
+  stats_.long_turns_cpu_max_us += cpu_max_us;
+  if (cpu_us * 100 >= busy_us * kLongTurnOnCpuPercent) stats_.long_turns_on_cpu++;
+  stats_.last_long_turn_us = busy_us;
+  stats_.last_long_turn_cpu_us = cpu_us;
+  stats_.last_long_turn_cpu_max_us = cpu_max_us;
+  stats_.last_long_turn_preemptions = turn_preemptions_read_ - preemptions_before;
   if (busy_ms < kSlowTurnMs) return;
   stats_.slow_turns++;
   const uint64_t now = monotonic_ms();
   if (now - last_slow_turn_log_ms_ >= kSlowTurnLogIntervalMs) {
     last_slow_turn_log_ms_ = now;
-    log_line("warning: one event-loop turn took {} ms ({} such turns over {} ms so far); a leader's heartbeats wait "
-             "meanwhile (election timeout {} ms)", busy_ms, stats_.slow_turns, kSlowTurnMs,
-             options_.election_timeout_ms);
+    log_line("warning: one event-loop turn took {} ms, {} ms of it on the CPU ({} such turns over {} ms so far); a "
+             "leader's heartbeats wait meanwhile (election timeout {} ms)",
+             busy_ms, cpu_us / 1000, stats_.slow_turns, kSlowTurnMs, options_.election_timeout_ms);
   }
 }
 
@@ -375,7 +408,6 @@ void Node::loop_turn(int timeout_ms) {
   HMDB_ASSERT(n >= 0 || errno == EINTR, "epoll_wait: %s", std::strerror(errno));
   // One clock read per turn, not per command (clock_gettime was 6 % of a GET's CPU).
   refresh_clocks();
-  const uint64_t work_start_ms = turn_steady_ms_;
   bool peers_polled = false;
   // Whether anything but client sockets and the disk's acknowledgement took time before
   // the reading below (the first command's time starts after it).
@@ -534,7 +566,7 @@ void Node::loop_turn(int timeout_ms) {
   const uint64_t end_us = stage_read_us();
   note_turn_end(end_us);
   turn_end_ms_ = end_us / 1000;
-  note_turn_duration(turn_end_ms_ - work_start_ms);
+  note_turn_duration(end_us - turn_start_us_);
 }
 
 void Node::end_hold() {

@@ -192,7 +192,9 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   void loop_turn(int timeout_ms);
   void tick();
   void on_disk_ack();
-  void note_turn_duration(uint64_t busy_ms);
+  void note_turn_duration(uint64_t busy_us);
+  // Reads the loop thread's CPU time and involuntary context switches (note_turn_duration).
+  bool read_turn_cpu();
   void disconnect_stalled_readers();
   // The clocks as of the start of this event-loop turn: a command's expiry checks and
   // batch stamps use the turn's time, like Redis' cached command time.
@@ -595,6 +597,9 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   // The shell's own statistics (statistics.h; the replica, disk thread and transport keep theirs).
   ShellStats stats_;
   uint64_t last_slow_turn_log_ms_ = 0;
+  uint64_t turn_cpu_read_us_ = 0;       // the loop thread's CPU time at the last reading
+  uint64_t turn_preemptions_read_ = 0;  // its involuntary context switches then
+  uint64_t turn_work_unread_us_ = 0;    // work time of the turns since, too short to read after
   // Who may run commands and what (core/acl.h; server/auth.h): the users, their password
   // digests and rules. requirepass is the default user's password. Replicated state: the
   // replica applies logged ACL changes to them (Replica::set_acl) and snapshots hold them.

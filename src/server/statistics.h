@@ -74,6 +74,17 @@ struct ShellStats {
   uint64_t recovery_ms = 0;
   uint64_t loop_turn_max_ms = 0;  // longest turn spent working (not waiting in epoll)
   uint64_t slow_turns = 0;        // turns of at least kSlowTurnMs
+  // Turns of at least kLongTurnMs: their count, wall time, the loop thread's CPU time
+  // during them (options.h, kTurnCpuReadMinUs), those mostly on the CPU, and the last one.
+  uint64_t long_turns = 0;
+  uint64_t long_turns_us = 0;
+  uint64_t long_turns_cpu_us = 0;      // at least (the turns between readings discounted)
+  uint64_t long_turns_cpu_max_us = 0;  // at most (the CPU time since the reading before)
+  uint64_t long_turns_on_cpu = 0;
+  uint64_t last_long_turn_us = 0;
+  uint64_t last_long_turn_cpu_us = 0;
+  uint64_t last_long_turn_cpu_max_us = 0;
+  uint64_t last_long_turn_preemptions = 0;  // involuntary context switches of the loop thread
 };
 
 struct StatisticsSources {

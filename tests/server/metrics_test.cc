@@ -328,6 +328,15 @@ StatisticsSources distinct_sources() {
   s.shell.output_limit_disconnects = 44;
   s.shell.loop_turn_max_ms = 46;
   s.shell.slow_turns = 53;
+  s.shell.long_turns = 133;
+  s.shell.long_turns_us = 134000;
+  s.shell.long_turns_cpu_us = 135000;
+  s.shell.long_turns_cpu_max_us = 140000;
+  s.shell.long_turns_on_cpu = 136;
+  s.shell.last_long_turn_us = 137000;
+  s.shell.last_long_turn_cpu_us = 138000;
+  s.shell.last_long_turn_cpu_max_us = 141000;
+  s.shell.last_long_turn_preemptions = 139;
   s.pubsub_channels = 101;
   s.pubsub_patterns = 102;
   s.pubsub_subscribers = 103;
@@ -464,6 +473,15 @@ constexpr std::string_view kGoldenInfoAll =
     "request_ids_evicted_early:67\r\n"
     "loop_turn_max_ms:46\r\n"
     "slow_turns:53\r\n"
+    "long_turns:133\r\n"
+    "long_turns_ms:134\r\n"
+    "long_turns_cpu_ms:135\r\n"
+    "long_turns_cpu_max_ms:140\r\n"
+    "long_turns_on_cpu:136\r\n"
+    "last_long_turn_ms:137\r\n"
+    "last_long_turn_cpu_ms:138\r\n"
+    "last_long_turn_cpu_max_ms:141\r\n"
+    "last_long_turn_preemptions:139\r\n"
     "pubsub_channels:101\r\n"
     "pubsub_patterns:102\r\n"
     "pubsub_subscribers:103\r\n"
