@@ -159,8 +159,7 @@ class ResizingBuckets {
       if (populate) {
         p = detail::map_populated(bytes);
       } else {
-        p = mmap(nullptr, detail::page_round(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (p == MAP_FAILED) throw std::bad_alloc();
+        p = detail::map_block(bytes);
       }
       b.slots = static_cast<Node**>(p);
       b.mapped = true;

@@ -5,10 +5,15 @@
 // during a snapshot load. Faulted in page by page (one minor fault per 4 KiB page, ~300,000
 // faults) it cost ~5 s on the Firecracker/PVM VMs we run on, where a user page fault is very
 // expensive; asking the kernel for the whole block at once (MADV_POPULATE_WRITE, or
-// MAP_POPULATE) fills it in ~0.3 s. MADV_HUGEPAGE was measured and is not used: populating
-// 1.2 GiB of huge pages took 2-3.4 s instead of 0.33 s here (the kernel zeroes and compacts
-// 2 MiB pages), far more than the TLB misses it saves during a load (~0.5 s per 50 M random
-// writes).
+// MAP_POPULATE) fills it in ~0.3 s.
+//
+// Huge pages: when the server runs with its heap in transparent huge pages (`hmdb serve
+// --huge-pages yes`: server/huge_pages.h), these blocks are asked for in huge
+// pages too (MADV_HUGEPAGE), because a snapshot's fork() copies one page-table entry per
+// page: at 4.3 M keys the fork stalled the loop 62 ms with 4 KiB pages and 2.1 ms with the
+// heap and these blocks in 2 MiB pages (bench/README.md, "Fork stall and huge pages"). An
+// earlier measurement on another VM found populating 1.2 GiB of huge pages took 2-3.4 s
+// instead of 0.33 s; the restart figures in bench/README.md are this machine's.
 //
 // Blocks below kPopulateBytesMin go to std::allocator: small tables are the common case
 // (hash fields, sorted-set members) and mmap per small table would waste pages and syscalls.
@@ -17,9 +22,11 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstddef>
 #include <memory>
 #include <new>
+#include <string_view>
 #include <type_traits>
 
 namespace hmdb::kv {
@@ -36,17 +43,39 @@ inline constexpr size_t kPopulateBytesMin = size_t{2} << 20;
 #endif
 
 namespace detail {
+// Whether big blocks go to transparent huge pages: the same switch as the server's heap,
+// glibc's tunable glibc.malloc.hugetlb (GLIBC_TUNABLES), which `hmdb serve --huge-pages yes`
+// sets before it starts (server/huge_pages.h). Read once; it never changes in a process.
+inline bool huge_pages() {
+  static const bool on = [] {
+    const char* env = std::getenv("GLIBC_TUNABLES");
+    if (!env) return false;
+    const std::string_view t(env), key("glibc.malloc.hugetlb=");
+    const size_t at = t.find(key);
+    return at != std::string_view::npos && at + key.size() < t.size() && t[at + key.size()] != '0';
+  }();
+  return on;
+}
+
 inline size_t page_round(size_t bytes) {
   constexpr size_t kPage = 4096;  // mmap rounds to the page size; munmap must be given the same
   return (bytes + kPage - 1) & ~(kPage - 1);
+}
+
+// A private anonymous mapping for a big block, in huge pages when the server uses them
+// (the advice only asks: the kernel falls back to 4 KiB pages when it has no huge ones).
+inline void* map_block(size_t bytes) {
+  void* p = mmap(nullptr, page_round(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  if (huge_pages()) madvise(p, page_round(bytes), MADV_HUGEPAGE);
+  return p;
 }
 
 // Maps `bytes` of zeroed private memory and faults it all in now. Throws std::bad_alloc like
 // operator new. If the kernel lacks MADV_POPULATE_WRITE (EINVAL before Linux 5.14) the block
 // is still valid: it is then faulted in lazily as before, only slower.
 inline void* map_populated(size_t bytes) {
-  void* p = mmap(nullptr, page_round(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
+  void* p = map_block(bytes);
   if (madvise(p, page_round(bytes), MADV_POPULATE_WRITE) != 0 && errno == ENOMEM) {
     // Not enough memory to back the block: fail now, as operator new would, rather than
     // be killed on a later page fault.

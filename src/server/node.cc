@@ -238,6 +238,7 @@ Status Node::start(int* exit_code) {
   log_line("ready: app {} (schema {}, reads {}..{}, active {}), listening on {}, durability {}, data in {}",
            app_->app_name(), app_->schema_version(), app_->oldest_schema_version(), app_->schema_version(),
            logged_active_version_, listening, durability_name(options_.durability), options_.dir);
+  log_line("memory: heap in transparent huge pages: {} (--huge-pages)", options_.huge_pages);
   if (transport_) {
     const raft::Status st = raft_->status();
     log_line("cluster: node {} of cluster '{}', peers on {} (port {}), voters [{}], learners [{}]{}", options_.node_id,

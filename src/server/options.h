@@ -56,6 +56,9 @@ struct ServerOptions {
   // Redis' protected mode: refuse to start bound to an address other than loopback with no
   // password set (docs/security.md). `--protected-mode no` is the explicit opt-out.
   bool protected_mode = true;
+  // What `hmdb serve` put in effect for the heap's transparent huge pages (--huge-pages no|yes;
+  // server/huge_pages.h): "yes", "no" or "no (<why>)". INFO's huge_pages.
+  std::string huge_pages = "no";
 
   // ---- TLS (docs/security.md "TLS") ----
   // A TLS port for clients (--tls-port; 0: an ephemeral one, logged). With it, `--port 0`

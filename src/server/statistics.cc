@@ -122,6 +122,10 @@ constexpr Statistic kStatistics[] = {
      "Duration of the last snapshot.", READ(s.shell.last_snapshot_ms)},
     {"fork_stall_last_us", kPersistence, kGauge, "hmdb_fork_stall_last_us", "", "us",
      "Event-loop stall of the last snapshot fork().", READ(s.shell.fork_last_us)},
+    {"huge_pages", kPersistence, kLabel, "hmdb_huge_pages", "huge_pages", "",
+     "Whether the heap is in transparent huge pages (--huge-pages: a snapshot's fork() copies 512 times fewer page "
+     "table entries); yes, no, or no (why); the value is 1.",
+     READ(s.options.huge_pages)},
     {"fork_stall_max_us", kPersistence, kGauge, "hmdb_fork_stall_max_us", "", "us", "Longest fork() stall since start.",
      READ(s.shell.fork_max_us)},
     {"disk_rounds", kPersistence, kCounter, "hmdb_disk_rounds_total", "", "", "Disk-thread rounds (one write per round).",

@@ -407,6 +407,7 @@ constexpr std::string_view kGoldenInfoAll =
     "last_snapshot_status:ok\r\n"
     "last_snapshot_duration_ms:15\r\n"
     "fork_stall_last_us:16\r\n"
+    "huge_pages:no\r\n"
     "fork_stall_max_us:17\r\n"
     "disk_rounds:41\r\n"
     "disk_holds:160\r\n"
