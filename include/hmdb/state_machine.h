@@ -163,9 +163,54 @@ struct KeySpec {
   }
 };
 
+// How much of a sliced reply (ReplyProducer) one loop turn makes: counts, not time (an app
+// does no I/O and reads no clock). A producer stops after the element that reaches either
+// bound; it may stop earlier, never later by more than one element.
+struct SliceBudget {
+  size_t elements = SIZE_MAX;
+  size_t bytes = SIZE_MAX;
+};
+
+// A reply made in slices across loop turns instead of in one (a KEYS over millions of keys,
+// a big SMEMBERS): docs/app-tutorial.md, "Big replies". A query whose reply would be big
+// hands one to QueryContext::produce. The engine then calls next() once per loop turn until
+// it returns true, sending each slice's bytes to the client as they are made, and applies
+// no log entry meanwhile: the state the producer reads (it may keep pointers and iterators
+// into it) does not change until the reply is complete, so the reply is the state at one
+// point, as if made in one turn. Other clients' reads are served between slices; writes are
+// logged and committed, and applied (and answered) once the reply is complete.
+class ReplyProducer {
+ public:
+  virtual ~ReplyProducer() = default;
+  // Appends the next part of the reply to `reply` (about `budget`'s worth; the first call
+  // writes its header too). Returns true once the whole reply (exactly one RESP value with
+  // what the query wrote before handing it over) is written.
+  virtual bool next(Reply& reply, const SliceBudget& budget) = 0;
+};
+
 // What a read-only query may know. Queries are not logged, so the shell passes its clock.
 struct QueryContext {
   uint64_t now_ms = 0;
+  // Where a reply may be sliced (a client's query served from the applied state; not one
+  // inside EXEC or run at apply behind the session's write, nor the test driver's): the
+  // elements a slice holds, and where the engine takes the producer. Unset: whole replies.
+  size_t slice_elements = 0;
+  std::unique_ptr<ReplyProducer>* producer = nullptr;
+
+  // True when a reply of `elements` elements is to be made by a producer (produce()): the
+  // engine slices here and it is more than one slice. A query checks this before making a
+  // producer, so a small reply costs what it did (no allocation).
+  bool slices(size_t elements) const { return producer != nullptr && elements > slice_elements; }
+  // Hands the rest of the reply to the engine, which makes it in slices; where replies are
+  // not sliced, makes it whole now.
+  void produce(Reply& reply, std::unique_ptr<ReplyProducer> p) const {
+    if (producer) {
+      *producer = std::move(p);
+      return;
+    }
+    while (!p->next(reply, SliceBudget{})) {
+    }
+  }
 };
 
 enum class CommandKind : uint8_t { kUnknown, kWrite, kQuery };

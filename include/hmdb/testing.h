@@ -91,6 +91,11 @@ class Driver {
   uint64_t index = 0;                    // log index of the last applied entry
   Protocol protocol = Protocol::kResp2;  // the client's protocol (after HELLO 3: kResp3)
   EventSink* events = nullptr;           // gets the events writes emit (RecordedEvents), if set
+  // Queries' big replies made in slices of this many elements, as a node makes them
+  // (hmdb::ReplyProducer, QueryContext::produce); 0: whole, as inside EXEC. last_slices: how
+  // many slices the last query's reply took (0: it was not sliced).
+  size_t slice_elements = 0;
+  size_t last_slices = 0;
 
   // One command as a client would send it; returns the RESP reply.
   std::string run(std::initializer_list<std::string_view> words) { return run(std::vector<std::string_view>(words)); }
@@ -114,7 +119,17 @@ class Driver {
       case CommandKind::kQuery: {
         QueryContext ctx;
         ctx.now_ms = now_ms;
+        std::unique_ptr<ReplyProducer> producer;
+        if (slice_elements != 0) {
+          ctx.slice_elements = slice_elements;
+          ctx.producer = &producer;
+        }
+        last_slices = 0;
         app_->query(argv, ctx, reply);
+        if (producer) {
+          do last_slices++;
+          while (!producer->next(reply, SliceBudget{slice_elements, SIZE_MAX}));
+        }
         break;
       }
       case CommandKind::kUnknown:
