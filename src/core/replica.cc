@@ -266,8 +266,14 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
     }
     case Route::kRunNow:
       if (cls == CommandClass::kAppQuery) {
-        Reply reply(finished_reply(q, held), s.protocol);
-        app_.query(argv, QueryContext{wall_ms_}, reply);
+        std::string* out = finished_reply(q, held);
+        Reply reply(out, s.protocol);
+        app_.query(argv, sliceable_query(), reply);
+        if (new_producer_) [[unlikely]] {
+          // A big reply, made in slices: its slot stays pending (the held one, the new kDone
+          // one at the back, or, if the query wrote into out(), a new one at the head).
+          start_producing(s, held ? *held : out == &q.out() ? q.reopen_now(Kind::kProducing) : q.next_seq() - 1);
+        }
       } else {
         // A local shell command never waits (only barriers may): no slot needed first.
         std::string* out = finished_reply(q, held);
@@ -1111,6 +1117,7 @@ void Replica::end_turn() {
   if (!blocked_.empty()) [[unlikely]] serve_blocked();
   propose();
   start_reads();
+  if (!producing_.empty()) [[unlikely]] produce();  // a slice of each big reply; the last one releases the apply
   drive();  // ends by running the reads whose index is applied
   pubsub_.pump();  // catching-up subscribers with room get their next retained events
   drain();
@@ -1131,6 +1138,8 @@ void Replica::drive() {
     for (const raft::SnapshotChunk& c : rd.snapshot_chunks) host_.stage_snapshot_chunk(c);
     std::optional<raft::SnapshotMeta> installed;
     if (rd.snapshot) {
+      // The state is replaced: sliced replies still reading the old one are finished now.
+      if (!producing_.empty()) [[unlikely]] produce(/*finish_all=*/true);
       installed = rd.snapshot->meta;
       // A host still loading the previous one finishes it first (snapshot_loaded).
       const bool loaded_now = host_.install_snapshot(*installed);
@@ -1176,7 +1185,7 @@ void Replica::snapshot_loaded() {
   applied_index_ = loading_->index;
   applied_term_ = loading_->term;
   loading_.reset();
-  raft_.hold_apply(false);
+  update_apply_hold();
   blocked_.all_changed();  // any key may have changed (again: the install's own call saw the old state)
 }
 
@@ -1288,10 +1297,80 @@ void Replica::complete_read(ReplySlot slot, bool redirect) {
     read.reply = redirect_reply(argv);
   } else {
     Reply r(&read.reply, s->protocol);
-    app_.query(argv, QueryContext{wall_ms_}, r);
+    app_.query(argv, sliceable_query(), r);
+    if (new_producer_) [[unlikely]] {
+      start_producing(*s, slot.seq);
+      mark_drain(*s);
+      return;
+    }
   }
   q.finish(slot.seq, Kind::kWaitingRead);
   mark_drain(*s);
+}
+
+// ---------------------------------------------------------------------------------------
+// Sliced replies (hmdb::ReplyProducer)
+
+void Replica::start_producing(ClientSession& s, uint64_t seq) {
+  ReplyQueue& q = s.replies;
+  if (q.at(seq).kind != Kind::kProducing) q.set_kind(seq, Kind::kProducing);
+  if (producing_.empty()) hold_since_ms_ = steady_ms_;
+  producing_.push_back(Producing{s.id, seq, s.protocol, std::move(new_producer_)});
+  new_producer_.reset();
+  stats_.sliced_replies++;
+  producing_runnable_ = true;
+  update_apply_hold();  // from now on no entry is applied until the reply is complete
+}
+
+void Replica::produce(bool finish_all) {
+  producing_runnable_ = false;
+  if (producing_.empty()) return;
+  const bool overdue = steady_ms_ - hold_since_ms_ >= options_.slice_hold_ms_max;
+  if (overdue && !finish_all) stats_.slice_hold_overdue_turns++;
+  const bool whole = overdue || finish_all;
+  const SliceBudget budget = whole ? SliceBudget{} : SliceBudget{options_.slice_elements, options_.slice_bytes};
+  for (size_t i = 0; i < producing_.size();) {
+    Producing& p = producing_[i];
+    ClientSession* s = host_.session(p.session);
+    if (!s) {  // its client is gone: so is the reply
+      producing_.erase(producing_.begin() + static_cast<std::ptrdiff_t>(i));
+      continue;
+    }
+    ReplyQueue& q = s->replies;
+    q.flush_done();
+    // Behind an earlier reply of its session (another sliced one) it waits its turn, so
+    // that its slices go straight out; a slow reader gets no slice until it reads. (Made
+    // whole, a reply behind others is written into its slot, which keeps the order.)
+    const bool at_head = q.first_seq() == p.seq;
+    if (!whole && (!at_head || host_.unsent_bytes(*s) >= kSliceOutputPauseBytes)) {
+      if (at_head) mark_drain(*s);  // (sending its output is what may let it go on)
+      i++;
+      continue;
+    }
+    ReplyQueue::Slot& slot = q.at(p.seq);
+    std::string* out = &slot.reply;
+    if (at_head) {
+      out = &q.out();
+      out->append(slot.reply);  // what the query wrote before its slot reached the head
+      slot.reply.clear();
+    }
+    Reply r(out, p.protocol);
+    bool done = false;
+    do {
+      done = p.producer->next(r, budget);
+      stats_.reply_slices++;
+    } while (whole && !done);
+    mark_drain(*s);
+    if (!done) {
+      producing_runnable_ = true;
+      i++;
+      continue;
+    }
+    q.finish(p.seq, Kind::kProducing);
+    producing_.erase(producing_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+  update_apply_hold();
+  if (producing_.empty()) producing_runnable_ = false;
 }
 
 void Replica::on_role_change(raft::Role before) {

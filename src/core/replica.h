@@ -56,6 +56,22 @@ inline constexpr uint64_t kInflightBytesMax = 64ull << 20;
 // A batch (one log entry) is proposed once it holds this many bytes, even mid-turn.
 inline constexpr uint64_t kBatchBytesMax = 8ull << 20;
 
+// Sliced replies (hmdb::ReplyProducer; docs/architecture.md, "Big replies"): a query whose
+// reply holds more than this many elements is made in slices of this many (or of
+// kSliceBytes, whichever comes first), one slice of each such reply per loop turn, while
+// the apply waits. Counts, not time: a slice of a KEYS costs ~2-5 ms (measured 0.2-0.5 us
+// an element over 8.75 M keys).
+inline constexpr size_t kSliceElements = 8192;
+inline constexpr size_t kSliceBytes = 1ull << 20;
+// A sliced reply makes no slice while its client has this much output unsent (it reads
+// slowly): the shell's kClientOutputPauseBytes, so a slow reader costs no more memory.
+inline constexpr uint64_t kSliceOutputPauseBytes = 4ull << 20;
+// The longest the apply waits for sliced replies, from the first of them: beyond it, the
+// ones still unfinished are finished in that loop turn (a long turn, and their bytes
+// buffered whatever their clients read), and the writes waiting are applied. Reached only
+// by a reply of tens of millions of elements or a client that stops reading mid-reply.
+inline constexpr uint64_t kSliceHoldMsMax = 30000;
+
 // A client connection as the replica sees it: who it is and its replies. The embedder owns
 // it (the server's Session holds one) and finds it by id (ReplicaHost::session).
 struct ClientSession {
@@ -228,6 +244,11 @@ class Replica final : private PubSubHost {
       // the snapshot apply to the old state, which the load then replaces.
       bool apply_during_background_load = false;
     } bugs;
+    // Sliced replies: elements per slice (0: every reply is made whole, in one turn), bytes
+    // per slice, and the longest hold of the apply for them (kSlice*).
+    size_t slice_elements = kSliceElements;
+    size_t slice_bytes = kSliceBytes;
+    uint64_t slice_hold_ms_max = kSliceHoldMsMax;
   };
   struct Stats {
     uint64_t commands = 0;
@@ -238,6 +259,9 @@ class Replica final : private PubSubHost {
     uint64_t transactions = 0;          // EXECs whose group joined a batch
     uint64_t transactions_watch_failed = 0;  // EXECs answered with a null array (a WATCHed key changed)
     uint64_t requests = 0;  // tagged writes and EXECs (HMDB.REQ) that joined a batch
+    uint64_t sliced_replies = 0;  // replies made in slices (ReplyProducer)
+    uint64_t reply_slices = 0;    // slices made for them
+    uint64_t slice_hold_overdue_turns = 0;  // turns that finished sliced replies whole: slice_hold_ms_max reached
   };
 
   Replica(raft::Raft& raft, StateMachine& app, ReplicaHost& host, Options options);
@@ -340,8 +364,13 @@ class Replica final : private PubSubHost {
   // (Or it ends with a digest mark: proposed now, the mark's digest is of the state after
   // its entry.)
   bool batch_full() const { return batch_.body_bytes() >= kBatchBytesMax || mark_in_batch_; }
-  // Nothing left to do without new input: no batch, no refused proposal, no Ready.
-  bool idle() const { return batch_.empty() && !refused_payload_ && !raft_.has_ready() && !blocked_.has_ready(); }
+  // Nothing left to do without new input: no batch, no refused proposal, no Ready, no
+  // sliced reply whose next slice may be made.
+  bool idle() const {
+    return batch_.empty() && !refused_payload_ && !raft_.has_ready() && !blocked_.has_ready() && !producing_runnable_;
+  }
+  // Sliced replies in progress (their hold of the apply).
+  size_t producing() const { return producing_.size(); }
 
   raft::Index applied_index() const { return applied_index_; }
   raft::Term applied_term() const { return applied_term_; }
@@ -475,6 +504,18 @@ class Replica final : private PubSubHost {
   // one (an activation applied while the leader was busy): they cannot share an entry.
   bool batch_takes_active_version() const;
   void run_queries_from(ClientSession& s, uint64_t first_seq);
+  // The context of a query whose reply may be sliced (into new_producer_).
+  QueryContext sliceable_query() {
+    return QueryContext{wall_ms_, options_.slice_elements, options_.slice_elements ? &new_producer_ : nullptr};
+  }
+  // The query just run into slot seq of s handed its reply to new_producer_: the slot is
+  // kProducing now.
+  void start_producing(ClientSession& s, uint64_t seq);
+  // One slice of each sliced reply whose slot is at its session's head and whose client
+  // reads (all of them, whole, once the hold is overdue or `finish_all`).
+  void produce(bool finish_all = false);
+  // The apply is held while a snapshot loads or sliced replies are made.
+  void update_apply_hold() { raft_.hold_apply(loading_.has_value() || !producing_.empty()); }
   void mark_drain(ClientSession& s);
   void drain_session(ClientSession& s);
   void end_proposal(raft::Index index, WriteTracker::Proposal&& p, WriteOutcome outcome);
@@ -536,6 +577,18 @@ class Replica final : private PubSubHost {
   BlockedTable blocked_;
   bool redirect_blocked_ = false;  // stepped down: blocked cluster clients get -MOVED once a leader is known
   PubSub pubsub_;
+
+  // Sliced replies in progress, in the order they began (a session's in its order).
+  struct Producing {
+    uint64_t session = 0;
+    uint64_t seq = 0;
+    Protocol protocol = Protocol::kResp2;  // the session's when the query ran
+    std::unique_ptr<ReplyProducer> producer;
+  };
+  std::vector<Producing> producing_;
+  std::unique_ptr<ReplyProducer> new_producer_;  // where sliceable_query()'s query puts one
+  uint64_t hold_since_ms_ = 0;      // steady time the current hold for them began
+  bool producing_runnable_ = false;  // a slice may be made next turn
 };
 
 }  // namespace hmdb::core

@@ -18,6 +18,10 @@
 //   kBlocked          a blocking command (BLPOP) whose attempt found nothing, waiting for one
 //                     of its keys to change (core/blocking.h keeps its words); the session's
 //                     later commands wait behind it (ClientSession::blocking)
+//   kProducing        a query whose reply is made in slices across loop turns (a big KEYS:
+//                     hmdb::ReplyProducer); the Replica writes each slice straight to out()
+//                     once the slot is at the head, and finishes the slot with the last one.
+//                     Later replies of the session wait behind it as behind any slot
 //   kDone             a finished reply that may not overtake an earlier one
 //
 // The queue owns the sequence numbers (a slot's seq is its position since the session
@@ -48,6 +52,7 @@ class ReplyQueue {
     kWaitingForward,
     kDeferred,
     kBlocked,
+    kProducing,
     kDone,
   };
   struct Slot {
@@ -72,6 +77,15 @@ class ReplyQueue {
     }
     return &slots_[index_of(push(Kind::kDone))].reply;
   }
+  // The reply reply_now() just put into out() (nothing was pending) is not complete after
+  // all (its query hands the rest to a producer): it becomes the pending slot `kind`, at the
+  // head, its first bytes already in out(). Returns its sequence number.
+  uint64_t reopen_now(Kind kind) {
+    base_seq_--;
+    next_seq_--;  // push() takes the same number again
+    return push(kind);
+  }
+
   // A message that is no reply (a pub/sub message, core/pubsub.h): it leaves after the replies
   // of every command that has run, as Redis sends it: into out() when nothing is pending, else
   // right before the reply of the first command that has not run yet (deferred, a query or

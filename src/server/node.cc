@@ -350,6 +350,7 @@ void Node::note_turn_duration(uint64_t busy_us) {
   // A turn that works long delays every client and, on a leader, its heartbeats: a
   // follower whose election timer runs out meanwhile starts an election.
   stats_.loop_turn_max_ms = std::max(stats_.loop_turn_max_ms, busy_ms);
+  stats_.loop_turns++;
   // The thread's CPU time during the turn (options.h, kTurnCpuReadMinUs): read only after a
   // turn that worked long enough that the system call does not count.
   if (busy_us < kTurnCpuReadMinUs) {

@@ -93,6 +93,9 @@ struct ServerOptions {
   // many messages to peers during it, so a test shows that the loop answers its peers
   // meanwhile, whatever the machine's speed. 0: off.
   uint64_t test_snapshot_load_hold_messages = 0;
+  // Tests only (a hidden flag): elements per slice of a sliced reply (core::kSliceElements
+  // when 0), so that a test makes a reply of many slices from a few hundred thousand keys.
+  uint64_t test_slice_elements = 0;
 
   bool clustered() const { return !peer_addr.empty(); }
   std::string client_addr() const { return format_host_port(bind, port); }

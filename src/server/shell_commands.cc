@@ -849,6 +849,7 @@ StatisticsSources Node::statistics_sources(bool with_digest) const {
   s.applied_index = replica_->applied_index();
   s.leader_changes = replica_->leader_changes();
   s.inflight_batches = replica_->writes().size();
+  s.sliced_replies_in_progress = replica_->producing();
   s.inflight_bytes = replica_->writes().bytes();
   s.pending_reads = replica_->pending_reads();
   if (forwarder_) {

@@ -85,6 +85,7 @@ struct ShellStats {
   uint64_t last_long_turn_cpu_us = 0;
   uint64_t last_long_turn_cpu_max_us = 0;
   uint64_t last_long_turn_preemptions = 0;  // involuntary context switches of the loop thread
+  uint64_t loop_turns = 0;        // every turn
 };
 
 struct StatisticsSources {
@@ -119,6 +120,7 @@ struct StatisticsSources {
   raft::Index applied_index = 0;
   uint64_t leader_changes = 0;
   uint64_t inflight_batches = 0;
+  uint64_t sliced_replies_in_progress = 0;  // the apply waits for them (core::Replica::producing)
   uint64_t inflight_bytes = 0;
   uint64_t pending_reads = 0;
   core::Forwarder::Stats forward;  // zero for a single node

@@ -113,6 +113,9 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
   cmd->add_option("--test-snapshot-load-hold-messages", f->options.test_snapshot_load_hold_messages,
                   "tests: a leader's snapshot does not finish loading before this many messages to peers")
       ->group("");
+  cmd->add_option("--test-slice-elements", f->options.test_slice_elements,
+                  "tests: elements per slice of a big reply (default core::kSliceElements)")
+      ->group("");
 
   cmd->add_option("--requirepass", f->options.requirepass,
                   "the default user's password; clients must AUTH with it (docs/security.md). Prefer the config "

@@ -337,6 +337,11 @@ StatisticsSources distinct_sources() {
   s.shell.last_long_turn_cpu_us = 138000;
   s.shell.last_long_turn_cpu_max_us = 141000;
   s.shell.last_long_turn_preemptions = 139;
+  s.shell.loop_turns = 150;
+  s.replica.sliced_replies = 151;
+  s.sliced_replies_in_progress = 152;
+  s.replica.reply_slices = 153;
+  s.replica.slice_hold_overdue_turns = 154;
   s.pubsub_channels = 101;
   s.pubsub_patterns = 102;
   s.pubsub_subscribers = 103;
@@ -483,6 +488,11 @@ constexpr std::string_view kGoldenInfoAll =
     "last_long_turn_cpu_ms:138\r\n"
     "last_long_turn_cpu_max_ms:141\r\n"
     "last_long_turn_preemptions:139\r\n"
+    "loop_turns:150\r\n"
+    "sliced_replies:151\r\n"
+    "sliced_replies_in_progress:152\r\n"
+    "reply_slices:153\r\n"
+    "slice_hold_overdue_turns:154\r\n"
     "pubsub_channels:101\r\n"
     "pubsub_patterns:102\r\n"
     "pubsub_subscribers:103\r\n"
