@@ -155,6 +155,27 @@ class Hash {
     }
   }
 
+  // A place in for_each's order, for visiting the fields a part at a time (a sliced
+  // HGETALL, kv.cc): valid while the hash does not change.
+  struct Cursor {
+    Big::const_iterator it{};
+    bool started = false;
+  };
+  // Calls fn(field, value) for up to `n` fields from the cursor on (a small hash's, at most
+  // kSmallFieldsMax, all at once), moving it; true once every field was visited.
+  template <class Fn>
+  bool for_each_some(Cursor& c, size_t n, Fn&& fn) const {
+    if (!big_) {
+      if (!c.started) for_each(fn);
+      c.started = true;
+      return true;
+    }
+    if (!c.started) c.it = big_->begin();
+    c.started = true;
+    for (; c.it != big_->end() && n > 0; ++c.it, n--) fn(c.it->first.view(), c.it->second);
+    return c.it == big_->end();
+  }
+
   // Calls fn(uint64_t field_hash, std::string_view field, const std::string& value) for
   // each field whose field_hash is >= h, in for_each's order, until fn returns false (a
   // big hash's HSCAN page: one bucket to start, then O(COUNT)).

@@ -925,10 +925,46 @@ void apply_hdel(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
 }
 
 // Fields in byte order (Redis leaves the order unspecified). A map (RESP2: flat array).
+// HGETALL's (kWhat kAll), HKEYS' (kFields) and HVALS' (kValues) reply in slices
+// (hmdb::ReplyProducer: the engine calls next() once a loop turn and applies nothing
+// meanwhile, so the hash does not change under the cursor).
+enum class HashPart : uint8_t { kAll, kFields, kValues };
+template <HashPart kWhat>
+class HashProducer final : public ReplyProducer {
+ public:
+  explicit HashProducer(const Hash& h) : h_(h) {}
+  bool next(Reply& r, const SliceBudget& budget) override {
+    if (!cursor_.started) {
+      if (kWhat == HashPart::kAll) r.map(h_.size());
+      else r.array(h_.size());
+    }
+    const size_t start = r.size();
+    constexpr size_t kStep = 256;  // fields between checks of the byte budget
+    for (size_t done = 0; done < budget.elements && r.size() - start < budget.bytes;) {
+      const size_t n = std::min(kStep, budget.elements - done);
+      const bool end = h_.for_each_some(cursor_, n, [&](std::string_view field, const std::string& value) {
+        if (kWhat != HashPart::kValues) r.bulk(field);
+        if (kWhat != HashPart::kFields) r.bulk(value);
+      });
+      if (end) return true;
+      done += n;
+    }
+    return false;
+  }
+
+ private:
+  const Hash& h_;
+  Hash::Cursor cursor_;
+};
+
 void query_hgetall(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   const Hash* h;
   if (!container_for_read<Hash>(s, a[1], ctx.now_ms, r, &h)) return;
   if (!h) { r.map(0); return; }
+  if (ctx.slices(h->size())) [[unlikely]] {
+    ctx.produce(r, std::make_unique<HashProducer<HashPart::kAll>>(*h));
+    return;
+  }
   r.map(h->size());
   h->for_each([&](std::string_view field, const std::string& value) {
     r.bulk(field);
@@ -990,6 +1026,10 @@ void query_hkeys(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   const Hash* h;
   if (!container_for_read<Hash>(s, a[1], ctx.now_ms, r, &h)) return;
   if (!h) { r.array(0); return; }
+  if (ctx.slices(h->size())) [[unlikely]] {
+    ctx.produce(r, std::make_unique<HashProducer<kKeys ? HashPart::kFields : HashPart::kValues>>(*h));
+    return;
+  }
   r.array(h->size());
   h->for_each([&](std::string_view f, const std::string& v) { r.bulk(kKeys ? f : std::string_view(v)); });
 }
@@ -1109,6 +1149,30 @@ bool parse_range(Args a, size_t at, RangeArgs* o) {
   return parse_int64(a[at], &o->start) && parse_int64(a[at + 1], &o->stop);
 }
 
+// LRANGE's reply in slices (hmdb::ReplyProducer: the engine calls next() once a loop turn
+// and applies nothing meanwhile, so the list does not change under the cursor).
+class ListRangeProducer final : public ReplyProducer {
+ public:
+  ListRangeProducer(const List& l, size_t first, size_t last) : cursor_(l.cursor(first)), next_(first), last_(last) {}
+  bool next(Reply& r, const SliceBudget& budget) override {
+    if (!started_) r.array(last_ - next_ + 1);
+    started_ = true;
+    const size_t start = r.size();
+    for (size_t n = 0;; n++) {
+      if (n == budget.elements || r.size() - start >= budget.bytes) return false;
+      r.bulk(*cursor_);
+      if (next_ == last_) return true;
+      next_++;
+      cursor_.next();
+    }
+  }
+
+ private:
+  List::Cursor cursor_;  // at element next_
+  size_t next_, last_;
+  bool started_ = false;
+};
+
 void query_lrange(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   RangeArgs range;
   if (!parse_range(a, 2, &range)) { r.error(kNotInteger); return; }
@@ -1116,6 +1180,10 @@ void query_lrange(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   if (!container_for_read<List>(s, a[1], ctx.now_ms, r, &l)) return;
   size_t first, last;
   if (!l || !clamp_range(range.start, range.stop, l->size(), &first, &last)) { r.array(0); return; }
+  if (ctx.slices(last - first + 1)) [[unlikely]] {
+    ctx.produce(r, std::make_unique<ListRangeProducer>(*l, first, last));
+    return;
+  }
   r.array(last - first + 1);
   List::Cursor c = l->cursor(first);
   for (size_t i = first;; i++) {
@@ -1411,11 +1479,38 @@ void apply_spop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
   erase_if_emptied(s, it, set, a.key, ctx);
 }
 
+// SMEMBERS' reply in slices (hmdb::ReplyProducer: the engine calls next() once a loop turn
+// and applies nothing meanwhile, so the set does not change under the cursor).
+class SetMembersProducer final : public ReplyProducer {
+ public:
+  explicit SetMembersProducer(const Set& set) : set_(set) {}
+  bool next(Reply& r, const SliceBudget& budget) override {
+    if (!cursor_.started) r.set(set_.size());
+    const size_t start = r.size();
+    // Slices of at most budget.elements members, ended early past budget.bytes.
+    constexpr size_t kStep = 256;
+    for (size_t done = 0; done < budget.elements && r.size() - start < budget.bytes;) {
+      const size_t n = std::min(kStep, budget.elements - done);
+      if (set_.for_each_some(cursor_, n, [&](std::string_view m) { r.bulk(m); })) return true;
+      done += n;
+    }
+    return false;
+  }
+
+ private:
+  const Set& set_;
+  Set::Cursor cursor_;
+};
+
 // Members in the set's hash order: the same on every node, and not sorted, like Redis.
 void query_smembers(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   const Set* set;
   if (!container_for_read<Set>(s, a[1], ctx.now_ms, r, &set)) return;
   if (!set) { r.set(0); return; }
+  if (ctx.slices(set->size())) [[unlikely]] {
+    ctx.produce(r, std::make_unique<SetMembersProducer>(*set));
+    return;
+  }
   r.set(set->size());
   set->for_each([&](std::string_view m) { r.bulk(m); });
 }
@@ -2740,9 +2835,64 @@ void query_scan(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   for (std::string_view k : page) r.bulk(k);
 }
 
+// KEYS' reply in slices (hmdb::ReplyProducer: the engine calls next() once a loop turn and
+// applies nothing meanwhile, so the key table does not change under the iterator). The
+// array's length comes first, so a first pass counts the matching keys (none for KEYS *
+// without expiring keys: the table's size), a second writes them; each visited key counts
+// against the slice's budget.
+class KeysProducer final : public ReplyProducer {
+ public:
+  KeysProducer(const State& s, std::string_view pattern, uint64_t now_ms)
+      : s_(s), pattern_(pattern), all_(pattern == "*"), check_expiry_(!s.expires.empty()), now_ms_(now_ms),
+        it_(s.keys.begin()) {}
+
+  bool next(Reply& r, const SliceBudget& budget) override {
+    size_t visited = 0;
+    if (counting_) {
+      if (all_ && !check_expiry_) {
+        matching_ = s_.keys.size();
+      } else {
+        for (; it_ != s_.keys.end(); ++it_) {
+          if (visited++ == budget.elements) return false;
+          if (matches(it_->first.view())) matching_++;
+        }
+      }
+      counting_ = false;
+      r.array(matching_);
+      it_ = s_.keys.begin();
+    }
+    const size_t start = r.size();
+    for (; it_ != s_.keys.end(); ++it_) {
+      if (visited == budget.elements || r.size() - start >= budget.bytes) return false;
+      visited++;
+      const std::string_view k = it_->first.view();
+      if (matches(k)) r.bulk(k);
+    }
+    return true;
+  }
+
+ private:
+  bool matches(std::string_view k) const {
+    if (!all_ && !string_match(pattern_, k)) return false;
+    return !(check_expiry_ && expired(s_, k, now_ms_));
+  }
+  const State& s_;
+  const std::string pattern_;  // a copy: the command's words are gone once the query returns
+  const bool all_;
+  const bool check_expiry_;
+  const uint64_t now_ms_;
+  KeyTable<Value>::const_iterator it_;
+  bool counting_ = true;
+  size_t matching_ = 0;
+};
+
 // KEYS pattern: every live matching key, in the key table's order (by hash: the same on
-// every node). One pass over the whole table while the apply loop waits: O(keys).
+// every node). O(keys): beyond a slice's worth of keys, made in slices (KeysProducer).
 void query_keys(const State& s, Args a, const QueryContext& ctx, Reply& r) {
+  if (ctx.slices(s.keys.size())) [[unlikely]] {
+    ctx.produce(r, std::make_unique<KeysProducer>(s, a[1], ctx.now_ms));
+    return;
+  }
   const std::string_view pattern = a[1];
   const bool all = pattern == "*";
   const bool check_expiry = !s.expires.empty();

@@ -162,6 +162,28 @@ class Set {
     return n;
   }
 
+  // A place in the (hash, bytes) order, for visiting the members a part at a time (a
+  // sliced SMEMBERS, kv.cc): valid while the set does not change.
+  struct Cursor {
+    Big::const_iterator it{};
+    size_t index = 0;
+    bool started = false;
+  };
+  // Calls fn(member) for up to `n` members from the cursor on, moving it; true once every
+  // member was visited.
+  template <class Fn>
+  bool for_each_some(Cursor& c, size_t n, Fn&& fn) const {
+    if (big_) {
+      if (!c.started) c.it = big_->begin();
+      c.started = true;
+      for (; c.it != big_->end() && n > 0; ++c.it, n--) fn(c.it->first.view());
+      return c.it == big_->end();
+    }
+    c.started = true;
+    for (; c.index < small_.size() && n > 0; c.index++, n--) fn(std::string_view(small_[c.index].value));
+    return c.index == small_.size();
+  }
+
   // Calls fn(std::string_view member) for each member in (hash, bytes) order.
   template <class Fn>
   void for_each(Fn&& fn) const {

@@ -2045,5 +2045,54 @@ TEST(KvResp3, TypedReplies) {
   EXPECT_EQ(db.run({"HGETALL", "h"}), "*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
 }
 
+
+// ---- big replies made in slices (hmdb::ReplyProducer) ------------------------------------
+// A big KEYS or SMEMBERS is made by a producer, a slice per loop turn, on a node; inside
+// EXEC (and in a driver with slice_elements 0) the query writes it whole by its own loop.
+// The two must be the same bytes: the sliced reply against the whole one, in both protocols,
+// with expiring keys hidden and a pattern (KEYS counts its matches in a first pass).
+TEST(KvSlicedReplies, SameBytesAsTheWholeReply) {
+  hmdb::testing::AppDriver<Kv> db;
+  for (int i = 0; i < 5000; i++) {
+    const std::string k = "key:" + std::to_string(i);
+    if (i % 7 == 0) db.run({"SET", k, "v", "PX", "1000"});  // expired below: hidden from KEYS
+    else db.run({"SET", k, "v"});
+  }
+  for (int i = 0; i < 3000; i++) {
+    const std::string n = std::to_string(i * 31);
+    db.run({"SADD", "set", "member-" + n});
+    db.run({"HSET", "hash", "field-" + n, "value-" + std::to_string(i)});
+    db.run({"RPUSH", "list", "element-" + n});
+  }
+  db.now_ms += 2000;
+  // Each with the elements its producer visits: KEYS every key twice (to count, to write).
+  const std::vector<std::pair<std::vector<std::string>, size_t>> queries = {
+      {{"KEYS", "*"}, 2 * 5003},      {{"KEYS", "key:1*"}, 2 * 5003},     {{"KEYS", "nothing*"}, 2 * 5003},
+      {{"SMEMBERS", "set"}, 3000},    {{"HGETALL", "hash"}, 3000},        {{"HKEYS", "hash"}, 3000},
+      {{"HVALS", "hash"}, 3000},      {{"LRANGE", "list", "0", "-1"}, 3000}, {{"LRANGE", "list", "10", "-991"}, 2000}};
+  for (const Protocol protocol : {Protocol::kResp2, Protocol::kResp3}) {
+    db.protocol = protocol;
+    for (const auto& [q, visited] : queries) {
+      db.slice_elements = 0;
+      const std::string whole = db.run_strings(q);
+      EXPECT_EQ(db.last_slices, 0u);
+      for (const size_t slice : {1, 100, 999, 4999}) {
+        db.slice_elements = slice;
+        EXPECT_EQ(db.run_strings(q), whole) << q[0] << " " << q[1] << " in slices of " << slice;
+        // Sliced only beyond a slice's worth, then in about visited / slice slices.
+        EXPECT_GE(db.last_slices, visited / 2 / slice) << q[0] << " " << q[1] << " in slices of " << slice;
+        EXPECT_LE(db.last_slices, visited / slice + 2) << q[0] << " " << q[1] << " in slices of " << slice;
+      }
+    }
+  }
+  // At or below a slice's worth, today's path: no producer at all.
+  db.slice_elements = 5003;
+  db.run({"KEYS", "*"});
+  EXPECT_EQ(db.last_slices, 0u);
+  db.slice_elements = 3000;
+  db.run({"SMEMBERS", "set"});
+  EXPECT_EQ(db.last_slices, 0u);
+}
+
 }  // namespace
 }  // namespace hmdb::kv
