@@ -1614,13 +1614,40 @@ std::vector<std::string_view> combine_sets(SetOp op, const std::vector<const Set
   return out;
 }
 
+// A computed list of members (SINTER, SUNION, SDIFF: views into the state's sets) written in
+// slices (hmdb::ReplyProducer: nothing is applied meanwhile, so the views stay valid). The
+// computing itself is one turn still (docs/kv-commands.md, "Commands that take long").
+class MembersProducer final : public ReplyProducer {
+ public:
+  explicit MembersProducer(std::vector<std::string_view> members) : members_(std::move(members)) {}
+  bool next(Reply& r, const SliceBudget& budget) override {
+    if (!started_) r.set(members_.size());
+    started_ = true;
+    const size_t start = r.size();
+    for (size_t n = 0; next_ < members_.size(); next_++, n++) {
+      if (n == budget.elements || r.size() - start >= budget.bytes) return false;
+      r.bulk(members_[next_]);
+    }
+    return true;
+  }
+
+ private:
+  std::vector<std::string_view> members_;
+  size_t next_ = 0;
+  bool started_ = false;
+};
+
 // SINTER / SUNION / SDIFF key [key ...]: a set (RESP3 ~), in set order.
 template <SetOp kOp>
 void query_setop(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   std::vector<const Set*> sets;
   bool missing;
   if (!read_sets(s, a.subspan(1), ctx.now_ms, r, &sets, &missing)) return;
-  const std::vector<std::string_view> result = combine_sets(kOp, sets, missing, 0);
+  std::vector<std::string_view> result = combine_sets(kOp, sets, missing, 0);
+  if (ctx.slices(result.size())) [[unlikely]] {
+    ctx.produce(r, std::make_unique<MembersProducer>(std::move(result)));
+    return;
+  }
   r.set(result.size());
   for (std::string_view m : result) r.bulk(m);
 }
@@ -2000,6 +2027,34 @@ void reply_zentries(Reply& r, const std::vector<const ZEntry*>& entries, bool wi
   }
 }
 
+// reply_zentries in slices (hmdb::ReplyProducer: nothing is applied meanwhile, so the entries
+// stay where they are). Selecting them (zset_select) is one turn still.
+class ZEntriesProducer final : public ReplyProducer {
+ public:
+  ZEntriesProducer(std::vector<const ZEntry*> entries, bool withscores)
+      : entries_(std::move(entries)), withscores_(withscores) {}
+  bool next(Reply& r, const SliceBudget& budget) override {
+    const bool pairs = withscores_ && r.resp3();
+    if (!started_) r.array(withscores_ && !pairs ? 2 * entries_.size() : entries_.size());
+    started_ = true;
+    const size_t start = r.size();
+    for (size_t n = 0; next_ < entries_.size(); next_++, n++) {
+      if (n == budget.elements || r.size() - start >= budget.bytes) return false;
+      const ZEntry* e = entries_[next_];
+      if (pairs) r.array(2);
+      r.bulk(e->member);
+      if (withscores_) r.double_value(e->score);
+    }
+    return true;
+  }
+
+ private:
+  std::vector<const ZEntry*> entries_;
+  const bool withscores_;
+  size_t next_ = 0;
+  bool started_ = false;
+};
+
 // ZRANGE key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES], and the
 // older forms with their kind fixed (kBy/kRev: 0 free, else 1 + the fixed value): Redis'
 // zrangeGenericCommand, its option loop and its errors.
@@ -2058,7 +2113,12 @@ void query_zrange_generic(const State& s, Args a, const QueryContext& ctx, Reply
   const ZSet* z;
   if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
   if (!z) { r.array(0); return; }
-  reply_zentries(r, zset_select(*z, spec), spec.withscores);
+  std::vector<const ZEntry*> entries = zset_select(*z, spec);
+  if (ctx.slices(entries.size())) [[unlikely]] {
+    ctx.produce(r, std::make_unique<ZEntriesProducer>(std::move(entries), spec.withscores));
+    return;
+  }
+  reply_zentries(r, entries, spec.withscores);
 }
 
 // ZCOUNT key min max / ZLEXCOUNT key min max.

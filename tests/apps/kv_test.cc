@@ -2063,13 +2063,18 @@ TEST(KvSlicedReplies, SameBytesAsTheWholeReply) {
     db.run({"SADD", "set", "member-" + n});
     db.run({"HSET", "hash", "field-" + n, "value-" + std::to_string(i)});
     db.run({"RPUSH", "list", "element-" + n});
+    db.run({"ZADD", "zset", std::to_string(i % 1000) + ".5", "member-" + n});
+    if (i % 3 == 0) db.run({"SADD", "set3", "member-" + n});
   }
   db.now_ms += 2000;
   // Each with the elements its producer visits: KEYS every key twice (to count, to write).
   const std::vector<std::pair<std::vector<std::string>, size_t>> queries = {
-      {{"KEYS", "*"}, 2 * 5003},      {{"KEYS", "key:1*"}, 2 * 5003},     {{"KEYS", "nothing*"}, 2 * 5003},
+      {{"KEYS", "*"}, 2 * 5005},      {{"KEYS", "key:1*"}, 2 * 5005},     {{"KEYS", "nothing*"}, 2 * 5005},
       {{"SMEMBERS", "set"}, 3000},    {{"HGETALL", "hash"}, 3000},        {{"HKEYS", "hash"}, 3000},
-      {{"HVALS", "hash"}, 3000},      {{"LRANGE", "list", "0", "-1"}, 3000}, {{"LRANGE", "list", "10", "-991"}, 2000}};
+      {{"HVALS", "hash"}, 3000},      {{"LRANGE", "list", "0", "-1"}, 3000}, {{"LRANGE", "list", "10", "-991"}, 2000},
+      {{"SUNION", "set", "set3"}, 3000}, {{"SDIFF", "set", "set3"}, 2000},   {{"SINTER", "set", "set3"}, 1000},
+      {{"ZRANGE", "zset", "0", "-1"}, 3000}, {{"ZRANGE", "zset", "0", "-1", "WITHSCORES"}, 3000},
+      {{"ZRANGE", "zset", "+inf", "(10", "BYSCORE", "REV", "WITHSCORES"}, 2970}};
   for (const Protocol protocol : {Protocol::kResp2, Protocol::kResp3}) {
     db.protocol = protocol;
     for (const auto& [q, visited] : queries) {
@@ -2086,7 +2091,7 @@ TEST(KvSlicedReplies, SameBytesAsTheWholeReply) {
     }
   }
   // At or below a slice's worth, today's path: no producer at all.
-  db.slice_elements = 5003;
+  db.slice_elements = 5005;
   db.run({"KEYS", "*"});
   EXPECT_EQ(db.last_slices, 0u);
   db.slice_elements = 3000;
