@@ -18,12 +18,21 @@ Every check is on what the protocol and INFO say, never on how long anything too
     the keys of the same KEYS inside a transaction (pipeline(transaction=True)), sliced_replies
     grew by one.
 
-Usage: big_reply_test.py HMDB_BINARY
+With --case follower, the same on a follower of a 3-node cluster for a READONLY client: the
+keys written through the leader, then KEYS * on a follower (sliced there, the same bytes as
+the leader's KEYS inside EXEC); while it is in progress another READONLY client's GET there
+is answered; a SET through the leader is answered by the leader and committed on the
+follower (its commit_index passes it) but not applied there (EXISTS 0 on the follower) until
+the KEYS reply is read; then it is.
+
+Usage: big_reply_test.py [--case single|follower] HMDB_BINARY
 """
 
+import argparse
 import os
 import socket
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEBIAN_PYTHON = "/usr/bin/python3"
@@ -37,6 +46,7 @@ except ImportError:
     redis = None
 
 sys.path.insert(0, HERE)
+import cluster as cl  # noqa: E402
 import harness  # noqa: E402
 import resp  # noqa: E402
 
@@ -67,7 +77,6 @@ def stat(client, name):
 
 
 def wait_for(what, cond):
-    import time
     deadline = time.monotonic() + WAIT_S
     while not cond():
         if time.monotonic() > deadline:
@@ -89,6 +98,71 @@ def read_exactly(sock, n):
             raise harness.TestFailure("connection closed after %d of %d bytes" % (len(buf), n))
         buf += chunk
     return bytes(buf)
+
+
+def load_keys(client):
+    for start in range(0, KEYS, 5000):
+        words = ["MSET"]
+        for i in range(start, min(KEYS, start + 5000)):
+            words += [key(i), "v"]
+        expect(client.call(*words) == "OK", "MSET failed")
+
+
+def keys_reply(host, port):
+    """KEYS * (sliced) read whole, as raw bytes."""
+    s = socket.create_connection((host, port))
+    s.sendall(resp.encode_command(["KEYS", "*"]))
+    first = read_exactly(s, len(b"*%d\r\n" % KEYS))
+    expect(first == b"*%d\r\n" % KEYS, "KEYS starts %r" % first)
+    element = b"$%d\r\n" % KEY_BYTES
+    reply = first + read_exactly(s, KEYS * (len(element) + KEY_BYTES + 2))
+    s.close()
+    return reply
+
+
+def run_follower(binary):
+    work = harness.make_work_dir("hmdb-big-reply-follower-")
+    # A long election timeout: this test is not about elections, and a loaded machine's
+    # stalls (a whole KEYS would be one) must not move the leader under it.
+    c = cl.Cluster(os.path.abspath(binary), work, nodes=3, durability="periodic",
+                   server_args=["--test-slice-elements", str(SLICE), "--election-timeout-ms", "2000"],
+                   cluster_id="hmdb-big-reply")
+    c.start()
+    try:
+        leader = c.wait_leader(WAIT_S)
+        with leader.client(timeout=WAIT_S) as w:
+            load_keys(w)
+        c.wait_converged(WAIT_S)
+        whole = keys_reply(leader.ip, leader.client_port)  # the same bytes as made whole: --case single
+        f = next(n for n in c.nodes if n is not leader)
+        a = socket.create_connection((f.ip, f.client_port))
+        a.sendall(resp.encode_command(["READONLY"]))
+        expect(read_exactly(a, 5) == b"+OK\r\n", "READONLY")
+        with f.client(timeout=WAIT_S) as b, leader.client(timeout=WAIT_S) as w:
+            expect(b.call("READONLY") == "OK", "READONLY")
+            a.sendall(resp.encode_command(["KEYS", "*"]) + resp.encode_command(["PING"]))
+            wait_for("KEYS in progress on the follower", lambda: stat(b, "sliced_replies_in_progress") == 1)
+            expect(b.call("GET", key(7)) == b"v", "GET on the follower during KEYS")
+            expect(stat(b, "sliced_replies_in_progress") == 1, "KEYS complete before the GET's answer was read")
+            expect(w.call("SET", "written-during-keys", "1") == "OK", "SET on the leader")
+            written = int(leader.info()["last_index"])
+            wait_for("the SET committed on the follower", lambda: int(f.info()["commit_index"]) >= written)
+            expect(int(f.info()["applied_index"]) < written, "the follower applied the SET during KEYS")
+            expect(b.call("EXISTS", "written-during-keys") == 0, "the SET visible on the follower during KEYS")
+            expect(stat(b, "sliced_replies_in_progress") == 1, "KEYS complete before EXISTS was answered")
+            sliced = read_exactly(a, len(whole))
+            if sliced != whole:
+                raise harness.TestFailure("the follower's KEYS differs from the leader's")
+            expect(read_exactly(a, 7) == b"+PONG\r\n", "PING's reply after KEYS")
+            wait_for("the SET applied on the follower", lambda: int(f.info()["applied_index"]) >= written)
+            expect(b.call("EXISTS", "written-during-keys") == 1, "the SET not applied on the follower after KEYS")
+            print("follower: KEYS * of %d keys in %d slices, the SET applied after it"
+                  % (KEYS, stat(b, "reply_slices")))
+        a.close()
+    finally:
+        c.kill_all()
+    harness.remove_work_dir(work)
+    print("big_reply_test --case follower: OK")
 
 
 def run(binary):
@@ -171,10 +245,14 @@ def run(binary):
 
 
 def main():
-    if len(sys.argv) != 2:
-        print(__doc__)
-        sys.exit(2)
-    run(sys.argv[1])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", choices=["single", "follower"], default="single")
+    ap.add_argument("binary")
+    args = ap.parse_args()
+    if args.case == "follower":
+        run_follower(args.binary)
+    else:
+        run(args.binary)
 
 
 if __name__ == "__main__":
