@@ -144,38 +144,11 @@ void List::grow_ring() {
   ring_.head = 0;
 }
 
-void List::drop_front_chunk() noexcept {
-  Chunk& c = front_chunk();
-  deallocate(c.bytes);
-  if (chunks_ == 1) {
-    chunks_ = 0;
-    std::memset(static_cast<void*>(&one_), 0, sizeof(one_));
-    return;
-  }
-  ring_.size -= c.count;
-  ring_.head = (ring_.head + 1) & (ring_.cap - 1);
-  chunks_--;
-  if (chunks_ == 1) {
-    Chunk* s = ring_.slots;
-    const Chunk only = s[ring_.head];
-    ::operator delete(s);
-    one_ = only;
-    return;
-  }
-  if (ring_.cap > kRingMin && chunks_ <= ring_.cap / 4) {
-    const uint32_t cap = ring_.cap / 2;
-    auto* s = static_cast<Chunk*>(::operator new(cap * sizeof(Chunk), std::nothrow));
-    if (!s) return;
-    for (uint32_t k = 0; k < chunks_; k++) s[k] = ring_.slots[(ring_.head + k) & (ring_.cap - 1)];
-    ::operator delete(ring_.slots);
-    ring_.slots = s;
-    ring_.cap = cap;
-    ring_.head = 0;
-  }
-}
+void List::drop_front_chunk() noexcept { drop_end_chunk(true); }
+void List::drop_back_chunk() noexcept { drop_end_chunk(false); }
 
-void List::drop_back_chunk() noexcept {
-  Chunk& c = back_chunk();
+void List::drop_end_chunk(bool front) noexcept {
+  Chunk& c = front ? front_chunk() : back_chunk();
   deallocate(c.bytes);
   if (chunks_ == 1) {
     chunks_ = 0;
@@ -183,15 +156,16 @@ void List::drop_back_chunk() noexcept {
     return;
   }
   ring_.size -= c.count;
+  if (front) ring_.head = (ring_.head + 1) & (ring_.cap - 1);
   chunks_--;
-  if (chunks_ == 1) {
+  if (chunks_ == 1) {  // back inside the List
     Chunk* s = ring_.slots;
     const Chunk only = s[ring_.head];
     ::operator delete(s);
     one_ = only;
     return;
   }
-  if (ring_.cap > kRingMin && chunks_ <= ring_.cap / 4) {
+  if (ring_.cap > kRingMin && chunks_ <= ring_.cap / 4) {  // a quarter full: halve the ring
     const uint32_t cap = ring_.cap / 2;
     auto* s = static_cast<Chunk*>(::operator new(cap * sizeof(Chunk), std::nothrow));
     if (!s) return;

@@ -391,6 +391,7 @@ class List {
   void add_back_chunk(const Chunk& c);
   void drop_front_chunk() noexcept;  // frees its block
   void drop_back_chunk() noexcept;
+  void drop_end_chunk(bool front) noexcept;  // both of the above
   void splice_at(size_t k, size_t j, uint32_t off, uint32_t old_bytes, std::string_view v);
   void repack();
   std::vector<Chunk> take_chunks();
