@@ -1342,7 +1342,16 @@ void Replica::produce(bool finish_all) {
     // that its slices go straight out; a slow reader gets no slice until it reads. (Made
     // whole, a reply behind others is written into its slot, which keeps the order.)
     const bool at_head = q.first_seq() == p.seq;
-    if (!whole && (!at_head || host_.unsent_bytes(*s) >= kSliceOutputPauseBytes)) {
+    // A slow reader waits at most slice_reader_wait_ms in a row; then its reply goes on.
+    bool wait_for_reader = false;
+    if (at_head && host_.unsent_bytes(*s) >= kSliceOutputPauseBytes) {
+      if (p.reader_wait_since_ms == 0) p.reader_wait_since_ms = std::max<uint64_t>(steady_ms_, 1);
+      wait_for_reader = steady_ms_ - p.reader_wait_since_ms < options_.slice_reader_wait_ms;
+      if (!wait_for_reader && !whole) stats_.slice_reader_waits_expired++;
+    } else {
+      p.reader_wait_since_ms = 0;
+    }
+    if (!whole && (!at_head || wait_for_reader)) {
       if (at_head) mark_drain(*s);  // (sending its output is what may let it go on)
       i++;
       continue;

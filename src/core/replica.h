@@ -64,8 +64,12 @@ inline constexpr uint64_t kBatchBytesMax = 8ull << 20;
 inline constexpr size_t kSliceElements = 8192;
 inline constexpr size_t kSliceBytes = 1ull << 20;
 // A sliced reply makes no slice while its client has this much output unsent (it reads
-// slowly): the shell's kClientOutputPauseBytes, so a slow reader costs no more memory.
+// slowly): the shell's kClientOutputPauseBytes, so a slow reader costs no more memory...
 inline constexpr uint64_t kSliceOutputPauseBytes = 4ull << 20;
+// ... for at most this long in a row: then the reply goes on regardless, its bytes buffered
+// (up to the client's output limit, as a reply made whole is), because every write waits for
+// it, and one client that stops reading must not hold them all (until kSliceHoldMsMax).
+inline constexpr uint64_t kSliceReaderWaitMs = 200;
 // The longest the apply waits for sliced replies, from the first of them: beyond it, the
 // ones still unfinished are finished in that loop turn (a long turn, and their bytes
 // buffered whatever their clients read), and the writes waiting are applied. Reached only
@@ -245,10 +249,12 @@ class Replica final : private PubSubHost {
       bool apply_during_background_load = false;
     } bugs;
     // Sliced replies: elements per slice (0: every reply is made whole, in one turn), bytes
-    // per slice, and the longest hold of the apply for them (kSlice*).
+    // per slice, the longest hold of the apply for them, and the longest wait for a slow
+    // reader (kSlice*).
     size_t slice_elements = kSliceElements;
     size_t slice_bytes = kSliceBytes;
     uint64_t slice_hold_ms_max = kSliceHoldMsMax;
+    uint64_t slice_reader_wait_ms = kSliceReaderWaitMs;
   };
   struct Stats {
     uint64_t commands = 0;
@@ -262,6 +268,7 @@ class Replica final : private PubSubHost {
     uint64_t sliced_replies = 0;  // replies made in slices (ReplyProducer)
     uint64_t reply_slices = 0;    // slices made for them
     uint64_t slice_hold_overdue_turns = 0;  // turns that finished sliced replies whole: slice_hold_ms_max reached
+    uint64_t slice_reader_waits_expired = 0;  // slices made for a client with output unsent past slice_reader_wait_ms
   };
 
   Replica(raft::Raft& raft, StateMachine& app, ReplicaHost& host, Options options);
@@ -584,6 +591,7 @@ class Replica final : private PubSubHost {
     uint64_t seq = 0;
     Protocol protocol = Protocol::kResp2;  // the session's when the query ran
     std::unique_ptr<ReplyProducer> producer;
+    uint64_t reader_wait_since_ms = 0;  // steady time it began waiting for its client to read (0: not waiting)
   };
   std::vector<Producing> producing_;
   std::unique_ptr<ReplyProducer> new_producer_;  // where sliceable_query()'s query puts one

@@ -159,6 +159,7 @@ Status Node::recover(int* exit_code) {
   replica_options.clustered = clustered;
   replica_options.forward = clustered;  // a follower forwards plain clients' commands (cluster.cc)
   if (options_.test_slice_elements != 0) replica_options.slice_elements = options_.test_slice_elements;
+  if (options_.test_slice_reader_wait_ms != 0) replica_options.slice_reader_wait_ms = options_.test_slice_reader_wait_ms;
   replica_options.events.retain_bytes = options_.events_retain_bytes;
   replica_options.events.subscriber_output_bytes = options_.subscriber_output_bytes;
   const bool notify_flags_ok =

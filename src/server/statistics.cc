@@ -292,6 +292,10 @@ constexpr Statistic kStatistics[] = {
     {"slice_hold_overdue_turns", kStats, kCounter, "hmdb_slice_hold_overdue_turns_total", "", "",
      "Turns that finished sliced replies whole: the apply had waited for them 30 s.",
      READ(s.replica.slice_hold_overdue_turns)},
+    {"slice_reader_waits_expired", kStats, kCounter, "hmdb_slice_reader_waits_expired_total", "", "",
+     "Slices made for a client that had not read its reply's last 4 MiB for 200 ms (a slow reader holds no write "
+     "longer).",
+     READ(s.replica.slice_reader_waits_expired)},
     // Live updates (docs/subscriptions.md); the first two are Redis' own fields.
     {"pubsub_channels", kStats, kGauge, "hmdb_pubsub_channels", "", "", "Channels with a subscriber on this node.",
      READ(s.pubsub_channels)},

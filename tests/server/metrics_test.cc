@@ -342,6 +342,7 @@ StatisticsSources distinct_sources() {
   s.sliced_replies_in_progress = 152;
   s.replica.reply_slices = 153;
   s.replica.slice_hold_overdue_turns = 154;
+  s.replica.slice_reader_waits_expired = 155;
   s.pubsub_channels = 101;
   s.pubsub_patterns = 102;
   s.pubsub_subscribers = 103;
@@ -493,6 +494,7 @@ constexpr std::string_view kGoldenInfoAll =
     "sliced_replies_in_progress:152\r\n"
     "reply_slices:153\r\n"
     "slice_hold_overdue_turns:154\r\n"
+    "slice_reader_waits_expired:155\r\n"
     "pubsub_channels:101\r\n"
     "pubsub_patterns:102\r\n"
     "pubsub_subscribers:103\r\n"

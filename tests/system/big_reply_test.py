@@ -14,6 +14,10 @@ Every check is on what the protocol and INFO say, never on how long anything too
     in progress). Then A reads its reply: the key of that SET is not in it; the SET is
     answered; the key exists.
   * INFO reply_slices and loop_turns grew by at least the slices a 1000-key slice implies.
+  * A client that reads nothing holds no write past the wait for a slow reader (200 ms by
+    default; the parts above set it to 60 s): a second node, KEYS * sent and not read, another
+    client's SET is answered, the reply completed (buffered), slice_reader_waits_expired grew,
+    and the reply A then reads does not hold the SET's key.
   * redis-py (Debian's python3-redis; skipped with a message without it): r.keys('*') equals
     the keys of the same KEYS inside a transaction (pipeline(transaction=True)), sliced_replies
     grew by one.
@@ -54,6 +58,10 @@ KEYS = 300000
 KEY_BYTES = 60
 SLICE = 1000
 WAIT_S = 60.0  # for a condition polled through INFO
+# How long a sliced reply waits for a client that reads nothing (--test-slice-reader-wait-ms):
+# longer than the 30 s hold bound, so that client A's KEYS stays in progress while the test
+# looks (the default, 200 ms, is what the slow-reader part checks).
+READER_WAIT_MS = 60000
 
 
 def expect(cond, message):
@@ -112,12 +120,17 @@ def keys_reply(host, port):
     """KEYS * (sliced) read whole, as raw bytes."""
     s = socket.create_connection((host, port))
     s.sendall(resp.encode_command(["KEYS", "*"]))
+    reply = keys_reply_from(s)
+    s.close()
+    return reply
+
+
+def keys_reply_from(s):
+    """The reply to a KEYS * already sent on socket s, read whole, as raw bytes."""
     first = read_exactly(s, len(b"*%d\r\n" % KEYS))
     expect(first == b"*%d\r\n" % KEYS, "KEYS starts %r" % first)
     element = b"$%d\r\n" % KEY_BYTES
-    reply = first + read_exactly(s, KEYS * (len(element) + KEY_BYTES + 2))
-    s.close()
-    return reply
+    return first + read_exactly(s, KEYS * (len(element) + KEY_BYTES + 2))
 
 
 def run_follower(binary):
@@ -125,7 +138,8 @@ def run_follower(binary):
     # A long election timeout: this test is not about elections, and a loaded machine's
     # stalls (a whole KEYS would be one) must not move the leader under it.
     c = cl.Cluster(os.path.abspath(binary), work, nodes=3, durability="periodic",
-                   server_args=["--test-slice-elements", str(SLICE), "--election-timeout-ms", "2000"],
+                   server_args=["--test-slice-elements", str(SLICE), "--test-slice-reader-wait-ms", str(READER_WAIT_MS),
+                                "--election-timeout-ms", "2000"],
                    cluster_id="hmdb-big-reply")
     c.start()
     try:
@@ -168,7 +182,8 @@ def run_follower(binary):
 def run(binary):
     work = harness.make_work_dir("hmdb-big-reply-")
     server = harness.Server(binary, os.path.join(work, "data"), work, durability="none",
-                            extra_args=["--test-slice-elements", str(SLICE)], name="big-reply")
+                            extra_args=["--test-slice-elements", str(SLICE), "--test-slice-reader-wait-ms",
+                                        str(READER_WAIT_MS)], name="big-reply")
     server.start()
     try:
         with server.client(timeout=WAIT_S) as c:
@@ -240,8 +255,42 @@ def run(binary):
         expect(server.terminate() == 0, "server exit code")
     finally:
         server.kill()
+    run_slow_reader(binary, work)
     harness.remove_work_dir(work)
     print("big_reply_test: OK")
+
+
+def run_slow_reader(binary, work):
+    """With the default wait for a slow reader: client A sends KEYS * and reads nothing (its
+    ~21 MB cannot leave); another client's SET is still applied and answered while A reads
+    nothing, because the reply went on without A after the wait, buffered
+    (slice_reader_waits_expired grew, nothing in progress). Then A reads the whole reply,
+    without the SET's key in it."""
+    server = harness.Server(binary, os.path.join(work, "data-slow"), work, durability="none",
+                            extra_args=["--test-slice-elements", str(SLICE)], name="big-reply-slow")
+    server.start()
+    try:
+        with server.client(timeout=WAIT_S) as c:
+            load_keys(c)
+            expired = stat(c, "slice_reader_waits_expired")
+            overdue = stat(c, "slice_hold_overdue_turns")
+            a = socket.create_connection((harness.HOST, server.port))
+            a.sendall(resp.encode_command(["KEYS", "*"]))
+            wait_for("KEYS started", lambda: stat(c, "sliced_replies") >= 1)
+            # Answered although A has read nothing: the SET waited only for the reply's slices.
+            expect(c.call("SET", "written-while-a-reads-nothing", "1") == "OK", "the SET during the slow read")
+            expect(stat(c, "sliced_replies_in_progress") == 0, "KEYS still in progress after the SET was answered")
+            expect(stat(c, "slice_reader_waits_expired") > expired, "no slice was made past the wait for the reader")
+            # Not by the 30 s bound on the hold (how a reader that never read let go before).
+            expect(stat(c, "slice_hold_overdue_turns") == overdue, "the reply was finished by the 30 s hold bound")
+            reply = keys_reply_from(a)
+            expect(b"written-while-a-reads-nothing" not in reply, "the SET's key is in the KEYS reply")
+            a.close()
+            print("slow reader: a SET answered while the KEYS client read nothing (%d slices made past the wait)"
+                  % (stat(c, "slice_reader_waits_expired") - expired))
+        expect(server.terminate() == 0, "server exit code")
+    finally:
+        server.kill()
 
 
 def main():
