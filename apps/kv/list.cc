@@ -91,45 +91,31 @@ void List::shrink(Chunk& c) noexcept {
   c.end = begin + used;
 }
 
-void List::add_back_chunk(const Chunk& n) {
-  if (chunks_ == 0) {
-    one_ = n;
-    chunks_ = 1;
-    return;
-  }
-  if (chunks_ == 1) {
-    auto* s = static_cast<Chunk*>(::operator new(kRingMin * sizeof(Chunk)));
-    const Chunk only = one_;
-    s[0] = only;
-    s[1] = n;
-    ring_ = Ring{s, kRingMin, 0, uint64_t{only.count} + n.count};
-    chunks_ = 2;
-    return;
-  }
-  if (chunks_ == ring_.cap) grow_ring();
-  ring_.slots[(ring_.head + chunks_) & (ring_.cap - 1)] = n;
-  chunks_++;
-  ring_.size += n.count;
-}
+void List::add_back_chunk(const Chunk& n) { add_end_chunk(n, false); }
+void List::add_front_chunk(const Chunk& n) { add_end_chunk(n, true); }
 
-void List::add_front_chunk(const Chunk& n) {
+void List::add_end_chunk(const Chunk& n, bool front) {
   if (chunks_ == 0) {
     one_ = n;
     chunks_ = 1;
     return;
   }
-  if (chunks_ == 1) {
+  if (chunks_ == 1) {  // out of the List into a ring
     auto* s = static_cast<Chunk*>(::operator new(kRingMin * sizeof(Chunk)));
     const Chunk only = one_;
-    s[0] = n;
-    s[1] = only;
+    s[0] = front ? n : only;
+    s[1] = front ? only : n;
     ring_ = Ring{s, kRingMin, 0, uint64_t{only.count} + n.count};
     chunks_ = 2;
     return;
   }
   if (chunks_ == ring_.cap) grow_ring();
-  ring_.head = (ring_.head + ring_.cap - 1) & (ring_.cap - 1);
-  ring_.slots[ring_.head] = n;
+  if (front) {
+    ring_.head = (ring_.head + ring_.cap - 1) & (ring_.cap - 1);
+    ring_.slots[ring_.head] = n;
+  } else {
+    ring_.slots[(ring_.head + chunks_) & (ring_.cap - 1)] = n;
+  }
   chunks_++;
   ring_.size += n.count;
 }

@@ -388,6 +388,7 @@ class List {
   void make_room(Chunk& c, size_t need, bool front);
   void shrink(Chunk& c) noexcept;
   void add_front_chunk(const Chunk& c);
+  void add_end_chunk(const Chunk& n, bool front);  // both of the above
   void add_back_chunk(const Chunk& c);
   void drop_front_chunk() noexcept;  // frees its block
   void drop_back_chunk() noexcept;
