@@ -78,7 +78,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       return true;
     });
     HMDB_ASSERT(scan.good_bytes <= in.size(), "good_bytes beyond the input");
-    if (scan.end == SegmentScan::End::kClean) HMDB_ASSERT(scan.good_bytes == in.size(), "clean scan must cover everything");
+    if (scan.end == SegmentScan::End::kClean) {
+      HMDB_ASSERT(scan.good_bytes + scan.zero_tail_bytes == in.size(), "clean scan must cover everything");
+      HMDB_ASSERT(in.find_first_not_of('\0', scan.good_bytes) == std::string_view::npos,
+                  "a zero tail must be all zeros");
+    } else {
+      HMDB_ASSERT(scan.zero_tail_bytes == 0, "a zero tail only ends a clean scan");
+    }
     if (scan.end == SegmentScan::End::kTornTail) HMDB_ASSERT(last, "torn tail outside the last segment");
     if (scan.end != SegmentScan::End::kClean) HMDB_ASSERT(!scan.problem.empty(), "a problem must be described");
   }
@@ -120,6 +126,9 @@ int make_seeds(const std::filesystem::path& dir) {
   flipped[100] ^= 4;
   write_seed(dir, "segment-flipped", flipped);
   write_seed(dir, "segment-zeros", seg + std::string(64, '\0'));
+  // The writer's preallocation: zeros after the records, also after a torn one.
+  write_seed(dir, "segment-zero-tail", seg + std::string(4096, '\0'));
+  write_seed(dir, "segment-torn-zero-tail", seg.substr(0, seg.size() - 7) + std::string(4096, '\0'));
   write_seed(dir, "header-only", seg.substr(0, lf::kSegmentHeaderSize));
   std::cout << "seeds written to " << dir << "\n";
   return 0;

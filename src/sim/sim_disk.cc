@@ -30,8 +30,10 @@ constexpr const char* kDir = "data";
 class MemEnv final : public storage::Env {
  public:
   struct File {
-    std::string data;
-    uint64_t synced = 0;
+    std::string data;  // the bytes, preallocated zeros included
+    uint64_t end = 0;  // where the appends end (data.size() unless zeros follow)
+    uint64_t synced = 0;            // appends durable: [0, synced)
+    uint64_t synced_allocated = 0;  // data.size() at the last sync: zeros durable up to it
     bool name_durable = false;
   };
   std::map<std::string, File> files;
@@ -40,16 +42,28 @@ class MemEnv final : public storage::Env {
    public:
     Writable(MemEnv* env, std::string path) : env_(env), path_(std::move(path)) {}
     Status append(std::string_view data) override {
-      env_->files[path_].data.append(data);
+      File& f = env_->files[path_];
+      f.data.replace(f.end, std::min<uint64_t>(data.size(), f.data.size() - f.end), data);
+      f.end += data.size();
+      return Status::ok();
+    }
+    Status preallocate(uint64_t end) override {
+      File& f = env_->files[path_];
+      if (end > f.data.size()) f.data.resize(end, '\0');
       return Status::ok();
     }
     Status sync() override {
       File& f = env_->files[path_];
-      f.synced = f.data.size();
+      f.synced = f.end;
+      f.synced_allocated = f.data.size();
       return Status::ok();
     }
     Status close() override { return Status::ok(); }
     uint64_t size() const override {
+      auto it = env_->files.find(path_);
+      return it == env_->files.end() ? 0 : it->second.end;
+    }
+    uint64_t allocated() const override {
       auto it = env_->files.find(path_);
       return it == env_->files.end() ? 0 : it->second.data.size();
     }
@@ -84,7 +98,7 @@ class MemEnv final : public storage::Env {
   Status new_writable_file(const std::string& path, std::unique_ptr<storage::WritableFile>* out) override {
     File& f = files[path];
     f.data.clear();
-    f.synced = 0;
+    f.end = f.synced = f.synced_allocated = 0;
     *out = std::make_unique<Writable>(this, path);
     return Status::ok();
   }
@@ -120,8 +134,11 @@ class MemEnv final : public storage::Env {
   Status truncate_file(const std::string& path, uint64_t size) override {
     auto it = files.find(path);
     if (it == files.end()) return Status::not_found(path);
-    if (size < it->second.data.size()) it->second.data.resize(size);
-    it->second.synced = std::min(it->second.synced, size);
+    File& f = it->second;
+    if (size < f.data.size()) f.data.resize(size);
+    f.end = std::min(f.end, size);
+    f.synced = std::min(f.synced, size);
+    f.synced_allocated = std::min(f.synced_allocated, size);
     return Status::ok();
   }
   Status list_dir(const std::string& dir, std::vector<std::string>* names) override {
@@ -176,7 +193,7 @@ bool DataDir::empty() const { return env_->files.empty() && !writer_; }
 
 void DataDir::open_writer() {
   if (writer_) return;
-  Status s = storage::LogWriter::open(env_.get(), kDir, storage::LogOptions{kSegmentBytes}, &writer_);
+  Status s = storage::LogWriter::open(env_.get(), kDir, storage::LogOptions{kSegmentBytes, kPreallocateBytes}, &writer_);
   HMDB_ASSERT(s.is_ok(), "sim: opening the log writer: %s", s.to_string().c_str());
 }
 
@@ -216,11 +233,20 @@ DataDir::PowerLoss DataDir::power_loss(Tear tear, Rng& rng) {
       it = env_->files.erase(it);
       continue;
     }
-    uint64_t size = f.data.size();
-    if (size > f.synced) {
+    uint64_t size = f.end;
+    if (size > f.synced || f.data.size() > f.synced_allocated) {
       uint64_t unsynced = size - f.synced;
-      uint64_t keep = tear == Tear::kNone ? 0 : rng.range(0, unsynced);
-      f.data.resize(f.synced + keep);
+      uint64_t keep = tear == Tear::kNone || unsynced == 0 ? 0 : rng.range(0, unsynced);
+      // Lost appends inside zeros that were synced (the log's preallocation) are zeros
+      // again; everything past both the kept appends and the synced zeros is gone.
+      uint64_t length = std::max(f.synced + keep, std::min<uint64_t>(f.synced_allocated, f.data.size()));
+      uint64_t zero_to = std::min(size, length);
+      if (zero_to > f.synced + keep) {
+        std::fill(f.data.begin() + static_cast<ptrdiff_t>(f.synced + keep),
+                  f.data.begin() + static_cast<ptrdiff_t>(zero_to), '\0');
+      }
+      f.data.resize(length);
+      f.end = f.synced + keep;
       out.torn |= keep > 0;
       what += fmt::format(" {}: {} of {} unsynced bytes kept", name, keep, unsynced);
       if (tear == Tear::kHole && keep > 0) {
@@ -237,7 +263,8 @@ DataDir::PowerLoss DataDir::power_loss(Tear tear, Rng& rng) {
       }
       what += ";";
     }
-    f.synced = f.data.size();
+    f.synced = f.end;
+    f.synced_allocated = f.data.size();
     ++it;
   }
   return out;
@@ -299,7 +326,8 @@ std::string DataDir::lose_synced_tail(Rng& rng) {
   uint64_t cut = offsets[offsets.size() - lose];
   uint64_t bytes = data.size() - cut;
   data.resize(cut);
-  env_->files[paths.back()].synced = cut;
+  MemEnv::File& f = env_->files[paths.back()];
+  f.end = f.synced = f.synced_allocated = cut;
   return fmt::format("the last {} synced records ({} bytes) of {} vanished (a lying fsync)", lose, bytes,
                      base_name(paths.back()));
 }
@@ -382,7 +410,7 @@ Recovered DataDir::recover(const RecoveryBugs& bugs, bool clustered) {
   out.entries = std::move(kept.entries);
 
   // 4. The writer appends after what was read; rule 3's hard state goes first.
-  s = storage::LogWriter::open(env_.get(), kDir, storage::LogOptions{kSegmentBytes}, &writer_);
+  s = storage::LogWriter::open(env_.get(), kDir, storage::LogOptions{kSegmentBytes, kPreallocateBytes}, &writer_);
   if (!s) return refuse(s.to_string());
   if (kept.write_hard_state) append(&out.hard_state, {}, true);
   return out;

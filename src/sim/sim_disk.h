@@ -71,6 +71,9 @@ class DataDir {
   // Bytes per log segment: small, so that runs roll segments and compaction deletes them
   // (the server's default is 64 MiB; the code paths are the same).
   static constexpr uint64_t kSegmentBytes = 2048;
+  // Zeros written ahead of the appends (the server's 1 MiB, scaled as the segments are):
+  // power losses then meet records, torn records and zeros in every combination.
+  static constexpr uint64_t kPreallocateBytes = 600;
   static constexpr uint64_t kSectorBytes = 512;
 
   DataDir();

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -65,24 +66,32 @@ std::string normal_dir(std::string dir) {
 
 class PosixWritableFile final : public WritableFile {
  public:
-  PosixWritableFile(std::string path, int fd, uint64_t size) : path_(std::move(path)), fd_(fd), size_(size) {}
+  // size: bytes already in the file; appends go after them (pwrite at size_, not O_APPEND,
+  // so that they can overwrite the zeros of preallocate()).
+  PosixWritableFile(std::string path, int fd, uint64_t size)
+      : path_(std::move(path)), fd_(fd), size_(size), allocated_(size) {}
   ~PosixWritableFile() override {
     if (fd_ >= 0) ::close(fd_);
   }
 
   Status append(std::string_view data) override {
     HMDB_ASSERT(fd_ >= 0, "append to closed file %s", path_.c_str());
-    const char* p = data.data();
-    size_t left = data.size();
-    while (left > 0) {
-      ssize_t n = ::write(fd_, p, left);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return errno_status("write", path_, errno);
+    Status s = write_at(size_, data.data(), data.size(), &size_);
+    allocated_ = std::max(allocated_, size_);
+    return s;
+  }
+
+  Status preallocate(uint64_t end) override {
+    HMDB_ASSERT(fd_ >= 0, "preallocate of closed file %s", path_.c_str());
+    static const char kZeros[64 << 10] = {};
+    while (allocated_ < end) {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(end - allocated_, sizeof kZeros));
+      Status s = write_at(allocated_, kZeros, n, &allocated_);
+      if (!s) {
+        // Give the room back (a full disk): the appends may still fit without the zeros.
+        if (allocated_ > size_ && ::ftruncate(fd_, static_cast<off_t>(size_)) == 0) allocated_ = size_;
+        return s;
       }
-      p += n;
-      left -= static_cast<size_t>(n);
-      size_ += static_cast<uint64_t>(n);
     }
     return Status::ok();
   }
@@ -106,11 +115,30 @@ class PosixWritableFile final : public WritableFile {
   }
 
   uint64_t size() const override { return size_; }
+  uint64_t allocated() const override { return allocated_; }
 
  private:
+  // Writes all of [p, p + n) at offset; *end advances with every byte written (so after an
+  // error it says how far the write got). Short writes are retried, EINTR handled.
+  Status write_at(uint64_t offset, const char* p, size_t n, uint64_t* end) {
+    while (n > 0) {
+      ssize_t w = ::pwrite(fd_, p, n, static_cast<off_t>(offset));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        return errno_status("write", path_, errno);
+      }
+      p += w;
+      n -= static_cast<size_t>(w);
+      offset += static_cast<uint64_t>(w);
+      *end = std::max(*end, offset);
+    }
+    return Status::ok();
+  }
+
   std::string path_;
   int fd_;
-  uint64_t size_;
+  uint64_t size_;       // bytes appended (and there before): where the next append goes
+  uint64_t allocated_;  // end of the bytes in the file: size_ plus preallocated zeros
 };
 
 class PosixMappedFile final : public MappedFile {
@@ -170,7 +198,7 @@ class PosixEnv final : public Env {
 
   Status new_appendable_file(const std::string& path, std::unique_ptr<WritableFile>* out) override {
     int fd;
-    do fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    do fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     while (fd < 0 && errno == EINTR);
     if (fd < 0) return errno_status("open for append", path, errno);
     struct stat st;
@@ -318,6 +346,19 @@ class FaultInjectionEnv::File final : public WritableFile {
     Status fault = env_->before_append(path_, data, &allowed);
     if (allowed > 0) {
       Status s = base_->append(data.substr(0, allowed));
+      env_->after_append(path_, base_->size());
+      if (!s) return s;
+    }
+    return fault;
+  }
+  // Zeros take room on the disk (set_space_left) but do not count as appends for
+  // fail_write_after, so tests that fail the n-th append mean the same with and without it.
+  Status preallocate(uint64_t end) override {
+    if (end <= base_->allocated()) return Status::ok();
+    uint64_t allowed = 0;
+    Status fault = env_->before_preallocate(path_, end - base_->allocated(), &allowed);
+    if (allowed > 0) {
+      Status s = base_->preallocate(base_->allocated() + allowed);
       if (!s) return s;
     }
     return fault;
@@ -326,11 +367,12 @@ class FaultInjectionEnv::File final : public WritableFile {
     Status s = env_->before_sync(path_);
     if (!s) return s;
     s = base_->sync();
-    if (s) env_->after_sync(path_, base_->size());
+    if (s) env_->after_sync(path_, base_->size(), base_->allocated());
     return s;
   }
   Status close() override { return base_->close(); }
   uint64_t size() const override { return base_->size(); }
+  uint64_t allocated() const override { return base_->allocated(); }
 
  private:
   FaultInjectionEnv* env_;
@@ -372,8 +414,9 @@ Status FaultInjectionEnv::new_writable_file(const std::string& path, std::unique
   {
     std::lock_guard lock(mu_);
     Tracked& t = files_[path];
-    t.synced_size = 0;  // truncated: nothing of the new content is durable yet
-    if (!existed) t.dir_entry_synced = false;
+    bool dir_entry_synced = existed ? t.dir_entry_synced : false;
+    t = Tracked{};  // truncated: nothing of the new content is durable yet
+    t.dir_entry_synced = dir_entry_synced;
   }
   *out = std::make_unique<File>(this, path, std::move(base));
   return Status::ok();
@@ -389,6 +432,8 @@ Status FaultInjectionEnv::new_appendable_file(const std::string& path, std::uniq
     auto [it, inserted] = files_.try_emplace(path);
     if (inserted) {
       it->second.synced_size = base->size();  // what was there before we saw it is durable
+      it->second.size = base->size();
+      it->second.synced_allocated = base->size();
       it->second.dir_entry_synced = existed;
     }
   }
@@ -401,7 +446,12 @@ Status FaultInjectionEnv::truncate_file(const std::string& path, uint64_t size) 
   if (!s) return s;
   std::lock_guard lock(mu_);
   auto it = files_.find(path);
-  if (it != files_.end() && it->second.synced_size > size) it->second.synced_size = size;
+  if (it != files_.end()) {
+    Tracked& t = it->second;
+    t.synced_size = std::min(t.synced_size, size);
+    t.size = std::min(t.size, size);
+    t.synced_allocated = std::min(t.synced_allocated, size);
+  }
   return s;
 }
 
@@ -468,6 +518,28 @@ Status FaultInjectionEnv::before_append(const std::string& path, std::string_vie
   return Status::ok();
 }
 
+Status FaultInjectionEnv::before_preallocate(const std::string& path, uint64_t bytes, uint64_t* allowed) {
+  std::lock_guard lock(mu_);
+  files_[path].preallocated = true;
+  if (writes_failed_) {
+    *allowed = 0;
+    return Status::io_error("write " + path + ": Input/output error (injected)");
+  }
+  if (space_limited_ && bytes > space_left_) {
+    // As PosixWritableFile does: the zeros that fit are given back at once.
+    *allowed = 0;
+    return Status::io_error("write " + path + ": No space left on device (injected)");
+  }
+  if (space_limited_) space_left_ -= bytes;
+  *allowed = bytes;
+  return Status::ok();
+}
+
+void FaultInjectionEnv::after_append(const std::string& path, uint64_t size) {
+  std::lock_guard lock(mu_);
+  files_[path].size = size;
+}
+
 Status FaultInjectionEnv::before_sync(const std::string& path) {
   std::lock_guard lock(mu_);
   if (syncs_failed_ || syncs_until_failure_ == 0) {
@@ -488,10 +560,28 @@ Status FaultInjectionEnv::before_read(const std::string& path) {
   return Status::ok();
 }
 
-void FaultInjectionEnv::after_sync(const std::string& path, uint64_t size) {
+void FaultInjectionEnv::after_sync(const std::string& path, uint64_t size, uint64_t allocated) {
   std::lock_guard lock(mu_);
   sync_count_++;
-  files_[path].synced_size = size;
+  Tracked& t = files_[path];
+  t.synced_size = size;
+  t.size = size;
+  t.synced_allocated = allocated;
+}
+
+// Overwrites [from, to) of path with zeros through the base Env (which has no positioned
+// write: read, rewrite). Tests only, small files.
+Status FaultInjectionEnv::zero_range(const std::string& path, uint64_t from, uint64_t to) {
+  std::string data;
+  Status s = base_->read_file(path, &data);
+  if (!s) return s;
+  HMDB_ASSERT(to <= data.size(), "zero_range past the end of %s", path.c_str());
+  std::fill(data.begin() + static_cast<ptrdiff_t>(from), data.begin() + static_cast<ptrdiff_t>(to), '\0');
+  std::unique_ptr<WritableFile> f;
+  s = base_->new_writable_file(path, &f);
+  if (s) s = f->append(data);
+  if (s) s = f->close();
+  return s;
 }
 
 Status FaultInjectionEnv::drop_unsynced(uint64_t torn_seed) {
@@ -510,13 +600,23 @@ Status FaultInjectionEnv::drop_unsynced(uint64_t torn_seed) {
       if (!s) return s;
       continue;
     }
-    uint64_t size = 0;
-    Status s = base_->file_size(path, &size);
+    uint64_t on_disk = 0;
+    Status s = base_->file_size(path, &on_disk);
     if (!s) return s;
-    if (size > t.synced_size) {
-      uint64_t keep = t.synced_size;
-      if (torn_seed != 0) keep += next_random() % (size - t.synced_size + 1);
-      s = base_->truncate_file(path, keep);
+    // Where the appends end; for a preallocated file the zeros after it are not appends.
+    uint64_t size = t.preallocated ? std::min(t.size, on_disk) : on_disk;
+    uint64_t keep = t.synced_size;
+    if (size > t.synced_size && torn_seed != 0) keep += next_random() % (size - t.synced_size + 1);
+    // The file keeps its synced zeros (and its kept appends); lost appends inside the
+    // synced zeros are zeros again, everything past both is gone.
+    uint64_t length = std::max(keep, t.preallocated ? std::min(t.synced_allocated, on_disk) : 0);
+    uint64_t zero_to = std::min(size, length);
+    if (zero_to > keep) {
+      s = zero_range(path, keep, zero_to);
+      if (!s) return s;
+    }
+    if (on_disk > length) {
+      s = base_->truncate_file(path, length);
       if (!s) return s;
     }
   }

@@ -119,6 +119,12 @@ void dump_batch(std::string_view payload, std::ostream& out) {
   if (!reader.ok()) out << fmt::format("      malformed command batch after {} commands\n", shown);
 }
 
+// ", then N bytes of preallocated zeros" when a sound segment ends in them, else "".
+std::string zero_tail_text(const SegmentScan& scan) {
+  if (scan.zero_tail_bytes == 0) return {};
+  return fmt::format(", then {} bytes of preallocated zeros (no record)", scan.zero_tail_bytes);
+}
+
 // Returns true if the segment is sound (torn tails count as sound when allowed).
 bool dump_segment(const std::string& path, std::string_view data, bool last_segment, std::ostream& out) {
   out << fmt::format("== {} ({} bytes)\n", path, data.size());
@@ -144,7 +150,7 @@ bool dump_segment(const std::string& path, std::string_view data, bool last_segm
   });
   switch (scan.end) {
     case SegmentScan::End::kClean:
-      out << fmt::format("   end: clean, {} records\n", scan.records);
+      out << fmt::format("   end: clean, {} records{}\n", scan.records, zero_tail_text(scan));
       return true;
     case SegmentScan::End::kTornTail:
       out << fmt::format("   end: TORN TAIL at offset {}: {} ({} bytes would be cut at the next start)\n",
@@ -246,7 +252,7 @@ int log_verify(const std::string& path_or_dir, std::ostream& out) {
       case FileKind::kSegment: {
         SegmentScan scan = scan_segment(m->data(), true, nullptr);
         if (scan.end == SegmentScan::End::kClean) {
-          out << fmt::format("{}: sound, {} records\n", path_or_dir, scan.records);
+          out << fmt::format("{}: sound, {} records{}\n", path_or_dir, scan.records, zero_tail_text(scan));
           return 0;
         }
         if (scan.end == SegmentScan::End::kTornTail) {
@@ -310,8 +316,8 @@ int log_verify(const std::string& path_or_dir, std::ostream& out) {
     std::string entries = r.entries == 0 ? "no entries" : fmt::format("{} entries {}..{}", r.entries, r.first_index, r.last_index);
     switch (r.scan.end) {
       case SegmentScan::End::kClean:
-        out << fmt::format("{}: sound, {} bytes, {} records ({}, {} hard states)\n", r.path, r.bytes, r.records,
-                           entries, r.hard_states);
+        out << fmt::format("{}: sound, {} bytes, {} records ({}, {} hard states){}\n", r.path, r.bytes, r.records,
+                           entries, r.hard_states, zero_tail_text(r.scan));
         break;
       case SegmentScan::End::kTornTail:
         out << fmt::format("{}: {} sound records ({}), then a torn tail at offset {}: {}; the next start cuts {} bytes "

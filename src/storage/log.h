@@ -24,10 +24,20 @@
 
 namespace hmdb::storage {
 
+// How far ahead of the appends the active segment is filled with zeros (see
+// LogOptions::preallocate_bytes and "Preallocated segments" in docs/decisions.md).
+inline constexpr uint64_t kLogPreallocateBytes = 1 << 20;
+
 struct LogOptions {
   // A segment is closed and a new one started once it has grown past this many bytes
   // (checked before each append that carries entries; a segment can exceed it by one append).
   uint64_t segment_bytes = 64 << 20;
+  // When an append would run past the zeros already written after the active segment's
+  // records, the writer first writes this many more bytes of zeros (never past
+  // segment_bytes): appends then overwrite zeros in place and their fdatasync has no new
+  // file length to write, except once per this many bytes. 0: no preallocation. A rolled
+  // segment is cut back to its records; recovery cuts the last segment's zeros.
+  uint64_t preallocate_bytes = kLogPreallocateBytes;
 };
 
 struct RecoveredLog {
@@ -37,6 +47,8 @@ struct RecoveredLog {
   std::string torn_tail;             // non-empty if a torn tail was cut off: what and where
   uint64_t segments = 0;             // number of segment files read
   uint64_t records = 0;              // number of records read (all types, all segments)
+  uint64_t zero_tail_bytes = 0;      // preallocated zeros after the last segment's records
+                                     // (cut, with repair: the writer appends after them)
   // For telling a log that a leader's snapshot replaced (server/recovery.cc): the term of
   // the entry at after_index as the records leave it (0 if none does), and whether an
   // entry after after_index was written after a hard state whose commit reached
@@ -61,7 +73,7 @@ Status recover_log(Env* env, const std::string& dir, raft::Index after_index, Re
 // How one segment file ended.
 struct SegmentScan {
   enum class End {
-    kClean,     // every byte belongs to a sound record
+    kClean,     // every byte belongs to a sound record, or is a zero after the last one
     kTornTail,  // a bad record at the end of the last segment with nothing valid after it
     kCorrupt,   // damage that is not a torn write
     kStopped,   // the visitor asked to stop
@@ -74,6 +86,9 @@ struct SegmentScan {
                                // 0 if not even the segment header is sound
   uint64_t problem_offset = 0; // kTornTail / kCorrupt: byte offset of the bad record
   std::string problem;         // kTornTail / kCorrupt: what is wrong, in words
+  // kClean: bytes after the last sound record that are all zeros (the writer's
+  // preallocation, LogOptions::preallocate_bytes; they end at the end of the file).
+  uint64_t zero_tail_bytes = 0;
 };
 
 // Called for every sound record, in order. Return false to stop the scan (kStopped).
@@ -82,7 +97,10 @@ using RecordVisitor = std::function<bool(uint64_t offset, const log_format::Reco
 // Walks one segment's bytes. last_segment selects the torn-tail rule: only in the last
 // segment of a log may a bad record be a torn write, and only if no valid record can be
 // found anywhere after it (LevelDB's rule: a valid record after a bad one means damage in
-// the middle, not a crash in the middle of a write). Never reads outside data (fuzzed).
+// the middle, not a crash in the middle of a write). Zeros from a record boundary to the
+// end of the file, in any segment, are the writer's preallocation: the segment ends
+// cleanly there (a lost record is then a gap in the indexes, which recovery reports).
+// Never reads outside data (fuzzed).
 SegmentScan scan_segment(std::string_view data, bool last_segment, const RecordVisitor& visit);
 
 // Per-segment summary handed to ScanOptions::on_segment.
@@ -143,6 +161,8 @@ class LogWriter {
   Status compact(raft::Index index);
 
   uint64_t bytes_written_total() const { return bytes_written_; }  // appended by this writer
+  uint64_t preallocated_bytes_total() const { return preallocated_bytes_; }
+  uint64_t preallocate_failures() const { return preallocate_failures_; }
   uint64_t log_bytes() const;      // current size of all segments on disk
   size_t segment_count() const { return segments_.size(); }
   const raft::HardState& hard_state() const { return hard_state_; }
@@ -151,7 +171,7 @@ class LogWriter {
   struct Segment {
     uint64_t name = 0;  // N of log-<N>.hmlog
     std::string path;
-    uint64_t size = 0;
+    uint64_t size = 0;  // bytes of its records (not the preallocated zeros after them)
     bool summary_known = false;  // has_entries/max_index valid (else scan on compact)
     bool has_entries = false;
     uint64_t max_index = 0;
@@ -159,6 +179,7 @@ class LogWriter {
 
   LogWriter(Env* env, std::string dir, LogOptions options) : env_(env), dir_(std::move(dir)), options_(options) {}
   Status start_segment(uint64_t name);
+  void preallocate_for(uint64_t bytes);
   Status summarize(Segment* segment);
 
   Env* env_;
@@ -173,6 +194,9 @@ class LogWriter {
   Status failed_;            // sticky error
   std::string buffer_;
   uint64_t bytes_written_ = 0;
+  uint64_t preallocated_bytes_ = 0;       // zeros written ahead, all segments
+  uint64_t preallocate_failures_ = 0;     // preallocations that stopped short (not fatal)
+  bool preallocate_failed_ = false;       // in the active segment: no more tries there
 };
 
 }  // namespace hmdb::storage

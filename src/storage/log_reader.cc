@@ -86,6 +86,11 @@ SegmentScan scan_segment(std::string_view data, bool last_segment, const RecordV
       scan.good_bytes = pos;
       continue;
     }
+    if (std::all_of(data.begin() + static_cast<ptrdiff_t>(pos), data.end(), [](char c) { return c == 0; })) {
+      // The writer's preallocated zeros (or a crash that wrote none of the next record).
+      scan.zero_tail_bytes = data.size() - pos;
+      break;
+    }
     scan.problem_offset = pos;
     scan.problem = lf::record_check_text(check);
     if (check == lf::RecordCheck::kTooLong) scan.problem += fmt::format(" (length {})", r.payload_length);
@@ -195,6 +200,17 @@ class EntrySequence {
   bool entries_after_commit_reached_ = false;
 };
 
+// Truncates path to size and makes the cut durable before anything is appended after it.
+Status cut_and_sync(Env* env, const std::string& path, uint64_t size) {
+  Status s = env->truncate_file(path, size);
+  if (!s) return s;
+  std::unique_ptr<WritableFile> f;
+  s = env->new_appendable_file(path, &f);
+  if (s) s = f->sync();
+  if (s) s = f->close();
+  return s;
+}
+
 }  // namespace
 
 Status scan_log(Env* env, const std::string& dir, raft::Index after_index, const ScanOptions& options,
@@ -274,6 +290,19 @@ Status scan_log(Env* env, const std::string& dir, raft::Index after_index, const
       return Status::corruption(fmt::format("log segment {} at byte offset {}: {}. {}", path, scan.problem_offset,
                                             scan.problem, corruption_advice(dir)));
     }
+    if (scan.end == SegmentScan::End::kClean && scan.zero_tail_bytes > 0) {
+      // Preallocated zeros: nothing lost. In the last segment they are cut so that the
+      // writer appends after the records (it preallocates again); an older segment keeps
+      // them (a crash between a roll and the cut of the rolled segment's zeros).
+      out->bytes += scan.good_bytes;
+      if (last) out->zero_tail_bytes = scan.zero_tail_bytes;
+      if (last && options.repair) {
+        mapping.reset();  // unmap before the file shrinks under it
+        s = cut_and_sync(env, path, scan.good_bytes);
+        if (!s) return s;
+      }
+      continue;
+    }
     if (scan.end == SegmentScan::End::kTornTail) {
       HMDB_ASSERT(last, "torn tail reported for a segment that is not the last");
       uint64_t cut = data.size() - scan.good_bytes;
@@ -289,13 +318,7 @@ Status scan_log(Env* env, const std::string& dir, raft::Index after_index, const
       if (options.repair) {
         mapping.reset();  // unmap before the file shrinks under it
         if (scan.header_ok) {
-          s = env->truncate_file(path, scan.good_bytes);
-          if (!s) return s;
-          // Make the cut durable before anything is appended after it.
-          std::unique_ptr<WritableFile> f;
-          s = env->new_appendable_file(path, &f);
-          if (s) s = f->sync();
-          if (s) s = f->close();
+          s = cut_and_sync(env, path, scan.good_bytes);
           if (!s) return s;
         } else {
           s = env->remove_file(path);

@@ -1,5 +1,6 @@
 // storage/log_writer.cc — appending to the log: one buffer and one write(2) per append,
-// fdatasync on sync(), segment roll, and deletion of segments covered by a snapshot.
+// zeros written ahead of the appends (preallocation), fdatasync on sync(), segment roll,
+// and deletion of segments covered by a snapshot.
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -59,6 +60,14 @@ Status LogWriter::open(Env* env, const std::string& dir, const LogOptions& optio
                                               "before opening the log for writing",
                                               seg.path, scan.problem_offset, scan.problem));
       }
+      if (is_last && scan.zero_tail_bytes > 0) {
+        // Appends go to the end of the file: after these zeros they would be unreadable.
+        return Status::corruption(fmt::format("log segment {} ends with {} bytes of zeros after its last record at "
+                                              "offset {}; run recovery (recover_log), which cuts them, before "
+                                              "opening the log for writing",
+                                              seg.path, scan.zero_tail_bytes, scan.good_bytes));
+      }
+      seg.size = scan.good_bytes;
       seg.summary_known = true;
     }
     s = env->new_appendable_file(w->segments_.back().path, &w->active_);
@@ -88,11 +97,16 @@ Status LogWriter::start_segment(uint64_t name) {
   seg.path = path_join(dir_, lf::segment_file_name(name));
   seg.summary_known = true;
   HMDB_ASSERT(!env_->file_exists(seg.path), "segment %s already exists", seg.path.c_str());
+  // A rolled segment ends at its last record, as before preallocation: the zeros never
+  // go past segment_bytes (preallocate_for), and a segment rolls only once its records
+  // reach it. So only the last segment can end in zeros, which recovery cuts.
+  HMDB_ASSERT(!active_ || active_->allocated() == active_->size(), "a rolled segment must not end in zeros");
   std::unique_ptr<WritableFile> file;
   Status s = env_->new_writable_file(seg.path, &file);
   if (!s) return s;
   if (active_) rolled_.push_back(std::move(active_));
   active_ = std::move(file);
+  preallocate_failed_ = false;
   segments_.push_back(std::move(seg));
   dir_dirty_ = true;
   // Every segment starts with the current hard state, so deleting older segments never
@@ -144,6 +158,7 @@ Status LogWriter::append(const raft::HardState* hard_state, std::span<const raft
   }
   if (!entries.empty()) last_index_ = entries.back().index;
 
+  preallocate_for(buffer_.size());
   Status s = active_->append(buffer_);
   seg.size = active_->size();
   if (!s) {
@@ -153,6 +168,26 @@ Status LogWriter::append(const raft::HardState* hard_state, std::span<const raft
   bytes_written_ += buffer_.size();
   if (buffer_.capacity() > kBufferKeepBytes) std::string().swap(buffer_);
   return Status::ok();
+}
+
+// Before an append of `bytes` that would run past the zeros after the active segment's
+// records: write options_.preallocate_bytes more (never past segment_bytes). The next
+// fdatasync then writes the new length once; the appends after it overwrite zeros and
+// their fdatasyncs write data only. A failure (a full disk) only stops the zeros short:
+// the append itself still says whether there is room for the records.
+void LogWriter::preallocate_for(uint64_t bytes) {
+  if (options_.preallocate_bytes == 0 || preallocate_failed_) return;
+  uint64_t need = active_->size() + bytes;
+  if (need <= active_->allocated()) return;
+  uint64_t target = std::min(need + options_.preallocate_bytes, std::max(options_.segment_bytes, need));
+  if (target <= need) return;  // at or past segment_bytes: the next append rolls, no zeros
+  uint64_t before = active_->allocated();
+  Status s = active_->preallocate(target);
+  preallocated_bytes_ += active_->allocated() - before;
+  if (!s) {
+    preallocate_failures_++;
+    preallocate_failed_ = true;  // not again in this segment: a full disk stays full
+  }
 }
 
 Status LogWriter::sync() {

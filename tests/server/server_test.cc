@@ -615,13 +615,15 @@ TEST_F(ServerTest, CorruptLogRefusesToStartWithFileAndOffset) {
   ASSERT_FALSE(logs.empty());
   std::string path = server_->data_dir() + "/" + logs[0];
   {
-    // Flip a byte in the middle of the log: damage, not a torn tail.
+    // Flip a byte in the middle of the log's records (not of the preallocated zeros after
+    // them): damage, not a torn tail.
+    std::string data;
+    ASSERT_TRUE(storage::Env::posix()->read_file(path, &data));
+    size_t records_end = data.find_last_not_of('\0') + 1;
+    ASSERT_GT(records_end, 1000u);
     std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(path) / 2));
-    char c = 0;
-    f.read(&c, 1);
-    f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(path) / 2));
-    c = static_cast<char>(c ^ 0x5a);
+    f.seekp(static_cast<std::streamoff>(records_end / 2));
+    char c = static_cast<char>(data[records_end / 2] ^ 0x5a);
     f.write(&c, 1);
   }
   int code = server_->run_to_exit();

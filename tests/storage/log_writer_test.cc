@@ -296,6 +296,136 @@ TEST(LogWriter, WriteEioAndFullDiskAreSticky) {
   EXPECT_FALSE(log.torn_tail.empty());
 }
 
+std::string read_file(const std::string& path) {
+  std::string data;
+  EXPECT_TRUE(Env::posix()->read_file(path, &data));
+  return data;
+}
+
+bool all_zeros(std::string_view bytes) { return bytes.find_first_not_of('\0') == std::string_view::npos; }
+
+// The active segment holds zeros after its records (LogOptions::preallocate_bytes): later
+// appends overwrite them without making the file longer; recovery reads the records, does
+// not call the zeros a torn tail, and cuts them so that the writer goes on after the records.
+TEST(LogWriter, PreallocatesZerosAheadAndRecoveryCutsThem) {
+  TempDir dir;
+  LogOptions options{.preallocate_bytes = 4096};
+  auto w = open_writer(Env::posix(), dir.path(), options);
+  ASSERT_TRUE(w->append(nullptr, entries(1, 3, 1)));
+  ASSERT_TRUE(w->sync());
+  std::vector<std::string> paths;
+  ASSERT_TRUE(list_segments(Env::posix(), dir.path(), &paths));
+  ASSERT_EQ(paths.size(), 1u);
+  uint64_t first_end = w->log_bytes();
+  uint64_t on_disk = testing::file_size(paths[0]);
+  EXPECT_EQ(on_disk, first_end + 4096);
+  EXPECT_TRUE(all_zeros(std::string_view(read_file(paths[0])).substr(first_end)));
+  EXPECT_EQ(w->preallocated_bytes_total(), on_disk) << "the new file was zeros from its start";
+
+  ASSERT_TRUE(w->append(nullptr, entries(4, 5, 1)));
+  ASSERT_TRUE(w->sync());
+  uint64_t records_end = w->log_bytes();
+  EXPECT_GT(records_end, first_end);
+  EXPECT_EQ(testing::file_size(paths[0]), on_disk) << "an append inside the zeros must not grow the file";
+  w.reset();
+
+  RecoveredLog log = recover(Env::posix(), dir.path());
+  EXPECT_EQ(log.entries, entries(1, 5, 1));
+  EXPECT_TRUE(log.torn_tail.empty()) << log.torn_tail;
+  EXPECT_EQ(log.zero_tail_bytes, on_disk - records_end);
+  EXPECT_EQ(log.bytes, records_end);
+  EXPECT_EQ(testing::file_size(paths[0]), records_end) << "recovery cuts the zeros";
+
+  w = open_writer(Env::posix(), dir.path(), options);
+  ASSERT_TRUE(w->append(nullptr, entries(6, 6, 1)));
+  ASSERT_TRUE(w->sync());
+  EXPECT_GT(testing::file_size(paths[0]), w->log_bytes()) << "preallocated again";
+  w.reset();
+  EXPECT_EQ(recover(Env::posix(), dir.path()).entries, entries(1, 6, 1));
+}
+
+// Opening the writer on a last segment that still ends in zeros (recovery skipped) is
+// refused: its appends would land after the zeros, where no reader finds them.
+TEST(LogWriter, OpenRefusesZerosThatRecoveryDidNotCut) {
+  TempDir dir;
+  auto w = open_writer(Env::posix(), dir.path(), LogOptions{.preallocate_bytes = 4096});
+  ASSERT_TRUE(w->append(nullptr, entries(1, 2, 1)));
+  ASSERT_TRUE(w->sync());
+  w.reset();
+  std::unique_ptr<LogWriter> again;
+  Status s = LogWriter::open(Env::posix(), dir.path(), LogOptions{}, &again);
+  EXPECT_TRUE(s.is_corruption()) << s.to_string();
+  EXPECT_NE(s.message().find("run recovery"), std::string::npos) << s.message();
+}
+
+// Only the last segment may end in zeros: a rolled segment is cut back to its records.
+TEST(LogWriter, ARolledSegmentEndsAtItsLastRecord) {
+  TempDir dir;
+  LogOptions options{.segment_bytes = 1024, .preallocate_bytes = 300};
+  auto w = open_writer(Env::posix(), dir.path(), options);
+  uint64_t next = 1;
+  while (w->segment_count() < 4) {
+    ASSERT_TRUE(w->append(nullptr, entries(next, next + 1, 1)));
+    next += 2;
+  }
+  ASSERT_TRUE(w->sync());
+  std::vector<std::string> paths;
+  ASSERT_TRUE(list_segments(Env::posix(), dir.path(), &paths));
+  ASSERT_EQ(paths.size(), 4u);
+  for (size_t i = 0; i + 1 < paths.size(); i++) {
+    std::string data = read_file(paths[i]);
+    SegmentScan scan = scan_segment(data, false, nullptr);
+    EXPECT_EQ(scan.end, SegmentScan::End::kClean) << paths[i] << ": " << scan.problem;
+    EXPECT_EQ(scan.zero_tail_bytes, 0u) << paths[i];
+    EXPECT_EQ(scan.good_bytes, data.size()) << paths[i];
+  }
+  EXPECT_GT(w->preallocated_bytes_total(), 0u);
+  w.reset();
+  EXPECT_EQ(recover(Env::posix(), dir.path()).entries, entries(1, next - 1, 1));
+}
+
+// A power loss after the zeros were synced: the appends that were not synced are zeros
+// again (the zeros stay), which recovery reads as the clean end of the log.
+TEST(LogWriter, PowerLossTurnsUnsyncedAppendsInSyncedZerosBackToZeros) {
+  TempDir dir;
+  FaultInjectionEnv env(Env::posix());
+  auto w = open_writer(&env, dir.path(), LogOptions{.preallocate_bytes = 4096});
+  ASSERT_TRUE(w->append(nullptr, entries(1, 3, 1)));
+  ASSERT_TRUE(w->sync());
+  uint64_t synced_end = w->log_bytes();
+  ASSERT_TRUE(w->append(nullptr, entries(4, 5, 1)));  // inside the synced zeros, never synced
+  w.reset();
+  ASSERT_TRUE(env.drop_unsynced());
+  std::vector<std::string> paths;
+  ASSERT_TRUE(list_segments(&env, dir.path(), &paths));
+  std::string data = read_file(paths[0]);
+  EXPECT_EQ(data.size(), synced_end + 4096);
+  EXPECT_TRUE(all_zeros(std::string_view(data).substr(synced_end)));
+  RecoveredLog log = recover(&env, dir.path());
+  EXPECT_EQ(log.entries, entries(1, 3, 1));
+  EXPECT_TRUE(log.torn_tail.empty()) << log.torn_tail;
+  EXPECT_EQ(log.zero_tail_bytes, 4096u);
+}
+
+// A full disk stops the zeros (given back, tried once per segment), not the appends: the
+// records go on into the space that is left.
+TEST(LogWriter, AFullDiskStopsThePreallocationNotTheAppends) {
+  TempDir dir;
+  FaultInjectionEnv env(Env::posix());
+  auto w = open_writer(&env, dir.path());  // 1 MiB of zeros ahead by default
+  env.set_space_left(2000);
+  Status s;
+  uint64_t i = 1;
+  while ((s = w->append(nullptr, Batch{entry(i, 1)}))) i++;
+  EXPECT_NE(s.message().find("No space left"), std::string::npos) << s.message();
+  EXPECT_GT(i, 20u) << "the appends used the space the zeros did not take";
+  EXPECT_EQ(w->preallocate_failures(), 1u);
+  EXPECT_EQ(w->preallocated_bytes_total(), 0u);
+  w.reset();
+  RecoveredLog log = recover(&env, dir.path());
+  EXPECT_EQ(log.entries, entries(1, i - 1, 1));
+}
+
 // Power loss in the middle of random appends, syncs and hard-state changes. Without torn
 // writes exactly the synced prefix survives; with them (part of the unsynced bytes reach
 // the disk) the synced prefix survives plus possibly some complete later entries, and the
@@ -308,7 +438,10 @@ void power_loss_rounds(bool torn) {
     std::vector<raft::Entry> appended;
     TempDir dir;
     FaultInjectionEnv env(Env::posix());
-    LogOptions options{.segment_bytes = 256 + rng() % 2048};
+    // Preallocation off in a third of the rounds, else a few hundred bytes ahead (the
+    // zeros then end many appends and survive power losses).
+    LogOptions options{.segment_bytes = 256 + rng() % 2048,
+                       .preallocate_bytes = rng() % 3 == 0 ? 0 : 1 + rng() % 600};
     std::vector<raft::Entry> synced;
     raft::HardState synced_hs;
     {

@@ -208,7 +208,7 @@ def main():
         # 4. Damaged copies.
         bad = copy_dir(data, os.path.join(work, "bad-log"))
         segment = sorted(glob.glob(os.path.join(bad, "*.hmlog")))[-1]
-        flip_byte(segment, os.path.getsize(segment) // 2)
+        flip_byte(segment, harness.written_size(segment) // 2)
         code, out, err = dry_run(v3, bad)
         first = report_value(out, "first error")
         check(code == EXIT_CORRUPTION and os.path.basename(segment) in first and "byte offset" in first,
@@ -222,6 +222,7 @@ def main():
               "a damaged snapshot (exit %d): %s" % (code, out))
         torn = copy_dir(data, os.path.join(work, "torn"))
         segment = sorted(glob.glob(os.path.join(torn, "*.hmlog")))[-1]
+        os.truncate(segment, harness.written_size(segment))  # a torn write after the records
         with open(segment, "ab") as f:
             f.write(b"\x07torn write")
         before = fingerprint(torn)

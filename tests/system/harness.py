@@ -254,6 +254,15 @@ def get_seed(arg_seed):
     return int.from_bytes(os.urandom(4), "little")
 
 
+def written_size(path):
+    """Bytes of a log file up to its last non-zero byte. An hmdb log segment ends in zeros its
+    writer preallocated (docs/formats.md, "Preallocated zeros"): they hold no record, so
+    damage meant for the records must land before them."""
+    with open(path, "rb") as f:
+        data = f.read()
+    return len(data.rstrip(b"\0"))
+
+
 def replay_command(script, args):
     return "python3 %s %s" % (os.path.abspath(script), " ".join(args))
 
