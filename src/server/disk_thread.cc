@@ -245,6 +245,8 @@ void DiskThread::run() {
         stats_.rounds++;
         stats_.appends += round.size();
         stats_.bytes += bytes;
+        stats_.preallocated_bytes = log_->preallocated_bytes_total();
+        stats_.preallocate_failures = log_->preallocate_failures();
       }
       if (synced) {
         stats_.syncs++;

@@ -62,6 +62,8 @@ struct DiskStats {
   uint64_t syncs = 0;         // fdatasync calls
   uint64_t appends = 0;       // Readies written
   uint64_t bytes = 0;         // log bytes written
+  uint64_t preallocated_bytes = 0;     // zeros written ahead of the log's records
+  uint64_t preallocate_failures = 0;   // preallocations a full disk stopped (not fatal)
   uint64_t last_sync_us = 0;  // duration of the last fdatasync
   uint64_t max_sync_us = 0;
 };

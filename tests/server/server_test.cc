@@ -604,6 +604,29 @@ TEST_F(ServerTest, DurabilityPeriodicSurvivesAProcessCrash) {
   EXPECT_EQ(c.call({"DBSIZE"}).integer, 100);
 }
 
+// The running server's log segment is preallocated: zeros after the records (INFO says how
+// many were written), which a restart reads as the clean end of the log, nothing lost.
+TEST_F(ServerTest, TheLogIsPreallocatedAndARestartReadsItWhole) {
+  server_->start();
+  {
+    RespClient c(server_->port());
+    for (int i = 0; i < 20; i++) ASSERT_EQ(c.call({"SET", "k" + std::to_string(i), "v"}), std::string("OK"));
+    EXPECT_GE(std::stoull(info_field(c, "disk_preallocated_bytes")), storage::kLogPreallocateBytes);
+    EXPECT_EQ(info_field(c, "disk_preallocate_failures"), "0");
+  }
+  auto logs = files(".hmlog");
+  ASSERT_EQ(logs.size(), 1u);
+  std::string data;
+  ASSERT_TRUE(storage::Env::posix()->read_file(server_->data_dir() + "/" + logs[0], &data));
+  size_t records_end = data.find_last_not_of('\0') + 1;
+  EXPECT_GE(data.size() - records_end, storage::kLogPreallocateBytes / 2) << "zeros after the records";
+  EXPECT_EQ(server_->stop(SIGKILL), 128 + SIGKILL);
+  server_->start();
+  RespClient c(server_->port());
+  EXPECT_EQ(c.call({"DBSIZE"}).integer, 20);
+  EXPECT_EQ(server_->read_log().find("torn"), std::string::npos) << "zeros are not a torn tail";
+}
+
 TEST_F(ServerTest, CorruptLogRefusesToStartWithFileAndOffset) {
   server_->start();
   {
