@@ -34,6 +34,7 @@ DiskThread::DiskThread(storage::Env* env, std::string dir, std::unique_ptr<stora
       fsync_interval_ms_(fsync_interval_ms),
       wake_fd_(wake_fd),
       hold_bounds_(hold_bounds),
+      submitted_hs_(hard_state),
       last_index_(last_index),
       last_term_(last_term),
       hard_state_(hard_state) {
@@ -53,12 +54,19 @@ void DiskThread::submit(std::optional<raft::HardState> hard_state, std::vector<r
   w.hard_state = std::move(hard_state);
   w.entries = std::move(entries);
   w.hold_after = hold_after && durability_ == Durability::kAlways;
+  // Only the commit index moved: written with the next round, starts none (disk_thread.h).
+  w.lazy = w.entries.empty() && w.hard_state && w.hard_state->term == submitted_hs_.term &&
+           w.hard_state->vote == submitted_hs_.vote;
+  if (w.hard_state) submitted_hs_ = *w.hard_state;
+  const bool lazy = w.lazy;
   bool wake;
   {
     std::lock_guard lk(mu_);
     HMDB_ASSERT(!stopping_, "submit after stop");
     queued_bytes_ += w.bytes;
     queue_.push_back(std::move(w));
+    if (lazy) return;
+    urgent_++;
     // During a hold the thread waits for release_hold() or the deadline: no wake-up per submit.
     wake = hold_ == 0;
   }
@@ -71,7 +79,7 @@ void DiskThread::release_hold(uint64_t hold) {
     std::lock_guard lk(mu_);
     if (hold == 0 || hold_ != hold) return;
     hold_ = 0;
-    wake = !queue_.empty();
+    wake = urgent_ > 0;
   }
   if (wake) cv_.notify_one();
 }
@@ -84,6 +92,7 @@ void DiskThread::submit_install(const raft::SnapshotMeta& meta,
   {
     std::lock_guard lk(mu_);
     queue_.push_back(std::move(w));
+    urgent_++;
   }
   cv_.notify_one();
 }
@@ -152,13 +161,14 @@ void DiskThread::run() {
     bool hold_after = false;
     {
       std::unique_lock lk(mu_);
-      auto has_work = [&] { return stopping_ || compact_index_.has_value() || (!queue_.empty() && hold_ == 0); };
+      // Lazy Works (commit-only hard states) ride along with the next round; they start none.
+      auto has_work = [&] { return stopping_ || compact_index_.has_value() || (urgent_ > 0 && hold_ == 0); };
       while (!has_work()) {
         if (hold_ != 0) {
           // Held (see disk_thread.h): the loop's release_hold() or the deadline ends it.
           if (cv_.wait_until(lk, hold_deadline_) == std::cv_status::timeout && hold_ != 0) {
             hold_ = 0;
-            if (!queue_.empty()) stats_.holds_expired++;
+            if (urgent_ > 0) stats_.holds_expired++;
           }
         } else if (durability_ == Durability::kPeriodic && dirty) {
           if (cv_.wait_until(lk, next_sync) == std::cv_status::timeout) break;  // the periodic sync is due
@@ -168,6 +178,7 @@ void DiskThread::run() {
       }
       hold_ = 0;  // stopping or compacting ends a hold too
       round.swap(queue_);
+      urgent_ = 0;
       compact = std::exchange(compact_index_, std::nullopt);
       stopping = stopping_;
     }

@@ -26,6 +26,14 @@
 // release is one futex wake per round; a submit during a hold wakes nobody. Holding only ever
 // delays a sync: no write is acknowledged before its fdatasync returned.
 //
+// A hard state that moves only its commit index (raft's commit is a hint on disk: a restart
+// learns it again, and no message waits on it being durable — raft.cc's gates wait on the
+// term, the vote and the entries) starts no round of its own: it is written with the next
+// round that something else starts (entries, a term or vote, an install, the periodic sync,
+// stop). Every acknowledgement commits entries, so every ack's next Ready carries such a hard
+// state; before, when the hold had ended, it woke the thread for a write and an fdatasync of a
+// 60-byte record that made nothing durable that anyone waited for.
+//
 // An append() or sync() error stops the process (never retry after a failed fsync: the
 // kernel may have dropped the dirty pages, PostgreSQL's lesson). It prints what failed and
 // _exit()s with kExitDiskFailure (server/fatal.h), before any reply for the affected writes
@@ -127,6 +135,7 @@ class DiskThread {
     std::shared_ptr<const std::atomic<bool>> install_durable;  // see submit_install
     uint64_t bytes = 0;
     bool hold_after = false;
+    bool lazy = false;  // a commit-only hard state: starts no round (see above)
   };
   void run();
   [[noreturn]] void fail(const std::string& what, const Status& status);
@@ -142,6 +151,7 @@ class DiskThread {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Work> queue_;           // GUARDED_BY(mu_)
+  uint64_t urgent_ = 0;              // GUARDED_BY(mu_): queued Works that start a round (not lazy)
   uint64_t queued_bytes_ = 0;        // GUARDED_BY(mu_)
   std::optional<raft::PersistAck> ack_;  // GUARDED_BY(mu_)
   uint64_t ack_hold_ = 0;            // GUARDED_BY(mu_): the hold that began with ack_
@@ -152,6 +162,9 @@ class DiskThread {
   bool stopping_ = false;            // GUARDED_BY(mu_)
   DiskStats stats_;                  // GUARDED_BY(mu_)
   DiskLatency latency_;              // GUARDED_BY(mu_)
+
+  // Loop thread (submit) only: the hard state last submitted, to tell a commit-only change.
+  raft::HardState submitted_hs_;
 
   // Disk thread only.
   raft::Index last_index_;

@@ -1,7 +1,8 @@
 // tests/server/disk_thread_test.cc — the group-commit disk thread against a fault-injecting
 // file layer: acks cover what was written, `always` acks only after a sync, `periodic`
 // acks before it, what was acked in `always` survives a power loss, a held round starts when
-// the loop releases it or at its deadline (and its ack still follows its sync), and a failed
+// the loop releases it or at its deadline (and its ack still follows its sync), a hard state
+// whose commit alone moved waits for the next round instead of starting one, and a failed
 // fsync or write stops the process (exit code 3) without an ack.
 #include "server/disk_thread.h"
 
@@ -188,6 +189,51 @@ TEST_F(DiskThreadTest, AHeldRoundStartsAtItsDeadlineWithoutARelease) {
   EXPECT_LE(disk->stats().holds_expired, 1u);  // 0 if the deadline passed before entry 2 was queued
   disk->release_hold(hold);                     // late: harmless
   disk->stop();
+}
+
+// Every ack commits entries, so the loop's next Ready carries a hard state whose commit
+// moved: that alone starts no round (no write, no fdatasync: commit is a hint on disk, and
+// nothing waits for it); it is written with the next round something else starts.
+// (Planted bug, seen failing: submit() treating it like any other Work — the released
+// thread wakes for it, and an ack with no new entry arrives within the bounded wait below.)
+TEST_F(DiskThreadTest, ACommitOnlyHardStateStartsNoRound) {
+  // The hold only release_hold() ends: the thread is idle until the test says.
+  auto disk =
+      make(Durability::kAlways, 1000, GroupHoldBounds{.max_us = 3600ull * 1000 * 1000, .capped_by_sync = false});
+  disk->start();
+  disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
+  uint64_t hold = 0;
+  EXPECT_EQ(wait_ack(*disk, &hold).last_index, 1u);
+  ASSERT_NE(hold, 0u);
+  disk->submit(raft::HardState{1, 1, 1}, {});  // only the commit moved
+  disk->release_hold(hold);
+  // Nothing may come: a correct thread never acks here, whatever the timing; a thread that
+  // started a round for the hard state acks well within this bound.
+  constexpr int kNoAckWaitMs = 300;
+  pollfd p{wake_fd_, POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, kNoAckWaitMs), 0) << "a commit-only hard state started a round of its own";
+  EXPECT_EQ(disk->stats().rounds, 1u);
+  // The next entry's round writes it too: one more round, one more sync.
+  disk->submit(std::nullopt, {entry(2, "b")});
+  raft::PersistAck ack{};
+  while (ack.last_index < 2) ack = wait_ack(*disk);
+  EXPECT_EQ(ack.hard_state.commit, 1u);
+  EXPECT_EQ(disk->stats().rounds, 2u);
+  EXPECT_EQ(disk->stats().syncs, 2u);
+  // A term or vote is not lazy: it starts a round at once (a vote's reply waits for it).
+  disk->submit(raft::HardState{2, 0, 1}, {});
+  EXPECT_EQ(wait_ack(*disk).hard_state.term, 2u);
+  EXPECT_EQ(disk->stats().rounds, 3u);
+  // The commit-only hard state is on disk after the next round: a power loss keeps it.
+  disk->submit(raft::HardState{2, 0, 2}, {});
+  disk->stop();  // writes and syncs what is left, lazy or not
+  disk.reset();
+  ASSERT_TRUE(env_->drop_unsynced().is_ok());
+  storage::RecoveredLog recovered;
+  ASSERT_TRUE(storage::recover_log(env_.get(), dir_, 0, &recovered).is_ok());
+  EXPECT_EQ(recovered.entries.size(), 2u);
+  EXPECT_EQ(recovered.hard_state.term, 2u);
+  EXPECT_EQ(recovered.hard_state.commit, 2u);
 }
 
 TEST_F(DiskThreadTest, PeriodicNeverHolds) {
