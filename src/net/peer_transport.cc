@@ -641,6 +641,7 @@ void PeerTransport::read_inbound(uint64_t conn) {
     TlsIo waits;
     std::string tls_error;
     ssize_t n = io_recv(in->fd, in->tls.get(), into, space, &waits, &tls_error);
+    reads_++;
     if (in_place) in->buf.resize(old + (n > 0 ? static_cast<size_t>(n) : 0));
     else if (n > 0) in->buf.append(into, static_cast<size_t>(n));
     if (n < 0) {
@@ -695,6 +696,12 @@ void PeerTransport::read_inbound(uint64_t conn) {
     }
     in->buf.erase(0, offset);
     if (in->buf.empty() && in->buf.capacity() > kKeepBufferBytes) std::string().swap(in->buf);
+    // A plain socket that gave less than asked for had no more bytes just now: asking again
+    // would only hear EAGAIN (a system call per message received, on a follower for every
+    // append and on a leader for every acknowledgement). Bytes arriving later raise the
+    // level-triggered event again. (OpenSSL returns one record at a time: a short TLS read
+    // says nothing about the socket, so a TLS connection reads on.)
+    if (!in->tls && static_cast<size_t>(n) < space) return;
   }
   // At the budget. Bytes still in the kernel raise the (level-triggered) event again; bytes
   // OpenSSL already decrypted do not.

@@ -219,6 +219,9 @@ class PeerTransport {
   // Frames refused on connections whose sender is not a known peer (no Hello yet, or a
   // Hello that was itself refused).
   uint64_t frames_refused_unidentified() const { return refused_unidentified_; }
+  // recv calls on accepted connections so far (each costs a system call): what a message
+  // received costs the loop, for tests.
+  uint64_t inbound_reads() const { return reads_; }
 
  private:
   struct LogBudget {
@@ -346,6 +349,7 @@ class PeerTransport {
   // them first. Without this list such a connection waited for the sender's next bytes.
   std::vector<uint64_t> reread_;
   uint64_t refused_unidentified_ = 0;
+  uint64_t reads_ = 0;  // inbound_reads()
   uint64_t tls_refused_ = 0;
   uint64_t accept_paused_until_ms_ = 0;  // 0: the listener is watched
   LogBudget unidentified_log_budget_;

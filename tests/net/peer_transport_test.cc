@@ -442,6 +442,25 @@ TEST(PeerTransport, FramesArrivingByteByByteAreDelivered) {
   ::close(fd);
 }
 
+// A message costs its receiver one recv: a plain socket that gave less than asked for is
+// not asked again (that read would only hear EAGAIN; the level-triggered event announces
+// later bytes). Reading on until EAGAIN, as before, costs two per message.
+TEST(PeerTransport, AMessageArrivingAloneCostsOneRead) {
+  auto b = make_node(2);
+  int fd = raw_connect(b->t->port());
+  constexpr size_t kMessages = 100;
+  raw_write(fd, hello_frame(1, 2) + message_frame(msg(MessageType::kAppend, 1, 2, 0)));
+  ASSERT_TRUE(pump({b.get()}, [&] { return b->got.size() == 1; }));
+  for (size_t i = 1; i < kMessages; i++) {
+    raw_write(fd, message_frame(msg(MessageType::kHeartbeat, 1, 2, i)));  // one write(2) each
+    ASSERT_TRUE(pump({b.get()}, [&] { return b->got.size() == i + 1; }));
+    EXPECT_EQ(b->got[i].context, i);
+  }
+  // Each write(2) of a small frame on loopback arrives whole: one recv each.
+  EXPECT_EQ(b->t->inbound_reads(), kMessages);
+  ::close(fd);
+}
+
 TEST(PeerTransport, ReconnectsAndDeliversAfterPeerRestart) {
   auto a = make_node(1);
   auto b = make_node(2);
