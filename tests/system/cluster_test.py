@@ -47,6 +47,14 @@ each case starts its own 3-node cluster (tests/system/cluster.py) and checks one
              status` follows it, and the failover case passes as with numeric addresses.
   ipv6       the same on ::1 ([::1]:PORT everywhere); skipped (exit 77) on a machine
              without IPv6 loopback.
+  rounds     (issue 16 item 6) a follower makes one disk round per write it receives: the
+             leader's append that only carries the new commit index costs it no round of its
+             own (server/disk_thread.h: the hard state that only moved its commit waits for
+             the next round), so ROUNDS_WRITES SETs sent one at a time cost each follower at
+             most that many rounds (a round of their own for those appends made it about
+             twice as many). After a clean stop the follower's log ends with a hard state
+             whose commit is the last index it knew committed: the waiting hint is written
+             at stop.
 
 Every wait is a bounded poll of a real condition (cluster.py); the writer records exactly
 which writes were acknowledged. Usage: cluster_test.py [--case NAME] [--keep] HMDB_BINARY
@@ -72,6 +80,10 @@ WRITE_TIMEOUT_S = 2.0
 # Snapshot case: values written while the follower is down (enough to pass the 1 MiB
 # snapshot trigger several times over).
 SNAPSHOT_CASE_WRITES = 3000
+# Rounds case: SETs sent one at a time, and how often a measurement disturbed by a leader
+# change (whose votes and terms need rounds of their own) is tried again.
+ROUNDS_WRITES = 20
+ROUNDS_ATTEMPTS = 3
 SNAPSHOT_CASE_VALUE_BYTES = 1024
 # Messages to peers the follower's loop must send while it loads the leader's snapshot (a
 # loop that loaded in its own turn would never finish the load: the case times out).
@@ -647,9 +659,53 @@ def have_ipv6_loopback():
         return False
 
 
+def case_rounds(c):
+    leader = c.wait_leader(LEADER_TIMEOUT_S)
+    expect(leader.call("SET", "warm", "up") == "OK", "leader refused a write")
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+
+    def persistence(node):
+        return cl.parse_info(node.call("INFO", "persistence"))
+
+    for attempt in range(ROUNDS_ATTEMPTS):
+        leader = c.wait_leader(LEADER_TIMEOUT_S)
+        term = leader.info()["term"]
+        followers = [n for n in c.nodes if n is not leader]
+        before = {n: persistence(n) for n in followers}
+        for i in range(ROUNDS_WRITES):
+            expect(leader.call("SET", "r%d" % i, str(i)) == "OK", "SET r%d refused" % i)
+        c.wait_converged(CONVERGE_TIMEOUT_S)
+        after = {n: persistence(n) for n in followers}
+        now = c.wait_leader(LEADER_TIMEOUT_S)
+        if now is not leader or now.info()["term"] != term:
+            print("rounds: the leader changed during attempt %d; measuring again" % attempt)
+            continue
+        for n in followers:
+            rounds = int(after[n]["disk_rounds"]) - int(before[n]["disk_rounds"])
+            print("rounds: %s made %d disk rounds for %d SETs" % (n, rounds, ROUNDS_WRITES))
+            expect(rounds <= ROUNDS_WRITES, "%s made %d disk rounds for %d SETs sent one at a time"
+                   % (n, rounds, ROUNDS_WRITES))
+        break
+    else:
+        raise harness.TestFailure("the leader changed in each of %d attempts" % ROUNDS_ATTEMPTS)
+
+    # A clean stop writes the deferred hint: the log's last hard state names the commit.
+    follower = followers[0]
+    commit = int(follower.info()["commit_index"])
+    expect(follower.terminate() == 0, "%s did not stop cleanly" % follower)
+    dump = subprocess.run([c.binary, "log", "dump", follower.data_dir], capture_output=True, text=True,
+                          timeout=cl.CLUSTER_CLI_TIMEOUT_S)
+    hints = re.findall(r"^@\d+ hardstate term=\d+ vote=\d+ commit=(\d+)$", dump.stdout, re.M)
+    expect(hints, "no hard state in %s's log: %s" % (follower, (dump.stdout + dump.stderr)[-500:]))
+    expect(int(hints[-1]) == commit, "%s stopped knowing commit %d, but its log's last hard state says %s"
+           % (follower, commit, hints[-1]))
+    follower.start()
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+
+
 CASES = {"redirect": case_redirect, "failover": case_failover, "topology": case_topology, "snapshot": case_snapshot,
          "membership": case_membership, "refusal": case_refusal, "removed": case_removed,
-         "releader": case_releader, "names": case_names, "ipv6": case_ipv6}
+         "releader": case_releader, "names": case_names, "ipv6": case_ipv6, "rounds": case_rounds}
 # The host every node of a case uses (default: one loopback address per node, cluster.py).
 CASE_HOSTS = {"names": "localhost", "ipv6": "::1"}
 # ctest's SKIP_RETURN_CODE: the case cannot run on this machine.
