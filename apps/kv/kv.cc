@@ -292,6 +292,17 @@ uint64_t query_seed(const QueryContext& ctx, std::string_view key) {
 }
 uint64_t draw(uint64_t seed, uint64_t i) { return XXH3_64bits_withSeed(&i, sizeof i, seed); }
 
+// The j-th pick of a negative count (with repetition): a position in [0, n).
+size_t repeat_pick(size_t n, uint64_t seed, uint64_t j) { return static_cast<size_t>(draw(seed ^ 0x9e3779b97f4a7c15ULL, j) % n); }
+
+// How many elements a random read of a container of n (> 0) replies: 1 without a count,
+// |count| (saturated) with a negative one, min(count, n) with a positive one.
+size_t pick_count(size_t n, int64_t count, bool has_count) {
+  if (!has_count) return 1;
+  if (count < 0) return static_cast<size_t>(std::min<uint64_t>(static_cast<uint64_t>(-(count + 1)) + 1, SIZE_MAX));
+  return static_cast<size_t>(std::min<uint64_t>(static_cast<uint64_t>(count), n));
+}
+
 // Positions in [0, n) for Redis' count rule: count > 0 picks min(count, n) distinct ones (a
 // uniform subset, in random order), count < 0 picks |count| with repetition. REQUIRES: n > 0.
 // O(k) expected for k distinct picks up to n/4 (draws, the repeats skipped: at most 4/3 of a
@@ -302,7 +313,7 @@ std::vector<size_t> random_picks(size_t n, int64_t count, uint64_t seed) {
   if (count < 0) {
     const uint64_t k = static_cast<uint64_t>(-(count + 1)) + 1;  // |count| without overflow
     out.reserve(static_cast<size_t>(std::min<uint64_t>(k, 1u << 20)));
-    for (uint64_t j = 0; j < k; j++) out.push_back(static_cast<size_t>(draw(seed ^ 0x9e3779b97f4a7c15ULL, j) % n));
+    for (uint64_t j = 0; j < k; j++) out.push_back(repeat_pick(n, seed, j));
     return out;
   }
   const size_t k = static_cast<size_t>(std::min<uint64_t>(static_cast<uint64_t>(count), n));
@@ -343,6 +354,93 @@ bool pairs_count_in_range(int64_t count, Reply& r) {
   r.error("ERR value is out of range");
   return false;
 }
+
+// A pick by rank (ZRANDMEMBER's) counts as this many elements of a slice: it walks the skip
+// list's levels, ~2 us over a million entries against ~0.3 us an element written (measured
+// with bench/big_compute_bench.py), so that a slice stays a few milliseconds.
+constexpr size_t kRankPickWork = 4;
+
+// SRANDMEMBER / HRANDFIELD / ZRANDMEMBER's reply in slices (hmdb::ReplyProducer: nothing is
+// applied meanwhile, so the container stays as it is): the same picks in the same order as
+// made whole. A set's or a hash's elements are listed first (picks are positions in its
+// order, as the whole path does), a slice's worth a turn; a sorted set needs no list (a
+// rank is O(log n)). Then the picks are written a slice at a time: a negative count's drawn
+// one by one (repeat_pick); a positive count's chosen at once (random_picks: O(count), or
+// O(n log count) above n / 4, in one turn still), then written in slices.
+template <class C>  // Set, Hash or ZSet
+class RandomPicksProducer final : public ReplyProducer {
+ public:
+  RandomPicksProducer(const C& c, int64_t count, bool has_count, bool with_values, uint64_t seed)
+      : c_(c), count_(count), has_count_(has_count), with_values_(with_values), seed_(seed) {}
+
+  bool next(Reply& r, const SliceBudget& budget) override {
+    size_t work = 0;
+    if constexpr (!std::is_same_v<C, ZSet>) {
+      if (!listed_) {
+        if (all_.empty()) all_.reserve(c_.size());
+        const size_t before = all_.size();
+        if constexpr (std::is_same_v<C, Set>) {
+          listed_ = c_.for_each_some(cursor_, budget.elements, [&](std::string_view m) { all_.push_back(m); });
+        } else {
+          listed_ = c_.for_each_some(cursor_, budget.elements,
+                                     [&](std::string_view f, const std::string& v) { all_.emplace_back(f, &v); });
+        }
+        if (!listed_) return false;
+        work = all_.size() - before;
+      }
+    }
+    const size_t n = size();
+    if (!has_count_) {
+      write(r, random_picks(n, 1, seed_)[0], false);
+      return true;
+    }
+    const bool pairs = with_values_ && r.resp3();
+    if (!started_) {
+      started_ = true;
+      if (count_ > 0) picks_ = random_picks(n, count_, seed_);
+      total_ = pick_count(n, count_, true);
+      r.array(with_values_ && !pairs ? 2 * total_ : total_);
+    }
+    const size_t start = r.size();
+    for (; next_ < total_; next_++) {
+      if (work >= budget.elements || r.size() - start >= budget.bytes) return false;
+      work += std::is_same_v<C, ZSet> ? kRankPickWork : 1;
+      write(r, count_ > 0 ? picks_[next_] : repeat_pick(n, seed_, next_), pairs);
+    }
+    return true;
+  }
+
+ private:
+  size_t size() const {
+    if constexpr (std::is_same_v<C, ZSet>) return c_.order.size();
+    else return c_.size();
+  }
+  void write(Reply& r, size_t i, bool pairs) const {
+    if (pairs) r.array(2);
+    if constexpr (std::is_same_v<C, ZSet>) {
+      const ZEntry& e = *c_.order.at(i);
+      r.bulk(e.member);
+      if (with_values_) r.double_value(e.score);
+    } else if constexpr (std::is_same_v<C, Set>) {
+      r.bulk(all_[i]);
+    } else {
+      r.bulk(all_[i].first);
+      if (with_values_) r.bulk(*all_[i].second);
+    }
+  }
+
+  using Listed = std::conditional_t<std::is_same_v<C, Set>, std::string_view, std::pair<std::string_view, const std::string*>>;
+  const C& c_;
+  const int64_t count_;
+  const bool has_count_, with_values_;
+  const uint64_t seed_;
+  std::vector<Listed> all_;  // Set, Hash: the elements in the container's order
+  typename std::conditional_t<std::is_same_v<C, ZSet>, Set, C>::Cursor cursor_;
+  bool listed_ = false;
+  bool started_ = false;
+  std::vector<size_t> picks_;  // a positive count's
+  size_t total_ = 0, next_ = 0;
+};
 
 // ---- typed arguments shared by many commands ------------------------------------------------
 
@@ -1088,6 +1186,10 @@ void query_hrandfield(const State& s, Args a, const QueryContext& ctx, Reply& r)
   const Hash* h;
   if (!container_for_read<Hash>(s, a[1], ctx.now_ms, r, &h)) return;
   if (!h) { if (has_count) r.array(0); else r.null(); return; }
+  if (ctx.slices(h->size() + pick_count(h->size(), count, has_count))) [[unlikely]] {
+    ctx.produce(r, std::make_unique<RandomPicksProducer<Hash>>(*h, count, has_count, with_values, query_seed(ctx, a[1])));
+    return;
+  }
   std::vector<std::pair<std::string_view, const std::string*>> fields;
   fields.reserve(h->size());
   h->for_each([&](std::string_view f, const std::string& v) { fields.emplace_back(f, &v); });
@@ -1543,6 +1645,10 @@ void query_srandmember(const State& s, Args a, const QueryContext& ctx, Reply& r
   const Set* set;
   if (!container_for_read<Set>(s, a[1], ctx.now_ms, r, &set)) return;
   if (!set) { if (has_count) r.array(0); else r.null(); return; }
+  if (ctx.slices(set->size() + pick_count(set->size(), count, has_count))) [[unlikely]] {
+    ctx.produce(r, std::make_unique<RandomPicksProducer<Set>>(*set, count, has_count, false, query_seed(ctx, a[1])));
+    return;
+  }
   std::vector<std::string_view> members;
   members.reserve(set->size());
   set->for_each([&](std::string_view m) { members.push_back(m); });
@@ -1614,40 +1720,192 @@ std::vector<std::string_view> combine_sets(SetOp op, const std::vector<const Set
   return out;
 }
 
-// A computed list of members (SINTER, SUNION, SDIFF: views into the state's sets) written in
-// slices (hmdb::ReplyProducer: nothing is applied meanwhile, so the views stay valid). The
-// computing itself is one turn still (docs/kv-commands.md, "Commands that take long").
-class MembersProducer final : public ReplyProducer {
+// The members of op over sets, found a few at a time (SetOpProducer): the same members in
+// the same (hash, bytes) order as combine_sets, without building them. Every set is in that
+// order, so SINTER walks the smallest set and keeps what every other set holds, SDIFF walks
+// the first and keeps what no other holds, and SUNION merges the sets' walks (a heap of one
+// cursor a set), keeping the first of equal members. Valid while the sets do not change.
+class SetOpWalk {
  public:
-  explicit MembersProducer(std::vector<std::string_view> members) : members_(std::move(members)) {}
-  bool next(Reply& r, const SliceBudget& budget) override {
-    if (!started_) r.set(members_.size());
-    started_ = true;
-    const size_t start = r.size();
-    for (size_t n = 0; next_ < members_.size(); next_++, n++) {
-      if (n == budget.elements || r.size() - start >= budget.bytes) return false;
-      r.bulk(members_[next_]);
+  SetOpWalk(SetOp op, const std::vector<const Set*>& sets, bool missing) : op_(op), sets_(sets) {
+    if (sets.empty()) return;
+    switch (op) {
+      case SetOp::kInter:
+        if (missing) return;
+        lead_ = *std::min_element(sets.begin(), sets.end(), [](const Set* x, const Set* y) { return x->size() < y->size(); });
+        break;
+      case SetOp::kDiff:
+        lead_ = sets[0];
+        break;
+      case SetOp::kUnion:
+        cursors_.resize(sets.size());
+        for (size_t i = 0; i < sets.size(); i++) push(i);
+        break;
+    }
+  }
+
+  // Visits candidates until *work reaches budget, fn(member) (called for each member of the
+  // result) returns false, or the walk ends: true once it ended. Each candidate, and each
+  // membership test in another set, adds one to *work.
+  template <class Fn>
+  bool walk(size_t budget, size_t* work, Fn&& fn) {
+    if (op_ == SetOp::kUnion) {
+      while (!heap_.empty()) {
+        if (*work >= budget) return false;
+        const Head head = heap_.front();
+        std::pop_heap(heap_.begin(), heap_.end(), After());
+        heap_.pop_back();
+        sets_[head.set]->advance(cursors_[head.set]);
+        push(head.set);
+        ++*work;
+        // Equal members come out of the heap one after the other: the first one counts.
+        if (any_ && last_.hash == head.member.hash && last_.value == head.member.value) continue;
+        last_ = head.member;
+        any_ = true;
+        if (!fn(head.member.value)) return heap_.empty();
+      }
+      return true;
+    }
+    if (!lead_) return true;
+    SetMemberKey m;
+    while (lead_->at(cursor_, &m)) {
+      if (*work >= budget) return false;
+      lead_->advance(cursor_);
+      ++*work;
+      if (!keeps(m, work)) continue;
+      if (!fn(m.value)) return !lead_->at(cursor_, &m);
     }
     return true;
   }
 
  private:
-  std::vector<std::string_view> members_;
-  size_t next_ = 0;
-  bool started_ = false;
+  struct Head {
+    SetMemberKey member;
+    size_t set;
+  };
+  struct After {  // a min-heap in (hash, bytes) order
+    bool operator()(const Head& a, const Head& b) const { return SetLess()(b.member, a.member); }
+  };
+  void push(size_t i) {
+    SetMemberKey m;
+    if (!sets_[i] || !sets_[i]->at(cursors_[i], &m)) return;
+    heap_.push_back(Head{m, i});
+    std::push_heap(heap_.begin(), heap_.end(), After());
+  }
+  bool keeps(const SetMemberKey& m, size_t* work) const {
+    if (op_ == SetOp::kInter) {
+      for (const Set* other : sets_) {
+        if (other == lead_) continue;
+        ++*work;
+        if (!other->contains(m)) return false;
+      }
+      return true;
+    }
+    for (size_t i = 1; i < sets_.size(); i++) {
+      if (!sets_[i]) continue;
+      ++*work;
+      if (sets_[i]->contains(m)) return false;
+    }
+    return true;
+  }
+
+  const SetOp op_;
+  const std::vector<const Set*>& sets_;
+  const Set* lead_ = nullptr;  // kInter, kDiff: the set walked
+  Set::Cursor cursor_;
+  std::vector<Set::Cursor> cursors_;  // kUnion: one a set
+  std::vector<Head> heap_;
+  SetMemberKey last_{};
+  bool any_ = false;
 };
 
-// SINTER / SUNION / SDIFF key [key ...]: a set (RESP3 ~), in set order.
+// SINTER / SUNION / SDIFF's reply, and SINTERCARD's (kCard), computed and written in slices
+// (hmdb::ReplyProducer: nothing is applied meanwhile, so the sets stay as they are). The
+// set's length comes first, so a first walk counts the members (SINTERCARD stops there, at
+// its limit), a second writes them, as KEYS does: no copy of the result. Each candidate and
+// each membership test counts against the slice's budget.
+class SetOpProducer final : public ReplyProducer {
+ public:
+  SetOpProducer(SetOp op, std::vector<const Set*> sets, bool missing, bool card, size_t limit)
+      : op_(op), sets_(std::move(sets)), missing_(missing), card_(card), limit_(limit) {
+    walk_.emplace(op_, sets_, missing_);
+  }
+  SetOpProducer(const SetOpProducer&) = delete;  // walk_ refers to sets_
+  SetOpProducer& operator=(const SetOpProducer&) = delete;
+
+  bool next(Reply& r, const SliceBudget& budget) override {
+    size_t work = 0;
+    if (counting_) {
+      const bool end = walk_->walk(budget.elements, &work, [&](std::string_view) {
+        count_++;
+        return !(card_ && count_ == limit_);
+      });
+      if (!end && !(card_ && count_ == limit_)) return false;
+      if (card_) {
+        r.integer(static_cast<int64_t>(count_));
+        return true;
+      }
+      counting_ = false;
+      r.set(count_);
+      if (count_ == 0) return true;
+      walk_.emplace(op_, sets_, missing_);
+    }
+    const size_t start = r.size();
+    return walk_->walk(budget.elements, &work, [&](std::string_view m) {
+      r.bulk(m);
+      return r.size() - start < budget.bytes;
+    });
+  }
+
+ private:
+  const SetOp op_;
+  const std::vector<const Set*> sets_;
+  const bool missing_, card_;
+  const size_t limit_;  // kCard: 0 none
+  std::optional<SetOpWalk> walk_;
+  bool counting_ = true;
+  size_t count_ = 0;
+};
+
+// The work of one pass of a set operation, in SetOpWalk's units: SINTER walks the smallest
+// set and tests each member in every other, SDIFF walks the first and tests in the others
+// present, SUNION walks every one.
+size_t setop_work(SetOp op, const std::vector<const Set*>& sets, bool missing) {
+  if (sets.empty()) return 0;
+  switch (op) {
+    case SetOp::kInter: {
+      if (missing) return 0;
+      size_t n = SIZE_MAX;
+      for (const Set* set : sets) n = std::min(n, set->size());
+      return n * sets.size();
+    }
+    case SetOp::kDiff: {
+      if (!sets[0]) return 0;
+      size_t tests = 1;
+      for (size_t i = 1; i < sets.size(); i++) tests += sets[i] ? 1 : 0;
+      return sets[0]->size() * tests;
+    }
+    case SetOp::kUnion: {
+      size_t n = 0;
+      for (const Set* set : sets) n += set ? set->size() : 0;
+      return n;
+    }
+  }
+  return 0;
+}
+
+// SINTER / SUNION / SDIFF key [key ...]: a set (RESP3 ~), in set order. Beyond a slice's
+// worth of members to walk, computed and written in slices (SetOpProducer).
 template <SetOp kOp>
 void query_setop(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   std::vector<const Set*> sets;
   bool missing;
   if (!read_sets(s, a.subspan(1), ctx.now_ms, r, &sets, &missing)) return;
-  std::vector<std::string_view> result = combine_sets(kOp, sets, missing, 0);
-  if (ctx.slices(result.size())) [[unlikely]] {
-    ctx.produce(r, std::make_unique<MembersProducer>(std::move(result)));
+  if (ctx.slices(setop_work(kOp, sets, missing))) [[unlikely]] {
+    ctx.produce(r, std::make_unique<SetOpProducer>(kOp, std::move(sets), missing, false, 0));
     return;
   }
+  std::vector<std::string_view> result = combine_sets(kOp, sets, missing, 0);
   r.set(result.size());
   for (std::string_view m : result) r.bulk(m);
 }
@@ -1681,7 +1939,8 @@ void apply_setop_store(State& s, const Words& a, const ApplyContext& ctx, Reply&
 }
 
 // SINTERCARD numkeys key [key ...] [LIMIT limit]: the size of the intersection, counting
-// stopped at limit (0: no limit).
+// stopped at limit (0: no limit). Beyond a slice's worth of members to walk, counted in
+// slices (SetOpProducer).
 void query_sintercard(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   int64_t numkeys = 0;
   if (!parse_int64(a[1], &numkeys) || numkeys < 1) { r.error("ERR numkeys should be greater than 0"); return; }
@@ -1698,6 +1957,10 @@ void query_sintercard(const State& s, Args a, const QueryContext& ctx, Reply& r)
   std::vector<const Set*> sets;
   bool missing;
   if (!read_sets(s, a.subspan(2, static_cast<size_t>(numkeys)), ctx.now_ms, r, &sets, &missing)) return;
+  if (ctx.slices(setop_work(SetOp::kInter, sets, missing))) [[unlikely]] {
+    ctx.produce(r, std::make_unique<SetOpProducer>(SetOp::kInter, std::move(sets), missing, true, static_cast<size_t>(limit)));
+    return;
+  }
   r.integer(static_cast<int64_t>(combine_sets(SetOp::kInter, sets, missing, static_cast<size_t>(limit)).size()));
 }
 
@@ -2027,33 +2290,139 @@ void reply_zentries(Reply& r, const std::vector<const ZEntry*>& entries, bool wi
   }
 }
 
-// reply_zentries in slices (hmdb::ReplyProducer: nothing is applied meanwhile, so the entries
-// stay where they are). Selecting them (zset_select) is one turn still.
-class ZEntriesProducer final : public ReplyProducer {
+// What ZRANGE selects, found and written in slices (hmdb::ReplyProducer: nothing is applied
+// meanwhile, so the entries stay where they are): the same entries in the same order as
+// zset_select, without listing them. They are consecutive in the walk's direction (It: the
+// order's iterator, or its reverse), so a first pass finds the first one and counts them
+// (by rank both are known at once: no pass), a second writes them. BYLEX's walk first skips
+// what zset_select skips before the range. Each entry stepped over counts against the slice.
+template <class It>
+class ZRangeProducer final : public ReplyProducer {
  public:
-  ZEntriesProducer(std::vector<const ZEntry*> entries, bool withscores)
-      : entries_(std::move(entries)), withscores_(withscores) {}
+  // By rank: count entries from `first`.
+  ZRangeProducer(It first, size_t count, bool withscores) : withscores_(withscores), it_(first), count_(count) {
+    stage_ = kWrite;
+  }
+  // By score or member: the walk from `from` to `end` under spec (its bounds copied here).
+  ZRangeProducer(const ZRangeSpec& spec, It from, It end) : spec_(spec), withscores_(spec.withscores), it_(from), end_(end) {
+    lex_min_ = spec.lex.min.value;
+    lex_max_ = spec.lex.max.value;
+    spec_.lex.min.value = lex_min_;
+    spec_.lex.max.value = lex_max_;
+    skip_ = static_cast<uint64_t>(spec.offset);
+    left_ = spec.limit < 0 ? UINT64_MAX : static_cast<uint64_t>(spec.limit);
+    stage_ = spec.by == ZRangeSpec::By::kLex ? kBeforeRange : kInRange;
+  }
+  ZRangeProducer(const ZRangeProducer&) = delete;
+  ZRangeProducer& operator=(const ZRangeProducer&) = delete;
+
+  // The first pass, up to `budget` entries stepped over: true once the entries are counted.
+  bool count_some(size_t budget, size_t* work) {
+    if (stage_ == kBeforeRange) {
+      const bool rev = spec_.rev;
+      for (; it_ != end_; ++it_) {
+        const std::string& m = it_->member;
+        if (spec_.lex.contains(m) || (rev ? spec_.lex.min.compare(m) < 0 : spec_.lex.max.compare(m) > 0)) break;
+        if (*work >= budget) return false;
+        ++*work;
+      }
+      stage_ = kInRange;
+    }
+    if (stage_ == kInRange) {
+      for (; it_ != end_ && left_ > 0 && in_range(*it_); ++it_) {
+        if (*work >= budget) return false;
+        ++*work;
+        if (skip_ > 0) { skip_--; continue; }
+        if (count_ == 0) first_ = it_;
+        count_++;
+        left_--;
+      }
+      it_ = first_;
+      stage_ = kWrite;
+    }
+    return true;
+  }
+  size_t count() const { return count_; }
+
   bool next(Reply& r, const SliceBudget& budget) override {
+    size_t work = 0;
+    if (!count_some(budget.elements, &work)) return false;
     const bool pairs = withscores_ && r.resp3();
-    if (!started_) r.array(withscores_ && !pairs ? 2 * entries_.size() : entries_.size());
+    if (!started_) r.array(withscores_ && !pairs ? 2 * count_ : count_);
     started_ = true;
     const size_t start = r.size();
-    for (size_t n = 0; next_ < entries_.size(); next_++, n++) {
-      if (n == budget.elements || r.size() - start >= budget.bytes) return false;
-      const ZEntry* e = entries_[next_];
+    for (; written_ < count_; written_++, ++it_) {
+      if (work >= budget.elements || r.size() - start >= budget.bytes) return false;
+      work++;
       if (pairs) r.array(2);
-      r.bulk(e->member);
-      if (withscores_) r.double_value(e->score);
+      r.bulk(it_->member);
+      if (withscores_) r.double_value(it_->score);
     }
     return true;
   }
 
  private:
-  std::vector<const ZEntry*> entries_;
+  bool in_range(const ZEntry& e) const {
+    return spec_.by == ZRangeSpec::By::kScore ? spec_.score.contains(e.score) : spec_.lex.contains(e.member);
+  }
+  enum Stage : uint8_t { kBeforeRange, kInRange, kWrite };
+  ZRangeSpec spec_;
+  std::string lex_min_, lex_max_;  // spec_.lex's bounds point here: the command's words go
   const bool withscores_;
-  size_t next_ = 0;
+  Stage stage_;
+  It it_, end_{}, first_{};
+  uint64_t skip_ = 0, left_ = 0;
+  size_t count_ = 0, written_ = 0;
   bool started_ = false;
 };
+
+// ZRANGE's selection made lazily when it is big: beyond a slice's worth of entries (by rank)
+// or of entries in the sorted set (by score or member: its first pass runs here up to a
+// slice's worth, and a range found within it is written whole, as zset_select would). False
+// if the caller is to reply whole.
+template <class It>
+bool zrange_lazily(std::unique_ptr<ZRangeProducer<It>> p, const QueryContext& ctx, Reply& r) {
+  size_t work = 0;
+  if (p->count_some(ctx.slice_elements, &work) && p->count() <= ctx.slice_elements) {
+    while (!p->next(r, SliceBudget{})) {
+    }
+    return true;
+  }
+  ctx.produce(r, std::move(p));
+  return true;
+}
+bool zrange_sliced(const ZSet& z, const ZRangeSpec& spec, const QueryContext& ctx, Reply& r) {
+  const ZOrder& order = z.order;
+  using Rev = ZOrder::const_reverse_iterator;
+  if (spec.by == ZRangeSpec::By::kRank) {
+    size_t first, last;
+    if (!clamp_range(spec.start, spec.stop, order.size(), &first, &last) || !ctx.slices(last - first + 1)) return false;
+    if (!spec.rev) {
+      ctx.produce(r, std::make_unique<ZRangeProducer<ZOrder::const_iterator>>(order.at(first), last - first + 1, spec.withscores));
+    } else {
+      ctx.produce(r, std::make_unique<ZRangeProducer<Rev>>(Rev(std::next(order.at(order.size() - 1 - first))), last - first + 1,
+                                                           spec.withscores));
+    }
+    return true;
+  }
+  if (!ctx.slices(order.size())) return false;
+  // zset_select's early exits (an empty reply) stay there.
+  if (spec.offset < 0 || (spec.offset > 0 && static_cast<uint64_t>(spec.offset) >= order.size())) return false;
+  if (spec.by == ZRangeSpec::By::kScore) {
+    if (spec.score.empty()) return false;
+    if (!spec.rev) {
+      return zrange_lazily(std::make_unique<ZRangeProducer<ZOrder::const_iterator>>(
+                               spec, score_lower_bound(order, spec.score.min, spec.score.minex), order.end()),
+                           ctx, r);
+    }
+    return zrange_lazily(std::make_unique<ZRangeProducer<Rev>>(
+                             spec, std::make_reverse_iterator(score_lower_bound(order, spec.score.max, !spec.score.maxex)), order.rend()),
+                         ctx, r);
+  }
+  if (spec.lex.empty()) return false;
+  if (!spec.rev) return zrange_lazily(std::make_unique<ZRangeProducer<ZOrder::const_iterator>>(spec, order.begin(), order.end()), ctx, r);
+  return zrange_lazily(std::make_unique<ZRangeProducer<Rev>>(spec, order.rbegin(), order.rend()), ctx, r);
+}
 
 // ZRANGE key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES], and the
 // older forms with their kind fixed (kBy/kRev: 0 free, else 1 + the fixed value): Redis'
@@ -2113,12 +2482,8 @@ void query_zrange_generic(const State& s, Args a, const QueryContext& ctx, Reply
   const ZSet* z;
   if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
   if (!z) { r.array(0); return; }
-  std::vector<const ZEntry*> entries = zset_select(*z, spec);
-  if (ctx.slices(entries.size())) [[unlikely]] {
-    ctx.produce(r, std::make_unique<ZEntriesProducer>(std::move(entries), spec.withscores));
-    return;
-  }
-  reply_zentries(r, entries, spec.withscores);
+  if (ctx.producer && zrange_sliced(*z, spec, ctx, r)) [[unlikely]] return;
+  reply_zentries(r, zset_select(*z, spec), spec.withscores);
 }
 
 // ZCOUNT key min max / ZLEXCOUNT key min max.
@@ -2222,6 +2587,10 @@ void query_zrandmember(const State& s, Args a, const QueryContext& ctx, Reply& r
   // Each pick is the entry at a rank: O(log n), not a copy of the whole order.
   const uint64_t seed = query_seed(ctx, a[1]);
   if (!has_count) { r.bulk(z->order.at(random_picks(z->order.size(), 1, seed)[0])->member); return; }
+  if (ctx.slices(pick_count(z->order.size(), count, true))) [[unlikely]] {
+    ctx.produce(r, std::make_unique<RandomPicksProducer<ZSet>>(*z, count, true, withscores, seed));
+    return;
+  }
   std::vector<const ZEntry*> picked;
   for (size_t i : random_picks(z->order.size(), count, seed)) picked.push_back(&*z->order.at(i));
   reply_zentries(r, picked, withscores);

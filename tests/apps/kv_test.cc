@@ -2072,9 +2072,11 @@ TEST(KvSlicedReplies, SameBytesAsTheWholeReply) {
       {{"KEYS", "*"}, 2 * 5005},      {{"KEYS", "key:1*"}, 2 * 5005},     {{"KEYS", "nothing*"}, 2 * 5005},
       {{"SMEMBERS", "set"}, 3000},    {{"HGETALL", "hash"}, 3000},        {{"HKEYS", "hash"}, 3000},
       {{"HVALS", "hash"}, 3000},      {{"LRANGE", "list", "0", "-1"}, 3000}, {{"LRANGE", "list", "10", "-991"}, 2000},
-      {{"SUNION", "set", "set3"}, 3000}, {{"SDIFF", "set", "set3"}, 2000},   {{"SINTER", "set", "set3"}, 1000},
+      // SUNION, SDIFF, SINTER: computed in two passes (count, write) of their candidates and
+      // membership tests (SetOpProducer); ZRANGE BYSCORE: two passes of its range.
+      {{"SUNION", "set", "set3"}, 8000}, {{"SDIFF", "set", "set3"}, 12000},   {{"SINTER", "set", "set3"}, 4000},
       {{"ZRANGE", "zset", "0", "-1"}, 3000}, {{"ZRANGE", "zset", "0", "-1", "WITHSCORES"}, 3000},
-      {{"ZRANGE", "zset", "+inf", "(10", "BYSCORE", "REV", "WITHSCORES"}, 2970}};
+      {{"ZRANGE", "zset", "+inf", "(10", "BYSCORE", "REV", "WITHSCORES"}, 5940}};
   for (const Protocol protocol : {Protocol::kResp2, Protocol::kResp3}) {
     db.protocol = protocol;
     for (const auto& [q, visited] : queries) {
@@ -2097,6 +2099,102 @@ TEST(KvSlicedReplies, SameBytesAsTheWholeReply) {
   db.slice_elements = 3000;
   db.run({"SMEMBERS", "set"});
   EXPECT_EQ(db.last_slices, 0u);
+}
+
+// Reads whose computation (not only their reply) is big are made lazily by their producers,
+// a slice of the work a turn: SINTER/SUNION/SDIFF/SINTERCARD walk the sets (SetOpProducer),
+// ZRANGE walks its range (ZRangeProducer), the random reads list the container and draw
+// their picks a slice at a time (RandomPicksProducer). Each must give the bytes the whole
+// path gives (combine_sets, zset_select, random_picks over the listed elements), in both
+// protocols, at any slice size, and be sliced (more than one slice) where it is big.
+TEST(KvSlicedReplies, LazyComputationSameBytesAsTheWholeReply) {
+  hmdb::testing::AppDriver<Kv> db;
+  for (int i = 0; i < 2000; i++) {
+    const std::string n = std::to_string(i * 37);
+    db.run({"SADD", "all", "m" + n});
+    if (i % 2 == 0) db.run({"SADD", "even", "m" + n});
+    if (i % 3 == 0) db.run({"SADD", "third", "m" + n});
+    if (i >= 1500) db.run({"SADD", "late", "m" + n, "x" + n});  // partly outside "all"
+    db.run({"HSET", "hash", "f" + n, "v" + std::to_string(i)});
+    // Scores in steps of 10 (BYLEX over unequal scores walks what zset_select walks), and
+    // "flat" all 0 (BYLEX as documented).
+    db.run({"ZADD", "zset", std::to_string(i / 10) + ".25", "m" + n});
+    db.run({"ZADD", "flat", "0", "m" + n});
+  }
+  db.run({"SADD", "tiny", "m0", "m37", "nope"});
+  // BYLEX where zset_select's walk skips a member equal to the (exclusive) bound, then finds
+  // the range: the order by score is b a c (lexf) and a c b (lexr).
+  db.run({"ZADD", "lexf", "1", "b", "2", "a", "3", "c"});
+  db.run({"ZADD", "lexr", "1", "a", "2", "c", "3", "b"});
+  db.run({"SET", "str", "v"});
+  // Each with whether it is sliced at a slice of 100 (a small walk is whole, as before).
+  const std::vector<std::pair<std::vector<std::string>, bool>> queries = {
+      {{"SINTER", "all", "even", "third"}, true},
+      {{"SINTER", "all", "even", "all"}, true},
+      {{"SINTER", "tiny", "all"}, false},
+      {{"SINTER", "all", "missing"}, false},
+      {{"SINTER", "all", "late"}, true},
+      {{"SUNION", "even", "third", "late"}, true},
+      {{"SUNION", "even", "missing", "even", "tiny"}, true},
+      {{"SDIFF", "all", "even", "missing", "third"}, true},
+      {{"SDIFF", "all", "all"}, true},
+      {{"SDIFF", "missing", "all"}, false},
+      {{"SDIFF", "late", "all"}, true},
+      {{"SINTERCARD", "3", "all", "even", "third"}, true},
+      {{"SINTERCARD", "2", "all", "even", "LIMIT", "0"}, true},
+      {{"SINTERCARD", "2", "all", "even", "LIMIT", "150"}, true},
+      {{"SINTERCARD", "2", "all", "even", "LIMIT", "5000"}, true},
+      {{"SINTERCARD", "2", "all", "str"}, false},
+      {{"ZRANGE", "zset", "0", "-1", "WITHSCORES"}, true},
+      {{"ZRANGE", "zset", "-1500", "1700", "REV", "WITHSCORES"}, true},
+      {{"ZRANGE", "zset", "5", "(150", "BYSCORE", "LIMIT", "7", "1000", "WITHSCORES"}, true},
+      {{"ZRANGE", "zset", "(150", "-inf", "BYSCORE", "REV", "LIMIT", "3", "-1"}, true},
+      {{"ZRANGE", "zset", "150", "150.25", "BYSCORE"}, false},  // 10 entries: found in the query, whole
+      {{"ZRANGE", "zset", "1000", "2000", "BYSCORE"}, false},   // none
+      {{"ZRANGEBYSCORE", "zset", "-inf", "+inf", "LIMIT", "1999", "5"}, true},
+      {{"ZREVRANGEBYSCORE", "zset", "+inf", "-inf", "WITHSCORES"}, true},
+      {{"ZRANGEBYLEX", "flat", "[m3", "(m7"}, true},
+      {{"ZRANGEBYLEX", "flat", "-", "+", "LIMIT", "10", "1500"}, true},
+      {{"ZREVRANGEBYLEX", "flat", "(m7", "[m3"}, true},
+      {{"ZRANGE", "zset", "[m3", "(m7", "BYLEX"}, false},  // unequal scores: zset_select's walk (m37 only)
+      {{"ZRANGE", "zset", "(m7", "[m3", "BYLEX", "REV"}, true},
+      {{"ZRANGE", "zset", "+", "-", "BYLEX", "REV", "LIMIT", "0", "3"}, false},
+      {{"ZRANGEBYLEX", "lexf", "[a", "(b"}, false},  // a (sliced at slices of 1 and 2)
+      {{"ZREVRANGEBYLEX", "lexr", "[c", "(b"}, false},  // c
+      {{"SRANDMEMBER", "all"}, true},
+      {{"SRANDMEMBER", "all", "-5000"}, true},
+      {{"SRANDMEMBER", "all", "1000"}, true},
+      {{"SRANDMEMBER", "all", "3"}, true},
+      {{"SRANDMEMBER", "all", "0"}, true},
+      {{"SRANDMEMBER", "all", "99999"}, true},
+      {{"SRANDMEMBER", "tiny", "-999"}, true},
+      {{"SRANDMEMBER", "tiny", "-5"}, false},
+      {{"HRANDFIELD", "hash"}, true},
+      {{"HRANDFIELD", "hash", "-3000", "WITHVALUES"}, true},
+      {{"HRANDFIELD", "hash", "-3000"}, true},
+      {{"HRANDFIELD", "hash", "1900", "WITHVALUES"}, true},
+      {{"ZRANDMEMBER", "zset", "-3000", "WITHSCORES"}, true},
+      {{"ZRANDMEMBER", "zset", "-3000"}, true},
+      {{"ZRANDMEMBER", "zset", "1999", "WITHSCORES"}, true},
+      {{"ZRANDMEMBER", "zset", "-50"}, false},
+  };
+  for (const Protocol protocol : {Protocol::kResp2, Protocol::kResp3}) {
+    db.protocol = protocol;
+    for (const auto& [q, sliced] : queries) {
+      std::string text;
+      for (const std::string& w : q) text += w + " ";
+      db.slice_elements = 0;
+      const std::string whole = db.run_strings(q);
+      EXPECT_EQ(db.last_slices, 0u) << text;
+      for (const size_t slice : {1, 2, 7, 100, 999, 4999}) {
+        db.slice_elements = slice;
+        EXPECT_EQ(db.run_strings(q), whole) << text << "in slices of " << slice;
+        if (slice == 100) {
+          EXPECT_EQ(db.last_slices > 1, sliced) << text << "in slices of 100: " << db.last_slices;
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
