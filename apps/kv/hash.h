@@ -194,6 +194,22 @@ class Hash {
     });
   }
 
+  // for_each_from a part at a time, for a big hash (a sliced HSCAN page, kv.cc): from the
+  // cursor (one not started: the first field whose hash is >= h) calls fn(field_hash,
+  // field, value) for up to n fields, moving the cursor past each fn returned true for; true
+  // once fn returned false or the hash ended. REQUIRES: !is_small(); unchanged meanwhile.
+  template <class Fn>
+  bool for_each_from_some(uint64_t h, Cursor& c, size_t n, Fn&& fn) const {
+    assert(big_);
+    if (!c.started) c.it = big_->lower_bound_hash(h);
+    c.started = true;
+    for (; c.it != big_->end(); ++c.it) {
+      if (n-- == 0) return false;
+      if (!fn(c.it.hash(), c.it->first.view(), c.it->second)) return true;
+    }
+    return true;
+  }
+
   // Calls fn(std::string_view field, const std::string& value) for each field in byte
   // order: the order fields were listed in before hashes were hash tables, which the
   // digest keeps (so nodes of either binary compare equal). O(n log n) for a big hash.

@@ -3134,9 +3134,19 @@ class PagePicker {
     std::push_heap(heap_.begin(), heap_.end(), Less());
   }
 
+  // Sorts up to n more of the page (no offer() after): true once it is sorted. The first
+  // part of finish(), for doing it a part at a time (a sliced ZSCAN, whose page may be the
+  // whole set): std::sort_heap's own steps, so the order is the same.
+  bool sort_some(size_t n) {
+    if (!sorting_) unsorted_ = heap_.size();
+    sorting_ = true;
+    for (; unsorted_ > 1 && n > 0; unsorted_--, n--) std::pop_heap(heap_.begin(), heap_.begin() + static_cast<ptrdiff_t>(unsorted_), Less());
+    return unsorted_ <= 1;
+  }
+
   // The page in position order into *out; returns the next cursor (0: the iteration ends).
   uint64_t finish(std::vector<Item>* out) {
-    std::sort_heap(heap_.begin(), heap_.end(), Less());
+    sort_some(SIZE_MAX);
     uint64_t next = 0;
     size_t n = heap_.size();
     if (offered_ > heap_.size()) {  // else the page holds every element left: the end
@@ -3175,6 +3185,8 @@ class PagePicker {
   std::vector<Entry> heap_;
   bool lost_ = false;
   uint64_t lost_pos_ = 0;
+  bool sorting_ = false;
+  size_t unsorted_ = 0;  // once sorting_: heap_'s first unsorted_ entries are still a heap
 };
 
 size_t scan_page_size(int64_t count, size_t elements) {
@@ -3363,6 +3375,118 @@ void query_randomkey(const State& s, Args, const QueryContext& ctx, Reply& r) {
   if (seen > 0) r.bulk(pick); else r.null();
 }
 
+// A big set's SSCAN page or a big hash's HSCAN page (kHash), found and written in slices
+// (hmdb::ReplyProducer: nothing is applied meanwhile): the same walk as the whole path
+// (query_sscan, query_hscan) from the cursor's hash, a slice's worth of elements a turn,
+// listing the page's elements; then the next cursor, which comes first in the reply, and
+// the page, a slice a turn. For a huge COUNT.
+template <bool kHash>
+class ScanPageProducer final : public ReplyProducer {
+ public:
+  using C = std::conditional_t<kHash, Hash, Set>;
+  ScanPageProducer(const C& c, const ScanOptions& o)
+      : c_(c), from_(o.cursor), count_(static_cast<uint64_t>(o.count)), has_pattern_(o.has_pattern), pattern_(o.pattern) {
+    page_.reserve(std::min<uint64_t>(count_, c.size()));  // no copy of a growing page in one turn
+  }
+
+  bool next(Reply& r, const SliceBudget& budget) override {
+    size_t work = 0;
+    if (!found_) {
+      // Elements sharing the last hash all go in this page, so the next cursor skips none.
+      auto take = [&](uint64_t hash, std::string_view e, const std::string* v) {
+        if (full_ && hash != last_) { more_ = true; return false; }
+        work++;
+        if (!has_pattern_ || string_match(pattern_, e)) page_.emplace_back(e, v);
+        last_ = hash;
+        if (page_.size() >= count_) full_ = true;
+        return true;
+      };
+      bool end;
+      if constexpr (kHash) {
+        end = c_.for_each_from_some(from_, cursor_, budget.elements,
+                                    [&](uint64_t h, std::string_view f, const std::string& v) { return take(h, f, &v); });
+      } else {
+        end = c_.for_each_from_some(from_, cursor_, budget.elements, [&](uint64_t h, std::string_view m) { return take(h, m, nullptr); });
+      }
+      if (!end) return false;
+      found_ = true;
+      reply_scan(r, more_ ? last_ + 1 : 0, kHash ? 2 * page_.size() : page_.size());  // last_ < the next hash: no wrap
+    }
+    const size_t start = r.size();
+    for (; written_ < page_.size(); written_++) {
+      if (work >= budget.elements || r.size() - start >= budget.bytes) return false;
+      work++;
+      r.bulk(page_[written_].first);
+      if (kHash) r.bulk(*page_[written_].second);
+    }
+    return true;
+  }
+
+ private:
+  const C& c_;
+  const uint64_t from_, count_;
+  const bool has_pattern_;
+  const std::string pattern_;  // a copy: the command's words are gone once the query returns
+  typename C::Cursor cursor_;
+  std::vector<std::pair<std::string_view, const std::string*>> page_;  // (element, HSCAN's value)
+  bool found_ = false, full_ = false, more_ = false;
+  uint64_t last_ = 0;
+  size_t written_ = 0;
+};
+// A set or hash this big is a hash table (its walk from a hash is for_each_from_some's).
+static_assert(kScanWholeMax >= Set::kSmallMembersMax && kScanWholeMax >= Hash::kSmallFieldsMax);
+
+// A step of sorting a ZSCAN page (a pop from its heap: ~22 levels at 3 M entries) counts as
+// this many elements of a slice.
+constexpr size_t kHeapPopWork = 4;
+
+// A big sorted set's ZSCAN page, found and written in slices (hmdb::ReplyProducer: nothing is
+// applied meanwhile): the whole path's one pass over the set offering each member to the
+// PagePicker (query_zscan), a slice's worth of members a turn; then the page, a slice a turn.
+class ZScanProducer final : public ReplyProducer {
+ public:
+  ZScanProducer(const ZSet& z, const ScanOptions& o)
+      : z_(z), has_pattern_(o.has_pattern), pattern_(o.pattern), picker_(o.cursor, scan_page_size(o.count, z.order.size())),
+        it_(z.order.begin()) {}
+
+  bool next(Reply& r, const SliceBudget& budget) override {
+    size_t work = 0;
+    if (!found_) {
+      for (; it_ != z_.order.end(); ++it_) {
+        if (work >= budget.elements) return false;
+        work++;
+        const ZEntry& e = *it_;
+        if (!has_pattern_ || string_match(pattern_, e.member))
+          picker_.offer(element_scan_position(e.member), {std::string_view(e.member), e.score});
+      }
+      // At least one step a call, so that a slice of fewer than kHeapPopWork elements goes on.
+      if (!picker_.sort_some(std::max<size_t>(1, budget.elements > work ? (budget.elements - work) / kHeapPopWork : 0))) return false;
+      found_ = true;
+      const uint64_t next = picker_.finish(&page_);
+      reply_scan(r, next, 2 * page_.size());
+    }
+    const size_t start = r.size();
+    for (; written_ < page_.size(); written_++) {
+      if (work >= budget.elements || r.size() - start >= budget.bytes) return false;
+      work++;
+      r.bulk(page_[written_].first);
+      char buf[40];
+      r.bulk(score_text(page_[written_].second, buf));
+    }
+    return true;
+  }
+
+ private:
+  const ZSet& z_;
+  const bool has_pattern_;
+  const std::string pattern_;  // a copy: the command's words are gone once the query returns
+  PagePicker<std::pair<std::string_view, double>> picker_;
+  ZOrder::const_iterator it_;
+  std::vector<std::pair<std::string_view, double>> page_;
+  bool found_ = false;
+  size_t written_ = 0;
+};
+
 // HSCAN key cursor [MATCH pattern] [COUNT count]: fields and values, a flat array.
 void query_hscan(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   ScanOptions o;
@@ -3371,6 +3495,10 @@ void query_hscan(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   if (!container_for_read<Hash>(s, a[1], ctx.now_ms, r, &h)) return;
   if (!h) { reply_scan(r, 0, 0); return; }  // before the options, as Redis
   if (!parse_scan_options(a, 3, false, &o, r)) return;
+  if (h->size() > kScanWholeMax && ctx.slices(std::min<uint64_t>(static_cast<uint64_t>(o.count), h->size()))) [[unlikely]] {
+    ctx.produce(r, std::make_unique<ScanPageProducer<true>>(*h, o));
+    return;
+  }
   std::vector<std::pair<std::string_view, const std::string*>> page;
   uint64_t next = 0;
   if (h->size() <= kScanWholeMax) {
@@ -3405,6 +3533,10 @@ void query_sscan(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   if (!container_for_read<Set>(s, a[1], ctx.now_ms, r, &set)) return;
   if (!set) { reply_scan(r, 0, 0); return; }
   if (!parse_scan_options(a, 3, false, &o, r)) return;
+  if (set->size() > kScanWholeMax && ctx.slices(std::min<uint64_t>(static_cast<uint64_t>(o.count), set->size()))) [[unlikely]] {
+    ctx.produce(r, std::make_unique<ScanPageProducer<false>>(*set, o));
+    return;
+  }
   std::vector<std::string_view> page;
   uint64_t next = 0;
   if (set->size() <= kScanWholeMax) {
@@ -3439,6 +3571,10 @@ void query_zscan(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
   if (!z) { reply_scan(r, 0, 0); return; }
   if (!parse_scan_options(a, 3, false, &o, r)) return;
+  if (z->order.size() > kScanWholeMax && ctx.slices(z->order.size())) [[unlikely]] {
+    ctx.produce(r, std::make_unique<ZScanProducer>(*z, o));
+    return;
+  }
   std::vector<std::pair<std::string_view, double>> page;
   uint64_t next = 0;
   if (z->order.size() <= kScanWholeMax) {

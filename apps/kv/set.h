@@ -206,6 +206,22 @@ class Set {
     else c.index++;
   }
 
+  // for_each_from a part at a time, for a big set (a sliced SSCAN page, kv.cc): from the
+  // cursor (one not started: the first member whose hash is >= hash) calls fn(hash, member)
+  // for up to n members, moving the cursor past each fn returned true for; true once fn
+  // returned false or the set ended. REQUIRES: !is_small(); the set unchanged meanwhile.
+  template <class Fn>
+  bool for_each_from_some(uint64_t hash, Cursor& c, size_t n, Fn&& fn) const {
+    assert(big_);
+    if (!c.started) c.it = big_->lower_bound_hash(hash);
+    c.started = true;
+    for (; c.it != big_->end(); ++c.it) {
+      if (n-- == 0) return false;
+      if (!fn(c.it.hash(), c.it->first.view())) return true;
+    }
+    return true;
+  }
+
   // Calls fn(std::string_view member) for each member in (hash, bytes) order.
   template <class Fn>
   void for_each(Fn&& fn) const {

@@ -2104,8 +2104,9 @@ TEST(KvSlicedReplies, SameBytesAsTheWholeReply) {
 // Reads whose computation (not only their reply) is big are made lazily by their producers,
 // a slice of the work a turn: SINTER/SUNION/SDIFF/SINTERCARD walk the sets (SetOpProducer),
 // ZRANGE walks its range (ZRangeProducer), the random reads list the container and draw
-// their picks a slice at a time (RandomPicksProducer). Each must give the bytes the whole
-// path gives (combine_sets, zset_select, random_picks over the listed elements), in both
+// their picks a slice at a time (RandomPicksProducer), the SCANs walk to their page's end.
+// Each must give the bytes the whole path gives (combine_sets, zset_select, random_picks
+// over the listed elements, the SCANs' page walks), in both
 // protocols, at any slice size, and be sliced (more than one slice) where it is big.
 TEST(KvSlicedReplies, LazyComputationSameBytesAsTheWholeReply) {
   hmdb::testing::AppDriver<Kv> db;
@@ -2177,6 +2178,17 @@ TEST(KvSlicedReplies, LazyComputationSameBytesAsTheWholeReply) {
       {{"ZRANDMEMBER", "zset", "-3000"}, true},
       {{"ZRANDMEMBER", "zset", "1999", "WITHSCORES"}, true},
       {{"ZRANDMEMBER", "zset", "-50"}, false},
+      // A SCAN page with a huge COUNT (SSCAN, HSCAN), or any page of a big sorted set (ZSCAN
+      // passes over all of it): ScanPageProducer, ZScanProducer.
+      {{"SSCAN", "all", "0", "COUNT", "1500"}, true},
+      {{"SSCAN", "all", "0", "COUNT", "5000", "MATCH", "m1*"}, true},
+      {{"SSCAN", "all", "9223372036854775808", "COUNT", "700"}, true},
+      {{"SSCAN", "all", "0"}, false},
+      {{"HSCAN", "hash", "0", "COUNT", "1000"}, true},
+      {{"HSCAN", "hash", "12345678901234567890", "COUNT", "400", "MATCH", "f*7"}, true},
+      {{"ZSCAN", "zset", "0"}, true},
+      {{"ZSCAN", "zset", "0", "COUNT", "1000", "MATCH", "m*1"}, true},
+      {{"ZSCAN", "zset", "9223372036854775808", "COUNT", "3000"}, true},
   };
   for (const Protocol protocol : {Protocol::kResp2, Protocol::kResp3}) {
     db.protocol = protocol;
