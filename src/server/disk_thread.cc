@@ -84,6 +84,12 @@ void DiskThread::release_hold(uint64_t hold) {
   if (wake) cv_.notify_one();
 }
 
+void DiskThread::hold_from_now(uint64_t hold) {
+  std::lock_guard lk(mu_);
+  if (hold == 0 || hold_ != hold) return;
+  hold_deadline_ = std::max(hold_deadline_, Clock::now() + hold_span_);
+}
+
 void DiskThread::submit_install(const raft::SnapshotMeta& meta,
                                 std::shared_ptr<const std::atomic<bool>> file_durable) {
   Work w;
@@ -166,7 +172,9 @@ void DiskThread::run() {
       while (!has_work()) {
         if (hold_ != 0) {
           // Held (see disk_thread.h): the loop's release_hold() or the deadline ends it.
-          if (cv_.wait_until(lk, hold_deadline_) == std::cv_status::timeout && hold_ != 0) {
+          // hold_from_now may have moved the deadline meanwhile: then wait on to it.
+          if (cv_.wait_until(lk, hold_deadline_) == std::cv_status::timeout && hold_ != 0 &&
+              Clock::now() >= hold_deadline_) {
             hold_ = 0;
             if (urgent_ > 0) stats_.holds_expired++;
           }
@@ -243,9 +251,9 @@ void DiskThread::run() {
           // Hold the next round for the clients this one answers (disk_thread.h).
           const uint64_t hold_us =
               hold_bounds_.capped_by_sync ? std::min(hold_bounds_.max_us, sync_us) : hold_bounds_.max_us;
-          const auto hold = std::chrono::microseconds(hold_us);
+          hold_span_ = std::chrono::microseconds(hold_us);
           hold_ = ack_hold_ = ++holds_begun_;
-          hold_deadline_ = synced_at + hold;
+          hold_deadline_ = synced_at + hold_span_;
           stats_.holds++;
         }
       }

@@ -19,11 +19,16 @@
 // sent their replies. Starting the next round at once (with whatever other clients queued
 // meanwhile) splits the clients into two cohorts that alternate, each syncing about half of
 // them. So after a round that carried client writes (submit's `hold_after`), the disk thread
-// holds the next one until the loop calls release_hold() — once about as many new writes
+// holds the next one until the loop calls release_hold() — once as many new writes
 // arrived as the round made durable, the answered cohort is back (Node::end_hold) — or until
 // the hold's deadline: at most kGroupHoldMaxUs and at most the last fdatasync's duration
-// (holding longer than a sync costs more latency than the cohorts it joins save). The loop's
-// release is one futex wake per round; a submit during a hold wakes nobody. Holding only ever
+// (holding longer than a sync costs more latency than the cohorts it joins save), counted
+// from when the loop sent the answered clients their replies (hold_from_now), or from the
+// sync's end until the loop got that far. (Counted from the sync's end alone, a hold of a
+// fast sync often ran out while the loop was still applying and sending the replies, before
+// any answered client could write again: the cohorts split.) The loop's release is one futex
+// wake per round; a submit during a hold wakes nobody, and neither does hold_from_now (a
+// thread that wakes at the earlier deadline waits on to the later one). Holding only ever
 // delays a sync: no write is acknowledged before its fdatasync returned.
 //
 // A hard state that moves only its commit index (raft's commit is a hint on disk: a restart
@@ -109,6 +114,9 @@ class DiskThread {
   void submit(std::optional<raft::HardState> hard_state, std::vector<raft::Entry> entries, bool hold_after = false);
   // Ends the hold `hold` (from take_ack) now; a later hold, or one that ended, is left alone.
   void release_hold(uint64_t hold);
+  // The replies of the writes whose ack began hold `hold` were sent: its deadline is now plus
+  // its span, if that is later (see above). A hold that ended is left alone.
+  void hold_from_now(uint64_t hold);
   // A follower installed the leader's snapshot `meta`: the log continues after meta.index,
   // and the next ack names it. Call before the submit() of the same Ready. `file_durable`
   // (null: the file is durable already) is set by whoever syncs and verifies the snapshot
@@ -158,6 +166,7 @@ class DiskThread {
   uint64_t hold_ = 0;                // GUARDED_BY(mu_): the hold in force (0: none)
   uint64_t holds_begun_ = 0;         // GUARDED_BY(mu_): ids of holds
   std::chrono::steady_clock::time_point hold_deadline_;  // GUARDED_BY(mu_)
+  std::chrono::microseconds hold_span_{0};                // GUARDED_BY(mu_): the hold's length
   std::optional<raft::Index> compact_index_;  // GUARDED_BY(mu_)
   bool stopping_ = false;            // GUARDED_BY(mu_)
   DiskStats stats_;                  // GUARDED_BY(mu_)

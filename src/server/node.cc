@@ -565,6 +565,12 @@ void Node::loop_turn(int timeout_ms) {
     s->in_flush = false;
     flush_session(*s);
   }
+  // The replies of the writes the disk's ack made durable are out: the hold for those clients'
+  // next writes counts from here (disk_thread.h, "Holding the next round").
+  if (hold_clock_pending_) [[unlikely]] {
+    hold_clock_pending_ = false;
+    if (hold_ != 0) disk_->hold_from_now(hold_);
+  }
   const uint64_t end_us = stage_read_us();
   note_turn_end(end_us);
   turn_end_ms_ = end_us / 1000;
@@ -572,7 +578,7 @@ void Node::loop_turn(int timeout_ms) {
 }
 
 void Node::end_hold() {
-  // The disk thread holds its next round (disk_thread.h) until most of the clients whose
+  // The disk thread holds its next round (disk_thread.h) until the clients whose
   // writes its last round made durable sent their next ones; a node that stopped leading or
   // is stopping has no such clients to wait for.
   if (hold_ == 0) return;
@@ -619,6 +625,7 @@ void Node::on_disk_ack() {
       hold_ = hold;
       hold_awaited_ = durable;
       hold_arrived_ = 0;
+      hold_clock_pending_ = true;
     }
     if (!proposals_.empty()) note_persisted(ack->last_index);
     raft_->persisted(*ack);

@@ -157,10 +157,13 @@ inline constexpr uint64_t kMallocTrimThresholdBytes = 512ull << 20;
 inline constexpr uint64_t kDiskQueueBytesMax = 64ull << 20;
 // Group commit (`always`, server/disk_thread.h "Holding the next round"): after a round that
 // made client writes durable, the next round waits at most this long (and at most the last
-// fdatasync's duration) for those clients' next writes, and starts as soon as this percentage
-// of that many new writes has been proposed: the last few stragglers are not waited for.
+// fdatasync's duration, counted from when the loop sent those clients' replies) for their next
+// writes, and starts as soon as this percentage of that many new writes has been proposed. (At
+// 75 % the last quarter missed the round and formed a second cohort that the next hold, which
+// waits for its own round's clients, kept apart: at pipeline 1, 50 clients, 32 writes per
+// fdatasync at 75 % against 47 at 100 %.)
 inline constexpr uint64_t kGroupHoldMaxUs = 500;
-inline constexpr uint64_t kGroupHoldReturnPercent = 75;
+inline constexpr uint64_t kGroupHoldReturnPercent = 100;
 // Connections accepted per loop turn.
 inline constexpr int kAcceptsPerTurnMax = 1000;
 // epoll events handled per epoll_wait call.

@@ -1,7 +1,8 @@
 // tests/server/disk_thread_test.cc — the group-commit disk thread against a fault-injecting
 // file layer: acks cover what was written, `always` acks only after a sync, `periodic`
 // acks before it, what was acked in `always` survives a power loss, a held round starts when
-// the loop releases it or at its deadline (and its ack still follows its sync), a hard state
+// the loop releases it or at its deadline, counted from when the loop sent the replies (and
+// its ack still follows its sync), a hard state
 // whose commit alone moved waits for the next round instead of starting one, and a failed
 // fsync or write stops the process (exit code 3) without an ack.
 #include "server/disk_thread.h"
@@ -11,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 
 #include "storage/env.h"
@@ -188,6 +190,43 @@ TEST_F(DiskThreadTest, AHeldRoundStartsAtItsDeadlineWithoutARelease) {
   EXPECT_EQ(disk->stats().holds, 1u);
   EXPECT_LE(disk->stats().holds_expired, 1u);  // 0 if the deadline passed before entry 2 was queued
   disk->release_hold(hold);                     // late: harmless
+  disk->stop();
+}
+
+// The hold counts from when the loop sent the replies (hold_from_now), not only from the
+// sync's end. A correct thread never acks within the second wait below, whatever the timing:
+// it ends kHoldUs - kMarginUs after a clock read taken before the hold_from_now call. The
+// first wait only makes the call come late enough that a hold counted from the sync's end
+// alone would end inside the second. (Planted bug, seen failing: hold_from_now a no-op — the
+// round starts at the first deadline, within the second wait.)
+TEST_F(DiskThreadTest, AHoldCountsFromWhenTheLoopSentTheReplies) {
+  using Clock = std::chrono::steady_clock;
+  constexpr auto kHold = std::chrono::milliseconds(600);
+  constexpr auto kMargin = std::chrono::milliseconds(100);
+  constexpr int kFirstWaitMs = 400;
+  auto disk = make(Durability::kAlways, 1000,
+                   GroupHoldBounds{.max_us = static_cast<uint64_t>(std::chrono::microseconds(kHold).count()),
+                                   .capped_by_sync = false});
+  disk->start();
+  disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
+  uint64_t hold = 0;
+  EXPECT_EQ(wait_ack(*disk, &hold).last_index, 1u);
+  ASSERT_NE(hold, 0u);
+  disk->submit(std::nullopt, {entry(2, "b")});  // held
+  pollfd p{wake_fd_, POLLIN, 0};
+  if (::poll(&p, 1, kFirstWaitMs) != 0) GTEST_SKIP() << "this thread was not scheduled for over 200 ms: the hold ended";
+  disk->hold_from_now(hold + 1);  // not the hold in force: ignored
+  const auto called = Clock::now();
+  disk->hold_from_now(hold);
+  const auto quiet_until = called + kHold - kMargin;
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(quiet_until - Clock::now()).count();
+  if (left > 0) {
+    EXPECT_EQ(::poll(&p, 1, static_cast<int>(left)), 0)
+        << "the hold ended at the sync's end + its span, not at hold_from_now's + its span";
+  }
+  EXPECT_EQ(wait_ack(*disk).last_index, 2u);  // at the moved deadline
+  EXPECT_EQ(disk->stats().holds_expired, 1u);
+  disk->hold_from_now(hold);  // ended: harmless
   disk->stop();
 }
 
