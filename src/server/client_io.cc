@@ -38,6 +38,14 @@ namespace {
 constexpr uint64_t kClientQueryBufferLimitBytes = 1ull << 30;
 // Largest single read(2) while a big bulk is arriving.
 constexpr uint64_t kReadChunkBytesMax = 64ull << 20;
+// A session gives its read buffer back whenever it has parsed all it read (10,000 idle
+// connections would otherwise hold 64 KiB each); at pipeline 1 that is after every request.
+// The loop keeps up to this many released buffers of kReadChunkBytes for the next reads
+// (4 MiB), so such a session does not allocate and free 64 KiB per request (~360
+// instructions under callgrind, 7 % of a SET's at 50 clients).
+constexpr size_t kPooledReadBuffersMax = 64;
+// The loop thread's pool (ReadBuffer is only used there).
+thread_local std::vector<std::unique_ptr<char[]>> pooled_read_buffers;
 
 }  // namespace
 
@@ -46,6 +54,13 @@ constexpr uint64_t kReadChunkBytesMax = 64ull << 20;
 
 char* ReadBuffer::reserve(size_t n) {
   if (cap_ - end_ >= n) return buf_.get() + end_;
+  if (!buf_ && n <= kReadChunkBytes && !pooled_read_buffers.empty()) {
+    buf_ = std::move(pooled_read_buffers.back());
+    pooled_read_buffers.pop_back();
+    cap_ = kReadChunkBytes;
+    start_ = end_ = 0;
+    return buf_.get();
+  }
   size_t live = end_ - start_;
   if (start_ > 0 && cap_ - live >= n && live <= cap_ / 2) {
     std::memmove(buf_.get(), buf_.get() + start_, live);
@@ -60,6 +75,15 @@ char* ReadBuffer::reserve(size_t n) {
   end_ = live;
   return buf_.get() + end_;
 }
+
+void ReadBuffer::release() {
+  if (buf_ && cap_ == kReadChunkBytes && pooled_read_buffers.size() < kPooledReadBuffersMax)
+    pooled_read_buffers.push_back(std::move(buf_));
+  buf_.reset();
+  cap_ = start_ = end_ = 0;
+}
+
+size_t ReadBuffer::pooled_buffers() { return pooled_read_buffers.size(); }
 
 void ReadBuffer::consume(size_t n) {
   HMDB_ASSERT(n <= size(), "consume past the end");

@@ -29,7 +29,11 @@ class ReadBuffer {
   void commit(size_t n) { end_ += n; }
   void consume(size_t n);
   size_t capacity() const { return cap_; }
-  void release() { buf_.reset(); cap_ = start_ = end_ = 0; }
+  // Gives the buffer up (an idle session holds none); one of kReadChunkBytes goes to the
+  // loop's pool, where the next reserve() of any session finds it (client_io.cc).
+  void release();
+  // Buffers in this thread's pool (tests).
+  static size_t pooled_buffers();
 
  private:
   std::unique_ptr<char[]> buf_;
