@@ -31,7 +31,7 @@
 // clear() and the destructor.
 //
 // The resize itself (detail::ResizingBuckets, below) is shared with the sorted sets' member
-// index (zskiplist.h), which chains the skip list's own nodes instead of nodes of its own.
+// index (zorder.h), which chains the sorted set's own entries instead of nodes of its own.
 #pragma once
 
 #include <sys/mman.h>
@@ -91,11 +91,11 @@ struct KeyTableHash {
 namespace detail {
 
 // The incremental resize of a chained hash table, shared by KeyTable (its nodes) and a
-// sorted set's member index (zskiplist.h: the skip list's own nodes, chained through a link
+// sorted set's member index (zorder.h: the sorted set's own entries, chained through a link
 // of theirs). Chain says how to reach a node's link and hash:
 //   static Node*& next(Node*)         the node's link in its bucket's chain
-//   static uint64_t hash(const Node*) the node's hash (KeyTable's nodes keep it; a skip
-//                                     list node's is computed from its member)
+//   static uint64_t hash(const Node*) the node's hash (KeyTable's nodes keep it; a sorted
+//                                     set entry's is computed from its member)
 // Bucket i of an array of 2^bits holds the nodes whose hash has i as its top `bits` bits,
 // so an old bucket becomes consecutive new ones (or old ones one new one) and a chain's
 // order is kept by a resize. A resize allocates the new array (lazily zeroed pages, no

@@ -2067,7 +2067,7 @@ void apply_zadd(State& s, const ZAddArgs& a, const ApplyContext& ctx, Reply& r) 
       done = true;
       result = next;
       if (next != current) {
-        z->order.update_score(member, next);  // `found` is not used after this
+        z->order.update_score(found, next);
         changed++;
       }
     } else {
@@ -2118,7 +2118,7 @@ void apply_zpop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
     if (pairs) r.array(2);
     r.bulk(first->member);
     r.double_value(first->score);
-    z->order.erase(first);
+    z->order.remove(first);
   }
   if (n > 0) notify(ctx, keyspace::kZset, kMax ? "zpopmax" : "zpopmin", a.key);
   erase_if_emptied(s, it, z, a.key, ctx);
@@ -2204,7 +2204,6 @@ bool parse_lex_range(std::string_view min, std::string_view max, LexRange* out) 
 }
 constexpr std::string_view kNotLexRange = "ERR min or max not valid string range item";
 
-using ZOrder = ZSkipList;
 
 // The first entry with a score above (or at, if !exclusive) v.
 ZOrder::const_iterator score_lower_bound(const ZOrder& order, double v, bool exclusive) {
@@ -3651,7 +3650,7 @@ void apply_blocking_zpop(State& s, const BlockingPopArgs& a, const ApplyContext&
     r.bulk(key);
     r.bulk(first->member);
     r.double_value(first->score);
-    z->order.erase(first);
+    z->order.remove(first);
     notify(ctx, keyspace::kZset, kMax ? "zpopmax" : "zpopmin", key);
     erase_if_emptied(s, it, z, key, ctx);
     return;
@@ -3743,7 +3742,7 @@ void apply_bzmpop(State& s, const MultiPopArgs& a, const ApplyContext& ctx, Repl
       r.array(2);
       r.bulk(e->member);
       r.double_value(e->score);
-      z->order.erase(e);
+      z->order.remove(e);
     }
     notify(ctx, keyspace::kZset, a.first ? "zpopmin" : "zpopmax", key);
     erase_if_emptied(s, it, z, key, ctx);

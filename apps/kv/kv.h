@@ -48,7 +48,7 @@
 #include "kv/key_table.h"
 #include "kv/list.h"
 #include "kv/set.h"
-#include "kv/zskiplist.h"
+#include "kv/zorder.h"
 #include "kv/populated_allocator.h"
 
 #include <xxhash.h>
@@ -87,7 +87,7 @@ using StringMap = absl::flat_hash_map<Key, V, KeyHash, KeyEq, PopulatedAllocator
 // small, a hash table (hash, set) once big.
 
 struct ZSet {
-  ZSkipList order;  // (score, member), the visible order, with ranks and a member index
+  ZOrder order;  // (score, member), the visible order, with ranks and a member index
   bool empty() const { return order.empty(); }
 };
 

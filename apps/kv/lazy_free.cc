@@ -35,14 +35,7 @@ bool clear_some(Value& v, size_t budget, size_t* work) {
           return true;
         } else if constexpr (std::is_same_v<T, std::unique_ptr<ZSet>>) {
           if (!x) return true;
-          // The member index's slot array goes with the ZSet at the end.
-          size_t n = 0;
-          auto it = x->order.begin();
-          while (n < budget && it != x->order.end()) {
-            it = x->order.erase(it);
-            n++;
-          }
-          *work += n + 1;
+          *work += x->order.clear_some(budget) + 1;
           if (!x->order.empty()) return false;
           x.reset();
           return true;

@@ -1,10 +1,12 @@
-// tests/apps/zskiplist_test.cc — kv::ZSkipList (apps/kv/zskiplist.h) against a model
-// (std::set with Redis' order, and a member -> score map) through random inserts, erases
-// and score updates:
-// the order both ways, rank, the entry at a rank, lower_bound, find, the member index, erase
-// by iterator and by member, copies, and the structure's own invariants (every span,
-// backward link, the size and the index). ZSKIPLIST_SEED=N repeats a run.
-#include "kv/zskiplist.h"
+// tests/apps/zorder_test.cc — kv::ZOrder (apps/kv/zorder.h, a B+tree with counts) against
+// a model (std::set with Redis' order, and a member -> score map) through random inserts,
+// erases and score updates: the order both ways, rank, the entry at a rank, lower_bound,
+// find, the member index, erase (remove) by iterator and by member, copies, and the structure's own
+// invariants (every count, first entry, fill bound, leaf link, the size and the index). The
+// model tests run the same code with tiny nodes (4 or 5 entries a leaf, 4 or 7 children an
+// inner node: deep trees, every split, borrow and merge) and with kv's sizes.
+// ZORDER_SEED=N repeats a run.
+#include "kv/zorder.h"
 
 #include <gtest/gtest.h>
 
@@ -25,11 +27,12 @@ namespace {
 using Model = std::set<ZEntry, ZLess>;
 
 uint64_t seed_from_env(uint64_t fallback) {
-  const char* s = std::getenv("ZSKIPLIST_SEED");
+  const char* s = std::getenv("ZORDER_SEED");
   return s ? std::strtoull(s, nullptr, 10) : fallback;
 }
 
-void expect_same(const ZSkipList& l, const Model& m) {
+template <class Order>
+void expect_same(const Order& l, const Model& m) {
   ASSERT_EQ(l.size(), m.size());
   ASSERT_TRUE(l.check_invariants());
   std::vector<std::string> forward, backward, want;
@@ -47,16 +50,26 @@ void expect_same(const ZSkipList& l, const Model& m) {
   }
 }
 
-TEST(ZSkipList, MatchesAModelThroughRandomInsertsAndErases) {
-  for (uint64_t base = 1; base <= 20; base++) {
+template <class Order>
+class ZOrderModel : public ::testing::Test {};
+using Orders = ::testing::Types<BasicZOrder<4, 4>, BasicZOrder<5, 7>, ZOrder>;
+TYPED_TEST_SUITE(ZOrderModel, Orders);
+
+TYPED_TEST(ZOrderModel, MatchesAModelThroughRandomInsertsAndErases) {
+  using Order = TypeParam;
+  for (uint64_t base = 1; base <= 30; base++) {
     const uint64_t seed = seed_from_env(base);
-    SCOPED_TRACE("seed " + std::to_string(seed) + " (ZSKIPLIST_SEED=" + std::to_string(seed) + " to repeat)");
+    SCOPED_TRACE("seed " + std::to_string(seed) + " (ZORDER_SEED=" + std::to_string(seed) + " to repeat)");
+    std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
     std::mt19937_64 rng(seed);
-    ZSkipList l;
+    Order l;
     Model m;
     std::map<std::string, double> scores;
-    const int members = 1 + static_cast<int>(rng() % 300);  // small pools: many equal scores and re-inserts
-    for (int step = 0; step < 2000; step++) {
+    // Mostly small pools (many equal scores and re-inserts), every fifth run a big one
+    // (trees several levels deep with kv's node sizes too).
+    const int members = 1 + static_cast<int>(rng() % (base % 5 == 0 ? 3000 : 300));
+    const int steps = base % 5 == 0 ? 12000 : 2000;
+    for (int step = 0; step < steps; step++) {
       const std::string member = "m" + std::to_string(rng() % members);
       const double score = static_cast<double>(static_cast<int>(rng() % 20) - 10) / 2;
       const int op = static_cast<int>(rng() % 14);
@@ -89,14 +102,21 @@ TEST(ZSkipList, MatchesAModelThroughRandomInsertsAndErases) {
         ASSERT_EQ(l.update_score(member, score), there);
       } else if (!m.empty()) {
         // Erase by iterator: the one at a random rank; the returned iterator is the next.
-        const size_t r = rng() % m.size();
-        auto it = l.erase(l.at(r));
+        // Or remove(it), which returns nothing (ZPOPMIN's).
+        const uint64_t pick = rng() % 4;  // the ends often (ZPOPMIN, ZPOPMAX), else anywhere
+        const size_t r = pick == 0 ? 0 : pick == 1 ? m.size() - 1 : rng() % m.size();
         auto victim = std::next(m.begin(), static_cast<std::ptrdiff_t>(r));
         scores.erase(victim->member);
-        auto mit = m.erase(victim);
-        ASSERT_EQ(it == l.end(), mit == m.end());
-        if (mit != m.end()) {
-          ASSERT_EQ(it->member, mit->member);
+        if (rng() % 2) {
+          l.remove(l.at(r));
+          m.erase(victim);
+        } else {
+          auto it = l.erase(l.at(r));
+          auto mit = m.erase(victim);
+          ASSERT_EQ(it == l.end(), mit == m.end());
+          if (mit != m.end()) {
+            ASSERT_EQ(it->member, mit->member);
+          }
         }
       }
       // Probes that may or may not be present.
@@ -118,19 +138,21 @@ TEST(ZSkipList, MatchesAModelThroughRandomInsertsAndErases) {
       if (!m.empty()) {
         ASSERT_EQ(std::prev(l.end())->member, std::prev(m.end())->member);
         ASSERT_EQ(l.begin()->member, m.begin()->member);
+        ASSERT_TRUE(std::prev(l.begin()) == l.end());  // ZREVRANGE's walk steps past the first entry
       }
+      ASSERT_TRUE(l.check_invariants()) << "step " << step;
       if (step % 200 == 0) {
         ASSERT_NO_FATAL_FAILURE(expect_same(l, m));
       }
     }
     ASSERT_NO_FATAL_FAILURE(expect_same(l, m));
-    ZSkipList copy(l);  // built by appending in order
+    Order copy(l);
     ASSERT_NO_FATAL_FAILURE(expect_same(copy, m));
     ASSERT_TRUE(copy.insert(ZEntry{1e9, "last"}));
     m.insert(ZEntry{1e9, "last"});
     ASSERT_FALSE(copy.insert(ZEntry{-1, "last"}));
     ASSERT_NO_FATAL_FAILURE(expect_same(copy, m));
-    ZSkipList moved(std::move(copy));
+    Order moved(std::move(copy));
     ASSERT_NO_FATAL_FAILURE(expect_same(moved, m));
     EXPECT_TRUE(copy.empty());  // NOLINT(bugprone-use-after-move): moved-from is empty by contract
     moved.clear();
@@ -138,9 +160,8 @@ TEST(ZSkipList, MatchesAModelThroughRandomInsertsAndErases) {
   }
 }
 
-TEST(ZSkipList, RankAndAtOnABigList) {
-  // The ends and a few ranks of a list too big for the O(n^2) invariant check.
-  ZSkipList l;
+TEST(ZOrder, RankAndAtOnABigOrder) {
+  ZOrder l;
   const int n = 200000;
   for (int i = 0; i < n; i++) ASSERT_TRUE(l.insert(ZEntry{static_cast<double>(i % 1000), "k" + std::to_string(i)}));
   ASSERT_EQ(l.size(), static_cast<size_t>(n));
@@ -153,6 +174,24 @@ TEST(ZSkipList, RankAndAtOnABigList) {
     const ZEntry& e = *l.at(r);
     EXPECT_EQ(l.rank(ZEntryKey{e.score, e.member}), static_cast<int64_t>(r));
   }
+  EXPECT_TRUE(l.check_invariants());
+  EXPECT_GE(l.depth(), 2);
+  // Every rank both ways, in order.
+  size_t r = 0;
+  for (auto it = l.begin(); it != l.end(); ++it, ++r) {
+    ASSERT_EQ(&*l.at(r), &*it);
+    ASSERT_EQ(l.rank(ZEntryKey{it->score, it->member}), static_cast<int64_t>(r));
+  }
+  ASSERT_EQ(r, static_cast<size_t>(n));
+  // Emptied from the front (ZPOPMIN) and the back (ZPOPMAX), half each.
+  for (int i = 0; i < n; i++) {
+    auto it = i % 2 ? std::prev(l.end()) : l.begin();
+    l.remove(it);
+    if (i % 9973 == 0) {
+      ASSERT_TRUE(l.check_invariants()) << i;
+    }
+  }
+  EXPECT_TRUE(l.empty() && l.check_invariants() && l.begin() == l.end());
 }
 
 // The member index resizes a few buckets per insert and erase, never all at once (issue 16:
@@ -162,8 +201,46 @@ TEST(ZSkipList, RankAndAtOnABigList) {
 // kRehashEmptyVisitsPerBucket empty ones for each), nor relinks more than a few buckets'
 // worth of members. Counted, not timed. The members are fixed, so the counts are the same
 // in every run.
-TEST(ZSkipList, MemberIndexResizesAFewBucketsPerOperation) {
-  ZSkipList l;
+// kv's lazy freeing: clear_some destroys at most its budget of entries a call (plus the
+// inner nodes, in the first call), leaf by leaf from the front, until none is left; a partly cleared order
+// is destroyed whole (ASan's leak check counts what is left behind in both cases).
+TEST(ZOrder, ClearSomeFreesABudgetAtATime) {
+  for (size_t n : {size_t{0}, size_t{1}, size_t{33}, size_t{20000}}) {
+    SCOPED_TRACE(n);
+    ZOrder l;
+    for (size_t i = 0; i < n; i++) ASSERT_TRUE(l.insert(ZEntry{static_cast<double>(i % 77), "m" + std::to_string(i)}));
+    const int depth = l.depth();
+    size_t calls = 0, inner = 0, left = n;
+    while (!l.empty()) {
+      const size_t work = l.clear_some(1000);
+      const size_t freed = left - l.size();
+      ASSERT_LE(work, 1000u);  // the inner nodes of these sizes are fewer than a budget
+      ASSERT_GE(work, freed);
+      if (calls == 0) inner = work - freed;
+      else ASSERT_EQ(work, freed);
+      ASSERT_GT(freed, 0u);
+      left = l.size();
+      ASSERT_EQ(static_cast<size_t>(std::distance(l.begin(), l.end())), left);  // what is left still iterates
+      calls++;
+    }
+    EXPECT_EQ(calls, (n + inner + 999) / 1000);
+    if (depth > 0) {
+      EXPECT_GT(inner, 0u);
+    }
+    EXPECT_EQ(l.find_member("m0"), nullptr);
+  }
+  ZOrder half;
+  for (int i = 0; i < 5000; i++) ASSERT_TRUE(half.insert(ZEntry{static_cast<double>(i), "m" + std::to_string(i)}));
+  const size_t work = half.clear_some(1234);
+  EXPECT_EQ(work, 1234u);
+  EXPECT_LT(half.size(), 5000u);
+  EXPECT_GT(half.size(), 5000u - 1234u);  // the inner nodes counted too
+  half.clear();
+  EXPECT_TRUE(half.empty() && half.begin() == half.end());
+}
+
+TEST(ZOrder, MemberIndexResizesAFewBucketsPerOperation) {
+  ZOrder l;
   const size_t n = size_t{1} << 19;
   const size_t bucket_bound = kRehashBucketsPerStep * (1 + kRehashEmptyVisitsPerBucket);
   // A bucket holds one member on average at the most (a doubling starts there), and the
