@@ -1042,7 +1042,8 @@ struct Raft::Impl {
       step_down_as_non_voter();
       return;
     }
-    if (role == InternalRole::kLeader && committed_in_current_term()) {
+    // (Most commits find no read waiting: moving an empty deque still allocates its map.)
+    if (role == InternalRole::kLeader && !reads_waiting_commit.empty() && committed_in_current_term()) {
       auto waiting = std::move(reads_waiting_commit);
       reads_waiting_commit.clear();
       for (auto& [from, ctx] : waiting) handle_read(from, ctx);
