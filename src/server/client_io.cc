@@ -417,6 +417,14 @@ void Node::flush_session(Session& s) {
     close_session(s.id());  // EPIPE, ECONNRESET: the peer is gone
     return;
   }
+  // A reader that keeps up only partly never empties the buffer, which then grows with all
+  // that was ever sent (a big reply's tens of MB, copied whole at each doubling): drop the
+  // sent bytes once they are many and at least as many as the unsent ones (so the move
+  // costs at most what was sent).
+  if (s.out_sent >= kOutputCompactBytes && s.out_sent >= s.unsent()) {
+    out.erase(0, s.out_sent);
+    s.out_sent = 0;
+  }
   flush_done(s);
 }
 

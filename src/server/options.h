@@ -134,6 +134,10 @@ inline constexpr uint64_t kPeerQueueBytesPerPeer = 32ull << 20;
 inline constexpr uint64_t kPromoteMaxLagEntries = 1000;
 // A client whose unsent replies exceed this is disconnected (it does not read its replies).
 inline constexpr uint64_t kClientOutputLimitBytes = 1ull << 30;
+// A client's output buffer drops the bytes already sent once they reach this much and at
+// least the unsent bytes (Node::flush_session): a reader that keeps up only partly would
+// otherwise keep a big reply's every byte, its growth copying tens of MB in one turn.
+inline constexpr uint64_t kOutputCompactBytes = 1ull << 20;
 // A client whose unsent replies exceed this is not served further commands until it reads
 // (back-pressure per client; pipelining clients simply wait).
 inline constexpr uint64_t kClientOutputPauseBytes = 4ull << 20;
