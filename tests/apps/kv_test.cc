@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <deque>
@@ -418,6 +419,48 @@ TEST_F(KvTest, ZaddOptionsAndErrors) {
   EXPECT_EQ(run({"ZADD", "z", "INCR", "inf", "a"}), bulk("inf"));
   EXPECT_EQ(run({"ZADD", "z", "INCR", "-inf", "a"}), error("ERR resulting score is not a number (NaN)"));
   EXPECT_EQ(run({"ZSCORE", "z", "a"}), bulk("inf"));
+}
+
+// Scores as text: whatever the spelling, ZADD reads what strtod reads (integers take a fast
+// path of their own, kv.cc parse_double) and ZSCORE prints it back in the shortest exact form.
+// Seeded: KV_SCORE_SEED=N repeats a run.
+TEST_F(KvTest, ZaddScoresReadAsStrtodReadsThem) {
+  const char* env = std::getenv("KV_SCORE_SEED");
+  const uint64_t seed = env ? std::strtoull(env, nullptr, 10) : 20261206;
+  std::printf("seed %llu (KV_SCORE_SEED=%llu to repeat)\n", static_cast<unsigned long long>(seed),
+              static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  const std::vector<std::string> fixed = {"0", "-0", "00", "-00", "007", "-", "", "+5", "999999999999999",
+                                          "9999999999999999", "-999999999999999", "123456789012345678901",
+                                          "1.5", "-2.25", "1e3", " 1", "1 ", "12a", "inf", "-inf", "0x10"};
+  for (int i = 0; i < 3000; i++) {
+    std::string text;
+    if (static_cast<size_t>(i) < fixed.size()) {
+      text = fixed[static_cast<size_t>(i)];
+    } else {
+      const int kind = static_cast<int>(rng() % 4);
+      if (kind < 3) text = kind == 0 ? "-" : kind == 1 ? "" : "0";  // sign, none, a leading zero
+      const int digits = static_cast<int>(rng() % 20);
+      for (int d = 0; d < digits; d++) text.push_back(static_cast<char>('0' + rng() % 10));
+      if (rng() % 8 == 0) text += ".5";
+    }
+    SCOPED_TRACE("seed " + std::to_string(seed) + " score '" + text + "'");
+    char* end = nullptr;
+    const std::string copy = text;
+    const double want = text.empty() || std::isspace(static_cast<unsigned char>(text[0])) ? 0 : std::strtod(copy.c_str(), &end);
+    const bool valid = !text.empty() && end == copy.c_str() + copy.size() && !std::isnan(want) &&
+                       !std::isspace(static_cast<unsigned char>(text[0]));
+    const std::string member = "m" + std::to_string(i);
+    if (!valid) {
+      EXPECT_EQ(run({"ZADD", "z", text, member}), error("ERR value is not a valid float"));
+      continue;
+    }
+    ASSERT_EQ(run({"ZADD", "z", text, member}), integer(1));
+    char buf[64];
+    std::string shown = std::isinf(want) ? (want > 0 ? "inf" : "-inf")
+                                         : std::string(buf, static_cast<size_t>(std::to_chars(buf, buf + sizeof buf, want).ptr - buf));
+    ASSERT_EQ(run({"ZSCORE", "z", member}), bulk(shown));
+  }
 }
 
 // ---- expiry ------------------------------------------------------------------------------
