@@ -3163,6 +3163,15 @@ class PagePicker {
 
   // The page in position order into *out; returns the next cursor (0: the iteration ends).
   uint64_t finish(std::vector<Item>* out) {
+    size_t n;
+    const uint64_t next = finish_in_place(&n);
+    out->reserve(out->size() + n);
+    for (size_t i = 0; i < n; i++) out->push_back(std::move(heap_[i].item));
+    return next;
+  }
+  // finish() without the copy (a sliced ZSCAN's page may be the whole set): the page is
+  // item(0) .. item(*count - 1), in position order.
+  uint64_t finish_in_place(size_t* count) {
     sort_some(SIZE_MAX);
     uint64_t next = 0;
     size_t n = heap_.size();
@@ -3180,10 +3189,13 @@ class PagePicker {
         next = last + 1;  // wraps to 0 past the last position: the iteration ends
       }
     }
-    out->reserve(out->size() + n);
-    for (size_t i = 0; i < n; i++) out->push_back(std::move(heap_[i].item));
+    *count = n;
     return next;
   }
+  const Item& item(size_t i) const { return heap_[i].item; }
+  // Room for n entries at once, so that offering them grows no array (whose copy would be
+  // one long turn for a page of millions).
+  void reserve(size_t n) { heap_.reserve(n); }
 
  private:
   struct Entry {
@@ -3464,7 +3476,9 @@ class ZScanProducer final : public ReplyProducer {
  public:
   ZScanProducer(const ZSet& z, const ScanOptions& o)
       : z_(z), has_pattern_(o.has_pattern), pattern_(o.pattern), picker_(o.cursor, scan_page_size(o.count, z.order.size())),
-        it_(z.order.begin()) {}
+        it_(z.order.begin()) {
+    picker_.reserve(std::min(scan_page_size(o.count, z.order.size()), z.order.size()));
+  }
 
   bool next(Reply& r, const SliceBudget& budget) override {
     size_t work = 0;
@@ -3479,16 +3493,17 @@ class ZScanProducer final : public ReplyProducer {
       // At least one step a call, so that a slice of fewer than kHeapPopWork elements goes on.
       if (!picker_.sort_some(std::max<size_t>(1, budget.elements > work ? (budget.elements - work) / kHeapPopWork : 0))) return false;
       found_ = true;
-      const uint64_t next = picker_.finish(&page_);
-      reply_scan(r, next, 2 * page_.size());
+      const uint64_t next = picker_.finish_in_place(&page_size_);
+      reply_scan(r, next, 2 * page_size_);
     }
     const size_t start = r.size();
-    for (; written_ < page_.size(); written_++) {
+    for (; written_ < page_size_; written_++) {
       if (work >= budget.elements || r.size() - start >= budget.bytes) return false;
       work++;
-      r.bulk(page_[written_].first);
+      const auto& [member, score] = picker_.item(written_);
+      r.bulk(member);
       char buf[40];
-      r.bulk(score_text(page_[written_].second, buf));
+      r.bulk(score_text(score, buf));
     }
     return true;
   }
@@ -3499,7 +3514,7 @@ class ZScanProducer final : public ReplyProducer {
   const std::string pattern_;  // a copy: the command's words are gone once the query returns
   PagePicker<std::pair<std::string_view, double>> picker_;
   ZOrder::const_iterator it_;
-  std::vector<std::pair<std::string_view, double>> page_;
+  size_t page_size_ = 0;  // the page: picker_.item(0 .. page_size_ - 1)
   bool found_ = false;
   size_t written_ = 0;
 };
