@@ -26,42 +26,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from snapshot_stall import Resp, Server, free_port, info, loadavg, stop_proc  # noqa: E402
+from big_reply_bench import Probe  # noqa: E402  (one connection, one command at a time)
 
 BATCH = 1000           # elements per SADD/HSET/ZADD while loading
 IN_FLIGHT = 50         # commands pipelined before reading their replies
 COMMAND_TIMEOUT_S = 300
-
-
-class Probe(threading.Thread):
-    """One connection, one SET at a time, until stopped: the worst latency and the count."""
-
-    def __init__(self, port):
-        super().__init__(daemon=True)
-        self.port = port
-        self.worst = 0.0
-        self.count = 0
-        self.stop_flag = threading.Event()
-        self.error = None
-
-    def run(self):
-        try:
-            c = Resp(self.port, timeout=COMMAND_TIMEOUT_S)
-            req = Resp.encode("SET", "probe", "v")
-            while not self.stop_flag.is_set():
-                t0 = time.monotonic()
-                c.sock.sendall(req)
-                c.reply()
-                self.worst = max(self.worst, time.monotonic() - t0)
-                self.count += 1
-                time.sleep(0.001)
-            c.close()
-        except Exception as e:  # reported by the main thread
-            self.error = e
 
 
 def load(port, n, cmd, key, element):
@@ -121,7 +94,7 @@ def main():
             if a.only and a.only.upper() not in " ".join(words).upper():
                 continue
             Resp(port).call("CONFIG", "RESETSTAT")
-            probe = Probe(port)
+            probe = Probe(port, ("SET", "probe", "v"), timeout=COMMAND_TIMEOUT_S)
             probe.start()
             time.sleep(0.1)
             t0 = time.monotonic()

@@ -37,9 +37,9 @@ KEYS_TIMEOUT_S = 600
 class Probe(threading.Thread):
     """One connection, one command at a time, until stopped: the worst latency and the count."""
 
-    def __init__(self, port, words):
+    def __init__(self, port, words, timeout=KEYS_TIMEOUT_S):
         super().__init__(daemon=True)
-        self.port, self.words = port, words
+        self.port, self.words, self.timeout = port, words, timeout
         self.worst = 0.0
         self.count = 0
         self.stop_flag = threading.Event()
@@ -47,7 +47,7 @@ class Probe(threading.Thread):
 
     def run(self):
         try:
-            c = Resp(self.port, timeout=KEYS_TIMEOUT_S)
+            c = Resp(self.port, timeout=self.timeout)
             req = Resp.encode(*self.words)
             while not self.stop_flag.is_set():
                 t0 = time.monotonic()
