@@ -7,8 +7,8 @@
 // expensive; asking the kernel for the whole block at once (MADV_POPULATE_WRITE, or
 // MAP_POPULATE) fills it in ~0.3 s.
 //
-// Huge pages: when the server runs with its heap in transparent huge pages (`hmdb serve
-// --huge-pages yes`: server/huge_pages.h), these blocks are asked for in huge
+// Huge pages: when the server runs with its heap in transparent huge pages (the default,
+// `hmdb serve --huge-pages yes`: server/huge_pages.h), these blocks are asked for in huge
 // pages too (MADV_HUGEPAGE), because a snapshot's fork() copies one page-table entry per
 // page: at 4.3 M keys the fork stalled the loop 62 ms with 4 KiB pages and 2.1 ms with the
 // heap and these blocks in 2 MiB pages (bench/README.md, "Fork stall and huge pages"). An

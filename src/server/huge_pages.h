@@ -2,18 +2,23 @@
 // fork() copies page tables of 2 MiB pages instead of 4 KiB ones.
 //
 // Why: a snapshot forks (server/snapshot.cc), and fork() copies the parent's page tables
-// while the event loop waits. With 4 KiB pages that is ~150 ms for a 2.4 GB heap on the
-// reference VM, and 100-430 ms was seen to depose a leader (200 ms election timeout). With
-// the heap in 2 MiB pages it is ~1 ms (bench/README.md, "Fork stall and huge pages"). The
-// price: while a snapshot child runs, the first write to a page copies 2 MiB instead of
-// 4 KiB, so the copy-on-write memory of a write-heavy snapshot grows faster (docs/operations.md).
+// while the event loop waits: 20-100 ms per GiB of state with 4 KiB pages on the reference
+// VM (a 0.2-1 s stall at 10 GiB, longer than the 200 ms election timeout: a leader is
+// deposed), ~0.5 ms per GiB with the heap in 2 MiB pages (bench/README.md, "Fork stall and
+// huge pages"). Forking from another thread does not help: the loop's first write to memory
+// whose page tables fork() already copied waits for the whole fork (docs/decisions.md,
+// "Huge pages by default"). Writes during a snapshot copy 4 KiB either way (since Linux 5.8
+// the first write to a shared huge page splits it).
 //
 // How: glibc's malloc asks for huge pages (madvise(MADV_HUGEPAGE) on its heaps) when the
 // tunable glibc.malloc.hugetlb=1 is set, which glibc reads at process start only. So
-// `hmdb serve --huge-pages yes` sets it in GLIBC_TUNABLES and executes itself again, once,
-// before it does anything else (no file, socket or thread is open yet); the kv app's big
-// blocks, which it maps itself, follow the same tunable (apps/kv/populated_allocator.h).
-// Off by default: with few writes during a snapshot, 4 KiB pages copy far less memory.
+// `hmdb serve` (--huge-pages yes, the default) sets it in GLIBC_TUNABLES and executes itself
+// again, once, before it does anything else (no file, socket or thread is open yet); the kv
+// app's big blocks, which it maps itself, follow the same tunable
+// (apps/kv/populated_allocator.h). The price: on a VM that hands free memory back to its host
+// (free page reporting), filling memory that was handed back costs 2-3 times more in huge
+// pages, so a restart of a big node can take longer (docs/operations.md, "Huge pages");
+// `--huge-pages no` keeps 4 KiB pages.
 #pragma once
 
 #include <string>
