@@ -2046,7 +2046,7 @@ bool parse_zadd(Args a, ZAddArgs& o, std::string& err) {
 }
 
 void zset_insert(ZSet* z, std::string_view member, double score) {
-  const bool inserted = z->order.insert(ZEntry{score, std::string(member)});
+  const bool inserted = z->order.insert(ZEntry{score, ZMember(member)});
   assert(inserted);  // callers insert new members only
   (void)inserted;
 }
@@ -2339,7 +2339,7 @@ class ZRangeProducer final : public ReplyProducer {
     if (stage_ == kBeforeRange) {
       const bool rev = spec_.rev;
       for (; it_ != end_; ++it_) {
-        const std::string& m = it_->member;
+        const std::string_view m = it_->member;
         if (spec_.lex.contains(m) || (rev ? spec_.lex.min.compare(m) < 0 : spec_.lex.max.compare(m) > 0)) break;
         if (*work >= budget) return false;
         ++*work;
@@ -2584,7 +2584,7 @@ void apply_zremrange(State& s, const ZRemRangeArgs& a, const ApplyContext& ctx, 
   if (!container_for_write<ZSet>(s, a.key, ctx, r, &it, &z)) return;
   if (!z) { r.integer(0); return; }
   std::vector<std::string> members;
-  for (const ZEntry* e : zset_select(*z, a.spec)) members.push_back(e->member);
+  for (const ZEntry* e : zset_select(*z, a.spec)) members.emplace_back(e->member);
   for (const std::string& m : members) zset_erase(z, m);
   if (!members.empty()) notify(ctx, keyspace::kZset, kEvents[static_cast<int>(a.spec.by)], a.key);
   erase_if_emptied(s, it, z, a.key, ctx);
@@ -3922,7 +3922,7 @@ bool decode_value(Decoder& in, Type type, Value* out) {
       for (uint64_t i = 0; i < n && in.ok(); i++) {
         std::string_view m = in.bytes();
         double score = in.f64();
-        if (!in.ok() || std::isnan(score) || !z->order.insert(ZEntry{score, std::string(m)})) return false;
+        if (!in.ok() || std::isnan(score) || !z->order.insert(ZEntry{score, ZMember(m)})) return false;
       }
       *out = std::move(z);
       return in.ok();

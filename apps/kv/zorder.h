@@ -13,7 +13,12 @@
 //
 // Entries (ZNode: score, member, member-index link) are allocated one each and never move
 // while they are in the order: the member index (below) and inner nodes point at them, and
-// a new score moves only the leaf slot. Leaves hold the scores and entry pointers of up
+// a new score moves only the leaf slot. Entries, full leaves and inner nodes come from pools
+// of their own (node_pool.h), and a member of up to ZMember::kInline bytes is held in its
+// entry: a ZADD or a ZPOPMIN calls no malloc for them. Given back to glibc one by one, the
+// popped entries and their members (two fast-bin chunks each) were consolidated in every loop
+// turn that allocated a block of 1 KiB or more (the batch, the replies), coalescing each with
+// its random neighbours: 3.9 of ZPOPMIN's 7.0 last-level misses per request (bench/README.md). Leaves hold the scores and entry pointers of up
 // to kLeafMax entries in order, linked both ways for iteration; a leaf that is the root
 // starts small (kRootLeafFirst slots) and doubles, so a sorted set of three members does not
 // pay for a full leaf. Bounds: a leaf keeps kLeafMin..kLeafMax entries and an inner node
@@ -28,8 +33,8 @@
 // The visible order (score, then member bytes), and so every reply, snapshot and digest, is
 // the same as the skip list's: the structure decides speed only.
 //
-// Memory: an entry is 48 bytes (40 of ZEntry, the chain link) plus its member beyond the
-// string's inline 15 bytes; a leaf slot is 16 bytes at 50-100 % fill (~70 % after random
+// Memory: an entry is 56 bytes (40 of ZEntry, the chain link, the pool's slab pointer) plus
+// its member beyond ZMember's inline 28 bytes; a leaf slot is 16 bytes at 50-100 % fill (~70 % after random
 // inserts, ~75 % after inserts in order, as a snapshot's load); inner nodes add about
 // 1/kInnerMin of that again; 8-16 bytes of bucket per entry (a load factor of 0.5-1).
 #pragma once
@@ -40,19 +45,100 @@
 #include <cstring>
 #include <iterator>
 #include <new>
+#include <ostream>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include <xxhash.h>
 
 #include "kv/key_table.h"
+#include "kv/node_pool.h"
 
 namespace hmdb::kv {
 
+// A member's bytes: inline up to kInline bytes (redis-benchmark's 20-byte members, most ids
+// and names), else in a heap block of its own; 32 bytes, as a std::string, whose inline
+// capacity is 15. An entry whose member is inline is one block of the order's entry pool
+// (node_pool.h): creating or destroying it calls no malloc, so ZPOPMIN's frees never make
+// glibc coalesce (bench/README.md, "Sorted sets' entries from a pool").
+class ZMember {
+ public:
+  static constexpr size_t kInline = 28;
+
+  ZMember() noexcept : size_(0) {}
+  ZMember(std::string_view s) { init(s); }  // NOLINT: implicit, as a std::string from a view
+  ZMember(const std::string& s) { init(s); }  // NOLINT
+  ZMember(const char* s) { init(std::string_view(s)); }  // NOLINT
+  ZMember(const ZMember& o) { init(o.view()); }
+  ZMember(ZMember&& o) noexcept {
+    std::memcpy(static_cast<void*>(this), &o, sizeof(ZMember));
+    o.size_ = 0;
+  }
+  ZMember& operator=(const ZMember& o) {
+    if (this != &o) {
+      ZMember copy(o);
+      swap(copy);
+    }
+    return *this;
+  }
+  ZMember& operator=(ZMember&& o) noexcept {
+    swap(o);
+    return *this;
+  }
+  ~ZMember() {
+    if (size_ > kInline) ::operator delete(heap());
+  }
+  void swap(ZMember& o) noexcept {
+    alignas(ZMember) unsigned char t[sizeof(ZMember)];
+    std::memcpy(t, static_cast<void*>(this), sizeof(ZMember));
+    std::memcpy(static_cast<void*>(this), &o, sizeof(ZMember));
+    std::memcpy(static_cast<void*>(&o), t, sizeof(ZMember));
+  }
+
+  const char* data() const { return size_ > kInline ? heap() : bytes_; }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  std::string_view view() const { return {data(), size_}; }
+  operator std::string_view() const { return view(); }  // NOLINT: implicit, as std::string's
+  std::string str() const { return std::string(view()); }
+
+  friend bool operator==(const ZMember& a, const ZMember& b) { return a.view() == b.view(); }
+  template <class T>
+    requires std::is_convertible_v<const T&, std::string_view>
+  friend bool operator==(const ZMember& a, const T& b) {
+    return a.view() == std::string_view(b);
+  }
+  friend std::ostream& operator<<(std::ostream& o, const ZMember& m) { return o << m.view(); }
+
+ private:
+  void init(std::string_view s) {
+    if (s.size() > UINT32_MAX) throw std::length_error("sorted-set member too long");
+    size_ = static_cast<uint32_t>(s.size());
+    if (size_ <= kInline) {
+      if (size_) std::memcpy(bytes_, s.data(), size_);
+      return;
+    }
+    char* h = static_cast<char*>(::operator new(size_));
+    std::memcpy(h, s.data(), size_);
+    std::memcpy(bytes_, &h, sizeof h);
+  }
+  char* heap() const {
+    char* h;
+    std::memcpy(&h, bytes_, sizeof h);
+    return h;
+  }
+
+  alignas(8) char bytes_[kInline];  // the member, or (longer than kInline) its heap block
+  uint32_t size_;
+};
+static_assert(sizeof(ZMember) == 32);
+
 struct ZEntry {
   double score;
-  std::string member;
+  ZMember member;
 };
 struct ZEntryKey {
   double score;
@@ -297,7 +383,7 @@ class BasicZOrder {
     while (first_) {
       Leaf* l = first_;
       while (work < budget && l->n > 0) {
-        delete l->nd()[--l->n];
+        free_node(l->nd()[--l->n]);
         size_--;
         work++;
       }
@@ -321,11 +407,11 @@ class BasicZOrder {
   bool insert(ZEntry e) {
     const uint64_t hm = member_hash(e.member);
     if (members_.find(e.member, hm)) return false;
-    ZNode* x = new ZNode(std::move(e));
+    ZNode* x = new_node(std::move(e));
     try {
       members_.insert(x, hm, size_ + 1);  // may allocate the first bucket array
     } catch (...) {
-      delete x;
+      free_node(x);
       throw;
     }
     link(x);
@@ -487,6 +573,11 @@ class BasicZOrder {
   auto index_last_step() const { return members_.last_step(); }
   // For tests: levels of inner nodes.
   int depth() const { return depth_; }
+  // For tests: the leaves and inner nodes of this node size's pool in use, by every order
+  // of the process (node_pool.h), and the slabs it holds.
+  static size_t pool_nodes() { return pool().live(); }
+  static size_t pool_entries() { return entry_pool().live(); }
+  static size_t pool_slabs() { return pool().slabs(); }
 
   // For tests: the order, every count, first entry and fill bound, the leaf links, the size
   // and the member index agree. O(n).
@@ -505,11 +596,39 @@ class BasicZOrder {
   }
 
  private:
+  // Full-size leaves (every leaf but a small root's) and inner nodes come from one pool per
+  // node size (node_pool.h: freed one by one to malloc, these blocks made it coalesce and
+  // consolidate its fast bins during ZPOPMIN); a small root leaf from operator new.
+  static constexpr size_t kFullLeafBytes = sizeof(Leaf) + size_t{kLeafMax + 1} * (sizeof(double) + sizeof(ZNode*));
+  static detail::NodePool& pool() {
+    // Never destroyed: an order in a static object may be freed after it would have been.
+    static detail::NodePool* p = new detail::NodePool(kFullLeafBytes > sizeof(Inner) ? kFullLeafBytes : sizeof(Inner));
+    return *p;
+  }
   static Leaf* new_leaf(uint32_t cap) {
-    void* mem = ::operator new(sizeof(Leaf) + size_t{cap} * (sizeof(double) + sizeof(ZNode*)));
+    void* mem = cap == kLeafMax + 1 ? pool().allocate()
+                                    : ::operator new(sizeof(Leaf) + size_t{cap} * (sizeof(double) + sizeof(ZNode*)));
     return new (mem) Leaf{0, cap, nullptr, nullptr};
   }
-  static void free_leaf(Leaf* l) { ::operator delete(l); }
+  static void free_leaf(Leaf* l) {
+    if (l->cap == kLeafMax + 1) pool().deallocate(l);
+    else ::operator delete(l);
+  }
+  static Inner* new_inner() { return new (pool().allocate()) Inner; }
+  // Entries from a pool of their own (48-byte blocks; see ZMember).
+  static detail::NodePool& entry_pool() {
+    static detail::NodePool* p = new detail::NodePool(sizeof(ZNode));  // never destroyed, as pool()
+    return *p;
+  }
+  static ZNode* new_node(ZEntry e) {
+    void* mem = entry_pool().allocate();
+    return new (mem) ZNode(std::move(e));  // noexcept: moves a double and a ZMember
+  }
+  static void free_node(ZNode* x) noexcept {
+    x->~ZNode();
+    entry_pool().deallocate(x);
+  }
+  static void free_inner(Inner* in) { pool().deallocate(in); }  // Inner is trivially destructible
 
   // Frees the inner nodes of the subtree n (`levels` levels of them), not its leaves; the
   // count freed.
@@ -518,20 +637,20 @@ class BasicZOrder {
     Inner* in = static_cast<Inner*>(n);
     size_t freed = 1;
     for (uint32_t i = 0; i < in->n; i++) freed += free_inners(in->child[i], levels - 1);
-    delete in;
+    free_inner(in);
     return freed;
   }
 
   void free_subtree(void* n, int levels) {
     if (levels == 0) {
       Leaf* l = static_cast<Leaf*>(n);
-      for (uint32_t i = 0; i < l->n; i++) delete l->nd()[i];
+      for (uint32_t i = 0; i < l->n; i++) free_node(l->nd()[i]);
       free_leaf(l);
       return;
     }
     Inner* in = static_cast<Inner*>(n);
     for (uint32_t i = 0; i < in->n; i++) free_subtree(in->child[i], levels - 1);
-    delete in;
+    free_inner(in);
   }
 
   // Asks for the cache lines a search of node n reads (its count and its scores) at once,
@@ -700,7 +819,7 @@ class BasicZOrder {
                  ZNode* rx, bool append) {
     if (d < 0) {
       const bool leaf = depth_ == 0;
-      Inner* root = new Inner;
+      Inner* root = new_inner();
       root->n = 2;
       root->score[0] = first_score(left, leaf);
       root->first[0] = first_node(left, leaf);
@@ -732,7 +851,7 @@ class BasicZOrder {
 
   void split_inner(Path& p, int d, bool append) {
     Inner* in = p.node[d];
-    Inner* r = new Inner;
+    Inner* r = new_inner();
     const uint32_t h = append ? in->n - kInnerMin : in->n / 2;
     r->n = in->n - h;
     std::memcpy(r->score, in->score + h, r->n * sizeof(double));
@@ -753,7 +872,7 @@ class BasicZOrder {
     ZNode* x = p.leaf->nd()[p.pos];
     unlink_at(p);
     members_.erase(x, size_);
-    delete x;
+    free_node(x);
   }
 
   // Takes the entry at p out of the order (not out of the member index), rebalancing.
@@ -794,7 +913,7 @@ class BasicZOrder {
       Inner* old = static_cast<Inner*>(root_);
       root_ = old->child[0];
       depth_--;
-      delete old;
+      free_inner(old);
     }
   }
 
@@ -865,7 +984,7 @@ class BasicZOrder {
       a->n = total;
       in->count[j] += in->count[j + 1];
       remove_child(in, j + 1);
-      delete b;
+      free_inner(b);
       return;
     }
     const uint32_t want = total / 2;
@@ -893,7 +1012,7 @@ class BasicZOrder {
     assert(empty());
     members_.reserve(o.size());
     for (const ZEntry& e : o) {
-      ZNode* x = new ZNode(e);
+      ZNode* x = new_node(e);
       members_.insert(x, member_hash(x->member), size_ + 1);
       link(x);
     }

@@ -5,21 +5,60 @@
 // invariants (every count, first entry, fill bound, leaf link, the size and the index). The
 // model tests run the same code with tiny nodes (4 or 5 entries a leaf, 4 or 7 children an
 // inner node: deep trees, every split, borrow and merge) and with kv's sizes.
+// The node pool (apps/kv/node_pool.h) on its own and as the order uses it: no leaf or inner
+// node goes to malloc (counted by this binary's own operator new and delete).
 // ZORDER_SEED=N repeats a run.
 #include "kv/zorder.h"
 
 #include <gtest/gtest.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <new>
 #include <iterator>
 #include <random>
 #include <set>
 #include <map>
 #include <string>
 #include <vector>
+
+// Counts, while g_count_blocks is set, the blocks of kCountedMin..kCountedMax bytes that
+// operator new hands out and operator delete frees (sizes by malloc_usable_size, so an
+// unsized delete is counted too): a B+tree leaf or inner node (552 bytes) falls in the
+// range, an entry (48), a member's heap block, a slab of the pool (64 KiB) do not.
+// g_all_news and g_all_deletes count blocks of any size.
+namespace {
+constexpr size_t kCountedMin = 512;
+constexpr size_t kCountedMax = 4096;
+bool g_count_blocks = false;
+size_t g_counted_news = 0;
+size_t g_counted_deletes = 0;
+size_t g_all_news = 0;
+size_t g_all_deletes = 0;
+}  // namespace
+
+void* operator new(size_t n) {
+  void* p = std::malloc(n ? n : 1);
+  if (!p) throw std::bad_alloc();
+  if (g_count_blocks) {
+    g_all_news++;
+    if (n >= kCountedMin && n < kCountedMax) g_counted_news++;
+  }
+  return p;
+}
+void operator delete(void* p) noexcept {
+  if (p && g_count_blocks) {
+    g_all_deletes++;
+    const size_t n = malloc_usable_size(p);
+    if (n >= kCountedMin && n < kCountedMax) g_counted_deletes++;
+  }
+  std::free(p);
+}
+void operator delete(void* p, size_t) noexcept { operator delete(p); }
 
 namespace hmdb::kv {
 namespace {
@@ -36,9 +75,9 @@ void expect_same(const Order& l, const Model& m) {
   ASSERT_EQ(l.size(), m.size());
   ASSERT_TRUE(l.check_invariants());
   std::vector<std::string> forward, backward, want;
-  for (const ZEntry& e : l) forward.push_back(e.member);
-  for (auto it = l.rbegin(); it != l.rend(); ++it) backward.push_back(it->member);
-  for (const ZEntry& e : m) want.push_back(e.member);
+  for (const ZEntry& e : l) forward.emplace_back(e.member);
+  for (auto it = l.rbegin(); it != l.rend(); ++it) backward.emplace_back(it->member);
+  for (const ZEntry& e : m) want.emplace_back(e.member);
   EXPECT_EQ(forward, want);
   std::vector<std::string> reversed(want.rbegin(), want.rend());
   EXPECT_EQ(backward, reversed);
@@ -70,7 +109,8 @@ TYPED_TEST(ZOrderModel, MatchesAModelThroughRandomInsertsAndErases) {
     const int members = 1 + static_cast<int>(rng() % (base % 5 == 0 ? 3000 : 300));
     const int steps = base % 5 == 0 ? 12000 : 2000;
     for (int step = 0; step < steps; step++) {
-      const std::string member = "m" + std::to_string(rng() % members);
+      // Every third run with members longer than ZMember::kInline (held on the heap).
+      const std::string member = (base % 3 == 0 ? std::string(40, 'x') : std::string("m")) + std::to_string(rng() % members);
       const double score = static_cast<double>(static_cast<int>(rng() % 20) - 10) / 2;
       const int op = static_cast<int>(rng() % 14);
       if (op < 5) {
@@ -106,7 +146,7 @@ TYPED_TEST(ZOrderModel, MatchesAModelThroughRandomInsertsAndErases) {
         const uint64_t pick = rng() % 4;  // the ends often (ZPOPMIN, ZPOPMAX), else anywhere
         const size_t r = pick == 0 ? 0 : pick == 1 ? m.size() - 1 : rng() % m.size();
         auto victim = std::next(m.begin(), static_cast<std::ptrdiff_t>(r));
-        scores.erase(victim->member);
+        scores.erase(victim->member.str());
         if (rng() % 2) {
           l.remove(l.at(r));
           m.erase(victim);
@@ -192,6 +232,140 @@ TEST(ZOrder, RankAndAtOnABigOrder) {
     }
   }
   EXPECT_TRUE(l.empty() && l.check_invariants() && l.begin() == l.end());
+}
+
+// A big order's leaves and inner nodes come from the pool, not one malloc block each: filled
+// with 100,000 entries, emptied from the front (ZPOPMIN) and filled again, malloc hands out
+// and frees only a few blocks of leaf size (the member index's small bucket arrays), where
+// it handed out 9,347 and freed 5,012 without the pool (bench/README:
+// freeing them one by one made glibc coalesce and consolidate during ZPOPMIN). Every node
+// goes back to the pool, which keeps one empty slab.
+TEST(ZOrder, LeavesAndInnerNodesComeFromThePool) {
+  const size_t nodes_before = ZOrder::pool_nodes();
+  const int n = 100000;
+  auto member = [](int i) { return "element:" + std::to_string(1000000000 + i); };  // 18 bytes: on the heap
+  size_t news = 0, deletes = 0;
+  {
+    ZOrder l;
+    g_counted_news = g_counted_deletes = 0;
+    g_count_blocks = true;
+    for (int i = 0; i < n; i++) l.insert(ZEntry{static_cast<double>((i * 7919) % n), member(i)});
+    g_count_blocks = false;
+    ASSERT_EQ(l.size(), static_cast<size_t>(n));
+    ASSERT_TRUE(l.check_invariants());
+    const size_t in_use = ZOrder::pool_nodes() - nodes_before;
+    EXPECT_GT(in_use, static_cast<size_t>(n) / ZOrder::kLeafMax);  // at least the leaves
+    news += g_counted_news;
+    deletes += g_counted_deletes;
+    g_counted_news = g_counted_deletes = 0;
+    // The entries too: a member of up to ZMember::kInline bytes lives in its entry, and the
+    // entry in a pool of its own, so popping them all frees to malloc only the pools' 64 KiB
+    // slabs as they empty (~125 here) and the member index's shrinking bucket arrays, where
+    // it freed two blocks per entry (the entry and its member's) before: 200,000.
+    g_all_news = g_all_deletes = 0;
+    g_count_blocks = true;
+    while (!l.empty()) l.remove(l.begin());
+    g_count_blocks = false;
+    std::printf("popping %d entries: %zu blocks from malloc, %zu freed; entries in the pool: %zu\n", n, g_all_news,
+                g_all_deletes, ZOrder::pool_entries());
+    EXPECT_LT(g_all_deletes, 300u);
+    EXPECT_LT(g_all_news, 10u);
+    g_count_blocks = true;
+    for (int i = 0; i < n; i++) l.insert(ZEntry{static_cast<double>(i), member(i)});
+    g_count_blocks = false;
+    news += g_counted_news;
+    deletes += g_counted_deletes;
+    ASSERT_TRUE(l.check_invariants());
+    std::printf("blocks of %zu-%zu bytes from malloc: %zu handed out, %zu freed; pool: %zu nodes, %zu slabs\n",
+                kCountedMin, kCountedMax, news, deletes, ZOrder::pool_nodes() - nodes_before, ZOrder::pool_slabs());
+  }
+  EXPECT_LT(news, 40u);
+  EXPECT_LT(deletes, 40u);
+  EXPECT_EQ(ZOrder::pool_nodes(), nodes_before);
+  if (nodes_before == 0) {
+    EXPECT_EQ(ZOrder::pool_slabs(), detail::NodePool::kEmptySlabsKept);
+  }
+}
+
+// A member's bytes inline (up to kInline) or on the heap, through copies, moves, swaps and
+// assignments, each compared with the std::string it was made from.
+TEST(ZMember, InlineOrOnTheHeapItKeepsItsBytes) {
+  std::vector<std::string> texts;
+  for (size_t len : {size_t{0}, size_t{1}, size_t{15}, size_t{16}, ZMember::kInline - 1, ZMember::kInline,
+                     ZMember::kInline + 1, size_t{100}, size_t{5000}}) {
+    std::string t;
+    for (size_t i = 0; i < len; i++) t.push_back(static_cast<char>('a' + (i * 7 + len) % 26));
+    if (len > 2) t[1] = '\0';  // bytes, not C strings
+    texts.push_back(t);
+  }
+  for (const std::string& a : texts) {
+    for (const std::string& b : texts) {
+      ZMember x(a);
+      ZMember y{std::string_view(b)};
+      ASSERT_EQ(x.view(), a);
+      ASSERT_EQ(y.size(), b.size());
+      ZMember copy(x);
+      ASSERT_EQ(copy, x);
+      ASSERT_EQ(copy == y, a == b);
+      ZMember moved(std::move(copy));
+      ASSERT_EQ(moved.view(), a);
+      EXPECT_TRUE(copy.empty());  // NOLINT(bugprone-use-after-move): moved-from is empty by contract
+      copy = y;  // a moved-from member takes a new value
+      ASSERT_EQ(copy.view(), b);
+      moved.swap(copy);
+      ASSERT_EQ(moved.view(), b);
+      ASSERT_EQ(copy.view(), a);
+      copy = std::move(moved);
+      ASSERT_EQ(copy.view(), b);
+      const ZMember& self = x;
+      x = self;  // self-assignment keeps the bytes
+      ASSERT_EQ(x.view(), a);
+      ASSERT_EQ(x.str(), a);
+      ASSERT_EQ(std::string_view(x) < std::string_view(y), a < b);
+    }
+  }
+}
+
+// The pool alone: blocks handed out and freed in a random order (seeded) never overlap
+// (each is filled with its own byte and checked before it is freed), freed slots are handed
+// out again before a new slab is taken, and a slab whose blocks are all freed goes back to
+// malloc but for kEmptySlabsKept.
+TEST(NodePool, BlocksNeverOverlapAndEmptySlabsGoBack) {
+  const uint64_t seed = seed_from_env(7);
+  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937_64 rng(seed);
+  const size_t bytes = 552;
+  detail::NodePool pool(bytes);
+  const size_t per_slab = pool.slots_per_slab();
+  ASSERT_GE(per_slab, 100u);
+  std::vector<std::pair<unsigned char*, unsigned char>> live;
+  size_t max_live = 0;
+  auto check_and_free = [&](size_t i) {
+    auto [p, fill] = live[i];
+    for (size_t b = 0; b < bytes; b++) ASSERT_EQ(p[b], fill) << "block " << static_cast<void*>(p) << " byte " << b;
+    pool.deallocate(p);
+    live[i] = live.back();
+    live.pop_back();
+  };
+  for (int round = 0; round < 6; round++) {
+    const size_t target = 1 + rng() % 3000;
+    while (live.size() < target) {
+      auto* p = static_cast<unsigned char*>(pool.allocate());
+      const auto fill = static_cast<unsigned char>(rng());
+      std::memset(p, fill, bytes);
+      live.emplace_back(p, fill);
+      max_live = std::max(max_live, live.size());
+      // Freed slots are reused first: never more slabs than the live blocks need, plus the
+      // ones still holding a live block of an earlier, bigger round.
+      ASSERT_LE(pool.slabs(), (max_live + per_slab - 1) / per_slab + detail::NodePool::kEmptySlabsKept);
+    }
+    while (live.size() > target / 4) ASSERT_NO_FATAL_FAILURE(check_and_free(rng() % live.size()));
+    ASSERT_EQ(pool.live(), live.size());
+  }
+  while (!live.empty()) ASSERT_NO_FATAL_FAILURE(check_and_free(rng() % live.size()));
+  EXPECT_EQ(pool.live(), 0u);
+  EXPECT_EQ(pool.slabs(), detail::NodePool::kEmptySlabsKept);
 }
 
 // The member index resizes a few buckets per insert and erase, never all at once (issue 16:
