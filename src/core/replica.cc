@@ -1311,6 +1311,14 @@ void Replica::complete_read(ReplySlot slot, bool redirect) {
 // ---------------------------------------------------------------------------------------
 // Sliced replies (hmdb::ReplyProducer)
 
+bool Replica::ahead_only_replies(const ReplyQueue& q, uint64_t seq) {
+  for (uint64_t i = q.first_seq(); i < seq; i++) {
+    const Kind k = q.at(i).kind;
+    if (k != Kind::kDone && k != Kind::kProducing) return false;
+  }
+  return true;
+}
+
 void Replica::start_producing(ClientSession& s, uint64_t seq) {
   ReplyQueue& q = s.replies;
   if (q.at(seq).kind != Kind::kProducing) q.set_kind(seq, Kind::kProducing);
@@ -1342,6 +1350,15 @@ void Replica::produce(bool finish_all) {
     // that its slices go straight out; a slow reader gets no slice until it reads. (Made
     // whole, a reply behind others is written into its slot, which keeps the order.)
     const bool at_head = q.first_seq() == p.seq;
+    // But behind a reply that waits for an apply (on another node's forwarding link, a
+    // write of another client of that node: routed as if nothing were ahead of it), it
+    // would wait for what waits for it: its slices are made into its slot, buffered as a
+    // whole reply would be, and the apply goes on once it is complete.
+    const bool buffered = !at_head && !ahead_only_replies(q, p.seq);
+    if (buffered && !p.buffered) {
+      p.buffered = true;
+      stats_.sliced_replies_buffered++;
+    }
     // A slow reader waits at most slice_reader_wait_ms in a row; then its reply goes on.
     bool wait_for_reader = false;
     if (at_head && host_.unsent_bytes(*s) >= kSliceOutputPauseBytes) {
@@ -1351,7 +1368,7 @@ void Replica::produce(bool finish_all) {
     } else {
       p.reader_wait_since_ms = 0;
     }
-    if (!whole && (!at_head || wait_for_reader)) {
+    if (!whole && ((!at_head && !buffered) || wait_for_reader)) {
       if (at_head) mark_drain(*s);  // (sending its output is what may let it go on)
       i++;
       continue;

@@ -247,6 +247,9 @@ class Replica final : private PubSubHost {
       // false) is taken to hold its state at once: applying is not held, so the entries after
       // the snapshot apply to the old state, which the load then replaces.
       bool apply_during_background_load = false;
+      // Sliced replies do not hold the apply: entries apply between a reply's slices, so
+      // one reply mixes states (the simulator's MGET sees its two change counts differ).
+      bool apply_while_producing = false;
     } bugs;
     // Sliced replies: elements per slice (0: every reply is made whole, in one turn), bytes
     // per slice, the longest hold of the apply for them, and the longest wait for a slow
@@ -269,6 +272,7 @@ class Replica final : private PubSubHost {
     uint64_t reply_slices = 0;    // slices made for them
     uint64_t slice_hold_overdue_turns = 0;  // turns that finished sliced replies whole: slice_hold_ms_max reached
     uint64_t slice_reader_waits_expired = 0;  // slices made for a client with output unsent past slice_reader_wait_ms
+    uint64_t sliced_replies_buffered = 0;  // made into their slot behind a reply that waits for an apply
   };
 
   Replica(raft::Raft& raft, StateMachine& app, ReplicaHost& host, Options options);
@@ -521,8 +525,13 @@ class Replica final : private PubSubHost {
   // One slice of each sliced reply whose slot is at its session's head and whose client
   // reads (all of them, whole, once the hold is overdue or `finish_all`).
   void produce(bool finish_all = false);
+  // True when every slot ahead of `seq` is finished or a sliced reply (which goes on while
+  // the apply is held), none waiting for an apply.
+  static bool ahead_only_replies(const ReplyQueue& q, uint64_t seq);
   // The apply is held while a snapshot loads or sliced replies are made.
-  void update_apply_hold() { raft_.hold_apply(loading_.has_value() || !producing_.empty()); }
+  void update_apply_hold() {
+    raft_.hold_apply(loading_.has_value() || (!producing_.empty() && !options_.bugs.apply_while_producing));  // PLANTED BUG
+  }
   void mark_drain(ClientSession& s);
   void drain_session(ClientSession& s);
   void end_proposal(raft::Index index, WriteTracker::Proposal&& p, WriteOutcome outcome);
@@ -592,6 +601,7 @@ class Replica final : private PubSubHost {
     Protocol protocol = Protocol::kResp2;  // the session's when the query ran
     std::unique_ptr<ReplyProducer> producer;
     uint64_t reader_wait_since_ms = 0;  // steady time it began waiting for its client to read (0: not waiting)
+    bool buffered = false;  // made into its slot: behind a reply that waits for an apply (produce())
   };
   std::vector<Producing> producing_;
   std::unique_ptr<ReplyProducer> new_producer_;  // where sliceable_query()'s query puts one

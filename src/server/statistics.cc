@@ -302,6 +302,10 @@ constexpr Statistic kStatistics[] = {
      "Slices made for a client that had not read its reply's last 4 MiB for 200 ms (a slow reader holds no write "
      "longer).",
      READ(s.replica.slice_reader_waits_expired)},
+    {"sliced_replies_buffered", kStats, kCounter, "hmdb_sliced_replies_buffered_total", "", "",
+     "Sliced replies made into memory instead of sent slice by slice: on a forwarding link, behind another client's "
+     "write that waits for the apply they hold.",
+     READ(s.replica.sliced_replies_buffered)},
     // Live updates (docs/subscriptions.md); the first two are Redis' own fields.
     {"pubsub_channels", kStats, kGauge, "hmdb_pubsub_channels", "", "", "Channels with a subscriber on this node.",
      READ(s.pubsub_channels)},
