@@ -53,7 +53,7 @@ void usage() {
                "usage: hmdb-sim [--seed S | --seeds N [--start S]] [--nodes 3|5] [--steps TICKS]\n"
                "                [--ops MAX_CLIENT_OPS] [--bug NAME]... [--no-faults] [--trace] [--keep-going]\n"
                "                [--isolate] [--outcome-checks-only] [--max-seconds S] [--lying-fsync] [--transactions] [--forward]\n"
-               "                [--request-ids] [--digest-marks] [--upgrade]\n"
+               "                [--request-ids] [--digest-marks] [--upgrade] [--sliced-reads]\n"
                "bugs:");
   for (const auto& b : hmdb::sim::bug_names()) std::fprintf(stderr, " %s", b.c_str());
   for (const auto& b : hmdb::sim::shell_bug_names()) std::fprintf(stderr, " %s", b.c_str());
@@ -113,6 +113,7 @@ int main(int argc, char** argv) {
       else if (a == "--request-ids") base.request_ids = true;
       else if (a == "--digest-marks") base.digest_marks = true;
       else if (a == "--upgrade") base.upgrade = true;
+      else if (a == "--sliced-reads") base.sliced_reads = true;
       else { usage(); return 2; }
     } catch (const std::exception&) {
       usage();

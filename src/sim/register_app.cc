@@ -2,6 +2,8 @@
 #include "sim/register_app.h"
 
 #include <charconv>
+#include <memory>
+#include <vector>
 
 #include "common/assert.h"
 
@@ -23,6 +25,7 @@ bool parse_set(Args argv, SetArgs& out, std::string& error) {
   return true;
 }
 void apply_set(RegisterApp::State& s, const SetArgs& a, const ApplyContext&, Reply& r) {
+  s.changes++;
   s.values[a.key] = a.value;
   r.ok();
 }
@@ -35,6 +38,7 @@ bool parse_incr(Args argv, IncrArgs& out, std::string&) {
   return true;
 }
 void apply_incr(RegisterApp::State& s, const IncrArgs& a, const ApplyContext&, Reply& r) {
+  s.changes++;
   int64_t& v = s.values[a.key];  // absent counts as 0, as in Redis
   v += 1;
   r.integer(v);
@@ -44,6 +48,59 @@ void run_get(const RegisterApp::State& s, Args argv, const QueryContext&, Reply&
   auto it = s.values.find(argv[1]);
   if (it == s.values.end()) r.null();
   else r.integer(it->second);
+}
+
+// MGET k [k ...]: an array of the state's change count (State::changes), each key's value
+// (an integer, or nil), and the change count again. Where the engine slices replies it is
+// made by a producer, `budget.elements` elements per slice: the two counts then come from
+// the first and the last slice, and differ if anything changed the state in between.
+template <class State, class ValueOf>
+class MgetProducer final : public ReplyProducer {
+ public:
+  MgetProducer(const State& s, std::vector<std::string> keys, ValueOf value_of)
+      : s_(s), keys_(std::move(keys)), value_of_(value_of) {}
+  bool next(Reply& r, const SliceBudget& budget) override {
+    size_t made = 0;
+    if (next_ == 0) {
+      r.array(keys_.size() + 2);
+      r.integer(static_cast<int64_t>(s_.changes));
+      next_++;
+      made++;
+    }
+    for (; next_ <= keys_.size() && made < budget.elements; next_++, made++) {
+      std::optional<int64_t> v = value_of_(s_, keys_[next_ - 1]);
+      if (v) r.integer(*v);
+      else r.null();
+    }
+    if (next_ <= keys_.size() || made >= budget.elements) return false;
+    r.integer(static_cast<int64_t>(s_.changes));
+    return true;
+  }
+
+ private:
+  const State& s_;
+  std::vector<std::string> keys_;
+  ValueOf value_of_;
+  size_t next_ = 0;  // 0: the header and the first count; k: the k-th key
+};
+
+template <class State, class ValueOf>
+void run_mget(const State& s, Args argv, const QueryContext& ctx, Reply& r, ValueOf value_of) {
+  std::vector<std::string> keys;
+  for (size_t i = 1; i < argv.size(); i++) keys.emplace_back(argv[i]);
+  const size_t elements = keys.size() + 2;
+  auto p = std::make_unique<MgetProducer<State, ValueOf>>(s, std::move(keys), value_of);
+  if (ctx.slices(elements)) ctx.produce(r, std::move(p));
+  else while (!p->next(r, SliceBudget{})) {}
+}
+
+std::optional<int64_t> value_v1(const RegisterApp::State& s, std::string_view key) {
+  auto it = s.values.find(key);
+  if (it == s.values.end()) return std::nullopt;
+  return it->second;
+}
+void run_mget_v1(const RegisterApp::State& s, Args argv, const QueryContext& ctx, Reply& r) {
+  run_mget(s, argv, ctx, r, &value_v1);
 }
 
 // ---- version 2 ----
@@ -64,12 +121,14 @@ bool parse_incr_v2(Args argv, IncrArgsV2& out, std::string& error) {
 }
 IncrArgsV2 incr_from_v1(const IncrArgs& old) { return IncrArgsV2{old.key, std::nullopt}; }
 void apply_incr_v2(RegisterAppV2::State& s, const IncrArgsV2& a, const ApplyContext&, Reply& r) {
+  s.changes++;
   RegisterV2& reg = s.registers[a.key];
   if (a.step) reg.step = *a.step;
   reg.value += reg.step;
   r.integer(reg.value);
 }
 void apply_set_v2(RegisterAppV2::State& s, const SetArgs& a, const ApplyContext&, Reply& r) {
+  s.changes++;
   s.registers[a.key].value = a.value;
   r.ok();
 }
@@ -78,10 +137,19 @@ void run_get_v2(const RegisterAppV2::State& s, Args argv, const QueryContext&, R
   if (it == s.registers.end()) r.null();
   else r.integer(it->second.value);
 }
+std::optional<int64_t> value_v2(const RegisterAppV2::State& s, std::string_view key) {
+  auto it = s.registers.find(key);
+  if (it == s.registers.end()) return std::nullopt;
+  return it->second.value;
+}
+void run_mget_v2(const RegisterAppV2::State& s, Args argv, const QueryContext& ctx, Reply& r) {
+  run_mget(s, argv, ctx, r, &value_v2);
+}
 
 // A v1 snapshot's registers, migrated: value kept, step 1 (v1 always added 1). With
 // drop_value (the planted bug) the value is not carried over.
 bool load_v1_layout(RegisterAppV2::State& s, Decoder& in, bool drop_value) {
+  s.changes++;
   uint64_t n = in.count<std::string, int64_t>();
   if (n > RegisterAppV2::kMaxKeys) return false;
   for (uint64_t i = 0; i < n && in.ok(); i++) {
@@ -98,6 +166,7 @@ void RegisterAppV2::define(Commands<State>& c) {
   c.write<SetArgs>("SET", 3, parse_set, apply_set_v2);
   c.write<IncrArgsV2>("INCR", {2, 3}, parse_incr_v2, apply_incr_v2);
   c.query("GET", 2, run_get_v2);
+  c.query("MGET", -2, run_mget_v2);
   c.version(2).upcast("INCR", 2, &parse_incr, &incr_from_v1);
 }
 
@@ -113,6 +182,7 @@ void RegisterAppV2::save(const State& s, Encoder& out) {
 bool RegisterAppV2::load(State& s, Decoder& in, uint32_t version) {
   if (version == 1) return load_v1_layout(s, in, false);
   if (version != kSchemaVersion) return false;
+  s.changes++;
   uint64_t n = in.count<std::string, int64_t, int64_t>();
   if (n > kMaxKeys) return false;
   for (uint64_t i = 0; i < n && in.ok(); i++) {
@@ -156,6 +226,7 @@ void RegisterApp::define(Commands<State>& c) {
   c.write<SetArgs>("SET", 3, parse_set, apply_set);
   c.write<IncrArgs>("INCR", 2, parse_incr, apply_incr);
   c.query("GET", 2, run_get);
+  c.query("MGET", -2, run_mget_v1);
 }
 
 void RegisterApp::save(const State& s, Encoder& out) {
@@ -168,6 +239,7 @@ void RegisterApp::save(const State& s, Encoder& out) {
 
 bool RegisterApp::load(State& s, Decoder& in, uint32_t version) {
   if (version != kSchemaVersion) return false;
+  s.changes++;
   uint64_t n = in.count<std::string, int64_t>();
   if (n > kMaxKeys) return false;
   for (uint64_t i = 0; i < n && in.ok(); i++) {

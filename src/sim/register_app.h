@@ -1,6 +1,7 @@
 // sim/register_app.h — the tiny deterministic application the simulator replicates.
 //
-// A map of integer registers: SET k v, INCR k (writes), GET k (query). It is a real hmdb
+// A map of integer registers: SET k v, INCR k (writes), GET k and MGET k [k ...] (queries;
+// MGET's reply is made in slices where the engine slices: Options::sliced_reads). It is a real hmdb
 // application (hmdb/app.h), hosted by AppHost and fed real command batches (core/batch.h),
 // so the simulator exercises the same apply path as the server, and its digest lets the
 // checker compare the applied state of every node at every index. Registers are enough for
@@ -26,6 +27,11 @@ struct RegisterApp {
 
   struct State {
     std::map<std::string, int64_t, std::less<>> values;  // ordered: save() order is stable
+    // Writes applied to this state, plus one per snapshot loaded into it: this node's own
+    // count, not replicated, not in snapshots or digests. MGET reads it before its first
+    // value and after its last: equal readings mean no write or load changed the state while
+    // its reply was made in slices (the engine holds the apply meanwhile).
+    uint64_t changes = 0;
   };
 
   static void define(Commands<State>& c);
@@ -42,7 +48,7 @@ using RegisterHost = AppHost<RegisterApp>;
 //     every key until a v2 INCR sets one, so a v1 entry keeps its v1 meaning).
 //   * Each register holds a step beside its value, and the snapshot layout changed: v2
 //     writes (key, value, step); a v1 snapshot (key, value) migrates with step 1.
-// SET and GET are unchanged. save_as(1) writes the v1 layout while every step is 1 (what
+// SET, GET and MGET are unchanged. save_as(1) writes the v1 layout while every step is 1 (what
 // a v1 node holding the same data writes), so v1 and v2 nodes compare digests before the
 // gate. The simulator's clients send v1's forms only, valid in both versions.
 struct RegisterAppV2 {
@@ -58,6 +64,7 @@ struct RegisterAppV2 {
   };
   struct State {
     std::map<std::string, Register, std::less<>> registers;
+    uint64_t changes = 0;  // as RegisterApp::State::changes
   };
 
   static void define(Commands<State>& c);

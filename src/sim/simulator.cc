@@ -105,6 +105,9 @@ const char* fault_name(Fault f) {
     case Fault::kInstallDuringLoad: return "install-during-load";
     case Fault::kLoadingRefused: return "loading-refused";
     case Fault::kLeaderWhileLoading: return "leader-while-loading";
+    case Fault::kSlicedReply: return "sliced-reply";
+    case Fault::kSlicedReplyHeldApply: return "sliced-reply-held-apply";
+    case Fault::kSlicedReplyBuffered: return "sliced-reply-buffered";
     case Fault::kCount: break;
   }
   return "?";
@@ -144,7 +147,7 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
 std::vector<std::string> shell_bug_names() {
   return {"forget_replaced_writes", "drop_missed_ticks", "reads_without_index", "forward_resends_broken_writes",
           "forget_request_ids", "hash_marks_after_entry", "apply_unread_schema", "migration_drops_field",
-          "gate_without_quorum", "apply_during_background_load"};
+          "gate_without_quorum", "apply_during_background_load", "apply_while_producing"};
 }
 
 bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
@@ -158,6 +161,7 @@ bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
   else if (name == "migration_drops_field") bugs->migration_drops_field = true;
   else if (name == "gate_without_quorum") bugs->gate_without_quorum = true;
   else if (name == "apply_during_background_load") bugs->apply_during_background_load = true;
+  else if (name == "apply_while_producing") bugs->apply_while_producing = true;
   else return false;
   return true;
 }
@@ -196,6 +200,8 @@ std::string replay_command(const Options& o) {
   if (o.shell_bugs.migration_drops_field) cmd += " --bug migration_drops_field";
   if (o.shell_bugs.gate_without_quorum) cmd += " --bug gate_without_quorum";
   if (o.shell_bugs.apply_during_background_load) cmd += " --bug apply_during_background_load";
+  if (o.sliced_reads) cmd += " --sliced-reads";
+  if (o.shell_bugs.apply_while_producing) cmd += " --bug apply_while_producing";
   return cmd + " --trace";
 }
 
@@ -226,6 +232,8 @@ constexpr uint64_t kMaxSnapshotsKept = 4;     // per node, for answering chunk r
 constexpr size_t kMaxMessagesInFlight = 200'000;
 constexpr size_t kMaxPartitions = 3;          // random partitions in force at once
 constexpr const char* kKeys[] = {"a", "b", "c"};
+// The key of a GET that is an MGET of every key in kKeys (Options::sliced_reads).
+constexpr const char* kAllKeys = "*";
 constexpr const char* kProbeKey = "__probe";  // liveness probe writes (not in the history)
 constexpr const char* kNemesisKey = "__nemesis";  // the split nemesis's writes (not in the history)
 // The split nemesis (below): each of its stages gives up after this many ticks, and it runs
@@ -832,6 +840,7 @@ class Simulation {
   void deliver_link_input(Node& from, const Node::LinkInput& in);
   void sync_forwarder(Node& n);
   void answer(Connection& c, uint32_t op, const net::RespReply& reply);
+  void answer_mget(Connection& c, uint32_t op, const net::RespReply& reply);
   void answer_in_transaction(Connection& c, uint32_t op, Connection::Role role, const net::RespReply& reply);
   void probe();
   bool busy(const Client& c) const;
@@ -923,6 +932,7 @@ class Simulation {
   RegisterApp::State model_;
   std::set<std::string, std::less<>> model_requests_;
   std::vector<HistoryOp> history_;
+  std::vector<HistoryOp> mget_reads_;  // the GETs an answered MGET stands for (answer_mget)
   std::vector<OpMeta> meta_;
   std::map<uint64_t, Connection> connections_;  // every client connection ever opened
   uint64_t next_connection_ = 0;
@@ -1197,6 +1207,8 @@ void Simulation::start_node(Node& n) {
   ro.bugs.hash_marks_after_entry = opt_.shell_bugs.hash_marks_after_entry;
   ro.bugs.apply_unread_schema = opt_.shell_bugs.apply_unread_schema;
   ro.bugs.apply_during_background_load = opt_.shell_bugs.apply_during_background_load;
+  ro.bugs.apply_while_producing = opt_.shell_bugs.apply_while_producing;
+  if (opt_.sliced_reads) ro.slice_elements = 1;  // an MGET of every key: 5 slices
   n.host = std::make_unique<NodeHost>(this, &n);
   n.replica = std::make_unique<core::Replica>(*n.raft, *n.app, *n.host, ro);
   if (ro.forward) {
@@ -1319,6 +1331,11 @@ void Simulation::end_turn(Node& n) {
   if (!result_.ok || !n.up) return;
   if (!n.listening && n.raft->role() == Role::kLeader && n.applied >= n.serve_from) n.listening = true;
   if (n.loading && n.raft->role() == Role::kLeader) mark(Fault::kLeaderWhileLoading);
+  if (n.replica->producing() > 0) {
+    mark(Fault::kSlicedReply);
+    if (n.raft->status().commit > n.applied) mark(Fault::kSlicedReplyHeldApply);
+  }
+  if (n.replica->stats().sliced_replies_buffered > 0) mark(Fault::kSlicedReplyBuffered);
   after_input(n);
   if (!result_.ok) return;
   maybe_snapshot(n);
@@ -2761,6 +2778,10 @@ void Simulation::submit(Client& c, uint32_t op) {
   std::vector<std::string> words;
   if (h.kind == OpKind::kSet) words = {"SET", h.key, std::to_string(h.arg)};
   else if (h.kind == OpKind::kIncr) words = {"INCR", h.key};
+  else if (h.key == kAllKeys) {
+    words = {"MGET"};
+    words.insert(words.end(), std::begin(kKeys), std::end(kKeys));
+  }
   else words = {"GET", h.key};
   const std::string& request_id = meta_[op].request_id;  // tags the write, or its transaction's EXEC
   const bool in_transaction = opt_.transactions && op % 3 == 2;
@@ -2910,6 +2931,10 @@ void Simulation::answer(Connection& conn, uint32_t op, const net::RespReply& rep
       value = reply.integer;
       break;
     case OpKind::kGet:  // the register app answers an integer, or nil
+      if (h.key == kAllKeys) {
+        answer_mget(conn, op, reply);
+        return;
+      }
       if (reply.type == '$' && reply.null) {
         ok = true;
       } else if (reply.type == ':') {
@@ -2923,6 +2948,40 @@ void Simulation::answer(Connection& conn, uint32_t op, const net::RespReply& rep
     return;
   }
   conclude(op, OpOutcome::kOk, value);
+}
+
+// MGET's reply: [changes, a, b, c, changes] (sim/register_app.h). Equal change counts: no
+// write was applied on that node between the first and the last slice of the reply. Each
+// value is then a GET of its key for the linearizability check, over the MGET's interval.
+void Simulation::answer_mget(Connection& conn, uint32_t op, const net::RespReply& reply) {
+  const size_t keys = std::size(kKeys);
+  const HistoryOp& h = history_[op];
+  bool ok = reply.type == '*' && !reply.null && reply.elements.size() == keys + 2 &&
+            reply.elements.front().type == ':' && reply.elements.back().type == ':';
+  for (size_t i = 1; ok && i <= keys; i++) {
+    const net::RespReply& e = reply.elements[i];
+    ok = e.type == ':' || (e.type == '$' && e.null);
+  }
+  if (!ok) {
+    fail("app-reply", fmt::format("n{} answered {} with {}{} ({} elements)", conn.node, describe(h), reply.type,
+                                  reply.text, reply.elements.size()));
+    return;
+  }
+  const int64_t first = reply.elements.front().integer, last = reply.elements.back().integer;
+  if (first != last) {
+    fail("sliced-read", fmt::format("n{} answered MGET with values of changing state: its change count was {} at the "
+                                    "first slice and {} at the last (writes applied while the reply was made)",
+                                    conn.node, first, last));
+    return;
+  }
+  conclude(op, OpOutcome::kOk, std::nullopt);
+  for (size_t i = 0; i < keys; i++) {
+    HistoryOp read = history_[op];
+    read.key = kKeys[i];
+    const net::RespReply& e = reply.elements[i + 1];
+    read.result = e.type == ':' ? std::optional<int64_t>(e.integer) : std::nullopt;
+    mget_reads_.push_back(std::move(read));
+  }
 }
 
 // A reply to an op sent as a transaction of one command (Options::transactions). MULTI's +OK
@@ -3017,6 +3076,7 @@ void Simulation::clients_tick() {
     h.key = kKeys[rng_.below(std::size(kKeys))];
     uint64_t r = rng_.below(10);
     h.kind = r < 4 ? OpKind::kGet : r < 7 ? OpKind::kSet : OpKind::kIncr;
+    if (opt_.sliced_reads && r == 0) h.key = kAllKeys;
     h.arg = static_cast<int64_t>((c.id + 1) * 1'000'000 + ++c.seq);
     h.invoke = ++event_seq_;
     h.outcome = OpOutcome::kUnknown;
@@ -3582,8 +3642,14 @@ void Simulation::final_checks() {
       }
     }
   }
-  // Same state on every member at the end (same applied index: same digest).
-  LinearizabilityResult lr = check_linearizable(history_);
+  // Same state on every member at the end (same applied index: same digest). An MGET is
+  // checked as the GETs of its keys.
+  std::vector<HistoryOp> checked;
+  checked.reserve(history_.size() + mget_reads_.size());
+  for (const HistoryOp& h : history_)
+    if (h.key != kAllKeys) checked.push_back(h);
+  checked.insert(checked.end(), mget_reads_.begin(), mget_reads_.end());
+  LinearizabilityResult lr = check_linearizable(checked);
   result_.linearizability_inconclusive = lr.inconclusive;
   if (!lr.ok) fail("linearizability", lr.explanation);
 }

@@ -74,6 +74,13 @@ enum class Fault : uint8_t {
   kInstallDuringLoad,  // a newer snapshot arrived while the previous one still loaded
   kLoadingRefused,     // a client's command was answered -LOADING
   kLeaderWhileLoading, // a node led while its background load ran
+  // Options::sliced_reads: a node ended a turn with a reply half made in slices, and did so
+  // while entries it had committed waited for the reply to be complete (the apply held).
+  kSlicedReply,
+  kSlicedReplyHeldApply,
+  // ... and one was made into memory behind another client's write on a forwarding link
+  // (core::Replica::Stats::sliced_replies_buffered).
+  kSlicedReplyBuffered,
   kCount
 };
 const char* fault_name(Fault f);
@@ -134,6 +141,10 @@ struct Options {
     // simulator's nodes run it) skips its quorum check and logs the activation whoever
     // reads it.
     bool gate_without_quorum = false;
+    // Sliced replies do not hold the apply (core::Replica's planted bug
+    // apply_while_producing): entries apply between an MGET's slices. Only with
+    // Options::sliced_reads.
+    bool apply_while_producing = false;
   } shell_bugs;
   // Models of a server whose recovery skips a detection (planted bugs of the shell).
   RecoveryBugs recovery_bugs;
@@ -168,6 +179,14 @@ struct Options {
   // commits only while a quorum of voters runs v2; plus every other check (the state digest
   // compares v1 and v2 nodes at v1 before the gate, every applying node at v2 after it).
   bool upgrade = false;
+  // One client op in ten is an MGET of every key, and the nodes make big replies in slices
+  // of one element (core::Replica::Options::slice_elements = 1), so an MGET's reply spans
+  // loop turns while the apply is held, through crashes, leader changes and snapshot
+  // installs. Checks: its two change counts (sim::RegisterApp::State::changes) are equal (no
+  // write applied between its first and last slice), and each value joins the per-key
+  // linearizability check as a GET of that key (docs/simulator.md). Off by default, so that
+  // the other sweeps' runs stay as they were.
+  bool sliced_reads = false;
 };
 
 struct RunResult {

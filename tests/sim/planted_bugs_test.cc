@@ -16,7 +16,8 @@ namespace {
 constexpr uint64_t kMaxSeedsPerBug = 400;
 
 void expect_caught(const std::string& bug, bool protocol_checks = true, uint64_t max_seeds = kMaxSeedsPerBug,
-                   bool forward = false, bool request_ids = false, bool digest_marks = false, bool upgrade = false) {
+                   bool forward = false, bool request_ids = false, bool digest_marks = false, bool upgrade = false,
+                   bool sliced_reads = false) {
   uint64_t aborts = 0;
   for (uint32_t nodes : {3u, 5u}) {
     for (uint64_t s = 1; s <= max_seeds; s++) {
@@ -28,6 +29,7 @@ void expect_caught(const std::string& bug, bool protocol_checks = true, uint64_t
       o.request_ids = request_ids;
       o.digest_marks = digest_marks;
       o.upgrade = upgrade;
+      o.sliced_reads = sliced_reads;
       ASSERT_TRUE(set_bug(&o, bug));
       // Forked: a core that aborts on some seed must not take the test down. An abort is
       // the core's own assertion, not the simulator's check, so it does not count as caught.
@@ -142,6 +144,11 @@ TEST(PlantedBugs, GateWithoutQuorum) {
 // 798 of 2,000 5-node seeds. Before the simulator loaded installs in the background it could
 // not show: every install loaded in place.
 TEST(PlantedBugs, ApplyDuringBackgroundLoad) { expect_caught("apply_during_background_load"); }
+// Options::sliced_reads: entries applied between an MGET's slices (its change counts differ).
+TEST(PlantedBugs, ApplyWhileProducing) {
+  expect_caught("apply_while_producing", false, kMaxSeedsPerBug, /*forward=*/false, /*request_ids=*/false,
+                /*digest_marks=*/false, /*upgrade=*/false, /*sliced_reads=*/true);
+}
 
 TEST(PlantedBugsOutcomeOnly, GrantTwoVotesPerTerm) { expect_caught("grant_two_votes_per_term", false); }
 // Judged by outcomes, a vote sent before it is durable shows only if the voter crashes in

@@ -68,6 +68,10 @@ bool rare(Fault f) {
 
 // The steps of a mixed-version run (Options::upgrade): only such runs reach them.
 bool upgrade_step(Fault f) { return f >= Fault::kUpgradeRestart && f <= Fault::kUpgradeAllV2; }
+// What only runs with Options::sliced_reads reach (a client's MGET made in slices).
+bool sliced_step(Fault f) {
+  return f == Fault::kSlicedReply || f == Fault::kSlicedReplyHeldApply || f == Fault::kSlicedReplyBuffered;
+}
 
 TEST(Simulator, FaultsActuallyHappen) {
   std::array<int, kFaultCount> seen{};
@@ -79,10 +83,36 @@ TEST(Simulator, FaultsActuallyHappen) {
     for (size_t f = 0; f < kFaultCount; f++) seen[f] += r.faults[f];
   }
   for (size_t f = 0; f < kFaultCount; f++) {
-    if (!rare(static_cast<Fault>(f)) && !upgrade_step(static_cast<Fault>(f))) {
+    if (!rare(static_cast<Fault>(f)) && !upgrade_step(static_cast<Fault>(f)) && !sliced_step(static_cast<Fault>(f))) {
       EXPECT_GT(seen[f], 0) << fault_name(static_cast<Fault>(f)) << " never happened";
     }
   }
+}
+
+// Options::sliced_reads: replies made in slices, while committed entries wait for them, and
+// (with forwarding links) one made into memory behind another client's write on a link. No
+// run reaches them without the option.
+TEST(Simulator, SlicedReadsHappen) {
+  constexpr uint64_t kMaxSeeds = 500;
+  std::array<bool, kFaultCount> seen{};
+  auto all_seen = [&] {
+    for (size_t f = 0; f < kFaultCount; f++)
+      if (sliced_step(static_cast<Fault>(f)) && !seen[f]) return false;
+    return true;
+  };
+  for (uint64_t seed = 1; seed <= kMaxSeeds && !all_seen(); seed++) {
+    Options o;
+    o.seed = seed;
+    o.sliced_reads = true;
+    o.forward = o.transactions = seed % 2 == 0;
+    RunResult r = run_simulation(o);
+    ASSERT_TRUE(r.ok) << "[" << r.check << "] " << r.detail << "\nreplay: " << replay_command(o);
+    for (size_t f = 0; f < kFaultCount; f++) seen[f] = seen[f] || r.faults[f];
+    o.sliced_reads = false;
+    EXPECT_FALSE(run_simulation(o).faults[static_cast<size_t>(Fault::kSlicedReply)]) << "seed " << seed;
+  }
+  for (size_t f = 0; f < kFaultCount; f++)
+    if (sliced_step(static_cast<Fault>(f))) EXPECT_TRUE(seen[f]) << fault_name(static_cast<Fault>(f)) << " never happened";
 }
 
 TEST(Simulator, RareEventsHappen) {
@@ -194,6 +224,12 @@ TEST(Simulator, ReplayCommandNamesEverything) {
   o.shell_bugs.forget_request_ids = true;
   EXPECT_EQ(replay_command(o), "build/src/sim/hmdb-sim --seed 123 --nodes 5 --steps 300 --request-ids "
                                "--bug forget_request_ids --trace");
+  o.request_ids = false;
+  o.shell_bugs.forget_request_ids = false;
+  o.sliced_reads = true;
+  o.shell_bugs.apply_while_producing = true;
+  EXPECT_EQ(replay_command(o), "build/src/sim/hmdb-sim --seed 123 --nodes 5 --steps 300 --sliced-reads "
+                               "--bug apply_while_producing --trace");
 }
 
 }  // namespace
