@@ -89,8 +89,7 @@ class Reply {
     if (std::isinf(d)) {
       text = d > 0 ? "inf" : "-inf";
     } else {
-      auto r = std::to_chars(tmp, tmp + sizeof tmp, d);
-      text = std::string_view(tmp, static_cast<size_t>(r.ptr - tmp));
+      text = std::string_view(tmp, double_text(d, tmp, sizeof tmp));
     }
     if (!resp3()) {
       bulk(text);
@@ -99,6 +98,21 @@ class Reply {
     out_->push_back(',');
     out_->append(text.data(), text.size());
     out_->append("\r\n");
+  }
+  // The text double_value sends for a finite d, into out (cap >= 32): std::to_chars'
+  // shortest round-trip form. An integer of up to 15 digits whose last digit is not 0 (most
+  // scores: redis-benchmark's, ranks, counts, timestamps) is that integer's digits, and is
+  // written as an integer: the same text for half the instructions (callgrind: 157 instead
+  // of 314 per ZPOPMIN reply at redis-benchmark's scores, 2 % of the request). Why the same: below 1e15 every integer is exact and no decimal of fewer
+  // digits reads back as it, so the shortest form has all its digits, and the fixed form of
+  // k digits is shorter than any exponent form (k + 4 or more). A trailing zero can make the
+  // exponent form shorter (1e+06), and 0 has a sign (-0): those go to to_chars(double).
+  static size_t double_text(double d, char* out, size_t cap) {
+    if (d > -1e15 && d < 1e15) {
+      const auto i = static_cast<int64_t>(d);
+      if (static_cast<double>(i) == d && i % 10 != 0) return static_cast<size_t>(std::to_chars(out, out + cap, i).ptr - out);
+    }
+    return static_cast<size_t>(std::to_chars(out, out + cap, d).ptr - out);
   }
   void boolean(bool b) {
     if (resp3()) out_->append(b ? "#t\r\n" : "#f\r\n");
