@@ -6,6 +6,7 @@
 #include "kv/kv.h"
 
 #include <algorithm>
+#include <optional>
 #include <cassert>
 #include <charconv>
 #include <cctype>
@@ -321,36 +322,96 @@ size_t pick_count(size_t n, int64_t count, bool has_count) {
   return static_cast<size_t>(std::min<uint64_t>(static_cast<uint64_t>(count), n));
 }
 
-// Positions in [0, n) for Redis' count rule: count > 0 picks min(count, n) distinct ones (a
-// uniform subset, in random order), count < 0 picks |count| with repetition. REQUIRES: n > 0.
-// O(k) expected for k distinct picks up to n/4 (draws, the repeats skipped: at most 4/3 of a
-// draw per pick on average, like Redis' case 4 in SRANDMEMBER), O(n log k) above (the k
-// smallest of n draws), so ZRANDMEMBER of a set of millions costs its count, not the set.
+// A step of a distinct pick's heap (an element drawn and kept or dropped, or the smallest
+// taken out) counts as this many elements of a slice: ~20 comparisons with cache misses over
+// a heap of millions, against ~0.3 us an element written.
+constexpr size_t kHeapPickWork = 4;
+
+// Redis' positive count: k distinct positions of [0, n) (k <= n), a uniform subset in random
+// order, chosen a bounded amount of work at a time, so that RandomPicksProducer spreads the
+// choice over loop turns as it does the writing. Up to n / 4 picks: draws, the repeats
+// skipped (O(k) expected: at most 4/3 of a draw per pick on average, like Redis' case 4 in
+// SRANDMEMBER); above: the k smallest of the n draws (draw(seed, i), i), kept in a max-heap
+// of k as i goes from 0 to n, then taken out largest last (O(n log k), the heap sort
+// std::partial_sort does, in steps). The pairs are distinct, so the picks are those of a
+// partial sort of all n draws, in its order.
+class DistinctPicks {
+ public:
+  DistinctPicks(size_t n, size_t k, uint64_t seed) : n_(n), k_(k), seed_(seed), by_heap_(k > n / 4) {
+    if (by_heap_) heap_.reserve(k);
+    else {
+      taken_.reserve(k);
+      out_.reserve(k);
+    }
+  }
+
+  // Goes on until done (true) or until `work` reaches `budget` (false: call again).
+  bool step(size_t& work, size_t budget) {
+    if (!by_heap_) {
+      for (; out_.size() < k_; j_++) {
+        if (work >= budget) return false;
+        work++;
+        const size_t i = static_cast<size_t>(draw(seed_, j_) % n_);
+        if (taken_.insert(i).second) out_.push_back(i);
+      }
+      return true;
+    }
+    for (; i_ < n_; i_++) {
+      if (work >= budget) return false;
+      work += kHeapPickWork;
+      const std::pair<uint64_t, size_t> d{draw(seed_, i_), i_};
+      if (heap_.size() < k_) {
+        heap_.push_back(d);
+        std::push_heap(heap_.begin(), heap_.end());
+      } else if (k_ > 0 && d < heap_.front()) {
+        std::pop_heap(heap_.begin(), heap_.end());
+        heap_.back() = d;
+        std::push_heap(heap_.begin(), heap_.end());
+      }
+    }
+    // The largest to the end, one at a time: ascending in the end (std::sort_heap's steps).
+    if (unsorted_ == SIZE_MAX) unsorted_ = heap_.size();
+    for (; unsorted_ > 1; unsorted_--) {
+      if (work >= budget) return false;
+      work += kHeapPickWork;
+      std::pop_heap(heap_.begin(), heap_.begin() + static_cast<ptrdiff_t>(unsorted_));
+    }
+    if (out_.empty() && k_ > 0) {
+      out_.reserve(k_);
+      for (const auto& d : heap_) out_.push_back(d.second);
+      std::vector<std::pair<uint64_t, size_t>>().swap(heap_);
+    }
+    return true;
+  }
+  std::vector<size_t> take() { return std::move(out_); }
+
+ private:
+  const size_t n_, k_;
+  const uint64_t seed_;
+  const bool by_heap_;
+  absl::flat_hash_set<size_t> taken_;            // draws: the positions picked
+  uint64_t j_ = 0;                               // draws: the next draw
+  std::vector<std::pair<uint64_t, size_t>> heap_;  // heap: the k smallest (draw, i) so far
+  size_t i_ = 0;                                 // heap: the next position drawn
+  size_t unsorted_ = SIZE_MAX;                   // heap: its unsorted prefix, once all are drawn
+  std::vector<size_t> out_;
+};
+
+// Positions in [0, n) for Redis' count rule: count > 0 picks min(count, n) distinct ones
+// (DistinctPicks, all at once), count < 0 picks |count| with repetition. REQUIRES: n > 0.
+// ZRANDMEMBER of a set of millions costs its count, not the set, up to n / 4 picks.
 std::vector<size_t> random_picks(size_t n, int64_t count, uint64_t seed) {
-  std::vector<size_t> out;
   if (count < 0) {
+    std::vector<size_t> out;
     const uint64_t k = static_cast<uint64_t>(-(count + 1)) + 1;  // |count| without overflow
     out.reserve(static_cast<size_t>(std::min<uint64_t>(k, 1u << 20)));
     for (uint64_t j = 0; j < k; j++) out.push_back(repeat_pick(n, seed, j));
     return out;
   }
-  const size_t k = static_cast<size_t>(std::min<uint64_t>(static_cast<uint64_t>(count), n));
-  if (k <= n / 4) {
-    absl::flat_hash_set<size_t> taken;
-    taken.reserve(k);
-    out.reserve(k);
-    for (uint64_t j = 0; out.size() < k; j++) {
-      const size_t i = static_cast<size_t>(draw(seed, j) % n);
-      if (taken.insert(i).second) out.push_back(i);
-    }
-    return out;
-  }
-  std::vector<std::pair<uint64_t, size_t>> draws(n);
-  for (size_t i = 0; i < n; i++) draws[i] = {draw(seed, i), i};
-  std::partial_sort(draws.begin(), draws.begin() + static_cast<ptrdiff_t>(k), draws.end());
-  out.reserve(k);
-  for (size_t i = 0; i < k; i++) out.push_back(draws[i].second);
-  return out;
+  DistinctPicks picks(n, static_cast<size_t>(std::min<uint64_t>(static_cast<uint64_t>(count), n)), seed);
+  size_t work = 0;
+  picks.step(work, SIZE_MAX);
+  return picks.take();
 }
 
 // The count argument of HRANDFIELD/SRANDMEMBER/ZRANDMEMBER (Redis: -LONG_MAX..LONG_MAX).
@@ -384,8 +445,8 @@ constexpr size_t kRankPickWork = 4;
 // made whole. A set's or a hash's elements are listed first (picks are positions in its
 // order, as the whole path does), a slice's worth a turn; a sorted set needs no list (a
 // rank is O(log n)). Then the picks are written a slice at a time: a negative count's drawn
-// one by one (repeat_pick); a positive count's chosen at once (random_picks: O(count), or
-// O(n log count) above n / 4, in one turn still), then written in slices.
+// one by one (repeat_pick); a positive count's chosen a slice of work at a time first
+// (DistinctPicks: O(count), or O(n log count) above n / 4), then written in slices.
 template <class C>  // Set, Hash or ZSet
 class RandomPicksProducer final : public ReplyProducer {
  public:
@@ -415,8 +476,13 @@ class RandomPicksProducer final : public ReplyProducer {
     }
     const bool pairs = with_values_ && r.resp3();
     if (!started_) {
+      if (count_ > 0) {
+        if (!picker_) picker_.emplace(n, pick_count(n, count_, true), seed_);
+        if (!picker_->step(work, budget.elements)) return false;
+        picks_ = picker_->take();
+        picker_.reset();
+      }
       started_ = true;
-      if (count_ > 0) picks_ = random_picks(n, count_, seed_);
       total_ = pick_count(n, count_, true);
       r.array(with_values_ && !pairs ? 2 * total_ : total_);
     }
@@ -457,7 +523,8 @@ class RandomPicksProducer final : public ReplyProducer {
   typename std::conditional_t<std::is_same_v<C, ZSet>, Set, C>::Cursor cursor_;
   bool listed_ = false;
   bool started_ = false;
-  std::vector<size_t> picks_;  // a positive count's
+  std::optional<DistinctPicks> picker_;  // a positive count's, while it chooses
+  std::vector<size_t> picks_;            // a positive count's
   size_t total_ = 0, next_ = 0;
 };
 
@@ -2504,14 +2571,38 @@ void query_zrange_generic(const State& s, Args a, const QueryContext& ctx, Reply
   reply_zentries(r, zset_select(*z, spec), spec.withscores);
 }
 
-// ZCOUNT key min max / ZLEXCOUNT key min max.
+// The 0-based rank of `it` in `order` (its size for end()): O(log n), found again by the
+// entry's key.
+size_t zrank_at(const ZOrder& order, ZOrder::const_iterator it) {
+  if (it == order.end()) return order.size();
+  return static_cast<size_t>(order.rank(ZEntryKey{it->score, it->member}));
+}
+
+// The rank of the first entry not below a member bound (`upper`: of the first entry above
+// it), when every score is `score` (the order is then the members' order).
+size_t zlex_bound_rank(const ZOrder& order, double score, const LexBound& b, bool upper) {
+  if (b.kind == LexBound::Kind::kMinusInf) return 0;
+  if (b.kind == LexBound::Kind::kPlusInf) return order.size();
+  auto it = order.lower_bound(ZEntryKey{score, b.value});
+  // Past an entry equal to the bound when the range leaves it out below (an exclusive min)
+  // or keeps it (an inclusive max).
+  if (it != order.end() && it->member == b.value && b.ex != upper) ++it;
+  return zrank_at(order, it);
+}
+
+// ZCOUNT key min max / ZLEXCOUNT key min max: O(log n), two ranks (the B+tree counts the
+// entries below each child), never a walk of the range, so no count is a long turn.
+// ZLEXCOUNT over unequal scores (Redis leaves that undefined) counts what ZRANGE BYLEX
+// selects, by walking (O(n) in one turn).
 void query_zcount(const State& s, Args a, const QueryContext& ctx, Reply& r) {
-  ZRangeSpec spec;
-  spec.by = ZRangeSpec::By::kScore;
-  if (!parse_score_range(a[2], a[3], &spec.score)) { r.error(kNotFloatRange); return; }
+  ScoreRange range;
+  if (!parse_score_range(a[2], a[3], &range)) { r.error(kNotFloatRange); return; }
   const ZSet* z;
   if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
-  r.integer(z ? static_cast<int64_t>(zset_select(*z, spec).size()) : 0);
+  if (!z || z->order.empty() || range.empty()) { r.integer(0); return; }
+  const size_t first = zrank_at(z->order, score_lower_bound(z->order, range.min, range.minex));
+  const size_t past = zrank_at(z->order, score_lower_bound(z->order, range.max, !range.maxex));
+  r.integer(past > first ? static_cast<int64_t>(past - first) : 0);
 }
 void query_zlexcount(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   ZRangeSpec spec;
@@ -2519,7 +2610,16 @@ void query_zlexcount(const State& s, Args a, const QueryContext& ctx, Reply& r) 
   if (!parse_lex_range(a[2], a[3], &spec.lex)) { r.error(kNotLexRange); return; }
   const ZSet* z;
   if (!container_for_read<ZSet>(s, a[1], ctx.now_ms, r, &z)) return;
-  r.integer(z ? static_cast<int64_t>(zset_select(*z, spec).size()) : 0);
+  if (!z || z->order.empty() || spec.lex.empty()) { r.integer(0); return; }
+  const ZOrder& order = z->order;
+  if (order.begin()->score != order.rbegin()->score) {  // unequal scores: ZRANGE BYLEX's walk
+    r.integer(static_cast<int64_t>(zset_select(*z, spec).size()));
+    return;
+  }
+  const double score = order.begin()->score;
+  const size_t first = zlex_bound_rank(order, score, spec.lex.min, false);
+  const size_t past = zlex_bound_rank(order, score, spec.lex.max, true);
+  r.integer(past > first ? static_cast<int64_t>(past - first) : 0);
 }
 
 // ZRANK / ZREVRANK key member: O(log n) (the skip list's spans).

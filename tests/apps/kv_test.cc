@@ -24,6 +24,21 @@
 
 #include "hmdb/testing.h"
 
+// Bytes asked of operator new on this thread while g_count_new_bytes is set: a test that a
+// command does not build what it only counts (ZCOUNT, ZLEXCOUNT). Replacing the global
+// operator new is this test binary's alone.
+namespace {
+thread_local bool g_count_new_bytes = false;
+thread_local size_t g_new_bytes = 0;
+}  // namespace
+void* operator new(size_t n) {
+  if (g_count_new_bytes) g_new_bytes += n;
+  if (void* p = std::malloc(n ? n : 1)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+
 namespace hmdb::kv {
 namespace {
 
@@ -2246,6 +2261,133 @@ TEST(KvSlicedReplies, LazyComputationSameBytesAsTheWholeReply) {
         EXPECT_EQ(db.run_strings(q), whole) << text << "in slices of " << slice;
         if (slice == 100) {
           EXPECT_EQ(db.last_slices > 1, sliced) << text << "in slices of 100: " << db.last_slices;
+        }
+      }
+    }
+  }
+}
+
+// ZCOUNT and ZLEXCOUNT count by two ranks in the B+tree (O(log n)); they used to build the
+// range's entries and take its size, a turn of O(n) and n pointers of memory for a count of
+// millions. Checked against the counts of a model over exclusive, inclusive and infinite
+// bounds, bounds between and at entries, and by what they ask of operator new: a few KiB,
+// where the range's entries took 8 bytes each (fails with zset_select's walk put back).
+TEST(KvZCount, CountsByRankWithoutBuildingTheRange) {
+  hmdb::testing::AppDriver<Kv> db;
+  constexpr int kEntries = 100000;
+  std::vector<std::string> members;
+  for (int base = 0; base < kEntries; base += 1000) {
+    std::vector<std::string> zadd = {"ZADD", "z"}, flat = {"ZADD", "flat"};
+    for (int i = base; i < base + 1000; i++) {
+      char m[16];
+      std::snprintf(m, sizeof m, "m%06d", i);
+      members.push_back(m);
+      zadd.push_back(std::to_string(i / 10));  // 10 entries per score
+      zadd.push_back(m);
+      flat.push_back("0");
+      flat.push_back(m);
+    }
+    db.run_strings(zadd);
+    db.run_strings(flat);
+  }
+  db.run_strings({"ZADD", "mixed", "1", "b", "2", "a", "3", "c"});  // BYLEX over unequal scores
+  auto count = [&](const std::vector<std::string>& q) {
+    g_new_bytes = 0;
+    g_count_new_bytes = true;
+    const std::string reply = db.run_strings(q);
+    g_count_new_bytes = false;
+    EXPECT_LT(g_new_bytes, size_t{64} << 10) << q[0] << " " << q[2] << " " << q[3];
+    return reply;
+  };
+  // By score: scores are i / 10 for entry i.
+  auto by_score = [&](double lo, bool lo_ex, double hi, bool hi_ex) {
+    int64_t n = 0;
+    for (int i = 0; i < kEntries; i++) {
+      const double sc = i / 10;
+      if ((lo_ex ? sc > lo : sc >= lo) && (hi_ex ? sc < hi : sc <= hi)) n++;
+    }
+    return integer(n);
+  };
+  const struct { std::string lo, hi; double l; bool lx; double h; bool hx; } score_cases[] = {
+      {"-inf", "+inf", -INFINITY, false, INFINITY, false}, {"0", "9999", 0, false, 9999, false},
+      {"(0", "(9999", 0, true, 9999, true},               {"17", "17", 17, false, 17, false},
+      {"(17", "17", 17, true, 17, false},                 {"17.5", "4000.5", 17.5, false, 4000.5, false},
+      {"(-1", "(0", -1, true, 0, true},                   {"5000", "4000", 5000, false, 4000, false},
+      {"9999", "+inf", 9999, false, INFINITY, false},     {"(9999", "+inf", 9999, true, INFINITY, false},
+      {"-inf", "(-inf", -INFINITY, false, -INFINITY, true}, {"1e9", "+inf", 1e9, false, INFINITY, false},
+  };
+  for (const auto& c : score_cases)
+    EXPECT_EQ(count({"ZCOUNT", "z", c.lo, c.hi}), by_score(c.l, c.lx, c.h, c.hx)) << c.lo << " " << c.hi;
+  // By member over equal scores.
+  auto by_lex = [&](const std::string& lo, const std::string& hi) {
+    auto in = [](const std::string& m, const std::string& b, bool is_min) {
+      if (b == "-") return is_min;
+      if (b == "+") return !is_min;
+      const std::string v = b.substr(1);
+      const bool ex = b[0] == '(';
+      return is_min ? (ex ? m > v : m >= v) : (ex ? m < v : m <= v);
+    };
+    int64_t n = 0;
+    for (const std::string& m : members) n += in(m, lo, true) && in(m, hi, false);
+    return integer(n);
+  };
+  for (const auto& [lo, hi] : std::vector<std::pair<std::string, std::string>>{
+           {"-", "+"}, {"[m000000", "[m099999"}, {"(m000000", "(m099999"}, {"[m012345", "[m012345"},
+           {"(m012345", "[m012345"}, {"[m01234", "(m05"}, {"(m01234", "[m05"}, {"[m05", "[m04"}, {"+", "-"},
+           {"-", "(m000000"}, {"[m099999", "+"}, {"(m099999", "+"}, {"[a", "[z"}, {"[z", "+"}, {"-", "[a"}})
+    EXPECT_EQ(count({"ZLEXCOUNT", "flat", lo, hi}), by_lex(lo, hi)) << lo << " " << hi;
+  // Unequal scores: what ZRANGE BYLEX selects (Redis leaves it undefined).
+  for (const auto& [lo, hi] : std::vector<std::pair<std::string, std::string>>{{"[a", "[c"}, {"(a", "+"}, {"-", "(c"}}) {
+    const std::string range = db.run_strings({"ZRANGEBYLEX", "mixed", lo, hi});
+    EXPECT_EQ(db.run_strings({"ZLEXCOUNT", "mixed", lo, hi}), ":" + range.substr(1, range.find('\r') - 1) + "\r\n")
+        << lo << " " << hi;
+  }
+  EXPECT_EQ(count({"ZCOUNT", "missing", "-inf", "+inf"}), integer(0));
+  EXPECT_EQ(count({"ZLEXCOUNT", "missing", "-", "+"}), integer(0));
+}
+
+// A positive count's distinct picks are chosen a slice of work at a time (DistinctPicks:
+// a max-heap of the count's smallest draws, then taken out in order; or draws with the
+// repeats skipped up to a quarter of the elements), not in the turn that starts the reply:
+// the same bytes as made whole at any slice size, and at slices of 100 at least as many
+// slices as the choice's own work needs ((n + count) heap steps of 4), which the writing
+// alone never reaches (ZRANDMEMBER z 1999: 80 slices when the choice was made in one turn;
+// fails with it put back).
+TEST(KvSlicedReplies, DistinctPicksChosenInSlices) {
+  hmdb::testing::AppDriver<Kv> db;
+  constexpr size_t kN = 2000;
+  for (size_t i = 0; i < kN; i++) {
+    const std::string n = std::to_string(i * 37);
+    db.run({"SADD", "set", "m" + n});
+    db.run({"HSET", "hash", "f" + n, "v" + std::to_string(i)});
+    db.run({"ZADD", "zset", std::to_string(i % 100), "m" + n});
+  }
+  db.run({"ZADD", "small", "1", "a", "2", "b", "3", "c"});
+  // Each with its count when it takes the heap (count > n / 4), else 0.
+  const std::vector<std::pair<std::vector<std::string>, size_t>> queries = {
+      {{"ZRANDMEMBER", "zset", "1999"}, 1999},
+      {{"ZRANDMEMBER", "zset", "2000", "WITHSCORES"}, 2000},
+      {{"ZRANDMEMBER", "zset", "99999"}, 2000},
+      {{"ZRANDMEMBER", "zset", "501"}, 501},
+      {{"SRANDMEMBER", "set", "1000"}, 1000},
+      {{"HRANDFIELD", "hash", "1999", "WITHVALUES"}, 1999},
+      {{"ZRANDMEMBER", "zset", "500"}, 0},
+      {{"SRANDMEMBER", "set", "300"}, 0},
+      {{"ZRANDMEMBER", "small", "2"}, 2},
+      {{"ZRANDMEMBER", "small", "1"}, 1},
+  };
+  for (const Protocol protocol : {Protocol::kResp2, Protocol::kResp3}) {
+    db.protocol = protocol;
+    for (const auto& [q, heap_count] : queries) {
+      std::string text;
+      for (const std::string& w : q) text += w + " ";
+      db.slice_elements = 0;
+      const std::string whole = db.run_strings(q);
+      for (const size_t slice : {1, 2, 7, 100, 999}) {
+        db.slice_elements = slice;
+        EXPECT_EQ(db.run_strings(q), whole) << text << "in slices of " << slice;
+        if (slice == 100 && heap_count > 0 && q[1] != "small") {
+          EXPECT_GE(db.last_slices, (kN + heap_count) * 4 / 100) << text << "in slices of 100";
         }
       }
     }
