@@ -6,13 +6,18 @@ redis-server in the same run (issue 16, items 5 and 7).
 Per system (hmdb `--durability none`, optionally a second hmdb binary such as the build before
 a change, and redis-server without persistence), each in a fresh process and data directory:
 
-1. growth: `redis-benchmark -t set -P 64 -c 50 -r R -n N` (3-byte values, random keys over
+1. growth: `redis-benchmark -t set -P 64 -c 50 -r R -n N` (--value-bytes values, 3 by default:
+   --keys 20000000 --value-bytes 400 grows a node to ~10 GiB; random keys over
    R, so about R * (1 - e^(-N/R)) distinct keys; R and N chosen for --keys distinct keys)
    while the probe (one connection, one SET at a time, PROBE_INTERVAL_S apart) records every
    latency: worst, p99.9, p99;
 2. memory: VmRSS minus VmRSS of the fresh server, divided by DBSIZE (hmdb: also after a
    SNAPSHOT, which lets it drop its in-memory log, and SETTLE_S; and after a restart from
-   that snapshot, which holds the state alone; Redis: also INFO used_memory per key);
+   that snapshot, which holds the state alone; Redis: also INFO used_memory per key).
+   hmdb's SNAPSHOT runs with the probe on and after CONFIG RESETSTAT: its fork() stall
+   (fork_stall_last_us), the longest turn meanwhile and the probe's worst; the restart's
+   recovery time (INFO recovery_ms, and exec to the first PONG); and, before the SNAPSHOT, the
+   process's AnonHugePages (what of the state fork() copies one entry per 2 MiB of);
 3. FLUSHALL while the probe runs: its latency and the probe's worst;
 4. big delete: `redis-benchmark -t hset -P 64` fills one hash (`myhash`) with about --fields
    fields; then, while the probe runs, `DEL myhash` on its own connection: its latency and the
@@ -211,7 +216,8 @@ def run_one(name, kind, binary, args, work):
             watch.start()
         with Probing(port) as p:
             out["load_s"], out["load_line"] = redis_benchmark(
-                port, ["-t", "set", "-P", "64", "-c", "50", "-r", str(args.keyspace), "-n", str(args.requests)])
+                port, ["-t", "set", "-P", "64", "-c", "50", "-r", str(args.keyspace), "-n", str(args.requests),
+                       "-d", str(args.value_bytes)])
         out["grow_probe"] = p.summary
         if watch:
             out["grow_long_turns"] = watch.summary()
@@ -227,14 +233,23 @@ def run_one(name, kind, binary, args, work):
         out["rss_kib"] = proc_status_kib(server.proc.pid)
         out["bytes_per_key"] = (out["rss_kib"] - rss0) * 1024 / keys
         if kind == "hmdb":
-            call(port, "SNAPSHOT", timeout=1800)
+            out["huge_pages"] = info_field(port, "persistence", "huge_pages")
+            out["anon_huge_kib"] = anon_huge_kib(server.proc.pid)
+            call(port, "CONFIG", "RESETSTAT")
+            with Probing(port) as p:
+                _, out["snapshot_s"] = call(port, "SNAPSHOT", timeout=1800)
+            out["snap_probe"] = p.summary
+            out["fork_us"] = int(info_field(port, "persistence", "fork_stall_last_us"))
+            out["turn_during_snapshot_ms"] = turn()
             time.sleep(SETTLE_S)
             out["bytes_per_key_after_snapshot"] = (proc_status_kib(server.proc.pid) - rss0) * 1024 / keys
             # A node started from that snapshot holds the state and no log (nor the log's freed
             # but not returned heap): the state's own cost per key.
             server.server.stop()
-            server.server.start()
+            t0 = server.server.start(wait=False)
+            out["restart_s"] = server.server.wait_ready(timeout=LOAD_TIMEOUT_S) - t0
             server.proc = server.server.proc
+            out["recovery_ms"] = int(info_field(port, "persistence", "recovery_ms"))
             assert call(port, "DBSIZE")[0] == keys
             out["bytes_per_key_restarted"] = (proc_status_kib(server.proc.pid) - rss0) * 1024 / keys
         else:
@@ -261,6 +276,15 @@ def run_one(name, kind, binary, args, work):
     return out
 
 
+def anon_huge_kib(pid):
+    """The process's memory in transparent huge pages (what a fork copies one entry per 2 MiB of)."""
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            if line.startswith("AnonHugePages:"):
+                return int(line.split()[1])
+    return 0
+
+
 def fmt_ms(x):
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.1f}"
 
@@ -272,6 +296,7 @@ def main():
     ap.add_argument("--hmdb-before", default=None, help="a second hmdb binary to compare (e.g. before a change)")
     ap.add_argument("--redis", default=shutil.which("redis-server"))
     ap.add_argument("--keys", type=int, default=5_000_000, help="distinct keys to grow to (5 M)")
+    ap.add_argument("--value-bytes", type=int, default=3, help="value size of the growth's SETs (3)")
     ap.add_argument("--fields", type=int, default=1_000_000, help="random fields over which myhash is filled")
     ap.add_argument("--runs", type=int, default=1)
     args = ap.parse_args()
@@ -284,7 +309,8 @@ def main():
         systems.append(("hmdb-before", "hmdb", args.hmdb_before))
     if args.redis:
         systems.append(("redis", "redis", args.redis))
-    print(f"stall_bench: {args.keys} keys (SET -P 64 -c 50 -r {args.keyspace} -n {args.requests}), "
+    print(f"stall_bench: {args.keys} keys (SET -P 64 -c 50 -r {args.keyspace} -n {args.requests} "
+          f"-d {args.value_bytes}), "
           f"hash over {args.fields} fields, {args.runs} run(s); load {loadavg()}", flush=True)
     results = {name: [] for name, _, _ in systems}
     for run in range(args.runs):
@@ -310,6 +336,14 @@ def main():
                   f"RSS {r['bytes_per_key']:.1f} B/key, {extra}; {time.monotonic() - t0:.0f} s; load {loadavg()}",
                   flush=True)
             if kind == "hmdb":
+                print(f"  {name} (huge_pages {r['huge_pages']}, RSS {r['rss_kib'] / 2**20:.2f} GiB, of it in huge pages "
+                      f"{r['anon_huge_kib'] / 2**20:.2f} GiB): SNAPSHOT "
+                      f"{r['snapshot_s']:.1f} s, fork {r['fork_us'] / 1e3:.1f} ms, loop_turn_max_ms during it "
+                      f"{r['turn_during_snapshot_ms']}, probe worst {fmt_ms(r['snap_probe']['max_ms'])} ms "
+                      f"(n {r['snap_probe']['n']}); restart: recovery {r['recovery_ms']} ms, exec to first PONG "
+                      f"{r['restart_s']:.1f} s; worst probe SET of the run "
+                      f"{fmt_ms(max(r[k]['max_ms'] for k in ('grow_probe', 'snap_probe', 'flush_probe', 'del_probe')))} ms",
+                      flush=True)
                 print(f"  {name} loop turns during growth (us): {r['grow_turns']}; turns >= 100 ms: "
                       f"{r['grow_slow_turns']}", flush=True)
                 lt = r["grow_long_turns"]
@@ -334,6 +368,10 @@ def main():
 
     rows = [("probe worst during growth, ms", lambda r: r["grow_probe"]["max_ms"]),
             ("probe p99.9 during growth, ms", lambda r: r["grow_probe"]["p999_ms"]),
+            ("SNAPSHOT's fork() stall, ms", lambda r: r["fork_us"] / 1e3 if "fork_us" in r else None),
+            ("loop_turn_max_ms during SNAPSHOT", lambda r: r.get("turn_during_snapshot_ms")),
+            ("probe worst during SNAPSHOT, ms", lambda r: r["snap_probe"]["max_ms"] if "snap_probe" in r else None),
+            ("restart from the snapshot: recovery_ms", lambda r: r.get("recovery_ms")),
             ("DEL of the big hash, ms", lambda r: r["del_s"] * 1e3),
             ("probe worst around DEL, ms", lambda r: r["del_probe"]["max_ms"]),
             ("FLUSHALL, ms", lambda r: r["flushall_s"] * 1e3),

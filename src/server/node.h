@@ -55,6 +55,7 @@
 #include "server/disk_thread.h"
 #include "server/fatal.h"
 #include "server/forward_links.h"
+#include "server/huge_pages.h"
 #include "server/latency.h"
 #include "server/stage_clock.h"
 #include "server/metrics.h"
@@ -100,7 +101,9 @@ inline constexpr uint64_t kDroppedBytesFreedPerTurn = 32ull << 20;
 // for reuse and returns only the top of the heap (M_TRIM_THRESHOLD): the log's entries lie
 // among the state's keys, so after a snapshot compacted the log, RSS stayed ~30 bytes per
 // key above a restarted node's (bench/README.md, issue 16 item 7). Smaller payloads are
-// left to the allocator (their pages are shared with other allocations).
+// left to the allocator (their pages are shared with other allocations). With the heap in
+// huge pages only whole 2 MiB pages are released (heap_page_bytes): releasing part of one
+// splits it into 4 KiB page-table entries, which a snapshot's fork then copies one by one.
 inline constexpr uint64_t kReleasePayloadMinBytes = 64ull << 10;
 // --durability none (a single node, no log on disk, never a cluster member): applied entries
 // are needed by nobody, so once the consensus core's in-memory log holds this many bytes
@@ -527,6 +530,9 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   };
   std::unique_ptr<SnapshotLoad> snapshot_load_;
   std::thread state_reaper_;  // frees the state the last load replaced
+  // After each snapshot, puts back in huge pages what writes during it split (huge_pages.h);
+  // only when the heap is in huge pages.
+  HugePageMender huge_page_mender_;
   // Swaps the loaded state in once the thread is done (`wait`: waits for it first).
   void finish_snapshot_load(bool wait);
   // Syncs, verifies (checksums, meta, app and schema) and renames l's staged file into place

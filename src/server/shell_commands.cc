@@ -836,6 +836,8 @@ StatisticsSources Node::statistics_sources(bool with_digest) const {
   s.blocked_clients = replica_->blocked().blocked_clients();
   s.client_output_limit_bytes = kClientOutputLimitBytes;
   s.shell = stats_;
+  s.shell.huge_page_mend_passes = huge_page_mender_.passes();
+  s.shell.huge_page_mend_ranges = huge_page_mender_.ranges();
   s.log_bytes_since_snapshot = log_bytes_since_snapshot_;
   s.snapshot_in_progress = snapshot_pid_ > 0;
   s.snapshot_loading = snapshot_load_ != nullptr;

@@ -116,6 +116,8 @@ void Node::start_snapshot() {
   snapshot_waiters_ = std::move(next_snapshot_waiters_);
   next_snapshot_waiters_.clear();
 
+  // Nothing collapses memory the child shares (it would copy what the child still reads).
+  huge_page_mender_.pause();
   const uint64_t t0 = monotonic_us();
   pid_t pid = ::fork();
   const uint64_t fork_us = monotonic_us() - t0;
@@ -205,6 +207,9 @@ void Node::on_snapshot_child_exit() {
   snapshot_pid_ = -1;
   const uint64_t took_ms = monotonic_us() / 1000 - snapshot_started_ms_;
   const bool ok = r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  // The writes during the snapshot split the huge pages they touched: mend them (a snapshot
+  // started again below pauses it before its fork).
+  if (options_.huge_pages == "yes") huge_page_mender_.start();
   if (r > 0 && WIFEXITED(status) && WEXITSTATUS(status) == kSnapshotChildLayoutRefused) [[unlikely]] {
     // The app holds what the active version's layout cannot (its save_as said so): write the
     // newest layout instead, for the same waiters. A binary reading only the active version
@@ -492,7 +497,8 @@ void release_payload_pages(std::string& payload) {
   // released here keep a margin from both. What the allocator hands out from them later
   // reads as zeros, as malloc_trim's pages do.
   constexpr uintptr_t kFreeLinksBytes = 64;
-  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  // Whole heap pages only: a huge page released in part is split for good (huge_pages.h).
+  const uintptr_t page = static_cast<uintptr_t>(heap_page_bytes());
   const auto at = reinterpret_cast<uintptr_t>(payload.data());
   const uintptr_t begin = (at + kFreeLinksBytes + page - 1) & ~(page - 1);
   const uintptr_t end = (at + payload.capacity() - kFreeLinksBytes) & ~(page - 1);

@@ -126,6 +126,12 @@ constexpr Statistic kStatistics[] = {
      "Whether the heap is in transparent huge pages (--huge-pages: a snapshot's fork() copies 512 times fewer page "
      "table entries); yes, no, or no (why); the value is 1.",
      READ(s.options.huge_pages)},
+    {"huge_pages_mend_passes", kPersistence, kCounter, "hmdb_huge_pages_mend_passes_total", "", "",
+     "Passes that put back in huge pages what writes during a snapshot split (after each snapshot).",
+     READ(s.shell.huge_page_mend_passes)},
+    {"huge_pages_mend_ranges", kPersistence, kCounter, "hmdb_huge_pages_mend_ranges_total", "", "",
+     "2 MiB ranges those passes collapsed into a huge page (or found huge already).",
+     READ(s.shell.huge_page_mend_ranges)},
     {"fork_stall_max_us", kPersistence, kGauge, "hmdb_fork_stall_max_us", "", "us", "Longest fork() stall since start.",
      READ(s.shell.fork_max_us)},
     {"disk_rounds", kPersistence, kCounter, "hmdb_disk_rounds_total", "", "", "Disk-thread rounds (one write per round).",

@@ -58,6 +58,9 @@ struct ShellStats {
   uint64_t last_snapshot_ms = 0;
   uint64_t fork_last_us = 0;
   uint64_t fork_max_us = 0;
+  // HugePageMender's completed passes and 2 MiB ranges collapsed (or found huge already).
+  uint64_t huge_page_mend_passes = 0;
+  uint64_t huge_page_mend_ranges = 0;
   std::string last_snapshot_status = "none";
   // The leader's snapshots installed (followers), and the last one's load off the loop: its
   // duration, and the loop turns and messages to peers while it loaded (the loop kept

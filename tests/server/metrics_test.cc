@@ -415,6 +415,8 @@ constexpr std::string_view kGoldenInfoAll =
     "last_snapshot_duration_ms:15\r\n"
     "fork_stall_last_us:16\r\n"
     "huge_pages:no\r\n"
+    "huge_pages_mend_passes:0\r\n"
+    "huge_pages_mend_ranges:0\r\n"
     "fork_stall_max_us:17\r\n"
     "disk_rounds:41\r\n"
     "disk_holds:160\r\n"

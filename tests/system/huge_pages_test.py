@@ -10,6 +10,13 @@ entries.
               operator set before (glibc.malloc.arena_max=2) is kept beside it.
   no          --huge-pages no, and `huge-pages no` in a config file: INFO "no", no tunable
               added.
+  mend        writes while a snapshot child shares the memory split the huge pages they
+              touch (the child is held with SIGSTOP so that the writes land while it lives:
+              AnonHugePages falls below half); once the snapshot is done the server collapses
+              them back (INFO huge_pages_mend_passes counts the pass; AnonHugePages back to at
+              least MEND_KEPT of what it was). Fails without the mending (the split stays).
+              Skipped (77) where the kernel gives the heap no huge pages to start with, or
+              does not split them (before Linux 5.8), or has no MADV_COLLAPSE (before 6.1).
   operator    GLIBC_TUNABLES=glibc.malloc.hugetlb=0 set by the operator wins over
               --huge-pages yes: INFO says so, the environment is left as it was (no exec).
 
@@ -22,7 +29,10 @@ Usage: huge_pages_test.py HMDB_BINARY
 """
 
 import os
+import signal
 import sys
+import threading
+import time
 
 import harness
 
@@ -31,6 +41,13 @@ TUNABLE = "glibc.malloc.hugetlb=1"
 KEYS = 20000  # ~3 MB of heap: a few huge pages' worth
 VALUE = b"v" * 100
 PIPELINE = 1000
+
+MEND_KEYS = 200000
+MEND_VALUE = b"m" * 300          # ~80 MB of heap: tens of huge pages
+MEND_HUGE_MIN_KB = 16 << 10      # less than this in huge pages to start with: nothing to test
+MEND_KEPT = 0.8                  # of the huge pages before the snapshot, back after the mending
+POLL_S = 0.05
+POLL_TIMEOUT_S = 60.0
 
 check = harness.check
 
@@ -111,6 +128,68 @@ def case_yes(work, name, args):
     return None
 
 
+def wait_for(what, predicate):
+    deadline = time.monotonic() + POLL_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(POLL_S)
+    raise harness.TestFailure("timed out waiting for " + what)
+
+
+def children(pid):
+    out = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+            out += [int(x) for x in f.read().split()]
+    return out
+
+
+def case_mend(work):
+    s = start(work, "mend")
+    try:
+        if info_field(s, "huge_pages") != "yes":
+            return "no huge pages here: " + info_field(s, "huge_pages")
+        with s.client() as c:
+            for base in range(0, MEND_KEYS, PIPELINE):
+                replies = c.pipeline([("SET", "k%d" % i, MEND_VALUE) for i in range(base, base + PIPELINE)])
+                check(all(r == "OK" for r in replies), "SETs answered %r" % replies[:3])
+            before = anon_huge_kb(s)
+            if before < MEND_HUGE_MIN_KB:
+                return "only %d kB of the heap in huge pages" % before
+            passes = int(info_field(s, "huge_pages_mend_passes"))
+            # A SNAPSHOT whose child is held stopped while every key is written again.
+            done = {}
+            snap = threading.Thread(target=lambda: done.update(r=s.client(timeout=120).call("SNAPSHOT")))
+            snap.start()
+            wait_for("the snapshot child", lambda: children(s.proc.pid))
+            child = children(s.proc.pid)[0]
+            os.kill(child, signal.SIGSTOP)
+            try:
+                for base in range(0, MEND_KEYS, PIPELINE):
+                    c.pipeline([("SET", "k%d" % i, MEND_VALUE) for i in range(base, base + PIPELINE)])
+                split = anon_huge_kb(s)
+            finally:
+                os.kill(child, signal.SIGCONT)
+            snap.join(120)
+            check(str(done.get("r", "")).startswith("OK snapshot"), "SNAPSHOT answered %r" % done.get("r"))
+            print("mend: AnonHugePages %d kB before the snapshot, %d kB after the writes during it" % (before, split))
+            if split > before // 2:
+                return "writes during a snapshot did not split the huge pages (%d of %d kB kept)" % (split, before)
+            wait_for("the mending pass", lambda: int(info_field(s, "huge_pages_mend_passes")) > passes)
+            after = anon_huge_kb(s)
+            print("mend: %d kB after the mending pass (%s ranges)" % (after, info_field(s, "huge_pages_mend_ranges")))
+            if "MADV_COLLAPSE" in s.log() and after < MEND_KEPT * before:
+                return "this kernel cannot collapse: " + s.log_tail()
+            check(after >= MEND_KEPT * before, "AnonHugePages %d kB after the mending, %d before the snapshot"
+                  % (after, before))
+            r = c.call("GET", "k%d" % (MEND_KEYS - 1))
+            check(r == MEND_VALUE, "the last key after the mending: %r" % (r[:20] if r else r,))
+    finally:
+        s.kill()
+    return None
+
+
 def case_no(work):
     config = os.path.join(work, "hmdb.conf")
     with open(config, "w") as f:
@@ -143,6 +222,7 @@ def main():
     work = harness.make_work_dir("hmdb-huge-pages-")
     # The default is yes (docs/decisions.md, "Huge pages by default"): no flag behaves as the flag.
     skipped = case_yes(work, "default", []) or case_yes(work, "yes", ["--huge-pages", "yes"])
+    skipped = case_mend(work) or skipped
     case_no(work)
     case_operator(work)
     harness.remove_work_dir(work)
