@@ -500,6 +500,7 @@ constexpr std::string_view kGoldenInfoAll =
     "reply_slices:153\r\n"
     "slice_hold_overdue_turns:154\r\n"
     "slice_reader_waits_expired:155\r\n"
+    "sliced_replies_buffered:0\r\n"
     "pubsub_channels:101\r\n"
     "pubsub_patterns:102\r\n"
     "pubsub_subscribers:103\r\n"
