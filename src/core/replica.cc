@@ -1166,6 +1166,7 @@ void Replica::drive() {
     if (rd.hard_state || !rd.entries.empty() || installed) ack = host_.persist(rd.hard_state, std::move(rd.entries), installed);
     if (conf_appended) membership_changed();  // a membership takes effect when appended
     if (!rd.messages.empty()) host_.send(std::move(rd.messages));
+    if (!rd.after_persist.empty()) host_.send_after_persist(std::move(rd.after_persist));
     for (const raft::Entry* e : rd.committed_refs) {
       if (schema_block_) [[unlikely]] break;  // the rest stays in the log, unapplied
       apply_entry(*e);

@@ -31,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/assert.h"
 #include "core/acl.h"
 #include "core/apply.h"
 #include "core/batch.h"
@@ -187,6 +188,13 @@ class ReplicaHost {
                                                   const std::optional<raft::SnapshotMeta>& installed) = 0;
   // 2. Send.
   virtual void send(std::vector<raft::Message>&& messages) = 0;
+  // 2. (raft::Config::after_persist_messages) Send these once everything persist() was
+  //    given so far is durable — not before: they promise it (append acks, votes). A host
+  //    whose core runs without that option is never called.
+  virtual void send_after_persist(std::vector<raft::Message>&& messages) {
+    (void)messages;
+    HMDB_ASSERT(false, "raft::Config::after_persist_messages is on but the host cannot send after persisting");
+  }
   // 3. An entry is about to be applied (the server times the apply: server/latency.h).
   virtual void applying(const raft::Entry& entry) { (void)entry; }
   // 3. An entry was applied (after its replies were written): membership changes take

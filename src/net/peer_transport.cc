@@ -130,11 +130,13 @@ const std::string* PeerTransport::dial_addr_of(const Peer& p) const {
 bool PeerTransport::should_dial(const Peer& p) const { return p.id != options_.self && dial_addr_of(p) != nullptr; }
 
 const std::string* PeerTransport::client_addr_of(raft::NodeId id) const {
+  std::lock_guard lk(mu_);
   const Peer* p = find_peer(id);
   return p != nullptr && p->has_hello_client_addr ? &p->hello_client_addr : nullptr;
 }
 
 bool PeerTransport::schema_versions_of(raft::NodeId id, uint32_t* oldest, uint32_t* newest) const {
+  std::lock_guard lk(mu_);
   const Peer* p = find_peer(id);
   if (p == nullptr || p->hello_schema_newest == 0) return false;
   *oldest = p->hello_schema_oldest;
@@ -143,11 +145,13 @@ bool PeerTransport::schema_versions_of(raft::NodeId id, uint32_t* oldest, uint32
 }
 
 const std::string* PeerTransport::peer_addr_of(raft::NodeId id) const {
+  std::lock_guard lk(mu_);
   const Peer* p = find_peer(id);
   return p != nullptr ? dial_addr_of(*p) : nullptr;
 }
 
 void PeerTransport::set_address(raft::NodeId id, const std::string& peer_addr) {
+  std::lock_guard lk(mu_);
   if (peer_addr.empty()) {
     Peer* p = find_peer(id);
     if (p == nullptr) return;
@@ -174,6 +178,7 @@ void PeerTransport::set_address(raft::NodeId id, const std::string& peer_addr) {
 }
 
 void PeerTransport::set_members(std::vector<raft::NodeId> members, raft::Index config_index, bool config_committed) {
+  std::lock_guard lk(mu_);
   std::sort(members.begin(), members.end());
   members_ = std::move(members);
   config_index_ = config_index;
@@ -464,6 +469,11 @@ void PeerTransport::on_refusal(Peer* p, uint64_t cluster_id, peer::Refusal refus
 }
 
 void PeerTransport::send(raft::Message msg) {
+  std::lock_guard lk(mu_);
+  send_locked(std::move(msg));
+}
+
+void PeerTransport::send_locked(raft::Message msg) {
   Peer* p = peer_for(msg.to);
   if (p == nullptr) return;  // node 0 or over kMaxPeers: nowhere to count it
   if (!should_dial(*p)) {  // no address, or addressed to ourselves
@@ -493,6 +503,17 @@ void PeerTransport::send(raft::Message msg) {
 }
 
 void PeerTransport::flush() {
+  std::lock_guard lk(mu_);
+  flush_locked();
+}
+
+void PeerTransport::send_and_flush(std::vector<raft::Message>&& messages) {
+  std::lock_guard lk(mu_);
+  for (raft::Message& m : messages) send_locked(std::move(m));
+  flush_locked();
+}
+
+void PeerTransport::flush_locked() {
   for (auto& [id, p] : peers_) {
     if (p.state == Peer::State::kConnected && !p.want_write && p.out_offset < p.out.size()) write_outbound(&p);
     if (p.out_offset > kCompactBytes && p.out_offset * 2 >= p.out.size()) {
@@ -561,6 +582,7 @@ void PeerTransport::set_inbound_want_write(uint64_t conn, Inbound* in, bool want
 }
 
 void PeerTransport::set_tls(std::shared_ptr<TlsContext> server, std::shared_ptr<TlsContext> client) {
+  std::lock_guard lk(mu_);
   HMDB_ASSERT((server == nullptr) == (options_.tls_server == nullptr), "peer TLS switched on or off while running");
   options_.tls_server = std::move(server);
   options_.tls_client = std::move(client);
@@ -781,6 +803,7 @@ bool PeerTransport::handle_frame(uint64_t conn, Inbound* in, const peer::Frame& 
 // ---- the loop -------------------------------------------------------------------------------
 
 void PeerTransport::poll(uint64_t now_ms, std::vector<raft::Message>* received) {
+  std::lock_guard lk(mu_);
   now_ms_ = std::max(now_ms_, now_ms);
   clock_known_ = true;
   received_ = received;
@@ -893,6 +916,7 @@ bool refusal_proves_removal(const PeerRefusal& r, uint64_t own_cluster_id, raft:
 // ---- stats and logging --------------------------------------------------------------------
 
 std::vector<PeerTransport::PeerStats> PeerTransport::stats() const {
+  std::lock_guard lk(mu_);
   std::vector<PeerStats> out;
   for (const auto& [id, p] : peers_) {
     PeerStats s = p.stats;

@@ -52,7 +52,11 @@
 // is a failed dial: logged once, retried with the backoff), and the answer picks the
 // address by common/address.h's rule (first IPv4, else first IPv6).
 //
-// Thread-safety: none; one thread owns the transport.
+// Thread-safety: one thread (the event loop) owns the transport and makes every call but
+// one: send_and_flush() may also come from another thread (the disk thread sends a
+// follower's acknowledgements right after its fdatasync: server/disk_thread.h). Every public
+// call takes the transport's mutex, so the two never interleave inside it; the pointers the
+// address lookups return stay valid (only the owner changes addresses).
 #pragma once
 
 #include <array>
@@ -61,6 +65,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -194,6 +199,8 @@ class PeerTransport {
   void send(raft::Message msg);
   // Writes every peer's queue as far as the sockets take it.
   void flush();
+  // send() each message, then flush(), under one lock: callable from any thread.
+  void send_and_flush(std::vector<raft::Message>&& messages);
   // Accepts, reads and decodes (appending to *received), writes, and (re)connects.
   // now_ms: any monotonic clock in milliseconds; used for backoff and timeouts.
   void poll(uint64_t now_ms, std::vector<raft::Message>* received);
@@ -307,6 +314,8 @@ class PeerTransport {
   void set_want_write(Peer* p, bool want);
   void set_inbound_want_write(uint64_t conn, Inbound* in, bool want);
 
+  void send_locked(raft::Message msg);  // send() and flush() under mu_
+  void flush_locked();
   void accept_all();
   void read_inbound(uint64_t conn);
   // Returns false if the connection was refused (and closed).
@@ -322,6 +331,8 @@ class PeerTransport {
   void rearm_timer();
   void log_for(LogBudget* budget, const std::string& line);
 
+  // Held by every public call (see "Thread-safety" above); private helpers run under it.
+  mutable std::mutex mu_;
   PeerTransportOptions options_;
   int epoll_fd_ = -1;
   int listen_fd_ = -1;

@@ -193,6 +193,11 @@ struct Raft::Impl {
   // Outputs, drained by take_ready().
   std::vector<Message> outbox;
   std::vector<HeldMessage> held;  // in creation order; compacted in place on release
+  // Config::after_persist_messages: the durable state the after_persist messages handed out
+  // last wait for (the hard state's term and vote, the log's last entry), until persisted()
+  // covers it; meanwhile later gated messages are held, so they cannot overtake them.
+  bool after_persist_outstanding = false;
+  HeldMessage after_persist_gate;
   std::vector<Index> match_scratch;  // maybe_commit's sort buffer, kept to avoid allocating
   std::optional<Snapshot> install;
   std::vector<SnapshotChunk> chunks_out;
@@ -1486,7 +1491,7 @@ struct Raft::Impl {
       h.log_index = log.last_index();
       h.log_term = log.last_term();
     }
-    if ((held.empty() || !log_gate) && gate_satisfied(h)) {
+    if ((held.empty() || !log_gate) && !(log_gate && after_persist_outstanding) && gate_satisfied(h)) {
       push_outbox(std::move(m));
       return;
     }
@@ -1528,6 +1533,28 @@ struct Raft::Impl {
     held.resize(kept);
   }
 
+  // Config::after_persist_messages, in take_ready() once this Ready's hard state and entries
+  // are handed out: every held message's gate holds once they are durable (its hard state is
+  // the current one or older, its log a prefix of the current one), unless its log was
+  // overwritten since (obsolete: dropped, as release_held drops it).
+  void hand_out_after_persist(std::vector<Message>* out) {
+    for (HeldMessage& h : held) {
+      if (gate_impossible(h)) {
+        dropped_messages++;
+        continue;
+      }
+      out->push_back(std::move(h.msg));
+    }
+    held.clear();
+    if (out->empty()) return;
+    after_persist_outstanding = true;
+    after_persist_gate = HeldMessage{};
+    after_persist_gate.hs_term = term;
+    after_persist_gate.hs_vote = vote;
+    after_persist_gate.log_index = log.last_index();
+    after_persist_gate.log_term = log.last_term();
+  }
+
   void persisted(const PersistAck& ack) {
     const HardState& hs = ack.hard_state;
     HMDB_ASSERT(hs.term <= term, "persisted term %llu is newer than the core's term %llu",
@@ -1542,6 +1569,7 @@ struct Raft::Impl {
                   (ull)ack.last_index, (ull)handed_index);
       durable_index = std::max(durable_index, ack.last_index);
     }
+    if (after_persist_outstanding && gate_satisfied(after_persist_gate)) after_persist_outstanding = false;
     if (!held.empty()) release_held();
     if (role == InternalRole::kCandidate && self_vote_durable() && !votes.count(id)) {
       votes[id] = true;
@@ -1573,7 +1601,8 @@ struct Raft::Impl {
   bool has_ready() const {
     return append_pending || !(current_hard_state() == handed_hs) ||
            handed_index < log.last_index() ||
-           install || !outbox.empty() || applied_handed < apply_limit() || !read_states.empty() ||
+           install || !outbox.empty() || (cfg.after_persist_messages && !held.empty()) ||
+           applied_handed < apply_limit() || !read_states.empty() ||
            !snapshot_reads.empty() || !chunks_out.empty();
   }
 
@@ -1596,6 +1625,7 @@ struct Raft::Impl {
     }
     rd.messages = std::move(outbox);
     outbox.clear();
+    if (cfg.after_persist_messages && !held.empty()) hand_out_after_persist(&rd.after_persist);
     uint64_t bytes = 0;
     Index limit = apply_limit();
     if (applied_handed < log.snapshot_index()) {

@@ -20,6 +20,8 @@
 //     2. send ready.messages (the core only releases a message once everything it depends
 //        on is durable: a vote or append ack is held back until persisted() covers it;
 //        the leader's appends to followers go out in parallel with its own write);
+//        and, with Config::after_persist_messages, ready.after_persist once step 1 (and
+//        every earlier Ready's) is durable;
 //     3. apply ready.committed in order (all are durable on a quorum);
 //     4. answer ready.read_states once applied index >= read_state.index;
 //     5. when the disk write completes, call persisted() (possibly covering several
@@ -76,6 +78,16 @@ struct Config {
   // the ticks that really elapsed (also after a pause), and it feeds them after reading a
   // request and before read_index(): docs/raft.md "Clock assumption".
   bool lease_reads = false;
+  // Messages that wait for this node's own log or hard state to become durable (a
+  // follower's append acks and rejections, votes, a candidate's vote requests) are handed
+  // out in Ready::after_persist instead of being held until persisted() covers them. The
+  // caller sends them once everything it was handed to persist so far (that Ready's hard
+  // state, entries and snapshot included) is durable: the server's disk thread sends them
+  // itself right after its fdatasync, so a follower's loop need not wake for its disk's
+  // acknowledgement before the leader hears it (etcd's asynchronous storage writes). Order
+  // holds: while handed-out ones are not known durable (persisted()), later such messages
+  // wait for the next Ready's after_persist, never overtake them in `messages`.
+  bool after_persist_messages = false;
 
   // Planted bugs, for proving that the simulator catches them (tests/sim). Never set in
   // the server: `hmdb serve` has no flag for them.
@@ -155,6 +167,9 @@ struct Ready {
   std::vector<Entry> entries;           // to persist (append/overwrite)
   std::optional<Snapshot> snapshot;     // follower: install and persist this snapshot
   std::vector<Message> messages;        // to send
+  // Config::after_persist_messages: to send only once everything handed out to persist so
+  // far, this Ready's hard state, entries and snapshot included, is durable.
+  std::vector<Message> after_persist;
   std::vector<Entry> committed;         // to apply, in order (noop/conf entries included)
   // take_ready(ReadyOptions{.committed_by_reference = true}) fills this instead of
   // `committed`: the same entries, in order, as pointers into the core's own log, so that
@@ -166,7 +181,8 @@ struct Ready {
   std::vector<SnapshotReadRequest> snapshot_reads;  // leader: read and call snapshot_chunk()
   std::vector<SnapshotChunk> snapshot_chunks;       // follower: stage before installing
   bool empty() const {
-    return !hard_state && entries.empty() && !snapshot && messages.empty() && committed.empty() &&
+    return !hard_state && entries.empty() && !snapshot && messages.empty() && after_persist.empty() &&
+           committed.empty() &&
            committed_refs.empty() &&
            read_states.empty() && snapshot_reads.empty() && snapshot_chunks.empty();
   }

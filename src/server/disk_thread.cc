@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <iterator>
 
 #include "common/assert.h"
 #include "server/logging.h"
@@ -46,10 +47,15 @@ DiskThread::~DiskThread() {
   if (thread_.joinable()) stop();
 }
 
-void DiskThread::start() { thread_ = std::thread([this] { run(); }); }
+void DiskThread::start(std::function<void(std::vector<raft::Message>&&)> sender) {
+  sender_ = std::move(sender);
+  thread_ = std::thread([this] { run(); });
+}
 
-void DiskThread::submit(std::optional<raft::HardState> hard_state, std::vector<raft::Entry> entries, bool hold_after) {
+void DiskThread::submit(std::optional<raft::HardState> hard_state, std::vector<raft::Entry> entries, bool hold_after,
+                        bool wake_loop) {
   Work w;
+  w.wake_loop = wake_loop;
   w.bytes = work_bytes(hard_state, entries);
   w.hard_state = std::move(hard_state);
   w.entries = std::move(entries);
@@ -67,8 +73,23 @@ void DiskThread::submit(std::optional<raft::HardState> hard_state, std::vector<r
     queue_.push_back(std::move(w));
     if (lazy) return;
     urgent_++;
+    urgent_seq_++;
     // During a hold the thread waits for release_hold() or the deadline: no wake-up per submit.
     wake = hold_ == 0;
+  }
+  if (wake) cv_.notify_one();
+}
+
+void DiskThread::submit_messages(std::vector<raft::Message>&& messages) {
+  HMDB_ASSERT(sender_, "submit_messages without a sender");
+  if (messages.empty()) return;
+  bool wake;
+  {
+    std::lock_guard lk(mu_);
+    HMDB_ASSERT(!stopping_, "submit_messages after stop");
+    outgoing_.push_back(Outgoing{urgent_seq_, std::move(messages)});
+    // Durable already (nothing submitted since the last round): the thread sends them now.
+    wake = urgent_seq_ <= durable_seq_;
   }
   if (wake) cv_.notify_one();
 }
@@ -99,6 +120,7 @@ void DiskThread::submit_install(const raft::SnapshotMeta& meta,
     std::lock_guard lk(mu_);
     queue_.push_back(std::move(w));
     urgent_++;
+    urgent_seq_++;
   }
   cv_.notify_one();
 }
@@ -113,6 +135,7 @@ void DiskThread::request_compact(raft::Index index) {
 
 std::optional<raft::PersistAck> DiskThread::take_ack(uint64_t* hold) {
   std::lock_guard lk(mu_);
+  ack_unseen_.store(false, std::memory_order_relaxed);
   if (hold) *hold = ack_ ? ack_hold_ : 0;
   return std::exchange(ack_, std::nullopt);
 }
@@ -165,10 +188,16 @@ void DiskThread::run() {
     std::optional<raft::Index> compact;
     bool stopping = false;
     bool hold_after = false;
+    bool wake_loop = false;
+    uint64_t round_seq = 0;  // the urgent Works submitted so far: all in this round or earlier
     {
       std::unique_lock lk(mu_);
       // Lazy Works (commit-only hard states) ride along with the next round; they start none.
-      auto has_work = [&] { return stopping_ || compact_index_.has_value() || (urgent_ > 0 && hold_ == 0); };
+      auto has_round = [&] { return stopping_ || compact_index_.has_value() || (urgent_ > 0 && hold_ == 0); };
+      // Messages whose Works are durable: sent without a round (see "Sending after the sync").
+      auto sendable = [&] { return !outgoing_.empty() && outgoing_.front().after <= durable_seq_; };
+      auto has_work = [&] { return has_round() || sendable(); };
+      bool periodic_due = false;
       while (!has_work()) {
         if (hold_ != 0) {
           // Held (see disk_thread.h): the loop's release_hold() or the deadline ends it.
@@ -179,18 +208,27 @@ void DiskThread::run() {
             if (urgent_ > 0) stats_.holds_expired++;
           }
         } else if (durability_ == Durability::kPeriodic && dirty) {
-          if (cv_.wait_until(lk, next_sync) == std::cv_status::timeout) break;  // the periodic sync is due
+          if (cv_.wait_until(lk, next_sync) == std::cv_status::timeout) {  // the periodic sync is due
+            periodic_due = true;
+            break;
+          }
         } else {
           cv_.wait(lk);
         }
       }
-      hold_ = 0;  // stopping or compacting ends a hold too
-      round.swap(queue_);
-      urgent_ = 0;
-      compact = std::exchange(compact_index_, std::nullopt);
-      stopping = stopping_;
+      if (periodic_due || has_round()) {
+        hold_ = 0;  // stopping or compacting ends a hold too
+        round.swap(queue_);
+        urgent_ = 0;
+        compact = std::exchange(compact_index_, std::nullopt);
+        stopping = stopping_;
+      }  // else woken only to send messages: the queue (lazy Works, or held ones) stays
+      round_seq = urgent_seq_;
     }
-    for (const Work& w : round) hold_after |= w.hold_after;
+    for (const Work& w : round) {
+      hold_after |= w.hold_after;
+      wake_loop |= w.wake_loop && !w.lazy;
+    }
 
     uint64_t bytes = 0;
     uint64_t entries = 0;
@@ -241,10 +279,12 @@ void DiskThread::run() {
     // `always`: the ack waits for the sync. `periodic`: write(2) returning is enough.
     const bool publish = wrote && (durability_ == Durability::kPeriodic || synced);
     HMDB_ASSERT(!wrote || publish || durability_ != Durability::kAlways, "always mode must ack every round");
+    std::vector<raft::Message> to_send;
     {
       std::lock_guard lk(mu_);
       queued_bytes_ -= bytes;
       if (publish) {
+        durable_seq_ = round_seq;
         ack_ = raft::PersistAck{last_index_, last_term_, hard_state_};
         ack_hold_ = 0;
         if (hold_after && synced && !stopping) {
@@ -267,6 +307,17 @@ void DiskThread::run() {
         stats_.preallocated_bytes = log_->preallocated_bytes_total();
         stats_.preallocate_failures = log_->preallocate_failures();
       }
+      while (!outgoing_.empty() && outgoing_.front().after <= durable_seq_) {
+        std::vector<raft::Message>& m = outgoing_.front().messages;
+        stats_.messages_sent += m.size();
+        if (to_send.empty()) to_send = std::move(m);
+        else std::move(m.begin(), m.end(), std::back_inserter(to_send));
+        outgoing_.pop_front();
+      }
+      if (publish && !wake_loop) {
+        stats_.quiet_acks++;
+        ack_unseen_.store(true, std::memory_order_relaxed);
+      }
       if (synced) {
         stats_.syncs++;
         stats_.last_sync_us = sync_us;
@@ -274,7 +325,9 @@ void DiskThread::run() {
         if (sync_us > stats_.max_sync_us) stats_.max_sync_us = sync_us;
       }
     }
-    if (publish) {
+    // The acknowledgements first (they promise only what is durable now), then the loop.
+    if (!to_send.empty()) sender_(std::move(to_send));
+    if (publish && wake_loop) {
       uint64_t one = 1;
       ssize_t n = ::write(wake_fd_, &one, sizeof one);
       HMDB_ASSERT(n == sizeof one || errno == EAGAIN, "eventfd write: %s", std::strerror(errno));

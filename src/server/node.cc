@@ -229,7 +229,11 @@ Status Node::start(int* exit_code) {
     disk_ = std::make_unique<DiskThread>(env_, options_.dir, std::move(log_for_recovery_), options_.durability,
                                          options_.fsync_interval_ms, wake_fd_, last_log_index_, last_log_term_,
                                          hard_state_);
-    disk_->start();
+    // A follower's acknowledgements leave from the disk thread (disk_thread.h, "Sending after
+    // the sync"); the transport takes its lock for them.
+    std::function<void(std::vector<raft::Message>&&)> sender;
+    if (transport_) sender = [t = transport_.get()](std::vector<raft::Message>&& m) { t->send_and_flush(std::move(m)); };
+    disk_->start(std::move(sender));
   }
   logged_active_version_ = app_->active_schema_version();
   std::string listening = options_.plain_listen ? format_host_port(options_.bind, port_) : std::string();
@@ -410,6 +414,8 @@ void Node::loop_turn(int timeout_ms) {
   HMDB_ASSERT(n >= 0 || errno == EINTR, "epoll_wait: %s", std::strerror(errno));
   // One clock read per turn, not per command (clock_gettime was 6 % of a GET's CPU).
   refresh_clocks();
+  // A follower's disk round published its ack without waking us (disk_thread.h): take it now.
+  if (disk_ && disk_->ack_unseen()) on_disk_ack();
   bool peers_polled = false;
   // Whether anything but client sockets and the disk's acknowledgement took time before
   // the reading below (the first command's time starts after it).
@@ -709,7 +715,11 @@ std::optional<raft::PersistAck> Node::persist(const std::optional<raft::HardStat
                                             ? snapshot_load_->file_durable
                                             : nullptr);
     const bool hold_after = std::exchange(hold_writes_proposed_, false) && !entries.empty();
-    disk_->submit(hard_state, std::move(entries), hold_after);
+    // A follower's core needs the ack for nothing urgent (its acks go out from the disk thread:
+    // send_after_persist); a leader commits and a candidate counts its vote by it.
+    const raft::Role role = raft_->role();
+    const bool wake_loop = role != raft::Role::kFollower && role != raft::Role::kLearner;
+    disk_->submit(hard_state, std::move(entries), hold_after, wake_loop);
     return std::nullopt;  // on_disk_ack() brings the acknowledgement
   }
   if (options_.durability != Durability::kNone) {
@@ -732,9 +742,22 @@ void Node::send(std::vector<raft::Message>&& messages) {
     snapshot_load_->messages.notify_all();
   }
   note_sent(messages);
-  for (raft::Message& m : messages) transport_->send(std::move(m));
-  transport_->flush();
+  transport_->send_and_flush(std::move(messages));
   stage_clock_fresh_ = false;  // sockets written: the next stage boundary reads the clock
+}
+
+void Node::send_after_persist(std::vector<raft::Message>&& messages) {
+  if (!transport_) return;
+  if (!disk_) {
+    // Durable already: written synchronously (startup) or no log at all (none).
+    send(std::move(messages));
+    return;
+  }
+  if (snapshot_load_) [[unlikely]] {
+    snapshot_load_->messages.fetch_add(messages.size());
+    snapshot_load_->messages.notify_all();
+  }
+  disk_->submit_messages(std::move(messages));  // sent by the disk thread after the sync
 }
 
 void Node::applied(const raft::Entry& entry) {

@@ -163,6 +163,7 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
                                           std::vector<raft::Entry>&& entries,
                                           const std::optional<raft::SnapshotMeta>& installed) override;
   void send(std::vector<raft::Message>&& messages) override;
+  void send_after_persist(std::vector<raft::Message>&& messages) override;
   void applying(const raft::Entry& entry) override;
   void applied(const raft::Entry& entry) override;
   void proposed(raft::Index index, raft::Term term, const std::vector<core::ReplySlot>& slots) override;

@@ -144,6 +144,9 @@ Status Node::recover(int* exit_code) {
     config.heartbeat_ticks = static_cast<uint32_t>(std::max<uint64_t>(1, options_.heartbeat_ms / kRaftTickMs));
     if (config.heartbeat_ticks >= config.election_ticks) config.heartbeat_ticks = config.election_ticks - 1;
     config.max_inflight_appends = kRaftMaxInflightAppends;
+    // A follower's acks and votes go out from the disk thread after its fdatasync
+    // (server/disk_thread.h, "Sending after the sync"), not from the loop after a wake-up.
+    config.after_persist_messages = true;
     config.seed = std::random_device{}();  // election timeouts differ between restarts and nodes
   }
   raft_catch_up_ticks_max_ = 2 * uint64_t{config.election_ticks};

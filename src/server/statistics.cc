@@ -141,6 +141,13 @@ constexpr Statistic kStatistics[] = {
     {"disk_holds_expired", kPersistence, kCounter, "hmdb_disk_holds_expired_total", "", "",
      "Held rounds that started at the hold's deadline, not when those clients' writes arrived.",
      READ(s.disk.holds_expired)},
+    {"disk_messages_sent", kPersistence, kCounter, "hmdb_disk_messages_sent_total", "", "",
+     "Peer messages (a follower's acknowledgements, votes) the disk thread sent right after the fdatasync they wait "
+     "for, without waking the event loop.",
+     READ(s.disk.messages_sent)},
+    {"disk_quiet_acks", kPersistence, kCounter, "hmdb_disk_quiet_acks_total", "", "",
+     "Disk rounds of a follower that did not wake the event loop (it takes the acknowledgement at its next turn).",
+     READ(s.disk.quiet_acks)},
     {"disk_fsyncs", kPersistence, kCounter, "hmdb_disk_fsyncs_total", "", "", "fdatasync calls on the log.",
      READ(s.disk.syncs)},
     {"disk_bytes_written", kPersistence, kCounter, "hmdb_disk_bytes_written_total", "", "bytes",

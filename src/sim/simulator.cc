@@ -147,7 +147,8 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
 std::vector<std::string> shell_bug_names() {
   return {"forget_replaced_writes", "drop_missed_ticks", "reads_without_index", "forward_resends_broken_writes",
           "forget_request_ids", "hash_marks_after_entry", "apply_unread_schema", "migration_drops_field",
-          "gate_without_quorum", "apply_during_background_load", "apply_while_producing"};
+          "gate_without_quorum", "apply_during_background_load", "apply_while_producing",
+          "send_after_persist_early"};
 }
 
 bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
@@ -162,6 +163,7 @@ bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
   else if (name == "gate_without_quorum") bugs->gate_without_quorum = true;
   else if (name == "apply_during_background_load") bugs->apply_during_background_load = true;
   else if (name == "apply_while_producing") bugs->apply_while_producing = true;
+  else if (name == "send_after_persist_early") bugs->send_after_persist_early = true;
   else return false;
   return true;
 }
@@ -202,6 +204,7 @@ std::string replay_command(const Options& o) {
   if (o.shell_bugs.apply_during_background_load) cmd += " --bug apply_during_background_load";
   if (o.sliced_reads) cmd += " --sliced-reads";
   if (o.shell_bugs.apply_while_producing) cmd += " --bug apply_while_producing";
+  if (o.shell_bugs.send_after_persist_early) cmd += " --bug send_after_persist_early";
   return cmd + " --trace";
 }
 
@@ -300,6 +303,10 @@ struct Profile {
   // new leader's old-term entries and its own no-op travel apart (Figure 8 needs that).
   uint64_t max_append_bytes = 4096;
   uint32_t max_inflight_appends = 8;
+  // Config::after_persist_messages (the server's setting): on in half the seeds, taken from a
+  // bit of max_append_bytes so that no draw of the profile moves (every known seed replays
+  // as before where it is off).
+  bool after_persist_messages = false;
   // Lease reads (Config::lease_reads), checked by vote-during-lease and stale-lease.
   bool lease_reads = false;
   // Time: per-node clock rates (else every clock is exact), and pauses of a random node or
@@ -324,6 +331,7 @@ Profile draw_profile(Rng& rng, bool faults) {
   p.max_delay_units = rng.range(1, 8);
   p.max_append_bytes = rng.range(64, 4096);
   p.max_inflight_appends = static_cast<uint32_t>(rng.range(1, 8));
+  p.after_persist_messages = (p.max_append_bytes & 2) != 0;
   p.lease_reads = rng.chance(500'000);
   p.snapshot_between_entries = rng.chance(500'000);
   uint64_t split_nemesis_tick = rng.range(10, 120);
@@ -463,6 +471,9 @@ struct Write {
   std::vector<Entry> entries;
   std::optional<raft::Snapshot> install;  // follower install (data: the staged chunks)
   std::optional<raft::Snapshot> local;    // a snapshot this node took of its own state
+  // Config::after_persist_messages: sent once this write and every one before it completed
+  // (the server's disk thread sends them after its fdatasync).
+  std::vector<Message> after;
 };
 
 // What survives a crash. Only completed writes reach here.
@@ -515,6 +526,7 @@ class NodeHost final : public core::ReplicaHost {
   std::optional<raft::PersistAck> persist(const std::optional<raft::HardState>& hard_state, std::vector<raft::Entry>&& entries,
                                           const std::optional<raft::SnapshotMeta>& installed) override;
   void send(std::vector<raft::Message>&& messages) override;
+  void send_after_persist(std::vector<raft::Message>&& messages) override;
   void applied(const raft::Entry& entry) override;
   void apply_failed(const raft::Entry& entry, const core::ApplyResult& result) override;
   void schema_blocked(const raft::Entry& entry, const core::ApplyResult& result) override;
@@ -663,6 +675,9 @@ struct Node {
   };
   std::vector<LinkInput> link_inbox;
   bool ack_pending = false;                     // writes completed, persisted() not called
+  // Config::after_persist_messages of completed writes, sent when the process runs
+  // (notify_disk): a paused process's disk thread sends nothing.
+  std::vector<Message> after_persist_out;
   std::vector<raft::SnapshotMeta> saved_pending;  // snapshots durable, snapshot_saved() not called
   // The core's observation counters as last seen (they restart with the core).
   uint64_t lease_reads_seen = 0;
@@ -1129,6 +1144,7 @@ void Simulation::start_node(Node& n) {
   cfg.max_inflight_appends = prof_.max_inflight_appends;
   cfg.max_append_bytes = prof_.max_append_bytes;
   cfg.lease_reads = prof_.lease_reads;
+  cfg.after_persist_messages = prof_.after_persist_messages;
   cfg.seed = rng_.next();
   cfg.bugs = opt_.bugs;
 
@@ -1307,6 +1323,7 @@ void Simulation::crash_node(Node& n, bool allow_faults) {
   n.queued_commands.clear();
   n.link_inbox.clear();
   n.ack_pending = false;
+  n.after_persist_out.clear();  // never sent: the process died first
   n.saved_pending.clear();
   // Its client connections are reset: what waited on them may or may not have happened.
   std::vector<uint64_t> open;
@@ -1456,6 +1473,18 @@ void NodeHost::send(std::vector<raft::Message>&& messages) {
     if (!sim_->result_.ok) return;
     sim_->send(*node_, std::move(m));
   }
+}
+
+// Ready step 2 with Config::after_persist_messages: with the last write handed to the disk
+// (they go out when it completes, complete_writes), or at once when every write completed.
+void NodeHost::send_after_persist(std::vector<raft::Message>&& messages) {
+  Node& n = *node_;
+  if (n.disk.pending.empty() || sim_->opt_.shell_bugs.send_after_persist_early) {  // PLANTED BUG if pending
+    send(std::move(messages));
+    return;
+  }
+  std::vector<Message>& after = n.disk.pending.back().after;
+  for (Message& m : messages) after.push_back(std::move(m));
 }
 
 // Ready step 6 (leader): answered from the durable snapshot files.
@@ -2233,6 +2262,7 @@ void Simulation::complete_writes(Node& n) {
       n.dir->compact(w.local->meta.index);
     }
     apply_write_to_disk(n, w);
+    for (Message& m : w.after) n.after_persist_out.push_back(std::move(m));
     if (w.local) n.saved_pending.push_back(w.local->meta);
     else n.ack_pending = true;
   }
@@ -2240,6 +2270,15 @@ void Simulation::complete_writes(Node& n) {
 }
 
 void Simulation::notify_disk(Node& n) {
+  if (!n.after_persist_out.empty()) {
+    // As the server's disk thread: after the sync, before the loop hears of it.
+    std::vector<Message> out = std::move(n.after_persist_out);
+    n.after_persist_out.clear();
+    for (Message& m : out) {
+      if (!result_.ok) return;
+      send(n, std::move(m));
+    }
+  }
   if (n.ack_pending) {
     n.ack_pending = false;
     raft::PersistAck ack;
@@ -3686,7 +3725,8 @@ RunResult Simulation::run() {
                        prof_.clock_drift, prof_.lockstep_ticks, prof_.pause_ppm, prof_.leader_pause_ppm);
   });
   ev(2, prof_.snapshot_between_entries, nemesis_.next_tick, 0, [&] {
-    return fmt::format("profile: snapshot-between-entries={} split-nemesis={}", prof_.snapshot_between_entries,
+    return fmt::format("profile: after-persist-messages={} snapshot-between-entries={} split-nemesis={}",
+                       prof_.after_persist_messages, prof_.snapshot_between_entries,
                        nemesis_.stage == NemesisStage::kArmed ? fmt::format("from tick {}", nemesis_.next_tick) : "off");
   });
   if (opt_.upgrade) {

@@ -145,6 +145,10 @@ struct Options {
     // apply_while_producing): entries apply between an MGET's slices. Only with
     // Options::sliced_reads.
     bool apply_while_producing = false;
+    // With raft::Config::after_persist_messages (half the seeds): the shell sends the
+    // messages meant for after the disk write (append acks, votes) when it hands the write
+    // over, as a server whose disk thread sent them before its fdatasync would.
+    bool send_after_persist_early = false;
   } shell_bugs;
   // Models of a server whose recovery skips a detection (planted bugs of the shell).
   RecoveryBugs recovery_bugs;

@@ -432,6 +432,93 @@ TEST(RaftDurabilityGate, StaleAckForOverwrittenEntriesIsIgnored) {
   EXPECT_TRUE(acked);
 }
 
+// Config::after_persist_messages: the messages the gate holds leave with the Ready whose
+// writes they wait for (Ready::after_persist: the caller sends them once that is durable),
+// never in `messages` ahead of it, and in order: while some are out, not known durable,
+// later gated messages wait for the next Ready's after_persist. A heartbeat response,
+// which promises nothing about the log, still goes at once.
+TEST(RaftDurabilityGate, AfterPersistMessagesLeaveWithTheReadyTheyWaitFor) {
+  Config c;
+  c.id = 1;
+  c.after_persist_messages = true;
+  Raft r(c, fresh({1, 2, 3}));
+  auto append = [&](Index prev, std::vector<Index> indexes) {
+    Message m;
+    m.type = MessageType::kAppend;
+    m.from = 2;
+    m.to = 1;
+    m.term = 1;
+    m.log_index = prev;
+    m.log_term = prev == 0 ? 0 : 1;
+    for (Index i : indexes) {
+      Entry e;
+      e.term = 1;
+      e.index = i;
+      m.entries.push_back(e);
+    }
+    r.step(m);
+  };
+  append(0, {1, 2, 3});
+  ASSERT_TRUE(r.has_ready());
+  Ready rd = r.take_ready();
+  ASSERT_EQ(rd.entries.size(), 3u);
+  EXPECT_TRUE(rd.messages.empty()) << "the ack promises durability: not before the write";
+  ASSERT_EQ(rd.after_persist.size(), 1u);
+  EXPECT_EQ(rd.after_persist[0].type, MessageType::kAppendResponse);
+  EXPECT_EQ(rd.after_persist[0].log_index, 3u);
+  const PersistAck first = ack_for(rd, {});
+  // A probe for what the first Ready handed out: its ack must not overtake the first one.
+  append(3, {});
+  rd = r.take_ready();
+  EXPECT_TRUE(rd.messages.empty()) << "an ack overtook one that waits for the disk";
+  ASSERT_EQ(rd.after_persist.size(), 1u);
+  EXPECT_EQ(rd.after_persist[0].log_index, 3u);
+  append(3, {4});
+  rd = r.take_ready();
+  ASSERT_EQ(rd.entries.size(), 1u);
+  ASSERT_EQ(rd.after_persist.size(), 1u);
+  EXPECT_EQ(rd.after_persist[0].log_index, 4u);
+  // A heartbeat's answer promises nothing about the log (only the term, durable with the
+  // first write): it goes now, while the ack of entry 4 still waits.
+  r.persisted(first);
+  Message hb;
+  hb.type = MessageType::kHeartbeat;
+  hb.from = 2;
+  hb.to = 1;
+  hb.term = 1;
+  r.step(hb);
+  rd = r.take_ready();
+  ASSERT_EQ(rd.messages.size(), 1u);
+  EXPECT_EQ(rd.messages[0].type, MessageType::kHeartbeatResponse);
+  EXPECT_TRUE(rd.after_persist.empty());
+  // Once persisted() covers everything handed out, an ack needs nothing more: it goes now.
+  PersistAck all = first;
+  all.last_index = 4;
+  all.last_term = 1;
+  r.persisted(all);
+  EXPECT_FALSE(r.has_ready() && !r.take_ready().after_persist.empty());
+  append(4, {});
+  rd = r.take_ready();
+  ASSERT_EQ(rd.messages.size(), 1u);
+  EXPECT_EQ(rd.messages[0].log_index, 4u);
+  EXPECT_TRUE(rd.after_persist.empty());
+  // A vote waits for its hard state's write the same way (a node that heard no leader).
+  Raft voter(c, fresh({1, 2, 3}));
+  Message v;
+  v.type = MessageType::kVote;
+  v.from = 3;
+  v.to = 1;
+  v.term = 1;
+  voter.step(v);
+  rd = voter.take_ready();
+  ASSERT_TRUE(rd.hard_state.has_value());
+  EXPECT_EQ(rd.hard_state->vote, 3u);
+  EXPECT_TRUE(rd.messages.empty());
+  ASSERT_EQ(rd.after_persist.size(), 1u);
+  EXPECT_EQ(rd.after_persist[0].type, MessageType::kVoteResponse);
+  EXPECT_FALSE(rd.after_persist[0].reject);
+}
+
 // Check-quorum's stickiness, which read leases rest on, is about time since hearing from a
 // leader: a stale rejection carrying a higher term makes a follower adopt that term with no
 // leader, and it must still refuse that term's vote requests until election_ticks have

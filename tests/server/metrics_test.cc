@@ -268,7 +268,8 @@ StatisticsSources distinct_sources() {
   s.shell.fork_last_us = 16;
   s.shell.fork_max_us = 17;
   s.disk = DiskStats{.rounds = 41, .holds = 160, .holds_expired = 161, .syncs = 42, .appends = 99, .bytes = 1786,
-                     .preallocated_bytes = 1048576, .preallocate_failures = 162, .last_sync_us = 1254,
+                     .preallocated_bytes = 1048576, .preallocate_failures = 162, .messages_sent = 163,
+                     .quiet_acks = 164, .last_sync_us = 1254,
                      .max_sync_us = 14108};
   s.disk_queue_bytes = 18;
   s.shell.recovered_entries = 19;
@@ -421,6 +422,8 @@ constexpr std::string_view kGoldenInfoAll =
     "disk_rounds:41\r\n"
     "disk_holds:160\r\n"
     "disk_holds_expired:161\r\n"
+    "disk_messages_sent:163\r\n"
+    "disk_quiet_acks:164\r\n"
     "disk_fsyncs:42\r\n"
     "disk_bytes_written:1786\r\n"
     "disk_preallocated_bytes:1048576\r\n"

@@ -149,6 +149,10 @@ TEST(PlantedBugs, ApplyWhileProducing) {
   expect_caught("apply_while_producing", false, kMaxSeedsPerBug, /*forward=*/false, /*request_ids=*/false,
                 /*digest_marks=*/false, /*upgrade=*/false, /*sliced_reads=*/true);
 }
+// raft::Config::after_persist_messages (half the seeds): a shell that sends the append acks
+// and votes meant for after its disk write when it hands the write over (a disk thread
+// sending before its fdatasync). The leader then counts entries a crash loses.
+TEST(PlantedBugs, SendAfterPersistEarly) { expect_caught("send_after_persist_early"); }
 
 TEST(PlantedBugsOutcomeOnly, GrantTwoVotesPerTerm) { expect_caught("grant_two_votes_per_term", false); }
 // Judged by outcomes, a vote sent before it is durable shows only if the voter crashes in

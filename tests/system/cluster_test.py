@@ -685,6 +685,15 @@ def case_rounds(c):
             print("rounds: %s made %d disk rounds for %d SETs" % (n, rounds, ROUNDS_WRITES))
             expect(rounds <= ROUNDS_WRITES, "%s made %d disk rounds for %d SETs sent one at a time"
                    % (n, rounds, ROUNDS_WRITES))
+            # Its acknowledgements left from the disk thread right after each fdatasync, and no
+            # round woke its loop (server/disk_thread.h, "Sending after the sync").
+            sent = int(after[n]["disk_messages_sent"]) - int(before[n]["disk_messages_sent"])
+            quiet = int(after[n]["disk_quiet_acks"]) - int(before[n]["disk_quiet_acks"])
+            print("rounds: %s's disk thread sent %d messages; %d of its rounds did not wake the loop"
+                  % (n, sent, quiet))
+            expect(sent >= ROUNDS_WRITES, "%s's disk thread sent %d messages for %d SETs: the acknowledgements "
+                   "went out from the loop" % (n, sent, ROUNDS_WRITES))
+            expect(quiet == rounds, "%s: %d of its %d disk rounds woke the loop" % (n, rounds - quiet, rounds))
         break
     else:
         raise harness.TestFailure("the leader changed in each of %d attempts" % ROUNDS_ATTEMPTS)
