@@ -245,7 +245,8 @@ void DiskThread::run() {
         last_term_ = w.install->term;
         continue;
       }
-      Status s = log_->append(w.hard_state ? &*w.hard_state : nullptr, w.entries);
+      // Encoded only: the round's records go out in one write(2) below.
+      Status s = log_->append(w.hard_state ? &*w.hard_state : nullptr, w.entries, /*defer=*/true);
       if (!s) fail("write to the log in " + dir_, s);
       if (w.hard_state) hard_state_ = *w.hard_state;
       if (!w.entries.empty()) {
@@ -255,6 +256,7 @@ void DiskThread::run() {
       bytes += w.bytes;
       entries += w.entries.size();
     }
+    if (Status s = log_->flush(); !s) fail("write to the log in " + dir_, s);
     const bool wrote = !round.empty();
     const auto write_end = wrote ? Clock::now() : write_start;
     dirty = dirty || wrote;

@@ -2,7 +2,8 @@
 //
 // The event loop hands over what a raft Ready asked to persist (hard state + entries) with
 // submit(); it never blocks on the disk. The disk thread takes everything queued since its
-// last round, writes it with LogWriter::append (one write(2) per submitted Ready), then, in
+// last round, encodes each submitted Ready with LogWriter::append and writes them all with
+// ONE write(2) (LogWriter::flush; was one per Ready, about two per round), then, in
 // `always` mode, makes it durable with ONE LogWriter::sync() (fdatasync) for all of it:
 // group commit. It then publishes a PersistAck covering everything written and wakes the
 // loop through an eventfd; the loop calls raft.persisted(ack), which commits the entries.

@@ -515,6 +515,7 @@ Status FaultInjectionEnv::before_append(const std::string& path, std::string_vie
   }
   if (space_limited_) space_left_ -= data.size();
   *allowed = data.size();
+  append_count_++;
   return Status::ok();
 }
 
@@ -653,6 +654,11 @@ uint64_t FaultInjectionEnv::sync_count() const {
 uint64_t FaultInjectionEnv::dir_sync_count() const {
   std::lock_guard lock(mu_);
   return dir_sync_count_;
+}
+
+uint64_t FaultInjectionEnv::append_count() const {
+  std::lock_guard lock(mu_);
+  return append_count_;
 }
 
 }  // namespace hmdb::storage

@@ -142,6 +142,7 @@ class FaultInjectionEnv final : public Env {
   void clear_faults();
   uint64_t sync_count() const;
   uint64_t dir_sync_count() const;
+  uint64_t append_count() const;  // WritableFile appends let through (each one write(2) in Posix)
 
   Status new_writable_file(const std::string& path, std::unique_ptr<WritableFile>* out) override;
   Status new_appendable_file(const std::string& path, std::unique_ptr<WritableFile>* out) override;
@@ -194,6 +195,7 @@ class FaultInjectionEnv final : public Env {
   uint64_t space_left_ = 0;
   uint64_t sync_count_ = 0;
   uint64_t dir_sync_count_ = 0;
+  uint64_t append_count_ = 0;
 };
 
 }  // namespace hmdb::storage

@@ -150,7 +150,12 @@ class LogWriter {
   // writes it with one write(2). No fsync. An entry at index i logically replaces entries
   // >= i. REQUIRES: entries contiguous and increasing, index > 0, payload <= 1 GiB
   // (violations are Status::invalid_argument and write nothing).
-  Status append(const raft::HardState* hard_state, std::span<const raft::Entry> entries);
+  // defer: only encode; the records are written, in order, with those of the next append
+  // without defer, or by flush() or sync(), in one write(2) — the disk thread's round of
+  // several Readies. A segment roll writes what is deferred to the old segment first.
+  Status append(const raft::HardState* hard_state, std::span<const raft::Entry> entries, bool defer = false);
+  // Writes what deferred appends encoded (nothing to write: no system call).
+  Status flush() { return write_buffer(); }
   // fdatasync of everything appended so far: segments rolled since the last sync are synced
   // and closed, then the directory (new names), then the active segment. Errors are fatal
   // for the caller (never retry).
@@ -179,6 +184,7 @@ class LogWriter {
 
   LogWriter(Env* env, std::string dir, LogOptions options) : env_(env), dir_(std::move(dir)), options_(options) {}
   Status start_segment(uint64_t name);
+  Status write_buffer();  // writes buffer_ (what append encoded) to the active segment
   void preallocate_for(uint64_t bytes);
   Status summarize(Segment* segment);
 
@@ -192,7 +198,7 @@ class LogWriter {
   raft::HardState hard_state_;
   uint64_t last_index_ = 0;  // index of the last entry appended (0: none yet)
   Status failed_;            // sticky error
-  std::string buffer_;
+  std::string buffer_;  // encoded records not written yet (append's defer)
   uint64_t bytes_written_ = 0;
   uint64_t preallocated_bytes_ = 0;       // zeros written ahead, all segments
   uint64_t preallocate_failures_ = 0;     // preallocations that stopped short (not fatal)

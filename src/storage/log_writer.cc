@@ -116,7 +116,7 @@ Status LogWriter::start_segment(uint64_t name) {
   return Status::ok();
 }
 
-Status LogWriter::append(const raft::HardState* hard_state, std::span<const raft::Entry> entries) {
+Status LogWriter::append(const raft::HardState* hard_state, std::span<const raft::Entry> entries, bool defer) {
   if (!failed_) return failed_;
   for (size_t i = 0; i < entries.size(); i++) {
     const raft::Entry& e = entries[i];
@@ -131,18 +131,20 @@ Status LogWriter::append(const raft::HardState* hard_state, std::span<const raft
                                                   e.data.size(), lf::kMaxPayloadBytes));
     }
   }
-  if (hard_state == nullptr && entries.empty()) return Status::ok();
+  if (hard_state == nullptr && entries.empty()) return defer ? Status::ok() : write_buffer();
 
-  buffer_.clear();
   if (hard_state != nullptr) hard_state_ = *hard_state;
   bool hard_state_written = false;
   // Roll only when the next entry's index is above the active segment's name, so names
   // stay strictly increasing even when a batch overwrites older indexes.
-  bool roll = active_ != nullptr && active_->size() >= options_.segment_bytes && !entries.empty() &&
+  bool roll = active_ != nullptr && active_->size() + buffer_.size() >= options_.segment_bytes && !entries.empty() &&
               entries.front().index > segments_.back().name;
   if (active_ == nullptr || roll) {
     uint64_t name = entries.empty() ? last_index_ + 1 : entries.front().index;
-    Status s = start_segment(name);
+    // What earlier deferred appends encoded belongs to the segment that ends here.
+    Status s = active_ != nullptr ? write_buffer() : Status::ok();
+    if (!s) return s;
+    s = start_segment(name);
     if (!s) {
       failed_ = s;
       return s;
@@ -157,15 +159,21 @@ Status LogWriter::append(const raft::HardState* hard_state, std::span<const raft
     seg.max_index = std::max(seg.max_index, e.index);
   }
   if (!entries.empty()) last_index_ = entries.back().index;
+  return defer ? Status::ok() : write_buffer();
+}
 
+Status LogWriter::write_buffer() {
+  if (!failed_) return failed_;
+  if (buffer_.empty()) return Status::ok();
   preallocate_for(buffer_.size());
   Status s = active_->append(buffer_);
-  seg.size = active_->size();
+  segments_.back().size = active_->size();
   if (!s) {
     failed_ = s;
     return s;
   }
   bytes_written_ += buffer_.size();
+  buffer_.clear();
   if (buffer_.capacity() > kBufferKeepBytes) std::string().swap(buffer_);
   return Status::ok();
 }
@@ -192,7 +200,8 @@ void LogWriter::preallocate_for(uint64_t bytes) {
 
 Status LogWriter::sync() {
   if (!failed_) return failed_;
-  Status s;
+  Status s = write_buffer();  // what deferred appends left
+  if (!s) return s;
   for (auto& f : rolled_) {
     s = f->sync();
     if (s) s = f->close();

@@ -346,6 +346,38 @@ TEST_F(DiskThreadTest, MessagesLeaveAfterTheSyncOfWhatWasSubmittedBefore) {
   disk->stop();
 }
 
+// The Readies queued during a hold are one round: one write(2) for all of them (and one
+// fdatasync), and the ack covers the last. (Planted bug, seen failing: append without defer,
+// one write per Ready — 3 appends.)
+TEST_F(DiskThreadTest, ARoundWritesItsReadiesWithOneWrite) {
+  // The hold only release_hold() ends: the three Readies queue up until the test says.
+  auto disk =
+      make(Durability::kAlways, 1000, GroupHoldBounds{.max_us = 3600ull * 1000 * 1000, .capped_by_sync = false});
+  disk->start();
+  disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
+  uint64_t hold = 0;
+  EXPECT_EQ(wait_ack(*disk, &hold).last_index, 1u);
+  ASSERT_NE(hold, 0u);
+  const uint64_t appends = env_->append_count();
+  const uint64_t syncs = env_->sync_count();
+  disk->submit(raft::HardState{1, 1, 1}, {});  // commit-only: rides along
+  disk->submit(std::nullopt, {entry(2, "b")});
+  disk->submit(raft::HardState{1, 1, 1}, {entry(3, "c"), entry(4, "d")});
+  disk->release_hold(hold);
+  EXPECT_EQ(wait_ack(*disk).last_index, 4u);
+  EXPECT_EQ(env_->append_count() - appends, 1u) << "one write(2) per round";
+  EXPECT_EQ(env_->sync_count() - syncs, 1u);
+  EXPECT_EQ(disk->stats().appends, 4u);  // Readies written
+  disk->stop();
+  disk.reset();
+  ASSERT_TRUE(env_->drop_unsynced().is_ok());
+  storage::RecoveredLog recovered;
+  ASSERT_TRUE(storage::recover_log(env_.get(), dir_, 0, &recovered).is_ok());
+  ASSERT_EQ(recovered.entries.size(), 4u);
+  EXPECT_EQ(recovered.entries[3].data, "d");
+  EXPECT_EQ(recovered.hard_state.commit, 1u);
+}
+
 TEST_F(DiskThreadTest, PeriodicNeverHolds) {
   const GroupHoldBounds an_hour{.max_us = 3600ull * 1000 * 1000, .capped_by_sync = false};
   auto disk = make(Durability::kPeriodic, 3600 * 1000, an_hour);

@@ -160,6 +160,46 @@ TEST(LogWriter, RollsSegmentsEachStartingWithTheHardState) {
   EXPECT_EQ(log.segments, paths.size());
 }
 
+// The disk thread's round: deferred appends are encoded only, and written in order with one
+// write(2) by flush() — the injected fault lets exactly one write through, so a writer that
+// wrote each append fails the second. A roll in the middle writes what the old segment got
+// first; recovery reads everything back in order, each segment starting with the hard state.
+// (Planted bug, seen failing: append ignoring defer — the second deferred append's write is
+// refused.)
+TEST(LogWriter, DeferredAppendsAreWrittenTogetherInOrder) {
+  TempDir dir;
+  FaultInjectionEnv env(Env::posix());
+  const raft::HardState hs1{2, 1, 0}, hs2{2, 1, 3}, hs3{3, 2, 3};
+  auto w = open_writer(&env, dir.path(), LogOptions{.segment_bytes = 4096, .preallocate_bytes = 0});
+  env.fail_write_after(1);
+  ASSERT_TRUE(w->append(&hs1, entries(1, 3, 2), /*defer=*/true));
+  ASSERT_TRUE(w->append(&hs2, Batch{}, /*defer=*/true));
+  ASSERT_TRUE(w->append(nullptr, entries(4, 5, 2), /*defer=*/true));
+  EXPECT_EQ(w->bytes_written_total(), 0u) << "a deferred append wrote";
+  ASSERT_TRUE(w->flush());
+  const uint64_t written = w->bytes_written_total();
+  EXPECT_GT(written, 0u);
+  ASSERT_TRUE(w->flush());  // nothing left: no write (the fault would refuse one)
+  EXPECT_EQ(w->bytes_written_total(), written);
+  env.clear_faults();
+  // Past segment_bytes: the next append with entries rolls, after writing what is deferred.
+  ASSERT_TRUE(w->append(nullptr, Batch{entry(6, 2, std::string(5000, 'x'))}, /*defer=*/true));
+  ASSERT_TRUE(w->append(&hs3, Batch{entry(7, 3)}, /*defer=*/true));
+  ASSERT_TRUE(w->append(nullptr, entries(8, 9, 3), /*defer=*/true));
+  ASSERT_TRUE(w->sync());  // writes what is deferred, then syncs
+  EXPECT_EQ(w->segment_count(), 2u);
+  w.reset();
+  ASSERT_TRUE(env.drop_unsynced());
+  RecoveredLog log = recover(&env, dir.path());
+  auto want = entries(1, 5, 2);
+  want.push_back(entry(6, 2, std::string(5000, 'x')));
+  for (auto& e : entries(7, 9, 3)) want.push_back(e);
+  EXPECT_EQ(log.entries, want);
+  EXPECT_EQ(log.hard_state, hs3);
+  EXPECT_EQ(log.segments, 2u);
+  EXPECT_TRUE(log.torn_tail.empty());
+}
+
 TEST(LogWriter, SyncAfterARollSyncsTheOldSegmentAndTheDirectory) {
   TempDir dir;
   FaultInjectionEnv env(Env::posix());
