@@ -73,6 +73,18 @@ class DiskThreadTest : public ::testing::Test {
     EXPECT_TRUE(ack.has_value());
     return ack.value_or(raft::PersistAck{});
   }
+  // A hold only release_hold() ends: an hour, not capped by the sync's duration.
+  static constexpr GroupHoldBounds kHourHold{.max_us = 3600ull * 1000 * 1000, .capped_by_sync = false};
+  // A started thread (Durability::kAlways, kHourHold) whose first round, entry 1 with client
+  // writes, is acknowledged and holds the next round until the test releases *hold.
+  std::unique_ptr<DiskThread> start_holding(uint64_t* hold) {
+    auto disk = make(Durability::kAlways, 1000, kHourHold);
+    disk->start();
+    disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
+    EXPECT_EQ(wait_ack(*disk, hold).last_index, 1u);
+    EXPECT_NE(*hold, 0u) << "a round with client writes holds the next one";
+    return disk;
+  }
 
   std::string dir_;
   std::unique_ptr<storage::FaultInjectionEnv> env_;
@@ -146,13 +158,9 @@ TEST_F(DiskThreadTest, CompactAfterASnapshotKeepsTheLogRecoverable) {
 // held round starts when released. (Planted bug, seen failing: release_hold() without the
 // notify leaves the round waiting out the hour, and wait_ack fails with "no ack".)
 TEST_F(DiskThreadTest, AHeldRoundStartsWhenTheLoopReleasesIt) {
-  auto disk =
-      make(Durability::kAlways, 1000, GroupHoldBounds{.max_us = 3600ull * 1000 * 1000, .capped_by_sync = false});
-  disk->start();
-  disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
   uint64_t hold = 0;
-  EXPECT_EQ(wait_ack(*disk, &hold).last_index, 1u);
-  ASSERT_NE(hold, 0u) << "a round with client writes holds the next one";
+  auto disk = start_holding(&hold);
+  ASSERT_NE(hold, 0u);
   disk->submit(std::nullopt, {entry(2, "b")}, /*hold_after=*/true);
   disk->release_hold(hold + 1);  // not the hold in force: ignored
   disk->release_hold(hold);
@@ -240,12 +248,8 @@ TEST_F(DiskThreadTest, AHoldCountsFromWhenTheLoopSentTheReplies) {
 // thread wakes for it, and an ack with no new entry arrives within the bounded wait below.)
 TEST_F(DiskThreadTest, ACommitOnlyHardStateStartsNoRound) {
   // The hold only release_hold() ends: the thread is idle until the test says.
-  auto disk =
-      make(Durability::kAlways, 1000, GroupHoldBounds{.max_us = 3600ull * 1000 * 1000, .capped_by_sync = false});
-  disk->start();
-  disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
   uint64_t hold = 0;
-  EXPECT_EQ(wait_ack(*disk, &hold).last_index, 1u);
+  auto disk = start_holding(&hold);
   ASSERT_NE(hold, 0u);
   disk->submit(raft::HardState{1, 1, 1}, {});  // only the commit moved
   disk->release_hold(hold);
@@ -283,8 +287,7 @@ TEST_F(DiskThreadTest, ACommitOnlyHardStateStartsNoRound) {
 // that round (wake_loop = false) publishes its ack without writing the eventfd. Messages
 // behind nothing new go at once, without a round.
 TEST_F(DiskThreadTest, MessagesLeaveAfterTheSyncOfWhatWasSubmittedBefore) {
-  auto disk =
-      make(Durability::kAlways, 1000, GroupHoldBounds{.max_us = 3600ull * 1000 * 1000, .capped_by_sync = false});
+  auto disk = make(Durability::kAlways, 1000, kHourHold);
   std::mutex mu;
   std::condition_variable cv;
   std::vector<std::pair<raft::Index, uint64_t>> sent;  // (message's index, syncs when it was sent)
@@ -327,7 +330,6 @@ TEST_F(DiskThreadTest, MessagesLeaveAfterTheSyncOfWhatWasSubmittedBefore) {
     EXPECT_GT(sent[0].second, syncs_before) << "sent before the round's fdatasync";
   }
   // The round's ack is published, quietly: the loop takes it at its next turn.
-  raft::PersistAck ack{};
   for (int i = 0; i < kAckTimeoutMs && !disk->ack_unseen(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   ASSERT_TRUE(disk->ack_unseen());
   pollfd p{wake_fd_, POLLIN, 0};
@@ -351,12 +353,8 @@ TEST_F(DiskThreadTest, MessagesLeaveAfterTheSyncOfWhatWasSubmittedBefore) {
 // one write per Ready — 3 appends.)
 TEST_F(DiskThreadTest, ARoundWritesItsReadiesWithOneWrite) {
   // The hold only release_hold() ends: the three Readies queue up until the test says.
-  auto disk =
-      make(Durability::kAlways, 1000, GroupHoldBounds{.max_us = 3600ull * 1000 * 1000, .capped_by_sync = false});
-  disk->start();
-  disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
   uint64_t hold = 0;
-  EXPECT_EQ(wait_ack(*disk, &hold).last_index, 1u);
+  auto disk = start_holding(&hold);
   ASSERT_NE(hold, 0u);
   const uint64_t appends = env_->append_count();
   const uint64_t syncs = env_->sync_count();
@@ -379,8 +377,7 @@ TEST_F(DiskThreadTest, ARoundWritesItsReadiesWithOneWrite) {
 }
 
 TEST_F(DiskThreadTest, PeriodicNeverHolds) {
-  const GroupHoldBounds an_hour{.max_us = 3600ull * 1000 * 1000, .capped_by_sync = false};
-  auto disk = make(Durability::kPeriodic, 3600 * 1000, an_hour);
+  auto disk = make(Durability::kPeriodic, 3600 * 1000, kHourHold);
   disk->start();
   disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
   uint64_t hold = 1;
