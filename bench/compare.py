@@ -745,8 +745,11 @@ def render_suite(args, results):
              f"{args.clients} -r {args.keyspace} -d {args.value_size} --csv`, one run per test; "
              "ops/s median, spread, server CPU us/request median):", "",
              "| test | P | " + " | ".join(f"{m} ops/s | spread | CPU us" for m in modes) +
-             " | always/aof-always | CPU always/aof-always | none/no-persistence | goals |",
-             "|---|---|" + "---:|---:|---:|" * len(modes) + "---:|---:|---:|---|"]
+             " | always/aof-always | CPU always/aof-always | none/no-persistence | goals | "
+             "load tool busy, % of one core (" + " / ".join(modes) + ") |",
+             "|---|---|" + "---:|---:|---:|" * len(modes) + "---:|---:|---:|---|---:|"]
+
+    bound = set()
 
     def med(mode, t, p, cpu=False):
         ms = results.get((mode, "suite:" + t, p), [])
@@ -776,9 +779,32 @@ def render_suite(args, results):
             if p == 32 and none is not None:
                 goals.append(f"none {'met' if none >= GOAL_P32_NONE else 'MISSED'} (>= {GOAL_P32_NONE})")
             fmt = lambda x: f"{x:.2f}" if x is not None else "-"  # noqa: E731
+            busy = []
+            for m in modes:
+                b = tool_busy(results.get((m, "suite:" + t, p), []))
+                busy.append(f"{b:.0f}" if b is not None else "-")
+                if b is not None and b >= TOOL_BOUND_PERCENT:
+                    bound.add(f"{t} P={p} {m}")
             lines.append(f"| {t} | {p} | " + " | ".join(cells) +
-                         f" | {fmt(always)} | {fmt(cpu)} | {fmt(none)} | {'; '.join(goals) or '-'} |")
+                         f" | {fmt(always)} | {fmt(cpu)} | {fmt(none)} | {'; '.join(goals) or '-'} | "
+                         + " / ".join(busy) + " |")
+    lines += ["", f"Runs where the load tool was {TOOL_BOUND_PERCENT} % busy or more (one core of "
+              f"{os.cpu_count()}; redis-benchmark is single-threaded): the server was not what "
+              "bounded their ops/s, so their ratio says little about the server: "
+              + (", ".join(sorted(bound)) if bound else "none")]
     return lines
+
+
+# A load tool that keeps one core this busy cannot send faster: the ops/s of its run are the
+# tool's, not the server's, on this machine (the server shares the other core with the OS).
+TOOL_BOUND_PERCENT = 90
+
+
+def tool_busy(ms):
+    """Median share of one core the load tool used in these runs, in percent: its CPU per
+    request times its ops/s."""
+    v = [m.cpu_us_per_request * m.rps / 1e4 for m in ms if m.rps]
+    return statistics.median(v) if v else None
 
 
 def render_baseline(args, results):
