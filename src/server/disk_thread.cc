@@ -108,6 +108,7 @@ void DiskThread::release_hold(uint64_t hold) {
 void DiskThread::hold_from_now(uint64_t hold) {
   std::lock_guard lk(mu_);
   if (hold == 0 || hold_ != hold) return;
+  hold_sent_ = true;
   hold_deadline_ = std::max(hold_deadline_, Clock::now() + hold_span_);
 }
 
@@ -205,7 +206,9 @@ void DiskThread::run() {
           if (cv_.wait_until(lk, hold_deadline_) == std::cv_status::timeout && hold_ != 0 &&
               Clock::now() >= hold_deadline_) {
             hold_ = 0;
-            if (urgent_ > 0) stats_.holds_expired++;
+            // Counted with or without writes waiting (DiskStats::holds_expired).
+            stats_.holds_expired++;
+            if (!hold_sent_) stats_.holds_expired_unsent++;
           }
         } else if (durability_ == Durability::kPeriodic && dirty) {
           if (cv_.wait_until(lk, next_sync) == std::cv_status::timeout) {  // the periodic sync is due
@@ -295,6 +298,7 @@ void DiskThread::run() {
               hold_bounds_.capped_by_sync ? std::min(hold_bounds_.max_us, sync_us) : hold_bounds_.max_us;
           hold_span_ = std::chrono::microseconds(hold_us);
           hold_ = ack_hold_ = ++holds_begun_;
+          hold_sent_ = false;
           hold_deadline_ = synced_at + hold_span_;
           stats_.holds++;
         }

@@ -139,8 +139,12 @@ constexpr Statistic kStatistics[] = {
     {"disk_holds", kPersistence, kCounter, "hmdb_disk_holds_total", "", "",
      "Group-commit rounds held for the clients the previous round answered (always mode).", READ(s.disk.holds)},
     {"disk_holds_expired", kPersistence, kCounter, "hmdb_disk_holds_expired_total", "", "",
-     "Held rounds that started at the hold's deadline, not when those clients' writes arrived.",
+     "Holds that ended at their deadline before those clients' writes had all arrived (with or without writes "
+     "waiting then).",
      READ(s.disk.holds_expired)},
+    {"disk_holds_expired_unsent", kPersistence, kCounter, "hmdb_disk_holds_expired_unsent_total", "", "",
+     "Of those, holds that ended before the event loop had sent the replies of the round that began them.",
+     READ(s.disk.holds_expired_unsent)},
     {"disk_messages_sent", kPersistence, kCounter, "hmdb_disk_messages_sent_total", "", "",
      "Peer messages (a follower's acknowledgements, votes) the disk thread sent right after the fdatasync they wait "
      "for, without waking the event loop.",

@@ -267,9 +267,9 @@ StatisticsSources distinct_sources() {
   s.shell.last_snapshot_ms = 15;
   s.shell.fork_last_us = 16;
   s.shell.fork_max_us = 17;
-  s.disk = DiskStats{.rounds = 41, .holds = 160, .holds_expired = 161, .syncs = 42, .appends = 99, .bytes = 1786,
-                     .preallocated_bytes = 1048576, .preallocate_failures = 162, .messages_sent = 163,
-                     .quiet_acks = 164, .last_sync_us = 1254,
+  s.disk = DiskStats{.rounds = 41, .holds = 160, .holds_expired = 161, .holds_expired_unsent = 165, .syncs = 42,
+                     .appends = 99, .bytes = 1786, .preallocated_bytes = 1048576, .preallocate_failures = 162,
+                     .messages_sent = 163, .quiet_acks = 164, .last_sync_us = 1254,
                      .max_sync_us = 14108};
   s.disk_queue_bytes = 18;
   s.shell.recovered_entries = 19;
@@ -422,6 +422,7 @@ constexpr std::string_view kGoldenInfoAll =
     "disk_rounds:41\r\n"
     "disk_holds:160\r\n"
     "disk_holds_expired:161\r\n"
+    "disk_holds_expired_unsent:165\r\n"
     "disk_messages_sent:163\r\n"
     "disk_quiet_acks:164\r\n"
     "disk_fsyncs:42\r\n"
