@@ -2590,10 +2590,27 @@ size_t zlex_bound_rank(const ZOrder& order, double score, const LexBound& b, boo
   return zrank_at(order, it);
 }
 
+// ZLEXCOUNT over unequal scores: ZRANGE BYLEX's first pass (what it selects, in order) run a
+// slice of entries stepped over at a time, then the count.
+class ZLexCountProducer final : public ReplyProducer {
+ public:
+  explicit ZLexCountProducer(std::unique_ptr<ZRangeProducer<ZOrder::const_iterator>> walk) : walk_(std::move(walk)) {}
+  bool next(Reply& r, const SliceBudget& budget) override {
+    size_t work = 0;
+    if (!walk_->count_some(budget.elements, &work)) return false;
+    r.integer(static_cast<int64_t>(walk_->count()));
+    return true;
+  }
+
+ private:
+  std::unique_ptr<ZRangeProducer<ZOrder::const_iterator>> walk_;
+};
+
 // ZCOUNT key min max / ZLEXCOUNT key min max: O(log n), two ranks (the B+tree counts the
 // entries below each child), never a walk of the range, so no count is a long turn.
 // ZLEXCOUNT over unequal scores (Redis leaves that undefined) counts what ZRANGE BYLEX
-// selects, by walking (O(n) in one turn).
+// selects by walking the order: beyond a slice's worth of entries, in slices
+// (ZLexCountProducer), as ZRANGE BYLEX's own walk.
 void query_zcount(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   ScoreRange range;
   if (!parse_score_range(a[2], a[3], &range)) { r.error(kNotFloatRange); return; }
@@ -2613,7 +2630,13 @@ void query_zlexcount(const State& s, Args a, const QueryContext& ctx, Reply& r) 
   if (!z || z->order.empty() || spec.lex.empty()) { r.integer(0); return; }
   const ZOrder& order = z->order;
   if (order.begin()->score != order.rbegin()->score) {  // unequal scores: ZRANGE BYLEX's walk
-    r.integer(static_cast<int64_t>(zset_select(*z, spec).size()));
+    auto walk = std::make_unique<ZRangeProducer<ZOrder::const_iterator>>(spec, order.begin(), order.end());
+    size_t work = 0;
+    if (walk->count_some(ctx.slices(order.size()) ? ctx.slice_elements : SIZE_MAX, &work)) {
+      r.integer(static_cast<int64_t>(walk->count()));
+    } else {
+      ctx.produce(r, std::make_unique<ZLexCountProducer>(std::move(walk)));
+    }
     return;
   }
   const double score = order.begin()->score;

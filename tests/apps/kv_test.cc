@@ -2219,6 +2219,11 @@ TEST(KvSlicedReplies, LazyComputationSameBytesAsTheWholeReply) {
       {{"ZRANGE", "zset", "(m7", "[m3", "BYLEX", "REV"}, true},
       {{"ZRANGE", "zset", "+", "-", "BYLEX", "REV", "LIMIT", "0", "3"}, false},
       {{"ZRANGEBYLEX", "lexf", "[a", "(b"}, false},  // a (sliced at slices of 1 and 2)
+      // ZLEXCOUNT over unequal scores counts ZRANGE BYLEX's walk, in slices when it is long.
+      {{"ZLEXCOUNT", "zset", "-", "+"}, true},
+      {{"ZLEXCOUNT", "zset", "[m1", "+"}, true},     // all but m0
+      {{"ZLEXCOUNT", "zset", "[m3", "(m7"}, false},  // m37: the walk ends at m74
+      {{"ZLEXCOUNT", "lexf", "[a", "(b"}, false},
       {{"ZREVRANGEBYLEX", "lexr", "[c", "(b"}, false},  // c
       {{"SRANDMEMBER", "all"}, true},
       {{"SRANDMEMBER", "all", "-5000"}, true},
