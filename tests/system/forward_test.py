@@ -25,6 +25,13 @@ docs/cluster.md "What clients see"): each case starts its own 3-node cluster
              forwarded) and back: every INCR is answered, the values of those acknowledged
              strictly increase (session order held), and the counter ends between the
              acknowledged count and that plus the unknown outcomes (nothing applied twice).
+  bigread    the leader is stopped, one plain client's SET and then another's SMEMBERS of a
+             set big enough to be sliced (BIG_SET members) are forwarded on the same link,
+             and the leader resumes: the big read, behind another client's write that waits
+             for the apply, is made into its own slot (INFO sliced_replies_buffered rises)
+             instead of holding the apply until the 30 s bound (slice_hold_overdue_turns
+             stays; before 89a5420 both replies came after that bound, with it counted);
+             both replies are right.
   bounded    the leader is stopped and a plain client pipelines 20,000 GETs through a
              follower: the follower holds at most kForwardCommandsMax (10,000) of them
              (hmdb_forward_pending on its metrics port, which back-pressure does not stop)
@@ -55,6 +62,9 @@ CLI_TIMEOUT_S = 30.0
 FORWARD_COMMANDS_MAX = 10000
 BOUNDED_GETS = 20000
 TRANSFER_INCRS_IN_FLIGHT = 8
+# Members of the set bigread reads: past the 8,192 elements of one reply slice.
+BIG_SET = 20000
+BIG_SET_BATCH = 1000
 UNKNOWN_OUTCOME = "ERR write outcome unknown"
 
 
@@ -260,6 +270,45 @@ def case_killed(c):
           % (new, " (the follower itself)" if new is follower else ""))
 
 
+def case_bigread(c):
+    leader = c.wait_leader(LEADER_TIMEOUT_S)
+    follower = next(n for n in c.nodes if n is not leader)
+    members = [b"m%d" % i for i in range(BIG_SET)]
+    for at in range(0, BIG_SET, BIG_SET_BATCH):
+        n = leader.call("SADD", "big", *members[at:at + BIG_SET_BATCH])
+        expect(n == BIG_SET_BATCH, "SADD added %r of %d" % (n, BIG_SET_BATCH))
+    writer, reader = follower.client(timeout=REPLY_TIMEOUT_S), follower.client(timeout=REPLY_TIMEOUT_S)
+    try:
+        expect(writer.call("SET", "warm", "1") == "OK", "the first forwarded write failed")  # the link is up
+        before, lead_before = follower.info(), info_all(leader)
+        leader.pause()
+        writer.send([("SET", "k", "1")])
+        reader.send([("SMEMBERS", "big")])
+
+        def both_sent():
+            i = info_all(follower)
+            return (i["forward_pending"] == "2" and i["leader_id"] == str(leader.id)
+                    and i["term"] == before["term"]) and i
+        wait_for(both_sent, LEADER_TIMEOUT_S, "%s to forward the SET and the SMEMBERS to the stopped %s" % (follower, leader))
+        leader.resume()
+        expect(writer.read_reply() == "OK", "the forwarded SET was not answered OK")
+        got = reader.read_reply()
+        expect(isinstance(got, list) and sorted(got) == sorted(members),
+               "SMEMBERS answered %s" % (("%d members" % len(got)) if isinstance(got, list) else repr(got)[:80]))
+    finally:
+        writer.close()
+        reader.close()
+    lead_after = info_all(leader)
+    expect(lead_after["term"] == lead_before["term"], "the leader changed while stopped: the case ran nothing")
+    expect(lead_after["slice_hold_overdue_turns"] == lead_before["slice_hold_overdue_turns"],
+           "the big read held the apply until its bound: slice_hold_overdue_turns %s -> %s"
+           % (lead_before["slice_hold_overdue_turns"], lead_after["slice_hold_overdue_turns"]))
+    buffered = int(lead_after["sliced_replies_buffered"]) - int(lead_before["sliced_replies_buffered"])
+    expect(buffered >= 1, "the big read behind the SET was not buffered (sliced_replies_buffered +%d)" % buffered)
+    print("bigread: SMEMBERS of %d members behind another client's SET on %s's link: buffered, both answered"
+          % (BIG_SET, follower))
+
+
 def case_noleader(c):
     leader = c.wait_leader(LEADER_TIMEOUT_S)
     follower = next(n for n in c.nodes if n is not leader)
@@ -371,6 +420,7 @@ CASES = {
     "killed": (case_killed, ["--election-timeout-ms", "3000"]),
     "noleader": (case_noleader, []),
     "transfer": (case_transfer, []),
+    "bigread": (case_bigread, ["--election-timeout-ms", "3000"]),
     "bounded": (case_bounded, ["--election-timeout-ms", "3000"]),
 }
 
