@@ -52,14 +52,16 @@
 
 #include "kv/key.h"
 #include "kv/populated_allocator.h"
+#include "kv/prefault.h"
 
 namespace hmdb::kv {
 
 // Old buckets moved to the new array by each insert or erase while a resize is under way.
 // A doubling starts when the table holds as many keys as buckets (n) and must finish
-// before the next one (n more inserts): at 2 per insert it finishes after n/2. Each moved
-// bucket costs a cache miss or two (~0.1-0.3 µs), so an insert during a resize costs well
-// under a µs more. (Per loop turn that is bounded by the commands in a turn's batches.)
+// before the next one (n more inserts): at 2 per insert it finishes after n/2 (after 3n/4 at
+// most for a mapped array, whose steps wait kPrefaultLeadSteps first). Each moved bucket
+// costs a cache miss or two (~0.1-0.3 µs), so an insert during a resize costs well under a
+// µs more. (Per loop turn that is bounded by the commands in a turn's batches.)
 inline constexpr size_t kRehashBucketsPerStep = 2;
 // Empty old buckets a step may skip besides, as Redis' dictRehash (10 per bucket): a
 // sparse old array (after many deletes) still makes progress at bounded cost.
@@ -67,6 +69,17 @@ inline constexpr size_t kRehashEmptyVisitsPerBucket = 10;
 // A bucket array given up by a finished resize is unmapped this much per step (munmap of
 // populated memory costs ~0.1-0.3 µs per page; 64 KiB is 16 pages).
 inline constexpr size_t kReleaseBytesPerStep = size_t{64} << 10;
+// How far past the bucket a resize's steps are at the prefault thread populates the new
+// array (prefault.h): two huge pages, so that it has the steps' whole passage over one to
+// fill the next (~65,000 inserts of a doubling per 2 MiB) and the array is resident at most
+// this much earlier than the steps alone would make it (at 10 M keys the doubling to 16 M
+// buckets is half done: populating its 128 MiB at once cost 6 bytes per key).
+inline constexpr size_t kPrefaultAheadBytes = size_t{4} << 20;
+// Steps a resize to a mapped array waits before it moves its first bucket, so that the
+// prefault thread has its first pages ready (without it the steps wrote the first pages at
+// once and, at load 10 on 2 cores, faulted the first few in themselves). At most a quarter of
+// the old array's buckets: a doubling then ends after 3n/4 inserts, still before the next.
+inline constexpr size_t kPrefaultLeadSteps = 32768;
 // drain()'s work units: a node destroyed is 1 (~0.05-0.1 µs), an empty bucket skipped is
 // 1/kDrainEmptyBucketsPerUnit, a populated slab unmapped is kDrainSlabUnits (512 pages).
 inline constexpr size_t kDrainEmptyBucketsPerUnit = 16;
@@ -114,8 +127,12 @@ class ResizingBuckets {
   // One bounded step of the resize and of memory release (also run by every insert and
   // erase); for callers that want progress without changing keys.
   void step() {
-    if (rehashing()) rehash_some();
-    else last_step_ = StepWork{};
+    if (rehashing() && rehash_wait_ == 0) {
+      rehash_some();
+    } else {
+      if (rehashing()) rehash_wait_--;
+      last_step_ = StepWork{};
+    }
     if (!releasing_.empty()) release_step();
   }
 
@@ -167,7 +184,10 @@ class ResizingBuckets {
     }
     void free_now() noexcept {
       if (!slots) return;
-      if (mapped) munmap(slots, detail::page_round(bytes()));
+      if (mapped) {
+        prefault::forget(slots, detail::page_round(bytes()));
+        munmap(slots, detail::page_round(bytes()));
+      }
       else std::free(slots);
       slots = nullptr;
     }
@@ -176,6 +196,7 @@ class ResizingBuckets {
     void release_later(std::vector<std::pair<char*, size_t>>& queue) noexcept {
       if (!slots) return;
       if (mapped) {
+        prefault::forget(slots, detail::page_round(bytes()));
         try {
           queue.emplace_back(reinterpret_cast<char*>(slots), detail::page_round(bytes()));
         } catch (...) {
@@ -239,6 +260,8 @@ class ResizingBuckets {
     t0_ = std::exchange(o.t0_, Buckets{});
     t1_ = std::exchange(o.t1_, Buckets{});
     rehash_idx_ = std::exchange(o.rehash_idx_, 0);
+    prefault_upto_ = std::exchange(o.prefault_upto_, 0);
+    rehash_wait_ = std::exchange(o.rehash_wait_, 0);
     releasing_ = std::move(o.releasing_);
     o.releasing_.clear();
   }
@@ -246,6 +269,8 @@ class ResizingBuckets {
     std::swap(t0_, o.t0_);
     std::swap(t1_, o.t1_);
     std::swap(rehash_idx_, o.rehash_idx_);
+    std::swap(prefault_upto_, o.prefault_upto_);
+    std::swap(rehash_wait_, o.rehash_wait_);
     releasing_.swap(o.releasing_);
   }
 
@@ -257,6 +282,23 @@ class ResizingBuckets {
       return;  // best effort: the table keeps working at a higher (or lower) load factor
     }
     rehash_idx_ = 0;
+    prefault_upto_ = 0;
+    rehash_wait_ = t1_.mapped ? std::min(kPrefaultLeadSteps, t0_.count() / 4) : 0;
+    prefault_ahead();
+  }
+
+  // The prefault thread faults a mapped new array in ahead of the steps that write it, in
+  // the order they do, at most kPrefaultAheadBytes past the bucket they are at (prefault.h):
+  // the loop does not zero its pages, and the array is not resident earlier than that.
+  void prefault_ahead() noexcept {
+    if (!t1_.mapped) return;
+    const size_t at = t1_.bits >= t0_.bits ? rehash_idx_ << (t1_.bits - t0_.bits) : rehash_idx_ >> (t0_.bits - t1_.bits);
+    const size_t bytes = detail::page_round(t1_.bytes());
+    while (prefault_upto_ < bytes && prefault_upto_ < at * sizeof(Node*) + kPrefaultAheadBytes) {
+      const size_t n = std::min(prefault::kChunkBytes, bytes - prefault_upto_);
+      prefault::populate_ahead(reinterpret_cast<char*>(t1_.slots) + prefault_upto_, n);
+      prefault_upto_ += n;
+    }
   }
 
   // Moves old buckets [rehash_idx_, ...) to t1_, kRehashBucketsPerStep of them.
@@ -292,7 +334,9 @@ class ResizingBuckets {
       t0_ = t1_;
       t1_ = Buckets{};
       rehash_idx_ = 0;
+      return;
     }
+    prefault_ahead();
   }
 
   void release_step() noexcept {
@@ -316,6 +360,8 @@ class ResizingBuckets {
 
   Buckets t0_, t1_;
   size_t rehash_idx_ = 0;
+  size_t prefault_upto_ = 0;  // bytes of t1_ handed to the prefault thread (prefault_ahead)
+  size_t rehash_wait_ = 0;    // steps left before the resize moves its first bucket
   std::vector<std::pair<char*, size_t>> releasing_;  // mapped arrays being unmapped, a slice per step
   StepWork last_step_;
 };

@@ -29,6 +29,8 @@
 #include <string_view>
 #include <type_traits>
 
+#include "kv/prefault.h"
+
 namespace hmdb::kv {
 
 // Blocks of at least this size are mapped directly, populated and munmap()ed on free. Below
@@ -71,10 +73,15 @@ inline void* map_block(size_t bytes) {
   return p;
 }
 
-// Maps `bytes` of zeroed private memory and faults it all in now. Throws std::bad_alloc like
+// Maps `bytes` of zeroed private memory and faults it all in now (or takes a block the
+// prefault thread populated, prefault.h). Throws std::bad_alloc like
 // operator new. If the kernel lacks MADV_POPULATE_WRITE (EINVAL before Linux 5.14) the block
 // is still valid: it is then faulted in lazily as before, only slower.
 inline void* map_populated(size_t bytes) {
+  // A block of a huge page's size (the key table's node slab) the prefault thread has
+  // populated ahead, so that the caller (the event loop) does not zero it (prefault.h).
+  if (page_round(bytes) == prefault::kBlockBytes)
+    if (void* ready = prefault::take_block()) return ready;
   void* p = map_block(bytes);
   if (madvise(p, page_round(bytes), MADV_POPULATE_WRITE) != 0 && errno == ENOMEM) {
     // Not enough memory to back the block: fail now, as operator new would, rather than

@@ -1,0 +1,214 @@
+// apps/kv/prefault.cc — the thread that faults in fresh blocks off the event loop (prefault.h
+// says why and what).
+#include "kv/prefault.h"
+
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <new>
+#include <thread>
+#include <vector>
+
+#include "kv/populated_allocator.h"
+
+namespace hmdb::kv::prefault {
+
+namespace {
+
+struct Range {
+  char* p;
+  size_t bytes;
+  size_t done;  // populated (or handed to madvise) from p on
+};
+
+class Prefaulter {
+ public:
+  void* take_block() {
+    if (!in_owner_process()) return nullptr;
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      start_locked();
+      if (!enabled_) return nullptr;
+      block_failed_ = false;  // memory may be free again: let the thread try
+      if (pantry_.empty()) {
+        stats_.blocks_missed++;
+      } else {
+        p = pantry_.back();
+        pantry_.pop_back();
+        stats_.blocks_taken++;
+      }
+    }
+    work_cv_.notify_one();
+    // Part of the state from now on: a snapshot's child must see it.
+    if (p) ::madvise(p, kBlockBytes, MADV_DOFORK);
+    return p;
+  }
+
+  void populate_ahead(void* p, size_t bytes) {
+    if (!in_owner_process() || bytes == 0) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      start_locked();
+      if (!enabled_) return;
+      ranges_.push_back(Range{static_cast<char*>(p), bytes, 0});
+      stats_.ranges++;
+    }
+    work_cv_.notify_one();
+  }
+
+  void forget(void* p, size_t bytes) {
+    if (!in_owner_process()) return;
+    char* const lo = static_cast<char*>(p);
+    char* const hi = lo + bytes;
+    std::unique_lock<std::mutex> lock(mu_);
+    for (auto it = ranges_.begin(); it != ranges_.end();) {
+      if (it->p < hi && lo < it->p + it->bytes) it = ranges_.erase(it);
+      else ++it;
+    }
+    auto inside = [&] { return busy_p_ && busy_p_ < hi && lo < busy_p_ + busy_bytes_; };
+    if (inside()) {
+      stats_.forget_waits++;
+      idle_cv_.wait(lock, [&] { return !inside(); });
+    }
+  }
+
+  void set_enabled(bool on) {
+    std::vector<void*> drop;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      enabled_ = on;
+      if (!on) {
+        drop.swap(pantry_);
+        ranges_.clear();
+      }
+    }
+    for (void* p : drop) ::munmap(p, kBlockBytes);
+    work_cv_.notify_one();
+    idle_cv_.notify_all();
+  }
+
+  Stats stats() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stats_;
+  }
+
+  Stats wait_idle() {
+    std::unique_lock<std::mutex> lock(mu_);
+    idle_cv_.wait(lock, [&] {
+      if (!enabled_ || !started_) return true;
+      return (pantry_.size() >= kPantryBlocks || block_failed_) && ranges_.empty() && !busy_p_ && !busy_block_;
+    });
+    return stats_;
+  }
+
+ private:
+  // A forked child (the snapshot writer) has no thread and may have copied the mutex locked.
+  bool in_owner_process() const {
+    const pid_t owner = owner_.load(std::memory_order_acquire);
+    return owner == 0 || owner == ::getpid();
+  }
+
+  void start_locked() {
+    if (started_) return;
+    started_ = true;
+    owner_.store(::getpid(), std::memory_order_release);
+    std::thread([this] { run(); }).detach();  // lives as long as the process (never destroyed)
+  }
+
+  // A populated block, kept out of a fork's child until handed out; nullptr if memory is short.
+  static void* make_block() {
+    void* p;
+    try {
+      p = detail::map_block(kBlockBytes);
+    } catch (const std::bad_alloc&) {
+      return nullptr;
+    }
+    ::madvise(p, kBlockBytes, MADV_DONTFORK);
+    if (::madvise(p, kBlockBytes, MADV_POPULATE_WRITE) != 0 && errno == ENOMEM) {
+      ::munmap(p, kBlockBytes);
+      return nullptr;
+    }
+    return p;
+  }
+
+  void run() {
+    ::pthread_setname_np(::pthread_self(), "hmdb-prefault");
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      work_cv_.wait(lock, [&] {
+        return enabled_ && ((pantry_.size() < kPantryBlocks && !block_failed_) || !ranges_.empty());
+      });
+      // The pantry first: a slab is needed every few tens of ms of growth, a bucket array's
+      // next page only after tens of thousands of inserts.
+      if (pantry_.size() < kPantryBlocks && !block_failed_) {
+        busy_block_ = true;
+        lock.unlock();
+        void* p = make_block();
+        lock.lock();
+        busy_block_ = false;
+        if (!p) {
+          block_failed_ = true;
+        } else if (enabled_) {
+          pantry_.push_back(p);
+          stats_.blocks_made++;
+        } else {
+          ::munmap(p, kBlockBytes);
+        }
+        idle_cv_.notify_all();
+        continue;
+      }
+      Range& r = ranges_.front();
+      busy_p_ = r.p + r.done;
+      busy_bytes_ = std::min(kChunkBytes, r.bytes - r.done);
+      r.done += busy_bytes_;
+      if (r.done == r.bytes) ranges_.pop_front();
+      lock.unlock();
+      // The caller owns the range and waits in forget() for this call before unmapping it.
+      // Pages the loop has written already are left as they are (a populate only faults in).
+      ::madvise(busy_p_, busy_bytes_, MADV_POPULATE_WRITE);
+      lock.lock();
+      stats_.range_bytes += busy_bytes_;
+      busy_p_ = nullptr;
+      busy_bytes_ = 0;
+      idle_cv_.notify_all();
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable work_cv_, idle_cv_;
+  std::atomic<pid_t> owner_{0};
+  bool started_ = false;
+  bool enabled_ = true;
+  bool block_failed_ = false;  // the last block could not be made; retried after a take
+  bool busy_block_ = false;    // the thread is making a pantry block
+  std::vector<void*> pantry_;
+  std::deque<Range> ranges_;
+  char* busy_p_ = nullptr;  // the chunk the thread is populating now
+  size_t busy_bytes_ = 0;
+  Stats stats_;
+};
+
+// Never destroyed: the thread and tables freed by other static destructors may still use it.
+Prefaulter& instance() {
+  static Prefaulter* p = new Prefaulter;
+  return *p;
+}
+
+}  // namespace
+
+void* take_block() { return instance().take_block(); }
+void populate_ahead(void* p, size_t bytes) { instance().populate_ahead(p, bytes); }
+void forget(void* p, size_t bytes) { instance().forget(p, bytes); }
+void set_enabled(bool on) { instance().set_enabled(on); }
+Stats stats() { return instance().stats(); }
+Stats wait_idle() { return instance().wait_idle(); }
+
+}  // namespace hmdb::kv::prefault
