@@ -12,8 +12,10 @@ per acknowledged write:
   - a SUM line: all nodes' CPU, the leader's, a follower's (mean of the two), a follower's
     messages received and disk rounds, system calls and context switches of the leader and
     of a follower, ops/s and the load average.
-With --trace, `perf trace -s` replaces perf stat: system calls by name and thread (slow: the
-tracing itself costs, so compare counts, not times).
+With --by-kind, perf stat also counts the system calls of the write path by name (the
+`syscalls:sys_enter_*` tracepoints of KINDS, per thread: counting, not tracing, so the run
+goes at full speed). With --trace, `perf trace -s` replaces perf stat: every system call by
+name and thread (slow: the tracing itself costs, so compare counts, not times).
 
 Run it under the benchmark lock, one at a time:
   flock /tmp/hmdb-bench.lock bench/cluster_profile.py --build-dir build --runs 3
@@ -32,6 +34,8 @@ import types
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster_bench as cb  # noqa: E402
 
+# System calls counted by name with --by-kind: the client, peer, disk and wake-up paths.
+KINDS = ("read", "write", "sendto", "recvfrom", "epoll_wait", "futex", "pwrite64", "fdatasync", "getrusage")
 # INFO fields read before and after each run (counters; a missing one counts 0).
 COUNTERS = ("disk_rounds", "disk_fsyncs", "disk_holds", "disk_holds_expired", "last_index", "commit_hints_deferred")
 
@@ -93,8 +97,11 @@ def one_run(args, ns, root, rep):
             perfs = [subprocess.Popen(["perf", "trace", "-s", "-p", str(p), "-o", f"{d}/perf{i}"],
                                       stderr=subprocess.DEVNULL) for i, p in enumerate(pids)]
         else:
-            perfs = [subprocess.Popen(["perf", "stat", "--per-thread", "-x,", "-e",
-                                       "raw_syscalls:sys_enter,context-switches", "-p", str(p), "-o", f"{d}/perf{i}"])
+            events = "raw_syscalls:sys_enter,context-switches"
+            if args.by_kind:
+                events += "".join(f",syscalls:sys_enter_{k}" for k in KINDS)
+            perfs = [subprocess.Popen(["perf", "stat", "--per-thread", "-x,", "-e", events, "-p", str(p),
+                                       "-o", f"{d}/perf{i}"])
                      for i, p in enumerate(pids)]
         r = cb.measure_throughput(ns, "hmdb", port, args.clients)
         for p in perfs:
@@ -129,8 +136,10 @@ def one_run(args, ns, root, rep):
                 cpu = (t1[i].get(tid, 0) - t0[i].get(tid, 0)) * 1e6 / n
                 if calls < 0.001 and cpu == 0:
                     continue
+                kinds = "".join(f" {k} {v[f'syscalls:sys_enter_{k}'] / n:.3f}" for k in KINDS
+                                if v.get(f"syscalls:sys_enter_{k}", 0) > 0)
                 print(f"     tid {tid}{'*' if tid == pid else ' '}: cpu {cpu:5.1f} us/w syscalls {calls:5.2f}/w "
-                      f"cs {switches:5.2f}/w")
+                      f"cs {switches:5.2f}/w{kinds}")
         zero = {"cpu": 0, "msgs": 0, "rounds": 0, "sys": 0, "cs": 0}
         leader = by_role.get("leader", [zero])[0]
         followers = by_role.get("follower", [zero])
@@ -155,6 +164,7 @@ def main():
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--base-port", type=int, default=7800)
     ap.add_argument("--trace", action="store_true", help="perf trace -s instead of perf stat")
+    ap.add_argument("--by-kind", action="store_true", help="perf stat also counts KINDS' system calls by name")
     args = ap.parse_args()
     ns = types.SimpleNamespace(hmdb=args.hmdb or os.path.join(args.build_dir, "apps/kv/hmdb"),
                                hmdb_bench=args.hmdb_bench or os.path.join(args.build_dir, "bench/hmdb-bench"),

@@ -513,6 +513,24 @@ void PeerTransport::send_and_flush(std::vector<raft::Message>&& messages) {
   flush_locked();
 }
 
+void PeerTransport::send_later(std::vector<raft::Message>&& messages) {
+  std::lock_guard lk(mu_);
+  for (raft::Message& m : messages) send_locked(std::move(m));
+}
+
+void PeerTransport::flush_stale() {
+  std::lock_guard lk(mu_);
+  for (auto& [id, p] : peers_) {
+    const bool queued = p.out_offset < p.out.size();
+    if (queued && p.queued_at_stale_check && p.stats.bytes_sent == p.sent_at_stale_check &&
+        p.state == Peer::State::kConnected && !p.want_write)
+      write_outbound(&p);
+    p.queued_at_stale_check = p.out_offset < p.out.size();
+    p.sent_at_stale_check = p.stats.bytes_sent;
+  }
+  rearm_timer();
+}
+
 void PeerTransport::flush_locked() {
   for (auto& [id, p] : peers_) {
     if (p.state == Peer::State::kConnected && !p.want_write && p.out_offset < p.out.size()) write_outbound(&p);

@@ -53,8 +53,9 @@
 // address by common/address.h's rule (first IPv4, else first IPv6).
 //
 // Thread-safety: one thread (the event loop) owns the transport and makes every call but
-// one: send_and_flush() may also come from another thread (the disk thread sends a
-// follower's acknowledgements right after its fdatasync: server/disk_thread.h). Every public
+// two: send_and_flush() and flush() may also come from another thread (the disk thread sends
+// a follower's acknowledgements right after its fdatasync, and flushes a leader's appends
+// when a round starts: server/disk_thread.h). Every public
 // call takes the transport's mutex, so the two never interleave inside it; the pointers the
 // address lookups return stay valid (only the owner changes addresses).
 #pragma once
@@ -201,6 +202,15 @@ class PeerTransport {
   void flush();
   // send() each message, then flush(), under one lock: callable from any thread.
   void send_and_flush(std::vector<raft::Message>&& messages);
+  // send() each message under one lock, without writing: they leave with the next flush()
+  // or send_and_flush() (from any thread), behind what was queued before and ahead of what
+  // is queued after. The server queues a leader's appends so while its disk has a round to
+  // start, whose start flushes them (server/node.cc, Node::send).
+  void send_later(std::vector<raft::Message>&& messages);
+  // Writes the queue of every peer that had bytes queued at the previous call and has
+  // written none since: called once per period, it bounds how long send_later()'s messages
+  // wait to between one and two periods, without writing early the ones queued just now.
+  void flush_stale();
   // Accepts, reads and decodes (appending to *received), writes, and (re)connects.
   // now_ms: any monotonic clock in milliseconds; used for backoff and timeouts.
   void poll(uint64_t now_ms, std::vector<raft::Message>* received);
@@ -265,6 +275,9 @@ class PeerTransport {
     std::string resolving_for;
     std::optional<SocketAddress> resolved;
     std::string resolved_for;
+    // flush_stale(): bytes were queued at its previous call, and bytes_sent then.
+    bool queued_at_stale_check = false;
+    uint64_t sent_at_stale_check = 0;
     std::string out;  // frames not yet written: out[out_offset, size)
     size_t out_offset = 0;
     size_t written_in_front = 0;  // bytes of frames.front() already written

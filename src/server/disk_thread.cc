@@ -47,8 +47,9 @@ DiskThread::~DiskThread() {
   if (thread_.joinable()) stop();
 }
 
-void DiskThread::start(std::function<void(std::vector<raft::Message>&&)> sender) {
+void DiskThread::start(std::function<void(std::vector<raft::Message>&&)> sender, std::function<void()> round_start) {
   sender_ = std::move(sender);
+  round_start_ = std::move(round_start);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -141,6 +142,11 @@ std::optional<raft::PersistAck> DiskThread::take_ack(uint64_t* hold) {
   return std::exchange(ack_, std::nullopt);
 }
 
+bool DiskThread::flush_pending() const {
+  std::lock_guard lk(mu_);
+  return urgent_ > 0 || hold_ != 0;
+}
+
 uint64_t DiskThread::queued_bytes() const {
   std::lock_guard lk(mu_);
   return queued_bytes_;
@@ -209,6 +215,13 @@ void DiskThread::run() {
             // Counted with or without writes waiting (DiskStats::holds_expired).
             stats_.holds_expired++;
             if (!hold_sent_) stats_.holds_expired_unsent++;
+            if (urgent_ == 0 && round_start_) {
+              // No round follows: what the loop queued for it (commit announcements) leaves
+              // now (see "A leader's appends leave when its round starts").
+              lk.unlock();
+              round_start_();
+              lk.lock();
+            }
           }
         } else if (durability_ == Durability::kPeriodic && dirty) {
           if (cv_.wait_until(lk, next_sync) == std::cv_status::timeout) {  // the periodic sync is due
@@ -228,10 +241,16 @@ void DiskThread::run() {
       }  // else woken only to send messages: the queue (lazy Works, or held ones) stays
       round_seq = urgent_seq_;
     }
+    bool urgent = false;
     for (const Work& w : round) {
       hold_after |= w.hold_after;
       wake_loop |= w.wake_loop && !w.lazy;
+      urgent |= !w.lazy;
     }
+    // A leader's appends queued while this round was pending leave now, before its write
+    // (see "A leader's appends leave when its round starts"). After urgent_ went to 0 above:
+    // an append queued later finds no round pending and is flushed by the loop.
+    if (urgent && round_start_) round_start_();
 
     uint64_t bytes = 0;
     uint64_t entries = 0;

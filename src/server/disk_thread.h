@@ -50,12 +50,27 @@
 // follower's) publishes its ack without writing the eventfd, and the loop takes it at its next
 // turn (ack_unseen()). The loop's wake-ups per follower round fall from two to one.
 //
+// A leader's appends leave when its round starts (Node::send). While the thread has a round
+// to start (an urgent Work queued: held, or waiting for the round in progress to end) or a
+// hold is in force (flush_pending()), the loop queues a leader's appends in the peer
+// transport without writing them (PeerTransport::send_later), and the thread calls the
+// `round_start` given to start() (the transport's flush) as it takes a round, before writing
+// it, or as a hold ends at its deadline with no round to start. A follower then gets the
+// round's entries and the commit announcements made meanwhile (the previous round's commit
+// comes while its hold is in force) in one write, instead of an append per loop turn that
+// proposed and one per commit: one wake-up of its loop and one disk round per leader round.
+// The entries lose little by waiting for the round: the leader cannot commit them before its
+// own round made them durable unless every other voter did (two followers of three). The
+// loop flushes at every consensus tick too (kRaftTickMs), which bounds the wait when an
+// fdatasync is slow, and after releasing a hold that no round follows (Node::end_hold).
+//
 // An append() or sync() error stops the process (never retry after a failed fsync: the
 // kernel may have dropped the dirty pages, PostgreSQL's lesson). It prints what failed and
 // _exit()s with kExitDiskFailure (server/fatal.h), before any reply for the affected writes
 // is sent.
 //
-// Thread-safety: submit(), submit_messages(), request_compact(), take_ack(), queued_bytes() and stop() are
+// Thread-safety: submit(), submit_messages(), request_compact(), take_ack(), queued_bytes(),
+// round_pending() and stop() are
 // called by the loop thread; everything else runs on the disk thread.
 #pragma once
 
@@ -128,8 +143,10 @@ class DiskThread {
   DiskThread& operator=(const DiskThread&) = delete;
 
   // sender: sends messages to peers; called on the disk thread (see "Sending after the
-  // sync"). May be empty if submit_messages() is never called.
-  void start(std::function<void(std::vector<raft::Message>&&)> sender = {});
+  // sync"). May be empty if submit_messages() is never called. round_start: called on the
+  // disk thread as it takes a round, before writing it (see "A leader's appends"); may be empty.
+  void start(std::function<void(std::vector<raft::Message>&&)> sender = {},
+             std::function<void()> round_start = {});
   // Queues one Ready's persistence work. hold_after: it carries client writes, so the round
   // that makes it durable holds the next round (`always` mode; see above). wake_loop: the
   // round that makes it durable writes the eventfd (else the loop takes the ack at its next
@@ -159,6 +176,10 @@ class DiskThread {
   // hold that began when it was published (0: the next round is not held).
   std::optional<raft::PersistAck> take_ack(uint64_t* hold = nullptr);
   uint64_t queued_bytes() const;
+  // The thread will call round_start soon: work that starts a round is queued and no round
+  // took it yet, or a hold is in force (its end calls round_start when no round follows it).
+  // False after release_hold() of the hold in force with no such work. Takes the thread's lock.
+  bool flush_pending() const;
   DiskStats stats() const;
   DiskLatency latency() const;  // a copy (~21 KB): for INFO and scrapes, not per command
   void reset_latency();
@@ -221,6 +242,7 @@ class DiskThread {
   raft::Term last_term_;
   raft::HardState hard_state_;
   std::function<void(std::vector<raft::Message>&&)> sender_;
+  std::function<void()> round_start_;
   std::thread thread_;
 };
 

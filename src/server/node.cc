@@ -232,8 +232,13 @@ Status Node::start(int* exit_code) {
     // A follower's acknowledgements leave from the disk thread (disk_thread.h, "Sending after
     // the sync"); the transport takes its lock for them.
     std::function<void(std::vector<raft::Message>&&)> sender;
-    if (transport_) sender = [t = transport_.get()](std::vector<raft::Message>&& m) { t->send_and_flush(std::move(m)); };
-    disk_->start(std::move(sender));
+    // A leader's appends queued while a round was pending leave as it starts (Node::send).
+    std::function<void()> round_start;
+    if (transport_) {
+      sender = [t = transport_.get()](std::vector<raft::Message>&& m) { t->send_and_flush(std::move(m)); };
+      round_start = [t = transport_.get()] { t->flush(); };
+    }
+    disk_->start(std::move(sender), std::move(round_start));
   }
   logged_active_version_ = app_->active_schema_version();
   std::string listening = options_.plain_listen ? format_host_port(options_.bind, port_) : std::string();
@@ -436,6 +441,9 @@ void Node::loop_turn(int timeout_ms) {
     if (transport_) {
       poll_peers();  // reconnects with backoff need a clock
       peers_polled = true;
+      // Appends waiting for a disk round (Node::send) wait at most two ticks: an fdatasync
+      // that takes long does not keep the entries from the followers.
+      transport_->flush_stale();
     }
     replica_->check_transfers();
     if (forwarder_) {
@@ -591,6 +599,9 @@ void Node::end_hold() {
   if (hold_arrived_ * 100 < hold_awaited_ * kGroupHoldReturnPercent && replica_->leader() && !draining_) return;
   disk_->release_hold(hold_);
   hold_ = 0;
+  // No round follows (a leader stepping down or stopping): nothing else would flush the
+  // appends queued for the hold's end (Node::send).
+  if (transport_ && !disk_->flush_pending()) transport_->flush();
 }
 
 void Node::disconnect_stalled_readers() {
@@ -742,7 +753,23 @@ void Node::send(std::vector<raft::Message>&& messages) {
     snapshot_load_->messages.notify_all();
   }
   note_sent(messages);
-  transport_->send_and_flush(std::move(messages));
+  // A leader's appends wait in the peer queues for the start of its next disk round, which
+  // writes their entries, or for the end of the hold in force (disk_thread.h, "A leader's
+  // appends leave when its round starts"): a follower gets one write per leader round instead
+  // of an append per loop turn that proposed and one per commit. Queued first, then asked: a
+  // round taken (or a hold ended) meanwhile may have flushed before they were queued, and
+  // then nothing is pending here, so the loop flushes. Anything else (heartbeats, votes,
+  // snapshots) goes at once, with what waited before it.
+  const bool appends_only = disk_ && std::all_of(messages.begin(), messages.end(), [](const raft::Message& m) {
+                              return m.type == raft::MessageType::kAppend;
+                            });
+  if (appends_only) {
+    transport_->send_later(std::move(messages));
+    if (disk_->flush_pending()) return;
+    transport_->flush();
+  } else {
+    transport_->send_and_flush(std::move(messages));
+  }
   stage_clock_fresh_ = false;  // sockets written: the next stage boundary reads the clock
 }
 

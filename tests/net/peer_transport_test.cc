@@ -461,6 +461,60 @@ TEST(PeerTransport, AMessageArrivingAloneCostsOneRead) {
   ::close(fd);
 }
 
+// send_later() queues without writing (a leader's appends wait for its disk round:
+// server/disk_thread.h); the next flush() writes them, in order with what was queued before
+// and after. Only B is pumped while A must not write: pump() flushes every node it polls.
+TEST(PeerTransport, SendLaterWritesNothingUntilAFlush) {
+  auto a = make_node(1);
+  auto b = make_node(2);
+  a->t->set_address(2, b->addr());
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return a->stats_of(2).connected; }));
+  a->t->send(msg(MessageType::kHeartbeat, 1, 2, 0));
+  std::vector<Message> later;
+  for (uint64_t i = 1; i <= 3; i++) later.push_back(msg(MessageType::kAppend, 1, 2, i));
+  a->t->send_later(std::move(later));
+  EXPECT_EQ(a->stats_of(2).msgs_sent, 0u);
+  EXPECT_GT(a->stats_of(2).queued_bytes, 0u);
+  a->t->flush();
+  EXPECT_EQ(a->stats_of(2).msgs_sent, 4u);
+  EXPECT_EQ(a->stats_of(2).queued_bytes, 0u);
+  ASSERT_TRUE(pump({b.get()}, [&] { return b->got.size() == 4; }));
+  for (uint64_t i = 0; i < 4; i++) EXPECT_EQ(b->got[i].context, i);
+}
+
+// flush_stale() writes a peer's queue only if it was queued at the previous call and nothing
+// was written since: what send_later() queued waits one to two calls (the server calls it
+// every consensus tick), never zero.
+TEST(PeerTransport, FlushStaleWritesOnlyWhatWaitedAWholePeriod) {
+  auto a = make_node(1);
+  auto b = make_node(2);
+  a->t->set_address(2, b->addr());
+  ASSERT_TRUE(pump({a.get(), b.get()}, [&] { return a->stats_of(2).connected; }));
+  auto later = [&](uint64_t context) {
+    std::vector<Message> v;
+    v.push_back(msg(MessageType::kAppend, 1, 2, context));
+    a->t->send_later(std::move(v));
+  };
+  a->t->flush_stale();  // nothing queued: marks nothing
+  later(1);
+  a->t->flush_stale();  // queued just now: waits
+  EXPECT_EQ(a->stats_of(2).msgs_sent, 0u);
+  a->t->flush_stale();  // queued at the previous call, nothing written since: written
+  EXPECT_EQ(a->stats_of(2).msgs_sent, 1u);
+  // Written in between (a disk round's flush): what is queued after that waits again.
+  later(2);
+  a->t->flush_stale();
+  a->t->flush();
+  EXPECT_EQ(a->stats_of(2).msgs_sent, 2u);
+  later(3);
+  a->t->flush_stale();  // bytes were queued at the previous call, but some were written since
+  EXPECT_EQ(a->stats_of(2).msgs_sent, 2u);
+  a->t->flush_stale();
+  EXPECT_EQ(a->stats_of(2).msgs_sent, 3u);
+  ASSERT_TRUE(pump({b.get()}, [&] { return b->got.size() == 3; }));
+  for (uint64_t i = 0; i < 3; i++) EXPECT_EQ(b->got[i].context, i + 1);
+}
+
 TEST(PeerTransport, ReconnectsAndDeliversAfterPeerRestart) {
   auto a = make_node(1);
   auto b = make_node(2);

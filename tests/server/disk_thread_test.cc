@@ -392,6 +392,80 @@ TEST_F(DiskThreadTest, MessagesLeaveAfterTheSyncOfWhatWasSubmittedBefore) {
 // The Readies queued during a hold are one round: one write(2) for all of them (and one
 // fdatasync), and the ack covers the last. (Planted bug, seen failing: append without defer,
 // one write per Ready — 3 appends.)
+// A leader's appends leave as its round starts (disk_thread.h, "A leader's appends leave when
+// its round starts"): round_start runs once per round, before the round's write; while a
+// round is pending or a hold is in force flush_pending() says a call will come, and a hold
+// that ends at its deadline with no round to start calls it too. (Planted bugs, seen failing:
+// round_start called after the write — the first EXPECT_EQ on the appends; the hold's end not
+// calling it — "no round_start at the hold's end".)
+TEST_F(DiskThreadTest, RoundStartRunsBeforeEachRoundsWriteAndAtAHoldsEnd) {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<uint64_t> appends_at_start;  // the log's write(2)s so far, at each call
+  auto round_start = [&] {
+    std::lock_guard lk(mu);
+    appends_at_start.push_back(env_->append_count());
+    cv.notify_all();
+  };
+  auto calls = [&] {
+    std::lock_guard lk(mu);
+    return appends_at_start.size();
+  };
+  auto disk = make(Durability::kAlways, 1000, kHourHold);
+  const uint64_t before = env_->append_count();
+  disk->start({}, round_start);
+  EXPECT_FALSE(disk->flush_pending());
+  disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
+  uint64_t hold = 0;
+  EXPECT_EQ(wait_ack(*disk, &hold).last_index, 1u);
+  ASSERT_NE(hold, 0u);
+  ASSERT_EQ(calls(), 1u);
+  EXPECT_EQ(appends_at_start[0], before) << "round_start ran after the round's write";
+  const uint64_t after_first = env_->append_count();
+  EXPECT_GT(after_first, before);
+  // Held: a call is due when the hold ends, whether or not a round follows.
+  EXPECT_TRUE(disk->flush_pending());
+  disk->submit(raft::HardState{1, 1, 1}, {});  // commit only: starts no round
+  disk->submit(std::nullopt, {entry(2, "b")});
+  EXPECT_TRUE(disk->flush_pending());
+  EXPECT_EQ(calls(), 1u);
+  disk->release_hold(hold);
+  EXPECT_EQ(wait_ack(*disk).last_index, 2u);
+  ASSERT_EQ(calls(), 2u);
+  EXPECT_EQ(appends_at_start[1], after_first) << "round_start ran after the round's write";
+  // No hold (entry 2 carried no client writes) and nothing queued: no call is due.
+  EXPECT_FALSE(disk->flush_pending());
+  // A hold released with no round to follow: the loop flushes itself (Node::end_hold).
+  disk->submit(std::nullopt, {entry(3, "c")}, /*hold_after=*/true);
+  EXPECT_EQ(wait_ack(*disk, &hold).last_index, 3u);
+  ASSERT_NE(hold, 0u);
+  EXPECT_TRUE(disk->flush_pending());
+  disk->release_hold(hold);
+  EXPECT_FALSE(disk->flush_pending());
+  EXPECT_EQ(calls(), 3u);
+  disk->stop();
+  disk.reset();
+
+  // A hold that reaches its deadline with nothing to write still calls round_start, once.
+  auto short_hold = make(Durability::kAlways, 1000, GroupHoldBounds{.max_us = 1000, .capped_by_sync = false});
+  {
+    std::lock_guard lk(mu);
+    appends_at_start.clear();
+  }
+  short_hold->start({}, round_start);
+  short_hold->submit(std::nullopt, {entry(4, "d")}, /*hold_after=*/true);
+  EXPECT_EQ(wait_ack(*short_hold, &hold).last_index, 4u);
+  ASSERT_NE(hold, 0u);
+  {
+    std::unique_lock lk(mu);
+    EXPECT_TRUE(cv.wait_for(lk, std::chrono::milliseconds(kAckTimeoutMs), [&] { return appends_at_start.size() == 2; }))
+        << "no round_start at the hold's end";
+  }
+  EXPECT_EQ(short_hold->stats().rounds, 1u);
+  EXPECT_EQ(short_hold->stats().holds_expired, 1u);
+  short_hold->stop();
+}
+
 TEST_F(DiskThreadTest, ARoundWritesItsReadiesWithOneWrite) {
   // The hold only release_hold() ends: the three Readies queue up until the test says.
   uint64_t hold = 0;
