@@ -22,8 +22,9 @@
 // them. So after a round that carried client writes (submit's `hold_after`), the disk thread
 // holds the next one until the loop calls release_hold() — once as many new writes
 // arrived as the round made durable, the answered cohort is back (Node::end_hold) — or until
-// the hold's deadline: at most kGroupHoldMaxUs and at most the last fdatasync's duration
-// (holding longer than a sync costs more latency than the cohorts it joins save), counted
+// the hold's deadline: at most kGroupHoldMaxUs and, on a single node, at most the last
+// fdatasync's duration (holding longer than a sync costs more latency than the cohorts it
+// joins save; a cluster's leader is not capped so: see cluster_hold_bounds), counted
 // from when the loop sent the answered clients their replies (hold_from_now), or from the
 // sync's end until the loop got that far. (Counted from the sync's end alone, a hold of a
 // fast sync often ran out while the loop was still applying and sending the replies, before
@@ -129,6 +130,14 @@ struct GroupHoldBounds {
   uint64_t max_us = kGroupHoldMaxUs;
   bool capped_by_sync = true;  // and at most the last fdatasync's duration
 };
+// The bounds of a node that has peers: kGroupHoldMaxUs alone, not the fdatasync's duration.
+// A cluster leader's round lasts its fdatasync plus a follower's (begun when the round's
+// appends left) and the acknowledgement's way back, and its clients write again only after
+// that: capped by its own fdatasync (100-300 us on a fast disk) the hold ran out while the
+// answered clients were still coming back, and the stragglers started a round of their own
+// (30-40 writes per round of 50 clients, against 43-45 uncapped; bench/README.md, issue 16
+// item 6), and every node paid that round's costs.
+inline GroupHoldBounds cluster_hold_bounds() { return GroupHoldBounds{.max_us = kGroupHoldMaxUs, .capped_by_sync = false}; }
 
 class DiskThread {
  public:

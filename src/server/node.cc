@@ -228,7 +228,7 @@ Status Node::start(int* exit_code) {
   if (options_.durability != Durability::kNone) {
     disk_ = std::make_unique<DiskThread>(env_, options_.dir, std::move(log_for_recovery_), options_.durability,
                                          options_.fsync_interval_ms, wake_fd_, last_log_index_, last_log_term_,
-                                         hard_state_);
+                                         hard_state_, options_.clustered() ? cluster_hold_bounds() : GroupHoldBounds{});
     // A follower's acknowledgements leave from the disk thread (disk_thread.h, "Sending after
     // the sync"); the transport takes its lock for them.
     std::function<void(std::vector<raft::Message>&&)> sender;

@@ -160,8 +160,9 @@ inline constexpr uint64_t kMallocTrimThresholdBytes = 512ull << 20;
 // Bytes queued for the disk thread; beyond this, same back-pressure.
 inline constexpr uint64_t kDiskQueueBytesMax = 64ull << 20;
 // Group commit (`always`, server/disk_thread.h "Holding the next round"): after a round that
-// made client writes durable, the next round waits at most this long (and at most the last
-// fdatasync's duration, counted from when the loop sent those clients' replies) for their next
+// made client writes durable, the next round waits at most this long (and, on a single node,
+// at most the last fdatasync's duration: cluster_hold_bounds; counted from when the loop sent
+// those clients' replies) for their next
 // writes, and starts as soon as this percentage of that many new writes has been proposed. (At
 // 75 % the last quarter missed the round and formed a second cohort that the next hold, which
 // waits for its own round's clients, kept apart: at pipeline 1, 50 clients, 32 writes per

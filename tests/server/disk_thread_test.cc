@@ -466,6 +466,15 @@ TEST_F(DiskThreadTest, RoundStartRunsBeforeEachRoundsWriteAndAtAHoldsEnd) {
   short_hold->stop();
 }
 
+// A node with peers holds for kGroupHoldMaxUs, not at most its own fdatasync's duration: a
+// cluster leader's clients come back only after a follower's acknowledgement too (see
+// cluster_hold_bounds); a single node's stays capped by it.
+TEST_F(DiskThreadTest, AClusterHoldIsNotCappedByTheSyncsDuration) {
+  EXPECT_FALSE(cluster_hold_bounds().capped_by_sync);
+  EXPECT_EQ(cluster_hold_bounds().max_us, kGroupHoldMaxUs);
+  EXPECT_TRUE(GroupHoldBounds{}.capped_by_sync) << "a single node's hold stays capped by its fdatasync";
+}
+
 TEST_F(DiskThreadTest, ARoundWritesItsReadiesWithOneWrite) {
   // The hold only release_hold() ends: the three Readies queue up until the test says.
   uint64_t hold = 0;
