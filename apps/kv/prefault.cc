@@ -47,8 +47,6 @@ class Prefaulter {
       }
     }
     work_cv_.notify_one();
-    // Part of the state from now on: a snapshot's child must see it.
-    if (p) ::madvise(p, kBlockBytes, MADV_DOFORK);
     return p;
   }
 
@@ -123,7 +121,13 @@ class Prefaulter {
     std::thread([this] { run(); }).detach();  // lives as long as the process (never destroyed)
   }
 
-  // A populated block, kept out of a fork's child until handed out; nullptr if memory is short.
+  // A populated block; nullptr if memory is short. Not kept out of a snapshot's child
+  // (MADV_DONTFORK until handed out, tried first): changing a mapping's flags takes the
+  // process's mmap lock for writing, and so the loop's MADV_DOFORK waited for this thread's
+  // populate, which holds it for reading for a whole 2 MiB page (~5 ms, more when this thread
+  // is preempted meanwhile): 187 waits and turns of up to 146 ms while growing to 10 M keys.
+  // The price: a ready block shared with a child is copied page by page as the loop first
+  // writes it, kPantryBlocks slabs per snapshot at most.
   static void* make_block() {
     void* p;
     try {
@@ -131,7 +135,6 @@ class Prefaulter {
     } catch (const std::bad_alloc&) {
       return nullptr;
     }
-    ::madvise(p, kBlockBytes, MADV_DONTFORK);
     if (::madvise(p, kBlockBytes, MADV_POPULATE_WRITE) != 0 && errno == ENOMEM) {
       ::munmap(p, kBlockBytes);
       return nullptr;

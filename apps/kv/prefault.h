@@ -22,9 +22,12 @@
 //
 // Memory: the pantry's blocks are resident before they are used (kPantryBlocks x 2 MiB, 0.4
 // bytes per key at 10 M keys), and a bucket array's pages at most kPrefaultAheadBytes before
-// the resize's steps would have made them resident. Pantry blocks are kept out of a snapshot's child (MADV_DONTFORK
-// until handed out), so that the loop's first writes to a slab do not copy it page by page
-// while a child shares it.
+// the resize's steps would have made them resident.
+//
+// Locks: a populate (MADV_POPULATE_WRITE) holds the process's mmap lock for reading for a
+// whole 2 MiB page, so a call of the loop that takes it for writing (mmap, munmap, a
+// madvise that changes a mapping's flags, malloc growing its heap) may wait for one page's
+// populate. The thread makes no such call for the loop's sake (prefault.cc, make_block).
 //
 // Threads: any thread may call these (the snapshot load decodes in a thread of its own); a
 // mutex guards the queues, never held across a system call. The thread starts at the first
