@@ -234,22 +234,31 @@ def case_cluster(c):
     print("cluster: -MOVED after each mark and for READONLY writes; one forwarding link on the leader")
 
 
+def forward_to_stopped_leader(leader, follower, writer, reader, write, read):
+    """Stops the leader, sends `write` on the writer's connection and then `read` on the
+    reader's (both to the follower), and waits until the follower has forwarded both to the
+    stopped leader (forward_pending 2, same leader and term): they are then on the link, in
+    that order, whatever the leader does next."""
+    before = follower.info()
+    leader.pause()
+    writer.send([write])
+    reader.send([read])
+
+    def both_sent():
+        i = info_all(follower)
+        return (i["forward_pending"] == "2" and i["leader_id"] == str(leader.id)
+                and i["term"] == before["term"]) and i
+    wait_for(both_sent, LEADER_TIMEOUT_S, "%s to forward the %s and the %s to the stopped %s"
+             % (follower, write[0], read[0], leader))
+
+
 def case_killed(c):
     leader = c.wait_leader(LEADER_TIMEOUT_S)
     follower = next(n for n in c.nodes if n is not leader)
     writer, reader = follower.client(timeout=REPLY_TIMEOUT_S), follower.client(timeout=REPLY_TIMEOUT_S)
     try:
         expect(writer.call("SET", "warm", "1") == "OK", "the first forwarded write failed")  # the link is up
-        before = follower.info()
-        leader.pause()
-        writer.send([("SET", "k", "1")])
-        reader.send([("GET", "warm")])
-
-        def both_sent():
-            i = info_all(follower)
-            return (i["forward_pending"] == "2" and i["leader_id"] == str(leader.id)
-                    and i["term"] == before["term"]) and i
-        wait_for(both_sent, LEADER_TIMEOUT_S, "%s to forward the SET and the GET to the stopped %s" % (follower, leader))
+        forward_to_stopped_leader(leader, follower, writer, reader, ("SET", "k", "1"), ("GET", "warm"))
         leader.kill()
         r = writer.read_reply()
         expect(isinstance(r, resp.RespError) and r.message.startswith(UNKNOWN_OUTCOME),
@@ -280,16 +289,8 @@ def case_bigread(c):
     writer, reader = follower.client(timeout=REPLY_TIMEOUT_S), follower.client(timeout=REPLY_TIMEOUT_S)
     try:
         expect(writer.call("SET", "warm", "1") == "OK", "the first forwarded write failed")  # the link is up
-        before, lead_before = follower.info(), info_all(leader)
-        leader.pause()
-        writer.send([("SET", "k", "1")])
-        reader.send([("SMEMBERS", "big")])
-
-        def both_sent():
-            i = info_all(follower)
-            return (i["forward_pending"] == "2" and i["leader_id"] == str(leader.id)
-                    and i["term"] == before["term"]) and i
-        wait_for(both_sent, LEADER_TIMEOUT_S, "%s to forward the SET and the SMEMBERS to the stopped %s" % (follower, leader))
+        lead_before = info_all(leader)
+        forward_to_stopped_leader(leader, follower, writer, reader, ("SET", "k", "1"), ("SMEMBERS", "big"))
         leader.resume()
         expect(writer.read_reply() == "OK", "the forwarded SET was not answered OK")
         got = reader.read_reply()
