@@ -1129,11 +1129,13 @@ void Replica::end_turn() {
 void Replica::drive() {
   auto ended = [this](raft::Index i, WriteTracker::Proposal&& p, WriteOutcome o) { end_proposal(i, std::move(p), o); };
   // The order of raft.h's Ready contract: stage snapshot chunks; install a snapshot and
-  // start persisting; send; apply; answer reads; answer snapshot reads; acknowledge.
+  // start persisting; send; apply; answer reads; answer snapshot reads; take a snapshot if
+  // the core wants one; acknowledge.
   while (raft_.has_ready()) {
     const raft::Role role_before = last_role_;
     // Committed entries by reference into the core's log (no copy of each payload): valid
-    // until the next step() or snapshot_saved(), neither of which runs before they are applied.
+    // until the next take_ready(), step() or snapshot_saved(), none of which runs before
+    // they are applied.
     raft::Ready rd = raft_.take_ready(raft::ReadyOptions{.committed_by_reference = true});
     for (const raft::SnapshotChunk& c : rd.snapshot_chunks) host_.stage_snapshot_chunk(c);
     std::optional<raft::SnapshotMeta> installed;
@@ -1174,6 +1176,7 @@ void Replica::drive() {
     if (!rd.committed_refs.empty()) raft_.applied_to(applied_index_);
     for (const raft::ReadState& rs : rd.read_states) reads_.answered(rs.context, rs.index);
     for (const raft::SnapshotReadRequest& req : rd.snapshot_reads) host_.read_snapshot_chunk(req);
+    if (rd.snapshot_wanted) host_.snapshot_wanted();
     if (ack) raft_.persisted(*ack);
     last_role_ = raft_.role();
     if (last_role_ != role_before) on_role_change(role_before);

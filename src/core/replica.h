@@ -212,6 +212,14 @@ class ReplicaHost {
   virtual void schema_blocked(const raft::Entry& entry, const ApplyResult& result) { apply_failed(entry, result); }
   // 6. Leader: read the bytes asked of a durable snapshot file; answer with raft.snapshot_chunk().
   virtual void read_snapshot_chunk(const raft::SnapshotReadRequest& request) = 0;
+  // 7. Leader (raft::Config::log_memory_bytes): a follower needs entries the core dropped
+  //    and no snapshot saved is recent enough (raft::Ready::snapshot_wanted). Take one of
+  //    the applied state when the turn's work is done (one at a time: after the one being
+  //    written, if any) and call snapshot_saved() once it is durable. A host whose core
+  //    has no such bound is never called.
+  virtual void snapshot_wanted() {
+    HMDB_ASSERT(false, "raft::Config::log_memory_bytes is set but the host cannot take a snapshot when asked");
+  }
   // The node's role changed (after the Ready that changed it was handled).
   virtual void role_changed(raft::Role before, raft::Role now) = 0;
   // Something an operator should hear of (the server logs it).

@@ -100,6 +100,11 @@ struct Progress {
   uint64_t snapshot_offset = 0;  // next byte to send
   uint64_t snapshot_total = 0;   // its size, once the host read a first chunk (0: not yet)
   uint32_t snapshot_stall_ticks = 0;
+  // Config::log_memory_bytes: no snapshot saved is recent enough for it; a fresh one was
+  // asked for (Ready::snapshot_wanted). The log is not trimmed past snapshot_pin (its
+  // snapshot index when it began to wait, at or below the fresh snapshot's) meanwhile.
+  bool waiting_snapshot = false;
+  Index snapshot_pin = 0;
 };
 
 // A read-index request on the leader, answered once a quorum acknowledged a heartbeat sent
@@ -176,6 +181,11 @@ struct Raft::Impl {
   std::deque<std::pair<NodeId, uint64_t>> reads_waiting_commit;  // before first commit of term
   uint64_t read_seq = 0;
   std::optional<SnapshotMeta> latest_snapshot;  // newest durable snapshot, to send
+  // Config::log_memory_bytes: a fresh snapshot is wanted (Ready::snapshot_wanted), and the
+  // running counts of Status::trimmed_entries and snapshots_wanted.
+  bool snapshot_wanted = false;
+  uint64_t trimmed_entries = 0;
+  uint64_t snapshots_wanted = 0;
 
   // Follower: snapshot being received (staged by the caller chunk by chunk).
   std::optional<SnapshotMeta> staging_meta;
@@ -466,7 +476,12 @@ struct Raft::Impl {
     for (auto& [n, pr] : progress) {
       if (n == id || pr.state != Progress::State::kSnapshot) continue;
       if (++pr.snapshot_stall_ticks >= kSnapshotStallElectionTimeouts * cfg.election_ticks) {
-        request_snapshot_chunk(n, pr);  // a chunk or its answer was lost: send it again
+        if (pr.waiting_snapshot) {
+          pr.snapshot_stall_ticks = 0;
+          want_snapshot();  // the caller could not take one (e.g. its fork failed): ask again
+        } else {
+          request_snapshot_chunk(n, pr);  // a chunk or its answer was lost: send it again
+        }
       }
     }
     if (heartbeat_elapsed >= cfg.heartbeat_ticks) {
@@ -834,7 +849,8 @@ struct Raft::Impl {
     while (!pr.inflight.empty() && pr.inflight.front() <= pr.match) pr.inflight.pop_front();
     if (pr.state == Progress::State::kProbe && (updated || pr.match + 1 >= pr.next)) {
       become_replicate(pr);
-    } else if (pr.state == Progress::State::kSnapshot && pr.match >= pr.snapshot_meta.index) {
+    } else if (pr.state == Progress::State::kSnapshot &&
+               pr.match >= (pr.waiting_snapshot ? log.snapshot_index() : pr.snapshot_meta.index)) {
       become_replicate(pr);
     }
     if (!updated) {
@@ -851,6 +867,7 @@ struct Raft::Impl {
 
   void become_probe(Progress& pr) {
     pr.state = Progress::State::kProbe;
+    pr.waiting_snapshot = false;
     pr.probe_sent = false;
     pr.inflight.clear();
     pr.next = std::max(pr.next, pr.match + 1);
@@ -858,6 +875,7 @@ struct Raft::Impl {
 
   void become_replicate(Progress& pr) {
     pr.state = Progress::State::kReplicate;
+    pr.waiting_snapshot = false;
     pr.probe_sent = false;
     pr.inflight.clear();
     pr.next = pr.match + 1;
@@ -1057,21 +1075,105 @@ struct Raft::Impl {
 
   // ─────────── snapshots ───────────
 
+  // The newest snapshot saved covers every entry the log dropped: it can be sent.
+  bool usable_snapshot() const {
+    return latest_snapshot.has_value() && latest_snapshot->index >= log.snapshot_index();
+  }
+
+  void want_snapshot() {
+    snapshot_wanted = true;
+    snapshots_wanted++;
+  }
+
   void start_snapshot(NodeId to, Progress& pr) {
-    HMDB_ASSERT(latest_snapshot.has_value() && latest_snapshot->index >= log.snapshot_index(),
+    pr.state = Progress::State::kSnapshot;
+    pr.inflight.clear();
+    pr.snapshot_offset = 0;
+    pr.snapshot_total = 0;
+    pr.snapshot_stall_ticks = 0;
+    const bool stale_bug = cfg.bugs.send_stale_snapshot_after_trim && latest_snapshot.has_value();  // PLANTED BUG
+    if (usable_snapshot() || stale_bug) {
+      pr.waiting_snapshot = false;
+      pr.snapshot_meta = *latest_snapshot;
+      request_snapshot_chunk(to, pr);
+      return;
+    }
+    HMDB_ASSERT(cfg.log_memory_bytes > 0,
                 "follower %llu needs entry %llu but the log starts at %llu and no snapshot covers "
                 "it: was the log compacted without snapshot_saved()?",
                 (ull)to, (ull)pr.next, (ull)log.first_index());
-    pr.state = Progress::State::kSnapshot;
-    pr.inflight.clear();
-    pr.snapshot_meta = *latest_snapshot;
-    pr.snapshot_offset = 0;
-    pr.snapshot_total = 0;
-    request_snapshot_chunk(to, pr);
+    // The log dropped entries (Config::log_memory_bytes) past the newest snapshot: ask the
+    // caller for a fresh one, of its applied state, which is at or past every entry dropped.
+    pr.waiting_snapshot = true;
+    pr.snapshot_meta = SnapshotMeta{};
+    pr.snapshot_pin = log.snapshot_index();
+    want_snapshot();
+  }
+
+  // After a snapshot_saved(): followers waiting for a fresh snapshot get it, or, if it is
+  // still older than the log's first entry (it was started before the log was trimmed past
+  // it), the caller is asked for another one at once.
+  void serve_snapshot_waiters() {
+    if (role != InternalRole::kLeader) return;
+    bool still_waiting = false;
+    for (auto& [n, pr] : progress) {
+      if (n == id || pr.state != Progress::State::kSnapshot || !pr.waiting_snapshot) continue;
+      if (!usable_snapshot()) {
+        still_waiting = true;
+        continue;
+      }
+      pr.waiting_snapshot = false;
+      pr.snapshot_meta = *latest_snapshot;
+      pr.snapshot_offset = 0;
+      pr.snapshot_total = 0;
+      request_snapshot_chunk(n, pr);
+    }
+    if (still_waiting) want_snapshot();
+  }
+
+  // Config::log_memory_bytes, at the start of take_ready(): drops the oldest applied and
+  // durable entries while the log holds more than the bound. Every node keeps the bound's
+  // worth, a leader too, even of what every follower holds: a node added later, a
+  // follower that restarts, or one that lags a new leader is then caught up from entries,
+  // not by a snapshot of the whole state (docs/raft.md, "Bounded log memory"). Never past a
+  // follower's snapshot catch-up (its pin, or the snapshot it is being sent): the entries
+  // after that snapshot are what it needs next.
+  void trim_log() {
+    if (cfg.log_memory_bytes == 0 || log.bytes() <= cfg.log_memory_bytes) return;
+    Index limit = std::min({applied, durable_index, commit});
+    if (role == InternalRole::kLeader) {
+      for (auto& [n, pr] : progress) {
+        if (n != id && pr.state == Progress::State::kSnapshot)
+          limit = std::min(limit, pr.waiting_snapshot ? pr.snapshot_pin : pr.snapshot_meta.index);
+      }
+    }
+    if (limit <= log.snapshot_index()) return;
+    Index to = log.snapshot_index();
+    uint64_t bytes = log.bytes();
+    while (to < limit && bytes > cfg.log_memory_bytes) {
+      to++;
+      bytes -= entry_bytes(log.at(to));
+    }
+    to = std::min(to, limit);
+    if (to <= log.snapshot_index()) return;
+    trimmed_entries += to - log.snapshot_index();
+    compact_log_to(to, *log.term_at(to));
+  }
+
+  // Drops the log up to `index` (term `term`), keeping the membership in force there as the
+  // base of the history.
+  void compact_log_to(Index index, Term t) {
+    log.compact_to(index, t);
+    size_t keep = 0;
+    for (size_t i = 0; i < conf_history.size(); i++) {
+      if (conf_history[i].first <= index) keep = i;
+    }
+    conf_history.erase(conf_history.begin(), conf_history.begin() + keep);
   }
 
   void request_snapshot_chunk(NodeId to, Progress& pr) {
-    if (latest_snapshot && !(pr.snapshot_meta == *latest_snapshot)) {
+    if (latest_snapshot && !(pr.snapshot_meta == *latest_snapshot) &&
+        (usable_snapshot() || cfg.bugs.send_stale_snapshot_after_trim)) {
       pr.snapshot_meta = *latest_snapshot;  // a newer snapshot exists: send that one instead
       pr.snapshot_offset = 0;
       pr.snapshot_total = 0;
@@ -1188,7 +1290,20 @@ struct Raft::Impl {
   }
 
   void snapshot_saved(const SnapshotMeta& meta) {
-    if (meta.index <= log.snapshot_index()) return;  // older than what we have
+    if (meta.index <= log.snapshot_index()) {
+      // Older than what the log dropped (Config::log_memory_bytes trimmed it meanwhile): the
+      // newest snapshot if it is exactly at the log's start, else of no use to a follower.
+      if (meta.index == log.snapshot_index() && meta.term == log.snapshot_term() &&
+          (!latest_snapshot || latest_snapshot->index < meta.index)) {
+        HMDB_ASSERT(conf_state_at(meta.index) == meta.conf,
+                    "snapshot at %llu carries a membership that differs from the log's: use "
+                    "conf_state_at(index)",
+                    (ull)meta.index);
+        latest_snapshot = meta;
+      }
+      serve_snapshot_waiters();
+      return;
+    }
     HMDB_ASSERT(meta.index <= applied_handed,
                 "snapshot at %llu beyond the entries handed out to apply (%llu): a snapshot is "
                 "of applied state",
@@ -1207,15 +1322,10 @@ struct Raft::Impl {
                   (ull)commit);
       commit = meta.index;
     }
-    log.compact_to(meta.index, meta.term);
+    compact_log_to(meta.index, meta.term);
     durable_index = std::max(durable_index, meta.index);
     latest_snapshot = meta;
-    // Keep the last conf <= meta.index as the base of the history.
-    size_t keep = 0;
-    for (size_t i = 0; i < conf_history.size(); i++) {
-      if (conf_history[i].first <= meta.index) keep = i;
-    }
-    conf_history.erase(conf_history.begin(), conf_history.begin() + keep);
+    serve_snapshot_waiters();
   }
 
   ConfState conf_state_at(Index index) const {
@@ -1603,10 +1713,11 @@ struct Raft::Impl {
            handed_index < log.last_index() ||
            install || !outbox.empty() || (cfg.after_persist_messages && !held.empty()) ||
            applied_handed < apply_limit() || !read_states.empty() ||
-           !snapshot_reads.empty() || !chunks_out.empty();
+           !snapshot_reads.empty() || !chunks_out.empty() || snapshot_wanted;
   }
 
   Ready take_ready(const ReadyOptions& options) {
+    trim_log();
     if (append_pending) {
       append_pending = false;
       if (role == InternalRole::kLeader) broadcast_append(false);
@@ -1661,6 +1772,8 @@ struct Raft::Impl {
     snapshot_reads.clear();
     rd.snapshot_chunks = std::move(chunks_out);
     chunks_out.clear();
+    rd.snapshot_wanted = snapshot_wanted;
+    snapshot_wanted = false;
     return rd;
   }
 
@@ -1703,11 +1816,13 @@ struct Raft::Impl {
       for (auto& [n, pr] : progress) {
         const bool snap = pr.state == Progress::State::kSnapshot;
         s.progress.push_back({n, pr.match, pr.next, pr.is_learner, snap, snap ? pr.snapshot_offset : 0,
-                              snap ? pr.snapshot_total : 0});
+                              snap ? pr.snapshot_total : 0, snap && pr.waiting_snapshot});
       }
     }
     s.transferee = transferee;
     s.dropped_messages = dropped_messages;
+    s.trimmed_entries = trimmed_entries;
+    s.snapshots_wanted = snapshots_wanted;
     return s;
   }
 };

@@ -10,6 +10,9 @@
 //            persisted(ack)            the disk finished writing what an earlier Ready asked
 //            snapshot_saved(meta)      the shell durably wrote a snapshot: the core may
 //                                      compact its log up to meta.index
+//   With Config::log_memory_bytes the core also drops applied, durable entries without a
+//   snapshot (in take_ready()), and a leader asks for a fresh snapshot (Ready::
+//   snapshot_wanted) when a follower needs a dropped entry and the newest one is too old.
 //
 //   outputs: take_ready() returns a Ready; the caller must, in this order:
 //     0. (follower) write ready.snapshot_chunks to a staging area for that snapshot, in order;
@@ -88,6 +91,17 @@ struct Config {
   // holds: while handed-out ones are not known durable (persisted()), later such messages
   // wait for the next Ready's after_persist, never overtake them in `messages`.
   bool after_persist_messages = false;
+  // The log a node holds in memory beyond what it still needs (0: no bound, every entry
+  // since the last snapshot_saved() stays, as before this bound existed). The oldest
+  // entries that are applied (applied_to()) and durable (persisted()) are dropped without a
+  // snapshot while the log holds more than this many bytes (Status::log_bytes), on every
+  // node. A follower that then needs a dropped entry is sent a snapshot; if
+  // the newest one (snapshot_saved()) is older than the log's first entry, the core asks
+  // the caller for a fresh one (Ready::snapshot_wanted) and keeps every entry after the
+  // point it asked at until that follower has its snapshot (the log of a catch-up by
+  // snapshot is held as it was before the bound, up to the next snapshot_saved()).
+  // Trimming happens in take_ready(). docs/raft.md, "Bounded log memory".
+  uint64_t log_memory_bytes = 0;
 
   // Planted bugs, for proving that the simulator catches them (tests/sim). Never set in
   // the server: `hmdb serve` has no flag for them.
@@ -113,6 +127,11 @@ struct Config {
     // A follower acknowledges appended entries at once, before persisted() covers them
     // (a crash can then lose entries the leader counted).
     bool ack_append_before_persisting = false;
+    // With log_memory_bytes: a follower that needs an entry the bound dropped is sent the
+    // newest snapshot even when it is older than the log's first entry, instead of a fresh
+    // one asked for (Ready::snapshot_wanted): it installs it and needs the dropped entries
+    // after it again, for ever.
+    bool send_stale_snapshot_after_trim = false;
   } bugs;
 };
 
@@ -173,18 +192,25 @@ struct Ready {
   std::vector<Entry> committed;         // to apply, in order (noop/conf entries included)
   // take_ready(ReadyOptions{.committed_by_reference = true}) fills this instead of
   // `committed`: the same entries, in order, as pointers into the core's own log, so that
-  // applying them copies no payload. They stay valid until the next step() or
-  // snapshot_saved(): the only inputs that truncate, compact or replace the core's log
-  // (appending, e.g. propose() while applying, never moves an entry). Apply them first.
+  // applying them copies no payload. They stay valid until the next take_ready(), step()
+  // or snapshot_saved(): the only calls that truncate, compact or replace the core's log
+  // (take_ready() drops applied entries under Config::log_memory_bytes; appending, e.g.
+  // propose() while applying, never moves an entry). Apply them first.
   std::vector<const Entry*> committed_refs;
   std::vector<ReadState> read_states;
   std::vector<SnapshotReadRequest> snapshot_reads;  // leader: read and call snapshot_chunk()
   std::vector<SnapshotChunk> snapshot_chunks;       // follower: stage before installing
+  // Leader with Config::log_memory_bytes: a follower needs an entry the bound dropped, and
+  // the newest snapshot saved is older than the log's first entry. The caller takes a
+  // snapshot of its applied state (one at a time: if one is being written, another once it
+  // is done) and calls snapshot_saved(); the core then sends it. Asked again every
+  // kSnapshotStallElectionTimeouts election timeouts while the follower still waits.
+  bool snapshot_wanted = false;
   bool empty() const {
     return !hard_state && entries.empty() && !snapshot && messages.empty() && after_persist.empty() &&
            committed.empty() &&
            committed_refs.empty() &&
-           read_states.empty() && snapshot_reads.empty() && snapshot_chunks.empty();
+           read_states.empty() && snapshot_reads.empty() && snapshot_chunks.empty() && !snapshot_wanted;
   }
 };
 
@@ -235,10 +261,16 @@ struct Status {
     bool sending_snapshot = false;
     uint64_t snapshot_acked = 0;
     uint64_t snapshot_total = 0;
+    // Waiting for a fresh snapshot (Ready::snapshot_wanted) to be sent one.
+    bool waiting_snapshot = false;
   };
   std::vector<Progress> progress;  // leader only
   NodeId transferee = kNoNode;     // leader: leadership transfer in progress to this node
   uint64_t dropped_messages = 0;   // messages dropped because a bounded queue was full
+  // Config::log_memory_bytes: entries dropped from the log without a snapshot, and the
+  // times a fresh snapshot was asked for (Ready::snapshot_wanted), since construction.
+  uint64_t trimmed_entries = 0;
+  uint64_t snapshots_wanted = 0;
 };
 
 class Raft {

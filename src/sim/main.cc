@@ -10,6 +10,9 @@
 //              an operator's plan (restarts, rollbacks, the gate); docs/simulator.md.
 //   --lying-fsync: fsyncs may lie (synced records vanish at a crash): undetectable, so
 //              runs may fail; shows what the checks see (off in CI).
+//   --log-memory-bytes N: every core drops entries beyond N bytes of log without a snapshot
+//              (raft::Config::log_memory_bytes); a follower that needs one is caught up by a
+//              snapshot its leader's shell takes on demand; the summary counts them.
 //
 // A failing run prints the seed, the violated check, the exact command that replays it and
 // the tail of its trace (the run is replayed with tracing on; same seed, same run).
@@ -53,7 +56,7 @@ void usage() {
                "usage: hmdb-sim [--seed S | --seeds N [--start S]] [--nodes 3|5] [--steps TICKS]\n"
                "                [--ops MAX_CLIENT_OPS] [--bug NAME]... [--no-faults] [--trace] [--keep-going]\n"
                "                [--isolate] [--outcome-checks-only] [--max-seconds S] [--lying-fsync] [--transactions] [--forward]\n"
-               "                [--request-ids] [--digest-marks] [--upgrade] [--sliced-reads]\n"
+               "                [--request-ids] [--digest-marks] [--upgrade] [--sliced-reads] [--log-memory-bytes N]\n"
                "bugs:");
   for (const auto& b : hmdb::sim::bug_names()) std::fprintf(stderr, " %s", b.c_str());
   for (const auto& b : hmdb::sim::shell_bug_names()) std::fprintf(stderr, " %s", b.c_str());
@@ -114,6 +117,7 @@ int main(int argc, char** argv) {
       else if (a == "--digest-marks") base.digest_marks = true;
       else if (a == "--upgrade") base.upgrade = true;
       else if (a == "--sliced-reads") base.sliced_reads = true;
+      else if (a == "--log-memory-bytes") base.log_memory_bytes = std::stoull(value());
       else { usage(); return 2; }
     } catch (const std::exception&) {
       usage();
@@ -151,6 +155,7 @@ int main(int argc, char** argv) {
   uint64_t older_term_leaders = 0, first_older_term_leader = 0;
   uint64_t learner_leaders = 0, first_learner_leader = 0;
   uint64_t forwarded = 0, forward_links_broken = 0;
+  uint64_t snapshots_wanted = 0, wanted_taken = 0, wanted_installs = 0;
   std::array<uint64_t, hmdb::sim::kFaultCount> faults{};
   Options o = base;
   o.trace = false;
@@ -173,6 +178,9 @@ int main(int argc, char** argv) {
     if (r.learner_led && learner_leaders++ == 0) first_learner_leader = s;
     forwarded += r.forwarded;
     forward_links_broken += r.forward_links_broken;
+    snapshots_wanted += r.snapshots_wanted;
+    wanted_taken += r.wanted_snapshots_taken;
+    wanted_installs += r.wanted_snapshot_installs;
     for (size_t f = 0; f < faults.size(); f++) faults[f] += r.faults[f];
     if (!r.ok) {
       failures++;
@@ -198,6 +206,10 @@ int main(int argc, char** argv) {
   if (base.forward)
     std::printf("  forwarded commands %llu, forwarding links broken %llu\n", static_cast<unsigned long long>(forwarded),
                 static_cast<unsigned long long>(forward_links_broken));
+  if (base.log_memory_bytes)
+    std::printf("  fresh snapshots asked for %llu, taken %llu, installed by a follower %llu\n",
+                static_cast<unsigned long long>(snapshots_wanted), static_cast<unsigned long long>(wanted_taken),
+                static_cast<unsigned long long>(wanted_installs));
   std::printf("  fraction of runs that exercised each fault:\n");
   for (size_t f = 0; f < faults.size(); f++)
     std::printf("    %-22s %5.1f%%\n", hmdb::sim::fault_name(static_cast<hmdb::sim::Fault>(f)),

@@ -117,7 +117,7 @@ std::vector<std::string> bug_names() {
   return {"grant_two_votes_per_term", "answer_vote_before_persisting", "commit_old_term_by_counting",
           "apply_before_commit", "keep_log_suffix_on_snapshot_install", "ignore_lease_when_voting",
           "lease_without_drift_margin", "ack_append_before_persisting", "learners_never_campaign",
-          "recovery_cuts_corrupt_log",
+          "send_stale_snapshot_after_trim", "recovery_cuts_corrupt_log",
           "recovery_ignores_snapshot_checksum", "recovery_keeps_replaced_log"};
 }
 
@@ -140,6 +140,7 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
   else if (name == "ack_append_before_persisting") bugs->ack_append_before_persisting = true;
   else if (name == "keep_log_suffix_on_snapshot_install") bugs->keep_log_suffix_on_snapshot_install = true;
   else if (name == "learners_never_campaign") bugs->learners_never_campaign = true;
+  else if (name == "send_stale_snapshot_after_trim") bugs->send_stale_snapshot_after_trim = true;
   else return false;
   return true;
 }
@@ -205,6 +206,8 @@ std::string replay_command(const Options& o) {
   if (o.sliced_reads) cmd += " --sliced-reads";
   if (o.shell_bugs.apply_while_producing) cmd += " --bug apply_while_producing";
   if (o.shell_bugs.send_after_persist_early) cmd += " --bug send_after_persist_early";
+  if (o.log_memory_bytes != 0) cmd += fmt::format(" --log-memory-bytes {}", o.log_memory_bytes);
+  if (o.bugs.send_stale_snapshot_after_trim) cmd += " --bug send_stale_snapshot_after_trim";
   return cmd + " --trace";
 }
 
@@ -531,6 +534,7 @@ class NodeHost final : public core::ReplicaHost {
   void apply_failed(const raft::Entry& entry, const core::ApplyResult& result) override;
   void schema_blocked(const raft::Entry& entry, const core::ApplyResult& result) override;
   void read_snapshot_chunk(const raft::SnapshotReadRequest& request) override;
+  void snapshot_wanted() override;
   void role_changed(raft::Role, raft::Role) override;
   void warn(std::string_view message) override;
   void proposed(raft::Index index, raft::Term term, const std::vector<core::ReplySlot>& slots) override;
@@ -643,6 +647,7 @@ struct Node {
   Index snapshot_index = 0;  // newest snapshot the core knows (saved or installed)
   bool snapshot_in_flight = false;
   Index snapshot_at = 0;  // the split nemesis: snapshot right after applying this (0: none)
+  bool snapshot_wanted = false;  // its core asked for a fresh snapshot (Ready::snapshot_wanted)
 
   // Per incarnation, for monotonicity checks.
   Term last_term = 0;
@@ -804,6 +809,8 @@ class Simulation {
   void apply_write_to_disk(Node& n, Write& w);
   uint64_t disk_done_at(Node& n, uint64_t lo, uint64_t hi);
   void maybe_snapshot(Node& n);
+  // Snapshots taken because a core asked (Options::log_memory_bytes): (index, term).
+  std::set<std::pair<Index, Term>> wanted_snapshots_;
   void take_snapshot(Node& n);
   void check_node(Node& n);
   void mirror_append(Node& n, const Entry& e);
@@ -1145,6 +1152,7 @@ void Simulation::start_node(Node& n) {
   cfg.max_append_bytes = prof_.max_append_bytes;
   cfg.lease_reads = prof_.lease_reads;
   cfg.after_persist_messages = prof_.after_persist_messages;
+  cfg.log_memory_bytes = opt_.log_memory_bytes;
   cfg.seed = rng_.next();
   cfg.bugs = opt_.bugs;
 
@@ -1196,6 +1204,7 @@ void Simulation::start_node(Node& n) {
   for (const Entry& e : n.disk.entries) n.mirror.emplace_back(e.term, entry_hash(e));
   n.staging.clear();
   n.snapshot_in_flight = false;
+  n.snapshot_wanted = false;
   n.last_term = n.disk.hard_state.term;
   n.last_commit = 0;
   n.last_role = Role::kFollower;
@@ -1545,6 +1554,16 @@ void NodeHost::forward_transaction(core::ClientSession& s, uint64_t seq,
   node_->forwarder->forward_transaction(s.id, seq, s.protocol, write, commands);
 }
 
+// The leader's core wants a fresh snapshot (Options::log_memory_bytes): taken at the end of
+// this node's turn (Simulation::maybe_snapshot), as the server does.
+void NodeHost::snapshot_wanted() {
+  Simulation& sim = *sim_;
+  Node& n = *node_;
+  n.snapshot_wanted = true;
+  sim.result_.snapshots_wanted++;
+  sim.ev(52, n.id, n.applied, 0, [&] { return fmt::format("n{} core wants a fresh snapshot (applied {})", n.id, n.applied); });
+}
+
 void NodeHost::role_changed(raft::Role, raft::Role) {
   if (node_->forwarder) sim_->sync_forwarder(*node_);  // as the server's Node::role_changed
 }
@@ -1597,6 +1616,7 @@ void Simulation::install_snapshot(Node& n, const raft::SnapshotMeta& m, bool bac
   if (!result_.ok) return;
   const bool replaced_longer = n.mirror_last() > m.index;
   mark(Fault::kSnapshotInstall);
+  if (wanted_snapshots_.count({m.index, m.term})) result_.wanted_snapshot_installs++;
   if (m.index < n.applied) {
     fail("snapshot-install", fmt::format("n{} told to install snapshot {} below its applied index {}", n.id, m.index, n.applied));
     return;
@@ -2156,6 +2176,19 @@ void Simulation::upgrade_tick() {
 void Simulation::maybe_snapshot(Node& n) {
   if (n.loading) return;  // its state is not the log's until the load ends (server/snapshot.cc)
   if (n.replica->schema_block()) return;  // its state is no index's: it takes none (docs/cluster.md)
+  if (n.snapshot_wanted && !n.snapshot_in_flight && n.snapshot_at == 0) {
+    // Asked for by the core (Options::log_memory_bytes): one at a time, like the server's.
+    n.snapshot_wanted = false;
+    if (n.applied > n.snapshot_index) {
+      wanted_snapshots_.insert({n.applied, n.applied_term});
+      result_.wanted_snapshots_taken++;
+      ev(53, n.id, n.applied, n.applied_term, [&] {
+        return fmt::format("n{} takes the snapshot its core asked for at {}/{}", n.id, n.applied, n.applied_term);
+      });
+      take_snapshot(n);
+      return;
+    }
+  }
   if (n.snapshot_in_flight || n.snapshot_at != 0 || n.applied < n.snapshot_index + prof_.snapshot_every) return;
   // The split nemesis's third leader keeps the snapshot it took inside the split until the
   // node with the conflicting suffix has had it (a newer one would be sent instead).
@@ -2383,8 +2416,16 @@ void Simulation::check_node(Node& n) {
     fail("applied<=commit<=last", fmt::format("n{} applied={} commit={} last={}", n.id, n.applied, st.commit, st.last_index));
     return;
   }
-  if (st.first_index != n.snapshot_index + 1) {
+  if (opt_.log_memory_bytes == 0 && st.first_index != n.snapshot_index + 1) {
     fail("snapshot+1==first", fmt::format("n{} snapshot index {} but first log index {}", n.id, n.snapshot_index, st.first_index));
+    return;
+  }
+  // With the bound the core also drops entries without a snapshot: never before its newest
+  // snapshot, never an entry not yet applied.
+  if (opt_.log_memory_bytes != 0 &&
+      (st.first_index < n.snapshot_index + 1 || (st.first_index > n.snapshot_index + 1 && st.first_index > n.applied + 1))) {
+    fail("snapshot+1==first", fmt::format("n{} snapshot index {} applied {} but first log index {}", n.id, n.snapshot_index,
+                                          n.applied, st.first_index));
     return;
   }
   if (st.last_index != n.mirror_last()) {
@@ -3870,6 +3911,7 @@ struct IsolatedSummary {
   bool older_term_leader;
   bool learner_led;
   uint64_t forwarded, forward_links_broken;
+  uint64_t snapshots_wanted, wanted_snapshots_taken, wanted_snapshot_installs;
   bool faults[kFaultCount];
   char check[64];
   char detail[512];
@@ -3896,6 +3938,9 @@ RunResult run_simulation_isolated(const Options& o) {
     s.learner_led = r.learner_led;
     s.forwarded = r.forwarded;
     s.forward_links_broken = r.forward_links_broken;
+    s.snapshots_wanted = r.snapshots_wanted;
+    s.wanted_snapshots_taken = r.wanted_snapshots_taken;
+    s.wanted_snapshot_installs = r.wanted_snapshot_installs;
     for (size_t f = 0; f < kFaultCount; f++) s.faults[f] = r.faults[f];
     std::snprintf(s.check, sizeof s.check, "%s", r.check.c_str());
     std::snprintf(s.detail, sizeof s.detail, "%s", r.detail.c_str());
@@ -3931,6 +3976,9 @@ RunResult run_simulation_isolated(const Options& o) {
   r.learner_led = s.learner_led;
   r.forwarded = s.forwarded;
   r.forward_links_broken = s.forward_links_broken;
+  r.snapshots_wanted = s.snapshots_wanted;
+  r.wanted_snapshots_taken = s.wanted_snapshots_taken;
+  r.wanted_snapshot_installs = s.wanted_snapshot_installs;
   for (size_t f = 0; f < kFaultCount; f++) r.faults[f] = s.faults[f];
   r.check = s.check;
   r.detail = s.detail;

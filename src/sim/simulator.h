@@ -191,6 +191,13 @@ struct Options {
   // linearizability check as a GET of that key (docs/simulator.md). Off by default, so that
   // the other sweeps' runs stay as they were.
   bool sliced_reads = false;
+  // raft::Config::log_memory_bytes of every node (0: no bound, the default, so that every
+  // other sweep's runs stay as they were). A tiny bound makes the cores drop entries without
+  // a snapshot all the time, and a leader ask its shell for a fresh snapshot (Ready::
+  // snapshot_wanted) whenever a follower needs a dropped entry; the shell takes it at the
+  // end of that node's turn (after the one it is writing, if any). Checks: as for every run
+  // (a follower that never catches up fails liveness; a wrong state, state-digest).
+  uint64_t log_memory_bytes = 0;
 };
 
 struct RunResult {
@@ -215,6 +222,12 @@ struct RunResult {
   // (their node crashed, or refused the connection).
   uint64_t forwarded = 0;
   uint64_t forward_links_broken = 0;
+  // Options::log_memory_bytes: times a leader asked for a fresh snapshot, snapshots taken
+  // because one asked, and installs (on followers) of such a snapshot: a follower caught up
+  // by a snapshot taken on demand.
+  uint64_t snapshots_wanted = 0;
+  uint64_t wanted_snapshots_taken = 0;
+  uint64_t wanted_snapshot_installs = 0;
   std::array<bool, kFaultCount> faults{};
   std::vector<std::string> trace;  // only with Options::trace
 };

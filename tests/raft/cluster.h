@@ -45,6 +45,8 @@ struct MemNode {
     std::string snap_data;
   };
   std::vector<Write> unsynced;
+  // Readies that asked for a fresh snapshot (Ready::snapshot_wanted).
+  uint64_t snapshots_wanted = 0;
 
   Index durable_last_index() const { return log.empty() ? (snap ? snap->index : 0) : log.back().index; }
   Term durable_last_term() const { return log.empty() ? (snap ? snap->term : 0) : log.back().term; }
@@ -187,6 +189,9 @@ class Cluster {
   // false: writes become durable only at sync(id), and crash() loses what was not synced.
   bool sync_disk = true;
   std::function<void(NodeId, const Entry&)> on_apply;
+  // A Ready's snapshot_wanted: take the snapshot at once (compact()), as a shell with no
+  // snapshot running does. false: only count it (MemNode::snapshots_wanted).
+  bool snapshot_when_wanted = true;
 
   // Creates node `id` with empty storage and the given initial membership.
   void add_node(NodeId id, const Config& base, const ConfState& conf) {
@@ -320,6 +325,12 @@ class Cluster {
         uint64_t end = std::min<uint64_t>(total, req.offset + req.length);
         n.raft->snapshot_chunk(req.to, req.meta, req.offset, total,
                                n.snap_data.substr(req.offset, end - req.offset), end == total);
+      }
+      // 7. a fresh snapshot asked for (leader, Config::log_memory_bytes).
+      if (rd.snapshot_wanted) {
+        n.snapshots_wanted++;
+        out(std::to_string(id) + " snapshot wanted");
+        if (snapshot_when_wanted) compact(id);
       }
     }
     return any;

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "cluster.h"
+#include "raft/raft_log.h"
 
 namespace hmdb::raft {
 namespace {
@@ -866,6 +867,166 @@ TEST(RaftMayNotLead, CandidateAndLeaderStepDown) {
 }
 
 }  // namespace may_lead
+
+// Config::log_memory_bytes (docs/raft.md, "Bounded log memory").
+namespace log_memory {
+
+using testing::Cluster;
+
+Cluster three_nodes(uint64_t log_memory_bytes) {
+  Cluster c;
+  Config cfg;
+  cfg.log_memory_bytes = log_memory_bytes;
+  cfg.snapshot_chunk_bytes = 16;
+  ConfState conf;
+  conf.voters = {1, 2, 3};
+  for (NodeId id : {1, 2, 3}) c.add_node(id, cfg, conf);
+  return c;
+}
+
+void propose(Cluster& c, NodeId leader, int n, const std::string& prefix) {
+  for (int i = 0; i < n; i++)
+    ASSERT_EQ(c.nodes.at(leader).raft->propose(EntryType::kNormal, 1, prefix + std::to_string(i)).error,
+              ProposeError::kNone);
+  c.stabilize(false);
+}
+
+// A single node drops its oldest applied, durable entries beyond the bound; without the
+// bound (0) it keeps every entry since its last snapshot, as before.
+TEST(RaftLogMemory, SingleNodeKeepsTheBoundsWorthWithoutASnapshot) {
+  for (uint64_t bound : {uint64_t{0}, 3 * (kEntryOverheadBytes + 2)}) {
+    Config cfg = one_node_config();
+    cfg.log_memory_bytes = bound;
+    Raft r(cfg, fresh({1}));
+    elect_single(r);
+    HardState hs;
+    Index applied = 0;
+    for (int i = 0; i < 10; i++) {
+      std::string v = "v" + std::to_string(i);
+      ASSERT_EQ(r.propose(EntryType::kNormal, 1, v).error, ProposeError::kNone);
+      Ready rd = r.take_ready();
+      EXPECT_FALSE(rd.snapshot_wanted);
+      if (rd.hard_state) hs = *rd.hard_state;
+      for (const Entry& e : rd.committed) applied = e.index;
+      if (!rd.committed.empty()) r.applied_to(applied);
+      r.persisted(ack_for(rd, hs));
+      rd = r.take_ready();  // the commit
+      for (const Entry& e : rd.committed) applied = e.index;
+      if (!rd.committed.empty()) r.applied_to(applied);
+    }
+    r.take_ready();  // trims what the last one applied
+    Status s = r.status();
+    EXPECT_EQ(s.last_index, 11u) << "noop + 10";
+    EXPECT_EQ(s.commit, 11u);
+    if (bound == 0) {
+      EXPECT_EQ(s.first_index, 1u);
+      EXPECT_EQ(s.trimmed_entries, 0u);
+    } else {
+      EXPECT_EQ(s.first_index, 9u) << "the last three entries fit in the bound";
+      EXPECT_EQ(s.log_bytes, bound);
+      EXPECT_EQ(s.trimmed_entries, 8u);
+    }
+    EXPECT_EQ(s.snapshots_wanted, 0u);
+  }
+}
+
+// Every node, the leader too, keeps the bound's worth of applied, durable entries (its
+// oldest beyond the bound go), even of what every follower holds: a node added later, or
+// one that lags a new leader, is caught up from them.
+TEST(RaftLogMemory, EveryNodeKeepsTheBoundsWorth) {
+  const uint64_t bound = 5 * (kEntryOverheadBytes + 2);
+  Cluster c = three_nodes(bound);
+  may_lead::elect(c, 1);
+  propose(c, 1, 20, "v");
+  c.tick(1);  // a heartbeat: the followers learn the last commit, and every node takes a Ready
+  c.stabilize(false);
+  c.tick(1);
+  c.stabilize(false);
+  for (NodeId f : {1, 2, 3}) {
+    Status s = c.nodes.at(f).raft->status();
+    EXPECT_LE(s.log_bytes, bound) << "follower " << f;
+    EXPECT_GT(s.log_bytes, bound - 2 * (kEntryOverheadBytes + 2)) << "follower " << f << " keeps about the bound";
+    EXPECT_GT(s.first_index, 1u) << "follower " << f;
+  }
+  for (NodeId id : {1, 2, 3}) EXPECT_EQ(c.nodes.at(id).snapshots_wanted, 0u);
+  EXPECT_EQ(c.nodes.at(2).state, c.nodes.at(1).state);
+}
+
+// A follower that was away while the leader dropped entries beyond the bound: no snapshot is
+// recent enough, so the leader asks for one (Ready::snapshot_wanted), keeps its log from
+// where it asked, and streams the fresh snapshot once saved; the follower ends with every
+// entry's effect. A snapshot saved that is older than the log's start is not sent: the leader
+// asks again at once.
+TEST(RaftLogMemory, AFollowerThatNeedsADroppedEntryGetsAFreshSnapshot) {
+  const uint64_t bound = 3 * (kEntryOverheadBytes + 2);
+  Cluster c = three_nodes(bound);
+  c.snapshot_when_wanted = false;
+  may_lead::elect(c, 1);
+  propose(c, 1, 3, "a");
+  ASSERT_TRUE(c.compact(1));  // an old snapshot, at 4
+  const Index old_snapshot = c.nodes.at(1).snap->index;
+  c.nodes.at(3).down = true;
+  propose(c, 1, 20, "b");
+  c.tick(1);  // a Ready after the last apply: the core trims in take_ready()
+  c.stabilize(false);
+  Status l = c.nodes.at(1).raft->status();
+  ASSERT_GT(l.first_index, old_snapshot + 1) << "the bound dropped entries past the snapshot";
+  EXPECT_LE(l.log_bytes, bound);
+  const Index pin = l.first_index - 1;
+  // Node 3 is back: it needs entry 5 (after the old snapshot), long dropped.
+  c.nodes.at(3).down = false;
+  c.tick(1);
+  c.stabilize(false);
+  EXPECT_EQ(c.nodes.at(1).snapshots_wanted, 1u);
+  auto progress_of_3 = [&] {
+    for (const Status::Progress& p : c.nodes.at(1).raft->status().progress)
+      if (p.id == 3) return p;
+    ADD_FAILURE() << "no progress for node 3";
+    return Status::Progress{};
+  };
+  EXPECT_TRUE(progress_of_3().waiting_snapshot);
+  EXPECT_TRUE(progress_of_3().sending_snapshot);
+  // More writes meanwhile: the log is kept from where the leader asked.
+  propose(c, 1, 10, "c");
+  EXPECT_EQ(c.nodes.at(1).raft->status().first_index, pin + 1);
+  EXPECT_EQ(c.nodes.at(3).raft->status().commit, 4u) << "nothing reached node 3 yet";
+  // A snapshot older than the log's start (as one started before the log was trimmed
+  // would be): not sent, asked for again.
+  ASSERT_TRUE(c.compact(1, pin - 1));
+  EXPECT_EQ(c.nodes.at(1).snapshots_wanted, 1u);
+  c.stabilize(false);
+  EXPECT_EQ(c.nodes.at(1).snapshots_wanted, 2u) << "the stale snapshot made the leader ask again";
+  EXPECT_TRUE(progress_of_3().waiting_snapshot);
+  // The fresh one: streamed in chunks and installed; node 3 then takes entries again.
+  ASSERT_TRUE(c.compact(1));
+  c.stabilize(false);
+  EXPECT_FALSE(progress_of_3().sending_snapshot);
+  propose(c, 1, 2, "d");
+  c.tick(1);
+  c.stabilize(false);
+  EXPECT_EQ(c.nodes.at(3).raft->status().commit, c.nodes.at(1).raft->status().commit);
+  EXPECT_EQ(c.nodes.at(3).state, c.nodes.at(1).state) << "node 3 holds every write";
+  EXPECT_EQ(c.nodes.at(3).state.size(), 3u + 20 + 10 + 2);
+  EXPECT_GT(c.nodes.at(1).raft->status().trimmed_entries, 0u);
+}
+
+// The same with the shell answering every ask at once (Cluster::snapshot_when_wanted).
+TEST(RaftLogMemory, FreshSnapshotTakenWhenAskedCatchesTheFollowerUp) {
+  Cluster c = three_nodes(2 * (kEntryOverheadBytes + 2));
+  may_lead::elect(c, 1);
+  c.nodes.at(2).down = true;
+  propose(c, 1, 30, "x");
+  c.nodes.at(2).down = false;
+  for (int i = 0; i < 3; i++) {
+    c.tick(1);
+    c.stabilize(false);
+  }
+  EXPECT_EQ(c.nodes.at(1).snapshots_wanted, 1u);
+  EXPECT_EQ(c.nodes.at(2).state, c.nodes.at(1).state);
+  EXPECT_EQ(c.nodes.at(2).state.size(), 30u);
+}
+
+}  // namespace log_memory
 
 TEST(RaftConfChange, EncodeDecodeRoundTrip) {
   ConfChange cc;

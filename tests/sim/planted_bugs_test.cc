@@ -17,7 +17,7 @@ constexpr uint64_t kMaxSeedsPerBug = 400;
 
 void expect_caught(const std::string& bug, bool protocol_checks = true, uint64_t max_seeds = kMaxSeedsPerBug,
                    bool forward = false, bool request_ids = false, bool digest_marks = false, bool upgrade = false,
-                   bool sliced_reads = false) {
+                   bool sliced_reads = false, uint64_t log_memory_bytes = 0) {
   uint64_t aborts = 0;
   for (uint32_t nodes : {3u, 5u}) {
     for (uint64_t s = 1; s <= max_seeds; s++) {
@@ -30,6 +30,7 @@ void expect_caught(const std::string& bug, bool protocol_checks = true, uint64_t
       o.digest_marks = digest_marks;
       o.upgrade = upgrade;
       o.sliced_reads = sliced_reads;
+      o.log_memory_bytes = log_memory_bytes;
       ASSERT_TRUE(set_bug(&o, bug));
       // Forked: a core that aborts on some seed must not take the test down. An abort is
       // the core's own assertion, not the simulator's check, so it does not count as caught.
@@ -51,6 +52,15 @@ void expect_caught(const std::string& bug, bool protocol_checks = true, uint64_t
                 << "lacks teeth (or the core ignores the flag)";
 }
 
+// With a tiny log memory bound (Options::log_memory_bytes), a leader that sends a follower
+// its newest snapshot although it is older than the log's first entry, instead of asking
+// for a fresh one: the follower installs it and needs the dropped entries after it again,
+// for ever; liveness sees it behind after the heal (3 nodes, seed 3; 140 of the first ~495
+// 3-node seeds).
+TEST(PlantedBugs, SendStaleSnapshotAfterTrim) {
+  expect_caught("send_stale_snapshot_after_trim", true, kMaxSeedsPerBug, false, false, false, false, false,
+                /*log_memory_bytes=*/300);
+}
 TEST(PlantedBugs, GrantTwoVotesPerTerm) { expect_caught("grant_two_votes_per_term"); }
 TEST(PlantedBugs, AnswerVoteBeforePersisting) { expect_caught("answer_vote_before_persisting"); }
 TEST(PlantedBugs, CommitOldTermByCounting) { expect_caught("commit_old_term_by_counting"); }
