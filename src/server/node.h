@@ -173,6 +173,7 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   // the node blocks there (once) and says so.
   void note_refused_snapshot();
   void read_snapshot_chunk(const raft::SnapshotReadRequest& request) override;
+  void snapshot_wanted() override;
   void role_changed(raft::Role before, raft::Role now) override;
   void warn(std::string_view message) override;  // both hosts'
 
@@ -486,6 +487,9 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   raft::SnapshotMeta snapshot_meta_;
   uint64_t snapshot_started_ms_ = 0;
   uint64_t snapshot_log_bytes_at_start_ = 0;
+  // The consensus core asked for a fresh snapshot (raft::Ready::snapshot_wanted): taken at
+  // the end of the turn (maybe_auto_snapshot).
+  bool core_wants_snapshot_ = false;
   bool snapshot_again_ = false;
   // An active schema version whose snapshot layout the app refused to write this state in
   // (the child said so): snapshots are then written in the newest layout (0: none).

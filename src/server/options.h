@@ -31,6 +31,11 @@ struct ServerOptions {
   Durability durability = Durability::kAlways;
   uint64_t fsync_interval_ms = 1000;
   uint64_t snapshot_log_bytes = 256ull << 20;  // take a snapshot once the log grew this much
+  // Applied, durable log entries kept in memory for followers that fall behind (not in mode
+  // none, which trims its own log)
+  // (raft::Config::log_memory_bytes; 0: no bound). docs/decisions.md, "The log a node holds
+  // in memory is bounded": 32 MiB is 3.4 bytes per key at 10 M keys.
+  uint64_t log_memory_bytes = 32ull << 20;
   uint64_t max_bulk_bytes = net::kDefaultMaxBulkBytes;
   uint64_t max_clients = 10000;
   uint16_t metrics_port = 0;  // Prometheus endpoint on bind:metrics_port (server/metrics.h); 0: off

@@ -139,6 +139,9 @@ Status Node::recover(int* exit_code) {
 
   raft::Config config;
   config.id = clustered ? options_.node_id : kSingleNodeId;
+  // Mode none trims its log itself, behind the applied index (trim_unlogged_log): it has no
+  // follower to keep entries for.
+  config.log_memory_bytes = options_.durability == Durability::kNone ? 0 : options_.log_memory_bytes;
   if (clustered) {
     config.election_ticks = static_cast<uint32_t>(std::max<uint64_t>(2, options_.election_timeout_ms / kRaftTickMs));
     config.heartbeat_ticks = static_cast<uint32_t>(std::max<uint64_t>(1, options_.heartbeat_ms / kRaftTickMs));

@@ -574,6 +574,7 @@ core::ShellResult Node::config_command(Session& s, Args argv, std::string* out) 
         {"hmdb-durability", durability_name(options_.durability)},
         {"hmdb-fsync-interval-ms", std::to_string(options_.fsync_interval_ms)},
         {"hmdb-snapshot-log-bytes", std::to_string(options_.snapshot_log_bytes)},
+        {"hmdb-log-memory-bytes", std::to_string(options_.log_memory_bytes)},
         {"notify-keyspace-events", core::format_notify_flags(replica_->pubsub().notify_flags())},
         {"hmdb-events-retain-bytes", std::to_string(options_.events_retain_bytes)},
         {"hmdb-subscriber-output-bytes", std::to_string(options_.subscriber_output_bytes)},

@@ -50,7 +50,20 @@ constexpr int kSnapshotWritebackPeriodMs = 50;
 constexpr int kSnapshotChildLayoutRefused = 3;
 }  // namespace
 
+void Node::snapshot_wanted() { core_wants_snapshot_ = true; }
+
 void Node::maybe_auto_snapshot() {
+  if (core_wants_snapshot_) [[unlikely]] {
+    // A follower needs entries the core dropped (--log-memory-bytes) and no snapshot file is
+    // recent enough: one of the applied state, now or (start_snapshot's "again") once the
+    // one being written is done. The core sends it when snapshot_saved() brings it.
+    core_wants_snapshot_ = false;
+    log_line("snapshot: a follower needs log entries this node no longer holds in memory (--log-memory-bytes {}): "
+             "taking a snapshot to send it",
+             options_.log_memory_bytes);
+    start_snapshot();
+    return;
+  }
   if (options_.durability == Durability::kNone || snapshot_pid_ > 0 || draining_) return;
   if (replica_->schema_block()) return;  // its state is no index's (start_snapshot)
   if (log_bytes_since_snapshot_ < options_.snapshot_log_bytes) return;

@@ -69,6 +69,10 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
                         "take a snapshot once the log grew this many bytes since the last one")
       ->check(CLI::Range(uint64_t{1} << 20, ~uint64_t{0}))
       ->capture_default_str();
+  cmd->add_option("--log-memory-bytes", f->options.log_memory_bytes,
+                  "applied log entries kept in memory for followers that fall behind (0: every entry since "
+                  "the last snapshot); a follower behind them gets a snapshot")
+      ->capture_default_str();
   cmd->add_option("--max-bulk-bytes", f->options.max_bulk_bytes, "largest bulk string a client may send")
       ->check(CLI::Range(uint64_t{1}, uint64_t{4} << 30))
       ->capture_default_str();

@@ -284,6 +284,8 @@ StatisticsSources distinct_sources() {
   s.raft.last_index = 1023;
   s.raft.first_index = 24;
   s.raft.log_bytes = 125;
+  s.raft.trimmed_entries = 1201;
+  s.raft.snapshots_wanted = 1202;
   s.raft.conf.voters = {1, 2, 3};
   s.raft.conf.learners = {4};
   s.leader_changes = 25;
@@ -449,6 +451,9 @@ constexpr std::string_view kGoldenInfoAll =
     "first_index:24\r\n"
     "log_entries:1000\r\n"
     "log_bytes:125\r\n"
+    "log_memory_bytes:33554432\r\n"
+    "log_trimmed_entries:1201\r\n"
+    "snapshots_wanted:1202\r\n"
     "voters:1,2,3\r\n"
     "learners:4\r\n"
     "leader_changes:25\r\n"
@@ -585,6 +590,9 @@ TEST(InfoText, FollowerAndSingleNodeAsBefore) {
             "first_index:1\r\n"
             "log_entries:21\r\n"
             "log_bytes:0\r\n"
+            "log_memory_bytes:33554432\r\n"
+            "log_trimmed_entries:0\r\n"
+            "snapshots_wanted:0\r\n"
             "voters:1,2,3\r\n"
             "learners:\r\n"
             "leader_changes:0\r\n"

@@ -42,6 +42,14 @@ each case starts its own 3-node cluster (tests/system/cluster.py) and checks one
              SHARDS, INFO and MYID with one shard owning slots 0-16383, the leader its master
              and the other members its replicas; INFO says cluster_enabled:1. After kill -9
              of the leader every surviving node reports the new leader as master.
+  logmem     (issue 16 item 7) --log-memory-bytes LOGMEM_BOUND: a follower is killed, the
+             leader takes LOGMEM_WRITES SETs from redis-cli (several times the bound, less than
+             --snapshot-log-bytes, so no snapshot is taken by the size rule) and drops the
+             entries beyond the bound from memory (INFO log_bytes, first_index). The follower
+             restarts: the leader asks for a fresh snapshot (INFO snapshots_wanted, a log line),
+             the follower installs it and then holds every key (read back with redis-cli,
+             READONLY); digests agree. Then the follower is killed for a few writes (within the
+             bound): it catches up from entries, no snapshot asked for.
   names      every address is localhost:PORT (--bind, --peer-addr, --initial-cluster):
              peers dial the name, -MOVED, INFO and CLUSTER MEMBERS carry it, `hmdb cluster
              status` follows it, and the failover case passes as with numeric addresses.
@@ -88,6 +96,12 @@ SNAPSHOT_CASE_VALUE_BYTES = 1024
 # Messages to peers the follower's loop must send while it loads the leader's snapshot (a
 # loop that loaded in its own turn would never finish the load: the case times out).
 SNAPSHOT_CASE_LOAD_MESSAGES = 10
+# Logmem case: the log memory bound, and the SETs (of ~LOGMEM_VALUE_BYTES) written while the
+# follower is down: 6 times the bound, under --snapshot-log-bytes (1 MiB here).
+LOGMEM_BOUND = 65536
+LOGMEM_WRITES = 3000
+LOGMEM_VALUE_BYTES = 100
+LOGMEM_FEW_WRITES = 20
 # A removed node's exit code (kExitRemoved, src/server/node.h; docs/cluster.md) and how
 # long it may take to stop once it can hear from the members (it is refused at its next
 # dial: a re-dial backoff of at most 1 s, then the drain).
@@ -319,6 +333,65 @@ def case_snapshot(c):
     with down.client() as dc:
         dc.call("READONLY")
         expect(dc.call("GET", "early") == b"1", "the snapshot lost an early write")
+
+
+def redis_cli(node, commands):
+    """Runs `commands` (lists of words) on one connection of the real redis-cli to `node`;
+    returns its reply lines."""
+    text = "".join(" ".join(words) + "\n" for words in commands)
+    out = subprocess.run(["redis-cli", "-h", node.ip, "-p", str(node.client_port)], input=text, capture_output=True,
+                         text=True, timeout=120)
+    expect(out.returncode == 0, "redis-cli failed: %r" % out.stderr)
+    return out.stdout.splitlines()
+
+
+def case_logmem(c):
+    leader = c.wait_leader(LEADER_TIMEOUT_S)
+    down = next(n for n in c.nodes if n is not leader)
+    expect(leader.call("SET", "early", "1") == "OK", "write refused")
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    expect(int(leader.info()["log_memory_bytes"]) == LOGMEM_BOUND, "INFO: %s" % leader.info())
+    down.kill()
+    pad = "x" * LOGMEM_VALUE_BYTES
+    value = lambda i: "%d-%s" % (i, pad)  # noqa: E731
+    replies = redis_cli(leader, [["SET", "m:%d" % i, value(i)] for i in range(LOGMEM_WRITES)])
+    expect(replies == ["OK"] * LOGMEM_WRITES, "redis-cli SETs: %d replies, not all OK: %r" % (len(replies), replies[:5]))
+    info = leader.info()
+    expect(int(info["log_bytes"]) <= LOGMEM_BOUND + 4096,
+           "the leader holds %s bytes of log, bound %d" % (info["log_bytes"], LOGMEM_BOUND))
+    expect(int(info["log_trimmed_entries"]) > LOGMEM_WRITES // 2, "few entries dropped: %s" % info)
+    expect(int(info["snapshots_wanted"]) == 0, "a snapshot wanted before the follower is back: %s" % info)
+    pinfo = cl.parse_info(leader.call("INFO", "persistence"))
+    expect(int(pinfo["snapshots_taken"]) == 0, "the size rule took a snapshot (the case needs none): %s" % pinfo)
+    down.start()
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    info = leader.info()
+    expect(int(info["snapshots_wanted"]) >= 1, "the leader never asked for a snapshot: %s" % info)
+    expect("needs log entries this node no longer holds in memory" in leader.log(),
+           "the leader did not say why it took a snapshot:\n%s" % leader.log_tail())
+    expect("installed the leader's snapshot" in down.log(),
+           "the follower did not catch up by snapshot:\n%s" % down.log_tail())
+    dinfo = cl.parse_info(down.call("INFO", "persistence"))
+    expect(int(dinfo["snapshot_installs"]) == 1, "INFO persistence of the follower: %s" % dinfo)
+    got = redis_cli(down, [["READONLY"], ["GET", "early"]] + [["GET", "m:%d" % i] for i in range(LOGMEM_WRITES)])
+    expect(got[:2] == ["OK", "1"], "READONLY / GET early on the follower: %r" % got[:2])
+    missing = [i for i in range(LOGMEM_WRITES) if got[2 + i] != value(i)]
+    expect(not missing, "the follower lacks %d keys, e.g. m:%s" % (len(missing), missing[:5]))
+    check_digests(c.nodes)
+    # Away for less than the bound's worth of writes: caught up from the entries kept.
+    wanted = int(leader.info()["snapshots_wanted"])
+    down.kill()
+    replies = redis_cli(leader, [["SET", "f:%d" % i, str(i)] for i in range(LOGMEM_FEW_WRITES)])
+    expect(replies == ["OK"] * LOGMEM_FEW_WRITES, "redis-cli SETs: %r" % replies[:5])
+    down.start()
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    expect(int(leader.info()["snapshots_wanted"]) == wanted, "a snapshot asked for a follower within the bound")
+    dinfo = cl.parse_info(down.call("INFO", "persistence"))
+    expect(int(dinfo["snapshot_installs"]) == 0, "the follower installed a snapshot again: %s" % dinfo)
+    got = redis_cli(down, [["READONLY"]] + [["GET", "f:%d" % i] for i in range(LOGMEM_FEW_WRITES)])
+    expect(got == ["OK"] + [str(i) for i in range(LOGMEM_FEW_WRITES)], "the follower after the short absence: %r" % got)
+    check_digests(c.nodes)
+    print("logmem: leader dropped %s entries, asked for %d snapshot(s)" % (leader.info()["log_trimmed_entries"], wanted))
 
 
 def case_membership(c):
@@ -714,9 +787,12 @@ def case_rounds(c):
 
 CASES = {"redirect": case_redirect, "failover": case_failover, "topology": case_topology, "snapshot": case_snapshot,
          "membership": case_membership, "refusal": case_refusal, "removed": case_removed,
-         "releader": case_releader, "names": case_names, "ipv6": case_ipv6, "rounds": case_rounds}
+         "releader": case_releader, "names": case_names, "ipv6": case_ipv6, "rounds": case_rounds,
+         "logmem": case_logmem}
 # The host every node of a case uses (default: one loopback address per node, cluster.py).
 CASE_HOSTS = {"names": "localhost", "ipv6": "::1"}
+# Server arguments a case adds to every node's.
+CASE_SERVER_ARGS = {"logmem": ["--log-memory-bytes=%d" % LOGMEM_BOUND]}
 # ctest's SKIP_RETURN_CODE: the case cannot run on this machine.
 SKIP_EXIT_CODE = 77
 
@@ -734,7 +810,8 @@ def main():
             skipped += 1
             continue
         work = harness.make_work_dir("hmdb-cluster-%s-" % name)
-        c = cl.Cluster(args.binary, work, nodes=3, server_args=["--snapshot-log-bytes=1048576"],
+        c = cl.Cluster(args.binary, work, nodes=3,
+                       server_args=["--snapshot-log-bytes=1048576"] + CASE_SERVER_ARGS.get(name, []),
                        cluster_id="hmdb-cluster-test", host=CASE_HOSTS.get(name))
         t0 = time.monotonic()
         try:
