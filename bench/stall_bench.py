@@ -4,7 +4,8 @@ small keys, deletes a big hash and flushes everything, and the memory per key; h
 redis-server in the same run (issue 16, items 5 and 7).
 
 Per system (hmdb `--durability none`, optionally a second hmdb binary such as the build before
-a change, and redis-server without persistence), each in a fresh process and data directory:
+a change, and redis-server without persistence; `--durability always` runs hmdb in that mode and
+Redis with AOF appendfsync always), each in a fresh process and data directory:
 
 1. growth: `redis-benchmark -t set -P 64 -c 50 -r R -n N` (--value-bytes values, 3 by default:
    --keys 20000000 --value-bytes 400 grows a node to ~10 GiB; random keys over
@@ -74,12 +75,19 @@ def wait_ping(port, proc, timeout=SERVER_READY_TIMEOUT_S):
     raise RuntimeError(f"server on {port} not answering")
 
 
+# hmdb --durability -> Redis' persistence flags in the same run: none -> no persistence,
+# always -> AOF appendfsync always, periodic -> AOF appendfsync everysec.
+REDIS_PERSISTENCE = {"none": ["--appendonly", "no"],
+                     "always": ["--appendonly", "yes", "--appendfsync", "always"],
+                     "periodic": ["--appendonly", "yes", "--appendfsync", "everysec"]}
+
+
 class RedisServer:
-    def __init__(self, binary, port, work):
+    def __init__(self, binary, port, work, args):
         self.port = port
         self.proc = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--databases", "1", "--dir", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""] + REDIS_PERSISTENCE[args.durability] +
+            ["--databases", "1", "--dir", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_ping(port, self.proc)
 
     def stop(self):
@@ -87,10 +95,10 @@ class RedisServer:
 
 
 class HmdbServer:
-    def __init__(self, binary, port, work):
+    def __init__(self, binary, port, work, args):
         self.port = port
         self.server = Server(binary, port, os.path.join(work, "data"), os.path.join(work, "hmdb.log"),
-                             durability="none")
+                             durability=args.durability, snapshot_log_bytes=args.snapshot_log_bytes)
         self.server.start()
         self.proc = self.server.proc
 
@@ -205,7 +213,7 @@ class Probing:
 
 def run_one(name, kind, binary, args, work):
     port = free_port()
-    server = (HmdbServer if kind == "hmdb" else RedisServer)(binary, port, work)
+    server = (HmdbServer if kind == "hmdb" else RedisServer)(binary, port, work, args)
     out = {"system": name}
     turn = (lambda: int(info_field(port, "stats", "loop_turn_max_ms"))) if kind == "hmdb" else (lambda: None)
     try:
@@ -299,6 +307,11 @@ def main():
     ap.add_argument("--value-bytes", type=int, default=3, help="value size of the growth's SETs (3)")
     ap.add_argument("--fields", type=int, default=1_000_000, help="random fields over which myhash is filled")
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--durability", choices=sorted(REDIS_PERSISTENCE), default="none",
+                    help="hmdb's --durability; Redis runs with the matching persistence (always: AOF "
+                         "appendfsync always, periodic: everysec, none: none)")
+    ap.add_argument("--snapshot-log-bytes", type=int, default=256 << 20,
+                    help="hmdb's --snapshot-log-bytes (256 MiB, its default)")
     args = ap.parse_args()
     # Random keys over R = 4 N with n = R * ln(R / (R - N)) requests gives N distinct on average.
     args.keyspace = 4 * args.keys
@@ -309,7 +322,8 @@ def main():
         systems.append(("hmdb-before", "hmdb", args.hmdb_before))
     if args.redis:
         systems.append(("redis", "redis", args.redis))
-    print(f"stall_bench: {args.keys} keys (SET -P 64 -c 50 -r {args.keyspace} -n {args.requests} "
+    print(f"stall_bench: hmdb --durability {args.durability} --snapshot-log-bytes {args.snapshot_log_bytes}, "
+          f"Redis {' '.join(REDIS_PERSISTENCE[args.durability])}; {args.keys} keys (SET -P 64 -c 50 -r {args.keyspace} -n {args.requests} "
           f"-d {args.value_bytes}), "
           f"hash over {args.fields} fields, {args.runs} run(s); load {loadavg()}", flush=True)
     results = {name: [] for name, _, _ in systems}
