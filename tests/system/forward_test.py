@@ -235,21 +235,21 @@ def case_cluster(c):
 
 
 def forward_to_stopped_leader(leader, follower, writer, reader, write, read):
-    """Stops the leader, sends `write` on the writer's connection and then `read` on the
-    reader's (both to the follower), and waits until the follower has forwarded both to the
-    stopped leader (forward_pending 2, same leader and term): they are then on the link, in
-    that order, whatever the leader does next."""
+    """Stops the leader, sends `write` on the writer's connection, waits until the follower
+    has forwarded it, then sends `read` on the reader's and waits for that too (forward_pending
+    1, then 2; same leader and term): they are then on the link in that order, whatever the
+    leader does next. (Sent back to back, the two connections' commands could reach the link
+    in either order: the follower's loop serves its ready sockets in epoll's order.)"""
     before = follower.info()
     leader.pause()
-    writer.send([write])
-    reader.send([read])
+    for command, pending in ((write, 1), (read, 2)):
+        (writer if command is write else reader).send([command])
 
-    def both_sent():
-        i = info_all(follower)
-        return (i["forward_pending"] == "2" and i["leader_id"] == str(leader.id)
-                and i["term"] == before["term"]) and i
-    wait_for(both_sent, LEADER_TIMEOUT_S, "%s to forward the %s and the %s to the stopped %s"
-             % (follower, write[0], read[0], leader))
+        def sent():
+            i = info_all(follower)
+            return (i["forward_pending"] == str(pending) and i["leader_id"] == str(leader.id)
+                    and i["term"] == before["term"]) and i
+        wait_for(sent, LEADER_TIMEOUT_S, "%s to forward the %s to the stopped %s" % (follower, command[0], leader))
 
 
 def case_killed(c):
