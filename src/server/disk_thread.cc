@@ -107,10 +107,25 @@ void DiskThread::release_hold(uint64_t hold) {
 }
 
 void DiskThread::hold_from_now(uint64_t hold) {
-  std::lock_guard lk(mu_);
-  if (hold == 0 || hold_ != hold) return;
-  hold_sent_ = true;
-  hold_deadline_ = std::max(hold_deadline_, Clock::now() + hold_span_);
+  bool wake = false;
+  {
+    std::lock_guard lk(mu_);
+    if (hold == 0 || hold_ != hold) return;
+    const auto now = Clock::now();
+    if (!hold_sent_) {
+      // The replies are out: the hold's clock starts (disk_thread.h).
+      hold_sent_ = true;
+      hold_sent_at_ = now;
+      hold_deadline_ = now + hold_span_;
+      wake = std::exchange(hold_waits_send_, false);
+    } else {
+      // More of the cohort arrived: wait on for the rest, within the bound.
+      const auto bound = hold_sent_at_ + std::chrono::microseconds(hold_bounds_.extend_max_us);
+      hold_deadline_ = std::max(hold_deadline_, std::min(now + hold_span_, bound));
+    }
+  }
+  // The thread waits for the first call (run()): from now on it waits for the deadline.
+  if (wake) cv_.notify_one();
 }
 
 void DiskThread::submit_install(const raft::SnapshotMeta& meta,
@@ -207,10 +222,14 @@ void DiskThread::run() {
       bool periodic_due = false;
       while (!has_work()) {
         if (hold_ != 0) {
-          // Held (see disk_thread.h): the loop's release_hold() or the deadline ends it.
-          // hold_from_now may have moved the deadline meanwhile: then wait on to it.
-          if (cv_.wait_until(lk, hold_deadline_) == std::cv_status::timeout && hold_ != 0 &&
-              Clock::now() >= hold_deadline_) {
+          // Held (see disk_thread.h): the loop's release_hold() or the deadline ends it. The
+          // deadline counts from the first hold_from_now, which wakes the thread if it waits
+          // for it, and may move meanwhile: then wait on to it.
+          hold_waits_send_ = !hold_sent_;
+          const auto until = hold_sent_ ? hold_deadline_ : hold_unsent_end_;
+          const bool timed_out = cv_.wait_until(lk, until) == std::cv_status::timeout;
+          hold_waits_send_ = false;
+          if (timed_out && hold_ != 0 && Clock::now() >= (hold_sent_ ? hold_deadline_ : hold_unsent_end_)) {
             hold_ = 0;
             // Counted with or without writes waiting (DiskStats::holds_expired).
             stats_.holds_expired++;
@@ -318,7 +337,7 @@ void DiskThread::run() {
           hold_span_ = std::chrono::microseconds(hold_us);
           hold_ = ack_hold_ = ++holds_begun_;
           hold_sent_ = false;
-          hold_deadline_ = synced_at + hold_span_;
+          hold_unsent_end_ = synced_at + std::chrono::microseconds(hold_bounds_.unsent_max_us);
           stats_.holds++;
         }
       }

@@ -22,16 +22,25 @@
 // them. So after a round that carried client writes (submit's `hold_after`), the disk thread
 // holds the next one until the loop calls release_hold() — once as many new writes
 // arrived as the round made durable, the answered cohort is back (Node::end_hold) — or until
-// the hold's deadline: at most kGroupHoldMaxUs and, on a single node, at most the last
-// fdatasync's duration (holding longer than a sync costs more latency than the cohorts it
-// joins save; a cluster's leader is not capped so: see cluster_hold_bounds), counted
-// from when the loop sent the answered clients their replies (hold_from_now), or from the
-// sync's end until the loop got that far. (Counted from the sync's end alone, a hold of a
-// fast sync often ran out while the loop was still applying and sending the replies, before
-// any answered client could write again: the cohorts split.) The loop's release is one futex
-// wake per round; a submit during a hold wakes nobody, and neither does hold_from_now (a
-// thread that wakes at the earlier deadline waits on to the later one). Holding only ever
-// delays a sync: no write is acknowledged before its fdatasync returned.
+// the hold's deadline: its span is at most kGroupHoldMaxUs and, on a single node, at most the
+// last fdatasync's duration (holding longer than a sync costs more latency than the cohorts
+// it joins save; a cluster's leader is not capped so: see cluster_hold_bounds), counted from
+// when the loop sent the answered clients their replies (hold_from_now).
+// Before that no answered client can have written again, so the hold's clock has not
+// started: the thread waits for hold_from_now, which wakes it, and only a loop turn longer
+// than kGroupHoldUnsentMaxUs after the sync ends the hold unsent. (Counted from the sync's
+// end, a hold of a fast sync ran out while the loop was still applying and sending the
+// replies — 50 replies take 250-350 µs, a quiet fdatasync 100-200 µs — in a third to a half
+// of all holds: the first answered clients to write again then started a round alone, and
+// the cohort split.) While the cohort keeps arriving the hold goes on: every loop turn that
+// proposed some of the awaited writes calls hold_from_now again, which moves the deadline to
+// now plus the span, but never beyond kGroupHoldExtendMaxUs after the first call (the
+// replies' send). A client like redis-benchmark, one thread for all its connections, sends
+// the cohort's next writes one by one ~17 µs apart: a span of one fdatasync after the last
+// reply ran out with ~60 % of them back. The loop's release and the first hold_from_now are
+// a futex wake each per round; a later hold_from_now wakes nobody (a thread that wakes at
+// the earlier deadline waits on to the later one), nor does a submit during a hold. Holding
+// only ever delays a sync: no write is acknowledged before its fdatasync returned.
 //
 // A hard state that moves only its commit index (raft's commit is a hint on disk: a restart
 // learns it again, and no message waits on it being durable — raft.cc's gates wait on the
@@ -129,6 +138,8 @@ struct DiskLatency {
 struct GroupHoldBounds {
   uint64_t max_us = kGroupHoldMaxUs;
   bool capped_by_sync = true;  // and at most the last fdatasync's duration
+  uint64_t unsent_max_us = kGroupHoldUnsentMaxUs;  // from the sync's end, until hold_from_now
+  uint64_t extend_max_us = kGroupHoldExtendMaxUs;  // from the first hold_from_now
 };
 // The bounds of a node that has peers: kGroupHoldMaxUs alone, not the fdatasync's duration.
 // A cluster leader's round lasts its fdatasync plus a follower's (begun when the round's
@@ -170,8 +181,10 @@ class DiskThread {
   bool ack_unseen() const { return ack_unseen_.load(std::memory_order_relaxed); }
   // Ends the hold `hold` (from take_ack) now; a later hold, or one that ended, is left alone.
   void release_hold(uint64_t hold);
-  // The replies of the writes whose ack began hold `hold` were sent: its deadline is now plus
-  // its span, if that is later (see above). A hold that ended is left alone.
+  // The replies of the writes whose ack began hold `hold` were sent (the first call: the
+  // hold's clock starts), or more of those clients' writes arrived (later calls): its
+  // deadline is now plus its span, if that is later, and at most extend_max_us after the
+  // first call (see above). A hold that ended is left alone.
   void hold_from_now(uint64_t hold);
   // A follower installed the leader's snapshot `meta`: the log continues after meta.index,
   // and the next ack names it. Call before the submit() of the same Ready. `file_durable`
@@ -235,9 +248,12 @@ class DiskThread {
   uint64_t ack_hold_ = 0;            // GUARDED_BY(mu_): the hold that began with ack_
   uint64_t hold_ = 0;                // GUARDED_BY(mu_): the hold in force (0: none)
   uint64_t holds_begun_ = 0;         // GUARDED_BY(mu_): ids of holds
-  std::chrono::steady_clock::time_point hold_deadline_;  // GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point hold_deadline_;  // GUARDED_BY(mu_): once hold_sent_
   std::chrono::microseconds hold_span_{0};                // GUARDED_BY(mu_): the hold's length
   bool hold_sent_ = false;           // GUARDED_BY(mu_): hold_from_now came for the hold in force
+  bool hold_waits_send_ = false;     // GUARDED_BY(mu_): the thread waits for it (wake it)
+  std::chrono::steady_clock::time_point hold_sent_at_;     // GUARDED_BY(mu_): the first hold_from_now
+  std::chrono::steady_clock::time_point hold_unsent_end_;  // GUARDED_BY(mu_): the deadline until then
   std::optional<raft::Index> compact_index_;  // GUARDED_BY(mu_)
   bool stopping_ = false;            // GUARDED_BY(mu_)
   DiskStats stats_;                  // GUARDED_BY(mu_)

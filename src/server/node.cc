@@ -580,9 +580,11 @@ void Node::loop_turn(int timeout_ms) {
     flush_session(*s);
   }
   // The replies of the writes the disk's ack made durable are out: the hold for those clients'
-  // next writes counts from here (disk_thread.h, "Holding the next round").
-  if (hold_clock_pending_) [[unlikely]] {
+  // next writes counts from here; and while more of them arrive, it goes on (disk_thread.h,
+  // "Holding the next round").
+  if (hold_clock_pending_ || (hold_ != 0 && hold_arrived_ != hold_arrived_clocked_)) {
     hold_clock_pending_ = false;
+    hold_arrived_clocked_ = hold_arrived_;
     if (hold_ != 0) disk_->hold_from_now(hold_);
   }
   const uint64_t end_us = stage_read_us();

@@ -601,6 +601,7 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   uint64_t hold_ = 0;
   uint64_t hold_awaited_ = 0;
   uint64_t hold_arrived_ = 0;
+  uint64_t hold_arrived_clocked_ = 0;  // hold_arrived_ at the last hold_from_now
   bool hold_clock_pending_ = false;  // the hold began this turn: its clock starts once the replies are out
   void end_hold();
   // Per follower: the last index of each append sent, and when, until its ack covers it.

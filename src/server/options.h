@@ -174,6 +174,15 @@ inline constexpr uint64_t kDiskQueueBytesMax = 64ull << 20;
 // fdatasync at 75 % against 47 at 100 %.)
 inline constexpr uint64_t kGroupHoldMaxUs = 500;
 inline constexpr uint64_t kGroupHoldReturnPercent = 100;
+// The hold's span counts from when the loop sent the answered clients their replies; a hold
+// whose replies are still unsent this long after its sync's end (a very long loop turn) ends
+// anyway.
+inline constexpr uint64_t kGroupHoldUnsentMaxUs = 5000;
+// Every loop turn that proposes some of the awaited writes moves the hold's deadline to now
+// plus its span, but never later than this long after the replies were sent: a cohort that
+// keeps arriving is waited for (redis-benchmark's 50 clients come back one by one ~17 µs
+// apart, ~850 µs for all), a slow or idle one costs at most this much latency.
+inline constexpr uint64_t kGroupHoldExtendMaxUs = 2000;
 // Connections accepted per loop turn.
 inline constexpr int kAcceptsPerTurnMax = 1000;
 // epoll events handled per epoll_wait call.

@@ -1,9 +1,10 @@
 // tests/server/disk_thread_test.cc — the group-commit disk thread against a fault-injecting
 // file layer: acks cover what was written, `always` acks only after a sync, `periodic`
 // acks before it, what was acked in `always` survives a power loss, a held round starts when
-// the loop releases it or at its deadline, counted from when the loop sent the replies (and
-// its ack still follows its sync; a hold that ran out is counted, and whether the replies
-// were sent by then), a hard state
+// the loop releases it or at its deadline, counted from when the loop sent the replies and
+// not before, moved on while the cohort arrives up to its bound (and its ack still follows
+// its sync; a hold that ran out is counted, and whether the replies were sent by then), a
+// hard state
 // whose commit alone moved waits for the next round instead of starting one, and a failed
 // fsync or write stops the process (exit code 3) without an ack.
 #include "server/disk_thread.h"
@@ -74,8 +75,10 @@ class DiskThreadTest : public ::testing::Test {
     EXPECT_TRUE(ack.has_value());
     return ack.value_or(raft::PersistAck{});
   }
-  // A hold only release_hold() ends: an hour, not capped by the sync's duration.
-  static constexpr GroupHoldBounds kHourHold{.max_us = 3600ull * 1000 * 1000, .capped_by_sync = false};
+  // A hold only release_hold() ends: an hour, not capped by the sync's duration, whether or
+  // not the loop says it sent the replies.
+  static constexpr GroupHoldBounds kHourHold{
+      .max_us = 3600ull * 1000 * 1000, .capped_by_sync = false, .unsent_max_us = 3600ull * 1000 * 1000};
   // A started thread (Durability::kAlways, kHourHold) whose first round, entry 1 with client
   // writes, is acknowledged and holds the next round until the test releases *hold.
   std::unique_ptr<DiskThread> start_holding(uint64_t* hold) {
@@ -187,11 +190,13 @@ TEST_F(DiskThreadTest, AHeldRoundStartsWhenTheLoopReleasesIt) {
   EXPECT_EQ(recovered.entries.size(), 3u);
 }
 
-// Nobody releases the hold (the answered clients never write again): the held round starts
-// at the deadline. (Planted bug, seen failing: waiting for a release without the deadline
-// leaves entry 2 unwritten and wait_ack fails with "no ack".)
+// Nobody releases the hold (the answered clients never write again), and the loop never says
+// it sent the replies (a turn that never ends): the held round starts at the unsent bound.
+// (Planted bug, seen failing: waiting for a release without the deadline leaves entry 2
+// unwritten and wait_ack fails with "no ack".)
 TEST_F(DiskThreadTest, AHeldRoundStartsAtItsDeadlineWithoutARelease) {
-  auto disk = make(Durability::kAlways, 1000, GroupHoldBounds{.max_us = 1000, .capped_by_sync = false});
+  auto disk = make(Durability::kAlways, 1000,
+                   GroupHoldBounds{.max_us = 1000, .capped_by_sync = false, .unsent_max_us = 1000});
   disk->start();
   disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
   uint64_t hold = 0;
@@ -218,7 +223,8 @@ TEST_F(DiskThreadTest, AHoldCountsFromWhenTheLoopSentTheReplies) {
   constexpr int kFirstWaitMs = 400;
   auto disk = make(Durability::kAlways, 1000,
                    GroupHoldBounds{.max_us = static_cast<uint64_t>(std::chrono::microseconds(kHold).count()),
-                                   .capped_by_sync = false});
+                                   .capped_by_sync = false,
+                                   .unsent_max_us = static_cast<uint64_t>(std::chrono::microseconds(kHold).count())});
   disk->start();
   disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
   uint64_t hold = 0;
@@ -242,6 +248,79 @@ TEST_F(DiskThreadTest, AHoldCountsFromWhenTheLoopSentTheReplies) {
   disk->stop();
 }
 
+// Until the loop sent the replies (hold_from_now) no answered client can have written again:
+// the hold does not end at the sync's end + its span, however long the loop takes (up to the
+// unsent bound, an hour here). A correct thread never acks within the wait below, whatever
+// the timing; once hold_from_now comes, the round starts at the deadline it set. (Planted bug,
+// seen failing: the deadline counted from the sync's end, as before — entry 2's ack arrives
+// within the wait.)
+TEST_F(DiskThreadTest, AHoldWaitsForTheRepliesToBeSent) {
+  using Clock = std::chrono::steady_clock;
+  constexpr auto kSpan = std::chrono::milliseconds(50);
+  constexpr int kUnsentWaitMs = 300;
+  auto disk = make(Durability::kAlways, 1000,
+                   GroupHoldBounds{.max_us = static_cast<uint64_t>(std::chrono::microseconds(kSpan).count()),
+                                   .capped_by_sync = false,
+                                   .unsent_max_us = 3600ull * 1000 * 1000});
+  disk->start();
+  disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
+  uint64_t hold = 0;
+  EXPECT_EQ(wait_ack(*disk, &hold).last_index, 1u);
+  ASSERT_NE(hold, 0u);
+  disk->submit(std::nullopt, {entry(2, "b")});  // held
+  pollfd p{wake_fd_, POLLIN, 0};
+  EXPECT_EQ(::poll(&p, 1, kUnsentWaitMs), 0) << "the hold ended before the loop sent the replies";
+  const auto called = Clock::now();
+  disk->hold_from_now(hold);  // wakes the thread: it now waits kSpan
+  EXPECT_EQ(wait_ack(*disk).last_index, 2u);
+  EXPECT_GE(Clock::now() - called, kSpan) << "the round started before the deadline hold_from_now set";
+  EXPECT_EQ(disk->stats().holds_expired, 1u);
+  EXPECT_EQ(disk->stats().holds_expired_unsent, 0u);
+  disk->stop();
+}
+
+// While the cohort keeps arriving (the loop calls hold_from_now again each turn some of it
+// came) the hold goes on past its span, up to extend_max_us after the first call, and then
+// ends even though the calls go on. The calls come every kEvery < kSpan, so with them the
+// deadline never falls behind; the test skips if this thread was not scheduled for longer.
+// (Planted bugs, seen failing: later calls ignored — the ack arrives ~kSpan after the first
+// call, before kBound; no bound — the ack never comes while the calls go on.)
+TEST_F(DiskThreadTest, AHoldGoesOnWhileTheCohortArrivesUpToItsBound) {
+  using Clock = std::chrono::steady_clock;
+  constexpr auto kSpan = std::chrono::milliseconds(100);
+  constexpr auto kEvery = std::chrono::milliseconds(30);
+  constexpr auto kBound = std::chrono::milliseconds(400);
+  auto us = [](auto d) { return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count()); };
+  auto disk = make(Durability::kAlways, 1000,
+                   GroupHoldBounds{.max_us = us(kSpan), .capped_by_sync = false,
+                                   .unsent_max_us = 3600ull * 1000 * 1000, .extend_max_us = us(kBound)});
+  disk->start();
+  disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
+  uint64_t hold = 0;
+  EXPECT_EQ(wait_ack(*disk, &hold).last_index, 1u);
+  ASSERT_NE(hold, 0u);
+  disk->submit(std::nullopt, {entry(2, "b")});  // held
+  const auto first = Clock::now();
+  disk->hold_from_now(hold);
+  auto last = first;
+  pollfd p{wake_fd_, POLLIN, 0};
+  bool acked = false;
+  while (!acked && Clock::now() - first < std::chrono::milliseconds(kAckTimeoutMs)) {
+    acked = ::poll(&p, 1, static_cast<int>(kEvery.count())) == 1;
+    if (acked) break;
+    const auto now = Clock::now();
+    if (now - last >= kSpan) GTEST_SKIP() << "this thread was not scheduled for " << kSpan.count() << " ms";
+    last = now;
+    disk->hold_from_now(hold);  // more of the cohort arrived
+  }
+  const auto acked_at = Clock::now();
+  ASSERT_TRUE(acked) << "the hold never ended while the cohort kept arriving: no bound";
+  EXPECT_GE(acked_at - first, kBound) << "the hold ended before its bound although the cohort kept arriving";
+  EXPECT_EQ(wait_ack(*disk).last_index, 2u);
+  EXPECT_EQ(disk->stats().holds_expired, 1u);
+  disk->stop();
+}
+
 // A hold that runs out is counted whether or not writes were waiting when it ended, and as
 // "unsent" when the loop had not yet said it sent the round's replies (hold_from_now): under
 // redis-benchmark a third to a half of all holds ended that way, with nothing queued, and
@@ -252,7 +331,8 @@ TEST_F(DiskThreadTest, AHoldThatRunsOutIsCountedAndWhetherTheRepliesWereSent) {
   constexpr auto kSpan = std::chrono::milliseconds(300);
   auto disk = make(Durability::kAlways, 1000,
                    GroupHoldBounds{.max_us = static_cast<uint64_t>(std::chrono::microseconds(kSpan).count()),
-                                   .capped_by_sync = false});
+                                   .capped_by_sync = false,
+                                   .unsent_max_us = static_cast<uint64_t>(std::chrono::microseconds(kSpan).count())});
   auto expired_reaches = [&](uint64_t n) {
     const auto until = Clock::now() + std::chrono::milliseconds(kAckTimeoutMs);
     while (disk->stats().holds_expired < n && Clock::now() < until)
