@@ -81,8 +81,8 @@ class DiskThreadTest : public ::testing::Test {
       .max_us = 3600ull * 1000 * 1000, .capped_by_sync = false, .unsent_max_us = 3600ull * 1000 * 1000};
   // A started thread (Durability::kAlways, kHourHold) whose first round, entry 1 with client
   // writes, is acknowledged and holds the next round until the test releases *hold.
-  std::unique_ptr<DiskThread> start_holding(uint64_t* hold) {
-    auto disk = make(Durability::kAlways, 1000, kHourHold);
+  std::unique_ptr<DiskThread> start_holding(uint64_t* hold, GroupHoldBounds bounds = kHourHold) {
+    auto disk = make(Durability::kAlways, 1000, bounds);
     disk->start();
     disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
     EXPECT_EQ(wait_ack(*disk, hold).last_index, 1u);
@@ -195,13 +195,8 @@ TEST_F(DiskThreadTest, AHeldRoundStartsWhenTheLoopReleasesIt) {
 // (Planted bug, seen failing: waiting for a release without the deadline leaves entry 2
 // unwritten and wait_ack fails with "no ack".)
 TEST_F(DiskThreadTest, AHeldRoundStartsAtItsDeadlineWithoutARelease) {
-  auto disk = make(Durability::kAlways, 1000,
-                   GroupHoldBounds{.max_us = 1000, .capped_by_sync = false, .unsent_max_us = 1000});
-  disk->start();
-  disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
   uint64_t hold = 0;
-  EXPECT_EQ(wait_ack(*disk, &hold).last_index, 1u);
-  ASSERT_NE(hold, 0u);
+  auto disk = start_holding(&hold, GroupHoldBounds{.max_us = 1000, .capped_by_sync = false, .unsent_max_us = 1000});
   disk->submit(std::nullopt, {entry(2, "b")});
   EXPECT_EQ(wait_ack(*disk).last_index, 2u);
   EXPECT_EQ(disk->stats().holds, 1u);
@@ -221,15 +216,10 @@ TEST_F(DiskThreadTest, AHoldCountsFromWhenTheLoopSentTheReplies) {
   constexpr auto kHold = std::chrono::milliseconds(600);
   constexpr auto kMargin = std::chrono::milliseconds(100);
   constexpr int kFirstWaitMs = 400;
-  auto disk = make(Durability::kAlways, 1000,
-                   GroupHoldBounds{.max_us = static_cast<uint64_t>(std::chrono::microseconds(kHold).count()),
+  uint64_t hold = 0;
+  auto disk = start_holding(&hold, GroupHoldBounds{.max_us = static_cast<uint64_t>(std::chrono::microseconds(kHold).count()),
                                    .capped_by_sync = false,
                                    .unsent_max_us = static_cast<uint64_t>(std::chrono::microseconds(kHold).count())});
-  disk->start();
-  disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
-  uint64_t hold = 0;
-  EXPECT_EQ(wait_ack(*disk, &hold).last_index, 1u);
-  ASSERT_NE(hold, 0u);
   disk->submit(std::nullopt, {entry(2, "b")});  // held
   pollfd p{wake_fd_, POLLIN, 0};
   if (::poll(&p, 1, kFirstWaitMs) != 0) GTEST_SKIP() << "this thread was not scheduled for over 200 ms: the hold ended";
@@ -258,15 +248,10 @@ TEST_F(DiskThreadTest, AHoldWaitsForTheRepliesToBeSent) {
   using Clock = std::chrono::steady_clock;
   constexpr auto kSpan = std::chrono::milliseconds(50);
   constexpr int kUnsentWaitMs = 300;
-  auto disk = make(Durability::kAlways, 1000,
-                   GroupHoldBounds{.max_us = static_cast<uint64_t>(std::chrono::microseconds(kSpan).count()),
+  uint64_t hold = 0;
+  auto disk = start_holding(&hold, GroupHoldBounds{.max_us = static_cast<uint64_t>(std::chrono::microseconds(kSpan).count()),
                                    .capped_by_sync = false,
                                    .unsent_max_us = 3600ull * 1000 * 1000});
-  disk->start();
-  disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
-  uint64_t hold = 0;
-  EXPECT_EQ(wait_ack(*disk, &hold).last_index, 1u);
-  ASSERT_NE(hold, 0u);
   disk->submit(std::nullopt, {entry(2, "b")});  // held
   pollfd p{wake_fd_, POLLIN, 0};
   EXPECT_EQ(::poll(&p, 1, kUnsentWaitMs), 0) << "the hold ended before the loop sent the replies";
@@ -291,14 +276,9 @@ TEST_F(DiskThreadTest, AHoldGoesOnWhileTheCohortArrivesUpToItsBound) {
   constexpr auto kEvery = std::chrono::milliseconds(30);
   constexpr auto kBound = std::chrono::milliseconds(400);
   auto us = [](auto d) { return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count()); };
-  auto disk = make(Durability::kAlways, 1000,
-                   GroupHoldBounds{.max_us = us(kSpan), .capped_by_sync = false,
-                                   .unsent_max_us = 3600ull * 1000 * 1000, .extend_max_us = us(kBound)});
-  disk->start();
-  disk->submit(raft::HardState{1, 1, 0}, {entry(1, "a")}, /*hold_after=*/true);
   uint64_t hold = 0;
-  EXPECT_EQ(wait_ack(*disk, &hold).last_index, 1u);
-  ASSERT_NE(hold, 0u);
+  auto disk = start_holding(&hold, GroupHoldBounds{.max_us = us(kSpan), .capped_by_sync = false,
+                                   .unsent_max_us = 3600ull * 1000 * 1000, .extend_max_us = us(kBound)});
   disk->submit(std::nullopt, {entry(2, "b")});  // held
   const auto first = Clock::now();
   disk->hold_from_now(hold);
