@@ -90,6 +90,14 @@ class DiskThreadTest : public ::testing::Test {
     return disk;
   }
 
+  // A power loss once the thread is gone: the log as recovery reads it from what was synced.
+  storage::RecoveredLog recover_after_power_loss() {
+    storage::RecoveredLog recovered;
+    EXPECT_TRUE(env_->drop_unsynced().is_ok());
+    EXPECT_TRUE(storage::recover_log(env_.get(), dir_, 0, &recovered).is_ok());
+    return recovered;
+  }
+
   std::string dir_;
   std::unique_ptr<storage::FaultInjectionEnv> env_;
   int wake_fd_ = -1;
@@ -119,9 +127,7 @@ TEST_F(DiskThreadTest, AlwaysAcksAfterASyncAndTheAckedEntriesSurviveAPowerLoss) 
   EXPECT_GE(env_->sync_count(), stats.syncs);
   disk->stop();
   disk.reset();
-  ASSERT_TRUE(env_->drop_unsynced().is_ok());
-  storage::RecoveredLog recovered;
-  ASSERT_TRUE(storage::recover_log(env_.get(), dir_, 0, &recovered).is_ok());
+  storage::RecoveredLog recovered = recover_after_power_loss();
   ASSERT_EQ(recovered.entries.size(), last);
   EXPECT_EQ(recovered.entries.back().data, "batch " + std::to_string(last));
 }
@@ -136,9 +142,7 @@ TEST_F(DiskThreadTest, PeriodicAcksBeforeTheSyncAndSyncsOnStop) {
   disk->stop();                        // a clean stop syncs what is left
   EXPECT_EQ(disk->stats().syncs, 1u);
   disk.reset();
-  ASSERT_TRUE(env_->drop_unsynced().is_ok());
-  storage::RecoveredLog recovered;
-  ASSERT_TRUE(storage::recover_log(env_.get(), dir_, 0, &recovered).is_ok());
+  storage::RecoveredLog recovered = recover_after_power_loss();
   EXPECT_EQ(recovered.entries.size(), 2u);
 }
 
@@ -184,9 +188,7 @@ TEST_F(DiskThreadTest, AHeldRoundStartsWhenTheLoopReleasesIt) {
   disk->stop();
   disk.reset();
   // Each acknowledged round was synced before its ack: a power loss keeps all three.
-  ASSERT_TRUE(env_->drop_unsynced().is_ok());
-  storage::RecoveredLog recovered;
-  ASSERT_TRUE(storage::recover_log(env_.get(), dir_, 0, &recovered).is_ok());
+  storage::RecoveredLog recovered = recover_after_power_loss();
   EXPECT_EQ(recovered.entries.size(), 3u);
 }
 
@@ -375,9 +377,7 @@ TEST_F(DiskThreadTest, ACommitOnlyHardStateStartsNoRound) {
   disk->submit(raft::HardState{2, 0, 2}, {});
   disk->stop();  // writes and syncs what is left, lazy or not
   disk.reset();
-  ASSERT_TRUE(env_->drop_unsynced().is_ok());
-  storage::RecoveredLog recovered;
-  ASSERT_TRUE(storage::recover_log(env_.get(), dir_, 0, &recovered).is_ok());
+  storage::RecoveredLog recovered = recover_after_power_loss();
   EXPECT_EQ(recovered.entries.size(), 2u);
   EXPECT_EQ(recovered.hard_state.term, 2u);
   EXPECT_EQ(recovered.hard_state.commit, 2u);
@@ -552,9 +552,7 @@ TEST_F(DiskThreadTest, ARoundWritesItsReadiesWithOneWrite) {
   EXPECT_EQ(disk->stats().appends, 4u);  // Readies written
   disk->stop();
   disk.reset();
-  ASSERT_TRUE(env_->drop_unsynced().is_ok());
-  storage::RecoveredLog recovered;
-  ASSERT_TRUE(storage::recover_log(env_.get(), dir_, 0, &recovered).is_ok());
+  storage::RecoveredLog recovered = recover_after_power_loss();
   ASSERT_EQ(recovered.entries.size(), 4u);
   EXPECT_EQ(recovered.entries[3].data, "d");
   EXPECT_EQ(recovered.hard_state.commit, 1u);
