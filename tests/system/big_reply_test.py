@@ -20,7 +20,8 @@ Every check is on what the protocol and INFO say, never on how long anything too
     and the reply A then reads does not hold the SET's key.
   * redis-py (Debian's python3-redis; skipped with a message without it): r.keys('*') equals
     the keys of the same KEYS inside a transaction (pipeline(transaction=True)), sliced_replies
-    grew by one.
+    grew by one; r.zlexcount over a sorted set of unequal scores (3,000 members, "-" to "+")
+    is sliced, counts every member, and equals the count and ZRANGEBYLEX inside a transaction.
 
 With --case follower, the same on a follower of a 3-node cluster for a READONLY client: the
 keys written through the leader, then KEYS * on a follower (sliced there, the same bytes as
@@ -252,6 +253,24 @@ def run(binary):
             expect(keys == in_transaction, "redis-py: sliced KEYS differs from KEYS in a transaction")
             expect(int(r.info("stats")["sliced_replies"]) == sliced_before + 1, "redis-py's KEYS was not sliced")
             print("redis-py: KEYS * (%d keys) sliced, equal to the transaction's" % len(keys))
+            # ZLEXCOUNT over unequal scores walks what ZRANGE BYLEX selects, in slices
+            # (docs/kv-commands.md): members m00000..m02999 with scores i % 3, the whole range
+            # ("-" to "+": every member, as Redis counts it; on narrower ranges over unequal
+            # scores Redis leaves the result undefined) is a walk of 3 slices. The count is
+            # the same inside a transaction (never sliced) and what ZRANGEBYLEX lists there.
+            r.zadd("zl", {"m%05d" % i: i % 3 for i in range(3 * SLICE)})
+            sliced_before = int(r.info("stats")["sliced_replies"])
+            count = r.zlexcount("zl", "-", "+")
+            expect(int(r.info("stats")["sliced_replies"]) == sliced_before + 1, "redis-py's ZLEXCOUNT was not sliced")
+            p = r.pipeline(transaction=True)
+            p.zlexcount("zl", "-", "+")
+            p.zrangebylex("zl", "-", "+")
+            in_transaction, members = p.execute()
+            expect(count == 3 * SLICE, "redis-py: ZLEXCOUNT counted %d, not %d" % (count, 3 * SLICE))
+            expect(in_transaction == count, "redis-py: ZLEXCOUNT %d sliced, %d in a transaction" % (count, in_transaction))
+            expect(members == [b"m%05d" % i for k in range(3) for i in range(k, 3 * SLICE, 3)],
+                   "redis-py: ZRANGEBYLEX listed %d members, not the order's" % len(members))
+            print("redis-py: ZLEXCOUNT over unequal scores sliced, %d members" % count)
         expect(server.terminate() == 0, "server exit code")
     finally:
         server.kill()
