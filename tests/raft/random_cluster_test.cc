@@ -1,8 +1,10 @@
 // tests/raft/random_cluster_test.cc — randomized safety and liveness of the consensus core
 // on the in-memory cluster (tests/raft/cluster.h): message loss, duplication and
 // reordering, partitions, crashes losing unsynced writes, snapshots, leadership transfers,
-// membership changes. A light, fast cousin of the simulator in src/sim (which owns the deep
-// fault model); this one exists so that the core's own tests cover multi-node behaviour.
+// membership changes, and on some seeds a bound on the log kept in memory
+// (Config::log_memory_bytes: snapshots asked for on demand). A light, fast cousin of the
+// simulator in src/sim (which owns the deep fault model); this one exists so that the core's
+// own tests cover multi-node behaviour.
 // HMDB_RAFT_SEEDS=N runs more seeds; a failure prints its seed.
 #include <gtest/gtest.h>
 
@@ -22,6 +24,8 @@ struct SeedRun {
   uint64_t committed_entries = 0;
   uint64_t committed_conf_changes = 0;
   bool snapshot_sent = false;
+  bool log_bounded = false;       // Config::log_memory_bytes was set
+  uint64_t snapshots_wanted = 0;  // fresh snapshots the bound made a leader ask for
 };
 
 // Steps per seed and the bound on liveness rounds after healing.
@@ -43,6 +47,11 @@ void run_seed(SeedRun& run) {
   cfg.pre_vote = chance(80);
   cfg.check_quorum = chance(80);
   cfg.bugs = run.bugs;
+  // A bound on the log a node keeps in memory (the shell's --log-memory-bytes) on some
+  // seeds, small enough (entries here are ~5-byte payloads) that followers behind it need
+  // a snapshot asked for on demand (Ready::snapshot_wanted: the cluster takes one at once).
+  run.log_bounded = chance(40);
+  if (run.log_bounded) cfg.log_memory_bytes = 60 + rng() % 240;
   ConfState conf;
   for (int i = 1; i <= n_nodes; i++) conf.voters.push_back(i);
   for (int i = 1; i <= n_nodes; i++) c.add_node(i, cfg, conf);
@@ -192,7 +201,13 @@ void run_seed(SeedRun& run) {
   bool converged = false;
   for (int round = 0; round < kLivenessRounds && !converged; round++) {
     for (auto& [id, n] : c.nodes) c.tick(id);
-    c.stabilize(false);
+    if (!c.try_stabilize()) {
+      std::string st;
+      for (auto& [id, n] : c.nodes) st += "\n  " + c.status_line(id);
+      fail("messages still moving after " + std::to_string(Cluster::kMaxStabilizeRounds) +
+           " rounds (a livelock) after healing:" + st);
+      return;
+    }
     check();
     NodeId l = leader();
     if (!l) continue;
@@ -210,6 +225,7 @@ void run_seed(SeedRun& run) {
     fail("no convergence within " + std::to_string(kLivenessRounds) + " rounds after healing:" + st);
   }
   run.committed_entries = committed.size();
+  for (auto& [id, n] : c.nodes) run.snapshots_wanted += n.snapshots_wanted;
   for (auto& [i, e] : committed) run.committed_conf_changes += e.type == EntryType::kConfChange;
 }
 
@@ -237,18 +253,22 @@ TEST(RandomCluster, MembershipChanges) {
 TEST(RandomCluster, SafetyAndLiveness) {
   int seeds = seeds_from_env(150);
   uint64_t total = 0;
-  int with_snapshot = 0;
+  int with_snapshot = 0, bounded = 0;
+  uint64_t wanted = 0;
   for (int s = 1; s <= seeds; s++) {
     SeedRun run{static_cast<uint64_t>(s), {}, false, {}, 0, false};
     run_seed(run);
     ASSERT_TRUE(run.failure.empty()) << "seed " << s << ": " << run.failure;
     total += run.committed_entries;
     with_snapshot += run.snapshot_sent;
+    bounded += run.log_bounded;
+    wanted += run.snapshots_wanted;
   }
   EXPECT_GT(total, static_cast<uint64_t>(seeds) * 10) << "the workload must commit something";
   EXPECT_GT(with_snapshot, 0) << "no run sent a snapshot: the fault mix is too mild";
-  std::printf("seeds=%d committed=%llu runs-with-snapshot-install=%d\n", seeds,
-              (unsigned long long)total, with_snapshot);
+  EXPECT_GT(wanted, 0u) << "no leader asked for a fresh snapshot: the log bound was never reached";
+  std::printf("seeds=%d committed=%llu runs-with-snapshot-install=%d log-bounded-runs=%d snapshots-wanted=%llu\n",
+              seeds, (unsigned long long)total, with_snapshot, bounded, (unsigned long long)wanted);
 }
 
 
@@ -268,17 +288,20 @@ int seeds_until_caught(Config::PlantedBugs bugs, std::string* failure) {
   return -1;
 }
 
-// This light harness catches two of the four planted bugs. The other two need rarer
-// interleavings: commit_old_term_by_counting is shown by testdata/figure8_bug.txt, and
-// answer_vote_before_persisting by testdata/vote_before_persist_bug.txt; the simulator
-// (src/sim) hunts all four by seed.
+// This light harness catches three of the planted bugs (send_stale_snapshot_after_trim on the
+// seeds whose log is bounded: a follower behind the bound is sent the same stale snapshot
+// forever). Two need rarer interleavings: commit_old_term_by_counting is shown by
+// testdata/figure8_bug.txt, and answer_vote_before_persisting by
+// testdata/vote_before_persist_bug.txt; the simulator (src/sim) hunts them all by seed.
 TEST(RandomCluster, CatchesPlantedBugs) {
   struct Case { const char* name; Config::PlantedBugs bugs; };
-  std::vector<Case> cases(2);
+  std::vector<Case> cases(3);
   cases[0].name = "grant_two_votes_per_term";
   cases[0].bugs.grant_two_votes_per_term = true;
   cases[1].name = "apply_before_commit";
   cases[1].bugs.apply_before_commit = true;
+  cases[2].name = "send_stale_snapshot_after_trim";
+  cases[2].bugs.send_stale_snapshot_after_trim = true;
   for (auto& c : cases) {
     std::printf("%s...\n", c.name);
     std::fflush(stdout);
