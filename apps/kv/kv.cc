@@ -273,7 +273,8 @@ std::string_view score_text(double d, char* buf) {
   return std::string_view(buf, static_cast<size_t>(res.ptr - buf));
 }
 
-void assign_int(std::string& out, int64_t v) {
+template <class Str>  // std::string or String
+void assign_int(Str& out, int64_t v) {
   char buf[24];
   auto res = std::to_chars(buf, buf + sizeof buf, v);
   out.assign(buf, static_cast<size_t>(res.ptr - buf));
@@ -666,7 +667,7 @@ void apply_set(State& s, const SetArgs& a, const ApplyContext& ctx, Reply& r) {
   }
   KeyIter it = live_write(s, a.key, ctx);
   bool found = it != s.keys.end();
-  std::string* old = found ? std::get_if<std::string>(&it->second) : nullptr;
+  String* old = found ? std::get_if<String>(&it->second) : nullptr;
   if (a.get && found && !old) { r.error(kWrongType); return; }
   if ((a.cond == SetArgs::Cond::kIfAbsent && found) || (a.cond == SetArgs::Cond::kIfPresent && !found)) {
     if (a.reply_integer) r.integer(0);
@@ -679,7 +680,7 @@ void apply_set(State& s, const SetArgs& a, const ApplyContext& ctx, Reply& r) {
     old->assign(a.value.data(), a.value.size());  // reuses the old buffer when it fits
   } else if (found) {
     s.graveyard.bury_if_big(it->second);
-    it->second.emplace<std::string>(a.value);
+    it->second.emplace<String>(a.value);
   } else {
     it = s.keys.try_emplace(a.key, std::in_place_index<0>, a.value).first;
   }
@@ -738,7 +739,7 @@ bool parse_getset(Args a, SetArgs& o, std::string&) {
 void query_get(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   const Value* v = live_read(s, a[1], ctx.now_ms);
   if (!v) { r.null(); return; }
-  const auto* str = std::get_if<std::string>(v);
+  const auto* str = std::get_if<String>(v);
   if (!str) { r.error(kWrongType); return; }
   r.bulk(*str);
 }
@@ -792,7 +793,7 @@ void apply_incr(State& s, const IncrArgs& a, const ApplyContext& ctx, Reply& r) 
     r.integer(a.delta);
     return;
   }
-  auto* str = std::get_if<std::string>(&it->second);
+  auto* str = std::get_if<String>(&it->second);
   if (!str) { r.error(kWrongType); return; }
   int64_t v = 0;
   if (!parse_int64(*str, &v)) { r.error(kNotInteger); return; }
@@ -812,7 +813,7 @@ void apply_append(State& s, const KeyValue& a, const ApplyContext& ctx, Reply& r
     r.integer(static_cast<int64_t>(a.value.size()));
     return;
   }
-  auto* str = std::get_if<std::string>(&it->second);
+  auto* str = std::get_if<String>(&it->second);
   if (!str) { r.error(kWrongType); return; }
   if (str->size() + a.value.size() > kStringBytesMax) { r.error(kStringTooLong); return; }
   str->append(a.value.data(), a.value.size());
@@ -823,7 +824,7 @@ void apply_append(State& s, const KeyValue& a, const ApplyContext& ctx, Reply& r
 void query_strlen(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   const Value* v = live_read(s, a[1], ctx.now_ms);
   if (!v) { r.integer(0); return; }
-  const auto* str = std::get_if<std::string>(v);
+  const auto* str = std::get_if<String>(v);
   if (!str) { r.error(kWrongType); return; }
   r.integer(static_cast<int64_t>(str->size()));
 }
@@ -833,7 +834,7 @@ void query_mget(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   r.array(a.size() - 1);
   for (size_t i = 1; i < a.size(); i++) {
     const Value* v = live_read(s, a[i], ctx.now_ms);
-    const auto* str = v ? std::get_if<std::string>(v) : nullptr;
+    const auto* str = v ? std::get_if<String>(v) : nullptr;
     if (str) r.bulk(*str); else r.null();
   }
 }
@@ -844,10 +845,10 @@ void apply_mset_pairs(State& s, const Words& a, const ApplyContext& ctx) {
     std::string_view key = a.argv[i], value = a.argv[i + 1];
     auto [it, inserted] = s.keys.try_emplace(key, std::in_place_index<0>, value);
     if (!inserted) {
-      if (auto* str = std::get_if<std::string>(&it->second)) str->assign(value.data(), value.size());
+      if (auto* str = std::get_if<String>(&it->second)) str->assign(value.data(), value.size());
       else {
         s.graveyard.bury_if_big(it->second);
-        it->second.emplace<std::string>(value);
+        it->second.emplace<String>(value);
       }
       clear_deadline(s, key);
     }
@@ -871,7 +872,7 @@ void apply_msetnx(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
 void apply_getdel(State& s, const KeyArg& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it = live_write(s, a.key, ctx);
   if (it == s.keys.end()) { r.null(); return; }
-  auto* str = std::get_if<std::string>(&it->second);
+  auto* str = std::get_if<String>(&it->second);
   if (!str) { r.error(kWrongType); return; }
   r.bulk(*str);
   erase_key(s, it);
@@ -907,7 +908,7 @@ void apply_getex(State& s, const GetExArgs& a, const ApplyContext& ctx, Reply& r
   using Op = GetExArgs::Op;
   KeyIter it = live_write(s, a.key, ctx);
   if (it == s.keys.end()) { r.null(); return; }
-  auto* str = std::get_if<std::string>(&it->second);
+  auto* str = std::get_if<String>(&it->second);
   if (!str) { r.error(kWrongType); return; }
   int64_t deadline = 0;
   if (a.op != Op::kNone && a.op != Op::kPersist) {
@@ -943,7 +944,7 @@ void query_getrange(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   if (!parse_int64(a[2], &start) || !parse_int64(a[3], &end)) { r.error(kNotInteger); return; }
   const Value* v = live_read(s, a[1], ctx.now_ms);
   if (!v) { r.bulk(""); return; }
-  const auto* str = std::get_if<std::string>(v);
+  const auto* str = std::get_if<String>(v);
   if (!str) { r.error(kWrongType); return; }
   const int64_t n = static_cast<int64_t>(str->size());
   if (start < 0 && end < 0 && start > end) { r.bulk(""); return; }
@@ -968,14 +969,14 @@ bool parse_setrange(Args a, SetRangeArgs& o, std::string& err) {
 }
 void apply_setrange(State& s, const SetRangeArgs& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it = live_write(s, a.key, ctx);
-  std::string* str = nullptr;
+  String* str = nullptr;
   if (it != s.keys.end()) {
-    str = std::get_if<std::string>(&it->second);
+    str = std::get_if<String>(&it->second);
     if (!str) { r.error(kWrongType); return; }
   }
   if (a.value.empty()) { r.integer(str ? static_cast<int64_t>(str->size()) : 0); return; }
   if (static_cast<uint64_t>(a.offset) + a.value.size() > kStringBytesMax) { r.error(kStringTooLong); return; }
-  if (!str) str = &std::get<std::string>(s.keys.try_emplace(a.key, std::in_place_index<0>).first->second);
+  if (!str) str = &std::get<String>(s.keys.try_emplace(a.key, std::in_place_index<0>).first->second);
   const size_t end = static_cast<size_t>(a.offset) + a.value.size();
   if (str->size() < end) str->resize(end, '\0');
   str->replace(static_cast<size_t>(a.offset), a.value.size(), a.value.data(), a.value.size());
@@ -1032,10 +1033,10 @@ constexpr std::string_view kNanOrInfinity = "ERR increment would produce NaN or 
 // INCRBYFLOAT keeps the key's deadline, as INCRBY does.
 void apply_incrbyfloat(State& s, const FloatIncrArgs& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it = live_write(s, a.key, ctx);
-  std::string* str = nullptr;
+  String* str = nullptr;
   long double v = 0;
   if (it != s.keys.end()) {
-    str = std::get_if<std::string>(&it->second);
+    str = std::get_if<String>(&it->second);
     if (!str) { r.error(kWrongType); return; }
     if (!parse_long_double(*str, &v)) { r.error(kNotFloat); return; }
   }
@@ -1043,8 +1044,8 @@ void apply_incrbyfloat(State& s, const FloatIncrArgs& a, const ApplyContext& ctx
   v += a.delta;
   if (std::isnan(v) || std::isinf(v)) { r.error(kNanOrInfinity); return; }
   std::string text = format_long_double(v);
-  if (str) *str = std::move(text);
-  else str = &std::get<std::string>(s.keys.try_emplace(a.key, std::in_place_index<0>, std::move(text)).first->second);
+  if (str) str->assign(text);
+  else str = &std::get<String>(s.keys.try_emplace(a.key, std::in_place_index<0>, text).first->second);
   notify(ctx, keyspace::kString, "incrbyfloat", a.key);
   r.bulk(*str);
 }
@@ -3074,7 +3075,7 @@ void apply_rename(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
 
 Value clone_value(const Value& v) {
   switch (static_cast<Type>(v.index())) {
-    case Type::kString: return Value(std::in_place_index<0>, std::get<std::string>(v));
+    case Type::kString: return Value(std::in_place_index<0>, std::get<String>(v));
     case Type::kHash: {
       Value out(std::in_place_type<Hash>);
       Hash& h = std::get<Hash>(out);
@@ -3205,7 +3206,7 @@ void query_object(const State& s, Args a, const QueryContext& ctx, Reply& r) {
     switch (static_cast<Type>(v->index())) {
       case Type::kString: {
         // The encoding Redis would choose for these bytes (hmdb stores every string as bytes).
-        const std::string& str = std::get<std::string>(*v);
+        const String& str = std::get<String>(*v);
         int64_t n;
         constexpr size_t kEmbstrBytesMax = 44;  // Redis' OBJ_ENCODING_EMBSTR_SIZE_LIMIT
         r.bulk(str.size() <= 20 && parse_int64(str, &n) ? "int" : str.size() <= kEmbstrBytesMax ? "embstr" : "raw");
@@ -3970,7 +3971,7 @@ void encode_entry(Encoder& e, std::string_view key, const Value& v, std::optiona
   e.u8(static_cast<uint8_t>(v.index()) | (deadline ? kTagHasDeadline : 0));
   if (deadline) e.u64(*deadline);
   switch (static_cast<Type>(v.index())) {
-    case Type::kString: e.bytes(std::get<std::string>(v)); break;
+    case Type::kString: e.bytes(std::get<String>(v)); break;
     case Type::kHash: {
       const Hash& h = std::get<Hash>(v);
       e.varint(h.size());
@@ -4003,7 +4004,7 @@ void encode_entry(Encoder& e, std::string_view key, const Value& v, std::optiona
 // (empty container, duplicate member, NaN score).
 bool decode_value(Decoder& in, Type type, Value* out) {
   switch (type) {
-    case Type::kString: out->emplace<std::string>(in.bytes()); return in.ok();
+    case Type::kString: out->emplace<String>(in.bytes()); return in.ok();
     case Type::kHash: {
       uint64_t n = in.count<std::string, std::string>();
       if (n == 0) return false;

@@ -50,6 +50,7 @@
 #include "kv/set.h"
 #include "kv/zorder.h"
 #include "kv/populated_allocator.h"
+#include "kv/value_alloc.h"
 
 #include <xxhash.h>
 
@@ -95,9 +96,10 @@ struct ZSet {
 enum class Type : uint8_t { kString = 0, kHash = 1, kList = 2, kSet = 3, kZSet = 4 };
 
 // Sorted sets are boxed; hashes, lists and sets are held in place (each is a 32-byte handle
-// to one block while small), so a string key (the common case) costs one std::string and
-// the variant stays 40 bytes. Invariant: a stored container is never empty.
-using Value = std::variant<std::string, Hash, List, Set, std::unique_ptr<ZSet>>;
+// to one block while small), so a string key (the common case) costs one String (a
+// std::string whose block of more than 15 bytes comes from populated memory: value_alloc.h)
+// and the variant stays 40 bytes. Invariant: a stored container is never empty.
+using Value = std::variant<String, Hash, List, Set, std::unique_ptr<ZSet>>;
 static_assert(sizeof(Value) == 40, "a key table slot is Key + Value");
 
 // Orders (deadline, key) pairs; transparent so a lookup needs no std::string.

@@ -14,7 +14,7 @@ size_t elements(const Value& v) {
   return std::visit(
       [](const auto& x) -> size_t {
         using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, std::string>) {
+        if constexpr (std::is_same_v<T, String>) {
           return 0;
         } else if constexpr (std::is_same_v<T, std::unique_ptr<ZSet>>) {
           return x ? x->order.size() : 0;
@@ -30,7 +30,7 @@ bool clear_some(Value& v, size_t budget, size_t* work) {
   return std::visit(
       [&](auto& x) -> bool {
         using T = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<T, std::string>) {
+        if constexpr (std::is_same_v<T, String>) {
           *work += 1;
           return true;
         } else if constexpr (std::is_same_v<T, std::unique_ptr<ZSet>>) {
@@ -53,7 +53,7 @@ bool clear_some(Value& v, size_t budget, size_t* work) {
 void Graveyard::bury_if_big(Value& v) {
   if (elements(v) <= kLazyFreeElementsMin) return;
   values_.push_back(std::move(v));
-  v.emplace<std::string>();  // what was moved from is empty, but say so
+  v.emplace<String>();  // what was moved from is empty, but say so
 }
 
 void Graveyard::bury_keyspace(KeyTable<Value>& keys, KeyTable<uint64_t>& expires, ExpiryOrder& order) {

@@ -24,6 +24,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <new>
 #include <string_view>
@@ -70,6 +71,28 @@ inline void* map_block(size_t bytes) {
   void* p = mmap(nullptr, page_round(bytes), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
   if (huge_pages()) madvise(p, page_round(bytes), MADV_HUGEPAGE);
+  return p;
+}
+
+// map_block, aligned to `bytes` (a power of two, at least a page): a huge page's block can
+// then be one huge page, and the value allocator finds a slot's block by rounding its
+// address down (value_alloc.h). Linux aligns anonymous mappings of a multiple of 2 MiB
+// itself when transparent huge pages are configured (6.7 on); elsewhere twice the size is
+// mapped and the ends trimmed.
+inline void* map_aligned_block(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  if ((reinterpret_cast<uintptr_t>(p) & (bytes - 1)) != 0) {
+    munmap(p, bytes);
+    p = mmap(nullptr, 2 * bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    char* const lo = static_cast<char*>(p);
+    char* const aligned = reinterpret_cast<char*>((reinterpret_cast<uintptr_t>(lo) + bytes - 1) & ~uintptr_t{bytes - 1});
+    if (aligned > lo) munmap(lo, static_cast<size_t>(aligned - lo));
+    if (aligned + bytes < lo + 2 * bytes) munmap(aligned + bytes, static_cast<size_t>(lo + 2 * bytes - (aligned + bytes)));
+    p = aligned;
+  }
+  if (huge_pages()) madvise(p, bytes, MADV_HUGEPAGE);
   return p;
 }
 

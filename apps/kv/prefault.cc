@@ -131,7 +131,7 @@ class Prefaulter {
   static void* make_block() {
     void* p;
     try {
-      p = detail::map_block(kBlockBytes);
+      p = detail::map_aligned_block(kBlockBytes);  // aligned: one huge page, and value_alloc.h needs it
     } catch (const std::bad_alloc&) {
       return nullptr;
     }

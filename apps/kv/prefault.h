@@ -1,6 +1,6 @@
 // apps/kv/prefault.h — a thread that faults in the kv app's fresh big blocks of memory before
-// the event loop writes them: the node slabs of the key table and the new bucket array of a
-// resize.
+// the event loop writes them: the node slabs of the key table, the blocks of string values
+// (value_alloc.h) and the new bucket array of a resize.
 //
 // Why: the first write to a fresh page makes the kernel zero it under the fault, on the
 // thread that writes. With the heap in transparent huge pages (the default, server/huge_pages.h)
@@ -52,8 +52,8 @@ inline constexpr size_t kPantryBlocks = 2;
 // forget() waits at most one page's zeroing when the array goes while the thread is in it.
 inline constexpr size_t kChunkBytes = size_t{2} << 20;
 
-// A populated block of kBlockBytes (private, anonymous, in huge pages when the heap is), to be
-// freed with munmap; or nullptr when the pantry is empty or prefaulting is off (the caller
+// A populated block of kBlockBytes (private, anonymous, aligned to kBlockBytes, in huge pages
+// when the heap is), to be freed with munmap; or nullptr when the pantry is empty or prefaulting is off (the caller
 // maps one itself).
 void* take_block();
 

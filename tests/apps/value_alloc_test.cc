@@ -1,0 +1,186 @@
+// tests/apps/value_alloc_test.cc — the string values' allocator (apps/kv/value_alloc.h):
+// values come from blocks the prefault thread populated, so the thread that stores them (the
+// event loop) takes no page fault for them; the size classes; slots, runs and blocks given
+// back; a forked child. Faults are the calling thread's own minor faults (getrusage
+// RUSAGE_THREAD), as in prefault_test.cc; no timing.
+#include "kv/value_alloc.h"
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kv/prefault.h"
+
+namespace hmdb::kv {
+namespace {
+
+uint64_t thread_minor_faults() {
+  rusage ru{};
+  EXPECT_EQ(::getrusage(RUSAGE_THREAD, &ru), 0);
+  return static_cast<uint64_t>(ru.ru_minflt);
+}
+
+// 20,000 values of 400 bytes: ~8 MB, four blocks of slots of 408 bytes.
+constexpr size_t kValues = 20000;
+const std::string kText(400, 'v');
+
+// Stores kValues values of 400 bytes into `out` (already sized, its own memory written, so
+// that only the values' memory is new); if `catch_up`, lets the prefault thread refill its
+// pantry after each value, as the loop's turns leave it time to. Returns the calling
+// thread's minor faults meanwhile.
+template <class Str>
+uint64_t faults_to_store(std::vector<Str>& out, bool catch_up) {
+  const uint64_t f0 = thread_minor_faults();
+  for (Str& s : out) {
+    s.assign(kText);
+    if (catch_up) prefault::wait_idle();
+  }
+  return thread_minor_faults() - f0;
+}
+
+class ValueAlloc : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    prefault::set_enabled(true);
+    String warm(kText);  // the allocator's own state exists before anything is counted
+    prefault::wait_idle();
+  }
+  void TearDown() override { prefault::set_enabled(true); }
+};
+
+TEST_F(ValueAlloc, ValuesComeFromPopulatedBlocksWithoutAFaultOfTheCaller) {
+  std::vector<String> values(kValues);
+  const value_alloc::Stats s0 = value_alloc::stats();
+  const uint64_t faults = faults_to_store(values, /*catch_up=*/true);
+  const value_alloc::Stats s1 = value_alloc::stats();
+  std::printf("%zu values of 400 B: %llu faults of the storing thread, %llu blocks from the pantry, %llu mapped here\n",
+              kValues, static_cast<unsigned long long>(faults),
+              static_cast<unsigned long long>(s1.blocks_from_pantry - s0.blocks_from_pantry),
+              static_cast<unsigned long long>(s1.blocks_mapped_here - s0.blocks_mapped_here));
+  EXPECT_EQ(faults, 0u) << "the storing thread faulted value memory in itself";
+  EXPECT_GE(s1.blocks_from_pantry - s0.blocks_from_pantry, kValues * 408 / kValueBlockBytes);
+  EXPECT_EQ(s1.blocks_mapped_here, s0.blocks_mapped_here);
+  EXPECT_EQ(s1.slots_live - s0.slots_live, kValues);
+  EXPECT_EQ(s1.slot_bytes_live - s0.slot_bytes_live, kValues * 408);
+  for (const String& v : values) ASSERT_EQ(std::string_view(v), kText);
+
+  // The controls. With the pantry off the allocator maps and populates its blocks itself
+  // (a fault per page, one per block if the kernel gives it a huge page) ...
+  prefault::set_enabled(false);
+  std::vector<String> more(kValues);
+  const uint64_t self_faults = faults_to_store(more, false);
+  // ... and a std::string's block comes from malloc's heap, faulted in by the thread that
+  // writes it: what the server did before.
+  std::vector<std::string> before(kValues);
+  const uint64_t malloc_faults = faults_to_store(before, false);
+  std::printf("the same without the pantry: %llu faults; with std::string (malloc's heap): %llu faults\n",
+              static_cast<unsigned long long>(self_faults), static_cast<unsigned long long>(malloc_faults));
+  EXPECT_GE(self_faults, kValues * 408 / kValueBlockBytes);
+  EXPECT_GE(malloc_faults, kValues * 416 / kValueBlockBytes);
+}
+
+TEST(ValueAllocClasses, EverySizeGetsASlotAtLeastAsBigAndAtMostAnEighthMore) {
+  EXPECT_EQ(value_alloc::slot_bytes(16), 16u);
+  EXPECT_EQ(value_alloc::slot_bytes(401), 408u);  // a String of capacity 400 (glibc: 416)
+  EXPECT_EQ(value_alloc::slot_bytes(513), 528u);
+  EXPECT_EQ(value_alloc::slot_bytes(1025), 1152u);
+  EXPECT_EQ(value_alloc::slot_bytes(kValueSlotBytesMax), kValueSlotBytesMax);
+  size_t last = 0;
+  for (size_t n = 1; n <= kValueSlotBytesMax; n++) {
+    const size_t b = value_alloc::slot_bytes(n);
+    ASSERT_GE(b, n);
+    ASSERT_GE(b, last) << n;
+    ASSERT_EQ(b % 8, 0u) << n;
+    ASSERT_LE(b, n + std::max<size_t>(8, n / 8) + 8) << n;
+    last = b;
+  }
+}
+
+// Random values of random sizes stored, overwritten and freed: every value keeps its bytes,
+// the counts agree, and once all are freed the blocks are given back but for the kept ones.
+TEST_F(ValueAlloc, RandomStoresAndFreesKeepEveryValueAndGiveBlocksBack) {
+  const uint64_t seed = std::random_device{}();
+  std::printf("seed %llu\n", static_cast<unsigned long long>(seed));
+  std::mt19937_64 rng(seed);
+  const value_alloc::Stats s0 = value_alloc::stats();
+  std::vector<String> values(30000);
+  std::vector<std::string> expect(values.size());
+  auto size = [&] {
+    switch (rng() % 4) {
+      case 0: return 16 + rng() % 48;
+      case 1: return 300 + rng() % 200;
+      case 2: return 500 + rng() % 3000;
+      default: return 10000 + rng() % 12000;  // above kValueSlotBytesMax too
+    }
+  };
+  for (int round = 0; round < 200000; round++) {
+    const size_t i = rng() % values.size();
+    if (rng() % 3 == 0) {
+      values[i] = String();
+      values[i].shrink_to_fit();
+      expect[i].clear();
+    } else {
+      std::string t(size(), static_cast<char>('a' + rng() % 26));
+      t[0] = static_cast<char>(i);
+      if (rng() % 2) {
+        values[i].assign(t);
+      } else {
+        values[i].append(t);
+        t = expect[i] + t;
+      }
+      expect[i] = std::move(t);
+    }
+  }
+  for (size_t i = 0; i < values.size(); i++) ASSERT_EQ(std::string_view(values[i]), expect[i]) << i;
+  values.clear();
+  values.shrink_to_fit();
+  const value_alloc::Stats s1 = value_alloc::stats();
+  EXPECT_EQ(s1.slots_live, s0.slots_live);
+  EXPECT_EQ(s1.slot_bytes_live, s0.slot_bytes_live);
+  // Every block made here is given back but the one empty block kept.
+  EXPECT_LE(s1.blocks, s0.blocks + kValueEmptyBlocksKept);
+  std::printf("blocks: %llu before, %llu after (%llu made in all)\n", static_cast<unsigned long long>(s0.blocks),
+              static_cast<unsigned long long>(s1.blocks),
+              static_cast<unsigned long long>(s1.blocks_from_pantry + s1.blocks_mapped_here));
+}
+
+TEST_F(ValueAlloc, BlocksOfOneSizeAreGivenBackWhenTheirValuesGo) {
+  const value_alloc::Stats s0 = value_alloc::stats();
+  {
+    std::vector<String> values(kValues);
+    for (String& v : values) v.assign(kText);
+    EXPECT_GE(value_alloc::stats().blocks, s0.blocks + 2);
+  }
+  // One empty block is kept.
+  EXPECT_LE(value_alloc::stats().blocks, s0.blocks + kValueEmptyBlocksKept);
+}
+
+TEST_F(ValueAlloc, AForkedChildStoresAndFreesValues) {
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    // No prefault thread here: the allocator maps its blocks itself.
+    std::vector<String> values(kValues);
+    for (String& v : values) v.assign(kText);
+    bool ok = true;
+    for (const String& v : values) ok = ok && std::string_view(v) == kText;
+    values.clear();
+    ::_exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+}  // namespace
+}  // namespace hmdb::kv
