@@ -195,6 +195,21 @@ TEST(Resp, BulkLengthBounds) {
   EXPECT_EQ(o.error_message, "ERR Protocol error: too big bulk count string");
 }
 
+// A lone 0, a negative multibulk count and a length line split anywhere mean what they meant
+// before the one-pass digit path (resp.cc, fast_length): the same commands or the same wait.
+TEST(Resp, HeaderLinesOutsideTheDigitFastPath) {
+  auto o = feed_whole("*0\r\n*-1\r\n*1\r\n$0\r\n\r\n" + multibulk({"GET", "k"}));
+  ASSERT_FALSE(o.error) << o.error_message;
+  ASSERT_EQ(o.commands.size(), 2u);
+  EXPECT_EQ(o.commands[0], std::vector<std::string>{""});
+  EXPECT_EQ(o.commands[1], (std::vector<std::string>{"GET", "k"}));
+  for (const char* partial : {"*1", "*1\r", "*12", "*1\r\n$1", "*1\r\n$1\r", "*1\r\n$12\r"}) {
+    o = feed_whole(partial);
+    EXPECT_FALSE(o.error) << partial;
+    EXPECT_TRUE(o.commands.empty()) << partial;
+  }
+}
+
 TEST(Resp, BytesWantedHintsTheBulkSize) {
   RespParser p;
   std::string buf = "*2\r\n$3\r\nSET\r\n$100000\r\nabc";
@@ -223,6 +238,15 @@ TEST(Resp, MalformedFrames) {
       {"*1\r\n$\r\n", "ERR Protocol error: invalid bulk length"},
       {"*1\r\n$3\r\nabcd\r\n", "ERR Protocol error: expected CRLF after bulk data"},
       {"*1\r\n$3\r\nab\r\n\r\n", "ERR Protocol error: expected CRLF after bulk data"},
+      // Header lines the one-pass digit path (resp.cc, fast_length) hands to the general one.
+      {"*1\r\n$03\r\nabc\r\n", "ERR Protocol error: invalid bulk length"},
+      {"*1\r\n$+3\r\nabc\r\n", "ERR Protocol error: invalid bulk length"},
+      {"*1\r\n$3\rxabc\r\n", "ERR Protocol error: invalid bulk length"},
+      {"*1\r\n$3x\r\nabc\r\n", "ERR Protocol error: invalid bulk length"},
+      {"*1\r\n$" + std::string(18, '9') + "\r\n", "ERR Protocol error: invalid bulk length"},
+      {"*1\r\n$" + std::string(19, '9') + "\r\n", "ERR Protocol error: invalid bulk length"},
+      {"*" + std::string(18, '9') + "\r\n", "ERR Protocol error: invalid multibulk length"},
+      {"*" + std::string(19, '9') + "\r\n", "ERR Protocol error: invalid multibulk length"},
   };
   for (const auto& c : cases) {
     auto o = feed_whole(c.input);
