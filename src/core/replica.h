@@ -472,6 +472,9 @@ class Replica final : private PubSubHost {
   int write_arity(std::string_view name) const;
   // The commands a client that has not authenticated may send.
   static bool allowed_unauthenticated(std::string_view name);
+  // False when `name` is surely none of MULTI, EXEC, DISCARD, WATCH, UNWATCH, HMDB.REQ (a
+  // length and first-letter test; true does not say it is one).
+  static bool may_be_transaction_or_request(std::string_view name);
   // s's user may not run argv (core/acl.h): answered -NOPERM (an open transaction is then
   // discarded at EXEC, as in Redis). True if refused.
   bool refused_by_acl(ClientSession& s, Args argv, std::optional<uint64_t> held);
