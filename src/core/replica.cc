@@ -1224,12 +1224,23 @@ void Replica::apply_entry(const raft::Entry& e) {
       Replica* self;
       const WriteTracker::Proposal* p;
       ClientSession* session = nullptr;
+      bool to_out = false;  // the reply goes straight to the session's out() (the head write)
       ReplyTo reply_to(size_t k) override {
         session = nullptr;
+        to_out = false;
         if (!p || k >= p->slots.size() || p->slots[k].session == 0) return {};
         session = self->host_.session(p->slots[k].session);
         if (!session) return {};
-        ReplyQueue::Slot& slot = session->replies.at(p->slots[k].seq);
+        ReplyQueue& q = session->replies;
+        const uint64_t seq = p->slots[k].seq;
+        // A pipeline's writes are answered in order, each at the head once the one before
+        // left: written to out() at once, not into its slot and then moved. Not a blocking
+        // attempt's (its reply may be dropped) nor a transaction's (EXEC writes its slot).
+        if (q.head_writes_to_out(seq) && !session->blocking && session->transaction.in_flight.empty()) [[likely]] {
+          to_out = true;
+          return ReplyTo{&q.out(), session->protocol};
+        }
+        ReplyQueue::Slot& slot = q.at(seq);
         HMDB_ASSERT(slot.kind == Kind::kWaitingWrite, "reply slot in the wrong state");
         return ReplyTo{&slot.reply, session->protocol};
       }
@@ -1240,6 +1251,12 @@ void Replica::apply_entry(const raft::Entry& e) {
       void replied(size_t k) override {
         if (!session) return;
         const uint64_t seq = p->slots[k].seq;
+        if (to_out) [[likely]] {
+          session->replies.finish_head_in_out(seq);
+          self->run_queries_from(*session, seq + 1);
+          self->mark_drain(*session);
+          return;
+        }
         if (session->blocking && session->blocking_seq == seq) [[unlikely]] {
           if (self->blocking_reply(*session, seq)) return;
         }

@@ -65,6 +65,19 @@ void ReplyQueue::finish(uint64_t seq, Kind expected) {
   }
 }
 
+void ReplyQueue::finish_head_in_out(uint64_t seq) {
+  HMDB_ASSERT(seq == base_seq_ && !slots_.empty() && slots_.front().kind == Kind::kWaitingWrite,
+              "reply slot %llu is not the waiting head", static_cast<unsigned long long>(seq));
+  waiting_writes_--;
+  slots_.pop_front();
+  base_seq_++;
+  while (!held_.empty() && held_.front().after_seq < base_seq_) [[unlikely]] {
+    out_.append(held_.front().bytes);
+    held_message_bytes_ -= held_.front().bytes.size();
+    held_.pop_front();
+  }
+}
+
 // flush_done with messages held behind replies: each batch leaves right after its slot's
 // reply. Apart from flush_done, which runs for every reply: its loop stays what it was before
 // messages existed (the interleaving inside it cost ~30 instructions per request).

@@ -128,6 +128,17 @@ class ReplyQueue {
   // written into at(seq).reply).
   void finish(uint64_t seq, Kind expected);
 
+  // The apply answers write seq now. True when its reply may be written straight to out():
+  // seq is the head slot, a waiting write, and no message waits behind earlier replies.
+  // Then nothing can come between it and out()'s end, and finish_head_in_out() ends it
+  // without the slot's own copy of the reply and flush_done's later move.
+  bool head_writes_to_out(uint64_t seq) const {
+    return seq == base_seq_ && held_.empty() && !slots_.empty() && slots_.front().kind == Kind::kWaitingWrite;
+  }
+  // Write seq, the head, whose reply went straight to out() (head_writes_to_out), is done:
+  // its slot leaves, and messages held behind it (published during its apply) follow it.
+  void finish_head_in_out(uint64_t seq);
+
   // Moves the finished replies at the head to out(). Returns true if out() grew.
   bool flush_done();
 

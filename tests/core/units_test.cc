@@ -51,6 +51,42 @@ TEST(ReplyQueue, FinishedRepliesWaitForEarlierOnesAndLeaveInOrder) {
   EXPECT_EQ(q.next_seq(), 3u);
 }
 
+// The apply's short way for a pipeline of writes (Replica's SlotSink): the head write's reply
+// goes straight to out() and its slot leaves; a message published meanwhile still leaves
+// after the replies of every command that has run (here the next write's too), and while it
+// waits the next write takes the slot way, behind it.
+TEST(ReplyQueue, TheHeadWriteRepliesStraightToOut) {
+  ReplyQueue q;
+  *q.reply_now() += "+A\r\n";
+  const uint64_t w1 = q.push(Kind::kWaitingWrite);
+  const uint64_t w2 = q.push(Kind::kWaitingWrite);
+  EXPECT_FALSE(q.head_writes_to_out(w2)) << "not the head";
+  ASSERT_TRUE(q.head_writes_to_out(w1));
+  q.out() += ":1\r\n";
+  q.append_message(">m1\r\n");  // published by w1's apply: w2 has run too, so after w2
+  q.finish_head_in_out(w1);
+  EXPECT_EQ(q.out(), "+A\r\n:1\r\n");
+  EXPECT_EQ(q.waiting_writes(), 1u);
+  EXPECT_EQ(q.first_seq(), w2);
+  EXPECT_FALSE(q.head_writes_to_out(w2)) << "a message waits: the slot way keeps it behind w2";
+  q.at(w2).reply = ":2\r\n";
+  q.finish(w2, Kind::kWaitingWrite);
+  EXPECT_TRUE(q.flush_done());
+  EXPECT_EQ(q.out(), "+A\r\n:1\r\n:2\r\n>m1\r\n");
+  const uint64_t w3 = q.push(Kind::kWaitingWrite);
+  ASSERT_TRUE(q.head_writes_to_out(w3));
+  q.out() += ":3\r\n";
+  q.append_message(">m2\r\n");  // after w3, the last command that ran
+  q.finish_head_in_out(w3);
+  EXPECT_EQ(q.out(), "+A\r\n:1\r\n:2\r\n>m1\r\n:3\r\n>m2\r\n") << "m2 follows w3's reply at once";
+  EXPECT_TRUE(q.idle());
+  EXPECT_EQ(q.waiting_writes(), 0u);
+  EXPECT_EQ(q.held_message_bytes(), 0u);
+  const uint64_t w4 = q.push(Kind::kWaitingWrite);
+  q.push(Kind::kWaitingWrite);
+  EXPECT_DEATH(q.finish_head_in_out(w4 + 1), "waiting head") << "only the head write";
+}
+
 TEST(ReplyQueue, CountsFollowEveryKindChange) {
   ReplyQueue q;
   std::string_view words[] = {"SNAPSHOT"};
