@@ -77,8 +77,17 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
   }
   BatchReader ahead(payload);
   const bool prefetching = reader.count() > 1;
-  for (size_t i = 0; prefetching && i < kPrefetchAheadCommands && ahead.next(scratch.ahead); i++)
-    app.prefetch(scratch.ahead);
+  // Commands only, several: each command is decoded once, by the reader that runs ahead to
+  // prefetch, into a ring the apply takes it from kPrefetchAheadCommands later (format 1's
+  // path below). Otherwise the ahead reader decodes on its own.
+  const bool ring = prefetching && reader.format() == kBatchFormatCommands;
+  size_t ring_filled = 0;  // commands the ahead reader put in the ring
+  for (size_t i = 0; prefetching && i < kPrefetchAheadCommands; i++) {
+    std::vector<std::string_view>& to = ring ? scratch.ring[i] : scratch.ahead;
+    if (!ahead.next(to)) break;
+    app.prefetch(to);
+    ring_filled++;
+  }
   ApplyContext ctx;
   ctx.now_ms = reader.leader_time_ms();
   ctx.index = index;
@@ -88,6 +97,14 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
   // Eviction by age, in the leader's time of this batch: the same on every node.
   if (requests && !requests->empty()) requests->expire(ctx.now_ms);
   auto hint = [&]() {
+    if (ring) {
+      std::vector<std::string_view>& to = scratch.ring[ring_filled % kApplyRingCommands];
+      if (ahead.next(to)) {
+        app.prefetch(to);
+        ring_filled++;
+      }
+      return;
+    }
     if (prefetching && ahead.next(scratch.ahead)) app.prefetch(scratch.ahead);
   };
   // False (result says why) when the command does not apply under its version.
@@ -116,6 +133,21 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
     // Commands only (every batch without a transaction or a request id): the reader's short
     // walk. The step walk below does the same for them at ~70 more instructions per command
     // (callgrind).
+    if (ring) {
+      // Command k is in the ring (decoded ahead) while k < ring_filled; apply_one's hint()
+      // decodes command k + kPrefetchAheadCommands into the ring first, in the slot that
+      // command k - 1 used. A malformed payload stops the ahead reader: what it decoded
+      // before the damage is applied, as the short walk would, and its state says kMalformed.
+      static_assert(kApplyRingCommands > kPrefetchAheadCommands, "the ring holds the commands decoded ahead and one more");
+      for (size_t k = 0; k < ring_filled; k++) {
+        const std::vector<std::string_view>& argv = scratch.ring[k % kApplyRingCommands];
+        if (!apply_one(argv, sink ? sink->reply_to(k) : ReplyTo{})) return result;
+        if (sink) sink->replied(k);
+        result.items++;
+      }
+      if (!ahead.ok()) result.status = ApplyStatus::kMalformed;
+      return result;
+    }
     std::vector<std::string_view>& argv = scratch.step.argv;
     for (size_t k = 0; reader.next(argv); k++) {
       if (!apply_one(argv, sink ? sink->reply_to(k) : ReplyTo{})) return result;

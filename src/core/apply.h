@@ -10,6 +10,7 @@
 // Pure: no I/O, no clock (time comes from the batch's leader stamp).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -27,6 +28,9 @@ namespace hmdb::core {
 // Commands of an entry hinted ahead of the one being applied. 8 covers the latency of a
 // cache miss (~100 ns) with the ~50-100 ns a small command costs; more only holds more views.
 inline constexpr size_t kPrefetchAheadCommands = 8;
+// The ring of decoded commands of a commands-only batch (apply.cc): those decoded ahead, and
+// the one being applied.
+inline constexpr size_t kApplyRingCommands = kPrefetchAheadCommands + 1;
 
 // Where item k's reply goes: the buffer it is appended to (nullptr: nobody waits, the
 // reply is dropped) and the protocol its session speaks now (HELLO changes it in session
@@ -69,6 +73,7 @@ enum class ApplyStatus : uint8_t {
 struct ApplyScratch {
   BatchStep step;
   std::vector<std::string_view> ahead;
+  std::array<std::vector<std::string_view>, kApplyRingCommands> ring;  // format 1's commands, decoded once
   std::string dropped_reply;
   std::string why;         // a command's reason not to apply (StateMachine::apply)
   std::string divergence;  // ApplyResult::divergence's text

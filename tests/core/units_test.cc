@@ -183,5 +183,39 @@ TEST(Apply, MalformedAndUnsupportedSchemaEntriesAreRefused) {
   EXPECT_EQ(r.commands, 1u);
 }
 
+// More commands than the ring of decoded commands holds (kApplyRingCommands): each applies
+// once, in order, with its own words; a batch cut short or with trailing bytes stops where
+// the short walk stopped.
+TEST(Apply, ALongBatchGoesThroughTheRingInOrder) {
+  constexpr size_t kCommands = 3 * kApplyRingCommands + 2;
+  sim::RegisterHost app;
+  ApplyScratch scratch;
+  std::vector<std::string> keys;
+  for (size_t i = 0; i < kCommands; i++) keys.push_back("k" + std::to_string(i % 3));
+  BatchBuilder b(1);
+  for (size_t i = 0; i < kCommands; i++) {
+    std::string_view incr[] = {"INCR", keys[i]};
+    b.add(Args(incr, 2));
+  }
+  const std::string payload = b.finish();
+  Recorder sink;
+  ApplyResult r = apply_batch(app, payload, 1, sim::RegisterApp::kSchemaVersion, &sink, scratch);
+  EXPECT_EQ(r.status, ApplyStatus::kOk);
+  EXPECT_EQ(r.commands, kCommands);
+  ASSERT_EQ(sink.done.size(), kCommands);
+  for (size_t k = 0; k < kCommands; k++) {
+    EXPECT_EQ(sink.done[k], k);
+    if (k % 2 == 0) EXPECT_EQ(sink.replies[k], ":" + std::to_string(k / 3 + 1) + "\r\n") << k;
+  }
+  std::string cut = payload;
+  cut.resize(cut.size() - 2);
+  r = apply_batch(app, cut, 2, sim::RegisterApp::kSchemaVersion, nullptr, scratch);
+  EXPECT_EQ(r.status, ApplyStatus::kMalformed);
+  EXPECT_EQ(r.commands, kCommands - 1);
+  r = apply_batch(app, payload + "x", 3, sim::RegisterApp::kSchemaVersion, nullptr, scratch);
+  EXPECT_EQ(r.status, ApplyStatus::kMalformed);
+  EXPECT_EQ(r.commands, kCommands - 1) << "trailing bytes: the last command is not applied";
+}
+
 }  // namespace
 }  // namespace hmdb::core
