@@ -1,6 +1,8 @@
 // server/client_io.cc — client sockets: accept, read, parse, send, close.
 //
-// Bytes in: a readable socket is read (at most kReadBytesPerTurnMax per turn), the RESP
+// Bytes in: a readable socket is read (at most kReadBytesPerTurnMax per turn, and at most
+// kTurnReadBytesMax from all sockets together: the loop in node.cc leaves the rest for the
+// next turn, first), the RESP
 // parser finds complete commands in the buffer (up to kParseAheadCommands at a time, so the
 // app can prefetch their keys), and each goes to Replica::command, in order. Replies out:
 // the replica moves finished replies to the session's output in request order
@@ -224,7 +226,7 @@ void Node::read_session(Session& s) {
     read_session_tls(s);
     return;
   }
-  uint64_t budget = kReadBytesPerTurnMax;
+  uint64_t budget = std::min(kReadBytesPerTurnMax, turn_read_left_);
   while (budget > 0) {
     uint64_t want = kReadChunkBytes;
     uint64_t hint = s.parser.bytes_wanted();
@@ -234,6 +236,7 @@ void Node::read_session(Session& s) {
     if (n > 0) {
       s.in.commit(static_cast<size_t>(n));
       budget -= std::min<uint64_t>(budget, static_cast<uint64_t>(n));
+      turn_read_left_ -= std::min<uint64_t>(turn_read_left_, static_cast<uint64_t>(n));
       // A short read from a stream socket means its buffer is empty now; the next byte
       // brings a new edge. Not so for the peer's FIN if it came with the same edge as the
       // data: then read on until read() says 0.
@@ -264,7 +267,7 @@ void Node::read_session(Session& s) {
 }
 
 void Node::read_session_tls(Session& s) {
-  uint64_t budget = kReadBytesPerTurnMax;
+  uint64_t budget = std::min(kReadBytesPerTurnMax, turn_read_left_);
   while (budget > 0) {
     uint64_t want = kReadChunkBytes;
     uint64_t hint = s.parser.bytes_wanted();
@@ -276,6 +279,7 @@ void Node::read_session_tls(Session& s) {
       // read on until it says it wants the socket (the edge-triggered socket's next edge).
       s.in.commit(r.bytes);
       budget -= std::min<uint64_t>(budget, r.bytes);
+      turn_read_left_ -= std::min<uint64_t>(turn_read_left_, r.bytes);
       continue;
     }
     s.readable = false;  // kWantRead / kWantWrite: the next epoll event brings us back

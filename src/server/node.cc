@@ -523,6 +523,8 @@ void Node::loop_turn(int timeout_ms) {
   if (!draining_ && !paused()) {
     std::vector<uint64_t> work;
     work.swap(active_);
+    turn_read_left_ = kTurnReadBytesMax;
+    std::vector<uint64_t> unread;  // sessions left at the turn's read bound: first in the next turn
     // The first command's time starts here: the turn's start, unless other work came first.
     if (!work.empty()) clock_us_ = other_work ? stage_read_us() : turn_start_us_;
     for (uint64_t id : work) {
@@ -532,6 +534,11 @@ void Node::loop_turn(int timeout_ms) {
       if (paused()) {  // back-pressure began mid-turn: keep the rest for later
         s->in_active = true;
         active_.push_back(id);
+        continue;
+      }
+      if (turn_read_left_ == 0) {  // the turn's read bound (kTurnReadBytesMax) is reached
+        s->in_active = true;
+        unread.push_back(id);
         continue;
       }
       if (s->readable && !session_paused(*s)) read_session(*s);
@@ -555,6 +562,8 @@ void Node::loop_turn(int timeout_ms) {
         stage_clock_fresh_ = false;
       }
     }
+    if (turn_read_left_ == 0) stats_.read_bound_turns++;
+    if (!unread.empty()) active_.insert(active_.begin(), unread.begin(), unread.end());
   }
 
   // The batch becomes one log entry; the Readies are handled (persist, send, apply);

@@ -437,6 +437,7 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
 
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
   std::vector<uint64_t> active_;    // sessions to visit this turn (readable or stalled input)
+  uint64_t turn_read_left_ = kTurnReadBytesMax;  // of this turn's client reads (kTurnReadBytesMax)
   std::vector<uint64_t> to_flush_;  // sessions with replies to send
   struct ParsedCommand {
     std::vector<std::string_view> argv;  // views into the session's read buffer

@@ -77,6 +77,7 @@ struct ShellStats {
   uint64_t recovery_ms = 0;
   uint64_t loop_turn_max_ms = 0;  // longest turn spent working (not waiting in epoll)
   uint64_t slow_turns = 0;        // turns of at least kSlowTurnMs
+  uint64_t read_bound_turns = 0;  // turns whose client reads reached kTurnReadBytesMax
   // Turns of at least kLongTurnMs: their count, wall time, the loop thread's CPU time
   // during them (options.h, kTurnCpuReadMinUs), those mostly on the CPU, and the last one.
   uint64_t long_turns = 0;

@@ -251,6 +251,14 @@ class ServerProcess {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
 
+  // Sends sig (SIGSTOP, SIGCONT); after SIGSTOP, returns once the server has stopped.
+  void signal(int sig) {
+    if (pid_ <= 0) throw std::runtime_error("not running");
+    ::kill(pid_, sig);
+    int status = 0;
+    if (sig == SIGSTOP && (::waitpid(pid_, &status, WUNTRACED) != pid_ || !WIFSTOPPED(status)))
+      throw std::runtime_error("server did not stop");
+  }
   // Sends sig and waits for the exit; returns the exit code (128 + signal if killed).
   int stop(int sig = SIGTERM) {
     if (pid_ <= 0) throw std::runtime_error("not running");

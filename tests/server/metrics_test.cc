@@ -332,6 +332,7 @@ StatisticsSources distinct_sources() {
   s.shell.output_limit_disconnects = 44;
   s.shell.loop_turn_max_ms = 46;
   s.shell.slow_turns = 53;
+  s.shell.read_bound_turns = 166;
   s.shell.long_turns = 133;
   s.shell.long_turns_us = 134000;
   s.shell.long_turns_cpu_us = 135000;
@@ -494,6 +495,7 @@ constexpr std::string_view kGoldenInfoAll =
     "request_ids_evicted_early:67\r\n"
     "loop_turn_max_ms:46\r\n"
     "slow_turns:53\r\n"
+    "read_bound_turns:166\r\n"
     "long_turns:133\r\n"
     "long_turns_ms:134\r\n"
     "long_turns_cpu_ms:135\r\n"

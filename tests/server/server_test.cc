@@ -19,6 +19,7 @@
 
 #include "core/batch.h"
 #include "harness.h"
+#include "server/options.h"
 #include "storage/log.h"
 #include "storage/snapshot.h"
 
@@ -216,6 +217,51 @@ TEST_F(ServerTest, ClientThatDoesNotReadIsPausedNotBuffered) {
   EXPECT_LT(output_of_lazy(), (4 << 20) + 2 * static_cast<int64_t>(value.size()) + 1024);
   EXPECT_EQ(setup.call({"GET", "missing"}).null, true);
   EXPECT_EQ(setup.call({"SET", "k", "v"}), std::string("OK"));
+}
+
+// One loop turn reads at most kTurnReadBytesMax from all clients together (server/options.h).
+// The clients' pipelines are sent while the server is stopped (SIGSTOP), so that all of them
+// wait in the kernel when it goes on: its first turn reaches the bound (INFO
+// read_bound_turns), the clients left unread are read in the next turns, and every client
+// gets every reply.
+TEST_F(ServerTest, ATurnReadsAtMostItsBoundFromAllClientsTogether) {
+  server_->start();
+  RespClient info(server_->port());
+  constexpr int kClients = 16, kSets = 2000;
+  const std::string value(400, 'v');
+  std::vector<std::unique_ptr<RespClient>> clients;
+  std::vector<std::string> pipelines(kClients);
+  for (int c = 0; c < kClients; c++) {
+    clients.push_back(std::make_unique<RespClient>(server_->port()));
+    ASSERT_EQ(clients.back()->call({"PING"}), std::string("PONG"));  // accepted before the stop
+    for (int i = 0; i < kSets; i++)
+      pipelines[c] += RespClient::encode({"SET", "c" + std::to_string(c) + ":" + std::to_string(i), value});
+  }
+  ASSERT_EQ(std::stoull(info_field(info, "read_bound_turns")), 0u);
+  server_->signal(SIGSTOP);
+  std::vector<size_t> sent(kClients, 0);
+  size_t sent_total = 0;
+  for (int c = 0; c < kClients; c++) {
+    const int fd = clients[c]->fd();
+    const int fl = ::fcntl(fd, F_GETFL);
+    ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    for (;;) {
+      const ssize_t n = ::send(fd, pipelines[c].data() + sent[c], pipelines[c].size() - sent[c], MSG_NOSIGNAL);
+      if (n <= 0) break;  // the socket's buffers are full
+      sent[c] += static_cast<size_t>(n);
+    }
+    ::fcntl(fd, F_SETFL, fl);
+    sent_total += sent[c];
+  }
+  server_->signal(SIGCONT);
+  ASSERT_GT(sent_total, 2 * server::kTurnReadBytesMax) << "the kernel did not buffer enough to test the bound";
+  for (int c = 0; c < kClients; c++) {
+    ASSERT_TRUE(clients[c]->send_raw(pipelines[c].substr(sent[c])));
+    for (int i = 0; i < kSets; i++) ASSERT_EQ(clients[c]->read(), std::string("OK")) << "client " << c << " reply " << i;
+  }
+  EXPECT_GE(std::stoull(info_field(info, "read_bound_turns")), 1u);
+  std::printf("%zu bytes waited in the kernel at once; turns that reached the bound: %s\n", sent_total,
+              info_field(info, "read_bound_turns").c_str());
 }
 
 TEST_F(ServerTest, ErrorsForUnknownCommandsWrongArityAndBadArgumentsKeepTheConnection) {
