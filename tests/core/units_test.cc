@@ -205,7 +205,9 @@ TEST(Apply, ALongBatchGoesThroughTheRingInOrder) {
   ASSERT_EQ(sink.done.size(), kCommands);
   for (size_t k = 0; k < kCommands; k++) {
     EXPECT_EQ(sink.done[k], k);
-    if (k % 2 == 0) EXPECT_EQ(sink.replies[k], ":" + std::to_string(k / 3 + 1) + "\r\n") << k;
+    if (k % 2 == 0) {
+      EXPECT_EQ(sink.replies[k], ":" + std::to_string(k / 3 + 1) + "\r\n") << k;
+    }
   }
   std::string cut = payload;
   cut.resize(cut.size() - 2);
