@@ -129,6 +129,21 @@ TEST_F(KvTest, WrongArityIsRejectedBeforeApply) {
   EXPECT_EQ(db.host.kind("nosuch"), CommandKind::kUnknown);
 }
 
+// A command table remembers the last name it found (hmdb/app.h, Table::find): a name found
+// again, in another case, after another name, after a miss or a name too long to remember,
+// is the command a table that found nothing before says it is.
+TEST_F(KvTest, ANameFoundAgainIsTheSameCommand) {
+  const std::vector<std::string> names = {"INCR", "INCR", "incr", "HSET", "INCR", "INCRX", "INC", "INCR", "Get",
+                                          "get", "ZRANGEBYSCORE", std::string(30, 'Z'), "ZRANGEBYSCORE",
+                                          "zrangebyscore", "nosuch", "INCR", "SET", "set"};
+  for (const std::string& n : names) {
+    decltype(db.host) fresh;  // nothing found before: its index alone answers
+    EXPECT_EQ(db.host.arity(n), fresh.arity(n)) << n;
+    EXPECT_EQ(db.host.kind(n), fresh.kind(n)) << n;
+    EXPECT_EQ(db.host.command_acl(n).categories, fresh.command_acl(n).categories) << n;
+  }
+}
+
 TEST_F(KvTest, SetConditions) {
   EXPECT_EQ(run({"SET", "k", "1", "XX"}), kNil);
   EXPECT_EQ(run({"EXISTS", "k"}), integer(0));
