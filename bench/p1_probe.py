@@ -10,6 +10,7 @@ Example: python3 bench/p1_probe.py --bin redis --bin base=/tmp/hmdb-a --bin new=
   --workloads set,incr --runs 5 --tool redis-benchmark
 Run it under `flock /tmp/hmdb-bench.lock` on a shared machine."""
 import argparse, resource, os, subprocess, time, shutil, tempfile, socket, statistics, sys, re
+from ping_wait import wait_ping
 
 def cpu_us(pid):
     with open(f"/proc/{pid}/stat") as f:
@@ -31,15 +32,6 @@ def info(port):
         if ":" in line:
             k, v = line.split(":", 1); d[k] = v.strip()
     return d
-
-def wait_ping(port):
-    for _ in range(300):
-        try:
-            s = socket.create_connection(("127.0.0.1", port), 0.2); s.sendall(b"PING\r\n")
-            if s.recv(10).startswith(b"+PONG"): s.close(); return
-        except OSError: pass
-        time.sleep(0.05)
-    raise RuntimeError("no ping")
 
 def load(tool, port, wl, seconds, clients, hb, n=None):
     if tool == "hmdb-bench":

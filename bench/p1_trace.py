@@ -17,20 +17,12 @@ kept, not the speed. Needs root (perf). Example:
   flock /tmp/hmdb-bench.lock python3 bench/p1_trace.py --bin redis --bin hmdb=build/apps/kv/hmdb --runs 2
 """
 import argparse, os, re, shutil, signal, socket, statistics as st, subprocess, tempfile, time
+from ping_wait import wait_ping
 from collections import Counter
 
 # A reply sent in the same turn less than this after the previous one is part of its burst
 # (used only for the span figure); an epoll_wait that returns later than this slept.
 SLEPT_US = 20
-
-def wait_ping(port):
-    for _ in range(300):
-        try:
-            s = socket.create_connection(("127.0.0.1", port), 0.2); s.sendall(b"PING\r\n")
-            if s.recv(10).startswith(b"+PONG"): s.close(); return
-        except OSError: pass
-        time.sleep(0.05)
-    raise RuntimeError("the server did not answer PING")
 
 def events(path):
     out = subprocess.run(["perf", "script", "-i", path], capture_output=True, text=True).stdout
