@@ -12,6 +12,8 @@
 
 #include "hmdb/app.h"
 #include "kv/kv.h"
+#include "kv/prefault.h"
+#include "kv/value_alloc.h"
 
 namespace {
 
@@ -182,6 +184,37 @@ void BM_QueryGet(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_QueryGet)->Arg(100'000)->Arg(1'000'000);
+
+// Freeing string values of 400 bytes, kFreedBlocks blocks' worth at a time (what DEL of many
+// keys does on the event loop): with Arg 1 the empty blocks go to the prefault thread
+// (value_alloc.h, prefault::give_back); with Arg 0 prefaulting is off, so the freeing thread
+// unmaps each empty block itself (as before give_back). The difference over kFreedBlocks is
+// what the munmap of a populated 2 MiB block costs the thread that frees.
+//   build-*/bench/kv_bench --benchmark_filter=FreeValues
+constexpr size_t kFreedBlocks = 32;
+void BM_FreeValues(benchmark::State& state) {
+  namespace kv = hmdb::kv;
+  const bool handed_back = state.range(0) != 0;
+  kv::prefault::set_enabled(handed_back);
+  const std::string text(400, 'v');
+  const size_t n = kFreedBlocks * (kv::kValueBlockBytes / kv::value_alloc::slot_bytes(text.size() + 1));
+  std::vector<kv::String> values(n);
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (kv::String& v : values) v.assign(text);
+    if (handed_back) kv::prefault::wait_idle();  // the thread's work of the last round done
+    const uint64_t given0 = kv::value_alloc::stats().blocks_given_back;
+    state.ResumeTiming();
+    for (kv::String& v : values) kv::String().swap(v);  // frees the value
+    state.PauseTiming();
+    state.counters["blocks_freed"] =
+        benchmark::Counter(static_cast<double>(kv::value_alloc::stats().blocks_given_back - given0));
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations() * n));
+  kv::prefault::set_enabled(true);
+}
+BENCHMARK(BM_FreeValues)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->Iterations(20);
 
 }  // namespace
 

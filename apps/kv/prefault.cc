@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <new>
@@ -33,20 +34,28 @@ class Prefaulter {
   void* take_block() {
     if (!in_owner_process()) return nullptr;
     void* p = nullptr;
+    bool dirty = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       start_locked();
       if (!enabled_) return nullptr;
       block_failed_ = false;  // memory may be free again: let the thread try
-      if (pantry_.empty()) {
-        stats_.blocks_missed++;
-      } else {
+      if (!pantry_.empty()) {
         p = pantry_.back();
         pantry_.pop_back();
         stats_.blocks_taken++;
+      } else if (!returned_.empty()) {  // the thread has not got to it: zeroed here, still no populate
+        p = returned_.back();
+        returned_.pop_back();
+        dirty = true;
+        stats_.blocks_taken++;
+        stats_.returned_reused_by_caller++;
+      } else {
+        stats_.blocks_missed++;
       }
     }
     work_cv_.notify_one();
+    if (dirty) std::memset(p, 0, kBlockBytes);
     return p;
   }
 
@@ -78,6 +87,25 @@ class Prefaulter {
     }
   }
 
+  void give_back(void* p) {
+    bool queued = false;
+    if (in_owner_process()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.returned++;
+      if (enabled_ && started_ && returned_.size() < kReturnedBlocksMax) {
+        returned_.push_back(p);
+        queued = true;
+      } else {
+        stats_.returned_unmapped_by_caller++;
+      }
+    }
+    if (!queued) {
+      ::munmap(p, kBlockBytes);
+      return;
+    }
+    work_cv_.notify_one();
+  }
+
   void set_enabled(bool on) {
     std::vector<void*> drop;
     {
@@ -85,10 +113,21 @@ class Prefaulter {
       enabled_ = on;
       if (!on) {
         drop.swap(pantry_);
+        drop.insert(drop.end(), returned_.begin(), returned_.end());
+        returned_.clear();
         ranges_.clear();
       }
     }
     for (void* p : drop) ::munmap(p, kBlockBytes);
+    work_cv_.notify_one();
+    idle_cv_.notify_all();
+  }
+
+  void set_held_for_test(bool held) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      held_ = held;
+    }
     work_cv_.notify_one();
     idle_cv_.notify_all();
   }
@@ -102,7 +141,8 @@ class Prefaulter {
     std::unique_lock<std::mutex> lock(mu_);
     idle_cv_.wait(lock, [&] {
       if (!enabled_ || !started_) return true;
-      return (pantry_.size() >= kPantryBlocks || block_failed_) && ranges_.empty() && !busy_p_ && !busy_block_;
+      return (pantry_.size() >= kPantryBlocks || block_failed_) && ranges_.empty() && returned_.empty() && !busy_p_ &&
+             !busy_block_;
     });
     return stats_;
   }
@@ -147,10 +187,30 @@ class Prefaulter {
     std::unique_lock<std::mutex> lock(mu_);
     for (;;) {
       work_cv_.wait(lock, [&] {
-        return enabled_ && ((pantry_.size() < kPantryBlocks && !block_failed_) || !ranges_.empty());
+        return enabled_ && !held_ &&
+               ((pantry_.size() < kPantryBlocks && !block_failed_) || !returned_.empty() || !ranges_.empty());
       });
       // The pantry first: a slab is needed every few tens of ms of growth, a bucket array's
-      // next page only after tens of thousands of inserts.
+      // next page only after tens of thousands of inserts. A block handed back fills it for
+      // the price of zeroing resident memory (~0.1-0.3 ms for 2 MiB), where a new one must be
+      // mapped and populated (~5 ms, the host backing it again: prefault.h).
+      if (pantry_.size() < kPantryBlocks + kPantrySpareBlocks && !returned_.empty()) {
+        void* p = returned_.front();
+        returned_.pop_front();
+        busy_block_ = true;
+        lock.unlock();
+        std::memset(p, 0, kBlockBytes);  // take_block's blocks are zeroed, as fresh ones are
+        lock.lock();
+        busy_block_ = false;
+        if (enabled_) {
+          pantry_.push_back(p);
+          stats_.returned_reused++;
+        } else {
+          ::munmap(p, kBlockBytes);  // set_enabled(false) came meanwhile (tests only)
+        }
+        idle_cv_.notify_all();
+        continue;
+      }
       if (pantry_.size() < kPantryBlocks && !block_failed_) {
         busy_block_ = true;
         lock.unlock();
@@ -165,6 +225,19 @@ class Prefaulter {
         } else {
           ::munmap(p, kBlockBytes);
         }
+        idle_cv_.notify_all();
+        continue;
+      }
+      // Then the memory handed back: the pantry is full, spares included.
+      if (!returned_.empty()) {
+        void* p = returned_.front();
+        returned_.pop_front();
+        busy_block_ = true;
+        lock.unlock();
+        ::munmap(p, kBlockBytes);
+        lock.lock();
+        busy_block_ = false;
+        stats_.returned_unmapped++;
         idle_cv_.notify_all();
         continue;
       }
@@ -191,8 +264,10 @@ class Prefaulter {
   bool started_ = false;
   bool enabled_ = true;
   bool block_failed_ = false;  // the last block could not be made; retried after a take
-  bool busy_block_ = false;    // the thread is making a pantry block
+  bool busy_block_ = false;    // the thread is making a pantry block, or reusing or unmapping one handed back
+  bool held_ = false;          // set_held_for_test
   std::vector<void*> pantry_;
+  std::deque<void*> returned_;  // blocks handed back (give_back), oldest first; at most kReturnedBlocksMax
   std::deque<Range> ranges_;
   char* busy_p_ = nullptr;  // the chunk the thread is populating now
   size_t busy_bytes_ = 0;
@@ -210,7 +285,9 @@ Prefaulter& instance() {
 void* take_block() { return instance().take_block(); }
 void populate_ahead(void* p, size_t bytes) { instance().populate_ahead(p, bytes); }
 void forget(void* p, size_t bytes) { instance().forget(p, bytes); }
+void give_back(void* p) { instance().give_back(p); }
 void set_enabled(bool on) { instance().set_enabled(on); }
+void set_held_for_test(bool held) { instance().set_held_for_test(held); }
 Stats stats() { return instance().stats(); }
 Stats wait_idle() { return instance().wait_idle(); }
 

@@ -18,7 +18,11 @@
 //   at a time as the resize's steps progress (key_table.h, kPrefaultAheadBytes past the bucket
 //   they are at): the thread populates each chunk in one call, in the order the steps write
 //   the array, so the loop finds its pages there (the thread fills a 2 MiB page in ~5 ms, the
-//   steps of a doubling pass over one in ~65,000 inserts).
+//   steps of a doubling pass over one in ~65,000 inserts);
+// - a block its user no longer needs (the value allocator's empty blocks) is handed back
+//   (give_back): the thread zeroes it into the pantry if the pantry is short, so it is not
+//   populated anew, else unmaps it; either way the loop makes no munmap of a populated block
+//   (its pages freed, the TLBs of the process's other CPUs flushed).
 //
 // Memory: the pantry's blocks are resident before they are used (kPantryBlocks x 2 MiB, 0.4
 // bytes per key at 10 M keys), and a bucket array's pages at most kPrefaultAheadBytes before
@@ -27,7 +31,12 @@
 // Locks: a populate (MADV_POPULATE_WRITE) holds the process's mmap lock for reading for a
 // whole 2 MiB page, so a call of the loop that takes it for writing (mmap, munmap, a
 // madvise that changes a mapping's flags, malloc growing its heap) may wait for one page's
-// populate. The thread makes no such call for the loop's sake (prefault.cc, make_block).
+// populate. The thread makes no such call for the loop's sake (prefault.cc, make_block). Its
+// munmap of a block handed back takes that lock for writing for one block's unmap: the
+// loop's mmap or page fault may wait for that, where before the loop made the munmap itself.
+//
+// A block handed back while a snapshot's child shares its pages is copied page by page as the
+// thread zeroes it (copy-on-write), on this thread rather than the loop's.
 //
 // Threads: any thread may call these (the snapshot load decodes in a thread of its own); a
 // mutex guards the queues, never held across a system call. The thread starts at the first
@@ -53,8 +62,10 @@ inline constexpr size_t kPantryBlocks = 2;
 inline constexpr size_t kChunkBytes = size_t{2} << 20;
 
 // A populated block of kBlockBytes (private, anonymous, aligned to kBlockBytes, in huge pages
-// when the heap is), to be freed with munmap; or nullptr when the pantry is empty or prefaulting is off (the caller
-// maps one itself).
+// when the heap is, zeroed), to be freed with munmap (or handed back); or nullptr when the
+// pantry is empty or prefaulting is off (the caller maps one itself). With the pantry empty
+// and a block handed back waiting for the thread, the caller gets that block, zeroed by
+// itself (a memset of resident memory, ~0.1-0.3 ms, instead of a new block's ~5 ms populate).
 void* take_block();
 
 // Asks the thread to populate [p, p + bytes), a mapping the caller owns, from its start.
@@ -66,10 +77,44 @@ void populate_ahead(void* p, size_t bytes);
 // kChunkBytes call). Afterwards the caller may unmap the range.
 void forget(void* p, size_t bytes);
 
+// Blocks handed back that the thread keeps, zeroed, in the pantry beyond kPantryBlocks (it
+// makes new blocks only up to kPantryBlocks): values deleted and then written again (a cache's
+// churn) take them back without a populate. Without them, a DEL's blocks came back to a full
+// pantry and were unmapped, and the SETs after it took new ones: 0 of 44 blocks reused in 20
+// rounds of DEL 25,000 / SET 25,000 values of 400 B (bench/README.md). Each is kBlockBytes of
+// memory while kept.
+inline constexpr size_t kPantrySpareBlocks = 4;
+
+// Blocks handed back (give_back) and not yet reused or unmapped, at most: kReturnedBlocksMax x
+// kBlockBytes of memory the process has let go of and the kernel does not have yet. A block
+// beyond it is unmapped by the caller. The loop frees ~10 blocks of 400-byte values a turn at
+// most: FLUSHALL's keys are freed up to 50,000 a turn (kv.h, kLazyFreeHousekeepingWork, one
+// such turn a 100 ms tick), a turn's DELs name ~20,000 keys (it reads 256 KiB,
+// server/options.h), and the lazy free's turns come back to back while it has work. The
+// thread unmaps one in ~0.025-0.045 ms (median), but it must first be woken and get a CPU: in
+// a FLUSHALL of 600,000 values of 400 B at load 5-6 (117 blocks within ~90 ms) the queue
+// filled before the thread ran, and the loop unmapped the rest itself (~60 with a bound of 16,
+// 53 with 64; bench/README.md). 64 blocks are 128 MiB let go of and not yet unmapped.
+inline constexpr size_t kReturnedBlocksMax = 64;
+
+// Hands back a block of kBlockBytes the caller no longer uses (aligned to kBlockBytes, as
+// take_block's; resident, any content): the thread zeroes it into the pantry if the pantry
+// holds fewer than kPantryBlocks + kPantrySpareBlocks (a block reused is not mapped and
+// populated again), else unmaps it. So the caller
+// (the event loop) pays neither the munmap of a populated block (its pages freed, the other
+// CPUs' TLBs flushed) nor, later, the populate of a new one. In a forked child, with
+// prefaulting off, or with kReturnedBlocksMax blocks waiting already, the caller unmaps it
+// itself (counted: returned_unmapped_by_caller).
+void give_back(void* p);
+
 // Off: take_block() returns nullptr and populate_ahead() does nothing (what a forked child
-// sees); the ready blocks are unmapped. For tests (the control without the thread); on by
-// default.
+// sees); the ready blocks and the blocks handed back are unmapped. For tests (the control
+// without the thread); on by default.
 void set_enabled(bool on);
+
+// For tests: while held, the thread starts no new work (it finishes the call under way), so
+// that a test sets up what the thread then finds, deterministically. Off by default.
+void set_held_for_test(bool held);
 
 struct Stats {
   uint64_t blocks_made = 0;      // pantry blocks mapped and populated by the thread
@@ -78,11 +123,16 @@ struct Stats {
   uint64_t ranges = 0;           // populate_ahead() requests
   uint64_t range_bytes = 0;      // bytes of them the thread populated
   uint64_t forget_waits = 0;     // forget() calls that waited for a chunk under way
+  uint64_t returned = 0;         // give_back() calls
+  uint64_t returned_reused = 0;  // blocks handed back that the thread zeroed into the pantry
+  uint64_t returned_reused_by_caller = 0;    // ... that take_block gave out (the pantry empty)
+  uint64_t returned_unmapped = 0;            // ... that the thread unmapped (the pantry full)
+  uint64_t returned_unmapped_by_caller = 0;  // ... that their caller unmapped (see give_back)
 };
 Stats stats();
 
 // For tests: waits until the thread has nothing left to do (the pantry full, no range
-// queued) and returns stats(). Never called by the server.
+// queued, no block handed back waiting) and returns stats(). Never called by the server.
 Stats wait_idle();
 
 }  // namespace hmdb::kv::prefault

@@ -170,8 +170,11 @@ class Allocator {
     }
     for (Run& x : b->runs) unlink(free_runs_, &x);
     HMDB_NODE_POOL_UNPOISON(b, kValueBlockBytes);
-    ::munmap(b, kValueBlockBytes);
+    // Not munmap here (the event loop): the prefault thread unmaps it, or reuses it as its
+    // pantry's next block (prefault.h, give_back).
+    prefault::give_back(b);
     stats_.blocks--;
+    stats_.blocks_given_back++;
   }
 
   // Maps a block (from the pantry when it has one) and puts its runs on the free runs.

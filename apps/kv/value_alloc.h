@@ -21,9 +21,12 @@
 // go to operator new (malloc) as before.
 //
 // Memory given back: a run whose last slot is freed goes back to the free runs, for any
-// class (list updates only); a block with no used run is unmapped (one,
+// class (list updates only); a block with no used run is handed back to the prefault thread
+// (prefault::give_back), which unmaps it or reuses it as its pantry's next block, so that
+// the munmap of a populated block (0.025-0.065 ms median, up to 4-5 ms under load: bench/
+// README.md) is not the loop's; one block,
 // kValueEmptyBlocksKept, is kept, so that values that come and go around a block boundary
-// do not map and unmap a block per command). A run is never partly released: MADV_DONTNEED
+// do not take and hand back a block per command. A run is never partly released: MADV_DONTNEED
 // inside a huge page splits it (a snapshot's fork then copies 512 page-table entries for
 // it, bench/README.md). As with malloc's heap, used slots scattered over many blocks keep
 // those blocks resident; freed slots are reused by their class, and whole runs by any class.
@@ -34,8 +37,8 @@
 //
 // Threads: the event loop, the snapshot load thread and the reaper of a replaced state
 // allocate and free values; a mutex guards the allocator, taken once per allocate or free,
-// never held across a system call except the mmap/munmap of a block (one per ~5,000 values
-// of 400 B).
+// never held across a system call except the mmap of a block when the pantry is empty (one
+// per ~5,000 values of 400 B) and a munmap when the prefault thread cannot take a block back.
 #pragma once
 
 #include <cstddef>
@@ -73,6 +76,7 @@ struct Stats {
   uint64_t blocks = 0;             // blocks mapped (in use or kept empty)
   uint64_t blocks_from_pantry = 0; // blocks the prefault thread had populated (since start)
   uint64_t blocks_mapped_here = 0; // blocks mapped and populated by the caller (pantry empty)
+  uint64_t blocks_given_back = 0;  // empty blocks handed back to the prefault thread (give_back)
   uint64_t slots_live = 0;         // slots handed out and not freed
   uint64_t slot_bytes_live = 0;    // their bytes
 };

@@ -12,8 +12,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -63,7 +66,10 @@ class Prefault : public ::testing::Test {
     if (void* p = prefault::take_block()) ::munmap(p, prefault::kBlockBytes);  // starts the thread
     prefault::wait_idle();
   }
-  void TearDown() override { prefault::set_enabled(true); }
+  void TearDown() override {
+    prefault::set_held_for_test(false);
+    prefault::set_enabled(true);
+  }
 };
 
 TEST_F(Prefault, SlabComesPopulatedWithoutAFaultOfTheCaller) {
@@ -139,12 +145,121 @@ TEST_F(Prefault, ForgetLetsTheOwnerUnmapARangeUnderWay) {
   }
 }
 
+bool all_zero(const void* p, size_t bytes) {
+  const unsigned char* c = static_cast<const unsigned char*>(p);
+  for (size_t i = 0; i < bytes; i++)
+    if (c[i] != 0) return false;
+  return true;
+}
+
+// Takes every block the pantry holds (the thread held: none is added meanwhile).
+std::vector<void*> take_all() {
+  std::vector<void*> out;
+  while (void* p = prefault::take_block()) out.push_back(p);
+  return out;
+}
+
+// A block handed back (give_back: the value allocator's empty blocks) is zeroed into the
+// pantry when the pantry is short, instead of a new block mapped and populated: the pantry's
+// next blocks are the very blocks handed back, all zero. The thread is held while the test
+// sets up what it will find, so what it does is decided, not raced.
+TEST_F(Prefault, ABlockHandedBackRefillsAShortPantryZeroed) {
+  prefault::set_held_for_test(true);
+  std::vector<void*> blocks = take_all();  // kPantryBlocks, and spares a test before left
+  ASSERT_GE(blocks.size(), prefault::kPantryBlocks);
+  for (size_t i = prefault::kPantryBlocks; i < blocks.size(); i++) ::munmap(blocks[i], prefault::kBlockBytes);
+  blocks.resize(prefault::kPantryBlocks);
+  const prefault::Stats s0 = prefault::stats();
+  for (void* p : blocks) {
+    std::memset(p, 0xab, prefault::kBlockBytes);  // used, as a value block is
+    prefault::give_back(p);
+  }
+  prefault::set_held_for_test(false);
+  const prefault::Stats s1 = prefault::wait_idle();
+  EXPECT_EQ(s1.returned - s0.returned, prefault::kPantryBlocks);
+  EXPECT_EQ(s1.returned_reused - s0.returned_reused, prefault::kPantryBlocks);
+  EXPECT_EQ(s1.blocks_made, s0.blocks_made) << "a block was made while blocks handed back were waiting";
+  EXPECT_EQ(s1.returned_unmapped, s0.returned_unmapped);
+  EXPECT_EQ(s1.returned_unmapped_by_caller, s0.returned_unmapped_by_caller);
+
+  prefault::set_held_for_test(true);  // no refill while the pantry is looked at
+  const std::vector<void*> again = take_all();
+  EXPECT_EQ(again.size(), prefault::kPantryBlocks);
+  for (void* p : again) {
+    EXPECT_NE(std::find(blocks.begin(), blocks.end(), p), blocks.end()) << "not a block handed back";
+    EXPECT_TRUE(all_zero(p, prefault::kBlockBytes)) << "a block handed back was not zeroed";
+    ::munmap(p, prefault::kBlockBytes);
+  }
+  prefault::set_held_for_test(false);
+}
+
+// With the pantry empty and a block handed back not yet taken by the thread (busy, or waiting
+// for a CPU), take_block gives that block, zeroed by the caller: not a miss.
+TEST_F(Prefault, TakeFindsABlockHandedBackWhenThePantryIsEmpty) {
+  prefault::set_held_for_test(true);
+  for (void* p : take_all()) ::munmap(p, prefault::kBlockBytes);
+  void* mine = detail::map_aligned_block(prefault::kBlockBytes);
+  std::memset(mine, 0xab, prefault::kBlockBytes);
+  const prefault::Stats s0 = prefault::stats();
+  prefault::give_back(mine);
+  void* p = prefault::take_block();
+  const prefault::Stats s1 = prefault::stats();
+  prefault::set_held_for_test(false);
+  EXPECT_EQ(p, mine);
+  EXPECT_TRUE(p && all_zero(p, prefault::kBlockBytes)) << "the caller was given it dirty";
+  EXPECT_EQ(s1.returned_reused_by_caller - s0.returned_reused_by_caller, 1u);
+  EXPECT_EQ(s1.blocks_taken - s0.blocks_taken, 1u);
+  EXPECT_EQ(s1.blocks_missed, s0.blocks_missed);
+  if (p) ::munmap(p, prefault::kBlockBytes);
+}
+
+// With the pantry full, the thread keeps kPantrySpareBlocks of the blocks handed back (zeroed)
+// and unmaps the others; beyond kReturnedBlocksMax waiting, the caller unmaps one itself.
+TEST_F(Prefault, BlocksHandedBackToAFullPantryAreKeptAsSparesOrUnmapped) {
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  prefault::set_held_for_test(true);
+  for (void* p : take_all()) ::munmap(p, prefault::kBlockBytes);  // spares a test before left
+  prefault::set_held_for_test(false);
+  prefault::wait_idle();  // the pantry full: kPantryBlocks
+  prefault::set_held_for_test(true);
+  const prefault::Stats s0 = prefault::stats();
+  std::vector<void*> blocks;
+  for (size_t i = 0; i <= prefault::kReturnedBlocksMax; i++) {
+    void* p = detail::map_aligned_block(prefault::kBlockBytes);
+    static_cast<char*>(p)[0] = 1;  // resident (a page of it: the test keeps its memory small)
+    blocks.push_back(p);
+  }
+  for (void* p : blocks) prefault::give_back(p);
+  const prefault::Stats s1 = prefault::stats();
+  EXPECT_EQ(s1.returned - s0.returned, prefault::kReturnedBlocksMax + 1);
+  EXPECT_EQ(s1.returned_unmapped_by_caller - s0.returned_unmapped_by_caller, 1u) << "the one beyond the bound";
+  std::vector<unsigned char> v(prefault::kBlockBytes / page);
+  EXPECT_EQ(::mincore(blocks.back(), prefault::kBlockBytes, v.data()), -1) << "the caller did not unmap it";
+  EXPECT_EQ(errno, ENOMEM);
+  prefault::set_held_for_test(false);
+  const prefault::Stats s2 = prefault::wait_idle();
+  EXPECT_EQ(s2.returned_reused - s0.returned_reused, prefault::kPantrySpareBlocks);
+  EXPECT_EQ(s2.returned_unmapped - s0.returned_unmapped, prefault::kReturnedBlocksMax - prefault::kPantrySpareBlocks);
+  EXPECT_EQ(::mincore(blocks[prefault::kReturnedBlocksMax - 1], prefault::kBlockBytes, v.data()), -1)
+      << "the thread did not unmap the last one queued";
+  prefault::set_held_for_test(true);
+  const std::vector<void*> pantry = take_all();
+  prefault::set_held_for_test(false);
+  EXPECT_EQ(pantry.size(), prefault::kPantryBlocks + prefault::kPantrySpareBlocks);
+  for (void* p : pantry) ::munmap(p, prefault::kBlockBytes);
+}
+
 TEST_F(Prefault, AForkedChildGetsNoBlockAndQueuesNothing) {
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     // The thread does not exist here, and the parent may have held the mutex at the fork.
     void* p = prefault::take_block();
+    // A block handed back there is unmapped by the caller (there is no thread to take it).
+    void* mine = detail::map_aligned_block(prefault::kBlockBytes);
+    prefault::give_back(mine);
+    unsigned char v = 0;
+    if (::mincore(mine, static_cast<size_t>(::sysconf(_SC_PAGESIZE)), &v) != -1) ::_exit(2);
     int local = 0;
     prefault::populate_ahead(&local, sizeof local);
     prefault::forget(&local, sizeof local);
