@@ -23,11 +23,10 @@ void ReplyQueue::count(Kind kind, int delta) {
 }
 
 uint64_t ReplyQueue::push(Kind kind, Args argv) {
-  Slot s;
+  Slot& s = slots_.push_back();
   s.kind = kind;
   if (kind == Kind::kDeferred || kind == Kind::kQueryAtApply || kind == Kind::kWaitingRead)
     s.argv.assign(argv.begin(), argv.end());
-  slots_.push_back(std::move(s));
   count(kind, +1);
   return next_seq_++;
 }

@@ -87,6 +87,47 @@ TEST(ReplyQueue, TheHeadWriteRepliesStraightToOut) {
   EXPECT_DEATH(q.finish_head_in_out(w4 + 1), "waiting head") << "only the head write";
 }
 
+// The slots are a ring of reused objects: across growths (8, 16, ... slots) and wraps, with
+// the queue emptied now and then and refilled past kKeptRingSlotsMax (where an emptied ring
+// is given back), every new slot starts clean (no reply, no words) whatever the slot it
+// reuses held, at(seq) finds each pending one, and replies leave in order.
+TEST(ReplyQueue, ReusedSlotsStartCleanAndKeepTheirOrder) {
+  ReplyQueue q;
+  std::string_view words[] = {"GET", "k"};
+  std::string want;
+  uint64_t next = 0;  // the next reply number to write
+  for (size_t round = 0; round < 40; round++) {
+    const size_t pending = 1 + (round * 37) % (ReplyQueue::kKeptRingSlotsMax + 50);
+    std::vector<uint64_t> seqs;
+    for (size_t i = 0; i < pending; i++) {
+      const Kind kind = i % 3 == 0 ? Kind::kQueryAtApply : Kind::kWaitingWrite;
+      const uint64_t seq = q.push(kind, Args(words, 2));
+      ASSERT_TRUE(q.at(seq).reply.empty()) << "round " << round << " slot " << i;
+      ASSERT_EQ(q.at(seq).argv.size(), kind == Kind::kQueryAtApply ? 2u : 0u) << "round " << round << " slot " << i;
+      seqs.push_back(seq);
+    }
+    // Finish them back to front (each waits for the ones before it), some with long replies.
+    for (size_t i = pending; i-- > 0;) {
+      ReplyQueue::Slot& slot = q.at(seqs[i]);
+      slot.reply = ":" + std::to_string(next + i) + (i % 5 == 0 ? std::string(100, 'x') : "") + "\r\n";
+      q.finish(seqs[i], slot.kind);
+    }
+    for (size_t i = 0; i < pending; i++) want += ":" + std::to_string(next + i) + (i % 5 == 0 ? std::string(100, 'x') : "") + "\r\n";
+    next += pending;
+    EXPECT_TRUE(q.flush_done());
+    EXPECT_TRUE(q.idle());
+    if (round % 2 == 1) {  // leave a few pending across rounds, at shifted ring positions
+      const uint64_t seq = q.push(Kind::kWaitingWrite);
+      q.at(seq).reply = ":" + std::to_string(next++) + "\r\n";
+      want += q.at(seq).reply;
+      q.finish(seq, Kind::kWaitingWrite);
+      EXPECT_TRUE(q.flush_done());
+    }
+  }
+  EXPECT_EQ(q.out(), want);
+  EXPECT_EQ(q.waiting_writes(), 0u);
+}
+
 TEST(ReplyQueue, CountsFollowEveryKindChange) {
   ReplyQueue q;
   std::string_view words[] = {"SNAPSHOT"};
