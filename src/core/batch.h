@@ -27,6 +27,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -150,10 +151,40 @@ class BatchBuilder {
   }
 
  private:
+  // A command's encoding: varint argc, then each word's varint length and bytes. Encoded
+  // into a stack buffer and appended in one call when it fits (a pipelined INCR, SADD or
+  // HSET: 30-60 bytes): each Encoder call is an append of its own (5 for an INCR, 9 for an
+  // HSET), ~25-35 instructions each at pipeline 32 (callgrind). Longer commands take the
+  // Encoder word by word. The bytes are the same either way.
   void put(Args argv) {
-    body_.varint(argv.size());
-    for (auto a : argv) body_.bytes(a);
+    char tmp[kPutStackBytes];
+    size_t need = kVarintBytesMax;
+    for (auto a : argv) need += kVarintBytesMax + a.size();
+    if (need > sizeof tmp) [[unlikely]] {
+      body_.varint(argv.size());
+      for (auto a : argv) body_.bytes(a);
+      return;
+    }
+    char* p = put_varint(tmp, argv.size());
+    for (auto a : argv) {
+      p = put_varint(p, a.size());
+      std::memcpy(p, a.data(), a.size());
+      p += a.size();
+    }
+    body_.raw(std::string_view(tmp, static_cast<size_t>(p - tmp)));
   }
+  static char* put_varint(char* p, uint64_t v) {
+    while (v >= 0x80) {
+      *p++ = static_cast<char>((v & 0x7f) | 0x80);
+      v >>= 7;
+    }
+    *p++ = static_cast<char>(v);
+    return p;
+  }
+  // put()'s stack buffer: a command whose encoding may be longer goes word by word. (A
+  // varint of a uint64_t is at most kVarintBytesMax bytes.)
+  static constexpr size_t kPutStackBytes = 256;
+  static constexpr size_t kVarintBytesMax = 10;
 
   Encoder body_;
   uint64_t count_ = 0;

@@ -59,6 +59,31 @@ TEST(Batch, CommandsAloneAreFormatOneAsBefore) {
   EXPECT_TRUE(ok);
 }
 
+// BatchBuilder::add encodes a short command in one stack buffer and a long one word by
+// word: either way the bytes are what the Encoder writes word by word, across word lengths
+// whose length varint takes one byte or two (127 / 128) and commands whose encoding is just
+// under, at and over the stack buffer (about 256 bytes).
+TEST(Batch, ShortAndLongCommandsEncodeAsTheEncoderWould) {
+  for (size_t words = 1; words <= 4; words++) {
+    for (size_t len : {size_t{0}, size_t{1}, size_t{20}, size_t{62}, size_t{127}, size_t{128}, size_t{200}, size_t{300}}) {
+      for (size_t extra = 0; extra < 3; extra++) {
+        std::vector<std::string> storage;
+        for (size_t i = 0; i < words; i++) storage.push_back(std::string(len + (i == 0 ? extra : 0), static_cast<char>('a' + i)));
+        std::vector<std::string_view> argv(storage.begin(), storage.end());
+        BatchBuilder b(9);
+        b.add(argv);
+        Encoder want;
+        want.u8(kBatchFormatCommands);
+        want.u64(9);
+        want.varint(1);
+        want.varint(argv.size());
+        for (std::string_view w : argv) want.bytes(w);
+        ASSERT_EQ(b.finish(), want.buffer()) << words << " words of " << len << " (+" << extra << ") bytes";
+      }
+    }
+  }
+}
+
 TEST(Batch, AGroupIsOneItemOfFormatTwo) {
   BatchBuilder b(7);
   std::vector<std::string_view> set = {"SET", "a", "1"}, incr = {"INCR", "a"};
