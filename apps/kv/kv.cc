@@ -108,9 +108,12 @@ void notify(const ApplyContext& ctx, uint32_t type, std::string_view event, std:
 // The live entry for key in apply(): an expired key is deleted here, deterministically,
 // because every node applies the same command with the same ctx.now_ms ("expired", as Redis
 // notifies a key it finds expired on access).
-KeyIter live_write(State& s, std::string_view key, const ApplyContext& ctx) {
+// h is the key's hash (KeyTable<Value>::hash_of(key)): a command that may insert the key
+// afterwards passes it to try_emplace_hashed too, so the key is hashed once (XXH3 of a
+// 20-byte key: ~40 instructions of a ~3,000-instruction pipelined INCR or SET).
+KeyIter live_write_hashed(State& s, std::string_view key, uint64_t h, const ApplyContext& ctx) {
   free_some(s, ctx);
-  auto it = s.keys.find(key);
+  auto it = s.keys.find_hashed(key, h);
   if (it == s.keys.end()) return it;
   if (expired(s, key, ctx.now_ms)) {
     erase_key(s, it);
@@ -118,6 +121,9 @@ KeyIter live_write(State& s, std::string_view key, const ApplyContext& ctx) {
     return s.keys.end();
   }
   return it;
+}
+KeyIter live_write(State& s, std::string_view key, const ApplyContext& ctx) {
+  return live_write_hashed(s, key, KeyTable<Value>::hash_of(key), ctx);
 }
 
 // The live value for key in a query (which must not modify the state).
@@ -665,7 +671,8 @@ void apply_set(State& s, const SetArgs& a, const ApplyContext& ctx, Reply& r) {
   } else if (a.ttl == SetArgs::Ttl::kAbsoluteMs) {
     deadline = static_cast<uint64_t>(a.ttl_ms);
   }
-  KeyIter it = live_write(s, a.key, ctx);
+  const uint64_t h = KeyTable<Value>::hash_of(a.key);
+  KeyIter it = live_write_hashed(s, a.key, h, ctx);
   bool found = it != s.keys.end();
   String* old = found ? std::get_if<String>(&it->second) : nullptr;
   if (a.get && found && !old) { r.error(kWrongType); return; }
@@ -682,7 +689,7 @@ void apply_set(State& s, const SetArgs& a, const ApplyContext& ctx, Reply& r) {
     s.graveyard.bury_if_big(it->second);
     it->second.emplace<String>(a.value);
   } else {
-    it = s.keys.try_emplace(a.key, std::in_place_index<0>, a.value).first;
+    it = s.keys.try_emplace_hashed(a.key, h, std::in_place_index<0>, a.value).first;
   }
   notify(ctx, keyspace::kString, "set", a.key);
   switch (a.ttl) {
@@ -784,11 +791,12 @@ bool parse_decrby(Args a, IncrArgs& o, std::string& err) {
 
 // INCR and friends keep the key's deadline, as in Redis.
 void apply_incr(State& s, const IncrArgs& a, const ApplyContext& ctx, Reply& r) {
-  KeyIter it = live_write(s, a.key, ctx);
+  const uint64_t h = KeyTable<Value>::hash_of(a.key);
+  KeyIter it = live_write_hashed(s, a.key, h, ctx);
   if (it == s.keys.end()) {
     std::string text;
     assign_int(text, a.delta);
-    s.keys.try_emplace(a.key, std::in_place_index<0>, std::move(text));
+    s.keys.try_emplace_hashed(a.key, h, std::in_place_index<0>, std::move(text));
     notify(ctx, keyspace::kString, "incrby", a.key);
     r.integer(a.delta);
     return;
