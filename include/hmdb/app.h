@@ -86,6 +86,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <map>
@@ -594,20 +595,8 @@ class Commands {
     // (callgrind at pipeline 32: ~40 instructions less per lookup; a name that alternates
     // with another pays ~10 more).
     const Entry* find(std::string_view name) const {
-      const size_t n = name.size();
-      if (n == last_size_) {
-        size_t k = 0;
-        while (k < n && name[k] == last_name_[k]) k++;
-        if (k == n) return last_;
-      }
-      const size_t i = index_.find(name, [this](size_t k) -> std::string_view { return entries_[k]->name; });
-      if (i == detail::NameIndex::kNotFound) return nullptr;
-      if (n <= kLastNameBytes) {
-        for (size_t k = 0; k < n; k++) last_name_[k] = name[k];
-        last_size_ = n;
-        last_ = entries_[i];
-      }
-      return entries_[i];
+      if (name.size() == last_size_ && same_bytes(name.data(), last_name_, name.size())) [[likely]] return last_;
+      return find_and_remember(name);
     }
     // In definition order.
     const std::vector<const Entry*>& entries() const { return entries_; }
@@ -619,8 +608,51 @@ class Commands {
     }
 
    private:
+    // find() past the remembered name, out of line so that the remembered one's compare is
+    // inlined where find() is called.
+    __attribute__((noinline)) const Entry* find_and_remember(std::string_view name) const {
+      const size_t n = name.size();
+      const size_t i = index_.find(name, [this](size_t k) -> std::string_view { return entries_[k]->name; });
+      if (i == detail::NameIndex::kNotFound) return nullptr;
+      if (n <= kLastNameBytes) {
+        for (size_t k = 0; k < n; k++) last_name_[k] = name[k];
+        last_size_ = n;
+        last_ = entries_[i];
+      }
+      return entries_[i];
+    }
+
     // Longest name find() remembers (Redis' command names are at most 20 bytes or so).
     static constexpr size_t kLastNameBytes = 24;
+
+    // a[0..n) == b[0..n), for n <= kLastNameBytes, in word compares: two overlapping 4-byte
+    // loads for 4-8 bytes (INCR, HSET, LPUSH), 8-byte ones above, and below 4 the first,
+    // middle and last bytes (all of them), without a loop. The byte loop it replaces, out of
+    // line, cost ~50 instructions per lookup of a 4-letter name at pipeline 32 (callgrind),
+    // three lookups per write.
+    static bool same_bytes(const char* a, const char* b, size_t n) {
+      if (n >= 8) {
+        uint64_t x, y;
+        for (size_t k = 0; k + 8 < n; k += 8) {
+          std::memcpy(&x, a + k, 8);
+          std::memcpy(&y, b + k, 8);
+          if (x != y) return false;
+        }
+        std::memcpy(&x, a + n - 8, 8);
+        std::memcpy(&y, b + n - 8, 8);
+        return x == y;
+      }
+      if (n >= 4) {
+        uint32_t x0, y0, x1, y1;
+        std::memcpy(&x0, a, 4);
+        std::memcpy(&y0, b, 4);
+        std::memcpy(&x1, a + n - 4, 4);
+        std::memcpy(&y1, b + n - 4, 4);
+        return ((x0 ^ y0) | (x1 ^ y1)) == 0;
+      }
+      if (n == 0) return true;
+      return ((a[0] ^ b[0]) | (a[n / 2] ^ b[n / 2]) | (a[n - 1] ^ b[n - 1])) == 0;
+    }
     std::vector<const Entry*> entries_;
     detail::NameIndex index_;
     // find()'s last hit (a cache: the loop thread's, like every use of the app).

@@ -144,6 +144,31 @@ TEST_F(KvTest, ANameFoundAgainIsTheSameCommand) {
   }
 }
 
+// The remembered name is compared a word at a time (4-8 bytes: two overlapping 4-byte
+// loads; 8-24: 8-byte ones; below 4: bytes): after each command name of the app and a name
+// of every length 1-26, the same name with one byte changed (each position in turn) or
+// cased differently is answered as by a table that found nothing before.
+TEST_F(KvTest, ANameDifferingInOneByteIsNotTheRememberedOne) {
+  std::vector<std::string> names;
+  for (const auto* e : db.host.commands().entries()) names.push_back(e->name);
+  for (size_t n = 1; n <= 26; n++) names.push_back(std::string(n, 'A'));
+  decltype(db.host) fresh;  // nothing found before: its index alone answers
+  for (const std::string& name : names) {
+    for (size_t i = 0; i < name.size(); i++) {
+      std::string other = name;
+      other[i] = other[i] == 'Q' ? 'R' : 'Q';
+      db.host.kind(name);  // remembered
+      EXPECT_EQ(db.host.kind(other), fresh.kind(other)) << name << " then " << other;
+      db.host.kind(name);
+      EXPECT_EQ(db.host.arity(other), fresh.arity(other)) << name << " then " << other;
+      std::string lower = name;
+      lower[i] = static_cast<char>(lower[i] | 0x20);
+      db.host.kind(name);
+      EXPECT_EQ(db.host.kind(lower), fresh.kind(lower)) << name << " then " << lower;
+    }
+  }
+}
+
 TEST_F(KvTest, SetConditions) {
   EXPECT_EQ(run({"SET", "k", "1", "XX"}), kNil);
   EXPECT_EQ(run({"EXISTS", "k"}), integer(0));
