@@ -1233,8 +1233,13 @@ struct Raft::Impl {
       send(std::move(r));
       return;
     }
-    if (m.snapshot_offset == 0 && log.matches(meta.index, meta.term)) {
-      // We already hold that prefix: no need to install, just commit it.
+    const bool check_log = m.snapshot_offset == 0 || (m.snapshot_last && !cfg.bugs.install_over_matching_log);  // PLANTED BUG
+    if (check_log && log.matches(meta.index, meta.term)) {
+      // We already hold that prefix: no need to install, just commit it. Checked again at
+      // the last chunk: appends received while the chunks were staged may have brought the
+      // log to the snapshot's point and past it, and this node acknowledged them; installing
+      // would cut them from the log while the leader counts them as held here (Raft's
+      // InstallSnapshot rule: a log that holds the snapshot's last entry keeps what follows).
       staging_meta.reset();
       advance_commit(meta.index);
       r.type = MessageType::kAppendResponse;
@@ -1246,6 +1251,18 @@ struct Raft::Impl {
       staging_meta.reset();
       snapshots_refused++;
       return;  // not answered: the leader retries after its stall timeout, no faster
+    }
+    if (install && !cfg.bugs.stage_over_pending_install) {  // PLANTED BUG
+      // An install is pending in the Ready not yet taken, its data the staged chunks, which
+      // this snapshot's chunks would replace before the caller installs it (raft.h: step 0
+      // stages every chunk of a Ready, step 1 installs): refused, and the leader sends this
+      // snapshot again from its start, once that Ready is out.
+      r.type = MessageType::kSnapshotResponse;
+      r.snapshot_meta = meta;
+      r.reject = true;
+      r.snapshot_offset = 0;
+      send(std::move(r));
+      return;
     }
     if (m.snapshot_offset == 0) {
       staging_meta = meta;

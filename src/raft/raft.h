@@ -132,6 +132,15 @@ struct Config {
     // one asked for (Ready::snapshot_wanted): it installs it and needs the dropped entries
     // after it again, for ever.
     bool send_stale_snapshot_after_trim = false;
+    // A follower checks whether its log already holds a snapshot's last entry only at the
+    // snapshot's first chunk: appends it acknowledged while the later chunks were staged
+    // are cut from its log by the install, and the leader, which counts them held there,
+    // never sends them again (a follower that never catches up).
+    bool install_over_matching_log = false;
+    // A follower stages the chunks of another snapshot while an install is pending in the
+    // Ready not yet taken: the caller stages them before installing, over the install's
+    // data (the server aborts: "snapshot install without its staged chunks").
+    bool stage_over_pending_install = false;
   } bugs;
 };
 

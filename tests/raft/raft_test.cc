@@ -759,6 +759,156 @@ TEST(RaftSnapshotProgress, StatusShowsTheBytesAcknowledgedAndTheSize) {
   EXPECT_EQ(p.match, c.nodes.at(1).raft->status().last_index);
 }
 
+// A follower fed by hand (node 3 of {1, 2, 3}; node 1 leads term 1): appends and snapshot
+// chunks in an order a network that delays and reorders can produce.
+struct HandFedFollower {
+  Raft r;
+  explicit HandFedFollower(Config::PlantedBugs bugs = {}) : r(config(bugs), fresh({1, 2, 3})) {}
+  static Config config(Config::PlantedBugs bugs) {
+    Config c;
+    c.id = 3;
+    c.bugs = bugs;
+    return c;
+  }
+  static SnapshotMeta meta(Index index) {
+    SnapshotMeta m;
+    m.index = index;
+    m.term = 1;
+    m.conf.voters = {1, 2, 3};
+    return m;
+  }
+  void append(Index prev, Index last, Index commit) {
+    Message m;
+    m.type = MessageType::kAppend;
+    m.from = 1;
+    m.to = 3;
+    m.term = 1;
+    m.log_index = prev;
+    m.log_term = prev == 0 ? 0 : 1;
+    m.commit = commit;
+    for (Index i = prev + 1; i <= last; i++) {
+      Entry e;
+      e.index = i;
+      e.term = 1;
+      e.data = "e" + std::to_string(i);
+      m.entries.push_back(e);
+    }
+    r.step(m);
+  }
+  void chunk(Index index, uint64_t offset, uint64_t total, bool last) {
+    Message m;
+    m.type = MessageType::kSnapshot;
+    m.from = 1;
+    m.to = 3;
+    m.term = 1;
+    m.snapshot_meta = meta(index);
+    m.snapshot_offset = offset;
+    m.snapshot_total = total;
+    m.snapshot_last = last;
+    m.snapshot_chunk = std::string(total / 2, 'x');
+    m.commit = index;
+    r.step(m);
+  }
+  // Takes the Ready and makes everything in it durable (its messages are returned).
+  Ready settle() {
+    Ready rd = r.take_ready();
+    PersistAck a;
+    a.hard_state = rd.hard_state ? *rd.hard_state : HardState{1, 0, 0};
+    if (rd.snapshot) {
+      a.last_index = rd.snapshot->meta.index;
+      a.last_term = rd.snapshot->meta.term;
+    }
+    if (!rd.entries.empty()) {
+      a.last_index = rd.entries.back().index;
+      a.last_term = rd.entries.back().term;
+    }
+    r.persisted(a);
+    return rd;
+  }
+};
+
+// The simulator's seed 388 (issue 16, with writes applied in slices): a follower at 2 is
+// sent the snapshot at 4 (its first chunk staged), then appends sent before the leader
+// switched to the snapshot arrive late and bring its log to 6, which it acknowledges (the
+// leader then counts 6 as held there and replicates from 7); then the snapshot's last
+// chunk. Installing it would cut 5 and 6 from the log, which the leader never sends again.
+// The follower's log holds the snapshot's last entry: it keeps its log and commits.
+TEST(RaftSnapshotInstall, ALogThatReachedTheSnapshotWhileItWasStagedIsKept) {
+  for (bool bug : {false, true}) {
+    SCOPED_TRACE(bug ? "planted bug install_over_matching_log" : "fixed");
+    Config::PlantedBugs bugs;
+    bugs.install_over_matching_log = bug;
+    HandFedFollower f(bugs);
+    f.append(0, 2, 0);
+    f.settle();
+    f.chunk(4, 0, 8, false);
+    Ready rd = f.settle();
+    ASSERT_EQ(rd.snapshot_chunks.size(), 1u) << "staged: the log does not hold entry 4 yet";
+    f.append(2, 6, 2);
+    f.settle();
+    rd = f.settle();
+    ASSERT_EQ(f.r.status().last_index, 6u);
+    f.chunk(4, 4, 8, true);
+    rd = f.settle();
+    if (bug) {
+      EXPECT_TRUE(rd.snapshot.has_value());
+      EXPECT_EQ(f.r.status().last_index, 4u) << "the bug installs and cuts 5 and 6";
+      continue;
+    }
+    EXPECT_FALSE(rd.snapshot.has_value()) << "installed over a log that holds the snapshot's last entry";
+    EXPECT_TRUE(rd.snapshot_chunks.empty());
+    EXPECT_EQ(f.r.status().last_index, 6u) << "entries the leader counts as held here were cut";
+    EXPECT_EQ(f.r.status().commit, 4u);
+    bool acked = false;
+    for (const Message& m : rd.messages)
+      acked |= m.type == MessageType::kAppendResponse && !m.reject && m.log_index == 4;
+    EXPECT_TRUE(acked) << "the leader learns that the snapshot's point is held";
+  }
+}
+
+// The simulator's seed 349: one Ready's worth of input holds the last chunk of the snapshot
+// at 4 (the install) and the first chunk of a newer one at 8. The caller stages every chunk
+// of a Ready before it installs (raft.h, step 0 then step 1), so staging the newer one would
+// replace the data of the install. It is refused (the leader starts it again), and the
+// Ready holds the install with its own chunks only.
+TEST(RaftSnapshotInstall, AnotherSnapshotsChunksWaitForAPendingInstall) {
+  for (bool bug : {false, true}) {
+    SCOPED_TRACE(bug ? "planted bug stage_over_pending_install" : "fixed");
+    Config::PlantedBugs bugs;
+    bugs.stage_over_pending_install = bug;
+    HandFedFollower f(bugs);
+    f.append(0, 2, 0);
+    f.settle();
+    f.chunk(4, 0, 8, false);
+    f.settle();
+    f.chunk(4, 4, 8, true);  // install pending...
+    f.chunk(8, 0, 8, false);  // ... and a newer snapshot's first chunk, before take_ready()
+    Ready rd = f.r.take_ready();
+    ASSERT_TRUE(rd.snapshot.has_value());
+    EXPECT_EQ(rd.snapshot->meta.index, 4u);
+    size_t others = 0;
+    for (const SnapshotChunk& c : rd.snapshot_chunks) others += c.meta.index != 4;
+    if (bug) {
+      EXPECT_EQ(others, 1u) << "the bug stages the newer snapshot's chunk over the install's";
+      continue;
+    }
+    EXPECT_EQ(others, 0u) << "another snapshot's chunk staged in the Ready of an install";
+    // (Its answer leaves behind the install's acknowledgement, once that is durable.)
+    PersistAck a;
+    a.hard_state = rd.hard_state ? *rd.hard_state : HardState{1, 0, 0};
+    a.last_index = 4;
+    a.last_term = 1;
+    f.r.persisted(a);
+    std::vector<Message> sent = std::move(rd.messages);
+    for (Message& m : f.r.take_ready().messages) sent.push_back(std::move(m));
+    bool refused = false;
+    for (const Message& m : sent)
+      refused |= m.type == MessageType::kSnapshotResponse && m.reject && m.snapshot_offset == 0 &&
+                 m.snapshot_meta && m.snapshot_meta->index == 8;
+    EXPECT_TRUE(refused) << "the leader is told to start the newer snapshot again";
+  }
+}
+
 // The one case where it leads: the leader died after node 3, and not node 2, appended the
 // last entry. Node 3 refuses its vote to node 2 (a shorter log), so only node 3 can win.
 // It leads until its noop commits (which gives node 2 the whole log), then hands over.
