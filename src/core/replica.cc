@@ -1398,7 +1398,7 @@ void Replica::produce(bool finish_all) {
     }
     // A slow reader waits at most slice_reader_wait_ms in a row; then its reply goes on.
     bool wait_for_reader = false;
-    if (at_head && host_.unsent_bytes(*s) >= kSliceOutputPauseBytes) {
+    if (at_head && host_.unsent_bytes(*s) >= options_.slice_output_pause_bytes) {
       if (p.reader_wait_since_ms == 0) p.reader_wait_since_ms = std::max<uint64_t>(steady_ms_, 1);
       wait_for_reader = steady_ms_ - p.reader_wait_since_ms < options_.slice_reader_wait_ms;
       if (!wait_for_reader && !whole) stats_.slice_reader_waits_expired++;

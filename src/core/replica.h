@@ -274,6 +274,9 @@ class Replica final : private PubSubHost {
     size_t slice_bytes = kSliceBytes;
     uint64_t slice_hold_ms_max = kSliceHoldMsMax;
     uint64_t slice_reader_wait_ms = kSliceReaderWaitMs;
+    // A client with this much output unsent is a slow reader (kSliceOutputPauseBytes; the
+    // simulator's slow readers, sim::Options::slow_readers, pause at any unsent byte).
+    uint64_t slice_output_pause_bytes = kSliceOutputPauseBytes;
   };
   struct Stats {
     uint64_t commands = 0;

@@ -108,6 +108,7 @@ const char* fault_name(Fault f) {
     case Fault::kSlicedReply: return "sliced-reply";
     case Fault::kSlicedReplyHeldApply: return "sliced-reply-held-apply";
     case Fault::kSlicedReplyBuffered: return "sliced-reply-buffered";
+    case Fault::kSlowReaderHeldApply: return "slow-reader-held-apply";
     case Fault::kCount: break;
   }
   return "?";
@@ -117,7 +118,8 @@ std::vector<std::string> bug_names() {
   return {"grant_two_votes_per_term", "answer_vote_before_persisting", "commit_old_term_by_counting",
           "apply_before_commit", "keep_log_suffix_on_snapshot_install", "ignore_lease_when_voting",
           "lease_without_drift_margin", "ack_append_before_persisting", "learners_never_campaign",
-          "send_stale_snapshot_after_trim", "recovery_cuts_corrupt_log",
+          "send_stale_snapshot_after_trim", "install_over_matching_log", "stage_over_pending_install",
+          "recovery_cuts_corrupt_log",
           "recovery_ignores_snapshot_checksum", "recovery_keeps_replaced_log"};
 }
 
@@ -141,6 +143,8 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
   else if (name == "keep_log_suffix_on_snapshot_install") bugs->keep_log_suffix_on_snapshot_install = true;
   else if (name == "learners_never_campaign") bugs->learners_never_campaign = true;
   else if (name == "send_stale_snapshot_after_trim") bugs->send_stale_snapshot_after_trim = true;
+  else if (name == "install_over_matching_log") bugs->install_over_matching_log = true;
+  else if (name == "stage_over_pending_install") bugs->stage_over_pending_install = true;
   else return false;
   return true;
 }
@@ -204,10 +208,13 @@ std::string replay_command(const Options& o) {
   if (o.shell_bugs.gate_without_quorum) cmd += " --bug gate_without_quorum";
   if (o.shell_bugs.apply_during_background_load) cmd += " --bug apply_during_background_load";
   if (o.sliced_reads) cmd += " --sliced-reads";
+  if (o.slow_readers) cmd += " --slow-readers";
   if (o.shell_bugs.apply_while_producing) cmd += " --bug apply_while_producing";
   if (o.shell_bugs.send_after_persist_early) cmd += " --bug send_after_persist_early";
   if (o.log_memory_bytes != 0) cmd += fmt::format(" --log-memory-bytes {}", o.log_memory_bytes);
   if (o.bugs.send_stale_snapshot_after_trim) cmd += " --bug send_stale_snapshot_after_trim";
+  if (o.bugs.install_over_matching_log) cmd += " --bug install_over_matching_log";
+  if (o.bugs.stage_over_pending_install) cmd += " --bug stage_over_pending_install";
   return cmd + " --trace";
 }
 
@@ -224,6 +231,11 @@ constexpr uint64_t kMaxJoiners = 3;           // learners added during a run
 constexpr uint64_t kMinVoters = 3;            // membership changes never go below this
 constexpr uint64_t kClientCount = 4;
 constexpr uint64_t kClientTimeoutTicks = 3 * kElectionTicks;  // then the op's outcome is unknown
+// Options::slow_readers: a slow reader stops reading for 1 to kSlowReaderStallTicksMax
+// ticks (below the client's timeout, mostly); a sliced reply waits for it at most
+// kSlowReaderWaitTicks in a row (then its slices go on, buffered).
+constexpr uint64_t kSlowReaderStallTicksMax = 25;
+constexpr uint64_t kSlowReaderWaitTicks = 3 * kElectionTicks;
 // Options::request_ids: times a tagged write is sent (the first and its retries) before its
 // client gives up with an unknown outcome, and the pause before each retry (a client backing
 // off while a new leader is elected).
@@ -574,6 +586,8 @@ struct Connection {
   // MULTI's +OK or the op's +QUEUED inside a transaction, or EXEC's array holding its reply.
   enum Role : uint8_t { kOwn, kQueued, kExec };
   std::deque<Role> roles;
+  // Options::slow_readers: the client reads nothing on it before this time (0: it reads).
+  uint64_t unread_until = 0;
 };
 
 struct InFlight {
@@ -627,6 +641,7 @@ struct Node {
   std::vector<Term> lost_terms;
   std::map<std::pair<NodeId, Term>, std::pair<Term, Index>> vote_requests;  // (candidate, term) -> its last
   std::string staging;  // snapshot chunks received (not durable)
+  raft::SnapshotMeta staging_meta;  // ... of this snapshot (server/snapshot.cc keeps one staging file too)
   // A leader's snapshot installed (durable) but still loading in the background, as the
   // server's load thread does: its bytes, and the unit at which the load ends (the loop's
   // next turn then swaps the state in: Simulation::finish_load).
@@ -845,6 +860,10 @@ class Simulation {
   void close_connection(uint64_t connection);
   void abandon(uint64_t connection, const char* why);
   void read_replies(Node& n, core::ClientSession& s);
+  // Options::slow_readers: connections whose client stopped reading (Connection::
+  // unread_until), and reading them again once their time has come.
+  std::vector<uint64_t> unread_;
+  void resume_slow_readers();
 
   // --- forwarding links (Options::forward) ---------------------------------------------
   // Node n's forwarder dials node `to` (link_connected or link_broken comes from
@@ -1234,6 +1253,10 @@ void Simulation::start_node(Node& n) {
   ro.bugs.apply_during_background_load = opt_.shell_bugs.apply_during_background_load;
   ro.bugs.apply_while_producing = opt_.shell_bugs.apply_while_producing;
   if (opt_.sliced_reads) ro.slice_elements = 1;  // an MGET of every key: 5 slices
+  if (opt_.slow_readers) {
+    ro.slice_output_pause_bytes = 1;
+    ro.slice_reader_wait_ms = kSlowReaderWaitTicks * kUnitsPerTick;
+  }
   n.host = std::make_unique<NodeHost>(this, &n);
   n.replica = std::make_unique<core::Replica>(*n.raft, *n.app, *n.host, ro);
   if (ro.forward) {
@@ -1359,7 +1382,15 @@ void Simulation::end_turn(Node& n) {
   if (n.loading && n.raft->role() == Role::kLeader) mark(Fault::kLeaderWhileLoading);
   if (n.replica->producing() > 0) {
     mark(Fault::kSlicedReply);
-    if (n.raft->status().commit > n.applied) mark(Fault::kSlicedReplyHeldApply);
+    if (n.raft->status().commit > n.applied) {
+      mark(Fault::kSlicedReplyHeldApply);
+      for (uint64_t id : unread_) {
+        auto c = connections_.find(id);
+        auto s = n.sessions.find(id);
+        if (c != connections_.end() && c->second.node == n.id && s != n.sessions.end() && !s->second.replies.out().empty())
+          mark(Fault::kSlowReaderHeldApply);
+      }
+    }
   }
   if (n.replica->stats().sliced_replies_buffered > 0) mark(Fault::kSlicedReplyBuffered);
   after_input(n);
@@ -1372,8 +1403,11 @@ void NodeHost::stage_snapshot_chunk(const raft::SnapshotChunk& c) {
   Simulation& sim = *sim_;
   Node& n = *node_;
   if (!sim.result_.ok) return;
-  if (c.offset == 0) n.staging.clear();
-  if (c.offset != n.staging.size()) {
+  if (c.offset == 0) {
+    n.staging.clear();
+    n.staging_meta = c.meta;
+  }
+  if (c.offset != n.staging.size() || !(c.meta == n.staging_meta)) {
     sim.fail("snapshot-chunks", fmt::format("n{} got chunk at offset {} but has {} bytes staged", n.id, c.offset, n.staging.size()));
     return;
   }
@@ -1387,6 +1421,11 @@ void NodeHost::stage_snapshot_chunk(const raft::SnapshotChunk& c) {
 bool NodeHost::install_snapshot(const raft::SnapshotMeta& meta) {
   Simulation& sim = *sim_;
   Node& n = *node_;
+  if (!(meta == n.staging_meta)) {  // the server's install asserts the same
+    sim.fail("snapshot-chunks", fmt::format("n{} told to install snapshot {}/{} but the chunks staged are of {}/{}", n.id,
+                                            meta.index, meta.term, n.staging_meta.index, n.staging_meta.term));
+    return true;
+  }
   // A newer one while the previous one still loads: that load ends first (server/snapshot.cc
   // joins its thread), so the replica is told before it hears of the new one.
   if (n.loading) {
@@ -2870,6 +2909,14 @@ void Simulation::submit(Client& c, uint32_t op) {
     return fmt::format("client c{} invokes {} via n{} (connection {}, {} waiting) [{}]", c.id, fmt::join(words, " "), n.id,
                        c.connection, conn.waiting.size(), h.invoke);
   });
+  if (opt_.slow_readers && h.key == kAllKeys && rng_.chance(500'000)) {
+    conn.unread_until = now_ + rng_.range(1, kSlowReaderStallTicksMax) * kUnitsPerTick;
+    if (std::find(unread_.begin(), unread_.end(), c.connection) == unread_.end()) unread_.push_back(c.connection);
+    ev(75, c.id, op, conn.unread_until, [&] {
+      return fmt::format("client c{} stops reading connection {} until {}.{}", c.id, c.connection,
+                         conn.unread_until / kUnitsPerTick, conn.unread_until % kUnitsPerTick);
+    });
+  }
   if (in_transaction) {  // a transaction of one command: MULTI, the op, EXEC
     for (Connection::Role role : {Connection::kQueued, Connection::kQueued, Connection::kExec}) {
       conn.ops_by_seq.push_back(op);
@@ -2934,6 +2981,29 @@ void Simulation::abandon(uint64_t connection, const char* why) {
   close_connection(connection);
 }
 
+void Simulation::resume_slow_readers() {
+  for (size_t i = 0; i < unread_.size();) {
+    auto it = connections_.find(unread_[i]);
+    if (it == connections_.end() || !it->second.open) {
+      unread_.erase(unread_.begin() + static_cast<std::ptrdiff_t>(i));
+      continue;
+    }
+    Connection& conn = it->second;
+    Node& n = nodes_[conn.node];
+    if (now_ < conn.unread_until || !n.running()) {  // (a paused node sends nothing meanwhile)
+      i++;
+      continue;
+    }
+    const uint64_t id = unread_[i];
+    conn.unread_until = 0;
+    unread_.erase(unread_.begin() + static_cast<std::ptrdiff_t>(i));
+    ev(75, conn.client, id, 0, [&] { return fmt::format("connection {} is read again", id); });
+    auto s = n.sessions.find(id);
+    if (s != n.sessions.end()) read_replies(n, s->second);
+    if (!result_.ok) return;
+  }
+}
+
 // The node's replica moved finished replies to the session's output, in request order: each
 // answers the oldest op waiting on that connection.
 void Simulation::read_replies(Node& n, core::ClientSession& s) {
@@ -2944,6 +3014,7 @@ void Simulation::read_replies(Node& n, core::ClientSession& s) {
   auto it = connections_.find(s.id);
   if (it == connections_.end() || !it->second.open) return;
   Connection& conn = it->second;
+  if (now_ < conn.unread_until) return;  // a slow reader (Options::slow_readers): later
   std::string& out = s.replies.out();
   size_t used = 0;
   while (result_.ok && used < out.size()) {
@@ -3874,6 +3945,7 @@ RunResult Simulation::run() {
       crash_leader_ = false;
     }
     deliver_due();
+    if (!unread_.empty() && result_.ok) resume_slow_readers();
     for (Node& n : nodes_)
       if (n.exists && n.up && result_.ok) complete_writes(n);
     if (result_.ok) process_link_events();

@@ -81,6 +81,9 @@ enum class Fault : uint8_t {
   // ... and one was made into memory behind another client's write on a forwarding link
   // (core::Replica::Stats::sliced_replies_buffered).
   kSlicedReplyBuffered,
+  // Options::slow_readers: a sliced reply waited for a client that did not read while
+  // entries the node had committed waited for the apply.
+  kSlowReaderHeldApply,
   kCount
 };
 const char* fault_name(Fault f);
@@ -191,6 +194,13 @@ struct Options {
   // linearizability check as a GET of that key (docs/simulator.md). Off by default, so that
   // the other sweeps' runs stay as they were.
   bool sliced_reads = false;
+  // With sliced_reads: one client in two that sends an MGET of every key stops reading its
+  // connection for 1-25 ticks (a slow reader), and the nodes pause a sliced reply at any
+  // unsent byte (core::Replica::Options::slice_output_pause_bytes = 1) for up to
+  // kSlowReaderWaitTicks in a row, as the server does at kSliceOutputPauseBytes for
+  // kSliceReaderWaitMs: the apply is then held for many election timeouts on a leader or a
+  // follower, while the log moves on, snapshots are sent and installed (docs/simulator.md).
+  bool slow_readers = false;
   // raft::Config::log_memory_bytes of every node (0: no bound, the default, so that every
   // other sweep's runs stay as they were). A tiny bound makes the cores drop entries without
   // a snapshot all the time, and a leader ask its shell for a fresh snapshot (Ready::

@@ -38,7 +38,7 @@ uint64_t env_or(const char* name, uint64_t fallback) {
 
 void sweep(uint32_t nodes, uint64_t default_seeds = kDefaultSeeds, bool transactions = false, bool forward = false,
            bool request_ids = false, bool digest_marks = false, bool upgrade = false, bool sliced_reads = false,
-           uint64_t log_memory_bytes = 0) {
+           uint64_t log_memory_bytes = 0, bool slow_readers = false) {
   signal(SIGABRT, on_abort);
   uint64_t seeds = env_or("HMDB_SIM_SEEDS", default_seeds);
   uint64_t start = env_or("HMDB_SIM_START", 1);
@@ -53,6 +53,7 @@ void sweep(uint32_t nodes, uint64_t default_seeds = kDefaultSeeds, bool transact
     o.upgrade = upgrade;
     o.sliced_reads = sliced_reads;
     o.log_memory_bytes = log_memory_bytes;
+    o.slow_readers = slow_readers;
     std::snprintf(g_replay_line, sizeof g_replay_line, "\nsim_seeds_test: the core aborted on seed %llu; replay: %s\n",
                   static_cast<unsigned long long>(s), replay_command(o).c_str());
     RunResult r = run_simulation(o);
@@ -106,6 +107,17 @@ TEST(SimSeeds, ThreeNodesSlicedReads) {
   sweep(3, kDefaultSeeds / 40, false, false, false, false, false, /*sliced_reads=*/true);
   sweep(3, kDefaultSeeds / 40, /*transactions=*/true, /*forward=*/true, /*request_ids=*/true, false, false,
         /*sliced_reads=*/true);
+}
+
+// Slow readers (Options::slow_readers): a client that sent an MGET of every key stops
+// reading for 1-25 ticks one time in two, and its reply's slices wait for it (up to 3
+// election timeouts in a row), holding the node's apply, on leaders and followers, through
+// crashes, leader changes and snapshot installs. 1,000 3-node seeds with forwarding,
+// transactions and tagged retries, and 300 5-node seeds (docs/simulator.md, "Slow readers").
+TEST(SimSeeds, SlowReaders) {
+  sweep(3, kDefaultSeeds / 20, /*transactions=*/true, /*forward=*/true, /*request_ids=*/true, false, false,
+        /*sliced_reads=*/true, 0, /*slow_readers=*/true);
+  sweep(5, kDefaultSeeds / 66, false, false, false, false, false, /*sliced_reads=*/true, 0, /*slow_readers=*/true);
 }
 
 // Mixed versions (Options::upgrade, issue 13): the nodes go from v1 to v2 of the register

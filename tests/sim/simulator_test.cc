@@ -74,6 +74,8 @@ bool upgrade_step(Fault f) { return f >= Fault::kUpgradeRestart && f <= Fault::k
 bool sliced_step(Fault f) {
   return f == Fault::kSlicedReply || f == Fault::kSlicedReplyHeldApply || f == Fault::kSlicedReplyBuffered;
 }
+// What only runs with Options::slow_readers reach (a sliced reply waiting for its client).
+bool slow_reader_step(Fault f) { return f == Fault::kSlowReaderHeldApply; }
 
 TEST(Simulator, FaultsActuallyHappen) {
   std::array<int, kFaultCount> seen{};
@@ -85,7 +87,8 @@ TEST(Simulator, FaultsActuallyHappen) {
     for (size_t f = 0; f < kFaultCount; f++) seen[f] += r.faults[f];
   }
   for (size_t f = 0; f < kFaultCount; f++) {
-    if (!rare(static_cast<Fault>(f)) && !upgrade_step(static_cast<Fault>(f)) && !sliced_step(static_cast<Fault>(f))) {
+    if (!rare(static_cast<Fault>(f)) && !upgrade_step(static_cast<Fault>(f)) && !sliced_step(static_cast<Fault>(f)) &&
+        !slow_reader_step(static_cast<Fault>(f))) {
       EXPECT_GT(seen[f], 0) << fault_name(static_cast<Fault>(f)) << " never happened";
     }
   }
@@ -115,6 +118,24 @@ TEST(Simulator, SlicedReadsHappen) {
   }
   for (size_t f = 0; f < kFaultCount; f++)
     if (sliced_step(static_cast<Fault>(f))) EXPECT_TRUE(seen[f]) << fault_name(static_cast<Fault>(f)) << " never happened";
+}
+
+// Options::slow_readers: a sliced reply waits for a client that stopped reading while
+// committed entries wait for the apply; the same seeds without the option never do.
+TEST(Simulator, SlowReadersHoldTheApply) {
+  constexpr uint64_t kMaxSeeds = 200;
+  bool seen = false;
+  for (uint64_t seed = 1; seed <= kMaxSeeds && !seen; seed++) {
+    Options o;
+    o.seed = seed;
+    o.sliced_reads = o.slow_readers = true;
+    RunResult r = run_simulation(o);
+    ASSERT_TRUE(r.ok) << "[" << r.check << "] " << r.detail << "\nreplay: " << replay_command(o);
+    seen = r.faults[static_cast<size_t>(Fault::kSlowReaderHeldApply)];
+    o.slow_readers = false;
+    EXPECT_FALSE(run_simulation(o).faults[static_cast<size_t>(Fault::kSlowReaderHeldApply)]) << "seed " << seed;
+  }
+  EXPECT_TRUE(seen) << "no slow reader held the apply in " << kMaxSeeds << " seeds";
 }
 
 TEST(Simulator, RareEventsHappen) {
