@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang into ./build-fuzz and runs each for a bounded
-# time (HMDB_FUZZ_SECONDS, default 20) from its seed corpus in fuzz/corpus/<target>.
+# time (HMDB_FUZZ_SECONDS, default 15) from its seed corpus in fuzz/corpus/<target>.
 # A crash fails the run and leaves the reproducer in build-fuzz/crashes/<target>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${HMDB_FUZZ_SECONDS:-20}
+seconds=${HMDB_FUZZ_SECONDS:-15}
 build_dir=build-fuzz
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
