@@ -2005,17 +2005,9 @@ void query_setop(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   for (std::string_view m : result) r.bulk(m);
 }
 
-// SINTERSTORE / SUNIONSTORE / SDIFFSTORE dst key [key ...]: the result replaces dst (any type,
-// its deadline cleared); an empty result deletes dst. The size of the result.
-template <SetOp kOp>
-void apply_setop_store(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
-  const std::string_view dst = a.argv[1];
-  for (size_t i = 2; i < a.argv.size(); i++) live_write(s, a.argv[i], ctx);  // expired sources go first
-  std::vector<const Set*> sets;
-  bool missing;
-  if (!read_sets(s, a.argv.subspan(2), ctx.now_ms, r, &sets, &missing)) return;
-  Set result;
-  for (std::string_view m : combine_sets(kOp, sets, missing, 0)) result.insert(SetMemberKey{member_hash(m), m});
+// A set operation's result stored at dst (any type there goes, its deadline cleared); an
+// empty result deletes dst. The size of the result.
+void store_set_result(State& s, std::string_view dst, Set&& result, SetOp op, const ApplyContext& ctx, Reply& r) {
   const size_t n = result.size();
   static constexpr std::string_view kEvents[] = {"sinterstore", "sunionstore", "sdiffstore"};
   KeyIter it = live_write(s, dst, ctx);
@@ -2028,9 +2020,72 @@ void apply_setop_store(State& s, const Words& a, const ApplyContext& ctx, Reply&
     clear_deadline(s, dst);
     if (it != s.keys.end()) s.graveyard.bury_if_big(it->second);
     s.keys.insert_or_assign(dst, Value(std::move(result)));
-    notify(ctx, keyspace::kSet, kEvents[static_cast<int>(kOp)], dst);
+    notify(ctx, keyspace::kSet, kEvents[static_cast<int>(op)], dst);
   }
   r.integer(static_cast<int64_t>(n));
+}
+
+// SINTERSTORE / SUNIONSTORE / SDIFFSTORE's result computed in slices (hmdb::ApplyProducer):
+// SetOpWalk's members (the sets stay as they are until finish(): nothing else is applied
+// meanwhile) copied into a set of its own, each candidate and membership test counting
+// against a slice's budget; finish() then does what apply_setop_store does: the expired
+// sources go, and the result is stored. The same members, so the same set (its order is its
+// members', set.h), as the whole computation.
+class SetStoreProducer final : public ApplyProducer {
+ public:
+  SetStoreProducer(State& s, SetOp op, std::string_view dst, Args sources, std::vector<const Set*> sets, bool missing)
+      : s_(s), op_(op), dst_(dst), sets_(std::move(sets)) {
+    for (std::string_view k : sources) sources_.emplace_back(k);
+    walk_.emplace(op_, sets_, missing);
+  }
+  SetStoreProducer(const SetStoreProducer&) = delete;  // walk_ refers to sets_
+  SetStoreProducer& operator=(const SetStoreProducer&) = delete;
+
+  bool next(const SliceBudget& budget) override {
+    size_t work = 0;
+    return walk_->walk(budget.elements, &work, [&](std::string_view m) {
+      result_.insert(SetMemberKey{member_hash(m), m});
+      return true;
+    });
+  }
+  void finish(const ApplyContext& ctx, Reply& r) override {
+    walk_.reset();
+    for (const std::string& k : sources_) live_write(s_, k, ctx);  // expired sources go first
+    store_set_result(s_, dst_, std::move(result_), op_, ctx, r);
+  }
+
+ private:
+  State& s_;
+  const SetOp op_;
+  const std::string dst_;
+  std::vector<std::string> sources_;
+  const std::vector<const Set*> sets_;
+  std::optional<SetOpWalk> walk_;
+  Set result_;
+};
+
+// SINTERSTORE / SUNIONSTORE / SDIFFSTORE dst key [key ...]: the result replaces dst (any type,
+// its deadline cleared); an empty result deletes dst. The size of the result. Beyond a
+// slice's worth of members to walk, computed in slices (SetStoreProducer).
+template <SetOp kOp>
+void apply_setop_store(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
+  const std::string_view dst = a.argv[1];
+  const Args sources = a.argv.subspan(2);
+  // The sources are read before their expired ones are deleted (live_write, below): a read
+  // counts those absent already, so the sets are the same, and the others' nodes stay where
+  // they are (key_table.h). A big result is then computed before anything changes.
+  std::vector<const Set*> sets;
+  bool missing;
+  const bool typed = read_sets(s, sources, ctx.now_ms, r, &sets, &missing);
+  if (typed && ctx.producer && ctx.slices(setop_work(kOp, sets, missing))) [[unlikely]] {
+    ctx.produce(r, std::make_unique<SetStoreProducer>(s, kOp, dst, sources, std::move(sets), missing));
+    return;
+  }
+  for (std::string_view k : sources) live_write(s, k, ctx);  // expired sources go first
+  if (!typed) return;  // answered WRONGTYPE
+  Set result;
+  for (std::string_view m : combine_sets(kOp, sets, missing, 0)) result.insert(SetMemberKey{member_hash(m), m});
+  store_set_result(s, dst, std::move(result), kOp, ctx, r);
 }
 
 // SINTERCARD numkeys key [key ...] [LIMIT limit]: the size of the intersection, counting

@@ -102,6 +102,8 @@ class RecordSink {
   Encoder scratch_;
 };
 
+class ApplyProducer;
+
 // What apply() may know beyond the command's arguments. All of it is in the log entry.
 struct ApplyContext {
   uint64_t now_ms = 0;          // leader's wall clock when it built the batch, ms since epoch
@@ -130,6 +132,24 @@ struct ApplyContext {
   void all_keys_changed() const {
     if (changes) changes->all_changed();
   }
+
+  // Where a write may be applied in slices (ApplyProducer; a client's write applied by a
+  // node that slices: not one inside a transaction, a retried request's, recovery's, nor the
+  // test driver's): the elements a slice holds, and where the engine takes the producer.
+  // Unset: every write is applied whole, in one call. Not in the log: whether a write is
+  // sliced must not change what it does (the same result on every node, sliced or not).
+  size_t slice_elements = 0;
+  std::unique_ptr<ApplyProducer>* producer = nullptr;
+
+  // True when a write of `elements` elements of work is to be applied by a producer
+  // (produce()): the engine slices here and it is more than one slice. A write checks this
+  // before making a producer, so a small one costs what it did.
+  bool slices(size_t elements) const { return producer != nullptr && elements > slice_elements; }
+  // Hands the rest of the write to the engine, which computes it in slices and then has it
+  // finish (ApplyProducer); where writes are not sliced, computes and finishes it now.
+  // The write's apply must not have changed the state, emitted an event or written any of
+  // its reply before handing it over, and returns true right after.
+  inline void produce(Reply& reply, std::unique_ptr<ApplyProducer> p) const;
 };
 
 // Which words of a write name the keys it may change, as Redis' COMMAND reports them
@@ -163,9 +183,10 @@ struct KeySpec {
   }
 };
 
-// How much of a sliced reply (ReplyProducer) one loop turn makes: counts, not time (an app
-// does no I/O and reads no clock). A producer stops after the element that reaches either
-// bound; it may stop earlier, never later by more than one element.
+// How much of a sliced reply (ReplyProducer) or write (ApplyProducer) one loop turn makes:
+// counts, not time (an app does no I/O and reads no clock). A producer stops after the
+// element that reaches either bound; it may stop earlier, never later by more than one
+// element. (A write's producer is given elements only.)
 struct SliceBudget {
   size_t elements = SIZE_MAX;
   size_t bytes = SIZE_MAX;
@@ -187,6 +208,46 @@ class ReplyProducer {
   // what the query wrote before handing it over) is written.
   virtual bool next(Reply& reply, const SliceBudget& budget) = 0;
 };
+
+// A write applied in slices across loop turns instead of in one (a SUNIONSTORE of two sets
+// of a million members): docs/app-tutorial.md, "Big writes". A write whose work would be big
+// hands one to ApplyContext::produce. The engine then calls next() once per loop turn until
+// it returns true, and then finish() once, in a later turn; until finish() returns it applies
+// nothing else (the write's entry, and every entry after it, wait), takes no snapshot and
+// counts the entry as not applied. Reads are served between slices and see the state before
+// the write (the write has not happened yet for them), so:
+//   * next() computes into the producer's own memory and changes nothing of the state (it may
+//     keep pointers and iterators into it: nothing changes the state until finish());
+//   * finish() does everything the write does to the state and what it tells: the state
+//     change, the events (ApplyContext::publish, keyspace_event, key_changed), exactly one
+//     RESP value of reply;
+//   * the outcome depends only on the state and the command, never on the budgets nor on how
+//     many slices it took: a node that slices, one that applies the write whole (recovery,
+//     another configuration) and one that slices differently reach the same state and reply.
+// A node that crashes or installs a snapshot mid-way drops the producer (destroyed without
+// finish(): its destructor must not touch the state) and loses nothing: the entry is still
+// in the log, or in the snapshot's state. The producer must not keep the write's argv (copy
+// what finish() needs).
+class ApplyProducer {
+ public:
+  virtual ~ApplyProducer() = default;
+  // Computes the next part of the write, about budget.elements' worth of work (counts, not
+  // time: an app reads no clock). Returns true once everything finish() needs is computed.
+  virtual bool next(const SliceBudget& budget) = 0;
+  // Applies the computed write (called once, after next() returned true). `ctx` is the
+  // write's (its entry's time, index and schema version; this turn's listeners).
+  virtual void finish(const ApplyContext& ctx, Reply& reply) = 0;
+};
+
+inline void ApplyContext::produce(Reply& reply, std::unique_ptr<ApplyProducer> p) const {
+  if (producer) {
+    *producer = std::move(p);
+    return;
+  }
+  while (!p->next(SliceBudget{})) {
+  }
+  p->finish(*this, reply);
+}
 
 // What a read-only query may know. Queries are not logged, so the shell passes its clock.
 struct QueryContext {

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <stdexcept>
@@ -46,14 +47,25 @@
 
 namespace hmdb::testing {
 
+// Where apply_write applies a write in slices, as a node does (hmdb::ApplyProducer,
+// ApplyContext::produce): slice_elements a slice (0: whole, as in recovery); before each
+// slice `between` runs (a test reads the state there: the write has not happened yet);
+// `slices` counts the slices made (0: the write was applied whole).
+struct WriteSlicing {
+  size_t slice_elements = 0;
+  std::function<void()> between;
+  size_t slices = 0;
+};
+
 // Applies the write argv to app as a node applies a committed log entry that holds only it:
 // a one-command batch with leader time now_ms at log index `index`, logged under the app's
 // active schema version (as a leader logs it), through the engine's apply path. The reply is appended to *out in
 // `protocol`. Returns false if the engine did not apply the entry (never, for a command
 // validate() accepted). The events it emits (ApplyContext::publish, keyspace_event; a
 // PUBLISH) go to `events` if given. Defined in the hmdb_testing library.
+// With `slicing` (its slice_elements not 0), a big write is applied in slices.
 bool apply_write(StateMachine& app, Args argv, uint64_t now_ms, uint64_t index, Protocol protocol, std::string* out,
-                 EventSink* events = nullptr);
+                 EventSink* events = nullptr, WriteSlicing* slicing = nullptr);
 
 // An EventSink that keeps what a write emitted, for tests of an app's events
 // (docs/subscriptions.md): Driver::events = &recorder.
@@ -96,6 +108,10 @@ class Driver {
   // many slices the last query's reply took (0: it was not sliced).
   size_t slice_elements = 0;
   size_t last_slices = 0;
+  // Writes applied in slices (WriteSlicing: write_slicing.slice_elements; 0: whole, as in
+  // recovery). write_slicing.slices: how many slices the last write took; .between runs
+  // before each slice (queries only: no write may run while one is half applied).
+  WriteSlicing write_slicing;
 
   // One command as a client would send it; returns the RESP reply.
   std::string run(std::initializer_list<std::string_view> words) { return run(std::vector<std::string_view>(words)); }
@@ -112,7 +128,8 @@ class Driver {
           reply.error(error);
           break;
         }
-        if (!apply_write(*app_, argv, now_ms, ++index, protocol, &out, events))
+        write_slicing.slices = 0;
+        if (!apply_write(*app_, argv, now_ms, ++index, protocol, &out, events, &write_slicing))
           reply.error("ERR test driver: the engine did not apply the entry");
         break;
       }

@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "common/assert.h"
 #include "core/batch.h"
 #include "hmdb/reply.h"
 
@@ -48,7 +49,8 @@ void answer_repeat(const RequestTable::Entry& first, const BatchStep& step, std:
 
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
                         ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes, RequestTable* requests, EventHub* events,
-                        DigestMarks* marks, bool planted_apply_unread_schema, const ReplicatedAcl* acl) {
+                        DigestMarks* marks, bool planted_apply_unread_schema, const ReplicatedAcl* acl,
+                        HalfApplied* half) {
   ApplyResult result;
   result.schema_version = schema_version;
   // Entries are logged under the active version, but for those proposed before an
@@ -75,8 +77,12 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
     result.status = reader.format() > kBatchFormatNewest ? ApplyStatus::kNewerFormat : ApplyStatus::kMalformed;
     return result;
   }
+  // Resuming a half-applied write: the items before it were applied when the batch stopped
+  // there; they are walked past (no prefetching: this is the rare path).
+  const bool resuming = half && half->producer;
+  const size_t resume_item = resuming ? half->item : 0;
   BatchReader ahead(payload);
-  const bool prefetching = reader.count() > 1;
+  const bool prefetching = reader.count() > 1 && !resuming;
   // Commands only, several: each command is decoded once, by the reader that runs ahead to
   // prefetch, into a ring the apply takes it from kPrefetchAheadCommands later (format 1's
   // path below). Otherwise the ahead reader decodes on its own.
@@ -94,8 +100,10 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
   ctx.schema_version = schema_version;
   ctx.changes = changes;
   ctx.events = events;
-  // Eviction by age, in the leader's time of this batch: the same on every node.
-  if (requests && !requests->empty()) requests->expire(ctx.now_ms);
+  if (half) ctx.slice_elements = half->slice_elements;
+  // Eviction by age, in the leader's time of this batch: the same on every node (done when
+  // the batch began, if resuming).
+  if (requests && !requests->empty() && !resuming) requests->expire(ctx.now_ms);
   auto hint = [&]() {
     if (ring) {
       std::vector<std::string_view>& to = scratch.ring[ring_filled % kApplyRingCommands];
@@ -107,14 +115,18 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
     }
     if (prefetching && ahead.next(scratch.ahead)) app.prefetch(scratch.ahead);
   };
-  // False (result says why) when the command does not apply under its version.
-  auto apply_one = [&](Args argv, ReplyTo to) {
+  // The command that handed its apply to a producer (half->producer): the batch stops.
+  bool stopped = false;
+  // False (result says why) when the command does not apply under its version. `sliceable`:
+  // it may hand its apply to a producer (a command of its own, untagged; where half is given).
+  auto apply_one = [&](Args argv, ReplyTo to, bool sliceable) {
     hint();
     if (!to.out) {
       scratch.dropped_reply.clear();
       to.out = &scratch.dropped_reply;
     }
     Reply reply(to.out, to.protocol);
+    ctx.producer = sliceable && half ? &half->producer : nullptr;
     if (is_publish(argv)) [[unlikely]] {
       // The engine's own write: one event; the reply is this node's receivers, as in Redis.
       reply.integer(events ? events->publish_command(argv[1], argv[2]) : 0);
@@ -125,9 +137,33 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
                                        scratch.why);
       result.divergence = scratch.divergence;
       return false;
+    } else if (ctx.producer && *ctx.producer) [[unlikely]] {
+      stopped = true;  // nothing of it is applied yet: it finishes when the batch resumes
+      return true;
     }
     result.commands++;
     return true;
+  };
+  // The batch stops at item k, whose write handed a producer.
+  auto stop_at = [&](size_t k) {
+    result.status = ApplyStatus::kHalfApplied;
+    half->item = k;
+    half->commands = result.commands;
+    return result;
+  };
+  // Resuming: item k (resume_item) is the half-applied write; its producer finishes it.
+  auto finish_half = [&](size_t k, ReplyTo to) {
+    result.items = k;
+    result.commands = half->commands;
+    if (!to.out) {
+      scratch.dropped_reply.clear();
+      to.out = &scratch.dropped_reply;
+    }
+    Reply reply(to.out, to.protocol);
+    ctx.producer = nullptr;
+    std::unique_ptr<ApplyProducer> p = std::move(half->producer);
+    p->finish(ctx, reply);
+    result.commands++;
   };
   if (reader.format() == kBatchFormatCommands) {
     // Commands only (every batch without a transaction or a request id): the reader's short
@@ -141,7 +177,8 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
       static_assert(kApplyRingCommands > kPrefetchAheadCommands, "the ring holds the commands decoded ahead and one more");
       for (size_t k = 0; k < ring_filled; k++) {
         const std::vector<std::string_view>& argv = scratch.ring[k % kApplyRingCommands];
-        if (!apply_one(argv, sink ? sink->reply_to(k) : ReplyTo{})) return result;
+        if (!apply_one(argv, sink ? sink->reply_to(k) : ReplyTo{}, true)) return result;
+        if (stopped) [[unlikely]] return stop_at(k);
         if (sink) sink->replied(k);
         result.items++;
       }
@@ -150,7 +187,13 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
     }
     std::vector<std::string_view>& argv = scratch.step.argv;
     for (size_t k = 0; reader.next(argv); k++) {
-      if (!apply_one(argv, sink ? sink->reply_to(k) : ReplyTo{})) return result;
+      if (resuming && k <= resume_item) [[unlikely]] {
+        if (k < resume_item) continue;  // applied before the batch stopped
+        finish_half(k, sink ? sink->reply_to(k) : ReplyTo{});
+      } else {
+        if (!apply_one(argv, sink ? sink->reply_to(k) : ReplyTo{}, true)) return result;
+        if (stopped) [[unlikely]] return stop_at(k);
+      }
       if (sink) sink->replied(k);
       result.items++;
     }
@@ -163,10 +206,19 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
     while (reader.next(step)) {
       const size_t k = step.item;
       const bool tagged = requests && step.tagged();
+      if (resuming && k <= resume_item) [[unlikely]] {
+        if (k < resume_item) continue;  // applied before the batch stopped
+        HMDB_ASSERT(step.kind == BatchStep::Kind::kCommand && !tagged, "a half-applied item %zu that is no command of its own", k);
+        finish_half(k, sink ? sink->reply_to(k) : ReplyTo{});
+        if (sink) sink->replied(k);
+        result.items++;
+        continue;
+      }
       switch (step.kind) {
         case BatchStep::Kind::kCommand: {
           if (!tagged) {
-            if (!apply_one(step.argv, sink ? sink->reply_to(k) : ReplyTo{})) return result;
+            if (!apply_one(step.argv, sink ? sink->reply_to(k) : ReplyTo{}, true)) return result;
+            if (stopped) [[unlikely]] return stop_at(k);
           } else {
             const ReplyTo to = sink ? sink->reply_to(k) : ReplyTo{};
             tagged_reply.clear();
@@ -174,7 +226,7 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
               hint();
               answer_repeat(*first, step, &tagged_reply, requests->stats());
             } else {
-              if (!apply_one(step.argv, ReplyTo{&tagged_reply, step.request_protocol})) return result;
+              if (!apply_one(step.argv, ReplyTo{&tagged_reply, step.request_protocol}, false)) return result;
               requests->insert(step.request_id, ctx.now_ms, index, step.request_hash, step.request_protocol,
                                tagged_reply);
             }
@@ -197,11 +249,11 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
         case BatchStep::Kind::kGroupCommand:
           if (!tagged) {
             if (sink) sink->group_position(k, step.position, ctx);
-            if (!apply_one(step.argv, group_to)) return result;
+            if (!apply_one(step.argv, group_to, false)) return result;
           } else if (group_repeat) {
             hint();
           } else {
-            if (!apply_one(step.argv, ReplyTo{&tagged_reply, step.request_protocol})) return result;
+            if (!apply_one(step.argv, ReplyTo{&tagged_reply, step.request_protocol}, false)) return result;
           }
           break;
         case BatchStep::Kind::kActivation: {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <array>
+#include <memory>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -67,6 +68,25 @@ enum class ApplyStatus : uint8_t {
   // and why). Commands before it were applied. Never answered as a client error: two
   // binaries would then disagree silently.
   kDiverged,
+  // A write handed its apply to a producer (hmdb::ApplyProducer, HalfApplied): the batch
+  // stopped there, the items before it applied.
+  kHalfApplied,
+};
+
+// A write of the batch applied in slices (hmdb::ApplyProducer; core::Replica makes the
+// slices). Given to apply_batch, untagged commands outside transaction groups may hand
+// their apply to a producer; not given, every write is applied whole (ApplyContext::produce
+// runs the producer at once).
+struct HalfApplied {
+  size_t slice_elements = 0;  // in: ApplyContext::slice_elements
+  // Out (ApplyStatus::kHalfApplied): the producer of item `item`, the write the batch
+  // stopped at, after `commands` commands. In, set (its next() has returned true): the batch
+  // is resumed there: that item's reply is the producer's finish(), and the items after it
+  // are applied (they may stop at another such write). Items before it are not applied
+  // again.
+  std::unique_ptr<ApplyProducer> producer;
+  size_t item = 0;
+  size_t commands = 0;
 };
 
 // Reused buffers, so applying allocates nothing per command once warmed up.
@@ -121,6 +141,9 @@ struct ApplyResult {
 // acl: the users an ACL item (batch.h, kItemAcl) changes (core/acl.h: apply_acl_change, whose
 // reply is the item's). Null or not present(): the item is answered +OK and changes nothing.
 //
+// half: where writes may be applied in slices, and a half-applied write to resume
+// (HalfApplied). Null: every write is applied whole.
+//
 // planted_apply_unread_schema: a planted bug for the simulator (Replica::Options::PlantedBugs,
 // never set by the server): an entry logged under a version the app does not read is applied
 // as its newest version, and an activation of such a version is answered +OK and passed
@@ -128,6 +151,7 @@ struct ApplyResult {
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
                         ApplySink* sink, ApplyScratch& scratch, KeyChanges* changes = nullptr,
                         RequestTable* requests = nullptr, EventHub* events = nullptr, DigestMarks* marks = nullptr,
-                        bool planted_apply_unread_schema = false, const ReplicatedAcl* acl = nullptr);
+                        bool planted_apply_unread_schema = false, const ReplicatedAcl* acl = nullptr,
+                        HalfApplied* half = nullptr);
 
 }  // namespace hmdb::core

@@ -1135,6 +1135,13 @@ void Replica::end_turn() {
   start_reads();
   if (!producing_.empty()) [[unlikely]] produce();  // a slice of each big reply; the last one releases the apply
   drive();  // ends by running the reads whose index is applied
+  if (half_) [[unlikely]] {
+    // A slice of the big write; the last one applies it, then the entries behind it. After
+    // drive(): a snapshot the core installs drops it first, rather than have it finish
+    // against a core whose log already starts past it.
+    apply_slice();
+    if (!half_) drive();  // the entries the hold kept, and the reads waiting for them
+  }
   pubsub_.pump();  // catching-up subscribers with room get their next retained events
   drain();
 }
@@ -1156,8 +1163,10 @@ void Replica::drive() {
     for (const raft::SnapshotChunk& c : rd.snapshot_chunks) host_.stage_snapshot_chunk(c);
     std::optional<raft::SnapshotMeta> installed;
     if (rd.snapshot) {
-      // The state is replaced: sliced replies still reading the old one are finished now.
+      // The state is replaced: sliced replies still reading the old one are finished now,
+      // and a half-applied write is dropped.
       if (!producing_.empty()) [[unlikely]] produce(/*finish_all=*/true);
+      if (half_ || !apply_backlog_.empty()) [[unlikely]] drop_half_applied();
       installed = rd.snapshot->meta;
       // A host still loading the previous one finishes it first (snapshot_loaded).
       const bool loaded_now = host_.install_snapshot(*installed);
@@ -1187,6 +1196,12 @@ void Replica::drive() {
     if (!rd.after_persist.empty()) host_.send_after_persist(std::move(rd.after_persist));
     for (const raft::Entry* e : rd.committed_refs) {
       if (schema_block_) [[unlikely]] break;  // the rest stays in the log, unapplied
+      // Behind a half-applied write: kept (copied) for when it is applied (apply_slice). The
+      // hold keeps the core from handing out more meanwhile.
+      if ((half_ && !options_.bugs.apply_before_write_finishes) || !apply_backlog_.empty()) [[unlikely]] {  // PLANTED BUG
+        apply_backlog_.push_back(*e);
+        continue;
+      }
       apply_entry(*e);
     }
     if (!rd.committed_refs.empty()) raft_.applied_to(applied_index_);
@@ -1209,6 +1224,54 @@ void Replica::snapshot_loaded() {
   blocked_.all_changed();  // any key may have changed (again: the install's own call saw the old state)
 }
 
+// Each item's reply goes straight into its session's slot (a group's, into its EXEC's).
+struct Replica::SlotSink final : ApplySink {
+  Replica* self;
+  const WriteTracker::Proposal* p;
+  ClientSession* session = nullptr;
+  bool to_out = false;  // the reply goes straight to the session's out() (the head write)
+  ReplyTo reply_to(size_t k) override {
+    session = nullptr;
+    to_out = false;
+    if (!p || k >= p->slots.size() || p->slots[k].session == 0) return {};
+    session = self->host_.session(p->slots[k].session);
+    if (!session) return {};
+    ReplyQueue& q = session->replies;
+    const uint64_t seq = p->slots[k].seq;
+    // A pipeline's writes are answered in order, each at the head once the one before
+    // left: written to out() at once, not into its slot and then moved. Not a blocking
+    // attempt's (its reply may be dropped) nor a transaction's (EXEC writes its slot).
+    if (q.head_writes_to_out(seq) && !session->blocking && session->transaction.in_flight.empty()) [[likely]] {
+      to_out = true;
+      return ReplyTo{&q.out(), session->protocol};
+    }
+    ReplyQueue::Slot& slot = q.at(seq);
+    HMDB_ASSERT(slot.kind == Kind::kWaitingWrite, "reply slot in the wrong state");
+    return ReplyTo{&slot.reply, session->protocol};
+  }
+  void group_position(size_t k, size_t position, const ApplyContext& ctx) override {
+    if (!session) return;
+    self->run_transaction_until(*session, p->slots[k].seq, position, ctx.now_ms);
+  }
+  void replied(size_t k) override {
+    if (!session) return;
+    const uint64_t seq = p->slots[k].seq;
+    if (to_out) [[likely]] {
+      session->replies.finish_head_in_out(seq);
+      self->run_queries_from(*session, seq + 1);
+      self->mark_drain(*session);
+      return;
+    }
+    if (session->blocking && session->blocking_seq == seq) [[unlikely]] {
+      if (self->blocking_reply(*session, seq)) return;
+    }
+    session->replies.finish(seq, Kind::kWaitingWrite);
+    if (!session->transaction.in_flight.empty()) self->forget_transaction(*session, seq);
+    self->run_queries_from(*session, seq + 1);
+    self->mark_drain(*session);
+  }
+};
+
 void Replica::apply_entry(const raft::Entry& e) {
   HMDB_ASSERT(e.index == applied_index_ + 1, "apply out of order: entry %llu after %llu",
               static_cast<unsigned long long>(e.index), static_cast<unsigned long long>(applied_index_));
@@ -1219,83 +1282,75 @@ void Replica::apply_entry(const raft::Entry& e) {
     else end_proposal(e.index, std::move(tracked->first), tracked->second);
   }
   if (e.type == raft::EntryType::kNormal) {
-    // Each item's reply goes straight into its session's slot (a group's, into its EXEC's).
-    struct SlotSink final : ApplySink {
-      Replica* self;
-      const WriteTracker::Proposal* p;
-      ClientSession* session = nullptr;
-      bool to_out = false;  // the reply goes straight to the session's out() (the head write)
-      ReplyTo reply_to(size_t k) override {
-        session = nullptr;
-        to_out = false;
-        if (!p || k >= p->slots.size() || p->slots[k].session == 0) return {};
-        session = self->host_.session(p->slots[k].session);
-        if (!session) return {};
-        ReplyQueue& q = session->replies;
-        const uint64_t seq = p->slots[k].seq;
-        // A pipeline's writes are answered in order, each at the head once the one before
-        // left: written to out() at once, not into its slot and then moved. Not a blocking
-        // attempt's (its reply may be dropped) nor a transaction's (EXEC writes its slot).
-        if (q.head_writes_to_out(seq) && !session->blocking && session->transaction.in_flight.empty()) [[likely]] {
-          to_out = true;
-          return ReplyTo{&q.out(), session->protocol};
-        }
-        ReplyQueue::Slot& slot = q.at(seq);
-        HMDB_ASSERT(slot.kind == Kind::kWaitingWrite, "reply slot in the wrong state");
-        return ReplyTo{&slot.reply, session->protocol};
-      }
-      void group_position(size_t k, size_t position, const ApplyContext& ctx) override {
-        if (!session) return;
-        self->run_transaction_until(*session, p->slots[k].seq, position, ctx.now_ms);
-      }
-      void replied(size_t k) override {
-        if (!session) return;
-        const uint64_t seq = p->slots[k].seq;
-        if (to_out) [[likely]] {
-          session->replies.finish_head_in_out(seq);
-          self->run_queries_from(*session, seq + 1);
-          self->mark_drain(*session);
+    // Writes may be applied in slices (not in recovery; one at a time, which only the
+    // planted bug can meet).
+    HalfApplied h;
+    h.slice_elements = options_.write_slice_elements;
+    const bool slicing = options_.write_slice_elements != 0 && !writes_whole_ && !half_;
+    switch (apply_commands(e, ours ? &*ours : nullptr, slicing ? &h : nullptr)) {
+      case EntryApply::kDone: break;
+      case EntryApply::kStopped: return;
+      case EntryApply::kHalfApplied:
+        // The write waits for its slices (apply_slice); this entry, and every one after it,
+        // waits for the write.
+        stats_.sliced_writes++;
+        half_ = HalfAppliedEntry{e, std::move(ours), std::move(h), false};
+        if (options_.bugs.apply_before_write_finishes) {  // PLANTED BUG: counted applied now
+          pubsub_.end_entry();  // (begun again at its finish: the next entries have theirs)
+          std::optional<WriteTracker::Proposal> none;
+          entry_applied(e, none);
           return;
         }
-        if (session->blocking && session->blocking_seq == seq) [[unlikely]] {
-          if (self->blocking_reply(*session, seq)) return;
-        }
-        session->replies.finish(seq, Kind::kWaitingWrite);
-        if (!session->transaction.in_flight.empty()) self->forget_transaction(*session, seq);
-        self->run_queries_from(*session, seq + 1);
-        self->mark_drain(*session);
-      }
-    } sink;
-    sink.self = this;
-    sink.p = ours ? &*ours : nullptr;
-    KeyChanges* changes = nullptr;
-    if (watch_.active()) {
-      watch_.applying(e.index);
-      changes = &watch_;
+        update_apply_hold();
+        return;
     }
-    RequestTable* requests = options_.bugs.forget_request_ids ? nullptr : &requests_;  // PLANTED BUG
-    pubsub_.begin_entry(e.index, e.term);
-    std::optional<DigestMarks> after_entry;  // PLANTED BUG hash_marks_after_entry
-    if (options_.bugs.hash_marks_after_entry && !ours) after_entry.emplace();
-    const ApplyResult r = apply_batch(app_, e.data, e.index, e.schema_version, ours ? &sink : nullptr, apply_scratch_,
-                                      changes, requests, &pubsub_, after_entry ? &*after_entry : &marks_,
-                                      options_.bugs.apply_unread_schema, &acl_);  // PLANTED BUG when set
-    if (after_entry && after_entry->find(e.index))
-      marks_.record(DigestMark{e.index, state_digest(app_, requests_), app_.active_schema_version()});
-    pubsub_.end_entry();
-    if (r.status == ApplyStatus::kUnsupportedSchema && options_.clustered) [[unlikely]] {
-      schema_block_ = SchemaBlock{e.index, r.schema_version, r.activation};
-      if (ours) end_proposal(e.index, std::move(*ours), WriteOutcome::kUnknown);
-      host_.schema_blocked(e, r);
-      return;
-    }
-    if (r.status != ApplyStatus::kOk) {
-      host_.apply_failed(e, r);
-      return;
-    }
-    HMDB_ASSERT(!ours || r.items == ours->slots.size(), "batch at index %llu has %zu items, %zu waiters",
-                static_cast<unsigned long long>(e.index), r.items, ours->slots.size());
-  } else {
+  }
+  entry_applied(e, ours);
+}
+
+Replica::EntryApply Replica::apply_commands(const raft::Entry& e, WriteTracker::Proposal* ours, HalfApplied* half) {
+  const bool resuming = half && half->producer;
+  SlotSink sink;
+  sink.self = this;
+  sink.p = ours;
+  KeyChanges* changes = nullptr;
+  if (watch_.active()) {
+    watch_.applying(e.index);
+    changes = &watch_;
+  }
+  RequestTable* requests = options_.bugs.forget_request_ids ? nullptr : &requests_;  // PLANTED BUG
+  // The entry's events: begun once (a half-applied entry's stays open until it is applied,
+  // so that its events' positions go on where they stopped).
+  if (!resuming || options_.bugs.apply_before_write_finishes) pubsub_.begin_entry(e.index, e.term);  // PLANTED BUG
+  std::optional<DigestMarks> after_entry;  // PLANTED BUG hash_marks_after_entry
+  if (options_.bugs.hash_marks_after_entry && !ours) after_entry.emplace();
+  const ApplyResult r = apply_batch(app_, e.data, e.index, e.schema_version, ours ? &sink : nullptr, apply_scratch_,
+                                    changes, requests, &pubsub_, after_entry ? &*after_entry : &marks_,
+                                    options_.bugs.apply_unread_schema, &acl_, half);  // PLANTED BUG when set
+  if (r.status == ApplyStatus::kHalfApplied) [[unlikely]] {
+    if (resuming && options_.bugs.apply_before_write_finishes) pubsub_.end_entry();  // PLANTED BUG
+    return EntryApply::kHalfApplied;
+  }
+  if (after_entry && after_entry->find(e.index))
+    marks_.record(DigestMark{e.index, state_digest(app_, requests_), app_.active_schema_version()});
+  pubsub_.end_entry();
+  if (r.status == ApplyStatus::kUnsupportedSchema && options_.clustered) [[unlikely]] {
+    schema_block_ = SchemaBlock{e.index, r.schema_version, r.activation};
+    if (ours) end_proposal(e.index, std::move(*ours), WriteOutcome::kUnknown);
+    host_.schema_blocked(e, r);
+    return EntryApply::kStopped;
+  }
+  if (r.status != ApplyStatus::kOk) {
+    host_.apply_failed(e, r);
+    return EntryApply::kStopped;
+  }
+  HMDB_ASSERT(!ours || r.items == ours->slots.size(), "batch at index %llu has %zu items, %zu waiters",
+              static_cast<unsigned long long>(e.index), r.items, ours->slots.size());
+  return EntryApply::kDone;
+}
+
+void Replica::entry_applied(const raft::Entry& e, std::optional<WriteTracker::Proposal>& ours) {
+  if (e.type != raft::EntryType::kNormal) {
     pubsub_.begin_entry(e.index, e.term);  // no events: positions move past it
     pubsub_.end_entry();
   }
@@ -1309,6 +1364,57 @@ void Replica::apply_entry(const raft::Entry& e) {
   if (housekeeping_index_ != 0 && applied_index_ >= housekeeping_index_) housekeeping_index_ = 0;
   if (e.type == raft::EntryType::kConfChange) membership_changed();
   host_.applied(e);
+}
+
+void Replica::apply_slice() {
+  HalfAppliedEntry& h = *half_;
+  if (!h.computed) {
+    stats_.write_slices++;
+    h.computed = h.half.producer->next(SliceBudget{options_.write_slice_elements, SIZE_MAX});
+    if (!h.computed) return;
+  }
+  // Sliced replies read the state as it is: the write changes it once they are complete.
+  if (!producing_.empty() && !options_.bugs.apply_while_producing) return;  // PLANTED BUG
+  const bool counted = options_.bugs.apply_before_write_finishes;  // PLANTED BUG: applied already
+  HalfAppliedEntry done = std::move(*half_);
+  half_.reset();
+  switch (apply_commands(done.entry, done.ours ? &*done.ours : nullptr, &done.half)) {
+    case EntryApply::kStopped: return;
+    case EntryApply::kHalfApplied:
+      // Another big write further in the same entry.
+      stats_.sliced_writes++;
+      done.computed = false;
+      half_ = std::move(done);
+      if (counted) return;
+      update_apply_hold();
+      return;
+    case EntryApply::kDone: break;
+  }
+  if (!counted) entry_applied(done.entry, done.ours);
+  apply_backlog();
+  raft_.applied_to(applied_index_);
+  update_apply_hold();
+}
+
+void Replica::apply_backlog() {
+  while (!half_ && !apply_backlog_.empty() && !schema_block_) {
+    const raft::Entry e = std::move(apply_backlog_.front());
+    apply_backlog_.pop_front();
+    apply_entry(e);
+  }
+}
+
+void Replica::drop_half_applied() {
+  if (half_) {
+    // Its entry is in the snapshot's state (the snapshot is beyond this node's log): the
+    // write took effect, but this node cannot say with what reply.
+    stats_.sliced_writes_dropped++;
+    if (!options_.bugs.apply_before_write_finishes) pubsub_.end_entry();  // PLANTED BUG: ended already
+    if (half_->ours) end_proposal(half_->entry.index, std::move(*half_->ours), WriteOutcome::kUnknown);
+    half_.reset();
+  }
+  apply_backlog_.clear();  // their proposals end with the log the snapshot replaces
+  update_apply_hold();
 }
 
 void Replica::start_reads() {

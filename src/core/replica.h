@@ -25,6 +25,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -76,6 +77,11 @@ inline constexpr uint64_t kSliceReaderWaitMs = 200;
 // buffered whatever their clients read), and the writes waiting are applied. Reached only
 // by a reply of tens of millions of elements or a client that stops reading mid-reply.
 inline constexpr uint64_t kSliceHoldMsMax = 30000;
+// Sliced writes (hmdb::ApplyProducer; docs/architecture.md, "Big writes"): a write whose work
+// is more than this many elements is computed in slices of this many, one slice per loop
+// turn, while the apply waits, and then finished in one turn. A slice of a SUNIONSTORE costs
+// ~2-4 ms (a member walked and copied into the result: 0.2-0.5 us).
+inline constexpr size_t kWriteSliceElements = kSliceElements;
 
 // A client connection as the replica sees it: who it is and its replies. The embedder owns
 // it (the server's Session holds one) and finds it by id (ReplicaHost::session).
@@ -266,6 +272,10 @@ class Replica final : private PubSubHost {
       // Sliced replies do not hold the apply: entries apply between a reply's slices, so
       // one reply mixes states (the simulator's MGET sees its two change counts differ).
       bool apply_while_producing = false;
+      // A write applied in slices (hmdb::ApplyProducer) does not hold the apply: its entry is
+      // counted applied when the write stops half applied, and the entries after it apply
+      // before its finish(), which then stores what it computed from older states.
+      bool apply_before_write_finishes = false;
     } bugs;
     // Sliced replies: elements per slice (0: every reply is made whole, in one turn), bytes
     // per slice, the longest hold of the apply for them, and the longest wait for a slow
@@ -277,6 +287,8 @@ class Replica final : private PubSubHost {
     // A client with this much output unsent is a slow reader (kSliceOutputPauseBytes; the
     // simulator's slow readers, sim::Options::slow_readers, pause at any unsent byte).
     uint64_t slice_output_pause_bytes = kSliceOutputPauseBytes;
+    // Sliced writes: elements per slice (0: every write is applied whole, in one turn).
+    size_t write_slice_elements = kWriteSliceElements;
   };
   struct Stats {
     uint64_t commands = 0;
@@ -292,6 +304,9 @@ class Replica final : private PubSubHost {
     uint64_t slice_hold_overdue_turns = 0;  // turns that finished sliced replies whole: slice_hold_ms_max reached
     uint64_t slice_reader_waits_expired = 0;  // slices made for a client with output unsent past slice_reader_wait_ms
     uint64_t sliced_replies_buffered = 0;  // made into their slot behind a reply that waits for an apply
+    uint64_t sliced_writes = 0;  // writes applied in slices (ApplyProducer)
+    uint64_t write_slices = 0;   // slices made for them
+    uint64_t sliced_writes_dropped = 0;  // half applied when a snapshot install replaced the state
   };
 
   Replica(raft::Raft& raft, StateMachine& app, ReplicaHost& host, Options options);
@@ -397,10 +412,21 @@ class Replica final : private PubSubHost {
   // Nothing left to do without new input: no batch, no refused proposal, no Ready, no
   // sliced reply whose next slice may be made.
   bool idle() const {
-    return batch_.empty() && !refused_payload_ && !raft_.has_ready() && !blocked_.has_ready() && !producing_runnable_;
+    return batch_.empty() && !refused_payload_ && !raft_.has_ready() && !blocked_.has_ready() && !producing_runnable_ &&
+           !half_runnable();
   }
   // Sliced replies in progress (their hold of the apply).
   size_t producing() const { return producing_.size(); }
+  // The index of the entry half applied (a write of it is being applied in slices: its
+  // commands before that write are applied, the rest not), 0 if none. Meanwhile the state is
+  // no index's: no snapshot or digest of it may be taken.
+  raft::Index applying_index() const { return half_ ? half_->entry.index : 0; }
+  // A half-applied write's next slice, or its finish, may be made next turn (its finish waits
+  // for the sliced replies in progress).
+  bool half_runnable() const { return half_ && (!half_->computed || producing_.empty()); }
+  // Recovery replays the log with every write applied whole (no slices), so that it ends
+  // with everything applied: on while true.
+  void set_writes_whole(bool whole) { writes_whole_ = whole; }
 
   raft::Index applied_index() const { return applied_index_; }
   raft::Term applied_term() const { return applied_term_; }
@@ -550,15 +576,31 @@ class Replica final : private PubSubHost {
   // True when every slot ahead of `seq` is finished or a sliced reply (which goes on while
   // the apply is held), none waiting for an apply.
   static bool ahead_only_replies(const ReplyQueue& q, uint64_t seq);
-  // The apply is held while a snapshot loads or sliced replies are made.
+  // The apply is held while a snapshot loads, sliced replies are made or a write is half
+  // applied (with the committed entries handed out behind it).
   void update_apply_hold() {
-    raft_.hold_apply(loading_.has_value() || (!producing_.empty() && !options_.bugs.apply_while_producing));  // PLANTED BUG
+    raft_.hold_apply(loading_.has_value() || (!producing_.empty() && !options_.bugs.apply_while_producing) ||  // PLANTED BUG
+                     (half_.has_value() && !options_.bugs.apply_before_write_finishes) ||  // PLANTED BUG
+                     !apply_backlog_.empty());
   }
   void mark_drain(ClientSession& s);
   void drain_session(ClientSession& s);
   void end_proposal(raft::Index index, WriteTracker::Proposal&& p, WriteOutcome outcome);
   void answer_slot(ReplySlot slot, ReplyQueue::Kind expected, std::string_view reply);
   void apply_entry(const raft::Entry& e);
+  // apply_entry's parts: a normal entry's commands through apply_batch (resuming half_'s
+  // write when `half` is half_'s), and what follows once the entry is applied.
+  enum class EntryApply : uint8_t { kDone, kHalfApplied, kStopped };
+  EntryApply apply_commands(const raft::Entry& e, WriteTracker::Proposal* ours, HalfApplied* half);
+  void entry_applied(const raft::Entry& e, std::optional<WriteTracker::Proposal>& ours);
+  // One slice of the half-applied write; once it is computed (and no sliced reply holds the
+  // state), its finish() and the rest of its entry, then the entries waiting behind it.
+  void apply_slice();
+  // Applies the entries waiting behind a half-applied write (while none is).
+  void apply_backlog();
+  // A snapshot replaces the state: the half-applied write and the entries behind it go.
+  void drop_half_applied();
+  struct SlotSink;
   void start_reads();
   void finish_reads();
   // Runs the read now, or answers it with a redirect (its node no longer leads).
@@ -627,6 +669,20 @@ class Replica final : private PubSubHost {
   };
   std::vector<Producing> producing_;
   std::unique_ptr<ReplyProducer> new_producer_;  // where sliceable_query()'s query puts one
+
+  // The entry with a write applied in slices (applying_index()): a copy (the core's log may
+  // move on), who waits for its replies, and where its batch stopped.
+  struct HalfAppliedEntry {
+    raft::Entry entry;
+    std::optional<WriteTracker::Proposal> ours;
+    HalfApplied half;
+    bool computed = false;  // the producer's next() returned true: it waits to finish
+  };
+  std::optional<HalfAppliedEntry> half_;
+  // Committed entries handed out by the core behind the half-applied one (copies), applied
+  // in order once it is.
+  std::deque<raft::Entry> apply_backlog_;
+  bool writes_whole_ = false;  // set_writes_whole
   uint64_t hold_since_ms_ = 0;      // steady time the current hold for them began
   bool producing_runnable_ = false;  // a slice may be made next turn
 };

@@ -12,6 +12,7 @@
 
 #include <ostream>
 
+#include "common/assert.h"
 #include "common/clock.h"
 #include "core/apply.h"
 #include "core/digest_marks.h"
@@ -146,6 +147,8 @@ int dry_run(const StateMachineFactory& factory, const DryRunOptions& options, st
         case core::ApplyStatus::kNewerFormat:
           return fail(kExitStartupFailure, fmt::format("entry {} (term {}) is a batch of format {}, newer than this binary reads",
                                                  e.index, e.term, r.format));
+        case core::ApplyStatus::kHalfApplied:  // not here: no write is sliced (apply_batch was given no HalfApplied)
+          HMDB_ASSERT(false, "entry %llu half applied in a dry run", static_cast<unsigned long long>(e.index));
       }
       if (marks.find(e.index) && (mark_indexes.empty() || mark_indexes.back() != e.index)) mark_indexes.push_back(e.index);
     }

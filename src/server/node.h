@@ -492,6 +492,7 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   // the end of the turn (maybe_auto_snapshot).
   bool core_wants_snapshot_ = false;
   bool snapshot_again_ = false;
+  bool snapshot_after_write_ = false;  // start_snapshot waits for a half-applied write
   // An active schema version whose snapshot layout the app refused to write this state in
   // (the child said so): snapshots are then written in the newest layout (0: none).
   uint32_t save_as_refused_version_ = 0;

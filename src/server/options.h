@@ -104,6 +104,10 @@ struct ServerOptions {
   // Tests only (a hidden flag): how long a sliced reply waits for a client that does not read
   // (core::kSliceReaderWaitMs when 0), so that a test can keep one in progress while it looks.
   uint64_t test_slice_reader_wait_ms = 0;
+  // Tests only (a hidden flag): elements per slice of a sliced write (core::kWriteSliceElements
+  // when 0), so that a test keeps a SUNIONSTORE of a few tens of thousands of members half
+  // applied for many turns while it looks.
+  uint64_t test_write_slice_elements = 0;
 
   bool clustered() const { return !peer_addr.empty(); }
   std::string client_addr() const { return format_host_port(bind, port); }

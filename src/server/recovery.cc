@@ -165,6 +165,7 @@ Status Node::recover(int* exit_code) {
   replica_options.clustered = clustered;
   replica_options.forward = clustered;  // a follower forwards plain clients' commands (cluster.cc)
   if (options_.test_slice_elements != 0) replica_options.slice_elements = options_.test_slice_elements;
+  if (options_.test_write_slice_elements != 0) replica_options.write_slice_elements = options_.test_write_slice_elements;
   if (options_.test_slice_reader_wait_ms != 0) replica_options.slice_reader_wait_ms = options_.test_slice_reader_wait_ms;
   replica_options.events.retain_bytes = options_.events_retain_bytes;
   replica_options.events.subscriber_output_bytes = options_.subscriber_output_bytes;
@@ -182,11 +183,13 @@ Status Node::recover(int* exit_code) {
   replay_started_ms_ = monotonic_ms();
   replay_last_print_ms_ = replay_started_ms_;
   replaying_ = true;
+  replica_->set_writes_whole(true);  // recovery ends with everything it replays applied: no sliced writes
   if (clustered) {
     // Apply what the hard state's commit hint says is committed; the rest waits for the
     // cluster. No messages go out yet (the transport starts after recovery).
     replica_->drive();
     replaying_ = false;
+    replica_->set_writes_whole(false);
     sync_transport_members();
     stats_.recovery_ms = monotonic_ms() - t0;
     log_line("recovery: done in {} ms: applied index {} of {} in the log (the rest waits for the leader)",
@@ -205,6 +208,7 @@ Status Node::recover(int* exit_code) {
   // and syncs synchronously while there is no disk thread).
   replica_->drive();
   replaying_ = false;
+  replica_->set_writes_whole(false);
   HMDB_ASSERT(replica_->applied_index() >= replay_target_, "recovery stopped at index %llu of %llu",
               static_cast<unsigned long long>(replica_->applied_index()), static_cast<unsigned long long>(replay_target_));
 

@@ -691,6 +691,10 @@ core::ShellResult Node::cluster_local_or_change(Session& s, Args argv, uint64_t 
   } else if (iequals(sub, "DIGEST") && argv.size() == 2 && replica_->schema_block()) [[unlikely]] {
     // Its state may hold part of the blocking entry: no state of any index (replica.h).
     out->append(replica_->schema_blocked_reply());
+  } else if (iequals(sub, "DIGEST") && argv.size() == 2 && replica_->applying_index() != 0) [[unlikely]] {
+    // A write is half applied (sliced): the state is no index's until it is.
+    out->append(fmt::format("-TRYAGAIN a write of log index {} is being applied in slices; retry\r\n",
+                            replica_->applying_index()));
   } else if (iequals(sub, "DIGEST") && argv.size() == 2) {
     // "<applied index> <digest> <schema version it was computed at>" (hmdb cluster digest).
     const core::StateDigest d = core::state_digest(*app_, replica_->requests());
@@ -853,6 +857,7 @@ StatisticsSources Node::statistics_sources(bool with_digest) const {
   s.leader_changes = replica_->leader_changes();
   s.inflight_batches = replica_->writes().size();
   s.sliced_replies_in_progress = replica_->producing();
+  s.applying_index = replica_->applying_index();
   s.inflight_bytes = replica_->writes().bytes();
   s.pending_reads = replica_->pending_reads();
   if (forwarder_) {
@@ -875,7 +880,7 @@ StatisticsSources Node::statistics_sources(bool with_digest) const {
   s.events_retained_bytes = pubsub.retained_bytes();
   s.events_oldest_index = pubsub.floor().index;
   s.app_info = app_->info();
-  if (with_digest) {
+  if (with_digest && replica_->applying_index() == 0) {  // (a half-applied state is no index's)
     const core::StateDigest d = core::state_digest(*app_, replica_->requests());
     s.state_digest = d.value;
     s.state_digest_schema_version = d.schema_version;

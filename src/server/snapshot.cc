@@ -64,7 +64,13 @@ void Node::maybe_auto_snapshot() {
     start_snapshot();
     return;
   }
+  if (snapshot_after_write_ && replica_->applying_index() == 0) {
+    snapshot_after_write_ = false;  // start_snapshot met a half-applied write: now it is applied
+    start_snapshot();
+    return;
+  }
   if (options_.durability == Durability::kNone || snapshot_pid_ > 0 || draining_) return;
+  if (replica_->applying_index() != 0) return;  // its state is no index's (start_snapshot)
   if (replica_->schema_block()) return;  // its state is no index's (start_snapshot)
   if (log_bytes_since_snapshot_ < options_.snapshot_log_bytes) return;
   log_line("snapshot: log grew by {} bytes since the last snapshot (limit {}): taking one", log_bytes_since_snapshot_,
@@ -82,7 +88,8 @@ void Node::trim_unlogged_log() {
   // would ask the core for this "snapshot" and find no file: there is none to ask.
   if (raft_->log_bytes() < kUnloggedLogRetainBytes) return;
   HMDB_ASSERT(!options_.clustered(), "--durability none in a cluster");
-  if (snapshot_load_ || replica_->schema_block()) return;  // the state is not the applied index's
+  // The state is not the applied index's.
+  if (snapshot_load_ || replica_->schema_block() || replica_->applying_index() != 0) return;
   const raft::Index applied = replica_->applied_index();
   if (applied < raft_->status().first_index) return;  // nothing applied to drop
   raft::SnapshotMeta m;
@@ -109,6 +116,12 @@ void Node::start_snapshot() {
     finish_snapshot_waiters(fmt::format("-ERR no snapshot: this node stopped applying at log index {} (schema version "
                                         "{}, which its binary does not read)\r\n",
                                         block->index, block->version));
+    return;
+  }
+  if (replica_->applying_index() != 0) [[unlikely]] {
+    // A write is half applied (sliced): the state holds part of its entry, no index's state.
+    // Taken once it is applied (maybe_auto_snapshot).
+    snapshot_after_write_ = true;
     return;
   }
   const raft::Index applied = replica_->applied_index();

@@ -336,6 +336,15 @@ constexpr Statistic kStatistics[] = {
      "Sliced replies made into memory instead of sent slice by slice: on a forwarding link, behind another client's "
      "write that waits for the apply they hold.",
      READ(s.replica.sliced_replies_buffered)},
+    {"sliced_writes", kStats, kCounter, "hmdb_sliced_writes_total", "", "",
+     "Big writes (SUNIONSTORE, ZINTERSTORE, ...) computed in slices across loop turns while the apply waited.",
+     READ(s.replica.sliced_writes)},
+    {"write_slices", kStats, kCounter, "hmdb_write_slices_total", "", "", "Slices made for sliced writes.",
+     READ(s.replica.write_slices)},
+    {"applying_index", kStats, kGauge, "hmdb_applying_index", "", "",
+     "Log index of the entry whose write is being applied in slices (0: none): it and the entries after it wait; "
+     "no snapshot is taken meanwhile.",
+     READ(s.applying_index)},
     // Live updates (docs/subscriptions.md); the first two are Redis' own fields.
     {"pubsub_channels", kStats, kGauge, "hmdb_pubsub_channels", "", "", "Channels with a subscriber on this node.",
      READ(s.pubsub_channels)},

@@ -125,6 +125,7 @@ struct StatisticsSources {
   uint64_t leader_changes = 0;
   uint64_t inflight_batches = 0;
   uint64_t sliced_replies_in_progress = 0;  // the apply waits for them (core::Replica::producing)
+  uint64_t applying_index = 0;  // an entry with a write half applied (core::Replica::applying_index), or 0
   uint64_t inflight_bytes = 0;
   uint64_t pending_reads = 0;
   core::Forwarder::Stats forward;  // zero for a single node

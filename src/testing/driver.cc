@@ -9,7 +9,7 @@
 namespace hmdb::testing {
 
 bool apply_write(StateMachine& app, Args argv, uint64_t now_ms, uint64_t index, Protocol protocol, std::string* out,
-                 EventSink* events) {
+                 EventSink* events, WriteSlicing* slicing) {
   core::BatchBuilder batch(now_ms);
   batch.add(argv);
   const std::string entry = batch.finish();
@@ -33,9 +33,24 @@ bool apply_write(StateMachine& app, Args argv, uint64_t now_ms, uint64_t index, 
   } hub;
   hub.to = events;
   core::ApplyScratch scratch;
+  core::HalfApplied half;
+  const bool sliced = slicing && slicing->slice_elements != 0;
+  if (sliced) half.slice_elements = slicing->slice_elements;
   // Logged under the active version, as a leader logs it.
-  const core::ApplyResult r = core::apply_batch(app, entry, index, app.active_schema_version(), &sink, scratch,
-                                                nullptr, nullptr, events ? &hub : nullptr);
+  core::ApplyResult r = core::apply_batch(app, entry, index, app.active_schema_version(), &sink, scratch, nullptr,
+                                          nullptr, events ? &hub : nullptr, nullptr, false, nullptr,
+                                          sliced ? &half : nullptr);
+  while (r.status == core::ApplyStatus::kHalfApplied) {
+    // As core::Replica: a slice a turn, the state unchanged between them; then the rest.
+    bool computed = false;
+    while (!computed) {
+      if (slicing->between) slicing->between();
+      slicing->slices++;
+      computed = half.producer->next(SliceBudget{slicing->slice_elements, SIZE_MAX});
+    }
+    r = core::apply_batch(app, entry, index, app.active_schema_version(), &sink, scratch, nullptr, nullptr,
+                          events ? &hub : nullptr, nullptr, false, nullptr, &half);
+  }
   return r.status == core::ApplyStatus::kOk && r.commands == 1;
 }
 

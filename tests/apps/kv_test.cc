@@ -2439,5 +2439,97 @@ TEST(KvSlicedReplies, DistinctPicksChosenInSlices) {
   }
 }
 
+// ---- big writes applied in slices (hmdb::ApplyProducer) -----------------------------------
+// SINTERSTORE / SUNIONSTORE / SDIFFSTORE beyond a slice's worth of work are computed by a
+// producer in slices (SetStoreProducer) and stored at its finish(), on a node; elsewhere
+// (recovery, EXEC, a driver with slice_elements 0) they are applied whole. The two must be
+// indistinguishable: the same reply, the same events, the same state (digest; the stored
+// set's members in the same order), for sizes on both sides of the slice boundary, with an
+// expired source, a missing one, a destination of another type and a destination that is a
+// source.
+TEST(KvSlicedWrites, SameOutcomeAsTheWholeWrite) {
+  constexpr size_t kSlice = 100;
+  for (const size_t n : {10, 40, 41, 60, 101, 1000, 3001}) {
+    hmdb::testing::AppDriver<Kv> whole, sliced;
+    hmdb::testing::RecordedEvents whole_events, sliced_events;
+    whole.events = &whole_events;
+    sliced.events = &sliced_events;
+    sliced.write_slicing.slice_elements = kSlice;
+    auto both = [&](const std::vector<std::string>& w) {
+      const std::string a = whole.run_strings(w);
+      EXPECT_EQ(a, sliced.run_strings(w)) << w[0] << " over sets of " << n;
+      return a;
+    };
+    for (size_t i = 0; i < n; i++) {
+      both({"SADD", "a", "m" + std::to_string(i)});
+      if (i % 2 == 0) both({"SADD", "b", "m" + std::to_string(i)});
+      if (i % 3 == 0) both({"SADD", "c", "m" + std::to_string(i + n / 2)});
+    }
+    both({"SADD", "e", "m1", "z"});
+    both({"PEXPIRE", "e", "10"});
+    both({"SET", "dst", "a string"});
+    whole.now_ms += 100;
+    sliced.now_ms += 100;
+    // Each with the work of its walk (kv.cc, setop_work): sliced beyond kSlice.
+    const size_t na = n, nb = (n + 1) / 2, nc = (n + 2) / 3;
+    const std::vector<std::pair<std::vector<std::string>, size_t>> writes = {
+        {{"SUNIONSTORE", "dst", "a", "b", "c"}, na + nb + nc},
+        {{"SINTERSTORE", "dst", "a", "c"}, 2 * std::min(na, nc)},
+        {{"SDIFFSTORE", "dst", "a", "b", "c"}, 3 * na},
+        {{"SUNIONSTORE", "dst", "e", "a"}, na},  // e expired: it goes, with its event
+        {{"SINTERSTORE", "dst", "a", "missing"}, 0},  // empty: dst is deleted
+        {{"SUNIONSTORE", "dst", "b", "c"}, nb + nc},
+        {{"SDIFFSTORE", "a", "a", "b"}, 2 * na},  // the destination is a source
+    };
+    for (const auto& [w, work] : writes) {
+      whole_events.take();
+      sliced_events.take();
+      both(w);
+      EXPECT_TRUE(whole_events.take() == sliced_events.take()) << w[0] << " over sets of " << n << ": other events";
+      EXPECT_EQ(whole.digest(), sliced.digest()) << w[0] << " over sets of " << n;
+      both({"SMEMBERS", w[1]});
+      both({"TYPE", w[1]});
+      EXPECT_EQ(whole.write_slicing.slices, 0u);
+      if (work > kSlice) {
+        // (SDIFF's membership tests stop at the first set holding the member: less work.)
+        EXPECT_GE(sliced.write_slicing.slices, w[0] == "SDIFFSTORE" ? 1 : work / kSlice) << w[0] << " over sets of " << n;
+        EXPECT_LE(sliced.write_slicing.slices, work / kSlice + 1) << w[0] << " over sets of " << n;
+      } else {
+        EXPECT_EQ(sliced.write_slicing.slices, 0u) << w[0] << " over sets of " << n << ": a small write is whole";
+      }
+    }
+  }
+}
+
+// A write computed in slices changes nothing until its finish(): between the slices a read
+// sees the state before it (the destination's old value, the expired source still there
+// for the write to delete), then the whole result at once.
+TEST(KvSlicedWrites, ReadsBetweenSlicesSeeTheStateBeforeTheWrite) {
+  hmdb::testing::AppDriver<Kv> db;
+  for (int i = 0; i < 3000; i++) {
+    db.run_strings({"SADD", "a", "m" + std::to_string(i)});
+    db.run_strings({"SADD", "b", "m" + std::to_string(i + 1000)});
+  }
+  db.run({"SADD", "dst", "old"});
+  db.run({"SADD", "e", "m1"});
+  db.run({"PEXPIRE", "e", "10"});
+  db.now_ms += 100;
+  db.write_slicing.slice_elements = 100;
+  size_t reads = 0;
+  db.write_slicing.between = [&] {
+    EXPECT_EQ(db.run({"SMEMBERS", "dst"}), array({bulk("old")}));
+    EXPECT_EQ(db.run({"SCARD", "a"}), integer(3000));
+    EXPECT_EQ(db.run({"SISMEMBER", "dst", "m1"}), integer(0));
+    reads++;
+  };
+  EXPECT_EQ(db.run({"SUNIONSTORE", "dst", "a", "b", "e"}), integer(4000));
+  EXPECT_EQ(reads, db.write_slicing.slices);
+  EXPECT_GE(reads, 60u) << "6,000 members walked, 100 a slice";
+  db.write_slicing.between = nullptr;
+  EXPECT_EQ(db.run({"SCARD", "dst"}), integer(4000));
+  EXPECT_EQ(db.run({"SISMEMBER", "dst", "old"}), integer(0));
+}
+
+
 }  // namespace
 }  // namespace hmdb::kv

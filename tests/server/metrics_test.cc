@@ -346,6 +346,9 @@ StatisticsSources distinct_sources() {
   s.replica.sliced_replies = 151;
   s.sliced_replies_in_progress = 152;
   s.replica.reply_slices = 153;
+  s.replica.sliced_writes = 156;
+  s.replica.write_slices = 157;
+  s.applying_index = 158;
   s.replica.slice_hold_overdue_turns = 154;
   s.replica.slice_reader_waits_expired = 155;
   s.pubsub_channels = 101;
@@ -512,6 +515,9 @@ constexpr std::string_view kGoldenInfoAll =
     "slice_hold_overdue_turns:154\r\n"
     "slice_reader_waits_expired:155\r\n"
     "sliced_replies_buffered:0\r\n"
+    "sliced_writes:156\r\n"
+    "write_slices:157\r\n"
+    "applying_index:158\r\n"
     "pubsub_channels:101\r\n"
     "pubsub_patterns:102\r\n"
     "pubsub_subscribers:103\r\n"

@@ -1,0 +1,181 @@
+// tests/core/sliced_write_test.cc — big writes applied in slices across loop turns
+// (hmdb::ApplyProducer; docs/architecture.md, "Big writes"), through the replica core with kv
+// and a real consensus core: while a SUNIONSTORE is half applied, other sessions' reads are
+// answered from the state before it, a later write is logged but neither applied nor
+// answered, and the entry does not count as applied; the last slice finishes it (its reply,
+// then the writes behind it). A WATCH on its destination fails the EXEC; a client that goes
+// away does not stop it (it is a committed entry); two in one entry finish in order; one
+// never finishes while a sliced reply still reads the state it would change; inside EXEC and
+// in recovery it is applied whole.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "core/replica.h"
+#include "hmdb/app.h"
+#include "kv/kv.h"
+#include "replica_harness.h"
+
+namespace hmdb::core {
+namespace {
+
+using KvNode = TestNode<AppHost<kv::Kv>>;
+
+constexpr size_t kMembers = 20000;  // per set: a SUNIONSTORE of two walks 40,000, five slices
+
+// SADD key member-<from> .. member-<to - 1>, applied.
+void fill(KvNode& n, std::string_view key, size_t from, size_t to) {
+  std::vector<std::string> words = {"SADD", std::string(key)};
+  for (size_t i = from; i < to; i++) words.push_back("member-" + std::to_string(i));
+  std::vector<std::string_view> argv(words.begin(), words.end());
+  n.replica->command(n.s(9), Args(argv.data(), argv.size()));
+  n.replica->end_turn();
+  EXPECT_EQ(n.out(9), ":" + std::to_string(to - from) + "\r\n");
+}
+
+// Sets a (0..kMembers) and b (kMembers/2 .. kMembers*3/2), and dst holding "old".
+void fill_sets(KvNode& n) {
+  fill(n, "a", 0, kMembers);
+  fill(n, "b", kMembers / 2, kMembers * 3 / 2);
+  n.send({{"SADD", "dst", "old"}}, 9);
+  n.replica->end_turn();
+  EXPECT_EQ(n.out(9), ":1\r\n");
+}
+const std::string kUnionReply = ":" + std::to_string(kMembers * 3 / 2) + "\r\n";
+
+// Turns until no write is half applied (at most 100).
+int turns_until_applied(KvNode& n) {
+  int turns = 0;
+  for (; n.replica->applying_index() != 0 && turns < 100; turns++) n.replica->end_turn();
+  return turns;
+}
+
+TEST(SlicedWrite, HoldsTheApplyServesReadsOfTheOldStateAndFinishesInTheLastSlice) {
+  KvNode n;
+  fill_sets(n);
+  const raft::Index applied_before = n.replica->applied_index();
+  n.send({{"SUNIONSTORE", "dst", "a", "b"}}, 1);
+  n.replica->end_turn();
+  ASSERT_NE(n.replica->applying_index(), 0u) << "a write of 30,000 members is applied in slices";
+  EXPECT_EQ(n.replica->applying_index(), applied_before + 1);
+  EXPECT_EQ(n.replica->applied_index(), applied_before) << "its entry is not applied until the write is";
+  EXPECT_EQ(n.replica->stats().sliced_writes, 1u);
+  n.send({{"SADD", "c", "x"}}, 2);  // logged, not applied until the SUNIONSTORE is
+  int turns = 0;
+  for (; n.replica->applying_index() != 0 && turns < 100; turns++) {
+    n.send({{"SMEMBERS", "dst"}, {"EXISTS", "c"}}, 3);
+    EXPECT_EQ(n.out(3), "*1\r\n$3\r\nold\r\n:0\r\n") << "a read between slices saw the write or the SADD (turn " << turns
+                                                    << ")";
+    EXPECT_EQ(n.out(1), "") << "answered before it was applied (turn " << turns << ")";
+    EXPECT_EQ(n.out(2), "") << "the SADD applied while the SUNIONSTORE was half applied (turn " << turns << ")";
+    n.replica->end_turn();
+  }
+  EXPECT_EQ(n.replica->applying_index(), 0u);
+  EXPECT_EQ(n.out(1), kUnionReply);
+  EXPECT_EQ(n.out(2), ":1\r\n") << "the SADD behind it applies in the turn it finishes";
+  EXPECT_EQ(n.replica->applied_index(), applied_before + 2);
+  // 40,000 members walked, kWriteSliceElements a slice: the first made in the apply's turn.
+  const uint64_t slices = (2 * kMembers + kWriteSliceElements - 1) / kWriteSliceElements;
+  EXPECT_EQ(n.replica->stats().write_slices, slices);
+  EXPECT_EQ(static_cast<uint64_t>(turns) + 1, slices);
+  n.send({{"SCARD", "dst"}, {"SISMEMBER", "dst", "old"}, {"SISMEMBER", "dst", "member-29999"}}, 3);
+  EXPECT_EQ(n.out(3), kUnionReply + ":0\r\n:1\r\n");
+}
+
+TEST(SlicedWrite, AWatchOnItsDestinationFailsTheExec) {
+  KvNode n;
+  fill_sets(n);
+  n.send({{"WATCH", "dst"}}, 5);
+  EXPECT_EQ(n.out(5), "+OK\r\n");
+  n.send({{"SUNIONSTORE", "dst", "a", "b"}}, 1);
+  n.replica->end_turn();
+  ASSERT_NE(n.replica->applying_index(), 0u);
+  n.send({{"MULTI"}, {"SET", "dst", "mine"}, {"EXEC"}}, 5);
+  n.replica->end_turn();
+  turns_until_applied(n);
+  n.replica->end_turn();
+  EXPECT_EQ(n.out(5), "+OK\r\n+QUEUED\r\n*-1\r\n") << "dst changed after WATCH: the EXEC must fail";
+  n.send({{"SCARD", "dst"}}, 3);
+  EXPECT_EQ(n.out(3), kUnionReply);
+}
+
+TEST(SlicedWrite, AClientThatGoesAwayDoesNotStopIt) {
+  KvNode n;
+  fill_sets(n);
+  n.send({{"SUNIONSTORE", "dst", "a", "b"}}, 4);
+  n.replica->end_turn();
+  ASSERT_NE(n.replica->applying_index(), 0u);
+  n.host.sessions.erase(4);  // its connection closed: the write is a committed entry all the same
+  n.send({{"SADD", "c", "x"}}, 2);
+  EXPECT_GT(turns_until_applied(n), 0);
+  n.replica->end_turn();
+  EXPECT_EQ(n.out(2), ":1\r\n");
+  n.send({{"SCARD", "dst"}}, 3);
+  EXPECT_EQ(n.out(3), kUnionReply);
+}
+
+TEST(SlicedWrite, TwoInOneEntryFinishInOrderWithTheWritesBetween) {
+  KvNode n;
+  fill_sets(n);
+  // One session's pipeline: one batch, one entry, two big writes with a small one between.
+  n.send({{"SUNIONSTORE", "u", "a", "b"}, {"SADD", "c", "x"}, {"SDIFFSTORE", "d", "a", "b"}, {"SCARD", "u"}}, 1);
+  n.replica->end_turn();
+  ASSERT_NE(n.replica->applying_index(), 0u);
+  const raft::Index index = n.replica->applying_index();
+  std::string got = n.out(1);
+  for (int turns = 0; n.replica->applying_index() != 0 && turns < 100; turns++) {
+    EXPECT_EQ(n.replica->applying_index(), index) << "one entry";
+    n.replica->end_turn();
+    got += n.out(1);
+  }
+  EXPECT_EQ(got, kUnionReply + ":1\r\n:" + std::to_string(kMembers / 2) + "\r\n" + kUnionReply);
+  EXPECT_EQ(n.replica->stats().sliced_writes, 2u);
+  EXPECT_EQ(n.replica->applied_index(), index);
+}
+
+TEST(SlicedWrite, ItWaitsForASlicedReplyThatReadsTheStateItChanges) {
+  KvNode n;
+  fill_sets(n);
+  fill(n, "big", 0, 6 * kSliceElements);  // its SMEMBERS: six slices
+  n.send({{"MULTI"}, {"SMEMBERS", "big"}, {"EXEC"}}, 9);
+  n.replica->end_turn();
+  const std::string head = "+OK\r\n+QUEUED\r\n*1\r\n";
+  const std::string whole = n.out(9).substr(head.size());
+  fill(n, "small", 0, kWriteSliceElements);
+  // Half applied first (computed in four slices), then a sliced read of the key it replaces.
+  n.send({{"SUNIONSTORE", "big", "a", "small"}}, 1);
+  n.replica->end_turn();
+  ASSERT_NE(n.replica->applying_index(), 0u);
+  n.send({{"SMEMBERS", "big"}}, 3);
+  ASSERT_EQ(n.replica->producing(), 1u);
+  std::string got;
+  for (int turns = 0; (n.replica->producing() != 0 || n.replica->applying_index() != 0) && turns < 100; turns++) {
+    n.replica->end_turn();
+    got += n.out(3);
+    if (n.replica->producing() != 0) {
+      EXPECT_EQ(n.out(1), "") << "the write finished under a sliced reply of its key";
+    }
+  }
+  EXPECT_EQ(got, whole) << "the sliced SMEMBERS saw the write";
+  n.replica->end_turn();
+  EXPECT_EQ(n.out(1), ":" + std::to_string(kMembers) + "\r\n");
+}
+
+TEST(SlicedWrite, InsideExecAndInRecoveryItIsWhole) {
+  KvNode n;
+  fill_sets(n);
+  n.send({{"MULTI"}, {"SUNIONSTORE", "dst", "a", "b"}, {"EXEC"}}, 1);
+  n.replica->end_turn();
+  EXPECT_EQ(n.replica->applying_index(), 0u);
+  EXPECT_EQ(n.out(1), "+OK\r\n+QUEUED\r\n*1\r\n" + kUnionReply);
+  n.replica->set_writes_whole(true);
+  n.send({{"SINTERSTORE", "dst", "a", "b"}}, 1);
+  n.replica->end_turn();
+  EXPECT_EQ(n.replica->applying_index(), 0u);
+  EXPECT_EQ(n.out(1), ":" + std::to_string(kMembers / 2) + "\r\n");
+  EXPECT_EQ(n.replica->stats().sliced_writes, 0u);
+}
+
+}  // namespace
+}  // namespace hmdb::core
