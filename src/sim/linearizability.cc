@@ -19,6 +19,7 @@ namespace {
 
 constexpr uint64_t kInfinity = UINT64_MAX;
 constexpr int64_t kNil = INT64_MIN;  // register value of an absent key
+constexpr int64_t kAny = INT64_MIN + 1;  // after a SUMSTORE whose reply is unknown: any value
 
 struct Op {
   OpKind kind;
@@ -71,14 +72,25 @@ class KeySearch {
     switch (o.kind) {
       case OpKind::kSet: *next = o.arg; return true;
       case OpKind::kIncr: {
+        if (value == kAny) {  // what it returns says what the register held
+          *next = o.has_result ? o.result : kAny;
+          return true;
+        }
         int64_t v = (value == kNil ? 0 : value) + 1;
         if (o.has_result && o.result != v) return false;
         *next = v;
         return true;
       }
       case OpKind::kGet:
+        if (value == kAny) {
+          *next = o.has_result ? o.result : kAny;
+          return true;
+        }
         *next = value;
         return !o.has_result || o.result == value;
+      case OpKind::kSumStore:
+        *next = o.has_result ? o.result : kAny;
+        return true;
     }
     return false;
   }
@@ -125,6 +137,7 @@ std::string describe(const HistoryOp& op) {
     case OpKind::kSet: what = fmt::format("SET {} {}", op.key, op.arg); break;
     case OpKind::kIncr: what = fmt::format("INCR {}", op.key); break;
     case OpKind::kGet: what = fmt::format("GET {}", op.key); break;
+    case OpKind::kSumStore: what = fmt::format("SUMSTORE {} <every key, 4 times>", op.key); break;
   }
   std::string res = op.result ? std::to_string(*op.result) : (op.kind == OpKind::kSet ? "OK" : "nil");
   switch (op.outcome) {

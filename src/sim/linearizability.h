@@ -17,7 +17,11 @@
 
 namespace hmdb::sim {
 
-enum class OpKind : uint8_t { kSet, kIncr, kGet };
+// kSumStore (Options::sliced_writes): writes the key the sum of several registers, which its
+// reply tells; checked here as a write of that value (of an unknown value when its reply is
+// unknown: the register may then hold anything until an op shows what), not the sum itself
+// (the exactly-once register model and the state digest check that).
+enum class OpKind : uint8_t { kSet, kIncr, kGet, kSumStore };
 enum class OpOutcome : uint8_t {
   kOk,                // returned with a result
   kFailed,            // definitely had no effect (refused)

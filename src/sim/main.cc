@@ -56,7 +56,8 @@ void usage() {
                "usage: hmdb-sim [--seed S | --seeds N [--start S]] [--nodes 3|5] [--steps TICKS]\n"
                "                [--ops MAX_CLIENT_OPS] [--bug NAME]... [--no-faults] [--trace] [--keep-going]\n"
                "                [--isolate] [--outcome-checks-only] [--max-seconds S] [--lying-fsync] [--transactions] [--forward]\n"
-               "                [--request-ids] [--digest-marks] [--upgrade] [--sliced-reads] [--slow-readers] [--log-memory-bytes N]\n"
+               "                [--request-ids] [--digest-marks] [--upgrade] [--sliced-reads] [--slow-readers] [--sliced-writes]\n"
+               "                [--log-memory-bytes N]\n"
                "bugs:");
   for (const auto& b : hmdb::sim::bug_names()) std::fprintf(stderr, " %s", b.c_str());
   for (const auto& b : hmdb::sim::shell_bug_names()) std::fprintf(stderr, " %s", b.c_str());
@@ -118,6 +119,7 @@ int main(int argc, char** argv) {
       else if (a == "--upgrade") base.upgrade = true;
       else if (a == "--sliced-reads") base.sliced_reads = true;
       else if (a == "--slow-readers") base.slow_readers = base.sliced_reads = true;
+      else if (a == "--sliced-writes") base.sliced_writes = true;
       else if (a == "--log-memory-bytes") base.log_memory_bytes = std::stoull(value());
       else { usage(); return 2; }
     } catch (const std::exception&) {

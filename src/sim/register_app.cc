@@ -44,6 +44,59 @@ void apply_incr(RegisterApp::State& s, const IncrArgs& a, const ApplyContext&, R
   r.integer(v);
 }
 
+// SUMSTORE dst k [k ...]: dst becomes the sum of the keys' values (absent counts as 0) modulo
+// kSumModulus, the reply. Where the engine slices writes (Options::sliced_writes: one element a slice), it is
+// applied by a producer that reads one key a slice across loop turns and stores the sum at
+// finish(): were anything applied between its slices, nodes would store sums of different
+// states, which the state-digest check compares at every index.
+struct SumStoreArgs {
+  std::string dst;
+  std::vector<std::string> keys;
+};
+bool parse_sumstore(Args argv, SumStoreArgs& out, std::string&) {
+  out.dst = std::string(argv[1]);
+  for (size_t i = 2; i < argv.size(); i++) out.keys.emplace_back(argv[i]);
+  return true;
+}
+
+template <class State, class ValueOf, class Store>
+class SumStoreProducer final : public ApplyProducer {
+ public:
+  SumStoreProducer(State& s, const SumStoreArgs& a, ValueOf value_of, Store store)
+      : s_(s), a_(a), value_of_(value_of), store_(store) {}
+  bool next(const SliceBudget& budget) override {
+    for (size_t made = 0; next_ < a_.keys.size() && made < budget.elements; next_++, made++)
+      sum_ = static_cast<int64_t>((static_cast<uint64_t>(sum_) + static_cast<uint64_t>(value_of_(s_, a_.keys[next_]).value_or(0))) %
+                                  static_cast<uint64_t>(kSumModulus));
+    return next_ == a_.keys.size();
+  }
+  void finish(const ApplyContext&, Reply& r) override {
+    s_.changes++;
+    store_(s_, a_.dst, sum_);
+    r.integer(sum_);
+  }
+
+ private:
+  State& s_;
+  const SumStoreArgs a_;
+  ValueOf value_of_;
+  Store store_;
+  size_t next_ = 0;
+  int64_t sum_ = 0;
+};
+
+template <class State, class ValueOf, class Store>
+void apply_sumstore(State& s, const SumStoreArgs& a, const ApplyContext& ctx, Reply& r, ValueOf value_of, Store store) {
+  auto p = std::make_unique<SumStoreProducer<State, ValueOf, Store>>(s, a, value_of, store);
+  if (ctx.slices(a.keys.size())) {
+    ctx.produce(r, std::move(p));
+    return;
+  }
+  while (!p->next(SliceBudget{})) {
+  }
+  p->finish(ctx, r);
+}
+
 void run_get(const RegisterApp::State& s, Args argv, const QueryContext&, Reply& r) {
   auto it = s.values.find(argv[1]);
   if (it == s.values.end()) r.null();
@@ -102,6 +155,10 @@ std::optional<int64_t> value_v1(const RegisterApp::State& s, std::string_view ke
 void run_mget_v1(const RegisterApp::State& s, Args argv, const QueryContext& ctx, Reply& r) {
   run_mget(s, argv, ctx, r, &value_v1);
 }
+void store_v1(RegisterApp::State& s, const std::string& key, int64_t v) { s.values[key] = v; }
+void apply_sumstore_v1(RegisterApp::State& s, const SumStoreArgs& a, const ApplyContext& ctx, Reply& r) {
+  apply_sumstore(s, a, ctx, r, &value_v1, &store_v1);
+}
 
 // ---- version 2 ----
 using RegisterV2 = RegisterAppV2::Register;
@@ -145,6 +202,10 @@ std::optional<int64_t> value_v2(const RegisterAppV2::State& s, std::string_view 
 void run_mget_v2(const RegisterAppV2::State& s, Args argv, const QueryContext& ctx, Reply& r) {
   run_mget(s, argv, ctx, r, &value_v2);
 }
+void store_v2(RegisterAppV2::State& s, const std::string& key, int64_t v) { s.registers[key].value = v; }
+void apply_sumstore_v2(RegisterAppV2::State& s, const SumStoreArgs& a, const ApplyContext& ctx, Reply& r) {
+  apply_sumstore(s, a, ctx, r, &value_v2, &store_v2);
+}
 
 // A v1 snapshot's registers, migrated: value kept, step 1 (v1 always added 1). With
 // drop_value (the planted bug) the value is not carried over.
@@ -167,6 +228,7 @@ void RegisterAppV2::define(Commands<State>& c) {
   c.write<IncrArgsV2>("INCR", {2, 3}, parse_incr_v2, apply_incr_v2);
   c.query("GET", 2, run_get_v2);
   c.query("MGET", -2, run_mget_v2);
+  c.write<SumStoreArgs>("SUMSTORE", -3, parse_sumstore, apply_sumstore_v2);
   c.version(2).upcast("INCR", 2, &parse_incr, &incr_from_v1);
 }
 
@@ -227,6 +289,7 @@ void RegisterApp::define(Commands<State>& c) {
   c.write<IncrArgs>("INCR", 2, parse_incr, apply_incr);
   c.query("GET", 2, run_get);
   c.query("MGET", -2, run_mget_v1);
+  c.write<SumStoreArgs>("SUMSTORE", -3, parse_sumstore, apply_sumstore_v1);
 }
 
 void RegisterApp::save(const State& s, Encoder& out) {

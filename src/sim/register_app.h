@@ -1,7 +1,9 @@
 // sim/register_app.h — the tiny deterministic application the simulator replicates.
 //
-// A map of integer registers: SET k v, INCR k (writes), GET k and MGET k [k ...] (queries;
-// MGET's reply is made in slices where the engine slices: Options::sliced_reads). It is a real hmdb
+// A map of integer registers: SET k v, INCR k, SUMSTORE dst k [k ...] (writes; SUMSTORE is
+// applied in slices where the engine slices writes: Options::sliced_writes), GET k and
+// MGET k [k ...] (queries; MGET's reply is made in slices where the engine slices:
+// Options::sliced_reads). It is a real hmdb
 // application (hmdb/app.h), hosted by AppHost and fed real command batches (core/batch.h),
 // so the simulator exercises the same apply path as the server, and its digest lets the
 // checker compare the applied state of every node at every index. Registers are enough for
@@ -18,6 +20,10 @@
 #include "hmdb/app.h"
 
 namespace hmdb::sim {
+
+// SUMSTORE's sum is taken modulo this (a register summed into itself again and again stays
+// far from overflow).
+inline constexpr int64_t kSumModulus = 1'000'000'000'000;
 
 struct RegisterApp {
   static constexpr std::string_view kName = "simreg";
@@ -48,7 +54,7 @@ using RegisterHost = AppHost<RegisterApp>;
 //     every key until a v2 INCR sets one, so a v1 entry keeps its v1 meaning).
 //   * Each register holds a step beside its value, and the snapshot layout changed: v2
 //     writes (key, value, step); a v1 snapshot (key, value) migrates with step 1.
-// SET, GET and MGET are unchanged. save_as(1) writes the v1 layout while every step is 1 (what
+// SET, SUMSTORE, GET and MGET are unchanged. save_as(1) writes the v1 layout while every step is 1 (what
 // a v1 node holding the same data writes), so v1 and v2 nodes compare digests before the
 // gate. The simulator's clients send v1's forms only, valid in both versions.
 struct RegisterAppV2 {

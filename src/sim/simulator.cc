@@ -109,6 +109,10 @@ const char* fault_name(Fault f) {
     case Fault::kSlicedReplyHeldApply: return "sliced-reply-held-apply";
     case Fault::kSlicedReplyBuffered: return "sliced-reply-buffered";
     case Fault::kSlowReaderHeldApply: return "slow-reader-held-apply";
+    case Fault::kSlicedWrite: return "sliced-write";
+    case Fault::kSlicedWriteCrashed: return "sliced-write-crashed";
+    case Fault::kSlicedWriteRoleChanged: return "sliced-write-role-changed";
+    case Fault::kSlicedWriteDropped: return "sliced-write-dropped";
     case Fault::kCount: break;
   }
   return "?";
@@ -153,7 +157,7 @@ std::vector<std::string> shell_bug_names() {
   return {"forget_replaced_writes", "drop_missed_ticks", "reads_without_index", "forward_resends_broken_writes",
           "forget_request_ids", "hash_marks_after_entry", "apply_unread_schema", "migration_drops_field",
           "gate_without_quorum", "apply_during_background_load", "apply_while_producing",
-          "send_after_persist_early"};
+          "send_after_persist_early", "apply_before_write_finishes"};
 }
 
 bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
@@ -169,6 +173,7 @@ bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
   else if (name == "apply_during_background_load") bugs->apply_during_background_load = true;
   else if (name == "apply_while_producing") bugs->apply_while_producing = true;
   else if (name == "send_after_persist_early") bugs->send_after_persist_early = true;
+  else if (name == "apply_before_write_finishes") bugs->apply_before_write_finishes = true;
   else return false;
   return true;
 }
@@ -211,6 +216,8 @@ std::string replay_command(const Options& o) {
   if (o.slow_readers) cmd += " --slow-readers";
   if (o.shell_bugs.apply_while_producing) cmd += " --bug apply_while_producing";
   if (o.shell_bugs.send_after_persist_early) cmd += " --bug send_after_persist_early";
+  if (o.sliced_writes) cmd += " --sliced-writes";
+  if (o.shell_bugs.apply_before_write_finishes) cmd += " --bug apply_before_write_finishes";
   if (o.log_memory_bytes != 0) cmd += fmt::format(" --log-memory-bytes {}", o.log_memory_bytes);
   if (o.bugs.send_stale_snapshot_after_trim) cmd += " --bug send_stale_snapshot_after_trim";
   if (o.bugs.install_over_matching_log) cmd += " --bug install_over_matching_log";
@@ -252,6 +259,10 @@ constexpr size_t kMaxPartitions = 3;          // random partitions in force at o
 constexpr const char* kKeys[] = {"a", "b", "c"};
 // The key of a GET that is an MGET of every key in kKeys (Options::sliced_reads).
 constexpr const char* kAllKeys = "*";
+// A SUMSTORE (Options::sliced_writes) sums every key in kKeys this many times over: twelve
+// slices of one element, so that its apply spans a tick (crashes and elections happen at
+// tick boundaries).
+constexpr uint32_t kSumStoreRounds = 4;
 constexpr const char* kProbeKey = "__probe";  // liveness probe writes (not in the history)
 constexpr const char* kNemesisKey = "__nemesis";  // the split nemesis's writes (not in the history)
 // The split nemesis (below): each of its stages gives up after this many ticks, and it runs
@@ -1257,6 +1268,8 @@ void Simulation::start_node(Node& n) {
     ro.slice_output_pause_bytes = 1;
     ro.slice_reader_wait_ms = kSlowReaderWaitTicks * kUnitsPerTick;
   }
+  ro.bugs.apply_before_write_finishes = opt_.shell_bugs.apply_before_write_finishes;
+  if (opt_.sliced_writes) ro.write_slice_elements = 1;  // a SUMSTORE: 12 slices (kSumStoreRounds)
   n.host = std::make_unique<NodeHost>(this, &n);
   n.replica = std::make_unique<core::Replica>(*n.raft, *n.app, *n.host, ro);
   if (ro.forward) {
@@ -1339,6 +1352,7 @@ void Simulation::crash_node(Node& n, bool allow_faults) {
   }
   ev(12, n.id, loss.torn, loss.hole, [&] { return fmt::format("n{} CRASH (power loss:{})", n.id, what.empty() ? " nothing unsynced" : what); });
   n.disk.pending.clear();
+  if (n.replica && n.replica->applying_index() != 0 && !healing_) mark(Fault::kSlicedWriteCrashed);
   n.forwarder.reset();  // it answers through the replica
   n.replica.reset();  // it refers to raft and app
   n.raft.reset();
@@ -1393,6 +1407,8 @@ void Simulation::end_turn(Node& n) {
     }
   }
   if (n.replica->stats().sliced_replies_buffered > 0) mark(Fault::kSlicedReplyBuffered);
+  if (n.replica->applying_index() != 0) mark(Fault::kSlicedWrite);
+  if (n.replica->stats().sliced_writes_dropped > 0) mark(Fault::kSlicedWriteDropped);
   after_input(n);
   if (!result_.ok) return;
   maybe_snapshot(n);
@@ -1603,8 +1619,10 @@ void NodeHost::snapshot_wanted() {
   sim.ev(52, n.id, n.applied, 0, [&] { return fmt::format("n{} core wants a fresh snapshot (applied {})", n.id, n.applied); });
 }
 
-void NodeHost::role_changed(raft::Role, raft::Role) {
+void NodeHost::role_changed(raft::Role before, raft::Role now) {
   if (node_->forwarder) sim_->sync_forwarder(*node_);  // as the server's Node::role_changed
+  if ((before == raft::Role::kLeader || now == raft::Role::kLeader) && node_->replica->applying_index() != 0)
+    sim_->mark(Fault::kSlicedWriteRoleChanged);
 }
 
 bool SimLinks::open_link(uint64_t link, raft::NodeId to) { return sim_->open_link(*node_, link, to); }
@@ -2215,6 +2233,8 @@ void Simulation::upgrade_tick() {
 void Simulation::maybe_snapshot(Node& n) {
   if (n.loading) return;  // its state is not the log's until the load ends (server/snapshot.cc)
   if (n.replica->schema_block()) return;  // its state is no index's: it takes none (docs/cluster.md)
+  // A write is half applied: the state is no index's until it is (server/snapshot.cc waits too).
+  if (n.replica->applying_index() != 0) return;
   if (n.snapshot_wanted && !n.snapshot_in_flight && n.snapshot_at == 0) {
     // Asked for by the core (Options::log_memory_bytes): one at a time, like the server's.
     n.snapshot_wanted = false;
@@ -2836,6 +2856,14 @@ void Simulation::check_exactly_once(Node& n, const Entry& e) {
       model_.values[std::string(step.argv[1])] = v;
     else if (step.argv.size() == 2 && iequals(step.argv[0], "INCR"))
       model_.values[std::string(step.argv[1])]++;
+    else if (step.argv.size() >= 3 && iequals(step.argv[0], "SUMSTORE")) {  // Options::sliced_writes
+      uint64_t sum = 0;
+      for (size_t i = 2; i < step.argv.size(); i++) {
+        auto it = model_.values.find(std::string(step.argv[i]));
+        sum = (sum + static_cast<uint64_t>(it == model_.values.end() ? 0 : it->second)) % static_cast<uint64_t>(kSumModulus);
+      }
+      model_.values[std::string(step.argv[1])] = static_cast<int64_t>(sum);
+    }
   }
   if (!reader.ok()) return;  // entry-payload reports it
   const auto values = register_values(*n.app);
@@ -2897,6 +2925,10 @@ void Simulation::submit(Client& c, uint32_t op) {
   std::vector<std::string> words;
   if (h.kind == OpKind::kSet) words = {"SET", h.key, std::to_string(h.arg)};
   else if (h.kind == OpKind::kIncr) words = {"INCR", h.key};
+  else if (h.kind == OpKind::kSumStore) {
+    words = {"SUMSTORE", h.key};
+    for (uint32_t i = 0; i < kSumStoreRounds; i++) words.insert(words.end(), std::begin(kKeys), std::end(kKeys));
+  }
   else if (h.key == kAllKeys) {
     words = {"MGET"};
     words.insert(words.end(), std::begin(kKeys), std::end(kKeys));
@@ -3078,6 +3110,7 @@ void Simulation::answer(Connection& conn, uint32_t op, const net::RespReply& rep
   switch (h.kind) {
     case OpKind::kSet: ok = reply.type == '+' && reply.text == "OK"; break;
     case OpKind::kIncr:
+    case OpKind::kSumStore:
       ok = reply.type == ':';
       value = reply.integer;
       break;
@@ -3228,6 +3261,7 @@ void Simulation::clients_tick() {
     uint64_t r = rng_.below(10);
     h.kind = r < 4 ? OpKind::kGet : r < 7 ? OpKind::kSet : OpKind::kIncr;
     if (opt_.sliced_reads && r == 0) h.key = kAllKeys;
+    if (opt_.sliced_writes && r == 9) h.kind = OpKind::kSumStore;  // of every key, into h.key
     h.arg = static_cast<int64_t>((c.id + 1) * 1'000'000 + ++c.seq);
     h.invoke = ++event_seq_;
     h.outcome = OpOutcome::kUnknown;

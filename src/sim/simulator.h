@@ -84,6 +84,13 @@ enum class Fault : uint8_t {
   // Options::slow_readers: a sliced reply waited for a client that did not read while
   // entries the node had committed waited for the apply.
   kSlowReaderHeldApply,
+  // Options::sliced_writes: a node ended a turn with a write half applied (its SUMSTORE made
+  // in slices, the apply held); crashed with one; stopped or started leading with one; had
+  // one dropped by a snapshot install.
+  kSlicedWrite,
+  kSlicedWriteCrashed,
+  kSlicedWriteRoleChanged,
+  kSlicedWriteDropped,
   kCount
 };
 const char* fault_name(Fault f);
@@ -148,6 +155,10 @@ struct Options {
     // apply_while_producing): entries apply between an MGET's slices. Only with
     // Options::sliced_reads.
     bool apply_while_producing = false;
+    // A write applied in slices does not hold the apply (core::Replica's planted bug
+    // apply_before_write_finishes): its entry counts as applied at once, and the entries
+    // after it apply before it finishes. Only with Options::sliced_writes.
+    bool apply_before_write_finishes = false;
     // With raft::Config::after_persist_messages (half the seeds): the shell sends the
     // messages meant for after the disk write (append acks, votes) when it hands the write
     // over, as a server whose disk thread sent them before its fdatasync would.
@@ -201,6 +212,15 @@ struct Options {
   // kSliceReaderWaitMs: the apply is then held for many election timeouts on a leader or a
   // follower, while the log moves on, snapshots are sent and installed (docs/simulator.md).
   bool slow_readers = false;
+  // One client op in ten is a SUMSTORE of every key into one of them (sim::RegisterApp: the
+  // sum is the reply), and the nodes apply writes in slices of one element
+  // (core::Replica::Options::write_slice_elements = 1), so a SUMSTORE's apply spans loop
+  // turns while the apply is held, through crashes, leader changes and snapshot installs.
+  // Checks: as for every run (the state digest at every index is every node's, the
+  // acknowledged SUMSTOREs are committed); the per-key linearizability check takes a
+  // SUMSTORE as a write of the value it answered (docs/simulator.md). Off by default, so that
+  // the other sweeps' runs stay as they were.
+  bool sliced_writes = false;
   // raft::Config::log_memory_bytes of every node (0: no bound, the default, so that every
   // other sweep's runs stay as they were). A tiny bound makes the cores drop entries without
   // a snapshot all the time, and a leader ask its shell for a fresh snapshot (Ready::

@@ -17,7 +17,7 @@ constexpr uint64_t kMaxSeedsPerBug = 400;
 
 void expect_caught(const std::string& bug, bool protocol_checks = true, uint64_t max_seeds = kMaxSeedsPerBug,
                    bool forward = false, bool request_ids = false, bool digest_marks = false, bool upgrade = false,
-                   bool sliced_reads = false, uint64_t log_memory_bytes = 0) {
+                   bool sliced_reads = false, uint64_t log_memory_bytes = 0, bool sliced_writes = false) {
   uint64_t aborts = 0;
   for (uint32_t nodes : {3u, 5u}) {
     for (uint64_t s = 1; s <= max_seeds; s++) {
@@ -31,6 +31,7 @@ void expect_caught(const std::string& bug, bool protocol_checks = true, uint64_t
       o.upgrade = upgrade;
       o.sliced_reads = sliced_reads;
       o.log_memory_bytes = log_memory_bytes;
+      o.sliced_writes = sliced_writes;
       ASSERT_TRUE(set_bug(&o, bug));
       // Forked: a core that aborts on some seed must not take the test down. An abort is
       // the core's own assertion, not the simulator's check, so it does not count as caught.
@@ -158,6 +159,14 @@ TEST(PlantedBugs, ApplyDuringBackgroundLoad) { expect_caught("apply_during_backg
 TEST(PlantedBugs, ApplyWhileProducing) {
   expect_caught("apply_while_producing", false, kMaxSeedsPerBug, /*forward=*/false, /*request_ids=*/false,
                 /*digest_marks=*/false, /*upgrade=*/false, /*sliced_reads=*/true);
+}
+// Options::sliced_writes: a SUMSTORE applied in slices that does not hold the apply (its
+// entry counted applied when it stops half applied, the entries after it applied before its
+// finish, which stores a sum of registers read across those states).
+TEST(PlantedBugs, ApplyBeforeWriteFinishes) {
+  expect_caught("apply_before_write_finishes", false, kMaxSeedsPerBug, /*forward=*/false, /*request_ids=*/false,
+                /*digest_marks=*/false, /*upgrade=*/false, /*sliced_reads=*/false, /*log_memory_bytes=*/0,
+                /*sliced_writes=*/true);
 }
 // raft::Config::after_persist_messages (half the seeds): a shell that sends the append acks
 // and votes meant for after its disk write when it hands the write over (a disk thread
