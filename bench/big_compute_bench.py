@@ -3,7 +3,9 @@
 runs a read whose *computation* (not only its reply) is big: SINTER/SUNION/SDIFF/SINTERCARD of
 two sets of N members, ZRANGE and its BYSCORE/BYLEX/REV forms over a sorted set of N, the
 negative-count random reads (SRANDMEMBER/HRANDFIELD/ZRANDMEMBER key -N), the *SCANs with
-COUNT N, and SUNION inside MULTI/EXEC (issue 16 item 5; docs/kv-commands.md, "Commands that take long").
+COUNT N, and SUNION inside MULTI/EXEC; and the writes whose computation is big, SUNIONSTORE/
+SINTERSTORE/SDIFFSTORE of the two sets into a third key (issue 16 item 5; docs/kv-commands.md,
+"Commands that take long").
 
 One fresh process (`--durability none`): sets s1 = {m:0 .. m:N-1} and s2 = {m:N/2 .. m:3N/2-1}
 (half shared), a hash h of N fields f:<i>, a sorted set z of N members m:<i>, all scored 0 (so
@@ -13,7 +15,8 @@ CONFIG RESETSTAT; while a SET probe (one request at a time) runs, one `redis-cli
 reply lines, the worst SET probe latency (writes wait for a sliced reply: they are applied
 after it), INFO's loop_turn_max_ms, long_turns (>= 20 ms), long_turns_on_cpu and
 long_turns_cpu_max_ms (CPU time of the long turns: on a loaded machine a turn's wall time
-includes waiting for a CPU), sliced_replies and reply_slices.
+includes waiting for a CPU), sliced_replies and reply_slices, sliced_writes and write_slices
+(-1: a binary without them). `--only STORE` runs the writes only.
 
     flock /tmp/hmdb-bench.lock python3 bench/big_compute_bench.py --hmdb build/apps/kv/hmdb --n 2000000
 
@@ -68,6 +71,7 @@ def commands(n):
         ["SRANDMEMBER", "s1"], ["HRANDFIELD", "h"],
         ["SSCAN", "s1", "0", "COUNT", str(n)], ["HSCAN", "h", "0", "COUNT", str(n)], ["ZSCAN", "z", "0", "COUNT", str(n)],
         ["MULTI", "SUNION", "s1", "s2"],  # inside MULTI/EXEC: made whole
+        ["SUNIONSTORE", "d", "s1", "s2"], ["SINTERSTORE", "d", "s1", "s2"], ["SDIFFSTORE", "d", "s1", "s2"],
     ]
 
 
@@ -115,7 +119,7 @@ def main():
                    "wall_ms": round(wall * 1000), "lines": out.count(b"\n"),
                    "set_probe_worst_ms": round(probe.worst * 1000, 1)}
             for k in ("loop_turn_max_ms", "long_turns", "long_turns_on_cpu", "long_turns_cpu_max_ms",
-                      "sliced_replies", "reply_slices"):
+                      "sliced_replies", "reply_slices", "sliced_writes", "write_slices"):
                 row[k] = int(st.get(k, -1))
             row["load"] = loadavg().split()[0]
             print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
