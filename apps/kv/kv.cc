@@ -2910,45 +2910,148 @@ bool read_zinputs(const State& s, const ZSetOpArgs& a, uint64_t now_ms, Reply& r
   return true;
 }
 
-// The result, in (score, member) order. Inputs are taken smallest first, as Redis does
-// (the order of additions of the weighted scores). O(total · log).
-std::vector<std::pair<double, std::string_view>> combine_zsets(SetOp op, std::vector<ZInput> in, ZSetOpArgs::Aggregate how) {
-  std::vector<std::pair<double, std::string_view>> out;
-  if (op == SetOp::kDiff) {
-    in[0].for_each([&](std::string_view m, double score) {
-      double ignored;
-      for (size_t i = 1; i < in.size(); i++)
-        if (in[i].find(m, &ignored)) return;
-      out.emplace_back(score, m);
-    });
-  } else {
-    std::stable_sort(in.begin(), in.end(), [](const ZInput& x, const ZInput& y) { return x.size() < y.size(); });
-    if (op == SetOp::kInter) {
-      if (in[0].size() == 0) return out;
-      in[0].for_each([&](std::string_view m, double score) {
-        double acc = weighted(score, in[0].weight);
-        for (size_t i = 1; i < in.size(); i++) {
-          double other;
-          if (!in[i].find(m, &other)) return;
-          // Redis zeroes a NaN product (inf * 0) of the first input only: a later one makes
-          // SUM 0 (NaN sum) and leaves MIN and MAX unchanged (comparisons with NaN fail).
-          aggregate_into(&acc, other * in[i].weight, how);
-        }
-        out.emplace_back(acc, m);
-      });
+// A sorted-set operation's (score, member) pairs, found a few candidates at a time
+// (ZStoreProducer, a sliced ZUNIONSTORE) or all at once (combine_zsets): one code path, so a
+// sliced write computes every score with the same operations in the same order as a whole
+// one. ZUNION and ZINTER take their inputs smallest first, as Redis does (the order of
+// additions of the weighted scores); ZUNION walks each input in turn, adding each member to
+// its pair (first appearance: a place in the pairs, found again through a hash map);
+// ZINTER walks the smallest and looks each member up in the others; ZDIFF walks the first
+// and looks each member up in the others present. Each candidate, and each lookup in another
+// input, is one unit of work (zsetop_work). The pairs come in the walk's order, not sorted;
+// they are views into the inputs, valid while the state does not change.
+class ZSetOpWalk {
+ public:
+  using Pair = std::pair<double, std::string_view>;
+
+  ZSetOpWalk(SetOp op, std::vector<ZInput> in, ZSetOpArgs::Aggregate how) : op_(op), in_(std::move(in)), how_(how) {
+    if (op_ != SetOp::kDiff) {
+      std::stable_sort(in_.begin(), in_.end(), [](const ZInput& x, const ZInput& y) { return x.size() < y.size(); });
+    }
+    // Reserved up front (an upper bound): no rehash or copy of millions in one slice.
+    if (op_ == SetOp::kUnion) {
+      size_t total = 0;
+      for (const ZInput& i : in_) total += i.size();
+      members_.reserve(total);
+      pairs_.reserve(total);
+      walked_ = in_.size();
     } else {
-      absl::flat_hash_map<std::string_view, double> acc;
-      std::vector<std::string_view> order;  // first appearance, for a deterministic result
-      for (const ZInput& input : in) {
-        input.for_each([&](std::string_view m, double score) {
-          auto [it, fresh] = acc.try_emplace(m, weighted(score, input.weight));
-          if (fresh) order.push_back(m);
-          else aggregate_into(&it->second, weighted(score, input.weight), how);
-        });
-      }
-      for (std::string_view m : order) out.emplace_back(acc[m], m);
+      pairs_.reserve(in_.empty() ? 0 : in_[0].size());
+      walked_ = in_.empty() ? 0 : 1;
     }
   }
+  ZSetOpWalk(const ZSetOpWalk&) = delete;  // the cursors refer to in_
+  ZSetOpWalk& operator=(const ZSetOpWalk&) = delete;
+
+  // Visits candidates until *work reaches budget or the walk ends: true once it ended.
+  bool walk(size_t budget, size_t* work) {
+    for (; input_ < walked_; input_++, started_ = false, set_cursor_ = Set::Cursor{}) {
+      const ZInput& in = in_[input_];
+      if (in.z) {
+        if (!started_) z_cursor_ = in.z->order.begin();
+        started_ = true;
+        while (z_cursor_ != in.z->order.end()) {
+          if (*work >= budget) return false;
+          const ZEntry& e = *z_cursor_;
+          ++z_cursor_;
+          visit(e.member, e.score, work);
+        }
+      } else if (in.set) {
+        SetMemberKey m;
+        while (in.set->at(set_cursor_, &m)) {
+          if (*work >= budget) return false;
+          in.set->advance(set_cursor_);
+          visit(m.value, 1.0, work);
+        }
+      }
+    }
+    decltype(members_)().swap(members_);  // ZUNION's index is done with: freed now
+    return true;
+  }
+
+  std::vector<Pair>& pairs() { return pairs_; }
+
+ private:
+  void visit(std::string_view m, double score, size_t* work) {
+    ++*work;
+    switch (op_) {
+      case SetOp::kUnion: {
+        const double v = weighted(score, in_[input_].weight);
+        const auto [it, fresh] = members_.try_emplace(m, pairs_.size());
+        if (fresh) pairs_.emplace_back(v, m);
+        else aggregate_into(&pairs_[it->second].first, v, how_);
+        return;
+      }
+      case SetOp::kInter: {
+        double acc = weighted(score, in_[0].weight);
+        for (size_t i = 1; i < in_.size(); i++) {
+          double other;
+          ++*work;
+          if (!in_[i].find(m, &other)) return;
+          // Redis zeroes a NaN product (inf * 0) of the first input only: a later one makes
+          // SUM 0 (NaN sum) and leaves MIN and MAX unchanged (comparisons with NaN fail).
+          aggregate_into(&acc, other * in_[i].weight, how_);
+        }
+        pairs_.emplace_back(acc, m);
+        return;
+      }
+      case SetOp::kDiff: {
+        double ignored;
+        for (size_t i = 1; i < in_.size(); i++) {
+          if (!in_[i].z && !in_[i].set) continue;  // missing: holds nothing
+          ++*work;
+          if (in_[i].find(m, &ignored)) return;
+        }
+        pairs_.emplace_back(score, m);
+        return;
+      }
+    }
+  }
+
+  const SetOp op_;
+  std::vector<ZInput> in_;
+  const ZSetOpArgs::Aggregate how_;
+  size_t walked_ = 0;  // inputs walked: all for ZUNION, the first for ZINTER and ZDIFF
+  size_t input_ = 0;   // the one being walked
+  bool started_ = false;
+  ZOrder::const_iterator z_cursor_;
+  Set::Cursor set_cursor_;
+  absl::flat_hash_map<std::string_view, size_t> members_;  // ZUNION: member -> its place in pairs_
+  std::vector<Pair> pairs_;
+};
+
+// The work of a sorted-set operation's walk, in ZSetOpWalk's units: ZUNION visits every
+// input's members, ZINTER the smallest input's with a lookup in each other, ZDIFF the
+// first's with a lookup in each other present.
+size_t zsetop_work(SetOp op, const std::vector<ZInput>& in) {
+  if (in.empty()) return 0;
+  switch (op) {
+    case SetOp::kUnion: {
+      size_t n = 0;
+      for (const ZInput& i : in) n += i.size();
+      return n;
+    }
+    case SetOp::kInter: {
+      size_t n = SIZE_MAX;
+      for (const ZInput& i : in) n = std::min(n, i.size());
+      return n * in.size();
+    }
+    case SetOp::kDiff: {
+      size_t lookups = 1;
+      for (size_t i = 1; i < in.size(); i++) lookups += (in[i].z || in[i].set) ? 1 : 0;
+      return in[0].size() * lookups;
+    }
+  }
+  return 0;
+}
+
+// The result, in (score, member) order (scores are never NaN and members distinct, so the
+// order is total). O(total · log).
+std::vector<std::pair<double, std::string_view>> combine_zsets(SetOp op, std::vector<ZInput> in, ZSetOpArgs::Aggregate how) {
+  ZSetOpWalk walk(op, std::move(in), how);
+  size_t work = 0;
+  walk.walk(SIZE_MAX, &work);
+  std::vector<std::pair<double, std::string_view>> out = std::move(walk.pairs());
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -2974,28 +3077,128 @@ void query_zsetop(const State& s, Args a, const QueryContext& ctx, Reply& r) {
   }
 }
 
-template <SetOp kOp>
-void apply_zsetop_store(State& s, const ZSetOpArgs& a, const ApplyContext& ctx, Reply& r) {
+// A sorted-set operation's result stored at dst (any type there goes, its deadline
+// cleared); an empty result deletes dst. The size of the result.
+void store_zset_result(State& s, std::string_view dst, std::unique_ptr<ZSet> z, SetOp op, const ApplyContext& ctx, Reply& r) {
   static constexpr std::string_view kEvents[] = {"zinterstore", "zunionstore", "zdiffstore"};
-  for (std::string_view k : a.keys) live_write(s, k, ctx);  // expired inputs go first
-  std::vector<ZInput> in;
-  if (!read_zinputs(s, a, ctx.now_ms, r, &in)) return;
-  auto z = std::make_unique<ZSet>();
-  for (const auto& [score, m] : combine_zsets(kOp, std::move(in), a.aggregate)) zset_insert(z.get(), m, score);
   const size_t n = z->order.size();
-  KeyIter it = live_write(s, a.dst, ctx);
+  KeyIter it = live_write(s, dst, ctx);
   if (n == 0) {
     if (it != s.keys.end()) {
       erase_key(s, it);
-      notify(ctx, keyspace::kGeneric, "del", a.dst);
+      notify(ctx, keyspace::kGeneric, "del", dst);
     }
   } else {
-    clear_deadline(s, a.dst);
+    clear_deadline(s, dst);
     if (it != s.keys.end()) s.graveyard.bury_if_big(it->second);
-    s.keys.insert_or_assign(a.dst, Value(std::move(z)));
-    notify(ctx, keyspace::kZset, kEvents[static_cast<int>(kOp)], a.dst);
+    s.keys.insert_or_assign(dst, Value(std::move(z)));
+    notify(ctx, keyspace::kZset, kEvents[static_cast<int>(op)], dst);
   }
   r.integer(static_cast<int64_t>(n));
+}
+
+// ZUNIONSTORE / ZINTERSTORE / ZDIFFSTORE's result computed in slices (hmdb::ApplyProducer),
+// into memory of its own: ZSetOpWalk's pairs (the inputs stay as they are until finish():
+// nothing else is applied meanwhile); then sorted, a run of at most a slice's budget a slice
+// (each run one unit of work per pair); then the runs merged (a heap of one cursor a run) into
+// a sorted set of its own, one unit a pair inserted. The merge gives every pair in the order
+// std::sort gives the whole (the order is total), so the sorted set is built by the same
+// inserts in the same order as apply_zsetop_store's. finish() then does what that does: the
+// expired inputs go, and the result is stored.
+class ZStoreProducer final : public ApplyProducer {
+ public:
+  ZStoreProducer(State& s, SetOp op, std::string_view dst, Args keys, std::vector<ZInput> in, ZSetOpArgs::Aggregate how)
+      : s_(s), op_(op), dst_(dst), z_(std::make_unique<ZSet>()) {
+    for (std::string_view k : keys) keys_.emplace_back(k);
+    walk_.emplace(op, std::move(in), how);
+  }
+  ZStoreProducer(const ZStoreProducer&) = delete;
+  ZStoreProducer& operator=(const ZStoreProducer&) = delete;
+
+  bool next(const SliceBudget& budget) override {
+    const size_t b = std::max<size_t>(budget.elements, 1);
+    size_t work = 0;
+    if (phase_ == Phase::kWalk) {
+      if (!walk_->walk(b, &work)) return false;
+      phase_ = Phase::kSort;
+    }
+    std::vector<ZSetOpWalk::Pair>& p = walk_->pairs();
+    if (phase_ == Phase::kSort) {
+      while (sorted_ < p.size()) {
+        if (work >= b) return false;
+        const size_t n = std::min(b - work, p.size() - sorted_);
+        std::sort(p.begin() + static_cast<std::ptrdiff_t>(sorted_), p.begin() + static_cast<std::ptrdiff_t>(sorted_ + n));
+        runs_.push_back(Run{sorted_, sorted_ + n});
+        sorted_ += n;
+        work += n;
+      }
+      for (size_t i = 0; i < runs_.size(); i++) heap_.push_back(i);
+      std::make_heap(heap_.begin(), heap_.end(), After{&p, &runs_});
+      phase_ = Phase::kMerge;
+    }
+    const After after{&p, &runs_};
+    while (!heap_.empty()) {
+      if (work >= b) return false;
+      std::pop_heap(heap_.begin(), heap_.end(), after);
+      Run& run = runs_[heap_.back()];
+      const ZSetOpWalk::Pair& e = p[run.next++];
+      zset_insert(z_.get(), e.second, e.first);
+      work++;
+      if (run.next == run.end) heap_.pop_back();
+      else std::push_heap(heap_.begin(), heap_.end(), after);
+    }
+    walk_.reset();  // the pairs are in the sorted set now: freed in this slice, not finish()'s
+    return true;
+  }
+
+  void finish(const ApplyContext& ctx, Reply& r) override {
+    walk_.reset();
+    for (const std::string& k : keys_) live_write(s_, k, ctx);  // expired inputs go first
+    store_zset_result(s_, dst_, std::move(z_), op_, ctx, r);
+  }
+
+ private:
+  enum class Phase : uint8_t { kWalk, kSort, kMerge };
+  struct Run {  // pairs [next, end) of the walk's, sorted
+    size_t next, end;
+  };
+  struct After {  // a min-heap of runs by their next pair
+    const std::vector<ZSetOpWalk::Pair>* p;
+    const std::vector<Run>* runs;
+    bool operator()(size_t x, size_t y) const { return (*p)[(*runs)[y].next] < (*p)[(*runs)[x].next]; }
+  };
+
+  State& s_;
+  const SetOp op_;
+  const std::string dst_;
+  std::vector<std::string> keys_;
+  std::optional<ZSetOpWalk> walk_;
+  Phase phase_ = Phase::kWalk;
+  size_t sorted_ = 0;  // pairs sorted into runs
+  std::vector<Run> runs_;
+  std::vector<size_t> heap_;  // runs not yet merged
+  std::unique_ptr<ZSet> z_;
+};
+
+// ZUNIONSTORE / ZINTERSTORE / ZDIFFSTORE dst numkeys key ...: the result replaces dst (any
+// type, its deadline cleared); an empty result deletes dst. The size of the result. Beyond a
+// slice's worth of walk (zsetop_work), computed in slices (ZStoreProducer).
+template <SetOp kOp>
+void apply_zsetop_store(State& s, const ZSetOpArgs& a, const ApplyContext& ctx, Reply& r) {
+  // The inputs are read before their expired ones are deleted (live_write, below): a read
+  // counts those absent already, so the inputs are the same, and the others' nodes stay
+  // where they are (key_table.h). A big result is then computed before anything changes.
+  std::vector<ZInput> in;
+  const bool typed = read_zinputs(s, a, ctx.now_ms, r, &in);
+  if (typed && ctx.producer && ctx.slices(zsetop_work(kOp, in))) [[unlikely]] {
+    ctx.produce(r, std::make_unique<ZStoreProducer>(s, kOp, a.dst, a.keys, std::move(in), a.aggregate));
+    return;
+  }
+  for (std::string_view k : a.keys) live_write(s, k, ctx);  // expired inputs go first
+  if (!typed) return;  // answered WRONGTYPE
+  auto z = std::make_unique<ZSet>();
+  for (const auto& [score, m] : combine_zsets(kOp, std::move(in), a.aggregate)) zset_insert(z.get(), m, score);
+  store_zset_result(s, a.dst, std::move(z), kOp, ctx, r);
 }
 
 // =============================================================================================

@@ -2530,6 +2530,130 @@ TEST(KvSlicedWrites, ReadsBetweenSlicesSeeTheStateBeforeTheWrite) {
   EXPECT_EQ(db.run({"SISMEMBER", "dst", "old"}), integer(0));
 }
 
+// ZUNIONSTORE / ZINTERSTORE / ZDIFFSTORE beyond a slice's worth of walk are computed by a
+// producer in slices (ZStoreProducer: the walk, then sorted runs, then their merge into the
+// new sorted set) and stored at its finish(); elsewhere applied whole. The same outcome both
+// ways (reply, events, digest, the stored entries and scores), for sizes on both sides of the
+// slice boundary: WEIGHTS (a negative one, 0 times inf, 0 times a negative score: -0),
+// AGGREGATE SUM/MIN/MAX, SUM of inf and -inf (0, as Redis), a set as an input (scores 1), an
+// expired input, a missing one, a destination of another type (a string, then a set that is
+// also an input), a destination that is an input, an empty result deleting the destination,
+// and a WRONGTYPE after an expired input. The slices: none for a small write; for a big one
+// at least a slice per kSlice units of walk (ZSetOpWalk: a candidate, a lookup), at most one
+// per kSlice units of walk, sort and merge (each pair of the result sorted, then inserted).
+TEST(KvSlicedWrites, SortedSetStoresSameOutcomeAsTheWholeWrite) {
+  constexpr size_t kSlice = 100;
+  for (const size_t n : {10, 40, 41, 60, 101, 1000, 3001}) {
+    hmdb::testing::AppDriver<Kv> whole, sliced;
+    hmdb::testing::RecordedEvents whole_events, sliced_events;
+    whole.events = &whole_events;
+    sliced.events = &sliced_events;
+    sliced.write_slicing.slice_elements = kSlice;
+    auto both = [&](const std::vector<std::string>& w) {
+      const std::string a = whole.run_strings(w);
+      EXPECT_EQ(a, sliced.run_strings(w)) << w[0] << " over sorted sets of " << n;
+      return a;
+    };
+    for (size_t i = 0; i < n; i++) {
+      const std::string m = "m" + std::to_string(i);
+      both({"ZADD", "za", std::to_string(static_cast<int>(i % 7) - 3), m});  // ties, negatives, 0
+      if (i % 2 == 0) both({"ZADD", "zb", std::to_string(static_cast<double>(i) * 0.25), m});
+      if (i % 3 == 0) both({"SADD", "sc", "m" + std::to_string(i + n / 2)});
+      both({"ZADD", "zi", "+inf", m});
+      if (i % 3 == 0) both({"ZADD", "zn", "-inf", m});
+    }
+    both({"ZADD", "e", "1", "m1", "2", "z"});
+    both({"PEXPIRE", "e", "10"});
+    both({"ZADD", "e2", "1", "m1"});
+    both({"PEXPIRE", "e2", "10"});
+    both({"SET", "str", "a string"});
+    both({"SET", "dst", "a string"});
+    whole.now_ms += 100;
+    sliced.now_ms += 100;
+    // Each with the work of its walk (kv.cc, zsetop_work) and whether the walk does all of
+    // it (ZINTER of three and ZDIFF of three stop a member's lookups at the first that decides it).
+    const size_t na = n, nb = (n + 1) / 2, nc = (n + 2) / 3, ni = n, nn = (n + 2) / 3;
+    struct Write {
+      std::vector<std::string> w;
+      size_t work;
+      bool exact;
+    };
+    const std::vector<Write> writes = {
+        {{"ZUNIONSTORE", "dst", "3", "za", "zb", "sc"}, na + nb + nc, true},  // dst was a string
+        {{"ZUNIONSTORE", "dst", "3", "za", "zb", "sc", "WEIGHTS", "2", "-1", "0.5", "AGGREGATE", "MIN"}, na + nb + nc, true},
+        {{"ZUNIONSTORE", "dst", "3", "za", "zb", "sc", "WEIGHTS", "0", "-1", "3", "AGGREGATE", "MAX"}, na + nb + nc, true},
+        {{"ZUNIONSTORE", "dst", "2", "zi", "zn"}, ni + nn, true},  // inf + -inf: 0
+        {{"ZUNIONSTORE", "dst", "2", "zi", "za", "WEIGHTS", "0", "1"}, ni + na, true},  // inf * 0: 0
+        {{"ZINTERSTORE", "dst", "2", "za", "zb", "WEIGHTS", "1", "3", "AGGREGATE", "MAX"}, 2 * nb, true},
+        {{"ZINTERSTORE", "dst", "3", "za", "sc", "zb"}, 3 * nc, false},
+        {{"ZINTERSTORE", "dst", "2", "zn", "zi"}, 2 * nn, true},  // -inf + inf: 0
+        {{"ZINTERSTORE", "dst", "2", "za", "zi", "WEIGHTS", "1", "0", "AGGREGATE", "MIN"}, 2 * na, true},
+        {{"ZDIFFSTORE", "dst", "3", "za", "zb", "sc"}, 3 * na, false},
+        {{"ZDIFFSTORE", "dst", "3", "za", "missing", "zb"}, 2 * na, true},  // missing: no lookup
+        {{"ZUNIONSTORE", "dst", "2", "e", "za"}, na, true},  // e expired: it goes, with its event
+        {{"ZINTERSTORE", "dst", "2", "za", "missing"}, 0, true},  // empty: dst is deleted
+        {{"ZUNIONSTORE", "dst", "2", "zb", "sc"}, nb + nc, true},
+        {{"ZINTERSTORE", "sc", "2", "sc", "za"}, 2 * nc, true},  // a set, an input: replaced
+        {{"ZDIFFSTORE", "za", "2", "za", "zb"}, 2 * na, true},  // the destination is an input
+        {{"ZUNIONSTORE", "dst", "3", "e2", "za", "str"}, 0, true},  // WRONGTYPE; e2 still goes
+    };
+    for (const Write& x : writes) {
+      const std::vector<std::string>& w = x.w;
+      whole_events.take();
+      sliced_events.take();
+      const std::string reply = both(w);
+      EXPECT_TRUE(whole_events.take() == sliced_events.take()) << w[0] << " over sorted sets of " << n << ": other events";
+      EXPECT_EQ(whole.digest(), sliced.digest()) << w[0] << " over sorted sets of " << n;
+      both({"ZRANGE", w[1], "0", "-1", "WITHSCORES"});
+      both({"TYPE", w[1]});
+      both({"EXISTS", "e", "e2"});
+      EXPECT_EQ(whole.write_slicing.slices, 0u);
+      const size_t result = reply[0] == ':' ? std::stoul(reply.substr(1)) : 0;
+      if (x.work > kSlice) {
+        EXPECT_GE(sliced.write_slicing.slices, x.exact ? x.work / kSlice : 1) << w[0] << " over sorted sets of " << n;
+        EXPECT_LE(sliced.write_slicing.slices, (x.work + 2 * result) / kSlice + 1) << w[0] << " over sorted sets of " << n;
+      } else {
+        EXPECT_EQ(sliced.write_slicing.slices, 0u) << w[0] << " over sorted sets of " << n << ": a small write is whole";
+      }
+    }
+  }
+}
+
+// A sorted-set STORE computed in slices changes nothing until its finish(): between the
+// slices the state is the one before the write (the same digest; the destination's old
+// entries, the expired input not yet deleted), through the walk, the sort and the merge;
+// then the whole result at once.
+TEST(KvSlicedWrites, SortedSetStoreReadsBetweenSlicesSeeTheStateBeforeTheWrite) {
+  hmdb::testing::AppDriver<Kv> db;
+  for (int i = 0; i < 3000; i++) {
+    db.run_strings({"ZADD", "a", std::to_string(i % 10), "m" + std::to_string(i)});
+    db.run_strings({"ZADD", "b", std::to_string(i), "m" + std::to_string(i + 1000)});
+  }
+  db.run({"ZADD", "dst", "1", "old"});
+  db.run({"ZADD", "e", "1", "m1"});
+  db.run({"PEXPIRE", "e", "10"});
+  db.now_ms += 100;
+  const uint64_t before = db.digest();
+  db.write_slicing.slice_elements = 100;
+  size_t reads = 0;
+  db.write_slicing.between = [&] {
+    EXPECT_EQ(db.digest(), before) << "between slice " << reads;
+    EXPECT_EQ(db.run({"ZRANGE", "dst", "0", "-1", "WITHSCORES"}), array({bulk("old"), bulk("1")}));
+    EXPECT_EQ(db.run({"ZCARD", "a"}), integer(3000));
+    reads++;
+  };
+  EXPECT_EQ(db.run({"ZUNIONSTORE", "dst", "3", "a", "b", "e", "WEIGHTS", "1", "2", "5"}), integer(4000));
+  EXPECT_EQ(reads, db.write_slicing.slices);
+  EXPECT_GE(reads, 140u) << "6,000 members walked, 4,000 sorted and inserted, 100 a slice";
+  db.write_slicing.between = nullptr;
+  EXPECT_EQ(db.run({"ZCARD", "dst"}), integer(4000));
+  EXPECT_EQ(db.run({"ZSCORE", "dst", "old"}), kNil);
+  EXPECT_EQ(db.run({"ZSCORE", "dst", "m1500"}), bulk("1000"));  // 0 + 2 * 500: the weights
+  EXPECT_EQ(db.run({"ZSCORE", "dst", "m999"}), bulk("9"));
+  EXPECT_EQ(db.run({"ZSCORE", "dst", "m3999"}), bulk("5998"));
+  EXPECT_EQ(db.run({"EXISTS", "e"}), integer(0));
+}
+
 
 }  // namespace
 }  // namespace hmdb::kv

@@ -14,7 +14,10 @@ holds each answer to the rule for what it saw.
     or a digest of an applied index at or past that entry (never the half-applied state).
   * The SUNIONSTORE answers 75,000; SMEMBERS is the union; INFO sliced_writes grew by one,
     write_slices by at least 100,000 / 10; applying_index is 0 again.
-  * Restarted, the node replays the log with the write applied whole: the same digest.
+  * ZUNIONSTORE (WEIGHTS, AGGREGATE MAX), ZINTERSTORE and ZDIFFSTORE of two sorted sets of
+    50,000 members (half shared) are sliced too (sliced_writes grows by 3): each stores what
+    the test computes (ZRANGE WITHSCORES: members and scores in order).
+  * Restarted, the node replays the log with the writes applied whole: the same digest.
   * A SNAPSHOT sent while a second SUNIONSTORE is half applied is of an index at or past that
     write's entry: no snapshot of a half-applied state.
 
@@ -62,12 +65,42 @@ def stat(r, name):
     return int(r.info("stats")[name])
 
 
+def za_score(i):
+    return i % 100
+
+
+def zb_score(i):  # of m<i>, i in [MEMBERS / 2, 3 MEMBERS / 2)
+    return i - MEMBERS // 2
+
+
 def fill(r):
     p = r.pipeline(transaction=False)
     for start in range(0, MEMBERS, 5000):
         p.sadd("a", *["m%d" % i for i in range(start, start + 5000)])
         p.sadd("b", *["m%d" % (i + MEMBERS // 2) for i in range(start, start + 5000)])
+        p.zadd("za", {"m%d" % i: za_score(i) for i in range(start, start + 5000)})
+        p.zadd("zb", {"m%d" % (i + MEMBERS // 2): zb_score(i + MEMBERS // 2) for i in range(start, start + 5000)})
     p.execute()
+
+
+def check_zstores(r):
+    """The three sorted-set STOREs, sliced: each stores the result computed here."""
+    a = {i: float(za_score(i)) for i in range(MEMBERS)}
+    b = {i: float(zb_score(i)) for i in range(MEMBERS // 2, MEMBERS * 3 // 2)}
+    union = {i: max(a.get(i, float("-inf")), 2 * b.get(i, float("-inf"))) for i in set(a) | set(b)}
+    cases = [
+        (("ZUNIONSTORE", "zu", 2, "za", "zb", "WEIGHTS", 1, 2, "AGGREGATE", "MAX"), union),
+        (("ZINTERSTORE", "zi", 2, "za", "zb"), {i: a[i] + b[i] for i in set(a) & set(b)}),
+        (("ZDIFFSTORE", "zd", 2, "za", "zb"), {i: a[i] for i in set(a) - set(b)}),
+    ]
+    sliced = stat(r, "sliced_writes")
+    for words, expected in cases:
+        reply = r.execute_command(*words)
+        expect(reply == len(expected), "%s answered %r, not %d" % (words[0], reply, len(expected)))
+        want = sorted(((b"m%d" % i, score) for i, score in expected.items()), key=lambda e: (e[1], e[0]))
+        expect(r.zrange(words[1], 0, -1, withscores=True) == want, "%s stored other entries or scores" % words[0])
+    expect(stat(r, "sliced_writes") == sliced + len(cases), "INFO sliced_writes did not grow by %d" % len(cases))
+    print("ZUNIONSTORE, ZINTERSTORE, ZDIFFSTORE of 2 x %d members: sliced, as computed" % MEMBERS)
 
 
 class Writer:
@@ -160,6 +193,7 @@ def run(binary):
         expect(stat(r, "applying_index") == 0, "INFO applying_index is not 0 after the write")
         print("SUNIONSTORE of 2 x %d members: %d slices, %d INCRs meanwhile, %d reads seen half applied"
               % (MEMBERS, stat(r, "write_slices") - slices, len(writer.replies), reads_during))
+        check_zstores(r)
         before = digest(r)
         expect(before is not None, "CLUSTER DIGEST answered TRYAGAIN with nothing half applied")
 
