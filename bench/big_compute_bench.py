@@ -4,19 +4,22 @@ runs a read whose *computation* (not only its reply) is big: SINTER/SUNION/SDIFF
 two sets of N members, ZRANGE and its BYSCORE/BYLEX/REV forms over a sorted set of N, the
 negative-count random reads (SRANDMEMBER/HRANDFIELD/ZRANDMEMBER key -N), the *SCANs with
 COUNT N, and SUNION inside MULTI/EXEC; and the writes whose computation is big, SUNIONSTORE/
-SINTERSTORE/SDIFFSTORE of the two sets into a third key (issue 16 item 5; docs/kv-commands.md,
-"Commands that take long").
+SINTERSTORE/SDIFFSTORE of the two sets into a third key, and ZUNIONSTORE/ZINTERSTORE/ZDIFFSTORE
+of two sorted sets (issue 16 item 5; docs/kv-commands.md, "Commands that take long").
 
 One fresh process (`--durability none`): sets s1 = {m:0 .. m:N-1} and s2 = {m:N/2 .. m:3N/2-1}
 (half shared), a hash h of N fields f:<i>, a sorted set z of N members m:<i>, all scored 0 (so
-BYLEX is meaningful), loaded by pipelined SADD/HSET/ZADD of 1,000 elements. Then per command:
+BYLEX is meaningful), and (for the sorted-set STOREs) a sorted set z2 of m:N/2 .. m:3N/2-1
+scored 0 .. N-1, loaded by pipelined SADD/HSET/ZADD of 1,000 elements; only the keys the
+commands run name are loaded. Then per command:
 CONFIG RESETSTAT; while a SET probe (one request at a time) runs, one `redis-cli <command>`
 (its output counted, not kept); INFO. Reported per command: the wall time at the client, the
 reply lines, the worst SET probe latency (writes wait for a sliced reply: they are applied
 after it), INFO's loop_turn_max_ms, long_turns (>= 20 ms), long_turns_on_cpu and
 long_turns_cpu_max_ms (CPU time of the long turns: on a loaded machine a turn's wall time
 includes waiting for a CPU), sliced_replies and reply_slices, sliced_writes and write_slices
-(-1: a binary without them). `--only STORE` runs the writes only.
+(-1: a binary without them). `--only STORE` runs the writes only, `--only
+ZUNIONSTORE,ZINTERSTORE,ZDIFFSTORE` the sorted-set ones.
 
     flock /tmp/hmdb-bench.lock python3 bench/big_compute_bench.py --hmdb build/apps/kv/hmdb --n 2000000
 
@@ -72,14 +75,27 @@ def commands(n):
         ["SSCAN", "s1", "0", "COUNT", str(n)], ["HSCAN", "h", "0", "COUNT", str(n)], ["ZSCAN", "z", "0", "COUNT", str(n)],
         ["MULTI", "SUNION", "s1", "s2"],  # inside MULTI/EXEC: made whole
         ["SUNIONSTORE", "d", "s1", "s2"], ["SINTERSTORE", "d", "s1", "s2"], ["SDIFFSTORE", "d", "s1", "s2"],
+        ["ZUNIONSTORE", "d", "2", "z", "z2", "WEIGHTS", "1", "2"], ["ZINTERSTORE", "d", "2", "z", "z2", "AGGREGATE", "MAX"],
+        ["ZDIFFSTORE", "d", "2", "z", "z2"],
     ]
+
+
+# The keys each loads, by name: loaded only when a command to run names them.
+KEYS = {
+    "s1": ("SADD", lambda n: (lambda i: [b"m:%d" % i])),
+    "s2": ("SADD", lambda n: (lambda i: [b"m:%d" % (i + n // 2)])),
+    "h": ("HSET", lambda n: (lambda i: [b"f:%d" % i, b"v"])),
+    "z": ("ZADD", lambda n: (lambda i: [b"0", b"m:%d" % i])),
+    "z2": ("ZADD", lambda n: (lambda i: [b"%d" % i, b"m:%d" % (i + n // 2)])),
+}
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--hmdb", required=True)
     ap.add_argument("--n", type=int, default=2000000)
-    ap.add_argument("--only", default="", help="run only the commands whose words contain this (e.g. SINTER)")
+    ap.add_argument("--only", default="", help="run only the commands whose words contain this (e.g. SINTER; "
+                    "several, comma-separated: any of them)")
     a = ap.parse_args()
     n = a.n
     print(f"# {a.hmdb} n={n} load before: {loadavg()}", flush=True)
@@ -89,14 +105,14 @@ def main():
     server.start()
     try:
         t0 = time.monotonic()
-        load(port, n, "SADD", "s1", lambda i: [b"m:%d" % i])
-        load(port, n, "SADD", "s2", lambda i: [b"m:%d" % (i + n // 2)])
-        load(port, n, "HSET", "h", lambda i: [b"f:%d" % i, b"v"])
-        load(port, n, "ZADD", "z", lambda i: [b"0", b"m:%d" % i])
-        print(f"# loaded in {time.monotonic() - t0:.1f} s; load: {loadavg()}", flush=True)
-        for words in commands(n):
-            if a.only and a.only.upper() not in " ".join(words).upper():
-                continue
+        only = [o.upper() for o in a.only.split(",") if o]
+        chosen = [w for w in commands(n) if not only or any(o in " ".join(w).upper() for o in only)]
+        named = {word for w in chosen for word in w}
+        for key, (cmd, element) in KEYS.items():
+            if key in named:
+                load(port, n, cmd, key, element(n))
+        print(f"# loaded {sorted(named & set(KEYS))} in {time.monotonic() - t0:.1f} s; load: {loadavg()}", flush=True)
+        for words in chosen:
             Resp(port).call("CONFIG", "RESETSTAT")
             probe = Probe(port, ("SET", "probe", "v"), timeout=COMMAND_TIMEOUT_S)
             probe.start()
