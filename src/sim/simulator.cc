@@ -113,6 +113,9 @@ const char* fault_name(Fault f) {
     case Fault::kSlicedWriteCrashed: return "sliced-write-crashed";
     case Fault::kSlicedWriteRoleChanged: return "sliced-write-role-changed";
     case Fault::kSlicedWriteDropped: return "sliced-write-dropped";
+    case Fault::kLateAppends: return "late-appends";
+    case Fault::kLastChunkAtMatchingLog: return "last-chunk-at-matching-log";
+    case Fault::kChunksOfTwoSnapshots: return "chunks-of-two-snapshots";
     case Fault::kCount: break;
   }
   return "?";
@@ -219,6 +222,7 @@ std::string replay_command(const Options& o) {
   if (o.sliced_writes) cmd += " --sliced-writes";
   if (o.shell_bugs.apply_before_write_finishes) cmd += " --bug apply_before_write_finishes";
   if (o.log_memory_bytes != 0) cmd += fmt::format(" --log-memory-bytes {}", o.log_memory_bytes);
+  if (o.snapshot_races) cmd += " --snapshot-races";
   if (o.bugs.send_stale_snapshot_after_trim) cmd += " --bug send_stale_snapshot_after_trim";
   if (o.bugs.install_over_matching_log) cmd += " --bug install_over_matching_log";
   if (o.bugs.stage_over_pending_install) cmd += " --bug stage_over_pending_install";
@@ -243,6 +247,10 @@ constexpr uint64_t kClientTimeoutTicks = 3 * kElectionTicks;  // then the op's o
 // kSlowReaderWaitTicks in a row (then its slices go on, buffered).
 constexpr uint64_t kSlowReaderStallTicksMax = 25;
 constexpr uint64_t kSlowReaderWaitTicks = 3 * kElectionTicks;
+// Options::snapshot_races: appends overtaken by a snapshot's chunk arrive up to this many
+// units after it (a chunk arrives at a tick's boundary; the next one is sent when its
+// acknowledgement is back), so they fall between two chunks, or are overtaken by the next.
+constexpr uint64_t kLateAppendUnitsMax = 6 * kUnitsPerTick;
 // Options::request_ids: times a tagged write is sent (the first and its retries) before its
 // client gives up with an unknown outcome, and the pause before each retry (a client backing
 // off while a new leader is elected).
@@ -250,6 +258,9 @@ constexpr uint32_t kRequestAttemptsMax = 8;
 constexpr uint64_t kRequestRetryPauseTicks = kElectionTicks;
 constexpr uint64_t kLivenessTicks = 30 * kElectionTicks;      // heal -> converged, at most
 constexpr uint64_t kSnapshotChunkBytes = 64;  // tiny, so that installs take several chunks
+// Options::snapshot_races: tinier still, so that every install takes several chunks (the
+// register app's snapshots start at ~40 bytes) and the races have chunks to fall between.
+constexpr uint64_t kRaceSnapshotChunkBytes = 8;
 constexpr uint64_t kMaxSnapshotsKept = 4;     // per node, for answering chunk reads
 // Messages in flight at once: runs have hundreds. Far more is a storm (a leader and a
 // follower that lost entries it had acknowledged answering each other forever, with every
@@ -653,6 +664,12 @@ struct Node {
   std::map<std::pair<NodeId, Term>, std::pair<Term, Index>> vote_requests;  // (candidate, term) -> its last
   std::string staging;  // snapshot chunks received (not durable)
   raft::SnapshotMeta staging_meta;  // ... of this snapshot (server/snapshot.cc keeps one staging file too)
+  bool staging_open = false;  // chunks staged and not installed yet (Fault::kLastChunkAtMatchingLog)
+  // The last snapshot chunk delivered to it: when, and whether it was a snapshot's last
+  // (Fault::kChunksOfTwoSnapshots).
+  uint64_t last_chunk_at = 0;
+  raft::SnapshotMeta last_chunk_meta;
+  bool last_chunk_was_last = false;
   // A leader's snapshot installed (durable) but still loading in the background, as the
   // server's load thread does: its bytes, and the unit at which the load ends (the loop's
   // next turn then swaps the state in: Simulation::finish_load).
@@ -827,6 +844,9 @@ class Simulation {
   void end_turn(Node& n);
   void log_digest_marks();  // Options::digest_marks: each leader's batch gets a mark
   void send(Node& n, Message m);
+  // Options::snapshot_races: the appends from `from` to `to` in flight arrive after the chunk
+  // that arrives at `chunk_at`, or, if it is the snapshot's last, just before it.
+  void move_appends_around_chunk(NodeId from, NodeId to, uint64_t chunk_at, bool last);
   // The durable part of an install; the load into the app too unless `background`.
   void install_snapshot(Node& n, const raft::SnapshotMeta& meta, bool background);
   void finish_load(Node& n);
@@ -1177,7 +1197,7 @@ void Simulation::start_node(Node& n) {
   cfg.heartbeat_ticks = kHeartbeatTicks;
   cfg.pre_vote = true;
   cfg.check_quorum = true;
-  cfg.snapshot_chunk_bytes = kSnapshotChunkBytes;
+  cfg.snapshot_chunk_bytes = opt_.snapshot_races ? kRaceSnapshotChunkBytes : kSnapshotChunkBytes;
   cfg.max_inflight_appends = prof_.max_inflight_appends;
   cfg.max_append_bytes = prof_.max_append_bytes;
   cfg.lease_reads = prof_.lease_reads;
@@ -1233,6 +1253,7 @@ void Simulation::start_node(Node& n) {
   n.mirror.clear();
   for (const Entry& e : n.disk.entries) n.mirror.emplace_back(e.term, entry_hash(e));
   n.staging.clear();
+  n.staging_open = false;
   n.snapshot_in_flight = false;
   n.snapshot_wanted = false;
   n.last_term = n.disk.hard_state.term;
@@ -1359,6 +1380,7 @@ void Simulation::crash_node(Node& n, bool allow_faults) {
   n.app.reset();
   n.up = false;
   n.staging.clear();
+  n.staging_open = false;
   n.loading.reset();  // the load thread dies with the process; recovery reads the durable snapshot
   n.loading_data.clear();
   // A paused process can be killed too: what it had not yet read is gone with it.
@@ -1422,6 +1444,7 @@ void NodeHost::stage_snapshot_chunk(const raft::SnapshotChunk& c) {
   if (c.offset == 0) {
     n.staging.clear();
     n.staging_meta = c.meta;
+    n.staging_open = true;
   }
   if (c.offset != n.staging.size() || !(c.meta == n.staging_meta)) {
     sim.fail("snapshot-chunks", fmt::format("n{} got chunk at offset {} but has {} bytes staged", n.id, c.offset, n.staging.size()));
@@ -1692,6 +1715,16 @@ void Simulation::install_snapshot(Node& n, const raft::SnapshotMeta& m, bool bac
   // holds another entry at its index (a suffix of a history that lost); "newer": the
   // suffix's terms are not below the snapshot's.
   auto here = n.mirror_term(m.index);
+  // Raft's InstallSnapshot rule 6: a log that holds the snapshot's last entry keeps the
+  // entries after it (the node may have acknowledged them, and a leader counted them for a
+  // commit); a node that installed over it would cut them (raft.cc checks at the first and
+  // at the last chunk; Options::snapshot_races makes the log reach it in between).
+  if (opt_.protocol_checks && here && *here == m.term && n.mirror_last() > m.index) {
+    fail("install-over-matching-log", fmt::format("n{} installs snapshot {}/{} over a log that holds that entry and goes on "
+                                                  "to {}: the entries after it are cut", n.id, m.index, m.term,
+                                                  n.mirror_last()));
+    return;
+  }
   if (here && *here != m.term && n.mirror_last() > m.index) {
     mark(Fault::kInstallOverConflict);
     if (*n.mirror_term(m.index + 1) >= m.term) mark(Fault::kInstallOverNewerConflict);
@@ -1726,6 +1759,7 @@ void Simulation::install_snapshot(Node& n, const raft::SnapshotMeta& m, bool bac
   n.mirror_base_term = m.term;
   n.mirror.clear();
   n.staging = data;
+  n.staging_open = false;
   // The server makes the leader's snapshot durable right here (sync, rename, directory
   // sync) and removes older ones; the log gets nothing (entries after the snapshot that
   // the old log holds stay on disk until overwritten: recovery must not revive them).
@@ -1850,9 +1884,39 @@ void Simulation::send(Node& n, Message m) {
     InFlight d{now_ + delay + rng_.range(0, 3 * kUnitsPerTick), seq, true, removed, m, newest};
     net_.push(std::move(d));
   }
-  net_.push(InFlight{now_ + delay, seq, false, removed, std::move(m), newest});
+  const bool chunk = opt_.snapshot_races && m.type == MessageType::kSnapshot;
+  const NodeId to = m.to;
+  const bool last_chunk = m.snapshot_last;
+  // Options::snapshot_races: chunks arrive at a tick's boundary (chunks of two snapshots meet).
+  const uint64_t at = chunk ? (now_ + delay + kUnitsPerTick - 1) / kUnitsPerTick * kUnitsPerTick : now_ + delay;
+  net_.push(InFlight{at, seq, false, removed, std::move(m), newest});
+  if (chunk) move_appends_around_chunk(n.id, to, at, last_chunk);
   if (net_.size() > kMaxMessagesInFlight)
     fail("message-storm", fmt::format("{} messages in flight (the last one sent by n{})", net_.size(), n.id));
+}
+
+void Simulation::move_appends_around_chunk(NodeId from, NodeId to, uint64_t chunk_at, bool last) {
+  std::vector<InFlight> all;
+  all.reserve(net_.size());
+  bool moved = false;
+  while (!net_.empty()) {
+    all.push_back(std::move(const_cast<InFlight&>(net_.top())));
+    net_.pop();
+    InFlight& f = all.back();
+    if (f.msg.from != from || f.msg.to != to || f.msg.type != MessageType::kAppend) continue;
+    if (!last) {
+      f.at = std::max(f.at, chunk_at) + rng_.range(1, kLateAppendUnitsMax);
+    } else if (f.at >= chunk_at && chunk_at > now_ + 1) {
+      f.at = rng_.range(now_ + 1, chunk_at - 1);  // the last chunk is on its way behind them
+    } else {
+      continue;
+    }
+    moved = true;
+  }
+  for (InFlight& f : all) net_.push(std::move(f));
+  if (!moved) return;
+  mark(Fault::kLateAppends);
+  ev(33, from, to, chunk_at, [&] { return fmt::format("n{} -> n{}: appends in flight moved {} the snapshot's chunk", from, to, last ? "just before" : "past"); });
 }
 
 // Ready step 3: the replica core applied entry e (core::apply_batch wrote each command's
@@ -2596,6 +2660,19 @@ void Simulation::step_message(Node& n, const InFlight& f) {
     return fmt::format("n{} <- n{} {}{}", to, from, summarize(m), f.duplicate ? " [DUP]" : "");
   });
   if (n.lost && m.type == MessageType::kVote) n.vote_requests[{from, m.term}] = {m.log_term, m.log_index};
+  if (m.type == MessageType::kSnapshot && m.snapshot_meta) {
+    // The race raft.cc's last-chunk check is for: the log reached the snapshot's entry while
+    // the earlier chunks were staged.
+    auto here = n.mirror_term(m.snapshot_meta->index);
+    if (m.snapshot_last && m.snapshot_offset > 0 && n.staging_open && n.staging_meta == *m.snapshot_meta && here &&
+        *here == m.snapshot_meta->term)
+      mark(Fault::kLastChunkAtMatchingLog);
+    if (n.last_chunk_at == now_ && n.last_chunk_was_last && !(n.last_chunk_meta == *m.snapshot_meta))
+      mark(Fault::kChunksOfTwoSnapshots);
+    n.last_chunk_at = now_;
+    n.last_chunk_meta = *m.snapshot_meta;
+    n.last_chunk_was_last = m.snapshot_last;
+  }
   if (from < std::size(n.peer_newest)) n.peer_newest[from] = f.sender_newest;
   n.raft->step(m);
   if (n.refused_snapshot) note_refused_snapshot(n);

@@ -91,6 +91,15 @@ enum class Fault : uint8_t {
   kSlicedWriteCrashed,
   kSlicedWriteRoleChanged,
   kSlicedWriteDropped,
+  // Options::snapshot_races: appends a leader sent a follower before the first chunk of a
+  // snapshot arrived after that chunk; and a snapshot's last chunk reached a follower whose
+  // log had meanwhile come to hold the snapshot's last entry (appends came in while the
+  // earlier chunks were staged: raft.cc must keep that log, not install over it).
+  kLateAppends,
+  kLastChunkAtMatchingLog,
+  // ... and a follower got a snapshot's last chunk and another snapshot's chunk in one loop
+  // turn (raft.cc must not stage the second over the install the first made pending).
+  kChunksOfTwoSnapshots,
   kCount
 };
 const char* fault_name(Fault f);
@@ -228,6 +237,17 @@ struct Options {
   // end of that node's turn (after the one it is writing, if any). Checks: as for every run
   // (a follower that never catches up fails liveness; a wrong state, state-digest).
   uint64_t log_memory_bytes = 0;
+  // Races around a snapshot's transfer (docs/simulator.md, "Snapshot races"). The server's
+  // leader queues its appends for its next disk round (server/disk_thread.h, "A leader's
+  // appends leave when its round starts") but sends a snapshot's chunks at once, so a chunk
+  // overtakes appends sent before it: when a leader sends a follower the first chunk of a
+  // snapshot, the appends to that follower still in flight arrive after the chunk, up to
+  // kLateAppendUnitsMax later (several chunk round trips), and the follower's log may reach
+  // the snapshot's index while its chunks are staged. And every snapshot chunk arrives at a
+  // tick's boundary, so that chunks of two snapshots (an old leader's last, a new leader's
+  // first) often reach a follower in one loop turn, before its Ready is handled. Off by
+  // default, so that the other sweeps' runs stay as they were.
+  bool snapshot_races = false;
 };
 
 struct RunResult {
