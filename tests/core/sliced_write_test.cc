@@ -6,10 +6,12 @@
 // then the writes behind it). A WATCH on its destination fails the EXEC; a client that goes
 // away does not stop it (it is a committed entry); two in one entry finish in order; one
 // never finishes while a sliced reply still reads the state it would change; inside EXEC and
-// in recovery it is applied whole.
+// in recovery it is applied whole. In a cluster a read-index read that arrives while it is
+// half applied waits for its last slice (its entry is committed).
 #include <gtest/gtest.h>
 
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/replica.h"
@@ -81,6 +83,90 @@ TEST(SlicedWrite, HoldsTheApplyServesReadsOfTheOldStateAndFinishesInTheLastSlice
   EXPECT_EQ(static_cast<uint64_t>(turns) + 1, slices);
   n.send({{"SCARD", "dst"}, {"SISMEMBER", "dst", "old"}, {"SISMEMBER", "dst", "member-29999"}}, 3);
   EXPECT_EQ(n.out(3), kUnionReply + ":0\r\n:1\r\n");
+}
+
+// Node 1 of three, voter 2 answering every vote, append and heartbeat at once (as
+// replica_test's ForwardingNode): reads take a read index (Config::lease_reads is off).
+struct ThreeNodeKv {
+  KvNode n{{1, 2, 3}};
+  ThreeNodeKv() { n.host.keep_messages = true; }
+  // One loop turn: the replica's, then voter 2's answers to what it sent.
+  void turn() {
+    n.replica->end_turn();
+    std::vector<raft::Message> out = std::move(n.host.outbox);
+    n.host.outbox.clear();
+    for (const raft::Message& m : out) {
+      if (m.to != 2) continue;
+      raft::Message r;
+      r.from = 2;
+      r.to = 1;
+      r.term = m.term;
+      switch (m.type) {
+        case raft::MessageType::kPreVote: r.type = raft::MessageType::kPreVoteResponse; break;
+        case raft::MessageType::kVote: r.type = raft::MessageType::kVoteResponse; break;
+        case raft::MessageType::kAppend:
+          r.type = raft::MessageType::kAppendResponse;
+          r.log_index = m.log_index + m.entries.size();
+          break;
+        case raft::MessageType::kHeartbeat:
+          r.type = raft::MessageType::kHeartbeatResponse;
+          r.log_index = m.log_index;
+          r.context = m.context;
+          break;
+        default: continue;
+      }
+      n.raft->step(r);
+    }
+    n.replica->drive();
+  }
+};
+
+// In a cluster a read waits for its read index to be applied: a read that arrives while a
+// committed write is half applied names that write's entry (it is committed), so it waits
+// for the write's last slice and sees the new state, never the old one. (A follower may
+// have applied the write already and answered a read with the new state: the leader must
+// not answer one with the old state after that.)
+TEST(SlicedWrite, AReadIndexReadWaitsForTheHalfAppliedWrite) {
+  ThreeNodeKv c;
+  KvNode& n = c.n;
+  for (int i = 0; i < 100 && !n.replica->leader(); i++) {
+    n.raft->tick();
+    c.turn();
+  }
+  ASSERT_TRUE(n.replica->leader());
+  auto until_answered = [&](uint64_t session) {
+    std::string got;
+    for (int i = 0; i < 100 && (got = n.out(session)).empty(); i++) c.turn();
+    return got;
+  };
+  for (auto [key, from, to] : {std::tuple{"a", size_t{0}, kMembers}, std::tuple{"b", kMembers / 2, kMembers * 3 / 2}}) {
+    std::vector<std::string> words = {"SADD", key};
+    for (size_t i = from; i < to; i++) words.push_back("member-" + std::to_string(i));
+    std::vector<std::string_view> argv(words.begin(), words.end());
+    n.replica->command(n.s(9), Args(argv.data(), argv.size()));
+    ASSERT_EQ(until_answered(9), ":" + std::to_string(to - from) + "\r\n");
+  }
+  n.send({{"SADD", "dst", "old"}}, 9);
+  ASSERT_EQ(until_answered(9), ":1\r\n");
+
+  n.send({{"SUNIONSTORE", "dst", "a", "b"}}, 1);
+  for (int i = 0; i < 100 && n.replica->applying_index() == 0; i++) c.turn();
+  ASSERT_NE(n.replica->applying_index(), 0u) << "committed and half applied";
+  n.send({{"SCARD", "dst"}}, 3);
+  int turns_waited = 0;
+  std::string read;
+  for (; n.replica->applying_index() != 0 && turns_waited < 100; turns_waited++) {
+    c.turn();
+    read += n.out(3);
+    if (n.replica->applying_index() != 0) {
+      EXPECT_EQ(read, "") << "the read was answered while the write it must see was half applied (turn " << turns_waited
+                          << ")";
+    }
+  }
+  EXPECT_GT(turns_waited, 1) << "the write took several slices after the read arrived";
+  read += until_answered(3);
+  EXPECT_EQ(read, kUnionReply) << "the read saw the state before the committed write";
+  EXPECT_EQ(until_answered(1), kUnionReply);
 }
 
 TEST(SlicedWrite, AWatchOnItsDestinationFailsTheExec) {
