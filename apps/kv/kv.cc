@@ -4435,7 +4435,9 @@ void Kv::records(const State& s, RecordSink& out) {
 }
 
 std::string Kv::info(const State& s) {
-  return "keys:" + std::to_string(s.keys.size()) + "\r\nexpires:" + std::to_string(s.expires.size()) + "\r\n";
+  // Then the process's 2 MiB blocks of memory (value_alloc.h): not the state's.
+  return "keys:" + std::to_string(s.keys.size()) + "\r\nexpires:" + std::to_string(s.expires.size()) + "\r\n" +
+         value_alloc::info();
 }
 
 std::optional<uint64_t> Kv::expiry_ms(const State& s, std::string_view key) { return deadline_of(s, key); }

@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstdint>
 #include <mutex>
+#include <string>
+#include <string_view>
 
 #include "kv/node_pool.h"  // HMDB_NODE_POOL_POISON / UNPOISON (AddressSanitizer)
 #include "kv/populated_allocator.h"
@@ -237,5 +239,24 @@ void deallocate(void* p, size_t bytes) noexcept {
 size_t slot_bytes(size_t bytes) { return kClassBytes[class_of(bytes)]; }
 
 Stats stats() { return instance().stats(); }
+
+std::string info() {
+  const Stats v = stats();
+  const prefault::Stats p = prefault::stats();
+  std::string t;
+  auto line = [&t](std::string_view field, uint64_t value) {
+    t += field;
+    t += ':';
+    t += std::to_string(value);
+    t += "\r\n";
+  };
+  line("value_blocks", v.blocks);
+  line("pantry_blocks_taken", p.blocks_taken);
+  line("pantry_blocks_missed", p.blocks_missed);
+  line("pantry_blocks_handed_back", p.returned);
+  line("pantry_blocks_reused", p.returned_reused + p.returned_reused_by_caller);
+  line("pantry_blocks_unmapped_by_caller", p.returned_unmapped_by_caller);
+  return t;
+}
 
 }  // namespace hmdb::kv::value_alloc

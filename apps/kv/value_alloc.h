@@ -82,6 +82,23 @@ struct Stats {
 };
 Stats stats();
 
+// The kv app's INFO lines on its 2 MiB blocks (Kv::info appends them to the app's section;
+// docs/operations.md, "Huge pages", says what each means), `field:value\r\n` each:
+//   value_blocks                      Stats::blocks: value blocks mapped (in use or kept empty)
+//   pantry_blocks_taken               prefault::Stats::blocks_taken: blocks (value blocks, node
+//                                     slabs) that came populated from the prefault thread
+//   pantry_blocks_missed              ...::blocks_missed: the pantry was empty, the caller
+//                                     mapped and populated its block itself
+//   pantry_blocks_handed_back         ...::returned: empty blocks handed back (give_back)
+//   pantry_blocks_reused              ...::returned_reused + returned_reused_by_caller: of
+//                                     those, the ones kept zeroed for the pantry, not unmapped
+//   pantry_blocks_unmapped_by_caller  ...::returned_unmapped_by_caller: of those, the ones
+//                                     their caller unmapped itself (kReturnedBlocksMax waiting
+//                                     already): the munmaps the hand-back did not take off it
+// Process-wide counts since start (the allocator and the thread are the process's), not
+// the state's: two nodes with one state show different ones.
+std::string info();
+
 }  // namespace value_alloc
 
 // std::allocator's interface over value_alloc, for String.

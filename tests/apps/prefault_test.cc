@@ -16,12 +16,15 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kv/key_table.h"
 #include "kv/populated_allocator.h"
+#include "kv/value_alloc.h"
 
 namespace hmdb::kv {
 namespace {
@@ -152,6 +155,14 @@ bool all_zero(const void* p, size_t bytes) {
   return true;
 }
 
+// A field of value_alloc::info()'s `field:value` lines, or -1.
+int64_t info_field(const std::string& info, std::string_view field) {
+  const std::string key = "\r\n" + std::string(field) + ":";
+  const size_t at = ("\r\n" + info).find(key);
+  if (at == std::string::npos) return -1;
+  return std::strtoll(info.c_str() + at + key.size() - 2, nullptr, 10);
+}
+
 // Takes every block the pantry holds (the thread held: none is added meanwhile).
 std::vector<void*> take_all() {
   std::vector<void*> out;
@@ -223,6 +234,7 @@ TEST_F(Prefault, BlocksHandedBackToAFullPantryAreKeptAsSparesOrUnmapped) {
   prefault::wait_idle();  // the pantry full: kPantryBlocks
   prefault::set_held_for_test(true);
   const prefault::Stats s0 = prefault::stats();
+  const std::string info0 = value_alloc::info();
   std::vector<void*> blocks;
   for (size_t i = 0; i <= prefault::kReturnedBlocksMax; i++) {
     void* p = detail::map_aligned_block(prefault::kBlockBytes);
@@ -233,6 +245,11 @@ TEST_F(Prefault, BlocksHandedBackToAFullPantryAreKeptAsSparesOrUnmapped) {
   const prefault::Stats s1 = prefault::stats();
   EXPECT_EQ(s1.returned - s0.returned, prefault::kReturnedBlocksMax + 1);
   EXPECT_EQ(s1.returned_unmapped_by_caller - s0.returned_unmapped_by_caller, 1u) << "the one beyond the bound";
+  // INFO shows it (value_alloc::info, the kv app's section).
+  EXPECT_EQ(info_field(value_alloc::info(), "pantry_blocks_unmapped_by_caller"),
+            info_field(info0, "pantry_blocks_unmapped_by_caller") + 1);
+  EXPECT_EQ(info_field(value_alloc::info(), "pantry_blocks_handed_back"),
+            info_field(info0, "pantry_blocks_handed_back") + prefault::kReturnedBlocksMax + 1);
   std::vector<unsigned char> v(prefault::kBlockBytes / page);
   EXPECT_EQ(::mincore(blocks.back(), prefault::kBlockBytes, v.data()), -1) << "the caller did not unmap it";
   EXPECT_EQ(errno, ENOMEM);

@@ -5,15 +5,19 @@
 // RUSAGE_THREAD), as in prefault_test.cc; no timing.
 #include "kv/value_alloc.h"
 
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,8 +58,28 @@ class ValueAlloc : public ::testing::Test {
     String warm(kText);  // the allocator's own state exists before anything is counted
     prefault::wait_idle();
   }
-  void TearDown() override { prefault::set_enabled(true); }
+  void TearDown() override {
+    prefault::set_held_for_test(false);
+    prefault::set_enabled(true);
+  }
 };
+
+// value_alloc::info()'s `field:value` lines.
+std::map<std::string, uint64_t> info_fields() {
+  std::map<std::string, uint64_t> out;
+  const std::string t = value_alloc::info();
+  for (size_t at = 0; at < t.size();) {
+    const size_t end = t.find("\r\n", at);
+    const size_t colon = t.find(':', at);
+    if (end == std::string::npos || colon > end) {
+      ADD_FAILURE() << "not a field:value line in " << t;
+      break;
+    }
+    out[t.substr(at, colon - at)] = std::stoull(t.substr(colon + 1, end - colon - 1));
+    at = end + 2;
+  }
+  return out;
+}
 
 TEST_F(ValueAlloc, ValuesComeFromPopulatedBlocksWithoutAFaultOfTheCaller) {
   std::vector<String> values(kValues);
@@ -174,6 +198,63 @@ TEST_F(ValueAlloc, BlocksOfOneSizeAreGivenBackWhenTheirValuesGo) {
   EXPECT_EQ(p1.returned - p0.returned, most - s1.blocks) << "a block was not handed to the prefault thread";
   EXPECT_EQ(p1.returned_unmapped_by_caller, p0.returned_unmapped_by_caller) << "the freeing thread unmapped a block";
   EXPECT_EQ(p1.returned_reused + p1.returned_unmapped - p0.returned_reused - p0.returned_unmapped, most - s1.blocks);
+}
+
+// value_alloc::info(), the kv app's INFO lines on its 2 MiB blocks (docs/operations.md,
+// "Huge pages"): each field moves by what the allocator and the prefault thread did. The
+// thread is held while the test sets up what it finds, so the counts are decided, not raced.
+TEST_F(ValueAlloc, InfoCountsTheBlocksMappedTakenMissedHandedBackAndReused) {
+  std::map<std::string, uint64_t> i0 = info_fields();
+  const std::vector<std::string> names{"value_blocks",         "pantry_blocks_taken",       "pantry_blocks_missed",
+                                       "pantry_blocks_handed_back", "pantry_blocks_reused", "pantry_blocks_unmapped_by_caller"};
+  ASSERT_EQ(i0.size(), names.size()) << value_alloc::info();
+  for (const std::string& f : names) ASSERT_EQ(i0.count(f), 1u) << f;
+
+  // Values stored while the pantry is empty: each new block is a miss, mapped by the caller.
+  prefault::set_held_for_test(true);
+  while (void* p = prefault::take_block()) ::munmap(p, kValueBlockBytes);  // the pantry and any block waiting
+  i0 = info_fields();
+  std::vector<String> values(kValues);
+  for (String& v : values) v.assign(kText);
+  std::map<std::string, uint64_t> i1 = info_fields();
+  std::set<uintptr_t> holding;  // the blocks the values are in
+  for (const String& v : values) holding.insert(reinterpret_cast<uintptr_t>(v.data()) & ~uintptr_t{kValueBlockBytes - 1});
+  const uint64_t mapped = i1["value_blocks"] - i0["value_blocks"];
+  EXPECT_GE(i1["value_blocks"], holding.size());
+  EXPECT_GE(mapped, holding.size() - 1) << "at most one empty block was there before";
+  EXPECT_EQ(i1["pantry_blocks_missed"] - i0["pantry_blocks_missed"], mapped) << "the pantry was empty";
+  EXPECT_EQ(i1["pantry_blocks_taken"], i0["pantry_blocks_taken"]);
+  EXPECT_EQ(i1["value_blocks"], value_alloc::stats().blocks);
+
+  // Freed: the empty blocks but the one kept are handed back, none reused yet (held).
+  values.clear();
+  values.shrink_to_fit();
+  std::map<std::string, uint64_t> i2 = info_fields();
+  const uint64_t back = i1["value_blocks"] - i2["value_blocks"];
+  ASSERT_GE(back, 2u);
+  EXPECT_LE(i2["value_blocks"], i0["value_blocks"] + kValueEmptyBlocksKept);
+  EXPECT_EQ(i2["pantry_blocks_handed_back"] - i1["pantry_blocks_handed_back"], back);
+  EXPECT_EQ(i2["pantry_blocks_reused"], i1["pantry_blocks_reused"]);
+
+  // A take finds one of them waiting (the pantry still empty): taken and reused, no miss.
+  void* p = prefault::take_block();
+  ASSERT_NE(p, nullptr);
+  std::map<std::string, uint64_t> i3 = info_fields();
+  EXPECT_EQ(i3["pantry_blocks_taken"] - i2["pantry_blocks_taken"], 1u);
+  EXPECT_EQ(i3["pantry_blocks_reused"] - i2["pantry_blocks_reused"], 1u);
+  EXPECT_EQ(i3["pantry_blocks_missed"], i2["pantry_blocks_missed"]);
+  ::munmap(p, kValueBlockBytes);
+
+  // Let go, the thread zeroes the others into its empty pantry up to kPantryBlocks +
+  // kPantrySpareBlocks and unmaps the rest; the caller unmapped none.
+  prefault::set_held_for_test(false);
+  prefault::wait_idle();
+  std::map<std::string, uint64_t> i4 = info_fields();
+  EXPECT_EQ(i4["pantry_blocks_reused"] - i3["pantry_blocks_reused"],
+            std::min<uint64_t>(back - 1, prefault::kPantryBlocks + prefault::kPantrySpareBlocks));
+  EXPECT_EQ(i4["pantry_blocks_unmapped_by_caller"], i0["pantry_blocks_unmapped_by_caller"]);
+  EXPECT_EQ(i4["pantry_blocks_handed_back"], i2["pantry_blocks_handed_back"]);
+  std::printf("info after: %s", value_alloc::info().c_str());
 }
 
 TEST_F(ValueAlloc, AForkedChildStoresAndFreesValues) {
