@@ -6,7 +6,7 @@
 // proposes applies), ACL SETUSER|DELUSER (a logged shell command, proposed as the server's
 // shell does: answered when the ACL change applies) and the pub/sub commands (handed to core::PubSub as the server's shell
 // does), a disk that is durable at once and keeps what it is given, a network that drops
-// everything (or keeps it for the test to answer). Used by replica_test.cc,
+// everything (or keeps it for the test to answer: answer_as_voter_2). Used by replica_test.cc,
 // transaction_test.cc, schema_test.cc and pubsub_test.cc.
 #pragma once
 
@@ -192,5 +192,36 @@ struct TestNode {
     return o;
   }
 };
+
+// For a node 1 of a cluster whose host keeps its messages (FakeHost::keep_messages): voter 2
+// answers what node 1 sent it, granting every (pre-)vote and acknowledging every append and
+// heartbeat at once, so node 1 can be elected and commit; what went to others is dropped.
+template <class App>
+void answer_as_voter_2(TestNode<App>& n) {
+  std::vector<raft::Message> out = std::move(n.host.outbox);
+  n.host.outbox.clear();
+  for (const raft::Message& m : out) {
+    if (m.to != 2) continue;
+    raft::Message r;
+    r.from = 2;
+    r.to = 1;
+    r.term = m.term;
+    switch (m.type) {
+      case raft::MessageType::kPreVote: r.type = raft::MessageType::kPreVoteResponse; break;
+      case raft::MessageType::kVote: r.type = raft::MessageType::kVoteResponse; break;
+      case raft::MessageType::kAppend:
+        r.type = raft::MessageType::kAppendResponse;
+        r.log_index = m.log_index + m.entries.size();
+        break;
+      case raft::MessageType::kHeartbeat:
+        r.type = raft::MessageType::kHeartbeatResponse;
+        r.log_index = m.log_index;
+        r.context = m.context;
+        break;
+      default: continue;
+    }
+    n.raft->step(r);
+  }
+}
 
 }  // namespace hmdb::core

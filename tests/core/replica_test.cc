@@ -214,30 +214,7 @@ struct ForwardingNode final : ForwardHost {
   // connected, the replies on links to node 1 relayed.
   void turn() {
     n.replica->end_turn();
-    std::vector<raft::Message> out = std::move(n.host.outbox);
-    n.host.outbox.clear();
-    for (const raft::Message& m : out) {
-      if (m.to != 2) continue;
-      raft::Message r;
-      r.from = 2;
-      r.to = 1;
-      r.term = m.term;
-      switch (m.type) {
-        case raft::MessageType::kPreVote: r.type = raft::MessageType::kPreVoteResponse; break;
-        case raft::MessageType::kVote: r.type = raft::MessageType::kVoteResponse; break;
-        case raft::MessageType::kAppend:
-          r.type = raft::MessageType::kAppendResponse;
-          r.log_index = m.log_index + m.entries.size();
-          break;
-        case raft::MessageType::kHeartbeat:
-          r.type = raft::MessageType::kHeartbeatResponse;
-          r.log_index = m.log_index;
-          r.context = m.context;
-          break;
-        default: continue;
-      }
-      n.raft->step(r);
-    }
+    answer_as_voter_2(n);
     n.replica->drive();
     forwarder.set_leader(n.raft->leader(), n.raft->term());
     for (uint64_t link : std::exchange(dialing, {})) {

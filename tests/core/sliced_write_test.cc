@@ -85,38 +85,15 @@ TEST(SlicedWrite, HoldsTheApplyServesReadsOfTheOldStateAndFinishesInTheLastSlice
   EXPECT_EQ(n.out(3), kUnionReply + ":0\r\n:1\r\n");
 }
 
-// Node 1 of three, voter 2 answering every vote, append and heartbeat at once (as
-// replica_test's ForwardingNode): reads take a read index (Config::lease_reads is off).
+// Node 1 of three, voter 2 answering every vote, append and heartbeat at once
+// (answer_as_voter_2): reads take a read index (Config::lease_reads is off).
 struct ThreeNodeKv {
   KvNode n{{1, 2, 3}};
   ThreeNodeKv() { n.host.keep_messages = true; }
   // One loop turn: the replica's, then voter 2's answers to what it sent.
   void turn() {
     n.replica->end_turn();
-    std::vector<raft::Message> out = std::move(n.host.outbox);
-    n.host.outbox.clear();
-    for (const raft::Message& m : out) {
-      if (m.to != 2) continue;
-      raft::Message r;
-      r.from = 2;
-      r.to = 1;
-      r.term = m.term;
-      switch (m.type) {
-        case raft::MessageType::kPreVote: r.type = raft::MessageType::kPreVoteResponse; break;
-        case raft::MessageType::kVote: r.type = raft::MessageType::kVoteResponse; break;
-        case raft::MessageType::kAppend:
-          r.type = raft::MessageType::kAppendResponse;
-          r.log_index = m.log_index + m.entries.size();
-          break;
-        case raft::MessageType::kHeartbeat:
-          r.type = raft::MessageType::kHeartbeatResponse;
-          r.log_index = m.log_index;
-          r.context = m.context;
-          break;
-        default: continue;
-      }
-      n.raft->step(r);
-    }
+    answer_as_voter_2(n);
     n.replica->drive();
   }
 };
