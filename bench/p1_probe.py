@@ -8,6 +8,8 @@ group-commit holds that ran out (and ran out before the replies were sent: INFO
 disk_holds_expired, disk_holds_expired_unsent), and the load tool's own CPU µs per request.
 Example: python3 bench/p1_probe.py --bin redis --bin base=/tmp/hmdb-a --bin new=build/apps/kv/hmdb
   --workloads set,incr --runs 5 --tool redis-benchmark
+A path `taskset:CPUS:PATH` (e.g. `--bin redis1=taskset:1:redis`) runs that server under
+`taskset -c CPUS` (all its threads on those CPUs), the load tool where the kernel puts it.
 Run it under `flock /tmp/hmdb-bench.lock` on a shared machine."""
 import argparse, resource, os, subprocess, time, shutil, tempfile, socket, statistics, sys, re
 from ping_wait import wait_ping
@@ -48,7 +50,7 @@ def load(tool, port, wl, seconds, clients, hb, n=None):
         raise RuntimeError(out)
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--bin", action="append", default=[], help="name=path or redis")
+ap.add_argument("--bin", action="append", default=[], help="name=path or redis; path taskset:CPUS:path pins the server")
 ap.add_argument("--workloads", default="set,incr")
 ap.add_argument("--tool", default="redis-benchmark")
 ap.add_argument("--runs", type=int, default=3)
@@ -65,11 +67,15 @@ for rep in range(a.runs):
         name, path = b.split("=", 1) if "=" in b else (b, b)
         d = tempfile.mkdtemp(prefix="hmdb-p1-probe-")
         port = a.port
+        pin = []
+        if path.startswith("taskset:"):
+            _, cpus, path = path.split(":", 2)
+            pin = ["taskset", "-c", cpus]
         if path == "redis":
             argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "", "--appendonly", "yes", "--appendfsync", "always"]
         else:
             argv = [path, "serve", "--port", str(port), "--dir", d + "/data", "--durability", "always"]
-        p = subprocess.Popen(argv, stdout=open(d + "/log", "w"), stderr=subprocess.STDOUT)
+        p = subprocess.Popen(pin + argv, stdout=open(d + "/log", "w"), stderr=subprocess.STDOUT)
         try:
             wait_ping(port)
             for wl in a.workloads.split(","):
