@@ -2914,15 +2914,21 @@ bool read_zinputs(const State& s, const ZSetOpArgs& a, uint64_t now_ms, Reply& r
 // (ZStoreProducer, a sliced ZUNIONSTORE) or all at once (combine_zsets): one code path, so a
 // sliced write computes every score with the same operations in the same order as a whole
 // one. ZUNION and ZINTER take their inputs smallest first, as Redis does (the order of
-// additions of the weighted scores). ZUNION walks each input in turn and takes a member at
-// its first input: one an earlier input holds is skipped, else its weighted score is
-// aggregated with the weighted scores of the later inputs holding it, in input order (what
-// adding each input's members into a table of sums in turn computes, without a table: a
-// table of millions, fresh memory written at random, cost a page fault per slot in the first
-// slices). ZINTER walks the smallest and looks each member up in the others; ZDIFF walks the
+// additions of the weighted scores). ZUNION walks each input in turn. Over up to
+// kZUnionLookupInputsMax inputs present it takes a member at its first input: one an earlier
+// input holds is skipped, else its weighted score is aggregated with the weighted scores of
+// the later inputs holding it, in input order (what adding each input's members into a table
+// of sums in turn computes, without a table: a table of millions, fresh memory written at
+// random, cost a page fault per slot in the first slices); over more inputs, where a member's
+// lookups would outnumber a table's one insert several times, it adds them into a table (its
+// growth, a rehash of all so far, is then a long slice at millions). ZINTER walks the smallest and looks each member up in the others; ZDIFF walks the
 // first and looks each member up in the others present. Each candidate, and each lookup in
 // another input, is one unit of work (zsetop_work). The pairs come in the walk's order, not
 // sorted; they are views into the inputs, valid while the state does not change.
+// ZUNION's walk (ZSetOpWalk) looks a member up in the other inputs up to this many inputs
+// present; beyond, it adds the members into a table (a member's lookups would cost more).
+inline constexpr size_t kZUnionLookupInputsMax = 4;
+
 class ZSetOpWalk {
  public:
   using Pair = std::pair<double, std::string_view>;
@@ -2933,10 +2939,14 @@ class ZSetOpWalk {
     }
     // Reserved up front (an upper bound): no copy of millions in one slice.
     if (op_ == SetOp::kUnion) {
-      size_t total = 0;
-      for (const ZInput& i : in_) total += i.size();
+      size_t total = 0, present = 0;
+      for (const ZInput& i : in_) {
+        total += i.size();
+        present += (i.z || i.set) ? 1 : 0;
+      }
       pairs_.reserve(total);
       walked_ = in_.size();
+      table_ = present > kZUnionLookupInputsMax;
     } else {
       pairs_.reserve(in_.empty() ? 0 : in_[0].size());
       walked_ = in_.empty() ? 0 : 1;
@@ -2967,6 +2977,7 @@ class ZSetOpWalk {
         }
       }
     }
+    decltype(members_)().swap(members_);  // the table, if any, is done with
     return true;
   }
 
@@ -2977,6 +2988,13 @@ class ZSetOpWalk {
     ++*work;
     switch (op_) {
       case SetOp::kUnion: {
+        if (table_) {
+          const double v = weighted(score, in_[input_].weight);
+          const auto [it, fresh] = members_.try_emplace(m, pairs_.size());
+          if (fresh) pairs_.emplace_back(v, m);
+          else aggregate_into(&pairs_[it->second].first, v, how_);
+          return;
+        }
         double other;
         for (size_t i = 0; i < input_; i++) {
           if (!in_[i].z && !in_[i].set) continue;  // missing: holds nothing
@@ -3024,13 +3042,16 @@ class ZSetOpWalk {
   size_t walked_ = 0;  // inputs walked: all for ZUNION, the first for ZINTER and ZDIFF
   size_t input_ = 0;   // the one being walked
   bool started_ = false;
+  bool table_ = false;  // ZUNION over more than kZUnionLookupInputsMax inputs present
   ZOrder::const_iterator z_cursor_;
   Set::Cursor set_cursor_;
+  absl::flat_hash_map<std::string_view, size_t> members_;  // table_: member -> its place in pairs_
   std::vector<Pair> pairs_;
 };
 
 // The work of a sorted-set operation's walk, in ZSetOpWalk's units (at most): ZUNION
-// visits every input's members with a lookup in each other input present, ZINTER the
+// visits every input's members with a lookup in each other input present (over more than
+// kZUnionLookupInputsMax present, an insert into its table instead: one unit), ZINTER the
 // smallest input's with a lookup in each other, ZDIFF the first's with a lookup in each
 // other present.
 size_t zsetop_work(SetOp op, const std::vector<ZInput>& in) {
@@ -3042,7 +3063,7 @@ size_t zsetop_work(SetOp op, const std::vector<ZInput>& in) {
         n += i.size();
         present += (i.z || i.set) ? 1 : 0;
       }
-      return n * present;
+      return present > kZUnionLookupInputsMax ? n : n * present;
     }
     case SetOp::kInter: {
       size_t n = SIZE_MAX;
