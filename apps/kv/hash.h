@@ -121,8 +121,8 @@ class Hash {
   // Removes up to about `budget` fields, for freeing a deleted hash a bounded amount at a
   // time (kv.h, Graveyard); returns the work done. A small hash goes at once (at most
   // kSmallFieldsMax). The hash is only to be destroyed or cleared further afterwards. The
-  // table's node slabs go with its last field (one munmap per 2 MiB slab: ~40 at 1 M
-  // fields, a few ms).
+  // table's node slabs go with its last field, handed to the prefault thread (~40 slabs of
+  // 2 MiB at 1 M fields: key_table.h, free_block).
   size_t clear_some(size_t budget) {
     if (!big_) {
       const size_t n = small_.size();

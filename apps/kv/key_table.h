@@ -81,7 +81,9 @@ inline constexpr size_t kPrefaultAheadBytes = size_t{4} << 20;
 // the old array's buckets: a doubling then ends after 3n/4 inserts, still before the next.
 inline constexpr size_t kPrefaultLeadSteps = 32768;
 // drain()'s work units: a node destroyed is 1 (~0.05-0.1 µs), an empty bucket skipped is
-// 1/kDrainEmptyBucketsPerUnit, a populated slab unmapped is kDrainSlabUnits (512 pages).
+// 1/kDrainEmptyBucketsPerUnit, a populated slab freed is kDrainSlabUnits (512 pages): what
+// its munmap costs when the caller must make it (the prefault thread takes it otherwise:
+// free_block).
 inline constexpr size_t kDrainEmptyBucketsPerUnit = 16;
 inline constexpr size_t kDrainSlabUnits = 2048;
 // The smallest bucket array (2^kMinBucketBits) and the load factor that ends a shrink: a
@@ -699,9 +701,16 @@ class KeyTable : private detail::ResizingBuckets<detail::KeyTableNode<V>, detail
     n->~Node();
     free_node(n);
   }
+  // A slab of the prefault thread's block size (kSlabBytesMax: every mapped slab) is handed
+  // back to it (prefault::give_back), which reuses or unmaps it, as the value allocator's
+  // empty blocks: the freeing thread (the event loop, for a flushed table or a deleted hash's
+  // last field) makes no munmap of a populated 2 MiB block.
   static void free_block(char* p, size_t bytes) noexcept {
-    if (bytes >= kPopulateBytesMin) munmap(p, detail::page_round(bytes));
-    else ::operator delete(p);
+    static_assert(kSlabBytesMax == prefault::kBlockBytes, "a mapped slab is a pantry block");
+    if (bytes < kPopulateBytesMin) ::operator delete(p);
+    else if (detail::page_round(bytes) == prefault::kBlockBytes && (reinterpret_cast<uintptr_t>(p) & (prefault::kBlockBytes - 1)) == 0)
+      prefault::give_back(p);  // aligned, as map_populated maps a block of this size
+    else munmap(p, detail::page_round(bytes));
   }
   void steal(KeyTable& o) noexcept {
     this->steal_buckets(o);

@@ -103,9 +103,12 @@ inline void* map_aligned_block(size_t bytes) {
 inline void* map_populated(size_t bytes) {
   // A block of a huge page's size (the key table's node slab) the prefault thread has
   // populated ahead, so that the caller (the event loop) does not zero it (prefault.h).
-  if (page_round(bytes) == prefault::kBlockBytes)
+  // Else one mapped here, aligned as the thread's are: when its table goes it is handed back
+  // (prefault::give_back), and the thread may give it out again as a value block.
+  const bool block = page_round(bytes) == prefault::kBlockBytes;
+  if (block)
     if (void* ready = prefault::take_block()) return ready;
-  void* p = map_block(bytes);
+  void* p = block ? map_aligned_block(prefault::kBlockBytes) : map_block(bytes);
   if (madvise(p, page_round(bytes), MADV_POPULATE_WRITE) != 0 && errno == ENOMEM) {
     // Not enough memory to back the block: fail now, as operator new would, rather than
     // be killed on a later page fault.

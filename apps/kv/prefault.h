@@ -19,7 +19,8 @@
 //   they are at): the thread populates each chunk in one call, in the order the steps write
 //   the array, so the loop finds its pages there (the thread fills a 2 MiB page in ~5 ms, the
 //   steps of a doubling pass over one in ~65,000 inserts);
-// - a block its user no longer needs (the value allocator's empty blocks) is handed back
+// - a block its user no longer needs (the value allocator's empty blocks, the 2 MiB node
+//   slabs of a key table that goes: key_table.h, free_block) is handed back
 //   (give_back): the thread zeroes it into the pantry if the pantry is short, so it is not
 //   populated anew, else unmaps it; either way the loop makes no munmap of a populated block
 //   (its pages freed, the TLBs of the process's other CPUs flushed).
@@ -98,10 +99,10 @@ inline constexpr size_t kPantrySpareBlocks = 4;
 inline constexpr size_t kReturnedBlocksMax = 64;
 
 // Hands back a block of kBlockBytes the caller no longer uses (aligned to kBlockBytes, as
-// take_block's; resident, any content): the thread zeroes it into the pantry if the pantry
-// holds fewer than kPantryBlocks + kPantrySpareBlocks (a block reused is not mapped and
-// populated again), else unmaps it. So the caller
-// (the event loop) pays neither the munmap of a populated block (its pages freed, the other
+// take_block's; resident, any content; a value block or a key table's node slab): the
+// thread zeroes it into the pantry if the pantry holds fewer than kPantryBlocks +
+// kPantrySpareBlocks (a block reused is not mapped and populated again), else unmaps it.
+// So the caller (the event loop) pays neither the munmap of a populated block (its pages freed, the other
 // CPUs' TLBs flushed) nor, later, the populate of a new one. In a forked child, with
 // prefaulting off, or with kReturnedBlocksMax blocks waiting already, the caller unmaps it
 // itself (counted: returned_unmapped_by_caller).

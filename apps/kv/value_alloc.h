@@ -89,7 +89,8 @@ Stats stats();
 //                                     slabs) that came populated from the prefault thread
 //   pantry_blocks_missed              ...::blocks_missed: the pantry was empty, the caller
 //                                     mapped and populated its block itself
-//   pantry_blocks_handed_back         ...::returned: empty blocks handed back (give_back)
+//   pantry_blocks_handed_back         ...::returned: empty blocks handed back (give_back):
+//                                     value blocks, and node slabs (key_table.h)
 //   pantry_blocks_reused              ...::returned_reused + returned_reused_by_caller: of
 //                                     those, the ones kept zeroed for the pantry, not unmapped
 //   pantry_blocks_unmapped_by_caller  ...::returned_unmapped_by_caller: of those, the ones
