@@ -267,7 +267,7 @@ class Prefaulter {
   bool busy_block_ = false;    // the thread is making a pantry block, or reusing or unmapping one handed back
   bool held_ = false;          // set_held_for_test
   std::vector<void*> pantry_;
-  std::deque<void*> returned_;  // blocks handed back (give_back), oldest first; at most kReturnedBlocksMax
+  std::deque<void*> returned_;  // blocks handed back (give_back), oldest first; at most kReturnedBlocksMax (kReturnedBytesMax)
   std::deque<Range> ranges_;
   char* busy_p_ = nullptr;  // the chunk the thread is populating now
   size_t busy_bytes_ = 0;

@@ -86,17 +86,25 @@ void forget(void* p, size_t bytes);
 // memory while kept.
 inline constexpr size_t kPantrySpareBlocks = 4;
 
-// Blocks handed back (give_back) and not yet reused or unmapped, at most: kReturnedBlocksMax x
-// kBlockBytes of memory the process has let go of and the kernel does not have yet. A block
-// beyond it is unmapped by the caller. The loop frees ~10 blocks of 400-byte values a turn at
-// most: FLUSHALL's keys are freed up to 50,000 a turn (kv.h, kLazyFreeHousekeepingWork, one
-// such turn a 100 ms tick), a turn's DELs name ~20,000 keys (it reads 256 KiB,
-// server/options.h), and the lazy free's turns come back to back while it has work. The
-// thread unmaps one in ~0.025-0.045 ms (median), but it must first be woken and get a CPU: in
-// a FLUSHALL of 600,000 values of 400 B at load 5-6 (117 blocks within ~90 ms) the queue
-// filled before the thread ran, and the loop unmapped the rest itself (~60 with a bound of 16,
-// 53 with 64; bench/README.md). 64 blocks are 128 MiB let go of and not yet unmapped.
-inline constexpr size_t kReturnedBlocksMax = 64;
+// Blocks handed back (give_back) and not yet reused or unmapped, at most kReturnedBytesMax of
+// them: memory the process has let go of and the kernel does not have yet. A block beyond it
+// is unmapped by its caller. Why so much: a flushed keyspace (or a deleted big hash) is freed
+// in its key table's order (kv.h, Graveyard), which is not the order of the value blocks, so a
+// block empties only when the last of its ~5,000 values (of 400 B) goes: the blocks of a
+// keyspace empty together, at the end of its freeing. A FLUSHALL of 600,000 values of 400 B
+// handed back 142 blocks (117 value blocks, 25 node slabs) faster than the thread unmapped
+// them: with a bound of 64 the loop unmapped 17 itself (53 of 117 in an earlier run; bench/
+// README.md, "Node slabs handed back"). At issue 16's size (20 M values of 400 B, ~10 GiB)
+// that is ~3,900 value blocks: 0.1-0.4 s of munmaps (0.025-0.1 ms each) if the loop made
+// those beyond a small bound. So the bound is above the value memory of the largest
+// state the server is built for, and the whole keyspace's blocks go to the thread. It adds
+// nothing to the process's peak memory (a block queued was resident the moment before); it
+// delays the release of what the loop freed by the thread's time to unmap it (~0.025-0.045 ms
+// a block, ~0.1-0.2 s for 3,900) where the loop would have unmapped it in the same turn, or
+// (with an element budget that made fewer blocks empty per turn) in later turns. The queue
+// itself costs 8 bytes a block.
+inline constexpr size_t kReturnedBytesMax = size_t{16} << 30;
+inline constexpr size_t kReturnedBlocksMax = kReturnedBytesMax / kBlockBytes;
 
 // Hands back a block of kBlockBytes the caller no longer uses (aligned to kBlockBytes, as
 // take_block's; resident, any content; a value block or a key table's node slab): the

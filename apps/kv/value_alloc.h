@@ -94,7 +94,7 @@ Stats stats();
 //   pantry_blocks_reused              ...::returned_reused + returned_reused_by_caller: of
 //                                     those, the ones kept zeroed for the pantry, not unmapped
 //   pantry_blocks_unmapped_by_caller  ...::returned_unmapped_by_caller: of those, the ones
-//                                     their caller unmapped itself (kReturnedBlocksMax waiting
+//                                     their caller unmapped itself (kReturnedBytesMax waiting
 //                                     already): the munmaps the hand-back did not take off it
 // Process-wide counts since start (the allocator and the thread are the process's), not
 // the state's: two nodes with one state show different ones.

@@ -239,6 +239,7 @@ TEST_F(Prefault, BlocksHandedBackToAFullPantryAreKeptAsSparesOrUnmapped) {
   std::vector<void*> blocks;
   for (size_t i = 0; i <= prefault::kReturnedBlocksMax; i++) {
     void* p = detail::map_aligned_block(prefault::kBlockBytes);
+    ::madvise(p, prefault::kBlockBytes, MADV_NOHUGEPAGE);  // with THP "always" a touch would fault 2 MiB in
     static_cast<char*>(p)[0] = 1;  // resident (a page of it: the test keeps its memory small)
     blocks.push_back(p);
   }
@@ -298,6 +299,34 @@ TEST_F(Prefault, NodeSlabsAreHandedBackWhenTheirTableGoes) {
     EXPECT_EQ(s2.returned_reused + s2.returned_unmapped - s1.returned_reused - s1.returned_unmapped, slabs) << kHow[how];
     t.reset();
   }
+}
+
+// What a FLUSHALL of issue 16's largest state hands back at once (prefault.h,
+// kReturnedBytesMax): 20 M values of 400 B fill ~3,900 blocks, and nearly all of them empty in
+// the lazy free's last turn. All go to the thread, none is unmapped by the freeing thread,
+// even while the thread does not run (held here: busy, or waiting for a CPU).
+TEST_F(Prefault, AWholeKeyspacesBlocksAreHandedBackAtOnce) {
+  constexpr size_t kFlushBlocks = size_t{20'000'000} * 408 / prefault::kBlockBytes;  // 408-byte slots (value_alloc.h)
+  prefault::set_held_for_test(true);
+  const prefault::Stats s0 = prefault::stats();
+  std::vector<void*> blocks;
+  for (size_t i = 0; i < kFlushBlocks; i++) {
+    void* p = detail::map_aligned_block(prefault::kBlockBytes);
+    ::madvise(p, prefault::kBlockBytes, MADV_NOHUGEPAGE);  // with THP "always" a touch would fault 2 MiB in
+    static_cast<char*>(p)[0] = 1;  // resident (a page of it: the test keeps its memory small)
+    blocks.push_back(p);
+  }
+  for (void* p : blocks) prefault::give_back(p);
+  const prefault::Stats s1 = prefault::stats();
+  prefault::set_held_for_test(false);
+  EXPECT_EQ(s1.returned - s0.returned, kFlushBlocks);
+  EXPECT_EQ(s1.returned_unmapped_by_caller, s0.returned_unmapped_by_caller)
+      << "the freeing thread unmapped blocks beyond the bound";
+  const prefault::Stats s2 = prefault::wait_idle();
+  EXPECT_EQ(s2.returned_reused + s2.returned_unmapped - s0.returned_reused - s0.returned_unmapped, kFlushBlocks);
+  prefault::set_held_for_test(true);  // the spares left in the pantry go, for the next test
+  for (void* p : take_all()) ::munmap(p, prefault::kBlockBytes);
+  prefault::set_held_for_test(false);
 }
 
 TEST_F(Prefault, AForkedChildGetsNoBlockAndQueuesNothing) {
