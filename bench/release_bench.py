@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""bench/release_bench.py - the event loop's longest turn, and its munmaps, while the kv app frees
+a flushed keyspace (FLUSHALL of --values values of --value-bytes) and a deleted big hash (DEL of
+one hash of about --fields fields), for one or more hmdb binaries side by side (issue 16 item 5:
+no loop turn longer than 20 ms at any size; apps/kv/prefault.h: memory handed back).
+
+Per run and binary (the binaries' order alternates between runs), a fresh
+`hmdb serve --durability none` in a fresh data directory:
+
+1. fill: `redis-benchmark -t set -d VALUE_BYTES -n VALUES -r 1000000000 -P 64 -c 20` (random
+   keys over 10^9: ~VALUES distinct);
+2. CONFIG RESETSTAT, then FLUSHALL; the kv app frees the keyspace over the following
+   housekeeping turns (one a 100 ms tick, apps/kv/kv.h: Graveyard). Done when the applied
+   index (each housekeeping turn is a log entry) has not moved for IDLE_S. Then INFO:
+   loop_turn_max_ms (the longest turn since the reset), long_turns (turns of 20 ms or more),
+   long_turns_on_cpu, last_long_turn_ms / _cpu_ms, and the app's block counters if the binary
+   has them (value_blocks, pantry_blocks_*);
+3. the same for a hash: `redis-benchmark -t hset -n FIELDS -r FIELDS -P 64 -c 20` fills
+   `myhash`, then RESETSTAT, `DEL myhash`, done as above, INFO.
+
+With --trace, `perf trace -e munmap` follows the server during steps 2 and 3 (attached after
+the RESETSTAT, stopped when done) and the script reports, per step, the munmap calls of the
+event loop (the process's main thread) and of the other threads (hmdb-prefault: the blocks
+handed back): count, total and median / max ms, and how many were of 2 MiB. Tracing slows
+every system call: compare the turns of runs without --trace.
+
+Run it under the benchmark lock and quote the load (printed) with every figure:
+    flock /tmp/hmdb-bench.lock python3 bench/release_bench.py --hmdb A --hmdb B --runs 3
+Python 3 standard library, redis-benchmark on PATH, perf for --trace (root). Every process
+started here is stopped by its PID.
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from snapshot_stall import Resp, Server, free_port, info, loadavg, proc_status_kib, stop_proc  # noqa: E402
+
+# --- bounds ---
+FILL_TIMEOUT_S = 900      # one redis-benchmark fill on a busy machine
+IDLE_S = 1.0              # applied index unchanged this long (10 housekeeping ticks): freeing done
+FREE_TIMEOUT_S = 300      # a FLUSHALL or DEL must be freed within this
+POLL_S = 0.1
+TRACE_START_S = 1.0       # perf trace attaches to every thread first
+TRACE_STOP_TIMEOUT_S = 30
+
+TURN_FIELDS = ("loop_turn_max_ms", "long_turns", "long_turns_on_cpu", "last_long_turn_ms", "last_long_turn_cpu_ms",
+               "slow_turns")
+BLOCK_FIELDS = ("value_blocks", "pantry_blocks_taken", "pantry_blocks_missed", "pantry_blocks_handed_back",
+                "pantry_blocks_reused", "pantry_blocks_unmapped_by_caller")
+# perf trace's line: "  12.345 ( 0.025 ms): hmdb/1234 munmap(addr: 0x7f.., len: 2097152) = 0"
+TRACE_RE = re.compile(r"\(\s*([\d.]+) ms\):\s*(\S+)/(\d+) munmap\(addr: \S+, len: (\w+)")
+
+
+def call(port, *args, timeout=600):
+    c = Resp(port, timeout=timeout)
+    try:
+        return c.call(*args)
+    finally:
+        c.close()
+
+
+def redis_benchmark(port, args):
+    subprocess.run(["redis-benchmark", "-p", str(port), "-q"] + args, check=True, timeout=FILL_TIMEOUT_S,
+                   stdout=subprocess.DEVNULL)
+
+
+def wait_freed(port):
+    """Waits until the applied index stays put IDLE_S (no housekeeping entry: the graveyard is
+    empty); returns the seconds it took."""
+    t0 = time.monotonic()
+    last, since = None, time.monotonic()
+    while time.monotonic() - t0 < FREE_TIMEOUT_S:
+        a = info(port, "replication")["applied_index"]
+        if a != last:
+            last, since = a, time.monotonic()
+        elif time.monotonic() - since >= IDLE_S:
+            return since - t0
+        time.sleep(POLL_S)
+    raise RuntimeError(f"still freeing after {FREE_TIMEOUT_S} s")
+
+
+def start_trace(pid, path):
+    p = subprocess.Popen(["perf", "trace", "-e", "munmap", "-p", str(pid), "-o", path],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(TRACE_START_S)
+    return p
+
+
+def stop_trace(p):
+    if p is None:
+        return
+    p.send_signal(signal.SIGINT)
+    try:
+        p.wait(TRACE_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        stop_proc(p)
+
+
+def munmaps(path, loop_tid):
+    """{"loop"|"other": {"n", "ms", "median_ms", "max_ms", "n_2mib"}} from perf trace's output."""
+    out = {}
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return out
+    for who in ("loop", "other"):
+        calls = []
+        for line in lines:
+            m = TRACE_RE.search(line)
+            if not m or (int(m.group(3)) == loop_tid) != (who == "loop"):
+                continue
+            calls.append((float(m.group(1)), int(m.group(4), 0)))
+        d = [c[0] for c in calls]
+        out[who] = {"n": len(d), "ms": sum(d), "median_ms": statistics.median(d) if d else 0.0,
+                    "max_ms": max(d) if d else 0.0, "n_2mib": sum(1 for c in calls if c[1] == 2 << 20)}
+    return out
+
+
+def release(port, pid, what, trace_path):
+    """RESETSTAT, `what` (FLUSHALL or DEL myhash), wait until freed; INFO's turns and blocks."""
+    call(port, "CONFIG", "RESETSTAT")
+    i0 = info(port, "app")
+    before = {k: int(i0[k]) for k in BLOCK_FIELDS if k in i0}
+    tracer = start_trace(pid, trace_path) if trace_path else None
+    try:
+        t0 = time.monotonic()
+        r = call(port, *what)
+        reply_ms = (time.monotonic() - t0) * 1e3
+        freed_s = wait_freed(port)
+    finally:
+        stop_trace(tracer)
+    i = info(port, "all")
+    out = {k: int(i[k]) for k in TURN_FIELDS + BLOCK_FIELDS if k in i}
+    out.update(reply=str(r), reply_ms=reply_ms, freed_s=freed_s, load=loadavg(), before=before)
+    if trace_path:
+        out["munmap"] = munmaps(trace_path, pid)
+    return out
+
+
+def one(binary, args, work, label):
+    port = free_port()
+    d = tempfile.mkdtemp(dir=work)
+    srv = Server(binary, port, d, os.path.join(d, "server.log"), durability="none")
+    srv.start()
+    pid = srv.proc.pid
+    res = {"binary": label}
+    try:
+        rss0 = proc_status_kib(pid)
+        redis_benchmark(port, ["-t", "set", "-d", str(args.value_bytes), "-n", str(args.values), "-r", "1000000000",
+                               "-P", "64", "-c", "20"])
+        res["keys"] = int(call(port, "DBSIZE"))
+        res["rss_filled_mib"] = (proc_status_kib(pid) - rss0) / 1024
+        res["flush"] = release(port, pid, ("FLUSHALL",), os.path.join(d, "flush.trace") if args.trace else None)
+        res["rss_flushed_mib"] = (proc_status_kib(pid) - rss0) / 1024
+        if args.fields:
+            redis_benchmark(port, ["-t", "hset", "-n", str(args.fields), "-r", str(args.fields), "-P", "64", "-c", "20"])
+            res["fields"] = int(call(port, "HLEN", "myhash"))
+            res["hash"] = release(port, pid, ("DEL", "myhash"), os.path.join(d, "hash.trace") if args.trace else None)
+    finally:
+        srv.stop()
+        if not args.keep:
+            shutil.rmtree(d, ignore_errors=True)
+    return res
+
+
+def show(r):
+    print(f"  {r['binary']}: {r['keys']} keys, +{r['rss_filled_mib']:.0f} MiB filled, "
+          f"+{r['rss_flushed_mib']:.0f} MiB after FLUSHALL")
+    for step in ("flush", "hash"):
+        if step not in r:
+            continue
+        s = r[step]
+        turns = ", ".join(f"{k} {s[k]}" for k in TURN_FIELDS if k in s)
+        blocks = ", ".join(f"{k} {s['before'][k]} -> {s[k]}" if k == "value_blocks" else f"{k} +{s[k] - s['before'][k]}"
+                           for k in BLOCK_FIELDS if k in s and k in s["before"])
+        extra = f" ({r['fields']} fields)" if step == "hash" else ""
+        print(f"    {step}{extra}: reply {s['reply_ms']:.1f} ms, freed in {s['freed_s']:.1f} s, load {s['load']}; {turns}")
+        if blocks:
+            print(f"      blocks during the release: {blocks}")
+        for who, m in s.get("munmap", {}).items():
+            print(f"      munmap {who}: {m['n']} calls ({m['n_2mib']} of 2 MiB), {m['ms']:.2f} ms, "
+                  f"median {m['median_ms']:.3f} / max {m['max_ms']:.3f} ms")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hmdb", action="append", required=True, help="an hmdb binary (repeat to compare)")
+    ap.add_argument("--values", type=int, default=600_000)
+    ap.add_argument("--value-bytes", type=int, default=400)
+    ap.add_argument("--fields", type=int, default=1_000_000, help="random fields over which myhash is filled; 0: no hash")
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--trace", action="store_true", help="perf trace -e munmap during the releases")
+    ap.add_argument("--keep", action="store_true", help="keep the data directories (and traces)")
+    args = ap.parse_args()
+    work = tempfile.mkdtemp(dir="/var/tmp", prefix="release_bench.")
+    print(f"release_bench: {args.values} x {args.value_bytes} B values, hash of ~{args.fields} fields, "
+          f"{args.runs} run(s), trace {args.trace}; load {loadavg()}")
+    results = []
+    try:
+        for run in range(args.runs):
+            order = list(enumerate(args.hmdb))
+            if run % 2:
+                order.reverse()
+            for i, b in order:
+                r = one(b, args, work, b)
+                r["i"] = i
+                print(f"run {run + 1}:")
+                show(r)
+                sys.stdout.flush()
+                results.append(r)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print("\nsummary (median [min-max] over runs):")
+    for i, b in enumerate(args.hmdb):
+        rs = [r for r in results if r["i"] == i]
+        for step in ("flush", "hash"):
+            vals = [r[step]["loop_turn_max_ms"] for r in rs if step in r]
+            if vals:
+                print(f"  {b} {step}: loop_turn_max_ms {statistics.median(vals)} [{min(vals)}-{max(vals)}], "
+                      f"long_turns {[r[step]['long_turns'] for r in rs]}")
+
+
+if __name__ == "__main__":
+    main()
