@@ -2476,6 +2476,24 @@ TEST(KvSlicedReplies, DistinctPicksChosenInSlices) {
   }
 }
 
+// Two drivers fed the same commands, one applying big writes whole, the other in slices of
+// `slice` elements, each recording its events: both() runs a command on each and expects the
+// same reply ("<command> over <what> of <n>" names a difference).
+struct WholeAndSliced {
+  hmdb::testing::AppDriver<Kv> whole, sliced;
+  hmdb::testing::RecordedEvents whole_events, sliced_events;
+  explicit WholeAndSliced(size_t slice) {
+    whole.events = &whole_events;
+    sliced.events = &sliced_events;
+    sliced.write_slicing.slice_elements = slice;
+  }
+  std::string both(const std::vector<std::string>& w, std::string_view what, size_t n) {
+    const std::string a = whole.run_strings(w);
+    EXPECT_EQ(a, sliced.run_strings(w)) << w[0] << " over " << what << " of " << n;
+    return a;
+  }
+};
+
 // ---- big writes applied in slices (hmdb::ApplyProducer) -----------------------------------
 // SINTERSTORE / SUNIONSTORE / SDIFFSTORE beyond a slice's worth of work are computed by a
 // producer in slices (SetStoreProducer) and stored at its finish(), on a node; elsewhere
@@ -2487,16 +2505,9 @@ TEST(KvSlicedReplies, DistinctPicksChosenInSlices) {
 TEST(KvSlicedWrites, SameOutcomeAsTheWholeWrite) {
   constexpr size_t kSlice = 100;
   for (const size_t n : {10, 40, 41, 60, 101, 1000, 3001}) {
-    hmdb::testing::AppDriver<Kv> whole, sliced;
-    hmdb::testing::RecordedEvents whole_events, sliced_events;
-    whole.events = &whole_events;
-    sliced.events = &sliced_events;
-    sliced.write_slicing.slice_elements = kSlice;
-    auto both = [&](const std::vector<std::string>& w) {
-      const std::string a = whole.run_strings(w);
-      EXPECT_EQ(a, sliced.run_strings(w)) << w[0] << " over sets of " << n;
-      return a;
-    };
+    WholeAndSliced pair(kSlice);
+    auto& [whole, sliced, whole_events, sliced_events] = pair;
+    auto both = [&](const std::vector<std::string>& w) { return pair.both(w, "sets", n); };
     for (size_t i = 0; i < n; i++) {
       both({"SADD", "a", "m" + std::to_string(i)});
       if (i % 2 == 0) both({"SADD", "b", "m" + std::to_string(i)});
@@ -2583,16 +2594,9 @@ TEST(KvSlicedWrites, SortedSetStoresSameOutcomeAsTheWholeWrite) {
   constexpr size_t kSlice = 100;
   constexpr size_t kZInsertWork = 4;  // kv.cc's: the units of one insert into the new sorted set
   for (const size_t n : {10, 40, 41, 60, 101, 1000, 3001}) {
-    hmdb::testing::AppDriver<Kv> whole, sliced;
-    hmdb::testing::RecordedEvents whole_events, sliced_events;
-    whole.events = &whole_events;
-    sliced.events = &sliced_events;
-    sliced.write_slicing.slice_elements = kSlice;
-    auto both = [&](const std::vector<std::string>& w) {
-      const std::string a = whole.run_strings(w);
-      EXPECT_EQ(a, sliced.run_strings(w)) << w[0] << " over sorted sets of " << n;
-      return a;
-    };
+    WholeAndSliced pair(kSlice);
+    auto& [whole, sliced, whole_events, sliced_events] = pair;
+    auto both = [&](const std::vector<std::string>& w) { return pair.both(w, "sorted sets", n); };
     for (size_t i = 0; i < n; i++) {
       const std::string m = "m" + std::to_string(i);
       both({"ZADD", "za", std::to_string(static_cast<int>(i % 7) - 3), m});  // ties, negatives, 0

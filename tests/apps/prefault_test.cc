@@ -62,6 +62,20 @@ uint64_t faults_to_finish_resize(Table& t) {
   return thread_minor_faults() - before;
 }
 
+// n blocks of kBlockBytes as give_back takes them (aligned, resident), each with one page
+// touched and no huge page (with THP "always" a touch would fault 2 MiB in): the tests that
+// hand back thousands keep their memory small.
+std::vector<void*> resident_blocks(size_t n) {
+  std::vector<void*> blocks;
+  for (size_t i = 0; i < n; i++) {
+    void* p = detail::map_aligned_block(prefault::kBlockBytes);
+    ::madvise(p, prefault::kBlockBytes, MADV_NOHUGEPAGE);
+    static_cast<char*>(p)[0] = 1;
+    blocks.push_back(p);
+  }
+  return blocks;
+}
+
 // Each test starts with prefaulting on, the thread started and idle (its pantry full).
 class Prefault : public ::testing::Test {
  protected:
@@ -236,13 +250,7 @@ TEST_F(Prefault, BlocksHandedBackToAFullPantryAreKeptAsSparesOrUnmapped) {
   prefault::set_held_for_test(true);
   const prefault::Stats s0 = prefault::stats();
   const std::string info0 = value_alloc::info();
-  std::vector<void*> blocks;
-  for (size_t i = 0; i <= prefault::kReturnedBlocksMax; i++) {
-    void* p = detail::map_aligned_block(prefault::kBlockBytes);
-    ::madvise(p, prefault::kBlockBytes, MADV_NOHUGEPAGE);  // with THP "always" a touch would fault 2 MiB in
-    static_cast<char*>(p)[0] = 1;  // resident (a page of it: the test keeps its memory small)
-    blocks.push_back(p);
-  }
+  std::vector<void*> blocks = resident_blocks(prefault::kReturnedBlocksMax + 1);
   for (void* p : blocks) prefault::give_back(p);
   const prefault::Stats s1 = prefault::stats();
   EXPECT_EQ(s1.returned - s0.returned, prefault::kReturnedBlocksMax + 1);
@@ -309,13 +317,7 @@ TEST_F(Prefault, AWholeKeyspacesBlocksAreHandedBackAtOnce) {
   constexpr size_t kFlushBlocks = size_t{20'000'000} * 408 / prefault::kBlockBytes;  // 408-byte slots (value_alloc.h)
   prefault::set_held_for_test(true);
   const prefault::Stats s0 = prefault::stats();
-  std::vector<void*> blocks;
-  for (size_t i = 0; i < kFlushBlocks; i++) {
-    void* p = detail::map_aligned_block(prefault::kBlockBytes);
-    ::madvise(p, prefault::kBlockBytes, MADV_NOHUGEPAGE);  // with THP "always" a touch would fault 2 MiB in
-    static_cast<char*>(p)[0] = 1;  // resident (a page of it: the test keeps its memory small)
-    blocks.push_back(p);
-  }
+  std::vector<void*> blocks = resident_blocks(kFlushBlocks);
   for (void* p : blocks) prefault::give_back(p);
   const prefault::Stats s1 = prefault::stats();
   prefault::set_held_for_test(false);
