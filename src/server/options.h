@@ -64,6 +64,10 @@ struct ServerOptions {
   // What `hmdb serve` put in effect for the heap's transparent huge pages (--huge-pages no|yes;
   // server/huge_pages.h): "yes", "no" or "no (<why>)". INFO's huge_pages.
   std::string huge_pages = "no";
+  // The CPUs `hmdb serve --cpus` restricted the process to before it started any thread
+  // (server/cpu_affinity.h), in a list's shortest form ("0-1"); empty: --cpus not given, the
+  // affinity it was started with is unchanged. CONFIG GET hmdb-cpus.
+  std::string cpus;
 
   // ---- TLS (docs/security.md "TLS") ----
   // A TLS port for clients (--tls-port; 0: an ephemeral one, logged). With it, `--port 0`

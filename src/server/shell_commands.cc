@@ -578,6 +578,7 @@ core::ShellResult Node::config_command(Session& s, Args argv, std::string* out) 
         {"notify-keyspace-events", core::format_notify_flags(replica_->pubsub().notify_flags())},
         {"hmdb-events-retain-bytes", std::to_string(options_.events_retain_bytes)},
         {"hmdb-subscriber-output-bytes", std::to_string(options_.subscriber_output_bytes)},
+        {"hmdb-cpus", options_.cpus},
         {"slowlog-log-slower-than", std::to_string(slowlog_.slower_than_us)},
         {"slowlog-max-len", std::to_string(slowlog_.max_len)},
         {"latency-monitor-threshold", std::to_string(latency_events_.threshold_ms)},
