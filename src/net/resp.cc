@@ -96,9 +96,37 @@ RespParser::Result RespParser::parse_inline(char* data, size_t len, size_t* cons
   return Result::kCommand;
 }
 
+bool RespParser::parse_whole(const char* data, size_t len, size_t* consumed, std::vector<std::string_view>* argv) const {
+  int64_t count = 0;
+  size_t end = 0;
+  if (!fast_length(data + 1, len - 1, &count, &end) || count > static_cast<int64_t>(kMaxMultibulkCount)) return false;
+  size_t pos = 1 + end;
+  // Each word takes at least "$1\r\nx\r\n" of the buffer, so the loop and argv's growth are
+  // bounded by len whatever count says.
+  for (int64_t i = 0; i < count; i++) {
+    if (pos >= len || data[pos] != '$') return false;
+    int64_t n = 0;
+    if (!fast_length(data + pos + 1, len - pos - 1, &n, &end) || static_cast<uint64_t>(n) > max_bulk_bytes_)
+      return false;
+    pos += 1 + end;
+    const size_t bulk = static_cast<size_t>(n);
+    if (len - pos < bulk + 2 || data[pos + bulk] != '\r' || data[pos + bulk + 1] != '\n') return false;
+    argv->emplace_back(data + pos, bulk);
+    pos += bulk + 2;
+  }
+  *consumed = pos;
+  return true;
+}
+
 RespParser::Result RespParser::parse_multibulk(char* data, size_t len, size_t* consumed,
                                                std::vector<std::string_view>* argv, std::string* error) {
   if (multibulk_left_ < 0) {
+    // The whole command is usually in the buffer already: one pass, straight into argv.
+    if (parse_whole(data, len, consumed, argv)) [[likely]] {
+      in_multibulk_ = false;
+      return Result::kCommand;
+    }
+    argv->clear();
     // "*<count>\r\n"
     int64_t fast_count = 0;
     size_t fast_end = 0;

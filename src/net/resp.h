@@ -62,6 +62,12 @@ class RespParser {
     size_t offset;
     size_t length;
   };
+  // A command that is whole in data[0, len) and whose header lines fast_length reads (no
+  // sign, no leading zero, within the bounds): its words into argv and its size into
+  // *consumed in one pass, true. Otherwise false, argv partly filled (the caller clears it)
+  // and nothing else changed: parse_multibulk's general path then reads the command as it
+  // arrives, and reports any error. Both accept such a command alike, with the same words.
+  bool parse_whole(const char* data, size_t len, size_t* consumed, std::vector<std::string_view>* argv) const;
   Result parse_multibulk(char* data, size_t len, size_t* consumed, std::vector<std::string_view>* argv,
                          std::string* error);
   Result parse_inline(char* data, size_t len, size_t* consumed, std::vector<std::string_view>* argv,
