@@ -96,11 +96,6 @@ void ReadBuffer::consume(size_t n) {
 // ---------------------------------------------------------------------------------------
 // Sessions and their work lists
 
-Session* Node::find_session(uint64_t id) {
-  auto it = sessions_.find(id);
-  return it == sessions_.end() ? nullptr : it->second.get();
-}
-
 core::ClientSession* Node::session(uint64_t id) {
   Session* s = find_session(id);
   return s ? &s->client : nullptr;
@@ -477,12 +472,12 @@ void Node::flush_done(Session& s) {
 }
 
 void Node::close_session(uint64_t id) {
-  auto it = sessions_.find(id);
-  if (it == sessions_.end()) return;
-  it->second->tls.reset();  // a close_notify if it can go now, before the descriptor goes
-  ::close(it->second->fd);  // also removes it from epoll
-  replica_->session_closed(it->second->client);  // its subscriptions go
-  sessions_.erase(it);      // waiters naming this id find nothing and drop the reply
+  Session* s = sessions_.find(id);
+  if (!s) return;
+  s->tls.reset();                     // a close_notify if it can go now, before the descriptor goes
+  ::close(s->fd);                     // also removes it from epoll
+  replica_->session_closed(s->client);  // its subscriptions go
+  sessions_.erase(id);                // waiters naming this id find nothing and drop the reply
   if (forwarder_) forwarder_->session_closed(id);  // what it had not forwarded yet is dropped
 }
 

@@ -56,6 +56,7 @@
 #include "server/fatal.h"
 #include "server/forward_links.h"
 #include "server/huge_pages.h"
+#include "server/id_table.h"
 #include "server/latency.h"
 #include "server/stage_clock.h"
 #include "server/metrics.h"
@@ -224,7 +225,7 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   bool session_paused(const Session& s) const;
   // The shell's own reply to a protocol error, after the session's earlier replies.
   void reply_and_close(Session& s, std::string_view error);
-  Session* find_session(uint64_t id);
+  Session* find_session(uint64_t id) { return sessions_.find(id); }  // inline: several per request
   void schedule_flush(Session& s);
   void schedule_read(Session& s);
   // One parsed command of s, to the replica.
@@ -435,7 +436,7 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   bool draining_ = false;
   int exit_code_ = kExitOk;  // what run() returns once stopped
 
-  std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  IdTable<Session> sessions_;  // by id (server/id_table.h: the loop looks one up several times per request)
   std::vector<uint64_t> active_;    // sessions to visit this turn (readable or stalled input)
   uint64_t turn_read_left_ = kTurnReadBytesMax;  // of this turn's client reads (kTurnReadBytesMax)
   std::vector<uint64_t> to_flush_;  // sessions with replies to send
