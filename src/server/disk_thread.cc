@@ -17,6 +17,10 @@ namespace hmdb::server {
 namespace {
 using Clock = std::chrono::steady_clock;
 
+uint64_t elapsed_us(Clock::time_point from, Clock::time_point to) {
+  return to > from ? static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(to - from).count()) : 0;
+}
+
 uint64_t work_bytes(const std::optional<raft::HardState>& hs, const std::vector<raft::Entry>& entries) {
   // Approximate record overhead; only used for back-pressure.
   uint64_t n = hs ? 32 : 0;
@@ -35,6 +39,7 @@ DiskThread::DiskThread(storage::Env* env, std::string dir, std::unique_ptr<stora
       fsync_interval_ms_(fsync_interval_ms),
       wake_fd_(wake_fd),
       hold_bounds_(hold_bounds),
+      hold_policy_(hold_bounds.mode),
       submitted_hs_(hard_state),
       last_index_(last_index),
       last_term_(last_term),
@@ -101,6 +106,8 @@ void DiskThread::release_hold(uint64_t hold) {
     std::lock_guard lk(mu_);
     if (hold == 0 || hold_ != hold) return;
     hold_ = 0;
+    // The cohort is back: how long it took since its replies were sent (group_hold_policy.h).
+    if (hold_sent_) hold_policy_.cohort_returned(elapsed_us(hold_sent_at_, Clock::now()));
     wake = urgent_ > 0;
   }
   if (wake) cv_.notify_one();
@@ -169,7 +176,10 @@ uint64_t DiskThread::queued_bytes() const {
 
 DiskStats DiskThread::stats() const {
   std::lock_guard lk(mu_);
-  return stats_;
+  DiskStats s = stats_;
+  s.hold_sync_avg_us = hold_policy_.sync_avg_us();
+  s.hold_return_avg_us = hold_policy_.return_avg_us();
+  return s;
 }
 
 DiskLatency DiskThread::latency() const {
@@ -231,6 +241,8 @@ void DiskThread::run() {
           hold_waits_send_ = false;
           if (timed_out && hold_ != 0 && Clock::now() >= (hold_sent_ ? hold_deadline_ : hold_unsent_end_)) {
             hold_ = 0;
+            // The cohort takes at least this long to come back (group_hold_policy.h).
+            if (hold_sent_) hold_policy_.cohort_returned(elapsed_us(hold_sent_at_, Clock::now()));
             // Counted with or without writes waiting (DiskStats::holds_expired).
             stats_.holds_expired++;
             if (!hold_sent_) stats_.holds_expired_unsent++;
@@ -330,7 +342,12 @@ void DiskThread::run() {
         durable_seq_ = round_seq;
         ack_ = raft::PersistAck{last_index_, last_term_, hard_state_};
         ack_hold_ = 0;
+        bool hold_next = false;
         if (hold_after && synced && !stopping) {
+          hold_next = hold_policy_.hold_after_sync(sync_us);
+          if (!hold_next) stats_.holds_skipped++;
+        }
+        if (hold_next) {
           // Hold the next round for the clients this one answers (disk_thread.h).
           const uint64_t hold_us =
               hold_bounds_.capped_by_sync ? std::min(hold_bounds_.max_us, sync_us) : hold_bounds_.max_us;

@@ -64,6 +64,23 @@ const char* durability_name(Durability d) {
   return "?";
 }
 
+const char* group_hold_mode_name(GroupHoldMode m) {
+  switch (m) {
+    case GroupHoldMode::kAuto: return "auto";
+    case GroupHoldMode::kOn: return "on";
+    case GroupHoldMode::kOff: return "off";
+  }
+  return "?";
+}
+
+bool parse_group_hold_mode(const std::string& s, GroupHoldMode* out) {
+  if (s == "auto") *out = GroupHoldMode::kAuto;
+  else if (s == "on") *out = GroupHoldMode::kOn;
+  else if (s == "off") *out = GroupHoldMode::kOff;
+  else return false;
+  return true;
+}
+
 bool parse_durability(const std::string& s, Durability* out) {
   if (s == "always") *out = Durability::kAlways;
   else if (s == "periodic") *out = Durability::kPeriodic;
@@ -228,7 +245,8 @@ Status Node::start(int* exit_code) {
   if (options_.durability != Durability::kNone) {
     disk_ = std::make_unique<DiskThread>(env_, options_.dir, std::move(log_for_recovery_), options_.durability,
                                          options_.fsync_interval_ms, wake_fd_, last_log_index_, last_log_term_,
-                                         hard_state_, options_.clustered() ? cluster_hold_bounds() : GroupHoldBounds{});
+                                         hard_state_, options_.clustered() ? cluster_hold_bounds(options_.group_commit_hold)
+                                                              : GroupHoldBounds{.mode = options_.group_commit_hold});
     // A follower's acknowledgements leave from the disk thread (disk_thread.h, "Sending after
     // the sync"); the transport takes its lock for them.
     std::function<void(std::vector<raft::Message>&&)> sender;

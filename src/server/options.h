@@ -24,11 +24,23 @@ enum class Durability : uint8_t {
 const char* durability_name(Durability d);
 bool parse_durability(const std::string& s, Durability* out);
 
+// Whether a group-commit round holds the next one for the clients it answered (`always` mode;
+// server/group_hold_policy.h, docs/operations.md "Group commit").
+enum class GroupHoldMode : uint8_t {
+  kAuto,  // hold while the disk is the slower side (a single node; a cluster's leader: kOn)
+  kOn,    // always hold
+  kOff,   // never hold: the next round starts as soon as the disk is free
+};
+
+const char* group_hold_mode_name(GroupHoldMode m);
+bool parse_group_hold_mode(const std::string& s, GroupHoldMode* out);
+
 struct ServerOptions {
   std::string bind = "127.0.0.1";
   uint16_t port = 7379;  // 0: pick an ephemeral port (tests); the chosen one is logged
   std::string dir = "./hmdb-data";
   Durability durability = Durability::kAlways;
+  GroupHoldMode group_commit_hold = GroupHoldMode::kAuto;
   uint64_t fsync_interval_ms = 1000;
   uint64_t snapshot_log_bytes = 256ull << 20;  // take a snapshot once the log grew this much
   // Applied, durable log entries kept in memory for followers that fall behind (not in mode
@@ -188,6 +200,13 @@ inline constexpr uint64_t kDiskQueueBytesMax = 64ull << 20;
 // fdatasync at 75 % against 47 at 100 %.)
 inline constexpr uint64_t kGroupHoldMaxUs = 500;
 inline constexpr uint64_t kGroupHoldReturnPercent = 100;
+// GroupHoldMode::kAuto (server/group_hold_policy.h): the fdatasync's and the cohort's return
+// times are averaged with weight 1/2^kGroupHoldAverageShift for the newest (1/8: a few rounds'
+// memory, so one slow fdatasync does not flip the decision); after kGroupHoldProbeRounds
+// rounds in a row that held nothing, one holds to measure the cohort's return again (1 in 64
+// rounds: at most ~1.5 % of rounds pay a hold the disk did not need).
+inline constexpr unsigned kGroupHoldAverageShift = 3;
+inline constexpr uint64_t kGroupHoldProbeRounds = 64;
 // The hold's span counts from when the loop sent the answered clients their replies; a hold
 // whose replies are still unsent this long after its sync's end (a very long loop turn) ends
 // anyway.

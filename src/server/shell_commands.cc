@@ -572,6 +572,7 @@ core::ShellResult Node::config_command(Session& s, Args argv, std::string* out) 
         {"proto-max-bulk-len", std::to_string(options_.max_bulk_bytes)},
         {"databases", "1"},
         {"hmdb-durability", durability_name(options_.durability)},
+        {"hmdb-group-commit-hold", group_hold_mode_name(options_.group_commit_hold)},
         {"hmdb-fsync-interval-ms", std::to_string(options_.fsync_interval_ms)},
         {"hmdb-snapshot-log-bytes", std::to_string(options_.snapshot_log_bytes)},
         {"hmdb-log-memory-bytes", std::to_string(options_.log_memory_bytes)},

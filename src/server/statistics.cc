@@ -145,6 +145,17 @@ constexpr Statistic kStatistics[] = {
     {"disk_holds_expired_unsent", kPersistence, kCounter, "hmdb_disk_holds_expired_unsent_total", "", "",
      "Of those, holds that ended before the event loop had sent the replies of the round that began them.",
      READ(s.disk.holds_expired_unsent)},
+    {"disk_holds_skipped", kPersistence, kCounter, "hmdb_disk_holds_skipped_total", "", "",
+     "Group-commit rounds that made client writes durable and held nothing: --group-commit-hold off, or auto with "
+     "the disk the faster side (disk_hold_sync_avg_us below disk_hold_return_avg_us).",
+     READ(s.disk.holds_skipped)},
+    {"disk_hold_sync_avg_us", kPersistence, kGauge, "hmdb_disk_hold_sync_avg_us", "", "us",
+     "--group-commit-hold auto: the fdatasync's time, averaged over the last rounds (weight 1/8 for the newest).",
+     READ(s.disk.hold_sync_avg_us)},
+    {"disk_hold_return_avg_us", kPersistence, kGauge, "hmdb_disk_hold_return_avg_us", "", "us",
+     "--group-commit-hold auto: how long the clients a held round answered took to send their next writes, "
+     "averaged over the last holds (weight 1/8). Rounds hold while the fdatasync's average is the longer.",
+     READ(s.disk.hold_return_avg_us)},
     {"disk_messages_sent", kPersistence, kCounter, "hmdb_disk_messages_sent_total", "", "",
      "Peer messages (a follower's acknowledgements, votes) the disk thread sent right after the fdatasync they wait "
      "for, without waking the event loop.",

@@ -47,6 +47,7 @@ constexpr std::string_view kVersion = HMDB_VERSION;
 struct ServeFlags {
   server::ServerOptions options;
   std::string durability = "always";
+  std::string group_commit_hold = "auto";
   std::string initial_cluster;
   std::string protected_mode = "yes";
   std::string huge_pages = "yes";
@@ -66,6 +67,11 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
   cmd->add_option("--dir", f->options.dir, "data directory (log segments and snapshots)")->capture_default_str();
   cmd->add_option("--durability", f->durability, "always | periodic | none (see docs/operations.md)")
       ->check(CLI::IsMember({"always", "periodic", "none"}))
+      ->capture_default_str();
+  cmd->add_option("--group-commit-hold", f->group_commit_hold,
+                  "always mode: hold an fdatasync for the clients the last one answered: auto (while the disk is the "
+                  "slower side) | on | off (see docs/operations.md)")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
   cmd->add_option("--fsync-interval-ms", f->options.fsync_interval_ms, "fdatasync period in periodic mode")
       ->check(CLI::Range(uint64_t{1}, uint64_t{3600 * 1000}))
@@ -390,6 +396,7 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
     }
     server::ServerOptions& options = flags.options;
     server::parse_durability(flags.durability, &options.durability);
+    server::parse_group_hold_mode(flags.group_commit_hold, &options.group_commit_hold);
     options.protected_mode = flags.protected_mode == "yes";
     if (Status s = apply_tls_flags(flags, &options); !s) {
       std::cerr << "hmdb serve: " << s.message() << "\n";

@@ -267,7 +267,8 @@ StatisticsSources distinct_sources() {
   s.shell.last_snapshot_ms = 15;
   s.shell.fork_last_us = 16;
   s.shell.fork_max_us = 17;
-  s.disk = DiskStats{.rounds = 41, .holds = 160, .holds_expired = 161, .holds_expired_unsent = 165, .syncs = 42,
+  s.disk = DiskStats{.rounds = 41, .holds = 160, .holds_expired = 161, .holds_expired_unsent = 165,
+                     .holds_skipped = 166, .hold_sync_avg_us = 167, .hold_return_avg_us = 168, .syncs = 42,
                      .appends = 99, .bytes = 1786, .preallocated_bytes = 1048576, .preallocate_failures = 162,
                      .messages_sent = 163, .quiet_acks = 164, .last_sync_us = 1254,
                      .max_sync_us = 14108};
@@ -429,6 +430,9 @@ constexpr std::string_view kGoldenInfoAll =
     "disk_holds:160\r\n"
     "disk_holds_expired:161\r\n"
     "disk_holds_expired_unsent:165\r\n"
+    "disk_holds_skipped:166\r\n"
+    "disk_hold_sync_avg_us:167\r\n"
+    "disk_hold_return_avg_us:168\r\n"
     "disk_messages_sent:163\r\n"
     "disk_quiet_acks:164\r\n"
     "disk_fsyncs:42\r\n"

@@ -1,22 +1,31 @@
 #!/usr/bin/env python3
 """Group commit's holds (docs/operations.md, "Durability modes"; INFO `disk_holds`,
-`disk_holds_expired`, `disk_holds_expired_unsent`) as a user sees them through redis-py
-(Debian's python3-redis), on one real node:
+`disk_holds_expired`, `disk_holds_expired_unsent`, `disk_holds_skipped`,
+`disk_hold_sync_avg_us`, `disk_hold_return_avg_us`; `--group-commit-hold`) as a user sees them
+through redis-py (Debian's python3-redis), on one real node:
 
-  always  * one client writes once and then nothing: the round after its write is held for
+  always (--group-commit-hold on)
+          * one client writes once and then nothing: the round after its write is held for
             that client's next write, which never comes, so the hold runs out (disk_holds and
             disk_holds_expired each grow by at least one; of the expired, the unsent count is
             never more than the expired);
           * CLIENTS clients write WRITES_EACH keys each, one at a time, concurrently: every
             write is answered OK and readable, fewer fdatasyncs than writes were made
             (disk_fsyncs grew less than the writes: rounds held for the cohort joined
-            several clients' writes), holds happened, and the counters keep their order
-            (unsent <= expired <= holds).
+            several clients' writes), holds happened, none skipped, and the counters keep
+            their order (unsent <= expired <= holds).
+  auto    (the default; CONFIG GET says so) the lone write's round holds (no cohort measured
+          yet) and its hold runs out, which measures a cohort: both averages are then above 0;
+          the concurrent writes are all answered and readable, and every round that carried
+          them either held or was skipped (holds + skipped grew). Whether a round holds
+          depends on the machine's times (group_hold_policy_test checks that decision).
+  off     no round holds (disk_holds stays 0), the lone write's round is skipped, the
+          concurrent writes are all answered and readable.
   none    the same clients in `--durability none`: all answered and readable, no hold and no
           fdatasync (there is nothing to wait for).
 
 No timing in pass/fail: every wait is a bounded poll of INFO. Exits 77 (skipped) without
-python3-redis. Usage: group_commit_test.py [--case always|none] HMDB_BINARY
+python3-redis. Usage: group_commit_test.py [--case always|auto|off|none] HMDB_BINARY
 """
 
 import argparse
@@ -52,6 +61,7 @@ def stats(r):
     s = r.info("stats")
     s.update(r.info("persistence"))
     return {k: int(s.get(k, 0)) for k in ("disk_holds", "disk_holds_expired", "disk_holds_expired_unsent",
+                                          "disk_holds_skipped", "disk_hold_sync_avg_us", "disk_hold_return_avg_us",
                                           "disk_fsyncs", "total_writes")}
 
 
@@ -93,24 +103,45 @@ def check_all_readable(r):
     expect(values == want, "%d of %d written values read back" % (sum(a == b for a, b in zip(values, want)), len(want)))
 
 
-def run(binary, durability):
+# --case -> (--durability, --group-commit-hold)
+CASES = {"always": ("always", "on"), "auto": ("always", None), "off": ("always", "off"), "none": ("none", None)}
+
+
+def run(binary, case):
+    durability, hold = CASES[case]
     work = harness.make_work_dir("hmdb-group-commit-")
-    server = harness.Server(binary, os.path.join(work, "data"), work, durability=durability, name="group-commit")
+    extra = ["--group-commit-hold", hold] if hold else []
+    server = harness.Server(binary, os.path.join(work, "data"), work, durability=durability, extra_args=extra,
+                            name="group-commit")
     try:
         server.start()
         r = redis.Redis(host=harness.HOST, port=server.port, socket_timeout=WAIT_S)
+        configured = r.config_get("hmdb-group-commit-hold").get("hmdb-group-commit-hold")
+        expect(configured == (hold or "auto"), "CONFIG GET hmdb-group-commit-hold: %r" % configured)
         if durability == "always":
             before = stats(r)
             expect(r.set("lone", "1") is True, "the lone SET")
-            deadline = time.monotonic() + WAIT_S
-            while stats(r)["disk_holds_expired"] == before["disk_holds_expired"]:
-                expect(time.monotonic() < deadline, "no hold ran out within %.0f s of a lone write" % WAIT_S)
-                time.sleep(0.01)
-            after = stats(r)
-            expect(after["disk_holds"] > before["disk_holds"], "a hold ran out but none was counted: %r" % after)
+            if case == "off":
+                # Skipped is counted when the round's ack is published, before the reply.
+                after = stats(r)
+                expect(after["disk_holds_skipped"] > before["disk_holds_skipped"] and after["disk_holds"] == 0,
+                       "off: the lone write's round was not skipped: %r" % after)
+            else:
+                deadline = time.monotonic() + WAIT_S
+                while stats(r)["disk_holds_expired"] == before["disk_holds_expired"]:
+                    expect(time.monotonic() < deadline, "no hold ran out within %.0f s of a lone write" % WAIT_S)
+                    time.sleep(0.01)
+                after = stats(r)
+                expect(after["disk_holds"] > before["disk_holds"], "a hold ran out but none was counted: %r" % after)
+                if case == "auto":
+                    # (A hold that ran out before the replies were even sent measures no cohort.)
+                    unsent = after["disk_holds_expired_unsent"] > before["disk_holds_expired_unsent"]
+                    expect(after["disk_hold_sync_avg_us"] > 0 and (after["disk_hold_return_avg_us"] > 0 or unsent),
+                           "auto: a hold ran out, yet no average: %r" % after)
             check_order(after, "after the lone write")
-            print("lone write: holds %d -> %d, expired %d -> %d" % (before["disk_holds"], after["disk_holds"],
-                                                                  before["disk_holds_expired"], after["disk_holds_expired"]))
+            print("lone write: holds %d -> %d, expired %d -> %d, skipped %d -> %d"
+                  % (before["disk_holds"], after["disk_holds"], before["disk_holds_expired"],
+                     after["disk_holds_expired"], before["disk_holds_skipped"], after["disk_holds_skipped"]))
         before = stats(r)
         errors = write_concurrently(server.port)
         expect(not errors, "; ".join(errors[:5]))
@@ -119,17 +150,27 @@ def run(binary, durability):
         writes = after["total_writes"] - before["total_writes"]
         fsyncs = after["disk_fsyncs"] - before["disk_fsyncs"]
         holds = after["disk_holds"] - before["disk_holds"]
+        skipped = after["disk_holds_skipped"] - before["disk_holds_skipped"]
         expect(writes == CLIENTS * WRITES_EACH, "total_writes grew by %d, %d were sent" % (writes, CLIENTS * WRITES_EACH))
         check_order(after, "after the concurrent writes")
-        if durability == "always":
+        if case == "always":
             expect(0 < fsyncs < writes, "%d fdatasyncs for %d concurrent writes: no group commit" % (fsyncs, writes))
-            expect(holds > 0, "no hold during %d concurrent writes" % writes)
+            expect(holds > 0 and skipped == 0, "on: %d holds, %d skipped during %d concurrent writes"
+                   % (holds, skipped, writes))
+        elif case == "auto":
+            expect(0 < fsyncs <= writes, "%d fdatasyncs for %d concurrent writes" % (fsyncs, writes))
+            expect(holds + skipped > 0, "auto: no round held or skipped during %d writes" % writes)
+        elif case == "off":
+            expect(0 < fsyncs <= writes and holds == 0 and skipped > 0,
+                   "off: %d fdatasyncs, %d holds, %d skipped for %d writes" % (fsyncs, holds, skipped, writes))
         else:
             expect(fsyncs == 0 and holds == 0, "mode none: %d fdatasyncs and %d holds" % (fsyncs, holds))
-        print("%s: %d writes by %d clients, %d fdatasyncs (%.1f writes each), %d holds, %d expired (%d unsent)"
-              % (durability, writes, CLIENTS, fsyncs, writes / fsyncs if fsyncs else 0, holds,
+        print("%s: %d writes by %d clients, %d fdatasyncs (%.1f writes each), %d holds, %d expired (%d unsent), "
+              "%d skipped; averages: fdatasync %d us, cohort %d us"
+              % (case, writes, CLIENTS, fsyncs, writes / fsyncs if fsyncs else 0, holds,
                  after["disk_holds_expired"] - before["disk_holds_expired"],
-                 after["disk_holds_expired_unsent"] - before["disk_holds_expired_unsent"]))
+                 after["disk_holds_expired_unsent"] - before["disk_holds_expired_unsent"], skipped,
+                 after["disk_hold_sync_avg_us"], after["disk_hold_return_avg_us"]))
         r.close()
         expect(server.terminate() == 0, "server exit code")
     finally:
@@ -139,7 +180,7 @@ def run(binary, durability):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--case", choices=["always", "none"], default="always")
+    ap.add_argument("--case", choices=sorted(CASES), default="always")
     ap.add_argument("binary")
     a = ap.parse_args()
     run(a.binary, a.case)
