@@ -29,8 +29,21 @@ constexpr size_t kFastLengthDigitsMax = 18;  // < 10^18: no overflow in int64_t
 
 // p: the first digit. On success returns true with *value and *line_end (the offset past
 // "\r\n" relative to p).
+inline bool is_digit(char c) { return static_cast<unsigned char>(c - '0') <= 9; }
+
 inline bool fast_length(const char* p, size_t avail, int64_t* value, size_t* line_end) {
   if (avail < 3 || p[0] < '1' || p[0] > '9') return false;
+  // One or two digits (a small command's count and word lengths): no loop.
+  if (p[1] == '\r' && p[2] == '\n') {
+    *value = p[0] - '0';
+    *line_end = 3;
+    return true;
+  }
+  if (avail >= 4 && is_digit(p[1]) && p[2] == '\r' && p[3] == '\n') {
+    *value = (p[0] - '0') * 10 + (p[1] - '0');
+    *line_end = 4;
+    return true;
+  }
   int64_t v = p[0] - '0';
   size_t i = 1;
   const size_t digits_end = avail < kFastLengthDigitsMax ? avail : kFastLengthDigitsMax;
