@@ -1003,7 +1003,7 @@ struct Raft::Impl {
       log.append(e);
       if (e.type == EntryType::kConfChange) apply_conf_change_entry(e);
     }
-    if (m.commit > commit) advance_commit(std::min(m.commit, last_new));
+    if (m.commit > commit && may_commit_past_install()) advance_commit(std::min(m.commit, last_new));
     r.log_index = last_new;
     if (cfg.bugs.ack_append_before_persisting) {  // PLANTED BUG
       r.from = id;
@@ -1025,8 +1025,16 @@ struct Raft::Impl {
     durable_index = std::min(durable_index, index);
   }
 
+  // A follower's commit index stays at a snapshot whose install is pending in the Ready not
+  // yet taken: the caller may load that snapshot in the background and holds applying only
+  // once it has it (core::Replica, hold_apply), so that Ready must hand out no entry after
+  // it. The leader's next append or heartbeat brings the commit index again.
+  bool may_commit_past_install() const {
+    return !install || cfg.bugs.commit_past_pending_install;  // PLANTED BUG
+  }
+
   void handle_heartbeat(const Message& m) {
-    if (m.commit > commit) advance_commit(std::min(m.commit, log.last_index()));
+    if (m.commit > commit && may_commit_past_install()) advance_commit(std::min(m.commit, log.last_index()));
     Message r;
     r.type = MessageType::kHeartbeatResponse;
     r.to = m.from;

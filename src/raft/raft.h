@@ -141,6 +141,11 @@ struct Config {
     // Ready not yet taken: the caller stages them before installing, over the install's
     // data (the server aborts: "snapshot install without its staged chunks").
     bool stage_over_pending_install = false;
+    // A follower advances its commit index past a snapshot whose install is pending in the
+    // Ready not yet taken (an append after the snapshot's last chunk, in one loop turn): that
+    // Ready then hands out entries after the snapshot to apply while its caller may load the
+    // snapshot in the background (the replica aborts: "apply out of order").
+    bool commit_past_pending_install = false;
   } bugs;
 };
 

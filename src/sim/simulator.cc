@@ -115,6 +115,9 @@ const char* fault_name(Fault f) {
     case Fault::kSlicedWriteDropped: return "sliced-write-dropped";
     case Fault::kLateAppends: return "late-appends";
     case Fault::kLastChunkAtMatchingLog: return "last-chunk-at-matching-log";
+    case Fault::kLastChunkPastItsEntry: return "last-chunk-past-its-entry";
+    case Fault::kHeldAppend: return "held-append";
+    case Fault::kStalledAtLastChunk: return "stalled-at-last-chunk";
     case Fault::kChunksOfTwoSnapshots: return "chunks-of-two-snapshots";
     case Fault::kCount: break;
   }
@@ -126,8 +129,8 @@ std::vector<std::string> bug_names() {
           "apply_before_commit", "keep_log_suffix_on_snapshot_install", "ignore_lease_when_voting",
           "lease_without_drift_margin", "ack_append_before_persisting", "learners_never_campaign",
           "send_stale_snapshot_after_trim", "install_over_matching_log", "stage_over_pending_install",
-          "recovery_cuts_corrupt_log",
-          "recovery_ignores_snapshot_checksum", "recovery_keeps_replaced_log"};
+          "commit_past_pending_install", "recovery_cuts_corrupt_log", "recovery_ignores_snapshot_checksum",
+          "recovery_keeps_replaced_log"};
 }
 
 bool set_bug(Options* o, const std::string& name) {
@@ -152,6 +155,7 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
   else if (name == "send_stale_snapshot_after_trim") bugs->send_stale_snapshot_after_trim = true;
   else if (name == "install_over_matching_log") bugs->install_over_matching_log = true;
   else if (name == "stage_over_pending_install") bugs->stage_over_pending_install = true;
+  else if (name == "commit_past_pending_install") bugs->commit_past_pending_install = true;
   else return false;
   return true;
 }
@@ -226,6 +230,7 @@ std::string replay_command(const Options& o) {
   if (o.bugs.send_stale_snapshot_after_trim) cmd += " --bug send_stale_snapshot_after_trim";
   if (o.bugs.install_over_matching_log) cmd += " --bug install_over_matching_log";
   if (o.bugs.stage_over_pending_install) cmd += " --bug stage_over_pending_install";
+  if (o.bugs.commit_past_pending_install) cmd += " --bug commit_past_pending_install";
   return cmd + " --trace";
 }
 
@@ -251,6 +256,22 @@ constexpr uint64_t kSlowReaderWaitTicks = 3 * kElectionTicks;
 // units after it (a chunk arrives at a tick's boundary; the next one is sent when its
 // acknowledgement is back), so they fall between two chunks, or are overtaken by the next.
 constexpr uint64_t kLateAppendUnitsMax = 6 * kUnitsPerTick;
+// Options::snapshot_races: an append that carries entries past its leader's commit index is
+// held in the network this often (ppm), for kRaceHoldUnitsMin..Max, and its leader snapshots
+// inside those entries once it has applied there; so the snapshot the follower is then sent
+// has a log passing its last entry on its way, with a commit index below it.
+constexpr uint32_t kRaceHoldPpm = 300'000;
+constexpr uint64_t kRaceHoldUnitsMin = 2 * kUnitsPerTick;
+constexpr uint64_t kRaceHoldUnitsMax = 6 * kUnitsPerTick;
+// Options::snapshot_races: a follower sent a snapshot's last chunk stops (SIGSTOP, a VM
+// freeze) as it arrives this often (ppm), for kRaceStallTicksMin..Max: longer than the
+// leader waits for an answer before it sends again (raft.cc's kSnapshotStallElectionTimeouts,
+// two election timeouts of its clock, which may run 5 % slow), so that the follower reads
+// that chunk and the one sent again (a newer snapshot's first, if its leader took one) in one
+// loop turn.
+constexpr uint32_t kRaceStallPpm = 500'000;
+constexpr uint64_t kRaceStallTicksMin = 2 * kElectionTicks + 2;
+constexpr uint64_t kRaceStallTicksMax = 3 * kElectionTicks;
 // Options::request_ids: times a tagged write is sent (the first and its retries) before its
 // client gives up with an unknown outcome, and the pause before each retry (a client backing
 // off while a new leader is elected).
@@ -690,6 +711,9 @@ struct Node {
   Index snapshot_index = 0;  // newest snapshot the core knows (saved or installed)
   bool snapshot_in_flight = false;
   Index snapshot_at = 0;  // the split nemesis: snapshot right after applying this (0: none)
+  // Options::snapshot_races: snapshot once it applied this (0: none), inside the entries of an
+  // append it sent that the network holds (kRaceHoldPpm).
+  Index race_snapshot_at = 0;
   bool snapshot_wanted = false;  // its core asked for a fresh snapshot (Ready::snapshot_wanted)
 
   // Per incarnation, for monotonicity checks.
@@ -847,6 +871,8 @@ class Simulation {
   // Options::snapshot_races: the appends from `from` to `to` in flight arrive after the chunk
   // that arrives at `chunk_at`, or, if it is the snapshot's last, just before it.
   void move_appends_around_chunk(NodeId from, NodeId to, uint64_t chunk_at, bool last);
+  uint64_t hold_append(Node& n, const Message& m);
+  void stall_at_last_chunk(NodeId to, uint64_t at);
   // The durable part of an install; the load into the app too unless `background`.
   void install_snapshot(Node& n, const raft::SnapshotMeta& meta, bool background);
   void finish_load(Node& n);
@@ -1878,6 +1904,7 @@ void Simulation::send(Node& n, Message m) {
   });
   if (lost) { mark(Fault::kLoss); return; }
   if (long_delay) mark(Fault::kDelay);
+  if (opt_.snapshot_races && m.type == MessageType::kAppend && !healing_) delay += hold_append(n, m);
   bool removed = n.removed && !contains(n.applied_conf.voters, n.id) && !contains(n.applied_conf.learners, n.id);
   const uint32_t newest = n.app->schema_version();
   if (dup) {
@@ -1891,8 +1918,37 @@ void Simulation::send(Node& n, Message m) {
   const uint64_t at = chunk ? (now_ + delay + kUnitsPerTick - 1) / kUnitsPerTick * kUnitsPerTick : now_ + delay;
   net_.push(InFlight{at, seq, false, removed, std::move(m), newest});
   if (chunk) move_appends_around_chunk(n.id, to, at, last_chunk);
+  if (chunk && last_chunk && opt_.faults && !healing_ && rng_.chance(kRaceStallPpm)) stall_at_last_chunk(to, at);
   if (net_.size() > kMaxMessagesInFlight)
     fail("message-storm", fmt::format("{} messages in flight (the last one sent by n{})", net_.size(), n.id));
+}
+
+// Options::snapshot_races: an append whose entries go past its leader's commit index may be
+// held (kRaceHoldPpm); its leader then snapshots at one of those entries once it applied it.
+// Returns the extra delay.
+uint64_t Simulation::hold_append(Node& n, const Message& m) {
+  const Index last = m.log_index + m.entries.size();
+  if (last <= m.commit + 1 || n.race_snapshot_at != 0 || !rng_.chance(kRaceHoldPpm)) return 0;
+  const Index from = std::max({m.commit + 1, n.applied + 1, n.snapshot_index + 1});
+  if (from >= last) return 0;
+  n.race_snapshot_at = rng_.range(from, last - 1);
+  mark(Fault::kHeldAppend);
+  ev(34, n.id, m.to, n.race_snapshot_at, [&] {
+    return fmt::format("n{} -> n{}: append up to {} (commit {}) HELD; n{} snapshots at {}", n.id, m.to, last, m.commit,
+                       n.id, n.race_snapshot_at);
+  });
+  return rng_.range(kRaceHoldUnitsMin, kRaceHoldUnitsMax);
+}
+
+// Options::snapshot_races: the follower `to` stops as a snapshot's last chunk reaches it at
+// `at`, past the leader's resend (kRaceStallTicksMin..Max).
+void Simulation::stall_at_last_chunk(NodeId to, uint64_t at) {
+  Node& f = nodes_[to];
+  if (!f.exists || !f.up || f.paused || f.pause_at) return;
+  f.pause_at = at;
+  f.resume_at = at + rng_.range(kRaceStallTicksMin * kUnitsPerTick, kRaceStallTicksMax * kUnitsPerTick);
+  mark(Fault::kStalledAtLastChunk);
+  ev(35, to, at, f.resume_at, [&] { return fmt::format("n{} will stop as the snapshot's last chunk reaches it", to); });
 }
 
 void Simulation::move_appends_around_chunk(NodeId from, NodeId to, uint64_t chunk_at, bool last) {
@@ -2052,6 +2108,13 @@ void NodeHost::applied(const raft::Entry& e) {
     }
   }
   // Snapshots between two applied entries (half the seeds), and the split nemesis's.
+  if (n.race_snapshot_at && e.index >= n.race_snapshot_at) {
+    // Options::snapshot_races: as maybe_snapshot would take one, but here.
+    n.race_snapshot_at = 0;
+    if (!n.snapshot_in_flight && !n.loading && !n.replica->schema_block() && n.replica->applying_index() == 0 &&
+        n.snapshot_at == 0)
+      sim.take_snapshot(n);
+  }
   if (n.snapshot_at == e.index) {
     n.snapshot_at = 0;
     if (!n.snapshot_in_flight) sim.take_snapshot(n);
@@ -2665,8 +2728,13 @@ void Simulation::step_message(Node& n, const InFlight& f) {
     // the earlier chunks were staged.
     auto here = n.mirror_term(m.snapshot_meta->index);
     if (m.snapshot_last && m.snapshot_offset > 0 && n.staging_open && n.staging_meta == *m.snapshot_meta && here &&
-        *here == m.snapshot_meta->term)
+        *here == m.snapshot_meta->term) {
       mark(Fault::kLastChunkAtMatchingLog);
+      // ... and past it, with a commit index below it (raft.cc answers a snapshot it has
+      // committed at once): installing would cut what follows (install-over-matching-log).
+      if (n.mirror_last() > m.snapshot_meta->index && n.raft->status().commit < m.snapshot_meta->index)
+        mark(Fault::kLastChunkPastItsEntry);
+    }
     if (n.last_chunk_at == now_ && n.last_chunk_was_last && !(n.last_chunk_meta == *m.snapshot_meta))
       mark(Fault::kChunksOfTwoSnapshots);
     n.last_chunk_at = now_;

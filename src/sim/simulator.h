@@ -97,6 +97,14 @@ enum class Fault : uint8_t {
   // earlier chunks were staged: raft.cc must keep that log, not install over it).
   kLateAppends,
   kLastChunkAtMatchingLog,
+  // ... and the log went on past that entry while its commit index stayed below it: a core
+  // that installed would cut the entries after it (what install-over-matching-log fails).
+  kLastChunkPastItsEntry,
+  // An append carrying entries past its leader's commit index held in the network while its
+  // leader snapshots inside them; a follower stopped as a snapshot's last chunk reached it,
+  // past the leader's resend.
+  kHeldAppend,
+  kStalledAtLastChunk,
   // ... and a follower got a snapshot's last chunk and another snapshot's chunk in one loop
   // turn (raft.cc must not stage the second over the install the first made pending).
   kChunksOfTwoSnapshots,
@@ -237,16 +245,18 @@ struct Options {
   // end of that node's turn (after the one it is writing, if any). Checks: as for every run
   // (a follower that never catches up fails liveness; a wrong state, state-digest).
   uint64_t log_memory_bytes = 0;
-  // Races around a snapshot's transfer (docs/simulator.md, "Snapshot races"). The server's
-  // leader queues its appends for its next disk round (server/disk_thread.h, "A leader's
-  // appends leave when its round starts") but sends a snapshot's chunks at once, so a chunk
-  // overtakes appends sent before it: when a leader sends a follower the first chunk of a
-  // snapshot, the appends to that follower still in flight arrive after the chunk, up to
-  // kLateAppendUnitsMax later (several chunk round trips), and the follower's log may reach
-  // the snapshot's index while its chunks are staged. And every snapshot chunk arrives at a
-  // tick's boundary, so that chunks of two snapshots (an old leader's last, a new leader's
-  // first) often reach a follower in one loop turn, before its Ready is handled. Off by
-  // default, so that the other sweeps' runs stay as they were.
+  // Races around a snapshot's transfer (docs/simulator.md, "Snapshot races"), on a network
+  // that reorders one leader's messages, as the core allows (the server's transport keeps
+  // them in order: no chunk overtakes an append there). When a leader sends a follower a
+  // snapshot's chunk, the appends to it in flight arrive after the chunk, up to
+  // kLateAppendUnitsMax later, or just before the last chunk; an append carrying entries past
+  // its leader's commit index is sometimes held in the network while its leader snapshots
+  // inside those entries (kRaceHoldPpm), so the follower's log passes the snapshot's entry
+  // while its chunks are staged, with a commit index below it. Every chunk arrives at a
+  // tick's boundary, and a follower sent a last chunk often stops as it arrives, past the
+  // leader's resend (kRaceStallPpm; SIGSTOP or a VM freeze do it to the server), so that
+  // it reads that chunk and a newer snapshot's first in one loop turn. Off by default, so
+  // that the other sweeps' runs stay as they were.
   bool snapshot_races = false;
 };
 

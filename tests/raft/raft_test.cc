@@ -909,6 +909,57 @@ TEST(RaftSnapshotInstall, AnotherSnapshotsChunksWaitForAPendingInstall) {
   }
 }
 
+// The simulator's 5-node seed 1788 (--snapshot-races --sliced-writes) and 3-node seed 1518
+// (--snapshot-races --log-memory-bytes 300): one Ready's worth of input holds the last chunk
+// of the snapshot at 4 (the install) and then an append after it (5 and 6, commit 6; a
+// network that reorders delivered one the leader sent before it switched to the snapshot).
+// The caller may load the snapshot in the background and hold applying only once it has
+// it, so that Ready must not hand out 5 and 6 to apply (the replica aborted: "apply out of
+// order: entry 5 after 2"). The entries are kept and acknowledged; they commit from the
+// leader's next heartbeat.
+TEST(RaftSnapshotInstall, NothingAfterAPendingInstallIsCommittedInItsReady) {
+  for (bool bug : {false, true}) {
+    SCOPED_TRACE(bug ? "planted bug commit_past_pending_install" : "fixed");
+    Config::PlantedBugs bugs;
+    bugs.commit_past_pending_install = bug;
+    HandFedFollower f(bugs);
+    f.append(0, 2, 0);
+    f.settle();
+    f.chunk(4, 0, 8, false);
+    f.settle();
+    f.chunk(4, 4, 8, true);  // install pending...
+    f.append(4, 6, 6);       // ... and an append after it, before take_ready()
+    Ready rd = f.r.take_ready();
+    ASSERT_TRUE(rd.snapshot.has_value());
+    EXPECT_EQ(rd.snapshot->meta.index, 4u);
+    Index last_committed = 0;
+    for (const Entry& e : rd.committed) last_committed = std::max(last_committed, e.index);
+    if (bug) {
+      EXPECT_EQ(last_committed, 6u) << "the bug hands out 5 and 6 in the install's Ready";
+      continue;
+    }
+    EXPECT_EQ(last_committed, 0u) << "entries after a pending install handed out to apply in its Ready";
+    EXPECT_EQ(f.r.status().last_index, 6u) << "the append's entries are kept";
+    PersistAck a;
+    a.hard_state = rd.hard_state ? *rd.hard_state : HardState{1, 0, 0};
+    a.last_index = 6;
+    a.last_term = 1;
+    f.r.persisted(a);
+    // The leader's next heartbeat brings the commit index: 5 and 6 are handed out then.
+    Message hb;
+    hb.type = MessageType::kHeartbeat;
+    hb.from = 1;
+    hb.to = 3;
+    hb.term = 1;
+    hb.commit = 6;
+    f.r.step(hb);
+    rd = f.r.take_ready();
+    ASSERT_EQ(rd.committed.size(), 2u);
+    EXPECT_EQ(rd.committed.front().index, 5u);
+    EXPECT_EQ(rd.committed.back().index, 6u);
+  }
+}
+
 // The one case where it leads: the leader died after node 3, and not node 2, appended the
 // last entry. Node 3 refuses its vote to node 2 (a shorter log), so only node 3 can win.
 // It leads until its noop commits (which gives node 2 the whole log), then hands over.

@@ -84,7 +84,9 @@ bool sliced_write_step(Fault f) {
 
 // What only runs with Options::snapshot_races reach (appends overtaken by a snapshot's chunk).
 bool snapshot_race_step(Fault f) {
-  return f == Fault::kLateAppends || f == Fault::kLastChunkAtMatchingLog || f == Fault::kChunksOfTwoSnapshots;
+  return f == Fault::kLateAppends || f == Fault::kLastChunkAtMatchingLog || f == Fault::kLastChunkPastItsEntry ||
+         f == Fault::kHeldAppend || f == Fault::kStalledAtLastChunk ||
+         f == Fault::kChunksOfTwoSnapshots;
 }
 
 TEST(Simulator, FaultsActuallyHappen) {
@@ -132,18 +134,21 @@ TEST(Simulator, SlicedReadsHappen) {
 }
 
 // Options::snapshot_races: a follower's log reaches the index of a snapshot whose chunks it has
-// staged (appends the leader sent before the snapshot's first chunk came after it); the same
-// seeds without the option never delay appends so.
+// staged (appends the leader sent before the snapshot's first chunk came after it), and goes
+// on past it with a commit index below it; the same seeds without the option never delay
+// appends so.
 TEST(Simulator, SnapshotRacesReachAStagedSnapshot) {
   constexpr uint64_t kMaxSeeds = 300;
-  bool seen = false;
+  bool at = false, past = false, seen = false;
   for (uint64_t seed = 1; seed <= kMaxSeeds && !seen; seed++) {
     Options o;
     o.seed = seed;
     o.snapshot_races = true;
     RunResult r = run_simulation(o);
     ASSERT_TRUE(r.ok) << "[" << r.check << "] " << r.detail << "\nreplay: " << replay_command(o);
-    seen = r.faults[static_cast<size_t>(Fault::kLastChunkAtMatchingLog)];
+    at = at || r.faults[static_cast<size_t>(Fault::kLastChunkAtMatchingLog)];
+    past = past || r.faults[static_cast<size_t>(Fault::kLastChunkPastItsEntry)];
+    seen = at && past;
     if (r.faults[static_cast<size_t>(Fault::kLateAppends)]) {
       o.snapshot_races = false;
       EXPECT_FALSE(run_simulation(o).faults[static_cast<size_t>(Fault::kLateAppends)]) << "seed " << seed;
