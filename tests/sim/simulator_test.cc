@@ -346,6 +346,20 @@ TEST(Simulator, ReplayCommandNamesEverything) {
   o.shell_bugs.apply_while_producing = true;
   EXPECT_EQ(replay_command(o), "build/src/sim/hmdb-sim --seed 123 --nodes 5 --steps 300 --sliced-reads "
                                "--bug apply_while_producing --trace");
+  o.sliced_reads = false;
+  o.shell_bugs.apply_while_producing = false;
+  o.snapshot_races = true;
+  o.bugs.install_over_matching_log = true;
+  EXPECT_EQ(replay_command(o), "build/src/sim/hmdb-sim --seed 123 --nodes 5 --steps 300 --snapshot-races "
+                               "--bug install_over_matching_log --trace");
+  o.bugs.install_over_matching_log = false;
+  o.sliced_writes = true;
+  o.log_memory_bytes = 300;
+  o.bugs.stage_over_pending_install = true;
+  o.bugs.commit_past_pending_install = true;
+  EXPECT_EQ(replay_command(o), "build/src/sim/hmdb-sim --seed 123 --nodes 5 --steps 300 --sliced-writes "
+                               "--log-memory-bytes 300 --snapshot-races --bug stage_over_pending_install "
+                               "--bug commit_past_pending_install --trace");
 }
 
 }  // namespace
