@@ -809,6 +809,15 @@ struct HandFedFollower {
     m.commit = index;
     r.step(m);
   }
+  // A log up to 2, the snapshot at 4 staged in two chunks: its last chunk makes the install
+  // pending in the Ready, which is not taken.
+  void install_pending() {
+    append(0, 2, 0);
+    settle();
+    chunk(4, 0, 8, false);
+    settle();
+    chunk(4, 4, 8, true);
+  }
   // Takes the Ready and makes everything in it durable (its messages are returned).
   Ready settle() {
     Ready rd = r.take_ready();
@@ -877,11 +886,7 @@ TEST(RaftSnapshotInstall, AnotherSnapshotsChunksWaitForAPendingInstall) {
     Config::PlantedBugs bugs;
     bugs.stage_over_pending_install = bug;
     HandFedFollower f(bugs);
-    f.append(0, 2, 0);
-    f.settle();
-    f.chunk(4, 0, 8, false);
-    f.settle();
-    f.chunk(4, 4, 8, true);  // install pending...
+    f.install_pending();  // the snapshot at 4's last chunk, its Ready not taken...
     f.chunk(8, 0, 8, false);  // ... and a newer snapshot's first chunk, before take_ready()
     Ready rd = f.r.take_ready();
     ASSERT_TRUE(rd.snapshot.has_value());
@@ -923,12 +928,8 @@ TEST(RaftSnapshotInstall, NothingAfterAPendingInstallIsCommittedInItsReady) {
     Config::PlantedBugs bugs;
     bugs.commit_past_pending_install = bug;
     HandFedFollower f(bugs);
-    f.append(0, 2, 0);
-    f.settle();
-    f.chunk(4, 0, 8, false);
-    f.settle();
-    f.chunk(4, 4, 8, true);  // install pending...
-    f.append(4, 6, 6);       // ... and an append after it, before take_ready()
+    f.install_pending();  // the snapshot at 4's last chunk, its Ready not taken...
+    f.append(4, 6, 6);    // ... and an append after it, before take_ready()
     Ready rd = f.r.take_ready();
     ASSERT_TRUE(rd.snapshot.has_value());
     EXPECT_EQ(rd.snapshot->meta.index, 4u);

@@ -4,7 +4,9 @@
 // with followers forwarding, the same, and links do break.
 #include "sim/simulator.h"
 
+#include <array>
 #include <cstdio>
+#include <functional>
 
 #include <gtest/gtest.h>
 
@@ -107,30 +109,50 @@ TEST(Simulator, FaultsActuallyHappen) {
   }
 }
 
+// What the tests below share: seeds from 1 with an option on (`with` sets it, and what goes
+// with it on that seed: o.seed is set first) until every fault that `wanted` names was seen,
+// at most max_seeds; every run must pass. Each seed whose run reached `marker` is run again
+// with the option off (`without`), which must not reach it: only the option makes it.
+void expect_reached_only_with(const char* option, uint64_t max_seeds, const std::function<void(Options&)>& with,
+                              const std::function<void(Options&)>& without, const std::function<bool(Fault)>& wanted,
+                              Fault marker) {
+  std::array<bool, kFaultCount> seen{};
+  auto all_seen = [&] {
+    for (size_t f = 0; f < kFaultCount; f++)
+      if (wanted(static_cast<Fault>(f)) && !seen[f]) return false;
+    return true;
+  };
+  for (uint64_t seed = 1; seed <= max_seeds && !all_seen(); seed++) {
+    Options o;
+    o.seed = seed;
+    with(o);
+    RunResult r = run_simulation(o);
+    ASSERT_TRUE(r.ok) << "seed " << seed << " [" << r.check << "] " << r.detail << "\nreplay: " << replay_command(o);
+    for (size_t f = 0; f < kFaultCount; f++) seen[f] = seen[f] || r.faults[f];
+    if (!r.faults[static_cast<size_t>(marker)]) continue;
+    without(o);
+    EXPECT_FALSE(run_simulation(o).faults[static_cast<size_t>(marker)])
+        << fault_name(marker) << " without " << option << ", seed " << seed << "\nreplay: " << replay_command(o);
+  }
+  for (size_t f = 0; f < kFaultCount; f++) {
+    if (wanted(static_cast<Fault>(f))) {
+      EXPECT_TRUE(seen[f]) << fault_name(static_cast<Fault>(f)) << " never happened with " << option << " in "
+                           << max_seeds << " seeds";
+    }
+  }
+}
+
 // Options::sliced_reads: replies made in slices, while committed entries wait for them, and
 // (with forwarding links) one made into memory behind another client's write on a link. No
 // run reaches them without the option.
 TEST(Simulator, SlicedReadsHappen) {
-  constexpr uint64_t kMaxSeeds = 500;
-  std::array<bool, kFaultCount> seen{};
-  auto all_seen = [&] {
-    for (size_t f = 0; f < kFaultCount; f++)
-      if (sliced_step(static_cast<Fault>(f)) && !seen[f]) return false;
-    return true;
-  };
-  for (uint64_t seed = 1; seed <= kMaxSeeds && !all_seen(); seed++) {
-    Options o;
-    o.seed = seed;
-    o.sliced_reads = true;
-    o.forward = o.transactions = seed % 2 == 0;
-    RunResult r = run_simulation(o);
-    ASSERT_TRUE(r.ok) << "[" << r.check << "] " << r.detail << "\nreplay: " << replay_command(o);
-    for (size_t f = 0; f < kFaultCount; f++) seen[f] = seen[f] || r.faults[f];
-    o.sliced_reads = false;
-    EXPECT_FALSE(run_simulation(o).faults[static_cast<size_t>(Fault::kSlicedReply)]) << "seed " << seed;
-  }
-  for (size_t f = 0; f < kFaultCount; f++)
-    if (sliced_step(static_cast<Fault>(f))) EXPECT_TRUE(seen[f]) << fault_name(static_cast<Fault>(f)) << " never happened";
+  expect_reached_only_with(
+      "--sliced-reads", 500,
+      [](Options& o) {
+        o.sliced_reads = true;
+        o.forward = o.transactions = o.seed % 2 == 0;
+      },
+      [](Options& o) { o.sliced_reads = false; }, sliced_step, Fault::kSlicedReply);
 }
 
 // Options::snapshot_races: a follower's log reaches the index of a snapshot whose chunks it has
@@ -138,70 +160,32 @@ TEST(Simulator, SlicedReadsHappen) {
 // on past it with a commit index below it; the same seeds without the option never delay
 // appends so.
 TEST(Simulator, SnapshotRacesReachAStagedSnapshot) {
-  constexpr uint64_t kMaxSeeds = 300;
-  bool at = false, past = false, seen = false;
-  for (uint64_t seed = 1; seed <= kMaxSeeds && !seen; seed++) {
-    Options o;
-    o.seed = seed;
-    o.snapshot_races = true;
-    RunResult r = run_simulation(o);
-    ASSERT_TRUE(r.ok) << "[" << r.check << "] " << r.detail << "\nreplay: " << replay_command(o);
-    at = at || r.faults[static_cast<size_t>(Fault::kLastChunkAtMatchingLog)];
-    past = past || r.faults[static_cast<size_t>(Fault::kLastChunkPastItsEntry)];
-    seen = at && past;
-    if (r.faults[static_cast<size_t>(Fault::kLateAppends)]) {
-      o.snapshot_races = false;
-      EXPECT_FALSE(run_simulation(o).faults[static_cast<size_t>(Fault::kLateAppends)]) << "seed " << seed;
-    }
-  }
-  EXPECT_TRUE(seen) << "no follower's log reached a staged snapshot's index within " << kMaxSeeds << " seeds";
+  expect_reached_only_with(
+      "--snapshot-races", 300, [](Options& o) { o.snapshot_races = true; },
+      [](Options& o) { o.snapshot_races = false; },
+      [](Fault f) { return f == Fault::kLastChunkAtMatchingLog || f == Fault::kLastChunkPastItsEntry; },
+      Fault::kLateAppends);
 }
 
 // Options::slow_readers: a sliced reply waits for a client that stopped reading while
 // committed entries wait for the apply; the same seeds without the option never do.
 TEST(Simulator, SlowReadersHoldTheApply) {
-  constexpr uint64_t kMaxSeeds = 200;
-  bool seen = false;
-  for (uint64_t seed = 1; seed <= kMaxSeeds && !seen; seed++) {
-    Options o;
-    o.seed = seed;
-    o.sliced_reads = o.slow_readers = true;
-    RunResult r = run_simulation(o);
-    ASSERT_TRUE(r.ok) << "[" << r.check << "] " << r.detail << "\nreplay: " << replay_command(o);
-    seen = r.faults[static_cast<size_t>(Fault::kSlowReaderHeldApply)];
-    o.slow_readers = false;
-    EXPECT_FALSE(run_simulation(o).faults[static_cast<size_t>(Fault::kSlowReaderHeldApply)]) << "seed " << seed;
-  }
-  EXPECT_TRUE(seen) << "no slow reader held the apply in " << kMaxSeeds << " seeds";
+  expect_reached_only_with(
+      "--slow-readers", 200, [](Options& o) { o.sliced_reads = o.slow_readers = true; },
+      [](Options& o) { o.slow_readers = false; }, slow_reader_step, Fault::kSlowReaderHeldApply);
 }
 
 // Options::sliced_writes: writes applied in slices while committed entries wait for them,
 // through a crash, a leader change and a snapshot install that drops one. No run reaches
 // them without the option.
 TEST(Simulator, SlicedWritesHappen) {
-  constexpr uint64_t kMaxSeeds = 500;
-  std::array<bool, kFaultCount> seen{};
-  auto all_seen = [&] {
-    for (size_t f = 0; f < kFaultCount; f++)
-      if (sliced_write_step(static_cast<Fault>(f)) && !seen[f]) return false;
-    return true;
-  };
-  for (uint64_t seed = 1; seed <= kMaxSeeds && !all_seen(); seed++) {
-    Options o;
-    o.seed = seed;
-    o.sliced_writes = true;
-    o.forward = o.transactions = seed % 2 == 0;
-    RunResult r = run_simulation(o);
-    ASSERT_TRUE(r.ok) << "[" << r.check << "] " << r.detail << "\nreplay: " << replay_command(o);
-    for (size_t f = 0; f < kFaultCount; f++) seen[f] = seen[f] || r.faults[f];
-    o.sliced_writes = false;
-    EXPECT_FALSE(run_simulation(o).faults[static_cast<size_t>(Fault::kSlicedWrite)]) << "seed " << seed;
-  }
-  for (size_t f = 0; f < kFaultCount; f++) {
-    if (sliced_write_step(static_cast<Fault>(f))) {
-      EXPECT_TRUE(seen[f]) << fault_name(static_cast<Fault>(f)) << " never happened";
-    }
-  }
+  expect_reached_only_with(
+      "--sliced-writes", 500,
+      [](Options& o) {
+        o.sliced_writes = true;
+        o.forward = o.transactions = o.seed % 2 == 0;
+      },
+      [](Options& o) { o.sliced_writes = false; }, sliced_write_step, Fault::kSlicedWrite);
 }
 
 TEST(Simulator, RareEventsHappen) {
