@@ -5,7 +5,8 @@ two sets of N members, ZRANGE and its BYSCORE/BYLEX/REV forms over a sorted set 
 negative-count random reads (SRANDMEMBER/HRANDFIELD/ZRANDMEMBER key -N), the *SCANs with
 COUNT N, and SUNION inside MULTI/EXEC; and the writes whose computation is big, SUNIONSTORE/
 SINTERSTORE/SDIFFSTORE of the two sets into a third key, and ZUNIONSTORE/ZINTERSTORE/ZDIFFSTORE
-of two sorted sets (issue 16 item 5; docs/kv-commands.md, "Commands that take long").
+of two sorted sets, and ZUNIONSTORE of six (issue 16 item 5; docs/kv-commands.md, "Commands
+that take long").
 
 One fresh process (`--durability none`): sets s1 = {m:0 .. m:N-1} and s2 = {m:N/2 .. m:3N/2-1}
 (half shared), a hash h of N fields f:<i>, a sorted set z of N members m:<i>, all scored 0 (so
@@ -77,6 +78,8 @@ def commands(n):
         ["SUNIONSTORE", "d", "s1", "s2"], ["SINTERSTORE", "d", "s1", "s2"], ["SDIFFSTORE", "d", "s1", "s2"],
         ["ZUNIONSTORE", "d", "2", "z", "z2", "WEIGHTS", "1", "2"], ["ZINTERSTORE", "d", "2", "z", "z2", "AGGREGATE", "MAX"],
         ["ZDIFFSTORE", "d", "2", "z", "z2"],
+        # More than kZUnionLookupInputsMax (4) inputs: the walk sorts instead of looking up.
+        ["ZUNIONSTORE", "d", "6", "z", "z2", "z", "z2", "z", "z2"],
     ]
 
 

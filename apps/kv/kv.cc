@@ -2920,14 +2920,21 @@ bool read_zinputs(const State& s, const ZSetOpArgs& a, uint64_t now_ms, Reply& r
 // the later inputs holding it, in input order (what adding each input's members into a table
 // of sums in turn computes, without a table: a table of millions, fresh memory written at
 // random, cost a page fault per slot in the first slices); over more inputs, where a member's
-// lookups would outnumber a table's one insert several times, it adds them into a table (its
-// growth, a rehash of all so far, is then a long slice at millions). ZINTER walks the smallest and looks each member up in the others; ZDIFF walks the
+// lookups would outnumber the other ways several times, it sorts instead: every input's
+// (member, weighted score) in turn into one array (written in order: no page faults at
+// random), then that array sorted by member in runs of at most a slice's work, then the runs
+// merged, each member's weighted scores aggregated in input order as they meet (the order a
+// table of sums adds them in; a table, grown as members arrived, rehashed all so far in one
+// slice: 44-220 ms of CPU at 6 x 1 M, and reserved up front it faulted its pages in at random,
+// up to 28 ms a slice; bench/README.md). ZINTER walks the smallest and looks each member up in the others; ZDIFF walks the
 // first and looks each member up in the others present. Each candidate, and each lookup in
 // another input, is one unit of work (zsetop_work). The pairs come in the walk's order, not
 // sorted; they are views into the inputs, valid while the state does not change.
 // ZUNION's walk (ZSetOpWalk) looks a member up in the other inputs up to this many inputs
 // present; beyond, it adds the members into a table (a member's lookups would cost more).
 inline constexpr size_t kZUnionLookupInputsMax = 4;
+// A run of the sorting ZUNION (above) holds at most this many entries, sorted in one go.
+inline constexpr size_t kZUnionSortRunMax = 8192;
 
 class ZSetOpWalk {
  public:
@@ -2944,9 +2951,10 @@ class ZSetOpWalk {
         total += i.size();
         present += (i.z || i.set) ? 1 : 0;
       }
-      pairs_.reserve(total);
       walked_ = in_.size();
-      table_ = present > kZUnionLookupInputsMax;
+      sorting_ = present > kZUnionLookupInputsMax;
+      if (sorting_) keyed_.reserve(total);
+      else pairs_.reserve(total);
     } else {
       pairs_.reserve(in_.empty() ? 0 : in_[0].size());
       walked_ = in_.empty() ? 0 : 1;
@@ -2977,8 +2985,7 @@ class ZSetOpWalk {
         }
       }
     }
-    decltype(members_)().swap(members_);  // the table, if any, is done with
-    return true;
+    return !sorting_ || sort_and_merge(budget, work);
   }
 
   std::vector<Pair>& pairs() { return pairs_; }
@@ -2988,11 +2995,8 @@ class ZSetOpWalk {
     ++*work;
     switch (op_) {
       case SetOp::kUnion: {
-        if (table_) {
-          const double v = weighted(score, in_[input_].weight);
-          const auto [it, fresh] = members_.try_emplace(m, pairs_.size());
-          if (fresh) pairs_.emplace_back(v, m);
-          else aggregate_into(&pairs_[it->second].first, v, how_);
+        if (sorting_) {
+          keyed_.push_back(Keyed{m, weighted(score, in_[input_].weight), static_cast<uint32_t>(input_)});
           return;
         }
         double other;
@@ -3042,16 +3046,74 @@ class ZSetOpWalk {
   size_t walked_ = 0;  // inputs walked: all for ZUNION, the first for ZINTER and ZDIFF
   size_t input_ = 0;   // the one being walked
   bool started_ = false;
-  bool table_ = false;  // ZUNION over more than kZUnionLookupInputsMax inputs present
+  bool sorting_ = false;  // ZUNION over more than kZUnionLookupInputsMax inputs present
   ZOrder::const_iterator z_cursor_;
   Set::Cursor set_cursor_;
-  absl::flat_hash_map<std::string_view, size_t> members_;  // table_: member -> its place in pairs_
   std::vector<Pair> pairs_;
+
+  // The sorting ZUNION's entries: a member, its weighted score in one input, that input.
+  // (member, input) is distinct for every entry (an input holds a member once).
+  struct Keyed {
+    std::string_view member;
+    double v;
+    uint32_t input;
+    bool operator<(const Keyed& o) const { return member != o.member ? member < o.member : input < o.input; }
+  };
+  struct Run {  // keyed_[next, end), sorted
+    size_t next, end;
+  };
+  struct After {  // a min-heap of runs by their next entry
+    const std::vector<Keyed>* k;
+    const std::vector<Run>* runs;
+    bool operator()(size_t x, size_t y) const { return (*k)[(*runs)[y].next] < (*k)[(*runs)[x].next]; }
+  };
+
+  // The sorting ZUNION after the walk: keyed_ sorted in runs, then the runs merged into
+  // pairs_, a member's scores aggregated in input order (the runs hold the inputs in walk
+  // order, and (member, input) orders ties); one unit per entry sorted, one per entry merged.
+  bool sort_and_merge(size_t budget, size_t* work) {
+    while (sorted_ < keyed_.size()) {
+      if (*work >= budget) return false;
+      const size_t n = std::min({budget - *work, kZUnionSortRunMax, keyed_.size() - sorted_});
+      std::sort(keyed_.begin() + static_cast<std::ptrdiff_t>(sorted_),
+                keyed_.begin() + static_cast<std::ptrdiff_t>(sorted_ + n));
+      runs_.push_back(Run{sorted_, sorted_ + n});
+      sorted_ += n;
+      *work += n;
+    }
+    const After after{&keyed_, &runs_};
+    if (!merging_) {
+      merging_ = true;
+      for (size_t i = 0; i < runs_.size(); i++) heap_.push_back(i);
+      std::make_heap(heap_.begin(), heap_.end(), after);
+      pairs_.reserve(keyed_.size());  // an upper bound: every member distinct
+    }
+    while (!heap_.empty()) {
+      if (*work >= budget) return false;
+      std::pop_heap(heap_.begin(), heap_.end(), after);
+      Run& run = runs_[heap_.back()];
+      const Keyed& e = keyed_[run.next++];
+      if (!pairs_.empty() && pairs_.back().second == e.member) aggregate_into(&pairs_.back().first, e.v, how_);
+      else pairs_.emplace_back(e.v, e.member);
+      ++*work;
+      if (run.next == run.end) heap_.pop_back();
+      else std::push_heap(heap_.begin(), heap_.end(), after);
+    }
+    decltype(keyed_)().swap(keyed_);  // done with: freed in this slice
+    decltype(runs_)().swap(runs_);
+    return true;
+  }
+
+  std::vector<Keyed> keyed_;
+  size_t sorted_ = 0;
+  bool merging_ = false;
+  std::vector<Run> runs_;
+  std::vector<size_t> heap_;
 };
 
 // The work of a sorted-set operation's walk, in ZSetOpWalk's units (at most): ZUNION
 // visits every input's members with a lookup in each other input present (over more than
-// kZUnionLookupInputsMax present, an insert into its table instead: one unit), ZINTER the
+// kZUnionLookupInputsMax present, each entry walked, sorted and merged instead), ZINTER the
 // smallest input's with a lookup in each other, ZDIFF the first's with a lookup in each
 // other present.
 size_t zsetop_work(SetOp op, const std::vector<ZInput>& in) {
@@ -3063,7 +3125,7 @@ size_t zsetop_work(SetOp op, const std::vector<ZInput>& in) {
         n += i.size();
         present += (i.z || i.set) ? 1 : 0;
       }
-      return present > kZUnionLookupInputsMax ? n : n * present;
+      return present > kZUnionLookupInputsMax ? 3 * n : n * present;  // sorting: walk, sort, merge
     }
     case SetOp::kInter: {
       size_t n = SIZE_MAX;
