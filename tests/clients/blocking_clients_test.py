@@ -31,20 +31,13 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEBIAN_PYTHON = "/usr/bin/python3"
-SKIP_EXIT_CODE = 77
-
-try:
-    import redis
-except ImportError:
-    if os.path.realpath(sys.executable) != os.path.realpath(DEBIAN_PYTHON) and os.path.exists(DEBIAN_PYTHON):
-        os.execv(DEBIAN_PYTHON, [DEBIAN_PYTHON] + sys.argv)
-    print("skipped: python3-redis is not installed (bash scripts/install-deps.sh)")
-    sys.exit(SKIP_EXIT_CODE)
 
 sys.path.insert(0, os.path.join(HERE, "..", "system"))
 import cluster as cl  # noqa: E402
 import harness  # noqa: E402
+
+redis = harness.import_redis(skip_as="blocking_clients_test")
+SKIP_EXIT_CODE = harness.SKIP_EXIT_CODE
 
 WAIT_TIMEOUT_S = 30.0   # for a condition polled on a node (parked, a reply, a leader)
 CLIENT_TIMEOUT_S = 60.0  # redis-py's socket timeout: a waiter that is never answered fails

@@ -43,7 +43,7 @@ import harness  # noqa: E402
 import resp  # noqa: E402
 
 # The Python the Debian package python3-redis installs into (not a pyenv or venv python).
-DEBIAN_PYTHON = "/usr/bin/python3"
+DEBIAN_PYTHON = harness.DEBIAN_PYTHON
 NODE_MODULES = os.path.join(HERE, "node_modules")
 
 # library name -> (how to run its app, the module whose presence says it is installed)

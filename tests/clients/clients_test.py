@@ -29,12 +29,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 READY_TIMEOUT_S = 20
 # How long one client script may run against one server.
 SCRIPT_TIMEOUT_S = 90
-# Debian's interpreter: python3-redis is installed for it, not for another python3 on PATH.
-DEBIAN_PYTHON = "/usr/bin/python3"
-
-
 sys.path.insert(0, os.path.join(HERE, "..", "system"))
 from harness import free_port  # noqa: E402  (never hands out one port twice)
+# Debian's interpreter: python3-redis is installed for it, not for another python3 on PATH.
+from harness import DEBIAN_PYTHON  # noqa: E402
 
 
 def wait_ready(port, proc, deadline):

@@ -60,8 +60,8 @@ import resp
 LEADER_TIMEOUT_S = 30
 CONVERGE_TIMEOUT_S = 30
 
-# Debian's interpreter, for which python3-redis is installed (tests/clients does the same).
-DEBIAN_PYTHON = "/usr/bin/python3"
+# Debian's interpreter, for which python3-redis is installed.
+DEBIAN_PYTHON = harness.DEBIAN_PYTHON
 # Bound on one client program's run (redis-cli, redis-py).
 CLIENT_TIMEOUT_S = 60
 # Bound on a closed connection being seen as closed.

@@ -38,8 +38,8 @@ import harness
 import resp
 
 
-# Debian's interpreter, for which python3-redis is installed (tests/clients does the same).
-DEBIAN_PYTHON = "/usr/bin/python3"
+# Debian's interpreter, for which python3-redis is installed.
+DEBIAN_PYTHON = harness.DEBIAN_PYTHON
 # Bound on one run of a client library's check.
 CLIENT_TIMEOUT_S = 60
 # What redis-py must see: refused without the password (NOAUTH raised as an

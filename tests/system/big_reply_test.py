@@ -40,20 +40,13 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEBIAN_PYTHON = "/usr/bin/python3"
-
-try:
-    import redis  # noqa: F401
-except ImportError:
-    # Debian's python3-redis is for /usr/bin/python3; the rest needs only the standard library.
-    if os.path.realpath(sys.executable) != os.path.realpath(DEBIAN_PYTHON) and os.path.exists(DEBIAN_PYTHON):
-        os.execv(DEBIAN_PYTHON, [DEBIAN_PYTHON] + sys.argv)
-    redis = None
 
 sys.path.insert(0, HERE)
 import cluster as cl  # noqa: E402
 import harness  # noqa: E402
 import resp  # noqa: E402
+
+redis = harness.import_redis()
 
 KEYS = 300000
 KEY_BYTES = 60

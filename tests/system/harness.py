@@ -32,6 +32,15 @@ PORT_RETRIES = 5
 # Bytes of a server log shown in a failure report.
 LOG_TAIL_BYTES = 4000
 
+# Debian's interpreter, for which python3-redis (redis-py) is installed: the interpreter
+# running a test (CMake's python3, a pyenv or a venv) may be another one, without it.
+DEBIAN_PYTHON = "/usr/bin/python3"
+# Set in the environment of a test run again under DEBIAN_PYTHON (import_redis), so that it
+# is never run again a second time.
+REEXEC_ENV = "HMDB_TEST_UNDER_DEBIAN_PYTHON"
+# ctest's SKIP_RETURN_CODE for the system tests.
+SKIP_EXIT_CODE = 77
+
 # Every server started by this process, so that an interrupted test leaves nothing running.
 _live_servers = set()
 
@@ -55,6 +64,28 @@ class ServerExited(Exception):
         super().__init__(message)
         self.returncode = returncode
         self.log = log
+
+
+def import_redis(skip_as=None):
+    """redis-py, for a test that uses it. Where the interpreter running the test lacks it and
+    Debian's may have it, the test's script is run again under Debian's (the rest of a test
+    needs only the standard library), so this returns only in the interpreter that runs the
+    test. Without redis-py there: None, or, given skip_as (the test's name), the test is
+    skipped: it says so and exits SKIP_EXIT_CODE. Call it before anything else runs."""
+    try:
+        import redis
+        return redis
+    except ImportError:
+        pass
+    if (os.path.exists(DEBIAN_PYTHON) and os.path.realpath(sys.executable) != os.path.realpath(DEBIAN_PYTHON)
+            and not os.environ.get(REEXEC_ENV)):
+        os.environ[REEXEC_ENV] = "1"
+        sys.stdout.flush()
+        os.execv(DEBIAN_PYTHON, [DEBIAN_PYTHON] + sys.argv)
+    if skip_as is None:
+        return None
+    print("%s: skipped: python3-redis is not installed (bash scripts/install-deps.sh)" % skip_as)
+    sys.exit(SKIP_EXIT_CODE)
 
 
 def detect_kind(binary):

@@ -32,16 +32,9 @@ import sys
 import threading
 import time
 
-DEBIAN_PYTHON = "/usr/bin/python3"
-try:
-    import redis
-except ImportError:
-    if os.path.realpath(sys.executable) != os.path.realpath(DEBIAN_PYTHON) and os.path.exists(DEBIAN_PYTHON):
-        os.execv(DEBIAN_PYTHON, [DEBIAN_PYTHON] + sys.argv)
-    print("read_bound_test: skipped: python3-redis is not installed (bash scripts/install-deps.sh)")
-    sys.exit(77)
-
 import harness
+
+redis = harness.import_redis(skip_as="read_bound_test")
 
 # The server's bound (server/options.h, kTurnReadBytesMax).
 TURN_READ_BYTES_MAX = 256 << 10

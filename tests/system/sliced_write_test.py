@@ -31,17 +31,11 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEBIAN_PYTHON = "/usr/bin/python3"
-
-try:
-    import redis
-except ImportError:
-    if os.path.realpath(sys.executable) != os.path.realpath(DEBIAN_PYTHON) and os.path.exists(DEBIAN_PYTHON):
-        os.execv(DEBIAN_PYTHON, [DEBIAN_PYTHON] + sys.argv)
-    redis = None
 
 sys.path.insert(0, HERE)
 import harness  # noqa: E402
+
+redis = harness.import_redis()
 
 MEMBERS = 50000
 SLICE = 10

@@ -63,8 +63,8 @@ import harness
 import resp
 import tls_certs
 
-# Debian's interpreter, for which python3-redis is installed (tests/clients does the same).
-DEBIAN_PYTHON = "/usr/bin/python3"
+# Debian's interpreter, for which python3-redis is installed.
+DEBIAN_PYTHON = harness.DEBIAN_PYTHON
 # Bound on one client program's run (redis-cli, redis-py).
 CLIENT_TIMEOUT_S = 60
 # Bound on waiting for a counter or a log line after the event that makes it.

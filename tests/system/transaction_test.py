@@ -24,27 +24,18 @@ python3 with the redis module is found (apt-get install python3-redis).
 import os
 import sys
 
-try:
-    import redis
-except ImportError:
-    # The system tests run under whatever python3 CMake found; Debian's python3-redis is
-    # installed for /usr/bin/python3.
-    if os.path.exists("/usr/bin/python3") and os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3") \
-            and not os.environ.get("HMDB_TXN_TEST_REEXEC"):
-        os.environ["HMDB_TXN_TEST_REEXEC"] = "1"
-        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
-    print("SKIP: no python3 with the redis module (apt-get install python3-redis)")
-    sys.exit(77)
+import harness
 
-import argparse
+redis = harness.import_redis(skip_as="transaction_test")
+
+import argparse  # noqa: E402
 import socket
 import threading
 import time
 
-import cluster as cl
-import harness
+import cluster as cl  # noqa: E402
 
-SKIP_EXIT_CODE = 77
+SKIP_EXIT_CODE = harness.SKIP_EXIT_CODE
 # Bounds of the waits below.
 LEADER_TIMEOUT_S = 20.0
 CONVERGE_TIMEOUT_S = 60.0
