@@ -11,11 +11,14 @@ per acknowledged write:
     (`perf stat --per-thread -e raw_syscalls:sys_enter,context-switches`);
   - a SUM line: all nodes' CPU, the leader's, a follower's (mean of the two), a follower's
     messages received and disk rounds, system calls and context switches of the leader and
-    of a follower, ops/s and the load average.
+    of a follower, ops/s, the load tool's p50 and p99 latency and the load average.
 With --by-kind, perf stat also counts the system calls of the write path by name (the
 `syscalls:sys_enter_*` tracepoints of KINDS, per thread: counting, not tracing, so the run
 goes at full speed). With --trace, `perf trace -s` replaces perf stat: every system call by
-name and thread (slow: the tracing itself costs, so compare counts, not times).
+name and thread (slow: the tracing itself costs, so compare counts, not times). With
+--record leader|follower, `perf record` samples that node (a follower: the first one) by
+CPU time (cpu-clock: this VM has no hardware counters) during the run and prints its hottest
+symbols, self time, and the report file's path.
 
 Run it under the benchmark lock, one at a time:
   flock /tmp/hmdb-bench.lock bench/cluster_profile.py --build-dir build --runs 3
@@ -36,6 +39,9 @@ import cluster_bench as cb  # noqa: E402
 
 # System calls counted by name with --by-kind: the client, peer, disk and wake-up paths.
 KINDS = ("read", "write", "sendto", "recvfrom", "epoll_wait", "futex", "pwrite64", "fdatasync", "getrusage")
+# --record: samples per second (cpu-clock), and the share below which a symbol is not printed.
+RECORD_HZ = 2000
+RECORD_PERCENT_MIN = 0.8
 # INFO fields read before and after each run (counters; a missing one counts 0).
 COUNTERS = ("disk_rounds", "disk_fsyncs", "disk_holds", "disk_holds_expired", "last_index", "commit_hints_deferred")
 
@@ -103,10 +109,22 @@ def one_run(args, ns, root, rep):
             perfs = [subprocess.Popen(["perf", "stat", "--per-thread", "-x,", "-e", events, "-p", str(p),
                                        "-o", f"{d}/perf{i}"])
                      for i, p in enumerate(pids)]
+        recorder = None
+        if args.record:
+            roles = [node_counters(p)[1] for p in s.client_ports]
+            want = args.record
+            target = next((i for i, role in enumerate(roles) if role == want), None)
+            if target is None:
+                print(f"  --record: no {want} among {roles}")
+            else:
+                data = os.path.join(args.record_dir or d, f"perf-{args.label}-{want}-r{rep}.data")
+                recorder = (data, subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", str(RECORD_HZ),
+                                                    "-g", "-p", str(pids[target]), "-o", data],
+                                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         r = cb.measure_throughput(ns, "hmdb", port, args.clients)
-        for p in perfs:
+        for p in perfs + ([recorder[1]] if recorder else []):
             p.send_signal(2)
-        for p in perfs:
+        for p in perfs + ([recorder[1]] if recorder else []):
             p.wait()
         cpu1 = [proc_cpu(p) for p in pids]
         t1 = [thread_cpu(p) for p in pids]
@@ -147,7 +165,17 @@ def one_run(args, ns, root, rep):
         total = leader["cpu"] + sum(f["cpu"] for f in followers)
         print(f"SUM {args.label} total {total:5.1f} leader {leader['cpu']:5.1f} follower {mean['cpu']:5.1f} "
               f"f_msgs {mean['msgs']:.3f} f_rounds {mean['rounds']:.3f} l_sys {leader['sys']:.2f} l_cs {leader['cs']:.3f} "
-              f"f_sys {mean['sys']:.2f} f_cs {mean['cs']:.3f} ops {r.rps:,.0f} load {cb.loadavg()}")
+              f"f_sys {mean['sys']:.2f} f_cs {mean['cs']:.3f} ops {r.rps:,.0f} p50 {r.p50:.2f} p99 {r.p99:.2f} ms "
+              f"load {cb.loadavg()}")
+        if recorder:
+            rep_out = subprocess.run(["perf", "report", "-i", recorder[0], "--stdio", "--no-children", "-g", "none",
+                                      "--sort", "pid,sym", "--percent-limit", str(RECORD_PERCENT_MIN)],
+                                     capture_output=True, text=True).stdout
+            print(f"  perf record of the {args.record} ({recorder[0]}), self time by thread (pid:comm; the "
+                  f"loop thread's id is the process's, {pids[target]}) and symbol:")
+            for line in rep_out.splitlines():
+                if line.strip() and not line.startswith("#"):
+                    print("   " + line.rstrip())
     finally:
         s.stop()
 
@@ -165,6 +193,8 @@ def main():
     ap.add_argument("--base-port", type=int, default=7800)
     ap.add_argument("--trace", action="store_true", help="perf trace -s instead of perf stat")
     ap.add_argument("--by-kind", action="store_true", help="perf stat also counts KINDS' system calls by name")
+    ap.add_argument("--record", choices=("leader", "follower"), help="perf record of that node during the run")
+    ap.add_argument("--record-dir", help="keep the perf.data files here (default: the run's directory, removed)")
     args = ap.parse_args()
     ns = types.SimpleNamespace(hmdb=args.hmdb or os.path.join(args.build_dir, "apps/kv/hmdb"),
                                hmdb_bench=args.hmdb_bench or os.path.join(args.build_dir, "bench/hmdb-bench"),
