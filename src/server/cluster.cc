@@ -176,6 +176,18 @@ void Node::poll_peers() {
   received_.clear();
   transport_->poll(monotonic_ms(), &received_);
   if (!appends_sent_.empty()) note_received(received_);
+  // What the followers acknowledged: beyond the leader's own last ack, that ack may commit
+  // (want_own_ack; disk_thread.h, "A leader's own acknowledgement").
+  for (const raft::Message& m : received_) {
+    if (m.type != raft::MessageType::kAppendResponse || m.reject) continue;
+    if (m.term != peer_acked_term_) {
+      if (m.term < peer_acked_term_) continue;
+      peer_acked_term_ = m.term;
+      peer_acked_max_ = 0;
+    }
+    peer_acked_max_ = std::max(peer_acked_max_, m.log_index);
+  }
+  want_own_ack();
   for (const raft::Message& m : received_) raft_->step(m);
   // Handle the Readies now: a snapshot the core accepted must be installed before anything
   // else in this turn (e.g. a SNAPSHOT command) looks at the applied state.
@@ -277,6 +289,10 @@ void Node::learn_addresses(const std::vector<raft::Entry>& entries) {
 void Node::sync_transport_members() {
   if (!transport_) return;
   const raft::Status st = raft_->status();
+  // Called whenever a membership entry is persisted or applied, or a snapshot installed: the
+  // voters of the membership in force (raft's, from the entry's append on).
+  other_voters_ = std::any_of(st.conf.voters.begin(), st.conf.voters.end(),
+                              [&](raft::NodeId v) { return v != options_.node_id; });
   std::vector<raft::NodeId> ids = st.conf.voters;
   ids.insert(ids.end(), st.conf.learners.begin(), st.conf.learners.end());
   // A membership without this node is one it knows to be older than the cluster's (a new

@@ -157,11 +157,19 @@ void DiskThread::request_compact(raft::Index index) {
   cv_.notify_one();
 }
 
-std::optional<raft::PersistAck> DiskThread::take_ack(uint64_t* hold) {
+std::optional<raft::PersistAck> DiskThread::take_ack(uint64_t* hold, Clock::time_point* published) {
   std::lock_guard lk(mu_);
   ack_unseen_.store(false, std::memory_order_relaxed);
   if (hold) *hold = ack_ ? ack_hold_ : 0;
+  if (published && ack_) *published = ack_published_;
   return std::exchange(ack_, std::nullopt);
+}
+
+bool DiskThread::wake_on_next_ack() {
+  std::lock_guard lk(mu_);
+  if (ack_) return true;
+  wake_wanted_ = true;
+  return false;
 }
 
 bool DiskThread::flush_pending() const {
@@ -341,7 +349,10 @@ void DiskThread::run() {
       if (publish) {
         durable_seq_ = round_seq;
         ack_ = raft::PersistAck{last_index_, last_term_, hard_state_};
+        ack_published_ = synced ? synced_at : write_end;
         ack_hold_ = 0;
+        // The loop asked for this ack (wake_on_next_ack): it wakes whatever the Works said.
+        if (std::exchange(wake_wanted_, false)) wake_loop = true;
         bool hold_next = false;
         if (hold_after && synced && !stopping) {
           hold_next = hold_policy_.hold_after_sync(sync_us);

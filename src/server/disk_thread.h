@@ -69,6 +69,18 @@
 // follower's) publishes its ack without writing the eventfd, and the loop takes it at its next
 // turn (ack_unseen()). The loop's wake-ups per follower round fall from two to one.
 //
+// A leader's own acknowledgement (a leader with other voters; Node::persist). Its own ack
+// commits nothing unless a follower already has what it makes durable: the leader's
+// fdatasync starts as its appends leave, so its ack usually comes first, woke the loop for
+// nothing, and the follower's acknowledgement woke it again for the commit. Its Works are
+// submitted with wake_loop = false too, and the loop takes the ack at the turn a follower's
+// acknowledgement wakes it; when a follower acknowledged more than the loop's last ack
+// covers, the loop calls wake_on_next_ack(): an ack published and not taken is taken at
+// once, else the next published ack writes the eventfd whatever its Works said. (The group-
+// commit hold's clock, started by hold_from_now as the loop sends the round's replies, then
+// starts after the commit's replies, not at the turn that took the leader's own ack before
+// the commit.)
+//
 // A leader's appends leave when its round starts (Node::send). While the thread has a round
 // to start (an urgent Work queued: held, or waiting for the round in progress to end) or a
 // hold is in force (flush_pending()), the loop queues a leader's appends in the peer
@@ -200,6 +212,11 @@ class DiskThread {
   // An ack was published without writing the eventfd and take_ack() has not taken it yet:
   // the loop calls take_ack() in its next turn. One relaxed load.
   bool ack_unseen() const { return ack_unseen_.load(std::memory_order_relaxed); }
+  // The loop needs the next ack as soon as it is published (see "A leader's own
+  // acknowledgement"): true if one is published and not taken yet (take it now); else
+  // false, and the next ack published writes the eventfd even if its Works were submitted
+  // with wake_loop = false.
+  bool wake_on_next_ack();
   // Ends the hold `hold` (from take_ack) now; a later hold, or one that ended, is left alone.
   void release_hold(uint64_t hold);
   // The replies of the writes whose ack began hold `hold` were sent (the first call: the
@@ -216,8 +233,10 @@ class DiskThread {
   // After a snapshot at index is durable: delete the log segments it covers.
   void request_compact(raft::Index index);
   // The newest ack published since the last call, if any. *hold (optional): the id of the
-  // hold that began when it was published (0: the next round is not held).
-  std::optional<raft::PersistAck> take_ack(uint64_t* hold = nullptr);
+  // hold that began when it was published (0: the next round is not held). *published
+  // (optional): when it was published (steady_clock, i.e. CLOCK_MONOTONIC).
+  std::optional<raft::PersistAck> take_ack(uint64_t* hold = nullptr,
+                                           std::chrono::steady_clock::time_point* published = nullptr);
   uint64_t queued_bytes() const;
   // The thread will call round_start soon: work that starts a round is queued and no round
   // took it yet, or a hold is in force (its end calls round_start when no round follows it).
@@ -266,6 +285,8 @@ class DiskThread {
   std::atomic<bool> ack_unseen_{false};
   uint64_t queued_bytes_ = 0;        // GUARDED_BY(mu_)
   std::optional<raft::PersistAck> ack_;  // GUARDED_BY(mu_)
+  std::chrono::steady_clock::time_point ack_published_;  // GUARDED_BY(mu_): of ack_
+  bool wake_wanted_ = false;         // GUARDED_BY(mu_): wake_on_next_ack() found no ack to take
   uint64_t ack_hold_ = 0;            // GUARDED_BY(mu_): the hold that began with ack_
   uint64_t hold_ = 0;                // GUARDED_BY(mu_): the hold in force (0: none)
   uint64_t holds_begun_ = 0;         // GUARDED_BY(mu_): ids of holds

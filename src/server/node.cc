@@ -658,8 +658,21 @@ void Node::tick() {
 
 void Node::on_disk_ack() {
   if (!disk_) return;
+  take_disk_ack();
+  want_own_ack();
+}
+
+void Node::want_own_ack() {
+  // Each pass either takes an ack published meanwhile or leaves the request with the thread.
+  while (disk_ && peer_acked_max_ > own_acked_index_ && raft_->role() == raft::Role::kLeader &&
+         disk_->wake_on_next_ack())
+    take_disk_ack();
+}
+
+void Node::take_disk_ack() {
   uint64_t hold = 0;
-  if (auto ack = disk_->take_ack(&hold)) {
+  std::chrono::steady_clock::time_point published;
+  if (auto ack = disk_->take_ack(&hold, &published)) {
     // The writes this acknowledgement made durable: their clients are the cohort the disk
     // thread's hold waits for (end_hold).
     uint64_t durable = 0;
@@ -673,7 +686,13 @@ void Node::on_disk_ack() {
       hold_arrived_ = 0;
       hold_clock_pending_ = true;
     }
-    if (!proposals_.empty()) note_persisted(ack->last_index);
+    if (!proposals_.empty()) {
+      // When the disk thread published it: a leader's own ack may be taken only at the turn a
+      // follower's acknowledgement wakes the loop (disk_thread.h).
+      const auto at = std::chrono::duration_cast<std::chrono::microseconds>(published.time_since_epoch()).count();
+      note_persisted(ack->last_index, static_cast<uint64_t>(at));
+    }
+    own_acked_index_ = ack->last_index;
     raft_->persisted(*ack);
   }
 }
@@ -756,9 +775,13 @@ std::optional<raft::PersistAck> Node::persist(const std::optional<raft::HardStat
                                             : nullptr);
     const bool hold_after = std::exchange(hold_writes_proposed_, false) && !entries.empty();
     // A follower's core needs the ack for nothing urgent (its acks go out from the disk thread:
-    // send_after_persist); a leader commits and a candidate counts its vote by it.
+    // send_after_persist); a candidate counts its vote by it; a leader commits by it alone only
+    // as the only voter: with other voters its ack wakes the loop only when a follower already
+    // acknowledged more (want_own_ack; disk_thread.h, "A leader's own acknowledgement").
     const raft::Role role = raft_->role();
-    const bool wake_loop = role != raft::Role::kFollower && role != raft::Role::kLearner;
+    const bool wake_loop = role == raft::Role::kLeader
+                               ? !other_voters_
+                               : role != raft::Role::kFollower && role != raft::Role::kLearner;
     disk_->submit(hard_state, std::move(entries), hold_after, wake_loop);
     return std::nullopt;  // on_disk_ack() brings the acknowledgement
   }
@@ -771,7 +794,7 @@ std::optional<raft::PersistAck> Node::persist(const std::optional<raft::HardStat
     if (!st) fatal(kExitDiskFailure, "writing the log in {} failed during startup: {}", options_.dir, st.to_string());
   }
   // Durable now (written and synced above), or no log at all ("persisted" when handed over).
-  if (!proposals_.empty()) note_persisted(last_log_index_);
+  if (!proposals_.empty()) note_persisted(last_log_index_, 0);
   return raft::PersistAck{last_log_index_, last_log_term_, hard_state_};
 }
 

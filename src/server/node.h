@@ -198,6 +198,12 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   void loop_turn(int timeout_ms);
   void tick();
   void on_disk_ack();
+  // Takes the disk thread's published ack, if any, into the core (on_disk_ack's work).
+  void take_disk_ack();
+  // A leader whose followers acknowledged more than its own last ack covers needs its next
+  // ack at once (disk_thread.h, "A leader's own acknowledgement"): takes one published, else
+  // asks the disk thread to wake the loop for the next.
+  void want_own_ack();
   void note_turn_duration(uint64_t busy_us);
   // Reads the loop thread's CPU time and involuntary context switches (note_turn_duration).
   bool read_turn_cpu();
@@ -289,7 +295,8 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
     }
   }
   // The disk thread's acknowledgement reached the loop (index: durable up to).
-  void note_persisted(raft::Index index);
+  // published_us: when the disk thread published the ack (CLOCK_MONOTONIC µs), 0: now.
+  void note_persisted(raft::Index index, uint64_t published_us);
   void note_applied(raft::Index index);
   // Every command a client may send: the shell's, the engine's and the app's.
   std::vector<std::string> latency_command_names() const;
@@ -557,6 +564,13 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   std::unique_ptr<net::PeerTransport> transport_;
   std::map<raft::NodeId, ServerOptions::MemberAddr> members_;  // address book of the members
   std::vector<raft::Message> received_;  // scratch for poll_peers
+  // A leader's own acknowledgement (disk_thread.h): whether the membership has voters other
+  // than this node (else its own ack is what commits: it wakes the loop), the highest index a
+  // follower acknowledged in term peer_acked_term_, and the last index of the last ack taken.
+  bool other_voters_ = false;
+  raft::Term peer_acked_term_ = 0;
+  raft::Index peer_acked_max_ = 0;
+  raft::Index own_acked_index_ = 0;
   // Plain clients' commands on a node that does not lead, run on the leader (clustered only).
   std::unique_ptr<core::Forwarder> forwarder_;
   std::unique_ptr<ForwardLinks> forward_links_;

@@ -135,17 +135,19 @@ void Node::note_handed_to_disk(raft::Index last) {
   }
 }
 
-void Node::note_persisted(raft::Index index) {
-  // The disk thread's acknowledgement is seen at the start of a turn (on_disk_ack); without
-  // a disk thread, when handed over.
-  const uint64_t now = stage_now_us();
+void Node::note_persisted(raft::Index index, uint64_t published_us) {
+  // When the disk thread published its acknowledgement (CLOCK_MONOTONIC µs, as the stage
+  // clock's scale), if that is earlier than now: a leader with other voters may take its own
+  // ack only at a later turn (disk_thread.h). 0: now (seen at the start of a turn, or without
+  // a disk thread, when handed over).
+  const uint64_t now = published_us != 0 ? std::min(stage_now_us(), published_us) : stage_now_us();
   uint64_t group = 0;
   for (size_t i = 0; i < proposals_.size(); i++) {
     ProposalMarks& p = proposals_[i];
     if (p.index > index) break;
     if (p.handed_us == 0 || p.persisted_us != 0) continue;
-    p.persisted_us = now;
-    latency_->stage(Stage::kPersist).record(now - p.handed_us, p.writes);
+    p.persisted_us = std::max(now, p.handed_us);
+    latency_->stage(Stage::kPersist).record(p.persisted_us - p.handed_us, p.writes);
     group += p.writes;
   }
   if (group > 0) latency_->persist_group().record(group);
