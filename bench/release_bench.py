@@ -18,6 +18,14 @@ Per run and binary (the binaries' order alternates between runs), a fresh
 3. the same for a hash: `redis-benchmark -t hset -n FIELDS -r FIELDS -P 64 -c 20` fills
    `myhash`, then RESETSTAT, `DEL myhash`, done as above, INFO.
 
+4. with --big TYPE (hash, set, zset, list; repeat it), per TYPE and per op of --big-ops (DEL,
+   UNLINK, FLUSHALL): one key `big` of --big-n elements (commands of 1,000 elements, sent
+   pipelined on one connection), RESETSTAT, the op, then --write-s seconds of one connection's
+   pipelines of 16 SETs (each entry frees up to kLazyFreeEntryWork of it, as a loaded server's
+   writes do; housekeeping alone frees it at its tick's rate), then done as above, INFO. The
+   loop's CPU in the long turns (long_turns_cpu_ms, long_turns_cpu_max_ms) is what a loaded
+   machine does not inflate. --values 0 skips steps 1-2, --fields 0 step 3.
+
 With --trace, `perf trace -e munmap` follows the server during steps 2 and 3 (attached after
 the RESETSTAT, stopped when done) and the script reports, per step, the munmap calls of the
 event loop (the process's main thread) and of the other threads (hmdb-prefault: the blocks
@@ -38,10 +46,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from snapshot_stall import Resp, Server, free_port, info, loadavg, proc_status_kib, stop_proc  # noqa: E402
+from snapshot_stall import Resp, RespError, Server, free_port, info, loadavg, proc_status_kib, stop_proc  # noqa: E402
+from stall_bench import LongTurnWatch  # noqa: E402
 
 # --- bounds ---
 FILL_TIMEOUT_S = 900      # one redis-benchmark fill on a busy machine
@@ -51,8 +61,11 @@ POLL_S = 0.1
 TRACE_START_S = 1.0       # perf trace attaches to every thread first
 TRACE_STOP_TIMEOUT_S = 30
 
-TURN_FIELDS = ("loop_turn_max_ms", "long_turns", "long_turns_on_cpu", "last_long_turn_ms", "last_long_turn_cpu_ms",
-               "slow_turns")
+TURN_FIELDS = ("loop_turn_max_ms", "long_turns", "long_turns_on_cpu", "long_turns_cpu_ms", "long_turns_cpu_max_ms",
+               "last_long_turn_ms", "last_long_turn_cpu_ms", "slow_turns")
+BIG_CHUNK = 1000          # elements per command of a --big fill
+BIG_PIPELINE = 64         # commands in flight while filling
+WRITE_PIPELINE = 16       # SETs per pipeline of the writer that runs while a big value is freed
 BLOCK_FIELDS = ("value_blocks", "pantry_blocks_taken", "pantry_blocks_missed", "pantry_blocks_handed_back",
                 "pantry_blocks_reused", "pantry_blocks_unmapped_by_caller")
 # perf trace's line: "  12.345 ( 0.025 ms): hmdb/1234 munmap(addr: 0x7f.., len: 2097152) = 0"
@@ -131,6 +144,8 @@ def release(port, pid, what, trace_path):
     i0 = info(port, "app")
     before = {k: int(i0[k]) for k in BLOCK_FIELDS if k in i0}
     tracer = start_trace(pid, trace_path) if trace_path else None
+    watch = LongTurnWatch(port)
+    watch.start()
     try:
         t0 = time.monotonic()
         r = call(port, *what)
@@ -141,9 +156,103 @@ def release(port, pid, what, trace_path):
     i = info(port, "all")
     out = {k: int(i[k]) for k in TURN_FIELDS + BLOCK_FIELDS if k in i}
     out.update(reply=str(r), reply_ms=reply_ms, freed_s=freed_s, load=loadavg(), before=before)
+    out.update(watched(watch))
     if trace_path:
         out["munmap"] = munmaps(trace_path, pid)
     return out
+
+
+def big_command(kind, start, n):
+    """One fill command of elements [start, start + n) of key `big`, RESP-encoded."""
+    words = [{"hash": b"HSET", "set": b"SADD", "zset": b"ZADD", "list": b"RPUSH"}[kind], b"big"]
+    for i in range(start, start + n):
+        if kind == "hash":
+            words += [b"f:%d" % i, b"v"]
+        elif kind == "zset":
+            words += [b"%d" % i, b"m:%d" % i]
+        else:
+            words.append(b"m:%d" % i)
+    return b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)
+
+
+def fill_big(port, kind, n):
+    """Fills key `big` with n elements, BIG_PIPELINE commands in flight; returns its size."""
+    c = Resp(port, timeout=FILL_TIMEOUT_S)
+    try:
+        sent = answered = 0
+        commands = (n + BIG_CHUNK - 1) // BIG_CHUNK
+        while answered < commands:
+            batch = []
+            while sent < commands and sent - answered < BIG_PIPELINE:
+                start = sent * BIG_CHUNK
+                batch.append(big_command(kind, start, min(BIG_CHUNK, n - start)))
+                sent += 1
+            if batch:
+                c.sock.sendall(b"".join(batch))
+            r = c.reply()
+            if isinstance(r, RespError):
+                raise RuntimeError(f"fill {kind}: {r}")
+            answered += 1
+        size = c.call({"hash": "HLEN", "set": "SCARD", "zset": "ZCARD", "list": "LLEN"}[kind], "big")
+    finally:
+        c.close()
+    return size
+
+
+class Writer(threading.Thread):
+    """Pipelines of WRITE_PIPELINE SETs on one connection for `seconds`."""
+
+    def __init__(self, port, seconds):
+        super().__init__(daemon=True)
+        self.port, self.seconds, self.sets, self.error = port, seconds, 0, None
+
+    def run(self):
+        try:
+            c = Resp(self.port, timeout=60)
+            batch = b"".join(Resp.encode("SET", "w:%d" % i, "x") for i in range(WRITE_PIPELINE))
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < self.seconds:
+                c.sock.sendall(batch)
+                for _ in range(WRITE_PIPELINE):
+                    c.reply()
+                self.sets += WRITE_PIPELINE
+            c.close()
+        except Exception as e:  # reported by the caller
+            self.error = e
+
+
+def release_big(port, pid, kind, op, args):
+    """Fills `big`, RESETSTAT, the op, the writer, wait until freed; INFO's turns."""
+    t0 = time.monotonic()
+    size = fill_big(port, kind, args.big_n)
+    fill_s = time.monotonic() - t0
+    call(port, "CONFIG", "RESETSTAT")
+    watch = LongTurnWatch(port)
+    watch.start()
+    t0 = time.monotonic()
+    r = call(port, *(("FLUSHALL",) if op == "FLUSHALL" else (op, "big")))
+    reply_ms = (time.monotonic() - t0) * 1e3
+    w = Writer(port, args.write_s)
+    if args.write_s > 0:
+        w.start()
+        w.join()
+        if w.error:
+            raise RuntimeError(f"writer: {w.error}")
+    freed_s = wait_freed(port)
+    i = info(port, "all")
+    out = {k: int(i[k]) for k in TURN_FIELDS if k in i}
+    out.update(size=size, fill_s=fill_s, reply=str(r), reply_ms=reply_ms, freed_s=freed_s, sets=w.sets, load=loadavg())
+    out.update(watched(watch))
+    return out
+
+
+def watched(watch):
+    """The long turns (>= 20 ms) the watch saw one at a time: how many, the most CPU of one
+    (at most, ms), and how many it saw only in sums."""
+    d = watch.summary()
+    seen = d.get("seen") or []
+    return {"seen_alone": len(seen), "seen_cpu_max_ms": max((cm for _, _, cm, _ in seen), default=0),
+            "seen_wall_max_ms": max((w for w, _, _, _ in seen), default=0), "missed": d.get("missed")}
 
 
 def one(binary, args, work, label):
@@ -155,16 +264,21 @@ def one(binary, args, work, label):
     res = {"binary": label}
     try:
         rss0 = proc_status_kib(pid)
-        redis_benchmark(port, ["-t", "set", "-d", str(args.value_bytes), "-n", str(args.values), "-r", "1000000000",
-                               "-P", "64", "-c", "20"])
-        res["keys"] = int(call(port, "DBSIZE"))
-        res["rss_filled_mib"] = (proc_status_kib(pid) - rss0) / 1024
-        res["flush"] = release(port, pid, ("FLUSHALL",), os.path.join(d, "flush.trace") if args.trace else None)
-        res["rss_flushed_mib"] = (proc_status_kib(pid) - rss0) / 1024
+        if args.values:
+            redis_benchmark(port, ["-t", "set", "-d", str(args.value_bytes), "-n", str(args.values), "-r", "1000000000",
+                                   "-P", "64", "-c", "20"])
+            res["keys"] = int(call(port, "DBSIZE"))
+            res["rss_filled_mib"] = (proc_status_kib(pid) - rss0) / 1024
+            res["flush"] = release(port, pid, ("FLUSHALL",), os.path.join(d, "flush.trace") if args.trace else None)
+            res["rss_flushed_mib"] = (proc_status_kib(pid) - rss0) / 1024
         if args.fields:
             redis_benchmark(port, ["-t", "hset", "-n", str(args.fields), "-r", str(args.fields), "-P", "64", "-c", "20"])
             res["fields"] = int(call(port, "HLEN", "myhash"))
             res["hash"] = release(port, pid, ("DEL", "myhash"), os.path.join(d, "hash.trace") if args.trace else None)
+        for kind in args.big or []:
+            for op in args.big_ops.split(","):
+                res[f"{op} {kind}"] = release_big(port, pid, kind, op, args)
+                print(f"    {label}: {op} {kind}: {res[f'{op} {kind}']}", flush=True)
     finally:
         srv.stop()
         if not args.keep:
@@ -173,8 +287,9 @@ def one(binary, args, work, label):
 
 
 def show(r):
-    print(f"  {r['binary']}: {r['keys']} keys, +{r['rss_filled_mib']:.0f} MiB filled, "
-          f"+{r['rss_flushed_mib']:.0f} MiB after FLUSHALL")
+    if "keys" in r:
+        print(f"  {r['binary']}: {r['keys']} keys, +{r['rss_filled_mib']:.0f} MiB filled, "
+              f"+{r['rss_flushed_mib']:.0f} MiB after FLUSHALL")
     for step in ("flush", "hash"):
         if step not in r:
             continue
@@ -183,7 +298,9 @@ def show(r):
         blocks = ", ".join(f"{k} {s['before'][k]} -> {s[k]}" if k == "value_blocks" else f"{k} +{s[k] - s['before'][k]}"
                            for k in BLOCK_FIELDS if k in s and k in s["before"])
         extra = f" ({r['fields']} fields)" if step == "hash" else ""
-        print(f"    {step}{extra}: reply {s['reply_ms']:.1f} ms, freed in {s['freed_s']:.1f} s, load {s['load']}; {turns}")
+        print(f"    {step}{extra}: reply {s['reply_ms']:.1f} ms, freed in {s['freed_s']:.1f} s, load {s['load']}; {turns}; "
+              f"long turns seen alone {s['seen_alone']} (most CPU of one {s['seen_cpu_max_ms']} ms, wall "
+              f"{s['seen_wall_max_ms']} ms), {s['missed']} not seen alone")
         if blocks:
             print(f"      blocks during the release: {blocks}")
         for who, m in s.get("munmap", {}).items():
@@ -200,6 +317,11 @@ def main():
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--trace", action="store_true", help="perf trace -e munmap during the releases")
     ap.add_argument("--keep", action="store_true", help="keep the data directories (and traces)")
+    ap.add_argument("--big", action="append", choices=("hash", "set", "zset", "list"),
+                    help="free one key of --big-n elements of this type (repeat for several)")
+    ap.add_argument("--big-n", type=int, default=10_000_000)
+    ap.add_argument("--big-ops", default="DEL,UNLINK,FLUSHALL", help="how the big key goes, comma-separated")
+    ap.add_argument("--write-s", type=float, default=5.0, help="seconds of SET pipelines after each big op")
     args = ap.parse_args()
     work = tempfile.mkdtemp(dir="/var/tmp", prefix="release_bench.")
     print(f"release_bench: {args.values} x {args.value_bytes} B values, hash of ~{args.fields} fields, "
@@ -223,11 +345,14 @@ def main():
     print("\nsummary (median [min-max] over runs):")
     for i, b in enumerate(args.hmdb):
         rs = [r for r in results if r["i"] == i]
-        for step in ("flush", "hash"):
+        steps = ["flush", "hash"] + [f"{op} {kind}" for kind in args.big or [] for op in args.big_ops.split(",")]
+        for step in steps:
             vals = [r[step]["loop_turn_max_ms"] for r in rs if step in r]
             if vals:
                 print(f"  {b} {step}: loop_turn_max_ms {statistics.median(vals)} [{min(vals)}-{max(vals)}], "
-                      f"long_turns {[r[step]['long_turns'] for r in rs]}")
+                      f"long_turns {[r[step]['long_turns'] for r in rs]}, long turns' CPU at most (ms) "
+                      f"{[r[step].get('long_turns_cpu_max_ms') for r in rs]}, last long turn's CPU "
+                      f"{[r[step].get('last_long_turn_cpu_ms') for r in rs]}")
 
 
 if __name__ == "__main__":

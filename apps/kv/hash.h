@@ -120,9 +120,10 @@ class Hash {
 
   // Removes up to about `budget` fields, for freeing a deleted hash a bounded amount at a
   // time (kv.h, Graveyard); returns the work done. A small hash goes at once (at most
-  // kSmallFieldsMax). The hash is only to be destroyed or cleared further afterwards. The
-  // table's node slabs go with its last field, handed to the prefault thread (~40 slabs of
-  // 2 MiB at 1 M fields: key_table.h, free_block).
+  // kSmallFieldsMax). The hash is only to be destroyed or cleared further afterwards, until
+  // cleared(). After its last field the table's node slabs (handed to the prefault thread:
+  // ~40 of 2 MiB at 1 M fields, key_table.h, free_block) and its bucket array (unmapped 64
+  // KiB a step: 128 MiB at 10 M fields) go within the budgets too (KeyTable::drain).
   size_t clear_some(size_t budget) {
     if (!big_) {
       const size_t n = small_.size();
@@ -130,9 +131,11 @@ class Hash {
       return n;
     }
     const size_t n = big_->drain(budget, [](std::string&&) {});
-    if (big_->empty()) big_.reset();
+    if (big_->drained()) big_.reset();
     return n;
   }
+  // True once clear_some left nothing to free: destroying the hash then costs nothing.
+  bool cleared() const noexcept { return !big_ && small_.empty(); }
 
   // Calls fn(std::string_view field, const std::string& value) for each field in
   // (field_hash, bytes) order.

@@ -37,6 +37,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
@@ -86,6 +87,13 @@ inline constexpr size_t kPrefaultLeadSteps = 32768;
 // free_block).
 inline constexpr size_t kDrainEmptyBucketsPerUnit = 16;
 inline constexpr size_t kDrainSlabUnits = 2048;
+// A release step of a bucket array given up (kReleaseBytesPerStep unmapped) in drain()'s
+// units, at the slab's rate of 4 units a page: 16 pages, 64 units (~2-5 us). Counted, a
+// freeing that empties a table of tens of millions of keys (a 128-256 MiB array) unmaps it a
+// step at a time over its budgets instead of at once in one call (a DEL of a 10 M-field
+// hash unmapped its 128 MiB array whole; bench/README.md, "Deleting one key of 10 M
+// elements").
+inline constexpr size_t kDrainReleaseUnits = kReleaseBytesPerStep / 4096 * (kDrainSlabUnits / 512);
 // The smallest bucket array (2^kMinBucketBits) and the load factor that ends a shrink: a
 // table shrinks when it holds fewer than 1/kShrinkRatio keys per bucket.
 inline constexpr unsigned kMinBucketBits = 2;
@@ -104,6 +112,20 @@ struct KeyTableHash {
 };
 
 namespace detail {
+
+// For tests: the bytes of bucket arrays unmapped (by a release step, or at once), and the
+// most one munmap call unmapped; relaxed atomics (a snapshot's background load may free a
+// table on another thread), on a path that makes a system call anyway.
+struct UnmapStats {
+  std::atomic<uint64_t> bytes{0};
+  std::atomic<uint64_t> largest{0};
+};
+inline UnmapStats unmap_stats;
+inline void unmap_buckets(void* p, size_t bytes) noexcept {
+  munmap(p, bytes);
+  unmap_stats.bytes.fetch_add(bytes, std::memory_order_relaxed);
+  if (bytes > unmap_stats.largest.load(std::memory_order_relaxed)) unmap_stats.largest.store(bytes, std::memory_order_relaxed);
+}
 
 // The incremental resize of a chained hash table, shared by KeyTable (its nodes) and a
 // sorted set's member index (zorder.h: the sorted set's own entries, chained through a link
@@ -188,7 +210,7 @@ class ResizingBuckets {
       if (!slots) return;
       if (mapped) {
         prefault::forget(slots, detail::page_round(bytes()));
-        munmap(slots, detail::page_round(bytes()));
+        unmap_buckets(slots, detail::page_round(bytes()));
       }
       else std::free(slots);
       slots = nullptr;
@@ -249,6 +271,13 @@ class ResizingBuckets {
     if (t0_.slots && t0_.bits >= bits) return;
     t0_.free_now();
     t0_ = Buckets::allocate(bits, true);
+  }
+  // Hands both arrays to the release queue (the caller destroyed or unlinked the nodes):
+  // unmapped a step at a time (release_step), a small one freed now.
+  void release_buckets_later() noexcept {
+    t0_.release_later(releasing_);
+    t1_.release_later(releasing_);
+    rehash_idx_ = 0;
   }
   // Frees both arrays now (the caller destroyed or unlinked the nodes).
   void forget_buckets() noexcept {
@@ -344,7 +373,7 @@ class ResizingBuckets {
   void release_step() noexcept {
     auto& [p, bytes] = releasing_.back();
     const size_t n = std::min(bytes, kReleaseBytesPerStep);
-    munmap(p + bytes - n, n);
+    unmap_buckets(p + bytes - n, n);
     bytes -= n;
     if (bytes == 0) releasing_.pop_back();
   }
@@ -355,7 +384,7 @@ class ResizingBuckets {
     return nullptr;
   }
   void release_all() noexcept {
-    for (auto& [p, bytes] : releasing_) munmap(p, bytes);
+    for (auto& [p, bytes] : releasing_) unmap_buckets(p, bytes);
     releasing_.clear();
   }
 
@@ -576,10 +605,12 @@ class KeyTable : private detail::ResizingBuckets<detail::KeyTableNode<V>, detail
   }
 
   // Destroys up to `budget` nodes (fewer if the table empties; a slab counts
-  // kDrainSlabUnits, and one is freed per call even if that is more), unlinking them from the
-  // first buckets; calls on_value(V&&) with each value first, so a caller may keep a big
-  // one to free later. For a table taken out of service (FLUSHALL): it is not usable for
-  // lookups afterwards, only for more of this and destruction. Returns the nodes destroyed.
+  // kDrainSlabUnits, a release step of a bucket array kDrainReleaseUnits, and one of them is
+  // made per call even if that is more), unlinking them from the first buckets; calls
+  // on_value(V&&) with each value first, so a caller may keep a big one to free later. For a
+  // table taken out of service (FLUSHALL, a deleted hash or set): it is not usable for
+  // lookups afterwards, only for more of this and destruction, which frees what is left at
+  // once (destroy it once drained()). Returns the work done.
   template <class Fn>
   size_t drain(size_t budget, Fn&& on_value) {
     size_t done = 0;
@@ -613,7 +644,10 @@ class KeyTable : private detail::ResizingBuckets<detail::KeyTableNode<V>, detail
     }
     free_list_ = nullptr;
     bump_ = bump_end_ = nullptr;
-    if (!releasing_.empty()) release_step();
+    while (!releasing_.empty() && (done == 0 || done + kDrainReleaseUnits <= budget)) {
+      release_step();
+      done += kDrainReleaseUnits;
+    }
     return done;
   }
   // True once drain() has nothing left to do.

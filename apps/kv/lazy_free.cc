@@ -25,7 +25,9 @@ size_t elements(const Value& v) {
       v);
 }
 
-// Destroys up to `budget` of v's elements; true once v holds none (and no memory).
+// Destroys up to `budget` of v's elements (and then, a step at a time, the memory that held
+// them: a big hash's, set's or sorted set's node slabs and bucket array); true once v holds
+// none and no memory, so that destroying it costs nothing.
 bool clear_some(Value& v, size_t budget, size_t* work) {
   return std::visit(
       [&](auto& x) -> bool {
@@ -36,13 +38,15 @@ bool clear_some(Value& v, size_t budget, size_t* work) {
         } else if constexpr (std::is_same_v<T, std::unique_ptr<ZSet>>) {
           if (!x) return true;
           *work += x->order.clear_some(budget) + 1;
-          if (!x->order.empty()) return false;
+          if (!x->order.cleared()) return false;
           x.reset();
           return true;
-        } else {
-          const size_t n = x.clear_some(budget);
-          *work += n + 1;
+        } else if constexpr (std::is_same_v<T, List>) {
+          *work += x.clear_some(budget) + 1;
           return x.empty();
+        } else {
+          *work += x.clear_some(budget) + 1;
+          return x.cleared();
         }
       },
       v);

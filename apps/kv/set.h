@@ -149,8 +149,9 @@ class Set {
 
   // Removes up to about `budget` members, for freeing a deleted set a bounded amount at a
   // time (kv.h, Graveyard); returns the work done. A small set goes at once. The set is
-  // only to be destroyed or cleared further afterwards. As Hash::clear_some, the node slabs
-  // go with the last member.
+  // only to be destroyed or cleared further afterwards, until cleared(). As
+  // Hash::clear_some, the node slabs and the bucket array go after the last member, within
+  // the budgets.
   size_t clear_some(size_t budget) {
     if (!big_) {
       const size_t n = small_.size();
@@ -158,9 +159,11 @@ class Set {
       return n;
     }
     const size_t n = big_->drain(budget, [](None&&) {});
-    if (big_->empty()) big_.reset();
+    if (big_->drained()) big_.reset();
     return n;
   }
+  // True once clear_some left nothing to free: destroying the set then costs nothing.
+  bool cleared() const noexcept { return !big_ && small_.empty(); }
 
   // A place in the (hash, bytes) order, for visiting the members a part at a time (a
   // sliced SMEMBERS, kv.cc): valid while the set does not change.
