@@ -121,14 +121,16 @@ inline constexpr size_t kLazyFreeElementsMin = 64;
 // Elements (or table nodes) the graveyard destroys per write command that runs while it
 // is not empty (up to ~190 µs: measured 90 ns an element for a hash, 250 for a set, 370 for
 // a sorted set; a list frees whole 8 KiB chunks, ~0.1 ns an element), at most kLazyFreeEntryWork per log entry (a loop turn
-// applies a batch of up to thousands of commands as one entry: up to ~3 ms), and per
-// HMDB.EXPIRE, which housekeeping proposes (one a tick, 100 ms) while it is not empty:
-// 0.3-19 ms of freeing a tick by type (a sorted set's is at issue 16's 20 ms bound:
-// docs/kv-commands.md, "Commands that take long"), so 10 M elements are gone in ~20 s even
-// with no writes.
+// applies a batch of up to thousands of commands as one entry: up to ~3 ms), and as much per
+// HMDB.EXPIRE, which housekeeping proposes (one a tick, 100 ms) while it is not empty. It
+// freed 50,000 a tick until the loop turns of a FLUSHALL's freeing were measured at 14-20 ms
+// of the loop's CPU (keys of 400 B, 0.3-0.4 us a key; a sorted set's members 19-21 ms:
+// docs/kv-commands.md, "Commands that take long"), at issue 16's 20 ms bound with no room
+// for slower memory; at kLazyFreeEntryWork a housekeeping turn frees ~3 ms at most, and 10
+// M elements are gone in ~2 min with no writes (~20 s before; writes free more meanwhile).
 inline constexpr size_t kLazyFreeStepWork = 512;
 inline constexpr size_t kLazyFreeEntryWork = 8192;
-inline constexpr size_t kLazyFreeHousekeepingWork = 50000;
+inline constexpr size_t kLazyFreeHousekeepingWork = kLazyFreeEntryWork;
 
 // Deleted big values and flushed tables, destroyed a bounded amount of work at a time
 // (lazy_free.cc). Not part of the state: nothing in it is visible to a command, a
@@ -144,6 +146,8 @@ class Graveyard {
   // Destroys about `budget` elements' worth (a container's elements, a table's nodes);
   // returns the work done.
   size_t step(size_t budget);
+  // For tests: the work step() did in all.
+  uint64_t work_total() const noexcept { return work_total_; }
   // step(kLazyFreeStepWork) for a command of log entry `index`, unless the commands of that
   // entry already did kLazyFreeEntryWork: the same on every node (it depends on the log).
   void step_for_entry(uint64_t index) {
@@ -157,6 +161,7 @@ class Graveyard {
  private:
   uint64_t entry_index_ = 0;
   size_t entry_work_ = 0;
+  uint64_t work_total_ = 0;
   std::vector<Value> values_;
   std::vector<KeyTable<Value>> tables_;
   std::vector<KeyTable<uint64_t>> deadline_tables_;

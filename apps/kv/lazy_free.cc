@@ -94,6 +94,7 @@ size_t Graveyard::step(size_t budget) {
       break;
     }
   }
+  work_total_ += work;
   return work;
 }
 
