@@ -3,6 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <memory>
+#include <utility>
+
 #include "common/assert.h"
 #include "core/batch.h"
 #include "hmdb/reply.h"
@@ -45,6 +48,20 @@ void answer_repeat(const RequestTable::Entry& first, const BatchStep& step, std:
   out->append(first.reply);
 }
 
+}  // namespace
+
+namespace {
+// HalfApplied::budget_spent's placeholder for the command the batch stopped before: the
+// replica asks next() once in the turn that stopped (false) and again in the next (true),
+// then resumes the batch, which applies the command itself (finish() is never called).
+class YieldedCommand final : public ApplyProducer {
+ public:
+  bool next(const SliceBudget&) override { return std::exchange(asked_, true); }
+  void finish(const ApplyContext&, Reply&) override { HMDB_ASSERT(false, "a yielded command is applied by its batch"); }
+
+ private:
+  bool asked_ = false;
+};
 }  // namespace
 
 ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t index, uint32_t schema_version,
@@ -119,7 +136,15 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
   bool stopped = false;
   // False (result says why) when the command does not apply under its version. `sliceable`:
   // it may hand its apply to a producer (a command of its own, untagged; where half is given).
+  size_t budget_count = 0;  // sliceable commands met in this call (HalfApplied::budget_spent)
   auto apply_one = [&](Args argv, ReplyTo to, bool sliceable) {
+    if (sliceable && half && half->budget_spent && ++budget_count % half->budget_check_commands == 0 &&
+        (*half->budget_spent)()) [[unlikely]] {
+      half->producer = std::make_unique<YieldedCommand>();
+      half->yielded = true;
+      stopped = true;  // nothing of it is applied: the batch resumes with it next turn
+      return true;
+    }
     hint();
     if (!to.out) {
       scratch.dropped_reply.clear();
@@ -150,6 +175,16 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
     half->item = k;
     half->commands = result.commands;
     return result;
+  };
+  // Resuming a batch that stopped for the budget before item k: item k is applied now, as
+  // any command (false: it does not apply; stopped: it handed a producer, or the budget).
+  auto resume_yielded = [&](size_t k, Args argv) {
+    result.items = k;
+    result.commands = half->commands;
+    half->yielded = false;
+    half->producer.reset();
+    if (half->planted_skip_yielded) return true;  // PLANTED BUG: item k is never applied
+    return apply_one(argv, sink ? sink->reply_to(k) : ReplyTo{}, true);
   };
   // Resuming: item k (resume_item) is the half-applied write; its producer finishes it.
   auto finish_half = [&](size_t k, ReplyTo to) {
@@ -189,7 +224,12 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
     for (size_t k = 0; reader.next(argv); k++) {
       if (resuming && k <= resume_item) [[unlikely]] {
         if (k < resume_item) continue;  // applied before the batch stopped
-        finish_half(k, sink ? sink->reply_to(k) : ReplyTo{});
+        if (half->yielded) {
+          if (!resume_yielded(k, argv)) return result;
+          if (stopped) return stop_at(k);
+        } else {
+          finish_half(k, sink ? sink->reply_to(k) : ReplyTo{});
+        }
       } else {
         if (!apply_one(argv, sink ? sink->reply_to(k) : ReplyTo{}, true)) return result;
         if (stopped) [[unlikely]] return stop_at(k);
@@ -209,7 +249,12 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
       if (resuming && k <= resume_item) [[unlikely]] {
         if (k < resume_item) continue;  // applied before the batch stopped
         HMDB_ASSERT(step.kind == BatchStep::Kind::kCommand && !tagged, "a half-applied item %zu that is no command of its own", k);
-        finish_half(k, sink ? sink->reply_to(k) : ReplyTo{});
+        if (half->yielded) {
+          if (!resume_yielded(k, step.argv)) return result;
+          if (stopped) return stop_at(k);
+        } else {
+          finish_half(k, sink ? sink->reply_to(k) : ReplyTo{});
+        }
         if (sink) sink->replied(k);
         result.items++;
         continue;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <memory>
 #include <cstdint>
 #include <string>
@@ -87,7 +88,32 @@ struct HalfApplied {
   std::unique_ptr<ApplyProducer> producer;
   size_t item = 0;
   size_t commands = 0;
+  // In: the host's budget for one turn's applying (Replica::Options::apply_budget_spent),
+  // asked before every kApplyBudgetCheckCommands-th command of one apply_batch call (never
+  // before its first, so every call makes progress). Once it says spent, the batch stops
+  // before that command as at a producer's write (ApplyStatus::kHalfApplied, `item`), with
+  // `yielded` set and `producer` a placeholder whose next() is false once, then true: the
+  // replica resumes the batch in its next turn, where item `item` is applied as any command
+  // (it may itself hand its apply to a producer). Where the batch stops depends on the
+  // host's clock, not the log, so it differs between nodes; what is applied, in what order,
+  // and the replies do not (the replica holds everything else until the entry is applied,
+  // as for any half-applied write). Null: never stops for it (the simulator's nodes, tests,
+  // recovery).
+  const std::function<bool()>* budget_spent = nullptr;
+  size_t budget_check_commands = 0;  // in: asked every this many commands (kApplyBudgetCheckCommands)
+  bool yielded = false;
+  // In: a planted bug (Replica::Options::PlantedBugs::skip_yielded_command): a batch resumed
+  // after the budget stopped it goes on after the command it stopped before, which is never
+  // applied (nor answered).
+  bool planted_skip_yielded = false;
 };
+
+// Commands an apply_batch call applies between two asks of HalfApplied::budget_spent: the
+// host's check reads a clock (~0.1 us), a SET costs ~1-2 us to apply, so one ask per 16
+// commands is ~0.3 % of the apply; and after the budget is spent a batch goes on for at most
+// 15 more commands (~25 us usually; ~2 ms in the worst 20 M-key turn measured, 116 us per
+// SET: bench/README.md, "Long turns of the 20 M-key growth").
+inline constexpr size_t kApplyBudgetCheckCommands = 16;
 
 // Reused buffers, so applying allocates nothing per command once warmed up.
 struct ApplyScratch {

@@ -1286,14 +1286,20 @@ void Replica::apply_entry(const raft::Entry& e) {
     // planted bug can meet).
     HalfApplied h;
     h.slice_elements = options_.write_slice_elements;
+    if (options_.apply_budget_spent && !options_.bugs.apply_past_budget) {  // PLANTED BUG when set
+      h.budget_spent = &options_.apply_budget_spent;
+      h.budget_check_commands = std::max<size_t>(1, options_.apply_budget_check_commands);
+      h.planted_skip_yielded = options_.bugs.skip_yielded_command;  // PLANTED BUG when set
+    }
     const bool slicing = options_.write_slice_elements != 0 && !writes_whole_ && !half_;
     switch (apply_commands(e, ours ? &*ours : nullptr, slicing ? &h : nullptr)) {
       case EntryApply::kDone: break;
       case EntryApply::kStopped: return;
       case EntryApply::kHalfApplied:
         // The write waits for its slices (apply_slice); this entry, and every one after it,
-        // waits for the write.
-        stats_.sliced_writes++;
+        // waits for the write (or, stopped for the turn's budget, for the next turn).
+        if (h.yielded) stats_.apply_yields++;
+        else stats_.sliced_writes++;
         half_ = HalfAppliedEntry{e, std::move(ours), std::move(h), false};
         if (options_.bugs.apply_before_write_finishes) {  // PLANTED BUG: counted applied now
           pubsub_.end_entry();  // (begun again at its finish: the next entries have theirs)
@@ -1369,7 +1375,7 @@ void Replica::entry_applied(const raft::Entry& e, std::optional<WriteTracker::Pr
 void Replica::apply_slice() {
   HalfAppliedEntry& h = *half_;
   if (!h.computed) {
-    stats_.write_slices++;
+    if (!h.half.yielded) stats_.write_slices++;
     h.computed = h.half.producer->next(SliceBudget{options_.write_slice_elements, SIZE_MAX});
     if (!h.computed) return;
   }
@@ -1381,9 +1387,13 @@ void Replica::apply_slice() {
   switch (apply_commands(done.entry, done.ours ? &*done.ours : nullptr, &done.half)) {
     case EntryApply::kStopped: return;
     case EntryApply::kHalfApplied:
-      // Another big write further in the same entry.
-      stats_.sliced_writes++;
-      done.computed = false;
+      // Another big write further in the same entry (or the turn's budget spent again).
+      if (done.half.yielded) stats_.apply_yields++;
+      else stats_.sliced_writes++;
+      // Stopped for the turn's budget, the batch resumes in the next turn's apply_slice (its
+      // placeholder's next() is for the turn the apply first stopped in: then apply_slice
+      // runs after drive() in the same turn).
+      done.computed = done.half.yielded;
       half_ = std::move(done);
       if (counted) return;
       update_apply_hold();

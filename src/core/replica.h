@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -248,6 +249,12 @@ class Replica final : private PubSubHost {
     // Planted bugs, for proving that the simulator catches them (tests/sim). Never set in
     // the server: `hmdb serve` has no flag for them.
     struct PlantedBugs {
+      // The turn's apply budget is not given to the apply (HalfApplied::budget_spent): a
+      // whole entry is applied in one turn whatever it costs.
+      bool apply_past_budget = false;
+      // An entry stopped for the turn's budget resumes after the command it stopped before,
+      // which is lost (HalfApplied::planted_skip_yielded).
+      bool skip_yielded_command = false;
       // Keep waiting on proposals that a new leader's entries (or a snapshot) removed from
       // the log, as the server did before issue 9: their clients are answered only when the
       // log regrows, and a node that leads again proposes where a client still waits.
@@ -289,6 +296,14 @@ class Replica final : private PubSubHost {
     uint64_t slice_output_pause_bytes = kSliceOutputPauseBytes;
     // Sliced writes: elements per slice (0: every write is applied whole, in one turn).
     size_t write_slice_elements = kWriteSliceElements;
+    // The host's budget for one turn's applying (core/apply.h, HalfApplied::budget_spent):
+    // once it returns true, an entry being applied stops before its next command and is
+    // resumed in the next turn, everything else held as for a sliced write. Only where writes
+    // may be sliced (write_slice_elements != 0, not in recovery). Empty: never (the
+    // simulator's default; the server's says whether its turn has run kTurnApplyBudgetUs).
+    std::function<bool()> apply_budget_spent;
+    // How often apply_budget_spent is asked, in commands (the simulator asks at every one).
+    size_t apply_budget_check_commands = kApplyBudgetCheckCommands;
   };
   struct Stats {
     uint64_t commands = 0;
@@ -305,6 +320,7 @@ class Replica final : private PubSubHost {
     uint64_t slice_reader_waits_expired = 0;  // slices made for a client with output unsent past slice_reader_wait_ms
     uint64_t sliced_replies_buffered = 0;  // made into their slot behind a reply that waits for an apply
     uint64_t sliced_writes = 0;  // writes applied in slices (ApplyProducer)
+    uint64_t apply_yields = 0;   // entries whose apply stopped for the turn's budget (apply_budget_spent)
     uint64_t write_slices = 0;   // slices made for them
     uint64_t sliced_writes_dropped = 0;  // half applied when a snapshot install replaced the state
   };

@@ -167,6 +167,11 @@ Status Node::recover(int* exit_code) {
   if (options_.test_slice_elements != 0) replica_options.slice_elements = options_.test_slice_elements;
   if (options_.test_write_slice_elements != 0) replica_options.write_slice_elements = options_.test_write_slice_elements;
   if (options_.test_slice_reader_wait_ms != 0) replica_options.slice_reader_wait_ms = options_.test_slice_reader_wait_ms;
+  // The turn's apply budget (kTurnApplyBudgetUs), on the stage clock the turn started on.
+  const uint64_t apply_budget_us = options_.test_turn_apply_budget_us != 0 ? options_.test_turn_apply_budget_us : kTurnApplyBudgetUs;
+  replica_options.apply_budget_spent = [this, apply_budget_us] {
+    return stage_clock_.now_us() - turn_start_us_ >= apply_budget_us;
+  };
   replica_options.events.retain_bytes = options_.events_retain_bytes;
   replica_options.events.subscriber_output_bytes = options_.subscriber_output_bytes;
   const bool notify_flags_ok =

@@ -352,6 +352,9 @@ constexpr Statistic kStatistics[] = {
      READ(s.replica.sliced_writes)},
     {"write_slices", kStats, kCounter, "hmdb_write_slices_total", "", "", "Slices made for sliced writes.",
      READ(s.replica.write_slices)},
+    {"apply_yields", kStats, kCounter, "hmdb_apply_yields_total", "", "",
+     "Log entries whose apply stopped for the loop turn's budget (8 ms, kTurnApplyBudgetUs) and went on in the next turn.",
+     READ(s.replica.apply_yields)},
     {"applying_index", kStats, kGauge, "hmdb_applying_index", "", "",
      "Log index of the entry whose write is being applied in slices (0: none): it and the entries after it wait; "
      "no snapshot is taken meanwhile.",

@@ -164,7 +164,7 @@ std::vector<std::string> shell_bug_names() {
   return {"forget_replaced_writes", "drop_missed_ticks", "reads_without_index", "forward_resends_broken_writes",
           "forget_request_ids", "hash_marks_after_entry", "apply_unread_schema", "migration_drops_field",
           "gate_without_quorum", "apply_during_background_load", "apply_while_producing",
-          "send_after_persist_early", "apply_before_write_finishes"};
+          "send_after_persist_early", "apply_before_write_finishes", "skip_yielded_command"};
 }
 
 bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
@@ -181,6 +181,7 @@ bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
   else if (name == "apply_while_producing") bugs->apply_while_producing = true;
   else if (name == "send_after_persist_early") bugs->send_after_persist_early = true;
   else if (name == "apply_before_write_finishes") bugs->apply_before_write_finishes = true;
+  else if (name == "skip_yielded_command") bugs->skip_yielded_command = true;
   else return false;
   return true;
 }
@@ -225,6 +226,8 @@ std::string replay_command(const Options& o) {
   if (o.shell_bugs.send_after_persist_early) cmd += " --bug send_after_persist_early";
   if (o.sliced_writes) cmd += " --sliced-writes";
   if (o.shell_bugs.apply_before_write_finishes) cmd += " --bug apply_before_write_finishes";
+  if (o.apply_budget) cmd += " --apply-budget";
+  if (o.shell_bugs.skip_yielded_command) cmd += " --bug skip_yielded_command";
   if (o.log_memory_bytes != 0) cmd += fmt::format(" --log-memory-bytes {}", o.log_memory_bytes);
   if (o.snapshot_races) cmd += " --snapshot-races";
   if (o.bugs.send_stale_snapshot_after_trim) cmd += " --bug send_stale_snapshot_after_trim";
@@ -1317,6 +1320,19 @@ void Simulation::start_node(Node& n) {
   }
   ro.bugs.apply_before_write_finishes = opt_.shell_bugs.apply_before_write_finishes;
   if (opt_.sliced_writes) ro.write_slice_elements = 1;  // a SUMSTORE: 12 slices (kSumStoreRounds)
+  if (opt_.apply_budget) {
+    // The turn's apply budget (the server's kTurnApplyBudgetUs) runs out before a random
+    // quarter of the commands, asked at every one: each node stops its entries at its own
+    // points, drawn from the seed, the node and its incarnation (deterministic).
+    ro.apply_budget_check_commands = 1;
+    ro.apply_budget_spent = [x = (opt_.seed ^ (uint64_t{n.id} << 32) ^ n.incarnation) | 1]() mutable {
+      x ^= x << 13;  // xorshift64
+      x ^= x >> 7;
+      x ^= x << 17;
+      return (x & 3) == 0;
+    };
+    ro.bugs.skip_yielded_command = opt_.shell_bugs.skip_yielded_command;
+  }
   n.host = std::make_unique<NodeHost>(this, &n);
   n.replica = std::make_unique<core::Replica>(*n.raft, *n.app, *n.host, ro);
   if (ro.forward) {

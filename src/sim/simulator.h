@@ -176,6 +176,10 @@ struct Options {
     // apply_before_write_finishes): its entry counts as applied at once, and the entries
     // after it apply before it finishes. Only with Options::sliced_writes.
     bool apply_before_write_finishes = false;
+    // An entry stopped for the turn's apply budget resumes after the command it stopped
+    // before, which is lost (core::Replica's planted bug skip_yielded_command). Only with
+    // Options::apply_budget (whose nodes' budgets run out at random commands).
+    bool skip_yielded_command = false;
     // With raft::Config::after_persist_messages (half the seeds): the shell sends the
     // messages meant for after the disk write (append acks, votes) when it hands the write
     // over, as a server whose disk thread sent them before its fdatasync would.
@@ -238,6 +242,11 @@ struct Options {
   // SUMSTORE as a write of the value it answered (docs/simulator.md). Off by default, so that
   // the other sweeps' runs stay as they were.
   bool sliced_writes = false;
+  // Each node's turn apply budget (core::Replica::Options::apply_budget_spent; the server's
+  // kTurnApplyBudgetUs) runs out before a random quarter of its commands, asked at every one
+  // (drawn from the seed, the node and its incarnation): every node stops its entries at its
+  // own points and resumes them in its next turns (docs/simulator.md, "Sliced big writes").
+  bool apply_budget = false;
   // raft::Config::log_memory_bytes of every node (0: no bound, the default, so that every
   // other sweep's runs stay as they were). A tiny bound makes the cores drop entries without
   // a snapshot all the time, and a leader ask its shell for a fresh snapshot (Ready::

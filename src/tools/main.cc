@@ -134,6 +134,9 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
   cmd->add_option("--test-write-slice-elements", f->options.test_write_slice_elements,
                   "tests: elements per slice of a big write (default core::kWriteSliceElements)")
       ->group("");
+  cmd->add_option("--test-turn-apply-budget-us", f->options.test_turn_apply_budget_us,
+                  "tests: a turn stops applying after this many us (default kTurnApplyBudgetUs)")
+      ->group("");
   cmd->add_option("--test-slice-reader-wait-ms", f->options.test_slice_reader_wait_ms,
                   "tests: how long a big reply waits for a client that does not read (default core::kSliceReaderWaitMs)")
       ->group("");

@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -157,7 +158,9 @@ struct TestNode {
 
   // voters: the membership; this node is 1. With one voter it elects itself.
   // forward: the host forwards plain clients' app commands (Replica::Options::forward).
-  explicit TestNode(std::vector<raft::NodeId> voters = {1}, bool forward = false, PubSub::Options events = {}) {
+  // tweak: changes the replica's options before it is made.
+  explicit TestNode(std::vector<raft::NodeId> voters = {1}, bool forward = false, PubSub::Options events = {},
+                    const std::function<void(Replica::Options&)>& tweak = {}) {
     raft::Config cfg;
     cfg.id = 1;
     raft::RestoreState rs;
@@ -167,6 +170,7 @@ struct TestNode {
     options.clustered = voters.size() > 1;
     options.forward = forward;
     options.events = events;
+    if (tweak) tweak(options);
     replica = std::make_unique<Replica>(*raft, app, host, options);
     host.replica = replica.get();
     replica->set_time(1'700'000'000'000, 0);

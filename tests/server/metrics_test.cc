@@ -349,6 +349,7 @@ StatisticsSources distinct_sources() {
   s.replica.reply_slices = 153;
   s.replica.sliced_writes = 156;
   s.replica.write_slices = 157;
+  s.replica.apply_yields = 167;
   s.applying_index = 158;
   s.replica.slice_hold_overdue_turns = 154;
   s.replica.slice_reader_waits_expired = 155;
@@ -521,6 +522,7 @@ constexpr std::string_view kGoldenInfoAll =
     "sliced_replies_buffered:0\r\n"
     "sliced_writes:156\r\n"
     "write_slices:157\r\n"
+    "apply_yields:167\r\n"
     "applying_index:158\r\n"
     "pubsub_channels:101\r\n"
     "pubsub_patterns:102\r\n"

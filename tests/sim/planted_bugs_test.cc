@@ -18,7 +18,7 @@ constexpr uint64_t kMaxSeedsPerBug = 400;
 void expect_caught(const std::string& bug, bool protocol_checks = true, uint64_t max_seeds = kMaxSeedsPerBug,
                    bool forward = false, bool request_ids = false, bool digest_marks = false, bool upgrade = false,
                    bool sliced_reads = false, uint64_t log_memory_bytes = 0, bool sliced_writes = false,
-                   bool snapshot_races = false) {
+                   bool snapshot_races = false, bool apply_budget = false) {
   uint64_t aborts = 0;
   for (uint32_t nodes : {3u, 5u}) {
     for (uint64_t s = 1; s <= max_seeds; s++) {
@@ -34,6 +34,7 @@ void expect_caught(const std::string& bug, bool protocol_checks = true, uint64_t
       o.log_memory_bytes = log_memory_bytes;
       o.sliced_writes = sliced_writes;
       o.snapshot_races = snapshot_races;
+      o.apply_budget = apply_budget;
       ASSERT_TRUE(set_bug(&o, bug));
       // Forked: a core that aborts on some seed must not take the test down. An abort is
       // the core's own assertion, not the simulator's check, so it does not count as caught.
@@ -169,6 +170,14 @@ TEST(PlantedBugs, ApplyBeforeWriteFinishes) {
   expect_caught("apply_before_write_finishes", false, kMaxSeedsPerBug, /*forward=*/false, /*request_ids=*/false,
                 /*digest_marks=*/false, /*upgrade=*/false, /*sliced_reads=*/false, /*log_memory_bytes=*/0,
                 /*sliced_writes=*/true);
+}
+// Options::apply_budget, the nodes' apply budgets running out at random commands: an entry
+// stopped for the budget that resumes past the command it stopped before (lost on that node:
+// its digest and its replies differ).
+TEST(PlantedBugs, SkipYieldedCommand) {
+  expect_caught("skip_yielded_command", false, kMaxSeedsPerBug, /*forward=*/false, /*request_ids=*/false,
+                /*digest_marks=*/false, /*upgrade=*/false, /*sliced_reads=*/false, /*log_memory_bytes=*/0,
+                /*sliced_writes=*/true, /*snapshot_races=*/false, /*apply_budget=*/true);
 }
 // Options::snapshot_races: the two faults of the core's snapshot transfer fixed in 230659c
 // (tests/raft/raft_test.cc RaftSnapshotInstall feeds a core their exact orders by hand).

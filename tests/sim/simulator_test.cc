@@ -344,6 +344,14 @@ TEST(Simulator, ReplayCommandNamesEverything) {
   EXPECT_EQ(replay_command(o), "build/src/sim/hmdb-sim --seed 123 --nodes 5 --steps 300 --sliced-writes "
                                "--log-memory-bytes 300 --snapshot-races --bug stage_over_pending_install "
                                "--bug commit_past_pending_install --trace");
+  o.snapshot_races = false;
+  o.log_memory_bytes = 0;
+  o.bugs.stage_over_pending_install = false;
+  o.bugs.commit_past_pending_install = false;
+  o.apply_budget = true;
+  o.shell_bugs.skip_yielded_command = true;
+  EXPECT_EQ(replay_command(o), "build/src/sim/hmdb-sim --seed 123 --nodes 5 --steps 300 --sliced-writes "
+                               "--apply-budget --bug skip_yielded_command --trace");
 }
 
 }  // namespace
