@@ -188,6 +188,9 @@ class LongTurnWatch(threading.Thread):
              for k in ("long_turns", "long_turns_ms", "long_turns_cpu_ms", "long_turns_cpu_max_ms", "long_turns_on_cpu",
                        "slow_turns")}
         d["seen"], d["missed"] = self.turns, self.missed
+        # Entries whose apply stopped for the turn's budget (kTurnApplyBudgetUs; 0 for a binary
+        # without the field).
+        d["apply_yields"] = int(self.last.get("apply_yields", 0)) - int(self.first.get("apply_yields", 0))
         return d
 
 
@@ -369,7 +372,9 @@ def main():
                           f"{lt['long_turns_on_cpu']} of them >= 80 % on the CPU (ours), the rest waited for a CPU; "
                           f"wall {lt['long_turns_ms']} ms, CPU {lt['long_turns_cpu_ms']}-{lt['long_turns_cpu_max_ms']} ms; "
                           f"one by one (wall ms/CPU ms at least-at most/involuntary switches): {seen or '-'}; "
-                          f"{lt['missed']} not seen alone",
+                          f"{lt['missed']} not seen alone; the most CPU of one seen: "
+                          f"{max((cm for _, _, cm, _ in lt['seen']), default='-')} ms; applies stopped for the "
+                          f"turn's budget (apply_yields): {lt['apply_yields']}",
                           flush=True)
     print(f"\nmedians (min-max) over {args.runs} run(s); load at the end {loadavg()}")
 
