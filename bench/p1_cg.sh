@@ -14,6 +14,7 @@
 #   commit) or always (Redis: appendonly yes, appendfsync always; none: no AOF). Every
 #   process it starts is stopped by PID.
 set -euo pipefail
+source "$(dirname "$0")/cg_lib.sh"
 bin=$1 port=$2 n=$3 out=$4 test=$5 durability=${6:-none}
 WARMUP=20000     # requests before counting: the keyspace and the tables reach their size
 CLIENTS=50       # redis-benchmark's default connections
@@ -26,22 +27,7 @@ if [[ $(basename "$bin") == redis-server* ]]; then  # Redis for comparison: AOF 
 else
   server=("$bin" serve --port "$port" --dir "$out/data" --durability "$durability" --huge-pages no)
 fi
-valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrind.out.%p" \
-  "${server[@]}" >"$out/server.log" 2>&1 &
-vpid=$!
-trap 'kill "$vpid" 2>/dev/null || true' EXIT
-for i in $(seq 1 300); do redis-cli -p "$port" PING >/dev/null 2>&1 && break; kill -0 "$vpid" || { echo "server exited"; exit 1; }; sleep 0.2; done
-redis-benchmark -p "$port" -c "$CLIENTS" -P 1 -r "$KEYSPACE" -n "$WARMUP" -t "$test" >/dev/null
-callgrind_control -z "$vpid" >/dev/null
-callgrind_control -i on "$vpid" >/dev/null
-redis-benchmark -p "$port" -c "$CLIENTS" -P 1 -r "$KEYSPACE" -n "$n" -t "$test" >/dev/null
-callgrind_control -d "$vpid" >/dev/null
-callgrind_control -i off "$vpid" >/dev/null
-
-kill "$vpid"; wait "$vpid" || true
-total=0
-for f in "$out"/callgrind.out.*; do
-  s=$(grep -h '^totals:' "$f" | awk '{s+=$2} END {printf "%d", s}')
-  total=$((total + s))
-done
+cg_start "$out" "$port" "${server[@]}"
+cg_count "$out" "$WARMUP" "$n" -p "$port" -c "$CLIENTS" -P 1 -r "$KEYSPACE" -t "$test"
+total=$cg_total
 echo "$bin $test $durability: $total Ir over $n = $((total / n)) per request"

@@ -6,29 +6,15 @@
 # command; total Ir of all threads over N. Usage: bench/small_store_cg.sh BIN PORT N OUTDIR CMD...
 # (bench/README.md, "Sorted-set STOREs in slices"). Every process it starts is stopped by PID.
 set -euo pipefail
+source "$(dirname "$0")/cg_lib.sh"
 bin=$1 port=$2 n=$3 out=$4; shift 4
 WARMUP=20000
 mkdir -p "$out"; rm -rf "$out"/data "$out"/callgrind.out.*
-valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrind.out.%p" \
-  "$bin" serve --port "$port" --dir "$out/data" --durability none --huge-pages no >"$out/server.log" 2>&1 &
-vpid=$!
-trap 'kill "$vpid" 2>/dev/null || true' EXIT
-for i in $(seq 1 300); do redis-cli -p "$port" PING >/dev/null 2>&1 && break; kill -0 "$vpid" || { echo "server exited"; exit 1; }; sleep 0.2; done
+cg_start "$out" "$port" "$bin" serve --port "$port" --dir "$out/data" --durability none --huge-pages no
 for i in 0 1 2 3 4 5 6 7 8 9; do
   redis-cli -p "$port" SADD s1 "m$i" >/dev/null; redis-cli -p "$port" SADD s2 "m$((i + 5))" >/dev/null
   redis-cli -p "$port" ZADD z1 "$i" "m$i" >/dev/null; redis-cli -p "$port" ZADD z2 "$i" "m$((i + 5))" >/dev/null
 done
-redis-benchmark -p "$port" -c 50 -P 32 -n "$WARMUP" "$@" >/dev/null
-callgrind_control -z "$vpid" >/dev/null
-callgrind_control -i on "$vpid" >/dev/null
-redis-benchmark -p "$port" -c 50 -P 32 -n "$n" "$@" >/dev/null
-callgrind_control -d "$vpid" >/dev/null
-callgrind_control -i off "$vpid" >/dev/null
-
-kill "$vpid"; wait "$vpid" || true
-total=0
-for f in "$out"/callgrind.out.*; do
-  s=$(grep -h '^totals:' "$f" | awk '{s+=$2} END {printf "%d", s}')
-  total=$((total + s))
-done
+cg_count "$out" "$WARMUP" "$n" -p "$port" -c 50 -P 32 "$@"
+total=$cg_total
 echo "$bin $* : $total Ir over $n = $((total / n)) per request"
