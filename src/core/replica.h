@@ -247,7 +247,7 @@ class Replica final : private PubSubHost {
     // instead of answering -MOVED (route.h, kForward).
     bool forward = false;
     // Planted bugs, for proving that the simulator catches them (tests/sim). Never set in
-    // the server: `hmdb serve` has no flag for them.
+    // the server: `hmdb serve` has no flag for them but --test-plant-skip-yielded-command.
     struct PlantedBugs {
       // The turn's apply budget is not given to the apply (HalfApplied::budget_spent): a
       // whole entry is applied in one turn whatever it costs.

@@ -128,6 +128,11 @@ struct ServerOptions {
   // makes every turn stop applying after 16 commands (a system test's many resumed entries), a
   // huge value turns the bound off (an A/B of the same binary).
   uint64_t test_turn_apply_budget_us = 0;
+  // Tests only (a hidden flag): the planted bug core::Replica::Options::PlantedBugs::
+  // skip_yielded_command (an entry the turn's apply budget stopped resumes after the command
+  // it stopped before, which is never applied nor answered), which tests/system/
+  // apply_budget_test.py --plant must catch.
+  bool test_plant_skip_yielded_command = false;
 
   bool clustered() const { return !peer_addr.empty(); }
   std::string client_addr() const { return format_host_port(bind, port); }

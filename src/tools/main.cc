@@ -137,6 +137,10 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
   cmd->add_option("--test-turn-apply-budget-us", f->options.test_turn_apply_budget_us,
                   "tests: a turn stops applying after this many us (default kTurnApplyBudgetUs)")
       ->group("");
+  // The planted bug of tests/system/apply_budget_test.py --plant, which that test must catch.
+  cmd->add_flag("--test-plant-skip-yielded-command", f->options.test_plant_skip_yielded_command,
+                "tests: an entry stopped for the turn's apply budget loses the command it stopped before (a planted bug)")
+      ->group("");
   cmd->add_option("--test-slice-reader-wait-ms", f->options.test_slice_reader_wait_ms,
                   "tests: how long a big reply waits for a client that does not read (default core::kSliceReaderWaitMs)")
       ->group("");
