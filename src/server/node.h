@@ -196,6 +196,11 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
 
   // ---- the loop (node.cc) ----
   void loop_turn(int timeout_ms);
+  // Sleeps until the disk thread's acknowledgement (or a signal, or a stop request) instead of
+  // until the next client event, for at most min(timeout_ms, kAckWaitMaxUs), if the disk
+  // thread is making this node's writes durable and will wake the loop when done (options.h,
+  // kAckWaitMaxUs). True if it waited: the caller then runs a turn without sleeping.
+  bool wait_for_disk_ack(int timeout_ms);
   void tick();
   void on_disk_ack();
   // Takes the disk thread's published ack, if any, into the core (on_disk_ack's work).
@@ -616,6 +621,9 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   std::deque<std::pair<raft::Index, uint64_t>> hold_marks_;
   bool hold_writes_proposed_ = false;
   uint64_t hold_ = 0;
+  // The last log index the disk thread acknowledged (on_disk_ack): below last_log_index_
+  // while a round it will wake the loop for is owed (wait_for_disk_ack).
+  raft::Index acked_index_ = 0;
   uint64_t hold_awaited_ = 0;
   uint64_t hold_arrived_ = 0;
   uint64_t hold_arrived_clocked_ = 0;  // hold_arrived_ at the last hold_from_now

@@ -235,6 +235,17 @@ inline constexpr uint64_t kGroupHoldUnsentMaxUs = 5000;
 // keeps arriving is waited for (redis-benchmark's 50 clients come back one by one ~17 µs
 // apart, ~850 µs for all), a slow or idle one costs at most this much latency.
 inline constexpr uint64_t kGroupHoldExtendMaxUs = 2000;
+// A single node's loop that has nothing to do while the disk thread makes its writes durable
+// (`always`) sleeps until the disk's acknowledgement, a signal or a stop request, not until the
+// next client event, for at most this long; the turn after it reads every client that became
+// ready meanwhile (Node::wait_for_disk_ack). Clients that write during the fdatasync could only
+// join the next round anyway, and that round starts with the ack. Woken for each of them instead
+// (redis-benchmark's 50 clients at pipeline 1 write one by one while the other cohort syncs),
+// the loop slept and woke 0.5 times per request where Redis' loop does 0.15 (bench/README.md,
+// issue 16 item 3). The bound is how long a command that needs no disk (a GET) may wait behind
+// a slow fdatasync before the loop looks (Redis' loop: the whole fsync); 1 ms measured 0.14
+// context switches per request on the loop, 20 ms 0.09.
+inline constexpr uint64_t kAckWaitMaxUs = 2000;
 // Connections accepted per loop turn.
 inline constexpr int kAcceptsPerTurnMax = 1000;
 // epoll events handled per epoll_wait call.

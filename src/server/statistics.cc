@@ -329,6 +329,10 @@ constexpr Statistic kStatistics[] = {
      "Involuntary context switches of the loop thread around the last turn of at least 20 ms.",
      READ(s.shell.last_long_turn_preemptions)},
     {"loop_turns", kStats, kCounter, "hmdb_loop_turns_total", "", "", "Event-loop turns.", READ(s.shell.loop_turns)},
+    {"loop_ack_waits", kStats, kCounter, "hmdb_loop_ack_waits_total", "", "",
+     "Times the event loop slept until the disk's acknowledgement of its writes, not the next client event (a single "
+     "node, always mode).",
+     READ(s.shell.ack_waits)},
     {"sliced_replies", kStats, kCounter, "hmdb_sliced_replies_total", "", "",
      "Big replies (KEYS, SMEMBERS, ...) made in slices across loop turns while the apply waited.",
      READ(s.replica.sliced_replies)},

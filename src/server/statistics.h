@@ -90,6 +90,7 @@ struct ShellStats {
   uint64_t last_long_turn_cpu_max_us = 0;
   uint64_t last_long_turn_preemptions = 0;  // involuntary context switches of the loop thread
   uint64_t loop_turns = 0;        // every turn
+  uint64_t ack_waits = 0;         // sleeps on the disk's acknowledgement, not the clients (Node::wait_for_disk_ack)
 };
 
 struct StatisticsSources {

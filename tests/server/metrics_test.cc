@@ -344,6 +344,7 @@ StatisticsSources distinct_sources() {
   s.shell.last_long_turn_cpu_max_us = 141000;
   s.shell.last_long_turn_preemptions = 139;
   s.shell.loop_turns = 150;
+  s.shell.ack_waits = 183;
   s.replica.sliced_replies = 151;
   s.sliced_replies_in_progress = 152;
   s.replica.reply_slices = 153;
@@ -514,6 +515,7 @@ constexpr std::string_view kGoldenInfoAll =
     "last_long_turn_cpu_max_ms:141\r\n"
     "last_long_turn_preemptions:139\r\n"
     "loop_turns:150\r\n"
+    "loop_ack_waits:183\r\n"
     "sliced_replies:151\r\n"
     "sliced_replies_in_progress:152\r\n"
     "reply_slices:153\r\n"

@@ -6,7 +6,8 @@
 // over the limit, 1 MB without a newline) that close only the offending connection, many
 // idle connections, the client limit, the shell's own commands, SIGTERM draining pending
 // writes, restart, snapshots (command, `hmdb snapshot`, automatic), durability none and
-// periodic, and kill -9 in `always` mode.
+// periodic, kill -9 in `always` mode, and a single node's loop sleeping on its disk's
+// acknowledgement while its writes sync.
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 
@@ -80,6 +81,20 @@ TEST_F(ServerTest, PipelinedWritesAndReadsAnswerInOrder) {
     ASSERT_EQ(n.integer, i + 1);
   }
   EXPECT_EQ(c.call({"DBSIZE"}).integer, kCommands + 1);
+}
+
+TEST_F(ServerTest, ASingleNodeSleepsOnItsDisksAcknowledgementWhileItsWritesSync) {
+  server_->start();  // durability always
+  RespClient writer(server_->port());
+  RespClient reader(server_->port());
+  constexpr int kWrites = 40;
+  for (int i = 0; i < kWrites; i++) {
+    ASSERT_EQ(writer.call({"SET", "k", std::to_string(i)}), std::string("OK")) << i;
+    ASSERT_EQ(reader.call({"GET", "k"}).str, std::to_string(i)) << i;
+  }
+  // Each SET's turn ends with nothing to do but wait for its fdatasync: the loop sleeps on the
+  // disk's acknowledgement (Node::wait_for_disk_ack), except in a turn where a timer fell due.
+  EXPECT_GE(std::stoull(info_field(writer, "loop_ack_waits")), static_cast<uint64_t>(kWrites / 2));
 }
 
 TEST_F(ServerTest, QueryBehindWriteSeesExactlyTheWritesBeforeIt) {
