@@ -12,7 +12,7 @@ A path `taskset:CPUS:PATH` (e.g. `--bin redis1=taskset:1:redis`) runs that serve
 `taskset -c CPUS` (all its threads on those CPUs), the load tool where the kernel puts it.
 Run it under `flock /tmp/hmdb-bench.lock` on a shared machine."""
 import argparse, resource, os, subprocess, time, shutil, tempfile, socket, statistics, sys, re
-from ping_wait import wait_ping
+from ping_wait import info_all as info, wait_ping
 
 def cpu_us(pid):
     with open(f"/proc/{pid}/stat") as f:
@@ -26,14 +26,6 @@ def ctxsw(pid):
             for line in f:
                 if "ctxt_switches" in line: tot += int(line.split()[1])
     return tot
-
-def info(port):
-    out = subprocess.run(["redis-cli", "-p", str(port), "info", "all"], capture_output=True, text=True).stdout
-    d = {}
-    for line in out.splitlines():
-        if ":" in line:
-            k, v = line.split(":", 1); d[k] = v.strip()
-    return d
 
 def load(tool, port, wl, seconds, clients, hb, n=None):
     if tool == "hmdb-bench":

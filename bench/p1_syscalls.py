@@ -24,24 +24,13 @@ import subprocess
 import tempfile
 import time
 
-from ping_wait import wait_ping
+from ping_wait import info_all as info, wait_ping
 
 CLK = os.sysconf("SC_CLK_TCK")
 # Bounds and fixed amounts.
 WARMUP_REQUESTS = 20000   # before the counted run, the same test
 TOOL_TIMEOUT_S = 300.0    # one redis-benchmark run
 STOP_GRACE_S = 10.0       # after SIGTERM, before SIGKILL
-
-
-def info(port):
-    out = subprocess.run(["redis-cli", "-p", str(port), "info", "all"], capture_output=True, text=True,
-                         timeout=30).stdout
-    d = {}
-    for line in out.splitlines():
-        if ":" in line:
-            k, v = line.split(":", 1)
-            d[k] = v.strip()
-    return d
 
 
 def threads(pid):

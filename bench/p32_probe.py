@@ -43,7 +43,7 @@ import tempfile
 import time
 import urllib.request
 
-from ping_wait import wait_ping
+from ping_wait import info_all as info, wait_ping
 
 CLK = os.sysconf("SC_CLK_TCK")
 NICE = []  # a `nice -n N` prefix for the servers and the tool (--nice)
@@ -79,17 +79,6 @@ def machine():
         v = [int(x) for x in f.readline().split()[1:]]
     user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
     return (user + nice + system + irq + softirq + steal) / CLK, idle / CLK, iowait / CLK
-
-
-def info(port):
-    out = subprocess.run(["redis-cli", "-p", str(port), "info", "all"], capture_output=True, text=True,
-                         timeout=30).stdout
-    d = {}
-    for line in out.splitlines():
-        if ":" in line:
-            k, v = line.split(":", 1)
-            d[k] = v.strip()
-    return d
 
 
 def prom_sums(port):
