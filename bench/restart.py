@@ -45,7 +45,7 @@ VALUE = b"vvvvvvvv"           # 8-byte value of every filled key
 RECOVERY_DONE = re.compile(r"recovery: done in (\d+) ms: applied index (\d+) \((\d+) log entries")
 RECOVERY_LOG = re.compile(r"recovery: log has (\d+) segments, (\d+) records, (\d+) entries after "
                           r"index (\d+) \((\d+) bytes\)")
-RECOVERY_SNAP = re.compile(r"recovery: loading snapshot (\S+) \(index \d+, term \d+, (\d+) bytes\)")
+RECOVERY_SNAP = re.compile(r"recovery: loading snapshot (\S+) \(index \d+, term \d+, (\d+) bytes[;)]")
 
 
 def proc_cpu_seconds(pid):

@@ -513,7 +513,7 @@ def main():
               f"INFO last_snapshot_duration_ms {inf['last_snapshot_duration_ms']}, "
               f"fork_stall_last_us {inf['fork_stall_last_us']}, fork_stall_max_us "
               f"{inf['fork_stall_max_us']}")
-        fork_line = re.findall(r"snapshot: child \d+ writing index \d+ \(fork took \d+ us\)",
+        fork_line = re.findall(r"snapshot: child \d+ writing index \d+ \(fork took \d+ us[^)]*\)",
                                server.log_text())
         if fork_line:
             print(f"server log: {fork_line[-1]}")

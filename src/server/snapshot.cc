@@ -20,6 +20,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -144,6 +145,11 @@ void Node::start_snapshot() {
 
   // Nothing collapses memory the child shares (it would copy what the child still reads).
   huge_page_mender_.pause();
+  // The fork's wall time, and what of it was the loop thread's own CPU (the kernel copying
+  // page tables) against waiting (for the address space's lock: voluntary switches) or for a
+  // CPU (involuntary ones): which of them a long fork was, in the log line below.
+  rusage ru0{};
+  ::getrusage(RUSAGE_THREAD, &ru0);
   const uint64_t t0 = monotonic_us();
   pid_t pid = ::fork();
   const uint64_t fork_us = monotonic_us() - t0;
@@ -220,7 +226,13 @@ void Node::start_snapshot() {
   ev.events = EPOLLIN;
   ev.data.u64 = kEpollTagSnapshot;
   HMDB_ASSERT(::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, snapshot_pidfd_, &ev) == 0, "epoll_ctl: %s", std::strerror(errno));
-  log_line("snapshot: child {} writing index {} (fork took {} us)", pid, snapshot_meta_.index, fork_us);
+  rusage ru1{};
+  ::getrusage(RUSAGE_THREAD, &ru1);
+  auto us_of = [](const timeval& tv) { return static_cast<int64_t>(tv.tv_sec) * 1'000'000 + tv.tv_usec; };
+  log_line("snapshot: child {} writing index {} (fork took {} us: {} us of the loop's CPU, {} waits, {} preemptions)",
+           pid, snapshot_meta_.index, fork_us,
+           us_of(ru1.ru_utime) + us_of(ru1.ru_stime) - us_of(ru0.ru_utime) - us_of(ru0.ru_stime),
+           ru1.ru_nvcsw - ru0.ru_nvcsw, ru1.ru_nivcsw - ru0.ru_nivcsw);
 }
 
 void Node::on_snapshot_child_exit() {
