@@ -37,6 +37,7 @@ redis-benchmark and redis-server on PATH. Every process started here is stopped 
 import argparse
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -261,6 +262,13 @@ def run_one(name, kind, binary, args, work):
             out["restart_s"] = server.server.wait_ready(timeout=LOAD_TIMEOUT_S) - t0
             server.proc = server.server.proc
             out["recovery_ms"] = int(info_field(port, "persistence", "recovery_ms"))
+            # The server's own split of both (src/server/snapshot.cc, recovery.cc): the fork's
+            # CPU, waits and preemptions; the snapshot file's map + checksum against its decoding.
+            text = server.server.log_text()
+            forks = re.findall(r"fork took \d+ us[^)]*", text)
+            out["fork_split"] = forks[-1] if forks else "-"
+            out["recovery_split"] = "; ".join(
+                re.findall(r"mapped and verified in \d+ ms|snapshot decoded into the state in \d+ ms", text)[-2:]) or "-"
             assert call(port, "DBSIZE")[0] == keys
             out["bytes_per_key_restarted"] = (proc_status_kib(server.proc.pid) - rss0) * 1024 / keys
         else:
@@ -361,6 +369,7 @@ def main():
                       f"{r['restart_s']:.1f} s; worst probe SET of the run "
                       f"{fmt_ms(max(r[k]['max_ms'] for k in ('grow_probe', 'snap_probe', 'flush_probe', 'del_probe')))} ms",
                       flush=True)
+                print(f"  {name} server log: {r['fork_split']}; recovery: {r['recovery_split']}", flush=True)
                 print(f"  {name} loop turns during growth (us): {r['grow_turns']}; turns >= 100 ms: "
                       f"{r['grow_slow_turns']}", flush=True)
                 lt = r["grow_long_turns"]
