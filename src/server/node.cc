@@ -689,7 +689,7 @@ void Node::on_disk_ack() {
 
 void Node::want_own_ack() {
   // Each pass either takes an ack published meanwhile or leaves the request with the thread.
-  while (disk_ && peer_acked_max_ > own_acked_index_ && raft_->role() == raft::Role::kLeader &&
+  while (disk_ && peer_acked_max_ > acked_index_ && raft_->role() == raft::Role::kLeader &&
          disk_->wake_on_next_ack())
     take_disk_ack();
 }
@@ -717,7 +717,6 @@ void Node::take_disk_ack() {
       const auto at = std::chrono::duration_cast<std::chrono::microseconds>(published.time_since_epoch()).count();
       note_persisted(ack->last_index, static_cast<uint64_t>(at));
     }
-    own_acked_index_ = ack->last_index;
     acked_index_ = ack->last_index;
     raft_->persisted(*ack);
   }

@@ -570,12 +570,11 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   std::map<raft::NodeId, ServerOptions::MemberAddr> members_;  // address book of the members
   std::vector<raft::Message> received_;  // scratch for poll_peers
   // A leader's own acknowledgement (disk_thread.h): whether the membership has voters other
-  // than this node (else its own ack is what commits: it wakes the loop), the highest index a
-  // follower acknowledged in term peer_acked_term_, and the last index of the last ack taken.
+  // than this node (else its own ack is what commits: it wakes the loop) and the highest index
+  // a follower acknowledged in term peer_acked_term_ (compared with acked_index_, below).
   bool other_voters_ = false;
   raft::Term peer_acked_term_ = 0;
   raft::Index peer_acked_max_ = 0;
-  raft::Index own_acked_index_ = 0;
   // Plain clients' commands on a node that does not lead, run on the leader (clustered only).
   std::unique_ptr<core::Forwarder> forwarder_;
   std::unique_ptr<ForwardLinks> forward_links_;
@@ -621,8 +620,10 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   std::deque<std::pair<raft::Index, uint64_t>> hold_marks_;
   bool hold_writes_proposed_ = false;
   uint64_t hold_ = 0;
-  // The last log index the disk thread acknowledged (on_disk_ack): below last_log_index_
-  // while a round it will wake the loop for is owed (wait_for_disk_ack).
+  // The last log index known durable: the recovered log's end at start, then the last index
+  // of each acknowledgement the disk thread published (take_disk_ack). Below
+  // last_log_index_ while a round it will wake the loop for is owed (wait_for_disk_ack);
+  // below peer_acked_max_ while a leader's own ack is wanted (want_own_ack).
   raft::Index acked_index_ = 0;
   uint64_t hold_awaited_ = 0;
   uint64_t hold_arrived_ = 0;
