@@ -22,7 +22,8 @@
 //
 // Threads: a pool is shared by every order of one node size in the process (a slab per
 // order would cost 64 KiB for a sorted set of 40 members); a mutex guards it, taken once per
-// node allocated or freed (one per ~20 inserts or erases), never held across a call out.
+// node allocated or freed (one per ~20 inserts or erases) or once per batch of blocks freed
+// together (deallocate_n: a freed sorted set's leaf of entries), never held across a call out.
 #pragma once
 
 #include <cassert>
@@ -106,23 +107,16 @@ class NodePool {
   // Gives back a block allocate() returned.
   void deallocate(void* p) noexcept {
     std::lock_guard<std::mutex> lock(mu_);
-    Slot* slot = static_cast<Slot*>(p) - 1;
-    Slab* s = slot->slab;
-    const bool was_full = !s->free && s->carved == slots_per_slab_;
-    slot->next_free = s->free;
-    s->free = slot;
-    HMDB_NODE_POOL_POISON(slot, slot_bytes_);
-    if (was_full) push_partial(s);
-    live_--;
-    if (--s->live > 0) return;
-    if (empty_ < kEmptySlabsKept) {
-      empty_++;
-      return;
-    }
-    unlink_partial(s);
-    slabs_--;
-    HMDB_NODE_POOL_UNPOISON(s, kSlabBytes);
-    ::operator delete(s);
+    deallocate_locked(p);
+  }
+
+  // Gives back n blocks allocate() returned, under one lock: a caller freeing many at once
+  // (a deleted sorted set's entries, a leaf's worth at a time) takes the mutex once, not per
+  // block (14.5 % of the loop's samples freeing a 10 M-member sorted set: bench/README.md).
+  template <class T>
+  void deallocate_n(T* const* blocks, size_t n) noexcept {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < n; i++) deallocate_locked(blocks[i]);
   }
 
   // For tests: slabs held (empty ones included) and blocks handed out and not freed.
@@ -153,6 +147,27 @@ class NodePool {
     uint32_t live = 0;
   };
   static_assert(sizeof(Slab) % 8 == 0);
+
+  // deallocate() with mu_ held.
+  void deallocate_locked(void* p) noexcept {
+    Slot* slot = static_cast<Slot*>(p) - 1;
+    Slab* s = slot->slab;
+    const bool was_full = !s->free && s->carved == slots_per_slab_;
+    slot->next_free = s->free;
+    s->free = slot;
+    HMDB_NODE_POOL_POISON(slot, slot_bytes_);
+    if (was_full) push_partial(s);
+    live_--;
+    if (--s->live > 0) return;
+    if (empty_ < kEmptySlabsKept) {
+      empty_++;
+      return;
+    }
+    unlink_partial(s);
+    slabs_--;
+    HMDB_NODE_POOL_UNPOISON(s, kSlabBytes);
+    ::operator delete(s);
+  }
 
   static size_t round_up(size_t b) { return (b + 7) & ~size_t{7}; }
 

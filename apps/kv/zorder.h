@@ -39,6 +39,7 @@
 // 1/kInnerMin of that again; 8-16 bytes of bucket per entry (a load factor of 0.5-1).
 #pragma once
 
+#include <algorithm>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
@@ -362,8 +363,7 @@ class BasicZOrder {
   const_reverse_iterator rend() const { return const_reverse_iterator(begin()); }
 
   void clear() {
-    if (root_) free_subtree(root_, depth_);
-    else clear_some(SIZE_MAX);  // a partly cleared order (clear_some): its leaves only
+    if (root_) free_subtree(root_, depth_);  // whole, or what clear_some left
     root_ = nullptr;
     depth_ = 0;
     size_ = 0;
@@ -372,36 +372,59 @@ class BasicZOrder {
   }
   void reserve(size_t n) { members_.reserve(n); }
 
-  // Destroys up to `budget` entries from the front and the leaves they empty (kv's lazy
-  // freeing of a deleted sorted set, a bounded amount per loop turn); the first call also
-  // frees the inner nodes (about one per kLeafMax * kInnerMax / 4 entries) and hands the
-  // member index's arrays to its release queue, unmapped once the entries are gone, a step
-  // (kDrainReleaseUnits of work) at a time. Afterwards the order is only good for size(),
-  // empty(), iterating, clear_some() and destruction, which is free once cleared(). Returns
-  // the entries destroyed plus the inner nodes freed plus the release steps' units.
+  // Destroys up to `budget` entries from the front, with the leaves and inner nodes they
+  // empty (kv's lazy freeing of a deleted sorted set, a bounded amount per loop turn); the
+  // first call hands the member index's arrays to its release queue, unmapped once the
+  // entries are gone, a step (kDrainReleaseUnits of work) at a time. The tree stays whole:
+  // each inner node keeps the children it still has (its first ones dropped; its counts and
+  // first entries are stale), an emptied leaf is dropped from its parent, and an inner node
+  // is freed when its last child goes: at most `depth` of them after the budget's last entry.
+  // (It freed every inner node in its first call: ~33,000 at 10 M members, 4x a housekeeping
+  // entry's budget, one loop turn of 26-41 ms of CPU with 4 KiB pages: bench/README.md.)
+  // From the front, as before: freed from the back, a sorted set filled in order gave its
+  // slabs back to the top of malloc's heap, which glibc returned to the kernel in one call
+  // once it reached the trim threshold (kMallocTrimThresholdBytes, 512 MiB): loop turns of
+  // 27-56 ms of CPU with 4 KiB pages (bench/README.md). Afterwards the order is only good for
+  // size(), empty(), iterating, clear_some(), clear() and destruction, which is free once
+  // cleared(). Returns the entries destroyed plus the inner nodes freed plus the release
+  // steps' units.
   size_t clear_some(size_t budget) {
+    members_.forget_later();  // a no-op after the first call
     size_t work = 0;
-    if (root_) {
-      if (depth_ > 0) work += free_inners(root_, depth_);
-      root_ = nullptr;
-      depth_ = 0;
-      members_.forget_later();
-    }
-    while (first_) {
-      Leaf* l = first_;
-      while (work < budget && l->n > 0) {
-        free_node(l->nd()[--l->n]);
-        size_--;
-        work++;
-      }
+    Inner* path[kMaxDepth];
+    while (root_ && work < budget) {
+      Leaf* l = first_;  // child 0 all the way down
+      const uint32_t k = static_cast<uint32_t>(std::min<size_t>(l->n, budget - work));
+      l->n -= k;
+      free_nodes(l->nd() + l->n, k);
+      size_ -= k;
+      work += k;
       if (l->n > 0) break;
+      void* n = root_;
+      for (int d = 0; d < depth_; d++) {
+        path[d] = static_cast<Inner*>(n);
+        n = path[d]->child[0];
+      }
+      assert(n == l);
       first_ = l->next;
       if (first_) first_->prev = nullptr;
       else last_ = nullptr;
       free_leaf(l);
-      if (work >= budget) break;
+      int d = depth_ - 1;
+      for (; d >= 0 && path[d]->n == 1; d--) {
+        free_inner(path[d]);
+        work++;
+      }
+      if (d < 0) {
+        root_ = nullptr;
+        depth_ = 0;
+      } else {
+        Inner* in = path[d];
+        in->n--;
+        std::memmove(in->child, in->child + 1, in->n * sizeof(in->child[0]));
+      }
     }
-    while (!first_ && members_.releasing() && (work == 0 || work + kDrainReleaseUnits <= budget)) {
+    while (!root_ && members_.releasing() && (work == 0 || work + kDrainReleaseUnits <= budget)) {
       members_.release_some();
       work += kDrainReleaseUnits;
     }
@@ -642,22 +665,16 @@ class BasicZOrder {
     entry_pool().deallocate(x);
   }
   static void free_inner(Inner* in) { pool().deallocate(in); }  // Inner is trivially destructible
-
-  // Frees the inner nodes of the subtree n (`levels` levels of them), not its leaves; the
-  // count freed.
-  static size_t free_inners(void* n, int levels) {
-    if (levels == 0) return 0;
-    Inner* in = static_cast<Inner*>(n);
-    size_t freed = 1;
-    for (uint32_t i = 0; i < in->n; i++) freed += free_inners(in->child[i], levels - 1);
-    free_inner(in);
-    return freed;
+  // n entries, with the entry pool's lock taken once.
+  static void free_nodes(ZNode* const* xs, size_t n) noexcept {
+    for (size_t i = 0; i < n; i++) xs[i]->~ZNode();
+    entry_pool().deallocate_n(xs, n);
   }
 
   void free_subtree(void* n, int levels) {
     if (levels == 0) {
       Leaf* l = static_cast<Leaf*>(n);
-      for (uint32_t i = 0; i < l->n; i++) free_node(l->nd()[i]);
+      free_nodes(l->nd(), l->n);
       free_leaf(l);
       return;
     }
