@@ -88,7 +88,7 @@ void set_deadline(State& s, std::string_view key, uint64_t deadline_ms) {
 // Frees a bounded part of what earlier commands deleted; run by every write that looks a
 // key up, so a backlog goes at a bounded cost per command and per log entry.
 void free_some(State& s, const ApplyContext& ctx) {
-  if (!s.graveyard.empty()) [[unlikely]] s.graveyard.step_for_entry(ctx.index);
+  if (!s.graveyard.empty()) [[unlikely]] s.graveyard.step_for_entry(ctx);
 }
 
 // A big value is buried (freed over the next commands, kv.h: Graveyard), not destroyed here.
@@ -3408,8 +3408,9 @@ void apply_hmdb_expire(State& s, const Words&, const ApplyContext& ctx, Reply& r
     s.expiry_order.erase(first);
     n++;
   }
-  // Housekeeping also proposes this while the graveyard is not empty: its share of freeing.
-  if (!s.graveyard.empty()) s.graveyard.step(kLazyFreeHousekeepingWork);
+  // Housekeeping also proposes this while the graveyard is not empty: its share of freeing
+  // (the turn's budget where the host gives one, kv.h).
+  if (!s.graveyard.empty()) s.graveyard.step_for_housekeeping(ctx);
   r.integer(n);
 }
 

@@ -131,6 +131,20 @@ inline constexpr size_t kLazyFreeElementsMin = 64;
 inline constexpr size_t kLazyFreeStepWork = 512;
 inline constexpr size_t kLazyFreeEntryWork = 8192;
 inline constexpr size_t kLazyFreeHousekeepingWork = kLazyFreeEntryWork;
+// Those counts bound time only as far as memory is fast: a unit's cost is the machine's
+// (cache and TLB misses into the freed memory), and on a loaded VM housekeeping turns of
+// 8,192 units took 9-20 ms of the loop's CPU (bench/README.md). So where the host gives the
+// turn's budget (ApplyContext::turn_budget: the server's kTurnApplyBudgetUs, 8 ms from the
+// turn's start), a housekeeping entry frees in steps of kLazyFreeBudgetStepWork, asking the
+// budget after each, until it is spent (the first step is always made, so freeing goes on
+// in turns already over it), or kLazyFreeHousekeepingWorkMax is done; and a write asks it
+// before its step, the rest of its entry freeing nothing once it is spent. 256 units are
+// ~0.1 ms at the quiet machine's 0.1-0.4 us a unit (the budget overshot by that, or by a
+// slab's or a release step's units); asking costs ~0.1 us each. The most is 8 times the
+// count: a quiet machine gives memory back faster (a 10 M-element value in ~15 s with no
+// writes instead of ~2 min), and a turn frees at most that where the budget is not asked.
+inline constexpr size_t kLazyFreeBudgetStepWork = 256;
+inline constexpr size_t kLazyFreeHousekeepingWorkMax = 8 * kLazyFreeHousekeepingWork;
 
 // Deleted big values and flushed tables, destroyed a bounded amount of work at a time
 // (lazy_free.cc). Not part of the state: nothing in it is visible to a command, a
@@ -148,15 +162,25 @@ class Graveyard {
   size_t step(size_t budget);
   // For tests: the work step() did in all.
   uint64_t work_total() const noexcept { return work_total_; }
-  // step(kLazyFreeStepWork) for a command of log entry `index`, unless the commands of that
-  // entry already did kLazyFreeEntryWork: the same on every node (it depends on the log).
-  void step_for_entry(uint64_t index) {
-    if (index != entry_index_) {
-      entry_index_ = index;
+  // step(kLazyFreeStepWork) for a write command of log entry ctx.index, unless the commands
+  // of that entry already did kLazyFreeEntryWork or found the turn's budget spent (then the
+  // rest of the entry frees nothing: ApplyContext::turn_budget).
+  void step_for_entry(const ApplyContext& ctx) {
+    if (ctx.index != entry_index_) {
+      entry_index_ = ctx.index;
       entry_work_ = 0;
     }
-    if (entry_work_ < kLazyFreeEntryWork) entry_work_ += step(std::min(kLazyFreeStepWork, kLazyFreeEntryWork - entry_work_));
+    if (entry_work_ >= kLazyFreeEntryWork) return;
+    if (ctx.turn_budget_spent()) {
+      entry_work_ = kLazyFreeEntryWork;
+      return;
+    }
+    entry_work_ += step(std::min(kLazyFreeStepWork, kLazyFreeEntryWork - entry_work_));
   }
+  // A housekeeping entry's share (HMDB.EXPIRE): kLazyFreeHousekeepingWork where the host
+  // gives no budget, else steps until the turn's budget is spent (kLazyFreeBudgetStepWork).
+  // Returns the work done.
+  size_t step_for_housekeeping(const ApplyContext& ctx);
 
  private:
   uint64_t entry_index_ = 0;

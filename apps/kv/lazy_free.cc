@@ -98,4 +98,13 @@ size_t Graveyard::step(size_t budget) {
   return work;
 }
 
+size_t Graveyard::step_for_housekeeping(const ApplyContext& ctx) {
+  if (!ctx.turn_budget) return step(kLazyFreeHousekeepingWork);
+  size_t work = 0;
+  do {
+    work += step(std::min(kLazyFreeBudgetStepWork, kLazyFreeHousekeepingWorkMax - work));
+  } while (!empty() && work < kLazyFreeHousekeepingWorkMax && !ctx.turn_budget_spent());
+  return work;
+}
+
 }  // namespace hmdb::kv

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -132,6 +133,15 @@ struct ApplyContext {
   void all_keys_changed() const {
     if (changes) changes->all_changed();
   }
+
+  // The host's budget for this loop turn's applying (the server's kTurnApplyBudgetUs): true
+  // once it is spent; asking reads the host's clock (~0.1 us). Not in the log, so only for
+  // work that changes nothing a command, a reply, a snapshot or the digest shows, whose pace
+  // may then differ between nodes (kv's freeing of deleted values, apps/kv/kv.h Graveyard);
+  // never for what a command does. Null where the host gives none (recovery, the test
+  // driver): such work then goes by its counts alone.
+  const std::function<bool()>* turn_budget = nullptr;
+  bool turn_budget_spent() const { return turn_budget != nullptr && (*turn_budget)(); }
 
   // Where a write may be applied in slices (ApplyProducer; a client's write applied by a
   // node that slices: not one inside a transaction, a retried request's, recovery's, nor the

@@ -117,7 +117,10 @@ ApplyResult apply_batch(StateMachine& app, std::string_view payload, uint64_t in
   ctx.schema_version = schema_version;
   ctx.changes = changes;
   ctx.events = events;
-  if (half) ctx.slice_elements = half->slice_elements;
+  if (half) {
+    ctx.slice_elements = half->slice_elements;
+    ctx.turn_budget = half->budget_spent;  // the app's own bounded work (ApplyContext::turn_budget)
+  }
   // Eviction by age, in the leader's time of this batch: the same on every node (done when
   // the batch began, if resuming).
   if (requests && !requests->empty() && !resuming) requests->expire(ctx.now_ms);

@@ -172,5 +172,80 @@ TEST(ApplyBudget, AYieldedBigWriteIsSlicedWhenResumed) {
   EXPECT_EQ(count_ok(rest), kSets - 15);
 }
 
+// kv's freeing of deleted values follows the same budget (ApplyContext::turn_budget; kv.h,
+// Graveyard): a housekeeping entry (HMDB.EXPIRE) frees kLazyFreeBudgetStepWork at a time,
+// asking the budget after each step, until it is spent (one step at least) or
+// kLazyFreeHousekeepingWorkMax is done; a write asks it before its step and frees nothing
+// for the rest of its entry once it is spent. The budget is spent after `limit` asks, so what
+// each entry frees is counted (Graveyard::work_total), not timed. Planted
+// (HMDB_APPLY_BUDGET_PLANT=past_budget: the replica gives no budget, so kv frees by its
+// counts alone, 8,192 a housekeeping entry and 512 a write): it fails.
+TEST(ApplyBudget, KvFreesDeletedValuesWithinTheTurnsBudget) {
+  using kv::kDrainSlabUnits, kv::kLazyFreeBudgetStepWork, kv::kLazyFreeEntryWork, kv::kLazyFreeHousekeepingWorkMax,
+      kv::kLazyFreeStepWork;
+  size_t asks = 0, limit = SIZE_MAX;
+  auto node = std::make_unique<KvNode>(std::vector<raft::NodeId>{1}, false, PubSub::Options{}, [&](Replica::Options& o) {
+    o.apply_budget_spent = [&] { return ++asks > limit; };
+    const char* plant = std::getenv("HMDB_APPLY_BUDGET_PLANT");
+    o.bugs.apply_past_budget = plant && std::string(plant) == "past_budget";
+  });
+  KvNode& n = *node;
+  const auto& graveyard = n.app.state().graveyard;
+  // 200,000 keys (one entry), flushed: more than the most housekeeping frees in an entry.
+  std::vector<std::vector<std::string>> fill;
+  for (size_t i = 0; i < 200000; i++) fill.push_back({"SET", "k" + std::to_string(i), "v"});
+  send(n, fill, 1);
+  send(n, {{"FLUSHALL"}}, 1);
+  n.replica->end_turn();
+  ASSERT_FALSE(graveyard.empty());
+  // The most one step does: its units, plus a node slab's (a step may end on one).
+  const size_t step_most = kLazyFreeBudgetStepWork + kDrainSlabUnits;
+  auto housekeeping = [&](size_t budget_asks) {
+    asks = 0;
+    limit = budget_asks;
+    const uint64_t before = graveyard.work_total();
+    n.replica->housekeeping();
+    n.replica->end_turn();
+    return graveyard.work_total() - before;
+  };
+  // Spent from the start: one step.
+  size_t work = housekeeping(0);
+  EXPECT_EQ(asks, 1u);
+  EXPECT_GE(work, kLazyFreeBudgetStepWork);
+  EXPECT_LE(work, step_most) << "a housekeeping entry freed past a spent budget";
+  // Spent at the fourth ask: four steps.
+  work = housekeeping(3);
+  EXPECT_EQ(asks, 4u);
+  EXPECT_GE(work, 4 * kLazyFreeBudgetStepWork);
+  EXPECT_LE(work, 4 * step_most);
+  // Never spent: up to the most.
+  work = housekeeping(SIZE_MAX);
+  EXPECT_GE(work, kLazyFreeHousekeepingWorkMax);
+  EXPECT_LE(work, kLazyFreeHousekeepingWorkMax + kDrainSlabUnits);
+  ASSERT_FALSE(graveyard.empty());
+  // A write entry with the budget spent frees nothing (its first write asks, the rest do not);
+  // unspent, its writes free kLazyFreeStepWork each, up to kLazyFreeEntryWork.
+  std::vector<std::vector<std::string>> writes;
+  for (size_t i = 0; i < 10; i++) writes.push_back({"SET", "w" + std::to_string(i), "v"});
+  asks = 0;
+  limit = 0;
+  uint64_t before = graveyard.work_total();
+  send(n, writes, 1);
+  n.replica->end_turn();
+  EXPECT_EQ(asks, 1u);
+  EXPECT_EQ(graveyard.work_total() - before, 0u) << "a write freed past a spent budget";
+  asks = 0;
+  limit = SIZE_MAX;
+  before = graveyard.work_total();
+  send(n, writes, 1);
+  n.replica->end_turn();
+  EXPECT_EQ(asks, 10u);
+  EXPECT_GE(graveyard.work_total() - before, 10 * kLazyFreeStepWork);
+  EXPECT_LE(graveyard.work_total() - before, kLazyFreeEntryWork + kDrainSlabUnits);
+  // And it is all freed in the end.
+  for (int i = 0; i < 100 && !graveyard.empty(); i++) housekeeping(SIZE_MAX);
+  EXPECT_TRUE(graveyard.empty());
+}
+
 }  // namespace
 }  // namespace hmdb::core
