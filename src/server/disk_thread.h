@@ -95,14 +95,33 @@
 // loop flushes at every consensus tick too (kRaftTickMs), which bounds the wait when an
 // fdatasync is slow, and after releasing a hold that no round follows (Node::end_hold).
 //
+// Rounds on the loop (a single node in `always` mode; Node::wait_for_disk_ack). When the loop
+// has handed over its writes and has nothing else to do, it would sleep until the round's ack
+// anyway: a single node has no peers to serve meanwhile, and clients that write during the
+// fdatasync can only join the next round. Waking the thread for that round and being woken
+// by it cost a futex wake, the thread's context switch, an eventfd write and read and the
+// loop's own context switch per round: on a VM each wake-up of a sleeping vCPU is an
+// interrupt the hypervisor delivers, and both threads paid it (bench/README.md, issue 16 item
+// 3). So with set_loop_rounds(true) a submit does not wake the thread; at the end of its turn
+// the loop either runs the round itself (round_on_loop: the same write_round, on its own
+// thread; the ack is taken at its next turn, no eventfd) or, when it goes on working (kick) or
+// the round cannot run there, wakes the thread as before. The round runs on the loop only
+// when none is running or held on the thread (round_running_ makes the log one runner's at a
+// time), nothing but writes is queued (stop, compaction and peer messages stay the thread's),
+// and the fdatasync's average is at most kLoopRoundSyncAvgMaxUs (the loop cannot look at its
+// clients meanwhile, as Redis' loop cannot during its fsync). Everything else is unchanged:
+// the ack still follows the fdatasync, the hold policy decides after a loop's round as after
+// the thread's (a hold it begins goes on on the thread, which it wakes to keep the deadline).
+//
 // An append() or sync() error stops the process (never retry after a failed fsync: the
 // kernel may have dropped the dirty pages, PostgreSQL's lesson). It prints what failed and
 // _exit()s with kExitDiskFailure (server/fatal.h), before any reply for the affected writes
 // is sent.
 //
 // Thread-safety: submit(), submit_messages(), request_compact(), take_ack(), queued_bytes(),
-// round_pending() and stop() are
-// called by the loop thread; everything else runs on the disk thread.
+// flush_pending(), set_loop_rounds(), round_on_loop(), kick() and stop() are called by the loop
+// thread; everything else runs on the disk thread. A round (write_round) runs on one of the
+// two at a time (round_running_).
 #pragma once
 
 #include <atomic>
@@ -146,6 +165,7 @@ struct DiskStats {
   uint64_t preallocate_failures = 0;   // preallocations a full disk stopped (not fatal)
   uint64_t messages_sent = 0;          // peer messages the thread sent after a round (submit_messages)
   uint64_t quiet_acks = 0;             // acks published without waking the loop (wake_loop = false)
+  uint64_t loop_rounds = 0;            // rounds the loop ran itself (round_on_loop)
   uint64_t last_sync_us = 0;  // duration of the last fdatasync
   uint64_t max_sync_us = 0;
 };
@@ -245,6 +265,20 @@ class DiskThread {
   DiskStats stats() const;
   DiskLatency latency() const;  // a copy (~21 KB): for INFO and scrapes, not per command
   void reset_latency();
+  // Rounds on the loop (see "Rounds on the loop"; `always` only): from now on a submit does
+  // not wake the thread; the loop calls round_on_loop() or kick() at the end of its turn.
+  // Off again: what a submit left for the loop goes to the thread.
+  // sync_avg_max_us: kLoopRoundSyncAvgMaxUs but in tests.
+  void set_loop_rounds(bool on, uint64_t sync_avg_max_us = kLoopRoundSyncAvgMaxUs);
+  // The loop is about to sleep with writes owed: if no round is running or held, nothing but
+  // writes is queued and the disk is fast on average, writes and syncs the queued Works here,
+  // on the caller's thread, and publishes the ack without the eventfd (ack_unseen() is true
+  // after it): true. Else hands the work to the thread (one wake-up if it can start a round):
+  // false.
+  bool round_on_loop();
+  // The loop goes on working (it will not sleep): the thread starts the round a submit left
+  // for the loop, if it can.
+  void kick();
   // Writes and syncs what is queued, then ends the thread.
   void stop();
 
@@ -265,6 +299,11 @@ class DiskThread {
     std::vector<raft::Message> messages;
   };
   void run();
+  // One round: writes `round` (one write(2)), syncs as the mode says, publishes the ack, sends
+  // what it made sendable, compacts. On the thread, or on the loop (on_loop: no eventfd; the
+  // ack is left for the loop's next turn). The caller set round_running_; this clears it.
+  void write_round(std::deque<Work>& round, uint64_t round_seq, std::optional<raft::Index> compact, bool stopping,
+                   bool on_loop);
   [[noreturn]] void fail(const std::string& what, const Status& status);
 
   storage::Env* env_;
@@ -299,13 +338,19 @@ class DiskThread {
   GroupHoldPolicy hold_policy_;      // GUARDED_BY(mu_): whether a round holds the next
   std::optional<raft::Index> compact_index_;  // GUARDED_BY(mu_)
   bool stopping_ = false;            // GUARDED_BY(mu_)
+  bool loop_rounds_ = false;         // GUARDED_BY(mu_): set_loop_rounds
+  uint64_t loop_round_sync_avg_max_us_ = kLoopRoundSyncAvgMaxUs;  // GUARDED_BY(mu_)
+  bool deferred_ = false;            // GUARDED_BY(mu_): a submit left its wake-up to the loop
+  bool round_running_ = false;       // GUARDED_BY(mu_): a round owns the log (the thread's or the loop's)
   DiskStats stats_;                  // GUARDED_BY(mu_)
   DiskLatency latency_;              // GUARDED_BY(mu_)
 
   // Loop thread (submit) only: the hard state last submitted, to tell a commit-only change.
   raft::HardState submitted_hs_;
 
-  // Disk thread only.
+  // The round's runner only (round_running_: the disk thread, or the loop in round_on_loop).
+  bool dirty_ = false;  // appended but not yet synced
+  std::chrono::steady_clock::time_point next_sync_;  // the periodic mode's next sync
   raft::Index last_index_;
   raft::Term last_term_;
   raft::HardState hard_state_;

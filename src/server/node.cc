@@ -260,6 +260,13 @@ Status Node::start(int* exit_code) {
     }
     disk_->start(std::move(sender), std::move(round_start));
     acked_index_ = last_log_index_;  // durable: recovered from the log
+    // A single node's loop writes and syncs a round itself when it would wait for it anyway
+    // (disk_thread.h, "Rounds on the loop"); a cluster's loop has peers to serve meanwhile.
+    loop_rounds_ = !transport_ && !options_.clustered() && options_.durability == Durability::kAlways &&
+                   !options_.test_disk_rounds_on_thread;
+    disk_->set_loop_rounds(loop_rounds_, options_.test_loop_round_sync_avg_max_us != 0
+                                             ? options_.test_loop_round_sync_avg_max_us
+                                             : kLoopRoundSyncAvgMaxUs);
   }
   logged_active_version_ = app_->active_schema_version();
   std::string listening = options_.plain_listen ? format_host_port(options_.bind, port_) : std::string();
@@ -330,6 +337,8 @@ int Node::run(int signal_fd) {
       }
     }
     if (timeout_ms > 0 && wait_for_disk_ack(timeout_ms)) timeout_ms = 0;
+    // The loop goes on: a round this turn's writes left for it goes to the disk thread.
+    else if (timeout_ms == 0 && loop_rounds_) disk_->kick();
   }
 
   // Deliver the last replies (bounded wait for slow readers).
@@ -630,6 +639,11 @@ bool Node::wait_for_disk_ack(int timeout_ms) {
   // hold the loop knows of keeps them from a round (a held round waits for the clients this
   // loop reads). Clients that write meanwhile would only join the next round, which the ack
   // lets start: they are read in the turn that takes the ack (options.h, kAckWaitMaxUs).
+  // With rounds on the loop, the round this turn's writes started is written and synced right
+  // here, and the next turn takes its ack (disk_thread.h, "Rounds on the loop"); if it cannot
+  // run here (one runs or is held on the thread, or the disk is slow), the thread has it and
+  // the loop waits as below.
+  if (loop_rounds_ && disk_->round_on_loop()) return true;
 #ifdef HMDB_PLANTED_BUG_NO_ACK_WAIT
   return false;  // PLANTED BUG: the loop wakes for every client event while its writes sync
 #endif

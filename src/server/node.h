@@ -199,7 +199,9 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   // Sleeps until the disk thread's acknowledgement (or a signal, or a stop request) instead of
   // until the next client event, for at most min(timeout_ms, kAckWaitMaxUs), if the disk
   // thread is making this node's writes durable and will wake the loop when done (options.h,
-  // kAckWaitMaxUs). True if it waited: the caller then runs a turn without sleeping.
+  // kAckWaitMaxUs). With rounds on the loop (loop_rounds_) it first tries to write and sync the
+  // round here instead (DiskThread::round_on_loop). True if it waited or ran the round: the
+  // caller then runs a turn without sleeping.
   bool wait_for_disk_ack(int timeout_ms);
   void tick();
   void on_disk_ack();
@@ -625,6 +627,9 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   // last_log_index_ while a round it will wake the loop for is owed (wait_for_disk_ack);
   // below peer_acked_max_ while a leader's own ack is wanted (want_own_ack).
   raft::Index acked_index_ = 0;
+  // A single node in `always` mode: the loop runs the disk's rounds when it would wait for them
+  // (DiskThread::round_on_loop; not with --test-disk-rounds-on-thread).
+  bool loop_rounds_ = false;
   uint64_t hold_awaited_ = 0;
   uint64_t hold_arrived_ = 0;
   uint64_t hold_arrived_clocked_ = 0;  // hold_arrived_ at the last hold_from_now

@@ -128,6 +128,13 @@ struct ServerOptions {
   // makes every turn stop applying after 16 commands (a system test's many resumed entries), a
   // huge value turns the bound off (an A/B of the same binary).
   uint64_t test_turn_apply_budget_us = 0;
+  // Tests and benchmarks only (a hidden flag): a single node's disk rounds all run on the disk
+  // thread, as a cluster's do, not on the loop when it would wait for them (disk_thread.h,
+  // "Rounds on the loop"): tests of the thread's path on one node, and an A/B of the same binary.
+  bool test_disk_rounds_on_thread = false;
+  // Tests only (a hidden flag): the fdatasync average up to which rounds run on the loop
+  // (kLoopRoundSyncAvgMaxUs when 0), so that a test sees them on a slow or busy disk too.
+  uint64_t test_loop_round_sync_avg_max_us = 0;
   // Tests only (a hidden flag): the planted bug core::Replica::Options::PlantedBugs::
   // skip_yielded_command (an entry the turn's apply budget stopped resumes after the command
   // it stopped before, which is never applied nor answered), which tests/system/
@@ -246,6 +253,13 @@ inline constexpr uint64_t kGroupHoldExtendMaxUs = 2000;
 // a slow fdatasync before the loop looks (Redis' loop: the whole fsync); 1 ms measured 0.14
 // context switches per request on the loop, 20 ms 0.09.
 inline constexpr uint64_t kAckWaitMaxUs = 2000;
+// A single node in `always` mode runs a group-commit round on its loop, instead of waking the
+// disk thread for it, when the loop would otherwise wait for that round's acknowledgement
+// (disk_thread.h, "Rounds on the loop") — while the fdatasync takes at most this long on
+// average (GroupHoldPolicy's average, weight 1/8). The loop cannot look at its clients during
+// the fdatasync; beyond this a GET would wait longer than kAckWaitMaxUs lets it, and the rounds
+// go back to the thread.
+inline constexpr uint64_t kLoopRoundSyncAvgMaxUs = kAckWaitMaxUs;
 // Connections accepted per loop turn.
 inline constexpr int kAcceptsPerTurnMax = 1000;
 // epoll events handled per epoll_wait call.

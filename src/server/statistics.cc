@@ -163,6 +163,10 @@ constexpr Statistic kStatistics[] = {
     {"disk_quiet_acks", kPersistence, kCounter, "hmdb_disk_quiet_acks_total", "", "",
      "Disk rounds of a follower that did not wake the event loop (it takes the acknowledgement at its next turn).",
      READ(s.disk.quiet_acks)},
+    {"disk_loop_rounds", kPersistence, kCounter, "hmdb_disk_loop_rounds_total", "", "",
+     "Disk rounds a single node's event loop wrote and synced itself, when it would otherwise have slept until the "
+     "disk thread's acknowledgement (no thread wake-up, no eventfd).",
+     READ(s.disk.loop_rounds)},
     {"disk_fsyncs", kPersistence, kCounter, "hmdb_disk_fsyncs_total", "", "", "fdatasync calls on the log.",
      READ(s.disk.syncs)},
     {"disk_bytes_written", kPersistence, kCounter, "hmdb_disk_bytes_written_total", "", "bytes",

@@ -137,6 +137,13 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
   cmd->add_option("--test-turn-apply-budget-us", f->options.test_turn_apply_budget_us,
                   "tests: a turn stops applying after this many us (default kTurnApplyBudgetUs)")
       ->group("");
+  cmd->add_flag("--test-disk-rounds-on-thread", f->options.test_disk_rounds_on_thread,
+                "tests: a single node's disk rounds all run on the disk thread, not on the loop")
+      ->group("");
+  cmd->add_option("--test-loop-round-sync-avg-max-us", f->options.test_loop_round_sync_avg_max_us,
+                  "tests: rounds run on the loop while the fdatasync's average is at most this (default "
+                  "kLoopRoundSyncAvgMaxUs)")
+      ->group("");
   // The planted bug of tests/system/apply_budget_test.py --plant, which that test must catch.
   cmd->add_flag("--test-plant-skip-yielded-command", f->options.test_plant_skip_yielded_command,
                 "tests: an entry stopped for the turn's apply budget loses the command it stopped before (a planted bug)")

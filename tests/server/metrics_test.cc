@@ -270,7 +270,7 @@ StatisticsSources distinct_sources() {
   s.disk = DiskStats{.rounds = 41, .holds = 160, .holds_expired = 161, .holds_expired_unsent = 165,
                      .holds_skipped = 166, .hold_sync_avg_us = 167, .hold_return_avg_us = 168, .syncs = 42,
                      .appends = 99, .bytes = 1786, .preallocated_bytes = 1048576, .preallocate_failures = 162,
-                     .messages_sent = 163, .quiet_acks = 164, .last_sync_us = 1254,
+                     .messages_sent = 163, .quiet_acks = 164, .loop_rounds = 169, .last_sync_us = 1254,
                      .max_sync_us = 14108};
   s.disk_queue_bytes = 18;
   s.shell.recovered_entries = 19;
@@ -437,6 +437,7 @@ constexpr std::string_view kGoldenInfoAll =
     "disk_hold_return_avg_us:168\r\n"
     "disk_messages_sent:163\r\n"
     "disk_quiet_acks:164\r\n"
+    "disk_loop_rounds:169\r\n"
     "disk_fsyncs:42\r\n"
     "disk_bytes_written:1786\r\n"
     "disk_preallocated_bytes:1048576\r\n"
