@@ -205,6 +205,9 @@ bool DiskThread::round_on_loop() {
 }
 
 void DiskThread::kick() {
+  // Nothing left for the loop to hand over (the usual end of a busy turn): no lock taken.
+  // deferred_ is written by the loop thread alone, so it may read it without mu_.
+  if (!deferred_) return;
   bool wake;
   {
     std::lock_guard lk(mu_);

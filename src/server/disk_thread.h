@@ -340,7 +340,9 @@ class DiskThread {
   bool stopping_ = false;            // GUARDED_BY(mu_)
   bool loop_rounds_ = false;         // GUARDED_BY(mu_): set_loop_rounds
   uint64_t loop_round_sync_avg_max_us_ = kLoopRoundSyncAvgMaxUs;  // GUARDED_BY(mu_)
-  bool deferred_ = false;            // GUARDED_BY(mu_): a submit left its wake-up to the loop
+  // A submit left its wake-up to the loop. Written only by the loop thread, under mu_ (the
+  // thread reads it under mu_); the loop's own reads need no lock (kick).
+  bool deferred_ = false;
   bool round_running_ = false;       // GUARDED_BY(mu_): a round owns the log (the thread's or the loop's)
   DiskStats stats_;                  // GUARDED_BY(mu_)
   DiskLatency latency_;              // GUARDED_BY(mu_)

@@ -262,7 +262,7 @@ Status Node::start(int* exit_code) {
     acked_index_ = last_log_index_;  // durable: recovered from the log
     // A single node's loop writes and syncs a round itself when it would wait for it anyway
     // (disk_thread.h, "Rounds on the loop"); a cluster's loop has peers to serve meanwhile.
-    loop_rounds_ = !transport_ && !options_.clustered() && options_.durability == Durability::kAlways &&
+    loop_rounds_ = !options_.clustered() && options_.durability == Durability::kAlways &&
                    !options_.test_disk_rounds_on_thread;
     disk_->set_loop_rounds(loop_rounds_, options_.test_loop_round_sync_avg_max_us != 0
                                              ? options_.test_loop_round_sync_avg_max_us
