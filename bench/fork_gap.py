@@ -116,6 +116,10 @@ def main():
     ap.add_argument("--perf", default=None,
                     help="directory: `perf record -g -e cpu-clock` of the forking thread around every fork")
     ap.add_argument("--server-first", default="", help="redis commands before each SNAPSHOT, ';'-separated")
+    ap.add_argument("--between", default="",
+                    help="a shell command run before each round's SNAPSHOT ({port} is the node's), e.g. a "
+                         "redis-benchmark that touches the state; variants separated by '|' in turn, one per "
+                         "round (an empty one: nothing)")
     ap.add_argument("--keep-dir", default=None, help="data directory to keep (and restart from if it has a snapshot)")
     ap.add_argument("--serve-args", default="", help="more `hmdb serve` options")
     args = ap.parse_args()
@@ -143,6 +147,12 @@ def main():
         for rnd in range(args.rounds):
             for cmd in filter(None, args.server_first.split(";")):
                 call(port, *cmd.split())
+            between = args.between.split("|")[rnd % len(args.between.split("|"))].strip()
+            if between:
+                t = time.monotonic()
+                subprocess.run(between.format(port=port), shell=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=FILL_TIMEOUT_S, check=True)
+                print(f"round {rnd} between: {between} ({time.monotonic() - t:.1f} s)", flush=True)
             for snap in range(args.snapshots):
                 hp, maps = huge_pages(server.proc.pid), mappings(server.proc.pid)
                 load0 = loadavg()
