@@ -1,6 +1,7 @@
 // apps/kv/prefault.h — a thread that faults in the kv app's fresh big blocks of memory before
 // the event loop writes them: the node slabs of the key table, the blocks of string values
-// (value_alloc.h) and the new bucket array of a resize.
+// (value_alloc.h), the slabs of the sorted sets' node pools (node_pool.h) and the new bucket
+// array of a resize.
 //
 // Why: the first write to a fresh page makes the kernel zero it under the fault, on the
 // thread that writes. With the heap in transparent huge pages (the default, server/huge_pages.h)
@@ -20,10 +21,10 @@
 //   the array, so the loop finds its pages there (the thread fills a 2 MiB page in ~5 ms, the
 //   steps of a doubling pass over one in ~65,000 inserts);
 // - a block its user no longer needs (the value allocator's empty blocks, the 2 MiB node
-//   slabs of a key table that goes: key_table.h, free_block) is handed back
-//   (give_back): the thread zeroes it into the pantry if the pantry is short, so it is not
-//   populated anew, else unmaps it; either way the loop makes no munmap of a populated block
-//   (its pages freed, the TLBs of the process's other CPUs flushed).
+//   slabs of a key table that goes: key_table.h, free_block; a node pool's empty slab) is
+//   handed back (give_back): the thread zeroes it into the pantry if the pantry is short,
+//   so it is not populated anew, else unmaps it; either way the loop makes no munmap of a
+//   populated block (its pages freed, the TLBs of the process's other CPUs flushed).
 //
 // Memory: the pantry's blocks are resident before they are used (kPantryBlocks x 2 MiB, 0.4
 // bytes per key at 10 M keys), and a bucket array's pages at most kPrefaultAheadBytes before
