@@ -24,13 +24,19 @@ Per run and binary (the binaries' order alternates between runs), a fresh
    pipelines of 16 SETs (each entry frees up to kLazyFreeEntryWork of it, as a loaded server's
    writes do; housekeeping alone frees it at its tick's rate), then done as above, INFO. The
    loop's CPU in the long turns (long_turns_cpu_ms, long_turns_cpu_max_ms) is what a loaded
-   machine does not inflate. --values 0 skips steps 1-2, --fields 0 step 3.
+   machine does not inflate. Also the writer's worst pipeline (write_max_ms: sent to its 16th
+   reply, the worst write latency a client saw) and the server's VmRSS before the fill, after
+   it and once freed (rss_mib: memory given back to the kernel). --values 0 skips steps 1-2,
+   --fields 0 step 3.
 
 With --trace, `perf trace -e munmap` follows the server during steps 2 and 3 (attached after
 the RESETSTAT, stopped when done) and the script reports, per step, the munmap calls of the
 event loop (the process's main thread) and of the other threads (hmdb-prefault: the blocks
-handed back): count, total and median / max ms, and how many were of 2 MiB. Tracing slows
-every system call: compare the turns of runs without --trace.
+handed back): count, total and median / max ms, and how many were of 2 MiB; in step 4,
+`perf trace -e brk` (every call: glibc moving its heap's end) and the script reports each brk
+that moved the end down (heap memory returned to the kernel: MiB, ms, the thread). Tracing
+slows every system call: compare the turns of runs without --trace. Step 4 also reports the
+heap's size ([heap] in /proc/PID/maps) before the op and once freed (heap_mib).
 
 Run it under the benchmark lock and quote the load (printed) with every figure:
     flock /tmp/hmdb-bench.lock python3 bench/release_bench.py --hmdb A --hmdb B --runs 3
@@ -70,6 +76,8 @@ BLOCK_FIELDS = ("value_blocks", "pantry_blocks_taken", "pantry_blocks_missed", "
                 "pantry_blocks_reused", "pantry_blocks_unmapped_by_caller")
 # perf trace's line: "  12.345 ( 0.025 ms): hmdb/1234 munmap(addr: 0x7f.., len: 2097152) = 0"
 TRACE_RE = re.compile(r"\(\s*([\d.]+) ms\):\s*(\S+)/(\d+) munmap\(addr: \S+, len: (\w+)")
+# "  12.345 ( 95.000 ms): hmdb/1234 brk(brk: 0x55d0c8a21000) = 0x55d0c8a21000"
+BRK_RE = re.compile(r"\(\s*([\d.]+) ms\):\s*(\S+)/(\d+) brk\(brk: (\w+)\)\s*=\s*(\w+)")
 
 
 def call(port, *args, timeout=600):
@@ -135,6 +143,42 @@ def munmaps(path, loop_tid):
         d = [c[0] for c in calls]
         out[who] = {"n": len(d), "ms": sum(d), "median_ms": statistics.median(d) if d else 0.0,
                     "max_ms": max(d) if d else 0.0, "n_2mib": sum(1 for c in calls if c[1] == 2 << 20)}
+    return out
+
+
+def heap_span(pid):
+    """(start, end) of the process's [heap] mapping (glibc's main arena), or None."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            for line in f:
+                if line.rstrip().endswith("[heap]"):
+                    a, b = line.split()[0].split("-")
+                    return int(a, 16), int(b, 16)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def brk_drops(path, end0, loop_tid):
+    """The brk calls in perf trace's output that moved the heap's end down (from end0, the end
+    before the trace): [(MiB, ms, "loop"|"other")]."""
+    out, end = [], end0
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return out
+    for line in lines:
+        m = BRK_RE.search(line)
+        if not m:
+            continue
+        new = int(m.group(5), 16)
+        if new == 0:
+            continue
+        if end is not None and new < end:
+            out.append((round((end - new) / (1 << 20), 1), float(m.group(1)),
+                        "loop" if int(m.group(3)) == loop_tid else "other"))
+        end = new
     return out
 
 
@@ -205,6 +249,7 @@ class Writer(threading.Thread):
     def __init__(self, port, seconds):
         super().__init__(daemon=True)
         self.port, self.seconds, self.sets, self.error = port, seconds, 0, None
+        self.max_ms = 0.0  # the slowest pipeline, sent to its last reply
 
     def run(self):
         try:
@@ -212,9 +257,11 @@ class Writer(threading.Thread):
             batch = b"".join(Resp.encode("SET", "w:%d" % i, "x") for i in range(WRITE_PIPELINE))
             t0 = time.monotonic()
             while time.monotonic() - t0 < self.seconds:
+                t1 = time.monotonic()
                 c.sock.sendall(batch)
                 for _ in range(WRITE_PIPELINE):
                     c.reply()
+                self.max_ms = max(self.max_ms, (time.monotonic() - t1) * 1e3)
                 self.sets += WRITE_PIPELINE
             c.close()
         except Exception as e:  # reported by the caller
@@ -223,10 +270,19 @@ class Writer(threading.Thread):
 
 def release_big(port, pid, kind, op, args):
     """Fills `big`, RESETSTAT, the op, the writer, wait until freed; INFO's turns."""
+    rss0 = proc_status_kib(pid)
     t0 = time.monotonic()
     size = fill_big(port, kind, args.big_n)
     fill_s = time.monotonic() - t0
+    rss_filled = proc_status_kib(pid)
     call(port, "CONFIG", "RESETSTAT")
+    heap0 = heap_span(pid)
+    tracer, trace_path = None, None
+    if args.trace:
+        trace_path = tempfile.mktemp(prefix="brk.", dir="/var/tmp")
+        tracer = subprocess.Popen(["perf", "trace", "-e", "brk", "-p", str(pid), "-o", trace_path],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(TRACE_START_S)
     watch = LongTurnWatch(port)
     watch.start()
     t0 = time.monotonic()
@@ -239,9 +295,17 @@ def release_big(port, pid, kind, op, args):
         if w.error:
             raise RuntimeError(f"writer: {w.error}")
     freed_s = wait_freed(port)
+    stop_trace(tracer)
+    rss_freed = proc_status_kib(pid)
+    heap1 = heap_span(pid)
     i = info(port, "all")
     out = {k: int(i[k]) for k in TURN_FIELDS if k in i}
-    out.update(size=size, fill_s=fill_s, reply=str(r), reply_ms=reply_ms, freed_s=freed_s, sets=w.sets, load=loadavg())
+    out.update(size=size, fill_s=fill_s, reply=str(r), reply_ms=reply_ms, freed_s=freed_s, sets=w.sets, load=loadavg(),
+               write_max_ms=round(w.max_ms, 1), rss_mib=[rss0 >> 10, rss_filled >> 10, rss_freed >> 10],
+               heap_mib=[(h[1] - h[0]) >> 20 if h else None for h in (heap0, heap1)])
+    if trace_path:
+        out["brk_drops"] = brk_drops(trace_path, heap0[1] if heap0 else None, pid)
+        os.unlink(trace_path)
     out.update(watched(watch))
     return out
 
@@ -315,7 +379,7 @@ def main():
     ap.add_argument("--value-bytes", type=int, default=400)
     ap.add_argument("--fields", type=int, default=1_000_000, help="random fields over which myhash is filled; 0: no hash")
     ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--trace", action="store_true", help="perf trace -e munmap during the releases")
+    ap.add_argument("--trace", action="store_true", help="perf trace -e munmap (brk with --big) during the releases")
     ap.add_argument("--keep", action="store_true", help="keep the data directories (and traces)")
     ap.add_argument("--big", action="append", choices=("hash", "set", "zset", "list"),
                     help="free one key of --big-n elements of this type (repeat for several)")
@@ -353,6 +417,10 @@ def main():
                       f"long_turns {[r[step]['long_turns'] for r in rs]}, long turns' CPU at most (ms) "
                       f"{[r[step].get('long_turns_cpu_max_ms') for r in rs]}, last long turn's CPU "
                       f"{[r[step].get('last_long_turn_cpu_ms') for r in rs]}")
+            writes = [r[step]["write_max_ms"] for r in rs if step in r and "write_max_ms" in r[step]]
+            if writes:
+                print(f"  {b} {step}: write_max_ms {statistics.median(writes)} [{min(writes)}-{max(writes)}], "
+                      f"VmRSS MiB before fill / filled / freed {[r[step]['rss_mib'] for r in rs]}")
 
 
 if __name__ == "__main__":
