@@ -27,7 +27,7 @@ def ctxsw(pid):
                 if "ctxt_switches" in line: tot += int(line.split()[1])
     return tot
 
-def load(tool, port, wl, seconds, clients, hb, n=None):
+def load(tool, port, wl, seconds, clients, hb, n=None, threads=0):
     if tool == "hmdb-bench":
         out = subprocess.run([hb, "--port", str(port), "--clients", str(clients), "--pipeline", "1", "--seconds", str(seconds),
                               "--keyspace", "1000000", "--value-size", "3", "--tests", wl, "--csv", "--quiet"], capture_output=True, text=True).stdout
@@ -35,7 +35,8 @@ def load(tool, port, wl, seconds, clients, hb, n=None):
         r = dict(zip(hdr, row)); return float(r["rps"]), int(r["requests"])
     else:
         out = subprocess.run(["redis-benchmark", "-p", str(port), "-c", str(clients), "-P", "1", "-n", str(n), "-r", "1000000",
-                              "-d", "3", "-t", wl, "--csv"], capture_output=True, text=True).stdout
+                              "-d", "3", "-t", wl, "--csv"] + (["--threads", str(threads)] if threads else []),
+                             capture_output=True, text=True).stdout
         for line in out.splitlines():
             f = [x.strip('"') for x in line.split(",")]
             if f[0] != "test" and len(f) > 1: return float(f[1]), n
@@ -52,6 +53,7 @@ ap.add_argument("--hb", default="build/bench/hmdb-bench")
 ap.add_argument("--port", type=int, default=7493)
 ap.add_argument("--perf", action="store_true")
 ap.add_argument("--rate", type=float, default=20000)
+ap.add_argument("--threads", type=int, default=0, help="redis-benchmark --threads (0: its default, one thread)")
 a = ap.parse_args()
 res = {}
 for rep in range(a.runs):
@@ -71,10 +73,10 @@ for rep in range(a.runs):
         try:
             wait_ping(port)
             for wl in a.workloads.split(","):
-                load(a.tool, port, wl, 0.5, a.clients, a.hb, n=10000)
+                load(a.tool, port, wl, 0.5, a.clients, a.hb, n=10000, threads=a.threads)
                 i0 = info(port); c0 = cpu_us(p.pid); x0 = ctxsw(p.pid)
                 ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-                rps, n = load(a.tool, port, wl, a.seconds, a.clients, a.hb, n=int(a.seconds * a.rate))
+                rps, n = load(a.tool, port, wl, a.seconds, a.clients, a.hb, n=int(a.seconds * a.rate), threads=a.threads)
                 ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
                 c1 = cpu_us(p.pid); x1 = ctxsw(p.pid); i1 = info(port)
                 g = lambda k: int(i1.get(k, 0)) - int(i0.get(k, 0))
