@@ -296,6 +296,14 @@ struct CommandEntry {
   // upcast hands its result here.
   const void* parsed_type = nullptr;
   std::function<void(State&, const void*, const ApplyContext&, Reply&)> apply_parsed;
+  // Writes only: parse into the Typed (parsed_type) at `out`, for the forms below.
+  std::function<bool(Args, void*, std::string&)> parse_to;
+  // Writes only, optional (Commands::Options::unchanged_reply): parse, then the app's
+  // reply when the write would change nothing, or false (StateMachine::unchanged_reply).
+  std::function<bool(const State&, Args, const QueryContext&, Reply&)> unchanged;
+  // unchanged_reply() was called for it: build() checks that `unchanged` is set (a write
+  // whose parse makes what the form takes) and that it does not block.
+  bool unchanged_asked = false;
 };
 
 // ---- Callables for parse, apply, run and upcasts -------------------------------------------
@@ -398,6 +406,26 @@ constexpr bool check_upcast() {
   return kStateless<ToNew> && callable;
 }
 
+// A write's reply when it changes nothing (Commands::Options::unchanged_reply).
+template <class State, class Typed, class Fn>
+constexpr bool check_unchanged() {
+  static_assert(kStateless<Fn>,
+                "hmdb command: unchanged_reply's function must be stateless: a function, a lambda without captures or "
+                "a function object without data members");
+  static_assert(!std::is_same_v<Typed, DeduceTyped>,
+                "hmdb command: cannot tell what unchanged_reply's function takes (a generic lambda?): name it, "
+                ".unchanged_reply<Typed>(...)");
+  if constexpr (!std::is_same_v<Typed, DeduceTyped>) {
+    constexpr bool callable =
+        std::is_invocable_r_v<bool, const Fn&, const State&, const Typed&, const QueryContext&, Reply&>;
+    static_assert(callable,
+                  "hmdb command: unchanged_reply's function must be callable as `bool fn(const State& s, const Typed& "
+                  "args, const hmdb::QueryContext& ctx, hmdb::Reply& r)` (const State: it changes nothing)");
+    return kStateless<Fn> && callable;
+  }
+  return false;
+}
+
 template <class State, class Run>
 constexpr bool check_query() {
   static_assert(kStateless<Run>,
@@ -430,6 +458,7 @@ CommandEntry<State> make_write(std::string_view name, Arity arity, KeySpec keys,
   e.apply_parsed = [apply](State& s, const void* parsed, const ApplyContext& ctx, Reply& r) {
     apply(s, *static_cast<const Typed*>(parsed), ctx, r);
   };
+  e.parse_to = [parse](Args argv, void* out, std::string& err) { return parse(argv, *static_cast<Typed*>(out), err); };
   return e;
 }
 }  // namespace detail
@@ -580,6 +609,29 @@ class Commands {
       if (e_) e_->engine_only = true;
       return *this;
     }
+    // A write's reply when it would change nothing (docs/app-tutorial.md, "Writes that change
+    // nothing"): `bool fn(const State& s, const Typed& args, const hmdb::QueryContext& ctx,
+    // hmdb::Reply& r)`, Typed what the write's parse fills in. It returns true having written
+    // exactly the reply apply would write, when apply, on s at leader time ctx.now_ms, would
+    // change nothing at all (the state, events, keys reported); otherwise (and whenever in
+    // doubt) false, having written nothing. The engine may then answer the write without
+    // logging it; the test driver (hmdb/testing.h) applies it anyway and checks the promise.
+    // Not for a query or a blocking write: hosting the app fails.
+    template <class Typed = detail::DeduceTyped, class Fn>
+    Options& unchanged_reply(Fn fn) {
+      using T = typename detail::TypedOf<Typed, Fn>::type;
+      if constexpr (detail::check_unchanged<State, T, Fn>()) {
+        if (!e_) return *this;
+        e_->unchanged_asked = true;
+        if (e_->kind != CommandKind::kWrite || e_->parsed_type != detail::type_tag<T>()) return *this;  // build() says why
+        e_->unchanged = [fn, parse = e_->parse_to](const State& s, Args argv, const QueryContext& ctx, Reply& r) {
+          T args{};
+          std::string error;
+          return parse(argv, &args, error) && fn(s, static_cast<const T&>(args), ctx, r);
+        };
+      }
+      return *this;
+    }
 
    private:
     Entry* e_;
@@ -600,10 +652,15 @@ class Commands {
     }
     // In definition order.
     const std::vector<const Entry*>& entries() const { return entries_; }
+    // Some write has a reply for when it changes nothing (Options::unchanged_reply).
+    bool has_unchanged() const { return has_unchanged_; }
 
     explicit Table(std::vector<const Entry*> entries) : entries_(std::move(entries)) {
       std::vector<std::string_view> names;
-      for (const Entry* e : entries_) names.push_back(e->name);
+      for (const Entry* e : entries_) {
+        names.push_back(e->name);
+        has_unchanged_ |= e->kind == CommandKind::kWrite && static_cast<bool>(e->unchanged);
+      }
       index_.rebuild(names);
     }
 
@@ -655,6 +712,7 @@ class Commands {
     }
     std::vector<const Entry*> entries_;
     detail::NameIndex index_;
+    bool has_unchanged_ = false;
     // find()'s last hit (a cache: the loop thread's, like every use of the app).
     mutable char last_name_[kLastNameBytes] = {};
     mutable size_t last_size_ = SIZE_MAX;  // none yet
@@ -715,6 +773,15 @@ class Commands {
       for (size_t j = 0; j < i; j++)
         if (defined_[j].name == e.name) fail("command " + e.name + " is registered twice");
       check_arity(e, "");
+      if (e.unchanged_asked) {
+        if (e.kind != CommandKind::kWrite)
+          fail("command " + e.name + " is a query: unchanged_reply is a write's (a query changes nothing anyway)");
+        if (!e.unchanged)
+          fail("command " + e.name + ": unchanged_reply's function takes another type than " + e.name +
+               "'s parse fills in");
+        if (e.keys.timeout != 0)
+          fail("command " + e.name + " blocks: it has no unchanged_reply (finding nothing, it waits)");
+      }
     }
     for (Entry& e : defined_) {
       std::string bad;
@@ -967,6 +1034,7 @@ class AppHost final : public StateMachine {
     newest_ = commands_.table(App::kSchemaVersion);
     client_ = commands_.table(active_schema_version());
     reads_active_schema_version_ = reads_schema_version(active_schema_version());
+    has_unchanged_replies_ = client_ && client_->has_unchanged();
     names_exclude_reserved_ = commands_.names_exclude_reserved();
   }
 
@@ -977,6 +1045,7 @@ class AppHost final : public StateMachine {
   void set_active_schema_version(uint32_t v) override {
     StateMachine::set_active_schema_version(v);
     client_ = commands_.table(v);
+    has_unchanged_replies_ = client_ && client_->has_unchanged();
   }
 
   CommandKind kind(std::string_view name) const override {
@@ -1076,6 +1145,23 @@ class AppHost final : public StateMachine {
     if (!ctx.producer || !*ctx.producer) check_reply(*e, reply, before);  // a sliced reply is not complete yet
 #else
     e->query(state_, argv, ctx, reply);
+#endif
+  }
+
+  // The active version's table: the one a client's write would be logged and applied under.
+  bool unchanged_reply(Args argv, const QueryContext& ctx, Reply& reply) const override {
+    const auto* e = argv.empty() || !client_ ? nullptr : client_->find(argv[0]);
+    if (!e || !e->unchanged || e->engine_only || !e->arity.allows(argv.size())) return false;
+#if HMDB_CHECK_REPLIES
+    const size_t before = reply.size();
+    const bool unchanged = e->unchanged(state_, argv, ctx, reply);
+    if (unchanged) check_reply(*e, reply, before);
+    else if (reply.size() != before)
+      throw std::logic_error("hmdb: app " + std::string(App::kName) + ": command " + e->name +
+                             "'s unchanged_reply wrote a reply and returned false");
+    return unchanged;
+#else
+    return e->unchanged(state_, argv, ctx, reply);
 #endif
   }
 

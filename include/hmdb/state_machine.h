@@ -386,6 +386,23 @@ class StateMachine {
   // Runs a read-only query. Writes exactly one RESP value to reply.
   virtual void query(Args argv, const QueryContext& ctx, Reply& reply) const = 0;
 
+  // A write's reply when it would change nothing (docs/app-tutorial.md, "Writes that change
+  // nothing"; hmdb/app.h, Options::unchanged_reply): if the write argv, logged now under the
+  // active schema version and applied to this state at leader time ctx.now_ms, would change
+  // nothing (no byte of the state, no event, no key reported), writes exactly the reply its
+  // apply would write and returns true. The engine may then answer the write so, as it
+  // answers a read, without logging it (only where a read would see the state the write would
+  // be applied to: docs/architecture.md, "Writes that change nothing"). False, having written
+  // nothing, otherwise: the write is logged and applied as any. Must not change the state.
+  // Default: false for every write.
+  virtual bool unchanged_reply(Args argv, const QueryContext& ctx, Reply& reply) const {
+    (void)argv, (void)ctx, (void)reply;
+    return false;
+  }
+  // True when some write of the active schema version has such a reply (the engine asks
+  // unchanged_reply only then).
+  bool has_unchanged_replies() const { return has_unchanged_replies_; }
+
   // A hint, for a command that will run soon (the shell parses a few of a client's
   // pipelined commands ahead): start loading the memory it will touch (e.g. the hash-table
   // slot of its key), so the cache misses of several commands overlap instead of each
@@ -460,6 +477,8 @@ class StateMachine {
   bool reads_active_schema_version_ = true;
   // Set by AppHost's constructor (names_exclude_reserved()).
   bool names_exclude_reserved_ = false;
+  // Set by AppHost for the active schema version (has_unchanged_replies()).
+  bool has_unchanged_replies_ = false;
 
  private:
   uint32_t active_schema_version_ = kFirstSchemaVersion;

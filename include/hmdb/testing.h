@@ -128,9 +128,24 @@ class Driver {
           reply.error(error);
           break;
         }
+        // A write with a reply for when it changes nothing (StateMachine::unchanged_reply),
+        // which a node may answer without logging it: applied anyway, and its promise checked.
+        std::string unchanged;
+        bool claims_unchanged = false;
+        uint64_t digest_before = 0;
+        if (app_->has_unchanged_replies()) {
+          Reply unchanged_reply(&unchanged, protocol);
+          QueryContext ctx;
+          ctx.now_ms = now_ms;
+          claims_unchanged = app_->unchanged_reply(argv, ctx, unchanged_reply);
+          if (claims_unchanged) digest_before = app_->digest();
+        }
+        CountingEvents counted(events);
         write_slicing.slices = 0;
-        if (!apply_write(*app_, argv, now_ms, ++index, protocol, &out, events, &write_slicing))
+        if (!apply_write(*app_, argv, now_ms, ++index, protocol, &out, claims_unchanged ? &counted : events,
+                         &write_slicing))
           reply.error("ERR test driver: the engine did not apply the entry");
+        if (claims_unchanged) check_unchanged(argv, unchanged, out, digest_before, counted.count);
         break;
       }
       case CommandKind::kQuery: {
@@ -181,6 +196,36 @@ class Driver {
   StateMachine& app() { return *app_; }
 
  private:
+  // Counts the events a write emits, passing them on.
+  struct CountingEvents final : EventSink {
+    explicit CountingEvents(EventSink* to) : to(to) {}
+    void publish(std::string_view channel, std::string_view message) override {
+      count++;
+      if (to) to->publish(channel, message);
+    }
+    void keyspace_event(uint32_t type, std::string_view event, std::string_view key) override {
+      count++;
+      if (to) to->keyspace_event(type, event, key);
+    }
+    EventSink* to;
+    size_t count = 0;
+  };
+  // The write argv's unchanged_reply said it changes nothing and answers `unchanged`; its
+  // apply answered `applied`, emitted `events` and left the digest where `digest_before` was.
+  void check_unchanged(Args argv, const std::string& unchanged, const std::string& applied, uint64_t digest_before,
+                       size_t events) const {
+    const std::string what = "hmdb testing: command " + std::string(argv[0]) + "'s unchanged_reply said it changes nothing";
+    if (unchanged != applied)
+      throw std::logic_error(what + " and answers " + printable(unchanged) + ", but its apply answers " + printable(applied));
+    if (app_->digest() != digest_before) throw std::logic_error(what + ", but its apply changed the state");
+    if (events != 0) throw std::logic_error(what + ", but its apply emitted " + std::to_string(events) + " events");
+  }
+  static std::string printable(std::string_view resp) {
+    std::string out = "'";
+    for (char c : resp) out += c == '\r' ? std::string("\\r") : c == '\n' ? std::string("\\n") : std::string(1, c);
+    return out + "'";
+  }
+
   std::unique_ptr<StateMachine> owned_;
   StateMachine* app_;
 };

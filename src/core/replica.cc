@@ -238,6 +238,17 @@ bool Replica::serve(ClientSession& s, Args argv, std::optional<uint64_t> held) {
       q.push(Kind::kDeferred, argv);
       return true;  // nothing finished: no drain needed
     case Route::kWrite: {
+      if (may_answer_unchanged(s, view)) [[unlikely]] {
+        // Nothing is pending: the applied state is the one the write would be applied to,
+        // at this turn's time (the batch's stamp), and a read now would be served from it.
+        unchanged_scratch_.clear();
+        Reply reply(&unchanged_scratch_, s.protocol);
+        if (app_.unchanged_reply(argv, QueryContext{wall_ms_}, reply)) {
+          stats_.unchanged_writes++;
+          finished_reply(q, held)->append(unchanged_scratch_);
+          break;
+        }
+      }
       std::string error;
       KeySpec keys;
       if (!validate_write(argv, &error, &keys)) {

@@ -283,6 +283,10 @@ class Replica final : private PubSubHost {
       // counted applied when the write stops half applied, and the entries after it apply
       // before its finish(), which then stores what it computed from older states.
       bool apply_before_write_finishes = false;
+      // A write whose app says it would change nothing (StateMachine::unchanged_reply) is
+      // answered from the applied state even while writes are pending (in this turn's batch,
+      // or logged and not yet applied): a pop right behind a pipelined push finds nothing.
+      bool unchanged_ignores_pending = false;
     } bugs;
     // Sliced replies: elements per slice (0: every reply is made whole, in one turn), bytes
     // per slice, the longest hold of the apply for them, and the longest wait for a slow
@@ -314,6 +318,7 @@ class Replica final : private PubSubHost {
     uint64_t transactions = 0;          // EXECs whose group joined a batch
     uint64_t transactions_watch_failed = 0;  // EXECs answered with a null array (a WATCHed key changed)
     uint64_t requests = 0;  // tagged writes and EXECs (HMDB.REQ) that joined a batch
+    uint64_t unchanged_writes = 0;  // writes answered as reads: they would change nothing (unchanged_reply)
     uint64_t sliced_replies = 0;  // replies made in slices (ReplyProducer)
     uint64_t reply_slices = 0;    // slices made for them
     uint64_t slice_hold_overdue_turns = 0;  // turns that finished sliced replies whole: slice_hold_ms_max reached
@@ -508,6 +513,15 @@ class Replica final : private PubSubHost {
   void retry_blocked(ClientSession& s);
 
   CommandClass classify(Args argv) const;
+  // A write of s (routed kWrite, its session ahead as `view` says) may be answered from the
+  // applied state if its app says it would change nothing there (docs/architecture.md,
+  // "Writes that change nothing"): a read would see exactly the state it would be applied to.
+  bool may_answer_unchanged(const ClientSession& s, const SessionView& view) const {
+    if (!app_.has_unchanged_replies() || reads_need_index() || s.blocking) return false;
+    if (options_.bugs.unchanged_ignores_pending) return true;  // PLANTED BUG
+    return !view.write_before && !view.forward_before && batch_.empty() && !refused_payload_ && !half_ &&
+           apply_backlog_.empty() && !loading_ && raft_.last_index() == applied_index_;
+  }
   // A write's checks before it is batched: the app's, or the engine's for PUBLISH.
   bool validate_write(Args argv, std::string* error, KeySpec* keys) const {
     if (is_publish_name(argv[0])) [[unlikely]] return validate_publish(argv, error, keys);
@@ -669,6 +683,7 @@ class Replica final : private PubSubHost {
   std::vector<uint64_t> drain_scratch_;  // drain()'s list being walked (kept for its capacity)
   ApplyScratch apply_scratch_;
   std::vector<std::string_view> words_scratch_;
+  std::string unchanged_scratch_;  // an unchanged_reply, before it has a slot
   RequestTable requests_;
   BlockedTable blocked_;
   bool redirect_blocked_ = false;  // stepped down: blocked cluster clients get -MOVED once a leader is known

@@ -1860,6 +1860,7 @@ Raft::~Raft() = default;
 
 void Raft::tick() { impl_->tick(); }
 uint64_t Raft::log_bytes() const { return impl_->log.bytes(); }
+Index Raft::last_index() const { return impl_->log.last_index(); }
 void Raft::step(const Message& msg) { impl_->step(msg); }
 ProposeResult Raft::propose(EntryType type, uint32_t schema_version, std::string data) {
   HMDB_ASSERT(type != EntryType::kConfChange, "use propose_conf_change() for membership changes");

@@ -387,6 +387,7 @@ class Raft {
 
   Status status() const;
   uint64_t log_bytes() const;  // Status::log_bytes, without building a Status
+  Index last_index() const;    // Status::last_index, without building a Status
   Role role() const;
   NodeId leader() const;
   Term term() const;

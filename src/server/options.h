@@ -140,6 +140,11 @@ struct ServerOptions {
   // it stopped before, which is never applied nor answered), which tests/system/
   // apply_budget_test.py --plant must catch.
   bool test_plant_skip_yielded_command = false;
+  // Tests only (a hidden flag): the planted bug core::Replica::Options::PlantedBugs::
+  // unchanged_ignores_pending (a write its app says changes nothing is answered from the
+  // applied state while writes are pending), which tests/system/unchanged_write_test.py
+  // --plant must catch.
+  bool test_plant_unchanged_ignores_pending = false;
 
   bool clustered() const { return !peer_addr.empty(); }
   std::string client_addr() const { return format_host_port(bind, port); }

@@ -267,6 +267,10 @@ constexpr Statistic kStatistics[] = {
     {"total_writes", kStats, kCounter, "hmdb_writes_total", "", "", "Write commands proposed.", READ(s.replica.writes)},
     {"total_batches", kStats, kCounter, "hmdb_batches_total", "", "", "Batches (log entries) proposed.",
      READ(s.replica.batches)},
+    {"total_writes_unchanged", kStats, kCounter, "hmdb_writes_unchanged_total", "", "",
+     "Write commands answered as reads, not logged: their app said they would change nothing (kv: a pop of a "
+     "missing key) and nothing was pending (docs/architecture.md, \"Writes that change nothing\").",
+     READ(s.replica.unchanged_writes)},
     {"total_transactions", kStats, kCounter, "hmdb_transactions_total", "", "",
      "EXECs whose writes joined a batch as one group.", READ(s.replica.transactions)},
     {"transactions_watch_failed", kStats, kCounter, "hmdb_transactions_watch_failed_total", "", "",

@@ -148,6 +148,11 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
   cmd->add_flag("--test-plant-skip-yielded-command", f->options.test_plant_skip_yielded_command,
                 "tests: an entry stopped for the turn's apply budget loses the command it stopped before (a planted bug)")
       ->group("");
+  // The planted bug of tests/system/unchanged_write_test.py --plant, which that test must catch.
+  cmd->add_flag("--test-plant-unchanged-ignores-pending", f->options.test_plant_unchanged_ignores_pending,
+                "tests: a write that would change nothing is answered from the applied state even while writes are "
+                "pending (a planted bug)")
+      ->group("");
   cmd->add_option("--test-slice-reader-wait-ms", f->options.test_slice_reader_wait_ms,
                   "tests: how long a big reply waits for a client that does not read (default core::kSliceReaderWaitMs)")
       ->group("");

@@ -301,5 +301,197 @@ TEST(AppChecks, TheTestDriverRefusesAReplyThatIsNotOneCompleteValue) {
   EXPECT_EQ(db.run({"NOSUCH"}), "-ERR unknown command\r\n");
 }
 
+// ---- a write's reply when it changes nothing (Options::unchanged_reply) ----------------------
+
+// A stock of tokens: TAKE takes one (answering how many were left) or, with none left,
+// answers a null and changes nothing, the case its unchanged_reply answers. The other writes'
+// unchanged_replies break the promise one way each, for the test driver to catch.
+struct Stock {
+  uint64_t tokens = 0;
+};
+void apply_take(Stock& s, const Words&, const ApplyContext&, Reply& r) {
+  if (s.tokens == 0) {
+    r.null();
+    return;
+  }
+  r.integer(static_cast<int64_t>(s.tokens--));
+}
+bool take_unchanged(const Stock& s, const Words&, const QueryContext&, Reply& r) {
+  if (s.tokens != 0) return false;
+  r.null();
+  return true;
+}
+struct StockApp {
+  static constexpr std::string_view kName = "stock";
+  static constexpr uint32_t kSchemaVersion = 1;
+  using State = Stock;
+  static void define(Commands<State>& c) {
+    c.write("ADD", 1, &parse_words, [](Stock& s, const Words&, const ApplyContext&, Reply& r) {
+      r.integer(static_cast<int64_t>(++s.tokens));
+    });
+    c.write("TAKE", {1, 2}, &parse_words, &apply_take).unchanged_reply(&take_unchanged);
+    // Says it changes nothing when it takes a token.
+    c.write("TAKEALWAYS", 1, &parse_words, &apply_take)
+        .unchanged_reply([](const Stock&, const Words&, const QueryContext&, Reply& r) {
+          r.null();
+          return true;
+        });
+    // Right about the state, wrong about the reply (RESP2's null is $-1, not an empty string).
+    c.write("TAKEWRONGREPLY", 1, &parse_words, &apply_take)
+        .unchanged_reply([](const Stock& s, const Words&, const QueryContext&, Reply& r) {
+          if (s.tokens != 0) return false;
+          r.bulk("");
+          return true;
+        });
+    // Changes nothing, but tells of it: a keyspace event.
+    c.write("TOUCH", 1, &parse_words,
+            [](Stock&, const Words&, const ApplyContext& ctx, Reply& r) {
+              ctx.keyspace_event(keyspace::kGeneric, "touch", "stock");
+              r.ok();
+            })
+        .unchanged_reply([](const Stock&, const Words&, const QueryContext&, Reply& r) {
+          r.ok();
+          return true;
+        });
+    c.query("COUNT", 1, [](const Stock& s, Args, const QueryContext&, Reply& r) {
+      r.integer(static_cast<int64_t>(s.tokens));
+    });
+  }
+  static void save(const State& s, Encoder& out) { out.u64(s.tokens); }
+  static bool load(State& s, Decoder& in, uint32_t) {
+    s.tokens = in.u64();
+    return in.ok();
+  }
+};
+
+std::string run_refusal(testing::Driver& db, std::initializer_list<std::string_view> words) {
+  try {
+    db.run(words);
+  } catch (const std::logic_error& e) {
+    return e.what();
+  }
+  return "(no complaint)";
+}
+
+TEST(UnchangedReply, TheHostAnswersOnlyWhatTheAppSaysChangesNothing) {
+  testing::AppDriver<StockApp> db;
+  EXPECT_TRUE(db.host.has_unchanged_replies());
+  auto unchanged = [&](std::vector<std::string_view> words, std::string* out) {
+    out->clear();
+    Reply r(out);
+    return db.host.unchanged_reply(Args(words.data(), words.size()), QueryContext{}, r);
+  };
+  std::string out;
+  EXPECT_TRUE(unchanged({"TAKE"}, &out));
+  EXPECT_EQ(out, testing::kNil);
+  EXPECT_TRUE(unchanged({"take", "x"}, &out)) << "any case, any arity the command takes";
+  EXPECT_FALSE(unchanged({"TAKE", "x", "y"}, &out)) << "a wrong arity is the write path's error";
+  EXPECT_EQ(out, "");
+  EXPECT_FALSE(unchanged({"ADD"}, &out)) << "a write without the form";
+  EXPECT_FALSE(unchanged({"COUNT"}, &out)) << "a query";
+  EXPECT_FALSE(unchanged({"NOSUCH"}, &out));
+  EXPECT_EQ(db.run({"ADD"}), integer(1));
+  EXPECT_FALSE(unchanged({"TAKE"}, &out)) << "it would take the token";
+  EXPECT_EQ(out, "");
+  EXPECT_EQ(db.run({"TAKE"}), integer(1));
+  EXPECT_EQ(db.run({"TAKE"}), testing::kNil) << "the driver applied it and found its reply the same";
+  // An app without the form: the engine never asks.
+  testing::AppDriver<TableApp<0>> plain;
+  EXPECT_FALSE(plain.host.has_unchanged_replies());
+}
+
+// The test driver applies a write whose unchanged_reply answered anyway, and refuses one
+// whose apply then changed the state, answered otherwise or emitted an event.
+TEST(UnchangedReply, TheTestDriverChecksThePromise) {
+  testing::AppDriver<StockApp> db;
+  EXPECT_EQ(db.run({"TAKEALWAYS"}), testing::kNil) << "with no token it is right";
+  EXPECT_EQ(db.run({"ADD"}), integer(1));
+  EXPECT_EQ(run_refusal(db, {"TAKEALWAYS"}),
+            "hmdb testing: command TAKEALWAYS's unchanged_reply said it changes nothing and answers '$-1\\r\\n', but "
+            "its apply answers ':1\\r\\n'");
+  EXPECT_EQ(db.run({"COUNT"}), integer(0));
+  EXPECT_EQ(db.run({"ADD"}), integer(1));
+  EXPECT_EQ(db.run({"TAKEWRONGREPLY"}), integer(1)) << "with a token it says nothing";
+  EXPECT_EQ(run_refusal(db, {"TAKEWRONGREPLY"}),
+            "hmdb testing: command TAKEWRONGREPLY's unchanged_reply said it changes nothing and answers '$0\\r\\n\\r\\n', "
+            "but its apply answers '$-1\\r\\n'");
+  EXPECT_EQ(run_refusal(db, {"TOUCH"}),
+            "hmdb testing: command TOUCH's unchanged_reply said it changes nothing, but its apply emitted 1 events");
+}
+
+// A form whose reply agrees but whose apply changes the state: the digest tells.
+struct SilentTaker {
+  static constexpr std::string_view kName = "silent";
+  static constexpr uint32_t kSchemaVersion = 1;
+  using State = Stock;
+  static void define(Commands<State>& c) {
+    c.write("ADD", 1, &parse_words, [](Stock& s, const Words&, const ApplyContext&, Reply& r) {
+      s.tokens++;
+      r.ok();
+    });
+    c.write("DROP", 1, &parse_words, [](Stock& s, const Words&, const ApplyContext&, Reply& r) {
+      s.tokens = 0;
+      r.ok();
+    }).unchanged_reply([](const Stock&, const Words&, const QueryContext&, Reply& r) {
+      r.ok();
+      return true;
+    });
+  }
+  static void save(const State& s, Encoder& out) { out.u64(s.tokens); }
+  static bool load(State& s, Decoder& in, uint32_t) {
+    s.tokens = in.u64();
+    return in.ok();
+  }
+};
+
+TEST(UnchangedReply, TheTestDriverSeesAChangedState) {
+  testing::AppDriver<SilentTaker> db;
+  EXPECT_EQ(db.run({"DROP"}), kOk) << "nothing to drop: right";
+  EXPECT_EQ(db.run({"ADD"}), kOk);
+  EXPECT_EQ(run_refusal(db, {"DROP"}),
+            "hmdb testing: command DROP's unchanged_reply said it changes nothing, but its apply changed the state");
+}
+
+// Where the form cannot hold, hosting the app fails: on a query, on a blocking write, and
+// with a type that is not what the write's parse fills in.
+template <int kCase>
+struct MisplacedUnchanged {
+  static constexpr std::string_view kName = "misplaced";
+  static constexpr uint32_t kSchemaVersion = 1;
+  using State = Stock;
+  static void define(Commands<State>& c);
+  static void save(const State& s, Encoder& out) { out.u64(s.tokens); }
+  static bool load(State& s, Decoder& in, uint32_t) {
+    s.tokens = in.u64();
+    return in.ok();
+  }
+};
+struct Other {};
+template <>
+void MisplacedUnchanged<0>::define(Commands<State>& c) {
+  c.query("COUNT", 1, [](const Stock&, Args, const QueryContext&, Reply& r) { r.integer(0); })
+      .unchanged_reply(&take_unchanged);
+}
+template <>
+void MisplacedUnchanged<1>::define(Commands<State>& c) {
+  c.write("BTAKE", 2, &parse_words, &apply_take).blocking(-1).unchanged_reply(&take_unchanged);
+}
+template <>
+void MisplacedUnchanged<2>::define(Commands<State>& c) {
+  c.write("TAKE", 1, &parse_words, &apply_take)
+      .unchanged_reply([](const Stock&, const Other&, const QueryContext&, Reply&) { return false; });
+}
+
+TEST(UnchangedReply, RefusedWhereItCannotHold) {
+  EXPECT_EQ(refusal<MisplacedUnchanged<0>>(),
+            "hmdb: app misplaced: command COUNT is a query: unchanged_reply is a write's (a query changes nothing "
+            "anyway)");
+  EXPECT_EQ(refusal<MisplacedUnchanged<1>>(),
+            "hmdb: app misplaced: command BTAKE blocks: it has no unchanged_reply (finding nothing, it waits)");
+  EXPECT_EQ(refusal<MisplacedUnchanged<2>>(),
+            "hmdb: app misplaced: command TAKE: unchanged_reply's function takes another type than TAKE's parse "
+            "fills in");
+}
+
 }  // namespace
 }  // namespace hmdb

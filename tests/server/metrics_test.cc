@@ -314,6 +314,7 @@ StatisticsSources distinct_sources() {
                                    .transactions = 61,
                                    .transactions_watch_failed = 62};
   s.replica.requests = 63;
+  s.replica.unchanged_writes = 184;
   s.requests.repeats = 64;
   s.request_ids = 65;
   s.request_table_bytes = 66;
@@ -489,6 +490,7 @@ constexpr std::string_view kGoldenInfoAll =
     "total_commands_processed:36\r\n"
     "total_writes:37\r\n"
     "total_batches:38\r\n"
+    "total_writes_unchanged:184\r\n"
     "total_transactions:61\r\n"
     "transactions_watch_failed:62\r\n"
     "protocol_errors:39\r\n"
