@@ -154,6 +154,25 @@ const T* boxed(const Value& v) {
   return boxed<T>(const_cast<Value&>(v));
 }
 
+// A pop's reply when it would change nothing (hmdb/app.h, Options::unchanged_reply): the node
+// may then answer it without logging it (docs/kv-commands.md, "Pops that find nothing"). True,
+// with kMissing's reply, if the key is absent, and with -WRONGTYPE if it holds a live value of
+// another type: the pop's apply then changes nothing, emits nothing, reports no key, as in
+// Redis (no change, notification, WATCH signal or propagation). False for a key that is there
+// but expired, which the apply deletes (notifying "expired"), and for one of type T (the pop
+// pops, or in doubt). kMissing is the same function the pop's apply answers a missing key with.
+template <class T, class Pop, void (*kMissing)(const Pop&, Reply&)>
+bool pop_unchanged(const State& s, const Pop& a, const QueryContext& ctx, Reply& r) {
+  const auto it = s.keys.find(a.key);
+  if (it == s.keys.end()) {
+    kMissing(a, r);
+    return true;
+  }
+  if (expired(s, a.key, ctx.now_ms) || boxed<T>(it->second)) return false;
+  r.error(kWrongType);
+  return true;
+}
+
 // Looks up key for a write on a container of type T. Returns false (and replies
 // WRONGTYPE) if the key holds another type; *out is null if the key is absent.
 template <class T>
@@ -1317,12 +1336,17 @@ void apply_push(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   r.integer(static_cast<int64_t>(l->size()));
 }
 
+// LPOP/RPOP's reply for a missing key (its apply's, and its unchanged_reply's).
+void list_pop_missing(const PopArgs& a, Reply& r) {
+  if (a.has_count) r.null_array(); else r.null();
+}
+
 template <bool kFront>
 void apply_list_pop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   List* l;
   if (!container_for_write<List>(s, a.key, ctx, r, &it, &l)) return;
-  if (!l) { if (a.has_count) r.null_array(); else r.null(); return; }
+  if (!l) { list_pop_missing(a, r); return; }
   auto pop_one = [&] {
     if (kFront) { r.bulk(l->front()); l->pop_front(); }
     else { r.bulk(l->back()); l->pop_back(); }
@@ -1664,11 +1688,16 @@ std::string spop_pick(Set* set, uint64_t index, uint64_t pop_number) {
   return set->pop_at_or_after(r);
 }
 
+// SPOP's reply for a missing key (its apply's, and its unchanged_reply's).
+void spop_missing(const PopArgs& a, Reply& r) {
+  if (a.has_count) r.set(0); else r.null();
+}
+
 void apply_spop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   Set* set;
   if (!container_for_write<Set>(s, a.key, ctx, r, &it, &set)) return;
-  if (!set) { if (a.has_count) r.set(0); else r.null(); return; }
+  if (!set) { spop_missing(a, r); return; }
   size_t n = a.has_count ? std::min<uint64_t>(static_cast<uint64_t>(a.count), set->size()) : 1;
   if (a.has_count) r.set(n);
   for (size_t i = 0; i < n; i++) r.bulk(spop_pick(set, ctx.index, i));
@@ -2252,13 +2281,16 @@ void apply_zrem(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   r.integer(removed);
 }
 
+// ZPOPMIN/ZPOPMAX's reply for a missing key (its apply's, and its unchanged_reply's).
+void zpop_missing(const PopArgs&, Reply& r) { r.array(0); }
+
 // ZPOPMIN / ZPOPMAX key [count].
 template <bool kMax>
 void apply_zpop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   ZSet* z;
   if (!container_for_write<ZSet>(s, a.key, ctx, r, &it, &z)) return;
-  if (!z) { r.array(0); return; }
+  if (!z) { zpop_missing(a, r); return; }
   size_t n = std::min<uint64_t>(static_cast<uint64_t>(a.count), z->order.size());
   // Redis 7: RESP2 a flat member, score, ...; RESP3 with a count, [member, score] pairs.
   const bool pairs = r.resp3() && a.has_count;
@@ -4575,8 +4607,12 @@ void Kv::define(Commands<State>& c) {
   // lists
   c.write("LPUSH", -3, &parse_words, &apply_push<true>).categories("@list @fast");
   c.write("RPUSH", -3, &parse_words, &apply_push<false>).categories("@list @fast");
-  c.write("LPOP", {2, 3}, &parse_pop, &apply_list_pop<true>).categories("@list @fast");
-  c.write("RPOP", {2, 3}, &parse_pop, &apply_list_pop<false>).categories("@list @fast");
+  c.write("LPOP", {2, 3}, &parse_pop, &apply_list_pop<true>)
+      .categories("@list @fast")
+      .unchanged_reply(&pop_unchanged<List, PopArgs, &list_pop_missing>);
+  c.write("RPOP", {2, 3}, &parse_pop, &apply_list_pop<false>)
+      .categories("@list @fast")
+      .unchanged_reply(&pop_unchanged<List, PopArgs, &list_pop_missing>);
   c.query("LRANGE", 4, &query_lrange).categories("@list @slow");
   c.query("LLEN", 2, &query_llen).categories("@list @fast");
   c.query("LINDEX", 3, &query_lindex).categories("@list @slow");
@@ -4592,7 +4628,9 @@ void Kv::define(Commands<State>& c) {
   // sets
   c.write("SADD", -3, &parse_words, &apply_sadd).categories("@set @fast");
   c.write("SREM", -3, &parse_words, &apply_srem).categories("@set @fast");
-  c.write("SPOP", -2, &parse_pop_syntax, &apply_spop).categories("@set @fast");
+  c.write("SPOP", -2, &parse_pop_syntax, &apply_spop)
+      .categories("@set @fast")
+      .unchanged_reply(&pop_unchanged<Set, PopArgs, &spop_missing>);
   c.query("SMEMBERS", 2, &query_smembers).categories("@set @slow");
   c.query("SCARD", 2, &query_scard).categories("@set @fast");
   c.query("SISMEMBER", 3, &query_sismember).categories("@set @fast");
@@ -4614,8 +4652,12 @@ void Kv::define(Commands<State>& c) {
   // sorted sets
   c.write("ZADD", -4, &parse_zadd, &apply_zadd).categories("@sortedset @fast");
   c.write("ZREM", -3, &parse_words, &apply_zrem).categories("@sortedset @fast");
-  c.write("ZPOPMIN", -2, &parse_pop_syntax, &apply_zpop<false>).categories("@sortedset @fast");
-  c.write("ZPOPMAX", -2, &parse_pop_syntax, &apply_zpop<true>).categories("@sortedset @fast");
+  c.write("ZPOPMIN", -2, &parse_pop_syntax, &apply_zpop<false>)
+      .categories("@sortedset @fast")
+      .unchanged_reply(&pop_unchanged<ZSet, PopArgs, &zpop_missing>);
+  c.write("ZPOPMAX", -2, &parse_pop_syntax, &apply_zpop<true>)
+      .categories("@sortedset @fast")
+      .unchanged_reply(&pop_unchanged<ZSet, PopArgs, &zpop_missing>);
   c.query("ZRANGE", -4, &query_zrange_generic<Fixed::kFree, -1>).categories("@sortedset @slow");
   c.query("ZREVRANGE", -4, &query_zrange_generic<Fixed::kRank, 1>).categories("@sortedset @slow");
   c.query("ZRANGEBYSCORE", -4, &query_zrange_generic<Fixed::kScore, 0>).categories("@sortedset @slow");

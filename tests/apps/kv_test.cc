@@ -391,6 +391,90 @@ TEST_F(KvTest, Sets) {
   EXPECT_EQ(run({"SPOP", "str"}), kWrongType);
 }
 
+// Pops that find nothing (docs/kv-commands.md, "Pops that find nothing"): their
+// unchanged_reply answers exactly what their apply answers for a missing key (in RESP2 and
+// RESP3, with and without a count) and a live value of another type, and declines a key it
+// would pop from, an expired key (the apply deletes it and notifies "expired"), a bad count
+// (the write path's error) and every other write. The driver applies each claimed one anyway
+// and checks the promise (hmdb/testing.h): run() below would throw.
+TEST_F(KvTest, PopsThatFindNothingAnswerUnchanged) {
+  std::string out;
+  auto unchanged = [&](std::vector<std::string_view> words) {
+    out.clear();
+    Reply r(&out, db.protocol);
+    QueryContext ctx;
+    ctx.now_ms = db.now_ms;
+    return db.host.unchanged_reply(Args(words.data(), words.size()), ctx, r);
+  };
+  EXPECT_TRUE(db.host.has_unchanged_replies());
+  const std::vector<std::vector<std::string_view>> pops = {
+      {"LPOP", "k"}, {"LPOP", "k", "2"}, {"RPOP", "k"}, {"RPOP", "k", "0"}, {"SPOP", "k"}, {"SPOP", "k", "3"},
+      {"ZPOPMIN", "k"}, {"ZPOPMIN", "k", "2"}, {"ZPOPMAX", "k"}, {"zpopmax", "k", "5"}};
+  for (const Protocol protocol : {Protocol::kResp2, Protocol::kResp3}) {
+    db.protocol = protocol;
+    for (const auto& words : pops) {
+      const std::string what = std::string(words[0]) + " " + std::to_string(words.size()) + " words, RESP" +
+                               (protocol == Protocol::kResp3 ? "3" : "2");
+      EXPECT_TRUE(unchanged(words)) << what << ": a missing key";
+      const std::string claimed = out;
+      EXPECT_EQ(db.run(words), claimed) << what;
+      EXPECT_EQ(run({"SET", "k", "x"}), kOk);
+      EXPECT_TRUE(unchanged(words)) << what << ": a string";
+      EXPECT_EQ(out, kWrongType) << what;
+      EXPECT_EQ(db.run(words), kWrongType) << what;
+      EXPECT_EQ(run({"DEL", "k"}), integer(1));
+    }
+  }
+  db.protocol = Protocol::kResp2;
+  EXPECT_TRUE(unchanged({"LPOP", "k"}));
+  EXPECT_EQ(out, kNil);
+  EXPECT_TRUE(unchanged({"LPOP", "k", "1"}));
+  EXPECT_EQ(out, kNilArray);
+  EXPECT_TRUE(unchanged({"SPOP", "k", "1"}));
+  EXPECT_EQ(out, kEmptyArray);
+  EXPECT_TRUE(unchanged({"ZPOPMIN", "k"}));
+  EXPECT_EQ(out, kEmptyArray);
+  // A key of the pop's type: it would pop.
+  EXPECT_EQ(run({"RPUSH", "l", "a"}), integer(1));
+  EXPECT_EQ(run({"SADD", "s", "a"}), integer(1));
+  EXPECT_EQ(run({"ZADD", "z", "1", "a"}), integer(1));
+  const std::vector<std::vector<std::string_view>> would_pop = {
+      {"LPOP", "l"}, {"RPOP", "l", "0"}, {"SPOP", "s"}, {"ZPOPMIN", "z"}, {"ZPOPMAX", "z", "0"}};
+  for (const auto& words : would_pop) {
+    EXPECT_FALSE(unchanged(words)) << words[0];
+    EXPECT_EQ(out, "") << words[0] << ": nothing written when it declines";
+  }
+  // Bad counts and arities: the write path answers them.
+  EXPECT_FALSE(unchanged({"LPOP", "k", "-1"}));
+  EXPECT_FALSE(unchanged({"SPOP", "k", "x"}));
+  EXPECT_FALSE(unchanged({"ZPOPMIN", "k", "1", "2"}));
+  EXPECT_FALSE(unchanged({"LPOP", "k", "1", "2"}));
+  EXPECT_EQ(out, "");
+  // Other writes have no such reply, blocking pops none either.
+  EXPECT_FALSE(unchanged({"DEL", "k"}));
+  EXPECT_FALSE(unchanged({"SET", "k", "v"}));
+  EXPECT_FALSE(unchanged({"BLPOP", "k", "1"}));
+  EXPECT_FALSE(unchanged({"HMDB.EXPIRE"}));
+  // An expired key is there until a write deletes it: the pop's apply would, so it declines.
+  EXPECT_EQ(run({"SET", "e", "x", "PX", "100"}), kOk);
+  EXPECT_EQ(run({"RPUSH", "el", "a"}), integer(1));
+  EXPECT_EQ(run({"PEXPIRE", "el", "100"}), integer(1));
+  EXPECT_TRUE(unchanged({"LPOP", "e"})) << "live, of another type";
+  EXPECT_EQ(out, kWrongType);
+  db.now_ms += 200;
+  EXPECT_FALSE(unchanged({"LPOP", "e"}));
+  EXPECT_FALSE(unchanged({"LPOP", "el"}));
+  EXPECT_FALSE(unchanged({"SPOP", "e"}));
+  hmdb::testing::RecordedEvents recorded;
+  db.events = &recorded;
+  EXPECT_EQ(run({"LPOP", "el"}), kNil);
+  EXPECT_EQ(recorded.take().size(), 1u) << "the apply deleted it: 'expired'";
+  EXPECT_TRUE(unchanged({"LPOP", "el"})) << "gone now";
+  EXPECT_EQ(run({"LPOP", "el"}), kNil);
+  EXPECT_EQ(recorded.take().size(), 0u);
+  db.events = nullptr;
+}
+
 // SPOP depends only on the log index and the set: two nodes pick the same members, and
 // over many pops every member is picked at some point (not always the first).
 TEST_F(KvTest, SpopIsDeterministicAndSpreads) {
