@@ -9,7 +9,8 @@ default pipeline() is MULTI ... EXEC and whose transaction() helper is the WATCH
              client B changes it, A's EXEC fails (WatchError); then CLIENTS threads each
              increment one counter ROUNDS times with the WATCH/GET/MULTI/SET/EXEC retry
              loop (no INCR): the counter ends at exactly CLIENTS x ROUNDS, which it cannot
-             if a WATCH misses a conflicting change (a lost update).
+             if a WATCH misses a conflicting change (a lost update). And B's pops of a
+             missing key are no conflict (they change nothing, as in Redis).
   failover   a 3-node cluster (tests/system/cluster.py): a client runs MULTI INCR a,
              INCR b, EXEC against the leader; FAILOVER_IN_FLIGHT more are sent on another
              connection and the leader is killed (kill -9) before any reply is read; the
@@ -124,6 +125,19 @@ def case_watch(server):
         p.multi()
         p.set("k", 4)
         expect(p.execute() == [True], "an unconflicted transaction did not run")
+    # A pop that finds nothing changes nothing, so it is no conflict, as in Redis: B's pops of
+    # a missing key between A's WATCH and EXEC leave A's transaction to run (nothing is pending
+    # on the node then: they are answered as reads, docs/kv-commands.md "Pops that find nothing").
+    with a.pipeline() as p:
+        p.watch("nokey", "k")
+        expect(b.lpop("nokey") is None and b.spop("nokey") is None and b.zpopmin("nokey") == [],
+               "a pop of a missing key found something")
+        p.multi()
+        p.set("k", 5)
+        try:
+            expect(p.execute() == [True], "a transaction did not run")
+        except redis.WatchError:
+            raise harness.TestFailure("another client's pops of a missing key failed a transaction WATCHing it")
 
     a.set("counter", 0)
     conflicts = []
