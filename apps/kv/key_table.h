@@ -88,12 +88,20 @@ inline constexpr size_t kPrefaultLeadSteps = 32768;
 inline constexpr size_t kDrainEmptyBucketsPerUnit = 16;
 inline constexpr size_t kDrainSlabUnits = 2048;
 // A release step of a bucket array given up (kReleaseBytesPerStep unmapped) in drain()'s
-// units, at the slab's rate of 4 units a page: 16 pages, 64 units (~2-5 us). Counted, a
-// freeing that empties a table of tens of millions of keys (a 128-256 MiB array) unmaps it a
-// step at a time over its budgets instead of at once in one call (a DEL of a 10 M-field
-// hash unmapped its 128 MiB array whole; bench/README.md, "Deleting one key of 10 M
-// elements").
+// units. Counted, a freeing that empties a table of tens of millions of keys (a 128-256 MiB
+// array) unmaps it a step at a time over its budgets instead of at once in one call (a DEL of
+// a 10 M-field hash unmapped its 128 MiB array whole; bench/README.md, "Deleting one key of 10
+// M elements"). As much as a whole step of kv's lazy freeing (kv.h, kLazyFreeStepWork), so
+// that the freeing looks at the loop turn's budget after every munmap: each waits for the
+// other CPU's TLB flush (an IPI), ~0.07 ms on average and 1-3 ms at load 7 on this VM, and
+// counted at its 16 pages (64 units, the slab's rate) a step made 8 of them between looks
+// and carried a 10 M-member sorted set's DEL to turns of 20-24 ms of CPU (bench/README.md,
+// "the long turn named").
+#ifndef HMDB_PLANTED_BUG_RELEASE_UNITS_BY_PAGES
+inline constexpr size_t kDrainReleaseUnits = 512;
+#else
 inline constexpr size_t kDrainReleaseUnits = kReleaseBytesPerStep / 4096 * (kDrainSlabUnits / 512);
+#endif
 // The smallest bucket array (2^kMinBucketBits) and the load factor that ends a shrink: a
 // table shrinks when it holds fewer than 1/kShrinkRatio keys per bucket.
 inline constexpr unsigned kMinBucketBits = 2;
