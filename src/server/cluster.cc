@@ -568,7 +568,13 @@ core::ShellResult Node::cluster_command(Session& s, Args argv, uint64_t seq, std
       return core::ShellResult::kWaitCluster;
     }
     case raft::ProposeError::kNotLeader: out->append(replica_->redirect_reply()); break;
-    case raft::ProposeError::kBusy: r.error("ERR the leader is busy (too many uncommitted entries); retry"); break;
+    // For a membership change, busy means one change at a time: an earlier change, or this
+    // term's first entry (a leader just elected), is not committed yet. "the leader is busy"
+    // is what `hmdb cluster` retries on.
+    case raft::ProposeError::kBusy:
+      r.error("ERR the leader is busy (an earlier membership change or this term's first entry is not committed "
+              "yet); retry");
+      break;
     case raft::ProposeError::kTransferring: out->append("-TRYAGAIN leadership transfer in progress; retry\r\n"); break;
     case raft::ProposeError::kRejected:
       r.error("ERR membership change refused: another change is still uncommitted, or it would remove the last voter");
