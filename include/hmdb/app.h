@@ -12,6 +12,7 @@
 //     // optional:
 //     static constexpr uint32_t kOldestSchemaVersion = 1;    // the oldest it still reads (default 1)
 //     static bool save_as(const State&, uint32_t version, Encoder&);  // an older version's layout
+//     static std::unique_ptr<hmdb::SaveProducer> begin_save(State& s);  // save() in slices, no fork
 //     static std::optional<uint64_t> digest_as(const State&, uint32_t version);  // an older one's digest
 //     static uint64_t digest(const State& s);                 // default: hash of save()
 //     static void records(const State&, hmdb::RecordSink& out);  // each record, named and hashed
@@ -250,6 +251,7 @@ HMDB_DETAIL_MEMBER_DETECTOR(housekeeping)
 HMDB_DETAIL_MEMBER_DETECTOR(prefetch)
 HMDB_DETAIL_MEMBER_DETECTOR(expiry_ms)
 HMDB_DETAIL_MEMBER_DETECTOR(save_as)
+HMDB_DETAIL_MEMBER_DETECTOR(begin_save)
 HMDB_DETAIL_MEMBER_DETECTOR(digest_as)
 HMDB_DETAIL_MEMBER_DETECTOR(records)
 HMDB_DETAIL_MEMBER_DETECTOR(records_as)
@@ -997,6 +999,12 @@ struct AppDefinition {
                 "hmdb app: the optional hook save_as must be `static bool save_as(const State& s, uint32_t version, "
                 "hmdb::Encoder& out);` (the state in an older version's snapshot layout; false if it cannot be)");
 
+  using BeginSaveFn = std::unique_ptr<SaveProducer>(State&);
+  static constexpr bool kBeginSave = detail::declares_begin_save<App>() && detail::begin_save_is<App, BeginSaveFn>();
+  static_assert(!detail::declares_begin_save<App>() || kBeginSave,
+                "hmdb app: the optional hook begin_save must be `static std::unique_ptr<hmdb::SaveProducer> "
+                "begin_save(State& s);` (save() of the state in slices: hmdb/state_machine.h, SaveProducer)");
+
   using DigestAsFn = std::optional<uint64_t>(const State&, uint32_t);
   static constexpr bool kDigestAs = detail::declares_digest_as<App>() && detail::digest_as_is<App, DigestAsFn>();
   static_assert(!detail::declares_digest_as<App>() || kDigestAs,
@@ -1196,6 +1204,12 @@ class AppHost final : public StateMachine {
     return true;
   }
   void clear() override { state_ = State{}; }
+  std::unique_ptr<SaveProducer> begin_save() override {
+    if constexpr (Definition::kBeginSave) {
+      return static_cast<typename Definition::BeginSaveFn*>(&App::begin_save)(state_);
+    }
+    return nullptr;
+  }
   std::unique_ptr<StateMachine> make_empty() const override { return std::make_unique<AppHost>(); }
   void swap_state(StateMachine& other) override {
     auto& o = static_cast<AppHost&>(other);  // REQUIRES: made by make_empty() (the same App)

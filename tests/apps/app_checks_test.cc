@@ -493,5 +493,48 @@ TEST(UnchangedReply, RefusedWhereItCannotHold) {
             "fills in");
 }
 
+// begin_save (hmdb/state_machine.h, SaveProducer): the host hands out the app's producer,
+// begun on the hosted state; an app without the hook has none (the engine forks).
+struct SlicedApp {
+  static constexpr std::string_view kName = "sliced";
+  static constexpr uint32_t kSchemaVersion = 1;
+  struct State {
+    int begun = 0;
+  };
+  static void define(Commands<State>& c) {
+    c.query("BEGUN", 1, [](const State& s, Args, const QueryContext&, Reply& r) { r.integer(s.begun); });
+  }
+  static void save(const State& s, Encoder& out) { out.u32(static_cast<uint32_t>(s.begun)); }
+  static bool load(State& s, Decoder& in, uint32_t) {
+    s.begun = static_cast<int>(in.u32());
+    return in.ok();
+  }
+  struct Producer : SaveProducer {
+    explicit Producer(int v) : value(v) {}
+    bool next(Encoder& out, const SliceBudget&) override {
+      out.u32(static_cast<uint32_t>(value));
+      return true;
+    }
+    int value;
+  };
+  static std::unique_ptr<SaveProducer> begin_save(State& s) { return std::make_unique<Producer>(++s.begun); }
+};
+
+TEST(BeginSave, TheHostHandsOutTheAppsProducerOnTheHostedState) {
+  testing::AppDriver<SlicedApp> db;
+  std::unique_ptr<SaveProducer> p = db.host.begin_save();
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(db.run({"BEGUN"}), integer(1)) << "begun on the hosted state, not a copy";
+  std::string bytes;
+  Encoder out(&bytes);
+  EXPECT_TRUE(p->next(out, SliceBudget{}));
+  std::string whole;
+  Encoder all(&whole);
+  db.host.save(all);
+  EXPECT_EQ(bytes, whole);
+  testing::AppDriver<TableApp<0>> plain;
+  EXPECT_EQ(plain.host.begin_save(), nullptr) << "no hook: the engine forks";
+}
+
 }  // namespace
 }  // namespace hmdb
