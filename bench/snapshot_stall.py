@@ -154,9 +154,9 @@ class Server:
     """One `hmdb serve` process; stderr goes to a log file we can search."""
 
     def __init__(self, binary, port, data_dir, log_path, durability="always",
-                 snapshot_log_bytes=1 << 50):
+                 snapshot_log_bytes=1 << 50, extra_args=()):
         self.argv = [binary, "serve", "--port", str(port), "--dir", data_dir,
-                     "--durability", durability, "--snapshot-log-bytes", str(snapshot_log_bytes)]
+                     "--durability", durability, "--snapshot-log-bytes", str(snapshot_log_bytes)] + list(extra_args)
         self.port = port
         self.log_path = log_path
         self.proc = None

@@ -38,6 +38,7 @@ import argparse
 import math
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -96,10 +97,11 @@ class RedisServer:
 
 
 class HmdbServer:
-    def __init__(self, binary, port, work, args):
+    def __init__(self, binary, port, work, args, extra_args=()):
         self.port = port
         self.server = Server(binary, port, os.path.join(work, "data"), os.path.join(work, "hmdb.log"),
-                             durability=args.durability, snapshot_log_bytes=args.snapshot_log_bytes)
+                             durability=args.durability, snapshot_log_bytes=args.snapshot_log_bytes,
+                             extra_args=extra_args)
         self.server.start()
         self.proc = self.server.proc
 
@@ -215,9 +217,9 @@ class Probing:
         return False
 
 
-def run_one(name, kind, binary, args, work):
+def run_one(name, kind, binary, args, work, extra_args=()):
     port = free_port()
-    server = (HmdbServer if kind == "hmdb" else RedisServer)(binary, port, work, args)
+    server = HmdbServer(binary, port, work, args, extra_args) if kind == "hmdb" else RedisServer(binary, port, work, args)
     out = {"system": name}
     turn = (lambda: int(info_field(port, "stats", "loop_turn_max_ms"))) if kind == "hmdb" else (lambda: None)
     try:
@@ -313,6 +315,8 @@ def main():
     ap.add_argument("--build-dir", default="build")
     ap.add_argument("--hmdb", default=None, help="hmdb binary (default: BUILD/apps/kv/hmdb)")
     ap.add_argument("--hmdb-before", default=None, help="a second hmdb binary to compare (e.g. before a change)")
+    ap.add_argument("--hmdb-args", default="", help="more options for hmdb serve (e.g. \"--snapshot-method slices\")")
+    ap.add_argument("--hmdb-before-args", default="", help="more options for the second hmdb's serve")
     ap.add_argument("--redis", default=shutil.which("redis-server"))
     ap.add_argument("--keys", type=int, default=5_000_000, help="distinct keys to grow to (5 M)")
     ap.add_argument("--value-bytes", type=int, default=3, help="value size of the growth's SETs (3)")
@@ -329,21 +333,26 @@ def main():
     args.requests = int(args.keyspace * math.log(args.keyspace / (args.keyspace - args.keys)))
     hmdb = args.hmdb or os.path.join(args.build_dir, "apps", "kv", "hmdb")
     systems = [("hmdb", "hmdb", hmdb)]
+    serve_options = {"hmdb": shlex.split(args.hmdb_args)}
     if args.hmdb_before:
         systems.append(("hmdb-before", "hmdb", args.hmdb_before))
+        serve_options["hmdb-before"] = shlex.split(args.hmdb_before_args)
     if args.redis:
         systems.append(("redis", "redis", args.redis))
     print(f"stall_bench: hmdb --durability {args.durability} --snapshot-log-bytes {args.snapshot_log_bytes}, "
           f"Redis {' '.join(REDIS_PERSISTENCE[args.durability])}; {args.keys} keys (SET -P 64 -c 50 -r {args.keyspace} -n {args.requests} "
           f"-d {args.value_bytes}), "
           f"hash over {args.fields} fields, {args.runs} run(s); load {loadavg()}", flush=True)
+    for name, options in serve_options.items():
+        if options:
+            print(f"  {name}: serve {' '.join(options)}", flush=True)
     results = {name: [] for name, _, _ in systems}
     for run in range(args.runs):
         for name, kind, binary in systems:
             work = tempfile.mkdtemp(prefix="stall_bench-")
             try:
                 t0 = time.monotonic()
-                r = run_one(name, kind, binary, args, work)
+                r = run_one(name, kind, binary, args, work, serve_options.get(name, ()))
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             results[name].append(r)
