@@ -43,11 +43,19 @@ inline void save_users(const AclUsers* users, Encoder& out) {
   out.bytes(users->save());
 }
 
-inline void save_state(const StateMachine& app, const RequestTable& requests, Encoder& out,
-                       const AclUsers* users = nullptr) {
+// The payload's engine part, before the app's: the active schema version, the users, the
+// request table (small next to the app's part: a snapshot written in slices encodes it in
+// one go at its index, server/snapshot.cc).
+inline void save_engine_part(const StateMachine& app, const RequestTable& requests, Encoder& out,
+                             const AclUsers* users = nullptr) {
   out.u32(app.active_schema_version());
   save_users(users, out);
   requests.save(out);
+}
+
+inline void save_state(const StateMachine& app, const RequestTable& requests, Encoder& out,
+                       const AclUsers* users = nullptr) {
+  save_engine_part(app, requests, out, users);
   app.save(out);
 }
 
@@ -55,9 +63,7 @@ inline void save_state(const StateMachine& app, const RequestTable& requests, En
 // false if the app cannot write this state in it (what was written is then of no use).
 inline bool save_state_at(const StateMachine& app, const RequestTable& requests, uint32_t layout, Encoder& out,
                           const AclUsers* users = nullptr) {
-  out.u32(app.active_schema_version());
-  save_users(users, out);
-  requests.save(out);
+  save_engine_part(app, requests, out, users);
   return app.save_at(layout, out);
 }
 

@@ -83,6 +83,21 @@ bool parse_group_hold_mode(const std::string& s, GroupHoldMode* out) {
   return true;
 }
 
+const char* snapshot_method_name(SnapshotMethod m) {
+  switch (m) {
+    case SnapshotMethod::kFork: return "fork";
+    case SnapshotMethod::kSlices: return "slices";
+  }
+  return "?";
+}
+
+bool parse_snapshot_method(const std::string& s, SnapshotMethod* out) {
+  if (s == "fork") *out = SnapshotMethod::kFork;
+  else if (s == "slices") *out = SnapshotMethod::kSlices;
+  else return false;
+  return true;
+}
+
 bool parse_durability(const std::string& s, Durability* out) {
   if (s == "always") *out = Durability::kAlways;
   else if (s == "periodic") *out = Durability::kPeriodic;
@@ -148,6 +163,15 @@ Node::~Node() {
   if (snapshot_pid_ > 0) {
     ::kill(snapshot_pid_, SIGKILL);
     ::waitpid(snapshot_pid_, nullptr, 0);
+  }
+  if (sliced_save_) {  // run() abandons it; a node that never ran stops its thread here
+    sliced_save_->producer.reset();
+    {
+      std::lock_guard lk(sliced_save_->mu);
+      sliced_save_->stop = true;
+    }
+    sliced_save_->cv.notify_all();
+    sliced_save_->writer.join();
   }
   stop_digest_children();
   if (disk_) disk_->stop();
@@ -326,6 +350,7 @@ int Node::run(int signal_fd) {
     const uint64_t next = std::min(next_tick_ms_, next_raft_tick_ms_);
     timeout_ms = static_cast<int>(std::min<uint64_t>(kTickMs, next > turn_end_ms_ ? next - turn_end_ms_ : 0));
     if (!replica_->idle() || replica_->pubsub().pump_ready()) timeout_ms = 0;
+    if (slices_pending()) timeout_ms = 0;  // a snapshot's slices go on (snapshot.cc)
     if (transport_ && transport_->reads_pending()) timeout_ms = 0;
     if (!draining_ && !paused()) {
       for (uint64_t id : active_) {
@@ -341,6 +366,11 @@ int Node::run(int signal_fd) {
     else if (timeout_ms == 0 && loop_rounds_) disk_->kick();
   }
 
+  // A snapshot in slices stops here, before the last replies: its waiters get an error.
+  if (sliced_save_) {
+    abandon_sliced_snapshot("the server stops");
+    replica_->drain();  // the waiters' errors to their sessions' output
+  }
   // Deliver the last replies (bounded wait for slow readers).
   uint64_t deadline = monotonic_ms() + kShutdownFlushMs;
   while (monotonic_ms() < deadline) {
@@ -602,11 +632,17 @@ void Node::loop_turn(int timeout_ms) {
   sync_forwarder();  // the leader may have changed this turn: before the replica drains
   stage_clock_fresh_ = false;
   if (snapshot_load_) [[unlikely]] finish_snapshot_load(false);
+  // A snapshot in slices whose file the writer finished: ended before the replica's turn,
+  // which drains the replies to its waiters (as a fork's child's end, seen in the events).
+  if (sliced_save_) [[unlikely]] end_sliced_snapshot_if_written();
   replica_->end_turn();
   end_hold();  // before the replies' send(2)s: the disk works while the loop sends
   note_replies_queued();
   if (refused_snapshot_) [[unlikely]] note_refused_snapshot();
   if (forward_links_) forward_links_->flush(*forwarder_);  // what was forwarded this turn
+  // A snapshot's slices (snapshot.cc), after the turn's applying: the apply's budget
+  // (kTurnApplyBudgetUs) is the turn's first 8 ms, and these kTurnSnapshotBudgetUs more.
+  if (sliced_save_) [[unlikely]] continue_sliced_snapshot();
   maybe_auto_snapshot();
   if (options_.durability == Durability::kNone) trim_unlogged_log();
   raft_->free_dropped_entries(kDroppedEntriesFreedPerTurn, kDroppedBytesFreedPerTurn, release_payload_pages);

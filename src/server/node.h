@@ -27,10 +27,12 @@
 
 #include <array>
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
@@ -410,6 +412,21 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
 
   // ---- snapshots (snapshot.cc) ----
   void on_snapshot_child_exit();
+  // How a snapshot ended, whoever wrote it (the fork's child, or the loop's slices and their
+  // writer thread): one path for what follows (snapshot_saved, compaction, the waiters'
+  // replies, the statistics, a snapshot asked meanwhile).
+  enum class SnapshotEnd : uint8_t { kOk, kFailed, kLayoutRefused };
+  void finish_snapshot(SnapshotEnd end, const std::string& why);
+  bool snapshot_running() const { return snapshot_pid_ > 0 || sliced_save_ != nullptr; }
+  // --snapshot-method slices: starts one at snapshot_meta_ (false: the app cannot, and the
+  // caller forks); each turn's slices; the writer thread's end seen (the file durable or
+  // failed); abandoning one.
+  bool start_sliced_snapshot();
+  void continue_sliced_snapshot();
+  void end_sliced_snapshot_if_written();
+  void abandon_sliced_snapshot(const std::string& why);
+  // True while slices remain that the loop can make now: it must not sleep in epoll_wait.
+  bool slices_pending() const;
   // ---- digests at marks (digest_child.cc) ----
   // core::MarkHasher: fork a child that hashes the state at the mark.
   bool hash_later(uint64_t index, const StateMachine& app, const core::RequestTable& requests) override;
@@ -551,6 +568,37 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
     std::thread thread;
   };
   std::unique_ptr<SnapshotLoad> snapshot_load_;
+  // A snapshot written in slices (--snapshot-method slices; snapshot.cc, "Snapshots in
+  // slices"): the loop calls the app's producer each turn within kTurnSnapshotBudgetUs and
+  // queues the encoded slices (at most kSnapshotQueueBytesMax) for a writer thread, which
+  // streams them into a storage::SnapshotWriter, makes the file durable, removes the older
+  // snapshots and wakes the loop (wake_fd_).
+  struct SlicedSave {
+    std::unique_ptr<SaveProducer> producer;  // null once it returned true (or abandoned)
+    std::string temp_path;
+    // Shared with the writer thread, under mu.
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::string> queue;  // encoded slices, in order
+    uint64_t queued_bytes = 0;
+    bool last_queued = false;  // the producer is done: the writer finishes after the queue
+    bool stop = false;         // abandoned: the writer stops and removes its temp file
+    bool done = false;         // the writer ended (status says how)
+    bool wake_when_drained = false;  // the loop stopped at the bound: wake it at half
+    Status status;
+    uint64_t written_bytes = 0;
+    std::thread writer;
+    // The loop's own.
+    uint64_t started_us = 0;
+    uint64_t next_us = 0;           // time in next(), all turns
+    uint64_t turn_next_max_us = 0;  // longest turn's time in next()
+    uint64_t turns = 0;             // turns that called next()
+    uint64_t calls = 0;             // next() calls
+    uint64_t encoded_bytes = 0;
+    raft::Index slice_applied = 0;  // test_snapshot_slice_per_write: applied index at the last slice
+  };
+  std::unique_ptr<SlicedSave> sliced_save_;
+  bool sliced_fallback_logged_ = false;  // the fallback to fork was logged (once)
   std::thread state_reaper_;  // frees the state the last load replaced
   // After each snapshot, puts back in huge pages what writes during it split (huge_pages.h);
   // only when the heap is in huge pages.

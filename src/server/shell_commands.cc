@@ -669,6 +669,11 @@ core::ShellResult Node::config_command(Session& s, Args argv, std::string* out) 
     stats_.last_snapshot_index = kept.last_snapshot_index;
     stats_.last_snapshot_status = kept.last_snapshot_status;
     stats_.last_snapshot_ms = kept.last_snapshot_ms;
+    stats_.last_snapshot_method = kept.last_snapshot_method;
+    stats_.last_snapshot_bytes = kept.last_snapshot_bytes;
+    stats_.last_snapshot_slice_us = kept.last_snapshot_slice_us;
+    stats_.last_snapshot_slice_turn_max_us = kept.last_snapshot_slice_turn_max_us;
+    stats_.last_snapshot_slice_turns = kept.last_snapshot_slice_turns;
     stats_.recovered_entries = kept.recovered_entries;
     stats_.recovery_ms = kept.recovery_ms;
     replica_->reset_stats();
@@ -846,7 +851,8 @@ StatisticsSources Node::statistics_sources(bool with_digest) const {
   s.shell.huge_page_mend_passes = huge_page_mender_.passes();
   s.shell.huge_page_mend_ranges = huge_page_mender_.ranges();
   s.log_bytes_since_snapshot = log_bytes_since_snapshot_;
-  s.snapshot_in_progress = snapshot_pid_ > 0;
+  s.snapshot_in_progress = snapshot_running();
+  s.snapshot_slices_in_progress = sliced_save_ != nullptr;
   s.snapshot_loading = snapshot_load_ != nullptr;
   if (disk_) {
     s.disk = disk_->stats();

@@ -58,6 +58,14 @@ struct ShellStats {
   uint64_t last_snapshot_ms = 0;
   uint64_t fork_last_us = 0;
   uint64_t fork_max_us = 0;
+  // The last snapshot's method ("fork", "slices"; "" before the first) and file size; of one
+  // written in slices (--snapshot-method slices), the loop's time in the app's producer over
+  // all turns, the most of it in one turn, and the turns.
+  std::string last_snapshot_method;
+  uint64_t last_snapshot_bytes = 0;
+  uint64_t last_snapshot_slice_us = 0;
+  uint64_t last_snapshot_slice_turn_max_us = 0;
+  uint64_t last_snapshot_slice_turns = 0;
   // HugePageMender's completed passes and 2 MiB ranges collapsed (or found huge already).
   uint64_t huge_page_mend_passes = 0;
   uint64_t huge_page_mend_ranges = 0;
@@ -115,6 +123,7 @@ struct StatisticsSources {
   ShellStats shell;
   uint64_t log_bytes_since_snapshot = 0;
   bool snapshot_in_progress = false;
+  bool snapshot_slices_in_progress = false;  // the one in progress is written in slices
   bool snapshot_loading = false;  // a leader's snapshot loads in the background (Node::SnapshotLoad)
   DiskStats disk;  // zero without a disk thread (--durability none)
   uint64_t disk_queue_bytes = 0;

@@ -48,6 +48,7 @@ struct ServeFlags {
   server::ServerOptions options;
   std::string durability = "always";
   std::string group_commit_hold = "auto";
+  std::string snapshot_method = "fork";
   std::string initial_cluster;
   std::string protected_mode = "yes";
   std::string huge_pages = "yes";
@@ -79,6 +80,12 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
   cmd->add_option("--snapshot-log-bytes", f->options.snapshot_log_bytes,
                         "take a snapshot once the log grew this many bytes since the last one")
       ->check(CLI::Range(uint64_t{1} << 20, ~uint64_t{0}))
+      ->capture_default_str();
+  cmd->add_option("--snapshot-method", f->snapshot_method,
+                  "fork: a fork()ed child writes each snapshot (fork copies the page tables in one event-loop turn: "
+                  "~4 ms per GiB in huge pages); slices: the event loop encodes it in slices of a few ms between "
+                  "its other work and a thread writes them, where the app can (else fork) (see docs/operations.md)")
+      ->check(CLI::IsMember({"fork", "slices"}))
       ->capture_default_str();
   cmd->add_option("--log-memory-bytes", f->options.log_memory_bytes,
                   "applied log entries kept in memory for followers that fall behind (0: every entry since "
@@ -149,6 +156,19 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
                 "tests: an entry stopped for the turn's apply budget loses the command it stopped before (a planted bug)")
       ->group("");
   // The planted bug of tests/system/unchanged_write_test.py --plant, which that test must catch.
+  cmd->add_option("--test-snapshot-slice-bytes", f->options.test_snapshot_slice_bytes,
+                  "tests: bytes a snapshot slice asks the app for (0: the default)")
+      ->group("");
+  cmd->add_flag("--test-snapshot-slice-per-write", f->options.test_snapshot_slice_per_write,
+                "tests: one snapshot slice per turn, after the first only once an entry was applied since")
+      ->group("");
+  cmd->add_option("--test-snapshot-fail-write-after", f->options.test_snapshot_fail_write_after,
+                  "tests: a sliced snapshot's file appends fail with EIO after this many (0: never)")
+      ->group("");
+  cmd->add_option("--test-plant-slices-bug", f->options.test_plant_slices_bug,
+                  "tests: a planted bug of sliced snapshots: drop-slice | keep-temp")
+      ->check(CLI::IsMember({"", "drop-slice", "keep-temp"}))
+      ->group("");
   cmd->add_flag("--test-plant-unchanged-ignores-pending", f->options.test_plant_unchanged_ignores_pending,
                 "tests: a write that would change nothing is answered from the applied state even while writes are "
                 "pending (a planted bug)")
@@ -416,6 +436,7 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
     server::ServerOptions& options = flags.options;
     server::parse_durability(flags.durability, &options.durability);
     server::parse_group_hold_mode(flags.group_commit_hold, &options.group_commit_hold);
+    server::parse_snapshot_method(flags.snapshot_method, &options.snapshot_method);
     options.protected_mode = flags.protected_mode == "yes";
     if (Status s = apply_tls_flags(flags, &options); !s) {
       std::cerr << "hmdb serve: " << s.message() << "\n";

@@ -267,6 +267,13 @@ StatisticsSources distinct_sources() {
   s.shell.last_snapshot_ms = 15;
   s.shell.fork_last_us = 16;
   s.shell.fork_max_us = 17;
+  s.options.snapshot_method = SnapshotMethod::kSlices;
+  s.snapshot_slices_in_progress = true;
+  s.shell.last_snapshot_method = "slices";
+  s.shell.last_snapshot_bytes = 190;
+  s.shell.last_snapshot_slice_us = 191;
+  s.shell.last_snapshot_slice_turn_max_us = 192;
+  s.shell.last_snapshot_slice_turns = 193;
   s.disk = DiskStats{.rounds = 41, .holds = 160, .holds_expired = 161, .holds_expired_unsent = 165,
                      .holds_skipped = 166, .hold_sync_avg_us = 167, .hold_return_avg_us = 168, .syncs = 42,
                      .appends = 99, .bytes = 1786, .preallocated_bytes = 1048576, .preallocate_failures = 162,
@@ -411,7 +418,9 @@ constexpr std::string_view kGoldenInfoAll =
     "fsync_interval_ms:250\r\n"
     "log_bytes_since_snapshot:1166\r\n"
     "snapshot_log_bytes:268435456\r\n"
+    "snapshot_method:slices\r\n"
     "snapshot_in_progress:1\r\n"
+    "snapshot_slices_in_progress:1\r\n"
     "loading:1\r\n"
     "unlogged_log_trims:126\r\n"
     "snapshot_installs:121\r\n"
@@ -424,6 +433,11 @@ constexpr std::string_view kGoldenInfoAll =
     "last_snapshot_index:14\r\n"
     "last_snapshot_status:ok\r\n"
     "last_snapshot_duration_ms:15\r\n"
+    "last_snapshot_method:slices\r\n"
+    "last_snapshot_bytes:190\r\n"
+    "last_snapshot_slices_us:191\r\n"
+    "last_snapshot_slices_turn_max_us:192\r\n"
+    "last_snapshot_slices_turns:193\r\n"
     "fork_stall_last_us:16\r\n"
     "huge_pages:no\r\n"
     "huge_pages_mend_passes:0\r\n"

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -13,8 +14,27 @@ namespace hmdb::test {
 struct TinyKv {
   static constexpr std::string_view kName = "tinykv";
   static constexpr uint32_t kSchemaVersion = 1;
+  // What a snapshot written in slices keeps (tiny_server_main.cc, HMDB_TINY_APP=sliced-save):
+  // the value at its start of each key a write changed before the producer wrote it (copy
+  // before write; nullopt: the key did not exist then).
+  struct KeptValues {
+    bool started = false;      // some key was written: keys <= written_up_to are done
+    std::string written_up_to;
+    std::map<std::string, std::optional<std::string>, std::less<>> kept;
+    bool copy = true;  // false: a planted bug (HMDB_TINY_APP=sliced-save-no-copy) keeps nothing
+  };
   struct State {
     std::map<std::string, std::string, std::less<>> data;
+    KeptValues* saving = nullptr;  // the snapshot in slices running, if any
+    // Every write calls this before it changes `key`.
+    void before_change(std::string_view key) {
+      if (saving == nullptr || !saving->copy) return;
+      if (saving->started && key <= saving->written_up_to) return;
+      if (saving->kept.find(key) != saving->kept.end()) return;
+      auto it = data.find(key);
+      saving->kept.emplace(std::string(key),
+                           it == data.end() ? std::nullopt : std::optional<std::string>(it->second));
+    }
   };
 
   struct KeyValue {
@@ -56,6 +76,7 @@ struct TinyKv {
           return true;
         },
         [](State& s, const KeyValue& o, const ApplyContext&, Reply& r) {
+          s.before_change(o.key);
           s.data.insert_or_assign(std::string(o.key), kSkewed ? std::string(o.value) + "'" : std::string(o.value));
           r.ok();
         });
@@ -70,6 +91,7 @@ struct TinyKv {
           return true;
         },
         [](State& s, const KeyDelta& o, const ApplyContext&, Reply& r) {
+          s.before_change(o.key);
           auto& v = s.data[std::string(o.key)];
           int64_t n = 0;
           if (!v.empty() && !parse_int(v, &n)) {
@@ -87,6 +109,7 @@ struct TinyKv {
           return true;
         },
         [](State& s, const Key& o, const ApplyContext&, Reply& r) {
+          s.before_change(o.key);
           auto it = s.data.find(o.key);
           if (it == s.data.end()) {
             r.integer(0);

@@ -9,8 +9,13 @@
 // newest layout (server_test). With HMDB_TINY_APP=kv-bad-load it is the kv app (`hmdb`)
 // with a planted bug: loading a snapshot changes the value of the key "victim" (when it is
 // a string), so a node restarted from its snapshot holds one key differently from its peers,
-// which `hmdb cluster verify` must name (tests/system/verify_test.py).
+// which `hmdb cluster verify` must name (tests/system/verify_test.py). With
+// HMDB_TINY_APP=sliced-save it writes its snapshots in slices (begin_save: a SaveProducer
+// keeping what writes change ahead of it, TinyKv::KeptValues), for the engine's
+// --snapshot-method slices (server_test); sliced-save-no-copy is the same with a planted bug
+// (writes during the snapshot are not kept from it), which the tests must catch.
 #include <cstdlib>
+#include <memory>
 #include <string_view>
 
 #include "hmdb/server.h"
@@ -49,6 +54,56 @@ struct TwoLayoutsApp : hmdb::test::TinyKv {
     return TinyKv::load(s, in, version);
   }
 };
+// The tiny app with save() in slices: the producer writes the keys in order, each at its
+// value when the snapshot began (a kept one if a write changed it since, none if it was
+// created since).
+template <bool kCopy>
+struct SlicedSaveApp : hmdb::test::TinyKv {
+  struct Producer final : hmdb::SaveProducer {
+    explicit Producer(State& state) : s(state), count(state.data.size()) {
+      kept.copy = kCopy;
+      s.saving = &kept;
+    }
+    ~Producer() override {
+      if (s.saving == &kept) s.saving = nullptr;
+    }
+    bool next(hmdb::Encoder& out, const hmdb::SliceBudget& budget) override {
+      const size_t start = out.size();
+      if (!counted) {
+        out.varint(count);
+        counted = true;
+      }
+      while (true) {
+        auto d = kept.started ? s.data.upper_bound(kept.written_up_to) : s.data.begin();
+        auto k = kept.started ? kept.kept.upper_bound(kept.written_up_to) : kept.kept.begin();
+        if (d == s.data.end() && k == kept.kept.end()) {
+          s.saving = nullptr;
+          return true;
+        }
+        const bool use_kept = k != kept.kept.end() && (d == s.data.end() || k->first <= d->first);
+        kept.written_up_to = use_kept ? k->first : d->first;
+        kept.started = true;
+        if (use_kept) {
+          if (k->second) {
+            out.bytes(k->first);
+            out.bytes(*k->second);
+          }
+          kept.kept.erase(k);
+        } else {
+          out.bytes(d->first);
+          out.bytes(d->second);
+        }
+        if (out.size() - start >= budget.bytes) return false;
+      }
+    }
+    State& s;
+    size_t count;
+    bool counted = false;
+    hmdb::test::TinyKv::KeptValues kept;
+  };
+  static std::unique_ptr<hmdb::SaveProducer> begin_save(State& s) { return std::make_unique<Producer>(s); }
+};
+
 // kv whose snapshot load corrupts one key (a planted bug, never in a shipped binary).
 struct KvBadLoad : hmdb::kv::Kv {
   static bool load(State& s, hmdb::Decoder& in, uint32_t version) {
@@ -76,5 +131,7 @@ int main(int argc, char** argv) {
   if (app && std::string_view(app) == "skewed") return hmdb::run<SkewedApp>(argc, argv);
   if (app && std::string_view(app) == "kv-bad-load") return hmdb::run<KvBadLoad>(argc, argv);
   if (app && std::string_view(app) == "two-layouts") return hmdb::run<TwoLayoutsApp>(argc, argv);
+  if (app && std::string_view(app) == "sliced-save") return hmdb::run<SlicedSaveApp<true>>(argc, argv);
+  if (app && std::string_view(app) == "sliced-save-no-copy") return hmdb::run<SlicedSaveApp<false>>(argc, argv);
   return hmdb::run<hmdb::test::TinyKv>(argc, argv);
 }

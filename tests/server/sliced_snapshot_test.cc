@@ -1,0 +1,274 @@
+// tests/server/sliced_snapshot_test.cc — `--snapshot-method slices` (server/snapshot.cc,
+// "Snapshots in slices") on a real server process: the tiny app with a SaveProducer
+// (tiny_server_main.cc, HMDB_TINY_APP=sliced-save), which keeps what writes change ahead of
+// it (copy before write).
+//
+// Covers: the file is byte for byte the one a fork writes of the same state; writes between
+// the slices (one slice per applied entry: --test-snapshot-slice-per-write) are not in it and
+// a restart holds every acknowledged write; a stop mid-snapshot leaves no temp file and fails
+// its waiter; a write error of the snapshot file fails the snapshot, not the node; an app
+// without the hook is forked (logged once).
+//
+// Planted bugs seen failing: --test-plant-slices-bug drop-slice (ByteForByte, Restart),
+// keep-temp (Stop, WriteError); HMDB_TINY_APP=sliced-save-no-copy (Restart).
+#include <gtest/gtest.h>
+#include <poll.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <random>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "harness.h"
+#include "storage/snapshot.h"
+
+namespace hmdb::test {
+namespace {
+
+const std::string kBinary = HMDB_TINY_SERVER;
+// A planted bug the engine runs with (tests' own check that they catch it): set
+// HMDB_TEST_PLANT_SLICES_BUG=drop-slice|keep-temp in the environment of this test binary.
+std::vector<std::string> planted() {
+  const char* bug = std::getenv("HMDB_TEST_PLANT_SLICES_BUG");
+  if (!bug || !*bug) return {};
+  return {"--test-plant-slices-bug", bug};
+}
+// ... and the app's (HMDB_TEST_TINY_APP=sliced-save-no-copy): its producer keeps nothing.
+std::string sliced_app() {
+  const char* app = std::getenv("HMDB_TEST_TINY_APP");
+  return app && *app ? app : "sliced-save";
+}
+
+class SlicedSnapshotTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = make_test_dir(info->name());
+    server_ = std::make_unique<ServerProcess>(kBinary, dir_);
+  }
+  void TearDown() override {
+    if (HasFailure()) std::cerr << "server log:\n" << server_->read_log() << "\n";
+    if (other_ && HasFailure()) std::cerr << "other server's log:\n" << other_->read_log() << "\n";
+    server_.reset();
+    other_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  // Starts `p` hosting `app` (HMDB_TINY_APP; empty: the plain tiny app) with `args`.
+  static void start(ServerProcess& p, const std::string& app, std::vector<std::string> args) {
+    if (!app.empty()) {
+      ASSERT_EQ(::setenv("HMDB_TINY_APP", app.c_str(), 1), 0);
+    }
+    for (const std::string& a : planted()) args.push_back(a);
+    p.start(args);
+    ::unsetenv("HMDB_TINY_APP");
+  }
+  static std::vector<std::string> files(const std::string& dir, const std::string& suffix) {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+      std::string name = e.path().filename().string();
+      if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+        out.push_back(name);
+    }
+    return out;
+  }
+  static std::string newest_snapshot_bytes(const std::string& dir) {
+    std::vector<std::string> paths;
+    EXPECT_TRUE(storage::list_snapshots(storage::Env::posix(), dir, &paths));
+    if (paths.empty()) return "";
+    std::ifstream in(paths.back(), std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  }
+  static std::string info_field(RespClient& c, const std::string& field) {
+    RespValue v = c.call({"INFO", "all"});
+    size_t p = v.str.find("\n" + field + ":");
+    if (p == std::string::npos) return "";
+    size_t start = p + field.size() + 2;
+    return v.str.substr(start, v.str.find('\r', start) - start);
+  }
+  // True once `c` has bytes to read (its reply came), without reading them.
+  static bool reply_arrived(RespClient& c) {
+    pollfd p{c.fd(), POLLIN, 0};
+    return ::poll(&p, 1, 0) == 1;
+  }
+  // The same writes, one at a time, to each client: keys, counters, deletions.
+  static void write_state(const std::vector<RespClient*>& clients, int keys) {
+    for (RespClient* c : clients) {
+      for (int i = 0; i < keys; i++)
+        ASSERT_EQ(c->call({"SET", fmt::format("k{:05}", i), fmt::format("value-{}", i * 7)}), std::string("OK"));
+      for (int i = 0; i < keys; i += 3) ASSERT_EQ(c->call({"INCRBY", fmt::format("n{:04}", i % 97), "5"}).type, ':');
+      for (int i = 0; i < keys; i += 5) ASSERT_EQ(c->call({"DEL", fmt::format("k{:05}", i)}).type, ':');
+    }
+  }
+
+  std::string dir_;
+  std::unique_ptr<ServerProcess> server_;
+  std::unique_ptr<ServerProcess> other_;
+};
+
+// Nothing written during it: the slices make exactly the file a fork's child writes of the
+// same state (header, payload, trailer and checksum), over many loop turns.
+TEST_F(SlicedSnapshotTest, TheFileIsByteForByteWhatForkWritesOfTheSameState) {
+  other_ = std::make_unique<ServerProcess>(kBinary, dir_ + "/fork");
+  std::filesystem::create_directories(dir_ + "/fork");
+  start(*server_, sliced_app(), {"--snapshot-method", "slices", "--test-snapshot-slice-bytes", "64"});
+  start(*other_, sliced_app(), {"--snapshot-method", "fork"});
+  RespClient sliced(server_->port()), forked(other_->port());
+  write_state({&sliced, &forked}, 2000);
+  EXPECT_EQ(info_field(sliced, "applied_index"), info_field(forked, "applied_index"));
+  RespValue a = sliced.call({"SNAPSHOT"});
+  ASSERT_EQ(a.type, '+') << a.str;
+  RespValue b = forked.call({"SNAPSHOT"});
+  ASSERT_EQ(b.type, '+') << b.str;
+  EXPECT_EQ(info_field(sliced, "last_snapshot_method"), "slices");
+  EXPECT_EQ(info_field(forked, "last_snapshot_method"), "fork");
+  // "snapshot: index I in slices: B bytes, N slices over T loop turns, ..."
+  const std::string log = server_->read_log();
+  const size_t at = log.find(" bytes, ", log.find("in slices: "));
+  ASSERT_NE(at, std::string::npos) << "no line of the slices";
+  EXPECT_GT(std::stoull(log.substr(at + 8)), 100u) << "few slices: the app's producer was not called in slices";
+  EXPECT_GE(std::stoull(info_field(sliced, "last_snapshot_slices_turns")), 1u);
+  const std::string x = newest_snapshot_bytes(server_->data_dir()), y = newest_snapshot_bytes(other_->data_dir());
+  ASSERT_FALSE(y.empty());
+  EXPECT_EQ(x.size(), y.size());
+  EXPECT_TRUE(x == y) << "the sliced snapshot's file differs from the fork's";
+  EXPECT_EQ(info_field(sliced, "last_snapshot_bytes"), std::to_string(x.size()));
+  EXPECT_TRUE(files(server_->data_dir(), ".tmp").empty());
+}
+
+// Writes between the slices (one slice per entry applied): a restart (the snapshot, then the
+// log after its index) holds exactly what was acknowledged. A counter's INCRBY counted twice
+// (the snapshot holds a write after its index, which the log replays) or not at all (it
+// misses one before) shows, as does a key created or deleted meanwhile.
+TEST_F(SlicedSnapshotTest, WritesBetweenTheSlicesAreNotInItAndARestartHoldsWhatWasAcknowledged) {
+  const std::vector<std::string> args = {"--snapshot-method", "slices", "--test-snapshot-slice-bytes", "32",
+                                         "--test-snapshot-slice-per-write"};
+  start(*server_, sliced_app(), args);
+  std::map<std::string, std::string> model;
+  std::mt19937_64 rng(16);
+  {
+    RespClient w(server_->port()), snap(server_->port());
+    for (int i = 0; i < 400; i++) {
+      const std::string k = fmt::format("c{:03}", i);
+      ASSERT_EQ(w.call({"SET", k, "0"}), std::string("OK"));
+      model[k] = "0";
+    }
+    ASSERT_TRUE(snap.send_raw(RespClient::encode({"SNAPSHOT"})));
+    // Writes until the snapshot is done (it takes a slice per applied entry).
+    constexpr int kWritesMax = 100000;
+    int during = 0;
+    for (; during < kWritesMax && !reply_arrived(snap); during++) {
+      const std::string c = fmt::format("c{:03}", rng() % 450);  // some do not exist
+      switch (rng() % 4) {
+        case 0:
+        case 1: {
+          const int64_t d = static_cast<int64_t>(rng() % 9) + 1;
+          RespValue v = w.call({"INCRBY", c, std::to_string(d)});
+          ASSERT_EQ(v.type, ':') << v.str;
+          model[c] = std::to_string(v.integer);
+          break;
+        }
+        case 2: {
+          const std::string k = fmt::format("new{}", during);
+          ASSERT_EQ(w.call({"SET", k, k}), std::string("OK"));
+          model[k] = k;
+          break;
+        }
+        default: {
+          RespValue v = w.call({"DEL", c});
+          ASSERT_EQ(v.integer, model.erase(c) ? 1 : 0) << c;
+        }
+      }
+    }
+    ASSERT_LT(during, kWritesMax) << "the snapshot did not end";
+    RespValue v = snap.read();
+    ASSERT_EQ(v.type, '+') << v.str;
+    EXPECT_GT(during, 20) << "few writes came between the slices";
+    EXPECT_EQ(info_field(w, "last_snapshot_method"), "slices");
+    EXPECT_EQ(info_field(w, "last_snapshot_status"), "ok");
+  }
+  ASSERT_EQ(server_->stop(), 0);
+  start(*server_, sliced_app(), args);
+  EXPECT_NE(server_->read_log().find("loading snapshot"), std::string::npos);
+  RespClient c(server_->port());
+  EXPECT_EQ(c.call({"DBSIZE"}).integer, static_cast<int64_t>(model.size()));
+  for (const auto& [k, v] : model) ASSERT_EQ(c.call({"GET", k}).str, v) << k;
+}
+
+// A stop while the snapshot is in slices: the server exits cleanly, its waiter is answered
+// with an error (or not at all), and no temp file is left; the log keeps every write.
+TEST_F(SlicedSnapshotTest, AStopMidSnapshotLeavesNoTempFile) {
+  const std::vector<std::string> args = {"--snapshot-method", "slices", "--test-snapshot-slice-bytes", "32",
+                                         "--test-snapshot-slice-per-write"};
+  start(*server_, sliced_app(), args);
+  RespClient w(server_->port()), snap(server_->port());
+  for (int i = 0; i < 300; i++) ASSERT_EQ(w.call({"SET", fmt::format("k{:03}", i), "v"}), std::string("OK"));
+  ASSERT_TRUE(snap.send_raw(RespClient::encode({"SNAPSHOT"})));
+  ASSERT_EQ(w.call({"SET", "during", "1"}), std::string("OK"));  // a slice more
+  EXPECT_EQ(info_field(w, "snapshot_slices_in_progress"), "1");
+  ASSERT_EQ(server_->stop(), 0);
+  EXPECT_TRUE(files(server_->data_dir(), ".tmp").empty()) << "an abandoned snapshot left its temp file";
+  EXPECT_TRUE(files(server_->data_dir(), ".hmsnap").empty());
+  EXPECT_NE(server_->read_log().find("abandoned the snapshot"), std::string::npos);
+  ASSERT_FALSE(snap.closed_by_server()) << "the SNAPSHOT waiter got no reply";
+  RespValue v = snap.read();
+  EXPECT_EQ(v.type, '-') << v.str;
+  EXPECT_NE(v.str.find("snapshot abandoned"), std::string::npos) << v.str;
+  start(*server_, sliced_app(), args);
+  RespClient c(server_->port());
+  EXPECT_EQ(c.call({"DBSIZE"}).integer, 301);
+}
+
+// The snapshot file's appends fail (storage::FaultInjectionEnv): the snapshot fails, its temp
+// file goes, and the node goes on writing; its log holds everything.
+TEST_F(SlicedSnapshotTest, AWriteErrorFailsTheSnapshotNotTheNode) {
+  start(*server_, sliced_app(),
+        {"--snapshot-method", "slices", "--test-snapshot-slice-bytes", "64", "--test-snapshot-fail-write-after", "3"});
+  {
+    RespClient c(server_->port());
+    for (int i = 0; i < 300; i++) ASSERT_EQ(c.call({"SET", fmt::format("k{:03}", i), "v"}), std::string("OK"));
+    RespValue v = c.call({"SNAPSHOT"});
+    ASSERT_EQ(v.type, '-') << v.str;
+    EXPECT_NE(v.str.find("snapshot failed"), std::string::npos) << v.str;
+    EXPECT_EQ(info_field(c, "last_snapshot_status"), "failed");
+    EXPECT_EQ(info_field(c, "snapshot_failures"), "1");
+    EXPECT_EQ(info_field(c, "snapshot_in_progress"), "0");
+    EXPECT_TRUE(files(server_->data_dir(), ".tmp").empty()) << "a failed snapshot left its temp file";
+    EXPECT_TRUE(files(server_->data_dir(), ".hmsnap").empty());
+    ASSERT_EQ(c.call({"SET", "after", "1"}), std::string("OK"));
+  }
+  ASSERT_EQ(server_->stop(), 0);
+  start(*server_, sliced_app(), {"--snapshot-method", "slices"});
+  RespClient c(server_->port());
+  EXPECT_EQ(c.call({"DBSIZE"}).integer, 301);
+  // Without the fault, the next one is written.
+  ASSERT_EQ(c.call({"SNAPSHOT"}).type, '+');
+  EXPECT_EQ(files(server_->data_dir(), ".hmsnap").size(), 1u);
+}
+
+// An app without begin_save is forked, said once in the log.
+TEST_F(SlicedSnapshotTest, AnAppWithoutTheHookIsForkedLoggedOnce) {
+  start(*server_, "", {"--snapshot-method", "slices"});
+  RespClient c(server_->port());
+  for (int round = 0; round < 2; round++) {
+    ASSERT_EQ(c.call({"SET", "k", std::to_string(round)}), std::string("OK"));
+    RespValue v = c.call({"SNAPSHOT"});
+    ASSERT_EQ(v.type, '+') << v.str;
+  }
+  EXPECT_EQ(info_field(c, "snapshot_method"), "slices");
+  EXPECT_EQ(info_field(c, "last_snapshot_method"), "fork");
+  EXPECT_EQ(info_field(c, "snapshots_taken"), "2");
+  const std::string log = server_->read_log();
+  const std::string said = "the app cannot write its state in slices (it has no begin_save hook): forking instead";
+  const size_t first = log.find(said);
+  ASSERT_NE(first, std::string::npos) << "the fallback is not logged";
+  EXPECT_EQ(log.find(said, first + 1), std::string::npos) << "logged more than once";
+}
+
+}  // namespace
+}  // namespace hmdb::test
