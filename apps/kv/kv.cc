@@ -20,6 +20,7 @@
 #include <xxhash.h>
 
 #include "hmdb/glob.h"
+#include "kv/save_producer.h"
 
 namespace hmdb::kv {
 namespace {
@@ -91,8 +92,28 @@ void free_some(State& s, const ApplyContext& ctx) {
   if (!s.graveyard.empty()) [[unlikely]] s.graveyard.step_for_entry(ctx);
 }
 
+// A snapshot written by the loop (save_producer.h) keeps what a key was before its first
+// change: every path that changes a key's value, deadline or existence calls one of these
+// first (or erase_key, or hands FLUSHALL's keyspace over). One predictable branch when no
+// snapshot runs.
+#ifndef HMDB_PLANTED_BUG_SAVE_NO_TOUCH_ON_CREATE
+constexpr bool kTouchOnCreate = true;
+#else
+constexpr bool kTouchOnCreate = false;  // a planted bug: HSET/LPUSH/SADD's path skips the hook
+#endif
+#ifndef HMDB_PLANTED_BUG_SAVE_NO_KEEP_ON_DELETE
+constexpr bool kKeepOnDelete = true;
+#else
+constexpr bool kKeepOnDelete = false;  // a planted bug: erase_key (DEL's path) skips the hook
+#endif
+inline void save_touch(State& s, std::string_view key, uint64_t h) {
+  if (s.saving) [[unlikely]] s.saving->touch(h, key);
+}
+
 // A big value is buried (freed over the next commands, kv.h: Graveyard), not destroyed here.
+// A snapshot running takes the value first if it still needs it (moved, not copied).
 void erase_key(State& s, KeyIter it) {
+  if (kKeepOnDelete && s.saving) [[unlikely]] s.saving->before_delete(it.hash(), it->first.view(), it->second);
   clear_deadline(s, it->first);
   s.graveyard.bury_if_big(it->second);
   s.keys.erase(it);
@@ -111,16 +132,28 @@ void notify(const ApplyContext& ctx, uint32_t type, std::string_view event, std:
 // h is the key's hash (KeyTable<Value>::hash_of(key)): a command that may insert the key
 // afterwards passes it to try_emplace_hashed too, so the key is hashed once (XXH3 of a
 // 20-byte key: ~40 instructions of a ~3,000-instruction pipelined INCR or SET).
-KeyIter live_write_hashed(State& s, std::string_view key, uint64_t h, const ApplyContext& ctx) {
+// The caller may change the key (or create it) afterwards: a snapshot running keeps it first
+// (save_touch); live_find's caller only reads or deletes it (erase_key keeps it then).
+template <bool kTouch>
+KeyIter live_lookup_hashed(State& s, std::string_view key, uint64_t h, const ApplyContext& ctx) {
   free_some(s, ctx);
   auto it = s.keys.find_hashed(key, h);
-  if (it == s.keys.end()) return it;
-  if (expired(s, key, ctx.now_ms)) {
+  if (it != s.keys.end() && expired(s, key, ctx.now_ms)) {
     erase_key(s, it);
     notify(ctx, keyspace::kExpired, "expired", key);
-    return s.keys.end();
+    it = s.keys.end();
   }
+  if constexpr (kTouch) save_touch(s, key, h);
   return it;
+}
+KeyIter live_write_hashed(State& s, std::string_view key, uint64_t h, const ApplyContext& ctx) {
+  return live_lookup_hashed<true>(s, key, h, ctx);
+}
+// For a key the command only deletes (DEL, UNLINK, GETDEL) or only reads (COPY's source, a
+// STORE's inputs), besides an expired one deleted here: a snapshot running keeps nothing of
+// it, or takes the deleted value itself (erase_key) instead of an encoding of it.
+KeyIter live_find(State& s, std::string_view key, const ApplyContext& ctx) {
+  return live_lookup_hashed<false>(s, key, KeyTable<Value>::hash_of(key), ctx);
 }
 KeyIter live_write(State& s, std::string_view key, const ApplyContext& ctx) {
   return live_write_hashed(s, key, KeyTable<Value>::hash_of(key), ctx);
@@ -215,6 +248,7 @@ template <class T>
 bool container_for_create(State& s, std::string_view key, const ApplyContext& ctx, Reply& r, KeyIter* it, T** out) {
   static_assert(kInPlace<T>);
   free_some(s, ctx);
+  if constexpr (kTouchOnCreate) save_touch(s, key, KeyTable<Value>::hash_of(key));
   auto [pos, inserted] = s.keys.try_emplace(key);  // an empty std::string: no allocation
   if (!inserted && expired(s, key, ctx.now_ms)) {
     erase_key(s, pos);
@@ -773,7 +807,7 @@ void query_get(const State& s, Args a, const QueryContext& ctx, Reply& r) {
 void apply_del(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   int64_t n = 0;
   for (size_t i = 1; i < a.argv.size(); i++) {
-    KeyIter it = live_write(s, a.argv[i], ctx);
+    KeyIter it = live_find(s, a.argv[i], ctx);
     if (it == s.keys.end()) continue;
     erase_key(s, it);
     notify(ctx, keyspace::kGeneric, "del", a.argv[i]);
@@ -870,7 +904,9 @@ void query_mget(const State& s, Args a, const QueryContext& ctx, Reply& r) {
 void apply_mset_pairs(State& s, const Words& a, const ApplyContext& ctx) {
   for (size_t i = 1; i + 1 < a.argv.size(); i += 2) {
     std::string_view key = a.argv[i], value = a.argv[i + 1];
-    auto [it, inserted] = s.keys.try_emplace(key, std::in_place_index<0>, value);
+    const uint64_t h = KeyTable<Value>::hash_of(key);
+    save_touch(s, key, h);
+    auto [it, inserted] = s.keys.try_emplace_hashed(key, h, std::in_place_index<0>, value);
     if (!inserted) {
       if (auto* str = std::get_if<String>(&it->second)) str->assign(value.data(), value.size());
       else {
@@ -897,7 +933,7 @@ void apply_msetnx(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
 }
 
 void apply_getdel(State& s, const KeyArg& a, const ApplyContext& ctx, Reply& r) {
-  KeyIter it = live_write(s, a.key, ctx);
+  KeyIter it = live_find(s, a.key, ctx);
   if (it == s.keys.end()) { r.null(); return; }
   auto* str = std::get_if<String>(&it->second);
   if (!str) { r.error(kWrongType); return; }
@@ -2079,7 +2115,7 @@ class SetStoreProducer final : public ApplyProducer {
   }
   void finish(const ApplyContext& ctx, Reply& r) override {
     walk_.reset();
-    for (const std::string& k : sources_) live_write(s_, k, ctx);  // expired sources go first
+    for (const std::string& k : sources_) live_find(s_, k, ctx);  // expired sources go first
     store_set_result(s_, dst_, std::move(result_), op_, ctx, r);
   }
 
@@ -2110,7 +2146,7 @@ void apply_setop_store(State& s, const Words& a, const ApplyContext& ctx, Reply&
     ctx.produce(r, std::make_unique<SetStoreProducer>(s, kOp, dst, sources, std::move(sets), missing));
     return;
   }
-  for (std::string_view k : sources) live_write(s, k, ctx);  // expired sources go first
+  for (std::string_view k : sources) live_find(s, k, ctx);  // expired sources go first
   if (!typed) return;  // answered WRONGTYPE
   Set result;
   for (std::string_view m : combine_sets(kOp, sets, missing, 0)) result.insert(SetMemberKey{member_hash(m), m});
@@ -3286,7 +3322,7 @@ class ZStoreProducer final : public ApplyProducer {
 
   void finish(const ApplyContext& ctx, Reply& r) override {
     walk_.reset();
-    for (const std::string& k : keys_) live_write(s_, k, ctx);  // expired inputs go first
+    for (const std::string& k : keys_) live_find(s_, k, ctx);  // expired inputs go first
     store_zset_result(s_, dst_, std::move(z_), op_, ctx, r);
   }
 
@@ -3327,7 +3363,7 @@ void apply_zsetop_store(State& s, const ZSetOpArgs& a, const ApplyContext& ctx, 
     ctx.produce(r, std::make_unique<ZStoreProducer>(s, kOp, a.dst, a.keys, std::move(in), a.aggregate));
     return;
   }
-  for (std::string_view k : a.keys) live_write(s, k, ctx);  // expired inputs go first
+  for (std::string_view k : a.keys) live_find(s, k, ctx);  // expired inputs go first
   if (!typed) return;  // answered WRONGTYPE
   auto z = std::make_unique<ZSet>();
   for (const auto& [score, m] : combine_zsets(kOp, std::move(in), a.aggregate)) zset_insert(z.get(), m, score);
@@ -3432,6 +3468,7 @@ void apply_hmdb_expire(State& s, const Words&, const ApplyContext& ctx, Reply& r
     notify(ctx, keyspace::kExpired, "expired", first->second);
     auto key = s.keys.find(std::string_view(first->second));
     assert(key != s.keys.end());
+    if (s.saving) [[unlikely]] s.saving->before_delete(key.hash(), first->second, key->second);
     s.graveyard.bury_if_big(key->second);
     s.keys.erase(key);
     size_t erased = s.expires.erase(std::string_view(first->second));
@@ -3533,7 +3570,7 @@ bool parse_copy(Args a, CopyArgs& o, std::string& err) {
   return true;
 }
 void apply_copy(State& s, const CopyArgs& a, const ApplyContext& ctx, Reply& r) {
-  KeyIter from = live_write(s, a.src, ctx);
+  KeyIter from = live_find(s, a.src, ctx);  // only read
   if (from == s.keys.end()) { r.integer(0); return; }
   KeyIter to = live_write(s, a.dst, ctx);
   if (to != s.keys.end() && !a.replace) { r.integer(0); return; }
@@ -4337,8 +4374,10 @@ bool parse_flushall(Args a, Words& o, std::string& err) {
 }
 void apply_flushall(State& s, const Words&, const ApplyContext& ctx, Reply& r) {
   ctx.all_keys_changed();
-  // Freed over the next commands (kv.h: Graveyard): 20 M keys take seconds to destroy.
-  s.graveyard.bury_keyspace(s.keys, s.expires, s.expiry_order);
+  // Freed over the next commands (kv.h: Graveyard): 20 M keys take seconds to destroy. A
+  // snapshot running takes the keyspace instead (what it has not written yet is in it).
+  if (s.saving) [[unlikely]] s.saving->flushed(s.keys, s.expires, s.expiry_order);
+  else s.graveyard.bury_keyspace(s.keys, s.expires, s.expiry_order);
   free_some(s, ctx);  // a small keyspace goes at once
   r.ok();
 }
@@ -4457,6 +4496,10 @@ bool decode_value(Decoder& in, Type type, Value* out) {
 
 }  // namespace
 
+void encode_snapshot_entry(Encoder& e, std::string_view key, const Value& v, std::optional<uint64_t> deadline) {
+  encode_entry(e, key, v, deadline);
+}
+
 void Kv::save(const State& s, Encoder& out) {
   out.varint(s.keys.size());
   for (const auto& [key, value] : s.keys) encode_entry(out, key, value, deadline_of(s, key));
@@ -4551,9 +4594,12 @@ void Kv::records(const State& s, RecordSink& out) {
 }
 
 std::string Kv::info(const State& s) {
-  // Then the process's 2 MiB blocks of memory (value_alloc.h): not the state's.
+  // Then the process's 2 MiB blocks of memory (value_alloc.h): not the state's; and what the
+  // side map of a snapshot written by the loop keeps (save_producer.h; 0 if none runs).
+  const SaveCursor* p = s.saving;
   return "keys:" + std::to_string(s.keys.size()) + "\r\nexpires:" + std::to_string(s.expires.size()) + "\r\n" +
-         value_alloc::info();
+         value_alloc::info() + "save_side_keys:" + std::to_string(p ? p->side_entries() : 0) +
+         "\r\nsave_side_bytes:" + std::to_string(p ? p->side_bytes() : 0) + "\r\n";
 }
 
 std::optional<uint64_t> Kv::expiry_ms(const State& s, std::string_view key) { return deadline_of(s, key); }

@@ -192,6 +192,8 @@ class Graveyard {
   std::vector<ExpiryOrder> orders_;
 };
 
+class SaveCursor;  // save_producer.h
+
 struct State {
   // Both grow and shrink a few buckets per insert/erase (key_table.h): no command stalls
   // the loop to resize them.
@@ -201,7 +203,13 @@ struct State {
   KeyTable<uint64_t> expires;
   ExpiryOrder expiry_order;
   Graveyard graveyard;  // not state: see Graveyard
+  // The snapshot being written by the loop in slices (save_producer.h), whose hooks every
+  // change to a key calls first; null when none runs. Not state.
+  SaveCursor* saving = nullptr;
 };
+
+// A key's entry in save()'s format (kv.cc; save_producer.cc writes the same bytes).
+void encode_snapshot_entry(hmdb::Encoder& e, std::string_view key, const Value& v, std::optional<uint64_t> deadline);
 
 // ---- the application -----------------------------------------------------------------
 
@@ -216,6 +224,8 @@ struct Kv {
   static void define(hmdb::Commands<State>& c);
   static void save(const State& s, hmdb::Encoder& out);
   static bool load(State& s, hmdb::Decoder& in, uint32_t version);
+  // save() in slices on the loop, without fork() (save_producer.h).
+  static std::unique_ptr<hmdb::SaveProducer> begin_save(State& s);
   static uint64_t digest(const State& s);
   // Each key, hashed as the digest hashes it (digest() is the sum of these): what names the
   // keys two nodes hold differently (`hmdb cluster verify`).

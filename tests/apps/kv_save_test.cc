@@ -1,0 +1,467 @@
+// tests/apps/kv_save_test.cc — kv's snapshot written by the loop in slices (apps/kv/
+// save_producer.h, hmdb::SaveProducer): the producer's bytes, put together, are exactly
+// Kv::save() of the state at begin_save, whatever writes run between its slices and however
+// the budgets cut it; it changes nothing the commands see; destroying it mid-way unhooks it.
+//
+// The property test runs random command sequences over every kv write command family
+// through the app test driver, interleaved with next() calls of random budgets, on a twin
+// driver without a producer too (same replies, same final state). HMDB_TEST_SEED=<n> replays
+// a seed (printed on failure); HMDB_SAVE_ROUNDS=<n> runs more rounds (CI: kRoundsDefault).
+// Planted bugs seen failing (built with -D...): HMDB_PLANTED_BUG_SAVE_NO_TOUCH_ON_CREATE
+// (HSET/LPUSH/SADD's container_for_create skips the hook) and
+// HMDB_PLANTED_BUG_SAVE_NO_KEEP_ON_DELETE (erase_key, DEL's path, skips it).
+#include "kv/save_producer.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "hmdb/testing.h"
+
+namespace hmdb::kv {
+namespace {
+
+// Rounds of the property test in CI (each a few hundred commands); HMDB_SAVE_ROUNDS for more.
+constexpr int kRoundsDefault = 150;
+
+std::string save_of(const State& s) {
+  std::string out;
+  Encoder e(&out);
+  Kv::save(s, e);
+  return out;
+}
+
+// Where two encodings first differ, for a failure message (the bytes themselves are long).
+std::string difference(const std::string& got, const std::string& want) {
+  size_t i = 0;
+  while (i < got.size() && i < want.size() && got[i] == want[i]) i++;
+  auto around = [&](const std::string& x) {
+    std::string out;
+    for (size_t j = i; j < x.size() && j < i + 24; j++) {
+      const unsigned char c = static_cast<unsigned char>(x[j]);
+      out += (c >= 32 && c < 127) ? std::string(1, static_cast<char>(c)) : "\\x" + std::to_string(c);
+    }
+    return out;
+  };
+  return "sizes " + std::to_string(got.size()) + " and " + std::to_string(want.size()) + ", first difference at byte " +
+         std::to_string(i) + ": got '" + around(got) + "', save() '" + around(want) + "'";
+}
+
+// Everything p writes from now on, in slices of the budgets `pick` gives, with `between`
+// run before each slice after the first; the number of slices in *slices.
+template <class Pick, class Between>
+std::string drain(SaveProducer& p, Pick pick, Between between, size_t* slices = nullptr) {
+  std::string out;
+  Encoder e(&out);
+  size_t n = 0;
+  for (;;) {
+    if (n > 0) between();
+    n++;
+    if (p.next(e, pick())) break;
+  }
+  if (slices) *slices = n;
+  return out;
+}
+
+// Random kv writes over a small key pool (so writes land ahead of and behind the cursor,
+// and on keys already kept), of every write family; containers small and big (over the
+// lazy-free and compact-container thresholds).
+class Writer {
+ public:
+  explicit Writer(uint64_t seed) : rng_(seed) { keys_ = pick(0, 1) ? 24 : 160; }
+  bool flushes = true;  // FLUSHALL and FLUSHDB among the commands
+
+  std::vector<std::string> command() {
+    const int family = pick(0, 99);
+    if (family < 22) return string_cmd();
+    if (family < 36) return hash_cmd();
+    if (family < 50) return list_cmd();
+    if (family < 64) return set_cmd();
+    if (family < 78) return zset_cmd();
+    if (family < 92) return expiry_cmd();
+    return keyspace_cmd();
+  }
+  int pick(int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng_); }
+  std::mt19937_64& rng() { return rng_; }
+
+ private:
+  std::string key() { return "k" + std::to_string(pick(0, keys_ - 1)); }
+  std::string word() { return std::string(static_cast<size_t>(pick(1, 3)), static_cast<char>('a' + pick(0, 5))) + std::to_string(pick(0, 9)); }
+  std::string num() { return std::to_string(pick(-5, 50)); }
+  // A big container's members: more than kLazyFreeElementsMin and the compact forms hold.
+  bool big() { return pick(0, 19) == 0; }
+  size_t big_count() { return static_cast<size_t>(pick(70, 260)); }
+
+  std::vector<std::string> string_cmd() {
+    switch (pick(0, 13)) {
+      case 0: return {"SET", key(), word()};
+      case 1: return {"SET", key(), word(), "PX", std::to_string(pick(1, 400))};
+      case 2: return {"SET", key(), word(), pick(0, 1) ? "NX" : "XX"};
+      case 3: return {"SET", key(), word(), "KEEPTTL", "GET"};
+      case 4: return {"INCR", key()};
+      case 5: return {"INCRBY", key(), num()};
+      case 6: return {"APPEND", key(), word()};
+      case 7: return {"SETRANGE", key(), std::to_string(pick(0, 6)), word()};
+      case 8: return {"MSET", key(), word(), key(), word()};
+      case 9: return {"MSETNX", key(), word(), key(), word()};
+      case 10: return {"GETDEL", key()};
+      case 11: return {"GETEX", key(), "PX", std::to_string(pick(1, 400))};
+      case 12: return {"INCRBYFLOAT", key(), "1.5"};
+      default: return {"GETSET", key(), word()};
+    }
+  }
+  std::vector<std::string> hash_cmd() {
+    std::vector<std::string> c;
+    switch (pick(0, 5)) {
+      case 0:
+      case 1: {
+        c = {"HSET", key()};
+        const size_t n = big() ? big_count() : static_cast<size_t>(pick(1, 4));
+        for (size_t i = 0; i < n; i++) {
+          c.push_back(n > 8 ? "f" + std::to_string(i) : word());
+          c.push_back(word());
+        }
+        return c;
+      }
+      case 2: return {"HDEL", key(), word(), word()};
+      case 3: return {"HINCRBY", key(), word(), num()};
+      case 4: return {"HSETNX", key(), word(), word()};
+      default: return {"HINCRBYFLOAT", key(), word(), "0.5"};
+    }
+  }
+  std::vector<std::string> list_cmd() {
+    switch (pick(0, 11)) {
+      case 0:
+      case 1: {
+        std::vector<std::string> c = {pick(0, 1) ? "LPUSH" : "RPUSH", key()};
+        const size_t n = big() ? big_count() : static_cast<size_t>(pick(1, 4));
+        for (size_t i = 0; i < n; i++) c.push_back(word());
+        return c;
+      }
+      case 2: return {"LPOP", key()};
+      case 3: return {"RPOP", key(), std::to_string(pick(1, 3))};
+      case 4: return {"LSET", key(), std::to_string(pick(-2, 2)), word()};
+      case 5: return {"LREM", key(), std::to_string(pick(-1, 1)), word()};
+      case 6: return {"LTRIM", key(), std::to_string(pick(0, 2)), std::to_string(pick(-3, 5))};
+      case 7: return {"LINSERT", key(), pick(0, 1) ? "BEFORE" : "AFTER", word(), word()};
+      case 8: return {"LMOVE", key(), key(), pick(0, 1) ? "LEFT" : "RIGHT", pick(0, 1) ? "LEFT" : "RIGHT"};
+      case 9: return {"RPOPLPUSH", key(), key()};
+      case 10: return {"LPUSHX", key(), word()};
+      default: return {"LMPOP", "2", key(), key(), pick(0, 1) ? "LEFT" : "RIGHT"};
+    }
+  }
+  std::vector<std::string> set_cmd() {
+    switch (pick(0, 8)) {
+      case 0:
+      case 1: {
+        std::vector<std::string> c = {"SADD", key()};
+        const size_t n = big() ? big_count() : static_cast<size_t>(pick(1, 4));
+        for (size_t i = 0; i < n; i++) c.push_back(n > 8 ? "m" + std::to_string(i) : word());
+        return c;
+      }
+      case 2: return {"SREM", key(), word(), word()};
+      case 3: return {"SPOP", key()};
+      case 4: return {"SPOP", key(), std::to_string(pick(1, 5))};
+      case 5: return {"SMOVE", key(), key(), word()};
+      case 6: return {"SUNIONSTORE", key(), key(), key()};
+      case 7: return {"SINTERSTORE", key(), key(), key()};
+      default: return {"SDIFFSTORE", key(), key(), key()};
+    }
+  }
+  std::vector<std::string> zset_cmd() {
+    switch (pick(0, 9)) {
+      case 0:
+      case 1: {
+        std::vector<std::string> c = {"ZADD", key()};
+        const size_t n = big() ? big_count() : static_cast<size_t>(pick(1, 4));
+        for (size_t i = 0; i < n; i++) {
+          c.push_back(num());
+          c.push_back(n > 8 ? "z" + std::to_string(i) : word());
+        }
+        return c;
+      }
+      case 2: return {"ZREM", key(), word()};
+      case 3: return {"ZINCRBY", key(), num(), word()};
+      case 4: return {pick(0, 1) ? "ZPOPMIN" : "ZPOPMAX", key()};
+      case 5: return {"ZREMRANGEBYRANK", key(), "0", std::to_string(pick(0, 3))};
+      case 6: return {"ZREMRANGEBYSCORE", key(), "0", std::to_string(pick(0, 20))};
+      case 7: return {"ZUNIONSTORE", key(), "2", key(), key()};
+      case 8: return {"ZINTERSTORE", key(), "2", key(), key()};
+      default: return {"ZMPOP", "2", key(), key(), pick(0, 1) ? "MIN" : "MAX"};
+    }
+  }
+  std::vector<std::string> expiry_cmd() {
+    switch (pick(0, 6)) {
+      case 0: return {"PEXPIRE", key(), std::to_string(pick(1, 400))};
+      case 1: return {"EXPIRE", key(), std::to_string(pick(1, 5))};
+      case 2: return {"PEXPIREAT", key(), "1"};  // in the past: deletes the key
+      case 3: return {"PERSIST", key()};
+      case 4: return {"PEXPIRE", key(), std::to_string(pick(1, 400)), pick(0, 1) ? "NX" : "GT"};
+      case 5: return {"HMDB.EXPIRE"};
+      default: return {"SETEX", key(), "1", word()};
+    }
+  }
+  std::vector<std::string> keyspace_cmd() {
+    switch (pick(0, 20)) {
+      case 0:
+      case 1:
+      case 2:
+      case 3: return {"DEL", key(), key()};
+      case 4:
+      case 5:
+      case 6: return {"UNLINK", key()};
+      case 7:
+      case 8:
+      case 9: return {"RENAME", key(), key()};
+      case 10:
+      case 11: return {"RENAMENX", key(), key()};
+      case 12:
+      case 13:
+      case 14: return {"COPY", key(), key(), "REPLACE"};
+      case 15:
+      case 16: return {"COPY", key(), key()};
+      case 17: if (flushes) return {"FLUSHALL"}; return {"DEL", key()};
+      case 18: if (flushes) return {"FLUSHDB"}; return {"DEL", key()};
+      default: return {"DEL", key()};
+    }
+  }
+
+  std::mt19937_64 rng_;
+  int keys_;  // the key pool: k0 .. k<keys_ - 1>
+};
+
+uint64_t seed_from_env() {
+  if (const char* env = std::getenv("HMDB_TEST_SEED")) return std::strtoull(env, nullptr, 10);
+  return static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+}
+
+int rounds_from_env() {
+  if (const char* env = std::getenv("HMDB_SAVE_ROUNDS")) return std::atoi(env);
+  return kRoundsDefault;
+}
+
+// Two drivers fed the same commands: `db` has the producer, `twin` none.
+struct Twins {
+  testing::AppDriver<Kv> db, twin;
+  size_t commands = 0;
+  void run(const std::vector<std::string>& c, bool slice_writes) {
+    std::vector<std::string_view> w(c.begin(), c.end());
+    db.write_slicing.slice_elements = slice_writes ? 16 : 0;
+    twin.write_slicing.slice_elements = 0;
+    const std::string a = db.run(w), b = twin.run(w);
+    commands++;
+    ASSERT_EQ(a, b) << "a snapshot running changed a reply: " << c[0];
+  }
+  void advance(uint64_t ms) {
+    db.now_ms += ms;
+    twin.now_ms += ms;
+  }
+};
+
+// What the rounds exercised, so that the test says it did (a generator that stopped writing
+// ahead of the cursor would pass vacuously).
+struct Coverage {
+  size_t rounds = 0, slices = 0, writes_between = 0, keys_at_begin = 0, kept = 0, held = 0, flushed = 0;
+};
+Coverage coverage;
+
+// One round: a random state, a producer begun on it, random writes between its slices.
+void round(uint64_t seed, bool abandon) {
+  Writer w(seed);
+  Twins t;
+  const int setup = w.pick(0, 300);
+  w.flushes = false;
+  for (int i = 0; i < setup; i++) {
+    ASSERT_NO_FATAL_FAILURE(t.run(w.command(), false));
+    if (w.pick(0, 9) == 0) t.advance(static_cast<uint64_t>(w.pick(1, 200)));
+  }
+  w.flushes = true;
+  const std::string expected = save_of(t.db.host.state());
+  std::unique_ptr<SaveProducer> p = t.db.host.begin_save();
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(t.db.host.state().saving, p.get());
+  auto* cursor = static_cast<SaveCursor*>(p.get());
+  coverage.rounds++;
+  coverage.keys_at_begin += t.db.host.state().keys.size();
+  bool flushed = false;
+  const size_t stop_after = abandon ? static_cast<size_t>(w.pick(1, 6)) : SIZE_MAX;
+  std::string got;
+  Encoder e(&got);
+  bool done = false;
+  for (size_t slice = 0; !done && slice < stop_after; slice++) {
+    if (slice > 0) {
+      const int n = w.pick(0, 8);
+      for (int i = 0; i < n; i++) {
+        ASSERT_NO_FATAL_FAILURE(t.run(w.command(), w.pick(0, 3) == 0));
+        if (w.pick(0, 7) == 0) t.advance(static_cast<uint64_t>(w.pick(1, 300)));
+      }
+      coverage.writes_between += static_cast<size_t>(n);
+      if (!flushed && t.db.host.state().saving == nullptr) {
+        flushed = true;
+        coverage.flushed++;
+      }
+      coverage.kept = std::max(coverage.kept, cursor->side_entries());
+      coverage.held = std::max(coverage.held, cursor->side_held());
+    }
+    coverage.slices++;
+    SliceBudget b;
+    b.elements = w.pick(0, 7) == 0 ? SIZE_MAX : static_cast<size_t>(w.pick(1, 6));
+    b.bytes = w.pick(0, 2) == 0 ? SIZE_MAX : static_cast<size_t>(w.pick(1, 300));
+    done = p->next(e, b);
+    ASSERT_EQ(save_of(t.db.host.state()), save_of(t.twin.host.state())) << "next() changed the state";
+  }
+  if (abandon) {
+    p.reset();
+    EXPECT_EQ(t.db.host.state().saving, nullptr) << "destroyed: unhooked";
+  } else {
+    EXPECT_TRUE(done);
+    EXPECT_TRUE(got == expected) << "the slices are not save() at begin_save (" << t.commands
+                                 << " commands): " << difference(got, expected);
+    EXPECT_EQ(t.db.host.state().saving, nullptr) << "done: unhooked";
+  }
+  // Either way the state goes on as without a snapshot.
+  for (int i = 0; i < 60; i++) ASSERT_NO_FATAL_FAILURE(t.run(w.command(), false));
+  EXPECT_EQ(save_of(t.db.host.state()), save_of(t.twin.host.state()));
+  // And a next snapshot works.
+  const std::string again = save_of(t.db.host.state());
+  p = t.db.host.begin_save();
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(drain(*p, [] { return SliceBudget{3, SIZE_MAX}; }, [] {}), again);
+}
+
+TEST(KvSave, SlicesAreSaveAtBeginWhateverIsWrittenBetween) {
+  const uint64_t seed = seed_from_env();
+  const int rounds = rounds_from_env();
+  for (int r = 0; r < rounds && !HasFailure(); r++) {
+    SCOPED_TRACE("HMDB_TEST_SEED=" + std::to_string(seed) + " round " + std::to_string(r));
+    round(seed + static_cast<uint64_t>(r), /*abandon=*/false);
+  }
+  if (HasFailure()) std::fprintf(stderr, "kv_save_test: replay with HMDB_TEST_SEED=%llu\n", static_cast<unsigned long long>(seed));
+  std::printf("rounds %zu, keys at begin %zu, slices %zu, writes between slices %zu, most kept %zu, most held %zu, "
+              "flushed mid-way %zu\n",
+              coverage.rounds, coverage.keys_at_begin, coverage.slices, coverage.writes_between, coverage.kept,
+              coverage.held, coverage.flushed);
+  if (rounds >= kRoundsDefault && !HasFailure()) {
+    EXPECT_GT(coverage.writes_between, coverage.rounds * 10) << "writes ran between slices";
+    EXPECT_GE(coverage.kept, 5u) << "keys were kept ahead of the cursor";
+    EXPECT_GE(coverage.held, 2u) << "deleted values were moved into the side map";
+    EXPECT_GE(coverage.flushed, 1u) << "a FLUSHALL ran mid-way";
+  }
+}
+
+TEST(KvSave, DestroyedMidwayLeavesTheStateAsWithoutASnapshot) {
+  const uint64_t seed = seed_from_env() ^ 0x5eed;
+  const int rounds = rounds_from_env() / 3 + 1;
+  for (int r = 0; r < rounds && !HasFailure(); r++) {
+    SCOPED_TRACE("HMDB_TEST_SEED=" + std::to_string(seed ^ 0x5eed) + " round " + std::to_string(r));
+    round(seed + static_cast<uint64_t>(r), /*abandon=*/true);
+  }
+}
+
+TEST(KvSave, EmptyState) {
+  testing::AppDriver<Kv> db;
+  auto p = db.host.begin_save();
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(db.run({"SET", "a", "1"}), testing::kOk);  // created after I: not in it
+  std::string out;
+  Encoder e(&out);
+  EXPECT_TRUE(p->next(e, SliceBudget{1, 1}));
+  EXPECT_EQ(out, std::string(1, '\0')) << "save() of an empty state: a zero key count";
+  EXPECT_EQ(db.host.state().saving, nullptr);
+}
+
+TEST(KvSave, OneAtATime) {
+  testing::AppDriver<Kv> db;
+  auto p = db.host.begin_save();
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(db.host.begin_save(), nullptr) << "a second one while one runs: none (the engine forks)";
+  p.reset();
+  EXPECT_NE(db.host.begin_save(), nullptr);
+}
+
+// Begun while the key table doubles (key_table.h: a resize moves buckets a step per insert
+// and erase), writes going on across its end.
+TEST(KvSave, TableMidResize) {
+  testing::AppDriver<Kv> db, twin;
+  int n = 0;
+  auto set = [&](const std::string& k, const std::string& v) {
+    db.run({"SET", k, v});
+    twin.run({"SET", k, v});
+  };
+  while (n < 1000 || !db.host.state().keys.rehashing()) {
+    set("key:" + std::to_string(n), std::to_string(n));
+    n++;
+  }
+  ASSERT_TRUE(db.host.state().keys.rehashing());
+  const std::string expected = save_of(db.host.state());
+  auto p = db.host.begin_save();
+  int written = 0;
+  bool saw_resize_end = false;
+  const std::string got = drain(
+      *p, [] { return SliceBudget{3, SIZE_MAX}; },
+      [&] {
+        for (int i = 0; i < 5; i++) {
+          set("key:" + std::to_string(written % (n + 400)), "x" + std::to_string(written));
+          if (written % 3 == 0) {
+            db.run({"DEL", "key:" + std::to_string(written / 2)});
+            twin.run({"DEL", "key:" + std::to_string(written / 2)});
+          }
+          written++;
+        }
+        if (!db.host.state().keys.rehashing()) saw_resize_end = true;
+      });
+  EXPECT_TRUE(saw_resize_end) << "the resize ended during the snapshot";
+  EXPECT_EQ(got, expected);
+  EXPECT_EQ(save_of(db.host.state()), save_of(twin.host.state()));
+}
+
+// FLUSHALL hands the keyspace over; writes after it cost the snapshot nothing (unhooked),
+// and the kept keys and the old keyspace go to the graveyard at the end.
+TEST(KvSave, FlushallHandsTheKeyspaceOver) {
+  testing::AppDriver<Kv> db;
+  for (int i = 0; i < 50; i++) db.run({"SET", "k" + std::to_string(i), std::to_string(i)});
+  db.run({"PEXPIRE", "k3", "100000"});
+  const std::string expected = save_of(db.host.state());
+  auto p = db.host.begin_save();
+  std::string out;
+  Encoder e(&out);
+  EXPECT_FALSE(p->next(e, SliceBudget{10, SIZE_MAX}));
+  db.run({"SET", "k7", "changed"});
+  db.run({"DEL", "k9"});
+  EXPECT_EQ(db.run({"FLUSHALL"}), testing::kOk);
+  EXPECT_EQ(db.host.state().saving, nullptr) << "after FLUSHALL nothing live is in the snapshot";
+  for (int i = 0; i < 50; i++) db.run({"SET", "k" + std::to_string(i), "new"});
+  while (!p->next(e, SliceBudget{10, SIZE_MAX})) {
+  }
+  EXPECT_EQ(out, expected);
+  p.reset();
+  for (int i = 0; i < 100; i++) db.run({"SET", "x", "y"});  // the graveyard frees what was kept
+}
+
+// INFO's side map lines count what the producer keeps, and go back to 0.
+TEST(KvSave, InfoCountsTheSideMap) {
+  testing::AppDriver<Kv> db;
+  for (int i = 0; i < 20; i++) db.run({"SET", "k" + std::to_string(i), std::string(100, 'v')});
+  EXPECT_NE(Kv::info(db.host.state()).find("save_side_keys:0\r\nsave_side_bytes:0\r\n"), std::string::npos);
+  auto p = db.host.begin_save();
+  db.run({"SET", "k1", "x"});
+  db.run({"SET", "new", "x"});
+  auto* c = static_cast<SaveCursor*>(p.get());
+  EXPECT_EQ(c->side_entries(), 2u);
+  EXPECT_GE(c->side_bytes(), 100u + 2 * kSideEntryOverheadBytes);
+  EXPECT_NE(Kv::info(db.host.state()).find("save_side_keys:2\r\n"), std::string::npos);
+  db.run({"DEL", "k2"});
+  EXPECT_EQ(c->side_held(), 1u) << "a delete moves the value, no encoding";
+  p.reset();
+  EXPECT_NE(Kv::info(db.host.state()).find("save_side_keys:0\r\n"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace hmdb::kv
