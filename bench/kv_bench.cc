@@ -5,7 +5,10 @@
 //   build-*/bench/kv_bench --benchmark_filter=Load   # 1M and 10M keys (~1.5 GiB RAM)
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -13,6 +16,7 @@
 #include "hmdb/app.h"
 #include "kv/kv.h"
 #include "kv/prefault.h"
+#include "kv/save_producer.h"
 #include "kv/value_alloc.h"
 
 namespace {
@@ -215,6 +219,133 @@ void BM_FreeValues(benchmark::State& state) {
   kv::prefault::set_enabled(true);
 }
 BENCHMARK(BM_FreeValues)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->Iterations(20);
+
+// ---- the snapshot written by the loop in slices (apps/kv/save_producer.h) ----------------
+//   build-*/bench/kv_bench --benchmark_filter='Slice|FirstWrite'
+
+// Applies one write through the host (validate, then apply at the next index).
+void apply_words(Host& host, hmdb::ApplyContext& ctx, std::initializer_list<std::string_view> words) {
+  std::vector<std::string_view> w(words);
+  std::string out, error;
+  hmdb::Reply reply(&out);
+  hmdb::Args args(w.data(), w.size());
+  ctx.index++;
+  if (!host.validate(args, &error) || !host.apply(args, ctx, reply, &error)) std::abort();
+}
+
+// n string keys of `value_bytes` each, loaded from a snapshot.
+void load_strings(Host& host, uint64_t n, size_t value_bytes) {
+  hmdb::Encoder enc;
+  enc.varint(n);
+  const std::string value(value_bytes, 'v');
+  for (uint64_t i = 0; i < n; i++) {
+    enc.bytes(key_name(i));
+    enc.u8(0);
+    enc.bytes(value);
+  }
+  const std::string bytes = enc.take();
+  hmdb::Decoder dec(bytes);
+  if (!host.load(dec, hmdb::kv::Kv::kSchemaVersion)) std::abort();
+}
+
+// The producer's encode rate with no writes between slices, slices of at most kSliceBytes
+// handed on (the buffer reused, as the engine's writer takes each), and save()'s whole into
+// one string in the same run: Arg(0) keys, Arg(1) value bytes; Arg(2) 1 = sliced, 0 = save().
+constexpr size_t kSliceBytes = 256 << 10;  // server/snapshot.cc's kSnapshotSliceBytes
+void BM_SliceSave(benchmark::State& state) {
+  const uint64_t n = static_cast<uint64_t>(state.range(0));
+  Host host;
+  load_strings(host, n, static_cast<size_t>(state.range(1)));
+  size_t bytes = 0;
+  for (auto _ : state) {
+    std::string out;
+    hmdb::Encoder enc(&out);
+    if (state.range(2)) {
+      auto p = host.begin_save();
+      bytes = 0;
+      out.reserve(kSliceBytes + (64 << 10));
+      for (bool done = false; !done;) {
+        out.clear();
+        done = p->next(enc, hmdb::SliceBudget{SIZE_MAX, kSliceBytes});
+        bytes += out.size();
+        benchmark::DoNotOptimize(out.data());
+      }
+    } else {
+      host.save(enc);
+      bytes = out.size();
+      benchmark::DoNotOptimize(out.data());
+    }
+  }
+  state.counters["keys_per_s"] = benchmark::Counter(static_cast<double>(n) * state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["MB_per_s"] = benchmark::Counter(static_cast<double>(bytes) * state.iterations() / 1e6, benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_SliceSave)->Args({1'000'000, 3, 0})->Args({1'000'000, 3, 1})->Args({1'000'000, 400, 0})->Args({1'000'000, 400, 1})
+    ->Unit(benchmark::kMillisecond);
+
+// A SET of a key the snapshot has not written yet, each one the key's first write since the
+// snapshot began (the producer encodes its value into the side map first), against the same
+// SETs with no snapshot running: Arg(0) keys, Arg(1) 1 = a snapshot runs (cursor at the start).
+void BM_FirstWriteAhead(benchmark::State& state) {
+  const uint64_t n = static_cast<uint64_t>(state.range(0));
+  Host host;
+  load_strings(host, n, 3);
+  std::vector<std::string> keys;
+  keys.reserve(n);
+  for (uint64_t i = 0; i < n; i++) keys.push_back(key_name(i));
+  std::mt19937_64 rng(42);
+  std::shuffle(keys.begin(), keys.end(), rng);
+  std::unique_ptr<hmdb::SaveProducer> p;
+  if (state.range(1)) p = host.begin_save();
+  hmdb::ApplyContext ctx;
+  ctx.now_ms = 1'700'000'000'000;
+  size_t i = 0;
+  for (auto _ : state) apply_words(host, ctx, {"SET", keys[i++ % n], "new"});
+  state.SetItemsProcessed(state.iterations());
+  if (p) state.counters["side_bytes"] = static_cast<double>(static_cast<hmdb::kv::SaveCursor*>(p.get())->side_bytes());
+}
+BENCHMARK(BM_FirstWriteAhead)->Args({1'000'000, 0})->Args({1'000'000, 1})->Iterations(500'000);
+
+// The first write to a big container ahead of the cursor: encoded whole on the loop (what
+// per-container cursors would avoid). Arg(0) members; Arg(1) 0 = a hash (HSET), 1 = a sorted
+// set (ZADD); Arg(2) 1 = a snapshot runs. One write per iteration, a fresh snapshot each.
+void BM_BigFirstWrite(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  const bool zset = state.range(1) != 0;
+  Host host;
+  hmdb::ApplyContext ctx;
+  ctx.now_ms = 1'700'000'000'000;
+  constexpr int64_t kPerCommand = 1000;
+  std::vector<std::string> words;
+  for (int64_t i = 0; i < n; i += kPerCommand) {
+    words.assign({zset ? "ZADD" : "HSET", "big"});
+    for (int64_t j = i; j < std::min(n, i + kPerCommand); j++) {
+      if (zset) words.push_back(std::to_string(j));
+      words.push_back("member:" + std::to_string(j));
+      if (!zset) words.push_back("value:" + std::to_string(j));
+    }
+    std::vector<std::string_view> w(words.begin(), words.end());
+    std::string out, error;
+    hmdb::Reply reply(&out);
+    ctx.index++;
+    if (!host.apply(hmdb::Args(w.data(), w.size()), ctx, reply, &error)) std::abort();
+  }
+  size_t side = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::unique_ptr<hmdb::SaveProducer> p;
+    if (state.range(2)) p = host.begin_save();
+    state.ResumeTiming();
+    if (zset) apply_words(host, ctx, {"ZADD", "big", "1", "member:0"});
+    else apply_words(host, ctx, {"HSET", "big", "member:0", "value:0"});
+    state.PauseTiming();
+    if (p) side = static_cast<hmdb::kv::SaveCursor*>(p.get())->side_bytes();
+    p.reset();
+    state.ResumeTiming();
+  }
+  state.counters["side_MB"] = static_cast<double>(side) / 1e6;
+}
+BENCHMARK(BM_BigFirstWrite)->Args({1'000'000, 0, 0})->Args({1'000'000, 0, 1})->Args({1'000'000, 1, 0})->Args({1'000'000, 1, 1})
+    ->Unit(benchmark::kMillisecond)->Iterations(5);
 
 }  // namespace
 
