@@ -26,9 +26,10 @@
 // does for its mask-indexed buckets (keys with the same 64-bit h are returned together).
 //
 // Bounds: kRehashBucketsPerStep buckets (and at most 10x as many empty ones) per insert or
-// erase; a freed bucket array is unmapped kReleaseBytesPerStep at a time; a node slab is
-// at most kSlabBytesMax. No operation does work proportional to the table's size but
-// clear() and the destructor.
+// erase; a freed mapped bucket array is handed to the prefault thread, which unmaps it
+// (prefault.h, release), or, if the thread refuses it, unmapped kReleaseBytesPerStep at a
+// time; a node slab is at most kSlabBytesMax. No operation does work proportional to the
+// table's size but clear() and the destructor.
 //
 // The resize itself (detail::ResizingBuckets, below) is shared with the sorted sets' member
 // index (zorder.h), which chains the sorted set's own entries instead of nodes of its own.
@@ -67,8 +68,12 @@ inline constexpr size_t kRehashBucketsPerStep = 2;
 // Empty old buckets a step may skip besides, as Redis' dictRehash (10 per bucket): a
 // sparse old array (after many deletes) still makes progress at bounded cost.
 inline constexpr size_t kRehashEmptyVisitsPerBucket = 10;
-// A bucket array given up by a finished resize is unmapped this much per step (munmap of
-// populated memory costs ~0.1-0.3 µs per page; 64 KiB is 16 pages).
+// A mapped bucket array given up (by a finished resize, or by its table freed) goes to the
+// prefault thread, which unmaps it off the event loop (prefault.h, release; hand_over_buckets
+// below). Only one the thread refuses (kReleasedBytesMax waiting already; a forked child;
+// prefaulting off) is unmapped by its owner, this much per step (munmap of populated memory
+// costs ~0.1-0.3 µs per page; 64 KiB is 16 pages; but each call also waits for the TLB flush
+// of the other CPU, 1-24 ms for some on this VM under load: bench/README.md).
 inline constexpr size_t kReleaseBytesPerStep = size_t{64} << 10;
 // How far past the bucket a resize's steps are at the prefault thread populates the new
 // array (prefault.h): two huge pages, so that it has the steps' whole passage over one to
@@ -87,8 +92,8 @@ inline constexpr size_t kPrefaultLeadSteps = 32768;
 // free_block).
 inline constexpr size_t kDrainEmptyBucketsPerUnit = 16;
 inline constexpr size_t kDrainSlabUnits = 2048;
-// A release step of a bucket array given up (kReleaseBytesPerStep unmapped) in drain()'s
-// units. Counted, a freeing that empties a table of tens of millions of keys (a 128-256 MiB
+// A release step of a bucket array given up (kReleaseBytesPerStep unmapped by the owner: an
+// array the prefault thread refused) in drain()'s units. Counted, a freeing that empties a table of tens of millions of keys (a 128-256 MiB
 // array) unmaps it a step at a time over its budgets instead of at once in one call (a DEL of
 // a 10 M-field hash unmapped its 128 MiB array whole; bench/README.md, "Deleting one key of 10
 // M elements"). As much as a whole step of kv's lazy freeing (kv.h, kLazyFreeStepWork), so
@@ -121,9 +126,11 @@ struct KeyTableHash {
 
 namespace detail {
 
-// For tests: the bytes of bucket arrays unmapped (by a release step, or at once), and the
-// most one munmap call unmapped; relaxed atomics (a snapshot's background load may free a
-// table on another thread), on a path that makes a system call anyway.
+// For tests: the bytes of bucket arrays their owner unmapped itself (by a release step, or
+// at once: arrays the prefault thread refused), and the most one such munmap call unmapped;
+// the arrays the thread took are counted in prefault::Stats (released_*). Relaxed atomics (a
+// snapshot's background load may free a table on another thread), on a path that makes a
+// system call anyway.
 struct UnmapStats {
   std::atomic<uint64_t> bytes{0};
   std::atomic<uint64_t> largest{0};
@@ -133,6 +140,19 @@ inline void unmap_buckets(void* p, size_t bytes) noexcept {
   munmap(p, bytes);
   unmap_stats.bytes.fetch_add(bytes, std::memory_order_relaxed);
   if (bytes > unmap_stats.largest.load(std::memory_order_relaxed)) unmap_stats.largest.store(bytes, std::memory_order_relaxed);
+}
+// Hands a mapped bucket array the owner gave up to the prefault thread, which unmaps it
+// (prefault.h, release); false if the thread refused it (the owner unmaps it then). The
+// owner has called prefault::forget for it. -DHMDB_PLANTED_BUG_LOOP_UNMAPS_BUCKETS hands
+// nothing over (the owner unmaps every array, as before).
+inline bool hand_over_buckets(void* p, size_t bytes) noexcept {
+#ifndef HMDB_PLANTED_BUG_LOOP_UNMAPS_BUCKETS
+  return prefault::release(p, bytes);
+#else
+  (void)p;
+  (void)bytes;
+  return false;
+#endif
 }
 
 // The incremental resize of a chained hash table, shared by KeyTable (its nodes) and a
@@ -145,9 +165,9 @@ inline void unmap_buckets(void* p, size_t bytes) noexcept {
 // so an old bucket becomes consecutive new ones (or old ones one new one) and a chain's
 // order is kept by a resize. A resize allocates the new array (lazily zeroed pages, no
 // copy); then each step() moves kRehashBucketsPerStep old buckets (and skips at most
-// kRehashEmptyVisitsPerBucket times as many empty ones) and unmaps kReleaseBytesPerStep of
-// an array given up; the owner calls step() on every insert and erase and grown()/shrunk()
-// after them. Invariant: while rehashing (t1_ set), a node is in t1_ iff its t0_ bucket is
+// kRehashEmptyVisitsPerBucket times as many empty ones); the old array, once empty, goes to
+// the prefault thread (or, refused, is unmapped kReleaseBytesPerStep per step); the owner
+// calls step() on every insert and erase and grown()/shrunk() after them. Invariant: while rehashing (t1_ set), a node is in t1_ iff its t0_ bucket is
 // below rehash_idx_, else in t0_ — so a lookup reads one chain.
 template <class Node, class Chain>
 class ResizingBuckets {
@@ -214,21 +234,27 @@ class ResizingBuckets {
       b.mapped = true;
       return b;
     }
+    // Frees the array now: a mapped one goes to the prefault thread (unmapped here if it
+    // refuses it), a small one to free().
     void free_now() noexcept {
       if (!slots) return;
       if (mapped) {
         prefault::forget(slots, detail::page_round(bytes()));
-        unmap_buckets(slots, detail::page_round(bytes()));
+        if (!hand_over_buckets(slots, detail::page_round(bytes()))) unmap_buckets(slots, detail::page_round(bytes()));
       }
       else std::free(slots);
       slots = nullptr;
     }
-    // Hands a mapped array to the release queue (unmapped a slice per step); frees a small
-    // one now.
+    // Hands a mapped array to the prefault thread, or if it refuses it to the release queue
+    // (unmapped a slice per step); frees a small one now.
     void release_later(std::vector<std::pair<char*, size_t>>& queue) noexcept {
       if (!slots) return;
       if (mapped) {
         prefault::forget(slots, detail::page_round(bytes()));
+        if (hand_over_buckets(slots, detail::page_round(bytes()))) {
+          slots = nullptr;
+          return;
+        }
         try {
           queue.emplace_back(reinterpret_cast<char*>(slots), detail::page_round(bytes()));
         } catch (...) {
@@ -280,8 +306,9 @@ class ResizingBuckets {
     t0_.free_now();
     t0_ = Buckets::allocate(bits, true);
   }
-  // Hands both arrays to the release queue (the caller destroyed or unlinked the nodes):
-  // unmapped a step at a time (release_step), a small one freed now.
+  // Hands both arrays over (the caller destroyed or unlinked the nodes): to the prefault
+  // thread, or refused to the release queue, unmapped a step at a time (release_step); a
+  // small one freed now.
   void release_buckets_later() noexcept {
     t0_.release_later(releasing_);
     t1_.release_later(releasing_);
@@ -391,8 +418,11 @@ class ResizingBuckets {
       if (b.slots[i]) return b.slots[i];
     return nullptr;
   }
+  // The release queue's arrays at once (a table destroyed): to the prefault thread, which
+  // refused them before but may have room now, else unmapped here.
   void release_all() noexcept {
-    for (auto& [p, bytes] : releasing_) unmap_buckets(p, bytes);
+    for (auto& [p, bytes] : releasing_)
+      if (!hand_over_buckets(p, bytes)) unmap_buckets(p, bytes);
     releasing_.clear();
   }
 
@@ -401,7 +431,7 @@ class ResizingBuckets {
   size_t rehash_idx_ = 0;
   size_t prefault_upto_ = 0;  // bytes of t1_ handed to the prefault thread (prefault_ahead)
   size_t rehash_wait_ = 0;    // steps left before the resize moves its first bucket
-  std::vector<std::pair<char*, size_t>> releasing_;  // mapped arrays being unmapped, a slice per step
+  std::vector<std::pair<char*, size_t>> releasing_;  // mapped arrays the prefault thread refused, unmapped a slice per step
   StepWork last_step_;
 };
 

@@ -4594,8 +4594,9 @@ void Kv::records(const State& s, RecordSink& out) {
 }
 
 std::string Kv::info(const State& s) {
-  // Then the process's 2 MiB blocks of memory (value_alloc.h): not the state's; and what the
-  // side map of a snapshot written by the loop keeps (save_producer.h; 0 if none runs).
+  // Then the process's 2 MiB blocks of memory and the bucket arrays handed to the prefault
+  // thread (value_alloc.h): not the state's; and what the side map of a snapshot written by
+  // the loop keeps (save_producer.h; 0 if none runs).
   const SaveCursor* p = s.saving;
   return "keys:" + std::to_string(s.keys.size()) + "\r\nexpires:" + std::to_string(s.expires.size()) + "\r\n" +
          value_alloc::info() + "save_side_keys:" + std::to_string(p ? p->side_entries() : 0) +

@@ -26,7 +26,7 @@ namespace {
 struct Range {
   char* p;
   size_t bytes;
-  size_t done;  // populated (or handed to madvise) from p on
+  size_t done;  // from p on: populated, or handed to madvise (ranges_); unmapped (released_)
 };
 
 class Prefaulter {
@@ -106,8 +106,37 @@ class Prefaulter {
     work_cv_.notify_one();
   }
 
+  bool release(void* p, size_t bytes) noexcept {
+    bytes = detail::page_round(bytes);
+    if (bytes == 0) return true;
+    if (!in_owner_process()) return false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      bool queued = false;
+      if (enabled_ && stats_.released_bytes_waiting + bytes <= kReleasedBytesMax) {
+        try {
+          start_locked();  // a table loaded with a populated array may not have started it
+          released_.push_back(Range{static_cast<char*>(p), bytes, 0});
+          queued = true;
+        } catch (...) {  // no memory for the queue, or no thread: the caller unmaps it
+        }
+      }
+      if (!queued) {
+        stats_.released_refused++;
+        stats_.released_refused_bytes += bytes;
+        return false;
+      }
+      stats_.released++;
+      stats_.released_bytes += bytes;
+      stats_.released_bytes_waiting += bytes;
+    }
+    work_cv_.notify_one();
+    return true;
+  }
+
   void set_enabled(bool on) {
     std::vector<void*> drop;
+    std::deque<Range> arrays;
     {
       std::lock_guard<std::mutex> lock(mu_);
       enabled_ = on;
@@ -116,9 +145,12 @@ class Prefaulter {
         drop.insert(drop.end(), returned_.begin(), returned_.end());
         returned_.clear();
         ranges_.clear();
+        arrays.swap(released_);
+        for (const Range& r : arrays) stats_.released_bytes_waiting -= r.bytes - r.done;
       }
     }
     for (void* p : drop) ::munmap(p, kBlockBytes);
+    for (const Range& r : arrays) ::munmap(r.p + r.done, r.bytes - r.done);
     work_cv_.notify_one();
     idle_cv_.notify_all();
   }
@@ -141,8 +173,8 @@ class Prefaulter {
     std::unique_lock<std::mutex> lock(mu_);
     idle_cv_.wait(lock, [&] {
       if (!enabled_ || !started_) return true;
-      return (pantry_.size() >= kPantryBlocks || block_failed_) && ranges_.empty() && returned_.empty() && !busy_p_ &&
-             !busy_block_;
+      return (pantry_.size() >= kPantryBlocks || block_failed_) && ranges_.empty() && returned_.empty() &&
+             released_.empty() && !busy_p_ && !busy_block_;
     });
     return stats_;
   }
@@ -156,9 +188,11 @@ class Prefaulter {
 
   void start_locked() {
     if (started_) return;
+    // The thread waits for mu_, held here, before it looks at anything. Started first, so
+    // that a failure to start (std::system_error) leaves it not started.
+    std::thread([this] { run(); }).detach();  // lives as long as the process (never destroyed)
     started_ = true;
     owner_.store(::getpid(), std::memory_order_release);
-    std::thread([this] { run(); }).detach();  // lives as long as the process (never destroyed)
   }
 
   // A populated block; nullptr if memory is short. Not kept out of a snapshot's child
@@ -188,7 +222,8 @@ class Prefaulter {
     for (;;) {
       work_cv_.wait(lock, [&] {
         return enabled_ && !held_ &&
-               ((pantry_.size() < kPantryBlocks && !block_failed_) || !returned_.empty() || !ranges_.empty());
+               ((pantry_.size() < kPantryBlocks && !block_failed_) || !returned_.empty() || !ranges_.empty() ||
+                !released_.empty());
       });
       // The pantry first: a slab is needed every few tens of ms of growth, a bucket array's
       // next page only after tens of thousands of inserts. A block handed back fills it for
@@ -241,6 +276,12 @@ class Prefaulter {
         idle_cv_.notify_all();
         continue;
       }
+      // Then a resize's next chunk to populate: the loop's steps will write it soon, and
+      // there are at most kPrefaultAheadBytes of them per table.
+      if (ranges_.empty()) {
+        unmap_released_chunk(lock);
+        continue;
+      }
       Range& r = ranges_.front();
       busy_p_ = r.p + r.done;
       busy_bytes_ = std::min(kChunkBytes, r.bytes - r.done);
@@ -258,6 +299,29 @@ class Prefaulter {
     }
   }
 
+  // Last, the arrays handed over (release): one chunk of the oldest, up to the next
+  // kChunkBytes-aligned address, so that a huge page is unmapped whole and each call holds
+  // the mmap lock for one chunk's unmap. Called with the lock held and released_ not empty.
+  void unmap_released_chunk(std::unique_lock<std::mutex>& lock) {
+    Range& r = released_.front();
+    char* const p = r.p + r.done;
+    const uintptr_t at = reinterpret_cast<uintptr_t>(p);
+    const uintptr_t cut = (at + kChunkBytes) & ~uintptr_t{kChunkBytes - 1};
+    const size_t n = std::min(r.bytes - r.done, static_cast<size_t>(cut - at));
+    r.done += n;
+    if (r.done == r.bytes) released_.pop_front();
+    busy_block_ = true;
+    lock.unlock();
+    ::munmap(p, n);
+    lock.lock();
+    busy_block_ = false;
+    stats_.released_bytes_unmapped += n;
+    stats_.released_bytes_waiting -= n;
+    stats_.released_munmaps++;
+    stats_.released_largest_munmap = std::max<uint64_t>(stats_.released_largest_munmap, n);
+    idle_cv_.notify_all();
+  }
+
   std::mutex mu_;
   std::condition_variable work_cv_, idle_cv_;
   std::atomic<pid_t> owner_{0};
@@ -269,6 +333,7 @@ class Prefaulter {
   std::vector<void*> pantry_;
   std::deque<void*> returned_;  // blocks handed back (give_back), oldest first; at most kReturnedBlocksMax (kReturnedBytesMax)
   std::deque<Range> ranges_;
+  std::deque<Range> released_;  // arrays handed over (release), oldest first; done: bytes unmapped from p on
   char* busy_p_ = nullptr;  // the chunk the thread is populating now
   size_t busy_bytes_ = 0;
   Stats stats_;
@@ -286,6 +351,7 @@ void* take_block() { return instance().take_block(); }
 void populate_ahead(void* p, size_t bytes) { instance().populate_ahead(p, bytes); }
 void forget(void* p, size_t bytes) { instance().forget(p, bytes); }
 void give_back(void* p) { instance().give_back(p); }
+bool release(void* p, size_t bytes) noexcept { return instance().release(p, bytes); }
 void set_enabled(bool on) { instance().set_enabled(on); }
 void set_held_for_test(bool held) { instance().set_held_for_test(held); }
 Stats stats() { return instance().stats(); }

@@ -24,7 +24,14 @@
 //   slabs of a key table that goes: key_table.h, free_block; a node pool's empty slab) is
 //   handed back (give_back): the thread zeroes it into the pantry if the pantry is short,
 //   so it is not populated anew, else unmaps it; either way the loop makes no munmap of a
-//   populated block (its pages freed, the TLBs of the process's other CPUs flushed).
+//   populated block (its pages freed, the TLBs of the process's other CPUs flushed);
+// - a mapped array its owner gave up (release: a bucket array of a key table or of a sorted
+//   set's member index, key_table.h, after a finished resize or when its table is freed) is
+//   unmapped by the thread, kChunkBytes a call. The loop unmapped such an array itself,
+//   kReleaseBytesPerStep (64 KiB) a step: 2,048 munmaps for a 10 M-member sorted set's 128
+//   MiB, each waiting for the TLB-flush interrupt to the other CPU (1-24 ms of wall for some
+//   on this VM under load), which carried its DEL to loop turns of 20-24 ms (bench/README.md,
+//   "the long turn named").
 //
 // Memory: the pantry's blocks are resident before they are used (kPantryBlocks x 2 MiB, 0.4
 // bytes per key at 10 M keys), and a bucket array's pages at most kPrefaultAheadBytes before
@@ -34,16 +41,21 @@
 // whole 2 MiB page, so a call of the loop that takes it for writing (mmap, munmap, a
 // madvise that changes a mapping's flags, malloc growing its heap) may wait for one page's
 // populate. The thread makes no such call for the loop's sake (prefault.cc, make_block). Its
-// munmap of a block handed back takes that lock for writing for one block's unmap: the
-// loop's mmap or page fault may wait for that, where before the loop made the munmap itself.
+// munmap of a block handed back, or of an array's chunk, takes that lock for writing for one
+// block's (one chunk's) unmap: the loop's mmap or page fault may wait for that, where before
+// the loop made the munmap itself. Hence an array is unmapped a chunk a call, not whole (128
+// MiB of 4 KiB pages is ~32,000 pages to free under the lock).
 //
 // A block handed back while a snapshot's child shares its pages is copied page by page as the
 // thread zeroes it (copy-on-write), on this thread rather than the loop's.
 //
 // Threads: any thread may call these (the snapshot load decodes in a thread of its own); a
 // mutex guards the queues, never held across a system call. The thread starts at the first
-// call and lives as long as the process. In a forked child (the snapshot writer) the thread
-// does not exist: every call there does nothing (take_block returns null).
+// call and lives as long as the process: what is queued at exit (blocks, arrays) goes with
+// the process's address space, as any mapping does (no heap memory, nothing for a leak
+// checker). In a forked child (the snapshot writer) the thread does not exist: every call
+// there does nothing (take_block returns null; give_back and release leave the unmap to
+// their caller).
 #pragma once
 
 #include <cstddef>
@@ -117,9 +129,33 @@ inline constexpr size_t kReturnedBlocksMax = kReturnedBytesMax / kBlockBytes;
 // itself (counted: returned_unmapped_by_caller).
 void give_back(void* p);
 
+// Bytes of arrays handed over (release) and not yet unmapped, at most: memory the process has
+// let go of and the kernel does not have yet. An array beyond it is refused and unmapped by
+// its owner as before (key_table.h: kReleaseBytesPerStep a step of the owner's). Why this
+// much: a FLUSHALL (or a deleted key) hands over every mapped array of what it frees as its
+// freeing reaches it, the key table's (256 MiB at 20 M keys, 384 while a doubling is under
+// way) and each big hash's, set's or sorted set's member index (2 MiB from 262,144 elements
+// on, 8-16 bytes per element); at issue 16's largest state (10 GiB) that is at most ~200 M
+// elements of ~50 bytes, ~3.2 GiB of arrays at the lowest load factor (0.5), under this bound,
+// so the loop unmaps none of them. Usually far less waits: the thread unmaps ~2 MiB in
+// 0.03-0.1 ms (a 128 MiB array in a few ms), and the freeing hands arrays over over many
+// turns. It adds nothing to the process's peak memory (an array queued was mapped the moment
+// before, and only its resident pages count); it delays the array's return to the kernel by
+// the thread's time to unmap it. The queue costs 24 bytes an array.
+inline constexpr size_t kReleasedBytesMax = size_t{4} << 30;
+
+// Hands over [p, p + bytes), a private anonymous mapping the caller no longer uses (p page-
+// aligned; bytes rounded up to whole pages as mmap does; any content; the caller has called
+// forget() for any range of it given to populate_ahead): the thread unmaps it, kChunkBytes a
+// call, its cuts at kChunkBytes-aligned addresses (a huge page is unmapped whole, not split).
+// Returns true if it took it; false (nothing done: the caller unmaps it itself) in a forked
+// child, with prefaulting off, with kReleasedBytesMax waiting already, or if the queue could
+// not grow (counted: released_refused).
+bool release(void* p, size_t bytes) noexcept;
+
 // Off: take_block() returns nullptr and populate_ahead() does nothing (what a forked child
 // sees); the ready blocks and the blocks handed back are unmapped. For tests (the control
-// without the thread); on by default.
+// without the thread); on by default. Arrays handed over (release) are unmapped then too.
 void set_enabled(bool on);
 
 // For tests: while held, the thread starts no new work (it finishes the call under way), so
@@ -138,11 +174,19 @@ struct Stats {
   uint64_t returned_reused_by_caller = 0;    // ... that take_block gave out (the pantry empty)
   uint64_t returned_unmapped = 0;            // ... that the thread unmapped (the pantry full)
   uint64_t returned_unmapped_by_caller = 0;  // ... that their caller unmapped (see give_back)
+  uint64_t released = 0;                 // arrays handed over (release() calls that returned true)
+  uint64_t released_bytes = 0;           // their bytes
+  uint64_t released_bytes_unmapped = 0;  // of those, the bytes the thread has unmapped
+  uint64_t released_munmaps = 0;         // the thread's munmap calls for them
+  uint64_t released_largest_munmap = 0;  // the most bytes one of those calls unmapped
+  uint64_t released_bytes_waiting = 0;   // handed over and not yet unmapped (now, not a count)
+  uint64_t released_refused = 0;         // release() calls that returned false (their caller unmaps)
+  uint64_t released_refused_bytes = 0;   // their bytes
 };
 Stats stats();
 
 // For tests: waits until the thread has nothing left to do (the pantry full, no range
-// queued, no block handed back waiting) and returns stats(). Never called by the server.
+// queued, no block handed back or array released waiting) and returns stats(). Never called by the server.
 Stats wait_idle();
 
 }  // namespace hmdb::kv::prefault

@@ -256,6 +256,9 @@ std::string info() {
   line("pantry_blocks_handed_back", p.returned);
   line("pantry_blocks_reused", p.returned_reused + p.returned_reused_by_caller);
   line("pantry_blocks_unmapped_by_caller", p.returned_unmapped_by_caller);
+  line("released_array_bytes", p.released_bytes);
+  line("released_array_bytes_waiting", p.released_bytes_waiting);
+  line("released_arrays_unmapped_by_caller", p.released_refused);
   return t;
 }
 

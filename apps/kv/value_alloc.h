@@ -96,6 +96,13 @@ Stats stats();
 //   pantry_blocks_unmapped_by_caller  ...::returned_unmapped_by_caller: of those, the ones
 //                                     their caller unmapped itself (kReturnedBytesMax waiting
 //                                     already): the munmaps the hand-back did not take off it
+//   released_array_bytes              ...::released_bytes: bytes of mapped bucket arrays (key
+//                                     tables', sorted sets' member indexes') handed to the
+//                                     thread to unmap (prefault::release, key_table.h)
+//   released_array_bytes_waiting      ...::released_bytes_waiting: of those, the bytes not
+//                                     unmapped yet (now): given up, not yet the kernel's
+//   released_arrays_unmapped_by_caller  ...::released_refused: arrays the thread refused
+//                                     (kReleasedBytesMax waiting), unmapped by their owner
 // Process-wide counts since start (the allocator and the thread are the process's), not
 // the state's: two nodes with one state show different ones.
 std::string info();

@@ -247,7 +247,8 @@ class BasicZOrder {
     }
     void reserve(size_t n) { this->reserve_buckets(n); }
     void forget() noexcept { this->forget_buckets(); }  // the order destroyed the entries
-    // The arrays to the release queue, unmapped a step at a time (release_some): the lazy
+    // The arrays to the prefault thread, which unmaps them (key_table.h, hand_over_buckets),
+    // or, refused, to the release queue, unmapped a step at a time (release_some): the lazy
     // freeing of a deleted sorted set, whose 10 M members' array is 128 MiB.
     void forget_later() noexcept { this->release_buckets_later(); }
     bool releasing() const noexcept { return !this->releasing_.empty(); }
@@ -374,8 +375,10 @@ class BasicZOrder {
 
   // Destroys up to `budget` entries from the front, with the leaves and inner nodes they
   // empty (kv's lazy freeing of a deleted sorted set, a bounded amount per loop turn); the
-  // first call hands the member index's arrays to its release queue, unmapped once the
-  // entries are gone, a step (kDrainReleaseUnits of work) at a time. The tree stays whole:
+  // first call hands the member index's arrays to the prefault thread, which unmaps them
+  // (2,048 munmaps of 64 KiB on the loop for 10 M members before: bench/README.md), or, if it
+  // refuses them, to the index's release queue, unmapped once the entries are gone, a step
+  // (kDrainReleaseUnits of work) at a time. The tree stays whole:
   // each inner node keeps the children it still has (its first ones dropped; its counts and
   // first entries are stale), an emptied leaf is dropped from its parent, and an inner node
   // is freed when its last child goes: at most `depth` of them after the budget's last entry.

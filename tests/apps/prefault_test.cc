@@ -331,6 +331,107 @@ TEST_F(Prefault, AWholeKeyspacesBlocksAreHandedBackAtOnce) {
   prefault::set_held_for_test(false);
 }
 
+bool mapped(const void* p) {
+  unsigned char v = 0;
+  return ::mincore(const_cast<void*>(p), 1, &v) == 0;
+}
+
+// An array handed over (release: a bucket array given up, key_table.h) is unmapped by the
+// thread, not by the caller, a chunk a call with its cuts at kChunkBytes-aligned addresses: as
+// many calls as the aligned windows the range touches, none over kChunkBytes. The range here
+// starts a page past an aligned address (and ends 3 pages past one), as no array need be
+// aligned. Held, the thread has unmapped nothing: the caller returned at once.
+TEST_F(Prefault, AReleasedArrayIsUnmappedByTheThreadAChunkACall) {
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  char* const block = static_cast<char*>(detail::map_aligned_block(size_t{16} << 20));
+  ::munmap(block, page);
+  char* const p = block + page;
+  const size_t bytes = (size_t{8} << 20) + 2 * page;  // to 8 MiB + 3 pages past block
+  ::munmap(p + bytes, (size_t{16} << 20) - page - bytes);
+  for (size_t i = 0; i < bytes; i += page) p[i] = 1;  // resident, as a bucket array written
+  const auto at = reinterpret_cast<uintptr_t>(p);
+  const size_t windows = (((at + bytes + prefault::kChunkBytes - 1) & ~uintptr_t{prefault::kChunkBytes - 1}) -
+                          (at & ~uintptr_t{prefault::kChunkBytes - 1})) /
+                         prefault::kChunkBytes;
+  ASSERT_EQ(windows, 5u);
+  prefault::set_held_for_test(true);
+  const prefault::Stats s0 = prefault::stats();
+  const uint64_t own0 = detail::unmap_stats.bytes.load();
+  EXPECT_TRUE(prefault::release(p, bytes));
+  const prefault::Stats s1 = prefault::stats();
+  EXPECT_EQ(s1.released - s0.released, 1u);
+  EXPECT_EQ(s1.released_bytes - s0.released_bytes, bytes);
+  EXPECT_EQ(s1.released_bytes_waiting - s0.released_bytes_waiting, bytes);
+  EXPECT_TRUE(mapped(p) && mapped(p + bytes - page)) << "unmapped while the thread was held";
+  prefault::set_held_for_test(false);
+  const prefault::Stats s2 = prefault::wait_idle();
+  EXPECT_EQ(s2.released_bytes_unmapped - s0.released_bytes_unmapped, bytes);
+  EXPECT_EQ(s2.released_munmaps - s0.released_munmaps, windows);
+  EXPECT_LE(s2.released_largest_munmap, prefault::kChunkBytes);
+  EXPECT_EQ(s2.released_bytes_waiting, 0u);
+  EXPECT_EQ(s2.released_refused, s0.released_refused);
+  EXPECT_EQ(detail::unmap_stats.bytes.load(), own0);
+  for (size_t i = 0; i < bytes; i += page) ASSERT_FALSE(mapped(p + i)) << "page " << i / page << " still mapped";
+}
+
+// Beyond kReleasedBytesMax waiting, an array is refused (release returns false) and its
+// caller unmaps it; INFO counts it (released_arrays_unmapped_by_caller). The ranges here are
+// address space only (PROT_NONE, no memory behind it).
+TEST_F(Prefault, ArraysBeyondTheBoundAreRefused) {
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  auto reserve = [](size_t bytes) {
+    void* p = ::mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    EXPECT_NE(p, MAP_FAILED);
+    return static_cast<char*>(p);
+  };
+  prefault::set_held_for_test(true);
+  const prefault::Stats s0 = prefault::stats();
+  ASSERT_EQ(s0.released_bytes_waiting, 0u);
+  const std::string info0 = value_alloc::info();
+  char* const big = reserve(prefault::kReleasedBytesMax - page);
+  char* const one = reserve(page);
+  char* const two = reserve(2 * page);
+  EXPECT_TRUE(prefault::release(big, prefault::kReleasedBytesMax - page));
+  EXPECT_TRUE(prefault::release(one, page)) << "refused at the bound, not beyond it";
+  EXPECT_FALSE(prefault::release(two, 2 * page));
+  const prefault::Stats s1 = prefault::stats();
+  EXPECT_EQ(s1.released_bytes_waiting, prefault::kReleasedBytesMax);
+  EXPECT_EQ(s1.released_refused - s0.released_refused, 1u);
+  EXPECT_EQ(s1.released_refused_bytes - s0.released_refused_bytes, 2 * page);
+  EXPECT_EQ(info_field(value_alloc::info(), "released_arrays_unmapped_by_caller"),
+            info_field(info0, "released_arrays_unmapped_by_caller") + 1);
+  EXPECT_EQ(info_field(value_alloc::info(), "released_array_bytes_waiting"),
+            static_cast<int64_t>(prefault::kReleasedBytesMax));
+  ::munmap(two, 2 * page);  // the caller's
+  prefault::set_held_for_test(false);
+  const prefault::Stats s2 = prefault::wait_idle();
+  EXPECT_EQ(s2.released_bytes_unmapped - s0.released_bytes_unmapped, prefault::kReleasedBytesMax);
+  EXPECT_EQ(s2.released_bytes_waiting, 0u);
+  EXPECT_EQ(info_field(value_alloc::info(), "released_array_bytes_waiting"), 0);
+  EXPECT_FALSE(mapped(big) || mapped(big + prefault::kReleasedBytesMax - 2 * page) || mapped(one));
+}
+
+// A table that grows past a mapped bucket array (2 MiB or more) gives the old one to the
+// thread when its resize ends: the steps (inserts, erases) make no munmap of it. Planted,
+// -DHMDB_PLANTED_BUG_LOOP_UNMAPS_BUCKETS: the stepping thread unmaps the old array itself.
+TEST_F(Prefault, AGrownTablesOldArrayGoesToTheThread) {
+  const size_t mapped_buckets = kPopulateBytesMin / sizeof(void*);
+  Table t;
+  for (uint64_t i = 0; !(t.rehashing() && t.bucket_count() >= 2 * mapped_buckets); i++)
+    t.insert_or_assign("key:" + std::to_string(i), std::string("v"));
+  const size_t old_bytes = t.bucket_count() / 2 * sizeof(void*);
+  const prefault::Stats s0 = prefault::wait_idle();
+  const uint64_t own0 = detail::unmap_stats.bytes.load();
+  while (t.rehashing()) t.step();
+  for (int i = 0; i < 100; i++) t.step();  // what an owner's refused array would have needed
+  const uint64_t own = detail::unmap_stats.bytes.load() - own0;
+  const prefault::Stats s1 = prefault::wait_idle();
+  EXPECT_EQ(own, 0u) << "the stepping thread unmapped the old array";
+  EXPECT_EQ(s1.released - s0.released, 1u);
+  EXPECT_EQ(s1.released_bytes - s0.released_bytes, old_bytes);
+  EXPECT_EQ(s1.released_bytes_unmapped - s0.released_bytes_unmapped, old_bytes);
+}
+
 TEST_F(Prefault, AForkedChildGetsNoBlockAndQueuesNothing) {
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
@@ -342,6 +443,10 @@ TEST_F(Prefault, AForkedChildGetsNoBlockAndQueuesNothing) {
     prefault::give_back(mine);
     unsigned char v = 0;
     if (::mincore(mine, static_cast<size_t>(::sysconf(_SC_PAGESIZE)), &v) != -1) ::_exit(2);
+    // An array released there is refused: the caller unmaps it.
+    void* array = detail::map_block(size_t{4} << 20);
+    if (prefault::release(array, size_t{4} << 20)) ::_exit(3);
+    ::munmap(array, size_t{4} << 20);
     int local = 0;
     prefault::populate_ahead(&local, sizeof local);
     prefault::forget(&local, sizeof local);

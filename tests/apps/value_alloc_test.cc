@@ -206,7 +206,9 @@ TEST_F(ValueAlloc, BlocksOfOneSizeAreGivenBackWhenTheirValuesGo) {
 TEST_F(ValueAlloc, InfoCountsTheBlocksMappedTakenMissedHandedBackAndReused) {
   std::map<std::string, uint64_t> i0 = info_fields();
   const std::vector<std::string> names{"value_blocks",         "pantry_blocks_taken",       "pantry_blocks_missed",
-                                       "pantry_blocks_handed_back", "pantry_blocks_reused", "pantry_blocks_unmapped_by_caller"};
+                                       "pantry_blocks_handed_back", "pantry_blocks_reused", "pantry_blocks_unmapped_by_caller",
+                                       "released_array_bytes", "released_array_bytes_waiting",
+                                       "released_arrays_unmapped_by_caller"};
   ASSERT_EQ(i0.size(), names.size()) << value_alloc::info();
   for (const std::string& f : names) ASSERT_EQ(i0.count(f), 1u) << f;
 
