@@ -33,8 +33,11 @@ With --trace, `perf trace -e munmap` follows the server during steps 2 and 3 (at
 the RESETSTAT, stopped when done) and the script reports, per step, the munmap calls of the
 event loop (the process's main thread) and of the other threads (hmdb-prefault: the blocks
 handed back): count, total and median / max ms, and how many were of 2 MiB; in step 4,
-`perf trace -e brk` (every call: glibc moving its heap's end) and the script reports each brk
-that moved the end down (heap memory returned to the kernel: MiB, ms, the thread). Tracing
+`perf trace -e brk,munmap` (brk: glibc moving its heap's end) and the script reports each brk
+that moved the end down (heap memory returned to the kernel: MiB, ms, the thread), and the
+munmaps as in steps 2 and 3. Step 4 also reports the bucket arrays handed to the prefault
+thread during the op (+released_array_bytes, +released_arrays_unmapped_by_caller: INFO's
+fields, binaries that have them). Tracing
 slows every system call: compare the turns of runs without --trace. Step 4 also reports the
 heap's size ([heap] in /proc/PID/maps) before the op and once freed (heap_mib).
 
@@ -74,6 +77,7 @@ BIG_PIPELINE = 64         # commands in flight while filling
 WRITE_PIPELINE = 16       # SETs per pipeline of the writer that runs while a big value is freed
 BLOCK_FIELDS = ("value_blocks", "pantry_blocks_taken", "pantry_blocks_missed", "pantry_blocks_handed_back",
                 "pantry_blocks_reused", "pantry_blocks_unmapped_by_caller")
+ARRAY_FIELDS = ("released_array_bytes", "released_arrays_unmapped_by_caller")
 # perf trace's line: "  12.345 ( 0.025 ms): hmdb/1234 munmap(addr: 0x7f.., len: 2097152) = 0"
 TRACE_RE = re.compile(r"\(\s*([\d.]+) ms\):\s*(\S+)/(\d+) munmap\(addr: \S+, len: (\w+)")
 # "  12.345 ( 95.000 ms): hmdb/1234 brk(brk: 0x55d0c8a21000) = 0x55d0c8a21000"
@@ -276,11 +280,12 @@ def release_big(port, pid, kind, op, args):
     fill_s = time.monotonic() - t0
     rss_filled = proc_status_kib(pid)
     call(port, "CONFIG", "RESETSTAT")
+    i0 = info(port, "app")
     heap0 = heap_span(pid)
     tracer, trace_path = None, None
     if args.trace:
         trace_path = tempfile.mktemp(prefix="brk.", dir="/var/tmp")
-        tracer = subprocess.Popen(["perf", "trace", "-e", "brk", "-p", str(pid), "-o", trace_path],
+        tracer = subprocess.Popen(["perf", "trace", "-e", "brk,munmap", "-p", str(pid), "-o", trace_path],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(TRACE_START_S)
     watch = LongTurnWatch(port)
@@ -303,8 +308,11 @@ def release_big(port, pid, kind, op, args):
     out.update(size=size, fill_s=fill_s, reply=str(r), reply_ms=reply_ms, freed_s=freed_s, sets=w.sets, load=loadavg(),
                write_max_ms=round(w.max_ms, 1), rss_mib=[rss0 >> 10, rss_filled >> 10, rss_freed >> 10],
                heap_mib=[(h[1] - h[0]) >> 20 if h else None for h in (heap0, heap1)])
+    # The bucket arrays handed to the prefault thread meanwhile (binaries that have the fields).
+    out.update({f"+{k}": int(i[k]) - int(i0[k]) for k in ARRAY_FIELDS if k in i and k in i0})
     if trace_path:
         out["brk_drops"] = brk_drops(trace_path, heap0[1] if heap0 else None, pid)
+        out["munmap"] = munmaps(trace_path, pid)
         os.unlink(trace_path)
     out.update(watched(watch))
     return out
@@ -379,7 +387,7 @@ def main():
     ap.add_argument("--value-bytes", type=int, default=400)
     ap.add_argument("--fields", type=int, default=1_000_000, help="random fields over which myhash is filled; 0: no hash")
     ap.add_argument("--runs", type=int, default=1)
-    ap.add_argument("--trace", action="store_true", help="perf trace -e munmap (brk with --big) during the releases")
+    ap.add_argument("--trace", action="store_true", help="perf trace -e munmap (and brk with --big) during the releases")
     ap.add_argument("--keep", action="store_true", help="keep the data directories (and traces)")
     ap.add_argument("--big", action="append", choices=("hash", "set", "zset", "list"),
                     help="free one key of --big-n elements of this type (repeat for several)")
