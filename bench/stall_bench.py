@@ -254,6 +254,12 @@ def run_one(name, kind, binary, args, work, extra_args=()):
                 _, out["snapshot_s"] = call(port, "SNAPSHOT", timeout=1800)
             out["snap_probe"] = p.summary
             out["fork_us"] = int(info_field(port, "persistence", "fork_stall_last_us"))
+            # --snapshot-method slices (server/snapshot.cc): how it was written, and the loop's
+            # time in the app's producer (all turns; the most in one) and its turns.
+            out["snapshot_method"] = info_field(port, "persistence", "last_snapshot_method") or "fork"
+            out["slices_us"] = int(info_field(port, "persistence", "last_snapshot_slices_us") or 0)
+            out["slices_turn_max_us"] = int(info_field(port, "persistence", "last_snapshot_slices_turn_max_us") or 0)
+            out["slices_turns"] = int(info_field(port, "persistence", "last_snapshot_slices_turns") or 0)
             out["turn_during_snapshot_ms"] = turn()
             time.sleep(SETTLE_S)
             out["bytes_per_key_after_snapshot"] = (proc_status_kib(server.proc.pid) - rss0) * 1024 / keys
@@ -371,8 +377,10 @@ def main():
                   flush=True)
             if kind == "hmdb":
                 print(f"  {name} (huge_pages {r['huge_pages']}, RSS {r['rss_kib'] / 2**20:.2f} GiB, of it in huge pages "
-                      f"{r['anon_huge_kib'] / 2**20:.2f} GiB): SNAPSHOT "
-                      f"{r['snapshot_s']:.1f} s, fork {r['fork_us'] / 1e3:.1f} ms, loop_turn_max_ms during it "
+                      f"{r['anon_huge_kib'] / 2**20:.2f} GiB): SNAPSHOT ({r['snapshot_method']}) "
+                      f"{r['snapshot_s']:.1f} s, fork {r['fork_us'] / 1e3:.1f} ms, slices "
+                      f"{r['slices_us'] / 1e3:.1f} ms of the loop over {r['slices_turns']} turns (at most "
+                      f"{r['slices_turn_max_us'] / 1e3:.1f} ms in one), loop_turn_max_ms during it "
                       f"{r['turn_during_snapshot_ms']}, probe worst {fmt_ms(r['snap_probe']['max_ms'])} ms "
                       f"(n {r['snap_probe']['n']}); restart: recovery {r['recovery_ms']} ms, exec to first PONG "
                       f"{r['restart_s']:.1f} s; worst probe SET of the run "
@@ -407,6 +415,11 @@ def main():
             ("probe p99.9 during growth, ms", lambda r: r["grow_probe"]["p999_ms"]),
             ("SNAPSHOT's fork() stall, ms", lambda r: r["fork_us"] / 1e3 if "fork_us" in r else None),
             ("loop_turn_max_ms during SNAPSHOT", lambda r: r.get("turn_during_snapshot_ms")),
+            ("SNAPSHOT's wall time, s", lambda r: r.get("snapshot_s")),
+            ("SNAPSHOT in slices: the loop's time in the producer, ms",
+             lambda r: r["slices_us"] / 1e3 if r.get("slices_turns") else None),
+            ("SNAPSHOT in slices: the most of it in one turn, ms",
+             lambda r: r["slices_turn_max_us"] / 1e3 if r.get("slices_turns") else None),
             ("probe worst during SNAPSHOT, ms", lambda r: r["snap_probe"]["max_ms"] if "snap_probe" in r else None),
             ("restart from the snapshot: recovery_ms", lambda r: r.get("recovery_ms")),
             ("DEL of the big hash, ms", lambda r: r["del_s"] * 1e3),
