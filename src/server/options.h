@@ -243,9 +243,11 @@ inline constexpr uint64_t kTurnApplyBudgetUs = 8000;
 // at most this much encoding plus one slice. 4 ms beside the apply budget's 8 ms keeps a turn
 // under issue 16's 20 ms.
 inline constexpr uint64_t kTurnSnapshotBudgetUs = 4000;
-// ... asking it for this many bytes a call (SliceBudget::bytes): ~0.1-0.3 ms of encoding, so
-// the budget is overrun by little, and a write(2) of the writer thread's is not too small.
-inline constexpr uint64_t kSnapshotSliceBytes = 256ull << 10;
+// ... asking it for this many bytes a call (SliceBudget::bytes), so the budget is overrun by
+// at most about one call. kv's small keys cost ~1.5 ms per 256 KiB on the reference VM (a
+// cache miss or two per key; 300 k keys of 20 bytes, loaded machine): a turn of 4 ms plus one
+// such call took 7.9 ms; 64 KiB is ~0.4 ms, and still a write(2) of a useful size for the writer.
+inline constexpr uint64_t kSnapshotSliceBytes = 64ull << 10;
 // Encoded slices waiting for the writer thread, at most this many bytes: when reached the loop
 // stops slicing (and may sleep) until the writer has written half of them (it wakes the loop),
 // so a disk slower than the encoding holds back the encoding, not memory.
