@@ -593,6 +593,8 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
     uint64_t next_us = 0;           // time in next(), all turns
     uint64_t turn_next_max_us = 0;  // longest turn's time in next()
     uint64_t turns = 0;             // turns that called next()
+    uint64_t next_cpu_us = 0;           // the loop thread's CPU time in next(), all turns
+    uint64_t turn_next_cpu_max_us = 0;  // ... the most in one turn (wall minus CPU: waiting for a CPU)
     uint64_t calls = 0;             // next() calls
     uint64_t encoded_bytes = 0;
     raft::Index slice_applied = 0;  // test_snapshot_slice_per_write: applied index at the last slice
