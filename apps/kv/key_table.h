@@ -194,6 +194,8 @@ class ResizingBuckets {
     size_t buckets = 0, nodes = 0;
   };
   StepWork last_step() const noexcept { return last_step_; }
+  // For tests: buckets read by in-order walks (iteration, lower_bound) since construction.
+  size_t walk_visits() const noexcept { return walk_visits_; }
 
  protected:
   ResizingBuckets() noexcept = default;
@@ -413,10 +415,26 @@ class ResizingBuckets {
     if (bytes == 0) releasing_.pop_back();
   }
 
+  // The first node in b's buckets [from, end of those that may hold one). While rehashing,
+  // t1_'s end is t1_filled_end(), not its size: an in-order walk must not read the rest.
   Node* first_in(const Buckets& b, size_t from) const {
-    for (size_t i = from; b.slots && i < b.count(); i++)
+    const size_t end = &b == &t1_ ? t1_filled_end() : b.count();
+    for (size_t i = from; b.slots && i < end; i++) {
+      walk_visits_++;
       if (b.slots[i]) return b.slots[i];
+    }
     return nullptr;
+  }
+  // While rehashing: the end of t1_'s buckets that may hold nodes, those the moved old
+  // buckets [0, rehash_idx_) map to. The rest of t1_ stays empty until the steps reach it.
+  // Walking it was the longest turn of a snapshot in slices at 20 M keys (issue 16 item 5):
+  // past the middle of the doubling to 32 M buckets, the cursor's step from the last moved
+  // bucket read ~16 M empty ones (128 MiB, mostly not yet faulted in: one fault per page),
+  // 245 ms of the loop's CPU in one turn; a SCAN or KEYS crossing that point did the same.
+  size_t t1_filled_end() const noexcept {
+    if (t1_.bits >= t0_.bits) return rehash_idx_ << (t1_.bits - t0_.bits);
+    const unsigned k = t0_.bits - t1_.bits;  // a shrink: 2^k old buckets to one new one
+    return (rehash_idx_ + (size_t{1} << k) - 1) >> k;
   }
   // The release queue's arrays at once (a table destroyed): to the prefault thread, which
   // refused them before but may have room now, else unmapped here.
@@ -429,6 +447,7 @@ class ResizingBuckets {
 
   Buckets t0_, t1_;
   size_t rehash_idx_ = 0;
+  mutable size_t walk_visits_ = 0;  // walk_visits()
   size_t prefault_upto_ = 0;  // bytes of t1_ handed to the prefault thread (prefault_ahead)
   size_t rehash_wait_ = 0;    // steps left before the resize moves its first bucket
   std::vector<std::pair<char*, size_t>> releasing_;  // mapped arrays the prefault thread refused, unmapped a slice per step
@@ -463,6 +482,7 @@ class KeyTable : private detail::ResizingBuckets<detail::KeyTableNode<V>, detail
   using Base::moved;
   using Base::home;
   using Base::first_in;
+  using Base::t1_filled_end;
   using Base::release_step;
   using Base::release_all;
 
@@ -474,6 +494,7 @@ class KeyTable : private detail::ResizingBuckets<detail::KeyTableNode<V>, detail
   using Base::rehashing;
   using Base::step;
   using Base::last_step;
+  using Base::walk_visits;
 
   template <bool kConst>
   class Iter {
