@@ -29,7 +29,11 @@ after each phase, and after the growth the turns' percentiles (INFO stages
 latency_stage_usec_loop_turn) and slow_turns (turns of 100 ms or more). During the growth it
 polls INFO stats (every LONG_TURN_POLL_S) for the turns of 20 ms or more with the loop
 thread's CPU time during each (long_turns*, last_long_turn_*): a turn mostly on the CPU is our
-work, one that was not waited for a CPU (the machine's). Run it under the benchmark lock on a shared machine:
+work, one that was not waited for a CPU (the machine's). Before each system it runs
+bench/pause_probe (--pause-probe-s, one thread that only reads the clocks) and reports the
+longest gap that thread saw in its own CPU time: on a VM that does not report steal time, the
+host's pauses count as the running thread's CPU, so a server turn's "CPU" near that floor is
+not the server's work. Run it under the benchmark lock on a shared machine:
     flock /tmp/hmdb-bench.lock python3 bench/stall_bench.py --runs 3
 and quote the load (printed) with the medians and spread. Python 3 standard library plus
 redis-benchmark and redis-server on PATH. Every process started here is stopped by PID.
@@ -57,6 +61,7 @@ SETTLE_S = 3.0                 # after SNAPSHOT: hmdb frees its log a bounded am
 AFTER_DELETE_S = 1.0           # the probe keeps running this long after DEL / FLUSHALL
 SERVER_READY_TIMEOUT_S = 60.0
 LONG_TURN_POLL_S = 0.1         # INFO stats polled this often during the growth (hmdb)
+PAUSE_PROBE_TIMEOUT_EXTRA_S = 30.0  # pause_probe runs --pause-probe-s; this much more is a hang
 
 
 def wait_ping(port, proc, timeout=SERVER_READY_TIMEOUT_S):
@@ -217,6 +222,16 @@ class Probing:
         return False
 
 
+def pause_probe(binary, seconds):
+    """bench/pause_probe for seconds: its summary line's "key value" pairs (floats), or None."""
+    if seconds <= 0 or not binary or not os.path.exists(binary):
+        return None
+    out = subprocess.run([binary, "--seconds", str(seconds)], capture_output=True, text=True, check=True,
+                         timeout=seconds + PAUSE_PROBE_TIMEOUT_EXTRA_S).stdout
+    line = [x for x in out.splitlines() if x.startswith("pause_probe: all ")][-1].split()[2:]
+    return {k: float(v) for k, v in zip(line[::2], line[1::2])}
+
+
 def run_one(name, kind, binary, args, work, extra_args=()):
     port = free_port()
     server = HmdbServer(binary, port, work, args, extra_args) if kind == "hmdb" else RedisServer(binary, port, work, args)
@@ -333,6 +348,9 @@ def main():
     ap.add_argument("--value-bytes", type=int, default=3, help="value size of the growth's SETs (3)")
     ap.add_argument("--fields", type=int, default=1_000_000, help="random fields over which myhash is filled")
     ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--pause-probe", default=None, help="bench/pause_probe binary (default: BUILD/bench/pause_probe)")
+    ap.add_argument("--pause-probe-s", type=float, default=10.0,
+                    help="seconds of pause_probe before each system's run (0: none)")
     ap.add_argument("--durability", choices=sorted(REDIS_PERSISTENCE), default="none",
                     help="hmdb's --durability; Redis runs with the matching persistence (always: AOF "
                          "appendfsync always, periodic: everysec, none: none)")
@@ -358,18 +376,27 @@ def main():
         if options:
             print(f"  {name}: serve {' '.join(options)}", flush=True)
     results = {name: [] for name, _, _ in systems}
+    probe_bin = args.pause_probe or os.path.join(args.build_dir, "bench", "pause_probe")
     for run in range(args.runs):
         for name, kind, binary in systems:
             work = tempfile.mkdtemp(prefix="stall_bench-")
             try:
+                pauses = pause_probe(probe_bin, args.pause_probe_s)
                 t0 = time.monotonic()
                 r = run_one(name, kind, binary, args, work, serve_options.get(name, ()))
+                r["pauses"] = pauses
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             results[name].append(r)
             extra = (f"after SNAPSHOT {r['bytes_per_key_after_snapshot']:.1f} B/key, restarted "
                      f"{r['bytes_per_key_restarted']:.1f} B/key" if kind == "hmdb"
                      else f"used_memory {r['used_memory_per_key']:.1f} B/key")
+            if r["pauses"]:
+                p = r["pauses"]
+                print(f"run {run + 1} before {name}: the platform (pause_probe, {p['seconds']:.0f} s, one thread reading "
+                      f"the clocks): longest gap in its CPU time {p['cpu_gap_max_ms']:.1f} ms ({p['cpu_gaps_ge_4ms']:.0f} "
+                      f">= 4 ms, {p['cpu_gaps_ge_20ms']:.0f} >= 20 ms), in wall time {p['wall_gap_max_ms']:.1f} ms",
+                      flush=True)
             print(f"run {run + 1} {name}: {r['keys']} keys in {r['load_s']:.1f} s ({r['load_line']}); "
                   f"probe worst during growth {fmt_ms(r['grow_probe']['max_ms'])} ms "
                   f"(p99.9 {fmt_ms(r['grow_probe']['p999_ms'])}, n {r['grow_probe']['n']}); "
@@ -416,7 +443,9 @@ def main():
             return "-"
         return f"{statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f})"
 
-    rows = [("probe worst during growth, ms", lambda r: r["grow_probe"]["max_ms"]),
+    rows = [("the platform before the run: pause_probe's longest CPU-time gap, ms",
+             lambda r: r["pauses"]["cpu_gap_max_ms"] if r.get("pauses") else None),
+            ("probe worst during growth, ms", lambda r: r["grow_probe"]["max_ms"]),
             ("probe p99.9 during growth, ms", lambda r: r["grow_probe"]["p999_ms"]),
             ("SNAPSHOT's fork() stall, ms", lambda r: r["fork_us"] / 1e3 if "fork_us" in r else None),
             ("loop_turn_max_ms during SNAPSHOT", lambda r: r.get("turn_during_snapshot_ms")),
