@@ -47,6 +47,15 @@ STOP_TIMEOUT_S = 30.0
 # How long an `nft` invocation may take.
 NFT_TIMEOUT_S = 10.0
 
+# How long leader_call() goes on sending a command that the replies say was not executed.
+LEADER_CALL_TIMEOUT_S = 30.0
+# Replies that say a command was not executed (no leader known here, one elsewhere, a transfer,
+# a write lost in a leadership change): leader_call() sends it again to the leader of the moment.
+NOT_EXECUTED_REPLIES = ("MOVED ", "CLUSTERDOWN", "TRYAGAIN", "ERR write lost in a leadership change")
+# A write whose outcome is unknown (leadership changed before it committed): leader_call()
+# sends it again too, so it sends only writes that a second run does not apply twice.
+OUTCOME_UNKNOWN_REPLY = "ERR write outcome unknown"
+
 # Every cluster started by this process, so an interrupted test leaves nothing running.
 _live_nodes = set()
 # Every nftables table we created, so an interrupted test leaves no rule behind.
@@ -698,6 +707,37 @@ if __name__ == "__main__":
     if not ok:
         sys.exit(1 if os.environ.get("HMDB_CHAOS_ALLOW_NO_NFT") != "1" else 77)
     sys.exit(0)
+
+
+def leader_call(cluster, args, nodes=None, again=None, timeout=LEADER_CALL_TIMEOUT_S):
+    """Sends `args` to the leader among `nodes` (every running node if None), and again to the
+    leader of the moment while the reply says it was not executed or (a write) its outcome is
+    unknown; returns (the node that answered, its reply). An election between two calls moves
+    leadership as it may under any client: on a loaded machine a loop stalled past the 200 ms
+    election timeout is enough, so a test whose claim is not about elections sends this way.
+    A connection lost or timed out before the reply counts as an unknown outcome.
+    `again`: the error a repeat of an applied write answers (ACCOUNT.CREATE: "already exists");
+    after an unknown outcome it means the first run took effect, and "OK" is returned."""
+    deadline = time.monotonic() + timeout
+    unknown = False
+    while True:
+        leader = cluster.wait_leader(max(deadline - time.monotonic(), 0.0), nodes=nodes)
+        try:
+            reply = leader.call(*args)
+        except (resp.ConnectionLost, OSError) as e:  # it stopped leading and closed, or is slow
+            reply = resp.RespError("CLUSTERDOWN connection to %s lost: %s" % (leader, e))
+            unknown = True
+        if not isinstance(reply, resp.RespError):
+            return leader, reply
+        if unknown and again is not None and again in reply.message:
+            return leader, "OK"
+        if not reply.message.startswith(NOT_EXECUTED_REPLIES + (OUTCOME_UNKNOWN_REPLY,)):
+            return leader, reply
+        unknown = unknown or reply.message.startswith(OUTCOME_UNKNOWN_REPLY)
+        if time.monotonic() >= deadline:
+            raise harness.TestFailure("%s: not executed within %.0fs, last reply: %s"
+                                      % (" ".join(str(a) for a in args), timeout, reply.message))
+        time.sleep(POLL_INTERVAL_S)
 
 
 @contextlib.contextmanager

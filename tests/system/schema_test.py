@@ -21,9 +21,13 @@ TRANSFER takes major units where version 1 took minor ones).
           same binary it is blocked at the same index. kill -9 of the leader: the other
           version-2 node leads (node 3 votes, never leads) and the two serve writes. Node 3
           restarted with hmdb-ledger-v2, and the old leader, catch up: identical at version 2.
-  snapshot node 3 (hmdb-ledger) is stopped, version 2 activated and the leader's log
-          compacted (SNAPSHOT); restarted, node 3 is offered a snapshot of version 2: it refuses
-          it, stays up, blocked at the snapshot's index, and says so; upgraded, it installs it.
+  snapshot node 3 (hmdb-ledger) is stopped, version 2 activated and both other nodes' logs
+          compacted (SNAPSHOT on each: whichever leads when node 3 is back has only a snapshot
+          to offer it); restarted, node 3 is offered a snapshot of version 2: it refuses it,
+          stays up, blocked at that snapshot's index, and says so; upgraded, it installs it.
+          Its writes go to whichever node leads: an election under load (a loop stalled
+          past the election timeout) is not what it tests, and with node 3 down the two others
+          are the quorum, so any stall of either one moves leadership.
   gate    node 1 runs hmdb-ledger-v2, nodes 2 and 3 hmdb-ledger: the leader (node 1) refuses
           CLUSTER SCHEMA ACTIVATE 2, naming both (1 of 3 voters reads it), and proposes
           nothing.
@@ -44,6 +48,10 @@ import resp
 LEADER_TIMEOUT_S = 30.0
 CONVERGE_TIMEOUT_S = 60.0
 EXIT_TIMEOUT_S = 30.0
+# SNAPSHOT answers once the snapshot is written and synced (fdatasync, rename, directory
+# fsync): on a disk that other engineers' benchmarks and builds share, that took more than the
+# harness's 2 s bound on an admin request (cl.ADMIN_TIMEOUT_S) under load, so it has its own.
+SNAPSHOT_TIMEOUT_S = 30.0
 
 
 check = harness.check
@@ -110,7 +118,7 @@ def case_single(c, ledger, ledger_v2):
     check(balance(n, "alice") == expected, "after the replay alice has %d" % balance(n, "alice"))
     check(server_info(n).get("schema_version_active") == "2", "the active version after the replay")
     # A snapshot, then a restart from it.
-    snap = n.call("SNAPSHOT")
+    snap = n.call("SNAPSHOT", timeout=SNAPSHOT_TIMEOUT_S)
     check(isinstance(snap, str), "SNAPSHOT answered %r" % (snap,))
     check(n.terminate() == 0, "SIGTERM")
     n.start()
@@ -258,31 +266,54 @@ def case_gate(c, ledger, ledger_v2):
     check(c.wait_converged(CONVERGE_TIMEOUT_S) == index + 1, "one entry more: nothing was proposed")
 
 
+def wait_applied(c, nodes):
+    """Until every one of `nodes` applied the leader's last index (the leader among them);
+    returns that index."""
+    def same():
+        infos = c.infos(nodes)
+        leaders = [i for i in infos.values() if i.get("role") == "leader"]
+        if len(infos) != len(nodes) or len(leaders) != 1:
+            return None
+        last = int(leaders[0]["last_index"])
+        return last if all(int(i["applied_index"]) == last for i in infos.values()) else None
+    return wait_for("%s applied the leader's last index" % nodes, same, CONVERGE_TIMEOUT_S)
+
+
 def case_snapshot(c, ledger, ledger_v2):
-    """Node 3 (version 1) is down while version 2 is activated and the leader's log is
+    """Node 3 (version 1) is down while version 2 is activated and the others' logs are
     compacted: back, it is offered a snapshot of version 2, refuses it, stays up blocked."""
     old = c.node(3)
-    leader = c.wait_leader(LEADER_TIMEOUT_S)
-    if leader is old:
-        code, out = cli(ledger_v2, "--addr", old.client_addr, "transfer", "1")
-        check(code == 0, "transfer to node 1 (exit %d):\n%s" % (code, out))
-        leader = c.wait_leader(LEADER_TIMEOUT_S)
-    accounts(leader)
+    others = [c.node(1), c.node(2)]
+    # If node 3 leads, its SIGTERM below makes the other two elect (no transfer first: under
+    # load a transfer can miss its election timeout, and nothing here depends on who leads).
+    for words in (["ACCOUNT.CREATE", "bank", "USD", "OVERDRAFT"], ["ACCOUNT.CREATE", "alice", "USD"]):
+        _, reply = cl.leader_call(c, words, again="already exists")
+        check(reply == "OK", "%s answered %r" % (" ".join(words), reply))
     c.wait_converged(CONVERGE_TIMEOUT_S)
     check(old.terminate() == 0, "SIGTERM to node 3")
-    check(leader.call("CLUSTER", "SCHEMA", "ACTIVATE", "2") == "OK", "the activation commits (2 of 3 read it)")
-    check(leader.call("TRANSFER", "bank", "alice", "2.50", "USD") > 0, "a version-2 write")
-    snap = leader.call("SNAPSHOT")
-    check(isinstance(snap, str) and snap.startswith("OK snapshot at index"), "SNAPSHOT answered %r" % (snap,))
-    snap_index = int(snap.split()[-1])
+    _, reply = cl.leader_call(c, ["CLUSTER", "SCHEMA", "ACTIVATE", "2"], nodes=others,
+                              again="not above the active version 2")
+    check(reply == "OK", "the activation commits (2 of 3 read it): %r" % (reply,))
+    _, reply = cl.leader_call(c, ["TRANSFER", "bank", "alice", "2.50", "USD", "ID", "v2-write"], nodes=others)
+    check(isinstance(reply, int) and reply > 0, "a version-2 write: %r" % (reply,))
+    # Both compacted past the activation: whichever leads when node 3 is back offers it a
+    # snapshot, not the activation entry.
+    wait_applied(c, others)
+    snap_indexes = set()
+    for n in others:
+        snap = n.call("SNAPSHOT", timeout=SNAPSHOT_TIMEOUT_S)
+        check(isinstance(snap, str) and snap.startswith("OK snapshot at index"), "%s: SNAPSHOT answered %r" % (n, snap))
+        snap_indexes.add(int(snap.split()[-1]))
     old.start()
     index = wait_for("node 3 refuses the snapshot", lambda: blocked_at(old)[0], CONVERGE_TIMEOUT_S)
-    check(index == snap_index and blocked_at(old) == (snap_index, 2), "blocked at %r" % (blocked_at(old),))
-    check(("schema: BLOCKED: refused the leader's snapshot at index %d" % snap_index) in old.log(), old.log_tail())
+    check(index in snap_indexes and blocked_at(old) == (index, 2),
+          "blocked at %r; the snapshots are at %r" % (blocked_at(old), sorted(snap_indexes)))
+    check(("schema: BLOCKED: refused the leader's snapshot at index %d" % index) in old.log(), old.log_tail())
     refused = old.call("BALANCE", "alice")
     check(isinstance(refused, resp.RespError) and "the leader's snapshot there is of schema version 2" in refused.message,
           "a blocked node's reply: %r" % (refused,))
-    check(leader.call("TRANSFER", "bank", "alice", "1", "USD") > 0, "writes go on")
+    _, reply = cl.leader_call(c, ["TRANSFER", "bank", "alice", "1", "USD", "ID", "after-refusal"], nodes=others)
+    check(isinstance(reply, int) and reply > 0, "writes go on: %r" % (reply,))
     check(old.exited_unexpectedly() is None, "node 3 runs")
     # Upgraded, it installs the snapshot and catches up.
     check(old.terminate() == 0, "SIGTERM to node 3")
