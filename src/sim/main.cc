@@ -56,7 +56,7 @@ void usage() {
                "usage: hmdb-sim [--seed S | --seeds N [--start S]] [--nodes 3|5] [--steps TICKS]\n"
                "                [--ops MAX_CLIENT_OPS] [--bug NAME]... [--no-faults] [--trace] [--keep-going]\n"
                "                [--isolate] [--outcome-checks-only] [--max-seconds S] [--lying-fsync] [--transactions] [--forward]\n"
-               "                [--request-ids] [--digest-marks] [--upgrade] [--sliced-reads] [--slow-readers] [--sliced-writes] [--apply-budget] [--snapshot-races]\n"
+               "                [--request-ids] [--digest-marks] [--upgrade] [--sliced-reads] [--slow-readers] [--sliced-writes] [--apply-budget] [--snapshot-races] [--sliced-snapshots]\n"
                "                [--log-memory-bytes N]\n"
                "bugs:");
   for (const auto& b : hmdb::sim::bug_names()) std::fprintf(stderr, " %s", b.c_str());
@@ -122,6 +122,7 @@ int main(int argc, char** argv) {
       else if (a == "--sliced-writes") base.sliced_writes = true;
       else if (a == "--apply-budget") base.apply_budget = true;
       else if (a == "--snapshot-races") base.snapshot_races = true;
+      else if (a == "--sliced-snapshots") base.sliced_snapshots = true;
       else if (a == "--log-memory-bytes") base.log_memory_bytes = std::stoull(value());
       else { usage(); return 2; }
     } catch (const std::exception&) {

@@ -24,8 +24,15 @@ bool parse_set(Args argv, SetArgs& out, std::string& error) {
   if (!parse_int(argv[2], &out.value)) { error = "ERR value is not an integer"; return false; }
   return true;
 }
+// Every change of a v1 register goes through this first (the snapshot in slices keeps what
+// the register was at its index).
+void before_change(RegisterApp::State& s, std::string_view key) {
+  if (s.saving) [[unlikely]] s.saving->before_change(key);
+}
+
 void apply_set(RegisterApp::State& s, const SetArgs& a, const ApplyContext&, Reply& r) {
   s.changes++;
+  before_change(s, a.key);
   s.values[a.key] = a.value;
   r.ok();
 }
@@ -39,6 +46,7 @@ bool parse_incr(Args argv, IncrArgs& out, std::string&) {
 }
 void apply_incr(RegisterApp::State& s, const IncrArgs& a, const ApplyContext&, Reply& r) {
   s.changes++;
+  before_change(s, a.key);
   int64_t& v = s.values[a.key];  // absent counts as 0, as in Redis
   v += 1;
   r.integer(v);
@@ -155,7 +163,10 @@ std::optional<int64_t> value_v1(const RegisterApp::State& s, std::string_view ke
 void run_mget_v1(const RegisterApp::State& s, Args argv, const QueryContext& ctx, Reply& r) {
   run_mget(s, argv, ctx, r, &value_v1);
 }
-void store_v1(RegisterApp::State& s, const std::string& key, int64_t v) { s.values[key] = v; }
+void store_v1(RegisterApp::State& s, const std::string& key, int64_t v) {
+  before_change(s, key);
+  s.values[key] = v;
+}
 void apply_sumstore_v1(RegisterApp::State& s, const SumStoreArgs& a, const ApplyContext& ctx, Reply& r) {
   apply_sumstore(s, a, ctx, r, &value_v1, &store_v1);
 }
@@ -275,6 +286,7 @@ bool RegisterAppV2DropsField::load(State& s, Decoder& in, uint32_t version) {
 
 std::map<std::string, int64_t, std::less<>> register_values(StateMachine& app) {
   if (auto* v1 = dynamic_cast<RegisterHost*>(&app)) return v1->state().values;
+  if (auto* bug = dynamic_cast<RegisterHostSavesWithoutCopy*>(&app)) return bug->state().values;
   std::map<std::string, int64_t, std::less<>> out;
   const RegisterAppV2::State* s = nullptr;
   if (auto* v2 = dynamic_cast<RegisterHostV2*>(&app)) s = &v2->state();
@@ -311,6 +323,64 @@ bool RegisterApp::load(State& s, Decoder& in, uint32_t version) {
     s.values[key] = v;
   }
   return in.done();
+}
+
+std::unique_ptr<SaveProducer> RegisterApp::begin_save(State& s) {
+  if (s.saving) return nullptr;  // one at a time
+  return std::make_unique<RegisterSaveCursor>(s, true);
+}
+
+std::unique_ptr<SaveProducer> RegisterAppSavesWithoutCopy::begin_save(State& s) {
+  if (s.saving) return nullptr;
+  return std::make_unique<RegisterSaveCursor>(s, false);  // PLANTED BUG: keeps nothing
+}
+
+RegisterSaveCursor::RegisterSaveCursor(RegisterApp::State& s, bool copy) : s_(s), count_(s.values.size()), copy_(copy) {
+  HMDB_ASSERT(s.saving == nullptr, "one snapshot in slices at a time");
+  s_.saving = this;
+}
+
+RegisterSaveCursor::~RegisterSaveCursor() { unhook(); }
+
+void RegisterSaveCursor::unhook() {
+  if (s_.saving == this) s_.saving = nullptr;
+}
+
+void RegisterSaveCursor::before_change(std::string_view key) {
+  if (!copy_ || !ahead(key) || kept_.find(key) != kept_.end()) return;
+  auto it = s_.values.find(key);
+  kept_.emplace(std::string(key), it == s_.values.end() ? std::nullopt : std::optional<int64_t>(it->second));
+}
+
+bool RegisterSaveCursor::next(Encoder& out, const SliceBudget& budget) {
+  if (done_) return true;
+  if (!started_) {
+    out.varint(count_);
+    started_ = true;
+  }
+  auto live = cursor_ ? s_.values.upper_bound(*cursor_) : s_.values.begin();
+  auto kept = kept_.begin();  // every kept register is ahead of the cursor
+  for (size_t made = 0; (live != s_.values.end() || kept != kept_.end()) && made < std::max<size_t>(budget.elements, 1);
+       made++) {
+    if (kept == kept_.end() || (live != s_.values.end() && live->first < kept->first)) {
+      out.bytes(live->first);  // unchanged since I: a change would have kept it first
+      out.i64(live->second);
+      cursor_ = live->first;
+      ++live;
+      continue;
+    }
+    if (live != s_.values.end() && live->first == kept->first) ++live;  // its value at I is the kept one
+    if (kept->second) {
+      out.bytes(kept->first);
+      out.i64(*kept->second);
+    }  // else created after I: not in this snapshot
+    cursor_ = kept->first;
+    kept = kept_.erase(kept);
+  }
+  if (live != s_.values.end() || kept != kept_.end()) return false;
+  done_ = true;
+  unhook();
+  return true;
 }
 
 std::optional<int64_t> parse_reply(std::string_view resp, bool* ok) {

@@ -9,10 +9,17 @@
 // checker compare the applied state of every node at every index. Registers are enough for
 // linearizability checking: SET writes unique values, INCR's reply reveals the order of
 // increments, GET observes both.
+//
+// Snapshots in slices (Options::sliced_snapshots; hmdb::SaveProducer, docs/decisions.md "A
+// snapshot without fork()"): begin_save hooks a RegisterSaveCursor on the state; SET, INCR and
+// SUMSTORE's store keep a register's value at I (or "absent") before they change it when it is
+// ahead of the cursor, as kv's SaveCursor does per key. RegisterAppSavesWithoutCopy is the
+// planted bug (Options::ShellBugs::save_without_copy): its producer keeps nothing.
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,6 +31,8 @@ namespace hmdb::sim {
 // SUMSTORE's sum is taken modulo this (a register summed into itself again and again stays
 // far from overflow).
 inline constexpr int64_t kSumModulus = 1'000'000'000'000;
+
+class RegisterSaveCursor;
 
 struct RegisterApp {
   static constexpr std::string_view kName = "simreg";
@@ -38,14 +47,53 @@ struct RegisterApp {
     // value and after its last: equal readings mean no write or load changed the state while
     // its reply was made in slices (the engine holds the apply meanwhile).
     uint64_t changes = 0;
+    // The snapshot being written in slices (begin_save), null when none: every change of a
+    // register calls it first (RegisterSaveCursor::before_change). Not state: not saved.
+    RegisterSaveCursor* saving = nullptr;
   };
 
   static void define(Commands<State>& c);
   static void save(const State& s, Encoder& out);
   static bool load(State& s, Decoder& in, uint32_t version);
+  static std::unique_ptr<SaveProducer> begin_save(State& s);
 };
 
 using RegisterHost = AppHost<RegisterApp>;
+
+// save()'s bytes of the state at I written in slices while writes go on: a cursor (the last
+// register written) over the map's order, and a side map keeping, for a register ahead of it
+// changed since I, its value then or "absent" (created since). With copy = false it keeps
+// nothing (the planted bug): a register changed ahead of the cursor is written as it is now.
+class RegisterSaveCursor final : public SaveProducer {
+ public:
+  RegisterSaveCursor(RegisterApp::State& s, bool copy);
+  ~RegisterSaveCursor() override;
+  RegisterSaveCursor(const RegisterSaveCursor&) = delete;
+  RegisterSaveCursor& operator=(const RegisterSaveCursor&) = delete;
+  bool next(Encoder& out, const SliceBudget& budget) override;
+  // key is about to change or be created: keeps what it is now if it is ahead of the cursor
+  // and not kept yet.
+  void before_change(std::string_view key);
+
+ private:
+  bool ahead(std::string_view key) const { return !done_ && (!cursor_ || key > *cursor_); }
+  void unhook();
+
+  RegisterApp::State& s_;
+  const uint64_t count_;  // registers at I: save()'s first varint
+  const bool copy_;
+  bool started_ = false;
+  bool done_ = false;
+  std::optional<std::string> cursor_;  // the last register written
+  std::map<std::string, std::optional<int64_t>, std::less<>> kept_;  // nullopt: absent at I
+};
+
+// The planted bug's app (Options::ShellBugs::save_without_copy): RegisterApp whose producer
+// does not copy before write.
+struct RegisterAppSavesWithoutCopy : RegisterApp {
+  static std::unique_ptr<SaveProducer> begin_save(State& s);
+};
+using RegisterHostSavesWithoutCopy = AppHost<RegisterAppSavesWithoutCopy>;
 
 // Version 2 of the same app, for the simulator's mixed-version runs (Options::upgrade,
 // issue 13): a node runs RegisterApp (v1) or this (v2, which reads 1..2). What changed:

@@ -119,6 +119,8 @@ const char* fault_name(Fault f) {
     case Fault::kHeldAppend: return "held-append";
     case Fault::kStalledAtLastChunk: return "stalled-at-last-chunk";
     case Fault::kChunksOfTwoSnapshots: return "chunks-of-two-snapshots";
+    case Fault::kSlicedSnapshot: return "sliced-snapshot";
+    case Fault::kSlicedSnapshotAbandoned: return "sliced-snapshot-abandoned";
     case Fault::kCount: break;
   }
   return "?";
@@ -164,7 +166,8 @@ std::vector<std::string> shell_bug_names() {
   return {"forget_replaced_writes", "drop_missed_ticks", "reads_without_index", "forward_resends_broken_writes",
           "forget_request_ids", "hash_marks_after_entry", "apply_unread_schema", "migration_drops_field",
           "gate_without_quorum", "apply_during_background_load", "apply_while_producing",
-          "send_after_persist_early", "apply_before_write_finishes", "skip_yielded_command"};
+          "send_after_persist_early", "apply_before_write_finishes", "skip_yielded_command",
+          "save_without_copy"};
 }
 
 bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
@@ -182,6 +185,7 @@ bool set_shell_bug(Options::ShellBugs* bugs, const std::string& name) {
   else if (name == "send_after_persist_early") bugs->send_after_persist_early = true;
   else if (name == "apply_before_write_finishes") bugs->apply_before_write_finishes = true;
   else if (name == "skip_yielded_command") bugs->skip_yielded_command = true;
+  else if (name == "save_without_copy") bugs->save_without_copy = true;
   else return false;
   return true;
 }
@@ -230,6 +234,8 @@ std::string replay_command(const Options& o) {
   if (o.shell_bugs.skip_yielded_command) cmd += " --bug skip_yielded_command";
   if (o.log_memory_bytes != 0) cmd += fmt::format(" --log-memory-bytes {}", o.log_memory_bytes);
   if (o.snapshot_races) cmd += " --snapshot-races";
+  if (o.sliced_snapshots) cmd += " --sliced-snapshots";
+  if (o.shell_bugs.save_without_copy) cmd += " --bug save_without_copy";
   if (o.bugs.send_stale_snapshot_after_trim) cmd += " --bug send_stale_snapshot_after_trim";
   if (o.bugs.install_over_matching_log) cmd += " --bug install_over_matching_log";
   if (o.bugs.stage_over_pending_install) cmd += " --bug stage_over_pending_install";
@@ -292,6 +298,9 @@ constexpr uint64_t kMaxSnapshotsKept = 4;     // per node, for answering chunk r
 constexpr size_t kMaxMessagesInFlight = 200'000;
 constexpr size_t kMaxPartitions = 3;          // random partitions in force at once
 constexpr const char* kKeys[] = {"a", "b", "c"};
+// Options::sliced_snapshots: the chance that a node's snapshot producer writes a slice at each
+// chance it has (every applied entry, every turn's end).
+constexpr uint32_t kSliceChancePpm = 250'000;
 // The key of a GET that is an MGET of every key in kKeys (Options::sliced_reads).
 constexpr const char* kAllKeys = "*";
 // A SUMSTORE (Options::sliced_writes) sums every key in kKeys this many times over: twelve
@@ -718,6 +727,15 @@ struct Node {
   // append it sent that the network holds (kRaceHoldPpm).
   Index race_snapshot_at = 0;
   bool snapshot_wanted = false;  // its core asked for a fresh snapshot (Ready::snapshot_wanted)
+  // Options::sliced_snapshots: the snapshot being written in slices (snapshot_in_flight is
+  // set meanwhile): the app's producer, the snapshot's meta, the bytes so far (the engine
+  // part, then the slices), a whole save at its index to compare them with at the end, and
+  // the applied index at its start.
+  std::unique_ptr<SaveProducer> saving;
+  raft::SnapshotMeta saving_meta;
+  std::string saving_bytes;
+  std::string saving_expected;
+  Index saving_from = 0;
 
   // Per incarnation, for monotonicity checks.
   Term last_term = 0;
@@ -887,6 +905,10 @@ class Simulation {
   // Snapshots taken because a core asked (Options::log_memory_bytes): (index, term).
   std::set<std::pair<Index, Term>> wanted_snapshots_;
   void take_snapshot(Node& n);
+  // Options::sliced_snapshots: the producer's next slice (a seed-drawn budget), and the
+  // snapshot's write queued once it is done; and the snapshot dropped half written.
+  void advance_sliced_snapshot(Node& n);
+  void abandon_sliced_snapshot(Node& n, const char* why);
   void check_node(Node& n);
   void mirror_append(Node& n, const Entry& e);
 
@@ -1368,6 +1390,7 @@ void Simulation::start_node(Node& n) {
 }
 
 void Simulation::crash_node(Node& n, bool allow_faults) {
+  abandon_sliced_snapshot(n, "crash");  // the app goes with the process
   // The process stops and the machine loses power. What the disk thread had handed to
   // write(2) but not synced may survive in part (a torn write): a prefix of those bytes, cut
   // anywhere (inside a record, too), sometimes with an earlier sector missing. A snapshot
@@ -1475,6 +1498,8 @@ void Simulation::end_turn(Node& n) {
   if (n.replica->stats().sliced_writes_dropped > 0) mark(Fault::kSlicedWriteDropped);
   after_input(n);
   if (!result_.ok) return;
+  advance_sliced_snapshot(n);  // as the server's loop, once a turn (and after each applied entry)
+  if (!result_.ok) return;
   maybe_snapshot(n);
   if (result_.ok && n.up) check_node(n);
 }
@@ -1548,6 +1573,7 @@ void Simulation::finish_load(Node& n) {
 // The app takes the snapshot's state (the server: a fresh state machine loaded from the
 // file); the state digest must be the one the cluster applied up to there.
 bool Simulation::load_into_app(Node& n, const raft::SnapshotMeta& m, const std::string& data) {
+  abandon_sliced_snapshot(n, "the state is replaced");
   Decoder in(data);
   n.app->clear();
   if (core::load_state(*n.app, n.replica->requests(), in, m.schema_version, core::kStateFormatNewest) !=
@@ -1736,6 +1762,7 @@ void NodeHost::proposed(raft::Index index, raft::Term term, const std::vector<co
 // server does (make it durable, load it into the app).
 void Simulation::install_snapshot(Node& n, const raft::SnapshotMeta& m, bool background) {
   if (!result_.ok) return;
+  abandon_sliced_snapshot(n, "a leader's snapshot replaces the state");  // as server/snapshot.cc, at its staging
   const bool replaced_longer = n.mirror_last() > m.index;
   mark(Fault::kSnapshotInstall);
   if (wanted_snapshots_.count({m.index, m.term})) result_.wanted_snapshot_installs++;
@@ -2123,6 +2150,8 @@ void NodeHost::applied(const raft::Entry& e) {
       return;
     }
   }
+  sim.advance_sliced_snapshot(n);  // writes were applied since its last slice
+  if (!sim.result_.ok) return;
   // Snapshots between two applied entries (half the seeds), and the split nemesis's.
   if (n.race_snapshot_at && e.index >= n.race_snapshot_at) {
     // Options::snapshot_races: as maybe_snapshot would take one, but here.
@@ -2143,7 +2172,10 @@ void NodeHost::applied(const raft::Entry& e) {
 // Mixed versions (Options::upgrade)
 
 std::unique_ptr<StateMachine> Simulation::make_app(uint32_t binary) const {
-  if (binary == 1) return std::make_unique<RegisterHost>();
+  if (binary == 1) {
+    if (opt_.shell_bugs.save_without_copy) return std::make_unique<RegisterHostSavesWithoutCopy>();  // PLANTED BUG
+    return std::make_unique<RegisterHost>();
+  }
   if (opt_.shell_bugs.migration_drops_field) return std::make_unique<RegisterHostV2DropsField>();  // PLANTED BUG
   return std::make_unique<RegisterHostV2>();
 }
@@ -2413,6 +2445,25 @@ void Simulation::take_snapshot(Node& n) {
                                         conf_string(meta.conf), conf_string(n.applied_conf)));
     return;
   }
+  if (opt_.sliced_snapshots && meta.schema_version == n.app->schema_version() && rng_.chance(500'000)) {
+    // As server/snapshot.cc's start_sliced_snapshot: the engine part now, the app's in slices.
+    if (std::unique_ptr<SaveProducer> p = n.app->begin_save()) {
+      Encoder whole;
+      core::save_state(*n.app, n.replica->requests(), whole);
+      n.saving_expected = whole.take();
+      Encoder engine;
+      core::save_engine_part(*n.app, n.replica->requests(), engine);
+      n.saving_bytes = engine.take();
+      n.saving = std::move(p);
+      n.saving_meta = meta;
+      n.saving_from = n.applied;
+      n.snapshot_in_flight = true;
+      ev(54, n.id, meta.index, meta.term, [&] {
+        return fmt::format("n{} begins a snapshot at {}/{} in slices", n.id, meta.index, meta.term);
+      });
+      return;
+    }
+  }
   Encoder enc;
   if (!core::save_state_at(*n.app, n.replica->requests(), meta.schema_version, enc)) {
     n.layout_refused = meta.schema_version;
@@ -2425,6 +2476,47 @@ void Simulation::take_snapshot(Node& n) {
   w.done_at = disk_done_at(n, 1, 6);
   n.disk.pending.push_back(std::move(w));
   n.snapshot_in_flight = true;
+}
+
+void Simulation::advance_sliced_snapshot(Node& n) {
+  if (!n.saving || !result_.ok) return;
+  // The workload has three registers: a slice at one chance in four, of one or two, spreads
+  // a snapshot over several turns and entries, so that writes land ahead of its cursor.
+  if (!rng_.chance(kSliceChancePpm)) return;
+  Encoder out;
+  const bool done = n.saving->next(out, SliceBudget{.elements = rng_.range(1, 2), .bytes = SIZE_MAX});
+  n.saving_bytes += out.take();
+  if (!done) return;
+  n.saving.reset();
+  const raft::SnapshotMeta meta = n.saving_meta;
+  if (opt_.protocol_checks && n.saving_bytes != n.saving_expected) {
+    fail("sliced-snapshot", fmt::format("n{} wrote the snapshot at {}/{} in slices ({} bytes), entries up to {} applied "
+                                        "meanwhile: not the bytes of a whole save at {} ({} bytes)", n.id, meta.index,
+                                        meta.term, n.saving_bytes.size(), n.applied, meta.index, n.saving_expected.size()));
+    return;
+  }
+  if (n.applied > n.saving_from) mark(Fault::kSlicedSnapshot);
+  ev(55, n.id, meta.index, n.applied, [&] {
+    return fmt::format("n{} wrote its snapshot at {} in slices (applied {} meanwhile)", n.id, meta.index, n.applied);
+  });
+  Write w;
+  w.local = raft::Snapshot{meta, std::move(n.saving_bytes)};
+  w.done_at = disk_done_at(n, 1, 6);
+  n.disk.pending.push_back(std::move(w));
+  n.saving_bytes.clear();
+  n.saving_expected.clear();
+}
+
+void Simulation::abandon_sliced_snapshot(Node& n, const char* why) {
+  if (!n.saving) return;
+  n.saving.reset();  // before anything replaces the state (SaveProducer's contract)
+  n.saving_bytes.clear();
+  n.saving_expected.clear();
+  n.snapshot_in_flight = false;
+  if (!healing_) mark(Fault::kSlicedSnapshotAbandoned);
+  ev(56, n.id, n.saving_meta.index, 0, [&] {
+    return fmt::format("n{} abandons its snapshot at {} in slices ({})", n.id, n.saving_meta.index, why);
+  });
 }
 
 // The disk pipelines requests and completes them in order: a write submitted now is durable

@@ -108,6 +108,11 @@ enum class Fault : uint8_t {
   // ... and a follower got a snapshot's last chunk and another snapshot's chunk in one loop
   // turn (raft.cc must not stage the second over the install the first made pending).
   kChunksOfTwoSnapshots,
+  // Options::sliced_snapshots: a node wrote a snapshot in slices (hmdb::SaveProducer) with
+  // entries applied between its slices; and one was abandoned half written (the node crashed
+  // or a leader's snapshot replaced its state).
+  kSlicedSnapshot,
+  kSlicedSnapshotAbandoned,
   kCount
 };
 const char* fault_name(Fault f);
@@ -184,6 +189,10 @@ struct Options {
     // messages meant for after the disk write (append acks, votes) when it hands the write
     // over, as a server whose disk thread sent them before its fdatasync would.
     bool send_after_persist_early = false;
+    // With sliced_snapshots: the v1 app's snapshot producer does not copy before write
+    // (sim::RegisterAppSavesWithoutCopy): a register changed ahead of its cursor is written
+    // as it is now, not as it was at the snapshot's index.
+    bool save_without_copy = false;
   } shell_bugs;
   // Models of a server whose recovery skips a detection (planted bugs of the shell).
   RecoveryBugs recovery_bugs;
@@ -242,6 +251,18 @@ struct Options {
   // SUMSTORE as a write of the value it answered (docs/simulator.md). Off by default, so that
   // the other sweeps' runs stay as they were.
   bool sliced_writes = false;
+  // Half the snapshots a node takes are written in slices, as the server's
+  // --snapshot-method slices does (hmdb::SaveProducer; sim::RegisterSaveCursor): the engine
+  // part at once, then the app's producer is called for a slice of 1-2 registers, at
+  // one chance in four (seed-drawn), after every entry the node applies and at the end of
+  // its turns, until done;
+  // then the file is written as a whole snapshot's is. Dropped, the snapshot lost, when the
+  // node crashes or a leader's snapshot replaces its state. Checks: the bytes are those of a
+  // whole save at the snapshot's index (sliced-snapshot, a protocol check), and as for every
+  // snapshot, a node restarted from it or installing it holds the state the cluster applied
+  // there (state-digest). Off by default, so that the
+  // other sweeps' runs stay as they were.
+  bool sliced_snapshots = false;
   // Each node's turn apply budget (core::Replica::Options::apply_budget_spent; the server's
   // kTurnApplyBudgetUs) runs out before a random quarter of its commands, asked at every one
   // (drawn from the seed, the node and its incarnation): every node stops its entries at its

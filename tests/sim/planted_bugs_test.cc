@@ -18,7 +18,7 @@ constexpr uint64_t kMaxSeedsPerBug = 400;
 void expect_caught(const std::string& bug, bool protocol_checks = true, uint64_t max_seeds = kMaxSeedsPerBug,
                    bool forward = false, bool request_ids = false, bool digest_marks = false, bool upgrade = false,
                    bool sliced_reads = false, uint64_t log_memory_bytes = 0, bool sliced_writes = false,
-                   bool snapshot_races = false, bool apply_budget = false) {
+                   bool snapshot_races = false, bool apply_budget = false, bool sliced_snapshots = false) {
   uint64_t aborts = 0;
   for (uint32_t nodes : {3u, 5u}) {
     for (uint64_t s = 1; s <= max_seeds; s++) {
@@ -35,6 +35,7 @@ void expect_caught(const std::string& bug, bool protocol_checks = true, uint64_t
       o.sliced_writes = sliced_writes;
       o.snapshot_races = snapshot_races;
       o.apply_budget = apply_budget;
+      o.sliced_snapshots = sliced_snapshots;
       ASSERT_TRUE(set_bug(&o, bug));
       // Forked: a core that aborts on some seed must not take the test down. An abort is
       // the core's own assertion, not the simulator's check, so it does not count as caught.
@@ -218,6 +219,21 @@ TEST(PlantedBugsOutcomeOnly, KeepLogSuffixOnSnapshotInstall) { expect_caught("ke
 // one inside a window of a few ticks. Judged by outcomes alone, drop_missed_ticks gave one
 // stale read (linearizability) in 3,000 seeds on 3 nodes and none in 3,000 on 5;
 // ignore_lease_when_voting and lease_without_drift_margin none in 3,000 on 3.
+
+// Options::sliced_snapshots: an app whose snapshot producer does not copy before write
+// (sim::RegisterAppSavesWithoutCopy): a register written ahead of the cursor is saved as it
+// is now, not as it was at the snapshot's index. The sliced-snapshot check (a protocol
+// check: the bytes against a whole save at the index) sees it when the snapshot is written;
+// judged by outcomes alone, a node restarted from such a snapshot, or a follower that
+// installs it, holds a state the cluster never applied there (state-digest).
+TEST(PlantedBugs, SaveWithoutCopy) {
+  expect_caught("save_without_copy", true, kMaxSeedsPerBug, false, false, false, false, false, 0, false, false, false,
+                /*sliced_snapshots=*/true);
+}
+TEST(PlantedBugsOutcomeOnly, SaveWithoutCopy) {
+  expect_caught("save_without_copy", false, kMaxSeedsPerBug, false, false, false, false, false, 0, false, false, false,
+                /*sliced_snapshots=*/true);
+}
 
 }  // namespace
 }  // namespace hmdb::sim

@@ -84,6 +84,9 @@ bool sliced_write_step(Fault f) {
          f == Fault::kSlicedWriteDropped;
 }
 
+// What only runs with Options::sliced_snapshots reach (a snapshot written in slices).
+bool sliced_snapshot_step(Fault f) { return f == Fault::kSlicedSnapshot || f == Fault::kSlicedSnapshotAbandoned; }
+
 // What only runs with Options::snapshot_races reach (appends overtaken by a snapshot's chunk).
 bool snapshot_race_step(Fault f) {
   return f == Fault::kLateAppends || f == Fault::kLastChunkAtMatchingLog || f == Fault::kLastChunkPastItsEntry ||
@@ -103,7 +106,7 @@ TEST(Simulator, FaultsActuallyHappen) {
   for (size_t f = 0; f < kFaultCount; f++) {
     if (!rare(static_cast<Fault>(f)) && !upgrade_step(static_cast<Fault>(f)) && !sliced_step(static_cast<Fault>(f)) &&
         !slow_reader_step(static_cast<Fault>(f)) && !sliced_write_step(static_cast<Fault>(f)) &&
-        !snapshot_race_step(static_cast<Fault>(f))) {
+        !snapshot_race_step(static_cast<Fault>(f)) && !sliced_snapshot_step(static_cast<Fault>(f))) {
       EXPECT_GT(seen[f], 0) << fault_name(static_cast<Fault>(f)) << " never happened";
     }
   }
@@ -186,6 +189,16 @@ TEST(Simulator, SlicedWritesHappen) {
         o.forward = o.transactions = o.seed % 2 == 0;
       },
       [](Options& o) { o.sliced_writes = false; }, sliced_write_step, Fault::kSlicedWrite);
+}
+
+// Options::sliced_snapshots: snapshots written in slices with entries applied between the
+// slices (each checked against a whole save at its index, and loaded by restarts and
+// installs), and some abandoned half written by a crash or an install. No run writes one
+// without the option.
+TEST(Simulator, SlicedSnapshotsHappen) {
+  expect_reached_only_with(
+      "--sliced-snapshots", 200, [](Options& o) { o.sliced_snapshots = true; },
+      [](Options& o) { o.sliced_snapshots = false; }, sliced_snapshot_step, Fault::kSlicedSnapshot);
 }
 
 TEST(Simulator, RareEventsHappen) {
@@ -352,6 +365,13 @@ TEST(Simulator, ReplayCommandNamesEverything) {
   o.shell_bugs.skip_yielded_command = true;
   EXPECT_EQ(replay_command(o), "build/src/sim/hmdb-sim --seed 123 --nodes 5 --steps 300 --sliced-writes "
                                "--apply-budget --bug skip_yielded_command --trace");
+  o.sliced_writes = false;
+  o.apply_budget = false;
+  o.shell_bugs.skip_yielded_command = false;
+  o.sliced_snapshots = true;
+  o.shell_bugs.save_without_copy = true;
+  EXPECT_EQ(replay_command(o), "build/src/sim/hmdb-sim --seed 123 --nodes 5 --steps 300 --sliced-snapshots "
+                               "--bug save_without_copy --trace");
 }
 
 }  // namespace
