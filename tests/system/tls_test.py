@@ -38,7 +38,12 @@ processes, real clients and certificates made by openssl for the test (tls_certs
   intruder  a node 4 that lists itself with the members dials them with a certificate of
             another CA, and another speaks plaintext: every member refuses both at the TLS
             handshake (log line naming the reason, INFO tls_peer_handshake_failures) and
-            never reads a Hello from node 4; the term and the leader stay.
+            never reads a Hello from node 4; node 4 moves no member's term: every term a
+            member reaches is one a member campaigned for, and no member follows node 4. (Not "the
+            term stays": on a loaded machine a loop stalled past the 200 ms election timeout
+            makes the members elect among themselves, which says nothing about node 4. The
+            check is shown a copy of the members' lines with a term no member campaigned for,
+            and must refuse it.)
 
 Every wait is a bounded poll of a real condition.
 Usage: tls_test.py [--case NAME] [--bench HMDB_BENCH_BINARY] HMDB_BINARY
@@ -466,11 +471,41 @@ def case_intruder(binary):
                  lambda: all(refusals(n) > before[n] for n in c.nodes), c.nodes[0])
         for n in c.nodes:
             expect("node 4 connected" not in n.log(), "%s took a Hello from node 4" % n)
-            info = cl.parse_info(n.call("INFO", "replication"))
-            expect(info["term"] == term and info["leader_id"] == str(leader.id),
-                   "%s: the intruders changed the term or the leader: %r" % (n, info))
+        # Every term a member went to, the one it is in now too, is one a member campaigned for.
+        infos = {n: cl.parse_info(n.call("INFO", "replication")) for n in c.nodes}
+        lines = [line for n in c.nodes for line in n.log().splitlines() if RAFT_LINE.search(line)]
+        now = ["raft: now -> %s in term %s (leader: %s)" % (i["role"], i["term"], i["leader_id"]) for i in infos.values()]
+        foreign = terms_not_campaigned(lines + now, int(term))
+        expect(not foreign, "the members reached terms %r that no member campaigned for (from term %s):\n%s\n%r"
+               % (foreign, term, "\n".join(lines), infos))
+        member_ids = {str(n.id) for n in c.nodes}
+        expect(all(i["leader_id"] in member_ids | {"0"} for i in infos.values()), "a non-member leads: %r" % infos)
+        # The check has teeth: the same lines with one role change moved to a term above every
+        # campaigned one (what a vote request of node 4 that got through would make) are refused.
+        top = max(int(m.group(3)) for m in map(RAFT_LINE.search, lines + now))
+        doctored = lines + ["raft: leader -> follower in term %d (leader: 0)" % (top + 1)]
+        expect(terms_not_campaigned(doctored, int(term)) == [top + 1],
+               "the term check accepted a term no member campaigned for: %r" % terms_not_campaigned(doctored, int(term)))
+        elections = len([line for line in lines if "-> candidate in term" in line])
+        leader_now = next(iter(infos.values()))["leader_id"]
     print("intruder: a node with another CA's certificate and a plaintext node were refused at the TLS handshake "
-          "(logged, counted); the term and the leader stayed")
+          "(logged, counted); every term was the members' own (%d campaigns in all; leader %s in term %s, then %s)"
+          % (elections, leader.id, term, leader_now))
+
+
+# A member's role change (server/cluster.cc, Node::role_changed): "raft: <from> -> <to> in term
+# <term> (leader: <id>)".
+RAFT_LINE = re.compile(r"raft: (\w+) -> (\w+) in term (\d+) \(leader: (\d+)\)")
+
+
+def terms_not_campaigned(lines, first_term):
+    """The terms above first_term that the members' role changes (`lines`) reach without a
+    member having campaigned for them ("-> candidate in term T"): a term only a message from
+    outside could have brought. Empty when every term change was the members' own election."""
+    changes = [RAFT_LINE.search(line) for line in lines]
+    changes = [m for m in changes if m]
+    campaigned = {int(m.group(3)) for m in changes if m.group(2) == "candidate"}
+    return sorted({int(m.group(3)) for m in changes if int(m.group(3)) > first_term} - campaigned)
 
 
 def replace_file(src, dst):
