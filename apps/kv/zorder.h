@@ -573,6 +573,14 @@ class BasicZOrder {
     const_iterator it = lower_bound(k);
     return it != end() && !key_less(k, it->score, it.node()) ? it : end();
   }
+  // The first entry after k (an entry equal to k, which may or may not be there, excluded):
+  // where a snapshot's inner cursor (zset_save.h) goes on from the last entry it wrote.
+  template <class K>
+  const_iterator upper_bound(const K& k) const {
+    const_iterator it = lower_bound(k);
+    if (it != end() && !key_less(k, it->score, it.node())) ++it;
+    return it;
+  }
 
   // The 0-based rank of the entry equal to k, or -1 if there is none. O(log n).
   template <class K>
