@@ -11,19 +11,16 @@
 // -DHMDB_PLANTED_BUG_SAVE_NO_KEEP_ON_DELETE>: erase_key keeps nothing, so a key deleted ahead
 // of the cursor is missing from the file): the restart case.
 #include <gtest/gtest.h>
-#include <poll.h>
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <random>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "harness.h"
-#include "storage/snapshot.h"
+#include "server_fixture.h"
 
 namespace hmdb::test {
 namespace {
@@ -34,31 +31,11 @@ std::string binary() {
   return path && *path ? path : HMDB_KV_SERVER;
 }
 
-std::string newest_snapshot_bytes(const std::string& dir) {
-  std::vector<std::string> paths;
-  EXPECT_TRUE(storage::list_snapshots(storage::Env::posix(), dir, &paths));
-  if (paths.empty()) return "";
-  std::ifstream in(paths.back(), std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-std::string info_field(RespClient& c, const std::string& field) {
-  RespValue v = c.call({"INFO", "all"});
-  size_t p = v.str.find("\n" + field + ":");
-  if (p == std::string::npos) return "";
-  size_t start = p + field.size() + 2;
-  return v.str.substr(start, v.str.find('\r', start) - start);
-}
 // The state's digest (CLUSTER DIGEST: "<applied index> <digest> <version>"), without the index.
 std::string digest(RespClient& c) {
   RespValue v = c.call({"CLUSTER", "DIGEST"});
   EXPECT_FALSE(v.is_error()) << v.str;
   return v.str.substr(v.str.find(' ') + 1);
-}
-bool reply_arrived(RespClient& c) {
-  pollfd p{c.fd(), POLLIN, 0};
-  return ::poll(&p, 1, 0) == 1;
 }
 
 // A random kv write over a pool of 300 keys, of every family; `timeless` leaves out relative
@@ -107,20 +84,9 @@ void fill(RespClient& c, std::mt19937_64& rng, bool timeless) {
   }
 }
 
-class KvSlicedSnapshotTest : public ::testing::Test {
+class KvSlicedSnapshotTest : public ServerProcessTest {
  protected:
-  void SetUp() override {
-    dir_ = make_test_dir(::testing::UnitTest::GetInstance()->current_test_info()->name());
-    server_ = std::make_unique<ServerProcess>(binary(), dir_);
-  }
-  void TearDown() override {
-    if (HasFailure()) std::cerr << "server log:\n" << server_->read_log() << "\n";
-    server_.reset();
-    other_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  std::string dir_;
-  std::unique_ptr<ServerProcess> server_, other_;
+  KvSlicedSnapshotTest() : ServerProcessTest(binary()) {}
 };
 
 TEST_F(KvSlicedSnapshotTest, TheFileIsByteForByteWhatForkWritesOfTheSameState) {

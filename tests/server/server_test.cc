@@ -21,6 +21,7 @@
 
 #include "core/batch.h"
 #include "harness.h"
+#include "server_fixture.h"
 #include "server/options.h"
 #include "storage/log.h"
 #include "storage/snapshot.h"
@@ -30,34 +31,9 @@ namespace {
 
 const std::string kBinary = HMDB_TINY_SERVER;
 
-class ServerTest : public ::testing::Test {
+class ServerTest : public ServerProcessTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = make_test_dir(info->name());
-    server_ = std::make_unique<ServerProcess>(kBinary, dir_);
-  }
-  void TearDown() override {
-    if (HasFailure()) std::cerr << "server log:\n" << server_->read_log() << "\n";
-    server_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  std::vector<std::string> files(const std::string& suffix) {
-    std::vector<std::string> out;
-    for (const auto& e : std::filesystem::directory_iterator(server_->data_dir())) {
-      std::string name = e.path().filename().string();
-      if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
-        out.push_back(name);
-    }
-    return out;
-  }
-  std::string info_field(RespClient& c, const std::string& field) {
-    RespValue v = c.call({"INFO", "all"});
-    size_t p = v.str.find("\n" + field + ":");
-    if (p == std::string::npos) return "";
-    size_t start = p + field.size() + 2;
-    return v.str.substr(start, v.str.find('\r', start) - start);
-  }
+  ServerTest() : ServerProcessTest(kBinary) {}
 
   // One SET at a time, each read back by another client before the next: every SET's turn
   // ends with nothing to do but make it durable.
@@ -68,9 +44,6 @@ class ServerTest : public ::testing::Test {
       ASSERT_EQ(reader.call({"GET", "k"}).str, std::to_string(i)) << i;
     }
   }
-
-  std::string dir_;
-  std::unique_ptr<ServerProcess> server_;
 };
 
 TEST_F(ServerTest, PipelinedWritesAndReadsAnswerInOrder) {

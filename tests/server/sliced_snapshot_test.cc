@@ -12,19 +12,16 @@
 // Planted bugs seen failing: --test-plant-slices-bug drop-slice (ByteForByte, Restart),
 // keep-temp (Stop, WriteError); HMDB_TINY_APP=sliced-save-no-copy (Restart).
 #include <gtest/gtest.h>
-#include <poll.h>
 
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "harness.h"
-#include "storage/snapshot.h"
+#include "server_fixture.h"
 
 namespace hmdb::test {
 namespace {
@@ -43,20 +40,10 @@ std::string sliced_app() {
   return app && *app ? app : "sliced-save";
 }
 
-class SlicedSnapshotTest : public ::testing::Test {
+class SlicedSnapshotTest : public ServerProcessTest {
  protected:
-  void SetUp() override {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = make_test_dir(info->name());
-    server_ = std::make_unique<ServerProcess>(kBinary, dir_);
-  }
-  void TearDown() override {
-    if (HasFailure()) std::cerr << "server log:\n" << server_->read_log() << "\n";
-    if (other_ && HasFailure()) std::cerr << "other server's log:\n" << other_->read_log() << "\n";
-    server_.reset();
-    other_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  SlicedSnapshotTest() : ServerProcessTest(kBinary) {}
+
   // Starts `p` hosting `app` (HMDB_TINY_APP; empty: the plain tiny app) with `args`.
   static void start(ServerProcess& p, const std::string& app, std::vector<std::string> args) {
     if (!app.empty()) {
@@ -65,36 +52,6 @@ class SlicedSnapshotTest : public ::testing::Test {
     for (const std::string& a : planted()) args.push_back(a);
     p.start(args);
     ::unsetenv("HMDB_TINY_APP");
-  }
-  static std::vector<std::string> files(const std::string& dir, const std::string& suffix) {
-    std::vector<std::string> out;
-    for (const auto& e : std::filesystem::directory_iterator(dir)) {
-      std::string name = e.path().filename().string();
-      if (name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
-        out.push_back(name);
-    }
-    return out;
-  }
-  static std::string newest_snapshot_bytes(const std::string& dir) {
-    std::vector<std::string> paths;
-    EXPECT_TRUE(storage::list_snapshots(storage::Env::posix(), dir, &paths));
-    if (paths.empty()) return "";
-    std::ifstream in(paths.back(), std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  }
-  static std::string info_field(RespClient& c, const std::string& field) {
-    RespValue v = c.call({"INFO", "all"});
-    size_t p = v.str.find("\n" + field + ":");
-    if (p == std::string::npos) return "";
-    size_t start = p + field.size() + 2;
-    return v.str.substr(start, v.str.find('\r', start) - start);
-  }
-  // True once `c` has bytes to read (its reply came), without reading them.
-  static bool reply_arrived(RespClient& c) {
-    pollfd p{c.fd(), POLLIN, 0};
-    return ::poll(&p, 1, 0) == 1;
   }
   // The same writes, one at a time, to each client: keys, counters, deletions.
   static void write_state(const std::vector<RespClient*>& clients, int keys) {
@@ -105,10 +62,6 @@ class SlicedSnapshotTest : public ::testing::Test {
       for (int i = 0; i < keys; i += 5) ASSERT_EQ(c->call({"DEL", fmt::format("k{:05}", i)}).type, ':');
     }
   }
-
-  std::string dir_;
-  std::unique_ptr<ServerProcess> server_;
-  std::unique_ptr<ServerProcess> other_;
 };
 
 // Nothing written during it: the slices make exactly the file a fork's child writes of the
@@ -138,7 +91,7 @@ TEST_F(SlicedSnapshotTest, TheFileIsByteForByteWhatForkWritesOfTheSameState) {
   EXPECT_EQ(x.size(), y.size());
   EXPECT_TRUE(x == y) << "the sliced snapshot's file differs from the fork's";
   EXPECT_EQ(info_field(sliced, "last_snapshot_bytes"), std::to_string(x.size()));
-  EXPECT_TRUE(files(server_->data_dir(), ".tmp").empty());
+  EXPECT_TRUE(files(".tmp").empty());
 }
 
 // Writes between the slices (one slice per entry applied): a restart (the snapshot, then the
@@ -212,8 +165,8 @@ TEST_F(SlicedSnapshotTest, AStopMidSnapshotLeavesNoTempFile) {
   ASSERT_EQ(w.call({"SET", "during", "1"}), std::string("OK"));  // a slice more
   EXPECT_EQ(info_field(w, "snapshot_slices_in_progress"), "1");
   ASSERT_EQ(server_->stop(), 0);
-  EXPECT_TRUE(files(server_->data_dir(), ".tmp").empty()) << "an abandoned snapshot left its temp file";
-  EXPECT_TRUE(files(server_->data_dir(), ".hmsnap").empty());
+  EXPECT_TRUE(files(".tmp").empty()) << "an abandoned snapshot left its temp file";
+  EXPECT_TRUE(files(".hmsnap").empty());
   EXPECT_NE(server_->read_log().find("abandoned the snapshot"), std::string::npos);
   ASSERT_FALSE(snap.closed_by_server()) << "the SNAPSHOT waiter got no reply";
   RespValue v = snap.read();
@@ -238,8 +191,8 @@ TEST_F(SlicedSnapshotTest, AWriteErrorFailsTheSnapshotNotTheNode) {
     EXPECT_EQ(info_field(c, "last_snapshot_status"), "failed");
     EXPECT_EQ(info_field(c, "snapshot_failures"), "1");
     EXPECT_EQ(info_field(c, "snapshot_in_progress"), "0");
-    EXPECT_TRUE(files(server_->data_dir(), ".tmp").empty()) << "a failed snapshot left its temp file";
-    EXPECT_TRUE(files(server_->data_dir(), ".hmsnap").empty());
+    EXPECT_TRUE(files(".tmp").empty()) << "a failed snapshot left its temp file";
+    EXPECT_TRUE(files(".hmsnap").empty());
     ASSERT_EQ(c.call({"SET", "after", "1"}), std::string("OK"));
   }
   ASSERT_EQ(server_->stop(), 0);
@@ -248,7 +201,7 @@ TEST_F(SlicedSnapshotTest, AWriteErrorFailsTheSnapshotNotTheNode) {
   EXPECT_EQ(c.call({"DBSIZE"}).integer, 301);
   // Without the fault, the next one is written.
   ASSERT_EQ(c.call({"SNAPSHOT"}).type, '+');
-  EXPECT_EQ(files(server_->data_dir(), ".hmsnap").size(), 1u);
+  EXPECT_EQ(files(".hmsnap").size(), 1u);
 }
 
 // An app without begin_save is forked, said once in the log.
