@@ -106,8 +106,13 @@ constexpr bool kKeepOnDelete = true;
 #else
 constexpr bool kKeepOnDelete = false;  // a planted bug: erase_key (DEL's path) skips the hook
 #endif
+#ifndef HMDB_PLANTED_BUG_SAVE_NO_COPY_BEFORE_WRITE
+constexpr bool kCopyBeforeWrite = true;
+#else
+constexpr bool kCopyBeforeWrite = false;  // a planted bug: no write keeps a key's value (deletes still do)
+#endif
 inline void save_touch(State& s, std::string_view key, uint64_t h) {
-  if (s.saving) [[unlikely]] s.saving->touch(h, key);
+  if (kCopyBeforeWrite && s.saving) [[unlikely]] s.saving->touch(h, key);
 }
 
 // A big value is buried (freed over the next commands, kv.h: Graveyard), not destroyed here.
