@@ -575,6 +575,7 @@ core::ShellResult Node::config_command(Session& s, Args argv, std::string* out) 
         {"hmdb-group-commit-hold", group_hold_mode_name(options_.group_commit_hold)},
         {"hmdb-fsync-interval-ms", std::to_string(options_.fsync_interval_ms)},
         {"hmdb-snapshot-log-bytes", std::to_string(options_.snapshot_log_bytes)},
+        {"hmdb-snapshot-method", snapshot_method_name(options_.snapshot_method)},
         {"hmdb-log-memory-bytes", std::to_string(options_.log_memory_bytes)},
         {"notify-keyspace-events", core::format_notify_flags(replica_->pubsub().notify_flags())},
         {"hmdb-events-retain-bytes", std::to_string(options_.events_retain_bytes)},

@@ -1731,16 +1731,21 @@ int cluster_main(int argc, char** argv) {
   return 2;
 }
 
-int snapshot_main(int argc, char** argv) {
+int parse_snapshot_args(int argc, char** argv, SnapshotArgs* out) {
   CLI::App app{"hmdb snapshot: ask a running server for a snapshot and wait until it is durable", "hmdb snapshot"};
+  std::string addr;
   std::string host_text = "127.0.0.1";
   uint16_t port = 7379;
-  int timeout_ms = kSnapshotTimeoutMs;
-  app.add_option("--port", port, "the server's port (its TLS port with --tls)")->capture_default_str();
-  app.add_option("--host", host_text, "the server's address: IPv4, IPv6 or a host name")->capture_default_str();
+  auto* addr_opt = app.add_option("--addr", addr,
+                                  "HOST:PORT of the server (as `hmdb cluster --addr`; its TLS port with --tls); "
+                                  "default: --host and --port");
+  auto* port_opt = app.add_option("--port", port, "the server's port (its TLS port with --tls)")->capture_default_str();
+  auto* host_opt =
+      app.add_option("--host", host_text, "the server's address: IPv4, IPv6 or a host name")->capture_default_str();
+  addr_opt->excludes(port_opt)->excludes(host_opt);
   ClientSecurityFlags security;
   add_client_security_flags(&app, &security, "the server");
-  app.add_option("--timeout-ms", timeout_ms, "how long to wait for the snapshot")
+  app.add_option("--timeout-ms", out->timeout_ms, "how long to wait for the snapshot")
       ->check(CLI::Range(1, 24 * 3600 * 1000))
       ->capture_default_str();
   try {
@@ -1749,16 +1754,29 @@ int snapshot_main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (const int usage = apply_client_security_flags(security, "hmdb snapshot"); usage >= 0) return usage;
-  HostPort server;
   std::string error;
-  if (!parse_host(host_text, &server.host, &error)) {
+  if (addr_opt->count() > 0) {
+    if (!parse_host_port(addr, &out->server, &error)) {
+      std::cerr << "hmdb snapshot: --addr: " << error << "\n";
+      return 2;
+    }
+    return -1;
+  }
+  if (!parse_host(host_text, &out->server.host, &error)) {
     std::cerr << "hmdb snapshot: --host: " << error << "\n";
     return 2;
   }
-  server.port = port;
+  out->server.port = port;
+  return -1;
+}
+
+int snapshot_main(int argc, char** argv) {
+  SnapshotArgs args;
+  if (const int usage = parse_snapshot_args(argc, argv, &args); usage >= 0) return usage;
   Connection c;
   Reply reply;
-  if (!c.open(server, timeout_ms, &error) || !c.call({"SNAPSHOT"}, &reply, &error)) {
+  std::string error;
+  if (!c.open(args.server, args.timeout_ms, &error) || !c.call({"SNAPSHOT"}, &reply, &error)) {
     std::cerr << "hmdb snapshot: " << error << "\n";
     return 1;
   }

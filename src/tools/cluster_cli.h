@@ -27,9 +27,10 @@ namespace hmdb::tools {
 // Entry point of `hmdb cluster ...`. argv[0] is "cluster" (skipped). Returns the process
 // exit status.
 int cluster_main(int argc, char** argv);
-// Entry point of `hmdb snapshot ...` (argv[0] is "snapshot"): sends SNAPSHOT to --host
-// --port over the same connection as the cluster verbs (--password, --tls --cacert --cert
-// --key), prints the reply; exit 0, 1 with the server's error or why no reply came, 2 on bad usage.
+// Entry point of `hmdb snapshot ...` (argv[0] is "snapshot"): sends SNAPSHOT to --addr
+// HOST:PORT (as `hmdb cluster`; or --host and --port) over the same connection as the cluster
+// verbs (--password, --tls --cacert --cert --key), prints the reply; exit 0, 1 with the
+// server's error or why no reply came, 2 on bad usage.
 int snapshot_main(int argc, char** argv);
 
 // ---- bounds (named; docs/cluster.md cites them) ----
@@ -145,6 +146,17 @@ struct ClusterArgs {
 // Parses argv[1..argc) (argv[0] is "cluster"). Returns -1 when the arguments are good, else
 // the exit status to return (0 after --help, 2 on bad usage), having printed the message.
 int parse_cluster_args(int argc, char** argv, ClusterArgs* out);
+
+// `hmdb snapshot`'s arguments: the server, from --addr HOST:PORT (the form `hmdb cluster`
+// takes) or from --host and --port (either may be left at its default; not with --addr), and
+// how long to wait for the reply.
+struct SnapshotArgs {
+  HostPort server;
+  int timeout_ms = kSnapshotTimeoutMs;
+};
+// Parses argv[1..argc) (argv[0] is "snapshot") as parse_cluster_args does: -1 when the
+// arguments are good, else the exit status (0 after --help, 2 on bad usage), message printed.
+int parse_snapshot_args(int argc, char** argv, SnapshotArgs* out);
 
 // One CLUSTER MEMBERS line: "<id> <client addr> <peer addr> <voter|learner>[ leader][ myself]"
 // (an address is "?" while the answering node does not know it).

@@ -400,7 +400,7 @@ int run_main(const StateMachineFactory& factory, int argc, char** argv) {
                         "(docs/operations.md); the command line overrides it");
 
   // Listed for the help text; run by tools::snapshot_main above (its flags: hmdb snapshot --help).
-  app.add_subcommand("snapshot", "ask a running server for a snapshot and wait for it (--tls, --password)");
+  app.add_subcommand("snapshot", "ask a running server (--addr HOST:PORT) for a snapshot and wait for it (--tls, --password)");
 
   std::string log_path;
   auto* log_cmd = app.add_subcommand("log", "inspect log segments and snapshots");

@@ -455,6 +455,10 @@ TEST_F(ServerTest, ShellCommandsForRedisClients) {
   cfg = c.call({"CONFIG", "GET", "appendonly"});
   ASSERT_EQ(cfg.elements.size(), 2u);
   EXPECT_EQ(cfg.elements[1].str, "yes");
+  cfg = c.call({"CONFIG", "GET", "*snapshot-method"});  // --snapshot-method, the default
+  ASSERT_EQ(cfg.elements.size(), 2u);
+  EXPECT_EQ(cfg.elements[0].str, "hmdb-snapshot-method");
+  EXPECT_EQ(cfg.elements[1].str, "fork");
   EXPECT_GT(c.call({"COMMAND", "COUNT"}).integer, 0);
   EXPECT_EQ(c.call({"COMMAND", "DOCS"}).type, '*');
   RespValue info = c.call({"COMMAND", "INFO", "get", "nosuch"});

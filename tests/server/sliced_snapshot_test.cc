@@ -214,6 +214,9 @@ TEST_F(SlicedSnapshotTest, AnAppWithoutTheHookIsForkedLoggedOnce) {
     ASSERT_EQ(v.type, '+') << v.str;
   }
   EXPECT_EQ(info_field(c, "snapshot_method"), "slices");
+  RespValue cfg = c.call({"CONFIG", "GET", "hmdb-snapshot-method"});  // what was asked for, not what was done
+  ASSERT_EQ(cfg.elements.size(), 2u);
+  EXPECT_EQ(cfg.elements[1].str, "slices");
   EXPECT_EQ(info_field(c, "last_snapshot_method"), "fork");
   EXPECT_EQ(info_field(c, "snapshots_taken"), "2");
   const std::string log = server_->read_log();

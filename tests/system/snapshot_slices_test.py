@@ -10,12 +10,13 @@ made a test.)
   2. Write load: one redis-benchmark per write test (incr, lpush, rpop, hset, sadd, zadd, spop,
      all pipelined, -n bounded by LOAD_REQUESTS) at once, so that every family writes while
      the snapshot runs. Once the load is seen applying (INFO applied_index rising),
-     `hmdb snapshot --port P` is started; the test waits for it as docs/operations.md tells a
+     `hmdb snapshot --addr 127.0.0.1:P` is started; the test waits for it as docs/operations.md tells a
      user to: `redis-cli INFO` until snapshots_taken grew and
      snapshot_in_progress is 0, then `hmdb snapshot`'s exit 0 and its "OK snapshot at index I".
      Every load process must still be running then (the writes overlapped the snapshot), and
      INFO says last_snapshot_method slices, last_snapshot_status ok, index I, more than one
-     loop turn in the producer.
+     loop turn in the producer. (Before the load, `redis-cli CONFIG GET hmdb-snapshot-method`
+     says slices.)
   3. The load is stopped (our redis-benchmark processes, by PID), the live node's digest read
      with `hmdb cluster digest --local --addr`, the node stopped (SIGTERM, exit 0), and
      `hmdb dry-run --dir DATA` replays the snapshot at I and then the log after it: its
@@ -161,6 +162,9 @@ def snapshot_under_load(binary, server):
     before = info(port)
     taken = int(field(before, "snapshots_taken"))
     check(field(before, "snapshot_method") == "slices", "INFO snapshot_method %r" % before.get("snapshot_method"))
+    code, out, err = run(["redis-cli", "-h", harness.HOST, "-p", str(port), "CONFIG", "GET", "hmdb-snapshot-method"])
+    check(code == 0 and out.split() == ["hmdb-snapshot-method", "slices"], "redis-cli CONFIG GET hmdb-snapshot-method "
+          "exited %d: %r %s" % (code, out, err))
     start_index = int(field(before, "applied_index"))
     load = []
     snap = None
@@ -170,7 +174,7 @@ def snapshot_under_load(binary, server):
                                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)))
         wait_for("the load applying", LOAD_START_TIMEOUT_S,
                  lambda: int(field(info(port), "applied_index")) >= start_index + LOAD_STARTED_ENTRIES)
-        snap = subprocess.Popen([binary, "snapshot", "--host", harness.HOST, "--port", str(port)],
+        snap = subprocess.Popen([binary, "snapshot", "--addr", "%s:%d" % (harness.HOST, port)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
         def done():

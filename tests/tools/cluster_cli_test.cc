@@ -695,6 +695,55 @@ TEST(ClusterArgs, BadUsageIsExitTwo) {
   }
 }
 
+// `hmdb snapshot`: --addr HOST:PORT as `hmdb cluster` takes it, or --host and --port as before.
+int parse_snapshot(std::vector<std::string> words, SnapshotArgs* out) {
+  words.insert(words.begin(), "snapshot");
+  std::vector<char*> argv;
+  for (auto& w : words) argv.push_back(w.data());
+  return parse_snapshot_args(static_cast<int>(argv.size()), argv.data(), out);
+}
+
+TEST(SnapshotArgs, AddrOrHostAndPort) {
+  SnapshotArgs a;
+  ASSERT_EQ(parse_snapshot({}, &a), -1);
+  EXPECT_EQ(a.server, (HostPort{"127.0.0.1", 7379}));
+  EXPECT_EQ(a.timeout_ms, kSnapshotTimeoutMs);
+  a = SnapshotArgs{};
+  ASSERT_EQ(parse_snapshot({"--addr", "10.0.0.2:7380", "--timeout-ms", "500"}, &a), -1);
+  EXPECT_EQ(a.server, (HostPort{"10.0.0.2", 7380}));
+  EXPECT_EQ(a.timeout_ms, 500);
+  a = SnapshotArgs{};
+  ASSERT_EQ(parse_snapshot({"--addr", "[::1]:7381"}, &a), -1);
+  EXPECT_EQ(a.server, (HostPort{"::1", 7381}));
+  a = SnapshotArgs{};
+  ASSERT_EQ(parse_snapshot({"--addr", "db-2.example:1"}, &a), -1);
+  EXPECT_EQ(a.server, (HostPort{"db-2.example", 1}));
+  // The older form still works, each half with the other's default.
+  a = SnapshotArgs{};
+  ASSERT_EQ(parse_snapshot({"--host", "10.0.0.3", "--port", "7390"}, &a), -1);
+  EXPECT_EQ(a.server, (HostPort{"10.0.0.3", 7390}));
+  a = SnapshotArgs{};
+  ASSERT_EQ(parse_snapshot({"--port", "7390"}, &a), -1);
+  EXPECT_EQ(a.server, (HostPort{"127.0.0.1", 7390}));
+  a = SnapshotArgs{};
+  ASSERT_EQ(parse_snapshot({"--host", "::1"}, &a), -1);
+  EXPECT_EQ(a.server, (HostPort{"::1", 7379}));
+  for (const std::vector<std::string>& words : std::vector<std::vector<std::string>>{
+           {"--addr", "127.0.0.1"},                       // no port
+           {"--addr", "127.0.0.1:0"},                     // port 0
+           {"--addr", ":7379"},                           // no host
+           {"--addr", "127.0.0.1:7379", "--port", "7380"},  // two servers named
+           {"--addr", "127.0.0.1:7379", "--host", "10.0.0.1"},
+           {"--port", "0x"},
+           {"--timeout-ms", "0"},
+           {"7379"}}) {
+    a = SnapshotArgs{};
+    std::string joined;
+    for (const auto& w : words) joined += w + " ";
+    EXPECT_EQ(parse_snapshot(words, &a), 2) << joined;
+  }
+}
+
 TEST(Replace, Arguments) {
   ClusterArgs a;
   ASSERT_EQ(parse({"replace", "2", "4", "127.0.0.1:7382", "127.0.0.1:17382"}, &a), -1);
