@@ -1634,6 +1634,13 @@ void Replica::check_transfers() {
     std::string reply;
     if (raft_.leader() == t.target && !leader()) {
       reply = "+OK\r\n";
+    } else if (leader() && raft_.status().transferee != t.target &&
+               !options_.bugs.transfer_waits_for_deadline) {  // PLANTED BUG
+      // The core dropped it (not done within one election timeout, or superseded by a
+      // transfer to another node): this node leads on and takes writes again.
+      reply = fmt::format("-ERR leadership transfer to node {} abandoned: it did not take over within an election "
+                          "timeout (is it up, caught up and reachable?); node {} still leads\r\n",
+                          t.target, raft_.leader());
     } else if (steady_ms_ >= t.deadline_steady_ms) {
       reply = fmt::format("-ERR leadership transfer to node {} did not finish within {} ms (is it caught up and "
                           "reachable?)\r\n",

@@ -287,6 +287,10 @@ class Replica final : private PubSubHost {
       // answered from the applied state even while writes are pending (in this turn's batch,
       // or logged and not yet applied): a pop right behind a pipelined push finds nothing.
       bool unchanged_ignores_pending = false;
+      // A leadership transfer the consensus core abandoned is not answered then: its client
+      // waits for the deadline (server kClusterCommandTimeoutMs), as before the "abandoned"
+      // reply (tests/core/replica_test.cc, the transfer cases).
+      bool transfer_waits_for_deadline = false;
     } bugs;
     // Sliced replies: elements per slice (0: every reply is made whole, in one turn), bytes
     // per slice, the longest hold of the apply for them, and the longest wait for a slow
@@ -375,10 +379,13 @@ class Replica final : private PubSubHost {
   // ---- for the shell's CLUSTER commands ----
   // Proposes a membership change; on success slot (session, seq) waits for it to apply.
   raft::ProposeResult propose_membership(const raft::ConfChange& change, uint64_t session, uint64_t seq);
-  // Starts a leadership transfer; slot (session, seq) is answered once `target` leads, or
-  // with an error at deadline_steady_ms.
+  // Starts a leadership transfer; slot (session, seq) is answered +OK once `target` leads,
+  // with an error ("abandoned") as soon as the consensus core dropped the transfer while this
+  // node still leads (target not leading within one election timeout), or with an error at
+  // deadline_steady_ms (the last resort: this node lost leadership, and `target` is not
+  // known to lead).
   void transfer(raft::NodeId target, uint64_t session, uint64_t seq, uint64_t deadline_steady_ms, uint64_t timeout_ms);
-  // Answers transfers that finished or timed out (call every consensus tick).
+  // Answers transfers that finished, were abandoned or timed out (call every consensus tick).
   void check_transfers();
   // Leader: an activation of schema version `version` joins the batch (batch.h); slot
   // (session, seq), waiting as kWaitingWrite, gets its reply when it applies (+OK, or an

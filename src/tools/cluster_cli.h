@@ -49,8 +49,8 @@ inline constexpr int kRetryBudgetMs = 10000;
 // Time to establish a TCP connection (a dead host must not hang the tool for minutes).
 inline constexpr int kConnectTimeoutMs = 2000;
 // Default time to wait for one reply. The server itself answers a membership change or a
-// leadership transfer within its own 10 s bound (server kClusterCommandTimeoutMs), so this
-// is a little longer.
+// leadership transfer within its own 10 s bound (server kClusterCommandTimeoutMs; a transfer
+// the leader abandoned is answered after one election timeout), so this is a little longer.
 inline constexpr int kDefaultReplyTimeoutMs = 15000;
 // `status` and `digest` ask every member; each of those requests gets this long.
 inline constexpr int kMemberQueryTimeoutMs = 2000;

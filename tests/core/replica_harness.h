@@ -3,7 +3,8 @@
 // HELLO 3 does), CLUSTER FORWARDER (marks a forwarding link), SNAP (a barrier whose reply
 // waits for finish()), ACTIVATE <version> (a barrier answered when the schema activation
 // it proposes applies), MARK (a barrier answered with its index when the digest mark it
-// proposes applies), ACL SETUSER|DELUSER (a logged shell command, proposed as the server's
+// proposes applies), TRANSFER <id> (what CLUSTER TRANSFER does on a leader: a barrier
+// answered when the transfer succeeds, is abandoned or times out), ACL SETUSER|DELUSER (a logged shell command, proposed as the server's
 // shell does: answered when the ACL change applies) and the pub/sub commands (handed to core::PubSub as the server's shell
 // does), a disk that is durable at once and keeps what it is given, a network that drops
 // everything (or keeps it for the test to answer: answer_as_voter_2). Used by replica_test.cc,
@@ -28,6 +29,9 @@ namespace hmdb::core {
 // whose reply waits for finish()), a disk that is durable at once, a network that drops all.
 class FakeHost final : public ReplicaHost {
  public:
+  // TRANSFER's deadline (the server's kClusterCommandTimeoutMs): the replica's steady clock
+  // stays at 0 unless a test moves it (set_time), so the deadline passes only if it does.
+  static constexpr uint64_t kTransferDeadlineSteadyMs = 10000;
   std::map<uint64_t, ClientSession> sessions;
   std::vector<uint64_t> snapshot_waiters;  // seq of SNAP slots of session 1
   struct Forwarded {
@@ -64,6 +68,7 @@ class FakeHost final : public ReplicaHost {
     if (iequals(argv[0], "CLUSTER")) return CommandClass::kShellLocal;
     if (iequals(argv[0], "ACTIVATE")) return CommandClass::kShellBarrier;
     if (iequals(argv[0], "MARK")) return CommandClass::kShellBarrier;
+    if (iequals(argv[0], "TRANSFER")) return CommandClass::kShellBarrier;
     if (iequals(argv[0], "ACL")) return CommandClass::kShellWrite;
     return CommandClass::kUnknown;
   }
@@ -90,6 +95,12 @@ class FakeHost final : public ReplicaHost {
       uint64_t version = 0;
       EXPECT_TRUE(argv.size() == 2 && parse_uint64(argv[1], &version));
       replica->activate_schema(static_cast<uint32_t>(version), s.id, seq);
+      return ShellResult::kWaitCluster;
+    }
+    if (iequals(argv[0], "TRANSFER")) {  // what CLUSTER TRANSFER does on a leader (server/cluster.cc)
+      uint64_t id = 0;
+      EXPECT_TRUE(argv.size() == 2 && parse_uint64(argv[1], &id));
+      replica->transfer(id, s.id, seq, kTransferDeadlineSteadyMs, kTransferDeadlineSteadyMs);
       return ShellResult::kWaitCluster;
     }
     if (iequals(argv[0], "MARK")) {  // what CLUSTER DIGEST MARK does on a leader

@@ -5,7 +5,9 @@
 // waits until it is applied and holds everything behind it; a node that does not lead
 // redirects app commands but serves a READONLY client's queries; one that forwards hands a
 // plain client's app commands to its host in their place, and what runs locally waits for
-// them; one elected with forwarded commands still unsent runs them as the client sent them.
+// them; one elected with forwarded commands still unsent runs them as the client sent them;
+// a leadership transfer to a voter that never answers is answered "abandoned" as soon as
+// the consensus core drops it, not at the deadline.
 // The simulator drives the same class through faults (tests/sim).
 #include "core/replica.h"
 
@@ -318,6 +320,61 @@ TEST(Replica, TheShellAnswersItsNamesBeforeTheAppWhicheverIsAskedFirst) {
   EXPECT_FALSE(by_hand.app.names_exclude_reserved());
   by_hand.send({{"PING"}, {"ANYTHING"}});
   EXPECT_EQ(by_hand.out(), "+PONG\r\n+APP\r\n");
+}
+
+// Node 1 of three leads (voter 2 answers everything); CLUSTER TRANSFER 3 while node 3 is
+// stopped (what is sent to it is dropped). The consensus core drops the transfer after one
+// election timeout and node 1 leads on: the client gets the "abandoned" error then, not the
+// deadline's error 10 s later (the steady clock never moves here, so the deadline never
+// passes). `plant`: Replica::Options::PlantedBugs::transfer_waits_for_deadline. Returns the
+// replies, after 5 election timeouts of ticks, to TRANSFER, to a write sent behind it
+// (refused while the transfer is under way) and to a write sent after those ticks.
+std::string transfer_to_a_stopped_voter(bool plant) {
+  Node n({1, 2, 3}, false, {}, [&](Replica::Options& o) { o.bugs.transfer_waits_for_deadline = plant; });
+  n.host.keep_messages = true;
+  auto turn = [&] {
+    n.replica->end_turn();
+    answer_as_voter_2(n);
+    n.replica->drive();
+    n.replica->check_transfers();
+    n.replica->drain();
+  };
+  for (int i = 0; i < 100 && !n.replica->leader(); i++) {
+    n.raft->tick();
+    turn();
+  }
+  EXPECT_TRUE(n.replica->leader());
+  n.send({{"SET", "a", "1"}});
+  for (int i = 0; i < 10 && !n.s().replies.idle(); i++) turn();
+  EXPECT_EQ(n.out(), "+OK\r\n");
+  n.send({{"TRANSFER", "3"}, {"SET", "a", "2"}});
+  turn();
+  EXPECT_EQ(n.raft->status().transferee, 3u);
+  EXPECT_EQ(n.out(), "") << "the transfer is under way";
+  const raft::Config cfg;
+  for (uint32_t i = 0; i < 5 * cfg.election_ticks && !n.s().replies.idle(); i++) {
+    n.raft->tick();
+    turn();
+  }
+  EXPECT_TRUE(n.replica->leader()) << "node 1 leads on";
+  EXPECT_EQ(n.raft->status().transferee, raft::kNoNode) << "the core dropped the transfer";
+  n.send({{"SET", "a", "3"}});  // taken again
+  for (int i = 0; i < 10; i++) turn();
+  return n.out();
+}
+
+TEST(Replica, ATransferTheCoreAbandonsIsAnsweredAbandonedAtOnceAndWritesGoOn) {
+  EXPECT_EQ(transfer_to_a_stopped_voter(false),
+            "-ERR leadership transfer to node 3 abandoned: it did not take over within an election timeout (is it "
+            "up, caught up and reachable?); node 1 still leads\r\n"
+            "-TRYAGAIN leadership transfer in progress; retry\r\n"
+            "+OK\r\n");
+}
+
+// The check above catches the old behaviour (the client waits for the deadline, and the
+// writes behind it with it): the planted bug leaves all three unanswered.
+TEST(Replica, ATransferTheCoreAbandonsWithThePlantedBugWaitsForTheDeadline) {
+  EXPECT_EQ(transfer_to_a_stopped_voter(true), "");
 }
 
 }  // namespace
