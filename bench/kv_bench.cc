@@ -6,6 +6,7 @@
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -305,23 +306,18 @@ void BM_FirstWriteAhead(benchmark::State& state) {
 }
 BENCHMARK(BM_FirstWriteAhead)->Args({1'000'000, 0})->Args({1'000'000, 1})->Iterations(500'000);
 
-// The first write to a big container ahead of the cursor: encoded whole on the loop (what
-// per-container cursors would avoid). Arg(0) members; Arg(1) 0 = a hash (HSET), 1 = a sorted
-// set (ZADD); Arg(2) 1 = a snapshot runs. One write per iteration, a fresh snapshot each.
-void BM_BigFirstWrite(benchmark::State& state) {
-  const int64_t n = state.range(0);
-  const bool zset = state.range(1) != 0;
-  Host host;
-  hmdb::ApplyContext ctx;
-  ctx.now_ms = 1'700'000'000'000;
+// One big container "big" of n members: 0 = a hash (HSET), 1 = a sorted set (ZADD), 2 = a set
+// (SADD).
+void make_big(Host& host, hmdb::ApplyContext& ctx, int64_t n, int64_t type) {
   constexpr int64_t kPerCommand = 1000;
   std::vector<std::string> words;
+  static constexpr const char* kAdd[] = {"HSET", "ZADD", "SADD"};
   for (int64_t i = 0; i < n; i += kPerCommand) {
-    words.assign({zset ? "ZADD" : "HSET", "big"});
+    words.assign({kAdd[type], "big"});
     for (int64_t j = i; j < std::min(n, i + kPerCommand); j++) {
-      if (zset) words.push_back(std::to_string(j));
+      if (type == 1) words.push_back(std::to_string(j));
       words.push_back("member:" + std::to_string(j));
-      if (!zset) words.push_back("value:" + std::to_string(j));
+      if (type == 0) words.push_back("value:" + std::to_string(j));
     }
     std::vector<std::string_view> w(words.begin(), words.end());
     std::string out, error;
@@ -329,13 +325,27 @@ void BM_BigFirstWrite(benchmark::State& state) {
     ctx.index++;
     if (!host.apply(hmdb::Args(w.data(), w.size()), ctx, reply, &error)) std::abort();
   }
+}
+
+// The first write to a big container ahead of the cursor: a hash's or set's keeps only the
+// element it changes (save_producer.h, ContainerSave), a sorted set is encoded whole on the
+// loop (not sliced yet). Arg(0) members; Arg(1) 0 = a hash (HSET), 1 = a sorted set (ZADD),
+// 2 = a set (SADD); Arg(2) 1 = a snapshot runs. One write per iteration, a fresh snapshot each.
+void BM_BigFirstWrite(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  const int64_t type = state.range(1);
+  Host host;
+  hmdb::ApplyContext ctx;
+  ctx.now_ms = 1'700'000'000'000;
+  make_big(host, ctx, n, type);
   size_t side = 0;
   for (auto _ : state) {
     state.PauseTiming();
     std::unique_ptr<hmdb::SaveProducer> p;
     if (state.range(2)) p = host.begin_save();
     state.ResumeTiming();
-    if (zset) apply_words(host, ctx, {"ZADD", "big", "1", "member:0"});
+    if (type == 1) apply_words(host, ctx, {"ZADD", "big", "1", "member:0"});
+    else if (type == 2) apply_words(host, ctx, {"SREM", "big", "member:0"});
     else apply_words(host, ctx, {"HSET", "big", "member:0", "value:0"});
     state.PauseTiming();
     if (p) side = static_cast<hmdb::kv::SaveCursor*>(p.get())->side_bytes();
@@ -345,7 +355,48 @@ void BM_BigFirstWrite(benchmark::State& state) {
   state.counters["side_MB"] = static_cast<double>(side) / 1e6;
 }
 BENCHMARK(BM_BigFirstWrite)->Args({1'000'000, 0, 0})->Args({1'000'000, 0, 1})->Args({1'000'000, 1, 0})->Args({1'000'000, 1, 1})
-    ->Unit(benchmark::kMillisecond)->Iterations(5);
+    ->Args({1'000'000, 2, 0})->Args({1'000'000, 2, 1})->Unit(benchmark::kMillisecond)->Iterations(5);
+
+// The cursor crossing a big container: a snapshot of the one key written with the engine's
+// byte budget a call (kSliceBytes), with a write to the container between calls (an element
+// ahead of the inner cursor, so kept). Reports the longest next() call (wall time on this
+// thread: timing is this benchmark's point) and the calls. Arg(0) members; Arg(1) 0 = a hash,
+// 1 = a sorted set (written whole: one call), 2 = a set.
+void BM_BigSliceCrossing(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  const int64_t type = state.range(1);
+  Host host;
+  hmdb::ApplyContext ctx;
+  ctx.now_ms = 1'700'000'000'000;
+  make_big(host, ctx, n, type);
+  double longest_ms = 0;
+  size_t calls = 0;
+  int64_t w = 0;
+  for (auto _ : state) {
+    auto p = host.begin_save();
+    std::string out;
+    hmdb::Encoder enc(&out);
+    out.reserve(kSliceBytes + (64 << 10));
+    calls = 0;
+    for (bool done = false; !done;) {
+      out.clear();
+      const auto t0 = std::chrono::steady_clock::now();
+      done = p->next(enc, hmdb::SliceBudget{SIZE_MAX, kSliceBytes});
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      longest_ms = std::max(longest_ms, ms);
+      calls++;
+      benchmark::DoNotOptimize(out.data());
+      const std::string m = "member:" + std::to_string((w++ * 7919) % n);
+      if (type == 1) apply_words(host, ctx, {"ZADD", "big", "2", m});
+      else if (type == 2) apply_words(host, ctx, {"SADD", "big", m});
+      else apply_words(host, ctx, {"HSET", "big", m, "changed"});
+    }
+  }
+  state.counters["longest_call_ms"] = longest_ms;
+  state.counters["calls"] = static_cast<double>(calls);
+}
+BENCHMARK(BM_BigSliceCrossing)->Args({1'000'000, 0})->Args({1'000'000, 2})->Args({1'000'000, 1})
+    ->Unit(benchmark::kMillisecond)->Iterations(3);
 
 }  // namespace
 

@@ -111,8 +111,27 @@ constexpr bool kCopyBeforeWrite = true;
 #else
 constexpr bool kCopyBeforeWrite = false;  // a planted bug: no write keeps a key's value (deletes still do)
 #endif
+#ifndef HMDB_PLANTED_BUG_SAVE_NO_FIELD_HOOK
+constexpr bool kHookFields = true;
+#else
+constexpr bool kHookFields = false;  // a planted bug: HSET's fields and SADD's members skip the hook
+#endif
 inline void save_touch(State& s, std::string_view key, uint64_t h) {
   if (kCopyBeforeWrite && s.saving) [[unlikely]] s.saving->touch(h, key);
+}
+// The value at it is about to be replaced in place (SET over a container, MSET, a STORE's or
+// RENAME's or COPY's destination): a big container kept element by element moves to the
+// snapshot (O(1)) rather than being lost. Before its deadline is cleared.
+inline void save_replace(State& s, KeyIter it) {
+  if (s.saving) [[unlikely]] s.saving->before_delete(it.hash(), it->first.view(), it->second);
+}
+// An element of the big container at it is about to change (save_producer.h, ContainerSave):
+// every mutator of a hash's fields or a set's members calls one of these first.
+inline void save_hash_field(State& s, KeyIter it, const Hash& h, std::string_view field) {
+  if (s.saving) [[unlikely]] s.saving->before_hash_field(it.hash(), it->first.view(), h, field);
+}
+inline void save_set_member(State& s, KeyIter it, const Set& set, SetMemberKey m) {
+  if (s.saving) [[unlikely]] s.saving->before_set_member(it.hash(), it->first.view(), set, m.hash, m.value);
 }
 
 // A big value is buried (freed over the next commands, kv.h: Graveyard), not destroyed here.
@@ -744,6 +763,7 @@ void apply_set(State& s, const SetArgs& a, const ApplyContext& ctx, Reply& r) {
   if (old) {
     old->assign(a.value.data(), a.value.size());  // reuses the old buffer when it fits
   } else if (found) {
+    save_replace(s, it);
     s.graveyard.bury_if_big(it->second);
     it->second.emplace<String>(a.value);
   } else {
@@ -915,6 +935,7 @@ void apply_mset_pairs(State& s, const Words& a, const ApplyContext& ctx) {
     if (!inserted) {
       if (auto* str = std::get_if<String>(&it->second)) str->assign(value.data(), value.size());
       else {
+        save_replace(s, it);
         s.graveyard.bury_if_big(it->second);
         it->second.emplace<String>(value);
       }
@@ -1123,7 +1144,9 @@ void apply_incrbyfloat(State& s, const FloatIncrArgs& a, const ApplyContext& ctx
 // =============================================================================================
 
 // Returns the number of new fields.
-int64_t hash_set_pairs(Hash* h, Args argv) {
+int64_t hash_set_pairs(State& s, KeyIter it, Hash* h, Args argv) {
+  if (kHookFields && s.saving) [[unlikely]]
+    for (size_t i = 2; i + 1 < argv.size(); i += 2) save_hash_field(s, it, *h, argv[i]);
   int64_t added = 0;
   for (size_t i = 2; i + 1 < argv.size(); i += 2) added += h->set(argv[i], argv[i + 1]) ? 1 : 0;
   return added;
@@ -1137,7 +1160,7 @@ void apply_hset(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   Hash* h;
   if (!hash_for_write(s, a.argv[1], ctx, r, &it, &h)) return;
-  const int64_t added = hash_set_pairs(h, a.argv);
+  const int64_t added = hash_set_pairs(s, it, h, a.argv);
   notify(ctx, keyspace::kHash, "hset", a.argv[1]);
   r.integer(added);
 }
@@ -1146,7 +1169,7 @@ void apply_hmset(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   Hash* h;
   if (!hash_for_write(s, a.argv[1], ctx, r, &it, &h)) return;
-  hash_set_pairs(h, a.argv);
+  hash_set_pairs(s, it, h, a.argv);
   notify(ctx, keyspace::kHash, "hset", a.argv[1]);
   r.ok();
 }
@@ -1171,7 +1194,10 @@ void apply_hdel(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   if (!container_for_write<Hash>(s, a.argv[1], ctx, r, &it, &h)) return;
   if (!h) { r.integer(0); return; }
   int64_t n = 0;
-  for (size_t i = 2; i < a.argv.size(); i++) n += h->erase(a.argv[i]) ? 1 : 0;
+  for (size_t i = 2; i < a.argv.size(); i++) {
+    save_hash_field(s, it, *h, a.argv[i]);
+    n += h->erase(a.argv[i]) ? 1 : 0;
+  }
   if (n > 0) notify(ctx, keyspace::kHash, "hdel", a.argv[1]);
   erase_if_emptied(s, it, h, a.argv[1], ctx);
   r.integer(n);
@@ -1251,6 +1277,7 @@ void apply_hincrby(State& s, const HIncrArgs& a, const ApplyContext& ctx, Reply&
   if (field && !parse_int64(*field, &v)) { r.error(kHashNotInteger); return; }
   int64_t result = 0;
   if (__builtin_add_overflow(v, a.delta, &result)) { r.error(kOverflow); return; }
+  if (h) save_hash_field(s, it, *h, a.field);
   if (!h) h = create<Hash>(s, a.key, &it);
   if (!field) {
     bool inserted;
@@ -1298,6 +1325,7 @@ void apply_hsetnx(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   Hash* h;
   if (!container_for_create<Hash>(s, a.argv[1], ctx, r, &it, &h)) return;
+  save_hash_field(s, it, *h, a.argv[2]);
   bool inserted;
   std::string& v = h->find_or_insert(a.argv[2], &inserted);
   if (inserted) {
@@ -1324,6 +1352,7 @@ void apply_hincrbyfloat(State& s, const FloatIncrArgs& a, const ApplyContext& ct
   v += a.delta;
   if (std::isnan(v) || std::isinf(v)) { r.error(kNanOrInfinity); return; }
   const std::string text = format_long_double(v);
+  if (h) save_hash_field(s, it, *h, a.field);
   if (!h) h = create<Hash>(s, a.key, &it);
   h->set(a.field, text);
   notify(ctx, keyspace::kHash, "hincrbyfloat", a.key);
@@ -1705,7 +1734,11 @@ void apply_sadd(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   Set* set;
   if (!container_for_create<Set>(s, a.argv[1], ctx, r, &it, &set)) return;
   int64_t added = 0;
-  for (size_t i = 2; i < a.argv.size(); i++) added += set->insert(SetMemberKey{member_hash(a.argv[i]), a.argv[i]}) ? 1 : 0;
+  for (size_t i = 2; i < a.argv.size(); i++) {
+    const SetMemberKey m{member_hash(a.argv[i]), a.argv[i]};
+    if (kHookFields) save_set_member(s, it, *set, m);
+    added += set->insert(m) ? 1 : 0;
+  }
   if (added > 0) notify(ctx, keyspace::kSet, "sadd", a.argv[1]);
   r.integer(added);
 }
@@ -1716,16 +1749,21 @@ void apply_srem(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   if (!container_for_write<Set>(s, a.argv[1], ctx, r, &it, &set)) return;
   if (!set) { r.integer(0); return; }
   int64_t removed = 0;
-  for (size_t i = 2; i < a.argv.size(); i++) removed += set->erase(SetMemberKey{member_hash(a.argv[i]), a.argv[i]}) ? 1 : 0;
+  for (size_t i = 2; i < a.argv.size(); i++) {
+    const SetMemberKey m{member_hash(a.argv[i]), a.argv[i]};
+    save_set_member(s, it, *set, m);
+    removed += set->erase(m) ? 1 : 0;
+  }
   if (removed > 0) notify(ctx, keyspace::kSet, "srem", a.argv[1]);
   erase_if_emptied(s, it, set, a.argv[1], ctx);
   r.integer(removed);
 }
 
 // The deterministic choice described in kv.h: hash of (log index, pop number, set size).
-std::string spop_pick(Set* set, uint64_t index, uint64_t pop_number) {
+std::string spop_pick(State& s, KeyIter it, Set* set, uint64_t index, uint64_t pop_number) {
   uint64_t words[3] = {index, pop_number, set->size()};  // host byte order: little endian
   uint64_t r = XXH3_64bits_withSeed(words, sizeof words, kSetHashSeed);
+  if (s.saving) [[unlikely]] save_set_member(s, it, *set, set->at_or_after(r));
   return set->pop_at_or_after(r);
 }
 
@@ -1741,7 +1779,7 @@ void apply_spop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
   if (!set) { spop_missing(a, r); return; }
   size_t n = a.has_count ? std::min<uint64_t>(static_cast<uint64_t>(a.count), set->size()) : 1;
   if (a.has_count) r.set(n);
-  for (size_t i = 0; i < n; i++) r.bulk(spop_pick(set, ctx.index, i));
+  for (size_t i = 0; i < n; i++) r.bulk(spop_pick(s, it, set, ctx.index, i));
   if (n > 0) notify(ctx, keyspace::kSet, "spop", a.key);
   erase_if_emptied(s, it, set, a.key, ctx);
 }
@@ -2087,6 +2125,7 @@ void store_set_result(State& s, std::string_view dst, Set&& result, SetOp op, co
       notify(ctx, keyspace::kGeneric, "del", dst);
     }
   } else {
+    if (it != s.keys.end()) save_replace(s, it);
     clear_deadline(s, dst);
     if (it != s.keys.end()) s.graveyard.bury_if_big(it->second);
     s.keys.insert_or_assign(dst, Value(std::move(result)));
@@ -2198,11 +2237,13 @@ void apply_smove(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   from_set = boxed<Set>(from->second);
   const SetMemberKey k{member_hash(member), member};
   if (src == dst) { r.integer(from_set->contains(k) ? 1 : 0); return; }
+  save_set_member(s, from, *from_set, k);
   if (!from_set->erase(k)) { r.integer(0); return; }
   notify(ctx, keyspace::kSet, "srem", src);
   erase_if_emptied(s, from, from_set, src, ctx);
   to = s.keys.find(dst);
   if (to == s.keys.end()) create<Set>(s, dst, &to);
+  save_set_member(s, to, std::get<Set>(to->second), k);
   if (std::get<Set>(to->second).insert(k)) notify(ctx, keyspace::kSet, "sadd", dst);
   r.integer(1);
 }
@@ -3258,6 +3299,7 @@ void store_zset_result(State& s, std::string_view dst, std::unique_ptr<ZSet> z, 
       notify(ctx, keyspace::kGeneric, "del", dst);
     }
   } else {
+    if (it != s.keys.end()) save_replace(s, it);
     clear_deadline(s, dst);
     if (it != s.keys.end()) s.graveyard.bury_if_big(it->second);
     s.keys.insert_or_assign(dst, Value(std::move(z)));
@@ -3504,10 +3546,14 @@ void apply_rename(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   if (kNx && dst_exists) { r.integer(0); return; }
   from = s.keys.find(src);  // live_write(dst) may have deleted an expired dst: look again
   const std::optional<uint64_t> deadline = deadline_of(s, src);
+  if (s.saving) [[unlikely]] s.saving->before_move(from.hash(), src, from->second);
   Value v = std::move(from->second);
   erase_key(s, from);
+  if (auto old = s.keys.find(dst); old != s.keys.end()) {
+    save_replace(s, old);
+    s.graveyard.bury_if_big(old->second);
+  }
   clear_deadline(s, dst);
-  if (auto old = s.keys.find(dst); old != s.keys.end()) s.graveyard.bury_if_big(old->second);
   s.keys.insert_or_assign(dst, std::move(v));
   if (deadline) set_deadline(s, dst, *deadline);
   notify(ctx, keyspace::kGeneric, "rename_from", src);
@@ -3582,8 +3628,11 @@ void apply_copy(State& s, const CopyArgs& a, const ApplyContext& ctx, Reply& r) 
   from = s.keys.find(a.src);
   Value copy = clone_value(from->second);
   const std::optional<uint64_t> deadline = deadline_of(s, a.src);
+  if (auto old = s.keys.find(a.dst); old != s.keys.end()) {
+    save_replace(s, old);
+    s.graveyard.bury_if_big(old->second);
+  }
   clear_deadline(s, a.dst);
-  if (auto old = s.keys.find(a.dst); old != s.keys.end()) s.graveyard.bury_if_big(old->second);
   s.keys.insert_or_assign(a.dst, std::move(copy));
   if (deadline) set_deadline(s, a.dst, *deadline);
   notify(ctx, keyspace::kGeneric, "copy_to", a.dst);
@@ -4409,35 +4458,44 @@ constexpr uint8_t kTagTypeMask = 0x7f;
 // hash's own order, which costs no sort.
 enum class EncodeFor { kSnapshot, kDigest };
 
-void encode_entry(Encoder& e, std::string_view key, const Value& v, std::optional<uint64_t> deadline,
-                  EncodeFor purpose = EncodeFor::kSnapshot) {
+// A container's entry up to its elements: key, tag, deadline, element count (save_producer.cc
+// writes a big container's elements after it in slices). For a string: up to its bytes.
+void encode_header(Encoder& e, std::string_view key, const Value& v, std::optional<uint64_t> deadline) {
   e.bytes(key);
   e.u8(static_cast<uint8_t>(v.index()) | (deadline ? kTagHasDeadline : 0));
   if (deadline) e.u64(*deadline);
   switch (static_cast<Type>(v.index())) {
+    case Type::kString: break;
+    case Type::kHash: e.varint(std::get<Hash>(v).size()); break;
+    case Type::kList: e.varint(std::get<List>(v).size()); break;
+    case Type::kSet: e.varint(std::get<Set>(v).size()); break;
+    case Type::kZSet: e.varint(std::get<std::unique_ptr<ZSet>>(v)->order.size()); break;
+  }
+}
+
+void encode_entry(Encoder& e, std::string_view key, const Value& v, std::optional<uint64_t> deadline,
+                  EncodeFor purpose = EncodeFor::kSnapshot) {
+  encode_header(e, key, v, deadline);
+  switch (static_cast<Type>(v.index())) {
     case Type::kString: e.bytes(std::get<String>(v)); break;
     case Type::kHash: {
       const Hash& h = std::get<Hash>(v);
-      e.varint(h.size());
       auto put = [&](std::string_view f, const std::string& val) { e.bytes(f); e.bytes(val); };
       if (purpose == EncodeFor::kDigest) h.for_each_in_byte_order(put); else h.for_each(put);
       break;
     }
     case Type::kList: {
       const List& l = std::get<List>(v);
-      e.varint(l.size());
       l.for_each([&](std::string_view x) { e.bytes(x); });
       break;
     }
     case Type::kSet: {
       const Set& set = std::get<Set>(v);
-      e.varint(set.size());
       set.for_each([&](std::string_view m) { e.bytes(m); });
       break;
     }
     case Type::kZSet: {
       const ZSet& z = *std::get<std::unique_ptr<ZSet>>(v);
-      e.varint(z.order.size());
       for (const auto& x : z.order) { e.bytes(x.member); e.f64(x.score); }
       break;
     }
@@ -4503,6 +4561,9 @@ bool decode_value(Decoder& in, Type type, Value* out) {
 
 void encode_snapshot_entry(Encoder& e, std::string_view key, const Value& v, std::optional<uint64_t> deadline) {
   encode_entry(e, key, v, deadline);
+}
+void encode_snapshot_header(Encoder& e, std::string_view key, const Value& v, std::optional<uint64_t> deadline) {
+  encode_header(e, key, v, deadline);
 }
 
 void Kv::save(const State& s, Encoder& out) {

@@ -210,6 +210,8 @@ struct State {
 
 // A key's entry in save()'s format (kv.cc; save_producer.cc writes the same bytes).
 void encode_snapshot_entry(hmdb::Encoder& e, std::string_view key, const Value& v, std::optional<uint64_t> deadline);
+// Its first part: the key, tag, deadline and (a container's) element count; the elements follow.
+void encode_snapshot_header(hmdb::Encoder& e, std::string_view key, const Value& v, std::optional<uint64_t> deadline);
 
 // ---- the application -----------------------------------------------------------------
 

@@ -21,6 +21,130 @@ bool before(uint64_t h1, std::string_view k1, uint64_t h2, std::string_view k2) 
 
 }  // namespace
 
+// ---- hashes and sets, element by element ---------------------------------------------------
+
+struct HashSaveTraits {
+  using Container = Hash;
+  using Old = std::optional<std::string>;  // the field's value at I, or absent
+  static const Hash& of(const Value& v) { return std::get<Hash>(v); }
+  static Old old_of(const Hash& live, std::string_view field) {
+    const std::string* v = live.find(field);
+    return v ? Old(*v) : std::nullopt;
+  }
+  static size_t old_bytes(const Old& o) { return o ? o->size() : 0; }
+  // Writes the kept element; false if it was absent at I.
+  static bool put_old(Encoder& out, std::string_view field, const Old& o) {
+    if (!o) return false;
+    out.bytes(field);
+    out.bytes(*o);
+    return true;
+  }
+  // fn(hash, element, put) for each element of live from hash position h on, until fn
+  // returns false; put(out) writes the element.
+  template <class Fn>
+  static void for_each_from(const Hash& live, uint64_t h, Fn&& fn) {
+    live.for_each_from(h, [&](uint64_t fh, std::string_view f, const std::string& v) {
+      return fn(fh, f, [&](Encoder& out) {
+        out.bytes(f);
+        out.bytes(v);
+      });
+    });
+  }
+};
+
+struct SetSaveTraits {
+  using Container = Set;
+  using Old = bool;  // a member at I
+  static const Set& of(const Value& v) { return std::get<Set>(v); }
+  static Old old_of(const Set& live, std::string_view m) { return live.contains(SetMemberKey{SetMemberHasher::hash(m), m}); }
+  static size_t old_bytes(const Old&) { return 0; }
+  static bool put_old(Encoder& out, std::string_view m, const Old& o) {
+    if (!o) return false;
+    out.bytes(m);
+    return true;
+  }
+  template <class Fn>
+  static void for_each_from(const Set& live, uint64_t h, Fn&& fn) {
+    live.for_each_from(h, [&](uint64_t mh, std::string_view m) { return fn(mh, m, [&](Encoder& out) { out.bytes(m); }); });
+  }
+};
+
+template <class Traits>
+bool HashedSave<Traits>::write_some(Encoder& out, const Value& v, SliceMeter& meter) {
+  const Container& live = Traits::of(v);
+  auto k = keeps_.begin();
+  bool spent = false;
+  // A kept element first: its version at I (nothing if absent then); the live one of the same
+  // element, if any, is skipped (it changed since I).
+  auto write_kept = [&] {
+    Traits::put_old(out, k->first.second, k->second);
+    pos_h_ = k->first.first;
+    pos_ = k->first.second;
+    started_ = true;
+    bytes_ -= k->first.second.size() + Traits::old_bytes(k->second) + kSideElementOverheadBytes;
+    k = keeps_.erase(k);
+    spent = meter.add();
+  };
+  const bool from_start = !started_;
+  const uint64_t from = pos_h_;
+  Traits::for_each_from(live, from_start ? 0 : from, [&](uint64_t eh, std::string_view e, auto put) {
+    if (!ahead(eh, e)) return true;  // written already (the position's hash: collisions)
+    while (k != keeps_.end() && before(k->first.first, k->first.second, eh, e)) {
+      write_kept();
+      if (spent) return false;
+    }
+    if (k != keeps_.end() && k->first.first == eh && std::string_view(k->first.second) == e) {
+      write_kept();  // changed since I: its kept version
+    } else {
+      put(out);  // unchanged since I: a change would have kept it first
+      pos_h_ = eh;
+      pos_.assign(e.data(), e.size());
+      started_ = true;
+      spent = meter.add();
+    }
+    return !spent;
+  });
+  while (!spent && k != keeps_.end()) write_kept();
+  if (spent) return false;
+  // Nothing live or kept after the position: done (a slice that ended right after the last
+  // element finds that on its next call).
+  return true;
+}
+
+template class HashedSave<HashSaveTraits>;
+template class HashedSave<SetSaveTraits>;
+
+namespace {
+
+size_t elements_of(const Value& v) {
+  switch (static_cast<Type>(v.index())) {
+    case Type::kString: return 0;
+    case Type::kHash: return std::get<Hash>(v).size();
+    case Type::kList: return std::get<List>(v).size();
+    case Type::kSet: return std::get<Set>(v).size();
+    case Type::kZSet: return std::get<std::unique_ptr<ZSet>>(v)->order.size();
+  }
+  return 0;
+}
+
+// The element-level save for a value of more than whole_max elements, or null: a small
+// one, or a type that does not slice (yet): kept and written whole.
+std::unique_ptr<ContainerSave> make_container_save(const Value& v, size_t whole_max) {
+  if (elements_of(v) <= whole_max) return nullptr;
+  switch (static_cast<Type>(v.index())) {
+    case Type::kHash: return std::make_unique<HashSave>();
+    case Type::kSet: return std::make_unique<SetSave>();
+    case Type::kString:
+    case Type::kList:
+    case Type::kZSet: return nullptr;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+// ---- the cursor ------------------------------------------------------------------------------
+
 SaveCursor::SaveCursor(State& s) : s_(s), count_(s.keys.size()) {
   assert(s.saving == nullptr);
   s_.saving = this;
@@ -30,14 +154,16 @@ SaveCursor::~SaveCursor() {
   if (!done_) finish();
 }
 
-void SaveCursor::count(const SideKey& k, const Kept& e, bool add) noexcept {
-  const size_t bytes = k.second.size() + e.encoded.size() + kSideEntryOverheadBytes;
-  if (add) {
-    side_bytes_ += bytes;
-    if (side_bytes_ > side_bytes_peak_) side_bytes_peak_ = side_bytes_;
-  } else {
-    side_bytes_ -= bytes;
-  }
+void SaveCursor::recount(Kept& e, size_t key_bytes) noexcept {
+  side_bytes_ -= e.counted;
+  e.counted = key_bytes + e.encoded.size() + (e.save ? e.save->kept_bytes() : 0) + kSideEntryOverheadBytes;
+  side_bytes_ += e.counted;
+  if (side_bytes_ > side_bytes_peak_) side_bytes_peak_ = side_bytes_;
+}
+
+void SaveCursor::uncount(Kept& e) noexcept {
+  side_bytes_ -= e.counted;
+  e.counted = 0;
 }
 
 void SaveCursor::keep(uint64_t h, std::string_view key) {
@@ -45,30 +171,111 @@ void SaveCursor::keep(uint64_t h, std::string_view key) {
   Kept e;
   auto it = s_.keys.find_hashed(key, h);
   if (it != s_.keys.end()) {
-    e.kind = Kept::Kind::kEncoded;
     Encoder enc(&e.encoded);
-    encode_snapshot_entry(enc, key, it->second, deadline_in(s_.expires, key));
+    e.save = make_container_save(it->second, whole_max_);
+    if (e.save) {
+      // A big container: its header now, its elements one by one as they change.
+      e.kind = Kept::Kind::kContainer;
+      encode_snapshot_header(enc, key, it->second, deadline_in(s_.expires, key));
+      containers_sliced_++;
+    } else {
+      e.kind = Kept::Kind::kEncoded;
+      encode_snapshot_entry(enc, key, it->second, deadline_in(s_.expires, key));
+    }
   }
   auto pos = side_.emplace(SideKey(h, std::string(key)), std::move(e)).first;
-  count(pos->first, pos->second, true);
+  recount(pos->second, key.size());
 }
 
 void SaveCursor::keep_deleted(uint64_t h, std::string_view key, Value& v) {
-  if (side_.find(std::pair<uint64_t, std::string_view>(h, key)) != side_.end()) return;
-  Kept e;
-  e.kind = Kept::Kind::kHeld;
-  e.deadline = deadline_in(s_.expires, key);
-  e.held = std::move(v);
+  Kept* e = nullptr;
+  if (at_container(h, key)) {
+    e = &active_;
+  } else if (auto it = side_.find(std::pair<uint64_t, std::string_view>(h, key)); it != side_.end()) {
+    e = &it->second;
+  }
+  if (e) {
+    // Kept already: only a big container whose value is still the key's takes it.
+    if (e->kind != Kept::Kind::kContainer || e->moved) return;
+    e->held = std::move(v);
+    v.emplace<String>();
+    e->moved = true;
+    held_++;
+    return;
+  }
+  Kept k;
+  k.kind = Kept::Kind::kHeld;
+  k.deadline = deadline_in(s_.expires, key);
+  k.held = std::move(v);
   v.emplace<String>();  // what was moved from is empty, but say so (as Graveyard::bury_if_big)
-  auto pos = side_.emplace(SideKey(h, std::string(key)), std::move(e)).first;
-  count(pos->first, pos->second, true);
+  auto pos = side_.emplace(SideKey(h, std::string(key)), std::move(k)).first;
+  recount(pos->second, key.size());
   held_++;
 }
 
+void SaveCursor::flatten(uint64_t h, std::string_view key, const Value& v) {
+  Kept* e = nullptr;
+  if (at_container(h, key)) {
+    e = &active_;
+  } else {
+    keep(h, key);  // kept already in practice (RENAME's live_write touched it)
+    e = &side_.find(std::pair<uint64_t, std::string_view>(h, key))->second;
+  }
+  if (e->kind != Kept::Kind::kContainer || e->moved) return;
+  // The rest of its elements at I, after the header (or after what the cursor wrote).
+  std::string rest;
+  {
+    Encoder enc(&rest);
+    SliceBudget unlimited;
+    SliceMeter meter(enc, unlimited);
+    e->save->write_some(enc, v, meter);
+  }
+  if (e == &active_) {
+    active_.encoded = std::move(rest);
+    rest_at_ = 0;
+  } else {
+    e->encoded += rest;
+  }
+  e->kind = Kept::Kind::kEncoded;
+  e->save.reset();
+  if (e != &active_) recount(*e, key.size());
+}
+
+ContainerSave* SaveCursor::container_at(uint64_t h, std::string_view key, Kept** owner) {
+  Kept* e = nullptr;
+  if (at_container(h, key)) {
+    e = &active_;
+  } else {
+    auto it = side_.find(std::pair<uint64_t, std::string_view>(h, key));
+    if (it == side_.end()) return nullptr;
+    e = &it->second;
+  }
+  if (e->kind != Kept::Kind::kContainer || e->moved) return nullptr;
+  *owner = e;
+  return e->save.get();
+}
+
+void SaveCursor::hash_field(uint64_t h, std::string_view key, const Hash& live, std::string_view field) {
+  Kept* e;
+  ContainerSave* c = container_at(h, key, &e);
+  if (!c) return;
+  static_cast<HashSave*>(c)->keep(live, Hash::field_hash(field), field);
+  recount(*e, key.size());
+}
+
+void SaveCursor::set_member(uint64_t h, std::string_view key, const Set& live, uint64_t mh, std::string_view m) {
+  Kept* e;
+  ContainerSave* c = container_at(h, key, &e);
+  if (!c) return;
+  static_cast<SetSave*>(c)->keep(live, mh, m);
+  recount(*e, key.size());
+}
+
 void SaveCursor::release(Kept& e) {
-  if (e.kind != Kept::Kind::kHeld) return;
+  if (e.kind != Kept::Kind::kHeld && !e.moved) return;
   s_.graveyard.bury_if_big(e.held);  // a big one is freed a bounded amount at a time
   e.held.emplace<String>();
+  e.moved = false;
   held_--;
 }
 
@@ -88,11 +295,54 @@ void SaveCursor::finish() {
   if (s_.saving == this) s_.saving = nullptr;
   for (auto& [k, e] : side_) release(e);
   side_.clear();
+  if (in_container_) {
+    release(active_);
+    active_ = Kept();
+    in_container_ = false;
+  }
   side_bytes_ = 0;
   if (frozen_) {
     s_.graveyard.bury_keyspace(frozen_keys_, frozen_expires_, frozen_order_);
     frozen_ = false;
   }
+}
+
+void SaveCursor::begin_container(uint64_t h, std::string_view key, Kept&& e) {
+  cur_h_ = h;
+  cur_key_.assign(key.data(), key.size());
+  has_cursor_ = true;
+  in_container_ = true;
+  active_ = std::move(e);
+  recount(active_, key.size());
+}
+
+bool SaveCursor::write_container(Encoder& out, SliceMeter& meter) {
+  bool all = false;
+  if (active_.kind == Kept::Kind::kEncoded) {
+    // Flattened: the rest of its bytes, a slice's bytes at a time.
+    const size_t n = std::min(active_.encoded.size() - rest_at_, std::max<size_t>(meter.bytes_left(), 1));
+    out.raw(std::string_view(active_.encoded).substr(rest_at_, n));
+    rest_at_ += n;
+    meter.add();
+    all = rest_at_ == active_.encoded.size();
+  } else if (active_.moved) {
+    all = active_.save->write_some(out, active_.held, meter);
+  } else {
+    const KeyTable<Value>& keys = frozen_ ? frozen_keys_ : s_.keys;
+    auto it = keys.find_hashed(cur_key_, cur_h_);
+    assert(it != keys.end());  // a delete or replace would have moved it here
+    all = active_.save->write_some(out, it->second, meter);
+  }
+  if (!all) {
+    recount(active_, cur_key_.size());
+    return false;
+  }
+  uncount(active_);
+  release(active_);
+  active_ = Kept();
+  rest_at_ = 0;
+  in_container_ = false;
+  return true;
 }
 
 bool SaveCursor::next(Encoder& out, const SliceBudget& budget) {
@@ -101,6 +351,9 @@ bool SaveCursor::next(Encoder& out, const SliceBudget& budget) {
     out.varint(count_);
     started_ = true;
   }
+  SliceMeter meter(out, budget);
+  if (in_container_ && !write_container(out, meter)) return false;
+  if (meter.spent()) return false;
   const KeyTable<Value>& keys = frozen_ ? frozen_keys_ : s_.keys;
   const KeyTable<uint64_t>& expires = frozen_ ? frozen_expires_ : s_.expires;
   // The first live key after the cursor (keys with the cursor's hash are few: collisions).
@@ -109,11 +362,9 @@ bool SaveCursor::next(Encoder& out, const SliceBudget& budget) {
     it = keys.lower_bound_hash(cur_h_);
     while (it != keys.end() && it.hash() == cur_h_ && it->first.view() <= std::string_view(cur_key_)) ++it;
   }
-  // Every kept entry is ahead of the cursor (kept only when ahead, erased when written).
+  // Every kept entry is ahead of the cursor (kept only when ahead, erased when begun).
   auto side = side_.begin();
-  size_t elements = 0, bytes = 0;
   while (it != keys.end() || side != side_.end()) {
-    const size_t before_bytes = out.size();
     bool live_first = side == side_.end();
     bool same = false;
     if (!live_first && it != keys.end()) {
@@ -122,35 +373,71 @@ bool SaveCursor::next(Encoder& out, const SliceBudget& budget) {
       live_first = before(h, k, side->first.first, side->first.second);
       same = h == side->first.first && k == std::string_view(side->first.second);
     }
+    bool container = false;
     if (live_first) {
       // Unchanged since I: a change would have kept it first.
       const std::string_view k = it->first.view();
-      encode_snapshot_entry(out, k, it->second, deadline_in(expires, k));
-      cur_h_ = it.hash();
-      cur_key_.assign(k.data(), k.size());
+      const uint64_t h = it.hash();
+      std::unique_ptr<ContainerSave> save = make_container_save(it->second, whole_max_);
+      if (save) {
+        encode_snapshot_header(out, k, it->second, deadline_in(expires, k));
+        Kept e;
+        e.kind = Kept::Kind::kContainer;
+        e.save = std::move(save);
+        containers_sliced_++;
+        begin_container(h, k, std::move(e));
+        container = true;
+      } else {
+        encode_snapshot_entry(out, k, it->second, deadline_in(expires, k));
+        cur_h_ = h;
+        cur_key_.assign(k.data(), k.size());
+      }
       ++it;
     } else {
       Kept& e = side->second;
+      if (e.kind == Kept::Kind::kHeld) {
+        // A big container deleted since I (moved here whole): element by element too.
+        if (std::unique_ptr<ContainerSave> save = make_container_save(e.held, whole_max_)) {
+          e.encoded.clear();
+          Encoder enc(&e.encoded);
+          encode_snapshot_header(enc, side->first.second, e.held, e.deadline);
+          e.kind = Kept::Kind::kContainer;
+          e.moved = true;
+          e.save = std::move(save);
+          containers_sliced_++;
+        }
+      }
       switch (e.kind) {
         case Kept::Kind::kAbsent: break;  // created after I
         case Kept::Kind::kEncoded: out.raw(e.encoded); break;
         case Kept::Kind::kHeld: encode_snapshot_entry(out, side->first.second, e.held, e.deadline); break;
+        case Kept::Kind::kContainer: out.raw(e.encoded); break;  // its header; the elements follow
       }
       if (same) ++it;  // the live key's version at I is the kept one
-      cur_h_ = side->first.first;
-      cur_key_ = side->first.second;
-      release(e);
-      count(side->first, e, false);
-      side = side_.erase(side);
+      uncount(e);
+      if (e.kind == Kept::Kind::kContainer) {
+        e.encoded.clear();
+        SideKey k = side->first;
+        Kept moved = std::move(e);
+        side = side_.erase(side);
+        begin_container(k.first, k.second, std::move(moved));
+        container = true;
+      } else {
+        cur_h_ = side->first.first;
+        cur_key_ = side->first.second;
+        release(e);
+        side = side_.erase(side);
+      }
     }
     has_cursor_ = true;
-    elements++;
-    // A sink that flushed within this key (out.size() went down) has taken at least its
-    // Encoder::kFlushBytes: the slice ends.
-    bytes = out.size() >= before_bytes ? bytes + (out.size() - before_bytes) : budget.bytes;
-    if (elements >= budget.elements || bytes >= budget.bytes) break;
+    if (meter.add()) break;
+    if (container) {
+      if (!write_container(out, meter)) return false;
+      // The side map may have changed? No: nothing runs between; but `it` is still valid.
+      if (meter.spent()) break;
+    }
   }
-  if (it != keys.end() || side != side_.end()) return false;
+  if (in_container_ || it != keys.end() || side != side_.end()) return false;
   finish();
   return true;
 }

@@ -5,33 +5,47 @@
 //
 // The bytes are Kv::save's: the key count at I, then each key's entry in the key table's
 // canonical (XXH3(key), key bytes) order (key_table.h). The producer walks that order with a
-// cursor (the last key it wrote). Copy before write: every path of kv.cc that changes a key
+// cursor (the last key it began). Copy before write: every path of kv.cc that changes a key
 // (its value, its deadline, its existence) first calls a hook of the producer hooked on the
 // State (State::saving; null when no snapshot runs, so a write pays one predictable branch).
 // For a key still ahead of the cursor and not yet kept, the hook keeps what the key was at I
 // in a side map ordered as the table: its entry's encoding (touch), the value itself when the
-// key is being deleted (before_delete: moved, not copied), or "absent" for a key created
-// after I. The cursor writes a key's kept version where there is one, else the live key
-// (unchanged since I: any change would have been kept first). FLUSHALL hands the producer
+// key is being deleted or replaced (before_delete: moved, not copied), or "absent" for a key
+// created after I. The cursor writes a key's kept version where there is one, else the live
+// key (unchanged since I: any change would have been kept first). FLUSHALL hands the producer
 // the whole old keyspace (O(1)): from then on it reads that frozen table and unhooks itself.
 //
+// Big containers (more than kSaveWholeElementsMax elements at I; hashes and sets so far,
+// ContainerSave below says how a type plugs in) go element by element, one level down the
+// same way. The cursor becomes (key, inner position): next() writes such a key's header
+// (key, tag, deadline, element count at I) and then its elements in save() order over as
+// many slices as the budget needs. A first change to one ahead of the cursor keeps only its
+// header (touch); each mutator of its elements keeps, first, the element it changes (the old
+// value, or "absent") if it is ahead of the inner position (before_hash_field,
+// before_set_member); a delete or replace moves the Value to the producer (before_delete,
+// O(1)), whose elements are then written from it merged with the kept ones. Never the whole
+// container in one turn, except RENAME's source (before_move: the rest of it is encoded then,
+// once; the value lives on under the new name) and containers of the types not plugged in
+// (lists and sorted sets: kept and written whole).
+//
 // Costs: a write during a snapshot compares its key with the cursor; the first write to a
-// key ahead of it encodes that key's value on the loop (its size in CPU: a big container is
-// encoded whole; docs/decisions.md says what per-container cursors would take), and looks it
-// up in the side map (a btree). Memory: the side map holds, at most, one entry per key
-// changed or created ahead of the cursor, so its worst case is the state again in encoded
-// bytes (every key rewritten right after I) plus the keys created meanwhile as markers; it is
-// not bounded (a fork's copy-on-write is not either), only counted (INFO save_side_*).
-// Destroying the producer (done or abandoned) unhooks it; values kept by a delete go to the
-// graveyard (big ones) or are destroyed, and a frozen keyspace goes to the graveyard: the
-// destructor's work is O(side map entries), never O(state).
+// key ahead of it encodes that key's value on the loop (its size in CPU, for a small one), or
+// its header and the elements it changes (a big hash or set), and looks it up in the side map
+// (a btree; an element in the container's own). Memory: the side map holds, at most, one
+// entry per key changed or created ahead of the cursor and one per element changed ahead of
+// a big container's inner position, so its worst case is the state again in encoded bytes
+// (every key rewritten right after I) plus the keys and elements created meanwhile as
+// markers; it is not bounded (a fork's copy-on-write is not either), only counted (INFO
+// save_side_*). Destroying the producer (done or abandoned) unhooks it; values kept by a
+// delete go to the graveyard (big ones) or are destroyed, and a frozen keyspace goes to the
+// graveyard: the destructor's work is O(side map entries), never O(state).
 //
 // For the engine (hmdb::SaveProducer's contract, and): next() and every write run on the one
 // thread that owns the state; the producer must be destroyed before the State is replaced
 // or destroyed (load, clear, swap_state), as the contract says, since it points into it; a
 // second begin_save while one runs returns null (the engine then forks). Budgets: elements
-// are keys; a slice ends after the key that reaches either count (one key may be a big
-// container: its whole entry).
+// are keys and a big container's elements (its header counts as one); a slice ends after the
+// key or element that reaches either count.
 #pragma once
 
 #include <cstddef>
@@ -50,9 +64,118 @@
 namespace hmdb::kv {
 
 // The side map's bookkeeping per entry counted besides its key and encoding: the btree slot
-// (a (hash, key) pair, a Kept of ~88 bytes) and node overhead. An estimate for INFO, not a
-// bound.
+// (a (hash, key) pair, a Kept of ~120 bytes) and node overhead. An estimate for INFO, not a
+// bound. The same per kept element of a big container (kSideElementOverheadBytes).
 inline constexpr size_t kSideEntryOverheadBytes = 160;
+inline constexpr size_t kSideElementOverheadBytes = 64;
+
+// A container with at most this many elements at I is kept (its first change ahead of the
+// cursor) and written (next()) whole, as a string is: encoding 1,024 fields or members
+// takes ~30-60 us, well inside a slice, and a small container needs no inner cursor. A
+// bigger one is a "big container": kept and written element by element (ContainerSave).
+// Tests lower it (SaveCursor::set_whole_elements_max) to put small containers on that path.
+inline constexpr size_t kSaveWholeElementsMax = 1024;
+
+// Counts what a slice wrote against its budget (elements: keys and a big container's
+// elements; bytes: of out).
+class SliceMeter {
+ public:
+  SliceMeter(const Encoder& out, const SliceBudget& budget) : out_(out), budget_(budget), last_(out.size()) {}
+  // One element written (or one kept element skipped): true if the slice is spent. A sink
+  // that flushed meanwhile (out.size() went down) has taken at least Encoder::kFlushBytes:
+  // spent.
+  bool add() noexcept {
+    const size_t now = out_.size();
+    bytes_ = now >= last_ ? bytes_ + (now - last_) : budget_.bytes;
+    last_ = now;
+    elements_++;
+    return spent();
+  }
+  bool spent() const noexcept { return elements_ >= budget_.elements || bytes_ >= budget_.bytes; }
+  // Bytes the slice may still write (for writing a flattened rest in pieces).
+  size_t bytes_left() const noexcept { return bytes_ >= budget_.bytes ? 0 : budget_.bytes - bytes_; }
+
+ private:
+  const Encoder& out_;
+  const SliceBudget& budget_;
+  size_t last_;
+  size_t elements_ = 0, bytes_ = 0;
+};
+
+// The save of one big container, element by element: the framework's per-type part. A
+// container's entry is save()'s: its header (key, tag, deadline, element count at I; written
+// by SaveCursor) then its elements in save() order at I, written by write_some over as many
+// slices as the budget needs. Its elements at I are the container now (the key's live value,
+// or the value itself once a delete or replace moved it to the producer) merged with the
+// elements kept since I: a mutator about to change an element ahead of the inner position
+// (or anywhere, before the first is written) keeps what it was at I (its old value, or
+// "absent" for one created after I), once.
+//
+// A container type plugs in with:
+//  1. a subclass holding its inner position (the last element written), an ahead() test,
+//     a keep of one element about to change, and write_some (HashedSave below, for hashes
+//     and sets: both are in (element hash, bytes) order, so the position is a hash position);
+//  2. a case in make_container_save (save_producer.cc) for its Value alternative: a type
+//     without one is kept and written whole whatever its size;
+//  3. a hook on SaveCursor, before_<type>_<element>(h, key, live container, element...),
+//     calling container_at(h, key) then the subclass's keep, and a call of that hook in
+//     kv.cc before every mutator of the type's elements (after the key's own touch, which
+//     live_write and container_for_create make).
+// Deletes and replaces of the key need nothing per type: before_delete moves the Value here.
+class ContainerSave {
+ public:
+  virtual ~ContainerSave() = default;
+  // Writes the elements at I after the inner position (from the first, the first time):
+  // `live` (the container now, of this type) merged with the kept ones, moving the position,
+  // until `meter` says the slice is spent. True once the last element was written.
+  virtual bool write_some(Encoder& out, const Value& live, SliceMeter& meter) = 0;
+  // The bytes the kept elements hold (for INFO): keys, values, kSideElementOverheadBytes each.
+  virtual size_t kept_bytes() const noexcept = 0;
+};
+
+// The hook's per-type side for hashes and sets (hash.h, set.h): both list their elements
+// in (element hash, bytes) order from any hash position (for_each_from), so the inner
+// position is the last (hash, bytes) written. Traits (save_producer.cc) say how an element
+// hashes, what is kept of it (Old: a hash field's value, std::nullopt for absent; a set
+// member's presence), and how it is written.
+template <class Traits>
+class HashedSave final : public ContainerSave {
+ public:
+  using Container = typename Traits::Container;
+  using Old = typename Traits::Old;
+
+  // True if element (eh, e) is not written yet.
+  bool ahead(uint64_t eh, std::string_view e) const noexcept {
+#ifndef HMDB_PLANTED_BUG_SAVE_INNER_AHEAD_AT_POSITION
+    return !started_ || eh > pos_h_ || (eh == pos_h_ && e > std::string_view(pos_));
+#else
+    return !started_ || eh > pos_h_ || (eh == pos_h_ && e >= std::string_view(pos_));  // a planted bug
+#endif
+  }
+  // Element (eh, e) of `live` is about to change: keeps what it is now, if ahead and not kept.
+  void keep(const Container& live, uint64_t eh, std::string_view e) {
+    if (!ahead(eh, e)) return;
+    if (keeps_.find(std::pair<uint64_t, std::string_view>(eh, e)) != keeps_.end()) return;
+    Old old = Traits::old_of(live, e);
+    bytes_ += e.size() + Traits::old_bytes(old) + kSideElementOverheadBytes;
+    keeps_.emplace(std::pair<uint64_t, std::string>(eh, std::string(e)), std::move(old));
+  }
+  bool write_some(Encoder& out, const Value& live, SliceMeter& meter) override;
+  size_t kept_bytes() const noexcept override { return bytes_; }
+
+ private:
+  bool started_ = false;  // an element was written: pos_h_, pos_ are the last one
+  uint64_t pos_h_ = 0;
+  std::string pos_;
+  // The kept elements, all ahead of the position (erased as written), and their bytes.
+  absl::btree_map<std::pair<uint64_t, std::string>, Old, ExpiryLess> keeps_;
+  size_t bytes_ = 0;
+};
+
+struct HashSaveTraits;
+struct SetSaveTraits;
+using HashSave = HashedSave<HashSaveTraits>;
+using SetSave = HashedSave<SetSaveTraits>;
 
 class SaveCursor final : public SaveProducer {
  public:
@@ -64,63 +187,115 @@ class SaveCursor final : public SaveProducer {
 
   bool next(Encoder& out, const SliceBudget& budget) override;
 
+  // For tests: containers of more than n elements at I are big (kSaveWholeElementsMax).
+  // REQUIRES: before the first next() and the first hook.
+  void set_whole_elements_max(size_t n) noexcept { whole_max_ = n; }
+
   // ---- hooks, called by kv.cc while s.saving == this, before the change ------------------
   // Key (hash h) is about to change or be created: keeps what it is now (its encoding, with
-  // its deadline, or "absent") if it is ahead of the cursor and not kept yet.
+  // its deadline, or "absent"; a big container's header only) if it is ahead of the cursor
+  // and not kept yet.
   void touch(uint64_t h, std::string_view key) {
     if (ahead(h, key)) keep(h, key);
   }
-  // Key (hash h, value v, still in the table with its deadline) is about to be deleted:
-  // moves v here (v is left an empty string) if the key is ahead and not kept yet.
+  // Key (hash h, value v, still in the table with its deadline) is about to be deleted or
+  // replaced: moves v here (v is left an empty string) if the key is ahead and not kept yet,
+  // or if it is a big container kept element by element (ahead, or at the cursor and being
+  // written) whose value is still the key's.
   void before_delete(uint64_t h, std::string_view key, Value& v) {
-    if (ahead(h, key)) keep_deleted(h, key, v);
+    if (ahead(h, key) || at_container(h, key)) keep_deleted(h, key, v);
+  }
+  // Key's value v is about to move to another key (RENAME's source) and live on there: a big
+  // container kept element by element is encoded, the rest of it, now (not sliced: a big
+  // RENAMEd container ahead of the cursor costs its encoding in that turn, once).
+  void before_move(uint64_t h, std::string_view key, const Value& v) {
+    if (ahead(h, key) || at_container(h, key)) flatten(h, key, v);
+  }
+  // Field of hash `live` (key h, key) is about to be set or deleted.
+  void before_hash_field(uint64_t h, std::string_view key, const Hash& live, std::string_view field) {
+    if (ahead(h, key) || at_container(h, key)) hash_field(h, key, live, field);
+  }
+  // Member m of set `live` (key h, key) is about to be added or removed.
+  void before_set_member(uint64_t h, std::string_view key, const Set& live, uint64_t mh, std::string_view m) {
+    if (ahead(h, key) || at_container(h, key)) set_member(h, key, live, mh, m);
   }
   // FLUSHALL: takes the whole keyspace (the three are left empty) and unhooks itself.
   void flushed(KeyTable<Value>& keys, KeyTable<uint64_t>& expires, ExpiryOrder& order);
 
   // For INFO and tests: entries of the side map, those holding a moved value, and the bytes
-  // counted (keys, encodings, kSideEntryOverheadBytes each).
+  // counted (keys, encodings, kept elements, kSideEntryOverheadBytes each).
   size_t side_entries() const noexcept { return side_.size(); }
   size_t side_held() const noexcept { return held_; }
   size_t side_bytes() const noexcept { return side_bytes_; }
   // The most side_bytes() reached during this snapshot.
   size_t side_bytes_peak() const noexcept { return side_bytes_peak_; }
+  // For tests: big containers kept or being written element by element so far.
+  size_t containers_sliced() const noexcept { return containers_sliced_; }
 
  private:
   // What a key was at I.
   struct Kept {
-    enum class Kind : uint8_t { kAbsent, kEncoded, kHeld };
+    enum class Kind : uint8_t { kAbsent, kEncoded, kHeld, kContainer };
     Kind kind = Kind::kAbsent;
-    std::string encoded;               // kEncoded: its whole entry, as save() writes it
-    Value held;                        // kHeld: the value, moved out by a delete
+    // kEncoded: its whole entry, as save() writes it; kContainer: its header (key, tag,
+    // deadline, element count at I), then save writes its elements.
+    std::string encoded;
+    Value held;                        // kHeld, or kContainer once moved: the value
     std::optional<uint64_t> deadline;  // kHeld: its deadline
+    bool moved = false;                // kContainer: held is the container (not the live key's)
+    std::unique_ptr<ContainerSave> save;  // kContainer
+    size_t counted = 0;                // the bytes side_bytes_ counts for it
   };
   using SideKey = std::pair<uint64_t, std::string>;
   using Side = absl::btree_map<SideKey, Kept, ExpiryLess>;
 
-  // True if (h, key) comes after the last key written (every key before the first is).
+  // True if (h, key) comes after the last key begun (every key before the first is).
   bool ahead(uint64_t h, std::string_view key) const noexcept {
     if (!has_cursor_) return !done_;
     return h > cur_h_ || (h == cur_h_ && key > std::string_view(cur_key_));
   }
+  // True if (h, key) is the big container being written (the cursor is inside it).
+  bool at_container(uint64_t h, std::string_view key) const noexcept {
+    return in_container_ && h == cur_h_ && key == std::string_view(cur_key_);
+  }
+  // The element-level save of key (ahead or at the cursor) whose live value is a big
+  // container kept element by element, or null; the Kept it belongs to in *owner.
+  ContainerSave* container_at(uint64_t h, std::string_view key, Kept** owner);
   void keep(uint64_t h, std::string_view key);
   void keep_deleted(uint64_t h, std::string_view key, Value& v);
-  void count(const SideKey& k, const Kept& e, bool add) noexcept;
+  void flatten(uint64_t h, std::string_view key, const Value& v);
+  void hash_field(uint64_t h, std::string_view key, const Hash& live, std::string_view field);
+  void set_member(uint64_t h, std::string_view key, const Set& live, uint64_t mh, std::string_view m);
+  // side_bytes_ counts e as it is now (for its key of `key_bytes`).
+  void recount(Kept& e, size_t key_bytes) noexcept;
+  void uncount(Kept& e) noexcept;
   // Hands a kept value to the graveyard (a big one) or destroys it.
   void release(Kept& e);
+  // Writes more of the container at the cursor (active_); true once it is all written.
+  bool write_container(Encoder& out, SliceMeter& meter);
+  // Begins writing key (h, key) element by element: active_ is e (its header written).
+  void begin_container(uint64_t h, std::string_view key, Kept&& e);
   // The end: unhooked, the frozen keyspace buried, the side map released.
   void finish();
 
   State& s_;
   const uint64_t count_;  // the keys at I: the format's first varint
+  size_t whole_max_ = kSaveWholeElementsMax;
   bool started_ = false;     // the first call wrote the count
   bool done_ = false;        // everything written (or the producer given up): nothing ahead
-  bool has_cursor_ = false;  // a key was written: cur_h_, cur_key_ are the last one
+  bool has_cursor_ = false;  // a key was begun: cur_h_, cur_key_ are the last one
   uint64_t cur_h_ = 0;
   std::string cur_key_;
+  // The cursor is inside a big container (cur_key_'s): active_ is its kContainer (elements
+  // from the live key's value, or from held once moved), or, once flattened (before_move),
+  // kEncoded with the rest of its bytes from rest_at_ on.
+  bool in_container_ = false;
+  Kept active_;
+  size_t rest_at_ = 0;
   Side side_;
   size_t held_ = 0;
   size_t side_bytes_ = 0, side_bytes_peak_ = 0;
+  size_t containers_sliced_ = 0;
   // After a FLUSHALL: the keyspace as it was then (frozen_ set), read instead of s_'s.
   bool frozen_ = false;
   KeyTable<Value> frozen_keys_;

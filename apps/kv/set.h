@@ -114,6 +114,20 @@ class Set {
     return true;
   }
 
+  // The member pop_at_or_after(hash) would remove, left in place (a snapshot keeps it first,
+  // save_producer.h). REQUIRES: !empty().
+  SetMemberKey at_or_after(uint64_t hash) const {
+    assert(!empty());
+    if (big_) {
+      auto it = big_->lower_bound_hash(hash);
+      if (it == big_->end()) it = big_->begin();
+      return SetMemberKey{it.hash(), it->first.view()};
+    }
+    auto it = lower_bound(SetMemberKey{hash, std::string_view()});
+    if (it == small_.end()) it = small_.begin();
+    return SetMemberKey{it->hash, std::string_view(it->value)};
+  }
+
   // Removes and returns the first member whose hash is >= hash, or the first member if
   // there is none (SPOP's pick). REQUIRES: !empty().
   std::string pop_at_or_after(uint64_t hash) {

@@ -9,7 +9,11 @@
 // a seed (printed on failure); HMDB_SAVE_ROUNDS=<n> runs more rounds (CI: kRoundsDefault).
 // Planted bugs seen failing (built with -D...): HMDB_PLANTED_BUG_SAVE_NO_TOUCH_ON_CREATE
 // (HSET/LPUSH/SADD's container_for_create skips the hook) and
-// HMDB_PLANTED_BUG_SAVE_NO_KEEP_ON_DELETE (erase_key, DEL's path, skips it).
+// HMDB_PLANTED_BUG_SAVE_NO_KEEP_ON_DELETE (erase_key, DEL's path, skips it); for big
+// containers (written element by element; most rounds lower the threshold so that every
+// container is one) HMDB_PLANTED_BUG_SAVE_NO_FIELD_HOOK (HSET's fields and SADD's members
+// skip the element hook) and HMDB_PLANTED_BUG_SAVE_INNER_AHEAD_AT_POSITION (an element at
+// the inner position counts as ahead: kept after it was written, written twice).
 #include "kv/save_producer.h"
 
 #include <gtest/gtest.h>
@@ -95,6 +99,9 @@ class Writer {
   std::string key() { return "k" + std::to_string(pick(0, keys_ - 1)); }
   std::string word() { return std::string(static_cast<size_t>(pick(1, 3)), static_cast<char>('a' + pick(0, 5))) + std::to_string(pick(0, 9)); }
   std::string num() { return std::to_string(pick(-5, 50)); }
+  // A field or member of a big hash or set ("f12", "m12"), or of a small one.
+  std::string field() { return pick(0, 1) ? "f" + std::to_string(pick(0, 270)) : word(); }
+  std::string member() { return pick(0, 1) ? "m" + std::to_string(pick(0, 270)) : word(); }
   // A big container's members: more than kLazyFreeElementsMin and the compact forms hold.
   bool big() { return pick(0, 19) == 0; }
   size_t big_count() { return static_cast<size_t>(pick(70, 260)); }
@@ -119,7 +126,7 @@ class Writer {
   }
   std::vector<std::string> hash_cmd() {
     std::vector<std::string> c;
-    switch (pick(0, 5)) {
+    switch (pick(0, 6)) {
       case 0:
       case 1: {
         c = {"HSET", key()};
@@ -130,10 +137,11 @@ class Writer {
         }
         return c;
       }
-      case 2: return {"HDEL", key(), word(), word()};
-      case 3: return {"HINCRBY", key(), word(), num()};
-      case 4: return {"HSETNX", key(), word(), word()};
-      default: return {"HINCRBYFLOAT", key(), word(), "0.5"};
+      case 2: return {"HDEL", key(), field(), field()};
+      case 3: return {"HINCRBY", key(), field(), num()};
+      case 4: return {"HSETNX", key(), field(), word()};
+      case 5: return {"HINCRBYFLOAT", key(), field(), "0.5"};
+      default: return {"HSET", key(), field(), word(), field(), num()};
     }
   }
   std::vector<std::string> list_cmd() {
@@ -158,7 +166,7 @@ class Writer {
     }
   }
   std::vector<std::string> set_cmd() {
-    switch (pick(0, 8)) {
+    switch (pick(0, 9)) {
       case 0:
       case 1: {
         std::vector<std::string> c = {"SADD", key()};
@@ -166,10 +174,11 @@ class Writer {
         for (size_t i = 0; i < n; i++) c.push_back(n > 8 ? "m" + std::to_string(i) : word());
         return c;
       }
-      case 2: return {"SREM", key(), word(), word()};
+      case 2: return {"SREM", key(), member(), member()};
       case 3: return {"SPOP", key()};
       case 4: return {"SPOP", key(), std::to_string(pick(1, 5))};
-      case 5: return {"SMOVE", key(), key(), word()};
+      case 5: return {"SMOVE", key(), key(), member()};
+      case 9: return {"SADD", key(), member(), member()};
       case 6: return {"SUNIONSTORE", key(), key(), key()};
       case 7: return {"SINTERSTORE", key(), key(), key()};
       default: return {"SDIFFSTORE", key(), key(), key()};
@@ -269,6 +278,7 @@ struct Twins {
 // ahead of the cursor would pass vacuously).
 struct Coverage {
   size_t rounds = 0, slices = 0, writes_between = 0, keys_at_begin = 0, kept = 0, held = 0, flushed = 0;
+  size_t sliced = 0;  // big containers kept or written element by element
 };
 Coverage coverage;
 
@@ -288,6 +298,10 @@ void round(uint64_t seed, bool abandon) {
   ASSERT_NE(p, nullptr);
   ASSERT_EQ(t.db.host.state().saving, p.get());
   auto* cursor = static_cast<SaveCursor*>(p.get());
+  // Which containers are big (written element by element): all of them, the test's big
+  // ones (70-260 elements), or none (kSaveWholeElementsMax).
+  static constexpr size_t kWholeMax[] = {0, 3, 64, kSaveWholeElementsMax};
+  cursor->set_whole_elements_max(kWholeMax[w.pick(0, 3)]);
   coverage.rounds++;
   coverage.keys_at_begin += t.db.host.state().keys.size();
   bool flushed = false;
@@ -317,6 +331,7 @@ void round(uint64_t seed, bool abandon) {
     done = p->next(e, b);
     ASSERT_EQ(save_of(t.db.host.state()), save_of(t.twin.host.state())) << "next() changed the state";
   }
+  coverage.sliced += cursor->containers_sliced();
   if (abandon) {
     p.reset();
     EXPECT_EQ(t.db.host.state().saving, nullptr) << "destroyed: unhooked";
@@ -345,14 +360,15 @@ TEST(KvSave, SlicesAreSaveAtBeginWhateverIsWrittenBetween) {
   }
   if (HasFailure()) std::fprintf(stderr, "kv_save_test: replay with HMDB_TEST_SEED=%llu\n", static_cast<unsigned long long>(seed));
   std::printf("rounds %zu, keys at begin %zu, slices %zu, writes between slices %zu, most kept %zu, most held %zu, "
-              "flushed mid-way %zu\n",
+              "flushed mid-way %zu, big containers sliced %zu\n",
               coverage.rounds, coverage.keys_at_begin, coverage.slices, coverage.writes_between, coverage.kept,
-              coverage.held, coverage.flushed);
+              coverage.held, coverage.flushed, coverage.sliced);
   if (rounds >= kRoundsDefault && !HasFailure()) {
     EXPECT_GT(coverage.writes_between, coverage.rounds * 10) << "writes ran between slices";
     EXPECT_GE(coverage.kept, 5u) << "keys were kept ahead of the cursor";
     EXPECT_GE(coverage.held, 2u) << "deleted values were moved into the side map";
     EXPECT_GE(coverage.flushed, 1u) << "a FLUSHALL ran mid-way";
+    EXPECT_GE(coverage.sliced, 50u) << "big containers were kept and written element by element";
   }
 }
 
@@ -443,6 +459,51 @@ TEST(KvSave, FlushallHandsTheKeyspaceOver) {
   EXPECT_EQ(out, expected);
   p.reset();
   for (int i = 0; i < 100; i++) db.run({"SET", "x", "y"});  // the graveyard frees what was kept
+}
+
+// A big hash or set (over kSaveWholeElementsMax) is kept and written element by element: a
+// first write ahead of the cursor keeps its header and the element it changes, not the
+// whole container; next() writes it over many calls of a small byte budget, none over the
+// budget by more than one element; the bytes are save()'s at the start.
+TEST(KvSave, BigContainersGoElementByElement) {
+  for (const char* type : {"hash", "set"}) {
+    SCOPED_TRACE(type);
+    const bool hash = std::string(type) == "hash";
+    testing::AppDriver<Kv> db;
+    constexpr int kElements = 5000;
+    static_assert(kElements > kSaveWholeElementsMax);
+    for (int i = 0; i < kElements; i++) {
+      const std::string m = "member:" + std::to_string(i);
+      if (hash) db.run({"HSET", "big", m, "value:" + std::to_string(i)});
+      else db.run({"SADD", "big", m});
+    }
+    db.run({"SET", "small", "x"});
+    const std::string expected = save_of(db.host.state());
+    auto p = db.host.begin_save();
+    auto* c = static_cast<SaveCursor*>(p.get());
+    if (hash) db.run({"HSET", "big", "member:7", "changed", "new", "field"});
+    else db.run({"SADD", "big", "new"}), db.run({"SREM", "big", "member:7"});
+    EXPECT_EQ(c->side_entries(), 1u);
+    EXPECT_LT(c->side_bytes(), 2 * kSideEntryOverheadBytes + 4 * kSideElementOverheadBytes)
+        << "the header and two elements kept, not " << kElements << " elements";
+    EXPECT_EQ(c->containers_sliced(), 1u);
+    std::string out;
+    Encoder e(&out);
+    constexpr size_t kBudget = 1000;
+    constexpr size_t kElementMax = 40;  // "member:4999" and "value:4999" with their lengths
+    size_t calls = 0;
+    for (bool done = false; !done; calls++) {
+      const size_t before = out.size();
+      done = p->next(e, SliceBudget{SIZE_MAX, kBudget});
+      EXPECT_LE(out.size() - before, kBudget + kElementMax) << "call " << calls;
+      // Between calls, writes on both sides of the inner cursor.
+      const std::string m = "member:" + std::to_string((calls * 37) % kElements);
+      if (hash) db.run({"HSET", "big", m, "again"}), db.run({"HDEL", "big", "member:" + std::to_string(calls)});
+      else db.run({"SREM", "big", m}), db.run({"SADD", "big", "x" + std::to_string(calls)});
+    }
+    EXPECT_GT(calls, expected.size() / (kBudget + kElementMax)) << "written over many calls";
+    EXPECT_TRUE(out == expected) << difference(out, expected);
+  }
 }
 
 // INFO's side map lines count what the producer keeps, and go back to 0.
