@@ -133,6 +133,30 @@ inline void save_hash_field(State& s, KeyIter it, const Hash& h, std::string_vie
 inline void save_set_member(State& s, KeyIter it, const Set& set, SetMemberKey m) {
   if (s.saving) [[unlikely]] s.saving->before_set_member(it.hash(), it->first.view(), set, m.hash, m.value);
 }
+// The same for a sorted set's entries (zset_save.h): every ZADD, ZINCRBY, ZREM, pop and range
+// removal calls one of these before each entry it changes.
+#ifndef HMDB_PLANTED_BUG_SAVE_ZSET_MOVE_NOT_KEPT
+constexpr bool kKeepZsetOldPlace = true;
+#else
+constexpr bool kKeepZsetOldPlace = false;  // a planted bug: a score change keeps only its new place
+#endif
+#ifndef HMDB_PLANTED_BUG_SAVE_NO_ZSET_POP_HOOK
+constexpr bool kHookZsetPops = true;
+#else
+constexpr bool kHookZsetPops = false;  // a planted bug: ZPOPMIN/MAX, BZPOP*, ZMPOP skip the hook
+#endif
+inline void save_zset_erase(State& s, KeyIter it, const ZEntry& e) {
+  if (s.saving) [[unlikely]] s.saving->before_zset_erase(it.hash(), it->first.view(), e.score, e.member);
+}
+inline void save_zset_insert(State& s, KeyIter it, double score, std::string_view m) {
+  if (s.saving) [[unlikely]] s.saving->before_zset_insert(it.hash(), it->first.view(), score, m);
+}
+inline void save_zset_move(State& s, KeyIter it, double from, double to, std::string_view m) {
+  if (s.saving) [[unlikely]] {
+    if (kKeepZsetOldPlace) s.saving->before_zset_move(it.hash(), it->first.view(), from, to, m);
+    else s.saving->before_zset_insert(it.hash(), it->first.view(), to, m);
+  }
+}
 
 // A big value is buried (freed over the next commands, kv.h: Graveyard), not destroyed here.
 // A snapshot running takes the value first if it still needs it (moved, not copied).
@@ -2328,11 +2352,13 @@ void apply_zadd(State& s, const ZAddArgs& a, const ApplyContext& ctx, Reply& r) 
       done = true;
       result = next;
       if (next != current) {
+        save_zset_move(s, it, current, next, member);
         z->order.update_score(found, next);
         changed++;
       }
     } else {
       if (a.xx) continue;
+      save_zset_insert(s, it, score, member);
       zset_insert(z, member, score);
       added++;
       done = true;
@@ -2355,6 +2381,8 @@ void apply_zrem(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   if (!z) { r.integer(0); return; }
   int64_t removed = 0;
   for (size_t i = 2; i < a.argv.size(); i++) {
+    if (s.saving) [[unlikely]]
+      if (const ZEntry* e = z->order.find_member(a.argv[i])) save_zset_erase(s, it, *e);
     if (z->order.erase_member(a.argv[i]) == 0) continue;
     removed++;
   }
@@ -2382,6 +2410,7 @@ void apply_zpop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& r) {
     if (pairs) r.array(2);
     r.bulk(first->member);
     r.double_value(first->score);
+    if (kHookZsetPops) save_zset_erase(s, it, *first);
     z->order.remove(first);
   }
   if (n > 0) notify(ctx, keyspace::kZset, kMax ? "zpopmax" : "zpopmin", a.key);
@@ -2885,7 +2914,10 @@ void apply_zremrange(State& s, const ZRemRangeArgs& a, const ApplyContext& ctx, 
   if (!container_for_write<ZSet>(s, a.key, ctx, r, &it, &z)) return;
   if (!z) { r.integer(0); return; }
   std::vector<std::string> members;
-  for (const ZEntry* e : zset_select(*z, a.spec)) members.emplace_back(e->member);
+  for (const ZEntry* e : zset_select(*z, a.spec)) {
+    save_zset_erase(s, it, *e);  // before any of them changes
+    members.emplace_back(e->member);
+  }
   for (const std::string& m : members) zset_erase(z, m);
   if (!members.empty()) notify(ctx, keyspace::kZset, kEvents[static_cast<int>(a.spec.by)], a.key);
   erase_if_emptied(s, it, z, a.key, ctx);
@@ -4299,6 +4331,7 @@ void apply_blocking_zpop(State& s, const BlockingPopArgs& a, const ApplyContext&
     r.bulk(key);
     r.bulk(first->member);
     r.double_value(first->score);
+    if (kHookZsetPops) save_zset_erase(s, it, *first);
     z->order.remove(first);
     notify(ctx, keyspace::kZset, kMax ? "zpopmax" : "zpopmin", key);
     erase_if_emptied(s, it, z, key, ctx);
@@ -4391,6 +4424,7 @@ void apply_bzmpop(State& s, const MultiPopArgs& a, const ApplyContext& ctx, Repl
       r.array(2);
       r.bulk(e->member);
       r.double_value(e->score);
+      if (kHookZsetPops) save_zset_erase(s, it, *e);
       z->order.remove(e);
     }
     notify(ctx, keyspace::kZset, a.first ? "zpopmin" : "zpopmax", key);

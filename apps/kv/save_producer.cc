@@ -134,9 +134,9 @@ std::unique_ptr<ContainerSave> make_container_save(const Value& v, size_t whole_
   switch (static_cast<Type>(v.index())) {
     case Type::kHash: return std::make_unique<HashSave>();
     case Type::kSet: return std::make_unique<SetSave>();
+    case Type::kZSet: return std::make_unique<ZSave>(elements_of(v));
     case Type::kString:
-    case Type::kList:
-    case Type::kZSet: return nullptr;
+    case Type::kList: return nullptr;
   }
   return nullptr;
 }
@@ -268,6 +268,22 @@ void SaveCursor::set_member(uint64_t h, std::string_view key, const Set& live, u
   ContainerSave* c = container_at(h, key, &e);
   if (!c) return;
   static_cast<SetSave*>(c)->keep(live, mh, m);
+  recount(*e, key.size());
+}
+
+void SaveCursor::zset_place(uint64_t h, std::string_view key, ZChange c, double from, double to, std::string_view m) {
+  Kept* e;
+  ContainerSave* cs = container_at(h, key, &e);
+  if (!cs) return;
+  ZSetSave& z = static_cast<ZSave*>(cs)->places();
+  const size_t before = z.side_entries();
+  switch (c) {
+    case ZChange::kErase: z.before_erase(from, m); break;
+    case ZChange::kInsert: z.before_insert(to, m); break;
+    case ZChange::kMove: z.before_move(from, to, m); break;
+  }
+  if (z.side_entries() == before) return;
+  zset_places_kept_ += z.side_entries() - before;
   recount(*e, key.size());
 }
 

@@ -60,6 +60,7 @@
 
 #include "hmdb/state_machine.h"
 #include "kv/kv.h"
+#include "kv/zset_save.h"
 
 namespace hmdb::kv {
 
@@ -177,6 +178,22 @@ struct SetSaveTraits;
 using HashSave = HashedSave<HashSaveTraits>;
 using SetSave = HashedSave<SetSaveTraits>;
 
+// The same for a big sorted set (kv::ZSetSave, zset_save.h): saved in (score, member) order,
+// so the inner position is the last (score, member) written and a score change touches two
+// places (its old one kept "present", its new one "absent", where ahead).
+class ZSave final : public ContainerSave {
+ public:
+  explicit ZSave(uint64_t count_at_i) : z_(count_at_i) {}
+  ZSetSave& places() noexcept { return z_; }
+  bool write_some(Encoder& out, const Value& live, SliceMeter& meter) override {
+    return z_.write(std::get<std::unique_ptr<ZSet>>(live)->order, out, [&] { return meter.add(); });
+  }
+  size_t kept_bytes() const noexcept override { return z_.side_bytes(); }
+
+ private:
+  ZSetSave z_;
+};
+
 class SaveCursor final : public SaveProducer {
  public:
   // Hooks itself on s (s.saving, which must be null: one producer at a time).
@@ -219,6 +236,18 @@ class SaveCursor final : public SaveProducer {
   void before_set_member(uint64_t h, std::string_view key, const Set& live, uint64_t mh, std::string_view m) {
     if (ahead(h, key) || at_container(h, key)) set_member(h, key, live, mh, m);
   }
+  // Sorted set `key` (hash h): entry (score, m) is about to leave it (ZREM, a pop, a range
+  // removal); member m is about to arrive at (score, m); m's score is about to change from
+  // `from` to `to` (not equal).
+  void before_zset_erase(uint64_t h, std::string_view key, double score, std::string_view m) {
+    if (ahead(h, key) || at_container(h, key)) zset_place(h, key, ZChange::kErase, score, score, m);
+  }
+  void before_zset_insert(uint64_t h, std::string_view key, double score, std::string_view m) {
+    if (ahead(h, key) || at_container(h, key)) zset_place(h, key, ZChange::kInsert, score, score, m);
+  }
+  void before_zset_move(uint64_t h, std::string_view key, double from, double to, std::string_view m) {
+    if (ahead(h, key) || at_container(h, key)) zset_place(h, key, ZChange::kMove, from, to, m);
+  }
   // FLUSHALL: takes the whole keyspace (the three are left empty) and unhooks itself.
   void flushed(KeyTable<Value>& keys, KeyTable<uint64_t>& expires, ExpiryOrder& order);
 
@@ -231,6 +260,8 @@ class SaveCursor final : public SaveProducer {
   size_t side_bytes_peak() const noexcept { return side_bytes_peak_; }
   // For tests: big containers kept or being written element by element so far.
   size_t containers_sliced() const noexcept { return containers_sliced_; }
+  // For tests: places of big sorted sets kept (zset_save.h) so far.
+  size_t zset_places_kept() const noexcept { return zset_places_kept_; }
 
  private:
   // What a key was at I.
@@ -266,6 +297,8 @@ class SaveCursor final : public SaveProducer {
   void flatten(uint64_t h, std::string_view key, const Value& v);
   void hash_field(uint64_t h, std::string_view key, const Hash& live, std::string_view field);
   void set_member(uint64_t h, std::string_view key, const Set& live, uint64_t mh, std::string_view m);
+  enum class ZChange : uint8_t { kErase, kInsert, kMove };
+  void zset_place(uint64_t h, std::string_view key, ZChange c, double from, double to, std::string_view m);
   // side_bytes_ counts e as it is now (for its key of `key_bytes`).
   void recount(Kept& e, size_t key_bytes) noexcept;
   void uncount(Kept& e) noexcept;
@@ -296,6 +329,7 @@ class SaveCursor final : public SaveProducer {
   size_t held_ = 0;
   size_t side_bytes_ = 0, side_bytes_peak_ = 0;
   size_t containers_sliced_ = 0;
+  size_t zset_places_kept_ = 0;
   // After a FLUSHALL: the keyspace as it was then (frozen_ set), read instead of s_'s.
   bool frozen_ = false;
   KeyTable<Value> frozen_keys_;

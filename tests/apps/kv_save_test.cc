@@ -81,8 +81,26 @@ class Writer {
  public:
   explicit Writer(uint64_t seed) : rng_(seed) { keys_ = pick(0, 1) ? 24 : 160; }
   bool flushes = true;  // FLUSHALL and FLUSHDB among the commands
+  // Sorted sets only (and a few keyspace commands) over 6 keys, each a big sorted set first.
+  void zsets_only() {
+    zsets_ = true;
+    keys_ = 6;
+  }
+  std::vector<std::vector<std::string>> big_zsets() {
+    std::vector<std::vector<std::string>> out;
+    for (int k = 0; k < keys_; k++) {
+      std::vector<std::string> c = {"ZADD", "k" + std::to_string(k)};
+      for (int i = pick(100, 270); i >= 0; i--) {
+        c.push_back(zscore());
+        c.push_back("z" + std::to_string(i));
+      }
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
 
   std::vector<std::string> command() {
+    if (zsets_) return pick(0, 19) == 0 ? keyspace_cmd() : zset_cmd();
     const int family = pick(0, 99);
     if (family < 22) return string_cmd();
     if (family < 36) return hash_cmd();
@@ -184,8 +202,12 @@ class Writer {
       default: return {"SDIFFSTORE", key(), key(), key()};
     }
   }
+  // A member of a big sorted set ("z12"), or of a small one; and a score among few values
+  // (ties: the member decides the place).
+  std::string zmember() { return pick(0, 2) ? "z" + std::to_string(pick(0, 270)) : word(); }
+  std::string zscore() { return pick(0, 3) ? num() : std::to_string(pick(-2, 2)); }
   std::vector<std::string> zset_cmd() {
-    switch (pick(0, 9)) {
+    switch (pick(0, 21)) {
       case 0:
       case 1: {
         std::vector<std::string> c = {"ZADD", key()};
@@ -196,13 +218,47 @@ class Writer {
         }
         return c;
       }
-      case 2: return {"ZREM", key(), word()};
-      case 3: return {"ZINCRBY", key(), num(), word()};
+      case 2: return {"ZREM", key(), zmember(), zmember()};
+      case 3: return {"ZINCRBY", key(), zscore(), zmember()};
       case 4: return {pick(0, 1) ? "ZPOPMIN" : "ZPOPMAX", key()};
       case 5: return {"ZREMRANGEBYRANK", key(), "0", std::to_string(pick(0, 3))};
       case 6: return {"ZREMRANGEBYSCORE", key(), "0", std::to_string(pick(0, 20))};
       case 7: return {"ZUNIONSTORE", key(), "2", key(), key()};
       case 8: return {"ZINTERSTORE", key(), "2", key(), key()};
+      case 9: {  // ZADD with flags on existing members: moves, GT/LT/NX/XX skips, INCR
+        static constexpr const char* kFlags[] = {"NX", "XX", "GT", "LT", "CH"};
+        std::vector<std::string> c = {"ZADD", key()};
+        if (pick(0, 1)) c.push_back(kFlags[pick(0, 4)]);
+        if (pick(0, 3) == 0) {
+          c.push_back("INCR");
+          c.push_back(zscore());
+          c.push_back(zmember());
+          return c;
+        }
+        for (int i = pick(1, 4); i > 0; i--) {
+          c.push_back(zscore());
+          c.push_back(zmember());
+        }
+        return c;
+      }
+      case 10: return {pick(0, 1) ? "ZPOPMIN" : "ZPOPMAX", key(), std::to_string(pick(1, 12))};
+      case 11: {  // a run in the middle or at the end (negative ranks)
+        const int from = pick(-40, 60);
+        return {"ZREMRANGEBYRANK", key(), std::to_string(from), std::to_string(from + pick(0, 8))};
+      }
+      case 12: {
+        const int lo = pick(-5, 50);
+        return {"ZREMRANGEBYSCORE", key(), pick(0, 1) ? "(" + std::to_string(lo) : std::to_string(lo),
+                std::to_string(lo + pick(0, 3))};
+      }
+      case 13: return {"ZREMRANGEBYLEX", key(), "[z1", pick(0, 1) ? "(z2" : "[z15"};
+      case 14: return {pick(0, 1) ? "BZPOPMIN" : "BZPOPMAX", key(), key(), "0.01"};
+      case 15: return {"BZMPOP", "0.01", "2", key(), key(), pick(0, 1) ? "MIN" : "MAX", "COUNT", std::to_string(pick(1, 9))};
+      case 16: return {"ZDIFFSTORE", key(), "2", key(), key()};
+      case 17: return {"ZINCRBY", key(), std::to_string(pick(-60, 60)), "z" + std::to_string(pick(0, 80))};
+      case 18: return {"ZREM", key(), zmember(), zmember(), zmember(), zmember()};
+      case 19: return {"ZADD", key(), "XX", "CH", zscore(), zmember(), zscore(), zmember()};
+      case 20: return {"ZUNIONSTORE", key(), "1", key(), "WEIGHTS", std::to_string(pick(-1, 2))};
       default: return {"ZMPOP", "2", key(), key(), pick(0, 1) ? "MIN" : "MAX"};
     }
   }
@@ -244,6 +300,7 @@ class Writer {
 
   std::mt19937_64 rng_;
   int keys_;  // the key pool: k0 .. k<keys_ - 1>
+  bool zsets_ = false;
 };
 
 uint64_t seed_from_env() {
@@ -279,14 +336,20 @@ struct Twins {
 struct Coverage {
   size_t rounds = 0, slices = 0, writes_between = 0, keys_at_begin = 0, kept = 0, held = 0, flushed = 0;
   size_t sliced = 0;  // big containers kept or written element by element
+  size_t zset_places = 0;  // places of big sorted sets kept (zset_save.h)
 };
 Coverage coverage;
 
 // One round: a random state, a producer begun on it, random writes between its slices.
-void round(uint64_t seed, bool abandon) {
+// zsets: big sorted sets, sorted-set commands, slices of more elements (zsets_only).
+void round(uint64_t seed, bool abandon, bool zsets = false) {
   Writer w(seed);
   Twins t;
-  const int setup = w.pick(0, 300);
+  if (zsets) {
+    w.zsets_only();
+    for (const auto& c : w.big_zsets()) ASSERT_NO_FATAL_FAILURE(t.run(c, false));
+  }
+  const int setup = w.pick(0, zsets ? 40 : 300);
   w.flushes = false;
   for (int i = 0; i < setup; i++) {
     ASSERT_NO_FATAL_FAILURE(t.run(w.command(), false));
@@ -301,7 +364,7 @@ void round(uint64_t seed, bool abandon) {
   // Which containers are big (written element by element): all of them, the test's big
   // ones (70-260 elements), or none (kSaveWholeElementsMax).
   static constexpr size_t kWholeMax[] = {0, 3, 64, kSaveWholeElementsMax};
-  cursor->set_whole_elements_max(kWholeMax[w.pick(0, 3)]);
+  cursor->set_whole_elements_max(kWholeMax[zsets ? w.pick(0, 2) : w.pick(0, 3)]);
   coverage.rounds++;
   coverage.keys_at_begin += t.db.host.state().keys.size();
   bool flushed = false;
@@ -326,12 +389,13 @@ void round(uint64_t seed, bool abandon) {
     }
     coverage.slices++;
     SliceBudget b;
-    b.elements = w.pick(0, 7) == 0 ? SIZE_MAX : static_cast<size_t>(w.pick(1, 6));
+    b.elements = w.pick(0, 7) == 0 ? SIZE_MAX : static_cast<size_t>(w.pick(1, zsets ? 60 : 6));
     b.bytes = w.pick(0, 2) == 0 ? SIZE_MAX : static_cast<size_t>(w.pick(1, 300));
     done = p->next(e, b);
     ASSERT_EQ(save_of(t.db.host.state()), save_of(t.twin.host.state())) << "next() changed the state";
   }
   coverage.sliced += cursor->containers_sliced();
+  coverage.zset_places += cursor->zset_places_kept();
   if (abandon) {
     p.reset();
     EXPECT_EQ(t.db.host.state().saving, nullptr) << "destroyed: unhooked";
@@ -360,9 +424,9 @@ TEST(KvSave, SlicesAreSaveAtBeginWhateverIsWrittenBetween) {
   }
   if (HasFailure()) std::fprintf(stderr, "kv_save_test: replay with HMDB_TEST_SEED=%llu\n", static_cast<unsigned long long>(seed));
   std::printf("rounds %zu, keys at begin %zu, slices %zu, writes between slices %zu, most kept %zu, most held %zu, "
-              "flushed mid-way %zu, big containers sliced %zu\n",
+              "flushed mid-way %zu, big containers sliced %zu, sorted-set places kept %zu\n",
               coverage.rounds, coverage.keys_at_begin, coverage.slices, coverage.writes_between, coverage.kept,
-              coverage.held, coverage.flushed, coverage.sliced);
+              coverage.held, coverage.flushed, coverage.sliced, coverage.zset_places);
   if (rounds >= kRoundsDefault && !HasFailure()) {
     EXPECT_GT(coverage.writes_between, coverage.rounds * 10) << "writes ran between slices";
     EXPECT_GE(coverage.kept, 5u) << "keys were kept ahead of the cursor";
@@ -378,6 +442,27 @@ TEST(KvSave, DestroyedMidwayLeavesTheStateAsWithoutASnapshot) {
   for (int r = 0; r < rounds && !HasFailure(); r++) {
     SCOPED_TRACE("HMDB_TEST_SEED=" + std::to_string(seed ^ 0x5eed) + " round " + std::to_string(r));
     round(seed + static_cast<uint64_t>(r), /*abandon=*/true);
+  }
+}
+
+// Big sorted sets (above the test's threshold: written over several slices) hit by every
+// sorted-set write between slices: ZADD (new members, moves, NX/XX/GT/LT/CH/INCR), ZINCRBY,
+// ZREM, pops (ZPOPMIN/MAX, BZPOP*, ZMPOP, BZMPOP), range removals (by rank, score, lex),
+// ZUNIONSTORE/ZINTERSTORE/ZDIFFSTORE over them, and DEL, RENAME, COPY, FLUSHALL.
+TEST(KvSave, BigSortedSetsWhateverIsWrittenBetween) {
+  const uint64_t seed = seed_from_env() ^ 0x25e7;
+  const int rounds = rounds_from_env();
+  const Coverage before = coverage;
+  for (int r = 0; r < rounds && !HasFailure(); r++) {
+    SCOPED_TRACE("HMDB_TEST_SEED=" + std::to_string(seed ^ 0x25e7) + " round " + std::to_string(r));
+    round(seed + static_cast<uint64_t>(r), /*abandon=*/r % 5 == 4, /*zsets=*/true);
+  }
+  if (HasFailure()) std::fprintf(stderr, "kv_save_test: replay with HMDB_TEST_SEED=%llu\n", static_cast<unsigned long long>(seed ^ 0x25e7));
+  const size_t places = coverage.zset_places - before.zset_places, sliced = coverage.sliced - before.sliced;
+  std::printf("big sorted sets: rounds %d, sliced %zu, places kept %zu\n", rounds, sliced, places);
+  if (rounds >= kRoundsDefault && !HasFailure()) {
+    EXPECT_GE(sliced, static_cast<size_t>(rounds)) << "sorted sets were written element by element";
+    EXPECT_GE(places, static_cast<size_t>(rounds) * 5) << "their entries were kept ahead of the inner cursor";
   }
 }
 
