@@ -253,7 +253,7 @@ void load_strings(Host& host, uint64_t n, size_t value_bytes) {
 // The producer's encode rate with no writes between slices, slices of at most kSliceBytes
 // handed on (the buffer reused, as the engine's writer takes each), and save()'s whole into
 // one string in the same run: Arg(0) keys, Arg(1) value bytes; Arg(2) 1 = sliced, 0 = save().
-constexpr size_t kSliceBytes = 256 << 10;  // server/snapshot.cc's kSnapshotSliceBytes
+constexpr size_t kSliceBytes = 256 << 10;  // 4x the engine's kSnapshotSliceBytes (src/server/options.h, 64 KiB)
 void BM_SliceSave(benchmark::State& state) {
   const uint64_t n = static_cast<uint64_t>(state.range(0));
   Host host;
@@ -328,9 +328,9 @@ void make_big(Host& host, hmdb::ApplyContext& ctx, int64_t n, int64_t type) {
   }
 }
 
-// The first write to a big container ahead of the cursor: a hash's or set's keeps only the
-// element it changes (save_producer.h, ContainerSave), a sorted set is encoded whole on the
-// loop (not sliced yet). Arg(0) members; Arg(1) 0 = a hash (HSET), 1 = a sorted set (ZADD),
+// The first write to a big container ahead of the cursor: a hash's, set's or sorted set's keeps
+// only the element (for a sorted set the places) it changes (save_producer.h, ContainerSave;
+// zset_save.h). Arg(0) members; Arg(1) 0 = a hash (HSET), 1 = a sorted set (ZADD),
 // 2 = a set (SADD); Arg(2) 1 = a snapshot runs. One write per iteration, a fresh snapshot each.
 void BM_BigFirstWrite(benchmark::State& state) {
   const int64_t n = state.range(0);
@@ -363,7 +363,7 @@ BENCHMARK(BM_BigFirstWrite)->Args({1'000'000, 0, 0})->Args({1'000'000, 0, 1})->A
 // ahead of the inner cursor, so kept). Reports the longest next() call (wall time on this
 // thread, and its CPU time, which load does not inflate: timing is this benchmark's point) and
 // the calls. Arg(0) members; Arg(1) 0 = a hash,
-// 1 = a sorted set (written whole: one call), 2 = a set.
+// 1 = a sorted set, 2 = a set.
 double thread_cpu_ms() {
   timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
