@@ -80,7 +80,9 @@ def threads(pid):
                 for line in f:
                     key, _, value = line.partition(":")
                     fields[key] = value.strip()
-        except FileNotFoundError:  # the thread ended between the listing and the read
+        except (FileNotFoundError, ProcessLookupError):
+            # The thread ended between the listing and the open (ENOENT), or between the open
+            # and the read (ESRCH: seen once in CI, 2026-12-07): either way it no longer runs.
             continue
         out[int(tid)] = (fields.get("Name", "?"), fields.get("Cpus_allowed_list", "?"))
     return out
