@@ -298,5 +298,18 @@ def replay_command(script, args):
     return "python3 %s %s" % (os.path.abspath(script), " ".join(args))
 
 
+def wait_for(what, timeout, probe, interval):
+    """Polls probe() every `interval` seconds until it returns a true value (returned), at most
+    `timeout` seconds; then the test fails naming `what`. For the system tests' bounded waits
+    (no sleep stands for the thing waited on)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        check(time.monotonic() < deadline, "%s: not within %.0f s" % (what, timeout))
+        time.sleep(interval)
+
+
 def fail(message):
     print("FAIL: " + message, file=sys.stderr, flush=True)

@@ -131,14 +131,8 @@ def fill(port):
 
 
 def wait_for(what, timeout, probe):
-    """Polls probe() until it returns a true value (returned), at most timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        check(time.monotonic() < deadline, "%s: not within %.0f s" % (what, timeout))
-        time.sleep(POLL_INTERVAL_S)
+    """harness.wait_for at this test's poll interval."""
+    return harness.wait_for(what, timeout, probe, POLL_INTERVAL_S)
 
 
 def stop_load(load):
