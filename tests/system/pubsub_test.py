@@ -69,14 +69,8 @@ def expect(cond, message):
 
 
 def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise harness.TestFailure("timed out after %.0fs waiting for %s" % (timeout, what))
-        time.sleep(cl.POLL_INTERVAL_S)
+    """harness.wait_for at the cluster's poll interval."""
+    return harness.wait_for(what, timeout, cond, cl.POLL_INTERVAL_S)
 
 
 def info_all(node):
