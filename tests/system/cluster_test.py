@@ -181,11 +181,8 @@ def check_digests(nodes):
 
 
 def wait_for(cond, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise harness.TestFailure("timed out after %.0fs waiting for %s" % (timeout, what))
-        time.sleep(cl.POLL_INTERVAL_S)
+    """harness.wait_for at the cluster's poll interval (replace_test.py uses it too)."""
+    return harness.wait_for(what, timeout, cond, cl.POLL_INTERVAL_S)
 
 
 def wait_exit(node, timeout, what):
