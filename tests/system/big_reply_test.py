@@ -37,7 +37,6 @@ import argparse
 import os
 import socket
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -52,6 +51,7 @@ KEYS = 300000
 KEY_BYTES = 60
 SLICE = 1000
 WAIT_S = 60.0  # for a condition polled through INFO
+POLL_INTERVAL_S = 0.01  # between two probes of such a condition (a probe decides; this spaces them)
 # How long a sliced reply waits for a client that reads nothing (--test-slice-reader-wait-ms):
 # longer than the 30 s hold bound, so that client A's KEYS stays in progress while the test
 # looks (the default, 200 ms, is what the slow-reader part checks).
@@ -79,11 +79,8 @@ def stat(client, name):
 
 
 def wait_for(what, cond):
-    deadline = time.monotonic() + WAIT_S
-    while not cond():
-        if time.monotonic() > deadline:
-            raise harness.TestFailure("not within %.0f s: %s" % (WAIT_S, what))
-        time.sleep(0.01)
+    """harness.wait_for within WAIT_S."""
+    return harness.wait_for(what, WAIT_S, cond, POLL_INTERVAL_S)
 
 
 def key(i):
