@@ -32,7 +32,6 @@ import os
 import signal
 import sys
 import threading
-import time
 
 import harness
 
@@ -129,12 +128,8 @@ def case_yes(work, name, args):
 
 
 def wait_for(what, predicate):
-    deadline = time.monotonic() + POLL_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(POLL_S)
-    raise harness.TestFailure("timed out waiting for " + what)
+    """harness.wait_for within POLL_TIMEOUT_S."""
+    return harness.wait_for(what, POLL_TIMEOUT_S, predicate, POLL_S)
 
 
 def children(pid):
