@@ -157,6 +157,26 @@ inline void save_zset_move(State& s, KeyIter it, double from, double to, std::st
     else s.saving->before_zset_insert(it.hash(), it->first.view(), to, m);
   }
 }
+// The same for a list's elements (list_save.h): every push at its head, pop, LTRIM, LSET,
+// LINSERT and LREM calls it first (a push at the tail changes nothing the snapshot follows).
+#ifndef HMDB_PLANTED_BUG_SAVE_NO_LIST_POP_HOOK
+constexpr bool kHookListPops = true;
+#else
+constexpr bool kHookListPops = false;  // a planted bug: LPOP/RPOP, BLPOP/BRPOP, LMPOP and LMOVE's pop skip the hook
+#endif
+#ifndef HMDB_PLANTED_BUG_SAVE_NO_LSET_KEEP
+constexpr bool kHookListSet = true;
+#else
+constexpr bool kHookListSet = false;  // a planted bug: LSET skips the hook
+#endif
+using ListChange = SaveCursor::ListChange;
+inline void save_list(State& s, KeyIter it, ListChange c, size_t n) {
+  if (s.saving) [[unlikely]] s.saving->before_list(it.hash(), it->first.view(), it->second, c, n);
+}
+// n elements are about to be popped from the head (front) or the tail of the list at it.
+inline void save_list_pop(State& s, KeyIter it, bool front, size_t n) {
+  if (kHookListPops) save_list(s, it, front ? ListChange::kEraseFront : ListChange::kEraseBack, n);
+}
 
 // A big value is buried (freed over the next commands, kv.h: Graveyard), not destroyed here.
 // A snapshot running takes the value first if it still needs it (moved, not copied).
@@ -1423,6 +1443,7 @@ void apply_push(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   KeyIter it;
   List* l;
   if (!container_for_create<List>(s, a.argv[1], ctx, r, &it, &l)) return;
+  if (kFront) save_list(s, it, ListChange::kPushFront, a.argv.size() - 2);
   for (size_t i = 2; i < a.argv.size(); i++) {
     if (kFront) l->push_front(a.argv[i]); else l->push_back(a.argv[i]);
   }
@@ -1447,9 +1468,11 @@ void apply_list_pop(State& s, const PopArgs& a, const ApplyContext& ctx, Reply& 
   };
   size_t n = 1;
   if (!a.has_count) {
+    save_list_pop(s, it, kFront, 1);
     pop_one();
   } else {
     n = std::min<uint64_t>(static_cast<uint64_t>(a.count), l->size());
+    save_list_pop(s, it, kFront, n);
     r.array(n);
     for (size_t i = 0; i < n; i++) pop_one();
   }
@@ -1537,6 +1560,7 @@ void apply_lset(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   const int64_t n = static_cast<int64_t>(l->size());
   if (index < 0) index += n;
   if (index < 0 || index >= n) { r.error("ERR index out of range"); return; }
+  if (kHookListSet) save_list(s, it, ListChange::kSet, static_cast<size_t>(index));
   l->set(static_cast<size_t>(index), a.argv[3]);
   notify(ctx, keyspace::kList, "lset", a.argv[1]);
   r.ok();
@@ -1563,6 +1587,7 @@ void apply_lrem(State& s, const LRemArgs& a, const ApplyContext& ctx, Reply& r) 
   uint64_t limit = a.count == 0 ? UINT64_MAX
                    : a.count > 0 ? static_cast<uint64_t>(a.count)
                                  : static_cast<uint64_t>(-(a.count + 1)) + 1;
+  save_list(s, it, ListChange::kReshape, 0);
   size_t removed;
   if (a.count >= 0) {
     removed = l->remove_where([&](size_t, std::string_view v) {
@@ -1601,9 +1626,12 @@ void apply_ltrim(State& s, const LTrimArgs& a, const ApplyContext& ctx, Reply& r
   if (!l) { r.ok(); return; }
   size_t first = 0, last = 0;
   if (!clamp_range(a.range.start, a.range.stop, l->size(), &first, &last)) {
+    save_list(s, it, ListChange::kEraseBack, l->size());
     l->erase_back(l->size());
   } else {
+    save_list(s, it, ListChange::kEraseBack, l->size() - (last + 1));
     l->erase_back(l->size() - (last + 1));
+    save_list(s, it, ListChange::kEraseFront, first);
     l->erase_front(first);
   }
   notify(ctx, keyspace::kList, "ltrim", a.key);  // even when nothing went, as Redis
@@ -1634,6 +1662,7 @@ void apply_linsert(State& s, const LInsertArgs& a, const ApplyContext& ctx, Repl
   for (size_t i = 0; i < n; i++) {
     if (i > 0) c.next();
     if (*c != a.pivot) continue;
+    save_list(s, it, ListChange::kInsert, a.after ? i + 1 : i);
     l->insert(a.after ? i + 1 : i, a.element);
     notify(ctx, keyspace::kList, "linsert", a.key);
     r.integer(static_cast<int64_t>(l->size()));
@@ -1694,6 +1723,7 @@ void apply_pushx(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   List* l;
   if (!container_for_write<List>(s, a.argv[1], ctx, r, &it, &l)) return;
   if (!l) { r.integer(0); return; }
+  if (kFront) save_list(s, it, ListChange::kPushFront, a.argv.size() - 2);
   for (size_t i = 2; i < a.argv.size(); i++) {
     if (kFront) l->push_front(a.argv[i]); else l->push_back(a.argv[i]);
   }
@@ -1735,10 +1765,13 @@ void apply_lmove(State& s, const LMoveArgs& a, const ApplyContext& ctx, Reply& r
   if (!container_for_write<List>(s, a.dst, ctx, r, &to, &dst)) return;
   src = boxed<List>(s.keys.find(a.src)->second);  // dst's lookup may have deleted an expired dst
   std::string value(a.from_left ? src->front() : src->back());
+  save_list_pop(s, s.keys.find(a.src), a.from_left, 1);
   if (a.from_left) src->pop_front(); else src->pop_back();
   // Pointers into the table die if creating dst grows it: look src up again after.
   if (a.src != a.dst && s.keys.find(a.dst) == s.keys.end()) create<List>(s, a.dst, &to);
-  dst = boxed<List>(s.keys.find(a.dst)->second);
+  to = s.keys.find(a.dst);
+  dst = boxed<List>(to->second);
+  if (a.to_left) save_list(s, to, ListChange::kPushFront, 1);
   if (a.to_left) dst->push_front(value); else dst->push_back(value);
   notify(ctx, keyspace::kList, a.to_left ? "lpush" : "rpush", a.dst);
   notify(ctx, keyspace::kList, a.from_left ? "lpop" : "rpop", a.src);
@@ -4310,6 +4343,7 @@ void apply_blocking_list_pop(State& s, const BlockingPopArgs& a, const ApplyCont
     if (!l) continue;
     r.array(2);
     r.bulk(key);
+    save_list_pop(s, it, kFront, 1);
     if (kFront) { r.bulk(l->front()); l->pop_front(); }
     else { r.bulk(l->back()); l->pop_back(); }
     notify(ctx, keyspace::kList, kFront ? "lpop" : "rpop", key);
@@ -4398,6 +4432,7 @@ void apply_blmpop(State& s, const MultiPopArgs& a, const ApplyContext& ctx, Repl
     r.array(2);
     r.bulk(key);
     r.array(n);
+    save_list_pop(s, it, a.first, n);
     for (size_t i = 0; i < n; i++) {
       if (a.first) { r.bulk(l->front()); l->pop_front(); }
       else { r.bulk(l->back()); l->pop_back(); }

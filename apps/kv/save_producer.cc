@@ -135,8 +135,8 @@ std::unique_ptr<ContainerSave> make_container_save(const Value& v, size_t whole_
     case Type::kHash: return std::make_unique<HashSave>();
     case Type::kSet: return std::make_unique<SetSave>();
     case Type::kZSet: return std::make_unique<ZSave>(elements_of(v));
-    case Type::kString:
-    case Type::kList: return nullptr;
+    case Type::kList: return std::make_unique<LSave>(elements_of(v));
+    case Type::kString: return nullptr;
   }
   return nullptr;
 }
@@ -284,6 +284,33 @@ void SaveCursor::zset_place(uint64_t h, std::string_view key, ZChange c, double 
   }
   if (z.side_entries() == before) return;
   zset_places_kept_ += z.side_entries() - before;
+  recount(*e, key.size());
+}
+
+void SaveCursor::list_change(uint64_t h, std::string_view key, const Value& v, ListChange c, size_t n) {
+  Kept* e;
+  ContainerSave* cs = container_at(h, key, &e);
+  if (!cs) return;
+  ListSave& l = static_cast<LSave*>(cs)->list();
+  const List& live = std::get<List>(v);
+  const size_t before = l.kept_total();
+  bool follow = true;
+  switch (c) {
+    case ListChange::kPushFront: l.before_push_front(n); return;
+    case ListChange::kEraseFront: l.before_erase_front(live, n); break;
+    case ListChange::kEraseBack: l.before_erase_back(live, n); break;
+    case ListChange::kSet: l.before_set(live, n); break;
+    case ListChange::kInsert: follow = l.before_insert(n); break;
+    case ListChange::kReshape: follow = l.before_reshape(); break;
+  }
+  if (!follow) {
+    // The rest of its elements at I, encoded now; the list is followed no more.
+    flatten(h, key, v);
+    lists_flattened_++;
+    return;
+  }
+  if (l.kept_total() == before) return;
+  list_elements_kept_ += l.kept_total() - before;
   recount(*e, key.size());
 }
 

@@ -15,18 +15,19 @@
 // key (unchanged since I: any change would have been kept first). FLUSHALL hands the producer
 // the whole old keyspace (O(1)): from then on it reads that frozen table and unhooks itself.
 //
-// Big containers (more than kSaveWholeElementsMax elements at I; hashes and sets so far,
-// ContainerSave below says how a type plugs in) go element by element, one level down the
-// same way. The cursor becomes (key, inner position): next() writes such a key's header
+// Big containers (more than kSaveWholeElementsMax elements at I: hashes, sets, sorted sets
+// and lists; ContainerSave below says how a type plugs in) go element by element, one level
+// down the same way. The cursor becomes (key, inner position): next() writes such a key's header
 // (key, tag, deadline, element count at I) and then its elements in save() order over as
 // many slices as the budget needs. A first change to one ahead of the cursor keeps only its
 // header (touch); each mutator of its elements keeps, first, the element it changes (the old
 // value, or "absent") if it is ahead of the inner position (before_hash_field,
-// before_set_member); a delete or replace moves the Value to the producer (before_delete,
-// O(1)), whose elements are then written from it merged with the kept ones. Never the whole
+// before_set_member, before_zset_*, before_list); a delete or replace moves the Value to the
+// producer (before_delete, O(1)), whose elements are then written from it merged with the kept ones. Never the whole
 // container in one turn, except RENAME's source (before_move: the rest of it is encoded then,
-// once; the value lives on under the new name) and containers of the types not plugged in
-// (lists and sorted sets: kept and written whole).
+// once; the value lives on under the new name) and a big list hit by an LINSERT inside its
+// unwritten run or an LREM (the rest of it encoded then: list_save.h). Strings and small
+// containers are kept and written whole.
 //
 // Costs: a write during a snapshot compares its key with the cursor; the first write to a
 // key ahead of it encodes that key's value on the loop (its size in CPU, for a small one), or
@@ -60,6 +61,7 @@
 
 #include "hmdb/state_machine.h"
 #include "kv/kv.h"
+#include "kv/list_save.h"
 #include "kv/zset_save.h"
 
 namespace hmdb::kv {
@@ -194,6 +196,22 @@ class ZSave final : public ContainerSave {
   ZSetSave z_;
 };
 
+// The same for a big list (kv::ListSave, list_save.h): saved head first, so the inner position
+// is the count of elements of I written, and the unwritten ones still in the list are one
+// run of it while only its ends change; elements of I popped from it are kept in order.
+class LSave final : public ContainerSave {
+ public:
+  explicit LSave(uint64_t count_at_i) : l_(count_at_i) {}
+  ListSave& list() noexcept { return l_; }
+  bool write_some(Encoder& out, const Value& live, SliceMeter& meter) override {
+    return l_.write(std::get<List>(live), out, [&] { return meter.add(); });
+  }
+  size_t kept_bytes() const noexcept override { return l_.side_bytes(); }
+
+ private:
+  ListSave l_;
+};
+
 class SaveCursor final : public SaveProducer {
  public:
   // Hooks itself on s (s.saving, which must be null: one producer at a time).
@@ -248,6 +266,14 @@ class SaveCursor final : public SaveProducer {
   void before_zset_move(uint64_t h, std::string_view key, double from, double to, std::string_view m) {
     if (ahead(h, key) || at_container(h, key)) zset_place(h, key, ZChange::kMove, from, to, m);
   }
+  // List `key` (hash h, value v, a List) is about to change (ListChange says how; n: the
+  // elements pushed at its head or removed from an end, or the index replaced or inserted
+  // before). An insert inside the unwritten run, or an LREM while one is left, encodes the
+  // rest of the list now (list_save.h: both are O(n) scans already).
+  enum class ListChange : uint8_t { kPushFront, kEraseFront, kEraseBack, kSet, kInsert, kReshape };
+  void before_list(uint64_t h, std::string_view key, const Value& v, ListChange c, size_t n) {
+    if (ahead(h, key) || at_container(h, key)) list_change(h, key, v, c, n);
+  }
   // FLUSHALL: takes the whole keyspace (the three are left empty) and unhooks itself.
   void flushed(KeyTable<Value>& keys, KeyTable<uint64_t>& expires, ExpiryOrder& order);
 
@@ -262,6 +288,10 @@ class SaveCursor final : public SaveProducer {
   size_t containers_sliced() const noexcept { return containers_sliced_; }
   // For tests: places of big sorted sets kept (zset_save.h) so far.
   size_t zset_places_kept() const noexcept { return zset_places_kept_; }
+  // For tests: elements of big lists kept (list_save.h) so far, and big lists encoded whole
+  // from where they were (an LINSERT inside the unwritten run, an LREM).
+  size_t list_elements_kept() const noexcept { return list_elements_kept_; }
+  size_t lists_flattened() const noexcept { return lists_flattened_; }
 
  private:
   // What a key was at I.
@@ -299,6 +329,7 @@ class SaveCursor final : public SaveProducer {
   void set_member(uint64_t h, std::string_view key, const Set& live, uint64_t mh, std::string_view m);
   enum class ZChange : uint8_t { kErase, kInsert, kMove };
   void zset_place(uint64_t h, std::string_view key, ZChange c, double from, double to, std::string_view m);
+  void list_change(uint64_t h, std::string_view key, const Value& v, ListChange c, size_t n);
   // side_bytes_ counts e as it is now (for its key of `key_bytes`).
   void recount(Kept& e, size_t key_bytes) noexcept;
   void uncount(Kept& e) noexcept;
@@ -330,6 +361,7 @@ class SaveCursor final : public SaveProducer {
   size_t side_bytes_ = 0, side_bytes_peak_ = 0;
   size_t containers_sliced_ = 0;
   size_t zset_places_kept_ = 0;
+  size_t list_elements_kept_ = 0, lists_flattened_ = 0;
   // After a FLUSHALL: the keyspace as it was then (frozen_ set), read instead of s_'s.
   bool frozen_ = false;
   KeyTable<Value> frozen_keys_;

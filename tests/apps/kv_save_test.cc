@@ -13,7 +13,11 @@
 // containers (written element by element; most rounds lower the threshold so that every
 // container is one) HMDB_PLANTED_BUG_SAVE_NO_FIELD_HOOK (HSET's fields and SADD's members
 // skip the element hook) and HMDB_PLANTED_BUG_SAVE_INNER_AHEAD_AT_POSITION (an element at
-// the inner position counts as ahead: kept after it was written, written twice).
+// the inner position counts as ahead: kept after it was written, written twice); for big
+// lists (BigListsWhateverIsWrittenBetween) HMDB_PLANTED_BUG_SAVE_NO_LIST_POP_HOOK (LPOP/RPOP,
+// BLPOP, LMPOP and LMOVE's pop skip the hook), HMDB_PLANTED_BUG_SAVE_LIST_PUSH_FRONT_NOT_COUNTED
+// (a push at the head does not move the run: a wrong index mapping) and
+// HMDB_PLANTED_BUG_SAVE_NO_LSET_KEEP (LSET skips the hook).
 #include "kv/save_producer.h"
 
 #include <gtest/gtest.h>
@@ -99,8 +103,24 @@ class Writer {
     return out;
   }
 
+  // Lists only (and a few keyspace commands) over 6 keys, each a big list first.
+  void lists_only() {
+    lists_ = true;
+    keys_ = 6;
+  }
+  std::vector<std::vector<std::string>> big_lists() {
+    std::vector<std::vector<std::string>> out;
+    for (int k = 0; k < keys_; k++) {
+      std::vector<std::string> c = {"RPUSH", "k" + std::to_string(k)};
+      for (int i = pick(100, 270); i >= 0; i--) c.push_back(word());
+      out.push_back(std::move(c));
+    }
+    return out;
+  }
+
   std::vector<std::string> command() {
     if (zsets_) return pick(0, 19) == 0 ? keyspace_cmd() : zset_cmd();
+    if (lists_) return pick(0, 19) == 0 ? keyspace_cmd() : big_list_cmd();
     const int family = pick(0, 99);
     if (family < 22) return string_cmd();
     if (family < 36) return hash_cmd();
@@ -181,6 +201,36 @@ class Writer {
       case 9: return {"RPOPLPUSH", key(), key()};
       case 10: return {"LPUSHX", key(), word()};
       default: return {"LMPOP", "2", key(), key(), pick(0, 1) ? "LEFT" : "RIGHT"};
+    }
+  }
+  // List writes for big lists: pushes and pops at both ends (counts), LTRIM at both ends,
+  // LSET anywhere, LINSERT, LREM, LMOVE/BLMOVE/RPOPLPUSH within the pool, BLPOP/BRPOP,
+  // LMPOP/BLMPOP.
+  std::vector<std::string> big_list_cmd() {
+    const std::string side = pick(0, 1) ? "LEFT" : "RIGHT";
+    switch (pick(0, 17)) {
+      case 0:
+      case 1:
+      case 2: {
+        std::vector<std::string> c = {pick(0, 2) ? "LPUSH" : "RPUSH", key()};
+        for (int n = pick(0, 9) == 0 ? pick(20, 80) : pick(1, 4); n > 0; n--) c.push_back(word());
+        return c;
+      }
+      case 3: return {pick(0, 1) ? "LPOP" : "RPOP", key()};
+      case 4: return {pick(0, 1) ? "LPOP" : "RPOP", key(), std::to_string(pick(0, 30))};
+      case 5:
+      case 6: return {"LSET", key(), std::to_string(pick(-300, 300)), word()};
+      case 7: return {"LTRIM", key(), std::to_string(pick(0, 12)), std::to_string(pick(-12, -1))};
+      case 8: return {"LTRIM", key(), std::to_string(pick(0, 200)), std::to_string(pick(-300, 300))};
+      case 9: return {"LINSERT", key(), pick(0, 1) ? "BEFORE" : "AFTER", word(), word()};
+      case 10: return {"LREM", key(), std::to_string(pick(-2, 2)), word()};
+      case 11: return {"LMOVE", key(), key(), side, pick(0, 1) ? "LEFT" : "RIGHT"};
+      case 12: return {"BLMOVE", key(), key(), side, pick(0, 1) ? "LEFT" : "RIGHT", "0.01"};
+      case 13: return {"RPOPLPUSH", key(), key()};
+      case 14: return {pick(0, 1) ? "BLPOP" : "BRPOP", key(), key(), "0.01"};
+      case 15: return {"LMPOP", "2", key(), key(), side, "COUNT", std::to_string(pick(1, 20))};
+      case 16: return {"BLMPOP", "0.01", "2", key(), key(), side, "COUNT", std::to_string(pick(1, 20))};
+      default: return {pick(0, 1) ? "LPUSHX" : "RPUSHX", key(), word(), word()};
     }
   }
   std::vector<std::string> set_cmd() {
@@ -301,6 +351,7 @@ class Writer {
   std::mt19937_64 rng_;
   int keys_;  // the key pool: k0 .. k<keys_ - 1>
   bool zsets_ = false;
+  bool lists_ = false;
 };
 
 uint64_t seed_from_env() {
@@ -337,17 +388,25 @@ struct Coverage {
   size_t rounds = 0, slices = 0, writes_between = 0, keys_at_begin = 0, kept = 0, held = 0, flushed = 0;
   size_t sliced = 0;  // big containers kept or written element by element
   size_t zset_places = 0;  // places of big sorted sets kept (zset_save.h)
+  size_t list_elements = 0;  // elements of big lists kept (list_save.h)
+  size_t lists_flattened = 0;  // big lists encoded from where they were (LINSERT, LREM)
 };
 Coverage coverage;
 
 // One round: a random state, a producer begun on it, random writes between its slices.
-// zsets: big sorted sets, sorted-set commands, slices of more elements (zsets_only).
-void round(uint64_t seed, bool abandon, bool zsets = false) {
+// kZsets: big sorted sets, sorted-set commands, slices of more elements (zsets_only); kLists
+// the same for lists (lists_only).
+enum class Only { kAll, kZsets, kLists };
+void round(uint64_t seed, bool abandon, Only only = Only::kAll) {
   Writer w(seed);
   Twins t;
-  if (zsets) {
+  const bool zsets = only != Only::kAll;  // a few big containers: slices of more elements
+  if (only == Only::kZsets) {
     w.zsets_only();
     for (const auto& c : w.big_zsets()) ASSERT_NO_FATAL_FAILURE(t.run(c, false));
+  } else if (only == Only::kLists) {
+    w.lists_only();
+    for (const auto& c : w.big_lists()) ASSERT_NO_FATAL_FAILURE(t.run(c, false));
   }
   const int setup = w.pick(0, zsets ? 40 : 300);
   w.flushes = false;
@@ -396,6 +455,8 @@ void round(uint64_t seed, bool abandon, bool zsets = false) {
   }
   coverage.sliced += cursor->containers_sliced();
   coverage.zset_places += cursor->zset_places_kept();
+  coverage.list_elements += cursor->list_elements_kept();
+  coverage.lists_flattened += cursor->lists_flattened();
   if (abandon) {
     p.reset();
     EXPECT_EQ(t.db.host.state().saving, nullptr) << "destroyed: unhooked";
@@ -455,7 +516,7 @@ TEST(KvSave, BigSortedSetsWhateverIsWrittenBetween) {
   const Coverage before = coverage;
   for (int r = 0; r < rounds && !HasFailure(); r++) {
     SCOPED_TRACE("HMDB_TEST_SEED=" + std::to_string(seed ^ 0x25e7) + " round " + std::to_string(r));
-    round(seed + static_cast<uint64_t>(r), /*abandon=*/r % 5 == 4, /*zsets=*/true);
+    round(seed + static_cast<uint64_t>(r), /*abandon=*/r % 5 == 4, Only::kZsets);
   }
   if (HasFailure()) std::fprintf(stderr, "kv_save_test: replay with HMDB_TEST_SEED=%llu\n", static_cast<unsigned long long>(seed ^ 0x25e7));
   const size_t places = coverage.zset_places - before.zset_places, sliced = coverage.sliced - before.sliced;
@@ -463,6 +524,30 @@ TEST(KvSave, BigSortedSetsWhateverIsWrittenBetween) {
   if (rounds >= kRoundsDefault && !HasFailure()) {
     EXPECT_GE(sliced, static_cast<size_t>(rounds)) << "sorted sets were written element by element";
     EXPECT_GE(places, static_cast<size_t>(rounds) * 5) << "their entries were kept ahead of the inner cursor";
+  }
+}
+
+// Big lists (above the test's threshold: written over several slices) hit by every list
+// write between slices: pushes at both ends, pops with and without counts, LTRIM, LSET,
+// LINSERT, LREM, LMOVE/BLMOVE/RPOPLPUSH (a list onto itself too), BLPOP/BRPOP,
+// LMPOP/BLMPOP, LPUSHX/RPUSHX, and DEL, RENAME, COPY, FLUSHALL.
+TEST(KvSave, BigListsWhateverIsWrittenBetween) {
+  const uint64_t seed = seed_from_env() ^ 0x7157;
+  const int rounds = rounds_from_env();
+  const Coverage before = coverage;
+  for (int r = 0; r < rounds && !HasFailure(); r++) {
+    SCOPED_TRACE("HMDB_TEST_SEED=" + std::to_string(seed ^ 0x7157) + " round " + std::to_string(r));
+    round(seed + static_cast<uint64_t>(r), /*abandon=*/r % 5 == 4, Only::kLists);
+  }
+  if (HasFailure()) std::fprintf(stderr, "kv_save_test: replay with HMDB_TEST_SEED=%llu\n", static_cast<unsigned long long>(seed ^ 0x7157));
+  const size_t kept = coverage.list_elements - before.list_elements, sliced = coverage.sliced - before.sliced,
+               flattened = coverage.lists_flattened - before.lists_flattened;
+  std::printf("big lists: rounds %d, sliced %zu, elements kept %zu, encoded from where they were %zu\n", rounds, sliced,
+              kept, flattened);
+  if (rounds >= kRoundsDefault && !HasFailure()) {
+    EXPECT_GE(sliced, static_cast<size_t>(rounds)) << "lists were written element by element";
+    EXPECT_GE(kept, static_cast<size_t>(rounds) * 5) << "their elements were kept ahead of the inner cursor";
+    EXPECT_LT(flattened, sliced / 2) << "most lists were followed to the end, not encoded from where they were";
   }
 }
 
@@ -546,20 +631,21 @@ TEST(KvSave, FlushallHandsTheKeyspaceOver) {
   for (int i = 0; i < 100; i++) db.run({"SET", "x", "y"});  // the graveyard frees what was kept
 }
 
-// A big hash or set (over kSaveWholeElementsMax) is kept and written element by element: a
+// A big hash, set or list (over kSaveWholeElementsMax) is kept and written element by element: a
 // first write ahead of the cursor keeps its header and the element it changes, not the
 // whole container; next() writes it over many calls of a small byte budget, none over the
 // budget by more than one element; the bytes are save()'s at the start.
 TEST(KvSave, BigContainersGoElementByElement) {
-  for (const char* type : {"hash", "set"}) {
+  for (const char* type : {"hash", "set", "list"}) {
     SCOPED_TRACE(type);
-    const bool hash = std::string(type) == "hash";
+    const bool hash = std::string(type) == "hash", list = std::string(type) == "list";
     testing::AppDriver<Kv> db;
     constexpr int kElements = 5000;
     static_assert(kElements > kSaveWholeElementsMax);
     for (int i = 0; i < kElements; i++) {
       const std::string m = "member:" + std::to_string(i);
       if (hash) db.run({"HSET", "big", m, "value:" + std::to_string(i)});
+      else if (list) db.run({"RPUSH", "big", m});
       else db.run({"SADD", "big", m});
     }
     db.run({"SET", "small", "x"});
@@ -567,6 +653,7 @@ TEST(KvSave, BigContainersGoElementByElement) {
     auto p = db.host.begin_save();
     auto* c = static_cast<SaveCursor*>(p.get());
     if (hash) db.run({"HSET", "big", "member:7", "changed", "new", "field"});
+    else if (list) db.run({"LSET", "big", "7", "changed"}), db.run({"RPOP", "big"}), db.run({"LPUSH", "big", "new"});
     else db.run({"SADD", "big", "new"}), db.run({"SREM", "big", "member:7"});
     EXPECT_EQ(c->side_entries(), 1u);
     EXPECT_LT(c->side_bytes(), 2 * kSideEntryOverheadBytes + 4 * kSideElementOverheadBytes)
@@ -584,6 +671,8 @@ TEST(KvSave, BigContainersGoElementByElement) {
       // Between calls, writes on both sides of the inner cursor.
       const std::string m = "member:" + std::to_string((calls * 37) % kElements);
       if (hash) db.run({"HSET", "big", m, "again"}), db.run({"HDEL", "big", "member:" + std::to_string(calls)});
+      else if (list) db.run({"LSET", "big", std::to_string((calls * 37) % 4000), "again"}), db.run({"LPOP", "big"}),
+                     db.run({"RPOP", "big"}), db.run({"LPUSH", "big", m});
       else db.run({"SREM", "big", m}), db.run({"SADD", "big", "x" + std::to_string(calls)});
     }
     EXPECT_GT(calls, expected.size() / (kBudget + kElementMax)) << "written over many calls";
