@@ -308,11 +308,11 @@ void BM_FirstWriteAhead(benchmark::State& state) {
 BENCHMARK(BM_FirstWriteAhead)->Args({1'000'000, 0})->Args({1'000'000, 1})->Iterations(500'000);
 
 // One big container "big" of n members: 0 = a hash (HSET), 1 = a sorted set (ZADD), 2 = a set
-// (SADD).
+// (SADD), 3 = a list (RPUSH).
 void make_big(Host& host, hmdb::ApplyContext& ctx, int64_t n, int64_t type) {
   constexpr int64_t kPerCommand = 1000;
   std::vector<std::string> words;
-  static constexpr const char* kAdd[] = {"HSET", "ZADD", "SADD"};
+  static constexpr const char* kAdd[] = {"HSET", "ZADD", "SADD", "RPUSH"};
   for (int64_t i = 0; i < n; i += kPerCommand) {
     words.assign({kAdd[type], "big"});
     for (int64_t j = i; j < std::min(n, i + kPerCommand); j++) {
@@ -330,8 +330,11 @@ void make_big(Host& host, hmdb::ApplyContext& ctx, int64_t n, int64_t type) {
 
 // The first write to a big container ahead of the cursor: a hash's, set's or sorted set's keeps
 // only the element (for a sorted set the places) it changes (save_producer.h, ContainerSave;
-// zset_save.h). Arg(0) members; Arg(1) 0 = a hash (HSET), 1 = a sorted set (ZADD),
-// 2 = a set (SADD); Arg(2) 1 = a snapshot runs. One write per iteration, a fresh snapshot each.
+// zset_save.h), a list's RPOP the element it pops (list_save.h). Arg(0) members; Arg(1) 0 = a
+// hash (HSET), 1 = a sorted set (ZADD), 2 = a set (SADD), 3 = a list (RPOP); Arg(2) 1 = a
+// snapshot runs, 2 = one runs with every container kept and written whole (as lists were
+// before list_save.h: SaveCursor::set_whole_elements_max). One write per iteration, a fresh
+// snapshot each.
 void BM_BigFirstWrite(benchmark::State& state) {
   const int64_t n = state.range(0);
   const int64_t type = state.range(1);
@@ -344,9 +347,11 @@ void BM_BigFirstWrite(benchmark::State& state) {
     state.PauseTiming();
     std::unique_ptr<hmdb::SaveProducer> p;
     if (state.range(2)) p = host.begin_save();
+    if (state.range(2) == 2) static_cast<hmdb::kv::SaveCursor*>(p.get())->set_whole_elements_max(SIZE_MAX);
     state.ResumeTiming();
     if (type == 1) apply_words(host, ctx, {"ZADD", "big", "1", "member:0"});
     else if (type == 2) apply_words(host, ctx, {"SREM", "big", "member:0"});
+    else if (type == 3) apply_words(host, ctx, {"RPOP", "big"});
     else apply_words(host, ctx, {"HSET", "big", "member:0", "value:0"});
     state.PauseTiming();
     if (p) side = static_cast<hmdb::kv::SaveCursor*>(p.get())->side_bytes();
@@ -356,14 +361,16 @@ void BM_BigFirstWrite(benchmark::State& state) {
   state.counters["side_MB"] = static_cast<double>(side) / 1e6;
 }
 BENCHMARK(BM_BigFirstWrite)->Args({1'000'000, 0, 0})->Args({1'000'000, 0, 1})->Args({1'000'000, 1, 0})->Args({1'000'000, 1, 1})
-    ->Args({1'000'000, 2, 0})->Args({1'000'000, 2, 1})->Unit(benchmark::kMillisecond)->Iterations(5);
+    ->Args({1'000'000, 2, 0})->Args({1'000'000, 2, 1})->Args({1'000'000, 3, 0})->Args({1'000'000, 3, 1})
+    ->Args({1'000'000, 3, 2})->Unit(benchmark::kMillisecond)->Iterations(5);
 
 // The cursor crossing a big container: a snapshot of the one key written with the engine's
 // byte budget a call (kEngineSliceBytes), with a write to the container between calls (an element
 // ahead of the inner cursor, so kept). Reports the longest next() call (wall time on this
 // thread, and its CPU time, which load does not inflate: timing is this benchmark's point) and
-// the calls. Arg(0) members; Arg(1) 0 = a hash,
-// 1 = a sorted set, 2 = a set.
+// the calls. Arg(0) members; Arg(1) 0 = a hash, 1 = a sorted set, 2 = a set, 3 = a list (an
+// LPUSH and an RPOP between calls); Arg(2) 1 = every container written whole (as lists were
+// before list_save.h).
 double thread_cpu_ms() {
   timespec ts;
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
@@ -382,6 +389,7 @@ void BM_BigSliceCrossing(benchmark::State& state) {
   int64_t w = 0;
   for (auto _ : state) {
     auto p = host.begin_save();
+    if (state.range(2) == 1) static_cast<hmdb::kv::SaveCursor*>(p.get())->set_whole_elements_max(SIZE_MAX);
     std::string out;
     hmdb::Encoder enc(&out);
     out.reserve(kEngineSliceBytes + (64 << 10));
@@ -399,6 +407,7 @@ void BM_BigSliceCrossing(benchmark::State& state) {
       const std::string m = "member:" + std::to_string((w++ * 7919) % n);
       if (type == 1) apply_words(host, ctx, {"ZADD", "big", "2", m});
       else if (type == 2) apply_words(host, ctx, {"SADD", "big", m});
+      else if (type == 3) apply_words(host, ctx, {"LPUSH", "big", m}), apply_words(host, ctx, {"RPOP", "big"});
       else apply_words(host, ctx, {"HSET", "big", m, "changed"});
     }
   }
@@ -406,7 +415,8 @@ void BM_BigSliceCrossing(benchmark::State& state) {
   state.counters["longest_call_cpu_ms"] = longest_cpu_ms;
   state.counters["calls"] = static_cast<double>(calls);
 }
-BENCHMARK(BM_BigSliceCrossing)->Args({1'000'000, 0})->Args({1'000'000, 2})->Args({1'000'000, 1})
+BENCHMARK(BM_BigSliceCrossing)->Args({1'000'000, 0, 0})->Args({1'000'000, 2, 0})->Args({1'000'000, 1, 0})
+    ->Args({1'000'000, 3, 0})->Args({1'000'000, 3, 1})
     ->Unit(benchmark::kMillisecond)->Iterations(3);
 
 }  // namespace
