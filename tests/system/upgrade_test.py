@@ -303,13 +303,8 @@ def server_info(node):
 
 
 def wait_for(what, fn, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        check(time.monotonic() < deadline, "%s: not within %.0fs" % (what, timeout))
-        time.sleep(cl.POLL_INTERVAL_S)
+    """harness.wait_for at the cluster's poll interval."""
+    return harness.wait_for(what, timeout, fn, cl.POLL_INTERVAL_S)
 
 
 def start_joiner(c, node_id, binary):
