@@ -130,15 +130,8 @@ def case_single(c, ledger, ledger_v2):
 
 
 def wait_for(what, fn, timeout):
-    """Polls fn() until it returns a true value (returned), or fails naming `what`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise harness.TestFailure("%s: not within %.0fs" % (what, timeout))
-        time.sleep(cl.POLL_INTERVAL_S)
+    """harness.wait_for at the cluster's poll interval: fn()'s first true value, or fails naming `what`."""
+    return harness.wait_for(what, timeout, fn, cl.POLL_INTERVAL_S)
 
 
 def blocked_at(node):
