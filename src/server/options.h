@@ -156,6 +156,11 @@ struct ServerOptions {
   // applied state while writes are pending), which tests/system/unchanged_write_test.py
   // --plant must catch.
   bool test_plant_unchanged_ignores_pending = false;
+  // Tests only (a hidden flag): the planted bug core::Replica::Options::PlantedBugs::
+  // transfer_waits_for_deadline (a leadership transfer the consensus core abandoned is
+  // answered only at kClusterCommandTimeoutMs), which tests/system/cluster_test.py --case
+  // abandoned --plant must catch.
+  bool test_plant_transfer_waits_for_deadline = false;
   // Tests only (hidden flags) of --snapshot-method slices (server/snapshot.cc):
   // the bytes a slice asks the producer for (kSnapshotSliceBytes when 0), so that a small
   // state makes many slices;

@@ -50,6 +50,16 @@ each case starts its own 3-node cluster (tests/system/cluster.py) and checks one
              the follower installs it and then holds every key (read back with redis-cli,
              READONLY); digests agree. Then the follower is killed for a few writes (within the
              bound): it catches up from entries, no snapshot asked for.
+  abandoned  a leadership transfer to a stopped follower (SIGSTOP): `hmdb cluster transfer`
+             gets the leader's "abandoned" error ("...; node L still leads", sent once the
+             consensus core drops the transfer, one election timeout), not the 10 s bound's
+             "did not finish"; the leader leads on in the same term and a redis-cli SET to it
+             is answered OK while the follower is still stopped; resumed, the follower holds
+             it and the digests agree. An attempt whose leader's term moved (an election of
+             a loaded machine's, not the transfer's doing) is tried again, ABANDONED_ATTEMPTS
+             in all. No timing is asserted (the seconds the reply took are printed). --plant
+             runs the nodes with --test-plant-transfer-waits-for-deadline (the reply waits
+             for the 10 s bound, as before 52f3725): the case must fail.
   names      every address is localhost:PORT (--bind, --peer-addr, --initial-cluster):
              peers dial the name, -MOVED, INFO and CLUSTER MEMBERS carry it, `hmdb cluster
              status` follows it, and the failover case passes as with numeric addresses.
@@ -65,7 +75,7 @@ each case starts its own 3-node cluster (tests/system/cluster.py) and checks one
              at stop.
 
 Every wait is a bounded poll of a real condition (cluster.py); the writer records exactly
-which writes were acknowledged. Usage: cluster_test.py [--case NAME] [--keep] HMDB_BINARY
+which writes were acknowledged. Usage: cluster_test.py [--case NAME] [--keep] [--plant] HMDB_BINARY
 """
 
 import argparse
@@ -109,6 +119,12 @@ REMOVED_EXIT_CODE = 4
 REMOVED_EXIT_TIMEOUT_S = 30.0
 # How long case membership retries a change its leader refused as busy (leader_call).
 MEMBERSHIP_BUSY_RETRY_S = 30.0
+# Abandoned case: attempts at a transfer during which the leader's term stays (one that an
+# election of the loaded machine's disturbed is tried again).
+ABANDONED_ATTEMPTS = 3
+# The planted bug --plant gives the abandoned case's nodes (options.h): the abandoned
+# transfer is answered at the 10 s bound instead.
+ABANDONED_PLANT_ARGS = ["--test-plant-transfer-waits-for-deadline"]
 
 
 class Writer(threading.Thread):
@@ -391,6 +407,48 @@ def case_logmem(c):
     expect(got == ["OK"] + [str(i) for i in range(LOGMEM_FEW_WRITES)], "the follower after the short absence: %r" % got)
     check_digests(c.nodes)
     print("logmem: leader dropped %s entries, asked for %d snapshot(s)" % (leader.info()["log_trimmed_entries"], wanted))
+
+
+def case_abandoned(c):
+    for attempt in range(1, ABANDONED_ATTEMPTS + 1):
+        c.wait_converged(CONVERGE_TIMEOUT_S)
+        leader = c.wait_leader(LEADER_TIMEOUT_S)
+        term = leader.info()["term"]
+        target = next(n for n in c.nodes if n is not leader)
+        key = "abandoned:%d" % attempt
+        target.pause()
+        try:
+            t0 = time.monotonic()
+            code, out = cl.cluster_cli(c.binary, "--addr", leader.client_addr, "transfer", str(target.id))
+            seconds = time.monotonic() - t0
+            info = leader.info()
+            moved = info is None or info.get("term") != term
+            if not moved:
+                expect(info.get("role") == "leader", "%s no longer leads after the transfer: %s" % (leader, info))
+                expect(code == 1 and "leadership transfer to node %d abandoned" % target.id in out,
+                       "`hmdb cluster transfer %d` to the stopped %s: exit %d, not the leader's \"abandoned\" error: %r"
+                       % (target.id, target, code, out))
+                expect("node %d still leads" % leader.id in out and "did not finish within" not in out,
+                       "the abandoned reply names the wrong leader or is the deadline's: %r" % out)
+                replies = redis_cli(leader, [["SET", key, "after"], ["GET", key]])
+                expect(replies == ["OK", "after"], "redis-cli SET/GET on %s after the abandoned transfer: %r"
+                       % (leader, replies))
+        finally:
+            target.resume()
+        if moved:
+            print("abandoned: attempt %d: %s's term moved from %s (an election), tried again; the tool said %r"
+                  % (attempt, leader, term, out))
+            continue
+        # Resumed, the target may still read the leader's TimeoutNow from its socket and
+        # campaign: whoever leads then, the cluster converges.
+        c.wait_converged(CONVERGE_TIMEOUT_S)
+        got = redis_cli(target, [["READONLY"], ["GET", key]])
+        expect(got == ["OK", "after"], "%s after it was resumed: %r" % (target, got))
+        check_digests(c.nodes)
+        print("abandoned: the transfer to the stopped %s was answered in %.2f s (not asserted): %s"
+              % (target, seconds, out.strip()))
+        return
+    raise harness.TestFailure("the leader's term moved in each of %d attempts" % ABANDONED_ATTEMPTS)
 
 
 def case_membership(c):
@@ -803,7 +861,7 @@ def case_rounds(c):
 CASES = {"redirect": case_redirect, "failover": case_failover, "topology": case_topology, "snapshot": case_snapshot,
          "membership": case_membership, "refusal": case_refusal, "removed": case_removed,
          "releader": case_releader, "names": case_names, "ipv6": case_ipv6, "rounds": case_rounds,
-         "logmem": case_logmem}
+         "logmem": case_logmem, "abandoned": case_abandoned}
 # The host every node of a case uses (default: one loopback address per node, cluster.py).
 CASE_HOSTS = {"names": "localhost", "ipv6": "::1"}
 # Server arguments a case adds to every node's.
@@ -816,6 +874,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", choices=sorted(CASES), action="append")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--plant", action="store_true",
+                    help="case abandoned: nodes with the planted bug %s (the case must fail)" % ABANDONED_PLANT_ARGS[0])
     ap.add_argument("binary")
     args = ap.parse_args()
     skipped = 0
@@ -825,8 +885,9 @@ def main():
             skipped += 1
             continue
         work = harness.make_work_dir("hmdb-cluster-%s-" % name)
+        plant = ABANDONED_PLANT_ARGS if args.plant and name == "abandoned" else []
         c = cl.Cluster(args.binary, work, nodes=3,
-                       server_args=["--snapshot-log-bytes=1048576"] + CASE_SERVER_ARGS.get(name, []),
+                       server_args=["--snapshot-log-bytes=1048576"] + CASE_SERVER_ARGS.get(name, []) + plant,
                        cluster_id="hmdb-cluster-test", host=CASE_HOSTS.get(name))
         t0 = time.monotonic()
         try:
