@@ -1631,8 +1631,9 @@ void Replica::acl_change(AclOp op, const std::vector<std::string>& words, uint64
 void Replica::check_transfers() {
   for (size_t i = 0; i < transfers_.size();) {
     const Transfer& t = transfers_[i];
+    const raft::NodeId leads = raft_.leader();
     std::string reply;
-    if (raft_.leader() == t.target && !leader()) {
+    if (leads == t.target && !leader()) {
       reply = "+OK\r\n";
     } else if (leader() && raft_.status().transferee != t.target &&
                !options_.bugs.transfer_waits_for_deadline) {  // PLANTED BUG
@@ -1640,11 +1641,20 @@ void Replica::check_transfers() {
       // transfer to another node): this node leads on and takes writes again.
       reply = fmt::format("-ERR leadership transfer to node {} abandoned: it did not take over within an election "
                           "timeout (is it up, caught up and reachable?); node {} still leads\r\n",
-                          t.target, raft_.leader());
+                          t.target, leads);
+    } else if (!leader() && leads != raft::kNoNode &&
+               !options_.bugs.transfer_ignores_lost_leadership) {  // PLANTED BUG
+      // This node lost its leadership and another node than the target leads now (it won an
+      // election the transfer's own may have started): the transfer is over. While no leader
+      // is known the client waits: a node that steps down for the target's campaign knows
+      // no leader until the target has won it.
+      reply = fmt::format("-ERR leadership transfer to node {} abandoned: node {} lost its leadership meanwhile; "
+                          "node {} leads now\r\n",
+                          t.target, raft_.status().id, leads);
     } else if (steady_ms_ >= t.deadline_steady_ms) {
       reply = fmt::format("-ERR leadership transfer to node {} did not finish within {} ms (is it caught up and "
-                          "reachable?)\r\n",
-                          t.target, t.timeout_ms);
+                          "reachable?){}\r\n",
+                          t.target, t.timeout_ms, leader() ? "" : "; no leader is known now");
     }
     if (reply.empty()) {
       i++;

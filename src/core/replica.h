@@ -291,6 +291,10 @@ class Replica final : private PubSubHost {
       // waits for the deadline (server kClusterCommandTimeoutMs), as before the "abandoned"
       // reply (tests/core/replica_test.cc, the transfer cases).
       bool transfer_waits_for_deadline = false;
+      // A leadership transfer whose leader lost its leadership to another node than the
+      // target is not answered then: its client waits for the deadline (tests/core/
+      // replica_test.cc, the transfer cases).
+      bool transfer_ignores_lost_leadership = false;
     } bugs;
     // Sliced replies: elements per slice (0: every reply is made whole, in one turn), bytes
     // per slice, the longest hold of the apply for them, and the longest wait for a slow
@@ -381,9 +385,10 @@ class Replica final : private PubSubHost {
   raft::ProposeResult propose_membership(const raft::ConfChange& change, uint64_t session, uint64_t seq);
   // Starts a leadership transfer; slot (session, seq) is answered +OK once `target` leads,
   // with an error ("abandoned") as soon as the consensus core dropped the transfer while this
-  // node still leads (target not leading within one election timeout), or with an error at
-  // deadline_steady_ms (the last resort: this node lost leadership, and `target` is not
-  // known to lead).
+  // node still leads (target not leading within one election timeout) or as soon as another
+  // node than `target` is known to lead (this node lost its leadership to it), or with an
+  // error at deadline_steady_ms (the last resort: this node lost its leadership and no
+  // leader is known, for that long).
   void transfer(raft::NodeId target, uint64_t session, uint64_t seq, uint64_t deadline_steady_ms, uint64_t timeout_ms);
   // Answers transfers that finished, were abandoned or timed out (call every consensus tick).
   void check_transfers();

@@ -200,10 +200,11 @@ inline constexpr uint64_t kRaftTickMs = 10;
 // A write proposed to a leader that loses its leadership before the entry commits waits
 // for the new leader's log to decide; a membership change or leadership transfer that has
 // not finished after this long is answered with an error (its outcome: see CLUSTER MEMBERS).
-// A transfer is answered sooner in both usual outcomes: +OK once the target leads, an
+// A transfer is answered sooner in the usual outcomes: +OK once the target leads, an
 // "abandoned" error once the consensus core drops it while this node leads on (after one
-// election timeout); the bound is the last resort, for a leader that lost its leadership
-// meanwhile to a node other than the target, or whose successor is not yet known.
+// election timeout), or once another node than the target is known to lead (this node
+// lost its leadership to it); the bound is the last resort, for a leader that lost its
+// leadership meanwhile and knows no leader for that long.
 inline constexpr uint64_t kClusterCommandTimeoutMs = 10000;
 // Replication flow control: appends in flight per follower (each at most raft's
 // max_append_bytes, 1 MiB), and the peer transport's queue per peer. The queue holds two

@@ -377,5 +377,82 @@ TEST(Replica, ATransferTheCoreAbandonsWithThePlantedBugWaitsForTheDeadline) {
   EXPECT_EQ(transfer_to_a_stopped_voter(true), "");
 }
 
+// Node 1 of three leads (voter 2 answers); CLUSTER TRANSFER 3 and a write behind it; then,
+// before the core drops the transfer, node 1 loses its leadership. `successor`: 2, a
+// heartbeat of node 2's in the next term (node 2 won an election node 1 did not see); 3, a
+// vote request of node 3's for the transfer (what its TimeoutNow starts), with no leader
+// known until node 3's heartbeat of its new term follows. The steady clock never moves, so
+// the deadline never passes. `plant`: Replica::Options::PlantedBugs::
+// transfer_ignores_lost_leadership. Returns the replies after each of the two steps: the
+// step-down, and node `successor`'s heartbeat (for 2, the same as the step-down).
+std::pair<std::string, std::string> transfer_when_leadership_is_lost(raft::NodeId successor, bool plant) {
+  Node n({1, 2, 3}, false, {}, [&](Replica::Options& o) { o.bugs.transfer_ignores_lost_leadership = plant; });
+  n.host.keep_messages = true;
+  auto turn = [&] {
+    n.replica->end_turn();
+    answer_as_voter_2(n);
+    n.replica->drive();
+    n.replica->check_transfers();
+    n.replica->drain();
+  };
+  for (int i = 0; i < 100 && !n.replica->leader(); i++) {
+    n.raft->tick();
+    turn();
+  }
+  EXPECT_TRUE(n.replica->leader());
+  n.send({{"TRANSFER", "3"}, {"SET", "a", "2"}});
+  turn();
+  EXPECT_EQ(n.raft->status().transferee, 3u);
+  EXPECT_EQ(n.out(), "") << "the transfer is under way";
+  const raft::Term next = n.raft->term() + 1;
+  raft::Message heartbeat;
+  heartbeat.type = raft::MessageType::kHeartbeat;
+  heartbeat.from = successor;
+  heartbeat.to = 1;
+  heartbeat.term = next;
+  if (successor == 3) {
+    raft::Message vote;
+    vote.type = raft::MessageType::kVote;
+    vote.from = 3;
+    vote.to = 1;
+    vote.term = next;
+    vote.log_index = n.raft->status().last_index;
+    vote.log_term = n.raft->term();
+    vote.context = 1;  // raft.cc's kTransferContext: the campaign a TimeoutNow starts
+    n.raft->step(vote);
+  } else {
+    n.raft->step(heartbeat);
+  }
+  turn();
+  EXPECT_FALSE(n.replica->leader()) << "node 1 stepped down";
+  std::string after_step_down = n.out();
+  if (successor == 3) {
+    EXPECT_EQ(n.raft->leader(), raft::kNoNode) << "no leader known until node 3's heartbeat";
+    n.raft->step(heartbeat);
+    turn();
+  }
+  EXPECT_EQ(n.raft->leader(), successor);
+  return {after_step_down, n.out()};
+}
+
+TEST(Replica, ATransferWhoseLeaderLosesItToAnotherNodeIsAnsweredAtOnceNamingIt) {
+  EXPECT_EQ(transfer_when_leadership_is_lost(2, false).first,
+            "-ERR leadership transfer to node 3 abandoned: node 1 lost its leadership meanwhile; node 2 leads now\r\n"
+            "-TRYAGAIN leadership transfer in progress; retry\r\n");
+}
+
+// The planted bug leaves it to the deadline (which never passes here): nothing is answered.
+TEST(Replica, ATransferWhoseLeaderLosesItWithThePlantedBugWaitsForTheDeadline) {
+  EXPECT_EQ(transfer_when_leadership_is_lost(2, true).first, "");
+}
+
+// A leader steps down for the target's own campaign knowing no leader until the target won
+// it: the client waits through that, and gets +OK (not an error at the step-down).
+TEST(Replica, ATransferWaitsThroughTheTargetsCampaignAndIsAnsweredOkWhenItLeads) {
+  const auto [step_down, elected] = transfer_when_leadership_is_lost(3, false);
+  EXPECT_EQ(step_down, "") << "answered while node 3's campaign was under way";
+  EXPECT_EQ(elected, "+OK\r\n-TRYAGAIN leadership transfer in progress; retry\r\n");
+}
+
 }  // namespace
 }  // namespace hmdb::core
