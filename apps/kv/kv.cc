@@ -106,10 +106,13 @@ constexpr bool kKeepOnDelete = true;
 #else
 constexpr bool kKeepOnDelete = false;  // a planted bug: erase_key (DEL's path) skips the hook
 #endif
-#ifndef HMDB_PLANTED_BUG_SAVE_NO_COPY_BEFORE_WRITE
-constexpr bool kCopyBeforeWrite = true;
+#ifndef HMDB_PLANTED_BUG_SAVE_NO_TOUCH_ON_WRITE
+constexpr bool kTouchOnWrite = true;
 #else
-constexpr bool kCopyBeforeWrite = false;  // a planted bug: no write keeps a key's value (deletes still do)
+// A planted bug: save_touch does nothing on any path, so no write keeps a key's value (its
+// encoding, or a big container's header); the element hooks of big containers (fields,
+// members, sorted-set places, list ends and LSET), save_replace and deletes still keep theirs.
+constexpr bool kTouchOnWrite = false;
 #endif
 #ifndef HMDB_PLANTED_BUG_SAVE_NO_FIELD_HOOK
 constexpr bool kHookFields = true;
@@ -117,7 +120,7 @@ constexpr bool kHookFields = true;
 constexpr bool kHookFields = false;  // a planted bug: HSET's fields and SADD's members skip the hook
 #endif
 inline void save_touch(State& s, std::string_view key, uint64_t h) {
-  if (kCopyBeforeWrite && s.saving) [[unlikely]] s.saving->touch(h, key);
+  if (kTouchOnWrite && s.saving) [[unlikely]] s.saving->touch(h, key);
 }
 // The value at it is about to be replaced in place (SET over a container, MSET, a STORE's or
 // RENAME's or COPY's destination): a big container kept element by element moves to the

@@ -33,10 +33,12 @@ that the load's writes come between every two slices on any machine.
 
 --plant drop-slice runs the node with the engine's planted bug (--test-plant-slices-bug: a
 slice is not written): the test must fail (the dry run cannot decode the snapshot). A kv
-server built with -DHMDB_PLANTED_BUG_SAVE_NO_COPY_BEFORE_WRITE (apps/kv/kv.cc: a write to a
-key the producer has not reached keeps nothing, so the file holds the key as written after
-I) given as HMDB_BINARY must fail too (seen: the dry run cannot decode the snapshot, 3 of 3
-runs as configured here, 9 of 9 with other pacing or none).
+server built with -DHMDB_PLANTED_BUG_SAVE_NO_TOUCH_ON_WRITE (apps/kv/kv.cc: a write to a
+key the producer has not reached keeps nothing of the key itself, so the file holds the key
+as written after I; the element hooks of big containers still keep their elements; named
+..._NO_COPY_BEFORE_WRITE until renamed for that) given as HMDB_BINARY must fail too (seen:
+the dry run cannot decode the snapshot, 3 of 3 runs as configured here, 9 of 9 with other
+pacing or none; renamed, 3 of 3 again).
 
 Skipped (77) without redis-benchmark or redis-cli. About 5 s.
 Usage: snapshot_slices_test.py [--plant drop-slice] [--keep] HMDB_BINARY
