@@ -25,9 +25,10 @@ each case starts its own 3-node cluster (tests/system/cluster.py) and checks one
   removed    a follower is stopped (SIGSTOP) while it is removed, so it cannot apply its
              removal; resumed, it is refused by the members as a non-member of their newer
              membership, says so in one line and exits with code 4, its data directory
-             kept; the two remaining members go on taking writes. Then the leader removes
-             itself: it answers OK, applies its removal and exits with code 4 too, and the
-             last member leads alone.
+             kept; the two remaining members go on taking writes. Then the leader of the
+             moment removes itself: it answers OK, applies its removal and exits with code 4
+             too, and the last member leads alone. (Any election meanwhile, as a loaded
+             machine causes, moves the commands to the leader of the moment.)
   refusal    a node started with another --cluster-id is refused by the members (a log
              line) and never receives the log.
   releader   (issue 9) a leader whose uncommitted tail a new leader truncates leads again:
@@ -49,7 +50,9 @@ each case starts its own 3-node cluster (tests/system/cluster.py) and checks one
              restarts: the leader asks for a fresh snapshot (INFO snapshots_wanted, a log line),
              the follower installs it and then holds every key (read back with redis-cli,
              READONLY); digests agree. Then the follower is killed for a few writes (within the
-             bound): it catches up from entries, no snapshot asked for.
+             bound): it catches up from entries, no snapshot asked for. Every node keeps the
+             bound, so these hold whichever of the two others leads (a loaded machine moves
+             leadership): the leader's counters are summed over both.
   abandoned  a leadership transfer to a stopped follower (SIGSTOP): `hmdb cluster transfer`
              gets the leader's "abandoned" error ("...; node L still leads", sent once the
              consensus core drops the transfer, one election timeout), not the 10 s bound's
@@ -117,6 +120,9 @@ LOGMEM_FEW_WRITES = 20
 # dial: a re-dial backoff of at most 1 s, then the drain).
 REMOVED_EXIT_CODE = 4
 REMOVED_EXIT_TIMEOUT_S = 30.0
+# How long one CLUSTER REMOVE may take to be answered: the entry commits and applies (an
+# fdatasync on each of two voters; seconds under disk load).
+REMOVE_CALL_TIMEOUT_S = 15.0
 # How long case membership retries a change its leader refused as busy (leader_call).
 MEMBERSHIP_BUSY_RETRY_S = 30.0
 # Abandoned case: attempts at a transfer during which the leader's term stays (one that an
@@ -360,53 +366,86 @@ def redis_cli(node, commands):
     return out.stdout.splitlines()
 
 
+def set_all(c, node, words_list):
+    """SETs through redis-cli on `node` (a follower runs them on the leader); any not answered
+    OK (a forwarded write whose outcome a leadership change left unknown) is sent again to the
+    leader of the moment (a SET is idempotent)."""
+    lines = redis_cli(node, words_list)
+    replies = []
+    while lines:  # redis-cli prints an error reply as its line and an empty one
+        replies.append(lines.pop(0))
+        if replies[-1] != "OK" and lines and lines[0] == "":
+            lines.pop(0)
+    expect(len(replies) == len(words_list), "redis-cli SETs: %d replies for %d, not OK: %r"
+           % (len(replies), len(words_list), [r for r in replies if r != "OK"][:20]))
+    again = [w for w, r in zip(words_list, replies) if r != "OK"]
+    for words in again:
+        _, r = cl.leader_call(c, words)
+        expect(r == "OK", "%s answered %r" % (" ".join(words), r))
+    return len(again)
+
+
+def sum_field(nodes, field, section="replication"):
+    return sum(int(cl.parse_info(n.call("INFO", section))[field]) for n in nodes)
+
+
 def case_logmem(c):
+    # Leadership may move at any point (a loaded machine that stalls a server past the
+    # election timeout is enough; with the follower down, a stall of either other node): the
+    # leader's share of the claim (it asked for a snapshot, said why) is looked for on both
+    # nodes that may have led, never on the node that led when the case began.
     leader = c.wait_leader(LEADER_TIMEOUT_S)
     down = next(n for n in c.nodes if n is not leader)
-    expect(leader.call("SET", "early", "1") == "OK", "write refused")
+    up = [n for n in c.nodes if n is not down]
+    cl.leader_call(c, ("SET", "early", "1"))
     c.wait_converged(CONVERGE_TIMEOUT_S)
-    expect(int(leader.info()["log_memory_bytes"]) == LOGMEM_BOUND, "INFO: %s" % leader.info())
+    for n in c.nodes:
+        expect(int(n.info()["log_memory_bytes"]) == LOGMEM_BOUND, "INFO of %s: %s" % (n, n.info()))
     down.kill()
     pad = "x" * LOGMEM_VALUE_BYTES
     value = lambda i: "%d-%s" % (i, pad)  # noqa: E731
-    replies = redis_cli(leader, [["SET", "m:%d" % i, value(i)] for i in range(LOGMEM_WRITES)])
-    expect(replies == ["OK"] * LOGMEM_WRITES, "redis-cli SETs: %d replies, not all OK: %r" % (len(replies), replies[:5]))
-    info = leader.info()
-    expect(int(info["log_bytes"]) <= LOGMEM_BOUND + 4096,
-           "the leader holds %s bytes of log, bound %d" % (info["log_bytes"], LOGMEM_BOUND))
-    expect(int(info["log_trimmed_entries"]) > LOGMEM_WRITES // 2, "few entries dropped: %s" % info)
-    expect(int(info["snapshots_wanted"]) == 0, "a snapshot wanted before the follower is back: %s" % info)
-    pinfo = cl.parse_info(leader.call("INFO", "persistence"))
-    expect(int(pinfo["snapshots_taken"]) == 0, "the size rule took a snapshot (the case needs none): %s" % pinfo)
+    resent = set_all(c, c.leader(nodes=up) or leader, [["SET", "m:%d" % i, value(i)] for i in range(LOGMEM_WRITES)])
+    # Every node holds at most the bound of log in memory (raft::Config::log_memory_bytes is
+    # every core's, follower or leader), so whichever leads has dropped the early entries.
+    for n in up:
+        info = n.info()
+        expect(int(info["log_bytes"]) <= LOGMEM_BOUND + 4096,
+               "%s holds %s bytes of log, bound %d" % (n, info["log_bytes"], LOGMEM_BOUND))
+        expect(int(info["log_trimmed_entries"]) > LOGMEM_WRITES // 2, "few entries dropped by %s: %s" % (n, info))
+    expect(sum_field(up, "snapshots_wanted") == 0, "a snapshot wanted before the follower is back: %s"
+           % [n.info() for n in up])
+    expect(sum_field(up, "snapshots_taken", "persistence") == 0,
+           "the size rule took a snapshot (the case needs none)")
     down.start()
     c.wait_converged(CONVERGE_TIMEOUT_S)
-    info = leader.info()
-    expect(int(info["snapshots_wanted"]) >= 1, "the leader never asked for a snapshot: %s" % info)
-    expect("needs log entries this node no longer holds in memory" in leader.log(),
-           "the leader did not say why it took a snapshot:\n%s" % leader.log_tail())
+    wanted = sum_field(up, "snapshots_wanted")
+    expect(wanted >= 1, "no leader asked for a snapshot: %s" % [n.info() for n in up])
+    expect(any("needs log entries this node no longer holds in memory" in n.log() for n in up),
+           "no leader said why it took a snapshot:\n%s" % "\n".join(n.log_tail() for n in up))
     expect("installed the leader's snapshot" in down.log(),
            "the follower did not catch up by snapshot:\n%s" % down.log_tail())
+    # One install, or one per leader if leadership moved while it was sent.
     dinfo = cl.parse_info(down.call("INFO", "persistence"))
-    expect(int(dinfo["snapshot_installs"]) == 1, "INFO persistence of the follower: %s" % dinfo)
+    expect(int(dinfo["snapshot_installs"]) >= 1, "INFO persistence of the follower: %s" % dinfo)
     got = redis_cli(down, [["READONLY"], ["GET", "early"]] + [["GET", "m:%d" % i] for i in range(LOGMEM_WRITES)])
     expect(got[:2] == ["OK", "1"], "READONLY / GET early on the follower: %r" % got[:2])
     missing = [i for i in range(LOGMEM_WRITES) if got[2 + i] != value(i)]
     expect(not missing, "the follower lacks %d keys, e.g. m:%s" % (len(missing), missing[:5]))
     check_digests(c.nodes)
-    # Away for less than the bound's worth of writes: caught up from the entries kept.
-    wanted = int(leader.info()["snapshots_wanted"])
+    # Away for less than the bound's worth of writes: caught up from the entries kept by
+    # whichever node leads (every node keeps the bound).
     down.kill()
-    replies = redis_cli(leader, [["SET", "f:%d" % i, str(i)] for i in range(LOGMEM_FEW_WRITES)])
-    expect(replies == ["OK"] * LOGMEM_FEW_WRITES, "redis-cli SETs: %r" % replies[:5])
+    resent += set_all(c, c.leader(nodes=up) or up[0], [["SET", "f:%d" % i, str(i)] for i in range(LOGMEM_FEW_WRITES)])
     down.start()
     c.wait_converged(CONVERGE_TIMEOUT_S)
-    expect(int(leader.info()["snapshots_wanted"]) == wanted, "a snapshot asked for a follower within the bound")
+    expect(sum_field(up, "snapshots_wanted") == wanted, "a snapshot asked for a follower within the bound")
     dinfo = cl.parse_info(down.call("INFO", "persistence"))
     expect(int(dinfo["snapshot_installs"]) == 0, "the follower installed a snapshot again: %s" % dinfo)
     got = redis_cli(down, [["READONLY"]] + [["GET", "f:%d" % i] for i in range(LOGMEM_FEW_WRITES)])
     expect(got == ["OK"] + [str(i) for i in range(LOGMEM_FEW_WRITES)], "the follower after the short absence: %r" % got)
     check_digests(c.nodes)
-    print("logmem: leader dropped %s entries, asked for %d snapshot(s)" % (leader.info()["log_trimmed_entries"], wanted))
+    print("logmem: %s and %s dropped %s and %s entries, asked for %d snapshot(s); %d SETs sent again"
+          % (up[0], up[1], up[0].info()["log_trimmed_entries"], up[1].info()["log_trimmed_entries"], wanted, resent))
 
 
 def case_abandoned(c):
@@ -514,40 +553,101 @@ def case_membership(c):
     print("membership: %d writes acknowledged during add/promote/transfer/remove" % len(w.acked))
 
 
+def applied_change_index(node, what):
+    """The log index of node's "cluster: applied membership change at index N: <what>" line:
+    whichever leader proposed the change, every member that applied it names its index."""
+    found = re.findall(r"cluster: applied membership change at index (\d+): %s$" % re.escape(what), node.log(), re.M)
+    expect(found, "%s did not log applying %s:\n%s" % (node, what, node.log_tail()))
+    return int(found[-1])
+
+
+def self_removal_committed(c, gone, last, index):
+    """After an unknown outcome of `gone`'s REMOVE of itself (proposed at `index`): True once
+    `gone` stops by itself (the removal committed), False once the leader of the moment has
+    committed `index` with `gone` still a voter (the entry there is another: replaced)."""
+    deadline = time.monotonic() + CONVERGE_TIMEOUT_S
+    while True:
+        if gone.proc.poll() is not None:
+            return True
+        leader = c.leader()
+        info = leader.info() if leader is not None else None
+        if (info is not None and int(info["commit_index"]) >= index
+                and str(gone.id) in info["voters"].split(",")):
+            return False
+        expect(time.monotonic() < deadline, "%s's removal of itself neither took nor was replaced within %.0fs"
+               % (gone, CONVERGE_TIMEOUT_S))
+        time.sleep(cl.POLL_INTERVAL_S)
+
+
 def case_removed(c):
+    # Leadership may move at any point (a loaded machine that stalls a server past the
+    # election timeout is enough; with two voters left, a stall of either): every command
+    # goes to the leader of the moment (cluster.leader_call), and no check names the node
+    # that led when the case began.
     leader = c.wait_leader(LEADER_TIMEOUT_S)
-    victim, other = [n for n in c.nodes if n is not leader]
-    expect(leader.call("SET", "before", "1") == "OK", "write refused")
+    victim = next(n for n in c.nodes if n is not leader)
+    members = [n for n in c.nodes if n is not victim]
+    cl.leader_call(c, ("SET", "before", "1"))
     c.wait_converged(CONVERGE_TIMEOUT_S)
     victim.pause()
-    r = leader.call("CLUSTER", "REMOVE", str(victim.id), timeout=15)
+    # Among the two others (if the victim led by now, they elect one of themselves). A repeat
+    # after an unknown outcome that finds it removed ("not a member") means the first took.
+    who, r = cl.leader_call(c, ("CLUSTER", "REMOVE", str(victim.id)), nodes=members, again="is not a member",
+                            call_timeout=REMOVE_CALL_TIMEOUT_S)
     expect(r == "OK", "REMOVE answered %r" % (r,))
     c.nodes.remove(victim)
-    index = proposed_index(leader, "REMOVE %d" % victim.id)
     # The members applied it; the stopped node cannot have, and nobody replicates to it now.
     c.wait_converged(CONVERGE_TIMEOUT_S)
+    index = applied_change_index(who, "remove node %d" % victim.id)
+    for n in members:
+        expect(applied_change_index(n, "remove node %d" % victim.id) == index,
+               "%s applied the removal at another index than %s (%d)" % (n, who, index))
     victim.resume()
     code = wait_exit(victim, REMOVED_EXIT_TIMEOUT_S, "the removed %s to stop" % victim)
     _, how = expect_removed_exit(victim, code, index)
-    expect(how in ("told by node %d" % leader.id, "told by node %d" % other.id),
+    expect(how in ["told by node %d" % n.id for n in members],
            "%s learnt its removal %r, expected from a member's refusal" % (victim, how))
     expect("applied membership change at index %d" % index not in victim.log(),
            "%s applied its own removal: the case did not test the refusal path" % victim)
     expect(len(re.findall(r"was removed from the cluster", victim.log())) == 1, "the removal was logged more than once")
     # The remaining two go on.
-    expect(leader.call("SET", "after", "1") == "OK", "write refused after the removal")
+    cl.leader_call(c, ("SET", "after", "1"))
     c.wait_converged(CONVERGE_TIMEOUT_S)
     check_digests(c.nodes)
-    # The leader removes itself: it applies the change, answers the REMOVE, and stops too.
-    r = leader.call("CLUSTER", "REMOVE", str(leader.id), timeout=15)
-    expect(r == "OK", "REMOVE of the leader answered %r" % (r,))
-    c.nodes.remove(leader)
-    code = wait_exit(leader, REMOVED_EXIT_TIMEOUT_S, "the removed leader %s to stop" % leader)
-    _, how_leader = expect_removed_exit(leader, code, proposed_index(leader, "REMOVE %d" % leader.id))
-    expect(how_leader == "applied here", "the old leader learnt its removal %r, expected by applying it" % how_leader)
-    expect(c.wait_leader(LEADER_TIMEOUT_S) is other, "%s did not take over alone" % other)
-    expect(other.call("SET", "alone", "1") == "OK", "the last member refused a write")
-    print("removed: %s stopped with code %d, %s; the leader %s, %s" % (victim, code, how, leader, how_leader))
+    # The leader of the moment removes itself: it applies the change, answers the REMOVE, and
+    # stops too. Asked again (of whoever leads then) only while the replies say it was not
+    # executed; an unknown outcome is a failure of the case, not a retry (the removal may
+    # have committed, and which node it removed is the claim).
+    deadline = time.monotonic() + cl.LEADER_CALL_TIMEOUT_S
+    while True:
+        gone = c.wait_leader(LEADER_TIMEOUT_S)
+        last = next(n for n in members if n is not gone)
+        try:
+            r = gone.call("CLUSTER", "REMOVE", str(gone.id), timeout=REMOVE_CALL_TIMEOUT_S)
+        except (resp.ConnectionLost, OSError) as e:
+            r = resp.RespError("%s (connection lost: %s)" % (cl.OUTCOME_UNKNOWN_REPLY, e))
+        if isinstance(r, resp.RespError) and r.message.startswith(cl.OUTCOME_UNKNOWN_REPLY):
+            # It stopped leading before the removal committed: either the entry commits under
+            # `last` (then `gone` is removed all the same and stops) or it was replaced.
+            if self_removal_committed(c, gone, last, proposed_index(gone, "REMOVE %d" % gone.id)):
+                break
+            r = resp.RespError("MOVED (the removal was replaced: asked again)")
+        if not (isinstance(r, resp.RespError) and r.message.startswith(cl.NOT_EXECUTED_REPLIES)):
+            expect(r == "OK", "REMOVE of the leader %s answered %r" % (gone, r))
+            break
+        expect(time.monotonic() < deadline, "REMOVE of the leader not executed within %.0fs: %r"
+               % (cl.LEADER_CALL_TIMEOUT_S, r))
+        time.sleep(cl.POLL_INTERVAL_S)
+    c.nodes.remove(gone)
+    code = wait_exit(gone, REMOVED_EXIT_TIMEOUT_S, "the removed leader %s to stop" % gone)
+    _, how_leader = expect_removed_exit(gone, code, proposed_index(gone, "REMOVE %d" % gone.id))
+    # Answered OK: it applied its removal itself. (After an unknown outcome it may have
+    # learnt it from the last member's refusal instead.)
+    hows = ["applied here"] + (["told by node %d" % last.id] if r != "OK" else [])
+    expect(how_leader in hows, "the old leader learnt its removal %r, expected %s" % (how_leader, hows))
+    expect(c.wait_leader(LEADER_TIMEOUT_S) is last, "%s did not take over alone" % last)
+    expect(last.call("SET", "alone", "1") == "OK", "the last member refused a write")
+    print("removed: %s stopped with code %d, %s; then the leader %s, %s" % (victim, code, how, gone, how_leader))
 
 
 def case_refusal(c):
