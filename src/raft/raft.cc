@@ -403,12 +403,27 @@ struct Raft::Impl {
 
   void become_leader() {
     HMDB_ASSERT(role == InternalRole::kCandidate, "only a candidate can become leader");
+    // The voters whose grants elected it were heard from in its first check-quorum round
+    // (reset() forgets the votes).
+    std::vector<NodeId> granted;
+    for (const auto& [n, yes] : votes)
+      if (yes && n != id) granted.push_back(n);
     reset(term);
     role = InternalRole::kLeader;
     lead = id;
     for (NodeId v : conf.voters) add_progress(v, false);
     for (NodeId l : conf.learners) add_progress(l, true);
     progress[id].recent_active = true;
+    // Check-quorum's first round then judges what the leader heard, not whether it could
+    // read: a shell that feeds a stall's ticks before the messages that came meanwhile
+    // (the server's loop after a long or descheduled turn) would otherwise depose a leader
+    // elected just before the stall at its first check, the answers to its first append
+    // unread, while one that led for a while survives the same stall on what it heard
+    // before it. A leader cut off at once still steps down, at the second round.
+    if (!cfg.bugs.fresh_leader_forgets_its_voters) {
+      for (NodeId n : granted)
+        if (auto it = progress.find(n); it != progress.end()) it->second.recent_active = true;
+    }
     for (Index i = std::max(commit + 1, log.first_index()); i <= log.last_index(); i++) {
       uncommitted_bytes += entry_bytes(log.at(i));
     }

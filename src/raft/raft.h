@@ -124,6 +124,11 @@ struct Config {
     // A learner never campaigns, not even to break the deadlock that only it can break
     // (docs/raft.md, "Who campaigns"): the rule before that was found.
     bool learners_never_campaign = false;
+    // A new leader counts only itself as heard from in its first check-quorum round, not the
+    // voters that just elected it: a stall right after its election (the shell feeds the
+    // stall's ticks before the answers to its first append) deposes it at its first check.
+    // Liveness only (an election more).
+    bool fresh_leader_forgets_its_voters = false;
     // A follower acknowledges appended entries at once, before persisted() covers them
     // (a crash can then lose entries the leader counted).
     bool ack_append_before_persisting = false;

@@ -561,6 +561,59 @@ TEST(RaftLeaderLease, AHigherTermFromARejectionDoesNotEndTheStickiness) {
   EXPECT_EQ(r.votes_granted(), 1u) << "an election timeout later it may vote";
 }
 
+// Check-quorum's first round of a new leader (docs/raft.md, "Check-quorum"). The server's
+// loop feeds the core every tick a stall missed before it reads the messages that came
+// meanwhile (src/server/node.cc, loop_turn; the simulator resumes a paused node the same
+// way): a leader elected just before a stall of an election timeout is ticked through its
+// whole first round before it reads the answers to its first append. It keeps leading on
+// the grants that elected it, as a leader that led for a while survives such a stall on
+// what it heard before; a round later, having heard nobody, it steps down as before. With
+// the planted bug (fresh_leader_forgets_its_voters, the behaviour before) it was deposed at
+// the first check: seen on a real server under load, elected and stepped down in the same
+// millisecond (2026-12-07, system.tls.intruder's node 1).
+namespace fresh_leader {
+
+using testing::Cluster;
+
+// Node 1 of three campaigns (only it ticks, everything delivered) until it leads; then
+// nothing more is delivered (a stall) and it gets `ticks` more ticks. Its role then.
+Role role_after_stall(bool planted, uint32_t ticks) {
+  Cluster c;
+  Config cfg;
+  cfg.bugs.fresh_leader_forgets_its_voters = planted;
+  ConfState conf;
+  conf.voters = {1, 2, 3};
+  for (NodeId id : {1, 2, 3}) c.add_node(id, cfg, conf);
+  Raft& r = *c.nodes.at(1).raft;
+  for (int i = 0; i < 1000 && r.role() != Role::kLeader; i++) {
+    c.tick(1);
+    while (r.role() != Role::kLeader && c.deliver_round(false)) {
+    }
+  }
+  EXPECT_EQ(r.role(), Role::kLeader) << c.status_line(1);
+  const Term term = r.term();
+  for (uint32_t t = 0; t < ticks; t++) c.tick(1);
+  EXPECT_EQ(r.term(), term);
+  return r.role();
+}
+
+TEST(RaftCheckQuorum, ALeaderElectedJustBeforeAStallKeepsLeadingItsFirstRound) {
+  const uint32_t round = Config{}.election_ticks;
+  EXPECT_EQ(role_after_stall(false, round), Role::kLeader)
+      << "deposed at its first check, its voters' answers unread";
+  EXPECT_EQ(role_after_stall(false, round + round / 2), Role::kLeader);
+  EXPECT_EQ(role_after_stall(false, 2 * round), Role::kFollower)
+      << "it heard from nobody for a whole round after its first and still leads";
+}
+
+TEST(RaftCheckQuorum, WithThePlantedBugALeaderElectedJustBeforeAStallIsDeposedAtOnce) {
+  const uint32_t round = Config{}.election_ticks;
+  EXPECT_EQ(role_after_stall(true, round - 1), Role::kLeader);
+  EXPECT_EQ(role_after_stall(true, round), Role::kFollower);
+}
+
+}  // namespace fresh_leader
+
 // A learner campaigns only to break a deadlock no voter can break (docs/raft.md,
 // "Membership changes"; the history is testdata/learner_breaks_deadlock.txt): only with
 // pre-vote and check-quorum, only by a pre-vote, and only after 10 of its randomized
