@@ -282,6 +282,28 @@ TEST(PeerTransport, NonMemberIsRefusedAndMemberAccepted) {
   EXPECT_EQ(b->t->client_addr_of(4), nullptr);  // a refused node leaves no state behind
 }
 
+// A node that knows no membership with itself in it (a --join node not added yet) refuses
+// nobody of its cluster: it cannot know which node will add it (docs/decisions.md, "One TCP
+// connection per direction between two nodes"). Once it knows a membership, a node outside
+// it is refused, an accepted connection from it included.
+TEST(PeerTransport, ANodeWithNoMembershipTakesAnyNodeOfItsClusterUntilItKnowsOne) {
+  auto b = make_node(2);
+  auto c = make_node(4);
+  c->t->set_address(2, b->addr());
+  ASSERT_TRUE(pump({b.get(), c.get()}, [&] {
+    c->t->send(msg(MessageType::kHeartbeat, 4, 2, 4));
+    return !b->got.empty();
+  }));
+  EXPECT_EQ(b->got[0].from, 4u);
+  EXPECT_FALSE(b->logged("not a member"));
+  b->t->set_members({1, 2, 3}, /*config_index=*/3, /*config_committed=*/true);
+  ASSERT_TRUE(pump({b.get(), c.get()}, [&] { return b->logged("node 4 is no longer a member"); }));
+  ASSERT_TRUE(pump({b.get(), c.get()}, [&] {
+    c->t->send(msg(MessageType::kHeartbeat, 4, 2, 5));
+    return b->logged("node 4 is not a member");
+  }));
+}
+
 // The dialer of a refused connection learns the reason, the refuser and the membership index.
 TEST(PeerTransport, RefusedOutboundConnectionReportsTheRefusal) {
   auto b = make_node(2);
