@@ -19,11 +19,51 @@ bool before(uint64_t h1, std::string_view k1, uint64_t h2, std::string_view k2) 
   return h1 < h2 || (h1 == h2 && k1 < k2);
 }
 
+// The checks of the state (SaveCursor::fail): on, except under a planted bug that the
+// tests build to see them fail without (kv_save_test, StateNotAsTheHooksKeepItAbandons).
+#ifndef HMDB_PLANTED_BUG_SAVE_NO_STATE_CHECK
+constexpr bool kCheckState = true;
+#else
+constexpr bool kCheckState = false;  // a planted bug: next() reads a value of another type
+#endif
+
+// A key as failure() names it: at most this many bytes, non-printable ones as \xNN (a key
+// is any bytes; the engine writes the reason into its log).
+constexpr size_t kFailureKeyBytesMax = 64;
+std::string printable(std::string_view key) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "'";
+  for (size_t i = 0; i < key.size() && i < kFailureKeyBytesMax; i++) {
+    const auto c = static_cast<unsigned char>(key[i]);
+    if (c >= 32 && c < 127 && c != '\\' && c != '\'') {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  out += key.size() > kFailureKeyBytesMax ? "'..." : "'";
+  return out;
+}
+
+const char* type_name(Type t) {
+  switch (t) {
+    case Type::kString: return "string";
+    case Type::kHash: return "hash";
+    case Type::kList: return "list";
+    case Type::kSet: return "set";
+    case Type::kZSet: return "sorted set";
+  }
+  return "?";
+}
+
 }  // namespace
 
 // ---- hashes and sets, element by element ---------------------------------------------------
 
 struct HashSaveTraits {
+  static constexpr Type kType = Type::kHash;
   using Container = Hash;
   using Old = std::optional<std::string>;  // the field's value at I, or absent
   static const Hash& of(const Value& v) { return std::get<Hash>(v); }
@@ -53,6 +93,7 @@ struct HashSaveTraits {
 };
 
 struct SetSaveTraits {
+  static constexpr Type kType = Type::kSet;
   using Container = Set;
   using Old = bool;  // a member at I
   static const Set& of(const Value& v) { return std::get<Set>(v); }
@@ -77,7 +118,7 @@ bool HashedSave<Traits>::write_some(Encoder& out, const Value& v, SliceMeter& me
   // A kept element first: its version at I (nothing if absent then); the live one of the same
   // element, if any, is skipped (it changed since I).
   auto write_kept = [&] {
-    Traits::put_old(out, k->first.second, k->second);
+    if (Traits::put_old(out, k->first.second, k->second)) written_++;
     pos_h_ = k->first.first;
     pos_ = k->first.second;
     started_ = true;
@@ -97,6 +138,7 @@ bool HashedSave<Traits>::write_some(Encoder& out, const Value& v, SliceMeter& me
       write_kept();  // changed since I: its kept version
     } else {
       put(out);  // unchanged since I: a change would have kept it first
+      written_++;
       pos_h_ = eh;
       pos_.assign(e.data(), e.size());
       started_ = true;
@@ -132,8 +174,8 @@ size_t elements_of(const Value& v) {
 std::unique_ptr<ContainerSave> make_container_save(const Value& v, size_t whole_max) {
   if (elements_of(v) <= whole_max) return nullptr;
   switch (static_cast<Type>(v.index())) {
-    case Type::kHash: return std::make_unique<HashSave>();
-    case Type::kSet: return std::make_unique<SetSave>();
+    case Type::kHash: return std::make_unique<HashSave>(elements_of(v));
+    case Type::kSet: return std::make_unique<SetSave>(elements_of(v));
     case Type::kZSet: return std::make_unique<ZSave>(elements_of(v));
     case Type::kList: return std::make_unique<LSave>(elements_of(v));
     case Type::kString: return nullptr;
@@ -222,6 +264,7 @@ void SaveCursor::flatten(uint64_t h, std::string_view key, const Value& v) {
     e = &side_.find(std::pair<uint64_t, std::string_view>(h, key))->second;
   }
   if (e->kind != Kept::Kind::kContainer || e->moved) return;
+  if (!check_live(key, *e->save, static_cast<Type>(v.index()))) return;
   // The rest of its elements at I, after the header (or after what the cursor wrote).
   std::string rest;
   {
@@ -229,6 +272,12 @@ void SaveCursor::flatten(uint64_t h, std::string_view key, const Value& v) {
     SliceBudget unlimited;
     SliceMeter meter(enc, unlimited);
     e->save->write_some(enc, v, meter);
+  }
+  if (kCheckState && e->save->written() != e->save->count_at_i()) {
+    fail(std::string("the big ") + type_name(e->save->type()) + " " + printable(key) + " held " +
+         std::to_string(e->save->count_at_i()) + " elements at the snapshot's index, but " +
+         std::to_string(e->save->written()) + " are there to write: an element changed without its hook");
+    return;
   }
   if (e == &active_) {
     active_.encoded = std::move(rest);
@@ -259,6 +308,7 @@ void SaveCursor::hash_field(uint64_t h, std::string_view key, const Hash& live, 
   Kept* e;
   ContainerSave* c = container_at(h, key, &e);
   if (!c) return;
+  if (!check_live(key, *c, Type::kHash)) return;
   static_cast<HashSave*>(c)->keep(live, Hash::field_hash(field), field);
   recount(*e, key.size());
 }
@@ -267,6 +317,7 @@ void SaveCursor::set_member(uint64_t h, std::string_view key, const Set& live, u
   Kept* e;
   ContainerSave* c = container_at(h, key, &e);
   if (!c) return;
+  if (!check_live(key, *c, Type::kSet)) return;
   static_cast<SetSave*>(c)->keep(live, mh, m);
   recount(*e, key.size());
 }
@@ -275,6 +326,7 @@ void SaveCursor::zset_place(uint64_t h, std::string_view key, ZChange c, double 
   Kept* e;
   ContainerSave* cs = container_at(h, key, &e);
   if (!cs) return;
+  if (!check_live(key, *cs, Type::kZSet)) return;
   ZSetSave& z = static_cast<ZSave*>(cs)->places();
   const size_t before = z.side_entries();
   switch (c) {
@@ -291,6 +343,7 @@ void SaveCursor::list_change(uint64_t h, std::string_view key, const Value& v, L
   Kept* e;
   ContainerSave* cs = container_at(h, key, &e);
   if (!cs) return;
+  if (!check_live(key, *cs, static_cast<Type>(v.index()))) return;
   ListSave& l = static_cast<LSave*>(cs)->list();
   const List& live = std::get<List>(v);
   const size_t before = l.kept_total();
@@ -333,6 +386,23 @@ void SaveCursor::flushed(KeyTable<Value>& keys, KeyTable<uint64_t>& expires, Exp
   s_.saving = nullptr;
 }
 
+bool SaveCursor::check_live(std::string_view key, const ContainerSave& c, std::optional<Type> now) {
+  if (!kCheckState || now == c.type()) return true;
+  if (!now) {
+    fail(std::string("the big ") + type_name(c.type()) + " " + printable(key) +
+         " left the key table without the snapshot's hook (a delete that did not call before_delete)");
+  } else {
+    fail(std::string("the big ") + type_name(c.type()) + " " + printable(key) + " is a " + type_name(*now) +
+         " now: a change replaced it without the snapshot's hook (before_delete)");
+  }
+  return false;
+}
+
+void SaveCursor::fail(std::string why) {
+  if (failure_.empty()) failure_ = std::move(why);
+  finish();
+}
+
 void SaveCursor::finish() {
   done_ = true;
   if (s_.saving == this) s_.saving = nullptr;
@@ -373,12 +443,21 @@ bool SaveCursor::write_container(Encoder& out, SliceMeter& meter) {
   } else {
     const KeyTable<Value>& keys = frozen_ ? frozen_keys_ : s_.keys;
     auto it = keys.find_hashed(cur_key_, cur_h_);
-    assert(it != keys.end());  // a delete or replace would have moved it here
+    // A delete or replace would have moved it here (before_delete): checked, not assumed.
+    if (!check_live(cur_key_, *active_.save,
+                    it == keys.end() ? std::nullopt : std::optional<Type>(static_cast<Type>(it->second.index()))))
+      return true;
     all = active_.save->write_some(out, it->second, meter);
   }
   if (!all) {
     recount(active_, cur_key_.size());
     return false;
+  }
+  if (kCheckState && active_.kind == Kept::Kind::kContainer && active_.save->written() != active_.save->count_at_i()) {
+    fail(std::string("the big ") + type_name(active_.save->type()) + " " + printable(cur_key_) + " held " +
+         std::to_string(active_.save->count_at_i()) + " elements at the snapshot's index, but " +
+         std::to_string(active_.save->written()) + " were written: an element changed without its hook");
+    return true;
   }
   uncount(active_);
   release(active_);
@@ -389,13 +468,17 @@ bool SaveCursor::write_container(Encoder& out, SliceMeter& meter) {
 }
 
 bool SaveCursor::next(Encoder& out, const SliceBudget& budget) {
-  if (done_) return true;
+  if (done_) {
+    if (!failure_.empty()) throw SaveFailed(failure_);  // a hook found it (fail())
+    return true;
+  }
   if (!started_) {
     out.varint(count_);
     started_ = true;
   }
   SliceMeter meter(out, budget);
   if (in_container_ && !write_container(out, meter)) return false;
+  if (done_) throw SaveFailed(failure_);  // failed (fail())
   if (meter.spent()) return false;
   const KeyTable<Value>& keys = frozen_ ? frozen_keys_ : s_.keys;
   const KeyTable<uint64_t>& expires = frozen_ ? frozen_expires_ : s_.expires;
@@ -435,6 +518,7 @@ bool SaveCursor::next(Encoder& out, const SliceBudget& budget) {
         cur_h_ = h;
         cur_key_.assign(k.data(), k.size());
       }
+      keys_written_++;
       ++it;
     } else {
       Kept& e = side->second;
@@ -456,6 +540,7 @@ bool SaveCursor::next(Encoder& out, const SliceBudget& budget) {
         case Kept::Kind::kHeld: encode_snapshot_entry(out, side->first.second, e.held, e.deadline); break;
         case Kept::Kind::kContainer: out.raw(e.encoded); break;  // its header; the elements follow
       }
+      if (e.kind != Kept::Kind::kAbsent) keys_written_++;
       if (same) ++it;  // the live key's version at I is the kept one
       uncount(e);
       if (e.kind == Kept::Kind::kContainer) {
@@ -476,11 +561,17 @@ bool SaveCursor::next(Encoder& out, const SliceBudget& budget) {
     if (meter.add()) break;
     if (container) {
       if (!write_container(out, meter)) return false;
+      if (done_) throw SaveFailed(failure_);  // failed (fail())
       // The side map may have changed? No: nothing runs between; but `it` is still valid.
       if (meter.spent()) break;
     }
   }
   if (in_container_ || it != keys.end() || side != side_.end()) return false;
+  if (kCheckState && keys_written_ != count_) {
+    fail("the key table held " + std::to_string(count_) + " keys at the snapshot's index, but " +
+         std::to_string(keys_written_) + " were written: a key was created or deleted without the snapshot's hook");
+    throw SaveFailed(failure_);
+  }
   finish();
   return true;
 }

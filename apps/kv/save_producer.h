@@ -53,6 +53,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -134,6 +135,12 @@ class ContainerSave {
   virtual bool write_some(Encoder& out, const Value& live, SliceMeter& meter) = 0;
   // The bytes the kept elements hold (for INFO): keys, values, kSideElementOverheadBytes each.
   virtual size_t kept_bytes() const noexcept = 0;
+  // For SaveCursor's checks of the state (a change that skipped its hook): the container's
+  // type at I (write_some reads the live value as one), and the elements written so far
+  // against the count at I (the header's: the two must be equal at the end).
+  virtual Type type() const noexcept = 0;
+  virtual uint64_t written() const noexcept = 0;
+  virtual uint64_t count_at_i() const noexcept = 0;
 };
 
 // The hook's per-type side for hashes and sets (hash.h, set.h): both list their elements
@@ -147,6 +154,7 @@ class HashedSave final : public ContainerSave {
   using Container = typename Traits::Container;
   using Old = typename Traits::Old;
 
+  explicit HashedSave(uint64_t count_at_i) : count_(count_at_i) {}
   // True if element (eh, e) is not written yet.
   bool ahead(uint64_t eh, std::string_view e) const noexcept {
 #ifndef HMDB_PLANTED_BUG_SAVE_INNER_AHEAD_AT_POSITION
@@ -165,8 +173,13 @@ class HashedSave final : public ContainerSave {
   }
   bool write_some(Encoder& out, const Value& live, SliceMeter& meter) override;
   size_t kept_bytes() const noexcept override { return bytes_; }
+  Type type() const noexcept override { return Traits::kType; }
+  uint64_t written() const noexcept override { return written_; }
+  uint64_t count_at_i() const noexcept override { return count_; }
 
  private:
+  const uint64_t count_;
+  uint64_t written_ = 0;
   bool started_ = false;  // an element was written: pos_h_, pos_ are the last one
   uint64_t pos_h_ = 0;
   std::string pos_;
@@ -191,6 +204,9 @@ class ZSave final : public ContainerSave {
     return z_.write(std::get<std::unique_ptr<ZSet>>(live)->order, out, [&] { return meter.add(); });
   }
   size_t kept_bytes() const noexcept override { return z_.side_bytes(); }
+  Type type() const noexcept override { return Type::kZSet; }
+  uint64_t written() const noexcept override { return z_.written(); }
+  uint64_t count_at_i() const noexcept override { return z_.count_at_i(); }
 
  private:
   ZSetSave z_;
@@ -207,9 +223,22 @@ class LSave final : public ContainerSave {
     return l_.write(std::get<List>(live), out, [&] { return meter.add(); });
   }
   size_t kept_bytes() const noexcept override { return l_.side_bytes(); }
+  Type type() const noexcept override { return Type::kList; }
+  uint64_t written() const noexcept override { return l_.written(); }
+  uint64_t count_at_i() const noexcept override { return l_.count_at_i(); }
 
  private:
   ListSave l_;
+};
+
+// What next() throws once the producer found the state not as its hooks keep it (a write
+// path that skipped its hook: a bug; SaveCursor::fail): what() says why, naming the key. The
+// producer is unhooked and done; the bytes it wrote are not save()'s. The engine catches it
+// (server/snapshot.cc), abandons the snapshot and serves on. Hooks never throw (they run
+// inside a command's apply): a failure they find is thrown by the next next().
+class SaveFailed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
 };
 
 class SaveCursor final : public SaveProducer {
@@ -221,6 +250,9 @@ class SaveCursor final : public SaveProducer {
   SaveCursor& operator=(const SaveCursor&) = delete;
 
   bool next(Encoder& out, const SliceBudget& budget) override;
+  // Set once the state was found not as the hooks keep it (fail()): a key gone, a value of
+  // another type, a count that does not add up. next() then throws SaveFailed (unhooked).
+  const std::string& failure() const noexcept { return failure_; }
 
   // For tests: containers of more than n elements at I are big (kSaveWholeElementsMax).
   // REQUIRES: before the first next() and the first hook.
@@ -341,6 +373,13 @@ class SaveCursor final : public SaveProducer {
   void begin_container(uint64_t h, std::string_view key, Kept&& e);
   // The end: unhooked, the frozen keyspace buried, the side map released.
   void finish();
+  // The state is not what the hooks keep (a change skipped its hook: a bug): gives up, as
+  // finish(), with why (failure(); next() throws it). Callers return at once (the side map
+  // is gone).
+  void fail(std::string why);
+  // Checks that the live value of the big container `key` followed element by element by c
+  // is still of c's type (`now`; nullopt: the key is gone); fail()s and returns false if not.
+  bool check_live(std::string_view key, const ContainerSave& c, std::optional<Type> now);
 
   State& s_;
   const uint64_t count_;  // the keys at I: the format's first varint
@@ -362,6 +401,8 @@ class SaveCursor final : public SaveProducer {
   size_t containers_sliced_ = 0;
   size_t zset_places_kept_ = 0;
   size_t list_elements_kept_ = 0, lists_flattened_ = 0;
+  uint64_t keys_written_ = 0;  // entries written: count_ at the end (checked)
+  std::string failure_;        // fail()'s why
   // After a FLUSHALL: the keyspace as it was then (frozen_ set), read instead of s_'s.
   bool frozen_ = false;
   KeyTable<Value> frozen_keys_;

@@ -172,9 +172,9 @@ struct ServerOptions {
   // the snapshot file's appends fail with EIO after this many (storage::FaultInjectionEnv;
   // 0: never), a write error of the snapshot file;
   uint64_t test_snapshot_fail_write_after = 0;
-  // planted bugs that tests/server/server_test.cc's sliced-snapshot cases must catch: "drop-slice"
-  // (the writer leaves out the app's second slice), "keep-temp" (an abandoned snapshot leaves
-  // its temp file). Empty: none.
+  // planted bugs that tests/server's sliced-snapshot cases must catch: "drop-slice" (the writer
+  // leaves out the app's second slice), "keep-temp" (an abandoned snapshot leaves its temp
+  // file), "no-catch" (a producer's exception is not caught: the node dies). Empty: none.
   std::string test_plant_slices_bug;
 
   bool clustered() const { return !peer_addr.empty(); }

@@ -48,6 +48,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <exception>
 #include <thread>
 #include <chrono>
 #include <cstring>
@@ -532,7 +533,25 @@ void Node::continue_sliced_snapshot() {
     std::string slice;
     slice.reserve(std::min<uint64_t>(budget.bytes, kSnapshotSliceBytes) + kSliceReserveSlackBytes);
     Encoder enc(&slice);
-    last = sv.producer->next(enc, budget);
+    if (options_.test_plant_slices_bug == "no-catch") [[unlikely]] {
+      last = sv.producer->next(enc, budget);  // PLANTED BUG (--test-plant-slices-bug no-catch)
+    } else {
+      try {
+        last = sv.producer->next(enc, budget);
+      } catch (const std::exception& e) {
+        // The app found its state not as its copy before write keeps it (kv's SaveCursor
+        // throws SaveFailed then, naming the key; any exception of a producer is met the same
+        // way): these bytes are not save()'s at I. The node goes on, the log is kept; the
+        // abandon's log line and the waiters' error say why. next() changes no state the
+        // commands see (hmdb/state_machine.h), so serving on is safe.
+        abandon_sliced_snapshot(std::string("the app's producer failed: ") + e.what());
+        if (snapshot_again_ || !next_snapshot_waiters_.empty()) {
+          snapshot_again_ = false;
+          start_snapshot();
+        }
+        return;
+      }
+    }
     sv.calls++;
     sv.encoded_bytes += slice.size();
     bool full = false;

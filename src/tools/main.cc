@@ -166,8 +166,8 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
                   "tests: a sliced snapshot's file appends fail with EIO after this many (0: never)")
       ->group("");
   cmd->add_option("--test-plant-slices-bug", f->options.test_plant_slices_bug,
-                  "tests: a planted bug of sliced snapshots: drop-slice | keep-temp")
-      ->check(CLI::IsMember({"", "drop-slice", "keep-temp"}))
+                  "tests: a planted bug of sliced snapshots: drop-slice | keep-temp | no-catch")
+      ->check(CLI::IsMember({"", "drop-slice", "keep-temp", "no-catch"}))
       ->group("");
   cmd->add_flag("--test-plant-unchanged-ignores-pending", f->options.test_plant_unchanged_ignores_pending,
                 "tests: a write that would change nothing is answered from the applied state even while writes are "

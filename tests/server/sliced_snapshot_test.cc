@@ -204,6 +204,34 @@ TEST_F(SlicedSnapshotTest, AWriteErrorFailsTheSnapshotNotTheNode) {
   EXPECT_EQ(files(".hmsnap").size(), 1u);
 }
 
+// The app's producer finds its state not as its hooks keep it (it throws, as kv's SaveCursor
+// does; the tiny app's first producer at its last slice): the snapshot is abandoned with the
+// app's reason in the log and the waiter's error, no file and no temp file are left, the
+// node goes on writing, and the next snapshot is written. Planted bug seen failing:
+// HMDB_TEST_PLANT_SLICES_BUG=no-catch (the engine does not catch it: the node dies).
+TEST_F(SlicedSnapshotTest, AProducerThatGivesUpAbandonsTheSnapshotNotTheNode) {
+  start(*server_, "sliced-save-gives-up-once", {"--snapshot-method", "slices", "--test-snapshot-slice-bytes", "64"});
+  RespClient c(server_->port());
+  for (int i = 0; i < 300; i++) ASSERT_EQ(c.call({"SET", fmt::format("k{:05}", i), "v"}), std::string("OK"));
+  RespValue v = c.call({"SNAPSHOT"});
+  ASSERT_EQ(v.type, '-') << v.str;
+  EXPECT_NE(v.str.find("snapshot abandoned"), std::string::npos) << v.str;
+  EXPECT_NE(v.str.find("the key 'k00007'"), std::string::npos) << v.str;
+  EXPECT_EQ(info_field(c, "last_snapshot_status"), "abandoned");
+  EXPECT_EQ(info_field(c, "snapshot_in_progress"), "0");
+  EXPECT_TRUE(files(".tmp").empty()) << "an abandoned snapshot left its temp file";
+  EXPECT_TRUE(files(".hmsnap").empty()) << "an abandoned snapshot was installed";
+  EXPECT_NE(server_->read_log().find("not what the test's hooks kept"), std::string::npos) << "the reason is not logged";
+  ASSERT_EQ(c.call({"SET", "after", "1"}), std::string("OK"));
+  v = c.call({"SNAPSHOT"});
+  ASSERT_EQ(v.type, '+') << v.str;
+  EXPECT_EQ(files(".hmsnap").size(), 1u);
+  ASSERT_EQ(server_->stop(), 0);
+  start(*server_, "sliced-save", {"--snapshot-method", "slices"});
+  RespClient d(server_->port());
+  EXPECT_EQ(d.call({"DBSIZE"}).integer, 301);
+}
+
 // An app without begin_save is forked, said once in the log.
 TEST_F(SlicedSnapshotTest, AnAppWithoutTheHookIsForkedLoggedOnce) {
   start(*server_, "", {"--snapshot-method", "slices"});

@@ -13,9 +13,13 @@
 // HMDB_TINY_APP=sliced-save it writes its snapshots in slices (begin_save: a SaveProducer
 // keeping what writes change ahead of it, TinyKv::KeptValues), for the engine's
 // --snapshot-method slices (server_test); sliced-save-no-copy is the same with a planted bug
-// (writes during the snapshot are not kept from it), which the tests must catch.
+// (writes during the snapshot are not kept from it), which the tests must catch;
+// sliced-save-gives-up-once is sliced-save whose first producer throws, at its last slice,
+// that it found the state not as its hooks keep it (as kv's SaveCursor does): the engine must
+// abandon that snapshot and go on (sliced_snapshot_test).
 #include <cstdlib>
 #include <memory>
+#include <stdexcept>
 #include <string_view>
 
 #include "hmdb/server.h"
@@ -104,6 +108,26 @@ struct SlicedSaveApp : hmdb::test::TinyKv {
   static std::unique_ptr<hmdb::SaveProducer> begin_save(State& s) { return std::make_unique<Producer>(s); }
 };
 
+// The same whose first snapshot's producer gives up at its last slice (throws).
+struct SlicedSaveGivesUpOnceApp : SlicedSaveApp<true> {
+  struct Producer final : hmdb::SaveProducer {
+    Producer(State& s, bool give_up) : inner(s), give_up(give_up) {}
+    bool next(hmdb::Encoder& out, const hmdb::SliceBudget& budget) override {
+      const bool last = inner.next(out, budget);
+      if (last && give_up) throw std::runtime_error("the key 'k00007' is not what the test's hooks kept (a planted failure)");
+      return last;
+    }
+    SlicedSaveApp<true>::Producer inner;
+    bool give_up;
+  };
+  static inline bool gave_up = false;  // the loop thread's only
+  static std::unique_ptr<hmdb::SaveProducer> begin_save(State& s) {
+    const bool first = !gave_up;
+    gave_up = true;
+    return std::make_unique<Producer>(s, first);
+  }
+};
+
 // kv whose snapshot load corrupts one key (a planted bug, never in a shipped binary).
 struct KvBadLoad : hmdb::kv::Kv {
   static bool load(State& s, hmdb::Decoder& in, uint32_t version) {
@@ -133,5 +157,6 @@ int main(int argc, char** argv) {
   if (app && std::string_view(app) == "two-layouts") return hmdb::run<TwoLayoutsApp>(argc, argv);
   if (app && std::string_view(app) == "sliced-save") return hmdb::run<SlicedSaveApp<true>>(argc, argv);
   if (app && std::string_view(app) == "sliced-save-no-copy") return hmdb::run<SlicedSaveApp<false>>(argc, argv);
+  if (app && std::string_view(app) == "sliced-save-gives-up-once") return hmdb::run<SlicedSaveGivesUpOnceApp>(argc, argv);
   return hmdb::run<hmdb::test::TinyKv>(argc, argv);
 }
