@@ -3614,13 +3614,15 @@ void apply_rename(State& s, const Words& a, const ApplyContext& ctx, Reply& r) {
   if (kNx && dst_exists) { r.integer(0); return; }
   from = s.keys.find(src);  // live_write(dst) may have deleted an expired dst: look again
   const std::optional<uint64_t> deadline = deadline_of(s, src);
-  if (s.saving) [[unlikely]] s.saving->before_move(from.hash(), src, from->second);
-  Value v = std::move(from->second);
-  erase_key(s, from);
+  // dst's old value goes first (a snapshot takes it if it needs it), then a snapshot follows
+  // src's value to dst (save_producer.h: O(1), a big container is not encoded here).
   if (auto old = s.keys.find(dst); old != s.keys.end()) {
     save_replace(s, old);
     s.graveyard.bury_if_big(old->second);
   }
+  if (s.saving) [[unlikely]] s.saving->before_move(from.hash(), src, dst);
+  Value v = std::move(from->second);
+  erase_key(s, from);
   clear_deadline(s, dst);
   s.keys.insert_or_assign(dst, std::move(v));
   if (deadline) set_deadline(s, dst, *deadline);

@@ -230,21 +230,20 @@ void SaveCursor::keep(uint64_t h, std::string_view key) {
 }
 
 void SaveCursor::keep_deleted(uint64_t h, std::string_view key, Value& v) {
-  Kept* e = nullptr;
-  if (at_container(h, key)) {
-    e = &active_;
-  } else if (auto it = side_.find(std::pair<uint64_t, std::string_view>(h, key)); it != side_.end()) {
-    e = &it->second;
-  }
-  if (e) {
-    // Kept already: only a big container whose value is still the key's takes it.
-    if (e->kind != Kept::Kind::kContainer || e->moved) return;
-    e->held = std::move(v);
+  if (Kept* c = live_container(h, key)) {
+    // v is a big container followed element by element: its elements at I are read from it.
+    c->held = std::move(v);
     v.emplace<String>();
-    e->moved = true;
+    c->moved = true;
     held_++;
+    if (c->renamed) {
+      if (auto f = follows_.find(key); f != follows_.end()) follows_.erase(f);
+    }
     return;
   }
+  // Kept already (what it was at I stays), or not ahead (nothing to keep).
+  if (at_container(h, key) || side_.find(std::pair<uint64_t, std::string_view>(h, key)) != side_.end()) return;
+  if (!ahead(h, key)) return;
   Kept k;
   k.kind = Kept::Kind::kHeld;
   k.deadline = deadline_in(s_.expires, key);
@@ -255,15 +254,24 @@ void SaveCursor::keep_deleted(uint64_t h, std::string_view key, Value& v) {
   held_++;
 }
 
-void SaveCursor::flatten(uint64_t h, std::string_view key, const Value& v) {
-  Kept* e = nullptr;
-  if (at_container(h, key)) {
-    e = &active_;
+void SaveCursor::move(uint64_t h, std::string_view key, std::string_view to) {
+  Kept* c = live_container(h, key);
+  if (!c) return;  // not a big container followed element by element: nothing to follow
+  SideKey own;
+  if (auto f = follows_.find(key); f != follows_.end()) {
+    own = std::move(f->second);
+    follows_.erase(f);
   } else {
-    keep(h, key);  // kept already in practice (RENAME's live_write touched it)
-    e = &side_.find(std::pair<uint64_t, std::string_view>(h, key))->second;
+    own = SideKey(h, std::string(key));
   }
-  if (e->kind != Kept::Kind::kContainer || e->moved) return;
+  c->renamed = true;
+  c->live_name.assign(to.data(), to.size());
+#ifndef HMDB_PLANTED_BUG_SAVE_RENAME_NOT_FOLLOWED
+  follows_.insert_or_assign(std::string(to), std::move(own));
+#endif  // else a planted bug: writes under the new name keep nothing of its elements
+}
+
+void SaveCursor::flatten(Kept* e, std::string_view key, const Value& v) {
   if (!check_live(key, *e->save, static_cast<Type>(v.index()))) return;
   // The rest of its elements at I, after the header (or after what the cursor wrote).
   std::string rest;
@@ -279,6 +287,9 @@ void SaveCursor::flatten(uint64_t h, std::string_view key, const Value& v) {
          std::to_string(e->save->written()) + " are there to write: an element changed without its hook");
     return;
   }
+  if (e->renamed) {  // followed no more: its rest is in its bytes
+    if (auto f = follows_.find(e->live_name); f != follows_.end()) follows_.erase(f);
+  }
   if (e == &active_) {
     active_.encoded = std::move(rest);
     rest_at_ = 0;
@@ -287,19 +298,34 @@ void SaveCursor::flatten(uint64_t h, std::string_view key, const Value& v) {
   }
   e->kind = Kept::Kind::kEncoded;
   e->save.reset();
-  if (e != &active_) recount(*e, key.size());
+  if (e != &active_) recount(*e, key.size());  // key: its live name (an estimate, as INFO's)
+}
+
+SaveCursor::Kept* SaveCursor::kept_at(const SideKey& k) {
+  if (at_container(k.first, k.second)) return &active_;
+  auto it = side_.find(k);
+  return it == side_.end() ? nullptr : &it->second;
+}
+
+SaveCursor::Kept* SaveCursor::live_container(uint64_t h, std::string_view key) {
+  Kept* e = nullptr;
+  if (!follows_.empty()) {
+    if (auto f = follows_.find(key); f != follows_.end()) {
+      e = kept_at(f->second);
+      return e && e->kind == Kept::Kind::kContainer && !e->moved ? e : nullptr;
+    }
+  }
+  if (at_container(h, key)) {
+    e = &active_;
+  } else if (auto it = side_.find(std::pair<uint64_t, std::string_view>(h, key)); it != side_.end()) {
+    e = &it->second;
+  }
+  return e && e->kind == Kept::Kind::kContainer && !e->moved && !e->renamed ? e : nullptr;
 }
 
 ContainerSave* SaveCursor::container_at(uint64_t h, std::string_view key, Kept** owner) {
-  Kept* e = nullptr;
-  if (at_container(h, key)) {
-    e = &active_;
-  } else {
-    auto it = side_.find(std::pair<uint64_t, std::string_view>(h, key));
-    if (it == side_.end()) return nullptr;
-    e = &it->second;
-  }
-  if (e->kind != Kept::Kind::kContainer || e->moved) return nullptr;
+  Kept* e = live_container(h, key);
+  if (!e) return nullptr;
   *owner = e;
   return e->save.get();
 }
@@ -358,7 +384,7 @@ void SaveCursor::list_change(uint64_t h, std::string_view key, const Value& v, L
   }
   if (!follow) {
     // The rest of its elements at I, encoded now; the list is followed no more.
-    flatten(h, key, v);
+    flatten(e, key, v);
     lists_flattened_++;
     return;
   }
@@ -414,6 +440,7 @@ void SaveCursor::finish() {
     in_container_ = false;
   }
   side_bytes_ = 0;
+  follows_.clear();
   if (frozen_) {
     s_.graveyard.bury_keyspace(frozen_keys_, frozen_expires_, frozen_order_);
     frozen_ = false;
@@ -441,10 +468,11 @@ bool SaveCursor::write_container(Encoder& out, SliceMeter& meter) {
   } else if (active_.moved) {
     all = active_.save->write_some(out, active_.held, meter);
   } else {
+    // Its key's live value, or its new name's after a RENAME (as of the FLUSHALL if frozen).
     const KeyTable<Value>& keys = frozen_ ? frozen_keys_ : s_.keys;
-    auto it = keys.find_hashed(cur_key_, cur_h_);
+    auto it = active_.renamed ? keys.find(std::string_view(active_.live_name)) : keys.find_hashed(cur_key_, cur_h_);
     // A delete or replace would have moved it here (before_delete): checked, not assumed.
-    if (!check_live(cur_key_, *active_.save,
+    if (!check_live(active_.renamed ? active_.live_name : cur_key_, *active_.save,
                     it == keys.end() ? std::nullopt : std::optional<Type>(static_cast<Type>(it->second.index()))))
       return true;
     all = active_.save->write_some(out, it->second, meter);
@@ -460,6 +488,7 @@ bool SaveCursor::write_container(Encoder& out, SliceMeter& meter) {
     return true;
   }
   uncount(active_);
+  if (active_.renamed && !active_.moved) follows_.erase(active_.live_name);
   release(active_);
   active_ = Kept();
   rest_at_ = 0;

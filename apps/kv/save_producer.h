@@ -23,11 +23,13 @@
 // header (touch); each mutator of its elements keeps, first, the element it changes (the old
 // value, or "absent") if it is ahead of the inner position (before_hash_field,
 // before_set_member, before_zset_*, before_list); a delete or replace moves the Value to the
-// producer (before_delete, O(1)), whose elements are then written from it merged with the kept ones. Never the whole
-// container in one turn, except RENAME's source (before_move: the rest of it is encoded then,
-// once; the value lives on under the new name) and a big list hit by an LINSERT inside its
-// unwritten run or an LREM (the rest of it encoded then: list_save.h). Strings and small
-// containers are kept and written whole.
+// producer (before_delete, O(1)), whose elements are then written from it merged with the kept ones.
+// RENAME moves the Value to another key (before_move, O(1)): its element-level save stays
+// under the key it had at I and follows it under the new name (follows_: live name -> that
+// key), so writes there keep elements as before and next() reads it there. Never the whole
+// container in one turn, except a big list hit by an LINSERT inside its unwritten run or an
+// LREM (the rest of it encoded then: list_save.h, flatten). Strings and small containers are
+// kept and written whole.
 //
 // Costs: a write during a snapshot compares its key with the cursor; the first write to a
 // key ahead of it encodes that key's value on the loop (its size in CPU, for a small one), or
@@ -51,6 +53,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -270,33 +274,33 @@ class SaveCursor final : public SaveProducer {
   // or if it is a big container kept element by element (ahead, or at the cursor and being
   // written) whose value is still the key's.
   void before_delete(uint64_t h, std::string_view key, Value& v) {
-    if (ahead(h, key) || at_container(h, key)) keep_deleted(h, key, v);
+    if (watched(h, key)) keep_deleted(h, key, v);
   }
-  // Key's value v is about to move to another key (RENAME's source) and live on there: a big
-  // container kept element by element is encoded, the rest of it, now (not sliced: a big
-  // RENAMEd container ahead of the cursor costs its encoding in that turn, once).
-  void before_move(uint64_t h, std::string_view key, const Value& v) {
-    if (ahead(h, key) || at_container(h, key)) flatten(h, key, v);
+  // Key's value is about to move to key `to` (RENAME's source; to's old value, if any, was
+  // replaced first: before_delete) and live on there: a big container followed element by
+  // element is followed there from now on (O(1): nothing is encoded).
+  void before_move(uint64_t h, std::string_view key, std::string_view to) {
+    if (watched(h, key)) move(h, key, to);
   }
   // Field of hash `live` (key h, key) is about to be set or deleted.
   void before_hash_field(uint64_t h, std::string_view key, const Hash& live, std::string_view field) {
-    if (ahead(h, key) || at_container(h, key)) hash_field(h, key, live, field);
+    if (watched(h, key)) hash_field(h, key, live, field);
   }
   // Member m of set `live` (key h, key) is about to be added or removed.
   void before_set_member(uint64_t h, std::string_view key, const Set& live, uint64_t mh, std::string_view m) {
-    if (ahead(h, key) || at_container(h, key)) set_member(h, key, live, mh, m);
+    if (watched(h, key)) set_member(h, key, live, mh, m);
   }
   // Sorted set `key` (hash h): entry (score, m) is about to leave it (ZREM, a pop, a range
   // removal); member m is about to arrive at (score, m); m's score is about to change from
   // `from` to `to` (not equal).
   void before_zset_erase(uint64_t h, std::string_view key, double score, std::string_view m) {
-    if (ahead(h, key) || at_container(h, key)) zset_place(h, key, ZChange::kErase, score, score, m);
+    if (watched(h, key)) zset_place(h, key, ZChange::kErase, score, score, m);
   }
   void before_zset_insert(uint64_t h, std::string_view key, double score, std::string_view m) {
-    if (ahead(h, key) || at_container(h, key)) zset_place(h, key, ZChange::kInsert, score, score, m);
+    if (watched(h, key)) zset_place(h, key, ZChange::kInsert, score, score, m);
   }
   void before_zset_move(uint64_t h, std::string_view key, double from, double to, std::string_view m) {
-    if (ahead(h, key) || at_container(h, key)) zset_place(h, key, ZChange::kMove, from, to, m);
+    if (watched(h, key)) zset_place(h, key, ZChange::kMove, from, to, m);
   }
   // List `key` (hash h, value v, a List) is about to change (ListChange says how; n: the
   // elements pushed at its head or removed from an end, or the index replaced or inserted
@@ -304,7 +308,7 @@ class SaveCursor final : public SaveProducer {
   // rest of the list now (list_save.h: both are O(n) scans already).
   enum class ListChange : uint8_t { kPushFront, kEraseFront, kEraseBack, kSet, kInsert, kReshape };
   void before_list(uint64_t h, std::string_view key, const Value& v, ListChange c, size_t n) {
-    if (ahead(h, key) || at_container(h, key)) list_change(h, key, v, c, n);
+    if (watched(h, key)) list_change(h, key, v, c, n);
   }
   // FLUSHALL: takes the whole keyspace (the three are left empty) and unhooks itself.
   void flushed(KeyTable<Value>& keys, KeyTable<uint64_t>& expires, ExpiryOrder& order);
@@ -336,6 +340,10 @@ class SaveCursor final : public SaveProducer {
     Value held;                        // kHeld, or kContainer once moved: the value
     std::optional<uint64_t> deadline;  // kHeld: its deadline
     bool moved = false;                // kContainer: held is the container (not the live key's)
+    // kContainer: RENAME moved the container away from this entry's key; it lives (unless
+    // moved) under live_name, which follows_ maps back here. Its own key is not it any more.
+    bool renamed = false;
+    std::string live_name;
     std::unique_ptr<ContainerSave> save;  // kContainer
     size_t counted = 0;                // the bytes side_bytes_ counts for it
   };
@@ -351,12 +359,25 @@ class SaveCursor final : public SaveProducer {
   bool at_container(uint64_t h, std::string_view key) const noexcept {
     return in_container_ && h == cur_h_ && key == std::string_view(cur_key_);
   }
+  // True if a hook on (h, key) may matter: ahead, at the cursor, or a name a big container
+  // lives under after a RENAME (follows_, empty but for those: one branch).
+  bool watched(uint64_t h, std::string_view key) const noexcept {
+    return ahead(h, key) || at_container(h, key) || (!follows_.empty() && follows_.contains(key));
+  }
+  // The Kept of the big container followed element by element (not moved) that is the live
+  // value of key now (its own key's, or one RENAMEd to key), or null.
+  Kept* live_container(uint64_t h, std::string_view key);
+  // The Kept saved under key k: active_ if the cursor is inside it, else side_'s, or null.
+  Kept* kept_at(const SideKey& k);
   // The element-level save of key (ahead or at the cursor) whose live value is a big
   // container kept element by element, or null; the Kept it belongs to in *owner.
   ContainerSave* container_at(uint64_t h, std::string_view key, Kept** owner);
   void keep(uint64_t h, std::string_view key);
   void keep_deleted(uint64_t h, std::string_view key, Value& v);
-  void flatten(uint64_t h, std::string_view key, const Value& v);
+  void move(uint64_t h, std::string_view key, std::string_view to);
+  // Encodes the rest of the big container e (the live value v of key) now: e is kEncoded from
+  // then on (a list's change the inner cursor cannot follow: list_save.h).
+  void flatten(Kept* e, std::string_view key, const Value& v);
   void hash_field(uint64_t h, std::string_view key, const Hash& live, std::string_view field);
   void set_member(uint64_t h, std::string_view key, const Set& live, uint64_t mh, std::string_view m);
   enum class ZChange : uint8_t { kErase, kInsert, kMove };
@@ -390,12 +411,15 @@ class SaveCursor final : public SaveProducer {
   uint64_t cur_h_ = 0;
   std::string cur_key_;
   // The cursor is inside a big container (cur_key_'s): active_ is its kContainer (elements
-  // from the live key's value, or from held once moved), or, once flattened (before_move),
-  // kEncoded with the rest of its bytes from rest_at_ on.
+  // from the live key's value, its live_name's if renamed, or from held once moved), or, once
+  // flattened, kEncoded with the rest of its bytes from rest_at_ on.
   bool in_container_ = false;
   Kept active_;
   size_t rest_at_ = 0;
   Side side_;
+  // Big containers RENAMEd away from their key, followed under their new name: live name ->
+  // the key their Kept is under (in side_, or active_'s). At most one per kContainer.
+  std::map<std::string, SideKey, std::less<>> follows_;  // few: a std::map
   size_t held_ = 0;
   size_t side_bytes_ = 0, side_bytes_peak_ = 0;
   size_t containers_sliced_ = 0;
