@@ -161,6 +161,11 @@ struct ServerOptions {
   // answered only at kClusterCommandTimeoutMs), which tests/system/cluster_test.py --case
   // abandoned --plant must catch.
   bool test_plant_transfer_waits_for_deadline = false;
+  // Tests only (a hidden flag): the planted bug core::Replica::Options::PlantedBugs::
+  // transfer_ignores_lost_leadership (a leadership transfer whose leader lost its leadership
+  // to another node than the target is answered only at kClusterCommandTimeoutMs), which
+  // tests/system/cluster_test.py --case lostlead --plant must catch.
+  bool test_plant_transfer_ignores_lost_leadership = false;
   // Tests only (hidden flags) of --snapshot-method slices (server/snapshot.cc):
   // the bytes a slice asks the producer for (kSnapshotSliceBytes when 0), so that a small
   // state makes many slices;

@@ -181,6 +181,8 @@ Status Node::recover(int* exit_code) {
   replica_options.bugs.skip_yielded_command = options_.test_plant_skip_yielded_command;  // PLANTED BUG when set
   replica_options.bugs.unchanged_ignores_pending = options_.test_plant_unchanged_ignores_pending;  // PLANTED BUG when set
   replica_options.bugs.transfer_waits_for_deadline = options_.test_plant_transfer_waits_for_deadline;  // PLANTED BUG when set
+  replica_options.bugs.transfer_ignores_lost_leadership =
+      options_.test_plant_transfer_ignores_lost_leadership;  // PLANTED BUG when set
   replica_options.events.retain_bytes = options_.events_retain_bytes;
   replica_options.events.subscriber_output_bytes = options_.subscriber_output_bytes;
   const bool notify_flags_ok =

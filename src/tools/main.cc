@@ -176,6 +176,10 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
   cmd->add_flag("--test-plant-transfer-waits-for-deadline", f->options.test_plant_transfer_waits_for_deadline,
                 "tests: a leadership transfer the leader abandoned is answered only at the 10 s bound (a planted bug)")
       ->group("");
+  cmd->add_flag("--test-plant-transfer-ignores-lost-leadership", f->options.test_plant_transfer_ignores_lost_leadership,
+                "tests: a leadership transfer whose leader lost its leadership to another node than the target is "
+                "answered only at the 10 s bound (a planted bug)")
+      ->group("");
   cmd->add_option("--test-slice-reader-wait-ms", f->options.test_slice_reader_wait_ms,
                   "tests: how long a big reply waits for a client that does not read (default core::kSliceReaderWaitMs)")
       ->group("");

@@ -63,6 +63,19 @@ each case starts its own 3-node cluster (tests/system/cluster.py) and checks one
              in all. No timing is asserted (the seconds the reply took are printed). --plant
              runs the nodes with --test-plant-transfer-waits-for-deadline (the reply waits
              for the 10 s bound, as before 52f3725): the case must fail.
+  lostlead   (675f28a) a leadership transfer whose leader loses its leadership to ANOTHER node
+             than the target is answered at once naming the node that leads, not at the 10 s
+             bound. Leader L, target T, third node X (nftables link cuts, cluster.Network):
+             L<->T is cut and a SET committed by L and X leaves T's log behind (so T can win
+             no election); then L<->X is cut too and `hmdb cluster transfer T` is sent to L.
+             L, hearing no voter, steps down at its next check-quorum round with the
+             transfer pending (a transfer answered "still leads" meanwhile, its check having
+             passed on what L heard before the cut, is sent again, LOSTLEAD_TRANSFERS in all);
+             X and T elect X; the links heal, L hears X's heartbeat and must answer
+             "...abandoned: node L lost its leadership meanwhile; node X leads now" (not the
+             bound's "did not finish within"). No timing is asserted. --plant runs the nodes
+             with --test-plant-transfer-ignores-lost-leadership (the reply waits for the
+             bound): the case must fail. Needs nftables (root); skipped (77) without.
   names      every address is localhost:PORT (--bind, --peer-addr, --initial-cluster):
              peers dial the name, -MOVED, INFO and CLUSTER MEMBERS carry it, `hmdb cluster
              status` follows it, and the failover case passes as with numeric addresses.
@@ -131,6 +144,15 @@ ABANDONED_ATTEMPTS = 3
 # The planted bug --plant gives the abandoned case's nodes (options.h): the abandoned
 # transfer is answered at the 10 s bound instead.
 ABANDONED_PLANT_ARGS = ["--test-plant-transfer-waits-for-deadline"]
+# Lostlead case: transfers sent to the isolated leader until one is pending when it steps
+# down (the first may be answered "still leads": its check-quorum round counted what the
+# leader heard before the cut; the next starts just after a round, with nothing heard since).
+LOSTLEAD_TRANSFERS = 3
+# The planted bug --plant gives the lostlead case's nodes (options.h): a transfer whose
+# leader lost its leadership to another node is answered only at the 10 s bound.
+LOSTLEAD_PLANT_ARGS = ["--test-plant-transfer-ignores-lost-leadership"]
+# The planted bug each case's --plant gives its nodes.
+PLANTS = {"abandoned": ABANDONED_PLANT_ARGS, "lostlead": LOSTLEAD_PLANT_ARGS}
 
 
 class Writer(threading.Thread):
@@ -488,6 +510,73 @@ def case_abandoned(c):
               % (target, seconds, out.strip()))
         return
     raise harness.TestFailure("the leader's term moved in each of %d attempts" % ABANDONED_ATTEMPTS)
+
+
+def case_lostlead(c):
+    net = cl.Network(c.nodes)
+    if not net.available:
+        raise SkipCase(net.why_not)
+    try:
+        lostlead(c, net)
+    finally:
+        net.heal()
+        net.close()
+
+
+def lostlead(c, net):
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    leader = c.wait_leader(LEADER_TIMEOUT_S)
+    target, third = [n for n in c.nodes if n is not leader]
+    # T is cut off from the leader and falls behind: only X can win an election without L.
+    net.set_cut({(leader.id, target.id), (target.id, leader.id)})
+    expect(redis_cli(leader, [["SET", "lostlead", "behind"]]) == ["OK"],
+           "a SET on %s with %s cut off" % (leader, target))
+    net.isolate(leader.id)
+    transfer = None
+    for sent in range(1, LOSTLEAD_TRANSFERS + 1):
+        transfer = subprocess.Popen([c.binary, "cluster", "--addr", leader.client_addr, "transfer", str(target.id)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+        def answered_or_stepped_down():
+            if transfer.poll() is not None:
+                return "answered"
+            info = leader.info()
+            return "stepped down" if info is not None and info.get("role") != "leader" else None
+
+        what = wait_for(answered_or_stepped_down, LEADER_TIMEOUT_S, "the transfer answered or %s stepping down" % leader)
+        if what == "stepped down":
+            break
+        out = transfer.stdout.read().decode("utf-8", "replace")
+        expect("node %d still leads" % leader.id in out,
+               "transfer %d to %s, sent to the isolated %s, answered: %r" % (sent, target, leader, out))
+        print("lostlead: transfer %d was answered before %s stepped down: %s" % (sent, leader, out.strip()))
+        transfer = None
+    expect(transfer is not None, "%s was still leading after %d transfers" % (leader, LOSTLEAD_TRANSFERS))
+    try:
+        new = c.wait_leader(LEADER_TIMEOUT_S, nodes=[target, third])
+        expect(new is third, "%s leads, not %s (its log is behind)" % (new, third))
+        net.heal()
+        out, _ = transfer.communicate(timeout=cl.CLUSTER_CLI_TIMEOUT_S)
+        out = out.decode("utf-8", "replace")
+    finally:
+        if transfer.poll() is None:
+            transfer.kill()
+            transfer.wait()
+    expect(transfer.returncode == 1, "`hmdb cluster transfer %d`: exit %d: %r" % (target.id, transfer.returncode, out))
+    expect("leadership transfer to node %d abandoned" % target.id in out
+           and "node %d lost its leadership meanwhile; node %d leads now" % (leader.id, third.id) in out
+           and "did not finish within" not in out,
+           "the transfer's reply does not name %s as the leader now, or is the deadline's: %r" % (third, out))
+    c.wait_converged(CONVERGE_TIMEOUT_S)
+    got = redis_cli(target, [["READONLY"], ["GET", "lostlead"]])
+    expect(got == ["OK", "behind"], "%s after the links healed: %r" % (target, got))
+    check_digests(c.nodes)
+    print("lostlead: %s stepped down with the transfer to %s pending; %s won; the reply: %s"
+          % (leader, target, third, out.strip()))
+
+
+class SkipCase(Exception):
+    """The case cannot run on this machine (the reason)."""
 
 
 def case_membership(c):
@@ -961,7 +1050,8 @@ def case_rounds(c):
 CASES = {"redirect": case_redirect, "failover": case_failover, "topology": case_topology, "snapshot": case_snapshot,
          "membership": case_membership, "refusal": case_refusal, "removed": case_removed,
          "releader": case_releader, "names": case_names, "ipv6": case_ipv6, "rounds": case_rounds,
-         "logmem": case_logmem, "abandoned": case_abandoned}
+         "logmem": case_logmem, "abandoned": case_abandoned,
+         "lostlead": case_lostlead}
 # The host every node of a case uses (default: one loopback address per node, cluster.py).
 CASE_HOSTS = {"names": "localhost", "ipv6": "::1"}
 # Server arguments a case adds to every node's.
@@ -975,7 +1065,8 @@ def main():
     ap.add_argument("--case", choices=sorted(CASES), action="append")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--plant", action="store_true",
-                    help="case abandoned: nodes with the planted bug %s (the case must fail)" % ABANDONED_PLANT_ARGS[0])
+                    help="cases abandoned and lostlead: nodes with their planted bug (%s; the case must fail)"
+                    % ", ".join("%s: %s" % (k, v[0]) for k, v in sorted(PLANTS.items())))
     ap.add_argument("binary")
     args = ap.parse_args()
     skipped = 0
@@ -985,7 +1076,7 @@ def main():
             skipped += 1
             continue
         work = harness.make_work_dir("hmdb-cluster-%s-" % name)
-        plant = ABANDONED_PLANT_ARGS if args.plant and name == "abandoned" else []
+        plant = PLANTS.get(name, []) if args.plant else []
         c = cl.Cluster(args.binary, work, nodes=3,
                        server_args=["--snapshot-log-bytes=1048576"] + CASE_SERVER_ARGS.get(name, []) + plant,
                        cluster_id="hmdb-cluster-test", host=CASE_HOSTS.get(name))
@@ -994,6 +1085,12 @@ def main():
             c.start()
             CASES[name](c)
             c.check_alive()
+        except SkipCase as e:
+            print("skip %s: %s" % (name, e))
+            skipped += 1
+            c.kill_all()
+            harness.remove_work_dir(work)
+            continue
         except harness.TestFailure as e:
             print("FAIL %s: %s" % (name, e))
             for n in c.nodes:
