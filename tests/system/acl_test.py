@@ -324,15 +324,18 @@ print("redis-py: the new password logs in, the old one is refused")
 
 
 def wait_until(what, timeout, fn):
-    """Polls fn() (returning (done, detail)) until done, at most timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        done, detail = fn()
-        if done:
-            return
-        if time.monotonic() > deadline:
-            raise harness.TestFailure("%s: not within %.0fs (last: %s)" % (what, timeout, detail))
-        time.sleep(cl.POLL_INTERVAL_S)
+    """harness.wait_for of fn() (returning (done, detail)) at the cluster's poll interval,
+    at most timeout seconds; a failure also shows the last detail."""
+    last = [None]
+
+    def probe():
+        done, last[0] = fn()
+        return done
+
+    try:
+        harness.wait_for(what, timeout, probe, cl.POLL_INTERVAL_S)
+    except harness.TestFailure as e:
+        raise harness.TestFailure("%s (last: %s)" % (e, last[0])) from None
 
 
 def auth_reply(node, user, password):
