@@ -13,6 +13,9 @@
 //   --log-memory-bytes N: every core drops entries beyond N bytes of log without a snapshot
 //              (raft::Config::log_memory_bytes); a follower that needs one is caught up by a
 //              snapshot its leader's shell takes on demand; the summary counts them.
+//   --fresh-leader-stalls: half the new leaders stall right after their election for more
+//              than one election timeout; resumed, the ticks alone must not depose them
+//              (check fresh-leader-kept; docs/simulator.md).
 //
 // A failing run prints the seed, the violated check, the exact command that replays it and
 // the tail of its trace (the run is replayed with tracing on; same seed, same run).
@@ -57,7 +60,7 @@ void usage() {
                "                [--ops MAX_CLIENT_OPS] [--bug NAME]... [--no-faults] [--trace] [--keep-going]\n"
                "                [--isolate] [--outcome-checks-only] [--max-seconds S] [--lying-fsync] [--transactions] [--forward]\n"
                "                [--request-ids] [--digest-marks] [--upgrade] [--sliced-reads] [--slow-readers] [--sliced-writes] [--apply-budget] [--snapshot-races] [--sliced-snapshots]\n"
-               "                [--log-memory-bytes N]\n"
+               "                [--log-memory-bytes N] [--fresh-leader-stalls]\n"
                "bugs:");
   for (const auto& b : hmdb::sim::bug_names()) std::fprintf(stderr, " %s", b.c_str());
   for (const auto& b : hmdb::sim::shell_bug_names()) std::fprintf(stderr, " %s", b.c_str());
@@ -123,6 +126,7 @@ int main(int argc, char** argv) {
       else if (a == "--apply-budget") base.apply_budget = true;
       else if (a == "--snapshot-races") base.snapshot_races = true;
       else if (a == "--sliced-snapshots") base.sliced_snapshots = true;
+      else if (a == "--fresh-leader-stalls") base.fresh_leader_stalls = true;
       else if (a == "--log-memory-bytes") base.log_memory_bytes = std::stoull(value());
       else { usage(); return 2; }
     } catch (const std::exception&) {

@@ -121,6 +121,7 @@ const char* fault_name(Fault f) {
     case Fault::kChunksOfTwoSnapshots: return "chunks-of-two-snapshots";
     case Fault::kSlicedSnapshot: return "sliced-snapshot";
     case Fault::kSlicedSnapshotAbandoned: return "sliced-snapshot-abandoned";
+    case Fault::kFreshLeaderStall: return "fresh-leader-stall";
     case Fault::kCount: break;
   }
   return "?";
@@ -132,7 +133,7 @@ std::vector<std::string> bug_names() {
           "lease_without_drift_margin", "ack_append_before_persisting", "learners_never_campaign",
           "send_stale_snapshot_after_trim", "install_over_matching_log", "stage_over_pending_install",
           "commit_past_pending_install", "recovery_cuts_corrupt_log", "recovery_ignores_snapshot_checksum",
-          "recovery_keeps_replaced_log"};
+          "recovery_keeps_replaced_log", "fresh_leader_forgets_its_voters"};
 }
 
 bool set_bug(Options* o, const std::string& name) {
@@ -158,6 +159,7 @@ bool set_bug(raft::Config::PlantedBugs* bugs, const std::string& name) {
   else if (name == "install_over_matching_log") bugs->install_over_matching_log = true;
   else if (name == "stage_over_pending_install") bugs->stage_over_pending_install = true;
   else if (name == "commit_past_pending_install") bugs->commit_past_pending_install = true;
+  else if (name == "fresh_leader_forgets_its_voters") bugs->fresh_leader_forgets_its_voters = true;
   else return false;
   return true;
 }
@@ -235,6 +237,8 @@ std::string replay_command(const Options& o) {
   if (o.log_memory_bytes != 0) cmd += fmt::format(" --log-memory-bytes {}", o.log_memory_bytes);
   if (o.snapshot_races) cmd += " --snapshot-races";
   if (o.sliced_snapshots) cmd += " --sliced-snapshots";
+  if (o.fresh_leader_stalls) cmd += " --fresh-leader-stalls";
+  if (o.bugs.fresh_leader_forgets_its_voters) cmd += " --bug fresh_leader_forgets_its_voters";
   if (o.shell_bugs.save_without_copy) cmd += " --bug save_without_copy";
   if (o.bugs.send_stale_snapshot_after_trim) cmd += " --bug send_stale_snapshot_after_trim";
   if (o.bugs.install_over_matching_log) cmd += " --bug install_over_matching_log";
@@ -335,6 +339,17 @@ constexpr uint64_t kLoadRngSalt = 0x6c6f61645f726e67ull;  // "load_rng": load_rn
 // (randomized election timeout, check-quorum, transfer, snapshot stall), and a lease of
 // less than one election timeout has run out, so more ticks would change nothing.
 constexpr uint64_t kMaxCatchUpTicks = 2 * kElectionTicks;
+// Options::fresh_leader_stalls: the share of new leaders stalled right after the turn that
+// elected them, and the stall's length in ticks of real time: its first check-quorum round
+// (one election timeout after the election) falls among the ticks fed on resuming, its
+// second does not (two election timeouts, also kMaxCatchUpTicks), whatever the node's clock
+// rate (kClockRateMinPpm..kClockRateMaxPpm: at most 5% either way).
+constexpr uint32_t kFreshLeaderStallPpm = 500'000;
+constexpr uint64_t kFreshLeaderStallTicksMin = kElectionTicks + 2;
+constexpr uint64_t kFreshLeaderStallTicksMax = 2 * kElectionTicks - 2;
+static_assert(kFreshLeaderStallTicksMin * kClockRateMinPpm >= (kElectionTicks + 1) * kClockPpm &&
+                  kFreshLeaderStallTicksMax * kClockRateMaxPpm < (kMaxCatchUpTicks - 1) * kClockPpm,
+              "a fresh leader's stall must hold its first check-quorum round and not its second");
 // Options::digest_marks: ticks between a leader's digest marks (about 40 in a run's chaos;
 // none once healing starts, as the clients stop: the log must stop growing for a slow
 // follower to catch up).
@@ -755,6 +770,9 @@ struct Node {
   uint64_t pause_at = 0;
   uint64_t resume_at = 0;
   uint64_t missed_ticks = 0;
+  // Options::fresh_leader_stalls: the term it was elected in when this pause was scheduled
+  // right after its election (0: not such a pause).
+  Term fresh_stall_term = 0;
   std::vector<InFlight> inbox;
   // Commands clients sent while it was paused, read from the socket when it resumes:
   // (connection, words).
@@ -2739,6 +2757,17 @@ void Simulation::check_node(Node& n) {
         return fmt::format("n{} BECOMES LEADER of term {} (log up to {}, commit {})", n.id, st.term, st.last_index, st.commit);
       });
       if (transfer_target_ == n.id) { mark(Fault::kTransfer); transfer_target_ = 0; }
+      if (opt_.fresh_leader_stalls && opt_.faults && !healing_ && !n.paused && !n.pause_at &&
+          st.conf.voters.size() > 1 && rng_.chance(kFreshLeaderStallPpm)) {
+        // Frozen at the end of this turn (the next unit's clocks), messages left unread.
+        n.pause_at = now_;
+        n.resume_at = now_ + rng_.range(kFreshLeaderStallTicksMin, kFreshLeaderStallTicksMax) * kUnitsPerTick;
+        n.fresh_stall_term = st.term;
+        ev(93, n.id, st.term, n.resume_at, [&] {
+          return fmt::format("n{} STALLS right after its election in term {}, until {}.{}", n.id, st.term,
+                             n.resume_at / kUnitsPerTick, n.resume_at % kUnitsPerTick);
+        });
+      }
       if (contains(st.conf.learners, n.id)) result_.learner_led = true;  // raft.cc: learner_may_campaign
       if (n.lost) {
         // The log it campaigned with: without the entries of its new term.
@@ -3927,7 +3956,21 @@ void Simulation::resume_node(Node& n) {
                        n.inbox.size());
   });
   n.missed_ticks = 0;
+  const Term fresh = n.fresh_stall_term;
+  n.fresh_stall_term = 0;
+  const bool judge_fresh = fresh != 0 && n.raft->role() == Role::kLeader && n.raft->term() == fresh;
   for (uint64_t i = 0; i < feed && result_.ok && n.up; i++) tick_node(n);
+  // Options::fresh_leader_stalls: the stall's ticks alone (nothing read yet) must not depose
+  // a leader elected just before it: its first check-quorum round counts its voters.
+  if (judge_fresh && result_.ok && n.up && feed >= kElectionTicks) {
+    if (!healing_) mark(Fault::kFreshLeaderStall);
+    if (n.raft->role() != Role::kLeader && n.raft->term() == fresh) {
+      fail("fresh-leader-kept", fmt::format("n{}, elected in term {} just before a stall of {} ticks, was deposed by "
+                                            "check-quorum among those ticks, before reading what its voters sent",
+                                            n.id, fresh, feed));
+      return;
+    }
+  }
   std::vector<InFlight> inbox = std::move(n.inbox);
   n.inbox.clear();
   for (const InFlight& f : inbox) {

@@ -113,6 +113,10 @@ enum class Fault : uint8_t {
   // or a leader's snapshot replaced its state).
   kSlicedSnapshot,
   kSlicedSnapshotAbandoned,
+  // Options::fresh_leader_stalls: a leader stalled right after the turn that elected it
+  // resumed with its first check-quorum round among the ticks fed to it (before the
+  // messages that came meanwhile), and the fresh-leader-kept check judged it.
+  kFreshLeaderStall,
   kCount
 };
 const char* fault_name(Fault f);
@@ -288,6 +292,17 @@ struct Options {
   // it reads that chunk and a newer snapshot's first in one loop turn. Off by default, so
   // that the other sweeps' runs stay as they were.
   bool snapshot_races = false;
+  // A stall right after an election (docs/simulator.md, "A stall after an election"): at
+  // one chance in two (kFreshLeaderStallPpm), a node that the turn made leader is frozen at
+  // the end of that turn for kFreshLeaderStallTicksMin-Max ticks, more than one election
+  // timeout and less than two, as a server's loop is by a slow turn or a descheduled
+  // process; resumed, the shell feeds the core those ticks before it reads the messages
+  // that came meanwhile (the answers to its first append among them), as the server's loop
+  // does. Check fresh-leader-kept: the ticks alone do not depose it, in the term it was
+  // elected in: its first check-quorum round counts the voters that elected it as heard
+  // from (raft.cc become_leader; a leader cut off at once steps down at its second round).
+  // Off by default, so that the other sweeps' runs stay as they were.
+  bool fresh_leader_stalls = false;
 };
 
 struct RunResult {

@@ -87,6 +87,9 @@ bool sliced_write_step(Fault f) {
 // What only runs with Options::sliced_snapshots reach (a snapshot written in slices).
 bool sliced_snapshot_step(Fault f) { return f == Fault::kSlicedSnapshot || f == Fault::kSlicedSnapshotAbandoned; }
 
+// What only runs with Options::fresh_leader_stalls reach (a leader stalled after its election).
+bool fresh_leader_stall_step(Fault f) { return f == Fault::kFreshLeaderStall; }
+
 // What only runs with Options::snapshot_races reach (appends overtaken by a snapshot's chunk).
 bool snapshot_race_step(Fault f) {
   return f == Fault::kLateAppends || f == Fault::kLastChunkAtMatchingLog || f == Fault::kLastChunkPastItsEntry ||
@@ -106,7 +109,8 @@ TEST(Simulator, FaultsActuallyHappen) {
   for (size_t f = 0; f < kFaultCount; f++) {
     if (!rare(static_cast<Fault>(f)) && !upgrade_step(static_cast<Fault>(f)) && !sliced_step(static_cast<Fault>(f)) &&
         !slow_reader_step(static_cast<Fault>(f)) && !sliced_write_step(static_cast<Fault>(f)) &&
-        !snapshot_race_step(static_cast<Fault>(f)) && !sliced_snapshot_step(static_cast<Fault>(f))) {
+        !snapshot_race_step(static_cast<Fault>(f)) && !sliced_snapshot_step(static_cast<Fault>(f)) &&
+        !fresh_leader_stall_step(static_cast<Fault>(f))) {
       EXPECT_GT(seen[f], 0) << fault_name(static_cast<Fault>(f)) << " never happened";
     }
   }
@@ -168,6 +172,14 @@ TEST(Simulator, SnapshotRacesReachAStagedSnapshot) {
       [](Options& o) { o.snapshot_races = false; },
       [](Fault f) { return f == Fault::kLastChunkAtMatchingLog || f == Fault::kLastChunkPastItsEntry; },
       Fault::kLateAppends);
+}
+
+// Options::fresh_leader_stalls: a leader stalled right after its election is judged on
+// resuming (fresh-leader-kept); the same seeds without the option never stall so.
+TEST(Simulator, FreshLeaderStallsHappen) {
+  expect_reached_only_with(
+      "--fresh-leader-stalls", 50, [](Options& o) { o.fresh_leader_stalls = true; },
+      [](Options& o) { o.fresh_leader_stalls = false; }, fresh_leader_stall_step, Fault::kFreshLeaderStall);
 }
 
 // Options::slow_readers: a sliced reply waits for a client that stopped reading while
