@@ -576,10 +576,15 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   struct SlicedSave {
     std::unique_ptr<SaveProducer> producer;  // null once it returned true (or abandoned)
     std::string temp_path;
+    uint64_t queue_bytes_max = 0;  // kSnapshotQueueBytesMax (tests: options.h)
     // Shared with the writer thread, under mu.
     std::mutex mu;
     std::condition_variable cv;
     std::deque<std::string> queue;  // encoded slices, in order
+    // Buffers the writer wrote, cleared with their capacity kept, for the loop's next slices
+    // (at most kSliceFreeBuffersMax, none bigger than a slice's reserve: snapshot.cc): a fresh
+    // buffer's first touch may fault in a fresh huge page, ~4 ms on the reference VM.
+    std::vector<std::string> free_buffers;
     uint64_t queued_bytes = 0;
     bool last_queued = false;  // the producer is done: the writer finishes after the queue
     bool stop = false;         // abandoned: the writer stops and removes its temp file
@@ -596,6 +601,7 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
     uint64_t next_cpu_us = 0;           // the loop thread's CPU time in next(), all turns
     uint64_t turn_next_cpu_max_us = 0;  // ... the most in one turn (wall minus CPU: waiting for a CPU)
     uint64_t calls = 0;             // next() calls
+    uint64_t buffers_allocated = 0;  // slice buffers the loop allocated (the others were reused)
     uint64_t encoded_bytes = 0;
     raft::Index slice_applied = 0;  // test_snapshot_slice_per_write: applied index at the last slice
   };

@@ -177,9 +177,13 @@ struct ServerOptions {
   // the snapshot file's appends fail with EIO after this many (storage::FaultInjectionEnv;
   // 0: never), a write error of the snapshot file;
   uint64_t test_snapshot_fail_write_after = 0;
+  // the encoded slices' bytes queued for the writer at most (kSnapshotQueueBytesMax when 0), so
+  // that a small state fills the queue;
+  uint64_t test_snapshot_queue_bytes = 0;
   // planted bugs that tests/server's sliced-snapshot cases must catch: "drop-slice" (the writer
   // leaves out the app's second slice), "keep-temp" (an abandoned snapshot leaves its temp
-  // file), "no-catch" (a producer's exception is not caught: the node dies). Empty: none.
+  // file), "no-catch" (a producer's exception is not caught: the node dies), "no-reuse" (the
+  // writer gives no slice buffer back: the loop allocates each). Empty: none.
   std::string test_plant_slices_bug;
 
   bool clustered() const { return !peer_addr.empty(); }

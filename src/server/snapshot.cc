@@ -21,7 +21,8 @@
 // ahead of it (copy before write). Each loop turn then calls its next() for at most
 // kTurnSnapshotBudgetUs, kSnapshotSliceBytes a call, and queues the slices for a writer
 // thread (at most kSnapshotQueueBytesMax queued: beyond it the loop stops slicing until the
-// writer drained half and woke it). The writer streams them into a storage::SnapshotWriter,
+// writer drained half and woke it), which gives their buffers back for the loop's next slices
+// (a fresh buffer may fault in a fresh huge page). The writer streams them into a storage::SnapshotWriter,
 // starts writeback every kSnapshotWritebackBytes, finishes the file (fdatasync, rename,
 // directory fsync), removes the older snapshots and wakes the loop (wake_fd_), whose next
 // turn ends the snapshot through finish_snapshot, the fork's path too. A write error of the
@@ -72,6 +73,14 @@ constexpr int kSnapshotChildLayoutRefused = 3;
 // A slice's buffer is reserved at its byte budget plus this (the element that crosses the
 // budget), so that most slices are encoded without a reallocation.
 constexpr uint64_t kSliceReserveSlackBytes = 4096;
+// The most a slice's buffer is reserved at; a buffer the writer gave back that grew beyond it
+// (a big element crossed the budget) is freed rather than kept for reuse.
+constexpr uint64_t kSliceBufferKeptCapacityMax = kSnapshotSliceBytes + kSliceReserveSlackBytes;
+// Slice buffers the writer keeps for the loop's reuse (SlicedSave::free_buffers), at most. It
+// cannot hold more than the queue's kSnapshotQueueBytesMax worth of buffers anyway (each one it
+// holds was a queued slice of about kSnapshotSliceBytes, and the loop takes from it before it
+// allocates): this says so by name, and bounds it should slices get smaller.
+constexpr size_t kSliceFreeBuffersMax = kSnapshotQueueBytesMax / kSnapshotSliceBytes;
 }  // namespace
 
 void Node::snapshot_wanted() { core_wants_snapshot_ = true; }
@@ -367,6 +376,8 @@ bool Node::start_sliced_snapshot() {
   sv->producer = std::move(producer);
   sv->started_us = monotonic_us();
   sv->slice_applied = replica_->applied_index();
+  sv->queue_bytes_max =
+      options_.test_snapshot_queue_bytes != 0 ? options_.test_snapshot_queue_bytes : kSnapshotQueueBytesMax;
   sv->temp_path = options_.dir + "/" + storage::snapshot_file_name(snapshot_meta_.index) + std::string(storage::kTempSuffix);
   // The engine's part of the payload, at I, now (what save_state_at writes before the app's).
   std::string engine;
@@ -387,7 +398,8 @@ bool Node::start_sliced_snapshot() {
   storage::Env* env = fault_env ? fault_env.get() : env_;
   const bool drop_slice = options_.test_plant_slices_bug == "drop-slice";
   const bool keep_temp = options_.test_plant_slices_bug == "keep-temp";
-  sv->writer = std::thread([sv, env, fault_env, drop_slice, keep_temp, wake_fd = wake_fd_, dir = options_.dir,
+  const bool no_reuse = options_.test_plant_slices_bug == "no-reuse";
+  sv->writer = std::thread([sv, env, fault_env, drop_slice, keep_temp, no_reuse, wake_fd = wake_fd_, dir = options_.dir,
                             meta = snapshot_meta_, app_name = std::string(app_->app_name()),
                             cluster_info = options_.clustered() ? encode_members() : std::string()] {
     // Lower CPU and I/O priority than the loop and the log's disk thread, as the fork's child
@@ -405,11 +417,18 @@ bool Node::start_sliced_snapshot() {
     int fd = -1;  // the temp file, for sync_file_range
     uint64_t unflushed = 0, slices = 0;
     bool finished = false;
+    std::string slice;  // the one being written; then, cleared, given back to the loop
     while (s) {
-      std::string slice;
       bool wake_loop = false;
       {
         std::unique_lock lk(sv->mu);
+        // The slice written last goes back for the loop's reuse (its capacity kept), unless it
+        // grew beyond a slice's reserve or enough are kept. PLANTED BUG (no-reuse): none does.
+        if (slice.capacity() != 0 && slice.capacity() <= kSliceBufferKeptCapacityMax &&
+            sv->free_buffers.size() < kSliceFreeBuffersMax && !no_reuse) {
+          slice.clear();
+          sv->free_buffers.push_back(std::move(slice));
+        }
         sv->cv.wait(lk, [sv] { return sv->stop || !sv->queue.empty() || sv->last_queued; });
         if (sv->stop) break;
         if (sv->queue.empty()) {  // every slice written
@@ -419,7 +438,7 @@ bool Node::start_sliced_snapshot() {
         slice = std::move(sv->queue.front());
         sv->queue.pop_front();
         sv->queued_bytes -= slice.size();
-        if (sv->wake_when_drained && sv->queued_bytes <= kSnapshotQueueBytesMax / 2) {
+        if (sv->wake_when_drained && sv->queued_bytes <= sv->queue_bytes_max / 2) {
           sv->wake_when_drained = false;
           wake_loop = true;
         }
@@ -476,7 +495,7 @@ bool Node::slices_pending() const {
   if (options_.test_snapshot_slice_per_write && sv.calls > 0 && replica_->applied_index() == sv.slice_applied)
     return false;  // tests: the next slice waits for an entry applied
   std::lock_guard lk(sliced_save_->mu);
-  return sv.queued_bytes < kSnapshotQueueBytesMax;
+  return sv.queued_bytes < sv.queue_bytes_max;
 }
 
 void Node::end_sliced_snapshot_if_written() {
@@ -495,9 +514,10 @@ void Node::end_sliced_snapshot_if_written() {
     stats_.last_snapshot_slice_turns = save->turns;
     stats_.last_snapshot_bytes = save->written_bytes;
     log_line("snapshot: index {} in slices: {} bytes, {} slices over {} loop turns, {} us of the loop in the app's "
-             "producer (at most {} us in one turn); of the loop thread's CPU {} us (at most {} us in one turn)",
+             "producer (at most {} us in one turn); of the loop thread's CPU {} us (at most {} us in one turn); {} "
+             "slice buffers allocated, the others reused",
              snapshot_meta_.index, save->written_bytes, save->calls, save->turns, save->next_us,
-             save->turn_next_max_us, save->next_cpu_us, save->turn_next_cpu_max_us);
+             save->turn_next_max_us, save->next_cpu_us, save->turn_next_cpu_max_us, save->buffers_allocated);
     if (save->status) {
       finish_snapshot(SnapshotEnd::kOk, "");
     } else {
@@ -517,7 +537,7 @@ void Node::continue_sliced_snapshot() {
     // At the bound: the writer wakes the loop once it drained half (checked and asked under
     // one lock, so the writer's next dequeue sees the request).
     std::lock_guard lk(sv.mu);
-    if (sv.queued_bytes >= kSnapshotQueueBytesMax) {
+    if (sv.queued_bytes >= sv.queue_bytes_max) {
       sv.wake_when_drained = true;
       return;
     }
@@ -529,9 +549,22 @@ void Node::continue_sliced_snapshot() {
   const uint64_t cpu0 = thread_cpu_ns();  // the loop thread's CPU, against the wall time a loaded machine adds
   uint64_t t = t0;
   bool last = false;
+  const uint64_t reserve = std::min<uint64_t>(budget.bytes, kSnapshotSliceBytes) + kSliceReserveSlackBytes;
   while (true) {
+    // A buffer the writer gave back, else a new one: a new one's first touch may fault in a
+    // fresh huge page (~4 ms on the reference VM; bench/README.md).
     std::string slice;
-    slice.reserve(std::min<uint64_t>(budget.bytes, kSnapshotSliceBytes) + kSliceReserveSlackBytes);
+    {
+      std::lock_guard lk(sv.mu);
+      if (!sv.free_buffers.empty()) {
+        slice = std::move(sv.free_buffers.back());
+        sv.free_buffers.pop_back();
+      }
+    }
+    if (slice.capacity() < reserve) {
+      slice.reserve(reserve);
+      sv.buffers_allocated++;
+    }
     Encoder enc(&slice);
     if (options_.test_plant_slices_bug == "no-catch") [[unlikely]] {
       last = sv.producer->next(enc, budget);  // PLANTED BUG (--test-plant-slices-bug no-catch)
@@ -560,7 +593,7 @@ void Node::continue_sliced_snapshot() {
       sv.queued_bytes += slice.size();
       sv.queue.push_back(std::move(slice));
       if (last) sv.last_queued = true;
-      full = sv.queued_bytes >= kSnapshotQueueBytesMax;
+      full = sv.queued_bytes >= sv.queue_bytes_max;
       if (full && !last) sv.wake_when_drained = true;
     }
     sv.cv.notify_one();

@@ -165,9 +165,12 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
   cmd->add_option("--test-snapshot-fail-write-after", f->options.test_snapshot_fail_write_after,
                   "tests: a sliced snapshot's file appends fail with EIO after this many (0: never)")
       ->group("");
+  cmd->add_option("--test-snapshot-queue-bytes", f->options.test_snapshot_queue_bytes,
+                  "tests: a sliced snapshot's slices queued for its writer at most, in bytes (0: the default)")
+      ->group("");
   cmd->add_option("--test-plant-slices-bug", f->options.test_plant_slices_bug,
-                  "tests: a planted bug of sliced snapshots: drop-slice | keep-temp | no-catch")
-      ->check(CLI::IsMember({"", "drop-slice", "keep-temp", "no-catch"}))
+                  "tests: a planted bug of sliced snapshots: drop-slice | keep-temp | no-catch | no-reuse")
+      ->check(CLI::IsMember({"", "drop-slice", "keep-temp", "no-catch", "no-reuse"}))
       ->group("");
   cmd->add_flag("--test-plant-unchanged-ignores-pending", f->options.test_plant_unchanged_ignores_pending,
                 "tests: a write that would change nothing is answered from the applied state even while writes are "
