@@ -456,6 +456,59 @@ void BM_BigRename(benchmark::State& state) {
 BENCHMARK(BM_BigRename)->Args({1'000'000, 0, 0})->Args({1'000'000, 0, 1})->Args({1'000'000, 1, 0})->Args({1'000'000, 1, 1})
     ->Args({1'000'000, 2, 0})->Args({1'000'000, 2, 1})->Unit(benchmark::kMillisecond)->Iterations(5);
 
+// LINSERT or LREM in the middle of a big list ahead of the cursor (a snapshot begun, one
+// slice written): the loop turn that applies it, the thread's CPU (which load does not
+// inflate) and wall, against the same command with no snapshot running. Before list_save.h's
+// segments such a command encoded the rest of the list at once; now it splits the unwritten
+// run (list_save.h). Each iteration runs the command under a fresh snapshot, then undoes it
+// without one (not timed). Arg(0) elements (RPUSH member:0..); Arg(1) 0 = LINSERT BEFORE
+// the middle element, 1 = LREM 1 of the middle one, 2 = LREM -1 of one near the tail, 3 =
+// LREM 0 of the middle one; Arg(2) 1 = a snapshot runs.
+void BM_BigListEdit(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  const int64_t kind = state.range(1);
+  Host host;
+  hmdb::ApplyContext ctx;
+  ctx.now_ms = 1'700'000'000'000;
+  make_big(host, ctx, n, 3);
+  const std::string mid = "member:" + std::to_string(n / 2), mid_next = "member:" + std::to_string(n / 2 + 1);
+  const std::string tail = "member:" + std::to_string(n - 10), tail_next = "member:" + std::to_string(n - 9);
+  double longest_ms = 0, longest_cpu_ms = 0;
+  size_t side = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    std::unique_ptr<hmdb::SaveProducer> p;
+    if (state.range(2)) {
+      p = host.begin_save();
+      std::string out;
+      hmdb::Encoder enc(&out);
+      p->next(enc, hmdb::SliceBudget{SIZE_MAX, kEngineSliceBytes});  // the cursor inside the list
+    }
+    state.ResumeTiming();
+    const auto t0 = std::chrono::steady_clock::now();
+    const double c0 = thread_cpu_ms();
+    if (kind == 0) apply_words(host, ctx, {"LINSERT", "big", "BEFORE", mid, "new"});
+    else if (kind == 1) apply_words(host, ctx, {"LREM", "big", "1", mid});
+    else if (kind == 2) apply_words(host, ctx, {"LREM", "big", "-1", tail});
+    else apply_words(host, ctx, {"LREM", "big", "0", mid});
+    longest_cpu_ms = std::max(longest_cpu_ms, thread_cpu_ms() - c0);
+    longest_ms = std::max(longest_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    state.PauseTiming();
+    if (p) side = static_cast<hmdb::kv::SaveCursor*>(p.get())->side_bytes();
+    p.reset();
+    if (kind == 0) apply_words(host, ctx, {"LREM", "big", "1", "new"});
+    else if (kind == 2) apply_words(host, ctx, {"LINSERT", "big", "BEFORE", tail_next, tail});
+    else apply_words(host, ctx, {"LINSERT", "big", "BEFORE", mid_next, mid});
+    state.ResumeTiming();
+  }
+  state.counters["longest_ms"] = longest_ms;
+  state.counters["longest_cpu_ms"] = longest_cpu_ms;
+  state.counters["side_MB"] = static_cast<double>(side) / 1e6;
+}
+BENCHMARK(BM_BigListEdit)->Args({1'000'000, 0, 0})->Args({1'000'000, 0, 1})->Args({1'000'000, 1, 0})->Args({1'000'000, 1, 1})
+    ->Args({1'000'000, 2, 0})->Args({1'000'000, 2, 1})->Args({1'000'000, 3, 0})->Args({1'000'000, 3, 1})
+    ->Unit(benchmark::kMillisecond)->Iterations(5);
+
 }  // namespace
 
 BENCHMARK_MAIN();
