@@ -160,8 +160,9 @@ inline void save_zset_move(State& s, KeyIter it, double from, double to, std::st
     else s.saving->before_zset_insert(it.hash(), it->first.view(), to, m);
   }
 }
-// The same for a list's elements (list_save.h): every push at its head, pop, LTRIM, LSET,
-// LINSERT and LREM calls it first (a push at the tail changes nothing the snapshot follows).
+// The same for a list's elements (list_save.h): every push at its head, pop, LTRIM, LSET and
+// LINSERT calls it first, LREM its own with the positions it removes (a push at the tail
+// changes nothing the snapshot follows).
 #ifndef HMDB_PLANTED_BUG_SAVE_NO_LIST_POP_HOOK
 constexpr bool kHookListPops = true;
 #else
@@ -1590,9 +1591,33 @@ void apply_lrem(State& s, const LRemArgs& a, const ApplyContext& ctx, Reply& r) 
   uint64_t limit = a.count == 0 ? UINT64_MAX
                    : a.count > 0 ? static_cast<uint64_t>(a.count)
                                  : static_cast<uint64_t>(-(a.count + 1)) + 1;
-  save_list(s, it, ListChange::kReshape, 0);
   size_t removed;
-  if (a.count >= 0) {
+  if (s.saving) [[unlikely]] {
+    // A snapshot may follow the list: its hook takes the positions removed (ascending),
+    // before the removal, then they go.
+    std::vector<size_t> at;
+    if (a.count >= 0) {
+      List::Cursor c = l->cursor(0);
+      for (size_t i = 0; i < n && limit > 0; i++) {
+        if (i > 0) c.next();
+        if (*c == a.element) { at.push_back(i); limit--; }
+      }
+    } else {
+      List::Cursor c = l->cursor(n - 1);
+      for (size_t k = 0; k < n && limit > 0; k++) {
+        if (*c == a.element) { at.push_back(n - 1 - k); limit--; }
+        if (k + 1 < n) c.prev();
+      }
+      std::reverse(at.begin(), at.end());
+    }
+    s.saving->before_list_remove(it.hash(), it->first.view(), it->second, at);
+    size_t next = 0;
+    removed = l->remove_where([&](size_t i, std::string_view) {
+      if (next == at.size() || at[next] != i) return false;
+      next++;
+      return true;
+    });
+  } else if (a.count >= 0) {
     removed = l->remove_where([&](size_t, std::string_view v) {
       if (limit == 0 || v != a.element) return false;
       limit--;

@@ -170,14 +170,15 @@ size_t elements_of(const Value& v) {
 }
 
 // The element-level save for a value of more than whole_max elements, or null: a small
-// one, or a type that does not slice (yet): kept and written whole.
-std::unique_ptr<ContainerSave> make_container_save(const Value& v, size_t whole_max) {
+// one, or a type that does not slice (yet): kept and written whole. A list's segments are
+// bounded by list_segments_max (list_save.h).
+std::unique_ptr<ContainerSave> make_container_save(const Value& v, size_t whole_max, size_t list_segments_max) {
   if (elements_of(v) <= whole_max) return nullptr;
   switch (static_cast<Type>(v.index())) {
     case Type::kHash: return std::make_unique<HashSave>(elements_of(v));
     case Type::kSet: return std::make_unique<SetSave>(elements_of(v));
     case Type::kZSet: return std::make_unique<ZSave>(elements_of(v));
-    case Type::kList: return std::make_unique<LSave>(elements_of(v));
+    case Type::kList: return std::make_unique<LSave>(elements_of(v), list_segments_max);
     case Type::kString: return nullptr;
   }
   return nullptr;
@@ -214,7 +215,7 @@ void SaveCursor::keep(uint64_t h, std::string_view key) {
   auto it = s_.keys.find_hashed(key, h);
   if (it != s_.keys.end()) {
     Encoder enc(&e.encoded);
-    e.save = make_container_save(it->second, whole_max_);
+    e.save = make_container_save(it->second, whole_max_, list_segments_max_);
     if (e.save) {
       // A big container: its header now, its elements one by one as they change.
       e.kind = Kept::Kind::kContainer;
@@ -365,14 +366,15 @@ void SaveCursor::zset_place(uint64_t h, std::string_view key, ZChange c, double 
   recount(*e, key.size());
 }
 
-void SaveCursor::list_change(uint64_t h, std::string_view key, const Value& v, ListChange c, size_t n) {
+void SaveCursor::list_change(uint64_t h, std::string_view key, const Value& v, ListChange c, size_t n,
+                             std::span<const size_t> at) {
   Kept* e;
   ContainerSave* cs = container_at(h, key, &e);
   if (!cs) return;
   if (!check_live(key, *cs, static_cast<Type>(v.index()))) return;
   ListSave& l = static_cast<LSave*>(cs)->list();
   const List& live = std::get<List>(v);
-  const size_t before = l.kept_total();
+  const size_t before = l.kept_total(), segments = l.segments();
   bool follow = true;
   switch (c) {
     case ListChange::kPushFront: l.before_push_front(n); return;
@@ -380,7 +382,7 @@ void SaveCursor::list_change(uint64_t h, std::string_view key, const Value& v, L
     case ListChange::kEraseBack: l.before_erase_back(live, n); break;
     case ListChange::kSet: l.before_set(live, n); break;
     case ListChange::kInsert: follow = l.before_insert(n); break;
-    case ListChange::kReshape: follow = l.before_reshape(); break;
+    case ListChange::kRemove: follow = l.before_remove(live, at); break;
   }
   if (!follow) {
     // The rest of its elements at I, encoded now; the list is followed no more.
@@ -388,9 +390,10 @@ void SaveCursor::list_change(uint64_t h, std::string_view key, const Value& v, L
     lists_flattened_++;
     return;
   }
-  if (l.kept_total() == before) return;
-  list_elements_kept_ += l.kept_total() - before;
-  recount(*e, key.size());
+  if (l.segments() > segments) lists_split_++;
+  if (l.kept_total() != before) list_elements_kept_ += l.kept_total() - before;
+  else if (c != ListChange::kInsert && c != ListChange::kRemove) return;  // side bytes as they were
+  recount(*e, key.size());  // kept elements, or segments split
 }
 
 void SaveCursor::release(Kept& e) {
@@ -533,7 +536,7 @@ bool SaveCursor::next(Encoder& out, const SliceBudget& budget) {
       // Unchanged since I: a change would have kept it first.
       const std::string_view k = it->first.view();
       const uint64_t h = it.hash();
-      std::unique_ptr<ContainerSave> save = make_container_save(it->second, whole_max_);
+      std::unique_ptr<ContainerSave> save = make_container_save(it->second, whole_max_, list_segments_max_);
       if (save) {
         encode_snapshot_header(out, k, it->second, deadline_in(expires, k));
         Kept e;
@@ -553,7 +556,7 @@ bool SaveCursor::next(Encoder& out, const SliceBudget& budget) {
       Kept& e = side->second;
       if (e.kind == Kept::Kind::kHeld) {
         // A big container deleted since I (moved here whole): element by element too.
-        if (std::unique_ptr<ContainerSave> save = make_container_save(e.held, whole_max_)) {
+        if (std::unique_ptr<ContainerSave> save = make_container_save(e.held, whole_max_, list_segments_max_)) {
           e.encoded.clear();
           Encoder enc(&e.encoded);
           encode_snapshot_header(enc, side->first.second, e.held, e.deadline);

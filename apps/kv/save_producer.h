@@ -27,8 +27,8 @@
 // RENAME moves the Value to another key (before_move, O(1)): its element-level save stays
 // under the key it had at I and follows it under the new name (follows_: live name -> that
 // key), so writes there keep elements as before and next() reads it there. Never the whole
-// container in one turn, except a big list hit by an LINSERT inside its unwritten run or an
-// LREM (the rest of it encoded then: list_save.h, flatten). Strings and small containers are
+// container in one turn, except a big list whose LINSERTs and LREMs inside its unwritten runs
+// split them past kListSaveSegmentsMax (the rest of it encoded then: list_save.h, flatten). Strings and small containers are
 // kept and written whole.
 //
 // Costs: a write during a snapshot compares its key with the cursor; the first write to a
@@ -59,6 +59,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <span>
 #include <string_view>
 #include <utility>
 
@@ -217,11 +218,11 @@ class ZSave final : public ContainerSave {
 };
 
 // The same for a big list (kv::ListSave, list_save.h): saved head first, so the inner position
-// is the count of elements of I written, and the unwritten ones still in the list are one
-// run of it while only its ends change; elements of I popped from it are kept in order.
+// is the count of elements of I written, and the unwritten ones are a few runs of the live
+// list and queues of the bytes of those popped or removed from them, in index order.
 class LSave final : public ContainerSave {
  public:
-  explicit LSave(uint64_t count_at_i) : l_(count_at_i) {}
+  LSave(uint64_t count_at_i, size_t segments_max) : l_(count_at_i, segments_max) {}
   ListSave& list() noexcept { return l_; }
   bool write_some(Encoder& out, const Value& live, SliceMeter& meter) override {
     return l_.write(std::get<List>(live), out, [&] { return meter.add(); });
@@ -261,6 +262,9 @@ class SaveCursor final : public SaveProducer {
   // For tests: containers of more than n elements at I are big (kSaveWholeElementsMax).
   // REQUIRES: before the first next() and the first hook.
   void set_whole_elements_max(size_t n) noexcept { whole_max_ = n; }
+  // For tests: big lists' segments are bounded by n (kListSaveSegmentsMax; list_save.h).
+  // REQUIRES: before the first next() and the first hook.
+  void set_list_segments_max(size_t n) noexcept { list_segments_max_ = n; }
 
   // ---- hooks, called by kv.cc while s.saving == this, before the change ------------------
   // Key (hash h) is about to change or be created: keeps what it is now (its encoding, with
@@ -304,11 +308,17 @@ class SaveCursor final : public SaveProducer {
   }
   // List `key` (hash h, value v, a List) is about to change (ListChange says how; n: the
   // elements pushed at its head or removed from an end, or the index replaced or inserted
-  // before). An insert inside the unwritten run, or an LREM while one is left, encodes the
-  // rest of the list now (list_save.h: both are O(n) scans already).
-  enum class ListChange : uint8_t { kPushFront, kEraseFront, kEraseBack, kSet, kInsert, kReshape };
+  // before). An insert inside the unwritten runs splits one (list_save.h); one that would
+  // make more than kListSaveSegmentsMax segments encodes the rest of the list now.
+  enum class ListChange : uint8_t { kPushFront, kEraseFront, kEraseBack, kSet, kInsert, kRemove };
   void before_list(uint64_t h, std::string_view key, const Value& v, ListChange c, size_t n) {
-    if (watched(h, key)) list_change(h, key, v, c, n);
+    if (watched(h, key)) list_change(h, key, v, c, n, {});
+  }
+  // The elements of list `key` at positions `at` (ascending) are about to be removed (LREM):
+  // those of the unwritten runs are kept where they were (list_save.h); removals that would
+  // split the runs past kListSaveSegmentsMax segments encode the rest of the list now.
+  void before_list_remove(uint64_t h, std::string_view key, const Value& v, std::span<const size_t> at) {
+    if (watched(h, key)) list_change(h, key, v, ListChange::kRemove, 0, at);
   }
   // FLUSHALL: takes the whole keyspace (the three are left empty) and unhooks itself.
   void flushed(KeyTable<Value>& keys, KeyTable<uint64_t>& expires, ExpiryOrder& order);
@@ -325,9 +335,11 @@ class SaveCursor final : public SaveProducer {
   // For tests: places of big sorted sets kept (zset_save.h) so far.
   size_t zset_places_kept() const noexcept { return zset_places_kept_; }
   // For tests: elements of big lists kept (list_save.h) so far, and big lists encoded whole
-  // from where they were (an LINSERT inside the unwritten run, an LREM).
+  // from where they were (an LINSERT or LREM past kListSaveSegmentsMax segments).
   size_t list_elements_kept() const noexcept { return list_elements_kept_; }
   size_t lists_flattened() const noexcept { return lists_flattened_; }
+  // For tests: LINSERTs and LREMs that split the unwritten runs of a big list so far.
+  size_t lists_split() const noexcept { return lists_split_; }
 
  private:
   // What a key was at I.
@@ -382,7 +394,8 @@ class SaveCursor final : public SaveProducer {
   void set_member(uint64_t h, std::string_view key, const Set& live, uint64_t mh, std::string_view m);
   enum class ZChange : uint8_t { kErase, kInsert, kMove };
   void zset_place(uint64_t h, std::string_view key, ZChange c, double from, double to, std::string_view m);
-  void list_change(uint64_t h, std::string_view key, const Value& v, ListChange c, size_t n);
+  void list_change(uint64_t h, std::string_view key, const Value& v, ListChange c, size_t n,
+                   std::span<const size_t> at);
   // side_bytes_ counts e as it is now (for its key of `key_bytes`).
   void recount(Kept& e, size_t key_bytes) noexcept;
   void uncount(Kept& e) noexcept;
@@ -405,6 +418,7 @@ class SaveCursor final : public SaveProducer {
   State& s_;
   const uint64_t count_;  // the keys at I: the format's first varint
   size_t whole_max_ = kSaveWholeElementsMax;
+  size_t list_segments_max_ = kListSaveSegmentsMax;
   bool started_ = false;     // the first call wrote the count
   bool done_ = false;        // everything written (or the producer given up): nothing ahead
   bool has_cursor_ = false;  // a key was begun: cur_h_, cur_key_ are the last one
@@ -424,7 +438,7 @@ class SaveCursor final : public SaveProducer {
   size_t side_bytes_ = 0, side_bytes_peak_ = 0;
   size_t containers_sliced_ = 0;
   size_t zset_places_kept_ = 0;
-  size_t list_elements_kept_ = 0, lists_flattened_ = 0;
+  size_t list_elements_kept_ = 0, lists_flattened_ = 0, lists_split_ = 0;
   uint64_t keys_written_ = 0;  // entries written: count_ at the end (checked)
   std::string failure_;        // fail()'s why
   // After a FLUSHALL: the keyspace as it was then (frozen_ set), read instead of s_'s.

@@ -17,7 +17,10 @@
 // lists (BigListsWhateverIsWrittenBetween) HMDB_PLANTED_BUG_SAVE_NO_LIST_POP_HOOK (LPOP/RPOP,
 // BLPOP, LMPOP and LMOVE's pop skip the hook), HMDB_PLANTED_BUG_SAVE_LIST_PUSH_FRONT_NOT_COUNTED
 // (a push at the head does not move the run: a wrong index mapping) and
-// HMDB_PLANTED_BUG_SAVE_NO_LSET_KEEP (LSET skips the hook); for the checks of a state changed
+// HMDB_PLANTED_BUG_SAVE_NO_LSET_KEEP (LSET skips the hook), HMDB_PLANTED_BUG_SAVE_LIST_INSERT_NOT_SPLIT
+// (an LINSERT inside a run splits it but its second half does not move past the new element)
+// and HMDB_PLANTED_BUG_SAVE_LIST_REMOVE_NOT_SHIFTED (the runs after an LREM's removals do not
+// move back); for the checks of a state changed
 // behind the hooks' back, HMDB_PLANTED_BUG_SAVE_NO_STATE_CHECK (next() throws
 // std::bad_variant_access).
 #include "kv/save_producer.h"
@@ -391,7 +394,8 @@ struct Coverage {
   size_t sliced = 0;  // big containers kept or written element by element
   size_t zset_places = 0;  // places of big sorted sets kept (zset_save.h)
   size_t list_elements = 0;  // elements of big lists kept (list_save.h)
-  size_t lists_flattened = 0;  // big lists encoded from where they were (LINSERT, LREM)
+  size_t lists_flattened = 0;  // big lists encoded from where they were (LINSERT, LREM past the bound)
+  size_t lists_split = 0;  // LINSERTs and LREMs that split the unwritten runs of a big list
 };
 Coverage coverage;
 
@@ -426,6 +430,9 @@ void round(uint64_t seed, bool abandon, Only only = Only::kAll) {
   // ones (70-260 elements), or none (kSaveWholeElementsMax).
   static constexpr size_t kWholeMax[] = {0, 3, 64, kSaveWholeElementsMax};
   cursor->set_whole_elements_max(kWholeMax[zsets ? w.pick(0, 2) : w.pick(0, 3)]);
+  // Big lists: one round in three bounds their segments low (the fallback past the bound:
+  // the rest encoded at once, list_save.h).
+  if (w.pick(0, 2) == 0) cursor->set_list_segments_max(static_cast<size_t>(w.pick(2, 6)));
   coverage.rounds++;
   coverage.keys_at_begin += t.db.host.state().keys.size();
   bool flushed = false;
@@ -459,6 +466,7 @@ void round(uint64_t seed, bool abandon, Only only = Only::kAll) {
   coverage.zset_places += cursor->zset_places_kept();
   coverage.list_elements += cursor->list_elements_kept();
   coverage.lists_flattened += cursor->lists_flattened();
+  coverage.lists_split += cursor->lists_split();
   if (abandon) {
     p.reset();
     EXPECT_EQ(t.db.host.state().saving, nullptr) << "destroyed: unhooked";
@@ -543,13 +551,17 @@ TEST(KvSave, BigListsWhateverIsWrittenBetween) {
   }
   if (HasFailure()) std::fprintf(stderr, "kv_save_test: replay with HMDB_TEST_SEED=%llu\n", static_cast<unsigned long long>(seed ^ 0x7157));
   const size_t kept = coverage.list_elements - before.list_elements, sliced = coverage.sliced - before.sliced,
-               flattened = coverage.lists_flattened - before.lists_flattened;
-  std::printf("big lists: rounds %d, sliced %zu, elements kept %zu, encoded from where they were %zu\n", rounds, sliced,
-              kept, flattened);
+               flattened = coverage.lists_flattened - before.lists_flattened,
+               split = coverage.lists_split - before.lists_split;
+  std::printf("big lists: rounds %d, sliced %zu, elements kept %zu, runs split by LINSERT/LREM %zu, encoded from where "
+              "they were (past a low bound) %zu\n",
+              rounds, sliced, kept, split, flattened);
   if (rounds >= kRoundsDefault && !HasFailure()) {
     EXPECT_GE(sliced, static_cast<size_t>(rounds)) << "lists were written element by element";
     EXPECT_GE(kept, static_cast<size_t>(rounds) * 5) << "their elements were kept ahead of the inner cursor";
     EXPECT_LT(flattened, sliced / 2) << "most lists were followed to the end, not encoded from where they were";
+    EXPECT_GE(split, static_cast<size_t>(rounds)) << "LINSERT and LREM split the runs";
+    EXPECT_GT(flattened, 0u) << "the fallback past the bound ran";
   }
 }
 
