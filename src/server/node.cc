@@ -173,6 +173,8 @@ Node::~Node() {
     sliced_save_->cv.notify_all();
     sliced_save_->writer.join();
   }
+  for (auto& save : abandoned_saves_)
+    if (save->writer.joinable()) save->writer.join();  // each was told to stop
   stop_digest_children();
   if (disk_) disk_->stop();
   for (auto& [id, s] : sessions_) {
@@ -368,9 +370,10 @@ int Node::run(int signal_fd) {
 
   // A snapshot in slices stops here, before the last replies: its waiters get an error.
   if (sliced_save_) {
-    abandon_sliced_snapshot("the server stops");
+    abandon_sliced_snapshot("the server stops", /*wait=*/true);
     replica_->drain();  // the waiters' errors to their sessions' output
   }
+  reap_abandoned_saves(/*all=*/true);  // no writer outlives the loop (it writes wake_fd_)
   // Deliver the last replies (bounded wait for slow readers).
   uint64_t deadline = monotonic_ms() + kShutdownFlushMs;
   while (monotonic_ms() < deadline) {
@@ -635,6 +638,13 @@ void Node::loop_turn(int timeout_ms) {
   // A snapshot in slices whose file the writer finished: ended before the replica's turn,
   // which drains the replies to its waiters (as a fork's child's end, seen in the events).
   if (sliced_save_) [[unlikely]] end_sliced_snapshot_if_written();
+  if (!abandoned_saves_.empty()) [[unlikely]] {
+    // A snapshot asked while an abandoned one's writer ran (start_snapshot waits for them).
+    if (reap_abandoned_saves(false) && abandoned_saves_.empty() && (snapshot_again_ || !next_snapshot_waiters_.empty())) {
+      snapshot_again_ = false;
+      start_snapshot();
+    }
+  }
   replica_->end_turn();
   end_hold();  // before the replies' send(2)s: the disk works while the loop sends
   note_replies_queued();

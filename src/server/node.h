@@ -424,7 +424,12 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   bool start_sliced_snapshot();
   void continue_sliced_snapshot();
   void end_sliced_snapshot_if_written();
-  void abandon_sliced_snapshot(const std::string& why);
+  // `wait`: joins the writer (at shutdown); else hands it to abandoned_saves_, never waiting
+  // on the loop for its final fdatasync or its temp file's unlink.
+  void abandon_sliced_snapshot(const std::string& why, bool wait = false);
+  // Joins the abandoned writers that ended (`all`: every one, waiting for it; at shutdown);
+  // true if it joined any.
+  bool reap_abandoned_saves(bool all);
   // True while slices remain that the loop can make now: it must not sleep in epoll_wait.
   bool slices_pending() const;
   // ---- digests at marks (digest_child.cc) ----
@@ -575,6 +580,7 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
   // snapshots and wakes the loop (wake_fd_).
   struct SlicedSave {
     std::unique_ptr<SaveProducer> producer;  // null once it returned true (or abandoned)
+    raft::Index index = 0;  // the snapshot's
     std::string temp_path;
     uint64_t queue_bytes_max = 0;  // kSnapshotQueueBytesMax (tests: options.h)
     // Shared with the writer thread, under mu.
@@ -587,7 +593,9 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
     std::vector<std::string> free_buffers;
     uint64_t queued_bytes = 0;
     bool last_queued = false;  // the producer is done: the writer finishes after the queue
-    bool stop = false;         // abandoned: the writer stops and removes its temp file
+    // Abandoned: the writer stops and removes its temp file; or, if it had every slice and
+    // finished the file meanwhile, leaves it durable but removes no older snapshot.
+    bool stop = false;
     bool done = false;         // the writer ended (status says how)
     bool wake_when_drained = false;  // the loop stopped at the bound: wake it at half
     Status status;
@@ -606,6 +614,12 @@ class Node final : private core::ReplicaHost, private core::ForwardHost, private
     raft::Index slice_applied = 0;  // test_snapshot_slice_per_write: applied index at the last slice
   };
   std::unique_ptr<SlicedSave> sliced_save_;
+  // Abandoned snapshots whose writer thread may still run (stopping, removing its temp file,
+  // or in the final fdatasync of a file it had every slice of), joined once it says it is done
+  // (reap_abandoned_saves; it wakes the loop). Few: one per abandon, and no snapshot starts
+  // while one is here (so none writes a temp file another still holds).
+  std::vector<std::unique_ptr<SlicedSave>> abandoned_saves_;
+  bool writer_gate_used_ = false;  // options_.test_snapshot_writer_gate held the first writer
   bool sliced_fallback_logged_ = false;  // the fallback to fork was logged (once)
   std::thread state_reaper_;  // frees the state the last load replaced
   // After each snapshot, puts back in huge pages what writes during it split (huge_pages.h);

@@ -180,10 +180,15 @@ struct ServerOptions {
   // the encoded slices' bytes queued for the writer at most (kSnapshotQueueBytesMax when 0), so
   // that a small state fills the queue;
   uint64_t test_snapshot_queue_bytes = 0;
+  // a FIFO the first snapshot-in-slices writer of the process opens and reads to its end right
+  // after creating its temp file: it waits there until the test opens and closes the FIFO (an
+  // abandon then meets a busy writer). Empty: none;
+  std::string test_snapshot_writer_gate;
   // planted bugs that tests/server's sliced-snapshot cases must catch: "drop-slice" (the writer
   // leaves out the app's second slice), "keep-temp" (an abandoned snapshot leaves its temp
   // file), "no-catch" (a producer's exception is not caught: the node dies), "no-reuse" (the
-  // writer gives no slice buffer back: the loop allocates each). Empty: none.
+  // writer gives no slice buffer back: the loop allocates each), "join-on-abandon" (the loop
+  // waits for an abandoned snapshot's writer). Empty: none.
   std::string test_plant_slices_bug;
 
   bool clustered() const { return !peer_addr.empty(); }

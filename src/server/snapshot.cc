@@ -27,9 +27,19 @@
 // directory fsync), removes the older snapshots and wakes the loop (wake_fd_), whose next
 // turn ends the snapshot through finish_snapshot, the fork's path too. A write error of the
 // file fails the snapshot (the writer removes its temp file), never the log. Before anything
-// replaces the state (a leader's snapshot staged and installed), and at shutdown, the
-// snapshot is abandoned: the producer is destroyed first, the writer stops and removes its
-// temp file, the waiters get an error, and the log is kept. An app without begin_save, or a
+// replaces the state (a leader's snapshot staged and installed), at shutdown, and when the
+// app's producer gives up, the snapshot is abandoned: the producer is destroyed first, the
+// writer is told to stop, the waiters get an error, and the log is kept. The loop does not
+// wait for the writer (but at shutdown): it may be in its final fdatasync, or unlinking its
+// temp file (seconds for GiBs). It ends by itself, removing its temp file, and the loop joins
+// it once it says it is done (abandoned_saves_, reap_abandoned_saves); no snapshot starts
+// before (so none writes a temp file one still holds). Its temp file is <name>.slices.tmp
+// (storage::kSlicesTempSuffix), never the name a leader's snapshot of the same index is staged
+// under (<name>.tmp). A writer that had every slice and was stopped while it finished the file
+// leaves it durable under its final name (a whole snapshot at I, as if the abandon came just
+// after), but removes no older snapshot: which ones it removes it decides under the lock the
+// abandon takes, before the abandon, so none the loop writes or installs afterwards.
+// An app without begin_save, or a
 // snapshot in an older version's layout (save_as, written whole), is forked, logged once.
 //
 // Between nodes (core::ReplicaHost's snapshot steps): a follower stages the leader's
@@ -103,6 +113,7 @@ void Node::maybe_auto_snapshot() {
     return;
   }
   if (options_.durability == Durability::kNone || snapshot_running() || draining_) return;
+  if (!abandoned_saves_.empty()) return;  // start_snapshot waits for them: asked once they end
   if (replica_->applying_index() != 0) return;  // its state is no index's (start_snapshot)
   if (replica_->schema_block()) return;  // its state is no index's (start_snapshot)
   if (log_bytes_since_snapshot_ < options_.snapshot_log_bytes) return;
@@ -144,9 +155,11 @@ uint64_t thread_cpu_ns() {
 }  // namespace
 
 void Node::start_snapshot() {
-  if (snapshot_running() || snapshot_load_) {
+  if (!abandoned_saves_.empty()) reap_abandoned_saves(false);
+  if (snapshot_running() || snapshot_load_ || !abandoned_saves_.empty()) {
     // The running one may not cover the latest writes; or the leader's snapshot is loading
-    // (the state is not that of the applied index yet): once that is done.
+    // (the state is not that of the applied index yet); or an abandoned snapshot's writer
+    // still runs, whose temp file may have this one's name: once that is done.
     snapshot_again_ = true;
     return;
   }
@@ -378,7 +391,9 @@ bool Node::start_sliced_snapshot() {
   sv->slice_applied = replica_->applied_index();
   sv->queue_bytes_max =
       options_.test_snapshot_queue_bytes != 0 ? options_.test_snapshot_queue_bytes : kSnapshotQueueBytesMax;
-  sv->temp_path = options_.dir + "/" + storage::snapshot_file_name(snapshot_meta_.index) + std::string(storage::kTempSuffix);
+  sv->index = snapshot_meta_.index;
+  sv->temp_path =
+      options_.dir + "/" + storage::snapshot_file_name(snapshot_meta_.index) + std::string(storage::kSlicesTempSuffix);
   // The engine's part of the payload, at I, now (what save_state_at writes before the app's).
   std::string engine;
   {
@@ -399,7 +414,14 @@ bool Node::start_sliced_snapshot() {
   const bool drop_slice = options_.test_plant_slices_bug == "drop-slice";
   const bool keep_temp = options_.test_plant_slices_bug == "keep-temp";
   const bool no_reuse = options_.test_plant_slices_bug == "no-reuse";
-  sv->writer = std::thread([sv, env, fault_env, drop_slice, keep_temp, no_reuse, wake_fd = wake_fd_, dir = options_.dir,
+  // Tests: the first writer of the process waits, its temp file created, until the test opens
+  // and closes this FIFO (options.h): an abandon then meets a busy writer.
+  std::string gate;
+  if (!options_.test_snapshot_writer_gate.empty() && !writer_gate_used_) {
+    writer_gate_used_ = true;
+    gate = options_.test_snapshot_writer_gate;
+  }
+  sv->writer = std::thread([sv, env, fault_env, drop_slice, keep_temp, no_reuse, gate, wake_fd = wake_fd_, dir = options_.dir,
                             meta = snapshot_meta_, app_name = std::string(app_->app_name()),
                             cluster_info = options_.clustered() ? encode_members() : std::string()] {
     // Lower CPU and I/O priority than the loop and the log's disk thread, as the fork's child
@@ -413,7 +435,15 @@ bool Node::start_sliced_snapshot() {
       [[maybe_unused]] ssize_t n = ::write(wake_fd, &one, sizeof one);
     };
     std::unique_ptr<storage::SnapshotWriter> w;
-    Status s = storage::SnapshotWriter::create(env, dir, meta, app_name, &w, cluster_info);
+    Status s = storage::SnapshotWriter::create(env, dir, meta, app_name, &w, cluster_info, storage::kSlicesTempSuffix);
+    if (!gate.empty()) {
+      // Blocks until the test opens the FIFO for writing, then reads to its end (its close).
+      const int g = ::open(gate.c_str(), O_RDONLY | O_CLOEXEC);
+      char b[16];
+      while (g >= 0 && ::read(g, b, sizeof b) > 0) {
+      }
+      if (g >= 0) ::close(g);
+    }
     int fd = -1;  // the temp file, for sync_file_range
     uint64_t unflushed = 0, slices = 0;
     bool finished = false;
@@ -457,14 +487,34 @@ bool Node::start_sliced_snapshot() {
     if (fd >= 0) ::close(fd);
     std::string path;
     uint64_t bytes = w ? w->payload_bytes() : 0;
+    if (finished) {
+      std::lock_guard lk(sv->mu);
+      if (sv->stop) finished = false;  // abandoned after its last slice: not finished either
+    }
     if (finished && s) {
       s = w->finish(&path);
       uint64_t size = 0;
       if (s && env->file_size(path, &size)) bytes = size;
+      // Durable: the older snapshots may go (unlinking a multi-GiB file takes long: not on the
+      // loop). Which ones is decided under the lock, and none once abandoned: the loop may
+      // have moved on (a leader's snapshot staged or installed), counting on what it had.
+      std::vector<std::string> older;
       if (s) {
-        // Durable: the older snapshots may go (unlinking a multi-GiB file takes long: not on the loop).
-        Status r = storage::remove_snapshots_before(env, dir, meta.index);
-        if (!r) log_line("warning: could not remove snapshots older than index {}: {}", meta.index, r.to_string());
+        std::lock_guard lk(sv->mu);
+        Status r = sv->stop ? Status::ok() : storage::list_snapshots(env, dir, &older);
+        if (!r) log_line("warning: could not list the snapshots older than index {}: {}", meta.index, r.to_string());
+      }
+      bool removed = false;
+      for (const std::string& p : older) {
+        raft::Index i = 0;
+        if (!storage::parse_snapshot_file_name(p.substr(p.rfind('/') + 1), &i) || i >= meta.index) continue;
+        Status r = env->remove_file(p);
+        if (!r) log_line("warning: could not remove the snapshot {}: {}", p, r.to_string());
+        removed = removed || r;
+      }
+      if (removed) {
+        Status r = env->sync_dir(dir);
+        if (!r) log_line("warning: could not sync {} after removing older snapshots: {}", dir, r.to_string());
       }
     }
     // An unfinished writer removes its temp file (stopped, or a write error).
@@ -610,7 +660,7 @@ void Node::continue_sliced_snapshot() {
   sv.slice_applied = replica_->applied_index();
 }
 
-void Node::abandon_sliced_snapshot(const std::string& why) {
+void Node::abandon_sliced_snapshot(const std::string& why, bool wait) {
   if (!sliced_save_) return;
   std::unique_ptr<SlicedSave> save = std::move(sliced_save_);
   save->producer.reset();  // first: nothing of the app's state stays hooked to it
@@ -619,12 +669,30 @@ void Node::abandon_sliced_snapshot(const std::string& why) {
     save->stop = true;
   }
   save->cv.notify_all();
-  save->writer.join();  // it removes its temp file (or finished the file just before)
+  // It removes its temp file (or leaves the file it finished meanwhile), maybe after an
+  // fdatasync or an unlink of GiBs: not waited for on the loop (joined once it says it is
+  // done), but at shutdown. PLANTED BUG (--test-plant-slices-bug join-on-abandon): waited for.
+  if (wait || options_.test_plant_slices_bug == "join-on-abandon") save->writer.join();
+  else abandoned_saves_.push_back(std::move(save));
   stats_.snapshot_failures++;
   stats_.last_snapshot_status = "abandoned";
   log_line("snapshot: abandoned the snapshot of index {} written in slices ({}); the log is kept, nothing is lost",
            snapshot_meta_.index, why);
   finish_snapshot_waiters(fmt::format("-ERR snapshot abandoned ({})\r\n", why));
+}
+
+bool Node::reap_abandoned_saves(bool all) {
+  const size_t before = abandoned_saves_.size();
+  std::erase_if(abandoned_saves_, [all](const std::unique_ptr<SlicedSave>& save) {
+    if (!all) {
+      std::lock_guard lk(save->mu);
+      if (!save->done) return false;
+    }
+    save->writer.join();  // done: at most its last lines; `all`: waits for it
+    log_line("snapshot: the abandoned writer of the snapshot of index {} ended", save->index);
+    return true;
+  });
+  return abandoned_saves_.size() != before;
 }
 
 void Node::finish_snapshot_waiters(const std::string& reply) {
@@ -638,7 +706,8 @@ void Node::finish_snapshot_waiters(const std::string& reply) {
 
 void Node::stage_snapshot_chunk(const raft::SnapshotChunk& c) {
   if (c.offset == 0) {
-    // The leader's snapshot will replace the state (and its temp file may have our name).
+    // The leader's snapshot will replace the state (its temp file is never a writer's in
+    // slices: <name>.slices.tmp).
     abandon_sliced_snapshot("the leader's snapshot replaces the state");
     // The same file again while the previous install's thread still syncs and reads it
     // (rare: the leader re-sent it): not before that thread is done with it.

@@ -65,7 +65,7 @@ class SnapshotWriter::HashingSink final : public Sink {
 
 Status SnapshotWriter::create(Env* env, const std::string& dir, const raft::SnapshotMeta& meta,
                               std::string_view app_name, std::unique_ptr<SnapshotWriter>* out,
-                              std::string_view cluster_info) {
+                              std::string_view cluster_info, std::string_view temp_suffix) {
   if (app_name.size() > kMaxAppNameBytes) return Status::invalid_argument("app name too long for a snapshot header");
   if (cluster_info.size() > kMaxClusterInfoBytes) return Status::invalid_argument("cluster info too long for a snapshot header");
   if (meta.conf.voters.size() > kMaxConfNodes || meta.conf.learners.size() > kMaxConfNodes) {
@@ -75,7 +75,7 @@ Status SnapshotWriter::create(Env* env, const std::string& dir, const raft::Snap
   w->env_ = env;
   w->dir_ = dir;
   w->final_path_ = path_join(dir, snapshot_file_name(meta.index));
-  w->temp_path_ = w->final_path_ + std::string(kTempSuffix);
+  w->temp_path_ = w->final_path_ + std::string(temp_suffix);
   Status s = env->create_dir(dir);
   if (!s) return s;
   s = env->new_writable_file(w->temp_path_, &w->file_);
@@ -301,8 +301,11 @@ Status read_latest_snapshot(Env* env, const std::string& dir, LoadedSnapshot* ou
     bool removed = false;
     for (const auto& n : names) {
       raft::Index index = 0;
-      if (n.size() > kTempSuffix.size() && n.ends_with(kTempSuffix) &&
-          parse_snapshot_file_name(std::string_view(n).substr(0, n.size() - kTempSuffix.size()), &index)) {
+      auto stale = [&](std::string_view suffix) {
+        return n.size() > suffix.size() && n.ends_with(suffix) &&
+               parse_snapshot_file_name(std::string_view(n).substr(0, n.size() - suffix.size()), &index);
+      };
+      if (stale(kTempSuffix) || stale(kSlicesTempSuffix)) {
         s = env->remove_file(path_join(dir, n));
         if (!s) return s;
         removed = true;

@@ -54,19 +54,25 @@ inline constexpr size_t kSnapshotMaxHeaderBytes =
 inline constexpr std::string_view kSnapshotPrefix = "snap-";
 inline constexpr std::string_view kSnapshotSuffix = ".hmsnap";
 inline constexpr std::string_view kTempSuffix = ".tmp";
+// A snapshot written in slices (server/snapshot.cc) is streamed into <final name> + this, not
+// kTempSuffix: an abandoned writer may still be finishing or removing its file while the
+// leader's snapshot of the same index is staged under <final name> + kTempSuffix.
+inline constexpr std::string_view kSlicesTempSuffix = ".slices.tmp";
 
 std::string snapshot_file_name(raft::Index index);
 // True if name is exactly snap-<20 digits>.hmsnap; sets *index.
 bool parse_snapshot_file_name(std::string_view name, raft::Index* index);
 
-// Streams one snapshot into `<dir>/snap-<index>.hmsnap.tmp`; finish() makes it durable
+// Streams one snapshot into `<dir>/snap-<index>.hmsnap.tmp` (or the temp_suffix given);
+// finish() makes it durable
 // under its final name. Use sink() with an Encoder, or append() for raw chunks (a follower
 // receiving a snapshot from its leader). Destroying an unfinished writer removes the
 // temp file. Thread-safety: none.
 class SnapshotWriter {
  public:
   static Status create(Env* env, const std::string& dir, const raft::SnapshotMeta& meta, std::string_view app_name,
-                       std::unique_ptr<SnapshotWriter>* out, std::string_view cluster_info = {});
+                       std::unique_ptr<SnapshotWriter>* out, std::string_view cluster_info = {},
+                       std::string_view temp_suffix = kTempSuffix);
   ~SnapshotWriter();
   SnapshotWriter(const SnapshotWriter&) = delete;
   SnapshotWriter& operator=(const SnapshotWriter&) = delete;
@@ -119,7 +125,8 @@ Status read_snapshot_file(Env* env, const std::string& path, LoadedSnapshot* out
 
 // Newest snapshot in dir (highest index); NotFound if none. A damaged newest snapshot is
 // corruption (naming the file and offset), never silently skipped.
-// remove_stale_temp_files: deletes `*.hmsnap.tmp` left by a crash. Right at startup; pass
+// remove_stale_temp_files: deletes `*.hmsnap.tmp` and `*.hmsnap.slices.tmp` left by a crash.
+// Right at startup; pass
 // false when a snapshot may be being written concurrently (e.g. by a forked child).
 Status read_latest_snapshot(Env* env, const std::string& dir, LoadedSnapshot* out, bool remove_stale_temp_files = true);
 

@@ -168,9 +168,13 @@ void define_serve_flags(CLI::App* cmd, ServeFlags* f) {
   cmd->add_option("--test-snapshot-queue-bytes", f->options.test_snapshot_queue_bytes,
                   "tests: a sliced snapshot's slices queued for its writer at most, in bytes (0: the default)")
       ->group("");
+  cmd->add_option("--test-snapshot-writer-gate", f->options.test_snapshot_writer_gate,
+                  "tests: a FIFO the first sliced snapshot's writer waits on after creating its temp file")
+      ->group("");
   cmd->add_option("--test-plant-slices-bug", f->options.test_plant_slices_bug,
-                  "tests: a planted bug of sliced snapshots: drop-slice | keep-temp | no-catch | no-reuse")
-      ->check(CLI::IsMember({"", "drop-slice", "keep-temp", "no-catch", "no-reuse"}))
+                  "tests: a planted bug of sliced snapshots: drop-slice | keep-temp | no-catch | no-reuse | "
+                  "join-on-abandon")
+      ->check(CLI::IsMember({"", "drop-slice", "keep-temp", "no-catch", "no-reuse", "join-on-abandon"}))
       ->group("");
   cmd->add_flag("--test-plant-unchanged-ignores-pending", f->options.test_plant_unchanged_ignores_pending,
                 "tests: a write that would change nothing is answered from the applied state even while writes are "

@@ -185,7 +185,9 @@ TEST(Snapshot, NoneIsNotFound) {
 TEST(Snapshot, StaleTempFilesAreRemovedAtStartup) {
   TempDir dir;
   overwrite(dir.file("snap-00000000000000000050.hmsnap.tmp"), "half a snapshot");
+  overwrite(dir.file("snap-00000000000000000060.hmsnap.slices.tmp"), "half a snapshot in slices");
   overwrite(dir.file("unrelated.tmp"), "not ours");
+  overwrite(dir.file("unrelated.slices.tmp"), "not ours either");
   write(Env::posix(), dir.path(), 10);
   LoadedSnapshot snap;
   ASSERT_TRUE(read_latest_snapshot(Env::posix(), dir.path(), &snap, /*remove_stale_temp_files=*/false));
@@ -193,7 +195,9 @@ TEST(Snapshot, StaleTempFilesAreRemovedAtStartup) {
   ASSERT_TRUE(read_latest_snapshot(Env::posix(), dir.path(), &snap));
   EXPECT_EQ(snap.meta.index, 10u);
   EXPECT_FALSE(Env::posix()->file_exists(dir.file("snap-00000000000000000050.hmsnap.tmp")));
+  EXPECT_FALSE(Env::posix()->file_exists(dir.file("snap-00000000000000000060.hmsnap.slices.tmp")));
   EXPECT_TRUE(Env::posix()->file_exists(dir.file("unrelated.tmp")));
+  EXPECT_TRUE(Env::posix()->file_exists(dir.file("unrelated.slices.tmp")));
 }
 
 TEST(Snapshot, RemoveSnapshotsBefore) {
