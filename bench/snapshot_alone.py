@@ -34,7 +34,6 @@ import os
 import re
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ import time
 import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from snapshot_stall import free_port, loadavg  # noqa: E402
+from snapshot_stall import free_port, loadavg, median_spread  # noqa: E402
 from stall_bench import HmdbServer, call, info_fields, redis_benchmark  # noqa: E402
 
 # --- bounds ---
@@ -99,13 +98,6 @@ def snapshot_once(binary, server, port, method, number):
     return out
 
 
-def summary(values):
-    v = [x for x in values if x is not None]
-    if not v:
-        return "-"
-    return f"{statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f})"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -152,8 +144,8 @@ def main():
     print(f"\nmedians (min-max) over {len(results)} snapshot(s); load at the end {loadavg()}")
     print("| producer's / fork's longest ms | loop's longest turn ms | snapshot ms |")
     print("|---|---|---|")
-    print(f"| {summary([r['producer_turn_max_ms'] for r in results])} | {summary([r['turn_max_ms'] for r in results])} "
-          f"| {summary([r['duration_ms'] for r in results])} |")
+    print(f"| {median_spread([r['producer_turn_max_ms'] for r in results])} | {median_spread([r['turn_max_ms'] for r in results])} "
+          f"| {median_spread([r['duration_ms'] for r in results])} |")
     return 0
 
 

@@ -40,7 +40,6 @@ import os
 import re
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,7 +47,7 @@ import time
 import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from snapshot_stall import free_port, loadavg, stop_proc  # noqa: E402
+from snapshot_stall import free_port, loadavg, median_spread, stop_proc  # noqa: E402
 from stall_bench import HmdbServer, call, info_fields, redis_benchmark  # noqa: E402
 
 # --- bounds ---
@@ -144,13 +143,6 @@ def run_one(binary, method, args, work):
         server.stop()
 
 
-def summary(values):
-    v = [x for x in values if x is not None]
-    if not v:
-        return "-"
-    return f"{statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f})"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -194,8 +186,8 @@ def main():
     print("|---|---|---|---|---|")
     for m in methods:
         rs = results[m]
-        print(f"| {m} | {summary([r['turn_max_ms'] for r in rs])} | "
-              f"{summary([r['producer_turn_max_ms'] for r in rs])} | {summary([r['duration_ms'] for r in rs])} | "
+        print(f"| {m} | {median_spread([r['turn_max_ms'] for r in rs])} | "
+              f"{median_spread([r['producer_turn_max_ms'] for r in rs])} | {median_spread([r['duration_ms'] for r in rs])} | "
               f"{sum(r['digest_equal'] for r in rs)} of {len(rs)} |")
     return 0 if all(r["digest_equal"] for rs in results.values() for r in rs) else 1
 

@@ -287,6 +287,14 @@ def percentile(sorted_values, p):
     return sorted_values[k]
 
 
+def median_spread(values):
+    """'median (min-max)' of the values that are not None, one decimal; '-' if none."""
+    v = [x for x in values if x is not None]
+    if not v:
+        return "-"
+    return f"{statistics.median(v):.1f} ({min(v):.1f}-{max(v):.1f})"
+
+
 def find_binaries(build_dir):
     hmdb = os.path.join(build_dir, "apps", "kv", "hmdb")
     bench = os.path.join(build_dir, "bench", "hmdb-bench")
