@@ -376,6 +376,18 @@ double thread_cpu_ms() {
   clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
 }
+// The longest of the timed calls, in wall time and in the thread's CPU time.
+struct Longest {
+  double ms = 0, cpu_ms = 0;
+  template <class F>
+  void time(F&& f) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const double c0 = thread_cpu_ms();
+    f();
+    cpu_ms = std::max(cpu_ms, thread_cpu_ms() - c0);
+    ms = std::max(ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+};
 constexpr size_t kEngineSliceBytes = 64 << 10;  // src/server/options.h's kSnapshotSliceBytes now
 void BM_BigSliceCrossing(benchmark::State& state) {
   const int64_t n = state.range(0);
@@ -384,7 +396,7 @@ void BM_BigSliceCrossing(benchmark::State& state) {
   hmdb::ApplyContext ctx;
   ctx.now_ms = 1'700'000'000'000;
   make_big(host, ctx, n, type);
-  double longest_ms = 0, longest_cpu_ms = 0;
+  Longest longest;
   size_t calls = 0;
   int64_t w = 0;
   for (auto _ : state) {
@@ -396,12 +408,7 @@ void BM_BigSliceCrossing(benchmark::State& state) {
     calls = 0;
     for (bool done = false; !done;) {
       out.clear();
-      const auto t0 = std::chrono::steady_clock::now();
-      const double c0 = thread_cpu_ms();
-      done = p->next(enc, hmdb::SliceBudget{SIZE_MAX, kEngineSliceBytes});
-      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-      longest_ms = std::max(longest_ms, ms);
-      longest_cpu_ms = std::max(longest_cpu_ms, thread_cpu_ms() - c0);
+      longest.time([&] { done = p->next(enc, hmdb::SliceBudget{SIZE_MAX, kEngineSliceBytes}); });
       calls++;
       benchmark::DoNotOptimize(out.data());
       const std::string m = "member:" + std::to_string((w++ * 7919) % n);
@@ -411,8 +418,8 @@ void BM_BigSliceCrossing(benchmark::State& state) {
       else apply_words(host, ctx, {"HSET", "big", m, "changed"});
     }
   }
-  state.counters["longest_call_ms"] = longest_ms;
-  state.counters["longest_call_cpu_ms"] = longest_cpu_ms;
+  state.counters["longest_call_ms"] = longest.ms;
+  state.counters["longest_call_cpu_ms"] = longest.cpu_ms;
   state.counters["calls"] = static_cast<double>(calls);
 }
 BENCHMARK(BM_BigSliceCrossing)->Args({1'000'000, 0, 0})->Args({1'000'000, 2, 0})->Args({1'000'000, 1, 0})
@@ -431,26 +438,22 @@ void BM_BigRename(benchmark::State& state) {
   hmdb::ApplyContext ctx;
   ctx.now_ms = 1'700'000'000'000;
   make_big(host, ctx, n, type);
-  double longest_ms = 0, longest_cpu_ms = 0;
+  Longest longest;
   size_t side = 0;
   for (auto _ : state) {
     state.PauseTiming();
     std::unique_ptr<hmdb::SaveProducer> p;
     if (state.range(2)) p = host.begin_save();
     state.ResumeTiming();
-    const auto t0 = std::chrono::steady_clock::now();
-    const double c0 = thread_cpu_ms();
-    apply_words(host, ctx, {"RENAME", "big", "moved"});
-    longest_cpu_ms = std::max(longest_cpu_ms, thread_cpu_ms() - c0);
-    longest_ms = std::max(longest_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    longest.time([&] { apply_words(host, ctx, {"RENAME", "big", "moved"}); });
     state.PauseTiming();
     if (p) side = static_cast<hmdb::kv::SaveCursor*>(p.get())->side_bytes();
     p.reset();
     apply_words(host, ctx, {"RENAME", "moved", "big"});
     state.ResumeTiming();
   }
-  state.counters["longest_ms"] = longest_ms;
-  state.counters["longest_cpu_ms"] = longest_cpu_ms;
+  state.counters["longest_ms"] = longest.ms;
+  state.counters["longest_cpu_ms"] = longest.cpu_ms;
   state.counters["side_MB"] = static_cast<double>(side) / 1e6;
 }
 BENCHMARK(BM_BigRename)->Args({1'000'000, 0, 0})->Args({1'000'000, 0, 1})->Args({1'000'000, 1, 0})->Args({1'000'000, 1, 1})
@@ -473,7 +476,7 @@ void BM_BigListEdit(benchmark::State& state) {
   make_big(host, ctx, n, 3);
   const std::string mid = "member:" + std::to_string(n / 2), mid_next = "member:" + std::to_string(n / 2 + 1);
   const std::string tail = "member:" + std::to_string(n - 10), tail_next = "member:" + std::to_string(n - 9);
-  double longest_ms = 0, longest_cpu_ms = 0;
+  Longest longest;
   size_t side = 0;
   for (auto _ : state) {
     state.PauseTiming();
@@ -485,14 +488,12 @@ void BM_BigListEdit(benchmark::State& state) {
       p->next(enc, hmdb::SliceBudget{SIZE_MAX, kEngineSliceBytes});  // the cursor inside the list
     }
     state.ResumeTiming();
-    const auto t0 = std::chrono::steady_clock::now();
-    const double c0 = thread_cpu_ms();
-    if (kind == 0) apply_words(host, ctx, {"LINSERT", "big", "BEFORE", mid, "new"});
-    else if (kind == 1) apply_words(host, ctx, {"LREM", "big", "1", mid});
-    else if (kind == 2) apply_words(host, ctx, {"LREM", "big", "-1", tail});
-    else apply_words(host, ctx, {"LREM", "big", "0", mid});
-    longest_cpu_ms = std::max(longest_cpu_ms, thread_cpu_ms() - c0);
-    longest_ms = std::max(longest_ms, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    longest.time([&] {
+      if (kind == 0) apply_words(host, ctx, {"LINSERT", "big", "BEFORE", mid, "new"});
+      else if (kind == 1) apply_words(host, ctx, {"LREM", "big", "1", mid});
+      else if (kind == 2) apply_words(host, ctx, {"LREM", "big", "-1", tail});
+      else apply_words(host, ctx, {"LREM", "big", "0", mid});
+    });
     state.PauseTiming();
     if (p) side = static_cast<hmdb::kv::SaveCursor*>(p.get())->side_bytes();
     p.reset();
@@ -501,8 +502,8 @@ void BM_BigListEdit(benchmark::State& state) {
     else apply_words(host, ctx, {"LINSERT", "big", "BEFORE", mid_next, mid});
     state.ResumeTiming();
   }
-  state.counters["longest_ms"] = longest_ms;
-  state.counters["longest_cpu_ms"] = longest_cpu_ms;
+  state.counters["longest_ms"] = longest.ms;
+  state.counters["longest_cpu_ms"] = longest.cpu_ms;
   state.counters["side_MB"] = static_cast<double>(side) / 1e6;
 }
 BENCHMARK(BM_BigListEdit)->Args({1'000'000, 0, 0})->Args({1'000'000, 0, 1})->Args({1'000'000, 1, 0})->Args({1'000'000, 1, 1})
